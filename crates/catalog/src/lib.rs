@@ -1,1 +1,21 @@
-//! placeholder
+//! Catalog introspection: what the database holds, read from `pg_catalog`.
+//!
+//! [`Catalog::load`] reads, for the schemas pgtrail considers, every ordinary
+//! and partitioned table with its columns, its key (primary key, else replica
+//! identity index), its partitions, and the capture triggers pgtrail put on
+//! it. Planning compares this with the configuration; nothing here writes.
+
+mod model;
+pub mod pg_error;
+mod queries;
+
+pub use model::{Catalog, Column, KeySource, Table, TableKind, Trigger, TriggerState};
+
+/// Errors while reading the catalog.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("could not read the catalog: {}", pg_error::describe(.0))]
+    Query(#[from] tokio_postgres::Error),
+    #[error("unexpected catalog content: {0}")]
+    Unexpected(String),
+}

@@ -1,1 +1,110 @@
-//! placeholder
+//! Parsing and validation of `pgtrail.toml`.
+//!
+//! ```toml
+//! [capture]
+//! schemas = ["public"]              # schemas to consider (default ["public"])
+//! include = ["*"]                   # patterns on "table" or "schema.table" (default ["*"])
+//! exclude = ["sessions", "*_audit"] # default []
+//! images = "diff"                   # "diff" or "full"; default "diff"
+//! ignore_columns = ["updated_at"]   # everywhere; default []
+//! redact_columns = []               # everywhere; default []
+//! auto_attach = false               # default false
+//!
+//! [context]                         # custom settings the app already sets
+//! actor_id = ["app.user_id"]
+//! actor_name = ["app.actor_email", "app.current_user"]
+//! require_actor = false
+//! # also: actor_type, reason, migration, request_id, session_id,
+//! # business_process, ip, user_agent, and [context.extra] for anything else
+//!
+//! [tables."public.students"]
+//! key = ["std_no"]
+//! images = "full"
+//! ```
+//!
+//! Every section and key is optional; an empty file gives
+//! [`Config::default`]. Table names are split as described in [`name`];
+//! patterns and table selection are described in [`matching`].
+//!
+//! Problems are reported as [`ConfigError`]s that point at a line and
+//! column of the file and, where possible, suggest a fix:
+//!
+//! ```
+//! use pgtrail_config::Config;
+//! let err = Config::parse("[capture]\ninclde = [\"*\"]\n", "pgtrail.toml").unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "pgtrail.toml:2:1: unknown key `inclde` in [capture]\n  help: did you mean `include`?"
+//! );
+//! ```
+
+mod diagnose;
+mod error;
+pub mod matching;
+mod model;
+pub mod name;
+mod raw;
+mod setting;
+mod suggest;
+mod validate;
+mod walk;
+
+use std::path::Path;
+
+pub use error::{ConfigError, ErrorKind, Location};
+pub use matching::{ColumnRules, Pattern, PatternError, Selection};
+pub use model::{Capture, Config, Context, DEFAULT_FILE_NAME, Images, TableRule};
+pub use name::{NameError, QualifiedName};
+pub use suggest::suggest;
+
+use error::Source;
+use raw::RawConfig;
+
+impl Config {
+    /// Reads and parses the file at `path`; messages name the file as `path`
+    /// was written.
+    pub fn from_path(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::NotFound {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses `text`; `origin` is the file name used in messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let src = Source { text, origin };
+        let (keys, walk_error) = walk::walk(text);
+        if let Some(walk_error) = walk_error {
+            // Normally a syntax error. The typed pass below reports the same
+            // error, or a better one for the rare documents the walk cannot
+            // handle (a date where a section is expected).
+            return Err(match toml::from_str::<RawConfig>(text) {
+                Err(e) => diagnose::toml_error(src, &e, &keys, ErrorKind::Syntax),
+                Ok(_) => diagnose::toml_error(src, &walk_error, &keys, ErrorKind::Syntax),
+            });
+        }
+        if let Some(key) = keys
+            .iter()
+            .filter(|k| k.unknown.is_some())
+            .min_by_key(|k| k.span.start)
+        {
+            let expected = key.unknown.unwrap_or_default();
+            return Err(diagnose::unknown_key(src, key, expected));
+        }
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| diagnose::toml_error(src, &e, &keys, ErrorKind::InvalidValue))?;
+        validate::build(src, raw)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,41 @@
-//! placeholder
+//! pgtrail: an audit trail for PostgreSQL. Who changed what, when, how and why.
+//!
+//! This crate is the library face of pgtrail; the `pgtrail` binary is built on
+//! it. The work is split by architecture, one crate each:
+//!
+//! | module | crate | what it does |
+//! |---|---|---|
+//! | [`capture`] | `pgtrail-capture` | the SQL installed in the database: trail tables, capture triggers, context |
+//! | [`catalog`] | `pgtrail-catalog` | reads tables, keys, partitions and triggers from `pg_catalog` |
+//! | [`config`] | `pgtrail-config` | parses and checks `pgtrail.toml` |
+//! | [`plan`] | `pgtrail-plan` | config × catalog → steps; `apply` in one transaction; `sql` as a file |
+//! | [`connect`] | here | finds the database from flags, `DATABASE_URL` or libpq variables |
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), pgtrail::Error> {
+//! let config = pgtrail::config::Config::from_path("pgtrail.toml".as_ref())?;
+//! let mut client = pgtrail::connect::connect(&pgtrail::connect::Target::from_env(None)?).await?;
+//! let report = pgtrail::plan::apply(&mut client, &config).await?;
+//! println!("pgtrail {} installed on {} tables", report.version, report.tables.len());
+//! # Ok(()) }
+//! ```
+
+pub mod connect;
+
+pub use pgtrail_capture as capture;
+pub use pgtrail_catalog as catalog;
+pub use pgtrail_config as config;
+pub use pgtrail_plan as plan;
+
+/// Any error of the pgtrail library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] pgtrail_config::ConfigError),
+    #[error(transparent)]
+    Connect(#[from] connect::ConnectError),
+    #[error(transparent)]
+    Plan(#[from] pgtrail_plan::PlanError),
+    #[error(transparent)]
+    Catalog(#[from] pgtrail_catalog::CatalogError),
+}

@@ -1,1 +1,40 @@
-//! placeholder
+//! Planning: from the configuration and the catalog to the steps that make
+//! the database match, and applying them in one transaction.
+//!
+//! - [`resolve`] decides, table by table, what capture should look like
+//!   ([`Desired`]) and reports every config problem against the catalog
+//!   (unknown table, key or column) with its place in the file;
+//! - [`steps`] turns that into [`Step`]s: the install script, then one
+//!   `pgtrail.attach`/`pgtrail.detach` call per table;
+//! - [`apply`] runs them in one transaction under an advisory lock, with every
+//!   value as a bind parameter; [`render`] prints them as one migration file.
+
+mod apply;
+mod desired;
+mod step;
+
+pub use apply::{ApplyReport, TableAction, apply};
+pub use desired::{Desired, DesiredTable, resolve};
+pub use step::{Arg, Step, render, steps};
+
+/// Errors while planning or applying.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The config does not fit the database; each entry names its place in the file.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Config(Vec<pgtrail_config::ConfigError>),
+    #[error(transparent)]
+    Catalog(#[from] pgtrail_catalog::CatalogError),
+    #[error("{context}: {}", pgtrail_catalog::pg_error::describe(.source))]
+    Database {
+        context: String,
+        source: tokio_postgres::Error,
+    },
+}
+
+impl PlanError {
+    pub(crate) fn database(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PlanError {
+        let context = context.into();
+        move |source| PlanError::Database { context, source }
+    }
+}

@@ -1,1 +1,231 @@
-//! placeholder
+//! Test helpers: every integration test gets its own fresh database.
+//!
+//! [`TestDb::new`] creates a uniquely named database (`pgtrail_test_<16 hex>`)
+//! and connects to it; dropping the [`TestDb`] drops the database.
+//!
+//! The server comes from `PGTRAIL_TEST_URL` (an admin URL, set by
+//! `scripts/test` through `with-cluster`, or by CI). When that is unset, the
+//! first `TestDb` in a test process starts one private fast [`Cluster`] that
+//! the rest of the process shares. It lives in a `static`, which is never
+//! dropped; it still cannot outlive the process, because its supervisor stops
+//! the server and deletes its directory as soon as this process exits, however
+//! it exits (see the `pgtrail_cluster` crate docs).
+
+use std::env;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+pub use pgtrail_cluster::{Cluster, ClusterOptions};
+
+/// The environment variable holding the admin URL of the server to test on.
+pub const TEST_URL_ENV: &str = "PGTRAIL_TEST_URL";
+
+/// How long dropping a test database may take before we give up on it.
+const DROP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The private cluster of this test process, when `PGTRAIL_TEST_URL` is unset.
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+/// The directory of the PostgreSQL server binaries (`psql`, `pgbench`, ...),
+/// if installed. Honors `PGTRAIL_PG_BIN`.
+pub fn pg_bin_dir() -> Option<PathBuf> {
+    pgtrail_cluster::find_bin_dir()
+}
+
+/// The admin URL of the server tests run on: `PGTRAIL_TEST_URL`, or this
+/// process's private cluster (started on first use).
+///
+/// # Panics
+///
+/// If the private cluster cannot be started.
+pub fn admin_url() -> String {
+    if let Some(url) = env::var(TEST_URL_ENV).ok().filter(|url| !url.is_empty()) {
+        return url;
+    }
+    let cluster = CLUSTER.get_or_init(|| {
+        Cluster::start(ClusterOptions {
+            fast: true,
+            ..ClusterOptions::default()
+        })
+        .map_err(|error| error.to_string())
+    });
+    match cluster {
+        Ok(cluster) => cluster.url("postgres"),
+        Err(error) => panic!(
+            "cannot start a throwaway PostgreSQL cluster for the tests \
+             (alternatively set {TEST_URL_ENV} to an admin URL of a server): {error}"
+        ),
+    }
+}
+
+/// A fresh database for one test, dropped (with `FORCE`) when this is dropped.
+pub struct TestDb {
+    /// A connection to the test database.
+    pub client: Client,
+    url: String,
+    name: String,
+    admin_url: String,
+}
+
+impl TestDb {
+    /// Creates a fresh database and connects [`TestDb::client`] to it.
+    ///
+    /// Must be called inside a tokio runtime: the connection task is spawned
+    /// on it.
+    ///
+    /// # Panics
+    ///
+    /// If no server is available or the database cannot be created.
+    pub async fn new() -> TestDb {
+        let admin_url = admin_url();
+        let name = format!("pgtrail_test_{:016x}", rand::random::<u64>());
+        let admin = connect_to(&admin_url).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE template0"))
+            .await
+            .unwrap_or_else(|error| panic!("cannot create test database {name}: {error}"));
+        drop(admin);
+        let url = with_dbname(&admin_url, &name);
+        let client = connect_to(&url).await;
+        TestDb {
+            client,
+            url,
+            name,
+            admin_url,
+        }
+    }
+
+    /// Opens another session on the test database.
+    ///
+    /// # Panics
+    ///
+    /// If the connection fails.
+    pub async fn connect(&self) -> Client {
+        connect_to(&self.url).await
+    }
+
+    /// The URL of the test database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The name of the test database.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The admin URL of the server the test database lives on.
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Tests run on current-thread runtimes, where we cannot block on
+        // async work, so drop the database from a thread with its own runtime.
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        let dropper = std::thread::Builder::new()
+            .name(format!("drop {name}"))
+            .spawn(move || drop_database(&admin_url, &name));
+        let outcome = match dropper {
+            Ok(handle) => match handle.join() {
+                Ok(result) => result,
+                Err(_) => Err("the dropping thread panicked".to_owned()),
+            },
+            Err(error) => Err(format!("cannot spawn a thread: {error}")),
+        };
+        if let Err(error) = outcome {
+            eprintln!(
+                "pgtrail-testkit: cannot drop test database {}: {error}",
+                self.name
+            );
+        }
+    }
+}
+
+fn drop_database(admin_url: &str, name: &str) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot build a tokio runtime: {error}"))?;
+    runtime.block_on(async {
+        let work = async {
+            let (client, connection) = tokio_postgres::connect(admin_url, NoTls)
+                .await
+                .map_err(|error| format!("cannot connect to {admin_url}: {error}"))?;
+            let connection = tokio::spawn(connection);
+            let result = client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await
+                .map_err(|error| error.to_string());
+            drop(client);
+            let _ = connection.await;
+            result
+        };
+        tokio::time::timeout(DROP_TIMEOUT, work)
+            .await
+            .unwrap_or_else(|_| Err(format!("timed out after {DROP_TIMEOUT:?}")))
+    })
+}
+
+async fn connect_to(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|error| panic!("cannot connect to {url}: {error}"));
+    tokio::spawn(async move {
+        // Errors here surface on the client; a forced DROP DATABASE at the
+        // end of a test terminates the session on purpose.
+        let _ = connection.await;
+    });
+    client
+}
+
+/// `url` with its database replaced by `dbname`. Handles `postgres://` and
+/// `postgresql://` URLs and `key=value` connection strings.
+fn with_dbname(url: &str, dbname: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        // key=value: a later dbname overrides an earlier one.
+        return format!("{url} dbname={dbname}");
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let after_authority = &rest[authority_end..];
+    let query = after_authority.find('?').map_or("", |i| &after_authority[i..]);
+    format!("{}{}/{dbname}{query}", &url[..scheme_end], &rest[..authority_end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_dbname;
+
+    #[test]
+    fn replaces_the_database_in_urls() {
+        let cases = [
+            (
+                "postgres://postgres@127.0.0.1:5433/postgres",
+                "postgres://postgres@127.0.0.1:5433/t1",
+            ),
+            (
+                "postgresql://u:p@h/db?sslmode=disable",
+                "postgresql://u:p@h/t1?sslmode=disable",
+            ),
+            ("postgres://h:1", "postgres://h:1/t1"),
+            (
+                "postgres://h:1?application_name=x",
+                "postgres://h:1/t1?application_name=x",
+            ),
+            (
+                "host=/tmp port=5 dbname=postgres",
+                "host=/tmp port=5 dbname=postgres dbname=t1",
+            ),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(with_dbname(url, "t1"), expected, "{url}");
+        }
+    }
+}

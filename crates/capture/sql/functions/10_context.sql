@@ -1,0 +1,162 @@
+-- Who is acting and why: the context an application sets for its transaction,
+-- and the record of it that capture writes once per transaction.
+
+-- Sets the context for the current transaction only (set_config(..., true)),
+-- so it can never leak into the next transaction on a pooled connection.
+-- Calling it again inside the same transaction starts a new context for the
+-- changes that follow; changes already made keep the context they had.
+CREATE OR REPLACE FUNCTION pgtrail.set_context(
+    actor_id   text  DEFAULT NULL,
+    actor_name text  DEFAULT NULL,
+    actor_type text  DEFAULT NULL,
+    reason     text  DEFAULT NULL,
+    extra      jsonb DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_seq integer;
+BEGIN
+    IF extra IS NOT NULL AND jsonb_typeof(extra) <> 'object' THEN
+        RAISE EXCEPTION 'pgtrail.set_context: extra must be a JSON object, got %', jsonb_typeof(extra)
+            USING ERRCODE = '22023',
+                  HINT = 'Pass e.g. ''{"request_id": "r-1", "business_process": "refund"}''::jsonb.';
+    END IF;
+    v_seq := CASE WHEN current_setting('pgtrail.context_seq', true) ~ '^[0-9]{1,5}$'
+                  THEN least(current_setting('pgtrail.context_seq', true)::integer + 1, 32767)
+                  ELSE 1 END;
+    PERFORM set_config('pgtrail.actor_id', coalesce(actor_id, ''), true);
+    PERFORM set_config('pgtrail.actor_name', coalesce(actor_name, ''), true);
+    PERFORM set_config('pgtrail.actor_type', coalesce(actor_type, ''), true);
+    PERFORM set_config('pgtrail.reason', coalesce(reason, ''), true);
+    PERFORM set_config('pgtrail.context', coalesce(extra::text, ''), true);
+    PERFORM set_config('pgtrail.context_seq', v_seq::text, true);
+END
+$fn$;
+
+COMMENT ON FUNCTION pgtrail.set_context(text, text, text, text, jsonb) IS
+    'Sets who is acting and why for the current transaction only. extra holds anything else: request_id, business_process, migration, ip, user_agent, ...';
+
+-- The first non-empty value among pgtrail.<field> and the settings mapped to
+-- <field> in pgtrail.toml's [context] section.
+CREATE OR REPLACE FUNCTION pgtrail._context_value(p_field text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT v
+    FROM (
+        SELECT 0 AS position, nullif(current_setting('pgtrail.' || p_field, true), '') AS v
+        UNION ALL
+        SELECT s.position + 1, nullif(current_setting(s.setting, true), '')
+        FROM pgtrail.context_source AS s
+        WHERE s.field = p_field
+    ) AS candidates
+    WHERE v IS NOT NULL
+    ORDER BY position
+    LIMIT 1
+$fn$;
+
+-- Returns the context number of the current transaction, writing its record
+-- first if this is the transaction's first change under that context.
+-- Refuses the change when an actor is required and none is set.
+CREATE OR REPLACE FUNCTION pgtrail._record_transaction(p_txid bigint, p_table text)
+RETURNS smallint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_ctx      smallint;
+    v_raw      text;
+    v_extra    jsonb;
+    v_actor_id text;
+    v_name     text;
+    v_type     text;
+BEGIN
+    v_raw := current_setting('pgtrail.context_seq', true);
+    v_ctx := CASE WHEN v_raw ~ '^[0-9]{1,5}$' THEN least(v_raw::integer, 32767) ELSE 0 END;
+
+    PERFORM FROM pgtrail.transaction WHERE txid = p_txid AND ctx = v_ctx;
+    IF FOUND THEN
+        RETURN v_ctx;
+    END IF;
+
+    -- extra context: set_context's extra, then pgtrail.<key> and mapped settings.
+    v_raw := nullif(current_setting('pgtrail.context', true), '');
+    IF v_raw IS NOT NULL THEN
+        BEGIN
+            v_extra := v_raw::jsonb;
+            IF jsonb_typeof(v_extra) <> 'object' THEN
+                v_extra := jsonb_build_object('context', v_extra);
+            END IF;
+        EXCEPTION WHEN others THEN
+            v_extra := jsonb_build_object('unparsed_context', v_raw);
+        END;
+    END IF;
+    SELECT coalesce(v_extra, '{}'::jsonb) || coalesce(jsonb_object_agg(f.field, f.v), '{}'::jsonb)
+    INTO v_extra
+    FROM (
+        SELECT k.field, pgtrail._context_value(k.field) AS v
+        FROM (SELECT DISTINCT s.field FROM pgtrail.context_source AS s
+              UNION
+              SELECT unnest(ARRAY['migration', 'request_id', 'session_id', 'business_process',
+                                  'ip', 'user_agent'])) AS k(field)
+        WHERE k.field NOT IN ('actor_id', 'actor_name', 'actor_type', 'reason')
+    ) AS f
+    WHERE f.v IS NOT NULL AND NOT coalesce(v_extra ? f.field, false);
+    IF v_extra = '{}'::jsonb THEN
+        v_extra := NULL;
+    END IF;
+
+    v_actor_id := pgtrail._context_value('actor_id');
+    v_name := pgtrail._context_value('actor_name');
+    v_type := pgtrail._context_value('actor_type');
+
+    IF v_actor_id IS NULL AND v_name IS NULL
+       AND coalesce(v_type, '') <> 'migration'
+       AND NOT coalesce(v_extra ? 'migration', false)
+       AND EXISTS (SELECT FROM pgtrail.setting WHERE name = 'require_actor' AND value = 'true')
+    THEN
+        RAISE EXCEPTION 'pgtrail: change to % has no actor', p_table
+            USING ERRCODE = 'PGTR1',
+                  DETAIL = 'This database requires every audited change to say who made it (require_actor = true).',
+                  HINT = 'In the same transaction, run SELECT pgtrail.set_context(actor_id => ''42'', actor_name => ''alice@example.com''); '
+                      || 'or SET LOCAL pgtrail.actor_id = ''42''; migrations may set pgtrail.set_context(actor_type => ''migration'', extra => ''{"migration": "name"}'').';
+    END IF;
+
+    INSERT INTO pgtrail.transaction (
+        txid, ctx, started_at, recorded_at, actor_id, actor_name, actor_type, reason, context,
+        db_user, db_role, application_name, client_addr, client_port, backend_pid)
+    VALUES (
+        p_txid, v_ctx, transaction_timestamp(), clock_timestamp(), v_actor_id, v_name, v_type,
+        pgtrail._context_value('reason'), v_extra,
+        session_user, nullif(current_setting('role'), 'none'),
+        nullif(current_setting('application_name'), ''),
+        inet_client_addr(), inet_client_port(), pg_backend_pid());
+    RETURN v_ctx;
+END
+$fn$;
+
+-- Replaces the installation's context settings: which client settings feed
+-- which field ({"actor_id": ["app.user_id"], "migration": [...]}) and
+-- whether every change needs an actor. Called by `pgtrail apply`.
+CREATE OR REPLACE FUNCTION pgtrail.configure_context(p_sources jsonb, p_require_actor boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF jsonb_typeof(p_sources) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'pgtrail.configure_context: sources must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM pgtrail.context_source;
+    INSERT INTO pgtrail.context_source (field, position, setting)
+    SELECT f.key, s.position::integer, s.setting
+    FROM jsonb_each(p_sources) AS f
+    CROSS JOIN LATERAL jsonb_array_elements_text(f.value) WITH ORDINALITY AS s(setting, position);
+    INSERT INTO pgtrail.setting (name, value) VALUES ('require_actor', p_require_actor::text)
+    ON CONFLICT (name) DO UPDATE SET value = excluded.value;
+END
+$fn$;

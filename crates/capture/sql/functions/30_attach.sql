@@ -1,0 +1,160 @@
+-- Attaching capture to a table and detaching it. `pgtrail apply` calls these
+-- with the settings it derived from pgtrail.toml and the catalog.
+
+-- The names of pgtrail's capture triggers; `pgtrail check` looks for exactly these.
+CREATE OR REPLACE FUNCTION pgtrail.trigger_names()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT ARRAY['pgtrail_capture_insert', 'pgtrail_capture_update',
+                 'pgtrail_capture_delete', 'pgtrail_capture_truncate']
+$fn$;
+
+-- The audited-table id a capture trigger passes (its first argument), or NULL.
+CREATE OR REPLACE FUNCTION pgtrail._trigger_table_id(p_args bytea)
+RETURNS integer
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE WHEN a ~ '^[0-9]{1,9}$' THEN a::integer END
+    FROM (SELECT split_part(encode(p_args, 'escape'), '\000', 1) AS a) AS s
+$fn$;
+
+-- (Re)creates the capture triggers on one table: a partitioned table gets them
+-- on itself and on every partition, all recording under the parent's id.
+CREATE OR REPLACE FUNCTION pgtrail._create_triggers(p_table regclass, p_id integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_name text;
+    v_rel  regclass;
+BEGIN
+    FOR v_rel IN
+        SELECT p_table
+        UNION ALL
+        SELECT relid FROM pg_partition_tree(p_table) WHERE relid <> p_table
+    LOOP
+        FOR v_name IN
+            SELECT tgname FROM pg_trigger WHERE tgrelid = v_rel AND tgname = ANY (pgtrail.trigger_names())
+        LOOP
+            EXECUTE format('DROP TRIGGER %I ON %s', v_name, v_rel);
+        END LOOP;
+        EXECUTE format(
+            'CREATE TRIGGER pgtrail_capture_insert AFTER INSERT ON %s '
+            'REFERENCING NEW TABLE AS pgtrail_new FOR EACH STATEMENT '
+            'EXECUTE FUNCTION pgtrail.capture_insert(%L)', v_rel, p_id);
+        EXECUTE format(
+            'CREATE TRIGGER pgtrail_capture_update AFTER UPDATE ON %s '
+            'REFERENCING OLD TABLE AS pgtrail_old NEW TABLE AS pgtrail_new FOR EACH STATEMENT '
+            'EXECUTE FUNCTION pgtrail.capture_update(%L)', v_rel, p_id);
+        EXECUTE format(
+            'CREATE TRIGGER pgtrail_capture_delete AFTER DELETE ON %s '
+            'REFERENCING OLD TABLE AS pgtrail_old FOR EACH STATEMENT '
+            'EXECUTE FUNCTION pgtrail.capture_delete(%L)', v_rel, p_id);
+        EXECUTE format(
+            'CREATE TRIGGER pgtrail_capture_truncate AFTER TRUNCATE ON %s '
+            'FOR EACH STATEMENT EXECUTE FUNCTION pgtrail.capture_truncate(%L)', v_rel, p_id);
+    END LOOP;
+END
+$fn$;
+
+-- Starts (or updates) capture on a table. Returns the table's id in
+-- pgtrail.audited_table. Idempotent: running it again with the same settings
+-- leaves the same triggers and the same id.
+CREATE OR REPLACE FUNCTION pgtrail.attach(
+    p_table          regclass,
+    p_key_columns    text[],
+    p_key_kind       text,
+    p_images         text   DEFAULT 'diff',
+    p_ignore_columns text[] DEFAULT '{}',
+    p_redact_columns text[] DEFAULT '{}'
+) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_schema  text;
+    v_name    text;
+    v_id      integer;
+    v_missing text;
+BEGIN
+    SELECT n.nspname, c.relname INTO v_schema, v_name
+    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE c.oid = p_table AND c.relkind IN ('r', 'p');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgtrail.attach: % is not a table', p_table USING ERRCODE = '42809';
+    END IF;
+    IF EXISTS (SELECT FROM pg_class WHERE oid = p_table AND relispartition) THEN
+        RAISE EXCEPTION 'pgtrail.attach: % is a partition; attach its partitioned parent instead', p_table
+            USING ERRCODE = '42809';
+    END IF;
+    SELECT string_agg(format('%I', c), ', ') INTO v_missing
+    FROM unnest(p_key_columns || p_ignore_columns || p_redact_columns) AS c
+    WHERE NOT EXISTS (SELECT FROM pg_attribute
+                      WHERE attrelid = p_table AND attname = c AND attnum > 0 AND NOT attisdropped);
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'pgtrail.attach: % has no column %', p_table, v_missing USING ERRCODE = '42703';
+    END IF;
+
+    -- A table keeps its id across renames: reuse the id its triggers carry.
+    SELECT pgtrail._trigger_table_id(t.tgargs) INTO v_id
+    FROM pg_trigger AS t
+    WHERE t.tgrelid = p_table AND t.tgname = 'pgtrail_capture_insert';
+    IF v_id IS NOT NULL AND NOT EXISTS (SELECT FROM pgtrail.audited_table WHERE id = v_id) THEN
+        v_id := NULL;
+    END IF;
+
+    IF v_id IS NOT NULL THEN
+        UPDATE pgtrail.audited_table
+        SET table_schema = v_schema, table_name = v_name,
+            key_columns = p_key_columns, key_kind = p_key_kind, images = p_images,
+            ignore_columns = p_ignore_columns, redact_columns = p_redact_columns,
+            attached_at = coalesce(attached_at, clock_timestamp()), detached_at = NULL
+        WHERE id = v_id;
+    ELSE
+        INSERT INTO pgtrail.audited_table AS a
+            (table_schema, table_name, key_columns, key_kind, images, ignore_columns, redact_columns, attached_at)
+        VALUES (v_schema, v_name, p_key_columns, p_key_kind, p_images, p_ignore_columns, p_redact_columns,
+                clock_timestamp())
+        ON CONFLICT (table_schema, table_name) DO UPDATE
+        SET key_columns = excluded.key_columns, key_kind = excluded.key_kind, images = excluded.images,
+            ignore_columns = excluded.ignore_columns, redact_columns = excluded.redact_columns,
+            attached_at = CASE WHEN a.detached_at IS NULL THEN a.attached_at ELSE excluded.attached_at END,
+            detached_at = NULL
+        RETURNING id INTO v_id;
+    END IF;
+
+    PERFORM pgtrail._create_triggers(p_table, v_id);
+    RETURN v_id;
+END
+$fn$;
+
+-- Stops capture on a table. The trail of the table stays.
+CREATE OR REPLACE FUNCTION pgtrail.detach(p_table regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_name text;
+    v_rel  regclass;
+BEGIN
+    FOR v_rel IN
+        SELECT p_table UNION ALL SELECT relid FROM pg_partition_tree(p_table) WHERE relid <> p_table
+    LOOP
+        FOR v_name IN
+            SELECT tgname FROM pg_trigger WHERE tgrelid = v_rel AND tgname = ANY (pgtrail.trigger_names())
+        LOOP
+            EXECUTE format('DROP TRIGGER %I ON %s', v_name, v_rel);
+        END LOOP;
+    END LOOP;
+    UPDATE pgtrail.audited_table AS a
+    SET detached_at = clock_timestamp()
+    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE c.oid = p_table AND a.table_schema = n.nspname AND a.table_name = c.relname
+      AND a.detached_at IS NULL;
+END
+$fn$;

@@ -1,0 +1,176 @@
+//! Assembles the install script from the `.sql` files.
+
+use crate::quote;
+
+/// The version of pgtrail this crate installs.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The names of the capture triggers pgtrail puts on every audited table
+/// (and on every partition of an audited partitioned table).
+pub const TRIGGER_NAMES: [&str; 4] = [
+    "pgtrail_capture_insert",
+    "pgtrail_capture_update",
+    "pgtrail_capture_delete",
+    "pgtrail_capture_truncate",
+];
+
+/// One `.sql` file of the install.
+#[derive(Debug, Clone, Copy)]
+pub struct SqlFile {
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// A migration: run once, in order, recorded in `pgtrail.migration`.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub number: u32,
+    pub file: SqlFile,
+}
+
+macro_rules! sql_file {
+    ($dir:literal, $name:literal) => {
+        SqlFile {
+            name: $name,
+            sql: include_str!(concat!("../sql/", $dir, "/", $name)),
+        }
+    };
+}
+
+/// Every migration, in the order they run.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    number: 1,
+    file: sql_file!("migrations", "0001_trail.sql"),
+}];
+
+/// Functions, views, guards and privileges, re-created on every install.
+pub const FUNCTIONS: &[SqlFile] = &[
+    sql_file!("functions", "10_context.sql"),
+    sql_file!("functions", "20_capture.sql"),
+    sql_file!("functions", "30_attach.sql"),
+    sql_file!("functions", "40_append_only.sql"),
+    sql_file!("functions", "50_changes_view.sql"),
+    sql_file!("functions", "90_privileges.sql"),
+];
+
+/// The whole install as one script: safe to run on an empty database, on an
+/// older pgtrail (it upgrades) and on the same version (it changes nothing
+/// that matters). It does not attach any table; see `pgtrail.attach`.
+///
+/// The script does not open a transaction itself, so callers decide: `pgtrail
+/// apply` wraps it in one, and `pgtrail sql` prints it between BEGIN and COMMIT.
+pub fn install_script() -> String {
+    let mut out = String::new();
+    out.push_str("-- pgtrail ");
+    out.push_str(VERSION);
+    out.push_str(": schema, migrations, capture functions.\n");
+    out.push_str(BOOTSTRAP);
+    for migration in MIGRATIONS {
+        out.push_str(&guarded_migration(migration));
+    }
+    for file in FUNCTIONS {
+        out.push_str(&format!("\n-- {}\n", file.name));
+        out.push_str(file.sql);
+    }
+    out.push_str(&version_function());
+    out
+}
+
+/// What must exist before migrations can be counted.
+const BOOTSTRAP: &str = "
+CREATE SCHEMA IF NOT EXISTS pgtrail;
+COMMENT ON SCHEMA pgtrail IS 'pgtrail: the audit trail (who changed what, when, how and why).';
+CREATE TABLE IF NOT EXISTS pgtrail.migration (
+    number          integer     PRIMARY KEY,
+    name            text        NOT NULL,
+    applied_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    pgtrail_version text        NOT NULL
+);
+";
+
+/// A migration that runs only if it has not run before. The body goes through
+/// EXECUTE in a dollar-quoted string whose tag never occurs in the body.
+fn guarded_migration(migration: &Migration) -> String {
+    let tag = dollar_tag(migration.file.sql, &format!("pgtrail_m{:04}", migration.number));
+    format!(
+        "\n-- migration {number}: {name}\n\
+         DO ${tag}$\nBEGIN\n\
+         IF NOT EXISTS (SELECT FROM pgtrail.migration WHERE number = {number}) THEN\n\
+         EXECUTE ${tag}_body$\n{body}\n${tag}_body$;\n\
+         INSERT INTO pgtrail.migration (number, name, pgtrail_version) VALUES ({number}, {name_lit}, {version_lit});\n\
+         END IF;\nEND\n${tag}$;\n",
+        number = migration.number,
+        name = migration.file.name,
+        name_lit = quote::literal(migration.file.name),
+        version_lit = quote::literal(VERSION),
+        tag = tag,
+        body = migration.file.sql.trim_end(),
+    )
+}
+
+/// A dollar-quote tag based on `base` that does not occur in `body`.
+fn dollar_tag(body: &str, base: &str) -> String {
+    let mut tag = base.to_string();
+    while body.contains(&format!("${tag}")) {
+        tag.push('x');
+    }
+    tag
+}
+
+fn version_function() -> String {
+    format!(
+        "\n-- version\n\
+         CREATE OR REPLACE FUNCTION pgtrail.version() RETURNS text\n\
+         LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp\n\
+         AS $fn$ SELECT {} $fn$;\n\
+         GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;\n",
+        quote::literal(VERSION)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_in_order_without_gaps() {
+        for (index, migration) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(migration.number as usize, index + 1);
+            assert!(
+                migration
+                    .file
+                    .name
+                    .starts_with(&format!("{:04}_", migration.number))
+            );
+        }
+    }
+
+    #[test]
+    fn script_contains_every_file_once() {
+        let script = install_script();
+        for file in FUNCTIONS {
+            assert_eq!(script.matches(&format!("-- {}\n", file.name)).count(), 1);
+        }
+        assert!(script.contains("CREATE OR REPLACE FUNCTION pgtrail.version()"));
+    }
+
+    #[test]
+    fn dollar_tags_avoid_the_body() {
+        assert_eq!(dollar_tag("SELECT 1", "t"), "t");
+        assert_eq!(dollar_tag("SELECT $t$x$t$", "t"), "tx");
+    }
+
+    #[test]
+    fn trigger_names_match_the_sql() {
+        let attach = FUNCTIONS
+            .iter()
+            .find(|f| f.name == "30_attach.sql")
+            .map(|f| f.sql);
+        for name in TRIGGER_NAMES {
+            assert!(
+                attach.is_some_and(|sql| sql.contains(name)),
+                "{name} missing from attach.sql"
+            );
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! One module per subcommand; `run` dispatches.
+
+mod apply;
+mod sql;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use pgtrail::config::Config;
+
+use crate::cli::{Cli, Command, Global};
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Apply => apply::run(&cli.global).await,
+        Command::Sql => sql::run(&cli.global).await,
+    }
+}
+
+/// The config named by `--config`.
+fn load_config(global: &Global) -> Result<Config> {
+    Ok(Config::from_path(&global.config)?)
+}
+
+/// A connection to the database named by the flags or the environment.
+async fn connect(global: &Global) -> Result<tokio_postgres::Client> {
+    let target = pgtrail::connect::Target::from_env(global.database_url.as_deref())?;
+    pgtrail::connect::connect(&target)
+        .await
+        .with_context(|| format!("connecting to {} (from {})", target.describe(), target.source))
+}

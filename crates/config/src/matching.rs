@@ -1,0 +1,384 @@
+//! Which tables the configuration selects, and the column rules for each.
+//!
+//! # Patterns
+//!
+//! `capture.include` and `capture.exclude` hold glob patterns (`*`, `?`,
+//! `[abc]`, `[!abc]`) split like table names (see [`crate::name`]): a pattern
+//! with an unquoted dot, such as `audit.*` or `public.*_log`, matches the
+//! schema against the part before the dot and the table against the part
+//! after it; a pattern without one, such as `*_audit`, matches the table name
+//! in any considered schema. A quoted part (`"my.schema".*`) is matched
+//! literally, without glob characters. Matching is case-sensitive.
+//!
+//! # Selection
+//!
+//! [`Config::selects`] decides, in this order:
+//!
+//! 1. a table whose schema is not in `capture.schemas` is
+//!    [`Selection::NotCovered`];
+//! 2. a table matching any `exclude` pattern is [`Selection::Excluded`]
+//!    (exclude wins over everything else);
+//! 3. a table with a `[tables."..."]` section (see [`Config::table_rules_for`])
+//!    is [`Selection::Included`], whether or not an `include` pattern matches;
+//! 4. a table matching any `include` pattern is [`Selection::Included`];
+//! 5. anything else is [`Selection::NotCovered`].
+
+use std::fmt;
+
+use crate::model::{Config, Images, TableRule};
+use crate::name::{NameError, split_parts};
+
+/// Why a pattern is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// The pattern does not split into `table` or `schema.table`.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// A part is not a valid glob.
+    #[error("`{pattern}` is not a valid glob: {message}")]
+    Glob {
+        /// The whole pattern as written.
+        pattern: String,
+        /// What the glob parser said.
+        message: String,
+    },
+}
+
+/// A glob pattern on `table` or `schema.table`, with its source text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    source: String,
+    schema: Option<glob::Pattern>,
+    table: glob::Pattern,
+}
+
+impl Pattern {
+    /// Compiles a pattern (see the module documentation).
+    pub fn new(source: &str) -> Result<Pattern, PatternError> {
+        let compile = |part: &crate::name::Part| {
+            let glob = if part.quoted {
+                glob::Pattern::escape(&part.text)
+            } else {
+                part.text.clone()
+            };
+            glob::Pattern::new(&glob).map_err(|e| PatternError::Glob {
+                pattern: source.to_string(),
+                message: e.msg.to_string(),
+            })
+        };
+        let parts = split_parts(source)?;
+        let (schema, table) = match parts.as_slice() {
+            [table] => (None, compile(table)?),
+            [schema, table] => (Some(compile(schema)?), compile(table)?),
+            _ => return Err(NameError::TooManyParts(source.to_string()).into()),
+        };
+        Ok(Pattern {
+            source: source.to_string(),
+            schema,
+            table,
+        })
+    }
+
+    /// The pattern `*`, matching every table.
+    pub fn any() -> Pattern {
+        Pattern {
+            source: "*".to_string(),
+            schema: None,
+            table: glob::Pattern::new("*").expect("`*` is a valid glob"),
+        }
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the pattern matches the table `schema.table`.
+    pub fn matches_table(&self, schema: &str, table: &str) -> bool {
+        let options = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: false,
+            require_literal_leading_dot: false,
+        };
+        self.schema
+            .as_ref()
+            .is_none_or(|s| s.matches_with(schema, options))
+            && self.table.matches_with(table, options)
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// Whether a table is captured; see the module documentation for the rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// The table is captured.
+    Included,
+    /// The table matches an `exclude` pattern.
+    Excluded {
+        /// The first matching `exclude` pattern, as written.
+        pattern: String,
+    },
+    /// The table's schema is not in `capture.schemas`, or nothing includes it.
+    NotCovered,
+}
+
+/// The column settings for one table: global settings merged with its
+/// `[tables."..."]` sections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnRules {
+    /// Columns not recorded: `capture.ignore_columns` followed by the
+    /// table's own, without duplicates.
+    pub ignore: Vec<String>,
+    /// Columns redacted: `capture.redact_columns` followed by the table's
+    /// own, without duplicates.
+    pub redact: Vec<String>,
+    /// The table's `images`, or else `capture.images`.
+    pub images: Images,
+    /// The table's `key` override, if any.
+    pub key: Option<Vec<String>>,
+}
+
+impl Config {
+    /// The `[tables."..."]` sections that apply to `schema.table`: the
+    /// schema-qualified one first, then the one written without a schema
+    /// (which applies to a table of that name in any considered schema).
+    pub fn table_rules_for(&self, schema: &str, table: &str) -> Vec<&TableRule> {
+        if !self.capture.schemas.iter().any(|s| s == schema) {
+            return Vec::new();
+        }
+        let mut rules: Vec<&TableRule> = self
+            .tables
+            .iter()
+            .filter(|rule| rule.name.matches(schema, table))
+            .collect();
+        rules.sort_by_key(|rule| rule.name.schema.is_none());
+        rules
+    }
+
+    /// Whether `schema.table` is captured. In order: a schema not in
+    /// `capture.schemas` gives [`Selection::NotCovered`]; a matching `exclude`
+    /// pattern gives [`Selection::Excluded`]; a `[tables."..."]` section for
+    /// the table (see [`Config::table_rules_for`]) or a matching `include`
+    /// pattern gives [`Selection::Included`]; anything else is
+    /// [`Selection::NotCovered`].
+    pub fn selects(&self, schema: &str, table: &str) -> Selection {
+        if !self.capture.schemas.iter().any(|s| s == schema) {
+            return Selection::NotCovered;
+        }
+        if let Some(pattern) = self
+            .capture
+            .exclude
+            .iter()
+            .find(|p| p.matches_table(schema, table))
+        {
+            return Selection::Excluded {
+                pattern: pattern.as_str().to_string(),
+            };
+        }
+        let listed = !self.table_rules_for(schema, table).is_empty();
+        if listed
+            || self
+                .capture
+                .include
+                .iter()
+                .any(|p| p.matches_table(schema, table))
+        {
+            Selection::Included
+        } else {
+            Selection::NotCovered
+        }
+    }
+
+    /// The column settings for `schema.table`, merging the global settings
+    /// with the table's sections (see [`Config::table_rules_for`]; for
+    /// `images` and `key` the schema-qualified section wins).
+    pub fn columns_for(&self, schema: &str, table: &str) -> ColumnRules {
+        let rules = self.table_rules_for(schema, table);
+        let union = |global: &[String], per_table: fn(&TableRule) -> &[String]| {
+            let mut out: Vec<String> = Vec::new();
+            let all = global.iter().chain(rules.iter().flat_map(|r| per_table(r)));
+            for column in all {
+                if !out.contains(column) {
+                    out.push(column.clone());
+                }
+            }
+            out
+        };
+        ColumnRules {
+            ignore: union(&self.capture.ignore_columns, |r| &r.ignore_columns),
+            redact: union(&self.capture.redact_columns, |r| &r.redact_columns),
+            images: rules.iter().find_map(|r| r.images).unwrap_or(self.capture.images),
+            key: rules.iter().find_map(|r| r.key.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Location;
+    use crate::name::QualifiedName;
+
+    fn pattern(s: &str) -> Pattern {
+        Pattern::new(s).unwrap()
+    }
+
+    #[test]
+    fn bare_patterns_match_table_names() {
+        let p = pattern("*_audit");
+        assert!(p.matches_table("public", "users_audit"));
+        assert!(p.matches_table("app", "users_audit"));
+        assert!(!p.matches_table("public", "users"));
+        assert!(pattern("*").matches_table("x", "Order Items"));
+        assert!(pattern("sessions").matches_table("public", "sessions"));
+    }
+
+    #[test]
+    fn qualified_patterns_match_schema_and_table() {
+        let p = pattern("audit.*");
+        assert!(p.matches_table("audit", "anything"));
+        assert!(!p.matches_table("public", "audit"));
+        let p = pattern("pub*.user?");
+        assert!(p.matches_table("public", "users"));
+        assert!(!p.matches_table("public", "user"));
+    }
+
+    #[test]
+    fn matching_is_case_sensitive() {
+        assert!(!pattern("users").matches_table("public", "Users"));
+        assert!(!pattern("Public.*").matches_table("public", "users"));
+    }
+
+    #[test]
+    fn quoted_parts_are_literal() {
+        let p = pattern(r#""my.schema".*"#);
+        assert!(p.matches_table("my.schema", "t"));
+        assert!(!p.matches_table("my", "schema"));
+        let p = pattern(r#""a*""#);
+        assert!(p.matches_table("s", "a*"));
+        assert!(!p.matches_table("s", "ab"));
+    }
+
+    #[test]
+    fn invalid_patterns() {
+        assert!(matches!(Pattern::new("[abc"), Err(PatternError::Glob { .. })));
+        assert!(matches!(Pattern::new("a**"), Err(PatternError::Glob { .. })));
+        assert!(matches!(
+            Pattern::new("a.b.c"),
+            Err(PatternError::Name(NameError::TooManyParts(_)))
+        ));
+        assert!(matches!(
+            Pattern::new(""),
+            Err(PatternError::Name(NameError::Empty))
+        ));
+    }
+
+    fn rule(name: QualifiedName) -> TableRule {
+        TableRule {
+            name,
+            key: None,
+            images: None,
+            ignore_columns: Vec::new(),
+            redact_columns: Vec::new(),
+            location: Location::new(1, 1),
+            key_location: Vec::new(),
+        }
+    }
+
+    fn config() -> Config {
+        let mut config = Config::default();
+        config.capture.schemas = vec!["public".into(), "app".into()];
+        config.capture.include = vec![pattern("public.*"), pattern("orders")];
+        config.capture.exclude = vec![pattern("sessions"), pattern("*_audit")];
+        config.tables = vec![
+            rule(QualifiedName::new("app", "students")),
+            rule(QualifiedName::new("app", "users_audit")),
+            rule(QualifiedName::bare("teachers")),
+        ];
+        config
+    }
+
+    #[test]
+    fn selection_precedence() {
+        let config = config();
+        // Schema not considered: not covered, even when a pattern would match.
+        assert_eq!(config.selects("other", "orders"), Selection::NotCovered);
+        // Included by a qualified pattern and by a bare one.
+        assert_eq!(config.selects("public", "users"), Selection::Included);
+        assert_eq!(config.selects("app", "orders"), Selection::Included);
+        // No include pattern matches.
+        assert_eq!(config.selects("app", "users"), Selection::NotCovered);
+        // Exclude wins over include.
+        assert_eq!(
+            config.selects("public", "sessions"),
+            Selection::Excluded {
+                pattern: "sessions".into()
+            }
+        );
+        // Listed in [tables]: included without an include pattern...
+        assert_eq!(config.selects("app", "students"), Selection::Included);
+        assert_eq!(config.selects("app", "teachers"), Selection::Included);
+        // ...unless excluded.
+        assert_eq!(
+            config.selects("app", "users_audit"),
+            Selection::Excluded {
+                pattern: "*_audit".into()
+            }
+        );
+    }
+
+    #[test]
+    fn empty_include_covers_only_listed_tables() {
+        let mut config = config();
+        config.capture.include.clear();
+        assert_eq!(config.selects("public", "users"), Selection::NotCovered);
+        assert_eq!(config.selects("app", "students"), Selection::Included);
+    }
+
+    #[test]
+    fn column_rules_merge() {
+        let mut config = config();
+        config.capture.ignore_columns = vec!["updated_at".into()];
+        config.capture.redact_columns = vec!["ssn".into()];
+        config.capture.images = Images::Diff;
+        let mut qualified = rule(QualifiedName::new("app", "teachers"));
+        qualified.images = Some(Images::Full);
+        qualified.key = Some(vec!["teacher_no".into()]);
+        qualified.ignore_columns = vec!["last_login_at".into(), "updated_at".into()];
+        let mut bare = rule(QualifiedName::bare("teachers"));
+        bare.images = Some(Images::Diff);
+        bare.key = Some(vec!["id".into()]);
+        bare.redact_columns = vec!["password_hash".into()];
+        config.tables = vec![bare, qualified];
+
+        let rules = config.columns_for("app", "teachers");
+        assert_eq!(rules.ignore, ["updated_at", "last_login_at"]);
+        assert_eq!(rules.redact, ["ssn", "password_hash"]);
+        assert_eq!(rules.images, Images::Full);
+        assert_eq!(rules.key, Some(vec!["teacher_no".to_string()]));
+
+        // Only the bare section applies in another schema.
+        let rules = config.columns_for("public", "teachers");
+        assert_eq!(rules.ignore, ["updated_at"]);
+        assert_eq!(rules.redact, ["ssn", "password_hash"]);
+        assert_eq!(rules.images, Images::Diff);
+        assert_eq!(rules.key, Some(vec!["id".to_string()]));
+
+        // No section: the global settings.
+        let rules = config.columns_for("public", "users");
+        assert_eq!(
+            rules,
+            ColumnRules {
+                ignore: vec!["updated_at".into()],
+                redact: vec!["ssn".into()],
+                images: Images::Diff,
+                key: None,
+            }
+        );
+    }
+}

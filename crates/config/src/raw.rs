@@ -1,0 +1,172 @@
+//! The file as deserialized by serde, before validation, with spans.
+//!
+//! Every struct denies unknown fields. Unknown keys are normally reported
+//! earlier, with a better message, by [`crate::walk`]; the `KEYS` constants
+//! here list the accepted keys for it and are checked against serde by tests.
+
+use std::collections::BTreeMap;
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor, value::MapAccessDeserializer};
+use serde_spanned::Spanned;
+
+/// A list of strings, with the span of the list and of each item.
+pub(crate) type List = Spanned<Vec<Spanned<String>>>;
+
+/// A section: a `T` that may only be written as a TOML table.
+///
+/// Derived struct deserializers also accept arrays (as tuples), which would
+/// give confusing errors for `capture = []`; this wrapper accepts tables only.
+#[derive(Debug, Default)]
+pub(crate) struct Table<T>(pub(crate) T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Table<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TableVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for TableVisitor<T> {
+            type Value = Table<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Table<T>, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(Table)
+            }
+        }
+
+        deserializer.deserialize_map(TableVisitor(PhantomData))
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub(crate) capture: Table<RawCapture>,
+    #[serde(default)]
+    pub(crate) context: Table<RawContext>,
+    #[serde(default)]
+    pub(crate) tables: BTreeMap<Spanned<String>, Table<RawTable>>,
+}
+
+impl RawConfig {
+    pub(crate) const KEYS: &[&str] = &["capture", "context", "tables"];
+}
+
+/// `[capture]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCapture {
+    pub(crate) schemas: Option<List>,
+    pub(crate) include: Option<List>,
+    pub(crate) exclude: Option<List>,
+    pub(crate) images: Option<Spanned<String>>,
+    pub(crate) ignore_columns: Option<List>,
+    pub(crate) redact_columns: Option<List>,
+    pub(crate) auto_attach: Option<bool>,
+}
+
+impl RawCapture {
+    pub(crate) const KEYS: &[&str] = &[
+        "schemas",
+        "include",
+        "exclude",
+        "images",
+        "ignore_columns",
+        "redact_columns",
+        "auto_attach",
+    ];
+}
+
+/// `[context]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawContext {
+    pub(crate) actor_id: Option<List>,
+    pub(crate) actor_name: Option<List>,
+    pub(crate) actor_type: Option<List>,
+    pub(crate) reason: Option<List>,
+    pub(crate) migration: Option<List>,
+    pub(crate) request_id: Option<List>,
+    pub(crate) session_id: Option<List>,
+    pub(crate) business_process: Option<List>,
+    pub(crate) ip: Option<List>,
+    pub(crate) user_agent: Option<List>,
+    pub(crate) require_actor: Option<bool>,
+    pub(crate) extra: Option<BTreeMap<Spanned<String>, List>>,
+}
+
+impl RawContext {
+    pub(crate) const KEYS: &[&str] = &[
+        "actor_id",
+        "actor_name",
+        "actor_type",
+        "reason",
+        "migration",
+        "request_id",
+        "session_id",
+        "business_process",
+        "ip",
+        "user_agent",
+        "require_actor",
+        "extra",
+    ];
+}
+
+/// `[tables."..."]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTable {
+    pub(crate) key: Option<List>,
+    pub(crate) images: Option<Spanned<String>>,
+    pub(crate) ignore_columns: Option<List>,
+    pub(crate) redact_columns: Option<List>,
+}
+
+impl RawTable {
+    pub(crate) const KEYS: &[&str] = &["key", "images", "ignore_columns", "redact_columns"];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key listed in `KEYS` is accepted by serde, and serde's own list
+    /// of expected fields (in its unknown-field message) is exactly `KEYS`.
+    fn check<T: for<'de> Deserialize<'de>>(keys: &[&str], value: &str) {
+        for key in keys {
+            let text = format!("{key} = {value}");
+            let result: Result<T, _> = toml::from_str(&text);
+            if let Err(e) = result {
+                assert!(!e.message().contains("unknown field"), "`{key}` rejected: {e}");
+            }
+        }
+        let err = toml::from_str::<T>("zzz = 1").err().map(|e| e.to_string());
+        let err = err.unwrap_or_default();
+        let expected: Vec<&str> = err
+            .split("expected one of ")
+            .nth(1)
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split(", ")
+            .map(|k| k.trim_matches('`'))
+            .collect();
+        assert_eq!(expected, keys, "{err}");
+    }
+
+    #[test]
+    fn keys_match_serde_fields() {
+        check::<RawConfig>(RawConfig::KEYS, "{}");
+        check::<RawCapture>(RawCapture::KEYS, "[]");
+        check::<RawContext>(RawContext::KEYS, "[]");
+        check::<RawTable>(RawTable::KEYS, "[]");
+    }
+}

@@ -1,0 +1,305 @@
+//! Turns the deserialized file into a [`Config`], checking every value.
+
+use std::collections::BTreeMap;
+
+use serde_spanned::Spanned;
+
+use crate::error::{ConfigError, ErrorKind, Location, Source};
+use crate::matching::Pattern;
+use crate::model::{Capture, Config, Context, Images, TableRule};
+use crate::name::QualifiedName;
+use crate::raw::{List, RawCapture, RawConfig, RawContext, RawTable, Table};
+use crate::setting::check_setting;
+use crate::suggest::{one_of, suggest};
+use crate::walk::Section;
+
+/// Checks `raw` and builds the configuration.
+pub(crate) fn build(src: Source<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
+    let capture = capture(src, raw.capture.0)?;
+    let context = context(src, raw.context.0)?;
+    let tables = tables(src, raw.tables, &capture.schemas)?;
+    Ok(Config {
+        capture,
+        context,
+        tables,
+        origin: src.origin.to_string(),
+    })
+}
+
+/// Describes `key` in `section` for messages: "`include` in [capture]".
+fn field(section: &[&str], key: &str) -> String {
+    let section: Vec<String> = section.iter().map(|s| s.to_string()).collect();
+    format!("`{key}` {}", Section(&section))
+}
+
+/// The items of a list, checked to be non-empty strings without duplicates.
+fn items<'r>(src: Source<'_>, list: &'r List, what: &str) -> Result<Vec<&'r Spanned<String>>, ConfigError> {
+    let mut seen: Vec<&'r Spanned<String>> = Vec::new();
+    for item in list.get_ref() {
+        if item.get_ref().is_empty() {
+            return Err(src.error(
+                ErrorKind::InvalidValue,
+                &item.span(),
+                format!("empty name in {what}"),
+                None,
+            ));
+        }
+        if let Some(first) = seen.iter().find(|s| s.get_ref() == item.get_ref()) {
+            return Err(src.error(
+                ErrorKind::Duplicate,
+                &item.span(),
+                format!("`{}` is listed twice in {what}", item.get_ref()),
+                Some(format!(
+                    "it is already listed at {}; remove one of them",
+                    src.location(&first.span())
+                )),
+            ));
+        }
+        seen.push(item);
+    }
+    Ok(seen)
+}
+
+/// Like [`items`], as plain strings.
+fn strings(src: Source<'_>, list: Option<&List>, what: &str) -> Result<Vec<String>, ConfigError> {
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    Ok(items(src, list, what)?
+        .into_iter()
+        .map(|s| s.get_ref().clone())
+        .collect())
+}
+
+fn images(src: Source<'_>, value: &Spanned<String>, what: &str) -> Result<Images, ConfigError> {
+    let name = value.get_ref();
+    Images::from_name(name).ok_or_else(|| {
+        let help = match suggest(name, Images::NAMES) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("use {}", one_of(&Images::NAMES)),
+        };
+        src.error(
+            ErrorKind::InvalidValue,
+            &value.span(),
+            format!(
+                "unknown value `{name}` for {what}; expected {}",
+                one_of(&Images::NAMES)
+            ),
+            Some(help),
+        )
+    })
+}
+
+fn patterns(src: Source<'_>, list: &List, what: &str) -> Result<Vec<Pattern>, ConfigError> {
+    items(src, list, what)?
+        .into_iter()
+        .map(|item| {
+            Pattern::new(item.get_ref()).map_err(|e| {
+                src.error(
+                    ErrorKind::InvalidValue,
+                    &item.span(),
+                    format!("invalid pattern in {what}: {e}"),
+                    None,
+                )
+            })
+        })
+        .collect()
+}
+
+fn capture(src: Source<'_>, raw: RawCapture) -> Result<Capture, ConfigError> {
+    let what = |key| field(&["capture"], key);
+    let mut capture = Capture::default();
+    if let Some(list) = &raw.schemas {
+        if list.get_ref().is_empty() {
+            return Err(src.error(
+                ErrorKind::InvalidValue,
+                &list.span(),
+                format!("{} is empty", what("schemas")),
+                Some("list at least one schema, like `schemas = [\"public\"]`".to_string()),
+            ));
+        }
+        capture.schemas = strings(src, Some(list), &what("schemas"))?;
+    }
+    if let Some(list) = &raw.include {
+        capture.include = patterns(src, list, &what("include"))?;
+    }
+    if let Some(list) = &raw.exclude {
+        capture.exclude = patterns(src, list, &what("exclude"))?;
+    }
+    if let Some(value) = &raw.images {
+        capture.images = images(src, value, &what("images"))?;
+    }
+    capture.ignore_columns = strings(src, raw.ignore_columns.as_ref(), &what("ignore_columns"))?;
+    capture.redact_columns = strings(src, raw.redact_columns.as_ref(), &what("redact_columns"))?;
+    capture.auto_attach = raw.auto_attach.unwrap_or(false);
+    Ok(capture)
+}
+
+/// The settings of one context key, each checked to be a custom setting name.
+fn settings(src: Source<'_>, list: Option<&List>, what: &str) -> Result<Vec<String>, ConfigError> {
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    for item in items(src, list, what)? {
+        if let Err(problem) = check_setting(item.get_ref()) {
+            return Err(src.error(
+                ErrorKind::InvalidValue,
+                &item.span(),
+                format!(
+                    "`{}` in {what} is not a valid custom setting name: {}",
+                    item.get_ref(),
+                    problem.explain()
+                ),
+                Some(problem.help(item.get_ref())),
+            ));
+        }
+    }
+    strings(src, Some(list), what)
+}
+
+fn context(src: Source<'_>, raw: RawContext) -> Result<Context, ConfigError> {
+    let what = |key| field(&["context"], key);
+    let mut context = Context {
+        actor_id: settings(src, raw.actor_id.as_ref(), &what("actor_id"))?,
+        actor_name: settings(src, raw.actor_name.as_ref(), &what("actor_name"))?,
+        actor_type: settings(src, raw.actor_type.as_ref(), &what("actor_type"))?,
+        reason: settings(src, raw.reason.as_ref(), &what("reason"))?,
+        extra: BTreeMap::new(),
+        require_actor: raw.require_actor.unwrap_or(false),
+    };
+    let well_known = [
+        ("migration", &raw.migration),
+        ("request_id", &raw.request_id),
+        ("session_id", &raw.session_id),
+        ("business_process", &raw.business_process),
+        ("ip", &raw.ip),
+        ("user_agent", &raw.user_agent),
+    ];
+    for (key, list) in well_known {
+        let list = settings(src, list.as_ref(), &what(key))?;
+        if !list.is_empty() {
+            context.extra.insert(key.to_string(), list);
+        }
+    }
+    for (key, list) in raw.extra.iter().flatten() {
+        let name = key.get_ref();
+        if crate::raw::RawContext::KEYS.contains(&name.as_str()) {
+            return Err(src.error(
+                ErrorKind::InvalidValue,
+                &key.span(),
+                format!("`{name}` is a [context] key and cannot be used in [context.extra]"),
+                Some(format!("write `{name} = [...]` directly in [context]")),
+            ));
+        }
+        if !is_identifier(name) {
+            return Err(src.error(
+                ErrorKind::InvalidValue,
+                &key.span(),
+                format!("invalid context key `{name}` in [context.extra]"),
+                Some(
+                    "context keys are made of letters, digits and `_`, and do not start with a digit"
+                        .to_string(),
+                ),
+            ));
+        }
+        let list = settings(src, Some(list), &field(&["context", "extra"], name))?;
+        if !list.is_empty() {
+            context.extra.insert(name.clone(), list);
+        }
+    }
+    Ok(context)
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
+}
+
+fn tables(
+    src: Source<'_>,
+    raw: BTreeMap<Spanned<String>, Table<RawTable>>,
+    schemas: &[String],
+) -> Result<Vec<TableRule>, ConfigError> {
+    let mut raw: Vec<(Spanned<String>, RawTable)> = raw.into_iter().map(|(k, t)| (k, t.0)).collect();
+    raw.sort_by_key(|(key, _)| key.span().start);
+    let mut rules: Vec<TableRule> = Vec::with_capacity(raw.len());
+    for (key, table) in raw {
+        let rule = table_rule(src, &key, table, schemas)?;
+        if let Some(first) = rules.iter().find(|r| r.name == rule.name) {
+            return Err(src.error(
+                ErrorKind::Duplicate,
+                &key.span(),
+                format!("table `{}` is configured twice", rule.name),
+                Some(format!(
+                    "it is already configured at {}; merge the two sections",
+                    first.location
+                )),
+            ));
+        }
+        rules.push(rule);
+    }
+    Ok(rules)
+}
+
+fn table_rule(
+    src: Source<'_>,
+    key: &Spanned<String>,
+    raw: RawTable,
+    schemas: &[String],
+) -> Result<TableRule, ConfigError> {
+    let written = key.get_ref();
+    let name = QualifiedName::parse(written).map_err(|e| {
+        src.error(
+            ErrorKind::InvalidValue,
+            &key.span(),
+            format!("invalid table name in [tables]: {e}"),
+            None,
+        )
+    })?;
+    if let Some(schema) = &name.schema {
+        if !schemas.contains(schema) {
+            let help = match suggest(schema, schemas.iter().map(String::as_str)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("add `{schema}` to `schemas` in [capture]"),
+            };
+            return Err(src.error(
+                ErrorKind::InvalidValue,
+                &key.span(),
+                format!("table `{name}` is in schema `{schema}`, which is not in `schemas` in [capture]"),
+                Some(help),
+            ));
+        }
+    }
+    let section = ["tables", written.as_str()];
+    let what = |k| field(&section, k);
+    let (key_columns, key_location) = match &raw.key {
+        None => (None, Vec::new()),
+        Some(list) if list.get_ref().is_empty() => {
+            return Err(src.error(
+                ErrorKind::InvalidValue,
+                &list.span(),
+                format!("{} is empty", what("key")),
+                Some("list the key columns, or remove `key` to use the detected primary key".to_string()),
+            ));
+        }
+        Some(list) => {
+            let columns = items(src, list, &what("key"))?;
+            let locations: Vec<Location> = columns.iter().map(|c| src.location(&c.span())).collect();
+            let columns = columns.into_iter().map(|c| c.get_ref().clone()).collect();
+            (Some(columns), locations)
+        }
+    };
+    Ok(TableRule {
+        images: match &raw.images {
+            Some(value) => Some(images(src, value, &what("images"))?),
+            None => None,
+        },
+        ignore_columns: strings(src, raw.ignore_columns.as_ref(), &what("ignore_columns"))?,
+        redact_columns: strings(src, raw.redact_columns.as_ref(), &what("redact_columns"))?,
+        name,
+        key: key_columns,
+        location: src.location(&key.span()),
+        key_location,
+    })
+}

@@ -1,0 +1,13 @@
+//! Integration tests of the capture engine against a real PostgreSQL, one
+//! fresh database per test. Each module is a group of user stories from the
+//! seeds: what gets recorded, for which keys and values, with which context,
+//! how it is protected, how it installs, and the seeds' own queries.
+
+mod context;
+mod install;
+mod keys;
+mod rows;
+mod security;
+mod seeds;
+mod support;
+mod values;

@@ -1,0 +1,195 @@
+//! Append-only and unforgeable: an application role that writes the audited
+//! tables can neither edit nor delete the trail, nor write it directly, nor
+//! forge what the database records; even a superuser's plain UPDATE, DELETE
+//! or TRUNCATE of the trail is refused.
+
+use std::str::FromStr;
+
+use pgtrail_testkit::TestDb;
+use tokio_postgres::{Client, NoTls};
+
+use crate::support::{audited_db, changes};
+
+/// A login role with the usual application privileges on `accounts`.
+struct AppRole {
+    name: String,
+    client: Client,
+}
+
+impl AppRole {
+    async fn create(db: &TestDb) -> AppRole {
+        let name = format!("app_{}", db.name().trim_start_matches("pgtrail_test_"));
+        db.client
+            .batch_execute(&format!(
+                "CREATE ROLE {name} LOGIN;
+                 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON accounts TO {name};
+                 GRANT USAGE ON SEQUENCE accounts_id_seq TO {name};
+                 CREATE SCHEMA evil AUTHORIZATION {name};"
+            ))
+            .await
+            .expect("app role created");
+        let mut config = tokio_postgres::Config::from_str(db.url()).expect("test url parses");
+        config.user(&name);
+        let (client, connection) = config.connect(NoTls).await.expect("app role connects");
+        tokio::spawn(connection);
+        AppRole { name, client }
+    }
+
+    async fn drop_role(self, db: &TestDb) {
+        drop(self.client);
+        let _ = db
+            .client
+            .batch_execute(&format!("DROP OWNED BY {0} CASCADE; DROP ROLE {0};", self.name))
+            .await;
+    }
+}
+
+fn sqlstate(result: Result<(), tokio_postgres::Error>) -> String {
+    match result {
+        Ok(()) => "ok".to_string(),
+        Err(error) => error
+            .code()
+            .map(|c| c.code().to_string())
+            .unwrap_or_else(|| error.to_string()),
+    }
+}
+
+#[tokio::test]
+async fn an_application_role_cannot_touch_or_forge_the_trail() {
+    let db = audited_db(
+        "CREATE TABLE accounts (id serial PRIMARY KEY, owner text, balance numeric);",
+        "",
+    )
+    .await;
+    let app = AppRole::create(&db).await;
+
+    app.client
+        .batch_execute(
+            "INSERT INTO accounts (owner, balance) VALUES ('ann', 10);
+             UPDATE accounts SET balance = 20;",
+        )
+        .await
+        .expect("the app writes its tables and capture follows");
+    assert_eq!(changes(&db.client, "accounts").await.len(), 2);
+
+    let attempts = [
+        "UPDATE pgtrail.change SET new_values = '{}'",
+        "DELETE FROM pgtrail.change",
+        "TRUNCATE pgtrail.change",
+        "UPDATE pgtrail.transaction SET actor_id = 'someone else'",
+        "DELETE FROM pgtrail.transaction",
+        "INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at) VALUES (1, 0, 1, 'I', now())",
+        "INSERT INTO pgtrail.transaction (txid, ctx, started_at, recorded_at, db_user, backend_pid)
+         VALUES (txid_current(), 0, now(), now(), 'postgres', 1)",
+        "SELECT pgtrail.attach('accounts', '{}', 'full_row')",
+        "SELECT pgtrail.detach('accounts')",
+        "UPDATE pgtrail.audited_table SET ignore_columns = '{balance}'",
+        "SELECT * FROM pgtrail.secret",
+        "CREATE TABLE evil.fake (id int);
+         CREATE TRIGGER forge AFTER INSERT ON evil.fake REFERENCING NEW TABLE AS pgtrail_new
+         FOR EACH STATEMENT EXECUTE FUNCTION pgtrail.capture_insert('1')",
+    ];
+    for attempt in attempts {
+        let code = sqlstate(app.client.batch_execute(attempt).await);
+        assert_eq!(code, "42501", "expected permission denied for: {attempt}");
+    }
+
+    // Trying to steer capture through settings changes nothing it records about the database.
+    app.client
+        .batch_execute(
+            "BEGIN;
+             SET LOCAL pgtrail.context_seq = '9';
+             SET LOCAL pgtrail.context = 'not json';
+             UPDATE accounts SET balance = 30;
+             COMMIT;",
+        )
+        .await
+        .expect("odd settings never break the app's writes");
+    let row = db
+        .client
+        .query_one(
+            "SELECT x.db_user, x.context FROM pgtrail.change c JOIN pgtrail.transaction x USING (txid, ctx)
+             ORDER BY c.id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), app.name);
+    assert_eq!(
+        row.get::<_, serde_json::Value>(1),
+        serde_json::json!({"unparsed_context": "not json"})
+    );
+    app.drop_role(&db).await;
+}
+
+#[tokio::test]
+async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
+    let db = audited_db(
+        "CREATE TABLE accounts (id serial PRIMARY KEY, owner text, balance numeric);",
+        "",
+    )
+    .await;
+    let app = AppRole::create(&db).await;
+    app.client
+        .batch_execute(
+            r#"CREATE FUNCTION evil.to_jsonb(anyelement) RETURNS jsonb LANGUAGE sql AS $$ SELECT '{"forged": true}'::jsonb $$;
+               CREATE FUNCTION evil.txid_current() RETURNS bigint LANGUAGE sql AS $$ SELECT 1::bigint $$;
+               CREATE FUNCTION evil.clock_timestamp() RETURNS timestamptz LANGUAGE sql AS $$ SELECT 'epoch'::timestamptz $$;
+               SET search_path = evil, public;
+               INSERT INTO accounts (owner, balance) VALUES ('mallory', 1);"#,
+        )
+        .await
+        .unwrap();
+    let change = &changes(&db.client, "accounts").await[0];
+    assert_eq!(
+        change.new.as_ref().unwrap()["owner"],
+        serde_json::json!("mallory")
+    );
+    assert!(change.txid > 1);
+
+    let unsafe_functions: i64 = db
+        .client
+        .query_one(
+            "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = 'pgtrail' AND p.prokind = 'f'
+               AND NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(unsafe_functions, 0, "every pgtrail function pins its search_path");
+    let definer_capture: i64 = db
+        .client
+        .query_one(
+            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'pgtrail'::regnamespace
+               AND proname LIKE 'capture\\_%' AND prosecdef",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(definer_capture, 4);
+    app.drop_role(&db).await;
+}
+
+#[tokio::test]
+async fn even_a_superuser_cannot_update_delete_or_truncate_the_trail() {
+    let db = audited_db("CREATE TABLE t (id int PRIMARY KEY);", "").await;
+    db.client.batch_execute("INSERT INTO t VALUES (1)").await.unwrap();
+    for attempt in [
+        "UPDATE pgtrail.change SET pk = '{\"id\": 2}'",
+        "DELETE FROM pgtrail.change",
+        "TRUNCATE pgtrail.change",
+        "UPDATE pgtrail.transaction SET actor_id = 'x'",
+        "DELETE FROM pgtrail.transaction",
+        "TRUNCATE pgtrail.transaction CASCADE",
+    ] {
+        assert_eq!(
+            sqlstate(db.client.batch_execute(attempt).await),
+            "PGTR2",
+            "{attempt}"
+        );
+    }
+    assert_eq!(changes(&db.client, "t").await.len(), 1);
+}

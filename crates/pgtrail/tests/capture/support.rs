@@ -1,0 +1,76 @@
+//! Shared test helpers: install pgtrail from a TOML config and read the trail.
+
+use pgtrail::config::Config;
+use pgtrail_testkit::TestDb;
+use serde_json::Value;
+use tokio_postgres::Client;
+
+/// A fresh database with `schema_sql` run and pgtrail applied from `toml`.
+pub async fn audited_db(schema_sql: &str, toml: &str) -> TestDb {
+    let mut db = TestDb::new().await;
+    db.client
+        .batch_execute(schema_sql)
+        .await
+        .expect("schema SQL runs");
+    apply(&mut db.client, toml).await;
+    db
+}
+
+pub async fn apply(client: &mut Client, toml: &str) {
+    let config = Config::parse(toml, "pgtrail.toml").expect("test config parses");
+    pgtrail::plan::apply(client, &config)
+        .await
+        .expect("apply succeeds");
+}
+
+/// One row of `pgtrail.changes`, as the tests look at it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub id: i64,
+    pub txid: i64,
+    pub table: String,
+    pub op: String,
+    pub pk: Option<Value>,
+    pub old: Option<Value>,
+    pub new: Option<Value>,
+    pub fields: Option<Vec<String>>,
+    pub actor_id: Option<String>,
+    pub actor_name: Option<String>,
+    pub actor_type: Option<String>,
+    pub reason: Option<String>,
+    pub context: Option<Value>,
+}
+
+/// Every change of `table` (or of all tables when empty), oldest first.
+pub async fn changes(client: &Client, table: &str) -> Vec<Change> {
+    let rows = client
+        .query(
+            "SELECT id, txid, table_name, op, pk, old_values, new_values, changed_fields,
+                    actor_id, actor_name, actor_type, reason, context
+             FROM pgtrail.changes WHERE $1 = '' OR table_name = $1 ORDER BY id",
+            &[&table],
+        )
+        .await
+        .expect("pgtrail.changes is readable");
+    rows.iter()
+        .map(|r| Change {
+            id: r.get(0),
+            txid: r.get(1),
+            table: r.get(2),
+            op: r.get(3),
+            pk: r.get(4),
+            old: r.get(5),
+            new: r.get(6),
+            fields: r.get(7),
+            actor_id: r.get(8),
+            actor_name: r.get(9),
+            actor_type: r.get(10),
+            reason: r.get(11),
+            context: r.get(12),
+        })
+        .collect()
+}
+
+pub async fn count(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.expect("count query runs").get(0)
+}

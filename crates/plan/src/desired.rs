@@ -1,0 +1,230 @@
+//! What capture should look like, table by table, according to the config.
+
+use pgtrail_catalog::{Catalog, Table};
+use pgtrail_config::{Config, ConfigError, ErrorKind, Location, Selection, suggest};
+
+/// Capture settings of one audited table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredTable {
+    pub schema: String,
+    pub name: String,
+    pub key_columns: Vec<String>,
+    /// `primary_key`, `configured`, `replica_identity` or `full_row`.
+    pub key_kind: &'static str,
+    pub images: &'static str,
+    pub ignore_columns: Vec<String>,
+    pub redact_columns: Vec<String>,
+}
+
+/// The whole desired state.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub tables: Vec<DesiredTable>,
+    /// Tables that carry capture triggers but should not (excluded, or no
+    /// longer covered by any include rule).
+    pub detach: Vec<(String, String)>,
+    /// `{"actor_id": ["app.user_id"], ...}` for `pgtrail.configure_context`.
+    pub context_sources: serde_json::Value,
+    pub require_actor: bool,
+}
+
+/// Decides what capture should look like and checks the config against the
+/// catalog. Returns every problem at once, not just the first.
+pub fn resolve(config: &Config, catalog: &Catalog) -> Result<Desired, Vec<ConfigError>> {
+    let mut problems = Vec::new();
+    check_schemas(config, catalog, &mut problems);
+    check_table_rules(config, catalog, &mut problems);
+
+    let mut tables = Vec::new();
+    let mut detach = Vec::new();
+    for table in catalog.top_level_tables() {
+        if !config.capture.schemas.contains(&table.schema) {
+            continue;
+        }
+        match config.selects(&table.schema, &table.name) {
+            Selection::Included => match desired_table(config, table) {
+                Ok(desired) => tables.push(desired),
+                Err(problem) => problems.push(problem),
+            },
+            Selection::Excluded { .. } | Selection::NotCovered => {
+                if !table.triggers.is_empty() {
+                    detach.push((table.schema.clone(), table.name.clone()));
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Desired {
+        tables,
+        detach,
+        context_sources: context_sources(config),
+        require_actor: config.context.require_actor,
+    })
+}
+
+fn desired_table(config: &Config, table: &Table) -> Result<DesiredTable, ConfigError> {
+    let rules = config.columns_for(&table.schema, &table.name);
+    let (key_columns, key_kind) = match &rules.key {
+        Some(key) => (key.clone(), "configured"),
+        None => (table.key.columns().to_vec(), table.key.kind()),
+    };
+    // Global lists apply where the column exists; per-table lists were
+    // checked by check_table_rules.
+    let present = |columns: &[String]| -> Vec<String> {
+        let mut kept: Vec<String> = columns
+            .iter()
+            .filter(|c| table.column(c).is_some())
+            .cloned()
+            .collect();
+        kept.sort();
+        kept.dedup();
+        kept
+    };
+    let ignore_columns = present(&rules.ignore);
+    if let Some(key) = key_columns.iter().find(|k| ignore_columns.contains(k)) {
+        return Err(problem(
+            config,
+            None,
+            format!(
+                "column `{key}` of `{}.{}` is part of the row key and cannot be ignored",
+                table.schema, table.name
+            ),
+            Some("remove it from ignore_columns, or set another key for this table".to_string()),
+        ));
+    }
+    Ok(DesiredTable {
+        schema: table.schema.clone(),
+        name: table.name.clone(),
+        key_columns,
+        key_kind,
+        images: rules.images.as_str(),
+        ignore_columns,
+        redact_columns: present(&rules.redact),
+    })
+}
+
+fn check_schemas(config: &Config, catalog: &Catalog, problems: &mut Vec<ConfigError>) {
+    for schema in &config.capture.schemas {
+        if !catalog.schemas.contains(schema) {
+            let help = suggest(schema, catalog.schemas.iter().map(String::as_str))
+                .map(|s| format!("did you mean `{s}`?"));
+            problems.push(problem(
+                config,
+                None,
+                format!("schema `{schema}` in capture.schemas does not exist"),
+                help,
+            ));
+        }
+    }
+}
+
+fn check_table_rules(config: &Config, catalog: &Catalog, problems: &mut Vec<ConfigError>) {
+    for rule in &config.tables {
+        let schemas: Vec<&str> = match &rule.name.schema {
+            Some(schema) => vec![schema.as_str()],
+            None => config.capture.schemas.iter().map(String::as_str).collect(),
+        };
+        let found = schemas
+            .iter()
+            .find_map(|schema| catalog.table(schema, &rule.name.table));
+        let Some(table) = found else {
+            let candidates: Vec<String> = catalog
+                .top_level_tables()
+                .map(|t| match &rule.name.schema {
+                    Some(_) => format!("{}.{}", t.schema, t.name),
+                    None => t.name.clone(),
+                })
+                .collect();
+            let written = rule.name.to_string();
+            let help = suggest(&written, candidates.iter().map(String::as_str))
+                .map(|s| format!("did you mean `{s}`?"))
+                .or_else(|| Some("run `pgtrail init` to list the tables pgtrail can see".to_string()));
+            problems.push(problem(
+                config,
+                Some(rule.location),
+                format!(
+                    "table `{written}` does not exist in schema {}",
+                    schemas.join(", ")
+                ),
+                help,
+            ));
+            continue;
+        };
+        if table.partition_of.is_some() {
+            problems.push(problem(
+                config,
+                Some(rule.location),
+                format!(
+                    "`{}.{}` is a partition; configure its partitioned parent instead",
+                    table.schema, table.name
+                ),
+                None,
+            ));
+        }
+        let lists: [(&str, Option<&Vec<String>>); 3] = [
+            ("key", rule.key.as_ref()),
+            ("ignore_columns", Some(&rule.ignore_columns)),
+            ("redact_columns", Some(&rule.redact_columns)),
+        ];
+        for (setting, columns) in lists {
+            for (index, column) in columns.into_iter().flatten().enumerate() {
+                if table.column(column).is_none() {
+                    let location = match setting {
+                        "key" => rule.key_location.get(index).copied().unwrap_or(rule.location),
+                        _ => rule.location,
+                    };
+                    let help = suggest(column, table.column_names()).map(|s| format!("did you mean `{s}`?"));
+                    problems.push(problem(
+                        config,
+                        Some(location),
+                        format!(
+                            "{setting} names column `{column}`, which `{}.{}` does not have",
+                            table.schema, table.name
+                        ),
+                        help,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn context_sources(config: &Config) -> serde_json::Value {
+    let context = &config.context;
+    let mut map = serde_json::Map::new();
+    let named = [
+        ("actor_id", &context.actor_id),
+        ("actor_name", &context.actor_name),
+        ("actor_type", &context.actor_type),
+        ("reason", &context.reason),
+    ];
+    for (field, settings) in named
+        .into_iter()
+        .chain(context.extra.iter().map(|(k, v)| (k.as_str(), v)))
+    {
+        if !settings.is_empty() {
+            map.insert(field.to_string(), serde_json::json!(settings));
+        }
+    }
+    serde_json::Value::Object(map)
+}
+
+/// A config problem found against the catalog, at its place in the file when known.
+fn problem(
+    config: &Config,
+    location: Option<Location>,
+    message: String,
+    help: Option<String>,
+) -> ConfigError {
+    match location {
+        Some(location) => ConfigError::at(config.origin(), location, message, help),
+        None => ConfigError::Unlocated {
+            kind: ErrorKind::Other,
+            origin: config.origin().to_string(),
+            message,
+            help,
+        },
+    }
+}
