@@ -174,9 +174,19 @@ fn drop_database(admin_url: &str, name: &str) -> Result<(), String> {
 }
 
 async fn connect_to(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|error| panic!("cannot connect to {url}: {error}"));
+    // A server that has just started may still refuse connections for a
+    // moment ("the database system is starting up"): retry for a few seconds.
+    let mut attempt = 0;
+    let (client, connection) = loop {
+        match tokio_postgres::connect(url, NoTls).await {
+            Ok(pair) => break pair,
+            Err(error) if attempt < 50 => {
+                attempt += 1;
+                pause_before_retry(error).await;
+            }
+            Err(error) => panic!("cannot connect to {url}: {error} ({error:?})"),
+        }
+    };
     tokio::spawn(async move {
         // Errors here surface on the client; a forced DROP DATABASE at the
         // end of a test terminates the session on purpose.
@@ -228,4 +238,9 @@ mod tests {
             assert_eq!(with_dbname(url, "t1"), expected, "{url}");
         }
     }
+}
+
+/// Waits a little before the next connection attempt.
+async fn pause_before_retry(_error: tokio_postgres::Error) {
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 }

@@ -124,6 +124,124 @@ BEGIN
 END
 $fn$;
 
+-- The bulk path for UPDATE statements that changed many rows. Turning whole
+-- rows into JSON costs more than the UPDATE itself, so this path first finds
+-- which columns changed in any row of the statement (binary comparison, which
+-- also sees 1.5 -> 1.50 and works for types without an equality operator),
+-- then builds JSON for those columns only. The SQL is generated from the live
+-- catalog with format(%I, %L): identifiers only, no values, planned once per
+-- statement, which is why small statements keep the static path. (The
+-- trigger runs the SQL itself: transition tables are visible only there.)
+
+-- Old and new rows of the statement, paired by position.
+CREATE OR REPLACE FUNCTION pgtrail._bulk_pairs()
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT 'FROM (SELECT row_number() OVER () AS pgtrail_pos, pgtrail_row.* FROM pgtrail_old AS pgtrail_row) AS o '
+        || 'JOIN (SELECT row_number() OVER () AS pgtrail_pos, pgtrail_row.* FROM pgtrail_new AS pgtrail_row) AS n '
+        || 'USING (pgtrail_pos)'
+$fn$;
+
+-- The expression that tells whether column p_column changed between o and n,
+-- or NULL when its type has no safe native comparison (no default btree
+-- equality, or a nondeterministic collation); the bulk path is then not used.
+-- numeric also compares scale: 1.5 -> 1.50 is recorded, as on the static path.
+CREATE OR REPLACE FUNCTION pgtrail._bulk_changed_expr(p_relid oid, p_column text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH col AS (
+        SELECT coalesce(nullif(bt.typbasetype, 0), a.atttypid) AS type_oid, a.attcollation
+        FROM pg_attribute AS a JOIN pg_type AS bt ON bt.oid = a.atttypid
+        WHERE a.attrelid = p_relid AND a.attname = p_column
+    ),
+    typ AS (
+        SELECT t.oid, t.typtype, t.typelem, t.typcategory, col.attcollation
+        FROM col JOIN pg_type AS t ON t.oid = col.type_oid
+    )
+    SELECT CASE
+        WHEN typ.oid = 'numeric'::regtype
+            THEN format('(o.%1$I IS DISTINCT FROM n.%1$I OR scale(o.%1$I) IS DISTINCT FROM scale(n.%1$I))', p_column)
+        WHEN (typ.attcollation = 0
+              OR EXISTS (SELECT FROM pg_collation AS c WHERE c.oid = typ.attcollation AND c.collisdeterministic))
+         AND (typ.typtype = 'e'
+              OR EXISTS (SELECT FROM pg_opclass AS oc JOIN pg_am AS am ON am.oid = oc.opcmethod
+                         WHERE am.amname = 'btree' AND oc.opcdefault
+                           AND oc.opcintype = CASE WHEN typ.typcategory = 'A' THEN typ.typelem ELSE typ.oid END)
+                 AND NOT (typ.typcategory = 'A' AND typ.typelem = 'numeric'::regtype))
+            THEN format('(o.%1$I IS DISTINCT FROM n.%1$I)', p_column)
+    END
+    FROM typ
+$fn$;
+
+-- SELECT returning the text[] of columns that changed in at least one row,
+-- or NULL when some column cannot be compared natively.
+CREATE OR REPLACE FUNCTION pgtrail._bulk_changed_columns_sql(t pgtrail.audited_table, p_relid oid)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE WHEN bool_and(e.expr IS NOT NULL) THEN
+        format('SELECT array_remove(ARRAY[%s]::text[], NULL) %s',
+               string_agg(format('CASE WHEN bool_or(%s) THEN %L END', e.expr, e.attname), ', ' ORDER BY e.attnum),
+               pgtrail._bulk_pairs())
+    END
+    FROM (SELECT a.attname, a.attnum, pgtrail._bulk_changed_expr(p_relid, a.attname) AS expr
+          FROM pg_attribute AS a
+          WHERE a.attrelid = p_relid AND a.attnum > 0 AND NOT a.attisdropped
+            AND NOT a.attname = ANY (t.ignore_columns)) AS e
+$fn$;
+
+-- INSERT of the changes, for the columns in p_changed. Parameters: $1 txid,
+-- $2 ctx, $3 redacted columns, $4 redaction key, $5 ignored columns.
+CREATE OR REPLACE FUNCTION pgtrail._bulk_insert_sql(t pgtrail.audited_table, p_relid oid, p_changed text[])
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    -- A redacted value becomes its keyed marker, exactly as pgtrail._redact makes it.
+    v_value   text := 'CASE WHEN %1$L = ANY ($3) THEN jsonb_build_object(''redacted'', left(encode(sha256($4 || '
+                   || 'convert_to(%1$L || ''='' || to_jsonb(%2$s.%1$I)::text, ''UTF8'')), ''hex''), 16)) '
+                   || 'ELSE to_jsonb(%2$s.%1$I) END';
+    v_key_new text;
+    v_key_old text;
+BEGIN
+    IF cardinality(t.key_columns) = 0 THEN
+        v_key_new := 'to_jsonb(n.*) - $5 - ''pgtrail_pos''';
+        v_key_old := 'to_jsonb(o.*) - $5 - ''pgtrail_pos''';
+    ELSE
+        SELECT 'jsonb_build_object(' || string_agg(format('%L, n.%I', k, k), ', ') || ')',
+               'jsonb_build_object(' || string_agg(format('%L, o.%I', k, k), ', ') || ')'
+        INTO v_key_new, v_key_old
+        FROM unnest(t.key_columns) AS k;
+    END IF;
+    RETURN format(
+        'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields) '
+        'SELECT $1, $2, %s, ''U'', clock_timestamp(), d.pk, CASE WHEN d.old_pk IS DISTINCT FROM d.pk THEN d.old_pk END, '
+        '       d.old_values, d.new_values, d.fields '
+        'FROM (SELECT %s AS pk, %s AS old_pk, %s AS old_values, %s AS new_values, '
+        '             array_remove(ARRAY[%s]::text[], NULL) AS fields, o.pgtrail_pos %s) AS d '
+        'WHERE cardinality(d.fields) > 0 ORDER BY d.pgtrail_pos',
+        t.id,
+        v_key_new,
+        v_key_old,
+        (SELECT string_agg(format('CASE WHEN %3$s THEN jsonb_build_object(%1$L, ' || v_value
+                                  || ') ELSE ''{}''::jsonb END', c, 'o', pgtrail._bulk_changed_expr(p_relid, c)), ' || ')
+         FROM unnest(p_changed) AS c),
+        (SELECT string_agg(format('CASE WHEN %3$s THEN jsonb_build_object(%1$L, ' || v_value
+                                  || ') ELSE ''{}''::jsonb END', c, 'n', pgtrail._bulk_changed_expr(p_relid, c)), ' || ')
+         FROM unnest(p_changed) AS c),
+        (SELECT string_agg(format('CASE WHEN %s THEN %L END', pgtrail._bulk_changed_expr(p_relid, c), c), ', '
+                           ORDER BY c)
+         FROM unnest(p_changed) AS c),
+        pgtrail._bulk_pairs());
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION pgtrail.capture_update()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -133,8 +251,11 @@ AS $fn$
 DECLARE
     t      pgtrail.audited_table;
     v_txid bigint;
-    v_key  bytea;
-    v_full boolean;
+    v_key     bytea;
+    v_full    boolean;
+    v_changed text[];
+    v_ctx     smallint;
+    v_sql     text;
 BEGIN
     PERFORM FROM pgtrail_new LIMIT 1;
     IF NOT FOUND THEN
@@ -146,6 +267,19 @@ BEGIN
         v_key := pgtrail._redaction_key();
     END IF;
     v_txid := txid_current();
+    -- Statements that changed many rows take the bulk path (see above).
+    IF NOT v_full AND (SELECT count(*) FROM (SELECT FROM pgtrail_new LIMIT 256) AS s) = 256 THEN
+        v_sql := pgtrail._bulk_changed_columns_sql(t, TG_RELID);
+        IF v_sql IS NOT NULL THEN
+            EXECUTE v_sql INTO v_changed;
+            IF cardinality(v_changed) > 0 THEN
+                v_ctx := pgtrail._record_transaction(v_txid, format('%I.%I', t.table_schema, t.table_name));
+                EXECUTE pgtrail._bulk_insert_sql(t, TG_RELID, v_changed)
+                USING v_txid, v_ctx, t.redact_columns, coalesce(v_key, ''::bytea), t.ignore_columns;
+            END IF;
+            RETURN NULL;
+        END IF;
+    END IF;
     -- An UPDATE that changed nothing, or only ignored columns, records
     -- nothing, not even its transaction: the context is written only when
     -- at least one row really changed.

@@ -3,6 +3,7 @@
 //! seeds: what gets recorded, for which keys and values, with which context,
 //! how it is protected, how it installs, and the seeds' own queries.
 
+mod bulk;
 mod context;
 mod install;
 mod keys;

@@ -1,0 +1,219 @@
+//! The `pgtrail` binary as a user runs it: exit codes, messages, and the
+//! migration file `pgtrail sql` prints, applied with psql.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use pgtrail_testkit::TestDb;
+
+fn pgtrail(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgtrail"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("PGTRAIL_DATABASE_URL")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the pgtrail binary runs")
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    db.client.query_one(sql, &[]).await.expect("count runs").get(0)
+}
+
+const SCHEMA: &str = "CREATE TABLE users (id serial PRIMARY KEY, email text, password_hash text);
+                      CREATE TABLE sessions (id text PRIMARY KEY);";
+
+#[tokio::test]
+async fn apply_installs_from_the_config_file_and_reports_what_it_did() {
+    let db = TestDb::new().await;
+    db.client.batch_execute(SCHEMA).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pgtrail.toml"),
+        "[capture]\nexclude = [\"sessions\"]\n\n[tables.\"public.users\"]\nredact_columns = [\"password_hash\"]\n",
+    )
+    .unwrap();
+
+    let output = pgtrail(&["apply", "--database-url", db.url()], dir.path());
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("installed pgtrail"), "{stdout}");
+    assert!(
+        stdout.contains("attached") && stdout.contains("public.users"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("sessions"), "{stdout}");
+
+    let again = pgtrail(
+        &["apply", "--database-url", db.url(), "--format", "json"],
+        dir.path(),
+    );
+    let (stdout, stderr) = text(&again);
+    assert_eq!(again.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("--format json prints JSON");
+    assert_eq!(report["tables"][0]["action"], "refreshed");
+    assert_eq!(report["previous_version"], report["version"]);
+    assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.audited_table").await, 1);
+}
+
+#[tokio::test]
+async fn database_url_comes_from_the_environment_when_no_flag_is_given() {
+    let db = TestDb::new().await;
+    db.client.batch_execute(SCHEMA).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pgtrail.toml"), "").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_pgtrail"))
+        .arg("apply")
+        .current_dir(dir.path())
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .env("PGTRAIL_DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.audited_table").await, 2);
+}
+
+#[tokio::test]
+async fn a_broken_config_is_reported_with_file_line_and_suggestion_and_changes_nothing() {
+    let db = TestDb::new().await;
+    db.client.batch_execute(SCHEMA).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pgtrail.toml"), "[capture]\ninclde = [\"*\"]\n").unwrap();
+    let output = pgtrail(&["apply", "--database-url", db.url()], dir.path());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("pgtrail.toml:2:1"), "{stderr}");
+    assert!(stderr.contains("did you mean `include`?"), "{stderr}");
+
+    std::fs::write(
+        dir.path().join("pgtrail.toml"),
+        "[tables.\"public.user\"]\nredact_columns = [\"password\"]\n",
+    )
+    .unwrap();
+    let output = pgtrail(&["apply", "--database-url", db.url()], dir.path());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.contains("pgtrail.toml:1:") && stderr.contains("did you mean `public.users`?"),
+        "{stderr}"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgtrail'").await,
+        0
+    );
+
+    let missing = pgtrail(
+        &["apply", "--database-url", db.url(), "--config", "nope.toml"],
+        dir.path(),
+    );
+    let (_, stderr) = text(&missing);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr.contains("nope.toml") && stderr.contains("pgtrail init"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_server_or_database_is_one_clear_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pgtrail.toml"), "").unwrap();
+    let output = pgtrail(
+        &["apply", "--database-url", "postgres://postgres@127.0.0.1:1/db"],
+        dir.path(),
+    );
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.contains("cannot reach PostgreSQL at 127.0.0.1:1/db"),
+        "{stderr}"
+    );
+
+    let db = TestDb::new().await;
+    let url = db.url().replace(db.name(), "no_such_database_here");
+    let output = pgtrail(&["apply", "--database-url", &url], dir.path());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.contains("database `no_such_database_here` does not exist"),
+        "{stderr}"
+    );
+
+    let output = pgtrail(
+        &["apply", "--database-url", "postgres://x@host:notaport/db"],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output)
+            .1
+            .contains("invalid connection string from --database-url")
+    );
+}
+
+#[tokio::test]
+async fn the_printed_migration_file_applies_with_psql() {
+    let db = TestDb::new().await;
+    db.client.batch_execute(SCHEMA).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pgtrail.toml"),
+        "[capture]\nexclude = [\"sessions\"]\n",
+    )
+    .unwrap();
+    let output = pgtrail(&["sql", "--database-url", db.url()], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output).1);
+    let file = dir.path().join("0042_pgtrail.sql");
+    std::fs::write(&file, &output.stdout).unwrap();
+
+    let psql = pgtrail_testkit::pg_bin_dir()
+        .map(|d| d.join("psql"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "psql".into());
+    for _ in 0..2 {
+        let applied = Command::new(&psql)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.url(), "-f"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            applied.status.success(),
+            "{}",
+            String::from_utf8_lossy(&applied.stderr)
+        );
+    }
+    db.client
+        .batch_execute("INSERT INTO users (email) VALUES ('a')")
+        .await
+        .unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.changes").await, 1);
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    let dir = std::env::temp_dir();
+    for command in ["apply", "sql"] {
+        let output = pgtrail(&[command, "--help"], &dir);
+        assert_eq!(output.status.code(), Some(0));
+        assert!(
+            text(&output).0.contains("Example"),
+            "{command} --help has no example"
+        );
+    }
+    let usage = pgtrail(&["no-such-command"], &dir);
+    assert_eq!(usage.status.code(), Some(2));
+}
