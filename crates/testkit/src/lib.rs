@@ -209,6 +209,11 @@ fn with_dbname(url: &str, dbname: &str) -> String {
     format!("{}{}/{dbname}{query}", &url[..scheme_end], &rest[..authority_end])
 }
 
+/// Waits a little before the next connection attempt.
+async fn pause_before_retry(_error: tokio_postgres::Error) {
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_dbname;
@@ -238,9 +243,4 @@ mod tests {
             assert_eq!(with_dbname(url, "t1"), expected, "{url}");
         }
     }
-}
-
-/// Waits a little before the next connection attempt.
-async fn pause_before_retry(_error: tokio_postgres::Error) {
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 }
