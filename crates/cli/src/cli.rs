@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "pgtrail",
     version,
     about = "An audit trail for PostgreSQL: who changed what, when, how and why.",
-    after_help = "Examples:\n  pgtrail apply --database-url postgres://app@localhost/shop\n  pgtrail sql > migrations/0042_pgtrail.sql"
+    after_help = "Examples:\n  pgtrail demo\n  pgtrail apply --database-url postgres://app@localhost/shop\n  pgtrail sql > migrations/0042_pgtrail.sql"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -55,4 +55,15 @@ pub enum Command {
         The file is built from the config and the tables of the database it connects to."
     )]
     Sql,
+    /// Show pgtrail at work on a throwaway PostgreSQL (no server needed; removed afterwards).
+    #[command(
+        after_help = "Example:\n  pgtrail demo\n  pgtrail demo --keep   # leave the server running to try other commands\n\n\
+        Needs PostgreSQL's server binaries (initdb, postgres); set PGTRAIL_PG_BIN to their directory\n\
+        if they are not found."
+    )]
+    Demo {
+        /// Leave the throwaway server running and print its connection URL.
+        #[arg(long)]
+        keep: bool,
+    },
 }

@@ -217,3 +217,26 @@ fn every_command_has_help_with_an_example() {
     let usage = pgtrail(&["no-such-command"], &dir);
     assert_eq!(usage.status.code(), Some(2));
 }
+
+#[test]
+fn the_demo_runs_on_its_own_throwaway_server_and_shows_who_did_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = pgtrail(&["demo"], dir.path());
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    for expected in [
+        "support@acme.test",
+        "ticket #4211",
+        "0042_rename_acme",
+        "ops-script",
+        "{\"redacted\":",
+        "{\"user_id\": 2, \"organization_id\": 1}",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected}:\n{stdout}");
+    }
+    assert!(
+        !stdout.contains("x1") && !stdout.contains("\"x3\""),
+        "a redacted value leaked:\n{stdout}"
+    );
+    assert!(stderr.contains("stopped and removed"), "{stderr}");
+}

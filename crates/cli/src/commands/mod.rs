@@ -1,6 +1,7 @@
 //! One module per subcommand; `run` dispatches.
 
 mod apply;
+mod demo;
 mod sql;
 
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Apply => apply::run(&cli.global).await,
         Command::Sql => sql::run(&cli.global).await,
+        Command::Demo { keep } => demo::run(keep).await,
     }
 }
 

@@ -1,0 +1,168 @@
+//! `pgtrail demo`: pgtrail on a throwaway PostgreSQL, end to end.
+//!
+//! Starts a private cluster from the installed server binaries (no server
+//! needed beforehand), creates a small app schema, installs pgtrail, lets a
+//! support agent, a batch job and a migration work, and prints what the trail
+//! answers. Everything is removed at the end unless `--keep` is given.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use pgtrail::config::Config;
+use pgtrail_cluster::{Cluster, ClusterOptions};
+use tokio_postgres::Client;
+
+use crate::output;
+
+const SCHEMA: &str = "
+CREATE TABLE organizations (id int PRIMARY KEY, name text NOT NULL, siret text);
+CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL, name text, password_hash text,
+                    updated_at timestamptz DEFAULT now());
+CREATE TABLE memberships (user_id int REFERENCES users, organization_id int REFERENCES organizations,
+                          role text, PRIMARY KEY (user_id, organization_id));
+CREATE TABLE orders (id serial PRIMARY KEY, user_id int REFERENCES users, status text, total numeric(10,2));
+CREATE TABLE page_views (user_id int, path text);  -- no key at all
+";
+
+const CONFIG: &str = r#"
+[capture]
+ignore_columns = ["updated_at"]
+
+[context]
+actor_name = ["app.actor_email"]
+actor_type = ["app.actor_type"]
+migration = ["app.current_migration"]
+
+[tables."public.users"]
+redact_columns = ["password_hash"]
+"#;
+
+/// A day of work, one transaction per batch, each saying who acts.
+const DAY: &[&str] = &[
+    "BEGIN;
+     SELECT pgtrail.set_context(actor_id => 'signup', actor_type => 'system', reason => 'self sign-up');
+     INSERT INTO organizations VALUES (1, 'Acme', '13002526500013');
+     INSERT INTO users (id, email, name, password_hash) VALUES (1, 'ann@acme.test', 'Ann', 'x1'),
+                                                             (2, 'bob@acme.test', 'Bob', 'x2');
+     INSERT INTO memberships VALUES (1, 1, 'admin'), (2, 1, 'member');
+     COMMIT;",
+    "BEGIN;
+     SET LOCAL app.actor_email = 'support@acme.test';
+     SET LOCAL app.actor_type = 'user';
+     SELECT pgtrail.set_context(actor_id => '7', reason => 'ticket #4211: customer changed address',
+                                extra => '{\"request_id\": \"req-81f2\"}');
+     UPDATE users SET email = 'ann@newmail.test', updated_at = now() WHERE id = 1;
+     UPDATE users SET password_hash = 'x3' WHERE id = 1;
+     COMMIT;",
+    "BEGIN;
+     SELECT pgtrail.set_context(actor_id => 'billing-batch', actor_type => 'system');
+     INSERT INTO orders (user_id, status, total) SELECT 1 + g % 2, 'open', g * 10 FROM generate_series(1, 6) g;
+     INSERT INTO page_views VALUES (1, '/orders'), (2, '/orders');
+     COMMIT;",
+    "BEGIN;
+     SET LOCAL app.current_migration = '0042_rename_acme';
+     SET LOCAL app.actor_type = 'migration';
+     UPDATE organizations SET name = 'Acme Inc' WHERE id = 1;
+     COMMIT;",
+    "BEGIN;
+     SELECT pgtrail.set_context(actor_id => 'ops-script', actor_type => 'system', reason => 'close paid orders');
+     UPDATE orders SET status = 'closed';  -- oops: no WHERE clause
+     DELETE FROM memberships WHERE user_id = 2;
+     COMMIT;",
+];
+
+pub async fn run(keep: bool) -> Result<ExitCode> {
+    eprintln!("starting a throwaway PostgreSQL ...");
+    let cluster = Cluster::start(ClusterOptions {
+        keep,
+        fast: true,
+        ..ClusterOptions::default()
+    })
+    .context("starting the demo's throwaway PostgreSQL")?;
+    let url = cluster.url("postgres");
+    let target = pgtrail::connect::Target::parse(&url, "the demo cluster")?;
+    let mut client = pgtrail::connect::connect(&target).await?;
+
+    client
+        .batch_execute(SCHEMA)
+        .await
+        .context("creating the demo schema")?;
+    let config = Config::parse(CONFIG, "demo pgtrail.toml")?;
+    let report = pgtrail::plan::apply(&mut client, &config).await?;
+    println!(
+        "installed pgtrail {} and attached {} tables (users.password_hash redacted, updated_at ignored)\n",
+        report.version,
+        report.tables.len()
+    );
+    for batch in DAY {
+        client.batch_execute(batch).await.context("simulating the day")?;
+    }
+
+    show(&client).await?;
+
+    if keep {
+        println!("\nthe demo database keeps running: {url}");
+        println!("try: psql {url} -c 'SELECT * FROM pgtrail.changes ORDER BY id'");
+        println!("stop it with: pg_ctl stop -D {}", cluster.data_dir().display());
+    } else {
+        drop(client);
+        drop(cluster);
+        eprintln!("\nthe throwaway PostgreSQL was stopped and removed (use --keep to keep it)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(client: &Client) -> Result<()> {
+    println!("Everything that happened, oldest first:");
+    let rows = client
+        .query(
+            "SELECT to_char(changed_at, 'HH24:MI:SS.MS'), op, table_name, pk::text,
+                    coalesce(array_to_string(changed_fields, ','), ''),
+                    coalesce(actor_name, actor_id, context->>'migration', '?'), coalesce(reason, '')
+             FROM pgtrail.changes ORDER BY id",
+            &[],
+        )
+        .await?;
+    let mut table = vec![["time", "op", "table", "key", "changed", "who", "why"].map(String::from)];
+    table.extend(
+        rows.iter()
+            .map(|r| std::array::from_fn(|i| r.get::<_, String>(i))),
+    );
+    output::print_rows(&table);
+
+    println!("\nHistory of user 1, field by field:");
+    let rows = client
+        .query(
+            "SELECT c.op, e.key, coalesce((c.old_values -> e.key)::text, ''), coalesce((c.new_values -> e.key)::text, ''),
+                    coalesce(c.actor_name, c.actor_id, '?')
+             FROM pgtrail.changes c
+             CROSS JOIN LATERAL jsonb_each(coalesce(c.new_values, c.old_values)) e
+             WHERE c.table_name = 'users' AND c.pk = '{\"id\": 1}'
+             ORDER BY c.id, e.key",
+            &[],
+        )
+        .await?;
+    let mut table = vec![["op", "field", "before", "after", "by"].map(String::from)];
+    table.extend(
+        rows.iter()
+            .map(|r| std::array::from_fn(|i| r.get::<_, String>(i))),
+    );
+    output::print_rows(&table);
+
+    println!("\nWho changed how much:");
+    let rows = client
+        .query(
+            "SELECT coalesce(actor_name, actor_id, context->>'migration', '?'), coalesce(actor_type, ''),
+                    count(*)::text, string_agg(DISTINCT table_name, ', ')
+             FROM pgtrail.changes GROUP BY 1, 2 ORDER BY count(*) DESC, 1",
+            &[],
+        )
+        .await?;
+    let mut table = vec![["actor", "type", "changes", "tables"].map(String::from)];
+    table.extend(
+        rows.iter()
+            .map(|r| std::array::from_fn(|i| r.get::<_, String>(i))),
+    );
+    output::print_rows(&table);
+    Ok(())
+}
