@@ -1,5 +1,5 @@
-//! Integration tests of the capture engine against a real PostgreSQL, one
-//! fresh database per test. Each module is a group of user stories from the
+//! Integration tests of pgtrail against a real PostgreSQL, one fresh database
+//! per test, written as the user stories of the seeds. Capture: what gets
 //! seeds: what gets recorded, for which keys and values, with which context,
 //! how it is protected, how it installs, and the seeds' own queries.
 
