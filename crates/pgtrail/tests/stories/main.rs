@@ -1,7 +1,7 @@
 //! Integration tests of pgtrail against a real PostgreSQL, one fresh database
-//! per test, written as the user stories of the seeds. Capture: what gets
-//! seeds: what gets recorded, for which keys and values, with which context,
-//! how it is protected, how it installs, and the seeds' own queries.
+//! per test, written as the user stories of the seeds: what gets recorded,
+//! for which keys and values, with which context, how it is protected, how
+//! it installs, and the seeds' own queries.
 
 mod bulk;
 mod context;
