@@ -133,15 +133,36 @@ $fn$;
 -- statement, which is why small statements keep the static path. (The
 -- trigger runs the SQL itself: transition tables are visible only there.)
 
--- Old and new rows of the statement, paired by position.
-CREATE OR REPLACE FUNCTION pgtrail._bulk_pairs()
+-- Old and new rows of the statement, paired: by key (a join on the key
+-- columns, for when no key changed), else by position in the transition
+-- tables, which PostgreSQL fills pairwise.
+CREATE OR REPLACE FUNCTION pgtrail._bulk_pairs(p_key_columns text[])
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT 'FROM (SELECT row_number() OVER () AS pgtrail_pos, pgtrail_row.* FROM pgtrail_old AS pgtrail_row) AS o '
-        || 'JOIN (SELECT row_number() OVER () AS pgtrail_pos, pgtrail_row.* FROM pgtrail_new AS pgtrail_row) AS n '
-        || 'USING (pgtrail_pos)'
+    SELECT CASE
+        WHEN cardinality(p_key_columns) > 0 THEN
+            'FROM pgtrail_old AS o JOIN pgtrail_new AS n ON '
+            || (SELECT string_agg(format('o.%1$I = n.%1$I', k), ' AND ') FROM unnest(p_key_columns) AS k)
+        ELSE
+            'FROM (SELECT row_number() OVER () AS pgtrail_pos, pgtrail_row.* FROM pgtrail_old AS pgtrail_row) AS o '
+            || 'JOIN (SELECT row_number() OVER () AS pgtrail_pos, pgtrail_row.* FROM pgtrail_new AS pgtrail_row) AS n '
+            || 'USING (pgtrail_pos)'
+    END
+$fn$;
+
+-- SELECT telling whether the old and new transition tables list the same
+-- keys in the same order (compared as one digest per side).
+CREATE OR REPLACE FUNCTION pgtrail._bulk_same_keys_sql(p_key_columns text[])
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT format('SELECT (SELECT md5(string_agg(ROW(%1$s)::text, '','')) FROM pgtrail_old AS r) '
+                  'IS NOT DISTINCT FROM (SELECT md5(string_agg(ROW(%1$s)::text, '','')) FROM pgtrail_new AS r)',
+                  string_agg(format('r.%I', k), ', '))
+    FROM unnest(p_key_columns) AS k
 $fn$;
 
 -- The expression that tells whether column p_column changed between o and n,
@@ -177,36 +198,63 @@ AS $fn$
     FROM typ
 $fn$;
 
--- SELECT returning the text[] of columns that changed in at least one row,
--- or NULL when some column cannot be compared natively.
+-- SELECT returning the number of paired rows and the text[] of columns that
+-- changed in at least one row; NULL when some column cannot be compared
+-- natively or the key columns themselves cannot.
 CREATE OR REPLACE FUNCTION pgtrail._bulk_changed_columns_sql(t pgtrail.audited_table, p_relid oid)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT CASE WHEN bool_and(e.expr IS NOT NULL) THEN
-        format('SELECT array_remove(ARRAY[%s]::text[], NULL) %s',
+        format('SELECT count(*), array_remove(ARRAY[%s]::text[], NULL) %s',
                string_agg(format('CASE WHEN bool_or(%s) THEN %L END', e.expr, e.attname), ', ' ORDER BY e.attnum),
-               pgtrail._bulk_pairs())
+               pgtrail._bulk_pairs(t.key_columns))
     END
     FROM (SELECT a.attname, a.attnum, pgtrail._bulk_changed_expr(p_relid, a.attname) AS expr
           FROM pg_attribute AS a
           WHERE a.attrelid = p_relid AND a.attnum > 0 AND NOT a.attisdropped
-            AND NOT a.attname = ANY (t.ignore_columns)) AS e
+            AND (NOT a.attname = ANY (t.ignore_columns) OR a.attname = ANY (t.key_columns))) AS e
+$fn$;
+
+-- The old (p_side 'o') or new ('n') values of the changed columns of one row,
+-- as jsonb. The usual case, every column of p_changed changed in this row,
+-- is one jsonb_build_object; otherwise the object is assembled column by
+-- column. A redacted value becomes its keyed marker, exactly as
+-- pgtrail._redact makes it ($4 is the redaction key).
+CREATE OR REPLACE FUNCTION pgtrail._bulk_image_sql(
+    t pgtrail.audited_table, p_relid oid, p_changed text[], p_side text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH col AS (
+        SELECT c,
+               pgtrail._bulk_changed_expr(p_relid, c) AS changed,
+               CASE WHEN c = ANY (t.redact_columns)
+                    THEN format('jsonb_build_object(''redacted'', left(encode(sha256($4 || convert_to(%1$L || ''='' '
+                                || '|| to_jsonb(%2$s.%1$I)::text, ''UTF8'')), ''hex''), 16))', c, p_side)
+                    ELSE format('%s.%I', p_side, c)
+               END AS value
+        FROM unnest(p_changed) AS c
+    )
+    SELECT format('CASE WHEN %s THEN jsonb_build_object(%s) ELSE %s END',
+                  string_agg(changed, ' AND '),
+                  string_agg(format('%L, %s', c, value), ', '),
+                  string_agg(format('CASE WHEN %s THEN jsonb_build_object(%L, %s) ELSE ''{}''::jsonb END',
+                                    changed, c, value), ' || '))
+    FROM col
 $fn$;
 
 -- INSERT of the changes, for the columns in p_changed. Parameters: $1 txid,
--- $2 ctx, $3 redacted columns, $4 redaction key, $5 ignored columns.
-CREATE OR REPLACE FUNCTION pgtrail._bulk_insert_sql(t pgtrail.audited_table, p_relid oid, p_changed text[])
+-- $2 ctx, $3 (unused), $4 redaction key, $5 ignored columns.
+CREATE OR REPLACE FUNCTION pgtrail._bulk_insert_sql(
+    t pgtrail.audited_table, p_relid oid, p_changed text[], p_by_position boolean)
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    -- A redacted value becomes its keyed marker, exactly as pgtrail._redact makes it.
-    v_value   text := 'CASE WHEN %1$L = ANY ($3) THEN jsonb_build_object(''redacted'', left(encode(sha256($4 || '
-                   || 'convert_to(%1$L || ''='' || to_jsonb(%2$s.%1$I)::text, ''UTF8'')), ''hex''), 16)) '
-                   || 'ELSE to_jsonb(%2$s.%1$I) END';
     v_key_new text;
     v_key_old text;
 BEGIN
@@ -224,21 +272,17 @@ BEGIN
         'SELECT $1, $2, %s, ''U'', clock_timestamp(), d.pk, CASE WHEN d.old_pk IS DISTINCT FROM d.pk THEN d.old_pk END, '
         '       d.old_values, d.new_values, d.fields '
         'FROM (SELECT %s AS pk, %s AS old_pk, %s AS old_values, %s AS new_values, '
-        '             array_remove(ARRAY[%s]::text[], NULL) AS fields, o.pgtrail_pos %s) AS d '
-        'WHERE cardinality(d.fields) > 0 ORDER BY d.pgtrail_pos',
+        '             array_remove(ARRAY[%s]::text[], NULL) AS fields %s) AS d '
+        'WHERE cardinality(d.fields) > 0',
         t.id,
         v_key_new,
         v_key_old,
-        (SELECT string_agg(format('CASE WHEN %3$s THEN jsonb_build_object(%1$L, ' || v_value
-                                  || ') ELSE ''{}''::jsonb END', c, 'o', pgtrail._bulk_changed_expr(p_relid, c)), ' || ')
-         FROM unnest(p_changed) AS c),
-        (SELECT string_agg(format('CASE WHEN %3$s THEN jsonb_build_object(%1$L, ' || v_value
-                                  || ') ELSE ''{}''::jsonb END', c, 'n', pgtrail._bulk_changed_expr(p_relid, c)), ' || ')
-         FROM unnest(p_changed) AS c),
+        pgtrail._bulk_image_sql(t, p_relid, p_changed, 'o'),
+        pgtrail._bulk_image_sql(t, p_relid, p_changed, 'n'),
         (SELECT string_agg(format('CASE WHEN %s THEN %L END', pgtrail._bulk_changed_expr(p_relid, c), c), ', '
                            ORDER BY c)
          FROM unnest(p_changed) AS c),
-        pgtrail._bulk_pairs());
+        pgtrail._bulk_pairs(CASE WHEN p_by_position THEN '{}'::text[] ELSE t.key_columns END));
 END
 $fn$;
 
@@ -253,9 +297,13 @@ DECLARE
     v_txid bigint;
     v_key     bytea;
     v_full    boolean;
-    v_changed text[];
-    v_ctx     smallint;
-    v_sql     text;
+    v_changed     text[];
+    v_ctx         smallint;
+    v_sql         text;
+    v_paired      bigint;
+    v_by_position boolean;
+    v_same_keys   boolean;
+    v_work_mem    text;
 BEGIN
     PERFORM FROM pgtrail_new LIMIT 1;
     IF NOT FOUND THEN
@@ -271,12 +319,28 @@ BEGIN
     IF NOT v_full AND (SELECT count(*) FROM (SELECT FROM pgtrail_new LIMIT 256) AS s) = 256 THEN
         v_sql := pgtrail._bulk_changed_columns_sql(t, TG_RELID);
         IF v_sql IS NOT NULL THEN
-            EXECUTE v_sql INTO v_changed;
+            -- Enough memory to pair the rows with a hash join instead of
+            -- sorting on disk; restored below.
+            v_work_mem := current_setting('work_mem');
+            PERFORM set_config('work_mem', greatest(pg_size_bytes(v_work_mem), 64 * 1024 * 1024)::text || 'B', true);
+            -- Pairing by key equals pairing by position when the keys come in
+            -- the same order on both sides, i.e. no key changed (a swap or a
+            -- shift of keys would pair the wrong rows by key).
+            v_by_position := cardinality(t.key_columns) = 0;
+            IF NOT v_by_position THEN
+                EXECUTE pgtrail._bulk_same_keys_sql(t.key_columns) INTO v_same_keys;
+                v_by_position := NOT v_same_keys;
+            END IF;
+            IF v_by_position AND cardinality(t.key_columns) > 0 THEN
+                v_sql := replace(v_sql, pgtrail._bulk_pairs(t.key_columns), pgtrail._bulk_pairs('{}'));
+            END IF;
+            EXECUTE v_sql INTO v_paired, v_changed;
             IF cardinality(v_changed) > 0 THEN
                 v_ctx := pgtrail._record_transaction(v_txid, format('%I.%I', t.table_schema, t.table_name));
-                EXECUTE pgtrail._bulk_insert_sql(t, TG_RELID, v_changed)
+                EXECUTE pgtrail._bulk_insert_sql(t, TG_RELID, v_changed, v_by_position)
                 USING v_txid, v_ctx, t.redact_columns, coalesce(v_key, ''::bytea), t.ignore_columns;
             END IF;
+            PERFORM set_config('work_mem', v_work_mem, true);
             RETURN NULL;
         END IF;
     END IF;

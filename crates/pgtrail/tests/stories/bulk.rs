@@ -8,10 +8,10 @@ use tokio_postgres::Client;
 use crate::support::audited_db;
 
 /// Every column type here compares natively, so large statements take the bulk path.
-const TABLE: &str = "(id int PRIMARY KEY, email text, name text, amount numeric(12,2), score numeric,
+const TABLE: &str = "(id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, email text, name text, amount numeric(12,2), score numeric,
                       tags text[], doc jsonb, data jsonb, at timestamptz, secret text, updated_at timestamptz)";
 /// `json` has no equality operator: large statements fall back to the static path.
-const TABLE_WITH_JSON: &str = "(id int PRIMARY KEY, email text, name text, amount numeric(12,2), score numeric,
+const TABLE_WITH_JSON: &str = "(id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, email text, name text, amount numeric(12,2), score numeric,
                       tags text[], doc json, data jsonb, at timestamptz, secret text, updated_at timestamptz)";
 
 const CONFIG: &str = r#"
@@ -21,7 +21,7 @@ redact_columns = ["secret"]
 "#;
 
 /// The same UPDATE, as one statement on `bulk_t` and in slices of 50 rows on `static_t`.
-const UPDATES: [&str; 5] = [
+const UPDATES: [&str; 6] = [
     // some rows really change, some keep their value, some change one column only
     "UPDATE {t} SET email = CASE WHEN id % 3 = 0 THEN email ELSE email || '.x' END,
                     name = CASE WHEN id % 5 = 0 THEN 'five' ELSE name END, updated_at = now() WHERE {slice}",
@@ -32,6 +32,8 @@ const UPDATES: [&str; 5] = [
     "UPDATE {t} SET secret = CASE WHEN id % 4 = 0 THEN 'pw-' || id ELSE secret END WHERE {slice}",
     // the key itself
     "UPDATE {t} SET id = id + 10000 WHERE {slice}",
+    // keys swapped between rows: every new key is an old key, yet no row kept its key
+    "UPDATE {t} SET id = CASE WHEN id % 2 = 0 THEN id - 1 ELSE id + 1 END WHERE {slice}",
     // nothing changes at all
     "UPDATE {t} SET email = email WHERE {slice}",
 ];
