@@ -5,6 +5,7 @@
 
 mod bulk;
 mod context;
+mod identifiers;
 mod install;
 mod keys;
 mod rows;
