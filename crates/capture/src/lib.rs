@@ -17,4 +17,6 @@
 pub mod quote;
 mod script;
 
-pub use script::{FUNCTIONS, MIGRATIONS, Migration, SqlFile, TRIGGER_NAMES, VERSION, install_script};
+pub use script::{
+    FUNCTIONS, MIGRATIONS, Migration, SqlFile, TRIGGER_NAMES, VERSION, build_id, install_script,
+};

@@ -73,7 +73,39 @@ pub fn install_script() -> String {
         out.push_str(file.sql);
     }
     out.push_str(&version_function());
+    let build = build_id_of(&out);
+    out.push_str(&build_function(&build));
     out
+}
+
+/// A fingerprint of everything [`install_script`] installs. Stored in the
+/// database as `pgtrail.build()`, so a changed install is noticed even when
+/// the version number did not move.
+pub fn build_id() -> String {
+    let script = install_script();
+    let body = script.split("\n-- build\n").next().unwrap_or(&script);
+    build_id_of(body)
+}
+
+/// FNV-1a, 64 bits: change detection, not security.
+fn build_id_of(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+fn build_function(build: &str) -> String {
+    format!(
+        "\n-- build\n\
+         CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text\n\
+         LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp\n\
+         AS $fn$ SELECT {} $fn$;\n\
+         GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;\n",
+        quote::literal(build)
+    )
 }
 
 /// What must exist before migrations can be counted.
@@ -152,6 +184,13 @@ mod tests {
             assert_eq!(script.matches(&format!("-- {}\n", file.name)).count(), 1);
         }
         assert!(script.contains("CREATE OR REPLACE FUNCTION pgtrail.version()"));
+    }
+
+    #[test]
+    fn the_build_id_is_the_one_the_script_installs() {
+        let script = install_script();
+        assert!(script.contains(&format!("SELECT '{}' $fn$", build_id())));
+        assert_eq!(build_id().len(), 16);
     }
 
     #[test]

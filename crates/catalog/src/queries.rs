@@ -42,8 +42,10 @@ ORDER BY a.attrelid, a.attnum";
 const TRIGGERS: &str = "
 SELECT t.tgrelid::bigint AS oid, t.tgname::text AS name, t.tgenabled::text AS enabled,
        fn.nspname || '.' || p.proname AS function,
+       -- tgargs holds each argument followed by a NUL byte, which the
+       -- escape encoding writes as a backslash and three zeros.
        CASE WHEN t.tgnargs = 0 THEN ARRAY[]::text[]
-            ELSE (string_to_array(rtrim(encode(t.tgargs, 'escape'), '\\000'), '\\000'))
+            ELSE (string_to_array(encode(t.tgargs, 'escape'), '\\000'))[1:t.tgnargs]
        END AS args
 FROM pg_trigger t
 JOIN pg_class c ON c.oid = t.tgrelid

@@ -2,11 +2,14 @@
 
 use pgtrail_catalog::Catalog;
 use pgtrail_config::Config;
-use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, GenericClient};
 
-use crate::step::{Arg, Step, pg_array_text};
-use crate::{PlanError, desired, step};
+use crate::desired::Desired;
+use crate::drift::{Problem, tables_to_attach};
+use crate::installed::Installed;
+use crate::step::{Arg, Step, pg_array_text, repair_steps};
+use crate::{PlanError, desired, drift};
 
 /// The advisory lock every install takes, so two `apply` runs at once
 /// serialize instead of racing (the bytes of "pgtrail" and a version byte).
@@ -17,8 +20,8 @@ pub const ADVISORY_LOCK: i64 = 8101176133498366316;
 pub enum TableAction {
     /// Capture started: the table had no capture triggers before.
     Attached,
-    /// Capture was already there; its triggers and settings were refreshed.
-    Refreshed,
+    /// Capture was there but drifted (missing or disabled trigger, other settings); repaired.
+    Repaired,
     /// Capture stopped: the table is excluded or no longer covered.
     Detached,
 }
@@ -29,11 +32,31 @@ pub struct ApplyReport {
     /// pgtrail's version before, if it was installed.
     pub previous_version: Option<String>,
     pub version: &'static str,
+    /// Whether the schema and functions were (re)installed.
+    pub installed: bool,
     pub tables: Vec<(String, String, TableAction)>,
+    /// Audited tables that needed nothing.
+    pub unchanged: usize,
+    /// The problems found before applying (all repaired, except `NotCovered`).
+    pub problems: Vec<Problem>,
+}
+
+/// Reads the catalog and what is installed, resolves the config against them
+/// and lists the problems: everything `plan`, `check` and `apply` need.
+pub async fn inspect(
+    client: &impl GenericClient,
+    config: &Config,
+) -> Result<(Desired, Catalog, Installed, Vec<Problem>), PlanError> {
+    let catalog = Catalog::load(client, &config.capture.schemas).await?;
+    let installed = Installed::load(client).await?;
+    let desired = desired::resolve(config, &catalog).map_err(PlanError::Config)?;
+    let problems = drift::problems(&desired, &catalog, &installed);
+    Ok((desired, catalog, installed, problems))
 }
 
 /// Installs or upgrades pgtrail and makes capture match `config`, in one
-/// transaction: either everything is done or nothing is.
+/// transaction: either everything is done or nothing is. Only what differs is
+/// changed; running it again finds nothing to do.
 pub async fn apply(client: &mut Client, config: &Config) -> Result<ApplyReport, PlanError> {
     let tx = client
         .transaction()
@@ -46,20 +69,31 @@ pub async fn apply(client: &mut Client, config: &Config) -> Result<ApplyReport, 
         .await
         .map_err(PlanError::database("could not take pgtrail's install lock"))?;
 
-    let catalog = Catalog::load(&tx, &config.capture.schemas).await?;
-    let desired = desired::resolve(config, &catalog).map_err(PlanError::Config)?;
-
+    let (desired, catalog, installed, problems) = inspect(&tx, config).await?;
+    let to_attach = tables_to_attach(&problems);
     let mut report = ApplyReport {
-        previous_version: catalog.installed_version.clone(),
+        previous_version: installed.version.clone(),
         version: pgtrail_capture::VERSION,
+        installed: problems
+            .iter()
+            .any(|p| matches!(p, Problem::NotInstalled | Problem::StaleInstall { .. })),
         tables: Vec::new(),
+        unchanged: 0,
+        problems: problems.clone(),
     };
     for table in &desired.tables {
-        let had_triggers = catalog
-            .table(&table.schema, &table.name)
-            .is_some_and(|t| !t.triggers.is_empty());
-        let action = if had_triggers {
-            TableAction::Refreshed
+        let name = (table.schema.clone(), table.name.clone());
+        if !to_attach.contains(&name) {
+            report.unchanged += 1;
+            continue;
+        }
+        let had_capture = catalog.table(&table.schema, &table.name).is_some_and(|t| {
+            t.triggers
+                .iter()
+                .any(|tr| pgtrail_capture::TRIGGER_NAMES.contains(&tr.name.as_str()))
+        });
+        let action = if had_capture {
+            TableAction::Repaired
         } else {
             TableAction::Attached
         };
@@ -67,13 +101,13 @@ pub async fn apply(client: &mut Client, config: &Config) -> Result<ApplyReport, 
             .tables
             .push((table.schema.clone(), table.name.clone(), action));
     }
-    for (schema, name) in &desired.detach {
+    for ((schema, name), _) in &desired.detach {
         report
             .tables
             .push((schema.clone(), name.clone(), TableAction::Detached));
     }
 
-    for step in step::steps(&desired) {
+    for step in repair_steps(&desired, &problems) {
         match step {
             Step::Script(sql) => tx.batch_execute(&sql).await.map_err(PlanError::database(
                 "installing pgtrail's schema and functions failed",

@@ -20,9 +20,11 @@ pub struct DesiredTable {
 #[derive(Debug, Clone)]
 pub struct Desired {
     pub tables: Vec<DesiredTable>,
-    /// Tables that carry capture triggers but should not (excluded, or no
-    /// longer covered by any include rule).
-    pub detach: Vec<(String, String)>,
+    /// Tables that carry capture triggers but should not, with the reason
+    /// (excluded by a pattern, or not covered by any rule).
+    pub detach: Vec<((String, String), String)>,
+    /// Tables no include or exclude rule covers.
+    pub not_covered: Vec<(String, String)>,
     /// `{"actor_id": ["app.user_id"], ...}` for `pgtrail.configure_context`.
     pub context_sources: serde_json::Value,
     pub require_actor: bool,
@@ -37,6 +39,7 @@ pub fn resolve(config: &Config, catalog: &Catalog) -> Result<Desired, Vec<Config
 
     let mut tables = Vec::new();
     let mut detach = Vec::new();
+    let mut not_covered = Vec::new();
     for table in catalog.top_level_tables() {
         if !config.capture.schemas.contains(&table.schema) {
             continue;
@@ -46,10 +49,18 @@ pub fn resolve(config: &Config, catalog: &Catalog) -> Result<Desired, Vec<Config
                 Ok(desired) => tables.push(desired),
                 Err(problem) => problems.push(problem),
             },
-            Selection::Excluded { .. } | Selection::NotCovered => {
-                if !table.triggers.is_empty() {
-                    detach.push((table.schema.clone(), table.name.clone()));
+            Selection::Excluded { pattern } => {
+                if has_capture_triggers(table, catalog) {
+                    let reason = format!("the config excludes it (\"{pattern}\")");
+                    detach.push(((table.schema.clone(), table.name.clone()), reason));
                 }
+            }
+            Selection::NotCovered => {
+                let name = (table.schema.clone(), table.name.clone());
+                if has_capture_triggers(table, catalog) {
+                    detach.push((name.clone(), "no include rule covers it".to_string()));
+                }
+                not_covered.push(name);
             }
         }
     }
@@ -59,9 +70,25 @@ pub fn resolve(config: &Config, catalog: &Catalog) -> Result<Desired, Vec<Config
     Ok(Desired {
         tables,
         detach,
+        not_covered,
         context_sources: context_sources(config),
         require_actor: config.context.require_actor,
     })
+}
+
+/// Whether the table or any of its partitions carries a pgtrail capture trigger.
+fn has_capture_triggers(table: &Table, catalog: &Catalog) -> bool {
+    let is_capture = |t: &Table| {
+        t.triggers
+            .iter()
+            .any(|tr| pgtrail_capture::TRIGGER_NAMES.contains(&tr.name.as_str()))
+    };
+    is_capture(table)
+        || table
+            .partitions
+            .iter()
+            .filter_map(|(schema, name)| catalog.table(schema, name))
+            .any(|p| has_capture_triggers(p, catalog))
 }
 
 fn desired_table(config: &Config, table: &Table) -> Result<DesiredTable, ConfigError> {

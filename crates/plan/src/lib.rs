@@ -4,18 +4,26 @@
 //! - [`resolve`] decides, table by table, what capture should look like
 //!   ([`Desired`]) and reports every config problem against the catalog
 //!   (unknown table, key or column) with its place in the file;
-//! - [`steps`] turns that into [`Step`]s: the install script, then one
-//!   `pgtrail.attach`/`pgtrail.detach` call per table;
-//! - [`apply`] runs them in one transaction under an advisory lock, with every
-//!   value as a bind parameter; [`render`] prints them as one migration file.
+//! - [`problems`] compares it with what is installed ([`Installed`]) and the
+//!   catalog: every drift `pgtrail check` reports;
+//! - [`steps`] turns the desired state into [`Step`]s (the install script, then
+//!   one `pgtrail.attach`/`pgtrail.detach` call per table), [`repair_steps`]
+//!   only those that repair the problems found;
+//! - [`apply`] runs the repair steps in one transaction under an advisory lock,
+//!   with every value as a bind parameter; [`render`] prints steps as one
+//!   migration file.
 
 mod apply;
 mod desired;
+mod drift;
+mod installed;
 mod step;
 
-pub use apply::{ApplyReport, TableAction, apply};
+pub use apply::{ADVISORY_LOCK, ApplyReport, TableAction, apply, inspect};
 pub use desired::{Desired, DesiredTable, resolve};
-pub use step::{Arg, Step, render, steps};
+pub use drift::{Problem, TableName, problems};
+pub use installed::{Installed, InstalledTable};
+pub use step::{Arg, Step, render, repair_steps, steps};
 
 /// Errors while planning or applying.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,8 @@
 
 use pgtrail_capture::quote;
 
-use crate::desired::Desired;
+use crate::desired::{Desired, DesiredTable};
+use crate::drift::{Problem, tables_to_attach};
 
 /// A value passed to a step. `apply` binds it as a parameter; `render`
 /// writes it as a properly quoted literal.
@@ -36,45 +37,95 @@ const ATTACH: &str = "SELECT pgtrail.attach($1::text::regclass, $2::text::text[]
 const DETACH: &str = "SELECT pgtrail.detach($1::text::regclass)";
 const CONFIGURE: &str = "SELECT pgtrail.configure_context($1::text::jsonb, $2::boolean)";
 
-/// The steps that make the database match `desired`.
+/// Every step of a full install matching `desired`: what `pgtrail sql`
+/// prints, to be applied to any database (a fresh one included).
 pub fn steps(desired: &Desired) -> Vec<Step> {
-    let mut out = vec![Step::Script(pgtrail_capture::install_script())];
-    out.push(Step::Statement {
+    let mut out = vec![
+        Step::Script(pgtrail_capture::install_script()),
+        configure(desired),
+    ];
+    out.extend(desired.tables.iter().map(attach));
+    out.extend(
+        desired
+            .detach
+            .iter()
+            .map(|((schema, name), _)| detach(schema, name)),
+    );
+    out
+}
+
+/// Only the steps that repair `problems`: what `pgtrail plan` prints and
+/// `pgtrail apply` runs. Empty when there is nothing to do.
+pub fn repair_steps(desired: &Desired, problems: &[Problem]) -> Vec<Step> {
+    let mut out = Vec::new();
+    let reinstall = problems
+        .iter()
+        .any(|p| matches!(p, Problem::NotInstalled | Problem::StaleInstall { .. }));
+    if reinstall {
+        out.push(Step::Script(pgtrail_capture::install_script()));
+    }
+    if reinstall
+        || problems
+            .iter()
+            .any(|p| matches!(p, Problem::ContextDiffers { .. }))
+    {
+        out.push(configure(desired));
+    }
+    let to_attach = tables_to_attach(problems);
+    out.extend(
+        desired
+            .tables
+            .iter()
+            .filter(|t| to_attach.contains(&(t.schema.clone(), t.name.clone())))
+            .map(attach),
+    );
+    out.extend(
+        desired
+            .detach
+            .iter()
+            .map(|((schema, name), _)| detach(schema, name)),
+    );
+    out
+}
+
+fn configure(desired: &Desired) -> Step {
+    Step::Statement {
         sql: CONFIGURE,
         args: vec![
             Arg::Json(desired.context_sources.clone()),
             Arg::Bool(desired.require_actor),
         ],
         summary: "configure context settings".to_string(),
-    });
-    for table in &desired.tables {
-        out.push(Step::Statement {
-            sql: ATTACH,
-            args: vec![
-                Arg::Table {
-                    schema: table.schema.clone(),
-                    name: table.name.clone(),
-                },
-                Arg::TextArray(table.key_columns.clone()),
-                Arg::Text(table.key_kind.to_string()),
-                Arg::Text(table.images.to_string()),
-                Arg::TextArray(table.ignore_columns.clone()),
-                Arg::TextArray(table.redact_columns.clone()),
-            ],
-            summary: format!("attach {}", quote::qualified(&table.schema, &table.name)),
-        });
     }
-    for (schema, name) in &desired.detach {
-        out.push(Step::Statement {
-            sql: DETACH,
-            args: vec![Arg::Table {
-                schema: schema.clone(),
-                name: name.clone(),
-            }],
-            summary: format!("detach {}", quote::qualified(schema, name)),
-        });
+}
+
+fn attach(table: &DesiredTable) -> Step {
+    Step::Statement {
+        sql: ATTACH,
+        args: vec![
+            Arg::Table {
+                schema: table.schema.clone(),
+                name: table.name.clone(),
+            },
+            Arg::TextArray(table.key_columns.clone()),
+            Arg::Text(table.key_kind.to_string()),
+            Arg::Text(table.images.to_string()),
+            Arg::TextArray(table.ignore_columns.clone()),
+            Arg::TextArray(table.redact_columns.clone()),
+        ],
+        summary: format!("attach {}", quote::qualified(&table.schema, &table.name)),
     }
-    out
+}
+
+fn detach(schema: &str, name: &str) -> Step {
+    Step::Statement {
+        sql: DETACH,
+        args: vec![Arg::Table {
+            schema: schema.to_string(),
+            name: name.to_string(),
+        }],
+        summary: format!("detach {}", quote::qualified(schema, name)),
+    }
 }
 
 impl Arg {

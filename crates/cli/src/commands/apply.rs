@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use pgtrail::plan::{ApplyReport, TableAction};
+use pgtrail::plan::{ApplyReport, Problem, TableAction};
 
 use crate::cli::{Format, Global};
 use crate::output;
@@ -22,28 +22,46 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
 fn action_name(action: &TableAction) -> &'static str {
     match action {
         TableAction::Attached => "attached",
-        TableAction::Refreshed => "refreshed",
+        TableAction::Repaired => "repaired",
         TableAction::Detached => "detached",
     }
+}
+
+fn not_covered(report: &ApplyReport) -> Vec<String> {
+    report
+        .problems
+        .iter()
+        .filter_map(|p| match p {
+            Problem::NotCovered { table } => Some(format!("{}.{}", table.0, table.1)),
+            _ => None,
+        })
+        .collect()
 }
 
 fn to_json(report: &ApplyReport) -> serde_json::Value {
     serde_json::json!({
         "previous_version": report.previous_version,
         "version": report.version,
+        "installed": report.installed,
         "tables": report.tables.iter().map(|(schema, name, action)| serde_json::json!({
             "schema": schema, "table": name, "action": action_name(action),
         })).collect::<Vec<_>>(),
+        "unchanged": report.unchanged,
+        "not_covered": not_covered(report),
     })
 }
 
 fn print_table(report: &ApplyReport) {
-    let install = match &report.previous_version {
-        None => format!("installed pgtrail {}", report.version),
-        Some(previous) if previous == report.version => {
-            format!("pgtrail {} already installed", report.version)
+    let install = match (&report.previous_version, report.installed) {
+        (None, _) => format!("installed pgtrail {}", report.version),
+        (Some(previous), true) if previous == report.version => {
+            format!(
+                "reinstalled pgtrail {}'s functions (they differed)",
+                report.version
+            )
         }
-        Some(previous) => format!("upgraded pgtrail {previous} → {}", report.version),
+        (Some(previous), true) => format!("upgraded pgtrail {previous} → {}", report.version),
+        (Some(_), false) => format!("pgtrail {} is up to date", report.version),
     };
     println!("{install}");
     let rows: Vec<[String; 2]> = report
@@ -54,9 +72,18 @@ fn print_table(report: &ApplyReport) {
     output::print_rows(&rows);
     let count = |wanted: TableAction| report.tables.iter().filter(|(_, _, a)| *a == wanted).count();
     println!(
-        "{} attached, {} refreshed, {} detached",
+        "{} attached, {} repaired, {} detached, {} unchanged",
         count(TableAction::Attached),
-        count(TableAction::Refreshed),
-        count(TableAction::Detached)
+        count(TableAction::Repaired),
+        count(TableAction::Detached),
+        report.unchanged
     );
+    let uncovered = not_covered(report);
+    if !uncovered.is_empty() {
+        println!(
+            "warning: {} table(s) not covered by any include or exclude rule: {}",
+            uncovered.len(),
+            uncovered.join(", ")
+        );
+    }
 }

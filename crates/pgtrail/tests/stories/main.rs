@@ -6,8 +6,10 @@
 mod bulk;
 mod context;
 mod identifiers;
+mod init;
 mod install;
 mod keys;
+mod rollout;
 mod rows;
 mod security;
 mod seeds;

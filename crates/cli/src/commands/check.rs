@@ -1,0 +1,55 @@
+//! `pgtrail check`: compare the database with the config and list every
+//! problem, one per line, naming the table. Exit 0 clean, 1 problems, 2 errors.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use pgtrail::plan::{Problem, inspect};
+
+use crate::cli::{Format, Global};
+use crate::output;
+
+pub async fn run(global: &Global) -> Result<ExitCode> {
+    let config = super::load_config(global)?;
+    let client = super::connect(global).await?;
+    let (desired, _, installed, problems) = inspect(&client, &config).await?;
+    match global.format {
+        Format::Json => output::print_json(&serde_json::json!({
+            "ok": problems.is_empty(),
+            "installed_version": installed.version,
+            "audited_tables": desired.tables.len(),
+            "problems": problems.iter().map(to_json).collect::<Vec<_>>(),
+        }))?,
+        Format::Table => {
+            for problem in &problems {
+                println!("{problem}");
+            }
+            if problems.is_empty() {
+                println!(
+                    "ok: pgtrail {} with {} audited tables matches {}",
+                    installed.version.as_deref().unwrap_or("?"),
+                    desired.tables.len(),
+                    config.origin()
+                );
+            } else {
+                eprintln!(
+                    "{} problem(s); `pgtrail apply` repairs them (`pgtrail plan` shows how)",
+                    problems.len()
+                );
+            }
+        }
+    }
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn to_json(problem: &Problem) -> serde_json::Value {
+    serde_json::json!({
+        "kind": problem.kind(),
+        "table": problem.table().map(|(schema, name)| format!("{schema}.{name}")),
+        "message": problem.to_string(),
+    })
+}

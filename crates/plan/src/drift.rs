@@ -1,0 +1,348 @@
+//! Drift: every way the database differs from the config. `pgtrail check`
+//! lists these problems, `pgtrail plan` prints the SQL that repairs them and
+//! `pgtrail apply` runs it.
+
+use std::fmt;
+
+use pgtrail_catalog::{Catalog, Table, TriggerState};
+
+use crate::desired::{Desired, DesiredTable};
+use crate::installed::Installed;
+
+/// `(schema, name)` of a table.
+pub type TableName = (String, String);
+
+/// One difference between the database and the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    NotInstalled,
+    /// pgtrail's functions are of another version or build than this binary's.
+    StaleInstall {
+        installed: String,
+        expected: String,
+    },
+    /// An audited table (or one of its partitions, `on`) lacks a capture trigger.
+    MissingTrigger {
+        table: TableName,
+        on: TableName,
+        trigger: String,
+    },
+    /// A capture trigger exists but does not fire in normal operation.
+    DisabledTrigger {
+        table: TableName,
+        on: TableName,
+        trigger: String,
+        state: &'static str,
+    },
+    /// A capture trigger calls the wrong function or records under another table's id.
+    WrongTrigger {
+        table: TableName,
+        on: TableName,
+        trigger: String,
+        detail: String,
+    },
+    /// A table the config excludes, or no longer covers, still has capture triggers.
+    UnexpectedTrigger {
+        table: TableName,
+        reason: String,
+    },
+    /// No include or exclude rule covers this table (for example one created after the install).
+    NotCovered {
+        table: TableName,
+    },
+    /// The settings pgtrail recorded for a table differ from the config.
+    SettingsDiffer {
+        table: TableName,
+        setting: &'static str,
+        installed: String,
+        desired: String,
+    },
+    /// The context settings ([context] in the config) differ from the installed ones.
+    ContextDiffers {
+        installed: String,
+        desired: String,
+    },
+}
+
+impl Problem {
+    /// A stable name for scripts (`--format json`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Problem::NotInstalled => "not_installed",
+            Problem::StaleInstall { .. } => "stale_install",
+            Problem::MissingTrigger { .. } => "missing_trigger",
+            Problem::DisabledTrigger { .. } => "disabled_trigger",
+            Problem::WrongTrigger { .. } => "wrong_trigger",
+            Problem::UnexpectedTrigger { .. } => "unexpected_trigger",
+            Problem::NotCovered { .. } => "not_covered",
+            Problem::SettingsDiffer { .. } => "settings_differ",
+            Problem::ContextDiffers { .. } => "context_differs",
+        }
+    }
+
+    /// The table the problem is about, if any.
+    pub fn table(&self) -> Option<&TableName> {
+        match self {
+            Problem::NotInstalled | Problem::StaleInstall { .. } | Problem::ContextDiffers { .. } => None,
+            Problem::MissingTrigger { table, .. }
+            | Problem::DisabledTrigger { table, .. }
+            | Problem::WrongTrigger { table, .. }
+            | Problem::UnexpectedTrigger { table, .. }
+            | Problem::NotCovered { table }
+            | Problem::SettingsDiffer { table, .. } => Some(table),
+        }
+    }
+}
+
+fn name((schema, table): &TableName) -> String {
+    format!("{schema}.{table}")
+}
+
+fn on_partition(table: &TableName, on: &TableName) -> String {
+    if table == on {
+        String::new()
+    } else {
+        format!(" (partition {})", name(on))
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::NotInstalled => write!(f, "pgtrail is not installed in this database"),
+            Problem::StaleInstall { installed, expected } => {
+                write!(f, "pgtrail {installed} is installed; this pgtrail is {expected}")
+            }
+            Problem::MissingTrigger { table, on, trigger } => {
+                write!(
+                    f,
+                    "{}: capture trigger {trigger} is missing{}",
+                    name(table),
+                    on_partition(table, on)
+                )
+            }
+            Problem::DisabledTrigger {
+                table,
+                on,
+                trigger,
+                state,
+            } => write!(
+                f,
+                "{}: capture trigger {trigger} is {state}{}",
+                name(table),
+                on_partition(table, on)
+            ),
+            Problem::WrongTrigger {
+                table,
+                on,
+                trigger,
+                detail,
+            } => write!(
+                f,
+                "{}: capture trigger {trigger} {detail}{}",
+                name(table),
+                on_partition(table, on)
+            ),
+            Problem::UnexpectedTrigger { table, reason } => {
+                write!(f, "{}: has capture triggers but {reason}", name(table))
+            }
+            Problem::NotCovered { table } => {
+                write!(f, "{}: not covered by any include or exclude rule", name(table))
+            }
+            Problem::SettingsDiffer {
+                table,
+                setting,
+                installed,
+                desired,
+            } => write!(
+                f,
+                "{}: {setting} is {installed} in the database but {desired} in the config",
+                name(table)
+            ),
+            Problem::ContextDiffers { installed, desired } => write!(
+                f,
+                "context settings are {installed} in the database but {desired} in the config"
+            ),
+        }
+    }
+}
+
+/// Every problem, in a stable order: installation first, then by table.
+pub fn problems(desired: &Desired, catalog: &Catalog, installed: &Installed) -> Vec<Problem> {
+    let mut out = Vec::new();
+    match (&installed.version, &installed.build) {
+        (None, _) => out.push(Problem::NotInstalled),
+        (Some(version), build) => {
+            let expected_build = pgtrail_capture::build_id();
+            if version != pgtrail_capture::VERSION || build.as_deref() != Some(expected_build.as_str()) {
+                out.push(Problem::StaleInstall {
+                    installed: describe_install(version, build.as_deref()),
+                    expected: describe_install(pgtrail_capture::VERSION, Some(&expected_build)),
+                });
+            }
+        }
+    }
+    if installed.version.is_some()
+        && (installed.context_sources != desired.context_sources
+            || installed.require_actor != desired.require_actor)
+    {
+        out.push(Problem::ContextDiffers {
+            installed: describe_context(&installed.context_sources, installed.require_actor),
+            desired: describe_context(&desired.context_sources, desired.require_actor),
+        });
+    }
+    for table in &desired.tables {
+        table_problems(table, catalog, installed, &mut out);
+    }
+    for (table, reason) in &desired.detach {
+        out.push(Problem::UnexpectedTrigger {
+            table: table.clone(),
+            reason: reason.clone(),
+        });
+    }
+    for table in &desired.not_covered {
+        out.push(Problem::NotCovered { table: table.clone() });
+    }
+    out
+}
+
+fn describe_install(version: &str, build: Option<&str>) -> String {
+    match build {
+        Some(build) => format!("{version} (build {build})"),
+        None => version.to_string(),
+    }
+}
+
+fn describe_context(sources: &serde_json::Value, require_actor: bool) -> String {
+    format!("{sources} with require_actor = {require_actor}")
+}
+
+fn table_problems(table: &DesiredTable, catalog: &Catalog, installed: &Installed, out: &mut Vec<Problem>) {
+    let key: TableName = (table.schema.clone(), table.name.clone());
+    let recorded = installed.tables.get(&key).filter(|t| !t.detached);
+    if let Some(recorded) = recorded {
+        let lists = [
+            (
+                "key",
+                recorded.key_columns.join(", "),
+                table.key_columns.join(", "),
+            ),
+            ("images", recorded.images.clone(), table.images.to_string()),
+            (
+                "ignore_columns",
+                recorded.ignore_columns.join(", "),
+                table.ignore_columns.join(", "),
+            ),
+            (
+                "redact_columns",
+                recorded.redact_columns.join(", "),
+                table.redact_columns.join(", "),
+            ),
+        ];
+        for (setting, was, wanted) in lists {
+            if was != wanted {
+                out.push(Problem::SettingsDiffer {
+                    table: key.clone(),
+                    setting,
+                    installed: shown(&was),
+                    desired: shown(&wanted),
+                });
+            }
+        }
+    }
+    let Some(catalog_table) = catalog.table(&table.schema, &table.name) else {
+        return;
+    };
+    for carrier in carriers(catalog_table, catalog) {
+        let on: TableName = (carrier.schema.clone(), carrier.name.clone());
+        for trigger_name in pgtrail_capture::TRIGGER_NAMES {
+            let Some(trigger) = carrier.triggers.iter().find(|t| t.name == trigger_name) else {
+                out.push(Problem::MissingTrigger {
+                    table: key.clone(),
+                    on: on.clone(),
+                    trigger: trigger_name.into(),
+                });
+                continue;
+            };
+            let expected_function = format!("pgtrail.{}", trigger_name.trim_start_matches("pgtrail_"));
+            if trigger.function != expected_function {
+                out.push(Problem::WrongTrigger {
+                    table: key.clone(),
+                    on: on.clone(),
+                    trigger: trigger_name.into(),
+                    detail: format!("calls {} instead of {expected_function}", trigger.function),
+                });
+            } else if let Some(recorded) = recorded
+                && trigger.args.first().map(String::as_str) != Some(recorded.id.to_string().as_str())
+            {
+                out.push(Problem::WrongTrigger {
+                    table: key.clone(),
+                    on: on.clone(),
+                    trigger: trigger_name.into(),
+                    detail: format!(
+                        "records under table id {:?}, not {}",
+                        trigger.args.first(),
+                        recorded.id
+                    ),
+                });
+            }
+            let state = match trigger.state {
+                TriggerState::Disabled => Some("disabled"),
+                TriggerState::Replica => Some("enabled only for replication sessions"),
+                TriggerState::Enabled | TriggerState::Always => None,
+            };
+            if let Some(state) = state {
+                out.push(Problem::DisabledTrigger {
+                    table: key.clone(),
+                    on: on.clone(),
+                    trigger: trigger_name.into(),
+                    state,
+                });
+            }
+        }
+    }
+}
+
+fn shown(list: &str) -> String {
+    if list.is_empty() {
+        "(none)".to_string()
+    } else {
+        format!("[{list}]")
+    }
+}
+
+/// The table and all its partitions, at every level, that the catalog knows.
+fn carriers<'a>(table: &'a Table, catalog: &'a Catalog) -> Vec<&'a Table> {
+    let mut out = vec![table];
+    let mut index = 0;
+    while index < out.len() {
+        let current = out[index];
+        for (schema, name) in &current.partitions {
+            if let Some(partition) = catalog.table(schema, name) {
+                out.push(partition);
+            }
+        }
+        index += 1;
+    }
+    out
+}
+
+/// Tables whose capture must be (re)attached to repair `problems`.
+pub fn tables_to_attach(problems: &[Problem]) -> Vec<TableName> {
+    let mut out: Vec<TableName> = problems
+        .iter()
+        .filter(|p| {
+            matches!(
+                p,
+                Problem::MissingTrigger { .. }
+                    | Problem::DisabledTrigger { .. }
+                    | Problem::WrongTrigger { .. }
+                    | Problem::SettingsDiffer { .. }
+            )
+        })
+        .filter_map(|p| p.table().cloned())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}

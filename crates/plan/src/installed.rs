@@ -1,0 +1,104 @@
+//! What pgtrail has installed: its version and build, the settings of every
+//! audited table, and the context settings. Read from pgtrail's own tables.
+
+use std::collections::BTreeMap;
+
+use tokio_postgres::GenericClient;
+
+use crate::PlanError;
+
+/// The settings pgtrail recorded for one audited table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledTable {
+    pub id: i32,
+    pub key_columns: Vec<String>,
+    pub key_kind: String,
+    pub images: String,
+    pub ignore_columns: Vec<String>,
+    pub redact_columns: Vec<String>,
+    pub detached: bool,
+}
+
+/// Everything pgtrail installed, or nothing when it is not installed.
+#[derive(Debug, Clone, Default)]
+pub struct Installed {
+    pub version: Option<String>,
+    pub build: Option<String>,
+    pub tables: BTreeMap<(String, String), InstalledTable>,
+    pub context_sources: serde_json::Value,
+    pub require_actor: bool,
+}
+
+impl Installed {
+    pub async fn load(client: &impl GenericClient) -> Result<Installed, PlanError> {
+        let installed = client
+            .query_one(
+                "SELECT to_regprocedure('pgtrail.version()') IS NOT NULL,
+                        to_regprocedure('pgtrail.build()') IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(PlanError::database("reading pgtrail's version"))?;
+        let (has_version, has_build): (bool, bool) = (installed.get(0), installed.get(1));
+        if !has_version {
+            return Ok(Installed::default());
+        }
+        let read = |context: &'static str| PlanError::database(context);
+        let version: String = client
+            .query_one("SELECT pgtrail.version()", &[])
+            .await
+            .map_err(read("reading pgtrail's version"))?
+            .get(0);
+        let build: Option<String> = match has_build {
+            true => Some(
+                client
+                    .query_one("SELECT pgtrail.build()", &[])
+                    .await
+                    .map_err(read("reading pgtrail's build"))?
+                    .get(0),
+            ),
+            false => None,
+        };
+        let mut tables = BTreeMap::new();
+        for row in client
+            .query(
+                "SELECT id, table_schema, table_name, key_columns, key_kind, images,
+                        ignore_columns, redact_columns, detached_at IS NOT NULL
+                 FROM pgtrail.audited_table",
+                &[],
+            )
+            .await
+            .map_err(read("reading pgtrail.audited_table"))?
+        {
+            tables.insert(
+                (row.get(1), row.get(2)),
+                InstalledTable {
+                    id: row.get(0),
+                    key_columns: row.get(3),
+                    key_kind: row.get(4),
+                    images: row.get(5),
+                    ignore_columns: row.get(6),
+                    redact_columns: row.get(7),
+                    detached: row.get(8),
+                },
+            );
+        }
+        let context = client
+            .query_one(
+                "SELECT coalesce((SELECT jsonb_object_agg(field, settings) FROM (
+                             SELECT field, jsonb_agg(setting ORDER BY position) AS settings
+                             FROM pgtrail.context_source GROUP BY field) AS s), '{}'::jsonb),
+                        coalesce((SELECT value = 'true' FROM pgtrail.setting WHERE name = 'require_actor'), false)",
+                &[],
+            )
+            .await
+            .map_err(read("reading pgtrail's context settings"))?;
+        Ok(Installed {
+            version: Some(version),
+            build,
+            tables,
+            context_sources: context.get(0),
+            require_actor: context.get(1),
+        })
+    }
+}
