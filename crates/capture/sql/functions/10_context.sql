@@ -38,52 +38,52 @@ $fn$;
 COMMENT ON FUNCTION pgtrail.set_context(text, text, text, text, jsonb) IS
     'Sets who is acting and why for the current transaction only. extra holds anything else: request_id, business_process, migration, ip, user_agent, ...';
 
--- The first non-empty value among pgtrail.<field> and the settings mapped to
--- <field> in pgtrail.toml's [context] section.
-CREATE OR REPLACE FUNCTION pgtrail._context_value(p_field text)
-RETURNS text
+-- The number of the current context within the transaction: 0, plus one for
+-- each pgtrail.set_context() call so far. Inlined into the capture functions.
+CREATE OR REPLACE FUNCTION pgtrail._context_seq()
+RETURNS smallint
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT v
-    FROM (
-        SELECT 0 AS position, nullif(current_setting('pgtrail.' || p_field, true), '') AS v
-        UNION ALL
-        SELECT s.position + 1, nullif(current_setting(s.setting, true), '')
-        FROM pgtrail.context_source AS s
-        WHERE s.field = p_field
-    ) AS candidates
-    WHERE v IS NOT NULL
-    ORDER BY position
-    LIMIT 1
+    SELECT CASE WHEN pg_catalog.current_setting('pgtrail.context_seq', true) OPERATOR(pg_catalog.~) '^[0-9]{1,5}$'
+                THEN LEAST(pg_catalog.current_setting('pgtrail.context_seq', true)::integer, 32767)::smallint
+                ELSE 0::smallint END
 $fn$;
 
--- Returns the context number of the current transaction, writing its record
--- first if this is the transaction's first change under that context.
--- Refuses the change when an actor is required and none is set.
-CREATE OR REPLACE FUNCTION pgtrail._record_transaction(p_txid bigint, p_table text)
-RETURNS smallint
+-- Writes the record of the current transaction's context p_ctx: called by
+-- capture once per transaction and context, after it found none. Refuses
+-- the change when an actor is required and none is set.
+CREATE OR REPLACE FUNCTION pgtrail._record_transaction(p_txid bigint, p_ctx smallint, p_table text)
+RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    v_ctx      smallint;
-    v_raw      text;
-    v_extra    jsonb;
-    v_actor_id text;
-    v_name     text;
-    v_type     text;
+    v_raw    text;
+    v_extra  jsonb;
+    v_values jsonb;
 BEGIN
-    v_raw := current_setting('pgtrail.context_seq', true);
-    v_ctx := CASE WHEN v_raw ~ '^[0-9]{1,5}$' THEN least(v_raw::integer, 32767) ELSE 0 END;
+    -- Each field's first non-empty value: pgtrail.<field> (set_context, SET
+    -- LOCAL), then the settings mapped to it in pgtrail.toml, in order.
+    SELECT jsonb_object_agg(firsts.field, firsts.value) INTO v_values
+    FROM (
+        SELECT DISTINCT ON (c.field) c.field, c.value
+        FROM (
+            SELECT f.field, 0 AS position, nullif(current_setting('pgtrail.' || f.field, true), '') AS value
+            FROM (SELECT unnest(ARRAY['actor_id', 'actor_name', 'actor_type', 'reason', 'migration', 'request_id',
+                                      'session_id', 'business_process', 'ip', 'user_agent'])
+                  UNION
+                  SELECT s.field FROM pgtrail.context_source AS s) AS f(field)
+            UNION ALL
+            SELECT s.field, s.position, nullif(current_setting(s.setting, true), '')
+            FROM pgtrail.context_source AS s
+        ) AS c
+        WHERE c.value IS NOT NULL
+        ORDER BY c.field, c.position
+    ) AS firsts;
+    v_values := coalesce(v_values, '{}'::jsonb);
 
-    PERFORM FROM pgtrail.transaction WHERE txid = p_txid AND ctx = v_ctx;
-    IF FOUND THEN
-        RETURN v_ctx;
-    END IF;
-
-    -- extra context: set_context's extra, then pgtrail.<key> and mapped settings.
+    -- extra context: set_context's extra wins over single settings.
     v_raw := nullif(current_setting('pgtrail.context', true), '');
     IF v_raw IS NOT NULL THEN
         BEGIN
@@ -95,27 +95,13 @@ BEGIN
             v_extra := jsonb_build_object('unparsed_context', v_raw);
         END;
     END IF;
-    SELECT coalesce(v_extra, '{}'::jsonb) || coalesce(jsonb_object_agg(f.field, f.v), '{}'::jsonb)
-    INTO v_extra
-    FROM (
-        SELECT k.field, pgtrail._context_value(k.field) AS v
-        FROM (SELECT DISTINCT s.field FROM pgtrail.context_source AS s
-              UNION
-              SELECT unnest(ARRAY['migration', 'request_id', 'session_id', 'business_process',
-                                  'ip', 'user_agent'])) AS k(field)
-        WHERE k.field NOT IN ('actor_id', 'actor_name', 'actor_type', 'reason')
-    ) AS f
-    WHERE f.v IS NOT NULL AND NOT coalesce(v_extra ? f.field, false);
+    v_extra := (v_values - ARRAY['actor_id', 'actor_name', 'actor_type', 'reason']) || coalesce(v_extra, '{}'::jsonb);
     IF v_extra = '{}'::jsonb THEN
         v_extra := NULL;
     END IF;
 
-    v_actor_id := pgtrail._context_value('actor_id');
-    v_name := pgtrail._context_value('actor_name');
-    v_type := pgtrail._context_value('actor_type');
-
-    IF v_actor_id IS NULL AND v_name IS NULL
-       AND coalesce(v_type, '') <> 'migration'
+    IF NOT (v_values ?| ARRAY['actor_id', 'actor_name'])
+       AND coalesce(v_values ->> 'actor_type', '') <> 'migration'
        AND NOT coalesce(v_extra ? 'migration', false)
        AND EXISTS (SELECT FROM pgtrail.setting WHERE name = 'require_actor' AND value = 'true')
     THEN
@@ -130,12 +116,12 @@ BEGIN
         txid, ctx, started_at, recorded_at, actor_id, actor_name, actor_type, reason, context,
         db_user, db_role, application_name, client_addr, client_port, backend_pid)
     VALUES (
-        p_txid, v_ctx, transaction_timestamp(), clock_timestamp(), v_actor_id, v_name, v_type,
-        pgtrail._context_value('reason'), v_extra,
+        p_txid, p_ctx, transaction_timestamp(), clock_timestamp(),
+        v_values ->> 'actor_id', v_values ->> 'actor_name', v_values ->> 'actor_type', v_values ->> 'reason',
+        v_extra,
         session_user, nullif(current_setting('role'), 'none'),
         nullif(current_setting('application_name'), ''),
         inet_client_addr(), inet_client_port(), pg_backend_pid());
-    RETURN v_ctx;
 END
 $fn$;
 

@@ -12,54 +12,59 @@
 -- Rows are turned into JSON with to_jsonb(pgtrail_row.*): the `.*` makes it
 -- the whole row even when the table has a column named like the alias.
 
+-- Helpers of pgtrail._key and pgtrail._redact below, for the rarer cases.
+CREATE OR REPLACE FUNCTION pgtrail._key_of_many(p_row jsonb, p_columns text[])
+RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT jsonb_object_agg(c, p_row -> c) FROM unnest(p_columns) AS c
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgtrail._redact_values(p_row jsonb, p_columns text[], p_key bytea)
+RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT p_row || (
+        SELECT jsonb_object_agg(c, jsonb_build_object('redacted',
+                   left(encode(sha256(p_key || convert_to(c || '=' || (p_row -> c)::text, 'UTF8')), 'hex'), 16)))
+        FROM unnest(p_columns) AS c
+        WHERE p_row ? c)
+$fn$;
+
 -- The row's identity: its key columns, or the whole row when it has no key.
+-- Written to be inlined into the capture queries (a single expression, no
+-- SET clause, no subquery, STABLE like jsonb_build_object, since an IMMUTABLE
+-- function with a STABLE body is never inlined): PostgreSQL 15 would otherwise plan a SQL
+-- function's body again on every statement. It is only ever inlined into
+-- functions that pin search_path, and it names nothing outside pg_catalog
+-- except pgtrail's own, schema-qualified helpers.
 CREATE OR REPLACE FUNCTION pgtrail._key(p_row jsonb, p_columns text[])
 RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE PARALLEL SAFE
 AS $fn$
     SELECT CASE cardinality(p_columns)
         WHEN 0 THEN p_row
-        WHEN 1 THEN jsonb_build_object(p_columns[1], p_row -> p_columns[1])
-        WHEN 2 THEN jsonb_build_object(p_columns[1], p_row -> p_columns[1],
-                                       p_columns[2], p_row -> p_columns[2])
-        ELSE (SELECT jsonb_object_agg(c, p_row -> c) FROM unnest(p_columns) AS c)
+        WHEN 1 THEN pg_catalog.jsonb_build_object(p_columns[1], p_row OPERATOR(pg_catalog.->) p_columns[1])
+        WHEN 2 THEN pg_catalog.jsonb_build_object(p_columns[1], p_row OPERATOR(pg_catalog.->) p_columns[1],
+                                                  p_columns[2], p_row OPERATOR(pg_catalog.->) p_columns[2])
+        ELSE pgtrail._key_of_many(p_row, p_columns)
     END
 $fn$;
 
 -- Replaces the values of redacted columns with a marker. The marker is a keyed
 -- digest (the key lives in pgtrail.secret, readable by the owner only): it
 -- shows that a value changed, or came back, without letting anyone guess it.
+-- Inlined like pgtrail._key; the work happens only when a redacted column is there.
 CREATE OR REPLACE FUNCTION pgtrail._redact(p_row jsonb, p_columns text[], p_key bytea)
 RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE PARALLEL SAFE
 AS $fn$
     SELECT CASE
-        WHEN p_row IS NULL OR cardinality(p_columns) = 0 OR NOT (p_row ?| p_columns) THEN p_row
-        ELSE p_row || (
-            SELECT jsonb_object_agg(c, jsonb_build_object('redacted',
-                       left(encode(sha256(p_key || convert_to(c || '=' || (p_row -> c)::text, 'UTF8')), 'hex'), 16)))
-            FROM unnest(p_columns) AS c
-            WHERE p_row ? c)
+        WHEN p_row IS NULL OR cardinality(p_columns) = 0 OR NOT (p_row OPERATOR(pg_catalog.?|) p_columns) THEN p_row
+        ELSE pgtrail._redact_values(p_row, p_columns, p_key)
     END
-$fn$;
-
--- The settings of one audited table, as the capture functions need them.
-CREATE OR REPLACE FUNCTION pgtrail._table(p_id text)
-RETURNS pgtrail.audited_table
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-    SELECT t FROM pgtrail.audited_table AS t WHERE t.id = p_id::integer
-$fn$;
-
-CREATE OR REPLACE FUNCTION pgtrail._redaction_key()
-RETURNS bytea
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-    SELECT value FROM pgtrail.secret WHERE name = 'redaction'
 $fn$;
 
 CREATE OR REPLACE FUNCTION pgtrail.capture_insert()
@@ -78,17 +83,21 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    t := pgtrail._table(TG_ARGV[0]);
+    SELECT * INTO t FROM pgtrail.audited_table WHERE id = TG_ARGV[0]::integer;
     v_txid := txid_current();
-    v_ctx := pgtrail._record_transaction(v_txid, format('%I.%I', t.table_schema, t.table_name));
+    v_ctx := pgtrail._context_seq();
     IF cardinality(t.redact_columns) > 0 THEN
-        v_key := pgtrail._redaction_key();
+        SELECT value INTO v_key FROM pgtrail.secret WHERE name = 'redaction';
     END IF;
     INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, new_values)
     SELECT v_txid, v_ctx, t.id, 'I', clock_timestamp(),
            pgtrail._key(r.j, t.key_columns),
            pgtrail._redact(r.j, t.redact_columns, v_key)
-    FROM (SELECT to_jsonb(pgtrail_row.*) - t.ignore_columns AS j FROM pgtrail_new AS pgtrail_row) AS r;
+    FROM (SELECT to_jsonb(pgtrail_row.*) - t.ignore_columns AS j FROM pgtrail_new AS pgtrail_row OFFSET 0) AS r;
+    PERFORM FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx;
+    IF NOT FOUND THEN
+        PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
+    END IF;
     RETURN NULL;
 END
 $fn$;
@@ -109,18 +118,40 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    t := pgtrail._table(TG_ARGV[0]);
+    SELECT * INTO t FROM pgtrail.audited_table WHERE id = TG_ARGV[0]::integer;
     v_txid := txid_current();
-    v_ctx := pgtrail._record_transaction(v_txid, format('%I.%I', t.table_schema, t.table_name));
+    v_ctx := pgtrail._context_seq();
     IF cardinality(t.redact_columns) > 0 THEN
-        v_key := pgtrail._redaction_key();
+        SELECT value INTO v_key FROM pgtrail.secret WHERE name = 'redaction';
     END IF;
     INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_values)
     SELECT v_txid, v_ctx, t.id, 'D', clock_timestamp(),
            pgtrail._key(r.j, t.key_columns),
            pgtrail._redact(r.j, t.redact_columns, v_key)
-    FROM (SELECT to_jsonb(pgtrail_row.*) - t.ignore_columns AS j FROM pgtrail_old AS pgtrail_row) AS r;
+    FROM (SELECT to_jsonb(pgtrail_row.*) - t.ignore_columns AS j FROM pgtrail_old AS pgtrail_row OFFSET 0) AS r;
+    PERFORM FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx;
+    IF NOT FOUND THEN
+        PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
+    END IF;
     RETURN NULL;
+END
+$fn$;
+
+-- The difference between two images of a row: the changed fields (sorted),
+-- and their old and new values. jsonb equality ignores the scale of numbers
+-- (1.5 = 1.50); the stored value changed all the same, so their text is
+-- compared too. No changed field: all three are NULL.
+CREATE OR REPLACE FUNCTION pgtrail._diff(
+    p_old jsonb, p_new jsonb, OUT fields text[], OUT old_values jsonb, OUT new_values jsonb)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    SELECT array_agg(e.key ORDER BY e.key), jsonb_object_agg(e.key, p_old -> e.key), jsonb_object_agg(e.key, e.value)
+    INTO fields, old_values, new_values
+    FROM jsonb_each(p_new) AS e
+    WHERE (p_old -> e.key) IS DISTINCT FROM e.value
+       OR (jsonb_typeof(e.value) = 'number' AND (p_old -> e.key)::text <> e.value::text);
 END
 $fn$;
 
@@ -304,19 +335,26 @@ DECLARE
     v_by_position boolean;
     v_same_keys   boolean;
     v_work_mem    text;
+    v_rows        bigint;
+    v_old         jsonb;
+    v_new         jsonb;
+    v_old_key     jsonb;
+    v_new_key     jsonb;
+    v_diff        record;
 BEGIN
-    PERFORM FROM pgtrail_new LIMIT 1;
-    IF NOT FOUND THEN
+    SELECT count(*) INTO v_rows FROM (SELECT FROM pgtrail_new LIMIT 256) AS s;
+    IF v_rows = 0 THEN
         RETURN NULL;
     END IF;
-    t := pgtrail._table(TG_ARGV[0]);
+    SELECT * INTO t FROM pgtrail.audited_table WHERE id = TG_ARGV[0]::integer;
     v_full := t.images = 'full';
     IF cardinality(t.redact_columns) > 0 THEN
-        v_key := pgtrail._redaction_key();
+        SELECT value INTO v_key FROM pgtrail.secret WHERE name = 'redaction';
     END IF;
     v_txid := txid_current();
+    v_ctx := pgtrail._context_seq();
     -- Statements that changed many rows take the bulk path (see above).
-    IF NOT v_full AND (SELECT count(*) FROM (SELECT FROM pgtrail_new LIMIT 256) AS s) = 256 THEN
+    IF NOT v_full AND v_rows = 256 THEN
         v_sql := pgtrail._bulk_changed_columns_sql(t, TG_RELID);
         IF v_sql IS NOT NULL THEN
             -- Enough memory to pair the rows with a hash join instead of
@@ -336,9 +374,15 @@ BEGIN
             END IF;
             EXECUTE v_sql INTO v_paired, v_changed;
             IF cardinality(v_changed) > 0 THEN
-                v_ctx := pgtrail._record_transaction(v_txid, format('%I.%I', t.table_schema, t.table_name));
                 EXECUTE pgtrail._bulk_insert_sql(t, TG_RELID, v_changed, v_by_position)
                 USING v_txid, v_ctx, t.redact_columns, coalesce(v_key, ''::bytea), t.ignore_columns;
+                GET DIAGNOSTICS v_rows = ROW_COUNT;
+                IF v_rows > 0 THEN
+                    PERFORM FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx;
+                    IF NOT FOUND THEN
+                        PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
+                    END IF;
+                END IF;
             END IF;
             PERFORM set_config('work_mem', v_work_mem, true);
             RETURN NULL;
@@ -347,40 +391,60 @@ BEGIN
     -- An UPDATE that changed nothing, or only ignored columns, records
     -- nothing, not even its transaction: the context is written only when
     -- at least one row really changed.
+    IF v_rows = 1 THEN
+        -- One row, the common OLTP case: no pairing needed.
+        SELECT to_jsonb(pgtrail_row.*) - t.ignore_columns INTO v_old FROM pgtrail_old AS pgtrail_row;
+        SELECT to_jsonb(pgtrail_row.*) - t.ignore_columns INTO v_new FROM pgtrail_new AS pgtrail_row;
+        v_diff := pgtrail._diff(v_old, v_new);
+        IF v_diff.fields IS NULL THEN
+            RETURN NULL;
+        END IF;
+        v_old_key := pgtrail._key(v_old, t.key_columns);
+        v_new_key := pgtrail._key(v_new, t.key_columns);
+        INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)
+        VALUES (v_txid, v_ctx, t.id, 'U', clock_timestamp(), v_new_key,
+                CASE WHEN v_old_key IS DISTINCT FROM v_new_key THEN v_old_key END,
+                pgtrail._redact(CASE WHEN v_full THEN v_old ELSE v_diff.old_values END, t.redact_columns, v_key),
+                pgtrail._redact(CASE WHEN v_full THEN v_new ELSE v_diff.new_values END, t.redact_columns, v_key),
+                v_diff.fields);
+        PERFORM FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx;
+        IF NOT FOUND THEN
+            PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
+        END IF;
+        RETURN NULL;
+    END IF;
     WITH diff AS MATERIALIZED (
         SELECT d.new_pk AS pk,
                CASE WHEN d.old_pk IS DISTINCT FROM d.new_pk THEN d.old_pk END AS old_pk,
                pgtrail._redact(CASE WHEN v_full THEN o.j ELSE d.old_diff END, t.redact_columns, v_key) AS old_values,
                pgtrail._redact(CASE WHEN v_full THEN n.j ELSE d.new_diff END, t.redact_columns, v_key) AS new_values,
                d.fields AS changed_fields
+        -- OFFSET 0 keeps each row's JSON computed once, not once per key.
         FROM (SELECT row_number() OVER () AS pos, to_jsonb(pgtrail_row.*) - t.ignore_columns AS j
-              FROM pgtrail_old AS pgtrail_row) AS o
+              FROM pgtrail_old AS pgtrail_row OFFSET 0) AS o
         JOIN (SELECT row_number() OVER () AS pos, to_jsonb(pgtrail_row.*) - t.ignore_columns AS j
-              FROM pgtrail_new AS pgtrail_row) AS n
+              FROM pgtrail_new AS pgtrail_row OFFSET 0) AS n
           USING (pos)
         CROSS JOIN LATERAL (
-            SELECT array_agg(e.key ORDER BY e.key) AS fields,
-                   jsonb_object_agg(e.key, o.j -> e.key) AS old_diff,
-                   jsonb_object_agg(e.key, e.value) AS new_diff,
+            SELECT x.fields, x.old_values AS old_diff, x.new_values AS new_diff,
                    pgtrail._key(o.j, t.key_columns) AS old_pk,
                    pgtrail._key(n.j, t.key_columns) AS new_pk
-            FROM jsonb_each(n.j) AS e
-            -- jsonb equality ignores the scale of numbers (1.5 = 1.50); the
-            -- stored value changed all the same, so compare their text too.
-            WHERE (o.j -> e.key) IS DISTINCT FROM e.value
-               OR (jsonb_typeof(e.value) = 'number' AND (o.j -> e.key)::text <> e.value::text)
+            FROM pgtrail._diff(o.j, n.j) AS x
         ) AS d
         WHERE d.fields IS NOT NULL
         ORDER BY o.pos
-    ),
-    context AS MATERIALIZED (
-        SELECT pgtrail._record_transaction(v_txid, format('%I.%I', t.table_schema, t.table_name)) AS ctx
-        WHERE EXISTS (SELECT FROM diff)
     )
     INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)
-    SELECT v_txid, context.ctx, t.id, 'U', clock_timestamp(),
+    SELECT v_txid, v_ctx, t.id, 'U', clock_timestamp(),
            diff.pk, diff.old_pk, diff.old_values, diff.new_values, diff.changed_fields
-    FROM diff CROSS JOIN context;
+    FROM diff;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    IF v_rows > 0 THEN
+        PERFORM FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx;
+        IF NOT FOUND THEN
+            PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
+        END IF;
+    END IF;
     RETURN NULL;
 END
 $fn$;
@@ -396,7 +460,7 @@ DECLARE
     v_txid bigint;
     v_ctx  smallint;
 BEGIN
-    t := pgtrail._table(TG_ARGV[0]);
+    SELECT * INTO t FROM pgtrail.audited_table WHERE id = TG_ARGV[0]::integer;
     v_txid := txid_current();
     -- TRUNCATE of a partitioned table fires on each partition too: record one
     -- event per statement and audited table.
@@ -405,9 +469,13 @@ BEGIN
     IF FOUND THEN
         RETURN NULL;
     END IF;
-    v_ctx := pgtrail._record_transaction(v_txid, format('%I.%I', t.table_schema, t.table_name));
+    v_ctx := pgtrail._context_seq();
     INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at)
     VALUES (v_txid, v_ctx, t.id, 'T', statement_timestamp());
+    PERFORM FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx;
+    IF NOT FOUND THEN
+        PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
+    END IF;
     RETURN NULL;
 END
 $fn$;

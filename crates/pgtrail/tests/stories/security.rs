@@ -147,18 +147,33 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
     );
     assert!(change.txid > 1);
 
-    let unsafe_functions: i64 = db
+    // Every function pins its search_path, except the three helpers written to be
+    // inlined into capture queries (a SET clause would prevent inlining);
+    // those name only pg_catalog and pgtrail objects, schema-qualified, and
+    // nobody but the owner may call them.
+    let unpinned: Vec<String> = db
         .client
         .query_one(
-            "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-             WHERE n.nspname = 'pgtrail' AND p.prokind = 'f'
+            "SELECT coalesce(array_agg(p.proname::text ORDER BY p.proname), '{}')
+             FROM pg_proc p WHERE p.pronamespace = 'pgtrail'::regnamespace AND p.prokind = 'f'
                AND NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false)",
             &[],
         )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(unsafe_functions, 0, "every pgtrail function pins its search_path");
+    assert_eq!(unpinned, vec!["_context_seq", "_key", "_redact"]);
+    let public_can_call: bool = db
+        .client
+        .query_one(
+            "SELECT bool_or(p.proacl IS NULL OR EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0))
+             FROM pg_proc p WHERE p.pronamespace = 'pgtrail'::regnamespace AND p.proname IN ('_context_seq', '_key', '_redact')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!public_can_call);
     let definer_capture: i64 = db
         .client
         .query_one(
