@@ -42,6 +42,20 @@ pub enum Format {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Read the database and write a commented pgtrail.toml listing every table with its key.
+    #[command(
+        after_help = "Example:\n  pgtrail init --database-url postgres://app@localhost/shop\n  pgtrail init --schema public --schema billing --config audit/pgtrail.toml\n\n\
+        Review the file (excluded tables, ignored and redacted columns), then run `pgtrail apply`.\n\
+        An existing file is kept unless --force is given."
+    )]
+    Init {
+        /// Overwrite the file if it exists.
+        #[arg(long)]
+        force: bool,
+        /// A schema to list (repeat for several).
+        #[arg(long = "schema", value_name = "NAME", default_value = "public")]
+        schemas: Vec<String>,
+    },
     /// Install or upgrade pgtrail and make capture match the config, in one transaction.
     #[command(
         after_help = "Example:\n  pgtrail apply --config pgtrail.toml --database-url postgres://app@localhost/shop\n\n\
@@ -49,6 +63,19 @@ pub enum Command {
         and either everything is applied or nothing is."
     )]
     Apply,
+    /// Print the SQL `apply` would run; nothing when the database already matches the config.
+    #[command(
+        after_help = "Example:\n  pgtrail plan --database-url postgres://app@localhost/shop\n\n\
+        The problems being repaired are listed on standard error as SQL comments;\n\
+        the SQL itself goes to standard output."
+    )]
+    Plan,
+    /// Compare the database with the config and list every problem; exit 1 if any (for CI).
+    #[command(after_help = "Example:\n  pgtrail check --format json\n\n\
+        Reports: pgtrail missing or of another version, missing or disabled capture triggers,\n\
+        triggers on excluded tables, tables no rule covers, settings that differ from the config.\n\
+        Exit codes: 0 clean, 1 problems found, 2 usage, config or connection error.")]
+    Check,
     /// Print the whole install as one SQL migration file (for Drizzle, Prisma, Flyway, sqlx, Rails).
     #[command(
         after_help = "Example:\n  pgtrail sql > drizzle/0042_pgtrail.sql\n  psql -v ON_ERROR_STOP=1 -f drizzle/0042_pgtrail.sql\n\n\

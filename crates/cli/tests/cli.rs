@@ -59,7 +59,12 @@ async fn apply_installs_from_the_config_file_and_reports_what_it_did() {
     let (stdout, stderr) = text(&again);
     assert_eq!(again.status.code(), Some(0), "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("--format json prints JSON");
-    assert_eq!(report["tables"][0]["action"], "refreshed");
+    assert_eq!(
+        report["tables"],
+        serde_json::json!([]),
+        "nothing to do the second time"
+    );
+    assert_eq!(report["unchanged"], 1);
     assert_eq!(report["previous_version"], report["version"]);
     assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.audited_table").await, 1);
 }
@@ -206,7 +211,7 @@ async fn the_printed_migration_file_applies_with_psql() {
 #[test]
 fn every_command_has_help_with_an_example() {
     let dir = std::env::temp_dir();
-    for command in ["apply", "sql"] {
+    for command in ["init", "apply", "plan", "check", "sql", "demo"] {
         let output = pgtrail(&[command, "--help"], &dir);
         assert_eq!(output.status.code(), Some(0));
         assert!(
@@ -239,4 +244,152 @@ fn the_demo_runs_on_its_own_throwaway_server_and_shows_who_did_what() {
         "a redacted value leaked:\n{stdout}"
     );
     assert!(stderr.contains("stopped and removed"), "{stderr}");
+}
+
+#[tokio::test]
+async fn init_writes_the_config_and_keeps_an_existing_file_unless_forced() {
+    let db = TestDb::new().await;
+    db.client.batch_execute(SCHEMA).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgtrail.toml");
+
+    let output = pgtrail(&["init", "--database-url", db.url()], dir.path());
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("wrote pgtrail.toml: 2 tables, 1 excluded, 0 without key"),
+        "{stdout}"
+    );
+    let written = std::fs::read_to_string(&file).expect("init wrote pgtrail.toml");
+    assert!(
+        written.contains("[tables.\"public.users\"]\n# key: id (primary key)\n"),
+        "{written}"
+    );
+    assert!(written.contains("# excluded by \"sessions\""), "{written}");
+
+    std::fs::write(&file, "# mine\n").unwrap();
+    let again = pgtrail(&["init", "--database-url", db.url()], dir.path());
+    let (_, stderr) = text(&again);
+    assert_eq!(again.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("already exists") && stderr.contains("--force") && stderr.contains("--config"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "# mine\n");
+
+    let forced = pgtrail(&["init", "--force", "--database-url", db.url()], dir.path());
+    assert_eq!(forced.status.code(), Some(0), "{}", text(&forced).1);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
+
+    // The file it wrote is one apply accepts as is.
+    let applied = pgtrail(&["apply", "--database-url", db.url()], dir.path());
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied).1);
+    assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.audited_table").await, 1);
+
+    let unknown = pgtrail(
+        &[
+            "init",
+            "--database-url",
+            db.url(),
+            "--schema",
+            "pubic",
+            "--config",
+            "other.toml",
+        ],
+        dir.path(),
+    );
+    let (_, stderr) = text(&unknown);
+    assert_eq!(unknown.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("schema `pubic`") && stderr.contains("did you mean `public`?"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("other.toml").exists());
+
+    let help = pgtrail(&["init", "--help"], dir.path());
+    assert_eq!(help.status.code(), Some(0));
+    assert!(text(&help).0.contains("Example"), "init --help has no example");
+}
+
+#[tokio::test]
+async fn check_is_a_ci_step_and_plan_shows_the_repair() {
+    let db = TestDb::new().await;
+    db.client.batch_execute(SCHEMA).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pgtrail.toml"),
+        "[capture]\nexclude = [\"sessions\"]\n",
+    )
+    .unwrap();
+
+    let before = pgtrail(&["check", "--database-url", db.url()], dir.path());
+    assert_eq!(before.status.code(), Some(1), "not installed yet is a problem");
+    assert!(text(&before).0.contains("pgtrail is not installed"));
+
+    assert_eq!(
+        pgtrail(&["apply", "--database-url", db.url()], dir.path())
+            .status
+            .code(),
+        Some(0)
+    );
+    let clean = pgtrail(&["check", "--database-url", db.url()], dir.path());
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean).0);
+    let plan = pgtrail(&["plan", "--database-url", db.url()], dir.path());
+    assert_eq!(plan.status.code(), Some(0));
+    assert_eq!(text(&plan).0, "", "nothing to do prints no SQL");
+
+    db.client
+        .batch_execute("ALTER TABLE users DISABLE TRIGGER pgtrail_capture_update; CREATE TABLE invoices (id int PRIMARY KEY);")
+        .await
+        .unwrap();
+    let drift = pgtrail(
+        &["check", "--database-url", db.url(), "--format", "json"],
+        dir.path(),
+    );
+    assert_eq!(drift.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&drift.stdout).expect("JSON");
+    let kinds: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"disabled_trigger") && kinds.contains(&"missing_trigger"),
+        "{report}"
+    );
+    assert_eq!(report["ok"], false);
+
+    let plan = pgtrail(&["plan", "--database-url", db.url()], dir.path());
+    let (sql, comments) = text(&plan);
+    assert!(
+        sql.contains("pgtrail.attach('\"public\".\"users\"'") && sql.contains("\"invoices\""),
+        "{sql}"
+    );
+    assert!(
+        !sql.contains("CREATE TABLE pgtrail.change"),
+        "no reinstall needed: {sql}"
+    );
+    assert!(
+        comments.contains("public.users: capture trigger pgtrail_capture_update is disabled"),
+        "{comments}"
+    );
+
+    assert_eq!(
+        pgtrail(&["apply", "--database-url", db.url()], dir.path())
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        pgtrail(&["check", "--database-url", db.url()], dir.path())
+            .status
+            .code(),
+        Some(0)
+    );
+    let broken = pgtrail(
+        &["check", "--database-url", db.url(), "--config", "missing.toml"],
+        dir.path(),
+    );
+    assert_eq!(broken.status.code(), Some(2));
 }

@@ -70,8 +70,14 @@ use pgtrail_config::{Pattern, QualifiedName};
 /// matches it, like `capture.exclude` does.
 pub const EXCLUDE_RULES: &[(&str, &str)] = &[
     // Ephemeral.
-    ("sessions", "login sessions: short-lived, rewritten on every request"),
-    ("django_session", "login sessions: short-lived, rewritten on every request"),
+    (
+        "sessions",
+        "login sessions: short-lived, rewritten on every request",
+    ),
+    (
+        "django_session",
+        "login sessions: short-lived, rewritten on every request",
+    ),
     ("verification_tokens", "one-time tokens: short-lived"),
     ("password_resets", "one-time tokens: short-lived"),
     ("password_reset_tokens", "one-time tokens: short-lived"),
@@ -91,7 +97,10 @@ pub const EXCLUDE_RULES: &[(&str, &str)] = &[
     ("SequelizeMeta", "Sequelize's migration bookkeeping"),
     ("mikro_orm_migrations", "MikroORM's migration bookkeeping"),
     ("migrations", "the migration tool's bookkeeping"),
-    ("spatial_ref_sys", "PostGIS reference data, managed by the extension"),
+    (
+        "spatial_ref_sys",
+        "PostGIS reference data, managed by the extension",
+    ),
     ("pgtrail.*", "pgtrail's own tables"),
     // Audit and log tables.
     ("audit_logs", "an audit trail already"),
@@ -171,9 +180,7 @@ pub fn summarize(catalog: &Catalog, schemas: &[String]) -> Summary {
     Summary {
         tables: survey.entries.len(),
         excluded: survey.entries.len() - captured().count(),
-        without_key: captured()
-            .filter(|e| e.table.key == KeySource::FullRow)
-            .count(),
+        without_key: captured().filter(|e| e.table.key == KeySource::FullRow).count(),
     }
 }
 
@@ -303,10 +310,7 @@ impl<'a> Survey<'a> {
                     .any(|t| t.key.columns().iter().any(|k| k == column))
             })
             .map(|column| {
-                let count = captured
-                    .iter()
-                    .filter(|t| t.column(column).is_some())
-                    .count();
+                let count = captured.iter().filter(|t| t.column(column).is_some()).count();
                 (column, count)
             })
             .filter(|&(_, count)| count >= GLOBAL_IGNORE_MIN_TABLES)
@@ -381,12 +385,7 @@ impl<'a> Survey<'a> {
             let rows: Vec<(String, String)> = self
                 .ignore
                 .iter()
-                .map(|(column, count)| {
-                    (
-                        format!("{},", toml_string(column)),
-                        format!("in {count} tables"),
-                    )
-                })
+                .map(|(column, count)| (format!("{},", toml_string(column)), format!("in {count} tables")))
                 .collect();
             out.push_str("ignore_columns = [\n");
             aligned(out, "    ", &rows);
@@ -437,19 +436,28 @@ impl<'a> Survey<'a> {
                     string_array(&redact)
                 );
             }
-            let secret_in_key: Vec<&str> = match &table.key {
-                KeySource::FullRow => secrets.clone(),
-                _ => secrets.iter().copied().filter(|c| key.iter().any(|k| k == c)).collect(),
-            };
-            if !secret_in_key.is_empty() {
-                let names: Vec<String> = secret_in_key.iter().map(|c| comment_text(c)).collect();
-                let _ = writeln!(
-                    out,
-                    "# note: {} look{} like a secret and {} part of the row key, which is recorded as is",
-                    names.join(", "),
-                    if names.len() == 1 { "s" } else { "" },
-                    if names.len() == 1 { "is" } else { "are" },
-                );
+            // Row keys are recorded unredacted: say so where a secret is in one.
+            let in_key: Vec<String> = secrets
+                .iter()
+                .filter(|c| table.key == KeySource::FullRow || key.iter().any(|k| k == *c))
+                .map(|c| comment_text(c))
+                .collect();
+            if !in_key.is_empty() {
+                let names = in_key.join(", ");
+                let _ = match (&table.key, in_key.len()) {
+                    (KeySource::FullRow, _) => writeln!(
+                        out,
+                        "# note: without a key, the whole row ({names} included) is recorded as the row key, unredacted"
+                    ),
+                    (_, 1) => writeln!(
+                        out,
+                        "# note: {names} looks like a secret and is part of the row key, which is recorded unredacted"
+                    ),
+                    _ => writeln!(
+                        out,
+                        "# note: {names} look like secrets and are part of the row key, which is recorded unredacted"
+                    ),
+                };
             }
 
             let ignore: Vec<&str> = table
@@ -631,7 +639,12 @@ mod tests {
 
     fn catalog(tables: Vec<Table>) -> Catalog {
         let mut catalog = Catalog {
-            schemas: vec!["public".into(), "app".into(), "Weird.Schema".into(), "données".into()],
+            schemas: vec![
+                "public".into(),
+                "app".into(),
+                "Weird.Schema".into(),
+                "données".into(),
+            ],
             server_version_num: 150_000,
             ..Catalog::default()
         };
@@ -644,13 +657,23 @@ mod tests {
     /// A catalog with every kind of key, partitions, awkward names, secrets
     /// and noisy columns.
     fn sample() -> Catalog {
-        let mut measurements = table("public", "measurements", pk(&["id", "at"]), &["id", "at", "value"]);
+        let mut measurements = table(
+            "public",
+            "measurements",
+            pk(&["id", "at"]),
+            &["id", "at", "value"],
+        );
         measurements.kind = TableKind::Partitioned;
         measurements.partitions = vec![
             ("public".into(), "measurements_2025".into()),
             ("public".into(), "measurements_2026".into()),
         ];
-        let mut m2025 = table("public", "measurements_2025", pk(&["id", "at"]), &["id", "at", "value"]);
+        let mut m2025 = table(
+            "public",
+            "measurements_2025",
+            pk(&["id", "at"]),
+            &["id", "at", "value"],
+        );
         m2025.partition_of = Some(("public".into(), "measurements".into()));
         let mut m2026 = m2025.clone();
         m2026.name = "measurements_2026".into();
@@ -671,7 +694,14 @@ mod tests {
                 "public",
                 "users",
                 pk(&["id"]),
-                &["id", "email", "password_hash", "last_login_at", "updated_at", "password_changed_at"],
+                &[
+                    "id",
+                    "email",
+                    "password_hash",
+                    "last_login_at",
+                    "updated_at",
+                    "password_changed_at",
+                ],
             ),
             table(
                 "public",
@@ -685,9 +715,24 @@ mod tests {
                 KeySource::ReplicaIdentity(vec!["request_id".into(), "receipt_id".into()]),
                 &["request_id", "receipt_id"],
             ),
-            table("public", "event_tags", KeySource::FullRow, &["event", "tag", "apiKey"]),
-            table("public", "sessions", pk(&["session_token"]), &["session_token", "user_id", "expires"]),
-            table("public", "verification_tokens", KeySource::FullRow, &["identifier", "token"]),
+            table(
+                "public",
+                "event_tags",
+                KeySource::FullRow,
+                &["event", "tag", "apiKey"],
+            ),
+            table(
+                "public",
+                "sessions",
+                pk(&["session_token"]),
+                &["session_token", "user_id", "expires"],
+            ),
+            table(
+                "public",
+                "verification_tokens",
+                KeySource::FullRow,
+                &["identifier", "token"],
+            ),
             table("public", "assessments_audit", pk(&["id"]), &["id", "updated_at"]),
             table("public", "audit_logs", pk(&["id"]), &["id"]),
             table("public", "student_audit_logs", pk(&["id"]), &["id"]),
@@ -716,7 +761,7 @@ mod tests {
             .find(&format!("{header}\n"))
             .unwrap_or_else(|| panic!("no section {header} in:\n{text}"));
         let rest = &text[start + header.len() + 1..];
-        let end = rest.find("\n[").map_or(rest.len(), |i| i + 1);
+        let end = rest.find("\n\n[").map_or(rest.len(), |i| i + 1);
         &rest[..end]
     }
 
@@ -729,16 +774,16 @@ mod tests {
         );
         assert_eq!(
             section(&text, "[tables.\"public.process_applications\"]"),
-            "# key: process_id, application_id (composite primary key)\n"
+            "# key: process_id, application_id (composite primary key)\n\
+             # ignore_columns = [\"updatedAt\"]   # changes on every write or visit\n"
         );
         assert_eq!(
             section(&text, "[tables.\"public.registration_request_receipts\"]"),
             "# key: request_id, receipt_id (replica identity index)\n"
         );
         assert!(
-            section(&text, "[tables.\"public.event_tags\"]").starts_with(
-                "# no key: the whole row identifies a row (consider adding a primary key)\n"
-            ),
+            section(&text, "[tables.\"public.event_tags\"]")
+                .starts_with("# no key: the whole row identifies a row (consider adding a primary key)\n"),
             "{text}"
         );
         assert!(!text.contains("\nkey ="), "no key is forced:\n{text}");
@@ -801,14 +846,12 @@ mod tests {
                 .contains("# excluded by \"*_audit_logs\"\n"),
             "{text}"
         );
-        assert!(
-            section(&text, "[tables.\"public.sessions\"]").contains("# excluded by \"sessions\"\n")
-        );
+        assert!(section(&text, "[tables.\"public.sessions\"]").contains("# excluded by \"sessions\"\n"));
         let summary = summarize(&sample(), &schemas());
         assert_eq!(
             summary,
             Summary {
-                tables: 15,
+                tables: 16,
                 excluded: 6,
                 without_key: 1
             }
@@ -846,11 +889,6 @@ mod tests {
              # redact_columns = [\"password_hash\"]   # looks like a secret\n\
              # ignore_columns = [\"last_login_at\"]   # changes on every write or visit\n"
         );
-        assert!(
-            section(&text, "[tables.\"public.process_applications\"]").is_empty()
-                || !text.contains("# ignore_columns = [\"updatedAt\"]")
-                || text.contains("# ignore_columns = [\"updatedAt\"]")
-        );
         assert!(text.contains("# ignore_columns = [\"modified_at\"]"), "{text}");
         let sessions = section(&text, "[tables.\"public.sessions\"]");
         assert!(
@@ -860,24 +898,27 @@ mod tests {
         assert!(!sessions.contains("redact_columns"), "{sessions}");
         let keyless = section(&text, "[tables.\"public.event_tags\"]");
         assert!(keyless.contains("# redact_columns = [\"apiKey\"]"), "{keyless}");
-        assert!(keyless.contains("# note: apiKey looks like a secret"), "{keyless}");
+        assert!(
+            keyless.contains(
+                "# note: without a key, the whole row (apiKey included) is recorded as the row key"
+            ),
+            "{keyless}"
+        );
         assert!(!section(&text, "[tables.\"public.__drizzle_migrations\"]").contains("redact"));
     }
 
     #[test]
     fn a_noisy_key_column_is_never_ignored_everywhere() {
-        let text = render_config(
-            &catalog(vec![
-                table("public", "a", pk(&["id"]), &["id", "updated_at"]),
-                table("public", "b", pk(&["id"]), &["id", "updated_at"]),
-                table("public", "c", pk(&["id", "updated_at"]), &["id", "updated_at"]),
-            ]),
-            &["public".into()],
-        );
+        let catalog = catalog(vec![
+            table("public", "a", pk(&["id"]), &["id", "updated_at"]),
+            table("public", "b", pk(&["id"]), &["id", "updated_at"]),
+            table("public", "c", pk(&["id", "updated_at"]), &["id", "updated_at"]),
+        ]);
+        let text = render_config(&catalog, &["public".into()]);
         assert!(text.contains("ignore_columns = []"), "{text}");
         assert!(section(&text, "[tables.\"public.a\"]").contains("# ignore_columns = [\"updated_at\"]"));
         assert!(!section(&text, "[tables.\"public.c\"]").contains("ignore_columns"));
-        parse_and_resolve(&text, &catalog(vec![]));
+        parse_and_resolve(&text, &catalog);
     }
 
     #[test]
@@ -886,14 +927,17 @@ mod tests {
         let text = render_config(&catalog, &schemas());
         let config = parse_and_resolve(&text, &catalog);
         assert_eq!(config.capture.schemas, schemas());
-        assert_eq!(config.tables.len(), 15, "one section per top-level table");
+        assert_eq!(config.tables.len(), 16, "one section per top-level table");
         for t in catalog.top_level_tables() {
             let selection = config.selects(&t.schema, &t.name);
             if t.schema == "other" {
                 assert_eq!(selection, Selection::NotCovered);
                 continue;
             }
-            let written = format!("[tables.{}]", toml_string(&QualifiedName::new(t.schema.as_str(), t.name.as_str()).to_string()));
+            let written = format!(
+                "[tables.{}]",
+                toml_string(&QualifiedName::new(t.schema.as_str(), t.name.as_str()).to_string())
+            );
             let body = section(&text, &written);
             match body.split("# excluded by ").nth(1) {
                 Some(rest) => {
@@ -917,7 +961,12 @@ mod tests {
             .find(|r| r.name.table.starts_with("say"))
             .expect("the quoted name is read back");
         assert_eq!(rule.name, QualifiedName::new("Weird.Schema", "say \"hi\".now"));
-        assert!(config.tables.iter().all(|r| r.key.is_none() && r.ignore_columns.is_empty()));
+        assert!(
+            config
+                .tables
+                .iter()
+                .all(|r| r.key.is_none() && r.ignore_columns.is_empty())
+        );
         assert_eq!(config.capture.ignore_columns, ["updated_at"]);
         assert!(!config.context.require_actor);
     }
@@ -988,7 +1037,16 @@ mod tests {
         ] {
             assert!(!looks_secret(name), "{name}");
         }
-        for name in ["updated_at", "updatedAt", "UpdatedAt", "modified_at", "last_login_at", "lastSeenAt", "last_activity_at", "sign_in_count"] {
+        for name in [
+            "updated_at",
+            "updatedAt",
+            "UpdatedAt",
+            "modified_at",
+            "last_login_at",
+            "lastSeenAt",
+            "last_activity_at",
+            "sign_in_count",
+        ] {
             assert!(looks_noisy(name), "{name}");
         }
         for name in ["created_at", "updated_by", "login", "status"] {
@@ -1001,10 +1059,10 @@ mod tests {
         assert_eq!(toml_string("plain é 🙂"), "\"plain é 🙂\"");
         assert_eq!(toml_string("a\"b\\c"), r#""a\"b\\c""#);
         assert_eq!(toml_string("\n\t\u{1}\u{7f}"), r#""\n\t\u0001\u007F""#);
-        for text in ["a\"b\\c", "\n\t\u{1}\u{7f}", "x.y \"z\""] {
-            let doc = format!("v = {}", toml_string(text));
-            let value: toml::Table = toml::from_str(&doc).unwrap();
-            assert_eq!(value["v"].as_str(), Some(text));
+        for text in ["a\"b\\c", "\n\t\u{1}\u{7f}", "x.y \"z\" 🙂"] {
+            let doc = format!("[capture]\nschemas = [{}]\n", toml_string(text));
+            let config = Config::parse(&doc, "pgtrail.toml").unwrap_or_else(|e| panic!("{e}\n{doc}"));
+            assert_eq!(config.capture.schemas, [text]);
         }
     }
 }

@@ -21,6 +21,7 @@
 //! ```
 
 pub mod connect;
+pub mod init;
 
 pub use pgtrail_capture as capture;
 pub use pgtrail_catalog as catalog;

@@ -121,6 +121,19 @@ fn desired_table(config: &Config, table: &Table) -> Result<DesiredTable, ConfigE
             Some("remove it from ignore_columns, or set another key for this table".to_string()),
         ));
     }
+    let redact_columns = present(&rules.redact);
+    if let Some(key) = key_columns.iter().find(|k| redact_columns.contains(k)) {
+        return Err(problem(
+            config,
+            None,
+            format!(
+                "column `{key}` of `{}.{}` is part of the row key and cannot be redacted: \
+                 the trail finds a row's history by its key",
+                table.schema, table.name
+            ),
+            Some("set another key for this table (key = [...]), or exclude the table".to_string()),
+        ));
+    }
     Ok(DesiredTable {
         schema: table.schema.clone(),
         name: table.name.clone(),
@@ -128,7 +141,7 @@ fn desired_table(config: &Config, table: &Table) -> Result<DesiredTable, ConfigE
         key_kind,
         images: rules.images.as_str(),
         ignore_columns,
-        redact_columns: present(&rules.redact),
+        redact_columns,
     })
 }
 

@@ -91,7 +91,7 @@ BEGIN
     END IF;
     INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, new_values)
     SELECT v_txid, v_ctx, t.id, 'I', clock_timestamp(),
-           pgtrail._key(r.j, t.key_columns),
+           pgtrail._redact(pgtrail._key(r.j, t.key_columns), t.redact_columns, v_key),
            pgtrail._redact(r.j, t.redact_columns, v_key)
     FROM (SELECT to_jsonb(pgtrail_row.*) - t.ignore_columns AS j FROM pgtrail_new AS pgtrail_row OFFSET 0) AS r;
     PERFORM FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx;
@@ -126,7 +126,7 @@ BEGIN
     END IF;
     INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_values)
     SELECT v_txid, v_ctx, t.id, 'D', clock_timestamp(),
-           pgtrail._key(r.j, t.key_columns),
+           pgtrail._redact(pgtrail._key(r.j, t.key_columns), t.redact_columns, v_key),
            pgtrail._redact(r.j, t.redact_columns, v_key)
     FROM (SELECT to_jsonb(pgtrail_row.*) - t.ignore_columns AS j FROM pgtrail_old AS pgtrail_row OFFSET 0) AS r;
     PERFORM FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx;
@@ -278,7 +278,7 @@ AS $fn$
 $fn$;
 
 -- INSERT of the changes, for the columns in p_changed. Parameters: $1 txid,
--- $2 ctx, $3 (unused), $4 redaction key, $5 ignored columns.
+-- $2 ctx, $3 redacted columns, $4 redaction key, $5 ignored columns.
 CREATE OR REPLACE FUNCTION pgtrail._bulk_insert_sql(
     t pgtrail.audited_table, p_relid oid, p_changed text[], p_by_position boolean)
 RETURNS text
@@ -290,8 +290,9 @@ DECLARE
     v_key_old text;
 BEGIN
     IF cardinality(t.key_columns) = 0 THEN
-        v_key_new := 'to_jsonb(n.*) - $5 - ''pgtrail_pos''';
-        v_key_old := 'to_jsonb(o.*) - $5 - ''pgtrail_pos''';
+        -- The whole row is the key: redacted values are redacted in it too.
+        v_key_new := 'pgtrail._redact(to_jsonb(n.*) - $5 - ''pgtrail_pos'', $3, $4)';
+        v_key_old := 'pgtrail._redact(to_jsonb(o.*) - $5 - ''pgtrail_pos'', $3, $4)';
     ELSE
         SELECT 'jsonb_build_object(' || string_agg(format('%L, n.%I', k, k), ', ') || ')',
                'jsonb_build_object(' || string_agg(format('%L, o.%I', k, k), ', ') || ')'
@@ -335,6 +336,7 @@ DECLARE
     v_by_position boolean;
     v_same_keys   boolean;
     v_work_mem    text;
+    v_jit         text;
     v_rows        bigint;
     v_old         jsonb;
     v_new         jsonb;
@@ -358,9 +360,13 @@ BEGIN
         v_sql := pgtrail._bulk_changed_columns_sql(t, TG_RELID);
         IF v_sql IS NOT NULL THEN
             -- Enough memory to pair the rows with a hash join instead of
-            -- sorting on disk; restored below.
+            -- sorting on disk, and no JIT: the planner cannot estimate
+            -- transition tables, expects millions of rows and would spend
+            -- longer compiling than running. Both restored below.
             v_work_mem := current_setting('work_mem');
+            v_jit := current_setting('jit');
             PERFORM set_config('work_mem', greatest(pg_size_bytes(v_work_mem), 64 * 1024 * 1024)::text || 'B', true);
+            PERFORM set_config('jit', 'off', true);
             -- Pairing by key equals pairing by position when the keys come in
             -- the same order on both sides, i.e. no key changed (a swap or a
             -- shift of keys would pair the wrong rows by key).
@@ -385,6 +391,7 @@ BEGIN
                 END IF;
             END IF;
             PERFORM set_config('work_mem', v_work_mem, true);
+            PERFORM set_config('jit', v_jit, true);
             RETURN NULL;
         END IF;
     END IF;
@@ -399,8 +406,8 @@ BEGIN
         IF v_diff.fields IS NULL THEN
             RETURN NULL;
         END IF;
-        v_old_key := pgtrail._key(v_old, t.key_columns);
-        v_new_key := pgtrail._key(v_new, t.key_columns);
+        v_old_key := pgtrail._redact(pgtrail._key(v_old, t.key_columns), t.redact_columns, v_key);
+        v_new_key := pgtrail._redact(pgtrail._key(v_new, t.key_columns), t.redact_columns, v_key);
         INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)
         VALUES (v_txid, v_ctx, t.id, 'U', clock_timestamp(), v_new_key,
                 CASE WHEN v_old_key IS DISTINCT FROM v_new_key THEN v_old_key END,
@@ -427,8 +434,8 @@ BEGIN
           USING (pos)
         CROSS JOIN LATERAL (
             SELECT x.fields, x.old_values AS old_diff, x.new_values AS new_diff,
-                   pgtrail._key(o.j, t.key_columns) AS old_pk,
-                   pgtrail._key(n.j, t.key_columns) AS new_pk
+                   pgtrail._redact(pgtrail._key(o.j, t.key_columns), t.redact_columns, v_key) AS old_pk,
+                   pgtrail._redact(pgtrail._key(n.j, t.key_columns), t.redact_columns, v_key) AS new_pk
             FROM pgtrail._diff(o.j, n.j) AS x
         ) AS d
         WHERE d.fields IS NOT NULL

@@ -1,7 +1,10 @@
 //! One module per subcommand; `run` dispatches.
 
 mod apply;
+mod check;
 mod demo;
+mod init;
+mod plan;
 mod sql;
 
 use std::process::ExitCode;
@@ -14,6 +17,9 @@ use crate::cli::{Cli, Command, Global};
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Apply => apply::run(&cli.global).await,
+        Command::Init { force, schemas } => init::run(&cli.global, force, &schemas).await,
+        Command::Plan => plan::run(&cli.global).await,
+        Command::Check => check::run(&cli.global).await,
         Command::Sql => sql::run(&cli.global).await,
         Command::Demo { keep } => demo::run(keep).await,
     }

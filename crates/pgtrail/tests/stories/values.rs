@@ -216,3 +216,65 @@ fn random_values_round_trip_through_the_trail() {
         })
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_table_without_key_never_shows_a_redacted_value_in_its_row_identity() {
+    let schema = "CREATE TABLE api_tokens (owner text, token text);";
+    let config = "[tables.\"public.api_tokens\"]\nredact_columns = [\"token\"]\n";
+    let db = audited_db(schema, config).await;
+    db.client
+        .batch_execute(
+            "INSERT INTO api_tokens VALUES ('ann', 'tok-123');
+             UPDATE api_tokens SET owner = 'bob';
+             UPDATE api_tokens SET token = 'tok-456' || g FROM generate_series(1, 1) g;
+             INSERT INTO api_tokens SELECT 'bulk', 'tok-bulk-' || g FROM generate_series(1, 300) g;
+             UPDATE api_tokens SET owner = owner || '!';
+             DELETE FROM api_tokens;",
+        )
+        .await
+        .unwrap();
+    let leaked: i64 = db
+        .client
+        .query_one(
+            "SELECT count(*) FROM pgtrail.change
+             WHERE concat(pk, old_pk, old_values, new_values) LIKE '%tok-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leaked, 0);
+    let with_marker: i64 = db
+        .client
+        .query_one(
+            "SELECT count(*) FROM pgtrail.change WHERE pk->'token' ? 'redacted'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(with_marker > 600, "{with_marker}");
+}
+
+#[tokio::test]
+async fn redacting_a_key_column_is_refused_with_a_way_out() {
+    let mut db = pgtrail_testkit::TestDb::new().await;
+    db.client
+        .batch_execute("CREATE TABLE sessions (session_token text PRIMARY KEY, user_id int)")
+        .await
+        .unwrap();
+    let config = pgtrail::config::Config::parse(
+        "[tables.\"public.sessions\"]\nredact_columns = [\"session_token\"]\n",
+        "pgtrail.toml",
+    )
+    .unwrap();
+    let error = pgtrail::plan::apply(&mut db.client, &config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("`session_token`") && error.contains("cannot be redacted"),
+        "{error}"
+    );
+    assert!(error.contains("set another key"), "{error}");
+}
