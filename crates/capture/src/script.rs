@@ -5,14 +5,17 @@ use crate::quote;
 /// The version of pgtrail this crate installs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The names of the capture triggers pgtrail puts on every audited table
-/// (and on every partition of an audited partitioned table).
-pub const TRIGGER_NAMES: [&str; 4] = [
-    "pgtrail_capture_insert",
-    "pgtrail_capture_update",
-    "pgtrail_capture_delete",
-    "pgtrail_capture_truncate",
+/// The capture triggers pgtrail puts on every audited table (and on every
+/// partition of an audited partitioned table), with the function each calls.
+pub const TRIGGERS: [(&str, &str); 4] = [
+    ("pgtrail_capture_insert", "pgtrail.capture_rows"),
+    ("pgtrail_capture_update", "pgtrail.capture_update"),
+    ("pgtrail_capture_delete", "pgtrail.capture_rows"),
+    ("pgtrail_capture_truncate", "pgtrail.capture_truncate"),
 ];
+
+/// The names of the capture triggers, as in [`TRIGGERS`].
+pub const TRIGGER_NAMES: [&str; 4] = [TRIGGERS[0].0, TRIGGERS[1].0, TRIGGERS[2].0, TRIGGERS[3].0];
 
 /// One `.sql` file of the install.
 #[derive(Debug, Clone, Copy)]

@@ -82,6 +82,19 @@ pub enum Command {
         The file is built from the config and the tables of the database it connects to."
     )]
     Sql,
+    /// Remove the capture triggers from every table; the trail stays unless --drop-trail.
+    #[command(
+        after_help = "Example:\n  pgtrail uninstall\n  pgtrail uninstall --drop-trail --yes   # also delete the whole trail\n\n\
+        --drop-trail asks for the database name on a terminal; elsewhere it needs --yes."
+    )]
+    Uninstall {
+        /// Also drop the schema pgtrail with everything recorded in it.
+        #[arg(long)]
+        drop_trail: bool,
+        /// Do not ask before --drop-trail (for scripts).
+        #[arg(long, requires = "drop_trail")]
+        yes: bool,
+    },
     /// Show pgtrail at work on a throwaway PostgreSQL (no server needed; removed afterwards).
     #[command(
         after_help = "Example:\n  pgtrail demo\n  pgtrail demo --keep   # leave the server running to try other commands\n\n\

@@ -211,7 +211,7 @@ async fn the_printed_migration_file_applies_with_psql() {
 #[test]
 fn every_command_has_help_with_an_example() {
     let dir = std::env::temp_dir();
-    for command in ["init", "apply", "plan", "check", "sql", "demo"] {
+    for command in ["init", "apply", "plan", "check", "sql", "uninstall", "demo"] {
         let output = pgtrail(&[command, "--help"], &dir);
         assert_eq!(output.status.code(), Some(0));
         assert!(
@@ -392,4 +392,62 @@ async fn check_is_a_ci_step_and_plan_shows_the_repair() {
         dir.path(),
     );
     assert_eq!(broken.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn uninstall_keeps_the_trail_unless_told_and_confirmed() {
+    let db = TestDb::new().await;
+    db.client.batch_execute(SCHEMA).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pgtrail.toml"), "").unwrap();
+    assert_eq!(
+        pgtrail(&["apply", "--database-url", db.url()], dir.path())
+            .status
+            .code(),
+        Some(0)
+    );
+    db.client
+        .batch_execute("INSERT INTO users (email) VALUES ('kept')")
+        .await
+        .unwrap();
+
+    let output = pgtrail(&["uninstall", "--database-url", db.url()], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output).1);
+    assert!(
+        text(&output).0.contains("the trail (1 changes) stays"),
+        "{}",
+        text(&output).0
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgtrail\\_capture%'"
+        )
+        .await,
+        0
+    );
+    db.client
+        .batch_execute("INSERT INTO users (email) VALUES ('not captured')")
+        .await
+        .unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.changes").await, 1);
+
+    // Not on a terminal: dropping the trail needs --yes.
+    let refused = pgtrail(
+        &["uninstall", "--drop-trail", "--database-url", db.url()],
+        dir.path(),
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused).1.contains("--yes"), "{}", text(&refused).1);
+    assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.changes").await, 1);
+
+    let dropped = pgtrail(
+        &["uninstall", "--drop-trail", "--yes", "--database-url", db.url()],
+        dir.path(),
+    );
+    assert_eq!(dropped.status.code(), Some(0), "{}", text(&dropped).1);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgtrail'").await,
+        0
+    );
 }

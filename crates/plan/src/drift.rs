@@ -255,7 +255,7 @@ fn table_problems(table: &DesiredTable, catalog: &Catalog, installed: &Installed
     };
     for carrier in carriers(catalog_table, catalog) {
         let on: TableName = (carrier.schema.clone(), carrier.name.clone());
-        for trigger_name in pgtrail_capture::TRIGGER_NAMES {
+        for (trigger_name, expected_function) in pgtrail_capture::TRIGGERS {
             let Some(trigger) = carrier.triggers.iter().find(|t| t.name == trigger_name) else {
                 out.push(Problem::MissingTrigger {
                     table: key.clone(),
@@ -264,7 +264,6 @@ fn table_problems(table: &DesiredTable, catalog: &Catalog, installed: &Installed
                 });
                 continue;
             };
-            let expected_function = format!("pgtrail.{}", trigger_name.trim_start_matches("pgtrail_"));
             if trigger.function != expected_function {
                 out.push(Problem::WrongTrigger {
                     table: key.clone(),

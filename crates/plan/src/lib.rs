@@ -11,19 +11,21 @@
 //!   only those that repair the problems found;
 //! - [`apply`] runs the repair steps in one transaction under an advisory lock,
 //!   with every value as a bind parameter; [`render`] prints steps as one
-//!   migration file.
+//!   migration file; [`uninstall`] removes capture (and, if asked, the trail).
 
 mod apply;
 mod desired;
 mod drift;
 mod installed;
 mod step;
+mod uninstall;
 
 pub use apply::{ADVISORY_LOCK, ApplyReport, TableAction, apply, inspect};
 pub use desired::{Desired, DesiredTable, resolve};
 pub use drift::{Problem, TableName, problems};
 pub use installed::{Installed, InstalledTable};
 pub use step::{Arg, Step, render, repair_steps, steps};
+pub use uninstall::{UninstallReport, uninstall};
 
 /// Errors while planning or applying.
 #[derive(Debug, thiserror::Error)]

@@ -65,23 +65,32 @@ DECLARE
 BEGIN
     -- Each field's first non-empty value: pgtrail.<field> (set_context, SET
     -- LOCAL), then the settings mapped to it in pgtrail.toml, in order.
-    SELECT jsonb_object_agg(firsts.field, firsts.value) INTO v_values
+    v_values := jsonb_strip_nulls(jsonb_build_object(
+        'actor_id', nullif(current_setting('pgtrail.actor_id', true), ''),
+        'actor_name', nullif(current_setting('pgtrail.actor_name', true), ''),
+        'actor_type', nullif(current_setting('pgtrail.actor_type', true), ''),
+        'reason', nullif(current_setting('pgtrail.reason', true), ''),
+        'migration', nullif(current_setting('pgtrail.migration', true), ''),
+        'request_id', nullif(current_setting('pgtrail.request_id', true), ''),
+        'session_id', nullif(current_setting('pgtrail.session_id', true), ''),
+        'business_process', nullif(current_setting('pgtrail.business_process', true), ''),
+        'ip', nullif(current_setting('pgtrail.ip', true), ''),
+        'user_agent', nullif(current_setting('pgtrail.user_agent', true), '')));
+    -- Mapped settings fill the fields still empty (the query runs only when
+    -- pgtrail.toml maps any).
+    SELECT v_values || coalesce(jsonb_object_agg(firsts.field, firsts.value), '{}'::jsonb) INTO v_values
     FROM (
         SELECT DISTINCT ON (c.field) c.field, c.value
         FROM (
-            SELECT f.field, 0 AS position, nullif(current_setting('pgtrail.' || f.field, true), '') AS value
-            FROM (SELECT unnest(ARRAY['actor_id', 'actor_name', 'actor_type', 'reason', 'migration', 'request_id',
-                                      'session_id', 'business_process', 'ip', 'user_agent'])
-                  UNION
-                  SELECT s.field FROM pgtrail.context_source AS s) AS f(field)
+            SELECT s.field, 0 AS position, nullif(current_setting('pgtrail.' || s.field, true), '') AS value
+            FROM pgtrail.context_source AS s
             UNION ALL
             SELECT s.field, s.position, nullif(current_setting(s.setting, true), '')
             FROM pgtrail.context_source AS s
         ) AS c
-        WHERE c.value IS NOT NULL
+        WHERE c.value IS NOT NULL AND NOT v_values ? c.field
         ORDER BY c.field, c.position
     ) AS firsts;
-    v_values := coalesce(v_values, '{}'::jsonb);
 
     -- extra context: set_context's extra wins over single settings.
     v_raw := nullif(current_setting('pgtrail.context', true), '');

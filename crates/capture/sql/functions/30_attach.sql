@@ -21,6 +21,23 @@ AS $fn$
     FROM (SELECT split_part(encode(p_args, 'escape'), '\000', 1) AS a) AS s
 $fn$;
 
+-- Drops pgtrail's capture triggers from one table (not its partitions).
+CREATE OR REPLACE FUNCTION pgtrail._drop_capture_triggers(p_rel regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_name text;
+BEGIN
+    FOR v_name IN
+        SELECT tgname FROM pg_trigger WHERE tgrelid = p_rel AND tgname = ANY (pgtrail.trigger_names())
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', v_name, p_rel);
+    END LOOP;
+END
+$fn$;
+
 -- (Re)creates the capture triggers on one table: a partitioned table gets them
 -- on itself and on every partition, all recording under the parent's id.
 CREATE OR REPLACE FUNCTION pgtrail._create_triggers(p_table regclass, p_id integer)
@@ -29,23 +46,18 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    v_name text;
-    v_rel  regclass;
+    v_rel regclass;
 BEGIN
     FOR v_rel IN
         SELECT p_table
         UNION ALL
         SELECT relid FROM pg_partition_tree(p_table) WHERE relid <> p_table
     LOOP
-        FOR v_name IN
-            SELECT tgname FROM pg_trigger WHERE tgrelid = v_rel AND tgname = ANY (pgtrail.trigger_names())
-        LOOP
-            EXECUTE format('DROP TRIGGER %I ON %s', v_name, v_rel);
-        END LOOP;
+        PERFORM pgtrail._drop_capture_triggers(v_rel);
         EXECUTE format(
             'CREATE TRIGGER pgtrail_capture_insert AFTER INSERT ON %s '
             'REFERENCING NEW TABLE AS pgtrail_new FOR EACH STATEMENT '
-            'EXECUTE FUNCTION pgtrail.capture_insert(%L)', v_rel, p_id);
+            'EXECUTE FUNCTION pgtrail.capture_rows(%L)', v_rel, p_id);
         EXECUTE format(
             'CREATE TRIGGER pgtrail_capture_update AFTER UPDATE ON %s '
             'REFERENCING OLD TABLE AS pgtrail_old NEW TABLE AS pgtrail_new FOR EACH STATEMENT '
@@ -53,7 +65,7 @@ BEGIN
         EXECUTE format(
             'CREATE TRIGGER pgtrail_capture_delete AFTER DELETE ON %s '
             'REFERENCING OLD TABLE AS pgtrail_old FOR EACH STATEMENT '
-            'EXECUTE FUNCTION pgtrail.capture_delete(%L)', v_rel, p_id);
+            'EXECUTE FUNCTION pgtrail.capture_rows(%L)', v_rel, p_id);
         EXECUTE format(
             'CREATE TRIGGER pgtrail_capture_truncate AFTER TRUNCATE ON %s '
             'FOR EACH STATEMENT EXECUTE FUNCTION pgtrail.capture_truncate(%L)', v_rel, p_id);
@@ -139,17 +151,12 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    v_name text;
-    v_rel  regclass;
+    v_rel regclass;
 BEGIN
     FOR v_rel IN
         SELECT p_table UNION ALL SELECT relid FROM pg_partition_tree(p_table) WHERE relid <> p_table
     LOOP
-        FOR v_name IN
-            SELECT tgname FROM pg_trigger WHERE tgrelid = v_rel AND tgname = ANY (pgtrail.trigger_names())
-        LOOP
-            EXECUTE format('DROP TRIGGER %I ON %s', v_name, v_rel);
-        END LOOP;
+        PERFORM pgtrail._drop_capture_triggers(v_rel);
     END LOOP;
     UPDATE pgtrail.audited_table AS a
     SET detached_at = clock_timestamp()

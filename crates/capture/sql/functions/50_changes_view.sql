@@ -11,7 +11,10 @@ SELECT c.id,
        c.pk,
        c.old_values,
        c.new_values,
-       c.changed_fields,
+       -- Stored for full images; with diff images the changed fields are
+       -- exactly the keys of new_values (saving ~35 bytes a change).
+       CASE WHEN c.op = 'U' THEN coalesce(c.changed_fields,
+           ARRAY(SELECT k FROM jsonb_object_keys(c.new_values) AS k ORDER BY k)) END AS changed_fields,
        x.actor_id,
        x.actor_name,
        x.actor_type,

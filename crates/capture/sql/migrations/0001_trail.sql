@@ -60,6 +60,7 @@ CREATE TABLE pgtrail.change (
     old_pk         jsonb,
     old_values     jsonb,
     new_values     jsonb,
+    -- Only with images = "full"; with diff images they are new_values' keys.
     changed_fields text[]
 );
 

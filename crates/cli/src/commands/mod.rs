@@ -6,6 +6,7 @@ mod demo;
 mod init;
 mod plan;
 mod sql;
+mod uninstall;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan => plan::run(&cli.global).await,
         Command::Check => check::run(&cli.global).await,
         Command::Sql => sql::run(&cli.global).await,
+        Command::Uninstall { drop_trail, yes } => uninstall::run(&cli.global, drop_trail, yes).await,
         Command::Demo { keep } => demo::run(keep).await,
     }
 }

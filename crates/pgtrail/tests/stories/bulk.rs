@@ -41,8 +41,9 @@ const UPDATES: [&str; 6] = [
 async fn trail_of(client: &Client, table: &str) -> Vec<(Value, Option<Value>, Value, Value, Vec<String>)> {
     client
         .query(
-            "SELECT c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
-             FROM pgtrail.change c JOIN pgtrail.audited_table t ON t.id = c.table_id
+            "SELECT c.pk, c.old_pk, c.old_values, c.new_values, v.changed_fields
+             FROM pgtrail.change c JOIN pgtrail.changes v USING (id)
+             JOIN pgtrail.audited_table t ON t.id = c.table_id
              WHERE t.table_name = $1 AND c.op = 'U' ORDER BY c.pk->>'id', c.id",
             &[&table],
         )

@@ -1,0 +1,66 @@
+//! `pgtrail uninstall`: stop capture everywhere; keep the trail unless
+//! `--drop-trail`, which asks first on a terminal and needs `--yes` elsewhere.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cli::{Format, Global};
+use crate::output;
+
+pub async fn run(global: &Global, drop_trail: bool, yes: bool) -> Result<ExitCode> {
+    let mut client = super::connect(global).await?;
+    if drop_trail && !yes {
+        let database: String = client
+            .query_one("SELECT current_database()", &[])
+            .await
+            .context("reading the database name")?
+            .get(0);
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "--drop-trail deletes the whole audit trail of `{database}`; not on a terminal, so pass --yes to confirm"
+            );
+        }
+        eprint!("This deletes the audit trail of `{database}` for good. Type the database name to confirm: ");
+        std::io::stderr().flush().ok();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .context("reading the confirmation")?;
+        if answer.trim() != database {
+            eprintln!("not confirmed; nothing was changed");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let report = pgtrail::plan::uninstall(&mut client, drop_trail).await?;
+    match global.format {
+        Format::Json => output::print_json(&serde_json::json!({
+            "detached": report.detached.iter().map(|(s, t)| format!("{s}.{t}")).collect::<Vec<_>>(),
+            "dropped_trail": report.dropped_trail,
+            "changes": report.changes,
+        }))?,
+        Format::Table => {
+            let rows: Vec<[String; 2]> = report
+                .detached
+                .iter()
+                .map(|(schema, table)| ["detached".to_string(), format!("{schema}.{table}")])
+                .collect();
+            output::print_rows(&rows);
+            if report.dropped_trail {
+                println!(
+                    "dropped the schema pgtrail and its {} recorded changes",
+                    report.changes
+                );
+            } else {
+                println!(
+                    "capture stopped on {} tables; the trail ({} changes) stays in schema pgtrail",
+                    report.detached.len(),
+                    report.changes
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,89 @@
+//! Uninstalling: capture triggers off every table; the trail stays unless
+//! asked otherwise. One transaction, under the install lock.
+
+use tokio_postgres::Client;
+
+use crate::PlanError;
+use crate::apply::ADVISORY_LOCK;
+
+/// What `uninstall` did.
+#[derive(Debug, Clone, Default)]
+pub struct UninstallReport {
+    /// Tables whose capture triggers were removed (partitions included).
+    pub detached: Vec<(String, String)>,
+    /// Whether the schema `pgtrail`, with the whole trail, was dropped.
+    pub dropped_trail: bool,
+    /// Changes recorded in the trail (before dropping it).
+    pub changes: i64,
+}
+
+/// Removes every capture trigger, in every schema; with `drop_trail`, drops
+/// the schema `pgtrail` and everything recorded in it.
+pub async fn uninstall(client: &mut Client, drop_trail: bool) -> Result<UninstallReport, PlanError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(PlanError::database("could not start a transaction"))?;
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await
+        .map_err(PlanError::database("could not configure the session"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ADVISORY_LOCK])
+        .await
+        .map_err(PlanError::database("could not take pgtrail's install lock"))?;
+    let names: Vec<&str> = pgtrail_capture::TRIGGER_NAMES.to_vec();
+    let carriers = tx
+        .query(
+            "SELECT DISTINCT n.nspname::text, c.relname::text, t.tgname::text
+             FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE NOT t.tgisinternal AND t.tgname = ANY($1::text[])
+             ORDER BY 1, 2, 3",
+            &[&names],
+        )
+        .await
+        .map_err(PlanError::database("finding capture triggers"))?;
+    let mut report = UninstallReport::default();
+    for row in &carriers {
+        let (schema, table, trigger): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        let statement = format!(
+            "DROP TRIGGER {} ON {}",
+            pgtrail_capture::quote::ident(&trigger),
+            pgtrail_capture::quote::qualified(&schema, &table)
+        );
+        tx.batch_execute(&statement)
+            .await
+            .map_err(PlanError::database(format!(
+                "dropping {trigger} on {schema}.{table}"
+            )))?;
+        if !report.detached.contains(&(schema.clone(), table.clone())) {
+            report.detached.push((schema, table));
+        }
+    }
+    let installed: bool = tx
+        .query_one("SELECT to_regclass('pgtrail.change') IS NOT NULL", &[])
+        .await
+        .map_err(PlanError::database("looking for the trail"))?
+        .get(0);
+    if installed {
+        report.changes = tx
+            .query_one("SELECT count(*) FROM pgtrail.change", &[])
+            .await
+            .map_err(PlanError::database("counting the trail"))?
+            .get(0);
+        tx.execute(
+            "UPDATE pgtrail.audited_table SET detached_at = clock_timestamp() WHERE detached_at IS NULL",
+            &[],
+        )
+        .await
+        .map_err(PlanError::database("marking tables as detached"))?;
+    }
+    if drop_trail {
+        tx.batch_execute("DROP SCHEMA IF EXISTS pgtrail CASCADE")
+            .await
+            .map_err(PlanError::database("dropping the schema pgtrail"))?;
+        report.dropped_trail = true;
+    }
+    tx.commit()
+        .await
+        .map_err(PlanError::database("could not commit the uninstall"))?;
+    Ok(report)
+}
