@@ -93,6 +93,17 @@ impl Pattern {
         &self.source
     }
 
+    /// The pattern as anchored PostgreSQL regular expressions (`~`) on the
+    /// schema name (None: any schema) and on the table name, matching exactly
+    /// what [`Pattern::matches_table`] matches. Used where the database itself
+    /// must apply the rules (auto-attach of tables created later).
+    pub fn to_pg_regex(&self) -> (Option<String>, String) {
+        (
+            self.schema.as_ref().map(|glob| glob_to_regex(glob.as_str())),
+            glob_to_regex(self.table.as_str()),
+        )
+    }
+
     /// Whether the pattern matches the table `schema.table`.
     pub fn matches_table(&self, schema: &str, table: &str) -> bool {
         let options = glob::MatchOptions {
@@ -110,6 +121,78 @@ impl Pattern {
 impl fmt::Display for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
+    }
+}
+
+/// Translates a glob (as the `glob` crate reads it: `*`, `?`, `[...]`,
+/// `[!...]`, and `[x]` to quote a special character) into an anchored
+/// PostgreSQL regular expression.
+fn glob_to_regex(glob: &str) -> String {
+    let chars: Vec<char> = glob.chars().collect();
+    let mut out = String::from("^");
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' => out.push_str(".*"),
+            '?' => out.push('.'),
+            '[' => {
+                // A class runs to the first `]` after at least one character.
+                let close = (i + 2..chars.len()).find(|&j| chars[j] == ']');
+                match close {
+                    Some(end) => {
+                        out.push_str(&class_to_regex(&chars[i + 1..end]));
+                        i = end;
+                    }
+                    None => out.push_str("\\["),
+                }
+            }
+            c => {
+                if "\\.^$|()[]*+?{}".contains(c) {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+        }
+        i += 1;
+    }
+    out.push('$');
+    out
+}
+
+/// A glob character class body (between `[` and `]`) as a regular
+/// expression. Ranges run from the lower to the higher character; a
+/// reversed one (`x-a`) matches nothing, as in the glob crate, and is left
+/// out rather than passed on as an invalid regex.
+fn class_to_regex(body: &[char]) -> String {
+    let (negated, body) = match body {
+        ['!', rest @ ..] if !rest.is_empty() => (true, rest),
+        _ => (false, body),
+    };
+    let escape = |c: char| {
+        if matches!(c, '\\' | '^' | '[' | ']' | '-') {
+            format!("\\{c}")
+        } else {
+            c.to_string()
+        }
+    };
+    let mut items = String::new();
+    let mut k = 0;
+    while k < body.len() {
+        if k + 2 < body.len() && body[k + 1] == '-' {
+            if body[k] <= body[k + 2] {
+                items.push_str(&format!("{}-{}", escape(body[k]), escape(body[k + 2])));
+            }
+            k += 3;
+        } else {
+            items.push_str(&escape(body[k]));
+            k += 1;
+        }
+    }
+    match (negated, items.is_empty()) {
+        (false, true) => "(?!)x".to_string(),
+        (true, true) => ".".to_string(),
+        (false, false) => format!("[{items}]"),
+        (true, false) => format!("[^{items}]"),
     }
 }
 

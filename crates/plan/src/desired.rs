@@ -27,6 +27,9 @@ pub struct Desired {
     pub not_covered: Vec<(String, String)>,
     /// `{"actor_id": ["app.user_id"], ...}` for `pgtrail.configure_context`.
     pub context_sources: serde_json::Value,
+    /// The rules `pgtrail.configure_auto_attach` needs, or JSON null when
+    /// auto_attach is off.
+    pub auto_attach: serde_json::Value,
     pub require_actor: bool,
 }
 
@@ -72,6 +75,7 @@ pub fn resolve(config: &Config, catalog: &Catalog) -> Result<Desired, Vec<Config
         detach,
         not_covered,
         context_sources: context_sources(config),
+        auto_attach: auto_attach(config),
         require_actor: config.context.require_actor,
     })
 }
@@ -267,4 +271,29 @@ fn problem(
             help,
         },
     }
+}
+
+/// What the database needs to apply the include/exclude rules itself to
+/// tables created later: the patterns as regular expressions.
+fn auto_attach(config: &Config) -> serde_json::Value {
+    if !config.capture.auto_attach {
+        return serde_json::Value::Null;
+    }
+    let rules = |patterns: &[pgtrail_config::Pattern]| -> Vec<serde_json::Value> {
+        patterns
+            .iter()
+            .map(|pattern| {
+                let (schema, table) = pattern.to_pg_regex();
+                serde_json::json!({ "schema": schema, "table": table })
+            })
+            .collect()
+    };
+    serde_json::json!({
+        "schemas": config.capture.schemas,
+        "include": rules(&config.capture.include),
+        "exclude": rules(&config.capture.exclude),
+        "images": config.capture.images.as_str(),
+        "ignore_columns": config.capture.ignore_columns,
+        "redact_columns": config.capture.redact_columns,
+    })
 }

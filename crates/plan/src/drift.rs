@@ -62,6 +62,11 @@ pub enum Problem {
         installed: String,
         desired: String,
     },
+    /// auto_attach is on in one and off in the other, or its rules differ.
+    AutoAttachDiffers {
+        installed: bool,
+        desired: bool,
+    },
 }
 
 impl Problem {
@@ -77,13 +82,17 @@ impl Problem {
             Problem::NotCovered { .. } => "not_covered",
             Problem::SettingsDiffer { .. } => "settings_differ",
             Problem::ContextDiffers { .. } => "context_differs",
+            Problem::AutoAttachDiffers { .. } => "auto_attach_differs",
         }
     }
 
     /// The table the problem is about, if any.
     pub fn table(&self) -> Option<&TableName> {
         match self {
-            Problem::NotInstalled | Problem::StaleInstall { .. } | Problem::ContextDiffers { .. } => None,
+            Problem::NotInstalled
+            | Problem::StaleInstall { .. }
+            | Problem::ContextDiffers { .. }
+            | Problem::AutoAttachDiffers { .. } => None,
             Problem::MissingTrigger { table, .. }
             | Problem::DisabledTrigger { table, .. }
             | Problem::WrongTrigger { table, .. }
@@ -159,6 +168,14 @@ impl fmt::Display for Problem {
                 "{}: {setting} is {installed} in the database but {desired} in the config",
                 name(table)
             ),
+            Problem::AutoAttachDiffers { installed, desired } => match (installed, desired) {
+                (false, true) => write!(f, "auto_attach is on in the config but not installed"),
+                (true, false) => write!(f, "auto_attach is installed but off in the config"),
+                _ => write!(
+                    f,
+                    "auto_attach rules differ from the config's include and exclude patterns"
+                ),
+            },
             Problem::ContextDiffers { installed, desired } => write!(
                 f,
                 "context settings are {installed} in the database but {desired} in the config"
@@ -189,6 +206,12 @@ pub fn problems(desired: &Desired, catalog: &Catalog, installed: &Installed) -> 
         out.push(Problem::ContextDiffers {
             installed: describe_context(&installed.context_sources, installed.require_actor),
             desired: describe_context(&desired.context_sources, desired.require_actor),
+        });
+    }
+    if installed.version.is_some() && installed.auto_attach != desired.auto_attach {
+        out.push(Problem::AutoAttachDiffers {
+            installed: !installed.auto_attach.is_null(),
+            desired: !desired.auto_attach.is_null(),
         });
     }
     for table in &desired.tables {

@@ -27,6 +27,8 @@ pub struct Installed {
     pub tables: BTreeMap<(String, String), InstalledTable>,
     pub context_sources: serde_json::Value,
     pub require_actor: bool,
+    /// The auto_attach rules, JSON null when off.
+    pub auto_attach: serde_json::Value,
 }
 
 impl Installed {
@@ -88,7 +90,8 @@ impl Installed {
                 "SELECT coalesce((SELECT jsonb_object_agg(field, settings) FROM (
                              SELECT field, jsonb_agg(setting ORDER BY position) AS settings
                              FROM pgtrail.context_source GROUP BY field) AS s), '{}'::jsonb),
-                        coalesce((SELECT value = 'true' FROM pgtrail.setting WHERE name = 'require_actor'), false)",
+                        coalesce((SELECT value = 'true' FROM pgtrail.setting WHERE name = 'require_actor'), false),
+                        coalesce((SELECT value::jsonb FROM pgtrail.setting WHERE name = 'auto_attach'), 'null'::jsonb)",
                 &[],
             )
             .await
@@ -99,6 +102,7 @@ impl Installed {
             tables,
             context_sources: context.get(0),
             require_actor: context.get(1),
+            auto_attach: context.get(2),
         })
     }
 }

@@ -36,6 +36,7 @@ pub enum Step {
 const ATTACH: &str = "SELECT pgtrail.attach($1::text::regclass, $2::text::text[], $3::text, $4::text, $5::text::text[], $6::text::text[])";
 const DETACH: &str = "SELECT pgtrail.detach($1::text::regclass)";
 const CONFIGURE: &str = "SELECT pgtrail.configure_context($1::text::jsonb, $2::boolean)";
+const AUTO_ATTACH: &str = "SELECT pgtrail.configure_auto_attach($1::text::jsonb)";
 
 /// Every step of a full install matching `desired`: what `pgtrail sql`
 /// prints, to be applied to any database (a fresh one included).
@@ -43,6 +44,7 @@ pub fn steps(desired: &Desired) -> Vec<Step> {
     let mut out = vec![
         Step::Script(pgtrail_capture::install_script()),
         configure(desired),
+        configure_auto_attach(desired),
     ];
     out.extend(desired.tables.iter().map(attach));
     out.extend(
@@ -71,6 +73,13 @@ pub fn repair_steps(desired: &Desired, problems: &[Problem]) -> Vec<Step> {
     {
         out.push(configure(desired));
     }
+    if problems
+        .iter()
+        .any(|p| matches!(p, Problem::AutoAttachDiffers { .. }))
+        || (reinstall && !desired.auto_attach.is_null())
+    {
+        out.push(configure_auto_attach(desired));
+    }
     let to_attach = tables_to_attach(problems);
     out.extend(
         desired
@@ -96,6 +105,14 @@ fn configure(desired: &Desired) -> Step {
             Arg::Bool(desired.require_actor),
         ],
         summary: "configure context settings".to_string(),
+    }
+}
+
+fn configure_auto_attach(desired: &Desired) -> Step {
+    Step::Statement {
+        sql: AUTO_ATTACH,
+        args: vec![Arg::Json(desired.auto_attach.clone())],
+        summary: "configure auto_attach".to_string(),
     }
 }
 

@@ -76,6 +76,21 @@ pub async fn uninstall(client: &mut Client, drop_trail: bool) -> Result<Uninstal
         .await
         .map_err(PlanError::database("marking tables as detached"))?;
     }
+    // The event trigger of auto_attach would attach new tables again.
+    tx.batch_execute(
+        "DO $uninstall$ BEGIN
+             IF EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgtrail_auto_attach') THEN
+                 DROP EVENT TRIGGER pgtrail_auto_attach;
+             END IF;
+         END $uninstall$",
+    )
+    .await
+    .map_err(PlanError::database("dropping the auto_attach event trigger"))?;
+    if installed {
+        tx.execute("DELETE FROM pgtrail.setting WHERE name = 'auto_attach'", &[])
+            .await
+            .map_err(PlanError::database("turning auto_attach off"))?;
+    }
     if drop_trail {
         tx.batch_execute("DROP SCHEMA IF EXISTS pgtrail CASCADE")
             .await

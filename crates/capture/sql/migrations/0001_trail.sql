@@ -94,3 +94,16 @@ INSERT INTO pgtrail.secret (name, value)
 VALUES ('redaction', sha256(convert_to(gen_random_uuid()::text || gen_random_uuid()::text, 'UTF8')));
 
 INSERT INTO pgtrail.setting (name, value) VALUES ('require_actor', 'false');
+
+-- DDL that pgtrail noticed and acted on: tables attached automatically when
+-- created (auto_attach), partitions of audited tables given capture triggers.
+CREATE TABLE pgtrail.ddl_event (
+    id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at              timestamptz NOT NULL DEFAULT clock_timestamp(),
+    txid            bigint      NOT NULL DEFAULT txid_current(),
+    db_user         text        NOT NULL DEFAULT session_user,
+    command_tag     text        NOT NULL,
+    object_identity text        NOT NULL,
+    action          text        NOT NULL,
+    detail          jsonb
+);

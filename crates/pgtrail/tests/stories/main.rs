@@ -3,6 +3,7 @@
 //! for which keys and values, with which context, how it is protected, how
 //! it installs, and the seeds' own queries.
 
+mod auto_attach;
 mod bulk;
 mod context;
 mod identifiers;
@@ -14,4 +15,5 @@ mod rows;
 mod security;
 mod seeds;
 mod support;
+mod upgrade;
 mod values;

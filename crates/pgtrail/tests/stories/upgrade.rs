@@ -1,0 +1,78 @@
+//! Upgrades: a database installed with an earlier released pgtrail keeps its
+//! whole trail, with its context, when a newer pgtrail is applied.
+//!
+//! `crates/capture/sql/released/<version>.sql` holds the install script of
+//! every released version, frozen when it was released (regenerate nothing:
+//! add a new file at each release). Each is installed, used, and upgraded.
+
+use pgtrail::config::Config;
+use pgtrail::plan::{Problem, inspect};
+use pgtrail_testkit::TestDb;
+
+use crate::support::{apply, changes, count};
+
+const RELEASED: &[(&str, &str)] = &[("0.1.0", include_str!("../../../capture/sql/released/0.1.0.sql"))];
+
+#[tokio::test]
+async fn every_released_install_upgrades_to_this_one_and_keeps_the_trail() {
+    for (version, script) in RELEASED {
+        let mut db = TestDb::new().await;
+        db.client
+            .batch_execute("CREATE TABLE users (id serial PRIMARY KEY, email text, password_hash text)")
+            .await
+            .unwrap();
+        // Install the released version the way `pgtrail sql` users do, then use it.
+        db.client
+            .batch_execute(&format!("BEGIN; {script} COMMIT;"))
+            .await
+            .unwrap_or_else(|e| panic!("released {version} installs: {e:?}"));
+        db.client
+            .batch_execute(
+                "SELECT pgtrail.attach('users', '{id}', 'primary_key', 'diff', '{}', '{password_hash}');
+                 BEGIN;
+                 SELECT pgtrail.set_context(actor_id => '1', actor_name => 'ann', reason => 'before the upgrade');
+                 INSERT INTO users (email, password_hash) VALUES ('a@x', 'secret');
+                 UPDATE users SET email = 'b@x';
+                 COMMIT;",
+            )
+            .await
+            .unwrap();
+        let before = changes(&db.client, "users").await;
+        assert_eq!(before.len(), 2);
+
+        let toml = "[tables.\"public.users\"]\nredact_columns = [\"password_hash\"]\n";
+        apply(&mut db.client, toml).await;
+        let config = Config::parse(toml, "pgtrail.toml").unwrap();
+        let problems = inspect(&db.client, &config).await.unwrap().3;
+        assert!(
+            !problems
+                .iter()
+                .any(|p| matches!(p, Problem::StaleInstall { .. } | Problem::NotInstalled)),
+            "{version}: {problems:?}"
+        );
+
+        let after = changes(&db.client, "users").await;
+        assert_eq!(after.len(), 2, "{version}: the trail survived the upgrade");
+        for (old, new) in before.iter().zip(&after) {
+            assert_eq!(
+                (old.id, &old.op, &old.pk, &old.new),
+                (new.id, &new.op, &new.pk, &new.new)
+            );
+            assert_eq!(new.actor_name.as_deref(), Some("ann"));
+            assert_eq!(new.reason.as_deref(), Some("before the upgrade"));
+        }
+        db.client
+            .batch_execute("UPDATE users SET email = 'c@x'")
+            .await
+            .unwrap();
+        assert_eq!(
+            changes(&db.client, "users").await.len(),
+            3,
+            "{version}: capture goes on"
+        );
+        assert_eq!(
+            count(&db.client, "SELECT count(*) FROM pgtrail.migration").await,
+            1
+        );
+    }
+}
