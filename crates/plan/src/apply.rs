@@ -58,6 +58,15 @@ pub async fn inspect(
 /// transaction: either everything is done or nothing is. Only what differs is
 /// changed; running it again finds nothing to do.
 pub async fn apply(client: &mut Client, config: &Config) -> Result<ApplyReport, PlanError> {
+    apply_with_progress(client, config, &mut |_, _, _| {}).await
+}
+
+/// [`apply`], calling `progress(done, total, step)` before each step.
+pub async fn apply_with_progress(
+    client: &mut Client,
+    config: &Config,
+    progress: &mut (dyn FnMut(usize, usize, &str) + Send),
+) -> Result<ApplyReport, PlanError> {
     let tx = client
         .transaction()
         .await
@@ -107,7 +116,14 @@ pub async fn apply(client: &mut Client, config: &Config) -> Result<ApplyReport, 
             .push((schema.clone(), name.clone(), TableAction::Detached));
     }
 
-    for step in repair_steps(&desired, &problems) {
+    let steps = repair_steps(&desired, &problems);
+    let total = steps.len();
+    for (done, step) in steps.into_iter().enumerate() {
+        let label = match &step {
+            Step::Script(_) => "install pgtrail's schema and functions".to_string(),
+            Step::Statement { summary, .. } => summary.clone(),
+        };
+        progress(done, total, &label);
         match step {
             Step::Script(sql) => tx.batch_execute(&sql).await.map_err(PlanError::database(
                 "installing pgtrail's schema and functions failed",

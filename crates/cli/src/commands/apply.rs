@@ -11,7 +11,9 @@ use crate::output;
 pub async fn run(global: &Global) -> Result<ExitCode> {
     let config = super::load_config(global)?;
     let mut client = super::connect(global).await?;
-    let report = pgtrail::plan::apply(&mut client, &config).await?;
+    let report = pgtrail::plan::apply_with_progress(&mut client, &config, &mut output::progress).await;
+    output::progress_done();
+    let report = report?;
     match global.format {
         Format::Json => output::print_json(&to_json(&report))?,
         Format::Table => print_table(&report),
@@ -63,13 +65,18 @@ fn print_table(report: &ApplyReport) {
         (Some(previous), true) => format!("upgraded pgtrail {previous} → {}", report.version),
         (Some(_), false) => format!("pgtrail {} is up to date", report.version),
     };
-    println!("{install}");
+    output::say(output::HEADER, &install);
     let rows: Vec<[String; 2]> = report
         .tables
         .iter()
         .map(|(schema, name, action)| [action_name(action).to_string(), format!("{schema}.{name}")])
         .collect();
-    output::print_rows(&rows);
+    output::print_styled(&rows, false, |column, cell| match (column, cell) {
+        (0, "attached") => output::GOOD,
+        (0, "repaired") => output::WARN,
+        (0, "detached") => output::BAD,
+        _ => output::PLAIN,
+    });
     let count = |wanted: TableAction| report.tables.iter().filter(|(_, _, a)| *a == wanted).count();
     println!(
         "{} attached, {} repaired, {} detached, {} unchanged",
@@ -80,10 +87,13 @@ fn print_table(report: &ApplyReport) {
     );
     let uncovered = not_covered(report);
     if !uncovered.is_empty() {
-        println!(
-            "warning: {} table(s) not covered by any include or exclude rule: {}",
-            uncovered.len(),
-            uncovered.join(", ")
+        output::say(
+            output::WARN,
+            &format!(
+                "warning: {} table(s) not covered by any include or exclude rule: {}",
+                uncovered.len(),
+                uncovered.join(", ")
+            ),
         );
     }
 }

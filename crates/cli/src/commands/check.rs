@@ -22,14 +22,17 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
         }))?,
         Format::Table => {
             for problem in &problems {
-                println!("{problem}");
+                output::say(output::BAD, &problem.to_string());
             }
             if problems.is_empty() {
-                println!(
-                    "ok: pgtrail {} with {} audited tables matches {}",
-                    installed.version.as_deref().unwrap_or("?"),
-                    desired.tables.len(),
-                    config.origin()
+                output::say(
+                    output::GOOD,
+                    &format!(
+                        "ok: pgtrail {} with {} audited tables matches {}",
+                        installed.version.as_deref().unwrap_or("?"),
+                        desired.tables.len(),
+                        config.origin()
+                    ),
                 );
             } else {
                 eprintln!(

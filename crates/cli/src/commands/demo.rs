@@ -72,7 +72,7 @@ const DAY: &[&str] = &[
 ];
 
 pub async fn run(keep: bool) -> Result<ExitCode> {
-    eprintln!("starting a throwaway PostgreSQL ...");
+    output::step("starting a throwaway PostgreSQL ...");
     let cluster = Cluster::start(ClusterOptions {
         keep,
         fast: true,
@@ -83,16 +83,21 @@ pub async fn run(keep: bool) -> Result<ExitCode> {
     let target = pgtrail::connect::Target::parse(&url, "the demo cluster")?;
     let mut client = pgtrail::connect::connect(&target).await?;
 
+    output::step("creating a small app: organizations, users, memberships, orders, page_views ...");
     client
         .batch_execute(SCHEMA)
         .await
         .context("creating the demo schema")?;
+    output::step("installing pgtrail ...");
     let config = Config::parse(CONFIG, "demo pgtrail.toml")?;
     let report = pgtrail::plan::apply(&mut client, &config).await?;
     println!(
         "installed pgtrail {} and attached {} tables (users.password_hash redacted, updated_at ignored)\n",
         report.version,
         report.tables.len()
+    );
+    output::step(
+        "simulating a day: sign-up, support agent, billing batch, migration, a careless script ...\n",
     );
     for batch in DAY {
         client.batch_execute(batch).await.context("simulating the day")?;
@@ -107,13 +112,13 @@ pub async fn run(keep: bool) -> Result<ExitCode> {
     } else {
         drop(client);
         drop(cluster);
-        eprintln!("\nthe throwaway PostgreSQL was stopped and removed (use --keep to keep it)");
+        output::step("\nthe throwaway PostgreSQL was stopped and removed (use --keep to keep it)");
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn show(client: &Client) -> Result<()> {
-    println!("Everything that happened, oldest first:");
+    output::say(output::HEADER, "Everything that happened, oldest first:");
     let rows = client
         .query(
             "SELECT to_char(changed_at, 'HH24:MI:SS.MS'), op, table_name, pk::text,
@@ -128,9 +133,15 @@ async fn show(client: &Client) -> Result<()> {
         rows.iter()
             .map(|r| std::array::from_fn(|i| r.get::<_, String>(i))),
     );
-    output::print_rows(&table);
+    output::print_styled(&table, true, |column, cell| match (column, cell) {
+        (1, "INSERT") => output::GOOD,
+        (1, "UPDATE") => output::WARN,
+        (1, "DELETE" | "TRUNCATE") => output::BAD,
+        (0, _) => output::DIM,
+        _ => output::PLAIN,
+    });
 
-    println!("\nHistory of user 1, field by field:");
+    output::say(output::HEADER, "\nHistory of user 1, field by field:");
     let rows = client
         .query(
             "SELECT c.op, e.key, coalesce((c.old_values -> e.key)::text, ''), coalesce((c.new_values -> e.key)::text, ''),
@@ -147,9 +158,13 @@ async fn show(client: &Client) -> Result<()> {
         rows.iter()
             .map(|r| std::array::from_fn(|i| r.get::<_, String>(i))),
     );
-    output::print_rows(&table);
+    output::print_styled(&table, true, |column, _| match column {
+        2 => output::BAD,
+        3 => output::GOOD,
+        _ => output::PLAIN,
+    });
 
-    println!("\nWho changed how much:");
+    output::say(output::HEADER, "\nWho changed how much:");
     let rows = client
         .query(
             "SELECT coalesce(actor_name, actor_id, context->>'migration', '?'), coalesce(actor_type, ''),
@@ -163,6 +178,6 @@ async fn show(client: &Client) -> Result<()> {
         rows.iter()
             .map(|r| std::array::from_fn(|i| r.get::<_, String>(i))),
     );
-    output::print_rows(&table);
+    output::print_styled(&table, true, |_, _| output::PLAIN);
     Ok(())
 }
