@@ -116,11 +116,13 @@ $fn$;
 -- and their old and new values. jsonb equality ignores the scale of numbers
 -- (1.5 = 1.50); the stored value changed all the same, so their text is
 -- compared too. No changed field: all three are NULL. (PL/pgSQL, whose plan
--- is cached: measured faster here than an inlined SQL function.)
+-- is cached: measured faster here than an inlined SQL function. No SET
+-- clause, which would cost a settings save and restore on every call: it is
+-- only called by the capture functions, which pin search_path, and by nobody
+-- else, since only the owner may execute it.)
 CREATE OR REPLACE FUNCTION pgtrail._diff(
     p_old jsonb, p_new jsonb, OUT fields text[], OUT old_values jsonb, OUT new_values jsonb)
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
     SELECT array_agg(e.key ORDER BY e.key), jsonb_object_agg(e.key, p_old -> e.key), jsonb_object_agg(e.key, e.value)
@@ -376,8 +378,8 @@ BEGIN
     -- at least one row really changed.
     IF v_rows = 1 THEN
         -- One row, the common OLTP case: no pairing needed.
-        SELECT to_jsonb(pgtrail_row.*) - t.ignore_columns INTO v_old FROM pgtrail_old AS pgtrail_row;
-        SELECT to_jsonb(pgtrail_row.*) - t.ignore_columns INTO v_new FROM pgtrail_new AS pgtrail_row;
+        SELECT to_jsonb(o.*) - t.ignore_columns, to_jsonb(n.*) - t.ignore_columns INTO v_old, v_new
+        FROM pgtrail_old AS o, pgtrail_new AS n;
         v_diff := pgtrail._diff(v_old, v_new);
         IF v_diff.fields IS NULL THEN
             RETURN NULL;
