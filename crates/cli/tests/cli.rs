@@ -451,3 +451,46 @@ async fn uninstall_keeps_the_trail_unless_told_and_confirmed() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_wrong_password_is_one_clear_line_and_exit_2() {
+    // A private cluster that asks for passwords over TCP (the shared test
+    // cluster trusts everyone).
+    let cluster = pgtrail_testkit::Cluster::start(pgtrail_testkit::ClusterOptions {
+        fast: true,
+        ..Default::default()
+    })
+    .expect("a throwaway cluster starts");
+    let (client, connection) = tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
+        .await
+        .expect("trust login before the switch");
+    tokio::spawn(connection);
+    client
+        .batch_execute("SET password_encryption = 'scram-sha-256'; CREATE ROLE alice LOGIN PASSWORD 'right';")
+        .await
+        .unwrap();
+    std::fs::write(
+        cluster.data_dir().join("pg_hba.conf"),
+        "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n",
+    )
+    .unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pgtrail.toml"), "").unwrap();
+    let url = format!("postgres://alice:wrong@127.0.0.1:{}/postgres", cluster.port());
+    let output = pgtrail(&["check", "--database-url", &url], dir.path());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let first = stderr.lines().next().unwrap_or("");
+    assert!(
+        first.contains("refused the login as `alice`") && first.contains("(from --database-url)"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("wrong"),
+        "the password is never printed: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 2, "one line and its help: {stderr}");
+}

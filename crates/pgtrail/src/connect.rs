@@ -28,9 +28,13 @@ pub enum ConnectError {
     )]
     Unreachable { where_: String, message: String },
     #[error(
-        "PostgreSQL refused the login as `{user}`: {message}\n  help: check the user and password in the connection string (or PGUSER/PGPASSWORD)"
+        "PostgreSQL at {where_} refused the login as `{user}`: {message}\n  help: check the user and password in the connection string (or PGUSER/PGPASSWORD)"
     )]
-    Authentication { user: String, message: String },
+    Authentication {
+        user: String,
+        where_: String,
+        message: String,
+    },
     #[error(
         "database `{database}` does not exist on {where_}\n  help: create it (createdb {database}) or point --database-url at another one"
     )]
@@ -144,7 +148,6 @@ fn apply_defaults(config: &mut tokio_postgres::Config) {
 
 /// Connects, spawning the connection task on the current tokio runtime.
 pub async fn connect(target: &Target) -> Result<Client, ConnectError> {
-    let where_ = target.describe();
     let (client, connection) = target
         .config
         .connect(NoTls)
@@ -155,17 +158,17 @@ pub async fn connect(target: &Target) -> Result<Client, ConnectError> {
             tracing::debug!(%error, "connection closed");
         }
     });
-    let _ = where_;
     Ok(client)
 }
 
 fn classify(error: tokio_postgres::Error, target: &Target) -> ConnectError {
-    let where_ = target.describe();
+    let where_ = format!("{} (from {})", target.describe(), target.source);
     if let Some(db) = error.as_db_error() {
         let message = db.message().to_string();
         return match db.code().code() {
             "28P01" | "28000" => ConnectError::Authentication {
                 user: target.config.get_user().unwrap_or("").to_string(),
+                where_,
                 message,
             },
             "3D000" => ConnectError::NoDatabase {

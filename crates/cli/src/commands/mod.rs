@@ -10,7 +10,7 @@ mod uninstall;
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use pgtrail::config::Config;
 
 use crate::cli::{Cli, Command, Global};
@@ -33,9 +33,9 @@ fn load_config(global: &Global) -> Result<Config> {
 }
 
 /// A connection to the database named by the flags or the environment.
+/// Failures are one line that names the server and where its address came
+/// from, plus a help line.
 async fn connect(global: &Global) -> Result<tokio_postgres::Client> {
     let target = pgtrail::connect::Target::from_env(global.database_url.as_deref())?;
-    pgtrail::connect::connect(&target)
-        .await
-        .with_context(|| format!("connecting to {} (from {})", target.describe(), target.source))
+    Ok(pgtrail::connect::connect(&target).await?)
 }
