@@ -14,8 +14,15 @@ pub use model::{Catalog, Column, KeySource, Table, TableKind, Trigger, TriggerSt
 /// Errors while reading the catalog.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
+    /// Carries the server's message itself (see [`pg_error::describe`]).
     #[error("could not read the catalog: {}", pg_error::describe(.0))]
-    Query(#[from] tokio_postgres::Error),
+    Query(tokio_postgres::Error),
     #[error("unexpected catalog content: {0}")]
     Unexpected(String),
+}
+
+impl From<tokio_postgres::Error> for CatalogError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        CatalogError::Query(error)
+    }
 }

@@ -35,16 +35,18 @@ pub enum PlanError {
     Config(Vec<pgtrail_config::ConfigError>),
     #[error(transparent)]
     Catalog(#[from] pgtrail_catalog::CatalogError),
-    #[error("{context}: {}", pgtrail_catalog::pg_error::describe(.source))]
+    /// The message already carries the server's message, detail and hint,
+    /// so the database error is kept as data, not as a `source` to repeat.
+    #[error("{context}: {}", pgtrail_catalog::pg_error::describe(.error))]
     Database {
         context: String,
-        source: tokio_postgres::Error,
+        error: tokio_postgres::Error,
     },
 }
 
 impl PlanError {
     pub(crate) fn database(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PlanError {
         let context = context.into();
-        move |source| PlanError::Database { context, source }
+        move |error| PlanError::Database { context, error }
     }
 }

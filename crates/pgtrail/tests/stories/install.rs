@@ -1,6 +1,8 @@
 //! Installing: `apply` is all or nothing, safe to run twice and from two
 //! places at once, and a config that does not fit the database changes nothing.
 
+use std::str::FromStr;
+
 use pgtrail::config::Config;
 use pgtrail::plan::{PlanError, TableAction};
 use pgtrail_testkit::TestDb;
@@ -238,4 +240,50 @@ async fn the_migration_file_applies_with_psql_and_matches_apply() {
         .await
         .unwrap();
     assert_eq!(changes(&db.client, "users").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_database_owner_without_superuser_rights_installs_and_captures() {
+    // As on managed services: the role that owns the database and its tables
+    // installs pgtrail; only auto_attach (an event trigger) needs more.
+    let db = TestDb::new().await;
+    let role = format!("owner_{}", db.name().trim_start_matches("pgtrail_test_"));
+    db.client
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN; ALTER DATABASE {} OWNER TO {role}; ALTER SCHEMA public OWNER TO {role};",
+            db.name()
+        ))
+        .await
+        .unwrap();
+    let mut config = tokio_postgres::Config::from_str(db.url()).unwrap();
+    config.user(&role);
+    let (mut owner, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    owner.batch_execute(SCHEMA).await.unwrap();
+    let parsed = Config::parse("", "pgtrail.toml").unwrap();
+    pgtrail::plan::apply(&mut owner, &parsed)
+        .await
+        .expect("a database owner can install");
+    owner
+        .batch_execute("INSERT INTO users (email) VALUES ('a')")
+        .await
+        .unwrap();
+    assert_eq!(changes(&owner, "users").await.len(), 1);
+
+    let with_auto_attach = Config::parse("[capture]\nauto_attach = true\n", "pgtrail.toml").unwrap();
+    let error = pgtrail::plan::apply(&mut owner, &with_auto_attach)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("auto_attach needs an event trigger") && error.contains("superuser"),
+        "{error}"
+    );
+    drop(owner);
+    let _ = db
+        .client
+        .batch_execute(&format!(
+            "REASSIGN OWNED BY {role} TO postgres; DROP OWNED BY {role}; DROP ROLE {role};"
+        ))
+        .await;
 }
