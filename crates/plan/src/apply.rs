@@ -3,7 +3,7 @@
 use pgtrail_catalog::Catalog;
 use pgtrail_config::Config;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::{Client, GenericClient, Transaction};
 
 use crate::desired::Desired;
 use crate::drift::{Problem, tables_to_attach};
@@ -14,6 +14,23 @@ use crate::{PlanError, desired, drift};
 /// The advisory lock every install takes, so two `apply` runs at once
 /// serialize instead of racing (the bytes of "pgtrail" and a version byte).
 pub const ADVISORY_LOCK: i64 = 8101176133498366316;
+
+/// Opens the transaction every install, repair and uninstall runs in, with
+/// notices quieted and pgtrail's install lock taken (two runs at once wait
+/// for each other instead of racing).
+pub(crate) async fn begin_locked(client: &mut Client) -> Result<Transaction<'_>, PlanError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(PlanError::database("could not start a transaction"))?;
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await
+        .map_err(PlanError::database("could not configure the session"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ADVISORY_LOCK])
+        .await
+        .map_err(PlanError::database("could not take pgtrail's install lock"))?;
+    Ok(tx)
+}
 
 /// What happened to one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,16 +84,7 @@ pub async fn apply_with_progress(
     config: &Config,
     progress: &mut (dyn FnMut(usize, usize, &str) + Send),
 ) -> Result<ApplyReport, PlanError> {
-    let tx = client
-        .transaction()
-        .await
-        .map_err(PlanError::database("could not start a transaction"))?;
-    tx.batch_execute("SET LOCAL client_min_messages = warning")
-        .await
-        .map_err(PlanError::database("could not configure the session"))?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ADVISORY_LOCK])
-        .await
-        .map_err(PlanError::database("could not take pgtrail's install lock"))?;
+    let tx = begin_locked(client).await?;
 
     let (desired, catalog, installed, problems) = inspect(&tx, config).await?;
     let to_attach = tables_to_attach(&problems);

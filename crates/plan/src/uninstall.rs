@@ -4,7 +4,7 @@
 use tokio_postgres::Client;
 
 use crate::PlanError;
-use crate::apply::ADVISORY_LOCK;
+use crate::apply::begin_locked;
 
 /// What `uninstall` did.
 #[derive(Debug, Clone, Default)]
@@ -20,16 +20,7 @@ pub struct UninstallReport {
 /// Removes every capture trigger, in every schema; with `drop_trail`, drops
 /// the schema `pgtrail` and everything recorded in it.
 pub async fn uninstall(client: &mut Client, drop_trail: bool) -> Result<UninstallReport, PlanError> {
-    let tx = client
-        .transaction()
-        .await
-        .map_err(PlanError::database("could not start a transaction"))?;
-    tx.batch_execute("SET LOCAL client_min_messages = warning")
-        .await
-        .map_err(PlanError::database("could not configure the session"))?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ADVISORY_LOCK])
-        .await
-        .map_err(PlanError::database("could not take pgtrail's install lock"))?;
+    let tx = begin_locked(client).await?;
     let names: Vec<&str> = pgtrail_capture::TRIGGER_NAMES.to_vec();
     let carriers = tx
         .query(
