@@ -54,6 +54,7 @@ pub const FUNCTIONS: &[SqlFile] = &[
     sql_file!("functions", "35_auto_attach.sql"),
     sql_file!("functions", "40_append_only.sql"),
     sql_file!("functions", "50_changes_view.sql"),
+    sql_file!("functions", "60_queries.sql"),
     sql_file!("functions", "90_privileges.sql"),
 ];
 

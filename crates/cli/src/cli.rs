@@ -29,12 +29,26 @@ pub struct Global {
     #[arg(long, global = true, value_name = "FILE", default_value = "pgtrail.toml")]
     pub config: PathBuf,
 
-    /// Output format.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    /// Output format (csv: for the commands that print one table: log, at, blame).
+    #[arg(long = "format", global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    /// `--format` for the commands that print only table or JSON; set from
+    /// `output` by `commands::run`, which refuses csv for them.
+    #[arg(skip = Format::Table)]
     pub format: Format,
 }
 
+/// `--format` as typed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+/// The formats of the commands that print no CSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Table,
     Json,
@@ -106,4 +120,114 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Changes, newest first, filtered by table, row, actor, kind, field, transaction, time.
+    #[command(
+        after_help = "Examples:\n  pgtrail log\n  pgtrail log users 42\n  pgtrail log --actor alice@example.com --since '2h ago'\n  \
+        pgtrail log students std_no=901234 --field email --op update\n  pgtrail log --migration 0042_rename_acme --format csv > changes.csv\n  \
+        pgtrail log --context request_id=r-42 --tx 81234\n\n\
+        TABLE is `name` or `schema.name`; KEY is 42, std_no=901234, a=1,b=7 or JSON.\n\
+        Times: 2026-03-14, '2026-03-14 09:30', RFC 3339, now, or '2h ago', '30 min ago', '3 days ago', '1w ago'."
+    )]
+    Log(LogArgs),
+    /// One row's timeline: every change, oldest first, with field-by-field diffs.
+    #[command(
+        after_help = "Example:\n  pgtrail history users 42\n  pgtrail history enrollments process_id=1,application_id=7 --format json\n\n\
+        Redacted values show as [redacted]; the JSON output carries each change's full state after it."
+    )]
+    History {
+        /// The audited table: `name` or `schema.name`.
+        table: String,
+        /// The row: 42, std_no=901234, a=1,b=7 or a JSON object.
+        key: String,
+    },
+    /// A row, or a whole table, as it was at a moment.
+    #[command(
+        after_help = "Example:\n  pgtrail at users 42 --time '2026-03-14 09:30'\n  pgtrail at users --time '2h ago' --format csv > users_2h_ago.csv"
+    )]
+    At {
+        /// The audited table: `name` or `schema.name`.
+        table: String,
+        /// The row (without it: every row of the table).
+        key: Option<String>,
+        /// The moment: 2026-03-14, '2026-03-14 09:30', RFC 3339, now, '2h ago', '3 days ago', ...
+        #[arg(long, value_name = "T")]
+        time: String,
+    },
+    /// Per column of one row: its value and who changed it last, when and why.
+    #[command(
+        after_help = "Example:\n  pgtrail blame users 42\n  pgtrail blame students std_no=901234 --format csv"
+    )]
+    Blame {
+        /// The audited table: `name` or `schema.name`.
+        table: String,
+        /// The row: 42, std_no=901234, a=1,b=7 or a JSON object.
+        key: String,
+    },
+    /// Everything one transaction did, with who and why, and field-by-field diffs.
+    #[command(
+        after_help = "Example:\n  pgtrail tx 81234\n  pgtrail tx 81234 --format json\n\n\
+        Transaction ids are in the TX column of `pgtrail log`."
+    )]
+    Tx {
+        /// The transaction id (txid_current() when it ran).
+        txid: i64,
+    },
+    /// Activity by actor, by table and kind of change, and bursts of changes by one actor.
+    #[command(
+        after_help = "Example:\n  pgtrail report --since '1 day ago'\n  pgtrail report --since 2026-03-01 --until 2026-04-01 --burst 100 --window 10 --format json\n\n\
+        A burst is more than --burst changes by one actor within --window minutes."
+    )]
+    Report {
+        /// From this moment on (default: the whole trail).
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// Before this moment.
+        #[arg(long, value_name = "T")]
+        until: Option<String>,
+        /// A burst is more than this many changes by one actor...
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        burst: i64,
+        /// ...within this many minutes.
+        #[arg(long, value_name = "MINUTES", default_value_t = 60, value_parser = clap::value_parser!(i32).range(1..))]
+        window: i32,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Only this audited table: `name` or `schema.name`.
+    pub table: Option<String>,
+    /// Only this row of TABLE: 42, std_no=901234, a=1,b=7 or a JSON object.
+    #[arg(requires = "table")]
+    pub key: Option<String>,
+    /// Only changes by this actor (its id or its name).
+    #[arg(long, value_name = "A")]
+    pub actor: Option<String>,
+    /// Only changes by actors of this type (user, moderator, system, migration, ...).
+    #[arg(long, value_name = "T")]
+    pub actor_type: Option<String>,
+    /// From this moment on.
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Before this moment.
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// Only this kind of change: insert, update, delete or truncate.
+    #[arg(long, value_name = "OP")]
+    pub op: Option<String>,
+    /// Only changes of this field (column).
+    #[arg(long, value_name = "F")]
+    pub field: Option<String>,
+    /// Only this transaction.
+    #[arg(long, value_name = "TXID")]
+    pub tx: Option<i64>,
+    /// Only changes made by this migration (context `migration`).
+    #[arg(long, value_name = "M")]
+    pub migration: Option<String>,
+    /// Only changes whose context has key=value (repeat for several).
+    #[arg(long, value_name = "K=V")]
+    pub context: Vec<String>,
+    /// At most this many changes.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
+    pub limit: i64,
 }

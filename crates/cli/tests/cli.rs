@@ -494,3 +494,405 @@ async fn a_wrong_password_is_one_clear_line_and_exit_2() {
     );
     assert_eq!(stderr.lines().count(), 2, "one line and its help: {stderr}");
 }
+
+// ---- asking the trail: log, history, at, blame, tx, report ----
+
+/// Runs a query command against `db` and returns (exit code, stdout, stderr).
+fn ask(db: &TestDb, dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--database-url", db.url()]);
+    let output = pgtrail(&all, dir);
+    let (stdout, stderr) = text(&output);
+    (output.status.code(), stdout, stderr)
+}
+
+fn ask_json(db: &TestDb, dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--format", "json"]);
+    let (code, stdout, stderr) = ask(db, dir, &all);
+    assert_eq!(code, Some(0), "{args:?}: {stdout}{stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?} prints JSON ({e}): {stdout}"))
+}
+
+/// Two actors, a key change, a delete by a migration, a burst by a script.
+/// Returns (txid of the moderator's transaction, a moment between the
+/// signup and the moderation).
+async fn a_day_of_work(db: &TestDb, dir: &Path) -> (i64, String) {
+    db.client
+        .batch_execute(
+            "CREATE TABLE users (id int PRIMARY KEY, email text, name text, password_hash text);
+             CREATE TABLE enrollments (process_id int, application_id int, status text,
+                                       PRIMARY KEY (process_id, application_id));",
+        )
+        .await
+        .unwrap();
+    std::fs::write(
+        dir.join("pgtrail.toml"),
+        "[tables.\"public.users\"]\nredact_columns = [\"password_hash\"]\n",
+    )
+    .unwrap();
+    let applied = pgtrail(&["apply", "--database-url", db.url()], dir);
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied).1);
+
+    db.client
+        .batch_execute(
+            "BEGIN;
+             SELECT pgtrail.set_context('7', 'ann@example.test', 'user', 'signup');
+             INSERT INTO users VALUES (1, 'ann@old.test', 'Ann', 'h1');
+             INSERT INTO enrollments VALUES (1, 7, 'new');
+             COMMIT;
+             SELECT pg_sleep(0.05);",
+        )
+        .await
+        .unwrap();
+    let between: String = db
+        .client
+        .query_one("SELECT clock_timestamp()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    db.client
+        .batch_execute(
+            "SELECT pg_sleep(0.05);
+             BEGIN;
+             SELECT pgtrail.set_context('9', 'mod@example.test', 'moderator', 'ticket #4211',
+                                        '{\"request_id\": \"r-1\"}');",
+        )
+        .await
+        .unwrap();
+    let txid: i64 = db
+        .client
+        .query_one("SELECT txid_current()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    db.client
+        .batch_execute(
+            "UPDATE users SET email = 'ann@new.test', password_hash = 'h2' WHERE id = 1;
+             UPDATE enrollments SET status = 'accepted' WHERE process_id = 1 AND application_id = 7;
+             COMMIT;
+             BEGIN;
+             SELECT pgtrail.set_context('9', 'mod@example.test', 'moderator', 'renumber');
+             UPDATE users SET id = 100 WHERE id = 1;
+             COMMIT;
+             BEGIN;
+             SELECT pgtrail.set_context('ops-script', NULL, 'system', NULL,
+                                        '{\"migration\": \"0042_cleanup\"}');
+             DELETE FROM enrollments WHERE process_id = 1;
+             INSERT INTO users SELECT g, 'bulk' || g || '@example.test', 'Bulk', 'x' FROM generate_series(2, 6) AS g;
+             COMMIT;",
+        )
+        .await
+        .unwrap();
+    (txid, between)
+}
+
+#[tokio::test]
+async fn log_filters_changes_by_actor_kind_field_time_transaction_and_context() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (txid, _) = a_day_of_work(&db, dir).await;
+
+    let all = ask_json(&db, dir, &["log", "--since", "1h ago"]);
+    assert_eq!(all.as_array().unwrap().len(), 11, "{all}");
+    let ids: Vec<i64> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+
+    let by_mod = ask_json(&db, dir, &["log", "--actor", "mod@example.test"]);
+    assert_eq!(by_mod.as_array().unwrap().len(), 3, "{by_mod}");
+    assert!(by_mod.as_array().unwrap().iter().all(|c| c["actor_id"] == "9"));
+    assert_eq!(
+        ask_json(&db, dir, &["log", "--actor", "7"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        ask_json(&db, dir, &["log", "--actor-type", "system"])
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+
+    let deletes = ask_json(&db, dir, &["log", "--op", "delete"]);
+    assert_eq!(deletes.as_array().unwrap().len(), 1, "{deletes}");
+    assert_eq!(deletes[0]["table_name"], "enrollments");
+    assert_eq!(
+        deletes[0]["pk"],
+        serde_json::json!({"process_id": 1, "application_id": 7})
+    );
+
+    let email = ask_json(&db, dir, &["log", "users", "--field", "email"]);
+    assert_eq!(email.as_array().unwrap().len(), 1, "{email}");
+    assert_eq!(email[0]["new_values"]["email"], "ann@new.test");
+
+    let tx = ask_json(&db, dir, &["log", "--tx", &txid.to_string()]);
+    assert_eq!(tx.as_array().unwrap().len(), 2, "{tx}");
+    let request = ask_json(&db, dir, &["log", "--context", "request_id=r-1"]);
+    assert_eq!(request.as_array().unwrap().len(), 2, "{request}");
+    let migration = ask_json(&db, dir, &["log", "--migration", "0042_cleanup", "--limit", "3"]);
+    assert_eq!(migration.as_array().unwrap().len(), 3, "{migration}");
+    let row = ask_json(&db, dir, &["log", "enrollments", "process_id=1,application_id=7"]);
+    assert_eq!(row.as_array().unwrap().len(), 3, "{row}");
+    assert_eq!(
+        ask_json(&db, dir, &["log", "--until", "2000-01-01"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    let (code, stdout, stderr) = ask(&db, dir, &["log", "public.users", "--actor", "ann@example.test"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("ID") && stdout.contains("ACTOR"), "{stdout}");
+    assert!(
+        stdout.contains("ann@example.test (user)") && stdout.contains("signup") && stdout.contains("INSERT"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("h1"), "a redacted value leaked: {stdout}");
+
+    let (code, stdout, stderr) = ask(&db, dir, &["log", "--format", "csv"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut reader = csv::Reader::from_reader(stdout.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    assert_eq!(&header[0], "id");
+    assert!(header.iter().any(|h| h == "actor_name"));
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 11);
+    assert!(records.iter().any(|r| r.iter().any(|c| c == "ticket #4211")));
+}
+
+#[tokio::test]
+async fn history_at_blame_and_tx_tell_one_rows_story() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (txid, between) = a_day_of_work(&db, dir).await;
+
+    let (code, stdout, stderr) = ask(&db, dir, &["history", "users", "100"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    for expected in [
+        "email: ann@old.test → ann@new.test",
+        "password_hash: [redacted] → [redacted]",
+        "id: 1 → 100",
+        "mod@example.test (moderator)",
+        "ticket #4211",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected}:\n{stdout}");
+    }
+    assert!(!stdout.contains("h2"), "a redacted value leaked: {stdout}");
+    let history = ask_json(&db, dir, &["history", "users", "id=100"]);
+    let changes = history.as_array().unwrap();
+    assert_eq!(
+        changes.last().unwrap()["state"]["email"],
+        "ann@new.test",
+        "{history}"
+    );
+    assert_eq!(changes.last().unwrap()["state"]["id"], 100, "{history}");
+
+    let gone = ask_json(
+        &db,
+        dir,
+        &["history", "enrollments", "process_id=1,application_id=7"],
+    );
+    let gone = gone.as_array().unwrap();
+    assert_eq!(gone.len(), 3, "{gone:?}");
+    assert_eq!(gone[2]["op"], "DELETE");
+    assert!(gone[2]["state"].is_null());
+
+    let then = ask_json(&db, dir, &["at", "users", "1", "--time", &between]);
+    assert_eq!(then["email"], "ann@old.test", "{then}");
+    let (code, stdout, stderr) = ask(
+        &db,
+        dir,
+        &[
+            "at",
+            "enrollments",
+            "process_id=1,application_id=7",
+            "--time",
+            &between,
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("status:") && stdout.contains("new"), "{stdout}");
+    let (code, stdout, stderr) = ask(&db, dir, &["at", "users", "--time", &between, "--format", "csv"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut reader = csv::Reader::from_reader(stdout.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    assert!(header.iter().any(|h| h == "email"), "{stdout}");
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 1, "{stdout}");
+    let (code, stdout, _) = ask(&db, dir, &["at", "users", "--time", "now"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains("6 row(s)") && stdout.contains("bulk6@example.test"),
+        "{stdout}"
+    );
+
+    let blame = ask_json(&db, dir, &["blame", "users", "100"]);
+    let email = blame
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["column_name"] == "email")
+        .unwrap_or_else(|| panic!("{blame}"));
+    assert_eq!(email["actor_name"], "mod@example.test");
+    assert_eq!(email["value"], "ann@new.test");
+    let (code, stdout, stderr) = ask(&db, dir, &["blame", "users", "100"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("COLUMN") && stdout.contains("ann@example.test (user)"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = ask(&db, dir, &["blame", "users", "100", "--format", "csv"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.starts_with("column_name,value,changed_at"), "{stdout}");
+
+    let (code, stdout, stderr) = ask(&db, dir, &["tx", &txid.to_string()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let header = format!("transaction {txid}: 2 change(s)");
+    for expected in [
+        header.as_str(),
+        "by mod@example.test (moderator), reason: ticket #4211, request_id=r-1",
+        "public.users id=1",
+        "email: ann@old.test → ann@new.test",
+        "status: new → accepted",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected}:\n{stdout}");
+    }
+    let tx = ask_json(&db, dir, &["tx", &txid.to_string()]);
+    assert_eq!(tx.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn report_counts_activity_and_finds_bursts() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    a_day_of_work(&db, dir).await;
+
+    let report = ask_json(
+        &db,
+        dir,
+        &["report", "--since", "1 day ago", "--burst", "3", "--window", "10"],
+    );
+    let bursts = report["bursts"].as_array().unwrap();
+    assert_eq!(bursts.len(), 1, "{report}");
+    assert_eq!(bursts[0]["actor_id"], "ops-script");
+    assert_eq!(bursts[0]["changes"], 6);
+    let by_actor = report["by_actor"].as_array().unwrap();
+    assert_eq!(by_actor[0]["actor_id"], "ops-script", "{report}");
+    assert_eq!(by_actor.len(), 3);
+    let users_inserts = report["by_table"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table_name"] == "users" && t["op"] == "INSERT")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(users_inserts["changes"], 6);
+
+    let (code, stdout, stderr) = ask(&db, dir, &["report", "--burst", "3", "--window", "10"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    for expected in [
+        "Activity by actor",
+        "Changes by table and kind",
+        "public.enrollments",
+        "Bursts: more than 3",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected}:\n{stdout}");
+    }
+    let quiet = ask_json(&db, dir, &["report"]);
+    assert_eq!(
+        quiet["bursts"],
+        serde_json::json!([]),
+        "default: more than 10 in an hour"
+    );
+
+    let (code, _, stderr) = ask(&db, dir, &["report", "--format", "csv"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("prints no CSV") && stderr.contains("--format json"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn bad_keys_times_and_tables_are_one_helpful_error_and_exit_2() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (code, _, stderr) = ask(&db, dir, &["log"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("pgtrail is not installed") && stderr.contains("pgtrail apply"),
+        "{stderr}"
+    );
+
+    a_day_of_work(&db, dir).await;
+    let cases: [(&[&str], &[&str]); 8] = [
+        (
+            &["history", "users", "abc"],
+            &["`id` is integer but `abc` is not a number", "help:"],
+        ),
+        (
+            &["history", "enrollments", "5"],
+            &["this table's key is (process_id, application_id): write process_id=1,application_id=7"],
+        ),
+        (
+            &["blame", "enrollments", "proces_id=1,application_id=7"],
+            &["did you mean `process_id`?"],
+        ),
+        (
+            &["history", "userz", "1"],
+            &[
+                "table `userz` is not audited",
+                "did you mean `users`?",
+                "public.users",
+            ],
+        ),
+        (
+            &["log", "--since", "yesterday"],
+            &["invalid time `yesterday`", "2h ago"],
+        ),
+        (&["at", "users", "1", "--time", "2026-02-30"], &["has no day 30"]),
+        (
+            &["at", "users", "1", "--time", "1990-01-01"],
+            &["audited since", "help:"],
+        ),
+        (
+            &["log", "--op", "upsert"],
+            &["INSERT, UPDATE, DELETE and TRUNCATE"],
+        ),
+    ];
+    for (args, expected) in cases {
+        let (code, stdout, stderr) = ask(&db, dir, args);
+        assert_eq!(code, Some(2), "{args:?}: {stdout}{stderr}");
+        for part in expected {
+            assert!(stderr.contains(part), "{args:?}: missing {part} in {stderr}");
+        }
+    }
+    let (code, _, stderr) = ask(&db, dir, &["apply", "--format", "csv"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("`pgtrail apply` prints no CSV"), "{stderr}");
+}
+
+#[test]
+fn every_query_command_has_help_with_an_example() {
+    let dir = std::env::temp_dir();
+    for command in ["log", "history", "at", "blame", "tx", "report"] {
+        let output = pgtrail(&[command, "--help"], &dir);
+        assert_eq!(output.status.code(), Some(0));
+        assert!(
+            text(&output).0.contains("Example"),
+            "{command} --help has no example"
+        );
+    }
+}

@@ -22,6 +22,7 @@
 
 pub mod connect;
 pub mod init;
+pub mod query;
 
 pub use pgtrail_capture as capture;
 pub use pgtrail_catalog as catalog;

@@ -448,15 +448,16 @@ BEGIN
     SELECT * INTO t FROM pgtrail.audited_table WHERE id = TG_ARGV[0]::integer;
     v_txid := txid_current();
     -- TRUNCATE of a partitioned table fires on each partition too: record one
-    -- event per statement and audited table.
+    -- event per statement and audited table (an event of this table recorded
+    -- since the statement began is this statement's).
     PERFORM FROM pgtrail.change
-    WHERE txid = v_txid AND table_id = t.id AND op = 'T' AND changed_at = statement_timestamp();
+    WHERE txid = v_txid AND table_id = t.id AND op = 'T' AND changed_at >= statement_timestamp();
     IF FOUND THEN
         RETURN NULL;
     END IF;
     v_ctx := pgtrail._context_seq();
     INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at)
-    VALUES (v_txid, v_ctx, t.id, 'T', statement_timestamp());
+    VALUES (v_txid, v_ctx, t.id, 'T', clock_timestamp());
     PERFORM FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx;
     IF NOT FOUND THEN
         PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));

@@ -739,15 +739,16 @@ BEGIN
     SELECT * INTO t FROM pgtrail.audited_table WHERE id = TG_ARGV[0]::integer;
     v_txid := txid_current();
     -- TRUNCATE of a partitioned table fires on each partition too: record one
-    -- event per statement and audited table.
+    -- event per statement and audited table (an event of this table recorded
+    -- since the statement began is this statement's).
     PERFORM FROM pgtrail.change
-    WHERE txid = v_txid AND table_id = t.id AND op = 'T' AND changed_at = statement_timestamp();
+    WHERE txid = v_txid AND table_id = t.id AND op = 'T' AND changed_at >= statement_timestamp();
     IF FOUND THEN
         RETURN NULL;
     END IF;
     v_ctx := pgtrail._context_seq();
     INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at)
-    VALUES (v_txid, v_ctx, t.id, 'T', statement_timestamp());
+    VALUES (v_txid, v_ctx, t.id, 'T', clock_timestamp());
     PERFORM FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx;
     IF NOT FOUND THEN
         PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
@@ -1158,6 +1159,550 @@ LEFT JOIN pgtrail.transaction AS x ON x.txid = c.txid AND x.ctx = c.ctx;
 COMMENT ON VIEW pgtrail.changes IS
     'One row per captured row change: what changed (op, pk, old_values, new_values, changed_fields), when, in which transaction, and who and why.';
 
+-- 60_queries.sql
+-- Queries over the trail: a row's history with its full state after each
+-- change, a row or a whole table as it was at a moment, and blame.
+--
+-- How states are known. With images = 'diff' an UPDATE records only the
+-- changed fields, and rows inserted before pgtrail was installed have no
+-- INSERT, so a state is reconstructed from a known full state:
+--   * forwards from an INSERT (its new_values is the whole row), overlaying
+--     each UPDATE's new_values;
+--   * backwards from the live row (for a row that still exists), or from a
+--     DELETE's old_values (the whole old row), undoing each UPDATE by
+--     overlaying its old_values;
+--   * an UPDATE with full images (changed_fields stored) carries both rows.
+-- The live row is read as capture records it: ignored columns dropped,
+-- redacted columns replaced by the same marker (pgtrail._redact).
+--
+-- A row's life is followed across key changes (old_pk -> pk) in both
+-- directions, and ends at its DELETE or at the first TRUNCATE of the table
+-- after it began. Changes are ordered by (changed_at, id). A moment `at`
+-- counts every change whose changed_at <= at (changed_at is the end of the
+-- statement that made it, not the commit of its transaction).
+--
+-- Errors (SQLSTATE): PGTR3 a moment before the table was audited; PGTR4 not
+-- an audited table (or detached: the live table no longer matches the
+-- trail); PGTR5 the trail cannot tell (a TRUNCATE after the moment removed
+-- rows that predate the install and were never recorded).
+--
+-- Limits. Changes of one statement are read one after another in the order
+-- they were recorded, which is exact when a unique key is checked row by row
+-- (PRIMARY KEY, replica identity), not for swaps or shifts of keys in one
+-- statement under a DEFERRABLE or non-unique configured key. Tables without
+-- a key count copies of identical rows instead, which any order gives right.
+-- A TRUNCATE is recorded at its statement's start: sent in one message after
+-- other statements of its transaction, it is read as coming before them.
+-- When a key was used by several rows over time, history and blame follow
+-- the last row that had it. The functions run with the caller's rights: they
+-- need SELECT on the trail, on the audited table and, for tables with
+-- redacted columns, on pgtrail.secret (to mark the live row's values).
+
+-- The audited table behind a regclass, or error PGTR4.
+CREATE OR REPLACE FUNCTION pgtrail._audited(p_tbl regclass)
+RETURNS pgtrail.audited_table
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    t pgtrail.audited_table;
+BEGIN
+    SELECT a.* INTO t
+    FROM pg_class AS c
+    JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    JOIN pgtrail.audited_table AS a ON a.table_schema = n.nspname AND a.table_name = c.relname
+    WHERE c.oid = p_tbl;
+    IF NOT FOUND OR t.detached_at IS NOT NULL THEN
+        RAISE EXCEPTION 'pgtrail: % is not audited%: run pgtrail apply, and check that pgtrail.toml includes it', p_tbl,
+                CASE WHEN t.detached_at IS NOT NULL THEN format(' (capture was detached at %s)', t.detached_at) ELSE '' END
+            USING ERRCODE = 'PGTR4',
+                  HINT = 'Run pgtrail apply, and check that pgtrail.toml includes this table.';
+    END IF;
+    RETURN t;
+END
+$fn$;
+
+-- Error PGTR3 when `at` is before the table was audited.
+CREATE OR REPLACE FUNCTION pgtrail._check_moment(t pgtrail.audited_table, p_at timestamptz)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF p_at < t.attached_at THEN
+        RAISE EXCEPTION 'pgtrail: %.% has been audited since %, so the trail cannot tell how it was at %',
+                quote_ident(t.table_schema), quote_ident(t.table_name), t.attached_at, p_at
+            USING ERRCODE = 'PGTR3',
+                  HINT = format('Ask about a moment at or after %s.', t.attached_at);
+    END IF;
+END
+$fn$;
+
+-- Error PGTR5: the trail cannot tell.
+CREATE OR REPLACE FUNCTION pgtrail._cannot_tell(t pgtrail.audited_table, p_at timestamptz)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RAISE EXCEPTION 'pgtrail: the trail cannot tell how %.% was at %: a later TRUNCATE removed rows that predate the install and were never recorded',
+            quote_ident(t.table_schema), quote_ident(t.table_name), p_at
+        USING ERRCODE = 'PGTR5',
+              HINT = 'Moments after the first TRUNCATE since the install can be answered.';
+END
+$fn$;
+
+-- The live row with key p_pk, as capture would record it, or NULL.
+CREATE OR REPLACE FUNCTION pgtrail._live_row(t pgtrail.audited_table, p_tbl regclass, p_pk jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_secret bytea;
+    v_row    jsonb;
+BEGIN
+    IF cardinality(t.redact_columns) > 0 THEN
+        SELECT value INTO v_secret FROM pgtrail.secret WHERE name = 'redaction';
+    END IF;
+    IF cardinality(t.key_columns) = 0 OR t.key_columns && t.redact_columns THEN
+        -- The key holds redaction markers (or is the whole row): compare keys as recorded.
+        EXECUTE format('SELECT r.j FROM (SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) AS j FROM %s AS x) AS r '
+                       'WHERE pgtrail._key(r.j, $4) = $5 LIMIT 1', p_tbl)
+        INTO v_row
+        USING t.ignore_columns, t.redact_columns, v_secret, t.key_columns, p_pk;
+    ELSE
+        -- Through the key's index: the JSON key back to typed values.
+        EXECUTE format('SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) '
+                       'FROM jsonb_populate_record(NULL::%s, $4) AS p JOIN %s AS x ON %s LIMIT 1',
+                       p_tbl, p_tbl,
+                       (SELECT string_agg(format('x.%I = p.%I', k, k), ' AND ') FROM unnest(t.key_columns) AS k))
+        INTO v_row
+        USING t.ignore_columns, t.redact_columns, v_secret, p_pk;
+    END IF;
+    IF v_row IS NOT NULL AND pgtrail._key(v_row, t.key_columns) IS DISTINCT FROM p_pk THEN
+        RETURN NULL;
+    END IF;
+    RETURN v_row;
+END
+$fn$;
+
+-- The life of the row that had key p_pk at p_at (else the next one to have
+-- it): its changes in order (r_seq 1..n), each with the state after it,
+-- whether that state is known, and the row's key after it; plus r_seq 0,
+-- the state before the first recorded change.
+CREATE OR REPLACE FUNCTION pgtrail._row_life(
+    t pgtrail.audited_table, p_tbl regclass, p_pk jsonb, p_at timestamptz)
+RETURNS TABLE (r_seq integer, r_id bigint, r_op "char", r_changed_at timestamptz, r_txid bigint,
+               r_ctx smallint, r_pk jsonb, r_old_pk jsonb, r_old_values jsonb, r_new_values jsonb,
+               r_changed_fields text[], r_state jsonb, r_known boolean, r_key jsonb)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_life     pgtrail.change[] := '{}';
+    a          pgtrail.change;
+    c          pgtrail.change;
+    v_tr       pgtrail.change;
+    v_key      jsonb;
+    v_cur_at   timestamptz;
+    v_cur_id   bigint;
+    v_n        integer;
+    v_fwd      jsonb[];
+    v_fknown   boolean[];
+    v_bwd      jsonb[];
+    v_bknown   boolean[];
+    v_full_row boolean := cardinality(t.key_columns) = 0;
+    v_live     jsonb;
+BEGIN
+    -- The anchor: the last change of this key up to p_at, else the first after.
+    SELECT x.* INTO a FROM pgtrail.change AS x
+    WHERE x.table_id = t.id AND (x.pk = p_pk OR x.old_pk = p_pk) AND x.changed_at <= p_at
+    ORDER BY x.changed_at DESC, x.id DESC LIMIT 1;
+    IF NOT FOUND THEN
+        SELECT x.* INTO a FROM pgtrail.change AS x
+        WHERE x.table_id = t.id AND (x.pk = p_pk OR x.old_pk = p_pk)
+        ORDER BY x.changed_at, x.id LIMIT 1;
+    END IF;
+    IF a.id IS NULL THEN
+        -- Never changed since the install: the live row is the whole story.
+        v_live := pgtrail._live_row(t, p_tbl, p_pk);
+        RETURN QUERY SELECT 0, NULL::bigint, NULL::"char", '-infinity'::timestamptz, NULL::bigint, NULL::smallint,
+                            NULL::jsonb, NULL::jsonb, NULL::jsonb, NULL::jsonb, NULL::text[],
+                            v_live, true, CASE WHEN v_live IS NOT NULL THEN p_pk END;
+        RETURN;
+    END IF;
+    v_life := ARRAY[a];
+
+    -- Backwards: the changes that led to the anchor, through earlier keys.
+    c := a;
+    v_cur_at := a.changed_at;
+    v_cur_id := a.id;
+    LOOP
+        EXIT WHEN c.op IN ('I', 'T');
+        v_key := CASE WHEN c.op = 'U' THEN coalesce(c.old_pk, c.pk) ELSE c.pk END;
+        SELECT x.* INTO c FROM pgtrail.change AS x
+        WHERE x.table_id = t.id AND (x.pk = v_key OR x.old_pk = v_key)
+          AND (x.changed_at, x.id) < (v_cur_at, v_cur_id)
+        ORDER BY x.changed_at DESC, x.id DESC LIMIT 1;
+        EXIT WHEN c.id IS NULL;
+        -- Only a change that left the row with this key belongs to its life.
+        EXIT WHEN NOT (c.op IN ('I', 'U') AND c.pk = v_key);
+        EXIT WHEN EXISTS (SELECT FROM pgtrail.change AS x
+                          WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T'
+                            AND (x.changed_at, x.id) > (c.changed_at, c.id)
+                            AND (x.changed_at, x.id) < (v_cur_at, v_cur_id));
+        v_life := array_prepend(c, v_life);
+        v_cur_at := c.changed_at;
+        v_cur_id := c.id;
+    END LOOP;
+
+    -- Forwards: what followed, through later keys, up to its DELETE or TRUNCATE.
+    c := a;
+    v_cur_at := a.changed_at;
+    v_cur_id := a.id;
+    LOOP
+        EXIT WHEN c.op IN ('D', 'T');
+        v_key := c.pk;
+        SELECT x.* INTO v_tr FROM pgtrail.change AS x
+        WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND (x.changed_at, x.id) > (v_cur_at, v_cur_id)
+        ORDER BY x.changed_at, x.id LIMIT 1;
+        SELECT x.* INTO c FROM pgtrail.change AS x
+        WHERE x.table_id = t.id AND (x.pk = v_key OR x.old_pk = v_key)
+          AND (x.changed_at, x.id) > (v_cur_at, v_cur_id)
+        ORDER BY x.changed_at, x.id LIMIT 1;
+        IF c.id IS NOT NULL AND (v_tr.id IS NULL OR (c.changed_at, c.id) < (v_tr.changed_at, v_tr.id)) THEN
+            EXIT WHEN NOT ((c.op = 'D' AND c.pk = v_key) OR (c.op = 'U' AND coalesce(c.old_pk, c.pk) = v_key));
+            v_life := array_append(v_life, c);
+            v_cur_at := c.changed_at;
+            v_cur_id := c.id;
+            CONTINUE;
+        END IF;
+        IF v_tr.id IS NOT NULL THEN
+            v_life := array_append(v_life, v_tr);
+        END IF;
+        EXIT;
+    END LOOP;
+
+    -- States: index i + 1 holds the state after change i (1 = before the first).
+    v_n := cardinality(v_life);
+    v_fwd := array_fill(NULL::jsonb, ARRAY[v_n + 1]);
+    v_bwd := array_fill(NULL::jsonb, ARRAY[v_n + 1]);
+    v_fknown := array_fill(false, ARRAY[v_n + 1]);
+    v_bknown := array_fill(false, ARRAY[v_n + 1]);
+
+    c := v_life[1];
+    v_fknown[1] := c.op = 'I';
+    FOR i IN 1 .. v_n LOOP
+        c := v_life[i];
+        IF c.op = 'I' THEN
+            v_fwd[i + 1] := CASE WHEN v_full_row THEN c.pk ELSE c.new_values END;
+            v_fknown[i + 1] := true;
+        ELSIF c.op IN ('D', 'T') THEN
+            v_fknown[i + 1] := true;
+        ELSIF v_full_row THEN
+            v_fwd[i + 1] := c.pk;
+            v_fknown[i + 1] := true;
+        ELSIF c.changed_fields IS NOT NULL THEN
+            v_fwd[i + 1] := c.new_values;
+            v_fknown[i + 1] := true;
+        ELSIF v_fknown[i] AND v_fwd[i] IS NOT NULL THEN
+            v_fwd[i + 1] := v_fwd[i] || c.new_values;
+            v_fknown[i + 1] := true;
+        END IF;
+    END LOOP;
+
+    c := v_life[v_n];
+    IF c.op IN ('D', 'T') THEN
+        v_bknown[v_n + 1] := true;
+    ELSIF v_full_row THEN
+        v_bwd[v_n + 1] := c.pk;
+        v_bknown[v_n + 1] := true;
+    ELSE
+        v_bwd[v_n + 1] := pgtrail._live_row(t, p_tbl, c.pk);
+        v_bknown[v_n + 1] := v_bwd[v_n + 1] IS NOT NULL;
+    END IF;
+    FOR i IN REVERSE v_n .. 1 LOOP
+        c := v_life[i];
+        IF c.op = 'I' THEN
+            v_bknown[i] := true;
+        ELSIF c.op = 'D' THEN
+            v_bwd[i] := c.old_values;
+            v_bknown[i] := true;
+        ELSIF c.op = 'T' THEN
+            NULL;
+        ELSIF v_full_row THEN
+            v_bwd[i] := coalesce(c.old_pk, c.pk);
+            v_bknown[i] := true;
+        ELSIF c.changed_fields IS NOT NULL THEN
+            v_bwd[i] := c.old_values;
+            v_bknown[i] := true;
+        ELSIF v_bknown[i + 1] AND v_bwd[i + 1] IS NOT NULL THEN
+            v_bwd[i] := v_bwd[i + 1] || c.old_values;
+            v_bknown[i] := true;
+        END IF;
+    END LOOP;
+
+    c := v_life[1];
+    RETURN QUERY SELECT 0, NULL::bigint, NULL::"char", '-infinity'::timestamptz, NULL::bigint, NULL::smallint,
+                        NULL::jsonb, NULL::jsonb, NULL::jsonb, NULL::jsonb, NULL::text[],
+                        CASE WHEN v_fknown[1] THEN v_fwd[1] ELSE v_bwd[1] END,
+                        v_fknown[1] OR v_bknown[1],
+                        CASE c.op WHEN 'U' THEN coalesce(c.old_pk, c.pk) WHEN 'D' THEN c.pk END;
+    FOR i IN 1 .. v_n LOOP
+        c := v_life[i];
+        RETURN QUERY SELECT i, c.id, c.op, c.changed_at, c.txid, c.ctx, c.pk, c.old_pk, c.old_values,
+                            c.new_values, c.changed_fields,
+                            CASE WHEN v_fknown[i + 1] THEN v_fwd[i + 1] ELSE v_bwd[i + 1] END,
+                            v_fknown[i + 1] OR v_bknown[i + 1],
+                            CASE WHEN c.op IN ('I', 'U') THEN c.pk END;
+    END LOOP;
+END
+$fn$;
+
+-- Whether some TRUNCATE after p_at, with none between the install and
+-- p_at, may have removed unrecorded rows that existed at p_at.
+CREATE OR REPLACE FUNCTION pgtrail._truncated_unknown(t pgtrail.audited_table, p_at timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT EXISTS (SELECT FROM pgtrail.change AS x
+                   WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at > p_at)
+       AND NOT EXISTS (SELECT FROM pgtrail.change AS x
+                       WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at <= p_at)
+$fn$;
+
+-- row_as_of without the checks of its arguments.
+CREATE OR REPLACE FUNCTION pgtrail._row_as_of(t pgtrail.audited_table, p_tbl regclass, p_pk jsonb, p_at timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    r      record;
+    v_n    bigint;
+    v_live bigint;
+BEGIN
+    IF cardinality(t.key_columns) = 0 THEN
+        -- The whole row is the key, and identical rows may repeat: count the
+        -- copies of this row at p_at.
+        IF EXISTS (SELECT FROM pgtrail.change AS x
+                   WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at > p_at) THEN
+            IF pgtrail._truncated_unknown(t, p_at) THEN
+                PERFORM pgtrail._cannot_tell(t, p_at);
+            END IF;
+            -- Forwards from the last TRUNCATE up to p_at.
+            SELECT coalesce(sum(d.n), 0) INTO v_n
+            FROM pgtrail.change AS x
+            CROSS JOIN LATERAL (VALUES (x.pk, CASE WHEN x.op = 'D' THEN -1 WHEN x.op = 'I' OR x.old_pk IS NOT NULL THEN 1 ELSE 0 END),
+                                       (x.old_pk, -1)) AS d(k, n)
+            WHERE x.table_id = t.id AND (x.pk = p_pk OR x.old_pk = p_pk) AND d.k = p_pk AND x.changed_at <= p_at
+              AND x.changed_at > (SELECT max(y.changed_at) FROM pgtrail.change AS y
+                                  WHERE y.table_id = t.id AND y.pk IS NULL AND y.op = 'T' AND y.changed_at <= p_at);
+        ELSE
+            -- Backwards from the live table.
+            EXECUTE format('SELECT count(*) FROM (SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) AS j FROM %s AS x) AS r '
+                           'WHERE r.j = $4', p_tbl)
+            INTO v_live
+            USING t.ignore_columns, t.redact_columns,
+                  (SELECT value FROM pgtrail.secret WHERE name = 'redaction' AND cardinality(t.redact_columns) > 0),
+                  p_pk;
+            SELECT v_live - coalesce(sum(d.n), 0) INTO v_n
+            FROM pgtrail.change AS x
+            CROSS JOIN LATERAL (VALUES (x.pk, CASE WHEN x.op = 'D' THEN -1 WHEN x.op = 'I' OR x.old_pk IS NOT NULL THEN 1 ELSE 0 END),
+                                       (x.old_pk, -1)) AS d(k, n)
+            WHERE x.table_id = t.id AND (x.pk = p_pk OR x.old_pk = p_pk) AND d.k = p_pk AND x.changed_at > p_at;
+        END IF;
+        RETURN CASE WHEN v_n > 0 THEN p_pk END;
+    END IF;
+
+    SELECT * INTO r FROM pgtrail._row_life(t, p_tbl, p_pk, p_at) AS l
+    WHERE l.r_changed_at <= p_at ORDER BY l.r_seq DESC LIMIT 1;
+    IF r.r_key IS DISTINCT FROM p_pk THEN
+        IF r.r_seq = 0 AND pgtrail._truncated_unknown(t, p_at) THEN
+            PERFORM pgtrail._cannot_tell(t, p_at);
+        END IF;
+        RETURN NULL;
+    END IF;
+    IF NOT r.r_known THEN
+        PERFORM pgtrail._cannot_tell(t, p_at);
+    END IF;
+    RETURN r.r_state;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgtrail.row_as_of(tbl regclass, pk jsonb, at timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    t pgtrail.audited_table;
+BEGIN
+    t := pgtrail._audited(tbl);
+    IF pk IS NULL OR at IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pgtrail._check_moment(t, at);
+    RETURN pgtrail._row_as_of(t, tbl, pk, at);
+END
+$fn$;
+
+COMMENT ON FUNCTION pgtrail.row_as_of(regclass, jsonb, timestamptz) IS
+    'The row with key pk as it was at the moment at (ignored columns left out, redacted ones as markers); NULL if it did not exist then.';
+
+CREATE OR REPLACE FUNCTION pgtrail.table_as_of(tbl regclass, at timestamptz)
+RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    t          pgtrail.audited_table;
+    v_secret   bytea;
+    v_after    boolean;
+    v_since    timestamptz;
+    v_keys     jsonb[];
+BEGIN
+    t := pgtrail._audited(tbl);
+    IF at IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM pgtrail._check_moment(t, at);
+    IF cardinality(t.redact_columns) > 0 THEN
+        SELECT value INTO v_secret FROM pgtrail.secret WHERE name = 'redaction';
+    END IF;
+    v_after := EXISTS (SELECT FROM pgtrail.change AS x
+                       WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at > at);
+    IF v_after THEN
+        -- A later TRUNCATE cut the way back from the live table: go forwards
+        -- from the last TRUNCATE before the moment, if there is one.
+        SELECT max(x.changed_at) INTO v_since FROM pgtrail.change AS x
+        WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at <= at;
+        IF v_since IS NULL THEN
+            PERFORM pgtrail._cannot_tell(t, at);
+        END IF;
+    END IF;
+
+    IF cardinality(t.key_columns) = 0 THEN
+        -- Identical rows may repeat: count copies of each row.
+        RETURN QUERY EXECUTE format(
+            'WITH net AS ('
+            '    SELECT d.k, sum(d.n) AS n FROM pgtrail.change AS x '
+            '    CROSS JOIN LATERAL (VALUES (x.pk, CASE WHEN x.op = ''D'' THEN -1 WHEN x.op = ''I'' OR x.old_pk IS NOT NULL THEN 1 ELSE 0 END), '
+            '                               (x.old_pk, -1)) AS d(k, n) '
+            '    WHERE x.table_id = $4 AND x.op <> ''T'' AND d.k IS NOT NULL '
+            '      AND CASE WHEN $5 THEN x.changed_at > $6 AND x.changed_at <= $7 ELSE x.changed_at > $7 END '
+            '    GROUP BY d.k), '
+            'live AS ('
+            '    SELECT r.j AS k, count(*) AS n '
+            '    FROM (SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) AS j FROM %s AS x WHERE NOT $5) AS r '
+            '    GROUP BY r.j) '
+            'SELECT c.k FROM ('
+            '    SELECT coalesce(live.k, net.k) AS k, '
+            '           CASE WHEN $5 THEN coalesce(net.n, 0) ELSE coalesce(live.n, 0) - coalesce(net.n, 0) END AS n '
+            '    FROM live FULL JOIN net ON net.k = live.k) AS c '
+            'CROSS JOIN generate_series(1, c.n::bigint) AS g', tbl)
+        USING t.ignore_columns, t.redact_columns, v_secret, t.id, v_after, v_since, at;
+        RETURN;
+    END IF;
+
+    IF v_after THEN
+        -- Every row there at the moment was inserted after v_since.
+        RETURN QUERY
+        SELECT s.s FROM (
+            SELECT DISTINCT d.k FROM pgtrail.change AS x CROSS JOIN LATERAL (VALUES (x.pk), (x.old_pk)) AS d(k)
+            WHERE x.table_id = t.id AND x.changed_at > v_since AND x.changed_at <= at AND d.k IS NOT NULL) AS k
+        CROSS JOIN LATERAL (SELECT pgtrail._row_as_of(t, tbl, k.k, at) AS s) AS s
+        WHERE s.s IS NOT NULL;
+        RETURN;
+    END IF;
+
+    -- The keys changed since the moment are rolled back one by one; every
+    -- other live row is as it was.
+    SELECT coalesce(array_agg(DISTINCT d.k), '{}') INTO v_keys
+    FROM pgtrail.change AS x CROSS JOIN LATERAL (VALUES (x.pk), (x.old_pk)) AS d(k)
+    WHERE x.table_id = t.id AND x.changed_at > at AND d.k IS NOT NULL;
+    RETURN QUERY EXECUTE format(
+        'SELECT r.j FROM (SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) AS j FROM %s AS x) AS r '
+        'LEFT JOIN unnest($5::jsonb[]) AS k(k) ON k.k = pgtrail._key(r.j, $4) WHERE k.k IS NULL', tbl)
+    USING t.ignore_columns, t.redact_columns, v_secret, t.key_columns, v_keys;
+    RETURN QUERY
+    SELECT s.s FROM unnest(v_keys) AS k(k)
+    CROSS JOIN LATERAL (SELECT pgtrail._row_as_of(t, tbl, k.k, at) AS s) AS s
+    WHERE s.s IS NOT NULL;
+END
+$fn$;
+
+COMMENT ON FUNCTION pgtrail.table_as_of(regclass, timestamptz) IS
+    'Every row of the table as it was at the moment at (ignored columns left out, redacted ones as markers).';
+
+CREATE OR REPLACE FUNCTION pgtrail.history(tbl regclass, pk jsonb)
+RETURNS TABLE (id bigint, txid bigint, changed_at timestamptz, op text, pk jsonb, changed_fields text[],
+               old_values jsonb, new_values jsonb, state jsonb, actor_id text, actor_name text,
+               actor_type text, reason text, context jsonb)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT l.r_id, l.r_txid, l.r_changed_at,
+           CASE l.r_op WHEN 'I' THEN 'INSERT' WHEN 'U' THEN 'UPDATE' WHEN 'D' THEN 'DELETE' ELSE 'TRUNCATE' END,
+           l.r_pk,
+           CASE WHEN l.r_op = 'U' THEN coalesce(l.r_changed_fields,
+               ARRAY(SELECT k FROM jsonb_object_keys(l.r_new_values) AS k ORDER BY k)) END,
+           l.r_old_values, l.r_new_values,
+           CASE WHEN l.r_known THEN l.r_state END,
+           x.actor_id, x.actor_name, x.actor_type, x.reason, x.context
+    FROM pgtrail._audited($1) AS t
+    CROSS JOIN LATERAL pgtrail._row_life(t, $1, $2, 'infinity') AS l
+    LEFT JOIN pgtrail.transaction AS x ON x.txid = l.r_txid AND x.ctx = l.r_ctx
+    WHERE l.r_seq > 0
+    ORDER BY l.r_seq
+$fn$;
+
+COMMENT ON FUNCTION pgtrail.history(regclass, jsonb) IS
+    'Every change of one row, oldest first, followed across key changes, each with the full state of the row after it (NULL after DELETE or TRUNCATE).';
+
+CREATE OR REPLACE FUNCTION pgtrail.blame(tbl regclass, pk jsonb)
+RETURNS TABLE (column_name text, value jsonb, changed_at timestamptz, change_id bigint, txid bigint,
+               actor_id text, actor_name text, actor_type text, reason text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH life AS MATERIALIZED (
+        SELECT l.* FROM pgtrail._audited($1) AS t
+        CROSS JOIN LATERAL pgtrail._row_life(t, $1, $2, 'infinity') AS l
+    ),
+    cur AS (
+        SELECT * FROM life WHERE r_known AND r_state IS NOT NULL ORDER BY r_seq DESC LIMIT 1
+    ),
+    cols AS (
+        SELECT e.key, e.value, cur.r_seq FROM cur CROSS JOIN LATERAL jsonb_each(cur.r_state) AS e
+    )
+    SELECT cols.key, cols.value, src.r_changed_at, src.r_id, src.r_txid,
+           x.actor_id, x.actor_name, x.actor_type, x.reason
+    FROM cols
+    LEFT JOIN LATERAL (
+        SELECT * FROM life AS l
+        WHERE l.r_seq BETWEEN 1 AND cols.r_seq
+          AND (l.r_op = 'I'
+               OR (l.r_op = 'U' AND CASE WHEN l.r_changed_fields IS NOT NULL THEN cols.key = ANY (l.r_changed_fields)
+                                         ELSE l.r_new_values ? cols.key END))
+        ORDER BY l.r_seq DESC LIMIT 1
+    ) AS src ON true
+    LEFT JOIN pgtrail.transaction AS x ON x.txid = src.r_txid AND x.ctx = src.r_ctx
+    LEFT JOIN pg_attribute AS a ON a.attrelid = $1 AND a.attname = cols.key AND NOT a.attisdropped
+    ORDER BY a.attnum NULLS LAST, cols.key
+$fn$;
+
+COMMENT ON FUNCTION pgtrail.blame(regclass, jsonb) IS
+    'Per column of the row''s current (or last) state: its value and the change that last set it (NULLs when it predates the install).';
+
+-- Readers of the trail only; 90_privileges.sql revokes all from PUBLIC too.
+REVOKE ALL ON FUNCTION pgtrail.history(regclass, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgtrail.row_as_of(regclass, jsonb, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgtrail.table_as_of(regclass, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgtrail.blame(regclass, jsonb) FROM PUBLIC;
+
 -- 90_privileges.sql
 -- Privileges: application roles get what capture and set_context need and
 -- nothing else. The trail's tables belong to the role that installed pgtrail;
@@ -1181,5 +1726,5 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT 'aee25cf93a77ba11' $fn$;
+AS $fn$ SELECT 'b47867aa67763eb5' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;

@@ -1,21 +1,39 @@
 //! One module per subcommand; `run` dispatches.
 
 mod apply;
+mod at;
+mod blame;
 mod check;
 mod demo;
+mod history;
 mod init;
+mod log;
 mod plan;
+mod report;
 mod sql;
+mod tx;
 mod uninstall;
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use pgtrail::config::Config;
 
-use crate::cli::{Cli, Command, Global};
+use crate::cli::{Cli, Command, Format, Global, OutputFormat};
 
-pub async fn run(cli: Cli) -> Result<ExitCode> {
+pub async fn run(mut cli: Cli) -> Result<ExitCode> {
+    cli.global.format = match cli.global.output {
+        OutputFormat::Table => Format::Table,
+        OutputFormat::Json => Format::Json,
+        OutputFormat::Csv => match &cli.command {
+            Command::Log(_) | Command::At { .. } | Command::Blame { .. } => Format::Table,
+            other => bail!(
+                "`pgtrail {}` prints no CSV (CSV is for the commands that print one table: log, at, blame)\n  \
+                 help: use --format json, or --format table",
+                command_name(other)
+            ),
+        },
+    };
     match cli.command {
         Command::Apply => apply::run(&cli.global).await,
         Command::Init { force, schemas } => init::run(&cli.global, force, &schemas).await,
@@ -24,6 +42,35 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sql => sql::run(&cli.global).await,
         Command::Uninstall { drop_trail, yes } => uninstall::run(&cli.global, drop_trail, yes).await,
         Command::Demo { keep } => demo::run(keep).await,
+        Command::Log(args) => log::run(&cli.global, &args).await,
+        Command::History { table, key } => history::run(&cli.global, &table, &key).await,
+        Command::At { table, key, time } => at::run(&cli.global, &table, key.as_deref(), &time).await,
+        Command::Blame { table, key } => blame::run(&cli.global, &table, &key).await,
+        Command::Tx { txid } => tx::run(&cli.global, txid).await,
+        Command::Report {
+            since,
+            until,
+            burst,
+            window,
+        } => report::run(&cli.global, since.as_deref(), until.as_deref(), burst, window).await,
+    }
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Init { .. } => "init",
+        Command::Apply => "apply",
+        Command::Plan => "plan",
+        Command::Check => "check",
+        Command::Sql => "sql",
+        Command::Uninstall { .. } => "uninstall",
+        Command::Demo { .. } => "demo",
+        Command::Log(_) => "log",
+        Command::History { .. } => "history",
+        Command::At { .. } => "at",
+        Command::Blame { .. } => "blame",
+        Command::Tx { .. } => "tx",
+        Command::Report { .. } => "report",
     }
 }
 

@@ -10,6 +10,7 @@ mod identifiers;
 mod init;
 mod install;
 mod keys;
+mod queries;
 mod rollout;
 mod rows;
 mod security;

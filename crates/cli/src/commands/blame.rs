@@ -1,0 +1,63 @@
+//! `pgtrail blame TABLE KEY`: per column of one row, its current value and
+//! the change that set it: when, in which transaction, by whom and why.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde_json::Value;
+
+use super::log::{Audited, actor_text, cell, diff_value, key_text, print_csv, query_json, time_text};
+use crate::cli::{Global, OutputFormat};
+use crate::output;
+
+const COLUMNS: [&str; 9] = [
+    "column_name",
+    "value",
+    "changed_at",
+    "change_id",
+    "txid",
+    "actor_id",
+    "actor_name",
+    "actor_type",
+    "reason",
+];
+
+pub async fn run(global: &Global, table: &str, key: &str) -> Result<ExitCode> {
+    let client = super::connect(global).await?;
+    let table = Audited::resolve(&client, table).await?;
+    let pk = table.key(key)?;
+    let rows = query_json(
+        &client,
+        "SELECT to_jsonb(b) FROM pgtrail.blame($1::text::regclass, $2::jsonb) AS b",
+        &[Box::new(table.regclass()), Box::new(pk.clone())],
+    )
+    .await?;
+    match global.output {
+        OutputFormat::Json => output::print_json(&Value::Array(rows))?,
+        OutputFormat::Csv => print_csv(&COLUMNS, &rows)?,
+        OutputFormat::Table => {
+            if rows.is_empty() {
+                output::say(
+                    output::DIM,
+                    &format!("no recorded changes of {} {}", table.display(), key_text(&pk)),
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut lines =
+                vec![["COLUMN", "VALUE", "CHANGED", "TX", "CHANGE", "BY", "REASON"].map(String::from)];
+            for row in &rows {
+                lines.push([
+                    cell(&row["column_name"]),
+                    diff_value(Some(&row["value"])),
+                    time_text(&row["changed_at"]),
+                    cell(&row["txid"]),
+                    cell(&row["change_id"]),
+                    actor_text(row),
+                    cell(&row["reason"]),
+                ]);
+            }
+            output::print_styled(&lines, true, |_, _| output::PLAIN);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,74 @@
+//! `pgtrail history TABLE KEY`: one row's timeline, oldest first, each change
+//! with its field-by-field diff (JSON: each change with the row's state after it).
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde_json::Value;
+
+use super::log::{Audited, actor_text, cell, key_text, op_style, print_diff, query_json, time_text};
+use crate::cli::{Format, Global};
+use crate::output;
+
+pub async fn run(global: &Global, table: &str, key: &str) -> Result<ExitCode> {
+    let client = super::connect(global).await?;
+    let table = Audited::resolve(&client, table).await?;
+    let pk = table.key(key)?;
+    let rows = query_json(
+        &client,
+        "SELECT to_jsonb(h) FROM pgtrail.history($1::text::regclass, $2::jsonb) AS h",
+        &[Box::new(table.regclass()), Box::new(pk.clone())],
+    )
+    .await?;
+    match global.format {
+        Format::Json => output::print_json(&Value::Array(rows))?,
+        Format::Table => {
+            let row_name = format!("{} {}", table.display(), key_text(&pk));
+            if rows.is_empty() {
+                output::say(output::DIM, &format!("no recorded changes of {row_name}"));
+                return Ok(ExitCode::SUCCESS);
+            }
+            output::say(
+                output::HEADER,
+                &format!("{row_name}: {} change(s), oldest first", rows.len()),
+            );
+            for row in &rows {
+                print_change_header(row, None);
+                print_diff(row, "    ");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `#12  2026-03-14 09:30:15+00:00  UPDATE  tx 81234  ann@x (user)  "reason"`,
+/// with `what` (table and key) after the kind when given.
+pub(super) fn print_change_header(row: &Value, what: Option<String>) {
+    let op = cell(&row["op"]);
+    let style = op_style(true, &op);
+    let mut line = format!(
+        "#{}  {}  {style}{op}{style:#}",
+        cell(&row["id"]),
+        time_text(&row["changed_at"])
+    );
+    if let Some(what) = what {
+        line.push_str(&format!("  {what}"));
+    } else {
+        line.push_str(&format!("  tx {}", cell(&row["txid"])));
+        if let Value::Object(key) = &row["pk"] {
+            // A key change shows the key the row had after it.
+            if row["op"] == "UPDATE"
+                && row["changed_fields"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|f| f.as_str().is_some_and(|f| key.contains_key(f))))
+            {
+                line.push_str(&format!("  key now {}", key_text(&row["pk"])));
+            }
+        }
+        line.push_str(&format!("  by {}", actor_text(row)));
+        if let Some(reason) = row["reason"].as_str().filter(|r| !r.is_empty()) {
+            line.push_str(&format!("  ({reason})"));
+        }
+    }
+    let _ = std::io::Write::write_all(&mut anstream::stdout().lock(), format!("{line}\n").as_bytes());
+}

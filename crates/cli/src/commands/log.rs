@@ -1,0 +1,450 @@
+//! `pgtrail log`: changes, newest first, with filters. Also the pieces every
+//! query command shares: finding the audited table, parsing a key or a
+//! moment, running a query whose rows are JSON, and printing values, keys,
+//! actors, diffs and CSV.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use pgtrail::query::{LogFilter, Param, TimeArg, as_params, is_redacted, parse_context_filter, parse_op};
+use serde_json::{Map, Value};
+use tokio_postgres::Client;
+
+use crate::cli::{Global, LogArgs, OutputFormat};
+use crate::output;
+
+pub async fn run(global: &Global, args: &LogArgs) -> Result<ExitCode> {
+    let mut filter = LogFilter {
+        actor: args.actor.clone(),
+        actor_type: args.actor_type.clone(),
+        op: args.op.as_deref().map(parse_op).transpose()?.map(str::to_string),
+        field: args.field.clone(),
+        txid: args.tx,
+        migration: args.migration.clone(),
+        context: args
+            .context
+            .iter()
+            .map(|c| parse_context_filter(c))
+            .collect::<Result<_, _>>()?,
+        since: time(args.since.as_deref())?,
+        until: time(args.until.as_deref())?,
+        limit: Some(args.limit),
+        ..LogFilter::default()
+    };
+    let client = super::connect(global).await?;
+    if let Some(table) = &args.table {
+        let table = Audited::resolve(&client, table).await?;
+        if let Some(key) = &args.key {
+            filter.key = Some(table.key(key)?);
+        }
+        filter.table = Some((table.schema, table.name));
+    } else {
+        require_installed(&client).await?;
+    }
+    let (sql, params) = filter.build();
+    let sql = format!("SELECT to_jsonb(q) FROM ({sql}) AS q ORDER BY q.changed_at DESC, q.id DESC");
+    let rows = query_json(&client, &sql, &params).await?;
+    match global.output {
+        OutputFormat::Json => output::print_json(&Value::Array(rows))?,
+        OutputFormat::Csv => print_csv(
+            &[
+                "id",
+                "txid",
+                "changed_at",
+                "table_schema",
+                "table_name",
+                "op",
+                "pk",
+                "changed_fields",
+                "old_values",
+                "new_values",
+                "actor_id",
+                "actor_name",
+                "actor_type",
+                "reason",
+                "context",
+                "db_user",
+                "application_name",
+                "client_addr",
+            ],
+            &rows,
+        )?,
+        OutputFormat::Table => {
+            if rows.is_empty() {
+                output::say(output::DIM, "no changes match");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut table = vec![
+                [
+                    "ID", "TIME", "TX", "TABLE", "OP", "KEY", "FIELDS", "ACTOR", "REASON",
+                ]
+                .map(String::from),
+            ];
+            for row in &rows {
+                table.push([
+                    cell(&row["id"]),
+                    time_text(&row["changed_at"]),
+                    cell(&row["txid"]),
+                    format!("{}.{}", cell(&row["table_schema"]), cell(&row["table_name"])),
+                    cell(&row["op"]),
+                    key_text(&row["pk"]),
+                    fields_text(&row["changed_fields"]),
+                    actor_text(row),
+                    cell(&row["reason"]),
+                ]);
+            }
+            output::print_styled(&table, true, |column, text| op_style(column == 4, text));
+            if rows.len() as i64 == args.limit {
+                output::step(&format!(
+                    "the newest {} changes; --limit N shows more",
+                    args.limit
+                ));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- shared by the query commands ----
+
+/// An audited table, found by the name a user typed.
+pub(super) struct Audited {
+    pub schema: String,
+    pub name: String,
+    pub key_columns: Vec<String>,
+    /// (column, type as `format_type` names it) of the live table; empty if
+    /// it no longer exists.
+    pub columns: Vec<(String, String)>,
+}
+
+impl Audited {
+    /// Finds `input` (`name` or `schema.name`) in `pgtrail.audited_table`: a
+    /// bare name must match in one schema only.
+    pub async fn resolve(client: &Client, input: &str) -> Result<Audited> {
+        require_installed(client).await?;
+        let rows = client
+            .query(
+                "SELECT table_schema, table_name, key_columns FROM pgtrail.audited_table ORDER BY 1, 2",
+                &[],
+            )
+            .await
+            .map_err(db_error)?;
+        let all: Vec<(String, String, Vec<String>)> =
+            rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+        let (schema, name) = match input.split_once('.') {
+            Some((schema, name)) => (Some(unquote(schema)), unquote(name)),
+            None => (None, unquote(input)),
+        };
+        let matches: Vec<&(String, String, Vec<String>)> = all
+            .iter()
+            .filter(|(s, n, _)| *n == name && schema.as_ref().is_none_or(|schema| s == schema))
+            .collect();
+        let (schema, name, key_columns) = match matches.as_slice() {
+            [one] => (*one).clone(),
+            [] => {
+                let qualified: Vec<String> = all.iter().map(|(s, n, _)| format!("{s}.{n}")).collect();
+                let candidates = all
+                    .iter()
+                    .map(|(_, n, _)| n.as_str())
+                    .chain(qualified.iter().map(String::as_str));
+                let mut message = format!("table `{input}` is not audited by pgtrail");
+                if let Some(near) = pgtrail::config::suggest(input, candidates) {
+                    message.push_str(&format!("; did you mean `{near}`?"));
+                }
+                let help = if qualified.is_empty() {
+                    "no table is audited yet: `pgtrail apply` installs capture".to_string()
+                } else {
+                    let mut list = qualified.iter().take(12).cloned().collect::<Vec<_>>().join(", ");
+                    if qualified.len() > 12 {
+                        list.push_str(&format!(" and {} more", qualified.len() - 12));
+                    }
+                    format!("the audited tables are {list}")
+                };
+                bail!("{message}\n  help: {help}");
+            }
+            several => {
+                let names: Vec<String> = several.iter().map(|(s, n, _)| format!("{s}.{n}")).collect();
+                bail!(
+                    "table `{input}` is audited in several schemas: {}\n  help: name one with its schema, e.g. `{}`",
+                    names.join(", "),
+                    names[0]
+                );
+            }
+        };
+        let columns = client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
+                 FROM pg_attribute AS a
+                 WHERE a.attrelid = to_regclass($1::text) AND a.attnum > 0 AND NOT a.attisdropped
+                 ORDER BY a.attnum",
+                &[&quote_table(&schema, &name)],
+            )
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        Ok(Audited {
+            schema,
+            name,
+            key_columns,
+            columns,
+        })
+    }
+
+    /// `"schema"."name"`, for `$n::text::regclass`.
+    pub fn regclass(&self) -> String {
+        quote_table(&self.schema, &self.name)
+    }
+
+    pub fn display(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+
+    /// The `pk` JSON of a key typed on the command line.
+    pub fn key(&self, input: &str) -> Result<Value> {
+        pgtrail::query::parse_key(input, &self.key_columns, &self.columns).map_err(|error| {
+            let key = if self.key_columns.is_empty() {
+                "the whole row (no key)".to_string()
+            } else {
+                format!("({})", self.key_columns.join(", "))
+            };
+            anyhow!(
+                "{error}\n  help: {}'s key is {key}; write 42 for a one-column key, col=value,... or JSON",
+                self.display()
+            )
+        })
+    }
+}
+
+fn unquote(text: &str) -> String {
+    let text = text.trim();
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) => inner.replace("\"\"", "\""),
+        None => text.to_string(),
+    }
+}
+
+fn quote_table(schema: &str, name: &str) -> String {
+    let quote = |ident: &str| format!("\"{}\"", ident.replace('"', "\"\""));
+    format!("{}.{}", quote(schema), quote(name))
+}
+
+/// Stops with a clear message when pgtrail is not installed in the database.
+pub(super) async fn require_installed(client: &Client) -> Result<()> {
+    let installed: bool = client
+        .query_one("SELECT to_regclass('pgtrail.changes') IS NOT NULL", &[])
+        .await
+        .map_err(db_error)?
+        .get(0);
+    if !installed {
+        bail!(
+            "pgtrail is not installed in this database\n  help: `pgtrail apply` installs it and starts recording changes"
+        );
+    }
+    Ok(())
+}
+
+/// A moment typed by the user; errors carry the accepted forms.
+pub(super) fn time(input: Option<&str>) -> Result<Option<TimeArg>> {
+    Ok(input.map(pgtrail::query::parse_time).transpose()?)
+}
+
+/// One readable error from the database: pgtrail's own errors (SQLSTATE
+/// PGTRn) as their message and hint; anything else with all its details.
+pub(super) fn db_error(error: tokio_postgres::Error) -> anyhow::Error {
+    if let Some(db) = error
+        .as_db_error()
+        .filter(|db| db.code().code().starts_with("PGTR"))
+    {
+        return match db.hint() {
+            Some(hint) => anyhow!("{}\n  help: {hint}", db.message()),
+            None => anyhow!("{}", db.message()),
+        };
+    }
+    anyhow!(pgtrail::catalog::pg_error::describe(&error))
+}
+
+/// Runs a query whose one column is a JSON object per row.
+pub(super) async fn query_json(client: &Client, sql: &str, params: &[Param]) -> Result<Vec<Value>> {
+    let rows = client.query(sql, &as_params(params)).await.map_err(db_error)?;
+    rows.iter()
+        .map(|row| row.try_get::<_, Value>(0).context("reading a row"))
+        .collect()
+}
+
+/// A value in an aligned table: text as is, NULL empty, redaction markers
+/// as `[redacted]`, anything else as compact JSON.
+pub(super) fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(text) => text.clone(),
+        other if is_redacted(other) => "[redacted]".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A value in a diff: like [`cell`], but NULL is `null` and text is quoted
+/// when it could be mistaken (empty, or with spaces at its ends).
+pub(super) fn diff_value(value: Option<&Value>) -> String {
+    match value {
+        None => "∅".into(),
+        Some(Value::Null) => "null".into(),
+        Some(Value::String(text)) if text.is_empty() || text.trim() != text => format!("{text:?}"),
+        Some(other) => cell(other),
+    }
+}
+
+/// `2026-03-14T09:30:15.123456+00:00` → `2026-03-14 09:30:15+00:00`.
+pub(super) fn time_text(value: &Value) -> String {
+    let Some(text) = value.as_str() else {
+        return cell(value);
+    };
+    let text = text.replacen('T', " ", 1);
+    match text.find('.') {
+        Some(dot) => {
+            let rest = &text[dot + 1..];
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            format!("{}{}", &text[..dot], &rest[digits..])
+        }
+        None => text,
+    }
+}
+
+/// `{"id": 42}` → `id=42`; `{"a": 1, "b": "x"}` → `a=1,b=x`.
+pub(super) fn key_text(value: &Value) -> String {
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| format!("{k}={}", cell(v)))
+            .collect::<Vec<_>>()
+            .join(","),
+        other => cell(other),
+    }
+}
+
+fn fields_text(value: &Value) -> String {
+    match value {
+        Value::Array(fields) => fields.iter().map(cell).collect::<Vec<_>>().join(","),
+        other => cell(other),
+    }
+}
+
+/// `name (type)`, the id when there is no name, `-` when nobody is known.
+pub(super) fn actor_text(row: &Value) -> String {
+    let who = [&row["actor_name"], &row["actor_id"]]
+        .into_iter()
+        .find_map(|v| v.as_str().filter(|s| !s.is_empty()))
+        .unwrap_or("-");
+    match row["actor_type"].as_str().filter(|s| !s.is_empty()) {
+        Some(kind) => format!("{who} ({kind})"),
+        None => who.to_string(),
+    }
+}
+
+pub(super) fn op_style(is_op: bool, text: &str) -> anstyle::Style {
+    match (is_op, text) {
+        (true, "INSERT") => output::GOOD,
+        (true, "DELETE" | "TRUNCATE") => output::BAD,
+        (true, "UPDATE") => output::WARN,
+        _ => output::PLAIN,
+    }
+}
+
+/// The field-by-field diff of one change, one `field: old → new` line each
+/// (insert: `field: new`, delete: `field: old`), indented by `indent`.
+pub(super) fn print_diff(row: &Value, indent: &str) {
+    let empty = Map::new();
+    let old = row["old_values"].as_object().unwrap_or(&empty);
+    let new = row["new_values"].as_object().unwrap_or(&empty);
+    let mut out = anstream::stdout().lock();
+    let (bad, good, dim) = (output::BAD, output::GOOD, output::DIM);
+    match row["op"].as_str().unwrap_or("") {
+        "INSERT" => {
+            for (field, value) in new {
+                let value = diff_value(Some(value));
+                let _ = writeln!(out, "{indent}{field}: {good}{value}{good:#}");
+            }
+        }
+        "DELETE" => {
+            for (field, value) in old {
+                let value = diff_value(Some(value));
+                let _ = writeln!(out, "{indent}{field}: {bad}{value}{bad:#}");
+            }
+        }
+        "UPDATE" => {
+            let fields: Vec<String> = match &row["changed_fields"] {
+                Value::Array(fields) => fields
+                    .iter()
+                    .filter_map(|f| f.as_str().map(String::from))
+                    .collect(),
+                _ => new.keys().cloned().collect(),
+            };
+            for field in fields {
+                let before = diff_value(old.get(&field));
+                let after = diff_value(new.get(&field));
+                let _ = writeln!(
+                    out,
+                    "{indent}{field}: {bad}{before}{bad:#} → {good}{after}{good:#}"
+                );
+            }
+        }
+        _ => {
+            let _ = writeln!(out, "{indent}{dim}every row of the table{dim:#}");
+        }
+    }
+}
+
+/// CSV text of a value: text as is, NULL empty, anything else compact JSON.
+fn csv_cell(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Rows of JSON objects as CSV with these columns.
+pub(super) fn print_csv(columns: &[&str], rows: &[Value]) -> Result<()> {
+    let mut writer = csv::Writer::from_writer(std::io::stdout().lock());
+    writer.write_record(columns)?;
+    for row in rows {
+        writer.write_record(columns.iter().map(|c| csv_cell(&row[*c])))?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn values_keys_times_and_actors_read_well() {
+        assert_eq!(cell(&json!({"redacted": "9f2c"})), "[redacted]");
+        assert_eq!(cell(&json!(null)), "");
+        assert_eq!(cell(&json!({"a": 1})), r#"{"a":1}"#);
+        assert_eq!(diff_value(Some(&json!(""))), r#""""#);
+        assert_eq!(diff_value(None), "∅");
+        assert_eq!(key_text(&json!({"a": 1, "b": "x"})), "a=1,b=x");
+        assert_eq!(
+            time_text(&json!("2026-03-14T09:30:15.123456+00:00")),
+            "2026-03-14 09:30:15+00:00"
+        );
+        assert_eq!(
+            time_text(&json!("2026-03-14T09:30:15+02:00")),
+            "2026-03-14 09:30:15+02:00"
+        );
+        assert_eq!(
+            actor_text(&json!({"actor_id": "7", "actor_name": "ann@x", "actor_type": "user"})),
+            "ann@x (user)"
+        );
+        assert_eq!(actor_text(&json!({"actor_id": "7", "actor_name": null})), "7");
+        assert_eq!(actor_text(&json!({})), "-");
+        assert_eq!(unquote("\"My \"\"T\"\"\""), "My \"T\"");
+        assert_eq!(quote_table("public", "a\"b"), "\"public\".\"a\"\"b\"");
+    }
+}

@@ -1,0 +1,162 @@
+//! `pgtrail report`: activity by actor, by table and kind of change, and
+//! bursts (more than N changes by one actor within M minutes), for a period.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use pgtrail::query::{Param, TimeArg};
+use serde_json::{Value, json};
+
+use super::log::{actor_text, cell, query_json, require_installed, time, time_text};
+use crate::cli::{Format, Global};
+use crate::output;
+
+/// The `WHERE` of the period and its parameters (`$1`.. in order).
+fn period(since: Option<&TimeArg>, until: Option<&TimeArg>) -> (String, Vec<Param>) {
+    let mut conditions = vec!["true".to_string()];
+    let mut params: Vec<Param> = Vec::new();
+    if let Some(since) = since {
+        params.push(Box::new(since.value()));
+        conditions.push(format!("changed_at >= {}", since.sql(params.len())));
+    }
+    if let Some(until) = until {
+        params.push(Box::new(until.value()));
+        conditions.push(format!("changed_at < {}", until.sql(params.len())));
+    }
+    (conditions.join(" AND "), params)
+}
+
+pub async fn run(
+    global: &Global,
+    since: Option<&str>,
+    until: Option<&str>,
+    burst: i64,
+    window: i32,
+) -> Result<ExitCode> {
+    let since = time(since)?;
+    let until = time(until)?;
+    let client = super::connect(global).await?;
+    require_installed(&client).await?;
+
+    let (condition, params) = period(since.as_ref(), until.as_ref());
+    let by_actor = query_json(
+        &client,
+        &format!(
+            "SELECT to_jsonb(a) FROM (
+                 SELECT actor_id, actor_name, actor_type, count(*) AS changes,
+                        count(DISTINCT txid) AS transactions,
+                        min(changed_at) AS first_change, max(changed_at) AS last_change
+                 FROM pgtrail.changes WHERE {condition}
+                 GROUP BY actor_id, actor_name, actor_type) AS a
+             ORDER BY a.changes DESC, a.actor_name, a.actor_id"
+        ),
+        &params,
+    )
+    .await?;
+    let (condition, params) = period(since.as_ref(), until.as_ref());
+    let by_table = query_json(
+        &client,
+        &format!(
+            "SELECT to_jsonb(t) FROM (
+                 SELECT table_schema, table_name, op, count(*) AS changes
+                 FROM pgtrail.changes WHERE {condition}
+                 GROUP BY table_schema, table_name, op) AS t
+             ORDER BY t.table_schema, t.table_name, t.op"
+        ),
+        &params,
+    )
+    .await?;
+    let (condition, mut params) = period(since.as_ref(), until.as_ref());
+    params.push(Box::new(window));
+    let window_n = params.len();
+    params.push(Box::new(burst));
+    let burst_n = params.len();
+    // For every change, the changes by the same actor in the window that it
+    // opens; per actor, the busiest such window above the threshold.
+    let bursts = query_json(
+        &client,
+        &format!(
+            "SELECT to_jsonb(b) FROM (
+                 SELECT DISTINCT ON (actor_id, actor_name)
+                        actor_id, actor_name, actor_type, changes, first_change, last_change
+                 FROM (
+                     SELECT actor_id, actor_name, actor_type, changed_at AS first_change,
+                            count(*) OVER w AS changes, max(changed_at) OVER w AS last_change
+                     FROM pgtrail.changes WHERE {condition}
+                     WINDOW w AS (PARTITION BY actor_id, actor_name ORDER BY changed_at
+                                  RANGE BETWEEN CURRENT ROW AND make_interval(mins => ${window_n}::int) FOLLOWING)
+                 ) AS windows
+                 WHERE changes > ${burst_n}::bigint
+                 ORDER BY actor_id, actor_name, changes DESC, first_change) AS b
+             ORDER BY b.changes DESC, b.first_change"
+        ),
+        &params,
+    )
+    .await?;
+
+    match global.format {
+        Format::Json => output::print_json(&json!({
+            "since": since.as_ref().map(TimeArg::value),
+            "until": until.as_ref().map(TimeArg::value),
+            "burst": {"more_than": burst, "window_minutes": window},
+            "by_actor": by_actor,
+            "by_table": by_table,
+            "bursts": bursts,
+        }))?,
+        Format::Table => {
+            output::say(output::HEADER, "Activity by actor");
+            if by_actor.is_empty() {
+                output::say(output::DIM, "  no changes in this period");
+            } else {
+                let mut rows = vec![["ACTOR", "CHANGES", "TRANSACTIONS", "FIRST", "LAST"].map(String::from)];
+                rows.extend(by_actor.iter().map(|a| {
+                    [
+                        actor_text(a),
+                        cell(&a["changes"]),
+                        cell(&a["transactions"]),
+                        time_text(&a["first_change"]),
+                        time_text(&a["last_change"]),
+                    ]
+                }));
+                output::print_styled(&rows, true, |_, _| output::PLAIN);
+            }
+            println!();
+            output::say(output::HEADER, "Changes by table and kind");
+            if !by_table.is_empty() {
+                let mut rows = vec![["TABLE", "OP", "CHANGES"].map(String::from)];
+                rows.extend(by_table.iter().map(|t| {
+                    [
+                        format!("{}.{}", cell(&t["table_schema"]), cell(&t["table_name"])),
+                        cell(&t["op"]),
+                        cell(&t["changes"]),
+                    ]
+                }));
+                output::print_styled(&rows, true, |column, text| {
+                    super::log::op_style(column == 1, text)
+                });
+            }
+            println!();
+            output::say(
+                output::HEADER,
+                &format!("Bursts: more than {burst} changes by one actor within {window} min"),
+            );
+            if bursts.is_empty() {
+                output::say(output::DIM, "  none");
+            } else {
+                let mut rows = vec![["ACTOR", "CHANGES", "FROM", "TO"].map(String::from)];
+                rows.extend(bursts.iter().map(|b: &Value| {
+                    [
+                        actor_text(b),
+                        cell(&b["changes"]),
+                        time_text(&b["first_change"]),
+                        time_text(&b["last_change"]),
+                    ]
+                }));
+                output::print_styled(&rows, true, |column, _| {
+                    if column == 1 { output::WARN } else { output::PLAIN }
+                });
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

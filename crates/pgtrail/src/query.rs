@@ -1,0 +1,764 @@
+//! Asking the trail: parsing what a user types (a row key, a moment) and
+//! building the queries on `pgtrail.changes`, every value a bind parameter.
+//!
+//! ```
+//! use pgtrail::query::{parse_key, parse_time, TimeArg};
+//! let key = parse_key("std_no=901234", &["std_no".into()], &[("std_no".into(), "text".into())]).unwrap();
+//! assert_eq!(key, serde_json::json!({"std_no": "901234"}));
+//! assert_eq!(parse_time("2h ago").unwrap(), TimeArg::Ago("2 hours".into()));
+//! ```
+
+use serde_json::{Map, Value};
+use tokio_postgres::types::ToSql;
+
+/// A bind parameter of a built query.
+pub type Param = Box<dyn ToSql + Sync + Send>;
+
+/// What a user typed that cannot be a key, a moment or a filter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("invalid key `{input}`: {reason}")]
+    Key { input: String, reason: String },
+    #[error(
+        "invalid time `{input}`: {reason}\n  help: write a moment as 2026-03-14, 2026-03-14 09:30, \
+         2026-03-14 09:30:15, 2026-03-14T09:30:15Z (RFC 3339, with an offset if you like), now, \
+         or a time ago: 30s ago, 10 min ago, 2h ago, 3 days ago, 1w ago"
+    )]
+    Time { input: String, reason: String },
+    #[error("invalid {what} `{input}`: {reason}")]
+    Filter {
+        what: &'static str,
+        input: String,
+        reason: String,
+    },
+}
+
+fn key_error(input: &str, reason: impl Into<String>) -> QueryError {
+    QueryError::Key {
+        input: input.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// The JSON kind `to_jsonb` gives a value of a column of type `sql_type`
+/// (as `format_type` names it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JsonKind {
+    Number,
+    Boolean,
+    String,
+}
+
+fn json_kind(sql_type: &str) -> JsonKind {
+    let base = sql_type
+        .split('(')
+        .next()
+        .unwrap_or(sql_type)
+        .trim()
+        .to_ascii_lowercase();
+    match base.as_str() {
+        "smallint" | "integer" | "bigint" | "int" | "int2" | "int4" | "int8" | "numeric" | "decimal"
+        | "real" | "double precision" | "float4" | "float8" | "oid" => JsonKind::Number,
+        "boolean" | "bool" => JsonKind::Boolean,
+        _ => JsonKind::String,
+    }
+}
+
+/// One key value as `to_jsonb` stores it for a column of `sql_type`.
+fn key_value(input: &str, column: &str, raw: &str, sql_type: Option<&str>) -> Result<Value, QueryError> {
+    let raw = raw.trim();
+    let raw = strip_quotes(raw);
+    match sql_type.map(json_kind).unwrap_or(JsonKind::String) {
+        JsonKind::String => Ok(Value::String(raw.to_string())),
+        JsonKind::Number => {
+            let number: Option<serde_json::Number> = serde_json::from_str(raw).ok();
+            match number {
+                Some(number) => Ok(Value::Number(number)),
+                None => Err(key_error(
+                    input,
+                    format!(
+                        "`{column}` is {} but `{raw}` is not a number",
+                        sql_type.unwrap_or("a number")
+                    ),
+                )),
+            }
+        }
+        JsonKind::Boolean => match raw.to_ascii_lowercase().as_str() {
+            "true" | "t" | "yes" | "on" | "1" => Ok(Value::Bool(true)),
+            "false" | "f" | "no" | "off" | "0" => Ok(Value::Bool(false)),
+            _ => Err(key_error(
+                input,
+                format!("`{column}` is boolean but `{raw}` is not true or false"),
+            )),
+        },
+    }
+}
+
+fn strip_quotes(raw: &str) -> &str {
+    for quote in ['\'', '"'] {
+        if raw.len() >= 2 && raw.starts_with(quote) && raw.ends_with(quote) {
+            return &raw[1..raw.len() - 1];
+        }
+    }
+    raw
+}
+
+/// Parses a row key as typed on the command line into the `pk` JSON pgtrail
+/// stores (`to_jsonb` of the key columns): `42` for a one-column key,
+/// `std_no=901234`, `a=1,b=7`, or a JSON object (taken as is).
+///
+/// `key_columns` are the table's key columns (empty when the whole row
+/// identifies it); `column_types` are (column, `format_type`) pairs of the
+/// table, used to type the values and to suggest names.
+pub fn parse_key(
+    input: &str,
+    key_columns: &[String],
+    column_types: &[(String, String)],
+) -> Result<Value, QueryError> {
+    let trimmed = input.trim();
+    if trimmed.is_empty() {
+        return Err(key_error(input, "it is empty"));
+    }
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        return match serde_json::from_str::<Value>(trimmed) {
+            Ok(value @ Value::Object(_)) => Ok(value),
+            Ok(_) => Err(key_error(input, "JSON keys must be objects")),
+            Err(error) => Err(key_error(input, format!("not valid JSON: {error}"))),
+        };
+    }
+    let type_of = |column: &str| {
+        column_types
+            .iter()
+            .find(|(name, _)| name == column)
+            .map(|(_, sql_type)| sql_type.as_str())
+    };
+    let key_list = key_columns.join(", ");
+    if !trimmed.contains('=') {
+        return match key_columns {
+            [column] => {
+                let mut object = Map::new();
+                object.insert(
+                    column.clone(),
+                    key_value(input, column, trimmed, type_of(column))?,
+                );
+                Ok(Value::Object(object))
+            }
+            [] => Err(key_error(
+                input,
+                "this table has no key, the whole row identifies it: write column=value,... or the row as JSON",
+            )),
+            columns => {
+                let example: Vec<String> = columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{c}={}", [1, 7, 3, 5][i % 4]))
+                    .collect();
+                Err(key_error(
+                    input,
+                    format!("this table's key is ({key_list}): write {}", example.join(",")),
+                ))
+            }
+        };
+    }
+    let known: Vec<&str> = if key_columns.is_empty() {
+        column_types.iter().map(|(name, _)| name.as_str()).collect()
+    } else {
+        key_columns.iter().map(String::as_str).collect()
+    };
+    let mut object = Map::new();
+    for part in trimmed.split(',') {
+        let Some((column, raw)) = part.split_once('=') else {
+            return Err(key_error(input, format!("`{}` is not column=value", part.trim())));
+        };
+        let column = column.trim();
+        if column.is_empty() {
+            return Err(key_error(input, format!("`{}` has no column name", part.trim())));
+        }
+        if !known.contains(&column) {
+            let mut reason = if key_columns.is_empty() {
+                format!("the table has no column `{column}`")
+            } else {
+                format!("`{column}` is not a key column; the key is ({key_list})")
+            };
+            if let Some(near) = pgtrail_config::suggest(column, known.iter().copied()) {
+                reason.push_str(&format!("; did you mean `{near}`?"));
+            }
+            return Err(key_error(input, reason));
+        }
+        if object.contains_key(column) {
+            return Err(key_error(input, format!("`{column}` is given twice")));
+        }
+        object.insert(
+            column.to_string(),
+            key_value(input, column, raw, type_of(column))?,
+        );
+    }
+    let missing: Vec<&str> = key_columns
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !object.contains_key(*c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(key_error(
+            input,
+            format!(
+                "missing key column(s) {}; the key is ({key_list})",
+                missing
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Ok(Value::Object(object))
+}
+
+/// A moment given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeArg {
+    /// A timestamp PostgreSQL reads as `timestamptz` (RFC 3339,
+    /// `YYYY-MM-DD[ HH:MM[:SS]]`, `now`).
+    Absolute(String),
+    /// A PostgreSQL interval before now, e.g. `2 hours`.
+    Ago(String),
+}
+
+impl TimeArg {
+    /// The SQL expression of this moment with its value in placeholder `$n`
+    /// (a text parameter).
+    pub fn sql(&self, n: usize) -> String {
+        match self {
+            TimeArg::Absolute(_) => format!("${n}::text::timestamptz"),
+            TimeArg::Ago(_) => format!("(now() - ${n}::text::interval)"),
+        }
+    }
+
+    /// The value bound to the placeholder of [`TimeArg::sql`].
+    pub fn value(&self) -> String {
+        match self {
+            TimeArg::Absolute(text) | TimeArg::Ago(text) => text.clone(),
+        }
+    }
+}
+
+fn time_error(input: &str, reason: impl Into<String>) -> QueryError {
+    QueryError::Time {
+        input: input.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Parses a moment: an absolute time (checked here, read by PostgreSQL) or
+/// a relative one such as `2h ago`, `30 min ago`, `3 days ago`, `1w ago`.
+pub fn parse_time(input: &str) -> Result<TimeArg, QueryError> {
+    let text = input.trim();
+    if text.is_empty() {
+        return Err(time_error(input, "it is empty"));
+    }
+    if text.eq_ignore_ascii_case("now") {
+        return Ok(TimeArg::Absolute("now".into()));
+    }
+    let lower = text.to_ascii_lowercase();
+    if let Some(amount) = lower.strip_suffix("ago") {
+        return parse_ago(input, amount.trim()).map(TimeArg::Ago);
+    }
+    check_absolute(text).map_err(|reason| time_error(input, reason))?;
+    Ok(TimeArg::Absolute(text.to_string()))
+}
+
+fn parse_ago(input: &str, amount: &str) -> Result<String, QueryError> {
+    let digits_end = amount.find(|c: char| !c.is_ascii_digit()).unwrap_or(amount.len());
+    let (number, unit) = amount.split_at(digits_end);
+    if number.is_empty() {
+        return Err(time_error(
+            input,
+            "a time ago starts with a number, as in `2h ago`",
+        ));
+    }
+    let number: u64 = number
+        .parse()
+        .map_err(|_| time_error(input, "the number is too large"))?;
+    let unit = match unit.trim() {
+        "s" | "sec" | "secs" | "second" | "seconds" => "seconds",
+        "m" | "min" | "mins" | "minute" | "minutes" => "minutes",
+        "h" | "hr" | "hrs" | "hour" | "hours" => "hours",
+        "d" | "day" | "days" => "days",
+        "w" | "wk" | "wks" | "week" | "weeks" => "weeks",
+        "mo" | "month" | "months" => "months",
+        "y" | "yr" | "yrs" | "year" | "years" => "years",
+        "" => {
+            return Err(time_error(
+                input,
+                "the unit is missing, as in `2h ago` or `3 days ago`",
+            ));
+        }
+        other => {
+            return Err(time_error(
+                input,
+                format!("unknown unit `{other}` (s, min, h, d, w, mo, y)"),
+            ));
+        }
+    };
+    let unit = if number == 1 {
+        unit.trim_end_matches('s')
+    } else {
+        unit
+    };
+    Ok(format!("{number} {unit}"))
+}
+
+/// Reads exactly `n` ASCII digits.
+fn digits(text: &mut &str, n: usize) -> Option<u32> {
+    let head = text.get(..n)?;
+    if !head.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    *text = &text[n..];
+    head.parse().ok()
+}
+
+fn expect(text: &mut &str, what: char) -> bool {
+    match text.strip_prefix(what) {
+        Some(rest) => {
+            *text = rest;
+            true
+        }
+        None => false,
+    }
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// `YYYY-MM-DD`, then optionally `[T ]HH:MM[:SS[.fraction]]`, then
+/// optionally `Z` or `±HH[:MM]`.
+fn check_absolute(text: &str) -> Result<(), String> {
+    let mut rest = text;
+    let bad_date = || "the date must be YYYY-MM-DD".to_string();
+    let year = digits(&mut rest, 4).ok_or_else(bad_date)?;
+    if !expect(&mut rest, '-') {
+        return Err(bad_date());
+    }
+    let month = digits(&mut rest, 2).ok_or_else(bad_date)?;
+    if !expect(&mut rest, '-') {
+        return Err(bad_date());
+    }
+    let day = digits(&mut rest, 2).ok_or_else(bad_date)?;
+    if !(1..=12).contains(&month) {
+        return Err(format!("there is no month {month}"));
+    }
+    if day == 0 || day > days_in_month(year, month) {
+        return Err(format!("{year}-{month:02} has no day {day}"));
+    }
+    if rest.is_empty() {
+        return Ok(());
+    }
+    if !(expect(&mut rest, 'T') || expect(&mut rest, 't') || expect(&mut rest, ' ')) {
+        return Err("the time follows the date after a space or `T`".into());
+    }
+    let bad_time = || "the time must be HH:MM or HH:MM:SS".to_string();
+    let hour = digits(&mut rest, 2).ok_or_else(bad_time)?;
+    if !expect(&mut rest, ':') {
+        return Err(bad_time());
+    }
+    let minute = digits(&mut rest, 2).ok_or_else(bad_time)?;
+    if hour > 23 || minute > 59 {
+        return Err(format!("{hour:02}:{minute:02} is not a time of day"));
+    }
+    if expect(&mut rest, ':') {
+        let second = digits(&mut rest, 2).ok_or_else(bad_time)?;
+        if second > 60 {
+            return Err(format!("{second} is not a second"));
+        }
+        if expect(&mut rest, '.') {
+            let count = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if count == 0 || count > 9 {
+                return Err("a fraction of a second has 1 to 9 digits".into());
+            }
+            rest = &rest[count..];
+        }
+    }
+    if rest.is_empty() || rest == "Z" || rest == "z" {
+        return Ok(());
+    }
+    let rest = rest.strip_prefix(' ').unwrap_or(rest);
+    let Some(mut offset) = rest.strip_prefix('+').or_else(|| rest.strip_prefix('-')) else {
+        return Err(format!("unexpected `{rest}` after the time"));
+    };
+    let bad_offset = || "the offset must be Z, +HH, +HH:MM or -HH:MM".to_string();
+    let hours = digits(&mut offset, 2).ok_or_else(bad_offset)?;
+    if !offset.is_empty() {
+        expect(&mut offset, ':');
+        let minutes = digits(&mut offset, 2).ok_or_else(bad_offset)?;
+        if minutes > 59 || !offset.is_empty() {
+            return Err(bad_offset());
+        }
+    }
+    if hours > 15 {
+        return Err(bad_offset());
+    }
+    Ok(())
+}
+
+/// A change kind, as `pgtrail.changes.op` spells it.
+pub fn parse_op(input: &str) -> Result<&'static str, QueryError> {
+    match input.trim().to_ascii_lowercase().as_str() {
+        "insert" | "i" | "ins" | "create" => Ok("INSERT"),
+        "update" | "u" | "upd" => Ok("UPDATE"),
+        "delete" | "d" | "del" => Ok("DELETE"),
+        "truncate" | "t" => Ok("TRUNCATE"),
+        _ => Err(QueryError::Filter {
+            what: "op",
+            input: input.to_string(),
+            reason: "the kinds are INSERT, UPDATE, DELETE and TRUNCATE".into(),
+        }),
+    }
+}
+
+/// Parses `key=value` (for `--context`).
+pub fn parse_context_filter(input: &str) -> Result<(String, String), QueryError> {
+    match input.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.to_string())),
+        _ => Err(QueryError::Filter {
+            what: "context filter",
+            input: input.to_string(),
+            reason: "write key=value, e.g. request_id=r-42".into(),
+        }),
+    }
+}
+
+/// The filters of `pgtrail log`. Unset filters match everything.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    /// (schema, table), resolved against `pgtrail.audited_table`.
+    pub table: Option<(String, String)>,
+    /// A row key, as [`parse_key`] builds it (needs `table`).
+    pub key: Option<Value>,
+    /// Matches `actor_id` or `actor_name`.
+    pub actor: Option<String>,
+    pub actor_type: Option<String>,
+    /// `INSERT`, `UPDATE`, `DELETE` or `TRUNCATE`.
+    pub op: Option<String>,
+    /// A changed field.
+    pub field: Option<String>,
+    pub txid: Option<i64>,
+    /// `context->>'migration'`.
+    pub migration: Option<String>,
+    /// `context->>key = value`, all of them.
+    pub context: Vec<(String, String)>,
+    pub since: Option<TimeArg>,
+    pub until: Option<TimeArg>,
+    pub limit: Option<i64>,
+}
+
+/// The columns of `pgtrail.changes` that `log` reads, in order.
+pub const LOG_COLUMNS: &str = "id, txid, changed_at, table_schema, table_name, op, pk, \
+    changed_fields, old_values, new_values, actor_id, actor_name, actor_type, reason, context, \
+    db_user, application_name, client_addr";
+
+/// Collects bind parameters and hands out their placeholders.
+#[derive(Default)]
+struct Binds {
+    params: Vec<Param>,
+}
+
+impl Binds {
+    fn push(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
+        self.params.push(Box::new(value));
+        format!("${}", self.params.len())
+    }
+
+    fn push_time(&mut self, time: &TimeArg) -> String {
+        self.params.push(Box::new(time.value()));
+        time.sql(self.params.len())
+    }
+}
+
+impl LogFilter {
+    /// The query on `pgtrail.changes`, newest first, and its parameters.
+    pub fn build(&self) -> (String, Vec<Param>) {
+        let mut binds = Binds::default();
+        let mut conditions = Vec::new();
+        if let Some((schema, table)) = &self.table {
+            let s = binds.push(schema.clone());
+            let t = binds.push(table.clone());
+            conditions.push(format!("table_schema = {s} AND table_name = {t}"));
+        }
+        if let Some(key) = &self.key {
+            let k = binds.push(key.clone());
+            conditions.push(format!("pk = {k}::jsonb"));
+        }
+        if let Some(actor) = &self.actor {
+            let a = binds.push(actor.clone());
+            conditions.push(format!("(actor_id = {a} OR actor_name = {a})"));
+        }
+        if let Some(actor_type) = &self.actor_type {
+            let a = binds.push(actor_type.clone());
+            conditions.push(format!("actor_type = {a}"));
+        }
+        if let Some(op) = &self.op {
+            let o = binds.push(op.clone());
+            conditions.push(format!("op = {o}"));
+        }
+        if let Some(field) = &self.field {
+            let f = binds.push(field.clone());
+            conditions.push(format!("{f}::text = ANY (changed_fields)"));
+        }
+        if let Some(txid) = self.txid {
+            let t = binds.push(txid);
+            conditions.push(format!("txid = {t}::bigint"));
+        }
+        if let Some(migration) = &self.migration {
+            let m = binds.push(migration.clone());
+            conditions.push(format!("context->>'migration' = {m}"));
+        }
+        for (key, value) in &self.context {
+            let k = binds.push(key.clone());
+            let v = binds.push(value.clone());
+            conditions.push(format!("context->>({k}::text) = {v}::text"));
+        }
+        if let Some(since) = &self.since {
+            let s = binds.push_time(since);
+            conditions.push(format!("changed_at >= {s}"));
+        }
+        if let Some(until) = &self.until {
+            let u = binds.push_time(until);
+            conditions.push(format!("changed_at < {u}"));
+        }
+        let mut sql = format!("SELECT {LOG_COLUMNS} FROM pgtrail.changes");
+        if !conditions.is_empty() {
+            sql.push_str("\nWHERE ");
+            sql.push_str(&conditions.join("\n  AND "));
+        }
+        sql.push_str("\nORDER BY changed_at DESC, id DESC");
+        if let Some(limit) = self.limit {
+            let l = binds.push(limit);
+            sql.push_str(&format!("\nLIMIT {l}::bigint"));
+        }
+        (sql, binds.params)
+    }
+}
+
+/// Parameters as `tokio_postgres` takes them.
+pub fn as_params(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
+}
+
+/// Whether a JSON value is pgtrail's redaction marker (`{"redacted": "…"}`).
+pub fn is_redacted(value: &Value) -> bool {
+    matches!(value, Value::Object(map) if map.len() == 1 && map.get("redacted").is_some_and(Value::is_string))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn cols(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn types(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_bare_value_is_the_single_key_column_typed_like_to_jsonb() {
+        let t = types(&[("id", "integer"), ("std_no", "text"), ("ok", "boolean")]);
+        assert_eq!(parse_key("42", &cols(&["id"]), &t).unwrap(), json!({"id": 42}));
+        assert_eq!(
+            parse_key("901234", &cols(&["std_no"]), &t).unwrap(),
+            json!({"std_no": "901234"})
+        );
+        assert_eq!(
+            parse_key("true", &cols(&["ok"]), &t).unwrap(),
+            json!({"ok": true})
+        );
+        let n = types(&[("price", "numeric(10,2)"), ("r", "double precision")]);
+        assert_eq!(
+            parse_key("price=1.50", &cols(&["price"]), &n).unwrap(),
+            json!({"price": 1.50})
+        );
+        assert_eq!(parse_key("r=-2", &cols(&["r"]), &n).unwrap(), json!({"r": -2}));
+        let e = parse_key("abc", &cols(&["id"]), &t).unwrap_err().to_string();
+        assert!(e.contains("`id` is integer but `abc` is not a number"), "{e}");
+    }
+
+    #[test]
+    fn named_and_composite_keys() {
+        let t = types(&[
+            ("process_id", "bigint"),
+            ("application_id", "integer"),
+            ("name", "text"),
+        ]);
+        let key = cols(&["process_id", "application_id"]);
+        assert_eq!(
+            parse_key("process_id=1, application_id=7", &key, &t).unwrap(),
+            json!({"process_id": 1, "application_id": 7})
+        );
+        assert_eq!(
+            parse_key("std_no='0042'", &cols(&["std_no"]), &[]).unwrap(),
+            json!({"std_no": "0042"})
+        );
+        let e = parse_key("1", &key, &t).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "this table's key is (process_id, application_id): write process_id=1,application_id=7"
+            ),
+            "{e}"
+        );
+        let e = parse_key("process_id=1", &key, &t).unwrap_err().to_string();
+        assert!(e.contains("missing key column(s) `application_id`"), "{e}");
+        let e = parse_key("proces_id=1,application_id=2", &key, &t)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `process_id`?"), "{e}");
+        let e = parse_key("process_id=1,process_id=2", &key, &t)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("given twice"), "{e}");
+    }
+
+    #[test]
+    fn json_is_taken_as_is_and_keyless_tables_need_columns() {
+        assert_eq!(
+            parse_key(r#"{"id": "x"}"#, &cols(&["id"]), &[]).unwrap(),
+            json!({"id": "x"})
+        );
+        assert!(parse_key("{nope", &cols(&["id"]), &[]).is_err());
+        assert!(parse_key("[1]", &cols(&["id"]), &[]).is_err());
+        let t = types(&[("a", "integer"), ("b", "text")]);
+        assert_eq!(parse_key("a=1,b=x", &[], &t).unwrap(), json!({"a": 1, "b": "x"}));
+        let e = parse_key("5", &[], &t).unwrap_err().to_string();
+        assert!(e.contains("no key"), "{e}");
+        let e = parse_key("c=1", &[], &t).unwrap_err().to_string();
+        assert!(e.contains("no column `c`"), "{e}");
+        assert!(parse_key("  ", &cols(&["id"]), &[]).is_err());
+    }
+
+    #[test]
+    fn absolute_times_are_checked_before_the_database() {
+        for ok in [
+            "2026-03-14",
+            "2026-03-14 09:30",
+            "2026-03-14 09:30:15",
+            "2026-03-14T09:30:15Z",
+            "2026-03-14T09:30:15.123456+02:00",
+            "2026-03-14 09:30:15-0500",
+            "2024-02-29",
+            "now",
+        ] {
+            assert_eq!(parse_time(ok), Ok(TimeArg::Absolute(ok.into())), "{ok}");
+        }
+        for bad in [
+            "yesterday",
+            "2026-13-01",
+            "2023-02-29",
+            "2026-03-14 25:00",
+            "2026-03-14T09:30:15Zjunk",
+            "14/03/2026",
+            "2026-3-14",
+            "",
+            "2026-03-14 09:30:15.",
+        ] {
+            let error = parse_time(bad).unwrap_err().to_string();
+            assert!(error.contains("help: write a moment as"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn relative_times_become_intervals() {
+        for (input, interval) in [
+            ("2h ago", "2 hours"),
+            ("30 min ago", "30 minutes"),
+            ("3 days ago", "3 days"),
+            ("1w ago", "1 week"),
+            ("1 hour ago", "1 hour"),
+            ("45s ago", "45 seconds"),
+            ("6 MONTHS AGO", "6 months"),
+        ] {
+            assert_eq!(parse_time(input), Ok(TimeArg::Ago(interval.into())), "{input}");
+        }
+        for bad in ["ago", "h ago", "2 fortnights ago", "2 ago", "-2h ago"] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            TimeArg::Ago("2 hours".into()).sql(3),
+            "(now() - $3::text::interval)"
+        );
+        assert_eq!(TimeArg::Absolute("now".into()).sql(1), "$1::text::timestamptz");
+    }
+
+    #[test]
+    fn the_log_query_binds_every_value() {
+        let filter = LogFilter {
+            table: Some(("public".into(), "users".into())),
+            key: Some(json!({"id": 1})),
+            actor: Some("o'neil".into()),
+            actor_type: Some("user".into()),
+            op: Some("UPDATE".into()),
+            field: Some("email".into()),
+            txid: Some(77),
+            migration: Some("0042".into()),
+            context: vec![("request_id".into(), "r-1".into())],
+            since: Some(TimeArg::Ago("1 hour".into())),
+            until: Some(TimeArg::Absolute("2026-01-01".into())),
+            limit: Some(50),
+        };
+        let (sql, params) = filter.build();
+        assert_eq!(params.len(), 14);
+        assert!(
+            !sql.contains("o'neil") && !sql.contains("users") && !sql.contains("r-1"),
+            "{sql}"
+        );
+        for expected in [
+            "table_schema = $1 AND table_name = $2",
+            "pk = $3::jsonb",
+            "(actor_id = $4 OR actor_name = $4)",
+            "actor_type = $5",
+            "op = $6",
+            "$7::text = ANY (changed_fields)",
+            "txid = $8::bigint",
+            "context->>'migration' = $9",
+            "context->>($10::text) = $11::text",
+            "changed_at >= (now() - $12::text::interval)",
+            "changed_at < $13::text::timestamptz",
+            "ORDER BY changed_at DESC, id DESC\nLIMIT $14::bigint",
+        ] {
+            assert!(sql.contains(expected), "{expected} in {sql}");
+        }
+        let (sql, params) = LogFilter::default().build();
+        assert!(params.is_empty() && !sql.contains("WHERE"), "{sql}");
+    }
+
+    #[test]
+    fn ops_context_filters_and_redaction_markers() {
+        assert_eq!(parse_op("update").unwrap(), "UPDATE");
+        assert_eq!(parse_op("D").unwrap(), "DELETE");
+        assert!(
+            parse_op("upsert")
+                .unwrap_err()
+                .to_string()
+                .contains("INSERT, UPDATE")
+        );
+        assert_eq!(
+            parse_context_filter("request_id=r=1").unwrap(),
+            ("request_id".into(), "r=1".into())
+        );
+        assert!(parse_context_filter("=x").is_err());
+        assert!(is_redacted(&json!({"redacted": "ab12"})));
+        assert!(!is_redacted(&json!({"redacted": "ab12", "x": 1})));
+        assert!(!is_redacted(&json!("redacted")));
+    }
+}
