@@ -107,8 +107,24 @@ pub async fn run(keep: bool) -> Result<ExitCode> {
 
     if keep {
         println!("\nthe demo database keeps running: {url}");
-        println!("try: psql {url} -c 'SELECT * FROM pgtrail.changes ORDER BY id'");
-        println!("stop it with: pg_ctl stop -D {}", cluster.data_dir().display());
+        println!("try: pgtrail history users 1 --database-url {url}");
+        println!("     pgtrail log --database-url {url}");
+        let pg_ctl = format!(
+            "{} stop -D {} -m fast",
+            cluster.bin_dir().join("pg_ctl").display(),
+            cluster.data_dir().display()
+        );
+        // The server runs as the `postgres` user when the demo was started as root.
+        let as_root = std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+            status
+                .lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        });
+        match as_root {
+            true => println!("stop it with: su postgres -s /bin/sh -c '{pg_ctl}'"),
+            false => println!("stop it with: {pg_ctl}"),
+        }
+        println!("then remove {}", cluster.socket_dir().display());
     } else {
         drop(client);
         drop(cluster);
