@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -34,5 +35,17 @@ fn main() -> ExitCode {
             output::print_error(&error);
             ExitCode::from(2)
         }
+    }
+}
+
+/// `pgtrail log | head` should stop quietly when `head` has read enough, as
+/// other command-line tools do, instead of panicking on a closed pipe. Rust
+/// ignores SIGPIPE by default; this puts back the default action.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; setting
+    // the default disposition of SIGPIPE has no other effect on the program.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
