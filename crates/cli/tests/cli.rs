@@ -31,16 +31,21 @@ async fn count(db: &TestDb, sql: &str) -> i64 {
 const SCHEMA: &str = "CREATE TABLE users (id serial PRIMARY KEY, email text, password_hash text);
                       CREATE TABLE sessions (id text PRIMARY KEY);";
 
+/// A fresh database with [`SCHEMA`] and a project directory holding `pgtrail.toml`.
+async fn project(toml: &str) -> (TestDb, tempfile::TempDir) {
+    let db = TestDb::new().await;
+    db.client
+        .batch_execute(SCHEMA)
+        .await
+        .expect("the test schema is created");
+    let dir = tempfile::tempdir().expect("a temporary project directory");
+    std::fs::write(dir.path().join("pgtrail.toml"), toml).expect("pgtrail.toml is written");
+    (db, dir)
+}
+
 #[tokio::test]
 async fn apply_installs_from_the_config_file_and_reports_what_it_did() {
-    let db = TestDb::new().await;
-    db.client.batch_execute(SCHEMA).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("pgtrail.toml"),
-        "[capture]\nexclude = [\"sessions\"]\n\n[tables.\"public.users\"]\nredact_columns = [\"password_hash\"]\n",
-    )
-    .unwrap();
+    let (db, dir) = project("[capture]\nexclude = [\"sessions\"]\n\n[tables.\"public.users\"]\nredact_columns = [\"password_hash\"]\n").await;
 
     let output = pgtrail(&["apply", "--database-url", db.url()], dir.path());
     let (stdout, stderr) = text(&output);
@@ -71,10 +76,7 @@ async fn apply_installs_from_the_config_file_and_reports_what_it_did() {
 
 #[tokio::test]
 async fn database_url_comes_from_the_environment_when_no_flag_is_given() {
-    let db = TestDb::new().await;
-    db.client.batch_execute(SCHEMA).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("pgtrail.toml"), "").unwrap();
+    let (db, dir) = project("").await;
     let output = Command::new(env!("CARGO_BIN_EXE_pgtrail"))
         .arg("apply")
         .current_dir(dir.path())
@@ -93,10 +95,7 @@ async fn database_url_comes_from_the_environment_when_no_flag_is_given() {
 
 #[tokio::test]
 async fn a_broken_config_is_reported_with_file_line_and_suggestion_and_changes_nothing() {
-    let db = TestDb::new().await;
-    db.client.batch_execute(SCHEMA).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("pgtrail.toml"), "[capture]\ninclde = [\"*\"]\n").unwrap();
+    let (db, dir) = project("[capture]\ninclde = [\"*\"]\n").await;
     let output = pgtrail(&["apply", "--database-url", db.url()], dir.path());
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(2));
@@ -171,14 +170,7 @@ async fn a_missing_server_or_database_is_one_clear_line_and_exit_2() {
 
 #[tokio::test]
 async fn the_printed_migration_file_applies_with_psql() {
-    let db = TestDb::new().await;
-    db.client.batch_execute(SCHEMA).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("pgtrail.toml"),
-        "[capture]\nexclude = [\"sessions\"]\n",
-    )
-    .unwrap();
+    let (db, dir) = project("[capture]\nexclude = [\"sessions\"]\n").await;
     let output = pgtrail(&["sql", "--database-url", db.url()], dir.path());
     assert_eq!(output.status.code(), Some(0), "{}", text(&output).1);
     let file = dir.path().join("0042_pgtrail.sql");
@@ -313,14 +305,7 @@ async fn init_writes_the_config_and_keeps_an_existing_file_unless_forced() {
 
 #[tokio::test]
 async fn check_is_a_ci_step_and_plan_shows_the_repair() {
-    let db = TestDb::new().await;
-    db.client.batch_execute(SCHEMA).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("pgtrail.toml"),
-        "[capture]\nexclude = [\"sessions\"]\n",
-    )
-    .unwrap();
+    let (db, dir) = project("[capture]\nexclude = [\"sessions\"]\n").await;
 
     let before = pgtrail(&["check", "--database-url", db.url()], dir.path());
     assert_eq!(before.status.code(), Some(1), "not installed yet is a problem");
@@ -396,10 +381,7 @@ async fn check_is_a_ci_step_and_plan_shows_the_repair() {
 
 #[tokio::test]
 async fn uninstall_keeps_the_trail_unless_told_and_confirmed() {
-    let db = TestDb::new().await;
-    db.client.batch_execute(SCHEMA).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("pgtrail.toml"), "").unwrap();
+    let (db, dir) = project("").await;
     assert_eq!(
         pgtrail(&["apply", "--database-url", db.url()], dir.path())
             .status

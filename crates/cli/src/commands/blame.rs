@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde_json::Value;
 
-use super::log::{Audited, actor_text, cell, diff_value, key_text, print_csv, query_json, time_text};
+use super::log::{
+    RowFunction, actor_text, cell, diff_value, key_text, print_csv, rows_of_one_row, time_text,
+};
 use crate::cli::{Global, OutputFormat};
 use crate::output;
 
@@ -24,14 +26,7 @@ const COLUMNS: [&str; 9] = [
 
 pub async fn run(global: &Global, table: &str, key: &str) -> Result<ExitCode> {
     let client = super::connect(global).await?;
-    let table = Audited::resolve(&client, table).await?;
-    let pk = table.key(key)?;
-    let rows = query_json(
-        &client,
-        "SELECT to_jsonb(b) FROM pgtrail.blame($1::text::regclass, $2::jsonb) AS b",
-        &[Box::new(table.regclass()), Box::new(pk.clone())],
-    )
-    .await?;
+    let (table, pk, rows) = rows_of_one_row(&client, table, key, RowFunction::Blame).await?;
     match global.output {
         OutputFormat::Json => output::print_json(&Value::Array(rows))?,
         OutputFormat::Csv => print_csv(&COLUMNS, &rows)?,

@@ -6,20 +6,13 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde_json::Value;
 
-use super::log::{Audited, actor_text, cell, key_text, op_style, print_diff, query_json, time_text};
+use super::log::{RowFunction, actor_text, cell, key_text, op_style, print_diff, rows_of_one_row, time_text};
 use crate::cli::{Format, Global};
 use crate::output;
 
 pub async fn run(global: &Global, table: &str, key: &str) -> Result<ExitCode> {
     let client = super::connect(global).await?;
-    let table = Audited::resolve(&client, table).await?;
-    let pk = table.key(key)?;
-    let rows = query_json(
-        &client,
-        "SELECT to_jsonb(h) FROM pgtrail.history($1::text::regclass, $2::jsonb) AS h",
-        &[Box::new(table.regclass()), Box::new(pk.clone())],
-    )
-    .await?;
+    let (table, pk, rows) = rows_of_one_row(&client, table, key, RowFunction::History).await?;
     match global.format {
         Format::Json => output::print_json(&Value::Array(rows))?,
         Format::Table => {

@@ -266,6 +266,32 @@ pub(super) fn db_error(error: tokio_postgres::Error) -> anyhow::Error {
     anyhow!(pgtrail::catalog::pg_error::describe(&error))
 }
 
+/// One row's answer from a pgtrail query function taking `(regclass, pk)`,
+/// such as `history` or `blame`: the resolved table, the parsed key and the
+/// function's rows as JSON objects.
+pub(super) async fn rows_of_one_row(
+    client: &Client,
+    table: &str,
+    key: &str,
+    function: RowFunction,
+) -> Result<(Audited, Value, Vec<Value>)> {
+    let table = Audited::resolve(client, table).await?;
+    let pk = table.key(key)?;
+    let sql = match function {
+        RowFunction::History => "SELECT to_jsonb(r) FROM pgtrail.history($1::text::regclass, $2::jsonb) AS r",
+        RowFunction::Blame => "SELECT to_jsonb(r) FROM pgtrail.blame($1::text::regclass, $2::jsonb) AS r",
+    };
+    let rows = query_json(client, sql, &[Box::new(table.regclass()), Box::new(pk.clone())]).await?;
+    Ok((table, pk, rows))
+}
+
+/// The query functions about one row.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum RowFunction {
+    History,
+    Blame,
+}
+
 /// Runs a query whose one column is a JSON object per row.
 pub(super) async fn query_json(client: &Client, sql: &str, params: &[Param]) -> Result<Vec<Value>> {
     let rows = client.query(sql, &as_params(params)).await.map_err(db_error)?;
