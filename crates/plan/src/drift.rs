@@ -62,6 +62,12 @@ pub enum Problem {
         installed: String,
         desired: String,
     },
+    /// The table was renamed: its capture still runs, but the trail records
+    /// its changes under the old name until `apply` updates it.
+    Renamed {
+        table: TableName,
+        recorded_as: TableName,
+    },
     /// auto_attach is on in one and off in the other, or its rules differ.
     AutoAttachDiffers {
         installed: bool,
@@ -83,6 +89,7 @@ impl Problem {
             Problem::SettingsDiffer { .. } => "settings_differ",
             Problem::ContextDiffers { .. } => "context_differs",
             Problem::AutoAttachDiffers { .. } => "auto_attach_differs",
+            Problem::Renamed { .. } => "renamed",
         }
     }
 
@@ -98,6 +105,7 @@ impl Problem {
             | Problem::WrongTrigger { table, .. }
             | Problem::UnexpectedTrigger { table, .. }
             | Problem::NotCovered { table }
+            | Problem::Renamed { table, .. }
             | Problem::SettingsDiffer { table, .. } => Some(table),
         }
     }
@@ -167,6 +175,12 @@ impl fmt::Display for Problem {
                 f,
                 "{}: {setting} is {installed} in the database but {desired} in the config",
                 name(table)
+            ),
+            Problem::Renamed { table, recorded_as } => write!(
+                f,
+                "{}: renamed; the trail still records its changes as {}",
+                name(table),
+                name(recorded_as)
             ),
             Problem::AutoAttachDiffers { installed, desired } => match (installed, desired) {
                 (false, true) => write!(f, "auto_attach is on in the config but not installed"),
@@ -276,6 +290,28 @@ fn table_problems(table: &DesiredTable, catalog: &Catalog, installed: &Installed
     let Some(catalog_table) = catalog.table(&table.schema, &table.name) else {
         return;
     };
+    if recorded.is_none() {
+        // No record under this name: a capture trigger that records under an
+        // existing table id means the table was renamed since.
+        let trigger_id = catalog_table
+            .triggers
+            .iter()
+            .find(|t| pgtrail_capture::TRIGGER_NAMES.contains(&t.name.as_str()))
+            .and_then(|t| t.args.first())
+            .and_then(|arg| arg.parse::<i32>().ok());
+        let recorded_as = installed
+            .tables
+            .iter()
+            .find(|(_, t)| Some(t.id) == trigger_id && !t.detached)
+            .map(|(name, _)| name.clone());
+        if let Some(recorded_as) = recorded_as {
+            out.push(Problem::Renamed {
+                table: key.clone(),
+                recorded_as,
+            });
+            return;
+        }
+    }
     for carrier in carriers(catalog_table, catalog) {
         let on: TableName = (carrier.schema.clone(), carrier.name.clone());
         for (trigger_name, expected_function) in pgtrail_capture::TRIGGERS {
@@ -360,6 +396,7 @@ pub fn tables_to_attach(problems: &[Problem]) -> Vec<TableName> {
                     | Problem::DisabledTrigger { .. }
                     | Problem::WrongTrigger { .. }
                     | Problem::SettingsDiffer { .. }
+                    | Problem::Renamed { .. }
             )
         })
         .filter_map(|p| p.table().cloned())

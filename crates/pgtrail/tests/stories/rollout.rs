@@ -305,6 +305,8 @@ async fn every_drift_is_reported_by_check_and_repaired_by_apply() {
              ALTER TABLE books ENABLE REPLICA TRIGGER pgtrail_capture_insert;
              SELECT pgtrail.attach('sessions', '{id}', 'primary_key');
              CREATE TABLE new_feature (id serial PRIMARY KEY, name text);
+             INSERT INTO authors (name) VALUES ('before the rename');
+             ALTER TABLE authors RENAME TO writers;
              UPDATE pgtrail.audited_table SET ignore_columns = '{}' WHERE table_name = 'terms';
              SELECT pgtrail.configure_context('{\"actor_id\": [\"app.user_id\"]}', true);
              CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text LANGUAGE sql AS $$ SELECT 'older' $$;",
@@ -322,6 +324,7 @@ async fn every_drift_is_reported_by_check_and_repaired_by_apply() {
         "public.sessions: has capture triggers but the config excludes it (\"sessions\")",
         "public.new_feature: capture trigger pgtrail_capture_insert is missing",
         "public.terms: ignore_columns is (none) in the database but [updated_at] in the config",
+        "public.writers: renamed; the trail still records its changes as public.authors",
     ] {
         assert!(
             lines.iter().any(|l| l == expected),
@@ -334,6 +337,22 @@ async fn every_drift_is_reported_by_check_and_repaired_by_apply() {
 
     apply(&mut db.client, &config_toml()).await;
     assert_eq!(check(&db, &config).await, vec![], "apply repaired everything");
+    let renamed: Vec<String> = db
+        .client
+        .query(
+            "SELECT table_name FROM pgtrail.changes WHERE new_values->>'name' = 'before the rename'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        renamed,
+        vec!["writers"],
+        "the history follows the table to its new name"
+    );
     assert_eq!(count(&db.client, CAPTURED_TABLES).await, 88, "87 + the new table");
     assert_eq!(
         count(
