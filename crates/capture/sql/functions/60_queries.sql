@@ -29,8 +29,6 @@
 -- (PRIMARY KEY, replica identity), not for swaps or shifts of keys in one
 -- statement under a DEFERRABLE or non-unique configured key. Tables without
 -- a key count copies of identical rows instead, which any order gives right.
--- A TRUNCATE is recorded at its statement's start: sent in one message after
--- other statements of its transaction, it is read as coming before them.
 -- When a key was used by several rows over time, history and blame follow
 -- the last row that had it. The functions run with the caller's rights: they
 -- need SELECT on the trail, on the audited table and, for tables with

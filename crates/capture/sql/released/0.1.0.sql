@@ -1191,8 +1191,6 @@ COMMENT ON VIEW pgtrail.changes IS
 -- (PRIMARY KEY, replica identity), not for swaps or shifts of keys in one
 -- statement under a DEFERRABLE or non-unique configured key. Tables without
 -- a key count copies of identical rows instead, which any order gives right.
--- A TRUNCATE is recorded at its statement's start: sent in one message after
--- other statements of its transaction, it is read as coming before them.
 -- When a key was used by several rows over time, history and blame follow
 -- the last row that had it. The functions run with the caller's rights: they
 -- need SELECT on the trail, on the audited table and, for tables with
@@ -1726,5 +1724,5 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT 'b47867aa67763eb5' $fn$;
+AS $fn$ SELECT '45063c884a358cf4' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
