@@ -170,7 +170,8 @@ pub fn parse_key(
         let Some((column, raw)) = part.split_once('=') else {
             return Err(key_error(input, format!("`{}` is not column=value", part.trim())));
         };
-        let column = column.trim();
+        let unquoted = unquote_identifier(column.trim());
+        let column = unquoted.as_str();
         if column.is_empty() {
             return Err(key_error(input, format!("`{}` has no column name", part.trim())));
         }
@@ -556,8 +557,31 @@ pub fn is_redacted(value: &Value) -> bool {
     matches!(value, Value::Object(map) if map.len() == 1 && map.get("redacted").is_some_and(Value::is_string))
 }
 
+/// A column name as written on the command line: bare (`Order Id`) or
+/// SQL-quoted (`"Order Id"`, with `""` for a quote inside).
+fn unquote_identifier(name: &str) -> String {
+    match name.strip_prefix('"').and_then(|rest| rest.strip_suffix('"')) {
+        Some(inner) if !inner.is_empty() => inner.replace("\"\"", "\""),
+        _ => name.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn key_columns_may_be_written_sql_quoted() {
+        let key = vec!["Order Id".to_string(), "select".to_string()];
+        let types = vec![
+            ("Order Id".to_string(), "integer".to_string()),
+            ("select".to_string(), "integer".to_string()),
+        ];
+        let quoted =
+            super::parse_key(r#""Order Id"=1,"select"=2"#, &key, &types).expect("quoted names parse");
+        let bare = super::parse_key("Order Id=1,select=2", &key, &types).expect("bare names parse");
+        assert_eq!(quoted, bare);
+        assert_eq!(super::unquote_identifier(r#""a""b""#), r#"a"b"#);
+    }
+
     use serde_json::json;
 
     use super::*;

@@ -47,12 +47,7 @@ pub fn steps(desired: &Desired) -> Vec<Step> {
         configure_auto_attach(desired),
     ];
     out.extend(desired.tables.iter().map(attach));
-    out.extend(
-        desired
-            .detach
-            .iter()
-            .map(|((schema, name), _)| detach(schema, name)),
-    );
+    out.extend(detach_all(desired));
     out
 }
 
@@ -88,13 +83,17 @@ pub fn repair_steps(desired: &Desired, problems: &[Problem]) -> Vec<Step> {
             .filter(|t| to_attach.contains(&(t.schema.clone(), t.name.clone())))
             .map(attach),
     );
-    out.extend(
-        desired
-            .detach
-            .iter()
-            .map(|((schema, name), _)| detach(schema, name)),
-    );
+    out.extend(detach_all(desired));
     out
+}
+
+/// Detaching every table that carries capture but should not: the same in a
+/// full install and in a repair.
+fn detach_all(desired: &Desired) -> impl Iterator<Item = Step> + '_ {
+    desired
+        .detach
+        .iter()
+        .map(|((schema, name), _)| detach(schema, name))
 }
 
 fn configure(desired: &Desired) -> Step {
