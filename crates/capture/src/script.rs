@@ -41,10 +41,16 @@ macro_rules! sql_file {
 }
 
 /// Every migration, in the order they run.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    number: 1,
-    file: sql_file!("migrations", "0001_trail.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        number: 1,
+        file: sql_file!("migrations", "0001_trail.sql"),
+    },
+    Migration {
+        number: 2,
+        file: sql_file!("migrations", "0002_integrity.sql"),
+    },
+];
 
 /// Functions, views, guards and privileges, re-created on every install.
 pub const FUNCTIONS: &[SqlFile] = &[

@@ -191,6 +191,68 @@ pub enum Command {
         #[arg(long, value_name = "MINUTES", default_value_t = 60, value_parser = clap::value_parser!(i32).range(1..))]
         window: i32,
     },
+    /// Write a new signing key for checkpoints: FILE (private, mode 0600) and FILE.pub.
+    #[command(
+        after_help = "Example:\n  pgtrail keygen --key /secure/pgtrail-seal.key\n  pgtrail keygen --key seal.key --name audit.example.com/shop\n\n\
+        Keep FILE outside the database (and away from its superusers); give FILE.pub to\n\
+        whoever runs `pgtrail verify`. An existing FILE is never overwritten."
+    )]
+    Keygen {
+        /// Where to write the private key (FILE.pub gets the public key).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The key's name in signed checkpoints.
+        #[arg(long, default_value = "pgtrail")]
+        name: String,
+    },
+    /// Append the changes of finished transactions to the Merkle log and sign a checkpoint.
+    #[command(
+        after_help = "Example:\n  pgtrail seal --key /secure/pgtrail-seal.key\n  pgtrail seal --key seal.key --export /mnt/worm/checkpoints\n\n\
+        Never blocks writers; run it every minute from cron or a scheduler. --export also\n\
+        writes the checkpoint as a C2SP signed note (DIR/checkpoint and DIR/checkpoint.<size>)\n\
+        to keep somewhere a database superuser cannot reach."
+    )]
+    Seal {
+        /// The private key written by `pgtrail keygen`.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Also write the signed checkpoint into this directory.
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
+    },
+    /// Recompute the log from the trail and check every checkpoint; exit 1 when tampered.
+    #[command(
+        after_help = "Example:\n  pgtrail verify --public-key seal.key.pub\n  pgtrail verify --public-key seal.key.pub --checkpoint /mnt/worm/checkpoints/checkpoint --format json\n\n\
+        Names every change edited, deleted, inserted or moved after it was sealed, and checks\n\
+        that a checkpoint kept elsewhere is still a prefix of the log. Exit 0 intact,\n\
+        1 tampered, 2 error. Without --public-key it trusts the key recorded in the database."
+    )]
+    Verify {
+        /// The public key (FILE.pub from `pgtrail keygen`) that must have signed.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+        /// A checkpoint kept outside the database (from `pgtrail seal --export`).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Erase one row's values (or some columns) from the whole trail; proofs stay valid.
+    #[command(
+        after_help = "Example:\n  pgtrail erase users 42 --reason 'GDPR request #4411'\n  pgtrail erase users 42 --columns email,phone --reason 'GDPR request #4411'\n\n\
+        Values become {\"pgtrail_erased\": ID}; the key stays. The erasure is recorded with who,\n\
+        when, why and which changes, and `pgtrail verify` still passes."
+    )]
+    Erase {
+        /// The audited table: `name` or `schema.name`.
+        table: String,
+        /// The row: 42, std_no=901234, a=1,b=7 or a JSON object.
+        key: String,
+        /// Only these columns (comma-separated); default: every value.
+        #[arg(long, value_delimiter = ',', value_name = "C,...")]
+        columns: Option<Vec<String>>,
+        /// Why (kept with the erasure).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@
 //! | [`config`] | `pgtrail-config` | parses and checks `pgtrail.toml` |
 //! | [`plan`] | `pgtrail-plan` | config × catalog → steps; `apply` in one transaction; `sql` as a file |
 //! | [`connect`] | here | finds the database from flags, `DATABASE_URL` or libpq variables |
+//! | [`integrity`] | here, on `pgtrail-integrity` | seal, verify and erase: a trail you can prove |
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), pgtrail::Error> {
@@ -22,6 +23,7 @@
 
 pub mod connect;
 pub mod init;
+pub mod integrity;
 pub mod query;
 
 pub use pgtrail_capture as capture;

@@ -51,12 +51,13 @@ $fn$;
 
 -- Writes the record of the current transaction's context p_ctx: called by
 -- capture once per transaction and context, after it found none. Refuses
--- the change when an actor is required and none is set.
+-- the change when an actor is required and none is set. No SECURITY DEFINER
+-- and no SET clause (measured: about 10% of a single-row UPDATE's
+-- throughput): only the owner may execute it, and its only callers are the
+-- capture functions, which already run as the owner with a pinned search_path.
 CREATE OR REPLACE FUNCTION pgtrail._record_transaction(p_txid bigint, p_ctx smallint, p_table text)
 RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     v_raw    text;

@@ -316,23 +316,25 @@ DECLARE
     v_work_mem    text;
     v_jit         text;
     v_rows        bigint;
-    v_old         jsonb;
-    v_new         jsonb;
-    v_old_key     jsonb;
-    v_new_key     jsonb;
-    v_diff        record;
+    v_recorded    boolean;
+    v_start       record;
 BEGIN
-    SELECT count(*) INTO v_rows FROM (SELECT FROM pgtrail_new LIMIT 256) AS s;
+    -- The table's settings, how many rows changed (counting stops at 256,
+    -- the bulk path's threshold) and the context number, in one query.
+    SELECT a AS t, (SELECT count(*) FROM (SELECT FROM pgtrail_new LIMIT 256) AS s) AS n, pgtrail._context_seq() AS ctx
+    INTO v_start
+    FROM pgtrail.audited_table AS a WHERE a.id = TG_ARGV[0]::integer;
+    t := v_start.t;
+    v_rows := v_start.n;
+    v_ctx := v_start.ctx;
     IF v_rows = 0 THEN
         RETURN NULL;
     END IF;
-    SELECT * INTO t FROM pgtrail.audited_table WHERE id = TG_ARGV[0]::integer;
     v_full := t.images = 'full';
     IF cardinality(t.redact_columns) > 0 THEN
         SELECT value INTO v_key FROM pgtrail.secret WHERE name = 'redaction';
     END IF;
     v_txid := txid_current();
-    v_ctx := pgtrail._context_seq();
     -- Statements that changed many rows take the bulk path (see above).
     IF NOT v_full AND v_rows = 256 THEN
         v_sql := pgtrail._bulk_changed_columns_sql(t, TG_RELID);
@@ -377,23 +379,31 @@ BEGIN
     -- nothing, not even its transaction: the context is written only when
     -- at least one row really changed.
     IF v_rows = 1 THEN
-        -- One row, the common OLTP case: no pairing needed.
-        SELECT to_jsonb(o.*) - t.ignore_columns, to_jsonb(n.*) - t.ignore_columns INTO v_old, v_new
-        FROM pgtrail_old AS o, pgtrail_new AS n;
-        v_diff := pgtrail._diff(v_old, v_new);
-        IF v_diff.fields IS NULL THEN
-            RETURN NULL;
-        END IF;
-        v_old_key := pgtrail._redact(pgtrail._key(v_old, t.key_columns), t.redact_columns, v_key);
-        v_new_key := pgtrail._redact(pgtrail._key(v_new, t.key_columns), t.redact_columns, v_key);
-        INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)
-        VALUES (v_txid, v_ctx, t.id, 'U', clock_timestamp(), v_new_key,
-                CASE WHEN v_old_key IS DISTINCT FROM v_new_key THEN v_old_key END,
-                pgtrail._redact(CASE WHEN v_full THEN v_old ELSE v_diff.old_values END, t.redact_columns, v_key),
-                pgtrail._redact(CASE WHEN v_full THEN v_new ELSE v_diff.new_values END, t.redact_columns, v_key),
-                CASE WHEN v_full THEN v_diff.fields END);
-        PERFORM FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx;
-        IF NOT FOUND THEN
+        -- One row, the common OLTP case: no pairing needed, and one
+        -- statement that writes the change and tells whether this
+        -- transaction's context is recorded yet. (The keys are computed in
+        -- the fenced subquery so that pgtrail._redact, given a plain column,
+        -- is inlined rather than called.)
+        WITH written AS (
+            INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)
+            SELECT v_txid, v_ctx, t.id, 'U', clock_timestamp(),
+                   pgtrail._redact(r.new_key, t.redact_columns, v_key),
+                   CASE WHEN r.old_key IS DISTINCT FROM r.new_key THEN pgtrail._redact(r.old_key, t.redact_columns, v_key) END,
+                   pgtrail._redact(CASE WHEN v_full THEN r.o ELSE d.old_values END, t.redact_columns, v_key),
+                   pgtrail._redact(CASE WHEN v_full THEN r.n ELSE d.new_values END, t.redact_columns, v_key),
+                   CASE WHEN v_full THEN d.fields END
+            FROM (SELECT x.o, x.n, pgtrail._key(x.o, t.key_columns) AS old_key, pgtrail._key(x.n, t.key_columns) AS new_key
+                  FROM (SELECT to_jsonb(o.*) - t.ignore_columns AS o, to_jsonb(n.*) - t.ignore_columns AS n
+                        FROM pgtrail_old AS o, pgtrail_new AS n OFFSET 0) AS x
+                  OFFSET 0) AS r
+            CROSS JOIN LATERAL pgtrail._diff(r.o, r.n) AS d
+            WHERE d.fields IS NOT NULL
+            RETURNING 1
+        )
+        SELECT count(*), EXISTS (SELECT FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx)
+        INTO v_rows, v_recorded
+        FROM written;
+        IF v_rows > 0 AND NOT v_recorded THEN
             PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
         END IF;
         RETURN NULL;

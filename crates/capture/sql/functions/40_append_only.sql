@@ -9,6 +9,16 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    -- `pgtrail erase` replaces values (pgtrail.change) and destroys the
+    -- seeds of their salts (pgtrail.seal_leaves; a later erasure of the same
+    -- change turns kept salts into commitments), in a transaction it marks
+    -- with pgtrail.erasing; nothing else is ever updated. (A superuser can
+    -- set the mark too, as they can drop this guard: what they change is
+    -- what `pgtrail verify` detects.)
+    IF TG_OP = 'UPDATE' AND TG_TABLE_NAME IN ('change', 'seal_leaves', 'erased_value')
+       AND current_setting('pgtrail.erasing', true) = txid_current()::text THEN
+        RETURN NEW;
+    END IF;
     RAISE EXCEPTION 'pgtrail: % on %.% is not allowed: the audit trail is append-only',
         TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
         USING ERRCODE = 'PGTR2',
@@ -21,7 +31,7 @@ DO $guards$
 DECLARE
     v_table text;
 BEGIN
-    FOREACH v_table IN ARRAY ARRAY['change', 'transaction'] LOOP
+    FOREACH v_table IN ARRAY ARRAY['change', 'transaction', 'seal', 'seal_leaves', 'erasure', 'erased_value'] LOOP
         IF NOT EXISTS (SELECT FROM pg_trigger
                        WHERE tgrelid = format('pgtrail.%I', v_table)::regclass
                          AND tgname = 'pgtrail_append_only') THEN

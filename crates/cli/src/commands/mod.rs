@@ -5,14 +5,18 @@ mod at;
 mod blame;
 mod check;
 mod demo;
+mod erase;
 mod history;
 mod init;
+mod keygen;
 mod log;
 mod plan;
 mod report;
+mod seal;
 mod sql;
 mod tx;
 mod uninstall;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -53,6 +57,18 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
             burst,
             window,
         } => report::run(&cli.global, since.as_deref(), until.as_deref(), burst, window).await,
+        Command::Keygen { key, name } => keygen::run(&cli.global, &key, &name),
+        Command::Seal { key, export } => seal::run(&cli.global, &key, export.as_deref()).await,
+        Command::Verify {
+            public_key,
+            checkpoint,
+        } => verify::run(&cli.global, public_key.as_deref(), checkpoint.as_deref()).await,
+        Command::Erase {
+            table,
+            key,
+            columns,
+            reason,
+        } => erase::run(&cli.global, &table, &key, columns.as_deref(), &reason).await,
     }
 }
 
@@ -71,6 +87,10 @@ fn command_name(command: &Command) -> &'static str {
         Command::Blame { .. } => "blame",
         Command::Tx { .. } => "tx",
         Command::Report { .. } => "report",
+        Command::Keygen { .. } => "keygen",
+        Command::Seal { .. } => "seal",
+        Command::Verify { .. } => "verify",
+        Command::Erase { .. } => "erase",
     }
 }
 

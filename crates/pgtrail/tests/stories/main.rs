@@ -9,6 +9,7 @@ mod context;
 mod identifiers;
 mod init;
 mod install;
+mod integrity;
 mod keys;
 mod queries;
 mod rollout;

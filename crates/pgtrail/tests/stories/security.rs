@@ -147,11 +147,12 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
     );
     assert!(change.txid > 1);
 
-    // Every function pins its search_path, except four small helpers that run
+    // Every function pins its search_path, except five small helpers that run
     // inside the capture functions on every change: three written to be
-    // inlined (a SET clause prevents inlining) and _diff (a SET clause costs
-    // a settings save and restore per call). They run under the capture
-    // functions' pinned search_path, and nobody but the owner may call them.
+    // inlined (a SET clause prevents inlining), _diff and _record_transaction
+    // (a SET clause costs a settings save and restore per call). They run
+    // under the capture functions' pinned search_path, as the owner, and
+    // nobody but the owner may call them.
     let unpinned: Vec<String> = db
         .client
         .query_one(
@@ -163,12 +164,15 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(unpinned, vec!["_context_seq", "_diff", "_key", "_redact"]);
+    assert_eq!(
+        unpinned,
+        vec!["_context_seq", "_diff", "_key", "_record_transaction", "_redact"]
+    );
     let public_can_call: bool = db
         .client
         .query_one(
             "SELECT bool_or(p.proacl IS NULL OR EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0))
-             FROM pg_proc p WHERE p.pronamespace = 'pgtrail'::regnamespace AND p.proname IN ('_context_seq', '_diff', '_key', '_redact')",
+             FROM pg_proc p WHERE p.pronamespace = 'pgtrail'::regnamespace AND p.proname IN ('_context_seq', '_diff', '_key', '_record_transaction', '_redact')",
             &[],
         )
         .await

@@ -72,7 +72,22 @@ async fn every_released_install_upgrades_to_this_one_and_keeps_the_trail() {
         );
         assert_eq!(
             count(&db.client, "SELECT count(*) FROM pgtrail.migration").await,
-            1
+            pgtrail::capture::MIGRATIONS.len() as i64,
+            "{version}: every migration ran once"
         );
+        // The upgraded trail can be sealed and verified.
+        let key = pgtrail::integrity::crypto::SignerKey::generate("upgrade").unwrap();
+        let sealed = pgtrail::integrity::seal(&mut db.client, &key, &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(sealed.tree_size, 3, "{version}: the old changes are sealed too");
+        let options = pgtrail::integrity::VerifyOptions {
+            public_key: Some(key.verifier()),
+            checkpoint: None,
+        };
+        let report = pgtrail::integrity::verify(&mut db.client, &options)
+            .await
+            .unwrap();
+        assert!(report.intact(), "{version}: {:?}", report.problems);
     }
 }

@@ -1,0 +1,93 @@
+//! `pgtrail verify [--public-key FILE] [--checkpoint FILE]`: recomputes the
+//! log from the trail; exit 0 intact, 1 tampered (every problem named), 2
+//! error.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use pgtrail::integrity::crypto::read_verifier;
+use pgtrail::integrity::{Problem, VerifyOptions};
+
+use crate::cli::{Format, Global};
+use crate::output;
+
+pub async fn run(global: &Global, public_key: Option<&Path>, checkpoint: Option<&Path>) -> Result<ExitCode> {
+    let options = VerifyOptions {
+        public_key: public_key.map(read_verifier).transpose()?,
+        checkpoint: checkpoint
+            .map(|path| {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the checkpoint {}", path.display()))
+            })
+            .transpose()?,
+    };
+    let mut client = super::connect(global).await?;
+    let report = pgtrail::integrity::verify(&mut client, &options).await?;
+    match global.format {
+        Format::Json => output::print_json(&serde_json::json!({
+            "intact": report.intact(),
+            "report": report,
+            "problems": report.problems.iter().map(|p| serde_json::json!({
+                "problem": p,
+                "message": p.message(),
+            })).collect::<Vec<_>>(),
+        }))?,
+        Format::Table => print_table(&report, checkpoint.is_some()),
+    }
+    Ok(if report.intact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_table(report: &pgtrail::integrity::VerifyReport, checkpoint: bool) {
+    let key = match (&report.key, report.key_from_database) {
+        (None, _) => "none (nothing sealed yet)".to_string(),
+        (Some(key), false) => key.clone(),
+        (Some(key), true) => {
+            format!("{key} (recorded in the database: pass --public-key to trust your own copy)")
+        }
+    };
+    output::print_rows(&[
+        ["checkpoints".to_string(), report.seals.to_string()],
+        ["changes sealed".to_string(), report.tree_size.to_string()],
+        ["not sealed yet".to_string(), report.unsealed.to_string()],
+        ["erasures".to_string(), report.erasures.to_string()],
+        ["root".to_string(), report.root.clone()],
+        ["key".to_string(), key],
+    ]);
+    if report.intact() {
+        let mut text = format!("intact: the trail matches all {} checkpoints", report.seals);
+        if checkpoint {
+            text.push_str(", and the checkpoint you kept is a prefix of the log");
+        }
+        output::say(output::GOOD, &text);
+        if report.key_from_database && report.seals > 0 {
+            output::say(
+                output::WARN,
+                "warning: checked with the key recorded in the database; a superuser could have replaced it",
+            );
+        }
+        return;
+    }
+    output::say(
+        output::BAD,
+        &format!("TAMPERED: {} problem(s)", report.problems.len()),
+    );
+    let rows: Vec<[String; 2]> = report
+        .problems
+        .iter()
+        .map(|p: &Problem| {
+            [
+                p.change_id()
+                    .map_or_else(|| "-".to_string(), |id| format!("change {id}")),
+                p.message(),
+            ]
+        })
+        .collect();
+    output::print_styled(&rows, false, |column, _| {
+        if column == 0 { output::BAD } else { output::PLAIN }
+    });
+}

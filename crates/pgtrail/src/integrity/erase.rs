@@ -1,0 +1,297 @@
+//! `pgtrail erase`: removes the values of one row (or some of its columns)
+//! from every change of the trail, for a data-protection request, and keeps
+//! every seal verifiable.
+//!
+//! Each erased value is replaced by `{"pgtrail_erased": <erasure id>}`. For a
+//! sealed change, the commitment of each erased value and the salt of each
+//! value kept go to `pgtrail.erased_value`, and the change's seed is
+//! destroyed (zeroed): the leaf still rebuilds, and an erased value cannot
+//! be guessed from its commitment. The erasure is recorded in
+//! `pgtrail.erasure` with who, when, why and which changes. All of it is one
+//! transaction.
+
+use std::collections::HashMap;
+
+use pgtrail_integrity::{Seed, field_commitment, field_salt};
+use tokio_postgres::Client;
+
+use super::leaves::{CHANGES_BY_ID, ChangeRow};
+use super::{IntegrityError, SEAL_LOCK, require_installed};
+
+/// What an erasure did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EraseReport {
+    pub erasure_id: i64,
+    /// Changes whose values were erased.
+    pub change_ids: Vec<i64>,
+    /// Values erased, over all those changes.
+    pub values: u64,
+    /// Of those changes, how many were sealed (and keep verifying).
+    pub sealed: u64,
+}
+
+/// Erases the values of the row `pk` of the audited table `schema`.`name`,
+/// or only of `columns`, from the trail.
+pub async fn erase(
+    client: &mut Client,
+    schema: &str,
+    name: &str,
+    pk: &serde_json::Value,
+    columns: Option<&[String]>,
+    reason: &str,
+) -> Result<EraseReport, IntegrityError> {
+    require_installed(client).await?;
+    let table = format!("{schema}.{name}");
+    if reason.trim().is_empty() {
+        return Err(IntegrityError::Refused(
+            "an erasure needs a reason\n  help: pass --reason, e.g. --reason 'GDPR request #4411'"
+                .to_string(),
+        ));
+    }
+    let tx = client
+        .transaction()
+        .await
+        .map_err(IntegrityError::database("starting the erasure"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEAL_LOCK])
+        .await
+        .map_err(IntegrityError::database("waiting for a seal to finish"))?;
+    tx.execute(
+        "SELECT set_config('pgtrail.erasing', txid_current()::text, true)",
+        &[],
+    )
+    .await
+    .map_err(IntegrityError::database("marking the erasure"))?;
+    let row = tx
+        .query_opt(
+            "SELECT a.id, a.key_columns FROM pgtrail.audited_table AS a
+             WHERE a.table_schema = $1 AND a.table_name = $2",
+            &[&schema, &name],
+        )
+        .await
+        .map_err(IntegrityError::database("looking up the table"))?
+        .ok_or_else(|| {
+            IntegrityError::Refused(format!(
+                "`{table}` is not an audited table\n  help: name it as schema.table, as `pgtrail log` shows it"
+            ))
+        })?;
+    let table_id: i32 = row.get(0);
+    let key_columns: Vec<String> = row.get(1);
+    if let Some(columns) = columns {
+        if let Some(key) = columns.iter().find(|c| key_columns.contains(c)) {
+            return Err(IntegrityError::Refused(format!(
+                "`{key}` is a key column of `{table}`: it identifies the row in the trail and cannot be erased\n  \
+                 help: erase the other columns, or the whole row without --columns (the key stays)"
+            )));
+        }
+    }
+    let ids: Vec<i64> = tx
+        .query(
+            "SELECT id FROM pgtrail.change WHERE table_id = $1 AND (pk = $2 OR old_pk = $2) ORDER BY id",
+            &[&table_id, pk],
+        )
+        .await
+        .map_err(IntegrityError::database("finding the row's changes"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if ids.is_empty() {
+        return Err(IntegrityError::Refused(format!(
+            "the trail holds no change of `{table}` with key {pk}\n  help: check the key with `pgtrail history {table} '{pk}'`"
+        )));
+    }
+    let sealed = sealed_seeds(&tx, &ids).await?;
+    let earlier = earlier_erasures(&tx, &ids).await?;
+    let changes = tx
+        .query(CHANGES_BY_ID, &[&ids])
+        .await
+        .map_err(IntegrityError::database("reading the row's changes"))?;
+    let changes: Vec<ChangeRow> = changes
+        .iter()
+        .map(ChangeRow::from_row)
+        .collect::<Result<_, _>>()?;
+    // Which values go, per change: every value of the asked columns (all
+    // but the key's by default) not erased before.
+    let erasable = |change: &ChangeRow| -> Result<Vec<String>, IntegrityError> {
+        Ok(change
+            .fields()?
+            .into_iter()
+            .filter(|(name, value)| {
+                let column = name.split_once('.').map_or(name.as_str(), |(_, c)| c);
+                !key_columns.iter().any(|k| k == column)
+                    && columns.is_none_or(|cs| cs.iter().any(|c| c == column))
+                    && !is_marker(value)
+            })
+            .map(|(name, _)| name)
+            .collect())
+    };
+    let mut touched = Vec::new();
+    for change in &changes {
+        if !erasable(change)?.is_empty() {
+            touched.push(change.id);
+        }
+    }
+    if touched.is_empty() {
+        return Err(IntegrityError::Refused(format!(
+            "nothing to erase: the changes of `{table}` {pk} hold no such value, or it was erased before"
+        )));
+    }
+    let erasure_id: i64 = tx
+        .query_one(
+            "INSERT INTO pgtrail.erasure (table_id, pk, columns, reason, change_ids)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            &[&table_id, pk, &columns, &reason, &touched],
+        )
+        .await
+        .map_err(IntegrityError::database("recording the erasure"))?
+        .get(0);
+    let marker = serde_json::json!({ "pgtrail_erased": erasure_id });
+    let mut report = EraseReport {
+        erasure_id,
+        change_ids: Vec::new(),
+        values: 0,
+        sealed: 0,
+    };
+    for change in &changes {
+        let fields = change.fields()?;
+        let erased_now = erasable(change)?;
+        if erased_now.is_empty() {
+            continue;
+        }
+        if let Some(seal) = sealed.get(&change.id) {
+            // Commitments of the erased values, salts of the others.
+            let kept = earlier.get(&change.id);
+            for (name, value) in &fields {
+                let salt = match (seal.seed, kept.and_then(|k| k.get(name))) {
+                    (Some(seed), _) => Some(field_salt(&seed, name)),
+                    (None, Some(Some(salt))) => Some(*salt),
+                    // Erased before: its commitment is already stored.
+                    (None, _) => None,
+                };
+                let Some(salt) = salt else { continue };
+                let erase_this = erased_now.iter().any(|n| n == name);
+                let (salt_col, commitment_col): (Option<Vec<u8>>, Option<Vec<u8>>) = if erase_this {
+                    (
+                        None,
+                        Some(field_commitment(&salt, name, Some(value.as_bytes()))?.to_vec()),
+                    )
+                } else {
+                    (Some(salt.to_vec()), None)
+                };
+                tx.execute(
+                    "INSERT INTO pgtrail.erased_value (change_id, field, salt, commitment, erasure_id)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (change_id, field) DO UPDATE
+                     SET salt = excluded.salt, commitment = excluded.commitment, erasure_id = excluded.erasure_id",
+                    &[&change.id, name, &salt_col, &commitment_col, &erasure_id],
+                )
+                .await
+                .map_err(IntegrityError::database("storing what verify needs of the erased values"))?;
+            }
+            if seal.seed.is_some() {
+                tx.execute(
+                    "UPDATE pgtrail.seal_leaves
+                     SET seeds = overlay(seeds PLACING '\\x00000000000000000000000000000000'::bytea FROM $2 FOR 16)
+                     WHERE first_position = $1",
+                    &[&seal.chunk, &(seal.index * 16 + 1)],
+                )
+                .await
+                .map_err(IntegrityError::database("destroying the seed of an erased change"))?;
+            }
+            report.sealed += 1;
+        }
+        let mut old_patch = serde_json::Map::new();
+        let mut new_patch = serde_json::Map::new();
+        for name in &erased_now {
+            match name.split_once('.') {
+                Some(("old", column)) => old_patch.insert(column.to_string(), marker.clone()),
+                Some((_, column)) => new_patch.insert(column.to_string(), marker.clone()),
+                None => None,
+            };
+        }
+        tx.execute(
+            "UPDATE pgtrail.change
+             SET old_values = CASE WHEN old_values IS NULL THEN NULL ELSE old_values || $2 END,
+                 new_values = CASE WHEN new_values IS NULL THEN NULL ELSE new_values || $3 END
+             WHERE id = $1",
+            &[
+                &change.id,
+                &serde_json::Value::Object(old_patch),
+                &serde_json::Value::Object(new_patch),
+            ],
+        )
+        .await
+        .map_err(IntegrityError::database("replacing the erased values"))?;
+        report.values += erased_now.len() as u64;
+        report.change_ids.push(change.id);
+    }
+    tx.commit()
+        .await
+        .map_err(IntegrityError::database("committing the erasure"))?;
+    Ok(report)
+}
+
+/// Whether a value is an erasure marker already.
+fn is_marker(value: &str) -> bool {
+    value.starts_with("{\"pgtrail_erased\":")
+}
+
+/// Where a sealed change's seed is.
+struct SealedSeed {
+    chunk: i64,
+    index: i32,
+    /// None when destroyed by an earlier erasure.
+    seed: Option<Seed>,
+}
+
+async fn sealed_seeds(
+    tx: &tokio_postgres::Transaction<'_>,
+    ids: &[i64],
+) -> Result<HashMap<i64, SealedSeed>, IntegrityError> {
+    let rows = tx
+        .query(
+            "SELECT u.id, s.first_position, (u.ord - 1)::integer,
+                    substring(s.seeds FROM ((u.ord - 1) * 16 + 1)::integer FOR 16)
+             FROM pgtrail.seal_leaves AS s, unnest(s.change_ids) WITH ORDINALITY AS u(id, ord)
+             WHERE u.id = ANY ($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(IntegrityError::database("finding the seals of the row's changes"))?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let seed: &[u8] = row.get(3);
+            let seed: Option<Seed> = seed.try_into().ok().filter(|s: &Seed| *s != [0; 16]);
+            (
+                row.get(0),
+                SealedSeed {
+                    chunk: row.get(1),
+                    index: row.get(2),
+                    seed,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Salts kept by earlier erasures (None for a value erased then).
+async fn earlier_erasures(
+    tx: &tokio_postgres::Transaction<'_>,
+    ids: &[i64],
+) -> Result<HashMap<i64, HashMap<String, Option<[u8; 16]>>>, IntegrityError> {
+    let rows = tx
+        .query(
+            "SELECT change_id, field, salt FROM pgtrail.erased_value WHERE change_id = ANY ($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(IntegrityError::database("reading earlier erasures"))?;
+    let mut map: HashMap<i64, HashMap<String, Option<[u8; 16]>>> = HashMap::new();
+    for row in rows {
+        let salt: Option<&[u8]> = row.get(2);
+        map.entry(row.get(0))
+            .or_default()
+            .insert(row.get(1), salt.and_then(|s| s.try_into().ok()));
+    }
+    Ok(map)
+}

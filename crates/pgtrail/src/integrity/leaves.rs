@@ -1,0 +1,275 @@
+//! The leaves of the log, read from the trail: which changes a seal covers,
+//! and the canonical leaf of each change (the byte layout is in
+//! [`pgtrail_integrity::commit`]; what goes into it is decided here).
+//!
+//! A leaf's header values, in this order (`pgtrail leaf v1`):
+//! txid, ctx, table id, op (`I`, `U`, `D`, `T`), change time in microseconds
+//! since 1970 (UTC), `pk`, `old_pk` and `changed_fields` as PostgreSQL prints
+//! them (NULL stays NULL), and the digest of the change's transaction record
+//! (who, why, and what the database knew: [`transaction_digest`]). Its
+//! erasable fields are the values of the change, named `old.<column>` and
+//! `new.<column>`, each the JSON text of the value as PostgreSQL prints it.
+//! The table is named by its id, which survives renames.
+
+use std::collections::{BTreeMap, HashMap};
+
+use pgtrail_integrity::{Hash, LeafBuilder, Salt, Seed, field_commitment, field_salt};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use tokio_postgres::{GenericClient, Row};
+
+use super::IntegrityError;
+
+/// The columns of a change as [`ChangeRow::from_row`] reads them.
+macro_rules! change_columns {
+    () => {
+        "SELECT c.id, c.txid, c.ctx, c.table_id, c.op::text,
+                (extract(epoch FROM c.changed_at) * 1000000)::bigint,
+                c.pk::text, c.old_pk::text, c.changed_fields::text, c.old_values::text, c.new_values::text
+         FROM pgtrail.change AS c"
+    };
+}
+
+/// The changes a seal covers: those of the transactions visible in
+/// `snapshot` and not in `previous` (all of them for the first seal), in
+/// change id order.
+pub(crate) const CHANGES_OF_SEAL: &str = concat!(
+    change_columns!(),
+    "
+    WHERE c.txid >= $1 AND c.txid < $2
+      AND pg_visible_in_snapshot(c.txid::text::xid8, $3::text::pg_snapshot)
+      AND ($4::text IS NULL OR NOT pg_visible_in_snapshot(c.txid::text::xid8, $4::text::pg_snapshot))
+    ORDER BY c.id"
+);
+
+/// Changes by id (`$1`, a bigint[]), read like [`CHANGES_OF_SEAL`].
+pub(crate) const CHANGES_BY_ID: &str = concat!(change_columns!(), " WHERE c.id = ANY ($1) ORDER BY c.id");
+
+/// The transaction records of the same transactions (see [`CHANGES_OF_SEAL`]).
+const TRANSACTIONS_OF_SEAL: &str = "
+    SELECT t.txid, t.ctx,
+           (extract(epoch FROM t.started_at) * 1000000)::bigint,
+           (extract(epoch FROM t.recorded_at) * 1000000)::bigint,
+           t.actor_id, t.actor_name, t.actor_type, t.reason, t.context::text,
+           t.db_user, t.db_role, t.application_name, t.client_addr::text,
+           t.client_port::text, t.backend_pid::text
+    FROM pgtrail.transaction AS t
+    WHERE t.txid >= $1 AND t.txid < $2
+      AND pg_visible_in_snapshot(t.txid::text::xid8, $3::text::pg_snapshot)
+      AND ($4::text IS NULL OR NOT pg_visible_in_snapshot(t.txid::text::xid8, $4::text::pg_snapshot))";
+
+/// The range of transactions one seal covers.
+#[derive(Debug, Clone)]
+pub(crate) struct SealRange {
+    /// The seal's snapshot, as text.
+    pub snapshot: String,
+    /// The previous seal's snapshot, if there is one.
+    pub previous: Option<String>,
+}
+
+impl SealRange {
+    /// Bind parameters for [`CHANGES_OF_SEAL`]: txid bounds (from the
+    /// snapshots' xmin and xmax, so the BRIN index on txid narrows the scan)
+    /// and both snapshots.
+    pub async fn params(&self, client: &impl GenericClient) -> Result<SealParams, IntegrityError> {
+        let row = client
+            .query_one(
+                "SELECT coalesce(pg_snapshot_xmin($1::text::pg_snapshot)::text::bigint, 0),
+                        pg_snapshot_xmax($2::text::pg_snapshot)::text::bigint",
+                &[&self.previous, &self.snapshot],
+            )
+            .await
+            .map_err(IntegrityError::database(
+                "reading the bounds of a seal's snapshot",
+            ))?;
+        Ok(SealParams {
+            low: row.get(0),
+            high: row.get(1),
+            snapshot: self.snapshot.clone(),
+            previous: self.previous.clone(),
+        })
+    }
+}
+
+/// Bound parameters of the queries of one seal's range.
+pub(crate) struct SealParams {
+    low: i64,
+    high: i64,
+    snapshot: String,
+    previous: Option<String>,
+}
+
+impl SealParams {
+    pub fn as_params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 4] {
+        [&self.low, &self.high, &self.snapshot, &self.previous]
+    }
+}
+
+/// One change as read by [`CHANGES_OF_SEAL`].
+pub(crate) struct ChangeRow {
+    pub id: i64,
+    pub txid: i64,
+    pub ctx: i16,
+    table_id: i32,
+    op: String,
+    changed_at: i64,
+    pk: Option<String>,
+    old_pk: Option<String>,
+    changed_fields: Option<String>,
+    old_values: Option<String>,
+    new_values: Option<String>,
+}
+
+impl ChangeRow {
+    pub fn from_row(row: &Row) -> Result<ChangeRow, IntegrityError> {
+        let read = || -> Result<ChangeRow, tokio_postgres::Error> {
+            Ok(ChangeRow {
+                id: row.try_get(0)?,
+                txid: row.try_get(1)?,
+                ctx: row.try_get(2)?,
+                table_id: row.try_get(3)?,
+                op: row.try_get(4)?,
+                changed_at: row.try_get(5)?,
+                pk: row.try_get(6)?,
+                old_pk: row.try_get(7)?,
+                changed_fields: row.try_get(8)?,
+                old_values: row.try_get(9)?,
+                new_values: row.try_get(10)?,
+            })
+        };
+        read().map_err(IntegrityError::database("reading a change"))
+    }
+
+    /// The erasable fields of the change: `(name, JSON text of the value)`,
+    /// sorted by name.
+    pub fn fields(&self) -> Result<Vec<(String, &str)>, IntegrityError> {
+        let mut fields = Vec::new();
+        for (side, json) in [("new", &self.new_values), ("old", &self.old_values)] {
+            let Some(json) = json else { continue };
+            let object: BTreeMap<String, &RawValue> =
+                serde_json::from_str(json).map_err(|e| IntegrityError::Malformed {
+                    change_id: self.id,
+                    reason: format!("{side}_values is not a JSON object: {e}"),
+                })?;
+            fields.extend(object.into_iter().map(|(k, v)| (format!("{side}.{k}"), v.get())));
+        }
+        Ok(fields)
+    }
+}
+
+/// How the values of one change are committed to: from its seed, or, after
+/// an erasure, from what the erasure kept.
+pub(crate) enum Salts<'a> {
+    Seed(&'a Seed),
+    Erased(&'a HashMap<String, ErasedValue>),
+}
+
+/// What an erasure kept of one field of a sealed change.
+#[derive(Debug, Clone)]
+pub(crate) enum ErasedValue {
+    /// A value that stays: its salt (the seed is gone).
+    Salt(Salt),
+    /// An erased value: its commitment.
+    Commitment(Hash),
+}
+
+/// Computes the leaf hash of changes; reuses its buffers.
+#[derive(Default)]
+pub(crate) struct Leaves {
+    builder: LeafBuilder,
+}
+
+impl Leaves {
+    /// The leaf of `change`, whose transaction record hashes to `transaction`.
+    pub fn leaf(
+        &mut self,
+        change: &ChangeRow,
+        transaction: Option<&Hash>,
+        salts: Salts<'_>,
+    ) -> Result<Hash, IntegrityError> {
+        let fields = change.fields()?;
+        let mut writer = self.builder.begin(change.id);
+        let txid = change.txid.to_string();
+        let ctx = change.ctx.to_string();
+        let table = change.table_id.to_string();
+        let at = change.changed_at.to_string();
+        for value in [
+            Some(txid.as_bytes()),
+            Some(ctx.as_bytes()),
+            Some(table.as_bytes()),
+            Some(change.op.as_bytes()),
+            Some(at.as_bytes()),
+            change.pk.as_deref().map(str::as_bytes),
+            change.old_pk.as_deref().map(str::as_bytes),
+            change.changed_fields.as_deref().map(str::as_bytes),
+            transaction.map(|h| h.as_slice()),
+        ] {
+            writer.header(value)?;
+        }
+        for (name, value) in &fields {
+            let commitment = match &salts {
+                Salts::Seed(seed) => field_commitment(&field_salt(seed, name), name, Some(value.as_bytes()))?,
+                Salts::Erased(kept) => match kept.get(name) {
+                    Some(ErasedValue::Salt(salt)) => field_commitment(salt, name, Some(value.as_bytes()))?,
+                    Some(ErasedValue::Commitment(commitment)) => *commitment,
+                    // A field the erasure did not know: it cannot match.
+                    None => [0; 32],
+                },
+            };
+            writer.field(name, &commitment)?;
+        }
+        Ok(writer.finish())
+    }
+}
+
+/// The digests of the transaction records of a seal's range, by (txid, ctx).
+pub(crate) async fn transaction_digests(
+    client: &impl GenericClient,
+    params: &SealParams,
+) -> Result<HashMap<(i64, i16), Hash>, IntegrityError> {
+    let rows = client
+        .query(TRANSACTIONS_OF_SEAL, &params.as_params())
+        .await
+        .map_err(IntegrityError::database("reading transaction records"))?;
+    let mut digests = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let key: (i64, i16) = (row.get(0), row.get(1));
+        digests.insert(key, transaction_digest(&row)?);
+    }
+    Ok(digests)
+}
+
+/// SHA-256 of `"pgtrail transaction v1" || 0x00` followed by every column of
+/// the record as read by the query above (txid, ctx, started and recorded in
+/// microseconds, actor id, name, type, reason, context, db user, db role,
+/// application name, client address, client port, backend pid), each as
+/// `u32(len) || text` or `0xFFFFFFFF` for NULL.
+fn transaction_digest(row: &Row) -> Result<Hash, IntegrityError> {
+    let mut hasher = Sha256::new();
+    hasher.update(b"pgtrail transaction v1\0");
+    let mut put = |value: Option<&[u8]>| match value {
+        Some(bytes) => {
+            hasher.update((bytes.len() as u32).to_be_bytes());
+            hasher.update(bytes);
+        }
+        None => hasher.update(u32::MAX.to_be_bytes()),
+    };
+    let read = || -> Result<[String; 4], tokio_postgres::Error> {
+        Ok([
+            row.try_get::<_, i64>(0)?.to_string(),
+            row.try_get::<_, i16>(1)?.to_string(),
+            row.try_get::<_, i64>(2)?.to_string(),
+            row.try_get::<_, i64>(3)?.to_string(),
+        ])
+    };
+    for number in read().map_err(IntegrityError::database("reading a transaction record"))? {
+        put(Some(number.as_bytes()));
+    }
+    for column in 4..15 {
+        let text: Option<&str> = row
+            .try_get(column)
+            .map_err(IntegrityError::database("reading a transaction record"))?;
+        put(text.map(str::as_bytes));
+    }
+    Ok(hasher.finalize().into())
+}

@@ -1,0 +1,303 @@
+//! `pgtrail seal`: appends every change of every transaction finished since
+//! the last seal to the log, in change id order, and stores a signed
+//! checkpoint of the new head.
+//!
+//! A seal reads in a REPEATABLE READ transaction whose snapshot decides which
+//! transactions it covers (those visible in it and not in the previous
+//! seal's), so it takes no lock that writers wait for; seals serialize among
+//! themselves with an advisory lock. Each sealed change gets 16 random bytes
+//! (its seed) from which the salts of its values derive.
+
+use chrono::{SecondsFormat, Utc};
+use futures_util::{TryStreamExt, pin_mut};
+use pgtrail_integrity::{Checkpoint, Hash, NoteSignature, Seed, SignerKey, Tree};
+use rand::RngCore;
+use tokio_postgres::Client;
+
+use super::leaves::{ChangeRow, Leaves, Salts, SealRange, transaction_digests};
+use super::{IntegrityError, SEAL_LOCK, hash_of, require_installed};
+
+/// Leaves per row of `pgtrail.seal_leaves`.
+const CHUNK: usize = 50_000;
+
+/// What a seal did.
+#[derive(Debug, Clone)]
+pub struct SealReport {
+    /// The new seal's number, or None when there was nothing new to seal.
+    pub seal_id: Option<i64>,
+    /// Changes appended by this seal.
+    pub appended: u64,
+    /// The size of the log after it.
+    pub tree_size: u64,
+    /// The root of the log after it.
+    pub root: Hash,
+    /// The signed checkpoint of the log's head (C2SP signed note), also for
+    /// an unchanged head.
+    pub note: String,
+}
+
+/// The head of the log as the last seal left it.
+struct Head {
+    id: i64,
+    snapshot: String,
+    tree: Tree,
+    note: String,
+}
+
+/// Seals the changes of every transaction finished since the last seal.
+/// `progress` is called with the number of changes read so far.
+pub async fn seal(
+    client: &mut Client,
+    key: &SignerKey,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<SealReport, IntegrityError> {
+    require_installed(client).await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .map_err(IntegrityError::database("starting the seal"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEAL_LOCK])
+        .await
+        .map_err(IntegrityError::database(
+            "waiting for another seal or erase to finish",
+        ))?;
+    // The first statement fixes the snapshot: what it sees is what is sealed.
+    let row = tx
+        .query_one(
+            "SELECT pg_current_snapshot()::text, clock_timestamp(),
+                    (SELECT value FROM pgtrail.setting WHERE name = 'origin')",
+            &[],
+        )
+        .await
+        .map_err(IntegrityError::database("reading the snapshot to seal"))?;
+    let snapshot: String = row.get(0);
+    let now: chrono::DateTime<Utc> = row.get(1);
+    let origin: Option<String> = row.get(2);
+    let origin = origin.ok_or(IntegrityError::NotInstalled)?;
+    let head = last_head(&tx, key, &origin).await?;
+
+    let range = SealRange {
+        snapshot: snapshot.clone(),
+        previous: head.as_ref().map(|h| h.snapshot.clone()),
+    };
+    let params = range.params(&tx).await?;
+    let transactions = transaction_digests(&tx, &params).await?;
+    let statement = tx
+        .prepare(super::leaves::CHANGES_OF_SEAL)
+        .await
+        .map_err(IntegrityError::database("reading the changes to seal"))?;
+    let rows = tx
+        .query_raw(&statement, params.as_params())
+        .await
+        .map_err(IntegrityError::database("reading the changes to seal"))?;
+    pin_mut!(rows);
+
+    let seal_id = head.as_ref().map_or(1, |h| h.id + 1);
+    let mut tree = head.as_ref().map_or_else(Tree::new, |h| h.tree.clone());
+    let start_size = tree.size();
+    let mut leaves = Leaves::default();
+    let mut rng = rand::rng();
+    let mut chunk = Chunk::new(tree.size());
+    let mut chunks = Vec::new();
+    while let Some(row) = rows
+        .try_next()
+        .await
+        .map_err(IntegrityError::database("reading the changes to seal"))?
+    {
+        let change = ChangeRow::from_row(&row)?;
+        let mut seed: Seed = [0; 16];
+        rng.fill_bytes(&mut seed);
+        let leaf = leaves.leaf(
+            &change,
+            transactions.get(&(change.txid, change.ctx)),
+            Salts::Seed(&seed),
+        )?;
+        tree.push(leaf)?;
+        chunk.push(change.id, &leaf, &seed);
+        if chunk.ids.len() == CHUNK {
+            chunks.push(std::mem::replace(&mut chunk, Chunk::new(tree.size())));
+        }
+        if (tree.size() - start_size) % 10_000 == 0 {
+            progress(tree.size() - start_size);
+        }
+    }
+    let appended = tree.size() - start_size;
+    progress(appended);
+    if appended == 0 {
+        tx.rollback()
+            .await
+            .map_err(IntegrityError::database("ending the seal"))?;
+        return Ok(SealReport {
+            seal_id: None,
+            appended: 0,
+            tree_size: tree.size(),
+            root: tree.root(),
+            note: head.map(|h| h.note).unwrap_or_default(),
+        });
+    }
+    if !chunk.ids.is_empty() {
+        chunks.push(chunk);
+    }
+
+    let checkpoint = Checkpoint {
+        origin: origin.clone(),
+        size: tree.size(),
+        root: tree.root(),
+        extensions: vec![format!(
+            "time {}",
+            now.to_rfc3339_opts(SecondsFormat::Micros, true)
+        )],
+    };
+    let signature = checkpoint.signature(key)?;
+    let note = checkpoint.note_from_parts(std::slice::from_ref(&signature))?;
+    let frontier: Vec<Vec<u8>> = tree.frontier().iter().map(|h| h.to_vec()).collect();
+    tx.execute(
+        "INSERT INTO pgtrail.seal (id, sealed_at, snapshot, tree_size, root, frontier, origin, extensions,
+                                   key_name, key_id, signature, public_key)
+         VALUES ($1, $2, $3::text::pg_snapshot, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        &[
+            &seal_id,
+            &now,
+            &snapshot,
+            &(tree.size() as i64),
+            &tree.root().as_slice(),
+            &frontier,
+            &origin,
+            &checkpoint.extensions,
+            &signature.key_name,
+            &i64::from(signature.key_id),
+            &signature.signature,
+            &key.verifier().to_string(),
+        ],
+    )
+    .await
+    .map_err(IntegrityError::database("storing the checkpoint"))?;
+    for chunk in &chunks {
+        tx.execute(
+            "INSERT INTO pgtrail.seal_leaves (first_position, seal_id, change_ids, leaf_hashes, seeds)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &(chunk.first_position as i64),
+                &seal_id,
+                &chunk.ids,
+                &chunk.hashes,
+                &chunk.seeds,
+            ],
+        )
+        .await
+        .map_err(IntegrityError::database("storing the sealed leaves"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(IntegrityError::database("committing the seal"))?;
+    Ok(SealReport {
+        seal_id: Some(seal_id),
+        appended,
+        tree_size: tree.size(),
+        root: tree.root(),
+        note,
+    })
+}
+
+/// Leaves of one `pgtrail.seal_leaves` row, being filled.
+struct Chunk {
+    first_position: u64,
+    ids: Vec<i64>,
+    hashes: Vec<u8>,
+    seeds: Vec<u8>,
+}
+
+impl Chunk {
+    fn new(first_position: u64) -> Chunk {
+        Chunk {
+            first_position,
+            ids: Vec::new(),
+            hashes: Vec::new(),
+            seeds: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, id: i64, leaf: &Hash, seed: &Seed) {
+        self.ids.push(id);
+        self.hashes.extend_from_slice(leaf);
+        self.seeds.extend_from_slice(seed);
+    }
+}
+
+/// The last seal, checked before anything is signed on top of it: its
+/// frontier must give its root, and its signature must be this key's (a
+/// seal never continues a log that it could not vouch for).
+async fn last_head(
+    tx: &tokio_postgres::Transaction<'_>,
+    key: &SignerKey,
+    origin: &str,
+) -> Result<Option<Head>, IntegrityError> {
+    let Some(row) = tx
+        .query_opt(
+            "SELECT id, snapshot::text, tree_size, root, frontier, origin, extensions, key_name, key_id, signature
+             FROM pgtrail.seal ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .map_err(IntegrityError::database("reading the last checkpoint"))?
+    else {
+        return Ok(None);
+    };
+    let id: i64 = row.get(0);
+    let size = u64::try_from(row.get::<_, i64>(2)).unwrap_or(0);
+    let broken = |problem: &str| IntegrityError::BrokenHead {
+        seal: id,
+        size,
+        problem: problem.to_string(),
+    };
+    let root = hash_of(row.get::<_, &[u8]>(3)).ok_or_else(|| broken("has a root that is not 32 bytes"))?;
+    let frontier: Vec<Vec<u8>> = row.get(4);
+    let frontier: Vec<Hash> = frontier
+        .iter()
+        .map(|h| hash_of(h))
+        .collect::<Option<_>>()
+        .ok_or_else(|| broken("has a frontier hash that is not 32 bytes"))?;
+    let tree = Tree::from_frontier(size, frontier)
+        .map_err(|_| broken("has a frontier that does not fit its size"))?;
+    if tree.root() != root {
+        return Err(broken("has a frontier that does not give its root"));
+    }
+    let stored_origin: String = row.get(5);
+    if stored_origin != origin {
+        return Err(broken("names another log (its origin differs)"));
+    }
+    let checkpoint = Checkpoint {
+        origin: stored_origin,
+        size,
+        root,
+        extensions: row.get(6),
+    };
+    let key_id = u32::try_from(row.get::<_, i64>(8)).map_err(|_| broken("has a key id out of range"))?;
+    let signature = NoteSignature {
+        key_name: row.get(7),
+        key_id,
+        signature: row.get(9),
+    };
+    let note = checkpoint.note_from_parts(std::slice::from_ref(&signature))?;
+    if signature.key_name != key.name() || signature.key_id != key.key_id() {
+        return Err(IntegrityError::Refused(format!(
+            "the last checkpoint (seal {id}) was signed by key `{}+{:08x}`, not by this key (`{}+{:08x}`)\n  \
+             help: seal with the key that signed before; a new key needs the old log verified first (`pgtrail verify --public-key OLD.pub`)",
+            signature.key_name,
+            signature.key_id,
+            key.name(),
+            key.key_id()
+        )));
+    }
+    pgtrail_integrity::open(&note, &key.verifier())
+        .map_err(|_| broken("carries a signature that does not verify"))?;
+    let snapshot: String = row.get(1);
+    Ok(Some(Head {
+        id,
+        snapshot,
+        tree,
+        note,
+    }))
+}

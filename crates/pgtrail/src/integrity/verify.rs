@@ -1,0 +1,626 @@
+//! `pgtrail verify`: recomputes the log from the trail, seal by seal, and
+//! names every change whose content, presence or place differs from what
+//! was sealed; checks every checkpoint's signature, and the consistency of
+//! a checkpoint kept elsewhere with the log as it is now.
+//!
+//! All of it runs in one REPEATABLE READ, read-only transaction, so the
+//! trail is read as of one moment while writers go on.
+
+use std::collections::HashMap;
+
+use pgtrail_integrity::{Checkpoint, Hash, NoteSignature, Seed, Tree, VerifierKey};
+use serde::Serialize;
+use tokio_postgres::{Client, Transaction};
+
+use super::leaves::{ChangeRow, ErasedValue, Leaves, Salts, SealRange, transaction_digests};
+use super::{IntegrityError, hash_of, require_installed};
+
+/// Rows fetched at a time from the trail.
+const FETCH: i32 = 10_000;
+
+/// What to verify against.
+#[derive(Debug, Default)]
+pub struct VerifyOptions {
+    /// The key that must have signed every checkpoint. Without it, verify
+    /// uses the public key recorded in the database, which a superuser
+    /// could replace along with everything else (the report says so).
+    pub public_key: Option<VerifierKey>,
+    /// A signed checkpoint kept outside the database (C2SP note text).
+    pub checkpoint: Option<String>,
+}
+
+/// Something verify found wrong. Every variant names what it affects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Problem {
+    /// The change's content (a value, its actor, time, key, or its
+    /// transaction record) differs from what was sealed.
+    Edited { change_id: i64, seal: i64 },
+    /// A sealed change is gone from the trail.
+    Deleted { change_id: i64, seal: i64 },
+    /// A change of a transaction that a seal covers, but not in that seal:
+    /// written into the trail after the seal (forged), or moved there.
+    NotSealed { change_id: i64, seal: i64 },
+    /// The stored list of a seal's changes is out of order.
+    OrderRewritten { seal: i64 },
+    /// A seal's leaves do not give its signed root although each change
+    /// matches its stored leaf: the stored leaves were rewritten.
+    LeavesRewritten {
+        seal: i64,
+        first_position: u64,
+        last_position: u64,
+    },
+    /// A seal holds another number of leaves than its checkpoint says.
+    SizeMismatch { seal: i64, signed: u64, found: u64 },
+    /// A checkpoint whose signature does not verify with the key.
+    BadSignature { seal: i64, reason: String },
+    /// Seal numbers are not consecutive: this one is missing.
+    SealMissing { seal: i64 },
+    /// The checkpoint kept outside covers more changes than the log has.
+    Truncated { checkpoint_size: u64, log_size: u64 },
+    /// The log's root at the size of the checkpoint kept outside differs
+    /// from that checkpoint's: the log was rewritten since.
+    Inconsistent { checkpoint_size: u64 },
+    /// The checkpoint kept outside is not this trail's, or not valid.
+    CheckpointRejected { reason: String },
+}
+
+impl Problem {
+    /// One line for people.
+    pub fn message(&self) -> String {
+        match self {
+            Problem::Edited { change_id, seal } => {
+                format!("change {change_id} was edited after it was sealed (seal {seal})")
+            }
+            Problem::Deleted { change_id, seal } => {
+                format!("change {change_id} was deleted after it was sealed (seal {seal})")
+            }
+            Problem::NotSealed { change_id, seal } => format!(
+                "change {change_id} was inserted after seal {seal} covered its transaction (forged, or its txid was edited)"
+            ),
+            Problem::OrderRewritten { seal } => {
+                format!("the order of the changes of seal {seal} was rewritten")
+            }
+            Problem::LeavesRewritten {
+                seal,
+                first_position,
+                last_position,
+            } => format!(
+                "the stored leaves of seal {seal} (log positions {first_position}..={last_position}) no longer give its signed root"
+            ),
+            Problem::SizeMismatch { seal, signed, found } => {
+                format!("seal {seal} signed a log of {signed} changes; the database holds {found}")
+            }
+            Problem::BadSignature { seal, reason } => {
+                format!("the checkpoint of seal {seal} is not validly signed: {reason}")
+            }
+            Problem::SealMissing { seal } => format!("seal {seal} is missing"),
+            Problem::Truncated {
+                checkpoint_size,
+                log_size,
+            } => format!(
+                "the log was cut: the checkpoint you kept covers {checkpoint_size} changes, the database has {log_size}"
+            ),
+            Problem::Inconsistent { checkpoint_size } => format!(
+                "the first {checkpoint_size} changes of the log no longer match the checkpoint you kept"
+            ),
+            Problem::CheckpointRejected { reason } => {
+                format!("the checkpoint you gave was refused: {reason}")
+            }
+        }
+    }
+
+    /// The change this problem names, if it names one.
+    pub fn change_id(&self) -> Option<i64> {
+        match self {
+            Problem::Edited { change_id, .. }
+            | Problem::Deleted { change_id, .. }
+            | Problem::NotSealed { change_id, .. } => Some(*change_id),
+            _ => None,
+        }
+    }
+}
+
+/// What verify found.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// Checkpoints checked.
+    pub seals: u64,
+    /// The size of the log (changes sealed).
+    pub tree_size: u64,
+    /// The root of the log recomputed from the trail, hex.
+    pub root: String,
+    /// Changes recorded after the last seal (not covered yet).
+    pub unsealed: u64,
+    /// Values erased with `pgtrail erase` (they still verify).
+    pub erasures: u64,
+    /// The verifier key used, and whether it came from the database rather
+    /// than from the caller.
+    pub key: Option<String>,
+    pub key_from_database: bool,
+    /// Everything wrong, in log order; empty when the trail is intact.
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    pub fn intact(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// One row of `pgtrail.seal`.
+struct SealRow {
+    id: i64,
+    snapshot: String,
+    tree_size: u64,
+    checkpoint: Option<Checkpoint>,
+    signature: NoteSignature,
+    frontier: Option<Tree>,
+    public_key: String,
+}
+
+/// Verifies the whole log against the trail.
+pub async fn verify(client: &mut Client, options: &VerifyOptions) -> Result<VerifyReport, IntegrityError> {
+    require_installed(client).await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(IntegrityError::database("starting verify"))?;
+    let origin: String = tx
+        .query_one(
+            "SELECT coalesce((SELECT value FROM pgtrail.setting WHERE name = 'origin'), '')",
+            &[],
+        )
+        .await
+        .map_err(IntegrityError::database("reading the trail's origin"))?
+        .get(0);
+    let seals = read_seals(&tx).await?;
+    let erased = read_erased(&tx).await?;
+    let mut problems = Vec::new();
+    let mut report_key = options.public_key.as_ref().map(|k| k.to_string());
+    let key_from_database = options.public_key.is_none();
+
+    let external = match &options.checkpoint {
+        Some(note) => external_checkpoint(note, options.public_key.as_ref(), &seals, &origin, &mut problems),
+        None => None,
+    };
+    let mut external_root: Option<Hash> = None;
+
+    // `tree` is the log recomputed from the trail; `judge` restarts from
+    // each seal's signed head, so that each seal is judged on its own.
+    let mut tree = Tree::new();
+    let mut judge = Tree::new();
+    let mut leaves = Leaves::default();
+    let mut previous: Option<&SealRow> = None;
+    for seal in &seals {
+        let expected = previous.map_or(1, |p| p.id + 1);
+        for missing in expected..seal.id {
+            problems.push(Problem::SealMissing { seal: missing });
+        }
+        // The signature, with the caller's key or the one recorded.
+        let key = match &options.public_key {
+            Some(key) => Ok(key.clone()),
+            None => VerifierKey::parse(&seal.public_key),
+        };
+        match (&seal.checkpoint, key) {
+            (Some(checkpoint), Ok(key)) => {
+                report_key.get_or_insert_with(|| key.to_string());
+                if checkpoint.origin != origin {
+                    problems.push(Problem::BadSignature {
+                        seal: seal.id,
+                        reason: format!("it names log `{}`, this trail is `{origin}`", checkpoint.origin),
+                    });
+                }
+                let opened = checkpoint
+                    .note_from_parts(std::slice::from_ref(&seal.signature))
+                    .and_then(|note| pgtrail_integrity::open(&note, &key));
+                if let Err(error) = opened {
+                    problems.push(Problem::BadSignature {
+                        seal: seal.id,
+                        reason: error.to_string(),
+                    });
+                }
+            }
+            (None, _) => problems.push(Problem::BadSignature {
+                seal: seal.id,
+                reason: "its stored checkpoint is malformed".to_string(),
+            }),
+            (_, Err(error)) => problems.push(Problem::BadSignature {
+                seal: seal.id,
+                reason: format!("its recorded public key is unreadable: {error}"),
+            }),
+        }
+
+        let first_position = judge.size();
+        let found_before = problems.len();
+        let range = SealRange {
+            snapshot: seal.snapshot.clone(),
+            previous: previous.map(|p| p.snapshot.clone()),
+        };
+        let mut check = SealCheck {
+            seal: seal.id,
+            tree: &mut tree,
+            judge: &mut judge,
+            leaves: &mut leaves,
+            erased: &erased,
+            problems: &mut problems,
+            external_size: external.as_ref().map(|c| c.size),
+            external_root: &mut external_root,
+        };
+        check.run(&tx, &range).await?;
+
+        if judge.size() != seal.tree_size {
+            problems.push(Problem::SizeMismatch {
+                seal: seal.id,
+                signed: seal.tree_size,
+                found: judge.size(),
+            });
+        }
+        let signed_root = seal.checkpoint.as_ref().map(|c| c.root);
+        if problems.len() == found_before && Some(judge.root()) != signed_root {
+            problems.push(Problem::LeavesRewritten {
+                seal: seal.id,
+                first_position,
+                last_position: judge.size().saturating_sub(1),
+            });
+        }
+        // Go on from the signed head (when its stored frontier gives it).
+        if let (Some(frontier), Some(root)) = (&seal.frontier, signed_root) {
+            if frontier.root() == root && root != judge.root() {
+                judge = frontier.clone();
+            }
+        }
+        previous = Some(seal);
+    }
+
+    if let Some(checkpoint) = &external {
+        if checkpoint.size > tree.size() {
+            problems.push(Problem::Truncated {
+                checkpoint_size: checkpoint.size,
+                log_size: tree.size(),
+            });
+        } else {
+            let root = if checkpoint.size == 0 {
+                Some(Tree::new().root())
+            } else {
+                external_root
+            };
+            if root != Some(checkpoint.root) {
+                problems.push(Problem::Inconsistent {
+                    checkpoint_size: checkpoint.size,
+                });
+            }
+        }
+    }
+
+    let unsealed: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM pgtrail.change AS c
+             WHERE $1::text IS NULL OR (c.txid >= pg_snapshot_xmin($1::text::pg_snapshot)::text::bigint
+                   AND NOT pg_visible_in_snapshot(c.txid::text::xid8, $1::text::pg_snapshot))",
+            &[&previous.map(|p| p.snapshot.clone())],
+        )
+        .await
+        .map_err(IntegrityError::database("counting the changes not sealed yet"))?
+        .get(0);
+    let erasures: i64 = tx
+        .query_one("SELECT count(*) FROM pgtrail.erasure", &[])
+        .await
+        .map_err(IntegrityError::database("counting erasures"))?
+        .get(0);
+    tx.rollback()
+        .await
+        .map_err(IntegrityError::database("ending verify"))?;
+    Ok(VerifyReport {
+        seals: seals.len() as u64,
+        tree_size: tree.size(),
+        root: hex(&tree.root()),
+        unsealed: unsealed.max(0) as u64,
+        erasures: erasures.max(0) as u64,
+        key: report_key,
+        key_from_database,
+        problems,
+    })
+}
+
+/// Opens the checkpoint kept outside: with the caller's key, else with the
+/// key of the last seal. Problems go to `problems`.
+fn external_checkpoint(
+    note: &str,
+    key: Option<&VerifierKey>,
+    seals: &[SealRow],
+    origin: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Checkpoint> {
+    let key = match key {
+        Some(key) => Some(key.clone()),
+        None => seals.last().and_then(|s| VerifierKey::parse(&s.public_key).ok()),
+    };
+    let Some(key) = key else {
+        problems.push(Problem::CheckpointRejected {
+            reason: "there is no public key to check its signature: pass --public-key".to_string(),
+        });
+        return None;
+    };
+    match pgtrail_integrity::open(note, &key) {
+        Ok(checkpoint) if checkpoint.origin != origin => {
+            problems.push(Problem::CheckpointRejected {
+                reason: format!(
+                    "it is the checkpoint of log `{}`; this trail is `{origin}`",
+                    checkpoint.origin
+                ),
+            });
+            None
+        }
+        Ok(checkpoint) => Some(checkpoint),
+        Err(error) => {
+            problems.push(Problem::CheckpointRejected {
+                reason: error.to_string(),
+            });
+            None
+        }
+    }
+}
+
+/// Compares one seal's changes, as the trail has them now, with its stored
+/// leaves, appending the recomputed leaves to the tree.
+struct SealCheck<'a> {
+    seal: i64,
+    tree: &'a mut Tree,
+    judge: &'a mut Tree,
+    leaves: &'a mut Leaves,
+    erased: &'a HashMap<i64, HashMap<String, ErasedValue>>,
+    problems: &'a mut Vec<Problem>,
+    external_size: Option<u64>,
+    external_root: &'a mut Option<Hash>,
+}
+
+impl SealCheck<'_> {
+    async fn run(&mut self, tx: &Transaction<'_>, range: &SealRange) -> Result<(), IntegrityError> {
+        let params = range.params(tx).await?;
+        let transactions = transaction_digests(tx, &params).await?;
+        let statement = tx
+            .prepare(super::leaves::CHANGES_OF_SEAL)
+            .await
+            .map_err(IntegrityError::database("reading the sealed changes"))?;
+        let portal = tx
+            .bind(&statement, &params.as_params())
+            .await
+            .map_err(IntegrityError::database("reading the sealed changes"))?;
+        let mut stored = StoredLeaves::new(self.seal);
+        let mut batch: std::vec::IntoIter<tokio_postgres::Row> = Vec::new().into_iter();
+        let mut derived_done = false;
+        let mut derived: Option<ChangeRow> = None;
+        let mut last_stored_id = i64::MIN;
+        let mut order_reported = false;
+        loop {
+            if derived.is_none() && !derived_done {
+                if batch.len() == 0 {
+                    let rows = tx
+                        .query_portal(&portal, FETCH)
+                        .await
+                        .map_err(IntegrityError::database("reading the sealed changes"))?;
+                    derived_done = rows.is_empty();
+                    batch = rows.into_iter();
+                }
+                if let Some(row) = batch.next() {
+                    derived = Some(ChangeRow::from_row(&row)?);
+                }
+            }
+            let next = stored.peek(tx).await?;
+            if let Some(entry) = next {
+                if entry.id <= last_stored_id && !order_reported {
+                    self.problems.push(Problem::OrderRewritten { seal: self.seal });
+                    order_reported = true;
+                }
+            }
+            match (derived.take(), next) {
+                (None, None) => return Ok(()),
+                (Some(change), None) => {
+                    self.problems.push(Problem::NotSealed {
+                        change_id: change.id,
+                        seal: self.seal,
+                    });
+                }
+                (None, Some(entry)) => {
+                    self.problems.push(Problem::Deleted {
+                        change_id: entry.id,
+                        seal: self.seal,
+                    });
+                    self.push(entry.hash)?;
+                    last_stored_id = entry.id;
+                    stored.advance();
+                }
+                (Some(change), Some(entry)) if change.id < entry.id => {
+                    self.problems.push(Problem::NotSealed {
+                        change_id: change.id,
+                        seal: self.seal,
+                    });
+                }
+                (Some(change), Some(entry)) if change.id > entry.id => {
+                    self.problems.push(Problem::Deleted {
+                        change_id: entry.id,
+                        seal: self.seal,
+                    });
+                    self.push(entry.hash)?;
+                    last_stored_id = entry.id;
+                    stored.advance();
+                    derived = Some(change);
+                }
+                (Some(change), Some(entry)) => {
+                    let salts = match self.erased.get(&change.id) {
+                        Some(kept) if entry.seed == [0; 16] => Salts::Erased(kept),
+                        _ => Salts::Seed(&entry.seed),
+                    };
+                    let leaf =
+                        self.leaves
+                            .leaf(&change, transactions.get(&(change.txid, change.ctx)), salts)?;
+                    if leaf != entry.hash {
+                        self.problems.push(Problem::Edited {
+                            change_id: change.id,
+                            seal: self.seal,
+                        });
+                    }
+                    self.push(leaf)?;
+                    last_stored_id = entry.id;
+                    stored.advance();
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, leaf: Hash) -> Result<(), IntegrityError> {
+        self.judge.push(leaf)?;
+        self.tree.push(leaf)?;
+        if Some(self.tree.size()) == self.external_size {
+            *self.external_root = Some(self.tree.root());
+        }
+        Ok(())
+    }
+}
+
+/// One stored leaf.
+#[derive(Clone, Copy)]
+struct StoredLeaf {
+    id: i64,
+    hash: Hash,
+    seed: Seed,
+}
+
+/// The stored leaves of one seal, read a chunk at a time.
+struct StoredLeaves {
+    seal: i64,
+    next_chunk_from: i64,
+    chunk: Vec<StoredLeaf>,
+    index: usize,
+    done: bool,
+}
+
+impl StoredLeaves {
+    fn new(seal: i64) -> StoredLeaves {
+        StoredLeaves {
+            seal,
+            next_chunk_from: i64::MIN,
+            chunk: Vec::new(),
+            index: 0,
+            done: false,
+        }
+    }
+
+    async fn peek(&mut self, tx: &Transaction<'_>) -> Result<Option<StoredLeaf>, IntegrityError> {
+        while self.index >= self.chunk.len() && !self.done {
+            let row = tx
+                .query_opt(
+                    "SELECT first_position, change_ids, leaf_hashes, seeds FROM pgtrail.seal_leaves
+                     WHERE seal_id = $1 AND first_position >= $2 ORDER BY first_position LIMIT 1",
+                    &[&self.seal, &self.next_chunk_from],
+                )
+                .await
+                .map_err(IntegrityError::database("reading the sealed leaves"))?;
+            let Some(row) = row else {
+                self.done = true;
+                break;
+            };
+            let first: i64 = row.get(0);
+            let ids: Vec<i64> = row.get(1);
+            let hashes: &[u8] = row.get(2);
+            let seeds: &[u8] = row.get(3);
+            self.next_chunk_from = first.saturating_add(1);
+            self.index = 0;
+            self.chunk = ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| StoredLeaf {
+                    id: *id,
+                    hash: hashes
+                        .get(i * 32..i * 32 + 32)
+                        .and_then(hash_of)
+                        .unwrap_or([0; 32]),
+                    seed: seeds
+                        .get(i * 16..i * 16 + 16)
+                        .and_then(|s| s.try_into().ok())
+                        .unwrap_or([0; 16]),
+                })
+                .collect();
+        }
+        Ok(self.chunk.get(self.index).copied())
+    }
+
+    fn advance(&mut self) {
+        self.index += 1;
+    }
+}
+
+async fn read_seals(tx: &Transaction<'_>) -> Result<Vec<SealRow>, IntegrityError> {
+    let rows = tx
+        .query(
+            "SELECT id, snapshot::text, tree_size, root, frontier, origin, extensions, key_name, key_id, signature, public_key
+             FROM pgtrail.seal ORDER BY id",
+            &[],
+        )
+        .await
+        .map_err(IntegrityError::database("reading the checkpoints"))?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let tree_size = u64::try_from(row.get::<_, i64>(2)).unwrap_or(0);
+            let root = hash_of(row.get::<_, &[u8]>(3));
+            let frontier: Vec<Vec<u8>> = row.get(4);
+            let frontier = frontier
+                .iter()
+                .map(|h| hash_of(h))
+                .collect::<Option<Vec<Hash>>>()
+                .and_then(|f| Tree::from_frontier(tree_size, f).ok());
+            SealRow {
+                id: row.get(0),
+                snapshot: row.get(1),
+                tree_size,
+                checkpoint: root.map(|root| Checkpoint {
+                    origin: row.get(5),
+                    size: tree_size,
+                    root,
+                    extensions: row.get(6),
+                }),
+                signature: NoteSignature {
+                    key_name: row.get(7),
+                    key_id: u32::try_from(row.get::<_, i64>(8)).unwrap_or(0),
+                    signature: row.get(9),
+                },
+                frontier,
+                public_key: row.get(10),
+            }
+        })
+        .collect())
+}
+
+async fn read_erased(
+    tx: &Transaction<'_>,
+) -> Result<HashMap<i64, HashMap<String, ErasedValue>>, IntegrityError> {
+    let rows = tx
+        .query(
+            "SELECT change_id, field, salt, commitment FROM pgtrail.erased_value",
+            &[],
+        )
+        .await
+        .map_err(IntegrityError::database("reading erased values"))?;
+    let mut erased: HashMap<i64, HashMap<String, ErasedValue>> = HashMap::new();
+    for row in rows {
+        let salt: Option<&[u8]> = row.get(2);
+        let commitment: Option<&[u8]> = row.get(3);
+        let value = match (salt.and_then(|s| s.try_into().ok()), commitment.and_then(hash_of)) {
+            (Some(salt), _) => ErasedValue::Salt(salt),
+            (None, Some(commitment)) => ErasedValue::Commitment(commitment),
+            (None, None) => continue,
+        };
+        erased.entry(row.get(0)).or_default().insert(row.get(1), value);
+    }
+    Ok(erased)
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
