@@ -15,15 +15,24 @@ pub enum Variant {
     Pgtrail,
     /// The comparison row-level trigger (`bench/sql/row_trigger.sql`) enabled.
     RowTrigger,
+    /// The comparison lower bound (`bench/sql/insert_floor.sql`) enabled: a
+    /// statement-level trigger that only inserts one indexed trail row per
+    /// changed row, with no context, no diff and no pairing.
+    InsertFloor,
 }
 
 impl Variant {
+    /// The variants that capture something, in the order the summary shows
+    /// them.
+    pub const AUDITED: [Variant; 3] = [Variant::Pgtrail, Variant::RowTrigger, Variant::InsertFloor];
+
     /// Short name for tables and JSON.
     pub fn label(self) -> &'static str {
         match self {
             Variant::NoAudit => "no-audit",
             Variant::Pgtrail => "pgtrail",
             Variant::RowTrigger => "row-trigger",
+            Variant::InsertFloor => "insert-floor",
         }
     }
 }
@@ -136,7 +145,7 @@ impl Series {
     /// One row per audited variant that was measured.
     pub fn summary(&self) -> Vec<SummaryRow> {
         let baseline = median(&self.values(Variant::NoAudit));
-        [Variant::Pgtrail, Variant::RowTrigger]
+        Variant::AUDITED
             .into_iter()
             .filter_map(|variant| {
                 let audited = median(&self.values(variant))?;
@@ -170,7 +179,7 @@ impl Series {
                 for (variant, value) in values {
                     obj.insert(variant.label().into(), json!(value));
                 }
-                for variant in [Variant::Pgtrail, Variant::RowTrigger] {
+                for variant in Variant::AUDITED {
                     if let Some(ratio) = self.round_ratio(i, variant) {
                         obj.insert(format!("ratio_{}", variant.label()), json!(ratio));
                     }
@@ -310,6 +319,42 @@ mod tests {
         let v = [Variant::NoAudit, Variant::Pgtrail];
         assert_eq!(round_order(&v, 0), vec![Variant::NoAudit, Variant::Pgtrail]);
         assert_eq!(round_order(&v, 1), vec![Variant::Pgtrail, Variant::NoAudit]);
+    }
+
+    #[test]
+    fn rotation_puts_each_of_four_first_once() {
+        let v = [
+            Variant::NoAudit,
+            Variant::Pgtrail,
+            Variant::RowTrigger,
+            Variant::InsertFloor,
+        ];
+        let firsts: Vec<Variant> = (0..4).map(|r| round_order(&v, r)[0]).collect();
+        assert_eq!(firsts, v.to_vec());
+        assert_eq!(
+            round_order(&v, 3),
+            vec![
+                Variant::InsertFloor,
+                Variant::NoAudit,
+                Variant::Pgtrail,
+                Variant::RowTrigger
+            ]
+        );
+    }
+
+    #[test]
+    fn summary_has_one_row_per_measured_audited_variant() {
+        let mut s = Series::new("w", "tps", Target::RatioAtLeast(0.9));
+        s.record(0, Variant::NoAudit, 100.0);
+        s.record(0, Variant::Pgtrail, 50.0);
+        s.record(0, Variant::InsertFloor, 80.0);
+        let rows = s.summary();
+        let labels: Vec<&str> = rows.iter().map(|r| r.variant.label()).collect();
+        assert_eq!(labels, ["pgtrail", "insert-floor"]);
+        assert_eq!(rows[1].ratio, Some(0.8));
+        assert_eq!(rows[1].pass, Some(false));
+        let json = s.to_json();
+        assert_eq!(json["rounds"][0]["ratio_insert-floor"], serde_json::json!(0.8));
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! Capture overhead benchmark: pgtrail's set-based capture against no audit
-//! and against a generic row-level trigger, on one throwaway cluster, with the
-//! variants interleaved round by round. See `bench/README.md`.
+//! Capture overhead benchmark: pgtrail's set-based capture against no audit,
+//! against a generic row-level trigger, and against the "insert floor" (a
+//! statement-level trigger that only inserts one indexed trail row per
+//! change: the lower bound of any trigger design), on one throwaway cluster,
+//! with the variants interleaved round by round. See `bench/README.md`.
 //!
 //! ```text
 //! cargo run --release -p pgtrail-bench --bin capture -- [--rounds N] [--quick] [--json FILE]
@@ -20,12 +22,30 @@ use pgtrail_bench::stats::{
 };
 use pgtrail_cluster::{Cluster, ClusterOptions};
 use serde_json::json;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
 /// The comparison row-level trigger; created in the benchmark database only.
 const ROW_TRIGGER_SQL: &str = include_str!("../../sql/row_trigger.sql");
 /// Name of the row-level trigger on `acct`.
 const ROW_TRIGGER: &str = "bench_row_capture";
+/// The comparison lower bound: one INSERT ... SELECT per statement, nothing
+/// else; created in the benchmark database only.
+const INSERT_FLOOR_SQL: &str = include_str!("../../sql/insert_floor.sql");
+/// Name of the insert-floor trigger on `acct`.
+const INSERT_FLOOR_TRIGGER: &str = "bench_floor_capture";
+/// The comparison triggers on `acct`, each enabled only for its variant.
+const ACCT_COMPARISONS: [(Variant, &str); 2] = [
+    (Variant::RowTrigger, ROW_TRIGGER),
+    (Variant::InsertFloor, INSERT_FLOOR_TRIGGER),
+];
+/// Variants of the workloads on `acct` (b and c).
+const ACCT_VARIANTS: [Variant; 4] = [
+    Variant::NoAudit,
+    Variant::Pgtrail,
+    Variant::RowTrigger,
+    Variant::InsertFloor,
+];
 /// pgtrail's capture triggers on every audited table.
 const CAPTURE_TRIGGERS: [&str; 4] = [
     "pgtrail_capture_insert",
@@ -92,7 +112,9 @@ SELECT g,
 FROM generate_series(1::bigint, $1::bigint) AS g";
 
 #[derive(Debug, Parser)]
-#[command(about = "Measure pgtrail's capture overhead against no audit and row-level triggers")]
+#[command(
+    about = "Measure pgtrail's capture overhead against no audit, a row-level trigger and the insert floor"
+)]
 struct Args {
     /// Rounds per workload [default: 3, or 2 with --quick].
     #[arg(long)]
@@ -165,11 +187,25 @@ async fn main() -> Result<()> {
     result
 }
 
+/// How long to retry a connection the server refuses because it is still
+/// starting up.
+const STARTUP_GRACE: Duration = Duration::from_secs(30);
+
 async fn connect(cluster: &Cluster, dbname: &str) -> Result<Client> {
     let url = cluster.url(dbname);
-    let (client, connection) = tokio_postgres::connect(&url, NoTls)
-        .await
-        .with_context(|| format!("connect to {url}"))?;
+    let deadline = Instant::now() + STARTUP_GRACE;
+    // The server can accept TCP connections a moment before it accepts
+    // sessions ("the database system is starting up"): retry that briefly.
+    let (client, connection) = loop {
+        match tokio_postgres::connect(&url, NoTls).await {
+            Err(error)
+                if error.code() == Some(&SqlState::CANNOT_CONNECT_NOW) && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            outcome => break outcome.with_context(|| format!("connect to {url}"))?,
+        }
+    };
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             eprintln!("connection error: {error}");
@@ -282,14 +318,24 @@ async fn run(args: &Args, cluster: &Cluster, started: Instant) -> Result<()> {
     ))
     .await
     .context("attach the row trigger")?;
-    set_variant(&acct, &["acct"], true, Variant::NoAudit).await?;
+    acct.batch_execute(INSERT_FLOOR_SQL)
+        .await
+        .context("create the insert-floor trigger function (bench/sql/insert_floor.sql)")?;
+    acct.batch_execute(&format!(
+        "CREATE TRIGGER {INSERT_FLOOR_TRIGGER} AFTER UPDATE ON public.acct \
+         REFERENCING NEW TABLE AS new_table \
+         FOR EACH STATEMENT EXECUTE FUNCTION bench_floor.capture_update()"
+    ))
+    .await
+    .context("attach the insert-floor trigger")?;
+    set_variant(&acct, &["acct"], &ACCT_COMPARISONS, Variant::NoAudit).await?;
     let size: String = acct
         .query_one("SELECT pg_size_pretty(pg_total_relation_size('acct'))", &[])
         .await
         .context("size of acct")?
         .get(0);
     println!(
-        "setup: acct with {} rows ({size}), pgtrail and the row trigger ({:.0} s)",
+        "setup: acct with {} rows ({size}), pgtrail, the row trigger and the insert floor ({:.0} s)",
         args.rows,
         step.elapsed().as_secs_f64()
     );
@@ -366,11 +412,13 @@ async fn install_pgtrail(client: &mut Client) -> Result<()> {
     Ok(())
 }
 
-/// Enables exactly the capture of `variant` on `tables` (of schema public).
+/// Enables exactly the capture of `variant` on `tables` (of schema public):
+/// pgtrail's triggers for [`Variant::Pgtrail`], and each of `comparisons`
+/// (a variant and the name of its trigger on every table) for its variant.
 async fn set_variant(
     client: &Client,
     tables: &[&str],
-    has_row_trigger: bool,
+    comparisons: &[(Variant, &str)],
     variant: Variant,
 ) -> Result<()> {
     let onoff = |on: bool| if on { "ENABLE" } else { "DISABLE" };
@@ -382,10 +430,10 @@ async fn set_variant(
                 onoff(variant == Variant::Pgtrail)
             ));
         }
-        if has_row_trigger {
+        for &(owner, trigger) in comparisons {
             sql.push_str(&format!(
-                "ALTER TABLE public.{table} {} TRIGGER {ROW_TRIGGER};\n",
-                onoff(variant == Variant::RowTrigger)
+                "ALTER TABLE public.{table} {} TRIGGER {trigger};\n",
+                onoff(variant == owner)
             ));
         }
     }
@@ -412,19 +460,29 @@ struct TrailMark {
     max_id: i64,
 }
 
+/// The tables of the trail `variant` writes (with their indexes); the first
+/// one holds one row per change. Empty for no audit.
+fn trail_tables(variant: Variant) -> &'static [&'static str] {
+    match variant {
+        Variant::NoAudit => &[],
+        Variant::Pgtrail => &["pgtrail.change", "pgtrail.transaction"],
+        Variant::RowTrigger => &["bench_rowtrail.change"],
+        Variant::InsertFloor => &["bench_floor.change"],
+    }
+}
+
 async fn trail_mark(client: &Client, variant: Variant) -> Result<Option<TrailMark>> {
-    let sql = match variant {
-        Variant::NoAudit => return Ok(None),
-        Variant::Pgtrail => {
-            "SELECT pg_total_relation_size('pgtrail.change') + pg_total_relation_size('pgtrail.transaction'), \
-                    (SELECT coalesce(max(id), 0) FROM pgtrail.change)"
-        }
-        Variant::RowTrigger => {
-            "SELECT pg_total_relation_size('bench_rowtrail.change'), \
-                    (SELECT coalesce(max(id), 0) FROM bench_rowtrail.change)"
-        }
+    let tables = trail_tables(variant);
+    let Some(changes) = tables.first() else {
+        return Ok(None);
     };
-    let row = client.query_one(sql, &[]).await.context("measure the trail")?;
+    let size = tables
+        .iter()
+        .map(|t| format!("pg_total_relation_size('{t}')"))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let sql = format!("SELECT {size}, (SELECT coalesce(max(id), 0) FROM {changes})");
+    let row = client.query_one(&sql, &[]).await.context("measure the trail")?;
     Ok(Some(TrailMark {
         bytes: row.get(0),
         max_id: row.get(1),
@@ -440,12 +498,12 @@ async fn trail_growth(
     let (Some(before), Some(after)) = (before, trail_mark(client, variant).await?) else {
         return Ok(None);
     };
-    let sql = match variant {
-        Variant::Pgtrail => "SELECT count(*) FROM pgtrail.change WHERE id > $1",
-        _ => "SELECT count(*) FROM bench_rowtrail.change WHERE id > $1",
+    let Some(table) = trail_tables(variant).first() else {
+        return Ok(None);
     };
+    let sql = format!("SELECT count(*) FROM {table} WHERE id > $1");
     let changes: i64 = client
-        .query_one(sql, &[&before.max_id])
+        .query_one(&sql, &[&before.max_id])
         .await
         .context("count recorded changes")?
         .get(0);
@@ -459,7 +517,7 @@ async fn trail_growth(
 }
 
 fn print_ratios(series: &Series, round: usize) {
-    let ratios: Vec<String> = [Variant::Pgtrail, Variant::RowTrigger]
+    let ratios: Vec<String> = Variant::AUDITED
         .into_iter()
         .filter_map(|v| {
             series
@@ -486,7 +544,7 @@ impl Bench<'_> {
         let variants = [Variant::NoAudit, Variant::Pgtrail];
         for round in 0..rounds {
             for variant in round_order(&variants, round) {
-                set_variant(&self.tpcb, &PGBENCH_TABLES, false, variant).await?;
+                set_variant(&self.tpcb, &PGBENCH_TABLES, &[], variant).await?;
                 settle(
                     &self.tpcb,
                     "VACUUM pgbench_branches, pgbench_tellers, pgbench_accounts, pgbench_history",
@@ -509,7 +567,7 @@ impl Bench<'_> {
                     bytes.record(round, variant, per_change);
                 }
                 println!(
-                    "  round {}  {:<11}  tps {:>8.1}  ({} transactions){}",
+                    "  round {}  {:<12}  tps {:>8.1}  ({} transactions){}",
                     round + 1,
                     variant.label(),
                     outcome.tps,
@@ -535,10 +593,9 @@ impl Bench<'_> {
             "bytes/change 1-row UPDATE",
             Target::ValueAtMost(500.0),
         );
-        let variants = [Variant::NoAudit, Variant::Pgtrail, Variant::RowTrigger];
         for round in 0..rounds {
-            for variant in round_order(&variants, round) {
-                set_variant(&self.acct, &["acct"], true, variant).await?;
+            for variant in round_order(&ACCT_VARIANTS, round) {
+                set_variant(&self.acct, &["acct"], &ACCT_COMPARISONS, variant).await?;
                 settle(&self.acct, "VACUUM acct").await?;
                 let before = trail_mark(&self.acct, variant).await?;
                 let outcome = self
@@ -557,7 +614,7 @@ impl Bench<'_> {
                     bytes.record(round, variant, per_change);
                 }
                 println!(
-                    "  round {}  {:<11}  tps {:>8.1}  ({} transactions){}",
+                    "  round {}  {:<12}  tps {:>8.1}  ({} transactions){}",
                     round + 1,
                     variant.label(),
                     outcome.tps,
@@ -598,10 +655,9 @@ impl Bench<'_> {
             .prepare(BULK_UPDATE)
             .await
             .context("prepare the bulk UPDATE")?;
-        let variants = [Variant::NoAudit, Variant::Pgtrail, Variant::RowTrigger];
         for round in 0..rounds {
-            for variant in round_order(&variants, round) {
-                set_variant(&self.acct, &["acct"], true, variant).await?;
+            for variant in round_order(&ACCT_VARIANTS, round) {
+                set_variant(&self.acct, &["acct"], &ACCT_COMPARISONS, variant).await?;
                 settle(&self.acct, "VACUUM acct").await?;
                 let before = trail_mark(&self.acct, variant).await?;
                 let (lo, hi) = self.next_bulk_range();
@@ -630,7 +686,7 @@ impl Bench<'_> {
                     bytes.record(round, variant, per_change);
                 }
                 println!(
-                    "  round {}  {:<11}  wall {:>8.1} ms  backend CPU {:>6.2} us/row{}",
+                    "  round {}  {:<12}  wall {:>8.1} ms  backend CPU {:>6.2} us/row{}",
                     round + 1,
                     variant.label(),
                     ms(elapsed),
@@ -657,9 +713,9 @@ impl Bench<'_> {
             "== diagnostics (not measured, instrumented): track_functions = all, auto_explain for pgtrail"
         );
         self.sample_wait_events().await?;
-        for variant in [Variant::NoAudit, Variant::Pgtrail, Variant::RowTrigger] {
+        for variant in ACCT_VARIANTS {
             let explain = variant == Variant::Pgtrail;
-            set_variant(&self.acct, &["acct"], true, variant).await?;
+            set_variant(&self.acct, &["acct"], &ACCT_COMPARISONS, variant).await?;
             settle(&self.acct, "VACUUM acct").await?;
             self.acct
                 .batch_execute("SELECT pg_stat_reset()")
@@ -750,7 +806,7 @@ impl Bench<'_> {
                 print_log_since(&cluster.log_file(), log_offset, 2);
             }
         }
-        set_variant(&self.acct, &["acct"], true, Variant::NoAudit).await?;
+        set_variant(&self.acct, &["acct"], &ACCT_COMPARISONS, Variant::NoAudit).await?;
         println!();
         Ok(())
     }
@@ -762,8 +818,8 @@ impl Bench<'_> {
     async fn sample_wait_events(&mut self) -> Result<()> {
         const SECONDS: u64 = 5;
         let script = ScriptFile::write(&SINGLE_ROW_SCRIPT.replace(":rows", &self.args.rows.to_string()))?;
-        for variant in [Variant::NoAudit, Variant::Pgtrail, Variant::RowTrigger] {
-            set_variant(&self.acct, &["acct"], true, variant).await?;
+        for variant in ACCT_VARIANTS {
+            set_variant(&self.acct, &["acct"], &ACCT_COMPARISONS, variant).await?;
             settle(&self.acct, "VACUUM acct").await?;
             let run = Run {
                 dbname: ACCT_DB,

@@ -58,6 +58,7 @@ pub const FUNCTIONS: &[SqlFile] = &[
     sql_file!("functions", "20_capture.sql"),
     sql_file!("functions", "30_attach.sql"),
     sql_file!("functions", "35_auto_attach.sql"),
+    sql_file!("functions", "37_ddl_watch.sql"),
     sql_file!("functions", "40_append_only.sql"),
     sql_file!("functions", "50_changes_view.sql"),
     sql_file!("functions", "60_queries.sql"),

@@ -878,3 +878,559 @@ fn every_query_command_has_help_with_an_example() {
         );
     }
 }
+
+// ---- a trail you can prove: keygen, seal, verify, erase ----
+
+/// A project auditing `accounts`, with a day of work in the trail: 7 changes
+/// (3 inserts, 3 updates, 1 delete), nothing sealed yet.
+async fn shop() -> (TestDb, tempfile::TempDir) {
+    let (db, dir) = project("[capture]\ninclude = [\"accounts\"]\n").await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE accounts (id integer PRIMARY KEY, email text, name text, balance numeric(12,2))",
+        )
+        .await
+        .expect("the shop's table is created");
+    let applied = pgtrail(&["apply", "--database-url", db.url()], dir.path());
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied).1);
+    db.client
+        .batch_execute(
+            "BEGIN; SELECT pgtrail.set_context(actor_id => '7', actor_name => 'alice@example.com', reason => 'signup');
+             INSERT INTO accounts VALUES (1, 'ann@example.com', 'Ann', 10.00), (2, 'bob@example.com', 'Bob', 20.00),
+                                         (3, 'cy@example.com', 'Cy', 30.00);
+             COMMIT;
+             UPDATE accounts SET balance = balance + 1 WHERE id IN (1, 2);
+             UPDATE accounts SET email = 'ann@new.example.com' WHERE id = 1;
+             DELETE FROM accounts WHERE id = 3;",
+        )
+        .await
+        .expect("a day of work");
+    (db, dir)
+}
+
+/// Runs `sql` as a superuser past the append-only guards of the trail.
+async fn tamper(db: &TestDb, sql: &str) {
+    db.client
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL session_replication_role = replica; {sql}; COMMIT;"
+        ))
+        .await
+        .expect("the superuser's edit runs");
+}
+
+/// Runs `pgtrail keygen --key FILE --name NAME` in `dir`, which must succeed.
+fn keygen(dir: &Path, file: &str, name: &str) {
+    let output = pgtrail(&["keygen", "--key", file, "--name", name], dir);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+}
+
+/// Runs a command that exits 1 or 2 with `--format json` and returns its exit
+/// code and the JSON it printed.
+fn ask_json_code(db: &TestDb, dir: &Path, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--format", "json"]);
+    let (code, stdout, stderr) = ask(db, dir, &all);
+    let json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{args:?} prints JSON ({e}): {stdout}{stderr}"));
+    (code, json)
+}
+
+/// The (kind, change_id) of each problem in the JSON of `pgtrail verify`.
+fn problems(report: &serde_json::Value) -> Vec<(String, Option<i64>)> {
+    report["problems"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no problems list: {report}"))
+        .iter()
+        .map(|p| {
+            (
+                p["problem"]["kind"].as_str().unwrap_or_default().to_string(),
+                p["problem"]["change_id"].as_i64(),
+            )
+        })
+        .collect()
+}
+
+/// Whether `text` is standard, padded base64 of `len` bytes.
+fn is_base64(text: &str, len: usize) -> bool {
+    let body = text.trim_end_matches('=');
+    text.len() == len.div_ceil(3) * 4
+        && text.len() - body.len() == (3 - len % 3) % 3
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+/// Checks that `note` is a C2SP signed note holding a tlog checkpoint of a
+/// log of `size` changes, signed by the key named `key_name`.
+fn assert_checkpoint_note(note: &str, size: u64, key_name: &str) {
+    assert!(note.ends_with('\n'), "a note ends with a newline: {note:?}");
+    let lines: Vec<&str> = note.lines().collect();
+    let [origin, tree_size, root, time, blank, signature] = lines.as_slice() else {
+        panic!("origin, size, root, one extension, a blank line, one signature:\n{note}");
+    };
+    assert!(
+        origin.starts_with("pgtrail/") && origin.len() > "pgtrail/".len(),
+        "{note}"
+    );
+    assert_eq!(*tree_size, size.to_string(), "{note}");
+    assert!(is_base64(root, 32), "the root is base64 of 32 bytes: {note}");
+    let time = time
+        .strip_prefix("time ")
+        .unwrap_or_else(|| panic!("a time extension: {note}"));
+    assert!(
+        time.len() > 20 && time.as_bytes()[4] == b'-' && time.ends_with('Z'),
+        "an RFC 3339 time: {note}"
+    );
+    assert_eq!(*blank, "", "{note}");
+    let signature = signature
+        .strip_prefix("\u{2014} ")
+        .unwrap_or_else(|| panic!("a signature line starts with an em dash: {note}"));
+    let (name, signature) = signature.split_once(' ').unwrap_or_else(|| panic!("{note}"));
+    assert_eq!(name, key_name, "{note}");
+    assert!(
+        is_base64(signature, 4 + 64),
+        "key id and Ed25519 signature: {note}"
+    );
+}
+
+#[test]
+fn keygen_writes_a_key_pair_and_never_overwrites_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let output = pgtrail(
+        &["keygen", "--key", "seal.key", "--name", "shop.example.com/audit"],
+        dir,
+    );
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("wrote seal.key") && stdout.contains("wrote seal.key.pub"),
+        "{stdout}"
+    );
+    let private = std::fs::read_to_string(dir.join("seal.key")).expect("keygen wrote FILE");
+    let public = std::fs::read_to_string(dir.join("seal.key.pub")).expect("keygen wrote FILE.pub");
+    assert!(
+        private.starts_with("PRIVATE+KEY+shop.example.com/audit+") && private.lines().count() == 1,
+        "{private}"
+    );
+    let verifier = public.trim_end();
+    assert_eq!(public, format!("{verifier}\n"));
+    let key_id = |key: &str| key.split('+').nth(1).map(str::to_string);
+    assert_eq!(
+        key_id(verifier),
+        private.strip_prefix("PRIVATE+KEY+").and_then(key_id),
+        "one key pair"
+    );
+    assert!(
+        verifier.starts_with("shop.example.com/audit+") && key_id(verifier).is_some_and(|id| id.len() == 8),
+        "{verifier}"
+    );
+    assert!(stdout.contains(verifier), "prints the verifier key: {stdout}");
+    assert!(
+        !stdout.contains(private.trim_end()) && !stderr.contains(private.trim_end()),
+        "the private key is never printed"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |name: &str| std::fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("seal.key"), 0o600, "readable by its owner only");
+        assert_eq!(mode("seal.key.pub") & 0o022, 0, "writable by its owner only");
+    }
+
+    let again = pgtrail(&["keygen", "--key", "seal.key"], dir);
+    let (_, stderr) = text(&again);
+    assert_eq!(again.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("seal.key already exists") && stderr.contains("refusing to overwrite"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("seal.key")).unwrap(), private);
+    assert_eq!(std::fs::read_to_string(dir.join("seal.key.pub")).unwrap(), public);
+
+    // An existing FILE.pub is not overwritten either, and no FILE is left.
+    std::fs::write(dir.join("other.key.pub"), "mine\n").unwrap();
+    let clash = pgtrail(&["keygen", "--key", "other.key"], dir);
+    assert_eq!(clash.status.code(), Some(2));
+    assert!(
+        text(&clash).1.contains("other.key.pub already exists"),
+        "{}",
+        text(&clash).1
+    );
+    assert!(!dir.join("other.key").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("other.key.pub")).unwrap(),
+        "mine\n"
+    );
+
+    let bad_name = pgtrail(&["keygen", "--key", "bad.key", "--name", "a b"], dir);
+    assert_eq!(bad_name.status.code(), Some(2));
+    assert!(
+        text(&bad_name).1.contains("invalid key name"),
+        "{}",
+        text(&bad_name).1
+    );
+    assert!(!dir.join("bad.key").exists());
+
+    let json = pgtrail(&["keygen", "--key", "json.key", "--format", "json"], dir);
+    assert_eq!(json.status.code(), Some(0), "{}", text(&json).1);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("--format json prints JSON");
+    assert_eq!(
+        json["verifier_key"].as_str().map(|k| format!("{k}\n")),
+        Some(std::fs::read_to_string(dir.join("json.key.pub")).unwrap()),
+        "{json}"
+    );
+    assert_eq!(json["public_key"], "json.key.pub");
+}
+
+#[tokio::test]
+async fn the_auditor_keeps_signed_checkpoints_outside_and_verify_proves_the_log_only_grew() {
+    let (db, dir) = shop().await;
+    let dir = dir.path();
+    keygen(dir, "seal.key", "shop.example.com/audit");
+
+    let (code, stdout, stderr) = ask(
+        &db,
+        dir,
+        &["seal", "--key", "seal.key", "--export", "checkpoints"],
+    );
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("seal 1: 7 changes appended; the log holds 7"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("wrote checkpoints/checkpoint") && stdout.contains("wrote checkpoints/checkpoint.7"),
+        "{stdout}"
+    );
+    let first = std::fs::read_to_string(dir.join("checkpoints/checkpoint.7")).expect("checkpoint.7 exported");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("checkpoints/checkpoint")).expect("checkpoint exported"),
+        first
+    );
+    assert_checkpoint_note(&first, 7, "shop.example.com/audit");
+
+    // Nothing new: nothing sealed.
+    let (code, stdout, _) = ask(&db, dir, &["seal", "--key", "seal.key"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains("nothing new to seal; the log holds 7 changes"),
+        "{stdout}"
+    );
+
+    db.client
+        .batch_execute(
+            "UPDATE accounts SET name = 'Bobby' WHERE id = 2; INSERT INTO accounts VALUES (4, 'di@example.com', 'Di', 0)",
+        )
+        .await
+        .unwrap();
+    let second = ask_json(
+        &db,
+        dir,
+        &["seal", "--key", "seal.key", "--export", "checkpoints"],
+    );
+    assert_eq!(
+        (&second["seal"], &second["appended"], &second["tree_size"]),
+        (&2.into(), &2.into(), &9.into()),
+        "{second}"
+    );
+    assert_eq!(second["exported"].as_array().map(Vec::len), Some(2), "{second}");
+    let latest = std::fs::read_to_string(dir.join("checkpoints/checkpoint")).unwrap();
+    assert_eq!(Some(latest.as_str()), second["checkpoint"].as_str());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("checkpoints/checkpoint.9")).unwrap(),
+        latest
+    );
+    assert_checkpoint_note(&latest, 9, "shop.example.com/audit");
+    assert_eq!(latest.lines().next(), first.lines().next(), "one log, one origin");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("checkpoints/checkpoint.7")).unwrap(),
+        first,
+        "older checkpoints are kept"
+    );
+
+    // The first checkpoint, kept outside, is still a prefix of the log.
+    let verify = [
+        "verify",
+        "--public-key",
+        "seal.key.pub",
+        "--checkpoint",
+        "checkpoints/checkpoint.7",
+    ];
+    let (code, stdout, stderr) = ask(&db, dir, &verify);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("intact: the trail matches all 2 checkpoints")
+            && stdout.contains("the checkpoint you kept is a prefix of the log"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("recorded in the database"),
+        "checked with the auditor's own key: {stdout}"
+    );
+    let report = ask_json(&db, dir, &verify);
+    assert_eq!(report["intact"], true, "{report}");
+    assert_eq!(report["problems"], serde_json::json!([]), "{report}");
+    assert_eq!(report["report"]["tree_size"], 9, "{report}");
+    assert_eq!(report["report"]["seals"], 2, "{report}");
+    assert_eq!(report["report"]["unsealed"], 0, "{report}");
+    assert_eq!(report["report"]["key_from_database"], false, "{report}");
+    assert_eq!(
+        report["report"]["root"], second["root"],
+        "verify recomputes the root the last seal signed"
+    );
+}
+
+#[tokio::test]
+async fn a_superusers_edit_of_a_sealed_change_is_named_and_verify_exits_1() {
+    let (db, dir) = shop().await;
+    let dir = dir.path();
+    keygen(dir, "seal.key", "pgtrail");
+    let (code, _, stderr) = ask(
+        &db,
+        dir,
+        &["seal", "--key", "seal.key", "--export", "checkpoints"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, _, stderr) = ask(&db, dir, &["verify", "--public-key", "seal.key.pub"]);
+    assert_eq!(code, Some(0), "intact before the edit: {stderr}");
+
+    let id = count(
+        &db,
+        "SELECT id FROM pgtrail.changes WHERE op = 'UPDATE' AND new_values ? 'email' ORDER BY id LIMIT 1",
+    )
+    .await;
+    tamper(
+        &db,
+        &format!(
+            "UPDATE pgtrail.change SET new_values = '{{\"email\": \"mallory@example.com\"}}' WHERE id = {id}"
+        ),
+    )
+    .await;
+
+    let (code, stdout, stderr) = ask(&db, dir, &["verify", "--public-key", "seal.key.pub"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("TAMPERED: 1 problem(s)"), "{stdout}");
+    let named = format!("change {id} ");
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.trim_start().starts_with(&named)
+                && line.contains("was edited after it was sealed")),
+        "names change {id}:\n{stdout}"
+    );
+
+    let (code, report) = ask_json_code(&db, dir, &["verify", "--public-key", "seal.key.pub"]);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["intact"], false, "{report}");
+    assert_eq!(
+        problems(&report),
+        vec![("edited".to_string(), Some(id))],
+        "{report}"
+    );
+
+    // The checkpoint kept outside no longer matches either.
+    let (code, report) = ask_json_code(
+        &db,
+        dir,
+        &[
+            "verify",
+            "--public-key",
+            "seal.key.pub",
+            "--checkpoint",
+            "checkpoints/checkpoint",
+        ],
+    );
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(
+        problems(&report),
+        vec![
+            ("edited".to_string(), Some(id)),
+            ("inconsistent".to_string(), None)
+        ],
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn verify_and_seal_refuse_the_wrong_key_with_a_clear_message() {
+    let (db, dir) = shop().await;
+    let dir = dir.path();
+    keygen(dir, "seal.key", "pgtrail");
+    keygen(dir, "other.key", "pgtrail");
+    let (code, _, stderr) = ask(&db, dir, &["seal", "--key", "seal.key"]);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // Another key's public half: every checkpoint is refused.
+    let (code, stdout, stderr) = ask(&db, dir, &["verify", "--public-key", "other.key.pub"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("TAMPERED") && stdout.contains("the checkpoint of seal 1 is not validly signed"),
+        "{stdout}"
+    );
+    let (code, report) = ask_json_code(&db, dir, &["verify", "--public-key", "other.key.pub"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        problems(&report),
+        vec![("bad_signature".to_string(), None)],
+        "{report}"
+    );
+
+    let (code, stdout, stderr) = ask(&db, dir, &["verify", "--public-key", "missing.pub"]);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(stderr.starts_with("error: cannot read missing.pub"), "{stderr}");
+    assert_eq!(stdout, "", "no report when the key cannot be read");
+
+    // The private key where the public one is wanted, and the other way round.
+    let (code, _, stderr) = ask(&db, dir, &["verify", "--public-key", "seal.key"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("seal.key holds a private signer key")
+            && stderr.contains("give seal.key.pub instead"),
+        "{stderr}"
+    );
+    db.client
+        .batch_execute("UPDATE accounts SET name = 'Bobby' WHERE id = 2")
+        .await
+        .unwrap();
+    let (code, stdout, stderr) = ask(&db, dir, &["seal", "--key", "seal.key.pub"]);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("seal.key.pub holds a public verifier key, but a private signer key is needed")
+            && stderr.contains("give seal.key instead"),
+        "{stderr}"
+    );
+
+    // Another private key cannot continue the log.
+    let (code, _, stderr) = ask(&db, dir, &["seal", "--key", "other.key"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("not by this key"), "{stderr}");
+    assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.seal").await, 1);
+}
+
+#[tokio::test]
+async fn erase_removes_a_persons_values_from_the_trail_and_verify_still_passes() {
+    let (db, dir) = shop().await;
+    let dir = dir.path();
+    keygen(dir, "seal.key", "pgtrail");
+    let (code, _, stderr) = ask(&db, dir, &["seal", "--key", "seal.key"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let before = ask(&db, dir, &["history", "accounts", "1", "--format", "json"]).1;
+    assert!(
+        before.contains("ann@example.com") && before.contains("ann@new.example.com"),
+        "{before}"
+    );
+
+    let (code, stdout, stderr) = ask(
+        &db,
+        dir,
+        &[
+            "erase",
+            "accounts",
+            "1",
+            "--columns",
+            "email",
+            "--reason",
+            "GDPR request",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    // The insert's email, and the update's old and new email.
+    assert!(
+        stdout.contains("erasure 1: 3 value(s) erased from 2 change(s) of public.accounts")
+            && stdout.contains("(2 of them sealed"),
+        "{stdout}"
+    );
+
+    let (code, after, stderr) = ask(&db, dir, &["history", "accounts", "1", "--format", "json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        !after.contains("ann@example.com") && !after.contains("ann@new.example.com"),
+        "the email is still in the trail:\n{after}"
+    );
+    assert!(
+        after.contains("pgtrail_erased") && after.contains("\"Ann\""),
+        "only the email is erased:\n{after}"
+    );
+    let (_, log, _) = ask(&db, dir, &["log", "--format", "csv"]);
+    assert!(!log.contains("ann@"), "the email is still in the log:\n{log}");
+
+    let (code, stdout, stderr) = ask(&db, dir, &["verify", "--public-key", "seal.key.pub"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let report = ask_json(&db, dir, &["verify", "--public-key", "seal.key.pub"]);
+    assert_eq!(report["intact"], true, "{report}");
+    assert_eq!(report["report"]["erasures"], 1, "{report}");
+
+    // A reason is required (clap says so), and key columns are never erased.
+    let (code, _, stderr) = ask(&db, dir, &["erase", "accounts", "2", "--columns", "email"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("required arguments were not provided") && stderr.contains("--reason <REASON>"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = ask(
+        &db,
+        dir,
+        &["erase", "accounts", "2", "--columns", "id", "--reason", "x"],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`id` is a key column of `public.accounts`") && stderr.contains("help:"),
+        "{stderr}"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.erasure").await, 1);
+    assert!(
+        ask(&db, dir, &["history", "accounts", "2", "--format", "json"])
+            .1
+            .contains("bob@example.com"),
+        "a refused erasure erases nothing"
+    );
+}
+
+#[tokio::test]
+async fn verify_before_the_first_seal_says_nothing_is_sealed_yet() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = ask(&db, dir.path(), &["verify"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("pgtrail is not installed") && stderr.contains("pgtrail apply"),
+        "{stderr}"
+    );
+    drop(db);
+
+    let (db, dir) = shop().await;
+    let dir = dir.path();
+    keygen(dir, "seal.key", "pgtrail");
+    for args in [&["verify"][..], &["verify", "--public-key", "seal.key.pub"]] {
+        let (code, stdout, stderr) = ask(&db, dir, args);
+        assert_eq!(code, Some(0), "{args:?}: {stdout}{stderr}");
+        assert!(
+            stdout.contains("nothing is sealed yet") && stdout.contains("7 change(s) not sealed"),
+            "{args:?}: {stdout}"
+        );
+        assert!(stdout.contains("pgtrail seal --key"), "{args:?}: {stdout}");
+        assert!(
+            !stdout.contains("intact"),
+            "{args:?}: nothing was checked, so nothing is called intact: {stdout}"
+        );
+        let report = ask_json(&db, dir, args);
+        assert_eq!(report["intact"], true, "{report}");
+        assert_eq!(report["report"]["seals"], 0, "{report}");
+        assert_eq!(report["report"]["unsealed"], 7, "{report}");
+    }
+}
+
+#[test]
+fn every_integrity_command_has_help_with_an_example() {
+    let dir = std::env::temp_dir();
+    for command in ["keygen", "seal", "verify", "erase"] {
+        let output = pgtrail(&[command, "--help"], &dir);
+        assert_eq!(output.status.code(), Some(0));
+        assert!(
+            text(&output).0.contains("Example"),
+            "{command} --help has no example"
+        );
+    }
+}

@@ -206,6 +206,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_ddl_watch_knows_the_install_lock() {
+        // pgtrail._installing() (37_ddl_watch.sql) names the lock by number.
+        assert!(pgtrail_capture::install_script().contains(&crate::apply::ADVISORY_LOCK.to_string()));
+    }
+
+    #[test]
     fn array_text_escapes_quotes_and_backslashes() {
         assert_eq!(
             pg_array_text(&["a".into(), "b\"c".into(), r"d\e".into()]),

@@ -73,6 +73,8 @@ pub async fn uninstall(client: &mut Client, drop_trail: bool) -> Result<Uninstal
              IF EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgtrail_auto_attach') THEN
                  DROP EVENT TRIGGER pgtrail_auto_attach;
              END IF;
+             DROP EVENT TRIGGER IF EXISTS pgtrail_ddl_watch;
+             DROP EVENT TRIGGER IF EXISTS pgtrail_drop_watch;
          END $uninstall$",
     )
     .await

@@ -158,10 +158,18 @@ BEGIN
     LOOP
         PERFORM pgtrail._drop_capture_triggers(v_rel);
     END LOOP;
-    UPDATE pgtrail.audited_table AS a
-    SET detached_at = clock_timestamp()
-    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-    WHERE c.oid = p_table AND a.table_schema = n.nspname AND a.table_name = c.relname
-      AND a.detached_at IS NULL;
+    -- Capture stops on purpose: no capture gap (see pgtrail.capture_gaps).
+    WITH detached AS (
+        UPDATE pgtrail.audited_table AS a
+        SET detached_at = clock_timestamp()
+        FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+        WHERE c.oid = p_table AND a.table_schema = n.nspname AND a.table_name = c.relname
+          AND a.detached_at IS NULL
+        RETURNING a.id
+    )
+    INSERT INTO pgtrail.ddl_event (command_tag, object_identity, action, detail)
+    SELECT 'pgtrail.detach', p_table::text, 'detached',
+           jsonb_build_object('table_id', d.id, 'command', current_query(), 'capture', 'detached')
+    FROM detached AS d;
 END
 $fn$;

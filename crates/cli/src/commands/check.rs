@@ -13,16 +13,43 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
     let config = super::load_config(global)?;
     let client = super::connect(global).await?;
     let (desired, _, installed, problems) = inspect(&client, &config).await?;
+    // Periods in which capture was off (recorded by the DDL watch). Those
+    // still open are problems above already (a trigger missing or disabled);
+    // the closed ones are history that a reviewer should see.
+    let gaps: Vec<String> = pgtrail::integrity::capture_gaps(&client)
+        .await?
+        .iter()
+        .map(|gap| gap.message())
+        .collect();
+    let watching: bool = client
+        .query_one(
+            "SELECT count(*) = 2 FROM pg_event_trigger WHERE evtname IN ('pgtrail_ddl_watch', 'pgtrail_drop_watch') AND evtenabled <> 'D'",
+            &[],
+        )
+        .await?
+        .get(0);
     match global.format {
         Format::Json => output::print_json(&serde_json::json!({
             "ok": problems.is_empty(),
             "installed_version": installed.version,
             "audited_tables": desired.tables.len(),
             "problems": problems.iter().map(to_json).collect::<Vec<_>>(),
+            "capture_gaps": gaps,
+            "ddl_watch": watching,
         }))?,
         Format::Table => {
             for problem in &problems {
                 output::say(output::BAD, &problem.to_string());
+            }
+            for gap in &gaps {
+                output::say(output::WARN, &gap);
+            }
+            if installed.version.is_some() && !watching {
+                output::say(
+                    output::WARN,
+                    "capture-gap detection is off: the event triggers pgtrail_ddl_watch and pgtrail_drop_watch are missing \
+                     (run `pgtrail apply` as a superuser, rds_superuser on RDS)",
+                );
             }
             if problems.is_empty() {
                 output::say(

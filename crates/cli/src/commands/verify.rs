@@ -58,8 +58,26 @@ fn print_table(report: &pgtrail::integrity::VerifyReport, checkpoint: bool) {
         ["root".to_string(), report.root.clone()],
         ["key".to_string(), key],
     ]);
+    if report.intact() && report.seals == 0 {
+        // No checkpoint: nothing was checked, so "intact" would claim too much.
+        output::say(
+            output::WARN,
+            &format!(
+                "nothing is sealed yet: there is no checkpoint to check the trail against ({} change(s) not sealed)",
+                report.unsealed
+            ),
+        );
+        output::say(
+            output::DIM,
+            "help: `pgtrail keygen --key FILE` once, then `pgtrail seal --key FILE` (e.g. every minute from cron)",
+        );
+        return;
+    }
     if report.intact() {
-        let mut text = format!("intact: the trail matches all {} checkpoints", report.seals);
+        let mut text = match report.seals {
+            1 => "intact: the trail matches its checkpoint".to_string(),
+            n => format!("intact: the trail matches all {n} checkpoints"),
+        };
         if checkpoint {
             text.push_str(", and the checkpoint you kept is a prefix of the log");
         }

@@ -16,7 +16,7 @@ mod verify;
 
 pub use erase::{EraseReport, erase};
 pub use seal::{SealReport, seal};
-pub use verify::{Problem, VerifyOptions, VerifyReport, verify};
+pub use verify::{Problem, VerifyOptions, VerifyReport, capture_gaps, verify};
 
 pub use pgtrail_integrity as crypto;
 

@@ -63,6 +63,15 @@ pub enum Problem {
     Inconsistent { checkpoint_size: u64 },
     /// The checkpoint kept outside is not this trail's, or not valid.
     CheckpointRejected { reason: String },
+    /// Capture was off for an audited table (a capture trigger disabled or
+    /// dropped, the table dropped): changes in that period went unrecorded.
+    CaptureGap {
+        table: String,
+        from: String,
+        until: Option<String>,
+        by: String,
+        command: Option<String>,
+    },
 }
 
 impl Problem {
@@ -107,6 +116,20 @@ impl Problem {
             Problem::CheckpointRejected { reason } => {
                 format!("the checkpoint you gave was refused: {reason}")
             }
+            Problem::CaptureGap {
+                table,
+                from,
+                until,
+                by,
+                command,
+            } => format!(
+                "capture was off for {table} from {from} {} (by {by}: {})",
+                match until {
+                    Some(until) => format!("until {until}"),
+                    None => "and still is".to_string(),
+                },
+                command.as_deref().unwrap_or("?")
+            ),
         }
     }
 
@@ -306,6 +329,7 @@ pub async fn verify(client: &mut Client, options: &VerifyOptions) -> Result<Veri
         .await
         .map_err(IntegrityError::database("counting the changes not sealed yet"))?
         .get(0);
+    problems.extend(capture_gaps(&tx).await?);
     let erasures: i64 = tx
         .query_one("SELECT count(*) FROM pgtrail.erasure", &[])
         .await
@@ -618,6 +642,40 @@ async fn read_erased(
         erased.entry(row.get(0)).or_default().insert(row.get(1), value);
     }
     Ok(erased)
+}
+
+/// The periods in which capture was off for an audited table, oldest first
+/// (from `pgtrail.capture_gaps`; empty before pgtrail 0.2.0).
+pub async fn capture_gaps(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<Vec<Problem>, IntegrityError> {
+    let has_view: bool = client
+        .query_one("SELECT to_regclass('pgtrail.capture_gaps') IS NOT NULL", &[])
+        .await
+        .map_err(IntegrityError::database("looking for pgtrail.capture_gaps"))?
+        .get(0);
+    if !has_view {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "SELECT format('%I.%I', table_schema, table_name), off_from::text, off_until::text, turned_off_by,
+                    turned_off_with
+             FROM pgtrail.capture_gaps ORDER BY off_from",
+            &[],
+        )
+        .await
+        .map_err(IntegrityError::database("reading the capture gaps"))?;
+    Ok(rows
+        .iter()
+        .map(|row| Problem::CaptureGap {
+            table: row.get(0),
+            from: row.get(1),
+            until: row.get(2),
+            by: row.get(3),
+            command: row.get(4),
+        })
+        .collect())
 }
 
 /// Lower-case hex.

@@ -6,6 +6,7 @@
 mod auto_attach;
 mod bulk;
 mod context;
+mod gaps;
 mod identifiers;
 mod init;
 mod install;

@@ -1,0 +1,160 @@
+-- Capture gaps: DDL that touches an audited table, its columns or its
+-- capture triggers (ALTER TABLE ... DISABLE TRIGGER, DROP TRIGGER, CREATE
+-- TRIGGER, renames, DROP TABLE, DROP COLUMN, ...) is recorded in
+-- pgtrail.ddl_event with who, when, the command, and whether capture was on
+-- for the table after it. `pgtrail check` and `pgtrail verify` turn these
+-- records into the periods in which capture was off (pgtrail.capture_gaps).
+-- Event triggers need superuser rights (rds_superuser on RDS); without them
+-- the install goes on without the watch, and `pgtrail check` says so.
+
+-- The audited table a relation belongs to (itself, or the partitioned
+-- table it is a partition of), or NULL.
+CREATE OR REPLACE FUNCTION pgtrail._audited_id_of(p_rel oid)
+RETURNS integer
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT a.id
+    FROM pg_class AS c
+    JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    JOIN pgtrail.audited_table AS a ON a.table_schema = n.nspname AND a.table_name = c.relname
+    WHERE c.oid IN (p_rel, coalesce(pg_partition_root(p_rel), p_rel)) AND a.detached_at IS NULL
+    ORDER BY c.oid = p_rel
+    LIMIT 1
+$fn$;
+
+-- 'on' when the audited table p_id has its four capture triggers, enabled;
+-- else 'off'.
+CREATE OR REPLACE FUNCTION pgtrail._capture_state(p_id integer)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE WHEN count(*) FILTER (WHERE t.tgenabled IN ('O', 'A')) = 4 THEN 'on' ELSE 'off' END
+    FROM pgtrail.audited_table AS a
+    LEFT JOIN pg_trigger AS t
+      ON t.tgrelid = to_regclass(format('%I.%I', a.table_schema, a.table_name))
+     AND t.tgname = ANY (pgtrail.trigger_names())
+    WHERE a.id = p_id
+$fn$;
+
+-- Whether this session holds pgtrail's install lock (`pgtrail apply` and the
+-- files of `pgtrail sql` take it; the number is pgtrail_plan::ADVISORY_LOCK).
+CREATE OR REPLACE FUNCTION pgtrail._installing()
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT EXISTS (
+        SELECT FROM pg_locks
+        WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND objsubid = 1
+          AND ((classid::bigint << 32) | objid::bigint) = 8101176133498366316)
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgtrail._on_ddl()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_event record;
+BEGIN
+    IF to_regclass('pgtrail.audited_table') IS NULL THEN
+        RETURN;  -- pgtrail itself is being dropped
+    END IF;
+    FOR v_event IN
+        SELECT DISTINCT ON (x.table_id) x.table_id, x.command_tag, x.object_identity
+        FROM (SELECT pgtrail._audited_id_of(CASE WHEN d.classid = 'pg_trigger'::regclass
+                                                 THEN (SELECT tgrelid FROM pg_trigger WHERE oid = d.objid)
+                                                 ELSE d.objid END) AS table_id,
+                     d.command_tag, d.object_identity
+              FROM pg_event_trigger_ddl_commands() AS d
+              WHERE d.classid IN ('pg_class'::regclass, 'pg_trigger'::regclass)) AS x
+        WHERE x.table_id IS NOT NULL
+    LOOP
+        INSERT INTO pgtrail.ddl_event (command_tag, object_identity, action, detail)
+        VALUES (v_event.command_tag, v_event.object_identity, 'ddl',
+                jsonb_build_object('table_id', v_event.table_id, 'command', current_query(),
+                                   'capture', pgtrail._capture_state(v_event.table_id),
+                                   'by_pgtrail', pgtrail._installing()));
+    END LOOP;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgtrail._on_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_event record;
+BEGIN
+    IF to_regclass('pgtrail.audited_table') IS NULL THEN
+        RETURN;  -- pgtrail itself is being dropped
+    END IF;
+    FOR v_event IN
+        SELECT DISTINCT ON (a.id) a.id AS table_id, d.object_type, d.object_identity,
+               d.object_type = 'table' AND d.address_names[2] = a.table_name AS table_dropped
+        FROM pg_event_trigger_dropped_objects() AS d
+        JOIN pgtrail.audited_table AS a
+          ON a.table_schema = d.address_names[1] AND a.table_name = d.address_names[2]
+        WHERE d.object_type IN ('table', 'table column', 'trigger') AND a.detached_at IS NULL
+          AND NOT (d.object_type = 'table' AND d.is_temporary)
+        ORDER BY a.id, d.object_type = 'table' DESC
+    LOOP
+        INSERT INTO pgtrail.ddl_event (command_tag, object_identity, action, detail)
+        VALUES (tg_tag, v_event.object_identity,
+                CASE WHEN v_event.table_dropped THEN 'table_dropped' ELSE 'ddl' END,
+                jsonb_build_object('table_id', v_event.table_id, 'command', current_query(),
+                                   'capture', CASE WHEN v_event.table_dropped THEN 'off'
+                                                   ELSE pgtrail._capture_state(v_event.table_id) END,
+                                   'by_pgtrail', pgtrail._installing()));
+    END LOOP;
+END
+$fn$;
+
+-- Every period in which capture was off for an audited table, from the
+-- recorded DDL: from a command that left it off to the next that turned it
+-- back on (NULL: still off). Off and on again within one transaction by
+-- pgtrail's own install (`pgtrail apply` re-creating triggers, holding the
+-- install lock) is no gap; anything else is, even within one transaction.
+CREATE OR REPLACE VIEW pgtrail.capture_gaps AS
+WITH states AS (
+    SELECT e.id, e.at, e.txid, e.db_user, e.command_tag, e.detail ->> 'command' AS command,
+           (e.detail ->> 'table_id')::integer AS table_id, e.detail ->> 'capture' AS capture,
+           coalesce((e.detail ->> 'by_pgtrail')::boolean, false) AS by_pgtrail,
+           lag(e.detail ->> 'capture') OVER w AS previous
+    FROM pgtrail.ddl_event AS e
+    WHERE e.detail ? 'capture'
+    WINDOW w AS (PARTITION BY (e.detail ->> 'table_id')::integer ORDER BY e.id)
+),
+changes AS (
+    SELECT s.*, lead(s.id) OVER w AS next_id, lead(s.at) OVER w AS next_at, lead(s.txid) OVER w AS next_txid,
+           lead(s.db_user) OVER w AS next_user, lead(s.command) OVER w AS next_command
+    FROM states AS s
+    WHERE s.capture IS DISTINCT FROM coalesce(s.previous, 'on')
+    WINDOW w AS (PARTITION BY s.table_id ORDER BY s.id)
+)
+SELECT a.table_schema, a.table_name, c.at AS off_from, c.next_at AS off_until,
+       c.db_user AS turned_off_by, c.command AS turned_off_with,
+       c.next_user AS turned_on_by, c.next_command AS turned_on_with
+FROM changes AS c
+JOIN pgtrail.audited_table AS a ON a.id = c.table_id
+WHERE c.capture = 'off' AND NOT (c.by_pgtrail AND c.next_txid IS NOT DISTINCT FROM c.txid);
+
+DO $watch$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgtrail_ddl_watch') THEN
+        CREATE EVENT TRIGGER pgtrail_ddl_watch ON ddl_command_end
+            EXECUTE FUNCTION pgtrail._on_ddl();
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgtrail_drop_watch') THEN
+        CREATE EVENT TRIGGER pgtrail_drop_watch ON sql_drop
+            EXECUTE FUNCTION pgtrail._on_drop();
+    END IF;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'pgtrail: capture-gap detection is off: creating event triggers needs superuser rights (rds_superuser on RDS)';
+END
+$watch$;
