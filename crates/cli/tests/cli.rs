@@ -944,8 +944,8 @@ fn problems(report: &serde_json::Value) -> Vec<(String, Option<i64>)> {
         .iter()
         .map(|p| {
             (
-                p["problem"]["kind"].as_str().unwrap_or_default().to_string(),
-                p["problem"]["change_id"].as_i64(),
+                p["kind"].as_str().unwrap_or_default().to_string(),
+                p["change_id"].as_i64(),
             )
         })
         .collect()
@@ -1172,12 +1172,12 @@ async fn the_auditor_keeps_signed_checkpoints_outside_and_verify_proves_the_log_
     let report = ask_json(&db, dir, &verify);
     assert_eq!(report["intact"], true, "{report}");
     assert_eq!(report["problems"], serde_json::json!([]), "{report}");
-    assert_eq!(report["report"]["tree_size"], 9, "{report}");
-    assert_eq!(report["report"]["seals"], 2, "{report}");
-    assert_eq!(report["report"]["unsealed"], 0, "{report}");
-    assert_eq!(report["report"]["key_from_database"], false, "{report}");
+    assert_eq!(report["tree_size"], 9, "{report}");
+    assert_eq!(report["seals"], 2, "{report}");
+    assert_eq!(report["unsealed"], 0, "{report}");
+    assert_eq!(report["key_from_database"], false, "{report}");
     assert_eq!(
-        report["report"]["root"], second["root"],
+        report["root"], second["root"],
         "verify recomputes the root the last seal signed"
     );
 }
@@ -1360,7 +1360,7 @@ async fn erase_removes_a_persons_values_from_the_trail_and_verify_still_passes()
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let report = ask_json(&db, dir, &["verify", "--public-key", "seal.key.pub"]);
     assert_eq!(report["intact"], true, "{report}");
-    assert_eq!(report["report"]["erasures"], 1, "{report}");
+    assert_eq!(report["erasures"], 1, "{report}");
 
     // A reason is required (clap says so), and key columns are never erased.
     let (code, _, stderr) = ask(&db, dir, &["erase", "accounts", "2", "--columns", "email"]);
@@ -1417,8 +1417,8 @@ async fn verify_before_the_first_seal_says_nothing_is_sealed_yet() {
         );
         let report = ask_json(&db, dir, args);
         assert_eq!(report["intact"], true, "{report}");
-        assert_eq!(report["report"]["seals"], 0, "{report}");
-        assert_eq!(report["report"]["unsealed"], 7, "{report}");
+        assert_eq!(report["seals"], 0, "{report}");
+        assert_eq!(report["unsealed"], 7, "{report}");
     }
 }
 

@@ -131,25 +131,24 @@ pub enum Error {
     },
 
     /// A key file could not be parsed.
-    #[error("key file {}: {source}", path.display())]
+    #[error("key file {}: {problem}", path.display())]
     KeyFile {
         /// The file read.
         path: PathBuf,
-        /// What is wrong with its contents.
-        #[source]
-        source: Box<Error>,
+        /// What is wrong with its contents (in the message, so not a
+        /// `source` too: it would be printed twice).
+        problem: Box<Error>,
     },
 
     /// Reading or writing a file failed.
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}: {cause}", path.display())]
     Io {
         /// What was being done (`"read"`, `"create"`, `"write"`).
         action: &'static str,
         /// The file concerned.
         path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying I/O error (in the message, so not a `source`).
+        cause: std::io::Error,
     },
 
     /// Text that should be a C2SP signed note is not.

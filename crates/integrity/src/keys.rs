@@ -326,7 +326,7 @@ fn create_new(path: &Path, mode: u32) -> Result<File, Error> {
             Error::Io {
                 action: "create",
                 path: path.to_owned(),
-                source,
+                cause: source,
             }
         }
     })
@@ -334,10 +334,10 @@ fn create_new(path: &Path, mode: u32) -> Result<File, Error> {
 
 /// Writes `text` and a newline to `file`, flushed to disk.
 fn write_line(mut file: File, path: &Path, text: &str) -> Result<(), Error> {
-    let io = |source| Error::Io {
+    let io = |cause| Error::Io {
         action: "write",
         path: path.to_owned(),
-        source,
+        cause,
     };
     file.write_all(text.as_bytes()).map_err(io)?;
     file.write_all(b"\n").map_err(io)?;
@@ -368,10 +368,10 @@ pub fn write_key_pair(path: &Path, key: &SignerKey) -> Result<(), Error> {
 
 /// Reads a key file's single line.
 fn read_key_text(path: &Path) -> Result<String, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+    let text = std::fs::read_to_string(path).map_err(|cause| Error::Io {
         action: "read",
         path: path.to_owned(),
-        source,
+        cause,
     })?;
     Ok(text.trim().to_owned())
 }
@@ -380,7 +380,7 @@ fn read_key_text(path: &Path) -> Result<String, Error> {
 fn in_file(path: &Path, source: Error) -> Error {
     Error::KeyFile {
         path: path.to_owned(),
-        source: Box::new(source),
+        problem: Box::new(source),
     }
 }
 

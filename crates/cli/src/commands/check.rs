@@ -42,7 +42,7 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
                 output::say(output::BAD, &problem.to_string());
             }
             for gap in &gaps {
-                output::say(output::WARN, &gap);
+                output::say(output::WARN, gap);
             }
             if installed.version.is_some() && !watching {
                 output::say(

@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
-use super::log::Audited;
+use super::log::{Audited, key_text};
 use crate::cli::{Format, Global};
 use crate::output;
 
@@ -19,6 +19,19 @@ pub async fn run(
     let mut client = super::connect(global).await?;
     let audited = Audited::resolve(&client, table).await?;
     let pk = audited.key(key)?;
+    if let (Some(columns), false) = (columns, audited.columns.is_empty()) {
+        for column in columns {
+            if !audited.columns.iter().any(|(name, _)| name == column) {
+                let mut message = format!("`{}` has no column `{column}`", audited.display());
+                if let Some(near) =
+                    pgtrail::config::suggest(column, audited.columns.iter().map(|(n, _)| n.as_str()))
+                {
+                    message.push_str(&format!("; did you mean `{near}`?"));
+                }
+                bail!("{message}\n  help: --columns takes the table's column names, comma-separated");
+            }
+        }
+    }
     let report =
         pgtrail::integrity::erase(&mut client, &audited.schema, &audited.name, &pk, columns, reason).await?;
     match global.format {
@@ -32,7 +45,7 @@ pub async fn run(
                     report.values,
                     report.change_ids.len(),
                     audited.display(),
-                    pk,
+                    key_text(&pk),
                     report.sealed
                 ),
             );

@@ -62,8 +62,11 @@ pub async fn run(global: &Global, key: &Path, export: Option<&Path>) -> Result<E
                 ),
             }
             output::print_rows(&[["root".to_string(), root]]);
-            for path in exported {
+            for path in &exported {
                 output::say(output::DIM, &format!("wrote {path}"));
+            }
+            if export.is_some() && exported.is_empty() {
+                output::say(output::WARN, "nothing is sealed yet: no checkpoint to export");
             }
         }
     }

@@ -25,14 +25,22 @@ pub async fn run(global: &Global, public_key: Option<&Path>, checkpoint: Option<
     let mut client = super::connect(global).await?;
     let report = pgtrail::integrity::verify(&mut client, &options).await?;
     match global.format {
-        Format::Json => output::print_json(&serde_json::json!({
-            "intact": report.intact(),
-            "report": report,
-            "problems": report.problems.iter().map(|p| serde_json::json!({
-                "problem": p,
-                "message": p.message(),
-            })).collect::<Vec<_>>(),
-        }))?,
+        Format::Json => {
+            // The report's fields, with each problem's message beside its fields.
+            let mut json = serde_json::to_value(&report)?;
+            json["intact"] = serde_json::Value::Bool(report.intact());
+            json["problems"] = report
+                .problems
+                .iter()
+                .map(|p| {
+                    let mut problem = serde_json::to_value(p)?;
+                    problem["message"] = serde_json::Value::String(p.message());
+                    Ok(problem)
+                })
+                .collect::<Result<Vec<_>>>()?
+                .into();
+            output::print_json(&json)?
+        }
         Format::Table => print_table(&report, checkpoint.is_some()),
     }
     Ok(if report.intact() {
