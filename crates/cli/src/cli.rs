@@ -72,11 +72,17 @@ pub enum Command {
     },
     /// Install or upgrade pgtrail and make capture match the config, in one transaction.
     #[command(
-        after_help = "Example:\n  pgtrail apply --config pgtrail.toml --database-url postgres://app@localhost/shop\n\n\
+        after_help = "Example:\n  pgtrail apply --config pgtrail.toml --database-url postgres://app@localhost/shop\n  \
+        pgtrail apply --baseline   # also record the rows newly audited tables already have\n\n\
         Safe to run twice and from two places at once: installs take an advisory lock,\n\
         and either everything is applied or nothing is."
     )]
-    Apply,
+    Apply {
+        /// Also record the rows that newly audited tables already have (once), so
+        /// time travel and `pgtrail reconcile` cover rows older than the install.
+        #[arg(long)]
+        baseline: bool,
+    },
     /// Print the SQL `apply` would run; nothing when the database already matches the config.
     #[command(
         after_help = "Example:\n  pgtrail plan --database-url postgres://app@localhost/shop\n\n\
@@ -234,6 +240,17 @@ pub enum Command {
         /// A checkpoint kept outside the database (from `pgtrail seal --export`).
         #[arg(long, value_name = "FILE")]
         checkpoint: Option<PathBuf>,
+    },
+    /// List live rows that changed without a trace in the trail; exit 1 if any.
+    #[command(
+        after_help = "Example:\n  pgtrail reconcile\n  pgtrail reconcile users --format json\n\n\
+        Finds rows inserted, updated or deleted while capture was off or under\n\
+        session_replication_role = replica. Rows older than the install are judged only for\n\
+        tables with a baseline (`pgtrail apply --baseline` when adding them)."
+    )]
+    Reconcile {
+        /// Only this audited table: `name` or `schema.name`.
+        table: Option<String>,
     },
     /// Erase one row's values (or some columns) from the whole trail; proofs stay valid.
     #[command(

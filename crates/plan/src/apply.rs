@@ -56,6 +56,17 @@ pub struct ApplyReport {
     pub unchanged: usize,
     /// The problems found before applying (all repaired, except `NotCovered`).
     pub problems: Vec<Problem>,
+    /// With [`ApplyOptions::baseline`]: the rows recorded per newly attached table.
+    pub baselined: Vec<(String, String, i64)>,
+}
+
+/// How `apply` goes about it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Record the rows that newly attached tables already have (once, as
+    /// inserts under a context of their own), so that time travel and
+    /// `reconcile` cover rows older than the install.
+    pub baseline: bool,
 }
 
 /// Reads the catalog and what is installed, resolves the config against them
@@ -84,6 +95,16 @@ pub async fn apply_with_progress(
     config: &Config,
     progress: &mut (dyn FnMut(usize, usize, &str) + Send),
 ) -> Result<ApplyReport, PlanError> {
+    apply_with_options(client, config, ApplyOptions::default(), progress).await
+}
+
+/// [`apply_with_progress`] with [`ApplyOptions`].
+pub async fn apply_with_options(
+    client: &mut Client,
+    config: &Config,
+    options: ApplyOptions,
+    progress: &mut (dyn FnMut(usize, usize, &str) + Send),
+) -> Result<ApplyReport, PlanError> {
     let tx = begin_locked(client).await?;
 
     let (desired, catalog, installed, problems) = inspect(&tx, config).await?;
@@ -97,6 +118,7 @@ pub async fn apply_with_progress(
         tables: Vec::new(),
         unchanged: 0,
         problems: problems.clone(),
+        baselined: Vec::new(),
     };
     for table in &desired.tables {
         let name = (table.schema.clone(), table.name.clone());
@@ -144,6 +166,25 @@ pub async fn apply_with_progress(
                     .await
                     .map_err(PlanError::database(format!("{summary} failed")))?;
             }
+        }
+    }
+    if options.baseline {
+        for (schema, name, action) in &report.tables {
+            if *action != TableAction::Attached {
+                continue;
+            }
+            progress(total, total, &format!("baseline of {schema}.{name}"));
+            let rows: i64 = tx
+                .query_one(
+                    "SELECT pgtrail.baseline($1::text::regclass)",
+                    &[&pgtrail_capture::quote::qualified(schema, name)],
+                )
+                .await
+                .map_err(PlanError::database(format!(
+                    "recording the rows of {schema}.{name} failed"
+                )))?
+                .get(0);
+            report.baselined.push((schema.clone(), name.clone(), rows));
         }
     }
     tx.commit()

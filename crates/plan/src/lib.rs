@@ -20,7 +20,10 @@ mod installed;
 mod step;
 mod uninstall;
 
-pub use apply::{ADVISORY_LOCK, ApplyReport, TableAction, apply, apply_with_progress, inspect};
+pub use apply::{
+    ADVISORY_LOCK, ApplyOptions, ApplyReport, TableAction, apply, apply_with_options, apply_with_progress,
+    inspect,
+};
 pub use desired::{Desired, DesiredTable, resolve};
 pub use drift::{Problem, TableName, problems};
 pub use installed::{Installed, InstalledTable};

@@ -140,17 +140,7 @@ BEGIN
         -- CREATE TABLE AS and SELECT INTO filled the table before this ran:
         -- record those first rows as inserts, so it is audited from its first row.
         IF v_command.command_tag <> 'CREATE TABLE' THEN
-            EXECUTE format(
-                'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, new_values) '
-                'SELECT txid_current(), pgtrail._context_seq(), $1, ''I'', clock_timestamp(), '
-                '       pgtrail._redact(pgtrail._key(r.j, $2), $3, $4), pgtrail._redact(r.j, $3, $4) '
-                'FROM (SELECT to_jsonb(t.*) - $5 AS j FROM %s AS t OFFSET 0) AS r',
-                v_command.objid::regclass)
-            USING v_id, v_keys, v_redact, (SELECT value FROM pgtrail.secret WHERE name = 'redaction'),
-                  (SELECT coalesce(array_agg(c), '{}') FROM jsonb_array_elements_text(v_settings -> 'ignore_columns') AS c);
-            IF NOT EXISTS (SELECT FROM pgtrail.transaction WHERE txid = txid_current() AND ctx = pgtrail._context_seq()) THEN
-                PERFORM pgtrail._record_transaction(txid_current(), pgtrail._context_seq(), v_command.object_identity);
-            END IF;
+            PERFORM pgtrail._record_rows(v_id, v_command.objid::regclass);
         END IF;
     END LOOP;
 END

@@ -30,9 +30,11 @@
 -- statement under a DEFERRABLE or non-unique configured key. Tables without
 -- a key count copies of identical rows instead, which any order gives right.
 -- When a key was used by several rows over time, history and blame follow
--- the last row that had it. The functions run with the caller's rights: they
--- need SELECT on the trail, on the audited table and, for tables with
--- redacted columns, on pgtrail.secret (to mark the live row's values).
+-- the last row that had it. The four public functions run with the rights
+-- of pgtrail's owner (SECURITY DEFINER, pinned search_path): they read the
+-- live row and mark its redacted values with the secret that readers never
+-- see. Only the owner and the role pgtrail_reader may execute them; a reader
+-- sees, through them, what the trail already shows it.
 
 -- The audited table behind a regclass, or error PGTR4.
 CREATE OR REPLACE FUNCTION pgtrail._audited(p_tbl regclass)
@@ -371,6 +373,7 @@ $fn$;
 CREATE OR REPLACE FUNCTION pgtrail.row_as_of(tbl regclass, pk jsonb, at timestamptz)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -391,6 +394,7 @@ COMMENT ON FUNCTION pgtrail.row_as_of(regclass, jsonb, timestamptz) IS
 CREATE OR REPLACE FUNCTION pgtrail.table_as_of(tbl regclass, at timestamptz)
 RETURNS SETOF jsonb
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -478,6 +482,7 @@ RETURNS TABLE (id bigint, txid bigint, changed_at timestamptz, op text, pk jsonb
                old_values jsonb, new_values jsonb, state jsonb, actor_id text, actor_name text,
                actor_type text, reason text, context jsonb)
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT l.r_id, l.r_txid, l.r_changed_at,
@@ -502,6 +507,7 @@ CREATE OR REPLACE FUNCTION pgtrail.blame(tbl regclass, pk jsonb)
 RETURNS TABLE (column_name text, value jsonb, changed_at timestamptz, change_id bigint, txid bigint,
                actor_id text, actor_name text, actor_type text, reason text)
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     WITH life AS MATERIALIZED (
@@ -533,7 +539,7 @@ $fn$;
 COMMENT ON FUNCTION pgtrail.blame(regclass, jsonb) IS
     'Per column of the row''s current (or last) state: its value and the change that last set it (NULLs when it predates the install).';
 
--- Readers of the trail only; 90_privileges.sql revokes all from PUBLIC too.
+-- Readers of the trail only (pgtrail_reader: 90_privileges.sql).
 REVOKE ALL ON FUNCTION pgtrail.history(regclass, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgtrail.row_as_of(regclass, jsonb, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgtrail.table_as_of(regclass, timestamptz) FROM PUBLIC;

@@ -70,3 +70,7 @@ CREATE TABLE pgtrail.erased_value (
     PRIMARY KEY (change_id, field),
     CHECK ((salt IS NULL) <> (commitment IS NULL))
 );
+
+-- When `pgtrail apply --baseline` recorded the rows a table already had
+-- (reconcile and time travel then cover rows older than the install).
+ALTER TABLE pgtrail.audited_table ADD COLUMN baseline_at timestamptz;

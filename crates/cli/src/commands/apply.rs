@@ -8,10 +8,12 @@ use pgtrail::plan::{ApplyReport, Problem, TableAction};
 use crate::cli::{Format, Global};
 use crate::output;
 
-pub async fn run(global: &Global) -> Result<ExitCode> {
+pub async fn run(global: &Global, baseline: bool) -> Result<ExitCode> {
     let config = super::load_config(global)?;
     let mut client = super::connect(global).await?;
-    let report = pgtrail::plan::apply_with_progress(&mut client, &config, &mut output::progress).await;
+    let options = pgtrail::plan::ApplyOptions { baseline };
+    let report =
+        pgtrail::plan::apply_with_options(&mut client, &config, options, &mut output::progress).await;
     output::progress_done();
     let report = report?;
     match global.format {
@@ -50,6 +52,9 @@ fn to_json(report: &ApplyReport) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "unchanged": report.unchanged,
         "not_covered": not_covered(report),
+        "baselined": report.baselined.iter().map(|(schema, name, rows)| serde_json::json!({
+            "schema": schema, "table": name, "rows": rows,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -85,6 +90,12 @@ fn print_table(report: &ApplyReport) {
         count(TableAction::Detached),
         report.unchanged
     );
+    for (schema, name, rows) in &report.baselined {
+        output::say(
+            output::DIM,
+            &format!("baseline: recorded the {rows} existing rows of {schema}.{name}"),
+        );
+    }
     let uncovered = not_covered(report);
     if !uncovered.is_empty() {
         output::say(

@@ -11,6 +11,7 @@ mod init;
 mod keygen;
 mod log;
 mod plan;
+mod reconcile;
 mod report;
 mod seal;
 mod sql;
@@ -39,7 +40,7 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
         },
     };
     match cli.command {
-        Command::Apply => apply::run(&cli.global).await,
+        Command::Apply { baseline } => apply::run(&cli.global, baseline).await,
         Command::Init { force, schemas } => init::run(&cli.global, force, &schemas).await,
         Command::Plan => plan::run(&cli.global).await,
         Command::Check => check::run(&cli.global).await,
@@ -63,6 +64,7 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
             public_key,
             checkpoint,
         } => verify::run(&cli.global, public_key.as_deref(), checkpoint.as_deref()).await,
+        Command::Reconcile { table } => reconcile::run(&cli.global, table.as_deref()).await,
         Command::Erase {
             table,
             key,
@@ -75,7 +77,7 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
 fn command_name(command: &Command) -> &'static str {
     match command {
         Command::Init { .. } => "init",
-        Command::Apply => "apply",
+        Command::Apply { .. } => "apply",
         Command::Plan => "plan",
         Command::Check => "check",
         Command::Sql => "sql",
@@ -91,6 +93,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Seal { .. } => "seal",
         Command::Verify { .. } => "verify",
         Command::Erase { .. } => "erase",
+        Command::Reconcile { .. } => "reconcile",
     }
 }
 

@@ -1,7 +1,8 @@
 //! Tamper evidence over the trail in the database: [`seal`] appends the
 //! changes of finished transactions to a Merkle log and signs its head,
 //! [`verify`] recomputes the log from the trail and names what differs, and
-//! [`erase`] removes values while keeping every proof valid.
+//! [`erase`] removes values while keeping every proof valid, and
+//! [`reconcile`] finds live rows that changed without a trace.
 //!
 //! The cryptography (RFC 6962 tree, salted commitments, Ed25519 keys, C2SP
 //! checkpoints) is in the `pgtrail-integrity` crate, which knows nothing of
@@ -11,10 +12,12 @@
 
 mod erase;
 mod leaves;
+mod reconcile;
 mod seal;
 mod verify;
 
 pub use erase::{EraseReport, erase};
+pub use reconcile::{ReconcileReport, Unrecorded, reconcile};
 pub use seal::{SealReport, seal};
 pub use verify::{Problem, VerifyOptions, VerifyReport, capture_gaps, verify};
 

@@ -13,6 +13,7 @@ mod install;
 mod integrity;
 mod keys;
 mod queries;
+mod reconcile;
 mod rollout;
 mod rows;
 mod security;

@@ -216,3 +216,78 @@ async fn even_a_superuser_cannot_update_delete_or_truncate_the_trail() {
     }
     assert_eq!(changes(&db.client, "t").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_reader_reads_the_trail_and_its_answers_but_nothing_else() {
+    let db = audited_db(
+        "CREATE TABLE users (id integer PRIMARY KEY, email text, password_hash text);",
+        "[tables.\"public.users\"]\nredact_columns = [\"password_hash\"]\n",
+    )
+    .await;
+    db.client
+        .batch_execute(
+            "INSERT INTO users VALUES (1, 'ann@example.com', 'secret-1');
+             UPDATE users SET email = 'ann@new.example.com', password_hash = 'secret-2' WHERE id = 1;",
+        )
+        .await
+        .unwrap();
+    let name = format!("auditor_{}", db.name().trim_start_matches("pgtrail_test_"));
+    db.client
+        .batch_execute(&format!("CREATE ROLE {name} LOGIN IN ROLE pgtrail_reader"))
+        .await
+        .expect("pgtrail_reader exists after apply");
+    let mut config = tokio_postgres::Config::from_str(db.url()).expect("test url parses");
+    config.user(&name);
+    let (reader, connection) = config.connect(NoTls).await.expect("the reader connects");
+    tokio::spawn(connection);
+
+    // The trail and the answers, redacted values marked, never shown.
+    let seen: i64 = reader
+        .query_one("SELECT count(*) FROM pgtrail.changes", &[])
+        .await
+        .expect("reads pgtrail.changes")
+        .get(0);
+    assert_eq!(seen, 2);
+    for query in [
+        "SELECT count(*) FROM pgtrail.history('users', '{\"id\": 1}')",
+        "SELECT count(*) FROM pgtrail.blame('users', '{\"id\": 1}')",
+        "SELECT count(*) FROM pgtrail.table_as_of('users', now())",
+        "SELECT count(*) FROM (SELECT pgtrail.row_as_of('users', '{\"id\": 1}', now())) AS r",
+        "SELECT count(*) FROM pgtrail.capture_gaps",
+    ] {
+        reader
+            .query_one(query, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+    }
+    let state: serde_json::Value = reader
+        .query_one("SELECT pgtrail.row_as_of('users', '{\"id\": 1}', now())", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state["email"], "ann@new.example.com");
+    assert!(state["password_hash"].get("redacted").is_some(), "{state}");
+    assert!(!state.to_string().contains("secret-2"));
+
+    // Nothing else.
+    for statement in [
+        "SELECT * FROM pgtrail.secret",
+        "SELECT * FROM users",
+        "INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at) VALUES (1, 0, 1, 'T', now())",
+        "UPDATE pgtrail.change SET new_values = NULL",
+        "DELETE FROM pgtrail.transaction",
+        "SELECT pgtrail.attach('users', '{id}', 'primary_key')",
+        "SELECT pgtrail.configure_context('{}', false)",
+    ] {
+        assert_eq!(
+            sqlstate(reader.batch_execute(statement).await),
+            "42501",
+            "{statement}"
+        );
+    }
+    drop(reader);
+    let _ = db
+        .client
+        .batch_execute(&format!("DROP OWNED BY {name} CASCADE; DROP ROLE {name};"))
+        .await;
+}

@@ -1,0 +1,85 @@
+//! `pgtrail reconcile [TABLE]`: live rows that changed without a trace;
+//! exit 0 none, 1 some, 2 error.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::log::{Audited, key_text};
+use crate::cli::{Format, Global};
+use crate::output;
+
+pub async fn run(global: &Global, table: Option<&str>) -> Result<ExitCode> {
+    let client = super::connect(global).await?;
+    let audited = match table {
+        Some(table) => Some(Audited::resolve(&client, table).await?),
+        None => None,
+    };
+    let report = pgtrail::integrity::reconcile(
+        &client,
+        audited.as_ref().map(|a| (a.schema.as_str(), a.name.as_str())),
+    )
+    .await?;
+    match global.format {
+        Format::Json => output::print_json(&serde_json::to_value(&report)?)?,
+        Format::Table => {
+            let mut rows = vec![[
+                "TABLE".to_string(),
+                "KEY".to_string(),
+                "WHAT".to_string(),
+                "DETAIL".to_string(),
+            ]];
+            for row in &report.rows {
+                let detail = match (&row.fields, &row.recorded, &row.live) {
+                    (Some(fields), Some(recorded), Some(live)) => fields
+                        .iter()
+                        .map(|f| format!("{f}: {} → {}", recorded[f], live[f]))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    _ => String::new(),
+                };
+                rows.push([row.table.clone(), key_text(&row.pk), row.problem.clone(), detail]);
+            }
+            if report.rows.is_empty() {
+                output::say(
+                    output::GOOD,
+                    &format!(
+                        "ok: every live row of {} table(s) matches the trail",
+                        report.tables.len()
+                    ),
+                );
+            } else {
+                output::print_styled(
+                    &rows,
+                    true,
+                    |column, _| if column == 2 { output::BAD } else { output::PLAIN },
+                );
+                output::say(
+                    output::BAD,
+                    &format!("{} row(s) changed without a trace", report.rows.len()),
+                );
+            }
+            let without: Vec<&str> = report
+                .tables
+                .iter()
+                .filter(|(_, baseline)| !baseline)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if !without.is_empty() {
+                output::say(
+                    output::DIM,
+                    &format!(
+                        "note: without a baseline, rows the trail never saw are not judged in {} \
+                         (they may predate the install)",
+                        without.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    Ok(if report.rows.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
