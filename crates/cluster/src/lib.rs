@@ -432,8 +432,10 @@ impl Cluster {
         let Ok(pid_file) = fs::read_to_string(self.data_dir.join("postmaster.pid")) else {
             return false;
         };
+        // Line 8 is written in stages ("starting", then "ready"); a file that
+        // has no status line yet is a server still starting up.
         let status = pid_file.lines().nth(7).map(str::trim);
-        if !matches!(status, Some("ready" | "standby") | None) {
+        if !matches!(status, Some("ready" | "standby")) {
             return false;
         }
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
