@@ -116,7 +116,14 @@ fn build_function(build: &str) -> String {
          CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text\n\
          LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp\n\
          AS $fn$ SELECT {} $fn$;\n\
-         GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;\n",
+         GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;\n\
+         -- version() and build() come last; they belong to pgtrail_owner too (90_privileges.sql).\n\
+         DO $owner$ BEGIN\n\
+         IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgtrail_owner') AND pg_has_role(current_user, 'pgtrail_owner', 'MEMBER') THEN\n\
+         ALTER FUNCTION pgtrail.version() OWNER TO pgtrail_owner;\n\
+         ALTER FUNCTION pgtrail.build() OWNER TO pgtrail_owner;\n\
+         END IF;\n\
+         END $owner$;\n",
         quote::literal(build)
     )
 }

@@ -140,7 +140,34 @@ BEGIN
     END IF;
 
     PERFORM pgtrail._create_triggers(p_table, v_id);
+    PERFORM pgtrail._let_owner_read(p_table);
     RETURN v_id;
+END
+$fn$;
+
+-- The query functions read the live rows of audited tables as the trail's
+-- owner (pgtrail_owner, see 90_privileges.sql): it gets SELECT on each, and
+-- USAGE on its schema.
+-- Without the right to grant it, the query functions answer for rows the
+-- trail has seen, and the notice says why live rows are missing.
+CREATE OR REPLACE FUNCTION pgtrail._let_owner_read(p_table regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgtrail_owner') THEN
+        IF NOT has_schema_privilege('pgtrail_owner', (SELECT relnamespace FROM pg_class WHERE oid = p_table), 'USAGE') THEN
+            EXECUTE format('GRANT USAGE ON SCHEMA %I TO pgtrail_owner',
+                           (SELECT n.nspname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+                            WHERE c.oid = p_table));
+        END IF;
+        IF NOT has_table_privilege('pgtrail_owner', p_table, 'SELECT') THEN
+            EXECUTE format('GRANT SELECT ON %s TO pgtrail_owner', p_table);
+        END IF;
+    END IF;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'pgtrail: could not grant SELECT on % to pgtrail_owner: %', p_table, SQLERRM;
 END
 $fn$;
 

@@ -30,11 +30,12 @@ RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+    -- (Through the catalog, not by name: the owner may lack USAGE on the schema.)
     SELECT CASE WHEN count(*) FILTER (WHERE t.tgenabled IN ('O', 'A')) = 4 THEN 'on' ELSE 'off' END
     FROM pgtrail.audited_table AS a
-    LEFT JOIN pg_trigger AS t
-      ON t.tgrelid = to_regclass(format('%I.%I', a.table_schema, a.table_name))
-     AND t.tgname = ANY (pgtrail.trigger_names())
+    LEFT JOIN pg_namespace AS n ON n.nspname = a.table_schema
+    LEFT JOIN pg_class AS c ON c.relnamespace = n.oid AND c.relname = a.table_name
+    LEFT JOIN pg_trigger AS t ON t.tgrelid = c.oid AND t.tgname = ANY (pgtrail.trigger_names())
     WHERE a.id = p_id
 $fn$;
 

@@ -1,6 +1,6 @@
 -- Privileges: application roles get what capture and set_context need and
--- nothing else. The trail's tables belong to the role that installed pgtrail;
--- capture writes them through SECURITY DEFINER functions with a pinned
+-- nothing else. The trail belongs to the role pgtrail_owner (below);
+-- capture writes it through SECURITY DEFINER functions with a pinned
 -- search_path, so a role that can write audited tables can neither write,
 -- edit nor delete the trail directly, nor forge what the database records.
 
@@ -48,3 +48,76 @@ BEGIN
     END IF;
 END
 $grants$;
+
+-- pgtrail_owner: owns the schema pgtrail, the trail's tables and views and
+-- pgtrail's functions, so capture and the query functions run as a role
+-- that can do nothing but keep the trail (not as the superuser who
+-- installed it). It cannot log in; the role that runs `pgtrail apply` is
+-- made a member, to manage it. One exception: the function behind
+-- auto_attach creates triggers on other roles' new tables, so it stays the
+-- installer's. Without the right to create roles, the installer stays the
+-- owner, as before.
+DO $owner_role$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgtrail_owner') THEN
+        CREATE ROLE pgtrail_owner NOLOGIN;
+    END IF;
+EXCEPTION
+    WHEN insufficient_privilege THEN
+        RAISE NOTICE 'pgtrail: role pgtrail_owner not created (creating roles needs CREATEROLE); the installing role owns the trail';
+    WHEN duplicate_object OR unique_violation THEN
+        NULL;  -- created at the same moment by an install in another database
+END
+$owner_role$;
+
+DO $owner_membership$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgtrail_owner')
+       AND NOT pg_has_role(current_user, 'pgtrail_owner', 'MEMBER') THEN
+        EXECUTE format('GRANT pgtrail_owner TO %I', current_user);
+    END IF;
+EXCEPTION
+    WHEN insufficient_privilege THEN
+        RAISE NOTICE 'pgtrail: % cannot become a member of pgtrail_owner; it keeps owning the trail', current_user;
+    WHEN duplicate_object OR unique_violation THEN
+        NULL;
+END
+$owner_membership$;
+
+DO $owner$
+DECLARE
+    v_object record;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgtrail_owner')
+       OR NOT pg_has_role(current_user, 'pgtrail_owner', 'MEMBER') THEN
+        RETURN;
+    END IF;
+    FOR v_object IN
+        SELECT c.oid::regclass AS rel,
+               CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind
+        FROM pg_class AS c
+        WHERE c.relnamespace = 'pgtrail'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'S')
+          AND c.relowner <> 'pgtrail_owner'::regrole
+          -- identity sequences follow their table
+          AND NOT EXISTS (SELECT FROM pg_depend AS d
+                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'i')
+    LOOP
+        EXECUTE format('ALTER %s %s OWNER TO pgtrail_owner', v_object.kind, v_object.rel);
+    END LOOP;
+    FOR v_object IN
+        SELECT p.oid::regprocedure AS fn
+        FROM pg_proc AS p
+        WHERE p.pronamespace = 'pgtrail'::regnamespace AND p.proowner <> 'pgtrail_owner'::regrole
+          AND p.proname <> '_on_create_table'
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s OWNER TO pgtrail_owner', v_object.fn);
+    END LOOP;
+    IF (SELECT nspowner FROM pg_namespace WHERE nspname = 'pgtrail') <> 'pgtrail_owner'::regrole THEN
+        ALTER SCHEMA pgtrail OWNER TO pgtrail_owner;
+    END IF;
+    -- Tables attached by earlier versions.
+    PERFORM pgtrail._let_owner_read(to_regclass(format('%I.%I', a.table_schema, a.table_name)))
+    FROM pgtrail.audited_table AS a
+    WHERE a.detached_at IS NULL AND to_regclass(format('%I.%I', a.table_schema, a.table_name)) IS NOT NULL;
+END
+$owner$;

@@ -291,3 +291,58 @@ async fn a_reader_reads_the_trail_and_its_answers_but_nothing_else() {
         .batch_execute(&format!("DROP OWNED BY {name} CASCADE; DROP ROLE {name};"))
         .await;
 }
+
+#[tokio::test]
+async fn the_trail_belongs_to_an_owner_role_that_can_do_nothing_else() {
+    let db = audited_db("CREATE TABLE accounts (id integer PRIMARY KEY, owner text);", "").await;
+    let owners: Vec<String> = db
+        .client
+        .query(
+            "SELECT DISTINCT relowner::regrole::text FROM pg_class WHERE relnamespace = 'pgtrail'::regnamespace
+             UNION SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'pgtrail'
+             UNION SELECT DISTINCT proowner::regrole::text FROM pg_proc
+                   WHERE pronamespace = 'pgtrail'::regnamespace AND proname <> '_on_create_table'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(owners, ["pgtrail_owner"]);
+    let role = db
+        .client
+        .query_one(
+            "SELECT rolsuper, rolcanlogin, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles WHERE rolname = 'pgtrail_owner'",
+            &[],
+        )
+        .await
+        .unwrap();
+    for column in 0..5 {
+        assert!(
+            !role.get::<_, bool>(column),
+            "pgtrail_owner has no special power (column {column})"
+        );
+    }
+    // Capture runs as that owner, which may read the audited table (for the
+    // query functions) and nothing more of it.
+    db.client
+        .batch_execute("INSERT INTO accounts VALUES (1, 'ann')")
+        .await
+        .unwrap();
+    let rights: (bool, bool, bool) = {
+        let row = db
+            .client
+            .query_one(
+                "SELECT has_table_privilege('pgtrail_owner', 'accounts', 'SELECT'),
+                        has_table_privilege('pgtrail_owner', 'accounts', 'UPDATE'),
+                        has_table_privilege('pgtrail_owner', 'accounts', 'DELETE')",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    assert_eq!(rights, (true, false, false));
+    assert_eq!(changes(&db.client, "accounts").await.len(), 1);
+}
