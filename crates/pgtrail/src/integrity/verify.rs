@@ -441,15 +441,25 @@ impl SealCheck<'_> {
                     order_reported = true;
                 }
             }
-            match (derived.take(), next) {
+            // Both sides come in change id order: merge them.
+            let order = match (&derived, &next) {
                 (None, None) => return Ok(()),
-                (Some(change), None) => {
+                (Some(change), Some(entry)) => change.id.cmp(&entry.id),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+            };
+            let (change, entry) = match (order, derived.take(), next) {
+                (std::cmp::Ordering::Equal, Some(change), Some(entry)) => (change, entry),
+                // In the trail, in this seal's range, but not sealed.
+                (std::cmp::Ordering::Less, Some(change), _) => {
                     self.problems.push(Problem::NotSealed {
                         change_id: change.id,
                         seal: self.seal,
                     });
+                    continue;
                 }
-                (None, Some(entry)) => {
+                // Sealed, gone from the trail.
+                (_, change, Some(entry)) => {
                     self.problems.push(Problem::Deleted {
                         change_id: entry.id,
                         seal: self.seal,
@@ -457,42 +467,27 @@ impl SealCheck<'_> {
                     self.push(entry.hash)?;
                     last_stored_id = entry.id;
                     stored.advance();
+                    derived = change;
+                    continue;
                 }
-                (Some(change), Some(entry)) if change.id < entry.id => {
-                    self.problems.push(Problem::NotSealed {
-                        change_id: change.id,
-                        seal: self.seal,
-                    });
-                }
-                (Some(change), Some(entry)) if change.id > entry.id => {
-                    self.problems.push(Problem::Deleted {
-                        change_id: entry.id,
-                        seal: self.seal,
-                    });
-                    self.push(entry.hash)?;
-                    last_stored_id = entry.id;
-                    stored.advance();
-                    derived = Some(change);
-                }
-                (Some(change), Some(entry)) => {
-                    let salts = match self.erased.get(&change.id) {
-                        Some(kept) if entry.seed == [0; 16] => Salts::Erased(kept),
-                        _ => Salts::Seed(&entry.seed),
-                    };
-                    let leaf =
-                        self.leaves
-                            .leaf(&change, transactions.get(&(change.txid, change.ctx)), salts)?;
-                    if leaf != entry.hash {
-                        self.problems.push(Problem::Edited {
-                            change_id: change.id,
-                            seal: self.seal,
-                        });
-                    }
-                    self.push(leaf)?;
-                    last_stored_id = entry.id;
-                    stored.advance();
-                }
+                (_, _, None) => return Ok(()),
+            };
+            let salts = match self.erased.get(&change.id) {
+                Some(kept) if entry.seed == [0; 16] => Salts::Erased(kept),
+                _ => Salts::Seed(&entry.seed),
+            };
+            let leaf = self
+                .leaves
+                .leaf(&change, transactions.get(&(change.txid, change.ctx)), salts)?;
+            if leaf != entry.hash {
+                self.problems.push(Problem::Edited {
+                    change_id: change.id,
+                    seal: self.seal,
+                });
             }
+            self.push(leaf)?;
+            last_stored_id = entry.id;
+            stored.advance();
         }
     }
 
