@@ -1434,3 +1434,385 @@ fn every_integrity_command_has_help_with_an_example() {
         );
     }
 }
+
+// ---- rows changed without a trace: apply --baseline, reconcile, capture gaps ----
+
+/// A project auditing `accounts` (its `password_hash` redacted), whose three
+/// rows exist before pgtrail is installed; `users` (two rows) is not audited
+/// yet. Nothing is applied.
+async fn accounts_before_install() -> (TestDb, tempfile::TempDir) {
+    let (db, dir) = project(ACCOUNTS_ONLY).await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE accounts (id integer PRIMARY KEY, email text, name text, password_hash text,
+                                    balance numeric(12,2));
+             INSERT INTO accounts VALUES (1, 'ann@example.com', 'Ann', 'h-ann', 10.00),
+                                         (2, 'bob@example.com', 'Bob', 'h-bob', 20.00),
+                                         (3, 'cy@example.com', 'Cy', 'h-cy', 30.00);
+             INSERT INTO users (email) VALUES ('ann@example.com'), ('bob@example.com');",
+        )
+        .await
+        .expect("the rows that predate the install");
+    (db, dir)
+}
+
+const ACCOUNTS_ONLY: &str = "[capture]\ninclude = [\"accounts\"]\nexclude = [\"users\", \"sessions\"]\n\n\
+                             [tables.\"public.accounts\"]\nredact_columns = [\"password_hash\"]\n";
+/// [`ACCOUNTS_ONLY`] with `users` audited too.
+const ACCOUNTS_AND_USERS: &str = "[capture]\ninclude = [\"accounts\", \"users\"]\nexclude = [\"sessions\"]\n\n\
+                                  [tables.\"public.accounts\"]\nredact_columns = [\"password_hash\"]\n";
+
+/// Runs `sql` under `session_replication_role = replica`, which no trigger
+/// sees (what a replication tool, or a DBA's restore, does).
+async fn behind_the_trails_back(db: &TestDb, sql: &str) {
+    db.client
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL session_replication_role = replica; {sql}; COMMIT;"
+        ))
+        .await
+        .expect("the unrecorded changes run");
+}
+
+/// The line of `stdout` that names the row `key` (`id=2`).
+fn line_of<'a>(stdout: &'a str, key: &str) -> &'a str {
+    let words = |line: &&str| line.split_whitespace().any(|word| word == key);
+    stdout
+        .lines()
+        .find(words)
+        .unwrap_or_else(|| panic!("no line names {key}:\n{stdout}"))
+}
+
+/// (pk, problem) of each row in the JSON of `pgtrail reconcile`.
+fn unrecorded(report: &serde_json::Value) -> Vec<(serde_json::Value, String)> {
+    report["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rows list: {report}"))
+        .iter()
+        .map(|r| {
+            (
+                r["pk"].clone(),
+                r["problem"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_dba_baselines_existing_rows_and_reconcile_names_every_change_made_behind_the_trails_back() {
+    let (db, dir) = accounts_before_install().await;
+    let dir = dir.path();
+
+    let (code, stdout, stderr) = ask(&db, dir, &["apply", "--baseline"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("baseline: recorded the 3 existing rows of public.accounts"),
+        "{stdout}"
+    );
+    // The baseline is in the trail: one INSERT per row, by pgtrail itself.
+    let log = ask_json(&db, dir, &["log", "accounts"]);
+    let log = log.as_array().unwrap();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(
+        log.iter()
+            .all(|c| c["op"] == "INSERT" && c["reason"] == "baseline"),
+        "{log:?}"
+    );
+
+    // A table added later gets its baseline when it is attached, once.
+    std::fs::write(dir.join("pgtrail.toml"), ACCOUNTS_AND_USERS).unwrap();
+    let added = ask_json(&db, dir, &["apply", "--baseline"]);
+    assert_eq!(
+        added["baselined"],
+        serde_json::json!([{"schema": "public", "table": "users", "rows": 2}]),
+        "{added}"
+    );
+    assert_eq!(added["unchanged"], 1, "{added}");
+    let again = ask_json(&db, dir, &["apply", "--baseline"]);
+    assert_eq!(again["baselined"], serde_json::json!([]), "{again}");
+
+    // A recorded change, then three that no trigger sees.
+    db.client
+        .batch_execute("UPDATE accounts SET name = 'Cyrus' WHERE id = 3")
+        .await
+        .unwrap();
+    behind_the_trails_back(
+        &db,
+        "UPDATE accounts SET email = 'ann@evil.example.com', password_hash = 'h-evil' WHERE id = 1;
+         DELETE FROM accounts WHERE id = 2;
+         INSERT INTO accounts VALUES (4, 'ghost@example.com', 'Ghost', 'h-ghost', 0)",
+    )
+    .await;
+
+    let (code, stdout, stderr) = ask(&db, dir, &["reconcile"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("TABLE") && stdout.contains("WHAT"), "{stdout}");
+    let update = line_of(&stdout, "id=1");
+    assert!(
+        update.contains("public.accounts")
+            && update.contains("unrecorded update")
+            && update.contains("email: ann@example.com → ann@evil.example.com")
+            && update.contains("password_hash: [redacted] → [redacted]"),
+        "{stdout}"
+    );
+    assert!(line_of(&stdout, "id=2").contains("unrecorded delete"), "{stdout}");
+    assert!(line_of(&stdout, "id=4").contains("unrecorded insert"), "{stdout}");
+    assert!(
+        !stdout.contains("id=3") && !stdout.contains("users"),
+        "recorded changes and untouched tables are not listed:\n{stdout}"
+    );
+    assert!(stdout.contains("3 row(s) changed without a trace"), "{stdout}");
+    assert!(
+        !stdout.contains("h-evil") && !stdout.contains("h-ann"),
+        "a redacted value leaked:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains("note:"),
+        "both tables have a baseline:\n{stdout}"
+    );
+
+    let (code, report) = ask_json_code(&db, dir, &["reconcile", "accounts"]);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(
+        report["tables"],
+        serde_json::json!([["public.accounts", true]]),
+        "{report}"
+    );
+    assert_eq!(
+        unrecorded(&report),
+        [
+            (serde_json::json!({"id": 2}), "unrecorded delete".to_string()),
+            (serde_json::json!({"id": 4}), "unrecorded insert".to_string()),
+            (serde_json::json!({"id": 1}), "unrecorded update".to_string()),
+        ],
+        "{report}"
+    );
+    let [deleted, inserted, updated] = report["rows"].as_array().unwrap().as_slice() else {
+        unreachable!()
+    };
+    assert_eq!(
+        updated["fields"],
+        serde_json::json!(["email", "password_hash"]),
+        "{report}"
+    );
+    assert_eq!(updated["recorded"]["email"], "ann@example.com", "{report}");
+    assert_eq!(updated["live"]["email"], "ann@evil.example.com", "{report}");
+    assert_eq!(deleted["recorded"]["email"], "bob@example.com", "{report}");
+    assert_eq!(inserted["live"]["email"], "ghost@example.com", "{report}");
+    assert!(
+        !report.to_string().contains("h-evil"),
+        "a redacted value leaked: {report}"
+    );
+
+    // Repaired by hand: the rows are as the trail says again.
+    behind_the_trails_back(
+        &db,
+        "UPDATE accounts SET email = 'ann@example.com', password_hash = 'h-ann' WHERE id = 1;
+         INSERT INTO accounts VALUES (2, 'bob@example.com', 'Bob', 'h-bob', 20.00);
+         DELETE FROM accounts WHERE id = 4",
+    )
+    .await;
+    let (code, stdout, stderr) = ask(&db, dir, &["reconcile"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("ok: every live row of 2 table(s) matches the trail"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("note:"), "{stdout}");
+    let report = ask_json(&db, dir, &["reconcile"]);
+    assert_eq!(report["rows"], serde_json::json!([]), "{report}");
+}
+
+#[tokio::test]
+async fn without_a_baseline_reconcile_says_which_rows_it_cannot_judge() {
+    let (db, dir) = accounts_before_install().await;
+    let dir = dir.path();
+    let (code, stdout, stderr) = ask(&db, dir, &["apply"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stdout.contains("baseline"), "{stdout}");
+
+    // Rows the trail never saw: they look like rows older than the install.
+    behind_the_trails_back(
+        &db,
+        "UPDATE accounts SET email = 'ann@evil.example.com' WHERE id = 1;
+         DELETE FROM accounts WHERE id = 2;
+         INSERT INTO accounts VALUES (4, 'ghost@example.com', 'Ghost', 'h-ghost', 0)",
+    )
+    .await;
+    let (code, stdout, stderr) = ask(&db, dir, &["reconcile"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("ok: no row the trail has seen changed without a trace in 1 table(s)")
+            && !stdout.contains("every live row"),
+        "the ghost row does not match the trail; ok says only what was judged:\n{stdout}"
+    );
+    assert!(
+        stdout
+            .contains("note: without a baseline, rows the trail never saw are not judged in public.accounts"),
+        "{stdout}"
+    );
+    let report = ask_json(&db, dir, &["reconcile"]);
+    assert_eq!(
+        report["tables"],
+        serde_json::json!([["public.accounts", false]]),
+        "{report}"
+    );
+    assert_eq!(report["rows"], serde_json::json!([]), "{report}");
+
+    // A row the trail has seen is judged all the same.
+    db.client
+        .batch_execute("INSERT INTO accounts VALUES (5, 'di@example.com', 'Di', 'h-di', 5)")
+        .await
+        .unwrap();
+    behind_the_trails_back(&db, "DELETE FROM accounts WHERE id = 5").await;
+    let (code, stdout, stderr) = ask(&db, dir, &["reconcile"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(line_of(&stdout, "id=5").contains("unrecorded delete"), "{stdout}");
+    assert!(stdout.contains("note:"), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_disabled_capture_trigger_is_a_gap_that_check_warns_of_and_verify_and_reconcile_report() {
+    let (db, dir) = accounts_before_install().await;
+    let dir = dir.path();
+    let (code, stdout, stderr) = ask(&db, dir, &["apply", "--baseline"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let report = ask_json(&db, dir, &["check"]);
+    assert_eq!(report["capture_gaps"], serde_json::json!([]), "{report}");
+    assert_eq!(report["ddl_watch"], true, "{report}");
+
+    // One statement at a time: the gap names the command that opened it.
+    for sql in [
+        "ALTER TABLE accounts DISABLE TRIGGER pgtrail_capture_update",
+        "UPDATE accounts SET email = 'quiet@example.com' WHERE id = 3",
+        "ALTER TABLE accounts ENABLE TRIGGER pgtrail_capture_update",
+    ] {
+        db.client.batch_execute(sql).await.unwrap();
+    }
+
+    // Nothing is drifted now, so check passes, but it says what happened.
+    let (code, stdout, stderr) = ask(&db, dir, &["check"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let gap = stdout
+        .lines()
+        .find(|line| line.starts_with("warning: capture was off for public.accounts"))
+        .unwrap_or_else(|| panic!("no warning of the gap:\n{stdout}"));
+    assert!(
+        gap.contains("until") && gap.contains("ALTER TABLE accounts DISABLE TRIGGER pgtrail_capture_update"),
+        "{gap}"
+    );
+    assert!(stdout.contains("ok: pgtrail"), "{stdout}");
+    assert!(!stdout.contains("capture-gap detection is off"), "{stdout}");
+    let report = ask_json(&db, dir, &["check"]);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["problems"], serde_json::json!([]), "{report}");
+    assert_eq!(report["ddl_watch"], true, "{report}");
+    let gaps = report["capture_gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "{report}");
+    assert!(
+        gaps[0]
+            .as_str()
+            .is_some_and(|g| g.contains("public.accounts") && g.contains("DISABLE TRIGGER")),
+        "{report}"
+    );
+
+    let (code, stdout, stderr) = ask(&db, dir, &["verify"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("capture was off for public.accounts"), "{stdout}");
+    let (code, report) = ask_json_code(&db, dir, &["verify"]);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(problems(&report), [("capture_gap".to_string(), None)], "{report}");
+    let problem = &report["problems"][0];
+    assert_eq!(problem["table"], "public.accounts", "{report}");
+    assert!(problem["until"].is_string(), "the gap is closed: {report}");
+    assert!(
+        problem["command"]
+            .as_str()
+            .is_some_and(|c| c.contains("DISABLE TRIGGER pgtrail_capture_update")),
+        "{report}"
+    );
+
+    // The update made in the gap, found.
+    let (code, stdout, stderr) = ask(&db, dir, &["reconcile"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let update = line_of(&stdout, "id=3");
+    assert!(
+        update.contains("unrecorded update") && update.contains("email: cy@example.com → quiet@example.com"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 row(s) changed without a trace"), "{stdout}");
+
+    // Without the event triggers, check says gaps can no longer be seen.
+    db.client
+        .batch_execute("DROP EVENT TRIGGER pgtrail_ddl_watch")
+        .await
+        .unwrap();
+    let (_, stdout, stderr) = ask(&db, dir, &["check"]);
+    assert!(
+        stdout.contains("warning: capture-gap detection is off") && stdout.contains("pgtrail_ddl_watch"),
+        "{stdout}{stderr}"
+    );
+    let (_, report) = ask_json_code(&db, dir, &["check"]);
+    assert_eq!(report["ddl_watch"], false, "{report}");
+}
+
+#[tokio::test]
+async fn reconcile_of_a_table_that_is_not_audited_is_one_helpful_error_and_exit_2() {
+    let (db, dir) = accounts_before_install().await;
+    let dir = dir.path();
+    let (code, _, stderr) = ask(&db, dir, &["reconcile"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("pgtrail is not installed") && stderr.contains("pgtrail apply"),
+        "{stderr}"
+    );
+
+    let (code, stdout, stderr) = ask(&db, dir, &["apply"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let (code, stdout, stderr) = ask(&db, dir, &["reconcile", "nosuchtable"]);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("table `nosuchtable` is not audited")
+            && stderr.contains("help: the audited tables are public.accounts"),
+        "{stderr}"
+    );
+    assert_eq!(stdout, "", "no report for a table that is not audited");
+    let (code, _, stderr) = ask(&db, dir, &["reconcile", "acounts"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("did you mean `accounts`?"), "{stderr}");
+
+    // A table the trail knows but no longer audits: an error, not "ok".
+    std::fs::write(dir.join("pgtrail.toml"), ACCOUNTS_AND_USERS).unwrap();
+    let (code, _, stderr) = ask(&db, dir, &["apply"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    std::fs::write(dir.join("pgtrail.toml"), ACCOUNTS_ONLY).unwrap();
+    let (code, stdout, stderr) = ask(&db, dir, &["apply"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("detached  public.users"), "{stdout}");
+    for args in [
+        &["reconcile", "users"][..],
+        &["reconcile", "users", "--format", "json"],
+    ] {
+        let (code, stdout, stderr) = ask(&db, dir, args);
+        assert_eq!(code, Some(2), "{args:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("`public.users` is not audited now")
+                && stderr.contains("pgtrail log public.users"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stdout, "", "{args:?}");
+    }
+    let (code, stdout, stderr) = ask(&db, dir, &["reconcile"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("in 1 table(s)"), "{stdout}");
+
+    let (code, _, stderr) = ask(&db, dir, &["reconcile", "--format", "csv"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("prints no CSV"), "{stderr}");
+
+    let help = pgtrail(&["reconcile", "--help"], dir);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(
+        text(&help).0.contains("Example"),
+        "reconcile --help has no example"
+    );
+}

@@ -41,13 +41,15 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
             for problem in &problems {
                 output::say(output::BAD, &problem.to_string());
             }
+            // Prefixed like apply's warnings: without colour, a gap line
+            // before "ok:" must still read as a warning.
             for gap in &gaps {
-                output::say(output::WARN, gap);
+                output::say(output::WARN, &format!("warning: {gap}"));
             }
             if installed.version.is_some() && !watching {
                 output::say(
                     output::WARN,
-                    "capture-gap detection is off: the event triggers pgtrail_ddl_watch and pgtrail_drop_watch are missing \
+                    "warning: capture-gap detection is off: the event triggers pgtrail_ddl_watch and pgtrail_drop_watch are missing \
                      (run `pgtrail apply` as a superuser, rds_superuser on RDS)",
                 );
             }

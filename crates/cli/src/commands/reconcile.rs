@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
-use super::log::{Audited, key_text};
+use super::log::{Audited, diff_value, key_text};
 use crate::cli::{Format, Global};
 use crate::output;
 
@@ -20,6 +20,15 @@ pub async fn run(global: &Global, table: Option<&str>) -> Result<ExitCode> {
         audited.as_ref().map(|a| (a.schema.as_str(), a.name.as_str())),
     )
     .await?;
+    if let Some(audited) = audited.as_ref().filter(|_| report.tables.is_empty()) {
+        // Known to the trail, but not compared: "ok" would claim too much.
+        bail!(
+            "`{}` is not audited now (capture was detached, or the table was dropped): there are no live rows to reconcile\n  \
+             help: `pgtrail log {}` still shows what the trail recorded",
+            audited.display(),
+            audited.display()
+        );
+    }
     match global.format {
         Format::Json => output::print_json(&serde_json::to_value(&report)?)?,
         Format::Table => {
@@ -30,24 +39,45 @@ pub async fn run(global: &Global, table: Option<&str>) -> Result<ExitCode> {
                 "DETAIL".to_string(),
             ]];
             for row in &report.rows {
+                // Values as `history` shows them: text unquoted, redaction
+                // markers as [redacted].
                 let detail = match (&row.fields, &row.recorded, &row.live) {
                     (Some(fields), Some(recorded), Some(live)) => fields
                         .iter()
-                        .map(|f| format!("{f}: {} → {}", recorded[f], live[f]))
+                        .map(|f| {
+                            format!(
+                                "{f}: {} → {}",
+                                diff_value(recorded.get(f)),
+                                diff_value(live.get(f))
+                            )
+                        })
                         .collect::<Vec<_>>()
                         .join(", "),
                     _ => String::new(),
                 };
                 rows.push([row.table.clone(), key_text(&row.pk), row.problem.clone(), detail]);
             }
+            let without: Vec<&str> = report
+                .tables
+                .iter()
+                .filter(|(_, baseline)| !baseline)
+                .map(|(name, _)| name.as_str())
+                .collect();
             if report.rows.is_empty() {
-                output::say(
-                    output::GOOD,
-                    &format!(
+                // Without a baseline, a live row the trail never saw is not
+                // judged: "every live row matches" would claim too much.
+                let ok = if without.is_empty() {
+                    format!(
                         "ok: every live row of {} table(s) matches the trail",
                         report.tables.len()
-                    ),
-                );
+                    )
+                } else {
+                    format!(
+                        "ok: no row the trail has seen changed without a trace in {} table(s)",
+                        report.tables.len()
+                    )
+                };
+                output::say(output::GOOD, &ok);
             } else {
                 output::print_styled(
                     &rows,
@@ -59,12 +89,6 @@ pub async fn run(global: &Global, table: Option<&str>) -> Result<ExitCode> {
                     &format!("{} row(s) changed without a trace", report.rows.len()),
                 );
             }
-            let without: Vec<&str> = report
-                .tables
-                .iter()
-                .filter(|(_, baseline)| !baseline)
-                .map(|(name, _)| name.as_str())
-                .collect();
             if !without.is_empty() {
                 output::say(
                     output::DIM,
