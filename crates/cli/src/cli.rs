@@ -78,8 +78,9 @@ pub enum Command {
         and either everything is applied or nothing is."
     )]
     Apply {
-        /// Also record the rows that newly audited tables already have (once), so
-        /// time travel and `pgtrail reconcile` cover rows older than the install.
+        /// Also record the rows that audited tables without history yet (newly attached
+        /// ones) already have, once, so time travel and `pgtrail reconcile` cover rows
+        /// older than the install.
         #[arg(long)]
         baseline: bool,
     },

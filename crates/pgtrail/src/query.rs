@@ -612,7 +612,8 @@ mod tests {
         let n = types(&[("price", "numeric(10,2)"), ("r", "double precision")]);
         assert_eq!(
             parse_key("price=1.50", &cols(&["price"]), &n).unwrap(),
-            json!({"price": 1.50})
+            serde_json::from_str::<Value>(r#"{"price": 1.50}"#).unwrap(),
+            "the number as typed: numeric keeps its scale"
         );
         assert_eq!(parse_key("r=-2", &cols(&["r"]), &n).unwrap(), json!({"r": -2}));
         let e = parse_key("abc", &cols(&["id"]), &t).unwrap_err().to_string();

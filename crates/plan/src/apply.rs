@@ -56,16 +56,17 @@ pub struct ApplyReport {
     pub unchanged: usize,
     /// The problems found before applying (all repaired, except `NotCovered`).
     pub problems: Vec<Problem>,
-    /// With [`ApplyOptions::baseline`]: the rows recorded per newly attached table.
+    /// With [`ApplyOptions::baseline`]: the rows recorded per table without history.
     pub baselined: Vec<(String, String, i64)>,
 }
 
 /// How `apply` goes about it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApplyOptions {
-    /// Record the rows that newly attached tables already have (once, as
-    /// inserts under a context of their own), so that time travel and
-    /// `reconcile` cover rows older than the install.
+    /// Record the rows that audited tables without any history yet (newly
+    /// attached ones) already have, once, as inserts under a context of their
+    /// own, so that time travel and `reconcile` cover rows older than the
+    /// install. Tables with recorded changes are left as they are.
     pub baseline: bool,
 }
 
@@ -169,23 +170,25 @@ pub async fn apply_with_options(
         }
     }
     if options.baseline {
-        for (schema, name, action) in &report.tables {
-            if *action != TableAction::Attached {
-                continue;
-            }
-            progress(total, total, &format!("baseline of {schema}.{name}"));
-            let rows: i64 = tx
-                .query_one(
-                    "SELECT pgtrail.baseline($1::text::regclass)",
-                    &[&pgtrail_capture::quote::qualified(schema, name)],
-                )
-                .await
-                .map_err(PlanError::database(format!(
-                    "recording the rows of {schema}.{name} failed"
-                )))?
-                .get(0);
-            report.baselined.push((schema.clone(), name.clone(), rows));
-        }
+        // Every audited table with no history yet: newly attached ones, and
+        // ones attached earlier that have recorded nothing so far. A table
+        // with changes already has a history a baseline would contradict.
+        progress(total, total, "baseline of the tables without history");
+        let rows = tx
+            .query(
+                "SELECT a.table_schema, a.table_name,
+                        pgtrail.baseline(format('%I.%I', a.table_schema, a.table_name)::regclass)
+                 FROM pgtrail.audited_table AS a
+                 WHERE a.detached_at IS NULL AND a.baseline_at IS NULL
+                   AND NOT EXISTS (SELECT FROM pgtrail.change AS c WHERE c.table_id = a.id)
+                 ORDER BY 1, 2",
+                &[],
+            )
+            .await
+            .map_err(PlanError::database(
+                "recording the rows of newly audited tables failed",
+            ))?;
+        report.baselined = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
     }
     tx.commit()
         .await

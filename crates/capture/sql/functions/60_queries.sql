@@ -391,6 +391,26 @@ $fn$;
 COMMENT ON FUNCTION pgtrail.row_as_of(regclass, jsonb, timestamptz) IS
     'The row with key pk as it was at the moment at (ignored columns left out, redacted ones as markers); NULL if it did not exist then.';
 
+-- table_as_of. Keyless tables count copies of each row. With a key, the rows
+-- whose key no change touched since the moment are read from the live table;
+-- every other key is rolled back set-based, with a few queries over the
+-- changes of all those keys at once, each key's state decided as _row_life
+-- and _row_as_of would (same life, same state, forwards preferred):
+--   * its changes (pk = key) numbered in order; the anchor is the last one up
+--     to the moment. No anchor and an INSERT first, an anchor that is a
+--     DELETE, or a TRUNCATE between the anchor and the moment: no row.
+--   * Forwards: the row's life up to the anchor starts after the last DELETE
+--     of the key, or the last TRUNCATE, before it. If it holds a whole row
+--     (INSERT, or UPDATE with full images), the state is the last such row
+--     overlaid with the new_values of the UPDATEs after it up to the anchor.
+--   * Backwards (no TRUNCATE after the moment): the old_values of the first
+--     change after the moment that holds the whole old row (DELETE, full
+--     UPDATE), else the live row, overlaid with the old_values of the
+--     UPDATEs between the moment and it; for each field the earliest wins.
+-- Keys that a key change (old_pk -> pk) moved a row to or from, and the rare
+-- states the rules above do not decide (an INSERT of a key that still had a
+-- row, a live row missing, a later TRUNCATE with no forward state: what
+-- _row_as_of answers with PGTR5), keep the per-key path, _row_as_of.
 CREATE OR REPLACE FUNCTION pgtrail.table_as_of(tbl regclass, at timestamptz)
 RETURNS SETOF jsonb
 LANGUAGE plpgsql STABLE
@@ -402,7 +422,9 @@ DECLARE
     v_secret   bytea;
     v_after    boolean;
     v_since    timestamptz;
+    v_since_id bigint;
     v_keys     jsonb[];
+    v_live     text;
 BEGIN
     t := pgtrail._audited(tbl);
     IF at IS NULL THEN
@@ -412,16 +434,16 @@ BEGIN
     IF cardinality(t.redact_columns) > 0 THEN
         SELECT value INTO v_secret FROM pgtrail.secret WHERE name = 'redaction';
     END IF;
+    -- The last TRUNCATE up to the moment, if any: it ended every row before it.
+    SELECT x.changed_at, x.id INTO v_since, v_since_id FROM pgtrail.change AS x
+    WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at <= at
+    ORDER BY x.changed_at DESC, x.id DESC LIMIT 1;
     v_after := EXISTS (SELECT FROM pgtrail.change AS x
                        WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at > at);
-    IF v_after THEN
-        -- A later TRUNCATE cut the way back from the live table: go forwards
-        -- from the last TRUNCATE before the moment, if there is one.
-        SELECT max(x.changed_at) INTO v_since FROM pgtrail.change AS x
-        WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at <= at;
-        IF v_since IS NULL THEN
-            PERFORM pgtrail._cannot_tell(t, at);
-        END IF;
+    IF v_after AND v_since IS NULL THEN
+        -- A later TRUNCATE cut the way back from the live table, and no
+        -- earlier one gives a way forwards.
+        PERFORM pgtrail._cannot_tell(t, at);
     END IF;
 
     IF cardinality(t.key_columns) = 0 THEN
@@ -448,29 +470,138 @@ BEGIN
     END IF;
 
     IF v_after THEN
-        -- Every row there at the moment was inserted after v_since.
-        RETURN QUERY
-        SELECT s.s FROM (
-            SELECT DISTINCT d.k FROM pgtrail.change AS x CROSS JOIN LATERAL (VALUES (x.pk), (x.old_pk)) AS d(k)
-            WHERE x.table_id = t.id AND x.changed_at > v_since AND x.changed_at <= at AND d.k IS NOT NULL) AS k
-        CROSS JOIN LATERAL (SELECT pgtrail._row_as_of(t, tbl, k.k, at) AS s) AS s
-        WHERE s.s IS NOT NULL;
+        -- Every row there at the moment was inserted after the last TRUNCATE
+        -- before it: the keys changed in between, rebuilt forwards.
+        SELECT coalesce(array_agg(DISTINCT d.k), '{}') INTO v_keys
+        FROM pgtrail.change AS x CROSS JOIN LATERAL (VALUES (x.pk), (x.old_pk)) AS d(k)
+        WHERE x.table_id = t.id AND x.changed_at > v_since AND x.changed_at <= at AND d.k IS NOT NULL;
+    ELSE
+        -- The keys changed since the moment are rolled back; every other
+        -- live row is as it was.
+        SELECT coalesce(array_agg(DISTINCT d.k), '{}') INTO v_keys
+        FROM pgtrail.change AS x CROSS JOIN LATERAL (VALUES (x.pk), (x.old_pk)) AS d(k)
+        WHERE x.table_id = t.id AND x.changed_at > at AND d.k IS NOT NULL;
+        RETURN QUERY EXECUTE format(
+            'SELECT r.j FROM (SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) AS j FROM %s AS x) AS r '
+            'LEFT JOIN unnest($5::jsonb[]) AS k(k) ON k.k = pgtrail._key(r.j, $4) WHERE k.k IS NULL', tbl)
+        USING t.ignore_columns, t.redact_columns, v_secret, t.key_columns, v_keys;
+    END IF;
+    IF cardinality(v_keys) = 0 THEN
         RETURN;
     END IF;
 
-    -- The keys changed since the moment are rolled back one by one; every
-    -- other live row is as it was.
-    SELECT coalesce(array_agg(DISTINCT d.k), '{}') INTO v_keys
-    FROM pgtrail.change AS x CROSS JOIN LATERAL (VALUES (x.pk), (x.old_pk)) AS d(k)
-    WHERE x.table_id = t.id AND x.changed_at > at AND d.k IS NOT NULL;
-    RETURN QUERY EXECUTE format(
-        'SELECT r.j FROM (SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) AS j FROM %s AS x) AS r '
-        'LEFT JOIN unnest($5::jsonb[]) AS k(k) ON k.k = pgtrail._key(r.j, $4) WHERE k.k IS NULL', tbl)
-    USING t.ignore_columns, t.redact_columns, v_secret, t.key_columns, v_keys;
-    RETURN QUERY
-    SELECT s.s FROM unnest(v_keys) AS k(k)
-    CROSS JOIN LATERAL (SELECT pgtrail._row_as_of(t, tbl, k.k, at) AS s) AS s
-    WHERE s.s IS NOT NULL;
+    -- The live rows of those keys (k, j), read as pgtrail._live_row reads one.
+    IF t.key_columns && t.redact_columns THEN
+        -- The key holds redaction markers: compare keys as recorded.
+        v_live := format(
+            'SELECT DISTINCT ON (r.k) r.k, r.j '
+            'FROM (SELECT pgtrail._key(q.j, $4) AS k, q.j '
+            '      FROM (SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) AS j FROM %s AS x) AS q) AS r '
+            'WHERE r.k IN (SELECT unnest($5::jsonb[]))', tbl);
+    ELSE
+        -- Through the key's index: the JSON keys back to typed values.
+        v_live := format(
+            'SELECT DISTINCT ON (k.k) k.k, r.j '
+            'FROM unnest($5::jsonb[]) AS k(k) '
+            'CROSS JOIN LATERAL (SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) AS j '
+            '                    FROM jsonb_populate_record(NULL::%1$s, k.k) AS p JOIN %1$s AS x ON %2$s) AS r '
+            'WHERE pgtrail._key(r.j, $4) = k.k',
+            tbl, (SELECT string_agg(format('x.%I = p.%I', k, k), ' AND ') FROM unnest(t.key_columns) AS k));
+    END IF;
+
+    -- The rollback (see above). $6 table id, $7 the moment, ($8, $9) the
+    -- last TRUNCATE up to it, $10 whether one came after it.
+    RETURN QUERY EXECUTE format($sql$
+        WITH ch AS MATERIALIZED (
+            -- Every change that left a row with one of the keys, numbered per key.
+            SELECT k.k, x.id, x.op, x.changed_at, x.old_pk, x.old_values, x.new_values, x.changed_fields,
+                   row_number() OVER (PARTITION BY k.k ORDER BY x.changed_at, x.id) AS n
+            FROM unnest($5::jsonb[]) AS k(k)
+            JOIN pgtrail.change AS x ON x.table_id = $6 AND x.pk = k.k
+        ),
+        life AS (
+            -- Per change: where the life it belongs to began (after the last
+            -- earlier DELETE, or change before the last TRUNCATE up to the
+            -- moment; 0 = with the first change), and the last whole row
+            -- known up to it (an INSERT or a full-image UPDATE).
+            SELECT c.*,
+                   coalesce(max(CASE WHEN c.op = 'D' OR (c.changed_at, c.id) < ($8, $9) THEN c.n END)
+                                OVER (PARTITION BY c.k ORDER BY c.n ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+                            0) AS lo,
+                   max(CASE WHEN c.op = 'I' OR (c.op = 'U' AND c.changed_fields IS NOT NULL) THEN c.n END)
+                       OVER (PARTITION BY c.k ORDER BY c.n ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS f
+            FROM ch AS c
+        ),
+        anchor AS (
+            -- The last change of each key up to the moment.
+            SELECT DISTINCT ON (l.k) l.k, l.n, l.op, l.changed_at, l.id, l.lo, l.f
+            FROM life AS l WHERE l.changed_at <= $7
+            ORDER BY l.k, l.n DESC
+        ),
+        stop AS (
+            -- The first change after the moment that holds the whole old row
+            -- (DELETE, full-image UPDATE), or that is an INSERT.
+            SELECT DISTINCT ON (c.k) c.k, c.n, c.op, c.old_values
+            FROM ch AS c
+            WHERE c.changed_at > $7 AND (c.op IN ('I', 'D') OR c.changed_fields IS NOT NULL)
+            ORDER BY c.k, c.n
+        ),
+        moved AS (
+            -- Keys a key change moved a row to.
+            SELECT DISTINCT c.k FROM ch AS c WHERE c.old_pk IS NOT NULL
+        ),
+        live AS (%s),
+        how AS MATERIALIZED (
+            -- 'N' no row, 'F' forwards, 'B' backwards, 'K' the per-key path.
+            SELECT k.k, a.n AS a_n, a.f, s.n AS s_n, coalesce(s.old_values, lv.j) AS base,
+                   CASE
+                       WHEN m.k IS NOT NULL
+                         OR EXISTS (SELECT FROM pgtrail.change AS y WHERE y.table_id = $6 AND y.old_pk = k.k) THEN 'K'
+                       WHEN a.op = 'D' OR (a.changed_at, a.id) < ($8, $9) OR (a.n IS NULL AND s.n = 1 AND s.op = 'I') THEN 'N'
+                       WHEN a.f > a.lo THEN 'F'
+                       WHEN NOT $10 AND s.op IS DISTINCT FROM 'I' AND coalesce(s.old_values, lv.j) IS NOT NULL THEN 'B'
+                       ELSE 'K'
+                   END AS how
+            FROM unnest($5::jsonb[]) AS k(k)
+            LEFT JOIN moved AS m ON m.k = k.k
+            LEFT JOIN anchor AS a ON a.k = k.k
+            LEFT JOIN stop AS s ON s.k = k.k
+            LEFT JOIN live AS lv ON lv.k = k.k
+        ),
+        pieces AS (
+            -- Forwards: new_values of the UPDATEs after the last whole row up
+            -- to the anchor, the later winning.
+            SELECT h.k, c.n AS rank, c.new_values AS v
+            FROM how AS h JOIN ch AS c ON c.k = h.k
+            WHERE h.how = 'F' AND c.n > h.f AND c.n <= h.a_n
+            UNION ALL
+            -- Backwards: old_values of the UPDATEs after the moment, before
+            -- the whole old row, the earlier winning.
+            SELECT h.k, -c.n, c.old_values
+            FROM how AS h JOIN ch AS c ON c.k = h.k
+            WHERE h.how = 'B' AND c.n > coalesce(h.a_n, 0) AND (h.s_n IS NULL OR c.n < h.s_n)
+        ),
+        overlay AS (
+            SELECT o.k, jsonb_object_agg(o.key, o.value) AS v
+            FROM (SELECT DISTINCT ON (p.k, e.key) p.k, e.key, e.value
+                  FROM pieces AS p CROSS JOIN LATERAL jsonb_each(p.v) AS e
+                  ORDER BY p.k, e.key, p.rank DESC) AS o
+            GROUP BY o.k
+        )
+        SELECT r.s FROM (
+            SELECT CASE h.how
+                       WHEN 'F' THEN w.new_values || coalesce(o.v, '{}')
+                       WHEN 'B' THEN h.base || coalesce(o.v, '{}')
+                       WHEN 'K' THEN pgtrail._row_as_of($11, $12, h.k, $7)
+                   END AS s
+            FROM how AS h
+            LEFT JOIN overlay AS o ON o.k = h.k
+            LEFT JOIN ch AS w ON h.how = 'F' AND w.k = h.k AND w.n = h.f
+        ) AS r
+        WHERE r.s IS NOT NULL
+        $sql$, v_live)
+    USING t.ignore_columns, t.redact_columns, v_secret, t.key_columns, v_keys,
+          t.id, at, v_since, v_since_id, v_after, t, tbl;
 END
 $fn$;
 

@@ -98,10 +98,27 @@ fn print_table(report: &pgtrail::integrity::VerifyReport, checkpoint: bool) {
         }
         return;
     }
-    output::say(
-        output::BAD,
-        &format!("TAMPERED: {} problem(s)", report.problems.len()),
-    );
+    // Capture gaps leave the trail incomplete; everything else is tampering.
+    let gaps = report
+        .problems
+        .iter()
+        .filter(|p| matches!(p, Problem::CaptureGap { .. }))
+        .count();
+    let tampered = report.problems.len() - gaps;
+    let headline = match (tampered, gaps) {
+        (0, gaps) => {
+            format!("INCOMPLETE: capture was off {gaps} time(s); changes in those periods were not recorded")
+        }
+        (tampered, 0) => format!("TAMPERED: {tampered} problem(s)"),
+        (tampered, gaps) => format!("TAMPERED: {tampered} problem(s), and capture was off {gaps} time(s)"),
+    };
+    output::say(output::BAD, &headline);
+    if report.seals == 0 {
+        output::say(
+            output::WARN,
+            &format!("nothing is sealed yet ({} change(s) not sealed)", report.unsealed),
+        );
+    }
     let rows: Vec<[String; 2]> = report
         .problems
         .iter()

@@ -121,7 +121,10 @@ async fn a_baseline_is_the_rows_first_state_in_the_trail() {
         .get(0);
     assert_eq!(
         state,
-        json!({"id": 5, "email": "user5@example.com", "balance": 5.00})
+        serde_json::from_str::<serde_json::Value>(
+            r#"{"id": 5, "email": "user5@example.com", "balance": 5.00}"#
+        )
+        .unwrap()
     );
     let context = db
         .client
