@@ -163,6 +163,26 @@ async fn a_baseline_is_the_rows_first_state_in_the_trail() {
     .unwrap();
     assert!(
         report.baselined.is_empty(),
-        "only newly attached tables get a baseline"
+        "only tables without history get a baseline"
     );
+
+    // A table detached and attached again keeps its history: no baseline, no error.
+    let without = Config::parse("[capture]\ninclude = [\"tags\"]\n", "pgtrail.toml").unwrap();
+    apply_with_options(
+        &mut db.client,
+        &without,
+        ApplyOptions { baseline: true },
+        &mut |_, _, _| {},
+    )
+    .await
+    .unwrap();
+    let report = apply_with_options(
+        &mut db.client,
+        &config,
+        ApplyOptions { baseline: true },
+        &mut |_, _, _| {},
+    )
+    .await
+    .expect("re-attaching with --baseline works");
+    assert!(report.baselined.is_empty());
 }
