@@ -104,6 +104,7 @@ pub async fn run(keep: bool) -> Result<ExitCode> {
     }
 
     show(&client).await?;
+    prove(&mut client).await?;
 
     if keep {
         println!("\nthe demo database keeps running: {url}");
@@ -195,5 +196,49 @@ async fn show(client: &Client) -> Result<()> {
             .map(|r| std::array::from_fn(|i| r.get::<_, String>(i))),
     );
     output::print_styled(&table, true, |_, _| output::PLAIN);
+    Ok(())
+}
+
+/// Seals the day with a fresh key, lets a "superuser" edit one change behind
+/// the guards, and shows verify naming it.
+async fn prove(client: &mut Client) -> Result<()> {
+    use pgtrail::integrity::{self, VerifyOptions, crypto::SignerKey};
+
+    output::say(output::HEADER, "\nA trail you can prove:");
+    let key = SignerKey::generate("demo").context("making a signing key")?;
+    let sealed = integrity::seal(client, &key, &mut |_| {}).await?;
+    println!(
+        "  sealed {} changes into a signed Merkle log (root {}...)",
+        sealed.tree_size,
+        sealed
+            .root
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let options = VerifyOptions {
+        public_key: Some(key.verifier()),
+        checkpoint: Some(sealed.note.clone()),
+    };
+    let report = integrity::verify(client, &options).await?;
+    output::say(
+        output::GOOD,
+        &format!("  verify: intact ({} problems)", report.problems.len()),
+    );
+    client
+        .batch_execute(
+            "BEGIN; SET LOCAL session_replication_role = replica;
+             UPDATE pgtrail.change SET new_values = jsonb_set(new_values, '{email}', '\"someone@else.test\"')
+             WHERE id = (SELECT min(id) FROM pgtrail.change WHERE new_values ? 'email');
+             COMMIT;",
+        )
+        .await
+        .context("editing the trail as a superuser")?;
+    println!("  a superuser edits one recorded email behind the append-only guards ...");
+    let report = integrity::verify(client, &options).await?;
+    for problem in &report.problems {
+        output::say(output::BAD, &format!("  verify: {}", problem.message()));
+    }
     Ok(())
 }
