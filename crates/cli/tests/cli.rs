@@ -228,6 +228,8 @@ fn the_demo_runs_on_its_own_throwaway_server_and_shows_who_did_what() {
         "ops-script",
         "{\"redacted\":",
         "{\"user_id\": 2, \"organization_id\": 1}",
+        "verify: intact (0 problems)",
+        "was edited after it was sealed (seal 1)",
     ] {
         assert!(stdout.contains(expected), "missing {expected}:\n{stdout}");
     }
