@@ -20,10 +20,9 @@ use pgtrail_bench::procstat;
 use pgtrail_bench::stats::{
     Series, SummaryRow, Target, Variant, fmt_value, round_order, summary_json, summary_table,
 };
-use pgtrail_cluster::{Cluster, ClusterOptions};
+use pgtrail_cluster::Cluster;
 use serde_json::json;
-use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// The comparison row-level trigger; created in the benchmark database only.
 const ROW_TRIGGER_SQL: &str = include_str!("../../sql/row_trigger.sql");
@@ -169,49 +168,19 @@ async fn main() -> Result<()> {
         bail!("--bulk-rows must be between 1 and --rows");
     }
     let started = Instant::now();
-    let cluster = Cluster::start(ClusterOptions {
-        settings: [
-            ("shared_buffers", "1GB"),
-            ("max_wal_size", "4GB"),
-            ("checkpoint_timeout", "30min"),
-            ("synchronous_commit", "on"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect(),
-        ..Default::default()
-    })
-    .context("start the throwaway PostgreSQL cluster")?;
+    let cluster = pgtrail_bench::server::start(&[
+        ("shared_buffers", "1GB"),
+        ("max_wal_size", "4GB"),
+        ("checkpoint_timeout", "30min"),
+        ("synchronous_commit", "on"),
+    ])?;
     let result = run(&args, &cluster, started).await;
     drop(cluster);
     result
 }
 
-/// How long to retry a connection the server refuses because it is still
-/// starting up.
-const STARTUP_GRACE: Duration = Duration::from_secs(30);
-
 async fn connect(cluster: &Cluster, dbname: &str) -> Result<Client> {
-    let url = cluster.url(dbname);
-    let deadline = Instant::now() + STARTUP_GRACE;
-    // The server can accept TCP connections a moment before it accepts
-    // sessions ("the database system is starting up"): retry that briefly.
-    let (client, connection) = loop {
-        match tokio_postgres::connect(&url, NoTls).await {
-            Err(error)
-                if error.code() == Some(&SqlState::CANNOT_CONNECT_NOW) && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            outcome => break outcome.with_context(|| format!("connect to {url}"))?,
-        }
-    };
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            eprintln!("connection error: {error}");
-        }
-    });
-    Ok(client)
+    pgtrail_bench::server::connect(cluster, dbname).await
 }
 
 /// The pgbench script file; removed when dropped.

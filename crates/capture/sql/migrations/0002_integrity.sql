@@ -44,6 +44,12 @@ CREATE TABLE pgtrail.seal_leaves (
     seeds          bytea    NOT NULL
 );
 CREATE INDEX seal_leaves_seal_idx ON pgtrail.seal_leaves (seal_id);
+-- Hashes and seeds are random and do not compress; compressing the ids costs
+-- sealing more time (measured: a fifth of a 10M-change seal) than it saves.
+ALTER TABLE pgtrail.seal_leaves
+    ALTER COLUMN change_ids SET STORAGE EXTERNAL,
+    ALTER COLUMN leaf_hashes SET STORAGE EXTERNAL,
+    ALTER COLUMN seeds SET STORAGE EXTERNAL;
 
 -- Erasures (`pgtrail erase`): who removed which values, when and why.
 CREATE TABLE pgtrail.erasure (

@@ -414,63 +414,45 @@ impl SealCheck<'_> {
             .bind(&statement, &params.as_params())
             .await
             .map_err(IntegrityError::database("reading the sealed changes"))?;
+        let fetch = || async {
+            tx.query_portal(&portal, FETCH)
+                .await
+                .map_err(IntegrityError::database("reading the sealed changes"))
+        };
         let mut stored = StoredLeaves::new(self.seal);
-        let mut batch: std::vec::IntoIter<tokio_postgres::Row> = Vec::new().into_iter();
-        let mut derived_done = false;
-        let mut derived: Option<ChangeRow> = None;
-        let mut last_stored_id = i64::MIN;
-        let mut order_reported = false;
-        loop {
-            if derived.is_none() && !derived_done {
-                if batch.len() == 0 {
-                    let rows = tx
-                        .query_portal(&portal, FETCH)
-                        .await
-                        .map_err(IntegrityError::database("reading the sealed changes"))?;
-                    derived_done = rows.is_empty();
-                    batch = rows.into_iter();
-                }
-                if let Some(row) = batch.next() {
-                    derived = Some(ChangeRow::from_row(&row)?);
-                }
-            }
-            let next = stored.peek(tx).await?;
-            if let Some(entry) = next {
-                if entry.id <= last_stored_id && !order_reported {
-                    self.problems.push(Problem::OrderRewritten { seal: self.seal });
-                    order_reported = true;
-                }
-            }
-            // Both sides come in change id order: merge them.
-            let order = match (&derived, &next) {
-                (None, None) => return Ok(()),
-                (Some(change), Some(entry)) => change.id.cmp(&entry.id),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-            };
-            let (change, entry) = match (order, derived.take(), next) {
-                (std::cmp::Ordering::Equal, Some(change), Some(entry)) => (change, entry),
+        let mut rows = fetch().await?;
+        while !rows.is_empty() {
+            // The server reads the next rows while this batch is hashed.
+            let (next, merged) = tokio::join!(fetch(), self.merge(tx, &rows, &mut stored, &transactions));
+            merged?;
+            rows = next?;
+        }
+        // Sealed changes after the last one the trail still has: gone.
+        self.gone_before(tx, &mut stored, None).await
+    }
+
+    /// Merges a batch of the trail's changes (in change id order) with the
+    /// stored leaves (in log order, which is change id order too).
+    async fn merge(
+        &mut self,
+        tx: &Transaction<'_>,
+        rows: &[tokio_postgres::Row],
+        stored: &mut StoredLeaves,
+        transactions: &HashMap<(i64, i16), Hash>,
+    ) -> Result<(), IntegrityError> {
+        for row in rows {
+            let change = ChangeRow::from_row(row)?;
+            self.gone_before(tx, stored, Some(change.id)).await?;
+            let entry = match stored.peek(tx).await? {
+                Some(entry) if entry.id == change.id => entry,
                 // In the trail, in this seal's range, but not sealed.
-                (std::cmp::Ordering::Less, Some(change), _) => {
+                _ => {
                     self.problems.push(Problem::NotSealed {
                         change_id: change.id,
                         seal: self.seal,
                     });
                     continue;
                 }
-                // Sealed, gone from the trail.
-                (_, change, Some(entry)) => {
-                    self.problems.push(Problem::Deleted {
-                        change_id: entry.id,
-                        seal: self.seal,
-                    });
-                    self.push(entry.hash)?;
-                    last_stored_id = entry.id;
-                    stored.advance();
-                    derived = change;
-                    continue;
-                }
-                (_, _, None) => return Ok(()),
             };
             let salts = match self.erased.get(&change.id) {
                 Some(kept) if entry.seed == [0; 16] => Salts::Erased(kept),
@@ -486,9 +468,41 @@ impl SealCheck<'_> {
                 });
             }
             self.push(leaf)?;
-            last_stored_id = entry.id;
-            stored.advance();
+            self.advance(stored, entry.id);
         }
+        Ok(())
+    }
+
+    /// Reports the stored leaves before change `id` (all, with None): their
+    /// changes are gone from the trail.
+    async fn gone_before(
+        &mut self,
+        tx: &Transaction<'_>,
+        stored: &mut StoredLeaves,
+        id: Option<i64>,
+    ) -> Result<(), IntegrityError> {
+        while let Some(entry) = stored.peek(tx).await? {
+            if id.is_some_and(|id| entry.id >= id) {
+                break;
+            }
+            self.problems.push(Problem::Deleted {
+                change_id: entry.id,
+                seal: self.seal,
+            });
+            self.push(entry.hash)?;
+            self.advance(stored, entry.id);
+        }
+        Ok(())
+    }
+
+    /// Moves past a stored leaf; its ids must keep increasing.
+    fn advance(&mut self, stored: &mut StoredLeaves, id: i64) {
+        if id <= stored.last_id && !stored.order_reported {
+            self.problems.push(Problem::OrderRewritten { seal: self.seal });
+            stored.order_reported = true;
+        }
+        stored.last_id = id;
+        stored.advance();
     }
 
     fn push(&mut self, leaf: Hash) -> Result<(), IntegrityError> {
@@ -516,6 +530,10 @@ struct StoredLeaves {
     chunk: Vec<StoredLeaf>,
     index: usize,
     done: bool,
+    /// The change id of the last leaf passed, and whether an id out of
+    /// order was reported.
+    last_id: i64,
+    order_reported: bool,
 }
 
 impl StoredLeaves {
@@ -526,6 +544,8 @@ impl StoredLeaves {
             chunk: Vec::new(),
             index: 0,
             done: false,
+            last_id: i64::MIN,
+            order_reported: false,
         }
     }
 
