@@ -391,26 +391,31 @@ $fn$;
 COMMENT ON FUNCTION pgtrail.row_as_of(regclass, jsonb, timestamptz) IS
     'The row with key pk as it was at the moment at (ignored columns left out, redacted ones as markers); NULL if it did not exist then.';
 
--- table_as_of. Keyless tables count copies of each row. With a key, the rows
--- whose key no change touched since the moment are read from the live table;
--- every other key is rolled back set-based, with a few queries over the
--- changes of all those keys at once, each key's state decided as _row_life
--- and _row_as_of would (same life, same state, forwards preferred):
---   * its changes (pk = key) numbered in order; the anchor is the last one up
---     to the moment. No anchor and an INSERT first, an anchor that is a
---     DELETE, or a TRUNCATE between the anchor and the moment: no row.
---   * Forwards: the row's life up to the anchor starts after the last DELETE
---     of the key, or the last TRUNCATE, before it. If it holds a whole row
---     (INSERT, or UPDATE with full images), the state is the last such row
---     overlaid with the new_values of the UPDATEs after it up to the anchor.
---   * Backwards (no TRUNCATE after the moment): the old_values of the first
---     change after the moment that holds the whole old row (DELETE, full
---     UPDATE), else the live row, overlaid with the old_values of the
---     UPDATEs between the moment and it; for each field the earliest wins.
+-- table_as_of. Keyless tables count the copies of each row. With a key, the
+-- live rows whose key no change touched since the moment are as they were;
+-- the keys that were changed are rolled back set-based, by one query over
+-- the changes of all of them at once, which decides each key's state as
+-- _row_life and _row_as_of would (the same life, the same state, forwards
+-- preferred):
+--   * A key's changes (pk = key) are numbered in order; the anchor is the
+--     last one up to the moment. No row if the anchor is a DELETE, if a
+--     TRUNCATE came between the anchor and the moment, or if there is no
+--     anchor and the key's first change is an INSERT.
+--   * Forwards: the row's life up to the anchor begins after the key's last
+--     DELETE, or the last TRUNCATE, before it. If that part holds a whole
+--     row (an INSERT, or an UPDATE with full images), the state is the last
+--     such row overlaid with the new_values of the UPDATEs after it up to
+--     the anchor, the later winning.
+--   * Backwards (no TRUNCATE after the moment): from the old_values of the
+--     first change after the moment that holds the whole old row (a DELETE,
+--     an UPDATE with full images), else from the live row, overlaid with the
+--     old_values of the UPDATEs between the moment and it, the earlier
+--     winning, field by field.
 -- Keys that a key change (old_pk -> pk) moved a row to or from, and the rare
--- states the rules above do not decide (an INSERT of a key that still had a
--- row, a live row missing, a later TRUNCATE with no forward state: what
--- _row_as_of answers with PGTR5), keep the per-key path, _row_as_of.
+-- states these rules do not settle (an INSERT of a key whose row was never
+-- deleted, no live row to start back from, a later TRUNCATE and no whole row
+-- before the moment: where _row_as_of answers PGTR5), take the per-key path,
+-- _row_as_of, as before.
 CREATE OR REPLACE FUNCTION pgtrail.table_as_of(tbl regclass, at timestamptz)
 RETURNS SETOF jsonb
 LANGUAGE plpgsql STABLE
@@ -425,6 +430,7 @@ DECLARE
     v_since_id bigint;
     v_keys     jsonb[];
     v_live     text;
+    v_jit      text;
 BEGIN
     t := pgtrail._audited(tbl);
     IF at IS NULL THEN
@@ -490,34 +496,40 @@ BEGIN
         RETURN;
     END IF;
 
-    -- The live rows of those keys (k, j), read as pgtrail._live_row reads one.
+    -- The live row of a key that is rolled back from it (h.k of the CTE
+    -- `how` below, how = 'L'), read as pgtrail._live_row reads one.
     IF t.key_columns && t.redact_columns THEN
         -- The key holds redaction markers: compare keys as recorded.
         v_live := format(
             'SELECT DISTINCT ON (r.k) r.k, r.j '
             'FROM (SELECT pgtrail._key(q.j, $4) AS k, q.j '
             '      FROM (SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) AS j FROM %s AS x) AS q) AS r '
-            'WHERE r.k IN (SELECT unnest($5::jsonb[]))', tbl);
+            'WHERE r.k IN (SELECT h.k FROM how AS h WHERE h.how = ''L'')', tbl);
     ELSE
-        -- Through the key's index: the JSON keys back to typed values.
+        -- Through the key's index: the JSON key back to typed values.
         v_live := format(
-            'SELECT DISTINCT ON (k.k) k.k, r.j '
-            'FROM unnest($5::jsonb[]) AS k(k) '
+            'SELECT h.k, r.j FROM how AS h '
             'CROSS JOIN LATERAL (SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) AS j '
-            '                    FROM jsonb_populate_record(NULL::%1$s, k.k) AS p JOIN %1$s AS x ON %2$s) AS r '
-            'WHERE pgtrail._key(r.j, $4) = k.k',
+            '                    FROM jsonb_populate_record(NULL::%1$s, h.k) AS p JOIN %1$s AS x ON %2$s LIMIT 1) AS r '
+            'WHERE h.how = ''L'' AND pgtrail._key(r.j, $4) = h.k',
             tbl, (SELECT string_agg(format('x.%I = p.%I', k, k), ' AND ') FROM unnest(t.key_columns) AS k));
     END IF;
 
     -- The rollback (see above). $6 table id, $7 the moment, ($8, $9) the
-    -- last TRUNCATE up to it, $10 whether one came after it.
+    -- last TRUNCATE up to it, $10 whether one came after it. No JIT: the
+    -- planner overestimates the lookups per key, and compiling would take
+    -- longer than running (restored below).
+    v_jit := current_setting('jit');
+    PERFORM set_config('jit', 'off', true);
     RETURN QUERY EXECUTE format($sql$
         WITH ch AS MATERIALIZED (
-            -- Every change that left a row with one of the keys, numbered per key.
+            -- Every change that left a row with one of the keys, numbered per
+            -- key. (OFFSET 0 keeps these index lookups per key: given more
+            -- work_mem, the planner would rather hash all the table's changes.)
             SELECT k.k, x.id, x.op, x.changed_at, x.old_pk, x.old_values, x.new_values, x.changed_fields,
                    row_number() OVER (PARTITION BY k.k ORDER BY x.changed_at, x.id) AS n
             FROM unnest($5::jsonb[]) AS k(k)
-            JOIN pgtrail.change AS x ON x.table_id = $6 AND x.pk = k.k
+            CROSS JOIN LATERAL (SELECT * FROM pgtrail.change AS y WHERE y.table_id = $6 AND y.pk = k.k OFFSET 0) AS x
         ),
         life AS (
             -- Per change: where the life it belongs to began (after the last
@@ -529,14 +541,14 @@ BEGIN
                                 OVER (PARTITION BY c.k ORDER BY c.n ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
                             0) AS lo,
                    max(CASE WHEN c.op = 'I' OR (c.op = 'U' AND c.changed_fields IS NOT NULL) THEN c.n END)
-                       OVER (PARTITION BY c.k ORDER BY c.n ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS f
+                       OVER (PARTITION BY c.k ORDER BY c.n ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS f,
+                   lead(c.changed_at) OVER (PARTITION BY c.k ORDER BY c.n) AS next_at
             FROM ch AS c
         ),
         anchor AS (
             -- The last change of each key up to the moment.
-            SELECT DISTINCT ON (l.k) l.k, l.n, l.op, l.changed_at, l.id, l.lo, l.f
-            FROM life AS l WHERE l.changed_at <= $7
-            ORDER BY l.k, l.n DESC
+            SELECT l.k, l.n, l.op, l.changed_at, l.id, l.lo, l.f
+            FROM life AS l WHERE l.changed_at <= $7 AND (l.next_at IS NULL OR l.next_at > $7)
         ),
         stop AS (
             -- The first change after the moment that holds the whole old row
@@ -550,24 +562,25 @@ BEGIN
             -- Keys a key change moved a row to.
             SELECT DISTINCT c.k FROM ch AS c WHERE c.old_pk IS NOT NULL
         ),
-        live AS (%s),
         how AS MATERIALIZED (
-            -- 'N' no row, 'F' forwards, 'B' backwards, 'K' the per-key path.
-            SELECT k.k, a.n AS a_n, a.f, s.n AS s_n, coalesce(s.old_values, lv.j) AS base,
+            -- 'N' no row, 'F' forwards, 'B' backwards from a whole old row,
+            -- 'L' backwards from the live row, 'K' the per-key path.
+            SELECT k.k, a.n AS a_n, a.f, s.n AS s_n, s.old_values AS base,
                    CASE
                        WHEN m.k IS NOT NULL
                          OR EXISTS (SELECT FROM pgtrail.change AS y WHERE y.table_id = $6 AND y.old_pk = k.k) THEN 'K'
                        WHEN a.op = 'D' OR (a.changed_at, a.id) < ($8, $9) OR (a.n IS NULL AND s.n = 1 AND s.op = 'I') THEN 'N'
                        WHEN a.f > a.lo THEN 'F'
-                       WHEN NOT $10 AND s.op IS DISTINCT FROM 'I' AND coalesce(s.old_values, lv.j) IS NOT NULL THEN 'B'
-                       ELSE 'K'
+                       WHEN $10 OR s.op = 'I' THEN 'K'
+                       WHEN s.n IS NOT NULL THEN 'B'
+                       ELSE 'L'
                    END AS how
             FROM unnest($5::jsonb[]) AS k(k)
             LEFT JOIN moved AS m ON m.k = k.k
             LEFT JOIN anchor AS a ON a.k = k.k
             LEFT JOIN stop AS s ON s.k = k.k
-            LEFT JOIN live AS lv ON lv.k = k.k
         ),
+        live AS (%s),
         pieces AS (
             -- Forwards: new_values of the UPDATEs after the last whole row up
             -- to the anchor, the later winning.
@@ -579,7 +592,7 @@ BEGIN
             -- the whole old row, the earlier winning.
             SELECT h.k, -c.n, c.old_values
             FROM how AS h JOIN ch AS c ON c.k = h.k
-            WHERE h.how = 'B' AND c.n > coalesce(h.a_n, 0) AND (h.s_n IS NULL OR c.n < h.s_n)
+            WHERE h.how IN ('B', 'L') AND c.n > coalesce(h.a_n, 0) AND (h.s_n IS NULL OR c.n < h.s_n)
         ),
         overlay AS (
             SELECT o.k, jsonb_object_agg(o.key, o.value) AS v
@@ -592,16 +605,20 @@ BEGIN
             SELECT CASE h.how
                        WHEN 'F' THEN w.new_values || coalesce(o.v, '{}')
                        WHEN 'B' THEN h.base || coalesce(o.v, '{}')
+                       -- No live row: the per-key path tells (PGTR5).
+                       WHEN 'L' THEN coalesce(lv.j || coalesce(o.v, '{}'), pgtrail._row_as_of($11, $12, h.k, $7))
                        WHEN 'K' THEN pgtrail._row_as_of($11, $12, h.k, $7)
                    END AS s
             FROM how AS h
             LEFT JOIN overlay AS o ON o.k = h.k
+            LEFT JOIN live AS lv ON lv.k = h.k
             LEFT JOIN ch AS w ON h.how = 'F' AND w.k = h.k AND w.n = h.f
         ) AS r
         WHERE r.s IS NOT NULL
         $sql$, v_live)
     USING t.ignore_columns, t.redact_columns, v_secret, t.key_columns, v_keys,
           t.id, at, v_since, v_since_id, v_after, t, tbl;
+    PERFORM set_config('jit', v_jit, true);
 END
 $fn$;
 
