@@ -93,6 +93,10 @@ DECLARE
     v_id      integer;
     v_missing text;
 BEGIN
+    -- pgtrail's install lock (pgtrail_plan::ADVISORY_LOCK), as `pgtrail apply`
+    -- takes it: concurrent installs wait, and the DDL watch knows that the
+    -- triggers dropped and created here are pgtrail's own (no capture gap).
+    PERFORM pg_advisory_xact_lock(8101176133498366316);
     SELECT n.nspname, c.relname INTO v_schema, v_name
     FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
     WHERE c.oid = p_table AND c.relkind IN ('r', 'p');
@@ -180,6 +184,7 @@ AS $fn$
 DECLARE
     v_rel regclass;
 BEGIN
+    PERFORM pg_advisory_xact_lock(8101176133498366316);  -- as in pgtrail.attach
     FOR v_rel IN
         SELECT p_table UNION ALL SELECT relid FROM pg_partition_tree(p_table) WHERE relid <> p_table
     LOOP

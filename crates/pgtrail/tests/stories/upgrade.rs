@@ -11,7 +11,10 @@ use pgtrail_testkit::TestDb;
 
 use crate::support::{apply, changes, count};
 
-const RELEASED: &[(&str, &str)] = &[("0.1.0", include_str!("../../../capture/sql/released/0.1.0.sql"))];
+const RELEASED: &[(&str, &str)] = &[
+    ("0.1.0", include_str!("../../../capture/sql/released/0.1.0.sql")),
+    ("0.2.0", include_str!("../../../capture/sql/released/0.2.0.sql")),
+];
 
 #[tokio::test]
 async fn every_released_install_upgrades_to_this_one_and_keeps_the_trail() {
