@@ -52,18 +52,37 @@ pub async fn seal(
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<SealReport, IntegrityError> {
     require_installed(client).await?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .start()
-        .await
-        .map_err(IntegrityError::database("starting the seal"))?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEAL_LOCK])
-        .await
-        .map_err(IntegrityError::database(
+    // Seals (and erasures) take turns. The lock is taken by the transaction's
+    // first statement, which also fixes its snapshot: a snapshot taken
+    // before waiting would not see the seal that was being written. So it is
+    // only tried, and a busy lock means a new transaction a moment later.
+    let tx = loop {
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await
+            .map_err(IntegrityError::database("starting the seal"))?;
+        let locked: bool = tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&SEAL_LOCK])
+            .await
+            .map_err(IntegrityError::database("taking the seal lock"))?
+            .get(0);
+        if locked {
+            break tx;
+        }
+        tx.rollback().await.map_err(IntegrityError::database(
             "waiting for another seal or erase to finish",
         ))?;
-    // The first statement fixes the snapshot: what it sees is what is sealed.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    // The changes of a later seal come from a BRIN range and are sorted by
+    // id: in memory, not spilled to disk (measured: a third of a
+    // 100,000-change seal at the default 4 MB).
+    tx.batch_execute("SET LOCAL work_mem = '64MB'")
+        .await
+        .map_err(IntegrityError::database("configuring the seal"))?;
+    // What the lock statement's snapshot sees is what is sealed.
     let row = tx
         .query_one(
             "SELECT pg_current_snapshot()::text, clock_timestamp(),

@@ -18,6 +18,9 @@ use super::{IntegrityError, hash_of, require_installed};
 /// Rows fetched at a time from the trail.
 const FETCH: i32 = 10_000;
 
+/// Rows hashed between two chances for the connection to read.
+const YIELD_EVERY: usize = 200;
+
 /// What to verify against.
 #[derive(Debug, Default)]
 pub struct VerifyOptions {
@@ -192,6 +195,10 @@ pub async fn verify(client: &mut Client, options: &VerifyOptions) -> Result<Veri
         .start()
         .await
         .map_err(IntegrityError::database("starting verify"))?;
+    // As in seal: each seal's changes are sorted by id in memory.
+    tx.batch_execute("SET LOCAL work_mem = '64MB'")
+        .await
+        .map_err(IntegrityError::database("configuring verify"))?;
     let origin: String = tx
         .query_one(
             "SELECT coalesce((SELECT value FROM pgtrail.setting WHERE name = 'origin'), '')",
@@ -440,7 +447,13 @@ impl SealCheck<'_> {
         stored: &mut StoredLeaves,
         transactions: &HashMap<(i64, i16), Hash>,
     ) -> Result<(), IntegrityError> {
-        for row in rows {
+        for (index, row) in rows.iter().enumerate() {
+            // Hashing never waits on I/O: let the connection task (on a
+            // single-threaded runtime, this same thread) take in the next
+            // batch now and then, so the server never waits for the client.
+            if index % YIELD_EVERY == 0 {
+                tokio::task::yield_now().await;
+            }
             let change = ChangeRow::from_row(row)?;
             self.gone_before(tx, stored, Some(change.id)).await?;
             let entry = match stored.peek(tx).await? {

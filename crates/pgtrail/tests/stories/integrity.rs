@@ -470,3 +470,29 @@ async fn erasing_a_person_keeps_every_proof_valid() {
     let refused = integrity::erase(&mut db.client, "public", "accounts", &json!({"id": 2}), None, " ").await;
     assert!(refused.unwrap_err().to_string().contains("reason"));
 }
+
+#[tokio::test]
+async fn two_seals_at_once_take_turns_and_the_log_stays_whole() {
+    let (mut db, key, _) = sealed_shop().await;
+    db.client
+        .batch_execute("UPDATE accounts SET name = 'Bobby' WHERE id = 2")
+        .await
+        .unwrap();
+    let mut other = db.connect().await;
+    let (mut quiet_a, mut quiet_b) = (|_| {}, |_| {});
+    let (a, b) = tokio::join!(
+        integrity::seal(&mut db.client, &key, &mut quiet_a),
+        integrity::seal(&mut other, &key, &mut quiet_b)
+    );
+    let (a, b) = (a.expect("first seal"), b.expect("second seal"));
+    let mut ids = [a.seal_id, b.seal_id];
+    ids.sort();
+    assert_eq!(
+        ids,
+        [None, Some(2)],
+        "one appends the change, the other finds nothing new"
+    );
+    let report = verify_with(&mut db, &key.verifier(), None).await;
+    assert!(report.intact(), "{:?}", report.problems);
+    assert_eq!((report.seals, report.tree_size), (2, 8));
+}
