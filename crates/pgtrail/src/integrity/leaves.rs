@@ -11,7 +11,9 @@
 //! `new.<column>`, each the JSON text of the value as PostgreSQL prints it.
 //! The table is named by its id, which survives renames.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
 
 use pgtrail_integrity::{Hash, LeafBuilder, Salt, Seed, field_commitment, field_salt};
 use serde_json::value::RawValue;
@@ -144,17 +146,42 @@ impl ChangeRow {
     /// sorted by name.
     pub fn fields(&self) -> Result<Vec<(String, &str)>, IntegrityError> {
         let mut fields = Vec::new();
-        for (side, json) in [("new", &self.new_values), ("old", &self.old_values)] {
-            let Some(json) = json else { continue };
-            let object: BTreeMap<String, &RawValue> =
-                serde_json::from_str(json).map_err(|e| IntegrityError::Malformed {
-                    change_id: self.id,
-                    reason: format!("{side}_values is not a JSON object: {e}"),
-                })?;
-            fields.extend(object.into_iter().map(|(k, v)| (format!("{side}.{k}"), v.get())));
+        for (side, values) in self.values()? {
+            fields.extend(values.into_iter().map(|(k, v)| (format!("{side}.{k}"), v.get())));
         }
         Ok(fields)
     }
+
+    /// The new and the old values, each sorted by column name (byte order),
+    /// so that `new.*` then `old.*` is the order of the leaf's fields.
+    fn values(&self) -> Result<[(&'static str, Members<'_>); 2], IntegrityError> {
+        Ok([
+            ("new", parse_object(self.id, "new", self.new_values.as_deref())?),
+            ("old", parse_object(self.id, "old", self.old_values.as_deref())?),
+        ])
+    }
+}
+
+/// The members of a JSON object: (name, value as its own text).
+type Members<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
+
+/// The members of a JSON object as PostgreSQL printed it, sorted by name.
+/// Names are borrowed unless they hold escapes.
+fn parse_object<'a>(
+    change_id: i64,
+    side: &str,
+    json: Option<&'a str>,
+) -> Result<Members<'a>, IntegrityError> {
+    let Some(json) = json else { return Ok(Vec::new()) };
+    if let Ok(object) = serde_json::from_str::<BTreeMap<&'a str, &'a RawValue>>(json) {
+        return Ok(object.into_iter().map(|(k, v)| (Cow::Borrowed(k), v)).collect());
+    }
+    let object: BTreeMap<String, &'a RawValue> =
+        serde_json::from_str(json).map_err(|e| IntegrityError::Malformed {
+            change_id,
+            reason: format!("{side}_values is not a JSON object: {e}"),
+        })?;
+    Ok(object.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect())
 }
 
 /// How the values of one change are committed to: from its seed, or, after
@@ -177,6 +204,10 @@ pub(crate) enum ErasedValue {
 #[derive(Default)]
 pub(crate) struct Leaves {
     builder: LeafBuilder,
+    /// The name of the field being committed (`new.<column>`).
+    name: String,
+    /// txid, ctx, table id and time, as decimal text.
+    numbers: [String; 4],
 }
 
 impl Leaves {
@@ -187,18 +218,28 @@ impl Leaves {
         transaction: Option<&Hash>,
         salts: Salts<'_>,
     ) -> Result<Hash, IntegrityError> {
-        let fields = change.fields()?;
-        let mut writer = self.builder.begin(change.id);
-        let txid = change.txid.to_string();
-        let ctx = change.ctx.to_string();
-        let table = change.table_id.to_string();
-        let at = change.changed_at.to_string();
+        let values = change.values()?;
+        let Leaves {
+            builder,
+            name,
+            numbers,
+        } = self;
+        for (text, number) in numbers.iter_mut().zip([
+            change.txid,
+            i64::from(change.ctx),
+            i64::from(change.table_id),
+            change.changed_at,
+        ]) {
+            text.clear();
+            let _ = write!(text, "{number}");
+        }
+        let mut writer = builder.begin(change.id);
         for value in [
-            Some(txid.as_bytes()),
-            Some(ctx.as_bytes()),
-            Some(table.as_bytes()),
+            Some(numbers[0].as_bytes()),
+            Some(numbers[1].as_bytes()),
+            Some(numbers[2].as_bytes()),
             Some(change.op.as_bytes()),
-            Some(at.as_bytes()),
+            Some(numbers[3].as_bytes()),
             change.pk.as_deref().map(str::as_bytes),
             change.old_pk.as_deref().map(str::as_bytes),
             change.changed_fields.as_deref().map(str::as_bytes),
@@ -206,17 +247,24 @@ impl Leaves {
         ] {
             writer.header(value)?;
         }
-        for (name, value) in &fields {
-            let commitment = match &salts {
-                Salts::Seed(seed) => field_commitment(&field_salt(seed, name), name, Some(value.as_bytes()))?,
-                Salts::Erased(kept) => match kept.get(name) {
-                    Some(ErasedValue::Salt(salt)) => field_commitment(salt, name, Some(value.as_bytes()))?,
-                    Some(ErasedValue::Commitment(commitment)) => *commitment,
-                    // A field the erasure did not know: it cannot match.
-                    None => [0; 32],
-                },
-            };
-            writer.field(name, &commitment)?;
+        for (side, members) in &values {
+            for (column, value) in members {
+                name.clear();
+                name.push_str(side);
+                name.push('.');
+                name.push_str(column);
+                let value = value.get().as_bytes();
+                let commitment = match &salts {
+                    Salts::Seed(seed) => field_commitment(&field_salt(seed, name), name, Some(value))?,
+                    Salts::Erased(kept) => match kept.get(name.as_str()) {
+                        Some(ErasedValue::Salt(salt)) => field_commitment(salt, name, Some(value))?,
+                        Some(ErasedValue::Commitment(commitment)) => *commitment,
+                        // A field the erasure did not know: it cannot match.
+                        None => [0; 32],
+                    },
+                };
+                writer.field(name, &commitment)?;
+            }
         }
         Ok(writer.finish())
     }
@@ -272,4 +320,63 @@ fn transaction_digest(row: &Row) -> Result<Hash, IntegrityError> {
         put(text.map(str::as_bytes));
     }
     Ok(hasher.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The leaf of a change is exactly the layout the module doc describes:
+    /// header values in their order, then `new.*` and `old.*` fields sorted
+    /// by name, each committed with its own salt. (Sealed logs depend on
+    /// this never changing silently.)
+    #[test]
+    fn a_leaf_is_the_documented_layout() {
+        let change = ChangeRow {
+            id: 7,
+            txid: 42,
+            ctx: 1,
+            table_id: 3,
+            op: "U".to_string(),
+            changed_at: 1_700_000_000_123_456,
+            pk: Some(r#"{"id": 1}"#.to_string()),
+            old_pk: None,
+            changed_fields: None,
+            old_values: Some(r#"{"b": 2, "a": "x", "é\"q": [1, 2]}"#.to_string()),
+            new_values: Some(r#"{"a": "y", "b": 3.50}"#.to_string()),
+        };
+        let seed = [9u8; 16];
+        let transaction = [5u8; 32];
+        let leaf = Leaves::default()
+            .leaf(&change, Some(&transaction), Salts::Seed(&seed))
+            .unwrap();
+
+        let mut builder = LeafBuilder::new();
+        let mut expected = builder.begin(7);
+        for value in [
+            Some(&b"42"[..]),
+            Some(b"1"),
+            Some(b"3"),
+            Some(b"U"),
+            Some(b"1700000000123456"),
+            Some(br#"{"id": 1}"#),
+            None,
+            None,
+            Some(&transaction[..]),
+        ] {
+            expected.header(value).unwrap();
+        }
+        for (name, value) in [
+            ("new.a", r#""y""#),
+            ("new.b", "3.50"),
+            ("old.a", r#""x""#),
+            ("old.b", "2"),
+            ("old.é\"q", "[1, 2]"),
+        ] {
+            let commitment =
+                field_commitment(&field_salt(&seed, name), name, Some(value.as_bytes())).unwrap();
+            expected.field(name, &commitment).unwrap();
+        }
+        assert_eq!(leaf, expected.finish());
+    }
 }
