@@ -65,8 +65,8 @@ $fn$;
 -- look the same), 'unrecorded update' (fields whose live value differs from
 -- the last recorded one), 'unrecorded delete' (the trail says the row
 -- exists, it does not). Changes made while capture was off, or under
--- session_replication_role = replica, show up here. Tables without a key
--- are compared as multisets of whole rows.
+-- session_replication_role = replica, show up here. Erased values are not
+-- compared. Tables without a key are compared as multisets of whole rows.
 CREATE OR REPLACE FUNCTION pgtrail.reconcile(p_tbl regclass)
 RETURNS TABLE (pk jsonb, problem text, fields text[], recorded jsonb, live jsonb)
 LANGUAGE plpgsql
@@ -107,6 +107,8 @@ BEGIN
                   FROM events AS e, jsonb_each(e.new_values) AS v
                   WHERE e.op IN ('I', 'U')
                   ORDER BY e.pk, v.key, e.id DESC) AS f
+            -- A value erased from the trail (`pgtrail erase`) is no longer known.
+            WHERE NOT (jsonb_typeof(f.value) = 'object' AND f.value ? 'pgtrail_erased')
             GROUP BY f.pk
         )
         SELECT l.pk, 'unrecorded insert', NULL::text[], NULL::jsonb, l.j

@@ -2230,8 +2230,8 @@ $fn$;
 -- look the same), 'unrecorded update' (fields whose live value differs from
 -- the last recorded one), 'unrecorded delete' (the trail says the row
 -- exists, it does not). Changes made while capture was off, or under
--- session_replication_role = replica, show up here. Tables without a key
--- are compared as multisets of whole rows.
+-- session_replication_role = replica, show up here. Erased values are not
+-- compared. Tables without a key are compared as multisets of whole rows.
 CREATE OR REPLACE FUNCTION pgtrail.reconcile(p_tbl regclass)
 RETURNS TABLE (pk jsonb, problem text, fields text[], recorded jsonb, live jsonb)
 LANGUAGE plpgsql
@@ -2272,6 +2272,8 @@ BEGIN
                   FROM events AS e, jsonb_each(e.new_values) AS v
                   WHERE e.op IN ('I', 'U')
                   ORDER BY e.pk, v.key, e.id DESC) AS f
+            -- A value erased from the trail (`pgtrail erase`) is no longer known.
+            WHERE NOT (jsonb_typeof(f.value) = 'object' AND f.value ? 'pgtrail_erased')
             GROUP BY f.pk
         )
         SELECT l.pk, 'unrecorded insert', NULL::text[], NULL::jsonb, l.j
@@ -2447,7 +2449,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT 'd492c2d755faf793' $fn$;
+AS $fn$ SELECT '2b87a20e49064067' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to pgtrail_owner too (90_privileges.sql).
 DO $owner$ BEGIN

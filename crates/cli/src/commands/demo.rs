@@ -210,12 +210,7 @@ async fn prove(client: &mut Client) -> Result<()> {
     println!(
         "  sealed {} changes into a signed Merkle log (root {}...)",
         sealed.tree_size,
-        sealed
-            .root
-            .iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        &integrity::hex(&sealed.root[..6])
     );
     let options = VerifyOptions {
         public_key: Some(key.verifier()),

@@ -37,7 +37,7 @@ pub async fn run(global: &Global, key: &Path, export: Option<&Path>) -> Result<E
             exported.push(path.display().to_string());
         }
     }
-    let root = hex(&report.root);
+    let root = pgtrail::integrity::hex(&report.root);
     match global.format {
         Format::Json => output::print_json(&serde_json::json!({
             "seal": report.seal_id,
@@ -71,8 +71,4 @@ pub async fn run(global: &Global, key: &Path, export: Option<&Path>) -> Result<E
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

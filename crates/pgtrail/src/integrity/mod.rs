@@ -19,7 +19,7 @@ mod verify;
 pub use erase::{EraseReport, erase};
 pub use reconcile::{ReconcileReport, Unrecorded, reconcile};
 pub use seal::{SealReport, seal};
-pub use verify::{Problem, VerifyOptions, VerifyReport, capture_gaps, verify};
+pub use verify::{Problem, VerifyOptions, VerifyReport, capture_gaps, hex, verify};
 
 pub use pgtrail_integrity as crypto;
 

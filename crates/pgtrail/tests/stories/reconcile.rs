@@ -186,3 +186,24 @@ async fn a_baseline_is_the_rows_first_state_in_the_trail() {
     .expect("re-attaching with --baseline works");
     assert!(report.baselined.is_empty());
 }
+
+#[tokio::test]
+async fn an_erased_value_is_not_reported_as_changed_without_a_trace() {
+    let mut db = shop(true).await;
+    pgtrail::integrity::erase(
+        &mut db.client,
+        "public",
+        "accounts",
+        &json!({"id": 5}),
+        Some(&["email".to_string()]),
+        "GDPR request",
+    )
+    .await
+    .expect("erase");
+    let report = reconcile(&db.client, Some(("public", "accounts"))).await.unwrap();
+    assert!(
+        report.rows.iter().all(|r| r.pk != json!({"id": 5})),
+        "{:?}",
+        report.rows
+    );
+}
