@@ -8,9 +8,12 @@
 //! 1. Creates `--tables` small audited tables, `big` (`--rows` rows) and
 //!    `snap` (`--snap-rows` rows), and applies pgtrail (all of them audited).
 //! 2. Generates a trail of `--changes` changes through the real capture
-//!    triggers: transactions of bulk UPDATE and INSERT statements spread over
-//!    the tables, each with `pgtrail.set_context` of one of 50 actors, run by
-//!    `--workers` sessions at once, so the changes spread over real time.
+//!    triggers, run by `--workers` sessions at once: batch jobs (bulk UPDATE
+//!    and INSERT statements, 10,000 changes a transaction, actor type
+//!    `system`) interleaved with people (transactions of 1-9 single-row
+//!    UPDATEs, actor type `user`), each transaction under
+//!    `pgtrail.set_context`. The load's real time stands for 30 days of
+//!    activity: a one-hour window is 1/720 of it (see QUERIES.md).
 //! 3. Records a moment, then changes a few thousand rows of `snap` after it.
 //! 4. VACUUM ANALYZE, then times each query (warm-up runs first) over
 //!    `--runs` runs with random keys, and shows the plans of the statements
@@ -22,13 +25,20 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use pgtrail_bench::autoexplain;
-use pgtrail_cluster::{Cluster, ClusterOptions};
+use pgtrail_bench::{autoexplain, server};
+use pgtrail_cluster::Cluster;
 use serde_json::{Value, json};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Statement};
 
-/// Distinct actors passed to `pgtrail.set_context`.
-const ACTORS: u64 = 50;
+/// Batch jobs (actor type `system`) that run the bulk transactions.
+const JOBS: u64 = 10;
+/// People (actor type `user`) who run the small transactions.
+const USERS: u64 = 200;
+/// People's transactions per unit of load work (one worker call each).
+const HUMAN_CHUNK: i64 = 200;
+/// The days of activity the load's real time stands for.
+const SIMULATED_DAYS: f64 = 30.0;
 /// Rows of each small table at the start, and rows per small-table statement.
 const SMALL_ROWS: i64 = 100;
 /// Warm-up runs of each query before the measured ones.
@@ -58,10 +68,10 @@ struct Args {
     /// Small run (~1 minute) to check that everything works.
     #[arg(long)]
     quick: bool,
-    /// Skip the final experiment (an extra btree index on the trail's
-    /// (txid, ctx), in the throwaway cluster only, then the actor window again).
+    /// At the end, print the cluster's URL and keep it running until a line
+    /// (or end of file) arrives on standard input, to try queries by hand.
     #[arg(long)]
-    no_index_experiment: bool,
+    hold: bool,
 }
 
 /// The sizes of a run, defaults filled in.
@@ -73,7 +83,7 @@ struct Scale {
     snap_rows: i64,
     runs: usize,
     workers: usize,
-    /// Changes per load transaction.
+    /// Changes per batch transaction.
     tx_changes: i64,
     /// Rows of `big` updated per transaction (60%).
     big_per_tx: i64,
@@ -81,10 +91,10 @@ struct Scale {
     small_stmts_per_tx: i64,
     /// Rows of `snap` updated per transaction (the rest, ~5%).
     snap_per_tx: i64,
-    /// Load transactions.
+    /// Batch transactions.
     transactions: i64,
-    /// Run the extra-index experiment at the end.
-    index_experiment: bool,
+    /// People's transactions (1-9 single-row changes each, 5 on average).
+    human_txs: i64,
 }
 
 impl Scale {
@@ -98,11 +108,14 @@ impl Scale {
         if changes < 1_000 || tables < 1 || rows < 1_000 || snap_rows < 10_000 {
             bail!("need --changes >= 1000, --tables >= 1, --rows >= 1000, --snap-rows >= 10000");
         }
-        let tx_changes = (changes / 1_000).clamp(1_000, 10_000);
+        // A tenth of the changes come from people, the rest from batch jobs.
+        let human_txs = changes / 10 / 5;
+        let batch_changes = changes - human_txs * 5;
+        let tx_changes = (batch_changes / 1_000).clamp(1_000, 10_000);
         let big_per_tx = (tx_changes * 6 / 10).min(rows);
         let small_stmts_per_tx = tx_changes * 35 / 100 / SMALL_ROWS;
         let snap_per_tx = (tx_changes - big_per_tx - small_stmts_per_tx * SMALL_ROWS).min(snap_rows);
-        let transactions = (changes + tx_changes - 1) / tx_changes;
+        let transactions = (batch_changes + tx_changes - 1) / tx_changes;
         Ok(Scale {
             changes,
             tables,
@@ -115,7 +128,7 @@ impl Scale {
             small_stmts_per_tx,
             snap_per_tx,
             transactions,
-            index_experiment: !args.no_index_experiment,
+            human_txs,
         })
     }
 }
@@ -125,37 +138,139 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let scale = Scale::new(&args)?;
     let started = Instant::now();
-    let cluster = Cluster::start(ClusterOptions {
-        settings: [
-            ("shared_buffers", "1GB"),
-            ("max_wal_size", "20GB"),
-            ("checkpoint_timeout", "30min"),
-            ("synchronous_commit", "off"),
-            ("work_mem", "16MB"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect(),
-        ..Default::default()
-    })
-    .context("start the throwaway PostgreSQL cluster")?;
+    let cluster = server::start(&[
+        ("shared_buffers", "1GB"),
+        ("max_wal_size", "20GB"),
+        ("checkpoint_timeout", "30min"),
+        ("synchronous_commit", "off"),
+        ("work_mem", "16MB"),
+    ])?;
     let result = run(scale, &cluster, started).await;
+    if args.hold {
+        println!(
+            "holding the cluster at {} until a line arrives on stdin",
+            cluster.url("postgres")
+        );
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    }
     drop(cluster);
     result
 }
 
 async fn connect(cluster: &Cluster) -> Result<Client> {
-    let url = cluster.url("postgres");
-    let (client, connection) = tokio_postgres::connect(&url, NoTls)
-        .await
-        .with_context(|| format!("connect to {url}"))?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            eprintln!("connection error: {error}");
-        }
-    });
-    Ok(client)
+    server::connect(cluster, "postgres").await
 }
+
+/// The load's real time, stretched linearly around its end so that it lasts
+/// SIMULATED_DAYS: every timestamp of the trail (changes, transactions,
+/// attach times) and of the benchmark's own records goes through the same
+/// map, so their order and proportions stay those of the load. Capture
+/// stamps changes with the real clock, so this is the only way to build a
+/// trail that spans weeks in minutes.
+struct Stretch {
+    end: SystemTime,
+    span: Duration,
+    factor: f64,
+}
+
+impl Stretch {
+    fn new(start: SystemTime, end: SystemTime) -> Stretch {
+        let span = end
+            .duration_since(start)
+            .unwrap_or_default()
+            .max(Duration::from_millis(1));
+        Stretch {
+            end,
+            span,
+            factor: SIMULATED_DAYS * 86_400.0 / span.as_secs_f64(),
+        }
+    }
+
+    fn map(&self, t: SystemTime) -> SystemTime {
+        match self.end.duration_since(t) {
+            Ok(before) => self.end - before.mul_f64(self.factor),
+            Err(after) => self.end + after.duration().mul_f64(self.factor),
+        }
+    }
+
+    /// Rewrites the trail's timestamps (the append-only guards are
+    /// triggers, off in replica mode), then lists the contexts whose changes
+    /// now go on for more than pgtrail._context_span() after their start, as
+    /// capture would have had they taken that long (the query of migration
+    /// 0003), and compacts the rewritten tables.
+    async fn apply(&self, client: &Client) -> Result<()> {
+        let map =
+            |column: &str| format!("{column} = $1::timestamptz - ($1::timestamptz - {column}) * $2::float8");
+        client
+            .batch_execute("SET session_replication_role = replica")
+            .await
+            .context("replica mode for the rewrite")?;
+        for (table, columns) in [
+            ("pgtrail.change", vec!["changed_at"]),
+            ("pgtrail.transaction", vec!["started_at", "recorded_at"]),
+            ("pgtrail.audited_table", vec!["attached_at"]),
+        ] {
+            let set: Vec<String> = columns.iter().map(|c| map(c)).collect();
+            client
+                .execute(
+                    &format!("UPDATE {table} SET {}", set.join(", ")),
+                    &[&self.end, &self.factor],
+                )
+                .await
+                .with_context(|| format!("stretch the timestamps of {table}"))?;
+        }
+        client
+            .batch_execute(
+                "DELETE FROM pgtrail.long_context;
+                 INSERT INTO pgtrail.long_context (txid, ctx)
+                 SELECT c.txid, c.ctx
+                 FROM pgtrail.change AS c
+                 JOIN pgtrail.transaction AS x ON x.txid = c.txid AND x.ctx = c.ctx
+                 GROUP BY c.txid, c.ctx, x.started_at
+                 HAVING min(c.changed_at) < x.started_at
+                     OR max(c.changed_at) > x.started_at + pgtrail._context_span();
+                 RESET session_replication_role;",
+            )
+            .await
+            .context("list the long contexts of the stretched trail")?;
+        for table in ["pgtrail.change", "pgtrail.transaction"] {
+            client
+                .batch_execute(&format!("VACUUM FULL {table}"))
+                .await
+                .with_context(|| format!("compact {table}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A person's transaction, as one statement: set_context, then one
+/// single-row UPDATE per element of the arrays (`big` ids; small table
+/// numbers with their row ids). Returns the time after set_context.
+const PERSON_FUNCTION: &str = r#"
+CREATE FUNCTION bench_person(p_actor text, p_name text, p_reason text,
+                             p_big integer[], p_tables integer[], p_rows integer[])
+RETURNS timestamptz LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_at timestamptz;
+BEGIN
+    PERFORM pgtrail.set_context(p_actor, p_name, 'user', p_reason);
+    v_at := clock_timestamp();
+    FOR i IN 1 .. coalesce(array_length(p_big, 1), 0) LOOP
+        IF p_big[i] % 2 = 0 THEN
+            UPDATE big SET a = a + 1 WHERE id = p_big[i];
+        ELSE
+            UPDATE big SET b = md5(b) WHERE id = p_big[i];
+        END IF;
+    END LOOP;
+    FOR i IN 1 .. coalesce(array_length(p_tables, 1), 0) LOOP
+        EXECUTE format('UPDATE %I SET a = a + 1 WHERE id = $1', 't' || lpad(p_tables[i]::text, 4, '0'))
+            USING p_rows[i];
+    END LOOP;
+    RETURN v_at;
+END
+$fn$;
+"#;
 
 /// splitmix64: small, seeded, good enough for picking keys.
 struct Rng(u64);
@@ -179,18 +294,55 @@ impl Rng {
     }
 }
 
-/// One load transaction, as the client saw it.
+/// One batch transaction, as the client saw it.
 #[derive(Debug, Clone)]
 struct TxRecord {
-    actor: u64,
-    /// Server clock_timestamp() after set_context and before COMMIT.
+    job: u64,
+    /// Server clock_timestamp() after set_context.
     start: SystemTime,
-    end: SystemTime,
     changes: u64,
 }
 
-fn actor_id(actor: u64) -> String {
-    format!("actor-{actor:02}")
+/// One person's transaction: who, and the server's clock_timestamp() after
+/// its set_context.
+#[derive(Debug, Clone)]
+struct HumanTx {
+    user: u64,
+    at: SystemTime,
+}
+
+/// A unit of load work, handed to whichever session is free.
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    /// Batch transaction number k.
+    Batch(i64),
+    /// People's transactions `k * HUMAN_CHUNK ..` (one statement each).
+    People(i64),
+}
+
+/// Batch transactions spread evenly among the people's chunks, so both
+/// kinds of activity share the whole timeline.
+fn schedule(scale: &Scale) -> Vec<Job> {
+    let batches = scale.transactions;
+    let total = batches + (scale.human_txs + HUMAN_CHUNK - 1) / HUMAN_CHUNK;
+    (0..total)
+        .map(|j| {
+            let before = j * batches / total;
+            if (j + 1) * batches / total > before {
+                Job::Batch(before)
+            } else {
+                Job::People(j - before)
+            }
+        })
+        .collect()
+}
+
+fn job_id(job: u64) -> String {
+    format!("job-{job:02}")
+}
+
+fn user_id(user: u64) -> String {
+    format!("user-{user:03}")
 }
 
 fn small_table(i: i64) -> String {
@@ -223,12 +375,14 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant) -> Result<()> {
         "            during the LOAD phase only: fsync=off, full_page_writes=off, autovacuum=off (all back on before measuring)"
     );
     println!(
-        "  plan:     {} small tables of {SMALL_ROWS} rows, big {} rows, snap {} rows; trail of {} changes in {} transactions of ~{} \
+        "  plan:     {} small tables of {SMALL_ROWS} rows, big {} rows, snap {} rows; trail of {} changes: \
+         {} people's transactions of 1-9 single-row UPDATEs ({USERS} users), and {} batch transactions ({JOBS} jobs) of ~{} \
          ({} big + {} x {SMALL_ROWS} small + {} snap), {} sessions; {} runs per query after {WARMUP} warm-up runs",
         scale.tables,
         scale.rows,
         scale.snap_rows,
         scale.changes,
+        scale.human_txs,
         scale.transactions,
         scale.tx_changes,
         scale.big_per_tx,
@@ -263,6 +417,7 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant) -> Result<()> {
              INSERT INTO {t} SELECT g, g, md5(g::text), now() FROM generate_series(1, {SMALL_ROWS}) AS g;\n"
         ));
     }
+    ddl.push_str(PERSON_FUNCTION);
     admin.batch_execute(&ddl).await.context("create the tables")?;
     admin
         .execute(
@@ -307,27 +462,44 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant) -> Result<()> {
     // Load.
     let step = Instant::now();
     let load_start: SystemTime = admin.query_one("SELECT clock_timestamp()", &[]).await?.get(0);
+    let jobs = Arc::new(schedule(&scale));
     let next = Arc::new(AtomicI64::new(0));
     let mut workers = Vec::new();
     for w in 0..scale.workers {
         let client = connect(cluster).await?;
-        let next = Arc::clone(&next);
+        let (jobs, next) = (Arc::clone(&jobs), Arc::clone(&next));
         workers.push(tokio::spawn(async move {
-            load_worker(client, scale, next, w == 0).await
+            load_worker(client, scale, jobs, next, w == 0).await
         }));
     }
     let mut txs: Vec<TxRecord> = Vec::new();
+    let mut people: Vec<HumanTx> = Vec::new();
     for w in workers {
-        txs.extend(w.await.context("join a load worker")??);
+        let (batch, human) = w.await.context("join a load worker")??;
+        txs.extend(batch);
+        people.extend(human);
     }
     txs.sort_by_key(|t| t.start);
+    people.sort_by_key(|t| t.at);
     let load_end: SystemTime = admin.query_one("SELECT clock_timestamp()", &[]).await?.get(0);
     let loaded: u64 = txs.iter().map(|t| t.changes).sum();
     let load_secs = step.elapsed().as_secs_f64();
+    let human_changes: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pgtrail.change AS c JOIN pgtrail.transaction AS x USING (txid, ctx) \
+             WHERE x.actor_type = 'user'",
+            &[],
+        )
+        .await
+        .context("count the people's changes")?
+        .get(0);
     println!(
-        "load: {loaded} changes in {} transactions, {load_secs:.0} s ({:.0} changes/s)",
+        "load: {} changes in {load_secs:.0} s ({:.0} changes/s): batch jobs {loaded} in {} transactions, \
+         people {human_changes} in {} transactions",
+        loaded + human_changes as u64,
+        (loaded + human_changes as u64) as f64 / load_secs,
         txs.len(),
-        loaded as f64 / load_secs
+        people.len()
     );
 
     // The moment of table_as_of, then a few thousand changes of snap after it.
@@ -341,6 +513,25 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant) -> Result<()> {
         scale.snap_rows / 50 + scale.snap_rows / 97,
         scale.snap_rows / 1000,
         scale.snap_rows / 500
+    );
+
+    // Stretch the trail's time to SIMULATED_DAYS (the bench's rewrite, not
+    // something pgtrail does), so that windows are real hours.
+    let step = Instant::now();
+    let clock = Stretch::new(load_start, load_end);
+    clock.apply(&admin).await?;
+    let (load_start, load_end, moment) = (clock.map(load_start), clock.map(load_end), clock.map(moment));
+    for t in &mut txs {
+        t.start = clock.map(t.start);
+    }
+    for p in &mut people {
+        p.at = clock.map(p.at);
+    }
+    println!(
+        "time: the trail's {:.0} s stretched {:.0}x to {SIMULATED_DAYS:.0} days in {:.0} s (timestamps, long contexts)",
+        clock.span.as_secs_f64(),
+        clock.factor,
+        step.elapsed().as_secs_f64()
     );
 
     // Back to durable settings; VACUUM ANALYZE.
@@ -377,7 +568,7 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant) -> Result<()> {
 
     // Measurements.
     let client = connect(cluster).await?;
-    let ctx = QueryContext::new(&client, &txs, load_start, load_end, moment, scale).await?;
+    let ctx = QueryContext::new(&client, &txs, &people, load_start, load_end, moment, scale).await?;
     let mut rng = Rng(0x5EED_9A7E);
     let mut results: Vec<Measured> = Vec::new();
     for kind in Kind::ALL {
@@ -400,41 +591,6 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant) -> Result<()> {
     // Plans.
     explain_all(cluster, &ctx, &mut rng).await?;
 
-    // Experiment, not pgtrail's schema: the index the actor window lacks.
-    if scale.index_experiment {
-        println!();
-        println!(
-            "== experiment (NOT pgtrail's schema, this cluster only): CREATE INDEX bench_change_tx_idx ON pgtrail.change (txid, ctx)"
-        );
-        let step = Instant::now();
-        admin
-            .batch_execute("CREATE INDEX bench_change_tx_idx ON pgtrail.change (txid, ctx)")
-            .await
-            .context("create the experimental index")?;
-        admin
-            .batch_execute("ANALYZE pgtrail.change")
-            .await
-            .context("ANALYZE pgtrail.change")?;
-        let size: i64 = admin
-            .query_one("SELECT pg_relation_size('pgtrail.bench_change_tx_idx')", &[])
-            .await?
-            .get(0);
-        println!(
-            "  built and analyzed in {:.0} s, {}",
-            step.elapsed().as_secs_f64(),
-            mib(size)
-        );
-        let mut m = ctx.measure(Kind::ActorWindow, &mut rng).await?;
-        m.label = format!("{} [+ (txid, ctx) index]", Kind::ActorWindow.label());
-        println!(
-            "  {:<34} median {:>9.3} ms  p95 {:>9.3} ms  min {:>9.3} ms  max {:>9.3} ms  rows/run {:.1}",
-            m.label, m.median, m.p95, m.min, m.max, m.mean_rows
-        );
-        let w = &ctx.windows[rng.range(0, ctx.windows.len() as i64 - 1) as usize];
-        explain_actor(&client, w).await?;
-        results.push(m);
-    }
-
     println!();
     println!(
         "Summary: warm, {} runs per query with random keys after {WARMUP} warm-up runs; total run time {:.0} s",
@@ -449,64 +605,140 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant) -> Result<()> {
     println!("{}", "-".repeat(113));
     for m in &results {
         let target = m.kind.target_ms();
+        let (target, result) = match target {
+            Some(t) => (format!("< {t} ms"), if m.median < t { "PASS" } else { "FAIL" }),
+            None => (
+                format!("{:.1} us/row", m.median * 1000.0 / m.mean_rows.max(1.0)),
+                "-",
+            ),
+        };
         println!(
             "{:<48} {:>10.3} {:>10.3} {:>10.3} {:>10.1}  {:<9} {:<6}",
-            m.label,
-            m.median,
-            m.p95,
-            m.max,
-            m.mean_rows,
-            format!("< {target} ms"),
-            if m.median < target { "PASS" } else { "FAIL" }
+            m.label, m.median, m.p95, m.max, m.mean_rows, target, result
         );
     }
     Ok(())
 }
 
-/// One load session: takes transaction numbers until all are done.
+/// One load session: takes jobs until all are done.
 async fn load_worker(
     mut client: Client,
     scale: Scale,
+    jobs: Arc<Vec<Job>>,
     next: Arc<AtomicI64>,
     report: bool,
-) -> Result<Vec<TxRecord>> {
-    let mut records = Vec::new();
+) -> Result<(Vec<TxRecord>, Vec<HumanTx>)> {
+    let human = client
+        .prepare(
+            "SELECT bench_person($1::text, $2::text, $3::text, $4::integer[], $5::integer[], $6::integer[])",
+        )
+        .await
+        .context("prepare bench_person")?;
+    let mut batch = Vec::new();
+    let mut people = Vec::new();
     let started = Instant::now();
     let mut last_report = 0;
     loop {
-        let k = next.fetch_add(1, Ordering::SeqCst);
-        if k >= scale.transactions {
+        let j = next.fetch_add(1, Ordering::SeqCst);
+        let Some(&job) = jobs.get(j as usize) else {
             break;
+        };
+        match job {
+            Job::Batch(k) => {
+                let mut tries = 0;
+                loop {
+                    match load_transaction(&mut client, &scale, k).await {
+                        Err(e) if is_deadlock(&e) && tries < 5 => tries += 1,
+                        outcome => break batch.push(outcome?),
+                    }
+                }
+            }
+            Job::People(chunk) => {
+                let first = chunk * HUMAN_CHUNK;
+                for h in first..(first + HUMAN_CHUNK).min(scale.human_txs) {
+                    let mut tries = 0;
+                    loop {
+                        match person_transaction(&client, &human, &scale, h).await {
+                            Err(e) if is_deadlock(&e) && tries < 5 => tries += 1,
+                            outcome => break people.push(outcome?),
+                        }
+                    }
+                }
+            }
         }
-        records.push(load_transaction(&mut client, &scale, k).await?);
-        let decile = k * 10 / scale.transactions;
+        let decile = j * 10 / jobs.len() as i64;
         if report && decile > last_report {
             last_report = decile;
             println!(
-                "  load: {}% of the transactions started after {:.0} s",
+                "  load: {}% of the work started after {:.0} s",
                 decile * 10,
                 started.elapsed().as_secs_f64()
             );
         }
     }
-    Ok(records)
+    Ok((batch, people))
 }
 
-/// Load transaction `k`: set_context of a pseudo-random actor, then one bulk
-/// UPDATE of `big`, small-table UPDATEs and INSERTs, one UPDATE of `snap`.
+/// Whether the server aborted a load transaction to break a deadlock
+/// (people and batch jobs can lock the same rows in opposite orders, as in
+/// real life); such a transaction is run again.
+fn is_deadlock(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<tokio_postgres::Error>())
+        .any(|e| e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED))
+}
+
+/// Person transaction `h`: one statement calling `bench_person`, which sets
+/// the context of a user (a few users do most of the work) and runs 1-9
+/// single-row UPDATEs of random rows of `big` and the small tables.
+async fn person_transaction(
+    client: &Client,
+    statement: &Statement,
+    scale: &Scale,
+    h: i64,
+) -> Result<HumanTx> {
+    let mut rng = Rng(0xB0B ^ (h as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let u = rng.unit();
+    let user = ((USERS as f64) * u * u) as u64;
+    let n = rng.range(1, 9);
+    let (mut big, mut tables, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        if rng.unit() < 0.6 {
+            big.push(rng.range(1, scale.rows) as i32);
+        } else {
+            tables.push(rng.range(1, scale.tables) as i32);
+            rows.push(rng.range(1, SMALL_ROWS) as i32);
+        }
+    }
+    let at: SystemTime = client
+        .query_one(
+            statement,
+            &[
+                &user_id(user),
+                &format!("User {user:03}"),
+                &format!("ticket {h}"),
+                &big,
+                &tables,
+                &rows,
+            ],
+        )
+        .await?
+        .get(0);
+    Ok(HumanTx { user, at })
+}
+
+/// Load transaction `k` of a batch job: set_context, then one bulk UPDATE
+/// of `big`, small-table UPDATEs and INSERTs, one UPDATE of `snap`.
 /// Which rows and columns follow from `k`, so concurrent transactions touch
 /// different rows.
 async fn load_transaction(client: &mut Client, scale: &Scale, k: i64) -> Result<TxRecord> {
     let mut rng = Rng(0xA11CE ^ (k as u64).wrapping_mul(0x9E37_79B9));
-    let actor = rng.next() % ACTORS;
+    let job = rng.next() % JOBS;
     let tx = client.transaction().await.context("BEGIN")?;
     tx.execute(
-        "SELECT pgtrail.set_context($1::text, $2::text, 'user', $3::text)",
-        &[
-            &actor_id(actor),
-            &format!("Actor {actor:02}"),
-            &format!("load batch {k}"),
-        ],
+        "SELECT pgtrail.set_context($1::text, $2::text, 'system', $3::text)",
+        &[&job_id(job), &format!("Job {job:02}"), &format!("load batch {k}")],
     )
     .await
     .context("pgtrail.set_context")?;
@@ -580,14 +812,8 @@ async fn load_transaction(client: &mut Client, scale: &Scale, k: i64) -> Result<
             .await
             .context("UPDATE snap")?;
     }
-    let end: SystemTime = tx.query_one("SELECT clock_timestamp()", &[]).await?.get(0);
     tx.commit().await.context("COMMIT")?;
-    Ok(TxRecord {
-        actor,
-        start,
-        end,
-        changes,
-    })
+    Ok(TxRecord { job, start, changes })
 }
 
 /// After the table_as_of moment: updates of ~3% of snap's rows (some twice),
@@ -597,7 +823,7 @@ async fn snap_changes_after(client: &mut Client, snap_rows: i64) -> Result<u64> 
     let tx = client.transaction().await?;
     tx.execute(
         "SELECT pgtrail.set_context($1::text, $2::text, 'user', $3::text)",
-        &[&"actor-00", &"Actor 00", &"after the moment"],
+        &[&"user-000", &"User 000", &"after the moment"],
     )
     .await?;
     n += tx
@@ -686,15 +912,21 @@ enum Kind {
     RowAsOf,
     Blame,
     ActorWindow,
+    ActorLog,
+    ActorView,
+    JobWindow,
     TableAsOf,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 8] = [
         Kind::History,
         Kind::RowAsOf,
         Kind::Blame,
         Kind::ActorWindow,
+        Kind::ActorLog,
+        Kind::ActorView,
+        Kind::JobWindow,
         Kind::TableAsOf,
     ];
 
@@ -703,29 +935,58 @@ impl Kind {
             Kind::History => "history(big, one row)",
             Kind::RowAsOf => "row_as_of(big, one row, random t)",
             Kind::Blame => "blame(big, one row), column b",
-            Kind::ActorWindow => "changes: actor in a window",
+            Kind::ActorWindow => "actor_changes: a person's hour",
+            Kind::ActorLog => "pgtrail log --actor --since --until",
+            Kind::ActorView => "(view filter: a person's hour)",
+            Kind::JobWindow => "actor_changes: a batch job's hour",
             Kind::TableAsOf => "table_as_of(snap, all rows)",
         }
     }
 
-    fn target_ms(self) -> f64 {
+    /// The target median, when the issue sets one.
+    fn target_ms(self) -> Option<f64> {
         match self {
-            Kind::TableAsOf => 3000.0,
-            _ => 5.0,
+            Kind::TableAsOf => Some(3000.0),
+            // All of a job's hour: thousands of rows; its cost is reported
+            // per row returned.
+            Kind::JobWindow => None,
+            // For comparison: the same rows through a filter on the view,
+            // which reads every change of the hour.
+            Kind::ActorView => None,
+            _ => Some(5.0),
         }
     }
 
-    fn sql(self) -> &'static str {
+    fn sql(self) -> String {
         match self {
-            Kind::History => "SELECT * FROM pgtrail.history('big', $1)",
-            Kind::RowAsOf => "SELECT pgtrail.row_as_of('big', $1, $2)",
-            Kind::Blame => "SELECT * FROM pgtrail.blame('big', $1) WHERE column_name = $2",
-            Kind::ActorWindow => {
-                "SELECT * FROM pgtrail.changes WHERE actor_id = $1 AND changed_at BETWEEN $2 AND $3"
+            Kind::History => "SELECT * FROM pgtrail.history('big', $1)".into(),
+            Kind::RowAsOf => "SELECT pgtrail.row_as_of('big', $1, $2)".into(),
+            Kind::Blame => "SELECT * FROM pgtrail.blame('big', $1) WHERE column_name = $2".into(),
+            Kind::ActorWindow | Kind::JobWindow => "SELECT * FROM pgtrail.actor_changes($1, $2, $3)".into(),
+            Kind::ActorView => {
+                "SELECT * FROM pgtrail.changes WHERE actor_id = $1 AND changed_at >= $2 AND changed_at < $3"
+                    .into()
             }
-            Kind::TableAsOf => "SELECT count(*) FROM pgtrail.table_as_of('snap', $1)",
+            Kind::ActorLog => log_query().0,
+            Kind::TableAsOf => "SELECT count(*) FROM pgtrail.table_as_of('snap', $1)".into(),
         }
     }
+}
+
+/// The query `pgtrail log --actor A --since S --until U` runs (its default
+/// limit of 50 rows included), built by the library as the CLI builds it;
+/// parameters: actor, since and until as text, limit.
+fn log_query() -> (String, usize) {
+    let filter = pgtrail::query::LogFilter {
+        actor: Some(String::new()),
+        since: Some(pgtrail::query::TimeArg::Absolute(String::new())),
+        until: Some(pgtrail::query::TimeArg::Absolute(String::new())),
+        limit: Some(50),
+        by_actor_index: true,
+        ..Default::default()
+    };
+    let (sql, params) = filter.build();
+    (sql, params.len())
 }
 
 /// One query's timings.
@@ -740,29 +1001,37 @@ struct Measured {
     mean_rows: f64,
 }
 
-/// An actor's window: `[from, to]` of real time holding ~1/10 of its changes.
+/// An hour of one actor, in the load's compressed time, around one of its
+/// transactions (a window in which the actor did something).
 #[derive(Debug, Clone)]
 struct Window {
     actor: String,
     from: SystemTime,
     to: SystemTime,
-    changes: u64,
+    /// `from` and `to` as PostgreSQL prints them, for the CLI's text parameters.
+    from_text: String,
+    to_text: String,
 }
 
 struct QueryContext<'a> {
     client: &'a Client,
     statements: Vec<(Kind, Statement)>,
-    windows: Vec<Window>,
+    people: Vec<Window>,
+    jobs: Vec<Window>,
     load_start: SystemTime,
     load_end: SystemTime,
     moment: SystemTime,
     scale: Scale,
 }
 
+/// Candidate windows of each kind.
+const WINDOWS: usize = 500;
+
 impl<'a> QueryContext<'a> {
     async fn new(
         client: &'a Client,
         txs: &[TxRecord],
+        people: &[HumanTx],
         load_start: SystemTime,
         load_end: SystemTime,
         moment: SystemTime,
@@ -771,55 +1040,37 @@ impl<'a> QueryContext<'a> {
         let mut statements = Vec::new();
         for kind in Kind::ALL {
             let statement = client
-                .prepare(kind.sql())
+                .prepare(&kind.sql())
                 .await
                 .with_context(|| format!("prepare {}", kind.sql()))?;
             statements.push((kind, statement));
         }
-        // Per actor, every run of consecutive transactions of it holding
-        // about a tenth of its changes.
-        let mut windows = Vec::new();
-        for actor in 0..ACTORS {
-            let mine: Vec<&TxRecord> = txs.iter().filter(|t| t.actor == actor).collect();
-            if mine.is_empty() {
-                continue;
-            }
-            let total: u64 = mine.iter().map(|t| t.changes).sum();
-            let span = (mine.len() / 10).max(1);
-            for i in 0..=(mine.len() - span) {
-                let run = &mine[i..i + span];
-                windows.push(Window {
-                    actor: actor_id(actor),
-                    from: run[0].start,
-                    to: run[span - 1].end,
-                    changes: run.iter().map(|t| t.changes).sum::<u64>().min(total),
-                });
-            }
+        if txs.is_empty() || people.is_empty() {
+            bail!("the load recorded no batch or no person transactions");
         }
-        if windows.is_empty() {
-            bail!("no load transactions recorded");
+        let load_span = load_end.duration_since(load_start).unwrap_or_default();
+        let hour = Duration::from_secs(3600);
+        let mut rng = Rng(0x0DD_BA11);
+        let mut people_windows = Vec::with_capacity(WINDOWS);
+        let mut job_windows = Vec::with_capacity(WINDOWS);
+        for _ in 0..WINDOWS {
+            let p = &people[rng.range(0, people.len() as i64 - 1) as usize];
+            people_windows.push(window(client, user_id(p.user), p.at, hour, &mut rng).await?);
+            let t = &txs[rng.range(0, txs.len() as i64 - 1) as usize];
+            job_windows.push(window(client, job_id(t.job), t.start, hour, &mut rng).await?);
         }
-        let per_actor = txs.iter().map(|t| t.changes).sum::<u64>() as f64 / ACTORS as f64;
-        let mean_changes = windows.iter().map(|w| w.changes).sum::<u64>() as f64 / windows.len() as f64;
-        let mean_span = windows
-            .iter()
-            .map(|w| w.to.duration_since(w.from).unwrap_or_default().as_secs_f64())
-            .sum::<f64>()
-            / windows.len() as f64;
-        let load_span = load_end
-            .duration_since(load_start)
-            .unwrap_or_default()
-            .as_secs_f64();
+        let all_in_hour = txs.iter().map(|t| t.changes).sum::<u64>() as f64 / (SIMULATED_DAYS * 24.0)
+            + (people.len() as f64 * 5.0) / (SIMULATED_DAYS * 24.0);
         println!(
-            "actor windows: {} candidates (runs of consecutive transactions of one actor); each holds {mean_changes:.0} \
-             of the actor's changes on average ({:.3} of its ~{per_actor:.0}), spans {mean_span:.1} s of the {load_span:.1} s load",
-            windows.len(),
-            mean_changes / per_actor
+            "windows: the trail spans {:.1} days, so an hour holds ~{all_in_hour:.0} changes of all actors; \
+             {WINDOWS} hours of people and {WINDOWS} of jobs, each around one of the actor's transactions at a random offset",
+            load_span.as_secs_f64() / 86_400.0,
         );
         Ok(QueryContext {
             client,
             statements,
-            windows,
+            people: people_windows,
+            jobs: job_windows,
             load_start,
             load_end,
             moment,
@@ -834,6 +1085,15 @@ impl<'a> QueryContext<'a> {
             .find(|(k, _)| *k == kind)
             .expect("every kind is prepared")
             .1
+    }
+
+    fn random_window(&self, kind: Kind, rng: &mut Rng) -> &Window {
+        let windows = if kind == Kind::JobWindow {
+            &self.jobs
+        } else {
+            &self.people
+        };
+        &windows[rng.range(0, windows.len() as i64 - 1) as usize]
     }
 
     fn random_key(&self, rng: &mut Rng) -> Value {
@@ -860,9 +1120,15 @@ impl<'a> QueryContext<'a> {
                 f64::from(u8::from(row.get::<_, Option<Value>>(0).is_some()))
             }
             Kind::Blame => c.query(st, &[&self.random_key(rng), &"b"]).await?.len() as f64,
-            Kind::ActorWindow => {
-                let w = &self.windows[rng.range(0, self.windows.len() as i64 - 1) as usize];
+            Kind::ActorWindow | Kind::ActorView | Kind::JobWindow => {
+                let w = self.random_window(kind, rng);
                 c.query(st, &[&w.actor, &w.from, &w.to]).await?.len() as f64
+            }
+            Kind::ActorLog => {
+                let w = self.random_window(kind, rng);
+                c.query(st, &[&w.actor, &w.from_text, &w.to_text, &50i64])
+                    .await?
+                    .len() as f64
             }
             Kind::TableAsOf => c.query_one(st, &[&self.moment]).await?.get::<_, i64>(0) as f64,
         };
@@ -898,6 +1164,32 @@ impl<'a> QueryContext<'a> {
     }
 }
 
+/// The hour of `actor` that contains `at` at a random offset.
+async fn window(
+    client: &Client,
+    actor: String,
+    at: SystemTime,
+    hour: Duration,
+    rng: &mut Rng,
+) -> Result<Window> {
+    let from = at - hour.mul_f64(rng.unit());
+    let to = from + hour;
+    let row = client
+        .query_one(
+            "SELECT $1::timestamptz::text, $2::timestamptz::text",
+            &[&from, &to],
+        )
+        .await
+        .context("print a window's bounds")?;
+    Ok(Window {
+        actor,
+        from,
+        to,
+        from_text: row.get(0),
+        to_text: row.get(1),
+    })
+}
+
 /// Nearest-rank percentile of sorted values (the median averages the two
 /// middle values of an even count).
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -909,22 +1201,24 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank - 1]
 }
 
-/// EXPLAIN (ANALYZE, BUFFERS) of the actor-window query over `w`.
-async fn explain_actor(client: &Client, w: &Window) -> Result<()> {
+/// EXPLAIN (ANALYZE, BUFFERS) of a window query (`kind`) over `w`.
+async fn explain_actor(client: &Client, kind: Kind, w: &Window) -> Result<()> {
     println!(
-        "  {} | {} in a window of {:.1} s holding ~{} of its changes: EXPLAIN (ANALYZE, BUFFERS)",
-        Kind::ActorWindow.label(),
+        "  {} | {} from {} to {}: EXPLAIN (ANALYZE, BUFFERS)",
+        kind.label(),
         w.actor,
-        w.to.duration_since(w.from).unwrap_or_default().as_secs_f64(),
-        w.changes
+        w.from_text,
+        w.to_text
     );
-    let plan = client
-        .query(
-            &format!("EXPLAIN (ANALYZE, BUFFERS) {}", Kind::ActorWindow.sql()),
-            &[&w.actor, &w.from, &w.to],
-        )
-        .await
-        .context("EXPLAIN the actor window")?;
+    let sql = format!("EXPLAIN (ANALYZE, BUFFERS) {}", kind.sql());
+    let plan = if kind == Kind::ActorLog {
+        client
+            .query(&sql, &[&w.actor, &w.from_text, &w.to_text, &50i64])
+            .await
+    } else {
+        client.query(&sql, &[&w.actor, &w.from, &w.to]).await
+    }
+    .with_context(|| format!("EXPLAIN {}", kind.label()))?;
     for row in plan {
         println!("        | {}", row.get::<_, String>(0));
     }
@@ -945,9 +1239,9 @@ async fn explain_all(cluster: &Cluster, ctx: &QueryContext<'_>, rng: &mut Rng) -
         let offset = autoexplain::log_offset(&log);
         let start = Instant::now();
         let n = match kind {
-            Kind::History => diag.query(kind.sql(), &[&key]).await?.len(),
-            Kind::RowAsOf => diag.query(kind.sql(), &[&key, &at]).await?.len(),
-            _ => diag.query(kind.sql(), &[&key, &"b"]).await?.len(),
+            Kind::History => diag.query(&kind.sql(), &[&key]).await?.len(),
+            Kind::RowAsOf => diag.query(&kind.sql(), &[&key, &at]).await?.len(),
+            _ => diag.query(&kind.sql(), &[&key, &"b"]).await?.len(),
         };
         let elapsed = start.elapsed().as_secs_f64() * 1000.0;
         autoexplain::unload(&diag).await?;
@@ -961,8 +1255,14 @@ async fn explain_all(cluster: &Cluster, ctx: &QueryContext<'_>, rng: &mut Rng) -
     }
 
     // The actor window: a plain query over the view.
-    let w = &ctx.windows[rng.range(0, ctx.windows.len() as i64 - 1) as usize];
-    explain_actor(&diag, w).await?;
+    for kind in [
+        Kind::ActorWindow,
+        Kind::ActorLog,
+        Kind::ActorView,
+        Kind::JobWindow,
+    ] {
+        explain_actor(&diag, kind, ctx.random_window(kind, rng)).await?;
+    }
 
     // table_as_of: statements over 5 ms (the per-key ones are the row_as_of
     // plans above), and function call counts and times.
@@ -977,7 +1277,7 @@ async fn explain_all(cluster: &Cluster, ctx: &QueryContext<'_>, rng: &mut Rng) -
     let offset = autoexplain::log_offset(&log);
     let start = Instant::now();
     let n: i64 = diag
-        .query_one(Kind::TableAsOf.sql(), &[&ctx.moment])
+        .query_one(&Kind::TableAsOf.sql(), &[&ctx.moment])
         .await?
         .get(0);
     let elapsed = start.elapsed().as_secs_f64() * 1000.0;

@@ -50,6 +50,10 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 2,
         file: sql_file!("migrations", "0002_integrity.sql"),
     },
+    Migration {
+        number: 3,
+        file: sql_file!("migrations", "0003_actor_window.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.
@@ -211,6 +215,23 @@ mod tests {
         let script = install_script();
         assert!(script.contains(&format!("SELECT '{}' $fn$", build_id())));
         assert_eq!(build_id().len(), 16);
+    }
+
+    /// `sql/released/<version>.sql` is what that version installed, frozen
+    /// for the upgrade tests: changing the SQL of a released version means a
+    /// new version number (and a new frozen file when it is released).
+    #[test]
+    fn the_released_script_of_this_version_is_what_it_installs() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("sql/released")
+            .join(format!("{VERSION}.sql"));
+        if let Ok(frozen) = std::fs::read_to_string(&path) {
+            assert!(
+                frozen == install_script(),
+                "the SQL changed after {VERSION} was released ({}): bump the workspace version",
+                path.display()
+            );
+        }
     }
 
     #[test]

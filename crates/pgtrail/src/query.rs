@@ -457,6 +457,10 @@ pub struct LogFilter {
     pub since: Option<TimeArg>,
     pub until: Option<TimeArg>,
     pub limit: Option<i64>,
+    /// With `actor`: read through `pgtrail.actor_changes` (pgtrail 0.3.0 and
+    /// later), which reads only that actor's contexts, instead of filtering
+    /// `pgtrail.changes`. Same rows either way.
+    pub by_actor_index: bool,
 }
 
 /// The columns of `pgtrail.changes` that `log` reads, in order.
@@ -496,9 +500,25 @@ impl LogFilter {
             let k = binds.push(key.clone());
             conditions.push(format!("pk = {k}::jsonb"));
         }
+        let mut source = "pgtrail.changes".to_string();
+        let by_actor = self.by_actor_index && self.actor.is_some();
         if let Some(actor) = &self.actor {
             let a = binds.push(actor.clone());
-            conditions.push(format!("(actor_id = {a} OR actor_name = {a})"));
+            if by_actor {
+                // The window goes into the function; the bounds it does not
+                // get are open.
+                let since = self
+                    .since
+                    .as_ref()
+                    .map_or("'-infinity'::timestamptz".to_string(), |t| binds.push_time(t));
+                let until = self
+                    .until
+                    .as_ref()
+                    .map_or("'infinity'::timestamptz".to_string(), |t| binds.push_time(t));
+                source = format!("pgtrail.actor_changes({a}::text, {since}, {until})");
+            } else {
+                conditions.push(format!("(actor_id = {a} OR actor_name = {a})"));
+            }
         }
         if let Some(actor_type) = &self.actor_type {
             let a = binds.push(actor_type.clone());
@@ -525,15 +545,17 @@ impl LogFilter {
             let v = binds.push(value.clone());
             conditions.push(format!("context->>({k}::text) = {v}::text"));
         }
-        if let Some(since) = &self.since {
-            let s = binds.push_time(since);
-            conditions.push(format!("changed_at >= {s}"));
+        if !by_actor {
+            if let Some(since) = &self.since {
+                let s = binds.push_time(since);
+                conditions.push(format!("changed_at >= {s}"));
+            }
+            if let Some(until) = &self.until {
+                let u = binds.push_time(until);
+                conditions.push(format!("changed_at < {u}"));
+            }
         }
-        if let Some(until) = &self.until {
-            let u = binds.push_time(until);
-            conditions.push(format!("changed_at < {u}"));
-        }
-        let mut sql = format!("SELECT {LOG_COLUMNS} FROM pgtrail.changes");
+        let mut sql = format!("SELECT {LOG_COLUMNS} FROM {source}");
         if !conditions.is_empty() {
             sql.push_str("\nWHERE ");
             sql.push_str(&conditions.join("\n  AND "));
@@ -740,6 +762,7 @@ mod tests {
             since: Some(TimeArg::Ago("1 hour".into())),
             until: Some(TimeArg::Absolute("2026-01-01".into())),
             limit: Some(50),
+            by_actor_index: false,
         };
         let (sql, params) = filter.build();
         assert_eq!(params.len(), 14);
@@ -765,6 +788,42 @@ mod tests {
         }
         let (sql, params) = LogFilter::default().build();
         assert!(params.is_empty() && !sql.contains("WHERE"), "{sql}");
+    }
+
+    #[test]
+    fn an_actor_filter_reads_through_actor_changes_with_the_window() {
+        let mut filter = LogFilter {
+            actor: Some("ann".into()),
+            op: Some("DELETE".into()),
+            since: Some(TimeArg::Ago("1 hour".into())),
+            by_actor_index: true,
+            ..LogFilter::default()
+        };
+        let (sql, params) = filter.build();
+        assert_eq!(params.len(), 3);
+        assert!(
+            sql.contains(
+                "FROM pgtrail.actor_changes($1::text, (now() - $2::text::interval), 'infinity'::timestamptz)"
+            ),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("WHERE op = $3") && !sql.contains("changed_at >="),
+            "{sql}"
+        );
+        filter.since = None;
+        filter.until = Some(TimeArg::Absolute("2026-01-01".into()));
+        let (sql, _) = filter.build();
+        assert!(
+            sql.contains("pgtrail.actor_changes($1::text, '-infinity'::timestamptz, $2::text::timestamptz)"),
+            "{sql}"
+        );
+        filter.by_actor_index = false;
+        let (sql, _) = filter.build();
+        assert!(
+            sql.contains("FROM pgtrail.changes") && sql.contains("(actor_id = $1 OR actor_name = $1)"),
+            "{sql}"
+        );
     }
 
     #[test]

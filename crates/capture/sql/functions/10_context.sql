@@ -49,6 +49,30 @@ AS $fn$
                 ELSE 0::smallint END
 $fn$;
 
+-- How long after its transaction began a context's changes can still be
+-- found by that start (pgtrail.actor_changes). Contexts whose changes go on
+-- longer are listed in pgtrail.long_context by capture, right after the
+-- statement that wrote such a change. Migration 0003 uses the same hour.
+CREATE OR REPLACE FUNCTION pgtrail._context_span()
+RETURNS interval
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $fn$
+    SELECT interval '1 hour'
+$fn$;
+
+-- Whether changes written now fall outside the current transaction's
+-- first _context_span() (or before its start, after a clock step back).
+-- Inlined into the capture functions: two clock reads and a comparison per
+-- statement.
+CREATE OR REPLACE FUNCTION pgtrail._outside_context_span()
+RETURNS boolean
+LANGUAGE sql VOLATILE
+AS $fn$
+    SELECT pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>)
+               (pg_catalog.transaction_timestamp() OPERATOR(pg_catalog.+) pgtrail._context_span())
+        OR pg_catalog.clock_timestamp() OPERATOR(pg_catalog.<) pg_catalog.transaction_timestamp()
+$fn$;
+
 -- Writes the record of the current transaction's context p_ctx: called by
 -- capture once per transaction and context, after it found none. Refuses
 -- the change when an actor is required and none is set. No SECURITY DEFINER

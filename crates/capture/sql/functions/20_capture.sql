@@ -107,6 +107,9 @@ BEGIN
         IF NOT FOUND THEN
             PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
         END IF;
+        IF pgtrail._outside_context_span() THEN
+            INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
+        END IF;
     END IF;
     RETURN NULL;
 END
@@ -368,6 +371,9 @@ BEGIN
                     IF NOT FOUND THEN
                         PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
                     END IF;
+                    IF pgtrail._outside_context_span() THEN
+                        INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
+                    END IF;
                 END IF;
             END IF;
             PERFORM set_config('work_mem', v_work_mem, true);
@@ -406,6 +412,9 @@ BEGIN
         IF v_rows > 0 AND NOT v_recorded THEN
             PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
         END IF;
+        IF v_rows > 0 AND pgtrail._outside_context_span() THEN
+            INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
+        END IF;
         RETURN NULL;
     END IF;
     WITH diff AS MATERIALIZED (
@@ -439,6 +448,9 @@ BEGIN
         IF NOT FOUND THEN
             PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
         END IF;
+        IF pgtrail._outside_context_span() THEN
+            INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
+        END IF;
     END IF;
     RETURN NULL;
 END
@@ -471,6 +483,9 @@ BEGIN
     PERFORM FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx;
     IF NOT FOUND THEN
         PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
+    END IF;
+    IF pgtrail._outside_context_span() THEN
+        INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
     END IF;
     RETURN NULL;
 END

@@ -31,7 +31,7 @@ DO $guards$
 DECLARE
     v_table text;
 BEGIN
-    FOREACH v_table IN ARRAY ARRAY['change', 'transaction', 'ddl_event', 'seal', 'seal_leaves', 'erasure', 'erased_value'] LOOP
+    FOREACH v_table IN ARRAY ARRAY['change', 'transaction', 'long_context', 'ddl_event', 'seal', 'seal_leaves', 'erasure', 'erased_value'] LOOP
         IF NOT EXISTS (SELECT FROM pg_trigger
                        WHERE tgrelid = format('pgtrail.%I', v_table)::regclass
                          AND tgname = 'pgtrail_append_only') THEN

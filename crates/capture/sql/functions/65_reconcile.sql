@@ -28,6 +28,13 @@ BEGIN
                                   WHERE txid = txid_current() AND ctx = pgtrail._context_seq()) THEN
         PERFORM pgtrail._record_transaction(txid_current(), pgtrail._context_seq(), p_table::text);
     END IF;
+    -- Stamped with the attach time, which may lie before this transaction.
+    IF v_rows > 0 AND (pgtrail._outside_context_span()
+                       OR t.attached_at NOT BETWEEN transaction_timestamp()
+                                                AND transaction_timestamp() + pgtrail._context_span()) THEN
+        INSERT INTO pgtrail.long_context (txid, ctx) VALUES (txid_current(), pgtrail._context_seq())
+        ON CONFLICT DO NOTHING;
+    END IF;
     RETURN v_rows;
 END
 $fn$;

@@ -37,13 +37,14 @@ DO $grants$
 BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgtrail_reader') THEN
         GRANT USAGE ON SCHEMA pgtrail TO pgtrail_reader;
-        GRANT SELECT ON pgtrail.change, pgtrail.transaction, pgtrail.audited_table, pgtrail.ddl_event,
+        GRANT SELECT ON pgtrail.change, pgtrail.transaction, pgtrail.long_context, pgtrail.audited_table, pgtrail.ddl_event,
                         pgtrail.seal, pgtrail.seal_leaves, pgtrail.erasure, pgtrail.erased_value,
                         pgtrail.setting, pgtrail.context_source, pgtrail.migration,
                         pgtrail.changes, pgtrail.capture_gaps
             TO pgtrail_reader;
         GRANT EXECUTE ON FUNCTION pgtrail.history(regclass, jsonb), pgtrail.row_as_of(regclass, jsonb, timestamptz),
-                                  pgtrail.table_as_of(regclass, timestamptz), pgtrail.blame(regclass, jsonb)
+                                  pgtrail.table_as_of(regclass, timestamptz), pgtrail.blame(regclass, jsonb),
+                                  pgtrail.actor_changes(text, timestamptz, timestamptz)
             TO pgtrail_reader;
     END IF;
 END

@@ -42,6 +42,9 @@ pub async fn run(global: &Global, args: &LogArgs) -> Result<ExitCode> {
     } else {
         require_installed(&client).await?;
     }
+    if filter.actor.is_some() {
+        filter.by_actor_index = has_actor_changes(&client).await?;
+    }
     let (sql, params) = filter.build();
     let sql = format!("SELECT to_jsonb(q) FROM ({sql}) AS q ORDER BY q.changed_at DESC, q.id DESC");
     let rows = query_json(&client, &sql, &params).await?;
@@ -244,6 +247,19 @@ pub(super) async fn require_installed(client: &Client) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether the database has `pgtrail.actor_changes` (0.3.0 and later); an
+/// older install is read through the view until `pgtrail apply` upgrades it.
+async fn has_actor_changes(client: &Client) -> Result<bool> {
+    Ok(client
+        .query_one(
+            "SELECT to_regprocedure('pgtrail.actor_changes(text, timestamptz, timestamptz)') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(db_error)?
+        .get(0))
 }
 
 /// A moment typed by the user; errors carry the accepted forms.

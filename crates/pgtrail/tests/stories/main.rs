@@ -3,6 +3,7 @@
 //! for which keys and values, with which context, how it is protected, how
 //! it installs, and the seeds' own queries.
 
+mod actor_window;
 mod auto_attach;
 mod bulk;
 mod context;

@@ -147,8 +147,8 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
     );
     assert!(change.txid > 1);
 
-    // Every function pins its search_path, except five small helpers that run
-    // inside the capture functions on every change: three written to be
+    // Every function pins its search_path, except seven small helpers that
+    // run inside the capture functions on every change: five written to be
     // inlined (a SET clause prevents inlining), _diff and _record_transaction
     // (a SET clause costs a settings save and restore per call). They run
     // under the capture functions' pinned search_path, as the owner, and
@@ -166,13 +166,21 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
         .get(0);
     assert_eq!(
         unpinned,
-        vec!["_context_seq", "_diff", "_key", "_record_transaction", "_redact"]
+        vec![
+            "_context_seq",
+            "_context_span",
+            "_diff",
+            "_key",
+            "_outside_context_span",
+            "_record_transaction",
+            "_redact"
+        ]
     );
     let public_can_call: bool = db
         .client
         .query_one(
             "SELECT bool_or(p.proacl IS NULL OR EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0))
-             FROM pg_proc p WHERE p.pronamespace = 'pgtrail'::regnamespace AND p.proname IN ('_context_seq', '_diff', '_key', '_record_transaction', '_redact')",
+             FROM pg_proc p WHERE p.pronamespace = 'pgtrail'::regnamespace AND p.proname IN ('_context_seq', '_context_span', '_diff', '_key', '_outside_context_span', '_record_transaction', '_redact')",
             &[],
         )
         .await
@@ -251,6 +259,7 @@ async fn a_reader_reads_the_trail_and_its_answers_but_nothing_else() {
     for query in [
         "SELECT count(*) FROM pgtrail.history('users', '{\"id\": 1}')",
         "SELECT count(*) FROM pgtrail.blame('users', '{\"id\": 1}')",
+        "SELECT count(*) FROM pgtrail.actor_changes('ann', '-infinity', 'infinity')",
         "SELECT count(*) FROM pgtrail.table_as_of('users', now())",
         "SELECT count(*) FROM (SELECT pgtrail.row_as_of('users', '{\"id\": 1}', now())) AS r",
         "SELECT count(*) FROM pgtrail.capture_gaps",
@@ -258,7 +267,7 @@ async fn a_reader_reads_the_trail_and_its_answers_but_nothing_else() {
         reader
             .query_one(query, &[])
             .await
-            .unwrap_or_else(|e| panic!("{query}: {e}"));
+            .unwrap_or_else(|e| panic!("{query}: {e:?}"));
     }
     let state: serde_json::Value = reader
         .query_one("SELECT pgtrail.row_as_of('users', '{\"id\": 1}', now())", &[])

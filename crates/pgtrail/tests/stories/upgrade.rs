@@ -78,6 +78,20 @@ async fn every_released_install_upgrades_to_this_one_and_keeps_the_trail() {
             pgtrail::capture::MIGRATIONS.len() as i64,
             "{version}: every migration ran once"
         );
+        // What the old version recorded is found by actor, like the new.
+        let by_actor: Vec<i64> = db
+            .client
+            .query(
+                "SELECT id FROM pgtrail.actor_changes('ann', '-infinity', 'infinity') ORDER BY id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let first_two: Vec<i64> = before.iter().map(|c| c.id).collect();
+        assert_eq!(by_actor, first_two, "{version}: ann's changes, by actor");
         // The upgraded trail can be sealed and verified.
         let key = pgtrail::integrity::crypto::SignerKey::generate("upgrade").unwrap();
         let sealed = pgtrail::integrity::seal(&mut db.client, &key, &mut |_| {})

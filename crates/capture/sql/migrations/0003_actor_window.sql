@@ -1,0 +1,34 @@
+-- pgtrail migration 0003: what one actor did in a time window, without
+-- reading everything else that happened in it.
+--
+-- pgtrail.actor_changes(actor, since, until) finds the actor's contexts by
+-- their transaction's start (an index on actor and started_at), then their
+-- changes (an index on txid and ctx). Every change of a context happens
+-- between its transaction's start and one hour later, except for the few
+-- contexts listed in pgtrail.long_context, which capture adds as soon as one
+-- of their changes falls outside that span (pgtrail._context_span(), whose
+-- hour this migration repeats: it runs before the functions exist).
+
+-- Contexts with a change outside [started_at, started_at + 1 hour]: long
+-- transactions, baselines (stamped with the attach time) and clock steps.
+CREATE TABLE pgtrail.long_context (
+    txid bigint   NOT NULL,
+    ctx  smallint NOT NULL,
+    PRIMARY KEY (txid, ctx)
+);
+
+COMMENT ON TABLE pgtrail.long_context IS
+    'Contexts with a change outside their transaction''s first hour; pgtrail.actor_changes reads them whatever their start.';
+
+-- The contexts recorded before this migration, found in the trail itself.
+INSERT INTO pgtrail.long_context (txid, ctx)
+SELECT c.txid, c.ctx
+FROM pgtrail.change AS c
+JOIN pgtrail.transaction AS x ON x.txid = c.txid AND x.ctx = c.ctx
+GROUP BY c.txid, c.ctx, x.started_at
+HAVING min(c.changed_at) < x.started_at OR max(c.changed_at) > x.started_at + interval '1 hour';
+
+CREATE INDEX change_context_idx ON pgtrail.change (txid, ctx);
+CREATE INDEX transaction_actor_time_idx ON pgtrail.transaction (actor_id, started_at) WHERE actor_id IS NOT NULL;
+CREATE INDEX transaction_actor_name_time_idx ON pgtrail.transaction (actor_name, started_at) WHERE actor_name IS NOT NULL;
+DROP INDEX pgtrail.transaction_actor_idx;
