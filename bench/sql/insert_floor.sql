@@ -36,6 +36,7 @@ CREATE TABLE bench_floor.change (
 
 CREATE INDEX change_row_idx ON bench_floor.change (table_id, pk);
 CREATE INDEX change_old_row_idx ON bench_floor.change (table_id, old_pk) WHERE old_pk IS NOT NULL;
+CREATE INDEX change_txid_idx ON bench_floor.change (txid);
 CREATE INDEX change_txid_brin ON bench_floor.change USING brin (txid);
 CREATE INDEX change_time_brin ON bench_floor.change USING brin (changed_at);
 

@@ -1254,13 +1254,27 @@ async fn explain_all(cluster: &Cluster, ctx: &QueryContext<'_>, rng: &mut Rng) -
         autoexplain::print(&entries, 30, 2);
     }
 
-    // The actor window: a plain query over the view.
-    for kind in [
-        Kind::ActorWindow,
-        Kind::ActorLog,
-        Kind::ActorView,
-        Kind::JobWindow,
-    ] {
+    // Actor windows: the statement inside actor_changes (auto_explain), and
+    // the CLI's query and the view filter (EXPLAIN).
+    for kind in [Kind::ActorWindow, Kind::JobWindow] {
+        let w = ctx.random_window(kind, rng);
+        autoexplain::load(&diag, "0").await?;
+        let offset = autoexplain::log_offset(&log);
+        let start = Instant::now();
+        let n = diag.query(&kind.sql(), &[&w.actor, &w.from, &w.to]).await?.len();
+        let elapsed = start.elapsed().as_secs_f64() * 1000.0;
+        autoexplain::unload(&diag).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        println!(
+            "  {} | {} from {} to {}: {n} rows, {elapsed:.1} ms instrumented",
+            kind.label(),
+            w.actor,
+            w.from_text,
+            w.to_text
+        );
+        autoexplain::print(&autoexplain::entries_since(&log, offset), 5, 1);
+    }
+    for kind in [Kind::ActorLog, Kind::ActorView] {
         explain_actor(&diag, kind, ctx.random_window(kind, rng)).await?;
     }
 

@@ -7,7 +7,10 @@
 -- change is recorded once, under the parent's name, whichever table the
 -- statement named. Old and new rows of an UPDATE are paired by their position
 -- in the transition tables, which PostgreSQL fills pairwise, so updates that
--- change the key, and tables without a key, pair correctly.
+-- change the key, and tables without a key, pair correctly. A statement
+-- that writes changes later than its transaction's first hour (or before its
+-- start, after a clock step) lists the context in pgtrail.long_context, so
+-- that pgtrail.actor_changes can still find them (10_context.sql).
 
 -- Rows are turned into JSON with to_jsonb(pgtrail_row.*): the `.*` makes it
 -- the whole row even when the table has a column named like the alias.

@@ -68,7 +68,7 @@ BEGIN
                             WHERE x.txid = l.txid AND x.ctx = l.ctx
                               AND (x.actor_id = actor_changes.actor OR x.actor_name = actor_changes.actor)
                             OFFSET 0)) AS k
-        -- Each context's changes through change_context_idx; the time filter
+        -- Each context's changes through change_txid_idx; the time filter
         -- stays outside (OFFSET 0): through the BRIN on changed_at it would
         -- cost more than the few rows it removes.
         CROSS JOIN LATERAL (SELECT c.id, c.changed_at FROM pgtrail.change AS c

@@ -2,8 +2,8 @@
 -- reading everything else that happened in it.
 --
 -- pgtrail.actor_changes(actor, since, until) finds the actor's contexts by
--- their transaction's start (an index on actor and started_at), then their
--- changes (an index on txid and ctx). Every change of a context happens
+-- their transaction's start (indexes on the actor and on started_at), then
+-- their changes (an index on txid). Every change of a context happens
 -- between its transaction's start and one hour later, except for the few
 -- contexts listed in pgtrail.long_context, which capture adds as soon as one
 -- of their changes falls outside that span (pgtrail._context_span(), whose
@@ -28,7 +28,14 @@ JOIN pgtrail.transaction AS x ON x.txid = c.txid AND x.ctx = c.ctx
 GROUP BY c.txid, c.ctx, x.started_at
 HAVING min(c.changed_at) < x.started_at OR max(c.changed_at) > x.started_at + interval '1 hour';
 
-CREATE INDEX change_context_idx ON pgtrail.change (txid, ctx);
-CREATE INDEX transaction_actor_time_idx ON pgtrail.transaction (actor_id, started_at) WHERE actor_id IS NOT NULL;
-CREATE INDEX transaction_actor_name_time_idx ON pgtrail.transaction (actor_name, started_at) WHERE actor_name IS NOT NULL;
-DROP INDEX pgtrail.transaction_actor_idx;
+-- A transaction's changes (pgtrail.actor_changes, pgtrail tx). On txid
+-- alone: the smallest btree entry there is (a context is found by filtering
+-- ctx), and deduplicated to a few bytes a change for bulk transactions.
+CREATE INDEX change_txid_idx ON pgtrail.change (txid);
+-- An actor's transactions in a time range: the actor's entries in
+-- transaction_actor_idx (migration 0001) or transaction_actor_name_idx
+-- (deduplicated: a few bytes per transaction), ANDed with the pages a BRIN
+-- on the start time gives for the range (transactions are appended in
+-- time order).
+CREATE INDEX transaction_actor_name_idx ON pgtrail.transaction (actor_name) WHERE actor_name IS NOT NULL;
+CREATE INDEX transaction_time_brin ON pgtrail.transaction USING brin (started_at);
