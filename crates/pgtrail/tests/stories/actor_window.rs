@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use tokio_postgres::Client;
 
-use crate::support::{audited_db, count};
+use crate::support::{audited_db, count, now};
 
 const SHOP: &str = "
     CREATE TABLE accounts (id integer PRIMARY KEY, email text, balance numeric(12,2));
@@ -22,14 +22,6 @@ const CONFIG: &str = "[capture]\ninclude = [\"accounts\", \"orders\"]\n";
 /// hour so that a test can outlast it; capture and actor_changes both read it.
 const SHORT_SPAN: &str = "CREATE OR REPLACE FUNCTION pgtrail._context_span() RETURNS interval
      LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$ SELECT interval '150 milliseconds' $fn$";
-
-async fn now(client: &Client) -> String {
-    client
-        .query_one("SELECT clock_timestamp()::text", &[])
-        .await
-        .unwrap()
-        .get(0)
-}
 
 async fn ids(client: &Client, sql: &str, actor: &str, since: &str, until: &str) -> BTreeSet<i64> {
     client
@@ -70,61 +62,41 @@ async fn an_actors_window_lists_exactly_what_the_view_lists() {
     let c = &db.client;
     c.batch_execute(SHORT_SPAN).await.unwrap();
     let mut moments = vec![now(c).await];
-
-    // Ann works in small transactions; the second one hands over to a job
-    // halfway (two contexts in one transaction).
-    c.batch_execute(
+    let steps = [
+        // Ann works in small transactions; the second one hands over to a
+        // job halfway (two contexts in one transaction).
         "BEGIN;
          SELECT pgtrail.set_context('u-1', 'ann', 'user', 'ticket 1');
          INSERT INTO accounts VALUES (1, 'a@x', 10), (2, 'b@x', 20);
          COMMIT;",
-    )
-    .await
-    .unwrap();
-    moments.push(now(c).await);
-    c.batch_execute(
         "BEGIN;
          SELECT pgtrail.set_context('u-1', 'ann', 'user', 'ticket 2');
          UPDATE accounts SET balance = 11 WHERE id = 1;
          SELECT pgtrail.set_context('job-7', 'nightly', 'system', 'totals');
          INSERT INTO orders VALUES (1, 1, 5);
          COMMIT;",
-    )
-    .await
-    .unwrap();
-    moments.push(now(c).await);
-
-    // Bob's transaction outlasts the span: its last changes are found only
-    // through pgtrail.long_context.
-    c.batch_execute(
+        // Bob's transaction outlasts the span: its last changes are found
+        // only through pgtrail.long_context.
         "BEGIN;
          SELECT pgtrail.set_context('u-2', 'bob', 'user', 'long import');
          INSERT INTO orders VALUES (2, 2, 7);
          SELECT pg_sleep(0.2);
          UPDATE accounts SET email = 'bob@x' WHERE id = 2;",
-    )
-    .await
-    .unwrap();
-    moments.push(now(c).await);
-    c.batch_execute(
         "SELECT pg_sleep(0.2);
          DELETE FROM orders WHERE id = 2;
          COMMIT;",
-    )
-    .await
-    .unwrap();
-    moments.push(now(c).await);
-
-    // Ann again, named by name only this time.
-    c.batch_execute(
+        // Ann again, named by name only this time.
         "BEGIN;
          SELECT pgtrail.set_context(actor_name => 'ann');
          UPDATE orders SET total = 6 WHERE id = 1;
          COMMIT;",
-    )
-    .await
-    .unwrap();
-    moments.push(now(c).await);
+    ];
+    for sql in steps {
+        c.batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        moments.push(now(c).await);
+    }
 
     let long: i64 = count(c, "SELECT count(*) FROM pgtrail.long_context").await;
     assert_eq!(long, 1, "only Bob's context went on past the span");

@@ -6,16 +6,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
-use crate::support::audited_db;
-
-/// The current moment, as text (passed back as `$n::text::timestamptz`).
-async fn now(client: &Client) -> String {
-    client
-        .query_one("SELECT clock_timestamp()::text", &[])
-        .await
-        .unwrap()
-        .get(0)
-}
+use crate::support::{audited_db, now};
 
 /// Every row of `table` now, as a JSON array sorted by the rows' text.
 async fn snapshot(client: &Client, table: &str) -> Value {

@@ -71,6 +71,26 @@ pub async fn changes(client: &Client, table: &str) -> Vec<Change> {
         .collect()
 }
 
+/// The first column of every row `sql` returns.
+pub async fn column<T: for<'a> tokio_postgres::types::FromSql<'a>>(client: &Client, sql: &str) -> Vec<T> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The current moment, as text (passed back as `$n::text::timestamptz`).
+pub async fn now(client: &Client) -> String {
+    client
+        .query_one("SELECT clock_timestamp()::text", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 pub async fn count(client: &Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.expect("count query runs").get(0)
 }

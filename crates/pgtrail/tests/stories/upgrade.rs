@@ -9,11 +9,12 @@ use pgtrail::config::Config;
 use pgtrail::plan::{Problem, inspect};
 use pgtrail_testkit::TestDb;
 
-use crate::support::{apply, changes, count};
+use crate::support::{apply, changes, column, count};
 
 const RELEASED: &[(&str, &str)] = &[
     ("0.1.0", include_str!("../../../capture/sql/released/0.1.0.sql")),
     ("0.2.0", include_str!("../../../capture/sql/released/0.2.0.sql")),
+    ("0.3.0", include_str!("../../../capture/sql/released/0.3.0.sql")),
 ];
 
 #[tokio::test]
@@ -79,17 +80,11 @@ async fn every_released_install_upgrades_to_this_one_and_keeps_the_trail() {
             "{version}: every migration ran once"
         );
         // What the old version recorded is found by actor, like the new.
-        let by_actor: Vec<i64> = db
-            .client
-            .query(
-                "SELECT id FROM pgtrail.actor_changes('ann', '-infinity', 'infinity') ORDER BY id",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let by_actor: Vec<i64> = column(
+            &db.client,
+            "SELECT id FROM pgtrail.actor_changes('ann', '-infinity', 'infinity') ORDER BY id",
+        )
+        .await;
         let first_two: Vec<i64> = before.iter().map(|c| c.id).collect();
         assert_eq!(by_actor, first_two, "{version}: ann's changes, by actor");
         // The upgraded trail can be sealed and verified.
