@@ -57,9 +57,10 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
                 output::say(
                     output::GOOD,
                     &format!(
-                        "ok: pgtrail {} with {} audited tables matches {}",
+                        "ok: pgtrail {} with {} audited table{} matches {}",
                         installed.version.as_deref().unwrap_or("?"),
                         desired.tables.len(),
+                        if desired.tables.len() == 1 { "" } else { "s" },
                         config.origin()
                     ),
                 );
