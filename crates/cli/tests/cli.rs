@@ -655,6 +655,50 @@ async fn log_filters_changes_by_actor_kind_field_time_transaction_and_context() 
 }
 
 #[tokio::test]
+async fn log_by_actor_works_on_an_older_install_and_after_its_upgrade() {
+    // A database still on the frozen 0.2.0 install has no actor_changes:
+    // `log --actor` reads the view instead, then the function once applied.
+    let (db, dir) = project("[capture]\ninclude = [\"users\"]\n").await;
+    let released = include_str!("../../capture/sql/released/0.2.0.sql");
+    db.client
+        .batch_execute(&format!("BEGIN; {released} COMMIT;"))
+        .await
+        .expect("0.2.0 installs");
+    db.client
+        .batch_execute(
+            "SELECT pgtrail.attach('users', '{id}', 'primary_key', 'diff', '{}', '{}');
+             BEGIN;
+             SELECT pgtrail.set_context('7', 'ann@example.test', 'user', 'ticket 1');
+             INSERT INTO users (email) VALUES ('a@x');
+             COMMIT;",
+        )
+        .await
+        .unwrap();
+    let ids = |json: serde_json::Value| -> Vec<i64> {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_i64().unwrap())
+            .collect()
+    };
+    let before = ids(ask_json(
+        &db,
+        dir.path(),
+        &["log", "--actor", "ann@example.test", "--since", "1h ago"],
+    ));
+    assert_eq!(before.len(), 1);
+    let (code, _, stderr) = ask(&db, dir.path(), &["apply"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let after = ids(ask_json(
+        &db,
+        dir.path(),
+        &["log", "--actor", "ann@example.test", "--since", "1h ago"],
+    ));
+    assert_eq!(after, before);
+    assert_eq!(ids(ask_json(&db, dir.path(), &["log", "--actor", "7"])), before);
+}
+
+#[tokio::test]
 async fn history_at_blame_and_tx_tell_one_rows_story() {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
