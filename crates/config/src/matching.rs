@@ -104,6 +104,14 @@ impl Pattern {
         )
     }
 
+    /// Whether the pattern names one table rather than a set: no `*`, `?`
+    /// or `[...]` in it (a quoted name counts as literal only when it has
+    /// none of those characters either).
+    pub fn is_literal(&self) -> bool {
+        let literal = |glob: &glob::Pattern| glob::Pattern::escape(glob.as_str()) == glob.as_str();
+        self.schema.as_ref().is_none_or(literal) && literal(&self.table)
+    }
+
     /// Whether the pattern matches the table `schema.table`.
     pub fn matches_table(&self, schema: &str, table: &str) -> bool {
         let options = glob::MatchOptions {

@@ -39,6 +39,7 @@ pub fn resolve(config: &Config, catalog: &Catalog) -> Result<Desired, Vec<Config
     let mut problems = Vec::new();
     check_schemas(config, catalog, &mut problems);
     check_table_rules(config, catalog, &mut problems);
+    check_literal_patterns(config, catalog, &mut problems);
 
     let mut tables = Vec::new();
     let mut detach = Vec::new();
@@ -158,6 +159,50 @@ fn check_schemas(config: &Config, catalog: &Catalog, problems: &mut Vec<ConfigEr
                 config,
                 None,
                 format!("schema `{schema}` in capture.schemas does not exist"),
+                help,
+            ));
+        }
+    }
+}
+
+/// An include or exclude entry that names one table (no glob characters)
+/// and matches none is a typo: the table it meant would be captured, or not,
+/// against the config's intent. With auto_attach on it may name a table
+/// created later, so it is accepted.
+fn check_literal_patterns(config: &Config, catalog: &Catalog, problems: &mut Vec<ConfigError>) {
+    if config.capture.auto_attach {
+        return;
+    }
+    let in_scope = || {
+        catalog
+            .top_level_tables()
+            .filter(|t| config.capture.schemas.contains(&t.schema))
+    };
+    for (list, patterns) in [
+        ("include", &config.capture.include),
+        ("exclude", &config.capture.exclude),
+    ] {
+        for pattern in patterns.iter().filter(|p| p.is_literal()) {
+            if in_scope().any(|t| pattern.matches_table(&t.schema, &t.name)) {
+                continue;
+            }
+            let qualified = pattern.as_str().contains('.');
+            let candidates: Vec<String> = in_scope()
+                .map(|t| match qualified {
+                    true => format!("{}.{}", t.schema, t.name),
+                    false => t.name.clone(),
+                })
+                .collect();
+            let help = suggest(pattern.as_str(), candidates.iter().map(String::as_str))
+                .map(|s| format!("did you mean `{s}`?"))
+                .or_else(|| Some("run `pgtrail init` to list the tables pgtrail can see".to_string()));
+            problems.push(problem(
+                config,
+                None,
+                format!(
+                    "capture.{list} names `{pattern}`, which matches no table in schema {}",
+                    config.capture.schemas.join(", ")
+                ),
                 help,
             ));
         }

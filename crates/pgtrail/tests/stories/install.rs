@@ -156,6 +156,39 @@ redact_columns = ["password_hash"]
 }
 
 #[tokio::test]
+async fn an_include_or_exclude_entry_naming_no_table_is_refused_unless_tables_attach_later() {
+    let mut db = TestDb::new().await;
+    db.client.batch_execute(SCHEMA).await.unwrap();
+    // A typo in exclude would capture the very table meant to stay out.
+    let config = "[capture]\ninclude = [\"users\", \"sesions_*\"]\nexclude = [\"public.sesions\"]\n";
+    let parsed = Config::parse(config, "pgtrail.toml").unwrap();
+    let error = pgtrail::plan::apply(&mut db.client, &parsed).await.unwrap_err();
+    let PlanError::Config(problems) = &error else {
+        panic!("expected config problems, got {error}")
+    };
+    let text = error.to_string();
+    assert_eq!(problems.len(), 1, "a glob may match nothing: {text}");
+    assert!(
+        text.contains("capture.exclude names `public.sesions`")
+            && text.contains("did you mean `public.sessions`?"),
+        "{text}"
+    );
+    assert_eq!(
+        count(
+            &db.client,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgtrail'"
+        )
+        .await,
+        0
+    );
+    // With auto_attach the name may be a table a later migration creates.
+    let later = "[capture]\ninclude = [\"users\", \"invoices\"]\nauto_attach = true\n";
+    pgtrail::plan::apply(&mut db.client, &Config::parse(later, "pgtrail.toml").unwrap())
+        .await
+        .expect("accepted with auto_attach");
+}
+
+#[tokio::test]
 async fn a_failure_halfway_leaves_nothing_behind() {
     let mut db = TestDb::new().await;
     db.client.batch_execute(SCHEMA).await.unwrap();
