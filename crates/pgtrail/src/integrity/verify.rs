@@ -220,9 +220,10 @@ pub async fn verify(client: &mut Client, options: &VerifyOptions) -> Result<Veri
     let mut external_root: Option<Hash> = None;
 
     // `tree` is the log recomputed from the trail; `judge` restarts from
-    // each seal's signed head, so that each seal is judged on its own.
+    // each seal's signed head, so that each seal is judged on its own. While
+    // the two agree (an intact trail) there is one tree: `judge` is None.
     let mut tree = Tree::new();
-    let mut judge = Tree::new();
+    let mut judge: Option<Tree> = None;
     let mut leaves = Leaves::default();
     let mut previous: Option<&SealRow> = None;
     for seal in &seals {
@@ -264,7 +265,7 @@ pub async fn verify(client: &mut Client, options: &VerifyOptions) -> Result<Veri
             }),
         }
 
-        let first_position = judge.size();
+        let first_position = judge.as_ref().unwrap_or(&tree).size();
         let found_before = problems.len();
         let range = SealRange {
             snapshot: seal.snapshot.clone(),
@@ -282,25 +283,31 @@ pub async fn verify(client: &mut Client, options: &VerifyOptions) -> Result<Veri
         };
         check.run(&tx, &range).await?;
 
-        if judge.size() != seal.tree_size {
+        let judged = judge.as_ref().unwrap_or(&tree);
+        if judged.size() != seal.tree_size {
             problems.push(Problem::SizeMismatch {
                 seal: seal.id,
                 signed: seal.tree_size,
-                found: judge.size(),
+                found: judged.size(),
             });
         }
         let signed_root = seal.checkpoint.as_ref().map(|c| c.root);
-        if problems.len() == found_before && Some(judge.root()) != signed_root {
+        let judged_root = judged.root();
+        if problems.len() == found_before && Some(judged_root) != signed_root {
             problems.push(Problem::LeavesRewritten {
                 seal: seal.id,
                 first_position,
-                last_position: judge.size().saturating_sub(1),
+                last_position: judged.size().saturating_sub(1),
             });
         }
         // Go on from the signed head (when its stored frontier gives it).
         if let (Some(frontier), Some(root)) = (&seal.frontier, signed_root) {
-            if frontier.root() == root && root != judge.root() {
-                judge = frontier.clone();
+            if frontier.root() == root && root != judged_root {
+                judge = if frontier.size() == tree.size() && root == tree.root() {
+                    None
+                } else {
+                    Some(frontier.clone())
+                };
             }
         }
         previous = Some(seal);
@@ -401,7 +408,8 @@ fn external_checkpoint(
 struct SealCheck<'a> {
     seal: i64,
     tree: &'a mut Tree,
-    judge: &'a mut Tree,
+    /// The seal-by-seal tree, when it differs from `tree`.
+    judge: &'a mut Option<Tree>,
     leaves: &'a mut Leaves,
     erased: &'a HashMap<i64, HashMap<String, ErasedValue>>,
     problems: &'a mut Vec<Problem>,
@@ -519,7 +527,9 @@ impl SealCheck<'_> {
     }
 
     fn push(&mut self, leaf: Hash) -> Result<(), IntegrityError> {
-        self.judge.push(leaf)?;
+        if let Some(judge) = self.judge {
+            judge.push(leaf)?;
+        }
         self.tree.push(leaf)?;
         if Some(self.tree.size()) == self.external_size {
             *self.external_root = Some(self.tree.root());
