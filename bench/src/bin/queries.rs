@@ -506,8 +506,17 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant) -> Result<()> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let moment: SystemTime = admin.query_one("SELECT clock_timestamp()", &[]).await?.get(0);
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // What snap holds at the moment, to check table_as_of's answer against.
+    const SNAP_DIGEST: &str = "SELECT count(*), md5(string_agg(r::text, ',' ORDER BY (r->>'id')::integer))";
+    let at_moment = admin
+        .query_one(
+            &format!("{SNAP_DIGEST} FROM (SELECT to_jsonb(s) AS r FROM snap AS s) AS q"),
+            &[],
+        )
+        .await
+        .context("digest snap at the moment")?;
+    let (snap_at_moment, snap_digest): (i64, String) = (at_moment.get(0), at_moment.get(1));
     let after = snap_changes_after(&mut admin, scale.snap_rows).await?;
-    let snap_at_moment: i64 = scale.snap_rows; // the trail after `moment` does not change the count (checked below).
     println!(
         "snap: {after} changes after the table_as_of moment (updates of ~{} rows, {} deletes, {} inserts)",
         scale.snap_rows / 50 + scale.snap_rows / 97,
@@ -583,8 +592,23 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant) -> Result<()> {
         .iter()
         .find(|m| m.kind == Kind::TableAsOf)
         .map_or(0.0, |m| m.mean_rows);
+    let answer = client
+        .query_one(
+            &format!("{SNAP_DIGEST} FROM pgtrail.table_as_of('snap', $1) AS r"),
+            &[&moment],
+        )
+        .await
+        .context("digest table_as_of's answer")?;
+    let (answer_rows, answer_digest): (i64, String) = (answer.get(0), answer.get(1));
+    if (answer_rows, &answer_digest) != (snap_at_moment, &snap_digest) {
+        bail!(
+            "table_as_of('snap') returned {answer_rows} rows (digest {answer_digest}); snap had {snap_at_moment} rows \
+             (digest {snap_digest}) at the moment"
+        );
+    }
     println!(
-        "  check: table_as_of returned {table_rows:.0} rows per run; snap had {snap_at_moment} rows at the moment"
+        "  check: table_as_of returned {table_rows:.0} rows per run, the same {snap_at_moment} rows snap had at the \
+         moment (md5 of the rows' JSON {snap_digest})"
     );
     println!();
 

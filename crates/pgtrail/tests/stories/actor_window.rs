@@ -98,8 +98,15 @@ async fn an_actors_window_lists_exactly_what_the_view_lists() {
         moments.push(now(c).await);
     }
 
-    let long: i64 = count(c, "SELECT count(*) FROM pgtrail.long_context").await;
-    assert_eq!(long, 1, "only Bob's context went on past the span");
+    // Bob's context went on past the span (others may too on a slow
+    // machine: that costs actor_changes a little work, never a row).
+    let bob_listed = count(
+        c,
+        "SELECT count(*) FROM pgtrail.long_context AS l
+         JOIN pgtrail.transaction AS x ON x.txid = l.txid AND x.ctx = l.ctx WHERE x.actor_id = 'u-2'",
+    )
+    .await;
+    assert_eq!(bob_listed, 1);
     assert_eq!(unlisted_outliers(c).await, 0);
     let late: i64 = c
         .query_one(
