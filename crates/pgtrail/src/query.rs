@@ -487,7 +487,10 @@ impl Binds {
 }
 
 impl LogFilter {
-    /// The query on `pgtrail.changes`, newest first, and its parameters.
+    /// The query, newest first, and its parameters: on `pgtrail.changes`,
+    /// or on `pgtrail.actor_changes(actor, since, until)` when
+    /// [`LogFilter::by_actor_index`] is set (the window then goes into the
+    /// function rather than into conditions).
     pub fn build(&self) -> (String, Vec<Param>) {
         let mut binds = Binds::default();
         let mut conditions = Vec::new();

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use pgtrail_integrity::{Seed, field_commitment, field_salt};
 use tokio_postgres::Client;
 
-use super::leaves::{CHANGES_BY_ID, ChangeRow};
+use super::leaves::{CHANGES_BY_ID, ChangeRow, DESTROYED_SEED};
 use super::{IntegrityError, SEAL_LOCK, require_installed};
 
 /// What an erasure did.
@@ -190,12 +190,14 @@ pub async fn erase(
             if seal.seed.is_some() {
                 tx.execute(
                     "UPDATE pgtrail.seal_leaves
-                     SET seeds = overlay(seeds PLACING '\\x00000000000000000000000000000000'::bytea FROM $2 FOR 16)
+                     SET seeds = overlay(seeds PLACING $3 FROM $2 FOR 16)
                      WHERE first_position = $1",
-                    &[&seal.chunk, &(seal.index * 16 + 1)],
+                    &[&seal.chunk, &(seal.index * 16 + 1), &DESTROYED_SEED.as_slice()],
                 )
                 .await
-                .map_err(IntegrityError::database("destroying the seed of an erased change"))?;
+                .map_err(IntegrityError::database(
+                    "destroying the seed of an erased change",
+                ))?;
             }
             report.sealed += 1;
         }
@@ -230,9 +232,11 @@ pub async fn erase(
     Ok(report)
 }
 
-/// Whether a value is an erasure marker already.
+/// Whether a value is an erasure marker already: an object with the key
+/// `pgtrail_erased`, as reconcile (65_reconcile.sql) tells them too.
 fn is_marker(value: &str) -> bool {
-    value.starts_with("{\"pgtrail_erased\":")
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(value)
+        .is_ok_and(|object| object.contains_key("pgtrail_erased"))
 }
 
 /// Where a sealed change's seed is.
@@ -261,7 +265,7 @@ async fn sealed_seeds(
         .iter()
         .map(|row| {
             let seed: &[u8] = row.get(3);
-            let seed: Option<Seed> = seed.try_into().ok().filter(|s: &Seed| *s != [0; 16]);
+            let seed: Option<Seed> = seed.try_into().ok().filter(|s: &Seed| *s != DESTROYED_SEED);
             (
                 row.get(0),
                 SealedSeed {

@@ -44,6 +44,11 @@ pub(crate) const CHANGES_OF_SEAL: &str = concat!(
     ORDER BY c.id"
 );
 
+/// The seed stored for a sealed change whose values were erased: the real
+/// seed is destroyed (zeroed) so that an erased value cannot be guessed from
+/// its commitment; verify then reads the kept salts instead.
+pub(crate) const DESTROYED_SEED: Seed = [0; 16];
+
 /// Changes by id (`$1`, a bigint[]), read like [`CHANGES_OF_SEAL`].
 pub(crate) const CHANGES_BY_ID: &str = concat!(change_columns!(), " WHERE c.id = ANY ($1) ORDER BY c.id");
 

@@ -12,7 +12,7 @@ use pgtrail_integrity::{Checkpoint, Hash, NoteSignature, Seed, Tree, VerifierKey
 use serde::Serialize;
 use tokio_postgres::{Client, Transaction};
 
-use super::leaves::{ChangeRow, ErasedValue, Leaves, Salts, SealRange, transaction_digests};
+use super::leaves::{ChangeRow, DESTROYED_SEED, ErasedValue, Leaves, Salts, SealRange, transaction_digests};
 use super::{IntegrityError, hash_of, require_installed};
 
 /// Rows fetched at a time from the trail.
@@ -476,7 +476,7 @@ impl SealCheck<'_> {
                 }
             };
             let salts = match self.erased.get(&change.id) {
-                Some(kept) if entry.seed == [0; 16] => Salts::Erased(kept),
+                Some(kept) if entry.seed == DESTROYED_SEED => Salts::Erased(kept),
                 _ => Salts::Seed(&entry.seed),
             };
             let leaf = self
@@ -604,7 +604,7 @@ impl StoredLeaves {
                     seed: seeds
                         .get(i * 16..i * 16 + 16)
                         .and_then(|s| s.try_into().ok())
-                        .unwrap_or([0; 16]),
+                        .unwrap_or(DESTROYED_SEED),
                 })
                 .collect();
         }
