@@ -954,16 +954,6 @@ async fn shop() -> (TestDb, tempfile::TempDir) {
     (db, dir)
 }
 
-/// Runs `sql` as a superuser past the append-only guards of the trail.
-async fn tamper(db: &TestDb, sql: &str) {
-    db.client
-        .batch_execute(&format!(
-            "BEGIN; SET LOCAL session_replication_role = replica; {sql}; COMMIT;"
-        ))
-        .await
-        .expect("the superuser's edit runs");
-}
-
 /// Runs `pgtrail keygen --key FILE --name NAME` in `dir`, which must succeed.
 fn keygen(dir: &Path, file: &str, name: &str) {
     let output = pgtrail(&["keygen", "--key", file, "--name", name], dir);
@@ -1247,12 +1237,9 @@ async fn a_superusers_edit_of_a_sealed_change_is_named_and_verify_exits_1() {
         "SELECT id FROM pgtrail.changes WHERE op = 'UPDATE' AND new_values ? 'email' ORDER BY id LIMIT 1",
     )
     .await;
-    tamper(
-        &db,
-        &format!(
-            "UPDATE pgtrail.change SET new_values = '{{\"email\": \"mallory@example.com\"}}' WHERE id = {id}"
-        ),
-    )
+    db.behind_the_triggers(&format!(
+        "UPDATE pgtrail.change SET new_values = '{{\"email\": \"mallory@example.com\"}}' WHERE id = {id}"
+    ))
     .await;
 
     let (code, stdout, stderr) = ask(&db, dir, &["verify", "--public-key", "seal.key.pub"]);
@@ -1508,17 +1495,6 @@ const ACCOUNTS_ONLY: &str = "[capture]\ninclude = [\"accounts\"]\nexclude = [\"u
 const ACCOUNTS_AND_USERS: &str = "[capture]\ninclude = [\"accounts\", \"users\"]\nexclude = [\"sessions\"]\n\n\
                                   [tables.\"public.accounts\"]\nredact_columns = [\"password_hash\"]\n";
 
-/// Runs `sql` under `session_replication_role = replica`, which no trigger
-/// sees (what a replication tool, or a DBA's restore, does).
-async fn behind_the_trails_back(db: &TestDb, sql: &str) {
-    db.client
-        .batch_execute(&format!(
-            "BEGIN; SET LOCAL session_replication_role = replica; {sql}; COMMIT;"
-        ))
-        .await
-        .expect("the unrecorded changes run");
-}
-
 /// The line of `stdout` that names the row `key` (`id=2`).
 fn line_of<'a>(stdout: &'a str, key: &str) -> &'a str {
     let words = |line: &&str| line.split_whitespace().any(|word| word == key);
@@ -1581,8 +1557,7 @@ async fn a_dba_baselines_existing_rows_and_reconcile_names_every_change_made_beh
         .batch_execute("UPDATE accounts SET name = 'Cyrus' WHERE id = 3")
         .await
         .unwrap();
-    behind_the_trails_back(
-        &db,
+    db.behind_the_triggers(
         "UPDATE accounts SET email = 'ann@evil.example.com', password_hash = 'h-evil' WHERE id = 1;
          DELETE FROM accounts WHERE id = 2;
          INSERT INTO accounts VALUES (4, 'ghost@example.com', 'Ghost', 'h-ghost', 0)",
@@ -1650,8 +1625,7 @@ async fn a_dba_baselines_existing_rows_and_reconcile_names_every_change_made_beh
     );
 
     // Repaired by hand: the rows are as the trail says again.
-    behind_the_trails_back(
-        &db,
+    db.behind_the_triggers(
         "UPDATE accounts SET email = 'ann@example.com', password_hash = 'h-ann' WHERE id = 1;
          INSERT INTO accounts VALUES (2, 'bob@example.com', 'Bob', 'h-bob', 20.00);
          DELETE FROM accounts WHERE id = 4",
@@ -1677,8 +1651,7 @@ async fn without_a_baseline_reconcile_says_which_rows_it_cannot_judge() {
     assert!(!stdout.contains("baseline"), "{stdout}");
 
     // Rows the trail never saw: they look like rows older than the install.
-    behind_the_trails_back(
-        &db,
+    db.behind_the_triggers(
         "UPDATE accounts SET email = 'ann@evil.example.com' WHERE id = 1;
          DELETE FROM accounts WHERE id = 2;
          INSERT INTO accounts VALUES (4, 'ghost@example.com', 'Ghost', 'h-ghost', 0)",
@@ -1709,7 +1682,7 @@ async fn without_a_baseline_reconcile_says_which_rows_it_cannot_judge() {
         .batch_execute("INSERT INTO accounts VALUES (5, 'di@example.com', 'Di', 'h-di', 5)")
         .await
         .unwrap();
-    behind_the_trails_back(&db, "DELETE FROM accounts WHERE id = 5").await;
+    db.behind_the_triggers("DELETE FROM accounts WHERE id = 5").await;
     let (code, stdout, stderr) = ask(&db, dir, &["reconcile"]);
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(line_of(&stdout, "id=5").contains("unrecorded delete"), "{stdout}");

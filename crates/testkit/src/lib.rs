@@ -100,6 +100,22 @@ impl TestDb {
 
     /// Opens another session on the test database.
     ///
+    /// Runs `sql` in one transaction with `session_replication_role =
+    /// replica`: as a superuser past every ordinary trigger, so past
+    /// pgtrail's capture and its append-only guards (edits nobody records).
+    ///
+    /// # Panics
+    ///
+    /// If the SQL fails.
+    pub async fn behind_the_triggers(&self, sql: &str) {
+        self.client
+            .batch_execute(&format!(
+                "BEGIN; SET LOCAL session_replication_role = replica; {sql}; COMMIT;"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+
     /// # Panics
     ///
     /// If the connection fails.

@@ -55,16 +55,6 @@ async fn verify_with(db: &mut TestDb, key: &VerifierKey, checkpoint: Option<&str
         .expect("verify runs")
 }
 
-/// Runs `sql` as a superuser past the append-only guards.
-async fn tamper(db: &TestDb, sql: &str) {
-    db.client
-        .batch_execute(&format!(
-            "BEGIN; SET LOCAL session_replication_role = replica; {sql}; COMMIT;"
-        ))
-        .await
-        .expect("the superuser's edit runs");
-}
-
 async fn change_id(db: &TestDb, filter: &str) -> i64 {
     count(
         &db.client,
@@ -114,12 +104,9 @@ async fn a_sealed_trail_verifies_and_later_seals_extend_the_same_log() {
 async fn an_edited_value_is_named() {
     let (mut db, key, checkpoint) = sealed_shop().await;
     let id = change_id(&db, "op = 'UPDATE' AND new_values ? 'email'").await;
-    tamper(
-        &db,
-        &format!(
-            "UPDATE pgtrail.change SET new_values = '{{\"email\": \"mallory@example.com\"}}' WHERE id = {id}"
-        ),
-    )
+    db.behind_the_triggers(&format!(
+        "UPDATE pgtrail.change SET new_values = '{{\"email\": \"mallory@example.com\"}}' WHERE id = {id}"
+    ))
     .await;
     let report = verify_with(&mut db, &key.verifier(), Some(&checkpoint)).await;
     assert!(
@@ -149,8 +136,7 @@ async fn an_edited_value_is_named() {
 async fn an_edited_actor_or_time_is_named() {
     let (mut db, key, _) = sealed_shop().await;
     // The actor of the signup transaction: its three inserts are named.
-    tamper(
-        &db,
+    db.behind_the_triggers(
         "UPDATE pgtrail.transaction SET actor_name = 'someone@else.example.com' WHERE actor_id = '7'",
     )
     .await;
@@ -171,10 +157,9 @@ async fn an_edited_actor_or_time_is_named() {
 
     let (mut db, key, _) = sealed_shop().await;
     let id = change_id(&db, "op = 'DELETE'").await;
-    tamper(
-        &db,
-        &format!("UPDATE pgtrail.change SET changed_at = changed_at - interval '1 day' WHERE id = {id}"),
-    )
+    db.behind_the_triggers(&format!(
+        "UPDATE pgtrail.change SET changed_at = changed_at - interval '1 day' WHERE id = {id}"
+    ))
     .await;
     let report = verify_with(&mut db, &key.verifier(), None).await;
     assert_eq!(
@@ -190,7 +175,8 @@ async fn an_edited_actor_or_time_is_named() {
 async fn a_change_deleted_from_the_middle_is_named() {
     let (mut db, key, checkpoint) = sealed_shop().await;
     let id = change_id(&db, "op = 'UPDATE' AND pk = '{\"id\": 2}'").await;
-    tamper(&db, &format!("DELETE FROM pgtrail.change WHERE id = {id}")).await;
+    db.behind_the_triggers(&format!("DELETE FROM pgtrail.change WHERE id = {id}"))
+        .await;
     let report = verify_with(&mut db, &key.verifier(), Some(&checkpoint)).await;
     assert_eq!(
         report.problems,
@@ -214,7 +200,8 @@ async fn deleting_the_newest_changes_and_their_seal_is_caught_by_the_checkpoint_
     let id = change_id(&db, "new_values ->> 'name' = 'Bobby'").await;
 
     // The newest change alone: named.
-    tamper(&db, &format!("DELETE FROM pgtrail.change WHERE id = {id}")).await;
+    db.behind_the_triggers(&format!("DELETE FROM pgtrail.change WHERE id = {id}"))
+        .await;
     let report = verify_with(&mut db, &key.verifier(), None).await;
     assert_eq!(
         report.problems,
@@ -226,8 +213,7 @@ async fn deleting_the_newest_changes_and_their_seal_is_caught_by_the_checkpoint_
 
     // And its seal too: the database alone looks whole again, the
     // checkpoint kept outside does not.
-    tamper(
-        &db,
+    db.behind_the_triggers(
         "DELETE FROM pgtrail.seal_leaves WHERE seal_id = 2; DELETE FROM pgtrail.seal WHERE id = 2",
     )
     .await;
@@ -247,8 +233,7 @@ async fn a_forged_change_is_named() {
     let (mut db, key, _) = sealed_shop().await;
     // A change slipped into a transaction that was sealed, made to look
     // like the others of that transaction.
-    tamper(
-        &db,
+    db.behind_the_triggers(
         "INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, new_values)
          SELECT txid, ctx, table_id, 'I', changed_at, '{\"id\": 99}', '{\"id\": 99, \"email\": \"ghost@example.com\"}'
          FROM pgtrail.change ORDER BY id LIMIT 1",
@@ -271,13 +256,10 @@ async fn reordered_changes_are_named() {
     let (mut db, key, _) = sealed_shop().await;
     let first = change_id(&db, "op = 'INSERT' AND pk = '{\"id\": 1}'").await;
     let second = change_id(&db, "op = 'INSERT' AND pk = '{\"id\": 2}'").await;
-    tamper(
-        &db,
-        &format!(
-            "UPDATE pgtrail.change AS c SET pk = o.pk, new_values = o.new_values
+    db.behind_the_triggers(&format!(
+        "UPDATE pgtrail.change AS c SET pk = o.pk, new_values = o.new_values
              FROM pgtrail.change AS o WHERE (c.id, o.id) IN (({first}, {second}), ({second}, {first}))"
-        ),
-    )
+    ))
     .await;
     let report = verify_with(&mut db, &key.verifier(), None).await;
     assert_eq!(
@@ -296,8 +278,7 @@ async fn reordered_changes_are_named() {
 
     // ...or the sealed order itself is rewritten.
     let (mut db, key, _) = sealed_shop().await;
-    tamper(
-        &db,
+    db.behind_the_triggers(
         "UPDATE pgtrail.seal_leaves SET change_ids = ARRAY[change_ids[2], change_ids[1]] || change_ids[3:]",
     )
     .await;
@@ -316,13 +297,10 @@ async fn a_trail_rehashed_and_resealed_without_the_signing_key_fails() {
     // The attacker edits a value, throws the log away and seals again with
     // a key of their own, recording its public key in the database.
     let id = change_id(&db, "op = 'DELETE'").await;
-    tamper(
-        &db,
-        &format!(
-            "UPDATE pgtrail.change SET old_values = old_values || '{{\"balance\": 0}}' WHERE id = {id};
+    db.behind_the_triggers(&format!(
+        "UPDATE pgtrail.change SET old_values = old_values || '{{\"balance\": 0}}' WHERE id = {id};
              DELETE FROM pgtrail.seal_leaves; DELETE FROM pgtrail.seal"
-        ),
-    )
+    ))
     .await;
     let theirs = SignerKey::generate("shop.example.com/audit").expect("key");
     integrity::seal(&mut db.client, &theirs, &mut |_| {})
@@ -442,10 +420,9 @@ async fn erasing_a_person_keeps_every_proof_valid() {
 
     // An erased change is still protected: editing what is left is caught.
     let id = change_id(&db, "op = 'INSERT' AND pk = '{\"id\": 1}'").await;
-    tamper(
-        &db,
-        &format!("UPDATE pgtrail.change SET pk = '{{\"id\": 100}}' WHERE id = {id}"),
-    )
+    db.behind_the_triggers(&format!(
+        "UPDATE pgtrail.change SET pk = '{{\"id\": 100}}' WHERE id = {id}"
+    ))
     .await;
     let report = verify_with(&mut db, &key.verifier(), None).await;
     assert_eq!(
