@@ -206,8 +206,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_ddl_watch_knows_the_install_lock() {
-        // pgtrail._installing() (37_ddl_watch.sql) names the lock by number.
+    fn attach_and_detach_take_the_install_lock() {
+        // pgtrail.attach and pgtrail.detach (30_attach.sql) take the lock by number.
         assert!(pgtrail_capture::install_script().contains(&crate::apply::ADVISORY_LOCK.to_string()));
     }
 

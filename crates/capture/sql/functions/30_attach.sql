@@ -40,6 +40,8 @@ $fn$;
 
 -- (Re)creates the capture triggers on one table: a partitioned table gets them
 -- on itself and on every partition, all recording under the parent's id.
+-- pgtrail.managing tells the DDL watch that these trigger changes are
+-- pgtrail's own (no capture gap).
 CREATE OR REPLACE FUNCTION pgtrail._create_triggers(p_table regclass, p_id integer)
 RETURNS void
 LANGUAGE plpgsql
@@ -48,6 +50,7 @@ AS $fn$
 DECLARE
     v_rel regclass;
 BEGIN
+    INSERT INTO pgtrail.managing (txid, table_id) VALUES (txid_current(), p_id);
     FOR v_rel IN
         SELECT p_table
         UNION ALL
@@ -70,6 +73,7 @@ BEGIN
             'CREATE TRIGGER pgtrail_capture_truncate AFTER TRUNCATE ON %s '
             'FOR EACH STATEMENT EXECUTE FUNCTION pgtrail.capture_truncate(%L)', v_rel, p_id);
     END LOOP;
+    DELETE FROM pgtrail.managing WHERE txid = txid_current() AND table_id = p_id;
 END
 $fn$;
 
@@ -94,8 +98,7 @@ DECLARE
     v_missing text;
 BEGIN
     -- pgtrail's install lock (pgtrail_plan::ADVISORY_LOCK), as `pgtrail apply`
-    -- takes it: concurrent installs wait, and the DDL watch knows that the
-    -- triggers dropped and created here are pgtrail's own (no capture gap).
+    -- takes it: concurrent installs wait for each other.
     PERFORM pg_advisory_xact_lock(8101176133498366316);
     SELECT n.nspname, c.relname INTO v_schema, v_name
     FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -183,13 +186,16 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     v_rel regclass;
+    v_id  integer := pgtrail._audited_id_of(p_table);
 BEGIN
     PERFORM pg_advisory_xact_lock(8101176133498366316);  -- as in pgtrail.attach
+    INSERT INTO pgtrail.managing (txid, table_id) SELECT txid_current(), v_id WHERE v_id IS NOT NULL;
     FOR v_rel IN
         SELECT p_table UNION ALL SELECT relid FROM pg_partition_tree(p_table) WHERE relid <> p_table
     LOOP
         PERFORM pgtrail._drop_capture_triggers(v_rel);
     END LOOP;
+    DELETE FROM pgtrail.managing WHERE txid = txid_current() AND table_id = v_id;
     -- Capture stops on purpose: no capture gap (see pgtrail.capture_gaps).
     WITH detached AS (
         UPDATE pgtrail.audited_table AS a

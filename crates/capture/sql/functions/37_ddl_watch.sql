@@ -39,17 +39,16 @@ AS $fn$
     WHERE a.id = p_id
 $fn$;
 
--- Whether this session holds pgtrail's install lock (`pgtrail apply` and the
--- files of `pgtrail sql` take it; the number is pgtrail_plan::ADVISORY_LOCK).
-CREATE OR REPLACE FUNCTION pgtrail._installing()
+-- Whether pgtrail's own functions (attach, detach, auto-attach) are
+-- changing the capture triggers of the audited table p_id in this
+-- transaction (see pgtrail.managing). Nobody else can make this true: an
+-- application role cannot write pgtrail.managing.
+CREATE OR REPLACE FUNCTION pgtrail._managed_by_pgtrail(p_id integer)
 RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT EXISTS (
-        SELECT FROM pg_locks
-        WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND objsubid = 1
-          AND ((classid::bigint << 32) | objid::bigint) = 8101176133498366316)
+    SELECT EXISTS (SELECT FROM pgtrail.managing WHERE txid = txid_current() AND table_id = p_id)
 $fn$;
 
 CREATE OR REPLACE FUNCTION pgtrail._on_ddl()
@@ -78,7 +77,7 @@ BEGIN
         VALUES (v_event.command_tag, v_event.object_identity, 'ddl',
                 jsonb_build_object('table_id', v_event.table_id, 'command', current_query(),
                                    'capture', pgtrail._capture_state(v_event.table_id),
-                                   'by_pgtrail', pgtrail._installing()));
+                                   'by_pgtrail', pgtrail._managed_by_pgtrail(v_event.table_id)));
     END LOOP;
 END
 $fn$;
@@ -111,7 +110,7 @@ BEGIN
                 jsonb_build_object('table_id', v_event.table_id, 'command', current_query(),
                                    'capture', CASE WHEN v_event.table_dropped THEN 'off'
                                                    ELSE pgtrail._capture_state(v_event.table_id) END,
-                                   'by_pgtrail', pgtrail._installing()));
+                                   'by_pgtrail', pgtrail._managed_by_pgtrail(v_event.table_id)));
     END LOOP;
 END
 $fn$;
@@ -119,8 +118,9 @@ $fn$;
 -- Every period in which capture was off for an audited table, from the
 -- recorded DDL: from a command that left it off to the next that turned it
 -- back on (NULL: still off). Off and on again within one transaction by
--- pgtrail's own install (`pgtrail apply` re-creating triggers, holding the
--- install lock) is no gap; anything else is, even within one transaction.
+-- pgtrail's own functions (attach re-creating triggers, see
+-- pgtrail.managing) is no gap; anything else is, even within one
+-- transaction.
 CREATE OR REPLACE VIEW pgtrail.capture_gaps AS
 WITH states AS (
     SELECT e.id, e.at, e.txid, e.db_user, e.command_tag, e.detail ->> 'command' AS command,

@@ -1,5 +1,6 @@
 -- pgtrail migration 0003: what one actor did in a time window, without
--- reading everything else that happened in it.
+-- reading everything else that happened in it; and pgtrail's own trigger
+-- changes told from anyone else's by a table only pgtrail writes (last part).
 --
 -- pgtrail.actor_changes(actor, since, until) finds the actor's contexts by
 -- their transaction's start (indexes on the actor and on started_at), then
@@ -39,3 +40,14 @@ CREATE INDEX change_txid_idx ON pgtrail.change (txid);
 -- time order).
 CREATE INDEX transaction_actor_name_idx ON pgtrail.transaction (actor_name) WHERE actor_name IS NOT NULL;
 CREATE INDEX transaction_time_brin ON pgtrail.transaction USING brin (started_at);
+
+-- The audited tables whose capture triggers pgtrail's own functions are
+-- changing right now (a row exists only while attach, detach or auto-attach
+-- drop and create them, within their transaction). The DDL watch reads it
+-- to tell pgtrail's trigger changes from anyone else's: only pgtrail_owner
+-- and the installer may write it, unlike the advisory lock used before.
+CREATE TABLE pgtrail.managing (
+    txid     bigint  NOT NULL,
+    table_id integer NOT NULL
+);
+DROP FUNCTION IF EXISTS pgtrail._installing();  -- 0.2.0's test of the advisory lock

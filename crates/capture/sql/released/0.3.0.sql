@@ -228,7 +228,8 @@ BEGIN
 IF NOT EXISTS (SELECT FROM pgtrail.migration WHERE number = 3) THEN
 EXECUTE $pgtrail_m0003_body$
 -- pgtrail migration 0003: what one actor did in a time window, without
--- reading everything else that happened in it.
+-- reading everything else that happened in it; and pgtrail's own trigger
+-- changes told from anyone else's by a table only pgtrail writes (last part).
 --
 -- pgtrail.actor_changes(actor, since, until) finds the actor's contexts by
 -- their transaction's start (indexes on the actor and on started_at), then
@@ -268,6 +269,17 @@ CREATE INDEX change_txid_idx ON pgtrail.change (txid);
 -- time order).
 CREATE INDEX transaction_actor_name_idx ON pgtrail.transaction (actor_name) WHERE actor_name IS NOT NULL;
 CREATE INDEX transaction_time_brin ON pgtrail.transaction USING brin (started_at);
+
+-- The audited tables whose capture triggers pgtrail's own functions are
+-- changing right now (a row exists only while attach, detach or auto-attach
+-- drop and create them, within their transaction). The DDL watch reads it
+-- to tell pgtrail's trigger changes from anyone else's: only pgtrail_owner
+-- and the installer may write it, unlike the advisory lock used before.
+CREATE TABLE pgtrail.managing (
+    txid     bigint  NOT NULL,
+    table_id integer NOT NULL
+);
+DROP FUNCTION IF EXISTS pgtrail._installing();  -- 0.2.0's test of the advisory lock
 $pgtrail_m0003_body$;
 INSERT INTO pgtrail.migration (number, name, pgtrail_version) VALUES (3, '0003_actor_window.sql', '0.3.0');
 END IF;
@@ -998,6 +1010,8 @@ $fn$;
 
 -- (Re)creates the capture triggers on one table: a partitioned table gets them
 -- on itself and on every partition, all recording under the parent's id.
+-- pgtrail.managing tells the DDL watch that these trigger changes are
+-- pgtrail's own (no capture gap).
 CREATE OR REPLACE FUNCTION pgtrail._create_triggers(p_table regclass, p_id integer)
 RETURNS void
 LANGUAGE plpgsql
@@ -1006,6 +1020,7 @@ AS $fn$
 DECLARE
     v_rel regclass;
 BEGIN
+    INSERT INTO pgtrail.managing (txid, table_id) VALUES (txid_current(), p_id);
     FOR v_rel IN
         SELECT p_table
         UNION ALL
@@ -1028,6 +1043,7 @@ BEGIN
             'CREATE TRIGGER pgtrail_capture_truncate AFTER TRUNCATE ON %s '
             'FOR EACH STATEMENT EXECUTE FUNCTION pgtrail.capture_truncate(%L)', v_rel, p_id);
     END LOOP;
+    DELETE FROM pgtrail.managing WHERE txid = txid_current() AND table_id = p_id;
 END
 $fn$;
 
@@ -1052,8 +1068,7 @@ DECLARE
     v_missing text;
 BEGIN
     -- pgtrail's install lock (pgtrail_plan::ADVISORY_LOCK), as `pgtrail apply`
-    -- takes it: concurrent installs wait, and the DDL watch knows that the
-    -- triggers dropped and created here are pgtrail's own (no capture gap).
+    -- takes it: concurrent installs wait for each other.
     PERFORM pg_advisory_xact_lock(8101176133498366316);
     SELECT n.nspname, c.relname INTO v_schema, v_name
     FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -1141,13 +1156,16 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     v_rel regclass;
+    v_id  integer := pgtrail._audited_id_of(p_table);
 BEGIN
     PERFORM pg_advisory_xact_lock(8101176133498366316);  -- as in pgtrail.attach
+    INSERT INTO pgtrail.managing (txid, table_id) SELECT txid_current(), v_id WHERE v_id IS NOT NULL;
     FOR v_rel IN
         SELECT p_table UNION ALL SELECT relid FROM pg_partition_tree(p_table) WHERE relid <> p_table
     LOOP
         PERFORM pgtrail._drop_capture_triggers(v_rel);
     END LOOP;
+    DELETE FROM pgtrail.managing WHERE txid = txid_current() AND table_id = v_id;
     -- Capture stops on purpose: no capture gap (see pgtrail.capture_gaps).
     WITH detached AS (
         UPDATE pgtrail.audited_table AS a
@@ -1355,17 +1373,16 @@ AS $fn$
     WHERE a.id = p_id
 $fn$;
 
--- Whether this session holds pgtrail's install lock (`pgtrail apply` and the
--- files of `pgtrail sql` take it; the number is pgtrail_plan::ADVISORY_LOCK).
-CREATE OR REPLACE FUNCTION pgtrail._installing()
+-- Whether pgtrail's own functions (attach, detach, auto-attach) are
+-- changing the capture triggers of the audited table p_id in this
+-- transaction (see pgtrail.managing). Nobody else can make this true: an
+-- application role cannot write pgtrail.managing.
+CREATE OR REPLACE FUNCTION pgtrail._managed_by_pgtrail(p_id integer)
 RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT EXISTS (
-        SELECT FROM pg_locks
-        WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND objsubid = 1
-          AND ((classid::bigint << 32) | objid::bigint) = 8101176133498366316)
+    SELECT EXISTS (SELECT FROM pgtrail.managing WHERE txid = txid_current() AND table_id = p_id)
 $fn$;
 
 CREATE OR REPLACE FUNCTION pgtrail._on_ddl()
@@ -1394,7 +1411,7 @@ BEGIN
         VALUES (v_event.command_tag, v_event.object_identity, 'ddl',
                 jsonb_build_object('table_id', v_event.table_id, 'command', current_query(),
                                    'capture', pgtrail._capture_state(v_event.table_id),
-                                   'by_pgtrail', pgtrail._installing()));
+                                   'by_pgtrail', pgtrail._managed_by_pgtrail(v_event.table_id)));
     END LOOP;
 END
 $fn$;
@@ -1427,7 +1444,7 @@ BEGIN
                 jsonb_build_object('table_id', v_event.table_id, 'command', current_query(),
                                    'capture', CASE WHEN v_event.table_dropped THEN 'off'
                                                    ELSE pgtrail._capture_state(v_event.table_id) END,
-                                   'by_pgtrail', pgtrail._installing()));
+                                   'by_pgtrail', pgtrail._managed_by_pgtrail(v_event.table_id)));
     END LOOP;
 END
 $fn$;
@@ -1435,8 +1452,9 @@ $fn$;
 -- Every period in which capture was off for an audited table, from the
 -- recorded DDL: from a command that left it off to the next that turned it
 -- back on (NULL: still off). Off and on again within one transaction by
--- pgtrail's own install (`pgtrail apply` re-creating triggers, holding the
--- install lock) is no gap; anything else is, even within one transaction.
+-- pgtrail's own functions (attach re-creating triggers, see
+-- pgtrail.managing) is no gap; anything else is, even within one
+-- transaction.
 CREATE OR REPLACE VIEW pgtrail.capture_gaps AS
 WITH states AS (
     SELECT e.id, e.at, e.txid, e.db_user, e.command_tag, e.detail ->> 'command' AS command,
@@ -2601,7 +2619,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '4b377fd9deaa5767' $fn$;
+AS $fn$ SELECT '0944bc1c8e960a39' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to pgtrail_owner too (90_privileges.sql).
 DO $owner$ BEGIN

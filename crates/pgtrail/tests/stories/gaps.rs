@@ -80,6 +80,37 @@ async fn a_disabled_capture_trigger_is_recorded_and_reported_as_a_gap() {
 }
 
 #[tokio::test]
+async fn taking_pgtrails_install_lock_does_not_excuse_a_gap() {
+    // The advisory lock number is public (any role may take it); only
+    // pgtrail's own functions can say that a trigger change is theirs.
+    let db = audited_db(SHOP, CONFIG).await;
+    db.client
+        .batch_execute(&format!(
+            "BEGIN;
+             SELECT pg_advisory_xact_lock({});
+             ALTER TABLE accounts DISABLE TRIGGER pgtrail_capture_update;
+             UPDATE accounts SET email = 'unseen@example.com';
+             ALTER TABLE accounts ENABLE TRIGGER pgtrail_capture_update;
+             COMMIT;",
+            pgtrail::plan::ADVISORY_LOCK
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            &db.client,
+            "SELECT count(*) FROM pgtrail.capture_gaps WHERE table_name = 'accounts'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM pgtrail.managing").await,
+        0
+    );
+}
+
+#[tokio::test]
 async fn dropping_triggers_columns_or_the_table_is_recorded() {
     let db = audited_db(SHOP, CONFIG).await;
     let installed = events(&db).await.len();
