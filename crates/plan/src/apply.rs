@@ -172,7 +172,8 @@ pub async fn apply_with_options(
     if options.baseline {
         // Every audited table with no history yet: newly attached ones, and
         // ones attached earlier that have recorded nothing so far. A table
-        // with changes already has a history a baseline would contradict.
+        // with changes already has a history a baseline would contradict; a
+        // dropped one (no DDL watch to detach it) has no rows to record.
         progress(total, total, "baseline of the tables without history");
         let rows = tx
             .query(
@@ -180,6 +181,7 @@ pub async fn apply_with_options(
                         pgtrail.baseline(format('%I.%I', a.table_schema, a.table_name)::regclass)
                  FROM pgtrail.audited_table AS a
                  WHERE a.detached_at IS NULL AND a.baseline_at IS NULL
+                   AND to_regclass(format('%I.%I', a.table_schema, a.table_name)) IS NOT NULL
                    AND NOT EXISTS (SELECT FROM pgtrail.change AS c WHERE c.table_id = a.id)
                  ORDER BY 1, 2",
                 &[],

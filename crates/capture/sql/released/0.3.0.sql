@@ -1438,11 +1438,16 @@ BEGIN
           AND NOT (d.object_type = 'table' AND d.is_temporary)
         ORDER BY a.id, d.object_type = 'table' DESC
     LOOP
+        -- A dropped table can change no more: capture ends there, as with a
+        -- detach (the drop itself stays recorded here, with who and how).
+        IF v_event.table_dropped THEN
+            UPDATE pgtrail.audited_table SET detached_at = clock_timestamp() WHERE id = v_event.table_id;
+        END IF;
         INSERT INTO pgtrail.ddl_event (command_tag, object_identity, action, detail)
         VALUES (tg_tag, v_event.object_identity,
                 CASE WHEN v_event.table_dropped THEN 'table_dropped' ELSE 'ddl' END,
                 jsonb_build_object('table_id', v_event.table_id, 'command', current_query(),
-                                   'capture', CASE WHEN v_event.table_dropped THEN 'off'
+                                   'capture', CASE WHEN v_event.table_dropped THEN 'dropped'
                                                    ELSE pgtrail._capture_state(v_event.table_id) END,
                                    'by_pgtrail', pgtrail._managed_by_pgtrail(v_event.table_id)));
     END LOOP;
@@ -2619,7 +2624,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '0944bc1c8e960a39' $fn$;
+AS $fn$ SELECT 'd1e137c5d6218532' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to pgtrail_owner too (90_privileges.sql).
 DO $owner$ BEGIN
