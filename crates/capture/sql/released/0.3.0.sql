@@ -1357,19 +1357,23 @@ AS $fn$
     LIMIT 1
 $fn$;
 
--- 'on' when the audited table p_id has its four capture triggers, enabled;
--- else 'off'.
+-- 'on' when the audited table p_id, and each of its partitions, has its four
+-- capture triggers, enabled; else 'off'.
 CREATE OR REPLACE FUNCTION pgtrail._capture_state(p_id integer)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     -- (Through the catalog, not by name: the owner may lack USAGE on the schema.)
-    SELECT CASE WHEN count(*) FILTER (WHERE t.tgenabled IN ('O', 'A')) = 4 THEN 'on' ELSE 'off' END
+    SELECT CASE WHEN bool_and(r.enabled = 4) THEN 'on' ELSE 'off' END
     FROM pgtrail.audited_table AS a
-    LEFT JOIN pg_namespace AS n ON n.nspname = a.table_schema
-    LEFT JOIN pg_class AS c ON c.relnamespace = n.oid AND c.relname = a.table_name
-    LEFT JOIN pg_trigger AS t ON t.tgrelid = c.oid AND t.tgname = ANY (pgtrail.trigger_names())
+    JOIN pg_namespace AS n ON n.nspname = a.table_schema
+    JOIN pg_class AS c ON c.relnamespace = n.oid AND c.relname = a.table_name
+    -- (pg_partition_tree lists nothing for a table that is not partitioned.)
+    CROSS JOIN LATERAL (SELECT c.oid AS relid UNION SELECT relid FROM pg_partition_tree(c.oid)) AS p
+    CROSS JOIN LATERAL (SELECT count(*) AS enabled FROM pg_trigger AS t
+                        WHERE t.tgrelid = p.relid AND t.tgname = ANY (pgtrail.trigger_names())
+                          AND t.tgenabled IN ('O', 'A')) AS r
     WHERE a.id = p_id
 $fn$;
 
@@ -1429,14 +1433,22 @@ BEGIN
         RETURN;  -- pgtrail itself is being dropped
     END IF;
     FOR v_event IN
-        SELECT DISTINCT ON (a.id) a.id AS table_id, d.object_type, d.object_identity,
-               d.object_type = 'table' AND d.address_names[2] = a.table_name AS table_dropped
-        FROM pg_event_trigger_dropped_objects() AS d
-        JOIN pgtrail.audited_table AS a
-          ON a.table_schema = d.address_names[1] AND a.table_name = d.address_names[2]
-        WHERE d.object_type IN ('table', 'table column', 'trigger') AND a.detached_at IS NULL
-          AND NOT (d.object_type = 'table' AND d.is_temporary)
-        ORDER BY a.id, d.object_type = 'table' DESC
+        -- The audited table itself by name (it may be the object dropped), or
+        -- the audited table a partition belongs to (a trigger or column of
+        -- a partition: the partition is still there).
+        SELECT DISTINCT ON (x.table_id) x.table_id, x.object_type, x.object_identity, x.table_dropped
+        FROM (SELECT coalesce(a.id, pgtrail._audited_id_of(
+                         to_regclass(format('%I.%I', d.address_names[1], d.address_names[2])))) AS table_id,
+                     d.object_type, d.object_identity,
+                     d.object_type = 'table' AND a.id IS NOT NULL AS table_dropped
+              FROM pg_event_trigger_dropped_objects() AS d
+              LEFT JOIN pgtrail.audited_table AS a
+                ON a.table_schema = d.address_names[1] AND a.table_name = d.address_names[2]
+               AND a.detached_at IS NULL
+              WHERE d.object_type IN ('table', 'table column', 'trigger')
+                AND NOT (d.object_type = 'table' AND d.is_temporary)) AS x
+        WHERE x.table_id IS NOT NULL
+        ORDER BY x.table_id, x.object_type = 'table' DESC
     LOOP
         -- A dropped table can change no more: capture ends there, as with a
         -- detach (the drop itself stays recorded here, with who and how).
@@ -2624,7 +2636,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT 'd1e137c5d6218532' $fn$;
+AS $fn$ SELECT '8f655493094f0e0a' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to pgtrail_owner too (90_privileges.sql).
 DO $owner$ BEGIN

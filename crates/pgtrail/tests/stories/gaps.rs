@@ -111,6 +111,42 @@ async fn taking_pgtrails_install_lock_does_not_excuse_a_gap() {
 }
 
 #[tokio::test]
+async fn a_partition_losing_its_capture_triggers_is_a_gap_too() {
+    let db = audited_db(
+        "CREATE TABLE events (id integer, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+         CREATE TABLE events_2027 PARTITION OF events FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');",
+        "[capture]\ninclude = [\"events\"]\n",
+    )
+    .await;
+    db.client
+        .batch_execute(
+            "ALTER TABLE events_2026 DISABLE TRIGGER pgtrail_capture_insert;
+             INSERT INTO events VALUES (1, '2026-05-01');
+             ALTER TABLE events_2026 ENABLE TRIGGER pgtrail_capture_insert;
+             DROP TRIGGER pgtrail_capture_delete ON events_2027;",
+        )
+        .await
+        .unwrap();
+    let gaps: Vec<(String, bool)> = db
+        .client
+        .query(
+            "SELECT table_name, off_until IS NULL FROM pgtrail.capture_gaps ORDER BY off_from",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        gaps,
+        [("events".to_string(), false), ("events".to_string(), true)],
+        "one closed gap (2026's insert trigger), one still open (2027's delete trigger dropped)"
+    );
+}
+
+#[tokio::test]
 async fn dropping_triggers_columns_or_the_table_is_recorded() {
     let db = audited_db(SHOP, CONFIG).await;
     let installed = events(&db).await.len();
