@@ -13,9 +13,9 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
     let config = super::load_config(global)?;
     let client = super::connect(global).await?;
     let (desired, _, installed, problems) = inspect(&client, &config).await?;
-    // Periods in which capture was off (recorded by the DDL watch). Those
-    // still open are problems above already (a trigger missing or disabled);
-    // the closed ones are history that a reviewer should see.
+    // Periods in which capture was off (recorded by the DDL watch): closed
+    // ones are history a reviewer should see; an open one adds, to the
+    // problem listed for its trigger, since when and who turned it off.
     let gaps: Vec<String> = pgtrail::integrity::capture_gaps(&client)
         .await?
         .iter()
@@ -26,7 +26,8 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
             "SELECT count(*) = 2 FROM pg_event_trigger WHERE evtname IN ('pgtrail_ddl_watch', 'pgtrail_drop_watch') AND evtenabled <> 'D'",
             &[],
         )
-        .await?
+        .await
+        .map_err(super::log::db_error)?
         .get(0);
     match global.format {
         Format::Json => output::print_json(&serde_json::json!({
