@@ -60,17 +60,17 @@ AS $fn$
     SELECT interval '1 hour'
 $fn$;
 
--- Whether changes written now fall outside the current transaction's
--- first _context_span() (or before its start, after a clock step back).
--- Inlined into the capture functions: two clock reads and a comparison per
--- statement.
-CREATE OR REPLACE FUNCTION pgtrail._outside_context_span()
+-- Whether a change stamped p_at falls outside the current transaction's
+-- first _context_span(), or before its start (a clock step back, or a
+-- baseline stamped with its table's attach time). Inlined into the capture
+-- functions, which pass clock_timestamp() after writing a statement's changes.
+CREATE OR REPLACE FUNCTION pgtrail._outside_context_span(p_at timestamptz)
 RETURNS boolean
-LANGUAGE sql VOLATILE
+LANGUAGE sql STABLE
 AS $fn$
-    SELECT pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>)
+    SELECT p_at OPERATOR(pg_catalog.>)
                (pg_catalog.transaction_timestamp() OPERATOR(pg_catalog.+) pgtrail._context_span())
-        OR pg_catalog.clock_timestamp() OPERATOR(pg_catalog.<) pg_catalog.transaction_timestamp()
+        OR p_at OPERATOR(pg_catalog.<) pg_catalog.transaction_timestamp()
 $fn$;
 
 -- Writes the record of the current transaction's context p_ctx: called by

@@ -110,7 +110,7 @@ BEGIN
         IF NOT FOUND THEN
             PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
         END IF;
-        IF pgtrail._outside_context_span() THEN
+        IF pgtrail._outside_context_span(clock_timestamp()) THEN
             INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
         END IF;
     END IF;
@@ -374,7 +374,7 @@ BEGIN
                     IF NOT FOUND THEN
                         PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
                     END IF;
-                    IF pgtrail._outside_context_span() THEN
+                    IF pgtrail._outside_context_span(clock_timestamp()) THEN
                         INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
                     END IF;
                 END IF;
@@ -415,7 +415,7 @@ BEGIN
         IF v_rows > 0 AND NOT v_recorded THEN
             PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
         END IF;
-        IF v_rows > 0 AND pgtrail._outside_context_span() THEN
+        IF v_rows > 0 AND pgtrail._outside_context_span(clock_timestamp()) THEN
             INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
         END IF;
         RETURN NULL;
@@ -451,7 +451,7 @@ BEGIN
         IF NOT FOUND THEN
             PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
         END IF;
-        IF pgtrail._outside_context_span() THEN
+        IF pgtrail._outside_context_span(clock_timestamp()) THEN
             INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
         END IF;
     END IF;
@@ -487,7 +487,7 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
     END IF;
-    IF pgtrail._outside_context_span() THEN
+    IF pgtrail._outside_context_span(clock_timestamp()) THEN
         INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
     END IF;
     RETURN NULL;

@@ -13,27 +13,27 @@ AS $fn$
 DECLARE
     t      pgtrail.audited_table;
     v_rows bigint;
+    v_txid bigint := txid_current();
+    v_ctx  smallint := pgtrail._context_seq();
+    v_at   timestamptz;
 BEGIN
     SELECT * INTO t FROM pgtrail.audited_table WHERE id = p_id;
+    v_at := coalesce(t.attached_at, clock_timestamp());
     EXECUTE format(
         'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, new_values) '
-        'SELECT txid_current(), pgtrail._context_seq(), $1, ''I'', coalesce($6, clock_timestamp()), '
+        'SELECT $7, $8, $1, ''I'', $6, '
         '       pgtrail._redact(pgtrail._key(r.j, $2), $3, $4), pgtrail._redact(r.j, $3, $4) '
         'FROM (SELECT to_jsonb(x.*) - $5 AS j FROM %s AS x OFFSET 0) AS r',
         p_table)
     USING t.id, t.key_columns, t.redact_columns, (SELECT value FROM pgtrail.secret WHERE name = 'redaction'),
-          t.ignore_columns, t.attached_at;
+          t.ignore_columns, v_at, v_txid, v_ctx;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
-    IF v_rows > 0 AND NOT EXISTS (SELECT FROM pgtrail.transaction
-                                  WHERE txid = txid_current() AND ctx = pgtrail._context_seq()) THEN
-        PERFORM pgtrail._record_transaction(txid_current(), pgtrail._context_seq(), p_table::text);
+    IF v_rows > 0 AND NOT EXISTS (SELECT FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx) THEN
+        PERFORM pgtrail._record_transaction(v_txid, v_ctx, p_table::text);
     END IF;
     -- Stamped with the attach time, which may lie before this transaction.
-    IF v_rows > 0 AND (pgtrail._outside_context_span()
-                       OR t.attached_at NOT BETWEEN transaction_timestamp()
-                                                AND transaction_timestamp() + pgtrail._context_span()) THEN
-        INSERT INTO pgtrail.long_context (txid, ctx) VALUES (txid_current(), pgtrail._context_seq())
-        ON CONFLICT DO NOTHING;
+    IF v_rows > 0 AND pgtrail._outside_context_span(v_at) THEN
+        INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
     END IF;
     RETURN v_rows;
 END

@@ -349,17 +349,17 @@ AS $fn$
     SELECT interval '1 hour'
 $fn$;
 
--- Whether changes written now fall outside the current transaction's
--- first _context_span() (or before its start, after a clock step back).
--- Inlined into the capture functions: two clock reads and a comparison per
--- statement.
-CREATE OR REPLACE FUNCTION pgtrail._outside_context_span()
+-- Whether a change stamped p_at falls outside the current transaction's
+-- first _context_span(), or before its start (a clock step back, or a
+-- baseline stamped with its table's attach time). Inlined into the capture
+-- functions, which pass clock_timestamp() after writing a statement's changes.
+CREATE OR REPLACE FUNCTION pgtrail._outside_context_span(p_at timestamptz)
 RETURNS boolean
-LANGUAGE sql VOLATILE
+LANGUAGE sql STABLE
 AS $fn$
-    SELECT pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>)
+    SELECT p_at OPERATOR(pg_catalog.>)
                (pg_catalog.transaction_timestamp() OPERATOR(pg_catalog.+) pgtrail._context_span())
-        OR pg_catalog.clock_timestamp() OPERATOR(pg_catalog.<) pg_catalog.transaction_timestamp()
+        OR p_at OPERATOR(pg_catalog.<) pg_catalog.transaction_timestamp()
 $fn$;
 
 -- Writes the record of the current transaction's context p_ctx: called by
@@ -583,7 +583,7 @@ BEGIN
         IF NOT FOUND THEN
             PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
         END IF;
-        IF pgtrail._outside_context_span() THEN
+        IF pgtrail._outside_context_span(clock_timestamp()) THEN
             INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
         END IF;
     END IF;
@@ -847,7 +847,7 @@ BEGIN
                     IF NOT FOUND THEN
                         PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
                     END IF;
-                    IF pgtrail._outside_context_span() THEN
+                    IF pgtrail._outside_context_span(clock_timestamp()) THEN
                         INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
                     END IF;
                 END IF;
@@ -888,7 +888,7 @@ BEGIN
         IF v_rows > 0 AND NOT v_recorded THEN
             PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
         END IF;
-        IF v_rows > 0 AND pgtrail._outside_context_span() THEN
+        IF v_rows > 0 AND pgtrail._outside_context_span(clock_timestamp()) THEN
             INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
         END IF;
         RETURN NULL;
@@ -924,7 +924,7 @@ BEGIN
         IF NOT FOUND THEN
             PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
         END IF;
-        IF pgtrail._outside_context_span() THEN
+        IF pgtrail._outside_context_span(clock_timestamp()) THEN
             INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
         END IF;
     END IF;
@@ -960,7 +960,7 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
     END IF;
-    IF pgtrail._outside_context_span() THEN
+    IF pgtrail._outside_context_span(clock_timestamp()) THEN
         INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
     END IF;
     RETURN NULL;
@@ -2357,27 +2357,27 @@ AS $fn$
 DECLARE
     t      pgtrail.audited_table;
     v_rows bigint;
+    v_txid bigint := txid_current();
+    v_ctx  smallint := pgtrail._context_seq();
+    v_at   timestamptz;
 BEGIN
     SELECT * INTO t FROM pgtrail.audited_table WHERE id = p_id;
+    v_at := coalesce(t.attached_at, clock_timestamp());
     EXECUTE format(
         'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, new_values) '
-        'SELECT txid_current(), pgtrail._context_seq(), $1, ''I'', coalesce($6, clock_timestamp()), '
+        'SELECT $7, $8, $1, ''I'', $6, '
         '       pgtrail._redact(pgtrail._key(r.j, $2), $3, $4), pgtrail._redact(r.j, $3, $4) '
         'FROM (SELECT to_jsonb(x.*) - $5 AS j FROM %s AS x OFFSET 0) AS r',
         p_table)
     USING t.id, t.key_columns, t.redact_columns, (SELECT value FROM pgtrail.secret WHERE name = 'redaction'),
-          t.ignore_columns, t.attached_at;
+          t.ignore_columns, v_at, v_txid, v_ctx;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
-    IF v_rows > 0 AND NOT EXISTS (SELECT FROM pgtrail.transaction
-                                  WHERE txid = txid_current() AND ctx = pgtrail._context_seq()) THEN
-        PERFORM pgtrail._record_transaction(txid_current(), pgtrail._context_seq(), p_table::text);
+    IF v_rows > 0 AND NOT EXISTS (SELECT FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx) THEN
+        PERFORM pgtrail._record_transaction(v_txid, v_ctx, p_table::text);
     END IF;
     -- Stamped with the attach time, which may lie before this transaction.
-    IF v_rows > 0 AND (pgtrail._outside_context_span()
-                       OR t.attached_at NOT BETWEEN transaction_timestamp()
-                                                AND transaction_timestamp() + pgtrail._context_span()) THEN
-        INSERT INTO pgtrail.long_context (txid, ctx) VALUES (txid_current(), pgtrail._context_seq())
-        ON CONFLICT DO NOTHING;
+    IF v_rows > 0 AND pgtrail._outside_context_span(v_at) THEN
+        INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
     END IF;
     RETURN v_rows;
 END
@@ -2636,7 +2636,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '8f655493094f0e0a' $fn$;
+AS $fn$ SELECT '46af532ca6516346' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to pgtrail_owner too (90_privileges.sql).
 DO $owner$ BEGIN
