@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .without_time()
+        .with_target(false)
         .init();
 
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::str::FromStr;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 /// Where to connect, and how the user told us.
 #[derive(Debug, Clone)]
@@ -147,15 +147,29 @@ fn apply_defaults(config: &mut tokio_postgres::Config) {
 }
 
 /// Connects, spawning the connection task on the current tokio runtime.
+/// The server's warnings (pgtrail's install says with them what it could
+/// not do: a role not created, a table its owner cannot read, no DDL watch)
+/// are passed on as `tracing` warnings; notices stay at debug level.
 pub async fn connect(target: &Target) -> Result<Client, ConnectError> {
-    let (client, connection) = target
+    let (client, mut connection) = target
         .config
         .connect(NoTls)
         .await
         .map_err(|e| classify(e, target))?;
     tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "connection closed");
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
+            match message {
+                Ok(AsyncMessage::Notice(notice)) if notice.severity() == "WARNING" => {
+                    tracing::warn!("{}", notice.message());
+                }
+                Ok(AsyncMessage::Notice(notice)) => tracing::debug!("{}", notice.message()),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "connection closed");
+                    break;
+                }
+            }
         }
     });
     Ok(client)

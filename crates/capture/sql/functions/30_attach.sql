@@ -174,7 +174,7 @@ BEGIN
         END IF;
     END IF;
 EXCEPTION WHEN insufficient_privilege THEN
-    RAISE NOTICE 'pgtrail: could not grant SELECT on % to pgtrail_owner: %', p_table, SQLERRM;
+    RAISE WARNING 'pgtrail: could not grant SELECT on % to pgtrail_owner: %', p_table, SQLERRM;
 END
 $fn$;
 

@@ -173,6 +173,6 @@ BEGIN
             EXECUTE FUNCTION pgtrail._on_drop();
     END IF;
 EXCEPTION WHEN insufficient_privilege THEN
-    RAISE NOTICE 'pgtrail: capture-gap detection is off: creating event triggers needs superuser rights (rds_superuser on RDS)';
+    RAISE WARNING 'pgtrail: capture-gap detection is off: creating event triggers needs superuser rights (rds_superuser on RDS)';
 END
 $watch$;

@@ -27,7 +27,7 @@ BEGIN
     END IF;
 EXCEPTION
     WHEN insufficient_privilege THEN
-        RAISE NOTICE 'pgtrail: role pgtrail_reader not created (creating roles needs CREATEROLE)';
+        RAISE WARNING 'pgtrail: role pgtrail_reader not created (creating roles needs CREATEROLE)';
     WHEN duplicate_object OR unique_violation THEN
         NULL;  -- created at the same moment by an install in another database
 END
@@ -65,7 +65,7 @@ BEGIN
     END IF;
 EXCEPTION
     WHEN insufficient_privilege THEN
-        RAISE NOTICE 'pgtrail: role pgtrail_owner not created (creating roles needs CREATEROLE); the installing role owns the trail';
+        RAISE WARNING 'pgtrail: role pgtrail_owner not created (creating roles needs CREATEROLE); the installing role owns the trail';
     WHEN duplicate_object OR unique_violation THEN
         NULL;  -- created at the same moment by an install in another database
 END
@@ -79,7 +79,7 @@ BEGIN
     END IF;
 EXCEPTION
     WHEN insufficient_privilege THEN
-        RAISE NOTICE 'pgtrail: % cannot become a member of pgtrail_owner; it keeps owning the trail', current_user;
+        RAISE WARNING 'pgtrail: % cannot become a member of pgtrail_owner; it keeps owning the trail', current_user;
     WHEN duplicate_object OR unique_violation THEN
         NULL;
 END

@@ -1144,7 +1144,7 @@ BEGIN
         END IF;
     END IF;
 EXCEPTION WHEN insufficient_privilege THEN
-    RAISE NOTICE 'pgtrail: could not grant SELECT on % to pgtrail_owner: %', p_table, SQLERRM;
+    RAISE WARNING 'pgtrail: could not grant SELECT on % to pgtrail_owner: %', p_table, SQLERRM;
 END
 $fn$;
 
@@ -1507,7 +1507,7 @@ BEGIN
             EXECUTE FUNCTION pgtrail._on_drop();
     END IF;
 EXCEPTION WHEN insufficient_privilege THEN
-    RAISE NOTICE 'pgtrail: capture-gap detection is off: creating event triggers needs superuser rights (rds_superuser on RDS)';
+    RAISE WARNING 'pgtrail: capture-gap detection is off: creating event triggers needs superuser rights (rds_superuser on RDS)';
 END
 $watch$;
 
@@ -2531,7 +2531,7 @@ BEGIN
     END IF;
 EXCEPTION
     WHEN insufficient_privilege THEN
-        RAISE NOTICE 'pgtrail: role pgtrail_reader not created (creating roles needs CREATEROLE)';
+        RAISE WARNING 'pgtrail: role pgtrail_reader not created (creating roles needs CREATEROLE)';
     WHEN duplicate_object OR unique_violation THEN
         NULL;  -- created at the same moment by an install in another database
 END
@@ -2569,7 +2569,7 @@ BEGIN
     END IF;
 EXCEPTION
     WHEN insufficient_privilege THEN
-        RAISE NOTICE 'pgtrail: role pgtrail_owner not created (creating roles needs CREATEROLE); the installing role owns the trail';
+        RAISE WARNING 'pgtrail: role pgtrail_owner not created (creating roles needs CREATEROLE); the installing role owns the trail';
     WHEN duplicate_object OR unique_violation THEN
         NULL;  -- created at the same moment by an install in another database
 END
@@ -2583,7 +2583,7 @@ BEGIN
     END IF;
 EXCEPTION
     WHEN insufficient_privilege THEN
-        RAISE NOTICE 'pgtrail: % cannot become a member of pgtrail_owner; it keeps owning the trail', current_user;
+        RAISE WARNING 'pgtrail: % cannot become a member of pgtrail_owner; it keeps owning the trail', current_user;
     WHEN duplicate_object OR unique_violation THEN
         NULL;
 END
@@ -2636,7 +2636,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '46af532ca6516346' $fn$;
+AS $fn$ SELECT '8945eeebaf2e2214' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to pgtrail_owner too (90_privileges.sql).
 DO $owner$ BEGIN
