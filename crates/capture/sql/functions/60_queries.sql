@@ -56,6 +56,14 @@ BEGIN
             USING ERRCODE = 'PGTR4',
                   HINT = 'Run pgtrail apply, and check that pgtrail.toml includes this table.';
     END IF;
+    -- The query functions read the live table as their owner (pgtrail_owner).
+    IF NOT has_table_privilege(p_tbl, 'SELECT')
+       OR NOT has_schema_privilege(t.table_schema, 'USAGE') THEN
+        RAISE EXCEPTION 'pgtrail: % cannot read %, so the trail cannot rebuild its rows', current_user, p_tbl
+            USING ERRCODE = '42501',
+                  HINT = format('As the table''s owner: GRANT USAGE ON SCHEMA %I TO %I; GRANT SELECT ON %s TO %I;',
+                                t.table_schema, current_user, p_tbl, current_user);
+    END IF;
     RETURN t;
 END
 $fn$;

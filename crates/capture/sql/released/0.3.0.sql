@@ -1704,6 +1704,14 @@ BEGIN
             USING ERRCODE = 'PGTR4',
                   HINT = 'Run pgtrail apply, and check that pgtrail.toml includes this table.';
     END IF;
+    -- The query functions read the live table as their owner (pgtrail_owner).
+    IF NOT has_table_privilege(p_tbl, 'SELECT')
+       OR NOT has_schema_privilege(t.table_schema, 'USAGE') THEN
+        RAISE EXCEPTION 'pgtrail: % cannot read %, so the trail cannot rebuild its rows', current_user, p_tbl
+            USING ERRCODE = '42501',
+                  HINT = format('As the table''s owner: GRANT USAGE ON SCHEMA %I TO %I; GRANT SELECT ON %s TO %I;',
+                                t.table_schema, current_user, p_tbl, current_user);
+    END IF;
     RETURN t;
 END
 $fn$;
@@ -2636,7 +2644,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '8945eeebaf2e2214' $fn$;
+AS $fn$ SELECT 'bc5445ab126f1c16' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to pgtrail_owner too (90_privileges.sql).
 DO $owner$ BEGIN

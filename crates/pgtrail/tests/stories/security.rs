@@ -355,3 +355,38 @@ async fn the_trail_belongs_to_an_owner_role_that_can_do_nothing_else() {
     assert_eq!(rights, (true, false, false));
     assert_eq!(changes(&db.client, "accounts").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_table_the_owner_role_cannot_read_is_an_error_that_says_which_grant() {
+    let db = audited_db(
+        "CREATE TABLE users (id integer PRIMARY KEY, email text);",
+        "[capture]\ninclude = [\"users\"]\n",
+    )
+    .await;
+    db.client
+        .batch_execute(
+            "INSERT INTO users VALUES (1, 'a@x');
+             REVOKE SELECT ON users FROM pgtrail_owner;",
+        )
+        .await
+        .unwrap();
+    let error = db
+        .client
+        .query("SELECT * FROM pgtrail.history('users', '{\"id\": 1}')", &[])
+        .await
+        .expect_err("the owner cannot read the live row");
+    let db_error = error.as_db_error().expect("a server error");
+    assert_eq!(db_error.code().code(), "42501");
+    assert!(
+        db_error.message().contains("pgtrail_owner cannot read public.users"),
+        "{}",
+        db_error.message()
+    );
+    assert!(
+        db_error
+            .hint()
+            .is_some_and(|h| h.contains("GRANT SELECT ON public.users TO pgtrail_owner")),
+        "{:?}",
+        db_error.hint()
+    );
+}
