@@ -378,7 +378,9 @@ async fn a_table_the_owner_role_cannot_read_is_an_error_that_says_which_grant() 
     let db_error = error.as_db_error().expect("a server error");
     assert_eq!(db_error.code().code(), "42501");
     assert!(
-        db_error.message().contains("pgtrail_owner cannot read public.users"),
+        db_error
+            .message()
+            .contains("pgtrail_owner cannot read public.users"),
         "{}",
         db_error.message()
     );
