@@ -18,5 +18,6 @@ pub mod quote;
 mod script;
 
 pub use script::{
-    FUNCTIONS, MIGRATIONS, Migration, SqlFile, TRIGGER_NAMES, TRIGGERS, VERSION, build_id, install_script,
+    FUNCTIONS, MIGRATIONS, Migration, SqlFile, TRIGGER_NAMES, VERSION, build_id, capture_function,
+    install_script,
 };

@@ -6,16 +6,20 @@ use crate::quote;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The capture triggers pgtrail puts on every audited table (and on every
-/// partition of an audited partitioned table), with the function each calls.
-pub const TRIGGERS: [(&str, &str); 4] = [
-    ("pgtrail_capture_insert", "pgtrail.capture_rows"),
-    ("pgtrail_capture_update", "pgtrail.capture_update"),
-    ("pgtrail_capture_delete", "pgtrail.capture_rows"),
-    ("pgtrail_capture_truncate", "pgtrail.capture_truncate"),
+/// partition of an audited partitioned table). All four call the table's
+/// own capture function, [`capture_function`].
+pub const TRIGGER_NAMES: [&str; 4] = [
+    "pgtrail_capture_insert",
+    "pgtrail_capture_update",
+    "pgtrail_capture_delete",
+    "pgtrail_capture_truncate",
 ];
 
-/// The names of the capture triggers, as in [`TRIGGERS`].
-pub const TRIGGER_NAMES: [&str; 4] = [TRIGGERS[0].0, TRIGGERS[1].0, TRIGGERS[2].0, TRIGGERS[3].0];
+/// The capture function generated for the audited table with id `table_id`
+/// (`pgtrail._capture_function` in the SQL), as `schema.name`.
+pub fn capture_function(table_id: i32) -> String {
+    format!("pgtrail._capture_{table_id}")
+}
 
 /// One `.sql` file of the install.
 #[derive(Debug, Clone, Copy)]
@@ -54,11 +58,17 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 3,
         file: sql_file!("migrations", "0003_actor_window.sql"),
     },
+    Migration {
+        number: 4,
+        file: sql_file!("migrations", "0004_capture_indexes.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.
 pub const FUNCTIONS: &[SqlFile] = &[
     sql_file!("functions", "10_context.sql"),
+    sql_file!("functions", "12_keys_and_markers.sql"),
+    sql_file!("functions", "15_context_record.sql"),
     sql_file!("functions", "20_capture.sql"),
     sql_file!("functions", "30_attach.sql"),
     sql_file!("functions", "35_auto_attach.sql"),
@@ -68,6 +78,7 @@ pub const FUNCTIONS: &[SqlFile] = &[
     sql_file!("functions", "60_queries.sql"),
     sql_file!("functions", "65_reconcile.sql"),
     sql_file!("functions", "90_privileges.sql"),
+    sql_file!("functions", "95_compile.sql"),
 ];
 
 /// The whole install as one script: safe to run on an empty database, on an

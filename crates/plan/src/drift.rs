@@ -314,7 +314,7 @@ fn table_problems(table: &DesiredTable, catalog: &Catalog, installed: &Installed
     }
     for carrier in carriers(catalog_table, catalog) {
         let on: TableName = (carrier.schema.clone(), carrier.name.clone());
-        for (trigger_name, expected_function) in pgtrail_capture::TRIGGERS {
+        for trigger_name in pgtrail_capture::TRIGGER_NAMES {
             let Some(trigger) = carrier.triggers.iter().find(|t| t.name == trigger_name) else {
                 out.push(Problem::MissingTrigger {
                     table: key.clone(),
@@ -323,12 +323,15 @@ fn table_problems(table: &DesiredTable, catalog: &Catalog, installed: &Installed
                 });
                 continue;
             };
-            if trigger.function != expected_function {
+            let expected_function = recorded.map(|r| pgtrail_capture::capture_function(r.id));
+            if let Some(expected) = expected_function.as_ref()
+                && trigger.function != *expected
+            {
                 out.push(Problem::WrongTrigger {
                     table: key.clone(),
                     on: on.clone(),
                     trigger: trigger_name.into(),
-                    detail: format!("calls {} instead of {expected_function}", trigger.function),
+                    detail: format!("calls {} instead of {expected}", trigger.function),
                 });
             } else if let Some(recorded) = recorded
                 && trigger.args.first().map(String::as_str) != Some(recorded.id.to_string().as_str())

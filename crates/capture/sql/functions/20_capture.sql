@@ -1,495 +1,522 @@
--- Capture: statement-level AFTER triggers with transition tables.
+-- Capture: statement-level AFTER triggers with transition tables; each
+-- audited table has a capture function of its own, generated from the
+-- catalog when the table is attached (pgtrail._compile_capture) and called
+-- by its four triggers (30_attach.sql).
 --
--- One trigger per event and audited table (INSERT, UPDATE, DELETE, TRUNCATE),
--- each firing once per statement and writing every changed row of the
--- statement with one set-based INSERT ... SELECT. The trigger argument is the
--- table's id in pgtrail.audited_table; partitions carry their parent's id so a
--- change is recorded once, under the parent's name, whichever table the
--- statement named. Old and new rows of an UPDATE are paired by their position
--- in the transition tables, which PostgreSQL fills pairwise, so updates that
--- change the key, and tables without a key, pair correctly. A statement
--- that writes changes later than its transaction's first hour (or before its
--- start, after a clock step) lists the context in pgtrail.long_context, so
--- that pgtrail.actor_changes can still find them (10_context.sql).
+-- Why generated. A generic function has to turn whole rows into JSON and
+-- diff them, read the table's settings, look for the transaction's context
+-- record and re-plan helper functions on every statement: that made a
+-- single-row UPDATE cost four times a plain row trigger. The generated
+-- function has the table's id, key, compared, ignored and redacted columns
+-- compiled in: an UPDATE compares columns directly and builds JSON for the
+-- changed ones only; the context record is written once per transaction
+-- (15_context_record.sql); each statement is planned once per session.
+--
+-- Two kinds of generated function:
+--   * 'columns' names the table's columns. The DDL watch (37_ddl_watch.sql)
+--     generates it again in the transaction of every ALTER TABLE, so it
+--     never names a column that is gone. Used when the watch is installed
+--     and enabled, for tables of up to 700 recorded columns.
+--   * 'rows' names no column but the key's: whole rows to JSON, diffed by
+--     pgtrail._diff. Used without the DDL watch (an install without
+--     superuser rights), where a dropped or renamed column must not break
+--     capture, and for wider tables (a statement may carry no more than
+--     1,664 columns).
+-- Both record the same trail. The old and new rows of an UPDATE of several
+-- rows are paired by their position in the transition tables, which
+-- PostgreSQL fills pairwise, so key changes and tables without a key pair
+-- right.
+--
+-- A column counts as changed when its recorded JSON value changes: for
+-- types whose equality says exactly that (integers, text with a
+-- deterministic collation, uuid, timestamps, enums, ...) by comparing the
+-- columns; numeric by value and scale (1.5 -> 1.50 is recorded); any other
+-- type by comparing binary images first and then the JSON text.
 
--- Rows are turned into JSON with to_jsonb(pgtrail_row.*): the `.*` makes it
--- the whole row even when the table has a column named like the alias.
-
--- Helpers of pgtrail._key and pgtrail._redact below, for the rarer cases.
-CREATE OR REPLACE FUNCTION pgtrail._key_of_many(p_row jsonb, p_columns text[])
-RETURNS jsonb
-LANGUAGE sql STABLE PARALLEL SAFE
+-- The comparison telling whether column p_column changed between the old
+-- and the new row: p_old and p_new are SQL expressions reading its two
+-- values.
+CREATE OR REPLACE FUNCTION pgtrail._changed_sql(p_relid oid, p_column text, p_old text, p_new text)
+RETURNS text
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $fn$
-    SELECT jsonb_object_agg(c, p_row -> c) FROM unnest(p_columns) AS c
-$fn$;
-
-CREATE OR REPLACE FUNCTION pgtrail._redact_values(p_row jsonb, p_columns text[], p_key bytea)
-RETURNS jsonb
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-    SELECT p_row || (
-        SELECT jsonb_object_agg(c, jsonb_build_object('redacted',
-                   left(encode(sha256(p_key || convert_to(c || '=' || (p_row -> c)::text, 'UTF8')), 'hex'), 16)))
-        FROM unnest(p_columns) AS c
-        WHERE p_row ? c)
-$fn$;
-
--- The row's identity: its key columns, or the whole row when it has no key.
--- Written to be inlined into the capture queries (a single expression, no
--- SET clause, no subquery, STABLE like jsonb_build_object, since an IMMUTABLE
--- function with a STABLE body is never inlined): PostgreSQL 15 would otherwise plan a SQL
--- function's body again on every statement. It is only ever inlined into
--- functions that pin search_path, and it names nothing outside pg_catalog
--- except pgtrail's own, schema-qualified helpers.
-CREATE OR REPLACE FUNCTION pgtrail._key(p_row jsonb, p_columns text[])
-RETURNS jsonb
-LANGUAGE sql STABLE PARALLEL SAFE
-AS $fn$
-    SELECT CASE cardinality(p_columns)
-        WHEN 0 THEN p_row
-        WHEN 1 THEN pg_catalog.jsonb_build_object(p_columns[1], p_row OPERATOR(pg_catalog.->) p_columns[1])
-        WHEN 2 THEN pg_catalog.jsonb_build_object(p_columns[1], p_row OPERATOR(pg_catalog.->) p_columns[1],
-                                                  p_columns[2], p_row OPERATOR(pg_catalog.->) p_columns[2])
-        ELSE pgtrail._key_of_many(p_row, p_columns)
-    END
-$fn$;
-
--- Replaces the values of redacted columns with a marker. The marker is a keyed
--- digest (the key lives in pgtrail.secret, readable by the owner only): it
--- shows that a value changed, or came back, without letting anyone guess it.
--- Inlined like pgtrail._key; the work happens only when a redacted column is there.
-CREATE OR REPLACE FUNCTION pgtrail._redact(p_row jsonb, p_columns text[], p_key bytea)
-RETURNS jsonb
-LANGUAGE sql STABLE PARALLEL SAFE
 AS $fn$
     SELECT CASE
-        WHEN p_row IS NULL OR cardinality(p_columns) = 0 OR NOT (p_row OPERATOR(pg_catalog.?|) p_columns) THEN p_row
-        ELSE pgtrail._redact_values(p_row, p_columns, p_key)
+        WHEN t.oid = 'numeric'::regtype
+            THEN format('(%1$s IS DISTINCT FROM %2$s OR pg_catalog.scale(%1$s) IS DISTINCT FROM pg_catalog.scale(%2$s))',
+                        p_old, p_new)
+        WHEN (t.typtype = 'e'
+              OR t.oid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'oid'::regtype, 'bool'::regtype,
+                           'uuid'::regtype, 'date'::regtype, 'time'::regtype, 'timestamp'::regtype,
+                           'timestamptz'::regtype, 'bytea'::regtype, '"char"'::regtype,
+                           'text'::regtype, 'varchar'::regtype, 'name'::regtype))
+         AND (a.attcollation = 0
+              OR EXISTS (SELECT FROM pg_collation AS c WHERE c.oid = a.attcollation AND c.collisdeterministic))
+            THEN format('(%s IS DISTINCT FROM %s)', p_old, p_new)
+        ELSE format('(ROW(%1$s)::record OPERATOR(pg_catalog.*<>) ROW(%2$s)::record '
+                    'AND pg_catalog.to_jsonb(%1$s)::pg_catalog.text IS DISTINCT FROM pg_catalog.to_jsonb(%2$s)::pg_catalog.text)',
+                    p_old, p_new)
     END
+    FROM pg_attribute AS a
+    JOIN pg_type AS d ON d.oid = a.atttypid
+    JOIN pg_type AS t ON t.oid = coalesce(nullif(d.typbasetype, 0), d.oid)
+    WHERE a.attrelid = p_relid AND a.attname = p_column AND NOT a.attisdropped
 $fn$;
 
--- INSERT and DELETE: every new (or old) row of the statement, whole.
-CREATE OR REPLACE FUNCTION pgtrail.capture_rows()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
+-- The columns table p_id records (every column but the ignored ones; key
+-- columns are never ignored), numbered in the order their names sort,
+-- which is the order of changed_fields.
+CREATE OR REPLACE FUNCTION pgtrail._capture_columns(p_id integer, p_relid oid)
+RETURNS TABLE (ord integer, name text, redacted boolean, is_key boolean)
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE
-    t      pgtrail.audited_table;
-    v_txid bigint;
-    v_ctx  smallint;
-    v_key  bytea;
-    v_rows bigint;
-BEGIN
-    SELECT * INTO t FROM pgtrail.audited_table WHERE id = TG_ARGV[0]::integer;
-    v_txid := txid_current();
-    v_ctx := pgtrail._context_seq();
-    IF cardinality(t.redact_columns) > 0 THEN
-        SELECT value INTO v_key FROM pgtrail.secret WHERE name = 'redaction';
-    END IF;
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, new_values)
-        SELECT v_txid, v_ctx, t.id, 'I', clock_timestamp(),
-               pgtrail._redact(pgtrail._key(r.j, t.key_columns), t.redact_columns, v_key),
-               pgtrail._redact(r.j, t.redact_columns, v_key)
-        FROM (SELECT to_jsonb(pgtrail_row.*) - t.ignore_columns AS j FROM pgtrail_new AS pgtrail_row OFFSET 0) AS r;
-    ELSE
-        INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_values)
-        SELECT v_txid, v_ctx, t.id, 'D', clock_timestamp(),
-               pgtrail._redact(pgtrail._key(r.j, t.key_columns), t.redact_columns, v_key),
-               pgtrail._redact(r.j, t.redact_columns, v_key)
-        FROM (SELECT to_jsonb(pgtrail_row.*) - t.ignore_columns AS j FROM pgtrail_old AS pgtrail_row OFFSET 0) AS r;
-    END IF;
-    -- A statement that changed no row records nothing, not even its transaction.
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    IF v_rows > 0 THEN
-        PERFORM FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx;
-        IF NOT FOUND THEN
-            PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
-        END IF;
-        IF pgtrail._outside_context_span(clock_timestamp()) THEN
-            INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
-        END IF;
-    END IF;
-    RETURN NULL;
-END
+    SELECT (row_number() OVER (ORDER BY a.attname::text))::integer, a.attname::text,
+           a.attname = ANY (t.redact_columns), a.attname = ANY (t.key_columns)
+    FROM pgtrail.audited_table AS t
+    JOIN pg_attribute AS a ON a.attrelid = p_relid AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE t.id = p_id
+      AND (NOT a.attname = ANY (t.ignore_columns) OR a.attname = ANY (t.key_columns))
 $fn$;
 
--- The difference between two images of a row: the changed fields (sorted),
--- and their old and new values. jsonb equality ignores the scale of numbers
--- (1.5 = 1.50); the stored value changed all the same, so their text is
--- compared too. No changed field: all three are NULL. (PL/pgSQL, whose plan
--- is cached: measured faster here than an inlined SQL function. No SET
--- clause, which would cost a settings save and restore on every call: it is
--- only called by the capture functions, which pin search_path, and by nobody
--- else, since only the owner may execute it.)
-CREATE OR REPLACE FUNCTION pgtrail._diff(
-    p_old jsonb, p_new jsonb, OUT fields text[], OUT old_values jsonb, OUT new_values jsonb)
-LANGUAGE plpgsql STABLE
+-- The kind of capture function table p_id gets (see the top of this file).
+CREATE OR REPLACE FUNCTION pgtrail._capture_kind(p_id integer, p_relid oid)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $fn$
-BEGIN
-    SELECT array_agg(e.key ORDER BY e.key), jsonb_object_agg(e.key, p_old -> e.key), jsonb_object_agg(e.key, e.value)
-    INTO fields, old_values, new_values
-    FROM jsonb_each(p_new) AS e
-    WHERE (p_old -> e.key) IS DISTINCT FROM e.value
-       OR (jsonb_typeof(e.value) = 'number' AND (p_old -> e.key)::text <> e.value::text);
-END
+    SELECT CASE
+        WHEN EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgtrail_ddl_watch' AND evtenabled <> 'D')
+         AND (SELECT count(*) FROM pgtrail._capture_columns(p_id, p_relid)) <= 700
+        THEN 'columns' ELSE 'rows' END
 $fn$;
 
--- The bulk path for UPDATE statements that changed many rows. Turning whole
--- rows into JSON costs more than the UPDATE itself, so this path first finds
--- which columns changed in any row of the statement (binary comparison, which
--- also sees 1.5 -> 1.50 and works for types without an equality operator),
--- then builds JSON for those columns only. The SQL is generated from the live
--- catalog with format(%I, %L): identifiers only, no values, planned once per
--- statement, which is why small statements keep the static path. (The
--- trigger runs the SQL itself: transition tables are visible only there.)
-
--- Old and new rows of the statement, paired: by key (a join on the key
--- columns, for when no key changed), else by position in the transition
--- tables, which PostgreSQL fills pairwise.
-CREATE OR REPLACE FUNCTION pgtrail._bulk_pairs(p_key_columns text[])
+-- The qualified name of table p_id's capture function.
+CREATE OR REPLACE FUNCTION pgtrail._capture_function(p_id integer)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT CASE
-        WHEN cardinality(p_key_columns) > 0 THEN
-            'FROM pgtrail_old AS o JOIN pgtrail_new AS n ON '
-            || (SELECT string_agg(format('o.%1$I = n.%1$I', k), ' AND ') FROM unnest(p_key_columns) AS k)
-        ELSE
-            'FROM (SELECT row_number() OVER () AS pgtrail_pos, pgtrail_row.* FROM pgtrail_old AS pgtrail_row) AS o '
-            || 'JOIN (SELECT row_number() OVER () AS pgtrail_pos, pgtrail_row.* FROM pgtrail_new AS pgtrail_row) AS n '
-            || 'USING (pgtrail_pos)'
+    SELECT format('pgtrail.%I', '_capture_' || p_id)
+$fn$;
+
+-- jsonb_build_object of the key columns; p_read(name) reads a column:
+-- p_read is a format string taking the column's name ('n.%I') or, with
+-- p_numbered, its number ('n.c%s').
+CREATE OR REPLACE FUNCTION pgtrail._key_sql(t pgtrail.audited_table, p_relid oid, p_read text, p_numbered boolean)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT 'pg_catalog.jsonb_build_object('
+           || string_agg(format('%L, ', k.name) || CASE WHEN p_numbered THEN format(p_read, c.ord) ELSE format(p_read, k.name) END,
+                         ', ' ORDER BY k.i)
+           || ')'
+    FROM unnest(t.key_columns) WITH ORDINALITY AS k(name, i)
+    JOIN pgtrail._capture_columns(t.id, p_relid) AS c ON c.name = k.name
+$fn$;
+
+-- A whole row's JSON (the SQL expression p_row, ignored columns removed) as
+-- the trail records it: its redacted values replaced by their markers.
+CREATE OR REPLACE FUNCTION pgtrail._redacted_sql(t pgtrail.audited_table, p_row text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE WHEN cardinality(t.redact_columns) = 0 THEN p_row
+        ELSE format('pgtrail._redact_row(%s, %s, %L::pg_catalog.text[], %L::pg_catalog.text[], v_secret)',
+                    p_row, t.id, t.key_columns, t.redact_columns)
     END
 $fn$;
 
--- SELECT telling whether the old and new transition tables list the same
--- keys in the same order (compared as one digest per side).
-CREATE OR REPLACE FUNCTION pgtrail._bulk_same_keys_sql(p_key_columns text[])
+-- The same for some values (p_part) of the whole row p_row.
+CREATE OR REPLACE FUNCTION pgtrail._redacted_part_sql(t pgtrail.audited_table, p_part text, p_row text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE WHEN cardinality(t.redact_columns) = 0 THEN p_part
+        ELSE format('pgtrail._redact_part(%s, %s, %s, %L::pg_catalog.text[], %L::pg_catalog.text[], v_secret)',
+                    p_part, p_row, t.id, t.key_columns, t.redact_columns)
+    END
+$fn$;
+
+-- ' - ignored columns', to remove them from a row's JSON.
+CREATE OR REPLACE FUNCTION pgtrail._minus_ignored_sql(t pgtrail.audited_table)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT format('SELECT (SELECT md5(string_agg(ROW(%1$s)::text, '','')) FROM pgtrail_old AS r) '
-                  'IS NOT DISTINCT FROM (SELECT md5(string_agg(ROW(%1$s)::text, '','')) FROM pgtrail_new AS r)',
-                  string_agg(format('r.%I', k), ', '))
-    FROM unnest(p_key_columns) AS k
+    SELECT CASE WHEN cardinality(t.ignore_columns) > 0
+                THEN format(' OPERATOR(pg_catalog.-) %L::pg_catalog.text[]', t.ignore_columns) ELSE '' END
 $fn$;
 
--- The expression that tells whether column p_column changed between o and n,
--- or NULL when its type has no safe native comparison (no default btree
--- equality, or a nondeterministic collation); the bulk path is then not used.
--- numeric also compares scale: 1.5 -> 1.50 is recorded, as on the static path.
-CREATE OR REPLACE FUNCTION pgtrail._bulk_changed_expr(p_relid oid, p_column text)
+-- The INSERT of an INSERT's (p_op 'I', rows in pgtrail_new) or a DELETE's
+-- (p_op 'D', rows in pgtrail_old) changes: every row, whole.
+CREATE OR REPLACE FUNCTION pgtrail._rows_sql(t pgtrail.audited_table, p_relid oid, p_op text)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    WITH col AS (
-        SELECT coalesce(nullif(bt.typbasetype, 0), a.atttypid) AS type_oid, a.attcollation
-        FROM pg_attribute AS a JOIN pg_type AS bt ON bt.oid = a.atttypid
-        WHERE a.attrelid = p_relid AND a.attname = p_column
-    ),
-    typ AS (
-        SELECT t.oid, t.typtype, t.typelem, t.typcategory, col.attcollation
-        FROM col JOIN pg_type AS t ON t.oid = col.type_oid
-    )
-    SELECT CASE
-        WHEN typ.oid = 'numeric'::regtype
-            THEN format('(o.%1$I IS DISTINCT FROM n.%1$I OR scale(o.%1$I) IS DISTINCT FROM scale(n.%1$I))', p_column)
-        WHEN (typ.attcollation = 0
-              OR EXISTS (SELECT FROM pg_collation AS c WHERE c.oid = typ.attcollation AND c.collisdeterministic))
-         AND (typ.typtype = 'e'
-              OR EXISTS (SELECT FROM pg_opclass AS oc JOIN pg_am AS am ON am.oid = oc.opcmethod
-                         WHERE am.amname = 'btree' AND oc.opcdefault
-                           AND oc.opcintype = CASE WHEN typ.typcategory = 'A' THEN typ.typelem ELSE typ.oid END)
-                 AND NOT (typ.typcategory = 'A' AND typ.typelem = 'numeric'::regtype))
-            THEN format('(o.%1$I IS DISTINCT FROM n.%1$I)', p_column)
-    END
-    FROM typ
+    SELECT format(
+        E'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, %s)\n'
+        '        SELECT v_txid, v_ctx, %s, %L, pg_catalog.clock_timestamp(), %s, %s\n'
+        '        FROM (SELECT pg_catalog.to_jsonb(r.*)%s AS j%s FROM %s AS r) AS x;',
+        CASE p_op WHEN 'I' THEN 'new_values' ELSE 'old_values' END,
+        t.id, p_op,
+        CASE WHEN cardinality(t.key_columns) > 0 THEN 'x.k' ELSE pgtrail._redacted_sql(t, 'x.j') END,
+        pgtrail._redacted_sql(t, 'x.j'),
+        pgtrail._minus_ignored_sql(t),
+        CASE WHEN cardinality(t.key_columns) > 0 THEN ', ' || pgtrail._key_sql(t, p_relid, 'r.%I', false) || ' AS k' ELSE '' END,
+        CASE p_op WHEN 'I' THEN 'pgtrail_new' ELSE 'pgtrail_old' END)
 $fn$;
 
--- SELECT returning the number of paired rows and the text[] of columns that
--- changed in at least one row; NULL when some column cannot be compared
--- natively or the key columns themselves cannot.
-CREATE OR REPLACE FUNCTION pgtrail._bulk_changed_columns_sql(t pgtrail.audited_table, p_relid oid)
+-- The columns of one side of the positional pairing of a multi-row
+-- UPDATE: c<n> for the n-th recorded column, and the whole row w when whole
+-- rows are recorded (full images, or a table without a key).
+CREATE OR REPLACE FUNCTION pgtrail._numbered_columns_sql(t pgtrail.audited_table, p_relid oid)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT CASE WHEN bool_and(e.expr IS NOT NULL) THEN
-        format('SELECT count(*), array_remove(ARRAY[%s]::text[], NULL) %s',
-               string_agg(format('CASE WHEN bool_or(%s) THEN %L END', e.expr, e.attname), ', ' ORDER BY e.attnum),
-               pgtrail._bulk_pairs(t.key_columns))
-    END
-    FROM (SELECT a.attname, a.attnum, pgtrail._bulk_changed_expr(p_relid, a.attname) AS expr
-          FROM pg_attribute AS a
-          WHERE a.attrelid = p_relid AND a.attnum > 0 AND NOT a.attisdropped
-            AND (NOT a.attname = ANY (t.ignore_columns) OR a.attname = ANY (t.key_columns))) AS e
+    SELECT string_agg(format('r.%I AS c%s', c.name, c.ord), ', ' ORDER BY c.ord)
+           || CASE WHEN t.images = 'full' OR cardinality(t.key_columns) = 0 THEN ', r AS w' ELSE '' END
+    FROM pgtrail._capture_columns(t.id, p_relid) AS c
 $fn$;
 
--- The old (p_side 'o') or new ('n') values of the changed columns of one row,
--- as jsonb. The usual case, every column of p_changed changed in this row,
--- is one jsonb_build_object; otherwise the object is assembled column by
--- column. A redacted value becomes its keyed marker, exactly as
--- pgtrail._redact makes it ($4 is the redaction key).
-CREATE OR REPLACE FUNCTION pgtrail._bulk_image_sql(
-    t pgtrail.audited_table, p_relid oid, p_changed text[], p_side text)
-RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-    WITH col AS (
-        SELECT c,
-               pgtrail._bulk_changed_expr(p_relid, c) AS changed,
-               CASE WHEN c = ANY (t.redact_columns)
-                    THEN format('jsonb_build_object(''redacted'', left(encode(sha256($4 || convert_to(%1$L || ''='' '
-                                || '|| to_jsonb(%2$s.%1$I)::text, ''UTF8'')), ''hex''), 16))', c, p_side)
-                    ELSE format('%s.%I', p_side, c)
-               END AS value
-        FROM unnest(p_changed) AS c
-    )
-    SELECT format('CASE WHEN %s THEN jsonb_build_object(%s) ELSE %s END',
-                  string_agg(changed, ' AND '),
-                  string_agg(format('%L, %s', c, value), ', '),
-                  string_agg(format('CASE WHEN %s THEN jsonb_build_object(%L, %s) ELSE ''{}''::jsonb END',
-                                    changed, c, value), ' || '))
-    FROM col
-$fn$;
-
--- INSERT of the changes, for the columns in p_changed. Parameters: $1 txid,
--- $2 ctx, $3 redacted columns, $4 redaction key, $5 ignored columns.
-CREATE OR REPLACE FUNCTION pgtrail._bulk_insert_sql(
-    t pgtrail.audited_table, p_relid oid, p_changed text[], p_by_position boolean)
+-- The INSERT of an UPDATE's changes, for a function of kind 'columns'.
+-- p_from pairs old rows o with new rows n. With p_numbered, o and n are the
+-- positional pairing's subqueries (columns c<n>, whole row w); else the
+-- transition tables themselves. p_where is added to the condition that
+-- some recorded column changed.
+CREATE OR REPLACE FUNCTION pgtrail._update_columns_sql(
+    t pgtrail.audited_table, p_relid oid, p_from text, p_numbered boolean, p_where text)
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    v_key_new text;
-    v_key_old text;
+    v_old_row     text := CASE WHEN p_numbered THEN 'o.w' ELSE 'o.*' END;
+    v_new_row     text := CASE WHEN p_numbered THEN 'n.w' ELSE 'n.*' END;
+    v_keyed       boolean := cardinality(t.key_columns) > 0;
+    v_changed     text;
+    v_any         text;
+    v_key_changed text;
+    v_new_key     text;
+    v_old_key     text;
+    v_old_values  text;
+    v_new_values  text;
+    v_fields      text := 'NULL';
 BEGIN
-    IF cardinality(t.key_columns) = 0 THEN
-        -- The whole row is the key: redacted values are redacted in it too.
-        v_key_new := 'pgtrail._redact(to_jsonb(n.*) - $5 - ''pgtrail_pos'', $3, $4)';
-        v_key_old := 'pgtrail._redact(to_jsonb(o.*) - $5 - ''pgtrail_pos'', $3, $4)';
+    -- ch.c<n>: whether the n-th column changed.
+    SELECT string_agg(pgtrail._changed_sql(p_relid, c.name, c.old, c.new) || format(' AS c%s', c.ord), ', ' ORDER BY c.ord),
+           string_agg(format('ch.c%s', c.ord), ' OR ' ORDER BY c.ord),
+           string_agg(format('ch.c%s', c.ord), ' OR ' ORDER BY c.ord) FILTER (WHERE c.is_key)
+    INTO v_changed, v_any, v_key_changed
+    FROM (SELECT x.*,
+                 CASE WHEN p_numbered THEN format('o.c%s', x.ord) ELSE format('o.%I', x.name) END AS old,
+                 CASE WHEN p_numbered THEN format('n.c%s', x.ord) ELSE format('n.%I', x.name) END AS new
+          FROM pgtrail._capture_columns(t.id, p_relid) AS x) AS c;
+
+    IF v_keyed THEN
+        v_new_key := pgtrail._key_sql(t, p_relid, CASE WHEN p_numbered THEN 'n.c%s' ELSE 'n.%I' END, p_numbered);
+        v_old_key := pgtrail._key_sql(t, p_relid, CASE WHEN p_numbered THEN 'o.c%s' ELSE 'o.%I' END, p_numbered);
     ELSE
-        SELECT 'jsonb_build_object(' || string_agg(format('%L, n.%I', k, k), ', ') || ')',
-               'jsonb_build_object(' || string_agg(format('%L, o.%I', k, k), ', ') || ')'
-        INTO v_key_new, v_key_old
-        FROM unnest(t.key_columns) AS k;
+        -- The whole row is the key: it changed whenever the row did.
+        v_new_key := pgtrail._redacted_sql(t, format('pg_catalog.to_jsonb(%s)%s', v_new_row, pgtrail._minus_ignored_sql(t)));
+        v_old_key := pgtrail._redacted_sql(t, format('pg_catalog.to_jsonb(%s)%s', v_old_row, pgtrail._minus_ignored_sql(t)));
+        v_key_changed := 'true';
     END IF;
+
+    IF t.images = 'full' THEN
+        v_old_values := pgtrail._redacted_sql(t, format('pg_catalog.to_jsonb(%s)%s', v_old_row, pgtrail._minus_ignored_sql(t)));
+        v_new_values := pgtrail._redacted_sql(t, format('pg_catalog.to_jsonb(%s)%s', v_new_row, pgtrail._minus_ignored_sql(t)));
+        SELECT 'pg_catalog.array_remove(ARRAY['
+               || string_agg(format('CASE WHEN ch.c%s THEN %L END', c.ord, c.name), ', ' ORDER BY c.ord)
+               || ']::pg_catalog.text[], NULL)'
+        INTO v_fields
+        FROM pgtrail._capture_columns(t.id, p_relid) AS c;
+    ELSE
+        -- Only the changed columns: one single-key object per changed
+        -- column, concatenated (an unchanged one adds nothing).
+        SELECT string_agg(format('CASE WHEN ch.c%s THEN pg_catalog.jsonb_build_object(%L, %s) ELSE ''{}''::pg_catalog.jsonb END',
+                                 c.ord, c.name, c.old_value),
+                          ' OPERATOR(pg_catalog.||) ' ORDER BY c.ord),
+               string_agg(format('CASE WHEN ch.c%s THEN pg_catalog.jsonb_build_object(%L, %s) ELSE ''{}''::pg_catalog.jsonb END',
+                                 c.ord, c.name, c.new_value),
+                          ' OPERATOR(pg_catalog.||) ' ORDER BY c.ord)
+        INTO v_old_values, v_new_values
+        FROM (SELECT x.ord, x.name,
+                     CASE WHEN x.redacted
+                          THEN format('pgtrail._marker(v_secret, %s, %L, pg_catalog.to_jsonb(%s))',
+                                      pgtrail._scope_sql(t, v_old_row, v_old_key), x.name, x.old)
+                          ELSE x.old END AS old_value,
+                     CASE WHEN x.redacted
+                          THEN format('pgtrail._marker(v_secret, %s, %L, pg_catalog.to_jsonb(%s))',
+                                      pgtrail._scope_sql(t, v_new_row, v_new_key), x.name, x.new)
+                          ELSE x.new END AS new_value
+              FROM (SELECT c.*,
+                           CASE WHEN p_numbered THEN format('o.c%s', c.ord) ELSE format('o.%I', c.name) END AS old,
+                           CASE WHEN p_numbered THEN format('n.c%s', c.ord) ELSE format('n.%I', c.name) END AS new
+                    FROM pgtrail._capture_columns(t.id, p_relid) AS c) AS x) AS c;
+    END IF;
+
     RETURN format(
-        'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields) '
-        'SELECT $1, $2, %s, ''U'', clock_timestamp(), d.pk, CASE WHEN d.old_pk IS DISTINCT FROM d.pk THEN d.old_pk END, '
-        '       d.old_values, d.new_values, NULL '
-        'FROM (SELECT %s AS pk, %s AS old_pk, %s AS old_values, %s AS new_values, '
-        '             array_remove(ARRAY[%s]::text[], NULL) AS fields %s) AS d '
-        'WHERE cardinality(d.fields) > 0',
-        t.id,
-        v_key_new,
-        v_key_old,
-        pgtrail._bulk_image_sql(t, p_relid, p_changed, 'o'),
-        pgtrail._bulk_image_sql(t, p_relid, p_changed, 'n'),
-        (SELECT string_agg(format('CASE WHEN %s THEN %L END', pgtrail._bulk_changed_expr(p_relid, c), c), ', '
-                           ORDER BY c)
-         FROM unnest(p_changed) AS c),
-        pgtrail._bulk_pairs(CASE WHEN p_by_position THEN '{}'::text[] ELSE t.key_columns END));
+        E'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)\n'
+        '            SELECT v_txid, v_ctx, %s, ''U'', pg_catalog.clock_timestamp(), %s,\n'
+        '                   CASE WHEN %s THEN %s END,\n'
+        '                   %s,\n                   %s,\n                   %s\n'
+        '            FROM %s\n'
+        '            CROSS JOIN LATERAL (SELECT %s) AS ch\n'
+        '            WHERE (%s)%s;',
+        t.id, v_new_key, coalesce(v_key_changed, 'false'), v_old_key,
+        v_old_values, v_new_values, v_fields, p_from, v_changed, v_any, p_where);
 END
 $fn$;
 
-CREATE OR REPLACE FUNCTION pgtrail.capture_update()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
+-- The scope of the markers of one side of an UPDATE (pgtrail._marker):
+-- the table and the row's key, or for a table without a key the row's other
+-- recorded columns. p_row is the whole row, p_key its key's JSON.
+CREATE OR REPLACE FUNCTION pgtrail._scope_sql(t pgtrail.audited_table, p_row text, p_key text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT format('(%L OPERATOR(pg_catalog.||) (%s)::pg_catalog.text)', t.id || ':',
+                  CASE WHEN cardinality(t.key_columns) > 0 THEN p_key
+                       ELSE format('pg_catalog.to_jsonb(%s)%s OPERATOR(pg_catalog.-) %L::pg_catalog.text[]',
+                                   p_row, pgtrail._minus_ignored_sql(t), t.redact_columns) END)
+$fn$;
+
+-- The INSERT of an UPDATE's changes, for a function of kind 'rows':
+-- p_pairs yields the old and new rows as JSON (oj, nj; ignored columns
+-- removed), which pgtrail._diff compares.
+CREATE OR REPLACE FUNCTION pgtrail._update_rows_sql(t pgtrail.audited_table, p_pairs text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT format(
+        E'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)\n'
+        '            SELECT v_txid, v_ctx, %s, ''U'', pg_catalog.clock_timestamp(), %s,\n'
+        '                   CASE WHEN x.ok IS DISTINCT FROM x.nk THEN %s END,\n'
+        '                   %s,\n                   %s,\n                   %s\n'
+        '            FROM (SELECT p.oj, p.nj, pgtrail._key(p.oj, %L::pg_catalog.text[]) AS ok,\n'
+        '                         pgtrail._key(p.nj, %L::pg_catalog.text[]) AS nk\n'
+        '                  FROM (%s) AS p OFFSET 0) AS x\n'
+        '            CROSS JOIN LATERAL pgtrail._diff(x.oj, x.nj) AS d\n'
+        '            WHERE d.fields IS NOT NULL;',
+        t.id,
+        CASE WHEN cardinality(t.key_columns) > 0 THEN 'x.nk' ELSE pgtrail._redacted_sql(t, 'x.nk') END,
+        CASE WHEN cardinality(t.key_columns) > 0 THEN 'x.ok' ELSE pgtrail._redacted_sql(t, 'x.ok') END,
+        CASE WHEN t.images = 'full' THEN pgtrail._redacted_sql(t, 'x.oj')
+             ELSE pgtrail._redacted_part_sql(t, 'd.old_values', 'x.oj') END,
+        CASE WHEN t.images = 'full' THEN pgtrail._redacted_sql(t, 'x.nj')
+             ELSE pgtrail._redacted_part_sql(t, 'd.new_values', 'x.nj') END,
+        CASE WHEN t.images = 'full' THEN 'd.fields' ELSE 'NULL' END,
+        t.key_columns, t.key_columns, p_pairs)
+$fn$;
+
+-- The body of table p_id's capture function, generated from the catalog
+-- entry of p_relid (the audited table; its partitions have the same
+-- columns).
+CREATE OR REPLACE FUNCTION pgtrail._capture_body(p_id integer, p_relid oid, p_kind text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    t      pgtrail.audited_table;
-    v_txid bigint;
-    v_key     bytea;
-    v_full    boolean;
-    v_changed     text[];
-    v_ctx         smallint;
-    v_sql         text;
-    v_paired      bigint;
-    v_by_position boolean;
-    v_same_keys   boolean;
-    v_work_mem    text;
-    v_jit         text;
-    v_rows        bigint;
-    v_recorded    boolean;
-    v_start       record;
+    t        pgtrail.audited_table;
+    v_kind   text := coalesce(p_kind, pgtrail._capture_kind(p_id, p_relid));
+    v_name   text;
+    v_one    text;
+    v_many   text;
+    v_ignore text;
 BEGIN
-    -- The table's settings, how many rows changed (counting stops at 256,
-    -- the bulk path's threshold) and the context number, in one query.
-    SELECT a AS t, (SELECT count(*) FROM (SELECT FROM pgtrail_new LIMIT 256) AS s) AS n, pgtrail._context_seq() AS ctx
-    INTO v_start
-    FROM pgtrail.audited_table AS a WHERE a.id = TG_ARGV[0]::integer;
-    t := v_start.t;
-    v_rows := v_start.n;
-    v_ctx := v_start.ctx;
-    IF v_rows = 0 THEN
-        RETURN NULL;
+    SELECT * INTO t FROM pgtrail.audited_table WHERE id = p_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgtrail: no audited table has id %', p_id USING ERRCODE = '55000';
     END IF;
-    v_full := t.images = 'full';
-    IF cardinality(t.redact_columns) > 0 THEN
-        SELECT value INTO v_key FROM pgtrail.secret WHERE name = 'redaction';
+    v_name := format('%I.%I', t.table_schema, t.table_name);
+    v_ignore := pgtrail._minus_ignored_sql(t);
+
+    IF v_kind = 'columns' THEN
+        v_one := pgtrail._update_columns_sql(t, p_relid, 'pgtrail_old AS o, pgtrail_new AS n', false,
+                                             ' AND NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)');
+        v_many := pgtrail._update_columns_sql(t, p_relid,
+            format(E'(SELECT pg_catalog.row_number() OVER () AS p, %1$s FROM pgtrail_old AS r) AS o\n'
+                   '            JOIN (SELECT pg_catalog.row_number() OVER () AS p, %1$s FROM pgtrail_new AS r) AS n ON o.p = n.p',
+                   pgtrail._numbered_columns_sql(t, p_relid)),
+            true, '');
+    ELSE
+        v_one := pgtrail._update_rows_sql(t, format(
+            'SELECT pg_catalog.to_jsonb(o.*)%1$s AS oj, pg_catalog.to_jsonb(n.*)%1$s AS nj '
+            'FROM pgtrail_old AS o, pgtrail_new AS n WHERE NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)', v_ignore));
+        v_many := pgtrail._update_rows_sql(t, format(
+            'SELECT o.j AS oj, n.j AS nj '
+            'FROM (SELECT pg_catalog.row_number() OVER () AS p, pg_catalog.to_jsonb(r.*)%1$s AS j FROM pgtrail_old AS r) AS o '
+            'JOIN (SELECT pg_catalog.row_number() OVER () AS p, pg_catalog.to_jsonb(r.*)%1$s AS j FROM pgtrail_new AS r) AS n '
+            'ON o.p = n.p', v_ignore));
     END IF;
-    v_txid := txid_current();
-    -- Statements that changed many rows take the bulk path (see above).
-    IF NOT v_full AND v_rows = 256 THEN
-        v_sql := pgtrail._bulk_changed_columns_sql(t, TG_RELID);
-        IF v_sql IS NOT NULL THEN
-            -- Enough memory to pair the rows with a hash join instead of
-            -- sorting on disk, and no JIT: the planner cannot estimate
-            -- transition tables, expects millions of rows and would spend
-            -- longer compiling than running. Both restored below.
-            v_work_mem := current_setting('work_mem');
-            v_jit := current_setting('jit');
-            PERFORM set_config('work_mem', greatest(pg_size_bytes(v_work_mem), 64 * 1024 * 1024)::text || 'B', true);
-            PERFORM set_config('jit', 'off', true);
-            -- Pairing by key equals pairing by position when the keys come in
-            -- the same order on both sides, i.e. no key changed (a swap or a
-            -- shift of keys would pair the wrong rows by key).
-            v_by_position := cardinality(t.key_columns) = 0;
-            IF NOT v_by_position THEN
-                EXECUTE pgtrail._bulk_same_keys_sql(t.key_columns) INTO v_same_keys;
-                v_by_position := NOT v_same_keys;
-            END IF;
-            IF v_by_position AND cardinality(t.key_columns) > 0 THEN
-                v_sql := replace(v_sql, pgtrail._bulk_pairs(t.key_columns), pgtrail._bulk_pairs('{}'));
-            END IF;
-            EXECUTE v_sql INTO v_paired, v_changed;
-            IF cardinality(v_changed) > 0 THEN
-                EXECUTE pgtrail._bulk_insert_sql(t, TG_RELID, v_changed, v_by_position)
-                USING v_txid, v_ctx, t.redact_columns, coalesce(v_key, ''::bytea), t.ignore_columns;
+
+    RETURN format($body$
+-- pgtrail: capture of %1$s (table id %2$s, kind '%3$s'), generated from the catalog; do not edit.
+DECLARE
+    v_txid     bigint := pg_catalog.txid_current();
+    v_seq      text := pg_catalog.current_setting('pgtrail.context_seq', true);
+    v_ctx      smallint := CASE WHEN v_seq OPERATOR(pg_catalog.~) '^[0-9]{1,5}$'
+                                THEN LEAST(v_seq::pg_catalog.int4, 32767) ELSE 0 END;
+    v_rows     bigint;
+    v_secret   bytea;
+    v_mark     text;
+    v_context  jsonb;
+    v_settings text[];
+BEGIN
+%4$s    IF TG_OP = 'UPDATE' THEN
+        -- One row, the common case: old and new row need no pairing.
+        %5$s
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
+        IF v_rows = 0 THEN
+            PERFORM 1 FROM pgtrail_new OFFSET 1 LIMIT 1;
+            IF FOUND THEN
+                -- Several rows, paired by position with a hash join whatever
+                -- their number (a plan kept from a small statement must not
+                -- turn quadratic on a large one), in memory, without JIT.
+                v_settings := ARRAY[pg_catalog.current_setting('work_mem'), pg_catalog.current_setting('jit'),
+                                    pg_catalog.current_setting('enable_nestloop'),
+                                    pg_catalog.current_setting('enable_mergejoin')];
+                PERFORM pg_catalog.set_config('work_mem',
+                            GREATEST(pg_catalog.pg_size_bytes(v_settings[1]), 67108864)::pg_catalog.text || 'B', true),
+                        pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('enable_nestloop', 'off', true),
+                        pg_catalog.set_config('enable_mergejoin', 'off', true);
+                %6$s
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
-                IF v_rows > 0 THEN
-                    PERFORM FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx;
-                    IF NOT FOUND THEN
-                        PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
-                    END IF;
-                    IF pgtrail._outside_context_span(clock_timestamp()) THEN
-                        INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
-                    END IF;
-                END IF;
+                PERFORM pg_catalog.set_config('work_mem', v_settings[1], true), pg_catalog.set_config('jit', v_settings[2], true),
+                        pg_catalog.set_config('enable_nestloop', v_settings[3], true),
+                        pg_catalog.set_config('enable_mergejoin', v_settings[4], true);
             END IF;
-            PERFORM set_config('work_mem', v_work_mem, true);
-            PERFORM set_config('jit', v_jit, true);
+        END IF;
+    ELSIF TG_OP = 'INSERT' THEN
+        %7$s
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
+    ELSIF TG_OP = 'DELETE' THEN
+        %8$s
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
+    ELSE
+        -- TRUNCATE of a partitioned table fires on each partition too: one
+        -- event per statement (one recorded since the statement began is
+        -- this statement's).
+        PERFORM 1 FROM pgtrail.change AS c
+        WHERE c.txid = v_txid AND c.table_id = %2$s AND c.op = 'T' AND c.changed_at >= pg_catalog.statement_timestamp();
+        IF FOUND THEN
             RETURN NULL;
         END IF;
+        INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at)
+        VALUES (v_txid, v_ctx, %2$s, 'T', pg_catalog.clock_timestamp());
+        v_rows := 1;
     END IF;
-    -- An UPDATE that changed nothing, or only ignored columns, records
-    -- nothing, not even its transaction: the context is written only when
-    -- at least one row really changed.
-    IF v_rows = 1 THEN
-        -- One row, the common OLTP case: no pairing needed, and one
-        -- statement that writes the change and tells whether this
-        -- transaction's context is recorded yet. (The keys are computed in
-        -- the fenced subquery so that pgtrail._redact, given a plain column,
-        -- is inlined rather than called.)
-        WITH written AS (
-            INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)
-            SELECT v_txid, v_ctx, t.id, 'U', clock_timestamp(),
-                   pgtrail._redact(r.new_key, t.redact_columns, v_key),
-                   CASE WHEN r.old_key IS DISTINCT FROM r.new_key THEN pgtrail._redact(r.old_key, t.redact_columns, v_key) END,
-                   pgtrail._redact(CASE WHEN v_full THEN r.o ELSE d.old_values END, t.redact_columns, v_key),
-                   pgtrail._redact(CASE WHEN v_full THEN r.n ELSE d.new_values END, t.redact_columns, v_key),
-                   CASE WHEN v_full THEN d.fields END
-            FROM (SELECT x.o, x.n, pgtrail._key(x.o, t.key_columns) AS old_key, pgtrail._key(x.n, t.key_columns) AS new_key
-                  FROM (SELECT to_jsonb(o.*) - t.ignore_columns AS o, to_jsonb(n.*) - t.ignore_columns AS n
-                        FROM pgtrail_old AS o, pgtrail_new AS n OFFSET 0) AS x
-                  OFFSET 0) AS r
-            CROSS JOIN LATERAL pgtrail._diff(r.o, r.n) AS d
-            WHERE d.fields IS NOT NULL
-            RETURNING 1
-        )
-        SELECT count(*), EXISTS (SELECT FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx)
-        INTO v_rows, v_recorded
-        FROM written;
-        IF v_rows > 0 AND NOT v_recorded THEN
-            PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
-        END IF;
-        IF v_rows > 0 AND pgtrail._outside_context_span(clock_timestamp()) THEN
-            INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
-        END IF;
-        RETURN NULL;
-    END IF;
-    WITH diff AS MATERIALIZED (
-        SELECT d.new_pk AS pk,
-               CASE WHEN d.old_pk IS DISTINCT FROM d.new_pk THEN d.old_pk END AS old_pk,
-               pgtrail._redact(CASE WHEN v_full THEN o.j ELSE d.old_diff END, t.redact_columns, v_key) AS old_values,
-               pgtrail._redact(CASE WHEN v_full THEN n.j ELSE d.new_diff END, t.redact_columns, v_key) AS new_values,
-               CASE WHEN v_full THEN d.fields END AS changed_fields
-        -- OFFSET 0 keeps each row's JSON computed once, not once per key.
-        FROM (SELECT row_number() OVER () AS pos, to_jsonb(pgtrail_row.*) - t.ignore_columns AS j
-              FROM pgtrail_old AS pgtrail_row OFFSET 0) AS o
-        JOIN (SELECT row_number() OVER () AS pos, to_jsonb(pgtrail_row.*) - t.ignore_columns AS j
-              FROM pgtrail_new AS pgtrail_row OFFSET 0) AS n
-          USING (pos)
-        CROSS JOIN LATERAL (
-            SELECT x.fields, x.old_values AS old_diff, x.new_values AS new_diff,
-                   pgtrail._redact(pgtrail._key(o.j, t.key_columns), t.redact_columns, v_key) AS old_pk,
-                   pgtrail._redact(pgtrail._key(n.j, t.key_columns), t.redact_columns, v_key) AS new_pk
-            FROM pgtrail._diff(o.j, n.j) AS x
-        ) AS d
-        WHERE d.fields IS NOT NULL
-        ORDER BY o.pos
-    )
-    INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)
-    SELECT v_txid, v_ctx, t.id, 'U', clock_timestamp(),
-           diff.pk, diff.old_pk, diff.old_values, diff.new_values, diff.changed_fields
-    FROM diff;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    -- A statement that changed nothing records nothing, not even its context.
     IF v_rows > 0 THEN
-        PERFORM FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx;
-        IF NOT FOUND THEN
-            PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
+        IF pg_catalog.current_setting('pgtrail.recorded', true)
+           IS DISTINCT FROM (v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text) THEN
+            %9$s
         END IF;
-        IF pgtrail._outside_context_span(clock_timestamp()) THEN
+        -- A change later than its transaction's first hour, or before its
+        -- start (a clock step): the context is listed for pgtrail.actor_changes.
+        IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>) (pg_catalog.transaction_timestamp() OPERATOR(pg_catalog.+) %10$L::pg_catalog.interval)
+           OR pg_catalog.clock_timestamp() OPERATOR(pg_catalog.<) pg_catalog.transaction_timestamp() THEN
             INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
         END IF;
     END IF;
     RETURN NULL;
 END
+$body$,
+                      v_name, p_id, v_kind,
+                      CASE WHEN cardinality(t.redact_columns) > 0
+                           THEN E'    v_secret := (SELECT s.value FROM pgtrail.secret AS s WHERE s.name = ''redaction'');\n'
+                           ELSE '' END,
+                      v_one, v_many,
+                      pgtrail._rows_sql(t, p_relid, 'I'), pgtrail._rows_sql(t, p_relid, 'D'),
+                      pgtrail._context_record_sql(quote_literal(v_name)),
+                      pgtrail._context_span()::text);
+END
 $fn$;
 
-CREATE OR REPLACE FUNCTION pgtrail.capture_truncate()
-RETURNS trigger
+-- The CREATE FUNCTION statement of table p_id's capture function.
+CREATE OR REPLACE FUNCTION pgtrail._capture_sql(p_id integer, p_relid oid, p_kind text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT format(E'CREATE OR REPLACE FUNCTION %s()\nRETURNS trigger\nLANGUAGE plpgsql\nSECURITY DEFINER\n'
+                  'SET search_path = pg_catalog, pg_temp\nAS %L',
+                  pgtrail._capture_function(p_id), pgtrail._capture_body(p_id, p_relid, p_kind))
+$fn$;
+
+-- (Re)generates the capture function of the audited table p_id from the
+-- catalog entry of p_table, of kind p_kind or the kind it should have.
+CREATE OR REPLACE FUNCTION pgtrail._compile_capture(p_id integer, p_table regclass, p_kind text DEFAULT NULL)
+RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    EXECUTE pgtrail._capture_sql(p_id, p_table, p_kind);
+    PERFORM pgtrail._own_generated(pgtrail._capture_function(p_id) || '()');
+END
+$fn$;
+
+-- A generated function belongs to the trail's owner (the owner of schema
+-- pgtrail) like every other function of pgtrail, whoever generated it, and
+-- nobody else may execute it.
+CREATE OR REPLACE FUNCTION pgtrail._own_generated(p_function text)
+RETURNS void
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    t      pgtrail.audited_table;
-    v_txid bigint;
-    v_ctx  smallint;
+    v_owner oid := (SELECT nspowner FROM pg_namespace WHERE nspname = 'pgtrail');
 BEGIN
-    SELECT * INTO t FROM pgtrail.audited_table WHERE id = TG_ARGV[0]::integer;
-    v_txid := txid_current();
-    -- TRUNCATE of a partitioned table fires on each partition too: record one
-    -- event per statement and audited table (an event of this table recorded
-    -- since the statement began is this statement's).
-    PERFORM FROM pgtrail.change
-    WHERE txid = v_txid AND table_id = t.id AND op = 'T' AND changed_at >= statement_timestamp();
-    IF FOUND THEN
-        RETURN NULL;
+    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', p_function);
+    IF (SELECT proowner FROM pg_proc WHERE oid = p_function::regprocedure) <> v_owner
+       AND pg_has_role(current_user, v_owner, 'MEMBER') THEN
+        EXECUTE format('ALTER FUNCTION %s OWNER TO %I', p_function, (SELECT rolname FROM pg_roles WHERE oid = v_owner));
     END IF;
-    v_ctx := pgtrail._context_seq();
-    INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at)
-    VALUES (v_txid, v_ctx, t.id, 'T', clock_timestamp());
-    PERFORM FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx;
-    IF NOT FOUND THEN
-        PERFORM pgtrail._record_transaction(v_txid, v_ctx, format('%I.%I', t.table_schema, t.table_name));
-    END IF;
-    IF pgtrail._outside_context_span(clock_timestamp()) THEN
-        INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
-    END IF;
-    RETURN NULL;
+END
+$fn$;
+
+-- Whether table p_id's capture function is the one the catalog and the
+-- settings call for now (`pgtrail check`).
+CREATE OR REPLACE FUNCTION pgtrail._capture_is_current(p_id integer, p_table regclass)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT coalesce((SELECT p.prosrc FROM pg_proc AS p
+                     WHERE p.oid = to_regprocedure(pgtrail._capture_function(p_id) || '()'))
+                    = pgtrail._capture_body(p_id, p_table), false)
+$fn$;
+
+-- Regenerates every generated function: each attached table's capture
+-- function and _record_transaction (after the context settings changed,
+-- the DDL watch was installed or removed, or an upgrade).
+CREATE OR REPLACE FUNCTION pgtrail._compile_all()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_table record;
+BEGIN
+    PERFORM pgtrail._compile_record_transaction();
+    FOR v_table IN
+        SELECT a.id, to_regclass(format('%I.%I', a.table_schema, a.table_name)) AS rel
+        FROM pgtrail.audited_table AS a
+        WHERE a.detached_at IS NULL
+    LOOP
+        IF v_table.rel IS NOT NULL THEN
+            PERFORM pgtrail._compile_capture(v_table.id, v_table.rel);
+        END IF;
+    END LOOP;
 END
 $fn$;

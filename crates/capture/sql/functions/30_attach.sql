@@ -38,8 +38,11 @@ BEGIN
 END
 $fn$;
 
--- (Re)creates the capture triggers on one table: a partitioned table gets them
--- on itself and on every partition, all recording under the parent's id.
+-- (Re)generates the capture function of the audited table p_id
+-- (20_capture.sql) and (re)creates its capture triggers: a partitioned
+-- table gets them on itself and on every partition, all calling the
+-- table's function, which records under the parent's id. The triggers
+-- carry the id as their argument (attach finds a renamed table's id by it).
 -- pgtrail.managing tells the DDL watch that these trigger changes are
 -- pgtrail's own (no capture gap).
 CREATE OR REPLACE FUNCTION pgtrail._create_triggers(p_table regclass, p_id integer)
@@ -48,9 +51,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    v_rel regclass;
+    v_rel      regclass;
+    v_function text := pgtrail._capture_function(p_id);
 BEGIN
     INSERT INTO pgtrail.managing (txid, table_id) VALUES (txid_current(), p_id);
+    PERFORM pgtrail._compile_capture(p_id, p_table);
     FOR v_rel IN
         SELECT p_table
         UNION ALL
@@ -60,18 +65,18 @@ BEGIN
         EXECUTE format(
             'CREATE TRIGGER pgtrail_capture_insert AFTER INSERT ON %s '
             'REFERENCING NEW TABLE AS pgtrail_new FOR EACH STATEMENT '
-            'EXECUTE FUNCTION pgtrail.capture_rows(%L)', v_rel, p_id);
+            'EXECUTE FUNCTION %s(%L)', v_rel, v_function, p_id);
         EXECUTE format(
             'CREATE TRIGGER pgtrail_capture_update AFTER UPDATE ON %s '
             'REFERENCING OLD TABLE AS pgtrail_old NEW TABLE AS pgtrail_new FOR EACH STATEMENT '
-            'EXECUTE FUNCTION pgtrail.capture_update(%L)', v_rel, p_id);
+            'EXECUTE FUNCTION %s(%L)', v_rel, v_function, p_id);
         EXECUTE format(
             'CREATE TRIGGER pgtrail_capture_delete AFTER DELETE ON %s '
             'REFERENCING OLD TABLE AS pgtrail_old FOR EACH STATEMENT '
-            'EXECUTE FUNCTION pgtrail.capture_rows(%L)', v_rel, p_id);
+            'EXECUTE FUNCTION %s(%L)', v_rel, v_function, p_id);
         EXECUTE format(
             'CREATE TRIGGER pgtrail_capture_truncate AFTER TRUNCATE ON %s '
-            'FOR EACH STATEMENT EXECUTE FUNCTION pgtrail.capture_truncate(%L)', v_rel, p_id);
+            'FOR EACH STATEMENT EXECUTE FUNCTION %s(%L)', v_rel, v_function, p_id);
     END LOOP;
     DELETE FROM pgtrail.managing WHERE txid = txid_current() AND table_id = p_id;
 END
@@ -196,6 +201,9 @@ BEGIN
         PERFORM pgtrail._drop_capture_triggers(v_rel);
     END LOOP;
     DELETE FROM pgtrail.managing WHERE txid = txid_current() AND table_id = v_id;
+    IF v_id IS NOT NULL THEN
+        EXECUTE format('DROP FUNCTION IF EXISTS %s()', pgtrail._capture_function(v_id));
+    END IF;
     -- Capture stops on purpose: no capture gap (see pgtrail.capture_gaps).
     WITH detached AS (
         UPDATE pgtrail.audited_table AS a

@@ -68,21 +68,50 @@ BEGIN
         RETURN;  -- pgtrail itself is being dropped
     END IF;
     FOR v_event IN
-        SELECT DISTINCT ON (x.table_id) x.table_id, x.command_tag, x.object_identity
-        FROM (SELECT pgtrail._audited_id_of(CASE WHEN d.classid = 'pg_trigger'::regclass
-                                                 THEN (SELECT tgrelid FROM pg_trigger WHERE oid = d.objid)
-                                                 ELSE d.objid END) AS table_id,
-                     d.command_tag, d.object_identity
+        SELECT DISTINCT ON (x.table_id) x.table_id, x.command_tag, x.object_identity, x.relid
+        FROM (SELECT pgtrail._audited_id_of(r.relid) AS table_id, r.relid, d.command_tag, d.object_identity
               FROM pg_event_trigger_ddl_commands() AS d
+              CROSS JOIN LATERAL (SELECT CASE WHEN d.classid = 'pg_trigger'::regclass
+                                              THEN (SELECT tgrelid FROM pg_trigger WHERE oid = d.objid)
+                                              ELSE d.objid END AS relid) AS r
               WHERE d.classid IN ('pg_class'::regclass, 'pg_trigger'::regclass)) AS x
         WHERE x.table_id IS NOT NULL
+        ORDER BY x.table_id, x.command_tag = 'ALTER TABLE' DESC
     LOOP
+        -- Columns may have been added, dropped, renamed or retyped: the
+        -- capture function names them, so it is generated again now, in
+        -- this transaction (never naming a column that is gone).
+        IF v_event.command_tag = 'ALTER TABLE' THEN
+            PERFORM pgtrail._recompile_after_ddl(v_event.table_id, coalesce(pg_partition_root(v_event.relid), v_event.relid)::regclass);
+        END IF;
         INSERT INTO pgtrail.ddl_event (command_tag, object_identity, action, detail)
         VALUES (v_event.command_tag, v_event.object_identity, 'ddl',
                 jsonb_build_object('table_id', v_event.table_id, 'command', current_query(),
                                    'capture', pgtrail._capture_state(v_event.table_id),
                                    'by_pgtrail', pgtrail._managed_by_pgtrail(v_event.table_id)));
     END LOOP;
+END
+$fn$;
+
+-- Generates table p_id's capture function again after DDL on it. Should
+-- that fail, the kind that names no column is generated instead: a schema
+-- change must never make later writes fail (`pgtrail check` reports the
+-- function as out of date until `pgtrail apply`).
+CREATE OR REPLACE FUNCTION pgtrail._recompile_after_ddl(p_id integer, p_table regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF to_regprocedure(pgtrail._capture_function(p_id) || '()') IS NULL THEN
+        RETURN;  -- attached by a version that had no generated functions
+    END IF;
+    BEGIN
+        PERFORM pgtrail._compile_capture(p_id, p_table);
+    EXCEPTION WHEN others THEN
+        RAISE WARNING 'pgtrail: could not generate the capture function of % (%); capture goes on with whole rows', p_table, SQLERRM;
+        PERFORM pgtrail._compile_capture(p_id, p_table, 'rows');
+    END;
 END
 $fn$;
 
@@ -167,6 +196,11 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgtrail_ddl_watch') THEN
         CREATE EVENT TRIGGER pgtrail_ddl_watch ON ddl_command_end
             EXECUTE FUNCTION pgtrail._on_ddl();
+    END IF;
+    -- Also under session_replication_role = replica: capture functions
+    -- must follow every schema change.
+    IF EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgtrail_ddl_watch' AND evtenabled = 'O') THEN
+        ALTER EVENT TRIGGER pgtrail_ddl_watch ENABLE ALWAYS;
     END IF;
     IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgtrail_drop_watch') THEN
         CREATE EVENT TRIGGER pgtrail_drop_watch ON sql_drop

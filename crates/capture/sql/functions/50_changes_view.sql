@@ -51,13 +51,14 @@ BEGIN
     FROM pgtrail.changes AS v
     WHERE v.id IN (
         SELECT c.id
+        -- (The actors' indexes hold the first 200 characters of a name or id.)
         FROM (SELECT x.txid, x.ctx FROM pgtrail.transaction AS x
-              WHERE x.actor_id = actor_changes.actor
+              WHERE left(x.actor_id, 200) = left(actor_changes.actor, 200) AND x.actor_id = actor_changes.actor
                 AND x.started_at >= actor_changes.since - pgtrail._context_span()
                 AND x.started_at < actor_changes.until
               UNION
               SELECT x.txid, x.ctx FROM pgtrail.transaction AS x
-              WHERE x.actor_name = actor_changes.actor
+              WHERE left(x.actor_name, 200) = left(actor_changes.actor, 200) AND x.actor_name = actor_changes.actor
                 AND x.started_at >= actor_changes.since - pgtrail._context_span()
                 AND x.started_at < actor_changes.until
               UNION

@@ -11,7 +11,7 @@
 --     overlaying its old_values;
 --   * an UPDATE with full images (changed_fields stored) carries both rows.
 -- The live row is read as capture records it: ignored columns dropped,
--- redacted columns replaced by the same marker (pgtrail._redact).
+-- redacted columns replaced by the same markers (pgtrail._as_recorded).
 --
 -- A row's life is followed across key changes (old_pk -> pk) in both
 -- directions, and ends at its DELETE or at the first TRUNCATE of the table
@@ -113,18 +113,18 @@ BEGIN
     END IF;
     IF cardinality(t.key_columns) = 0 OR t.key_columns && t.redact_columns THEN
         -- The key holds redaction markers (or is the whole row): compare keys as recorded.
-        EXECUTE format('SELECT r.j FROM (SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) AS j FROM %s AS x) AS r '
+        EXECUTE format('SELECT r.j FROM (SELECT pgtrail._as_recorded(to_jsonb(x.*), $6, $3) AS j FROM %s AS x) AS r '
                        'WHERE pgtrail._key(r.j, $4) = $5 LIMIT 1', p_tbl)
         INTO v_row
-        USING t.ignore_columns, t.redact_columns, v_secret, t.key_columns, p_pk;
+        USING t.ignore_columns, t.redact_columns, v_secret, t.key_columns, p_pk, t;
     ELSE
         -- Through the key's index: the JSON key back to typed values.
-        EXECUTE format('SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) '
+        EXECUTE format('SELECT pgtrail._as_recorded(to_jsonb(x.*), $5, $3) '
                        'FROM jsonb_populate_record(NULL::%s, $4) AS p JOIN %s AS x ON %s LIMIT 1',
                        p_tbl, p_tbl,
                        (SELECT string_agg(format('x.%I = p.%I', k, k), ' AND ') FROM unnest(t.key_columns) AS k))
         INTO v_row
-        USING t.ignore_columns, t.redact_columns, v_secret, p_pk;
+        USING t.ignore_columns, t.redact_columns, v_secret, p_pk, t;
     END IF;
     IF v_row IS NOT NULL AND pgtrail._key(v_row, t.key_columns) IS DISTINCT FROM p_pk THEN
         RETURN NULL;
@@ -163,11 +163,11 @@ DECLARE
 BEGIN
     -- The anchor: the last change of this key up to p_at, else the first after.
     SELECT x.* INTO a FROM pgtrail.change AS x
-    WHERE x.table_id = t.id AND (x.pk = p_pk OR x.old_pk = p_pk) AND x.changed_at <= p_at
+    WHERE x.table_id = t.id AND ((pgtrail._h(x.pk) = pgtrail._h(p_pk) AND x.pk = p_pk) OR (pgtrail._h(x.old_pk) = pgtrail._h(p_pk) AND x.old_pk = p_pk)) AND x.changed_at <= p_at
     ORDER BY x.changed_at DESC, x.id DESC LIMIT 1;
     IF NOT FOUND THEN
         SELECT x.* INTO a FROM pgtrail.change AS x
-        WHERE x.table_id = t.id AND (x.pk = p_pk OR x.old_pk = p_pk)
+        WHERE x.table_id = t.id AND ((pgtrail._h(x.pk) = pgtrail._h(p_pk) AND x.pk = p_pk) OR (pgtrail._h(x.old_pk) = pgtrail._h(p_pk) AND x.old_pk = p_pk))
         ORDER BY x.changed_at, x.id LIMIT 1;
     END IF;
     IF a.id IS NULL THEN
@@ -188,7 +188,7 @@ BEGIN
         EXIT WHEN c.op IN ('I', 'T');
         v_key := CASE WHEN c.op = 'U' THEN coalesce(c.old_pk, c.pk) ELSE c.pk END;
         SELECT x.* INTO c FROM pgtrail.change AS x
-        WHERE x.table_id = t.id AND (x.pk = v_key OR x.old_pk = v_key)
+        WHERE x.table_id = t.id AND ((pgtrail._h(x.pk) = pgtrail._h(v_key) AND x.pk = v_key) OR (pgtrail._h(x.old_pk) = pgtrail._h(v_key) AND x.old_pk = v_key))
           AND (x.changed_at, x.id) < (v_cur_at, v_cur_id)
         ORDER BY x.changed_at DESC, x.id DESC LIMIT 1;
         EXIT WHEN c.id IS NULL;
@@ -214,7 +214,7 @@ BEGIN
         WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND (x.changed_at, x.id) > (v_cur_at, v_cur_id)
         ORDER BY x.changed_at, x.id LIMIT 1;
         SELECT x.* INTO c FROM pgtrail.change AS x
-        WHERE x.table_id = t.id AND (x.pk = v_key OR x.old_pk = v_key)
+        WHERE x.table_id = t.id AND ((pgtrail._h(x.pk) = pgtrail._h(v_key) AND x.pk = v_key) OR (pgtrail._h(x.old_pk) = pgtrail._h(v_key) AND x.old_pk = v_key))
           AND (x.changed_at, x.id) > (v_cur_at, v_cur_id)
         ORDER BY x.changed_at, x.id LIMIT 1;
         IF c.id IS NOT NULL AND (v_tr.id IS NULL OR (c.changed_at, c.id) < (v_tr.changed_at, v_tr.id)) THEN
@@ -343,22 +343,22 @@ BEGIN
             FROM pgtrail.change AS x
             CROSS JOIN LATERAL (VALUES (x.pk, CASE WHEN x.op = 'D' THEN -1 WHEN x.op = 'I' OR x.old_pk IS NOT NULL THEN 1 ELSE 0 END),
                                        (x.old_pk, -1)) AS d(k, n)
-            WHERE x.table_id = t.id AND (x.pk = p_pk OR x.old_pk = p_pk) AND d.k = p_pk AND x.changed_at <= p_at
+            WHERE x.table_id = t.id AND ((pgtrail._h(x.pk) = pgtrail._h(p_pk) AND x.pk = p_pk) OR (pgtrail._h(x.old_pk) = pgtrail._h(p_pk) AND x.old_pk = p_pk)) AND d.k = p_pk AND x.changed_at <= p_at
               AND x.changed_at > (SELECT max(y.changed_at) FROM pgtrail.change AS y
                                   WHERE y.table_id = t.id AND y.pk IS NULL AND y.op = 'T' AND y.changed_at <= p_at);
         ELSE
             -- Backwards from the live table.
-            EXECUTE format('SELECT count(*) FROM (SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) AS j FROM %s AS x) AS r '
+            EXECUTE format('SELECT count(*) FROM (SELECT pgtrail._as_recorded(to_jsonb(x.*), $5, $3) AS j FROM %s AS x) AS r '
                            'WHERE r.j = $4', p_tbl)
             INTO v_live
             USING t.ignore_columns, t.redact_columns,
                   (SELECT value FROM pgtrail.secret WHERE name = 'redaction' AND cardinality(t.redact_columns) > 0),
-                  p_pk;
+                  p_pk, t;
             SELECT v_live - coalesce(sum(d.n), 0) INTO v_n
             FROM pgtrail.change AS x
             CROSS JOIN LATERAL (VALUES (x.pk, CASE WHEN x.op = 'D' THEN -1 WHEN x.op = 'I' OR x.old_pk IS NOT NULL THEN 1 ELSE 0 END),
                                        (x.old_pk, -1)) AS d(k, n)
-            WHERE x.table_id = t.id AND (x.pk = p_pk OR x.old_pk = p_pk) AND d.k = p_pk AND x.changed_at > p_at;
+            WHERE x.table_id = t.id AND ((pgtrail._h(x.pk) = pgtrail._h(p_pk) AND x.pk = p_pk) OR (pgtrail._h(x.old_pk) = pgtrail._h(p_pk) AND x.old_pk = p_pk)) AND d.k = p_pk AND x.changed_at > p_at;
         END IF;
         RETURN CASE WHEN v_n > 0 THEN p_pk END;
     END IF;
@@ -472,14 +472,14 @@ BEGIN
             '    GROUP BY d.k), '
             'live AS ('
             '    SELECT r.j AS k, count(*) AS n '
-            '    FROM (SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) AS j FROM %s AS x WHERE NOT $5) AS r '
+            '    FROM (SELECT pgtrail._as_recorded(to_jsonb(x.*), $8, $3) AS j FROM %s AS x WHERE NOT $5) AS r '
             '    GROUP BY r.j) '
             'SELECT c.k FROM ('
             '    SELECT coalesce(live.k, net.k) AS k, '
             '           CASE WHEN $5 THEN coalesce(net.n, 0) ELSE coalesce(live.n, 0) - coalesce(net.n, 0) END AS n '
             '    FROM live FULL JOIN net ON net.k = live.k) AS c '
             'CROSS JOIN generate_series(1, c.n::bigint) AS g', tbl)
-        USING t.ignore_columns, t.redact_columns, v_secret, t.id, v_after, v_since, at;
+        USING t.ignore_columns, t.redact_columns, v_secret, t.id, v_after, v_since, at, t;
         RETURN;
     END IF;
 
@@ -496,9 +496,9 @@ BEGIN
         FROM pgtrail.change AS x CROSS JOIN LATERAL (VALUES (x.pk), (x.old_pk)) AS d(k)
         WHERE x.table_id = t.id AND x.changed_at > at AND d.k IS NOT NULL;
         RETURN QUERY EXECUTE format(
-            'SELECT r.j FROM (SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) AS j FROM %s AS x) AS r '
+            'SELECT r.j FROM (SELECT pgtrail._as_recorded(to_jsonb(x.*), $6, $3) AS j FROM %s AS x) AS r '
             'LEFT JOIN unnest($5::jsonb[]) AS k(k) ON k.k = pgtrail._key(r.j, $4) WHERE k.k IS NULL', tbl)
-        USING t.ignore_columns, t.redact_columns, v_secret, t.key_columns, v_keys;
+        USING t.ignore_columns, t.redact_columns, v_secret, t.key_columns, v_keys, t;
     END IF;
     IF cardinality(v_keys) = 0 THEN
         RETURN;
@@ -511,13 +511,13 @@ BEGIN
         v_live := format(
             'SELECT DISTINCT ON (r.k) r.k, r.j '
             'FROM (SELECT pgtrail._key(q.j, $4) AS k, q.j '
-            '      FROM (SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) AS j FROM %s AS x) AS q) AS r '
+            '      FROM (SELECT pgtrail._as_recorded(to_jsonb(x.*), $11, $3) AS j FROM %s AS x) AS q) AS r '
             'WHERE r.k IN (SELECT h.k FROM how AS h WHERE h.how = ''L'')', tbl);
     ELSE
         -- Through the key's index: the JSON key back to typed values.
         v_live := format(
             'SELECT h.k, r.j FROM how AS h '
-            'CROSS JOIN LATERAL (SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) AS j '
+            'CROSS JOIN LATERAL (SELECT pgtrail._as_recorded(to_jsonb(x.*), $11, $3) AS j '
             '                    FROM jsonb_populate_record(NULL::%1$s, h.k) AS p JOIN %1$s AS x ON %2$s LIMIT 1) AS r '
             'WHERE h.how = ''L'' AND pgtrail._key(r.j, $4) = h.k',
             tbl, (SELECT string_agg(format('x.%I = p.%I', k, k), ' AND ') FROM unnest(t.key_columns) AS k));
@@ -537,7 +537,8 @@ BEGIN
             SELECT k.k, x.id, x.op, x.changed_at, x.old_pk, x.old_values, x.new_values, x.changed_fields,
                    row_number() OVER (PARTITION BY k.k ORDER BY x.changed_at, x.id) AS n
             FROM unnest($5::jsonb[]) AS k(k)
-            CROSS JOIN LATERAL (SELECT * FROM pgtrail.change AS y WHERE y.table_id = $6 AND y.pk = k.k OFFSET 0) AS x
+            CROSS JOIN LATERAL (SELECT * FROM pgtrail.change AS y
+                                WHERE y.table_id = $6 AND pgtrail._h(y.pk) = pgtrail._h(k.k) AND y.pk = k.k OFFSET 0) AS x
         ),
         life AS (
             -- Per change: where the life it belongs to began (after the last
@@ -576,7 +577,8 @@ BEGIN
             SELECT k.k, a.n AS a_n, a.f, s.n AS s_n, s.old_values AS base,
                    CASE
                        WHEN m.k IS NOT NULL
-                         OR EXISTS (SELECT FROM pgtrail.change AS y WHERE y.table_id = $6 AND y.old_pk = k.k) THEN 'K'
+                         OR EXISTS (SELECT FROM pgtrail.change AS y
+                                    WHERE y.table_id = $6 AND pgtrail._h(y.old_pk) = pgtrail._h(k.k) AND y.old_pk = k.k) THEN 'K'
                        WHEN a.op = 'D' OR (a.changed_at, a.id) < ($8, $9) OR (a.n IS NULL AND s.n = 1 AND s.op = 'I') THEN 'N'
                        WHEN a.f > a.lo THEN 'F'
                        WHEN $10 OR s.op = 'I' THEN 'K'

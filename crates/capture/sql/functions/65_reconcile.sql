@@ -22,13 +22,13 @@ BEGIN
     EXECUTE format(
         'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, new_values) '
         'SELECT $7, $8, $1, ''I'', $6, '
-        '       pgtrail._redact(pgtrail._key(r.j, $2), $3, $4), pgtrail._redact(r.j, $3, $4) '
-        'FROM (SELECT to_jsonb(x.*) - $5 AS j FROM %s AS x OFFSET 0) AS r',
+        '       CASE WHEN cardinality($2) > 0 THEN pgtrail._key(r.j, $2) ELSE r.j END, r.j '
+        'FROM (SELECT pgtrail._as_recorded(to_jsonb(x.*), $9, $4) AS j FROM %s AS x OFFSET 0) AS r',
         p_table)
     USING t.id, t.key_columns, t.redact_columns, (SELECT value FROM pgtrail.secret WHERE name = 'redaction'),
-          t.ignore_columns, v_at, v_txid, v_ctx;
+          t.ignore_columns, v_at, v_txid, v_ctx, t;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
-    IF v_rows > 0 AND NOT EXISTS (SELECT FROM pgtrail.transaction WHERE txid = v_txid AND ctx = v_ctx) THEN
+    IF v_rows > 0 THEN
         PERFORM pgtrail._record_transaction(v_txid, v_ctx, p_table::text);
     END IF;
     -- Stamped with the attach time, which may lie before this transaction.
@@ -89,8 +89,8 @@ BEGIN
     END IF;
     RETURN QUERY EXECUTE format($q$
         WITH live AS MATERIALIZED (
-            SELECT pgtrail._key(r.j, $4) AS pk, r.j
-            FROM (SELECT pgtrail._redact(to_jsonb(x.*) - $1, $2, $3) AS j FROM %s AS x OFFSET 0) AS r
+            SELECT pgtrail._key(r.j, $4) AS pk, r.j, r.raw
+            FROM (SELECT pgtrail._as_recorded(to_jsonb(x.*), $7, $3) AS j, to_jsonb(x.*) AS raw FROM %s AS x OFFSET 0) AS r
         ),
         truncated AS (
             SELECT max(c.id) AS id FROM pgtrail.change AS c WHERE c.table_id = $5 AND c.op = 'T'
@@ -136,6 +136,11 @@ BEGIN
                    jsonb_object_agg(v.key, l.j -> v.key) AS live
             FROM jsonb_each(r.j) AS v
             WHERE (l.j -> v.key) IS DISTINCT FROM v.value
+              -- A value recorded by pgtrail 0.3.0 or earlier is redacted
+              -- with the marker of that version.
+              AND NOT (jsonb_typeof(v.value) = 'object' AND v.value ? 'redacted'
+                       AND NOT starts_with(v.value ->> 'redacted', 'r:')
+                       AND pgtrail._marker_v1($3, v.key, l.raw -> v.key) = v.value)
         ) AS d
         WHERE cardinality($4) > 0 AND d.fields IS NOT NULL
         UNION ALL
@@ -153,6 +158,6 @@ BEGIN
         WHERE cardinality($4) = 0 AND coalesce(l.n, 0) <> coalesce(e.n, 0)
           AND ($6 OR coalesce(l.n, 0) < coalesce(e.n, 0))
         $q$, p_tbl)
-    USING t.ignore_columns, t.redact_columns, v_secret, t.key_columns, t.id, t.baseline_at IS NOT NULL;
+    USING t.ignore_columns, t.redact_columns, v_secret, t.key_columns, t.id, t.baseline_at IS NOT NULL, t;
 END
 $fn$;

@@ -86,7 +86,10 @@ pub async fn erase(
     }
     let ids: Vec<i64> = tx
         .query(
-            "SELECT id FROM pgtrail.change WHERE table_id = $1 AND (pk = $2 OR old_pk = $2) ORDER BY id",
+            "SELECT id FROM pgtrail.change
+             WHERE table_id = $1 AND ((pgtrail._h(pk) = pgtrail._h($2) AND pk = $2)
+                                   OR (pgtrail._h(old_pk) = pgtrail._h($2) AND old_pk = $2))
+             ORDER BY id",
             &[&table_id, pk],
         )
         .await

@@ -19,9 +19,11 @@ const SHOP: &str = "
 const CONFIG: &str = "[capture]\ninclude = [\"accounts\", \"orders\"]\n";
 
 /// The span after which a context's changes count as long, shortened from an
-/// hour so that a test can outlast it; capture and actor_changes both read it.
+/// hour so that a test can outlast it; actor_changes reads it, and the
+/// capture functions have it compiled in (so they are generated again).
 const SHORT_SPAN: &str = "CREATE OR REPLACE FUNCTION pgtrail._context_span() RETURNS interval
-     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$ SELECT interval '150 milliseconds' $fn$";
+     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$ SELECT interval '150 milliseconds' $fn$;
+     SELECT pgtrail._compile_all();";
 
 async fn ids(client: &Client, sql: &str, actor: &str, since: &str, until: &str) -> BTreeSet<i64> {
     client

@@ -87,7 +87,7 @@ async fn an_application_role_cannot_touch_or_forge_the_trail() {
         "SELECT * FROM pgtrail.secret",
         "CREATE TABLE evil.fake (id int);
          CREATE TRIGGER forge AFTER INSERT ON evil.fake REFERENCING NEW TABLE AS pgtrail_new
-         FOR EACH STATEMENT EXECUTE FUNCTION pgtrail.capture_rows('1')",
+         FOR EACH STATEMENT EXECUTE FUNCTION pgtrail._capture_1('1')",
     ];
     for attempt in attempts {
         let code = sqlstate(app.client.batch_execute(attempt).await);
@@ -147,12 +147,12 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
     );
     assert!(change.txid > 1);
 
-    // Every function pins its search_path, except seven small helpers that
-    // run inside the capture functions on every change: five written to be
-    // inlined (a SET clause prevents inlining), _diff and _record_transaction
+    // Every function pins its search_path, except eleven small helpers that
+    // run inside the capture and query functions on every change or row:
+    // ten written to be inlined (a SET clause prevents inlining), and _diff
     // (a SET clause costs a settings save and restore per call). They run
-    // under the capture functions' pinned search_path, as the owner, and
-    // nobody but the owner may call them.
+    // under their callers' pinned search_path, as the owner, and nobody but
+    // the owner may call them.
     let unpinned: Vec<String> = db
         .client
         .query_one(
@@ -167,20 +167,25 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
     assert_eq!(
         unpinned,
         vec![
+            "_as_recorded",
             "_context_seq",
             "_context_span",
             "_diff",
+            "_h",
             "_key",
+            "_marker",
+            "_marker_scope",
             "_outside_context_span",
-            "_record_transaction",
-            "_redact"
+            "_redact_part",
+            "_redact_row"
         ]
     );
     let public_can_call: bool = db
         .client
         .query_one(
             "SELECT bool_or(p.proacl IS NULL OR EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0))
-             FROM pg_proc p WHERE p.pronamespace = 'pgtrail'::regnamespace AND p.proname IN ('_context_seq', '_context_span', '_diff', '_key', '_outside_context_span', '_record_transaction', '_redact')",
+             FROM pg_proc p WHERE p.pronamespace = 'pgtrail'::regnamespace AND p.proname IN ('_as_recorded', '_context_seq', '_context_span', '_diff', '_h', '_key', '_marker',
+                               '_marker_scope', '_outside_context_span', '_redact_part', '_redact_row')",
             &[],
         )
         .await
@@ -191,16 +196,13 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
         .client
         .query_one(
             "SELECT count(*) FROM pg_proc WHERE pronamespace = 'pgtrail'::regnamespace
-               AND proname LIKE 'capture\\_%' AND prosecdef",
+               AND proname LIKE '\\_capture\\_%' AND prosecdef",
             &[],
         )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(
-        definer_capture, 3,
-        "capture_rows, capture_update, capture_truncate"
-    );
+    assert_eq!(definer_capture, 1, "the capture function generated for accounts");
     app.drop_role(&db).await;
 }
 

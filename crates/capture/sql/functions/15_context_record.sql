@@ -1,0 +1,122 @@
+-- The record of who is acting and why, once per transaction and context:
+-- the statements that write it are generated from the context settings
+-- (pgtrail.toml's [context], in pgtrail.context_source) into every capture
+-- function (20_capture.sql) and into pgtrail._record_transaction.
+
+-- The context fields pgtrail records, each with the settings read for it in
+-- order: pgtrail.<field> (set by set_context or SET LOCAL), then the
+-- settings pgtrail.toml maps to it. The first four have columns of their own
+-- in pgtrail.transaction; the others, and any field pgtrail.toml adds, go
+-- into its context.
+CREATE OR REPLACE FUNCTION pgtrail._context_fields()
+RETURNS TABLE (field text, settings text[])
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT f.field, ARRAY['pgtrail.' || f.field]
+                    || coalesce((SELECT array_agg(s.setting ORDER BY s.position)
+                                 FROM pgtrail.context_source AS s WHERE s.field = f.field), '{}')
+    FROM (SELECT unnest(ARRAY['actor_id', 'actor_name', 'actor_type', 'reason', 'migration', 'request_id',
+                              'session_id', 'business_process', 'ip', 'user_agent']) AS field
+          UNION
+          SELECT s.field FROM pgtrail.context_source AS s) AS f
+$fn$;
+
+-- The expression reading one context field: its first non-empty setting.
+CREATE OR REPLACE FUNCTION pgtrail._context_field_sql(p_field text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT 'COALESCE(' || string_agg(format('NULLIF(pg_catalog.current_setting(%L, true), %L)', s, ''),
+                                     ', ' ORDER BY s.i) || ')'
+    FROM pgtrail._context_fields() AS f, unnest(f.settings) WITH ORDINALITY AS s(s, i)
+    WHERE f.field = p_field
+$fn$;
+
+-- The statements that record the context of the current transaction
+-- (variables v_txid and v_ctx) in pgtrail.transaction, and remember in the
+-- transaction-local setting pgtrail.recorded that they did (a savepoint's
+-- rollback rolls the setting back with the record). The caller runs them
+-- when that setting does not name this transaction and context. They refuse
+-- the change when an actor is required and none is set: p_table is an SQL
+-- expression naming the table in that error. The code they are part of
+-- declares v_mark text and v_context jsonb.
+CREATE OR REPLACE FUNCTION pgtrail._context_record_sql(p_table text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_context text;
+    v_check   text := '';
+BEGIN
+    -- Every field but the four with columns, then set_context's extra,
+    -- which wins (read only when set).
+    SELECT 'NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('
+           || string_agg(format('%L, %s', f.field, pgtrail._context_field_sql(f.field)), ', ' ORDER BY f.field)
+           || ')) OPERATOR(pg_catalog.||) CASE WHEN COALESCE(pg_catalog.current_setting(''pgtrail.context'', true), '''') '
+           || 'OPERATOR(pg_catalog.=) '''' THEN ''{}''::pg_catalog.jsonb '
+           || 'ELSE pgtrail._extra_context(pg_catalog.current_setting(''pgtrail.context'', true)) END, '
+           || '''{}''::pg_catalog.jsonb)'
+    INTO v_context
+    FROM pgtrail._context_fields() AS f
+    WHERE f.field NOT IN ('actor_id', 'actor_name', 'actor_type', 'reason');
+
+    IF EXISTS (SELECT FROM pgtrail.setting WHERE name = 'require_actor' AND value = 'true') THEN
+        v_check := format(
+            E'v_context := %s;\n'
+            '            IF %s IS NULL AND %s IS NULL\n'
+            '               AND COALESCE(%s, '''') OPERATOR(pg_catalog.<>) ''migration''\n'
+            '               AND NOT COALESCE(v_context OPERATOR(pg_catalog.?) ''migration'', false) THEN\n'
+            '                RAISE EXCEPTION ''pgtrail: change to %% has no actor'', %s USING ERRCODE = ''PGTR1'',\n'
+            '                    DETAIL = %L,\n'
+            '                    HINT = %L;\n'
+            '            END IF;\n            ',
+            v_context,
+            pgtrail._context_field_sql('actor_id'), pgtrail._context_field_sql('actor_name'),
+            pgtrail._context_field_sql('actor_type'), p_table,
+            'This database requires every audited change to say who made it (require_actor = true).',
+            'In the same transaction, run SELECT pgtrail.set_context(actor_id => ''42'', actor_name => ''alice@example.com''); '
+                || 'or SET LOCAL pgtrail.actor_id = ''42''; migrations may set pgtrail.set_context(actor_type => ''migration'', '
+                || 'extra => ''{"migration": "name"}'').');
+        v_context := 'v_context';
+    END IF;
+
+    RETURN v_check || format(
+        E'INSERT INTO pgtrail.transaction (txid, ctx, started_at, recorded_at, actor_id, actor_name, actor_type, reason,\n'
+        '                context, db_user, db_role, application_name, client_addr, client_port, backend_pid)\n'
+        '            VALUES (v_txid, v_ctx, pg_catalog.transaction_timestamp(), pg_catalog.clock_timestamp(),\n'
+        '                %s,\n                %s,\n                %s,\n                %s,\n                %s,\n'
+        '                SESSION_USER, NULLIF(pg_catalog.current_setting(''role''), ''none''),\n'
+        '                NULLIF(pg_catalog.current_setting(''application_name''), ''''),\n'
+        '                pg_catalog.inet_client_addr(), pg_catalog.inet_client_port(), pg_catalog.pg_backend_pid())\n'
+        '            RETURNING pg_catalog.set_config(''pgtrail.recorded'', v_txid::pg_catalog.text OPERATOR(pg_catalog.||) ''/'' '
+        'OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text, true) INTO v_mark;',
+        pgtrail._context_field_sql('actor_id'), pgtrail._context_field_sql('actor_name'),
+        pgtrail._context_field_sql('actor_type'), pgtrail._context_field_sql('reason'), v_context);
+END
+$fn$;
+
+-- (Re)generates pgtrail._record_transaction(txid, ctx, table), which
+-- records the context of the current transaction for changes written
+-- outside the capture functions (baselines, the rows of CREATE TABLE AS).
+CREATE OR REPLACE FUNCTION pgtrail._compile_record_transaction()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    EXECUTE format(
+        E'CREATE OR REPLACE FUNCTION pgtrail._record_transaction(p_txid bigint, p_ctx smallint, p_table text)\n'
+        'RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS %L',
+        format(E'\n-- pgtrail: generated from the context settings; do not edit.\n'
+               'DECLARE\n    v_txid ALIAS FOR p_txid;\n    v_ctx ALIAS FOR p_ctx;\n    v_mark text;\n    v_context jsonb;\nBEGIN\n'
+               '    IF pg_catalog.current_setting(''pgtrail.recorded'', true)\n'
+               '       IS DISTINCT FROM (v_txid::pg_catalog.text OPERATOR(pg_catalog.||) ''/'' '
+               'OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text) THEN\n'
+               '            %s\n    END IF;\nEND\n',
+               pgtrail._context_record_sql('p_table')));
+    PERFORM pgtrail._own_generated('pgtrail._record_transaction(bigint, smallint, text)');
+END
+$fn$;
