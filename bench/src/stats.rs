@@ -1,5 +1,7 @@
-//! Per-round measurements, medians, ratios to the no-audit baseline of the
-//! same round, targets, and the summary table (text and JSON).
+//! Per-round measurements of the capture benchmark: medians, each audited
+//! variant against the no-audit baseline of the same round (as a ratio, or
+//! as what it adds), the targets that compare variants, and the summary
+//! tables (text and JSON).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,36 +11,52 @@ use serde_json::{Value, json};
 /// Which capture is enabled during a measurement (exactly one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Variant {
-    /// No capture: pgtrail's triggers disabled, no row trigger.
+    /// No capture at all.
     NoAudit,
-    /// pgtrail's statement-level capture triggers enabled.
+    /// pgtrail as built from this tree.
     Pgtrail,
-    /// The comparison row-level trigger (`bench/sql/row_trigger.sql`) enabled.
-    RowTrigger,
-    /// The comparison lower bound (`bench/sql/insert_floor.sql`) enabled: a
-    /// statement-level trigger that only inserts one indexed trail row per
-    /// changed row, with no context, no diff and no pairing.
+    /// pgtrail with its trail (`pgtrail.change`) partitioned by month.
+    PgtrailPartitioned,
+    /// pgtrail 0.3.0, from its frozen install script: the "before".
+    Pgtrail030,
+    /// The row trigger of seed 002 (`bench/sql/seed_trigger.sql`).
+    Seed002,
+    /// A statement trigger that only inserts one indexed trail row per
+    /// change (`bench/sql/insert_floor.sql`): the lower bound of any trigger.
     InsertFloor,
 }
 
 impl Variant {
-    /// The variants that capture something, in the order the summary shows
-    /// them.
-    pub const AUDITED: [Variant; 3] = [Variant::Pgtrail, Variant::RowTrigger, Variant::InsertFloor];
+    /// Every variant, in the order tables show them.
+    pub const ALL: [Variant; 6] = [
+        Variant::NoAudit,
+        Variant::Pgtrail,
+        Variant::PgtrailPartitioned,
+        Variant::Pgtrail030,
+        Variant::Seed002,
+        Variant::InsertFloor,
+    ];
 
-    /// Short name for tables and JSON.
+    /// Short name for tables, JSON and `--variants`.
     pub fn label(self) -> &'static str {
         match self {
             Variant::NoAudit => "no-audit",
             Variant::Pgtrail => "pgtrail",
-            Variant::RowTrigger => "row-trigger",
+            Variant::PgtrailPartitioned => "pgtrail-partitioned",
+            Variant::Pgtrail030 => "pgtrail-0.3.0",
+            Variant::Seed002 => "seed-002",
             Variant::InsertFloor => "insert-floor",
         }
+    }
+
+    /// The variant named `label`.
+    pub fn from_label(label: &str) -> Option<Variant> {
+        Variant::ALL.into_iter().find(|v| v.label() == label)
     }
 }
 
 /// The variants in round `round`'s order: rotated by one each round, so each
-/// goes first equally often (A B, B A, ... for two).
+/// goes first equally often.
 pub fn round_order(variants: &[Variant], round: usize) -> Vec<Variant> {
     let mut order = variants.to_vec();
     if !order.is_empty() {
@@ -48,48 +66,25 @@ pub fn round_order(variants: &[Variant], round: usize) -> Vec<Variant> {
     order
 }
 
-/// What a metric must reach for the audited variants.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Target {
-    /// Median of per-round ratios audited/no-audit at least this.
-    RatioAtLeast(f64),
-    /// Median of per-round ratios audited/no-audit at most this.
-    RatioAtMost(f64),
-    /// Median audited value at most this (no baseline).
-    ValueAtMost(f64),
-    /// Reported only.
-    None,
-}
-
-impl Target {
-    fn describe(self) -> String {
-        match self {
-            Target::RatioAtLeast(x) => format!("ratio >= {x:.2}"),
-            Target::RatioAtMost(x) => format!("ratio <= {x:.2}"),
-            Target::ValueAtMost(x) => format!("<= {x}"),
-            Target::None => "-".to_owned(),
-        }
-    }
-
-    fn check(self, value: f64, ratio: Option<f64>) -> Option<bool> {
-        match self {
-            Target::RatioAtLeast(x) => ratio.map(|r| r >= x),
-            Target::RatioAtMost(x) => ratio.map(|r| r <= x),
-            Target::ValueAtMost(x) => Some(value <= x),
-            Target::None => None,
-        }
-    }
+/// How an audited variant is set against the baseline of its round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare {
+    /// audited / no-audit (throughput, wall time).
+    Ratio,
+    /// audited - no-audit (CPU per transaction or row, WAL bytes).
+    Added,
+    /// The audited value alone (bytes of trail per change).
+    Value,
 }
 
 /// One metric of one workload, measured for some variants in every round.
 #[derive(Debug, Clone)]
 pub struct Series {
-    /// e.g. "b single-row UPDATE".
+    /// e.g. "1-row UPDATE".
     pub workload: String,
-    /// e.g. "tps".
+    /// e.g. "tps, 4 clients".
     pub metric: String,
-    /// Applied to every audited variant.
-    pub target: Target,
+    pub compare: Compare,
     rounds: Vec<BTreeMap<Variant, f64>>,
 }
 
@@ -103,18 +98,18 @@ pub struct SummaryRow {
     pub baseline: Option<f64>,
     /// Median of this variant's values.
     pub audited: f64,
-    /// Median of the per-round ratios to the same round's baseline.
-    pub ratio: Option<f64>,
-    pub target: String,
-    pub pass: Option<bool>,
+    /// Median over rounds of the comparison with the same round's baseline
+    /// (the ratio, or the added amount); the audited median for values.
+    pub compared: f64,
+    pub compare: Compare,
 }
 
 impl Series {
-    pub fn new(workload: &str, metric: &str, target: Target) -> Series {
+    pub fn new(workload: &str, metric: &str, compare: Compare) -> Series {
         Series {
             workload: workload.to_owned(),
             metric: metric.to_owned(),
-            target,
+            compare,
             rounds: Vec::new(),
         }
     }
@@ -127,12 +122,18 @@ impl Series {
         self.rounds[round].insert(variant, value);
     }
 
-    /// `variant`'s value divided by the no-audit value of the same round.
-    pub fn round_ratio(&self, round: usize, variant: Variant) -> Option<f64> {
+    /// `variant` against the no-audit value of round `round`.
+    pub fn round_compared(&self, round: usize, variant: Variant) -> Option<f64> {
         let values = self.rounds.get(round)?;
-        let base = *values.get(&Variant::NoAudit)?;
         let value = *values.get(&variant)?;
-        (base != 0.0).then(|| value / base)
+        match self.compare {
+            Compare::Value => Some(value),
+            Compare::Ratio => {
+                let base = *values.get(&Variant::NoAudit)?;
+                (base != 0.0).then(|| value / base)
+            }
+            Compare::Added => Some(value - *values.get(&Variant::NoAudit)?),
+        }
     }
 
     fn values(&self, variant: Variant) -> Vec<f64> {
@@ -145,29 +146,28 @@ impl Series {
     /// One row per audited variant that was measured.
     pub fn summary(&self) -> Vec<SummaryRow> {
         let baseline = median(&self.values(Variant::NoAudit));
-        Variant::AUDITED
+        Variant::ALL
             .into_iter()
+            .filter(|v| *v != Variant::NoAudit)
             .filter_map(|variant| {
                 let audited = median(&self.values(variant))?;
-                let ratios: Vec<f64> = (0..self.rounds.len())
-                    .filter_map(|r| self.round_ratio(r, variant))
+                let compared: Vec<f64> = (0..self.rounds.len())
+                    .filter_map(|r| self.round_compared(r, variant))
                     .collect();
-                let ratio = median(&ratios);
                 Some(SummaryRow {
                     workload: self.workload.clone(),
                     metric: self.metric.clone(),
                     variant,
-                    baseline,
+                    baseline: (self.compare != Compare::Value).then_some(baseline).flatten(),
                     audited,
-                    ratio,
-                    target: self.target.describe(),
-                    pass: self.target.check(audited, ratio),
+                    compared: median(&compared)?,
+                    compare: self.compare,
                 })
             })
             .collect()
     }
 
-    /// Every recorded value, by round and variant, plus per-round ratios.
+    /// Every recorded value, by round and variant, plus each round's comparisons.
     pub fn to_json(&self) -> Value {
         let rounds: Vec<Value> = self
             .rounds
@@ -179,9 +179,15 @@ impl Series {
                 for (variant, value) in values {
                     obj.insert(variant.label().into(), json!(value));
                 }
-                for variant in Variant::AUDITED {
-                    if let Some(ratio) = self.round_ratio(i, variant) {
-                        obj.insert(format!("ratio_{}", variant.label()), json!(ratio));
+                if self.compare != Compare::Value {
+                    for variant in values.keys().filter(|v| **v != Variant::NoAudit) {
+                        if let Some(c) = self.round_compared(i, *variant) {
+                            let key = match self.compare {
+                                Compare::Ratio => "ratio",
+                                _ => "added",
+                            };
+                            obj.insert(format!("{key}_{}", variant.label()), json!(c));
+                        }
                     }
                 }
                 Value::Object(obj)
@@ -190,7 +196,6 @@ impl Series {
         json!({
             "workload": self.workload,
             "metric": self.metric,
-            "target": self.target.describe(),
             "rounds": rounds,
         })
     }
@@ -223,42 +228,14 @@ pub fn fmt_value(value: f64) -> String {
     }
 }
 
-fn fmt_opt(value: Option<f64>) -> String {
-    value.map_or_else(|| "-".to_owned(), fmt_value)
-}
-
-/// The summary rows as an aligned text table.
-pub fn summary_table(rows: &[SummaryRow]) -> String {
-    let header = [
-        "workload", "metric", "variant", "no-audit", "audited", "ratio", "target", "result",
-    ];
-    let cells: Vec<[String; 8]> = rows
-        .iter()
-        .map(|r| {
-            [
-                r.workload.clone(),
-                r.metric.clone(),
-                r.variant.label().to_owned(),
-                fmt_opt(r.baseline),
-                fmt_value(r.audited),
-                r.ratio.map_or_else(|| "-".to_owned(), |x| format!("{x:.3}")),
-                r.target.clone(),
-                match r.pass {
-                    Some(true) => "PASS".to_owned(),
-                    Some(false) => "FAIL".to_owned(),
-                    None => "-".to_owned(),
-                },
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
+/// A left- or right-aligned text table.
+pub fn table(header: &[&str], numeric: &[bool], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    // Text columns left-aligned, numbers right-aligned.
-    let numeric = [false, false, false, true, true, true, false, false];
     let mut out = String::new();
     let mut line = |cols: &[String]| {
         let mut s = String::new();
@@ -266,7 +243,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
             if i > 0 {
                 s.push_str("  ");
             }
-            if numeric[i] {
+            if numeric.get(i).copied().unwrap_or(false) {
                 let _ = write!(s, "{cell:>w$}", w = widths[i]);
             } else {
                 let _ = write!(s, "{cell:<w$}", w = widths[i]);
@@ -275,12 +252,45 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
         out.push_str(s.trim_end());
         out.push('\n');
     };
-    line(&header.map(str::to_owned));
-    line(&widths.map(|w| "-".repeat(w)));
-    for row in &cells {
+    line(&header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>());
+    line(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>());
+    for row in rows {
         line(row);
     }
     out
+}
+
+/// The summary rows as an aligned text table.
+pub fn summary_table(rows: &[SummaryRow]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.workload.clone(),
+                r.metric.clone(),
+                r.variant.label().to_owned(),
+                r.baseline.map_or_else(|| "-".to_owned(), fmt_value),
+                fmt_value(r.audited),
+                match r.compare {
+                    Compare::Ratio => format!("x{:.3}", r.compared),
+                    Compare::Added => format!("+{}", fmt_value(r.compared)),
+                    Compare::Value => "-".to_owned(),
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "workload",
+            "metric",
+            "variant",
+            "no-audit",
+            "audited",
+            "vs no-audit",
+        ],
+        &[false, false, false, true, true, true],
+        &cells,
+    )
 }
 
 /// The summary rows as JSON.
@@ -294,9 +304,11 @@ pub fn summary_json(rows: &[SummaryRow]) -> Value {
                     "variant": r.variant.label(),
                     "median_no_audit": r.baseline,
                     "median_audited": r.audited,
-                    "median_ratio": r.ratio,
-                    "target": r.target,
-                    "pass": r.pass,
+                    match r.compare {
+                        Compare::Ratio => "median_ratio",
+                        Compare::Added => "median_added",
+                        Compare::Value => "median",
+                    }: r.compared,
                 })
             })
             .collect(),
@@ -315,64 +327,44 @@ mod tests {
     }
 
     #[test]
-    fn rotation_alternates_first() {
-        let v = [Variant::NoAudit, Variant::Pgtrail];
-        assert_eq!(round_order(&v, 0), vec![Variant::NoAudit, Variant::Pgtrail]);
-        assert_eq!(round_order(&v, 1), vec![Variant::Pgtrail, Variant::NoAudit]);
-    }
-
-    #[test]
-    fn rotation_puts_each_of_four_first_once() {
+    fn rotation_puts_each_variant_first_once() {
         let v = [
             Variant::NoAudit,
             Variant::Pgtrail,
-            Variant::RowTrigger,
+            Variant::Seed002,
             Variant::InsertFloor,
         ];
         let firsts: Vec<Variant> = (0..4).map(|r| round_order(&v, r)[0]).collect();
         assert_eq!(firsts, v.to_vec());
-        assert_eq!(
-            round_order(&v, 3),
-            vec![
-                Variant::InsertFloor,
-                Variant::NoAudit,
-                Variant::Pgtrail,
-                Variant::RowTrigger
-            ]
-        );
     }
 
     #[test]
-    fn summary_has_one_row_per_measured_audited_variant() {
-        let mut s = Series::new("w", "tps", Target::RatioAtLeast(0.9));
-        s.record(0, Variant::NoAudit, 100.0);
-        s.record(0, Variant::Pgtrail, 50.0);
-        s.record(0, Variant::InsertFloor, 80.0);
-        let rows = s.summary();
-        let labels: Vec<&str> = rows.iter().map(|r| r.variant.label()).collect();
-        assert_eq!(labels, ["pgtrail", "insert-floor"]);
-        assert_eq!(rows[1].ratio, Some(0.8));
-        assert_eq!(rows[1].pass, Some(false));
-        let json = s.to_json();
-        assert_eq!(json["rounds"][0]["ratio_insert-floor"], serde_json::json!(0.8));
-    }
-
-    #[test]
-    fn ratio_is_median_of_per_round_ratios() {
-        let mut s = Series::new("w", "tps", Target::RatioAtLeast(0.9));
+    fn ratios_and_additions_are_medians_of_per_round_comparisons() {
+        let mut tps = Series::new("w", "tps", Compare::Ratio);
+        let mut cpu = Series::new("w", "cpu", Compare::Added);
         for (round, (base, audited)) in [(100.0, 95.0), (200.0, 150.0), (100.0, 92.0)]
             .into_iter()
             .enumerate()
         {
-            s.record(round, Variant::NoAudit, base);
-            s.record(round, Variant::Pgtrail, audited);
+            for s in [&mut tps, &mut cpu] {
+                s.record(round, Variant::NoAudit, base);
+                s.record(round, Variant::Pgtrail, audited);
+            }
         }
-        let rows = s.summary();
+        let rows = tps.summary();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].baseline, Some(100.0));
         assert_eq!(rows[0].audited, 95.0);
-        assert_eq!(rows[0].ratio, Some(0.92));
-        assert_eq!(rows[0].pass, Some(true));
-        assert!(summary_table(&rows).contains("PASS"));
+        assert_eq!(rows[0].compared, 0.92);
+        assert_eq!(cpu.summary()[0].compared, -8.0);
+        assert!(summary_table(&rows).contains("x0.920"));
+        assert_eq!(cpu.to_json()["rounds"][1]["added_pgtrail"], json!(-50.0));
+    }
+
+    #[test]
+    fn labels_round_trip() {
+        for v in Variant::ALL {
+            assert_eq!(Variant::from_label(v.label()), Some(v));
+        }
     }
 }

@@ -58,6 +58,9 @@ pub struct ApplyReport {
     pub problems: Vec<Problem>,
     /// With [`ApplyOptions::baseline`]: the rows recorded per table without history.
     pub baselined: Vec<(String, String, i64)>,
+    /// Indexes an upgrade left to build, built after the transaction
+    /// without blocking writers (see [`crate::build_pending_indexes`]).
+    pub indexes_built: Vec<String>,
 }
 
 /// How `apply` goes about it.
@@ -120,6 +123,7 @@ pub async fn apply_with_options(
         unchanged: 0,
         problems: problems.clone(),
         baselined: Vec::new(),
+        indexes_built: Vec::new(),
     };
     for table in &desired.tables {
         let name = (table.schema.clone(), table.name.clone());
@@ -195,6 +199,7 @@ pub async fn apply_with_options(
     tx.commit()
         .await
         .map_err(PlanError::database("could not commit the install"))?;
+    report.indexes_built = crate::index_build::build_pending_indexes(client, progress).await?;
     Ok(report)
 }
 

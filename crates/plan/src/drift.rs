@@ -73,6 +73,16 @@ pub enum Problem {
         installed: bool,
         desired: bool,
     },
+    /// The table's generated capture function is not the one this version
+    /// and the table's columns call for (for example after its columns
+    /// changed while the DDL watch was off).
+    StaleCapture {
+        table: TableName,
+    },
+    /// An upgrade left an index to build concurrently; `apply` builds it.
+    IndexPending {
+        index: String,
+    },
 }
 
 impl Problem {
@@ -90,6 +100,8 @@ impl Problem {
             Problem::ContextDiffers { .. } => "context_differs",
             Problem::AutoAttachDiffers { .. } => "auto_attach_differs",
             Problem::Renamed { .. } => "renamed",
+            Problem::StaleCapture { .. } => "stale_capture",
+            Problem::IndexPending { .. } => "index_pending",
         }
     }
 
@@ -99,13 +111,15 @@ impl Problem {
             Problem::NotInstalled
             | Problem::StaleInstall { .. }
             | Problem::ContextDiffers { .. }
-            | Problem::AutoAttachDiffers { .. } => None,
+            | Problem::AutoAttachDiffers { .. }
+            | Problem::IndexPending { .. } => None,
             Problem::MissingTrigger { table, .. }
             | Problem::DisabledTrigger { table, .. }
             | Problem::WrongTrigger { table, .. }
             | Problem::UnexpectedTrigger { table, .. }
             | Problem::NotCovered { table }
             | Problem::Renamed { table, .. }
+            | Problem::StaleCapture { table }
             | Problem::SettingsDiffer { table, .. } => Some(table),
         }
     }
@@ -194,6 +208,15 @@ impl fmt::Display for Problem {
                 f,
                 "context settings are {installed} in the database but {desired} in the config"
             ),
+            Problem::StaleCapture { table } => write!(
+                f,
+                "{}: its capture function does not match its columns and settings",
+                name(table)
+            ),
+            Problem::IndexPending { index } => write!(
+                f,
+                "the upgrade's index pgtrail.{index} is not built yet (apply builds it without blocking writers)"
+            ),
         }
     }
 }
@@ -228,6 +251,9 @@ pub fn problems(desired: &Desired, catalog: &Catalog, installed: &Installed) -> 
             desired: !desired.auto_attach.is_null(),
         });
     }
+    for index in &installed.pending_indexes {
+        out.push(Problem::IndexPending { index: index.clone() });
+    }
     for table in &desired.tables {
         table_problems(table, catalog, installed, &mut out);
     }
@@ -258,6 +284,9 @@ fn table_problems(table: &DesiredTable, catalog: &Catalog, installed: &Installed
     let key: TableName = (table.schema.clone(), table.name.clone());
     let recorded = installed.tables.get(&key).filter(|t| !t.detached);
     if let Some(recorded) = recorded {
+        if recorded.capture_current == Some(false) {
+            out.push(Problem::StaleCapture { table: key.clone() });
+        }
         let lists = [
             (
                 "key",
@@ -400,6 +429,7 @@ pub fn tables_to_attach(problems: &[Problem]) -> Vec<TableName> {
                     | Problem::WrongTrigger { .. }
                     | Problem::SettingsDiffer { .. }
                     | Problem::Renamed { .. }
+                    | Problem::StaleCapture { .. }
             )
         })
         .filter_map(|p| p.table().cloned())

@@ -17,6 +17,10 @@ pub struct InstalledTable {
     pub ignore_columns: Vec<String>,
     pub redact_columns: Vec<String>,
     pub detached: bool,
+    /// Whether its generated capture function is the one this version and
+    /// the catalog call for (`None` when this install cannot tell: an older
+    /// version, or a table that no longer exists).
+    pub capture_current: Option<bool>,
 }
 
 /// Everything pgtrail installed, or nothing when it is not installed.
@@ -29,6 +33,8 @@ pub struct Installed {
     pub require_actor: bool,
     /// The auto_attach rules, JSON null when off.
     pub auto_attach: serde_json::Value,
+    /// Indexes an upgrade left to build concurrently (pgtrail.index_build).
+    pub pending_indexes: Vec<String>,
 }
 
 impl Installed {
@@ -61,13 +67,19 @@ impl Installed {
             ),
             false => None,
         };
+        // The generated capture functions are judged by an install of this
+        // very build only (another one is reinstalled, which regenerates them).
+        let judge_capture = version == pgtrail_capture::VERSION
+            && build.as_deref() == Some(pgtrail_capture::build_id().as_str());
         let mut tables = BTreeMap::new();
         for row in client
             .query(
                 "SELECT id, table_schema, table_name, key_columns, key_kind, images,
-                        ignore_columns, redact_columns, detached_at IS NOT NULL
+                        ignore_columns, redact_columns, detached_at IS NOT NULL,
+                        CASE WHEN $1 AND detached_at IS NULL AND to_regclass(format('%I.%I', table_schema, table_name)) IS NOT NULL
+                             THEN pgtrail._capture_is_current(id, format('%I.%I', table_schema, table_name)::regclass) END
                  FROM pgtrail.audited_table",
-                &[],
+                &[&judge_capture],
             )
             .await
             .map_err(read("reading pgtrail.audited_table"))?
@@ -82,6 +94,7 @@ impl Installed {
                     ignore_columns: row.get(6),
                     redact_columns: row.get(7),
                     detached: row.get(8),
+                    capture_current: row.get(9),
                 },
             );
         }
@@ -96,6 +109,22 @@ impl Installed {
             )
             .await
             .map_err(read("reading pgtrail's context settings"))?;
+        let has_index_build: bool = client
+            .query_one("SELECT to_regclass('pgtrail.index_build') IS NOT NULL", &[])
+            .await
+            .map_err(read("reading pgtrail.index_build"))?
+            .get(0);
+        let pending_indexes: Vec<String> = if has_index_build {
+            client
+                .query("SELECT name FROM pgtrail.index_build ORDER BY name", &[])
+                .await
+                .map_err(read("reading pgtrail.index_build"))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Installed {
             version: Some(version),
             build,
@@ -103,6 +132,7 @@ impl Installed {
             context_sources: context.get(0),
             require_actor: context.get(1),
             auto_attach: context.get(2),
+            pending_indexes,
         })
     }
 }

@@ -10,12 +10,14 @@
 //!   one `pgtrail.attach`/`pgtrail.detach` call per table), [`repair_steps`]
 //!   only those that repair the problems found;
 //! - [`apply`] runs the repair steps in one transaction under an advisory lock,
-//!   with every value as a bind parameter; [`render`] prints steps as one
+//!   with every value as a bind parameter, then builds the indexes an
+//!   upgrade left to build concurrently; [`render`] prints steps as one
 //!   migration file; [`uninstall`] removes capture (and, if asked, the trail).
 
 mod apply;
 mod desired;
 mod drift;
+mod index_build;
 mod installed;
 mod step;
 mod uninstall;
@@ -26,6 +28,7 @@ pub use apply::{
 };
 pub use desired::{Desired, DesiredTable, resolve};
 pub use drift::{Problem, TableName, problems};
+pub use index_build::build_pending_indexes;
 pub use installed::{Installed, InstalledTable};
 pub use step::{Arg, Step, render, repair_steps, steps};
 pub use uninstall::{UninstallReport, uninstall};

@@ -28,8 +28,9 @@ RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT 'COALESCE(' || string_agg(format('NULLIF(pg_catalog.current_setting(%L, true), %L)', s, ''),
-                                     ', ' ORDER BY s.i) || ')'
+    SELECT CASE WHEN count(*) = 1 THEN min(format('NULLIF(pg_catalog.current_setting(%L, true), %L)', s, ''))
+                ELSE 'COALESCE(' || string_agg(format('NULLIF(pg_catalog.current_setting(%L, true), %L)', s, ''),
+                                               ', ' ORDER BY s.i) || ')' END
     FROM pgtrail._context_fields() AS f, unnest(f.settings) WITH ORDINALITY AS s(s, i)
     WHERE f.field = p_field
 $fn$;

@@ -267,7 +267,7 @@ BEGIN
         '                   CASE WHEN %s THEN %s END,\n'
         '                   %s,\n                   %s,\n                   %s\n'
         '            FROM %s\n'
-        '            CROSS JOIN LATERAL (SELECT %s) AS ch\n'
+        '            CROSS JOIN LATERAL (SELECT %s OFFSET 0) AS ch\n'
         '            WHERE (%s)%s;',
         t.id, v_new_key, coalesce(v_key_changed, 'false'), v_old_key,
         v_old_values, v_new_values, v_fields, p_from, v_changed, v_any, p_where);
@@ -423,8 +423,8 @@ BEGIN
         END IF;
         -- A change later than its transaction's first hour, or before its
         -- start (a clock step): the context is listed for pgtrail.actor_changes.
-        IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>) (pg_catalog.transaction_timestamp() OPERATOR(pg_catalog.+) %10$L::pg_catalog.interval)
-           OR pg_catalog.clock_timestamp() OPERATOR(pg_catalog.<) pg_catalog.transaction_timestamp() THEN
+        IF (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) pg_catalog.transaction_timestamp())
+           NOT BETWEEN '0'::pg_catalog.interval AND %10$L::pg_catalog.interval THEN
             INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
         END IF;
     END IF;

@@ -55,6 +55,7 @@ fn to_json(report: &ApplyReport) -> serde_json::Value {
         "baselined": report.baselined.iter().map(|(schema, name, rows)| serde_json::json!({
             "schema": schema, "table": name, "rows": rows,
         })).collect::<Vec<_>>(),
+        "indexes_built": report.indexes_built,
     })
 }
 
@@ -94,6 +95,12 @@ fn print_table(report: &ApplyReport) {
         output::say(
             output::DIM,
             &format!("baseline: recorded the {rows} existing rows of {schema}.{name}"),
+        );
+    }
+    for index in &report.indexes_built {
+        output::say(
+            output::DIM,
+            &format!("built index pgtrail.{index} (concurrently: writers were not blocked)"),
         );
     }
     let uncovered = not_covered(report);
