@@ -249,7 +249,7 @@ async fn run(args: &Args, cluster: &Cluster, started: Instant) -> Result<()> {
     }
 
     let pgbench = Pgbench {
-        program: cluster.bin_dir().join("pgbench"),
+        program: cluster.program("pgbench"),
         host: cluster.host().to_owned(),
         port: cluster.port(),
         user: "postgres".to_owned(),

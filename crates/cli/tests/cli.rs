@@ -142,7 +142,31 @@ async fn a_missing_server_or_database_is_one_clear_line_and_exit_2() {
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        stderr.contains("cannot reach PostgreSQL at 127.0.0.1:1/db"),
+        stderr.contains(
+            "cannot reach PostgreSQL at host 127.0.0.1 (from --database-url), port 1 (from --database-url), \
+             database db (from --database-url)"
+        ),
+        "{stderr}"
+    );
+
+    // Without a URL: libpq's variables and defaults, each named.
+    let output = Command::new(env!("CARGO_BIN_EXE_pgtrail"))
+        .args(["check"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("PGTRAIL_DATABASE_URL")
+        .env_remove("PGDATABASE")
+        .env_remove("PGUSER")
+        .env_remove("PGSERVICE")
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", "1")
+        .output()
+        .expect("the pgtrail binary runs");
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("host 127.0.0.1 (from PGHOST), port 1 (from PGPORT), database ")
+            && stderr.contains("(default: the user name)"),
         "{stderr}"
     );
 
@@ -164,7 +188,7 @@ async fn a_missing_server_or_database_is_one_clear_line_and_exit_2() {
     assert!(
         text(&output)
             .1
-            .contains("invalid connection string from --database-url")
+            .contains("port `notaport` (from --database-url) is not valid: expected a port number")
     );
 }
 
@@ -176,10 +200,7 @@ async fn the_printed_migration_file_applies_with_psql() {
     let file = dir.path().join("0042_pgtrail.sql");
     std::fs::write(&file, &output.stdout).unwrap();
 
-    let psql = pgtrail_testkit::pg_bin_dir()
-        .map(|d| d.join("psql"))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| "psql".into());
+    let psql = pgtrail_testkit::program("psql");
     for _ in 0..2 {
         let applied = Command::new(&psql)
             .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.url(), "-f"])
@@ -477,6 +498,72 @@ async fn a_wrong_password_is_one_clear_line_and_exit_2() {
         "the password is never printed: {stderr}"
     );
     assert_eq!(stderr.lines().count(), 2, "one line and its help: {stderr}");
+}
+
+#[tokio::test]
+async fn tls_is_checked_as_asked_and_failures_are_one_clear_error_and_exit_2() {
+    use pgtrail_testkit::tls::{TestCa, tls_cluster};
+    let ca = TestCa::new("pgtrail test CA");
+    let cluster = tls_cluster(&ca, &["hostnossl all all 127.0.0.1/32 reject"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pgtrail.toml"), "").unwrap();
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let other_ca = TestCa::new("another CA").write(dir.path(), "other.pem");
+    let port = cluster.port();
+    let url = |host: &str, root: &Path| {
+        format!(
+            "postgres://postgres@{host}:{port}/postgres?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={}",
+            root.display()
+        )
+    };
+    // The right CA and host name: apply and check work over TLS.
+    let output = pgtrail(
+        &["apply", "--database-url", &url("localhost", &ca_file)],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output).1);
+    let output = pgtrail(
+        &["check", "--database-url", &url("localhost", &ca_file)],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output).1);
+
+    let output = pgtrail(
+        &["check", "--database-url", &url("localhost", &other_ca)],
+        dir.path(),
+    );
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("TLS connection to host localhost (from --database-url), port")
+            && stderr.contains("not signed by a trusted root"),
+        "{stderr}"
+    );
+    let output = pgtrail(
+        &["check", "--database-url", &url("127.0.0.1", &ca_file)],
+        dir.path(),
+    );
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("not valid for the host name `127.0.0.1`"),
+        "{stderr}"
+    );
+
+    // require against a server without TLS (the shared test server).
+    let db = TestDb::new().await;
+    let output = Command::new(env!("CARGO_BIN_EXE_pgtrail"))
+        .args(["check", "--database-url", db.url()])
+        .current_dir(dir.path())
+        .env("PGSSLMODE", "require")
+        .output()
+        .expect("the pgtrail binary runs");
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("does not accept TLS connections, and sslmode=require (from PGSSLMODE) demands them"),
+        "{stderr}"
+    );
 }
 
 // ---- asking the trail: log, history, at, blame, tx, report ----

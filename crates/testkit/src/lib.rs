@@ -11,6 +11,8 @@
 //! the server and deletes its directory as soon as this process exits, however
 //! it exits (see the `pgtrail_cluster` crate docs).
 
+pub mod tls;
+
 use std::env;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -29,10 +31,16 @@ const DROP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The private cluster of this test process, when `PGTRAIL_TEST_URL` is unset.
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 
-/// The directory of the PostgreSQL server binaries (`psql`, `pgbench`, ...),
+/// The directory of the PostgreSQL server binaries (`initdb`, `postgres`),
 /// if installed. Honors `PGTRAIL_PG_BIN`.
 pub fn pg_bin_dir() -> Option<PathBuf> {
     pgtrail_cluster::find_bin_dir()
+}
+
+/// A client program (`psql`, `pgbench`): beside the server binaries, else on
+/// `PATH` (server builds without client programs use the installed ones).
+pub fn program(name: &str) -> PathBuf {
+    pgtrail_cluster::client_program(name, pg_bin_dir().as_deref())
 }
 
 /// The admin URL of the server tests run on: `PGTRAIL_TEST_URL`, or this

@@ -494,9 +494,18 @@ fn classify(
     password: Option<&(String, Origin)>,
 ) -> ConnectError {
     let where_ = target.describe_host(entry);
-    if let Some(db) = error.as_db_error() {
-        let message = db.message().to_string();
-        return match db.code().code() {
+    let chain = error_chain(&error);
+    let server_code = error
+        .as_db_error()
+        .map(|db| (db.code().code().to_string(), db.message().to_string()));
+    // tokio-postgres says so itself when the server asks for a password it was not given.
+    let server_code = server_code.or_else(|| {
+        chain
+            .contains("password missing")
+            .then(|| ("28P01".to_string(), "the server asks for a password".to_string()))
+    });
+    if let Some((code, message)) = server_code {
+        return match code.as_str() {
             "28P01" | "28000" => {
                 let help = match password {
                     Some((_, origin)) => format!(
@@ -532,7 +541,6 @@ fn classify(
             _ => ConnectError::Other { where_, message },
         };
     }
-    let chain = error_chain(&error);
     if let Some(message) = tls::explain(&error, &entry.host, &target.tls) {
         return ConnectError::Tls { where_, message };
     }
