@@ -131,6 +131,38 @@ impl TestDb {
         connect_to(&self.url).await
     }
 
+    /// The server's version as a number: 150012 for 15.12, 180004 for 18.4.
+    ///
+    /// # Panics
+    ///
+    /// If the server cannot be asked.
+    pub async fn server_version(&self) -> i32 {
+        let version: String = self
+            .client
+            .query_one("SELECT current_setting('server_version_num')", &[])
+            .await
+            .expect("server_version_num")
+            .get(0);
+        version.parse().expect("server_version_num is a number")
+    }
+
+    /// Whether the server is at least `min` (as [`TestDb::server_version`]);
+    /// if not, says on standard error that the test is skipped and why, so
+    /// a test of a newer feature returns early on older servers.
+    pub async fn supports(&self, min: i32, feature: &str) -> bool {
+        let version = self.server_version().await;
+        if version < min {
+            eprintln!(
+                "skipped: {feature} needs PostgreSQL {} or newer; this server is {}.{}",
+                min / 10000,
+                version / 10000,
+                version % 10000
+            );
+            return false;
+        }
+        true
+    }
+
     /// The URL of the test database.
     pub fn url(&self) -> &str {
         &self.url
