@@ -246,8 +246,17 @@ async fn merge_is_recorded_as_what_it_did() {
         .iter()
         .map(|c| (c.op.clone(), c.pk.clone().unwrap()))
         .collect();
-    assert!(summary.contains(&("UPDATE".into(), json!({"sku": "a"}))), "{summary:?}");
-    assert!(summary.contains(&("DELETE".into(), json!({"sku": "b"}))), "{summary:?}");
-    assert!(summary.contains(&("INSERT".into(), json!({"sku": "c"}))), "{summary:?}");
+    assert!(
+        summary.contains(&("UPDATE".into(), json!({"sku": "a"}))),
+        "{summary:?}"
+    );
+    assert!(
+        summary.contains(&("DELETE".into(), json!({"sku": "b"}))),
+        "{summary:?}"
+    );
+    assert!(
+        summary.contains(&("INSERT".into(), json!({"sku": "c"}))),
+        "{summary:?}"
+    );
     assert_eq!(trail.len(), 5, "{summary:?}");
 }
