@@ -1847,18 +1847,21 @@ async fn a_disabled_capture_trigger_is_a_gap_that_check_warns_of_and_verify_and_
     );
     assert!(stdout.contains("1 row(s) changed without a trace"), "{stdout}");
 
-    // Without the event triggers, check says gaps can no longer be seen.
+    // Without the event triggers, check says gaps can no longer be seen: a
+    // problem (exit 1).
     db.client
         .batch_execute("DROP EVENT TRIGGER pgtrail_ddl_watch")
         .await
         .unwrap();
-    let (_, stdout, stderr) = ask(&db, dir, &["check"]);
+    let (code, stdout, stderr) = ask(&db, dir, &["check"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(
-        stdout.contains("warning: capture-gap detection is off") && stdout.contains("pgtrail_ddl_watch"),
+        stdout.contains("capture-gap detection is off") && stdout.contains("pgtrail_ddl_watch"),
         "{stdout}{stderr}"
     );
     let (_, report) = ask_json_code(&db, dir, &["check"]);
     assert_eq!(report["ddl_watch"], false, "{report}");
+    assert!(problems(&report).contains(&("no_ddl_watch".to_string(), None)), "{report}");
 }
 
 #[tokio::test]
@@ -1921,4 +1924,204 @@ async fn reconcile_of_a_table_that_is_not_audited_is_one_helpful_error_and_exit_
         text(&help).0.contains("Example"),
         "reconcile --help has no example"
     );
+}
+
+// ---- installs by roles that are not superusers; one database's roles ----
+
+/// A login role that owns `db`, its schema public and [`SCHEMA`]'s tables,
+/// with `attributes` (e.g. `CREATEROLE`), and the URL that logs in as it.
+async fn installer(db: &TestDb, prefix: &str, attributes: &str) -> (String, String) {
+    let role = format!("{prefix}_{}", db.name().trim_start_matches("pgtrail_test_"));
+    db.client
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN {attributes};
+             ALTER DATABASE {db} OWNER TO {role}; ALTER SCHEMA public OWNER TO {role};
+             ALTER TABLE users OWNER TO {role}; ALTER TABLE sessions OWNER TO {role};",
+            db = db.name()
+        ))
+        .await
+        .expect("the installing role is created");
+    let url = db.url().replacen("postgres@", &format!("{role}@"), 1);
+    (role, url)
+}
+
+#[tokio::test]
+async fn a_plain_table_owner_installs_and_every_command_says_what_that_lacks() {
+    let (db, dir) = project("").await;
+    let (role, url) = installer(&db, "migrator", "").await;
+
+    // Before the install: plan and sql say what an install by this role would lack.
+    for command in ["plan", "sql"] {
+        let output = pgtrail(&[command, "--database-url", &url], dir.path());
+        let (stdout, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(0), "{command}: {stderr}");
+        assert!(
+            stdout.contains("CREATE SCHEMA IF NOT EXISTS pgtrail"),
+            "{command}: {stdout}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "warning: installed by {role}, the trail belongs to {role}"
+            )) && stderr.contains("capture-gap detection is off")
+                && stderr.contains(&format!("pgtrail_{}_reader\" does not exist", db.name())),
+            "{command}: {stderr}"
+        );
+    }
+
+    let output = pgtrail(&["apply", "--database-url", &url], dir.path());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let owner_role = format!("pgtrail_{}_owner", db.name());
+    assert!(
+        stderr.contains(&format!(
+            "warning: the trail belongs to {role}, not to the role \"{owner_role}\""
+        )) && stderr.contains("what it means:")
+            && stderr.contains(&format!("CREATE ROLE \"{owner_role}\" NOLOGIN;"))
+            && stderr.contains(&format!("GRANT \"{owner_role}\" TO \"{role}\";"))
+            && stderr.contains("rds_superuser")
+            && stderr.contains("accept_installer_can_edit_trail = true"),
+        "{stderr}"
+    );
+
+    // check: two problems, exit 1, one line each, and in JSON.
+    let output = pgtrail(&["check", "--database-url", &url], dir.path());
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("the trail belongs to {role}")))
+            && lines
+                .iter()
+                .any(|l| l.starts_with("capture-gap detection is off")),
+        "{stdout}"
+    );
+    let output = pgtrail(&["check", "--database-url", &url, "--format", "json"], dir.path());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let kinds: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["installer_owns_trail", "no_ddl_watch"], "{report}");
+
+    // Accepted in the config: check passes and says what was accepted.
+    std::fs::write(
+        dir.path().join("pgtrail.toml"),
+        "[install]\naccept_installer_can_edit_trail = true\naccept_unseen_capture_gaps = true\n",
+    )
+    .unwrap();
+    let output = pgtrail(&["check", "--database-url", &url], dir.path());
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("note: accepted in pgtrail.toml ([install] accept_unseen_capture_gaps = true)"),
+        "{stdout}"
+    );
+
+    // An administrator creates the owner role; apply gives the trail to it.
+    std::fs::write(dir.path().join("pgtrail.toml"), "").unwrap();
+    db.client
+        .batch_execute(&format!(
+            "CREATE ROLE \"{owner_role}\" NOLOGIN; GRANT \"{owner_role}\" TO {role};"
+        ))
+        .await
+        .unwrap();
+    let output = pgtrail(&["apply", "--database-url", &url], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output).1);
+    let owner: String = db
+        .client
+        .query_one(
+            "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'pgtrail'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, owner_role);
+    let output = pgtrail(&["check", "--database-url", &url, "--format", "json"], dir.path());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(report["problems"].as_array().map(Vec::len), Some(1), "{report}");
+    assert_eq!(report["problems"][0]["kind"], "no_ddl_watch");
+}
+
+#[tokio::test]
+async fn a_role_with_createrole_installs_with_roles_of_the_database_and_only_the_ddl_watch_missing() {
+    // The shape of a managed service's admin user: CREATEROLE, no superuser.
+    let (db, dir) = project("").await;
+    let (role, url) = installer(&db, "admin", "CREATEROLE").await;
+    let output = pgtrail(&["apply", "--database-url", &url], dir.path());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: capture-gap detection is off"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("the trail belongs to"), "{stderr}");
+    let owner: String = db
+        .client
+        .query_one(
+            "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'pgtrail'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, format!("pgtrail_{}_owner", db.name()));
+    let output = pgtrail(&["check", "--database-url", &url], dir.path());
+    let (stdout, _) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("capture-gap detection is off"), "{stdout}");
+    assert!(
+        stdout.contains("accept it with [install] accept_unseen_capture_gaps = true"),
+        "{stdout}"
+    );
+    let _ = role;
+}
+
+#[tokio::test]
+async fn each_database_has_its_own_owner_and_reader_roles() {
+    let (shop, shop_dir) = project("").await;
+    let (billing, billing_dir) = project("").await;
+    let (shop_admin, shop_url) = installer(&shop, "admin", "CREATEROLE").await;
+    let (billing_admin, billing_url) = installer(&billing, "admin", "CREATEROLE").await;
+    for (url, dir) in [(&shop_url, &shop_dir), (&billing_url, &billing_dir)] {
+        let output = pgtrail(&["apply", "--database-url", url], dir.path());
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output).1);
+    }
+    let row = shop
+        .client
+        .query_one(
+            "SELECT pg_has_role($1, $3, 'MEMBER'), pg_has_role($1, $4, 'MEMBER'),
+                    pg_has_role($2, $3, 'MEMBER'), pg_has_role($2, $4, 'MEMBER')",
+            &[
+                &shop_admin,
+                &billing_admin,
+                &format!("pgtrail_{}_owner", shop.name()),
+                &format!("pgtrail_{}_owner", billing.name()),
+            ],
+        )
+        .await
+        .unwrap();
+    let memberships: Vec<bool> = (0..4).map(|i| row.get(i)).collect();
+    assert_eq!(
+        memberships,
+        [true, false, false, true],
+        "each installer owns its own trail only"
+    );
+    // Billing's installer, connected to shop, cannot read shop's trail.
+    let (client, connection) = tokio_postgres::connect(
+        &shop.url().replacen("postgres@", &format!("{billing_admin}@"), 1),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("billing's admin connects to shop");
+    tokio::spawn(connection);
+    let error = client
+        .query("SELECT * FROM pgtrail.change", &[])
+        .await
+        .expect_err("no right on another database's trail");
+    assert_eq!(error.code().map(|c| c.code()), Some("42501"), "{error}");
 }

@@ -8,6 +8,7 @@ use pgtrail_catalog::{Catalog, Table, TriggerState};
 
 use crate::desired::{Desired, DesiredTable};
 use crate::installed::Installed;
+use crate::privileges::Shortfall;
 
 /// `(schema, name)` of a table.
 pub type TableName = (String, String);
@@ -73,6 +74,10 @@ pub enum Problem {
         installed: bool,
         desired: bool,
     },
+    /// The install lacks what only a superuser or a role with CREATEROLE
+    /// can give (no owner role, no DDL watch), and `[install]` in the
+    /// config does not accept it.
+    Unprotected(Shortfall),
 }
 
 impl Problem {
@@ -90,6 +95,7 @@ impl Problem {
             Problem::ContextDiffers { .. } => "context_differs",
             Problem::AutoAttachDiffers { .. } => "auto_attach_differs",
             Problem::Renamed { .. } => "renamed",
+            Problem::Unprotected(shortfall) => shortfall.kind(),
         }
     }
 
@@ -99,7 +105,8 @@ impl Problem {
             Problem::NotInstalled
             | Problem::StaleInstall { .. }
             | Problem::ContextDiffers { .. }
-            | Problem::AutoAttachDiffers { .. } => None,
+            | Problem::AutoAttachDiffers { .. }
+            | Problem::Unprotected(_) => None,
             Problem::MissingTrigger { table, .. }
             | Problem::DisabledTrigger { table, .. }
             | Problem::WrongTrigger { table, .. }
@@ -194,6 +201,10 @@ impl fmt::Display for Problem {
                 f,
                 "context settings are {installed} in the database but {desired} in the config"
             ),
+            Problem::Unprotected(shortfall) => match shortfall.accept_setting() {
+                Some(setting) => write!(f, "{shortfall} (accept it with [install] {setting})"),
+                None => write!(f, "{shortfall}"),
+            },
         }
     }
 }

@@ -136,12 +136,24 @@ $owner_membership$;
 
 DO $owner$
 DECLARE
-    v_owner  name := pgtrail.role_name('owner');
-    v_oid    oid := (SELECT oid FROM pg_roles WHERE rolname = pgtrail.role_name('owner'));
-    v_object record;
+    v_owner   name := pgtrail.role_name('owner');
+    v_oid     oid := (SELECT oid FROM pg_roles WHERE rolname = pgtrail.role_name('owner'));
+    v_granted boolean := false;
+    v_object  record;
 BEGIN
     IF v_oid IS NULL OR NOT pg_has_role(current_user, v_owner, 'MEMBER') THEN
         RETURN;
+    END IF;
+    -- The new owner of a schema needs CREATE on the database (superusers
+    -- skip that check): granted for the move when the installer may.
+    IF (SELECT nspowner FROM pg_namespace WHERE nspname = 'pgtrail') <> v_oid
+       AND NOT has_database_privilege(v_owner, current_database(), 'CREATE') THEN
+        BEGIN
+            EXECUTE format('GRANT CREATE ON DATABASE %I TO %I', current_database(), v_owner);
+            v_granted := true;
+        EXCEPTION WHEN insufficient_privilege THEN
+            NULL;
+        END;
     END IF;
     -- 0.3.0's trail belongs to the server-wide pgtrail_owner: move it all
     -- at once (object by object, the DDL watch would run as the old owner
@@ -151,6 +163,20 @@ BEGIN
             WHERE n.nspname = 'pgtrail') = 'pgtrail_owner'
        AND pg_has_role(current_user, 'pgtrail_owner', 'MEMBER') THEN
         EXECUTE format('REASSIGN OWNED BY pgtrail_owner TO %I', v_owner);
+    END IF;
+    -- The schema first: the new owner of a table or function needs CREATE
+    -- on its schema.
+    IF (SELECT nspowner FROM pg_namespace WHERE nspname = 'pgtrail') <> v_oid THEN
+        BEGIN
+            EXECUTE format('ALTER SCHEMA pgtrail OWNER TO %I', v_owner);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE WARNING 'pgtrail: the schema pgtrail stays %''s (giving it to % needs CREATE on database %: GRANT CREATE ON DATABASE % TO %, then pgtrail apply again)',
+                current_user, v_owner, current_database(), quote_ident(current_database()), quote_ident(v_owner);
+            EXECUTE format('GRANT USAGE, CREATE ON SCHEMA pgtrail TO %I', v_owner);
+        END;
+    END IF;
+    IF v_granted THEN
+        EXECUTE format('REVOKE CREATE ON DATABASE %I FROM %I', current_database(), v_owner);
     END IF;
     FOR v_object IN
         SELECT c.oid::regclass AS rel,
@@ -172,9 +198,6 @@ BEGIN
     LOOP
         EXECUTE format('ALTER FUNCTION %s OWNER TO %I', v_object.fn, v_owner);
     END LOOP;
-    IF (SELECT nspowner FROM pg_namespace WHERE nspname = 'pgtrail') <> v_oid THEN
-        EXECUTE format('ALTER SCHEMA pgtrail OWNER TO %I', v_owner);
-    END IF;
     -- Tables attached by earlier versions.
     PERFORM pgtrail._let_owner_read(to_regclass(format('%I.%I', a.table_schema, a.table_name)))
     FROM pgtrail.audited_table AS a
