@@ -1861,7 +1861,10 @@ async fn a_disabled_capture_trigger_is_a_gap_that_check_warns_of_and_verify_and_
     );
     let (_, report) = ask_json_code(&db, dir, &["check"]);
     assert_eq!(report["ddl_watch"], false, "{report}");
-    assert!(problems(&report).contains(&("no_ddl_watch".to_string(), None)), "{report}");
+    assert!(
+        problems(&report).contains(&("no_ddl_watch".to_string(), None)),
+        "{report}"
+    );
 }
 
 #[tokio::test]

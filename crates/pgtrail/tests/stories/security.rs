@@ -405,3 +405,52 @@ async fn a_table_the_owner_role_cannot_read_is_an_error_that_says_which_grant() 
         db_error.hint()
     );
 }
+
+#[tokio::test]
+async fn role_names_follow_the_database_even_a_long_or_odd_one() {
+    let db = TestDb::new().await;
+    // 63 bytes, with capitals, a space and a multi-byte letter.
+    let name = format!("Shop Ü {}", db.name())
+        .chars()
+        .chain(std::iter::repeat('x'))
+        .take(60)
+        .collect::<String>();
+    db.client
+        .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE template0"))
+        .await
+        .expect("create the oddly named database");
+    let mut config = tokio_postgres::Config::from_str(db.url()).expect("test url parses");
+    config.dbname(&name);
+    let (mut client, connection) = config.connect(NoTls).await.expect("connect to it");
+    let task = tokio::spawn(connection);
+    let parsed = pgtrail::config::Config::parse("", "pgtrail.toml").expect("empty config");
+    pgtrail::plan::apply(&mut client, &parsed).await.expect("apply");
+    let row = client
+        .query_one(
+            "SELECT pgtrail.role_name('owner')::text, pgtrail.role_name('reader')::text, left(md5(current_database()), 8),
+                    (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'pgtrail')",
+            &[],
+        )
+        .await
+        .expect("role names");
+    let (owner, reader, hash, schema_owner): (String, String, String, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert!(
+        owner.len() <= 63 && owner.ends_with(&format!("_{hash}_owner")),
+        "{owner}"
+    );
+    assert_eq!(owner, pgtrail::plan::role_name(&name, &hash, "owner"));
+    assert_eq!(reader, pgtrail::plan::role_name(&name, &hash, "reader"));
+    assert_eq!(schema_owner, pgtrail_capture_quote(&owner));
+    drop(client);
+    let _ = task.await;
+    db.client
+        .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .await
+        .expect("drop it");
+}
+
+/// How `regrole` prints a name that needs quotes.
+fn pgtrail_capture_quote(name: &str) -> String {
+    pgtrail::capture::quote::ident(name)
+}
