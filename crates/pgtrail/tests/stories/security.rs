@@ -330,7 +330,7 @@ async fn the_trail_belongs_to_an_owner_role_that_can_do_nothing_else() {
         .collect();
     let owner = role(&db, "owner").await;
     assert_eq!(owners, [format!("pgtrail_{}_owner", db.name())]);
-    assert_eq!(owners, [owner.clone()]);
+    assert_eq!(owners, std::slice::from_ref(&owner));
     let attributes = db
         .client
         .query_one(
