@@ -91,6 +91,21 @@ async fn database_url_comes_from_the_environment_when_no_flag_is_given() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.audited_table").await, 2);
+
+    // DATABASE_URL alone.
+    let output = Command::new(env!("CARGO_BIN_EXE_pgtrail"))
+        .arg("check")
+        .current_dir(dir.path())
+        .env("DATABASE_URL", db.url())
+        .env_remove("PGTRAIL_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test]

@@ -27,6 +27,7 @@ pub struct Privileges {
     pub can_create_event_triggers: bool,
     pub owner_role_exists: bool,
     pub reader_role_exists: bool,
+    /// May act as the owner role (SET ROLE from PostgreSQL 16 on; membership before).
     pub member_of_owner_role: bool,
     /// The owner of the schema pgtrail, when installed.
     pub trail_owner: Option<String>,
@@ -69,7 +70,8 @@ impl Privileges {
             .query_one(
                 "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1),
                         EXISTS (SELECT FROM pg_roles WHERE rolname = $2),
-                        coalesce(pg_has_role(current_user, (SELECT oid FROM pg_roles WHERE rolname = $1), 'MEMBER'), false)",
+                        coalesce(pg_has_role(current_user, (SELECT oid FROM pg_roles WHERE rolname = $1),
+                                 CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'SET' ELSE 'MEMBER' END), false)",
                 &[&owner_role, &reader_role],
             )
             .await

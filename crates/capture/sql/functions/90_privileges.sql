@@ -100,7 +100,10 @@ $grants$;
 -- made a member, to manage it. One exception: the function behind
 -- auto_attach creates triggers on other roles' new tables, so it stays the
 -- installer's. Without the right to create roles, the installer stays the
--- owner (and pgtrail apply and check say so).
+-- owner (and pgtrail apply and check say so). Giving an object to a role
+-- needs the right to SET ROLE to it: from PostgreSQL 16 on, the creator of
+-- a role is its admin but may not SET ROLE to it until granted, hence the
+-- test for SET there (MEMBER before 16).
 DO $owner_role$
 DECLARE
     v_owner name := pgtrail.role_name('owner');
@@ -123,7 +126,7 @@ DECLARE
     v_owner name := pgtrail.role_name('owner');
 BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = v_owner)
-       AND NOT pg_has_role(current_user, v_owner, 'MEMBER') THEN
+       AND NOT pg_has_role(current_user, v_owner, CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'SET' ELSE 'MEMBER' END) THEN
         EXECUTE format('GRANT %I TO %I', v_owner, current_user);
     END IF;
 EXCEPTION
@@ -141,7 +144,7 @@ DECLARE
     v_granted boolean := false;
     v_object  record;
 BEGIN
-    IF v_oid IS NULL OR NOT pg_has_role(current_user, v_owner, 'MEMBER') THEN
+    IF v_oid IS NULL OR NOT pg_has_role(current_user, v_owner, CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'SET' ELSE 'MEMBER' END) THEN
         RETURN;
     END IF;
     -- The new owner of a schema needs CREATE on the database (superusers
@@ -161,7 +164,7 @@ BEGIN
     IF v_owner <> 'pgtrail_owner'
        AND (SELECT r.rolname FROM pg_namespace AS n JOIN pg_roles AS r ON r.oid = n.nspowner
             WHERE n.nspname = 'pgtrail') = 'pgtrail_owner'
-       AND pg_has_role(current_user, 'pgtrail_owner', 'MEMBER') THEN
+       AND pg_has_role(current_user, 'pgtrail_owner', CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'SET' ELSE 'MEMBER' END) THEN
         EXECUTE format('REASSIGN OWNED BY pgtrail_owner TO %I', v_owner);
     END IF;
     -- The schema first: the new owner of a table or function needs CREATE

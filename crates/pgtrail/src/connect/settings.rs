@@ -116,7 +116,7 @@ impl Env {
     pub fn process() -> Env {
         let vars: HashMap<String, String> = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .filter(|(k, _)| k.starts_with("PG") || k == "HOME" || k == "USER")
+            .filter(|(k, _)| k.starts_with("PG") || ["DATABASE_URL", "HOME", "USER"].contains(&k.as_str()))
             .collect();
         let home = vars.get("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
         Env {
