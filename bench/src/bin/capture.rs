@@ -329,7 +329,7 @@ async fn main() -> Result<()> {
         ("autovacuum", "off"),
     ])?;
     let pgbench = Pgbench {
-        program: cluster.bin_dir().join("pgbench"),
+        program: cluster.program("pgbench"),
         host: cluster.host().to_owned(),
         port: cluster.port(),
         user: "postgres".to_owned(),

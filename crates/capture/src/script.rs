@@ -132,11 +132,11 @@ fn build_function(build: &str) -> String {
          LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp\n\
          AS $fn$ SELECT {} $fn$;\n\
          GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;\n\
-         -- version() and build() come last; they belong to pgtrail_owner too (90_privileges.sql).\n\
-         DO $owner$ BEGIN\n\
-         IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgtrail_owner') AND pg_has_role(current_user, 'pgtrail_owner', 'MEMBER') THEN\n\
-         ALTER FUNCTION pgtrail.version() OWNER TO pgtrail_owner;\n\
-         ALTER FUNCTION pgtrail.build() OWNER TO pgtrail_owner;\n\
+         -- version() and build() come last; they belong to the owner role too (90_privileges.sql).\n\
+         DO $owner$ DECLARE v_owner name := pgtrail.role_name('owner'); BEGIN\n\
+         IF EXISTS (SELECT FROM pg_roles WHERE rolname = v_owner) AND pg_has_role(current_user, v_owner, CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'SET' ELSE 'MEMBER' END) THEN\n\
+         EXECUTE format('ALTER FUNCTION pgtrail.version() OWNER TO %I', v_owner);\n\
+         EXECUTE format('ALTER FUNCTION pgtrail.build() OWNER TO %I', v_owner);\n\
          END IF;\n\
          END $owner$;\n",
         quote::literal(build)

@@ -20,8 +20,11 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Database to connect to. Default: PGTRAIL_DATABASE_URL, then DATABASE_URL,
-    /// then the libpq variables PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD.
+    /// Database to connect to: a postgres:// URL or key=value pairs, as for psql.
+    /// Default: PGTRAIL_DATABASE_URL, then DATABASE_URL. What it leaves unset comes
+    /// from the service (PGSERVICE, pg_service.conf), then libpq's variables (PGHOST,
+    /// PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE, PGSSLROOTCERT, PGAPPNAME,
+    /// PGCONNECT_TIMEOUT, ...), then ~/.pgpass and the defaults (sslmode=prefer).
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
 

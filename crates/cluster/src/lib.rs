@@ -27,14 +27,14 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::{MetadataExt, chown};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, chown};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use binaries::{BIN_DIR_ENV, find_bin_dir, pg_bin_dir};
+pub use binaries::{BIN_DIR_ENV, client_program, find_bin_dir, pg_bin_dir};
 
 use user::Account;
 
@@ -50,6 +50,10 @@ const HOST: &str = "127.0.0.1";
 const LOG_FILE: &str = "server.log";
 /// Written by the supervisor (into the cluster directory) when `postgres` exits.
 const EXITED_MARKER: &str = "server.exited";
+/// The TLS files written into the data directory.
+const TLS_CERT: &str = "server.crt";
+const TLS_KEY: &str = "server.key";
+const TLS_CLIENT_CA: &str = "client_ca.crt";
 /// How many log lines to quote in a startup error.
 const LOG_TAIL_LINES: usize = 30;
 /// Attempts to start on a fresh free port when another process grabbed ours.
@@ -89,6 +93,22 @@ pub struct ClusterOptions {
     pub fast: bool,
     /// TCP port on 127.0.0.1; a free one is picked when `None`.
     pub port: Option<u16>,
+    /// Serve TLS (`ssl = on`) with this certificate and key.
+    pub tls: Option<ServerTls>,
+    /// `pg_hba.conf` lines placed before initdb's (the first match wins),
+    /// e.g. `hostssl all tls_only 127.0.0.1/32 trust`.
+    pub hba: Vec<String>,
+}
+
+/// The server side of TLS, as PEM text.
+#[derive(Debug, Clone, Default)]
+pub struct ServerTls {
+    /// The server's certificate (and its chain).
+    pub cert_pem: String,
+    /// The server's private key.
+    pub key_pem: String,
+    /// CAs whose client certificates the server accepts (`ssl_ca_file`).
+    pub client_ca_pem: Option<String>,
 }
 
 /// Why a cluster could not be started or stopped.
@@ -229,6 +249,7 @@ impl Cluster {
                 .map_err(io_error(format_args!("chown {}", cluster.root.display())))?;
         }
         cluster.initdb(account, options.fast)?;
+        cluster.configure(account, options)?;
         cluster.launch(account, options)?;
         cluster.wait_until_ready()?;
         cluster.keep = options.keep;
@@ -255,9 +276,15 @@ impl Cluster {
         &self.root
     }
 
-    /// The directory of the server binaries, for running `psql`, `pgbench`, ...
+    /// The directory of the server binaries.
     pub fn bin_dir(&self) -> &Path {
         &self.bin_dir
+    }
+
+    /// A client program (`psql`, `pgbench`, `pg_ctl`): beside the server
+    /// binaries if there, else found like [`client_program`].
+    pub fn program(&self, name: &str) -> PathBuf {
+        client_program(name, Some(&self.bin_dir))
     }
 
     /// The cluster's data directory.
@@ -305,6 +332,38 @@ impl Cluster {
         })
     }
 
+    /// Writes the TLS files and the extra `pg_hba.conf` lines.
+    fn configure(&self, account: Option<Account>, options: &ClusterOptions) -> Result<(), ClusterError> {
+        let write = |name: &str, contents: &str, mode: u32| -> Result<(), ClusterError> {
+            let path = self.data_dir.join(name);
+            fs::write(&path, contents).map_err(io_error(format_args!("write {}", path.display())))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .map_err(io_error(format_args!("chmod {}", path.display())))?;
+            if let Some(account) = account {
+                chown(&path, Some(account.uid), Some(account.gid))
+                    .map_err(io_error(format_args!("chown {}", path.display())))?;
+            }
+            Ok(())
+        };
+        if let Some(tls) = &options.tls {
+            write(TLS_CERT, &tls.cert_pem, 0o600)?;
+            write(TLS_KEY, &tls.key_pem, 0o600)?;
+            if let Some(ca) = &tls.client_ca_pem {
+                write(TLS_CLIENT_CA, ca, 0o600)?;
+            }
+        }
+        if !options.hba.is_empty() {
+            let path = self.data_dir.join("pg_hba.conf");
+            let existing =
+                fs::read_to_string(&path).map_err(io_error(format_args!("read {}", path.display())))?;
+            let mut text = options.hba.join("\n");
+            text.push('\n');
+            text.push_str(&existing);
+            write("pg_hba.conf", &text, 0o600)?;
+        }
+        Ok(())
+    }
+
     fn server_args(&self, options: &ClusterOptions) -> Vec<String> {
         let mut settings: Vec<(&str, &str)> = vec![
             ("listen_addresses", HOST),
@@ -321,6 +380,16 @@ impl Cluster {
                 ("synchronous_commit", "off"),
                 ("full_page_writes", "off"),
             ]);
+        }
+        if let Some(tls) = &options.tls {
+            settings.extend([
+                ("ssl", "on"),
+                ("ssl_cert_file", TLS_CERT),
+                ("ssl_key_file", TLS_KEY),
+            ]);
+            if tls.client_ca_pem.is_some() {
+                settings.push(("ssl_ca_file", TLS_CLIENT_CA));
+            }
         }
         settings.extend(options.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let mut args = vec![

@@ -34,7 +34,7 @@ fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 fn psql(cluster: &Cluster, sql: &str) -> String {
-    let output = Command::new(cluster.bin_dir().join("psql"))
+    let output = Command::new(cluster.program("psql"))
         .args(["-h", cluster.host(), "-p", &cluster.port().to_string()])
         .args(["-U", "postgres", "-d", "postgres", "-X", "-A", "-t", "-c", sql])
         .output()
@@ -97,7 +97,7 @@ fn user_settings_apply_and_bad_ones_report_the_server_log() {
 fn with_cluster_runs_the_command_and_passes_its_exit_code() {
     let output = Command::new(env!("CARGO_BIN_EXE_with-cluster"))
         .args(["--", "sh", "-c"])
-        .arg(r#""$PGTRAIL_PG_BIN/psql" -X -Atc "show wal_level" "$PGTRAIL_TEST_URL" && exit 7"#)
+        .arg(r#"psql -X -Atc "show wal_level" "$PGTRAIL_TEST_URL" && exit 7"#)
         .output()
         .expect("run with-cluster");
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -20,6 +20,10 @@
 //! [tables."public.students"]
 //! key = ["std_no"]
 //! images = "full"
+//!
+//! [install]                         # what an install without full rights may lack (default false)
+//! accept_installer_can_edit_trail = false   # no owner role: the installer owns the trail
+//! accept_unseen_capture_gaps = false        # no DDL watch (event triggers need a superuser)
 //! ```
 //!
 //! Every section and key is optional; an empty file gives
@@ -53,7 +57,7 @@ use std::path::Path;
 
 pub use error::{ConfigError, ErrorKind, Location};
 pub use matching::{ColumnRules, Pattern, PatternError, Selection};
-pub use model::{Capture, Config, Context, DEFAULT_FILE_NAME, Images, TableRule};
+pub use model::{Capture, Config, Context, DEFAULT_FILE_NAME, Images, Install, TableRule};
 pub use name::{NameError, QualifiedName};
 pub use suggest::suggest;
 

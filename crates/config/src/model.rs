@@ -19,6 +19,8 @@ pub struct Config {
     pub context: Context,
     /// The `[tables."..."]` sections, in the order they appear in the file.
     pub tables: Vec<TableRule>,
+    /// The `[install]` section: what an install without full rights may lack.
+    pub install: Install,
     /// The file name used in messages.
     pub(crate) origin: String,
 }
@@ -30,6 +32,7 @@ impl Default for Config {
             capture: Capture::default(),
             context: Context::default(),
             tables: Vec::new(),
+            install: Install::default(),
             origin: DEFAULT_FILE_NAME.to_string(),
         }
     }
@@ -41,6 +44,23 @@ impl Config {
     pub fn origin(&self) -> &str {
         &self.origin
     }
+}
+
+/// The `[install]` section: what an install by a role that is not a
+/// superuser may lack without `pgtrail check` reporting it, each named by
+/// what is given up. Both default to `false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Install {
+    /// The trail may belong to the role that installed it (no owner role:
+    /// that role could not create roles). Given up: a trail its installer
+    /// cannot edit; whoever connects as that role can switch the
+    /// append-only guards off and change or delete what was recorded.
+    pub accept_installer_can_edit_trail: bool,
+    /// The DDL watch may be missing (no event triggers: the installer is
+    /// not a superuser). Given up: capture-gap detection; a table owner can
+    /// switch capture off and on without a trace in `pgtrail.capture_gaps`,
+    /// `check` or `verify`.
+    pub accept_unseen_capture_gaps: bool,
 }
 
 /// The `[capture]` section.

@@ -53,10 +53,24 @@ pub(crate) struct RawConfig {
     pub(crate) context: Table<RawContext>,
     #[serde(default)]
     pub(crate) tables: BTreeMap<Spanned<String>, Table<RawTable>>,
+    #[serde(default)]
+    pub(crate) install: Table<RawInstall>,
 }
 
 impl RawConfig {
-    pub(crate) const KEYS: &[&str] = &["capture", "context", "tables"];
+    pub(crate) const KEYS: &[&str] = &["capture", "context", "tables", "install"];
+}
+
+/// `[install]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInstall {
+    pub(crate) accept_installer_can_edit_trail: Option<bool>,
+    pub(crate) accept_unseen_capture_gaps: Option<bool>,
+}
+
+impl RawInstall {
+    pub(crate) const KEYS: &[&str] = &["accept_installer_can_edit_trail", "accept_unseen_capture_gaps"];
 }
 
 /// `[capture]`.
@@ -149,14 +163,18 @@ mod tests {
         }
         let err = toml::from_str::<T>("zzz = 1").err().map(|e| e.to_string());
         let err = err.unwrap_or_default();
-        let expected: Vec<&str> = err
-            .split("expected one of ")
-            .nth(1)
-            .unwrap_or_default()
+        // serde lists three or more fields as "expected one of `a`, `b`, `c`",
+        // two as "expected `a` or `b`".
+        let list = match err.split_once("expected one of ") {
+            Some((_, rest)) => rest,
+            None => err.split_once("expected `").map_or("", |(_, rest)| rest),
+        };
+        let expected: Vec<&str> = list
             .lines()
             .next()
             .unwrap_or_default()
             .split(", ")
+            .flat_map(|k| k.split(" or "))
             .map(|k| k.trim_matches('`'))
             .collect();
         assert_eq!(expected, keys, "{err}");
@@ -168,5 +186,6 @@ mod tests {
         check::<RawCapture>(RawCapture::KEYS, "[]");
         check::<RawContext>(RawContext::KEYS, "[]");
         check::<RawTable>(RawTable::KEYS, "[]");
+        check::<RawInstall>(RawInstall::KEYS, "[]");
     }
 }

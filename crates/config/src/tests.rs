@@ -638,3 +638,20 @@ proptest! {
         prop_assert_eq!(config.selects(&schema, &table), Selection::Included);
     }
 }
+
+#[test]
+fn install_accepts_what_an_install_without_full_rights_lacks() {
+    let config = Config::parse("", "pgtrail.toml").expect("empty file");
+    assert!(!config.install.accept_installer_can_edit_trail && !config.install.accept_unseen_capture_gaps);
+    let config = Config::parse(
+        "[install]\naccept_installer_can_edit_trail = true\naccept_unseen_capture_gaps = true\n",
+        "pgtrail.toml",
+    )
+    .expect("both keys");
+    assert!(config.install.accept_installer_can_edit_trail && config.install.accept_unseen_capture_gaps);
+    let (e, kind, line, _) = error("[install]\naccept_unseen_capture_gap = true\n");
+    assert_eq!((kind, line), (ErrorKind::UnknownKey, 2));
+    assert_eq!(e.help(), Some("did you mean `accept_unseen_capture_gaps`?"));
+    let (e, _, _, _) = error("[install]\naccept_unseen_capture_gaps = \"yes\"\n");
+    assert!(e.to_string().contains("accept_unseen_capture_gaps"), "{e}");
+}

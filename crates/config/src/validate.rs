@@ -6,7 +6,7 @@ use serde_spanned::Spanned;
 
 use crate::error::{ConfigError, ErrorKind, Location, Source};
 use crate::matching::Pattern;
-use crate::model::{Capture, Config, Context, Images, TableRule};
+use crate::model::{Capture, Config, Context, Images, Install, TableRule};
 use crate::name::QualifiedName;
 use crate::raw::{List, RawCapture, RawConfig, RawContext, RawTable, Table};
 use crate::setting::check_setting;
@@ -18,10 +18,15 @@ pub(crate) fn build(src: Source<'_>, raw: RawConfig) -> Result<Config, ConfigErr
     let capture = capture(src, raw.capture.0)?;
     let context = context(src, raw.context.0)?;
     let tables = tables(src, raw.tables, &capture.schemas)?;
+    let install = Install {
+        accept_installer_can_edit_trail: raw.install.0.accept_installer_can_edit_trail.unwrap_or(false),
+        accept_unseen_capture_gaps: raw.install.0.accept_unseen_capture_gaps.unwrap_or(false),
+    };
     Ok(Config {
         capture,
         context,
         tables,
+        install,
         origin: src.origin.to_string(),
     })
 }

@@ -13,7 +13,7 @@ use std::ops::Range;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_spanned::Spanned;
 
-use crate::raw::{RawCapture, RawConfig, RawContext, RawTable};
+use crate::raw::{RawCapture, RawConfig, RawContext, RawInstall, RawTable};
 
 /// One key of the document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +106,7 @@ fn classify(section: &[String], key: &str) -> Child {
         (["context"], _) => known(RawContext::KEYS),
         (["tables"], _) => Child::Section,
         (["tables", _], _) => known(RawTable::KEYS),
+        (["install"], _) => known(RawInstall::KEYS),
         _ => Child::Value,
     }
 }

@@ -8,6 +8,7 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 use crate::desired::Desired;
 use crate::drift::{Problem, tables_to_attach};
 use crate::installed::Installed;
+use crate::privileges::{Privileges, Shortfall};
 use crate::step::{Arg, Step, pg_array_text, repair_steps};
 use crate::{PlanError, desired, drift};
 
@@ -82,8 +83,55 @@ pub async fn inspect(
     let catalog = Catalog::load(client, &config.capture.schemas).await?;
     let installed = Installed::load(client).await?;
     let desired = desired::resolve(config, &catalog).map_err(PlanError::Config)?;
-    let problems = drift::problems(&desired, &catalog, &installed);
+    let mut problems = drift::problems(&desired, &catalog, &installed);
+    let current = installed.version.is_some()
+        && !problems
+            .iter()
+            .any(|p| matches!(p, Problem::NotInstalled | Problem::StaleInstall { .. }));
+    if current {
+        let privileges = Privileges::load(client).await?;
+        problems.extend(
+            privileges
+                .installed_shortfalls()
+                .into_iter()
+                .filter(|s| !matches!(s, Shortfall::NoReaderRole { .. }) && !s.accepted(&config.install))
+                .map(Problem::Unprotected),
+        );
+    }
     Ok((desired, catalog, installed, problems))
+}
+
+/// [`repair_steps`], and the install script again when an unprotected
+/// install can be repaired by the connected role (an administrator created
+/// the owner role since, or a superuser runs apply): what `plan` prints and
+/// `apply` runs.
+pub async fn repairs(
+    client: &impl GenericClient,
+    desired: &Desired,
+    problems: &[Problem],
+) -> Result<Vec<Step>, PlanError> {
+    let mut steps = repair_steps(desired, problems);
+    let unprotected: Vec<&Shortfall> = problems
+        .iter()
+        .filter_map(|p| match p {
+            Problem::Unprotected(shortfall) => Some(shortfall),
+            _ => None,
+        })
+        .collect();
+    if !unprotected.is_empty() && !steps.iter().any(|s| matches!(s, Step::Script(_))) {
+        let privileges = Privileges::load(client).await?;
+        let still = privileges.predicted_shortfalls();
+        let fixable = unprotected.iter().any(|s| match s {
+            Shortfall::InstallerOwnsTrail { .. } => !still
+                .iter()
+                .any(|x| matches!(x, Shortfall::InstallerOwnsTrail { .. })),
+            other => !still.contains(other),
+        });
+        if fixable {
+            steps.insert(0, Step::Script(pgtrail_capture::install_script()));
+        }
+    }
+    Ok(steps)
 }
 
 /// Installs or upgrades pgtrail and makes capture match `config`, in one
@@ -151,7 +199,7 @@ pub async fn apply_with_options(
             .push((schema.clone(), name.clone(), TableAction::Detached));
     }
 
-    let steps = repair_steps(&desired, &problems);
+    let steps = repairs(&tx, &desired, &problems).await?;
     let total = steps.len();
     for (done, step) in steps.into_iter().enumerate() {
         let label = match &step {

@@ -8,6 +8,7 @@ use pgtrail_catalog::{Catalog, Table, TriggerState};
 
 use crate::desired::{Desired, DesiredTable};
 use crate::installed::Installed;
+use crate::privileges::Shortfall;
 
 /// `(schema, name)` of a table.
 pub type TableName = (String, String);
@@ -83,6 +84,10 @@ pub enum Problem {
     IndexPending {
         index: String,
     },
+    /// The install lacks what only a superuser or a role with CREATEROLE
+    /// can give (no owner role, no DDL watch), and `[install]` in the
+    /// config does not accept it.
+    Unprotected(Shortfall),
 }
 
 impl Problem {
@@ -102,6 +107,7 @@ impl Problem {
             Problem::Renamed { .. } => "renamed",
             Problem::StaleCapture { .. } => "stale_capture",
             Problem::IndexPending { .. } => "index_pending",
+            Problem::Unprotected(shortfall) => shortfall.kind(),
         }
     }
 
@@ -112,7 +118,8 @@ impl Problem {
             | Problem::StaleInstall { .. }
             | Problem::ContextDiffers { .. }
             | Problem::AutoAttachDiffers { .. }
-            | Problem::IndexPending { .. } => None,
+            | Problem::IndexPending { .. }
+            | Problem::Unprotected(_) => None,
             Problem::MissingTrigger { table, .. }
             | Problem::DisabledTrigger { table, .. }
             | Problem::WrongTrigger { table, .. }
@@ -217,6 +224,10 @@ impl fmt::Display for Problem {
                 f,
                 "the upgrade's index pgtrail.{index} is not built yet (apply builds it without blocking writers)"
             ),
+            Problem::Unprotected(shortfall) => match shortfall.accept_setting() {
+                Some(setting) => write!(f, "{shortfall} (accept it with [install] {setting})"),
+                None => write!(f, "{shortfall}"),
+            },
         }
     }
 }

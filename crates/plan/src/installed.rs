@@ -74,12 +74,18 @@ impl Installed {
         let mut tables = BTreeMap::new();
         for row in client
             .query(
-                "SELECT id, table_schema, table_name, key_columns, key_kind, images,
-                        ignore_columns, redact_columns, detached_at IS NOT NULL,
-                        CASE WHEN $1 AND detached_at IS NULL AND to_regclass(format('%I.%I', table_schema, table_name)) IS NOT NULL
-                             THEN pgtrail._capture_is_current(id, format('%I.%I', table_schema, table_name)::regclass) END
-                 FROM pgtrail.audited_table",
-                &[&judge_capture],
+                if judge_capture {
+                    "SELECT id, table_schema, table_name, key_columns, key_kind, images,
+                            ignore_columns, redact_columns, detached_at IS NOT NULL,
+                            CASE WHEN detached_at IS NULL AND to_regclass(format('%I.%I', table_schema, table_name)) IS NOT NULL
+                                 THEN pgtrail._capture_is_current(id, format('%I.%I', table_schema, table_name)::regclass) END
+                     FROM pgtrail.audited_table"
+                } else {
+                    "SELECT id, table_schema, table_name, key_columns, key_kind, images,
+                            ignore_columns, redact_columns, detached_at IS NOT NULL, NULL::boolean
+                     FROM pgtrail.audited_table"
+                },
+                &[],
             )
             .await
             .map_err(read("reading pgtrail.audited_table"))?

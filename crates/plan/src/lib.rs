@@ -9,6 +9,8 @@
 //! - [`steps`] turns the desired state into [`Step`]s (the install script, then
 //!   one `pgtrail.attach`/`pgtrail.detach` call per table), [`repair_steps`]
 //!   only those that repair the problems found;
+//! - [`Privileges`] tells what an install by a role that is not a superuser
+//!   lacks ([`Shortfall`]: no owner role, no reader role, no DDL watch);
 //! - [`apply`] runs the repair steps in one transaction under an advisory lock,
 //!   with every value as a bind parameter, then builds the indexes an
 //!   upgrade left to build concurrently; [`render`] prints steps as one
@@ -19,17 +21,19 @@ mod desired;
 mod drift;
 mod index_build;
 mod installed;
+mod privileges;
 mod step;
 mod uninstall;
 
 pub use apply::{
     ADVISORY_LOCK, ApplyOptions, ApplyReport, TableAction, apply, apply_with_options, apply_with_progress,
-    inspect,
+    inspect, repairs,
 };
 pub use desired::{Desired, DesiredTable, resolve};
 pub use drift::{Problem, TableName, problems};
 pub use index_build::build_pending_indexes;
 pub use installed::{Installed, InstalledTable};
+pub use privileges::{Privileges, Shortfall, role_name};
 pub use step::{Arg, Step, render, repair_steps, steps};
 pub use uninstall::{UninstallReport, uninstall};
 

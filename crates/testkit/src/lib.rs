@@ -11,6 +11,8 @@
 //! the server and deletes its directory as soon as this process exits, however
 //! it exits (see the `pgtrail_cluster` crate docs).
 
+pub mod tls;
+
 use std::env;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -29,10 +31,16 @@ const DROP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The private cluster of this test process, when `PGTRAIL_TEST_URL` is unset.
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 
-/// The directory of the PostgreSQL server binaries (`psql`, `pgbench`, ...),
+/// The directory of the PostgreSQL server binaries (`initdb`, `postgres`),
 /// if installed. Honors `PGTRAIL_PG_BIN`.
 pub fn pg_bin_dir() -> Option<PathBuf> {
     pgtrail_cluster::find_bin_dir()
+}
+
+/// A client program (`psql`, `pgbench`): beside the server binaries, else on
+/// `PATH` (server builds without client programs use the installed ones).
+pub fn program(name: &str) -> PathBuf {
+    pgtrail_cluster::client_program(name, pg_bin_dir().as_deref())
 }
 
 /// The admin URL of the server tests run on: `PGTRAIL_TEST_URL`, or this
@@ -121,6 +129,38 @@ impl TestDb {
     /// If the connection fails.
     pub async fn connect(&self) -> Client {
         connect_to(&self.url).await
+    }
+
+    /// The server's version as a number: 150012 for 15.12, 180004 for 18.4.
+    ///
+    /// # Panics
+    ///
+    /// If the server cannot be asked.
+    pub async fn server_version(&self) -> i32 {
+        let version: String = self
+            .client
+            .query_one("SELECT current_setting('server_version_num')", &[])
+            .await
+            .expect("server_version_num")
+            .get(0);
+        version.parse().expect("server_version_num is a number")
+    }
+
+    /// Whether the server is at least `min` (as [`TestDb::server_version`]);
+    /// if not, says on standard error that the test is skipped and why, so
+    /// a test of a newer feature returns early on older servers.
+    pub async fn supports(&self, min: i32, feature: &str) -> bool {
+        let version = self.server_version().await;
+        if version < min {
+            eprintln!(
+                "skipped: {feature} needs PostgreSQL {} or newer; this server is {}.{}",
+                min / 10000,
+                version / 10000,
+                version % 10000
+            );
+            return false;
+        }
+        true
     }
 
     /// The URL of the test database.

@@ -1,7 +1,7 @@
 //! Integration tests for `pgtrail-testkit`: test databases are independent of
 //! each other and are gone once dropped.
 
-use pgtrail_testkit::{TestDb, pg_bin_dir};
+use pgtrail_testkit::{TestDb, pg_bin_dir, program};
 use tokio_postgres::NoTls;
 
 #[tokio::test]
@@ -63,5 +63,12 @@ async fn parallel_databases_are_independent_and_dropped() {
 #[test]
 fn server_binaries_are_found() {
     let dir = pg_bin_dir().expect("PostgreSQL binaries are installed");
-    assert!(dir.join("psql").exists(), "no psql in {}", dir.display());
+    assert!(dir.join("initdb").exists(), "no initdb in {}", dir.display());
+    // psql beside them, or on PATH for server builds without client programs.
+    let psql = program("psql");
+    assert!(
+        psql.is_absolute() && psql.exists(),
+        "no psql found ({})",
+        psql.display()
+    );
 }

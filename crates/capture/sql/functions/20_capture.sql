@@ -171,26 +171,32 @@ AS $fn$
         CASE p_op WHEN 'I' THEN 'pgtrail_new' ELSE 'pgtrail_old' END)
 $fn$;
 
--- The columns of one side of the positional pairing of a multi-row
--- UPDATE: c<n> for the n-th recorded column, and the whole row w when whole
+-- The positional pairing of a multi-row UPDATE's old rows o and new rows n:
+-- each side numbers its rows and reads c<n> for the n-th recorded column
+-- (those of p_only, or all, and the key's), and the whole row w when whole
 -- rows are recorded (full images, or a table without a key).
-CREATE OR REPLACE FUNCTION pgtrail._numbered_columns_sql(t pgtrail.audited_table, p_relid oid)
+CREATE OR REPLACE FUNCTION pgtrail._positional_pairs_sql(t pgtrail.audited_table, p_relid oid, p_only integer[] DEFAULT NULL)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT string_agg(format('r.%I AS c%s', c.name, c.ord), ', ' ORDER BY c.ord)
-           || CASE WHEN t.images = 'full' OR cardinality(t.key_columns) = 0 THEN ', r AS w' ELSE '' END
+    SELECT format(E'(SELECT pg_catalog.row_number() OVER () AS p, %1$s FROM pgtrail_old AS r) AS o\n'
+                  '            JOIN (SELECT pg_catalog.row_number() OVER () AS p, %1$s FROM pgtrail_new AS r) AS n ON o.p = n.p',
+                  string_agg(format('r.%I AS c%s', c.name, c.ord), ', ' ORDER BY c.ord)
+                  || CASE WHEN t.images = 'full' OR cardinality(t.key_columns) = 0 THEN ', r AS w' ELSE '' END)
     FROM pgtrail._capture_columns(t.id, p_relid) AS c
+    WHERE p_only IS NULL OR c.ord = ANY (p_only) OR c.is_key
 $fn$;
 
 -- The INSERT of an UPDATE's changes, for a function of kind 'columns'.
 -- p_from pairs old rows o with new rows n. With p_numbered, o and n are the
--- positional pairing's subqueries (columns c<n>, whole row w); else the
--- transition tables themselves. p_where is added to the condition that
--- some recorded column changed.
+-- positional pairing (pgtrail._positional_pairs_sql); else the transition
+-- tables themselves. p_where is added to the condition that some recorded
+-- column changed. With p_only (the numbers of the columns that changed in
+-- some row of a large statement), only those are compared and recorded,
+-- and a row in which all of them changed gets its JSON in one call.
 CREATE OR REPLACE FUNCTION pgtrail._update_columns_sql(
-    t pgtrail.audited_table, p_relid oid, p_from text, p_numbered boolean, p_where text)
+    t pgtrail.audited_table, p_relid oid, p_from text, p_numbered boolean, p_where text, p_only integer[] DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -201,22 +207,27 @@ DECLARE
     v_keyed       boolean := cardinality(t.key_columns) > 0;
     v_changed     text;
     v_any         text;
+    v_all         text;
     v_key_changed text;
     v_new_key     text;
     v_old_key     text;
     v_old_values  text;
     v_new_values  text;
+    v_old_whole   text;
+    v_new_whole   text;
     v_fields      text := 'NULL';
 BEGIN
     -- ch.c<n>: whether the n-th column changed.
     SELECT string_agg(pgtrail._changed_sql(p_relid, c.name, c.old, c.new) || format(' AS c%s', c.ord), ', ' ORDER BY c.ord),
            string_agg(format('ch.c%s', c.ord), ' OR ' ORDER BY c.ord),
+           string_agg(format('ch.c%s', c.ord), ' AND ' ORDER BY c.ord),
            string_agg(format('ch.c%s', c.ord), ' OR ' ORDER BY c.ord) FILTER (WHERE c.is_key)
-    INTO v_changed, v_any, v_key_changed
+    INTO v_changed, v_any, v_all, v_key_changed
     FROM (SELECT x.*,
                  CASE WHEN p_numbered THEN format('o.c%s', x.ord) ELSE format('o.%I', x.name) END AS old,
                  CASE WHEN p_numbered THEN format('n.c%s', x.ord) ELSE format('n.%I', x.name) END AS new
-          FROM pgtrail._capture_columns(t.id, p_relid) AS x) AS c;
+          FROM pgtrail._capture_columns(t.id, p_relid) AS x
+          WHERE p_only IS NULL OR x.ord = ANY (p_only)) AS c;
 
     IF v_keyed THEN
         v_new_key := pgtrail._key_sql(t, p_relid, CASE WHEN p_numbered THEN 'n.c%s' ELSE 'n.%I' END, p_numbered);
@@ -235,17 +246,21 @@ BEGIN
                || string_agg(format('CASE WHEN ch.c%s THEN %L END', c.ord, c.name), ', ' ORDER BY c.ord)
                || ']::pg_catalog.text[], NULL)'
         INTO v_fields
-        FROM pgtrail._capture_columns(t.id, p_relid) AS c;
+        FROM pgtrail._capture_columns(t.id, p_relid) AS c
+        WHERE p_only IS NULL OR c.ord = ANY (p_only);
     ELSE
         -- Only the changed columns: one single-key object per changed
-        -- column, concatenated (an unchanged one adds nothing).
+        -- column, concatenated (an unchanged one adds nothing); with p_only,
+        -- all of them in one object when they all changed.
         SELECT string_agg(format('CASE WHEN ch.c%s THEN pg_catalog.jsonb_build_object(%L, %s) ELSE ''{}''::pg_catalog.jsonb END',
                                  c.ord, c.name, c.old_value),
                           ' OPERATOR(pg_catalog.||) ' ORDER BY c.ord),
                string_agg(format('CASE WHEN ch.c%s THEN pg_catalog.jsonb_build_object(%L, %s) ELSE ''{}''::pg_catalog.jsonb END',
                                  c.ord, c.name, c.new_value),
-                          ' OPERATOR(pg_catalog.||) ' ORDER BY c.ord)
-        INTO v_old_values, v_new_values
+                          ' OPERATOR(pg_catalog.||) ' ORDER BY c.ord),
+               'pg_catalog.jsonb_build_object(' || string_agg(format('%L, %s', c.name, c.old_value), ', ' ORDER BY c.ord) || ')',
+               'pg_catalog.jsonb_build_object(' || string_agg(format('%L, %s', c.name, c.new_value), ', ' ORDER BY c.ord) || ')'
+        INTO v_old_values, v_new_values, v_old_whole, v_new_whole
         FROM (SELECT x.ord, x.name,
                      CASE WHEN x.redacted
                           THEN format('pgtrail._marker(v_secret, %s, %L, pg_catalog.to_jsonb(%s))',
@@ -258,7 +273,12 @@ BEGIN
               FROM (SELECT c.*,
                            CASE WHEN p_numbered THEN format('o.c%s', c.ord) ELSE format('o.%I', c.name) END AS old,
                            CASE WHEN p_numbered THEN format('n.c%s', c.ord) ELSE format('n.%I', c.name) END AS new
-                    FROM pgtrail._capture_columns(t.id, p_relid) AS c) AS x) AS c;
+                    FROM pgtrail._capture_columns(t.id, p_relid) AS c
+                    WHERE p_only IS NULL OR c.ord = ANY (p_only)) AS x) AS c;
+        IF p_only IS NOT NULL AND cardinality(p_only) BETWEEN 2 AND 50 THEN
+            v_old_values := format('CASE WHEN %s THEN %s ELSE %s END', v_all, v_old_whole, v_old_values);
+            v_new_values := format('CASE WHEN %s THEN %s ELSE %s END', v_all, v_new_whole, v_new_values);
+        END IF;
     END IF;
 
     RETURN format(
@@ -268,9 +288,46 @@ BEGIN
         '                   %s,\n                   %s,\n                   %s\n'
         '            FROM %s\n'
         '            CROSS JOIN LATERAL (SELECT %s OFFSET 0) AS ch\n'
-        '            WHERE (%s)%s;',
+        '            WHERE (%s)%s',
         t.id, v_new_key, coalesce(v_key_changed, 'false'), v_old_key,
         v_old_values, v_new_values, v_fields, p_from, v_changed, v_any, p_where);
+END
+$fn$;
+
+-- The numbers of the recorded columns that changed in some row of a
+-- multi-row UPDATE (a SELECT of one int[], NULL elements for the others),
+-- read in one pass over the positional pairing.
+CREATE OR REPLACE FUNCTION pgtrail._changed_columns_sql(t pgtrail.audited_table, p_relid oid)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT format(E'SELECT ARRAY[%s] INTO v_only\n                    FROM %s',
+                  string_agg(format('CASE WHEN pg_catalog.bool_or(%s) THEN %s END',
+                                    pgtrail._changed_sql(p_relid, c.name, format('o.c%s', c.ord), format('n.c%s', c.ord)), c.ord),
+                             ', ' ORDER BY c.ord),
+                  pgtrail._positional_pairs_sql(t, p_relid))
+    FROM pgtrail._capture_columns(t.id, p_relid) AS c
+$fn$;
+
+-- The INSERT of a large UPDATE's changes (kind 'columns'), for the columns
+-- p_only that changed in some row of it: generated per statement (the
+-- capture function EXECUTEs it), so that only those columns are compared
+-- and turned into JSON, one object per row in the usual case.
+CREATE OR REPLACE FUNCTION pgtrail._bulk_update_sql(p_id integer, p_relid oid, p_only integer[])
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    t pgtrail.audited_table;
+BEGIN
+    SELECT * INTO t FROM pgtrail.audited_table WHERE id = p_id;
+    -- $1 txid, $2 ctx, $3 the redaction key. (p_relid is the table the
+    -- statement named, maybe a partition: the same column names.)
+    RETURN replace(replace(replace(
+        pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid, p_only), true, '', p_only),
+        'v_txid, v_ctx,', '$1, $2,'), 'v_secret', '$3'), E'\n', ' ');
 END
 $fn$;
 
@@ -305,7 +362,7 @@ AS $fn$
         '                         pgtrail._key(p.nj, %L::pg_catalog.text[]) AS nk\n'
         '                  FROM (%s) AS p OFFSET 0) AS x\n'
         '            CROSS JOIN LATERAL pgtrail._diff(x.oj, x.nj) AS d\n'
-        '            WHERE d.fields IS NOT NULL;',
+        '            WHERE d.fields IS NOT NULL',
         t.id,
         CASE WHEN cardinality(t.key_columns) > 0 THEN 'x.nk' ELSE pgtrail._redacted_sql(t, 'x.nk') END,
         CASE WHEN cardinality(t.key_columns) > 0 THEN 'x.ok' ELSE pgtrail._redacted_sql(t, 'x.ok') END,
@@ -331,6 +388,7 @@ DECLARE
     v_name   text;
     v_one    text;
     v_many   text;
+    v_changed text;
     v_ignore text;
 BEGIN
     SELECT * INTO t FROM pgtrail.audited_table WHERE id = p_id;
@@ -343,11 +401,8 @@ BEGIN
     IF v_kind = 'columns' THEN
         v_one := pgtrail._update_columns_sql(t, p_relid, 'pgtrail_old AS o, pgtrail_new AS n', false,
                                              ' AND NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)');
-        v_many := pgtrail._update_columns_sql(t, p_relid,
-            format(E'(SELECT pg_catalog.row_number() OVER () AS p, %1$s FROM pgtrail_old AS r) AS o\n'
-                   '            JOIN (SELECT pg_catalog.row_number() OVER () AS p, %1$s FROM pgtrail_new AS r) AS n ON o.p = n.p',
-                   pgtrail._numbered_columns_sql(t, p_relid)),
-            true, '');
+        v_many := pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid), true, '');
+        v_changed := pgtrail._changed_columns_sql(t, p_relid);
     ELSE
         v_one := pgtrail._update_rows_sql(t, format(
             'SELECT pg_catalog.to_jsonb(o.*)%1$s AS oj, pg_catalog.to_jsonb(n.*)%1$s AS nj '
@@ -371,14 +426,16 @@ DECLARE
     v_mark     text;
     v_context  jsonb;
     v_settings text[];
+    v_n        bigint;
+    v_only     integer[];
 BEGIN
 %4$s    IF TG_OP = 'UPDATE' THEN
         -- One row, the common case: old and new row need no pairing.
-        %5$s
+        %5$s;
         GET DIAGNOSTICS v_rows = ROW_COUNT;
         IF v_rows = 0 THEN
-            PERFORM 1 FROM pgtrail_new OFFSET 1 LIMIT 1;
-            IF FOUND THEN
+            SELECT pg_catalog.count(*) INTO v_n FROM pgtrail_new;
+            IF v_n > 1 THEN
                 -- Several rows, paired by position with a hash join whatever
                 -- their number (a plan kept from a small statement must not
                 -- turn quadratic on a large one), in memory, without JIT.
@@ -389,8 +446,19 @@ BEGIN
                             GREATEST(pg_catalog.pg_size_bytes(v_settings[1]), 67108864)::pg_catalog.text || 'B', true),
                         pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('enable_nestloop', 'off', true),
                         pg_catalog.set_config('enable_mergejoin', 'off', true);
-                %6$s
-                GET DIAGNOSTICS v_rows = ROW_COUNT;
+                IF v_n < %11$s THEN
+                    %6$s;
+                    GET DIAGNOSTICS v_rows = ROW_COUNT;
+                ELSE
+                    -- A large statement: which columns changed in some row
+                    -- (one pass), then JSON for those columns only.
+                    %12$s;
+                    v_only := pg_catalog.array_remove(v_only, NULL);
+                    IF pg_catalog.cardinality(v_only) > 0 THEN
+                        EXECUTE pgtrail._bulk_update_sql(%2$s, TG_RELID, v_only) USING v_txid, v_ctx, v_secret;
+                        GET DIAGNOSTICS v_rows = ROW_COUNT;
+                    END IF;
+                END IF;
                 PERFORM pg_catalog.set_config('work_mem', v_settings[1], true), pg_catalog.set_config('jit', v_settings[2], true),
                         pg_catalog.set_config('enable_nestloop', v_settings[3], true),
                         pg_catalog.set_config('enable_mergejoin', v_settings[4], true);
@@ -438,7 +506,12 @@ $body$,
                       v_one, v_many,
                       pgtrail._rows_sql(t, p_relid, 'I'), pgtrail._rows_sql(t, p_relid, 'D'),
                       pgtrail._context_record_sql(quote_literal(v_name)),
-                      pgtrail._context_span()::text);
+                      pgtrail._context_span()::text,
+                      -- Statements of this many rows and more take the two-pass path
+                      -- (kind 'columns'): its planning costs about what the one-pass
+                      -- path spends on 200 rows.
+                      CASE WHEN v_changed IS NULL THEN '9223372036854775807' ELSE '200' END,
+                      coalesce(v_changed, 'NULL'));
 END
 $fn$;
 

@@ -158,8 +158,8 @@ END
 $fn$;
 
 -- The query functions read the live rows of audited tables as the trail's
--- owner (pgtrail_owner, see 90_privileges.sql): it gets SELECT on each, and
--- USAGE on its schema.
+-- owner (this database's owner role, pgtrail.role_name('owner'), see
+-- 90_privileges.sql): it gets SELECT on each, and USAGE on its schema.
 -- Without the right to grant it, the query functions answer for rows the
 -- trail has seen, and the notice says why live rows are missing.
 CREATE OR REPLACE FUNCTION pgtrail._let_owner_read(p_table regclass)
@@ -167,19 +167,21 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+    v_owner name := pgtrail.role_name('owner');
 BEGIN
-    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgtrail_owner') THEN
-        IF NOT has_schema_privilege('pgtrail_owner', (SELECT relnamespace FROM pg_class WHERE oid = p_table), 'USAGE') THEN
-            EXECUTE format('GRANT USAGE ON SCHEMA %I TO pgtrail_owner',
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = v_owner) THEN
+        IF NOT has_schema_privilege(v_owner, (SELECT relnamespace FROM pg_class WHERE oid = p_table), 'USAGE') THEN
+            EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I',
                            (SELECT n.nspname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-                            WHERE c.oid = p_table));
+                            WHERE c.oid = p_table), v_owner);
         END IF;
-        IF NOT has_table_privilege('pgtrail_owner', p_table, 'SELECT') THEN
-            EXECUTE format('GRANT SELECT ON %s TO pgtrail_owner', p_table);
+        IF NOT has_table_privilege(v_owner, p_table, 'SELECT') THEN
+            EXECUTE format('GRANT SELECT ON %s TO %I', p_table, v_owner);
         END IF;
     END IF;
 EXCEPTION WHEN insufficient_privilege THEN
-    RAISE WARNING 'pgtrail: could not grant SELECT on % to pgtrail_owner: %', p_table, SQLERRM;
+    RAISE WARNING 'pgtrail: could not grant SELECT on % to %: %', p_table, v_owner, SQLERRM;
 END
 $fn$;
 

@@ -16,10 +16,18 @@ pub async fn run(global: &Global, baseline: bool) -> Result<ExitCode> {
         pgtrail::plan::apply_with_options(&mut client, &config, options, &mut output::progress).await;
     output::progress_done();
     let report = report?;
+    // What the install could not do, read from the database as it is now.
+    let privileges = pgtrail::plan::Privileges::load(&client).await?;
+    let shortfalls = privileges.installed_shortfalls();
     match global.format {
-        Format::Json => output::print_json(&to_json(&report))?,
+        Format::Json => {
+            let mut json = to_json(&report);
+            json["unprotected"] = super::unprotected::to_json(&shortfalls, &config.install);
+            output::print_json(&json)?
+        }
         Format::Table => print_table(&report),
     }
+    super::unprotected::print(&shortfalls, &privileges, &config.install, false);
     Ok(ExitCode::SUCCESS)
 }
 

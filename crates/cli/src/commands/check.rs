@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use pgtrail::plan::{Problem, inspect};
+use pgtrail::plan::{Problem, Shortfall, inspect};
 
 use crate::cli::{Format, Global};
 use crate::output;
@@ -21,14 +21,17 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
         .iter()
         .map(|gap| gap.message())
         .collect();
-    let watching: bool = client
-        .query_one(
-            "SELECT count(*) = 2 FROM pg_event_trigger WHERE evtname IN ('pgtrail_ddl_watch', 'pgtrail_drop_watch') AND evtenabled <> 'D'",
-            &[],
-        )
-        .await
-        .map_err(super::log::db_error)?
-        .get(0);
+    // What an install without full rights lacks: the unaccepted owner and
+    // DDL-watch shortfalls are among `problems`; the rest is said below.
+    let privileges = match installed.version {
+        Some(_) => Some(pgtrail::plan::Privileges::load(&client).await?),
+        None => None,
+    };
+    let shortfalls = privileges
+        .as_ref()
+        .map(|p| p.installed_shortfalls())
+        .unwrap_or_default();
+    let watching = !shortfalls.contains(&Shortfall::NoDdlWatch);
     match global.format {
         Format::Json => output::print_json(&serde_json::json!({
             "ok": problems.is_empty(),
@@ -37,6 +40,7 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
             "problems": problems.iter().map(to_json).collect::<Vec<_>>(),
             "capture_gaps": gaps,
             "ddl_watch": watching,
+            "unprotected": super::unprotected::to_json(&shortfalls, &config.install),
         }))?,
         Format::Table => {
             for problem in &problems {
@@ -47,12 +51,20 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
             for gap in &gaps {
                 output::say(output::WARN, &format!("warning: {gap}"));
             }
-            if installed.version.is_some() && !watching {
-                output::say(
-                    output::WARN,
-                    "warning: capture-gap detection is off: the event triggers pgtrail_ddl_watch and pgtrail_drop_watch are missing \
-                     (run `pgtrail apply` as a superuser, rds_superuser on RDS)",
-                );
+            // Accepted in the config, or no reader role: said, not counted.
+            for shortfall in &shortfalls {
+                if matches!(shortfall, Shortfall::NoReaderRole { .. }) {
+                    output::say(output::WARN, &format!("warning: {shortfall}"));
+                } else if shortfall.accepted(&config.install) {
+                    output::say(
+                        output::DIM,
+                        &format!(
+                            "note: accepted in {} ([install] {}): {shortfall}",
+                            config.origin(),
+                            shortfall.accept_setting().unwrap_or_default()
+                        ),
+                    );
+                }
             }
             if problems.is_empty() {
                 output::say(

@@ -17,6 +17,7 @@ mod seal;
 mod sql;
 mod tx;
 mod uninstall;
+mod unprotected;
 mod verify;
 
 use std::process::ExitCode;

@@ -4,15 +4,28 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use pgtrail::plan::{inspect, render, repair_steps};
+use pgtrail::plan::{Privileges, inspect, render, repairs};
 
 use crate::cli::Global;
 
 pub async fn run(global: &Global) -> Result<ExitCode> {
     let config = super::load_config(global)?;
     let client = super::connect(global).await?;
-    let (desired, _, _, problems) = inspect(&client, &config).await?;
-    let steps = repair_steps(&desired, &problems);
+    let (desired, _, installed, problems) = inspect(&client, &config).await?;
+    let steps = repairs(&client, &desired, &problems).await?;
+    // What an install by this role lacks: predicted before the first
+    // install, read from the database after it.
+    let privileges = Privileges::load(&client).await?;
+    let shortfalls = match installed.version {
+        None => privileges.predicted_shortfalls(),
+        Some(_) => privileges.installed_shortfalls(),
+    };
+    super::unprotected::print(
+        &shortfalls,
+        &privileges,
+        &config.install,
+        installed.version.is_none(),
+    );
     if steps.is_empty() {
         eprintln!("nothing to do: the database matches {}", config.origin());
         return Ok(ExitCode::SUCCESS);

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use pgtrail::catalog::Catalog;
-use pgtrail::plan::{PlanError, render, resolve, steps};
+use pgtrail::plan::{PlanError, Privileges, render, resolve, steps};
 
 use crate::cli::Global;
 
@@ -15,6 +15,17 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
     let catalog = Catalog::load(&client, &config.capture.schemas).await?;
     let desired = resolve(&config, &catalog).map_err(PlanError::Config)?;
     let script = render(&steps(&desired));
+    // The file runs as whichever role the migration tool uses; say what an
+    // install by the role connected here would lack.
+    let privileges = Privileges::load(&client).await?;
+    let shortfalls = privileges.predicted_shortfalls();
+    super::unprotected::print(&shortfalls, &privileges, &config.install, true);
+    if !shortfalls.is_empty() {
+        eprintln!(
+            "  (said for {}, the role connected now; if your migrations run as another role, `pgtrail check` after them tells)",
+            privileges.installer
+        );
+    }
     std::io::stdout()
         .lock()
         .write_all(script.as_bytes())

@@ -247,10 +247,7 @@ async fn the_migration_file_applies_with_psql_and_matches_apply() {
     let desired = pgtrail::plan::resolve(&config, &catalog).unwrap();
     let script = pgtrail::plan::render(&pgtrail::plan::steps(&desired));
 
-    let psql = pgtrail_testkit::pg_bin_dir()
-        .map(|dir| dir.join("psql"))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| "psql".into());
+    let psql = pgtrail_testkit::program("psql");
     let mut child = std::process::Command::new(psql)
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.url(), "-f", "-"])
         .stdin(std::process::Stdio::piped())

@@ -20,5 +20,6 @@ mod rows;
 mod security;
 mod seeds;
 mod support;
+mod tls;
 mod upgrade;
 mod values;

@@ -44,6 +44,15 @@ impl AppRole {
     }
 }
 
+/// The name of this database's owner or reader role.
+pub async fn role(db: &TestDb, kind: &str) -> String {
+    db.client
+        .query_one("SELECT pgtrail.role_name($1)::text", &[&kind])
+        .await
+        .expect("pgtrail.role_name")
+        .get(0)
+}
+
 fn sqlstate(result: Result<(), tokio_postgres::Error>) -> String {
     match result {
         Ok(()) => "ok".to_string(),
@@ -242,10 +251,11 @@ async fn a_reader_reads_the_trail_and_its_answers_but_nothing_else() {
         .await
         .unwrap();
     let name = format!("auditor_{}", db.name().trim_start_matches("pgtrail_test_"));
+    let reader = role(&db, "reader").await;
     db.client
-        .batch_execute(&format!("CREATE ROLE {name} LOGIN IN ROLE pgtrail_reader"))
+        .batch_execute(&format!("CREATE ROLE {name} LOGIN IN ROLE \"{reader}\""))
         .await
-        .expect("pgtrail_reader exists after apply");
+        .expect("the reader role exists after apply");
     let mut config = tokio_postgres::Config::from_str(db.url()).expect("test url parses");
     config.user(&name);
     let (reader, connection) = config.connect(NoTls).await.expect("the reader connects");
@@ -320,19 +330,21 @@ async fn the_trail_belongs_to_an_owner_role_that_can_do_nothing_else() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(owners, ["pgtrail_owner"]);
-    let role = db
+    let owner = role(&db, "owner").await;
+    assert_eq!(owners, [format!("pgtrail_{}_owner", db.name())]);
+    assert_eq!(owners, std::slice::from_ref(&owner));
+    let attributes = db
         .client
         .query_one(
-            "SELECT rolsuper, rolcanlogin, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles WHERE rolname = 'pgtrail_owner'",
-            &[],
+            "SELECT rolsuper, rolcanlogin, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles WHERE rolname = $1",
+            &[&owner],
         )
         .await
         .unwrap();
     for column in 0..5 {
         assert!(
-            !role.get::<_, bool>(column),
-            "pgtrail_owner has no special power (column {column})"
+            !attributes.get::<_, bool>(column),
+            "{owner} has no special power (column {column})"
         );
     }
     // Capture runs as that owner, which may read the audited table (for the
@@ -345,10 +357,10 @@ async fn the_trail_belongs_to_an_owner_role_that_can_do_nothing_else() {
         let row = db
             .client
             .query_one(
-                "SELECT has_table_privilege('pgtrail_owner', 'accounts', 'SELECT'),
-                        has_table_privilege('pgtrail_owner', 'accounts', 'UPDATE'),
-                        has_table_privilege('pgtrail_owner', 'accounts', 'DELETE')",
-                &[],
+                "SELECT has_table_privilege($1, 'accounts', 'SELECT'),
+                        has_table_privilege($1, 'accounts', 'UPDATE'),
+                        has_table_privilege($1, 'accounts', 'DELETE')",
+                &[&owner],
             )
             .await
             .unwrap();
@@ -365,11 +377,12 @@ async fn a_table_the_owner_role_cannot_read_is_an_error_that_says_which_grant() 
         "[capture]\ninclude = [\"users\"]\n",
     )
     .await;
+    let owner = role(&db, "owner").await;
     db.client
-        .batch_execute(
+        .batch_execute(&format!(
             "INSERT INTO users VALUES (1, 'a@x');
-             REVOKE SELECT ON users FROM pgtrail_owner;",
-        )
+             REVOKE SELECT ON users FROM \"{owner}\";"
+        ))
         .await
         .unwrap();
     let error = db
@@ -382,15 +395,64 @@ async fn a_table_the_owner_role_cannot_read_is_an_error_that_says_which_grant() 
     assert!(
         db_error
             .message()
-            .contains("pgtrail_owner cannot read public.users"),
+            .contains(&format!("{owner} cannot read public.users")),
         "{}",
         db_error.message()
     );
     assert!(
         db_error
             .hint()
-            .is_some_and(|h| h.contains("GRANT SELECT ON public.users TO pgtrail_owner")),
+            .is_some_and(|h| h.contains(&format!("GRANT SELECT ON public.users TO {owner}"))),
         "{:?}",
         db_error.hint()
     );
+}
+
+#[tokio::test]
+async fn role_names_follow_the_database_even_a_long_or_odd_one() {
+    let db = TestDb::new().await;
+    // 63 bytes, with capitals, a space and a multi-byte letter.
+    let name = format!("Shop Ü {}", db.name())
+        .chars()
+        .chain(std::iter::repeat('x'))
+        .take(60)
+        .collect::<String>();
+    db.client
+        .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE template0"))
+        .await
+        .expect("create the oddly named database");
+    let mut config = tokio_postgres::Config::from_str(db.url()).expect("test url parses");
+    config.dbname(&name);
+    let (mut client, connection) = config.connect(NoTls).await.expect("connect to it");
+    let task = tokio::spawn(connection);
+    let parsed = pgtrail::config::Config::parse("", "pgtrail.toml").expect("empty config");
+    pgtrail::plan::apply(&mut client, &parsed).await.expect("apply");
+    let row = client
+        .query_one(
+            "SELECT pgtrail.role_name('owner')::text, pgtrail.role_name('reader')::text, left(md5(current_database()), 8),
+                    (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'pgtrail')",
+            &[],
+        )
+        .await
+        .expect("role names");
+    let (owner, reader, hash, schema_owner): (String, String, String, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert!(
+        owner.len() <= 63 && owner.ends_with(&format!("_{hash}_owner")),
+        "{owner}"
+    );
+    assert_eq!(owner, pgtrail::plan::role_name(&name, &hash, "owner"));
+    assert_eq!(reader, pgtrail::plan::role_name(&name, &hash, "reader"));
+    assert_eq!(schema_owner, pgtrail_capture_quote(&owner));
+    drop(client);
+    let _ = task.await;
+    db.client
+        .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .await
+        .expect("drop it");
+}
+
+/// How `regrole` prints a name that needs quotes.
+fn pgtrail_capture_quote(name: &str) -> String {
+    pgtrail::capture::quote::ident(name)
 }

@@ -43,6 +43,14 @@ async fn every_released_install_upgrades_to_this_one_and_keeps_the_trail() {
             .unwrap();
         let before = changes(&db.client, "users").await;
         assert_eq!(before.len(), 2);
+        // 0.3.0's roles were the server's: someone reads this trail through pgtrail_reader.
+        let auditor = format!("auditor_{}", db.name().trim_start_matches("pgtrail_test_"));
+        if *version == "0.3.0" {
+            db.client
+                .batch_execute(&format!("CREATE ROLE {auditor} LOGIN IN ROLE pgtrail_reader"))
+                .await
+                .unwrap();
+        }
 
         let toml = "[tables.\"public.users\"]\nredact_columns = [\"password_hash\"]\n";
         apply(&mut db.client, toml).await;
@@ -54,6 +62,10 @@ async fn every_released_install_upgrades_to_this_one_and_keeps_the_trail() {
                 .any(|p| matches!(p, Problem::StaleInstall { .. } | Problem::NotInstalled)),
             "{version}: {problems:?}"
         );
+
+        if *version == "0.3.0" {
+            moved_to_database_roles(&db, &auditor).await;
+        }
 
         let after = changes(&db.client, "users").await;
         assert_eq!(after.len(), 2, "{version}: the trail survived the upgrade");
@@ -102,4 +114,42 @@ async fn every_released_install_upgrades_to_this_one_and_keeps_the_trail() {
             .unwrap();
         assert!(report.intact(), "{version}: {:?}", report.problems);
     }
+}
+
+/// After the upgrade from 0.3.0 the trail is this database's: its owner role
+/// owns it, the auditor who read it through pgtrail_reader reads it through
+/// the database's reader role, and the server-wide roles have nothing here.
+async fn moved_to_database_roles(db: &TestDb, auditor: &str) {
+    let owner: String = db
+        .client
+        .query_one(
+            "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'pgtrail'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, format!("pgtrail_{}_owner", db.name()));
+    let row = db
+        .client
+        .query_one(
+            "SELECT has_table_privilege('pgtrail_reader', 'pgtrail.change', 'SELECT'),
+                    has_table_privilege('pgtrail_owner', 'pgtrail.change', 'SELECT'),
+                    has_table_privilege('pgtrail_owner', 'public.users', 'SELECT'),
+                    has_table_privilege($1, 'pgtrail.change', 'SELECT'),
+                    pg_has_role($1, pgtrail.role_name('reader'), 'MEMBER')",
+            &[&auditor],
+        )
+        .await
+        .unwrap();
+    let rights: Vec<bool> = (0..5).map(|i| row.get(i)).collect();
+    assert_eq!(
+        rights,
+        [false, false, false, true, true],
+        "reader, owner, owner on users, auditor, auditor's role"
+    );
+    let _ = db
+        .client
+        .batch_execute(&format!("DROP OWNED BY {auditor}; DROP ROLE {auditor}"))
+        .await;
 }
