@@ -7,6 +7,7 @@ mod actor_window;
 mod auto_attach;
 mod bulk;
 mod context;
+mod generated;
 mod gaps;
 mod identifiers;
 mod init;
