@@ -62,11 +62,16 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 4,
         file: sql_file!("migrations", "0004_capture_indexes.sql"),
     },
+    Migration {
+        number: 5,
+        file: sql_file!("migrations", "0005_eras.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.
 pub const FUNCTIONS: &[SqlFile] = &[
     sql_file!("functions", "10_context.sql"),
+    sql_file!("functions", "11_era.sql"),
     sql_file!("functions", "12_keys_and_markers.sql"),
     sql_file!("functions", "15_context_record.sql"),
     sql_file!("functions", "20_capture.sql"),

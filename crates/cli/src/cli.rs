@@ -179,7 +179,8 @@ pub enum Command {
         Transaction ids are in the TX column of `pgtrail log`."
     )]
     Tx {
-        /// The transaction id (txid_current() when it ran).
+        /// The transaction's number in the trail (the TX column of `pgtrail log`): txid_current()
+        /// when it ran, plus era * 2^48 once the trail has moved to another cluster.
         txid: i64,
     },
     /// Activity by actor, by table and kind of change, and bursts of changes by one actor.

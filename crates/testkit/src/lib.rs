@@ -229,7 +229,12 @@ fn drop_database(admin_url: &str, name: &str) -> Result<(), String> {
     })
 }
 
-async fn connect_to(url: &str) -> Client {
+/// A connection to `url` (retried while a server starts up).
+///
+/// # Panics
+///
+/// If no connection can be made.
+pub async fn connect_to(url: &str) -> Client {
     // A server that has just started may still refuse connections for a
     // moment ("the database system is starting up"): retry for a few seconds.
     let mut attempt = 0;

@@ -390,6 +390,7 @@ DECLARE
     v_many   text;
     v_changed text;
     v_ignore text;
+    v_era    integer := pgtrail._era_latest();
 BEGIN
     SELECT * INTO t FROM pgtrail.audited_table WHERE id = p_id;
     IF NOT FOUND THEN
@@ -417,7 +418,8 @@ BEGIN
     RETURN format($body$
 -- pgtrail: capture of %1$s (table id %2$s, kind '%3$s'), generated from the catalog; do not edit.
 DECLARE
-    v_txid     bigint := pg_catalog.txid_current();
+    -- The trail's transaction number: this cluster's era (%13$s) times 2^48, plus txid_current().
+    v_txid     bigint := pg_catalog.txid_current() + %14$s;
     v_seq      text := pg_catalog.current_setting('pgtrail.context_seq', true);
     v_ctx      smallint := CASE WHEN v_seq OPERATOR(pg_catalog.~) '^[0-9]{1,5}$'
                                 THEN LEAST(v_seq::pg_catalog.int4, 32767) ELSE 0 END;
@@ -429,6 +431,11 @@ DECLARE
     v_n        bigint;
     v_only     integer[];
 BEGIN
+    -- Once per session: is this still the cluster of era %13$s (the trail
+    -- may have been restored into another, whose numbers start over)?
+    IF pg_catalog.current_setting('pgtrail.cluster_era', true) IS DISTINCT FROM '%13$s' THEN
+        v_txid := pgtrail._check_cluster(v_txid);
+    END IF;
 %4$s    IF TG_OP = 'UPDATE' THEN
         -- One row, the common case: old and new row need no pairing.
         %5$s;
@@ -511,7 +518,8 @@ $body$,
                       -- (kind 'columns'): its planning costs about what the one-pass
                       -- path spends on 200 rows.
                       CASE WHEN v_changed IS NULL THEN '9223372036854775807' ELSE '200' END,
-                      coalesce(v_changed, 'NULL'));
+                      coalesce(v_changed, 'NULL'),
+                      v_era, v_era::bigint << 48);
 END
 $fn$;
 
@@ -534,6 +542,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    -- Opens this cluster's era first if the trail has moved.
+    PERFORM pgtrail._era_now();
     EXECUTE pgtrail._capture_sql(p_id, p_table, p_kind);
     PERFORM pgtrail._own_generated(pgtrail._capture_function(p_id) || '()');
 END

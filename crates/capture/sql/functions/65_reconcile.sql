@@ -13,7 +13,7 @@ AS $fn$
 DECLARE
     t      pgtrail.audited_table;
     v_rows bigint;
-    v_txid bigint := txid_current();
+    v_txid bigint := pgtrail._txid();
     v_ctx  smallint := pgtrail._context_seq();
     v_at   timestamptz;
 BEGIN

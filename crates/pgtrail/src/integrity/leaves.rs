@@ -32,16 +32,45 @@ macro_rules! change_columns {
     };
 }
 
-/// The changes a seal covers: those of the transactions visible in
-/// `snapshot` and not in `previous` (all of them for the first seal), in
-/// change id order.
+/// Whether the transaction numbered by the SQL expression `$txid` is
+/// visible in the seal snapshot `$snapshot` (text) of era `$era`: a trail
+/// number is era * 2^48 + the cluster's own transaction id (migration
+/// 0005), the snapshot is one of its era's cluster, and every transaction
+/// of an earlier era finished before the trail moved on.
+macro_rules! visible_in_seal {
+    ($txid:literal, $snapshot:literal, $era:literal) => {
+        concat!(
+            "(", $txid, " >> 48 < ", $era, " OR (", $txid, " >> 48 = ", $era,
+            " AND pg_visible_in_snapshot((", $txid, " & 281474976710655)::text::xid8, ", $snapshot,
+            "::text::pg_snapshot)))"
+        )
+    };
+}
+pub(crate) use visible_in_seal;
+
+/// The transactions one seal covers (`$1`..`$6` of [`SealParams`]), their
+/// number in column `$txid`: between the bounds, visible in the seal's
+/// snapshot and not in the previous seal's (if there is one).
+macro_rules! sealed_by_range {
+    ($txid:literal) => {
+        concat!(
+            $txid, " >= $1 AND ", $txid, " < $2 AND ",
+            visible_in_seal!($txid, "$3", "$5"),
+            " AND ($4::text IS NULL OR NOT ",
+            visible_in_seal!($txid, "$4", "$6"),
+            ")"
+        )
+    };
+}
+
+/// The changes a seal covers: those of the transactions visible in its
+/// snapshot and not in the previous seal's (all of them for the first
+/// seal), in change id order.
 pub(crate) const CHANGES_OF_SEAL: &str = concat!(
     change_columns!(),
-    "
-    WHERE c.txid >= $1 AND c.txid < $2
-      AND pg_visible_in_snapshot(c.txid::text::xid8, $3::text::pg_snapshot)
-      AND ($4::text IS NULL OR NOT pg_visible_in_snapshot(c.txid::text::xid8, $4::text::pg_snapshot))
-    ORDER BY c.id"
+    " WHERE ",
+    sealed_by_range!("c.txid"),
+    " ORDER BY c.id"
 );
 
 /// The seed stored for a sealed change whose values were erased: the real
@@ -53,37 +82,49 @@ pub(crate) const DESTROYED_SEED: Seed = [0; 16];
 pub(crate) const CHANGES_BY_ID: &str = concat!(change_columns!(), " WHERE c.id = ANY ($1) ORDER BY c.id");
 
 /// The transaction records of the same transactions (see [`CHANGES_OF_SEAL`]).
-const TRANSACTIONS_OF_SEAL: &str = "
-    SELECT t.txid, t.ctx,
+const TRANSACTIONS_OF_SEAL: &str = concat!(
+    "SELECT t.txid, t.ctx,
            (extract(epoch FROM t.started_at) * 1000000)::bigint,
            (extract(epoch FROM t.recorded_at) * 1000000)::bigint,
            t.actor_id, t.actor_name, t.actor_type, t.reason, t.context::text,
            t.db_user, t.db_role, t.application_name, t.client_addr::text,
            t.client_port::text, t.backend_pid::text
-    FROM pgtrail.transaction AS t
-    WHERE t.txid >= $1 AND t.txid < $2
-      AND pg_visible_in_snapshot(t.txid::text::xid8, $3::text::pg_snapshot)
-      AND ($4::text IS NULL OR NOT pg_visible_in_snapshot(t.txid::text::xid8, $4::text::pg_snapshot))";
+    FROM pgtrail.transaction AS t WHERE ",
+    sealed_by_range!("t.txid")
+);
+
+/// The snapshot a seal was taken with, and the era of the cluster it is a
+/// snapshot of.
+#[derive(Debug, Clone)]
+pub(crate) struct SealSnapshot {
+    /// The snapshot, as text.
+    pub snapshot: String,
+    /// The era (`pgtrail.era`) the seal was taken in.
+    pub era: i32,
+}
 
 /// The range of transactions one seal covers.
 #[derive(Debug, Clone)]
 pub(crate) struct SealRange {
-    /// The seal's snapshot, as text.
-    pub snapshot: String,
+    /// The seal's snapshot.
+    pub current: SealSnapshot,
     /// The previous seal's snapshot, if there is one.
-    pub previous: Option<String>,
+    pub previous: Option<SealSnapshot>,
 }
 
 impl SealRange {
-    /// Bind parameters for [`CHANGES_OF_SEAL`]: txid bounds (from the
-    /// snapshots' xmin and xmax, so the BRIN index on txid narrows the scan)
-    /// and both snapshots.
+    /// Bind parameters for [`CHANGES_OF_SEAL`]: trail number bounds (from
+    /// the snapshots' xmin and xmax in their eras, so that the index on
+    /// txid narrows the scan), both snapshots and both eras.
     pub async fn params(&self, client: &impl GenericClient) -> Result<SealParams, IntegrityError> {
+        let previous = self.previous.as_ref().map(|p| p.snapshot.clone());
+        let previous_era = self.previous.as_ref().map(|p| i64::from(p.era));
+        let era = i64::from(self.current.era);
         let row = client
             .query_one(
-                "SELECT coalesce(pg_snapshot_xmin($1::text::pg_snapshot)::text::bigint, 0),
-                        pg_snapshot_xmax($2::text::pg_snapshot)::text::bigint",
-                &[&self.previous, &self.snapshot],
+                "SELECT coalesce(($2::bigint << 48) + pg_snapshot_xmin($1::text::pg_snapshot)::text::bigint, 0),
+                        ($4::bigint << 48) + pg_snapshot_xmax($3::text::pg_snapshot)::text::bigint",
+                &[&previous, &previous_era, &self.current.snapshot, &era],
             )
             .await
             .map_err(IntegrityError::database(
@@ -92,8 +133,10 @@ impl SealRange {
         Ok(SealParams {
             low: row.get(0),
             high: row.get(1),
-            snapshot: self.snapshot.clone(),
-            previous: self.previous.clone(),
+            snapshot: self.current.snapshot.clone(),
+            previous,
+            era,
+            previous_era: previous_era.unwrap_or(0),
         })
     }
 }
@@ -104,11 +147,20 @@ pub(crate) struct SealParams {
     high: i64,
     snapshot: String,
     previous: Option<String>,
+    era: i64,
+    previous_era: i64,
 }
 
 impl SealParams {
-    pub fn as_params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 4] {
-        [&self.low, &self.high, &self.snapshot, &self.previous]
+    pub fn as_params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 6] {
+        [
+            &self.low,
+            &self.high,
+            &self.snapshot,
+            &self.previous,
+            &self.era,
+            &self.previous_era,
+        ]
     }
 }
 

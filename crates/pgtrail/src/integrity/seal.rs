@@ -5,7 +5,8 @@
 //! A seal reads in a REPEATABLE READ transaction whose snapshot decides which
 //! transactions it covers (those visible in it and not in the previous
 //! seal's), so it takes no lock that writers wait for; seals serialize among
-//! themselves with an advisory lock. Each sealed change gets 16 random bytes
+//! themselves (and with erasures) with an advisory lock, taken before the
+//! transaction begins so that its snapshot sees the seal before it. Each sealed change gets 16 random bytes
 //! (its seed) from which the salts of its values derive.
 
 use chrono::{SecondsFormat, Utc};
@@ -14,7 +15,7 @@ use pgtrail_integrity::{Checkpoint, Hash, NoteSignature, Seed, SignerKey, Tree};
 use rand::RngCore;
 use tokio_postgres::Client;
 
-use super::leaves::{ChangeRow, Leaves, Salts, SealRange, transaction_digests};
+use super::leaves::{ChangeRow, Leaves, Salts, SealRange, SealSnapshot, transaction_digests};
 use super::{IntegrityError, SEAL_LOCK, hash_of, require_installed};
 
 /// Leaves per row of `pgtrail.seal_leaves`.
@@ -39,7 +40,7 @@ pub struct SealReport {
 /// The head of the log as the last seal left it.
 struct Head {
     id: i64,
-    snapshot: String,
+    snapshot: SealSnapshot,
     tree: Tree,
     note: String,
 }
@@ -52,53 +53,62 @@ pub async fn seal(
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<SealReport, IntegrityError> {
     require_installed(client).await?;
-    // Seals (and erasures) take turns. The lock is taken by the transaction's
-    // first statement, which also fixes its snapshot: a snapshot taken
-    // before waiting would not see the seal that was being written. So it is
-    // only tried, and a busy lock means a new transaction a moment later.
-    let tx = loop {
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .start()
-            .await
-            .map_err(IntegrityError::database("starting the seal"))?;
-        let locked: bool = tx
-            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&SEAL_LOCK])
-            .await
-            .map_err(IntegrityError::database("taking the seal lock"))?
-            .get(0);
-        if locked {
-            break tx;
-        }
-        tx.rollback().await.map_err(IntegrityError::database(
-            "waiting for another seal or erase to finish",
-        ))?;
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    // Seals (and erasures) take turns. The lock is the session's, taken
+    // before the transaction: a snapshot taken before the lock was granted
+    // would not see the seal that held it.
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&SEAL_LOCK])
+        .await
+        .map_err(IntegrityError::database("waiting for another seal or erase to finish"))?;
+    let sealed = seal_locked(client, key, progress).await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&SEAL_LOCK])
+        .await
+        .map_err(IntegrityError::database("releasing the seal lock"));
+    let report = sealed?;
+    unlocked?;
+    Ok(report)
+}
+
+/// [`seal`], under the seal lock.
+async fn seal_locked(
+    client: &mut Client,
+    key: &SignerKey,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<SealReport, IntegrityError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .map_err(IntegrityError::database("starting the seal"))?;
     // The changes of a later seal come from a BRIN range and are sorted by
     // id: in memory, not spilled to disk (measured: a third of a
     // 100,000-change seal at the default 4 MB).
     tx.batch_execute("SET LOCAL work_mem = '64MB'")
         .await
         .map_err(IntegrityError::database("configuring the seal"))?;
-    // What the lock statement's snapshot sees is what is sealed.
+    // What this first statement's snapshot sees is what is sealed; it is a
+    // snapshot of this cluster, whose era it opens if the trail has moved.
     let row = tx
         .query_one(
             "SELECT pg_current_snapshot()::text, clock_timestamp(),
-                    (SELECT value FROM pgtrail.setting WHERE name = 'origin')",
+                    (SELECT value FROM pgtrail.setting WHERE name = 'origin'), pgtrail._era_now()",
             &[],
         )
         .await
         .map_err(IntegrityError::database("reading the snapshot to seal"))?;
-    let snapshot: String = row.get(0);
+    let snapshot = SealSnapshot {
+        snapshot: row.get(0),
+        era: row.get(3),
+    };
     let now: chrono::DateTime<Utc> = row.get(1);
     let origin: Option<String> = row.get(2);
     let origin = origin.ok_or(IntegrityError::NotInstalled)?;
     let head = last_head(&tx, key, &origin).await?;
 
     let range = SealRange {
-        snapshot: snapshot.clone(),
+        current: snapshot.clone(),
         previous: head.as_ref().map(|h| h.snapshot.clone()),
     };
     let params = range.params(&tx).await?;
@@ -174,12 +184,12 @@ pub async fn seal(
     let frontier: Vec<Vec<u8>> = tree.frontier().iter().map(|h| h.to_vec()).collect();
     tx.execute(
         "INSERT INTO pgtrail.seal (id, sealed_at, snapshot, tree_size, root, frontier, origin, extensions,
-                                   key_name, key_id, signature, public_key)
-         VALUES ($1, $2, $3::text::pg_snapshot, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                                   key_name, key_id, signature, public_key, era)
+         VALUES ($1, $2, $3::text::pg_snapshot, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         &[
             &seal_id,
             &now,
-            &snapshot,
+            &snapshot.snapshot,
             &(tree.size() as i64),
             &tree.root().as_slice(),
             &frontier,
@@ -189,6 +199,7 @@ pub async fn seal(
             &i64::from(signature.key_id),
             &signature.signature,
             &key.verifier().to_string(),
+            &snapshot.era,
         ],
     )
     .await
@@ -255,7 +266,7 @@ async fn last_head(
 ) -> Result<Option<Head>, IntegrityError> {
     let Some(row) = tx
         .query_opt(
-            "SELECT id, snapshot::text, tree_size, root, frontier, origin, extensions, key_name, key_id, signature
+            "SELECT id, snapshot::text, tree_size, root, frontier, origin, extensions, key_name, key_id, signature, era
              FROM pgtrail.seal ORDER BY id DESC LIMIT 1",
             &[],
         )
@@ -312,7 +323,10 @@ async fn last_head(
     }
     pgtrail_integrity::open(&note, &key.verifier())
         .map_err(|_| broken("carries a signature that does not verify"))?;
-    let snapshot: String = row.get(1);
+    let snapshot = SealSnapshot {
+        snapshot: row.get(1),
+        era: row.get(10),
+    };
     Ok(Some(Head {
         id,
         snapshot,

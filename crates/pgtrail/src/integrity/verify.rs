@@ -12,7 +12,9 @@ use pgtrail_integrity::{Checkpoint, Hash, NoteSignature, Seed, Tree, VerifierKey
 use serde::Serialize;
 use tokio_postgres::{Client, Transaction};
 
-use super::leaves::{ChangeRow, DESTROYED_SEED, ErasedValue, Leaves, Salts, SealRange, transaction_digests};
+use super::leaves::{
+    ChangeRow, DESTROYED_SEED, ErasedValue, Leaves, Salts, SealRange, SealSnapshot, transaction_digests, visible_in_seal,
+};
 use super::{IntegrityError, hash_of, require_installed};
 
 /// Rows fetched at a time from the trail.
@@ -177,7 +179,7 @@ impl VerifyReport {
 /// One row of `pgtrail.seal`.
 struct SealRow {
     id: i64,
-    snapshot: String,
+    snapshot: SealSnapshot,
     tree_size: u64,
     checkpoint: Option<Checkpoint>,
     signature: NoteSignature,
@@ -268,7 +270,7 @@ pub async fn verify(client: &mut Client, options: &VerifyOptions) -> Result<Veri
         let first_position = judge.as_ref().unwrap_or(&tree).size();
         let found_before = problems.len();
         let range = SealRange {
-            snapshot: seal.snapshot.clone(),
+            current: seal.snapshot.clone(),
             previous: previous.map(|p| p.snapshot.clone()),
         };
         let mut check = SealCheck {
@@ -335,10 +337,18 @@ pub async fn verify(client: &mut Client, options: &VerifyOptions) -> Result<Veri
 
     let unsealed: i64 = tx
         .query_one(
-            "SELECT count(*) FROM pgtrail.change AS c
-             WHERE $1::text IS NULL OR (c.txid >= pg_snapshot_xmin($1::text::pg_snapshot)::text::bigint
-                   AND NOT pg_visible_in_snapshot(c.txid::text::xid8, $1::text::pg_snapshot))",
-            &[&previous.map(|p| p.snapshot.clone())],
+            concat!(
+                "SELECT count(*) FROM pgtrail.change AS c
+                 WHERE $1::text IS NULL
+                    OR (c.txid >= ($2::bigint << 48) + pg_snapshot_xmin($1::text::pg_snapshot)::text::bigint
+                        AND NOT ",
+                visible_in_seal!("c.txid", "$1", "$2"),
+                ")"
+            ),
+            &[
+                &previous.map(|p| p.snapshot.snapshot.clone()),
+                &previous.map(|p| i64::from(p.snapshot.era)),
+            ],
         )
         .await
         .map_err(IntegrityError::database("counting the changes not sealed yet"))?
@@ -619,7 +629,7 @@ impl StoredLeaves {
 async fn read_seals(tx: &Transaction<'_>) -> Result<Vec<SealRow>, IntegrityError> {
     let rows = tx
         .query(
-            "SELECT id, snapshot::text, tree_size, root, frontier, origin, extensions, key_name, key_id, signature, public_key
+            "SELECT id, snapshot::text, tree_size, root, frontier, origin, extensions, key_name, key_id, signature, public_key, era
              FROM pgtrail.seal ORDER BY id",
             &[],
         )
@@ -638,7 +648,10 @@ async fn read_seals(tx: &Transaction<'_>) -> Result<Vec<SealRow>, IntegrityError
                 .and_then(|f| Tree::from_frontier(tree_size, f).ok());
             SealRow {
                 id: row.get(0),
-                snapshot: row.get(1),
+                snapshot: SealSnapshot {
+                    snapshot: row.get(1),
+                    era: row.get(11),
+                },
                 tree_size,
                 checkpoint: root.map(|root| Checkpoint {
                     origin: row.get(5),

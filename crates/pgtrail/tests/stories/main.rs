@@ -16,6 +16,7 @@ mod integrity;
 mod keys;
 mod queries;
 mod reconcile;
+mod restore;
 mod rollout;
 mod rows;
 mod security;
