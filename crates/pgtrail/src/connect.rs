@@ -151,6 +151,15 @@ fn apply_defaults(config: &mut tokio_postgres::Config) {
 /// not do: a role not created, a table its owner cannot read, no DDL watch)
 /// are passed on as `tracing` warnings; notices stay at debug level.
 pub async fn connect(target: &Target) -> Result<Client, ConnectError> {
+    connect_observed(target, |_| {}).await
+}
+
+/// Like [`connect`], and every notice below WARNING (e.g. the progress of
+/// `pgtrail.revert`) is also passed to `on_notice` as it arrives.
+pub async fn connect_observed(
+    target: &Target,
+    on_notice: impl Fn(&str) + Send + 'static,
+) -> Result<Client, ConnectError> {
     let (client, mut connection) = target
         .config
         .connect(NoTls)
@@ -163,7 +172,10 @@ pub async fn connect(target: &Target) -> Result<Client, ConnectError> {
                 Ok(AsyncMessage::Notice(notice)) if notice.severity() == "WARNING" => {
                     tracing::warn!("{}", notice.message());
                 }
-                Ok(AsyncMessage::Notice(notice)) => tracing::debug!("{}", notice.message()),
+                Ok(AsyncMessage::Notice(notice)) => {
+                    tracing::debug!("{}", notice.message());
+                    on_notice(notice.message());
+                }
                 Ok(_) => {}
                 Err(error) => {
                     tracing::debug!(%error, "connection closed");

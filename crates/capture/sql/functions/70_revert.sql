@@ -203,7 +203,9 @@ BEGIN
                 USING ERRCODE = '22023';
         END IF;
         t := pgtrail._audited(v_rel);
-        CREATE TEMP TABLE IF NOT EXISTS pgtrail_revert_life (seq integer, id bigint, op "char", at timestamptz, key jsonb) ON COMMIT DROP;
+        IF to_regclass('pg_temp.pgtrail_revert_life') IS NULL THEN
+            CREATE TEMP TABLE pgtrail_revert_life (seq integer, id bigint, op "char", at timestamptz, key jsonb) ON COMMIT DROP;
+        END IF;
         TRUNCATE pg_temp.pgtrail_revert_life;
         INSERT INTO pg_temp.pgtrail_revert_life
         SELECT l.r_seq, l.r_id, l.r_op, l.r_changed_at, l.r_key
@@ -349,7 +351,9 @@ BEGIN
         RETURN;
     END IF;
     -- Keys changed: follow each row through the window, change by change.
-    CREATE TEMP TABLE IF NOT EXISTS pgtrail_revert_rows (k jsonb PRIMARY KEY, state jsonb) ON COMMIT DROP;
+    IF to_regclass('pg_temp.pgtrail_revert_rows') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_rows (k jsonb PRIMARY KEY, state jsonb) ON COMMIT DROP;
+    END IF;
     TRUNCATE pg_temp.pgtrail_revert_rows;
     FOR r IN SELECT x.op, x.pk, x.old_pk, x.old_values, x.new_values, x.changed_fields FROM pgtrail.change AS x
              WHERE x.table_id = t.id AND x.op <> 'T'
@@ -378,31 +382,47 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    CREATE TEMP TABLE IF NOT EXISTS pgtrail_revert_sel (id bigint PRIMARY KEY, only_key jsonb) ON COMMIT DROP;
+    IF to_regclass('pg_temp.pgtrail_revert_sel') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_sel (id bigint PRIMARY KEY, only_key jsonb) ON COMMIT DROP;
+    END IF;
     -- Rows of a selected TRUNCATE left out (skip).
-    CREATE TEMP TABLE IF NOT EXISTS pgtrail_revert_skipkey (id bigint, key jsonb) ON COMMIT DROP;
+    IF to_regclass('pg_temp.pgtrail_revert_skipkey') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_skipkey (id bigint, key jsonb) ON COMMIT DROP;
+    END IF;
     -- The selected changes, TRUNCATEs expanded into one DELETE per row.
-    CREATE TEMP TABLE IF NOT EXISTS pgtrail_revert_change (
-        n bigint, id bigint, txid bigint, ctx smallint, table_id integer, op "char", at timestamptz,
-        pk jsonb, old_pk jsonb, old_values jsonb, new_values jsonb, cols text[], whole boolean,
-        synthetic boolean, chain bigint) ON COMMIT DROP;
+    IF to_regclass('pg_temp.pgtrail_revert_change') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_change (
+            n bigint, id bigint, txid bigint, ctx smallint, table_id integer, op "char", at timestamptz,
+            pk jsonb, old_pk jsonb, old_values jsonb, new_values jsonb, cols text[], whole boolean,
+            synthetic boolean, chain bigint) ON COMMIT DROP;
+    END IF;
     -- Per row and column: the value before S's first change of it, after S's last.
-    CREATE TEMP TABLE IF NOT EXISTS pgtrail_revert_cell (
-        chain bigint, col text, first_op "char", first_old jsonb, last_op "char", last_new jsonb) ON COMMIT DROP;
+    IF to_regclass('pg_temp.pgtrail_revert_cell') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_cell (
+            chain bigint, col text, first_op "char", first_old jsonb, last_op "char", last_new jsonb) ON COMMIT DROP;
+    END IF;
     -- Per row (keyed tables) or per content (tables without key).
-    CREATE TEMP TABLE IF NOT EXISTS pgtrail_revert_chain (
-        chain bigint PRIMARY KEY, table_id integer, keyless boolean, k_origin jsonb, k_final jsonb,
-        ex_origin boolean, ex_final boolean, origin jsonb, expect jsonb, net bigint,
-        change_ids bigint[], active boolean) ON COMMIT DROP;
+    IF to_regclass('pg_temp.pgtrail_revert_chain') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_chain (
+            chain bigint PRIMARY KEY, table_id integer, keyless boolean, k_origin jsonb, k_final jsonb,
+            ex_origin boolean, ex_final boolean, origin jsonb, expect jsonb, net bigint,
+            change_ids bigint[], active boolean) ON COMMIT DROP;
+    END IF;
     -- The cells each selected change touched ('*': the whole row of that key).
-    CREATE TEMP TABLE IF NOT EXISTS pgtrail_revert_touch (
-        table_id integer, chain bigint, key jsonb, col text, at timestamptz, id bigint) ON COMMIT DROP;
-    CREATE TEMP TABLE IF NOT EXISTS pgtrail_revert_conflict (
-        chain bigint, table_id integer, key jsonb, kind text, change_id bigint, txid bigint, ctx smallint,
-        at timestamptz, op "char", columns text[], message text) ON COMMIT DROP;
+    IF to_regclass('pg_temp.pgtrail_revert_touch') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_touch (
+            table_id integer, chain bigint, key jsonb, col text, at timestamptz, id bigint) ON COMMIT DROP;
+    END IF;
+    IF to_regclass('pg_temp.pgtrail_revert_conflict') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_conflict (
+            chain bigint, table_id integer, key jsonb, kind text, change_id bigint, txid bigint, ctx smallint,
+            at timestamptz, op "char", columns text[], message text) ON COMMIT DROP;
+    END IF;
     -- Rows left out (skip) or transactions added (cascade), for the plan.
-    CREATE TEMP TABLE IF NOT EXISTS pgtrail_revert_log (
-        kind text, table_id integer, key jsonb, change_ids bigint[], conflict jsonb) ON COMMIT DROP;
+    IF to_regclass('pg_temp.pgtrail_revert_log') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_log (
+            kind text, table_id integer, key jsonb, change_ids bigint[], conflict jsonb) ON COMMIT DROP;
+    END IF;
     TRUNCATE pg_temp.pgtrail_revert_sel, pg_temp.pgtrail_revert_skipkey, pg_temp.pgtrail_revert_change, pg_temp.pgtrail_revert_cell,
              pg_temp.pgtrail_revert_chain, pg_temp.pgtrail_revert_touch, pg_temp.pgtrail_revert_conflict,
              pg_temp.pgtrail_revert_log;
@@ -487,7 +507,9 @@ BEGIN
 
     -- Rows of keyed tables: by key, except keys a key change touched,
     -- which are followed change by change.
-    CREATE TEMP TABLE IF NOT EXISTS pgtrail_revert_moved (table_id integer, k jsonb, PRIMARY KEY (table_id, k)) ON COMMIT DROP;
+    IF to_regclass('pg_temp.pgtrail_revert_moved') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_moved (table_id integer, k jsonb, PRIMARY KEY (table_id, k)) ON COMMIT DROP;
+    END IF;
     TRUNCATE pg_temp.pgtrail_revert_moved;
     INSERT INTO pg_temp.pgtrail_revert_moved
     SELECT DISTINCT c.table_id, d.k
@@ -603,9 +625,11 @@ DECLARE
     v_join   text;
 BEGIN
     -- Later changes of the same keys, outside the selection.
-    CREATE TEMP TABLE IF NOT EXISTS pgtrail_revert_later (
-        id bigint, txid bigint, ctx smallint, table_id integer, op "char", at timestamptz,
-        pk jsonb, old_pk jsonb, cols text[]) ON COMMIT DROP;
+    IF to_regclass('pg_temp.pgtrail_revert_later') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_later (
+            id bigint, txid bigint, ctx smallint, table_id integer, op "char", at timestamptz,
+            pk jsonb, old_pk jsonb, cols text[]) ON COMMIT DROP;
+    END IF;
     TRUNCATE pg_temp.pgtrail_revert_later;
     INSERT INTO pg_temp.pgtrail_revert_later
     SELECT DISTINCT ON (x.id) x.id, x.txid, x.ctx, x.table_id, x.op, x.changed_at, x.pk, x.old_pk,
@@ -730,11 +754,15 @@ DECLARE
     g         record;
     v_ignored text;
 BEGIN
-    CREATE TEMP TABLE IF NOT EXISTS pgtrail_revert_stmt (
-        grp serial, table_id integer, kind text, cols text[], sql text, data jsonb, keys jsonb,
-        change_ids bigint[], rows bigint, note text, step integer) ON COMMIT DROP;
-    CREATE TEMP TABLE IF NOT EXISTS pgtrail_revert_lost (
-        table_id integer, key jsonb, kind text, columns text[], change_ids bigint[]) ON COMMIT DROP;
+    IF to_regclass('pg_temp.pgtrail_revert_stmt') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_stmt (
+            grp serial, table_id integer, kind text, cols text[], sql text, data jsonb, keys jsonb,
+            change_ids bigint[], rows bigint, note text, step integer) ON COMMIT DROP;
+    END IF;
+    IF to_regclass('pg_temp.pgtrail_revert_lost') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_lost (
+            table_id integer, key jsonb, kind text, columns text[], change_ids bigint[], why text) ON COMMIT DROP;
+    END IF;
     TRUNCATE pg_temp.pgtrail_revert_stmt, pg_temp.pgtrail_revert_lost;
 
     FOR t IN SELECT a.* FROM pgtrail.audited_table AS a
@@ -878,12 +906,17 @@ BEGIN
 
         -- What cannot be written back: redacted or erased values, columns
         -- that are gone, identity columns UPDATE cannot set.
-        INSERT INTO pg_temp.pgtrail_revert_lost (table_id, key, kind, columns, change_ids)
+        INSERT INTO pg_temp.pgtrail_revert_lost (table_id, key, kind, columns, change_ids, why)
         SELECT t.id, CASE WHEN k.ex_final THEN k.k_final ELSE k.k_origin END,
                CASE WHEN k.ex_final THEN 'left as it is' ELSE 'left to its default' END,
-               l.cols, k.change_ids
+               l.cols, k.change_ids, l.why
         FROM pg_temp.pgtrail_revert_chain AS k
-        CROSS JOIN LATERAL (SELECT array_agg(e.key ORDER BY e.key) AS cols FROM jsonb_each(k.origin) AS e
+        CROSS JOIN LATERAL (SELECT array_agg(e.key ORDER BY e.key) AS cols,
+                                   string_agg(DISTINCT CASE WHEN e.value ? 'pgtrail_erased' THEN 'erased'
+                                                            WHEN pgtrail._revert_lost(t.redact_columns, e.key, e.value) THEN 'redacted'
+                                                            WHEN e.key = ANY (v_identity) THEN 'an identity column UPDATE cannot set'
+                                                            ELSE 'no longer a column of the table' END, ', ') AS why
+                            FROM jsonb_each(k.origin) AS e
                             WHERE pgtrail._revert_lost(t.redact_columns, e.key, e.value)
                                OR NOT e.key = ANY (coalesce(v_writable, '{}') || ARRAY(SELECT a.attname::text FROM pg_attribute AS a
                                                                      WHERE a.attrelid = v_relid AND a.attgenerated <> '' AND NOT a.attisdropped))
@@ -910,7 +943,9 @@ DECLARE
     v_step integer := 0;
     v_next integer;
 BEGIN
-    CREATE TEMP TABLE IF NOT EXISTS pgtrail_revert_edge (a integer, b integer) ON COMMIT DROP;
+    IF to_regclass('pg_temp.pgtrail_revert_edge') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_edge (a integer, b integer) ON COMMIT DROP;
+    END IF;
     TRUNCATE pg_temp.pgtrail_revert_edge;
     -- One table: keys freed before they are taken again.
     INSERT INTO pg_temp.pgtrail_revert_edge
@@ -1089,7 +1124,7 @@ BEGIN
         FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind = 'later_change';
         EXIT WHEN v_added IS NULL;
         INSERT INTO pg_temp.pgtrail_revert_log (kind, table_id, key, change_ids, conflict)
-        SELECT 'CASCADE', min(c.table_id), NULL,
+        SELECT 'CASCADE', NULL, jsonb_build_object('txid', c.txid),
                ARRAY(SELECT y.id FROM pgtrail.change AS y
                      WHERE y.txid = c.txid AND (v_tables IS NULL OR y.table_id = ANY (v_tables))
                        AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = y.id) ORDER BY y.id),
@@ -1116,8 +1151,7 @@ BEGIN
         RETURN QUERY
         SELECT NULL::integer, l.change_ids, format('%I.%I', a.table_schema, a.table_name), 'LOST', l.key, NULL::text,
                NULL::jsonb, 1::bigint, l.columns,
-               format('%s cannot be restored (redacted, erased, generated or gone): %s',
-                      array_to_string(l.columns, ', '), l.kind),
+               format('%s cannot be restored (%s): %s', array_to_string(l.columns, ', '), l.why, l.kind),
                NULL::jsonb
         FROM pg_temp.pgtrail_revert_lost AS l JOIN pgtrail.audited_table AS a ON a.id = l.table_id
         ORDER BY a.table_schema, a.table_name, l.key::text;
@@ -1136,7 +1170,8 @@ BEGIN
            (SELECT format('%I.%I', a.table_schema, a.table_name) FROM pgtrail.audited_table AS a WHERE a.id = g.table_id),
            g.kind, g.key, NULL::text, g.conflict, NULL::bigint, NULL::text[],
            CASE g.kind WHEN 'SKIP' THEN 'left as it is: ' || (g.conflict -> 0 ->> 'message')
-                       ELSE 'reverted too: a later transaction that depends on the selection' END,
+                       ELSE format('transaction %s%s reverted too: its changes depend on the selection', g.key ->> 'txid',
+                                   coalesce(' (' || (g.conflict -> 0 ->> 'actor') || ')', '')) END,
            NULL::jsonb
     FROM pg_temp.pgtrail_revert_log AS g;
     RETURN QUERY
