@@ -482,28 +482,33 @@ BEGIN
           AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_skipkey AS k WHERE k.id = r.id AND k.key = x.k);
     END LOOP;
     -- Synthetic rows are numbered after the others at the same moment.
-    UPDATE pg_temp.pgtrail_revert_change AS c SET n = q.n
-    FROM (SELECT ctid AS c_tid, row_number() OVER (ORDER BY at, id, synthetic, n, pk::text) AS n
-          FROM pg_temp.pgtrail_revert_change) AS q
-    WHERE c.ctid = q.c_tid;
+    IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_change WHERE synthetic) THEN
+        UPDATE pg_temp.pgtrail_revert_change AS c SET n = q.n
+        FROM (SELECT ctid AS c_tid, row_number() OVER (ORDER BY at, id, synthetic, n, pk::text) AS n
+              FROM pg_temp.pgtrail_revert_change) AS q
+        WHERE c.ctid = q.c_tid;
+    END IF;
 
     -- Tables that are gone, or whose key holds redaction markers, cannot be written.
     INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, change_id, txid, ctx, at, op, columns, message)
-    SELECT DISTINCT ON (c.table_id) NULL::bigint, c.table_id, NULL::jsonb, 'table', c.id, c.txid, c.ctx, c.at, c.op, NULL::text[],
+    SELECT NULL::bigint, a.id, NULL::jsonb, 'table', f.id, f.txid, f.ctx, f.at, f.op, NULL::text[],
            CASE WHEN to_regclass(format('%I.%I', a.table_schema, a.table_name)) IS NULL
                 THEN format('table %I.%I no longer exists', a.table_schema, a.table_name)
                 WHEN a.detached_at IS NOT NULL
                 THEN format('capture of %I.%I was detached at %s: the live table no longer matches the trail', a.table_schema, a.table_name, a.detached_at)
                 ELSE format('the key of %I.%I (%s) is redacted, so its rows cannot be found', a.table_schema, a.table_name, array_to_string(a.key_columns, ', '))
            END
-    FROM pg_temp.pgtrail_revert_change AS c
-    JOIN pgtrail.audited_table AS a ON a.id = c.table_id
+    FROM (SELECT DISTINCT c.table_id FROM pg_temp.pgtrail_revert_change AS c) AS d
+    JOIN pgtrail.audited_table AS a ON a.id = d.table_id
+    CROSS JOIN LATERAL (SELECT c.id, c.txid, c.ctx, c.at, c.op FROM pg_temp.pgtrail_revert_change AS c
+                        WHERE c.table_id = d.table_id ORDER BY c.n LIMIT 1) AS f
     WHERE to_regclass(format('%I.%I', a.table_schema, a.table_name)) IS NULL OR a.detached_at IS NOT NULL
        OR a.key_columns && a.redact_columns
-       OR (cardinality(a.key_columns) = 0 AND cardinality(a.redact_columns) > 0)
-    ORDER BY c.table_id, c.n;
-    DELETE FROM pg_temp.pgtrail_revert_change AS c
-    USING pg_temp.pgtrail_revert_conflict AS x WHERE x.kind = 'table' AND x.table_id = c.table_id;
+       OR (cardinality(a.key_columns) = 0 AND cardinality(a.redact_columns) > 0);
+    IF FOUND THEN
+        DELETE FROM pg_temp.pgtrail_revert_change AS c
+        USING pg_temp.pgtrail_revert_conflict AS x WHERE x.kind = 'table' AND x.table_id = c.table_id;
+    END IF;
 
     -- Rows of keyed tables: by key, except keys a key change touched,
     -- which are followed change by change.
@@ -560,15 +565,11 @@ BEGIN
     WHERE c.chain IS NOT NULL
     GROUP BY c.chain, u.col;
 
+    ANALYZE pg_temp.pgtrail_revert_cell;
     INSERT INTO pg_temp.pgtrail_revert_chain
     SELECT f.chain, f.table_id, false,
            CASE WHEN f.op = 'U' THEN coalesce(f.old_pk, f.pk) ELSE f.pk END, l.pk,
-           f.op <> 'I', l.op <> 'D',
-           (SELECT jsonb_object_agg(x.col, x.first_old) FROM pg_temp.pgtrail_revert_cell AS x
-            WHERE x.chain = f.chain AND x.first_op <> 'I'),
-           (SELECT jsonb_object_agg(x.col, x.last_new) FROM pg_temp.pgtrail_revert_cell AS x
-            WHERE x.chain = f.chain AND x.last_op <> 'D'),
-           NULL, ids.ids, NULL
+           f.op <> 'I', l.op <> 'D', v.origin, v.expect, NULL, ids.ids, f.op <> 'I' OR l.op <> 'D'
     FROM (SELECT DISTINCT ON (c.chain) c.chain, c.table_id, c.op, c.pk, c.old_pk
           FROM pg_temp.pgtrail_revert_change AS c WHERE c.chain IS NOT NULL ORDER BY c.chain, c.n) AS f
     JOIN (SELECT DISTINCT ON (c.chain) c.chain, c.op, c.pk
@@ -576,9 +577,13 @@ BEGIN
       ON l.chain = f.chain
     JOIN (SELECT c.chain, array_agg(DISTINCT c.id ORDER BY c.id) AS ids
           FROM pg_temp.pgtrail_revert_change AS c WHERE c.chain IS NOT NULL GROUP BY c.chain) AS ids
-      ON ids.chain = f.chain;
-    -- Rows S created and deleted again need nothing.
-    UPDATE pg_temp.pgtrail_revert_chain SET active = ex_origin OR ex_final;
+      ON ids.chain = f.chain
+    LEFT JOIN (SELECT x.chain,
+                 jsonb_object_agg(x.col, x.first_old) FILTER (WHERE x.first_op <> 'I') AS origin,
+                 jsonb_object_agg(x.col, x.last_new) FILTER (WHERE x.last_op <> 'D') AS expect
+          FROM pg_temp.pgtrail_revert_cell AS x GROUP BY x.chain) AS v
+      ON v.chain = f.chain;
+    -- (Rows S created and deleted again need nothing: not active.)
 
     -- Tables without key: copies of each content, counted.
     SELECT coalesce(max(chain), 0) INTO v_next FROM pg_temp.pgtrail_revert_chain;
@@ -751,6 +756,8 @@ DECLARE
     v_cols    text[];
     v_writable text[];
     v_identity text[];
+    v_generated text[];
+    v_always  text[];
     g         record;
     v_ignored text;
 BEGIN
@@ -772,11 +779,17 @@ BEGIN
         v_relid := v_rel::regclass;
         -- Columns a statement may write: not generated, not dropped.
         SELECT array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated = ''),
-               array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attidentity <> '')
-        INTO v_writable, v_identity
+               array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attidentity <> ''),
+               array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated <> '')
+        INTO v_writable, v_identity, v_generated
         FROM pg_attribute AS a
         WHERE a.attrelid = v_relid AND a.attnum > 0 AND NOT a.attisdropped;
         v_identity := coalesce(v_identity, '{}');
+        v_generated := coalesce(v_generated, '{}');
+        v_writable := coalesce(v_writable, '{}');
+        -- Identity columns GENERATED ALWAYS: INSERT overrides them, UPDATE cannot set them.
+        v_always := ARRAY(SELECT a.attname::text FROM pg_attribute AS a
+                          WHERE a.attrelid = v_relid AND a.attidentity = 'a' AND NOT a.attisdropped);
         v_ignored := CASE WHEN cardinality(t.ignore_columns) > 0
                           THEN format('ignored column(s) %s are not in the trail: left to their default', array_to_string(t.ignore_columns, ', '))
                      END;
@@ -855,8 +868,7 @@ BEGIN
                  FROM (SELECT k.chain, k.k_final, k.origin, k.expect, k.k_origin <> k.k_final AS moved,
                               ARRAY(SELECT e.key FROM jsonb_each(k.origin) AS e
                                     WHERE e.key = ANY (v_writable)
-                                      AND NOT (e.key = ANY (v_identity) AND EXISTS (SELECT FROM pg_attribute AS a
-                                               WHERE a.attrelid = v_relid AND a.attname = e.key AND a.attidentity = 'a'))
+                                      AND NOT e.key = ANY (v_always)
                                       AND (k.k_origin <> k.k_final OR NOT e.key = ANY (t.key_columns))
                                       AND NOT pgtrail._revert_lost(t.redact_columns, e.key, e.value)
                                     ORDER BY e.key) AS cols
@@ -918,11 +930,8 @@ BEGIN
                                                             ELSE 'no longer a column of the table' END, ', ') AS why
                             FROM jsonb_each(k.origin) AS e
                             WHERE pgtrail._revert_lost(t.redact_columns, e.key, e.value)
-                               OR NOT e.key = ANY (coalesce(v_writable, '{}') || ARRAY(SELECT a.attname::text FROM pg_attribute AS a
-                                                                     WHERE a.attrelid = v_relid AND a.attgenerated <> '' AND NOT a.attisdropped))
-                               OR (k.ex_final AND e.key = ANY (v_identity) AND (k.k_origin <> k.k_final OR NOT e.key = ANY (t.key_columns))
-                                   AND EXISTS (SELECT FROM pg_attribute AS a
-                                               WHERE a.attrelid = v_relid AND a.attname = e.key AND a.attidentity = 'a'))) AS l
+                               OR NOT e.key = ANY (v_writable || v_generated)
+                               OR (k.ex_final AND e.key = ANY (v_always) AND (k.k_origin <> k.k_final OR NOT e.key = ANY (t.key_columns)))) AS l
         WHERE k.table_id = t.id AND k.active AND k.ex_origin AND l.cols IS NOT NULL;
     END LOOP;
     PERFORM pgtrail._revert_order();
@@ -1307,9 +1316,12 @@ BEGIN
     SELECT coalesce(sum(r.rows), 0) INTO v_total FROM pg_temp.pgtrail_revert_run AS r WHERE r.step IS NOT NULL;
     FOR s IN SELECT r.step, r.table_name, r.operation, r.sql, r.data FROM pg_temp.pgtrail_revert_run AS r
              WHERE r.step IS NOT NULL ORDER BY r.step LOOP
-        FOR b IN SELECT jsonb_agg(x.e ORDER BY x.i) AS rows, sum(coalesce((x.e ->> 'n')::bigint, 1)) AS n
-                 FROM jsonb_array_elements(s.data) WITH ORDINALITY AS x(e, i)
-                 GROUP BY (x.i - 1) / v_batch ORDER BY (x.i - 1) / v_batch LOOP
+        -- Batches are slices of the statement's rows (jsonb arrays index in
+        -- constant time, so slicing costs what the batch holds).
+        FOR b IN SELECT q.rows, (SELECT sum(coalesce((x.e ->> 'n')::bigint, 1)) FROM jsonb_array_elements(q.rows) AS x(e)) AS n
+                 FROM generate_series(0, jsonb_array_length(s.data) - 1, v_batch) AS g(first)
+                 CROSS JOIN LATERAL (SELECT jsonb_path_query_array(s.data, format('$[%s to %s]', g.first, g.first + v_batch - 1)::jsonpath) AS rows) AS q
+                 ORDER BY g.first LOOP
             v_try := 0;
             LOOP
                 BEGIN

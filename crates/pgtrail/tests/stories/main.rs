@@ -15,6 +15,7 @@ mod integrity;
 mod keys;
 mod queries;
 mod reconcile;
+mod revert;
 mod rollout;
 mod rows;
 mod security;
