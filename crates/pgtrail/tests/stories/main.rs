@@ -16,6 +16,7 @@ mod keys;
 mod queries;
 mod reconcile;
 mod revert;
+mod revert_oracle;
 mod rollout;
 mod rows;
 mod security;
