@@ -858,12 +858,18 @@ BEGIN
         -- Rows the selection changed: the columns it changed get their old
         -- values back (the key too, if it moved); grouped by those columns.
         FOR g IN SELECT q.moved, q.cols, array_agg(q.chain ORDER BY q.chain) AS chains,
-                        jsonb_agg(jsonb_build_object(
+                        jsonb_agg(CASE WHEN q.moved THEN jsonb_build_object(
                             'k', q.k_final,
                             's', (SELECT jsonb_object_agg(c, q.origin -> c) FROM unnest(q.cols) AS c),
                             'e', (SELECT coalesce(jsonb_object_agg(c, q.expect -> c), '{}') FROM unnest(q.cols) AS c
                                   WHERE q.expect ? c AND NOT pgtrail._revert_lost(t.redact_columns, c, q.expect -> c)))
-                            ORDER BY q.chain) AS data,
+                            -- Not moved: the key and the values to set in one flat
+                            -- object, with what the row must hold now beside them.
+                            ELSE q.k_final || (SELECT jsonb_object_agg(c, q.origin -> c) FROM unnest(q.cols) AS c)
+                                 || jsonb_build_object('pgtrail_expect',
+                                        (SELECT coalesce(jsonb_object_agg(c, q.expect -> c), '{}') FROM unnest(q.cols) AS c
+                                         WHERE q.expect ? c AND NOT pgtrail._revert_lost(t.redact_columns, c, q.expect -> c)))
+                            END ORDER BY q.chain) AS data,
                         jsonb_agg(q.k_final ORDER BY q.chain) AS keys, count(*) AS n
                  FROM (SELECT k.chain, k.k_final, k.origin, k.expect, k.k_origin <> k.k_final AS moved,
                               ARRAY(SELECT e.key FROM jsonb_each(k.origin) AS e
@@ -878,6 +884,7 @@ BEGIN
                  GROUP BY q.moved, q.cols LOOP
             INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
             SELECT t.id, CASE WHEN g.moved THEN 'MOVE' ELSE 'UPDATE' END, g.cols,
+                   CASE WHEN g.moved THEN
                    format('UPDATE %1$s AS t SET (%2$s) = ROW(%3$s) FROM jsonb_array_elements($1) AS d(d) '
                           'CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, d.d -> ''k'') AS k '
                           'CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, d.d -> ''s'') AS s '
@@ -885,7 +892,17 @@ BEGIN
                           v_rel,
                           (SELECT string_agg(quote_ident(c), ', ') FROM unnest(g.cols) AS c),
                           (SELECT string_agg('s.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c),
-                          v_join),
+                          v_join)
+                   ELSE
+                   format('UPDATE %1$s AS t SET (%2$s) = ROW(%3$s) '
+                          'FROM ROWS FROM (jsonb_populate_recordset(NULL::%1$s, $1), jsonb_path_query($1, ''$[*].pgtrail_expect'')) AS k '
+                          'WHERE %4$s AND jsonb_build_object(%5$s) @> k.jsonb_path_query',
+                          v_rel,
+                          (SELECT string_agg(quote_ident(c), ', ') FROM unnest(g.cols) AS c),
+                          (SELECT string_agg('k.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c),
+                          v_join,
+                          (SELECT string_agg(format('%L, t.%I', c, c), ', ') FROM unnest(g.cols) AS c))
+                   END,
                    g.data, g.keys,
                    (SELECT array_agg(i ORDER BY i) FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_chain AS k2, unnest(k2.change_ids) AS i
                     WHERE k2.chain = ANY (g.chains)) AS ii),
@@ -1314,6 +1331,9 @@ BEGIN
 
     SET CONSTRAINTS ALL DEFERRED;
     SELECT coalesce(sum(r.rows), 0) INTO v_total FROM pg_temp.pgtrail_revert_run AS r WHERE r.step IS NOT NULL;
+    IF v_progress THEN
+        RAISE NOTICE 'pgtrail revert progress: 0 of % rows', v_total;
+    END IF;
     FOR s IN SELECT r.step, r.table_name, r.operation, r.sql, r.data FROM pg_temp.pgtrail_revert_run AS r
              WHERE r.step IS NOT NULL ORDER BY r.step LOOP
         -- Batches are slices of the statement's rows (jsonb arrays index in

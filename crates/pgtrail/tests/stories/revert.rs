@@ -154,7 +154,11 @@ async fn several_updates_of_one_row_in_one_transaction_collapse_to_one_statement
     assert_eq!(statements[0].change_ids.len(), 4);
     assert_eq!(statements[0].columns, vec!["email", "name", "tier"]);
     let data = statements[0].data.clone().unwrap();
-    assert_eq!(data[0]["s"], json!({"email": "ann@example.com", "name": "Ann", "tier": "basic"}));
+    assert_eq!(
+        data[0],
+        json!({"id": 1, "email": "ann@example.com", "name": "Ann", "tier": "basic",
+               "pgtrail_expect": {"email": "x3@example.com", "name": "Annie", "tier": "gold"}})
+    );
     revert(&mut db.client, &txids(&[t]), "undo").await.unwrap();
     assert_eq!(rows(&db.client, "customers").await, before);
 }
