@@ -122,7 +122,16 @@ async fn main() -> Result<()> {
             .await?,
         );
     }
-    results.push(measure(&client, &notices, "small transactions", &small, args.transactions * 2).await?);
+    results.push(
+        measure(
+            &client,
+            &notices,
+            "small transactions",
+            &small,
+            args.transactions * 2,
+        )
+        .await?,
+    );
 
     let report = json!({ "rows": args.rows, "transactions": args.transactions, "results": results });
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -138,11 +147,20 @@ async fn txid_of(client: &Client, sql: &str) -> Result<i64> {
     Ok(txid)
 }
 
-async fn measure(client: &Client, notices: &Notices, name: &str, txids: &[i64], expected: i64) -> Result<Value> {
+async fn measure(
+    client: &Client,
+    notices: &Notices,
+    name: &str,
+    txids: &[i64],
+    expected: i64,
+) -> Result<Value> {
     let selector = json!({ "txids": txids });
     let started = Instant::now();
     let plan = client
-        .query("SELECT step, rows FROM pgtrail.revert_plan($1) WHERE step IS NOT NULL", &[&selector])
+        .query(
+            "SELECT step, rows FROM pgtrail.revert_plan($1) WHERE step IS NOT NULL",
+            &[&selector],
+        )
         .await
         .context("revert_plan")?;
     let plan_time = started.elapsed();
@@ -152,10 +170,15 @@ async fn measure(client: &Client, notices: &Notices, name: &str, txids: &[i64], 
     if let Ok(mut list) = notices.lock() {
         list.clear();
     }
-    client.batch_execute("BEGIN; SET LOCAL pgtrail.progress = 'on'").await?;
+    client
+        .batch_execute("BEGIN; SET LOCAL pgtrail.progress = 'on'")
+        .await?;
     let started = Instant::now();
     client
-        .query("SELECT operation FROM pgtrail.revert($1, 'refuse', 'benchmark')", &[&selector])
+        .query(
+            "SELECT operation FROM pgtrail.revert($1, 'refuse', 'benchmark')",
+            &[&selector],
+        )
         .await
         .context("revert")?;
     let revert_time = started.elapsed();

@@ -31,7 +31,11 @@ pub struct Applied {
 
 /// Applies `request` in a transaction of its own. Sends progress notices
 /// (see [`progress`]) while it works. Nothing is changed on any error.
-pub async fn apply(client: &mut Client, request: &Request, options: &ApplyOptions<'_>) -> Result<Applied, RevertError> {
+pub async fn apply(
+    client: &mut Client,
+    request: &Request,
+    options: &ApplyOptions<'_>,
+) -> Result<Applied, RevertError> {
     if options.reason.trim().is_empty() {
         return Err(RevertError::Invalid {
             message: "a revert needs a reason".into(),
@@ -39,12 +43,9 @@ pub async fn apply(client: &mut Client, request: &Request, options: &ApplyOption
         });
     }
     let tx = client.transaction().await.map_err(RevertError::from_db)?;
-    tx.execute(
-        "SELECT set_config($1, 'on', true)",
-        &[&progress::SETTING],
-    )
-    .await
-    .map_err(RevertError::from_db)?;
+    tx.execute("SELECT set_config($1, 'on', true)", &[&progress::SETTING])
+        .await
+        .map_err(RevertError::from_db)?;
     if let Some(actor) = &options.actor {
         tx.execute("SELECT pgtrail.set_context(actor_name => $1)", &[actor])
             .await
@@ -52,7 +53,10 @@ pub async fn apply(client: &mut Client, request: &Request, options: &ApplyOption
     }
     let sql = format!("SELECT {COLUMNS} FROM pgtrail.revert($1::jsonb, $2::text, $3::text)");
     let rows = tx
-        .query(&sql, &[&request.to_json(), &request.policy.as_str(), &options.reason])
+        .query(
+            &sql,
+            &[&request.to_json(), &request.policy.as_str(), &options.reason],
+        )
         .await
         .map_err(RevertError::from_db)?;
     let plan = Plan { items: items(&rows)? };

@@ -17,7 +17,9 @@ pub enum RevertError {
     #[error("{0}\n  help: nothing was changed; plan the revert again and review it")]
     Changed(String),
     /// pgtrail's SQL has no revert yet (an install older than 0.4.0).
-    #[error("this database's pgtrail has no revert (pgtrail.revert_plan is missing)\n  help: `pgtrail apply` upgrades it")]
+    #[error(
+        "this database's pgtrail has no revert (pgtrail.revert_plan is missing)\n  help: `pgtrail apply` upgrades it"
+    )]
     NotInstalled,
     /// Anything else the database said.
     #[error("{0}")]
@@ -25,7 +27,9 @@ pub enum RevertError {
 }
 
 fn hint_line(hint: &Option<String>) -> String {
-    hint.as_ref().map(|h| format!("\n  help: {h}")).unwrap_or_default()
+    hint.as_ref()
+        .map(|h| format!("\n  help: {h}"))
+        .unwrap_or_default()
 }
 
 fn detail_lines(detail: &Option<String>) -> String {

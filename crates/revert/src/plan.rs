@@ -66,7 +66,10 @@ impl Operation {
 
     /// Whether this line is a statement that changes rows.
     pub fn is_statement(self) -> bool {
-        matches!(self, Operation::Delete | Operation::Update | Operation::Move | Operation::Insert)
+        matches!(
+            self,
+            Operation::Delete | Operation::Update | Operation::Move | Operation::Insert
+        )
     }
 }
 
@@ -92,6 +95,9 @@ pub struct PlanItem {
     /// The statement's rows, as bound to `$1`.
     pub data: Option<Value>,
 }
+
+/// What identifies a statement of a plan: step, operation, table, rows, change ids.
+pub type StatementPrint = (Option<i32>, Operation, Option<String>, Option<i64>, Vec<i64>);
 
 /// A whole plan, in order: statements by step, then the other lines.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -122,7 +128,10 @@ impl Plan {
         let mut out: BTreeMap<String, BTreeMap<Operation, i64>> = BTreeMap::new();
         for statement in self.statements() {
             let table = statement.table.clone().unwrap_or_default();
-            *out.entry(table).or_default().entry(statement.operation).or_default() += statement.rows.unwrap_or(0);
+            *out.entry(table)
+                .or_default()
+                .entry(statement.operation)
+                .or_default() += statement.rows.unwrap_or(0);
         }
         out
     }
@@ -132,7 +141,9 @@ impl Plan {
         let mut ids: Vec<i64> = self
             .items
             .iter()
-            .filter(|i| i.operation.is_statement() || matches!(i.operation, Operation::Lost | Operation::Nothing))
+            .filter(|i| {
+                i.operation.is_statement() || matches!(i.operation, Operation::Lost | Operation::Nothing)
+            })
             .flat_map(|i| i.change_ids.iter().copied())
             .collect();
         ids.sort_unstable();
@@ -142,7 +153,7 @@ impl Plan {
 
     /// What the statements do, to compare a plan shown with the one applied:
     /// the same statements, rows and changes, in the same order.
-    pub fn fingerprint(&self) -> Vec<(Option<i32>, Operation, Option<String>, Option<i64>, Vec<i64>)> {
+    pub fn fingerprint(&self) -> Vec<StatementPrint> {
         self.statements()
             .map(|s| (s.step, s.operation, s.table.clone(), s.rows, s.change_ids.clone()))
             .collect()
@@ -150,7 +161,8 @@ impl Plan {
 }
 
 /// The columns both SQL functions return.
-pub(crate) const COLUMNS: &str = "step, change_ids, table_name, operation, key, sql, conflict, rows, columns, note, data";
+pub(crate) const COLUMNS: &str =
+    "step, change_ids, table_name, operation, key, sql, conflict, rows, columns, note, data";
 
 pub(crate) fn items(rows: &[tokio_postgres::Row]) -> Result<Vec<PlanItem>, RevertError> {
     rows.iter()

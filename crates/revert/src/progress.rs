@@ -19,7 +19,10 @@ mod tests {
 
     #[test]
     fn reads_the_notice_of_the_sql() {
-        assert_eq!(parse("pgtrail revert progress: 10000 of 100000 rows"), Some((10_000, 100_000)));
+        assert_eq!(
+            parse("pgtrail revert progress: 10000 of 100000 rows"),
+            Some((10_000, 100_000))
+        );
         assert_eq!(parse("something else"), None);
         assert_eq!(parse("pgtrail revert progress: x of 3 rows"), None);
     }

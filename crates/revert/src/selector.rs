@@ -13,7 +13,11 @@ pub enum Selector {
     /// Every change of these transactions (the `txid` of `pgtrail.changes`).
     Transactions(Vec<i64>),
     /// One row (`table` as `schema.name`, `key` as in `pgtrail.changes.pk`).
-    Row { table: String, key: Value, to: RowTarget },
+    Row {
+        table: String,
+        key: Value,
+        to: RowTarget,
+    },
     /// The changes made by an actor (its id or name) from `since` to `until`.
     Actor {
         actor: String,
@@ -76,7 +80,9 @@ impl FromStr for Policy {
             "refuse" => Ok(Policy::Refuse),
             "skip" => Ok(Policy::Skip),
             "cascade" => Ok(Policy::Cascade),
-            other => Err(format!("unknown conflict policy `{other}` (refuse, skip or cascade)")),
+            other => Err(format!(
+                "unknown conflict policy `{other}` (refuse, skip or cascade)"
+            )),
         }
     }
 }
@@ -136,7 +142,11 @@ impl Request {
                     out.insert("until".into(), json!(until));
                 }
             }
-            Selector::Context { context, since, until } => {
+            Selector::Context {
+                context,
+                since,
+                until,
+            } => {
                 out.insert("context".into(), Value::Object(context.clone()));
                 out.insert("since".into(), json!(since));
                 if let Some(until) = until {
@@ -168,7 +178,10 @@ mod tests {
     fn selectors_read_as_the_sql_contract_says() {
         let mut request = Request::new(Selector::Transactions(vec![7, 9]));
         request.tables = vec!["public.users".into()];
-        assert_eq!(request.to_json(), json!({"txids": [7, 9], "tables": ["public.users"]}));
+        assert_eq!(
+            request.to_json(),
+            json!({"txids": [7, 9], "tables": ["public.users"]})
+        );
         let row = Request::new(Selector::Row {
             table: "public.users".into(),
             key: json!({"id": 42}),

@@ -217,12 +217,25 @@ async fn undo(url: &str) -> Result<()> {
         )
         .await
         .context("finding the careless script in the trail")?;
-    let (txid, who, why, changes): (i64, String, String, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    let (txid, who, why, changes): (i64, String, String, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
     println!("  transaction {txid} by {who} (\"{why}\") changed {changes} rows; reverting it:\n");
     let binary = std::env::current_exe().context("finding the pgtrail binary")?;
     let status = tokio::process::Command::new(binary)
-        .args(["revert", "--tx", &txid.to_string(), "--yes", "--as", "ops@acme.test"])
-        .args(["--reason", "the close-orders script had no WHERE clause", "--database-url", url])
+        .args([
+            "revert",
+            "--tx",
+            &txid.to_string(),
+            "--yes",
+            "--as",
+            "ops@acme.test",
+        ])
+        .args([
+            "--reason",
+            "the close-orders script had no WHERE clause",
+            "--database-url",
+            url,
+        ])
         .status()
         .await
         .context("running pgtrail revert")?;
@@ -236,7 +249,10 @@ async fn undo(url: &str) -> Result<()> {
             &[],
         )
         .await?;
-    output::say(output::HEADER, "\n  and the trail recorded the revert like any change:");
+    output::say(
+        output::HEADER,
+        "\n  and the trail recorded the revert like any change:",
+    );
     let mut table = vec![["op", "table", "key", "changed", "who", "why"].map(String::from)];
     table.extend(
         rows.iter()

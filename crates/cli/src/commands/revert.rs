@@ -18,7 +18,12 @@ use crate::cli::{Format, Global, RevertArgs};
 use crate::output;
 
 pub async fn run(global: &Global, args: &RevertArgs) -> Result<ExitCode> {
-    let kinds = [!args.tx.is_empty(), args.row.is_some(), args.actor.is_some(), !args.context.is_empty()];
+    let kinds = [
+        !args.tx.is_empty(),
+        args.row.is_some(),
+        args.actor.is_some(),
+        !args.context.is_empty(),
+    ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         bail!(
             "say what to revert with exactly one of --tx, --row, --actor or --context\n  \
@@ -48,7 +53,9 @@ pub async fn run(global: &Global, args: &RevertArgs) -> Result<ExitCode> {
     request.batch_rows = args.batch_rows;
     request.lock_timeout = args.lock_timeout.clone();
 
-    let plan = pgtrail::revert::plan::plan(&client, &request).await.map_err(revert_error)?;
+    let plan = pgtrail::revert::plan::plan(&client, &request)
+        .await
+        .map_err(revert_error)?;
     let conflicts = plan.conflicts().count();
     if global.format == Format::Table {
         print_plan(&request, &plan);
@@ -70,7 +77,10 @@ pub async fn run(global: &Global, args: &RevertArgs) -> Result<ExitCode> {
         if global.format == Format::Json {
             output::print_json(&report(&request, &plan, None))?;
         } else {
-            output::say(output::GOOD, "\nnothing to revert: the selected changes leave nothing to undo");
+            output::say(
+                output::GOOD,
+                "\nnothing to revert: the selected changes leave nothing to undo",
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -82,7 +92,10 @@ pub async fn run(global: &Global, args: &RevertArgs) -> Result<ExitCode> {
             if global.format == Format::Json {
                 output::print_json(&report(&request, &plan, None))?;
             } else {
-                output::say(output::DIM, "\nthis is the plan; nothing was changed (add --yes to apply it)");
+                output::say(
+                    output::DIM,
+                    "\nthis is the plan; nothing was changed (add --yes to apply it)",
+                );
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -178,7 +191,11 @@ async fn selector(client: &Client, args: &RevertArgs) -> Result<Selector> {
         let (key, value) = pgtrail::query::parse_context_filter(pair)?;
         context.insert(key, Value::String(value));
     }
-    Ok(Selector::Context { context, since, until })
+    Ok(Selector::Context {
+        context,
+        since,
+        until,
+    })
 }
 
 /// A moment typed on the command line, as the server reads it (RFC 3339, UTC).
@@ -232,9 +249,14 @@ fn print_plan(request: &Request, plan: &Plan) {
         ),
         Selector::Row { table, key, .. } => format!("{table} {}", key_text(key)),
         Selector::Actor { actor, since, until } => {
-            format!("{actor}'s changes from {since}{}", until.as_ref().map(|u| format!(" to {u}")).unwrap_or_default())
+            format!(
+                "{actor}'s changes from {since}{}",
+                until.as_ref().map(|u| format!(" to {u}")).unwrap_or_default()
+            )
         }
-        Selector::Context { context, since, .. } => format!("changes of {} from {since}", Value::Object(context.clone())),
+        Selector::Context { context, since, .. } => {
+            format!("changes of {} from {since}", Value::Object(context.clone()))
+        }
     };
     output::say(
         output::HEADER,
@@ -265,7 +287,10 @@ fn print_plan(request: &Request, plan: &Plan) {
             (4, _) => output::DIM,
             _ => output::PLAIN,
         });
-        output::say(output::HEADER, "\nStatements (their rows are bound as $1; --format json shows them):");
+        output::say(
+            output::HEADER,
+            "\nStatements (their rows are bound as $1; --format json shows them):",
+        );
         for s in plan.statements() {
             println!("  {}. {}", s.step.unwrap_or(0), s.sql.as_deref().unwrap_or(""));
             if let Some(note) = &s.note {
@@ -285,17 +310,38 @@ fn print_plan(request: &Request, plan: &Plan) {
             println!("  {line}");
         }
     }
-    section(plan, Operation::Lost, "Values that cannot be restored", output::WARN);
+    section(
+        plan,
+        Operation::Lost,
+        "Values that cannot be restored",
+        output::WARN,
+    );
     section(plan, Operation::Nothing, "Nothing to undo", output::DIM);
-    section(plan, Operation::Skip, "Left as they are (--on-conflict skip)", output::WARN);
-    section(plan, Operation::Cascade, "Reverted too (--on-conflict cascade)", output::WARN);
+    section(
+        plan,
+        Operation::Skip,
+        "Left as they are (--on-conflict skip)",
+        output::WARN,
+    );
+    section(
+        plan,
+        Operation::Cascade,
+        "Reverted too (--on-conflict cascade)",
+        output::WARN,
+    );
     let conflicts: Vec<&PlanItem> = plan.conflicts().collect();
     if !conflicts.is_empty() {
         output::say(output::BAD, &format!("\nConflicts ({}):", conflicts.len()));
         let mut table = vec![["table", "key", "later change", "when", "by", "why"].map(String::from)];
         for c in conflicts {
             let conflict = c.conflict.clone().unwrap_or(Value::Null);
-            let text = |field: &str| conflict.get(field).and_then(Value::as_str).unwrap_or("").to_string();
+            let text = |field: &str| {
+                conflict
+                    .get(field)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
             table.push([
                 c.table.clone().unwrap_or_default(),
                 c.key.as_ref().map(key_text).unwrap_or_default(),

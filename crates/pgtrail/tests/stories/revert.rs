@@ -40,7 +40,11 @@ async fn tx(client: &Client, actor: &str, sql: &str) -> i64 {
         ))
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    let txid: i64 = client.query_one("SELECT txid_current()", &[]).await.unwrap().get(0);
+    let txid: i64 = client
+        .query_one("SELECT txid_current()", &[])
+        .await
+        .unwrap()
+        .get(0);
     client.batch_execute("COMMIT").await.unwrap();
     txid
 }
@@ -63,7 +67,9 @@ async fn revert(client: &mut Client, request: &Request, reason: &str) -> Result<
 async fn rows(client: &Client, table: &str) -> Vec<Value> {
     column(
         client,
-        &format!("SELECT to_jsonb(t) - 'updated_at' - 'password_hash' FROM {table} AS t ORDER BY to_jsonb(t)::text"),
+        &format!(
+            "SELECT to_jsonb(t) - 'updated_at' - 'password_hash' FROM {table} AS t ORDER BY to_jsonb(t)::text"
+        ),
     )
     .await
 }
@@ -166,10 +172,16 @@ async fn several_updates_of_one_row_in_one_transaction_collapse_to_one_statement
 #[tokio::test]
 async fn a_parent_deleted_before_its_child_is_restored_before_it() {
     let mut db = shop().await;
-    let before = (rows(&db.client, "customers").await, rows(&db.client, "orders").await);
+    let before = (
+        rows(&db.client, "customers").await,
+        rows(&db.client, "orders").await,
+    );
     // The cascade deletes the orders first, as part of the statement.
     let t = tx(&db.client, "cleanup", "DELETE FROM customers WHERE id = 1").await;
-    assert_eq!(count(&db.client, "SELECT count(*) FROM orders WHERE customer_id = 1").await, 0);
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM orders WHERE customer_id = 1").await,
+        0
+    );
     let planned = plan(&db.client, &txids(&[t])).await.unwrap();
     let order: Vec<(String, Operation)> = planned
         .statements()
@@ -183,11 +195,30 @@ async fn a_parent_deleted_before_its_child_is_restored_before_it() {
         ]
     );
     // Identity values come back as they were, generated columns are computed.
-    assert!(planned.statements().nth(1).unwrap().sql.as_ref().unwrap().contains("OVERRIDING SYSTEM VALUE"));
-    assert!(!planned.statements().nth(1).unwrap().columns.contains(&"total_cents".to_string()));
+    assert!(
+        planned
+            .statements()
+            .nth(1)
+            .unwrap()
+            .sql
+            .as_ref()
+            .unwrap()
+            .contains("OVERRIDING SYSTEM VALUE")
+    );
+    assert!(
+        !planned
+            .statements()
+            .nth(1)
+            .unwrap()
+            .columns
+            .contains(&"total_cents".to_string())
+    );
     revert(&mut db.client, &txids(&[t]), "restore Ann").await.unwrap();
     assert_eq!(
-        (rows(&db.client, "customers").await, rows(&db.client, "orders").await),
+        (
+            rows(&db.client, "customers").await,
+            rows(&db.client, "orders").await
+        ),
         before
     );
     // The redacted password hash could not come back: the plan said so.
@@ -196,7 +227,11 @@ async fn a_parent_deleted_before_its_child_is_restored_before_it() {
     assert_eq!(lost[0].key, Some(json!({"id": 1})));
     assert_eq!(lost[0].columns, vec!["password_hash".to_string()]);
     assert_eq!(
-        count(&db.client, "SELECT count(*) FROM customers WHERE id = 1 AND password_hash IS NULL").await,
+        count(
+            &db.client,
+            "SELECT count(*) FROM customers WHERE id = 1 AND password_hash IS NULL"
+        )
+        .await,
         1
     );
 }
@@ -214,9 +249,14 @@ async fn children_are_deleted_before_their_parents_and_a_self_reference_holds() 
          INSERT INTO orders (customer_id, total) VALUES (9, 5)",
     )
     .await;
-    revert(&mut db.client, &txids(&[t]), "undo the reorganisation").await.unwrap();
+    revert(&mut db.client, &txids(&[t]), "undo the reorganisation")
+        .await
+        .unwrap();
     assert_eq!(rows(&db.client, "employees").await, before);
-    assert_eq!(count(&db.client, "SELECT count(*) FROM customers WHERE id = 9").await, 0);
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM customers WHERE id = 9").await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -228,7 +268,12 @@ async fn reverting_the_first_change_of_a_row_conflicts_with_what_came_after() {
         "INSERT INTO customers (id, email, name) VALUES (20, 'dee@example.com', 'Dee')",
     )
     .await;
-    let later = tx(&db.client, "support", "UPDATE customers SET tier = 'gold' WHERE id = 20").await;
+    let later = tx(
+        &db.client,
+        "support",
+        "UPDATE customers SET tier = 'gold' WHERE id = 20",
+    )
+    .await;
 
     // refuse: nothing changes, the later change is named with its time and actor.
     let planned = plan(&db.client, &txids(&[created])).await.unwrap();
@@ -240,8 +285,14 @@ async fn reverting_the_first_change_of_a_row_conflicts_with_what_came_after() {
     assert_eq!(conflict["op"], json!("UPDATE"));
     assert!(conflict["changed_at"].is_string());
     let refused = revert(&mut db.client, &txids(&[created]), "undo").await;
-    assert!(matches!(refused, Err(RevertError::Conflicts { .. })), "{refused:?}");
-    assert_eq!(count(&db.client, "SELECT count(*) FROM customers WHERE id = 20").await, 1);
+    assert!(
+        matches!(refused, Err(RevertError::Conflicts { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM customers WHERE id = 20").await,
+        1
+    );
 
     // skip: the row stays as it is, and the plan says why.
     let mut skip = txids(&[created]);
@@ -255,17 +306,33 @@ async fn reverting_the_first_change_of_a_row_conflicts_with_what_came_after() {
     cascade.policy = Policy::Cascade;
     let planned = plan(&db.client, &cascade).await.unwrap();
     assert_eq!(planned.of(Operation::Cascade).count(), 1);
-    revert(&mut db.client, &cascade, "undo the sign-up and what followed").await.unwrap();
-    assert_eq!(count(&db.client, "SELECT count(*) FROM customers WHERE id = 20").await, 0);
+    revert(&mut db.client, &cascade, "undo the sign-up and what followed")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM customers WHERE id = 20").await,
+        0
+    );
 }
 
 #[tokio::test]
 async fn a_later_change_of_other_columns_is_not_a_conflict() {
     let mut db = shop().await;
-    let bad = tx(&db.client, "script", "UPDATE customers SET email = 'bad@example.com' WHERE id = 2").await;
-    tx(&db.client, "support", "UPDATE customers SET tier = 'gold' WHERE id = 2").await;
+    let bad = tx(
+        &db.client,
+        "script",
+        "UPDATE customers SET email = 'bad@example.com' WHERE id = 2",
+    )
+    .await;
+    tx(
+        &db.client,
+        "support",
+        "UPDATE customers SET tier = 'gold' WHERE id = 2",
+    )
+    .await;
     revert(&mut db.client, &txids(&[bad]), "undo").await.unwrap();
-    let row: Value = column::<Value>(&db.client, "SELECT to_jsonb(c) FROM customers AS c WHERE id = 2").await[0].clone();
+    let row: Value =
+        column::<Value>(&db.client, "SELECT to_jsonb(c) FROM customers AS c WHERE id = 2").await[0].clone();
     assert_eq!(row["email"], json!("bob@example.com"));
     assert_eq!(row["tier"], json!("gold"));
 }
@@ -273,13 +340,21 @@ async fn a_later_change_of_other_columns_is_not_a_conflict() {
 #[tokio::test]
 async fn a_row_changed_without_capture_is_a_conflict() {
     let mut db = shop().await;
-    let bad = tx(&db.client, "script", "UPDATE customers SET email = 'bad@example.com' WHERE id = 2").await;
+    let bad = tx(
+        &db.client,
+        "script",
+        "UPDATE customers SET email = 'bad@example.com' WHERE id = 2",
+    )
+    .await;
     db.behind_the_triggers("UPDATE customers SET email = 'fixed-by-hand@example.com' WHERE id = 2")
         .await;
     let planned = plan(&db.client, &txids(&[bad])).await.unwrap();
     let conflicts: Vec<_> = planned.conflicts().collect();
     assert_eq!(conflicts.len(), 1, "{:?}", planned.items);
-    assert_eq!(conflicts[0].conflict.as_ref().unwrap()["kind"], json!("outside_capture"));
+    assert_eq!(
+        conflicts[0].conflict.as_ref().unwrap()["kind"],
+        json!("outside_capture")
+    );
     assert_eq!(conflicts[0].columns, vec!["email".to_string()]);
     assert!(revert(&mut db.client, &txids(&[bad]), "undo").await.is_err());
 }
@@ -293,11 +368,30 @@ async fn a_revert_can_be_reverted() {
         "UPDATE orders SET status = 'closed'; DELETE FROM enrollments WHERE application_id = 8",
     )
     .await;
-    let after_script = (rows(&db.client, "orders").await, rows(&db.client, "enrollments").await);
-    let undo = revert(&mut db.client, &txids(&[bad]), "undo the script").await.unwrap();
-    assert_ne!((rows(&db.client, "orders").await, rows(&db.client, "enrollments").await), after_script);
-    revert(&mut db.client, &txids(&[undo]), "the script was right after all").await.unwrap();
-    assert_eq!((rows(&db.client, "orders").await, rows(&db.client, "enrollments").await), after_script);
+    let after_script = (
+        rows(&db.client, "orders").await,
+        rows(&db.client, "enrollments").await,
+    );
+    let undo = revert(&mut db.client, &txids(&[bad]), "undo the script")
+        .await
+        .unwrap();
+    assert_ne!(
+        (
+            rows(&db.client, "orders").await,
+            rows(&db.client, "enrollments").await
+        ),
+        after_script
+    );
+    revert(&mut db.client, &txids(&[undo]), "the script was right after all")
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            rows(&db.client, "orders").await,
+            rows(&db.client, "enrollments").await
+        ),
+        after_script
+    );
 }
 
 #[tokio::test]
@@ -312,7 +406,9 @@ async fn a_key_change_is_moved_back_and_the_row_keeps_what_it_has() {
     .await;
     let planned = plan(&db.client, &txids(&[t])).await.unwrap();
     assert_eq!(planned.statements().next().unwrap().operation, Operation::Move);
-    revert(&mut db.client, &txids(&[t]), "wrong application").await.unwrap();
+    revert(&mut db.client, &txids(&[t]), "wrong application")
+        .await
+        .unwrap();
     assert_eq!(rows(&db.client, "enrollments").await, before);
 }
 
@@ -337,26 +433,46 @@ async fn a_table_without_key_counts_copies_of_identical_rows() {
 #[tokio::test]
 async fn one_row_goes_back_to_a_moment_or_undoes_its_last_change() {
     let mut db = shop().await;
-    tx(&db.client, "a", "UPDATE customers SET name = 'Ann 2' WHERE id = 1").await;
+    tx(
+        &db.client,
+        "a",
+        "UPDATE customers SET name = 'Ann 2' WHERE id = 1",
+    )
+    .await;
     let moment: String = column::<String>(&db.client, "SELECT clock_timestamp()::text").await[0].clone();
-    tx(&db.client, "b", "UPDATE customers SET name = 'Ann 3' WHERE id = 1").await;
+    tx(
+        &db.client,
+        "b",
+        "UPDATE customers SET name = 'Ann 3' WHERE id = 1",
+    )
+    .await;
     tx(&db.client, "c", "UPDATE customers SET tier = 'gold' WHERE id = 1").await;
     let last = Request::new(Selector::Row {
         table: "public.customers".into(),
         key: json!({"id": 1}),
         to: RowTarget::LastChange,
     });
-    revert(&mut db.client, &last, "undo the last change").await.unwrap();
-    let row: Value = column::<Value>(&db.client, "SELECT to_jsonb(c) FROM customers AS c WHERE id = 1").await[0].clone();
-    assert_eq!((row["name"].clone(), row["tier"].clone()), (json!("Ann 3"), json!("basic")));
+    revert(&mut db.client, &last, "undo the last change")
+        .await
+        .unwrap();
+    let row: Value =
+        column::<Value>(&db.client, "SELECT to_jsonb(c) FROM customers AS c WHERE id = 1").await[0].clone();
+    assert_eq!(
+        (row["name"].clone(), row["tier"].clone()),
+        (json!("Ann 3"), json!("basic"))
+    );
     let back = Request::new(Selector::Row {
         table: "customers".into(),
         key: json!({"id": 1}),
         to: RowTarget::Time(moment),
     });
     revert(&mut db.client, &back, "back to how it was").await.unwrap();
-    let row: Value = column::<Value>(&db.client, "SELECT to_jsonb(c) FROM customers AS c WHERE id = 1").await[0].clone();
-    assert_eq!((row["name"].clone(), row["tier"].clone()), (json!("Ann 2"), json!("basic")));
+    let row: Value =
+        column::<Value>(&db.client, "SELECT to_jsonb(c) FROM customers AS c WHERE id = 1").await[0].clone();
+    assert_eq!(
+        (row["name"].clone(), row["tier"].clone()),
+        (json!("Ann 2"), json!("basic"))
+    );
 }
 
 #[tokio::test]
@@ -382,9 +498,21 @@ async fn an_actors_window_and_a_request_are_selected_and_restricted_to_tables() 
         planned.per_table().keys().cloned().collect::<Vec<_>>(),
         vec!["public.orders".to_string()]
     );
-    revert(&mut db.client, &by_actor, "void by mistake").await.unwrap();
-    assert_eq!(count(&db.client, "SELECT count(*) FROM orders WHERE status = 'void'").await, 0);
-    assert_eq!(count(&db.client, "SELECT count(*) FROM customers WHERE tier = 'platinum'").await, 3);
+    revert(&mut db.client, &by_actor, "void by mistake")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM orders WHERE status = 'void'").await,
+        0
+    );
+    assert_eq!(
+        count(
+            &db.client,
+            "SELECT count(*) FROM customers WHERE tier = 'platinum'"
+        )
+        .await,
+        3
+    );
 
     let mut context = serde_json::Map::new();
     context.insert("request_id".into(), json!("r-9"));
@@ -395,11 +523,26 @@ async fn an_actors_window_and_a_request_are_selected_and_restricted_to_tables() 
     });
     // Its orders were reverted above: reverting them again conflicts with that.
     let refused = revert(&mut db.client, &by_request, "the whole request").await;
-    assert!(matches!(refused, Err(RevertError::Conflicts { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(RevertError::Conflicts { .. })),
+        "{refused:?}"
+    );
     by_request.tables = vec!["public.customers".into()];
-    revert(&mut db.client, &by_request, "the rest of the request").await.unwrap();
-    assert_eq!(count(&db.client, "SELECT count(*) FROM customers WHERE tier = 'platinum'").await, 0);
-    assert_eq!(count(&db.client, "SELECT count(*) FROM employees WHERE name = 'B'").await, 1);
+    revert(&mut db.client, &by_request, "the rest of the request")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            &db.client,
+            "SELECT count(*) FROM customers WHERE tier = 'platinum'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM employees WHERE name = 'B'").await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -412,9 +555,16 @@ async fn a_truncate_is_reverted_only_when_its_rows_were_recorded() {
     assert!(conflict["message"].as_str().unwrap().contains("never recorded"));
 
     // After a TRUNCATE, the trail holds every row: the next one can be reverted.
-    tx(&db.client, "app", "INSERT INTO page_views VALUES (5, '/x'), (5, '/x'), (6, '/y')").await;
+    tx(
+        &db.client,
+        "app",
+        "INSERT INTO page_views VALUES (5, '/x'), (5, '/x'), (6, '/y')",
+    )
+    .await;
     let second = tx(&db.client, "dba", "TRUNCATE page_views").await;
-    revert(&mut db.client, &txids(&[second]), "truncated the wrong table").await.unwrap();
+    revert(&mut db.client, &txids(&[second]), "truncated the wrong table")
+        .await
+        .unwrap();
     assert_eq!(count(&db.client, "SELECT count(*) FROM page_views").await, 3);
 }
 
@@ -425,13 +575,19 @@ async fn ignored_columns_are_left_as_they_are() {
         .batch_execute("UPDATE customers SET updated_at = '2001-01-01' WHERE id = 3")
         .await
         .unwrap();
-    let bad = tx(&db.client, "script", "UPDATE customers SET name = 'X' WHERE id = 3").await;
+    let bad = tx(
+        &db.client,
+        "script",
+        "UPDATE customers SET name = 'X' WHERE id = 3",
+    )
+    .await;
     db.client
         .batch_execute("UPDATE customers SET updated_at = '2002-02-02' WHERE id = 3")
         .await
         .unwrap();
     revert(&mut db.client, &txids(&[bad]), "undo").await.unwrap();
-    let row: Value = column::<Value>(&db.client, "SELECT to_jsonb(c) FROM customers AS c WHERE id = 3").await[0].clone();
+    let row: Value =
+        column::<Value>(&db.client, "SELECT to_jsonb(c) FROM customers AS c WHERE id = 3").await[0].clone();
     assert_eq!(row["name"], json!("Cy"));
     assert!(row["updated_at"].as_str().unwrap().starts_with("2002-02-02"));
 }
@@ -455,7 +611,12 @@ async fn the_plan_changes_nothing_and_bad_selectors_say_how_to_fix_them() {
     assert_eq!(bad(json!({})).await.0, "22023");
     assert_eq!(bad(json!({"txids": [999999999]})).await.0, "22023");
     assert_eq!(bad(json!({"actor": "x"})).await.0, "22023");
-    assert!(bad(json!({"table": "nope", "pk": {"id": 1}})).await.1.contains("nope"));
+    assert!(
+        bad(json!({"table": "nope", "pk": {"id": 1}}))
+            .await
+            .1
+            .contains("nope")
+    );
     let all: i64 = count(&db.client, "SELECT max(txid) FROM pgtrail.changes").await;
     let capped = bad(json!({"txids": [all], "max_rows": 2})).await;
     assert_eq!(capped.0, "54000", "{capped:?}");
@@ -493,7 +654,12 @@ async fn a_revert_whose_plan_changed_since_it_was_shown_changes_nothing() {
     let mut db = shop().await;
     let bad = tx(&db.client, "script", "UPDATE customers SET tier = 'x'").await;
     let shown: Plan = plan(&db.client, &txids(&[bad])).await.unwrap();
-    tx(&db.client, "support", "UPDATE customers SET tier = 'gold' WHERE id = 1").await;
+    tx(
+        &db.client,
+        "support",
+        "UPDATE customers SET tier = 'gold' WHERE id = 1",
+    )
+    .await;
     let mut skip = txids(&[bad]);
     skip.policy = Policy::Skip;
     let options = ApplyOptions {
@@ -503,5 +669,8 @@ async fn a_revert_whose_plan_changed_since_it_was_shown_changes_nothing() {
     };
     let result = apply(&mut db.client, &skip, &options).await;
     assert!(matches!(result, Err(RevertError::Changed(_))), "{result:?}");
-    assert_eq!(count(&db.client, "SELECT count(*) FROM customers WHERE tier = 'x'").await, 2);
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM customers WHERE tier = 'x'").await,
+        2
+    );
 }

@@ -96,12 +96,23 @@ impl Model {
                     (None, _) => {
                         let (name, score) = (word(rng), rng.random_range(0..3));
                         self.parent.insert(id, (name.clone(), score));
-                        Some(op('I', format!("INSERT INTO parent (id, name, score) VALUES ({id}, '{name}', {score})"),
-                                vec![(k.clone(), "*".into())], None, Some(k)))
+                        Some(op(
+                            'I',
+                            format!("INSERT INTO parent (id, name, score) VALUES ({id}, '{name}', {score})"),
+                            vec![(k.clone(), "*".into())],
+                            None,
+                            Some(k),
+                        ))
                     }
                     (Some(_), 0) if !self.child.values().any(|(p, _)| *p == Some(id)) => {
                         self.parent.remove(&id);
-                        Some(op('D', format!("DELETE FROM parent WHERE id = {id}"), vec![(k.clone(), "*".into())], Some(k), None))
+                        Some(op(
+                            'D',
+                            format!("DELETE FROM parent WHERE id = {id}"),
+                            vec![(k.clone(), "*".into())],
+                            Some(k),
+                            None,
+                        ))
                     }
                     (Some((name, score)), _) => {
                         let (new_name, new_score) = (word(rng), rng.random_range(0..3));
@@ -116,8 +127,15 @@ impl Model {
                             return None;
                         }
                         self.parent.insert(id, (new_name.clone(), new_score));
-                        Some(op('U', format!("UPDATE parent SET name = '{new_name}', score = {new_score} WHERE id = {id}"),
-                                cols.iter().map(|c| (k.clone(), c.to_string())).collect(), Some(k.clone()), Some(k)))
+                        Some(op(
+                            'U',
+                            format!(
+                                "UPDATE parent SET name = '{new_name}', score = {new_score} WHERE id = {id}"
+                            ),
+                            cols.iter().map(|c| (k.clone(), c.to_string())).collect(),
+                            Some(k.clone()),
+                            Some(k),
+                        ))
                     }
                 }
             }
@@ -136,15 +154,27 @@ impl Model {
                     let label = word(rng);
                     self.child.insert(id, (parent, label.clone()));
                     let k = key(json!({"id": id}));
-                    return Some(op('I', format!(
-                        "INSERT INTO child (id, parent_id, label) OVERRIDING SYSTEM VALUE VALUES ({id}, {parent_sql}, '{label}')"),
-                        vec![(k.clone(), "*".into())], None, Some(k)));
+                    return Some(op(
+                        'I',
+                        format!(
+                            "INSERT INTO child (id, parent_id, label) OVERRIDING SYSTEM VALUE VALUES ({id}, {parent_sql}, '{label}')"
+                        ),
+                        vec![(k.clone(), "*".into())],
+                        None,
+                        Some(k),
+                    ));
                 }
                 let id = existing[rng.random_range(0..existing.len())];
                 let k = key(json!({"id": id}));
                 if pick == 1 {
                     self.child.remove(&id);
-                    return Some(op('D', format!("DELETE FROM child WHERE id = {id}"), vec![(k.clone(), "*".into())], Some(k), None));
+                    return Some(op(
+                        'D',
+                        format!("DELETE FROM child WHERE id = {id}"),
+                        vec![(k.clone(), "*".into())],
+                        Some(k),
+                        None,
+                    ));
                 }
                 let (old_parent, old_label) = self.child[&id].clone();
                 let label = word(rng);
@@ -159,24 +189,45 @@ impl Model {
                     return None;
                 }
                 self.child.insert(id, (parent, label.clone()));
-                Some(op('U', format!("UPDATE child SET parent_id = {parent_sql}, label = '{label}' WHERE id = {id}"),
-                        cols.iter().map(|c| (k.clone(), c.to_string())).collect(), Some(k.clone()), Some(k)))
+                Some(op(
+                    'U',
+                    format!("UPDATE child SET parent_id = {parent_sql}, label = '{label}' WHERE id = {id}"),
+                    cols.iter().map(|c| (k.clone(), c.to_string())).collect(),
+                    Some(k.clone()),
+                    Some(k),
+                ))
             }
             "node" => {
                 let id = rng.random_range(1..6);
                 let k = key(json!({"id": id}));
                 let ups: Vec<i64> = self.node.keys().copied().filter(|n| *n != id).collect();
-                let up = if ups.is_empty() || rng.random_bool(0.3) { None } else { Some(ups[rng.random_range(0..ups.len())]) };
+                let up = if ups.is_empty() || rng.random_bool(0.3) {
+                    None
+                } else {
+                    Some(ups[rng.random_range(0..ups.len())])
+                };
                 let up_sql = up.map_or("NULL".to_string(), |u| u.to_string());
                 match (self.node.get(&id).cloned(), pick) {
                     (None, _) => {
                         let tag = word(rng);
                         self.node.insert(id, (up, tag.clone()));
-                        Some(op('I', format!("INSERT INTO node VALUES ({id}, {up_sql}, '{tag}')"), vec![(k.clone(), "*".into())], None, Some(k)))
+                        Some(op(
+                            'I',
+                            format!("INSERT INTO node VALUES ({id}, {up_sql}, '{tag}')"),
+                            vec![(k.clone(), "*".into())],
+                            None,
+                            Some(k),
+                        ))
                     }
                     (Some(_), 0) if !self.node.values().any(|(u, _)| *u == Some(id)) => {
                         self.node.remove(&id);
-                        Some(op('D', format!("DELETE FROM node WHERE id = {id}"), vec![(k.clone(), "*".into())], Some(k), None))
+                        Some(op(
+                            'D',
+                            format!("DELETE FROM node WHERE id = {id}"),
+                            vec![(k.clone(), "*".into())],
+                            Some(k),
+                            None,
+                        ))
                     }
                     (Some((old_up, old_tag)), _) => {
                         let tag = word(rng);
@@ -191,8 +242,13 @@ impl Model {
                             return None;
                         }
                         self.node.insert(id, (up, tag.clone()));
-                        Some(op('U', format!("UPDATE node SET up = {up_sql}, tag = '{tag}' WHERE id = {id}"),
-                                cols.iter().map(|c| (k.clone(), c.to_string())).collect(), Some(k.clone()), Some(k)))
+                        Some(op(
+                            'U',
+                            format!("UPDATE node SET up = {up_sql}, tag = '{tag}' WHERE id = {id}"),
+                            cols.iter().map(|c| (k.clone(), c.to_string())).collect(),
+                            Some(k.clone()),
+                            Some(k),
+                        ))
                     }
                 }
             }
@@ -203,11 +259,23 @@ impl Model {
                     (None, _) => {
                         let v = word(rng);
                         self.pair.insert((a, b), v.clone());
-                        Some(op('I', format!("INSERT INTO pair VALUES ({a}, {b}, '{v}')"), vec![(k.clone(), "*".into())], None, Some(k)))
+                        Some(op(
+                            'I',
+                            format!("INSERT INTO pair VALUES ({a}, {b}, '{v}')"),
+                            vec![(k.clone(), "*".into())],
+                            None,
+                            Some(k),
+                        ))
                     }
                     (Some(_), 0) => {
                         self.pair.remove(&(a, b));
-                        Some(op('D', format!("DELETE FROM pair WHERE a = {a} AND b = {b}"), vec![(k.clone(), "*".into())], Some(k), None))
+                        Some(op(
+                            'D',
+                            format!("DELETE FROM pair WHERE a = {a} AND b = {b}"),
+                            vec![(k.clone(), "*".into())],
+                            Some(k),
+                            None,
+                        ))
                     }
                     (Some(v), 1) => {
                         // A key change, to a free key.
@@ -218,8 +286,13 @@ impl Model {
                         self.pair.remove(&(a, b));
                         self.pair.insert((na, nb), v);
                         let nk = key(json!({"a": na, "b": nb}));
-                        Some(op('U', format!("UPDATE pair SET a = {na}, b = {nb} WHERE a = {a} AND b = {b}"),
-                                vec![(k.clone(), "*".into()), (nk.clone(), "*".into())], Some(k), Some(nk)))
+                        Some(op(
+                            'U',
+                            format!("UPDATE pair SET a = {na}, b = {nb} WHERE a = {a} AND b = {b}"),
+                            vec![(k.clone(), "*".into()), (nk.clone(), "*".into())],
+                            Some(k),
+                            Some(nk),
+                        ))
                     }
                     (Some(old), _) => {
                         let v = word(rng);
@@ -227,36 +300,66 @@ impl Model {
                             return None;
                         }
                         self.pair.insert((a, b), v.clone());
-                        Some(op('U', format!("UPDATE pair SET v = '{v}' WHERE a = {a} AND b = {b}"),
-                                vec![(k.clone(), "v".into())], Some(k.clone()), Some(k)))
+                        Some(op(
+                            'U',
+                            format!("UPDATE pair SET v = '{v}' WHERE a = {a} AND b = {b}"),
+                            vec![(k.clone(), "v".into())],
+                            Some(k.clone()),
+                            Some(k),
+                        ))
                     }
                 }
             }
             _ => {
                 let row = (rng.random_range(1..3), word(rng));
                 let content = |r: &(i64, String)| key(json!({"x": r.0, "y": r.1}));
-                let find = |r: &(i64, String)| format!("(SELECT ctid FROM bag WHERE x = {} AND y = '{}' LIMIT 1)", r.0, r.1);
+                let find = |r: &(i64, String)| {
+                    format!(
+                        "(SELECT ctid FROM bag WHERE x = {} AND y = '{}' LIMIT 1)",
+                        r.0, r.1
+                    )
+                };
                 if self.bag.is_empty() || pick < 2 {
                     self.bag.push(row.clone());
                     let c = content(&row);
-                    return Some(op('I', format!("INSERT INTO bag VALUES ({}, '{}')", row.0, row.1),
-                                   vec![(c.clone(), "*".into())], None, Some(c)));
+                    return Some(op(
+                        'I',
+                        format!("INSERT INTO bag VALUES ({}, '{}')", row.0, row.1),
+                        vec![(c.clone(), "*".into())],
+                        None,
+                        Some(c),
+                    ));
                 }
                 let at = rng.random_range(0..self.bag.len());
                 let old = self.bag[at].clone();
                 let c = content(&old);
                 if pick == 2 {
                     self.bag.remove(at);
-                    return Some(op('D', format!("DELETE FROM bag WHERE ctid = {}", find(&old)),
-                                   vec![(c.clone(), "*".into())], Some(c), None));
+                    return Some(op(
+                        'D',
+                        format!("DELETE FROM bag WHERE ctid = {}", find(&old)),
+                        vec![(c.clone(), "*".into())],
+                        Some(c),
+                        None,
+                    ));
                 }
                 if row == old {
                     return None;
                 }
                 self.bag[at] = row.clone();
                 let nc = content(&row);
-                Some(op('U', format!("UPDATE bag SET x = {}, y = '{}' WHERE ctid = {}", row.0, row.1, find(&old)),
-                        vec![(c.clone(), "*".into()), (nc.clone(), "*".into())], Some(c), Some(nc)))
+                Some(op(
+                    'U',
+                    format!(
+                        "UPDATE bag SET x = {}, y = '{}' WHERE ctid = {}",
+                        row.0,
+                        row.1,
+                        find(&old)
+                    ),
+                    vec![(c.clone(), "*".into()), (nc.clone(), "*".into())],
+                    Some(c),
+                    Some(nc),
+                ))
             }
         }
     }
@@ -289,7 +392,11 @@ fn workload(seed: u64, transactions: usize) -> Vec<Op> {
 fn chains(ops: &[Op], selected: &BTreeSet<usize>) -> Vec<(Vec<usize>, bool, Option<String>)> {
     let mut out: Vec<(Vec<usize>, bool, Option<String>)> = Vec::new();
     for table in TABLES {
-        let s: Vec<usize> = selected.iter().copied().filter(|i| ops[*i].table == table).collect();
+        let s: Vec<usize> = selected
+            .iter()
+            .copied()
+            .filter(|i| ops[*i].table == table)
+            .collect();
         if table == "bag" {
             let mut contents: BTreeMap<String, (i64, Vec<usize>)> = BTreeMap::new();
             for &i in &s {
@@ -304,7 +411,11 @@ fn chains(ops: &[Op], selected: &BTreeSet<usize>) -> Vec<(Vec<usize>, bool, Opti
                     e.1.push(i);
                 }
             }
-            out.extend(contents.into_iter().map(|(content, (net, ids))| (ids, net != 0, Some(content))));
+            out.extend(
+                contents
+                    .into_iter()
+                    .map(|(content, (net, ids))| (ids, net != 0, Some(content))),
+            );
             continue;
         }
         let moved: BTreeSet<String> = s
@@ -318,7 +429,11 @@ fn chains(ops: &[Op], selected: &BTreeSet<usize>) -> Vec<(Vec<usize>, bool, Opti
         let mut rest = Vec::new();
         for &i in &s {
             let op = &ops[i];
-            let involved = moved.contains(&pk(op)) || op.before.as_ref().is_some_and(|b| moved.contains(b) && op.kind == 'U');
+            let involved = moved.contains(&pk(op))
+                || op
+                    .before
+                    .as_ref()
+                    .is_some_and(|b| moved.contains(b) && op.kind == 'U');
             if involved {
                 rest.push(i);
             } else {
@@ -329,7 +444,12 @@ fn chains(ops: &[Op], selected: &BTreeSet<usize>) -> Vec<(Vec<usize>, bool, Opti
         let mut followed: Vec<Vec<usize>> = Vec::new();
         for i in rest {
             let op = &ops[i];
-            let bkey = if op.kind == 'U' { op.before.clone() } else { Some(pk(op)) }.unwrap_or_default();
+            let bkey = if op.kind == 'U' {
+                op.before.clone()
+            } else {
+                Some(pk(op))
+            }
+            .unwrap_or_default();
             let chain = match map.get(&bkey) {
                 Some(c) => *c,
                 None => {
@@ -370,7 +490,10 @@ fn conflicts(ops: &[Op], selected: &BTreeSet<usize>) -> BTreeSet<(Vec<usize>, us
                     && ops[s].touches.iter().any(|(sk, sc)| {
                         // For a keyless chain, only the touches of its content count.
                         content.as_ref().is_none_or(|c| c == sk)
-                            && ops[x].touches.iter().any(|(xk, xc)| sk == xk && (sc == "*" || xc == "*" || sc == xc))
+                            && ops[x]
+                                .touches
+                                .iter()
+                                .any(|(xk, xc)| sk == xk && (sc == "*" || xc == "*" || sc == xc))
                     })
             });
             if hit {
@@ -385,7 +508,10 @@ async fn table_rows(client: &impl GenericClient) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for table in TABLES {
         let rows = client
-            .query(&format!("SELECT to_jsonb(t)::text FROM {table} AS t ORDER BY 1"), &[])
+            .query(
+                &format!("SELECT to_jsonb(t)::text FROM {table} AS t ORDER BY 1"),
+                &[],
+            )
             .await
             .expect("tables are readable");
         out.push(rows.iter().map(|r| r.get(0)).collect());
@@ -409,10 +535,17 @@ async fn replay(ops: &[Op], left_out: &BTreeSet<usize>) -> (Vec<Vec<String>>, bo
         db.client.batch_execute("SAVEPOINT op").await.expect("savepoint");
         if let Err(error) = db.client.batch_execute(&op.sql).await {
             if std::env::var_os("PGTRAIL_ORACLE_TRACE").is_some() {
-                eprintln!("replay skips op {i} ({}): {}", op.sql, error.as_db_error().map(|e| e.message()).unwrap_or(""));
+                eprintln!(
+                    "replay skips op {i} ({}): {}",
+                    op.sql,
+                    error.as_db_error().map(|e| e.message()).unwrap_or("")
+                );
             }
             failed = true;
-            db.client.batch_execute("ROLLBACK TO SAVEPOINT op").await.expect("rollback to savepoint");
+            db.client
+                .batch_execute("ROLLBACK TO SAVEPOINT op")
+                .await
+                .expect("rollback to savepoint");
         }
     }
     db.client.batch_execute("COMMIT").await.expect("commit");
@@ -435,13 +568,25 @@ async fn run_case(seed: u64, transactions: usize, pick: u64) {
         }
         let sql: Vec<String> = mine.iter().map(|o| o.sql.clone()).collect();
         db.client
-            .batch_execute(&format!("BEGIN; SELECT pgtrail.set_context(actor_name => 'w{tx}'); {};", sql.join("; ")))
+            .batch_execute(&format!(
+                "BEGIN; SELECT pgtrail.set_context(actor_name => 'w{tx}'); {};",
+                sql.join("; ")
+            ))
             .await
             .unwrap_or_else(|e| panic!("workload seed {seed}: {e:?}\n{sql:#?}"));
-        let txid: i64 = db.client.query_one("SELECT txid_current()", &[]).await.unwrap().get(0);
+        let txid: i64 = db
+            .client
+            .query_one("SELECT txid_current()", &[])
+            .await
+            .unwrap()
+            .get(0);
         db.client.batch_execute("COMMIT").await.unwrap();
         txids.push(Some(txid));
-        let ids: Vec<i64> = column(&db.client, &format!("SELECT id FROM pgtrail.change WHERE txid = {txid} ORDER BY id")).await;
+        let ids: Vec<i64> = column(
+            &db.client,
+            &format!("SELECT id FROM pgtrail.change WHERE txid = {txid} ORDER BY id"),
+        )
+        .await;
         assert_eq!(ids.len(), mine.len(), "one change per op (seed {seed})");
         change_of.extend(ids);
     }
@@ -461,7 +606,9 @@ async fn run_case(seed: u64, transactions: usize, pick: u64) {
     }
     let selected: BTreeSet<usize> = (0..ops.len()).filter(|i| chosen.contains(&ops[*i].tx)).collect();
     let request = |policy| {
-        let mut r = Request::new(Selector::Transactions(chosen.iter().filter_map(|t| txids[*t]).collect()));
+        let mut r = Request::new(Selector::Transactions(
+            chosen.iter().filter_map(|t| txids[*t]).collect(),
+        ));
         r.policy = policy;
         r
     };
@@ -475,7 +622,15 @@ async fn run_case(seed: u64, transactions: usize, pick: u64) {
     let planned = plan(&db.client, &request(Policy::Refuse)).await.expect("plan");
     let listed: BTreeSet<(Vec<i64>, i64)> = planned
         .conflicts()
-        .map(|c| (c.change_ids.clone(), c.conflict.as_ref().and_then(|j| j["change_id"].as_i64()).unwrap_or(-1)))
+        .map(|c| {
+            (
+                c.change_ids.clone(),
+                c.conflict
+                    .as_ref()
+                    .and_then(|j| j["change_id"].as_i64())
+                    .unwrap_or(-1),
+            )
+        })
         .collect();
     assert_eq!(listed, expected, "seed {seed}, pick {pick}: conflicts");
 
@@ -503,36 +658,61 @@ async fn run_case(seed: u64, transactions: usize, pick: u64) {
         }
     }
     let skip_plan = plan(&db.client, &request(Policy::Skip)).await.expect("plan skip");
-    let skipped_ids: BTreeSet<i64> = skip_plan.of(Operation::Skip).flat_map(|s| s.change_ids.clone()).collect();
+    let skipped_ids: BTreeSet<i64> = skip_plan
+        .of(Operation::Skip)
+        .flat_map(|s| s.change_ids.clone())
+        .collect();
     let expected_skipped: BTreeSet<i64> = selected.difference(&skipped_to).map(|i| change_of[*i]).collect();
     assert_eq!(skipped_ids, expected_skipped, "seed {seed}, pick {pick}: skipped");
 
-    for (policy, reverted) in [(Policy::Refuse, &selected), (Policy::Skip, &skipped_to), (Policy::Cascade, &cascaded)] {
+    for (policy, reverted) in [
+        (Policy::Refuse, &selected),
+        (Policy::Skip, &skipped_to),
+        (Policy::Cascade, &cascaded),
+    ] {
         if policy == Policy::Refuse && !expected.is_empty() {
             continue;
         }
         if policy == Policy::Cascade {
-            let planned = plan(&db.client, &request(Policy::Cascade)).await.expect("plan cascade");
+            let planned = plan(&db.client, &request(Policy::Cascade))
+                .await
+                .expect("plan cascade");
             let reverted_ids: BTreeSet<i64> = planned.change_ids().into_iter().collect();
             let expected_ids: BTreeSet<i64> = cascaded.iter().map(|i| change_of[*i]).collect();
             // (Rows created and deleted within the set are listed as NOTHING, still counted.)
-            assert_eq!(reverted_ids, expected_ids, "seed {seed}, pick {pick}: cascaded changes");
+            assert_eq!(
+                reverted_ids, expected_ids,
+                "seed {seed}, pick {pick}: cascaded changes"
+            );
         }
         let oracle = replay(&ops, reverted).await;
         if std::env::var_os("PGTRAIL_ORACLE_TRACE").is_some() {
-            eprintln!("seed {seed} tx {transactions} pick {pick} {policy}: {} ops, {} selected, {} conflicts, {} reverted, replay ok: {}",
-                      ops.len(), selected.len(), expected.len(), reverted.len(), !oracle.1);
+            eprintln!(
+                "seed {seed} tx {transactions} pick {pick} {policy}: {} ops, {} selected, {} conflicts, {} reverted, replay ok: {}",
+                ops.len(),
+                selected.len(),
+                expected.len(),
+                reverted.len(),
+                !oracle.1
+            );
         }
         // pgtrail.revert in a transaction rolled back afterwards, so every
         // policy starts from the same database.
         let tx = db.client.transaction().await.expect("transaction");
         let result = tx
-            .query("SELECT operation FROM pgtrail.revert($1, $2, 'oracle')", &[&request(policy).to_json(), &policy.as_str()])
+            .query(
+                "SELECT operation FROM pgtrail.revert($1, $2, 'oracle')",
+                &[&request(policy).to_json(), &policy.as_str()],
+            )
             .await;
         let (rows, dependent) = oracle;
         match result {
             Ok(_) => {
-                assert_eq!(table_rows(&tx).await, rows, "seed {seed}, pick {pick}, {policy}: tables");
+                assert_eq!(
+                    table_rows(&tx).await,
+                    rows,
+                    "seed {seed}, pick {pick}, {policy}: tables"
+                );
                 tx.rollback().await.expect("rollback");
             }
             // Only a foreign key the reverted changes made possible may stop it.
@@ -544,7 +724,11 @@ async fn run_case(seed: u64, transactions: usize, pick: u64) {
                 ops.iter().map(|o| (o.tx, &o.sql)).collect::<Vec<_>>()
             ),
         }
-        assert_eq!(table_rows(&db.client).await, before, "seed {seed}, pick {pick}, {policy}: rolled back");
+        assert_eq!(
+            table_rows(&db.client).await,
+            before,
+            "seed {seed}, pick {pick}, {policy}: rolled back"
+        );
     }
 }
 
@@ -552,7 +736,11 @@ async fn run_case(seed: u64, transactions: usize, pick: u64) {
 #[tokio::test]
 async fn a_traced_case_runs_again() {
     if let Some(case) = std::env::var_os("PGTRAIL_ORACLE_CASE") {
-        let parts: Vec<u64> = case.to_string_lossy().split_whitespace().filter_map(|p| p.parse().ok()).collect();
+        let parts: Vec<u64> = case
+            .to_string_lossy()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
         if let [seed, transactions, pick] = parts[..] {
             run_case(seed, transactions as usize, pick).await;
         }
