@@ -628,6 +628,7 @@ DECLARE
     v_secret bytea;
     v_rel    text;
     v_join   text;
+    fk       record;
 BEGIN
     -- Later changes of the same keys, outside the selection.
     IF to_regclass('pg_temp.pgtrail_revert_later') IS NULL THEN
@@ -723,6 +724,50 @@ BEGIN
             'WHERE k.table_id = $4 AND k.active AND k.ex_final AND (l.j IS NULL OR d.cols IS NOT NULL) '
             '  AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.chain = k.chain)', v_rel, v_join)
         USING t.ignore_columns, t.redact_columns, v_secret, t.id;
+        -- A row the revert deletes, or whose key it moves back, must not take
+        -- rows outside the revert with it: a foreign key that would cascade
+        -- (ON DELETE / ON UPDATE CASCADE, SET NULL, SET DEFAULT) to a live row
+        -- the revert does not delete itself is a conflict, named by that
+        -- row's last recorded change. (NO ACTION and RESTRICT need no check
+        -- here: PostgreSQL stops the revert, and it changes nothing.)
+        FOR fk IN SELECT c.conrelid::regclass AS child, c.confdeltype, c.confupdtype,
+                         ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(n, i)
+                               JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i) AS child_cols,
+                         ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(n, i)
+                               JOIN pg_attribute AS a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i) AS parent_cols,
+                         ca.id AS child_id, ca.key_columns AS child_key, ca.ignore_columns AS child_ignore
+                  FROM pg_constraint AS c
+                  JOIN pg_class AS cc ON cc.oid = c.conrelid
+                  JOIN pg_namespace AS cn ON cn.oid = cc.relnamespace
+                  LEFT JOIN pgtrail.audited_table AS ca ON ca.table_schema = cn.nspname AND ca.table_name = cc.relname
+                  WHERE c.contype = 'f' AND c.confrelid = v_rel::regclass AND c.conparentid = 0
+                    AND (c.confdeltype IN ('c', 'n', 'd') OR c.confupdtype IN ('c', 'n', 'd')) LOOP
+            EXECUTE format(
+                'INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, change_id, txid, ctx, at, op, columns, message) '
+                'SELECT DISTINCT ON (k.chain) k.chain, k.table_id, k.k_final, ''referenced'', lc.id, lc.txid, lc.ctx, lc.changed_at, lc.op, NULL, '
+                '       format(''row %%s of %%s refers to it: its foreign key would carry the %%s over to that row'', r.child_key, %1$L, '
+                '              CASE WHEN k.ex_origin THEN %6$L ELSE %7$L END) '
+                'FROM pg_temp.pgtrail_revert_chain AS k '
+                'CROSS JOIN LATERAL jsonb_populate_record(NULL::%2$s, k.expect) AS p '
+                'JOIN LATERAL (SELECT %3$s AS child_key FROM %1$s AS c WHERE %4$s) AS r ON true '
+                'LEFT JOIN LATERAL (SELECT y.id, y.txid, y.ctx, y.changed_at, y.op FROM pgtrail.change AS y '
+                '                   WHERE y.table_id = $2 AND y.pk = r.child_key ORDER BY y.changed_at DESC, y.id DESC LIMIT 1) AS lc ON true '
+                'WHERE k.table_id = $1 AND k.active AND k.ex_final AND (NOT k.ex_origin OR k.k_origin <> k.k_final) '
+                '  AND (CASE WHEN k.ex_origin THEN %8$L::boolean ELSE %9$L::boolean END) '
+                '  AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_chain AS o '
+                '                  WHERE o.table_id = $2 AND o.active AND o.ex_final AND NOT o.ex_origin AND o.k_final = r.child_key) '
+                '  AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS x WHERE x.chain = k.chain) '
+                'ORDER BY k.chain, lc.changed_at DESC NULLS LAST',
+                fk.child, v_rel,
+                CASE WHEN fk.child_id IS NULL OR cardinality(fk.child_key) = 0
+                     THEN format('to_jsonb(c.*) - %L::text[]', coalesce(fk.child_ignore, '{}'))
+                     ELSE 'jsonb_build_object(' || (SELECT string_agg(format('%L, c.%I', k, k), ', ') FROM unnest(fk.child_key) AS k) || ')' END,
+                (SELECT string_agg(format('c.%I = p.%I', cc, pc), ' AND ')
+                 FROM unnest(fk.child_cols, fk.parent_cols) AS u(cc, pc)),
+                NULL, 'key change back', 'delete',
+                fk.confupdtype IN ('c', 'n', 'd'), fk.confdeltype IN ('c', 'n', 'd'))
+            USING t.id, fk.child_id;
+        END LOOP;
         -- The key a row goes back to, free or freed.
         EXECUTE format(
             'INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, message) '
@@ -1147,7 +1192,7 @@ BEGIN
         END IF;
         -- cascade: the transactions of the later changes join the selection.
         SELECT array_agg(DISTINCT c.txid) INTO v_added
-        FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind = 'later_change';
+        FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind IN ('later_change', 'referenced') AND c.txid IS NOT NULL;
         EXIT WHEN v_added IS NULL;
         INSERT INTO pg_temp.pgtrail_revert_log (kind, table_id, key, change_ids, conflict)
         SELECT 'CASCADE', NULL, jsonb_build_object('txid', c.txid),
@@ -1159,7 +1204,7 @@ BEGIN
                                                                                    FROM pgtrail.audited_table AS a WHERE a.id = c.table_id),
                                                                          'key', c.key))
                          ORDER BY c.at, c.change_id)
-        FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind = 'later_change'
+        FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind IN ('later_change', 'referenced') AND c.txid IS NOT NULL
         GROUP BY c.txid;
         INSERT INTO pg_temp.pgtrail_revert_sel (id)
         SELECT y.id FROM pgtrail.change AS y

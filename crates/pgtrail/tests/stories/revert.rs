@@ -674,3 +674,55 @@ async fn a_revert_whose_plan_changed_since_it_was_shown_changes_nothing() {
         2
     );
 }
+
+#[tokio::test]
+async fn a_delete_that_would_cascade_to_rows_outside_the_revert_is_a_conflict() {
+    let mut db = shop().await;
+    let signup = tx(
+        &db.client,
+        "signup",
+        "INSERT INTO customers (id, email) VALUES (9, 'eve@example.com')",
+    )
+    .await;
+    let order = tx(
+        &db.client,
+        "shop",
+        "INSERT INTO orders (customer_id, total) VALUES (9, 99)",
+    )
+    .await;
+    // Deleting customer 9 would delete its order (ON DELETE CASCADE), which
+    // the revert does not select: refused, and the order's insert named.
+    let planned = plan(&db.client, &txids(&[signup])).await.unwrap();
+    let conflict = planned
+        .conflicts()
+        .next()
+        .expect("a conflict")
+        .conflict
+        .clone()
+        .unwrap();
+    assert_eq!(conflict["kind"], json!("referenced"));
+    assert_eq!(conflict["txid"], json!(order));
+    assert!(
+        conflict["message"].as_str().unwrap().contains("public.orders"),
+        "{conflict}"
+    );
+    assert!(revert(&mut db.client, &txids(&[signup]), "undo").await.is_err());
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM orders WHERE customer_id = 9").await,
+        1
+    );
+    // cascade: the order goes first, then the customer.
+    let mut cascade = txids(&[signup]);
+    cascade.policy = Policy::Cascade;
+    revert(&mut db.client, &cascade, "undo the sign-up and its order")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM customers WHERE id = 9").await,
+        0
+    );
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM orders WHERE customer_id = 9").await,
+        0
+    );
+}

@@ -150,9 +150,10 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
     // Every function pins its search_path, except seven small helpers that
     // run inside the capture functions on every change: five written to be
     // inlined (a SET clause prevents inlining), _diff and _record_transaction
-    // (a SET clause costs a settings save and restore per call). They run
-    // under the capture functions' pinned search_path, as the owner, and
-    // nobody but the owner may call them.
+    // (a SET clause costs a settings save and restore per call); and
+    // _revert_lost, inlined into the revert's statements per value. They run
+    // under their callers' pinned search_path, as the owner, and nobody but
+    // the owner may call them.
     let unpinned: Vec<String> = db
         .client
         .query_one(
@@ -173,14 +174,15 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
             "_key",
             "_outside_context_span",
             "_record_transaction",
-            "_redact"
+            "_redact",
+            "_revert_lost"
         ]
     );
     let public_can_call: bool = db
         .client
         .query_one(
             "SELECT bool_or(p.proacl IS NULL OR EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0))
-             FROM pg_proc p WHERE p.pronamespace = 'pgtrail'::regnamespace AND p.proname IN ('_context_seq', '_context_span', '_diff', '_key', '_outside_context_span', '_record_transaction', '_redact')",
+             FROM pg_proc p WHERE p.pronamespace = 'pgtrail'::regnamespace AND p.proname IN ('_context_seq', '_context_span', '_diff', '_key', '_outside_context_span', '_record_transaction', '_redact', '_revert_lost')",
             &[],
         )
         .await
