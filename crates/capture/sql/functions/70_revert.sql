@@ -815,6 +815,11 @@ BEGIN
         CREATE TEMP TABLE pgtrail_revert_lost (
             table_id integer, key jsonb, kind text, columns text[], change_ids bigint[], why text) ON COMMIT DROP;
     END IF;
+    IF to_regclass('pg_temp.pgtrail_revert_value') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_value (
+            chain bigint, ex_final boolean, moved boolean, k_origin jsonb, k_final jsonb, col text,
+            old jsonb, cur jsonb, ok boolean, why text) ON COMMIT DROP;
+    END IF;
     TRUNCATE pg_temp.pgtrail_revert_stmt, pg_temp.pgtrail_revert_lost;
 
     FOR t IN SELECT a.* FROM pgtrail.audited_table AS a
@@ -900,32 +905,44 @@ BEGIN
         WHERE k.table_id = t.id AND k.active AND NOT k.ex_origin AND k.ex_final
         HAVING count(*) > 0;
 
+        -- Each value a row goes back to, once: written (ok), lost (why),
+        -- or neither (a generated column, a key that did not move).
+        TRUNCATE pg_temp.pgtrail_revert_value;
+        INSERT INTO pg_temp.pgtrail_revert_value
+        SELECT v.chain, v.ex_final, v.moved, v.k_origin, v.k_final, v.col, v.old, v.cur,
+               v.why IS NULL AND v.col = ANY (v_writable)
+                   AND (NOT v.ex_final OR v.moved OR NOT v.col = ANY (t.key_columns))
+                   AND NOT (v.ex_final AND v.col = ANY (v_always)),
+               v.why
+        FROM (SELECT k.chain, k.ex_final, k.k_origin <> k.k_final AS moved, k.k_origin, k.k_final,
+                     e.key AS col, e.value AS old, k.expect -> e.key AS cur,
+                     CASE WHEN pgtrail._revert_lost(t.redact_columns, e.key, e.value)
+                               THEN CASE WHEN e.value ? 'pgtrail_erased' THEN 'erased' ELSE 'redacted' END
+                          WHEN NOT e.key = ANY (v_writable || v_generated) THEN 'no longer a column of the table'
+                          WHEN k.ex_final AND e.key = ANY (v_always)
+                               AND (k.k_origin <> k.k_final OR NOT e.key = ANY (t.key_columns))
+                               THEN 'an identity column UPDATE cannot set'
+                     END AS why
+              FROM pg_temp.pgtrail_revert_chain AS k
+              CROSS JOIN LATERAL jsonb_each(k.origin) AS e
+              WHERE k.table_id = t.id AND k.active AND k.ex_origin) AS v;
+
         -- Rows the selection changed: the columns it changed get their old
         -- values back (the key too, if it moved); grouped by those columns.
+        -- Not moved: the key and the values to set in one flat object, with
+        -- what the row must hold now beside them (pgtrail_expect).
         FOR g IN SELECT q.moved, q.cols, array_agg(q.chain ORDER BY q.chain) AS chains,
-                        jsonb_agg(CASE WHEN q.moved THEN jsonb_build_object(
-                            'k', q.k_final,
-                            's', (SELECT jsonb_object_agg(c, q.origin -> c) FROM unnest(q.cols) AS c),
-                            'e', (SELECT coalesce(jsonb_object_agg(c, q.expect -> c), '{}') FROM unnest(q.cols) AS c
-                                  WHERE q.expect ? c AND NOT pgtrail._revert_lost(t.redact_columns, c, q.expect -> c)))
-                            -- Not moved: the key and the values to set in one flat
-                            -- object, with what the row must hold now beside them.
-                            ELSE q.k_final || (SELECT jsonb_object_agg(c, q.origin -> c) FROM unnest(q.cols) AS c)
-                                 || jsonb_build_object('pgtrail_expect',
-                                        (SELECT coalesce(jsonb_object_agg(c, q.expect -> c), '{}') FROM unnest(q.cols) AS c
-                                         WHERE q.expect ? c AND NOT pgtrail._revert_lost(t.redact_columns, c, q.expect -> c)))
-                            END ORDER BY q.chain) AS data,
+                        jsonb_agg(CASE WHEN q.moved THEN jsonb_build_object('k', q.k_final, 's', q.s, 'e', q.e)
+                                       ELSE q.k_final || q.s || jsonb_build_object('pgtrail_expect', q.e)
+                                  END ORDER BY q.chain) AS data,
                         jsonb_agg(q.k_final ORDER BY q.chain) AS keys, count(*) AS n
-                 FROM (SELECT k.chain, k.k_final, k.origin, k.expect, k.k_origin <> k.k_final AS moved,
-                              ARRAY(SELECT e.key FROM jsonb_each(k.origin) AS e
-                                    WHERE e.key = ANY (v_writable)
-                                      AND NOT e.key = ANY (v_always)
-                                      AND (k.k_origin <> k.k_final OR NOT e.key = ANY (t.key_columns))
-                                      AND NOT pgtrail._revert_lost(t.redact_columns, e.key, e.value)
-                                    ORDER BY e.key) AS cols
-                       FROM pg_temp.pgtrail_revert_chain AS k
-                       WHERE k.table_id = t.id AND k.active AND k.ex_origin AND k.ex_final) AS q
-                 WHERE cardinality(q.cols) > 0
+                 FROM (SELECT v.chain, v.k_final, v.moved, array_agg(v.col ORDER BY v.col) AS cols,
+                              jsonb_object_agg(v.col, v.old) AS s,
+                              coalesce(jsonb_object_agg(v.col, v.cur) FILTER (
+                                  WHERE v.cur IS NOT NULL AND NOT pgtrail._revert_lost(t.redact_columns, v.col, v.cur)), '{}') AS e
+                       FROM pg_temp.pgtrail_revert_value AS v
+                       WHERE v.ok AND v.ex_final
+                       GROUP BY v.chain, v.k_final, v.moved) AS q
                  GROUP BY q.moved, q.cols LOOP
             INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
             SELECT t.id, CASE WHEN g.moved THEN 'MOVE' ELSE 'UPDATE' END, g.cols,
@@ -956,14 +973,13 @@ BEGIN
 
         -- Rows the selection deleted: inserted whole, grouped by their columns.
         FOR g IN SELECT q.cols, array_agg(q.chain ORDER BY q.chain) AS chains,
-                        jsonb_agg((SELECT jsonb_object_agg(c, q.origin -> c) FROM unnest(q.cols) AS c) ORDER BY q.chain) AS data,
+                        jsonb_agg(q.s ORDER BY q.chain) AS data,
                         jsonb_agg(q.k_origin ORDER BY q.chain) AS keys, count(*) AS n
-                 FROM (SELECT k.chain, k.k_origin, k.origin,
-                              ARRAY(SELECT e.key FROM jsonb_each(k.origin) AS e
-                                    WHERE e.key = ANY (v_writable) AND NOT pgtrail._revert_lost(t.redact_columns, e.key, e.value)
-                                    ORDER BY e.key) AS cols
-                       FROM pg_temp.pgtrail_revert_chain AS k
-                       WHERE k.table_id = t.id AND k.active AND k.ex_origin AND NOT k.ex_final) AS q
+                 FROM (SELECT v.chain, v.k_origin, array_agg(v.col ORDER BY v.col) AS cols,
+                              jsonb_object_agg(v.col, v.old) AS s
+                       FROM pg_temp.pgtrail_revert_value AS v
+                       WHERE v.ok AND NOT v.ex_final
+                       GROUP BY v.chain, v.k_origin) AS q
                  GROUP BY q.cols LOOP
             INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
             SELECT t.id, 'INSERT', g.cols,
@@ -981,20 +997,14 @@ BEGIN
         -- What cannot be written back: redacted or erased values, columns
         -- that are gone, identity columns UPDATE cannot set.
         INSERT INTO pg_temp.pgtrail_revert_lost (table_id, key, kind, columns, change_ids, why)
-        SELECT t.id, CASE WHEN k.ex_final THEN k.k_final ELSE k.k_origin END,
-               CASE WHEN k.ex_final THEN 'left as it is' ELSE 'left to its default' END,
+        SELECT t.id, CASE WHEN l.ex_final THEN l.k_final ELSE l.k_origin END,
+               CASE WHEN l.ex_final THEN 'left as it is' ELSE 'left to its default' END,
                l.cols, k.change_ids, l.why
-        FROM pg_temp.pgtrail_revert_chain AS k
-        CROSS JOIN LATERAL (SELECT array_agg(e.key ORDER BY e.key) AS cols,
-                                   string_agg(DISTINCT CASE WHEN e.value ? 'pgtrail_erased' THEN 'erased'
-                                                            WHEN pgtrail._revert_lost(t.redact_columns, e.key, e.value) THEN 'redacted'
-                                                            WHEN e.key = ANY (v_identity) THEN 'an identity column UPDATE cannot set'
-                                                            ELSE 'no longer a column of the table' END, ', ') AS why
-                            FROM jsonb_each(k.origin) AS e
-                            WHERE pgtrail._revert_lost(t.redact_columns, e.key, e.value)
-                               OR NOT e.key = ANY (v_writable || v_generated)
-                               OR (k.ex_final AND e.key = ANY (v_always) AND (k.k_origin <> k.k_final OR NOT e.key = ANY (t.key_columns)))) AS l
-        WHERE k.table_id = t.id AND k.active AND k.ex_origin AND l.cols IS NOT NULL;
+        FROM (SELECT v.chain, v.ex_final, v.k_origin, v.k_final, array_agg(v.col ORDER BY v.col) AS cols,
+                     string_agg(DISTINCT v.why, ', ') AS why
+              FROM pg_temp.pgtrail_revert_value AS v WHERE v.why IS NOT NULL
+              GROUP BY v.chain, v.ex_final, v.k_origin, v.k_final) AS l
+        JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = l.chain;
     END LOOP;
     PERFORM pgtrail._revert_order();
 END
