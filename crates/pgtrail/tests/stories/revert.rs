@@ -726,3 +726,70 @@ async fn a_delete_that_would_cascade_to_rows_outside_the_revert_is_a_conflict() 
         0
     );
 }
+
+#[tokio::test]
+async fn erased_values_cannot_be_restored_and_the_plan_says_which() {
+    let mut db = shop().await;
+    let gone = tx(&db.client, "cleanup", "DELETE FROM customers WHERE id = 2").await;
+    integrity::erase(
+        &mut db.client,
+        "public",
+        "customers",
+        &json!({"id": 2}),
+        Some(&["email".to_string()]),
+        "GDPR request #4411",
+    )
+    .await
+    .unwrap();
+    let planned = plan(&db.client, &txids(&[gone])).await.unwrap();
+    let lost: Vec<_> = planned.of(Operation::Lost).collect();
+    assert_eq!(lost.len(), 1, "{:?}", planned.items);
+    assert_eq!(
+        lost[0].columns,
+        vec!["email".to_string(), "password_hash".to_string()]
+    );
+    assert!(
+        lost[0].note.as_ref().unwrap().contains("erased"),
+        "{:?}",
+        lost[0].note
+    );
+    // email is NOT NULL without a default: the insert cannot happen, and
+    // nothing is changed.
+    assert!(
+        revert(&mut db.client, &txids(&[gone]), "restore Bob")
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM customers WHERE id = 2").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_revert_waits_a_bounded_time_for_row_locks_and_changes_nothing_when_they_stay_taken() {
+    let mut db = shop().await;
+    let bad = tx(&db.client, "script", "UPDATE customers SET tier = 'x'").await;
+    let other = db.connect().await;
+    other
+        .batch_execute("BEGIN; SELECT * FROM customers WHERE id = 2 FOR UPDATE")
+        .await
+        .unwrap();
+    let mut request = txids(&[bad]);
+    request.lock_timeout = Some("100ms".into());
+    let started = std::time::Instant::now();
+    let error = revert(&mut db.client, &request, "undo").await.unwrap_err();
+    assert!(error.to_string().contains("row locks"), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    other.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM customers WHERE tier = 'x'").await,
+        3
+    );
+    // Once the lock is gone, the same revert goes through.
+    revert(&mut db.client, &request, "undo").await.unwrap();
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM customers WHERE tier = 'x'").await,
+        0
+    );
+}
