@@ -46,7 +46,10 @@
 -- Order. Statements run so that keys are free before they are reused (a
 -- table's DELETEs, then its key moves, then its INSERTs) and foreign keys
 -- hold (parents inserted before children, children deleted or re-pointed
--- before parents are deleted); deferrable constraints are deferred. Values
+-- before parents are deleted); deferrable constraints are deferred while the
+-- statements run and checked when they are done (SET CONSTRAINTS ALL
+-- IMMEDIATE, which stays in force for the rest of the caller's transaction).
+-- Values
 -- that were redacted or erased cannot be restored: UPDATE leaves them as
 -- they are, INSERT leaves them to the column's default, and the plan lists
 -- each such row and column. Ignored columns are never in the trail: UPDATE
