@@ -82,6 +82,7 @@ pub const FUNCTIONS: &[SqlFile] = &[
     sql_file!("functions", "50_changes_view.sql"),
     sql_file!("functions", "60_queries.sql"),
     sql_file!("functions", "65_reconcile.sql"),
+    sql_file!("functions", "70_revert.sql"),
     sql_file!("functions", "90_privileges.sql"),
     sql_file!("functions", "95_compile.sql"),
 ];

@@ -275,6 +275,91 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Undo recorded changes (transactions, a row, an actor's or a request's); plan first.
+    #[command(
+        after_help = "Examples:\n  pgtrail revert --tx 48211 --reason 'ticket #4211: undo the batch script'\n  \
+        pgtrail revert --row users 42 --to-time '2026-06-01 14:00' --reason 'restore the customer' --yes\n  \
+        pgtrail revert --actor batch_script@system --since '2h ago' --reason 'bad run' --on-conflict skip\n  \
+        pgtrail revert --context request_id=req-81f2 --since '1 day ago' --table users --reason 'wrong customer'\n\n\
+        Prints the plan (statements, rows per table, conflicts, values that cannot be restored)\n\
+        and changes nothing without --yes, or a yes on a terminal. The revert is itself recorded,\n\
+        with its reason, under --as (default: the connection's actor, else its database user),\n\
+        and can be reverted in turn. Exit codes: 0 done (or plan shown), 1 conflicts refused, 2 error."
+    )]
+    Revert(RevertArgs),
+}
+
+/// `--on-conflict`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConflictPolicy {
+    /// Change nothing when a later change touched a selected row (exit 1).
+    Refuse,
+    /// Leave the rows later changes touched as they are, and list them.
+    Skip,
+    /// Also revert the later transactions that touched selected rows.
+    Cascade,
+}
+
+impl From<ConflictPolicy> for pgtrail::revert::Policy {
+    fn from(policy: ConflictPolicy) -> pgtrail::revert::Policy {
+        match policy {
+            ConflictPolicy::Refuse => pgtrail::revert::Policy::Refuse,
+            ConflictPolicy::Skip => pgtrail::revert::Policy::Skip,
+            ConflictPolicy::Cascade => pgtrail::revert::Policy::Cascade,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RevertArgs {
+    /// Revert every change of this transaction (repeat for several).
+    #[arg(long = "tx", value_name = "TXID")]
+    pub tx: Vec<i64>,
+    /// Revert one row: its last change, or back to --to-time / --to-change.
+    #[arg(long, num_args = 2, value_names = ["TABLE", "KEY"])]
+    pub row: Option<Vec<String>>,
+    /// With --row: put the row back as it was at this moment.
+    #[arg(long, value_name = "T", requires = "row", conflicts_with = "to_change")]
+    pub to_time: Option<String>,
+    /// With --row: put the row back as it was right after this change.
+    #[arg(long, value_name = "ID", requires = "row")]
+    pub to_change: Option<i64>,
+    /// Revert the changes of this actor (id or name) from --since to --until.
+    #[arg(long, value_name = "A", requires = "since")]
+    pub actor: Option<String>,
+    /// Revert the changes whose context has key=value (repeat), from --since to --until.
+    #[arg(long, value_name = "K=V", requires = "since")]
+    pub context: Vec<String>,
+    /// With --actor or --context: from this moment on.
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// With --actor or --context: before this moment.
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// Only changes of this table (repeat for several).
+    #[arg(long = "table", value_name = "TABLE")]
+    pub tables: Vec<String>,
+    /// What to do when later changes touched the selected rows.
+    #[arg(long, value_enum, default_value_t = ConflictPolicy::Refuse)]
+    pub on_conflict: ConflictPolicy,
+    /// Why (required; recorded with the revert's changes).
+    #[arg(long)]
+    pub reason: String,
+    /// Who reverts (recorded as the actor); default: the connection's context, else its user.
+    #[arg(long = "as", value_name = "ACTOR")]
+    pub as_actor: Option<String>,
+    /// Apply without asking (otherwise only the plan is shown, or asked about on a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// The most row changes a revert may undo.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_rows: Option<i64>,
+    /// Rows per statement batch.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+    pub batch_rows: Option<i64>,
+    /// How long each batch waits for row locks (three tries), e.g. 5s.
+    #[arg(long, value_name = "DURATION")]
+    pub lock_timeout: Option<String>,
 }
 
 #[derive(Debug, Args)]

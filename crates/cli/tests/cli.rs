@@ -266,6 +266,9 @@ fn the_demo_runs_on_its_own_throwaway_server_and_shows_who_did_what() {
         "{\"user_id\": 2, \"organization_id\": 1}",
         "verify: intact (0 problems)",
         "was edited after it was sealed (seal 1)",
+        "The careless script, undone:",
+        "reverted: 7 row(s)",
+        "the close-orders script had no WHERE clause",
     ] {
         assert!(stdout.contains(expected), "missing {expected}:\n{stdout}");
     }
@@ -1560,7 +1563,7 @@ async fn verify_before_the_first_seal_says_nothing_is_sealed_yet() {
 #[test]
 fn every_integrity_command_has_help_with_an_example() {
     let dir = std::env::temp_dir();
-    for command in ["keygen", "seal", "verify", "erase"] {
+    for command in ["keygen", "seal", "verify", "erase", "revert"] {
         let output = pgtrail(&[command, "--help"], &dir);
         assert_eq!(output.status.code(), Some(0));
         assert!(
@@ -2142,4 +2145,130 @@ async fn each_database_has_its_own_owner_and_reader_roles() {
         .await
         .expect_err("no right on another database's trail");
     assert_eq!(error.code().map(|c| c.code()), Some("42501"), "{error}");
+}
+
+#[tokio::test]
+async fn revert_shows_the_plan_applies_only_with_yes_and_refuses_conflicts_with_exit_1() {
+    let (db, dir) = project("[capture]\nexclude = [\"sessions\"]\n").await;
+    assert_eq!(
+        pgtrail(&["apply", "--database-url", db.url()], dir.path())
+            .status
+            .code(),
+        Some(0)
+    );
+    db.client
+        .batch_execute("INSERT INTO users (email) VALUES ('ann@example.com'), ('bob@example.com')")
+        .await
+        .expect("sign-ups");
+    db.client
+        .batch_execute(
+            "BEGIN; SELECT pgtrail.set_context(actor_name => 'script'); UPDATE users SET email = 'oops'; COMMIT;",
+        )
+        .await
+        .expect("a day of work");
+    let txid = count(&db, "SELECT max(txid) FROM pgtrail.changes")
+        .await
+        .to_string();
+    let url = db.url();
+
+    // The plan, and nothing changed.
+    let (code, stdout, stderr) = ask(&db, dir.path(), &["revert", "--tx", &txid, "--reason", "undo"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("UPDATE") && stdout.contains("public.users"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("nothing was changed"), "{stdout}");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM users WHERE email = 'oops'").await,
+        2
+    );
+
+    // Bad input: exit 2, with how to fix it.
+    let both = pgtrail(
+        &[
+            "revert",
+            "--tx",
+            &txid,
+            "--actor",
+            "x",
+            "--since",
+            "1h ago",
+            "--reason",
+            "r",
+            "--database-url",
+            url,
+        ],
+        dir.path(),
+    );
+    assert_eq!(both.status.code(), Some(2), "{:?}", text(&both));
+    let none = pgtrail(
+        &[
+            "revert",
+            "--tx",
+            "999999999",
+            "--reason",
+            "r",
+            "--database-url",
+            url,
+        ],
+        dir.path(),
+    );
+    assert_eq!(none.status.code(), Some(2));
+    assert!(
+        text(&none).1.contains("no recorded change matches"),
+        "{:?}",
+        text(&none)
+    );
+
+    // A later change of the same column: refused, exit 1, the change named.
+    db.client
+        .batch_execute("BEGIN; SELECT pgtrail.set_context(actor_name => 'support'); UPDATE users SET email = 'fixed' WHERE id = 1; COMMIT;")
+        .await
+        .expect("a later change");
+    let (code, stdout, _) = ask(
+        &db,
+        dir.path(),
+        &["revert", "--tx", &txid, "--reason", "undo", "--yes"],
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("Conflicts (1)") && stdout.contains("support"),
+        "{stdout}"
+    );
+
+    // skip: the other row is put back, under the actor given.
+    let json = ask_json(
+        &db,
+        dir.path(),
+        &[
+            "revert",
+            "--tx",
+            &txid,
+            "--reason",
+            "undo",
+            "--on-conflict",
+            "skip",
+            "--as",
+            "ops",
+            "--yes",
+        ],
+    );
+    assert_eq!(json["applied"], serde_json::json!(true), "{json}");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM users WHERE email = 'bob@example.com'").await,
+        1
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM users WHERE email = 'fixed'").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM pgtrail.changes WHERE actor_name = 'ops' AND reason = 'undo'"
+        )
+        .await,
+        1
+    );
 }

@@ -87,7 +87,9 @@ BEGIN
         EXECUTE format(
             'GRANT EXECUTE ON FUNCTION pgtrail.history(regclass, jsonb), pgtrail.row_as_of(regclass, jsonb, timestamptz),
                                        pgtrail.table_as_of(regclass, timestamptz), pgtrail.blame(regclass, jsonb),
-                                       pgtrail.actor_changes(text, timestamptz, timestamptz)
+                                       pgtrail.actor_changes(text, timestamptz, timestamptz),
+                                       pgtrail.revert_plan(jsonb, text), pgtrail.revert(jsonb, text, text),
+                                       pgtrail._revert_actor()
                  TO %I', v_reader);
     END IF;
 END

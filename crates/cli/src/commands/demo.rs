@@ -2,8 +2,10 @@
 //!
 //! Starts a private cluster from the installed server binaries (no server
 //! needed beforehand), creates a small app schema, installs pgtrail, lets a
-//! support agent, a batch job and a migration work, and prints what the trail
-//! answers. Everything is removed at the end unless `--keep` is given.
+//! support agent, a batch job, a migration and a careless script work, prints
+//! what the trail answers, undoes the careless script with `pgtrail revert`
+//! once the trail has shown who ran it, and proves the trail. Everything is
+//! removed at the end unless `--keep` is given.
 
 use std::process::ExitCode;
 
@@ -104,6 +106,7 @@ pub async fn run(keep: bool) -> Result<ExitCode> {
     }
 
     show(&client).await?;
+    undo(&url).await?;
     prove(&mut client).await?;
 
     if keep {
@@ -191,6 +194,66 @@ async fn show(client: &Client) -> Result<()> {
         )
         .await?;
     let mut table = vec![["actor", "type", "changes", "tables"].map(String::from)];
+    table.extend(
+        rows.iter()
+            .map(|r| std::array::from_fn(|i| r.get::<_, String>(i))),
+    );
+    output::print_styled(&table, true, |_, _| output::PLAIN);
+    Ok(())
+}
+
+/// Finds the careless script's transaction in the trail, then undoes it the
+/// way a user would: `pgtrail revert --tx TXID` (this same binary), which
+/// prints the plan and applies it.
+async fn undo(url: &str) -> Result<()> {
+    output::say(output::HEADER, "\nThe careless script, undone:");
+    let target = pgtrail::connect::Target::parse(url, "the demo cluster")?;
+    let client = pgtrail::connect::connect(&target).await?;
+    let row = client
+        .query_one(
+            "SELECT txid, coalesce(actor_name, actor_id), coalesce(reason, ''), count(*)
+             FROM pgtrail.changes WHERE actor_id = 'ops-script' GROUP BY 1, 2, 3",
+            &[],
+        )
+        .await
+        .context("finding the careless script in the trail")?;
+    let (txid, who, why, changes): (i64, String, String, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    println!("  transaction {txid} by {who} (\"{why}\") changed {changes} rows; reverting it:\n");
+    let binary = std::env::current_exe().context("finding the pgtrail binary")?;
+    let status = tokio::process::Command::new(binary)
+        .args([
+            "revert",
+            "--tx",
+            &txid.to_string(),
+            "--yes",
+            "--as",
+            "ops@acme.test",
+        ])
+        .args([
+            "--reason",
+            "the close-orders script had no WHERE clause",
+            "--database-url",
+            url,
+        ])
+        .status()
+        .await
+        .context("running pgtrail revert")?;
+    if !status.success() {
+        anyhow::bail!("pgtrail revert failed ({status})");
+    }
+    let rows = client
+        .query(
+            "SELECT op, table_name, pk::text, coalesce(array_to_string(changed_fields, ','), ''), actor_name, reason
+             FROM pgtrail.changes WHERE context ? 'revert' ORDER BY id",
+            &[],
+        )
+        .await?;
+    output::say(
+        output::HEADER,
+        "\n  and the trail recorded the revert like any change:",
+    );
+    let mut table = vec![["op", "table", "key", "changed", "who", "why"].map(String::from)];
     table.extend(
         rows.iter()
             .map(|r| std::array::from_fn(|i| r.get::<_, String>(i))),

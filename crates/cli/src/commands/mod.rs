@@ -13,6 +13,7 @@ mod log;
 mod plan;
 mod reconcile;
 mod report;
+mod revert;
 mod seal;
 mod sql;
 mod tx;
@@ -72,6 +73,7 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
             columns,
             reason,
         } => erase::run(&cli.global, &table, &key, columns.as_deref(), &reason).await,
+        Command::Revert(args) => revert::run(&cli.global, &args).await,
     }
 }
 
@@ -95,6 +97,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Verify { .. } => "verify",
         Command::Erase { .. } => "erase",
         Command::Reconcile { .. } => "reconcile",
+        Command::Revert(_) => "revert",
     }
 }
 

@@ -374,6 +374,19 @@ fn base_config(settings: &Settings) -> Result<tokio_postgres::Config, ConnectErr
 /// with them what it could not do) are passed on as `tracing` warnings;
 /// notices stay at debug level.
 pub async fn connect(target: &Target) -> Result<Client, ConnectError> {
+    connect_observed(target, |_| {}).await
+}
+
+/// A notice handler of [`connect_observed`].
+type OnNotice = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Like [`connect`], and every notice below WARNING (e.g. the progress of
+/// `pgtrail.revert`) is also passed to `on_notice` as it arrives.
+pub async fn connect_observed(
+    target: &Target,
+    on_notice: impl Fn(&str) + Send + Sync + 'static,
+) -> Result<Client, ConnectError> {
+    let on_notice: OnNotice = std::sync::Arc::new(on_notice);
     let connector = target.tls.connector()?;
     let mut order: Vec<&HostEntry> = target.hosts.iter().collect();
     if target.load_balance {
@@ -382,7 +395,7 @@ pub async fn connect(target: &Target) -> Result<Client, ConnectError> {
     }
     let mut failures = Vec::new();
     for entry in order {
-        match connect_host(target, entry, &connector).await {
+        match connect_host(target, entry, &connector, &on_notice).await {
             Ok(client) => return Ok(client),
             Err(error) => failures.push(error),
         }
@@ -399,6 +412,7 @@ async fn connect_host(
     target: &Target,
     entry: &HostEntry,
     connector: &tokio_postgres_rustls::MakeRustlsConnect,
+    on_notice: &OnNotice,
 ) -> Result<Client, ConnectError> {
     let mut config = target.base.clone();
     if entry.is_socket() {
@@ -426,7 +440,7 @@ async fn connect_host(
         config.ssl_mode(*mode);
         match config.connect(connector.clone()).await {
             Ok((client, connection)) => {
-                spawn_connection(connection);
+                spawn_connection(connection, on_notice.clone());
                 return Ok(client);
             }
             // allow: a server that refuses the plain login may take it over TLS.
@@ -464,7 +478,7 @@ fn password_for(target: &Target, entry: &HostEntry) -> Option<(String, Origin)> 
     .map(|password| (password, Origin::PassFile(file.clone())))
 }
 
-fn spawn_connection<S, T>(mut connection: tokio_postgres::Connection<S, T>)
+fn spawn_connection<S, T>(mut connection: tokio_postgres::Connection<S, T>, on_notice: OnNotice)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -476,7 +490,10 @@ where
                 Ok(AsyncMessage::Notice(notice)) if notice.severity() == "WARNING" => {
                     tracing::warn!("{}", notice.message());
                 }
-                Ok(AsyncMessage::Notice(notice)) => tracing::debug!("{}", notice.message()),
+                Ok(AsyncMessage::Notice(notice)) => {
+                    tracing::debug!("{}", notice.message());
+                    on_notice(notice.message());
+                }
                 Ok(_) => {}
                 Err(error) => {
                     tracing::debug!(%error, "connection closed");

@@ -40,8 +40,18 @@ macro_rules! change_columns {
 macro_rules! visible_in_seal {
     ($txid:literal, $snapshot:literal, $era:literal) => {
         concat!(
-            "(", $txid, " >> 48 < ", $era, " OR (", $txid, " >> 48 = ", $era,
-            " AND pg_visible_in_snapshot((", $txid, " & 281474976710655)::text::xid8, ", $snapshot,
+            "(",
+            $txid,
+            " >> 48 < ",
+            $era,
+            " OR (",
+            $txid,
+            " >> 48 = ",
+            $era,
+            " AND pg_visible_in_snapshot((",
+            $txid,
+            " & 281474976710655)::text::xid8, ",
+            $snapshot,
             "::text::pg_snapshot)))"
         )
     };
@@ -54,7 +64,10 @@ pub(crate) use visible_in_seal;
 macro_rules! sealed_by_range {
     ($txid:literal) => {
         concat!(
-            $txid, " >= $1 AND ", $txid, " < $2 AND ",
+            $txid,
+            " >= $1 AND ",
+            $txid,
+            " < $2 AND ",
             visible_in_seal!($txid, "$3", "$5"),
             " AND ($4::text IS NULL OR NOT ",
             visible_in_seal!($txid, "$4", "$6"),

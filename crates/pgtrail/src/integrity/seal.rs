@@ -59,7 +59,9 @@ pub async fn seal(
     client
         .execute("SELECT pg_advisory_lock($1)", &[&SEAL_LOCK])
         .await
-        .map_err(IntegrityError::database("waiting for another seal or erase to finish"))?;
+        .map_err(IntegrityError::database(
+            "waiting for another seal or erase to finish",
+        ))?;
     let sealed = seal_locked(client, key, progress).await;
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&SEAL_LOCK])

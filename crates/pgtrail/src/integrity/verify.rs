@@ -13,7 +13,8 @@ use serde::Serialize;
 use tokio_postgres::{Client, Transaction};
 
 use super::leaves::{
-    ChangeRow, DESTROYED_SEED, ErasedValue, Leaves, Salts, SealRange, SealSnapshot, transaction_digests, visible_in_seal,
+    ChangeRow, DESTROYED_SEED, ErasedValue, Leaves, Salts, SealRange, SealSnapshot, transaction_digests,
+    visible_in_seal,
 };
 use super::{IntegrityError, hash_of, require_installed};
 

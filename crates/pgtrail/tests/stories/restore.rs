@@ -61,7 +61,10 @@ async fn burn_transactions(client: &Client, n: i64) {
 /// The number the next transaction will get (without taking one).
 async fn next_txid(client: &Client) -> i64 {
     client
-        .query_one("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint", &[])
+        .query_one(
+            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
+            &[],
+        )
         .await
         .expect("the next transaction number")
         .get(0)
@@ -95,10 +98,16 @@ async fn a_trail_restored_into_a_new_cluster_keeps_old_and_new_transactions_apar
         .expect("server version")
         .get(0);
     if program_major(&pg_dump) < server_major {
-        eprintln!("skipped: {} cannot dump PostgreSQL {server_major}", pg_dump.display());
+        eprintln!(
+            "skipped: {} cannot dump PostgreSQL {server_major}",
+            pg_dump.display()
+        );
         return;
     }
-    admin.batch_execute("CREATE DATABASE shop").await.expect("database");
+    admin
+        .batch_execute("CREATE DATABASE shop")
+        .await
+        .expect("database");
     let mut old = connect_to(&old_server.url("shop")).await;
     // The old server has worked for a while: its numbers are well above a
     // new cluster's.
@@ -109,7 +118,12 @@ async fn a_trail_restored_into_a_new_cluster_keeps_old_and_new_transactions_apar
     let mut old_txids = Vec::new();
     for (id, actor) in [(1, "alice"), (2, "alice"), (3, "carol")] {
         old_txids.push(
-            change_as(&old, actor, &format!("INSERT INTO accounts VALUES ({id}, '{actor}', 10)")).await,
+            change_as(
+                &old,
+                actor,
+                &format!("INSERT INTO accounts VALUES ({id}, '{actor}', 10)"),
+            )
+            .await,
         );
     }
     let key = SignerKey::generate("shop.example.com/audit").expect("key");
@@ -126,20 +140,34 @@ async fn a_trail_restored_into_a_new_cluster_keeps_old_and_new_transactions_apar
     let old_admin_url = old_server.url("postgres");
     std::fs::write(
         &roles,
-        run(&old_server.program("pg_dumpall"), &["--roles-only", "-d", &old_admin_url]),
+        run(
+            &old_server.program("pg_dumpall"),
+            &["--roles-only", "-d", &old_admin_url],
+        ),
     )
     .expect("roles written");
-    run(&pg_dump, &["-Fc", "-f", &dump.display().to_string(), &old_server.url("shop")]);
+    run(
+        &pg_dump,
+        &["-Fc", "-f", &dump.display().to_string(), &old_server.url("shop")],
+    );
     let new_admin_url = new_server.url("postgres");
     // (The role the new cluster already has fails to be created again: fine.)
     let _ = Command::new(new_server.program("psql"))
         .args(["-q", "-d", &new_admin_url, "-f", &roles.display().to_string()])
         .output();
     let new_admin = connect_to(&new_admin_url).await;
-    new_admin.batch_execute("CREATE DATABASE shop").await.expect("database");
+    new_admin
+        .batch_execute("CREATE DATABASE shop")
+        .await
+        .expect("database");
     run(
         &new_server.program("pg_restore"),
-        &["--exit-on-error", "-d", &new_server.url("shop"), &dump.display().to_string()],
+        &[
+            "--exit-on-error",
+            "-d",
+            &new_server.url("shop"),
+            &dump.display().to_string(),
+        ],
     );
     drop(old);
     drop(old_server);
@@ -166,7 +194,12 @@ async fn a_trail_restored_into_a_new_cluster_keeps_old_and_new_transactions_apar
             burn_transactions(&new, (old_txid - next_txid(&new).await).max(1)).await;
         }
         let id = 10 + i;
-        let txid = change_as(&new, "bob", &format!("INSERT INTO accounts VALUES ({id}, 'bob', 5)")).await;
+        let txid = change_as(
+            &new,
+            "bob",
+            &format!("INSERT INTO accounts VALUES ({id}, 'bob', 5)"),
+        )
+        .await;
         assert_eq!(txid, *old_txid, "the new cluster reuses the old cluster's number");
     }
     change_as(&new, "bob", "UPDATE accounts SET balance = 12 WHERE id = 1").await;
@@ -174,7 +207,10 @@ async fn a_trail_restored_into_a_new_cluster_keeps_old_and_new_transactions_apar
     // Every new change carries bob's context, under a number no old
     // transaction has; every old one keeps its own.
     let actors: Vec<(i64, String, String)> = new
-        .query("SELECT txid, actor_id, coalesce(new_values->>'owner', '') FROM pgtrail.changes ORDER BY id", &[])
+        .query(
+            "SELECT txid, actor_id, coalesce(new_values->>'owner', '') FROM pgtrail.changes ORDER BY id",
+            &[],
+        )
         .await
         .expect("changes")
         .iter()
@@ -189,7 +225,10 @@ async fn a_trail_restored_into_a_new_cluster_keeps_old_and_new_transactions_apar
     }
     for (txid, actor, _) in new_changes {
         assert_eq!(actor, "bob", "{actors:?}");
-        assert!(!old_txids.contains(txid), "new change numbered like an old one: {actors:?}");
+        assert!(
+            !old_txids.contains(txid),
+            "new change numbered like an old one: {actors:?}"
+        );
     }
     // One transaction's changes (`pgtrail tx`) are that transaction's only.
     for (txid, _, _) in old_changes.iter().chain(new_changes) {

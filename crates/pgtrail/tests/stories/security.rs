@@ -156,10 +156,11 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
     );
     assert!(change.txid > 1);
 
-    // Every function pins its search_path, except eleven small helpers that
+    // Every function pins its search_path, except twelve small helpers that
     // run inside the capture and query functions on every change or row:
     // ten written to be inlined (a SET clause prevents inlining), and _diff
-    // (a SET clause costs a settings save and restore per call). They run
+    // (a SET clause costs a settings save and restore per call); and
+    // _revert_lost, inlined into the revert's statements per value. They run
     // under their callers' pinned search_path, as the owner, and nobody but
     // the owner may call them.
     let unpinned: Vec<String> = db
@@ -186,7 +187,8 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
             "_marker_scope",
             "_outside_context_span",
             "_redact_part",
-            "_redact_row"
+            "_redact_row",
+            "_revert_lost"
         ]
     );
     let public_can_call: bool = db

@@ -1,0 +1,232 @@
+//! Revert benchmark: plan and apply the revert of one 100,000-row
+//! transaction and of 1,000 small transactions, on one throwaway cluster.
+//! See `bench/REVERT.md`.
+//!
+//! ```text
+//! cargo run --release -p pgtrail-bench --bin revert -- [--rows N] [--transactions N]
+//! ```
+//!
+//! 1. Creates `accounts` (`--rows` × 2 rows) and `events` (a foreign key to
+//!    `accounts`, an identity key), audited by pgtrail.
+//! 2. Bulk: one transaction updates the email of `--rows` accounts; its
+//!    revert is planned (`pgtrail.revert_plan`), then applied
+//!    (`pgtrail.revert`), timing the writes by its progress notices (the
+//!    first is sent when writing starts, one after each batch).
+//! 3. Small: `--transactions` transactions each update one account and
+//!    insert one event; all of them are reverted at once (by txid).
+//! 4. Before each commit, lists the table locks the revert's transaction
+//!    holds on the audited tables: row locks only (ROW EXCLUSIVE), never
+//!    ACCESS EXCLUSIVE.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use pgtrail_bench::server;
+use serde_json::{Value, json};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+#[derive(Debug, Parser)]
+#[command(about = "Measure planning and applying reverts")]
+struct Args {
+    /// Rows changed by the bulk transaction.
+    #[arg(long, default_value_t = 100_000)]
+    rows: i64,
+    /// Small transactions reverted at once.
+    #[arg(long, default_value_t = 1_000)]
+    transactions: i64,
+}
+
+/// When the revert's progress notices arrived: (instant, rows done).
+type Notices = Arc<Mutex<Vec<(Instant, u64)>>>;
+
+async fn connect_with_progress(url: &str) -> Result<(Client, Notices)> {
+    let (client, mut connection) = tokio_postgres::connect(url, NoTls).await.context("connect")?;
+    let notices: Notices = Arc::default();
+    let sink = notices.clone();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = futures_util::StreamExt::next(&mut messages).await {
+            if let AsyncMessage::Notice(notice) = message
+                && let Some((done, _)) = pgtrail::revert::progress::parse(notice.message())
+                && let Ok(mut list) = sink.lock()
+            {
+                list.push((Instant::now(), done));
+            }
+        }
+    });
+    Ok((client, notices))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let cluster = server::start(&[
+        ("shared_buffers", "1GB"),
+        ("max_wal_size", "10GB"),
+        ("synchronous_commit", "off"),
+        ("work_mem", "64MB"),
+    ])?;
+    let url = cluster.url("postgres");
+    let setup = server::connect(&cluster, "postgres").await?;
+    setup
+        .batch_execute(&format!(
+            "CREATE TABLE accounts (id int PRIMARY KEY, email text NOT NULL, name text, balance numeric(12,2),
+                                    updated_at timestamptz DEFAULT now());
+             CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                                  account_id int NOT NULL REFERENCES accounts, kind text, at timestamptz DEFAULT now());
+             INSERT INTO accounts (id, email, name, balance)
+             SELECT g, 'user' || g || '@example.com', 'User ' || g, g % 1000 FROM generate_series(1, {}) AS g;",
+            args.rows * 2
+        ))
+        .await
+        .context("schema")?;
+    let mut installer = server::connect(&cluster, "postgres").await?;
+    let config = pgtrail::config::Config::parse(
+        "[capture]\ninclude = [\"accounts\", \"events\"]\nignore_columns = [\"updated_at\"]\n",
+        "bench pgtrail.toml",
+    )?;
+    pgtrail::plan::apply(&mut installer, &config).await?;
+    setup.batch_execute("VACUUM ANALYZE").await?;
+
+    let (client, notices) = connect_with_progress(&url).await?;
+    let mut results = Vec::new();
+
+    // Bulk: one transaction of `rows` updates.
+    let bulk = txid_of(
+        &setup,
+        &format!(
+            "SELECT pgtrail.set_context(actor_name => 'batch_script@system');
+             UPDATE accounts SET email = lower(name) || '@broken.test' WHERE id <= {}",
+            args.rows
+        ),
+    )
+    .await?;
+    results.push(measure(&client, &notices, "one transaction", &[bulk], args.rows).await?);
+
+    // Small: `transactions` transactions of two rows each.
+    let mut small = Vec::new();
+    for i in 0..args.transactions {
+        let id = args.rows + 1 + i;
+        small.push(
+            txid_of(
+                &setup,
+                &format!(
+                    "SELECT pgtrail.set_context(actor_name => 'clerk-{}', reason => 'ticket {i}');
+                     UPDATE accounts SET name = 'Renamed {i}' WHERE id = {id};
+                     INSERT INTO events (account_id, kind) VALUES ({id}, 'renamed')",
+                    i % 20
+                ),
+            )
+            .await?,
+        );
+    }
+    results.push(
+        measure(
+            &client,
+            &notices,
+            "small transactions",
+            &small,
+            args.transactions * 2,
+        )
+        .await?,
+    );
+
+    let report = json!({ "rows": args.rows, "transactions": args.transactions, "results": results });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    drop(cluster);
+    Ok(())
+}
+
+async fn txid_of(client: &Client, sql: &str) -> Result<i64> {
+    client.batch_execute("BEGIN").await?;
+    client.batch_execute(sql).await.context("workload")?;
+    let txid: i64 = client.query_one("SELECT txid_current()", &[]).await?.get(0);
+    client.batch_execute("COMMIT").await?;
+    Ok(txid)
+}
+
+async fn measure(
+    client: &Client,
+    notices: &Notices,
+    name: &str,
+    txids: &[i64],
+    expected: i64,
+) -> Result<Value> {
+    let selector = json!({ "txids": txids });
+    let started = Instant::now();
+    let plan = client
+        .query(
+            "SELECT step, rows FROM pgtrail.revert_plan($1) WHERE step IS NOT NULL",
+            &[&selector],
+        )
+        .await
+        .context("revert_plan")?;
+    let plan_time = started.elapsed();
+    let statements = plan.len();
+    let planned_rows: i64 = plan.iter().filter_map(|r| r.get::<_, Option<i64>>(1)).sum();
+
+    if let Ok(mut list) = notices.lock() {
+        list.clear();
+    }
+    client
+        .batch_execute("BEGIN; SET LOCAL pgtrail.progress = 'on'")
+        .await?;
+    let started = Instant::now();
+    client
+        .query(
+            "SELECT operation FROM pgtrail.revert($1, 'refuse', 'benchmark')",
+            &[&selector],
+        )
+        .await
+        .context("revert")?;
+    let revert_time = started.elapsed();
+    let locks: Vec<String> = client
+        .query(
+            "SELECT DISTINCT l.mode FROM pg_locks AS l
+             WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation'
+               AND l.relation IN ('accounts'::regclass, 'events'::regclass) ORDER BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    client.batch_execute("COMMIT").await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (writes, written) = match notices.lock() {
+        Ok(list) => match (list.first(), list.last()) {
+            (Some(first), Some(last)) => (last.0.duration_since(first.0), last.1),
+            _ => (Duration::ZERO, 0),
+        },
+        Err(_) => (Duration::ZERO, 0),
+    };
+    if written as i64 != expected || planned_rows < expected {
+        bail!("{name}: expected {expected} rows, planned {planned_rows}, wrote {written}");
+    }
+    if locks.iter().any(|m| m == "AccessExclusiveLock") {
+        bail!("{name}: the revert took an ACCESS EXCLUSIVE lock");
+    }
+    let rate = written as f64 / writes.as_secs_f64().max(1e-9);
+    eprintln!(
+        "{name}: {written} rows; plan {:.2} s; revert {:.2} s (of which writing {:.2} s: {:.0} rows/s); table locks: {}",
+        plan_time.as_secs_f64(),
+        revert_time.as_secs_f64(),
+        writes.as_secs_f64(),
+        rate,
+        locks.join(", ")
+    );
+    Ok(json!({
+        "name": name,
+        "transactions": txids.len(),
+        "statements": statements,
+        "rows": written,
+        "plan_seconds": plan_time.as_secs_f64(),
+        "revert_seconds": revert_time.as_secs_f64(),
+        "write_seconds": writes.as_secs_f64(),
+        "rows_per_second_written": rate,
+        "rows_per_second_overall": written as f64 / revert_time.as_secs_f64(),
+        "table_locks": locks,
+    }))
+}

@@ -1,0 +1,1449 @@
+-- Revert: undo a set of recorded changes, planned first, conflict-checked,
+-- and itself captured like any other change.
+--
+-- pgtrail.revert_plan(selector, on_conflict) says what undoing the selected
+-- changes would do: one row per statement (set-based: one per table, kind
+-- and set of columns, its data as a JSON array bound as $1), plus one row
+-- per conflict, per skipped or cascaded row, per value that cannot be
+-- restored and per note. pgtrail.revert(selector, on_conflict, reason) runs
+-- that plan in the caller's transaction, under a context of its own.
+--
+-- Selector (jsonb): one of
+--   {"txids": [..]}                                   whole transactions
+--   {"table": "s.t", "pk": {..}}                      one row's last change,
+--       with "since": T      every change of the row after T, or
+--       with "after_change": N  every change of the row after change N
+--   {"actor": "..", "since": T, "until": T}           an actor's changes in a window
+--   {"context": {"request_id": ".."}, "since": T, "until": T}
+-- optionally "tables": ["s.t", ..] (only changes of these tables), and the
+-- knobs "max_rows" (the cap, default 1000000), "batch_rows" (default 10000)
+-- and "lock_timeout" (default '5s', each batch waits at most that long for a
+-- row lock, three times).
+--
+-- Semantics. The selected changes S are grouped into rows: a keyed row is
+-- followed through its key changes; a TRUNCATE in S counts as the DELETE of
+-- every row the table had then (known only when the trail holds them all:
+-- after an earlier TRUNCATE, or with a baseline; else it is refused with
+-- that reason); a table without key counts copies of identical rows. For a
+-- row, the revert goes from its state after S's last change back to its
+-- state before S's first: a row S created is deleted, a row S deleted is
+-- inserted whole, and a row S changed gets back the old values of exactly
+-- the columns S changed (its key moved back if S moved it).
+--
+-- Conflicts. A change outside S conflicts when it came after a change of S
+-- and touched the same cell: the same column of the same key, or the row
+-- itself (an INSERT, DELETE or key change touches every column of the keys
+-- involved; a TRUNCATE outside S touches every row of its table). Rows that
+-- S created and deleted again need nothing undone and are not checked. Then
+-- each row's live state is compared with the state the trail says it has
+-- (for the columns the revert writes, and whether the row is there), so a
+-- change made without capture is a conflict too. on_conflict: 'refuse'
+-- (the plan lists the conflicts; revert raises PGTR6 and changes nothing),
+-- 'skip' (conflicting rows are left out, repeatedly, until none conflicts)
+-- or 'cascade' (the transactions of the conflicting changes are added to S,
+-- repeatedly; conflicts no later change explains are still refused).
+--
+-- Order. Statements run so that keys are free before they are reused (a
+-- table's DELETEs, then its key moves, then its INSERTs) and foreign keys
+-- hold (parents inserted before children, children deleted or re-pointed
+-- before parents are deleted); deferrable constraints are deferred while the
+-- statements run and checked when they are done (SET CONSTRAINTS ALL
+-- IMMEDIATE, which stays in force for the rest of the caller's transaction).
+-- Values
+-- that were redacted or erased cannot be restored: UPDATE leaves them as
+-- they are, INSERT leaves them to the column's default, and the plan lists
+-- each such row and column. Ignored columns are never in the trail: UPDATE
+-- leaves them as they are, INSERT leaves them to their default. Generated
+-- columns are never written; identity columns are inserted with OVERRIDING
+-- SYSTEM VALUE.
+
+-- Whether a recorded value cannot be written back: a redaction marker of a
+-- redacted column, or an erasure marker.
+CREATE OR REPLACE FUNCTION pgtrail._revert_lost(p_redacted text[], p_column text, p_value jsonb)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $fn$
+    SELECT pg_catalog.jsonb_typeof(p_value) OPERATOR(pg_catalog.=) 'object'
+       AND ((p_column OPERATOR(pg_catalog.=) ANY (p_redacted) AND p_value OPERATOR(pg_catalog.?) 'redacted')
+            OR (p_value OPERATOR(pg_catalog.?) 'pgtrail_erased'
+                AND (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(p_value)) OPERATOR(pg_catalog.=) 1))
+$fn$;
+
+-- The audited table named by text ('s.t' or 't'), or error 22023.
+CREATE OR REPLACE FUNCTION pgtrail._revert_table(p_name text, p_what text)
+RETURNS pgtrail.audited_table
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    t pgtrail.audited_table;
+    v_rel regclass;
+BEGIN
+    IF p_name IS NULL OR p_name = '' THEN
+        RAISE EXCEPTION 'pgtrail.revert: % must name a table', p_what USING ERRCODE = '22023';
+    END IF;
+    -- 'schema.table' names an audited table even when it no longer exists.
+    SELECT a.* INTO t FROM pgtrail.audited_table AS a
+    WHERE format('%I.%I', a.table_schema, a.table_name) = p_name
+       OR (a.table_schema || '.' || a.table_name) = p_name
+    ORDER BY a.id LIMIT 1;
+    IF NOT FOUND THEN
+        BEGIN
+            v_rel := p_name::regclass;
+        EXCEPTION WHEN OTHERS THEN
+            v_rel := NULL;
+        END;
+        IF v_rel IS NULL THEN
+            -- Unqualified: the audited table of that name, if only one schema has it.
+            SELECT a.* INTO t FROM pgtrail.audited_table AS a WHERE a.table_name = p_name
+            ORDER BY a.id LIMIT 1;
+            IF NOT FOUND OR (SELECT count(*) FROM pgtrail.audited_table AS a WHERE a.table_name = p_name) > 1 THEN
+                RAISE EXCEPTION 'pgtrail.revert: % names no audited table: %', p_what, p_name
+                    USING ERRCODE = '22023',
+                          HINT = 'Name a table pgtrail audits, as schema.table (see pgtrail.audited_table).';
+            END IF;
+        ELSE
+            SELECT a.* INTO t FROM pg_class AS c
+            JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            JOIN pgtrail.audited_table AS a ON a.table_schema = n.nspname AND a.table_name = c.relname
+            WHERE c.oid = v_rel;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'pgtrail.revert: % is not audited: %', p_what, p_name
+                    USING ERRCODE = '22023',
+                          HINT = 'Only changes pgtrail recorded can be reverted; see pgtrail.audited_table.';
+            END IF;
+        END IF;
+    END IF;
+    RETURN t;
+END
+$fn$;
+
+-- A timestamptz from the selector, or error 22023.
+CREATE OR REPLACE FUNCTION pgtrail._revert_time(p_selector jsonb, p_field text)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT p_selector ? p_field OR jsonb_typeof(p_selector -> p_field) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    RETURN (p_selector ->> p_field)::timestamptz;
+EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_text_representation THEN
+    RAISE EXCEPTION 'pgtrail.revert: "%" is not a time: %', p_field, p_selector -> p_field
+        USING ERRCODE = '22023', HINT = 'Give times as ISO 8601, e.g. "2026-06-01T14:00:00Z".';
+END
+$fn$;
+
+-- The selection: fills pg_temp.pgtrail_revert_sel with the ids of the
+-- selected changes (only_key: a TRUNCATE selected for one row only).
+CREATE OR REPLACE FUNCTION pgtrail._revert_select(p_selector jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_kinds  text[];
+    v_since  timestamptz := pgtrail._revert_time(p_selector, 'since');
+    v_until  timestamptz := pgtrail._revert_time(p_selector, 'until');
+    t        pgtrail.audited_table;
+    v_rel    regclass;
+    v_after  bigint;
+    v_after_at timestamptz;
+    v_tables integer[];
+    v_name   text;
+    v_txids  bigint[];
+BEGIN
+    IF p_selector IS NULL OR jsonb_typeof(p_selector) <> 'object' THEN
+        RAISE EXCEPTION 'pgtrail.revert: the selector must be a JSON object'
+            USING ERRCODE = '22023',
+                  HINT = 'E.g. {"txids": [48211]}, {"table": "public.users", "pk": {"id": 42}}, '
+                      || '{"actor": "alice@example.com", "since": "...", "until": "..."} or {"context": {"request_id": "r-1"}, "since": "..."}.';
+    END IF;
+    SELECT array_agg(k ORDER BY k) INTO v_kinds
+    FROM unnest(ARRAY['txids', 'table', 'actor', 'context']) AS k WHERE p_selector ? k;
+    IF cardinality(v_kinds) IS DISTINCT FROM 1 THEN
+        RAISE EXCEPTION 'pgtrail.revert: the selector must have exactly one of "txids", "table" (with "pk"), "actor" or "context"; it has %',
+                coalesce(array_to_string(v_kinds, ', '), 'none')
+            USING ERRCODE = '22023',
+                  HINT = 'E.g. {"txids": [48211]} or {"actor": "alice@example.com", "since": "2026-06-01T14:00Z"}.';
+    END IF;
+    IF EXISTS (SELECT FROM jsonb_object_keys(p_selector) AS k
+               WHERE k NOT IN ('txids', 'table', 'pk', 'since', 'until', 'after_change', 'actor', 'context',
+                               'tables', 'max_rows', 'batch_rows', 'lock_timeout')) THEN
+        RAISE EXCEPTION 'pgtrail.revert: unknown selector field(s): %',
+                (SELECT string_agg(k, ', ') FROM jsonb_object_keys(p_selector) AS k
+                 WHERE k NOT IN ('txids', 'table', 'pk', 'since', 'until', 'after_change', 'actor', 'context',
+                                 'tables', 'max_rows', 'batch_rows', 'lock_timeout'))
+            USING ERRCODE = '22023',
+                  HINT = 'Fields: txids | table, pk, since, after_change | actor, since, until | context, since, until; tables, max_rows, batch_rows, lock_timeout.';
+    END IF;
+
+    CASE v_kinds[1]
+    WHEN 'txids' THEN
+        IF jsonb_typeof(p_selector -> 'txids') <> 'array' OR jsonb_array_length(p_selector -> 'txids') = 0
+           OR EXISTS (SELECT FROM jsonb_array_elements(p_selector -> 'txids') AS e
+                      WHERE jsonb_typeof(e) <> 'number' OR (e #>> '{}') !~ '^[0-9]+$') THEN
+            RAISE EXCEPTION 'pgtrail.revert: "txids" must be a non-empty array of transaction ids, got %', p_selector -> 'txids'
+                USING ERRCODE = '22023', HINT = 'E.g. {"txids": [48211, 48212]} (the txid column of pgtrail.changes).';
+        END IF;
+        SELECT array_agg((e #>> '{}')::bigint) INTO v_txids FROM jsonb_array_elements(p_selector -> 'txids') AS e;
+        INSERT INTO pg_temp.pgtrail_revert_sel (id)
+        SELECT c.id FROM pgtrail.change AS c WHERE c.txid = ANY (v_txids)
+        ON CONFLICT DO NOTHING;
+    WHEN 'table' THEN
+        t := pgtrail._revert_table(p_selector ->> 'table', '"table"');
+        IF jsonb_typeof(p_selector -> 'pk') IS DISTINCT FROM 'object' THEN
+            RAISE EXCEPTION 'pgtrail.revert: a row is named by "table" and "pk" (a JSON object), got pk %', coalesce((p_selector -> 'pk')::text, 'none')
+                USING ERRCODE = '22023', HINT = 'E.g. {"table": "public.users", "pk": {"id": 42}}.';
+        END IF;
+        IF p_selector ? 'after_change' AND p_selector ? 'since' THEN
+            RAISE EXCEPTION 'pgtrail.revert: give "since" or "after_change", not both' USING ERRCODE = '22023';
+        END IF;
+        v_rel := to_regclass(format('%I.%I', t.table_schema, t.table_name));
+        IF v_rel IS NULL THEN
+            RAISE EXCEPTION 'pgtrail.revert: table %.% no longer exists', quote_ident(t.table_schema), quote_ident(t.table_name)
+                USING ERRCODE = '22023';
+        END IF;
+        t := pgtrail._audited(v_rel);
+        IF to_regclass('pg_temp.pgtrail_revert_life') IS NULL THEN
+            CREATE TEMP TABLE pgtrail_revert_life (seq integer, id bigint, op "char", at timestamptz, key jsonb) ON COMMIT DROP;
+        END IF;
+        TRUNCATE pg_temp.pgtrail_revert_life;
+        INSERT INTO pg_temp.pgtrail_revert_life
+        SELECT l.r_seq, l.r_id, l.r_op, l.r_changed_at, l.r_key
+        FROM pgtrail._row_life(t, v_rel, p_selector -> 'pk', 'infinity') AS l WHERE l.r_seq > 0;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'pgtrail.revert: the trail has no change of %.% %', quote_ident(t.table_schema), quote_ident(t.table_name), p_selector -> 'pk'
+                USING ERRCODE = '22023', HINT = 'Check the key (its JSON types too) with pgtrail.history.';
+        END IF;
+        IF p_selector ? 'after_change' THEN
+            IF jsonb_typeof(p_selector -> 'after_change') <> 'number' THEN
+                RAISE EXCEPTION 'pgtrail.revert: "after_change" must be a change id' USING ERRCODE = '22023';
+            END IF;
+            v_after := (p_selector ->> 'after_change')::bigint;
+            SELECT l.at INTO v_after_at FROM pg_temp.pgtrail_revert_life AS l WHERE l.id = v_after;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'pgtrail.revert: change % is not a change of %.% %', v_after,
+                        quote_ident(t.table_schema), quote_ident(t.table_name), p_selector -> 'pk'
+                    USING ERRCODE = '22023', HINT = 'pgtrail.history lists the row''s changes with their ids.';
+            END IF;
+            INSERT INTO pg_temp.pgtrail_revert_sel (id, only_key)
+            SELECT l.id, CASE WHEN l.op = 'T' THEN (SELECT k.key FROM pg_temp.pgtrail_revert_life AS k
+                                                   WHERE k.seq < l.seq ORDER BY k.seq DESC LIMIT 1) END
+            FROM pg_temp.pgtrail_revert_life AS l WHERE (l.at, l.id) > (v_after_at, v_after)
+            ON CONFLICT DO NOTHING;
+        ELSIF v_since IS NOT NULL THEN
+            INSERT INTO pg_temp.pgtrail_revert_sel (id, only_key)
+            SELECT l.id, CASE WHEN l.op = 'T' THEN (SELECT k.key FROM pg_temp.pgtrail_revert_life AS k
+                                                   WHERE k.seq < l.seq ORDER BY k.seq DESC LIMIT 1) END
+            FROM pg_temp.pgtrail_revert_life AS l WHERE l.at > v_since
+            ON CONFLICT DO NOTHING;
+        ELSE
+            -- The row's last change.
+            INSERT INTO pg_temp.pgtrail_revert_sel (id, only_key)
+            SELECT l.id, CASE WHEN l.op = 'T' THEN (SELECT k.key FROM pg_temp.pgtrail_revert_life AS k
+                                                   WHERE k.seq < l.seq ORDER BY k.seq DESC LIMIT 1) END
+            FROM pg_temp.pgtrail_revert_life AS l ORDER BY l.seq DESC LIMIT 1;
+        END IF;
+    WHEN 'actor' THEN
+        IF jsonb_typeof(p_selector -> 'actor') <> 'string' OR v_since IS NULL THEN
+            RAISE EXCEPTION 'pgtrail.revert: an actor''s changes are selected by "actor" (a string) and "since" (and optionally "until")'
+                USING ERRCODE = '22023', HINT = 'E.g. {"actor": "batch_script@system", "since": "2026-06-01T14:00Z", "until": "2026-06-01T15:00Z"}.';
+        END IF;
+        INSERT INTO pg_temp.pgtrail_revert_sel (id)
+        SELECT a.id FROM pgtrail.actor_changes(p_selector ->> 'actor', v_since, coalesce(v_until, 'infinity')) AS a
+        ON CONFLICT DO NOTHING;
+    WHEN 'context' THEN
+        IF jsonb_typeof(p_selector -> 'context') <> 'object' OR p_selector -> 'context' = '{}' OR v_since IS NULL THEN
+            RAISE EXCEPTION 'pgtrail.revert: changes of a context are selected by "context" (a JSON object of key: value) and "since" (and optionally "until")'
+                USING ERRCODE = '22023', HINT = 'E.g. {"context": {"request_id": "req-81f2"}, "since": "2026-06-01T14:00Z"}.';
+        END IF;
+        INSERT INTO pg_temp.pgtrail_revert_sel (id)
+        SELECT c.id
+        FROM (SELECT x.txid, x.ctx FROM pgtrail.transaction AS x
+              WHERE x.started_at >= v_since - pgtrail._context_span()
+                AND x.started_at < coalesce(v_until, 'infinity')
+                AND NOT EXISTS (SELECT FROM jsonb_each(p_selector -> 'context') AS e
+                                WHERE (x.context ->> e.key) IS DISTINCT FROM (e.value #>> '{}'))
+              UNION
+              SELECT l.txid, l.ctx FROM pgtrail.long_context AS l
+              JOIN pgtrail.transaction AS x ON x.txid = l.txid AND x.ctx = l.ctx
+              WHERE NOT EXISTS (SELECT FROM jsonb_each(p_selector -> 'context') AS e
+                                WHERE (x.context ->> e.key) IS DISTINCT FROM (e.value #>> '{}'))) AS k
+        CROSS JOIN LATERAL (SELECT y.id, y.changed_at FROM pgtrail.change AS y
+                            WHERE y.txid = k.txid AND y.ctx = k.ctx OFFSET 0) AS c
+        WHERE c.changed_at >= v_since AND c.changed_at < coalesce(v_until, 'infinity')
+        ON CONFLICT DO NOTHING;
+    END CASE;
+
+    IF p_selector ? 'tables' THEN
+        IF jsonb_typeof(p_selector -> 'tables') <> 'array' THEN
+            RAISE EXCEPTION 'pgtrail.revert: "tables" must be an array of table names' USING ERRCODE = '22023';
+        END IF;
+        v_tables := '{}';
+        FOR v_name IN SELECT e FROM jsonb_array_elements_text(p_selector -> 'tables') AS e LOOP
+            v_tables := v_tables || (pgtrail._revert_table(v_name, '"tables"')).id;
+        END LOOP;
+        DELETE FROM pg_temp.pgtrail_revert_sel AS s
+        USING pgtrail.change AS c
+        WHERE c.id = s.id AND NOT c.table_id = ANY (v_tables);
+    END IF;
+END
+$fn$;
+
+-- The rows a table had just before its TRUNCATE p_id, rebuilt forwards
+-- from the trail: every row of the table's life since its previous
+-- TRUNCATE (or since its baseline). NULL rows (a single row with k NULL and
+-- copies 0) when the trail does not hold them all.
+CREATE OR REPLACE FUNCTION pgtrail._revert_truncated_rows(t pgtrail.audited_table, p_id bigint, p_at timestamptz)
+RETURNS TABLE (k jsonb, state jsonb, copies bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_from_at timestamptz;
+    v_from_id bigint;
+    r         record;
+    v_state   jsonb;
+BEGIN
+    SELECT x.changed_at, x.id INTO v_from_at, v_from_id FROM pgtrail.change AS x
+    WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND (x.changed_at, x.id) < (p_at, p_id)
+    ORDER BY x.changed_at DESC, x.id DESC LIMIT 1;
+    IF v_from_id IS NULL THEN
+        IF t.baseline_at IS NULL OR t.baseline_at > p_at THEN
+            RETURN QUERY SELECT NULL::jsonb, NULL::jsonb, 0::bigint;
+            RETURN;
+        END IF;
+        v_from_at := '-infinity';
+        v_from_id := 0;
+    END IF;
+    IF cardinality(t.key_columns) = 0 THEN
+        RETURN QUERY
+        SELECT d.k, d.k, sum(d.n)::bigint
+        FROM pgtrail.change AS x
+        CROSS JOIN LATERAL (VALUES (x.pk, CASE WHEN x.op = 'D' THEN -1 WHEN x.op = 'I' OR x.old_pk IS NOT NULL THEN 1 ELSE 0 END),
+                                   (x.old_pk, -1)) AS d(k, n)
+        WHERE x.table_id = t.id AND x.op <> 'T' AND d.k IS NOT NULL
+          AND (x.changed_at, x.id) > (v_from_at, v_from_id) AND (x.changed_at, x.id) < (p_at, p_id)
+        GROUP BY d.k HAVING sum(d.n) > 0;
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pgtrail.change AS x
+                   WHERE x.table_id = t.id AND x.op = 'U' AND x.old_pk IS NOT NULL
+                     AND (x.changed_at, x.id) > (v_from_at, v_from_id) AND (x.changed_at, x.id) < (p_at, p_id)) THEN
+        -- No key changed: each key's last INSERT, overlaid with the UPDATEs after it.
+        RETURN QUERY
+        WITH w AS (
+            SELECT x.pk, x.op, x.changed_at, x.id, x.new_values, x.changed_fields,
+                   max(CASE WHEN x.op = 'I' THEN row_number END) OVER (PARTITION BY x.pk) AS last_i,
+                   row_number, max(row_number) OVER (PARTITION BY x.pk) AS last_n
+            FROM (SELECT y.*, row_number() OVER (PARTITION BY y.pk ORDER BY y.changed_at, y.id) AS row_number
+                  FROM pgtrail.change AS y
+                  WHERE y.table_id = t.id AND y.op <> 'T'
+                    AND (y.changed_at, y.id) > (v_from_at, v_from_id) AND (y.changed_at, y.id) < (p_at, p_id)) AS x
+        )
+        SELECT w.pk, (SELECT jsonb_object_agg(o.key, o.value)
+                      FROM (SELECT DISTINCT ON (e.key) e.key, e.value
+                            FROM w AS v CROSS JOIN LATERAL jsonb_each(v.new_values) AS e
+                            WHERE v.pk = w.pk AND v.row_number >= w.last_i
+                              AND (v.op = 'I' OR v.changed_fields IS NULL OR e.key = ANY (v.changed_fields))
+                            ORDER BY e.key, v.row_number DESC) AS o), 1::bigint
+        FROM w
+        WHERE w.row_number = w.last_n AND w.op <> 'D' AND w.last_i IS NOT NULL;
+        RETURN;
+    END IF;
+    -- Keys changed: follow each row through the window, change by change.
+    IF to_regclass('pg_temp.pgtrail_revert_rows') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_rows (k jsonb PRIMARY KEY, state jsonb) ON COMMIT DROP;
+    END IF;
+    TRUNCATE pg_temp.pgtrail_revert_rows;
+    FOR r IN SELECT x.op, x.pk, x.old_pk, x.old_values, x.new_values, x.changed_fields FROM pgtrail.change AS x
+             WHERE x.table_id = t.id AND x.op <> 'T'
+               AND (x.changed_at, x.id) > (v_from_at, v_from_id) AND (x.changed_at, x.id) < (p_at, p_id)
+             ORDER BY x.changed_at, x.id LOOP
+        IF r.op = 'I' THEN
+            INSERT INTO pg_temp.pgtrail_revert_rows VALUES (r.pk, r.new_values)
+            ON CONFLICT (k) DO UPDATE SET state = excluded.state;
+        ELSIF r.op = 'D' THEN
+            DELETE FROM pg_temp.pgtrail_revert_rows AS w WHERE w.k = r.pk;
+        ELSE
+            DELETE FROM pg_temp.pgtrail_revert_rows AS w WHERE w.k = coalesce(r.old_pk, r.pk) RETURNING w.state INTO v_state;
+            INSERT INTO pg_temp.pgtrail_revert_rows VALUES (r.pk, v_state || CASE WHEN r.changed_fields IS NULL THEN r.new_values ELSE
+                (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(r.new_values) AS e WHERE e.key = ANY (r.changed_fields)) END)
+            ON CONFLICT (k) DO UPDATE SET state = excluded.state;
+        END IF;
+    END LOOP;
+    RETURN QUERY SELECT w.k, w.state, 1::bigint FROM pg_temp.pgtrail_revert_rows AS w WHERE w.state IS NOT NULL;
+END
+$fn$;
+
+-- The working tables of one plan, empty (created on first use, dropped at commit).
+CREATE OR REPLACE FUNCTION pgtrail._revert_scratch()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF to_regclass('pg_temp.pgtrail_revert_sel') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_sel (id bigint PRIMARY KEY, only_key jsonb) ON COMMIT DROP;
+    END IF;
+    -- Rows of a selected TRUNCATE left out (skip).
+    IF to_regclass('pg_temp.pgtrail_revert_skipkey') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_skipkey (id bigint, key jsonb) ON COMMIT DROP;
+    END IF;
+    -- The selected changes, TRUNCATEs expanded into one DELETE per row.
+    IF to_regclass('pg_temp.pgtrail_revert_change') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_change (
+            n bigint, id bigint, txid bigint, ctx smallint, table_id integer, op "char", at timestamptz,
+            pk jsonb, old_pk jsonb, old_values jsonb, new_values jsonb, cols text[], whole boolean,
+            synthetic boolean, chain bigint) ON COMMIT DROP;
+    END IF;
+    -- Per row and column: the value before S's first change of it, after S's last.
+    IF to_regclass('pg_temp.pgtrail_revert_cell') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_cell (
+            chain bigint, col text, first_op "char", first_old jsonb, last_op "char", last_new jsonb) ON COMMIT DROP;
+    END IF;
+    -- Per row (keyed tables) or per content (tables without key).
+    IF to_regclass('pg_temp.pgtrail_revert_chain') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_chain (
+            chain bigint PRIMARY KEY, table_id integer, keyless boolean, k_origin jsonb, k_final jsonb,
+            ex_origin boolean, ex_final boolean, origin jsonb, expect jsonb, net bigint,
+            change_ids bigint[], active boolean) ON COMMIT DROP;
+    END IF;
+    -- The cells each selected change touched ('*': the whole row of that key).
+    IF to_regclass('pg_temp.pgtrail_revert_touch') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_touch (
+            table_id integer, chain bigint, key jsonb, col text, at timestamptz, id bigint) ON COMMIT DROP;
+    END IF;
+    IF to_regclass('pg_temp.pgtrail_revert_conflict') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_conflict (
+            chain bigint, table_id integer, key jsonb, kind text, change_id bigint, txid bigint, ctx smallint,
+            at timestamptz, op "char", columns text[], message text) ON COMMIT DROP;
+    END IF;
+    -- Rows left out (skip) or transactions added (cascade), for the plan.
+    IF to_regclass('pg_temp.pgtrail_revert_log') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_log (
+            kind text, table_id integer, key jsonb, change_ids bigint[], conflict jsonb) ON COMMIT DROP;
+    END IF;
+    TRUNCATE pg_temp.pgtrail_revert_sel, pg_temp.pgtrail_revert_skipkey, pg_temp.pgtrail_revert_change, pg_temp.pgtrail_revert_cell,
+             pg_temp.pgtrail_revert_chain, pg_temp.pgtrail_revert_touch, pg_temp.pgtrail_revert_conflict,
+             pg_temp.pgtrail_revert_log;
+END
+$fn$;
+
+-- From the selection to rows: pgtrail_revert_change, _cell, _chain and
+-- _touch, and the conflicts that need no live row (TRUNCATEs whose rows
+-- the trail does not hold, tables that are gone or cannot be identified).
+CREATE OR REPLACE FUNCTION pgtrail._revert_rows()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    t      pgtrail.audited_table;
+    r      record;
+    v_map  jsonb;
+    v_bkey text;
+    v_chain bigint;
+    v_next bigint;
+BEGIN
+    TRUNCATE pg_temp.pgtrail_revert_change, pg_temp.pgtrail_revert_cell, pg_temp.pgtrail_revert_chain,
+             pg_temp.pgtrail_revert_touch, pg_temp.pgtrail_revert_conflict;
+    INSERT INTO pg_temp.pgtrail_revert_change
+    SELECT row_number() OVER (ORDER BY c.changed_at, c.id), c.id, c.txid, c.ctx, c.table_id, c.op, c.changed_at,
+           c.pk, c.old_pk, c.old_values, c.new_values,
+           CASE c.op WHEN 'I' THEN ARRAY(SELECT jsonb_object_keys(c.new_values))
+                     WHEN 'D' THEN ARRAY(SELECT jsonb_object_keys(c.old_values))
+                     ELSE coalesce(c.changed_fields, ARRAY(SELECT jsonb_object_keys(c.new_values))) END,
+           c.op IN ('I', 'D') OR c.old_pk IS NOT NULL OR cardinality(a.key_columns) = 0,
+           false, NULL
+    FROM pg_temp.pgtrail_revert_sel AS s
+    JOIN pgtrail.change AS c ON c.id = s.id
+    JOIN pgtrail.audited_table AS a ON a.id = c.table_id
+    WHERE c.op <> 'T';
+
+    -- Each TRUNCATE: the DELETE of every row the table had, if the trail holds them.
+    FOR r IN SELECT c.id, c.txid, c.ctx, c.table_id, c.changed_at, s.only_key
+             FROM pg_temp.pgtrail_revert_sel AS s JOIN pgtrail.change AS c ON c.id = s.id
+             WHERE c.op = 'T' ORDER BY c.changed_at, c.id LOOP
+        SELECT * INTO t FROM pgtrail.audited_table WHERE id = r.table_id;
+        IF EXISTS (SELECT FROM pgtrail._revert_truncated_rows(t, r.id, r.changed_at) AS x WHERE x.k IS NULL) THEN
+            INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, change_id, txid, ctx, at, op, columns, message)
+            VALUES (NULL, t.id, NULL, 'truncate_not_captured', r.id, r.txid, r.ctx, r.changed_at, 'T', NULL,
+                    format('the TRUNCATE of %I.%I removed rows that predate the install and were never recorded, so they cannot be put back',
+                           t.table_schema, t.table_name)
+                    || ' (only a TRUNCATE after an earlier TRUNCATE, or of a table with a baseline, can be reverted)');
+            CONTINUE;
+        END IF;
+        INSERT INTO pg_temp.pgtrail_revert_change
+        SELECT NULL, r.id, r.txid, r.ctx, r.table_id, 'D', r.changed_at, x.k, NULL, x.state, NULL,
+               ARRAY(SELECT jsonb_object_keys(x.state)), true, true, NULL
+        FROM pgtrail._revert_truncated_rows(t, r.id, r.changed_at) AS x
+        CROSS JOIN LATERAL generate_series(1, x.copies) AS g
+        WHERE (r.only_key IS NULL OR x.k = r.only_key)
+          AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_skipkey AS k WHERE k.id = r.id AND k.key = x.k);
+    END LOOP;
+    -- Synthetic rows are numbered after the others at the same moment.
+    IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_change WHERE synthetic) THEN
+        UPDATE pg_temp.pgtrail_revert_change AS c SET n = q.n
+        FROM (SELECT ctid AS c_tid, row_number() OVER (ORDER BY at, id, synthetic, n, pk::text) AS n
+              FROM pg_temp.pgtrail_revert_change) AS q
+        WHERE c.ctid = q.c_tid;
+    END IF;
+
+    -- Tables that are gone, or whose key holds redaction markers, cannot be written.
+    INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, change_id, txid, ctx, at, op, columns, message)
+    SELECT NULL::bigint, a.id, NULL::jsonb, 'table', f.id, f.txid, f.ctx, f.at, f.op, NULL::text[],
+           CASE WHEN to_regclass(format('%I.%I', a.table_schema, a.table_name)) IS NULL
+                THEN format('table %I.%I no longer exists', a.table_schema, a.table_name)
+                WHEN a.detached_at IS NOT NULL
+                THEN format('capture of %I.%I was detached at %s: the live table no longer matches the trail', a.table_schema, a.table_name, a.detached_at)
+                ELSE format('the key of %I.%I (%s) is redacted, so its rows cannot be found', a.table_schema, a.table_name, array_to_string(a.key_columns, ', '))
+           END
+    FROM (SELECT DISTINCT c.table_id FROM pg_temp.pgtrail_revert_change AS c) AS d
+    JOIN pgtrail.audited_table AS a ON a.id = d.table_id
+    CROSS JOIN LATERAL (SELECT c.id, c.txid, c.ctx, c.at, c.op FROM pg_temp.pgtrail_revert_change AS c
+                        WHERE c.table_id = d.table_id ORDER BY c.n LIMIT 1) AS f
+    WHERE to_regclass(format('%I.%I', a.table_schema, a.table_name)) IS NULL OR a.detached_at IS NOT NULL
+       OR a.key_columns && a.redact_columns
+       OR (cardinality(a.key_columns) = 0 AND cardinality(a.redact_columns) > 0);
+    IF FOUND THEN
+        DELETE FROM pg_temp.pgtrail_revert_change AS c
+        USING pg_temp.pgtrail_revert_conflict AS x WHERE x.kind = 'table' AND x.table_id = c.table_id;
+    END IF;
+
+    -- Rows of keyed tables: by key, except keys a key change touched,
+    -- which are followed change by change.
+    IF to_regclass('pg_temp.pgtrail_revert_moved') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_moved (table_id integer, k jsonb, PRIMARY KEY (table_id, k)) ON COMMIT DROP;
+    END IF;
+    TRUNCATE pg_temp.pgtrail_revert_moved;
+    INSERT INTO pg_temp.pgtrail_revert_moved
+    SELECT DISTINCT c.table_id, d.k
+    FROM pg_temp.pgtrail_revert_change AS c
+    JOIN pgtrail.audited_table AS a ON a.id = c.table_id AND cardinality(a.key_columns) > 0
+    CROSS JOIN LATERAL (VALUES (c.pk), (c.old_pk)) AS d(k)
+    WHERE c.op = 'U' AND c.old_pk IS NOT NULL AND d.k IS NOT NULL;
+
+    UPDATE pg_temp.pgtrail_revert_change AS c SET chain = q.chain
+    FROM (SELECT c2.ctid AS c_tid, dense_rank() OVER (ORDER BY c2.table_id, c2.pk::text) AS chain
+          FROM pg_temp.pgtrail_revert_change AS c2
+          JOIN pgtrail.audited_table AS a ON a.id = c2.table_id AND cardinality(a.key_columns) > 0
+          WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_moved AS m
+                            WHERE m.table_id = c2.table_id AND (m.k = c2.pk OR m.k = c2.old_pk))) AS q
+    WHERE c.ctid = q.c_tid;
+
+    SELECT coalesce(max(chain), 0) INTO v_next FROM pg_temp.pgtrail_revert_change;
+    v_map := '{}';
+    FOR r IN SELECT c.ctid AS c_tid, c.table_id, c.op, c.pk, c.old_pk
+             FROM pg_temp.pgtrail_revert_change AS c
+             WHERE c.chain IS NULL
+               AND EXISTS (SELECT FROM pgtrail.audited_table AS a WHERE a.id = c.table_id AND cardinality(a.key_columns) > 0)
+             ORDER BY c.n LOOP
+        v_bkey := r.table_id || ':' || CASE WHEN r.op = 'U' THEN coalesce(r.old_pk, r.pk) ELSE r.pk END::text;
+        v_chain := (v_map ->> v_bkey)::bigint;
+        IF v_chain IS NULL THEN
+            v_next := v_next + 1;
+            v_chain := v_next;
+        END IF;
+        UPDATE pg_temp.pgtrail_revert_change SET chain = v_chain WHERE ctid = r.c_tid;
+        IF r.op = 'U' AND r.old_pk IS NOT NULL THEN
+            v_map := v_map - v_bkey;
+        END IF;
+        v_map := jsonb_set(v_map, ARRAY[r.table_id || ':' || r.pk::text], to_jsonb(v_chain));
+    END LOOP;
+    ANALYZE pg_temp.pgtrail_revert_change;
+
+    -- Keyed rows: each column's value before S's first change of it and
+    -- after its last; the row's key and presence before and after.
+    INSERT INTO pg_temp.pgtrail_revert_cell
+    SELECT c.chain, u.col,
+           (array_agg(c.op ORDER BY c.n))[1],
+           (array_agg(c.old_values -> u.col ORDER BY c.n))[1],
+           (array_agg(c.op ORDER BY c.n DESC))[1],
+           (array_agg(c.new_values -> u.col ORDER BY c.n DESC))[1]
+    FROM pg_temp.pgtrail_revert_change AS c
+    CROSS JOIN LATERAL unnest(c.cols) AS u(col)
+    WHERE c.chain IS NOT NULL
+    GROUP BY c.chain, u.col;
+
+    ANALYZE pg_temp.pgtrail_revert_cell;
+    INSERT INTO pg_temp.pgtrail_revert_chain
+    SELECT f.chain, f.table_id, false,
+           CASE WHEN f.op = 'U' THEN coalesce(f.old_pk, f.pk) ELSE f.pk END, l.pk,
+           f.op <> 'I', l.op <> 'D', v.origin, v.expect, NULL, ids.ids, f.op <> 'I' OR l.op <> 'D'
+    FROM (SELECT DISTINCT ON (c.chain) c.chain, c.table_id, c.op, c.pk, c.old_pk
+          FROM pg_temp.pgtrail_revert_change AS c WHERE c.chain IS NOT NULL ORDER BY c.chain, c.n) AS f
+    JOIN (SELECT DISTINCT ON (c.chain) c.chain, c.op, c.pk
+          FROM pg_temp.pgtrail_revert_change AS c WHERE c.chain IS NOT NULL ORDER BY c.chain, c.n DESC) AS l
+      ON l.chain = f.chain
+    JOIN (SELECT c.chain, array_agg(DISTINCT c.id ORDER BY c.id) AS ids
+          FROM pg_temp.pgtrail_revert_change AS c WHERE c.chain IS NOT NULL GROUP BY c.chain) AS ids
+      ON ids.chain = f.chain
+    LEFT JOIN (SELECT x.chain,
+                 jsonb_object_agg(x.col, x.first_old) FILTER (WHERE x.first_op <> 'I') AS origin,
+                 jsonb_object_agg(x.col, x.last_new) FILTER (WHERE x.last_op <> 'D') AS expect
+          FROM pg_temp.pgtrail_revert_cell AS x GROUP BY x.chain) AS v
+      ON v.chain = f.chain;
+    -- (Rows S created and deleted again need nothing: not active.)
+
+    -- Tables without key: copies of each content, counted.
+    SELECT coalesce(max(chain), 0) INTO v_next FROM pg_temp.pgtrail_revert_chain;
+    INSERT INTO pg_temp.pgtrail_revert_chain
+    SELECT v_next + row_number() OVER (ORDER BY q.table_id, q.k::text), q.table_id, true, q.k, q.k,
+           NULL, NULL, q.k, q.k, q.net, q.ids, q.net <> 0
+    FROM (SELECT c.table_id, d.k, sum(d.n) AS net, array_agg(DISTINCT c.id ORDER BY c.id) AS ids
+          FROM pg_temp.pgtrail_revert_change AS c
+          CROSS JOIN LATERAL (VALUES (CASE WHEN c.op = 'D' THEN c.pk WHEN c.op = 'U' THEN c.old_pk END, 1),
+                                     (CASE WHEN c.op IN ('I', 'U') THEN c.pk END, -1)) AS d(k, n)
+          WHERE c.chain IS NULL AND d.k IS NOT NULL
+          GROUP BY c.table_id, d.k) AS q;
+
+    -- The cells touched.
+    INSERT INTO pg_temp.pgtrail_revert_touch
+    SELECT c.table_id, c.chain, d.k, d.col, c.at, c.id
+    FROM pg_temp.pgtrail_revert_change AS c
+    CROSS JOIN LATERAL (SELECT c.pk AS k, '*' AS col WHERE c.whole
+                        UNION ALL SELECT c.old_pk, '*' WHERE c.whole AND c.old_pk IS NOT NULL
+                        UNION ALL SELECT c.pk, u.col FROM unnest(c.cols) AS u(col) WHERE NOT c.whole) AS d
+    WHERE c.chain IS NOT NULL;
+    INSERT INTO pg_temp.pgtrail_revert_touch
+    SELECT c.table_id, k.chain, d.k, '*', c.at, c.id
+    FROM pg_temp.pgtrail_revert_change AS c
+    CROSS JOIN LATERAL (VALUES (c.pk), (c.old_pk)) AS d(k)
+    JOIN pg_temp.pgtrail_revert_chain AS k ON k.keyless AND k.table_id = c.table_id AND k.k_final = d.k
+    WHERE c.chain IS NULL AND d.k IS NOT NULL;
+    ANALYZE pg_temp.pgtrail_revert_touch;
+    ANALYZE pg_temp.pgtrail_revert_chain;
+END
+$fn$;
+
+-- Conflicts of the active rows with later changes outside the selection
+-- (the cell rule above), then with the live tables.
+CREATE OR REPLACE FUNCTION pgtrail._revert_conflicts()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    t        pgtrail.audited_table;
+    v_secret bytea;
+    v_rel    text;
+    v_join   text;
+    fk       record;
+BEGIN
+    -- Later changes of the same keys, outside the selection.
+    IF to_regclass('pg_temp.pgtrail_revert_later') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_later (
+            id bigint, txid bigint, ctx smallint, table_id integer, op "char", at timestamptz,
+            pk jsonb, old_pk jsonb, cols text[]) ON COMMIT DROP;
+    END IF;
+    TRUNCATE pg_temp.pgtrail_revert_later;
+    INSERT INTO pg_temp.pgtrail_revert_later
+    SELECT DISTINCT ON (x.id) x.id, x.txid, x.ctx, x.table_id, x.op, x.changed_at, x.pk, x.old_pk,
+           CASE WHEN x.op = 'U' AND x.old_pk IS NULL AND cardinality(a.key_columns) > 0
+                THEN coalesce(x.changed_fields, ARRAY(SELECT jsonb_object_keys(x.new_values))) END
+    FROM (SELECT w.table_id, w.key, min(w.at) AS since
+          FROM pg_temp.pgtrail_revert_touch AS w
+          JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = w.chain AND k.active
+          GROUP BY w.table_id, w.key) AS k
+    JOIN pgtrail.audited_table AS a ON a.id = k.table_id
+    CROSS JOIN LATERAL (
+        SELECT y.* FROM pgtrail.change AS y WHERE y.table_id = k.table_id AND pgtrail._h(y.pk) = pgtrail._h(k.key) AND y.pk = k.key AND y.changed_at >= k.since
+        UNION ALL
+        SELECT y.* FROM pgtrail.change AS y WHERE y.table_id = k.table_id AND pgtrail._h(y.old_pk) = pgtrail._h(k.key) AND y.old_pk = k.key AND y.changed_at >= k.since
+    ) AS x
+    WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = x.id);
+    -- TRUNCATEs outside the selection, after a selected change of their table.
+    INSERT INTO pg_temp.pgtrail_revert_later
+    SELECT x.id, x.txid, x.ctx, x.table_id, x.op, x.changed_at, NULL, NULL, NULL
+    FROM (SELECT w.table_id, min(w.at) AS since FROM pg_temp.pgtrail_revert_touch AS w GROUP BY w.table_id) AS k
+    JOIN pgtrail.change AS x ON x.table_id = k.table_id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at >= k.since
+    WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = x.id AND s.only_key IS NULL);
+
+    -- A later change conflicts with a row when it touched a cell the
+    -- selection had touched before it.
+    INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, change_id, txid, ctx, at, op, columns, message)
+    SELECT q.chain, q.table_id, k.k_final, 'later_change', q.id, q.txid, q.ctx, q.at, q.op, q.columns, NULL
+    FROM (SELECT w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id,
+                 array_remove(array_agg(DISTINCT CASE WHEN xc.col = '*' THEN w.col ELSE xc.col END), '*') AS columns
+          FROM pg_temp.pgtrail_revert_later AS x
+          CROSS JOIN LATERAL (SELECT x.pk AS k, '*' AS col WHERE x.cols IS NULL AND x.op <> 'T'
+                              UNION ALL SELECT x.old_pk, '*' WHERE x.cols IS NULL AND x.old_pk IS NOT NULL
+                              UNION ALL SELECT x.pk, u.col FROM unnest(x.cols) AS u(col)) AS xc
+          JOIN pg_temp.pgtrail_revert_touch AS w
+            ON w.table_id = x.table_id AND w.key = xc.k AND (w.col = '*' OR xc.col = '*' OR w.col = xc.col)
+           AND (w.at, w.id) < (x.at, x.id)
+          GROUP BY w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id
+          UNION ALL
+          SELECT w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id, NULL
+          FROM pg_temp.pgtrail_revert_later AS x
+          JOIN pg_temp.pgtrail_revert_touch AS w ON w.table_id = x.table_id AND (w.at, w.id) < (x.at, x.id)
+          WHERE x.op = 'T'
+          GROUP BY w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id) AS q
+    JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = q.chain AND k.active;
+
+    -- The live rows, for the active rows without a conflict yet: a keyed row
+    -- must be there (or not) as the trail says, with the values the trail
+    -- says for the columns the revert writes; the key it goes back to must
+    -- be free (or freed by the revert); a table without key must have the
+    -- copies the revert removes.
+    FOR t IN SELECT a.* FROM pgtrail.audited_table AS a
+             WHERE a.id IN (SELECT k.table_id FROM pg_temp.pgtrail_revert_chain AS k WHERE k.active)
+               AND to_regclass(format('%I.%I', a.table_schema, a.table_name)) IS NOT NULL LOOP
+        v_secret := NULL;
+        IF cardinality(t.redact_columns) > 0 THEN
+            SELECT value INTO v_secret FROM pgtrail.secret WHERE name = 'redaction';
+        END IF;
+        v_rel := format('%I.%I', t.table_schema, t.table_name);
+        IF cardinality(t.key_columns) = 0 THEN
+            EXECUTE format(
+                'INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, message) '
+                'SELECT k.chain, k.table_id, k.k_final, ''outside_capture'', '
+                '       format(''the trail says %%s more cop%%s of this row, the table has %%s'', -k.net, CASE WHEN k.net = -1 THEN ''y'' ELSE ''ies'' END, coalesce(l.n, 0)) '
+                'FROM pg_temp.pgtrail_revert_chain AS k '
+                'LEFT JOIN (SELECT r.j, count(*) AS n FROM (SELECT pgtrail._as_recorded(to_jsonb(x.*), $3, $4) AS j FROM %s AS x) AS r '
+                '           WHERE r.j IN (SELECT k2.k_final FROM pg_temp.pgtrail_revert_chain AS k2 WHERE k2.table_id = $2 AND k2.active AND k2.net < 0) '
+                '           GROUP BY r.j) AS l ON l.j = k.k_final '
+                'WHERE k.table_id = $2 AND k.active AND k.net < 0 AND coalesce(l.n, 0) < -k.net '
+                '  AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.chain = k.chain)', v_rel)
+            USING t.ignore_columns, t.id, t, v_secret;
+            CONTINUE;
+        END IF;
+        v_join := (SELECT string_agg(format('x.%I = p.%I', c, c), ' AND ') FROM unnest(t.key_columns) AS c);
+        -- The row where the revert expects it, and the values of the columns it writes.
+        EXECUTE format(
+            'INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, columns, message) '
+            'SELECT k.chain, k.table_id, k.k_final, ''outside_capture'', d.cols, '
+            '       CASE WHEN l.j IS NULL THEN ''the row is not in the table, though the trail says it is'' '
+            '            ELSE ''the row differs from what the trail says: '' || array_to_string(d.cols, '', '') END '
+            'FROM pg_temp.pgtrail_revert_chain AS k '
+            'LEFT JOIN LATERAL (SELECT pgtrail._as_recorded(to_jsonb(x.*), $5, $3) AS j '
+            '                   FROM jsonb_populate_record(NULL::%1$s, k.k_final) AS p JOIN %1$s AS x ON %2$s LIMIT 1) AS l ON true '
+            'CROSS JOIN LATERAL (SELECT array_agg(e.key ORDER BY e.key) AS cols FROM jsonb_each(k.expect) AS e '
+            '                    WHERE l.j IS NOT NULL AND NOT pgtrail._revert_lost($2, e.key, e.value) '
+            '                      AND (l.j -> e.key) IS DISTINCT FROM e.value AND l.j ? e.key) AS d '
+            'WHERE k.table_id = $4 AND k.active AND k.ex_final AND (l.j IS NULL OR d.cols IS NOT NULL) '
+            '  AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.chain = k.chain)', v_rel, v_join)
+        USING t.ignore_columns, t.redact_columns, v_secret, t.id, t;
+        -- A row the revert deletes, or whose key it moves back, must not take
+        -- rows outside the revert with it: a foreign key that would cascade
+        -- (ON DELETE / ON UPDATE CASCADE, SET NULL, SET DEFAULT) to a live row
+        -- the revert does not delete itself is a conflict, named by that
+        -- row's last recorded change. (NO ACTION and RESTRICT need no check
+        -- here: PostgreSQL stops the revert, and it changes nothing.)
+        FOR fk IN SELECT c.conrelid::regclass AS child, c.confdeltype, c.confupdtype,
+                         ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(n, i)
+                               JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i) AS child_cols,
+                         ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(n, i)
+                               JOIN pg_attribute AS a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i) AS parent_cols,
+                         ca.id AS child_id, ca.key_columns AS child_key, ca.ignore_columns AS child_ignore
+                  FROM pg_constraint AS c
+                  JOIN pg_class AS cc ON cc.oid = c.conrelid
+                  JOIN pg_namespace AS cn ON cn.oid = cc.relnamespace
+                  LEFT JOIN pgtrail.audited_table AS ca ON ca.table_schema = cn.nspname AND ca.table_name = cc.relname
+                  WHERE c.contype = 'f' AND c.confrelid = v_rel::regclass AND c.conparentid = 0
+                    AND (c.confdeltype IN ('c', 'n', 'd') OR c.confupdtype IN ('c', 'n', 'd')) LOOP
+            EXECUTE format(
+                'INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, change_id, txid, ctx, at, op, columns, message) '
+                'SELECT DISTINCT ON (k.chain) k.chain, k.table_id, k.k_final, ''referenced'', lc.id, lc.txid, lc.ctx, lc.changed_at, lc.op, NULL, '
+                '       format(''row %%s of %%s refers to it: its foreign key would carry the %%s over to that row'', r.child_key, %1$L, '
+                '              CASE WHEN k.ex_origin THEN %6$L ELSE %7$L END) '
+                'FROM pg_temp.pgtrail_revert_chain AS k '
+                'CROSS JOIN LATERAL jsonb_populate_record(NULL::%2$s, k.expect) AS p '
+                'JOIN LATERAL (SELECT %3$s AS child_key FROM %1$s AS c WHERE %4$s) AS r ON true '
+                'LEFT JOIN LATERAL (SELECT y.id, y.txid, y.ctx, y.changed_at, y.op FROM pgtrail.change AS y '
+                '                   WHERE y.table_id = $2 AND pgtrail._h(y.pk) = pgtrail._h(r.child_key) AND y.pk = r.child_key ORDER BY y.changed_at DESC, y.id DESC LIMIT 1) AS lc ON true '
+                'WHERE k.table_id = $1 AND k.active AND k.ex_final AND (NOT k.ex_origin OR k.k_origin <> k.k_final) '
+                '  AND (CASE WHEN k.ex_origin THEN %8$L::boolean ELSE %9$L::boolean END) '
+                '  AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_chain AS o '
+                '                  WHERE o.table_id = $2 AND o.active AND o.ex_final AND NOT o.ex_origin AND o.k_final = r.child_key) '
+                '  AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS x WHERE x.chain = k.chain) '
+                'ORDER BY k.chain, lc.changed_at DESC NULLS LAST',
+                fk.child, v_rel,
+                CASE WHEN fk.child_id IS NULL OR cardinality(fk.child_key) = 0
+                     THEN format('to_jsonb(c.*) - %L::text[]', coalesce(fk.child_ignore, '{}'))
+                     ELSE 'jsonb_build_object(' || (SELECT string_agg(format('%L, c.%I', k, k), ', ') FROM unnest(fk.child_key) AS k) || ')' END,
+                (SELECT string_agg(format('c.%I = p.%I', cc, pc), ' AND ')
+                 FROM unnest(fk.child_cols, fk.parent_cols) AS u(cc, pc)),
+                NULL, 'key change back', 'delete',
+                fk.confupdtype IN ('c', 'n', 'd'), fk.confdeltype IN ('c', 'n', 'd'))
+            USING t.id, fk.child_id;
+        END LOOP;
+        -- The key a row goes back to, free or freed.
+        EXECUTE format(
+            'INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, message) '
+            'SELECT k.chain, k.table_id, k.k_origin, ''outside_capture'', '
+            '       ''another row has the key this row goes back to, though the trail says it is free'' '
+            'FROM pg_temp.pgtrail_revert_chain AS k '
+            'WHERE k.table_id = $1 AND k.active AND k.ex_origin AND (NOT k.ex_final OR k.k_origin <> k.k_final) '
+            '  AND EXISTS (SELECT FROM jsonb_populate_record(NULL::%1$s, k.k_origin) AS p JOIN %1$s AS x ON %2$s) '
+            '  AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_chain AS o '
+            '                  WHERE o.table_id = k.table_id AND o.active AND o.ex_final AND o.k_final = k.k_origin '
+            '                    AND (NOT o.ex_origin OR o.k_origin <> o.k_final)) '
+            '  AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.chain = k.chain)', v_rel, v_join)
+        USING t.id;
+    END LOOP;
+END
+$fn$;
+
+-- The statements of the plan, into pg_temp.pgtrail_revert_stmt: per table,
+-- one per kind and set of columns, with its rows as a JSON array; the
+-- values that cannot be restored, into pg_temp.pgtrail_revert_lost.
+CREATE OR REPLACE FUNCTION pgtrail._revert_statements()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    t         pgtrail.audited_table;
+    v_rel     text;
+    v_relid   regclass;
+    v_join    text;
+    v_cols    text[];
+    v_writable text[];
+    v_identity text[];
+    v_generated text[];
+    v_always  text[];
+    g         record;
+    v_ignored text;
+BEGIN
+    IF to_regclass('pg_temp.pgtrail_revert_stmt') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_stmt (
+            grp serial, table_id integer, kind text, cols text[], sql text, data jsonb, keys jsonb,
+            change_ids bigint[], rows bigint, note text, step integer) ON COMMIT DROP;
+    END IF;
+    IF to_regclass('pg_temp.pgtrail_revert_lost') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_lost (
+            table_id integer, key jsonb, kind text, columns text[], change_ids bigint[], why text) ON COMMIT DROP;
+    END IF;
+    IF to_regclass('pg_temp.pgtrail_revert_value') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_value (
+            chain bigint, ex_final boolean, moved boolean, k_origin jsonb, k_final jsonb, col text,
+            old jsonb, cur jsonb, ok boolean, why text) ON COMMIT DROP;
+    END IF;
+    TRUNCATE pg_temp.pgtrail_revert_stmt, pg_temp.pgtrail_revert_lost;
+
+    FOR t IN SELECT a.* FROM pgtrail.audited_table AS a
+             WHERE a.id IN (SELECT k.table_id FROM pg_temp.pgtrail_revert_chain AS k WHERE k.active)
+             ORDER BY a.id LOOP
+        v_rel := format('%I.%I', t.table_schema, t.table_name);
+        v_relid := v_rel::regclass;
+        -- Columns a statement may write: not generated, not dropped.
+        SELECT array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated = ''),
+               array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attidentity <> ''),
+               array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated <> '')
+        INTO v_writable, v_identity, v_generated
+        FROM pg_attribute AS a
+        WHERE a.attrelid = v_relid AND a.attnum > 0 AND NOT a.attisdropped;
+        v_identity := coalesce(v_identity, '{}');
+        v_generated := coalesce(v_generated, '{}');
+        v_writable := coalesce(v_writable, '{}');
+        -- Identity columns GENERATED ALWAYS: INSERT overrides them, UPDATE cannot set them.
+        v_always := ARRAY(SELECT a.attname::text FROM pg_attribute AS a
+                          WHERE a.attrelid = v_relid AND a.attidentity = 'a' AND NOT a.attisdropped);
+        v_ignored := CASE WHEN cardinality(t.ignore_columns) > 0
+                          THEN format('ignored column(s) %s are not in the trail: left to their default', array_to_string(t.ignore_columns, ', '))
+                     END;
+
+        IF cardinality(t.key_columns) = 0 THEN
+            -- Copies to remove.
+            INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
+            SELECT t.id, 'DELETE', NULL,
+                   format('DELETE FROM %1$s AS t USING ('
+                          'SELECT h.o, h.c FROM (SELECT y.tableoid AS o, y.ctid AS c, w.n, '
+                          'row_number() OVER (PARTITION BY w.r ORDER BY y.tableoid, y.ctid) AS i '
+                          'FROM %1$s AS y JOIN jsonb_to_recordset($1) AS w(r jsonb, n bigint) ON to_jsonb(y.*) - %2$L::text[] = w.r) AS h '
+                          'WHERE h.i <= h.n) AS g WHERE t.tableoid = g.o AND t.ctid = g.c', v_rel, t.ignore_columns),
+                   jsonb_agg(jsonb_build_object('r', k.k_final, 'n', -k.net) ORDER BY k.chain),
+                   jsonb_agg(k.k_final ORDER BY k.chain),
+                   (SELECT array_agg(DISTINCT i ORDER BY i) FROM pg_temp.pgtrail_revert_chain AS k2, unnest(k2.change_ids) AS i
+                    WHERE k2.table_id = t.id AND k2.active AND k2.net < 0),
+                   -sum(k.net), 'a table without key: each row is found by its whole content, copies counted'
+            FROM pg_temp.pgtrail_revert_chain AS k
+            WHERE k.table_id = t.id AND k.active AND k.net < 0
+            HAVING count(*) > 0;
+            -- Copies to insert, grouped by the columns they have.
+            FOR g IN SELECT ARRAY(SELECT c FROM jsonb_object_keys(k.k_final) AS c WHERE c = ANY (v_writable) ORDER BY c) AS cols,
+                            jsonb_agg(jsonb_build_object('r', k.k_final, 'n', k.net) ORDER BY k.chain) AS data,
+                            jsonb_agg(k.k_final ORDER BY k.chain) AS keys,
+                            array_agg(k.chain) AS chains, sum(k.net) AS n
+                     FROM pg_temp.pgtrail_revert_chain AS k
+                     WHERE k.table_id = t.id AND k.active AND k.net > 0
+                     GROUP BY 1 LOOP
+                INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
+                SELECT t.id, 'INSERT', g.cols,
+                       format('INSERT INTO %1$s (%2$s)%3$s SELECT %4$s FROM jsonb_to_recordset($1) AS w(r jsonb, n bigint) '
+                              'CROSS JOIN LATERAL generate_series(1, w.n) AS copies '
+                              'CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, w.r) AS s',
+                              v_rel,
+                              (SELECT string_agg(quote_ident(c), ', ') FROM unnest(g.cols) AS c),
+                              CASE WHEN g.cols && v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
+                              (SELECT string_agg('s.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c)),
+                       g.data, g.keys,
+                       (SELECT array_agg(DISTINCT i ORDER BY i) FROM pg_temp.pgtrail_revert_chain AS k2, unnest(k2.change_ids) AS i
+                        WHERE k2.chain = ANY (g.chains)),
+                       g.n, concat_ws('; ', 'a table without key: copies counted', v_ignored);
+            END LOOP;
+            CONTINUE;
+        END IF;
+
+        v_join := (SELECT string_agg(format('t.%I = k.%I', c, c), ' AND ') FROM unnest(t.key_columns) AS c);
+
+        -- Rows the selection created: deleted, if they still hold what the trail says.
+        INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
+        SELECT t.id, 'DELETE', NULL,
+               format('DELETE FROM %1$s AS t USING jsonb_array_elements($1) AS d(d) '
+                      'CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, d.d -> ''k'') AS k '
+                      'WHERE %2$s AND to_jsonb(t.*) @> (d.d -> ''e'')', v_rel, v_join),
+               jsonb_agg(jsonb_build_object('k', k.k_final, 'e',
+                   (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(k.expect) AS e
+                    WHERE NOT pgtrail._revert_lost(t.redact_columns, e.key, e.value))) ORDER BY k.chain),
+               jsonb_agg(k.k_final ORDER BY k.chain),
+               (SELECT array_agg(i ORDER BY i) FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_chain AS k2, unnest(k2.change_ids) AS i
+                WHERE k2.table_id = t.id AND k2.active AND NOT k2.ex_origin AND k2.ex_final) AS ii),
+               count(*), NULL
+        FROM pg_temp.pgtrail_revert_chain AS k
+        WHERE k.table_id = t.id AND k.active AND NOT k.ex_origin AND k.ex_final
+        HAVING count(*) > 0;
+
+        -- Each value a row goes back to, once: written (ok), lost (why),
+        -- or neither (a generated column, a key that did not move).
+        TRUNCATE pg_temp.pgtrail_revert_value;
+        INSERT INTO pg_temp.pgtrail_revert_value
+        SELECT v.chain, v.ex_final, v.moved, v.k_origin, v.k_final, v.col, v.old, v.cur,
+               v.why IS NULL AND v.col = ANY (v_writable)
+                   AND (NOT v.ex_final OR v.moved OR NOT v.col = ANY (t.key_columns))
+                   AND NOT (v.ex_final AND v.col = ANY (v_always)),
+               v.why
+        FROM (SELECT k.chain, k.ex_final, k.k_origin <> k.k_final AS moved, k.k_origin, k.k_final,
+                     e.key AS col, e.value AS old, k.expect -> e.key AS cur,
+                     CASE WHEN pgtrail._revert_lost(t.redact_columns, e.key, e.value)
+                               THEN CASE WHEN e.value ? 'pgtrail_erased' THEN 'erased' ELSE 'redacted' END
+                          WHEN NOT e.key = ANY (v_writable || v_generated) THEN 'no longer a column of the table'
+                          WHEN k.ex_final AND e.key = ANY (v_always)
+                               AND (k.k_origin <> k.k_final OR NOT e.key = ANY (t.key_columns))
+                               THEN 'an identity column UPDATE cannot set'
+                     END AS why
+              FROM pg_temp.pgtrail_revert_chain AS k
+              CROSS JOIN LATERAL jsonb_each(k.origin) AS e
+              WHERE k.table_id = t.id AND k.active AND k.ex_origin) AS v;
+
+        -- Rows the selection changed: the columns it changed get their old
+        -- values back (the key too, if it moved); grouped by those columns.
+        -- Not moved: the key and the values to set in one flat object, with
+        -- what the row must hold now beside them (pgtrail_expect).
+        FOR g IN SELECT q.moved, q.cols, array_agg(q.chain ORDER BY q.chain) AS chains,
+                        jsonb_agg(CASE WHEN q.moved THEN jsonb_build_object('k', q.k_final, 's', q.s, 'e', q.e)
+                                       ELSE q.k_final || q.s || jsonb_build_object('pgtrail_expect', q.e)
+                                  END ORDER BY q.chain) AS data,
+                        jsonb_agg(q.k_final ORDER BY q.chain) AS keys, count(*) AS n
+                 FROM (SELECT v.chain, v.k_final, v.moved, array_agg(v.col ORDER BY v.col) AS cols,
+                              jsonb_object_agg(v.col, v.old) AS s,
+                              coalesce(jsonb_object_agg(v.col, v.cur) FILTER (
+                                  WHERE v.cur IS NOT NULL AND NOT pgtrail._revert_lost(t.redact_columns, v.col, v.cur)), '{}') AS e
+                       FROM pg_temp.pgtrail_revert_value AS v
+                       WHERE v.ok AND v.ex_final
+                       GROUP BY v.chain, v.k_final, v.moved) AS q
+                 GROUP BY q.moved, q.cols LOOP
+            INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
+            SELECT t.id, CASE WHEN g.moved THEN 'MOVE' ELSE 'UPDATE' END, g.cols,
+                   CASE WHEN g.moved THEN
+                   format('UPDATE %1$s AS t SET (%2$s) = ROW(%3$s) FROM jsonb_array_elements($1) AS d(d) '
+                          'CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, d.d -> ''k'') AS k '
+                          'CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, d.d -> ''s'') AS s '
+                          'WHERE %4$s AND to_jsonb(t.*) @> (d.d -> ''e'')',
+                          v_rel,
+                          (SELECT string_agg(quote_ident(c), ', ') FROM unnest(g.cols) AS c),
+                          (SELECT string_agg('s.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c),
+                          v_join)
+                   ELSE
+                   format('UPDATE %1$s AS t SET (%2$s) = ROW(%3$s) '
+                          'FROM ROWS FROM (jsonb_populate_recordset(NULL::%1$s, $1), jsonb_path_query($1, ''$[*].pgtrail_expect'')) AS k '
+                          'WHERE %4$s AND jsonb_build_object(%5$s) @> k.jsonb_path_query',
+                          v_rel,
+                          (SELECT string_agg(quote_ident(c), ', ') FROM unnest(g.cols) AS c),
+                          (SELECT string_agg('k.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c),
+                          v_join,
+                          (SELECT string_agg(format('%L, t.%I', c, c), ', ') FROM unnest(g.cols) AS c))
+                   END,
+                   g.data, g.keys,
+                   (SELECT array_agg(i ORDER BY i) FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_chain AS k2, unnest(k2.change_ids) AS i
+                    WHERE k2.chain = ANY (g.chains)) AS ii),
+                   g.n, CASE WHEN g.moved THEN 'the key goes back to what it was' END;
+        END LOOP;
+
+        -- Rows the selection deleted: inserted whole, grouped by their columns.
+        FOR g IN SELECT q.cols, array_agg(q.chain ORDER BY q.chain) AS chains,
+                        jsonb_agg(q.s ORDER BY q.chain) AS data,
+                        jsonb_agg(q.k_origin ORDER BY q.chain) AS keys, count(*) AS n
+                 FROM (SELECT v.chain, v.k_origin, array_agg(v.col ORDER BY v.col) AS cols,
+                              jsonb_object_agg(v.col, v.old) AS s
+                       FROM pg_temp.pgtrail_revert_value AS v
+                       WHERE v.ok AND NOT v.ex_final
+                       GROUP BY v.chain, v.k_origin) AS q
+                 GROUP BY q.cols LOOP
+            INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
+            SELECT t.id, 'INSERT', g.cols,
+                   format('INSERT INTO %1$s (%2$s)%3$s SELECT %4$s FROM jsonb_populate_recordset(NULL::%1$s, $1) AS s',
+                          v_rel,
+                          (SELECT string_agg(quote_ident(c), ', ') FROM unnest(g.cols) AS c),
+                          CASE WHEN g.cols && v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
+                          (SELECT string_agg('s.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c)),
+                   g.data, g.keys,
+                   (SELECT array_agg(i ORDER BY i) FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_chain AS k2, unnest(k2.change_ids) AS i
+                    WHERE k2.chain = ANY (g.chains)) AS ii),
+                   g.n, v_ignored;
+        END LOOP;
+
+        -- What cannot be written back: redacted or erased values, columns
+        -- that are gone, identity columns UPDATE cannot set.
+        INSERT INTO pg_temp.pgtrail_revert_lost (table_id, key, kind, columns, change_ids, why)
+        SELECT t.id, CASE WHEN l.ex_final THEN l.k_final ELSE l.k_origin END,
+               CASE WHEN l.ex_final THEN 'left as it is' ELSE 'left to its default' END,
+               l.cols, k.change_ids, l.why
+        FROM (SELECT v.chain, v.ex_final, v.k_origin, v.k_final, array_agg(v.col ORDER BY v.col) AS cols,
+                     string_agg(DISTINCT v.why, ', ') AS why
+              FROM pg_temp.pgtrail_revert_value AS v WHERE v.why IS NOT NULL
+              GROUP BY v.chain, v.ex_final, v.k_origin, v.k_final) AS l
+        JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = l.chain;
+    END LOOP;
+    PERFORM pgtrail._revert_order();
+END
+$fn$;
+
+-- Steps: the statements in an order that keeps keys unique and foreign
+-- keys valid (see the top of this file). Deferrable foreign keys are
+-- deferred by pgtrail.revert, so only the others order statements. Where
+-- the rules form a cycle, the default order (DELETE, MOVE, UPDATE, INSERT)
+-- decides, and PostgreSQL's checks have the last word.
+CREATE OR REPLACE FUNCTION pgtrail._revert_order()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_step integer := 0;
+    v_next integer;
+BEGIN
+    IF to_regclass('pg_temp.pgtrail_revert_edge') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_edge (a integer, b integer) ON COMMIT DROP;
+    END IF;
+    TRUNCATE pg_temp.pgtrail_revert_edge;
+    -- One table: keys freed before they are taken again.
+    INSERT INTO pg_temp.pgtrail_revert_edge
+    SELECT x.grp, y.grp
+    FROM pg_temp.pgtrail_revert_stmt AS x
+    JOIN pg_temp.pgtrail_revert_stmt AS y ON y.table_id = x.table_id AND y.grp <> x.grp
+    WHERE ((x.kind = 'DELETE' AND y.kind IN ('MOVE', 'INSERT')) OR (x.kind = 'MOVE' AND y.kind = 'INSERT'))
+      AND EXISTS (SELECT FROM jsonb_array_elements(x.keys) AS kx
+                  JOIN jsonb_array_elements(CASE WHEN y.kind = 'MOVE'
+                                                 THEN (SELECT jsonb_agg(d -> 's') FROM jsonb_array_elements(y.data) AS d)
+                                                 ELSE y.keys END) AS ky
+                    ON ky @> kx);
+    -- Foreign keys that are not deferrable: child C references parent P.
+    INSERT INTO pg_temp.pgtrail_revert_edge
+    SELECT e.a, e.b
+    FROM (SELECT c.oid, c.conrelid, c.confrelid,
+                 ARRAY(SELECT a.attname::text FROM unnest(c.conkey) AS k JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k) AS child_cols,
+                 ARRAY(SELECT a.attname::text FROM unnest(c.confkey) AS k JOIN pg_attribute AS a ON a.attrelid = c.confrelid AND a.attnum = k) AS parent_cols
+          FROM pg_constraint AS c
+          WHERE c.contype = 'f' AND NOT c.condeferrable AND c.conparentid = 0) AS fk
+    JOIN (SELECT s.*, format('%I.%I', a.table_schema, a.table_name)::regclass AS rel
+          FROM pg_temp.pgtrail_revert_stmt AS s JOIN pgtrail.audited_table AS a ON a.id = s.table_id) AS p ON p.rel = fk.confrelid
+    JOIN (SELECT s.*, format('%I.%I', a.table_schema, a.table_name)::regclass AS rel
+          FROM pg_temp.pgtrail_revert_stmt AS s JOIN pgtrail.audited_table AS a ON a.id = s.table_id) AS c ON c.rel = fk.conrelid
+    CROSS JOIN LATERAL (
+        -- Parents there before children point at them.
+        SELECT p.grp AS a, c.grp AS b
+        WHERE (p.kind = 'INSERT' OR (p.kind IN ('MOVE', 'UPDATE') AND p.cols && fk.parent_cols))
+          AND (c.kind = 'INSERT' OR (c.kind IN ('MOVE', 'UPDATE') AND c.cols && fk.child_cols))
+          AND p.grp <> c.grp
+        UNION ALL
+        -- Children gone or pointing elsewhere before parents go.
+        SELECT c.grp, p.grp
+        WHERE (p.kind = 'DELETE' OR (p.kind IN ('MOVE', 'UPDATE') AND p.cols && fk.parent_cols AND p.rel <> c.rel))
+          AND (c.kind = 'DELETE' OR (c.kind IN ('MOVE', 'UPDATE') AND c.cols && fk.child_cols))
+          AND p.grp <> c.grp
+    ) AS e;
+
+    UPDATE pg_temp.pgtrail_revert_stmt SET step = NULL;
+    LOOP
+        SELECT s.grp INTO v_next
+        FROM pg_temp.pgtrail_revert_stmt AS s
+        WHERE s.step IS NULL
+        ORDER BY EXISTS (SELECT FROM pg_temp.pgtrail_revert_edge AS e
+                         JOIN pg_temp.pgtrail_revert_stmt AS o ON o.grp = e.a AND o.step IS NULL
+                         WHERE e.b = s.grp),
+                 array_position(ARRAY['DELETE', 'MOVE', 'UPDATE', 'INSERT'], s.kind), s.table_id, s.grp
+        LIMIT 1;
+        EXIT WHEN v_next IS NULL;
+        v_step := v_step + 1;
+        UPDATE pg_temp.pgtrail_revert_stmt SET step = v_step WHERE grp = v_next;
+    END LOOP;
+END
+$fn$;
+
+-- Who a revert is by: the actor of the current context (pgtrail.set_context,
+-- SET LOCAL pgtrail.*, or the settings pgtrail.toml maps), else the
+-- database user of the connection.
+CREATE OR REPLACE FUNCTION pgtrail._revert_actor()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v jsonb;
+BEGIN
+    SELECT jsonb_object_agg(f.field, f.value) INTO v
+    FROM (SELECT DISTINCT ON (c.field) c.field, c.value
+          FROM (SELECT x.field, 0 AS position, nullif(current_setting('pgtrail.' || x.field, true), '') AS value
+                FROM unnest(ARRAY['actor_id', 'actor_name', 'actor_type']) AS x(field)
+                UNION ALL
+                SELECT s.field, s.position, nullif(current_setting(s.setting, true), '')
+                FROM pgtrail.context_source AS s WHERE s.field IN ('actor_id', 'actor_name', 'actor_type')) AS c
+          WHERE c.value IS NOT NULL
+          ORDER BY c.field, c.position) AS f;
+    v := coalesce(v, '{}');
+    IF NOT v ?| ARRAY['actor_id', 'actor_name'] THEN
+        v := v || jsonb_build_object('actor_name', session_user::text);
+    END IF;
+    RETURN v;
+END
+$fn$;
+
+-- The selected tables of a selector ("tables"), as audited table ids; NULL: all.
+CREATE OR REPLACE FUNCTION pgtrail._revert_tables(p_selector jsonb)
+RETURNS integer[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE WHEN p_selector ? 'tables'
+                THEN ARRAY(SELECT (pgtrail._revert_table(e, '"tables"')).id FROM jsonb_array_elements_text(p_selector -> 'tables') AS e) END
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgtrail.revert_plan(selector jsonb, on_conflict text DEFAULT 'refuse')
+RETURNS TABLE (step integer, change_ids bigint[], table_name text, operation text, key jsonb, sql text,
+               conflict jsonb, rows bigint, columns text[], note text, data jsonb)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_max     bigint;
+    v_n       bigint;
+    v_tables  integer[];
+    v_round   integer := 0;
+    v_added   bigint[];
+BEGIN
+    IF on_conflict IS NULL OR on_conflict NOT IN ('refuse', 'skip', 'cascade') THEN
+        RAISE EXCEPTION 'pgtrail.revert: on_conflict must be refuse, skip or cascade, got %', coalesce(on_conflict, 'NULL')
+            USING ERRCODE = '22023',
+                  HINT = 'refuse (the default) changes nothing when a later change conflicts; skip leaves those rows as they are; cascade also reverts the later changes.';
+    END IF;
+    BEGIN
+        v_max := coalesce((selector ->> 'max_rows')::bigint, 1000000);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'pgtrail.revert: "max_rows" must be a number, got %', selector -> 'max_rows' USING ERRCODE = '22023';
+    END;
+    PERFORM pgtrail._revert_scratch();
+    PERFORM pgtrail._revert_select(selector);
+    IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel) THEN
+        RAISE EXCEPTION 'pgtrail.revert: no recorded change matches %', selector
+            USING ERRCODE = '22023',
+                  HINT = 'Check the selector against pgtrail.changes (a transaction id, an actor''s name or id, a context value and its time window).';
+    END IF;
+    v_tables := pgtrail._revert_tables(selector);
+
+    LOOP
+        v_round := v_round + 1;
+        PERFORM pgtrail._revert_rows();
+        SELECT count(*) INTO v_n FROM pg_temp.pgtrail_revert_change;
+        IF v_n > v_max THEN
+            RAISE EXCEPTION 'pgtrail.revert: the selection holds % row changes, more than the cap of %', v_n, v_max
+                USING ERRCODE = '54000',
+                      HINT = 'Narrow the selection (tables, a shorter window), or raise the cap: "max_rows" in the selector, --max-rows on the command line.';
+        END IF;
+        PERFORM pgtrail._revert_conflicts();
+        EXIT WHEN NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict) OR on_conflict = 'refuse' OR v_round > 100;
+        IF on_conflict = 'skip' THEN
+            -- Leave the conflicting rows out, and look again: a row left out
+            -- may stand in the way of another.
+            INSERT INTO pg_temp.pgtrail_revert_log (kind, table_id, key, change_ids, conflict)
+            SELECT 'SKIP', c.table_id, coalesce(c.key, k.k_final),
+                   coalesce(k.change_ids, ARRAY[c.change_id]),
+                   jsonb_agg(pgtrail._revert_conflict_json(c.kind, c.change_id, c.txid, c.ctx, c.at, c.op, c.columns, c.message) ORDER BY c.at, c.change_id)
+            FROM pg_temp.pgtrail_revert_conflict AS c
+            LEFT JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain
+            GROUP BY c.chain, c.table_id, coalesce(c.key, k.k_final), coalesce(k.change_ids, ARRAY[c.change_id]),
+                     CASE WHEN c.chain IS NULL THEN c.change_id END;
+            INSERT INTO pg_temp.pgtrail_revert_skipkey (id, key)
+            SELECT DISTINCT x.id, x.pk FROM pg_temp.pgtrail_revert_change AS x
+            WHERE x.synthetic AND (x.chain IN (SELECT c.chain FROM pg_temp.pgtrail_revert_conflict AS c)
+                                   OR EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS c
+                                              JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain AND k.keyless
+                                              WHERE x.id = ANY (k.change_ids) AND k.k_final = x.pk));
+            DELETE FROM pg_temp.pgtrail_revert_sel AS s
+            WHERE s.id IN (SELECT x.id FROM pg_temp.pgtrail_revert_change AS x
+                           JOIN pg_temp.pgtrail_revert_conflict AS c ON c.chain = x.chain
+                           WHERE NOT x.synthetic
+                           UNION ALL
+                           SELECT i FROM pg_temp.pgtrail_revert_conflict AS c
+                           JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain AND k.keyless
+                           CROSS JOIN LATERAL unnest(k.change_ids) AS i
+                           WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_change AS x WHERE x.id = i AND x.synthetic)
+                           UNION ALL
+                           SELECT c.change_id FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind = 'truncate_not_captured'
+                           UNION ALL
+                           SELECT s2.id FROM pg_temp.pgtrail_revert_sel AS s2
+                           JOIN pgtrail.change AS y ON y.id = s2.id
+                           JOIN pg_temp.pgtrail_revert_conflict AS c ON c.kind = 'table' AND c.table_id = y.table_id);
+            CONTINUE;
+        END IF;
+        -- cascade: the transactions of the later changes join the selection.
+        SELECT array_agg(DISTINCT c.txid) INTO v_added
+        FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind IN ('later_change', 'referenced') AND c.txid IS NOT NULL;
+        EXIT WHEN v_added IS NULL;
+        INSERT INTO pg_temp.pgtrail_revert_log (kind, table_id, key, change_ids, conflict)
+        SELECT 'CASCADE', NULL, jsonb_build_object('txid', c.txid),
+               ARRAY(SELECT y.id FROM pgtrail.change AS y
+                     WHERE y.txid = c.txid AND (v_tables IS NULL OR y.table_id = ANY (v_tables))
+                       AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = y.id) ORDER BY y.id),
+               jsonb_agg(pgtrail._revert_conflict_json(c.kind, c.change_id, c.txid, c.ctx, c.at, c.op, c.columns, c.message)
+                         || jsonb_build_object('row', jsonb_build_object('table', (SELECT format('%I.%I', a.table_schema, a.table_name)
+                                                                                   FROM pgtrail.audited_table AS a WHERE a.id = c.table_id),
+                                                                         'key', c.key))
+                         ORDER BY c.at, c.change_id)
+        FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind IN ('later_change', 'referenced') AND c.txid IS NOT NULL
+        GROUP BY c.txid;
+        INSERT INTO pg_temp.pgtrail_revert_sel (id)
+        SELECT y.id FROM pgtrail.change AS y
+        WHERE y.txid = ANY (v_added) AND (v_tables IS NULL OR y.table_id = ANY (v_tables))
+        ON CONFLICT DO NOTHING;
+    END LOOP;
+
+    IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict) THEN
+        PERFORM pgtrail._revert_statements();
+        RETURN QUERY
+        SELECT s.step, s.change_ids, format('%I.%I', a.table_schema, a.table_name), s.kind, s.keys, s.sql,
+               NULL::jsonb, s.rows, s.cols, s.note, s.data
+        FROM pg_temp.pgtrail_revert_stmt AS s JOIN pgtrail.audited_table AS a ON a.id = s.table_id
+        ORDER BY s.step;
+        RETURN QUERY
+        SELECT NULL::integer, l.change_ids, format('%I.%I', a.table_schema, a.table_name), 'LOST', l.key, NULL::text,
+               NULL::jsonb, 1::bigint, l.columns,
+               format('%s cannot be restored (%s): %s', array_to_string(l.columns, ', '), l.why, l.kind),
+               NULL::jsonb
+        FROM pg_temp.pgtrail_revert_lost AS l JOIN pgtrail.audited_table AS a ON a.id = l.table_id
+        ORDER BY a.table_schema, a.table_name, l.key::text;
+        RETURN QUERY
+        SELECT NULL::integer, k.change_ids, format('%I.%I', a.table_schema, a.table_name), 'NOTHING', k.k_final, NULL::text,
+               NULL::jsonb, 0::bigint, NULL::text[],
+               CASE WHEN k.keyless THEN 'the selection added and removed as many copies of this row: nothing to undo'
+                    ELSE 'the selection created and deleted this row: nothing to undo' END,
+               NULL::jsonb
+        FROM pg_temp.pgtrail_revert_chain AS k JOIN pgtrail.audited_table AS a ON a.id = k.table_id
+        WHERE NOT k.active
+        ORDER BY k.chain;
+    END IF;
+    RETURN QUERY
+    SELECT NULL::integer, g.change_ids,
+           (SELECT format('%I.%I', a.table_schema, a.table_name) FROM pgtrail.audited_table AS a WHERE a.id = g.table_id),
+           g.kind, g.key, NULL::text, g.conflict, NULL::bigint, NULL::text[],
+           CASE g.kind WHEN 'SKIP' THEN 'left as it is: ' || (g.conflict -> 0 ->> 'message')
+                       ELSE format('transaction %s%s reverted too: its changes depend on the selection', g.key ->> 'txid',
+                                   coalesce(' (' || (g.conflict -> 0 ->> 'actor') || ')', '')) END,
+           NULL::jsonb
+    FROM pg_temp.pgtrail_revert_log AS g;
+    RETURN QUERY
+    SELECT NULL::integer, k.change_ids,
+           (SELECT format('%I.%I', a.table_schema, a.table_name) FROM pgtrail.audited_table AS a WHERE a.id = c.table_id),
+           'CONFLICT', coalesce(c.key, k.k_final), NULL::text,
+           pgtrail._revert_conflict_json(c.kind, c.change_id, c.txid, c.ctx, c.at, c.op, c.columns, c.message),
+           NULL::bigint, c.columns, NULL::text, NULL::jsonb
+    FROM pg_temp.pgtrail_revert_conflict AS c
+    LEFT JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain
+    ORDER BY c.table_id, coalesce(c.key, k.k_final)::text, c.at, c.change_id;
+END
+$fn$;
+
+COMMENT ON FUNCTION pgtrail.revert_plan(jsonb, text) IS
+    'What reverting the selected changes would do: each statement (with its rows as $1), conflicts, rows skipped or cascaded, values that cannot be restored. Changes nothing.';
+
+-- A conflict as JSON: the later change, its time and actor, the columns.
+CREATE OR REPLACE FUNCTION pgtrail._revert_conflict_json(
+    p_kind text, p_change_id bigint, p_txid bigint, p_ctx smallint, p_at timestamptz, p_op "char",
+    p_columns text[], p_message text)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'kind', p_kind,
+        'change_id', p_change_id,
+        'txid', p_txid,
+        'op', CASE p_op WHEN 'I' THEN 'INSERT' WHEN 'U' THEN 'UPDATE' WHEN 'D' THEN 'DELETE' WHEN 'T' THEN 'TRUNCATE' END,
+        'changed_at', p_at,
+        'actor', coalesce(x.actor_name, x.actor_id),
+        'actor_id', x.actor_id,
+        'actor_name', x.actor_name,
+        'reason', x.reason,
+        'columns', CASE WHEN cardinality(p_columns) > 0 THEN to_jsonb(p_columns) END,
+        'message', coalesce(p_message,
+            format('changed later by change %s (%s%s%s)', p_change_id,
+                   CASE p_op WHEN 'I' THEN 'INSERT' WHEN 'U' THEN 'UPDATE' WHEN 'D' THEN 'DELETE' ELSE 'TRUNCATE' END,
+                   CASE WHEN cardinality(p_columns) > 0 THEN ' of ' || array_to_string(p_columns, ', ') ELSE '' END,
+                   CASE WHEN coalesce(x.actor_name, x.actor_id) IS NOT NULL
+                        THEN ' by ' || coalesce(x.actor_name, x.actor_id) ELSE '' END))))
+    FROM (SELECT 1) AS one
+    LEFT JOIN pgtrail.transaction AS x ON x.txid = p_txid AND x.ctx = p_ctx
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgtrail.revert(selector jsonb, on_conflict text DEFAULT 'refuse', reason text DEFAULT NULL)
+RETURNS TABLE (step integer, change_ids bigint[], table_name text, operation text, key jsonb, sql text,
+               conflict jsonb, rows bigint, columns text[], note text, data jsonb)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_reason   text := coalesce(nullif(btrim(reason), ''), nullif(current_setting('pgtrail.reason', true), ''));
+    v_batch    integer;
+    v_lock     text;
+    v_old_lock text := current_setting('lock_timeout');
+    v_progress boolean := coalesce(current_setting('pgtrail.progress', true), '') = 'on';
+    v_actor    jsonb;
+    v_prev     jsonb;
+    v_extra    jsonb;
+    v_total    bigint;
+    v_done     bigint := 0;
+    v_n        bigint;
+    v_try      integer;
+    v_detail   text;
+    s          record;
+    b          record;
+BEGIN
+    IF v_reason IS NULL THEN
+        RAISE EXCEPTION 'pgtrail.revert: a revert needs a reason'
+            USING ERRCODE = '22023',
+                  HINT = 'Pass reason => ''why'' (it is kept with the revert''s changes), e.g. reason => ''ticket #4211: undo the batch script''.';
+    END IF;
+    BEGIN
+        v_batch := coalesce((selector ->> 'batch_rows')::integer, 10000);
+        v_lock := coalesce(selector ->> 'lock_timeout', '5s');
+        PERFORM set_config('lock_timeout', v_lock, true);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'pgtrail.revert: "batch_rows" must be a number and "lock_timeout" a duration, got % and %',
+                selector -> 'batch_rows', selector -> 'lock_timeout'
+            USING ERRCODE = '22023', HINT = 'E.g. "batch_rows": 10000, "lock_timeout": "5s".';
+    END;
+    IF v_batch < 1 THEN
+        RAISE EXCEPTION 'pgtrail.revert: "batch_rows" must be at least 1' USING ERRCODE = '22023';
+    END IF;
+
+    IF to_regclass('pg_temp.pgtrail_revert_run') IS NOT NULL THEN
+        DROP TABLE pg_temp.pgtrail_revert_run;
+    END IF;
+    CREATE TEMP TABLE pgtrail_revert_run ON COMMIT DROP AS
+    SELECT row_number() OVER () AS ord, p.* FROM pgtrail.revert_plan(selector, on_conflict) AS p;
+
+    SELECT count(*), string_agg(format('%s %s: %s', r.table_name, r.key, r.conflict ->> 'message')
+                                || coalesce(format(' at %s', r.conflict ->> 'changed_at'), ''), E'\n' ORDER BY r.ord)
+                     FILTER (WHERE r.ord <= (SELECT min(x.ord) + 19 FROM pg_temp.pgtrail_revert_run AS x WHERE x.operation = 'CONFLICT'))
+    INTO v_n, v_detail
+    FROM pg_temp.pgtrail_revert_run AS r WHERE r.operation = 'CONFLICT';
+    IF v_n > 0 THEN
+        RAISE EXCEPTION 'pgtrail.revert: % conflict(s) with later changes; nothing was changed', v_n
+            USING ERRCODE = 'PGTR6',
+                  DETAIL = v_detail || CASE WHEN v_n > 20 THEN format(E'\n... and %s more', v_n - 20) ELSE '' END,
+                  HINT = 'Review them with pgtrail.revert_plan(selector); on_conflict => ''skip'' leaves those rows as they are, ''cascade'' also reverts the later changes.';
+    END IF;
+
+    -- The revert's own context: who, why, and what it reverts.
+    v_actor := pgtrail._revert_actor();
+    v_prev := jsonb_build_object(
+        'actor_id', current_setting('pgtrail.actor_id', true), 'actor_name', current_setting('pgtrail.actor_name', true),
+        'actor_type', current_setting('pgtrail.actor_type', true), 'reason', current_setting('pgtrail.reason', true),
+        'context', current_setting('pgtrail.context', true));
+    BEGIN
+        v_extra := nullif(v_prev ->> 'context', '')::jsonb;
+        IF jsonb_typeof(v_extra) <> 'object' THEN
+            v_extra := NULL;
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        v_extra := NULL;
+    END;
+    v_extra := coalesce(v_extra, '{}') || jsonb_build_object('revert', jsonb_strip_nulls(jsonb_build_object(
+        'selector', selector - ARRAY['max_rows', 'batch_rows', 'lock_timeout'],
+        'on_conflict', on_conflict,
+        'changes', (SELECT count(DISTINCT i) FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
+                    WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')),
+        'transactions', (SELECT jsonb_agg(DISTINCT c.txid) FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
+                         JOIN pgtrail.change AS c ON c.id = i
+                         WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')))));
+    PERFORM pgtrail.set_context(actor_id => v_actor ->> 'actor_id', actor_name => v_actor ->> 'actor_name',
+                                actor_type => v_actor ->> 'actor_type', reason => v_reason, extra => v_extra);
+
+    SET CONSTRAINTS ALL DEFERRED;
+    SELECT coalesce(sum(r.rows), 0) INTO v_total FROM pg_temp.pgtrail_revert_run AS r WHERE r.step IS NOT NULL;
+    IF v_progress THEN
+        RAISE NOTICE 'pgtrail revert progress: 0 of % rows', v_total;
+    END IF;
+    FOR s IN SELECT r.step, r.table_name, r.operation, r.sql, r.data FROM pg_temp.pgtrail_revert_run AS r
+             WHERE r.step IS NOT NULL ORDER BY r.step LOOP
+        -- Batches are slices of the statement's rows (jsonb arrays index in
+        -- constant time, so slicing costs what the batch holds).
+        FOR b IN SELECT q.rows, (SELECT sum(coalesce((x.e ->> 'n')::bigint, 1)) FROM jsonb_array_elements(q.rows) AS x(e)) AS n
+                 FROM generate_series(0, jsonb_array_length(s.data) - 1, v_batch) AS g(first)
+                 CROSS JOIN LATERAL (SELECT jsonb_path_query_array(s.data, format('$[%s to %s]', g.first, g.first + v_batch - 1)::jsonpath) AS rows) AS q
+                 ORDER BY g.first LOOP
+            v_try := 0;
+            LOOP
+                BEGIN
+                    EXECUTE s.sql USING b.rows;
+                    GET DIAGNOSTICS v_n = ROW_COUNT;
+                    EXIT;
+                EXCEPTION WHEN lock_not_available THEN
+                    v_try := v_try + 1;
+                    IF v_try >= 3 THEN
+                        RAISE EXCEPTION 'pgtrail.revert: step % (% of %) waited longer than % for row locks, three times; nothing was changed',
+                                s.step, s.operation, s.table_name, v_lock
+                            USING ERRCODE = '55P03',
+                                  HINT = 'A long transaction holds these rows: try again later, or allow a longer "lock_timeout".';
+                    END IF;
+                    PERFORM pg_sleep(0.1 * v_try);
+                END;
+            END LOOP;
+            IF v_n <> b.n THEN
+                RAISE EXCEPTION 'pgtrail.revert: step % (% of %) found % of its % row(s) as planned: a row changed while reverting; nothing was changed',
+                        s.step, s.operation, s.table_name, v_n, b.n
+                    USING ERRCODE = '40001', HINT = 'Plan the revert again and retry.';
+            END IF;
+            v_done := v_done + b.n;
+            IF v_progress THEN
+                RAISE NOTICE 'pgtrail revert progress: % of % rows', v_done, v_total;
+            END IF;
+        END LOOP;
+    END LOOP;
+    SET CONSTRAINTS ALL IMMEDIATE;
+    PERFORM set_config('lock_timeout', v_old_lock, true);
+
+    -- Changes after the revert, in the same transaction, are the caller's again.
+    PERFORM pgtrail.set_context(actor_id => nullif(v_prev ->> 'actor_id', ''), actor_name => nullif(v_prev ->> 'actor_name', ''),
+                                actor_type => nullif(v_prev ->> 'actor_type', ''), reason => nullif(v_prev ->> 'reason', ''));
+    PERFORM set_config('pgtrail.context', coalesce(v_prev ->> 'context', ''), true);
+
+    RETURN QUERY SELECT r.step, r.change_ids, r.table_name, r.operation, r.key, r.sql, r.conflict, r.rows, r.columns, r.note, r.data
+                 FROM pg_temp.pgtrail_revert_run AS r ORDER BY r.ord;
+END
+$fn$;
+
+COMMENT ON FUNCTION pgtrail.revert(jsonb, text, text) IS
+    'Reverts the selected changes in the caller''s transaction, under a context of its own (reason required); refuses (PGTR6) when later changes conflict, unless on_conflict is skip or cascade.';
+
+REVOKE ALL ON FUNCTION pgtrail.revert_plan(jsonb, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgtrail.revert(jsonb, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgtrail._revert_actor() FROM PUBLIC;

@@ -1,0 +1,795 @@
+//! Undo a mistake from the trail (issue "Undo a mistake", seed 002's batch
+//! script that rewrote thousands of emails): revert a transaction, a row,
+//! an actor's or a request's changes; plan first; conflicts refused,
+//! skipped or cascaded; the revert itself recorded, provable and
+//! revertible. The regressions other tools have are named tests here.
+
+use pgtrail::integrity::{self, VerifyOptions, crypto::SignerKey};
+use pgtrail::revert::apply::{ApplyOptions, apply};
+use pgtrail::revert::plan::plan;
+use pgtrail::revert::{Operation, Plan, Policy, Request, RevertError, RowTarget, Selector};
+use serde_json::{Value, json};
+use tokio_postgres::Client;
+
+use crate::support::{audited_db, changes, column, count};
+
+const SHOP: &str = "
+CREATE TABLE customers (id int PRIMARY KEY, email text NOT NULL, name text, tier text DEFAULT 'basic',
+                        password_hash text, updated_at timestamptz DEFAULT now());
+CREATE TABLE orders (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                     customer_id int NOT NULL REFERENCES customers ON DELETE CASCADE,
+                     total numeric(10,2) NOT NULL, status text NOT NULL DEFAULT 'open',
+                     total_cents bigint GENERATED ALWAYS AS ((total * 100)::bigint) STORED);
+CREATE TABLE employees (id int PRIMARY KEY, name text, manager_id int REFERENCES employees);
+CREATE TABLE enrollments (process_id int, application_id int, state text, PRIMARY KEY (process_id, application_id));
+CREATE TABLE page_views (customer_id int, path text);
+";
+
+const CONFIG: &str = r#"
+[capture]
+ignore_columns = ["updated_at"]
+[tables."public.customers"]
+redact_columns = ["password_hash"]
+"#;
+
+/// Runs `sql` in one transaction as `actor`; returns its txid.
+async fn tx(client: &Client, actor: &str, sql: &str) -> i64 {
+    client
+        .batch_execute(&format!(
+            "BEGIN; SELECT pgtrail.set_context(actor_name => '{actor}', reason => 'work'); {sql};"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    let txid: i64 = client
+        .query_one("SELECT txid_current()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    client.batch_execute("COMMIT").await.unwrap();
+    txid
+}
+
+fn txids(list: &[i64]) -> Request {
+    Request::new(Selector::Transactions(list.to_vec()))
+}
+
+async fn revert(client: &mut Client, request: &Request, reason: &str) -> Result<i64, RevertError> {
+    let options = ApplyOptions {
+        reason: reason.into(),
+        actor: Some("ops@example.com".into()),
+        expected: None,
+    };
+    apply(client, request, &options).await.map(|a| a.txid)
+}
+
+/// Every row of `table` as JSON, sorted, for comparisons (the ignored
+/// column left out, and the redacted one, which a revert cannot restore).
+async fn rows(client: &Client, table: &str) -> Vec<Value> {
+    column(
+        client,
+        &format!(
+            "SELECT to_jsonb(t) - 'updated_at' - 'password_hash' FROM {table} AS t ORDER BY to_jsonb(t)::text"
+        ),
+    )
+    .await
+}
+
+async fn shop() -> pgtrail_testkit::TestDb {
+    let db = audited_db(SHOP, CONFIG).await;
+    tx(
+        &db.client,
+        "signup",
+        "INSERT INTO customers (id, email, name, password_hash) VALUES
+             (1, 'ann@example.com', 'Ann', 'h1'), (2, 'bob@example.com', 'Bob', 'h2'), (3, 'cy@example.com', 'Cy', 'h3');
+         INSERT INTO orders (customer_id, total) VALUES (1, 10), (1, 20), (2, 30);
+         INSERT INTO employees VALUES (1, 'Boss', NULL), (2, 'Mid', 1), (3, 'Low', 2);
+         INSERT INTO enrollments VALUES (1, 7, 'new'), (1, 8, 'new');
+         INSERT INTO page_views VALUES (1, '/a'), (1, '/a'), (2, '/b')",
+    )
+    .await;
+    db
+}
+
+#[tokio::test]
+async fn the_batch_script_that_rewrote_thousands_of_emails_is_undone_by_its_transaction() {
+    let mut db = audited_db(SHOP, CONFIG).await;
+    db.client
+        .batch_execute(
+            "INSERT INTO customers (id, email, name) SELECT g, 'user' || g || '@example.com', 'User ' || g
+             FROM generate_series(1, 4000) AS g",
+        )
+        .await
+        .unwrap();
+    let before = rows(&db.client, "customers").await;
+    let script = tx(
+        &db.client,
+        "batch_script@system",
+        "UPDATE customers SET email = lower(name) || '@broken.test'",
+    )
+    .await;
+
+    // Who did it: the trail says, then the plan says what undoing it does.
+    let request = txids(&[script]);
+    let planned = plan(&db.client, &request).await.unwrap();
+    let statements: Vec<_> = planned.statements().collect();
+    assert_eq!(statements.len(), 1, "one set-based statement: {:?}", statements);
+    assert_eq!(statements[0].operation, Operation::Update);
+    assert_eq!(statements[0].rows, Some(4000));
+    assert_eq!(statements[0].columns, vec!["email".to_string()]);
+    assert_eq!(planned.change_ids().len(), 4000);
+    // Planning changed nothing.
+    assert_ne!(rows(&db.client, "customers").await, before);
+
+    let revert_txid = revert(&mut db.client, &request, "ticket #4211: undo the batch script")
+        .await
+        .unwrap();
+    assert_eq!(rows(&db.client, "customers").await, before);
+
+    // The revert is recorded like any change, with who, why and what it reverts.
+    let history: Vec<Value> = column(
+        &db.client,
+        "SELECT to_jsonb(h) FROM pgtrail.history('customers', '{\"id\": 42}') AS h ORDER BY h.id",
+    )
+    .await;
+    let last = history.last().unwrap();
+    assert_eq!(last["txid"], json!(revert_txid));
+    assert_eq!(last["actor_name"], json!("ops@example.com"));
+    assert_eq!(last["reason"], json!("ticket #4211: undo the batch script"));
+    assert_eq!(last["context"]["revert"]["selector"], json!({"txids": [script]}));
+    assert_eq!(last["context"]["revert"]["transactions"], json!([script]));
+    assert_eq!(last["state"]["email"], json!("user42@example.com"));
+}
+
+#[tokio::test]
+async fn several_updates_of_one_row_in_one_transaction_collapse_to_one_statement() {
+    let mut db = shop().await;
+    let before = rows(&db.client, "customers").await;
+    let t = tx(
+        &db.client,
+        "support",
+        "UPDATE customers SET email = 'x1@example.com' WHERE id = 1;
+         UPDATE customers SET email = 'x2@example.com', tier = 'gold' WHERE id = 1;
+         UPDATE customers SET name = 'Annie' WHERE id = 1;
+         UPDATE customers SET email = 'x3@example.com' WHERE id = 1",
+    )
+    .await;
+    let planned = plan(&db.client, &txids(&[t])).await.unwrap();
+    let statements: Vec<_> = planned.statements().collect();
+    assert_eq!(statements.len(), 1);
+    assert_eq!(statements[0].rows, Some(1));
+    assert_eq!(statements[0].change_ids.len(), 4);
+    assert_eq!(statements[0].columns, vec!["email", "name", "tier"]);
+    let data = statements[0].data.clone().unwrap();
+    assert_eq!(
+        data[0],
+        json!({"id": 1, "email": "ann@example.com", "name": "Ann", "tier": "basic",
+               "pgtrail_expect": {"email": "x3@example.com", "name": "Annie", "tier": "gold"}})
+    );
+    revert(&mut db.client, &txids(&[t]), "undo").await.unwrap();
+    assert_eq!(rows(&db.client, "customers").await, before);
+}
+
+#[tokio::test]
+async fn a_parent_deleted_before_its_child_is_restored_before_it() {
+    let mut db = shop().await;
+    let before = (
+        rows(&db.client, "customers").await,
+        rows(&db.client, "orders").await,
+    );
+    // The cascade deletes the orders first, as part of the statement.
+    let t = tx(&db.client, "cleanup", "DELETE FROM customers WHERE id = 1").await;
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM orders WHERE customer_id = 1").await,
+        0
+    );
+    let planned = plan(&db.client, &txids(&[t])).await.unwrap();
+    let order: Vec<(String, Operation)> = planned
+        .statements()
+        .map(|s| (s.table.clone().unwrap(), s.operation))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            ("public.customers".into(), Operation::Insert),
+            ("public.orders".into(), Operation::Insert)
+        ]
+    );
+    // Identity values come back as they were, generated columns are computed.
+    assert!(
+        planned
+            .statements()
+            .nth(1)
+            .unwrap()
+            .sql
+            .as_ref()
+            .unwrap()
+            .contains("OVERRIDING SYSTEM VALUE")
+    );
+    assert!(
+        !planned
+            .statements()
+            .nth(1)
+            .unwrap()
+            .columns
+            .contains(&"total_cents".to_string())
+    );
+    revert(&mut db.client, &txids(&[t]), "restore Ann").await.unwrap();
+    assert_eq!(
+        (
+            rows(&db.client, "customers").await,
+            rows(&db.client, "orders").await
+        ),
+        before
+    );
+    // The redacted password hash could not come back: the plan said so.
+    let lost: Vec<_> = planned.of(Operation::Lost).collect();
+    assert_eq!(lost.len(), 1);
+    assert_eq!(lost[0].key, Some(json!({"id": 1})));
+    assert_eq!(lost[0].columns, vec!["password_hash".to_string()]);
+    assert_eq!(
+        count(
+            &db.client,
+            "SELECT count(*) FROM customers WHERE id = 1 AND password_hash IS NULL"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn children_are_deleted_before_their_parents_and_a_self_reference_holds() {
+    let mut db = shop().await;
+    let before = rows(&db.client, "employees").await;
+    let t = tx(
+        &db.client,
+        "hr",
+        "INSERT INTO employees VALUES (10, 'New boss', NULL), (11, 'New mid', 10), (12, 'New low', 11);
+         UPDATE employees SET manager_id = 11 WHERE id = 3;
+         INSERT INTO customers (id, email) VALUES (9, 'z@example.com');
+         INSERT INTO orders (customer_id, total) VALUES (9, 5)",
+    )
+    .await;
+    revert(&mut db.client, &txids(&[t]), "undo the reorganisation")
+        .await
+        .unwrap();
+    assert_eq!(rows(&db.client, "employees").await, before);
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM customers WHERE id = 9").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn reverting_the_first_change_of_a_row_conflicts_with_what_came_after() {
+    let mut db = shop().await;
+    let created = tx(
+        &db.client,
+        "signup",
+        "INSERT INTO customers (id, email, name) VALUES (20, 'dee@example.com', 'Dee')",
+    )
+    .await;
+    let later = tx(
+        &db.client,
+        "support",
+        "UPDATE customers SET tier = 'gold' WHERE id = 20",
+    )
+    .await;
+
+    // refuse: nothing changes, the later change is named with its time and actor.
+    let planned = plan(&db.client, &txids(&[created])).await.unwrap();
+    let conflicts: Vec<_> = planned.conflicts().collect();
+    assert_eq!(conflicts.len(), 1);
+    let conflict = conflicts[0].conflict.clone().unwrap();
+    assert_eq!(conflict["txid"], json!(later));
+    assert_eq!(conflict["actor"], json!("support"));
+    assert_eq!(conflict["op"], json!("UPDATE"));
+    assert!(conflict["changed_at"].is_string());
+    let refused = revert(&mut db.client, &txids(&[created]), "undo").await;
+    assert!(
+        matches!(refused, Err(RevertError::Conflicts { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM customers WHERE id = 20").await,
+        1
+    );
+
+    // skip: the row stays as it is, and the plan says why.
+    let mut skip = txids(&[created]);
+    skip.policy = Policy::Skip;
+    let planned = plan(&db.client, &skip).await.unwrap();
+    assert_eq!(planned.of(Operation::Skip).count(), 1);
+    assert_eq!(planned.statements().count(), 0);
+
+    // cascade: the later transaction goes too.
+    let mut cascade = txids(&[created]);
+    cascade.policy = Policy::Cascade;
+    let planned = plan(&db.client, &cascade).await.unwrap();
+    assert_eq!(planned.of(Operation::Cascade).count(), 1);
+    revert(&mut db.client, &cascade, "undo the sign-up and what followed")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM customers WHERE id = 20").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_later_change_of_other_columns_is_not_a_conflict() {
+    let mut db = shop().await;
+    let bad = tx(
+        &db.client,
+        "script",
+        "UPDATE customers SET email = 'bad@example.com' WHERE id = 2",
+    )
+    .await;
+    tx(
+        &db.client,
+        "support",
+        "UPDATE customers SET tier = 'gold' WHERE id = 2",
+    )
+    .await;
+    revert(&mut db.client, &txids(&[bad]), "undo").await.unwrap();
+    let row: Value =
+        column::<Value>(&db.client, "SELECT to_jsonb(c) FROM customers AS c WHERE id = 2").await[0].clone();
+    assert_eq!(row["email"], json!("bob@example.com"));
+    assert_eq!(row["tier"], json!("gold"));
+}
+
+#[tokio::test]
+async fn a_row_changed_without_capture_is_a_conflict() {
+    let mut db = shop().await;
+    let bad = tx(
+        &db.client,
+        "script",
+        "UPDATE customers SET email = 'bad@example.com' WHERE id = 2",
+    )
+    .await;
+    db.behind_the_triggers("UPDATE customers SET email = 'fixed-by-hand@example.com' WHERE id = 2")
+        .await;
+    let planned = plan(&db.client, &txids(&[bad])).await.unwrap();
+    let conflicts: Vec<_> = planned.conflicts().collect();
+    assert_eq!(conflicts.len(), 1, "{:?}", planned.items);
+    assert_eq!(
+        conflicts[0].conflict.as_ref().unwrap()["kind"],
+        json!("outside_capture")
+    );
+    assert_eq!(conflicts[0].columns, vec!["email".to_string()]);
+    assert!(revert(&mut db.client, &txids(&[bad]), "undo").await.is_err());
+}
+
+#[tokio::test]
+async fn a_revert_can_be_reverted() {
+    let mut db = shop().await;
+    let bad = tx(
+        &db.client,
+        "script",
+        "UPDATE orders SET status = 'closed'; DELETE FROM enrollments WHERE application_id = 8",
+    )
+    .await;
+    let after_script = (
+        rows(&db.client, "orders").await,
+        rows(&db.client, "enrollments").await,
+    );
+    let undo = revert(&mut db.client, &txids(&[bad]), "undo the script")
+        .await
+        .unwrap();
+    assert_ne!(
+        (
+            rows(&db.client, "orders").await,
+            rows(&db.client, "enrollments").await
+        ),
+        after_script
+    );
+    revert(&mut db.client, &txids(&[undo]), "the script was right after all")
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            rows(&db.client, "orders").await,
+            rows(&db.client, "enrollments").await
+        ),
+        after_script
+    );
+}
+
+#[tokio::test]
+async fn a_key_change_is_moved_back_and_the_row_keeps_what_it_has() {
+    let mut db = shop().await;
+    let before = rows(&db.client, "enrollments").await;
+    let t = tx(
+        &db.client,
+        "registrar",
+        "UPDATE enrollments SET application_id = 70, state = 'moved' WHERE application_id = 7",
+    )
+    .await;
+    let planned = plan(&db.client, &txids(&[t])).await.unwrap();
+    assert_eq!(planned.statements().next().unwrap().operation, Operation::Move);
+    revert(&mut db.client, &txids(&[t]), "wrong application")
+        .await
+        .unwrap();
+    assert_eq!(rows(&db.client, "enrollments").await, before);
+}
+
+#[tokio::test]
+async fn a_table_without_key_counts_copies_of_identical_rows() {
+    let mut db = shop().await;
+    let t = tx(
+        &db.client,
+        "cleanup",
+        "DELETE FROM page_views WHERE path = '/a'; INSERT INTO page_views VALUES (2, '/b'), (3, '/c')",
+    )
+    .await;
+    revert(&mut db.client, &txids(&[t]), "undo").await.unwrap();
+    let views: Vec<String> = column(
+        &db.client,
+        "SELECT customer_id || path FROM page_views ORDER BY 1",
+    )
+    .await;
+    assert_eq!(views, vec!["1/a", "1/a", "2/b"]);
+}
+
+#[tokio::test]
+async fn one_row_goes_back_to_a_moment_or_undoes_its_last_change() {
+    let mut db = shop().await;
+    tx(
+        &db.client,
+        "a",
+        "UPDATE customers SET name = 'Ann 2' WHERE id = 1",
+    )
+    .await;
+    let moment: String = column::<String>(&db.client, "SELECT clock_timestamp()::text").await[0].clone();
+    tx(
+        &db.client,
+        "b",
+        "UPDATE customers SET name = 'Ann 3' WHERE id = 1",
+    )
+    .await;
+    tx(&db.client, "c", "UPDATE customers SET tier = 'gold' WHERE id = 1").await;
+    let last = Request::new(Selector::Row {
+        table: "public.customers".into(),
+        key: json!({"id": 1}),
+        to: RowTarget::LastChange,
+    });
+    revert(&mut db.client, &last, "undo the last change")
+        .await
+        .unwrap();
+    let row: Value =
+        column::<Value>(&db.client, "SELECT to_jsonb(c) FROM customers AS c WHERE id = 1").await[0].clone();
+    assert_eq!(
+        (row["name"].clone(), row["tier"].clone()),
+        (json!("Ann 3"), json!("basic"))
+    );
+    let back = Request::new(Selector::Row {
+        table: "customers".into(),
+        key: json!({"id": 1}),
+        to: RowTarget::Time(moment),
+    });
+    revert(&mut db.client, &back, "back to how it was").await.unwrap();
+    let row: Value =
+        column::<Value>(&db.client, "SELECT to_jsonb(c) FROM customers AS c WHERE id = 1").await[0].clone();
+    assert_eq!(
+        (row["name"].clone(), row["tier"].clone()),
+        (json!("Ann 2"), json!("basic"))
+    );
+}
+
+#[tokio::test]
+async fn an_actors_window_and_a_request_are_selected_and_restricted_to_tables() {
+    let mut db = shop().await;
+    let since: String = column::<String>(&db.client, "SELECT clock_timestamp()::text").await[0].clone();
+    db.client
+        .batch_execute(
+            "BEGIN; SELECT pgtrail.set_context(actor_name => 'mallory', extra => '{\"request_id\": \"r-9\"}');
+             UPDATE customers SET tier = 'platinum'; UPDATE orders SET status = 'void'; COMMIT;
+             BEGIN; SELECT pgtrail.set_context(actor_name => 'ann'); UPDATE employees SET name = 'B' WHERE id = 1; COMMIT;",
+        )
+        .await
+        .unwrap();
+    let mut by_actor = Request::new(Selector::Actor {
+        actor: "mallory".into(),
+        since: since.clone(),
+        until: None,
+    });
+    by_actor.tables = vec!["orders".into()];
+    let planned = plan(&db.client, &by_actor).await.unwrap();
+    assert_eq!(
+        planned.per_table().keys().cloned().collect::<Vec<_>>(),
+        vec!["public.orders".to_string()]
+    );
+    revert(&mut db.client, &by_actor, "void by mistake")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM orders WHERE status = 'void'").await,
+        0
+    );
+    assert_eq!(
+        count(
+            &db.client,
+            "SELECT count(*) FROM customers WHERE tier = 'platinum'"
+        )
+        .await,
+        3
+    );
+
+    let mut context = serde_json::Map::new();
+    context.insert("request_id".into(), json!("r-9"));
+    let mut by_request = Request::new(Selector::Context {
+        context,
+        since,
+        until: None,
+    });
+    // Its orders were reverted above: reverting them again conflicts with that.
+    let refused = revert(&mut db.client, &by_request, "the whole request").await;
+    assert!(
+        matches!(refused, Err(RevertError::Conflicts { .. })),
+        "{refused:?}"
+    );
+    by_request.tables = vec!["public.customers".into()];
+    revert(&mut db.client, &by_request, "the rest of the request")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            &db.client,
+            "SELECT count(*) FROM customers WHERE tier = 'platinum'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM employees WHERE name = 'B'").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_truncate_is_reverted_only_when_its_rows_were_recorded() {
+    let mut db = shop().await;
+    let t = tx(&db.client, "dba", "TRUNCATE page_views").await;
+    let planned = plan(&db.client, &txids(&[t])).await.unwrap();
+    let conflict = planned.conflicts().next().unwrap().conflict.clone().unwrap();
+    assert_eq!(conflict["kind"], json!("truncate_not_captured"));
+    assert!(conflict["message"].as_str().unwrap().contains("never recorded"));
+
+    // After a TRUNCATE, the trail holds every row: the next one can be reverted.
+    tx(
+        &db.client,
+        "app",
+        "INSERT INTO page_views VALUES (5, '/x'), (5, '/x'), (6, '/y')",
+    )
+    .await;
+    let second = tx(&db.client, "dba", "TRUNCATE page_views").await;
+    revert(&mut db.client, &txids(&[second]), "truncated the wrong table")
+        .await
+        .unwrap();
+    assert_eq!(count(&db.client, "SELECT count(*) FROM page_views").await, 3);
+}
+
+#[tokio::test]
+async fn ignored_columns_are_left_as_they_are() {
+    let mut db = shop().await;
+    db.client
+        .batch_execute("UPDATE customers SET updated_at = '2001-01-01' WHERE id = 3")
+        .await
+        .unwrap();
+    let bad = tx(
+        &db.client,
+        "script",
+        "UPDATE customers SET name = 'X' WHERE id = 3",
+    )
+    .await;
+    db.client
+        .batch_execute("UPDATE customers SET updated_at = '2002-02-02' WHERE id = 3")
+        .await
+        .unwrap();
+    revert(&mut db.client, &txids(&[bad]), "undo").await.unwrap();
+    let row: Value =
+        column::<Value>(&db.client, "SELECT to_jsonb(c) FROM customers AS c WHERE id = 3").await[0].clone();
+    assert_eq!(row["name"], json!("Cy"));
+    assert!(row["updated_at"].as_str().unwrap().starts_with("2002-02-02"));
+}
+
+#[tokio::test]
+async fn the_plan_changes_nothing_and_bad_selectors_say_how_to_fix_them() {
+    let db = shop().await;
+    let trail_before = changes(&db.client, "").await.len();
+    let bad = |selector: Value| {
+        let client = &db.client;
+        async move {
+            let error = client
+                .query("SELECT * FROM pgtrail.revert_plan($1)", &[&selector])
+                .await
+                .unwrap_err();
+            let db_error = error.as_db_error().unwrap().clone();
+            (db_error.code().code().to_string(), db_error.message().to_string())
+        }
+    };
+    assert_eq!(bad(json!({"txid": [1]})).await.0, "22023");
+    assert_eq!(bad(json!({})).await.0, "22023");
+    assert_eq!(bad(json!({"txids": [999999999]})).await.0, "22023");
+    assert_eq!(bad(json!({"actor": "x"})).await.0, "22023");
+    assert!(
+        bad(json!({"table": "nope", "pk": {"id": 1}}))
+            .await
+            .1
+            .contains("nope")
+    );
+    let all: i64 = count(&db.client, "SELECT max(txid) FROM pgtrail.changes").await;
+    let capped = bad(json!({"txids": [all], "max_rows": 2})).await;
+    assert_eq!(capped.0, "54000", "{capped:?}");
+    assert_eq!(changes(&db.client, "").await.len(), trail_before);
+}
+
+#[tokio::test]
+async fn seal_and_verify_cover_a_revert_like_any_change() {
+    let mut db = shop().await;
+    let bad = tx(&db.client, "script", "UPDATE orders SET total = 0").await;
+    revert(&mut db.client, &txids(&[bad]), "undo").await.unwrap();
+    let key = SignerKey::generate("shop").unwrap();
+    let sealed = integrity::seal(&mut db.client, &key, &mut |_| {}).await.unwrap();
+    let report = integrity::verify(
+        &mut db.client,
+        &VerifyOptions {
+            public_key: Some(key.verifier()),
+            checkpoint: Some(sealed.note),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems.len());
+    let reverted: i64 = count(
+        &db.client,
+        "SELECT count(*) FROM pgtrail.changes WHERE context ? 'revert' AND table_name = 'orders'",
+    )
+    .await;
+    assert_eq!(reverted, 3);
+}
+
+/// The plan shown must be the plan applied.
+#[tokio::test]
+async fn a_revert_whose_plan_changed_since_it_was_shown_changes_nothing() {
+    let mut db = shop().await;
+    let bad = tx(&db.client, "script", "UPDATE customers SET tier = 'x'").await;
+    let shown: Plan = plan(&db.client, &txids(&[bad])).await.unwrap();
+    tx(
+        &db.client,
+        "support",
+        "UPDATE customers SET tier = 'gold' WHERE id = 1",
+    )
+    .await;
+    let mut skip = txids(&[bad]);
+    skip.policy = Policy::Skip;
+    let options = ApplyOptions {
+        reason: "undo".into(),
+        actor: None,
+        expected: Some(&shown),
+    };
+    let result = apply(&mut db.client, &skip, &options).await;
+    assert!(matches!(result, Err(RevertError::Changed(_))), "{result:?}");
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM customers WHERE tier = 'x'").await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_delete_that_would_cascade_to_rows_outside_the_revert_is_a_conflict() {
+    let mut db = shop().await;
+    let signup = tx(
+        &db.client,
+        "signup",
+        "INSERT INTO customers (id, email) VALUES (9, 'eve@example.com')",
+    )
+    .await;
+    let order = tx(
+        &db.client,
+        "shop",
+        "INSERT INTO orders (customer_id, total) VALUES (9, 99)",
+    )
+    .await;
+    // Deleting customer 9 would delete its order (ON DELETE CASCADE), which
+    // the revert does not select: refused, and the order's insert named.
+    let planned = plan(&db.client, &txids(&[signup])).await.unwrap();
+    let conflict = planned
+        .conflicts()
+        .next()
+        .expect("a conflict")
+        .conflict
+        .clone()
+        .unwrap();
+    assert_eq!(conflict["kind"], json!("referenced"));
+    assert_eq!(conflict["txid"], json!(order));
+    assert!(
+        conflict["message"].as_str().unwrap().contains("public.orders"),
+        "{conflict}"
+    );
+    assert!(revert(&mut db.client, &txids(&[signup]), "undo").await.is_err());
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM orders WHERE customer_id = 9").await,
+        1
+    );
+    // cascade: the order goes first, then the customer.
+    let mut cascade = txids(&[signup]);
+    cascade.policy = Policy::Cascade;
+    revert(&mut db.client, &cascade, "undo the sign-up and its order")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM customers WHERE id = 9").await,
+        0
+    );
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM orders WHERE customer_id = 9").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn erased_values_cannot_be_restored_and_the_plan_says_which() {
+    let mut db = shop().await;
+    let gone = tx(&db.client, "cleanup", "DELETE FROM customers WHERE id = 2").await;
+    integrity::erase(
+        &mut db.client,
+        "public",
+        "customers",
+        &json!({"id": 2}),
+        Some(&["email".to_string()]),
+        "GDPR request #4411",
+    )
+    .await
+    .unwrap();
+    let planned = plan(&db.client, &txids(&[gone])).await.unwrap();
+    let lost: Vec<_> = planned.of(Operation::Lost).collect();
+    assert_eq!(lost.len(), 1, "{:?}", planned.items);
+    assert_eq!(
+        lost[0].columns,
+        vec!["email".to_string(), "password_hash".to_string()]
+    );
+    assert!(
+        lost[0].note.as_ref().unwrap().contains("erased"),
+        "{:?}",
+        lost[0].note
+    );
+    // email is NOT NULL without a default: the insert cannot happen, and
+    // nothing is changed.
+    assert!(
+        revert(&mut db.client, &txids(&[gone]), "restore Bob")
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM customers WHERE id = 2").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_revert_waits_a_bounded_time_for_row_locks_and_changes_nothing_when_they_stay_taken() {
+    let mut db = shop().await;
+    let bad = tx(&db.client, "script", "UPDATE customers SET tier = 'x'").await;
+    let other = db.connect().await;
+    other
+        .batch_execute("BEGIN; SELECT * FROM customers WHERE id = 2 FOR UPDATE")
+        .await
+        .unwrap();
+    let mut request = txids(&[bad]);
+    request.lock_timeout = Some("100ms".into());
+    let started = std::time::Instant::now();
+    let error = revert(&mut db.client, &request, "undo").await.unwrap_err();
+    assert!(error.to_string().contains("row locks"), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    other.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM customers WHERE tier = 'x'").await,
+        3
+    );
+    // Once the lock is gone, the same revert goes through.
+    revert(&mut db.client, &request, "undo").await.unwrap();
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM customers WHERE tier = 'x'").await,
+        0
+    );
+}
