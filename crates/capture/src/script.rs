@@ -66,6 +66,10 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 5,
         file: sql_file!("migrations", "0005_eras.sql"),
     },
+    Migration {
+        number: 6,
+        file: sql_file!("migrations", "0006_lineage.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.
@@ -78,6 +82,7 @@ pub const FUNCTIONS: &[SqlFile] = &[
     sql_file!("functions", "30_attach.sql"),
     sql_file!("functions", "35_auto_attach.sql"),
     sql_file!("functions", "37_ddl_watch.sql"),
+    sql_file!("functions", "38_lineage.sql"),
     sql_file!("functions", "40_append_only.sql"),
     sql_file!("functions", "50_changes_view.sql"),
     sql_file!("functions", "60_queries.sql"),

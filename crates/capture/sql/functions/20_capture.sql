@@ -593,7 +593,7 @@ DECLARE
 BEGIN
     PERFORM pgtrail._compile_record_transaction();
     FOR v_table IN
-        SELECT a.id, to_regclass(format('%I.%I', a.table_schema, a.table_name)) AS rel
+        SELECT a.id, pgtrail._audited_rel(a.id) AS rel
         FROM pgtrail.audited_table AS a
         WHERE a.detached_at IS NULL
     LOOP

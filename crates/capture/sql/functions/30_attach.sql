@@ -151,6 +151,9 @@ BEGIN
         RETURNING id INTO v_id;
     END IF;
 
+    -- Columns changed while capture was off, or without the DDL watch, are
+    -- recorded now (at least their order with later changes is right).
+    PERFORM pgtrail._record_schema_changes(v_id, p_table);
     PERFORM pgtrail._create_triggers(p_table, v_id);
     PERFORM pgtrail._let_owner_read(p_table);
     RETURN v_id;
@@ -210,9 +213,7 @@ BEGIN
     WITH detached AS (
         UPDATE pgtrail.audited_table AS a
         SET detached_at = clock_timestamp()
-        FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-        WHERE c.oid = p_table AND a.table_schema = n.nspname AND a.table_name = c.relname
-          AND a.detached_at IS NULL
+        WHERE a.id = v_id AND a.detached_at IS NULL
         RETURNING a.id
     )
     INSERT INTO pgtrail.ddl_event (command_tag, object_identity, action, detail)

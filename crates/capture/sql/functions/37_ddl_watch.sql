@@ -8,19 +8,47 @@
 -- the install goes on without the watch, and `pgtrail check` says so.
 
 -- The audited table a relation belongs to (itself, or the partitioned
--- table it is a partition of), or NULL.
+-- table it is a partition of), or NULL: found by the table id its capture
+-- triggers carry (enabled or not), whatever the table is called now, else
+-- by name.
 CREATE OR REPLACE FUNCTION pgtrail._audited_id_of(p_rel oid)
 RETURNS integer
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT a.id
-    FROM pg_class AS c
-    JOIN pg_namespace AS n ON n.oid = c.relnamespace
-    JOIN pgtrail.audited_table AS a ON a.table_schema = n.nspname AND a.table_name = c.relname
-    WHERE c.oid IN (p_rel, coalesce(pg_partition_root(p_rel), p_rel)) AND a.detached_at IS NULL
-    ORDER BY c.oid = p_rel
-    LIMIT 1
+    SELECT coalesce(
+        (SELECT a.id
+         FROM pg_trigger AS tg
+         JOIN pgtrail.audited_table AS a ON a.id = pgtrail._trigger_table_id(tg.tgargs)
+         WHERE tg.tgrelid IN (p_rel, coalesce(pg_partition_root(p_rel), p_rel))
+           AND tg.tgname = ANY (pgtrail.trigger_names()) AND a.detached_at IS NULL
+         ORDER BY tg.tgrelid = p_rel DESC
+         LIMIT 1),
+        (SELECT a.id
+         FROM pg_class AS c
+         JOIN pg_namespace AS n ON n.oid = c.relnamespace
+         JOIN pgtrail.audited_table AS a ON a.table_schema = n.nspname AND a.table_name = c.relname
+         WHERE c.oid IN (p_rel, coalesce(pg_partition_root(p_rel), p_rel)) AND a.detached_at IS NULL
+         ORDER BY c.oid = p_rel DESC
+         LIMIT 1))
+$fn$;
+
+-- The relation of the audited table p_id (its partitioned table, for a
+-- partitioned one), or NULL: the table whose capture triggers carry the
+-- id, else the one of its recorded name.
+CREATE OR REPLACE FUNCTION pgtrail._audited_rel(p_id integer)
+RETURNS regclass
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT coalesce(
+        (SELECT tg.tgrelid::regclass
+         FROM pg_trigger AS tg JOIN pg_class AS c ON c.oid = tg.tgrelid
+         WHERE tg.tgname = ANY (pgtrail.trigger_names()) AND pgtrail._trigger_table_id(tg.tgargs) = p_id
+           AND NOT c.relispartition
+         LIMIT 1),
+        (SELECT to_regclass(format('%I.%I', a.table_schema, a.table_name))
+         FROM pgtrail.audited_table AS a WHERE a.id = p_id))
 $fn$;
 
 -- 'on' when the audited table p_id, and each of its partitions, has its four
@@ -32,15 +60,45 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
     -- (Through the catalog, not by name: the owner may lack USAGE on the schema.)
     SELECT CASE WHEN bool_and(r.enabled = 4) THEN 'on' ELSE 'off' END
-    FROM pgtrail.audited_table AS a
-    JOIN pg_namespace AS n ON n.nspname = a.table_schema
-    JOIN pg_class AS c ON c.relnamespace = n.oid AND c.relname = a.table_name
+    FROM (SELECT pgtrail._audited_rel(p_id) AS oid) AS c
     -- (pg_partition_tree lists nothing for a table that is not partitioned.)
     CROSS JOIN LATERAL (SELECT c.oid AS relid UNION SELECT relid FROM pg_partition_tree(c.oid)) AS p
     CROSS JOIN LATERAL (SELECT count(*) AS enabled FROM pg_trigger AS t
                         WHERE t.tgrelid = p.relid AND t.tgname = ANY (pgtrail.trigger_names())
                           AND t.tgenabled IN ('O', 'A')) AS r
-    WHERE a.id = p_id
+    WHERE c.oid IS NOT NULL
+$fn$;
+
+-- After DDL on the audited table p_id (relation p_rel, its partitioned table
+-- for a partitioned one): a rename or move to another schema is followed
+-- (the trail keeps the table's history under its id; pgtrail.toml must then
+-- name the table by its new name), and the schema changes of its columns
+-- are recorded (38_lineage.sql).
+CREATE OR REPLACE FUNCTION pgtrail._follow_table(p_id integer, p_rel regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    t        pgtrail.audited_table;
+    v_schema text;
+    v_name   text;
+BEGIN
+    SELECT * INTO t FROM pgtrail.audited_table WHERE id = p_id;
+    SELECT n.nspname, c.relname INTO v_schema, v_name
+    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE c.oid = p_rel;
+    IF (t.table_schema, t.table_name) IS DISTINCT FROM (v_schema, v_name)
+       -- (A detached table's record may hold the name: it keeps it.)
+       AND NOT EXISTS (SELECT FROM pgtrail.audited_table AS a
+                       WHERE a.table_schema = v_schema AND a.table_name = v_name AND a.id <> p_id) THEN
+        INSERT INTO pgtrail.schema_change (id, table_id, changed_at, txid, ctx, kind, name, new_name)
+        VALUES (nextval(pg_get_serial_sequence('pgtrail.change', 'id')), p_id, clock_timestamp(), pgtrail._txid(),
+                pgtrail._context_seq(), 'rename_table',
+                format('%I.%I', t.table_schema, t.table_name), format('%I.%I', v_schema, v_name));
+        UPDATE pgtrail.audited_table SET table_schema = v_schema, table_name = v_name WHERE id = p_id;
+    END IF;
+    PERFORM pgtrail._record_schema_changes(p_id, p_rel);
+END
 $fn$;
 
 -- Whether pgtrail's own functions (attach, detach, auto-attach) are
@@ -63,6 +121,7 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     v_event record;
+    v_root  regclass;
 BEGIN
     IF to_regclass('pgtrail.audited_table') IS NULL THEN
         RETURN;  -- pgtrail itself is being dropped
@@ -78,11 +137,22 @@ BEGIN
         WHERE x.table_id IS NOT NULL
         ORDER BY x.table_id, x.command_tag = 'ALTER TABLE' DESC
     LOOP
-        -- Columns may have been added, dropped, renamed or retyped: the
-        -- capture function names them, so it is generated again now, in
-        -- this transaction (never naming a column that is gone).
+        -- The table may have been renamed, and columns added, dropped,
+        -- renamed or retyped: followed and recorded first; then the capture
+        -- function, which names them, is generated again, in this
+        -- transaction (never naming a column that is gone, and redacting a
+        -- renamed secret under its new name). Neither may make the DDL fail.
         IF v_event.command_tag = 'ALTER TABLE' THEN
-            PERFORM pgtrail._recompile_after_ddl(v_event.table_id, coalesce(pg_partition_root(v_event.relid), v_event.relid)::regclass);
+            v_root := pgtrail._audited_rel(v_event.table_id);
+            IF v_root IS NOT NULL THEN
+                BEGIN
+                    PERFORM pgtrail._follow_table(v_event.table_id, v_root);
+                EXCEPTION WHEN others THEN
+                    RAISE WARNING 'pgtrail: could not record the schema change of % (%): history across it may read wrong',
+                        v_root, SQLERRM;
+                END;
+                PERFORM pgtrail._recompile_after_ddl(v_event.table_id, v_root);
+            END IF;
         END IF;
         INSERT INTO pgtrail.ddl_event (command_tag, object_identity, action, detail)
         VALUES (v_event.command_tag, v_event.object_identity, 'ddl',

@@ -36,7 +36,8 @@
 -- see. Only the owner and the role pgtrail_reader may execute them; a reader
 -- sees, through them, what the trail already shows it.
 
--- The audited table behind a regclass, or error PGTR4.
+-- The audited table behind a regclass (a partition: its partitioned
+-- table's), or error PGTR4.
 CREATE OR REPLACE FUNCTION pgtrail._audited(p_tbl regclass)
 RETURNS pgtrail.audited_table
 LANGUAGE plpgsql STABLE
@@ -45,11 +46,16 @@ AS $fn$
 DECLARE
     t pgtrail.audited_table;
 BEGIN
-    SELECT a.* INTO t
-    FROM pg_class AS c
-    JOIN pg_namespace AS n ON n.oid = c.relnamespace
-    JOIN pgtrail.audited_table AS a ON a.table_schema = n.nspname AND a.table_name = c.relname
-    WHERE c.oid = p_tbl;
+    -- By its capture triggers (whatever it is called now), else by name; a
+    -- partition gives its partitioned table's.
+    SELECT a.* INTO t FROM pgtrail.audited_table AS a WHERE a.id = pgtrail._audited_id_of(p_tbl);
+    IF NOT FOUND THEN
+        SELECT a.* INTO t
+        FROM pg_class AS c
+        JOIN pg_namespace AS n ON n.oid = c.relnamespace
+        JOIN pgtrail.audited_table AS a ON a.table_schema = n.nspname AND a.table_name = c.relname
+        WHERE c.oid = p_tbl;
+    END IF;
     IF NOT FOUND OR t.detached_at IS NOT NULL THEN
         RAISE EXCEPTION 'pgtrail: % is not audited%: run pgtrail apply, and check that pgtrail.toml includes it', p_tbl,
                 CASE WHEN t.detached_at IS NOT NULL THEN format(' (capture was detached at %s)', t.detached_at) ELSE '' END
@@ -133,15 +139,22 @@ BEGIN
 END
 $fn$;
 
--- The life of the row that had key p_pk at p_at (else the next one to have
--- it): its changes in order (r_seq 1..n), each with the state after it,
--- whether that state is known, and the row's key after it; plus r_seq 0,
--- the state before the first recorded change.
-CREATE OR REPLACE FUNCTION pgtrail._row_life(
+-- The life of the row that had key p_pk (named as today) at p_at (else the
+-- next one to have it): its changes in order (r_seq 1..n), each with the
+-- state after it, whether that state is known, and the row's key after it
+-- (named as today); plus r_seq 0, the state before the first recorded
+-- change. Each state names columns as they were named at (r_names_at,
+-- r_names_id): its change's position (for r_seq 0, just before the first
+-- change; NULL: now). Across schema changes (38_lineage.sql) the row's
+-- changes are found under every spelling its key had, and states are
+-- carried forwards and backwards along the column lineage.
+DROP FUNCTION IF EXISTS pgtrail._row_life(pgtrail.audited_table, regclass, jsonb, timestamptz);
+CREATE FUNCTION pgtrail._row_life(
     t pgtrail.audited_table, p_tbl regclass, p_pk jsonb, p_at timestamptz)
 RETURNS TABLE (r_seq integer, r_id bigint, r_op "char", r_changed_at timestamptz, r_txid bigint,
                r_ctx smallint, r_pk jsonb, r_old_pk jsonb, r_old_values jsonb, r_new_values jsonb,
-               r_changed_fields text[], r_state jsonb, r_known boolean, r_key jsonb)
+               r_changed_fields text[], r_state jsonb, r_known boolean, r_key jsonb,
+               r_names_at timestamptz, r_names_id bigint)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -149,8 +162,11 @@ DECLARE
     v_life     pgtrail.change[] := '{}';
     a          pgtrail.change;
     c          pgtrail.change;
+    p          pgtrail.change;
     v_tr       pgtrail.change;
     v_key      jsonb;
+    v_spell    jsonb[];
+    v_hash     bigint[];
     v_cur_at   timestamptz;
     v_cur_id   bigint;
     v_n        integer;
@@ -160,14 +176,20 @@ DECLARE
     v_bknown   boolean[];
     v_full_row boolean := cardinality(t.key_columns) = 0;
     v_live     jsonb;
+    v_lineage  boolean := pgtrail._has_lineage(t.id);
 BEGIN
+    v_spell := CASE WHEN v_lineage THEN pgtrail._key_spellings(t.id, p_pk, NULL, NULL) ELSE ARRAY[p_pk] END;
+    v_hash := pgtrail._hashes(v_spell);
     -- The anchor: the last change of this key up to p_at, else the first after.
     SELECT x.* INTO a FROM pgtrail.change AS x
-    WHERE x.table_id = t.id AND ((pgtrail._h(x.pk) = pgtrail._h(p_pk) AND x.pk = p_pk) OR (pgtrail._h(x.old_pk) = pgtrail._h(p_pk) AND x.old_pk = p_pk)) AND x.changed_at <= p_at
+    WHERE x.table_id = t.id AND ((pgtrail._h(x.pk) = ANY (v_hash) AND x.pk = ANY (v_spell))
+                                 OR (pgtrail._h(x.old_pk) = ANY (v_hash) AND x.old_pk = ANY (v_spell)))
+      AND x.changed_at <= p_at
     ORDER BY x.changed_at DESC, x.id DESC LIMIT 1;
     IF NOT FOUND THEN
         SELECT x.* INTO a FROM pgtrail.change AS x
-        WHERE x.table_id = t.id AND ((pgtrail._h(x.pk) = pgtrail._h(p_pk) AND x.pk = p_pk) OR (pgtrail._h(x.old_pk) = pgtrail._h(p_pk) AND x.old_pk = p_pk))
+        WHERE x.table_id = t.id AND ((pgtrail._h(x.pk) = ANY (v_hash) AND x.pk = ANY (v_spell))
+                                     OR (pgtrail._h(x.old_pk) = ANY (v_hash) AND x.old_pk = ANY (v_spell)))
         ORDER BY x.changed_at, x.id LIMIT 1;
     END IF;
     IF a.id IS NULL THEN
@@ -175,7 +197,8 @@ BEGIN
         v_live := pgtrail._live_row(t, p_tbl, p_pk);
         RETURN QUERY SELECT 0, NULL::bigint, NULL::"char", '-infinity'::timestamptz, NULL::bigint, NULL::smallint,
                             NULL::jsonb, NULL::jsonb, NULL::jsonb, NULL::jsonb, NULL::text[],
-                            v_live, true, CASE WHEN v_live IS NOT NULL THEN p_pk END;
+                            v_live, true, CASE WHEN v_live IS NOT NULL THEN p_pk END,
+                            NULL::timestamptz, NULL::bigint;
         RETURN;
     END IF;
     v_life := ARRAY[a];
@@ -187,13 +210,16 @@ BEGIN
     LOOP
         EXIT WHEN c.op IN ('I', 'T');
         v_key := CASE WHEN c.op = 'U' THEN coalesce(c.old_pk, c.pk) ELSE c.pk END;
+        v_spell := CASE WHEN v_lineage THEN pgtrail._key_spellings(t.id, v_key, c.changed_at, c.id) ELSE ARRAY[v_key] END;
+        v_hash := pgtrail._hashes(v_spell);
         SELECT x.* INTO c FROM pgtrail.change AS x
-        WHERE x.table_id = t.id AND ((pgtrail._h(x.pk) = pgtrail._h(v_key) AND x.pk = v_key) OR (pgtrail._h(x.old_pk) = pgtrail._h(v_key) AND x.old_pk = v_key))
+        WHERE x.table_id = t.id AND ((pgtrail._h(x.pk) = ANY (v_hash) AND x.pk = ANY (v_spell))
+                                     OR (pgtrail._h(x.old_pk) = ANY (v_hash) AND x.old_pk = ANY (v_spell)))
           AND (x.changed_at, x.id) < (v_cur_at, v_cur_id)
         ORDER BY x.changed_at DESC, x.id DESC LIMIT 1;
         EXIT WHEN c.id IS NULL;
         -- Only a change that left the row with this key belongs to its life.
-        EXIT WHEN NOT (c.op IN ('I', 'U') AND c.pk = v_key);
+        EXIT WHEN NOT (c.op IN ('I', 'U') AND c.pk = ANY (v_spell));
         EXIT WHEN EXISTS (SELECT FROM pgtrail.change AS x
                           WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T'
                             AND (x.changed_at, x.id) > (c.changed_at, c.id)
@@ -210,15 +236,18 @@ BEGIN
     LOOP
         EXIT WHEN c.op IN ('D', 'T');
         v_key := c.pk;
+        v_spell := CASE WHEN v_lineage THEN pgtrail._key_spellings(t.id, v_key, c.changed_at, c.id) ELSE ARRAY[v_key] END;
+        v_hash := pgtrail._hashes(v_spell);
         SELECT x.* INTO v_tr FROM pgtrail.change AS x
         WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND (x.changed_at, x.id) > (v_cur_at, v_cur_id)
         ORDER BY x.changed_at, x.id LIMIT 1;
         SELECT x.* INTO c FROM pgtrail.change AS x
-        WHERE x.table_id = t.id AND ((pgtrail._h(x.pk) = pgtrail._h(v_key) AND x.pk = v_key) OR (pgtrail._h(x.old_pk) = pgtrail._h(v_key) AND x.old_pk = v_key))
+        WHERE x.table_id = t.id AND ((pgtrail._h(x.pk) = ANY (v_hash) AND x.pk = ANY (v_spell))
+                                     OR (pgtrail._h(x.old_pk) = ANY (v_hash) AND x.old_pk = ANY (v_spell)))
           AND (x.changed_at, x.id) > (v_cur_at, v_cur_id)
         ORDER BY x.changed_at, x.id LIMIT 1;
         IF c.id IS NOT NULL AND (v_tr.id IS NULL OR (c.changed_at, c.id) < (v_tr.changed_at, v_tr.id)) THEN
-            EXIT WHEN NOT ((c.op = 'D' AND c.pk = v_key) OR (c.op = 'U' AND coalesce(c.old_pk, c.pk) = v_key));
+            EXIT WHEN NOT ((c.op = 'D' AND c.pk = ANY (v_spell)) OR (c.op = 'U' AND coalesce(c.old_pk, c.pk) = ANY (v_spell)));
             v_life := array_append(v_life, c);
             v_cur_at := c.changed_at;
             v_cur_id := c.id;
@@ -230,7 +259,8 @@ BEGIN
         EXIT;
     END LOOP;
 
-    -- States: index i + 1 holds the state after change i (1 = before the first).
+    -- States: index i + 1 holds the state after change i (1 = before the
+    -- first), named as at change i (1: as at the first change).
     v_n := cardinality(v_life);
     v_fwd := array_fill(NULL::jsonb, ARRAY[v_n + 1]);
     v_bwd := array_fill(NULL::jsonb, ARRAY[v_n + 1]);
@@ -253,7 +283,13 @@ BEGIN
             v_fwd[i + 1] := c.new_values;
             v_fknown[i + 1] := true;
         ELSIF v_fknown[i] AND v_fwd[i] IS NOT NULL THEN
-            v_fwd[i + 1] := v_fwd[i] || c.new_values;
+            IF v_lineage AND i > 1 THEN
+                p := v_life[i - 1];
+                v_fwd[i + 1] := pgtrail._names_forward(t.id, v_fwd[i], p.changed_at, p.id, c.changed_at, c.id, true)
+                                || c.new_values;
+            ELSE
+                v_fwd[i + 1] := v_fwd[i] || c.new_values;
+            END IF;
             v_fknown[i + 1] := true;
         END IF;
     END LOOP;
@@ -265,7 +301,14 @@ BEGIN
         v_bwd[v_n + 1] := c.pk;
         v_bknown[v_n + 1] := true;
     ELSE
-        v_bwd[v_n + 1] := pgtrail._live_row(t, p_tbl, c.pk);
+        v_key := c.pk;
+        IF v_lineage THEN
+            v_key := pgtrail._names_forward(t.id, c.pk, c.changed_at, c.id, NULL, NULL, false);
+        END IF;
+        v_bwd[v_n + 1] := pgtrail._live_row(t, p_tbl, v_key);
+        IF v_lineage THEN
+            v_bwd[v_n + 1] := pgtrail._names_backward(t.id, v_bwd[v_n + 1], NULL, NULL, c.changed_at, c.id);
+        END IF;
         v_bknown[v_n + 1] := v_bwd[v_n + 1] IS NOT NULL;
     END IF;
     FOR i IN REVERSE v_n .. 1 LOOP
@@ -287,6 +330,12 @@ BEGIN
             v_bwd[i] := v_bwd[i + 1] || c.old_values;
             v_bknown[i] := true;
         END IF;
+        -- Named as at change i; the state after change i - 1 is named as at it.
+        IF v_lineage AND i > 1 AND v_bknown[i] AND v_bwd[i] IS NOT NULL THEN
+            p := v_life[i - 1];
+            v_bwd[i] := pgtrail._names_backward(t.id, v_bwd[i], c.changed_at, c.id, p.changed_at, p.id);
+            v_bknown[i] := v_bwd[i] IS NOT NULL;
+        END IF;
     END LOOP;
 
     c := v_life[1];
@@ -294,14 +343,21 @@ BEGIN
                         NULL::jsonb, NULL::jsonb, NULL::jsonb, NULL::jsonb, NULL::text[],
                         CASE WHEN v_fknown[1] THEN v_fwd[1] ELSE v_bwd[1] END,
                         v_fknown[1] OR v_bknown[1],
-                        CASE c.op WHEN 'U' THEN coalesce(c.old_pk, c.pk) WHEN 'D' THEN c.pk END;
+                        CASE WHEN c.op IN ('U', 'D') AND v_lineage
+                             THEN pgtrail._names_forward(t.id, CASE c.op WHEN 'U' THEN coalesce(c.old_pk, c.pk) ELSE c.pk END,
+                                                         c.changed_at, c.id, NULL, NULL, false)
+                             ELSE CASE c.op WHEN 'U' THEN coalesce(c.old_pk, c.pk) WHEN 'D' THEN c.pk END END,
+                        c.changed_at, c.id;
     FOR i IN 1 .. v_n LOOP
         c := v_life[i];
         RETURN QUERY SELECT i, c.id, c.op, c.changed_at, c.txid, c.ctx, c.pk, c.old_pk, c.old_values,
                             c.new_values, c.changed_fields,
                             CASE WHEN v_fknown[i + 1] THEN v_fwd[i + 1] ELSE v_bwd[i + 1] END,
                             v_fknown[i + 1] OR v_bknown[i + 1],
-                            CASE WHEN c.op IN ('I', 'U') THEN c.pk END;
+                            CASE WHEN c.op IN ('I', 'U') THEN
+                                CASE WHEN v_lineage THEN pgtrail._names_forward(t.id, c.pk, c.changed_at, c.id, NULL, NULL, false)
+                                     ELSE c.pk END END,
+                            c.changed_at, c.id;
     END LOOP;
 END
 $fn$;
@@ -332,7 +388,12 @@ DECLARE
 BEGIN
     IF cardinality(t.key_columns) = 0 THEN
         -- The whole row is the key, and identical rows may repeat: count the
-        -- copies of this row at p_at.
+        -- copies of this row at p_at (as recorded: not across schema changes
+        -- made since).
+        IF EXISTS (SELECT FROM pgtrail.schema_change AS x
+                   WHERE x.table_id = t.id AND x.kind <> 'rename_table' AND x.changed_at > p_at) THEN
+            PERFORM pgtrail._cannot_tell_keyless_lineage(t, p_at);
+        END IF;
         IF EXISTS (SELECT FROM pgtrail.change AS x
                    WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at > p_at) THEN
             IF pgtrail._truncated_unknown(t, p_at) THEN
@@ -374,7 +435,34 @@ BEGIN
     IF NOT r.r_known THEN
         PERFORM pgtrail._cannot_tell(t, p_at);
     END IF;
+    IF r.r_state IS NOT NULL AND pgtrail._has_lineage(t.id) THEN
+        -- Named as at p_at: the state of a change before it is carried
+        -- forwards; the state before the first change (or the live row),
+        -- backwards, which a column dropped since makes unknown.
+        IF r.r_seq > 0 THEN
+            RETURN pgtrail._names_forward(t.id, r.r_state, r.r_names_at, r.r_names_id, p_at, NULL, true);
+        END IF;
+        r.r_state := pgtrail._names_backward(t.id, r.r_state, r.r_names_at, r.r_names_id, p_at, NULL);
+        IF r.r_state IS NULL THEN
+            PERFORM pgtrail._cannot_tell_dropped(t, p_at);
+        END IF;
+    END IF;
     RETURN r.r_state;
+END
+$fn$;
+
+-- Error PGTR5: a column dropped after the moment held values the trail
+-- never saw.
+CREATE OR REPLACE FUNCTION pgtrail._cannot_tell_dropped(t pgtrail.audited_table, p_at timestamptz)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RAISE EXCEPTION 'pgtrail: the trail cannot tell how %.% was at %: a column dropped since held values it never recorded',
+            quote_ident(t.table_schema), quote_ident(t.table_name), p_at
+        USING ERRCODE = 'PGTR5',
+              HINT = 'Rows recorded whole (inserted while audited, or by pgtrail apply --baseline) can be answered.';
 END
 $fn$;
 
@@ -387,6 +475,9 @@ AS $fn$
 DECLARE
     t pgtrail.audited_table;
 BEGIN
+    -- A partition's rows are answered as rows of its partitioned table
+    -- (a row may have moved between partitions).
+    tbl := pgtrail._root_of(tbl);
     t := pgtrail._audited(tbl);
     IF pk IS NULL OR at IS NULL THEN
         RETURN NULL;
@@ -398,6 +489,84 @@ $fn$;
 
 COMMENT ON FUNCTION pgtrail.row_as_of(regclass, jsonb, timestamptz) IS
     'The row with key pk as it was at the moment at (ignored columns left out, redacted ones as markers); NULL if it did not exist then.';
+
+-- The audited table a partition's rows are recorded under (its
+-- partitioned table), or p_tbl itself.
+CREATE OR REPLACE FUNCTION pgtrail._root_of(p_tbl regclass)
+RETURNS regclass
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE WHEN c.relispartition THEN coalesce(pg_partition_root(p_tbl), p_tbl)::regclass ELSE p_tbl END
+    FROM pg_class AS c WHERE c.oid = p_tbl
+$fn$;
+
+-- Error PGTR5: a table without a key cannot be followed across schema
+-- changes (its rows are their keys, recorded as they were).
+CREATE OR REPLACE FUNCTION pgtrail._cannot_tell_keyless_lineage(t pgtrail.audited_table, p_at timestamptz)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RAISE EXCEPTION 'pgtrail: the trail cannot tell how %.% was at %: it has no key, and its columns changed since',
+            quote_ident(t.table_schema), quote_ident(t.table_name), p_at
+        USING ERRCODE = 'PGTR5',
+              HINT = 'Give the table a primary key (or a key in pgtrail.toml) to follow its rows across schema changes.';
+END
+$fn$;
+
+-- table_as_of of a keyed table whose columns changed (38_lineage.sql): every
+-- row answered by _row_as_of, named as at the moment. Rows no change
+-- touched since the moment are the live ones, carried back along the
+-- lineage, unless a column was dropped since (its values then are known
+-- only from the trail) or a TRUNCATE came since (no way back from the live
+-- table).
+CREATE OR REPLACE FUNCTION pgtrail._table_as_of_by_key(
+    t pgtrail.audited_table, p_tbl regclass, p_at timestamptz, p_secret bytea,
+    p_since timestamptz, p_after boolean)
+RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_keys    jsonb[];
+    v_live    jsonb[] := '{}';
+    v_through boolean := p_after OR EXISTS (SELECT FROM pgtrail.schema_change AS s
+                                           WHERE s.table_id = t.id AND s.kind = 'drop' AND s.changed_at > p_at);
+BEGIN
+    -- Keys the trail knows (named as today): every key changed since the
+    -- last TRUNCATE up to the moment when the live rows cannot be carried
+    -- back, else only those changed after the moment.
+    SELECT coalesce(array_agg(DISTINCT k.k), '{}') INTO v_keys
+    FROM (SELECT pgtrail._names_forward(t.id, d.k, x.changed_at, x.id, NULL, NULL, false) AS k
+          FROM pgtrail.change AS x CROSS JOIN LATERAL (VALUES (x.pk), (x.old_pk)) AS d(k)
+          WHERE x.table_id = t.id AND d.k IS NOT NULL
+            AND CASE WHEN v_through THEN p_since IS NULL OR x.changed_at > p_since ELSE x.changed_at > p_at END) AS k
+    WHERE k.k IS NOT NULL;
+    IF NOT p_after THEN
+        EXECUTE format('SELECT coalesce(array_agg(pgtrail._key(pgtrail._as_recorded(to_jsonb(x.*), $1, $2), $3)), ''{}'') FROM %s AS x',
+                       p_tbl)
+        INTO v_live USING t, p_secret, t.key_columns;
+    END IF;
+    IF v_through THEN
+        RETURN QUERY
+        SELECT r.s FROM (SELECT pgtrail._row_as_of(t, p_tbl, k.k, p_at) AS s
+                         FROM (SELECT unnest(v_keys) UNION SELECT unnest(v_live)) AS k(k)) AS r
+        WHERE r.s IS NOT NULL;
+        RETURN;
+    END IF;
+    -- Rows untouched since the moment: the live ones, named as then.
+    RETURN QUERY EXECUTE format(
+        'SELECT pgtrail._names_backward($4, r.j, NULL, NULL, $5, NULL) '
+        'FROM (SELECT pgtrail._as_recorded(to_jsonb(x.*), $1, $2) AS j FROM %s AS x) AS r '
+        'WHERE NOT pgtrail._key(r.j, $3) = ANY ($6)', p_tbl)
+    USING t, p_secret, t.key_columns, t.id, p_at, v_keys;
+    RETURN QUERY
+    SELECT r.s FROM (SELECT pgtrail._row_as_of(t, p_tbl, k.k, p_at) AS s FROM unnest(v_keys) AS k(k)) AS r
+    WHERE r.s IS NOT NULL;
+END
+$fn$;
 
 -- table_as_of. Keyless tables count the copies of each row. With a key, the
 -- live rows whose key no change touched since the moment are as they were;
@@ -440,6 +609,13 @@ DECLARE
     v_live     text;
     v_jit      text;
 BEGIN
+    IF pgtrail._root_of(tbl) <> tbl AND pgtrail._audited_id_of(tbl) IS NOT NULL THEN
+        RAISE EXCEPTION 'pgtrail: % is a partition of the audited table %, whose rows move between its partitions',
+                tbl, pgtrail._root_of(tbl)
+            USING ERRCODE = 'PGTR4',
+                  HINT = format('Ask for the whole table, pgtrail.table_as_of(%L, ...), and filter by its partition key.',
+                                pgtrail._root_of(tbl)::text);
+    END IF;
     t := pgtrail._audited(tbl);
     IF at IS NULL THEN
         RETURN;
@@ -461,7 +637,12 @@ BEGIN
     END IF;
 
     IF cardinality(t.key_columns) = 0 THEN
-        -- Identical rows may repeat: count copies of each row.
+        -- Identical rows may repeat: count copies of each row (as recorded:
+        -- not across schema changes made since the moment).
+        IF EXISTS (SELECT FROM pgtrail.schema_change AS x
+                   WHERE x.table_id = t.id AND x.kind <> 'rename_table' AND x.changed_at > at) THEN
+            PERFORM pgtrail._cannot_tell_keyless_lineage(t, at);
+        END IF;
         RETURN QUERY EXECUTE format(
             'WITH net AS ('
             '    SELECT d.k, sum(d.n) AS n FROM pgtrail.change AS x '
@@ -480,6 +661,13 @@ BEGIN
             '    FROM live FULL JOIN net ON net.k = live.k) AS c '
             'CROSS JOIN generate_series(1, c.n::bigint) AS g', tbl)
         USING t.ignore_columns, t.redact_columns, v_secret, t.id, v_after, v_since, at, t;
+        RETURN;
+    END IF;
+
+    IF pgtrail._has_lineage(t.id) THEN
+        -- Columns were renamed, dropped, added or retyped (38_lineage.sql):
+        -- rows are answered one key at a time, each named as at the moment.
+        RETURN QUERY SELECT r.s FROM pgtrail._table_as_of_by_key(t, tbl, at, v_secret, v_since, v_after) AS r(s);
         RETURN;
     END IF;
 
@@ -651,8 +839,9 @@ AS $fn$
            l.r_old_values, l.r_new_values,
            CASE WHEN l.r_known THEN l.r_state END,
            x.actor_id, x.actor_name, x.actor_type, x.reason, x.context
-    FROM pgtrail._audited($1) AS t
-    CROSS JOIN LATERAL pgtrail._row_life(t, $1, $2, 'infinity') AS l
+    FROM pgtrail._root_of($1) AS rel
+    CROSS JOIN LATERAL pgtrail._audited(rel) AS t
+    CROSS JOIN LATERAL pgtrail._row_life(t, rel, $2, 'infinity') AS l
     LEFT JOIN pgtrail.transaction AS x ON x.txid = l.r_txid AND x.ctx = l.r_ctx
     WHERE l.r_seq > 0
     ORDER BY l.r_seq
@@ -668,29 +857,48 @@ LANGUAGE sql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    WITH life AS MATERIALIZED (
-        SELECT l.* FROM pgtrail._audited($1) AS t
-        CROSS JOIN LATERAL pgtrail._row_life(t, $1, $2, 'infinity') AS l
+    WITH tab AS MATERIALIZED (
+        SELECT r.rel, t, pgtrail._has_lineage(t.id) AS lineage
+        FROM pgtrail._root_of($1) AS r(rel) CROSS JOIN LATERAL pgtrail._audited(r.rel) AS t
+    ),
+    life AS MATERIALIZED (
+        -- Each change with the columns it set, named as today.
+        SELECT l.*,
+               CASE WHEN l.r_op IN ('I', 'U') THEN
+                   CASE WHEN tab.lineage
+                        THEN pgtrail._fields_forward((tab.t).id, coalesce(l.r_changed_fields,
+                                 ARRAY(SELECT jsonb_object_keys(CASE WHEN jsonb_typeof(coalesce(l.r_new_values, l.r_pk)) = 'object'
+                                                                     THEN coalesce(l.r_new_values, l.r_pk) ELSE '{}' END))),
+                                 l.r_changed_at, l.r_id)
+                        ELSE coalesce(l.r_changed_fields,
+                                 ARRAY(SELECT jsonb_object_keys(CASE WHEN jsonb_typeof(coalesce(l.r_new_values, l.r_pk)) = 'object'
+                                                                     THEN coalesce(l.r_new_values, l.r_pk) ELSE '{}' END))) END
+               END AS set_fields
+        FROM tab CROSS JOIN LATERAL pgtrail._row_life(tab.t, tab.rel, $2, 'infinity') AS l
     ),
     cur AS (
-        SELECT * FROM life WHERE r_known AND r_state IS NOT NULL ORDER BY r_seq DESC LIMIT 1
+        -- The row's current (or last) state, named as today: columns dropped
+        -- since are not the row's any more.
+        SELECT l.r_seq,
+               CASE WHEN tab.lineage AND l.r_seq > 0
+                    THEN pgtrail._names_forward((tab.t).id, l.r_state, l.r_names_at, l.r_names_id, NULL, NULL, true)
+                    ELSE l.r_state END AS state
+        FROM life AS l, tab
+        WHERE l.r_known AND l.r_state IS NOT NULL ORDER BY l.r_seq DESC LIMIT 1
     ),
     cols AS (
-        SELECT e.key, e.value, cur.r_seq FROM cur CROSS JOIN LATERAL jsonb_each(cur.r_state) AS e
+        SELECT e.key, e.value, cur.r_seq FROM cur CROSS JOIN LATERAL jsonb_each(cur.state) AS e
     )
     SELECT cols.key, cols.value, src.r_changed_at, src.r_id, src.r_txid,
            x.actor_id, x.actor_name, x.actor_type, x.reason
     FROM cols
     LEFT JOIN LATERAL (
         SELECT * FROM life AS l
-        WHERE l.r_seq BETWEEN 1 AND cols.r_seq
-          AND (l.r_op = 'I'
-               OR (l.r_op = 'U' AND CASE WHEN l.r_changed_fields IS NOT NULL THEN cols.key = ANY (l.r_changed_fields)
-                                         ELSE l.r_new_values ? cols.key END))
+        WHERE l.r_seq BETWEEN 1 AND cols.r_seq AND cols.key = ANY (l.set_fields)
         ORDER BY l.r_seq DESC LIMIT 1
     ) AS src ON true
     LEFT JOIN pgtrail.transaction AS x ON x.txid = src.r_txid AND x.ctx = src.r_ctx
-    LEFT JOIN pg_attribute AS a ON a.attrelid = $1 AND a.attname = cols.key AND NOT a.attisdropped
+    LEFT JOIN pg_attribute AS a ON a.attrelid = pgtrail._root_of($1) AND a.attname = cols.key AND NOT a.attisdropped
     ORDER BY a.attnum NULLS LAST, cols.key
 $fn$;
 

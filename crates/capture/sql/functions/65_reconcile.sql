@@ -95,13 +95,20 @@ BEGIN
         truncated AS (
             SELECT max(c.id) AS id FROM pgtrail.change AS c WHERE c.table_id = $5 AND c.op = 'T'
         ),
-        -- Row events after the last TRUNCATE; a key change deletes the old key.
+        -- Row events after the last TRUNCATE; a key change deletes the old
+        -- key. Recorded names are followed to today's ($8: the table's
+        -- columns changed since capture began, 38_lineage.sql).
         events AS MATERIALIZED (
-            SELECT c.id, c.op, c.pk, c.new_values
+            SELECT c.id, c.op,
+                   CASE WHEN $8 THEN pgtrail._names_forward($5, c.pk, c.changed_at, c.id, NULL, NULL, false) ELSE c.pk END AS pk,
+                   CASE WHEN $8 THEN pgtrail._names_forward($5, c.new_values, c.changed_at, c.id, NULL, NULL, false)
+                        ELSE c.new_values END AS new_values
             FROM pgtrail.change AS c, truncated
             WHERE c.table_id = $5 AND c.op <> 'T' AND c.id > coalesce(truncated.id, 0)
             UNION ALL
-            SELECT c.id, 'D', c.old_pk, NULL
+            SELECT c.id, 'D',
+                   CASE WHEN $8 THEN pgtrail._names_forward($5, c.old_pk, c.changed_at, c.id, NULL, NULL, false) ELSE c.old_pk END,
+                   NULL
             FROM pgtrail.change AS c, truncated
             WHERE c.table_id = $5 AND c.old_pk IS NOT NULL AND c.id > coalesce(truncated.id, 0)
         ),
@@ -158,6 +165,7 @@ BEGIN
         WHERE cardinality($4) = 0 AND coalesce(l.n, 0) <> coalesce(e.n, 0)
           AND ($6 OR coalesce(l.n, 0) < coalesce(e.n, 0))
         $q$, p_tbl)
-    USING t.ignore_columns, t.redact_columns, v_secret, t.key_columns, t.id, t.baseline_at IS NOT NULL, t;
+    USING t.ignore_columns, t.redact_columns, v_secret, t.key_columns, t.id, t.baseline_at IS NOT NULL, t,
+          pgtrail._has_lineage(t.id);
 END
 $fn$;

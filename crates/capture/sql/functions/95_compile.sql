@@ -2,7 +2,8 @@
 -- (20_capture.sql, 15_context_record.sql) are generated again by this
 -- version, and the capture triggers of tables attached by an older version
 -- are pointed at their table's generated function (within pgtrail.managing,
--- so no capture gap is recorded). The generic capture functions of pgtrail
+-- so no capture gap is recorded), after their schema changes are recorded
+-- (38_lineage.sql). The generic capture functions of pgtrail
 -- 0.3.0 and earlier go once no trigger calls them.
 DO $compile$
 DECLARE
@@ -11,12 +12,15 @@ DECLARE
 BEGIN
     PERFORM pgtrail._compile_record_transaction();
     FOR v_table IN
-        SELECT a.id, to_regclass(format('%I.%I', a.table_schema, a.table_name)) AS rel
+        SELECT a.id, pgtrail._audited_rel(a.id) AS rel
         FROM pgtrail.audited_table AS a
         WHERE a.detached_at IS NULL
         ORDER BY a.id
     LOOP
         CONTINUE WHEN v_table.rel IS NULL;
+        -- Columns as this version tracks them (38_lineage.sql); changes made
+        -- without the DDL watch are recorded now.
+        PERFORM pgtrail._follow_table(v_table.id, v_table.rel);
         IF EXISTS (SELECT FROM pg_trigger AS t
                    WHERE t.tgrelid = v_table.rel AND t.tgname = ANY (pgtrail.trigger_names())
                      AND t.tgfoid IS DISTINCT FROM to_regprocedure(pgtrail._capture_function(v_table.id) || '()')) THEN

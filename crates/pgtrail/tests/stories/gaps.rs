@@ -231,3 +231,95 @@ async fn apply_and_detach_open_no_gap() {
         1
     );
 }
+
+/// The issue-11 evasion: capture switched off under another name (or in
+/// another schema, or on a renamed partition) and the name put back, all in
+/// one transaction. The DDL watch follows the table, not its name: the gap
+/// is reported, and `verify` fails on it.
+#[tokio::test]
+async fn switching_capture_off_under_another_name_is_still_a_gap() {
+    let scenarios: &[(&str, &str, &str)] = &[
+        (
+            "renamed",
+            "CREATE TABLE accounts (id integer PRIMARY KEY, email text);",
+            "BEGIN;
+             ALTER TABLE accounts RENAME TO accounts_tmp;
+             ALTER TABLE accounts_tmp DISABLE TRIGGER ALL;
+             INSERT INTO accounts_tmp VALUES (1, 'unseen@example.com');
+             UPDATE accounts_tmp SET email = 'still-unseen@example.com';
+             ALTER TABLE accounts_tmp RENAME COLUMN email TO mail;
+             ALTER TABLE accounts_tmp RENAME COLUMN mail TO email;
+             ALTER TABLE accounts_tmp ENABLE TRIGGER ALL;
+             ALTER TABLE accounts_tmp RENAME TO accounts;
+             COMMIT;",
+        ),
+        (
+            "moved to another schema",
+            "CREATE TABLE accounts (id integer PRIMARY KEY, email text); CREATE SCHEMA hide;",
+            "BEGIN;
+             ALTER TABLE accounts SET SCHEMA hide;
+             ALTER TABLE hide.accounts DISABLE TRIGGER ALL;
+             INSERT INTO hide.accounts VALUES (1, 'unseen@example.com');
+             ALTER TABLE hide.accounts ENABLE TRIGGER ALL;
+             ALTER TABLE hide.accounts SET SCHEMA public;
+             COMMIT;",
+        ),
+        (
+            "a renamed partition of a renamed table",
+            "CREATE TABLE accounts (id integer, email text, PRIMARY KEY (id)) PARTITION BY RANGE (id);
+             CREATE TABLE accounts_low PARTITION OF accounts FOR VALUES FROM (0) TO (100);",
+            "BEGIN;
+             ALTER TABLE accounts RENAME TO accounts_tmp;
+             ALTER TABLE accounts_low RENAME TO low_tmp;
+             ALTER TABLE low_tmp DISABLE TRIGGER ALL;
+             INSERT INTO low_tmp VALUES (1, 'unseen@example.com');
+             ALTER TABLE low_tmp ENABLE TRIGGER ALL;
+             ALTER TABLE low_tmp RENAME TO accounts_low;
+             ALTER TABLE accounts_tmp RENAME TO accounts;
+             COMMIT;",
+        ),
+    ];
+    for (what, schema, evasion) in scenarios {
+        let mut db = audited_db(schema, "[capture]\ninclude = [\"accounts\"]\n").await;
+        db.client
+            .batch_execute(evasion)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        let gaps: Vec<(String, bool)> = db
+            .client
+            .query(
+                "SELECT table_schema || '.' || table_name, off_until IS NOT NULL FROM pgtrail.capture_gaps",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(gaps, [("public.accounts".to_string(), true)], "{what}");
+        let report = integrity::verify(&mut db.client, &VerifyOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            matches!(&report.problems[..], [Problem::CaptureGap { table, .. }] if table == "public.accounts"),
+            "{what}: {:?}",
+            report.problems
+        );
+        assert_eq!(
+            count(&db.client, "SELECT count(*) FROM pgtrail.change").await,
+            0,
+            "{what}: nothing was captured meanwhile"
+        );
+        // The column renames under the other name were recorded too.
+        if *what == "renamed" {
+            assert_eq!(
+                count(
+                    &db.client,
+                    "SELECT count(*) FROM pgtrail.schema_change WHERE kind = 'rename'"
+                )
+                .await,
+                2
+            );
+        }
+    }
+}

@@ -14,6 +14,7 @@ mod init;
 mod install;
 mod integrity;
 mod keys;
+mod lineage;
 mod queries;
 mod reconcile;
 mod restore;

@@ -606,6 +606,62 @@ async fn queries_a_table_that_is_not_audited_is_refused_with_pgtr4() {
     }
 }
 
+/// A partition's name (issue 11): history, row_as_of and blame answer for
+/// the rows of the partition (as rows of its partitioned table, which a
+/// row may move across); table_as_of names the table to ask instead.
+#[tokio::test]
+async fn queries_a_partition_is_answered_as_its_partitioned_table() {
+    let schema = "CREATE TABLE events (id int, kind text, PRIMARY KEY (id)) PARTITION BY RANGE (id);
+                  CREATE TABLE events_low PARTITION OF events FOR VALUES FROM (0) TO (100);
+                  CREATE TABLE events_high PARTITION OF events FOR VALUES FROM (100) TO (1000);";
+    let db = audited_db(schema, "[capture]\ninclude = [\"events\"]\n").await;
+    db.client
+        .batch_execute(
+            "INSERT INTO events VALUES (1, 'signup'), (150, 'order');
+             UPDATE events SET kind = 'login' WHERE id = 1;
+             UPDATE events_low SET id = 2 WHERE id = 1;",
+        )
+        .await
+        .unwrap();
+    let at = now(&db.client).await;
+    let pk = json!({"id": 2});
+    assert_eq!(
+        history(&db.client, "events_low", &pk).await,
+        history(&db.client, "events", &pk).await
+    );
+    assert_eq!(history(&db.client, "events_low", &pk).await.len(), 3);
+    assert_eq!(
+        row_as_of(&db.client, "events_low", &pk, &at).await,
+        Some(json!({"id": 2, "kind": "login"}))
+    );
+    let blame: i64 = db
+        .client
+        .query_one(
+            "SELECT count(*) FROM pgtrail.blame('events_high', '{\"id\": 150}')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(blame, 2);
+    let error = db
+        .client
+        .query("SELECT * FROM pgtrail.table_as_of('events_low', now())", &[])
+        .await
+        .expect_err("a partition's table is asked for instead");
+    let db_error = error.as_db_error().expect("a database error");
+    assert_eq!(db_error.code().code(), "PGTR4");
+    assert!(
+        db_error
+            .message()
+            .contains("partition of the audited table public.events")
+            && db_error
+                .hint()
+                .is_some_and(|h| h.contains("table_as_of('public.events'")),
+        "{db_error:?}"
+    );
+}
+
 /// One random statement on one of the three tables.
 #[derive(Debug, Clone)]
 enum Op {

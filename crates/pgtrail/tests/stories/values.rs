@@ -2,7 +2,7 @@
 //! TOASTed values; redacted columns never show their value.
 
 use proptest::prelude::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{audited_db, changes};
 
@@ -164,6 +164,54 @@ async fn redacted_columns_are_recorded_as_changed_but_never_show_their_value() {
         marker, other_marker,
         "two databases must not share redaction markers"
     );
+}
+
+/// Issue 11: equal secrets in different rows must not show as equal
+/// markers (a reader would learn which users share a password), while one
+/// row's history still shows when its value changed and when it came back.
+/// Markers of pgtrail 0.3.0 (a kind without the `r:` prefix) stay valid.
+#[tokio::test]
+async fn equal_secrets_in_different_rows_get_different_markers() {
+    let schema = "CREATE TABLE users (id int PRIMARY KEY, password_hash text);";
+    let config = "[tables.users]\nredact_columns = [\"password_hash\"]\n";
+    let db = audited_db(schema, config).await;
+    db.client
+        .batch_execute(
+            "INSERT INTO users VALUES (1, 'same'), (2, 'same'), (3, 'same'), (4, 'same');
+             UPDATE users SET password_hash = 'other' WHERE id = 1;
+             UPDATE users SET password_hash = 'same' WHERE id = 1;",
+        )
+        .await
+        .unwrap();
+    let inserted: Vec<String> = changes(&db.client, "users").await[..4]
+        .iter()
+        .map(|c| c.new.as_ref().unwrap()["password_hash"]["redacted"].to_string())
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = inserted.iter().collect();
+    assert_eq!(distinct.len(), 4, "four rows, four markers: {inserted:?}");
+    assert!(inserted.iter().all(|m| m.starts_with("\"r:")), "{inserted:?}");
+    let history = history_of(&db.client, 1).await;
+    assert_eq!(history.len(), 3);
+    assert_ne!(history[1].0, history[1].1, "the change to another value shows");
+    assert_eq!(
+        history[2].1, history[0].1,
+        "the value that came back has its old marker"
+    );
+}
+
+/// Old and new markers of `password_hash` in each change of user `id`.
+async fn history_of(client: &tokio_postgres::Client, id: i32) -> Vec<(Value, Value)> {
+    client
+        .query(
+            "SELECT coalesce(old_values -> 'password_hash', 'null'), coalesce(new_values -> 'password_hash', 'null')
+             FROM pgtrail.history('users', jsonb_build_object('id', $1::int))",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
 }
 
 /// Values generated at random come back from the trail exactly as
