@@ -13,6 +13,9 @@ use tokio_postgres::Client;
 
 use crate::support::audited_db;
 
+/// One change of `pgtrail.history`: op, old values, new values, actor id.
+type HistoryStep = (String, Option<Value>, Option<Value>, Option<String>);
+
 /// The table's rows, by id, as JSON (a snapshot), and the moment right after.
 async fn snapshot(client: &Client, table: &str) -> (BTreeMap<String, Value>, String) {
     let rows = client
@@ -132,7 +135,7 @@ async fn every_moment_of_a_table_is_answered_across_its_schema_changes() {
     assert_eq!(problems, Vec::<String>::new());
 
     // The rewrite by ALTER TYPE ... USING is in the row's history, by its author.
-    let history: Vec<(String, Option<Value>, Option<Value>, Option<String>)> = c
+    let history: Vec<HistoryStep> = c
         .query(
             "SELECT op, old_values, new_values, actor_id FROM pgtrail.history('crm.customers', '{\"id\": 3}')",
             &[],
