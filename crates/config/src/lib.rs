@@ -28,7 +28,10 @@
 //!
 //! Every section and key is optional; an empty file gives
 //! [`Config::default`]. Table names are split as described in [`name`];
-//! patterns and table selection are described in [`matching`].
+//! patterns and table selection are described in [`matching`]. A table has
+//! one section at most: two sections that name the same table (`accounts`
+//! and `public.accounts`, or `public.users` and `"public"."users"`) are an
+//! error naming both.
 //!
 //! Problems are reported as [`ConfigError`]s that point at a line and
 //! column of the file and, where possible, suggest a fix:

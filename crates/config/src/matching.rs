@@ -235,9 +235,10 @@ pub struct ColumnRules {
 }
 
 impl Config {
-    /// The `[tables."..."]` sections that apply to `schema.table`: the
-    /// schema-qualified one first, then the one written without a schema
-    /// (which applies to a table of that name in any considered schema).
+    /// The `[tables."..."]` section that applies to `schema.table`, written
+    /// with its schema or without (a name without a schema applies to a
+    /// table of that name in any considered schema). A parsed config has one
+    /// at most: two sections naming the same table are refused.
     pub fn table_rules_for(&self, schema: &str, table: &str) -> Vec<&TableRule> {
         if !self.capture.schemas.iter().any(|s| s == schema) {
             return Vec::new();
@@ -285,9 +286,9 @@ impl Config {
         }
     }
 
-    /// The column settings for `schema.table`, merging the global settings
-    /// with the table's sections (see [`Config::table_rules_for`]; for
-    /// `images` and `key` the schema-qualified section wins).
+    /// The settings for `schema.table`: the global settings merged with the
+    /// table's section (see [`Config::table_rules_for`]), which adds columns
+    /// to ignore and redact and overrides the rest.
     pub fn columns_for(&self, schema: &str, table: &str) -> ColumnRules {
         let rules = self.table_rules_for(schema, table);
         let union = |global: &[String], per_table: fn(&TableRule) -> &[String]| {

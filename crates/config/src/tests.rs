@@ -543,14 +543,84 @@ fn empty_and_duplicate_entries() {
     assert_eq!(e.message(), Some("`schemas` in [capture] is empty"));
     let (_, kind, _, _) = error("[capture]\nredact_columns = [\"\"]\n");
     assert_eq!(kind, ErrorKind::InvalidValue);
+}
 
-    // The same table written two ways.
+/// A table named by two sections, however differently, is an error at the
+/// second that names the first: the file, the place and the section of each.
+#[test]
+fn a_table_named_twice_is_an_error_naming_both_sections() {
+    // Quoted and plain identifiers: quotes are not part of the name.
     let (e, kind, line, column) = error("[tables.\"public.users\"]\n[tables.'\"public\".\"users\"']\n");
     assert_eq!((kind, line, column), (ErrorKind::Duplicate, 2, 9));
     assert_eq!(
-        e.help(),
-        Some("it is already configured at 1:9; merge the two sections")
+        e.to_string(),
+        "pgtrail.toml:2:9: table `public.users` is configured twice: by [tables.\"\\\"public\\\".\\\"users\\\"\"] here \
+         and by [tables.\"public.users\"] at 1:9\n  help: both name the same table; keep one section and move the other's settings into it"
     );
+
+    // With and without the schema, in either order: the name without a
+    // schema means the table in the schema of `schemas`.
+    let text = "[tables.\"public.accounts\"]\nkey = [\"id\"]\n\n[tables.accounts]\nimages = \"full\"\n";
+    let (e, kind, line, column) = error(text);
+    assert_eq!((kind, line, column), (ErrorKind::Duplicate, 4, 9));
+    assert_eq!(
+        e.message(),
+        Some(
+            "table `public.accounts` is configured twice: by [tables.accounts] here and by [tables.\"public.accounts\"] at 1:9"
+        )
+    );
+    assert_eq!(
+        e.help(),
+        Some(
+            "a name without a schema means the table of that name in the schema of `schemas` in [capture] (public); \
+             keep one section and move the other's settings into it"
+        )
+    );
+    let (e, _, line, _) = error("[tables.accounts]\n[tables.'\"public\".accounts']\n");
+    assert_eq!(line, 2);
+    assert!(
+        e.message()
+            .unwrap_or_default()
+            .starts_with("table `public.accounts` is configured twice: by [tables."),
+        "{e}"
+    );
+    assert!(
+        e.message()
+            .unwrap_or_default()
+            .ends_with("and by [tables.accounts] at 1:9"),
+        "{e}"
+    );
+
+    // A name without a schema applies in every schema of `schemas`, so it
+    // and a qualified name of any of them name one table twice.
+    let text = "[capture]\nschemas = [\"public\", \"app\"]\n[tables.accounts]\n[tables.\"app.accounts\"]\n";
+    let (e, _, line, _) = error(text);
+    assert_eq!(line, 4);
+    assert!(
+        e.message()
+            .unwrap_or_default()
+            .starts_with("table `app.accounts` is configured twice"),
+        "{e}"
+    );
+    assert_eq!(
+        e.help(),
+        Some(
+            "a name without a schema means the tables of that name in every schema of `schemas` in [capture] (public, app); \
+             keep one section per table: write the schema in each name, or merge the two sections"
+        )
+    );
+
+    // Different tables: other schemas, or names that differ in case (names
+    // keep their case, as PostgreSQL stores quoted identifiers: `Accounts`
+    // is not `accounts`; a name that matches no table is reported against
+    // the database).
+    let config = parse(
+        "[capture]\nschemas = [\"public\", \"app\"]\n\
+         [tables.\"public.accounts\"]\n[tables.\"app.accounts\"]\n[tables.Accounts]\n[tables.'\"public\".\"ACCOUNTS\"']\n",
+    )
+    .unwrap();
+    assert_eq!(config.tables.len(), 4);
+    assert_eq!(config.columns_for("app", "accounts").images, Images::Diff);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::name::QualifiedName;
 use crate::raw::{List, RawCapture, RawConfig, RawContext, RawTable, Table};
 use crate::setting::check_setting;
 use crate::suggest::{one_of, suggest};
-use crate::walk::Section;
+use crate::walk::{Section, write_toml_key};
 
 /// Checks `raw` and builds the configuration.
 pub(crate) fn build(src: Source<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -228,23 +228,73 @@ fn tables(
 ) -> Result<Vec<TableRule>, ConfigError> {
     let mut raw: Vec<(Spanned<String>, RawTable)> = raw.into_iter().map(|(k, t)| (k, t.0)).collect();
     raw.sort_by_key(|(key, _)| key.span().start);
-    let mut rules: Vec<TableRule> = Vec::with_capacity(raw.len());
+    let mut rules: Vec<(String, TableRule)> = Vec::with_capacity(raw.len());
     for (key, table) in raw {
         let rule = table_rule(src, &key, table, schemas)?;
-        if let Some(first) = rules.iter().find(|r| r.name == rule.name) {
-            return Err(src.error(
-                ErrorKind::Duplicate,
-                &key.span(),
-                format!("table `{}` is configured twice", rule.name),
-                Some(format!(
-                    "it is already configured at {}; merge the two sections",
-                    first.location
-                )),
-            ));
+        if let Some((first_key, first)) = rules.iter().find(|(_, r)| same_table(&r.name, &rule.name)) {
+            return Err(named_twice(src, (first_key, first), (&key, &rule), schemas));
         }
-        rules.push(rule);
+        rules.push((key.get_ref().clone(), rule));
     }
-    Ok(rules)
+    Ok(rules.into_iter().map(|(_, rule)| rule).collect())
+}
+
+/// Whether two `[tables."..."]` names can designate the same table. Names
+/// are compared as PostgreSQL stores them (quotes removed, case kept), and a
+/// name without a schema designates the table of that name in every schema
+/// of `capture.schemas`, which a schema-qualified name's schema always is
+/// (checked by [`table_rule`]).
+fn same_table(a: &QualifiedName, b: &QualifiedName) -> bool {
+    a.table == b.table && (a.schema.is_none() || b.schema.is_none() || a.schema == b.schema)
+}
+
+/// `[tables."public.users"]`: the header of a table's section as TOML writes it.
+fn section_header(key: &str) -> String {
+    let mut header = String::from("[tables.");
+    let _ = write_toml_key(&mut header, key);
+    header.push(']');
+    header
+}
+
+/// The error for a table named by two sections: at the second, naming the
+/// first, with the fix.
+fn named_twice(
+    src: Source<'_>,
+    (first_key, first): (&str, &TableRule),
+    (key, rule): (&Spanned<String>, &TableRule),
+    schemas: &[String],
+) -> ConfigError {
+    let qualified = first.name.schema.as_ref().or(rule.name.schema.as_ref());
+    let table = match qualified {
+        Some(schema) => QualifiedName::new(schema.clone(), rule.name.table.clone()),
+        None => rule.name.clone(),
+    };
+    let help = match (&first.name.schema, &rule.name.schema) {
+        (Some(_), Some(_)) | (None, None) => {
+            "both name the same table; keep one section and move the other's settings into it".to_string()
+        }
+        _ if schemas.len() == 1 => format!(
+            "a name without a schema means the table of that name in the schema of `schemas` in [capture] ({}); \
+             keep one section and move the other's settings into it",
+            schemas[0]
+        ),
+        _ => format!(
+            "a name without a schema means the tables of that name in every schema of `schemas` in [capture] ({}); \
+             keep one section per table: write the schema in each name, or merge the two sections",
+            schemas.join(", ")
+        ),
+    };
+    src.error(
+        ErrorKind::Duplicate,
+        &key.span(),
+        format!(
+            "table `{table}` is configured twice: by {} here and by {} at {}",
+            section_header(key.get_ref()),
+            section_header(first_key),
+            first.location
+        ),
+        Some(help),
+    )
 }
 
 fn table_rule(

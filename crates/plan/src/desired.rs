@@ -227,8 +227,11 @@ fn check_table_rules(config: &Config, catalog: &Catalog, problems: &mut Vec<Conf
                 })
                 .collect();
             let written = rule.name.to_string();
-            let help = suggest(&written, candidates.iter().map(String::as_str))
-                .map(|s| format!("did you mean `{s}`?"))
+            let help = case_folded_help(config, catalog, rule, &schemas)
+                .or_else(|| {
+                    suggest(&written, candidates.iter().map(String::as_str))
+                        .map(|s| format!("did you mean `{s}`?"))
+                })
                 .or_else(|| Some("run `pgtrail init` to list the tables pgtrail can see".to_string()));
             problems.push(problem(
                 config,
@@ -278,6 +281,40 @@ fn check_table_rules(config: &Config, catalog: &Catalog, problems: &mut Vec<Conf
             }
         }
     }
+}
+
+/// The help for a `[tables."..."]` name that matches no table but one whose
+/// name differs in case only: pgtrail.toml keeps the case of names (as
+/// PostgreSQL stores them), where SQL folds unquoted names to lower case.
+/// When another section configures that table, both sections are named.
+fn case_folded_help(
+    config: &Config,
+    catalog: &Catalog,
+    rule: &pgtrail_config::TableRule,
+    schemas: &[&str],
+) -> Option<String> {
+    let table = catalog.top_level_tables().find(|t| {
+        schemas.contains(&t.schema.as_str()) && t.name.to_lowercase() == rule.name.table.to_lowercase()
+    })?;
+    let meant = pgtrail_config::QualifiedName::new(table.schema.clone(), table.name.clone());
+    let header = |name: &pgtrail_config::QualifiedName| {
+        format!(
+            "[tables.\"{}\"]",
+            name.to_string().replace('\\', "\\\\").replace('"', "\\\"")
+        )
+    };
+    let mut help = format!(
+        "names in pgtrail.toml keep their case (unlike unquoted names in SQL): the table is `{meant}`"
+    );
+    match config.table_rules_for(&table.schema, &table.name).first() {
+        Some(other) => help.push_str(&format!(
+            ", which {} at {} configures already; move this section's settings there and remove this one",
+            header(&other.name),
+            other.location
+        )),
+        None => help.push_str(&format!("; write {}", header(&meant))),
+    }
+    Some(help)
 }
 
 fn context_sources(config: &Config) -> serde_json::Value {
