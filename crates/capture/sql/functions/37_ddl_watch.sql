@@ -23,15 +23,15 @@ AS $fn$
     LIMIT 1
 $fn$;
 
--- 'on' when the audited table p_id, and each of its partitions, has its four
--- capture triggers, enabled; else 'off'.
+-- 'on' when the audited table p_id, and each of its partitions, has all its
+-- capture triggers (pgtrail.trigger_names()), enabled; else 'off'.
 CREATE OR REPLACE FUNCTION pgtrail._capture_state(p_id integer)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     -- (Through the catalog, not by name: the owner may lack USAGE on the schema.)
-    SELECT CASE WHEN bool_and(r.enabled = 4) THEN 'on' ELSE 'off' END
+    SELECT CASE WHEN bool_and(r.enabled = cardinality(pgtrail.trigger_names())) THEN 'on' ELSE 'off' END
     FROM pgtrail.audited_table AS a
     JOIN pg_namespace AS n ON n.nspname = a.table_schema
     JOIN pg_class AS c ON c.relnamespace = n.oid AND c.relname = a.table_name
