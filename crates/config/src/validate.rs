@@ -6,7 +6,7 @@ use serde_spanned::Spanned;
 
 use crate::error::{ConfigError, ErrorKind, Location, Source};
 use crate::matching::Pattern;
-use crate::model::{Capture, Config, Context, Images, Install, TableRule};
+use crate::model::{Capture, Config, Context, Images, Install, TableRule, Truncate};
 use crate::name::QualifiedName;
 use crate::raw::{List, RawCapture, RawConfig, RawContext, RawTable, Table};
 use crate::setting::check_setting;
@@ -15,9 +15,21 @@ use crate::walk::{Section, write_toml_key};
 
 /// Checks `raw` and builds the configuration.
 pub(crate) fn build(src: Source<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
+    let truncate_limit_at = raw.capture.0.truncate_row_limit.as_ref().map(|v| v.span());
     let capture = capture(src, raw.capture.0)?;
     let context = context(src, raw.context.0)?;
-    let tables = tables(src, raw.tables, &capture.schemas)?;
+    let tables = tables(src, raw.tables, &capture)?;
+    if let Some(span) = truncate_limit_at
+        && capture.truncate == Truncate::Event
+        && !tables.iter().any(|t| t.truncate == Some(Truncate::Capture))
+    {
+        return Err(src.error(
+            ErrorKind::InvalidValue,
+            &span,
+            "`truncate_row_limit` in [capture] has no effect: no table records the rows a TRUNCATE removes",
+            Some("set `truncate = \"capture\"` in [capture] or in a [tables] section, or remove `truncate_row_limit`".to_string()),
+        ));
+    }
     let install = Install {
         accept_installer_can_edit_trail: raw.install.0.accept_installer_can_edit_trail.unwrap_or(false),
         accept_unseen_capture_gaps: raw.install.0.accept_unseen_capture_gaps.unwrap_or(false),
@@ -95,6 +107,40 @@ fn images(src: Source<'_>, value: &Spanned<String>, what: &str) -> Result<Images
     })
 }
 
+fn truncate(src: Source<'_>, value: &Spanned<String>, what: &str) -> Result<Truncate, ConfigError> {
+    let name = value.get_ref();
+    Truncate::from_name(name).ok_or_else(|| {
+        let help = match suggest(name, Truncate::NAMES) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("use {}", one_of(&Truncate::NAMES)),
+        };
+        src.error(
+            ErrorKind::InvalidValue,
+            &value.span(),
+            format!(
+                "unknown value `{name}` for {what}; expected {}",
+                one_of(&Truncate::NAMES)
+            ),
+            Some(help),
+        )
+    })
+}
+
+fn row_limit(src: Source<'_>, value: &Spanned<i64>, what: &str) -> Result<i64, ConfigError> {
+    match *value.get_ref() {
+        limit if limit >= 1 => Ok(limit),
+        limit => Err(src.error(
+            ErrorKind::InvalidValue,
+            &value.span(),
+            format!("{what} is {limit}; it must be at least 1"),
+            Some(format!(
+                "the most rows a TRUNCATE records one by one, like {}",
+                crate::model::DEFAULT_TRUNCATE_ROW_LIMIT
+            )),
+        )),
+    }
+}
+
 fn patterns(src: Source<'_>, list: &List, what: &str) -> Result<Vec<Pattern>, ConfigError> {
     items(src, list, what)?
         .into_iter()
@@ -137,6 +183,12 @@ fn capture(src: Source<'_>, raw: RawCapture) -> Result<Capture, ConfigError> {
     capture.ignore_columns = strings(src, raw.ignore_columns.as_ref(), &what("ignore_columns"))?;
     capture.redact_columns = strings(src, raw.redact_columns.as_ref(), &what("redact_columns"))?;
     capture.auto_attach = raw.auto_attach.unwrap_or(false);
+    if let Some(value) = &raw.truncate {
+        capture.truncate = truncate(src, value, &what("truncate"))?;
+    }
+    if let Some(value) = &raw.truncate_row_limit {
+        capture.truncate_row_limit = Some(row_limit(src, value, &what("truncate_row_limit"))?);
+    }
     Ok(capture)
 }
 
@@ -224,15 +276,20 @@ fn is_identifier(name: &str) -> bool {
 fn tables(
     src: Source<'_>,
     raw: BTreeMap<Spanned<String>, Table<RawTable>>,
-    schemas: &[String],
+    capture: &Capture,
 ) -> Result<Vec<TableRule>, ConfigError> {
     let mut raw: Vec<(Spanned<String>, RawTable)> = raw.into_iter().map(|(k, t)| (k, t.0)).collect();
     raw.sort_by_key(|(key, _)| key.span().start);
     let mut rules: Vec<(String, TableRule)> = Vec::with_capacity(raw.len());
     for (key, table) in raw {
-        let rule = table_rule(src, &key, table, schemas)?;
+        let rule = table_rule(src, &key, table, capture)?;
         if let Some((first_key, first)) = rules.iter().find(|(_, r)| same_table(&r.name, &rule.name)) {
-            return Err(named_twice(src, (first_key, first), (&key, &rule), schemas));
+            return Err(named_twice(
+                src,
+                (first_key, first),
+                (&key, &rule),
+                &capture.schemas,
+            ));
         }
         rules.push((key.get_ref().clone(), rule));
     }
@@ -301,8 +358,9 @@ fn table_rule(
     src: Source<'_>,
     key: &Spanned<String>,
     raw: RawTable,
-    schemas: &[String],
+    capture: &Capture,
 ) -> Result<TableRule, ConfigError> {
+    let schemas = &capture.schemas;
     let written = key.get_ref();
     let name = QualifiedName::parse(written).map_err(|e| {
         src.error(
@@ -345,7 +403,34 @@ fn table_rule(
             (Some(columns), locations)
         }
     };
+    let truncate_setting = match &raw.truncate {
+        Some(value) => Some(truncate(src, value, &what("truncate"))?),
+        None => None,
+    };
+    let truncate_row_limit = match &raw.truncate_row_limit {
+        Some(value) => {
+            let limit = row_limit(src, value, &what("truncate_row_limit"))?;
+            if truncate_setting.unwrap_or(capture.truncate) == Truncate::Event {
+                return Err(src.error(
+                    ErrorKind::InvalidValue,
+                    &value.span(),
+                    format!(
+                        "{} has no effect: a TRUNCATE of this table records the event only",
+                        what("truncate_row_limit")
+                    ),
+                    Some(format!(
+                        "add `truncate = \"capture\"` to {}, or remove `truncate_row_limit`",
+                        section_header(written)
+                    )),
+                ));
+            }
+            Some(limit)
+        }
+        None => None,
+    };
     Ok(TableRule {
+        truncate: truncate_setting,
+        truncate_row_limit,
         images: match &raw.images {
             Some(value) => Some(images(src, value, &what("images"))?),
             None => None,

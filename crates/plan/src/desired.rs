@@ -1,7 +1,7 @@
 //! What capture should look like, table by table, according to the config.
 
 use pgtrail_catalog::{Catalog, Table};
-use pgtrail_config::{Config, ConfigError, ErrorKind, Location, Selection, suggest};
+use pgtrail_config::{Config, ConfigError, ErrorKind, Location, Selection, Truncate, suggest};
 
 /// Capture settings of one audited table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +14,10 @@ pub struct DesiredTable {
     pub images: &'static str,
     pub ignore_columns: Vec<String>,
     pub redact_columns: Vec<String>,
+    /// `event` or `capture`: what a TRUNCATE records.
+    pub truncate: &'static str,
+    /// With `capture`, the most rows a TRUNCATE records one by one.
+    pub truncate_row_limit: Option<i64>,
 }
 
 /// The whole desired state.
@@ -147,6 +151,8 @@ fn desired_table(config: &Config, table: &Table) -> Result<DesiredTable, ConfigE
         images: rules.images.as_str(),
         ignore_columns,
         redact_columns,
+        truncate: rules.truncate.as_str(),
+        truncate_row_limit: rules.truncate_row_limit,
     })
 }
 
@@ -370,12 +376,23 @@ fn auto_attach(config: &Config) -> serde_json::Value {
             })
             .collect()
     };
-    serde_json::json!({
+    let mut settings = serde_json::json!({
         "schemas": config.capture.schemas,
         "include": rules(&config.capture.include),
         "exclude": rules(&config.capture.exclude),
         "images": config.capture.images.as_str(),
         "ignore_columns": config.capture.ignore_columns,
         "redact_columns": config.capture.redact_columns,
-    })
+    });
+    // Only when set, so that configs without it keep the rules they had.
+    if config.capture.truncate == Truncate::Capture {
+        settings["truncate"] = serde_json::json!(config.capture.truncate.as_str());
+        settings["truncate_row_limit"] = serde_json::json!(
+            config
+                .capture
+                .truncate_row_limit
+                .unwrap_or(pgtrail_config::DEFAULT_TRUNCATE_ROW_LIMIT)
+        );
+    }
+    settings
 }
