@@ -23,5 +23,6 @@ mod security;
 mod seeds;
 mod support;
 mod tls;
+mod truncate;
 mod upgrade;
 mod values;
