@@ -119,7 +119,8 @@ BEGIN
         END IF;
         v_from := format('%s AS r WHERE r.tableoid OPERATOR(pg_catalog.=) ANY ($4::pg_catalog.oid[])%s', v_root,
                          CASE WHEN p_rel <> v_root
-                              THEN ' AND (' || pg_get_partition_constraintdef(p_rel) || ')' ELSE '' END);
+                              THEN ' AND (' || coalesce(pg_get_partition_constraintdef(p_rel), 'true') || ')'
+                              ELSE '' END);
     ELSE
         -- A table's own rows (inheritance children are tables of their own).
         IF p_rel = ANY (v_done) THEN
