@@ -6,13 +6,16 @@ use crate::quote;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The capture triggers pgtrail puts on every audited table (and on every
-/// partition of an audited partitioned table). All four call the table's
-/// own capture function, [`capture_function`].
-pub const TRIGGER_NAMES: [&str; 4] = [
+/// partition of an audited partitioned table). All five call the table's
+/// own capture function, [`capture_function`]: after INSERT, UPDATE, DELETE
+/// and TRUNCATE, and before TRUNCATE (which reads the rows a TRUNCATE
+/// removes, for tables with `truncate = "capture"`).
+pub const TRIGGER_NAMES: [&str; 5] = [
     "pgtrail_capture_insert",
     "pgtrail_capture_update",
     "pgtrail_capture_delete",
     "pgtrail_capture_truncate",
+    "pgtrail_capture_before_truncate",
 ];
 
 /// The capture function generated for the audited table with id `table_id`
@@ -70,6 +73,10 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 6,
         file: sql_file!("migrations", "0006_lineage.sql"),
     },
+    Migration {
+        number: 7,
+        file: sql_file!("migrations", "0007_truncate.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.
@@ -79,6 +86,7 @@ pub const FUNCTIONS: &[SqlFile] = &[
     sql_file!("functions", "12_keys_and_markers.sql"),
     sql_file!("functions", "15_context_record.sql"),
     sql_file!("functions", "20_capture.sql"),
+    sql_file!("functions", "25_truncate.sql"),
     sql_file!("functions", "30_attach.sql"),
     sql_file!("functions", "35_auto_attach.sql"),
     sql_file!("functions", "37_ddl_watch.sql"),
@@ -212,8 +220,15 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_in_order_without_gaps() {
-        for (index, migration) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(migration.number as usize, index + 1);
+        let mut previous = 0;
+        for migration in MIGRATIONS {
+            assert_eq!(
+                migration.number,
+                previous + 1,
+                "{} after {previous}",
+                migration.number
+            );
+            previous = migration.number;
             assert!(
                 migration
                     .file

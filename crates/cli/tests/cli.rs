@@ -146,6 +146,60 @@ async fn a_broken_config_is_reported_with_file_line_and_suggestion_and_changes_n
     );
 }
 
+/// "The same table in two sections under two spellings was silently
+/// merged": now every command that reads the config stops at the second
+/// section, names both (file, line and section of each), says how to fix
+/// it, exits 2 and changes nothing.
+#[tokio::test]
+async fn a_table_named_twice_in_the_config_is_an_error_naming_both_sections_and_nothing_is_applied() {
+    let (db, dir) =
+        project("[tables.\"public.users\"]\nkey = [\"id\"]\n\n[tables.users]\nimages = \"full\"\n").await;
+    for command in ["apply", "plan", "check", "sql"] {
+        let output = pgtrail(&[command, "--database-url", db.url()], dir.path());
+        let (_, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains(
+                "pgtrail.toml:4:9: table `public.users` is configured twice: \
+                 by [tables.users] here and by [tables.\"public.users\"] at 1:9"
+            ),
+            "{command}: {stderr}"
+        );
+        assert!(stderr.contains("keep one section"), "{command}: {stderr}");
+    }
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgtrail'").await,
+        0
+    );
+
+    // Names keep their case, as PostgreSQL stores them: `Users` is another
+    // table than `users` (both may exist). When it does not, the error says
+    // which table was meant and which section configures it already.
+    std::fs::write(
+        dir.path().join("pgtrail.toml"),
+        "[tables.users]\nimages = \"full\"\n\n[tables.Users]\nredact_columns = [\"password_hash\"]\n",
+    )
+    .unwrap();
+    let output = pgtrail(&["apply", "--database-url", db.url()], dir.path());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("pgtrail.toml:4:9: table `Users` does not exist in schema public"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "the table is `public.users`, which [tables.\"users\"] at 1:9 configures already; \
+             move this section's settings there and remove this one"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgtrail'").await,
+        0
+    );
+}
+
 #[tokio::test]
 async fn a_missing_server_or_database_is_one_clear_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,8 @@
 //! ignore_columns = ["updated_at"]   # everywhere; default []
 //! redact_columns = []               # everywhere; default []
 //! auto_attach = false               # default false
+//! truncate = "event"                # "event" or "capture"; default "event"
+//! truncate_row_limit = 100000       # with "capture": the most rows recorded; default 100000
 //!
 //! [context]                         # custom settings the app already sets
 //! actor_id = ["app.user_id"]
@@ -20,6 +22,7 @@
 //! [tables."public.students"]
 //! key = ["std_no"]
 //! images = "full"
+//! truncate = "capture"              # per-table overrides of [capture]
 //!
 //! [install]                         # what an install without full rights may lack (default false)
 //! accept_installer_can_edit_trail = false   # no owner role: the installer owns the trail
@@ -28,7 +31,10 @@
 //!
 //! Every section and key is optional; an empty file gives
 //! [`Config::default`]. Table names are split as described in [`name`];
-//! patterns and table selection are described in [`matching`].
+//! patterns and table selection are described in [`matching`]. A table has
+//! one section at most: two sections that name the same table (`accounts`
+//! and `public.accounts`, or `public.users` and `"public"."users"`) are an
+//! error naming both.
 //!
 //! Problems are reported as [`ConfigError`]s that point at a line and
 //! column of the file and, where possible, suggest a fix:
@@ -57,7 +63,10 @@ use std::path::Path;
 
 pub use error::{ConfigError, ErrorKind, Location};
 pub use matching::{ColumnRules, Pattern, PatternError, Selection};
-pub use model::{Capture, Config, Context, DEFAULT_FILE_NAME, Images, Install, TableRule};
+pub use model::{
+    Capture, Config, Context, DEFAULT_FILE_NAME, DEFAULT_TRUNCATE_ROW_LIMIT, Images, Install, TableRule,
+    Truncate,
+};
 pub use name::{NameError, QualifiedName};
 pub use suggest::suggest;
 

@@ -25,7 +25,7 @@
 
 use std::fmt;
 
-use crate::model::{Config, Images, TableRule};
+use crate::model::{Config, DEFAULT_TRUNCATE_ROW_LIMIT, Images, TableRule, Truncate};
 use crate::name::{NameError, split_parts};
 
 /// Why a pattern is invalid.
@@ -218,8 +218,8 @@ pub enum Selection {
     NotCovered,
 }
 
-/// The column settings for one table: global settings merged with its
-/// `[tables."..."]` sections.
+/// The settings of one table: the global settings merged with its
+/// `[tables."..."]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnRules {
     /// Columns not recorded: `capture.ignore_columns` followed by the
@@ -232,12 +232,19 @@ pub struct ColumnRules {
     pub images: Images,
     /// The table's `key` override, if any.
     pub key: Option<Vec<String>>,
+    /// The table's `truncate`, or else `capture.truncate`.
+    pub truncate: Truncate,
+    /// With [`Truncate::Capture`], the table's `truncate_row_limit`, or else
+    /// `capture.truncate_row_limit`, or else [`DEFAULT_TRUNCATE_ROW_LIMIT`];
+    /// `None` with [`Truncate::Event`].
+    pub truncate_row_limit: Option<i64>,
 }
 
 impl Config {
-    /// The `[tables."..."]` sections that apply to `schema.table`: the
-    /// schema-qualified one first, then the one written without a schema
-    /// (which applies to a table of that name in any considered schema).
+    /// The `[tables."..."]` section that applies to `schema.table`, written
+    /// with its schema or without (a name without a schema applies to a
+    /// table of that name in any considered schema). A parsed config has one
+    /// at most: two sections naming the same table are refused.
     pub fn table_rules_for(&self, schema: &str, table: &str) -> Vec<&TableRule> {
         if !self.capture.schemas.iter().any(|s| s == schema) {
             return Vec::new();
@@ -285,9 +292,9 @@ impl Config {
         }
     }
 
-    /// The column settings for `schema.table`, merging the global settings
-    /// with the table's sections (see [`Config::table_rules_for`]; for
-    /// `images` and `key` the schema-qualified section wins).
+    /// The settings for `schema.table`: the global settings merged with the
+    /// table's section (see [`Config::table_rules_for`]), which adds columns
+    /// to ignore and redact and overrides the rest.
     pub fn columns_for(&self, schema: &str, table: &str) -> ColumnRules {
         let rules = self.table_rules_for(schema, table);
         let union = |global: &[String], per_table: fn(&TableRule) -> &[String]| {
@@ -300,11 +307,26 @@ impl Config {
             }
             out
         };
+        let truncate = rules
+            .iter()
+            .find_map(|r| r.truncate)
+            .unwrap_or(self.capture.truncate);
         ColumnRules {
             ignore: union(&self.capture.ignore_columns, |r| &r.ignore_columns),
             redact: union(&self.capture.redact_columns, |r| &r.redact_columns),
             images: rules.iter().find_map(|r| r.images).unwrap_or(self.capture.images),
             key: rules.iter().find_map(|r| r.key.clone()),
+            truncate,
+            truncate_row_limit: match truncate {
+                Truncate::Event => None,
+                Truncate::Capture => Some(
+                    rules
+                        .iter()
+                        .find_map(|r| r.truncate_row_limit)
+                        .or(self.capture.truncate_row_limit)
+                        .unwrap_or(DEFAULT_TRUNCATE_ROW_LIMIT),
+                ),
+            },
         }
     }
 }
@@ -376,6 +398,8 @@ mod tests {
             images: None,
             ignore_columns: Vec::new(),
             redact_columns: Vec::new(),
+            truncate: None,
+            truncate_row_limit: None,
             location: Location::new(1, 1),
             key_location: Vec::new(),
         }
@@ -441,26 +465,37 @@ mod tests {
         qualified.images = Some(Images::Full);
         qualified.key = Some(vec!["teacher_no".into()]);
         qualified.ignore_columns = vec!["last_login_at".into(), "updated_at".into()];
-        let mut bare = rule(QualifiedName::bare("teachers"));
-        bare.images = Some(Images::Diff);
+        qualified.truncate = Some(Truncate::Capture);
+        let mut bare = rule(QualifiedName::bare("students"));
+        bare.images = Some(Images::Full);
         bare.key = Some(vec!["id".into()]);
         bare.redact_columns = vec!["password_hash".into()];
+        bare.truncate = Some(Truncate::Capture);
+        bare.truncate_row_limit = Some(10);
         config.tables = vec![bare, qualified];
 
         let rules = config.columns_for("app", "teachers");
         assert_eq!(rules.ignore, ["updated_at", "last_login_at"]);
-        assert_eq!(rules.redact, ["ssn", "password_hash"]);
+        assert_eq!(rules.redact, ["ssn"]);
         assert_eq!(rules.images, Images::Full);
         assert_eq!(rules.key, Some(vec!["teacher_no".to_string()]));
+        assert_eq!(rules.truncate, Truncate::Capture);
+        assert_eq!(rules.truncate_row_limit, Some(DEFAULT_TRUNCATE_ROW_LIMIT));
+        // A section of another schema does not apply.
+        assert_eq!(config.columns_for("public", "teachers").key, None);
 
-        // Only the bare section applies in another schema.
-        let rules = config.columns_for("public", "teachers");
-        assert_eq!(rules.ignore, ["updated_at"]);
-        assert_eq!(rules.redact, ["ssn", "password_hash"]);
-        assert_eq!(rules.images, Images::Diff);
-        assert_eq!(rules.key, Some(vec!["id".to_string()]));
+        // A section without a schema applies in every considered schema.
+        for schema in ["public", "app"] {
+            let rules = config.columns_for(schema, "students");
+            assert_eq!(rules.ignore, ["updated_at"]);
+            assert_eq!(rules.redact, ["ssn", "password_hash"]);
+            assert_eq!(rules.images, Images::Full);
+            assert_eq!(rules.key, Some(vec!["id".to_string()]));
+            assert_eq!(rules.truncate_row_limit, Some(10));
+        }
 
         // No section: the global settings.
+        config.capture.truncate_row_limit = Some(500);
         let rules = config.columns_for("public", "users");
         assert_eq!(
             rules,
@@ -469,7 +504,18 @@ mod tests {
                 redact: vec!["ssn".into()],
                 images: Images::Diff,
                 key: None,
+                truncate: Truncate::Event,
+                truncate_row_limit: None,
             }
+        );
+        config.capture.truncate = Truncate::Capture;
+        assert_eq!(
+            config.columns_for("public", "users").truncate_row_limit,
+            Some(500)
+        );
+        assert_eq!(
+            config.columns_for("public", "students").truncate_row_limit,
+            Some(10)
         );
     }
 }

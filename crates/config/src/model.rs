@@ -80,6 +80,12 @@ pub struct Capture {
     pub redact_columns: Vec<String>,
     /// Attach capture to new tables automatically; default `false`.
     pub auto_attach: bool,
+    /// What a TRUNCATE records; default [`Truncate::Event`].
+    pub truncate: Truncate,
+    /// With [`Truncate::Capture`], the most rows a TRUNCATE records one by
+    /// one (above it, the event only, which says so); `None` in the file
+    /// means [`DEFAULT_TRUNCATE_ROW_LIMIT`].
+    pub truncate_row_limit: Option<i64>,
 }
 
 impl Default for Capture {
@@ -92,6 +98,8 @@ impl Default for Capture {
             ignore_columns: Vec::new(),
             redact_columns: Vec::new(),
             auto_attach: false,
+            truncate: Truncate::default(),
+            truncate_row_limit: None,
         }
     }
 }
@@ -129,6 +137,49 @@ impl Images {
 }
 
 impl fmt::Display for Images {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The row limit of `truncate = "capture"` when the file sets none: a
+/// TRUNCATE of more rows records the event only.
+pub const DEFAULT_TRUNCATE_ROW_LIMIT: i64 = 100_000;
+
+/// What is recorded for a TRUNCATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Truncate {
+    /// The event only: one TRUNCATE change per statement (the default).
+    #[default]
+    Event,
+    /// Every removed row as a DELETE change, then the event (up to the
+    /// table's `truncate_row_limit` rows; above it, the event only).
+    Capture,
+}
+
+impl Truncate {
+    /// The spellings accepted in the file.
+    pub const NAMES: [&'static str; 2] = ["event", "capture"];
+
+    /// `"event"` or `"capture"`, as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Truncate::Event => "event",
+            Truncate::Capture => "capture",
+        }
+    }
+
+    /// Reads `"event"` or `"capture"` (exact spelling).
+    pub fn from_name(name: &str) -> Option<Truncate> {
+        match name {
+            "event" => Some(Truncate::Event),
+            "capture" => Some(Truncate::Capture),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Truncate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -202,6 +253,10 @@ pub struct TableRule {
     pub ignore_columns: Vec<String>,
     /// Columns redacted for this table (in addition to the global ones).
     pub redact_columns: Vec<String>,
+    /// Per-table override of `capture.truncate`.
+    pub truncate: Option<Truncate>,
+    /// Per-table override of `capture.truncate_row_limit`.
+    pub truncate_row_limit: Option<i64>,
     /// Where the table's name is written in the file.
     pub location: Location,
     /// Where each column of `key` is written, in the same order as `key`
@@ -222,6 +277,16 @@ mod tests {
         assert_eq!(Images::default(), Images::Diff);
         for name in Images::NAMES {
             assert_eq!(Images::from_name(name).map(Images::as_str), Some(name));
+        }
+    }
+
+    #[test]
+    fn truncate_names() {
+        assert_eq!(Truncate::default(), Truncate::Event);
+        assert_eq!(Truncate::Capture.to_string(), "capture");
+        assert_eq!(Truncate::from_name("Capture"), None);
+        for name in Truncate::NAMES {
+            assert_eq!(Truncate::from_name(name).map(Truncate::as_str), Some(name));
         }
     }
 

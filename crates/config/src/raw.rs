@@ -84,6 +84,8 @@ pub(crate) struct RawCapture {
     pub(crate) ignore_columns: Option<List>,
     pub(crate) redact_columns: Option<List>,
     pub(crate) auto_attach: Option<bool>,
+    pub(crate) truncate: Option<Spanned<String>>,
+    pub(crate) truncate_row_limit: Option<Spanned<i64>>,
 }
 
 impl RawCapture {
@@ -95,6 +97,8 @@ impl RawCapture {
         "ignore_columns",
         "redact_columns",
         "auto_attach",
+        "truncate",
+        "truncate_row_limit",
     ];
 }
 
@@ -141,10 +145,19 @@ pub(crate) struct RawTable {
     pub(crate) images: Option<Spanned<String>>,
     pub(crate) ignore_columns: Option<List>,
     pub(crate) redact_columns: Option<List>,
+    pub(crate) truncate: Option<Spanned<String>>,
+    pub(crate) truncate_row_limit: Option<Spanned<i64>>,
 }
 
 impl RawTable {
-    pub(crate) const KEYS: &[&str] = &["key", "images", "ignore_columns", "redact_columns"];
+    pub(crate) const KEYS: &[&str] = &[
+        "key",
+        "images",
+        "ignore_columns",
+        "redact_columns",
+        "truncate",
+        "truncate_row_limit",
+    ];
 }
 
 #[cfg(test)]

@@ -114,6 +114,8 @@ fn full_example() {
                 images: Some(Images::Full),
                 ignore_columns: vec![],
                 redact_columns: vec![],
+                truncate: None,
+                truncate_row_limit: None,
                 location: Location::new(24, 9),
                 key_location: vec![Location::new(25, 8)],
             },
@@ -123,6 +125,8 @@ fn full_example() {
                 images: None,
                 ignore_columns: strings(&["last_login_at"]),
                 redact_columns: strings(&["password_hash"]),
+                truncate: None,
+                truncate_row_limit: None,
                 location: Location::new(27, 9),
                 key_location: vec![],
             },
@@ -144,6 +148,8 @@ fn full_example() {
             redact: strings(&["password_hash"]),
             images: Images::Diff,
             key: None,
+            truncate: Truncate::Event,
+            truncate_row_limit: None,
         }
     );
     assert_eq!(
@@ -153,6 +159,8 @@ fn full_example() {
             redact: vec![],
             images: Images::Full,
             key: Some(strings(&["std_no"])),
+            truncate: Truncate::Event,
+            truncate_row_limit: None,
         }
     );
 }
@@ -543,14 +551,84 @@ fn empty_and_duplicate_entries() {
     assert_eq!(e.message(), Some("`schemas` in [capture] is empty"));
     let (_, kind, _, _) = error("[capture]\nredact_columns = [\"\"]\n");
     assert_eq!(kind, ErrorKind::InvalidValue);
+}
 
-    // The same table written two ways.
+/// A table named by two sections, however differently, is an error at the
+/// second that names the first: the file, the place and the section of each.
+#[test]
+fn a_table_named_twice_is_an_error_naming_both_sections() {
+    // Quoted and plain identifiers: quotes are not part of the name.
     let (e, kind, line, column) = error("[tables.\"public.users\"]\n[tables.'\"public\".\"users\"']\n");
     assert_eq!((kind, line, column), (ErrorKind::Duplicate, 2, 9));
     assert_eq!(
-        e.help(),
-        Some("it is already configured at 1:9; merge the two sections")
+        e.to_string(),
+        "pgtrail.toml:2:9: table `public.users` is configured twice: by [tables.\"\\\"public\\\".\\\"users\\\"\"] here \
+         and by [tables.\"public.users\"] at 1:9\n  help: both name the same table; keep one section and move the other's settings into it"
     );
+
+    // With and without the schema, in either order: the name without a
+    // schema means the table in the schema of `schemas`.
+    let text = "[tables.\"public.accounts\"]\nkey = [\"id\"]\n\n[tables.accounts]\nimages = \"full\"\n";
+    let (e, kind, line, column) = error(text);
+    assert_eq!((kind, line, column), (ErrorKind::Duplicate, 4, 9));
+    assert_eq!(
+        e.message(),
+        Some(
+            "table `public.accounts` is configured twice: by [tables.accounts] here and by [tables.\"public.accounts\"] at 1:9"
+        )
+    );
+    assert_eq!(
+        e.help(),
+        Some(
+            "a name without a schema means the table of that name in the schema of `schemas` in [capture] (public); \
+             keep one section and move the other's settings into it"
+        )
+    );
+    let (e, _, line, _) = error("[tables.accounts]\n[tables.'\"public\".accounts']\n");
+    assert_eq!(line, 2);
+    assert!(
+        e.message()
+            .unwrap_or_default()
+            .starts_with("table `public.accounts` is configured twice: by [tables."),
+        "{e}"
+    );
+    assert!(
+        e.message()
+            .unwrap_or_default()
+            .ends_with("and by [tables.accounts] at 1:9"),
+        "{e}"
+    );
+
+    // A name without a schema applies in every schema of `schemas`, so it
+    // and a qualified name of any of them name one table twice.
+    let text = "[capture]\nschemas = [\"public\", \"app\"]\n[tables.accounts]\n[tables.\"app.accounts\"]\n";
+    let (e, _, line, _) = error(text);
+    assert_eq!(line, 4);
+    assert!(
+        e.message()
+            .unwrap_or_default()
+            .starts_with("table `app.accounts` is configured twice"),
+        "{e}"
+    );
+    assert_eq!(
+        e.help(),
+        Some(
+            "a name without a schema means the tables of that name in every schema of `schemas` in [capture] (public, app); \
+             keep one section per table: write the schema in each name, or merge the two sections"
+        )
+    );
+
+    // Different tables: other schemas, or names that differ in case (names
+    // keep their case, as PostgreSQL stores quoted identifiers: `Accounts`
+    // is not `accounts`; a name that matches no table is reported against
+    // the database).
+    let config = parse(
+        "[capture]\nschemas = [\"public\", \"app\"]\n\
+         [tables.\"public.accounts\"]\n[tables.\"app.accounts\"]\n[tables.Accounts]\n[tables.'\"public\".\"ACCOUNTS\"']\n",
+    )
+    .unwrap();
+    assert_eq!(config.tables.len(), 4);
+    assert_eq!(config.columns_for("app", "accounts").images, Images::Diff);
 }
 
 #[test]
@@ -654,4 +732,69 @@ fn install_accepts_what_an_install_without_full_rights_lacks() {
     assert_eq!(e.help(), Some("did you mean `accept_unseen_capture_gaps`?"));
     let (e, _, _, _) = error("[install]\naccept_unseen_capture_gaps = \"yes\"\n");
     assert!(e.to_string().contains("accept_unseen_capture_gaps"), "{e}");
+}
+
+/// `truncate` and `truncate_row_limit`, in [capture] and per table.
+#[test]
+fn truncate_settings() {
+    let config = parse("").unwrap();
+    assert_eq!(config.capture.truncate, Truncate::Event);
+    assert_eq!(config.columns_for("public", "t").truncate_row_limit, None);
+
+    let text = "[tables.logs]\ntruncate = \"capture\"\n[tables.events]\ntruncate = \"capture\"\ntruncate_row_limit = 50\n";
+    let config = parse(text).unwrap();
+    let logs = config.columns_for("public", "logs");
+    assert_eq!(
+        (logs.truncate, logs.truncate_row_limit),
+        (Truncate::Capture, Some(DEFAULT_TRUNCATE_ROW_LIMIT))
+    );
+    assert_eq!(
+        config.columns_for("public", "events").truncate_row_limit,
+        Some(50)
+    );
+    assert_eq!(config.columns_for("public", "other").truncate, Truncate::Event);
+
+    // [capture] gives the default; a table may go back to the event only.
+    let text =
+        "[capture]\ntruncate = \"capture\"\ntruncate_row_limit = 7\n[tables.big]\ntruncate = \"event\"\n";
+    let config = parse(text).unwrap();
+    assert_eq!(config.columns_for("public", "t").truncate_row_limit, Some(7));
+    let big = config.columns_for("public", "big");
+    assert_eq!((big.truncate, big.truncate_row_limit), (Truncate::Event, None));
+
+    let (e, kind, line, column) = error("[tables.t]\ntruncate = \"rows\"\n");
+    assert_eq!((kind, line, column), (ErrorKind::InvalidValue, 2, 12));
+    assert_eq!(
+        e.message(),
+        Some("unknown value `rows` for `truncate` in [tables.t]; expected `event` or `capture`")
+    );
+    let (e, _, _, _) = error("[capture]\ntruncate = \"captur\"\n");
+    assert_eq!(e.help(), Some("did you mean `capture`?"));
+
+    let (e, kind, line, column) = error("[tables.t]\ntruncate = \"capture\"\ntruncate_row_limit = 0\n");
+    assert_eq!((kind, line, column), (ErrorKind::InvalidValue, 3, 22));
+    assert_eq!(
+        e.message(),
+        Some("`truncate_row_limit` in [tables.t] is 0; it must be at least 1")
+    );
+    let (_, kind, _, _) = error("[tables.t]\ntruncate = \"capture\"\ntruncate_row_limit = \"many\"\n");
+    assert_eq!(kind, ErrorKind::WrongType);
+
+    // A limit where nothing records rows is never silently ignored.
+    let (e, kind, line, _) = error("[tables.t]\ntruncate_row_limit = 10\n");
+    assert_eq!((kind, line), (ErrorKind::InvalidValue, 2));
+    assert_eq!(
+        e.to_string(),
+        "pgtrail.toml:2:22: `truncate_row_limit` in [tables.t] has no effect: a TRUNCATE of this table records the event only\n  \
+         help: add `truncate = \"capture\"` to [tables.t], or remove `truncate_row_limit`"
+    );
+    let (e, _, line, _) = error("[capture]\ntruncate_row_limit = 10\n[tables.t]\n");
+    assert_eq!(line, 2);
+    assert!(
+        e.message()
+            .unwrap_or_default()
+            .contains("no table records the rows"),
+        "{e}"
+    );
+    parse("[capture]\ntruncate_row_limit = 10\n[tables.t]\ntruncate = \"capture\"\n").unwrap();
 }

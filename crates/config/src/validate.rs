@@ -6,18 +6,30 @@ use serde_spanned::Spanned;
 
 use crate::error::{ConfigError, ErrorKind, Location, Source};
 use crate::matching::Pattern;
-use crate::model::{Capture, Config, Context, Images, Install, TableRule};
+use crate::model::{Capture, Config, Context, Images, Install, TableRule, Truncate};
 use crate::name::QualifiedName;
 use crate::raw::{List, RawCapture, RawConfig, RawContext, RawTable, Table};
 use crate::setting::check_setting;
 use crate::suggest::{one_of, suggest};
-use crate::walk::Section;
+use crate::walk::{Section, write_toml_key};
 
 /// Checks `raw` and builds the configuration.
 pub(crate) fn build(src: Source<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
+    let truncate_limit_at = raw.capture.0.truncate_row_limit.as_ref().map(|v| v.span());
     let capture = capture(src, raw.capture.0)?;
     let context = context(src, raw.context.0)?;
-    let tables = tables(src, raw.tables, &capture.schemas)?;
+    let tables = tables(src, raw.tables, &capture)?;
+    if let Some(span) = truncate_limit_at
+        && capture.truncate == Truncate::Event
+        && !tables.iter().any(|t| t.truncate == Some(Truncate::Capture))
+    {
+        return Err(src.error(
+            ErrorKind::InvalidValue,
+            &span,
+            "`truncate_row_limit` in [capture] has no effect: no table records the rows a TRUNCATE removes",
+            Some("set `truncate = \"capture\"` in [capture] or in a [tables] section, or remove `truncate_row_limit`".to_string()),
+        ));
+    }
     let install = Install {
         accept_installer_can_edit_trail: raw.install.0.accept_installer_can_edit_trail.unwrap_or(false),
         accept_unseen_capture_gaps: raw.install.0.accept_unseen_capture_gaps.unwrap_or(false),
@@ -95,6 +107,40 @@ fn images(src: Source<'_>, value: &Spanned<String>, what: &str) -> Result<Images
     })
 }
 
+fn truncate(src: Source<'_>, value: &Spanned<String>, what: &str) -> Result<Truncate, ConfigError> {
+    let name = value.get_ref();
+    Truncate::from_name(name).ok_or_else(|| {
+        let help = match suggest(name, Truncate::NAMES) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("use {}", one_of(&Truncate::NAMES)),
+        };
+        src.error(
+            ErrorKind::InvalidValue,
+            &value.span(),
+            format!(
+                "unknown value `{name}` for {what}; expected {}",
+                one_of(&Truncate::NAMES)
+            ),
+            Some(help),
+        )
+    })
+}
+
+fn row_limit(src: Source<'_>, value: &Spanned<i64>, what: &str) -> Result<i64, ConfigError> {
+    match *value.get_ref() {
+        limit if limit >= 1 => Ok(limit),
+        limit => Err(src.error(
+            ErrorKind::InvalidValue,
+            &value.span(),
+            format!("{what} is {limit}; it must be at least 1"),
+            Some(format!(
+                "the most rows a TRUNCATE records one by one, like {}",
+                crate::model::DEFAULT_TRUNCATE_ROW_LIMIT
+            )),
+        )),
+    }
+}
+
 fn patterns(src: Source<'_>, list: &List, what: &str) -> Result<Vec<Pattern>, ConfigError> {
     items(src, list, what)?
         .into_iter()
@@ -137,6 +183,12 @@ fn capture(src: Source<'_>, raw: RawCapture) -> Result<Capture, ConfigError> {
     capture.ignore_columns = strings(src, raw.ignore_columns.as_ref(), &what("ignore_columns"))?;
     capture.redact_columns = strings(src, raw.redact_columns.as_ref(), &what("redact_columns"))?;
     capture.auto_attach = raw.auto_attach.unwrap_or(false);
+    if let Some(value) = &raw.truncate {
+        capture.truncate = truncate(src, value, &what("truncate"))?;
+    }
+    if let Some(value) = &raw.truncate_row_limit {
+        capture.truncate_row_limit = Some(row_limit(src, value, &what("truncate_row_limit"))?);
+    }
     Ok(capture)
 }
 
@@ -224,35 +276,91 @@ fn is_identifier(name: &str) -> bool {
 fn tables(
     src: Source<'_>,
     raw: BTreeMap<Spanned<String>, Table<RawTable>>,
-    schemas: &[String],
+    capture: &Capture,
 ) -> Result<Vec<TableRule>, ConfigError> {
     let mut raw: Vec<(Spanned<String>, RawTable)> = raw.into_iter().map(|(k, t)| (k, t.0)).collect();
     raw.sort_by_key(|(key, _)| key.span().start);
-    let mut rules: Vec<TableRule> = Vec::with_capacity(raw.len());
+    let mut rules: Vec<(String, TableRule)> = Vec::with_capacity(raw.len());
     for (key, table) in raw {
-        let rule = table_rule(src, &key, table, schemas)?;
-        if let Some(first) = rules.iter().find(|r| r.name == rule.name) {
-            return Err(src.error(
-                ErrorKind::Duplicate,
-                &key.span(),
-                format!("table `{}` is configured twice", rule.name),
-                Some(format!(
-                    "it is already configured at {}; merge the two sections",
-                    first.location
-                )),
+        let rule = table_rule(src, &key, table, capture)?;
+        if let Some((first_key, first)) = rules.iter().find(|(_, r)| same_table(&r.name, &rule.name)) {
+            return Err(named_twice(
+                src,
+                (first_key, first),
+                (&key, &rule),
+                &capture.schemas,
             ));
         }
-        rules.push(rule);
+        rules.push((key.get_ref().clone(), rule));
     }
-    Ok(rules)
+    Ok(rules.into_iter().map(|(_, rule)| rule).collect())
+}
+
+/// Whether two `[tables."..."]` names can designate the same table. Names
+/// are compared as PostgreSQL stores them (quotes removed, case kept), and a
+/// name without a schema designates the table of that name in every schema
+/// of `capture.schemas`, which a schema-qualified name's schema always is
+/// (checked by [`table_rule`]).
+fn same_table(a: &QualifiedName, b: &QualifiedName) -> bool {
+    a.table == b.table && (a.schema.is_none() || b.schema.is_none() || a.schema == b.schema)
+}
+
+/// `[tables."public.users"]`: the header of a table's section as TOML writes it.
+fn section_header(key: &str) -> String {
+    let mut header = String::from("[tables.");
+    let _ = write_toml_key(&mut header, key);
+    header.push(']');
+    header
+}
+
+/// The error for a table named by two sections: at the second, naming the
+/// first, with the fix.
+fn named_twice(
+    src: Source<'_>,
+    (first_key, first): (&str, &TableRule),
+    (key, rule): (&Spanned<String>, &TableRule),
+    schemas: &[String],
+) -> ConfigError {
+    let qualified = first.name.schema.as_ref().or(rule.name.schema.as_ref());
+    let table = match qualified {
+        Some(schema) => QualifiedName::new(schema.clone(), rule.name.table.clone()),
+        None => rule.name.clone(),
+    };
+    let help = match (&first.name.schema, &rule.name.schema) {
+        (Some(_), Some(_)) | (None, None) => {
+            "both name the same table; keep one section and move the other's settings into it".to_string()
+        }
+        _ if schemas.len() == 1 => format!(
+            "a name without a schema means the table of that name in the schema of `schemas` in [capture] ({}); \
+             keep one section and move the other's settings into it",
+            schemas[0]
+        ),
+        _ => format!(
+            "a name without a schema means the tables of that name in every schema of `schemas` in [capture] ({}); \
+             keep one section per table: write the schema in each name, or merge the two sections",
+            schemas.join(", ")
+        ),
+    };
+    src.error(
+        ErrorKind::Duplicate,
+        &key.span(),
+        format!(
+            "table `{table}` is configured twice: by {} here and by {} at {}",
+            section_header(key.get_ref()),
+            section_header(first_key),
+            first.location
+        ),
+        Some(help),
+    )
 }
 
 fn table_rule(
     src: Source<'_>,
     key: &Spanned<String>,
     raw: RawTable,
-    schemas: &[String],
+    capture: &Capture,
 ) -> Result<TableRule, ConfigError> {
+    let schemas = &capture.schemas;
     let written = key.get_ref();
     let name = QualifiedName::parse(written).map_err(|e| {
         src.error(
@@ -295,7 +403,34 @@ fn table_rule(
             (Some(columns), locations)
         }
     };
+    let truncate_setting = match &raw.truncate {
+        Some(value) => Some(truncate(src, value, &what("truncate"))?),
+        None => None,
+    };
+    let truncate_row_limit = match &raw.truncate_row_limit {
+        Some(value) => {
+            let limit = row_limit(src, value, &what("truncate_row_limit"))?;
+            if truncate_setting.unwrap_or(capture.truncate) == Truncate::Event {
+                return Err(src.error(
+                    ErrorKind::InvalidValue,
+                    &value.span(),
+                    format!(
+                        "{} has no effect: a TRUNCATE of this table records the event only",
+                        what("truncate_row_limit")
+                    ),
+                    Some(format!(
+                        "add `truncate = \"capture\"` to {}, or remove `truncate_row_limit`",
+                        section_header(written)
+                    )),
+                ));
+            }
+            Some(limit)
+        }
+        None => None,
+    };
     Ok(TableRule {
+        truncate: truncate_setting,
+        truncate_row_limit,
         images: match &raw.images {
             Some(value) => Some(images(src, value, &what("images"))?),
             None => None,

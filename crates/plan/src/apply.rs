@@ -258,6 +258,7 @@ fn bind_value(arg: &Arg) -> Box<dyn ToSql + Sync + Send> {
         Arg::TextArray(items) => Box::new(pg_array_text(items)),
         Arg::Bool(value) => Box::new(*value),
         Arg::Json(value) => Box::new(value.to_string()),
+        Arg::BigInt(value) => Box::new(*value),
         Arg::Table { schema, name } => Box::new(pgtrail_capture::quote::qualified(schema, name)),
     }
 }

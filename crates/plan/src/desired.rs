@@ -1,7 +1,7 @@
 //! What capture should look like, table by table, according to the config.
 
 use pgtrail_catalog::{Catalog, Table};
-use pgtrail_config::{Config, ConfigError, ErrorKind, Location, Selection, suggest};
+use pgtrail_config::{Config, ConfigError, ErrorKind, Location, Selection, Truncate, suggest};
 
 /// Capture settings of one audited table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +14,10 @@ pub struct DesiredTable {
     pub images: &'static str,
     pub ignore_columns: Vec<String>,
     pub redact_columns: Vec<String>,
+    /// `event` or `capture`: what a TRUNCATE records.
+    pub truncate: &'static str,
+    /// With `capture`, the most rows a TRUNCATE records one by one.
+    pub truncate_row_limit: Option<i64>,
 }
 
 /// The whole desired state.
@@ -147,6 +151,8 @@ fn desired_table(config: &Config, table: &Table) -> Result<DesiredTable, ConfigE
         images: rules.images.as_str(),
         ignore_columns,
         redact_columns,
+        truncate: rules.truncate.as_str(),
+        truncate_row_limit: rules.truncate_row_limit,
     })
 }
 
@@ -227,8 +233,11 @@ fn check_table_rules(config: &Config, catalog: &Catalog, problems: &mut Vec<Conf
                 })
                 .collect();
             let written = rule.name.to_string();
-            let help = suggest(&written, candidates.iter().map(String::as_str))
-                .map(|s| format!("did you mean `{s}`?"))
+            let help = case_folded_help(config, catalog, rule, &schemas)
+                .or_else(|| {
+                    suggest(&written, candidates.iter().map(String::as_str))
+                        .map(|s| format!("did you mean `{s}`?"))
+                })
                 .or_else(|| Some("run `pgtrail init` to list the tables pgtrail can see".to_string()));
             problems.push(problem(
                 config,
@@ -278,6 +287,40 @@ fn check_table_rules(config: &Config, catalog: &Catalog, problems: &mut Vec<Conf
             }
         }
     }
+}
+
+/// The help for a `[tables."..."]` name that matches no table but one whose
+/// name differs in case only: pgtrail.toml keeps the case of names (as
+/// PostgreSQL stores them), where SQL folds unquoted names to lower case.
+/// When another section configures that table, both sections are named.
+fn case_folded_help(
+    config: &Config,
+    catalog: &Catalog,
+    rule: &pgtrail_config::TableRule,
+    schemas: &[&str],
+) -> Option<String> {
+    let table = catalog.top_level_tables().find(|t| {
+        schemas.contains(&t.schema.as_str()) && t.name.to_lowercase() == rule.name.table.to_lowercase()
+    })?;
+    let meant = pgtrail_config::QualifiedName::new(table.schema.clone(), table.name.clone());
+    let header = |name: &pgtrail_config::QualifiedName| {
+        format!(
+            "[tables.\"{}\"]",
+            name.to_string().replace('\\', "\\\\").replace('"', "\\\"")
+        )
+    };
+    let mut help = format!(
+        "names in pgtrail.toml keep their case (unlike unquoted names in SQL): the table is `{meant}`"
+    );
+    match config.table_rules_for(&table.schema, &table.name).first() {
+        Some(other) => help.push_str(&format!(
+            ", which {} at {} configures already; move this section's settings there and remove this one",
+            header(&other.name),
+            other.location
+        )),
+        None => help.push_str(&format!("; write {}", header(&meant))),
+    }
+    Some(help)
 }
 
 fn context_sources(config: &Config) -> serde_json::Value {
@@ -333,12 +376,23 @@ fn auto_attach(config: &Config) -> serde_json::Value {
             })
             .collect()
     };
-    serde_json::json!({
+    let mut settings = serde_json::json!({
         "schemas": config.capture.schemas,
         "include": rules(&config.capture.include),
         "exclude": rules(&config.capture.exclude),
         "images": config.capture.images.as_str(),
         "ignore_columns": config.capture.ignore_columns,
         "redact_columns": config.capture.redact_columns,
-    })
+    });
+    // Only when set, so that configs without it keep the rules they had.
+    if config.capture.truncate == Truncate::Capture {
+        settings["truncate"] = serde_json::json!(config.capture.truncate.as_str());
+        settings["truncate_row_limit"] = serde_json::json!(
+            config
+                .capture
+                .truncate_row_limit
+                .unwrap_or(pgtrail_config::DEFAULT_TRUNCATE_ROW_LIMIT)
+        );
+    }
+    settings
 }

@@ -315,6 +315,12 @@ fn table_problems(table: &DesiredTable, catalog: &Catalog, installed: &Installed
                 recorded.redact_columns.join(", "),
                 table.redact_columns.join(", "),
             ),
+            ("truncate", recorded.truncate.clone(), table.truncate.to_string()),
+            (
+                "truncate_row_limit",
+                limit_text(recorded.truncate_row_limit),
+                limit_text(table.truncate_row_limit),
+            ),
         ];
         for (setting, was, wanted) in lists {
             if was != wanted {
@@ -402,6 +408,10 @@ fn table_problems(table: &DesiredTable, catalog: &Catalog, installed: &Installed
             }
         }
     }
+}
+
+fn limit_text(limit: Option<i64>) -> String {
+    limit.map(|l| l.to_string()).unwrap_or_default()
 }
 
 fn shown(list: &str) -> String {

@@ -16,6 +16,9 @@ pub struct InstalledTable {
     pub images: String,
     pub ignore_columns: Vec<String>,
     pub redact_columns: Vec<String>,
+    /// `event` or `capture` (`event` for installs older than the setting).
+    pub truncate: String,
+    pub truncate_row_limit: Option<i64>,
     pub detached: bool,
     /// Whether its generated capture function is the one this version and
     /// the catalog call for (`None` when this install cannot tell: an older
@@ -72,18 +75,22 @@ impl Installed {
         let judge_capture = version == pgtrail_capture::VERSION
             && build.as_deref() == Some(pgtrail_capture::build_id().as_str());
         let mut tables = BTreeMap::new();
+        // (truncate and truncate_row_limit through to_jsonb: an older install
+        // has no such columns.)
         for row in client
             .query(
                 if judge_capture {
                     "SELECT id, table_schema, table_name, key_columns, key_kind, images,
                             ignore_columns, redact_columns, detached_at IS NOT NULL,
                             CASE WHEN detached_at IS NULL AND to_regclass(format('%I.%I', table_schema, table_name)) IS NOT NULL
-                                 THEN pgtrail._capture_is_current(id, format('%I.%I', table_schema, table_name)::regclass) END
-                     FROM pgtrail.audited_table"
+                                 THEN pgtrail._capture_is_current(id, format('%I.%I', table_schema, table_name)::regclass) END,
+                            coalesce(to_jsonb(a) ->> 'truncate', 'event'), (to_jsonb(a) ->> 'truncate_row_limit')::bigint
+                     FROM pgtrail.audited_table AS a"
                 } else {
                     "SELECT id, table_schema, table_name, key_columns, key_kind, images,
-                            ignore_columns, redact_columns, detached_at IS NOT NULL, NULL::boolean
-                     FROM pgtrail.audited_table"
+                            ignore_columns, redact_columns, detached_at IS NOT NULL, NULL::boolean,
+                            coalesce(to_jsonb(a) ->> 'truncate', 'event'), (to_jsonb(a) ->> 'truncate_row_limit')::bigint
+                     FROM pgtrail.audited_table AS a"
                 },
                 &[],
             )
@@ -99,6 +106,8 @@ impl Installed {
                     images: row.get(5),
                     ignore_columns: row.get(6),
                     redact_columns: row.get(7),
+                    truncate: row.get(10),
+                    truncate_row_limit: row.get(11),
                     detached: row.get(8),
                     capture_current: row.get(9),
                 },

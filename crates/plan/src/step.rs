@@ -13,6 +13,8 @@ pub enum Arg {
     TextArray(Vec<String>),
     Bool(bool),
     Json(serde_json::Value),
+    /// A `bigint`, or NULL.
+    BigInt(Option<i64>),
     /// A table, passed as `regclass` from its quoted qualified name.
     Table {
         schema: String,
@@ -33,7 +35,7 @@ pub enum Step {
     },
 }
 
-const ATTACH: &str = "SELECT pgtrail.attach($1::text::regclass, $2::text::text[], $3::text, $4::text, $5::text::text[], $6::text::text[])";
+const ATTACH: &str = "SELECT pgtrail.attach($1::text::regclass, $2::text::text[], $3::text, $4::text, $5::text::text[], $6::text::text[], $7::text, $8::bigint)";
 const DETACH: &str = "SELECT pgtrail.detach($1::text::regclass)";
 const CONFIGURE: &str = "SELECT pgtrail.configure_context($1::text::jsonb, $2::boolean)";
 const AUTO_ATTACH: &str = "SELECT pgtrail.configure_auto_attach($1::text::jsonb)";
@@ -128,6 +130,8 @@ fn attach(table: &DesiredTable) -> Step {
             Arg::Text(table.images.to_string()),
             Arg::TextArray(table.ignore_columns.clone()),
             Arg::TextArray(table.redact_columns.clone()),
+            Arg::Text(table.truncate.to_string()),
+            Arg::BigInt(table.truncate_row_limit),
         ],
         summary: format!("attach {}", quote::qualified(&table.schema, &table.name)),
     }
@@ -152,6 +156,8 @@ impl Arg {
             Arg::TextArray(items) => quote::literal(&pg_array_text(items)),
             Arg::Bool(value) => value.to_string(),
             Arg::Json(value) => quote::literal(&value.to_string()),
+            Arg::BigInt(Some(value)) => value.to_string(),
+            Arg::BigInt(None) => "NULL".to_string(),
             Arg::Table { schema, name } => quote::literal(&quote::qualified(schema, name)),
         }
     }

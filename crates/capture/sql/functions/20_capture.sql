@@ -1,7 +1,8 @@
--- Capture: statement-level AFTER triggers with transition tables; each
--- audited table has a capture function of its own, generated from the
--- catalog when the table is attached (pgtrail._compile_capture) and called
--- by its four triggers (30_attach.sql).
+-- Capture: statement-level AFTER triggers with transition tables (and a
+-- BEFORE TRUNCATE one, 25_truncate.sql); each audited table has a capture
+-- function of its own, generated from the catalog when the table is
+-- attached (pgtrail._compile_capture) and called by its five triggers
+-- (30_attach.sql).
 --
 -- Why generated. A generic function has to turn whole rows into JSON and
 -- diff them, read the table's settings, look for the transaction's context
@@ -478,17 +479,9 @@ BEGIN
         %8$s
         GET DIAGNOSTICS v_rows = ROW_COUNT;
     ELSE
-        -- TRUNCATE of a partitioned table fires on each partition too: one
-        -- event per statement (one recorded since the statement began is
-        -- this statement's).
-        PERFORM 1 FROM pgtrail.change AS c
-        WHERE c.txid = v_txid AND c.table_id = %2$s AND c.op = 'T' AND c.changed_at >= pg_catalog.statement_timestamp();
-        IF FOUND THEN
-            RETURN NULL;
-        END IF;
-        INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at)
-        VALUES (v_txid, v_ctx, %2$s, 'T', pg_catalog.clock_timestamp());
-        v_rows := 1;
+        -- TRUNCATE (25_truncate.sql): before it, the rows it removes (with
+        -- truncate = 'capture'); after it, the event, once per statement.
+        v_rows := pgtrail._capture_truncate(%2$s, TG_RELID, TG_WHEN, v_txid, v_ctx);
     END IF;
     -- A statement that changed nothing records nothing, not even its context.
     IF v_rows > 0 THEN

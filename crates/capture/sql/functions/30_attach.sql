@@ -8,7 +8,8 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT ARRAY['pgtrail_capture_insert', 'pgtrail_capture_update',
-                 'pgtrail_capture_delete', 'pgtrail_capture_truncate']
+                 'pgtrail_capture_delete', 'pgtrail_capture_truncate',
+                 'pgtrail_capture_before_truncate']
 $fn$;
 
 -- The audited-table id a capture trigger passes (its first argument), or NULL.
@@ -77,6 +78,10 @@ BEGIN
         EXECUTE format(
             'CREATE TRIGGER pgtrail_capture_truncate AFTER TRUNCATE ON %s '
             'FOR EACH STATEMENT EXECUTE FUNCTION %s(%L)', v_rel, v_function, p_id);
+        -- Reads the rows a TRUNCATE removes, while they are there (25_truncate.sql).
+        EXECUTE format(
+            'CREATE TRIGGER pgtrail_capture_before_truncate BEFORE TRUNCATE ON %s '
+            'FOR EACH STATEMENT EXECUTE FUNCTION %s(%L)', v_rel, v_function, p_id);
     END LOOP;
     DELETE FROM pgtrail.managing WHERE txid = txid_current() AND table_id = p_id;
 END
@@ -84,14 +89,18 @@ $fn$;
 
 -- Starts (or updates) capture on a table. Returns the table's id in
 -- pgtrail.audited_table. Idempotent: running it again with the same settings
--- leaves the same triggers and the same id.
+-- leaves the same triggers and the same id. p_truncate: 'event' (a TRUNCATE
+-- records the event only) or 'capture' (also every row it removes, up to
+-- p_truncate_row_limit rows, default 100000; see 25_truncate.sql).
 CREATE OR REPLACE FUNCTION pgtrail.attach(
-    p_table          regclass,
-    p_key_columns    text[],
-    p_key_kind       text,
-    p_images         text   DEFAULT 'diff',
-    p_ignore_columns text[] DEFAULT '{}',
-    p_redact_columns text[] DEFAULT '{}'
+    p_table              regclass,
+    p_key_columns        text[],
+    p_key_kind           text,
+    p_images             text   DEFAULT 'diff',
+    p_ignore_columns     text[] DEFAULT '{}',
+    p_redact_columns     text[] DEFAULT '{}',
+    p_truncate           text   DEFAULT 'event',
+    p_truncate_row_limit bigint DEFAULT NULL
 ) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -101,6 +110,9 @@ DECLARE
     v_name    text;
     v_id      integer;
     v_missing text;
+    v_now     timestamptz := clock_timestamp();
+    v_limit   bigint := CASE WHEN p_truncate = 'capture' THEN coalesce(p_truncate_row_limit, 100000) END;
+    v_fresh   boolean;
 BEGIN
     -- pgtrail's install lock (pgtrail_plan::ADVISORY_LOCK), as `pgtrail apply`
     -- takes it: concurrent installs wait for each other.
@@ -136,19 +148,23 @@ BEGIN
         SET table_schema = v_schema, table_name = v_name,
             key_columns = p_key_columns, key_kind = p_key_kind, images = p_images,
             ignore_columns = p_ignore_columns, redact_columns = p_redact_columns,
-            attached_at = coalesce(attached_at, clock_timestamp()), detached_at = NULL
-        WHERE id = v_id;
+            truncate = p_truncate, truncate_row_limit = v_limit,
+            attached_at = coalesce(attached_at, v_now), detached_at = NULL
+        WHERE id = v_id
+        RETURNING attached_at = v_now INTO v_fresh;
     ELSE
         INSERT INTO pgtrail.audited_table AS a
-            (table_schema, table_name, key_columns, key_kind, images, ignore_columns, redact_columns, attached_at)
+            (table_schema, table_name, key_columns, key_kind, images, ignore_columns, redact_columns,
+             truncate, truncate_row_limit, attached_at)
         VALUES (v_schema, v_name, p_key_columns, p_key_kind, p_images, p_ignore_columns, p_redact_columns,
-                clock_timestamp())
+                p_truncate, v_limit, v_now)
         ON CONFLICT (table_schema, table_name) DO UPDATE
         SET key_columns = excluded.key_columns, key_kind = excluded.key_kind, images = excluded.images,
             ignore_columns = excluded.ignore_columns, redact_columns = excluded.redact_columns,
+            truncate = excluded.truncate, truncate_row_limit = excluded.truncate_row_limit,
             attached_at = CASE WHEN a.detached_at IS NULL THEN a.attached_at ELSE excluded.attached_at END,
             detached_at = NULL
-        RETURNING id INTO v_id;
+        RETURNING id, attached_at = v_now INTO v_id, v_fresh;
     END IF;
 
     -- Columns changed while capture was off, or without the DDL watch, are
@@ -156,7 +172,37 @@ BEGIN
     PERFORM pgtrail._record_schema_changes(v_id, p_table);
     PERFORM pgtrail._create_triggers(p_table, v_id);
     PERFORM pgtrail._let_owner_read(p_table);
+    IF v_fresh THEN
+        -- Capture begins now: whether the table is empty (its triggers, made
+        -- above, keep writers out until this transaction ends).
+        UPDATE pgtrail.audited_table SET complete_since_attach = pgtrail._is_empty(p_table) WHERE id = v_id;
+    END IF;
     RETURN v_id;
+END
+$fn$;
+
+-- Whether table p_table holds no row that its capture would have recorded
+-- (its own rows, or its partitions'), as this transaction sees it. False
+-- when that cannot be told: no right to read it, or a snapshot older than
+-- the triggers' lock (REPEATABLE READ), in which another transaction's rows
+-- may be missing.
+CREATE OR REPLACE FUNCTION pgtrail._is_empty(p_table regclass)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_empty boolean;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('SELECT NOT EXISTS (SELECT FROM %s%s)',
+                   CASE WHEN (SELECT relkind FROM pg_class WHERE oid = p_table) = 'p' THEN '' ELSE 'ONLY ' END, p_table)
+    INTO v_empty;
+    RETURN v_empty;
+EXCEPTION WHEN insufficient_privilege THEN
+    RETURN false;
 END
 $fn$;
 

@@ -19,7 +19,8 @@ $fn$;
 
 -- Turns auto_attach on (p_settings: {"schemas": [...], "include": rules,
 -- "exclude": rules, "images": "diff", "ignore_columns": [...],
--- "redact_columns": [...]}) or off (NULL). Creating an event trigger needs
+-- "redact_columns": [...], and with truncate = "capture": "truncate":
+-- "capture", "truncate_row_limit": n}) or off (NULL). Creating an event trigger needs
 -- superuser rights; the error says so.
 CREATE OR REPLACE FUNCTION pgtrail.configure_auto_attach(p_settings jsonb)
 RETURNS void
@@ -132,7 +133,8 @@ BEGIN
             v_command.objid::regclass, v_keys, v_kind, coalesce(v_settings ->> 'images', 'diff'),
             (SELECT coalesce(array_agg(c ORDER BY c), '{}') FROM jsonb_array_elements_text(v_settings -> 'ignore_columns') AS c
              WHERE c = ANY (v_columns) AND NOT c = ANY (v_keys)),
-            v_redact);
+            v_redact,
+            coalesce(v_settings ->> 'truncate', 'event'), (v_settings ->> 'truncate_row_limit')::bigint);
         INSERT INTO pgtrail.ddl_event (command_tag, object_identity, action, detail)
         VALUES (v_command.command_tag, v_command.object_identity, 'auto_attached',
                 jsonb_build_object('table_id', v_id, 'key', v_keys, 'key_kind', v_kind));
@@ -141,6 +143,8 @@ BEGIN
         -- record those first rows as inserts, so it is audited from its first row.
         IF v_command.command_tag <> 'CREATE TABLE' THEN
             PERFORM pgtrail._record_rows(v_id, v_command.objid::regclass);
+            -- The trail now holds every row it has (60_queries.sql).
+            UPDATE pgtrail.audited_table SET complete_since_attach = true WHERE id = v_id;
         END IF;
     END LOOP;
 END

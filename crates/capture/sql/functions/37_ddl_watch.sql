@@ -51,15 +51,15 @@ AS $fn$
          FROM pgtrail.audited_table AS a WHERE a.id = p_id))
 $fn$;
 
--- 'on' when the audited table p_id, and each of its partitions, has its four
--- capture triggers, enabled; else 'off'.
+-- 'on' when the audited table p_id, and each of its partitions, has all its
+-- capture triggers (pgtrail.trigger_names()), enabled; else 'off'.
 CREATE OR REPLACE FUNCTION pgtrail._capture_state(p_id integer)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     -- (Through the catalog, not by name: the owner may lack USAGE on the schema.)
-    SELECT CASE WHEN bool_and(r.enabled = 4) THEN 'on' ELSE 'off' END
+    SELECT CASE WHEN bool_and(r.enabled = cardinality(pgtrail.trigger_names())) THEN 'on' ELSE 'off' END
     FROM (SELECT pgtrail._audited_rel(p_id) AS oid) AS c
     -- (pg_partition_tree lists nothing for a table that is not partitioned.)
     CROSS JOIN LATERAL (SELECT c.oid AS relid UNION SELECT relid FROM pg_partition_tree(c.oid)) AS p

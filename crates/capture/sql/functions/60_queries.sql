@@ -15,14 +15,20 @@
 --
 -- A row's life is followed across key changes (old_pk -> pk) in both
 -- directions, and ends at its DELETE or at the first TRUNCATE of the table
--- after it began. Changes are ordered by (changed_at, id). A moment `at`
+-- after it began. A TRUNCATE whose rows were all recorded (truncate =
+-- 'capture', new_values ->> 'rows' = 'recorded': 25_truncate.sql) ends
+-- them with the DELETEs recorded before it; the queries skip it as they
+-- would skip any event. Forwards, the trail knows every row from the last
+-- TRUNCATE up to a moment, or from the install when the table was empty
+-- then or its rows were recorded then (pgtrail._known_from). Changes are ordered by (changed_at, id). A moment `at`
 -- counts every change whose changed_at <= at (changed_at is the end of the
 -- statement that made it, not the commit of its transaction).
 --
 -- Errors (SQLSTATE): PGTR3 a moment before the table was audited; PGTR4 not
 -- an audited table (or detached: the live table no longer matches the
 -- trail); PGTR5 the trail cannot tell (a TRUNCATE after the moment removed
--- rows that predate the install and were never recorded).
+-- rows that predate the install and were never recorded, and nothing
+-- before the moment tells which rows there were).
 --
 -- Limits. Changes of one statement are read one after another in the order
 -- they were recorded, which is exact when a unique key is checked row by row
@@ -97,10 +103,11 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    RAISE EXCEPTION 'pgtrail: the trail cannot tell how %.% was at %: a later TRUNCATE removed rows that predate the install and were never recorded',
+    RAISE EXCEPTION 'pgtrail: the trail cannot tell how %.% was at %: a later TRUNCATE removed rows without recording them, and the trail does not know every row the table had then',
             quote_ident(t.table_schema), quote_ident(t.table_name), p_at
         USING ERRCODE = 'PGTR5',
-              HINT = 'Moments after the first TRUNCATE since the install can be answered.';
+              HINT = 'Moments after the first TRUNCATE since the install can be answered. '
+                  || 'truncate = "capture" in pgtrail.toml records the rows a TRUNCATE removes.';
 END
 $fn$;
 
@@ -222,6 +229,7 @@ BEGIN
         EXIT WHEN NOT (c.op IN ('I', 'U') AND c.pk = ANY (v_spell));
         EXIT WHEN EXISTS (SELECT FROM pgtrail.change AS x
                           WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T'
+                            AND (x.new_values ->> 'rows') IS DISTINCT FROM 'recorded'
                             AND (x.changed_at, x.id) > (c.changed_at, c.id)
                             AND (x.changed_at, x.id) < (v_cur_at, v_cur_id));
         v_life := array_prepend(c, v_life);
@@ -239,7 +247,8 @@ BEGIN
         v_spell := CASE WHEN v_lineage THEN pgtrail._key_spellings(t.id, v_key, c.changed_at, c.id) ELSE ARRAY[v_key] END;
         v_hash := pgtrail._hashes(v_spell);
         SELECT x.* INTO v_tr FROM pgtrail.change AS x
-        WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND (x.changed_at, x.id) > (v_cur_at, v_cur_id)
+        WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND (x.new_values ->> 'rows') IS DISTINCT FROM 'recorded'
+          AND (x.changed_at, x.id) > (v_cur_at, v_cur_id)
         ORDER BY x.changed_at, x.id LIMIT 1;
         SELECT x.* INTO c FROM pgtrail.change AS x
         WHERE x.table_id = t.id AND ((pgtrail._h(x.pk) = ANY (v_hash) AND x.pk = ANY (v_spell))
@@ -362,17 +371,44 @@ BEGIN
 END
 $fn$;
 
--- Whether some TRUNCATE after p_at, with none between the install and
--- p_at, may have removed unrecorded rows that existed at p_at.
-CREATE OR REPLACE FUNCTION pgtrail._truncated_unknown(t pgtrail.audited_table, p_at timestamptz)
+-- Whether a TRUNCATE after p_at removed rows without recording them.
+CREATE OR REPLACE FUNCTION pgtrail._cut_after(t pgtrail.audited_table, p_at timestamptz)
 RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT EXISTS (SELECT FROM pgtrail.change AS x
-                   WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at > p_at)
-       AND NOT EXISTS (SELECT FROM pgtrail.change AS x
-                       WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at <= p_at)
+                   WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at > p_at
+                     AND (x.new_values ->> 'rows') IS DISTINCT FROM 'recorded')
+$fn$;
+
+-- The last point up to p_at from which the trail knows every row of table
+-- t from its INSERT (changes after (at, id) in (changed_at, id) order): the
+-- last TRUNCATE up to p_at (the table was empty after it), else the install
+-- when the trail holds every row the table had then (it was empty, or a
+-- baseline or auto_attach recorded its rows as INSERTs at attached_at;
+-- id 0, before those); NULLs when there is none.
+CREATE OR REPLACE FUNCTION pgtrail._known_from(t pgtrail.audited_table, p_at timestamptz, OUT at timestamptz, OUT id bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT coalesce(tr.changed_at, c.since), coalesce(tr.id, CASE WHEN c.since IS NOT NULL THEN 0 END)
+    FROM (SELECT CASE WHEN (t.complete_since_attach OR t.baseline_at >= t.attached_at) AND t.attached_at <= p_at
+                      THEN t.attached_at END AS since) AS c
+    LEFT JOIN LATERAL (SELECT x.changed_at, x.id FROM pgtrail.change AS x
+                       WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at <= p_at
+                       ORDER BY x.changed_at DESC, x.id DESC LIMIT 1) AS tr ON true
+$fn$;
+
+-- Whether a TRUNCATE after p_at may have removed rows the trail never
+-- recorded (one whose rows were all recorded never does), and nothing up
+-- to p_at tells which rows the table had (pgtrail._known_from).
+CREATE OR REPLACE FUNCTION pgtrail._truncated_unknown(t pgtrail.audited_table, p_at timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pgtrail._cut_after(t, p_at) AND (SELECT k.at IS NULL FROM pgtrail._known_from(t, p_at) AS k)
 $fn$;
 
 -- row_as_of without the checks of its arguments.
@@ -382,9 +418,11 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    r      record;
-    v_n    bigint;
-    v_live bigint;
+    r          record;
+    v_n        bigint;
+    v_live     bigint;
+    v_since    timestamptz;
+    v_since_id bigint;
 BEGIN
     IF cardinality(t.key_columns) = 0 THEN
         -- The whole row is the key, and identical rows may repeat: count the
@@ -394,19 +432,18 @@ BEGIN
                    WHERE x.table_id = t.id AND x.kind <> 'rename_table' AND x.changed_at > p_at) THEN
             PERFORM pgtrail._cannot_tell_keyless_lineage(t, p_at);
         END IF;
-        IF EXISTS (SELECT FROM pgtrail.change AS x
-                   WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at > p_at) THEN
-            IF pgtrail._truncated_unknown(t, p_at) THEN
+        IF pgtrail._cut_after(t, p_at) THEN
+            SELECT k.at, k.id INTO v_since, v_since_id FROM pgtrail._known_from(t, p_at) AS k;
+            IF v_since IS NULL THEN
                 PERFORM pgtrail._cannot_tell(t, p_at);
             END IF;
-            -- Forwards from the last TRUNCATE up to p_at.
+            -- Forwards from the last TRUNCATE (or the install) up to p_at.
             SELECT coalesce(sum(d.n), 0) INTO v_n
             FROM pgtrail.change AS x
             CROSS JOIN LATERAL (VALUES (x.pk, CASE WHEN x.op = 'D' THEN -1 WHEN x.op = 'I' OR x.old_pk IS NOT NULL THEN 1 ELSE 0 END),
                                        (x.old_pk, -1)) AS d(k, n)
             WHERE x.table_id = t.id AND ((pgtrail._h(x.pk) = pgtrail._h(p_pk) AND x.pk = p_pk) OR (pgtrail._h(x.old_pk) = pgtrail._h(p_pk) AND x.old_pk = p_pk)) AND d.k = p_pk AND x.changed_at <= p_at
-              AND x.changed_at > (SELECT max(y.changed_at) FROM pgtrail.change AS y
-                                  WHERE y.table_id = t.id AND y.pk IS NULL AND y.op = 'T' AND y.changed_at <= p_at);
+              AND (x.changed_at, x.id) > (v_since, v_since_id);
         ELSE
             -- Backwards from the live table.
             EXECUTE format('SELECT count(*) FROM (SELECT pgtrail._as_recorded(to_jsonb(x.*), $5, $3) AS j FROM %s AS x) AS r '
@@ -524,7 +561,7 @@ $fn$;
 -- table).
 CREATE OR REPLACE FUNCTION pgtrail._table_as_of_by_key(
     t pgtrail.audited_table, p_tbl regclass, p_at timestamptz, p_secret bytea,
-    p_since timestamptz, p_after boolean)
+    p_since timestamptz, p_since_id bigint, p_after boolean)
 RETURNS SETOF jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -542,7 +579,8 @@ BEGIN
     FROM (SELECT pgtrail._names_forward(t.id, d.k, x.changed_at, x.id, NULL, NULL, false) AS k
           FROM pgtrail.change AS x CROSS JOIN LATERAL (VALUES (x.pk), (x.old_pk)) AS d(k)
           WHERE x.table_id = t.id AND d.k IS NOT NULL
-            AND CASE WHEN v_through THEN p_since IS NULL OR x.changed_at > p_since ELSE x.changed_at > p_at END) AS k
+            AND CASE WHEN v_through THEN p_since IS NULL OR (x.changed_at, x.id) > (p_since, p_since_id)
+                     ELSE x.changed_at > p_at END) AS k
     WHERE k.k IS NOT NULL;
     IF NOT p_after THEN
         EXECUTE format('SELECT coalesce(array_agg(pgtrail._key(pgtrail._as_recorded(to_jsonb(x.*), $1, $2), $3)), ''{}'') FROM %s AS x',
@@ -624,15 +662,14 @@ BEGIN
     IF cardinality(t.redact_columns) > 0 THEN
         SELECT value INTO v_secret FROM pgtrail.secret WHERE name = 'redaction';
     END IF;
-    -- The last TRUNCATE up to the moment, if any: it ended every row before it.
-    SELECT x.changed_at, x.id INTO v_since, v_since_id FROM pgtrail.change AS x
-    WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at <= at
-    ORDER BY x.changed_at DESC, x.id DESC LIMIT 1;
-    v_after := EXISTS (SELECT FROM pgtrail.change AS x
-                       WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at > at);
+    -- The last TRUNCATE up to the moment, if any (it ended every row before
+    -- it), else the install if the trail knows every row from there.
+    SELECT k.at, k.id INTO v_since, v_since_id FROM pgtrail._known_from(t, at) AS k;
+    -- A later TRUNCATE that removed rows without recording them.
+    v_after := pgtrail._cut_after(t, at);
     IF v_after AND v_since IS NULL THEN
-        -- A later TRUNCATE cut the way back from the live table, and no
-        -- earlier one gives a way forwards.
+        -- A later TRUNCATE cut the way back from the live table, and nothing
+        -- earlier gives a way forwards.
         PERFORM pgtrail._cannot_tell(t, at);
     END IF;
 
@@ -649,7 +686,7 @@ BEGIN
             '    CROSS JOIN LATERAL (VALUES (x.pk, CASE WHEN x.op = ''D'' THEN -1 WHEN x.op = ''I'' OR x.old_pk IS NOT NULL THEN 1 ELSE 0 END), '
             '                               (x.old_pk, -1)) AS d(k, n) '
             '    WHERE x.table_id = $4 AND x.op <> ''T'' AND d.k IS NOT NULL '
-            '      AND CASE WHEN $5 THEN x.changed_at > $6 AND x.changed_at <= $7 ELSE x.changed_at > $7 END '
+            '      AND CASE WHEN $5 THEN (x.changed_at, x.id) > ($6, $9) AND x.changed_at <= $7 ELSE x.changed_at > $7 END '
             '    GROUP BY d.k), '
             'live AS ('
             '    SELECT r.j AS k, count(*) AS n '
@@ -660,14 +697,14 @@ BEGIN
             '           CASE WHEN $5 THEN coalesce(net.n, 0) ELSE coalesce(live.n, 0) - coalesce(net.n, 0) END AS n '
             '    FROM live FULL JOIN net ON net.k = live.k) AS c '
             'CROSS JOIN generate_series(1, c.n::bigint) AS g', tbl)
-        USING t.ignore_columns, t.redact_columns, v_secret, t.id, v_after, v_since, at, t;
+        USING t.ignore_columns, t.redact_columns, v_secret, t.id, v_after, v_since, at, t, v_since_id;
         RETURN;
     END IF;
 
     IF pgtrail._has_lineage(t.id) THEN
         -- Columns were renamed, dropped, added or retyped (38_lineage.sql):
         -- rows are answered one key at a time, each named as at the moment.
-        RETURN QUERY SELECT r.s FROM pgtrail._table_as_of_by_key(t, tbl, at, v_secret, v_since, v_after) AS r(s);
+        RETURN QUERY SELECT r.s FROM pgtrail._table_as_of_by_key(t, tbl, at, v_secret, v_since, v_since_id, v_after) AS r(s);
         RETURN;
     END IF;
 
@@ -676,7 +713,7 @@ BEGIN
         -- before it: the keys changed in between, rebuilt forwards.
         SELECT coalesce(array_agg(DISTINCT d.k), '{}') INTO v_keys
         FROM pgtrail.change AS x CROSS JOIN LATERAL (VALUES (x.pk), (x.old_pk)) AS d(k)
-        WHERE x.table_id = t.id AND x.changed_at > v_since AND x.changed_at <= at AND d.k IS NOT NULL;
+        WHERE x.table_id = t.id AND (x.changed_at, x.id) > (v_since, v_since_id) AND x.changed_at <= at AND d.k IS NOT NULL;
     ELSE
         -- The keys changed since the moment are rolled back; every other
         -- live row is as it was.

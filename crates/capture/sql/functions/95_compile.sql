@@ -1,9 +1,10 @@
 -- Last step of every install and upgrade: the generated functions
 -- (20_capture.sql, 15_context_record.sql) are generated again by this
 -- version, and the capture triggers of tables attached by an older version
--- are pointed at their table's generated function (within pgtrail.managing,
--- so no capture gap is recorded), after their schema changes are recorded
--- (38_lineage.sql). The generic capture functions of pgtrail
+-- are pointed at their table's generated function, or completed with the
+-- BEFORE TRUNCATE trigger (within pgtrail.managing, so no capture gap is
+-- recorded), after their schema changes are recorded (38_lineage.sql). The
+-- generic capture functions of pgtrail
 -- 0.3.0 and earlier go once no trigger calls them.
 DO $compile$
 DECLARE
@@ -23,7 +24,12 @@ BEGIN
         PERFORM pgtrail._follow_table(v_table.id, v_table.rel);
         IF EXISTS (SELECT FROM pg_trigger AS t
                    WHERE t.tgrelid = v_table.rel AND t.tgname = ANY (pgtrail.trigger_names())
-                     AND t.tgfoid IS DISTINCT FROM to_regprocedure(pgtrail._capture_function(v_table.id) || '()')) THEN
+                     AND t.tgfoid IS DISTINCT FROM to_regprocedure(pgtrail._capture_function(v_table.id) || '()'))
+           -- Attached by a version without the BEFORE TRUNCATE trigger.
+           OR (EXISTS (SELECT FROM pg_trigger AS t
+                       WHERE t.tgrelid = v_table.rel AND t.tgname = 'pgtrail_capture_insert')
+               AND NOT EXISTS (SELECT FROM pg_trigger AS t
+                               WHERE t.tgrelid = v_table.rel AND t.tgname = 'pgtrail_capture_before_truncate')) THEN
             PERFORM pgtrail._create_triggers(v_table.rel, v_table.id);
         ELSE
             PERFORM pgtrail._compile_capture(v_table.id, v_table.rel);

@@ -433,8 +433,27 @@ pub(super) fn print_diff(row: &Value, indent: &str) {
             }
         }
         _ => {
-            let _ = writeln!(out, "{indent}{dim}every row of the table{dim:#}");
+            let rows = truncate_text(row);
+            let _ = writeln!(out, "{indent}{dim}every row of the table{rows}{dim:#}");
         }
+    }
+}
+
+/// What a TRUNCATE change says of the rows it removed (its new_values):
+/// nothing for the event only (`truncate = "event"`).
+fn truncate_text(row: &Value) -> String {
+    let values = &row["new_values"];
+    match values["rows"].as_str() {
+        Some("recorded") => format!(
+            " ({} row(s), each recorded as a DELETE)",
+            values["count"].as_i64().unwrap_or(0)
+        ),
+        Some(_) => match (values["limit"].as_i64(), values["error"].as_str()) {
+            (Some(limit), _) => format!(" (more than {limit} rows: not recorded one by one)"),
+            (None, Some(error)) => format!(" (rows not recorded: {error})"),
+            (None, None) => " (rows not recorded)".to_string(),
+        },
+        None => String::new(),
     }
 }
 
@@ -463,6 +482,24 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_truncate_says_what_became_of_its_rows() {
+        let row = |values: Value| json!({"op": "TRUNCATE", "new_values": values});
+        assert_eq!(truncate_text(&row(json!(null))), "");
+        assert_eq!(
+            truncate_text(&row(json!({"rows": "recorded", "count": 3}))),
+            " (3 row(s), each recorded as a DELETE)"
+        );
+        assert_eq!(
+            truncate_text(&row(json!({"rows": "not_recorded", "limit": 100}))),
+            " (more than 100 rows: not recorded one by one)"
+        );
+        assert_eq!(
+            truncate_text(&row(json!({"rows": "not_recorded", "error": "boom"}))),
+            " (rows not recorded: boom)"
+        );
+    }
 
     #[test]
     fn values_keys_times_and_actors_read_well() {

@@ -26,5 +26,6 @@ mod security;
 mod seeds;
 mod support;
 mod tls;
+mod truncate;
 mod upgrade;
 mod values;
