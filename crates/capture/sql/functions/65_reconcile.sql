@@ -68,7 +68,7 @@ $fn$;
 
 -- Every row of p_tbl whose live state differs from what the trail says it
 -- should be: 'unrecorded insert' (a live row the trail never saw: only
--- judged when the table has a baseline, else rows older than the install
+-- judged when the table has a baseline or was empty when audited, else rows older than the install
 -- look the same), 'unrecorded update' (fields whose live value differs from
 -- the last recorded one), 'unrecorded delete' (the trail says the row
 -- exists, it does not). Changes made while capture was off, or under
@@ -165,7 +165,8 @@ BEGIN
         WHERE cardinality($4) = 0 AND coalesce(l.n, 0) <> coalesce(e.n, 0)
           AND ($6 OR coalesce(l.n, 0) < coalesce(e.n, 0))
         $q$, p_tbl)
-    USING t.ignore_columns, t.redact_columns, v_secret, t.key_columns, t.id, t.baseline_at IS NOT NULL, t,
+    USING t.ignore_columns, t.redact_columns, v_secret, t.key_columns, t.id,
+          t.baseline_at IS NOT NULL OR coalesce(t.complete_since_attach, false), t,
           pgtrail._has_lineage(t.id);
 END
 $fn$;

@@ -217,3 +217,42 @@ async fn an_erased_value_is_not_reported_as_changed_without_a_trace() {
     let after = reconcile(&db.client, Some(("public", "accounts"))).await.unwrap();
     assert_eq!(pks(&after), pks(&before), "erasing a value reports nothing new");
 }
+
+/// A table that was empty when it was audited needs no baseline: every row
+/// it has must come from a recorded INSERT, so one slipped in unseen is
+/// found.
+#[tokio::test]
+async fn a_table_empty_when_audited_judges_every_row() {
+    let mut db = TestDb::new().await;
+    db.client
+        .batch_execute("CREATE TABLE notes (id integer PRIMARY KEY, body text);")
+        .await
+        .unwrap();
+    let config = Config::parse("[capture]\ninclude = [\"notes\"]\n", "pgtrail.toml").unwrap();
+    apply_with_options(
+        &mut db.client,
+        &config,
+        ApplyOptions { baseline: false },
+        &mut |_, _, _| {},
+    )
+    .await
+    .expect("apply");
+    db.client
+        .batch_execute(
+            "INSERT INTO notes VALUES (1, 'seen');
+             BEGIN; SET LOCAL session_replication_role = replica;
+             INSERT INTO notes VALUES (2, 'unseen');
+             COMMIT;",
+        )
+        .await
+        .unwrap();
+    let report = reconcile(&db.client, None).await.expect("reconcile");
+    assert_eq!(
+        found(&report),
+        [(
+            "public.notes".to_string(),
+            json!({"id": 2}),
+            "unrecorded insert".to_string()
+        )]
+    );
+}
