@@ -77,6 +77,10 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 7,
         file: sql_file!("migrations", "0007_truncate.sql"),
     },
+    Migration {
+        number: 9,
+        file: sql_file!("migrations", "0009_context_check.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.
