@@ -152,7 +152,7 @@ pub enum Command {
     },
     /// A row, or a whole table, as it was at a moment.
     #[command(
-        after_help = "Example:\n  pgtrail at users 42 --time '2026-03-14 09:30'\n  pgtrail at users --time '2h ago' --format csv > users_2h_ago.csv"
+        after_help = "Example:\n  pgtrail at users 42 --time '2026-03-14 09:30'\n  pgtrail at users --time '2h ago' --format csv > users_2h_ago.csv\n  pgtrail at users 42 --time \"$MODERATION_CREATED_AT\" --clock transaction"
     )]
     At {
         /// The audited table: `name` or `schema.name`.
@@ -162,6 +162,10 @@ pub enum Command {
         /// The moment: 2026-03-14, '2026-03-14 09:30', RFC 3339, now, '2h ago', '3 days ago', ...
         #[arg(long, value_name = "T")]
         time: String,
+        /// The clock of --time: `change` counts each change from its own time; `transaction` from its
+        /// transaction's start (the now() that `DEFAULT now()` columns hold, e.g. a moderation's created_at)
+        #[arg(long, value_enum, default_value_t = Clock::Change)]
+        clock: Clock,
     },
     /// Per column of one row: its value and who changed it last, when and why.
     #[command(
@@ -399,4 +403,23 @@ pub struct LogArgs {
     /// At most this many changes.
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
     pub limit: i64,
+}
+
+/// The clock a moment is read on (`pgtrail at --clock`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Clock {
+    /// Each change counts from its own time (changed_at).
+    Change,
+    /// Each change counts from its transaction's start (tx_started_at).
+    Transaction,
+}
+
+impl Clock {
+    /// The name `pgtrail.row_as_of` and `table_as_of` take.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Clock::Change => "change",
+            Clock::Transaction => "transaction",
+        }
+    }
 }

@@ -51,7 +51,12 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
         Command::Demo { keep } => demo::run(keep).await,
         Command::Log(args) => log::run(&cli.global, &args).await,
         Command::History { table, key } => history::run(&cli.global, &table, &key).await,
-        Command::At { table, key, time } => at::run(&cli.global, &table, key.as_deref(), &time).await,
+        Command::At {
+            table,
+            key,
+            time,
+            clock,
+        } => at::run(&cli.global, &table, key.as_deref(), &time, clock).await,
         Command::Blame { table, key } => blame::run(&cli.global, &table, &key).await,
         Command::Tx { txid } => tx::run(&cli.global, txid).await,
         Command::Report {
