@@ -2326,3 +2326,36 @@ async fn revert_shows_the_plan_applies_only_with_yes_and_refuses_conflicts_with_
         1
     );
 }
+
+#[tokio::test]
+async fn at_on_the_transaction_clock_includes_what_the_moment_s_own_transaction_did() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    db.client
+        .batch_execute("CREATE TABLE users (id int PRIMARY KEY, email text)")
+        .await
+        .unwrap();
+    std::fs::write(dir.path().join("pgtrail.toml"), "").unwrap();
+    let applied = pgtrail(&["apply", "--database-url", db.url()], dir.path());
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied).1);
+    // A user created in a request whose now() is what a created_at column holds.
+    let started: String = db
+        .client
+        .query_one(
+            "WITH u AS (INSERT INTO users VALUES (1, 'new@example.test') RETURNING 1)
+             SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM u",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let on_transaction = ask_json(&db, dir.path(), &["at", "users", "1", "--time", &started, "--clock", "transaction"]);
+    assert_eq!(on_transaction["email"], "new@example.test");
+    let on_change = ask_json(&db, dir.path(), &["at", "users", "1", "--time", &started]);
+    assert_eq!(on_change, serde_json::Value::Null, "on the change clock it did not exist yet");
+    let table = ask_json(&db, dir.path(), &["at", "users", "--time", &started, "--clock", "transaction"]);
+    assert_eq!(table.as_array().map(Vec::len), Some(1));
+    let (code, _, stderr) = ask(&db, dir.path(), &["at", "users", "1", "--time", &started, "--clock", "wall"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("transaction"), "{stderr}");
+}
