@@ -62,6 +62,8 @@
 
 use std::fmt::Write as _;
 
+pub mod live;
+
 use pgtrail_catalog::{Catalog, KeySource, Table};
 use pgtrail_config::{Pattern, QualifiedName};
 
@@ -562,7 +564,7 @@ fn aligned(out: &mut String, indent: &str, rows: &[(String, String)]) {
 }
 
 /// A TOML array of basic strings.
-fn string_array<S: AsRef<str>>(items: &[S]) -> String {
+pub(crate) fn string_array<S: AsRef<str>>(items: &[S]) -> String {
     let items: Vec<String> = items.iter().map(|s| toml_string(s.as_ref())).collect();
     format!("[{}]", items.join(", "))
 }
