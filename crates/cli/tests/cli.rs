@@ -373,6 +373,27 @@ async fn init_writes_the_config_and_keeps_an_existing_file_unless_forced() {
     assert_eq!(applied.status.code(), Some(0), "{}", text(&applied).1);
     assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.audited_table").await, 1);
 
+    // On the install, after review (a redaction, a context mapping): init
+    // writes what is live, and plan right after it prints nothing.
+    std::fs::write(
+        &file,
+        "[context]\nactor_name = [\"app.actor_email\"]\n[tables.users]\nredact_columns = [\"password_hash\"]\n[capture]\nexclude = [\"sessions\"]\n",
+    )
+    .unwrap();
+    let applied = pgtrail(&["apply", "--database-url", db.url()], dir.path());
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied).1);
+    let live = pgtrail(&["init", "--force", "--database-url", db.url()], dir.path());
+    let (stdout, stderr) = text(&live);
+    assert_eq!(live.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("written from the live install"), "{stdout}");
+    let written_live = std::fs::read_to_string(&file).unwrap();
+    assert!(written_live.contains("redact_columns = [\"password_hash\"]"), "{written_live}");
+    assert!(written_live.contains("actor_name = [\"app.actor_email\"]"), "{written_live}");
+    let plan = pgtrail(&["plan", "--database-url", db.url()], dir.path());
+    let (stdout, stderr) = text(&plan);
+    assert_eq!(plan.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), "", "plan after init on an install: {stdout}{stderr}");
+
     let unknown = pgtrail(
         &[
             "init",
