@@ -134,7 +134,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  pgtrail log\n  pgtrail log users 42\n  pgtrail log --actor alice@example.com --since '2h ago'\n  \
         pgtrail log students std_no=901234 --field email --op update\n  pgtrail log --migration 0042_rename_acme --format csv > changes.csv\n  \
-        pgtrail log --context request_id=r-42 --tx 81234\n\n\
+        pgtrail log --context request_id=r-42 --tx 81234\n  pgtrail log --since '1h ago' --show request_id --show ip\n\n\
         TABLE is `name` or `schema.name`; KEY is 42, std_no=901234, a=1,b=7 or JSON.\n\
         Times: 2026-03-14, '2026-03-14 09:30', RFC 3339, now, or '2h ago', '30 min ago', '3 days ago', '1w ago'."
     )]
@@ -205,6 +205,9 @@ pub enum Command {
         /// ...within this many minutes.
         #[arg(long, value_name = "MINUTES", default_value_t = 60, value_parser = clap::value_parser!(i32).range(1..))]
         window: i32,
+        /// Count activity per value of this context key too, e.g. request_id (repeat for several).
+        #[arg(long, value_name = "KEY")]
+        show: Vec<String>,
     },
     /// Write a new signing key for checkpoints: FILE (private, mode 0600) and FILE.pub.
     #[command(
@@ -400,6 +403,9 @@ pub struct LogArgs {
     /// Only changes whose context has key=value (repeat for several).
     #[arg(long, value_name = "K=V")]
     pub context: Vec<String>,
+    /// Add this context key as a column, e.g. request_id (repeat for several).
+    #[arg(long, value_name = "KEY")]
+    pub show: Vec<String>,
     /// At most this many changes.
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
     pub limit: i64,
