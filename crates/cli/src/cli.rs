@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,8 +29,9 @@ pub struct Global {
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
 
-    /// The configuration file.
-    #[arg(long, global = true, value_name = "FILE", default_value = "pgtrail.toml")]
+    /// The configuration file: set by `commands::run` from the `--config` of
+    /// the commands that read one (init, apply, plan, check, sql).
+    #[arg(skip = PathBuf::from("pgtrail.toml"))]
     pub config: PathBuf,
 
     /// Output format (csv: for the commands that print one table: log, at, blame).
@@ -40,6 +42,33 @@ pub struct Global {
     /// `output` by `commands::run`, which refuses csv for them.
     #[arg(skip = Format::Table)]
     pub format: Format,
+}
+
+/// The global options a command does nothing with (by their clap ids):
+/// refused when given (demo's help, written out, does not list them).
+const IGNORED: &[(&str, &[&str])] = &[("demo", &["database_url", "output"]), ("keygen", &["database_url"])];
+
+/// The first option given on the command line that its command ignores:
+/// (command, option as typed).
+pub fn ignored_option(matches: &ArgMatches) -> Option<(String, String)> {
+    let (name, sub) = matches.subcommand()?;
+    let (_, ids) = IGNORED.iter().find(|(n, _)| *n == name)?;
+    let id = ids
+        .iter()
+        .find(|id| sub.value_source(id) == Some(ValueSource::CommandLine))?;
+    let flag = match *id {
+        "output" => "--format",
+        _ => "--database-url",
+    };
+    Some((name.to_string(), flag.to_string()))
+}
+
+/// `--config`, for the commands that read (or write) the config file.
+#[derive(Debug, Args)]
+pub struct ConfigFile {
+    /// The configuration file.
+    #[arg(long, value_name = "FILE", default_value = "pgtrail.toml")]
+    pub config: PathBuf,
 }
 
 /// `--format` as typed.
@@ -66,6 +95,8 @@ pub enum Command {
         An existing file is kept unless --force is given."
     )]
     Init {
+        #[command(flatten)]
+        config: ConfigFile,
         /// Overwrite the file if it exists.
         #[arg(long)]
         force: bool,
@@ -81,6 +112,8 @@ pub enum Command {
         and either everything is applied or nothing is."
     )]
     Apply {
+        #[command(flatten)]
+        config: ConfigFile,
         /// Also record the rows that audited tables without history yet (newly attached
         /// ones) already have, once, so time travel and `pgtrail reconcile` cover rows
         /// older than the install.
@@ -93,19 +126,19 @@ pub enum Command {
         The problems being repaired are listed on standard error as SQL comments;\n\
         the SQL itself goes to standard output."
     )]
-    Plan,
+    Plan(ConfigFile),
     /// Compare the database with the config and list every problem; exit 1 if any (for CI).
     #[command(after_help = "Example:\n  pgtrail check --format json\n\n\
         Reports: pgtrail missing or of another version, missing or disabled capture triggers,\n\
         triggers on excluded tables, tables no rule covers, settings that differ from the config.\n\
         Exit codes: 0 clean, 1 problems found, 2 usage, config or connection error.")]
-    Check,
+    Check(ConfigFile),
     /// Print the whole install as one SQL migration file (for Drizzle, Prisma, Flyway, sqlx, Rails).
     #[command(
         after_help = "Example:\n  pgtrail sql > drizzle/0042_pgtrail.sql\n  psql -v ON_ERROR_STOP=1 -f drizzle/0042_pgtrail.sql\n\n\
         The file is built from the config and the tables of the database it connects to."
     )]
-    Sql,
+    Sql(ConfigFile),
     /// Remove the capture triggers from every table; the trail stays unless --drop-trail.
     #[command(
         after_help = "Example:\n  pgtrail uninstall\n  pgtrail uninstall --drop-trail --yes   # also delete the whole trail\n\n\
@@ -123,7 +156,10 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  pgtrail demo\n  pgtrail demo --keep   # leave the server running to try other commands\n\n\
         Needs PostgreSQL's server binaries (initdb, postgres); set PGTRAIL_PG_BIN to their directory\n\
-        if they are not found."
+        if they are not found.",
+        override_usage = "pgtrail demo [--keep]",
+        // Only its own options: it connects to its own server and prints for people.
+        help_template = "{about}\n\n{usage-heading} {usage}\n\nOptions:\n      --keep  Leave the throwaway server running and print its connection URL\n  -h, --help  Print help\n{after-help}"
     )]
     Demo {
         /// Leave the throwaway server running and print its connection URL.
