@@ -26,7 +26,7 @@ pub fn print_styled<const N: usize>(
     style: impl Fn(usize, &str) -> Style,
 ) {
     let rows: Vec<Vec<String>> = rows.iter().map(|r| r.to_vec()).collect();
-    print_table(&rows, header, style, width_limit());
+    print_table(&rows, header, style, width_limit(), &[]);
 }
 
 /// The widest a table may be: the terminal's width when printing to one,
@@ -41,9 +41,15 @@ pub fn width_limit() -> Option<usize> {
 }
 
 /// Rows of any width as aligned columns, the first a bold header when
-/// `header`; fitted into `limit` columns by narrowing the widest columns and
-/// cutting their cells with an ellipsis.
-pub fn print_table(rows: &[Vec<String>], header: bool, style: impl Fn(usize, &str) -> Style, limit: Option<usize>) {
+/// `header`; fitted into `limit` columns by narrowing the widest columns
+/// (except those in `keep`) and cutting their cells with an ellipsis.
+pub fn print_table(
+    rows: &[Vec<String>],
+    header: bool,
+    style: impl Fn(usize, &str) -> Style,
+    limit: Option<usize>,
+    keep: &[usize],
+) {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut widths = vec![0usize; columns];
     for row in rows {
@@ -52,7 +58,7 @@ pub fn print_table(rows: &[Vec<String>], header: bool, style: impl Fn(usize, &st
         }
     }
     if let Some(limit) = limit {
-        fit(&mut widths, limit);
+        fit(&mut widths, limit, keep);
     }
     let mut out = anstream::stdout().lock();
     for (index, row) in rows.iter().enumerate() {
@@ -73,12 +79,18 @@ pub fn print_table(rows: &[Vec<String>], header: bool, style: impl Fn(usize, &st
 
 /// Narrows the widest columns, one character at a time, until the table
 /// (2 spaces of indent, 2 between columns) fits in `limit`; no column gets
-/// narrower than 6.
-fn fit(widths: &mut [usize], limit: usize) {
-    const NARROWEST: usize = 6;
+/// narrower than 8, and the columns in `keep` (ids, times) are never cut.
+fn fit(widths: &mut [usize], limit: usize, keep: &[usize]) {
+    const NARROWEST: usize = 8;
     let total = |w: &[usize]| 2 + w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
     while total(widths) > limit {
-        let Some((widest, width)) = widths.iter().copied().enumerate().max_by_key(|&(i, w)| (w, usize::MAX - i)) else {
+        let Some((widest, width)) = widths
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(i, _)| !keep.contains(i))
+            .max_by_key(|&(i, w)| (w, usize::MAX - i))
+        else {
             return;
         };
         if width <= NARROWEST {

@@ -102,7 +102,7 @@ pub async fn run(global: &Global, args: &LogArgs) -> Result<ExitCode> {
                 line.extend(args.show.iter().map(|k| cell(&row["context"][k.as_str()])));
                 table.push(line);
             }
-            output::print_table(&table, true, |column, text| op_style(column == 4, text), output::width_limit());
+            output::print_table(&table, true, |column, text| op_style(column == 4, text), output::width_limit(), &[0, 1, 2, 4]);
             if rows.len() as i64 == args.limit {
                 output::step(&format!(
                     "the newest {} changes; --limit N shows more",

@@ -135,7 +135,7 @@ pub async fn run(
                     line.extend((0..show.len()).map(|i| cell(&a[format!("show_{i}").as_str()])));
                     line
                 }));
-                output::print_table(&rows, true, |_, _| output::PLAIN, output::width_limit());
+                output::print_table(&rows, true, |_, _| output::PLAIN, output::width_limit(), &[1, 2, 3, 4]);
             }
             println!();
             output::say(output::HEADER, "Changes by table and kind");
