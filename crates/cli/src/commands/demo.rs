@@ -138,10 +138,21 @@ pub async fn run(keep: bool) -> Result<ExitCode> {
 }
 
 async fn show(client: &Client) -> Result<()> {
-    output::say(output::HEADER, "Everything that happened, oldest first:");
+    let days: String = client
+        .query_one(
+            "SELECT string_agg(DISTINCT to_char(changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), ' and ')
+             FROM pgtrail.changes",
+            &[],
+        )
+        .await?
+        .get(0);
+    output::say(
+        output::HEADER,
+        &format!("Everything that happened on {days} (times in UTC), oldest first:"),
+    );
     let rows = client
         .query(
-            "SELECT c.id::text, to_char(c.changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), c.op,
+            "SELECT c.id::text, to_char(c.changed_at AT TIME ZONE 'UTC', 'HH24:MI:SS'), c.op,
                     c.table_name || coalesce(' ' || (SELECT string_agg(e.key || '=' || (e.value #>> '{}'), ',')
                                                      FROM jsonb_each(c.pk) AS e), ''),
                     coalesce(array_to_string(c.changed_fields, ','), ''),
@@ -150,7 +161,7 @@ async fn show(client: &Client) -> Result<()> {
             &[],
         )
         .await?;
-    let mut table = vec![["id", "time (UTC)", "op", "row", "changed", "who", "why"].map(String::from).to_vec()];
+    let mut table = vec![["id", "time", "op", "row", "changed", "who", "why"].map(String::from).to_vec()];
     table.extend(rows.iter().map(|r| (0..7).map(|i| r.get::<_, String>(i)).collect::<Vec<_>>()));
     output::print_table(
         &table,
@@ -272,18 +283,22 @@ async fn undo(url: &str) -> Result<()> {
     }
     let rows = client
         .query(
-            "SELECT op, table_name, pk::text, coalesce(array_to_string(changed_fields, ','), ''), actor_name, reason
-             FROM pgtrail.changes WHERE context ? 'revert' ORDER BY id",
+            "SELECT c.id::text, c.op,
+                    c.table_name || coalesce(' ' || (SELECT string_agg(e.key || '=' || (e.value #>> '{}'), ',')
+                                                     FROM jsonb_each(c.pk) AS e), ''),
+                    coalesce(array_to_string(c.changed_fields, ','), ''), c.actor_name, c.reason
+             FROM pgtrail.changes AS c WHERE c.context ? 'revert' ORDER BY c.id",
             &[],
         )
         .await?;
+    let why = rows.first().map(|r| r.get::<_, String>(5)).unwrap_or_default();
     output::say(
         output::HEADER,
-        "\n  and the trail recorded the revert like any change:",
+        &format!("\n  and the trail recorded the revert like any change, with its reason:\n  \"{why}\""),
     );
-    let mut table = vec![["op", "table", "key", "changed", "who", "why"].map(String::from).to_vec()];
-    table.extend(rows.iter().map(|r| (0..6).map(|i| r.get::<_, String>(i)).collect::<Vec<_>>()));
-    output::print_table(&table, true, |_, _| output::PLAIN, Some(width()), &[]);
+    let mut table = vec![["id", "op", "row", "changed", "who"].map(String::from).to_vec()];
+    table.extend(rows.iter().map(|r| (0..5).map(|i| r.get::<_, String>(i)).collect::<Vec<_>>()));
+    output::print_table(&table, true, |_, _| output::PLAIN, Some(width()), &[0]);
     Ok(())
 }
 
