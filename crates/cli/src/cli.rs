@@ -46,7 +46,10 @@ pub struct Global {
 
 /// The global options a command does nothing with (by their clap ids):
 /// refused when given (demo's help, written out, does not list them).
-const IGNORED: &[(&str, &[&str])] = &[("demo", &["database_url", "output"]), ("keygen", &["database_url"])];
+const IGNORED: &[(&str, &[&str])] = &[
+    ("demo", &["database_url", "output"]),
+    ("keygen", &["database_url"]),
+];
 
 /// The first option given on the command line that its command ignores:
 /// (command, option as typed).

@@ -37,7 +37,10 @@ pub fn width_limit() -> Option<usize> {
     {
         return Some(usize::from(width));
     }
-    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|&c: &usize| c > 0)
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|&c: &usize| c > 0)
 }
 
 /// Rows of any width as aligned columns, the first a bold header when
@@ -64,14 +67,21 @@ pub fn print_table(
     for (index, row) in rows.iter().enumerate() {
         let mut line = String::from("  ");
         for (column, (cell, &width)) in row.iter().zip(&widths).enumerate() {
-            let cell_style = if header && index == 0 { HEADER } else { style(column, cell) };
+            let cell_style = if header && index == 0 {
+                HEADER
+            } else {
+                style(column, cell)
+            };
             let shown = cut(cell, width);
             let padding = if column + 1 == columns {
                 0
             } else {
                 width - shown.chars().count() + 2
             };
-            line.push_str(&format!("{cell_style}{shown}{cell_style:#}{}", " ".repeat(padding)));
+            line.push_str(&format!(
+                "{cell_style}{shown}{cell_style:#}{}",
+                " ".repeat(padding)
+            ));
         }
         let _ = writeln!(out, "{}", line.trim_end());
     }

@@ -338,7 +338,9 @@ fn the_demo_runs_on_its_own_throwaway_server_and_shows_who_did_what() {
         .unwrap_or_else(|| panic!("no heading with the date:\n{stdout}"));
     let day = heading.trim_start_matches("Everything that happened on ");
     assert!(
-        day.as_bytes().get(4) == Some(&b'-') && day.as_bytes().get(7) == Some(&b'-') && heading.contains("(times in UTC)"),
+        day.as_bytes().get(4) == Some(&b'-')
+            && day.as_bytes().get(7) == Some(&b'-')
+            && heading.contains("(times in UTC)"),
         "{heading}"
     );
     assert!(stdout.contains("  id  time      op"), "{stdout}");
@@ -419,12 +421,22 @@ async fn init_writes_the_config_and_keeps_an_existing_file_unless_forced() {
     assert_eq!(live.status.code(), Some(0), "{stderr}");
     assert!(stdout.contains("written from the live install"), "{stdout}");
     let written_live = std::fs::read_to_string(&file).unwrap();
-    assert!(written_live.contains("redact_columns = [\"password_hash\"]"), "{written_live}");
-    assert!(written_live.contains("actor_name = [\"app.actor_email\"]"), "{written_live}");
+    assert!(
+        written_live.contains("redact_columns = [\"password_hash\"]"),
+        "{written_live}"
+    );
+    assert!(
+        written_live.contains("actor_name = [\"app.actor_email\"]"),
+        "{written_live}"
+    );
     let plan = pgtrail(&["plan", "--database-url", db.url()], dir.path());
     let (stdout, stderr) = text(&plan);
     assert_eq!(plan.status.code(), Some(0), "{stderr}");
-    assert_eq!(stdout.trim(), "", "plan after init on an install: {stdout}{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "",
+        "plan after init on an install: {stdout}{stderr}"
+    );
 
     let unknown = pgtrail(
         &[
@@ -2402,13 +2414,29 @@ async fn at_on_the_transaction_clock_includes_what_the_moment_s_own_transaction_
         .await
         .unwrap()
         .get(0);
-    let on_transaction = ask_json(&db, dir.path(), &["at", "users", "1", "--time", &started, "--clock", "transaction"]);
+    let on_transaction = ask_json(
+        &db,
+        dir.path(),
+        &["at", "users", "1", "--time", &started, "--clock", "transaction"],
+    );
     assert_eq!(on_transaction["email"], "new@example.test");
     let on_change = ask_json(&db, dir.path(), &["at", "users", "1", "--time", &started]);
-    assert_eq!(on_change, serde_json::Value::Null, "on the change clock it did not exist yet");
-    let table = ask_json(&db, dir.path(), &["at", "users", "--time", &started, "--clock", "transaction"]);
+    assert_eq!(
+        on_change,
+        serde_json::Value::Null,
+        "on the change clock it did not exist yet"
+    );
+    let table = ask_json(
+        &db,
+        dir.path(),
+        &["at", "users", "--time", &started, "--clock", "transaction"],
+    );
     assert_eq!(table.as_array().map(Vec::len), Some(1));
-    let (code, _, stderr) = ask(&db, dir.path(), &["at", "users", "1", "--time", &started, "--clock", "wall"]);
+    let (code, _, stderr) = ask(
+        &db,
+        dir.path(),
+        &["at", "users", "1", "--time", &started, "--clock", "wall"],
+    );
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("transaction"), "{stderr}");
 }
@@ -2428,18 +2456,32 @@ async fn log_and_report_name_migrations_show_context_keys_and_refuse_what_cannot
     assert_eq!(code, Some(0), "{stderr}");
     let header = stdout.lines().next().unwrap_or_default();
     assert!(header.contains("REQUEST_ID"), "{stdout}");
-    assert!(stdout.lines().any(|l| l.contains("mod@example.test") && l.trim_end().ends_with("r-1")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("mod@example.test") && l.trim_end().ends_with("r-1")),
+        "{stdout}"
+    );
     assert!(stdout.contains("0043_backfill"), "{stdout}");
-    assert!(!stdout.contains("- (migration)") && !stdout.contains("  -  "), "{stdout}");
+    assert!(
+        !stdout.contains("- (migration)") && !stdout.contains("  -  "),
+        "{stdout}"
+    );
     let (code, stdout, stderr) = ask(&db, dir.path(), &["report", "--show", "request_id"]);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stdout.contains("REQUEST_ID") && stdout.contains("r-1"), "{stdout}");
+    assert!(
+        stdout.contains("REQUEST_ID") && stdout.contains("r-1"),
+        "{stdout}"
+    );
     assert!(stdout.contains("0043_backfill"), "{stdout}");
 
     // Keys of the wrong type: explained, or read as the column's type.
     let (code, _, stderr) = ask(&db, dir.path(), &["history", "users", "1.5"]);
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("`id` is integer but `1.5` is not a whole number"), "{stderr}");
+    assert!(
+        stderr.contains("`id` is integer but `1.5` is not a whole number"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("invalid input syntax"), "{stderr}");
     let by_json = ask_json(&db, dir.path(), &["history", "users", r#"{"id": "100"}"#]);
     let by_number = ask_json(&db, dir.path(), &["history", "users", "100"]);
@@ -2452,7 +2494,10 @@ async fn log_and_report_name_migrations_show_context_keys_and_refuse_what_cannot
     // A field no table has, and a window that ends before it starts.
     let (code, _, stderr) = ask(&db, dir.path(), &["log", "--field", "nosuch"]);
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("no audited table has a column `nosuch`"), "{stderr}");
+    assert!(
+        stderr.contains("no audited table has a column `nosuch`"),
+        "{stderr}"
+    );
     let (code, _, stderr) = ask(&db, dir.path(), &["log", "users", "--field", "emial"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("did you mean `email`?"), "{stderr}");
@@ -2460,9 +2505,16 @@ async fn log_and_report_name_migrations_show_context_keys_and_refuse_what_cannot
     assert_eq!(code, Some(0));
     assert!(stdout.contains("email"), "{stdout}");
     for command in ["log", "report"] {
-        let (code, _, stderr) = ask(&db, dir.path(), &[command, "--since", "1h ago", "--until", "2h ago"]);
+        let (code, _, stderr) = ask(
+            &db,
+            dir.path(),
+            &[command, "--since", "1h ago", "--until", "2h ago"],
+        );
         assert_eq!(code, Some(2), "{command}: {stderr}");
-        assert!(stderr.contains("--since") && stderr.contains("is after --until"), "{stderr}");
+        assert!(
+            stderr.contains("--since") && stderr.contains("is after --until"),
+            "{stderr}"
+        );
     }
 
     // Query commands read no config file, so they take no --config.

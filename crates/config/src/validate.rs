@@ -126,7 +126,11 @@ fn truncate(src: Source<'_>, value: &Spanned<String>, what: &str) -> Result<Trun
     })
 }
 
-fn outside_transaction(src: Source<'_>, value: &Spanned<String>, what: &str) -> Result<OutsideTransaction, ConfigError> {
+fn outside_transaction(
+    src: Source<'_>,
+    value: &Spanned<String>,
+    what: &str,
+) -> Result<OutsideTransaction, ConfigError> {
     let name = value.get_ref();
     OutsideTransaction::from_name(name).ok_or_else(|| {
         let help = match suggest(name, OutsideTransaction::NAMES) {

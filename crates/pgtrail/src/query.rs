@@ -103,7 +103,10 @@ fn json_key(
                 key_value(input, &column, &value.to_string(), Some(sql_type))?
             }
             (Value::Null | Value::Array(_) | Value::Object(_), _) => {
-                return Err(key_error(input, format!("`{column}` must be a single value, not {value}")));
+                return Err(key_error(
+                    input,
+                    format!("`{column}` must be a single value, not {value}"),
+                ));
             }
             _ => value,
         };
@@ -117,7 +120,10 @@ fn json_key(
     if !missing.is_empty() {
         return Err(key_error(
             input,
-            format!("missing key column(s) {}; the key is ({key_list})", missing.join(", ")),
+            format!(
+                "missing key column(s) {}; the key is ({key_list})",
+                missing.join(", ")
+            ),
         ));
     }
     Ok(Value::Object(out))
@@ -135,15 +141,20 @@ fn key_value(input: &str, column: &str, raw: &str, sql_type: Option<&str>) -> Re
                 Some(number) => match integer_range(sql_type.unwrap_or("")) {
                     Some(_) if !raw.bytes().all(|b| b.is_ascii_digit() || b == b'-') => Err(key_error(
                         input,
-                        format!("`{column}` is {} but `{raw}` is not a whole number", sql_type.unwrap_or("an integer")),
-                    )),
-                    Some((low, high)) if raw.parse::<i64>().map_or(true, |n| n < low || n > high) => Err(key_error(
-                        input,
                         format!(
-                            "`{column}` is {} but `{raw}` is out of its range ({low} to {high})",
+                            "`{column}` is {} but `{raw}` is not a whole number",
                             sql_type.unwrap_or("an integer")
                         ),
                     )),
+                    Some((low, high)) if raw.parse::<i64>().map_or(true, |n| n < low || n > high) => {
+                        Err(key_error(
+                            input,
+                            format!(
+                                "`{column}` is {} but `{raw}` is out of its range ({low} to {high})",
+                                sql_type.unwrap_or("an integer")
+                            ),
+                        ))
+                    }
                     _ => Ok(Value::Number(number)),
                 },
                 None => Err(key_error(
@@ -777,20 +788,35 @@ mod tests {
     #[test]
     fn json_keys_are_read_as_their_columns_types_or_explained() {
         let t = types(&[("id", "integer"), ("std_no", "text"), ("n", "smallint")]);
-        assert_eq!(parse_key(r#"{"id": "1"}"#, &cols(&["id"]), &t).unwrap(), json!({"id": 1}));
+        assert_eq!(
+            parse_key(r#"{"id": "1"}"#, &cols(&["id"]), &t).unwrap(),
+            json!({"id": 1})
+        );
         assert_eq!(
             parse_key(r#"{"std_no": 901234}"#, &cols(&["std_no"]), &t).unwrap(),
             json!({"std_no": "901234"})
         );
-        let e = parse_key(r#"{"id": "x"}"#, &cols(&["id"]), &t).unwrap_err().to_string();
+        let e = parse_key(r#"{"id": "x"}"#, &cols(&["id"]), &t)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`id` is integer but `x` is not a number"), "{e}");
-        let e = parse_key(r#"{"di": 1}"#, &cols(&["id"]), &t).unwrap_err().to_string();
-        assert!(e.contains("`di` is not a key column") && e.contains("did you mean `id`?"), "{e}");
+        let e = parse_key(r#"{"di": 1}"#, &cols(&["id"]), &t)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`di` is not a key column") && e.contains("did you mean `id`?"),
+            "{e}"
+        );
         let e = parse_key(r#"{}"#, &cols(&["id"]), &t).unwrap_err().to_string();
         assert!(e.contains("missing key column(s) `id`"), "{e}");
         let e = parse_key("1.5", &cols(&["id"]), &t).unwrap_err().to_string();
-        assert!(e.contains("`id` is integer but `1.5` is not a whole number"), "{e}");
-        let e = parse_key(r#"{"id": 1.5}"#, &cols(&["id"]), &t).unwrap_err().to_string();
+        assert!(
+            e.contains("`id` is integer but `1.5` is not a whole number"),
+            "{e}"
+        );
+        let e = parse_key(r#"{"id": 1.5}"#, &cols(&["id"]), &t)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a whole number"), "{e}");
         let e = parse_key("n=40000", &cols(&["n"]), &t).unwrap_err().to_string();
         assert!(e.contains("out of its range (-32768 to 32767)"), "{e}");

@@ -12,7 +12,13 @@ use super::log::{Audited, cell, db_error, diff_value, key_text, print_csv, time,
 use crate::cli::{Clock, Global, OutputFormat};
 use crate::output;
 
-pub async fn run(global: &Global, table: &str, key: Option<&str>, at: &str, clock: Clock) -> Result<ExitCode> {
+pub async fn run(
+    global: &Global,
+    table: &str,
+    key: Option<&str>,
+    at: &str,
+    clock: Clock,
+) -> Result<ExitCode> {
     let moment = time(Some(at))?.context("--time is required")?;
     let client = super::connect(global).await?;
     let table = Audited::resolve(&client, table).await?;

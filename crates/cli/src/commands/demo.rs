@@ -161,8 +161,15 @@ async fn show(client: &Client) -> Result<()> {
             &[],
         )
         .await?;
-    let mut table = vec![["id", "time", "op", "row", "changed", "who", "why"].map(String::from).to_vec()];
-    table.extend(rows.iter().map(|r| (0..7).map(|i| r.get::<_, String>(i)).collect::<Vec<_>>()));
+    let mut table = vec![
+        ["id", "time", "op", "row", "changed", "who", "why"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    table.extend(
+        rows.iter()
+            .map(|r| (0..7).map(|i| r.get::<_, String>(i)).collect::<Vec<_>>()),
+    );
     output::print_table(
         &table,
         true,
@@ -189,8 +196,15 @@ async fn show(client: &Client) -> Result<()> {
             &[],
         )
         .await?;
-    let mut table = vec![["op", "field", "before", "after", "by"].map(String::from).to_vec()];
-    table.extend(rows.iter().map(|r| (0..5).map(|i| r.get::<_, String>(i)).collect::<Vec<_>>()));
+    let mut table = vec![
+        ["op", "field", "before", "after", "by"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    table.extend(
+        rows.iter()
+            .map(|r| (0..5).map(|i| r.get::<_, String>(i)).collect::<Vec<_>>()),
+    );
     output::print_table(
         &table,
         true,
@@ -213,7 +227,10 @@ async fn show(client: &Client) -> Result<()> {
         )
         .await?;
     let mut table = vec![["actor", "type", "changes", "tables"].map(String::from).to_vec()];
-    table.extend(rows.iter().map(|r| (0..4).map(|i| r.get::<_, String>(i)).collect::<Vec<_>>()));
+    table.extend(
+        rows.iter()
+            .map(|r| (0..4).map(|i| r.get::<_, String>(i)).collect::<Vec<_>>()),
+    );
     output::print_table(&table, true, |_, _| output::PLAIN, Some(width()), &[]);
     Ok(())
 }
@@ -297,7 +314,10 @@ async fn undo(url: &str) -> Result<()> {
         &format!("\n  and the trail recorded the revert like any change, with its reason:\n  \"{why}\""),
     );
     let mut table = vec![["id", "op", "row", "changed", "who"].map(String::from).to_vec()];
-    table.extend(rows.iter().map(|r| (0..5).map(|i| r.get::<_, String>(i)).collect::<Vec<_>>()));
+    table.extend(
+        rows.iter()
+            .map(|r| (0..5).map(|i| r.get::<_, String>(i)).collect::<Vec<_>>()),
+    );
     output::print_table(&table, true, |_, _| output::PLAIN, Some(width()), &[0]);
     Ok(())
 }
@@ -336,7 +356,13 @@ async fn prove(client: &mut Client) -> Result<()> {
     println!("  a superuser edits one recorded email behind the append-only guards ...");
     let report = integrity::verify(client, &options).await?;
     for problem in &report.problems {
-        output::say(output::BAD, &format!("  verify: {}", wrap(&problem.message(), width() - 10, "\n          ")));
+        output::say(
+            output::BAD,
+            &format!(
+                "  verify: {}",
+                wrap(&problem.message(), width() - 10, "\n          ")
+            ),
+        );
     }
     Ok(())
 }

@@ -85,8 +85,7 @@ pub async fn run(global: &Global, force: bool, schemas: &[String]) -> Result<Exi
         }))?,
         Format::Table if live => println!(
             "{}; written from the live install: `pgtrail plan` shows nothing to do until you change it",
-            summary_line(path, summary)
-                .trim_end_matches("; review it, then run `pgtrail apply`")
+            summary_line(path, summary).trim_end_matches("; review it, then run `pgtrail apply`")
         ),
         Format::Table => println!("{}", summary_line(path, summary)),
     }

@@ -82,9 +82,11 @@ pub async fn run(global: &Global, args: &LogArgs) -> Result<ExitCode> {
                 output::say(output::DIM, "no changes match");
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut header: Vec<String> = ["ID", "TIME", "TX", "TABLE", "OP", "KEY", "FIELDS", "ACTOR", "REASON"]
-                .map(String::from)
-                .to_vec();
+            let mut header: Vec<String> = [
+                "ID", "TIME", "TX", "TABLE", "OP", "KEY", "FIELDS", "ACTOR", "REASON",
+            ]
+            .map(String::from)
+            .to_vec();
             header.extend(args.show.iter().map(|k| k.to_uppercase()));
             let mut table = vec![header];
             for row in &rows {
@@ -102,7 +104,13 @@ pub async fn run(global: &Global, args: &LogArgs) -> Result<ExitCode> {
                 line.extend(args.show.iter().map(|k| cell(&row["context"][k.as_str()])));
                 table.push(line);
             }
-            output::print_table(&table, true, |column, text| op_style(column == 4, text), output::width_limit(), &[0, 1, 2, 4]);
+            output::print_table(
+                &table,
+                true,
+                |column, text| op_style(column == 4, text),
+                output::width_limit(),
+                &[0, 1, 2, 4],
+            );
             if rows.len() as i64 == args.limit {
                 output::step(&format!(
                     "the newest {} changes; --limit N shows more",
@@ -156,14 +164,22 @@ async fn check_field(client: &Client, table: Option<&(String, String)>, field: &
         None => {
             let mut list: Vec<&str> = columns.iter().map(String::as_str).take(12).collect();
             list.sort_unstable();
-            format!("the columns are {}{}", list.join(", "), if columns.len() > 12 { ", ..." } else { "" })
+            format!(
+                "the columns are {}{}",
+                list.join(", "),
+                if columns.len() > 12 { ", ..." } else { "" }
+            )
         }
     };
     bail!("--field: {whose}\n  help: {help}");
 }
 
 /// `--since` after `--until` selects nothing: an error, not an empty answer.
-pub(super) async fn check_window(client: &Client, since: Option<&TimeArg>, until: Option<&TimeArg>) -> Result<()> {
+pub(super) async fn check_window(
+    client: &Client,
+    since: Option<&TimeArg>,
+    until: Option<&TimeArg>,
+) -> Result<()> {
     let (Some(since), Some(until)) = (since, until) else {
         return Ok(());
     };
@@ -454,10 +470,15 @@ fn fields_text(value: &Value) -> String {
 /// there is neither (from `context` or a `migration` field), `-` when
 /// nobody is known.
 pub(super) fn actor_text(row: &Value) -> String {
-    let who = [&row["actor_name"], &row["actor_id"], &row["context"]["migration"], &row["migration"]]
-        .into_iter()
-        .find_map(|v| v.as_str().filter(|s| !s.is_empty()))
-        .unwrap_or("-");
+    let who = [
+        &row["actor_name"],
+        &row["actor_id"],
+        &row["context"]["migration"],
+        &row["migration"],
+    ]
+    .into_iter()
+    .find_map(|v| v.as_str().filter(|s| !s.is_empty()))
+    .unwrap_or("-");
     match row["actor_type"].as_str().filter(|s| !s.is_empty()) {
         Some(kind) => format!("{who} ({kind})"),
         None => who.to_string(),

@@ -73,7 +73,17 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
             burst,
             window,
             show,
-        } => report::run(&cli.global, since.as_deref(), until.as_deref(), burst, window, &show).await,
+        } => {
+            report::run(
+                &cli.global,
+                since.as_deref(),
+                until.as_deref(),
+                burst,
+                window,
+                &show,
+            )
+            .await
+        }
         Command::Keygen { key, name } => keygen::run(&cli.global, &key, &name),
         Command::Seal { key, export } => seal::run(&cli.global, &key, export.as_deref()).await,
         Command::Verify {

@@ -120,8 +120,9 @@ pub async fn run(
             if by_actor.is_empty() {
                 output::say(output::DIM, "  no changes in this period");
             } else {
-                let mut header: Vec<String> =
-                    ["ACTOR", "CHANGES", "TRANSACTIONS", "FIRST", "LAST"].map(String::from).to_vec();
+                let mut header: Vec<String> = ["ACTOR", "CHANGES", "TRANSACTIONS", "FIRST", "LAST"]
+                    .map(String::from)
+                    .to_vec();
                 header.extend(show.iter().map(|k| k.to_uppercase()));
                 let mut rows = vec![header];
                 rows.extend(by_actor.iter().map(|a| {
@@ -135,7 +136,13 @@ pub async fn run(
                     line.extend((0..show.len()).map(|i| cell(&a[format!("show_{i}").as_str()])));
                     line
                 }));
-                output::print_table(&rows, true, |_, _| output::PLAIN, output::width_limit(), &[1, 2, 3, 4]);
+                output::print_table(
+                    &rows,
+                    true,
+                    |_, _| output::PLAIN,
+                    output::width_limit(),
+                    &[1, 2, 3, 4],
+                );
             }
             println!();
             output::say(output::HEADER, "Changes by table and kind");

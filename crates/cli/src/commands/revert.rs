@@ -295,7 +295,10 @@ fn print_plan(request: &Request, plan: &Plan) {
         for s in plan.statements() {
             let line = format!("  {}. {}", s.step.unwrap_or(0), s.sql.as_deref().unwrap_or(""));
             // On a terminal, one line each (whole in --format json).
-            println!("{}", limit.map_or(line.clone(), |width| output::cut(&line, width)));
+            println!(
+                "{}",
+                limit.map_or(line.clone(), |width| output::cut(&line, width))
+            );
             if let Some(note) = &s.note {
                 output::say(output::DIM, &format!("     {note}"));
             }

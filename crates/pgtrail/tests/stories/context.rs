@@ -229,7 +229,10 @@ async fn set_context_takes_ids_of_any_type_bound_by_typed_drivers() {
     for (i, (ty, id, expected)) in cases.iter().enumerate() {
         // jsonb with any arguments left out; json or text with all five.
         for (extra_type, sql) in [
-            (Type::JSONB, "SELECT pgtrail.set_context(actor_id => $1, actor_name => $2, extra => $3)"),
+            (
+                Type::JSONB,
+                "SELECT pgtrail.set_context(actor_id => $1, actor_name => $2, extra => $3)",
+            ),
             (
                 Type::JSON,
                 "SELECT pgtrail.set_context(actor_id => $1, actor_name => $2, actor_type => NULL, reason => NULL, extra => $3)",
@@ -243,11 +246,20 @@ async fn set_context_takes_ids_of_any_type_bound_by_typed_drivers() {
                 .unwrap_or_else(|e| panic!("set_context with a {ty} id and a {extra_type} extra: {e:?}"));
             let extra = json!({"request_id": format!("req-{i}-{extra_type}")});
             let extra_text = extra.to_string();
-            let extra_arg: &(dyn ToSql + Sync) = if extra_type == Type::TEXT { &extra_text } else { &extra };
-            tx.execute(&statement, &[id.as_ref(), &"alice", extra_arg]).await.unwrap();
-            tx.execute("INSERT INTO users (email) VALUES ($1)", &[&format!("{i}-{extra_type}")])
+            let extra_arg: &(dyn ToSql + Sync) = if extra_type == Type::TEXT {
+                &extra_text
+            } else {
+                &extra
+            };
+            tx.execute(&statement, &[id.as_ref(), &"alice", extra_arg])
                 .await
                 .unwrap();
+            tx.execute(
+                "INSERT INTO users (email) VALUES ($1)",
+                &[&format!("{i}-{extra_type}")],
+            )
+            .await
+            .unwrap();
             tx.commit().await.unwrap();
             let last = changes(&db.client, "users").await.pop().unwrap();
             assert_eq!(last.actor_id.as_deref(), Some(*expected), "{ty} id");
@@ -280,7 +292,10 @@ async fn set_context_takes_ids_of_any_type_bound_by_typed_drivers() {
 /// A connection whose notices (warnings) are kept.
 async fn connect_keeping_notices(
     url: &str,
-) -> (tokio_postgres::Client, std::sync::Arc<std::sync::Mutex<Vec<tokio_postgres::error::DbError>>>) {
+) -> (
+    tokio_postgres::Client,
+    std::sync::Arc<std::sync::Mutex<Vec<tokio_postgres::error::DbError>>>,
+) {
     use futures_util::StreamExt;
     let (client, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
     let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -307,23 +322,41 @@ async fn set_context_outside_a_transaction_block_warns_and_inside_one_does_not()
         .execute("SELECT pgtrail.set_context(actor_id => $1)", &[&"42"])
         .await
         .unwrap();
-    client.execute("INSERT INTO users (email) VALUES ('lost')", &[]).await.unwrap();
-    client.simple_query("SELECT pgtrail.set_context(actor_id => '43')").await.unwrap();
+    client
+        .execute("INSERT INTO users (email) VALUES ('lost')", &[])
+        .await
+        .unwrap();
+    client
+        .simple_query("SELECT pgtrail.set_context(actor_id => '43')")
+        .await
+        .unwrap();
     let warnings = taken();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     for warning in &warnings {
         assert_eq!(warning.severity(), "WARNING");
-        assert!(warning.message().contains("outside a transaction block"), "{}", warning.message());
+        assert!(
+            warning.message().contains("outside a transaction block"),
+            "{}",
+            warning.message()
+        );
         assert!(warning.hint().unwrap_or("").contains("BEGIN"), "{warning:?}");
     }
-    assert_eq!(changes(&db.client, "users").await[0].actor_id, None, "the context was lost");
+    assert_eq!(
+        changes(&db.client, "users").await[0].actor_id,
+        None,
+        "the context was lost"
+    );
 
     // In a transaction block, over either protocol; in one message of
     // several statements (an implicit transaction) that writes; inside a
     // function that writes in the same statement: no warning.
     let tx = client.transaction().await.unwrap();
-    tx.execute("SELECT pgtrail.set_context(actor_id => $1)", &[&"44"]).await.unwrap();
-    tx.execute("INSERT INTO users (email) VALUES ('kept')", &[]).await.unwrap();
+    tx.execute("SELECT pgtrail.set_context(actor_id => $1)", &[&"44"])
+        .await
+        .unwrap();
+    tx.execute("INSERT INTO users (email) VALUES ('kept')", &[])
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     client
         .batch_execute(
@@ -339,9 +372,16 @@ async fn set_context_outside_a_transaction_block_warns_and_inside_one_does_not()
         )
         .await
         .unwrap();
-    client.execute("SELECT signup($1)", &[&"in a function"]).await.unwrap();
+    client
+        .execute("SELECT signup($1)", &[&"in a function"])
+        .await
+        .unwrap();
     assert_eq!(taken(), Vec::new());
-    let actors: Vec<Option<String>> = changes(&db.client, "users").await.into_iter().map(|c| c.actor_id).collect();
+    let actors: Vec<Option<String>> = changes(&db.client, "users")
+        .await
+        .into_iter()
+        .map(|c| c.actor_id)
+        .collect();
     assert_eq!(
         actors,
         [None, Some("44".into()), Some("46".into()), Some("47".into())]

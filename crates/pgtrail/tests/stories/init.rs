@@ -285,25 +285,52 @@ redact_columns = ["secret"]
 
     let installed = pgtrail::plan::Installed::load(&db.client).await.unwrap();
     let schemas = pgtrail::init::live::live_schemas(&["public".to_string()], &installed);
-    assert_eq!(schemas, ["public", "billing"], "the schemas of audited tables are kept");
+    assert_eq!(
+        schemas,
+        ["public", "billing"],
+        "the schemas of audited tables are kept"
+    );
     let catalog = Catalog::load(&db.client, &schemas).await.unwrap();
     let text = pgtrail::init::live::render_live_config(&catalog, &schemas, &installed);
     let config = Config::parse(&text, "pgtrail.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
 
     // Every setting the file can say, as the install has it.
     assert!(text.contains("actor_id = [\"app.user_id\"]"), "{text}");
-    assert!(text.contains("actor_name = [\"app.actor_email\", \"app.current_user\"]"), "{text}");
-    assert!(text.contains("require_actor = true\noutside_transaction = \"refuse\""), "{text}");
+    assert!(
+        text.contains("actor_name = [\"app.actor_email\", \"app.current_user\"]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("require_actor = true\noutside_transaction = \"refuse\""),
+        "{text}"
+    );
     assert!(text.contains("\"tenant\" = [\"app.tenant\"]"), "{text}");
     assert!(
         text.contains("[tables.\"public.users\"]\nignore_columns = [\"last_login_at\", \"updated_at\"]\nredact_columns = [\"password_hash\"]"),
         "{text}"
     );
-    assert!(text.contains("[tables.\"public.students\"]\nkey = [\"std_no\"]\nimages = \"full\""), "{text}");
-    assert!(text.contains("truncate = \"capture\"\ntruncate_row_limit = 500"), "{text}");
-    assert!(text.contains("[tables.\"billing.invoices\"]\nredact_columns = [\"secret\"]"), "{text}");
-    assert_eq!(config.selects("public", "sessions"), Selection::Excluded { pattern: "public.sessions".into() });
-    assert!(matches!(config.selects("public", "odd*name"), Selection::Excluded { .. }));
+    assert!(
+        text.contains("[tables.\"public.students\"]\nkey = [\"std_no\"]\nimages = \"full\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("truncate = \"capture\"\ntruncate_row_limit = 500"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[tables.\"billing.invoices\"]\nredact_columns = [\"secret\"]"),
+        "{text}"
+    );
+    assert_eq!(
+        config.selects("public", "sessions"),
+        Selection::Excluded {
+            pattern: "public.sessions".into()
+        }
+    );
+    assert!(matches!(
+        config.selects("public", "odd*name"),
+        Selection::Excluded { .. }
+    ));
 
     // plan right after it: nothing.
     let desired = pgtrail::plan::resolve(&config, &catalog).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
@@ -313,7 +340,11 @@ redact_columns = ["secret"]
 
     // And a fresh database still gets the suggestions of a first file.
     let fresh = TestDb::new().await;
-    fresh.client.batch_execute("CREATE TABLE users (id int PRIMARY KEY)").await.unwrap();
+    fresh
+        .client
+        .batch_execute("CREATE TABLE users (id int PRIMARY KEY)")
+        .await
+        .unwrap();
     let installed = pgtrail::plan::Installed::load(&fresh.client).await.unwrap();
     assert!(installed.version.is_none());
 }

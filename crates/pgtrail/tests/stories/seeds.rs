@@ -336,7 +336,8 @@ const SCHEMA_NOW: &str = "
                               created_at timestamptz NOT NULL DEFAULT now());";
 
 #[tokio::test]
-async fn seeds_001_and_002_readme_recipes_answer_with_the_moderation_in_the_same_transaction_or_a_later_one() {
+async fn seeds_001_and_002_readme_recipes_answer_with_the_moderation_in_the_same_transaction_or_a_later_one()
+{
     let db = audited_db(SCHEMA_NOW, &CONFIG.replace("images = \"full\"\n", "")).await;
     let c = &db.client;
     let now = || async {
@@ -400,9 +401,11 @@ async fn seeds_001_and_002_readme_recipes_answer_with_the_moderation_in_the_same
     .await
     .unwrap();
     // A later moderation, in a transaction of its own.
-    c.batch_execute("INSERT INTO moderations (id, user_id, organization_id, type) VALUES (3, 123, 1, 'review')")
-        .await
-        .unwrap();
+    c.batch_execute(
+        "INSERT INTO moderations (id, user_id, organization_id, type) VALUES (3, 123, 1, 'review')",
+    )
+    .await
+    .unwrap();
     let end = now().await;
 
     let statements = readme_statements();
@@ -413,7 +416,13 @@ async fn seeds_001_and_002_readme_recipes_answer_with_the_moderation_in_the_same
     let history = rows_of(c, &statements[0], &[]).await;
     let ops: Vec<String> = history
         .iter()
-        .map(|r| format!("{} {}", r["op"].as_str().unwrap(), r["actor_name"].as_str().unwrap_or("-")))
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["op"].as_str().unwrap(),
+                r["actor_name"].as_str().unwrap_or("-")
+            )
+        })
         .collect();
     assert_eq!(
         ops,
@@ -428,7 +437,14 @@ async fn seeds_001_and_002_readme_recipes_answer_with_the_moderation_in_the_same
     let by_moderator = rows_of(c, &statements[1], &[&start, &end]).await;
     let touched: Vec<String> = by_moderator
         .iter()
-        .map(|r| format!("{} {} {}", r["table_name"].as_str().unwrap(), r["op"].as_str().unwrap(), r["pk"]))
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["table_name"].as_str().unwrap(),
+                r["op"].as_str().unwrap(),
+                r["pk"]
+            )
+        })
         .collect();
     assert_eq!(
         touched,
@@ -470,7 +486,14 @@ async fn seeds_001_and_002_readme_recipes_answer_with_the_moderation_in_the_same
     let counts: Vec<String> = rows_of(c, &statements[6], &[])
         .await
         .iter()
-        .map(|r| format!("{} {} {}", r["table_name"].as_str().unwrap(), r["op"].as_str().unwrap(), r["count"]))
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["table_name"].as_str().unwrap(),
+                r["op"].as_str().unwrap(),
+                r["count"]
+            )
+        })
         .collect();
     assert_eq!(
         counts,
@@ -513,8 +536,11 @@ async fn seeds_001_and_002_readme_recipes_answer_with_the_moderation_in_the_same
     assert_eq!(third["membership_state"]["verification_type"], json!("domain"));
 
     // The whole table on the transaction clock, and tx_started_at in the view.
-    let created_at: chrono::DateTime<chrono::Utc> =
-        c.query_one("SELECT created_at FROM moderations WHERE id = 1", &[]).await.unwrap().get(0);
+    let created_at: chrono::DateTime<chrono::Utc> = c
+        .query_one("SELECT created_at FROM moderations WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
     let emails_then: Vec<String> = c
         .query(
             "SELECT s->>'email' FROM pgtrail.table_as_of('users', $1, clock => 'transaction') AS s ORDER BY s->>'id'",
@@ -536,9 +562,16 @@ async fn seeds_001_and_002_readme_recipes_answer_with_the_moderation_in_the_same
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(started, [true], "tx_started_at is the now() of the moderation's transaction");
+    assert_eq!(
+        started,
+        [true],
+        "tx_started_at is the now() of the moderation's transaction"
+    );
     let unknown = c
-        .query_one("SELECT pgtrail.row_as_of('users', '{\"id\": 123}', now(), clock => 'wall')", &[])
+        .query_one(
+            "SELECT pgtrail.row_as_of('users', '{\"id\": 123}', now(), clock => 'wall')",
+            &[],
+        )
         .await
         .expect_err("an unknown clock is refused");
     assert!(format!("{unknown:?}").contains("unknown clock"), "{unknown:?}");
