@@ -62,23 +62,32 @@ class Database:
             return conn.execute(sql, params).fetchone()[0]
 
 
+def new_database(schema: str = "") -> Database:
+    """A new database on the test server, with `schema` in it."""
+    name = f"pgtrail_py_{os.getpid()}_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database = Database(name)
+    if schema:
+        with database.connect(autocommit=True) as conn:
+            conn.execute(schema)
+    return database
+
+
+def drop_database(database: Database) -> None:
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database.name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def create_database():
     """A factory: create_database(schema) -> Database, dropped after the test."""
-    created: list[str] = []
+    created: list[Database] = []
 
     def create(schema: str = "") -> Database:
-        name = f"pgtrail_py_{os.getpid()}_{secrets.token_hex(4)}"
-        with psycopg.connect(admin_url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        created.append(name)
-        database = Database(name)
-        if schema:
-            with database.connect(autocommit=True) as conn:
-                conn.execute(schema)
-        return database
+        created.append(new_database(schema))
+        return created[-1]
 
     yield create
-    with psycopg.connect(admin_url(), autocommit=True) as conn:
-        for name in created:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    for database in created:
+        drop_database(database)
