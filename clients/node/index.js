@@ -121,7 +121,12 @@ async function setAuditContext(executor, context) {
   throw new TypeError('pgtrail-context: expected a pg Client or a drizzle transaction');
 }
 
-async function inClientTransaction(client, context, fn) {
+/**
+ * BEGIN, context, fn(client), COMMIT; ROLLBACK and rethrow when fn throws.
+ * `state.broken` is set when the rollback itself failed (the connection is
+ * then unusable and a pool must not get it back).
+ */
+async function inClientTransaction(client, context, fn, state = {}) {
   await client.query('BEGIN');
   try {
     await setAuditContext(client, context);
@@ -132,7 +137,7 @@ async function inClientTransaction(client, context, fn) {
     try {
       await client.query('ROLLBACK');
     } catch (rollbackError) {
-      error.rollbackError = rollbackError;
+      state.broken = rollbackError;
     }
     throw error;
   }
@@ -159,14 +164,11 @@ async function withAuditContext(db, context, fn) {
   }
   if (isPool(db)) {
     const client = await db.connect();
-    let broken;
+    const state = {};
     try {
-      return await inClientTransaction(client, context, fn);
-    } catch (error) {
-      broken = error.rollbackError;
-      throw error;
+      return await inClientTransaction(client, context, fn, state);
     } finally {
-      client.release(broken);
+      client.release(state.broken);
     }
   }
   if (isClient(db)) return inClientTransaction(db, context, fn);

@@ -197,3 +197,24 @@ test('hundreds of concurrent requests on a pool of 10: every change carries its 
   const { rows: live } = await pool.query('SELECT count(*)::int AS n FROM items');
   assert.equal(live[0].n, committed.size);
 });
+
+test('a connection that breaks mid-transaction: the error is rethrown as it was, the pool goes on', async () => {
+  const small = new pg.Pool({ connectionString: database.url, max: 1 });
+  try {
+    await assert.rejects(
+      withAuditContext(small, { actorId: 1 }, async (client) => {
+        await client.query("INSERT INTO users (email) VALUES ('lost@example.com')");
+        // The server ends this backend: the rollback fails too.
+        await pool.query('SELECT pg_terminate_backend($1)', [client.processID]);
+        throw 'not an Error object';
+      }),
+      (error) => error === 'not an Error object'
+    );
+    const { rows } = await small.query('SELECT 1 AS ok');
+    assert.equal(rows[0].ok, 1, 'the pool made a new connection');
+    const lost = await pool.query("SELECT count(*)::int AS n FROM users WHERE email = 'lost@example.com'");
+    assert.equal(lost.rows[0].n, 0);
+  } finally {
+    await small.end();
+  }
+});
