@@ -222,3 +222,71 @@ async fn the_tower_layer_gives_each_request_its_context_and_the_handler_records_
     );
     assert_eq!(context["request_id"], "req-9");
 }
+
+#[tokio::test]
+async fn concurrent_requests_on_a_few_connections_each_record_their_own_actor() {
+    let db = audited().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE items (id int PRIMARY KEY, n int);
+             INSERT INTO items SELECT g, -1 FROM generate_series(0, 199) AS g;",
+        )
+        .await
+        .unwrap();
+    let config = pgtrail_config::Config::parse("", "pgtrail.toml").unwrap();
+    let mut admin = db.connect().await;
+    pgtrail_plan::apply(&mut admin, &config).await.unwrap();
+
+    let mut connections = Vec::new();
+    for _ in 0..5 {
+        connections.push(Arc::new(Mutex::new(db.connect().await)));
+    }
+    let rolled_back = |n: i32| n % 4 == 1;
+    let mut tasks = Vec::new();
+    for n in 0..200i32 {
+        let connection = connections[n as usize % connections.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client = connection.lock().await;
+            let context = AuditContext::new()
+                .actor_id(n)
+                .extra("request_id", format!("req-{n}"));
+            let tx = context.begin(&mut client).await.unwrap();
+            tx.execute("UPDATE items SET n = $1 WHERE id = $1", &[&n])
+                .await
+                .unwrap();
+            if !rolled_back(n) {
+                tx.commit().await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    let rows = db
+        .client
+        .query(
+            "SELECT (pk->>'id')::int, actor_id, context->>'request_id', (new_values->>'n')::int
+             FROM pgtrail.changes WHERE table_name = 'items' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let committed: Vec<i32> = (0..200).filter(|n| !rolled_back(*n)).collect();
+    assert_eq!(rows.len(), committed.len());
+    let mut seen = Vec::new();
+    for row in &rows {
+        let (id, actor, request, value): (i32, Option<String>, Option<String>, i32) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        assert!(
+            !rolled_back(id),
+            "a rolled-back change of request {id} was recorded"
+        );
+        assert_eq!(actor, Some(id.to_string()), "change of item {id}");
+        assert_eq!(request, Some(format!("req-{id}")));
+        assert_eq!(value, id);
+        seen.push(id);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, committed);
+}
