@@ -200,18 +200,27 @@ test('hundreds of concurrent requests on a pool of 10: every change carries its 
 
 test('a connection that breaks mid-transaction: the error is rethrown as it was, the pool goes on', async () => {
   const small = new pg.Pool({ connectionString: database.url, max: 1 });
+  const idleErrors = [];
+  small.on('error', (error) => idleErrors.push(error)); // an error of an idle connection would land here
   try {
     await assert.rejects(
       withAuditContext(small, { actorId: 1 }, async (client) => {
         await client.query("INSERT INTO users (email) VALUES ('lost@example.com')");
-        // The server ends this backend: the rollback fails too.
+        // The server ends this backend (and it is gone before the rollback): the rollback fails too.
+        client.on('error', () => {}); // the app's own handler for a checked-out client
         await pool.query('SELECT pg_terminate_backend($1)', [client.processID]);
+        for (;;) {
+          const { rows } = await pool.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1', [client.processID]);
+          if (rows[0].n === 0) break;
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
         throw 'not an Error object';
       }),
       (error) => error === 'not an Error object'
     );
     const { rows } = await small.query('SELECT 1 AS ok');
     assert.equal(rows[0].ok, 1, 'the pool made a new connection');
+    assert.deepEqual(idleErrors, [], 'no error escapes from the pool');
     const lost = await pool.query("SELECT count(*)::int AS n FROM users WHERE email = 'lost@example.com'");
     assert.equal(lost.rows[0].n, 0);
   } finally {
