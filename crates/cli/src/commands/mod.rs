@@ -43,18 +43,18 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
     };
     if let Command::Init { config, .. }
     | Command::Apply { config, .. }
-    | Command::Plan(config)
+    | Command::Plan { config, .. }
     | Command::Check(config)
-    | Command::Sql(config) = &cli.command
+    | Command::Sql { config, .. } = &cli.command
     {
         cli.global.config = config.config.clone();
     }
     match cli.command {
         Command::Apply { baseline, .. } => apply::run(&cli.global, baseline).await,
         Command::Init { force, schemas, .. } => init::run(&cli.global, force, &schemas).await,
-        Command::Plan(_) => plan::run(&cli.global).await,
+        Command::Plan { file, .. } => plan::run(&cli.global, &file).await,
         Command::Check(_) => check::run(&cli.global).await,
-        Command::Sql(_) => sql::run(&cli.global).await,
+        Command::Sql { file, .. } => sql::run(&cli.global, &file).await,
         Command::Uninstall { drop_trail, yes } => uninstall::run(&cli.global, drop_trail, yes).await,
         Command::Demo { keep } => demo::run(keep).await,
         Command::Log(args) => log::run(&cli.global, &args).await,
@@ -105,9 +105,9 @@ fn command_name(command: &Command) -> &'static str {
     match command {
         Command::Init { .. } => "init",
         Command::Apply { .. } => "apply",
-        Command::Plan(_) => "plan",
+        Command::Plan { .. } => "plan",
         Command::Check(_) => "check",
-        Command::Sql(_) => "sql",
+        Command::Sql { .. } => "sql",
         Command::Uninstall { .. } => "uninstall",
         Command::Demo { .. } => "demo",
         Command::Log(_) => "log",
