@@ -113,6 +113,42 @@ AS $fn$
     SELECT EXISTS (SELECT FROM pgtrail.managing WHERE txid = txid_current() AND table_id = p_id)
 $fn$;
 
+-- Who ran the current DDL and for which migration, from the context
+-- settings (pgtrail.<field>, the settings pgtrail.toml maps, set_context's
+-- extra), as JSON without NULLs: the schema report matches DDL to
+-- migrations by it. Never fails (the DDL must not).
+CREATE OR REPLACE FUNCTION pgtrail._ddl_context()
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_result jsonb := '{}';
+    v_field  text;
+    v_value  text;
+    v_extra  jsonb;
+BEGIN
+    BEGIN
+        v_extra := CASE WHEN coalesce(current_setting('pgtrail.context', true), '') = '' THEN NULL
+                        ELSE pgtrail._extra_context(current_setting('pgtrail.context', true)) END;
+    EXCEPTION WHEN others THEN
+        v_extra := NULL;
+    END;
+    FOREACH v_field IN ARRAY ARRAY['actor_id', 'actor_name', 'actor_type', 'reason', 'migration'] LOOP
+        BEGIN
+            EXECUTE 'SELECT ' || pgtrail._context_field_sql(v_field) INTO v_value;
+        EXCEPTION WHEN others THEN
+            v_value := NULL;
+        END;
+        v_value := coalesce(v_value, v_extra ->> v_field);
+        IF v_value IS NOT NULL THEN
+            v_result := v_result || jsonb_build_object(v_field, v_value);
+        END IF;
+    END LOOP;
+    RETURN v_result;
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION pgtrail._on_ddl()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -158,7 +194,8 @@ BEGIN
         VALUES (v_event.command_tag, v_event.object_identity, 'ddl',
                 jsonb_build_object('table_id', v_event.table_id, 'command', current_query(),
                                    'capture', pgtrail._capture_state(v_event.table_id),
-                                   'by_pgtrail', pgtrail._managed_by_pgtrail(v_event.table_id)));
+                                   'by_pgtrail', pgtrail._managed_by_pgtrail(v_event.table_id),
+                                   'context', pgtrail._ddl_context()));
     END LOOP;
 END
 $fn$;
@@ -226,7 +263,8 @@ BEGIN
                 jsonb_build_object('table_id', v_event.table_id, 'command', current_query(),
                                    'capture', CASE WHEN v_event.table_dropped THEN 'dropped'
                                                    ELSE pgtrail._capture_state(v_event.table_id) END,
-                                   'by_pgtrail', pgtrail._managed_by_pgtrail(v_event.table_id)));
+                                   'by_pgtrail', pgtrail._managed_by_pgtrail(v_event.table_id),
+                                   'context', pgtrail._ddl_context()));
     END LOOP;
 END
 $fn$;

@@ -1,0 +1,31 @@
+//! Compliance evidence out of the pgtrail audit trail.
+//!
+//! * [`report`]: the report kinds an auditor asks a database team for, each
+//!   over a period: the **population** of changes with a completeness block,
+//!   **privileged** (out-of-process) changes and DDL, **schema** changes
+//!   matched to migrations, and everything about one data **subject**.
+//! * [`render`]: each report as an aligned text table, CSV, or one
+//!   self-contained HTML file ([`html`]).
+//! * [`bundle`]: an evidence bundle, a directory with the report's files, a
+//!   manifest of their SHA-256 signed with the seal key, the signed
+//!   checkpoint that covers the period and an inclusion proof for every
+//!   change listed; [`verify`] checks one offline, with only the public key.
+//!
+//! Reading the database is in [`read`] and [`evidence`]; nothing here writes
+//! to it.
+
+pub mod bundle;
+pub mod collect;
+mod error;
+pub mod evidence;
+pub mod html;
+pub mod read;
+pub mod render;
+pub mod report;
+pub mod verify;
+
+pub use bundle::write_bundle;
+pub use error::EvidenceError;
+pub use read::{Roles, Subject, build};
+pub use report::{Kind, Period, Report};
+pub use verify::{BundleCheck, verify_bundle};
