@@ -35,9 +35,21 @@ pub(crate) fn build(src: Source<'_>, raw: RawConfig) -> Result<Config, ConfigErr
         accept_unseen_capture_gaps: raw.install.0.accept_unseen_capture_gaps.unwrap_or(false),
     };
     let report = Report {
-        application_roles: strings(src, raw.report.0.application_roles.as_ref(), "`application_roles` in [report]")?,
-        migration_roles: strings(src, raw.report.0.migration_roles.as_ref(), "`migration_roles` in [report]")?,
-        subject_columns: strings(src, raw.report.0.subject_columns.as_ref(), "`subject_columns` in [report]")?,
+        application_roles: strings(
+            src,
+            raw.report.0.application_roles.as_ref(),
+            "`application_roles` in [report]",
+        )?,
+        migration_roles: strings(
+            src,
+            raw.report.0.migration_roles.as_ref(),
+            "`migration_roles` in [report]",
+        )?,
+        subject_columns: strings(
+            src,
+            raw.report.0.subject_columns.as_ref(),
+            "`subject_columns` in [report]",
+        )?,
     };
     Ok(Config {
         capture,

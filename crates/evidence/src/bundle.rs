@@ -51,7 +51,8 @@ pub async fn write_bundle(
     key: &SignerKey,
 ) -> Result<BundleSummary, EvidenceError> {
     if dir.exists() {
-        let mut entries = std::fs::read_dir(dir).map_err(EvidenceError::io("cannot read the bundle directory", dir))?;
+        let mut entries =
+            std::fs::read_dir(dir).map_err(EvidenceError::io("cannot read the bundle directory", dir))?;
         if entries.next().is_some() {
             return Err(EvidenceError::Usage(format!(
                 "the bundle directory {} is not empty\n  help: name a new or empty directory",

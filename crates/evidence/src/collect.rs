@@ -84,7 +84,9 @@ pub async fn collect(client: &impl GenericClient, ids: &[i64]) -> Result<(String
             let hash: Hash = hashes
                 .get(i * 32..i * 32 + 32)
                 .and_then(|h| h.try_into().ok())
-                .ok_or_else(|| EvidenceError::Refused(format!("the sealed leaf of change {id} is truncated")))?;
+                .ok_or_else(|| {
+                    EvidenceError::Refused(format!("the sealed leaf of change {id} is truncated"))
+                })?;
             if wanted.contains(id) {
                 let seed: [u8; 16] = seeds
                     .get(i * 16..i * 16 + 16)
@@ -190,7 +192,10 @@ pub async fn collect(client: &impl GenericClient, ids: &[i64]) -> Result<(String
                  help: `pgtrail verify --public-key FILE` names what differs"
             )));
         }
-        evidence.proof = inclusion_proof(&leaves, position)?.iter().map(|h| hex(h)).collect();
+        evidence.proof = inclusion_proof(&leaves, position)?
+            .iter()
+            .map(|h| hex(h))
+            .collect();
         proofs.leaves.push(evidence);
     }
     Ok((note, proofs))
@@ -277,7 +282,10 @@ async fn erased_values(
 /// Every audited table by id, as `schema.table`.
 async fn tables(client: &impl GenericClient) -> Result<BTreeMap<i32, String>, EvidenceError> {
     let rows = client
-        .query("SELECT id, format('%s.%s', table_schema, table_name) FROM pgtrail.audited_table", &[])
+        .query(
+            "SELECT id, format('%s.%s', table_schema, table_name) FROM pgtrail.audited_table",
+            &[],
+        )
         .await
         .map_err(EvidenceError::database("listing the audited tables"))?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())

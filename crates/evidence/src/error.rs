@@ -42,7 +42,10 @@ impl EvidenceError {
         move |source| EvidenceError::Database { context, source }
     }
 
-    pub(crate) fn io(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> EvidenceError {
+    pub(crate) fn io(
+        what: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> EvidenceError {
         let path = path.display().to_string();
         move |source| EvidenceError::Io { what, path, source }
     }

@@ -143,14 +143,16 @@ impl LeafEvidence {
         for field in &self.fields {
             let commitment = match (&field.value, &field.salt, &field.commitment) {
                 (Some(value), Some(salt), None) => {
-                    let salt: [u8; 16] = unhex(salt)
-                        .and_then(|s| s.try_into().ok())
-                        .ok_or_else(|| malformed(format!("the salt of {} is not 16 hex bytes", field.name)))?;
+                    let salt: [u8; 16] = unhex(salt).and_then(|s| s.try_into().ok()).ok_or_else(|| {
+                        malformed(format!("the salt of {} is not 16 hex bytes", field.name))
+                    })?;
                     field_commitment(&salt, &field.name, Some(value.as_bytes()))?
                 }
-                (None, None, Some(commitment)) => unhex(commitment)
-                    .and_then(|c| c.try_into().ok())
-                    .ok_or_else(|| malformed(format!("the commitment of {} is not 32 hex bytes", field.name)))?,
+                (None, None, Some(commitment)) => {
+                    unhex(commitment).and_then(|c| c.try_into().ok()).ok_or_else(|| {
+                        malformed(format!("the commitment of {} is not 32 hex bytes", field.name))
+                    })?
+                }
                 _ => {
                     return Err(malformed(format!(
                         "{} needs a value and its salt, or only a commitment",
@@ -186,7 +188,10 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
     }
     (0..text.len())
         .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
         .collect()
 }
 

@@ -50,7 +50,10 @@ pub fn render(report: &Report) -> String {
             escape(&section.title)
         ));
         if section.rows.is_empty() {
-            out.push_str(&format!("<p class=\"empty\">{}</p>\n</section>\n", escape(section.empty)));
+            out.push_str(&format!(
+                "<p class=\"empty\">{}</p>\n</section>\n",
+                escape(section.empty)
+            ));
             continue;
         }
         out.push_str("<table>\n<thead><tr>");
@@ -82,6 +85,9 @@ mod tests {
 
     #[test]
     fn markup_in_values_is_text() {
-        assert_eq!(escape("<b>\"x\" & 'y'</b>"), "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/b&gt;");
+        assert_eq!(
+            escape("<b>\"x\" & 'y'</b>"),
+            "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/b&gt;"
+        );
     }
 }

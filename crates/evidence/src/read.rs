@@ -18,7 +18,10 @@ pub struct Roles {
 
 impl Roles {
     fn expected(&self, role: &str) -> bool {
-        self.application_roles.iter().chain(&self.migration_roles).any(|r| r == role)
+        self.application_roles
+            .iter()
+            .chain(&self.migration_roles)
+            .any(|r| r == role)
     }
 }
 
@@ -26,7 +29,11 @@ impl Roles {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Subject {
     /// One row: its audited table and its key (`{"id": 42}`).
-    Row { schema: String, table: String, pk: Value },
+    Row {
+        schema: String,
+        table: String,
+        pk: Value,
+    },
     /// Every row that held `value` in one of `columns`, in any audited
     /// table (`[report] subject_columns`).
     Value { columns: Vec<String>, value: String },
@@ -42,7 +49,8 @@ impl Subject {
 }
 
 /// The columns of a listed change, as [`Change`] reads them.
-const CHANGE_COLUMNS: &str = "v.id, v.txid, v.changed_at, format('%s.%s', v.table_schema, v.table_name) AS \"table\",
+const CHANGE_COLUMNS: &str =
+    "v.id, v.txid, v.changed_at, format('%s.%s', v.table_schema, v.table_name) AS \"table\",
         v.op, v.pk, v.old_values, v.new_values, v.actor_id, v.actor_name, v.actor_type, v.db_user,
         v.context ->> 'migration' AS migration, v.reason";
 
@@ -136,7 +144,10 @@ pub async fn build(
             report.changes = listed;
             for mut ddl in ddl(client, &p).await? {
                 if !ddl.db_user.is_empty() && !roles.expected(&ddl.db_user) {
-                    ddl.findings.push(format!("DDL by `{}`, not an application or migration role", ddl.db_user));
+                    ddl.findings.push(format!(
+                        "DDL by `{}`, not an application or migration role",
+                        ddl.db_user
+                    ));
                 }
                 if ddl.capture.as_deref() == Some("off") {
                     ddl.findings.push("left capture off".to_string());
@@ -150,7 +161,8 @@ pub async fn build(
             report.ddl = ddl(client, &p).await?;
             for ddl in &mut report.ddl {
                 if ddl.migration.is_none() {
-                    ddl.findings.push("unmatched: no migration in its transaction's context".to_string());
+                    ddl.findings
+                        .push("unmatched: no migration in its transaction's context".to_string());
                 }
             }
         }
@@ -223,7 +235,11 @@ async fn require_installed(client: &impl GenericClient) -> Result<(), EvidenceEr
         .await
         .map_err(EvidenceError::database("looking for pgtrail"))?
         .get(0);
-    if installed { Ok(()) } else { Err(EvidenceError::NotInstalled) }
+    if installed {
+        Ok(())
+    } else {
+        Err(EvidenceError::NotInstalled)
+    }
 }
 
 /// The changes of the period that also meet `condition` (on `v`, the
@@ -287,7 +303,10 @@ fn moment(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
 }
 
 /// Capture gaps that overlap the period.
-async fn gaps(client: &impl GenericClient, period: &[&(dyn ToSql + Sync); 2]) -> Result<Vec<Gap>, EvidenceError> {
+async fn gaps(
+    client: &impl GenericClient,
+    period: &[&(dyn ToSql + Sync); 2],
+) -> Result<Vec<Gap>, EvidenceError> {
     rows(
         client,
         "SELECT to_jsonb(x) FROM (
@@ -307,7 +326,10 @@ async fn gaps(client: &impl GenericClient, period: &[&(dyn ToSql + Sync); 2]) ->
 /// left out), with the migration and actor of its transaction: from the
 /// context the DDL watch recorded, else from a transaction record of the
 /// same transaction (in any of the first 16 eras).
-async fn ddl(client: &impl GenericClient, period: &[&(dyn ToSql + Sync); 2]) -> Result<Vec<Ddl>, EvidenceError> {
+async fn ddl(
+    client: &impl GenericClient,
+    period: &[&(dyn ToSql + Sync); 2],
+) -> Result<Vec<Ddl>, EvidenceError> {
     let sql = format!(
         "SELECT to_jsonb(x) FROM (
              SELECT e.id, e.at, e.db_user, e.command_tag, e.object_identity AS object,

@@ -18,14 +18,25 @@ pub struct Section {
 /// The lines above the sections: what the report is about.
 pub fn heading(report: &Report) -> Vec<(&'static str, String)> {
     let mut lines = vec![
-        ("report", format!("{} ({})", report.kind.title(), report.kind.name())),
+        (
+            "report",
+            format!("{} ({})", report.kind.title(), report.kind.name()),
+        ),
         ("database", report.database.clone()),
         (
             "period",
             format!(
                 "{} to {}",
-                report.period.since.as_deref().map_or("the beginning".to_string(), short_time),
-                report.period.until.as_deref().map_or("now".to_string(), short_time)
+                report
+                    .period
+                    .since
+                    .as_deref()
+                    .map_or("the beginning".to_string(), short_time),
+                report
+                    .period
+                    .until
+                    .as_deref()
+                    .map_or("now".to_string(), short_time)
             ),
         ),
         ("generated", short_time(&report.generated_at)),
@@ -41,14 +52,21 @@ pub fn heading(report: &Report) -> Vec<(&'static str, String)> {
 }
 
 fn list(items: &[String]) -> String {
-    if items.is_empty() { "(none configured)".to_string() } else { items.join(", ") }
+    if items.is_empty() {
+        "(none configured)".to_string()
+    } else {
+        items.join(", ")
+    }
 }
 
 /// `2026-03-01 10:00:00` from PostgreSQL's JSON form of a moment (kept
 /// whole when it is not one).
 pub fn short_time(text: &str) -> String {
     match chrono::DateTime::parse_from_rfc3339(text) {
-        Ok(at) => at.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S").to_string(),
+        Ok(at) => at
+            .with_timezone(&chrono::Utc)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
         Err(_) => text.to_string(),
     }
 }
@@ -64,16 +82,29 @@ pub fn sections(report: &Report) -> Vec<Section> {
         title: title.to_string(),
         empty: "no changes in this period",
         columns: vec![what, "CHANGES"],
-        rows: counts.iter().map(|c| vec![c.key.clone(), c.changes.to_string()]).collect(),
+        rows: counts
+            .iter()
+            .map(|c| vec![c.key.clone(), c.changes.to_string()])
+            .collect(),
     };
     match report.kind {
         Kind::Population => {
             sections.push(counts("Changes by table", "TABLE", &report.by_table));
             sections.push(counts("Changes by operation", "OP", &report.by_op));
-            sections.push(counts("Changes by actor type", "ACTOR TYPE", &report.by_actor_type));
+            sections.push(counts(
+                "Changes by actor type",
+                "ACTOR TYPE",
+                &report.by_actor_type,
+            ));
             if let Some(c) = &report.completeness {
                 let latest = c.latest_seal.as_ref().map_or("none".to_string(), |s| {
-                    format!("seal {} at {}: {} changes, root {}", s.id, short_time(&s.sealed_at), s.tree_size, s.root)
+                    format!(
+                        "seal {} at {}: {} changes, root {}",
+                        s.id,
+                        short_time(&s.sealed_at),
+                        s.tree_size,
+                        s.root
+                    )
                 });
                 sections.push(Section {
                     title: "Completeness".to_string(),
@@ -81,7 +112,10 @@ pub fn sections(report: &Report) -> Vec<Section> {
                     columns: vec!["CHECK", "RESULT"],
                     rows: vec![
                         vec!["changes in the period".into(), report.changes.len().to_string()],
-                        vec!["sealed (provable)".into(), (report.changes.len() as i64 - c.unsealed).to_string()],
+                        vec![
+                            "sealed (provable)".into(),
+                            (report.changes.len() as i64 - c.unsealed).to_string(),
+                        ],
                         vec!["not sealed yet".into(), c.unsealed.to_string()],
                         vec!["latest checkpoint".into(), latest],
                         vec!["capture gaps in the period".into(), c.gaps.len().to_string()],
@@ -93,7 +127,10 @@ pub fn sections(report: &Report) -> Vec<Section> {
                                 c.unrecorded.len()
                             ),
                         ],
-                        vec!["trail starts at".into(), c.trail_starts_at.as_deref().map_or("(empty)".into(), short_time)],
+                        vec![
+                            "trail starts at".into(),
+                            c.trail_starts_at.as_deref().map_or("(empty)".into(), short_time),
+                        ],
                     ],
                 });
                 sections.push(Section {
@@ -129,16 +166,28 @@ pub fn sections(report: &Report) -> Vec<Section> {
             sections.push(change_section("Changes", report, false, false));
         }
         Kind::Privileged => {
-            sections.push(change_section("Privileged and out-of-process changes", report, true, false));
+            sections.push(change_section(
+                "Privileged and out-of-process changes",
+                report,
+                true,
+                false,
+            ));
             sections.push(ddl_section("Privileged DDL", report, true));
         }
         Kind::Schema => sections.push(ddl_section("Schema changes", report, false)),
         Kind::Subject => {
-            sections.push(change_section("Changes to the subject's rows", report, false, true));
+            sections.push(change_section(
+                "Changes to the subject's rows",
+                report,
+                false,
+                true,
+            ));
             sections.push(Section {
                 title: "Erasures".to_string(),
                 empty: "none",
-                columns: vec!["ERASURE", "AT", "BY", "TABLE", "KEY", "COLUMNS", "REASON", "CHANGES"],
+                columns: vec![
+                    "ERASURE", "AT", "BY", "TABLE", "KEY", "COLUMNS", "REASON", "CHANGES",
+                ],
                 rows: report
                     .erasures
                     .iter()
@@ -172,7 +221,9 @@ fn gap_section(gaps: &[crate::report::Gap]) -> Section {
                 vec![
                     g.table.clone(),
                     short_time(&g.off_from),
-                    g.off_until.as_deref().map_or("(still off)".to_string(), short_time),
+                    g.off_until
+                        .as_deref()
+                        .map_or("(still off)".to_string(), short_time),
                     opt(&g.turned_off_by),
                     opt(&g.turned_off_with),
                 ]
@@ -202,7 +253,16 @@ fn change_row(change: &Change, findings: bool, values: bool) -> Vec<String> {
 }
 
 fn change_section(title: &str, report: &Report, findings: bool, values: bool) -> Section {
-    let mut columns = vec!["ID", "TIME", "TABLE", "OP", "KEY", "ACTOR", "DB USER", "MIGRATION"];
+    let mut columns = vec![
+        "ID",
+        "TIME",
+        "TABLE",
+        "OP",
+        "KEY",
+        "ACTOR",
+        "DB USER",
+        "MIGRATION",
+    ];
     if findings {
         columns.push("FINDINGS");
     }
@@ -213,7 +273,11 @@ fn change_section(title: &str, report: &Report, findings: bool, values: bool) ->
         title: title.to_string(),
         empty: "none",
         columns,
-        rows: report.changes.iter().map(|c| change_row(c, findings, values)).collect(),
+        rows: report
+            .changes
+            .iter()
+            .map(|c| change_row(c, findings, values))
+            .collect(),
     }
 }
 
@@ -233,7 +297,11 @@ fn ddl_section(title: &str, report: &Report, findings: bool) -> Section {
                     short_time(&d.at),
                     d.db_user.clone(),
                     opt(&d.table),
-                    d.command.clone().unwrap_or_else(|| d.command_tag.clone()).trim().to_string(),
+                    d.command
+                        .clone()
+                        .unwrap_or_else(|| d.command_tag.clone())
+                        .trim()
+                        .to_string(),
                     opt(&d.migration),
                     if findings {
                         d.findings.join("; ")
@@ -302,7 +370,17 @@ pub fn csv(report: &Report) -> Result<String, EvidenceError> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer
         .write_record([
-            "item", "id", "at", "table", "action", "key", "actor", "db_user", "migration", "findings", "details",
+            "item",
+            "id",
+            "at",
+            "table",
+            "action",
+            "key",
+            "actor",
+            "db_user",
+            "migration",
+            "findings",
+            "details",
         ])
         .map_err(encode)?;
     for c in &report.changes {

@@ -234,8 +234,16 @@ pub fn key_text(pk: Option<&Value>) -> String {
 /// an update.
 pub fn values_text(change: &Change) -> String {
     let empty = serde_json::Map::new();
-    let old = change.old_values.as_ref().and_then(Value::as_object).unwrap_or(&empty);
-    let new = change.new_values.as_ref().and_then(Value::as_object).unwrap_or(&empty);
+    let old = change
+        .old_values
+        .as_ref()
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let new = change
+        .new_values
+        .as_ref()
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let mut columns: Vec<&String> = old.keys().chain(new.keys()).collect();
     columns.sort();
     columns.dedup();

@@ -18,11 +18,11 @@ use serde_json::Value;
 
 use pgtrail_integrity::{SignedNote, VerifierKey};
 
+use crate::EvidenceError;
 use crate::bundle::{FILES, MANIFEST_HEADER, sha256_hex};
 use crate::collect::Proofs;
 use crate::evidence::{LeafEvidence, hex};
 use crate::report::{Change, Report, erased_marker};
-use crate::EvidenceError;
 
 /// What verify-bundle found.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -85,7 +85,10 @@ pub fn verify_bundle(dir: &Path, verifier: &VerifierKey) -> Result<BundleCheck, 
     if lines.next() != Some(MANIFEST_HEADER) {
         problems.push(format!("the manifest does not start with `{MANIFEST_HEADER}`"));
     }
-    check.kind = lines.next().and_then(|l| l.strip_prefix("kind ")).map(str::to_string);
+    check.kind = lines
+        .next()
+        .and_then(|l| l.strip_prefix("kind "))
+        .map(str::to_string);
     let listed: BTreeMap<&str, &str> = lines
         .filter_map(|line| line.split_once("  ").map(|(hash, name)| (name, hash)))
         .collect();
@@ -103,7 +106,9 @@ pub fn verify_bundle(dir: &Path, verifier: &VerifierKey) -> Result<BundleCheck, 
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
             if name != "manifest" && !FILES.contains(&name.as_str()) {
-                problems.push(format!("{name} is not part of the bundle (added after it was made)"));
+                problems.push(format!(
+                    "{name} is not part of the bundle (added after it was made)"
+                ));
             }
         }
     }
@@ -113,26 +118,33 @@ pub fn verify_bundle(dir: &Path, verifier: &VerifierKey) -> Result<BundleCheck, 
         Ok(Ok(text)) => match pgtrail_integrity::open(&text, verifier) {
             Ok(checkpoint) => Some(checkpoint),
             Err(e) => {
-                problems.push(format!("the checkpoint does not verify with the key {}: {e}", check.key));
+                problems.push(format!(
+                    "the checkpoint does not verify with the key {}: {e}",
+                    check.key
+                ));
                 None
             }
         },
         _ => None,
     };
-    let proofs: Option<Proofs> = read("proofs.json").ok().and_then(|b| match serde_json::from_slice(&b) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            problems.push(format!("proofs.json cannot be read: {e}"));
-            None
-        }
-    });
-    let report: Option<Report> = read("report.json").ok().and_then(|b| match serde_json::from_slice(&b) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            problems.push(format!("report.json cannot be read: {e}"));
-            None
-        }
-    });
+    let proofs: Option<Proofs> = read("proofs.json")
+        .ok()
+        .and_then(|b| match serde_json::from_slice(&b) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                problems.push(format!("proofs.json cannot be read: {e}"));
+                None
+            }
+        });
+    let report: Option<Report> = read("report.json")
+        .ok()
+        .and_then(|b| match serde_json::from_slice(&b) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                problems.push(format!("report.json cannot be read: {e}"));
+                None
+            }
+        });
     let (Some(checkpoint), Some(proofs), Some(report)) = (checkpoint, proofs, report) else {
         return Ok(check);
     };
@@ -218,7 +230,9 @@ fn differences(change: &Change, leaf: &LeafEvidence, tables: &BTreeMap<i32, Stri
     }
     let mut named = 0;
     for (side, values) in [("new", &change.new_values), ("old", &change.old_values)] {
-        let Some(Value::Object(values)) = values else { continue };
+        let Some(Value::Object(values)) = values else {
+            continue;
+        };
         for (column, value) in values {
             named += 1;
             let name = format!("{side}.{column}");
@@ -238,7 +252,10 @@ fn differences(change: &Change, leaf: &LeafEvidence, tables: &BTreeMap<i32, Stri
         }
     }
     if named != leaf.fields.len() {
-        found.push(format!("{named} values, the sealed change has {}", leaf.fields.len()));
+        found.push(format!(
+            "{named} values, the sealed change has {}",
+            leaf.fields.len()
+        ));
     }
     let record = leaf.transaction.as_ref();
     let sealed_context: Option<Value> = record
@@ -250,10 +267,26 @@ fn differences(change: &Change, leaf: &LeafEvidence, tables: &BTreeMap<i32, Stri
         .and_then(Value::as_str)
         .map(str::to_string);
     for (what, said, sealed) in [
-        ("actor id", &change.actor_id, record.and_then(|t| t.actor_id.clone())),
-        ("actor name", &change.actor_name, record.and_then(|t| t.actor_name.clone())),
-        ("actor type", &change.actor_type, record.and_then(|t| t.actor_type.clone())),
-        ("database user", &change.db_user, record.and_then(|t| t.db_user.clone())),
+        (
+            "actor id",
+            &change.actor_id,
+            record.and_then(|t| t.actor_id.clone()),
+        ),
+        (
+            "actor name",
+            &change.actor_name,
+            record.and_then(|t| t.actor_name.clone()),
+        ),
+        (
+            "actor type",
+            &change.actor_type,
+            record.and_then(|t| t.actor_type.clone()),
+        ),
+        (
+            "database user",
+            &change.db_user,
+            record.and_then(|t| t.db_user.clone()),
+        ),
         ("reason", &change.reason, record.and_then(|t| t.reason.clone())),
         ("migration", &change.migration, sealed_migration),
     ] {

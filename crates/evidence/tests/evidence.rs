@@ -59,7 +59,9 @@ async fn quarter() -> Quarter {
         .await
         .expect("the shop's schema");
     let config = Config::parse(&config(&app, &migrator), "pgtrail.toml").expect("config parses");
-    pgtrail::plan::apply(&mut db.client, &config).await.expect("apply");
+    pgtrail::plan::apply(&mut db.client, &config)
+        .await
+        .expect("apply");
     let since: String = db
         .client
         .query_one("SELECT to_jsonb(clock_timestamp())#>>'{}'", &[])
@@ -159,7 +161,14 @@ impl Quarter {
 fn listed(changes: &[Change]) -> Vec<String> {
     changes
         .iter()
-        .map(|c| format!("{} {} {}", c.table, c.op, c.pk.as_ref().map_or(String::new(), Value::to_string)))
+        .map(|c| {
+            format!(
+                "{} {} {}",
+                c.table,
+                c.op,
+                c.pk.as_ref().map_or(String::new(), Value::to_string)
+            )
+        })
         .collect()
 }
 
@@ -177,11 +186,27 @@ async fn the_population_is_every_change_with_its_completeness() {
             "public.accounts UPDATE {\"id\":10}",
         ]
     );
-    let by_table: Vec<(String, i64)> = report.by_table.iter().map(|c| (c.key.clone(), c.changes)).collect();
-    assert_eq!(by_table, [("public.users".to_string(), 3), ("public.accounts".to_string(), 2)]);
-    let by_actor_type: Vec<(String, i64)> =
-        report.by_actor_type.iter().map(|c| (c.key.clone(), c.changes)).collect();
-    assert_eq!(by_actor_type, [("user".to_string(), 4), ("(none)".to_string(), 1)]);
+    let by_table: Vec<(String, i64)> = report
+        .by_table
+        .iter()
+        .map(|c| (c.key.clone(), c.changes))
+        .collect();
+    assert_eq!(
+        by_table,
+        [
+            ("public.users".to_string(), 3),
+            ("public.accounts".to_string(), 2)
+        ]
+    );
+    let by_actor_type: Vec<(String, i64)> = report
+        .by_actor_type
+        .iter()
+        .map(|c| (c.key.clone(), c.changes))
+        .collect();
+    assert_eq!(
+        by_actor_type,
+        [("user".to_string(), 4), ("(none)".to_string(), 1)]
+    );
     let completeness = report.completeness.expect("a completeness block");
     assert_eq!(completeness.unsealed, 0);
     assert_eq!(completeness.seals.len(), 1);
@@ -191,7 +216,11 @@ async fn the_population_is_every_change_with_its_completeness() {
     assert_eq!(latest.root.len(), 64);
     assert!(completeness.gaps.is_empty(), "{:?}", completeness.gaps);
     assert_eq!(completeness.reconciled_tables, 2);
-    assert!(completeness.unrecorded.is_empty(), "{:?}", completeness.unrecorded);
+    assert!(
+        completeness.unrecorded.is_empty(),
+        "{:?}",
+        completeness.unrecorded
+    );
     assert!(completeness.trail_starts_at.is_some());
 }
 
@@ -201,13 +230,36 @@ async fn privileged_lists_the_superusers_edit_and_hotfix_not_the_application_or_
     let report = q.report(Kind::Privileged, None).await;
     assert_eq!(listed(&report.changes), ["public.accounts UPDATE {\"id\":10}"]);
     let findings = &report.changes[0].findings;
-    assert!(findings.iter().any(|f| f.contains("not an application or migration role")), "{findings:?}");
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.contains("not an application or migration role")),
+        "{findings:?}"
+    );
     assert!(findings.iter().any(|f| f == "no actor"), "{findings:?}");
-    let ddl: Vec<(&str, Option<&str>)> =
-        report.ddl.iter().map(|d| (d.command_tag.as_str(), d.table.as_deref())).collect();
-    assert_eq!(ddl, [("ALTER TABLE", Some("public.accounts"))], "{:#?}", report.ddl);
-    assert!(report.ddl[0].command.as_deref().is_some_and(|c| c.contains("frozen")));
-    assert!(!report.ddl.iter().any(|d| d.db_user == q.migrator || d.db_user == q.app));
+    let ddl: Vec<(&str, Option<&str>)> = report
+        .ddl
+        .iter()
+        .map(|d| (d.command_tag.as_str(), d.table.as_deref()))
+        .collect();
+    assert_eq!(
+        ddl,
+        [("ALTER TABLE", Some("public.accounts"))],
+        "{:#?}",
+        report.ddl
+    );
+    assert!(
+        report.ddl[0]
+            .command
+            .as_deref()
+            .is_some_and(|c| c.contains("frozen"))
+    );
+    assert!(
+        !report
+            .ddl
+            .iter()
+            .any(|d| d.db_user == q.migrator || d.db_user == q.app)
+    );
 }
 
 #[tokio::test]
@@ -270,7 +322,10 @@ async fn a_subject_is_found_by_key_or_by_value_with_erased_values_shown_erased()
     let report = q.report(Kind::Subject, Some(&accounts)).await;
     assert_eq!(
         listed(&report.changes),
-        ["public.accounts INSERT {\"id\":10}", "public.accounts UPDATE {\"id\":10}"]
+        [
+            "public.accounts INSERT {\"id\":10}",
+            "public.accounts UPDATE {\"id\":10}"
+        ]
     );
 }
 
@@ -300,7 +355,10 @@ fn resign(dir: &Path, q: &Quarter) {
         match line.split_once("  ") {
             Some((_, name)) => {
                 let bytes = std::fs::read(dir.join(name)).unwrap();
-                text.push_str(&format!("{}  {name}\n", pgtrail::evidence::bundle::sha256_hex(&bytes)));
+                text.push_str(&format!(
+                    "{}  {name}\n",
+                    pgtrail::evidence::bundle::sha256_hex(&bytes)
+                ));
             }
             None => text.push_str(&format!("{line}\n")),
         }
@@ -341,7 +399,12 @@ async fn a_bundle_verifies_offline_and_a_changed_or_removed_row_is_caught() {
     // Another key does not vouch for it.
     let other = SignerKey::generate("someone.else").unwrap();
     let with_other = pgtrail::evidence::verify_bundle(&dir, &other.verifier()).unwrap();
-    assert!(with_other.problems.iter().any(|p| p.contains("manifest is not signed")));
+    assert!(
+        with_other
+            .problems
+            .iter()
+            .any(|p| p.contains("manifest is not signed"))
+    );
 
     // The superuser's edit, made smaller in the report.
     let changed = root.path().join("changed");
@@ -350,8 +413,16 @@ async fn a_bundle_verifies_offline_and_a_changed_or_removed_row_is_caught() {
         r["changes"][4]["new_values"]["balance"] = json!(100.00);
     });
     let found = problems(&changed, &q);
-    assert!(found.iter().any(|p| p.contains("report.json was changed")), "{found:?}");
-    assert!(found.iter().any(|p| p.contains("new.balance") && p.contains("not the sealed value")), "{found:?}");
+    assert!(
+        found.iter().any(|p| p.contains("report.json was changed")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("new.balance") && p.contains("not the sealed value")),
+        "{found:?}"
+    );
 
     // The same in the evidence too, with the manifest signed again: the
     // leaf no longer matches the signed log.
@@ -367,7 +438,10 @@ async fn a_bundle_verifies_offline_and_a_changed_or_removed_row_is_caught() {
     resign(&both, &q);
     let found = problems(&both, &q);
     assert!(!found.iter().any(|p| p.contains("SHA-256")), "{found:?}");
-    assert!(found.iter().any(|p| p.contains("is not in the signed log")), "{found:?}");
+    assert!(
+        found.iter().any(|p| p.contains("is not in the signed log")),
+        "{found:?}"
+    );
 
     // A row removed from the report (manifest signed again).
     let removed = root.path().join("removed");
@@ -377,7 +451,10 @@ async fn a_bundle_verifies_offline_and_a_changed_or_removed_row_is_caught() {
     });
     resign(&removed, &q);
     let found = problems(&removed, &q);
-    assert!(found.iter().any(|p| p.contains("missing from report.json")), "{found:?}");
+    assert!(
+        found.iter().any(|p| p.contains("missing from report.json")),
+        "{found:?}"
+    );
 
     // A row removed from the report and its proof, manifest untouched.
     let dropped = root.path().join("dropped");
@@ -389,15 +466,20 @@ async fn a_bundle_verifies_offline_and_a_changed_or_removed_row_is_caught() {
         p["leaves"].as_array_mut().unwrap().remove(4);
     });
     let found = problems(&dropped, &q);
-    assert!(found.iter().any(|p| p.contains("report.json was changed")), "{found:?}");
-    assert!(found.iter().any(|p| p.contains("proofs.json was changed")), "{found:?}");
+    assert!(
+        found.iter().any(|p| p.contains("report.json was changed")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|p| p.contains("proofs.json was changed")),
+        "{found:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_bundle_needs_every_listed_change_sealed() {
     let mut q = quarter().await;
-    q.db
-        .client
+    q.db.client
         .batch_execute("UPDATE accounts SET balance = 5 WHERE id = 10")
         .await
         .unwrap();
@@ -407,7 +489,9 @@ async fn a_bundle_needs_every_listed_change_sealed() {
         .await
         .expect_err("an unsealed change cannot be proved");
     assert!(error.to_string().contains("not sealed yet"), "{error}");
-    pgtrail::integrity::seal(&mut q.db.client, &q.key, &mut |_| {}).await.unwrap();
+    pgtrail::integrity::seal(&mut q.db.client, &q.key, &mut |_| {})
+        .await
+        .unwrap();
     pgtrail::evidence::write_bundle(&q.db.client, &report, &root.path().join("c"), &q.key)
         .await
         .expect("sealed now");
@@ -426,7 +510,12 @@ fn copy_dir(from: &Path, to: &Path) {
 fn chromium_dom(html: &Path) -> String {
     let program = ["chromium", "chromium-browser"]
         .into_iter()
-        .find(|p| std::process::Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .find(|p| {
+            std::process::Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
         .expect("Chromium is needed for this test: install Debian's `chromium` package (.ci/run does)");
     let profile = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(program)
@@ -441,7 +530,11 @@ fn chromium_dom(html: &Path) -> String {
         .arg(format!("file://{}", html.display()))
         .output()
         .expect("chromium runs");
-    assert!(output.status.success(), "chromium: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).expect("the DOM is UTF-8")
 }
 
@@ -464,15 +557,28 @@ async fn each_reports_html_shows_its_rows_in_a_real_browser() {
         let path = dir.path().join(format!("{}.html", kind.name()));
         std::fs::write(&path, pgtrail::evidence::html::render(&report)).unwrap();
         let dom = chromium_dom(&path);
-        assert!(dom.contains(&format!("<h1>{}</h1>", kind.title())), "{kind:?}: {dom}");
+        assert!(
+            dom.contains(&format!("<h1>{}</h1>", kind.title())),
+            "{kind:?}: {dom}"
+        );
         for change in &report.changes {
-            assert!(dom.contains(&format!("data-id=\"{}\"", change.id)), "{kind:?}: change {} in {dom}", change.id);
+            assert!(
+                dom.contains(&format!("data-id=\"{}\"", change.id)),
+                "{kind:?}: change {} in {dom}",
+                change.id
+            );
         }
         for ddl in &report.ddl {
-            assert!(dom.contains(&format!("data-id=\"{}\"", ddl.id)), "{kind:?}: DDL {} in {dom}", ddl.id);
+            assert!(
+                dom.contains(&format!("data-id=\"{}\"", ddl.id)),
+                "{kind:?}: DDL {} in {dom}",
+                ddl.id
+            );
         }
         match kind {
-            Kind::Schema => assert!(dom.contains("<td>UNMATCHED</td>") && dom.contains("<td>0042_add_phone</td>")),
+            Kind::Schema => {
+                assert!(dom.contains("<td>UNMATCHED</td>") && dom.contains("<td>0042_add_phone</td>"))
+            }
             Kind::Subject => assert!(dom.contains("‹erased #") && dom.contains("GDPR request #4411")),
             Kind::Privileged => assert!(dom.contains("no actor")),
             Kind::Population => assert!(dom.contains("Completeness")),

@@ -42,7 +42,7 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
     let key = args
         .key
         .as_deref()
-        .map(|path| pgtrail::integrity::crypto::read_signer(path))
+        .map(pgtrail::integrity::crypto::read_signer)
         .transpose()?;
     let since = time(args.since.as_deref())?;
     let until = time(args.until.as_deref())?;
@@ -61,7 +61,9 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
                 pk,
             })
         }
-        (Some(_), None, _) => bail!("the subject report needs the row's KEY after TABLE\n  help: e.g. `pgtrail report --kind subject users 42`"),
+        (Some(_), None, _) => bail!(
+            "the subject report needs the row's KEY after TABLE\n  help: e.g. `pgtrail report --kind subject users 42`"
+        ),
         (None, _, Some(value)) => Some(Subject::Value {
             columns: config.report.subject_columns.clone(),
             value: value.clone(),
@@ -99,7 +101,10 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
 async fn moment(client: &Client, time: Option<&TimeArg>) -> Result<Option<String>> {
     let Some(time) = time else { return Ok(None) };
     let row = client
-        .query_one(&format!("SELECT to_jsonb({})#>>'{{}}'", time.sql(1)), &[&time.value()])
+        .query_one(
+            &format!("SELECT to_jsonb({})#>>'{{}}'", time.sql(1)),
+            &[&time.value()],
+        )
         .await
         .map_err(db_error)?;
     Ok(row.get(0))

@@ -4,6 +4,7 @@ mod apply;
 mod at;
 mod blame;
 mod check;
+mod compliance;
 mod demo;
 mod erase;
 mod history;
@@ -13,7 +14,6 @@ mod log;
 mod plan;
 mod reconcile;
 mod report;
-mod compliance;
 mod revert;
 mod seal;
 mod sql;
@@ -35,7 +35,9 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
         OutputFormat::Table => Format::Table,
         OutputFormat::Json => Format::Json,
         OutputFormat::Csv => match &cli.command {
-            Command::Log(_) | Command::At { .. } | Command::Blame { .. } | Command::Report(_) => Format::Table,
+            Command::Log(_) | Command::At { .. } | Command::Blame { .. } | Command::Report(_) => {
+                Format::Table
+            }
             other => bail!(
                 "`pgtrail {}` prints no CSV (CSV is for the commands that print one table: log, at, blame, report)\n  \
                  help: use --format json, or --format table",

@@ -21,7 +21,10 @@ pub fn run(global: &Global, dir: &Path, public_key: &Path) -> Result<ExitCode> {
         }
         Format::Table => {
             output::print_rows(&[
-                ["report".to_string(), check.kind.clone().unwrap_or_else(|| "?".to_string())],
+                [
+                    "report".to_string(),
+                    check.kind.clone().unwrap_or_else(|| "?".to_string()),
+                ],
                 ["changes listed".to_string(), check.changes_listed.to_string()],
                 ["changes proved".to_string(), check.changes_proved.to_string()],
                 [
@@ -36,12 +39,19 @@ pub fn run(global: &Global, dir: &Path, public_key: &Path) -> Result<ExitCode> {
             if check.intact() {
                 output::say(output::GOOD, "intact: every file, signature and proof checks out");
             } else {
-                output::say(output::BAD, &format!("NOT intact: {} problem(s)", check.problems.len()));
+                output::say(
+                    output::BAD,
+                    &format!("NOT intact: {} problem(s)", check.problems.len()),
+                );
                 for problem in &check.problems {
                     output::say(output::BAD, &format!("  {problem}"));
                 }
             }
         }
     }
-    Ok(if check.intact() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if check.intact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
