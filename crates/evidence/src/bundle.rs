@@ -96,6 +96,22 @@ pub async fn write_bundle(
     })
 }
 
+/// Fails unless `dir` is missing or an empty directory (a bundle never
+/// mixes with other files).
+pub fn check_target(dir: &Path) -> Result<(), EvidenceError> {
+    if dir.exists() {
+        let mut entries =
+            std::fs::read_dir(dir).map_err(EvidenceError::io("cannot read the bundle directory", dir))?;
+        if entries.next().is_some() {
+            return Err(EvidenceError::Usage(format!(
+                "the bundle directory {} is not empty\n  help: name a new or empty directory",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Lower-case hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))

@@ -44,6 +44,9 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
         .as_deref()
         .map(pgtrail::integrity::crypto::read_signer)
         .transpose()?;
+    if let Some(dir) = &args.bundle {
+        pgtrail::evidence::bundle::check_target(dir)?;
+    }
     let since = time(args.since.as_deref())?;
     let until = time(args.until.as_deref())?;
     let client = super::connect(global).await?;
@@ -75,11 +78,6 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
         migration_roles: config.report.migration_roles.clone(),
     };
     let report = pgtrail::evidence::build(&client, kind, &period, &roles, subject.as_ref()).await?;
-    match global.output {
-        OutputFormat::Json => output::print_json(&serde_json::to_value(&report)?)?,
-        OutputFormat::Csv => print!("{}", pgtrail::evidence::render::csv(&report)?),
-        OutputFormat::Table => print!("{}", pgtrail::evidence::render::text(&report)),
-    }
     if let (Some(dir), Some(key)) = (&args.bundle, &key) {
         let summary = pgtrail::evidence::write_bundle(&client, &report, dir, key)
             .await
@@ -93,6 +91,12 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
             summary.tree_size,
             summary.root
         );
+    }
+    // Printed once the bundle (if any) is written: a failed bundle prints nothing.
+    match global.output {
+        OutputFormat::Json => output::print_json(&serde_json::to_value(&report)?)?,
+        OutputFormat::Csv => print!("{}", pgtrail::evidence::render::csv(&report)?),
+        OutputFormat::Table => print!("{}", pgtrail::evidence::render::text(&report)),
     }
     Ok(ExitCode::SUCCESS)
 }
