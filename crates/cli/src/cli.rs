@@ -183,13 +183,14 @@ pub enum Command {
         /// when it ran, plus era * 2^48 once the trail has moved to another cluster.
         txid: i64,
     },
-    /// Activity by actor and table (default), or a compliance report: population, privileged, schema, subject.
+    /// Activity by actor and table (default), or a compliance report: population, privileged, schema, subject, access.
     #[command(
         after_help = "Examples:\n  pgtrail report --since '1 day ago'\n  pgtrail report --since 2026-03-01 --until 2026-04-01 --burst 100 --window 10 --format json\n  \
         pgtrail report --kind population --since 2026-01-01 --until 2026-04-01\n  \
         pgtrail report --kind privileged --since 2026-01-01 --until 2026-04-01 --format csv\n  \
         pgtrail report --kind schema --since 2026-01-01 --bundle evidence/q1-schema --key seal.key\n  \
-        pgtrail report --kind subject users 42\n  pgtrail report --kind subject --subject alice@example.com --format json\n\n\
+        pgtrail report --kind subject users 42\n  pgtrail report --kind subject --subject alice@example.com --format json\n  \
+        pgtrail report --kind access --since 2026-01-01\n\n\
         activity: a burst is more than --burst changes by one actor within --window minutes.\n\
         privileged: changes and DDL by roles outside `application_roles` and `migration_roles`\n\
         ([report] in pgtrail.toml), with no actor, or during a capture gap.\n\
@@ -385,6 +386,8 @@ pub enum ReportKind {
     Schema,
     /// Every change to one data subject's rows, and its erasures.
     Subject,
+    /// GRANT and REVOKE in the period; roles, memberships and grants changed since the last access report.
+    Access,
 }
 
 #[derive(Debug, Args)]

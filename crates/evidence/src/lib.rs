@@ -3,7 +3,9 @@
 //! * [`report`]: the report kinds an auditor asks a database team for, each
 //!   over a period: the **population** of changes with a completeness block,
 //!   **privileged** (out-of-process) changes and DDL, **schema** changes
-//!   matched to migrations, and everything about one data **subject**.
+//!   matched to migrations, everything about one data **subject**, and
+//!   **access** changes (GRANT and REVOKE, and roles, memberships and
+//!   grants compared with the previous access report's snapshot).
 //! * [`render`]: each report as an aligned text table, CSV, or one
 //!   self-contained HTML file ([`html`]).
 //! * [`bundle`]: an evidence bundle, a directory with the report's files, a
@@ -14,6 +16,7 @@
 //! Reading the database is in [`read`] and [`evidence`]; nothing here writes
 //! to it.
 
+pub mod access;
 pub mod bundle;
 pub mod collect;
 mod error;

@@ -119,6 +119,7 @@ pub async fn build(
         by_op: Vec::new(),
         by_actor_type: Vec::new(),
         completeness: None,
+        access: None,
     };
     let p = [&report.period.since as &(dyn ToSql + Sync), &report.period.until];
     match kind {
@@ -142,7 +143,7 @@ pub async fn build(
                 }
             }
             report.changes = listed;
-            for mut ddl in ddl(client, &p).await? {
+            for mut ddl in ddl(client, &p, DDL_ACTIONS).await? {
                 if !ddl.db_user.is_empty() && !roles.expected(&ddl.db_user) {
                     ddl.findings.push(format!(
                         "DDL by `{}`, not an application or migration role",
@@ -158,13 +159,17 @@ pub async fn build(
             }
         }
         Kind::Schema => {
-            report.ddl = ddl(client, &p).await?;
+            report.ddl = ddl(client, &p, DDL_ACTIONS).await?;
             for ddl in &mut report.ddl {
                 if ddl.migration.is_none() {
                     ddl.findings
                         .push("unmatched: no migration in its transaction's context".to_string());
                 }
             }
+        }
+        Kind::Access => {
+            report.ddl = ddl(client, &p, "'access'").await?;
+            report.access = Some(crate::access::snapshot_and_diff(client).await?);
         }
         Kind::Subject => {
             let Some(subject) = subject else {
@@ -322,13 +327,18 @@ async fn gaps(
     .await
 }
 
+/// The `ddl_event` actions of schema changes.
+const DDL_ACTIONS: &str = "'ddl', 'table_dropped', 'auto_attached'";
+
 /// DDL on audited tables in the period (pgtrail's own attach and detach
 /// left out), with the migration and actor of its transaction: from the
 /// context the DDL watch recorded, else from a transaction record of the
-/// same transaction (in any of the first 16 eras).
+/// same transaction (in any of the first 16 eras). `actions`: the
+/// `ddl_event` actions listed, as SQL literals.
 async fn ddl(
     client: &impl GenericClient,
     period: &[&(dyn ToSql + Sync); 2],
+    actions: &str,
 ) -> Result<Vec<Ddl>, EvidenceError> {
     let sql = format!(
         "SELECT to_jsonb(x) FROM (
@@ -344,7 +354,7 @@ async fn ddl(
                  SELECT x.context, x.actor_name, x.actor_id FROM pgtrail.transaction AS x
                  WHERE x.txid IN (SELECT e.txid + (n::bigint << 48) FROM generate_series(0, 15) AS n)
                  ORDER BY x.ctx DESC LIMIT 1) AS t ON true
-             WHERE e.detail ? 'table_id' AND e.action IN ('ddl', 'table_dropped', 'auto_attached')
+             WHERE e.action IN ({actions}) AND (e.action = 'access' OR e.detail ? 'table_id')
                AND NOT coalesce((e.detail ->> 'by_pgtrail')::boolean, false)
                AND {}) AS x
          ORDER BY x.id",

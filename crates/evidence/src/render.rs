@@ -175,6 +175,21 @@ pub fn sections(report: &Report) -> Vec<Section> {
             sections.push(ddl_section("Privileged DDL", report, true));
         }
         Kind::Schema => sections.push(ddl_section("Schema changes", report, false)),
+        Kind::Access => {
+            sections.push(ddl_section("GRANT and REVOKE", report, true));
+            if let Some(access) = &report.access {
+                sections.push(Section {
+                    title: match &access.since_snapshot {
+                        Some(at) => format!("Roles, memberships and grants changed since {}", short_time(at)),
+                        None => "Roles, memberships and grants: first snapshot taken (the next report compares with it)"
+                            .to_string(),
+                    },
+                    empty: "none",
+                    columns: vec!["CHANGE", "DETAIL"],
+                    rows: access.changes.iter().map(|c| vec![c.change.clone(), c.detail.clone()]).collect(),
+                });
+            }
+        }
         Kind::Subject => {
             sections.push(change_section(
                 "Changes to the subject's rows",
@@ -414,6 +429,23 @@ pub fn csv(report: &Report) -> Result<String, EvidenceError> {
                 opt(&d.migration),
                 d.findings.join("; "),
                 one_line(d.command.as_deref().unwrap_or_default()),
+            ])
+            .map_err(encode)?;
+    }
+    for a in report.access.iter().flat_map(|a| &a.changes) {
+        writer
+            .write_record([
+                "access".to_string(),
+                String::new(),
+                report.generated_at.clone(),
+                String::new(),
+                a.change.clone(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                a.detail.clone(),
             ])
             .map_err(encode)?;
     }

@@ -17,6 +17,9 @@ pub enum Kind {
     Schema,
     /// Every change to one data subject's rows, and its erasures.
     Subject,
+    /// GRANT and REVOKE in the period; roles, memberships and grants
+    /// changed since the previous access report.
+    Access,
 }
 
 impl Kind {
@@ -26,6 +29,7 @@ impl Kind {
             Kind::Privileged => "privileged",
             Kind::Schema => "schema",
             Kind::Subject => "subject",
+            Kind::Access => "access",
         }
     }
 
@@ -35,6 +39,7 @@ impl Kind {
             Kind::Privileged => "Privileged and out-of-process changes",
             Kind::Schema => "Schema changes",
             Kind::Subject => "Data subject",
+            Kind::Access => "Access changes",
         }
     }
 }
@@ -168,6 +173,24 @@ pub struct Erasure {
     pub change_ids: Vec<i64>,
 }
 
+/// A change of who may do what, found by comparing two access snapshots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessChange {
+    /// `role added`, `role removed`, `role changed`, `membership added`,
+    /// `membership removed`, `grant added`, `grant removed`.
+    pub change: String,
+    pub detail: String,
+}
+
+/// Access changes between the previous access snapshot and this report's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessDiff {
+    /// When the previous snapshot was taken (None: this is the first; the
+    /// changes are then empty).
+    pub since_snapshot: Option<String>,
+    pub changes: Vec<AccessChange>,
+}
+
 /// A compliance report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -196,6 +219,8 @@ pub struct Report {
     pub by_actor_type: Vec<Count>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completeness: Option<Completeness>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessDiff>,
 }
 
 /// Whether a JSON value is an erasure marker (`{"pgtrail_erased": N}`).

@@ -552,6 +552,7 @@ async fn each_reports_html_shows_its_rows_in_a_real_browser() {
         (Kind::Privileged, None),
         (Kind::Schema, None),
         (Kind::Subject, Some(&subject)),
+        (Kind::Access, None),
     ] {
         let report = q.report(kind, subject).await;
         let path = dir.path().join(format!("{}.html", kind.name()));
@@ -582,6 +583,93 @@ async fn each_reports_html_shows_its_rows_in_a_real_browser() {
             Kind::Subject => assert!(dom.contains("‹erased #") && dom.contains("GDPR request #4411")),
             Kind::Privileged => assert!(dom.contains("no actor")),
             Kind::Population => assert!(dom.contains("Completeness")),
+            Kind::Access => assert!(dom.contains("GRANT DELETE ON accounts")),
         }
     }
+}
+
+#[tokio::test]
+async fn access_lists_grants_and_what_changed_in_roles_since_the_last_report() {
+    let q = quarter().await;
+    let suffix = q.db.name().trim_start_matches("pgtrail_test_").to_string();
+    let first = q.report(Kind::Access, None).await;
+    let grants: Vec<(&str, &str)> = first
+        .ddl
+        .iter()
+        .map(|d| (d.command_tag.as_str(), d.db_user.as_str()))
+        .collect();
+    assert_eq!(
+        grants,
+        [("GRANT", "postgres")],
+        "the quarter's grant, not the install's"
+    );
+    assert!(
+        first.ddl[0]
+            .command
+            .as_deref()
+            .is_some_and(|c| c.contains("GRANT DELETE ON accounts"))
+    );
+    let access = first.access.expect("an access block");
+    assert_eq!(
+        access.since_snapshot, None,
+        "the first report only takes a snapshot"
+    );
+
+    let auditor = format!("shop_auditor_{suffix}");
+    q.db.client
+        .batch_execute(&format!(
+            "CREATE ROLE \"{auditor}\" NOLOGIN; GRANT \"{app}\" TO \"{auditor}\";
+             GRANT SELECT ON users TO \"{auditor}\"; ALTER ROLE \"{migrator}\" CREATEDB;
+             REVOKE DELETE ON accounts FROM \"{app}\"",
+            app = q.app,
+            migrator = q.migrator
+        ))
+        .await
+        .expect("access changes");
+    let second = q.report(Kind::Access, None).await;
+    let commands: Vec<&str> = second.ddl.iter().map(|d| d.command_tag.as_str()).collect();
+    assert_eq!(commands, ["GRANT", "GRANT", "REVOKE"]);
+    let text = pgtrail::evidence::render::text(&second);
+    assert!(
+        text.contains("Roles, memberships and grants changed since"),
+        "{text}"
+    );
+    let access = second.access.expect("an access block");
+    assert!(access.since_snapshot.is_some());
+    // (Roles belong to the whole server: other tests' roles come and go.)
+    let ours: Vec<(String, String)> = access
+        .changes
+        .into_iter()
+        .filter(|c| c.detail.contains(&suffix))
+        .map(|c| (c.change, c.detail))
+        .collect();
+    assert_eq!(
+        ours,
+        [
+            ("role added".to_string(), format!("{auditor}: (no attributes)")),
+            (
+                "role changed".to_string(),
+                format!("{}: (no attributes) → createdb", q.migrator)
+            ),
+            (
+                "membership added".to_string(),
+                format!("{auditor} is a member of {}", q.app)
+            ),
+            (
+                "grant added".to_string(),
+                format!("SELECT on public.users to {auditor}")
+            ),
+            (
+                "grant removed".to_string(),
+                format!("DELETE on public.accounts to {}", q.app)
+            ),
+        ]
+    );
+    q.db.client
+        .batch_execute(&format!(
+            "REVOKE \"{app}\" FROM \"{auditor}\"; REVOKE ALL ON users FROM \"{auditor}\"; DROP ROLE \"{auditor}\"",
+            app = q.app
+        ))
+        .await
+        .expect("the auditor role is dropped");
 }

@@ -1,4 +1,4 @@
-//! `pgtrail report --kind population|privileged|schema|subject`: the
+//! `pgtrail report --kind population|privileged|schema|subject|access`: the
 //! compliance reports of `pgtrail-evidence`, printed as a table, JSON or
 //! CSV, and written as an evidence bundle with `--bundle DIR --key FILE`.
 
@@ -20,6 +20,7 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
         ReportKind::Privileged => Kind::Privileged,
         ReportKind::Schema => Kind::Schema,
         ReportKind::Subject => Kind::Subject,
+        ReportKind::Access => Kind::Access,
         ReportKind::Activity => bail!("the activity report is not a compliance report"),
     };
     if kind != Kind::Subject && (args.table.is_some() || args.subject.is_some()) {

@@ -32,12 +32,12 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
     }
     if global.output == OutputFormat::Csv {
         bail!(
-            "the activity report prints no CSV\n  help: use --format json, or a compliance kind (--kind population|privileged|schema|subject)"
+            "the activity report prints no CSV\n  help: use --format json, or a compliance kind (--kind population|privileged|schema|subject|access)"
         );
     }
     if args.bundle.is_some() || args.table.is_some() || args.subject.is_some() {
         bail!(
-            "--bundle, TABLE KEY and --subject are for the compliance reports\n  help: add --kind population|privileged|schema|subject"
+            "--bundle, TABLE KEY and --subject are for the compliance reports\n  help: add --kind population|privileged|schema|subject|access"
         );
     }
     let (burst, window) = (args.burst, args.window);
