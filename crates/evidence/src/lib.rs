@@ -13,8 +13,8 @@
 //!   checkpoint that covers the period and an inclusion proof for every
 //!   change listed; [`verify`] checks one offline, with only the public key.
 //!
-//! Reading the database is in [`read`] and [`evidence`]; nothing here writes
-//! to it.
+//! Reading the database is in [`read`], [`collect`] and [`access`]; the only
+//! write is the access report's snapshot (`pgtrail.access_snapshot()`).
 
 pub mod access;
 pub mod bundle;
