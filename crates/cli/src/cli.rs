@@ -32,7 +32,7 @@ pub struct Global {
     #[arg(long, global = true, value_name = "FILE", default_value = "pgtrail.toml")]
     pub config: PathBuf,
 
-    /// Output format (csv: for the commands that print one table: log, at, blame).
+    /// Output format (csv: for the commands that print one table: log, at, blame, and the compliance reports).
     #[arg(long = "format", global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 

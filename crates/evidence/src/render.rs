@@ -311,7 +311,7 @@ fn ddl_section(title: &str, report: &Report, findings: bool) -> Section {
                     d.id.to_string(),
                     short_time(&d.at),
                     d.db_user.clone(),
-                    opt(&d.table),
+                    d.table.clone().unwrap_or_else(|| d.object.clone()),
                     d.command
                         .clone()
                         .unwrap_or_else(|| d.command_tag.clone())
