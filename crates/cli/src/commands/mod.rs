@@ -4,6 +4,7 @@ mod apply;
 mod at;
 mod blame;
 mod check;
+mod compliance;
 mod demo;
 mod erase;
 mod history;
@@ -20,6 +21,7 @@ mod tx;
 mod uninstall;
 mod unprotected;
 mod verify;
+mod verify_bundle;
 
 use std::process::ExitCode;
 
@@ -33,9 +35,11 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
         OutputFormat::Table => Format::Table,
         OutputFormat::Json => Format::Json,
         OutputFormat::Csv => match &cli.command {
-            Command::Log(_) | Command::At { .. } | Command::Blame { .. } => Format::Table,
+            Command::Log(_) | Command::At { .. } | Command::Blame { .. } | Command::Report(_) => {
+                Format::Table
+            }
             other => bail!(
-                "`pgtrail {}` prints no CSV (CSV is for the commands that print one table: log, at, blame)\n  \
+                "`pgtrail {}` prints no CSV (CSV is for the commands that print one table: log, at, blame, report)\n  \
                  help: use --format json, or --format table",
                 command_name(other)
             ),
@@ -48,6 +52,9 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
     | Command::Sql { config, .. } = &cli.command
     {
         cli.global.config = config.config.clone();
+    }
+    if let Command::Report(args) = &cli.command {
+        cli.global.config = args.config.config.clone();
     }
     match cli.command {
         Command::Apply { baseline, .. } => apply::run(&cli.global, baseline).await,
@@ -67,23 +74,8 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
         } => at::run(&cli.global, &table, key.as_deref(), &time, clock).await,
         Command::Blame { table, key } => blame::run(&cli.global, &table, &key).await,
         Command::Tx { txid } => tx::run(&cli.global, txid).await,
-        Command::Report {
-            since,
-            until,
-            burst,
-            window,
-            show,
-        } => {
-            report::run(
-                &cli.global,
-                since.as_deref(),
-                until.as_deref(),
-                burst,
-                window,
-                &show,
-            )
-            .await
-        }
+        Command::Report(args) => report::run(&cli.global, &args).await,
+        Command::VerifyBundle { dir, public_key } => verify_bundle::run(&cli.global, &dir, &public_key),
         Command::Keygen { key, name } => keygen::run(&cli.global, &key, &name),
         Command::Seal { key, export } => seal::run(&cli.global, &key, export.as_deref()).await,
         Command::Verify {
@@ -115,7 +107,8 @@ fn command_name(command: &Command) -> &'static str {
         Command::At { .. } => "at",
         Command::Blame { .. } => "blame",
         Command::Tx { .. } => "tx",
-        Command::Report { .. } => "report",
+        Command::Report(_) => "report",
+        Command::VerifyBundle { .. } => "verify-bundle",
         Command::Keygen { .. } => "keygen",
         Command::Seal { .. } => "seal",
         Command::Verify { .. } => "verify",
