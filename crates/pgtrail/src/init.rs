@@ -27,6 +27,9 @@
 //! The text parses with [`pgtrail_config::Config::parse`] and selects exactly
 //! the tables that are not excluded.
 //!
+//! Where pgtrail is installed already, [`live::render_live_config`] writes
+//! what the install does instead, so that `pgtrail plan` has nothing to do.
+//!
 //! ```
 //! use pgtrail::catalog::{Catalog, Column, KeySource, Table, TableKind};
 //! use pgtrail::config::{Config, Selection};

@@ -28,6 +28,9 @@ fn period(since: Option<&TimeArg>, until: Option<&TimeArg>) -> (String, Vec<Para
 
 pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
     if args.kind != ReportKind::Activity {
+        if !args.show.is_empty() {
+            bail!("--show is for the activity report\n  help: leave --show out, or drop --kind");
+        }
         return super::compliance::run(global, args).await;
     }
     if global.output == OutputFormat::Csv {
