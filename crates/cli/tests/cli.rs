@@ -2611,6 +2611,29 @@ async fn log_and_report_name_migrations_show_context_keys_and_refuse_what_cannot
         );
     }
 
+    let (code, _, stderr) = ask(
+        &db,
+        dir.path(),
+        &[
+            "report",
+            "--kind",
+            "population",
+            "--since",
+            "1h ago",
+            "--until",
+            "2h ago",
+        ],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("is after --until"), "{stderr}");
+    let (code, _, stderr) = ask(
+        &db,
+        dir.path(),
+        &["report", "--kind", "schema", "--show", "request_id"],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--show is for the activity report"), "{stderr}");
+
     // Query commands read no config file, so they take no --config.
     for args in [
         &["log"][..],
