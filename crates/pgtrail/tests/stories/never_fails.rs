@@ -131,7 +131,8 @@ impl Schema {
                 }
             })
             .collect();
-        let pick = |rng: &mut StdRng| (width > 1 && rng.random_bool(0.25)).then(|| rng.random_range(1..=width));
+        let pick =
+            |rng: &mut StdRng| (width > 1 && rng.random_bool(0.25)).then(|| rng.random_range(1..=width));
         let ignored = pick(rng);
         let redacted = pick(rng).filter(|r| Some(*r) != ignored);
         Schema {
@@ -148,7 +149,11 @@ impl Schema {
     fn create(&self, name: &str) -> String {
         let mut sql = format!("CREATE TABLE {name} (n bigint NOT NULL, v int NOT NULL DEFAULT 0");
         if self.key == Key::Composite {
-            sql.push_str(if self.k_text { ", k text NOT NULL" } else { ", k int NOT NULL" });
+            sql.push_str(if self.k_text {
+                ", k text NOT NULL"
+            } else {
+                ", k int NOT NULL"
+            });
         }
         for (i, ty) in self.columns.iter().enumerate() {
             write!(sql, ", c{} {}", i + 1, ty.sql()).unwrap();
@@ -178,7 +183,11 @@ impl Schema {
 
     /// Columns the trail does not give back as they are (ignored, redacted).
     fn hidden(&self) -> Vec<String> {
-        self.ignored.iter().chain(self.redacted.iter()).map(|i| format!("c{i}")).collect()
+        self.ignored
+            .iter()
+            .chain(self.redacted.iter())
+            .map(|i| format!("c{i}"))
+            .collect()
     }
 }
 
@@ -187,7 +196,18 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-const UNICODE: [&str; 10] = ["é", "ß", "日本語", "🦀", "שלום", "e\u{301}", "'", "\\", "\"", "\u{1F468}\u{200D}\u{1F469}"];
+const UNICODE: [&str; 10] = [
+    "é",
+    "ß",
+    "日本語",
+    "🦀",
+    "שלום",
+    "e\u{301}",
+    "'",
+    "\\",
+    "\"",
+    "\u{1F468}\u{200D}\u{1F469}",
+];
 
 /// A random string: empty, a word, unicode, or incompressible (random
 /// characters from a wide alphabet) of kilobytes, with `huge` sometimes
@@ -196,7 +216,9 @@ fn text(rng: &mut StdRng, huge: bool) -> String {
     match rng.random_range(0..if huge { 10 } else { 9 }) {
         0 => String::new(),
         1..=3 => format!("w{}", rng.random_range(0..1000)),
-        4..=5 => (0..rng.random_range(1..8)).map(|_| UNICODE[rng.random_range(0..UNICODE.len())]).collect(),
+        4..=5 => (0..rng.random_range(1..8))
+            .map(|_| UNICODE[rng.random_range(0..UNICODE.len())])
+            .collect(),
         6..=8 => incompressible(rng, 3_000..12_000),
         _ => incompressible(rng, 100_000..300_000),
     }
@@ -223,7 +245,15 @@ fn literal(rng: &mut StdRng, ty: Ty, density: f64, huge: bool) -> String {
         Ty::Int => rng.random::<i32>().to_string(),
         Ty::BigInt => format!("{}::bigint", rng.random::<i64>()),
         Ty::Numeric => {
-            let values = ["0", "1.50", "-123456789.123456789", "NaN", "1e30", "0.000001", "42"];
+            let values = [
+                "0",
+                "1.50",
+                "-123456789.123456789",
+                "NaN",
+                "1e30",
+                "0.000001",
+                "42",
+            ];
             format!("{}::numeric", quote(values[rng.random_range(0..values.len())]))
         }
         Ty::Jsonb => {
@@ -248,7 +278,11 @@ fn literal(rng: &mut StdRng, ty: Ty, density: f64, huge: bool) -> String {
             }
         }
         Ty::Bool => rng.random_bool(0.5).to_string(),
-        Ty::IntArray => format!("ARRAY[{}, NULL, {}]::int[]", rng.random::<i32>(), rng.random::<i16>()),
+        Ty::IntArray => format!(
+            "ARRAY[{}, NULL, {}]::int[]",
+            rng.random::<i32>(),
+            rng.random::<i16>()
+        ),
         Ty::TextArray => format!("ARRAY[{}, NULL]::text[]", quote(&text(rng, huge))),
     }
 }
@@ -263,7 +297,9 @@ fn generated(rng: &mut StdRng, ty: Ty, density: f64, d: &str) -> String {
     let expr = match ty {
         Ty::Text => match rng.random_range(0..4) {
             0 => format!("md5({d}::text || '{salt}')"),
-            1 => format!("(SELECT string_agg(md5({d}::text || i::text || '{salt}'), '') FROM generate_series(1, 100) AS i)"),
+            1 => format!(
+                "(SELECT string_agg(md5({d}::text || i::text || '{salt}'), '') FROM generate_series(1, 100) AS i)"
+            ),
             2 => quote(&text(rng, false)),
             _ => format!("'{salt}-' || {d}"),
         },
@@ -273,7 +309,9 @@ fn generated(rng: &mut StdRng, ty: Ty, density: f64, d: &str) -> String {
         Ty::Jsonb => format!("jsonb_build_object('d', {d}, 's', md5({d}::text), 'u', '🦀')"),
         Ty::Bytea => {
             if rng.random_bool(0.3) {
-                format!("(SELECT string_agg(sha256(({d} * 1000 + i + {salt})::text::bytea), '') FROM generate_series(1, 120) AS i)")
+                format!(
+                    "(SELECT string_agg(sha256(({d} * 1000 + i + {salt})::text::bytea), '') FROM generate_series(1, 120) AS i)"
+                )
             } else {
                 format!("decode(md5({d}::text || '{salt}'), 'hex')")
             }
@@ -320,9 +358,13 @@ fn context(rng: &mut StdRng, actors: &[String]) -> Context {
     };
     Context {
         actor_id: rng.random_bool(0.5).then(|| big(rng)),
-        actor_name: rng.random_bool(0.8).then(|| actors[rng.random_range(0..actors.len())].clone()),
+        actor_name: rng
+            .random_bool(0.8)
+            .then(|| actors[rng.random_range(0..actors.len())].clone()),
         reason: rng.random_bool(0.5).then(|| big(rng)),
-        extra: rng.random_bool(0.5).then(|| json!({"request_id": big(rng), "blob": big(rng)})),
+        extra: rng
+            .random_bool(0.5)
+            .then(|| json!({"request_id": big(rng), "blob": big(rng)})),
     }
 }
 
@@ -363,7 +405,12 @@ fn row_literal(rng: &mut StdRng, schema: &Schema, n: i64) -> String {
     if schema.key == Key::Composite {
         values.push(key_literal(rng, schema));
     }
-    values.extend(schema.columns.iter().map(|&ty| literal(rng, ty, schema.density, true)));
+    values.extend(
+        schema
+            .columns
+            .iter()
+            .map(|&ty| literal(rng, ty, schema.density, true)),
+    );
     format!("({})", values.join(", "))
 }
 
@@ -377,12 +424,26 @@ fn column_list(schema: &Schema) -> String {
 }
 
 /// The next statement, given the rows the table has now.
-fn statement(rng: &mut StdRng, schema: &Schema, ns: &[i64], next_n: &mut i64, actors: &[String]) -> Statement {
+fn statement(
+    rng: &mut StdRng,
+    schema: &Schema,
+    ns: &[i64],
+    next_n: &mut i64,
+    actors: &[String],
+) -> Statement {
     let context = context(rng, actors);
-    let existing = |rng: &mut StdRng| ns.get(rng.random_range(0..ns.len().max(1))).copied().unwrap_or(-1);
+    let existing = |rng: &mut StdRng| {
+        ns.get(rng.random_range(0..ns.len().max(1)))
+            .copied()
+            .unwrap_or(-1)
+    };
     let (op, sql) = match rng.random_range(0..10) {
         0..=2 => {
-            let rows = if rng.random_bool(0.5) { 1 } else { rng.random_range(2..6) };
+            let rows = if rng.random_bool(0.5) {
+                1
+            } else {
+                rng.random_range(2..6)
+            };
             let mut tuples = Vec::new();
             for _ in 0..rows {
                 // Keyless: sometimes a duplicate of the row before, whole.
@@ -392,11 +453,22 @@ fn statement(rng: &mut StdRng, schema: &Schema, ns: &[i64], next_n: &mut i64, ac
                     continue;
                 }
                 // Sometimes a key that exists: a unique violation on both copies.
-                let n = if rng.random_bool(0.05) { existing(rng) } else { *next_n };
+                let n = if rng.random_bool(0.05) {
+                    existing(rng)
+                } else {
+                    *next_n
+                };
                 *next_n += 1;
                 tuples.push(row_literal(rng, schema, n));
             }
-            ("I", format!("INSERT INTO {T} ({}) VALUES {}", column_list(schema), tuples.join(", ")))
+            (
+                "I",
+                format!(
+                    "INSERT INTO {T} ({}) VALUES {}",
+                    column_list(schema),
+                    tuples.join(", ")
+                ),
+            )
         }
         3..=6 => {
             let mut set = vec!["v = v + 1".to_string()];
@@ -446,9 +518,18 @@ fn bulk_insert(rng: &mut StdRng, schema: &Schema) -> Statement {
     let d = if schema.key == Key::None { "(g % 150)" } else { "g" };
     let mut values = vec![format!("{d}::bigint"), "0".into()];
     if schema.key == Key::Composite {
-        values.push(if schema.k_text { "md5(g::text)".to_string() } else { "g".into() });
+        values.push(if schema.k_text {
+            "md5(g::text)".to_string()
+        } else {
+            "g".into()
+        });
     }
-    values.extend(schema.columns.iter().map(|&ty| generated(rng, ty, schema.density, d)));
+    values.extend(
+        schema
+            .columns
+            .iter()
+            .map(|&ty| generated(rng, ty, schema.density, d)),
+    );
     Statement {
         op: "I",
         sql: format!(
@@ -480,7 +561,11 @@ async fn run(client: &mut Client, sql: &str, context: &Context) -> Result<(u64, 
         Some(db) => db.message().to_string(),
         None => e.to_string(),
     })?;
-    let txid: i64 = tx.query_one("SELECT txid_current()", &[]).await.map_err(|e| e.to_string())?.get(0);
+    let txid: i64 = tx
+        .query_one("SELECT txid_current()", &[])
+        .await
+        .map_err(|e| e.to_string())?
+        .get(0);
     tx.commit().await.map_err(|e| e.to_string())?;
     Ok((rows, txid))
 }
@@ -495,7 +580,14 @@ fn short(sql: &str) -> String {
 
 /// The trail's record of one audited statement: one change per row, of its
 /// kind, under its context, in full.
-async fn check_recorded(client: &Client, seed: u64, table: &str, statement: &Statement, rows: u64, txid: i64) {
+async fn check_recorded(
+    client: &Client,
+    seed: u64,
+    table: &str,
+    statement: &Statement,
+    rows: u64,
+    txid: i64,
+) {
     let recorded: Vec<(String, i64)> = client
         .query(
             "SELECT c.op::text, count(*) FROM pgtrail.change AS c
@@ -508,7 +600,11 @@ async fn check_recorded(client: &Client, seed: u64, table: &str, statement: &Sta
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let expected = if rows == 0 { vec![] } else { vec![(statement.op.to_string(), rows as i64)] };
+    let expected = if rows == 0 {
+        vec![]
+    } else {
+        vec![(statement.op.to_string(), rows as i64)]
+    };
     assert_eq!(
         recorded,
         expected,
@@ -526,7 +622,8 @@ async fn check_recorded(client: &Client, seed: u64, table: &str, statement: &Sta
         .await
         .unwrap_or_else(|e| panic!("seed {seed}, {table}: context of {}: {e:?}", short(&statement.sql)));
     let context = &statement.context;
-    let got: (Option<String>, Option<String>, Option<String>, Option<Value>) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    let got: (Option<String>, Option<String>, Option<String>, Option<Value>) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
     let lengths = |c: &Option<String>| c.as_ref().map(String::len);
     assert!(
         got.0 == context.actor_id && got.1 == context.actor_name && got.2 == context.reason,
@@ -541,7 +638,8 @@ async fn check_recorded(client: &Client, seed: u64, table: &str, statement: &Sta
     if let Some(extra) = &context.extra {
         let recorded = got.3.unwrap_or(Value::Null);
         assert!(
-            recorded.get("blob") == extra.get("blob") && recorded.get("request_id") == extra.get("request_id"),
+            recorded.get("blob") == extra.get("blob")
+                && recorded.get("request_id") == extra.get("request_id"),
             "seed {seed}, {table}: extra context recorded in full"
         );
     }
@@ -596,7 +694,10 @@ async fn check_trail(
                                UNION ALL (SELECT j FROM live EXCEPT ALL SELECT j FROM trail)) AS x"
     ))
     .await;
-    assert_eq!(differ, 0, "seed {seed}, {audited}: table_as_of(now) gives the table back");
+    assert_eq!(
+        differ, 0,
+        "seed {seed}, {audited}: table_as_of(now) gives the table back"
+    );
     let problems = count(format!("SELECT count(*) FROM pgtrail.reconcile('{audited}')")).await;
     assert_eq!(problems, 0, "seed {seed}, {audited}: reconcile finds nothing");
     // Some changes of every kind: each is in the history of its row, found
@@ -629,7 +730,10 @@ async fn check_trail(
             .await
             .unwrap_or_else(|e| panic!("seed {seed}, {audited}: history, blame, row_as_of: {e:?}"))
             .get(0);
-        assert!(found, "seed {seed}, {audited}: change {id} is in its row's history");
+        assert!(
+            found,
+            "seed {seed}, {audited}: change {id} is in its row's history"
+        );
     }
     for (actor, expected) in by_actor {
         let found: i64 = client
@@ -657,7 +761,11 @@ async fn run_seed(seed: u64, cases: usize) {
     let mut toml = String::new();
     for (i, schema) in schemas.iter().enumerate() {
         db.client
-            .batch_execute(&format!("{}; {}", schema.create(&format!("plain_{i}")), schema.create(&format!("audited_{i}"))))
+            .batch_execute(&format!(
+                "{}; {}",
+                schema.create(&format!("plain_{i}")),
+                schema.create(&format!("audited_{i}"))
+            ))
             .await
             .unwrap_or_else(|e| panic!("seed {seed}: schema {i}: {e:?}"));
         toml.push_str(&schema.config(&format!("audited_{i}")));
@@ -673,7 +781,11 @@ async fn run_seed(seed: u64, cases: usize) {
         let mut by_actor: BTreeMap<String, i64> = actors.iter().map(|a| (a.clone(), 0)).collect();
         let mut next_n = 1_000;
         let started = std::time::Instant::now();
-        let steps = if schema.columns.len() > 500 { rng.random_range(4..7) } else { rng.random_range(6..12) };
+        let steps = if schema.columns.len() > 500 {
+            rng.random_range(4..7)
+        } else {
+            rng.random_range(6..12)
+        };
         for step in 0..=steps {
             let statement = if step == 0 {
                 bulk_insert(&mut rng, schema)
@@ -681,7 +793,12 @@ async fn run_seed(seed: u64, cases: usize) {
                 let ns = row_ns(&db.client, &plain).await;
                 statement(&mut rng, schema, &ns, &mut next_n, &actors)
             };
-            let unaudited = run(&mut db.client, &statement.sql.replace(T, &plain), &statement.context).await;
+            let unaudited = run(
+                &mut db.client,
+                &statement.sql.replace(T, &plain),
+                &statement.context,
+            )
+            .await;
             let sql = statement.sql.replace(T, &audited);
             let outcome = run(&mut db.client, &sql, &statement.context).await;
             statements_run += 1;

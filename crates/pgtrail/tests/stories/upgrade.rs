@@ -202,7 +202,10 @@ async fn a_large_trail_upgraded_without_apply_takes_any_write_before_its_new_ind
         .get(0);
 
     apply(&mut db.client, "[tables.\"public.notes\"]\n").await;
-    assert_eq!(count(&db.client, "SELECT count(*) FROM pgtrail.index_build").await, 0);
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM pgtrail.index_build").await,
+        0
+    );
     let history: i64 = db
         .client
         .query_one("SELECT count(*) FROM pgtrail.history('notes', $1)", &[&key])
