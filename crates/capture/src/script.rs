@@ -77,6 +77,10 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 7,
         file: sql_file!("migrations", "0007_truncate.sql"),
     },
+    Migration {
+        number: 8,
+        file: sql_file!("migrations", "0008_never_fail.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.
