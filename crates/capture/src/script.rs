@@ -81,6 +81,10 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 8,
         file: sql_file!("migrations", "0008_never_fail.sql"),
     },
+    Migration {
+        number: 9,
+        file: sql_file!("migrations", "0009_context_check.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.
