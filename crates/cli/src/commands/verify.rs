@@ -9,10 +9,10 @@ use anyhow::{Context, Result};
 use pgtrail::integrity::crypto::read_verifier;
 use pgtrail::integrity::{Problem, VerifyOptions};
 
-use crate::cli::{Format, Global};
+use crate::cli::{Format, Common};
 use crate::output;
 
-pub async fn run(global: &Global, public_key: Option<&Path>, checkpoint: Option<&Path>) -> Result<ExitCode> {
+pub async fn run(common: &Common, public_key: Option<&Path>, checkpoint: Option<&Path>) -> Result<ExitCode> {
     let options = VerifyOptions {
         public_key: public_key.map(read_verifier).transpose()?,
         checkpoint: checkpoint
@@ -22,9 +22,9 @@ pub async fn run(global: &Global, public_key: Option<&Path>, checkpoint: Option<
             })
             .transpose()?,
     };
-    let mut client = super::connect(global).await?;
+    let mut client = super::connect(common).await?;
     let report = pgtrail::integrity::verify(&mut client, &options).await?;
-    match global.format {
+    match common.format {
         Format::Json => {
             // The report's fields, with each problem's message beside its fields.
             let mut json = serde_json::to_value(&report)?;
