@@ -221,7 +221,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  pgtrail demo\n  pgtrail demo --keep   # leave the server running to try other commands\n\n\
         Needs PostgreSQL's server binaries (initdb, postgres); set PGTRAIL_PG_BIN to their directory\n\
-        if they are not found.",
+        if they are not found."
     )]
     Demo {
         /// Leave the throwaway server running and print its connection URL.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use pgtrail::plan::{ApplyReport, Problem, TableAction};
 
-use crate::cli::{Format, Common};
+use crate::cli::{Common, Format};
 use crate::output;
 
 pub async fn run(common: &Common, baseline: bool) -> Result<ExitCode> {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use pgtrail::plan::{Problem, Shortfall, inspect};
 
-use crate::cli::{Format, Common};
+use crate::cli::{Common, Format};
 use crate::output;
 
 pub async fn run(common: &Common) -> Result<ExitCode> {

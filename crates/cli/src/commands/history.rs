@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde_json::Value;
 
 use super::log::{RowFunction, actor_text, cell, key_text, op_style, print_diff, rows_of_one_row, time_text};
-use crate::cli::{Format, Common};
+use crate::cli::{Common, Format};
 use crate::output;
 
 pub async fn run(common: &Common, table: &str, key: &str) -> Result<ExitCode> {

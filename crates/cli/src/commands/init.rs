@@ -11,7 +11,7 @@ use pgtrail::init::live::{live_schemas, render_live_config};
 use pgtrail::init::{Summary, render_config, summarize};
 use pgtrail::plan::Installed;
 
-use crate::cli::{Format, Common};
+use crate::cli::{Common, Format};
 use crate::output;
 
 pub async fn run(common: &Common, force: bool, schemas: &[String]) -> Result<ExitCode> {

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use pgtrail::integrity::crypto::keys::public_key_path;
 use pgtrail::integrity::crypto::{SignerKey, write_key_pair};
 
-use crate::cli::{Format, Common};
+use crate::cli::{Common, Format};
 use crate::output;
 
 pub fn run(common: &Common, key: &Path, name: &str) -> Result<ExitCode> {

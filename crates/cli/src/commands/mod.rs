@@ -77,8 +77,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 /// stand in for those it does not declare (and so does not use).
 fn common(command: &Command) -> Common {
     let (conn, config, output): (Option<&Connection>, Option<&ConfigFile>, OutputFormat) = match command {
-        Command::Init { config, conn, format, .. }
-        | Command::Apply { config, conn, format, .. }
+        Command::Init {
+            config, conn, format, ..
+        }
+        | Command::Apply {
+            config, conn, format, ..
+        }
         | Command::Check { config, conn, format } => (Some(conn), Some(config), format.format.into()),
         Command::Plan { config, conn, .. } | Command::Sql { config, conn, .. } => {
             (Some(conn), Some(config), OutputFormat::Table)
@@ -87,7 +91,9 @@ fn common(command: &Command) -> Common {
         Command::Log(args) => (Some(&args.conn), None, args.format.format),
         Command::Report(args) => (Some(&args.conn), Some(&args.config), args.format.format),
         Command::Revert(args) => (Some(&args.conn), None, args.format.format.into()),
-        Command::At { conn, format, .. } | Command::Blame { conn, format, .. } => (Some(conn), None, format.format),
+        Command::At { conn, format, .. } | Command::Blame { conn, format, .. } => {
+            (Some(conn), None, format.format)
+        }
         Command::Uninstall { conn, format, .. }
         | Command::History { conn, format, .. }
         | Command::Tx { conn, format, .. }
@@ -95,7 +101,9 @@ fn common(command: &Command) -> Common {
         | Command::Verify { conn, format, .. }
         | Command::Reconcile { conn, format, .. }
         | Command::Erase { conn, format, .. } => (Some(conn), None, format.format.into()),
-        Command::VerifyBundle { format, .. } | Command::Keygen { format, .. } => (None, None, format.format.into()),
+        Command::VerifyBundle { format, .. } | Command::Keygen { format, .. } => {
+            (None, None, format.format.into())
+        }
     };
     Common {
         database_url: conn.and_then(|c| c.database_url.clone()),

@@ -8,7 +8,7 @@ use pgtrail::query::{Param, TimeArg};
 use serde_json::{Value, json};
 
 use super::log::{actor_text, cell, check_window, query_json, require_installed, time, time_text};
-use crate::cli::{Format, Common, OutputFormat, ReportArgs, ReportKind};
+use crate::cli::{Common, Format, OutputFormat, ReportArgs, ReportKind};
 use crate::output;
 
 /// The `WHERE` of the period and its parameters (`$1`.. in order).

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio_postgres::Client;
 
 use super::log::{Audited, db_error, key_text, require_installed};
-use crate::cli::{Format, Common, RevertArgs};
+use crate::cli::{Common, Format, RevertArgs};
 use crate::output;
 
 pub async fn run(common: &Common, args: &RevertArgs) -> Result<ExitCode> {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use pgtrail::integrity::crypto::read_signer;
 
-use crate::cli::{Format, Common};
+use crate::cli::{Common, Format};
 use crate::output;
 
 pub async fn run(common: &Common, key: &Path, export: Option<&Path>) -> Result<ExitCode> {

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::history::print_change_header;
 use super::log::{actor_text, cell, key_text, print_diff, query_json, require_installed, time_text};
-use crate::cli::{Format, Common};
+use crate::cli::{Common, Format};
 use crate::output;
 
 pub async fn run(common: &Common, txid: i64) -> Result<ExitCode> {

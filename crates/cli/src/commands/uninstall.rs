@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{Format, Common};
+use crate::cli::{Common, Format};
 use crate::output;
 
 pub async fn run(common: &Common, drop_trail: bool, yes: bool) -> Result<ExitCode> {

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use pgtrail::integrity::crypto::read_verifier;
 use pgtrail::integrity::{Problem, VerifyOptions};
 
-use crate::cli::{Format, Common};
+use crate::cli::{Common, Format};
 use crate::output;
 
 pub async fn run(common: &Common, public_key: Option<&Path>, checkpoint: Option<&Path>) -> Result<ExitCode> {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use pgtrail::integrity::crypto::read_verifier;
 
-use crate::cli::{Format, Common};
+use crate::cli::{Common, Format};
 use crate::output;
 
 pub fn run(common: &Common, dir: &Path, public_key: &Path) -> Result<ExitCode> {
