@@ -44,6 +44,34 @@ fn shell_lines(title: &str) -> Vec<String> {
     lines
 }
 
+/// The sections whose shell examples the tests below run.
+const RUN: &[&str] = &[
+    "Quick start",
+    "Migration tools",
+    "Undo a mistake",
+    "A trail you can prove",
+    "Compliance evidence",
+];
+
+/// A section added with `pgtrail ...` examples gets run too: every `##`
+/// section whose `sh` blocks have a `pgtrail` line is one of [`RUN`].
+#[test]
+fn every_section_with_pgtrail_examples_is_run() {
+    for section in README.split("\n## ").skip(1) {
+        let title = section.lines().next().unwrap_or_default();
+        let examples = section
+            .split("```sh\n")
+            .skip(1)
+            .filter_map(|block| block.split("```").next())
+            .any(|block| block.lines().any(|l| l.starts_with("pgtrail ")));
+        assert_eq!(
+            examples,
+            RUN.contains(&title),
+            "README section `{title}`: its pgtrail examples must be run by this file (or it has none)"
+        );
+    }
+}
+
 /// Runs README's `lines` of section `title` in `dir`; `replace` maps README's
 /// placeholders to this database's values. Returns (line, standard output).
 fn run_lines(
