@@ -208,7 +208,8 @@ pub fn render(steps: &[Step]) -> String {
         out.push_str(&format!(
             "\n-- WAL mode: this database's logical replication slot, created before the transaction\n\
              -- (a slot cannot be created in a transaction that has written; needs wal_level = logical).\n\
-             {};\n\n",
+             {};\n{};\n\n",
+            crate::wal::CREATE_PUBLICATION_SQL,
             crate::wal::CREATE_SLOT_SQL
         ));
     }

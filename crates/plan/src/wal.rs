@@ -12,6 +12,17 @@ use crate::drift::TableName;
 /// (slots belong to the whole cluster: the name carries the database's OID).
 pub const SLOT_NAME_SQL: &str = "SELECT 'pgtrail_' || oid::text FROM pg_database WHERE datname = current_database()";
 
+/// Creates the publication pgtrail (empty) when it is missing. It must be
+/// committed before the slot is created: pgoutput looks the publication up
+/// as of each decoded change, and fails on changes made before it existed.
+pub const CREATE_PUBLICATION_SQL: &str = "DO $pgtrail_publication$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_publication WHERE pubname = 'pgtrail') THEN
+        CREATE PUBLICATION pgtrail WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = true);
+    END IF;
+EXCEPTION WHEN duplicate_object THEN
+    NULL;  -- created at the same moment by another apply
+END $pgtrail_publication$";
+
 /// Creates the slot when it is missing; safe to run twice and from two
 /// places at once. Printed by `pgtrail sql` before the transaction.
 pub const CREATE_SLOT_SQL: &str = "SELECT pg_create_logical_replication_slot(s.name, 'pgoutput')
@@ -119,6 +130,10 @@ pub async fn ensure_slot(client: &impl GenericClient) -> Result<bool, PlanError>
     if level != "logical" {
         return Err(PlanError::WalLevel { level });
     }
+    client
+        .batch_execute(CREATE_PUBLICATION_SQL)
+        .await
+        .map_err(PlanError::database("creating the publication pgtrail"))?;
     let created = client
         .query(CREATE_SLOT_SQL, &[])
         .await

@@ -288,8 +288,8 @@ BEGIN
         JOIN pgtrail.audited_table AS t ON t.id = (x.e ->> 't')::integer
         CROSS JOIN LATERAL (
             SELECT f.pk, f.old_pk, f.old_values, f.new_values, f.changed_fields
-            FROM pgtrail._follow_row(t, x.e ->> 'op', (x.e -> 'old') - t.ignore_columns,
-                                     (x.e -> 'new') - t.ignore_columns, v_secret) AS f
+            FROM pgtrail._follow_row(t, x.e ->> 'op', NULLIF(x.e -> 'old', 'null') - t.ignore_columns,
+                                     NULLIF(x.e -> 'new', 'null') - t.ignore_columns, v_secret) AS f
             WHERE x.e ->> 'op' <> 'T'
             UNION ALL
             SELECT NULL, NULL, NULL, NULL, NULL WHERE x.e ->> 'op' = 'T'
@@ -306,7 +306,7 @@ BEGIN
         SELECT v_txid, c.ctx, coalesce((m ->> 'started_at')::timestamptz, p_committed_at),
                coalesce((m ->> 'recorded_at')::timestamptz, p_committed_at),
                m ->> 'actor_id', m ->> 'actor_name', m ->> 'actor_type', m ->> 'reason',
-               CASE WHEN m IS NULL THEN '{"context": "not_recorded"}'::jsonb ELSE m -> 'context' END,
+               CASE WHEN m IS NULL THEN '{"context": "not_recorded"}'::jsonb ELSE NULLIF(m -> 'context', 'null') END,
                coalesce(m ->> 'db_user', '(unknown)'), m ->> 'db_role', m ->> 'application_name',
                (m ->> 'client_addr')::inet, (m ->> 'client_port')::integer, coalesce((m ->> 'backend_pid')::integer, 0)
         FROM contexts AS c

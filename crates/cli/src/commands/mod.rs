@@ -6,6 +6,7 @@ mod blame;
 mod check;
 mod demo;
 mod erase;
+mod follow;
 mod history;
 mod init;
 mod keygen;
@@ -48,6 +49,7 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
         Command::Check => check::run(&cli.global).await,
         Command::Sql => sql::run(&cli.global).await,
         Command::Uninstall { drop_trail, yes } => uninstall::run(&cli.global, drop_trail, yes).await,
+        Command::Follow { once, batch_size } => follow::run(&cli.global, once, batch_size).await,
         Command::Demo { keep } => demo::run(keep).await,
         Command::Log(args) => log::run(&cli.global, &args).await,
         Command::History { table, key } => history::run(&cli.global, &table, &key).await,
@@ -85,6 +87,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Check => "check",
         Command::Sql => "sql",
         Command::Uninstall { .. } => "uninstall",
+        Command::Follow { .. } => "follow",
         Command::Demo { .. } => "demo",
         Command::Log(_) => "log",
         Command::History { .. } => "history",
