@@ -29,3 +29,4 @@ mod tls;
 mod truncate;
 mod upgrade;
 mod values;
+mod wal;
