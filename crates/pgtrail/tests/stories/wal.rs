@@ -312,3 +312,81 @@ async fn one_workload_writes_the_same_trail_in_trigger_and_wal_mode() {
     assert!(problems.is_empty(), "{problems:?}");
     assert!(installed.wal.slot.is_some());
 }
+
+#[tokio::test]
+async fn switching_a_table_between_modes_under_load_loses_and_repeats_nothing() {
+    let cluster = logical_cluster();
+    let admin = connect_to(&cluster.url("postgres")).await;
+    admin.batch_execute("CREATE DATABASE switching").await.expect("database");
+    let mut client = connect_to(&cluster.url("switching")).await;
+    client
+        .batch_execute("CREATE TABLE t (id integer PRIMARY KEY, n integer)")
+        .await
+        .expect("schema");
+    let mode = |m: &str| Config::parse(&format!("[capture]\nmode = \"{m}\"\n"), "pgtrail.toml").expect("config");
+    pgtrail::plan::apply(&mut client, &mode("trigger")).await.expect("apply");
+
+    const N: i32 = 600;
+    let url = cluster.url("switching");
+    let writer = tokio::spawn(async move {
+        let client = connect_to(&url).await;
+        for i in 1..=N {
+            client
+                .batch_execute(&format!(
+                    "BEGIN; SELECT pgtrail.set_context(actor_id => '{i}');
+                     INSERT INTO t VALUES ({i}, 0); UPDATE t SET n = n + 1 WHERE id = {i} - 1; COMMIT;"
+                ))
+                .await
+                .expect("a write");
+        }
+    });
+    let mut switches = 0;
+    while !writer.is_finished() || switches < 4 {
+        let next = if switches % 2 == 0 { "wal" } else { "trigger" };
+        pgtrail::plan::apply(&mut client, &mode(next)).await.expect("switch");
+        follow_once(&mut client).await;
+        switches += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    writer.await.expect("the writer finished");
+    follow_once(&mut client).await;
+
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE op = 'INSERT'), count(*) FILTER (WHERE op = 'UPDATE'),
+                    count(*) - count(DISTINCT (op, pk)), count(*) FILTER (WHERE actor_id IS NULL)
+             FROM pgtrail.changes",
+            &[],
+        )
+        .await
+        .expect("the trail reads");
+    let counts: (i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(counts, (i64::from(N), i64::from(N) - 1, 0, 0), "after {switches} switches");
+}
+
+#[tokio::test]
+async fn apply_says_what_to_do_when_the_server_does_not_decode_logically() {
+    let mut db = pgtrail_testkit::TestDb::new().await;
+    let level: String = db.client.query_one("SHOW wal_level", &[]).await.expect("wal_level").get(0);
+    if level == "logical" {
+        eprintln!("skipped: the shared test server already runs with wal_level = logical");
+        return;
+    }
+    db.client
+        .batch_execute("CREATE TABLE t (id integer PRIMARY KEY)")
+        .await
+        .expect("schema");
+    let config = Config::parse("[capture]\nmode = \"wal\"\n", "pgtrail.toml").expect("config");
+    let error = pgtrail::plan::apply(&mut db.client, &config)
+        .await
+        .expect_err("WAL mode needs wal_level = logical");
+    let message = error.to_string();
+    assert!(message.contains("wal_level = logical") && message.contains("ALTER SYSTEM"), "{message}");
+    let installed: bool = db
+        .client
+        .query_one("SELECT to_regclass('pgtrail.change') IS NOT NULL", &[])
+        .await
+        .expect("look")
+        .get(0);
+    assert!(!installed, "nothing was installed");
+}
