@@ -106,11 +106,6 @@ pub enum Command {
         The file is built from the config and the tables of the database it connects to."
     )]
     Sql,
-    /// Remove the capture triggers from every table; the trail stays unless --drop-trail.
-    #[command(
-        after_help = "Example:\n  pgtrail uninstall\n  pgtrail uninstall --drop-trail --yes   # also delete the whole trail\n\n\
-        --drop-trail asks for the database name on a terminal; elsewhere it needs --yes."
-    )]
     /// WAL mode's reader: write the slot's changes to the trail, exactly once.
     #[command(after_help = "Example:\n  pgtrail follow            # until SIGTERM or Ctrl-C, logging progress and lag\n  \
         pgtrail follow --once     # drain what the slot holds, then exit (cron, tests)\n\n\
@@ -126,6 +121,11 @@ pub enum Command {
         #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(i32).range(1..))]
         batch_size: i32,
     },
+    /// Remove the capture triggers from every table; the trail stays unless --drop-trail.
+    #[command(
+        after_help = "Example:\n  pgtrail uninstall\n  pgtrail uninstall --drop-trail --yes   # also delete the whole trail\n\n\
+        --drop-trail asks for the database name on a terminal; elsewhere it needs --yes."
+    )]
     Uninstall {
         /// Also drop the schema pgtrail with everything recorded in it.
         #[arg(long)]

@@ -293,7 +293,7 @@ async fn the_printed_migration_file_applies_with_psql() {
 #[test]
 fn every_command_has_help_with_an_example() {
     let dir = std::env::temp_dir();
-    for command in ["init", "apply", "plan", "check", "sql", "uninstall", "demo"] {
+    for command in ["init", "apply", "plan", "check", "sql", "follow", "uninstall", "demo"] {
         let output = pgtrail(&[command, "--help"], &dir);
         assert_eq!(output.status.code(), Some(0));
         assert!(

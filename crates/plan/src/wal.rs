@@ -79,13 +79,13 @@ impl WalState {
             state.slot = client
                 .query_opt(
                     "SELECT active, coalesce(lag_bytes, 0), coalesce(retained_bytes, 0), wal_status, coalesce(lag_seconds, 0)
-                     FROM pgtrail.wal_status()",
+                     FROM pgtrail.wal_status() WHERE slot IS NOT NULL",
                     &[],
                 )
                 .await
                 .map_err(read("reading the logical replication slot"))?
                 .map(|r| SlotStatus {
-                    active: r.get(0),
+                    active: r.get::<_, Option<bool>>(0).unwrap_or(false),
                     lag_bytes: r.get(1),
                     retained_bytes: r.get(2),
                     wal_status: r.get(3),

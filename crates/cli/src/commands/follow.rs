@@ -41,15 +41,19 @@ pub async fn run(global: &Global, once: bool, batch_size: i32) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on SIGTERM or SIGINT: the follower finishes its batch and stops.
-async fn shutdown() {
+/// Resolves on SIGTERM or SIGINT: the follower finishes its batch and
+/// stops. The handlers are installed now, before the follower starts.
+fn shutdown() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        // Without signal handlers the runtime's default applies: the process ends.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("pgtrail follow: SIGTERM, stopping after this batch"),
-        _ = int.recv() => tracing::info!("pgtrail follow: SIGINT, stopping after this batch"),
+    let signals = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        let (Ok(mut term), Ok(mut int)) = signals else {
+            // Without signal handlers the default applies: the process ends.
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("pgtrail follow: SIGTERM, stopping after this batch"),
+            _ = int.recv() => tracing::info!("pgtrail follow: SIGINT, stopping after this batch"),
+        }
     }
 }
