@@ -51,6 +51,8 @@ pub async fn run(
         slot: slot.name.clone(),
         ..FollowReport::default()
     };
+    let mut drain_to = insert_lsn(client).await?;
+    let mut waited = 0;
     loop {
         let batch = read_batch(client, &slot, options.batch_size).await?;
         let (transactions, relation_versions, last_lsn) = match batch {
@@ -63,6 +65,15 @@ pub async fn run(
                     slot.position = upto;
                 }
                 if options.once {
+                    // Commits made asynchronously (synchronous_commit = off)
+                    // reach the slot when the WAL writer flushes them: wait
+                    // for what was written before the follower started, and
+                    // for its own writes (the slot then moves past them).
+                    if upto < drain_to && waited < 100 {
+                        waited += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
                     break;
                 }
                 tokio::select! {
@@ -75,6 +86,8 @@ pub async fn run(
         let target = transactions.iter().map(|t| t.end_lsn).max().unwrap_or(last_lsn).max(slot.position);
         advance(client, &slot.name, target).await?;
         slot.position = target;
+        drain_to = insert_lsn(client).await?;
+        waited = 0;
         report.transactions += written_tx;
         report.changes += written_changes;
         report.position = Some(lsn_text(target));
@@ -102,6 +115,17 @@ pub async fn run(
         .await
         .map_err(FollowError::database("releasing the follower lock"))?;
     Ok(report)
+}
+
+/// Where the server inserts WAL now.
+async fn insert_lsn(client: &Client) -> Result<u64, FollowError> {
+    Ok(client
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .map_err(FollowError::database("reading the WAL position"))?
+        .get::<_, Option<String>>(0)
+        .and_then(|t| parse_lsn(&t))
+        .unwrap_or(0))
 }
 
 /// Whether `stop` has resolved, without waiting.

@@ -390,3 +390,49 @@ async fn apply_says_what_to_do_when_the_server_does_not_decode_logically() {
         .get(0);
     assert!(!installed, "nothing was installed");
 }
+
+#[tokio::test]
+async fn check_reports_a_follower_that_falls_behind_and_a_missing_slot() {
+    let cluster = logical_cluster();
+    let mut client = connect_to(&cluster.url("postgres")).await;
+    client
+        .batch_execute("CREATE TABLE t (id integer PRIMARY KEY, v text)")
+        .await
+        .expect("schema");
+    let config = Config::parse(
+        "[capture]\nmode = \"wal\"\nwal_max_lag_bytes = 10000\n",
+        "pgtrail.toml",
+    )
+    .expect("config");
+    pgtrail::plan::apply(&mut client, &config).await.expect("apply");
+    follow_once(&mut client).await;
+    let kinds = |problems: &[pgtrail::plan::Problem]| problems.iter().map(|p| p.kind()).collect::<Vec<_>>();
+    let (_, _, _, problems) = pgtrail::plan::inspect(&client, &config).await.expect("inspect");
+    assert_eq!(kinds(&problems), Vec::<&str>::new());
+
+    client
+        .batch_execute("INSERT INTO t SELECT i, repeat('x', 100) FROM generate_series(1, 500) AS i")
+        .await
+        .expect("writes");
+    let (_, _, installed, problems) = pgtrail::plan::inspect(&client, &config).await.expect("inspect");
+    assert_eq!(kinds(&problems), vec!["wal_slot_behind"], "{problems:?}");
+    let slot = installed.wal.slot.expect("the slot");
+    assert!(!slot.active && slot.lag_bytes > 10000 && slot.retained_bytes >= slot.lag_bytes, "{slot:?}");
+    assert!(problems[0].to_string().contains("start pgtrail follow"), "{}", problems[0]);
+
+    assert_eq!(follow_once(&mut client).await.changes, 500);
+    let (_, _, _, problems) = pgtrail::plan::inspect(&client, &config).await.expect("inspect");
+    assert_eq!(kinds(&problems), Vec::<&str>::new());
+
+    let slot_name = installed.wal.slot_name;
+    client
+        .execute("SELECT pg_drop_replication_slot($1)", &[&slot_name])
+        .await
+        .expect("slot dropped");
+    let (_, _, _, problems) = pgtrail::plan::inspect(&client, &config).await.expect("inspect");
+    assert_eq!(kinds(&problems), vec!["wal_slot_missing"]);
+    // apply creates it again.
+    pgtrail::plan::apply(&mut client, &config).await.expect("apply");
+    let (_, _, _, problems) = pgtrail::plan::inspect(&client, &config).await.expect("inspect");
+    assert_eq!(kinds(&problems), Vec::<&str>::new());
+}
