@@ -293,7 +293,16 @@ async fn the_printed_migration_file_applies_with_psql() {
 #[test]
 fn every_command_has_help_with_an_example() {
     let dir = std::env::temp_dir();
-    for command in ["init", "apply", "plan", "check", "sql", "follow", "uninstall", "demo"] {
+    for command in [
+        "init",
+        "apply",
+        "plan",
+        "check",
+        "sql",
+        "follow",
+        "uninstall",
+        "demo",
+    ] {
         let output = pgtrail(&[command, "--help"], &dir);
         assert_eq!(output.status.code(), Some(0));
         assert!(
@@ -2369,7 +2378,11 @@ async fn a_follower_killed_at_random_points_loses_and_repeats_nothing() {
         }
     });
 
-    let mut seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7) | 1;
+    let mut seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(7)
+        | 1;
     eprintln!("kill seed {seed}");
     let mut random = move |below: u64| {
         seed ^= seed << 13;
@@ -2429,8 +2442,13 @@ async fn a_follower_killed_at_random_points_loses_and_repeats_nothing() {
         )
         .await
         .expect("the trail reads");
-    let (inserts, updates, repeated, disordered): (i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
-    assert_eq!((inserts, updates), (i64::from(N), i64::from(N) - 1), "after {kills} kills");
+    let (inserts, updates, repeated, disordered): (i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(
+        (inserts, updates),
+        (i64::from(N), i64::from(N) - 1),
+        "after {kills} kills"
+    );
     assert_eq!(repeated, 0, "no change written twice");
     assert_eq!(disordered, 0, "changes in commit order");
     let output = pgtrail(&["check", "--database-url", &url], dir.path());

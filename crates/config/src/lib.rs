@@ -67,8 +67,8 @@ use std::path::Path;
 pub use error::{ConfigError, ErrorKind, Location};
 pub use matching::{ColumnRules, Pattern, PatternError, Selection};
 pub use model::{
-    Capture, Config, Context, DEFAULT_FILE_NAME, DEFAULT_TRUNCATE_ROW_LIMIT, DEFAULT_WAL_MAX_LAG_BYTES, Images,
-    Install, Mode, TableRule, Truncate,
+    Capture, Config, Context, DEFAULT_FILE_NAME, DEFAULT_TRUNCATE_ROW_LIMIT, DEFAULT_WAL_MAX_LAG_BYTES,
+    Images, Install, Mode, TableRule, Truncate,
 };
 pub use name::{NameError, QualifiedName};
 pub use suggest::suggest;

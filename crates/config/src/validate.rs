@@ -136,7 +136,10 @@ fn mode(src: Source<'_>, value: &Spanned<String>, what: &str) -> Result<Mode, Co
         src.error(
             ErrorKind::InvalidValue,
             &value.span(),
-            format!("unknown value `{name}` for {what}; expected {}", one_of(&Mode::NAMES)),
+            format!(
+                "unknown value `{name}` for {what}; expected {}",
+                one_of(&Mode::NAMES)
+            ),
             Some(help),
         )
     })

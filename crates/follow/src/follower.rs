@@ -82,8 +82,14 @@ pub async fn run(
                 }
             }
         };
-        let (written_tx, written_changes) = write_batch(client, &slot, &mut relations, &transactions, &relation_versions).await?;
-        let target = transactions.iter().map(|t| t.end_lsn).max().unwrap_or(last_lsn).max(slot.position);
+        let (written_tx, written_changes) =
+            write_batch(client, &slot, &mut relations, &transactions, &relation_versions).await?;
+        let target = transactions
+            .iter()
+            .map(|t| t.end_lsn)
+            .max()
+            .unwrap_or(last_lsn)
+            .max(slot.position);
         advance(client, &slot.name, target).await?;
         slot.position = target;
         drain_to = insert_lsn(client).await?;
@@ -299,8 +305,11 @@ async fn write_batch(
                 "pgtrail follow: unchanged TOASTed values without an old row (a table without REPLICA IDENTITY FULL) are recorded as null"
             );
         }
-        let contexts: serde_json::Map<String, Json> =
-            tx.contexts.iter().map(|(ctx, body)| (ctx.to_string(), body.clone())).collect();
+        let contexts: serde_json::Map<String, Json> = tx
+            .contexts
+            .iter()
+            .map(|(ctx, body)| (ctx.to_string(), body.clone()))
+            .collect();
         let written: i64 = db
             .query_one(
                 "SELECT pgtrail._follow_write($1, $2::text::pg_lsn, $3,

@@ -63,9 +63,13 @@ pub struct FollowReport {
 /// Why the follower stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {
-    #[error("pgtrail is not installed in this database, or is older than WAL mode\n  help: run `pgtrail apply` with mode = \"wal\" in pgtrail.toml")]
+    #[error(
+        "pgtrail is not installed in this database, or is older than WAL mode\n  help: run `pgtrail apply` with mode = \"wal\" in pgtrail.toml"
+    )]
     NotInstalled,
-    #[error("the logical replication slot {slot} does not exist\n  help: set mode = \"wal\" in pgtrail.toml and run `pgtrail apply`, which creates it")]
+    #[error(
+        "the logical replication slot {slot} does not exist\n  help: set mode = \"wal\" in pgtrail.toml and run `pgtrail apply`, which creates it"
+    )]
     NoSlot { slot: String },
     #[error("another `pgtrail follow` is running on this database (it holds the follower lock)")]
     Busy,

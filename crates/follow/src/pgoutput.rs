@@ -166,7 +166,8 @@ impl<'a> Reader<'a> {
                 b'u' => Value::Unchanged,
                 b't' => {
                     let len = self.i32()?;
-                    let len = usize::try_from(len).or_else(|_| self.fail(format!("negative length {len}")))?;
+                    let len =
+                        usize::try_from(len).or_else(|_| self.fail(format!("negative length {len}")))?;
                     Value::Text(String::from_utf8_lossy(self.take(len)?).into_owned())
                 }
                 kind => return self.fail(format!("unknown tuple value kind {:?}", kind as char)),
@@ -360,13 +361,30 @@ mod tests {
         data.extend(b"a b\0");
         data.extend(1043u32.to_be_bytes());
         data.extend(14i32.to_be_bytes());
-        let Ok(Message::Relation { id, schema, name, replica_identity, columns }) = decode(&data) else {
+        let Ok(Message::Relation {
+            id,
+            schema,
+            name,
+            replica_identity,
+            columns,
+        }) = decode(&data)
+        else {
             panic!("not a relation: {:?}", decode(&data));
         };
-        assert_eq!((id, schema.as_str(), name.as_str(), replica_identity), (16384, "public", "t", b'f'));
+        assert_eq!(
+            (id, schema.as_str(), name.as_str(), replica_identity),
+            (16384, "public", "t", b'f')
+        );
         assert_eq!(columns.len(), 2);
         assert!(columns[0].key && !columns[1].key);
-        assert_eq!((columns[1].name.as_str(), columns[1].type_oid, columns[1].type_modifier), ("a b", 1043, 14));
+        assert_eq!(
+            (
+                columns[1].name.as_str(),
+                columns[1].type_oid,
+                columns[1].type_modifier
+            ),
+            ("a b", 1043, 14)
+        );
     }
 
     #[test]
@@ -381,7 +399,11 @@ mod tests {
             decode(&data),
             Ok(Message::Update {
                 relation: 7,
-                old: Some(vec![Value::Text("1".into()), Value::Null, Value::Text("big".into())]),
+                old: Some(vec![
+                    Value::Text("1".into()),
+                    Value::Null,
+                    Value::Text("big".into())
+                ]),
                 new: vec![Value::Text("1".into()), Value::Text("é".into()), Value::Unchanged],
             })
         );

@@ -68,7 +68,9 @@ pub fn assemble(messages: Vec<Message>) -> (Vec<Transaction>, Vec<RelationVersio
                     unfilled: 0,
                 });
             }
-            Message::Commit { end_lsn, commit_time, .. } => {
+            Message::Commit {
+                end_lsn, commit_time, ..
+            } => {
                 if let Some(mut tx) = current.take() {
                     tx.end_lsn = end_lsn;
                     tx.commit_time = commit_time;
@@ -96,8 +98,10 @@ pub fn assemble(messages: Vec<Message>) -> (Vec<Transaction>, Vec<RelationVersio
                 content,
                 ..
             } if prefix == "pgtrail" => {
-                if let (Some(tx), Ok(body)) = (current.as_mut(), serde_json::from_slice::<serde_json::Value>(&content))
-                {
+                if let (Some(tx), Ok(body)) = (
+                    current.as_mut(),
+                    serde_json::from_slice::<serde_json::Value>(&content),
+                ) {
                     ctx = body.get("ctx").and_then(serde_json::Value::as_i64).unwrap_or(0);
                     tx.contexts.insert(ctx, body);
                 }
@@ -113,7 +117,11 @@ pub fn assemble(messages: Vec<Message>) -> (Vec<Transaction>, Vec<RelationVersio
                     });
                 }
             }
-            Message::Update { relation, old, mut new } => {
+            Message::Update {
+                relation,
+                old,
+                mut new,
+            } => {
                 if let (Some(tx), Some(&relation)) = (current.as_mut(), latest.get(&relation)) {
                     tx.unfilled += fill_unchanged(&mut new, old.as_deref());
                     tx.changes.push(RowChange {
@@ -268,18 +276,16 @@ mod tests {
 
     #[test]
     fn unchanged_values_without_an_old_row_are_counted() {
-        let (txs, _) = assemble(
-            vec![
-                relation(1),
-                begin(1),
-                Message::Update {
-                    relation: 1,
-                    old: None,
-                    new: vec![text("1"), Value::Unchanged],
-                },
-                commit(2),
-            ],
-        );
+        let (txs, _) = assemble(vec![
+            relation(1),
+            begin(1),
+            Message::Update {
+                relation: 1,
+                old: None,
+                new: vec![text("1"), Value::Unchanged],
+            },
+            commit(2),
+        ]);
         assert_eq!(txs[0].unfilled, 1);
         assert_eq!(txs[0].changes[0].new, Some(vec![text("1"), Value::Null]));
     }

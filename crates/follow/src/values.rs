@@ -36,7 +36,11 @@ fn literal(text: &str) -> String {
 
 impl Relations {
     /// What is known of `relation`, learnt from the database the first time.
-    pub async fn learn(&mut self, client: &Client, relation: &RelationVersion) -> Result<&Known, FollowError> {
+    pub async fn learn(
+        &mut self,
+        client: &Client,
+        relation: &RelationVersion,
+    ) -> Result<&Known, FollowError> {
         if !self.known.contains_key(relation) {
             let known = Self::load(client, relation).await?;
             self.known.insert(relation.clone(), known);
@@ -56,7 +60,9 @@ impl Relations {
                 &[&relation.oid, &relation.schema, &relation.name],
             )
             .await
-            .map_err(FollowError::database("finding the audited table of a decoded relation"))?
+            .map_err(FollowError::database(
+                "finding the audited table of a decoded relation",
+            ))?
             .get(0);
         let oids: Vec<u32> = relation.columns.iter().map(|c| c.type_oid).collect();
         let modifiers: Vec<i32> = relation.columns.iter().map(|c| c.type_modifier).collect();
@@ -104,7 +110,11 @@ impl Relations {
 }
 
 /// The rows as JSON objects, in order (`known.sql` run once for all).
-pub async fn rows_to_json(client: &Client, known: &Known, rows: &[&[Value]]) -> Result<Vec<Json>, FollowError> {
+pub async fn rows_to_json(
+    client: &Client,
+    known: &Known,
+    rows: &[&[Value]],
+) -> Result<Vec<Json>, FollowError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }

@@ -31,8 +31,8 @@ pub mod query;
 pub use pgtrail_capture as capture;
 pub use pgtrail_catalog as catalog;
 pub use pgtrail_config as config;
-pub use pgtrail_plan as plan;
 pub use pgtrail_follow as follow;
+pub use pgtrail_plan as plan;
 pub use pgtrail_revert as revert;
 
 /// Any error of the pgtrail library.

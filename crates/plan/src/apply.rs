@@ -188,12 +188,10 @@ pub async fn apply_with_options(
             continue;
         }
         let had_capture = catalog.table(&table.schema, &table.name).is_some_and(|t| {
-            t.triggers
-                .iter()
-                .any(|tr| {
-                    pgtrail_capture::TRIGGER_NAMES.contains(&tr.name.as_str())
-                        || tr.name == pgtrail_capture::WAL_TRIGGER_NAME
-                })
+            t.triggers.iter().any(|tr| {
+                pgtrail_capture::TRIGGER_NAMES.contains(&tr.name.as_str())
+                    || tr.name == pgtrail_capture::WAL_TRIGGER_NAME
+            })
         });
         let action = if had_capture {
             TableAction::Repaired
@@ -267,7 +265,10 @@ pub async fn apply_with_options(
 /// Whether the config puts any table in WAL mode (globally or in a section).
 fn config_wants_wal(config: &Config) -> bool {
     config.capture.mode == pgtrail_config::Mode::Wal
-        || config.tables.iter().any(|t| t.mode == Some(pgtrail_config::Mode::Wal))
+        || config
+            .tables
+            .iter()
+            .any(|t| t.mode == Some(pgtrail_config::Mode::Wal))
 }
 
 /// Every argument goes as a text parameter; the statement casts it.

@@ -100,12 +100,10 @@ pub fn resolve(config: &Config, catalog: &Catalog) -> Result<Desired, Vec<Config
 /// Whether the table or any of its partitions carries a pgtrail capture trigger.
 fn has_capture_triggers(table: &Table, catalog: &Catalog) -> bool {
     let is_capture = |t: &Table| {
-        t.triggers
-            .iter()
-            .any(|tr| {
-                pgtrail_capture::TRIGGER_NAMES.contains(&tr.name.as_str())
-                    || tr.name == pgtrail_capture::WAL_TRIGGER_NAME
-            })
+        t.triggers.iter().any(|tr| {
+            pgtrail_capture::TRIGGER_NAMES.contains(&tr.name.as_str())
+                || tr.name == pgtrail_capture::WAL_TRIGGER_NAME
+        })
     };
     is_capture(table)
         || table

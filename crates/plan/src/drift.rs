@@ -425,7 +425,8 @@ fn table_problems(table: &DesiredTable, catalog: &Catalog, installed: &Installed
             .triggers
             .iter()
             .find(|t| {
-                pgtrail_capture::TRIGGER_NAMES.contains(&t.name.as_str()) || t.name == pgtrail_capture::WAL_TRIGGER_NAME
+                pgtrail_capture::TRIGGER_NAMES.contains(&t.name.as_str())
+                    || t.name == pgtrail_capture::WAL_TRIGGER_NAME
             })
             .and_then(|t| t.args.first())
             .and_then(|arg| arg.parse::<i32>().ok());
@@ -462,7 +463,11 @@ fn table_problems(table: &DesiredTable, catalog: &Catalog, installed: &Installed
         } else {
             vec![pgtrail_capture::WAL_TRIGGER_NAME]
         };
-        for trigger in carrier.triggers.iter().filter(|t| other.contains(&t.name.as_str())) {
+        for trigger in carrier
+            .triggers
+            .iter()
+            .filter(|t| other.contains(&t.name.as_str()))
+        {
             out.push(Problem::WrongTrigger {
                 table: key.clone(),
                 on: on.clone(),

@@ -66,7 +66,9 @@ pub fn steps(desired: &Desired) -> Vec<Step> {
 /// `pgtrail apply` runs. Empty when there is nothing to do.
 pub fn repair_steps(desired: &Desired, problems: &[Problem]) -> Vec<Step> {
     let mut out = Vec::new();
-    if problems.iter().any(|p| matches!(p, Problem::WalSlotMissing { .. }))
+    if problems
+        .iter()
+        .any(|p| matches!(p, Problem::WalSlotMissing { .. }))
         || (desired.wants_wal() && problems.iter().any(|p| matches!(p, Problem::NotInstalled)))
     {
         out.push(Step::CreateSlot);
@@ -206,7 +208,7 @@ pub fn render(steps: &[Step]) -> String {
     );
     if steps.iter().any(|s| matches!(s, Step::CreateSlot)) {
         out.push_str(&format!(
-            "\n-- WAL mode: this database's logical replication slot, created before the transaction\n\
+            "\n-- WAL mode: the publication pgtrail and this database's logical replication slot, created before the transaction\n\
              -- (a slot cannot be created in a transaction that has written; needs wal_level = logical).\n\
              {};\n{};\n\n",
             crate::wal::CREATE_PUBLICATION_SQL,

@@ -10,7 +10,8 @@ use crate::drift::TableName;
 
 /// The name of this database's slot, as `pgtrail.wal_slot()` gives it
 /// (slots belong to the whole cluster: the name carries the database's OID).
-pub const SLOT_NAME_SQL: &str = "SELECT 'pgtrail_' || oid::text FROM pg_database WHERE datname = current_database()";
+pub const SLOT_NAME_SQL: &str =
+    "SELECT 'pgtrail_' || oid::text FROM pg_database WHERE datname = current_database()";
 
 /// Creates the publication pgtrail (empty) when it is missing. It must be
 /// committed before the slot is created: pgoutput looks the publication up

@@ -65,7 +65,11 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
                     &format!(
                         "note: WAL mode's slot {} is {}; {} bytes not yet in the trail ({:.0} s), {} bytes of WAL retained",
                         installed.wal.slot_name,
-                        if slot.active { "being read" } else { "not being read" },
+                        if slot.active {
+                            "being read"
+                        } else {
+                            "not being read"
+                        },
                         slot.lag_bytes,
                         slot.lag_seconds,
                         slot.retained_bytes

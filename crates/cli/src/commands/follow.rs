@@ -35,7 +35,10 @@ pub async fn run(global: &Global, once: bool, batch_size: i32) -> Result<ExitCod
             report.transactions,
             report.changes,
             report.slot,
-            report.position.map(|p| format!(" (position {p})")).unwrap_or_default()
+            report
+                .position
+                .map(|p| format!(" (position {p})"))
+                .unwrap_or_default()
         ),
     }
     Ok(ExitCode::SUCCESS)

@@ -113,7 +113,10 @@ fn transaction(rng: &mut StdRng, client: i32, t: i32) -> Vec<String> {
             ),
             2 => format!("UPDATE accounts SET owner = 'o{t}-{s}', updated_at = now() WHERE id = {id}"),
             3 => format!("UPDATE accounts SET updated_at = now() WHERE id = {id}"),
-            4 => format!("UPDATE accounts SET balance = balance + 1.50 WHERE id BETWEEN {base} AND {}", base + 5),
+            4 => format!(
+                "UPDATE accounts SET balance = balance + 1.50 WHERE id BETWEEN {base} AND {}",
+                base + 5
+            ),
             // A TOASTed value (incompressible, over 2 kB), then another column updated.
             5 => format!(
                 "UPDATE accounts SET doc = (SELECT string_agg(md5(i::text || '{t}'), '') FROM generate_series(1, 200) AS i) \
@@ -136,7 +139,10 @@ fn transaction(rng: &mut StdRng, client: i32, t: i32) -> Vec<String> {
                 )
             }
             11 => format!("UPDATE pairs SET note = 'm{t}-{s}' WHERE a = {base}"),
-            12 => format!("INSERT INTO notes VALUES ('note {t}', {})", base + rng.random_range(0..3)),
+            12 => format!(
+                "INSERT INTO notes VALUES ('note {t}', {})",
+                base + rng.random_range(0..3)
+            ),
             13 => format!(
                 "UPDATE notes SET body = body || '!' WHERE n = {}",
                 base + rng.random_range(0..3)
@@ -145,11 +151,16 @@ fn transaction(rng: &mut StdRng, client: i32, t: i32) -> Vec<String> {
                 "INSERT INTO events VALUES ({}, {t}, 'e{s}') ON CONFLICT DO NOTHING",
                 base * 5 + rng.random_range(0..3)
             ),
-            _ => format!("UPDATE events SET v = v || '+' WHERE id = {}", base * 5 + rng.random_range(0..3)),
+            _ => format!(
+                "UPDATE events SET v = v || '+' WHERE id = {}",
+                base * 5 + rng.random_range(0..3)
+            ),
         };
         out.push(statement);
         if client == 0 && s == 0 && t % 7 == 3 {
-            out.push(format!("INSERT INTO scratch VALUES ({t}, 'x') ON CONFLICT DO NOTHING"));
+            out.push(format!(
+                "INSERT INTO scratch VALUES ({t}, 'x') ON CONFLICT DO NOTHING"
+            ));
             out.push("TRUNCATE scratch".into());
         }
         if savepoint {
@@ -160,12 +171,27 @@ fn transaction(rng: &mut StdRng, client: i32, t: i32) -> Vec<String> {
             });
         }
     }
-    out.push(if rng.random_bool(0.15) { "ROLLBACK".into() } else { "COMMIT".into() });
+    out.push(if rng.random_bool(0.15) {
+        "ROLLBACK".into()
+    } else {
+        "COMMIT".into()
+    });
     out
 }
 
 /// One change as compared: everything but ids, transaction numbers and times.
-type Compared = (String, String, String, Option<Value>, Option<Value>, Option<Value>, Option<Value>, Option<Vec<String>>, Vec<Option<String>>, Option<Value>);
+type Compared = (
+    String,
+    String,
+    String,
+    Option<Value>,
+    Option<Value>,
+    Option<Value>,
+    Option<Value>,
+    Option<Vec<String>>,
+    Vec<Option<String>>,
+    Option<Value>,
+);
 
 async fn trail(client: &Client) -> BTreeMap<String, Vec<Compared>> {
     let rows = client
@@ -212,9 +238,12 @@ async fn one_workload_writes_the_same_trail_in_trigger_and_wal_mode() {
         .await
         .expect("secret")
         .get(0);
-    wal.execute("UPDATE pgtrail.secret SET value = $1 WHERE name = 'redaction'", &[&secret])
-        .await
-        .expect("same secret");
+    wal.execute(
+        "UPDATE pgtrail.secret SET value = $1 WHERE name = 'redaction'",
+        &[&secret],
+    )
+    .await
+    .expect("same secret");
     drop(trig);
 
     let seed: u64 = rand::rng().random();
@@ -227,8 +256,12 @@ async fn one_workload_writes_the_same_trail_in_trigger_and_wal_mode() {
             let mut rng = StdRng::seed_from_u64(seed.wrapping_add(c as u64));
             for t in 0..30 {
                 for statement in transaction(&mut rng, c, t) {
-                    a.batch_execute(&statement).await.unwrap_or_else(|e| panic!("{statement}: {e:?}"));
-                    b.batch_execute(&statement).await.unwrap_or_else(|e| panic!("{statement}: {e:?}"));
+                    a.batch_execute(&statement)
+                        .await
+                        .unwrap_or_else(|e| panic!("{statement}: {e:?}"));
+                    b.batch_execute(&statement)
+                        .await
+                        .unwrap_or_else(|e| panic!("{statement}: {e:?}"));
                 }
             }
         }));
@@ -251,7 +284,11 @@ async fn one_workload_writes_the_same_trail_in_trigger_and_wal_mode() {
     assert!(total > 100, "the workload recorded {total} changes");
     assert_eq!(written as usize, total, "the follower reports what it wrote");
     for (request, changes) in &expected {
-        assert_eq!(got.get(request), Some(changes), "transaction {request} (seed {seed})");
+        assert_eq!(
+            got.get(request),
+            Some(changes),
+            "transaction {request} (seed {seed})"
+        );
     }
     assert_eq!(got.len(), expected.len(), "seed {seed}");
     // Every kind of change is in the comparison.
@@ -260,8 +297,18 @@ async fn one_workload_writes_the_same_trail_in_trigger_and_wal_mode() {
         .flatten()
         .map(|c| (c.1.clone(), c.2.clone()))
         .collect();
-    for needed in [("accounts", "UPDATE"), ("accounts", "DELETE"), ("notes", "UPDATE"), ("pairs", "UPDATE"), ("events", "INSERT"), ("scratch", "TRUNCATE")] {
-        assert!(ops.contains(&(needed.0.to_string(), needed.1.to_string())), "{needed:?} in {ops:?}");
+    for needed in [
+        ("accounts", "UPDATE"),
+        ("accounts", "DELETE"),
+        ("notes", "UPDATE"),
+        ("pairs", "UPDATE"),
+        ("events", "INSERT"),
+        ("scratch", "TRUNCATE"),
+    ] {
+        assert!(
+            ops.contains(&(needed.0.to_string(), needed.1.to_string())),
+            "{needed:?} in {ops:?}"
+        );
     }
     assert!(
         expected.values().flatten().any(|c| c.4.is_some()),
@@ -283,9 +330,14 @@ async fn one_workload_writes_the_same_trail_in_trigger_and_wal_mode() {
             .get(0);
         assert_eq!(mismatched, 0, "row_as_of gives every live row");
     }
-    let histories = "SELECT a.id, (SELECT count(*) FROM pgtrail.history('accounts', jsonb_build_object('id', a.id)))
+    let histories =
+        "SELECT a.id, (SELECT count(*) FROM pgtrail.history('accounts', jsonb_build_object('id', a.id)))
                      FROM accounts AS a ORDER BY a.id";
-    let of = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| (r.get::<_, i32>(0), r.get::<_, i64>(1))).collect::<Vec<_>>();
+    let of = |rows: Vec<tokio_postgres::Row>| {
+        rows.iter()
+            .map(|r| (r.get::<_, i32>(0), r.get::<_, i64>(1)))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
         of(wal.query(histories, &[]).await.expect("history")),
         of(trig.query(histories, &[]).await.expect("history"))
@@ -317,14 +369,20 @@ async fn one_workload_writes_the_same_trail_in_trigger_and_wal_mode() {
 async fn switching_a_table_between_modes_under_load_loses_and_repeats_nothing() {
     let cluster = logical_cluster();
     let admin = connect_to(&cluster.url("postgres")).await;
-    admin.batch_execute("CREATE DATABASE switching").await.expect("database");
+    admin
+        .batch_execute("CREATE DATABASE switching")
+        .await
+        .expect("database");
     let mut client = connect_to(&cluster.url("switching")).await;
     client
         .batch_execute("CREATE TABLE t (id integer PRIMARY KEY, n integer)")
         .await
         .expect("schema");
-    let mode = |m: &str| Config::parse(&format!("[capture]\nmode = \"{m}\"\n"), "pgtrail.toml").expect("config");
-    pgtrail::plan::apply(&mut client, &mode("trigger")).await.expect("apply");
+    let mode =
+        |m: &str| Config::parse(&format!("[capture]\nmode = \"{m}\"\n"), "pgtrail.toml").expect("config");
+    pgtrail::plan::apply(&mut client, &mode("trigger"))
+        .await
+        .expect("apply");
 
     const N: i32 = 600;
     let url = cluster.url("switching");
@@ -343,7 +401,9 @@ async fn switching_a_table_between_modes_under_load_loses_and_repeats_nothing() 
     let mut switches = 0;
     while !writer.is_finished() || switches < 4 {
         let next = if switches % 2 == 0 { "wal" } else { "trigger" };
-        pgtrail::plan::apply(&mut client, &mode(next)).await.expect("switch");
+        pgtrail::plan::apply(&mut client, &mode(next))
+            .await
+            .expect("switch");
         follow_once(&mut client).await;
         switches += 1;
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
@@ -361,13 +421,22 @@ async fn switching_a_table_between_modes_under_load_loses_and_repeats_nothing() 
         .await
         .expect("the trail reads");
     let counts: (i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
-    assert_eq!(counts, (i64::from(N), i64::from(N) - 1, 0, 0), "after {switches} switches");
+    assert_eq!(
+        counts,
+        (i64::from(N), i64::from(N) - 1, 0, 0),
+        "after {switches} switches"
+    );
 }
 
 #[tokio::test]
 async fn apply_says_what_to_do_when_the_server_does_not_decode_logically() {
     let mut db = pgtrail_testkit::TestDb::new().await;
-    let level: String = db.client.query_one("SHOW wal_level", &[]).await.expect("wal_level").get(0);
+    let level: String = db
+        .client
+        .query_one("SHOW wal_level", &[])
+        .await
+        .expect("wal_level")
+        .get(0);
     if level == "logical" {
         eprintln!("skipped: the shared test server already runs with wal_level = logical");
         return;
@@ -381,7 +450,10 @@ async fn apply_says_what_to_do_when_the_server_does_not_decode_logically() {
         .await
         .expect_err("WAL mode needs wal_level = logical");
     let message = error.to_string();
-    assert!(message.contains("wal_level = logical") && message.contains("ALTER SYSTEM"), "{message}");
+    assert!(
+        message.contains("wal_level = logical") && message.contains("ALTER SYSTEM"),
+        "{message}"
+    );
     let installed: bool = db
         .client
         .query_one("SELECT to_regclass('pgtrail.change') IS NOT NULL", &[])
@@ -417,8 +489,15 @@ async fn check_reports_a_follower_that_falls_behind_and_a_missing_slot() {
     let (_, _, installed, problems) = pgtrail::plan::inspect(&client, &config).await.expect("inspect");
     assert_eq!(kinds(&problems), vec!["wal_slot_behind"], "{problems:?}");
     let slot = installed.wal.slot.expect("the slot");
-    assert!(!slot.active && slot.lag_bytes > 10000 && slot.retained_bytes >= slot.lag_bytes, "{slot:?}");
-    assert!(problems[0].to_string().contains("start pgtrail follow"), "{}", problems[0]);
+    assert!(
+        !slot.active && slot.lag_bytes > 10000 && slot.retained_bytes >= slot.lag_bytes,
+        "{slot:?}"
+    );
+    assert!(
+        problems[0].to_string().contains("start pgtrail follow"),
+        "{}",
+        problems[0]
+    );
 
     assert_eq!(follow_once(&mut client).await.changes, 500);
     let (_, _, _, problems) = pgtrail::plan::inspect(&client, &config).await.expect("inspect");
