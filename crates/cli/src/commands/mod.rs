@@ -45,9 +45,9 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Apply { baseline } => apply::run(&cli.global, baseline).await,
         Command::Init { force, schemas } => init::run(&cli.global, force, &schemas).await,
-        Command::Plan => plan::run(&cli.global).await,
+        Command::Plan(args) => plan::run(&cli.global, &args).await,
         Command::Check => check::run(&cli.global).await,
-        Command::Sql => sql::run(&cli.global).await,
+        Command::Sql(args) => sql::run(&cli.global, &args).await,
         Command::Uninstall { drop_trail, yes } => uninstall::run(&cli.global, drop_trail, yes).await,
         Command::Follow { once, batch_size } => follow::run(&cli.global, once, batch_size).await,
         Command::Demo { keep } => demo::run(keep).await,
@@ -83,9 +83,9 @@ fn command_name(command: &Command) -> &'static str {
     match command {
         Command::Init { .. } => "init",
         Command::Apply { .. } => "apply",
-        Command::Plan => "plan",
+        Command::Plan(_) => "plan",
         Command::Check => "check",
-        Command::Sql => "sql",
+        Command::Sql(_) => "sql",
         Command::Uninstall { .. } => "uninstall",
         Command::Follow { .. } => "follow",
         Command::Demo { .. } => "demo",
