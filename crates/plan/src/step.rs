@@ -219,7 +219,7 @@ fn wal_prerequisites_check() -> String {
          \x20      OR NOT EXISTS (SELECT FROM pg_catalog.pg_replication_slots AS s JOIN pg_catalog.pg_database AS d\n\
          \x20                     ON s.slot_name = 'pgtrail_' || d.oid::text WHERE d.datname = pg_catalog.current_database()) THEN\n\
          \x20       RAISE EXCEPTION 'pgtrail: WAL mode needs its publication and slot before this migration'\n\
-         \x20           USING HINT = 'Run the two statements at the top of this file once, outside any transaction, '\n\
+         \x20           USING HINT = 'Run the two statements in the comment above once, outside any transaction, '\n\
          \x20                     'or generate the file with --transaction (it creates them before its BEGIN).';\n\
          \x20   END IF;\n\
          END $wal$;\n",
@@ -315,6 +315,24 @@ pub fn render_with(steps: &[Step], transaction: Transaction) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wal_mode_files_create_or_require_the_slot_outside_the_transaction() {
+        let steps = [Step::CreateSlot, Step::Script("SELECT 1;".into())];
+        let own = render_with(&steps, Transaction::Own);
+        let slot = own
+            .find("pg_create_logical_replication_slot")
+            .expect("slot created");
+        assert!(own.find("CREATE PUBLICATION").is_some_and(|p| p < slot));
+        assert!(own.find("BEGIN;").is_some_and(|b| slot < b), "before BEGIN");
+        let caller = render(&steps);
+        assert!(
+            caller.contains("--   SELECT pg_create_logical_replication_slot"),
+            "listed, not run"
+        );
+        assert!(caller.contains("needs its publication and slot before this migration"));
+        assert!(!render(&[Step::Script("SELECT 1;".into())]).contains("replication_slot"));
+    }
 
     #[test]
     fn attach_and_detach_take_the_install_lock() {
