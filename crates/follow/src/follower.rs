@@ -99,7 +99,7 @@ pub async fn run(
         report.position = Some(lsn_text(target));
         let lag: Option<i64> = client
             .query_one(
-                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::bigint",
+                "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::text::pg_lsn)::bigint",
                 &[&lsn_text(target)],
             )
             .await

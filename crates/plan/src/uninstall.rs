@@ -112,7 +112,7 @@ pub async fn uninstall(client: &mut Client, drop_trail: bool) -> Result<Uninstal
     report.dropped_slot = client
         .query_opt(
             &format!(
-                "SELECT s.slot_name::text, pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,
+                "SELECT s.slot_name::text, pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.confirmed_flush_lsn)::bigint,
                         pg_drop_replication_slot(s.slot_name)
                  FROM pg_replication_slots AS s WHERE s.slot_name = ({})",
                 crate::wal::SLOT_NAME_SQL

@@ -336,12 +336,12 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT s.slot_name::text, s.active,
-           pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,
-           pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint,
+           pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.confirmed_flush_lsn)::bigint,
+           pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.restart_lsn)::bigint,
            s.wal_status, f.lsn, f.committed_at,
            -- Seconds since the last transaction the follower wrote committed,
            -- when the slot holds more (else 0).
-           CASE WHEN pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn) > 0 AND f.committed_at IS NOT NULL
+           CASE WHEN pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.confirmed_flush_lsn) > 0 AND f.committed_at IS NOT NULL
                 THEN extract(epoch FROM clock_timestamp() - f.committed_at)::double precision ELSE 0 END
     FROM pg_replication_slots AS s
     LEFT JOIN pgtrail.follow_position AS f ON f.slot = s.slot_name::text
