@@ -313,7 +313,8 @@ async fn write_batch(
         let written: i64 = db
             .query_one(
                 "SELECT pgtrail._follow_write($1, $2::text::pg_lsn, $3,
-                        '2000-01-01 00:00:00+00'::timestamptz + ($4::bigint::text || ' microseconds')::interval,
+                        '2000-01-01 00:00:00+00'::timestamptz + ($4::bigint / 1000000) * interval '1 second'
+                            + ($4::bigint % 1000000) * interval '1 microsecond',
                         $5::text::jsonb, $6::text::jsonb)",
                 &[
                     &slot.name,
@@ -325,7 +326,9 @@ async fn write_batch(
                 ],
             )
             .await
-            .map_err(FollowError::database("writing a decoded transaction to the trail"))?
+            .map_err(FollowError::database(
+                "writing a decoded transaction to the trail",
+            ))?
             .get(0);
         if written > 0 {
             written_tx += 1;
