@@ -279,6 +279,12 @@ async fn write_batch(
     let mut written_tx = 0;
     let mut written_changes = 0;
     for tx in transactions {
+        // PostgreSQL 14 sends transactions that touched no published table
+        // (the follower's own among them) as empty ones: nothing to write,
+        // and writing the position for them would never end.
+        if tx.changes.is_empty() {
+            continue;
+        }
         let mut changes = Vec::with_capacity(tx.changes.len());
         for change in &tx.changes {
             let Some((table_id, json)) = json_of.get_mut(&change.relation) else {
