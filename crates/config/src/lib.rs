@@ -30,6 +30,11 @@
 //! [install]                         # what an install without full rights may lack (default false)
 //! accept_installer_can_edit_trail = false   # no owner role: the installer owns the trail
 //! accept_unseen_capture_gaps = false        # no DDL watch (event triggers need a superuser)
+//!
+//! [report]                          # for `pgtrail report --kind privileged|schema|subject`
+//! application_roles = ["app"]       # roles the application connects as
+//! migration_roles = ["migrator"]    # roles migrations run as
+//! subject_columns = ["user_id"]     # columns naming a data subject in any table
 //! ```
 //!
 //! Every section and key is optional; an empty file gives
@@ -68,7 +73,7 @@ pub use error::{ConfigError, ErrorKind, Location};
 pub use matching::{ColumnRules, Pattern, PatternError, Selection};
 pub use model::{
     Capture, Config, Context, DEFAULT_FILE_NAME, DEFAULT_TRUNCATE_ROW_LIMIT, DEFAULT_WAL_MAX_LAG_BYTES,
-    Images, Install, Mode, TableRule, Truncate,
+    Images, Install, Mode, Report, TableRule, Truncate,
 };
 pub use name::{NameError, QualifiedName};
 pub use suggest::suggest;

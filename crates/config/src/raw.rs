@@ -55,10 +55,25 @@ pub(crate) struct RawConfig {
     pub(crate) tables: BTreeMap<Spanned<String>, Table<RawTable>>,
     #[serde(default)]
     pub(crate) install: Table<RawInstall>,
+    #[serde(default)]
+    pub(crate) report: Table<RawReport>,
 }
 
 impl RawConfig {
-    pub(crate) const KEYS: &[&str] = &["capture", "context", "tables", "install"];
+    pub(crate) const KEYS: &[&str] = &["capture", "context", "tables", "install", "report"];
+}
+
+/// `[report]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReport {
+    pub(crate) application_roles: Option<List>,
+    pub(crate) migration_roles: Option<List>,
+    pub(crate) subject_columns: Option<List>,
+}
+
+impl RawReport {
+    pub(crate) const KEYS: &[&str] = &["application_roles", "migration_roles", "subject_columns"];
 }
 
 /// `[install]`.

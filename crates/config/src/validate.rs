@@ -6,7 +6,7 @@ use serde_spanned::Spanned;
 
 use crate::error::{ConfigError, ErrorKind, Location, Source};
 use crate::matching::Pattern;
-use crate::model::{Capture, Config, Context, Images, Install, Mode, TableRule, Truncate};
+use crate::model::{Capture, Config, Context, Images, Install, Mode, Report, TableRule, Truncate};
 use crate::name::QualifiedName;
 use crate::raw::{List, RawCapture, RawConfig, RawContext, RawTable, Table};
 use crate::setting::check_setting;
@@ -34,11 +34,29 @@ pub(crate) fn build(src: Source<'_>, raw: RawConfig) -> Result<Config, ConfigErr
         accept_installer_can_edit_trail: raw.install.0.accept_installer_can_edit_trail.unwrap_or(false),
         accept_unseen_capture_gaps: raw.install.0.accept_unseen_capture_gaps.unwrap_or(false),
     };
+    let report = Report {
+        application_roles: strings(
+            src,
+            raw.report.0.application_roles.as_ref(),
+            "`application_roles` in [report]",
+        )?,
+        migration_roles: strings(
+            src,
+            raw.report.0.migration_roles.as_ref(),
+            "`migration_roles` in [report]",
+        )?,
+        subject_columns: strings(
+            src,
+            raw.report.0.subject_columns.as_ref(),
+            "`subject_columns` in [report]",
+        )?,
+    };
     Ok(Config {
         capture,
         context,
         tables,
         install,
+        report,
         origin: src.origin.to_string(),
     })
 }
