@@ -472,7 +472,7 @@ async fn check_reports_a_follower_that_falls_behind_and_a_missing_slot() {
         .await
         .expect("schema");
     let config = Config::parse(
-        "[capture]\nmode = \"wal\"\nwal_max_lag_bytes = 10000\n",
+        "[capture]\nmode = \"wal\"\nwal_max_lag_bytes = 200000\n",
         "pgtrail.toml",
     )
     .expect("config");
@@ -483,14 +483,14 @@ async fn check_reports_a_follower_that_falls_behind_and_a_missing_slot() {
     assert_eq!(kinds(&problems), Vec::<&str>::new());
 
     client
-        .batch_execute("INSERT INTO t SELECT i, repeat('x', 100) FROM generate_series(1, 500) AS i")
+        .batch_execute("INSERT INTO t SELECT i, repeat('x', 100) FROM generate_series(1, 5000) AS i")
         .await
         .expect("writes");
     let (_, _, installed, problems) = pgtrail::plan::inspect(&client, &config).await.expect("inspect");
     assert_eq!(kinds(&problems), vec!["wal_slot_behind"], "{problems:?}");
     let slot = installed.wal.slot.expect("the slot");
     assert!(
-        !slot.active && slot.lag_bytes > 10000 && slot.retained_bytes >= slot.lag_bytes,
+        !slot.active && slot.lag_bytes > 200000 && slot.retained_bytes >= slot.lag_bytes,
         "{slot:?}"
     );
     assert!(
@@ -499,7 +499,7 @@ async fn check_reports_a_follower_that_falls_behind_and_a_missing_slot() {
         problems[0]
     );
 
-    assert_eq!(follow_once(&mut client).await.changes, 500);
+    assert_eq!(follow_once(&mut client).await.changes, 5000);
     let (_, _, _, problems) = pgtrail::plan::inspect(&client, &config).await.expect("inspect");
     assert_eq!(kinds(&problems), Vec::<&str>::new());
 
