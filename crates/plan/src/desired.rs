@@ -37,6 +37,8 @@ pub struct Desired {
     /// auto_attach is off.
     pub auto_attach: serde_json::Value,
     pub require_actor: bool,
+    /// `[context] outside_transaction`: warn, refuse or ignore.
+    pub outside_transaction: String,
     /// `[capture] wal_max_lag_bytes`: the slot lag `check` reports.
     pub wal_max_lag_bytes: i64,
 }
@@ -93,6 +95,7 @@ pub fn resolve(config: &Config, catalog: &Catalog) -> Result<Desired, Vec<Config
         context_sources: context_sources(config),
         auto_attach: auto_attach(config),
         require_actor: config.context.require_actor,
+        outside_transaction: config.context.outside_transaction.as_str().to_string(),
         wal_max_lag_bytes: config.capture.wal_max_lag_bytes,
     })
 }

@@ -42,7 +42,8 @@ pub enum Step {
 
 const ATTACH: &str = "SELECT pgtrail.attach($1::text::regclass, $2::text::text[], $3::text, $4::text, $5::text::text[], $6::text::text[], $7::text, $8::bigint, $9::text)";
 const DETACH: &str = "SELECT pgtrail.detach($1::text::regclass)";
-const CONFIGURE: &str = "SELECT pgtrail.configure_context($1::text::jsonb, $2::boolean)";
+const CONFIGURE: &str =
+    "SELECT pgtrail.configure_context($1::text::jsonb, $2::boolean), pgtrail.configure_set_context($3::text)";
 const AUTO_ATTACH: &str = "SELECT pgtrail.configure_auto_attach($1::text::jsonb)";
 
 /// Every step of a full install matching `desired`: what `pgtrail sql`
@@ -120,6 +121,7 @@ fn configure(desired: &Desired) -> Step {
         args: vec![
             Arg::Json(desired.context_sources.clone()),
             Arg::Bool(desired.require_actor),
+            Arg::Text(desired.outside_transaction.clone()),
         ],
         summary: "configure context settings".to_string(),
     }
