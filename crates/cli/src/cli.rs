@@ -180,6 +180,23 @@ pub enum Command {
         #[command(flatten)]
         file: MigrationFileArgs,
     },
+    /// WAL mode's reader: write the slot's changes to the trail, exactly once.
+    #[command(
+        after_help = "Example:\n  pgtrail follow            # until SIGTERM or Ctrl-C, logging progress and lag\n  \
+        pgtrail follow --once     # drain what the slot holds, then exit (cron, tests)\n\n\
+        Needs [capture] mode = \"wal\" (or a table with mode = \"wal\") and `pgtrail apply`, which creates\n\
+        the publication and the logical replication slot. The role needs REPLICATION (or superuser)\n\
+        and must be able to write the trail (the installer). One follower runs at a time.\n\
+        Exit codes: 0 stopped cleanly or drained, 1 another follower is running (--once), 2 error."
+    )]
+    Follow {
+        /// Drain the slot, then exit.
+        #[arg(long)]
+        once: bool,
+        /// Changes read from the slot at a time (whole transactions).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(i32).range(1..))]
+        batch_size: i32,
+    },
     /// Remove the capture triggers from every table; the trail stays unless --drop-trail.
     #[command(
         after_help = "Example:\n  pgtrail uninstall\n  pgtrail uninstall --drop-trail --yes   # also delete the whole trail\n\n\

@@ -387,7 +387,16 @@ async fn tables_added_later_ship_as_the_file_plan_prints() {
 #[test]
 fn every_command_has_help_with_an_example() {
     let dir = std::env::temp_dir();
-    for command in ["init", "apply", "plan", "check", "sql", "uninstall", "demo"] {
+    for command in [
+        "init",
+        "apply",
+        "plan",
+        "check",
+        "sql",
+        "follow",
+        "uninstall",
+        "demo",
+    ] {
         let output = pgtrail(&[command, "--help"], &dir);
         assert_eq!(output.status.code(), Some(0));
         assert!(
@@ -2484,6 +2493,125 @@ async fn revert_shows_the_plan_applies_only_with_yes_and_refuses_conflicts_with_
         .await,
         1
     );
+}
+
+/// WAL mode's follower as cron and systemd run it (issue 15): killed with
+/// SIGKILL at random points while the application writes, started twice
+/// at once, stopped with SIGTERM: every change reaches the trail once, in
+/// commit order.
+#[tokio::test]
+async fn a_follower_killed_at_random_points_loses_and_repeats_nothing() {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use pgtrail_testkit::{Cluster, ClusterOptions, connect_to};
+
+    let cluster = Cluster::start(ClusterOptions {
+        fast: true,
+        settings: vec![("wal_level".into(), "logical".into())],
+        ..ClusterOptions::default()
+    })
+    .expect("a throwaway cluster with wal_level = logical starts");
+    let url = cluster.url("postgres");
+    let client = connect_to(&url).await;
+    client
+        .batch_execute("CREATE TABLE t (id integer PRIMARY KEY, n integer)")
+        .await
+        .expect("schema");
+    let dir = tempfile::tempdir().expect("a project directory");
+    std::fs::write(dir.path().join("pgtrail.toml"), "[capture]\nmode = \"wal\"\n").expect("config");
+    let output = pgtrail(&["apply", "--database-url", &url], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+
+    const N: i32 = 1000;
+    let writer_url = url.clone();
+    let writer = tokio::spawn(async move {
+        let client = connect_to(&writer_url).await;
+        for i in 1..=N {
+            client
+                .batch_execute(&format!(
+                    "BEGIN; SELECT pgtrail.set_context(actor_id => '{i}');
+                     INSERT INTO t VALUES ({i}, 0); UPDATE t SET n = n + 1 WHERE id = {i} - 1; COMMIT;"
+                ))
+                .await
+                .expect("a write");
+        }
+    });
+
+    let mut seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(7)
+        | 1;
+    eprintln!("kill seed {seed}");
+    let mut random = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pgtrail"))
+            .args(args)
+            .args(["--database-url", &url])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pgtrail follow starts")
+    };
+    let mut kills = 0;
+    while !writer.is_finished() || kills < 5 {
+        let mut follower = spawn(&["follow", "--batch-size", "7"]);
+        // Now and then a second follower at the same time: it waits for the
+        // first one's lock, and writes nothing twice.
+        let mut second = (random(3) == 0).then(|| spawn(&["follow", "--batch-size", "5"]));
+        tokio::time::sleep(Duration::from_millis(50 + random(400))).await;
+        follower.kill().expect("SIGKILL");
+        follower.wait().expect("reaped");
+        if let Some(second) = second.as_mut() {
+            tokio::time::sleep(Duration::from_millis(random(300))).await;
+            second.kill().expect("SIGKILL");
+            second.wait().expect("reaped");
+        }
+        kills += 1;
+    }
+    writer.await.expect("the writer finished");
+
+    // A follower stopped by SIGTERM finishes its batch and exits cleanly.
+    let follower = spawn(&["follow"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(follower.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = follower.wait_with_output().expect("exits").status;
+    assert_eq!(status.code(), Some(0), "SIGTERM ends the follower cleanly");
+    let output = pgtrail(&["follow", "--once", "--database-url", &url], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE op = 'INSERT'), count(*) FILTER (WHERE op = 'UPDATE'),
+                    count(*) - count(DISTINCT (op, pk)),
+                    count(*) FILTER (WHERE NOT ordered)
+             FROM (SELECT op, pk, coalesce(actor_id::int <= lead(actor_id::int) OVER (ORDER BY id), true) AS ordered
+                   FROM pgtrail.changes) AS c",
+            &[],
+        )
+        .await
+        .expect("the trail reads");
+    let (inserts, updates, repeated, disordered): (i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(
+        (inserts, updates),
+        (i64::from(N), i64::from(N) - 1),
+        "after {kills} kills"
+    );
+    assert_eq!(repeated, 0, "no change written twice");
+    assert_eq!(disordered, 0, "changes in commit order");
+    let output = pgtrail(&["check", "--database-url", &url], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
 }
 
 #[tokio::test]

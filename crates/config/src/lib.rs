@@ -11,6 +11,8 @@
 //! auto_attach = false               # default false
 //! truncate = "event"                # "event" or "capture"; default "event"
 //! truncate_row_limit = 100000       # with "capture": the most rows recorded; default 100000
+//! mode = "trigger"                  # "trigger" or "wal" (logical decoding, `pgtrail follow`)
+//! wal_max_lag_bytes = 1073741824    # `pgtrail check` reports a slot further behind
 //!
 //! [context]                         # custom settings the app already sets
 //! actor_id = ["app.user_id"]
@@ -24,6 +26,7 @@
 //! key = ["std_no"]
 //! images = "full"
 //! truncate = "capture"              # per-table overrides of [capture]
+//! mode = "wal"
 //!
 //! [install]                         # what an install without full rights may lack (default false)
 //! accept_installer_can_edit_trail = false   # no owner role: the installer owns the trail
@@ -70,8 +73,8 @@ use std::path::Path;
 pub use error::{ConfigError, ErrorKind, Location};
 pub use matching::{ColumnRules, Pattern, PatternError, Selection};
 pub use model::{
-    Capture, Config, Context, DEFAULT_FILE_NAME, DEFAULT_TRUNCATE_ROW_LIMIT, Images, Install,
-    OutsideTransaction, Report, TableRule, Truncate,
+    Capture, Config, Context, DEFAULT_FILE_NAME, DEFAULT_TRUNCATE_ROW_LIMIT, DEFAULT_WAL_MAX_LAG_BYTES,
+    Images, Install, Mode, OutsideTransaction, Report, TableRule, Truncate,
 };
 pub use name::{NameError, QualifiedName};
 pub use suggest::suggest;

@@ -101,6 +101,8 @@ pub(crate) struct RawCapture {
     pub(crate) auto_attach: Option<bool>,
     pub(crate) truncate: Option<Spanned<String>>,
     pub(crate) truncate_row_limit: Option<Spanned<i64>>,
+    pub(crate) mode: Option<Spanned<String>>,
+    pub(crate) wal_max_lag_bytes: Option<Spanned<i64>>,
 }
 
 impl RawCapture {
@@ -114,6 +116,8 @@ impl RawCapture {
         "auto_attach",
         "truncate",
         "truncate_row_limit",
+        "mode",
+        "wal_max_lag_bytes",
     ];
 }
 
@@ -164,6 +168,7 @@ pub(crate) struct RawTable {
     pub(crate) redact_columns: Option<List>,
     pub(crate) truncate: Option<Spanned<String>>,
     pub(crate) truncate_row_limit: Option<Spanned<i64>>,
+    pub(crate) mode: Option<Spanned<String>>,
 }
 
 impl RawTable {
@@ -174,6 +179,7 @@ impl RawTable {
         "redact_columns",
         "truncate",
         "truncate_row_limit",
+        "mode",
     ];
 }
 

@@ -52,6 +52,12 @@ GRANT EXECUTE ON FUNCTION pgtrail.set_context(text, text, text, text, text) TO P
 GRANT EXECUTE ON FUNCTION pgtrail.set_context(numeric, text, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.set_context(uuid, text, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.trigger_names() TO PUBLIC;
+-- The DDL watch reads these as whoever runs the DDL (like trigger_names):
+-- they name pgtrail's triggers and tell whether a WAL-mode table is published.
+GRANT EXECUTE ON FUNCTION pgtrail._id_trigger_names() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgtrail.wal_publication() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgtrail._wal_published(regclass) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgtrail._wal_capture_state(integer) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.role_name(text) TO PUBLIC;
 
 -- The reader role: for people who may read the trail (auditors, support,

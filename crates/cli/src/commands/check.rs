@@ -40,6 +40,14 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
             "problems": problems.iter().map(to_json).collect::<Vec<_>>(),
             "capture_gaps": gaps,
             "ddl_watch": watching,
+            "wal": installed.wal.slot.as_ref().map(|s| serde_json::json!({
+                "slot": installed.wal.slot_name,
+                "active": s.active,
+                "lag_bytes": s.lag_bytes,
+                "lag_seconds": s.lag_seconds,
+                "retained_bytes": s.retained_bytes,
+                "wal_status": s.wal_status,
+            })),
             "unprotected": super::unprotected::to_json(&shortfalls, &config.install),
         }))?,
         Format::Table => {
@@ -50,6 +58,23 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
             // before "ok:" must still read as a warning.
             for gap in &gaps {
                 output::say(output::WARN, &format!("warning: {gap}"));
+            }
+            if let Some(slot) = &installed.wal.slot {
+                output::say(
+                    output::DIM,
+                    &format!(
+                        "note: WAL mode's slot {} is {}; {} bytes not yet in the trail ({:.0} s), {} bytes of WAL retained",
+                        installed.wal.slot_name,
+                        if slot.active {
+                            "being read"
+                        } else {
+                            "not being read"
+                        },
+                        slot.lag_bytes,
+                        slot.lag_seconds,
+                        slot.retained_bytes
+                    ),
+                );
             }
             // Accepted in the config, or no reader role: said, not counted.
             for shortfall in &shortfalls {

@@ -7,6 +7,7 @@ mod check;
 mod compliance;
 mod demo;
 mod erase;
+mod follow;
 mod history;
 mod init;
 mod keygen;
@@ -63,6 +64,7 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
         Command::Check(_) => check::run(&cli.global).await,
         Command::Sql { file, .. } => sql::run(&cli.global, &file).await,
         Command::Uninstall { drop_trail, yes } => uninstall::run(&cli.global, drop_trail, yes).await,
+        Command::Follow { once, batch_size } => follow::run(&cli.global, once, batch_size).await,
         Command::Demo { keep } => demo::run(keep).await,
         Command::Log(args) => log::run(&cli.global, &args).await,
         Command::History { table, key } => history::run(&cli.global, &table, &key).await,
@@ -101,6 +103,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Check(_) => "check",
         Command::Sql { .. } => "sql",
         Command::Uninstall { .. } => "uninstall",
+        Command::Follow { .. } => "follow",
         Command::Demo { .. } => "demo",
         Command::Log(_) => "log",
         Command::History { .. } => "history",

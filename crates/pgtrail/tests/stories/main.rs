@@ -30,3 +30,4 @@ mod tls;
 mod truncate;
 mod upgrade;
 mod values;
+mod wal;
