@@ -27,6 +27,12 @@
 //! [install]                         # what an install without full rights may lack (default false)
 //! accept_installer_can_edit_trail = false   # no owner role: the installer owns the trail
 //! accept_unseen_capture_gaps = false        # no DDL watch (event triggers need a superuser)
+//!
+//! [retention]                       # the trail partitioned by time, archived, then dropped
+//! partition = "month"               # day, week or month
+//! premake = 3                       # partitions made ahead
+//! keep = "400 days"                 # older partitions are archived, verified, then dropped
+//! archive_dir = "/var/lib/pgtrail/archive"
 //! ```
 //!
 //! Every section and key is optional; an empty file gives
@@ -54,6 +60,7 @@ pub mod matching;
 mod model;
 pub mod name;
 mod raw;
+pub mod retention;
 mod setting;
 mod suggest;
 mod validate;
@@ -68,6 +75,7 @@ pub use model::{
     Truncate,
 };
 pub use name::{NameError, QualifiedName};
+pub use retention::{Grain, Keep, KeepUnit, Retention};
 pub use suggest::suggest;
 
 use error::Source;

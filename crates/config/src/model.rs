@@ -21,6 +21,8 @@ pub struct Config {
     pub tables: Vec<TableRule>,
     /// The `[install]` section: what an install without full rights may lack.
     pub install: Install,
+    /// The `[retention]` section: partitions, archive, drop.
+    pub retention: crate::retention::Retention,
     /// The file name used in messages.
     pub(crate) origin: String,
 }
@@ -33,6 +35,7 @@ impl Default for Config {
             context: Context::default(),
             tables: Vec::new(),
             install: Install::default(),
+            retention: crate::retention::Retention::default(),
             origin: DEFAULT_FILE_NAME.to_string(),
         }
     }

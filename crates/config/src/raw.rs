@@ -55,10 +55,26 @@ pub(crate) struct RawConfig {
     pub(crate) tables: BTreeMap<Spanned<String>, Table<RawTable>>,
     #[serde(default)]
     pub(crate) install: Table<RawInstall>,
+    #[serde(default)]
+    pub(crate) retention: Table<RawRetention>,
 }
 
 impl RawConfig {
-    pub(crate) const KEYS: &[&str] = &["capture", "context", "tables", "install"];
+    pub(crate) const KEYS: &[&str] = &["capture", "context", "tables", "install", "retention"];
+}
+
+/// `[retention]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetention {
+    pub(crate) partition: Option<Spanned<String>>,
+    pub(crate) premake: Option<Spanned<i64>>,
+    pub(crate) keep: Option<Spanned<String>>,
+    pub(crate) archive_dir: Option<Spanned<String>>,
+}
+
+impl RawRetention {
+    pub(crate) const KEYS: &[&str] = &["partition", "premake", "keep", "archive_dir"];
 }
 
 /// `[install]`.
@@ -200,5 +216,6 @@ mod tests {
         check::<RawContext>(RawContext::KEYS, "[]");
         check::<RawTable>(RawTable::KEYS, "[]");
         check::<RawInstall>(RawInstall::KEYS, "[]");
+        check::<RawRetention>(RawRetention::KEYS, "[]");
     }
 }

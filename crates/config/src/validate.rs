@@ -34,11 +34,13 @@ pub(crate) fn build(src: Source<'_>, raw: RawConfig) -> Result<Config, ConfigErr
         accept_installer_can_edit_trail: raw.install.0.accept_installer_can_edit_trail.unwrap_or(false),
         accept_unseen_capture_gaps: raw.install.0.accept_unseen_capture_gaps.unwrap_or(false),
     };
+    let retention = crate::retention::retention(src, raw.retention.0)?;
     Ok(Config {
         capture,
         context,
         tables,
         install,
+        retention,
         origin: src.origin.to_string(),
     })
 }
