@@ -189,9 +189,11 @@ BEGIN
         FROM pg_class AS c
         WHERE c.relnamespace = 'pgtrail'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'S')
           AND c.relowner <> v_oid
-          -- identity sequences follow their table
+          -- identity sequences follow their table (a partitioned table
+          -- depends internally on itself, through its partition key)
           AND NOT EXISTS (SELECT FROM pg_depend AS d
-                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'i')
+                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'i'
+                            AND d.refobjid <> c.oid)
     LOOP
         EXECUTE format('ALTER %s %s OWNER TO %I', v_object.kind, v_object.rel, v_owner);
     END LOOP;
