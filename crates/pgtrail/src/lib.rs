@@ -12,6 +12,7 @@
 //! | [`connect`] | here | finds the database from flags, `DATABASE_URL` or libpq variables |
 //! | [`integrity`] | here, on `pgtrail-integrity` | seal, verify and erase: a trail you can prove |
 //! | [`revert`] | `pgtrail-revert` | undo recorded changes: plan, conflicts, apply |
+//! | [`archive`] | `pgtrail-archive` | retention: time partitions, Parquet archives, legal holds, maintain |
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), pgtrail::Error> {
@@ -27,6 +28,7 @@ pub mod init;
 pub mod integrity;
 pub mod query;
 
+pub use pgtrail_archive as archive;
 pub use pgtrail_capture as capture;
 pub use pgtrail_catalog as catalog;
 pub use pgtrail_config as config;

@@ -7,11 +7,13 @@ mod check;
 mod demo;
 mod erase;
 mod history;
+mod hold;
 mod init;
 mod keygen;
 mod log;
 mod plan;
 mod reconcile;
+mod retention;
 mod report;
 mod revert;
 mod seal;
@@ -65,7 +67,25 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
         Command::Verify {
             public_key,
             checkpoint,
-        } => verify::run(&cli.global, public_key.as_deref(), checkpoint.as_deref()).await,
+            archive,
+        } => {
+            verify::run(
+                &cli.global,
+                public_key.as_deref(),
+                checkpoint.as_deref(),
+                archive.as_deref(),
+            )
+            .await
+        }
+        Command::Archive { dir, key, dry_run } => {
+            retention::archive(&cli.global, dir.as_deref(), key.as_deref(), dry_run).await
+        }
+        Command::Maintain {
+            key,
+            archive_dir,
+            dry_run,
+        } => retention::maintain(&cli.global, key.as_deref(), archive_dir.as_deref(), dry_run).await,
+        Command::Hold { action } => hold::run(&cli.global, &action).await,
         Command::Reconcile { table } => reconcile::run(&cli.global, table.as_deref()).await,
         Command::Erase {
             table,
@@ -95,6 +115,9 @@ fn command_name(command: &Command) -> &'static str {
         Command::Keygen { .. } => "keygen",
         Command::Seal { .. } => "seal",
         Command::Verify { .. } => "verify",
+        Command::Archive { .. } => "archive",
+        Command::Maintain { .. } => "maintain",
+        Command::Hold { .. } => "hold",
         Command::Erase { .. } => "erase",
         Command::Reconcile { .. } => "reconcile",
         Command::Revert(_) => "revert",
