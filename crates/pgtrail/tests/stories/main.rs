@@ -18,6 +18,7 @@ mod lineage;
 mod queries;
 mod reconcile;
 mod restore;
+mod retention;
 mod revert;
 mod revert_oracle;
 mod rollout;
