@@ -45,8 +45,14 @@ pub enum Outcome {
         /// How long the trail was locked to detach and drop the partition.
         lock_ms: f64,
     },
-    WouldArchive { partition: String, rows: i64 },
-    Skipped { partition: String, reason: String },
+    WouldArchive {
+        partition: String,
+        rows: i64,
+    },
+    Skipped {
+        partition: String,
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -62,7 +68,10 @@ impl Outcome {
 /// The partitions entirely older than `keep` (not the default).
 pub async fn due(client: &Client, keep: &Keep) -> Result<Vec<Partition>, ArchiveError> {
     let cutoff: DateTime<Utc> = client
-        .query_one("SELECT clock_timestamp() - $1::text::interval", &[&keep.interval()])
+        .query_one(
+            "SELECT clock_timestamp() - $1::text::interval",
+            &[&keep.interval()],
+        )
         .await
         .map_err(ArchiveError::database("computing the retention cutoff"))?
         .get(0);
@@ -103,9 +112,11 @@ async fn last_seal(client: &Client) -> Result<Option<LastSeal>, ArchiveError> {
 async fn unsealed(client: &Client, partition: &str, seal: Option<&LastSeal>) -> Result<i64, ArchiveError> {
     let table = pgtrail_capture::quote::ident(partition);
     let row = match seal {
-        None => client
-            .query_one(&format!("SELECT count(*) FROM pgtrail.{table}"), &[])
-            .await,
+        None => {
+            client
+                .query_one(&format!("SELECT count(*) FROM pgtrail.{table}"), &[])
+                .await
+        }
         Some(seal) => {
             client
                 .query_one(
@@ -120,7 +131,9 @@ async fn unsealed(client: &Client, partition: &str, seal: Option<&LastSeal>) -> 
         }
     };
     Ok(row
-        .map_err(ArchiveError::database("counting the partition's unsealed changes"))?
+        .map_err(ArchiveError::database(
+            "counting the partition's unsealed changes",
+        ))?
         .get(0))
 }
 
@@ -160,7 +173,10 @@ async fn one(
     };
     let held = holds::matching(client, &name, partition.from_at, partition.until_at).await?;
     if !held.is_empty() {
-        let list: Vec<String> = held.iter().map(|(id, reason)| format!("hold {id} ({reason})")).collect();
+        let list: Vec<String> = held
+            .iter()
+            .map(|(id, reason)| format!("hold {id} ({reason})"))
+            .collect();
         return Ok(skipped(format!("under legal hold: {}", list.join(", "))));
     }
     let table = pgtrail_capture::quote::ident(&name);
@@ -193,7 +209,10 @@ async fn one(
         }
     }
     if options.dry_run {
-        return Ok(Outcome::WouldArchive { partition: name, rows });
+        return Ok(Outcome::WouldArchive {
+            partition: name,
+            rows,
+        });
     }
     let Some(seal) = seal else {
         return Ok(skipped("the trail has never been sealed".to_string()));
@@ -398,7 +417,11 @@ fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), ArchiveError> {
 
 /// Detaches and drops the partition and records its archive, in one
 /// transaction; returns how long the trail's lock was held (ms).
-async fn detach_and_drop(client: &mut Client, manifest: &Manifest, partition: &Partition) -> Result<f64, ArchiveError> {
+async fn detach_and_drop(
+    client: &mut Client,
+    manifest: &Manifest,
+    partition: &Partition,
+) -> Result<f64, ArchiveError> {
     let table = pgtrail_capture::quote::ident(&manifest.partition);
     let tx = client
         .transaction()
@@ -408,9 +431,11 @@ async fn detach_and_drop(client: &mut Client, manifest: &Manifest, partition: &P
         .await
         .map_err(ArchiveError::database("setting the lock timeout"))?;
     let locked = Instant::now();
-    tx.batch_execute(&format!("ALTER TABLE pgtrail.change DETACH PARTITION pgtrail.{table}"))
-        .await
-        .map_err(ArchiveError::database("detaching the partition"))?;
+    tx.batch_execute(&format!(
+        "ALTER TABLE pgtrail.change DETACH PARTITION pgtrail.{table}"
+    ))
+    .await
+    .map_err(ArchiveError::database("detaching the partition"))?;
     let row = tx
         .query_one(&format!("SELECT count(*), max(id) FROM pgtrail.{table}"), &[])
         .await

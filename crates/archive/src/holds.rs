@@ -39,7 +39,9 @@ pub struct Hold {
 /// Records a hold; returns its id.
 pub async fn add(client: &impl GenericClient, hold: &NewHold) -> Result<i64, ArchiveError> {
     if hold.reason.trim().is_empty() {
-        return Err(ArchiveError::Usage("a hold needs a reason (--reason TEXT)".to_string()));
+        return Err(ArchiveError::Usage(
+            "a hold needs a reason (--reason TEXT)".to_string(),
+        ));
     }
     if let (Some(from), Some(until)) = (hold.from_at, hold.until_at)
         && from >= until
@@ -59,7 +61,14 @@ pub async fn add(client: &impl GenericClient, hold: &NewHold) -> Result<i64, Arc
         .query_one(
             "INSERT INTO pgtrail.hold (table_schema, table_name, pk, from_at, until_at, reason)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            &[&schema, &table, &hold.pk, &hold.from_at, &hold.until_at, &hold.reason],
+            &[
+                &schema,
+                &table,
+                &hold.pk,
+                &hold.from_at,
+                &hold.until_at,
+                &hold.reason,
+            ],
         )
         .await
         .map_err(ArchiveError::database("recording the hold"))?;
@@ -98,7 +107,9 @@ pub async fn list(client: &impl GenericClient, all: bool) -> Result<Vec<Hold>, A
 /// Releases a hold (it stays recorded, with who released it and why).
 pub async fn release(client: &impl GenericClient, id: i64, reason: &str) -> Result<(), ArchiveError> {
     if reason.trim().is_empty() {
-        return Err(ArchiveError::Usage("releasing a hold needs a reason (--reason TEXT)".to_string()));
+        return Err(ArchiveError::Usage(
+            "releasing a hold needs a reason (--reason TEXT)".to_string(),
+        ));
     }
     let n = client
         .execute(

@@ -49,7 +49,16 @@ pub async fn maintain(
         report.busy = true;
         return Ok(report);
     }
-    let result = steps(client, retention, archive_dir, sealer, dry_run, progress, &mut report).await;
+    let result = steps(
+        client,
+        retention,
+        archive_dir,
+        sealer,
+        dry_run,
+        progress,
+        &mut report,
+    )
+    .await;
     let unlocked = client
         .query_one("SELECT pg_advisory_unlock($1)", &[&MAINTAIN_LOCK])
         .await

@@ -106,11 +106,14 @@ fn bytes(value: &Option<String>) -> Option<ByteArray> {
     value.as_deref().map(|s| ByteArray::from(s.as_bytes().to_vec()))
 }
 
-fn write_group(group: &mut SerializedRowGroupWriter<'_, File>, rows: &[ArchivedChange]) -> parquet::errors::Result<()> {
+fn write_group(
+    group: &mut SerializedRowGroupWriter<'_, File>,
+    rows: &[ArchivedChange],
+) -> parquet::errors::Result<()> {
     let mut index = 0;
     while let Some(mut column) = group.next_column()? {
         match index {
-            0 | 1 | 2 => {
+            0..=2 => {
                 let values: Vec<i64> = rows
                     .iter()
                     .map(|r| match index {
@@ -121,7 +124,7 @@ fn write_group(group: &mut SerializedRowGroupWriter<'_, File>, rows: &[ArchivedC
                     .collect();
                 column.typed::<Int64Type>().write_batch(&values, None, None)?;
             }
-            3 | 4 | 5 => {
+            3..=5 => {
                 let values: Vec<ByteArray> = rows
                     .iter()
                     .map(|r| {
@@ -168,11 +171,19 @@ fn write_group(group: &mut SerializedRowGroupWriter<'_, File>, rows: &[ArchivedC
             18 | 23 => {
                 let all: Vec<Option<i64>> = rows
                     .iter()
-                    .map(|r| if index == 18 { r.tx_started_at } else { r.tx_recorded_at })
+                    .map(|r| {
+                        if index == 18 {
+                            r.tx_started_at
+                        } else {
+                            r.tx_recorded_at
+                        }
+                    })
                     .collect();
                 let defs: Vec<i16> = all.iter().map(|v| i16::from(v.is_some())).collect();
                 let values: Vec<i64> = all.into_iter().flatten().collect();
-                column.typed::<Int64Type>().write_batch(&values, Some(&defs), None)?;
+                column
+                    .typed::<Int64Type>()
+                    .write_batch(&values, Some(&defs), None)?;
             }
             19 | 20 => {
                 let values: Vec<i32> = rows
@@ -188,7 +199,9 @@ fn write_group(group: &mut SerializedRowGroupWriter<'_, File>, rows: &[ArchivedC
                     .collect();
                 let defs: Vec<i16> = all.iter().map(|v| i16::from(v.is_some())).collect();
                 let values: Vec<i32> = all.into_iter().flatten().collect();
-                column.typed::<Int32Type>().write_batch(&values, Some(&defs), None)?;
+                column
+                    .typed::<Int32Type>()
+                    .write_batch(&values, Some(&defs), None)?;
             }
             _ => {
                 let all: Vec<Option<ByteArray>> = rows
@@ -241,11 +254,16 @@ pub enum ReadError {
 /// Reads every row of an archive file, in file order.
 pub fn read_rows(path: &Path) -> Result<Vec<ArchivedChange>, ReadError> {
     let reader = SerializedFileReader::new(File::open(path)?)?;
-    let mut out = Vec::with_capacity(usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0));
+    let mut out =
+        Vec::with_capacity(usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0));
     for (n, row) in reader.get_row_iter(None)?.enumerate() {
         let row = row?;
         let fields: Vec<&Field> = row.get_column_iter().map(|(_, f)| f).collect();
-        let shape = |column: &'static str, problem: &'static str| ReadError::Shape { row: n, column, problem };
+        let shape = |column: &'static str, problem: &'static str| ReadError::Shape {
+            row: n,
+            column,
+            problem,
+        };
         let field = |i: usize| fields.get(i).copied().unwrap_or(&Field::Null);
         let long = |i: usize, name: &'static str| -> Result<Option<i64>, ReadError> {
             match field(i) {
@@ -279,7 +297,8 @@ pub fn read_rows(path: &Path) -> Result<Vec<ArchivedChange>, ReadError> {
             }
         };
         let required = |v: Option<i64>, name: &'static str| v.ok_or_else(|| shape(name, "is missing"));
-        let required_text = |v: Option<String>, name: &'static str| v.ok_or_else(|| shape(name, "is missing"));
+        let required_text =
+            |v: Option<String>, name: &'static str| v.ok_or_else(|| shape(name, "is missing"));
         out.push(ArchivedChange {
             id: required(long(0, "id")?, "id")?,
             txid: required(long(1, "txid")?, "txid")?,

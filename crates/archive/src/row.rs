@@ -150,7 +150,10 @@ impl ArchivedChange {
         }
         let text = |v: &Option<String>| v.as_deref().map(str::as_bytes).map(<[u8]>::to_vec);
         let num = |v: Option<i64>| v.map(|n| n.to_be_bytes().to_vec());
-        let fields = self.changed_fields.as_ref().map(|f| f.join("\u{1f}").into_bytes());
+        let fields = self
+            .changed_fields
+            .as_ref()
+            .map(|f| f.join("\u{1f}").into_bytes());
         for value in [
             num(Some(self.id)),
             num(Some(self.txid)),

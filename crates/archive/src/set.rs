@@ -71,7 +71,11 @@ pub enum ArchiveProblem {
     /// The file of a recorded archive is not in the directory.
     FileMissing { file: String },
     /// The file's SHA-256 is not the one recorded when it was written.
-    FileChanged { file: String, recorded: String, found: String },
+    FileChanged {
+        file: String,
+        recorded: String,
+        found: String,
+    },
     /// The file cannot be read as an archive.
     Unreadable { file: String, reason: String },
     /// The rows are not sorted by change id (rows were moved).
@@ -84,14 +88,24 @@ impl ArchiveProblem {
     pub fn message(&self) -> String {
         match self {
             ArchiveProblem::FileMissing { file } => format!("archive file {file} is missing"),
-            ArchiveProblem::FileChanged { file, recorded, found } => format!(
+            ArchiveProblem::FileChanged {
+                file,
+                recorded,
+                found,
+            } => format!(
                 "archive file {file} changed since it was written (sha256 {found}, recorded {recorded})"
             ),
-            ArchiveProblem::Unreadable { file, reason } => format!("archive file {file} cannot be read: {reason}"),
+            ArchiveProblem::Unreadable { file, reason } => {
+                format!("archive file {file} cannot be read: {reason}")
+            }
             ArchiveProblem::OutOfOrder { file, change_id } => {
                 format!("archive file {file} is out of order at change {change_id} (rows were reordered)")
             }
-            ArchiveProblem::RowCount { file, recorded, found } => {
+            ArchiveProblem::RowCount {
+                file,
+                recorded,
+                found,
+            } => {
                 format!("archive file {file} holds {found} changes; {recorded} were archived")
             }
         }
@@ -116,9 +130,9 @@ impl ArchiveSet {
 
 /// The record whose id range holds `change_id`.
 pub fn archived_range(records: &[ArchiveRecord], change_id: i64) -> Option<&ArchiveRecord> {
-    records.iter().find(|r| {
-        r.first_id.is_some_and(|f| f <= change_id) && r.last_id.is_some_and(|l| change_id <= l)
-    })
+    records
+        .iter()
+        .find(|r| r.first_id.is_some_and(|f| f <= change_id) && r.last_id.is_some_and(|l| change_id <= l))
 }
 
 /// Reads every recorded archive from `dir`.

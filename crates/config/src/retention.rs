@@ -150,7 +150,10 @@ pub(crate) fn retention(src: Source<'_>, raw: RawRetention) -> Result<Retention,
                     ErrorKind::InvalidValue,
                     &value.span(),
                     format!("`premake` in [retention] must be between 1 and 366, not {n}"),
-                    Some("the number of partitions made ahead of the current one, e.g. `premake = 3`".to_string()),
+                    Some(
+                        "the number of partitions made ahead of the current one, e.g. `premake = 3`"
+                            .to_string(),
+                    ),
                 )
             })?;
     }
@@ -208,9 +211,18 @@ mod tests {
 
     #[test]
     fn keep_reads_numbers_and_units() {
-        assert_eq!(Keep::parse("400 days").map(|k| k.to_string()), Some("400 days".into()));
-        assert_eq!(Keep::parse("1 year").map(|k| k.to_string()), Some("1 years".into()));
-        assert_eq!(Keep::parse("13  Months").map(|k| k.to_string()), Some("13 months".into()));
+        assert_eq!(
+            Keep::parse("400 days").map(|k| k.to_string()),
+            Some("400 days".into())
+        );
+        assert_eq!(
+            Keep::parse("1 year").map(|k| k.to_string()),
+            Some("1 years".into())
+        );
+        assert_eq!(
+            Keep::parse("13  Months").map(|k| k.to_string()),
+            Some("13 months".into())
+        );
         assert_eq!(Keep::parse("0 days"), None);
         assert_eq!(Keep::parse("400"), None);
         assert_eq!(Keep::parse("400 fortnights"), None);

@@ -16,9 +16,6 @@ pub async fn run(global: &Global, baseline: bool) -> Result<ExitCode> {
         pgtrail::plan::apply_with_options(&mut client, &config, options, &mut output::progress).await;
     output::progress_done();
     let report = report?;
-    // The trail's partitions ahead of now, as [retention] asks (maintain
-    // keeps making them).
-    pgtrail::archive::partitions::premake(&client, &config.retention).await?;
     // What the install could not do, read from the database as it is now.
     let privileges = pgtrail::plan::Privileges::load(&client).await?;
     let shortfalls = privileges.installed_shortfalls();

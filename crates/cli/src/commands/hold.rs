@@ -36,7 +36,9 @@ pub async fn run(global: &Global, action: &HoldAction) -> Result<ExitCode> {
             };
             let pk = match (&audited, key) {
                 (Some(audited), Some(key)) => Some(audited.key(key)?),
-                (None, Some(_)) => anyhow::bail!("--key needs --table\n  help: pgtrail hold add --table TABLE --key KEY --reason TEXT"),
+                (None, Some(_)) => anyhow::bail!(
+                    "--key needs --table\n  help: pgtrail hold add --table TABLE --key KEY --reason TEXT"
+                ),
                 _ => None,
             };
             let hold = pgtrail::archive::holds::NewHold {
@@ -57,7 +59,9 @@ pub async fn run(global: &Global, action: &HoldAction) -> Result<ExitCode> {
                 Format::Json => output::print_json(&serde_json::json!({ "hold": id }))?,
                 Format::Table => output::say(
                     output::GOOD,
-                    &format!("hold {id} added: archive and maintain keep what it matches until `pgtrail hold release {id}`"),
+                    &format!(
+                        "hold {id} added: archive and maintain keep what it matches until `pgtrail hold release {id}`"
+                    ),
                 ),
             }
         }
@@ -81,8 +85,12 @@ pub async fn run(global: &Global, action: &HoldAction) -> Result<ExitCode> {
                             h.id.to_string(),
                             h.table.unwrap_or_else(|| "(every table)".to_string()),
                             h.pk.map(|k| k.to_string()).unwrap_or_else(|| "-".to_string()),
-                            h.from_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".to_string()),
-                            h.until_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".to_string()),
+                            h.from_at
+                                .map(|t| t.to_rfc3339())
+                                .unwrap_or_else(|| "-".to_string()),
+                            h.until_at
+                                .map(|t| t.to_rfc3339())
+                                .unwrap_or_else(|| "-".to_string()),
                             h.reason,
                             match h.released_at {
                                 Some(at) => format!("released {}", at.to_rfc3339()),

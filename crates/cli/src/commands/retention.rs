@@ -27,7 +27,10 @@ impl Sealer for KeySealer {
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(match report.seal_id {
-                Some(id) => format!("seal {id}: {} changes appended; the log holds {}", report.appended, report.tree_size),
+                Some(id) => format!(
+                    "seal {id}: {} changes appended; the log holds {}",
+                    report.appended, report.tree_size
+                ),
                 None => format!("nothing new to seal; the log holds {} changes", report.tree_size),
             })
         })
@@ -53,7 +56,12 @@ fn progress(line: &str) {
     eprintln!("  {line}");
 }
 
-pub async fn archive(global: &Global, dir: Option<&Path>, key: Option<&Path>, dry_run: bool) -> Result<ExitCode> {
+pub async fn archive(
+    global: &Global,
+    dir: Option<&Path>,
+    key: Option<&Path>,
+    dry_run: bool,
+) -> Result<ExitCode> {
     let config = super::load_config(global)?;
     let dir = archive_dir(global, &config, dir)?;
     let sealer = sealer(key)?;
@@ -83,10 +91,17 @@ pub async fn archive(global: &Global, dir: Option<&Path>, key: Option<&Path>, dr
 
 fn print_outcomes(outcomes: &[Outcome], keep: &str) {
     if outcomes.is_empty() {
-        output::say(output::DIM, &format!("no partition is older than {keep}: nothing to archive"));
+        output::say(
+            output::DIM,
+            &format!("no partition is older than {keep}: nothing to archive"),
+        );
         return;
     }
-    let mut rows = vec![["partition".to_string(), "outcome".to_string(), "detail".to_string()]];
+    let mut rows = vec![[
+        "partition".to_string(),
+        "outcome".to_string(),
+        "detail".to_string(),
+    ]];
     for outcome in outcomes {
         let (what, detail) = match outcome {
             Outcome::Archived {
@@ -98,7 +113,9 @@ fn print_outcomes(outcomes: &[Outcome], keep: &str) {
                 ..
             } => (
                 "archived".to_string(),
-                format!("{rows} changes → {file} ({bytes} bytes, {seconds:.1}s; dropped, lock held {lock_ms:.0} ms)"),
+                format!(
+                    "{rows} changes → {file} ({bytes} bytes, {seconds:.1}s; dropped, lock held {lock_ms:.0} ms)"
+                ),
             ),
             Outcome::WouldArchive { rows, .. } => ("would archive".to_string(), format!("{rows} changes")),
             Outcome::Skipped { reason, .. } => ("skipped".to_string(), reason.clone()),
@@ -112,7 +129,12 @@ fn print_outcomes(outcomes: &[Outcome], keep: &str) {
     });
 }
 
-pub async fn maintain(global: &Global, key: Option<&Path>, dir: Option<&Path>, dry_run: bool) -> Result<ExitCode> {
+pub async fn maintain(
+    global: &Global,
+    key: Option<&Path>,
+    dir: Option<&Path>,
+    dry_run: bool,
+) -> Result<ExitCode> {
     let config = super::load_config(global)?;
     let dir = archive_dir(global, &config, dir)?;
     let sealer = sealer(key)?;
@@ -147,7 +169,11 @@ pub async fn maintain(global: &Global, key: Option<&Path>, dir: Option<&Path>, d
                 [
                     "seal".to_string(),
                     report.sealed.clone().unwrap_or_else(|| {
-                        if dry_run { "not in a dry run".to_string() } else { "no --key: not sealed".to_string() }
+                        if dry_run {
+                            "not in a dry run".to_string()
+                        } else {
+                            "no --key: not sealed".to_string()
+                        }
                     }),
                 ],
             ]);

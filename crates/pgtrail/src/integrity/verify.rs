@@ -16,8 +16,8 @@ use super::leaves::{
     ChangeRow, DESTROYED_SEED, ErasedValue, Leaves, Salts, SealRange, SealSnapshot, transaction_digest_of,
     transaction_digests, visible_in_seal,
 };
-use pgtrail_archive::{ArchiveRecord, ArchiveSet};
 use super::{IntegrityError, hash_of, require_installed};
+use pgtrail_archive::{ArchiveRecord, ArchiveSet};
 
 /// Rows fetched at a time from the trail.
 const FETCH: i32 = 10_000;
@@ -124,10 +124,18 @@ impl Problem {
                 format!("the checkpoint of seal {seal} is not validly signed: {reason}")
             }
             Problem::SealMissing { seal } => format!("seal {seal} is missing"),
-            Problem::ArchivedEdited { change_id, seal, file } => {
+            Problem::ArchivedEdited {
+                change_id,
+                seal,
+                file,
+            } => {
                 format!("change {change_id} was edited in archive file {file} (seal {seal})")
             }
-            Problem::ArchivedMissing { change_id, seal, file } => {
+            Problem::ArchivedMissing {
+                change_id,
+                seal,
+                file,
+            } => {
                 format!("change {change_id} is missing from archive file {file} (seal {seal})")
             }
             Problem::ArchivedNotSealed { change_id, file } => {
@@ -247,7 +255,9 @@ pub async fn verify(client: &mut Client, options: &VerifyOptions) -> Result<Veri
     let mut archive = ArchiveState::default();
     match &options.archive_dir {
         Some(dir) => {
-            let set = pgtrail_archive::set::load(&tx, dir).await.map_err(IntegrityError::archive)?;
+            let set = pgtrail_archive::set::load(&tx, dir)
+                .await
+                .map_err(IntegrityError::archive)?;
             for problem in &set.problems {
                 problems.push(Problem::ArchiveFile {
                     file: file_of(problem),
@@ -258,7 +268,9 @@ pub async fn verify(client: &mut Client, options: &VerifyOptions) -> Result<Veri
             archive.set = Some(set);
         }
         None => {
-            archive.records = pgtrail_archive::set::records(&tx).await.map_err(IntegrityError::archive)?;
+            archive.records = pgtrail_archive::set::records(&tx)
+                .await
+                .map_err(IntegrityError::archive)?;
         }
     }
     let mut report_key = options.public_key.as_ref().map(|k| k.to_string());
@@ -591,7 +603,8 @@ impl SealCheck<'_> {
     /// The leaf of a sealed change that is not in the database: recomputed
     /// from its archive file, or the stored one (reporting what is wrong).
     fn archived_leaf(&mut self, entry: &StoredLeaf) -> Result<Hash, IntegrityError> {
-        let record = pgtrail_archive::set::archived_range(&self.archive.records, entry.id).map(|r| r.file.clone());
+        let record =
+            pgtrail_archive::set::archived_range(&self.archive.records, entry.id).map(|r| r.file.clone());
         let Some(file) = record else {
             self.problems.push(Problem::Deleted {
                 change_id: entry.id,

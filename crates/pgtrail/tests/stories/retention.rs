@@ -43,14 +43,18 @@ fn cluster_at(offset: &str) -> (Cluster, Clock) {
         Path::new(LIBFAKETIME).exists(),
         "{LIBFAKETIME} is missing: install Debian's faketime (apt-get install faketime) to run the retention stories"
     );
-    let dir = tempfile::Builder::new().prefix("pgtrail-clock-").tempdir_in("/tmp").expect("clock dir");
+    let dir = tempfile::Builder::new()
+        .prefix("pgtrail-clock-")
+        .tempdir_in("/tmp")
+        .expect("clock dir");
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     let clock = Clock {
         file: dir.path().join("faketime.rc"),
         _dir: dir,
     };
     clock.set(offset);
-    std::fs::set_permissions(&clock.file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+    std::fs::set_permissions(&clock.file, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
     let cluster = Cluster::start(ClusterOptions {
         fast: true,
         env: vec![
@@ -85,12 +89,18 @@ impl Sealer for KeySealer {
 async fn five_months_of_orders() -> (Cluster, Clock, Client, Config) {
     let (cluster, clock) = cluster_at("-150d");
     let admin = connect_to(&cluster.url("postgres")).await;
-    admin.batch_execute("CREATE DATABASE shop").await.expect("create shop");
+    admin
+        .batch_execute("CREATE DATABASE shop")
+        .await
+        .expect("create shop");
     let mut client = connect_to(&cluster.url("shop")).await;
     client.batch_execute(SHOP).await.expect("schema");
     apply(&mut client, CONFIG).await;
     let config = Config::parse(CONFIG, "pgtrail.toml").expect("config");
-    for (month, offset) in ["-150d", "-120d", "-90d", "-60d", "-30d", "+0d"].iter().enumerate() {
+    for (month, offset) in ["-150d", "-120d", "-90d", "-60d", "-30d", "+0d"]
+        .iter()
+        .enumerate()
+    {
         clock.set(offset);
         pgtrail::archive::partitions::premake(&client, &config.retention)
             .await
@@ -155,7 +165,12 @@ table = pyarrow.concat_tables([pq.read_table(f) for f in files]).sort_by("id")
 us = table.column("changed_at").cast(pyarrow.int64()).to_pylist()
 names = ["id", None, "table_name", "op", "pk", "new_values", "changed_fields", "actor_id", "context"]
 arrow = [[table.column(n)[i].as_py() if n else us[i] for n in names] for i in range(table.num_rows)]
-print(json.dumps({"duckdb": duck, "pyarrow": arrow}))
+# The README's example: one order's archived history.
+readme = con.execute(
+    "SELECT id, changed_at, op, new_values, actor_id FROM read_parquet(?) "
+    "WHERE table_name = 'orders' AND json_extract_string(pk, '$.id') = '102' ORDER BY id",
+    [files]).fetchall()
+print(json.dumps({"duckdb": duck, "pyarrow": arrow, "readme": len(readme)}))
 "#;
     let output = Command::new("python3")
         .arg("-c")
@@ -170,6 +185,10 @@ print(json.dumps({"duckdb": duck, "pyarrow": arrow}))
     );
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("python printed JSON");
     let list = |k: &str| json[k].as_array().cloned().expect("a list of rows");
+    assert!(
+        json["readme"].as_i64().is_some_and(|n| n >= 2),
+        "the README's DuckDB query: {json}"
+    );
     (list("duckdb"), list("pyarrow"))
 }
 
@@ -208,9 +227,16 @@ fn archived(outcomes: &[Outcome]) -> Vec<String> {
 #[tokio::test]
 async fn old_months_are_archived_read_by_others_dropped_and_still_proved() {
     let (_cluster, _clock, mut client, config) = five_months_of_orders().await;
-    let partitions = pgtrail::archive::partitions::list(&client).await.expect("partitions");
+    let partitions = pgtrail::archive::partitions::list(&client)
+        .await
+        .expect("partitions");
     assert!(partitions.len() >= 6, "{partitions:?}");
-    assert_eq!(pgtrail::archive::partitions::default_rows(&client).await.expect("default"), 0);
+    assert_eq!(
+        pgtrail::archive::partitions::default_rows(&client)
+            .await
+            .expect("default"),
+        0
+    );
     let before = database_rows(&client).await;
     let total = before.len() as i64;
 
@@ -221,21 +247,25 @@ async fn old_months_are_archived_read_by_others_dropped_and_still_proved() {
         dry_run: false,
     };
     // Not sealed and no key: nothing is archived, each partition says why.
-    let outcomes = pgtrail::archive::archive(&mut client, &options, None, &mut |_| {}).await.expect("archive");
+    let outcomes = pgtrail::archive::archive(&mut client, &options, None, &mut |_| {})
+        .await
+        .expect("archive");
     assert!(!outcomes.is_empty());
     assert!(archived(&outcomes).is_empty(), "{outcomes:?}");
     assert!(
-        outcomes.iter().all(|o| matches!(o, Outcome::Skipped { reason, .. }
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Skipped { reason, .. }
             if reason.contains("not sealed") || reason.contains("never been sealed"))),
         "{outcomes:?}"
     );
 
-    // A legal hold on order 201 (month 2) keeps its partition.
+    // A legal hold on order 102 (month 1) keeps its partition.
     let hold = pgtrail::archive::holds::add(
         &client,
         &pgtrail::archive::holds::NewHold {
             table: Some(("public".into(), "orders".into())),
-            pk: Some(serde_json::json!({"id": 201})),
+            pk: Some(serde_json::json!({"id": 102})),
             reason: "case 17".into(),
             ..Default::default()
         },
@@ -261,7 +291,9 @@ async fn old_months_are_archived_read_by_others_dropped_and_still_proved() {
     }
 
     // Released, the held partition goes too; a rerun has nothing left to do.
-    pgtrail::archive::holds::release(&client, hold, "case closed").await.expect("release");
+    pgtrail::archive::holds::release(&client, hold, "case closed")
+        .await
+        .expect("release");
     let outcomes = pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
         .await
         .expect("archive again");
@@ -279,9 +311,10 @@ async fn old_months_are_archived_read_by_others_dropped_and_still_proved() {
     assert_eq!(live + archived_rows, total);
     for record in &first {
         assert!(dir.path().join(format!("{record}.parquet")).is_file());
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join(format!("{record}.json"))).expect("manifest"))
-                .expect("manifest JSON");
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join(format!("{record}.json"))).expect("manifest"),
+        )
+        .expect("manifest JSON");
         assert_eq!(manifest["format"], "pgtrail-archive v1");
         assert!(manifest["seal"]["id"].as_i64().is_some());
     }
@@ -311,27 +344,67 @@ async fn old_months_are_archived_read_by_others_dropped_and_still_proved() {
         to
     };
     let edited = tampered("edited");
-    rewrite(&edited.join(&file), |rows| rows[1].new_values = Some(r#"{"total": 0}"#.into()));
+    rewrite(&edited.join(&file), |rows| {
+        rows[1].new_values = Some(r#"{"total": 0}"#.into())
+    });
     let problems = verify(&mut client, &key, Some(&edited)).await.problems;
-    assert!(problems.iter().any(|p| matches!(p, Problem::ArchivedEdited { .. })), "{problems:?}");
-    assert!(problems.iter().any(|p| matches!(p, Problem::ArchiveFile { problem, .. } if problem.contains("changed"))), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, Problem::ArchivedEdited { .. })),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, Problem::ArchiveFile { problem, .. } if problem.contains("changed"))),
+        "{problems:?}"
+    );
 
     let reordered = tampered("reordered");
     rewrite(&reordered.join(&file), |rows| rows.swap(0, 1));
     let problems = verify(&mut client, &key, Some(&reordered)).await.problems;
-    assert!(problems.iter().any(|p| matches!(p, Problem::ArchiveFile { problem, .. } if problem.contains("out of order"))), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, Problem::ArchiveFile { problem, .. } if problem.contains("out of order"))),
+        "{problems:?}"
+    );
 
     let row_gone = tampered("row-deleted");
     let mut gone_id = 0;
     rewrite(&row_gone.join(&file), |rows| gone_id = rows.remove(2).id);
     let problems = verify(&mut client, &key, Some(&row_gone)).await.problems;
-    assert!(problems.contains(&Problem::ArchivedMissing { change_id: gone_id, seal: problems.iter().find_map(|p| match p { Problem::ArchivedMissing { seal, .. } => Some(*seal), _ => None }).unwrap_or(0), file: file.clone() }), "{problems:?}");
+    assert!(
+        problems.contains(&Problem::ArchivedMissing {
+            change_id: gone_id,
+            seal: problems
+                .iter()
+                .find_map(|p| match p {
+                    Problem::ArchivedMissing { seal, .. } => Some(*seal),
+                    _ => None,
+                })
+                .unwrap_or(0),
+            file: file.clone()
+        }),
+        "{problems:?}"
+    );
 
     let file_gone = tampered("file-deleted");
     std::fs::remove_file(file_gone.join(&file)).expect("delete the file");
     let problems = verify(&mut client, &key, Some(&file_gone)).await.problems;
-    assert!(problems.iter().any(|p| matches!(p, Problem::ArchiveFile { problem, .. } if problem.contains("missing"))), "{problems:?}");
-    assert!(problems.iter().any(|p| matches!(p, Problem::ArchivedMissing { .. })), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, Problem::ArchiveFile { problem, .. } if problem.contains("missing"))),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, Problem::ArchivedMissing { .. })),
+        "{problems:?}"
+    );
 
     // A partition dropped without an archive: its sealed changes are deleted.
     let victim: String = client
@@ -345,11 +418,16 @@ async fn old_months_are_archived_read_by_others_dropped_and_still_proved() {
         .expect("a live partition")
         .get(0);
     client
-        .batch_execute(&format!("ALTER TABLE pgtrail.change DETACH PARTITION pgtrail.{victim}; DROP TABLE pgtrail.{victim}"))
+        .batch_execute(&format!(
+            "ALTER TABLE pgtrail.change DETACH PARTITION pgtrail.{victim}; DROP TABLE pgtrail.{victim}"
+        ))
         .await
         .expect("drop a partition behind pgtrail's back");
     let problems = verify(&mut client, &key, Some(dir.path())).await.problems;
-    assert!(problems.iter().any(|p| matches!(p, Problem::Deleted { .. })), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| matches!(p, Problem::Deleted { .. })),
+        "{problems:?}"
+    );
 }
 
 /// The scheduler's story: maintain makes partitions ahead, does nothing in
@@ -362,34 +440,77 @@ async fn maintain_is_safe_to_run_from_cron_twice() {
     let sealer = KeySealer(key.clone());
     let partitions = count(&client, "SELECT count(*) FROM pgtrail.partitions()").await;
 
-    let dry = pgtrail::archive::maintain(&mut client, &config.retention, Some(dir.path()), Some(&sealer), true, &mut |_| {})
-        .await
-        .expect("dry run");
+    let dry = pgtrail::archive::maintain(
+        &mut client,
+        &config.retention,
+        Some(dir.path()),
+        Some(&sealer),
+        true,
+        &mut |_| {},
+    )
+    .await
+    .expect("dry run");
     assert!(dry.dry_run && !dry.archives.is_empty());
-    assert!(dry.archives.iter().all(|o| matches!(o, Outcome::WouldArchive { .. })), "{:?}", dry.archives);
-    assert_eq!(count(&client, "SELECT count(*) FROM pgtrail.partitions()").await, partitions);
+    assert!(
+        dry.archives
+            .iter()
+            .all(|o| matches!(o, Outcome::WouldArchive { .. })),
+        "{:?}",
+        dry.archives
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM pgtrail.partitions()").await,
+        partitions
+    );
     assert_eq!(count(&client, "SELECT count(*) FROM pgtrail.seal").await, 0);
 
     // Another maintain holds the lock: this one does nothing.
     let other = connect_to(&_cluster.url("shop")).await;
-    other.batch_execute("SELECT pg_advisory_lock(8099570489659320686)").await.expect("lock");
-    let busy = pgtrail::archive::maintain(&mut client, &config.retention, Some(dir.path()), Some(&sealer), false, &mut |_| {})
+    other
+        .batch_execute("SELECT pg_advisory_lock(8099570489659320686)")
         .await
-        .expect("busy run");
+        .expect("lock");
+    let busy = pgtrail::archive::maintain(
+        &mut client,
+        &config.retention,
+        Some(dir.path()),
+        Some(&sealer),
+        false,
+        &mut |_| {},
+    )
+    .await
+    .expect("busy run");
     assert!(busy.busy);
     assert_eq!(count(&client, "SELECT count(*) FROM pgtrail.seal").await, 0);
     drop(other);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
-    let done = pgtrail::archive::maintain(&mut client, &config.retention, Some(dir.path()), Some(&sealer), false, &mut |_| {})
-        .await
-        .expect("maintain");
+    let done = pgtrail::archive::maintain(
+        &mut client,
+        &config.retention,
+        Some(dir.path()),
+        Some(&sealer),
+        false,
+        &mut |_| {},
+    )
+    .await
+    .expect("maintain");
     assert!(!done.busy && done.sealed.is_some());
     assert!(!archived(&done.archives).is_empty(), "{:?}", done.archives);
     let report = verify(&mut client, &key, Some(dir.path())).await;
     assert!(report.intact(), "{:?}", report.problems);
-    let again = pgtrail::archive::maintain(&mut client, &config.retention, Some(dir.path()), Some(&sealer), false, &mut |_| {})
-        .await
-        .expect("maintain again");
-    assert!(again.archives.is_empty() && again.partitions_made.is_empty(), "{again:?}");
+    let again = pgtrail::archive::maintain(
+        &mut client,
+        &config.retention,
+        Some(dir.path()),
+        Some(&sealer),
+        false,
+        &mut |_| {},
+    )
+    .await
+    .expect("maintain again");
+    assert!(
+        again.archives.is_empty() && again.partitions_made.is_empty(),
+        "{again:?}"
+    );
 }
