@@ -229,8 +229,11 @@ DECLARE
     v_others text;
 BEGIN
     IF v_old_reader IS NOT NULL AND v_reader <> 'pgtrail_reader'
+       -- (any table of the trail: 0.3.0's pgtrail.change is now the
+       -- partition pgtrail.change_history, migration 0011)
        AND EXISTS (SELECT FROM pg_class AS c, aclexplode(c.relacl) AS x
-                   WHERE c.oid = 'pgtrail.change'::regclass AND x.grantee = v_old_reader) THEN
+                   WHERE c.relnamespace = 'pgtrail'::regnamespace AND c.relkind IN ('r', 'p')
+                     AND x.grantee = v_old_reader) THEN
         IF EXISTS (SELECT FROM pg_roles WHERE rolname = v_reader) THEN
             FOR v_item IN
                 SELECT m.member::regrole AS member FROM pg_auth_members AS m
