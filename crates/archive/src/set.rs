@@ -203,3 +203,13 @@ pub async fn load(client: &impl GenericClient, dir: &Path) -> Result<ArchiveSet,
     }
     Ok(set)
 }
+
+/// The retention horizon: the end of the latest archived partition and the
+/// archive files before it (None when nothing was archived).
+pub async fn horizon(
+    client: &impl GenericClient,
+) -> Result<Option<(DateTime<Utc>, Vec<String>)>, ArchiveError> {
+    let records = records(client).await?;
+    let until = records.iter().map(|r| r.until_at).max();
+    Ok(until.map(|u| (u, records.into_iter().map(|r| r.file).collect())))
+}

@@ -136,3 +136,25 @@ async fn connect(global: &Global) -> Result<tokio_postgres::Client> {
     let target = pgtrail::connect::Target::from_env(global.database_url.as_deref())?;
     Ok(pgtrail::connect::connect(&target).await?)
 }
+
+/// Says where an answer read from the database stops: changes before the
+/// retention horizon are in archive files, not in the database.
+async fn say_horizon(client: &tokio_postgres::Client) -> Result<()> {
+    if let Some((until, files)) = pgtrail::archive::set::horizon(client).await? {
+        let shown: Vec<&str> = files.iter().take(3).map(String::as_str).collect();
+        crate::output::say(
+            crate::output::DIM,
+            &format!(
+                "note: history before {} is archived in {}{} (read it with DuckDB, see the README's Retention section)",
+                until.format("%Y-%m-%d %H:%M:%S%:z"),
+                shown.join(", "),
+                if files.len() > shown.len() {
+                    format!(" and {} more file(s)", files.len() - shown.len())
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+    Ok(())
+}
