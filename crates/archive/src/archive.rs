@@ -355,6 +355,7 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
 
 /// A file as read back.
 pub(crate) struct ReadBack {
+    pub changes: Vec<ArchivedChange>,
     pub rows: i64,
     pub rows_sha256: String,
     pub sha256: String,
@@ -369,6 +370,7 @@ pub(crate) fn read_back(path: &Path) -> Result<ReadBack, ArchiveError> {
     let mut hasher = Sha256::new();
     let mut ordered = true;
     let mut last = i64::MIN;
+    let sha256 = file_sha256(path)?;
     for row in &rows {
         if row.id <= last {
             ordered = false;
@@ -378,8 +380,9 @@ pub(crate) fn read_back(path: &Path) -> Result<ReadBack, ArchiveError> {
     }
     Ok(ReadBack {
         rows: rows.len() as i64,
+        changes: rows,
         rows_sha256: crate::hex(&hasher.finalize()),
-        sha256: file_sha256(path)?,
+        sha256,
         ordered,
     })
 }

@@ -11,7 +11,6 @@ use tokio_postgres::GenericClient;
 
 use crate::ArchiveError;
 use crate::archive::read_back;
-use crate::parquet_file::read_rows;
 use crate::row::ArchivedChange;
 
 /// A row of `pgtrail.archive`.
@@ -155,23 +154,17 @@ pub async fn load(client: &impl GenericClient, dir: &Path) -> Result<ArchiveSet,
             });
             continue;
         }
-        match read_back(&path) {
-            Ok(back) if back.sha256 != record.sha256 => set.problems.push(ArchiveProblem::FileChanged {
-                file: record.file.clone(),
-                recorded: record.sha256.clone(),
-                found: back.sha256,
-            }),
-            Ok(_) => {}
-            Err(error) => {
-                set.problems.push(ArchiveProblem::Unreadable {
-                    file: record.file.clone(),
-                    reason: error.to_string(),
-                });
-                continue;
+        let rows = match read_back(&path) {
+            Ok(back) => {
+                if back.sha256 != record.sha256 {
+                    set.problems.push(ArchiveProblem::FileChanged {
+                        file: record.file.clone(),
+                        recorded: record.sha256.clone(),
+                        found: back.sha256,
+                    });
+                }
+                back.changes
             }
-        }
-        let rows = match read_rows(&path) {
-            Ok(rows) => rows,
             Err(error) => {
                 set.problems.push(ArchiveProblem::Unreadable {
                     file: record.file.clone(),
