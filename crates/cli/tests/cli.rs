@@ -2346,7 +2346,7 @@ async fn revert_shows_the_plan_applies_only_with_yes_and_refuses_conflicts_with_
 #[tokio::test]
 async fn retention_commands_hold_plan_and_check() {
     let (db, dir) = project(
-        "[capture]\ninclude = [\"users\"]\n\n[retention]\npartition = \"week\"\npremake = 2\nkeep = \"400 days\"\narchive_dir = \"archive\"\n",
+        "[capture]\ninclude = [\"users\"]\nexclude = [\"sessions\"]\n\n[retention]\npartition = \"week\"\npremake = 2\nkeep = \"400 days\"\narchive_dir = \"archive\"\n",
     )
     .await;
     assert_eq!(ask(&db, dir.path(), &["apply"]).0, Some(0));
