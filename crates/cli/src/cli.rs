@@ -42,6 +42,27 @@ pub struct Global {
     pub format: Format,
 }
 
+/// The options of the commands that print a migration file (`sql`, `plan`).
+#[derive(Debug, Args)]
+pub struct MigrationFileArgs {
+    /// Wrap the file in BEGIN ... COMMIT (for `psql -f` and for tools that do not run
+    /// a migration in a transaction, such as Prisma). Without it the file has no
+    /// transaction control and runs inside the migration tool's transaction.
+    #[arg(long)]
+    pub transaction: bool,
+}
+
+impl MigrationFileArgs {
+    /// Who holds the file's transaction.
+    pub fn transaction(&self) -> pgtrail::plan::Transaction {
+        if self.transaction {
+            pgtrail::plan::Transaction::Own
+        } else {
+            pgtrail::plan::Transaction::Caller
+        }
+    }
+}
+
 /// `--format` as typed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -89,11 +110,13 @@ pub enum Command {
     },
     /// Print the SQL `apply` would run; nothing when the database already matches the config.
     #[command(
-        after_help = "Example:\n  pgtrail plan --database-url postgres://app@localhost/shop\n\n\
+        after_help = "Example:\n  pgtrail plan --database-url postgres://app@localhost/shop\n  \
+        pgtrail plan > migrations/0043_pgtrail_new_tables.sql   # the next migration to ship\n\n\
         The problems being repaired are listed on standard error as SQL comments;\n\
-        the SQL itself goes to standard output."
+        the SQL itself goes to standard output, as a migration file like `pgtrail sql`'s:\n\
+        no BEGIN/COMMIT of its own unless --transaction."
     )]
-    Plan,
+    Plan(MigrationFileArgs),
     /// Compare the database with the config and list every problem; exit 1 if any (for CI).
     #[command(after_help = "Example:\n  pgtrail check --format json\n\n\
         Reports: pgtrail missing or of another version, missing or disabled capture triggers,\n\
@@ -101,11 +124,15 @@ pub enum Command {
         Exit codes: 0 clean, 1 problems found, 2 usage, config or connection error.")]
     Check,
     /// Print the whole install as one SQL migration file (for Drizzle, Prisma, Flyway, sqlx, Rails).
-    #[command(
-        after_help = "Example:\n  pgtrail sql > drizzle/0042_pgtrail.sql\n  psql -v ON_ERROR_STOP=1 -f drizzle/0042_pgtrail.sql\n\n\
-        The file is built from the config and the tables of the database it connects to."
-    )]
-    Sql,
+    #[command(after_help = "Example:\n  pgtrail sql > drizzle/0042_pgtrail.sql\n  \
+        psql -v ON_ERROR_STOP=1 --single-transaction -f drizzle/0042_pgtrail.sql\n\n\
+        The file is built from the config and the tables of the database it connects to.\n\
+        It has no BEGIN/COMMIT of its own: migration tools (Drizzle, Flyway, sqlx, Rails, Django)\n\
+        run it inside their transaction, so a later failing migration rolls it back too.\n\
+        Run statement by statement in autocommit, it stops before any change.\n\
+        For tools that run a file without a transaction (Prisma), or plain `psql -f`, add --transaction.\n\
+        Tables added after the first install: ship `pgtrail plan > next-migration.sql`.")]
+    Sql(MigrationFileArgs),
     /// Remove the capture triggers from every table; the trail stays unless --drop-trail.
     #[command(
         after_help = "Example:\n  pgtrail uninstall\n  pgtrail uninstall --drop-trail --yes   # also delete the whole trail\n\n\

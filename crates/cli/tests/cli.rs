@@ -261,33 +261,127 @@ async fn a_missing_server_or_database_is_one_clear_line_and_exit_2() {
     );
 }
 
+/// Runs psql on a file with `extra` options; (success, stderr).
+fn psql_file(db: &TestDb, extra: &[&str], file: &Path) -> (bool, String) {
+    let applied = Command::new(pgtrail_testkit::program("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.url()])
+        .args(extra)
+        .arg("-f")
+        .arg(file)
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        applied.status.success(),
+        String::from_utf8_lossy(&applied.stderr).into_owned(),
+    )
+}
+
 #[tokio::test]
-async fn the_printed_migration_file_applies_with_psql() {
+async fn the_printed_migration_file_applies_with_psql_all_or_nothing() {
     let (db, dir) = project("[capture]\nexclude = [\"sessions\"]\n").await;
     let output = pgtrail(&["sql", "--database-url", db.url()], dir.path());
     assert_eq!(output.status.code(), Some(0), "{}", text(&output).1);
+    let (sql, _) = text(&output);
+    assert!(
+        !sql.lines().any(|line| line == "BEGIN;" || line == "COMMIT;"),
+        "no transaction control of its own by default: {sql}"
+    );
     let file = dir.path().join("0042_pgtrail.sql");
     std::fs::write(&file, &output.stdout).unwrap();
 
-    let psql = pgtrail_testkit::program("psql");
+    // Statement by statement (autocommit), the file stops before changing anything.
+    let (ok, stderr) = psql_file(&db, &[], &file);
+    assert!(!ok, "autocommit must be refused");
+    assert!(
+        stderr.contains("this migration must run in one transaction")
+            && stderr.contains("--single-transaction"),
+        "{stderr}"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgtrail'").await,
+        0,
+        "nothing half-applied"
+    );
+
     for _ in 0..2 {
-        let applied = Command::new(&psql)
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.url(), "-f"])
-            .arg(&file)
-            .stdout(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            applied.status.success(),
-            "{}",
-            String::from_utf8_lossy(&applied.stderr)
-        );
+        let (ok, stderr) = psql_file(&db, &["--single-transaction"], &file);
+        assert!(ok, "{stderr}");
     }
     db.client
         .batch_execute("INSERT INTO users (email) VALUES ('a')")
         .await
         .unwrap();
     assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.changes").await, 1);
+}
+
+#[tokio::test]
+async fn with_transaction_the_file_has_its_own_begin_and_commit_for_plain_psql() {
+    let (db, dir) = project("[capture]\nexclude = [\"sessions\"]\n").await;
+    let output = pgtrail(&["sql", "--transaction", "--database-url", db.url()], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output).1);
+    let (sql, _) = text(&output);
+    assert!(
+        sql.contains("\nBEGIN;\n") && sql.ends_with("\nCOMMIT;\n"),
+        "{sql}"
+    );
+    let file = dir.path().join("0042_pgtrail.sql");
+    std::fs::write(&file, &output.stdout).unwrap();
+    let (ok, stderr) = psql_file(&db, &[], &file);
+    assert!(ok, "{stderr}");
+    db.client
+        .batch_execute("INSERT INTO users (email) VALUES ('a')")
+        .await
+        .unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.changes").await, 1);
+}
+
+#[tokio::test]
+async fn tables_added_later_ship_as_the_file_plan_prints() {
+    let (db, dir) = project("[capture]\nexclude = [\"sessions\"]\n").await;
+    let first = pgtrail(&["sql", "--database-url", db.url()], dir.path());
+    let file = dir.path().join("0042_pgtrail.sql");
+    std::fs::write(&file, &first.stdout).unwrap();
+    let (ok, stderr) = psql_file(&db, &["--single-transaction"], &file);
+    assert!(ok, "{stderr}");
+
+    // A later migration adds a table; the next migration file is what plan prints.
+    db.client
+        .batch_execute("CREATE TABLE invoices (id int PRIMARY KEY, total int)")
+        .await
+        .unwrap();
+    let next = pgtrail(&["plan", "--database-url", db.url()], dir.path());
+    let (sql, stderr) = text(&next);
+    assert_eq!(next.status.code(), Some(0), "{stderr}");
+    assert!(
+        sql.contains("\"invoices\"") && !sql.contains("\"users\""),
+        "{sql}"
+    );
+    assert!(
+        !sql.lines().any(|line| line == "BEGIN;" || line == "COMMIT;"),
+        "{sql}"
+    );
+    let file = dir.path().join("0043_pgtrail_invoices.sql");
+    std::fs::write(&file, &next.stdout).unwrap();
+    let (ok, stderr) = psql_file(&db, &["--single-transaction"], &file);
+    assert!(ok, "{stderr}");
+
+    db.client
+        .batch_execute("INSERT INTO invoices VALUES (1, 10)")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM pgtrail.changes WHERE table_name = 'invoices'"
+        )
+        .await,
+        1
+    );
+    let after = pgtrail(&["plan", "--database-url", db.url()], dir.path());
+    assert_eq!(text(&after).0, "", "nothing left to ship");
+    let check = pgtrail(&["check", "--database-url", db.url()], dir.path());
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check).0);
 }
 
 #[test]

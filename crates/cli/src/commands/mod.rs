@@ -46,9 +46,9 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Apply { baseline } => apply::run(&cli.global, baseline).await,
         Command::Init { force, schemas } => init::run(&cli.global, force, &schemas).await,
-        Command::Plan => plan::run(&cli.global).await,
+        Command::Plan(args) => plan::run(&cli.global, &args).await,
         Command::Check => check::run(&cli.global).await,
-        Command::Sql => sql::run(&cli.global).await,
+        Command::Sql(args) => sql::run(&cli.global, &args).await,
         Command::Uninstall { drop_trail, yes } => uninstall::run(&cli.global, drop_trail, yes).await,
         Command::Demo { keep } => demo::run(keep).await,
         Command::Log(args) => log::run(&cli.global, &args).await,
@@ -101,9 +101,9 @@ fn command_name(command: &Command) -> &'static str {
     match command {
         Command::Init { .. } => "init",
         Command::Apply { .. } => "apply",
-        Command::Plan => "plan",
+        Command::Plan(_) => "plan",
         Command::Check => "check",
-        Command::Sql => "sql",
+        Command::Sql(_) => "sql",
         Command::Uninstall { .. } => "uninstall",
         Command::Demo { .. } => "demo",
         Command::Log(_) => "log",
