@@ -58,7 +58,9 @@ async fn main() -> Result<()> {
     admin.batch_execute("CREATE DATABASE shop").await?;
     let mut client = pgtrail_bench::server::connect(&cluster, "shop").await?;
     client
-        .batch_execute("CREATE TABLE orders (id bigint PRIMARY KEY, status text, customer text, total numeric(10,2))")
+        .batch_execute(
+            "CREATE TABLE orders (id bigint PRIMARY KEY, status text, customer text, total numeric(10,2))",
+        )
         .await?;
     let config = Config::parse(CONFIG, "pgtrail.toml")?;
     pgtrail::plan::apply(&mut client, &config).await?;
@@ -81,7 +83,10 @@ async fn main() -> Result<()> {
         next_id += n;
         written += n;
     }
-    println!("wrote {written} changes in {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "wrote {written} changes in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     std::fs::write(&clock, "+0d\n")?;
     pgtrail::archive::partitions::premake(&client, &config.retention).await?;
     let key = SignerKey::generate("bench/archive")?;

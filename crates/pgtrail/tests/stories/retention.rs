@@ -493,8 +493,16 @@ async fn maintain_is_safe_to_run_from_cron_twice() {
         .into_iter()
         .next()
         .expect("a partition past retention");
-    std::fs::write(dir.path().join(format!("{}.parquet.partial", first_due.name)), b"half").expect("junk");
-    std::fs::write(dir.path().join(format!("{}.parquet", first_due.name)), b"not parquet").expect("junk");
+    std::fs::write(
+        dir.path().join(format!("{}.parquet.partial", first_due.name)),
+        b"half",
+    )
+    .expect("junk");
+    std::fs::write(
+        dir.path().join(format!("{}.parquet", first_due.name)),
+        b"not parquet",
+    )
+    .expect("junk");
 
     let done = pgtrail::archive::maintain(
         &mut client,
@@ -507,7 +515,11 @@ async fn maintain_is_safe_to_run_from_cron_twice() {
     .await
     .expect("maintain");
     assert!(!done.busy && done.sealed.is_some());
-    assert!(archived(&done.archives).contains(&first_due.name), "{:?}", done.archives);
+    assert!(
+        archived(&done.archives).contains(&first_due.name),
+        "{:?}",
+        done.archives
+    );
     let report = verify(&mut client, &key, Some(dir.path())).await;
     assert!(report.intact(), "{:?}", report.problems);
     let again = pgtrail::archive::maintain(
