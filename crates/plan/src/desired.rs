@@ -35,6 +35,10 @@ pub struct Desired {
     /// auto_attach is off.
     pub auto_attach: serde_json::Value,
     pub require_actor: bool,
+    /// `[retention]`: the partition grain (`day`, `week`, `month`) and how
+    /// many partitions to make ahead.
+    pub partition_grain: &'static str,
+    pub premake: i64,
 }
 
 /// Decides what capture should look like and checks the config against the
@@ -82,6 +86,8 @@ pub fn resolve(config: &Config, catalog: &Catalog) -> Result<Desired, Vec<Config
         context_sources: context_sources(config),
         auto_attach: auto_attach(config),
         require_actor: config.context.require_actor,
+        partition_grain: config.retention.partition.name(),
+        premake: i64::from(config.retention.premake),
     })
 }
 
