@@ -32,7 +32,7 @@ pub struct Global {
     #[arg(long, global = true, value_name = "FILE", default_value = "pgtrail.toml")]
     pub config: PathBuf,
 
-    /// Output format (csv: for the commands that print one table: log, at, blame).
+    /// Output format (csv: for the commands that print one table: log, at, blame, and the compliance reports).
     #[arg(long = "format", global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 
@@ -210,24 +210,35 @@ pub enum Command {
         /// when it ran, plus era * 2^48 once the trail has moved to another cluster.
         txid: i64,
     },
-    /// Activity by actor, by table and kind of change, and bursts of changes by one actor.
+    /// Activity by actor and table (default), or a compliance report: population, privileged, schema, subject, access.
     #[command(
-        after_help = "Example:\n  pgtrail report --since '1 day ago'\n  pgtrail report --since 2026-03-01 --until 2026-04-01 --burst 100 --window 10 --format json\n\n\
-        A burst is more than --burst changes by one actor within --window minutes."
+        after_help = "Examples:\n  pgtrail report --since '1 day ago'\n  pgtrail report --since 2026-03-01 --until 2026-04-01 --burst 100 --window 10 --format json\n  \
+        pgtrail report --kind population --since 2026-01-01 --until 2026-04-01\n  \
+        pgtrail report --kind privileged --since 2026-01-01 --until 2026-04-01 --format csv\n  \
+        pgtrail report --kind schema --since 2026-01-01 --bundle evidence/q1-schema --key seal.key\n  \
+        pgtrail report --kind subject users 42\n  pgtrail report --kind subject --subject alice@example.com --format json\n  \
+        pgtrail report --kind access --since 2026-01-01\n\n\
+        activity: a burst is more than --burst changes by one actor within --window minutes.\n\
+        privileged: changes and DDL by roles outside `application_roles` and `migration_roles`\n\
+        ([report] in pgtrail.toml), with no actor, or during a capture gap.\n\
+        --bundle DIR writes the report (JSON, CSV, text, HTML), an inclusion proof per change\n\
+        listed, the signed checkpoint and a manifest signed with --key (the seal key); check it\n\
+        offline with `pgtrail verify-bundle DIR --public-key FILE`."
     )]
-    Report {
-        /// From this moment on (default: the whole trail).
-        #[arg(long, value_name = "T")]
-        since: Option<String>,
-        /// Before this moment.
-        #[arg(long, value_name = "T")]
-        until: Option<String>,
-        /// A burst is more than this many changes by one actor...
-        #[arg(long, value_name = "N", default_value_t = 10)]
-        burst: i64,
-        /// ...within this many minutes.
-        #[arg(long, value_name = "MINUTES", default_value_t = 60, value_parser = clap::value_parser!(i32).range(1..))]
-        window: i32,
+    Report(ReportArgs),
+    /// Check an evidence bundle offline (no database); exit 1 when anything differs.
+    #[command(
+        after_help = "Example:\n  pgtrail verify-bundle evidence/q1-schema --public-key seal.key.pub\n\n\
+        Checks the manifest's signature and every file's SHA-256, the checkpoint's signature, each\n\
+        change's leaf and inclusion proof, and that report.json lists exactly the proved changes\n\
+        and says what they say. Exit 0 intact, 1 not, 2 error."
+    )]
+    VerifyBundle {
+        /// The directory `pgtrail report --bundle` wrote.
+        dir: PathBuf,
+        /// The public key (FILE.pub from `pgtrail keygen`) of the seal key.
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
     },
     /// Write a new signing key for checkpoints: FILE (private, mode 0600) and FILE.pub.
     #[command(
@@ -434,6 +445,56 @@ pub struct RevertArgs {
     /// How long each batch waits for row locks (three tries), e.g. 5s.
     #[arg(long, value_name = "DURATION")]
     pub lock_timeout: Option<String>,
+}
+
+/// `pgtrail report`'s kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportKind {
+    /// Activity by actor, by table and kind of change, and bursts.
+    Activity,
+    /// Every change in the period, counts, and a completeness block.
+    Population,
+    /// Changes and DDL outside the application and migration roles, without an actor, or in a gap.
+    Privileged,
+    /// Every DDL on audited tables, matched to a migration or not.
+    Schema,
+    /// Every change to one data subject's rows, and its erasures.
+    Subject,
+    /// GRANT and REVOKE in the period; roles, memberships and grants changed since the last access report.
+    Access,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Which report.
+    #[arg(long, value_enum, default_value_t = ReportKind::Activity)]
+    pub kind: ReportKind,
+    /// subject: the audited table of the subject's row (`name` or `schema.name`).
+    pub table: Option<String>,
+    /// subject: the row: 42, std_no=901234, a=1,b=7 or a JSON object.
+    #[arg(value_name = "KEY", requires = "table")]
+    pub row_key: Option<String>,
+    /// subject: a value of the `subject_columns` of [report], in any audited table.
+    #[arg(long, value_name = "VALUE", conflicts_with = "table")]
+    pub subject: Option<String>,
+    /// From this moment on (default: the whole trail).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Before this moment.
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// activity: a burst is more than this many changes by one actor...
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub burst: i64,
+    /// activity: ...within this many minutes.
+    #[arg(long, value_name = "MINUTES", default_value_t = 60, value_parser = clap::value_parser!(i32).range(1..))]
+    pub window: i32,
+    /// Write an evidence bundle into this new or empty directory (needs --key).
+    #[arg(long, value_name = "DIR", requires = "key")]
+    pub bundle: Option<PathBuf>,
+    /// The seal key (from `pgtrail keygen`) that signs the bundle's manifest.
+    #[arg(long, value_name = "FILE", requires = "bundle")]
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

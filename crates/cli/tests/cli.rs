@@ -2432,6 +2432,144 @@ async fn revert_shows_the_plan_applies_only_with_yes_and_refuses_conflicts_with_
     );
 }
 
+// ---- compliance reports and evidence bundles ----
+
+/// An auditor's request from the command line: each report kind as a table,
+/// JSON and CSV; a bundle written with the seal key and checked offline
+/// with the public key (exit 0), then caught once a row is removed (exit
+/// 1); bad input is exit 2 and writes nothing.
+#[tokio::test]
+async fn compliance_reports_and_a_bundle_an_auditor_verifies_offline() {
+    let (db, dir) = project(
+        "[capture]\nexclude = [\"sessions\"]\n\n[report]\napplication_roles = [\"nobody_app\"]\nsubject_columns = [\"email\"]\n",
+    )
+    .await;
+    let url = db.url().to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--database-url", url.as_str()];
+        all.extend_from_slice(args);
+        pgtrail(&all, dir.path())
+    };
+    assert_eq!(run(&["apply"]).status.code(), Some(0));
+    db.client
+        .batch_execute(
+            "BEGIN; SELECT pgtrail.set_context(actor_id => '7', actor_type => 'user');
+             INSERT INTO users (email) VALUES ('ann@example.com'); COMMIT;
+             UPDATE users SET email = 'ann@example.org' WHERE id = 1;",
+        )
+        .await
+        .expect("changes");
+
+    let population = run(&["report", "--kind", "population"]);
+    let (stdout, stderr) = text(&population);
+    assert_eq!(population.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("Completeness") && stdout.contains("not sealed yet"),
+        "{stdout}"
+    );
+    let privileged = run(&["report", "--kind", "privileged", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&privileged.stdout).expect("JSON");
+    let ops: Vec<&str> = json["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| c["op"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        ops,
+        ["INSERT", "UPDATE"],
+        "the test's superuser is no application role"
+    );
+    let subject = run(&[
+        "report",
+        "--kind",
+        "subject",
+        "--subject",
+        "ann@example.com",
+        "--format",
+        "csv",
+    ]);
+    let (stdout, _) = text(&subject);
+    assert_eq!(
+        stdout.lines().count(),
+        3,
+        "header and both changes of the row: {stdout}"
+    );
+
+    // No bundle of unsealed changes, and nothing printed.
+    keygen(dir.path(), "seal.key", "shop.example.com/audit");
+    let unsealed = run(&[
+        "report",
+        "--kind",
+        "population",
+        "--bundle",
+        "evidence",
+        "--key",
+        "seal.key",
+    ]);
+    let (stdout, stderr) = text(&unsealed);
+    assert_eq!(unsealed.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("`pgtrail seal --key FILE`"), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(run(&["seal", "--key", "seal.key"]).status.code(), Some(0));
+    let bundle = run(&[
+        "report",
+        "--kind",
+        "population",
+        "--bundle",
+        "evidence",
+        "--key",
+        "seal.key",
+    ]);
+    assert_eq!(bundle.status.code(), Some(0), "{}", text(&bundle).1);
+    let verified = pgtrail(
+        &["verify-bundle", "evidence", "--public-key", "seal.key.pub"],
+        dir.path(),
+    );
+    let (stdout, stderr) = text(&verified);
+    assert_eq!(verified.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("intact"), "{stdout}");
+
+    let report = dir.path().join("evidence/report.json");
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    json["changes"].as_array_mut().unwrap().remove(1);
+    std::fs::write(&report, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let tampered = pgtrail(
+        &[
+            "verify-bundle",
+            "evidence",
+            "--public-key",
+            "seal.key.pub",
+            "--format",
+            "json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(tampered.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&tampered.stdout).expect("JSON");
+    assert_eq!(json["intact"], false);
+    assert!(
+        json["problems"].to_string().contains("missing from report.json"),
+        "{json}"
+    );
+
+    // Bad input: exit 2, with what to do.
+    let full = run(&[
+        "report", "--kind", "schema", "--bundle", "evidence", "--key", "seal.key",
+    ]);
+    assert_eq!(full.status.code(), Some(2));
+    assert!(text(&full).1.contains("not empty"));
+    let no_subject = run(&["report", "--kind", "subject"]);
+    assert_eq!(no_subject.status.code(), Some(2));
+    assert!(
+        text(&no_subject)
+            .1
+            .contains("help: `pgtrail report --kind subject users 42`")
+    );
+    let activity_csv = run(&["report", "--format", "csv"]);
+    assert_eq!(activity_csv.status.code(), Some(2));
+}
+
 /// Retention from the command line: legal holds with their mistakes
 /// refused (exit 2, nothing recorded), maintain and archive dry runs, and
 /// check naming a change outside every partition. (Archives of months-old

@@ -33,6 +33,10 @@
 //! premake = 3                       # partitions made ahead
 //! keep = "400 days"                 # older partitions are archived, verified, then dropped
 //! archive_dir = "/var/lib/pgtrail/archive"
+//! [report]                          # for `pgtrail report --kind privileged|schema|subject`
+//! application_roles = ["app"]       # roles the application connects as
+//! migration_roles = ["migrator"]    # roles migrations run as
+//! subject_columns = ["user_id"]     # columns naming a data subject in any table
 //! ```
 //!
 //! Every section and key is optional; an empty file gives
@@ -71,8 +75,8 @@ use std::path::Path;
 pub use error::{ConfigError, ErrorKind, Location};
 pub use matching::{ColumnRules, Pattern, PatternError, Selection};
 pub use model::{
-    Capture, Config, Context, DEFAULT_FILE_NAME, DEFAULT_TRUNCATE_ROW_LIMIT, Images, Install, TableRule,
-    Truncate,
+    Capture, Config, Context, DEFAULT_FILE_NAME, DEFAULT_TRUNCATE_ROW_LIMIT, Images, Install, Report,
+    TableRule, Truncate,
 };
 pub use name::{NameError, QualifiedName};
 pub use retention::{Grain, Keep, KeepUnit, Retention};

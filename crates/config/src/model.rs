@@ -23,6 +23,9 @@ pub struct Config {
     pub install: Install,
     /// The `[retention]` section: partitions, archive, drop.
     pub retention: crate::retention::Retention,
+    /// The `[report]` section: who is expected to change data, for the
+    /// compliance reports.
+    pub report: Report,
     /// The file name used in messages.
     pub(crate) origin: String,
 }
@@ -36,6 +39,7 @@ impl Default for Config {
             tables: Vec::new(),
             install: Install::default(),
             retention: crate::retention::Retention::default(),
+            report: Report::default(),
             origin: DEFAULT_FILE_NAME.to_string(),
         }
     }
@@ -47,6 +51,20 @@ impl Config {
     pub fn origin(&self) -> &str {
         &self.origin
     }
+}
+
+/// The `[report]` section: the roles the compliance reports expect to
+/// change data (anything else is privileged or out of process), and the
+/// columns that name a data subject across tables. All empty by default.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Report {
+    /// Database roles the application connects as.
+    pub application_roles: Vec<String>,
+    /// Database roles migrations run as.
+    pub migration_roles: Vec<String>,
+    /// Columns whose value names a data subject in any table
+    /// (`pgtrail report --kind subject --subject VALUE`).
+    pub subject_columns: Vec<String>,
 }
 
 /// The `[install]` section: what an install by a role that is not a

@@ -57,10 +57,12 @@ pub(crate) struct RawConfig {
     pub(crate) install: Table<RawInstall>,
     #[serde(default)]
     pub(crate) retention: Table<RawRetention>,
+    #[serde(default)]
+    pub(crate) report: Table<RawReport>,
 }
 
 impl RawConfig {
-    pub(crate) const KEYS: &[&str] = &["capture", "context", "tables", "install", "retention"];
+    pub(crate) const KEYS: &[&str] = &["capture", "context", "tables", "install", "retention", "report"];
 }
 
 /// `[retention]`.
@@ -75,6 +77,19 @@ pub(crate) struct RawRetention {
 
 impl RawRetention {
     pub(crate) const KEYS: &[&str] = &["partition", "premake", "keep", "archive_dir"];
+}
+
+/// `[report]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReport {
+    pub(crate) application_roles: Option<List>,
+    pub(crate) migration_roles: Option<List>,
+    pub(crate) subject_columns: Option<List>,
+}
+
+impl RawReport {
+    pub(crate) const KEYS: &[&str] = &["application_roles", "migration_roles", "subject_columns"];
 }
 
 /// `[install]`.
@@ -217,5 +232,6 @@ mod tests {
         check::<RawTable>(RawTable::KEYS, "[]");
         check::<RawInstall>(RawInstall::KEYS, "[]");
         check::<RawRetention>(RawRetention::KEYS, "[]");
+        check::<RawReport>(RawReport::KEYS, "[]");
     }
 }

@@ -6,7 +6,7 @@ use serde_spanned::Spanned;
 
 use crate::error::{ConfigError, ErrorKind, Location, Source};
 use crate::matching::Pattern;
-use crate::model::{Capture, Config, Context, Images, Install, TableRule, Truncate};
+use crate::model::{Capture, Config, Context, Images, Install, Report, TableRule, Truncate};
 use crate::name::QualifiedName;
 use crate::raw::{List, RawCapture, RawConfig, RawContext, RawTable, Table};
 use crate::setting::check_setting;
@@ -35,12 +35,30 @@ pub(crate) fn build(src: Source<'_>, raw: RawConfig) -> Result<Config, ConfigErr
         accept_unseen_capture_gaps: raw.install.0.accept_unseen_capture_gaps.unwrap_or(false),
     };
     let retention = crate::retention::retention(src, raw.retention.0)?;
+    let report = Report {
+        application_roles: strings(
+            src,
+            raw.report.0.application_roles.as_ref(),
+            "`application_roles` in [report]",
+        )?,
+        migration_roles: strings(
+            src,
+            raw.report.0.migration_roles.as_ref(),
+            "`migration_roles` in [report]",
+        )?,
+        subject_columns: strings(
+            src,
+            raw.report.0.subject_columns.as_ref(),
+            "`subject_columns` in [report]",
+        )?,
+    };
     Ok(Config {
         capture,
         context,
         tables,
         install,
         retention,
+        report,
         origin: src.origin.to_string(),
     })
 }

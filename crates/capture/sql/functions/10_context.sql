@@ -106,3 +106,21 @@ BEGIN
     PERFORM pgtrail._compile_all();
 END
 $fn$;
+
+-- Runs p_sql, a GRANT or REVOKE of pgtrail's own (on its generated
+-- functions, or giving its owner role access to an audited table), which
+-- the DDL watch then does not record as an access change
+-- (37_ddl_watch.sql); GRANTs and REVOKEs by anyone else are recorded.
+CREATE OR REPLACE FUNCTION pgtrail._privilege_ddl(p_sql text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_before text := coalesce(current_setting('pgtrail.installing', true), '');
+BEGIN
+    PERFORM set_config('pgtrail.installing', 'on', true);
+    EXECUTE p_sql;
+    PERFORM set_config('pgtrail.installing', v_before, true);
+END
+$fn$;

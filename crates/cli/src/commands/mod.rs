@@ -4,6 +4,7 @@ mod apply;
 mod at;
 mod blame;
 mod check;
+mod compliance;
 mod demo;
 mod erase;
 mod history;
@@ -22,6 +23,7 @@ mod tx;
 mod uninstall;
 mod unprotected;
 mod verify;
+mod verify_bundle;
 
 use std::process::ExitCode;
 
@@ -35,9 +37,11 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
         OutputFormat::Table => Format::Table,
         OutputFormat::Json => Format::Json,
         OutputFormat::Csv => match &cli.command {
-            Command::Log(_) | Command::At { .. } | Command::Blame { .. } => Format::Table,
+            Command::Log(_) | Command::At { .. } | Command::Blame { .. } | Command::Report(_) => {
+                Format::Table
+            }
             other => bail!(
-                "`pgtrail {}` prints no CSV (CSV is for the commands that print one table: log, at, blame)\n  \
+                "`pgtrail {}` prints no CSV (CSV is for the commands that print one table: log, at, blame, report)\n  \
                  help: use --format json, or --format table",
                 command_name(other)
             ),
@@ -56,12 +60,8 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
         Command::At { table, key, time } => at::run(&cli.global, &table, key.as_deref(), &time).await,
         Command::Blame { table, key } => blame::run(&cli.global, &table, &key).await,
         Command::Tx { txid } => tx::run(&cli.global, txid).await,
-        Command::Report {
-            since,
-            until,
-            burst,
-            window,
-        } => report::run(&cli.global, since.as_deref(), until.as_deref(), burst, window).await,
+        Command::Report(args) => report::run(&cli.global, &args).await,
+        Command::VerifyBundle { dir, public_key } => verify_bundle::run(&cli.global, &dir, &public_key),
         Command::Keygen { key, name } => keygen::run(&cli.global, &key, &name),
         Command::Seal { key, export } => seal::run(&cli.global, &key, export.as_deref()).await,
         Command::Verify {
@@ -111,7 +111,8 @@ fn command_name(command: &Command) -> &'static str {
         Command::At { .. } => "at",
         Command::Blame { .. } => "blame",
         Command::Tx { .. } => "tx",
-        Command::Report { .. } => "report",
+        Command::Report(_) => "report",
+        Command::VerifyBundle { .. } => "verify-bundle",
         Command::Keygen { .. } => "keygen",
         Command::Seal { .. } => "seal",
         Command::Verify { .. } => "verify",

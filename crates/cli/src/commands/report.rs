@@ -3,12 +3,12 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use pgtrail::query::{Param, TimeArg};
 use serde_json::{Value, json};
 
 use super::log::{actor_text, cell, query_json, require_installed, time, time_text};
-use crate::cli::{Format, Global};
+use crate::cli::{Format, Global, OutputFormat, ReportArgs, ReportKind};
 use crate::output;
 
 /// The `WHERE` of the period and its parameters (`$1`.. in order).
@@ -26,15 +26,23 @@ fn period(since: Option<&TimeArg>, until: Option<&TimeArg>) -> (String, Vec<Para
     (conditions.join(" AND "), params)
 }
 
-pub async fn run(
-    global: &Global,
-    since: Option<&str>,
-    until: Option<&str>,
-    burst: i64,
-    window: i32,
-) -> Result<ExitCode> {
-    let since = time(since)?;
-    let until = time(until)?;
+pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
+    if args.kind != ReportKind::Activity {
+        return super::compliance::run(global, args).await;
+    }
+    if global.output == OutputFormat::Csv {
+        bail!(
+            "the activity report prints no CSV\n  help: use --format json, or a compliance kind (--kind population|privileged|schema|subject|access)"
+        );
+    }
+    if args.bundle.is_some() || args.table.is_some() || args.subject.is_some() {
+        bail!(
+            "--bundle, TABLE KEY and --subject are for the compliance reports\n  help: add --kind population|privileged|schema|subject|access"
+        );
+    }
+    let (burst, window) = (args.burst, args.window);
+    let since = time(args.since.as_deref())?;
+    let until = time(args.until.as_deref())?;
     let client = super::connect(global).await?;
     require_installed(&client).await?;
 
