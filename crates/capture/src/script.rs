@@ -78,6 +78,10 @@ pub const MIGRATIONS: &[Migration] = &[
         file: sql_file!("migrations", "0007_truncate.sql"),
     },
     Migration {
+        number: 8,
+        file: sql_file!("migrations", "0008_never_fail.sql"),
+    },
+    Migration {
         number: 11,
         file: sql_file!("migrations", "0011_partitioned_trail.sql"),
     },

@@ -501,7 +501,11 @@ impl LogFilter {
         }
         if let Some(key) = &self.key {
             let k = binds.push(key.clone());
-            conditions.push(format!("pk = {k}::jsonb"));
+            // The hash first, as the trail's index on a row's key holds it
+            // (a key may be too large for an index of its own).
+            conditions.push(format!(
+                "jsonb_hash_extended(pk, 0) = jsonb_hash_extended({k}::jsonb, 0) AND pk = {k}::jsonb"
+            ));
         }
         let mut source = "pgtrail.changes".to_string();
         let by_actor = self.by_actor_index && self.actor.is_some();
@@ -775,7 +779,7 @@ mod tests {
         );
         for expected in [
             "table_schema = $1 AND table_name = $2",
-            "pk = $3::jsonb",
+            "jsonb_hash_extended(pk, 0) = jsonb_hash_extended($3::jsonb, 0) AND pk = $3::jsonb",
             "(actor_id = $4 OR actor_name = $4)",
             "actor_type = $5",
             "op = $6",
