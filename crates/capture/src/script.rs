@@ -82,6 +82,10 @@ pub const MIGRATIONS: &[Migration] = &[
         file: sql_file!("migrations", "0008_never_fail.sql"),
     },
     Migration {
+        number: 9,
+        file: sql_file!("migrations", "0009_context_check.sql"),
+    },
+    Migration {
         number: 11,
         file: sql_file!("migrations", "0011_partitioned_trail.sql"),
     },

@@ -422,7 +422,7 @@ fn the_demo_runs_on_its_own_throwaway_server_and_shows_who_did_what() {
         "0042_rename_acme",
         "ops-script",
         "{\"redacted\":",
-        "{\"user_id\": 2, \"organization_id\": 1}",
+        "memberships user_id=2,organization_id=1",
         "verify: intact (0 problems)",
         "was edited after it was sealed (seal 1)",
         "The careless script, undone:",
@@ -436,6 +436,40 @@ fn the_demo_runs_on_its_own_throwaway_server_and_shows_who_did_what() {
         "a redacted value leaked:\n{stdout}"
     );
     assert!(stderr.contains("stopped and removed"), "{stderr}");
+    // Change ids, the date and the zone, in 80 columns (not a terminal).
+    let heading = stdout
+        .lines()
+        .find(|l| l.starts_with("Everything that happened on "))
+        .unwrap_or_else(|| panic!("no heading with the date:\n{stdout}"));
+    let day = heading.trim_start_matches("Everything that happened on ");
+    assert!(
+        day.as_bytes().get(4) == Some(&b'-')
+            && day.as_bytes().get(7) == Some(&b'-')
+            && heading.contains("(times in UTC)"),
+        "{heading}"
+    );
+    assert!(stdout.contains("  id  time      op"), "{stdout}");
+    let timed = stdout
+        .lines()
+        .filter(|l| {
+            let b = l.as_bytes();
+            l.len() > 16 && b[8] == b':' && b[11] == b':' && b[2].is_ascii_digit()
+        })
+        .count();
+    assert!(timed >= 20, "every change has its id and time:\n{stdout}");
+    for line in stdout.lines() {
+        assert!(line.chars().count() <= 80, "wider than 80 columns: {line}");
+    }
+    let help = pgtrail(&["demo", "--help"], dir.path());
+    let (help, _) = text(&help);
+    assert!(help.contains("--keep"), "{help}");
+    for unused in ["--database-url", "--config", "--format"] {
+        assert!(!help.contains(unused), "demo --help lists {unused}:\n{help}");
+    }
+    let refused = pgtrail(&["demo", "--database-url", "postgres://x/y"], dir.path());
+    let (_, stderr) = text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("does not use --database-url"), "{stderr}");
 }
 
 #[tokio::test]
@@ -477,6 +511,37 @@ async fn init_writes_the_config_and_keeps_an_existing_file_unless_forced() {
     let applied = pgtrail(&["apply", "--database-url", db.url()], dir.path());
     assert_eq!(applied.status.code(), Some(0), "{}", text(&applied).1);
     assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.audited_table").await, 1);
+
+    // On the install, after review (a redaction, a context mapping): init
+    // writes what is live, and plan right after it prints nothing.
+    std::fs::write(
+        &file,
+        "[context]\nactor_name = [\"app.actor_email\"]\n[tables.users]\nredact_columns = [\"password_hash\"]\n[capture]\nexclude = [\"sessions\"]\n",
+    )
+    .unwrap();
+    let applied = pgtrail(&["apply", "--database-url", db.url()], dir.path());
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied).1);
+    let live = pgtrail(&["init", "--force", "--database-url", db.url()], dir.path());
+    let (stdout, stderr) = text(&live);
+    assert_eq!(live.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("written from the live install"), "{stdout}");
+    let written_live = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        written_live.contains("redact_columns = [\"password_hash\"]"),
+        "{written_live}"
+    );
+    assert!(
+        written_live.contains("actor_name = [\"app.actor_email\"]"),
+        "{written_live}"
+    );
+    let plan = pgtrail(&["plan", "--database-url", db.url()], dir.path());
+    let (stdout, stderr) = text(&plan);
+    assert_eq!(plan.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "",
+        "plan after init on an install: {stdout}{stderr}"
+    );
 
     let unknown = pgtrail(
         &[
@@ -2430,6 +2495,168 @@ async fn revert_shows_the_plan_applies_only_with_yes_and_refuses_conflicts_with_
         .await,
         1
     );
+}
+
+#[tokio::test]
+async fn at_on_the_transaction_clock_includes_what_the_moment_s_own_transaction_did() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    db.client
+        .batch_execute("CREATE TABLE users (id int PRIMARY KEY, email text)")
+        .await
+        .unwrap();
+    std::fs::write(dir.path().join("pgtrail.toml"), "").unwrap();
+    let applied = pgtrail(&["apply", "--database-url", db.url()], dir.path());
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied).1);
+    // A user created in a request whose now() is what a created_at column holds.
+    let started: String = db
+        .client
+        .query_one(
+            "WITH u AS (INSERT INTO users VALUES (1, 'new@example.test') RETURNING 1)
+             SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM u",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let on_transaction = ask_json(
+        &db,
+        dir.path(),
+        &["at", "users", "1", "--time", &started, "--clock", "transaction"],
+    );
+    assert_eq!(on_transaction["email"], "new@example.test");
+    let on_change = ask_json(&db, dir.path(), &["at", "users", "1", "--time", &started]);
+    assert_eq!(
+        on_change,
+        serde_json::Value::Null,
+        "on the change clock it did not exist yet"
+    );
+    let table = ask_json(
+        &db,
+        dir.path(),
+        &["at", "users", "--time", &started, "--clock", "transaction"],
+    );
+    assert_eq!(table.as_array().map(Vec::len), Some(1));
+    let (code, _, stderr) = ask(
+        &db,
+        dir.path(),
+        &["at", "users", "1", "--time", &started, "--clock", "wall"],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("transaction"), "{stderr}");
+}
+
+#[tokio::test]
+async fn log_and_report_name_migrations_show_context_keys_and_refuse_what_cannot_match() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    a_day_of_work(&db, dir.path()).await;
+    db.client
+        .batch_execute("BEGIN; SET LOCAL pgtrail.migration = '0043_backfill'; UPDATE users SET name = 'X' WHERE id = 2; COMMIT;")
+        .await
+        .unwrap();
+
+    // The migration's name where there is no actor, and a context key as a column.
+    let (code, stdout, stderr) = ask(&db, dir.path(), &["log", "--show", "request_id"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let header = stdout.lines().next().unwrap_or_default();
+    assert!(header.contains("REQUEST_ID"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("mod@example.test") && l.trim_end().ends_with("r-1")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0043_backfill"), "{stdout}");
+    assert!(
+        !stdout.contains("- (migration)") && !stdout.contains("  -  "),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = ask(&db, dir.path(), &["report", "--show", "request_id"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("REQUEST_ID") && stdout.contains("r-1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0043_backfill"), "{stdout}");
+
+    // Keys of the wrong type: explained, or read as the column's type.
+    let (code, _, stderr) = ask(&db, dir.path(), &["history", "users", "1.5"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`id` is integer but `1.5` is not a whole number"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("invalid input syntax"), "{stderr}");
+    let by_json = ask_json(&db, dir.path(), &["history", "users", r#"{"id": "100"}"#]);
+    let by_number = ask_json(&db, dir.path(), &["history", "users", "100"]);
+    assert_eq!(by_json, by_number);
+    assert!(by_json.as_array().is_some_and(|a| !a.is_empty()), "{by_json}");
+    let (code, _, stderr) = ask(&db, dir.path(), &["history", "users", r#"{"uid": 1}"#]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("`uid` is not a key column"), "{stderr}");
+
+    // A field no table has, and a window that ends before it starts.
+    let (code, _, stderr) = ask(&db, dir.path(), &["log", "--field", "nosuch"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no audited table has a column `nosuch`"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = ask(&db, dir.path(), &["log", "users", "--field", "emial"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("did you mean `email`?"), "{stderr}");
+    let (code, stdout, _) = ask(&db, dir.path(), &["log", "users", "--field", "email"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("email"), "{stdout}");
+    for command in ["log", "report"] {
+        let (code, _, stderr) = ask(
+            &db,
+            dir.path(),
+            &[command, "--since", "1h ago", "--until", "2h ago"],
+        );
+        assert_eq!(code, Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains("--since") && stderr.contains("is after --until"),
+            "{stderr}"
+        );
+    }
+
+    let (code, _, stderr) = ask(
+        &db,
+        dir.path(),
+        &[
+            "report",
+            "--kind",
+            "population",
+            "--since",
+            "1h ago",
+            "--until",
+            "2h ago",
+        ],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("is after --until"), "{stderr}");
+    let (code, _, stderr) = ask(
+        &db,
+        dir.path(),
+        &["report", "--kind", "schema", "--show", "request_id"],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--show is for the activity report"), "{stderr}");
+
+    // Query commands read no config file, so they take no --config.
+    for args in [
+        &["log"][..],
+        &["history", "users", "100"],
+        &["blame", "users", "100"],
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--config", "other.toml"]);
+        let (code, _, stderr) = ask(&db, dir.path(), &all);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("--config"), "{stderr}");
+    }
 }
 
 // ---- compliance reports and evidence bundles ----

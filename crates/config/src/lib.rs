@@ -16,6 +16,7 @@
 //! actor_id = ["app.user_id"]
 //! actor_name = ["app.actor_email", "app.current_user"]
 //! require_actor = false
+//! outside_transaction = "warn"      # set_context outside BEGIN..COMMIT: "warn", "refuse" or "ignore"
 //! # also: actor_type, reason, migration, request_id, session_id,
 //! # business_process, ip, user_agent, and [context.extra] for anything else
 //!
@@ -75,8 +76,8 @@ use std::path::Path;
 pub use error::{ConfigError, ErrorKind, Location};
 pub use matching::{ColumnRules, Pattern, PatternError, Selection};
 pub use model::{
-    Capture, Config, Context, DEFAULT_FILE_NAME, DEFAULT_TRUNCATE_ROW_LIMIT, Images, Install, Report,
-    TableRule, Truncate,
+    Capture, Config, Context, DEFAULT_FILE_NAME, DEFAULT_TRUNCATE_ROW_LIMIT, Images, Install,
+    OutsideTransaction, Report, TableRule, Truncate,
 };
 pub use name::{NameError, QualifiedName};
 pub use retention::{Grain, Keep, KeepUnit, Retention};

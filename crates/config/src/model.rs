@@ -206,6 +206,49 @@ impl fmt::Display for Truncate {
     }
 }
 
+/// What `pgtrail.set_context` does when it is called outside a transaction
+/// block, where the context ends with its own statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum OutsideTransaction {
+    /// A warning with a hint (the default).
+    #[default]
+    Warn,
+    /// An error: the call (its transaction) fails.
+    Refuse,
+    /// Nothing, and no check.
+    Ignore,
+}
+
+impl OutsideTransaction {
+    /// The spellings accepted in the file.
+    pub const NAMES: [&'static str; 3] = ["warn", "refuse", "ignore"];
+
+    /// `"warn"`, `"refuse"` or `"ignore"`, as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutsideTransaction::Warn => "warn",
+            OutsideTransaction::Refuse => "refuse",
+            OutsideTransaction::Ignore => "ignore",
+        }
+    }
+
+    /// Reads `"warn"`, `"refuse"` or `"ignore"` (exact spelling).
+    pub fn from_name(name: &str) -> Option<OutsideTransaction> {
+        match name {
+            "warn" => Some(OutsideTransaction::Warn),
+            "refuse" => Some(OutsideTransaction::Refuse),
+            "ignore" => Some(OutsideTransaction::Ignore),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for OutsideTransaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The `[context]` section: for each piece of context pgtrail records, the
 /// custom settings (GUCs such as `app.user_id`) the application already sets,
 /// tried in order.
@@ -226,6 +269,8 @@ pub struct Context {
     pub extra: BTreeMap<String, Vec<String>>,
     /// When `true`, a change with no actor is refused.
     pub require_actor: bool,
+    /// What `set_context` does outside a transaction block.
+    pub outside_transaction: OutsideTransaction,
 }
 
 impl Context {

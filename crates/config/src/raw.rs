@@ -148,6 +148,7 @@ pub(crate) struct RawContext {
     pub(crate) ip: Option<List>,
     pub(crate) user_agent: Option<List>,
     pub(crate) require_actor: Option<bool>,
+    pub(crate) outside_transaction: Option<Spanned<String>>,
     pub(crate) extra: Option<BTreeMap<Spanned<String>, List>>,
 }
 
@@ -164,6 +165,7 @@ impl RawContext {
         "ip",
         "user_agent",
         "require_actor",
+        "outside_transaction",
         "extra",
     ];
 }

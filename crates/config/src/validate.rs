@@ -6,7 +6,9 @@ use serde_spanned::Spanned;
 
 use crate::error::{ConfigError, ErrorKind, Location, Source};
 use crate::matching::Pattern;
-use crate::model::{Capture, Config, Context, Images, Install, Report, TableRule, Truncate};
+use crate::model::{
+    Capture, Config, Context, Images, Install, OutsideTransaction, Report, TableRule, Truncate,
+};
 use crate::name::QualifiedName;
 use crate::raw::{List, RawCapture, RawConfig, RawContext, RawTable, Table};
 use crate::setting::check_setting;
@@ -146,6 +148,29 @@ fn truncate(src: Source<'_>, value: &Spanned<String>, what: &str) -> Result<Trun
     })
 }
 
+fn outside_transaction(
+    src: Source<'_>,
+    value: &Spanned<String>,
+    what: &str,
+) -> Result<OutsideTransaction, ConfigError> {
+    let name = value.get_ref();
+    OutsideTransaction::from_name(name).ok_or_else(|| {
+        let help = match suggest(name, OutsideTransaction::NAMES) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("use {}", one_of(&OutsideTransaction::NAMES)),
+        };
+        src.error(
+            ErrorKind::InvalidValue,
+            &value.span(),
+            format!(
+                "unknown value `{name}` for {what}; expected {}",
+                one_of(&OutsideTransaction::NAMES)
+            ),
+            Some(help),
+        )
+    })
+}
+
 fn row_limit(src: Source<'_>, value: &Spanned<i64>, what: &str) -> Result<i64, ConfigError> {
     match *value.get_ref() {
         limit if limit >= 1 => Ok(limit),
@@ -243,6 +268,10 @@ fn context(src: Source<'_>, raw: RawContext) -> Result<Context, ConfigError> {
         reason: settings(src, raw.reason.as_ref(), &what("reason"))?,
         extra: BTreeMap::new(),
         require_actor: raw.require_actor.unwrap_or(false),
+        outside_transaction: match &raw.outside_transaction {
+            Some(value) => outside_transaction(src, value, &what("outside_transaction"))?,
+            None => OutsideTransaction::default(),
+        },
     };
     let well_known = [
         ("migration", &raw.migration),

@@ -39,6 +39,8 @@ pub struct Desired {
     /// many partitions to make ahead.
     pub partition_grain: &'static str,
     pub premake: i64,
+    /// `[context] outside_transaction`: warn, refuse or ignore.
+    pub outside_transaction: String,
 }
 
 /// Decides what capture should look like and checks the config against the
@@ -88,6 +90,7 @@ pub fn resolve(config: &Config, catalog: &Catalog) -> Result<Desired, Vec<Config
         require_actor: config.context.require_actor,
         partition_grain: config.retention.partition.name(),
         premake: i64::from(config.retention.premake),
+        outside_transaction: config.context.outside_transaction.as_str().to_string(),
     })
 }
 

@@ -37,7 +37,8 @@ pub enum Step {
 
 const ATTACH: &str = "SELECT pgtrail.attach($1::text::regclass, $2::text::text[], $3::text, $4::text, $5::text::text[], $6::text::text[], $7::text, $8::bigint)";
 const DETACH: &str = "SELECT pgtrail.detach($1::text::regclass)";
-const CONFIGURE: &str = "SELECT pgtrail.configure_context($1::text::jsonb, $2::boolean)";
+const CONFIGURE: &str =
+    "SELECT pgtrail.configure_context($1::text::jsonb, $2::boolean), pgtrail.configure_set_context($3::text)";
 const AUTO_ATTACH: &str = "SELECT pgtrail.configure_auto_attach($1::text::jsonb)";
 const MAKE_PARTITIONS: &str = "SELECT count(*) FROM pgtrail.make_partitions($1::text, $2::integer)";
 
@@ -115,6 +116,7 @@ fn configure(desired: &Desired) -> Step {
         args: vec![
             Arg::Json(desired.context_sources.clone()),
             Arg::Bool(desired.require_actor),
+            Arg::Text(desired.outside_transaction.clone()),
         ],
         summary: "configure context settings".to_string(),
     }

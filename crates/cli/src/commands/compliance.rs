@@ -51,6 +51,7 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
     let since = time(args.since.as_deref())?;
     let until = time(args.until.as_deref())?;
     let client = super::connect(global).await?;
+    super::log::check_window(&client, since.as_ref(), until.as_ref()).await?;
     let period = Period {
         since: moment(&client, since.as_ref()).await?,
         until: moment(&client, until.as_ref()).await?,

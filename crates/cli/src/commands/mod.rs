@@ -47,17 +47,33 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
             ),
         },
     };
+    if let Command::Init { config, .. }
+    | Command::Apply { config, .. }
+    | Command::Plan { config, .. }
+    | Command::Check(config)
+    | Command::Sql { config, .. } = &cli.command
+    {
+        cli.global.config = config.config.clone();
+    }
+    if let Command::Report(args) = &cli.command {
+        cli.global.config = args.config.config.clone();
+    }
     match cli.command {
-        Command::Apply { baseline } => apply::run(&cli.global, baseline).await,
-        Command::Init { force, schemas } => init::run(&cli.global, force, &schemas).await,
-        Command::Plan(args) => plan::run(&cli.global, &args).await,
-        Command::Check => check::run(&cli.global).await,
-        Command::Sql(args) => sql::run(&cli.global, &args).await,
+        Command::Apply { baseline, .. } => apply::run(&cli.global, baseline).await,
+        Command::Init { force, schemas, .. } => init::run(&cli.global, force, &schemas).await,
+        Command::Plan { file, .. } => plan::run(&cli.global, &file).await,
+        Command::Check(_) => check::run(&cli.global).await,
+        Command::Sql { file, .. } => sql::run(&cli.global, &file).await,
         Command::Uninstall { drop_trail, yes } => uninstall::run(&cli.global, drop_trail, yes).await,
         Command::Demo { keep } => demo::run(keep).await,
         Command::Log(args) => log::run(&cli.global, &args).await,
         Command::History { table, key } => history::run(&cli.global, &table, &key).await,
-        Command::At { table, key, time } => at::run(&cli.global, &table, key.as_deref(), &time).await,
+        Command::At {
+            table,
+            key,
+            time,
+            clock,
+        } => at::run(&cli.global, &table, key.as_deref(), &time, clock).await,
         Command::Blame { table, key } => blame::run(&cli.global, &table, &key).await,
         Command::Tx { txid } => tx::run(&cli.global, txid).await,
         Command::Report(args) => report::run(&cli.global, &args).await,
@@ -101,9 +117,9 @@ fn command_name(command: &Command) -> &'static str {
     match command {
         Command::Init { .. } => "init",
         Command::Apply { .. } => "apply",
-        Command::Plan(_) => "plan",
-        Command::Check => "check",
-        Command::Sql(_) => "sql",
+        Command::Plan { .. } => "plan",
+        Command::Check(_) => "check",
+        Command::Sql { .. } => "sql",
         Command::Uninstall { .. } => "uninstall",
         Command::Demo { .. } => "demo",
         Command::Log(_) => "log",
