@@ -98,6 +98,10 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 10,
         file: sql_file!("migrations", "0010_wal_mode.sql"),
     },
+    Migration {
+        number: 11,
+        file: sql_file!("migrations", "0011_partitioned_trail.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.
@@ -113,6 +117,7 @@ pub const FUNCTIONS: &[SqlFile] = &[
     sql_file!("functions", "37_ddl_watch.sql"),
     sql_file!("functions", "38_lineage.sql"),
     sql_file!("functions", "40_append_only.sql"),
+    sql_file!("functions", "45_partitions.sql"),
     sql_file!("functions", "50_changes_view.sql"),
     sql_file!("functions", "60_queries.sql"),
     sql_file!("functions", "65_reconcile.sql"),

@@ -396,6 +396,9 @@ fn every_command_has_help_with_an_example() {
         "follow",
         "uninstall",
         "demo",
+        "archive",
+        "maintain",
+        "hold",
     ] {
         let output = pgtrail(&[command, "--help"], &dir);
         assert_eq!(output.status.code(), Some(0));
@@ -2912,4 +2915,102 @@ async fn compliance_reports_and_a_bundle_an_auditor_verifies_offline() {
     );
     let activity_csv = run(&["report", "--format", "csv"]);
     assert_eq!(activity_csv.status.code(), Some(2));
+}
+
+/// Retention from the command line: legal holds with their mistakes
+/// refused (exit 2, nothing recorded), maintain and archive dry runs, and
+/// check naming a change outside every partition. (Archives of months-old
+/// partitions are the library's retention stories, on a server under
+/// faketime.)
+#[tokio::test]
+async fn retention_commands_hold_plan_and_check() {
+    let (db, dir) = project(
+        "[capture]\ninclude = [\"users\"]\nexclude = [\"sessions\"]\n\n[retention]\npartition = \"week\"\npremake = 2\nkeep = \"400 days\"\narchive_dir = \"archive\"\n",
+    )
+    .await;
+    assert_eq!(ask(&db, dir.path(), &["apply"]).0, Some(0));
+    let (code, stdout, stderr) = ask(&db, dir.path(), &["check"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        count(
+            &db,
+            "SELECT count(*) FROM pgtrail.partitions() WHERE name LIKE 'change_p%'"
+        )
+        .await
+            >= 2
+    );
+
+    for (args, message) in [
+        (
+            vec!["hold", "add", "--table", "users", "--key", "1", "--reason", " "],
+            "needs a reason",
+        ),
+        (
+            vec!["hold", "add", "--key", "1", "--reason", "x"],
+            "--key needs --table",
+        ),
+        (
+            vec![
+                "hold",
+                "add",
+                "--table",
+                "users",
+                "--from",
+                "2026-02-01",
+                "--until",
+                "2026-01-01",
+                "--reason",
+                "x",
+            ],
+            "must be before",
+        ),
+        (vec!["hold", "add", "--table", "nope", "--reason", "x"], "nope"),
+    ] {
+        let (code, stdout, stderr) = ask(&db, dir.path(), &args);
+        assert_eq!(code, Some(2), "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.hold").await, 0);
+
+    let added = ask_json(
+        &db,
+        dir.path(),
+        &[
+            "hold", "add", "--table", "users", "--key", "1", "--reason", "case 9",
+        ],
+    );
+    let id = added["hold"].as_i64().expect("hold id").to_string();
+    let holds = ask_json(&db, dir.path(), &["hold", "list"]);
+    assert_eq!(holds[0]["table"], "public.users", "{holds}");
+    assert_eq!(holds[0]["pk"], serde_json::json!({"id": 1}), "{holds}");
+    assert_eq!(
+        ask(&db, dir.path(), &["hold", "release", &id, "--reason", "closed"]).0,
+        Some(0)
+    );
+    let (code, _, stderr) = ask(&db, dir.path(), &["hold", "release", &id, "--reason", "closed"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("no active hold"), "{stderr}");
+    assert_eq!(
+        ask_json(&db, dir.path(), &["hold", "list"]),
+        serde_json::json!([])
+    );
+
+    let (code, stdout, stderr) = ask(&db, dir.path(), &["maintain", "--dry-run"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("nothing to archive"), "{stdout}");
+    let plan = ask_json(&db, dir.path(), &["archive", "--dry-run"]);
+    assert_eq!(plan["partitions"], serde_json::json!([]), "{plan}");
+    assert!(!dir.path().join("archive").exists());
+
+    // A change far in the future lands in the default partition: check says so.
+    db.client
+        .batch_execute(
+            "INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, new_values)
+             SELECT 1, 1, id, 'I', '2100-01-01', '{\"id\": 9}', '{\"id\": 9}' FROM pgtrail.audited_table LIMIT 1",
+        )
+        .await
+        .expect("a stray change");
+    let (code, stdout, _) = ask(&db, dir.path(), &["check"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("pgtrail.change_default"), "{stdout}");
 }

@@ -32,6 +32,11 @@
 //! accept_installer_can_edit_trail = false   # no owner role: the installer owns the trail
 //! accept_unseen_capture_gaps = false        # no DDL watch (event triggers need a superuser)
 //!
+//! [retention]                       # the trail partitioned by time, archived, then dropped
+//! partition = "month"               # day, week or month
+//! premake = 3                       # partitions made ahead
+//! keep = "400 days"                 # older partitions are archived, verified, then dropped
+//! archive_dir = "/var/lib/pgtrail/archive"
 //! [report]                          # for `pgtrail report --kind privileged|schema|subject`
 //! application_roles = ["app"]       # roles the application connects as
 //! migration_roles = ["migrator"]    # roles migrations run as
@@ -63,6 +68,7 @@ pub mod matching;
 mod model;
 pub mod name;
 mod raw;
+pub mod retention;
 mod setting;
 mod suggest;
 mod validate;
@@ -77,6 +83,7 @@ pub use model::{
     Images, Install, Mode, OutsideTransaction, Report, TableRule, Truncate,
 };
 pub use name::{NameError, QualifiedName};
+pub use retention::{Grain, Keep, KeepUnit, Retention};
 pub use suggest::suggest;
 
 use error::Source;

@@ -21,6 +21,8 @@ pub struct Config {
     pub tables: Vec<TableRule>,
     /// The `[install]` section: what an install without full rights may lack.
     pub install: Install,
+    /// The `[retention]` section: partitions, archive, drop.
+    pub retention: crate::retention::Retention,
     /// The `[report]` section: who is expected to change data, for the
     /// compliance reports.
     pub report: Report,
@@ -36,6 +38,7 @@ impl Default for Config {
             context: Context::default(),
             tables: Vec::new(),
             install: Install::default(),
+            retention: crate::retention::Retention::default(),
             report: Report::default(),
             origin: DEFAULT_FILE_NAME.to_string(),
         }

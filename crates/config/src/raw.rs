@@ -56,11 +56,27 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) install: Table<RawInstall>,
     #[serde(default)]
+    pub(crate) retention: Table<RawRetention>,
+    #[serde(default)]
     pub(crate) report: Table<RawReport>,
 }
 
 impl RawConfig {
-    pub(crate) const KEYS: &[&str] = &["capture", "context", "tables", "install", "report"];
+    pub(crate) const KEYS: &[&str] = &["capture", "context", "tables", "install", "retention", "report"];
+}
+
+/// `[retention]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetention {
+    pub(crate) partition: Option<Spanned<String>>,
+    pub(crate) premake: Option<Spanned<i64>>,
+    pub(crate) keep: Option<Spanned<String>>,
+    pub(crate) archive_dir: Option<Spanned<String>>,
+}
+
+impl RawRetention {
+    pub(crate) const KEYS: &[&str] = &["partition", "premake", "keep", "archive_dir"];
 }
 
 /// `[report]`.
@@ -223,5 +239,7 @@ mod tests {
         check::<RawContext>(RawContext::KEYS, "[]");
         check::<RawTable>(RawTable::KEYS, "[]");
         check::<RawInstall>(RawInstall::KEYS, "[]");
+        check::<RawRetention>(RawRetention::KEYS, "[]");
+        check::<RawReport>(RawReport::KEYS, "[]");
     }
 }

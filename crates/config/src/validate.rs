@@ -36,6 +36,7 @@ pub(crate) fn build(src: Source<'_>, raw: RawConfig) -> Result<Config, ConfigErr
         accept_installer_can_edit_trail: raw.install.0.accept_installer_can_edit_trail.unwrap_or(false),
         accept_unseen_capture_gaps: raw.install.0.accept_unseen_capture_gaps.unwrap_or(false),
     };
+    let retention = crate::retention::retention(src, raw.retention.0)?;
     let report = Report {
         application_roles: strings(
             src,
@@ -58,6 +59,7 @@ pub(crate) fn build(src: Source<'_>, raw: RawConfig) -> Result<Config, ConfigErr
         context,
         tables,
         install,
+        retention,
         report,
         origin: src.origin.to_string(),
     })

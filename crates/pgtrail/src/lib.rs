@@ -13,6 +13,7 @@
 //! | [`integrity`] | here, on `pgtrail-integrity` | seal, verify and erase: a trail you can prove |
 //! | [`revert`] | `pgtrail-revert` | undo recorded changes: plan, conflicts, apply |
 //! | [`follow`] | `pgtrail-follow` | WAL mode: reads the slot, writes the trail exactly once |
+//! | [`archive`] | `pgtrail-archive` | retention: time partitions, Parquet archives, legal holds, maintain |
 //! | [`evidence`] | `pgtrail-evidence` | compliance reports, evidence bundles verified offline, HTML |
 //! | [`context`] | `pgtrail-context` | who is acting and why, from Rust: a transaction with it set; a tower layer |
 //!
@@ -30,6 +31,7 @@ pub mod init;
 pub mod integrity;
 pub mod query;
 
+pub use pgtrail_archive as archive;
 pub use pgtrail_capture as capture;
 pub use pgtrail_catalog as catalog;
 pub use pgtrail_config as config;

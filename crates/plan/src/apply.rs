@@ -255,6 +255,15 @@ pub async fn apply_with_options(
             ))?;
         report.baselined = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
     }
+    // The trail's time partitions ahead of now, as [retention] asks
+    // (`pgtrail maintain` keeps making them).
+    let premake = i32::try_from(config.retention.premake).unwrap_or(i32::MAX);
+    tx.query(
+        "SELECT pgtrail.make_partitions($1, $2)",
+        &[&config.retention.partition.name(), &premake],
+    )
+    .await
+    .map_err(PlanError::database("making the trail's partitions ahead failed"))?;
     tx.commit()
         .await
         .map_err(PlanError::database("could not commit the install"))?;

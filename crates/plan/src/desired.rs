@@ -37,6 +37,10 @@ pub struct Desired {
     /// auto_attach is off.
     pub auto_attach: serde_json::Value,
     pub require_actor: bool,
+    /// `[retention]`: the partition grain (`day`, `week`, `month`) and how
+    /// many partitions to make ahead.
+    pub partition_grain: &'static str,
+    pub premake: i64,
     /// `[context] outside_transaction`: warn, refuse or ignore.
     pub outside_transaction: String,
     /// `[capture] wal_max_lag_bytes`: the slot lag `check` reports.
@@ -95,6 +99,8 @@ pub fn resolve(config: &Config, catalog: &Catalog) -> Result<Desired, Vec<Config
         context_sources: context_sources(config),
         auto_attach: auto_attach(config),
         require_actor: config.context.require_actor,
+        partition_grain: config.retention.partition.name(),
+        premake: i64::from(config.retention.premake),
         outside_transaction: config.context.outside_transaction.as_str().to_string(),
         wal_max_lag_bytes: config.capture.wal_max_lag_bytes,
     })

@@ -45,6 +45,7 @@ const DETACH: &str = "SELECT pgtrail.detach($1::text::regclass)";
 const CONFIGURE: &str =
     "SELECT pgtrail.configure_context($1::text::jsonb, $2::boolean), pgtrail.configure_set_context($3::text)";
 const AUTO_ATTACH: &str = "SELECT pgtrail.configure_auto_attach($1::text::jsonb)";
+const MAKE_PARTITIONS: &str = "SELECT count(*) FROM pgtrail.make_partitions($1::text, $2::integer)";
 
 /// Every step of a full install matching `desired`: what `pgtrail sql`
 /// prints, to be applied to any database (a fresh one included).
@@ -60,6 +61,16 @@ pub fn steps(desired: &Desired) -> Vec<Step> {
     ]);
     out.extend(desired.tables.iter().map(attach));
     out.extend(detach_all(desired));
+    // The trail's time partitions ahead ([retention]; `apply` makes them
+    // in its own transaction, `pgtrail maintain` keeps making them).
+    out.push(Step::Statement {
+        sql: MAKE_PARTITIONS,
+        args: vec![
+            Arg::Text(desired.partition_grain.to_string()),
+            Arg::BigInt(Some(desired.premake)),
+        ],
+        summary: "make the trail's partitions ahead".to_string(),
+    });
     out
 }
 

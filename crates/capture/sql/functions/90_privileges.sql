@@ -205,9 +205,11 @@ BEGIN
         FROM pg_class AS c
         WHERE c.relnamespace = 'pgtrail'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'S')
           AND c.relowner <> v_oid
-          -- identity sequences follow their table
+          -- identity sequences follow their table (a partitioned table
+          -- depends internally on itself, through its partition key)
           AND NOT EXISTS (SELECT FROM pg_depend AS d
-                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'i')
+                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'i'
+                            AND d.refobjid <> c.oid)
     LOOP
         EXECUTE format('ALTER %s %s OWNER TO %I', v_object.kind, v_object.rel, v_owner);
     END LOOP;
@@ -243,8 +245,11 @@ DECLARE
     v_others text;
 BEGIN
     IF v_old_reader IS NOT NULL AND v_reader <> 'pgtrail_reader'
+       -- (any table of the trail: 0.3.0's pgtrail.change is now the
+       -- partition pgtrail.change_history, migration 0011)
        AND EXISTS (SELECT FROM pg_class AS c, aclexplode(c.relacl) AS x
-                   WHERE c.oid = 'pgtrail.change'::regclass AND x.grantee = v_old_reader) THEN
+                   WHERE c.relnamespace = 'pgtrail'::regnamespace AND c.relkind IN ('r', 'p')
+                     AND x.grantee = v_old_reader) THEN
         IF EXISTS (SELECT FROM pg_roles WHERE rolname = v_reader) THEN
             FOR v_item IN
                 SELECT m.member::regrole AS member FROM pg_auth_members AS m

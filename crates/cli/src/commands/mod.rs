@@ -9,12 +9,14 @@ mod demo;
 mod erase;
 mod follow;
 mod history;
+mod hold;
 mod init;
 mod keygen;
 mod log;
 mod plan;
 mod reconcile;
 mod report;
+mod retention;
 mod revert;
 mod seal;
 mod sql;
@@ -83,7 +85,25 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
         Command::Verify {
             public_key,
             checkpoint,
-        } => verify::run(&cli.global, public_key.as_deref(), checkpoint.as_deref()).await,
+            archive,
+        } => {
+            verify::run(
+                &cli.global,
+                public_key.as_deref(),
+                checkpoint.as_deref(),
+                archive.as_deref(),
+            )
+            .await
+        }
+        Command::Archive { dir, key, dry_run } => {
+            retention::archive(&cli.global, dir.as_deref(), key.as_deref(), dry_run).await
+        }
+        Command::Maintain {
+            key,
+            archive_dir,
+            dry_run,
+        } => retention::maintain(&cli.global, key.as_deref(), archive_dir.as_deref(), dry_run).await,
+        Command::Hold { action } => hold::run(&cli.global, &action).await,
         Command::Reconcile { table } => reconcile::run(&cli.global, table.as_deref()).await,
         Command::Erase {
             table,
@@ -115,6 +135,9 @@ fn command_name(command: &Command) -> &'static str {
         Command::Keygen { .. } => "keygen",
         Command::Seal { .. } => "seal",
         Command::Verify { .. } => "verify",
+        Command::Archive { .. } => "archive",
+        Command::Maintain { .. } => "maintain",
+        Command::Hold { .. } => "hold",
         Command::Erase { .. } => "erase",
         Command::Reconcile { .. } => "reconcile",
         Command::Revert(_) => "revert",
@@ -132,4 +155,26 @@ fn load_config(global: &Global) -> Result<Config> {
 async fn connect(global: &Global) -> Result<tokio_postgres::Client> {
     let target = pgtrail::connect::Target::from_env(global.database_url.as_deref())?;
     Ok(pgtrail::connect::connect(&target).await?)
+}
+
+/// Says where an answer read from the database stops: changes before the
+/// retention horizon are in archive files, not in the database.
+async fn say_horizon(client: &tokio_postgres::Client) -> Result<()> {
+    if let Some((until, files)) = pgtrail::archive::set::horizon(client).await? {
+        let shown: Vec<&str> = files.iter().take(3).map(String::as_str).collect();
+        crate::output::say(
+            crate::output::DIM,
+            &format!(
+                "note: history before {} is archived in {}{} (read it with DuckDB, see the README's Retention section)",
+                until.format("%Y-%m-%d %H:%M:%S%:z"),
+                shown.join(", "),
+                if files.len() > shown.len() {
+                    format!(" and {} more file(s)", files.len() - shown.len())
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+    Ok(())
 }

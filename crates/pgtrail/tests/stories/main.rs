@@ -19,6 +19,7 @@ mod never_fails;
 mod queries;
 mod reconcile;
 mod restore;
+mod retention;
 mod revert;
 mod revert_oracle;
 mod rollout;

@@ -635,6 +635,7 @@ async fn seal_and_verify_cover_a_revert_like_any_change() {
         &VerifyOptions {
             public_key: Some(key.verifier()),
             checkpoint: Some(sealed.note),
+            ..Default::default()
         },
     )
     .await
