@@ -447,6 +447,7 @@ DECLARE
     v_bkey text;
     v_chain bigint;
     v_next bigint;
+    v_moved boolean;
 BEGIN
     TRUNCATE pg_temp.pgtrail_revert_change, pg_temp.pgtrail_revert_cell, pg_temp.pgtrail_revert_chain,
              pg_temp.pgtrail_revert_touch, pg_temp.pgtrail_revert_conflict;
@@ -463,6 +464,7 @@ BEGIN
     JOIN pgtrail.audited_table AS a ON a.id = c.table_id AND cardinality(a.key_columns) > 0
     CROSS JOIN LATERAL (VALUES (c.pk), (c.old_pk)) AS d(k)
     WHERE c.op = 'U' AND c.old_pk IS NOT NULL AND d.k IS NOT NULL;
+    v_moved := FOUND;
 
     INSERT INTO pg_temp.pgtrail_revert_change
     SELECT row_number() OVER (ORDER BY q.changed_at, q.id), q.id, q.txid, q.ctx, q.table_id, q.op, q.changed_at,
@@ -474,8 +476,8 @@ BEGIN
                            ELSE coalesce(c.changed_fields, ARRAY(SELECT jsonb_object_keys(c.new_values))) END AS cols,
                  c.op IN ('I', 'D') OR c.old_pk IS NOT NULL OR cardinality(a.key_columns) = 0 AS whole,
                  cardinality(a.key_columns) > 0
-                     AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_moved AS m
-                                     WHERE m.table_id = c.table_id AND (m.k = c.pk OR m.k = c.old_pk)) AS plain
+                     AND (NOT v_moved OR NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_moved AS m
+                                     WHERE m.table_id = c.table_id AND (m.k = c.pk OR m.k = c.old_pk))) AS plain
           FROM pg_temp.pgtrail_revert_sel AS s
           JOIN pgtrail.change AS c ON c.id = s.id
           JOIN pgtrail.audited_table AS a ON a.id = c.table_id
@@ -756,14 +758,19 @@ BEGIN
             '      AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.chain = k.chain)), '
             'l AS MATERIALIZED ('
             '    SELECT p.chain, pgtrail._as_recorded(to_jsonb(x.*), $5, $3) AS j FROM k AS p JOIN %1$s AS x ON %2$s) '
-            'SELECT k.chain, k.table_id, k.k_final, ''outside_capture'', d.cols, '
-            '       CASE WHEN l.j IS NULL THEN ''the row is not in the table, though the trail says it is'' '
+            'SELECT d.chain, d.table_id, d.k_final, ''outside_capture'', d.cols, '
+            '       CASE WHEN d.missing THEN ''the row is not in the table, though the trail says it is'' '
             '            ELSE ''the row differs from what the trail says: '' || array_to_string(d.cols, '', '') END '
-            'FROM k LEFT JOIN l ON l.chain = k.chain '
-            'CROSS JOIN LATERAL (SELECT array_agg(e.key ORDER BY e.key) AS cols FROM jsonb_each(k.expect) AS e '
-            '                    WHERE l.j IS NOT NULL AND NOT pgtrail._revert_lost($2, e.key, e.value) '
-            '                      AND (l.j -> e.key) IS DISTINCT FROM e.value AND l.j ? e.key) AS d '
-            'WHERE l.j IS NULL OR d.cols IS NOT NULL', v_rel,
+            'FROM (SELECT k.chain, k.table_id, k.k_final, l.j IS NULL AS missing, '
+            -- Column by column only when the row does not simply hold every
+            -- scalar value the trail says (containment is equality for scalars).
+            '             CASE WHEN l.j IS NULL OR (l.j @> k.expect AND NOT jsonb_path_exists(k.expect, '
+            '                                           ''$.* ? (@.type() == "array" || @.type() == "object")'')) THEN NULL '
+            '                  ELSE (SELECT array_agg(e.key ORDER BY e.key) FROM jsonb_each(k.expect) AS e '
+            '                        WHERE NOT pgtrail._revert_lost($2, e.key, e.value) '
+            '                          AND (l.j -> e.key) IS DISTINCT FROM e.value AND l.j ? e.key) END AS cols '
+            '      FROM k LEFT JOIN l ON l.chain = k.chain) AS d '
+            'WHERE d.missing OR d.cols IS NOT NULL', v_rel,
             (SELECT string_agg(format('x.%I = p.%I', c, c), ' AND ') FROM unnest(t.key_columns) AS c),
             (SELECT string_agg(format('(jsonb_populate_record(NULL::%s, k.k_final)).%I', v_rel, c), ', ') FROM unnest(t.key_columns) AS c))
         USING t.ignore_columns, t.redact_columns, v_secret, t.id, t;
@@ -1286,6 +1293,7 @@ BEGIN
     END;
     PERFORM pgtrail._revert_scratch();
     PERFORM pgtrail._revert_select(selector);
+    ANALYZE pg_temp.pgtrail_revert_sel;
     IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel) THEN
         RAISE EXCEPTION 'pgtrail.revert: no recorded change matches %', selector
             USING ERRCODE = '22023',
