@@ -843,7 +843,7 @@ async fn a_row_that_a_later_row_still_refers_to_without_cascade_is_a_conflict_in
         .await
         .unwrap();
     assert_eq!(
-        column(&db.client, "SELECT to_jsonb(id) FROM employees WHERE id >= 20 ORDER BY id").await,
+        column::<Value>(&db.client, "SELECT to_jsonb(id) FROM employees WHERE id >= 20 ORDER BY id").await,
         vec![json!(20), json!(21)]
     );
     // cascade: the report's hire is reverted first, then the boss's.
@@ -862,7 +862,7 @@ async fn a_row_that_a_later_row_still_refers_to_without_cascade_is_a_conflict_in
         .await
         .unwrap();
     assert_eq!(
-        column(&db.client, "SELECT to_jsonb(manager_id) FROM employees WHERE id = 21").await,
+        column::<Value>(&db.client, "SELECT to_jsonb(manager_id) FROM employees WHERE id = 21").await,
         vec![json!(20)]
     );
     assert_eq!(
@@ -916,7 +916,7 @@ async fn a_child_restored_whose_parent_a_later_change_deleted_is_a_conflict_in_t
     skip2.policy = Policy::Skip;
     revert(&mut db2.client, &skip2, "undo the rename").await.unwrap();
     assert_eq!(
-        column(&db2.client, "SELECT to_jsonb(name) FROM employees ORDER BY id").await,
+        column::<Value>(&db2.client, "SELECT to_jsonb(name) FROM employees ORDER BY id").await,
         vec![json!("Boss")]
     );
     // cascade: the later delete of the manager is reverted too, first.
