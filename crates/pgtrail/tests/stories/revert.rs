@@ -824,12 +824,13 @@ async fn a_row_that_a_later_row_still_refers_to_without_cascade_is_a_conflict_in
     assert!(message.contains("NO ACTION"), "{message}");
     // refuse: a conflict, not PostgreSQL's foreign key error; nothing changed.
     let refused = revert(&mut db.client, &txids(&[hire]), "undo the hires").await;
-    assert!(
-        refused.as_ref().is_err_and(|e| e.is_conflict()),
-        "{refused:?}"
-    );
+    assert!(refused.as_ref().is_err_and(|e| e.is_conflict()), "{refused:?}");
     assert_eq!(
-        count(&db.client, "SELECT count(*) FROM employees WHERE id IN (20, 21, 22)").await,
+        count(
+            &db.client,
+            "SELECT count(*) FROM employees WHERE id IN (20, 21, 22)"
+        )
+        .await,
         3
     );
     // skip: employee 20 stays, the other hire is undone.
@@ -843,7 +844,11 @@ async fn a_row_that_a_later_row_still_refers_to_without_cascade_is_a_conflict_in
         .await
         .unwrap();
     assert_eq!(
-        column::<Value>(&db.client, "SELECT to_jsonb(id) FROM employees WHERE id >= 20 ORDER BY id").await,
+        column::<Value>(
+            &db.client,
+            "SELECT to_jsonb(id) FROM employees WHERE id >= 20 ORDER BY id"
+        )
+        .await,
         vec![json!(20), json!(21)]
     );
     // cascade: the report's hire is reverted first, then the boss's.
@@ -853,16 +858,29 @@ async fn a_row_that_a_later_row_still_refers_to_without_cascade_is_a_conflict_in
         "INSERT INTO employees VALUES (30, 'Another boss', 1)",
     )
     .await;
-    tx(&db.client, "hr2", "UPDATE employees SET manager_id = 30 WHERE id = 21").await;
+    tx(
+        &db.client,
+        "hr2",
+        "UPDATE employees SET manager_id = 30 WHERE id = 21",
+    )
+    .await;
     let mut cascade = txids(&[rest]);
     cascade.policy = Policy::Cascade;
     let planned = plan(&db.client, &cascade).await.unwrap();
     assert_eq!(planned.of(Operation::Cascade).count(), 1);
-    revert(&mut db.client, &cascade, "undo the other boss and the move to him")
-        .await
-        .unwrap();
+    revert(
+        &mut db.client,
+        &cascade,
+        "undo the other boss and the move to him",
+    )
+    .await
+    .unwrap();
     assert_eq!(
-        column::<Value>(&db.client, "SELECT to_jsonb(manager_id) FROM employees WHERE id = 21").await,
+        column::<Value>(
+            &db.client,
+            "SELECT to_jsonb(manager_id) FROM employees WHERE id = 21"
+        )
+        .await,
         vec![json!(20)]
     );
     assert_eq!(
@@ -895,10 +913,7 @@ async fn a_child_restored_whose_parent_a_later_change_deleted_is_a_conflict_in_t
     assert!(message.contains("employees_manager_id_fkey"), "{message}");
     assert!(message.contains(r#"{"id": 2}"#), "{message}");
     let refused = revert(&mut db.client, &txids(&[cleanup]), "undo the cleanup").await;
-    assert!(
-        refused.as_ref().is_err_and(|e| e.is_conflict()),
-        "{refused:?}"
-    );
+    assert!(refused.as_ref().is_err_and(|e| e.is_conflict()), "{refused:?}");
     // skip: the rename is undone, employee 3 stays gone.
     let mut skip = txids(&[cleanup]);
     skip.policy = Policy::Skip;

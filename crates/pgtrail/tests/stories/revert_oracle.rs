@@ -680,7 +680,8 @@ async fn run_case(seed: u64, transactions: usize, pick: u64) {
             .of(Operation::Skip)
             .flat_map(|s| s.change_ids.clone())
             .collect();
-        let expected_skipped: BTreeSet<i64> = selected.difference(&skipped_to).map(|i| change_of[*i]).collect();
+        let expected_skipped: BTreeSet<i64> =
+            selected.difference(&skipped_to).map(|i| change_of[*i]).collect();
         assert_eq!(skipped_ids, expected_skipped, "seed {seed}, pick {pick}: skipped");
     }
 

@@ -129,7 +129,10 @@ async fn redacted_columns_are_recorded_as_changed_but_never_show_their_value() {
         .await
         .unwrap()
         .get(0);
-    assert!(!whole.contains("hunter-one") && !whole.contains("hunter-two"), "{whole}");
+    assert!(
+        !whole.contains("hunter-one") && !whole.contains("hunter-two"),
+        "{whole}"
+    );
     let marker = trail[0].new.as_ref().unwrap()["password_hash"].clone();
     assert!(marker["redacted"].is_string(), "{marker}");
     // The same value gives the same marker within a database (a change back is visible) ...
