@@ -77,6 +77,14 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 7,
         file: sql_file!("migrations", "0007_truncate.sql"),
     },
+    Migration {
+        number: 8,
+        file: sql_file!("migrations", "0008_never_fail.sql"),
+    },
+    Migration {
+        number: 9,
+        file: sql_file!("migrations", "0009_context_check.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.
@@ -111,6 +119,8 @@ pub fn install_script() -> String {
     out.push_str("-- pgtrail ");
     out.push_str(VERSION);
     out.push_str(": schema, migrations, capture functions.\n");
+    // The install's own GRANTs are not access changes (37_ddl_watch.sql).
+    out.push_str("DO $installing$ BEGIN PERFORM pg_catalog.set_config('pgtrail.installing', 'on', true); END $installing$;\n");
     out.push_str(BOOTSTRAP);
     for migration in MIGRATIONS {
         out.push_str(&guarded_migration(migration));

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,11 +29,12 @@ pub struct Global {
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
 
-    /// The configuration file.
-    #[arg(long, global = true, value_name = "FILE", default_value = "pgtrail.toml")]
+    /// The configuration file: set by `commands::run` from the `--config` of
+    /// the commands that read one (init, apply, plan, check, sql).
+    #[arg(skip = PathBuf::from("pgtrail.toml"))]
     pub config: PathBuf,
 
-    /// Output format (csv: for the commands that print one table: log, at, blame).
+    /// Output format (csv: for the commands that print one table: log, at, blame, and the compliance reports).
     #[arg(long = "format", global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 
@@ -40,6 +42,58 @@ pub struct Global {
     /// `output` by `commands::run`, which refuses csv for them.
     #[arg(skip = Format::Table)]
     pub format: Format,
+}
+
+/// The global options a command does nothing with (by their clap ids):
+/// refused when given (demo's help, written out, does not list them).
+const IGNORED: &[(&str, &[&str])] = &[
+    ("demo", &["database_url", "output"]),
+    ("keygen", &["database_url"]),
+    ("verify-bundle", &["database_url"]),
+];
+
+/// The first option given on the command line that its command ignores:
+/// (command, option as typed).
+pub fn ignored_option(matches: &ArgMatches) -> Option<(String, String)> {
+    let (name, sub) = matches.subcommand()?;
+    let (_, ids) = IGNORED.iter().find(|(n, _)| *n == name)?;
+    let id = ids
+        .iter()
+        .find(|id| sub.value_source(id) == Some(ValueSource::CommandLine))?;
+    let flag = match *id {
+        "output" => "--format",
+        _ => "--database-url",
+    };
+    Some((name.to_string(), flag.to_string()))
+}
+
+/// `--config`, for the commands that read (or write) the config file.
+#[derive(Debug, Args)]
+pub struct ConfigFile {
+    /// The configuration file.
+    #[arg(long, value_name = "FILE", default_value = "pgtrail.toml")]
+    pub config: PathBuf,
+}
+
+/// The options of the commands that print a migration file (`sql`, `plan`).
+#[derive(Debug, Args)]
+pub struct MigrationFileArgs {
+    /// Wrap the file in BEGIN ... COMMIT (for `psql -f` and for tools that do not run
+    /// a migration in a transaction, such as Prisma). Without it the file has no
+    /// transaction control and runs inside the migration tool's transaction.
+    #[arg(long)]
+    pub transaction: bool,
+}
+
+impl MigrationFileArgs {
+    /// Who holds the file's transaction.
+    pub fn transaction(&self) -> pgtrail::plan::Transaction {
+        if self.transaction {
+            pgtrail::plan::Transaction::Own
+        } else {
+            pgtrail::plan::Transaction::Caller
+        }
+    }
 }
 
 /// `--format` as typed.
@@ -66,6 +120,8 @@ pub enum Command {
         An existing file is kept unless --force is given."
     )]
     Init {
+        #[command(flatten)]
+        config: ConfigFile,
         /// Overwrite the file if it exists.
         #[arg(long)]
         force: bool,
@@ -81,6 +137,8 @@ pub enum Command {
         and either everything is applied or nothing is."
     )]
     Apply {
+        #[command(flatten)]
+        config: ConfigFile,
         /// Also record the rows that audited tables without history yet (newly attached
         /// ones) already have, once, so time travel and `pgtrail reconcile` cover rows
         /// older than the install.
@@ -89,23 +147,39 @@ pub enum Command {
     },
     /// Print the SQL `apply` would run; nothing when the database already matches the config.
     #[command(
-        after_help = "Example:\n  pgtrail plan --database-url postgres://app@localhost/shop\n\n\
+        after_help = "Example:\n  pgtrail plan --database-url postgres://app@localhost/shop\n  \
+        pgtrail plan > migrations/0043_pgtrail_new_tables.sql   # the next migration to ship\n\n\
         The problems being repaired are listed on standard error as SQL comments;\n\
-        the SQL itself goes to standard output."
+        the SQL itself goes to standard output, as a migration file like `pgtrail sql`'s:\n\
+        no BEGIN/COMMIT of its own unless --transaction."
     )]
-    Plan,
+    Plan {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(flatten)]
+        file: MigrationFileArgs,
+    },
     /// Compare the database with the config and list every problem; exit 1 if any (for CI).
     #[command(after_help = "Example:\n  pgtrail check --format json\n\n\
         Reports: pgtrail missing or of another version, missing or disabled capture triggers,\n\
         triggers on excluded tables, tables no rule covers, settings that differ from the config.\n\
         Exit codes: 0 clean, 1 problems found, 2 usage, config or connection error.")]
-    Check,
+    Check(ConfigFile),
     /// Print the whole install as one SQL migration file (for Drizzle, Prisma, Flyway, sqlx, Rails).
-    #[command(
-        after_help = "Example:\n  pgtrail sql > drizzle/0042_pgtrail.sql\n  psql -v ON_ERROR_STOP=1 -f drizzle/0042_pgtrail.sql\n\n\
-        The file is built from the config and the tables of the database it connects to."
-    )]
-    Sql,
+    #[command(after_help = "Example:\n  pgtrail sql > drizzle/0042_pgtrail.sql\n  \
+        psql -v ON_ERROR_STOP=1 --single-transaction -f drizzle/0042_pgtrail.sql\n\n\
+        The file is built from the config and the tables of the database it connects to.\n\
+        It has no BEGIN/COMMIT of its own: migration tools (Drizzle, Flyway, sqlx, Rails, Django)\n\
+        run it inside their transaction, so a later failing migration rolls it back too.\n\
+        Run statement by statement in autocommit, it stops before any change.\n\
+        For tools that run a file without a transaction (Prisma), or plain `psql -f`, add --transaction.\n\
+        Tables added after the first install: ship `pgtrail plan > next-migration.sql`.")]
+    Sql {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(flatten)]
+        file: MigrationFileArgs,
+    },
     /// Remove the capture triggers from every table; the trail stays unless --drop-trail.
     #[command(
         after_help = "Example:\n  pgtrail uninstall\n  pgtrail uninstall --drop-trail --yes   # also delete the whole trail\n\n\
@@ -123,7 +197,10 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  pgtrail demo\n  pgtrail demo --keep   # leave the server running to try other commands\n\n\
         Needs PostgreSQL's server binaries (initdb, postgres); set PGTRAIL_PG_BIN to their directory\n\
-        if they are not found."
+        if they are not found.",
+        override_usage = "pgtrail demo [--keep]",
+        // Only its own options: it connects to its own server and prints for people.
+        help_template = "{about}\n\n{usage-heading} {usage}\n\nOptions:\n      --keep  Leave the throwaway server running and print its connection URL\n  -h, --help  Print help\n{after-help}"
     )]
     Demo {
         /// Leave the throwaway server running and print its connection URL.
@@ -134,7 +211,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  pgtrail log\n  pgtrail log users 42\n  pgtrail log --actor alice@example.com --since '2h ago'\n  \
         pgtrail log students std_no=901234 --field email --op update\n  pgtrail log --migration 0042_rename_acme --format csv > changes.csv\n  \
-        pgtrail log --context request_id=r-42 --tx 81234\n\n\
+        pgtrail log --context request_id=r-42 --tx 81234\n  pgtrail log --since '1h ago' --show request_id --show ip\n\n\
         TABLE is `name` or `schema.name`; KEY is 42, std_no=901234, a=1,b=7 or JSON.\n\
         Times: 2026-03-14, '2026-03-14 09:30', RFC 3339, now, or '2h ago', '30 min ago', '3 days ago', '1w ago'."
     )]
@@ -152,7 +229,7 @@ pub enum Command {
     },
     /// A row, or a whole table, as it was at a moment.
     #[command(
-        after_help = "Example:\n  pgtrail at users 42 --time '2026-03-14 09:30'\n  pgtrail at users --time '2h ago' --format csv > users_2h_ago.csv"
+        after_help = "Example:\n  pgtrail at users 42 --time '2026-03-14 09:30'\n  pgtrail at users --time '2h ago' --format csv > users_2h_ago.csv\n  pgtrail at users 42 --time \"$MODERATION_CREATED_AT\" --clock transaction"
     )]
     At {
         /// The audited table: `name` or `schema.name`.
@@ -162,6 +239,10 @@ pub enum Command {
         /// The moment: 2026-03-14, '2026-03-14 09:30', RFC 3339, now, '2h ago', '3 days ago', ...
         #[arg(long, value_name = "T")]
         time: String,
+        /// The clock of --time: `change` counts each change from its own time; `transaction` from its
+        /// transaction's start (the now() that `DEFAULT now()` columns hold, e.g. a moderation's created_at)
+        #[arg(long, value_enum, default_value_t = Clock::Change)]
+        clock: Clock,
     },
     /// Per column of one row: its value and who changed it last, when and why.
     #[command(
@@ -183,24 +264,35 @@ pub enum Command {
         /// when it ran, plus era * 2^48 once the trail has moved to another cluster.
         txid: i64,
     },
-    /// Activity by actor, by table and kind of change, and bursts of changes by one actor.
+    /// Activity by actor and table (default), or a compliance report: population, privileged, schema, subject, access.
     #[command(
-        after_help = "Example:\n  pgtrail report --since '1 day ago'\n  pgtrail report --since 2026-03-01 --until 2026-04-01 --burst 100 --window 10 --format json\n\n\
-        A burst is more than --burst changes by one actor within --window minutes."
+        after_help = "Examples:\n  pgtrail report --since '1 day ago'\n  pgtrail report --since 2026-03-01 --until 2026-04-01 --burst 100 --window 10 --format json\n  \
+        pgtrail report --kind population --since 2026-01-01 --until 2026-04-01\n  \
+        pgtrail report --kind privileged --since 2026-01-01 --until 2026-04-01 --format csv\n  \
+        pgtrail report --kind schema --since 2026-01-01 --bundle evidence/q1-schema --key seal.key\n  \
+        pgtrail report --kind subject users 42\n  pgtrail report --kind subject --subject alice@example.com --format json\n  \
+        pgtrail report --kind access --since 2026-01-01\n\n\
+        activity: a burst is more than --burst changes by one actor within --window minutes.\n\
+        privileged: changes and DDL by roles outside `application_roles` and `migration_roles`\n\
+        ([report] in pgtrail.toml), with no actor, or during a capture gap.\n\
+        --bundle DIR writes the report (JSON, CSV, text, HTML), an inclusion proof per change\n\
+        listed, the signed checkpoint and a manifest signed with --key (the seal key); check it\n\
+        offline with `pgtrail verify-bundle DIR --public-key FILE`."
     )]
-    Report {
-        /// From this moment on (default: the whole trail).
-        #[arg(long, value_name = "T")]
-        since: Option<String>,
-        /// Before this moment.
-        #[arg(long, value_name = "T")]
-        until: Option<String>,
-        /// A burst is more than this many changes by one actor...
-        #[arg(long, value_name = "N", default_value_t = 10)]
-        burst: i64,
-        /// ...within this many minutes.
-        #[arg(long, value_name = "MINUTES", default_value_t = 60, value_parser = clap::value_parser!(i32).range(1..))]
-        window: i32,
+    Report(ReportArgs),
+    /// Check an evidence bundle offline (no database); exit 1 when anything differs.
+    #[command(
+        after_help = "Example:\n  pgtrail verify-bundle evidence/q1-schema --public-key seal.key.pub\n\n\
+        Checks the manifest's signature and every file's SHA-256, the checkpoint's signature, each\n\
+        change's leaf and inclusion proof, and that report.json lists exactly the proved changes\n\
+        and says what they say. Exit 0 intact, 1 not, 2 error."
+    )]
+    VerifyBundle {
+        /// The directory `pgtrail report --bundle` wrote.
+        dir: PathBuf,
+        /// The public key (FILE.pub from `pgtrail keygen`) of the seal key.
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
     },
     /// Write a new signing key for checkpoints: FILE (private, mode 0600) and FILE.pub.
     #[command(
@@ -362,6 +454,61 @@ pub struct RevertArgs {
     pub lock_timeout: Option<String>,
 }
 
+/// `pgtrail report`'s kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportKind {
+    /// Activity by actor, by table and kind of change, and bursts.
+    Activity,
+    /// Every change in the period, counts, and a completeness block.
+    Population,
+    /// Changes and DDL outside the application and migration roles, without an actor, or in a gap.
+    Privileged,
+    /// Every DDL on audited tables, matched to a migration or not.
+    Schema,
+    /// Every change to one data subject's rows, and its erasures.
+    Subject,
+    /// GRANT and REVOKE in the period; roles, memberships and grants changed since the last access report.
+    Access,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub config: ConfigFile,
+    /// Which report.
+    #[arg(long, value_enum, default_value_t = ReportKind::Activity)]
+    pub kind: ReportKind,
+    /// subject: the audited table of the subject's row (`name` or `schema.name`).
+    pub table: Option<String>,
+    /// subject: the row: 42, std_no=901234, a=1,b=7 or a JSON object.
+    #[arg(value_name = "KEY", requires = "table")]
+    pub row_key: Option<String>,
+    /// subject: a value of the `subject_columns` of [report], in any audited table.
+    #[arg(long, value_name = "VALUE", conflicts_with = "table")]
+    pub subject: Option<String>,
+    /// From this moment on (default: the whole trail).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Before this moment.
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// activity: a burst is more than this many changes by one actor...
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub burst: i64,
+    /// activity: ...within this many minutes.
+    #[arg(long, value_name = "MINUTES", default_value_t = 60, value_parser = clap::value_parser!(i32).range(1..))]
+    pub window: i32,
+    /// activity: count per value of this context key too, e.g. request_id (repeat for several).
+    #[arg(long, value_name = "KEY")]
+    pub show: Vec<String>,
+    /// Write an evidence bundle into this new or empty directory (needs --key).
+    #[arg(long, value_name = "DIR", requires = "key")]
+    pub bundle: Option<PathBuf>,
+    /// The seal key (from `pgtrail keygen`) that signs the bundle's manifest.
+    #[arg(long, value_name = "FILE", requires = "bundle")]
+    pub key: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// Only this audited table: `name` or `schema.name`.
@@ -396,7 +543,29 @@ pub struct LogArgs {
     /// Only changes whose context has key=value (repeat for several).
     #[arg(long, value_name = "K=V")]
     pub context: Vec<String>,
+    /// Add this context key as a column, e.g. request_id (repeat for several).
+    #[arg(long, value_name = "KEY")]
+    pub show: Vec<String>,
     /// At most this many changes.
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
     pub limit: i64,
+}
+
+/// The clock a moment is read on (`pgtrail at --clock`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Clock {
+    /// Each change counts from its own time (changed_at).
+    Change,
+    /// Each change counts from its transaction's start (tx_started_at).
+    Transaction,
+}
+
+impl Clock {
+    /// The name `pgtrail.row_as_of` and `table_as_of` take.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Clock::Change => "change",
+            Clock::Transaction => "transaction",
+        }
+    }
 }

@@ -25,33 +25,98 @@ pub fn print_styled<const N: usize>(
     header: bool,
     style: impl Fn(usize, &str) -> Style,
 ) {
-    let mut widths = [0usize; N];
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.to_vec()).collect();
+    print_table(&rows, header, style, width_limit(), &[]);
+}
+
+/// The widest a table may be: the terminal's width when printing to one,
+/// else `$COLUMNS` when set, else no limit (a file or a pipe gets it all).
+pub fn width_limit() -> Option<usize> {
+    if std::io::stdout().is_terminal()
+        && let Some((terminal_size::Width(width), _)) = terminal_size::terminal_size()
+    {
+        return Some(usize::from(width));
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|&c: &usize| c > 0)
+}
+
+/// Rows of any width as aligned columns, the first a bold header when
+/// `header`; fitted into `limit` columns by narrowing the widest columns
+/// (except those in `keep`) and cutting their cells with an ellipsis.
+pub fn print_table(
+    rows: &[Vec<String>],
+    header: bool,
+    style: impl Fn(usize, &str) -> Style,
+    limit: Option<usize>,
+    keep: &[usize],
+) {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; columns];
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
+    if let Some(limit) = limit {
+        fit(&mut widths, limit, keep);
+    }
     let mut out = anstream::stdout().lock();
     for (index, row) in rows.iter().enumerate() {
         let mut line = String::from("  ");
-        for (column, (cell, width)) in row.iter().zip(widths).enumerate() {
+        for (column, (cell, &width)) in row.iter().zip(&widths).enumerate() {
             let cell_style = if header && index == 0 {
                 HEADER
             } else {
                 style(column, cell)
             };
-            let padding = if column + 1 == N {
+            let shown = cut(cell, width);
+            let padding = if column + 1 == columns {
                 0
             } else {
-                width - cell.chars().count() + 2
+                width - shown.chars().count() + 2
             };
             line.push_str(&format!(
-                "{cell_style}{cell}{cell_style:#}{}",
+                "{cell_style}{shown}{cell_style:#}{}",
                 " ".repeat(padding)
             ));
         }
         let _ = writeln!(out, "{}", line.trim_end());
     }
+}
+
+/// Narrows the widest columns, one character at a time, until the table
+/// (2 spaces of indent, 2 between columns) fits in `limit`; no column gets
+/// narrower than 8, and the columns in `keep` (ids, times) are never cut.
+fn fit(widths: &mut [usize], limit: usize, keep: &[usize]) {
+    const NARROWEST: usize = 8;
+    let total = |w: &[usize]| 2 + w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
+    while total(widths) > limit {
+        let Some((widest, width)) = widths
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(i, _)| !keep.contains(i))
+            .max_by_key(|&(i, w)| (w, usize::MAX - i))
+        else {
+            return;
+        };
+        if width <= NARROWEST {
+            return;
+        }
+        widths[widest] -= 1;
+    }
+}
+
+/// `text` in at most `width` characters: cut with an ellipsis when longer.
+pub fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(width.saturating_sub(1)).collect();
+    format!("{kept}…")
 }
 
 /// One line on standard output in a style.

@@ -261,33 +261,127 @@ async fn a_missing_server_or_database_is_one_clear_line_and_exit_2() {
     );
 }
 
+/// Runs psql on a file with `extra` options; (success, stderr).
+fn psql_file(db: &TestDb, extra: &[&str], file: &Path) -> (bool, String) {
+    let applied = Command::new(pgtrail_testkit::program("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.url()])
+        .args(extra)
+        .arg("-f")
+        .arg(file)
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        applied.status.success(),
+        String::from_utf8_lossy(&applied.stderr).into_owned(),
+    )
+}
+
 #[tokio::test]
-async fn the_printed_migration_file_applies_with_psql() {
+async fn the_printed_migration_file_applies_with_psql_all_or_nothing() {
     let (db, dir) = project("[capture]\nexclude = [\"sessions\"]\n").await;
     let output = pgtrail(&["sql", "--database-url", db.url()], dir.path());
     assert_eq!(output.status.code(), Some(0), "{}", text(&output).1);
+    let (sql, _) = text(&output);
+    assert!(
+        !sql.lines().any(|line| line == "BEGIN;" || line == "COMMIT;"),
+        "no transaction control of its own by default: {sql}"
+    );
     let file = dir.path().join("0042_pgtrail.sql");
     std::fs::write(&file, &output.stdout).unwrap();
 
-    let psql = pgtrail_testkit::program("psql");
+    // Statement by statement (autocommit), the file stops before changing anything.
+    let (ok, stderr) = psql_file(&db, &[], &file);
+    assert!(!ok, "autocommit must be refused");
+    assert!(
+        stderr.contains("this migration must run in one transaction")
+            && stderr.contains("--single-transaction"),
+        "{stderr}"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgtrail'").await,
+        0,
+        "nothing half-applied"
+    );
+
     for _ in 0..2 {
-        let applied = Command::new(&psql)
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.url(), "-f"])
-            .arg(&file)
-            .stdout(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            applied.status.success(),
-            "{}",
-            String::from_utf8_lossy(&applied.stderr)
-        );
+        let (ok, stderr) = psql_file(&db, &["--single-transaction"], &file);
+        assert!(ok, "{stderr}");
     }
     db.client
         .batch_execute("INSERT INTO users (email) VALUES ('a')")
         .await
         .unwrap();
     assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.changes").await, 1);
+}
+
+#[tokio::test]
+async fn with_transaction_the_file_has_its_own_begin_and_commit_for_plain_psql() {
+    let (db, dir) = project("[capture]\nexclude = [\"sessions\"]\n").await;
+    let output = pgtrail(&["sql", "--transaction", "--database-url", db.url()], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output).1);
+    let (sql, _) = text(&output);
+    assert!(
+        sql.contains("\nBEGIN;\n") && sql.ends_with("\nCOMMIT;\n"),
+        "{sql}"
+    );
+    let file = dir.path().join("0042_pgtrail.sql");
+    std::fs::write(&file, &output.stdout).unwrap();
+    let (ok, stderr) = psql_file(&db, &[], &file);
+    assert!(ok, "{stderr}");
+    db.client
+        .batch_execute("INSERT INTO users (email) VALUES ('a')")
+        .await
+        .unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.changes").await, 1);
+}
+
+#[tokio::test]
+async fn tables_added_later_ship_as_the_file_plan_prints() {
+    let (db, dir) = project("[capture]\nexclude = [\"sessions\"]\n").await;
+    let first = pgtrail(&["sql", "--database-url", db.url()], dir.path());
+    let file = dir.path().join("0042_pgtrail.sql");
+    std::fs::write(&file, &first.stdout).unwrap();
+    let (ok, stderr) = psql_file(&db, &["--single-transaction"], &file);
+    assert!(ok, "{stderr}");
+
+    // A later migration adds a table; the next migration file is what plan prints.
+    db.client
+        .batch_execute("CREATE TABLE invoices (id int PRIMARY KEY, total int)")
+        .await
+        .unwrap();
+    let next = pgtrail(&["plan", "--database-url", db.url()], dir.path());
+    let (sql, stderr) = text(&next);
+    assert_eq!(next.status.code(), Some(0), "{stderr}");
+    assert!(
+        sql.contains("\"invoices\"") && !sql.contains("\"users\""),
+        "{sql}"
+    );
+    assert!(
+        !sql.lines().any(|line| line == "BEGIN;" || line == "COMMIT;"),
+        "{sql}"
+    );
+    let file = dir.path().join("0043_pgtrail_invoices.sql");
+    std::fs::write(&file, &next.stdout).unwrap();
+    let (ok, stderr) = psql_file(&db, &["--single-transaction"], &file);
+    assert!(ok, "{stderr}");
+
+    db.client
+        .batch_execute("INSERT INTO invoices VALUES (1, 10)")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM pgtrail.changes WHERE table_name = 'invoices'"
+        )
+        .await,
+        1
+    );
+    let after = pgtrail(&["plan", "--database-url", db.url()], dir.path());
+    assert_eq!(text(&after).0, "", "nothing left to ship");
+    let check = pgtrail(&["check", "--database-url", db.url()], dir.path());
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check).0);
 }
 
 #[test]
@@ -317,7 +411,7 @@ fn the_demo_runs_on_its_own_throwaway_server_and_shows_who_did_what() {
         "0042_rename_acme",
         "ops-script",
         "{\"redacted\":",
-        "{\"user_id\": 2, \"organization_id\": 1}",
+        "memberships user_id=2,organization_id=1",
         "verify: intact (0 problems)",
         "was edited after it was sealed (seal 1)",
         "The careless script, undone:",
@@ -331,6 +425,40 @@ fn the_demo_runs_on_its_own_throwaway_server_and_shows_who_did_what() {
         "a redacted value leaked:\n{stdout}"
     );
     assert!(stderr.contains("stopped and removed"), "{stderr}");
+    // Change ids, the date and the zone, in 80 columns (not a terminal).
+    let heading = stdout
+        .lines()
+        .find(|l| l.starts_with("Everything that happened on "))
+        .unwrap_or_else(|| panic!("no heading with the date:\n{stdout}"));
+    let day = heading.trim_start_matches("Everything that happened on ");
+    assert!(
+        day.as_bytes().get(4) == Some(&b'-')
+            && day.as_bytes().get(7) == Some(&b'-')
+            && heading.contains("(times in UTC)"),
+        "{heading}"
+    );
+    assert!(stdout.contains("  id  time      op"), "{stdout}");
+    let timed = stdout
+        .lines()
+        .filter(|l| {
+            let b = l.as_bytes();
+            l.len() > 16 && b[8] == b':' && b[11] == b':' && b[2].is_ascii_digit()
+        })
+        .count();
+    assert!(timed >= 20, "every change has its id and time:\n{stdout}");
+    for line in stdout.lines() {
+        assert!(line.chars().count() <= 80, "wider than 80 columns: {line}");
+    }
+    let help = pgtrail(&["demo", "--help"], dir.path());
+    let (help, _) = text(&help);
+    assert!(help.contains("--keep"), "{help}");
+    for unused in ["--database-url", "--config", "--format"] {
+        assert!(!help.contains(unused), "demo --help lists {unused}:\n{help}");
+    }
+    let refused = pgtrail(&["demo", "--database-url", "postgres://x/y"], dir.path());
+    let (_, stderr) = text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("does not use --database-url"), "{stderr}");
 }
 
 #[tokio::test]
@@ -372,6 +500,37 @@ async fn init_writes_the_config_and_keeps_an_existing_file_unless_forced() {
     let applied = pgtrail(&["apply", "--database-url", db.url()], dir.path());
     assert_eq!(applied.status.code(), Some(0), "{}", text(&applied).1);
     assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.audited_table").await, 1);
+
+    // On the install, after review (a redaction, a context mapping): init
+    // writes what is live, and plan right after it prints nothing.
+    std::fs::write(
+        &file,
+        "[context]\nactor_name = [\"app.actor_email\"]\n[tables.users]\nredact_columns = [\"password_hash\"]\n[capture]\nexclude = [\"sessions\"]\n",
+    )
+    .unwrap();
+    let applied = pgtrail(&["apply", "--database-url", db.url()], dir.path());
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied).1);
+    let live = pgtrail(&["init", "--force", "--database-url", db.url()], dir.path());
+    let (stdout, stderr) = text(&live);
+    assert_eq!(live.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("written from the live install"), "{stdout}");
+    let written_live = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        written_live.contains("redact_columns = [\"password_hash\"]"),
+        "{written_live}"
+    );
+    assert!(
+        written_live.contains("actor_name = [\"app.actor_email\"]"),
+        "{written_live}"
+    );
+    let plan = pgtrail(&["plan", "--database-url", db.url()], dir.path());
+    let (stdout, stderr) = text(&plan);
+    assert_eq!(plan.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "",
+        "plan after init on an install: {stdout}{stderr}"
+    );
 
     let unknown = pgtrail(
         &[
@@ -2325,4 +2484,304 @@ async fn revert_shows_the_plan_applies_only_with_yes_and_refuses_conflicts_with_
         .await,
         1
     );
+}
+
+#[tokio::test]
+async fn at_on_the_transaction_clock_includes_what_the_moment_s_own_transaction_did() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    db.client
+        .batch_execute("CREATE TABLE users (id int PRIMARY KEY, email text)")
+        .await
+        .unwrap();
+    std::fs::write(dir.path().join("pgtrail.toml"), "").unwrap();
+    let applied = pgtrail(&["apply", "--database-url", db.url()], dir.path());
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied).1);
+    // A user created in a request whose now() is what a created_at column holds.
+    let started: String = db
+        .client
+        .query_one(
+            "WITH u AS (INSERT INTO users VALUES (1, 'new@example.test') RETURNING 1)
+             SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM u",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let on_transaction = ask_json(
+        &db,
+        dir.path(),
+        &["at", "users", "1", "--time", &started, "--clock", "transaction"],
+    );
+    assert_eq!(on_transaction["email"], "new@example.test");
+    let on_change = ask_json(&db, dir.path(), &["at", "users", "1", "--time", &started]);
+    assert_eq!(
+        on_change,
+        serde_json::Value::Null,
+        "on the change clock it did not exist yet"
+    );
+    let table = ask_json(
+        &db,
+        dir.path(),
+        &["at", "users", "--time", &started, "--clock", "transaction"],
+    );
+    assert_eq!(table.as_array().map(Vec::len), Some(1));
+    let (code, _, stderr) = ask(
+        &db,
+        dir.path(),
+        &["at", "users", "1", "--time", &started, "--clock", "wall"],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("transaction"), "{stderr}");
+}
+
+#[tokio::test]
+async fn log_and_report_name_migrations_show_context_keys_and_refuse_what_cannot_match() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    a_day_of_work(&db, dir.path()).await;
+    db.client
+        .batch_execute("BEGIN; SET LOCAL pgtrail.migration = '0043_backfill'; UPDATE users SET name = 'X' WHERE id = 2; COMMIT;")
+        .await
+        .unwrap();
+
+    // The migration's name where there is no actor, and a context key as a column.
+    let (code, stdout, stderr) = ask(&db, dir.path(), &["log", "--show", "request_id"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let header = stdout.lines().next().unwrap_or_default();
+    assert!(header.contains("REQUEST_ID"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("mod@example.test") && l.trim_end().ends_with("r-1")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0043_backfill"), "{stdout}");
+    assert!(
+        !stdout.contains("- (migration)") && !stdout.contains("  -  "),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = ask(&db, dir.path(), &["report", "--show", "request_id"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("REQUEST_ID") && stdout.contains("r-1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0043_backfill"), "{stdout}");
+
+    // Keys of the wrong type: explained, or read as the column's type.
+    let (code, _, stderr) = ask(&db, dir.path(), &["history", "users", "1.5"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`id` is integer but `1.5` is not a whole number"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("invalid input syntax"), "{stderr}");
+    let by_json = ask_json(&db, dir.path(), &["history", "users", r#"{"id": "100"}"#]);
+    let by_number = ask_json(&db, dir.path(), &["history", "users", "100"]);
+    assert_eq!(by_json, by_number);
+    assert!(by_json.as_array().is_some_and(|a| !a.is_empty()), "{by_json}");
+    let (code, _, stderr) = ask(&db, dir.path(), &["history", "users", r#"{"uid": 1}"#]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("`uid` is not a key column"), "{stderr}");
+
+    // A field no table has, and a window that ends before it starts.
+    let (code, _, stderr) = ask(&db, dir.path(), &["log", "--field", "nosuch"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no audited table has a column `nosuch`"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = ask(&db, dir.path(), &["log", "users", "--field", "emial"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("did you mean `email`?"), "{stderr}");
+    let (code, stdout, _) = ask(&db, dir.path(), &["log", "users", "--field", "email"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("email"), "{stdout}");
+    for command in ["log", "report"] {
+        let (code, _, stderr) = ask(
+            &db,
+            dir.path(),
+            &[command, "--since", "1h ago", "--until", "2h ago"],
+        );
+        assert_eq!(code, Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains("--since") && stderr.contains("is after --until"),
+            "{stderr}"
+        );
+    }
+
+    let (code, _, stderr) = ask(
+        &db,
+        dir.path(),
+        &[
+            "report",
+            "--kind",
+            "population",
+            "--since",
+            "1h ago",
+            "--until",
+            "2h ago",
+        ],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("is after --until"), "{stderr}");
+    let (code, _, stderr) = ask(
+        &db,
+        dir.path(),
+        &["report", "--kind", "schema", "--show", "request_id"],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--show is for the activity report"), "{stderr}");
+
+    // Query commands read no config file, so they take no --config.
+    for args in [
+        &["log"][..],
+        &["history", "users", "100"],
+        &["blame", "users", "100"],
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--config", "other.toml"]);
+        let (code, _, stderr) = ask(&db, dir.path(), &all);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("--config"), "{stderr}");
+    }
+}
+
+// ---- compliance reports and evidence bundles ----
+
+/// An auditor's request from the command line: each report kind as a table,
+/// JSON and CSV; a bundle written with the seal key and checked offline
+/// with the public key (exit 0), then caught once a row is removed (exit
+/// 1); bad input is exit 2 and writes nothing.
+#[tokio::test]
+async fn compliance_reports_and_a_bundle_an_auditor_verifies_offline() {
+    let (db, dir) = project(
+        "[capture]\nexclude = [\"sessions\"]\n\n[report]\napplication_roles = [\"nobody_app\"]\nsubject_columns = [\"email\"]\n",
+    )
+    .await;
+    let url = db.url().to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--database-url", url.as_str()];
+        all.extend_from_slice(args);
+        pgtrail(&all, dir.path())
+    };
+    assert_eq!(run(&["apply"]).status.code(), Some(0));
+    db.client
+        .batch_execute(
+            "BEGIN; SELECT pgtrail.set_context(actor_id => '7', actor_type => 'user');
+             INSERT INTO users (email) VALUES ('ann@example.com'); COMMIT;
+             UPDATE users SET email = 'ann@example.org' WHERE id = 1;",
+        )
+        .await
+        .expect("changes");
+
+    let population = run(&["report", "--kind", "population"]);
+    let (stdout, stderr) = text(&population);
+    assert_eq!(population.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("Completeness") && stdout.contains("not sealed yet"),
+        "{stdout}"
+    );
+    let privileged = run(&["report", "--kind", "privileged", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&privileged.stdout).expect("JSON");
+    let ops: Vec<&str> = json["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| c["op"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        ops,
+        ["INSERT", "UPDATE"],
+        "the test's superuser is no application role"
+    );
+    let subject = run(&[
+        "report",
+        "--kind",
+        "subject",
+        "--subject",
+        "ann@example.com",
+        "--format",
+        "csv",
+    ]);
+    let (stdout, _) = text(&subject);
+    assert_eq!(
+        stdout.lines().count(),
+        3,
+        "header and both changes of the row: {stdout}"
+    );
+
+    // No bundle of unsealed changes, and nothing printed.
+    keygen(dir.path(), "seal.key", "shop.example.com/audit");
+    let unsealed = run(&[
+        "report",
+        "--kind",
+        "population",
+        "--bundle",
+        "evidence",
+        "--key",
+        "seal.key",
+    ]);
+    let (stdout, stderr) = text(&unsealed);
+    assert_eq!(unsealed.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("`pgtrail seal --key FILE`"), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(run(&["seal", "--key", "seal.key"]).status.code(), Some(0));
+    let bundle = run(&[
+        "report",
+        "--kind",
+        "population",
+        "--bundle",
+        "evidence",
+        "--key",
+        "seal.key",
+    ]);
+    assert_eq!(bundle.status.code(), Some(0), "{}", text(&bundle).1);
+    let verified = pgtrail(
+        &["verify-bundle", "evidence", "--public-key", "seal.key.pub"],
+        dir.path(),
+    );
+    let (stdout, stderr) = text(&verified);
+    assert_eq!(verified.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("intact"), "{stdout}");
+
+    let report = dir.path().join("evidence/report.json");
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    json["changes"].as_array_mut().unwrap().remove(1);
+    std::fs::write(&report, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let tampered = pgtrail(
+        &[
+            "verify-bundle",
+            "evidence",
+            "--public-key",
+            "seal.key.pub",
+            "--format",
+            "json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(tampered.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&tampered.stdout).expect("JSON");
+    assert_eq!(json["intact"], false);
+    assert!(
+        json["problems"].to_string().contains("missing from report.json"),
+        "{json}"
+    );
+
+    // Bad input: exit 2, with what to do.
+    let full = run(&[
+        "report", "--kind", "schema", "--bundle", "evidence", "--key", "seal.key",
+    ]);
+    assert_eq!(full.status.code(), Some(2));
+    assert!(text(&full).1.contains("not empty"));
+    let no_subject = run(&["report", "--kind", "subject"]);
+    assert_eq!(no_subject.status.code(), Some(2));
+    assert!(
+        text(&no_subject)
+            .1
+            .contains("help: `pgtrail report --kind subject users 42`")
+    );
+    let activity_csv = run(&["report", "--format", "csv"]);
+    assert_eq!(activity_csv.status.code(), Some(2));
 }

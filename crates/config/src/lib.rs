@@ -16,6 +16,7 @@
 //! actor_id = ["app.user_id"]
 //! actor_name = ["app.actor_email", "app.current_user"]
 //! require_actor = false
+//! outside_transaction = "warn"      # set_context outside BEGIN..COMMIT: "warn", "refuse" or "ignore"
 //! # also: actor_type, reason, migration, request_id, session_id,
 //! # business_process, ip, user_agent, and [context.extra] for anything else
 //!
@@ -27,6 +28,11 @@
 //! [install]                         # what an install without full rights may lack (default false)
 //! accept_installer_can_edit_trail = false   # no owner role: the installer owns the trail
 //! accept_unseen_capture_gaps = false        # no DDL watch (event triggers need a superuser)
+//!
+//! [report]                          # for `pgtrail report --kind privileged|schema|subject`
+//! application_roles = ["app"]       # roles the application connects as
+//! migration_roles = ["migrator"]    # roles migrations run as
+//! subject_columns = ["user_id"]     # columns naming a data subject in any table
 //! ```
 //!
 //! Every section and key is optional; an empty file gives
@@ -64,8 +70,8 @@ use std::path::Path;
 pub use error::{ConfigError, ErrorKind, Location};
 pub use matching::{ColumnRules, Pattern, PatternError, Selection};
 pub use model::{
-    Capture, Config, Context, DEFAULT_FILE_NAME, DEFAULT_TRUNCATE_ROW_LIMIT, Images, Install, TableRule,
-    Truncate,
+    Capture, Config, Context, DEFAULT_FILE_NAME, DEFAULT_TRUNCATE_ROW_LIMIT, Images, Install,
+    OutsideTransaction, Report, TableRule, Truncate,
 };
 pub use name::{NameError, QualifiedName};
 pub use suggest::suggest;

@@ -21,6 +21,9 @@ pub struct Config {
     pub tables: Vec<TableRule>,
     /// The `[install]` section: what an install without full rights may lack.
     pub install: Install,
+    /// The `[report]` section: who is expected to change data, for the
+    /// compliance reports.
+    pub report: Report,
     /// The file name used in messages.
     pub(crate) origin: String,
 }
@@ -33,6 +36,7 @@ impl Default for Config {
             context: Context::default(),
             tables: Vec::new(),
             install: Install::default(),
+            report: Report::default(),
             origin: DEFAULT_FILE_NAME.to_string(),
         }
     }
@@ -44,6 +48,20 @@ impl Config {
     pub fn origin(&self) -> &str {
         &self.origin
     }
+}
+
+/// The `[report]` section: the roles the compliance reports expect to
+/// change data (anything else is privileged or out of process), and the
+/// columns that name a data subject across tables. All empty by default.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Report {
+    /// Database roles the application connects as.
+    pub application_roles: Vec<String>,
+    /// Database roles migrations run as.
+    pub migration_roles: Vec<String>,
+    /// Columns whose value names a data subject in any table
+    /// (`pgtrail report --kind subject --subject VALUE`).
+    pub subject_columns: Vec<String>,
 }
 
 /// The `[install]` section: what an install by a role that is not a
@@ -185,6 +203,49 @@ impl fmt::Display for Truncate {
     }
 }
 
+/// What `pgtrail.set_context` does when it is called outside a transaction
+/// block, where the context ends with its own statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum OutsideTransaction {
+    /// A warning with a hint (the default).
+    #[default]
+    Warn,
+    /// An error: the call (its transaction) fails.
+    Refuse,
+    /// Nothing, and no check.
+    Ignore,
+}
+
+impl OutsideTransaction {
+    /// The spellings accepted in the file.
+    pub const NAMES: [&'static str; 3] = ["warn", "refuse", "ignore"];
+
+    /// `"warn"`, `"refuse"` or `"ignore"`, as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutsideTransaction::Warn => "warn",
+            OutsideTransaction::Refuse => "refuse",
+            OutsideTransaction::Ignore => "ignore",
+        }
+    }
+
+    /// Reads `"warn"`, `"refuse"` or `"ignore"` (exact spelling).
+    pub fn from_name(name: &str) -> Option<OutsideTransaction> {
+        match name {
+            "warn" => Some(OutsideTransaction::Warn),
+            "refuse" => Some(OutsideTransaction::Refuse),
+            "ignore" => Some(OutsideTransaction::Ignore),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for OutsideTransaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The `[context]` section: for each piece of context pgtrail records, the
 /// custom settings (GUCs such as `app.user_id`) the application already sets,
 /// tried in order.
@@ -205,6 +266,8 @@ pub struct Context {
     pub extra: BTreeMap<String, Vec<String>>,
     /// When `true`, a change with no actor is refused.
     pub require_actor: bool,
+    /// What `set_context` does outside a transaction block.
+    pub outside_transaction: OutsideTransaction,
 }
 
 impl Context {

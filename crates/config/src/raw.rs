@@ -55,10 +55,25 @@ pub(crate) struct RawConfig {
     pub(crate) tables: BTreeMap<Spanned<String>, Table<RawTable>>,
     #[serde(default)]
     pub(crate) install: Table<RawInstall>,
+    #[serde(default)]
+    pub(crate) report: Table<RawReport>,
 }
 
 impl RawConfig {
-    pub(crate) const KEYS: &[&str] = &["capture", "context", "tables", "install"];
+    pub(crate) const KEYS: &[&str] = &["capture", "context", "tables", "install", "report"];
+}
+
+/// `[report]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReport {
+    pub(crate) application_roles: Option<List>,
+    pub(crate) migration_roles: Option<List>,
+    pub(crate) subject_columns: Option<List>,
+}
+
+impl RawReport {
+    pub(crate) const KEYS: &[&str] = &["application_roles", "migration_roles", "subject_columns"];
 }
 
 /// `[install]`.
@@ -117,6 +132,7 @@ pub(crate) struct RawContext {
     pub(crate) ip: Option<List>,
     pub(crate) user_agent: Option<List>,
     pub(crate) require_actor: Option<bool>,
+    pub(crate) outside_transaction: Option<Spanned<String>>,
     pub(crate) extra: Option<BTreeMap<Spanned<String>, List>>,
 }
 
@@ -133,6 +149,7 @@ impl RawContext {
         "ip",
         "user_agent",
         "require_actor",
+        "outside_transaction",
         "extra",
     ];
 }

@@ -798,3 +798,22 @@ fn truncate_settings() {
     );
     parse("[capture]\ntruncate_row_limit = 10\n[tables.t]\ntruncate = \"capture\"\n").unwrap();
 }
+
+#[test]
+fn report_roles_and_subject_columns() {
+    let config = parse(
+        "[report]\napplication_roles = [\"app\"]\nmigration_roles = [\"migrator\", \"flyway\"]\nsubject_columns = [\"user_id\"]\n",
+    )
+    .expect("parses");
+    assert_eq!(config.report.application_roles, strings(&["app"]));
+    assert_eq!(config.report.migration_roles, strings(&["migrator", "flyway"]));
+    assert_eq!(config.report.subject_columns, strings(&["user_id"]));
+    assert_eq!(parse("").expect("empty").report, crate::Report::default());
+
+    let (e, kind, line, column) = error("[report]\napplication_role = [\"app\"]\n");
+    assert_eq!(kind, ErrorKind::UnknownKey);
+    assert_eq!((line, column), (2, 1));
+    assert!(e.to_string().contains("did you mean `application_roles`?"), "{e}");
+    let (e, _, _, _) = error("[report]\nmigration_roles = [\"m\", \"m\"]\n");
+    assert!(e.to_string().contains("listed twice"), "{e}");
+}

@@ -6,7 +6,9 @@ use serde_spanned::Spanned;
 
 use crate::error::{ConfigError, ErrorKind, Location, Source};
 use crate::matching::Pattern;
-use crate::model::{Capture, Config, Context, Images, Install, TableRule, Truncate};
+use crate::model::{
+    Capture, Config, Context, Images, Install, OutsideTransaction, Report, TableRule, Truncate,
+};
 use crate::name::QualifiedName;
 use crate::raw::{List, RawCapture, RawConfig, RawContext, RawTable, Table};
 use crate::setting::check_setting;
@@ -34,11 +36,29 @@ pub(crate) fn build(src: Source<'_>, raw: RawConfig) -> Result<Config, ConfigErr
         accept_installer_can_edit_trail: raw.install.0.accept_installer_can_edit_trail.unwrap_or(false),
         accept_unseen_capture_gaps: raw.install.0.accept_unseen_capture_gaps.unwrap_or(false),
     };
+    let report = Report {
+        application_roles: strings(
+            src,
+            raw.report.0.application_roles.as_ref(),
+            "`application_roles` in [report]",
+        )?,
+        migration_roles: strings(
+            src,
+            raw.report.0.migration_roles.as_ref(),
+            "`migration_roles` in [report]",
+        )?,
+        subject_columns: strings(
+            src,
+            raw.report.0.subject_columns.as_ref(),
+            "`subject_columns` in [report]",
+        )?,
+    };
     Ok(Config {
         capture,
         context,
         tables,
         install,
+        report,
         origin: src.origin.to_string(),
     })
 }
@@ -120,6 +140,29 @@ fn truncate(src: Source<'_>, value: &Spanned<String>, what: &str) -> Result<Trun
             format!(
                 "unknown value `{name}` for {what}; expected {}",
                 one_of(&Truncate::NAMES)
+            ),
+            Some(help),
+        )
+    })
+}
+
+fn outside_transaction(
+    src: Source<'_>,
+    value: &Spanned<String>,
+    what: &str,
+) -> Result<OutsideTransaction, ConfigError> {
+    let name = value.get_ref();
+    OutsideTransaction::from_name(name).ok_or_else(|| {
+        let help = match suggest(name, OutsideTransaction::NAMES) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("use {}", one_of(&OutsideTransaction::NAMES)),
+        };
+        src.error(
+            ErrorKind::InvalidValue,
+            &value.span(),
+            format!(
+                "unknown value `{name}` for {what}; expected {}",
+                one_of(&OutsideTransaction::NAMES)
             ),
             Some(help),
         )
@@ -223,6 +266,10 @@ fn context(src: Source<'_>, raw: RawContext) -> Result<Context, ConfigError> {
         reason: settings(src, raw.reason.as_ref(), &what("reason"))?,
         extra: BTreeMap::new(),
         require_actor: raw.require_actor.unwrap_or(false),
+        outside_transaction: match &raw.outside_transaction {
+            Some(value) => outside_transaction(src, value, &what("outside_transaction"))?,
+            None => OutsideTransaction::default(),
+        },
     };
     let well_known = [
         ("migration", &raw.migration),

@@ -27,6 +27,9 @@
 //! The text parses with [`pgtrail_config::Config::parse`] and selects exactly
 //! the tables that are not excluded.
 //!
+//! Where pgtrail is installed already, [`live::render_live_config`] writes
+//! what the install does instead, so that `pgtrail plan` has nothing to do.
+//!
 //! ```
 //! use pgtrail::catalog::{Catalog, Column, KeySource, Table, TableKind};
 //! use pgtrail::config::{Config, Selection};
@@ -61,6 +64,8 @@
 //! ```
 
 use std::fmt::Write as _;
+
+pub mod live;
 
 use pgtrail_catalog::{Catalog, KeySource, Table};
 use pgtrail_config::{Pattern, QualifiedName};
@@ -562,7 +567,7 @@ fn aligned(out: &mut String, indent: &str, rows: &[(String, String)]) {
 }
 
 /// A TOML array of basic strings.
-fn string_array<S: AsRef<str>>(items: &[S]) -> String {
+pub(crate) fn string_array<S: AsRef<str>>(items: &[S]) -> String {
     let items: Vec<String> = items.iter().map(|s| toml_string(s.as_ref())).collect();
     format!("[{}]", items.join(", "))
 }

@@ -12,6 +12,8 @@
 //! | [`connect`] | here | finds the database from flags, `DATABASE_URL` or libpq variables |
 //! | [`integrity`] | here, on `pgtrail-integrity` | seal, verify and erase: a trail you can prove |
 //! | [`revert`] | `pgtrail-revert` | undo recorded changes: plan, conflicts, apply |
+//! | [`evidence`] | `pgtrail-evidence` | compliance reports, evidence bundles verified offline, HTML |
+//! | [`context`] | `pgtrail-context` | who is acting and why, from Rust: a transaction with it set; a tower layer |
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), pgtrail::Error> {
@@ -30,6 +32,8 @@ pub mod query;
 pub use pgtrail_capture as capture;
 pub use pgtrail_catalog as catalog;
 pub use pgtrail_config as config;
+pub use pgtrail_context as context;
+pub use pgtrail_evidence as evidence;
 pub use pgtrail_plan as plan;
 pub use pgtrail_revert as revert;
 

@@ -64,6 +64,71 @@ fn json_kind(sql_type: &str) -> JsonKind {
     }
 }
 
+/// The values an integer type holds, or None for other types.
+fn integer_range(sql_type: &str) -> Option<(i64, i64)> {
+    match sql_type.trim().to_ascii_lowercase().as_str() {
+        "smallint" | "int2" => Some((i64::from(i16::MIN), i64::from(i16::MAX))),
+        "integer" | "int" | "int4" => Some((i64::from(i32::MIN), i64::from(i32::MAX))),
+        "bigint" | "int8" => Some((i64::MIN, i64::MAX)),
+        _ => None,
+    }
+}
+
+/// A key given as JSON, checked against the table's key: every key column
+/// once, no other column, and each value of its column's type (`"1"` for an
+/// integer column is read as 1, `901234` for a text one as `"901234"`).
+fn json_key(
+    input: &str,
+    object: Map<String, Value>,
+    key_columns: &[String],
+    type_of: impl Fn(&str) -> Option<String>,
+) -> Result<Value, QueryError> {
+    if key_columns.is_empty() {
+        return Ok(Value::Object(object));
+    }
+    let key_list = key_columns.join(", ");
+    let mut out = Map::new();
+    for (column, value) in object {
+        if !key_columns.contains(&column) {
+            let mut reason = format!("`{column}` is not a key column; the key is ({key_list})");
+            if let Some(near) = pgtrail_config::suggest(&column, key_columns.iter().map(String::as_str)) {
+                reason.push_str(&format!("; did you mean `{near}`?"));
+            }
+            return Err(key_error(input, reason));
+        }
+        let sql_type = type_of(&column);
+        let value = match (&value, sql_type.as_deref()) {
+            (Value::String(text), Some(sql_type)) => key_value(input, &column, text, Some(sql_type))?,
+            (Value::Number(_) | Value::Bool(_), Some(sql_type)) => {
+                key_value(input, &column, &value.to_string(), Some(sql_type))?
+            }
+            (Value::Null | Value::Array(_) | Value::Object(_), _) => {
+                return Err(key_error(
+                    input,
+                    format!("`{column}` must be a single value, not {value}"),
+                ));
+            }
+            _ => value,
+        };
+        out.insert(column, value);
+    }
+    let missing: Vec<String> = key_columns
+        .iter()
+        .filter(|c| !out.contains_key(c.as_str()))
+        .map(|c| format!("`{c}`"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(key_error(
+            input,
+            format!(
+                "missing key column(s) {}; the key is ({key_list})",
+                missing.join(", ")
+            ),
+        ));
+    }
+    Ok(Value::Object(out))
+}
+
 /// One key value as `to_jsonb` stores it for a column of `sql_type`.
 fn key_value(input: &str, column: &str, raw: &str, sql_type: Option<&str>) -> Result<Value, QueryError> {
     let raw = raw.trim();
@@ -73,7 +138,25 @@ fn key_value(input: &str, column: &str, raw: &str, sql_type: Option<&str>) -> Re
         JsonKind::Number => {
             let number: Option<serde_json::Number> = serde_json::from_str(raw).ok();
             match number {
-                Some(number) => Ok(Value::Number(number)),
+                Some(number) => match integer_range(sql_type.unwrap_or("")) {
+                    Some(_) if !raw.bytes().all(|b| b.is_ascii_digit() || b == b'-') => Err(key_error(
+                        input,
+                        format!(
+                            "`{column}` is {} but `{raw}` is not a whole number",
+                            sql_type.unwrap_or("an integer")
+                        ),
+                    )),
+                    Some((low, high)) if raw.parse::<i64>().map_or(true, |n| n < low || n > high) => {
+                        Err(key_error(
+                            input,
+                            format!(
+                                "`{column}` is {} but `{raw}` is out of its range ({low} to {high})",
+                                sql_type.unwrap_or("an integer")
+                            ),
+                        ))
+                    }
+                    _ => Ok(Value::Number(number)),
+                },
                 None => Err(key_error(
                     input,
                     format!(
@@ -121,7 +204,12 @@ pub fn parse_key(
     }
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         return match serde_json::from_str::<Value>(trimmed) {
-            Ok(value @ Value::Object(_)) => Ok(value),
+            Ok(Value::Object(object)) => json_key(input, object, key_columns, |column| {
+                column_types
+                    .iter()
+                    .find(|(name, _)| name == column)
+                    .map(|(_, sql_type)| sql_type.clone())
+            }),
             Ok(_) => Err(key_error(input, "JSON keys must be objects")),
             Err(error) => Err(key_error(input, format!("not valid JSON: {error}"))),
         };
@@ -501,7 +589,11 @@ impl LogFilter {
         }
         if let Some(key) = &self.key {
             let k = binds.push(key.clone());
-            conditions.push(format!("pk = {k}::jsonb"));
+            // The hash first, as the trail's index on a row's key holds it
+            // (a key may be too large for an index of its own).
+            conditions.push(format!(
+                "jsonb_hash_extended(pk, 0) = jsonb_hash_extended({k}::jsonb, 0) AND pk = {k}::jsonb"
+            ));
         }
         let mut source = "pgtrail.changes".to_string();
         let by_actor = self.by_actor_index && self.actor.is_some();
@@ -698,6 +790,44 @@ mod tests {
     }
 
     #[test]
+    fn json_keys_are_read_as_their_columns_types_or_explained() {
+        let t = types(&[("id", "integer"), ("std_no", "text"), ("n", "smallint")]);
+        assert_eq!(
+            parse_key(r#"{"id": "1"}"#, &cols(&["id"]), &t).unwrap(),
+            json!({"id": 1})
+        );
+        assert_eq!(
+            parse_key(r#"{"std_no": 901234}"#, &cols(&["std_no"]), &t).unwrap(),
+            json!({"std_no": "901234"})
+        );
+        let e = parse_key(r#"{"id": "x"}"#, &cols(&["id"]), &t)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`id` is integer but `x` is not a number"), "{e}");
+        let e = parse_key(r#"{"di": 1}"#, &cols(&["id"]), &t)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`di` is not a key column") && e.contains("did you mean `id`?"),
+            "{e}"
+        );
+        let e = parse_key(r#"{}"#, &cols(&["id"]), &t).unwrap_err().to_string();
+        assert!(e.contains("missing key column(s) `id`"), "{e}");
+        let e = parse_key("1.5", &cols(&["id"]), &t).unwrap_err().to_string();
+        assert!(
+            e.contains("`id` is integer but `1.5` is not a whole number"),
+            "{e}"
+        );
+        let e = parse_key(r#"{"id": 1.5}"#, &cols(&["id"]), &t)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a whole number"), "{e}");
+        let e = parse_key("n=40000", &cols(&["n"]), &t).unwrap_err().to_string();
+        assert!(e.contains("out of its range (-32768 to 32767)"), "{e}");
+        assert_eq!(parse_key("-3", &cols(&["id"]), &t).unwrap(), json!({"id": -3}));
+    }
+
+    #[test]
     fn absolute_times_are_checked_before_the_database() {
         for ok in [
             "2026-03-14",
@@ -775,7 +905,7 @@ mod tests {
         );
         for expected in [
             "table_schema = $1 AND table_name = $2",
-            "pk = $3::jsonb",
+            "jsonb_hash_extended(pk, 0) = jsonb_hash_extended($3::jsonb, 0) AND pk = $3::jsonb",
             "(actor_id = $4 OR actor_name = $4)",
             "actor_type = $5",
             "op = $6",

@@ -35,6 +35,8 @@ pub struct Desired {
     /// auto_attach is off.
     pub auto_attach: serde_json::Value,
     pub require_actor: bool,
+    /// `[context] outside_transaction`: warn, refuse or ignore.
+    pub outside_transaction: String,
 }
 
 /// Decides what capture should look like and checks the config against the
@@ -82,6 +84,7 @@ pub fn resolve(config: &Config, catalog: &Catalog) -> Result<Desired, Vec<Config
         context_sources: context_sources(config),
         auto_attach: auto_attach(config),
         require_actor: config.context.require_actor,
+        outside_transaction: config.context.outside_transaction.as_str().to_string(),
     })
 }
 

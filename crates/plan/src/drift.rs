@@ -249,11 +249,20 @@ pub fn problems(desired: &Desired, catalog: &Catalog, installed: &Installed) -> 
     }
     if installed.version.is_some()
         && (installed.context_sources != desired.context_sources
-            || installed.require_actor != desired.require_actor)
+            || installed.require_actor != desired.require_actor
+            || installed.outside_transaction != desired.outside_transaction)
     {
         out.push(Problem::ContextDiffers {
-            installed: describe_context(&installed.context_sources, installed.require_actor),
-            desired: describe_context(&desired.context_sources, desired.require_actor),
+            installed: describe_context(
+                &installed.context_sources,
+                installed.require_actor,
+                &installed.outside_transaction,
+            ),
+            desired: describe_context(
+                &desired.context_sources,
+                desired.require_actor,
+                &desired.outside_transaction,
+            ),
         });
     }
     if installed.version.is_some() && installed.auto_attach != desired.auto_attach {
@@ -287,8 +296,8 @@ fn describe_install(version: &str, build: Option<&str>) -> String {
     }
 }
 
-fn describe_context(sources: &serde_json::Value, require_actor: bool) -> String {
-    format!("{sources} with require_actor = {require_actor}")
+fn describe_context(sources: &serde_json::Value, require_actor: bool, outside_transaction: &str) -> String {
+    format!("{sources} with require_actor = {require_actor}, outside_transaction = {outside_transaction}")
 }
 
 fn table_problems(table: &DesiredTable, catalog: &Catalog, installed: &Installed, out: &mut Vec<Problem>) {

@@ -34,6 +34,9 @@ pub struct Installed {
     pub tables: BTreeMap<(String, String), InstalledTable>,
     pub context_sources: serde_json::Value,
     pub require_actor: bool,
+    /// What set_context does outside a transaction block (`warn` for
+    /// installs older than the setting).
+    pub outside_transaction: String,
     /// The auto_attach rules, JSON null when off.
     pub auto_attach: serde_json::Value,
     /// Indexes an upgrade left to build concurrently (pgtrail.index_build).
@@ -119,7 +122,8 @@ impl Installed {
                              SELECT field, jsonb_agg(setting ORDER BY position) AS settings
                              FROM pgtrail.context_source GROUP BY field) AS s), '{}'::jsonb),
                         coalesce((SELECT value = 'true' FROM pgtrail.setting WHERE name = 'require_actor'), false),
-                        coalesce((SELECT value::jsonb FROM pgtrail.setting WHERE name = 'auto_attach'), 'null'::jsonb)",
+                        coalesce((SELECT value::jsonb FROM pgtrail.setting WHERE name = 'auto_attach'), 'null'::jsonb),
+                        coalesce((SELECT value FROM pgtrail.setting WHERE name = 'outside_transaction'), 'warn')",
                 &[],
             )
             .await
@@ -146,6 +150,7 @@ impl Installed {
             tables,
             context_sources: context.get(0),
             require_actor: context.get(1),
+            outside_transaction: context.get(3),
             auto_attach: context.get(2),
             pending_indexes,
         })

@@ -34,7 +34,7 @@ pub use drift::{Problem, TableName, problems};
 pub use index_build::build_pending_indexes;
 pub use installed::{Installed, InstalledTable};
 pub use privileges::{Privileges, Shortfall, role_name};
-pub use step::{Arg, Step, render, repair_steps, steps};
+pub use step::{Arg, Step, Transaction, render, render_with, repair_steps, steps};
 pub use uninstall::{UninstallReport, uninstall};
 
 /// Errors while planning or applying.

@@ -5,6 +5,8 @@
 -- so it can never leak into the next transaction on a pooled connection.
 -- Calling it again inside the same transaction starts a new context for the
 -- changes that follow; changes already made keep the context they had.
+-- Overloads below take actor_id as a number or a uuid, and extra as json,
+-- so drivers that bind typed parameters need no casts.
 CREATE OR REPLACE FUNCTION pgtrail.set_context(
     actor_id   text  DEFAULT NULL,
     actor_name text  DEFAULT NULL,
@@ -32,11 +34,180 @@ BEGIN
     PERFORM set_config('pgtrail.reason', coalesce(reason, ''), true);
     PERFORM set_config('pgtrail.context', coalesce(extra::text, ''), true);
     PERFORM set_config('pgtrail.context_seq', v_seq::text, true);
+    -- Once per transaction: have its end checked (outside a transaction
+    -- block the context ends with this very statement).
+    IF coalesce(current_setting('pgtrail.context_statement', true), '') = '' THEN
+        PERFORM pgtrail._check_context_at_commit();
+    END IF;
 END
 $fn$;
 
 COMMENT ON FUNCTION pgtrail.set_context(text, text, text, text, jsonb) IS
     'Sets who is acting and why for the current transaction only. extra holds anything else: request_id, business_process, migration, ip, user_agent, ...';
+
+-- actor_id as a number (smallint, integer, bigint and numeric convert to
+-- numeric implicitly) or a uuid. actor_id has no default here, so a call
+-- without it, or with a text or unknown-typed one, resolves to the text
+-- version above: exactly one version fits any call.
+CREATE OR REPLACE FUNCTION pgtrail.set_context(
+    actor_id numeric, actor_name text DEFAULT NULL, actor_type text DEFAULT NULL,
+    reason text DEFAULT NULL, extra jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pgtrail.set_context($1::text, $2, $3, $4, $5)
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgtrail.set_context(
+    actor_id uuid, actor_name text DEFAULT NULL, actor_type text DEFAULT NULL,
+    reason text DEFAULT NULL, extra jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pgtrail.set_context($1::text, $2, $3, $4, $5)
+$fn$;
+
+-- extra as json or text (a driver's JSON or string type rather than
+-- jsonb), with all five arguments given (NULL for those not set): the
+-- versions with defaults take jsonb. (json and jsonb are alike to
+-- PostgreSQL's choice of a function, so a version of each with defaults
+-- would make a call with an untyped literal ambiguous; given all five, an
+-- untyped extra goes to the text version.)
+CREATE OR REPLACE FUNCTION pgtrail.set_context(
+    actor_id text, actor_name text, actor_type text, reason text, extra json)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pgtrail.set_context($1::text, $2, $3, $4, $5::jsonb)
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgtrail.set_context(
+    actor_id text, actor_name text, actor_type text, reason text, extra text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pgtrail.set_context($1::text, $2, $3, $4, $5::jsonb)
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgtrail.set_context(
+    actor_id numeric, actor_name text, actor_type text, reason text, extra json)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pgtrail.set_context($1::text, $2, $3, $4, $5::jsonb)
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgtrail.set_context(
+    actor_id numeric, actor_name text, actor_type text, reason text, extra text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pgtrail.set_context($1::text, $2, $3, $4, $5::jsonb)
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgtrail.set_context(
+    actor_id uuid, actor_name text, actor_type text, reason text, extra json)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pgtrail.set_context($1::text, $2, $3, $4, $5::jsonb)
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgtrail.set_context(
+    actor_id uuid, actor_name text, actor_type text, reason text, extra text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pgtrail.set_context($1::text, $2, $3, $4, $5::jsonb)
+$fn$;
+
+-- Outside a transaction block (autocommit) a context ends with the
+-- statement that sets it, so the changes that follow have none. PostgreSQL
+-- cannot tell a function whether it runs in a transaction block, so the
+-- check is made at commit: set_context queues a deferred trigger
+-- (pgtrail.context_check, an unlogged table: no WAL) that fires when the
+-- transaction commits; if the statement then is still set_context's own
+-- and nothing was captured in the transaction, the context was set for
+-- nothing. [context] outside_transaction in pgtrail.toml says what then:
+-- 'warn' (default), 'refuse' (the commit fails: in autocommit, the call
+-- itself), 'ignore' (no check, no cost). A read-only transaction is not
+-- checked (a standby cannot queue the check).
+CREATE OR REPLACE FUNCTION pgtrail._check_context_at_commit()
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM set_config('pgtrail.context_statement', statement_timestamp()::text, true);
+    IF current_setting('transaction_read_only') = 'on'
+       OR coalesce((SELECT value FROM pgtrail.setting WHERE name = 'outside_transaction'), 'warn') = 'ignore' THEN
+        RETURN;
+    END IF;
+    INSERT INTO pgtrail.context_check (backend_pid) VALUES (pg_backend_pid());
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgtrail._context_check_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_mode text := coalesce((SELECT value FROM pgtrail.setting WHERE name = 'outside_transaction'), 'warn');
+BEGIN
+    DELETE FROM pgtrail.context_check WHERE backend_pid = pg_backend_pid();
+    -- Still set_context's statement, nothing captured, and that statement
+    -- alone in its message (a message of several statements is one
+    -- implicit transaction: the context lived through it).
+    IF current_setting('pgtrail.context_statement', true) = statement_timestamp()::text
+       AND coalesce(current_setting('pgtrail.recorded', true), '') = ''
+       AND position(';' IN rtrim(coalesce(current_query(), ''), E' \t\r\n;')) = 0 THEN
+        IF v_mode = 'refuse' THEN
+            RAISE EXCEPTION 'pgtrail.set_context was called outside a transaction block: the context ended with its own statement'
+                USING ERRCODE = '25P01',
+                      DETAIL = 'Outside BEGIN ... COMMIT each statement is its own transaction, and the context is transaction-local, so the changes that follow would have no actor. This database refuses it ([context] outside_transaction = "refuse").',
+                      HINT = 'Run BEGIN first, then set_context, the changes and COMMIT, on the same connection.';
+        ELSIF v_mode = 'warn' THEN
+            RAISE WARNING 'pgtrail.set_context was called outside a transaction block: the context ended with its own statement'
+                USING DETAIL = 'Outside BEGIN ... COMMIT each statement is its own transaction, and the context is transaction-local, so the changes that follow have no actor.',
+                      HINT = 'Run BEGIN first, then set_context, the changes and COMMIT, on the same connection. ([context] outside_transaction = "ignore" silences this.)';
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+DROP TRIGGER IF EXISTS context_check ON pgtrail.context_check;
+CREATE CONSTRAINT TRIGGER context_check AFTER INSERT ON pgtrail.context_check
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pgtrail._context_check_trigger();
+
+-- Stores what set_context does outside a transaction block: warn, refuse
+-- or ignore. Called by `pgtrail apply`.
+CREATE OR REPLACE FUNCTION pgtrail.configure_set_context(p_outside_transaction text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF p_outside_transaction IS NULL OR p_outside_transaction NOT IN ('warn', 'refuse', 'ignore') THEN
+        RAISE EXCEPTION 'pgtrail.configure_set_context: outside_transaction must be warn, refuse or ignore, not %',
+                coalesce(p_outside_transaction, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO pgtrail.setting (name, value) VALUES ('outside_transaction', p_outside_transaction)
+    ON CONFLICT (name) DO UPDATE SET value = excluded.value;
+END
+$fn$;
 
 -- The number of the current context within the transaction: 0, plus one for
 -- each pgtrail.set_context() call so far. Inlined into the capture functions.
@@ -104,5 +275,23 @@ BEGIN
     ON CONFLICT (name) DO UPDATE SET value = excluded.value;
     -- The context statements are compiled into every capture function.
     PERFORM pgtrail._compile_all();
+END
+$fn$;
+
+-- Runs p_sql, a GRANT or REVOKE of pgtrail's own (on its generated
+-- functions, or giving its owner role access to an audited table), which
+-- the DDL watch then does not record as an access change
+-- (37_ddl_watch.sql); GRANTs and REVOKEs by anyone else are recorded.
+CREATE OR REPLACE FUNCTION pgtrail._privilege_ddl(p_sql text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_before text := coalesce(current_setting('pgtrail.installing', true), '');
+BEGIN
+    PERFORM set_config('pgtrail.installing', 'on', true);
+    EXECUTE p_sql;
+    PERFORM set_config('pgtrail.installing', v_before, true);
 END
 $fn$;

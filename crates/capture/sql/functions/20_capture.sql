@@ -553,7 +553,7 @@ AS $fn$
 DECLARE
     v_owner oid := (SELECT nspowner FROM pg_namespace WHERE nspname = 'pgtrail');
 BEGIN
-    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', p_function);
+    PERFORM pgtrail._privilege_ddl(format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', p_function));
     IF (SELECT proowner FROM pg_proc WHERE oid = p_function::regprocedure) <> v_owner
        AND pg_has_role(current_user, v_owner, 'MEMBER') THEN
         EXECUTE format('ALTER FUNCTION %s OWNER TO %I', p_function, (SELECT rolname FROM pg_roles WHERE oid = v_owner));

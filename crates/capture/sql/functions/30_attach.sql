@@ -221,12 +221,12 @@ DECLARE
 BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = v_owner) THEN
         IF NOT has_schema_privilege(v_owner, (SELECT relnamespace FROM pg_class WHERE oid = p_table), 'USAGE') THEN
-            EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I',
+            PERFORM pgtrail._privilege_ddl(format('GRANT USAGE ON SCHEMA %I TO %I',
                            (SELECT n.nspname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-                            WHERE c.oid = p_table), v_owner);
+                            WHERE c.oid = p_table), v_owner));
         END IF;
         IF NOT has_table_privilege(v_owner, p_table, 'SELECT') THEN
-            EXECUTE format('GRANT SELECT ON %s TO %I', p_table, v_owner);
+            PERFORM pgtrail._privilege_ddl(format('GRANT SELECT ON %s TO %I', p_table, v_owner));
         END IF;
     END IF;
 EXCEPTION WHEN insufficient_privilege THEN

@@ -113,6 +113,42 @@ AS $fn$
     SELECT EXISTS (SELECT FROM pgtrail.managing WHERE txid = txid_current() AND table_id = p_id)
 $fn$;
 
+-- Who ran the current DDL and for which migration, from the context
+-- settings (pgtrail.<field>, the settings pgtrail.toml maps, set_context's
+-- extra), as JSON without NULLs: the schema report matches DDL to
+-- migrations by it. Never fails (the DDL must not).
+CREATE OR REPLACE FUNCTION pgtrail._ddl_context()
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_result jsonb := '{}';
+    v_field  text;
+    v_value  text;
+    v_extra  jsonb;
+BEGIN
+    BEGIN
+        v_extra := CASE WHEN coalesce(current_setting('pgtrail.context', true), '') = '' THEN NULL
+                        ELSE pgtrail._extra_context(current_setting('pgtrail.context', true)) END;
+    EXCEPTION WHEN others THEN
+        v_extra := NULL;
+    END;
+    FOREACH v_field IN ARRAY ARRAY['actor_id', 'actor_name', 'actor_type', 'reason', 'migration'] LOOP
+        BEGIN
+            EXECUTE 'SELECT ' || pgtrail._context_field_sql(v_field) INTO v_value;
+        EXCEPTION WHEN others THEN
+            v_value := NULL;
+        END;
+        v_value := coalesce(v_value, v_extra ->> v_field);
+        IF v_value IS NOT NULL THEN
+            v_result := v_result || jsonb_build_object(v_field, v_value);
+        END IF;
+    END LOOP;
+    RETURN v_result;
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION pgtrail._on_ddl()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -125,6 +161,17 @@ DECLARE
 BEGIN
     IF to_regclass('pgtrail.audited_table') IS NULL THEN
         RETURN;  -- pgtrail itself is being dropped
+    END IF;
+    -- GRANT and REVOKE on objects, for `pgtrail report --kind access`
+    -- (not those of pgtrail's own install, which sets pgtrail.installing).
+    IF tg_tag IN ('GRANT', 'REVOKE') THEN
+        IF coalesce(current_setting('pgtrail.installing', true), '') <> 'on' THEN
+            INSERT INTO pgtrail.ddl_event (command_tag, object_identity, action, detail)
+            SELECT tg_tag, coalesce(string_agg(DISTINCT lower(d.object_type), ', '), ''), 'access',
+                   jsonb_build_object('command', current_query(), 'context', pgtrail._ddl_context())
+            FROM pg_event_trigger_ddl_commands() AS d;
+        END IF;
+        RETURN;
     END IF;
     FOR v_event IN
         SELECT DISTINCT ON (x.table_id) x.table_id, x.command_tag, x.object_identity, x.relid
@@ -158,7 +205,8 @@ BEGIN
         VALUES (v_event.command_tag, v_event.object_identity, 'ddl',
                 jsonb_build_object('table_id', v_event.table_id, 'command', current_query(),
                                    'capture', pgtrail._capture_state(v_event.table_id),
-                                   'by_pgtrail', pgtrail._managed_by_pgtrail(v_event.table_id)));
+                                   'by_pgtrail', pgtrail._managed_by_pgtrail(v_event.table_id),
+                                   'context', pgtrail._ddl_context()));
     END LOOP;
 END
 $fn$;
@@ -226,7 +274,8 @@ BEGIN
                 jsonb_build_object('table_id', v_event.table_id, 'command', current_query(),
                                    'capture', CASE WHEN v_event.table_dropped THEN 'dropped'
                                                    ELSE pgtrail._capture_state(v_event.table_id) END,
-                                   'by_pgtrail', pgtrail._managed_by_pgtrail(v_event.table_id)));
+                                   'by_pgtrail', pgtrail._managed_by_pgtrail(v_event.table_id),
+                                   'context', pgtrail._ddl_context()));
     END LOOP;
 END
 $fn$;
@@ -280,3 +329,43 @@ EXCEPTION WHEN insufficient_privilege THEN
     RAISE WARNING 'pgtrail: capture-gap detection is off: creating event triggers needs superuser rights (rds_superuser on RDS)';
 END
 $watch$;
+
+-- A snapshot of who may do what, for `pgtrail report --kind access`: the
+-- roles (but PostgreSQL's pg_*) with their attributes, role memberships,
+-- and the privileges on audited tables. Event triggers do not see CREATE
+-- ROLE, ALTER ROLE or GRANT of a role (they are global), so each access
+-- report stores a snapshot here (pgtrail.ddl_event, action
+-- 'access_snapshot') and compares it with the one before.
+CREATE OR REPLACE FUNCTION pgtrail.access_snapshot()
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_snapshot jsonb;
+BEGIN
+    SELECT jsonb_build_object(
+        'roles', (SELECT coalesce(jsonb_object_agg(r.rolname, array_to_string(ARRAY[
+                             CASE WHEN r.rolsuper THEN 'superuser' END, CASE WHEN r.rolcreaterole THEN 'createrole' END,
+                             CASE WHEN r.rolcreatedb THEN 'createdb' END, CASE WHEN r.rolcanlogin THEN 'login' END,
+                             CASE WHEN r.rolreplication THEN 'replication' END,
+                             CASE WHEN r.rolbypassrls THEN 'bypassrls' END], ' ')), '{}')
+                  FROM pg_roles AS r WHERE r.rolname !~ '^pg_'),
+        'memberships', (SELECT coalesce(jsonb_agg(DISTINCT format('%s is a member of %s', m.member, m.role)), '[]')
+                        FROM (SELECT pg_get_userbyid(a.member) AS member, pg_get_userbyid(a.roleid) AS role
+                              FROM pg_auth_members AS a) AS m
+                        WHERE m.role !~ '^pg_'),
+        'grants', (SELECT coalesce(jsonb_agg(DISTINCT format('%s on %I.%I to %s', p.privilege_type, t.table_schema,
+                                                             t.table_name, CASE WHEN p.grantee = 0 THEN 'PUBLIC'
+                                                                                ELSE pg_get_userbyid(p.grantee) END)), '[]')
+                   FROM pgtrail.audited_table AS t
+                   JOIN pg_class AS c ON c.oid = to_regclass(format('%I.%I', t.table_schema, t.table_name))
+                   CROSS JOIN LATERAL aclexplode(c.relacl) AS p
+                   WHERE t.detached_at IS NULL AND p.grantee <> c.relowner))
+    INTO v_snapshot;
+    INSERT INTO pgtrail.ddl_event (command_tag, object_identity, action, detail)
+    VALUES ('pgtrail.access_snapshot', '', 'access_snapshot', v_snapshot);
+    RETURN v_snapshot;
+END
+$fn$;

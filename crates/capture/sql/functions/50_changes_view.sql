@@ -22,7 +22,9 @@ SELECT c.id,
        x.context,
        x.db_user,
        x.application_name,
-       x.client_addr
+       x.client_addr,
+       -- The transaction's start: the now() that DEFAULT now() columns hold.
+       x.started_at AS tx_started_at
 FROM pgtrail.change AS c
 JOIN pgtrail.audited_table AS t ON t.id = c.table_id
 LEFT JOIN pgtrail.transaction AS x ON x.txid = c.txid AND x.ctx = c.ctx;

@@ -527,6 +527,129 @@ $fn$;
 COMMENT ON FUNCTION pgtrail.row_as_of(regclass, jsonb, timestamptz) IS
     'The row with key pk as it was at the moment at (ignored columns left out, redacted ones as markers); NULL if it did not exist then.';
 
+-- The two clocks a moment can be read on. 'change' (the default): a change
+-- counts from its changed_at, the end of the statement that made it.
+-- 'transaction': a change counts from its transaction's start
+-- (tx_started_at in pgtrail.changes: the now() that DEFAULT now() columns
+-- hold), so "the row when this moderation was created" (its created_at)
+-- includes what the moderation's own transaction did before and after the
+-- INSERT. On that clock a row at p_at is the row just after the last change
+-- made to it by a transaction begun by p_at; a row's changes are never
+-- reordered, so one made between by a transaction begun later (it had to
+-- commit before the earlier one touched the row) counts too.
+CREATE OR REPLACE FUNCTION pgtrail._check_clock(p_clock text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF p_clock IS NULL OR p_clock NOT IN ('change', 'transaction') THEN
+        RAISE EXCEPTION 'pgtrail: unknown clock %', coalesce(quote_literal(p_clock), 'NULL')
+            USING ERRCODE = '22023',
+                  HINT = '''change'' counts each change from its own time (changed_at); ''transaction'' from its transaction''s start (tx_started_at, the now() of DEFAULT now() columns).';
+    END IF;
+END
+$fn$;
+
+-- The changes of table t (of its row p_pk, when given) made after p_at by
+-- transactions begun by then: their keys (pk and old_pk) and times. For a
+-- whole table only the contexts begun within _context_span() before p_at,
+-- and the long ones, are read.
+CREATE OR REPLACE FUNCTION pgtrail._open_at(t pgtrail.audited_table, p_pk jsonb, p_at timestamptz)
+RETURNS TABLE (k jsonb, changed_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT d.k, x.changed_at
+    FROM pgtrail.change AS x
+    JOIN pgtrail.transaction AS tx ON tx.txid = x.txid AND tx.ctx = x.ctx
+    CROSS JOIN LATERAL (VALUES (x.pk), (x.old_pk)) AS d(k)
+    WHERE x.table_id = t.id AND x.changed_at > p_at AND tx.started_at <= p_at AND d.k IS NOT NULL
+      AND (p_pk IS NULL OR (pgtrail._h(x.pk) = pgtrail._h(p_pk) AND x.pk = p_pk)
+                        OR (pgtrail._h(x.old_pk) = pgtrail._h(p_pk) AND x.old_pk = p_pk))
+      AND (p_pk IS NOT NULL OR x.changed_at <= p_at + pgtrail._context_span()
+           OR EXISTS (SELECT FROM pgtrail.long_context AS l WHERE l.txid = x.txid AND l.ctx = x.ctx))
+$fn$;
+
+-- p_at on the change clock: the time of the last change that p_at on
+-- p_clock includes (of the row p_pk; of the whole table when NULL).
+CREATE OR REPLACE FUNCTION pgtrail._change_clock(t pgtrail.audited_table, p_pk jsonb, p_at timestamptz, p_clock text)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM pgtrail._check_clock(p_clock);
+    IF p_clock = 'change' OR p_at IS NULL THEN
+        RETURN p_at;
+    END IF;
+    RETURN greatest(p_at, (SELECT max(o.changed_at) FROM pgtrail._open_at(t, p_pk, p_at) AS o));
+END
+$fn$;
+
+-- row_as_of on a chosen clock ('change' or 'transaction', above).
+CREATE OR REPLACE FUNCTION pgtrail.row_as_of(tbl regclass, pk jsonb, at timestamptz, clock text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    t pgtrail.audited_table;
+BEGIN
+    PERFORM pgtrail._check_clock(clock);
+    tbl := pgtrail._root_of(tbl);
+    t := pgtrail._audited(tbl);
+    IF pk IS NULL OR at IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pgtrail._check_moment(t, at);
+    RETURN pgtrail._row_as_of(t, tbl, pk, pgtrail._change_clock(t, pk, at, clock));
+END
+$fn$;
+
+COMMENT ON FUNCTION pgtrail.row_as_of(regclass, jsonb, timestamptz, text) IS
+    'The row with key pk as it was at the moment at, on the clock ''change'' (each change from its changed_at) or ''transaction'' (from its transaction''s start, tx_started_at).';
+
+-- table_as_of on a chosen clock: on 'transaction', the rows changed after
+-- the moment by transactions begun by then are answered one by one.
+CREATE OR REPLACE FUNCTION pgtrail.table_as_of(tbl regclass, at timestamptz, clock text)
+RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    t      pgtrail.audited_table;
+    v_keys jsonb[];
+BEGIN
+    PERFORM pgtrail._check_clock(clock);
+    IF clock = 'change' OR at IS NULL THEN
+        RETURN QUERY SELECT s FROM pgtrail.table_as_of(tbl, at) AS s;
+        RETURN;
+    END IF;
+    t := pgtrail._audited(pgtrail._root_of(tbl));
+    PERFORM pgtrail._check_moment(t, at);
+    IF cardinality(t.key_columns) = 0 THEN
+        -- Rows without a key are counted, not followed: the whole table at
+        -- the last change of a transaction begun by the moment.
+        RETURN QUERY SELECT s FROM pgtrail.table_as_of(tbl, pgtrail._change_clock(t, NULL, at, clock)) AS s;
+        RETURN;
+    END IF;
+    SELECT coalesce(array_agg(DISTINCT o.k), '{}') INTO v_keys FROM pgtrail._open_at(t, NULL, at) AS o;
+    RETURN QUERY
+    SELECT s FROM pgtrail.table_as_of(tbl, at) AS s
+    WHERE NOT pgtrail._key(s, t.key_columns) = ANY (v_keys);
+    RETURN QUERY
+    SELECT r.s FROM (SELECT pgtrail._row_as_of(t, tbl, k.k, pgtrail._change_clock(t, k.k, at, clock)) AS s
+                     FROM unnest(v_keys) AS k(k)) AS r
+    WHERE r.s IS NOT NULL;
+END
+$fn$;
+
+COMMENT ON FUNCTION pgtrail.table_as_of(regclass, timestamptz, text) IS
+    'Every row of the table as it was at the moment at, on the clock ''change'' or ''transaction'' (see row_as_of).';
+
 -- The audited table a partition's rows are recorded under (its
 -- partitioned table), or p_tbl itself.
 CREATE OR REPLACE FUNCTION pgtrail._root_of(p_tbl regclass)
@@ -946,4 +1069,6 @@ COMMENT ON FUNCTION pgtrail.blame(regclass, jsonb) IS
 REVOKE ALL ON FUNCTION pgtrail.history(regclass, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgtrail.row_as_of(regclass, jsonb, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgtrail.table_as_of(regclass, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgtrail.row_as_of(regclass, jsonb, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgtrail.table_as_of(regclass, timestamptz, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgtrail.blame(regclass, jsonb) FROM PUBLIC;

@@ -97,16 +97,21 @@ BEGIN
         ),
         -- Row events after the last TRUNCATE; a key change deletes the old
         -- key. Recorded names are followed to today's ($8: the table's
-        -- columns changed since capture began, 38_lineage.sql).
+        -- columns changed since capture began, 38_lineage.sql). n: how
+        -- many rows of the key the event adds (an UPDATE that moved the
+        -- row from another key, as every UPDATE of a table without a key
+        -- does, adds one) or removes.
         events AS MATERIALIZED (
             SELECT c.id, c.op,
+                   CASE c.op WHEN 'I' THEN 1 WHEN 'D' THEN -1
+                             ELSE CASE WHEN c.old_pk IS NOT NULL THEN 1 ELSE 0 END END AS n,
                    CASE WHEN $8 THEN pgtrail._names_forward($5, c.pk, c.changed_at, c.id, NULL, NULL, false) ELSE c.pk END AS pk,
                    CASE WHEN $8 THEN pgtrail._names_forward($5, c.new_values, c.changed_at, c.id, NULL, NULL, false)
                         ELSE c.new_values END AS new_values
             FROM pgtrail.change AS c, truncated
             WHERE c.table_id = $5 AND c.op <> 'T' AND c.id > coalesce(truncated.id, 0)
             UNION ALL
-            SELECT c.id, 'D',
+            SELECT c.id, 'D', -1,
                    CASE WHEN $8 THEN pgtrail._names_forward($5, c.old_pk, c.changed_at, c.id, NULL, NULL, false) ELSE c.old_pk END,
                    NULL
             FROM pgtrail.change AS c, truncated
@@ -160,7 +165,7 @@ BEGIN
                CASE WHEN coalesce(l.n, 0) > coalesce(e.n, 0) THEN 'unrecorded insert' ELSE 'unrecorded delete' END,
                NULL, NULL, NULL
         FROM (SELECT live.pk, count(*) AS n FROM live GROUP BY live.pk) AS l
-        FULL JOIN (SELECT ev.pk, sum(CASE WHEN ev.op = 'D' THEN -1 WHEN ev.op = 'I' THEN 1 ELSE 0 END) AS n
+        FULL JOIN (SELECT ev.pk, sum(ev.n) AS n
                    FROM events AS ev GROUP BY ev.pk) AS e ON e.pk = l.pk
         WHERE cardinality($4) = 0 AND coalesce(l.n, 0) <> coalesce(e.n, 0)
           AND ($6 OR coalesce(l.n, 0) < coalesce(e.n, 0))

@@ -43,6 +43,14 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgtrail FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgtrail FROM PUBLIC;
 GRANT USAGE ON SCHEMA pgtrail TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.set_context(text, text, text, text, jsonb) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgtrail.set_context(numeric, text, text, text, jsonb) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgtrail.set_context(uuid, text, text, text, jsonb) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgtrail.set_context(text, text, text, text, json) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgtrail.set_context(numeric, text, text, text, json) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgtrail.set_context(uuid, text, text, text, json) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgtrail.set_context(text, text, text, text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgtrail.set_context(numeric, text, text, text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgtrail.set_context(uuid, text, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.trigger_names() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.role_name(text) TO PUBLIC;
 
@@ -87,6 +95,8 @@ BEGIN
         EXECUTE format(
             'GRANT EXECUTE ON FUNCTION pgtrail.history(regclass, jsonb), pgtrail.row_as_of(regclass, jsonb, timestamptz),
                                        pgtrail.table_as_of(regclass, timestamptz), pgtrail.blame(regclass, jsonb),
+                                       pgtrail.row_as_of(regclass, jsonb, timestamptz, text),
+                                       pgtrail.table_as_of(regclass, timestamptz, text),
                                        pgtrail.actor_changes(text, timestamptz, timestamptz),
                                        pgtrail.revert_plan(jsonb, text), pgtrail.revert(jsonb, text, text),
                                        pgtrail._revert_actor()

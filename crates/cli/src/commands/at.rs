@@ -9,10 +9,16 @@ use pgtrail::query::as_params;
 use serde_json::Value;
 
 use super::log::{Audited, cell, db_error, diff_value, key_text, print_csv, time, time_text};
-use crate::cli::{Global, OutputFormat};
+use crate::cli::{Clock, Global, OutputFormat};
 use crate::output;
 
-pub async fn run(global: &Global, table: &str, key: Option<&str>, at: &str) -> Result<ExitCode> {
+pub async fn run(
+    global: &Global,
+    table: &str,
+    key: Option<&str>,
+    at: &str,
+    clock: Clock,
+) -> Result<ExitCode> {
     let moment = time(Some(at))?.context("--time is required")?;
     let client = super::connect(global).await?;
     let table = Audited::resolve(&client, table).await?;
@@ -21,12 +27,13 @@ pub async fn run(global: &Global, table: &str, key: Option<&str>, at: &str) -> R
         Some(key) => {
             let pk = table.key(key)?;
             let sql = format!(
-                "SELECT pgtrail.row_as_of($1::text::regclass, $3::jsonb, {moment_sql}), to_jsonb({moment_sql})"
+                "SELECT pgtrail.row_as_of($1::text::regclass, $3::jsonb, {moment_sql}, $4::text), to_jsonb({moment_sql})"
             );
             let params: Vec<pgtrail::query::Param> = vec![
                 Box::new(table.regclass()),
                 Box::new(moment.value()),
                 Box::new(pk.clone()),
+                Box::new(clock.as_str().to_string()),
             ];
             let row = client
                 .query_one(&sql, &as_params(&params))
@@ -40,10 +47,13 @@ pub async fn run(global: &Global, table: &str, key: Option<&str>, at: &str) -> R
         None => {
             let sql = format!(
                 "SELECT r, to_jsonb({moment_sql}) FROM (SELECT NULL::jsonb) AS dummy(d) \
-                 LEFT JOIN pgtrail.table_as_of($1::text::regclass, {moment_sql}) AS r ON true"
+                 LEFT JOIN pgtrail.table_as_of($1::text::regclass, {moment_sql}, $3::text) AS r ON true"
             );
-            let params: Vec<pgtrail::query::Param> =
-                vec![Box::new(table.regclass()), Box::new(moment.value())];
+            let params: Vec<pgtrail::query::Param> = vec![
+                Box::new(table.regclass()),
+                Box::new(moment.value()),
+                Box::new(clock.as_str().to_string()),
+            ];
             let result = client.query(&sql, &as_params(&params)).await.map_err(db_error)?;
             let when = result
                 .first()

@@ -94,12 +94,12 @@ pub async fn run(keep: bool) -> Result<ExitCode> {
     let config = Config::parse(CONFIG, "demo pgtrail.toml")?;
     let report = pgtrail::plan::apply(&mut client, &config).await?;
     println!(
-        "installed pgtrail {} and attached {} tables (users.password_hash redacted, updated_at ignored)\n",
+        "installed pgtrail {} and attached {} tables\n  (users.password_hash redacted, updated_at ignored)\n",
         report.version,
         report.tables.len()
     );
     output::step(
-        "simulating a day: sign-up, support agent, billing batch, migration, a careless script ...\n",
+        "simulating a day: sign-up, support agent, billing batch, migration,\n  a careless script ...\n",
     );
     for batch in DAY {
         client.batch_execute(batch).await.context("simulating the day")?;
@@ -138,28 +138,51 @@ pub async fn run(keep: bool) -> Result<ExitCode> {
 }
 
 async fn show(client: &Client) -> Result<()> {
-    output::say(output::HEADER, "Everything that happened, oldest first:");
+    let days: String = client
+        .query_one(
+            "SELECT string_agg(DISTINCT to_char(changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), ' and ')
+             FROM pgtrail.changes",
+            &[],
+        )
+        .await?
+        .get(0);
+    output::say(
+        output::HEADER,
+        &format!("Everything that happened on {days} (times in UTC), oldest first:"),
+    );
     let rows = client
         .query(
-            "SELECT to_char(changed_at, 'HH24:MI:SS.MS'), op, table_name, pk::text,
-                    coalesce(array_to_string(changed_fields, ','), ''),
-                    coalesce(actor_name, actor_id, context->>'migration', '?'), coalesce(reason, '')
-             FROM pgtrail.changes ORDER BY id",
+            "SELECT c.id::text, to_char(c.changed_at AT TIME ZONE 'UTC', 'HH24:MI:SS'), c.op,
+                    c.table_name || coalesce(' ' || (SELECT string_agg(e.key || '=' || (e.value #>> '{}'), ',')
+                                                     FROM jsonb_each(c.pk) AS e), ''),
+                    coalesce(array_to_string(c.changed_fields, ','), ''),
+                    coalesce(c.actor_name, c.actor_id, c.context->>'migration', '?'), coalesce(c.reason, '')
+             FROM pgtrail.changes AS c ORDER BY c.id",
             &[],
         )
         .await?;
-    let mut table = vec![["time", "op", "table", "key", "changed", "who", "why"].map(String::from)];
+    let mut table = vec![
+        ["id", "time", "op", "row", "changed", "who", "why"]
+            .map(String::from)
+            .to_vec(),
+    ];
     table.extend(
         rows.iter()
-            .map(|r| std::array::from_fn(|i| r.get::<_, String>(i))),
+            .map(|r| (0..7).map(|i| r.get::<_, String>(i)).collect::<Vec<_>>()),
     );
-    output::print_styled(&table, true, |column, cell| match (column, cell) {
-        (1, "INSERT") => output::GOOD,
-        (1, "UPDATE") => output::WARN,
-        (1, "DELETE" | "TRUNCATE") => output::BAD,
-        (0, _) => output::DIM,
-        _ => output::PLAIN,
-    });
+    output::print_table(
+        &table,
+        true,
+        |column, cell| match (column, cell) {
+            (2, "INSERT") => output::GOOD,
+            (2, "UPDATE") => output::WARN,
+            (2, "DELETE" | "TRUNCATE") => output::BAD,
+            (1, _) => output::DIM,
+            _ => output::PLAIN,
+        },
+        Some(width()),
+        &[0, 1, 2],
+    );
 
     output::say(output::HEADER, "\nHistory of user 1, field by field:");
     let rows = client
@@ -173,16 +196,26 @@ async fn show(client: &Client) -> Result<()> {
             &[],
         )
         .await?;
-    let mut table = vec![["op", "field", "before", "after", "by"].map(String::from)];
+    let mut table = vec![
+        ["op", "field", "before", "after", "by"]
+            .map(String::from)
+            .to_vec(),
+    ];
     table.extend(
         rows.iter()
-            .map(|r| std::array::from_fn(|i| r.get::<_, String>(i))),
+            .map(|r| (0..5).map(|i| r.get::<_, String>(i)).collect::<Vec<_>>()),
     );
-    output::print_styled(&table, true, |column, _| match column {
-        2 => output::BAD,
-        3 => output::GOOD,
-        _ => output::PLAIN,
-    });
+    output::print_table(
+        &table,
+        true,
+        |column, _| match column {
+            2 => output::BAD,
+            3 => output::GOOD,
+            _ => output::PLAIN,
+        },
+        Some(width()),
+        &[0],
+    );
 
     output::say(output::HEADER, "\nWho changed how much:");
     let rows = client
@@ -193,13 +226,34 @@ async fn show(client: &Client) -> Result<()> {
             &[],
         )
         .await?;
-    let mut table = vec![["actor", "type", "changes", "tables"].map(String::from)];
+    let mut table = vec![["actor", "type", "changes", "tables"].map(String::from).to_vec()];
     table.extend(
         rows.iter()
-            .map(|r| std::array::from_fn(|i| r.get::<_, String>(i))),
+            .map(|r| (0..4).map(|i| r.get::<_, String>(i)).collect::<Vec<_>>()),
     );
-    output::print_styled(&table, true, |_, _| output::PLAIN);
+    output::print_table(&table, true, |_, _| output::PLAIN, Some(width()), &[]);
     Ok(())
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces and
+/// joined by `joint`.
+fn wrap(text: &str, width: usize, joint: &str) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split(' ') {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 1 + word.chars().count() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines.join(joint)
+}
+
+/// The demo's tables fit the terminal, or 80 columns when it is not one.
+fn width() -> usize {
+    output::width_limit().unwrap_or(80)
 }
 
 /// Finds the careless script's transaction in the trail, then undoes it the
@@ -219,9 +273,11 @@ async fn undo(url: &str) -> Result<()> {
         .context("finding the careless script in the trail")?;
     let (txid, who, why, changes): (i64, String, String, i64) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
-    println!("  transaction {txid} by {who} (\"{why}\") changed {changes} rows; reverting it:\n");
+    println!("  transaction {txid} by {who} (\"{why}\") changed {changes} rows;\n  reverting it:\n");
     let binary = std::env::current_exe().context("finding the pgtrail binary")?;
     let status = tokio::process::Command::new(binary)
+        // The same width as the demo's own tables.
+        .env("COLUMNS", width().to_string())
         .args([
             "revert",
             "--tx",
@@ -244,21 +300,25 @@ async fn undo(url: &str) -> Result<()> {
     }
     let rows = client
         .query(
-            "SELECT op, table_name, pk::text, coalesce(array_to_string(changed_fields, ','), ''), actor_name, reason
-             FROM pgtrail.changes WHERE context ? 'revert' ORDER BY id",
+            "SELECT c.id::text, c.op,
+                    c.table_name || coalesce(' ' || (SELECT string_agg(e.key || '=' || (e.value #>> '{}'), ',')
+                                                     FROM jsonb_each(c.pk) AS e), ''),
+                    coalesce(array_to_string(c.changed_fields, ','), ''), c.actor_name, c.reason
+             FROM pgtrail.changes AS c WHERE c.context ? 'revert' ORDER BY c.id",
             &[],
         )
         .await?;
+    let why = rows.first().map(|r| r.get::<_, String>(5)).unwrap_or_default();
     output::say(
         output::HEADER,
-        "\n  and the trail recorded the revert like any change:",
+        &format!("\n  and the trail recorded the revert like any change, with its reason:\n  \"{why}\""),
     );
-    let mut table = vec![["op", "table", "key", "changed", "who", "why"].map(String::from)];
+    let mut table = vec![["id", "op", "row", "changed", "who"].map(String::from).to_vec()];
     table.extend(
         rows.iter()
-            .map(|r| std::array::from_fn(|i| r.get::<_, String>(i))),
+            .map(|r| (0..5).map(|i| r.get::<_, String>(i)).collect::<Vec<_>>()),
     );
-    output::print_styled(&table, true, |_, _| output::PLAIN);
+    output::print_table(&table, true, |_, _| output::PLAIN, Some(width()), &[0]);
     Ok(())
 }
 
@@ -296,7 +356,13 @@ async fn prove(client: &mut Client) -> Result<()> {
     println!("  a superuser edits one recorded email behind the append-only guards ...");
     let report = integrity::verify(client, &options).await?;
     for problem in &report.problems {
-        output::say(output::BAD, &format!("  verify: {}", problem.message()));
+        output::say(
+            output::BAD,
+            &format!(
+                "  verify: {}",
+                wrap(&problem.message(), width() - 10, "\n          ")
+            ),
+        );
     }
     Ok(())
 }

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use pgtrail::catalog::Catalog;
 use pgtrail::config::suggest;
+use pgtrail::init::live::{live_schemas, render_live_config};
 use pgtrail::init::{Summary, render_config, summarize};
+use pgtrail::plan::Installed;
 
 use crate::cli::{Format, Global};
 use crate::output;
@@ -27,6 +29,13 @@ pub async fn run(global: &Global, force: bool, schemas: &[String]) -> Result<Exi
     }
 
     let client = super::connect(global).await?;
+    // On an install, the file says what it does now: `plan` then has
+    // nothing to do until the file is changed.
+    let installed = Installed::load(&client).await?;
+    let live = installed.version.is_some();
+    if live {
+        wanted = live_schemas(&wanted, &installed);
+    }
     let catalog = Catalog::load(&client, &wanted).await?;
     for schema in &wanted {
         if !catalog.schemas.contains(schema) {
@@ -38,10 +47,35 @@ pub async fn run(global: &Global, force: bool, schemas: &[String]) -> Result<Exi
         }
     }
 
-    let text = render_config(&catalog, &wanted);
+    let text = if live {
+        render_live_config(&catalog, &wanted, &installed)
+    } else {
+        render_config(&catalog, &wanted)
+    };
     write(path, &text, force)?;
 
-    let summary = summarize(&catalog, &wanted);
+    let summary = if live {
+        let audited = |t: &&pgtrail::catalog::Table| {
+            installed
+                .tables
+                .get(&(t.schema.clone(), t.name.clone()))
+                .is_some_and(|r| !r.detached)
+        };
+        let tables: Vec<_> = catalog
+            .top_level_tables()
+            .filter(|t| wanted.contains(&t.schema))
+            .collect();
+        Summary {
+            tables: tables.len(),
+            excluded: tables.iter().filter(|t| !audited(t)).count(),
+            without_key: tables
+                .iter()
+                .filter(|t| audited(t) && t.key.columns().is_empty())
+                .count(),
+        }
+    } else {
+        summarize(&catalog, &wanted)
+    };
     match global.format {
         Format::Json => output::print_json(&serde_json::json!({
             "path": path.display().to_string(),
@@ -49,6 +83,10 @@ pub async fn run(global: &Global, force: bool, schemas: &[String]) -> Result<Exi
             "excluded": summary.excluded,
             "without_key": summary.without_key,
         }))?,
+        Format::Table if live => println!(
+            "{}; written from the live install: `pgtrail plan` shows nothing to do until you change it",
+            summary_line(path, summary).trim_end_matches("; review it, then run `pgtrail apply`")
+        ),
         Format::Table => println!("{}", summary_line(path, summary)),
     }
     Ok(ExitCode::SUCCESS)

@@ -42,6 +42,10 @@ pub async fn run(global: &Global, args: &LogArgs) -> Result<ExitCode> {
     } else {
         require_installed(&client).await?;
     }
+    if let Some(field) = &filter.field {
+        check_field(&client, filter.table.as_ref(), field).await?;
+    }
+    check_window(&client, filter.since.as_ref(), filter.until.as_ref()).await?;
     if filter.actor.is_some() {
         filter.by_actor_index = has_actor_changes(&client).await?;
     }
@@ -78,14 +82,15 @@ pub async fn run(global: &Global, args: &LogArgs) -> Result<ExitCode> {
                 output::say(output::DIM, "no changes match");
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut table = vec![
-                [
-                    "ID", "TIME", "TX", "TABLE", "OP", "KEY", "FIELDS", "ACTOR", "REASON",
-                ]
-                .map(String::from),
-            ];
+            let mut header: Vec<String> = [
+                "ID", "TIME", "TX", "TABLE", "OP", "KEY", "FIELDS", "ACTOR", "REASON",
+            ]
+            .map(String::from)
+            .to_vec();
+            header.extend(args.show.iter().map(|k| k.to_uppercase()));
+            let mut table = vec![header];
             for row in &rows {
-                table.push([
+                let mut line = vec![
                     cell(&row["id"]),
                     time_text(&row["changed_at"]),
                     cell(&row["txid"]),
@@ -95,9 +100,17 @@ pub async fn run(global: &Global, args: &LogArgs) -> Result<ExitCode> {
                     fields_text(&row["changed_fields"]),
                     actor_text(row),
                     cell(&row["reason"]),
-                ]);
+                ];
+                line.extend(args.show.iter().map(|k| cell(&row["context"][k.as_str()])));
+                table.push(line);
             }
-            output::print_styled(&table, true, |column, text| op_style(column == 4, text));
+            output::print_table(
+                &table,
+                true,
+                |column, text| op_style(column == 4, text),
+                output::width_limit(),
+                &[0, 1, 2, 4],
+            );
             if rows.len() as i64 == args.limit {
                 output::step(&format!(
                     "the newest {} changes; --limit N shows more",
@@ -107,6 +120,86 @@ pub async fn run(global: &Global, args: &LogArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--field F` names a column of the table given (else of some audited
+/// table), now or in the trail's record of schema changes: a typo is an
+/// error with a suggestion, not an empty answer.
+async fn check_field(client: &Client, table: Option<&(String, String)>, field: &str) -> Result<()> {
+    let (schema, name) = match table {
+        Some((schema, name)) => (Some(schema.as_str()), Some(name.as_str())),
+        None => (None, None),
+    };
+    let columns: Vec<String> = client
+        .query(
+            "SELECT DISTINCT a.attname::text
+             FROM pgtrail.audited_table AS t
+             JOIN pg_attribute AS a ON a.attrelid = to_regclass(format('%I.%I', t.table_schema, t.table_name))
+             WHERE a.attnum > 0 AND NOT a.attisdropped
+               AND ($1::text IS NULL OR (t.table_schema = $1 AND t.table_name = $2))
+             UNION
+             SELECT DISTINCT k.key
+             FROM pgtrail.audited_table AS t
+             CROSS JOIN LATERAL (SELECT c.new_values, c.old_values FROM pgtrail.change AS c
+                                 WHERE c.table_id = t.id AND c.op = 'U' ORDER BY c.id DESC LIMIT 1000) AS c
+             CROSS JOIN LATERAL jsonb_object_keys(coalesce(c.old_values, c.new_values)) AS k(key)
+             WHERE ($1::text IS NULL OR (t.table_schema = $1 AND t.table_name = $2))",
+            &[&schema, &name],
+        )
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if columns.iter().any(|c| c == field) {
+        return Ok(());
+    }
+    let whose = match table {
+        Some((schema, name)) => format!("{schema}.{name} has no column `{field}`"),
+        None => format!("no audited table has a column `{field}`"),
+    };
+    let help = match pgtrail::config::suggest(field, columns.iter().map(String::as_str)) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None if columns.is_empty() => "no column is known yet".to_string(),
+        None => {
+            let mut list: Vec<&str> = columns.iter().map(String::as_str).take(12).collect();
+            list.sort_unstable();
+            format!(
+                "the columns are {}{}",
+                list.join(", "),
+                if columns.len() > 12 { ", ..." } else { "" }
+            )
+        }
+    };
+    bail!("--field: {whose}\n  help: {help}");
+}
+
+/// `--since` after `--until` selects nothing: an error, not an empty answer.
+pub(super) async fn check_window(
+    client: &Client,
+    since: Option<&TimeArg>,
+    until: Option<&TimeArg>,
+) -> Result<()> {
+    let (Some(since), Some(until)) = (since, until) else {
+        return Ok(());
+    };
+    let sql = format!(
+        "SELECT {s} > {u}, {s}::text, {u}::text",
+        s = since.sql(1),
+        u = until.sql(2)
+    );
+    let row = client
+        .query_one(&sql, &[&since.value(), &until.value()])
+        .await
+        .map_err(db_error)?;
+    if row.get::<_, bool>(0) {
+        bail!(
+            "--since ({}) is after --until ({}): no change can be in between\n  help: swap them, or leave one out",
+            row.get::<_, String>(1),
+            row.get::<_, String>(2)
+        );
+    }
+    Ok(())
 }
 
 // ---- shared by the query commands ----
@@ -373,12 +466,19 @@ fn fields_text(value: &Value) -> String {
     }
 }
 
-/// `name (type)`, the id when there is no name, `-` when nobody is known.
+/// `name (type)`, the id when there is no name, the migration's name when
+/// there is neither (from `context` or a `migration` field), `-` when
+/// nobody is known.
 pub(super) fn actor_text(row: &Value) -> String {
-    let who = [&row["actor_name"], &row["actor_id"]]
-        .into_iter()
-        .find_map(|v| v.as_str().filter(|s| !s.is_empty()))
-        .unwrap_or("-");
+    let who = [
+        &row["actor_name"],
+        &row["actor_id"],
+        &row["context"]["migration"],
+        &row["migration"],
+    ]
+    .into_iter()
+    .find_map(|v| v.as_str().filter(|s| !s.is_empty()))
+    .unwrap_or("-");
     match row["actor_type"].as_str().filter(|s| !s.is_empty()) {
         Some(kind) => format!("{who} ({kind})"),
         None => who.to_string(),

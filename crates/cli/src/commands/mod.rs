@@ -4,6 +4,7 @@ mod apply;
 mod at;
 mod blame;
 mod check;
+mod compliance;
 mod demo;
 mod erase;
 mod history;
@@ -20,6 +21,7 @@ mod tx;
 mod uninstall;
 mod unprotected;
 mod verify;
+mod verify_bundle;
 
 use std::process::ExitCode;
 
@@ -33,33 +35,47 @@ pub async fn run(mut cli: Cli) -> Result<ExitCode> {
         OutputFormat::Table => Format::Table,
         OutputFormat::Json => Format::Json,
         OutputFormat::Csv => match &cli.command {
-            Command::Log(_) | Command::At { .. } | Command::Blame { .. } => Format::Table,
+            Command::Log(_) | Command::At { .. } | Command::Blame { .. } | Command::Report(_) => {
+                Format::Table
+            }
             other => bail!(
-                "`pgtrail {}` prints no CSV (CSV is for the commands that print one table: log, at, blame)\n  \
+                "`pgtrail {}` prints no CSV (CSV is for the commands that print one table: log, at, blame, report)\n  \
                  help: use --format json, or --format table",
                 command_name(other)
             ),
         },
     };
+    if let Command::Init { config, .. }
+    | Command::Apply { config, .. }
+    | Command::Plan { config, .. }
+    | Command::Check(config)
+    | Command::Sql { config, .. } = &cli.command
+    {
+        cli.global.config = config.config.clone();
+    }
+    if let Command::Report(args) = &cli.command {
+        cli.global.config = args.config.config.clone();
+    }
     match cli.command {
-        Command::Apply { baseline } => apply::run(&cli.global, baseline).await,
-        Command::Init { force, schemas } => init::run(&cli.global, force, &schemas).await,
-        Command::Plan => plan::run(&cli.global).await,
-        Command::Check => check::run(&cli.global).await,
-        Command::Sql => sql::run(&cli.global).await,
+        Command::Apply { baseline, .. } => apply::run(&cli.global, baseline).await,
+        Command::Init { force, schemas, .. } => init::run(&cli.global, force, &schemas).await,
+        Command::Plan { file, .. } => plan::run(&cli.global, &file).await,
+        Command::Check(_) => check::run(&cli.global).await,
+        Command::Sql { file, .. } => sql::run(&cli.global, &file).await,
         Command::Uninstall { drop_trail, yes } => uninstall::run(&cli.global, drop_trail, yes).await,
         Command::Demo { keep } => demo::run(keep).await,
         Command::Log(args) => log::run(&cli.global, &args).await,
         Command::History { table, key } => history::run(&cli.global, &table, &key).await,
-        Command::At { table, key, time } => at::run(&cli.global, &table, key.as_deref(), &time).await,
+        Command::At {
+            table,
+            key,
+            time,
+            clock,
+        } => at::run(&cli.global, &table, key.as_deref(), &time, clock).await,
         Command::Blame { table, key } => blame::run(&cli.global, &table, &key).await,
         Command::Tx { txid } => tx::run(&cli.global, txid).await,
-        Command::Report {
-            since,
-            until,
-            burst,
-            window,
-        } => report::run(&cli.global, since.as_deref(), until.as_deref(), burst, window).await,
+        Command::Report(args) => report::run(&cli.global, &args).await,
+        Command::VerifyBundle { dir, public_key } => verify_bundle::run(&cli.global, &dir, &public_key),
         Command::Keygen { key, name } => keygen::run(&cli.global, &key, &name),
         Command::Seal { key, export } => seal::run(&cli.global, &key, export.as_deref()).await,
         Command::Verify {
@@ -81,9 +97,9 @@ fn command_name(command: &Command) -> &'static str {
     match command {
         Command::Init { .. } => "init",
         Command::Apply { .. } => "apply",
-        Command::Plan => "plan",
-        Command::Check => "check",
-        Command::Sql => "sql",
+        Command::Plan { .. } => "plan",
+        Command::Check(_) => "check",
+        Command::Sql { .. } => "sql",
         Command::Uninstall { .. } => "uninstall",
         Command::Demo { .. } => "demo",
         Command::Log(_) => "log",
@@ -91,7 +107,8 @@ fn command_name(command: &Command) -> &'static str {
         Command::At { .. } => "at",
         Command::Blame { .. } => "blame",
         Command::Tx { .. } => "tx",
-        Command::Report { .. } => "report",
+        Command::Report(_) => "report",
+        Command::VerifyBundle { .. } => "verify-bundle",
         Command::Keygen { .. } => "keygen",
         Command::Seal { .. } => "seal",
         Command::Verify { .. } => "verify",

@@ -4,11 +4,11 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use pgtrail::plan::{Privileges, inspect, render, repairs};
+use pgtrail::plan::{Privileges, inspect, render_with, repairs};
 
-use crate::cli::Global;
+use crate::cli::{Global, MigrationFileArgs};
 
-pub async fn run(global: &Global) -> Result<ExitCode> {
+pub async fn run(global: &Global, args: &MigrationFileArgs) -> Result<ExitCode> {
     let config = super::load_config(global)?;
     let client = super::connect(global).await?;
     let (desired, _, installed, problems) = inspect(&client, &config).await?;
@@ -35,7 +35,7 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
     }
     std::io::stdout()
         .lock()
-        .write_all(render(&steps).as_bytes())
+        .write_all(render_with(&steps, args.transaction()).as_bytes())
         .context("writing to standard output")?;
     Ok(ExitCode::SUCCESS)
 }

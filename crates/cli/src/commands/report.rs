@@ -3,12 +3,12 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use pgtrail::query::{Param, TimeArg};
 use serde_json::{Value, json};
 
-use super::log::{actor_text, cell, query_json, require_installed, time, time_text};
-use crate::cli::{Format, Global};
+use super::log::{actor_text, cell, check_window, query_json, require_installed, time, time_text};
+use crate::cli::{Format, Global, OutputFormat, ReportArgs, ReportKind};
 use crate::output;
 
 /// The `WHERE` of the period and its parameters (`$1`.. in order).
@@ -26,28 +26,49 @@ fn period(since: Option<&TimeArg>, until: Option<&TimeArg>) -> (String, Vec<Para
     (conditions.join(" AND "), params)
 }
 
-pub async fn run(
-    global: &Global,
-    since: Option<&str>,
-    until: Option<&str>,
-    burst: i64,
-    window: i32,
-) -> Result<ExitCode> {
-    let since = time(since)?;
-    let until = time(until)?;
+pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
+    if args.kind != ReportKind::Activity {
+        if !args.show.is_empty() {
+            bail!("--show is for the activity report\n  help: leave --show out, or drop --kind");
+        }
+        return super::compliance::run(global, args).await;
+    }
+    if global.output == OutputFormat::Csv {
+        bail!(
+            "the activity report prints no CSV\n  help: use --format json, or a compliance kind (--kind population|privileged|schema|subject|access)"
+        );
+    }
+    if args.bundle.is_some() || args.table.is_some() || args.subject.is_some() {
+        bail!(
+            "--bundle, TABLE KEY and --subject are for the compliance reports\n  help: add --kind population|privileged|schema|subject|access"
+        );
+    }
+    let (burst, window, show) = (args.burst, args.window, &args.show);
+    let since = time(args.since.as_deref())?;
+    let until = time(args.until.as_deref())?;
     let client = super::connect(global).await?;
     require_installed(&client).await?;
+    check_window(&client, since.as_ref(), until.as_ref()).await?;
 
-    let (condition, params) = period(since.as_ref(), until.as_ref());
+    let (condition, mut params) = period(since.as_ref(), until.as_ref());
+    // The shown context keys, bound after the period's parameters.
+    let mut shown_select = String::new();
+    let mut shown_group = String::new();
+    for (i, key) in show.iter().enumerate() {
+        params.push(Box::new(key.clone()));
+        let n = params.len();
+        shown_select.push_str(&format!(", context->>${n}::text AS show_{i}"));
+        shown_group.push_str(&format!(", context->>${n}::text"));
+    }
     let by_actor = query_json(
         &client,
         &format!(
             "SELECT to_jsonb(a) FROM (
-                 SELECT actor_id, actor_name, actor_type, count(*) AS changes,
-                        count(DISTINCT txid) AS transactions,
+                 SELECT actor_id, actor_name, actor_type, context->>'migration' AS migration{shown_select},
+                        count(*) AS changes, count(DISTINCT txid) AS transactions,
                         min(changed_at) AS first_change, max(changed_at) AS last_change
                  FROM pgtrail.changes WHERE {condition}
-                 GROUP BY actor_id, actor_name, actor_type) AS a
+                 GROUP BY actor_id, actor_name, actor_type, context->>'migration'{shown_group}) AS a
              ORDER BY a.changes DESC, a.actor_name, a.actor_id"
         ),
         &params,
@@ -77,17 +98,18 @@ pub async fn run(
         &client,
         &format!(
             "SELECT to_jsonb(b) FROM (
-                 SELECT DISTINCT ON (actor_id, actor_name)
-                        actor_id, actor_name, actor_type, changes, first_change, last_change
+                 SELECT DISTINCT ON (actor_id, actor_name, migration)
+                        actor_id, actor_name, actor_type, migration, changes, first_change, last_change
                  FROM (
-                     SELECT actor_id, actor_name, actor_type, changed_at AS first_change,
+                     SELECT actor_id, actor_name, actor_type, context->>'migration' AS migration,
+                            changed_at AS first_change,
                             count(*) OVER w AS changes, max(changed_at) OVER w AS last_change
                      FROM pgtrail.changes WHERE {condition}
-                     WINDOW w AS (PARTITION BY actor_id, actor_name ORDER BY changed_at
+                     WINDOW w AS (PARTITION BY actor_id, actor_name, context->>'migration' ORDER BY changed_at
                                   RANGE BETWEEN CURRENT ROW AND make_interval(mins => ${window_n}::int) FOLLOWING)
                  ) AS windows
                  WHERE changes > ${burst_n}::bigint
-                 ORDER BY actor_id, actor_name, changes DESC, first_change) AS b
+                 ORDER BY actor_id, actor_name, migration, changes DESC, first_change) AS b
              ORDER BY b.changes DESC, b.first_change"
         ),
         &params,
@@ -108,17 +130,29 @@ pub async fn run(
             if by_actor.is_empty() {
                 output::say(output::DIM, "  no changes in this period");
             } else {
-                let mut rows = vec![["ACTOR", "CHANGES", "TRANSACTIONS", "FIRST", "LAST"].map(String::from)];
+                let mut header: Vec<String> = ["ACTOR", "CHANGES", "TRANSACTIONS", "FIRST", "LAST"]
+                    .map(String::from)
+                    .to_vec();
+                header.extend(show.iter().map(|k| k.to_uppercase()));
+                let mut rows = vec![header];
                 rows.extend(by_actor.iter().map(|a| {
-                    [
+                    let mut line = vec![
                         actor_text(a),
                         cell(&a["changes"]),
                         cell(&a["transactions"]),
                         time_text(&a["first_change"]),
                         time_text(&a["last_change"]),
-                    ]
+                    ];
+                    line.extend((0..show.len()).map(|i| cell(&a[format!("show_{i}").as_str()])));
+                    line
                 }));
-                output::print_styled(&rows, true, |_, _| output::PLAIN);
+                output::print_table(
+                    &rows,
+                    true,
+                    |_, _| output::PLAIN,
+                    output::width_limit(),
+                    &[1, 2, 3, 4],
+                );
             }
             println!();
             output::say(output::HEADER, "Changes by table and kind");

@@ -138,7 +138,7 @@ pub async fn run(global: &Global, args: &RevertArgs) -> Result<ExitCode> {
         Format::Table => output::say(
             output::GOOD,
             &format!(
-                "\nreverted: {} row(s) in {} statement(s), in transaction {} (`pgtrail tx {}` shows it; it can itself be reverted)",
+                "\nreverted: {} row(s) in {} statement(s), in transaction {}\n  (`pgtrail tx {}` shows it; it can itself be reverted)",
                 applied.plan.rows(),
                 applied.plan.statements().count(),
                 applied.txid,
@@ -291,8 +291,14 @@ fn print_plan(request: &Request, plan: &Plan) {
             output::HEADER,
             "\nStatements (their rows are bound as $1; --format json shows them):",
         );
+        let limit = output::width_limit();
         for s in plan.statements() {
-            println!("  {}. {}", s.step.unwrap_or(0), s.sql.as_deref().unwrap_or(""));
+            let line = format!("  {}. {}", s.step.unwrap_or(0), s.sql.as_deref().unwrap_or(""));
+            // On a terminal, one line each (whole in --format json).
+            println!(
+                "{}",
+                limit.map_or(line.clone(), |width| output::cut(&line, width))
+            );
             if let Some(note) = &s.note {
                 output::say(output::DIM, &format!("     {note}"));
             }

@@ -5,16 +5,16 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use pgtrail::catalog::Catalog;
-use pgtrail::plan::{PlanError, Privileges, render, resolve, steps};
+use pgtrail::plan::{PlanError, Privileges, render_with, resolve, steps};
 
-use crate::cli::Global;
+use crate::cli::{Global, MigrationFileArgs};
 
-pub async fn run(global: &Global) -> Result<ExitCode> {
+pub async fn run(global: &Global, args: &MigrationFileArgs) -> Result<ExitCode> {
     let config = super::load_config(global)?;
     let client = super::connect(global).await?;
     let catalog = Catalog::load(&client, &config.capture.schemas).await?;
     let desired = resolve(&config, &catalog).map_err(PlanError::Config)?;
-    let script = render(&steps(&desired));
+    let script = render_with(&steps(&desired), args.transaction());
     // The file runs as whichever role the migration tool uses; say what an
     // install by the role connected here would lack.
     let privileges = Privileges::load(&client).await?;

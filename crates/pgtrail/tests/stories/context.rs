@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{audited_db, changes};
+use crate::support::{audited_db, changes, column};
 
 const USERS: &str = "CREATE TABLE users (id serial PRIMARY KEY, email text);";
 
@@ -188,4 +188,232 @@ async fn the_database_side_facts_are_recorded_per_transaction() {
         .await
         .unwrap();
     assert_eq!(view.get::<_, String>(1), "billing-worker");
+}
+
+/// A uuid bound as PostgreSQL's binary uuid, as typed drivers send one.
+#[derive(Debug)]
+struct Uuid([u8; 16]);
+
+impl tokio_postgres::types::ToSql for Uuid {
+    fn to_sql(
+        &self,
+        _: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&self.0);
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::UUID
+    }
+    tokio_postgres::types::to_sql_checked!();
+}
+
+#[tokio::test]
+async fn set_context_takes_ids_of_any_type_bound_by_typed_drivers() {
+    use tokio_postgres::types::{ToSql, Type};
+    let mut db = audited_db(USERS, "").await;
+    let uuid = Uuid([
+        0x6f, 0x1e, 0x2b, 0x3c, 0x4d, 0x5e, 0x4f, 0x60, 0x81, 0x92, 0xa3, 0xb4, 0xc5, 0xd6, 0xe7, 0xf8,
+    ]);
+    // As psycopg sends a Python int (smallint, integer or bigint by size), a
+    // uuid.UUID, a str, and a dict wrapped as JSON: the parameter's type is
+    // given, and PostgreSQL must find the function without a cast.
+    let cases: Vec<(Type, Box<dyn ToSql + Sync>, &str)> = vec![
+        (Type::INT2, Box::new(7i16), "7"),
+        (Type::INT4, Box::new(70_000i32), "70000"),
+        (Type::INT8, Box::new(9_000_000_000i64), "9000000000"),
+        (Type::UUID, Box::new(uuid), "6f1e2b3c-4d5e-4f60-8192-a3b4c5d6e7f8"),
+        (Type::TEXT, Box::new("u-42".to_string()), "u-42"),
+    ];
+    for (i, (ty, id, expected)) in cases.iter().enumerate() {
+        // jsonb with any arguments left out; json or text with all five.
+        for (extra_type, sql) in [
+            (
+                Type::JSONB,
+                "SELECT pgtrail.set_context(actor_id => $1, actor_name => $2, extra => $3)",
+            ),
+            (
+                Type::JSON,
+                "SELECT pgtrail.set_context(actor_id => $1, actor_name => $2, actor_type => NULL, reason => NULL, extra => $3)",
+            ),
+            (Type::TEXT, "SELECT pgtrail.set_context($1, $2, NULL, NULL, $3)"),
+        ] {
+            let tx = db.client.transaction().await.unwrap();
+            let statement = tx
+                .prepare_typed(sql, &[ty.clone(), Type::TEXT, extra_type.clone()])
+                .await
+                .unwrap_or_else(|e| panic!("set_context with a {ty} id and a {extra_type} extra: {e:?}"));
+            let extra = json!({"request_id": format!("req-{i}-{extra_type}")});
+            let extra_text = extra.to_string();
+            let extra_arg: &(dyn ToSql + Sync) = if extra_type == Type::TEXT {
+                &extra_text
+            } else {
+                &extra
+            };
+            tx.execute(&statement, &[id.as_ref(), &"alice", extra_arg])
+                .await
+                .unwrap();
+            tx.execute(
+                "INSERT INTO users (email) VALUES ($1)",
+                &[&format!("{i}-{extra_type}")],
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+            let last = changes(&db.client, "users").await.pop().unwrap();
+            assert_eq!(last.actor_id.as_deref(), Some(*expected), "{ty} id");
+            assert_eq!(last.actor_name.as_deref(), Some("alice"));
+            assert_eq!(last.context, Some(extra), "{extra_type} extra");
+        }
+    }
+    // Positional calls and unknown-typed literals keep their one meaning.
+    db.client
+        .batch_execute(
+            "BEGIN; SELECT pgtrail.set_context('9', 'bob', 'user', 'why', '{\"ip\": \"10.0.0.1\"}');
+             INSERT INTO users (email) VALUES ('positional'); COMMIT;
+             BEGIN; SELECT pgtrail.set_context(actor_id => 12, extra => '{\"ip\": \"10.0.0.2\"}');
+             INSERT INTO users (email) VALUES ('integer literal'); COMMIT;
+             BEGIN; SELECT pgtrail.set_context(actor_name => 'carol');
+             INSERT INTO users (email) VALUES ('no id'); COMMIT;",
+        )
+        .await
+        .unwrap();
+    let trail = changes(&db.client, "users").await;
+    let last3 = &trail[trail.len() - 3..];
+    assert_eq!(last3[0].actor_id.as_deref(), Some("9"));
+    assert_eq!(last3[0].reason.as_deref(), Some("why"));
+    assert_eq!(last3[0].context, Some(json!({"ip": "10.0.0.1"})));
+    assert_eq!(last3[1].actor_id.as_deref(), Some("12"));
+    assert_eq!(last3[2].actor_id, None);
+    assert_eq!(last3[2].actor_name.as_deref(), Some("carol"));
+}
+
+/// A connection whose notices (warnings) are kept.
+async fn connect_keeping_notices(
+    url: &str,
+) -> (
+    tokio_postgres::Client,
+    std::sync::Arc<std::sync::Mutex<Vec<tokio_postgres::error::DbError>>>,
+) {
+    use futures_util::StreamExt;
+    let (client, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = notices.clone();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notice(notice) = message {
+                kept.lock().unwrap().push(notice);
+            }
+        }
+    });
+    (client, notices)
+}
+
+#[tokio::test]
+async fn set_context_outside_a_transaction_block_warns_and_inside_one_does_not() {
+    let db = audited_db(USERS, "").await;
+    let (mut client, notices) = connect_keeping_notices(db.url()).await;
+    let taken = || std::mem::take(&mut *notices.lock().unwrap());
+
+    // Autocommit, with a bound parameter (the extended protocol) and without.
+    client
+        .execute("SELECT pgtrail.set_context(actor_id => $1)", &[&"42"])
+        .await
+        .unwrap();
+    client
+        .execute("INSERT INTO users (email) VALUES ('lost')", &[])
+        .await
+        .unwrap();
+    client
+        .simple_query("SELECT pgtrail.set_context(actor_id => '43')")
+        .await
+        .unwrap();
+    let warnings = taken();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    for warning in &warnings {
+        assert_eq!(warning.severity(), "WARNING");
+        assert!(
+            warning.message().contains("outside a transaction block"),
+            "{}",
+            warning.message()
+        );
+        assert!(warning.hint().unwrap_or("").contains("BEGIN"), "{warning:?}");
+    }
+    assert_eq!(
+        changes(&db.client, "users").await[0].actor_id,
+        None,
+        "the context was lost"
+    );
+
+    // In a transaction block, over either protocol; in one message of
+    // several statements (an implicit transaction) that writes; inside a
+    // function that writes in the same statement: no warning.
+    let tx = client.transaction().await.unwrap();
+    tx.execute("SELECT pgtrail.set_context(actor_id => $1)", &[&"44"])
+        .await
+        .unwrap();
+    tx.execute("INSERT INTO users (email) VALUES ('kept')", &[])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    client
+        .batch_execute(
+            "BEGIN; SELECT pgtrail.set_context(actor_id => '45'); COMMIT;
+             SELECT pgtrail.set_context(actor_id => '46'); INSERT INTO users (email) VALUES ('one message');",
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "CREATE FUNCTION signup(p_email text) RETURNS void LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pgtrail.set_context(actor_id => '47'); INSERT INTO users (email) VALUES (p_email); END $$;",
+        )
+        .await
+        .unwrap();
+    client
+        .execute("SELECT signup($1)", &[&"in a function"])
+        .await
+        .unwrap();
+    assert_eq!(taken(), Vec::new());
+    let actors: Vec<Option<String>> = changes(&db.client, "users")
+        .await
+        .into_iter()
+        .map(|c| c.actor_id)
+        .collect();
+    assert_eq!(
+        actors,
+        [None, Some("44".into()), Some("46".into()), Some("47".into())]
+    );
+}
+
+#[tokio::test]
+async fn outside_transaction_refuse_fails_the_call_and_ignore_says_nothing() {
+    let mut db = audited_db(USERS, "[context]\noutside_transaction = \"refuse\"\n").await;
+    let error = db
+        .client
+        .execute("SELECT pgtrail.set_context(actor_id => $1)", &[&"42"])
+        .await
+        .expect_err("refused outside a transaction block");
+    let db_error = error.as_db_error().expect("a database error");
+    assert_eq!(db_error.code().code(), "25P01");
+    assert!(db_error.message().contains("outside a transaction block"));
+    assert!(db_error.hint().unwrap_or("").contains("BEGIN"));
+    db.client
+        .batch_execute(
+            "BEGIN; SELECT pgtrail.set_context(actor_id => '1'); INSERT INTO users (email) VALUES ('fine'); COMMIT;",
+        )
+        .await
+        .expect("inside a transaction block it is fine");
+
+    crate::support::apply(&mut db.client, "[context]\noutside_transaction = \"ignore\"\n").await;
+    let (client, notices) = connect_keeping_notices(db.url()).await;
+    client
+        .execute("SELECT pgtrail.set_context(actor_id => $1)", &[&"42"])
+        .await
+        .unwrap();
+    assert!(notices.lock().unwrap().is_empty());
+    let rows = column::<i64>(&db.client, "SELECT count(*) FROM pgtrail.context_check").await;
+    assert_eq!(rows, [0], "nothing is left behind");
 }

@@ -232,3 +232,119 @@ async fn the_generated_file_applies_as_written_and_triggers_only_the_captured_ta
         0
     );
 }
+
+#[tokio::test]
+async fn init_on_an_install_writes_its_live_settings_so_plan_has_nothing_to_do() {
+    let mut db = TestDb::new().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE users (id serial PRIMARY KEY, email text, password_hash text, last_login_at timestamptz,
+                                 updated_at timestamptz);
+             CREATE TABLE students (std_no text NOT NULL, name text, row_id serial PRIMARY KEY);
+             CREATE TABLE staging_orders (id int PRIMARY KEY, total numeric);
+             CREATE TABLE sessions (token text PRIMARY KEY);
+             CREATE TABLE \"odd*name\" (id int PRIMARY KEY);
+             CREATE SCHEMA billing;
+             CREATE TABLE billing.invoices (id int PRIMARY KEY, amount numeric, secret text);",
+        )
+        .await
+        .unwrap();
+    let toml = r#"
+[capture]
+schemas = ["public", "billing"]
+exclude = ["sessions", "odd*"]
+ignore_columns = ["updated_at"]
+images = "diff"
+
+[context]
+actor_id = ["app.user_id"]
+actor_name = ["app.actor_email", "app.current_user"]
+migration = ["app.current_migration"]
+require_actor = true
+outside_transaction = "refuse"
+
+[context.extra]
+tenant = ["app.tenant"]
+
+[tables."public.users"]
+ignore_columns = ["last_login_at"]
+redact_columns = ["password_hash"]
+
+[tables."public.students"]
+key = ["std_no"]
+images = "full"
+
+[tables."public.staging_orders"]
+truncate = "capture"
+truncate_row_limit = 500
+
+[tables."billing.invoices"]
+redact_columns = ["secret"]
+"#;
+    crate::support::apply(&mut db.client, toml).await;
+
+    let installed = pgtrail::plan::Installed::load(&db.client).await.unwrap();
+    let schemas = pgtrail::init::live::live_schemas(&["public".to_string()], &installed);
+    assert_eq!(
+        schemas,
+        ["public", "billing"],
+        "the schemas of audited tables are kept"
+    );
+    let catalog = Catalog::load(&db.client, &schemas).await.unwrap();
+    let text = pgtrail::init::live::render_live_config(&catalog, &schemas, &installed);
+    let config = Config::parse(&text, "pgtrail.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+
+    // Every setting the file can say, as the install has it.
+    assert!(text.contains("actor_id = [\"app.user_id\"]"), "{text}");
+    assert!(
+        text.contains("actor_name = [\"app.actor_email\", \"app.current_user\"]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("require_actor = true\noutside_transaction = \"refuse\""),
+        "{text}"
+    );
+    assert!(text.contains("\"tenant\" = [\"app.tenant\"]"), "{text}");
+    assert!(
+        text.contains("[tables.\"public.users\"]\nignore_columns = [\"last_login_at\", \"updated_at\"]\nredact_columns = [\"password_hash\"]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[tables.\"public.students\"]\nkey = [\"std_no\"]\nimages = \"full\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("truncate = \"capture\"\ntruncate_row_limit = 500"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[tables.\"billing.invoices\"]\nredact_columns = [\"secret\"]"),
+        "{text}"
+    );
+    assert_eq!(
+        config.selects("public", "sessions"),
+        Selection::Excluded {
+            pattern: "public.sessions".into()
+        }
+    );
+    assert!(matches!(
+        config.selects("public", "odd*name"),
+        Selection::Excluded { .. }
+    ));
+
+    // plan right after it: nothing.
+    let desired = pgtrail::plan::resolve(&config, &catalog).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+    let problems = pgtrail::plan::problems(&desired, &catalog, &installed);
+    assert!(problems.is_empty(), "{problems:?}\n{text}");
+    assert!(pgtrail::plan::repair_steps(&desired, &problems).is_empty());
+
+    // And a fresh database still gets the suggestions of a first file.
+    let fresh = TestDb::new().await;
+    fresh
+        .client
+        .batch_execute("CREATE TABLE users (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let installed = pgtrail::plan::Installed::load(&fresh.client).await.unwrap();
+    assert!(installed.version.is_none());
+}

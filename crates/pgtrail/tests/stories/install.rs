@@ -255,7 +255,17 @@ async fn the_migration_file_applies_with_psql_and_matches_apply() {
 
     let psql = pgtrail_testkit::program("psql");
     let mut child = std::process::Command::new(psql)
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.url(), "-f", "-"])
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
+            "-d",
+            db.url(),
+            "-f",
+            "-",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

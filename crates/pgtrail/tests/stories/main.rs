@@ -15,6 +15,7 @@ mod install;
 mod integrity;
 mod keys;
 mod lineage;
+mod never_fails;
 mod queries;
 mod reconcile;
 mod restore;

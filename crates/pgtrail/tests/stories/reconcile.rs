@@ -256,3 +256,47 @@ async fn a_table_empty_when_audited_judges_every_row() {
         )]
     );
 }
+
+/// A table without a key whose rows are updated in place, copies and all:
+/// each UPDATE moves its row from one whole-row key to another, and
+/// reconcile counts it so (it used to report every updated row as an
+/// unrecorded insert); a copy added behind the trail's back is still found.
+#[tokio::test]
+async fn a_table_without_a_key_updated_in_place_reconciles_clean() {
+    let mut db = TestDb::new().await;
+    db.client
+        .batch_execute("CREATE TABLE tags (name text, uses int);")
+        .await
+        .unwrap();
+    let config = Config::parse("[capture]\ninclude = [\"tags\"]\n", "pgtrail.toml").unwrap();
+    apply_with_options(
+        &mut db.client,
+        &config,
+        ApplyOptions { baseline: false },
+        &mut |_, _, _| {},
+    )
+    .await
+    .expect("apply");
+    db.client
+        .batch_execute(
+            "INSERT INTO tags VALUES ('red', 0), ('red', 0), ('blue', 0);
+             UPDATE tags SET uses = uses + 1;
+             UPDATE tags SET uses = 5 WHERE name = 'blue';
+             DELETE FROM tags WHERE name = 'blue';
+             INSERT INTO tags VALUES ('blue', 1);",
+        )
+        .await
+        .unwrap();
+    let report = reconcile(&db.client, None).await.expect("reconcile");
+    assert!(found(&report).is_empty(), "{:?}", found(&report));
+    db.behind_the_triggers("INSERT INTO tags VALUES ('red', 1)").await;
+    let report = reconcile(&db.client, None).await.expect("reconcile");
+    assert_eq!(
+        found(&report),
+        [(
+            "public.tags".to_string(),
+            json!({"name": "red", "uses": 1}),
+            "unrecorded insert".to_string()
+        )]
+    );
+}

@@ -153,3 +153,74 @@ async fn moved_to_database_roles(db: &TestDb, auditor: &str) {
         .batch_execute(&format!("DROP OWNED BY {auditor}; DROP ROLE {auditor}"))
         .await;
 }
+
+/// A trail of more than 100,000 changes upgraded from 0.3.0 the way `pgtrail
+/// sql` users do (no `apply` to build its new indexes concurrently): its old
+/// indexes, which held whole keys and actors, are gone at once, so a row of
+/// kilobytes in a table without a key and an actor of kilobytes are recorded
+/// before the new indexes exist; `apply` builds them later, and the change is
+/// found by key and by actor.
+#[tokio::test]
+async fn a_large_trail_upgraded_without_apply_takes_any_write_before_its_new_indexes() {
+    let (_, script) = RELEASED.iter().find(|(v, _)| *v == "0.3.0").unwrap();
+    let mut db = TestDb::new().await;
+    db.client
+        .batch_execute(&format!(
+            "CREATE TABLE notes (body text);
+             BEGIN; {script} COMMIT;
+             SELECT pgtrail.attach('notes', '{{}}', 'full_row', 'diff', '{{}}', '{{}}');"
+        ))
+        .await
+        .unwrap();
+    db.behind_the_triggers(
+        "INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk)
+         SELECT 1, 0, 1, 'I', now(), jsonb_build_object('body', g::text) FROM generate_series(1, 100001) AS g",
+    )
+    .await;
+    db.client
+        .batch_execute(&format!("BEGIN; {} COMMIT;", pgtrail::capture::install_script()))
+        .await
+        .unwrap();
+    let pending: Vec<String> = column(&db.client, "SELECT name FROM pgtrail.index_build ORDER BY name").await;
+    assert_eq!(pending.len(), 4, "the new indexes wait for apply: {pending:?}");
+
+    let actor = "ann ".repeat(2_000);
+    db.client
+        .batch_execute(&format!(
+            "BEGIN;
+             SELECT pgtrail.set_context(actor_name => '{actor}');
+             INSERT INTO notes SELECT string_agg(md5(i::text), '') FROM generate_series(1, 150) AS i;
+             COMMIT;"
+        ))
+        .await
+        .expect("an incompressible 4.8 kB row without a key and an 8 kB actor are recorded");
+    let key: serde_json::Value = db
+        .client
+        .query_one("SELECT to_jsonb(n) FROM notes AS n", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    apply(&mut db.client, "[tables.\"public.notes\"]\n").await;
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM pgtrail.index_build").await,
+        0
+    );
+    let history: i64 = db
+        .client
+        .query_one("SELECT count(*) FROM pgtrail.history('notes', $1)", &[&key])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(history, 1, "found by its key");
+    let by_actor: i64 = db
+        .client
+        .query_one(
+            "SELECT count(*) FROM pgtrail.actor_changes($1, '-infinity', 'infinity')",
+            &[&actor],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(by_actor, 1, "found by its actor");
+}
