@@ -74,6 +74,18 @@ fn key(value: Value) -> String {
     value.to_string()
 }
 
+/// The SET list of an UPDATE: only the columns it changes, as the trail
+/// records them (a column set to the value it has is no change, and the
+/// replay must not write it either).
+fn set_list(assignments: &[(bool, String)]) -> String {
+    assignments
+        .iter()
+        .filter(|(changed, _)| *changed)
+        .map(|(_, sql)| sql.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn word(rng: &mut StdRng) -> String {
     ["a", "b", "c", "d"][rng.random_range(0..4)].to_string()
 }
@@ -135,7 +147,11 @@ impl Model {
                         Some(op(
                             'U',
                             format!(
-                                "UPDATE parent SET name = '{new_name}', score = {new_score} WHERE id = {id}"
+                                "UPDATE parent SET {} WHERE id = {id}",
+                                set_list(&[
+                                    (new_name != name, format!("name = '{new_name}'")),
+                                    (new_score != score, format!("score = {new_score}")),
+                                ])
                             ),
                             cols.iter().map(|c| (k.clone(), c.to_string())).collect(),
                             Some(k.clone()),
@@ -196,7 +212,13 @@ impl Model {
                 self.child.insert(id, (parent, label.clone()));
                 Some(op(
                     'U',
-                    format!("UPDATE child SET parent_id = {parent_sql}, label = '{label}' WHERE id = {id}"),
+                    format!(
+                        "UPDATE child SET {} WHERE id = {id}",
+                        set_list(&[
+                            (parent != old_parent, format!("parent_id = {parent_sql}")),
+                            (label != old_label, format!("label = '{label}'")),
+                        ])
+                    ),
                     cols.iter().map(|c| (k.clone(), c.to_string())).collect(),
                     Some(k.clone()),
                     Some(k),
@@ -249,7 +271,13 @@ impl Model {
                         self.node.insert(id, (up, tag.clone()));
                         Some(op(
                             'U',
-                            format!("UPDATE node SET up = {up_sql}, tag = '{tag}' WHERE id = {id}"),
+                            format!(
+                                "UPDATE node SET {} WHERE id = {id}",
+                                set_list(&[
+                                    (up != old_up, format!("up = {up_sql}")),
+                                    (tag != old_tag, format!("tag = '{tag}'")),
+                                ])
+                            ),
                             cols.iter().map(|c| (k.clone(), c.to_string())).collect(),
                             Some(k.clone()),
                             Some(k),
@@ -559,6 +587,11 @@ async fn replay(ops: &[Op], left_out: &BTreeSet<usize>) -> (Vec<Vec<String>>, bo
 
 async fn run_case(seed: u64, transactions: usize, pick: u64) {
     let ops = workload(seed, transactions);
+    if std::env::var_os("PGTRAIL_ORACLE_TRACE").is_some() {
+        for op in &ops {
+            eprintln!("op tx {}: {}", op.tx, op.sql);
+        }
+    }
     let mut db = TestDb::new().await;
     db.client.batch_execute(SCHEMA).await.expect("schema");
     apply_config(&mut db.client, "").await;
