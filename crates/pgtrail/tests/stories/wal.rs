@@ -352,6 +352,7 @@ async fn one_workload_writes_the_same_trail_in_trigger_and_wal_mode() {
         &VerifyOptions {
             public_key: Some(key.verifier()),
             checkpoint: Some(sealed.note),
+            ..Default::default()
         },
     )
     .await
