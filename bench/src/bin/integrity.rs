@@ -824,6 +824,7 @@ async fn verify_reps(
     let options = VerifyOptions {
         public_key: Some(key.verifier()),
         checkpoint: Some(note.to_owned()),
+        ..Default::default()
     };
     for rep in 1..=reps {
         let mut client = connect(cluster, db).await?;

@@ -18,6 +18,6 @@ pub mod quote;
 mod script;
 
 pub use script::{
-    FUNCTIONS, MIGRATIONS, Migration, SqlFile, TRIGGER_NAMES, VERSION, build_id, capture_function,
-    install_script,
+    FUNCTIONS, MIGRATIONS, Migration, SqlFile, TRIGGER_NAMES, VERSION, WAL_CONTEXT_FUNCTION,
+    WAL_TRIGGER_NAME, build_id, capture_function, install_script,
 };

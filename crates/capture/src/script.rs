@@ -18,6 +18,15 @@ pub const TRIGGER_NAMES: [&str; 5] = [
     "pgtrail_capture_before_truncate",
 ];
 
+/// The trigger a table in WAL mode carries instead of [`TRIGGER_NAMES`] (on
+/// itself and on every partition): before each statement, it emits the
+/// transaction's context as one logical message, once per transaction and
+/// context (`80_wal.sql`).
+pub const WAL_TRIGGER_NAME: &str = "pgtrail_wal_context";
+
+/// The function the WAL-mode trigger calls.
+pub const WAL_CONTEXT_FUNCTION: &str = "pgtrail._wal_context";
+
 /// The capture function generated for the audited table with id `table_id`
 /// (`pgtrail._capture_function` in the SQL), as `schema.name`.
 pub fn capture_function(table_id: i32) -> String {
@@ -85,6 +94,14 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 9,
         file: sql_file!("migrations", "0009_context_check.sql"),
     },
+    Migration {
+        number: 10,
+        file: sql_file!("migrations", "0010_wal_mode.sql"),
+    },
+    Migration {
+        number: 11,
+        file: sql_file!("migrations", "0011_partitioned_trail.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.
@@ -100,10 +117,12 @@ pub const FUNCTIONS: &[SqlFile] = &[
     sql_file!("functions", "37_ddl_watch.sql"),
     sql_file!("functions", "38_lineage.sql"),
     sql_file!("functions", "40_append_only.sql"),
+    sql_file!("functions", "45_partitions.sql"),
     sql_file!("functions", "50_changes_view.sql"),
     sql_file!("functions", "60_queries.sql"),
     sql_file!("functions", "65_reconcile.sql"),
     sql_file!("functions", "70_revert.sql"),
+    sql_file!("functions", "80_wal.sql"),
     sql_file!("functions", "90_privileges.sql"),
     sql_file!("functions", "95_compile.sql"),
 ];

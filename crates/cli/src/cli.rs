@@ -200,6 +200,27 @@ pub enum Command {
         #[command(flatten)]
         conn: Connection,
     },
+    /// WAL mode's reader: write the slot's changes to the trail, exactly once.
+    #[command(
+        after_help = "Example:\n  pgtrail follow            # until SIGTERM or Ctrl-C, logging progress and lag\n  \
+        pgtrail follow --once     # drain what the slot holds, then exit (cron, tests)\n\n\
+        Needs [capture] mode = \"wal\" (or a table with mode = \"wal\") and `pgtrail apply`, which creates\n\
+        the publication and the logical replication slot. The role needs REPLICATION (or superuser)\n\
+        and must be able to write the trail (the installer). One follower runs at a time.\n\
+        Exit codes: 0 stopped cleanly or drained, 1 another follower is running (--once), 2 error."
+    )]
+    Follow {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
+        /// Drain the slot, then exit.
+        #[arg(long)]
+        once: bool,
+        /// Changes read from the slot at a time (whole transactions).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(i32).range(1..))]
+        batch_size: i32,
+    },
     /// Remove the capture triggers from every table; the trail stays unless --drop-trail.
     #[command(
         after_help = "Example:\n  pgtrail uninstall\n  pgtrail uninstall --drop-trail --yes   # also delete the whole trail\n\n\
@@ -386,6 +407,65 @@ pub enum Command {
         /// A checkpoint kept outside the database (from `pgtrail seal --export`).
         #[arg(long, value_name = "FILE")]
         checkpoint: Option<PathBuf>,
+        /// The directory `pgtrail archive` wrote to: archived changes are checked from its files.
+        #[arg(long, value_name = "DIR")]
+        archive: Option<PathBuf>,
+    },
+    /// Archive the trail's partitions older than [retention] keep to Parquet, then drop them.
+    #[command(
+        after_help = "Example:\n  pgtrail archive --key seal.key\n  pgtrail archive --dir /mnt/archive --dry-run\n\n\
+        Each partition entirely older than `keep` is sealed (with --key; else skipped if it\n\
+        holds unsealed changes), written to DIR/<partition>.parquet with a manifest\n\
+        DIR/<partition>.json, read back and compared with the database, and only then\n\
+        detached, recorded in pgtrail.archive and dropped. Legal holds keep a partition."
+    )]
+    Archive {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
+        /// Where the files go (default: `archive_dir` in [retention]).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Seal the partition's unsealed changes first with this private key.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Print what would be archived; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Retention in one run for cron: make partitions ahead, seal, archive and drop.
+    #[command(
+        after_help = "Example:\n  pgtrail maintain --key /secure/pgtrail-seal.key\n  pgtrail maintain --dry-run\n\n\
+        Idempotent; a second run at the same time does nothing and says so; a run that\n\
+        stopped anywhere is finished by the next."
+    )]
+    Maintain {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
+        /// The private key to seal with (without it nothing is sealed).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Where archives go (default: `archive_dir` in [retention]).
+        #[arg(long, value_name = "DIR")]
+        archive_dir: Option<PathBuf>,
+        /// Print what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Legal holds: keep ranges of the trail from archive and drop.
+    #[command(
+        after_help = "Example:\n  pgtrail hold add --table users --key 42 --from 2025-01-01 --reason \"case 2025-17\"\n  pgtrail hold list\n  pgtrail hold release 3 --reason \"case closed\""
+    )]
+    Hold {
+        #[command(subcommand)]
+        action: HoldAction,
     },
     /// List live rows that changed without a trace in the trail; exit 1 if any.
     #[command(
@@ -618,6 +698,53 @@ pub struct LogArgs {
     /// At most this many changes.
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
     pub limit: i64,
+}
+
+/// `pgtrail hold ...`.
+#[derive(Debug, Subcommand)]
+pub enum HoldAction {
+    /// Add a hold: the matching changes are never archived or dropped until released.
+    Add {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
+        /// Only this audited table (`name` or `schema.name`); default every table.
+        #[arg(long)]
+        table: Option<String>,
+        /// Only this row of --table (KEY as for `pgtrail history`).
+        #[arg(long)]
+        key: Option<String>,
+        /// Changes from this time (included).
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Changes until this time (excluded).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Why (a case number, a request).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List the active holds (--all: released ones too).
+    List {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Release a hold (it stays recorded).
+    #[command(alias = "remove")]
+    Release {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
+        id: i64,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// The clock a moment is read on (`pgtrail at --clock`).

@@ -11,10 +11,15 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     restore_default_sigpipe();
     let cli = <cli::Cli as clap::Parser>::parse();
+    // `pgtrail follow` runs for long: its progress is logged by default.
+    let default_level = match cli.command {
+        cli::Command::Follow { .. } => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PGTRAIL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .without_time()

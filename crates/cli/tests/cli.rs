@@ -387,7 +387,19 @@ async fn tables_added_later_ship_as_the_file_plan_prints() {
 #[test]
 fn every_command_has_help_with_an_example() {
     let dir = std::env::temp_dir();
-    for command in ["init", "apply", "plan", "check", "sql", "uninstall", "demo"] {
+    for command in [
+        "init",
+        "apply",
+        "plan",
+        "check",
+        "sql",
+        "follow",
+        "uninstall",
+        "demo",
+        "archive",
+        "maintain",
+        "hold",
+    ] {
         let output = pgtrail(&[command, "--help"], &dir);
         assert_eq!(output.status.code(), Some(0));
         assert!(
@@ -1244,7 +1256,8 @@ fn every_command_lists_only_the_options_it_uses() {
     const NONE: &[&str] = &[];
     const TJ: &[&str] = &["table, json"];
     const TJC: &[&str] = &["table, json, csv"];
-    let commands: [(&str, bool, bool, &[&str]); 20] = [
+    // `hold` has no options of its own: its actions have them.
+    let commands: [(&str, bool, bool, &[&str]); 27] = [
         ("init", true, true, TJ),
         ("apply", true, true, TJ),
         ("plan", true, true, NONE),
@@ -1265,6 +1278,13 @@ fn every_command_lists_only_the_options_it_uses() {
         ("reconcile", true, false, TJ),
         ("erase", true, false, TJ),
         ("revert", true, false, TJ),
+        ("follow", true, false, TJ),
+        ("archive", true, true, TJ),
+        ("maintain", true, true, TJ),
+        ("hold", false, false, NONE),
+        ("hold add", true, false, TJ),
+        ("hold list", true, false, TJ),
+        ("hold release", true, false, TJ),
     ];
     let dir = std::env::temp_dir();
     let top = pgtrail(&["--help"], &dir);
@@ -1280,7 +1300,7 @@ fn every_command_lists_only_the_options_it_uses() {
         .count();
     assert_eq!(
         listed,
-        commands.len(),
+        commands.iter().filter(|c| !c.0.contains(' ')).count(),
         "a command is missing from this test:\n{top}"
     );
     let options = top.split("Examples:").next().unwrap_or_default();
@@ -1289,7 +1309,9 @@ fn every_command_lists_only_the_options_it_uses() {
         "{top}"
     );
     for (command, connects, config, formats) in commands {
-        let output = pgtrail(&[command, "--help"], &dir);
+        let mut args: Vec<&str> = command.split(' ').collect();
+        args.push("--help");
+        let output = pgtrail(&args, &dir);
         let (help, stderr) = text(&output);
         assert_eq!(output.status.code(), Some(0), "{command}: {stderr}");
         let options: String = help.split("Example").next().unwrap_or_default().to_string();
@@ -2587,6 +2609,125 @@ async fn revert_shows_the_plan_applies_only_with_yes_and_refuses_conflicts_with_
     );
 }
 
+/// WAL mode's follower as cron and systemd run it (issue 15): killed with
+/// SIGKILL at random points while the application writes, started twice
+/// at once, stopped with SIGTERM: every change reaches the trail once, in
+/// commit order.
+#[tokio::test]
+async fn a_follower_killed_at_random_points_loses_and_repeats_nothing() {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use pgtrail_testkit::{Cluster, ClusterOptions, connect_to};
+
+    let cluster = Cluster::start(ClusterOptions {
+        fast: true,
+        settings: vec![("wal_level".into(), "logical".into())],
+        ..ClusterOptions::default()
+    })
+    .expect("a throwaway cluster with wal_level = logical starts");
+    let url = cluster.url("postgres");
+    let client = connect_to(&url).await;
+    client
+        .batch_execute("CREATE TABLE t (id integer PRIMARY KEY, n integer)")
+        .await
+        .expect("schema");
+    let dir = tempfile::tempdir().expect("a project directory");
+    std::fs::write(dir.path().join("pgtrail.toml"), "[capture]\nmode = \"wal\"\n").expect("config");
+    let output = pgtrail(&["apply", "--database-url", &url], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+
+    const N: i32 = 1000;
+    let writer_url = url.clone();
+    let writer = tokio::spawn(async move {
+        let client = connect_to(&writer_url).await;
+        for i in 1..=N {
+            client
+                .batch_execute(&format!(
+                    "BEGIN; SELECT pgtrail.set_context(actor_id => '{i}');
+                     INSERT INTO t VALUES ({i}, 0); UPDATE t SET n = n + 1 WHERE id = {i} - 1; COMMIT;"
+                ))
+                .await
+                .expect("a write");
+        }
+    });
+
+    let mut seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(7)
+        | 1;
+    eprintln!("kill seed {seed}");
+    let mut random = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pgtrail"))
+            .args(args)
+            .args(["--database-url", &url])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pgtrail follow starts")
+    };
+    let mut kills = 0;
+    while !writer.is_finished() || kills < 5 {
+        let mut follower = spawn(&["follow", "--batch-size", "7"]);
+        // Now and then a second follower at the same time: it waits for the
+        // first one's lock, and writes nothing twice.
+        let mut second = (random(3) == 0).then(|| spawn(&["follow", "--batch-size", "5"]));
+        tokio::time::sleep(Duration::from_millis(50 + random(400))).await;
+        follower.kill().expect("SIGKILL");
+        follower.wait().expect("reaped");
+        if let Some(second) = second.as_mut() {
+            tokio::time::sleep(Duration::from_millis(random(300))).await;
+            second.kill().expect("SIGKILL");
+            second.wait().expect("reaped");
+        }
+        kills += 1;
+    }
+    writer.await.expect("the writer finished");
+
+    // A follower stopped by SIGTERM finishes its batch and exits cleanly.
+    let follower = spawn(&["follow"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(follower.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = follower.wait_with_output().expect("exits").status;
+    assert_eq!(status.code(), Some(0), "SIGTERM ends the follower cleanly");
+    let output = pgtrail(&["follow", "--once", "--database-url", &url], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE op = 'INSERT'), count(*) FILTER (WHERE op = 'UPDATE'),
+                    count(*) - count(DISTINCT (op, pk)),
+                    count(*) FILTER (WHERE NOT ordered)
+             FROM (SELECT op, pk, coalesce(actor_id::int <= lead(actor_id::int) OVER (ORDER BY id), true) AS ordered
+                   FROM pgtrail.changes) AS c",
+            &[],
+        )
+        .await
+        .expect("the trail reads");
+    let (inserts, updates, repeated, disordered): (i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(
+        (inserts, updates),
+        (i64::from(N), i64::from(N) - 1),
+        "after {kills} kills"
+    );
+    assert_eq!(repeated, 0, "no change written twice");
+    assert_eq!(disordered, 0, "changes in commit order");
+    let output = pgtrail(&["check", "--database-url", &url], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+}
+
 #[tokio::test]
 async fn at_on_the_transaction_clock_includes_what_the_moment_s_own_transaction_did() {
     let db = TestDb::new().await;
@@ -2885,4 +3026,102 @@ async fn compliance_reports_and_a_bundle_an_auditor_verifies_offline() {
     );
     let activity_csv = run(&["report", "--format", "csv"]);
     assert_eq!(activity_csv.status.code(), Some(2));
+}
+
+/// Retention from the command line: legal holds with their mistakes
+/// refused (exit 2, nothing recorded), maintain and archive dry runs, and
+/// check naming a change outside every partition. (Archives of months-old
+/// partitions are the library's retention stories, on a server under
+/// faketime.)
+#[tokio::test]
+async fn retention_commands_hold_plan_and_check() {
+    let (db, dir) = project(
+        "[capture]\ninclude = [\"users\"]\nexclude = [\"sessions\"]\n\n[retention]\npartition = \"week\"\npremake = 2\nkeep = \"400 days\"\narchive_dir = \"archive\"\n",
+    )
+    .await;
+    assert_eq!(ask(&db, dir.path(), &["apply"]).0, Some(0));
+    let (code, stdout, stderr) = ask(&db, dir.path(), &["check"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        count(
+            &db,
+            "SELECT count(*) FROM pgtrail.partitions() WHERE name LIKE 'change_p%'"
+        )
+        .await
+            >= 2
+    );
+
+    for (args, message) in [
+        (
+            vec!["hold", "add", "--table", "users", "--key", "1", "--reason", " "],
+            "needs a reason",
+        ),
+        (
+            vec!["hold", "add", "--key", "1", "--reason", "x"],
+            "--key needs --table",
+        ),
+        (
+            vec![
+                "hold",
+                "add",
+                "--table",
+                "users",
+                "--from",
+                "2026-02-01",
+                "--until",
+                "2026-01-01",
+                "--reason",
+                "x",
+            ],
+            "must be before",
+        ),
+        (vec!["hold", "add", "--table", "nope", "--reason", "x"], "nope"),
+    ] {
+        let (code, stdout, stderr) = ask(&db, dir.path(), &args);
+        assert_eq!(code, Some(2), "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM pgtrail.hold").await, 0);
+
+    let added = ask_json(
+        &db,
+        dir.path(),
+        &[
+            "hold", "add", "--table", "users", "--key", "1", "--reason", "case 9",
+        ],
+    );
+    let id = added["hold"].as_i64().expect("hold id").to_string();
+    let holds = ask_json(&db, dir.path(), &["hold", "list"]);
+    assert_eq!(holds[0]["table"], "public.users", "{holds}");
+    assert_eq!(holds[0]["pk"], serde_json::json!({"id": 1}), "{holds}");
+    assert_eq!(
+        ask(&db, dir.path(), &["hold", "release", &id, "--reason", "closed"]).0,
+        Some(0)
+    );
+    let (code, _, stderr) = ask(&db, dir.path(), &["hold", "release", &id, "--reason", "closed"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("no active hold"), "{stderr}");
+    assert_eq!(
+        ask_json(&db, dir.path(), &["hold", "list"]),
+        serde_json::json!([])
+    );
+
+    let (code, stdout, stderr) = ask(&db, dir.path(), &["maintain", "--dry-run"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("nothing to archive"), "{stdout}");
+    let plan = ask_json(&db, dir.path(), &["archive", "--dry-run"]);
+    assert_eq!(plan["partitions"], serde_json::json!([]), "{plan}");
+    assert!(!dir.path().join("archive").exists());
+
+    // A change far in the future lands in the default partition: check says so.
+    db.client
+        .batch_execute(
+            "INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, new_values)
+             SELECT 1, 1, id, 'I', '2100-01-01', '{\"id\": 9}', '{\"id\": 9}' FROM pgtrail.audited_table LIMIT 1",
+        )
+        .await
+        .expect("a stray change");
+    let (code, stdout, _) = ask(&db, dir.path(), &["check"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("pgtrail.change_default"), "{stdout}");
 }

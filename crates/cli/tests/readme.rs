@@ -17,6 +17,7 @@ const SKIPPED: &[&str] = &[
     "export DATABASE_URL=", // the test sets DATABASE_URL itself
     "$EDITOR",              // a person reviews the file
     "psql ",                // applying the printed file: tested in cli.rs
+    "pgtrail follow  ",     // runs until stopped: tested in cli.rs (`follow --once` is run)
     "pgtrail sql --transaction > 0042_pgtrail.sql && psql", // the same, with psql
 ];
 
@@ -51,6 +52,8 @@ const RUN: &[&str] = &[
     "Undo a mistake",
     "A trail you can prove",
     "Compliance evidence",
+    "Retention: partitions, Parquet archives, legal holds",
+    "WAL mode",
 ];
 
 /// A section added with `pgtrail ...` examples gets run too: every `##`
@@ -77,7 +80,7 @@ fn every_section_with_pgtrail_examples_is_run() {
 fn run_lines(
     title: &str,
     lines: &[String],
-    db: &TestDb,
+    url: &str,
     dir: &Path,
     replace: &[(&str, String)],
 ) -> Vec<(String, String)> {
@@ -116,7 +119,7 @@ fn run_lines(
             .args(["-c", &command])
             .current_dir(dir)
             .env("PATH", &path)
-            .env("DATABASE_URL", db.url())
+            .env("DATABASE_URL", url)
             .env_remove("PGTRAIL_DATABASE_URL")
             .env("NO_COLOR", "1")
             .output()
@@ -149,7 +152,7 @@ async fn database() -> (TestDb, tempfile::TempDir) {
 
 /// Runs the whole section.
 fn run_section(title: &str, db: &TestDb, dir: &Path, replace: &[(&str, String)]) -> Vec<(String, String)> {
-    run_lines(title, &shell_lines(title), db, dir, replace)
+    run_lines(title, &shell_lines(title), db.url(), dir, replace)
 }
 
 fn pgtrail(dir: &Path, db: &TestDb, args: &[&str]) {
@@ -230,7 +233,7 @@ async fn quick_start_as_written() {
         .iter()
         .position(|l| l.starts_with("pgtrail history"))
         .expect("Quick start asks for a history");
-    run_lines("Quick start", &lines[..ask], &db, dir, &[]);
+    run_lines("Quick start", &lines[..ask], db.url(), dir, &[]);
     let config = std::fs::read_to_string(dir.join("pgtrail.toml")).expect("init wrote pgtrail.toml");
     assert!(
         config.contains("password_hash"),
@@ -253,7 +256,7 @@ async fn quick_start_as_written() {
     let outputs = run_lines(
         "Quick start",
         &lines[ask..],
-        &db,
+        db.url(),
         dir,
         &[("48211", tx.to_string()), ("2026-06-01 14:00", moment)],
     );
@@ -423,4 +426,85 @@ async fn migration_tools_as_written() {
     let next = std::fs::read_to_string(dir.join("migrations/0057_pgtrail_new_tables.sql"))
         .expect("plan wrote the file");
     assert!(next.contains("invoices"), "{next}");
+}
+
+/// Retention: maintain, archive, legal holds, verify with the archive.
+#[tokio::test]
+async fn retention_as_written() {
+    let (db, dir) = database().await;
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("pgtrail.toml"),
+        format!("{CONFIG}\n[retention]\npartition = \"month\"\npremake = 3\nkeep = \"400 days\"\narchive_dir = \"archive\"\n"),
+    )
+    .expect("pgtrail.toml is written");
+    std::fs::create_dir(dir.join("archive")).expect("the archive directory");
+    pgtrail(dir, &db, &["apply"]);
+    a_day_of_work(&db).await;
+    let keygen = Command::new(env!("CARGO_BIN_EXE_pgtrail"))
+        .args(["keygen", "--key", "seal.key"])
+        .current_dir(dir)
+        .output()
+        .expect("keygen runs");
+    assert_eq!(keygen.status.code(), Some(0), "{keygen:?}");
+    // The first hold README adds is the one it releases.
+    let outputs = run_section(
+        "Retention: partitions, Parquet archives, legal holds",
+        &db,
+        dir,
+        &[
+            ("/secure/", String::new()),
+            ("/var/lib/pgtrail/archive", "archive".to_string()),
+            ("hold release 3", "hold release 1".to_string()),
+        ],
+    );
+    let holds = &outputs
+        .iter()
+        .find(|(line, _)| line.starts_with("pgtrail hold list"))
+        .expect("README lists the holds")
+        .1;
+    assert!(holds.contains("case 2025-17"), "{holds}");
+}
+
+/// WAL mode, on a cluster of its own (a replication slot per cluster).
+#[tokio::test]
+async fn wal_mode_as_written() {
+    use pgtrail_testkit::{Cluster, ClusterOptions, connect_to};
+
+    let cluster = Cluster::start(ClusterOptions {
+        fast: true,
+        settings: vec![("wal_level".into(), "logical".into())],
+        ..ClusterOptions::default()
+    })
+    .expect("a throwaway cluster with wal_level = logical starts");
+    let url = cluster.url("postgres");
+    let client = connect_to(&url).await;
+    client
+        .batch_execute(SCHEMA)
+        .await
+        .expect("the app's schema is created");
+    let dir = tempfile::tempdir().expect("a project directory");
+    let dir = dir.path();
+    std::fs::write(dir.join("pgtrail.toml"), "[capture]\nmode = \"wal\"\n").expect("pgtrail.toml is written");
+    // A write between `apply` and `follow --once`: it reaches the trail.
+    let lines = shell_lines("WAL mode");
+    let follow = lines
+        .iter()
+        .position(|l| l.starts_with("pgtrail follow"))
+        .expect("README follows");
+    run_lines("WAL mode", &lines[..follow], &url, dir, &[]);
+    client
+        .batch_execute("INSERT INTO users VALUES (1, 'ann@example.com', 'Ann', 'h1')")
+        .await
+        .expect("a write");
+    run_lines("WAL mode", &lines[follow..], &url, dir, &[]);
+    let changes: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pgtrail.changes WHERE table_name = 'users'",
+            &[],
+        )
+        .await
+        .expect("the trail")
+        .get(0);
+    assert_eq!(changes, 1, "follow --once wrote the change");
 }

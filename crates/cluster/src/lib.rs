@@ -98,6 +98,9 @@ pub struct ClusterOptions {
     /// `pg_hba.conf` lines placed before initdb's (the first match wins),
     /// e.g. `hostssl all tls_only 127.0.0.1/32 trust`.
     pub hba: Vec<String>,
+    /// Extra environment variables of the server process (e.g. `LD_PRELOAD`
+    /// and `FAKETIME_TIMESTAMP_FILE`, to run it at another time).
+    pub env: Vec<(String, String)>,
 }
 
 /// The server side of TLS, as PEM text.
@@ -436,6 +439,7 @@ impl Cluster {
         };
         // Own process group: Ctrl-C in a terminal must not reach the server
         // or its supervisor; they stop when we are gone.
+        cmd.envs(options.env.iter().map(|(k, v)| (k, v)));
         cmd.stdout(log)
             .stderr(log2)
             .current_dir(&self.root)

@@ -11,6 +11,8 @@
 //! auto_attach = false               # default false
 //! truncate = "event"                # "event" or "capture"; default "event"
 //! truncate_row_limit = 100000       # with "capture": the most rows recorded; default 100000
+//! mode = "trigger"                  # "trigger" or "wal" (logical decoding, `pgtrail follow`)
+//! wal_max_lag_bytes = 1073741824    # `pgtrail check` reports a slot further behind
 //!
 //! [context]                         # custom settings the app already sets
 //! actor_id = ["app.user_id"]
@@ -24,11 +26,17 @@
 //! key = ["std_no"]
 //! images = "full"
 //! truncate = "capture"              # per-table overrides of [capture]
+//! mode = "wal"
 //!
 //! [install]                         # what an install without full rights may lack (default false)
 //! accept_installer_can_edit_trail = false   # no owner role: the installer owns the trail
 //! accept_unseen_capture_gaps = false        # no DDL watch (event triggers need a superuser)
 //!
+//! [retention]                       # the trail partitioned by time, archived, then dropped
+//! partition = "month"               # day, week or month
+//! premake = 3                       # partitions made ahead
+//! keep = "400 days"                 # older partitions are archived, verified, then dropped
+//! archive_dir = "/var/lib/pgtrail/archive"
 //! [report]                          # for `pgtrail report --kind privileged|schema|subject`
 //! application_roles = ["app"]       # roles the application connects as
 //! migration_roles = ["migrator"]    # roles migrations run as
@@ -60,6 +68,7 @@ pub mod matching;
 mod model;
 pub mod name;
 mod raw;
+pub mod retention;
 mod setting;
 mod suggest;
 mod validate;
@@ -70,10 +79,11 @@ use std::path::Path;
 pub use error::{ConfigError, ErrorKind, Location};
 pub use matching::{ColumnRules, Pattern, PatternError, Selection};
 pub use model::{
-    Capture, Config, Context, DEFAULT_FILE_NAME, DEFAULT_TRUNCATE_ROW_LIMIT, Images, Install,
-    OutsideTransaction, Report, TableRule, Truncate,
+    Capture, Config, Context, DEFAULT_FILE_NAME, DEFAULT_TRUNCATE_ROW_LIMIT, DEFAULT_WAL_MAX_LAG_BYTES,
+    Images, Install, Mode, OutsideTransaction, Report, TableRule, Truncate,
 };
 pub use name::{NameError, QualifiedName};
+pub use retention::{Grain, Keep, KeepUnit, Retention};
 pub use suggest::suggest;
 
 use error::Source;

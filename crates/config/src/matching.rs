@@ -25,7 +25,7 @@
 
 use std::fmt;
 
-use crate::model::{Config, DEFAULT_TRUNCATE_ROW_LIMIT, Images, TableRule, Truncate};
+use crate::model::{Config, DEFAULT_TRUNCATE_ROW_LIMIT, Images, Mode, TableRule, Truncate};
 use crate::name::{NameError, split_parts};
 
 /// Why a pattern is invalid.
@@ -238,6 +238,8 @@ pub struct ColumnRules {
     /// `capture.truncate_row_limit`, or else [`DEFAULT_TRUNCATE_ROW_LIMIT`];
     /// `None` with [`Truncate::Event`].
     pub truncate_row_limit: Option<i64>,
+    /// The table's `mode`, or else `capture.mode`.
+    pub mode: Mode,
 }
 
 impl Config {
@@ -312,6 +314,7 @@ impl Config {
             .find_map(|r| r.truncate)
             .unwrap_or(self.capture.truncate);
         ColumnRules {
+            mode: rules.iter().find_map(|r| r.mode).unwrap_or(self.capture.mode),
             ignore: union(&self.capture.ignore_columns, |r| &r.ignore_columns),
             redact: union(&self.capture.redact_columns, |r| &r.redact_columns),
             images: rules.iter().find_map(|r| r.images).unwrap_or(self.capture.images),
@@ -400,6 +403,7 @@ mod tests {
             redact_columns: Vec::new(),
             truncate: None,
             truncate_row_limit: None,
+            mode: None,
             location: Location::new(1, 1),
             key_location: Vec::new(),
         }
@@ -506,6 +510,7 @@ mod tests {
                 key: None,
                 truncate: Truncate::Event,
                 truncate_row_limit: None,
+                mode: Mode::Trigger,
             }
         );
         config.capture.truncate = Truncate::Capture;

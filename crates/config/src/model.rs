@@ -21,6 +21,8 @@ pub struct Config {
     pub tables: Vec<TableRule>,
     /// The `[install]` section: what an install without full rights may lack.
     pub install: Install,
+    /// The `[retention]` section: partitions, archive, drop.
+    pub retention: crate::retention::Retention,
     /// The `[report]` section: who is expected to change data, for the
     /// compliance reports.
     pub report: Report,
@@ -36,6 +38,7 @@ impl Default for Config {
             context: Context::default(),
             tables: Vec::new(),
             install: Install::default(),
+            retention: crate::retention::Retention::default(),
             report: Report::default(),
             origin: DEFAULT_FILE_NAME.to_string(),
         }
@@ -104,6 +107,12 @@ pub struct Capture {
     /// one (above it, the event only, which says so); `None` in the file
     /// means [`DEFAULT_TRUNCATE_ROW_LIMIT`].
     pub truncate_row_limit: Option<i64>,
+    /// How changes are captured; default [`Mode::Trigger`].
+    pub mode: Mode,
+    /// `pgtrail check` reports a WAL-mode slot holding more WAL than this
+    /// (bytes not yet written to the trail); default
+    /// [`DEFAULT_WAL_MAX_LAG_BYTES`].
+    pub wal_max_lag_bytes: i64,
 }
 
 impl Default for Capture {
@@ -118,7 +127,50 @@ impl Default for Capture {
             auto_attach: false,
             truncate: Truncate::default(),
             truncate_row_limit: None,
+            mode: Mode::default(),
+            wal_max_lag_bytes: DEFAULT_WAL_MAX_LAG_BYTES,
         }
+    }
+}
+
+/// The lag past which `pgtrail check` reports a WAL-mode slot: 1 GiB.
+pub const DEFAULT_WAL_MAX_LAG_BYTES: i64 = 1 << 30;
+
+/// How a table's changes reach the trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// Capture triggers, in the writing transaction (the default).
+    #[default]
+    Trigger,
+    /// Logical decoding: a slot read by `pgtrail follow`.
+    Wal,
+}
+
+impl Mode {
+    /// The spellings accepted in the file.
+    pub const NAMES: [&'static str; 2] = ["trigger", "wal"];
+
+    /// `"trigger"` or `"wal"`, as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Trigger => "trigger",
+            Mode::Wal => "wal",
+        }
+    }
+
+    /// Reads `"trigger"` or `"wal"` (exact spelling).
+    pub fn from_name(name: &str) -> Option<Mode> {
+        match name {
+            "trigger" => Some(Mode::Trigger),
+            "wal" => Some(Mode::Wal),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -320,6 +372,8 @@ pub struct TableRule {
     pub truncate: Option<Truncate>,
     /// Per-table override of `capture.truncate_row_limit`.
     pub truncate_row_limit: Option<i64>,
+    /// Per-table override of `capture.mode`.
+    pub mode: Option<Mode>,
     /// Where the table's name is written in the file.
     pub location: Location,
     /// Where each column of `key` is written, in the same order as `key`

@@ -56,11 +56,27 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) install: Table<RawInstall>,
     #[serde(default)]
+    pub(crate) retention: Table<RawRetention>,
+    #[serde(default)]
     pub(crate) report: Table<RawReport>,
 }
 
 impl RawConfig {
-    pub(crate) const KEYS: &[&str] = &["capture", "context", "tables", "install", "report"];
+    pub(crate) const KEYS: &[&str] = &["capture", "context", "tables", "install", "retention", "report"];
+}
+
+/// `[retention]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetention {
+    pub(crate) partition: Option<Spanned<String>>,
+    pub(crate) premake: Option<Spanned<i64>>,
+    pub(crate) keep: Option<Spanned<String>>,
+    pub(crate) archive_dir: Option<Spanned<String>>,
+}
+
+impl RawRetention {
+    pub(crate) const KEYS: &[&str] = &["partition", "premake", "keep", "archive_dir"];
 }
 
 /// `[report]`.
@@ -101,6 +117,8 @@ pub(crate) struct RawCapture {
     pub(crate) auto_attach: Option<bool>,
     pub(crate) truncate: Option<Spanned<String>>,
     pub(crate) truncate_row_limit: Option<Spanned<i64>>,
+    pub(crate) mode: Option<Spanned<String>>,
+    pub(crate) wal_max_lag_bytes: Option<Spanned<i64>>,
 }
 
 impl RawCapture {
@@ -114,6 +132,8 @@ impl RawCapture {
         "auto_attach",
         "truncate",
         "truncate_row_limit",
+        "mode",
+        "wal_max_lag_bytes",
     ];
 }
 
@@ -164,6 +184,7 @@ pub(crate) struct RawTable {
     pub(crate) redact_columns: Option<List>,
     pub(crate) truncate: Option<Spanned<String>>,
     pub(crate) truncate_row_limit: Option<Spanned<i64>>,
+    pub(crate) mode: Option<Spanned<String>>,
 }
 
 impl RawTable {
@@ -174,6 +195,7 @@ impl RawTable {
         "redact_columns",
         "truncate",
         "truncate_row_limit",
+        "mode",
     ];
 }
 
@@ -217,5 +239,7 @@ mod tests {
         check::<RawContext>(RawContext::KEYS, "[]");
         check::<RawTable>(RawTable::KEYS, "[]");
         check::<RawInstall>(RawInstall::KEYS, "[]");
+        check::<RawRetention>(RawRetention::KEYS, "[]");
+        check::<RawReport>(RawReport::KEYS, "[]");
     }
 }

@@ -116,6 +116,7 @@ fn full_example() {
                 redact_columns: vec![],
                 truncate: None,
                 truncate_row_limit: None,
+                mode: None,
                 location: Location::new(24, 9),
                 key_location: vec![Location::new(25, 8)],
             },
@@ -127,6 +128,7 @@ fn full_example() {
                 redact_columns: strings(&["password_hash"]),
                 truncate: None,
                 truncate_row_limit: None,
+                mode: None,
                 location: Location::new(27, 9),
                 key_location: vec![],
             },
@@ -150,6 +152,7 @@ fn full_example() {
             key: None,
             truncate: Truncate::Event,
             truncate_row_limit: None,
+            mode: Mode::Trigger,
         }
     );
     assert_eq!(
@@ -161,6 +164,7 @@ fn full_example() {
             key: Some(strings(&["std_no"])),
             truncate: Truncate::Event,
             truncate_row_limit: None,
+            mode: Mode::Trigger,
         }
     );
 }

@@ -7,7 +7,7 @@ use serde_spanned::Spanned;
 use crate::error::{ConfigError, ErrorKind, Location, Source};
 use crate::matching::Pattern;
 use crate::model::{
-    Capture, Config, Context, Images, Install, OutsideTransaction, Report, TableRule, Truncate,
+    Capture, Config, Context, Images, Install, Mode, OutsideTransaction, Report, TableRule, Truncate,
 };
 use crate::name::QualifiedName;
 use crate::raw::{List, RawCapture, RawConfig, RawContext, RawTable, Table};
@@ -36,6 +36,7 @@ pub(crate) fn build(src: Source<'_>, raw: RawConfig) -> Result<Config, ConfigErr
         accept_installer_can_edit_trail: raw.install.0.accept_installer_can_edit_trail.unwrap_or(false),
         accept_unseen_capture_gaps: raw.install.0.accept_unseen_capture_gaps.unwrap_or(false),
     };
+    let retention = crate::retention::retention(src, raw.retention.0)?;
     let report = Report {
         application_roles: strings(
             src,
@@ -58,6 +59,7 @@ pub(crate) fn build(src: Source<'_>, raw: RawConfig) -> Result<Config, ConfigErr
         context,
         tables,
         install,
+        retention,
         report,
         origin: src.origin.to_string(),
     })
@@ -169,6 +171,25 @@ fn outside_transaction(
     })
 }
 
+fn mode(src: Source<'_>, value: &Spanned<String>, what: &str) -> Result<Mode, ConfigError> {
+    let name = value.get_ref();
+    Mode::from_name(name).ok_or_else(|| {
+        let help = match suggest(name, Mode::NAMES) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("use {}", one_of(&Mode::NAMES)),
+        };
+        src.error(
+            ErrorKind::InvalidValue,
+            &value.span(),
+            format!(
+                "unknown value `{name}` for {what}; expected {}",
+                one_of(&Mode::NAMES)
+            ),
+            Some(help),
+        )
+    })
+}
+
 fn row_limit(src: Source<'_>, value: &Spanned<i64>, what: &str) -> Result<i64, ConfigError> {
     match *value.get_ref() {
         limit if limit >= 1 => Ok(limit),
@@ -231,6 +252,25 @@ fn capture(src: Source<'_>, raw: RawCapture) -> Result<Capture, ConfigError> {
     }
     if let Some(value) = &raw.truncate_row_limit {
         capture.truncate_row_limit = Some(row_limit(src, value, &what("truncate_row_limit"))?);
+    }
+    if let Some(value) = &raw.mode {
+        capture.mode = mode(src, value, &what("mode"))?;
+    }
+    if let Some(value) = &raw.wal_max_lag_bytes {
+        capture.wal_max_lag_bytes = match *value.get_ref() {
+            bytes if bytes >= 1 => bytes,
+            bytes => {
+                return Err(src.error(
+                    ErrorKind::InvalidValue,
+                    &value.span(),
+                    format!("{} is {bytes}; it must be at least 1", what("wal_max_lag_bytes")),
+                    Some(format!(
+                        "the most bytes of WAL the slot may hold unread before `pgtrail check` reports it, like {}",
+                        crate::model::DEFAULT_WAL_MAX_LAG_BYTES
+                    )),
+                ));
+            }
+        };
     }
     Ok(capture)
 }
@@ -476,6 +516,10 @@ fn table_rule(
         None => None,
     };
     Ok(TableRule {
+        mode: match &raw.mode {
+            Some(value) => Some(mode(src, value, &what("mode"))?),
+            None => None,
+        },
         truncate: truncate_setting,
         truncate_row_limit,
         images: match &raw.images {

@@ -13,7 +13,7 @@ use std::ops::Range;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_spanned::Spanned;
 
-use crate::raw::{RawCapture, RawConfig, RawContext, RawInstall, RawReport, RawTable};
+use crate::raw::{RawCapture, RawConfig, RawContext, RawInstall, RawReport, RawRetention, RawTable};
 
 /// One key of the document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +107,7 @@ fn classify(section: &[String], key: &str) -> Child {
         (["tables"], _) => Child::Section,
         (["tables", _], _) => known(RawTable::KEYS),
         (["install"], _) => known(RawInstall::KEYS),
+        (["retention"], _) => known(RawRetention::KEYS),
         (["report"], _) => known(RawReport::KEYS),
         _ => Child::Value,
     }

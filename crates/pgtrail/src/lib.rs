@@ -12,6 +12,8 @@
 //! | [`connect`] | here | finds the database from flags, `DATABASE_URL` or libpq variables |
 //! | [`integrity`] | here, on `pgtrail-integrity` | seal, verify and erase: a trail you can prove |
 //! | [`revert`] | `pgtrail-revert` | undo recorded changes: plan, conflicts, apply |
+//! | [`follow`] | `pgtrail-follow` | WAL mode: reads the slot, writes the trail exactly once |
+//! | [`archive`] | `pgtrail-archive` | retention: time partitions, Parquet archives, legal holds, maintain |
 //! | [`evidence`] | `pgtrail-evidence` | compliance reports, evidence bundles verified offline, HTML |
 //! | [`context`] | `pgtrail-context` | who is acting and why, from Rust: a transaction with it set; a tower layer |
 //!
@@ -29,11 +31,13 @@ pub mod init;
 pub mod integrity;
 pub mod query;
 
+pub use pgtrail_archive as archive;
 pub use pgtrail_capture as capture;
 pub use pgtrail_catalog as catalog;
 pub use pgtrail_config as config;
 pub use pgtrail_context as context;
 pub use pgtrail_evidence as evidence;
+pub use pgtrail_follow as follow;
 pub use pgtrail_plan as plan;
 pub use pgtrail_revert as revert;
 
@@ -48,4 +52,6 @@ pub enum Error {
     Plan(#[from] pgtrail_plan::PlanError),
     #[error(transparent)]
     Catalog(#[from] pgtrail_catalog::CatalogError),
+    #[error(transparent)]
+    Follow(#[from] pgtrail_follow::FollowError),
 }

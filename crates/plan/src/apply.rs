@@ -157,6 +157,14 @@ pub async fn apply_with_options(
     options: ApplyOptions,
     progress: &mut (dyn FnMut(usize, usize, &str) + Send),
 ) -> Result<ApplyReport, PlanError> {
+    // WAL mode: the slot first, outside the transaction (a slot cannot be
+    // created in one that has written). Tables move into WAL mode only in
+    // the transaction below, so every change committed after it is in the
+    // slot; if that transaction fails, the slot stays, unused and harmless
+    // (check reports it), and the next apply reuses it.
+    if config_wants_wal(config) {
+        crate::wal::ensure_slot(&*client).await?;
+    }
     let tx = begin_locked(client).await?;
 
     let (desired, catalog, installed, problems) = inspect(&tx, config).await?;
@@ -180,9 +188,10 @@ pub async fn apply_with_options(
             continue;
         }
         let had_capture = catalog.table(&table.schema, &table.name).is_some_and(|t| {
-            t.triggers
-                .iter()
-                .any(|tr| pgtrail_capture::TRIGGER_NAMES.contains(&tr.name.as_str()))
+            t.triggers.iter().any(|tr| {
+                pgtrail_capture::TRIGGER_NAMES.contains(&tr.name.as_str())
+                    || tr.name == pgtrail_capture::WAL_TRIGGER_NAME
+            })
         });
         let action = if had_capture {
             TableAction::Repaired
@@ -204,6 +213,7 @@ pub async fn apply_with_options(
     for (done, step) in steps.into_iter().enumerate() {
         let label = match &step {
             Step::Script(_) => "install pgtrail's schema and functions".to_string(),
+            Step::CreateSlot => "logical replication slot (created before the transaction)".to_string(),
             Step::Statement { summary, .. } => summary.clone(),
         };
         progress(done, total, &label);
@@ -211,6 +221,7 @@ pub async fn apply_with_options(
             Step::Script(sql) => tx.batch_execute(&sql).await.map_err(PlanError::database(
                 "installing pgtrail's schema and functions failed",
             ))?,
+            Step::CreateSlot => {}
             Step::Statement { sql, args, summary } => {
                 let values: Vec<Box<dyn ToSql + Sync + Send>> = args.iter().map(bind_value).collect();
                 let params: Vec<&(dyn ToSql + Sync)> =
@@ -244,11 +255,29 @@ pub async fn apply_with_options(
             ))?;
         report.baselined = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
     }
+    // The trail's time partitions ahead of now, as [retention] asks
+    // (`pgtrail maintain` keeps making them).
+    let premake = i32::try_from(config.retention.premake).unwrap_or(i32::MAX);
+    tx.query(
+        "SELECT pgtrail.make_partitions($1, $2)",
+        &[&config.retention.partition.name(), &premake],
+    )
+    .await
+    .map_err(PlanError::database("making the trail's partitions ahead failed"))?;
     tx.commit()
         .await
         .map_err(PlanError::database("could not commit the install"))?;
     report.indexes_built = crate::index_build::build_pending_indexes(client, progress).await?;
     Ok(report)
+}
+
+/// Whether the config puts any table in WAL mode (globally or in a section).
+fn config_wants_wal(config: &Config) -> bool {
+    config.capture.mode == pgtrail_config::Mode::Wal
+        || config
+            .tables
+            .iter()
+            .any(|t| t.mode == Some(pgtrail_config::Mode::Wal))
 }
 
 /// Every argument goes as a text parameter; the statement casts it.

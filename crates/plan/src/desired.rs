@@ -18,6 +18,8 @@ pub struct DesiredTable {
     pub truncate: &'static str,
     /// With `capture`, the most rows a TRUNCATE records one by one.
     pub truncate_row_limit: Option<i64>,
+    /// `trigger` or `wal`: how its changes reach the trail.
+    pub mode: &'static str,
 }
 
 /// The whole desired state.
@@ -35,8 +37,21 @@ pub struct Desired {
     /// auto_attach is off.
     pub auto_attach: serde_json::Value,
     pub require_actor: bool,
+    /// `[retention]`: the partition grain (`day`, `week`, `month`) and how
+    /// many partitions to make ahead.
+    pub partition_grain: &'static str,
+    pub premake: i64,
     /// `[context] outside_transaction`: warn, refuse or ignore.
     pub outside_transaction: String,
+    /// `[capture] wal_max_lag_bytes`: the slot lag `check` reports.
+    pub wal_max_lag_bytes: i64,
+}
+
+impl Desired {
+    /// Whether some table is captured in WAL mode (then the slot must exist).
+    pub fn wants_wal(&self) -> bool {
+        self.tables.iter().any(|t| t.mode == "wal")
+    }
 }
 
 /// Decides what capture should look like and checks the config against the
@@ -84,16 +99,20 @@ pub fn resolve(config: &Config, catalog: &Catalog) -> Result<Desired, Vec<Config
         context_sources: context_sources(config),
         auto_attach: auto_attach(config),
         require_actor: config.context.require_actor,
+        partition_grain: config.retention.partition.name(),
+        premake: i64::from(config.retention.premake),
         outside_transaction: config.context.outside_transaction.as_str().to_string(),
+        wal_max_lag_bytes: config.capture.wal_max_lag_bytes,
     })
 }
 
 /// Whether the table or any of its partitions carries a pgtrail capture trigger.
 fn has_capture_triggers(table: &Table, catalog: &Catalog) -> bool {
     let is_capture = |t: &Table| {
-        t.triggers
-            .iter()
-            .any(|tr| pgtrail_capture::TRIGGER_NAMES.contains(&tr.name.as_str()))
+        t.triggers.iter().any(|tr| {
+            pgtrail_capture::TRIGGER_NAMES.contains(&tr.name.as_str())
+                || tr.name == pgtrail_capture::WAL_TRIGGER_NAME
+        })
     };
     is_capture(table)
         || table
@@ -156,6 +175,7 @@ fn desired_table(config: &Config, table: &Table) -> Result<DesiredTable, ConfigE
         redact_columns,
         truncate: rules.truncate.as_str(),
         truncate_row_limit: rules.truncate_row_limit,
+        mode: rules.mode.as_str(),
     })
 }
 

@@ -88,6 +88,38 @@ pub enum Problem {
     /// can give (no owner role, no DDL watch), and `[install]` in the
     /// config does not accept it.
     Unprotected(Shortfall),
+    /// A table is in WAL mode but the server does not decode logically.
+    WalLevel {
+        level: String,
+    },
+    /// A table is in WAL mode but this database's slot does not exist.
+    WalSlotMissing {
+        slot: String,
+    },
+    /// The slot holds more WAL not yet in the trail than
+    /// `[capture] wal_max_lag_bytes`: is `pgtrail follow` running?
+    WalSlotBehind {
+        slot: String,
+        lag_bytes: i64,
+        lag_seconds: i64,
+        limit: i64,
+        active: bool,
+    },
+    /// The server removed WAL the slot still needed (max_slot_wal_keep_size):
+    /// changes are lost from the trail.
+    WalSlotLost {
+        slot: String,
+    },
+    /// No table is in WAL mode, but the slot is still there, keeping WAL.
+    WalSlotUnused {
+        slot: String,
+        lag_bytes: i64,
+    },
+    /// A WAL-mode table lacks part of its setup (publication, replica identity).
+    WalSetup {
+        table: TableName,
+        detail: String,
+    },
 }
 
 impl Problem {
@@ -108,6 +140,12 @@ impl Problem {
             Problem::StaleCapture { .. } => "stale_capture",
             Problem::IndexPending { .. } => "index_pending",
             Problem::Unprotected(shortfall) => shortfall.kind(),
+            Problem::WalLevel { .. } => "wal_level",
+            Problem::WalSlotMissing { .. } => "wal_slot_missing",
+            Problem::WalSlotBehind { .. } => "wal_slot_behind",
+            Problem::WalSlotLost { .. } => "wal_slot_lost",
+            Problem::WalSlotUnused { .. } => "wal_slot_unused",
+            Problem::WalSetup { .. } => "wal_setup",
         }
     }
 
@@ -119,7 +157,13 @@ impl Problem {
             | Problem::ContextDiffers { .. }
             | Problem::AutoAttachDiffers { .. }
             | Problem::IndexPending { .. }
-            | Problem::Unprotected(_) => None,
+            | Problem::Unprotected(_)
+            | Problem::WalLevel { .. }
+            | Problem::WalSlotMissing { .. }
+            | Problem::WalSlotBehind { .. }
+            | Problem::WalSlotLost { .. }
+            | Problem::WalSlotUnused { .. } => None,
+            Problem::WalSetup { table, .. } => Some(table),
             Problem::MissingTrigger { table, .. }
             | Problem::DisabledTrigger { table, .. }
             | Problem::WrongTrigger { table, .. }
@@ -228,6 +272,42 @@ impl fmt::Display for Problem {
                 Some(setting) => write!(f, "{shortfall} (accept it with [install] {setting})"),
                 None => write!(f, "{shortfall}"),
             },
+            Problem::WalLevel { level } => write!(
+                f,
+                "WAL mode needs wal_level = logical, but the server runs with wal_level = {level} \
+                 (ALTER SYSTEM SET wal_level = logical, then restart)"
+            ),
+            Problem::WalSlotMissing { slot } => write!(
+                f,
+                "the logical replication slot {slot} of WAL mode does not exist (apply creates it)"
+            ),
+            Problem::WalSlotBehind {
+                slot,
+                lag_bytes,
+                lag_seconds,
+                limit,
+                active,
+            } => write!(
+                f,
+                "the slot {slot} holds {lag_bytes} bytes of WAL not yet in the trail ({lag_seconds} s), more than \
+                 wal_max_lag_bytes = {limit}; {}",
+                if *active {
+                    "pgtrail follow is reading it but falls behind"
+                } else {
+                    "no follower is reading it: start pgtrail follow"
+                }
+            ),
+            Problem::WalSlotLost { slot } => write!(
+                f,
+                "the server removed WAL the slot {slot} still needed (max_slot_wal_keep_size): changes in it are \
+                 lost from the trail; drop the slot and run apply to start again"
+            ),
+            Problem::WalSlotUnused { slot, lag_bytes } => write!(
+                f,
+                "no table is in WAL mode, but the slot {slot} still keeps WAL ({lag_bytes} bytes not yet in the \
+                 trail): run pgtrail follow --once, then SELECT pg_drop_replication_slot('{slot}')"
+            ),
+            Problem::WalSetup { table, detail } => write!(f, "{}: in WAL mode but {detail}", name(table)),
         }
     }
 }
@@ -274,6 +354,7 @@ pub fn problems(desired: &Desired, catalog: &Catalog, installed: &Installed) -> 
     for index in &installed.pending_indexes {
         out.push(Problem::IndexPending { index: index.clone() });
     }
+    wal_problems(desired, installed, &mut out);
     for table in &desired.tables {
         table_problems(table, catalog, installed, &mut out);
     }
@@ -325,6 +406,7 @@ fn table_problems(table: &DesiredTable, catalog: &Catalog, installed: &Installed
                 table.redact_columns.join(", "),
             ),
             ("truncate", recorded.truncate.clone(), table.truncate.to_string()),
+            ("mode", recorded.mode.clone(), table.mode.to_string()),
             (
                 "truncate_row_limit",
                 limit_text(recorded.truncate_row_limit),
@@ -351,7 +433,10 @@ fn table_problems(table: &DesiredTable, catalog: &Catalog, installed: &Installed
         let trigger_id = catalog_table
             .triggers
             .iter()
-            .find(|t| pgtrail_capture::TRIGGER_NAMES.contains(&t.name.as_str()))
+            .find(|t| {
+                pgtrail_capture::TRIGGER_NAMES.contains(&t.name.as_str())
+                    || t.name == pgtrail_capture::WAL_TRIGGER_NAME
+            })
             .and_then(|t| t.args.first())
             .and_then(|arg| arg.parse::<i32>().ok());
         let recorded_as = installed
@@ -367,9 +452,39 @@ fn table_problems(table: &DesiredTable, catalog: &Catalog, installed: &Installed
             return;
         }
     }
+    let wal = table.mode == "wal";
+    let (names, expected_function): (&[&str], Option<String>) = if wal {
+        (
+            &[pgtrail_capture::WAL_TRIGGER_NAME],
+            Some(pgtrail_capture::WAL_CONTEXT_FUNCTION.to_string()),
+        )
+    } else {
+        (
+            &pgtrail_capture::TRIGGER_NAMES,
+            recorded.map(|r| pgtrail_capture::capture_function(r.id)),
+        )
+    };
     for carrier in carriers(catalog_table, catalog) {
         let on: TableName = (carrier.schema.clone(), carrier.name.clone());
-        for trigger_name in pgtrail_capture::TRIGGER_NAMES {
+        // A table in one mode carries none of the other mode's triggers.
+        let other: Vec<&str> = if wal {
+            pgtrail_capture::TRIGGER_NAMES.to_vec()
+        } else {
+            vec![pgtrail_capture::WAL_TRIGGER_NAME]
+        };
+        for trigger in carrier
+            .triggers
+            .iter()
+            .filter(|t| other.contains(&t.name.as_str()))
+        {
+            out.push(Problem::WrongTrigger {
+                table: key.clone(),
+                on: on.clone(),
+                trigger: trigger.name.clone(),
+                detail: format!("is there, but the table's mode is {}", table.mode),
+            });
+        }
+        for &trigger_name in names {
             let Some(trigger) = carrier.triggers.iter().find(|t| t.name == trigger_name) else {
                 out.push(Problem::MissingTrigger {
                     table: key.clone(),
@@ -378,7 +493,6 @@ fn table_problems(table: &DesiredTable, catalog: &Catalog, installed: &Installed
                 });
                 continue;
             };
-            let expected_function = recorded.map(|r| pgtrail_capture::capture_function(r.id));
             if let Some(expected) = expected_function.as_ref()
                 && trigger.function != *expected
             {
@@ -415,6 +529,57 @@ fn table_problems(table: &DesiredTable, catalog: &Catalog, installed: &Installed
                     state,
                 });
             }
+        }
+    }
+}
+
+/// The server-wide part of WAL mode: wal_level, the slot and its lag, and
+/// each WAL-mode table's publication and replica identity.
+fn wal_problems(desired: &Desired, installed: &Installed, out: &mut Vec<Problem>) {
+    let wal = &installed.wal;
+    if installed.version.is_none() {
+        return;
+    }
+    if !desired.wants_wal() {
+        if let Some(slot) = &wal.slot {
+            out.push(Problem::WalSlotUnused {
+                slot: wal.slot_name.clone(),
+                lag_bytes: slot.lag_bytes,
+            });
+        }
+        return;
+    }
+    if wal.wal_level != "logical" {
+        out.push(Problem::WalLevel {
+            level: wal.wal_level.clone(),
+        });
+    }
+    match &wal.slot {
+        None => out.push(Problem::WalSlotMissing {
+            slot: wal.slot_name.clone(),
+        }),
+        Some(slot) if slot.wal_status.as_deref() == Some("lost") => out.push(Problem::WalSlotLost {
+            slot: wal.slot_name.clone(),
+        }),
+        Some(slot) if slot.lag_bytes > desired.wal_max_lag_bytes => out.push(Problem::WalSlotBehind {
+            slot: wal.slot_name.clone(),
+            lag_bytes: slot.lag_bytes,
+            lag_seconds: slot.lag_seconds as i64,
+            limit: desired.wal_max_lag_bytes,
+            active: slot.active,
+        }),
+        Some(_) => {}
+    }
+    for (table, detail) in &wal.unready {
+        if desired
+            .tables
+            .iter()
+            .any(|t| t.mode == "wal" && (&t.schema, &t.name) == (&table.0, &table.1))
+        {
+            out.push(Problem::WalSetup {
+                table: table.clone(),
+                detail: detail.clone(),
+            });
         }
     }
 }
@@ -460,6 +625,7 @@ pub fn tables_to_attach(problems: &[Problem]) -> Vec<TableName> {
                     | Problem::SettingsDiffer { .. }
                     | Problem::Renamed { .. }
                     | Problem::StaleCapture { .. }
+                    | Problem::WalSetup { .. }
             )
         })
         .filter_map(|p| p.table().cloned())

@@ -19,6 +19,8 @@ pub struct InstalledTable {
     /// `event` or `capture` (`event` for installs older than the setting).
     pub truncate: String,
     pub truncate_row_limit: Option<i64>,
+    /// `trigger` or `wal` (`trigger` for installs older than WAL mode).
+    pub mode: String,
     pub detached: bool,
     /// Whether its generated capture function is the one this version and
     /// the catalog call for (`None` when this install cannot tell: an older
@@ -41,6 +43,8 @@ pub struct Installed {
     pub auto_attach: serde_json::Value,
     /// Indexes an upgrade left to build concurrently (pgtrail.index_build).
     pub pending_indexes: Vec<String>,
+    /// What WAL mode depends on: read whether pgtrail is installed or not.
+    pub wal: crate::wal::WalState,
 }
 
 impl Installed {
@@ -86,13 +90,16 @@ impl Installed {
                     "SELECT id, table_schema, table_name, key_columns, key_kind, images,
                             ignore_columns, redact_columns, detached_at IS NOT NULL,
                             CASE WHEN detached_at IS NULL AND to_regclass(format('%I.%I', table_schema, table_name)) IS NOT NULL
+                                      AND coalesce(to_jsonb(a) ->> 'capture_mode', 'trigger') = 'trigger'
                                  THEN pgtrail._capture_is_current(id, format('%I.%I', table_schema, table_name)::regclass) END,
-                            coalesce(to_jsonb(a) ->> 'truncate', 'event'), (to_jsonb(a) ->> 'truncate_row_limit')::bigint
+                            coalesce(to_jsonb(a) ->> 'truncate', 'event'), (to_jsonb(a) ->> 'truncate_row_limit')::bigint,
+                            coalesce(to_jsonb(a) ->> 'capture_mode', 'trigger')
                      FROM pgtrail.audited_table AS a"
                 } else {
                     "SELECT id, table_schema, table_name, key_columns, key_kind, images,
                             ignore_columns, redact_columns, detached_at IS NOT NULL, NULL::boolean,
-                            coalesce(to_jsonb(a) ->> 'truncate', 'event'), (to_jsonb(a) ->> 'truncate_row_limit')::bigint
+                            coalesce(to_jsonb(a) ->> 'truncate', 'event'), (to_jsonb(a) ->> 'truncate_row_limit')::bigint,
+                            coalesce(to_jsonb(a) ->> 'capture_mode', 'trigger')
                      FROM pgtrail.audited_table AS a"
                 },
                 &[],
@@ -111,6 +118,7 @@ impl Installed {
                     redact_columns: row.get(7),
                     truncate: row.get(10),
                     truncate_row_limit: row.get(11),
+                    mode: row.get(12),
                     detached: row.get(8),
                     capture_current: row.get(9),
                 },
@@ -153,6 +161,7 @@ impl Installed {
             outside_transaction: context.get(3),
             auto_attach: context.get(2),
             pending_indexes,
+            wal: crate::wal::WalState::load(client).await?,
         })
     }
 }

@@ -24,6 +24,7 @@ mod installed;
 mod privileges;
 mod step;
 mod uninstall;
+mod wal;
 
 pub use apply::{
     ADVISORY_LOCK, ApplyOptions, ApplyReport, TableAction, apply, apply_with_options, apply_with_progress,
@@ -36,6 +37,7 @@ pub use installed::{Installed, InstalledTable};
 pub use privileges::{Privileges, Shortfall, role_name};
 pub use step::{Arg, Step, Transaction, render, render_with, repair_steps, steps};
 pub use uninstall::{UninstallReport, uninstall};
+pub use wal::{CREATE_SLOT_SQL, SlotStatus, WalState, ensure_slot};
 
 /// Errors while planning or applying.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,22 @@ pub enum PlanError {
         context: String,
         error: tokio_postgres::Error,
     },
+    /// WAL mode is configured but the server does not decode logically.
+    #[error(
+        "WAL mode (mode = \"wal\") needs wal_level = logical, and this server runs with wal_level = {level}\n  \
+         help: run ALTER SYSTEM SET wal_level = logical; and restart PostgreSQL (on a managed service, turn \
+         logical replication on: rds.logical_replication = 1 on RDS, cloudsql.logical_decoding = on on Cloud SQL), \
+         or set mode = \"trigger\""
+    )]
+    WalLevel { level: String },
+    /// The slot could not be created (no REPLICATION right, no free slot, ...).
+    #[error(
+        "could not create the logical replication slot WAL mode needs: {}\n  \
+         help: the role running apply needs the REPLICATION attribute (ALTER ROLE ... REPLICATION) or \
+         superuser, and the server a free slot (max_replication_slots)",
+        pgtrail_catalog::pg_error::describe(.error)
+    )]
+    Slot { error: tokio_postgres::Error },
 }
 
 impl PlanError {

@@ -27,6 +27,11 @@ pub enum Arg {
 pub enum Step {
     /// Static SQL with no values in it (the install script).
     Script(String),
+    /// Creates this database's logical replication slot when it is missing
+    /// (WAL mode). A slot cannot be created in a transaction that has
+    /// written: `apply` runs it before its transaction, `render` prints it
+    /// before BEGIN.
+    CreateSlot,
     /// A statement with `$1`, `$2`, ... placeholders and their values.
     Statement {
         sql: &'static str,
@@ -35,22 +40,37 @@ pub enum Step {
     },
 }
 
-const ATTACH: &str = "SELECT pgtrail.attach($1::text::regclass, $2::text::text[], $3::text, $4::text, $5::text::text[], $6::text::text[], $7::text, $8::bigint)";
+const ATTACH: &str = "SELECT pgtrail.attach($1::text::regclass, $2::text::text[], $3::text, $4::text, $5::text::text[], $6::text::text[], $7::text, $8::bigint, $9::text)";
 const DETACH: &str = "SELECT pgtrail.detach($1::text::regclass)";
 const CONFIGURE: &str =
     "SELECT pgtrail.configure_context($1::text::jsonb, $2::boolean), pgtrail.configure_set_context($3::text)";
 const AUTO_ATTACH: &str = "SELECT pgtrail.configure_auto_attach($1::text::jsonb)";
+const MAKE_PARTITIONS: &str = "SELECT count(*) FROM pgtrail.make_partitions($1::text, $2::integer)";
 
 /// Every step of a full install matching `desired`: what `pgtrail sql`
 /// prints, to be applied to any database (a fresh one included).
 pub fn steps(desired: &Desired) -> Vec<Step> {
-    let mut out = vec![
+    let mut out = Vec::new();
+    if desired.wants_wal() {
+        out.push(Step::CreateSlot);
+    }
+    out.extend([
         Step::Script(pgtrail_capture::install_script()),
         configure(desired),
         configure_auto_attach(desired),
-    ];
+    ]);
     out.extend(desired.tables.iter().map(attach));
     out.extend(detach_all(desired));
+    // The trail's time partitions ahead ([retention]; `apply` makes them
+    // in its own transaction, `pgtrail maintain` keeps making them).
+    out.push(Step::Statement {
+        sql: MAKE_PARTITIONS,
+        args: vec![
+            Arg::Text(desired.partition_grain.to_string()),
+            Arg::BigInt(Some(desired.premake)),
+        ],
+        summary: "make the trail's partitions ahead".to_string(),
+    });
     out
 }
 
@@ -58,6 +78,13 @@ pub fn steps(desired: &Desired) -> Vec<Step> {
 /// `pgtrail apply` runs. Empty when there is nothing to do.
 pub fn repair_steps(desired: &Desired, problems: &[Problem]) -> Vec<Step> {
     let mut out = Vec::new();
+    if problems
+        .iter()
+        .any(|p| matches!(p, Problem::WalSlotMissing { .. }))
+        || (desired.wants_wal() && problems.iter().any(|p| matches!(p, Problem::NotInstalled)))
+    {
+        out.push(Step::CreateSlot);
+    }
     let reinstall = problems
         .iter()
         .any(|p| matches!(p, Problem::NotInstalled | Problem::StaleInstall { .. }));
@@ -134,6 +161,7 @@ fn attach(table: &DesiredTable) -> Step {
             Arg::TextArray(table.redact_columns.clone()),
             Arg::Text(table.truncate.to_string()),
             Arg::BigInt(table.truncate_row_limit),
+            Arg::Text(table.mode.to_string()),
         ],
         summary: format!("attach {}", quote::qualified(&table.schema, &table.name)),
     }
@@ -185,6 +213,34 @@ fn fill(sql: &str, args: &[Arg]) -> String {
     out
 }
 
+/// WAL mode in a file without transaction control: the publication and the
+/// slot cannot be created inside the caller's transaction, so the file
+/// lists them to run first and refuses to go on without them.
+fn wal_prerequisites_check() -> String {
+    let commented = |sql: &str| {
+        sql.lines()
+            .map(|line| format!("--   {line}\n"))
+            .collect::<String>()
+    };
+    format!(
+        "-- WAL mode needs the publication pgtrail and this database's logical replication slot before\n\
+         -- this migration, each created once outside any transaction (a slot cannot be created in a\n\
+         -- transaction that has written): run these two statements first, e.g. with psql -c.\n\
+         {}--   ;\n{}--   ;\n\
+         DO $wal$ BEGIN\n\
+         \x20   IF NOT EXISTS (SELECT FROM pg_catalog.pg_publication WHERE pubname = 'pgtrail')\n\
+         \x20      OR NOT EXISTS (SELECT FROM pg_catalog.pg_replication_slots AS s JOIN pg_catalog.pg_database AS d\n\
+         \x20                     ON s.slot_name = 'pgtrail_' || d.oid::text WHERE d.datname = pg_catalog.current_database()) THEN\n\
+         \x20       RAISE EXCEPTION 'pgtrail: WAL mode needs its publication and slot before this migration'\n\
+         \x20           USING HINT = 'Run the two statements in the comment above once, outside any transaction, '\n\
+         \x20                     'or generate the file with --transaction (it creates them before its BEGIN).';\n\
+         \x20   END IF;\n\
+         END $wal$;\n",
+        commented(crate::wal::CREATE_PUBLICATION_SQL),
+        commented(crate::wal::CREATE_SLOT_SQL)
+    )
+}
+
 /// Who holds the transaction a migration file runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Transaction {
@@ -213,6 +269,17 @@ pub fn render(steps: &[Step]) -> String {
 /// transaction or, with [`Transaction::Own`], in BEGIN ... COMMIT.
 pub fn render_with(steps: &[Step], transaction: Transaction) -> String {
     let mut out = format!("-- Generated by pgtrail {}.\n", pgtrail_capture::VERSION);
+    let wal = steps.iter().any(|s| matches!(s, Step::CreateSlot));
+    if wal && transaction == Transaction::Own {
+        out.push_str(&format!(
+            "\n-- WAL mode: the publication pgtrail and this database's logical replication slot, created\n\
+             -- before the transaction (a slot cannot be created in a transaction that has written, and the\n\
+             -- publication must be committed before it; needs wal_level = logical).\n\
+             {};\n{};\n\n",
+            crate::wal::CREATE_PUBLICATION_SQL,
+            crate::wal::CREATE_SLOT_SQL
+        ));
+    }
     match transaction {
         Transaction::Caller => out.push_str(&format!(
             "-- No BEGIN/COMMIT of its own: it runs inside the migration tool's transaction, or with\n\
@@ -233,6 +300,9 @@ pub fn render_with(steps: &[Step], transaction: Transaction) -> String {
              BEGIN;\nSET LOCAL client_min_messages = warning;\n",
         ),
     }
+    if wal && transaction == Transaction::Caller {
+        out.push_str(&wal_prerequisites_check());
+    }
     out.push_str(&format!(
         "SELECT pg_advisory_xact_lock({});\n",
         crate::apply::ADVISORY_LOCK
@@ -243,6 +313,7 @@ pub fn render_with(steps: &[Step], transaction: Transaction) -> String {
                 out.push('\n');
                 out.push_str(sql);
             }
+            Step::CreateSlot => {}
             Step::Statement { sql, args, summary } => {
                 out.push_str(&format!("\n-- {summary}\n{};\n", fill(sql, args)));
             }
@@ -257,6 +328,24 @@ pub fn render_with(steps: &[Step], transaction: Transaction) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wal_mode_files_create_or_require_the_slot_outside_the_transaction() {
+        let steps = [Step::CreateSlot, Step::Script("SELECT 1;".into())];
+        let own = render_with(&steps, Transaction::Own);
+        let slot = own
+            .find("pg_create_logical_replication_slot")
+            .expect("slot created");
+        assert!(own.find("CREATE PUBLICATION").is_some_and(|p| p < slot));
+        assert!(own.find("BEGIN;").is_some_and(|b| slot < b), "before BEGIN");
+        let caller = render(&steps);
+        assert!(
+            caller.contains("--   SELECT pg_create_logical_replication_slot"),
+            "listed, not run"
+        );
+        assert!(caller.contains("needs its publication and slot before this migration"));
+        assert!(!render(&[Step::Script("SELECT 1;".into())]).contains("replication_slot"));
+    }
 
     #[test]
     fn attach_and_detach_take_the_install_lock() {

@@ -15,13 +15,17 @@ pub struct UninstallReport {
     pub dropped_trail: bool,
     /// Changes recorded in the trail (before dropping it).
     pub changes: i64,
+    /// WAL mode's slot, dropped, with the bytes of WAL it still held that
+    /// `pgtrail follow` had not written to the trail.
+    pub dropped_slot: Option<(String, i64)>,
 }
 
 /// Removes every capture trigger, in every schema; with `drop_trail`, drops
 /// the schema `pgtrail` and everything recorded in it.
 pub async fn uninstall(client: &mut Client, drop_trail: bool) -> Result<UninstallReport, PlanError> {
     let tx = begin_locked(client).await?;
-    let names: Vec<&str> = pgtrail_capture::TRIGGER_NAMES.to_vec();
+    let mut names: Vec<&str> = pgtrail_capture::TRIGGER_NAMES.to_vec();
+    names.push(pgtrail_capture::WAL_TRIGGER_NAME);
     let carriers = tx
         .query(
             "SELECT DISTINCT n.nspname::text, c.relname::text, t.tgname::text
@@ -84,6 +88,16 @@ pub async fn uninstall(client: &mut Client, drop_trail: bool) -> Result<Uninstal
             .await
             .map_err(PlanError::database("turning auto_attach off"))?;
     }
+    // WAL mode's publication (its tables stay as they are otherwise).
+    tx.batch_execute(
+        "DO $uninstall$ BEGIN
+             IF EXISTS (SELECT FROM pg_publication WHERE pubname = 'pgtrail') THEN
+                 DROP PUBLICATION pgtrail;
+             END IF;
+         END $uninstall$",
+    )
+    .await
+    .map_err(PlanError::database("dropping the publication pgtrail"))?;
     if drop_trail {
         tx.batch_execute("DROP SCHEMA IF EXISTS pgtrail CASCADE")
             .await
@@ -93,5 +107,20 @@ pub async fn uninstall(client: &mut Client, drop_trail: bool) -> Result<Uninstal
     tx.commit()
         .await
         .map_err(PlanError::database("could not commit the uninstall"))?;
+    // The slot last, outside the transaction: once capture is gone nothing
+    // may keep WAL from being recycled.
+    report.dropped_slot = client
+        .query_opt(
+            &format!(
+                "SELECT s.slot_name::text, pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.confirmed_flush_lsn)::bigint,
+                        pg_drop_replication_slot(s.slot_name)
+                 FROM pg_replication_slots AS s WHERE s.slot_name = ({})",
+                crate::wal::SLOT_NAME_SQL
+            ),
+            &[],
+        )
+        .await
+        .map_err(PlanError::database("dropping the logical replication slot of WAL mode"))?
+        .map(|r| (r.get(0), r.get::<_, Option<i64>>(1).unwrap_or(0)));
     Ok(report)
 }

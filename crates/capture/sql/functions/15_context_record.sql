@@ -119,5 +119,7 @@ BEGIN
                '            %s\n    END IF;\nEND\n',
                pgtrail._context_record_sql('p_table')));
     PERFORM pgtrail._own_generated('pgtrail._record_transaction(bigint, smallint, text)');
+    -- The context trigger of WAL-mode tables has the same settings compiled in (80_wal.sql).
+    PERFORM pgtrail._compile_wal_context();
 END
 $fn$;

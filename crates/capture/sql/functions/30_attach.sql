@@ -12,6 +12,16 @@ AS $fn$
                  'pgtrail_capture_before_truncate']
 $fn$;
 
+-- The names of the triggers that carry an audited table's id: the capture
+-- triggers, and the context trigger of a table in WAL mode (80_wal.sql).
+CREATE OR REPLACE FUNCTION pgtrail._id_trigger_names()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pgtrail.trigger_names() || 'pgtrail_wal_context'::text
+$fn$;
+
 -- The audited-table id a capture trigger passes (its first argument), or NULL.
 CREATE OR REPLACE FUNCTION pgtrail._trigger_table_id(p_args bytea)
 RETURNS integer
@@ -91,7 +101,11 @@ $fn$;
 -- pgtrail.audited_table. Idempotent: running it again with the same settings
 -- leaves the same triggers and the same id. p_truncate: 'event' (a TRUNCATE
 -- records the event only) or 'capture' (also every row it removes, up to
--- p_truncate_row_limit rows, default 100000; see 25_truncate.sql).
+-- p_truncate_row_limit rows, default 100000; see 25_truncate.sql). p_mode:
+-- 'trigger' (capture triggers) or 'wal' (logical decoding read by `pgtrail
+-- follow`, 80_wal.sql); switching a table between them in one transaction
+-- loses and duplicates nothing: a change committed before is captured the
+-- old way, one committed after the new way.
 CREATE OR REPLACE FUNCTION pgtrail.attach(
     p_table              regclass,
     p_key_columns        text[],
@@ -100,7 +114,8 @@ CREATE OR REPLACE FUNCTION pgtrail.attach(
     p_ignore_columns     text[] DEFAULT '{}',
     p_redact_columns     text[] DEFAULT '{}',
     p_truncate           text   DEFAULT 'event',
-    p_truncate_row_limit bigint DEFAULT NULL
+    p_truncate_row_limit bigint DEFAULT NULL,
+    p_mode               text   DEFAULT 'trigger'
 ) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -134,11 +149,15 @@ BEGIN
     IF v_missing IS NOT NULL THEN
         RAISE EXCEPTION 'pgtrail.attach: % has no column %', p_table, v_missing USING ERRCODE = '42703';
     END IF;
+    IF p_mode IS NULL OR p_mode NOT IN ('trigger', 'wal') THEN
+        RAISE EXCEPTION 'pgtrail.attach: mode must be trigger or wal, not %', p_mode USING ERRCODE = '22023';
+    END IF;
 
     -- A table keeps its id across renames: reuse the id its triggers carry.
     SELECT pgtrail._trigger_table_id(t.tgargs) INTO v_id
     FROM pg_trigger AS t
-    WHERE t.tgrelid = p_table AND t.tgname = 'pgtrail_capture_insert';
+    WHERE t.tgrelid = p_table AND t.tgname IN ('pgtrail_capture_insert', 'pgtrail_wal_context')
+    ORDER BY t.tgname LIMIT 1;
     IF v_id IS NOT NULL AND NOT EXISTS (SELECT FROM pgtrail.audited_table WHERE id = v_id) THEN
         v_id := NULL;
     END IF;
@@ -148,20 +167,21 @@ BEGIN
         SET table_schema = v_schema, table_name = v_name,
             key_columns = p_key_columns, key_kind = p_key_kind, images = p_images,
             ignore_columns = p_ignore_columns, redact_columns = p_redact_columns,
-            truncate = p_truncate, truncate_row_limit = v_limit,
+            truncate = p_truncate, truncate_row_limit = v_limit, capture_mode = p_mode,
             attached_at = coalesce(attached_at, v_now), detached_at = NULL
         WHERE id = v_id
         RETURNING attached_at = v_now INTO v_fresh;
     ELSE
         INSERT INTO pgtrail.audited_table AS a
             (table_schema, table_name, key_columns, key_kind, images, ignore_columns, redact_columns,
-             truncate, truncate_row_limit, attached_at)
+             truncate, truncate_row_limit, capture_mode, attached_at)
         VALUES (v_schema, v_name, p_key_columns, p_key_kind, p_images, p_ignore_columns, p_redact_columns,
-                p_truncate, v_limit, v_now)
+                p_truncate, v_limit, p_mode, v_now)
         ON CONFLICT (table_schema, table_name) DO UPDATE
         SET key_columns = excluded.key_columns, key_kind = excluded.key_kind, images = excluded.images,
             ignore_columns = excluded.ignore_columns, redact_columns = excluded.redact_columns,
             truncate = excluded.truncate, truncate_row_limit = excluded.truncate_row_limit,
+            capture_mode = excluded.capture_mode,
             attached_at = CASE WHEN a.detached_at IS NULL THEN a.attached_at ELSE excluded.attached_at END,
             detached_at = NULL
         RETURNING id, attached_at = v_now INTO v_id, v_fresh;
@@ -170,7 +190,12 @@ BEGIN
     -- Columns changed while capture was off, or without the DDL watch, are
     -- recorded now (at least their order with later changes is right).
     PERFORM pgtrail._record_schema_changes(v_id, p_table);
-    PERFORM pgtrail._create_triggers(p_table, v_id);
+    IF p_mode = 'wal' THEN
+        PERFORM pgtrail._wal_attach(p_table, v_id);
+    ELSE
+        PERFORM pgtrail._wal_detach(p_table, v_id);
+        PERFORM pgtrail._create_triggers(p_table, v_id);
+    END IF;
     PERFORM pgtrail._let_owner_read(p_table);
     IF v_fresh THEN
         -- Capture begins now: whether the table is empty (its triggers, made
@@ -253,6 +278,7 @@ BEGIN
     END LOOP;
     DELETE FROM pgtrail.managing WHERE txid = txid_current() AND table_id = v_id;
     IF v_id IS NOT NULL THEN
+        PERFORM pgtrail._wal_detach(p_table, v_id);
         EXECUTE format('DROP FUNCTION IF EXISTS %s()', pgtrail._capture_function(v_id));
     END IF;
     -- Capture stops on purpose: no capture gap (see pgtrail.capture_gaps).

@@ -21,7 +21,7 @@ AS $fn$
          FROM pg_trigger AS tg
          JOIN pgtrail.audited_table AS a ON a.id = pgtrail._trigger_table_id(tg.tgargs)
          WHERE tg.tgrelid IN (p_rel, coalesce(pg_partition_root(p_rel), p_rel))
-           AND tg.tgname = ANY (pgtrail.trigger_names()) AND a.detached_at IS NULL
+           AND tg.tgname = ANY (pgtrail._id_trigger_names()) AND a.detached_at IS NULL
          ORDER BY tg.tgrelid = p_rel DESC
          LIMIT 1),
         (SELECT a.id
@@ -44,11 +44,40 @@ AS $fn$
     SELECT coalesce(
         (SELECT tg.tgrelid::regclass
          FROM pg_trigger AS tg JOIN pg_class AS c ON c.oid = tg.tgrelid
-         WHERE tg.tgname = ANY (pgtrail.trigger_names()) AND pgtrail._trigger_table_id(tg.tgargs) = p_id
+         WHERE tg.tgname = ANY (pgtrail._id_trigger_names()) AND pgtrail._trigger_table_id(tg.tgargs) = p_id
            AND NOT c.relispartition
          LIMIT 1),
         (SELECT to_regclass(format('%I.%I', a.table_schema, a.table_name))
          FROM pgtrail.audited_table AS a WHERE a.id = p_id))
+$fn$;
+
+-- The name of the publication of WAL-mode tables.
+CREATE OR REPLACE FUNCTION pgtrail.wal_publication()
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT 'pgtrail'::text
+$fn$;
+
+-- Whether relation p_rel is in the publication pgtrail itself.
+CREATE OR REPLACE FUNCTION pgtrail._wal_published(p_rel regclass)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT EXISTS (SELECT FROM pg_publication_rel AS r JOIN pg_publication AS p ON p.oid = r.prpubid
+                   WHERE p.pubname = pgtrail.wal_publication() AND r.prrelid = p_rel)
+$fn$;
+
+-- 'on' when the WAL-mode table p_id is in the publication, else 'off'
+-- (pgtrail._capture_state, for the DDL watch and pgtrail.capture_gaps).
+CREATE OR REPLACE FUNCTION pgtrail._wal_capture_state(p_id integer)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE WHEN pgtrail._wal_published(pgtrail._audited_rel(p_id)) THEN 'on' ELSE 'off' END
 $fn$;
 
 -- 'on' when the audited table p_id, and each of its partitions, has all its
@@ -58,8 +87,12 @@ RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+    -- A table in WAL mode: whether it is in the publication (80_wal.sql).
+    SELECT pgtrail._wal_capture_state(p_id)
+    WHERE EXISTS (SELECT FROM pgtrail.audited_table WHERE id = p_id AND capture_mode = 'wal')
+    UNION ALL
     -- (Through the catalog, not by name: the owner may lack USAGE on the schema.)
-    SELECT CASE WHEN bool_and(r.enabled = cardinality(pgtrail.trigger_names())) THEN 'on' ELSE 'off' END
+    (SELECT CASE WHEN bool_and(r.enabled = cardinality(pgtrail.trigger_names())) THEN 'on' ELSE 'off' END
     FROM (SELECT pgtrail._audited_rel(p_id) AS oid) AS c
     -- (pg_partition_tree lists nothing for a table that is not partitioned.)
     CROSS JOIN LATERAL (SELECT c.oid AS relid UNION SELECT relid FROM pg_partition_tree(c.oid)) AS p
@@ -67,6 +100,8 @@ AS $fn$
                         WHERE t.tgrelid = p.relid AND t.tgname = ANY (pgtrail.trigger_names())
                           AND t.tgenabled IN ('O', 'A')) AS r
     WHERE c.oid IS NOT NULL
+      AND NOT EXISTS (SELECT FROM pgtrail.audited_table WHERE id = p_id AND capture_mode = 'wal'))
+    LIMIT 1
 $fn$;
 
 -- After DDL on the audited table p_id (relation p_rel, its partitioned table

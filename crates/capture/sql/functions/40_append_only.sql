@@ -15,8 +15,11 @@ BEGIN
     -- with pgtrail.erasing; nothing else is ever updated. (A superuser can
     -- set the mark too, as they can drop this guard: what they change is
     -- what `pgtrail verify` detects.)
-    IF TG_OP = 'UPDATE' AND TG_TABLE_NAME IN ('change', 'seal_leaves', 'erased_value')
-       AND current_setting('pgtrail.erasing', true) = txid_current()::text THEN
+    -- (The trail's partitions fire the trigger under their own names.)
+    IF TG_OP = 'UPDATE' AND current_setting('pgtrail.erasing', true) = txid_current()::text
+       AND (TG_TABLE_NAME IN ('change', 'seal_leaves', 'erased_value')
+            OR EXISTS (SELECT FROM pg_inherits
+                       WHERE inhrelid = TG_RELID AND inhparent = 'pgtrail.change'::regclass)) THEN
         RETURN NEW;
     END IF;
     RAISE EXCEPTION 'pgtrail: % on %.% is not allowed: the audit trail is append-only',
@@ -31,7 +34,7 @@ DO $guards$
 DECLARE
     v_table text;
 BEGIN
-    FOREACH v_table IN ARRAY ARRAY['change', 'transaction', 'long_context', 'ddl_event', 'seal', 'seal_leaves', 'erasure', 'erased_value'] LOOP
+    FOREACH v_table IN ARRAY ARRAY['change', 'transaction', 'long_context', 'ddl_event', 'seal', 'seal_leaves', 'erasure', 'erased_value', 'archive'] LOOP
         IF NOT EXISTS (SELECT FROM pg_trigger
                        WHERE tgrelid = format('pgtrail.%I', v_table)::regclass
                          AND tgname = 'pgtrail_append_only') THEN

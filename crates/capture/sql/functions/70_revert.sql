@@ -447,21 +447,41 @@ DECLARE
     v_bkey text;
     v_chain bigint;
     v_next bigint;
+    v_moved boolean;
 BEGIN
     TRUNCATE pg_temp.pgtrail_revert_change, pg_temp.pgtrail_revert_cell, pg_temp.pgtrail_revert_chain,
              pg_temp.pgtrail_revert_touch, pg_temp.pgtrail_revert_conflict;
-    INSERT INTO pg_temp.pgtrail_revert_change
-    SELECT row_number() OVER (ORDER BY c.changed_at, c.id), c.id, c.txid, c.ctx, c.table_id, c.op, c.changed_at,
-           c.pk, c.old_pk, c.old_values, c.new_values,
-           CASE c.op WHEN 'I' THEN ARRAY(SELECT jsonb_object_keys(c.new_values))
-                     WHEN 'D' THEN ARRAY(SELECT jsonb_object_keys(c.old_values))
-                     ELSE coalesce(c.changed_fields, ARRAY(SELECT jsonb_object_keys(c.new_values))) END,
-           c.op IN ('I', 'D') OR c.old_pk IS NOT NULL OR cardinality(a.key_columns) = 0,
-           false, NULL
+    -- Keys a key change touched: their rows are followed change by change
+    -- (below); the others are one row per key, numbered as they are copied.
+    IF to_regclass('pg_temp.pgtrail_revert_moved') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_moved (table_id integer, k jsonb, PRIMARY KEY (table_id, k)) ON COMMIT DROP;
+    END IF;
+    TRUNCATE pg_temp.pgtrail_revert_moved;
+    INSERT INTO pg_temp.pgtrail_revert_moved
+    SELECT DISTINCT c.table_id, d.k
     FROM pg_temp.pgtrail_revert_sel AS s
     JOIN pgtrail.change AS c ON c.id = s.id
-    JOIN pgtrail.audited_table AS a ON a.id = c.table_id
-    WHERE c.op <> 'T';
+    JOIN pgtrail.audited_table AS a ON a.id = c.table_id AND cardinality(a.key_columns) > 0
+    CROSS JOIN LATERAL (VALUES (c.pk), (c.old_pk)) AS d(k)
+    WHERE c.op = 'U' AND c.old_pk IS NOT NULL AND d.k IS NOT NULL;
+    v_moved := FOUND;
+
+    INSERT INTO pg_temp.pgtrail_revert_change
+    SELECT row_number() OVER (ORDER BY q.changed_at, q.id), q.id, q.txid, q.ctx, q.table_id, q.op, q.changed_at,
+           q.pk, q.old_pk, q.old_values, q.new_values, q.cols, q.whole, false,
+           CASE WHEN q.plain THEN dense_rank() OVER (PARTITION BY q.plain ORDER BY q.table_id, q.pk::text) END
+    FROM (SELECT c.id, c.txid, c.ctx, c.table_id, c.op, c.changed_at, c.pk, c.old_pk, c.old_values, c.new_values,
+                 CASE c.op WHEN 'I' THEN ARRAY(SELECT jsonb_object_keys(c.new_values))
+                           WHEN 'D' THEN ARRAY(SELECT jsonb_object_keys(c.old_values))
+                           ELSE coalesce(c.changed_fields, ARRAY(SELECT jsonb_object_keys(c.new_values))) END AS cols,
+                 c.op IN ('I', 'D') OR c.old_pk IS NOT NULL OR cardinality(a.key_columns) = 0 AS whole,
+                 cardinality(a.key_columns) > 0
+                     AND (NOT v_moved OR NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_moved AS m
+                                     WHERE m.table_id = c.table_id AND (m.k = c.pk OR m.k = c.old_pk))) AS plain
+          FROM pg_temp.pgtrail_revert_sel AS s
+          JOIN pgtrail.change AS c ON c.id = s.id
+          JOIN pgtrail.audited_table AS a ON a.id = c.table_id
+          WHERE c.op <> 'T') AS q;
 
     -- Each TRUNCATE: the DELETE of every row the table had, if the trail holds them.
     FOR r IN SELECT c.id, c.txid, c.ctx, c.table_id, c.changed_at, s.only_key
@@ -514,25 +534,17 @@ BEGIN
     END IF;
 
     -- Rows of keyed tables: by key, except keys a key change touched,
-    -- which are followed change by change.
-    IF to_regclass('pg_temp.pgtrail_revert_moved') IS NULL THEN
-        CREATE TEMP TABLE pgtrail_revert_moved (table_id integer, k jsonb, PRIMARY KEY (table_id, k)) ON COMMIT DROP;
+    -- which are followed change by change. (Numbered again when a TRUNCATE
+    -- added rows of its own.)
+    IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_change WHERE synthetic) THEN
+        UPDATE pg_temp.pgtrail_revert_change AS c SET chain = q.chain
+        FROM (SELECT c2.ctid AS c_tid, dense_rank() OVER (ORDER BY c2.table_id, c2.pk::text) AS chain
+              FROM pg_temp.pgtrail_revert_change AS c2
+              JOIN pgtrail.audited_table AS a ON a.id = c2.table_id AND cardinality(a.key_columns) > 0
+              WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_moved AS m
+                                WHERE m.table_id = c2.table_id AND (m.k = c2.pk OR m.k = c2.old_pk))) AS q
+        WHERE c.ctid = q.c_tid;
     END IF;
-    TRUNCATE pg_temp.pgtrail_revert_moved;
-    INSERT INTO pg_temp.pgtrail_revert_moved
-    SELECT DISTINCT c.table_id, d.k
-    FROM pg_temp.pgtrail_revert_change AS c
-    JOIN pgtrail.audited_table AS a ON a.id = c.table_id AND cardinality(a.key_columns) > 0
-    CROSS JOIN LATERAL (VALUES (c.pk), (c.old_pk)) AS d(k)
-    WHERE c.op = 'U' AND c.old_pk IS NOT NULL AND d.k IS NOT NULL;
-
-    UPDATE pg_temp.pgtrail_revert_change AS c SET chain = q.chain
-    FROM (SELECT c2.ctid AS c_tid, dense_rank() OVER (ORDER BY c2.table_id, c2.pk::text) AS chain
-          FROM pg_temp.pgtrail_revert_change AS c2
-          JOIN pgtrail.audited_table AS a ON a.id = c2.table_id AND cardinality(a.key_columns) > 0
-          WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_moved AS m
-                            WHERE m.table_id = c2.table_id AND (m.k = c2.pk OR m.k = c2.old_pk))) AS q
-    WHERE c.ctid = q.c_tid;
 
     SELECT coalesce(max(chain), 0) INTO v_next FROM pg_temp.pgtrail_revert_change;
     v_map := '{}';
@@ -556,36 +568,41 @@ BEGIN
     ANALYZE pg_temp.pgtrail_revert_change;
 
     -- Keyed rows: each column's value before S's first change of it and
-    -- after its last; the row's key and presence before and after.
+    -- after its last; the row's key and presence before and after (one
+    -- sort each, window functions over it).
     INSERT INTO pg_temp.pgtrail_revert_cell
-    SELECT c.chain, u.col,
-           (array_agg(c.op ORDER BY c.n))[1],
-           (array_agg(c.old_values -> u.col ORDER BY c.n))[1],
-           (array_agg(c.op ORDER BY c.n DESC))[1],
-           (array_agg(c.new_values -> u.col ORDER BY c.n DESC))[1]
-    FROM pg_temp.pgtrail_revert_change AS c
-    CROSS JOIN LATERAL unnest(c.cols) AS u(col)
-    WHERE c.chain IS NOT NULL
-    GROUP BY c.chain, u.col;
+    SELECT x.chain, x.col, x.first_op, x.first_old, x.last_op, x.last_new
+    FROM (SELECT c.chain, u.col,
+                 first_value(c.op) OVER w AS first_op, first_value(c.old_values -> u.col) OVER w AS first_old,
+                 last_value(c.op) OVER w AS last_op, last_value(c.new_values -> u.col) OVER w AS last_new,
+                 row_number() OVER w AS i
+          FROM pg_temp.pgtrail_revert_change AS c
+          CROSS JOIN LATERAL unnest(c.cols) AS u(col)
+          WHERE c.chain IS NOT NULL
+          WINDOW w AS (PARTITION BY c.chain, u.col ORDER BY c.n ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS x
+    WHERE x.i = 1;
 
     ANALYZE pg_temp.pgtrail_revert_cell;
     INSERT INTO pg_temp.pgtrail_revert_chain
     SELECT f.chain, f.table_id, false,
-           CASE WHEN f.op = 'U' THEN coalesce(f.old_pk, f.pk) ELSE f.pk END, l.pk,
-           f.op <> 'I', l.op <> 'D', v.origin, v.expect, NULL, ids.ids, f.op <> 'I' OR l.op <> 'D'
-    FROM (SELECT DISTINCT ON (c.chain) c.chain, c.table_id, c.op, c.pk, c.old_pk
-          FROM pg_temp.pgtrail_revert_change AS c WHERE c.chain IS NOT NULL ORDER BY c.chain, c.n) AS f
-    JOIN (SELECT DISTINCT ON (c.chain) c.chain, c.op, c.pk
-          FROM pg_temp.pgtrail_revert_change AS c WHERE c.chain IS NOT NULL ORDER BY c.chain, c.n DESC) AS l
-      ON l.chain = f.chain
-    JOIN (SELECT c.chain, array_agg(DISTINCT c.id ORDER BY c.id) AS ids
-          FROM pg_temp.pgtrail_revert_change AS c WHERE c.chain IS NOT NULL GROUP BY c.chain) AS ids
-      ON ids.chain = f.chain
+           CASE WHEN f.first_op = 'U' THEN coalesce(f.first_old_pk, f.first_pk) ELSE f.first_pk END, f.last_pk,
+           f.first_op <> 'I', f.last_op <> 'D', v.origin, v.expect, NULL,
+           CASE WHEN cardinality(f.ids) > 1 THEN ARRAY(SELECT DISTINCT i FROM unnest(f.ids) AS i ORDER BY i) ELSE f.ids END,
+           f.first_op <> 'I' OR f.last_op <> 'D'
+    FROM (SELECT c.chain, c.table_id,
+                 first_value(c.op) OVER w AS first_op, first_value(c.pk) OVER w AS first_pk,
+                 first_value(c.old_pk) OVER w AS first_old_pk,
+                 last_value(c.op) OVER w AS last_op, last_value(c.pk) OVER w AS last_pk,
+                 array_agg(c.id) OVER w AS ids, row_number() OVER w AS i
+          FROM pg_temp.pgtrail_revert_change AS c
+          WHERE c.chain IS NOT NULL
+          WINDOW w AS (PARTITION BY c.chain ORDER BY c.n ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS f
     LEFT JOIN (SELECT x.chain,
                  jsonb_object_agg(x.col, x.first_old) FILTER (WHERE x.first_op <> 'I') AS origin,
                  jsonb_object_agg(x.col, x.last_new) FILTER (WHERE x.last_op <> 'D') AS expect
           FROM pg_temp.pgtrail_revert_cell AS x GROUP BY x.chain) AS v
-      ON v.chain = f.chain;
+      ON v.chain = f.chain
+    WHERE f.i = 1;
     -- (Rows S created and deleted again need nothing: not active.)
 
     -- Tables without key: copies of each content, counted.
@@ -619,6 +636,16 @@ BEGIN
 END
 $fn$;
 
+-- A foreign key's action, as SQL says it (pg_constraint.confdeltype / confupdtype).
+CREATE OR REPLACE FUNCTION pgtrail._revert_fk_action(p_action "char")
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE p_action WHEN 'a' THEN 'NO ACTION' WHEN 'r' THEN 'RESTRICT' WHEN 'c' THEN 'CASCADE'
+                         WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT' END
+$fn$;
+
 -- Conflicts of the active rows with later changes outside the selection
 -- (the cell rule above), then with the live tables.
 CREATE OR REPLACE FUNCTION pgtrail._revert_conflicts()
@@ -640,20 +667,28 @@ BEGIN
             pk jsonb, old_pk jsonb, cols text[]) ON COMMIT DROP;
     END IF;
     TRUNCATE pg_temp.pgtrail_revert_later;
+    -- One join (the planner picks index probes for a few keys, a scan of
+    -- the table's changes since the first touched moment for many).
     INSERT INTO pg_temp.pgtrail_revert_later
+    WITH k AS MATERIALIZED (
+        SELECT w.table_id, w.key, pgtrail._h(w.key) AS h, min(w.at) AS since
+        FROM pg_temp.pgtrail_revert_touch AS w
+        JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = w.chain AND k.active
+        GROUP BY w.table_id, w.key
+    ), x AS (
+        SELECT y.* FROM k JOIN pgtrail.change AS y
+          ON y.table_id = k.table_id AND pgtrail._h(y.pk) = k.h AND y.pk = k.key AND y.changed_at >= k.since
+        WHERE y.changed_at >= (SELECT min(k2.since) FROM k AS k2)
+        UNION ALL
+        SELECT y.* FROM k JOIN pgtrail.change AS y
+          ON y.table_id = k.table_id AND pgtrail._h(y.old_pk) = k.h AND y.old_pk = k.key AND y.changed_at >= k.since
+        WHERE y.old_pk IS NOT NULL AND y.changed_at >= (SELECT min(k2.since) FROM k AS k2)
+    )
     SELECT DISTINCT ON (x.id) x.id, x.txid, x.ctx, x.table_id, x.op, x.changed_at, x.pk, x.old_pk,
            CASE WHEN x.op = 'U' AND x.old_pk IS NULL AND cardinality(a.key_columns) > 0
                 THEN coalesce(x.changed_fields, ARRAY(SELECT jsonb_object_keys(x.new_values))) END
-    FROM (SELECT w.table_id, w.key, min(w.at) AS since
-          FROM pg_temp.pgtrail_revert_touch AS w
-          JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = w.chain AND k.active
-          GROUP BY w.table_id, w.key) AS k
-    JOIN pgtrail.audited_table AS a ON a.id = k.table_id
-    CROSS JOIN LATERAL (
-        SELECT y.* FROM pgtrail.change AS y WHERE y.table_id = k.table_id AND pgtrail._h(y.pk) = pgtrail._h(k.key) AND y.pk = k.key AND y.changed_at >= k.since
-        UNION ALL
-        SELECT y.* FROM pgtrail.change AS y WHERE y.table_id = k.table_id AND pgtrail._h(y.old_pk) = pgtrail._h(k.key) AND y.old_pk = k.key AND y.changed_at >= k.since
-    ) AS x
+    FROM x
+    JOIN pgtrail.audited_table AS a ON a.id = x.table_id
     WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = x.id);
     -- TRUNCATEs outside the selection, after a selected change of their table.
     INSERT INTO pg_temp.pgtrail_revert_later
@@ -712,28 +747,42 @@ BEGIN
             CONTINUE;
         END IF;
         v_join := (SELECT string_agg(format('x.%I = p.%I', c, c), ' AND ') FROM unnest(t.key_columns) AS c);
-        -- The row where the revert expects it, and the values of the columns it writes.
+        -- The row where the revert expects it, and the values of the columns
+        -- it writes: the live rows found by one join on the key.
         EXECUTE format(
             'INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, columns, message) '
-            'SELECT k.chain, k.table_id, k.k_final, ''outside_capture'', d.cols, '
-            '       CASE WHEN l.j IS NULL THEN ''the row is not in the table, though the trail says it is'' '
+            'WITH k AS MATERIALIZED ('
+            '    SELECT k.chain, k.table_id, k.k_final, k.expect, %3$s '
+            '    FROM pg_temp.pgtrail_revert_chain AS k '
+            '    WHERE k.table_id = $4 AND k.active AND k.ex_final '
+            '      AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.chain = k.chain)), '
+            'l AS MATERIALIZED ('
+            '    SELECT p.chain, pgtrail._as_recorded(to_jsonb(x.*), $5, $3) AS j FROM k AS p JOIN %1$s AS x ON %2$s) '
+            'SELECT d.chain, d.table_id, d.k_final, ''outside_capture'', d.cols, '
+            '       CASE WHEN d.missing THEN ''the row is not in the table, though the trail says it is'' '
             '            ELSE ''the row differs from what the trail says: '' || array_to_string(d.cols, '', '') END '
-            'FROM pg_temp.pgtrail_revert_chain AS k '
-            'LEFT JOIN LATERAL (SELECT pgtrail._as_recorded(to_jsonb(x.*), $5, $3) AS j '
-            '                   FROM jsonb_populate_record(NULL::%1$s, k.k_final) AS p JOIN %1$s AS x ON %2$s LIMIT 1) AS l ON true '
-            'CROSS JOIN LATERAL (SELECT array_agg(e.key ORDER BY e.key) AS cols FROM jsonb_each(k.expect) AS e '
-            '                    WHERE l.j IS NOT NULL AND NOT pgtrail._revert_lost($2, e.key, e.value) '
-            '                      AND (l.j -> e.key) IS DISTINCT FROM e.value AND l.j ? e.key) AS d '
-            'WHERE k.table_id = $4 AND k.active AND k.ex_final AND (l.j IS NULL OR d.cols IS NOT NULL) '
-            '  AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.chain = k.chain)', v_rel, v_join)
+            'FROM (SELECT k.chain, k.table_id, k.k_final, l.j IS NULL AS missing, '
+            -- Column by column only when the row does not simply hold every
+            -- scalar value the trail says (containment is equality for scalars).
+            '             CASE WHEN l.j IS NULL OR (l.j @> k.expect AND NOT jsonb_path_exists(k.expect, '
+            '                                           ''$.* ? (@.type() == "array" || @.type() == "object")'')) THEN NULL '
+            '                  ELSE (SELECT array_agg(e.key ORDER BY e.key) FROM jsonb_each(k.expect) AS e '
+            '                        WHERE NOT pgtrail._revert_lost($2, e.key, e.value) '
+            '                          AND (l.j -> e.key) IS DISTINCT FROM e.value AND l.j ? e.key) END AS cols '
+            '      FROM k LEFT JOIN l ON l.chain = k.chain) AS d '
+            'WHERE d.missing OR d.cols IS NOT NULL', v_rel,
+            (SELECT string_agg(format('x.%I = p.%I', c, c), ' AND ') FROM unnest(t.key_columns) AS c),
+            (SELECT string_agg(format('(jsonb_populate_record(NULL::%s, k.k_final)).%I', v_rel, c), ', ') FROM unnest(t.key_columns) AS c))
         USING t.ignore_columns, t.redact_columns, v_secret, t.id, t;
-        -- A row the revert deletes, or whose key it moves back, must not take
-        -- rows outside the revert with it: a foreign key that would cascade
-        -- (ON DELETE / ON UPDATE CASCADE, SET NULL, SET DEFAULT) to a live row
-        -- the revert does not delete itself is a conflict, named by that
-        -- row's last recorded change. (NO ACTION and RESTRICT need no check
-        -- here: PostgreSQL stops the revert, and it changes nothing.)
-        FOR fk IN SELECT c.conrelid::regclass AS child, c.confdeltype, c.confupdtype,
+        -- A row the revert deletes, or whose key it moves back, while a live
+        -- row outside the revert refers to it: with ON DELETE / ON UPDATE
+        -- CASCADE, SET NULL or SET DEFAULT the foreign key would carry the
+        -- revert over to that row; with NO ACTION or RESTRICT it would stop
+        -- the revert. Either way a conflict, named by the referencing row's
+        -- last recorded change (cascade reverts that transaction too). A
+        -- referencing row the revert deletes, or whose reference it puts
+        -- back, is no conflict. Live rows are found by one join.
+        FOR fk IN SELECT c.conname::text AS conname, c.conrelid::regclass AS child, c.confdeltype, c.confupdtype,
                          ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(n, i)
                                JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i) AS child_cols,
                          ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(n, i)
@@ -743,33 +792,94 @@ BEGIN
                   JOIN pg_class AS cc ON cc.oid = c.conrelid
                   JOIN pg_namespace AS cn ON cn.oid = cc.relnamespace
                   LEFT JOIN pgtrail.audited_table AS ca ON ca.table_schema = cn.nspname AND ca.table_name = cc.relname
-                  WHERE c.contype = 'f' AND c.confrelid = v_rel::regclass AND c.conparentid = 0
-                    AND (c.confdeltype IN ('c', 'n', 'd') OR c.confupdtype IN ('c', 'n', 'd')) LOOP
+                  WHERE c.contype = 'f' AND c.confrelid = v_rel::regclass AND c.conparentid = 0 LOOP
             EXECUTE format(
                 'INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, change_id, txid, ctx, at, op, columns, message) '
-                'SELECT DISTINCT ON (k.chain) k.chain, k.table_id, k.k_final, ''referenced'', lc.id, lc.txid, lc.ctx, lc.changed_at, lc.op, NULL, '
-                '       format(''row %%s of %%s refers to it: its foreign key would carry the %%s over to that row'', r.child_key, %1$L, '
-                '              CASE WHEN k.ex_origin THEN %6$L ELSE %7$L END) '
-                'FROM pg_temp.pgtrail_revert_chain AS k '
-                'CROSS JOIN LATERAL jsonb_populate_record(NULL::%2$s, k.expect) AS p '
-                'JOIN LATERAL (SELECT %3$s AS child_key FROM %1$s AS c WHERE %4$s) AS r ON true '
+                'WITH k AS MATERIALIZED ('
+                '    SELECT k.chain, k.table_id, k.k_final, k.ex_origin, %5$s '
+                '    FROM pg_temp.pgtrail_revert_chain AS k '
+                '    WHERE k.table_id = $1 AND k.active AND k.ex_final AND (NOT k.ex_origin OR k.k_origin <> k.k_final) '
+                '      AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS x WHERE x.chain = k.chain)), '
+                'r AS MATERIALIZED ('
+                '    SELECT k.chain, k.table_id, k.k_final, k.ex_origin, %3$s AS child_key FROM k JOIN %1$s AS c ON %4$s) '
+                'SELECT DISTINCT ON (r.chain) r.chain, r.table_id, r.k_final, ''referenced'', lc.id, lc.txid, lc.ctx, lc.changed_at, lc.op, NULL, '
+                '       format(''row %%s of %%s refers to it through foreign key %%s (ON %%s %%s): %%s'', r.child_key, %1$L, %2$L, '
+                '              CASE WHEN r.ex_origin THEN ''UPDATE'' ELSE ''DELETE'' END, '
+                '              CASE WHEN r.ex_origin THEN %6$L ELSE %7$L END, '
+                '              CASE WHEN (CASE WHEN r.ex_origin THEN %6$L ELSE %7$L END) IN (''NO ACTION'', ''RESTRICT'') '
+                '                   THEN CASE WHEN r.ex_origin THEN ''moving its key back would fail'' ELSE ''deleting it would fail'' END '
+                '                   ELSE CASE WHEN r.ex_origin THEN ''the key change back would carry over to that row'' '
+                '                             ELSE ''the delete would carry over to that row'' END END) '
+                'FROM r '
                 'LEFT JOIN LATERAL (SELECT y.id, y.txid, y.ctx, y.changed_at, y.op FROM pgtrail.change AS y '
-                '                   WHERE y.table_id = $2 AND pgtrail._h(y.pk) = pgtrail._h(r.child_key) AND y.pk = r.child_key ORDER BY y.changed_at DESC, y.id DESC LIMIT 1) AS lc ON true '
-                'WHERE k.table_id = $1 AND k.active AND k.ex_final AND (NOT k.ex_origin OR k.k_origin <> k.k_final) '
-                '  AND (CASE WHEN k.ex_origin THEN %8$L::boolean ELSE %9$L::boolean END) '
-                '  AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_chain AS o '
-                '                  WHERE o.table_id = $2 AND o.active AND o.ex_final AND NOT o.ex_origin AND o.k_final = r.child_key) '
-                '  AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS x WHERE x.chain = k.chain) '
-                'ORDER BY k.chain, lc.changed_at DESC NULLS LAST',
-                fk.child, v_rel,
+                '                   WHERE y.table_id = $2 AND pgtrail._h(y.pk) = pgtrail._h(r.child_key) AND y.pk = r.child_key '
+                '                   ORDER BY y.changed_at DESC, y.id DESC LIMIT 1) AS lc ON true '
+                'WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_chain AS o '
+                '                  WHERE o.table_id = $2 AND o.active AND o.ex_final AND o.k_final = r.child_key '
+                '                    AND (NOT o.ex_origin OR o.origin ?| $3)) '
+                'ORDER BY r.chain, lc.changed_at DESC NULLS LAST',
+                fk.child, fk.conname,
                 CASE WHEN fk.child_id IS NULL OR cardinality(fk.child_key) = 0
                      THEN format('to_jsonb(c.*) - %L::text[]', coalesce(fk.child_ignore, '{}'))
                      ELSE 'jsonb_build_object(' || (SELECT string_agg(format('%L, c.%I', k, k), ', ') FROM unnest(fk.child_key) AS k) || ')' END,
-                (SELECT string_agg(format('c.%I = p.%I', cc, pc), ' AND ')
-                 FROM unnest(fk.child_cols, fk.parent_cols) AS u(cc, pc)),
-                NULL, 'key change back', 'delete',
-                fk.confupdtype IN ('c', 'n', 'd'), fk.confdeltype IN ('c', 'n', 'd'))
-            USING t.id, fk.child_id;
+                (SELECT string_agg(format('c.%I = k.%I', cc, 'pgtrail_v' || i), ' AND ')
+                 FROM unnest(fk.child_cols) WITH ORDINALITY AS u(cc, i)),
+                (SELECT string_agg(format('(jsonb_populate_record(NULL::%s, k.expect)).%I AS %I', v_rel, pc, 'pgtrail_v' || i), ', ')
+                 FROM unnest(fk.parent_cols) WITH ORDINALITY AS u(pc, i)),
+                pgtrail._revert_fk_action(fk.confupdtype), pgtrail._revert_fk_action(fk.confdeltype))
+            USING t.id, fk.child_id, fk.child_cols;
+        END LOOP;
+        -- A row the revert inserts again, or whose reference it puts back,
+        -- while the row it refers to is gone (a later change deleted it) and
+        -- the revert does not restore it: a conflict, named by the change
+        -- that removed that row (cascade reverts it too).
+        FOR fk IN SELECT c.conname::text AS conname, c.confrelid::regclass AS parent,
+                         ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(n, i)
+                               JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i) AS child_cols,
+                         ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(n, i)
+                               JOIN pg_attribute AS a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i) AS parent_cols,
+                         pa.id AS parent_id, pa.key_columns AS parent_key
+                  FROM pg_constraint AS c
+                  JOIN pg_class AS pc ON pc.oid = c.confrelid
+                  JOIN pg_namespace AS pn ON pn.oid = pc.relnamespace
+                  LEFT JOIN pgtrail.audited_table AS pa ON pa.table_schema = pn.nspname AND pa.table_name = pc.relname
+                  WHERE c.contype = 'f' AND c.conrelid = v_rel::regclass AND c.conparentid = 0 LOOP
+            EXECUTE format(
+                'INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, change_id, txid, ctx, at, op, columns, message) '
+                'WITH k AS MATERIALIZED ('
+                '    SELECT k.chain, k.table_id, CASE WHEN k.ex_final THEN k.k_final ELSE k.k_origin END AS key, %3$s '
+                '    FROM pg_temp.pgtrail_revert_chain AS k '
+                '    WHERE k.table_id = $1 AND k.active AND k.ex_origin AND k.origin ?& $2 '
+                '      AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS x WHERE x.chain = k.chain)), '
+                'm AS MATERIALIZED ('
+                '    SELECT k.*, jsonb_build_object(%4$s) AS ref FROM k '
+                '    WHERE %5$s AND NOT EXISTS (SELECT FROM %1$s AS p WHERE %6$s)) '
+                'SELECT m.chain, m.table_id, m.key, ''parent_gone'', lc.id, lc.txid, lc.ctx, lc.changed_at, lc.op, $2, '
+                '       format(''the row it refers to through foreign key %%s, %%s of %%s, is gone%%s: putting this row back would fail'', '
+                '              %2$L, m.ref, %1$L, CASE WHEN lc.id IS NOT NULL THEN format('' (%%s by change %%s)'', '
+                '                  CASE lc.op WHEN ''D'' THEN ''deleted'' WHEN ''T'' THEN ''truncated'' ELSE ''its key changed'' END, lc.id) ELSE '''' END) '
+                'FROM m '
+                'LEFT JOIN LATERAL (SELECT y.id, y.txid, y.ctx, y.changed_at, y.op FROM pgtrail.change AS y '
+                '                   WHERE y.table_id = $3 AND ((pgtrail._h(y.pk) = pgtrail._h(%7$s) AND y.pk = %7$s) '
+                '                                           OR (y.old_pk IS NOT NULL AND pgtrail._h(y.old_pk) = pgtrail._h(%7$s) AND y.old_pk = %7$s)) '
+                '                   ORDER BY y.changed_at DESC, y.id DESC LIMIT 1) AS lc ON true '
+                'WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_chain AS o '
+                '                  WHERE o.table_id = $3 AND o.active AND o.ex_origin AND (o.k_origin || o.origin) @> m.ref)',
+                fk.parent, fk.conname,
+                (SELECT string_agg(format('(jsonb_populate_record(NULL::%s, k.origin)).%I AS %I', v_rel, cc, 'pgtrail_v' || i), ', ')
+                 FROM unnest(fk.child_cols) WITH ORDINALITY AS u(cc, i)),
+                (SELECT string_agg(format('%L, to_jsonb(k.%I)', pc, 'pgtrail_v' || i), ', ')
+                 FROM unnest(fk.parent_cols) WITH ORDINALITY AS u(pc, i)),
+                (SELECT string_agg(format('k.%I IS NOT NULL', 'pgtrail_v' || i), ' AND ')
+                 FROM unnest(fk.child_cols) WITH ORDINALITY AS u(cc, i)),
+                (SELECT string_agg(format('p.%I = k.%I', pc, 'pgtrail_v' || i), ' AND ')
+                 FROM unnest(fk.parent_cols) WITH ORDINALITY AS u(pc, i)),
+                -- The parent's key, when the foreign key names exactly its key columns.
+                CASE WHEN fk.parent_id IS NOT NULL AND cardinality(fk.parent_key) > 0
+                          AND ARRAY(SELECT x FROM unnest(fk.parent_key) AS x ORDER BY x)
+                              = ARRAY(SELECT x FROM unnest(fk.parent_cols) AS x ORDER BY x)
+                     THEN 'm.ref' ELSE 'NULL::jsonb' END)
+            USING t.id, fk.child_cols, fk.parent_id;
         END LOOP;
         -- The key a row goes back to, free or freed.
         EXECUTE format(
@@ -818,10 +928,13 @@ BEGIN
         CREATE TEMP TABLE pgtrail_revert_lost (
             table_id integer, key jsonb, kind text, columns text[], change_ids bigint[], why text) ON COMMIT DROP;
     END IF;
-    IF to_regclass('pg_temp.pgtrail_revert_value') IS NULL THEN
-        CREATE TEMP TABLE pgtrail_revert_value (
-            chain bigint, ex_final boolean, moved boolean, k_origin jsonb, k_final jsonb, col text,
-            old jsonb, cur jsonb, ok boolean, why text) ON COMMIT DROP;
+    -- Per row: the columns it gets back (in jsonb's key order, which is
+    -- canonical: rows with the same columns group together), their values
+    -- and what the row must hold now; the columns that cannot be written.
+    IF to_regclass('pg_temp.pgtrail_revert_back') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_back (
+            chain bigint, ex_final boolean, moved boolean, k_origin jsonb, k_final jsonb,
+            cols text[], s jsonb, e jsonb, lost_cols text[], whys text[]) ON COMMIT DROP;
     END IF;
     TRUNCATE pg_temp.pgtrail_revert_stmt, pg_temp.pgtrail_revert_lost;
 
@@ -908,44 +1021,73 @@ BEGIN
         WHERE k.table_id = t.id AND k.active AND NOT k.ex_origin AND k.ex_final
         HAVING count(*) > 0;
 
-        -- Each value a row goes back to, once: written (ok), lost (why),
-        -- or neither (a generated column, a key that did not move).
-        TRUNCATE pg_temp.pgtrail_revert_value;
-        INSERT INTO pg_temp.pgtrail_revert_value
-        SELECT v.chain, v.ex_final, v.moved, v.k_origin, v.k_final, v.col, v.old, v.cur,
-               v.why IS NULL AND v.col = ANY (v_writable)
-                   AND (NOT v.ex_final OR v.moved OR NOT v.col = ANY (t.key_columns))
-                   AND NOT (v.ex_final AND v.col = ANY (v_always)),
-               v.why
-        FROM (SELECT k.chain, k.ex_final, k.k_origin <> k.k_final AS moved, k.k_origin, k.k_final,
-                     e.key AS col, e.value AS old, k.expect -> e.key AS cur,
-                     CASE WHEN pgtrail._revert_lost(t.redact_columns, e.key, e.value)
-                               THEN CASE WHEN e.value ? 'pgtrail_erased' THEN 'erased' ELSE 'redacted' END
-                          WHEN NOT e.key = ANY (v_writable || v_generated) THEN 'no longer a column of the table'
-                          WHEN k.ex_final AND e.key = ANY (v_always)
-                               AND (k.k_origin <> k.k_final OR NOT e.key = ANY (t.key_columns))
-                               THEN 'an identity column UPDATE cannot set'
-                     END AS why
-              FROM pg_temp.pgtrail_revert_chain AS k
-              CROSS JOIN LATERAL jsonb_each(k.origin) AS e
-              WHERE k.table_id = t.id AND k.active AND k.ex_origin) AS v;
+        -- Each value a row goes back to: written (ok), lost (why), or
+        -- neither (a generated column, a key that did not move). Most rows
+        -- have nothing lost, only columns the table has, and no identity
+        -- column UPDATE cannot set: their values are their old values (but
+        -- the key, unless it moved), with jsonb operators only. The others
+        -- go column by column.
+        TRUNCATE pg_temp.pgtrail_revert_back;
+        INSERT INTO pg_temp.pgtrail_revert_back
+        WITH k AS MATERIALIZED (
+            SELECT k.chain, k.ex_final, k.k_origin, k.k_final, k.origin, k.expect,
+                   coalesce((cardinality(t.redact_columns) = 0
+                             OR NOT (k.origin ?| t.redact_columns OR coalesce(k.expect ?| t.redact_columns, false)))
+                            AND strpos(k.origin::text, 'pgtrail_erased') = 0
+                            AND strpos(coalesce(k.expect::text, ''), 'pgtrail_erased') = 0
+                            AND (k.origin - v_writable) = '{}'
+                            AND (NOT k.ex_final
+                                 OR (NOT k.origin ?| v_always AND k.origin ?& ARRAY(SELECT jsonb_object_keys(k.expect)))),
+                            false) AS fast
+            FROM pg_temp.pgtrail_revert_chain AS k
+            WHERE k.table_id = t.id AND k.active AND k.ex_origin
+        )
+        SELECT k.chain, k.ex_final, k.k_origin <> k.k_final, k.k_origin, k.k_final,
+               nullif(ARRAY(SELECT jsonb_object_keys(f.s)), '{}'), f.s,
+               CASE WHEN k.ex_final AND k.k_origin = k.k_final THEN k.expect - t.key_columns ELSE k.expect END,
+               NULL::text[], NULL::text[]
+        FROM k
+        CROSS JOIN LATERAL (SELECT CASE WHEN k.ex_final AND k.k_origin = k.k_final
+                                        THEN k.origin - t.key_columns ELSE k.origin END AS s) AS f
+        WHERE k.fast
+        UNION ALL
+        SELECT k.chain, k.ex_final, k.k_origin <> k.k_final, k.k_origin, k.k_final,
+               v.cols, v.s, coalesce(v.e, '{}'), v.lost_cols, v.whys
+        FROM k
+        CROSS JOIN LATERAL (
+            SELECT array_agg(w.col) FILTER (WHERE w.ok) AS cols,
+                   jsonb_object_agg(w.col, w.old) FILTER (WHERE w.ok) AS s,
+                   jsonb_object_agg(w.col, w.cur) FILTER (
+                       WHERE w.ok AND w.cur IS NOT NULL AND NOT pgtrail._revert_lost(t.redact_columns, w.col, w.cur)) AS e,
+                   array_agg(w.col) FILTER (WHERE w.why IS NOT NULL) AS lost_cols,
+                   array_agg(w.why) FILTER (WHERE w.why IS NOT NULL) AS whys
+            FROM (SELECT u.col, u.old, u.cur, u.why,
+                         u.why IS NULL AND u.col = ANY (v_writable)
+                             AND (NOT k.ex_final OR k.k_origin <> k.k_final OR NOT u.col = ANY (t.key_columns))
+                             AND NOT (k.ex_final AND u.col = ANY (v_always)) AS ok
+                  FROM (SELECT e.key AS col, e.value AS old, k.expect -> e.key AS cur,
+                               CASE WHEN pgtrail._revert_lost(t.redact_columns, e.key, e.value)
+                                         THEN CASE WHEN e.value ? 'pgtrail_erased' THEN 'erased' ELSE 'redacted' END
+                                    WHEN NOT e.key = ANY (v_writable || v_generated) THEN 'no longer a column of the table'
+                                    WHEN k.ex_final AND e.key = ANY (v_always)
+                                         AND (k.k_origin <> k.k_final OR NOT e.key = ANY (t.key_columns))
+                                         THEN 'an identity column UPDATE cannot set'
+                               END AS why
+                        FROM jsonb_each(k.origin) AS e) AS u) AS w) AS v
+        WHERE NOT k.fast;
 
         -- Rows the selection changed: the columns it changed get their old
         -- values back (the key too, if it moved); grouped by those columns.
         -- Not moved: the key and the values to set in one flat object, with
         -- what the row must hold now beside them (pgtrail_expect).
-        FOR g IN SELECT q.moved, q.cols, array_agg(q.chain ORDER BY q.chain) AS chains,
+        FOR g IN SELECT q.moved, ARRAY(SELECT c FROM unnest(q.cols) AS c ORDER BY c) AS cols,
+                        array_agg(q.chain ORDER BY q.chain) AS chains,
                         jsonb_agg(CASE WHEN q.moved THEN jsonb_build_object('k', q.k_final, 's', q.s, 'e', q.e)
                                        ELSE q.k_final || q.s || jsonb_build_object('pgtrail_expect', q.e)
                                   END ORDER BY q.chain) AS data,
                         jsonb_agg(q.k_final ORDER BY q.chain) AS keys, count(*) AS n
-                 FROM (SELECT v.chain, v.k_final, v.moved, array_agg(v.col ORDER BY v.col) AS cols,
-                              jsonb_object_agg(v.col, v.old) AS s,
-                              coalesce(jsonb_object_agg(v.col, v.cur) FILTER (
-                                  WHERE v.cur IS NOT NULL AND NOT pgtrail._revert_lost(t.redact_columns, v.col, v.cur)), '{}') AS e
-                       FROM pg_temp.pgtrail_revert_value AS v
-                       WHERE v.ok AND v.ex_final
-                       GROUP BY v.chain, v.k_final, v.moved) AS q
+                 FROM pg_temp.pgtrail_revert_back AS q
+                 WHERE q.ex_final AND q.cols IS NOT NULL
                  GROUP BY q.moved, q.cols LOOP
             INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
             SELECT t.id, CASE WHEN g.moved THEN 'MOVE' ELSE 'UPDATE' END, g.cols,
@@ -969,20 +1111,17 @@ BEGIN
                           (SELECT string_agg(format('%L, t.%I', c, c), ', ') FROM unnest(g.cols) AS c))
                    END,
                    g.data, g.keys,
-                   (SELECT array_agg(i ORDER BY i) FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_chain AS k2, unnest(k2.change_ids) AS i
-                    WHERE k2.chain = ANY (g.chains)) AS ii),
+                   (SELECT array_agg(i ORDER BY i) FROM (SELECT DISTINCT i FROM unnest(g.chains) AS gc(chain)
+                    JOIN pg_temp.pgtrail_revert_chain AS k2 ON k2.chain = gc.chain, unnest(k2.change_ids) AS i) AS ii),
                    g.n, CASE WHEN g.moved THEN 'the key goes back to what it was' END;
         END LOOP;
 
         -- Rows the selection deleted: inserted whole, grouped by their columns.
-        FOR g IN SELECT q.cols, array_agg(q.chain ORDER BY q.chain) AS chains,
+        FOR g IN SELECT ARRAY(SELECT c FROM unnest(q.cols) AS c ORDER BY c) AS cols, array_agg(q.chain ORDER BY q.chain) AS chains,
                         jsonb_agg(q.s ORDER BY q.chain) AS data,
                         jsonb_agg(q.k_origin ORDER BY q.chain) AS keys, count(*) AS n
-                 FROM (SELECT v.chain, v.k_origin, array_agg(v.col ORDER BY v.col) AS cols,
-                              jsonb_object_agg(v.col, v.old) AS s
-                       FROM pg_temp.pgtrail_revert_value AS v
-                       WHERE v.ok AND NOT v.ex_final
-                       GROUP BY v.chain, v.k_origin) AS q
+                 FROM pg_temp.pgtrail_revert_back AS q
+                 WHERE NOT q.ex_final AND q.cols IS NOT NULL
                  GROUP BY q.cols LOOP
             INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
             SELECT t.id, 'INSERT', g.cols,
@@ -992,8 +1131,8 @@ BEGIN
                           CASE WHEN g.cols && v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
                           (SELECT string_agg('s.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c)),
                    g.data, g.keys,
-                   (SELECT array_agg(i ORDER BY i) FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_chain AS k2, unnest(k2.change_ids) AS i
-                    WHERE k2.chain = ANY (g.chains)) AS ii),
+                   (SELECT array_agg(i ORDER BY i) FROM (SELECT DISTINCT i FROM unnest(g.chains) AS gc(chain)
+                    JOIN pg_temp.pgtrail_revert_chain AS k2 ON k2.chain = gc.chain, unnest(k2.change_ids) AS i) AS ii),
                    g.n, v_ignored;
         END LOOP;
 
@@ -1003,10 +1142,10 @@ BEGIN
         SELECT t.id, CASE WHEN l.ex_final THEN l.k_final ELSE l.k_origin END,
                CASE WHEN l.ex_final THEN 'left as it is' ELSE 'left to its default' END,
                l.cols, k.change_ids, l.why
-        FROM (SELECT v.chain, v.ex_final, v.k_origin, v.k_final, array_agg(v.col ORDER BY v.col) AS cols,
-                     string_agg(DISTINCT v.why, ', ') AS why
-              FROM pg_temp.pgtrail_revert_value AS v WHERE v.why IS NOT NULL
-              GROUP BY v.chain, v.ex_final, v.k_origin, v.k_final) AS l
+        FROM (SELECT b.chain, b.ex_final, b.k_origin, b.k_final,
+                     ARRAY(SELECT c FROM unnest(b.lost_cols) AS c ORDER BY c) AS cols,
+                     (SELECT string_agg(DISTINCT w, ', ') FROM unnest(b.whys) AS w) AS why
+              FROM pg_temp.pgtrail_revert_back AS b WHERE b.lost_cols IS NOT NULL) AS l
         JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = l.chain;
     END LOOP;
     PERFORM pgtrail._revert_order();
@@ -1130,6 +1269,9 @@ RETURNS TABLE (step integer, change_ids bigint[], table_name text, operation tex
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- Planning its own queries costs more than running them (JIT compiles for
+-- seconds where estimates of temporary tables and jsonb functions are high).
+SET jit = off
 AS $fn$
 #variable_conflict use_column
 DECLARE
@@ -1151,6 +1293,7 @@ BEGIN
     END;
     PERFORM pgtrail._revert_scratch();
     PERFORM pgtrail._revert_select(selector);
+    ANALYZE pg_temp.pgtrail_revert_sel;
     IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel) THEN
         RAISE EXCEPTION 'pgtrail.revert: no recorded change matches %', selector
             USING ERRCODE = '22023',
@@ -1205,7 +1348,7 @@ BEGIN
         END IF;
         -- cascade: the transactions of the later changes join the selection.
         SELECT array_agg(DISTINCT c.txid) INTO v_added
-        FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind IN ('later_change', 'referenced') AND c.txid IS NOT NULL;
+        FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind IN ('later_change', 'referenced', 'parent_gone') AND c.txid IS NOT NULL;
         EXIT WHEN v_added IS NULL;
         INSERT INTO pg_temp.pgtrail_revert_log (kind, table_id, key, change_ids, conflict)
         SELECT 'CASCADE', NULL, jsonb_build_object('txid', c.txid),
@@ -1217,7 +1360,7 @@ BEGIN
                                                                                    FROM pgtrail.audited_table AS a WHERE a.id = c.table_id),
                                                                          'key', c.key))
                          ORDER BY c.at, c.change_id)
-        FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind IN ('later_change', 'referenced') AND c.txid IS NOT NULL
+        FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind IN ('later_change', 'referenced', 'parent_gone') AND c.txid IS NOT NULL
         GROUP BY c.txid;
         INSERT INTO pg_temp.pgtrail_revert_sel (id)
         SELECT y.id FROM pgtrail.change AS y
@@ -1307,6 +1450,9 @@ RETURNS TABLE (step integer, change_ids bigint[], table_name text, operation tex
                conflict jsonb, rows bigint, columns text[], note text, data jsonb)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- Planning its own queries costs more than running them (JIT compiles for
+-- seconds where estimates of temporary tables and jsonb functions are high).
+SET jit = off
 AS $fn$
 #variable_conflict use_column
 DECLARE

@@ -51,7 +51,15 @@ GRANT EXECUTE ON FUNCTION pgtrail.set_context(uuid, text, text, text, json) TO P
 GRANT EXECUTE ON FUNCTION pgtrail.set_context(text, text, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.set_context(numeric, text, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.set_context(uuid, text, text, text, text) TO PUBLIC;
+-- set_context runs as its caller and has the end of its transaction checked.
+GRANT EXECUTE ON FUNCTION pgtrail._check_context_at_commit() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.trigger_names() TO PUBLIC;
+-- The DDL watch reads these as whoever runs the DDL (like trigger_names):
+-- they name pgtrail's triggers and tell whether a WAL-mode table is published.
+GRANT EXECUTE ON FUNCTION pgtrail._id_trigger_names() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgtrail.wal_publication() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgtrail._wal_published(regclass) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgtrail._wal_capture_state(integer) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.role_name(text) TO PUBLIC;
 
 -- The reader role: for people who may read the trail (auditors, support,
@@ -199,9 +207,11 @@ BEGIN
         FROM pg_class AS c
         WHERE c.relnamespace = 'pgtrail'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'S')
           AND c.relowner <> v_oid
-          -- identity sequences follow their table
+          -- identity sequences follow their table (a partitioned table
+          -- depends internally on itself, through its partition key)
           AND NOT EXISTS (SELECT FROM pg_depend AS d
-                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'i')
+                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'i'
+                            AND d.refobjid <> c.oid)
     LOOP
         EXECUTE format('ALTER %s %s OWNER TO %I', v_object.kind, v_object.rel, v_owner);
     END LOOP;
@@ -237,8 +247,11 @@ DECLARE
     v_others text;
 BEGIN
     IF v_old_reader IS NOT NULL AND v_reader <> 'pgtrail_reader'
+       -- (any table of the trail: 0.3.0's pgtrail.change is now the
+       -- partition pgtrail.change_history, migration 0011)
        AND EXISTS (SELECT FROM pg_class AS c, aclexplode(c.relacl) AS x
-                   WHERE c.oid = 'pgtrail.change'::regclass AND x.grantee = v_old_reader) THEN
+                   WHERE c.relnamespace = 'pgtrail'::regnamespace AND c.relkind IN ('r', 'p')
+                     AND x.grantee = v_old_reader) THEN
         IF EXISTS (SELECT FROM pg_roles WHERE rolname = v_reader) THEN
             FOR v_item IN
                 SELECT m.member::regrole AS member FROM pg_auth_members AS m

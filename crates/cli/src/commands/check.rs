@@ -32,24 +32,63 @@ pub async fn run(common: &Common) -> Result<ExitCode> {
         .map(|p| p.installed_shortfalls())
         .unwrap_or_default();
     let watching = !shortfalls.contains(&Shortfall::NoDdlWatch);
+    // Retention: partitions ahead, the default partition, what is past
+    // retention, and archive files against their records.
+    let retention = match installed.version {
+        Some(_) => {
+            let dir = config.retention.archive_dir.as_deref().map(std::path::Path::new);
+            pgtrail::archive::partitions::check(&client, &config.retention, dir).await?
+        }
+        None => Vec::new(),
+    };
+    let ok = problems.is_empty() && retention.is_empty();
     match common.format {
         Format::Json => output::print_json(&serde_json::json!({
-            "ok": problems.is_empty(),
+            "ok": ok,
             "installed_version": installed.version,
             "audited_tables": desired.tables.len(),
             "problems": problems.iter().map(to_json).collect::<Vec<_>>(),
             "capture_gaps": gaps,
+            "retention": retention,
             "ddl_watch": watching,
+            "wal": installed.wal.slot.as_ref().map(|s| serde_json::json!({
+                "slot": installed.wal.slot_name,
+                "active": s.active,
+                "lag_bytes": s.lag_bytes,
+                "lag_seconds": s.lag_seconds,
+                "retained_bytes": s.retained_bytes,
+                "wal_status": s.wal_status,
+            })),
             "unprotected": super::unprotected::to_json(&shortfalls, &config.install),
         }))?,
         Format::Table => {
             for problem in &problems {
                 output::say(output::BAD, &problem.to_string());
             }
+            for problem in &retention {
+                output::say(output::BAD, problem);
+            }
             // Prefixed like apply's warnings: without colour, a gap line
             // before "ok:" must still read as a warning.
             for gap in &gaps {
                 output::say(output::WARN, &format!("warning: {gap}"));
+            }
+            if let Some(slot) = &installed.wal.slot {
+                output::say(
+                    output::DIM,
+                    &format!(
+                        "note: WAL mode's slot {} is {}; {} bytes not yet in the trail ({:.0} s), {} bytes of WAL retained",
+                        installed.wal.slot_name,
+                        if slot.active {
+                            "being read"
+                        } else {
+                            "not being read"
+                        },
+                        slot.lag_bytes,
+                        slot.lag_seconds,
+                        slot.retained_bytes
+                    ),
+                );
             }
             // Accepted in the config, or no reader role: said, not counted.
             for shortfall in &shortfalls {
@@ -66,7 +105,7 @@ pub async fn run(common: &Common) -> Result<ExitCode> {
                     );
                 }
             }
-            if problems.is_empty() {
+            if ok {
                 output::say(
                     output::GOOD,
                     &format!(
@@ -77,19 +116,17 @@ pub async fn run(common: &Common) -> Result<ExitCode> {
                         config.origin()
                     ),
                 );
-            } else {
+            } else if !problems.is_empty() {
                 eprintln!(
                     "{} problem(s); `pgtrail apply` repairs them (`pgtrail plan` shows how)",
-                    problems.len()
+                    problems.len() + retention.len()
                 );
+            } else {
+                eprintln!("{} retention problem(s)", retention.len());
             }
         }
     }
-    Ok(if problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn to_json(problem: &Problem) -> serde_json::Value {

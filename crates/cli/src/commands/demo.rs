@@ -338,6 +338,7 @@ async fn prove(client: &mut Client) -> Result<()> {
     let options = VerifyOptions {
         public_key: Some(key.verifier()),
         checkpoint: Some(sealed.note.clone()),
+        ..Default::default()
     };
     let report = integrity::verify(client, &options).await?;
     output::say(

@@ -17,6 +17,7 @@ pub async fn run(common: &Common, table: &str, key: &str) -> Result<ExitCode> {
         Format::Json => output::print_json(&Value::Array(rows))?,
         Format::Table => {
             let row_name = format!("{} {}", table.display(), key_text(&pk));
+            super::say_horizon(&client).await?;
             if rows.is_empty() {
                 output::say(output::DIM, &format!("no recorded changes of {row_name}"));
                 return Ok(ExitCode::SUCCESS);

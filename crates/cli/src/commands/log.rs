@@ -78,6 +78,7 @@ pub async fn run(common: &Common, args: &LogArgs) -> Result<ExitCode> {
             &rows,
         )?,
         OutputFormat::Table => {
+            super::say_horizon(&client).await?;
             if rows.is_empty() {
                 output::say(output::DIM, "no changes match");
                 return Ok(ExitCode::SUCCESS);

@@ -7,13 +7,16 @@ mod check;
 mod compliance;
 mod demo;
 mod erase;
+mod follow;
 mod history;
+mod hold;
 mod init;
 mod keygen;
 mod log;
 mod plan;
 mod reconcile;
 mod report;
+mod retention;
 mod revert;
 mod seal;
 mod sql;
@@ -29,7 +32,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use pgtrail::config::Config;
 
-use crate::cli::{Cli, Command, Common, ConfigFile, Connection, Format, OutputFormat};
+use crate::cli::{Cli, Command, Common, ConfigFile, Connection, Format, HoldAction, OutputFormat};
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let common = common(&cli.command);
@@ -40,6 +43,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check { .. } => check::run(&common).await,
         Command::Sql { file, .. } => sql::run(&common, &file).await,
         Command::Uninstall { drop_trail, yes, .. } => uninstall::run(&common, drop_trail, yes).await,
+        Command::Follow { once, batch_size, .. } => follow::run(&common, once, batch_size).await,
         Command::Demo { keep } => demo::run(keep).await,
         Command::Log(args) => log::run(&common, &args).await,
         Command::History { table, key, .. } => history::run(&common, &table, &key).await,
@@ -59,8 +63,27 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify {
             public_key,
             checkpoint,
+            archive,
             ..
-        } => verify::run(&common, public_key.as_deref(), checkpoint.as_deref()).await,
+        } => {
+            verify::run(
+                &common,
+                public_key.as_deref(),
+                checkpoint.as_deref(),
+                archive.as_deref(),
+            )
+            .await
+        }
+        Command::Archive {
+            dir, key, dry_run, ..
+        } => retention::archive(&common, dir.as_deref(), key.as_deref(), dry_run).await,
+        Command::Maintain {
+            key,
+            archive_dir,
+            dry_run,
+            ..
+        } => retention::maintain(&common, key.as_deref(), archive_dir.as_deref(), dry_run).await,
+        Command::Hold { action } => hold::run(&common, &action).await,
         Command::Reconcile { table, .. } => reconcile::run(&common, table.as_deref()).await,
         Command::Erase {
             table,
@@ -83,7 +106,13 @@ fn common(command: &Command) -> Common {
         | Command::Apply {
             config, conn, format, ..
         }
-        | Command::Check { config, conn, format } => (Some(conn), Some(config), format.format.into()),
+        | Command::Check { config, conn, format }
+        | Command::Archive {
+            config, conn, format, ..
+        }
+        | Command::Maintain {
+            config, conn, format, ..
+        } => (Some(conn), Some(config), format.format.into()),
         Command::Plan { config, conn, .. } | Command::Sql { config, conn, .. } => {
             (Some(conn), Some(config), OutputFormat::Table)
         }
@@ -94,7 +123,14 @@ fn common(command: &Command) -> Common {
         Command::At { conn, format, .. } | Command::Blame { conn, format, .. } => {
             (Some(conn), None, format.format)
         }
-        Command::Uninstall { conn, format, .. }
+        Command::Hold {
+            action:
+                HoldAction::Add { conn, format, .. }
+                | HoldAction::List { conn, format, .. }
+                | HoldAction::Release { conn, format, .. },
+        }
+        | Command::Uninstall { conn, format, .. }
+        | Command::Follow { conn, format, .. }
         | Command::History { conn, format, .. }
         | Command::Tx { conn, format, .. }
         | Command::Seal { conn, format, .. }
@@ -127,4 +163,26 @@ fn load_config(common: &Common) -> Result<Config> {
 async fn connect(common: &Common) -> Result<tokio_postgres::Client> {
     let target = pgtrail::connect::Target::from_env(common.database_url.as_deref())?;
     Ok(pgtrail::connect::connect(&target).await?)
+}
+
+/// Says where an answer read from the database stops: changes before the
+/// retention horizon are in archive files, not in the database.
+async fn say_horizon(client: &tokio_postgres::Client) -> Result<()> {
+    if let Some((until, files)) = pgtrail::archive::set::horizon(client).await? {
+        let shown: Vec<&str> = files.iter().take(3).map(String::as_str).collect();
+        crate::output::say(
+            crate::output::DIM,
+            &format!(
+                "note: history before {} is archived in {}{} (read it with DuckDB, see the README's Retention section)",
+                until.format("%Y-%m-%d %H:%M:%S%:z"),
+                shown.join(", "),
+                if files.len() > shown.len() {
+                    format!(" and {} more file(s)", files.len() - shown.len())
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+    Ok(())
 }

@@ -40,6 +40,7 @@ pub async fn run(common: &Common, drop_trail: bool, yes: bool) -> Result<ExitCod
             "detached": report.detached.iter().map(|(s, t)| format!("{s}.{t}")).collect::<Vec<_>>(),
             "dropped_trail": report.dropped_trail,
             "changes": report.changes,
+            "dropped_slot": report.dropped_slot.as_ref().map(|(slot, lag)| serde_json::json!({"slot": slot, "unread_bytes": lag})),
         }))?,
         Format::Table => {
             let rows: Vec<[String; 2]> = report
@@ -48,6 +49,9 @@ pub async fn run(common: &Common, drop_trail: bool, yes: bool) -> Result<ExitCod
                 .map(|(schema, table)| ["detached".to_string(), format!("{schema}.{table}")])
                 .collect();
             output::print_rows(&rows);
+            if let Some((slot, lag)) = &report.dropped_slot {
+                println!("dropped WAL mode's slot {slot} ({lag} bytes of WAL not yet followed)");
+            }
             if report.dropped_trail {
                 println!(
                     "dropped the schema pgtrail and its {} recorded changes",

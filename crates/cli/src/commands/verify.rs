@@ -12,7 +12,12 @@ use pgtrail::integrity::{Problem, VerifyOptions};
 use crate::cli::{Common, Format};
 use crate::output;
 
-pub async fn run(common: &Common, public_key: Option<&Path>, checkpoint: Option<&Path>) -> Result<ExitCode> {
+pub async fn run(
+    common: &Common,
+    public_key: Option<&Path>,
+    checkpoint: Option<&Path>,
+    archive: Option<&Path>,
+) -> Result<ExitCode> {
     let options = VerifyOptions {
         public_key: public_key.map(read_verifier).transpose()?,
         checkpoint: checkpoint
@@ -21,6 +26,7 @@ pub async fn run(common: &Common, public_key: Option<&Path>, checkpoint: Option<
                     .with_context(|| format!("cannot read the checkpoint {}", path.display()))
             })
             .transpose()?,
+        archive_dir: archive.map(Path::to_path_buf),
     };
     let mut client = super::connect(common).await?;
     let report = pgtrail::integrity::verify(&mut client, &options).await?;
@@ -63,6 +69,16 @@ fn print_table(report: &pgtrail::integrity::VerifyReport, checkpoint: bool) {
         ["changes sealed".to_string(), report.tree_size.to_string()],
         ["not sealed yet".to_string(), report.unsealed.to_string()],
         ["erasures".to_string(), report.erasures.to_string()],
+        [
+            "archived".to_string(),
+            match (report.archived_checked, report.archived_unchecked) {
+                (0, 0) => "none".to_string(),
+                (checked, 0) => format!("{checked} checked from the archive files"),
+                (checked, unchecked) => format!(
+                    "{checked} checked from the archive files, {unchecked} not checked (pass --archive DIR)"
+                ),
+            },
+        ],
         ["root".to_string(), report.root.clone()],
         ["key".to_string(), key],
     ]);

@@ -193,6 +193,23 @@ pub(crate) struct ChangeRow {
 }
 
 impl ChangeRow {
+    /// A change as an archive file holds it (see `pgtrail_archive::row`).
+    pub fn from_archived(change: &pgtrail_archive::ArchivedChange) -> ChangeRow {
+        ChangeRow {
+            id: change.id,
+            txid: change.txid,
+            ctx: change.ctx,
+            table_id: change.table_id,
+            op: change.op_code().to_string(),
+            changed_at: change.changed_at,
+            pk: change.pk.clone(),
+            old_pk: change.old_pk.clone(),
+            changed_fields: change.changed_fields_recorded.clone(),
+            old_values: change.old_values.clone(),
+            new_values: change.new_values.clone(),
+        }
+    }
+
     pub fn from_row(row: &Row) -> Result<ChangeRow, IntegrityError> {
         let read = || -> Result<ChangeRow, tokio_postgres::Error> {
             Ok(ChangeRow {
@@ -355,6 +372,23 @@ pub(crate) async fn transaction_digests(
         digests.insert(key, transaction_digest(&row)?);
     }
     Ok(digests)
+}
+
+/// [`transaction_digest`] of a transaction record given as its 15 values
+/// in text form (as an archive file holds them).
+pub(crate) fn transaction_digest_of(values: &[Option<String>; 15]) -> Hash {
+    let mut hasher = Sha256::new();
+    hasher.update(b"pgtrail transaction v1\0");
+    for value in values {
+        match value {
+            Some(text) => {
+                hasher.update((text.len() as u32).to_be_bytes());
+                hasher.update(text.as_bytes());
+            }
+            None => hasher.update(u32::MAX.to_be_bytes()),
+        }
+    }
+    hasher.finalize().into()
 }
 
 /// SHA-256 of `"pgtrail transaction v1" || 0x00` followed by every column of

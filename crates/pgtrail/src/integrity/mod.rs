@@ -50,9 +50,15 @@ pub enum IntegrityError {
     BrokenHead { seal: i64, size: u64, problem: String },
     #[error("{0}")]
     Refused(String),
+    #[error(transparent)]
+    Archive(#[from] pgtrail_archive::ArchiveError),
 }
 
 impl IntegrityError {
+    fn archive(error: pgtrail_archive::ArchiveError) -> IntegrityError {
+        IntegrityError::Archive(error)
+    }
+
     fn database(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> IntegrityError {
         move |source| IntegrityError::Database { context, source }
     }

@@ -13,10 +13,11 @@ use serde::Serialize;
 use tokio_postgres::{Client, Transaction};
 
 use super::leaves::{
-    ChangeRow, DESTROYED_SEED, ErasedValue, Leaves, Salts, SealRange, SealSnapshot, transaction_digests,
-    visible_in_seal,
+    ChangeRow, DESTROYED_SEED, ErasedValue, Leaves, Salts, SealRange, SealSnapshot, transaction_digest_of,
+    transaction_digests, visible_in_seal,
 };
 use super::{IntegrityError, hash_of, require_installed};
+use pgtrail_archive::{ArchiveRecord, ArchiveSet};
 
 /// Rows fetched at a time from the trail.
 const FETCH: i32 = 10_000;
@@ -33,6 +34,10 @@ pub struct VerifyOptions {
     pub public_key: Option<VerifierKey>,
     /// A signed checkpoint kept outside the database (C2SP note text).
     pub checkpoint: Option<String>,
+    /// The directory `pgtrail archive` wrote to: archived changes are then
+    /// checked from its files. Without it they are counted as archived and
+    /// not checked.
+    pub archive_dir: Option<std::path::PathBuf>,
 }
 
 /// Something verify found wrong. Every variant names what it affects.
@@ -69,6 +74,15 @@ pub enum Problem {
     Inconsistent { checkpoint_size: u64 },
     /// The checkpoint kept outside is not this trail's, or not valid.
     CheckpointRejected { reason: String },
+    /// An archived change whose row in the archive file differs from what
+    /// was sealed.
+    ArchivedEdited { change_id: i64, seal: i64, file: String },
+    /// A sealed change of an archived range missing from its archive file.
+    ArchivedMissing { change_id: i64, seal: i64, file: String },
+    /// A row of an archive file that no seal covers.
+    ArchivedNotSealed { change_id: i64, file: String },
+    /// An archive file is missing, changed, unreadable or out of order.
+    ArchiveFile { file: String, problem: String },
     /// Capture was off for an audited table (a capture trigger disabled or
     /// dropped, the table dropped): changes in that period went unrecorded.
     CaptureGap {
@@ -110,6 +124,24 @@ impl Problem {
                 format!("the checkpoint of seal {seal} is not validly signed: {reason}")
             }
             Problem::SealMissing { seal } => format!("seal {seal} is missing"),
+            Problem::ArchivedEdited {
+                change_id,
+                seal,
+                file,
+            } => {
+                format!("change {change_id} was edited in archive file {file} (seal {seal})")
+            }
+            Problem::ArchivedMissing {
+                change_id,
+                seal,
+                file,
+            } => {
+                format!("change {change_id} is missing from archive file {file} (seal {seal})")
+            }
+            Problem::ArchivedNotSealed { change_id, file } => {
+                format!("change {change_id} in archive file {file} was never sealed (forged)")
+            }
+            Problem::ArchiveFile { problem, .. } => problem.clone(),
             Problem::Truncated {
                 checkpoint_size,
                 log_size,
@@ -144,7 +176,10 @@ impl Problem {
         match self {
             Problem::Edited { change_id, .. }
             | Problem::Deleted { change_id, .. }
-            | Problem::NotSealed { change_id, .. } => Some(*change_id),
+            | Problem::NotSealed { change_id, .. }
+            | Problem::ArchivedEdited { change_id, .. }
+            | Problem::ArchivedMissing { change_id, .. }
+            | Problem::ArchivedNotSealed { change_id, .. } => Some(*change_id),
             _ => None,
         }
     }
@@ -163,6 +198,10 @@ pub struct VerifyReport {
     pub unsealed: u64,
     /// Values erased with `pgtrail erase` (they still verify).
     pub erasures: u64,
+    /// Sealed changes checked from archive files (`--archive DIR`).
+    pub archived_checked: u64,
+    /// Sealed changes in archived ranges not checked (no `--archive DIR`).
+    pub archived_unchecked: u64,
     /// The verifier key used, and whether it came from the database rather
     /// than from the caller.
     pub key: Option<String>,
@@ -213,6 +252,27 @@ pub async fn verify(client: &mut Client, options: &VerifyOptions) -> Result<Veri
     let seals = read_seals(&tx).await?;
     let erased = read_erased(&tx).await?;
     let mut problems = Vec::new();
+    let mut archive = ArchiveState::default();
+    match &options.archive_dir {
+        Some(dir) => {
+            let set = pgtrail_archive::set::load(&tx, dir)
+                .await
+                .map_err(IntegrityError::archive)?;
+            for problem in &set.problems {
+                problems.push(Problem::ArchiveFile {
+                    file: file_of(problem),
+                    problem: problem.message(),
+                });
+            }
+            archive.records = set.records.clone();
+            archive.set = Some(set);
+        }
+        None => {
+            archive.records = pgtrail_archive::set::records(&tx)
+                .await
+                .map_err(IntegrityError::archive)?;
+        }
+    }
     let mut report_key = options.public_key.as_ref().map(|k| k.to_string());
     let key_from_database = options.public_key.is_none();
 
@@ -280,6 +340,7 @@ pub async fn verify(client: &mut Client, options: &VerifyOptions) -> Result<Veri
             judge: &mut judge,
             leaves: &mut leaves,
             erased: &erased,
+            archive: &mut archive,
             problems: &mut problems,
             external_size: external.as_ref().map(|c| c.size),
             external_root: &mut external_root,
@@ -314,6 +375,17 @@ pub async fn verify(client: &mut Client, options: &VerifyOptions) -> Result<Veri
             }
         }
         previous = Some(seal);
+    }
+
+    if let Some(set) = &archive.set {
+        for (id, (_, file)) in &set.rows {
+            if !archive.consumed.contains(id) {
+                problems.push(Problem::ArchivedNotSealed {
+                    change_id: *id,
+                    file: set.records.get(*file).map(|r| r.file.clone()).unwrap_or_default(),
+                });
+            }
+        }
     }
 
     if let Some(checkpoint) = &external {
@@ -369,6 +441,8 @@ pub async fn verify(client: &mut Client, options: &VerifyOptions) -> Result<Veri
         root: hex(&tree.root()),
         unsealed: unsealed.max(0) as u64,
         erasures: erasures.max(0) as u64,
+        archived_checked: archive.checked,
+        archived_unchecked: archive.unchecked,
         key: report_key,
         key_from_database,
         problems,
@@ -423,6 +497,7 @@ struct SealCheck<'a> {
     judge: &'a mut Option<Tree>,
     leaves: &'a mut Leaves,
     erased: &'a HashMap<i64, HashMap<String, ErasedValue>>,
+    archive: &'a mut ArchiveState,
     problems: &'a mut Vec<Problem>,
     external_size: Option<u64>,
     external_root: &'a mut Option<Hash>,
@@ -517,14 +592,55 @@ impl SealCheck<'_> {
             if id.is_some_and(|id| entry.id >= id) {
                 break;
             }
+            // Not in the database: archived, or deleted.
+            let leaf = self.archived_leaf(&entry)?;
+            self.push(leaf)?;
+            self.advance(stored, entry.id);
+        }
+        Ok(())
+    }
+
+    /// The leaf of a sealed change that is not in the database: recomputed
+    /// from its archive file, or the stored one (reporting what is wrong).
+    fn archived_leaf(&mut self, entry: &StoredLeaf) -> Result<Hash, IntegrityError> {
+        let record =
+            pgtrail_archive::set::archived_range(&self.archive.records, entry.id).map(|r| r.file.clone());
+        let Some(file) = record else {
             self.problems.push(Problem::Deleted {
                 change_id: entry.id,
                 seal: self.seal,
             });
-            self.push(entry.hash)?;
-            self.advance(stored, entry.id);
+            return Ok(entry.hash);
+        };
+        let Some(set) = &self.archive.set else {
+            self.archive.unchecked += 1;
+            return Ok(entry.hash);
+        };
+        let Some((row, _)) = set.rows.get(&entry.id) else {
+            self.problems.push(Problem::ArchivedMissing {
+                change_id: entry.id,
+                seal: self.seal,
+                file,
+            });
+            return Ok(entry.hash);
+        };
+        self.archive.consumed.insert(entry.id);
+        self.archive.checked += 1;
+        let change = ChangeRow::from_archived(row);
+        let transaction = row.transaction_record().map(|t| transaction_digest_of(&t));
+        let salts = match self.erased.get(&entry.id) {
+            Some(kept) if entry.seed == DESTROYED_SEED => Salts::Erased(kept),
+            _ => Salts::Seed(&entry.seed),
+        };
+        let leaf = self.leaves.leaf(&change, transaction.as_ref(), salts)?;
+        if leaf != entry.hash {
+            self.problems.push(Problem::ArchivedEdited {
+                change_id: entry.id,
+                seal: self.seal,
+                file,
+            });
         }
-        Ok(())
+        Ok(leaf)
     }
 
     /// Moves past a stored leaf; its ids must keep increasing.
@@ -546,6 +662,29 @@ impl SealCheck<'_> {
             *self.external_root = Some(self.tree.root());
         }
         Ok(())
+    }
+}
+
+/// The archive as verify reads it.
+#[derive(Default)]
+struct ArchiveState {
+    records: Vec<ArchiveRecord>,
+    /// The archive files' rows, with `--archive DIR`.
+    set: Option<ArchiveSet>,
+    /// Archived changes met in the log.
+    consumed: std::collections::HashSet<i64>,
+    checked: u64,
+    unchecked: u64,
+}
+
+fn file_of(problem: &pgtrail_archive::ArchiveProblem) -> String {
+    use pgtrail_archive::ArchiveProblem as P;
+    match problem {
+        P::FileMissing { file }
+        | P::FileChanged { file, .. }
+        | P::Unreadable { file, .. }
+        | P::OutOfOrder { file, .. }
+        | P::RowCount { file, .. } => file.clone(),
     }
 }
 

@@ -49,6 +49,7 @@ async fn verify_with(db: &mut TestDb, key: &VerifierKey, checkpoint: Option<&str
     let options = VerifyOptions {
         public_key: Some(key.clone()),
         checkpoint: checkpoint.map(str::to_string),
+        ..Default::default()
     };
     integrity::verify(&mut db.client, &options)
         .await

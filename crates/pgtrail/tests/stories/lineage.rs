@@ -159,8 +159,9 @@ async fn every_moment_of_a_table_is_answered_across_its_schema_changes() {
     // Blame names today's columns only; a renamed column keeps its history.
     let blame: Vec<(String, Option<String>)> = c
         .query(
-            "SELECT b.column_name, x.op FROM pgtrail.blame('crm.customers', '{\"id\": 2}') AS b
-             LEFT JOIN pgtrail.changes AS x ON x.id = b.change_id",
+            // (In blame's order: a join's output order is the plan's.)
+            "SELECT b.column_name, x.op FROM pgtrail.blame('crm.customers', '{\"id\": 2}') WITH ORDINALITY AS b
+             LEFT JOIN pgtrail.changes AS x ON x.id = b.change_id ORDER BY b.ordinality",
             &[],
         )
         .await

@@ -183,6 +183,7 @@ async fn a_trail_restored_into_a_new_cluster_keeps_old_and_new_transactions_apar
     let options = VerifyOptions {
         public_key: Some(key.verifier()),
         checkpoint: None,
+        ..Default::default()
     };
     let report = integrity::verify(&mut new, &options).await.expect("verify");
     assert!(report.intact(), "{:?}", report.problems);

@@ -635,6 +635,7 @@ async fn seal_and_verify_cover_a_revert_like_any_change() {
         &VerifyOptions {
             public_key: Some(key.verifier()),
             checkpoint: Some(sealed.note),
+            ..Default::default()
         },
     )
     .await
@@ -792,4 +793,153 @@ async fn a_revert_waits_a_bounded_time_for_row_locks_and_changes_nothing_when_th
         count(&db.client, "SELECT count(*) FROM customers WHERE tier = 'x'").await,
         0
     );
+}
+
+#[tokio::test]
+async fn a_row_that_a_later_row_still_refers_to_without_cascade_is_a_conflict_in_the_plan() {
+    let mut db = shop().await;
+    let hire = tx(
+        &db.client,
+        "hr",
+        "INSERT INTO employees VALUES (20, 'Temp boss', 1), (22, 'Temp clerk', 1)",
+    )
+    .await;
+    let report = tx(
+        &db.client,
+        "hr2",
+        "INSERT INTO employees VALUES (21, 'Report', 20)",
+    )
+    .await;
+    // Deleting employee 20 would leave 21 pointing nowhere (NO ACTION): the
+    // plan says so, with the referencing row, the constraint and its change.
+    let planned = plan(&db.client, &txids(&[hire])).await.unwrap();
+    let conflicts: Vec<_> = planned.conflicts().collect();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].key, Some(json!({"id": 20})));
+    let conflict = conflicts[0].conflict.clone().unwrap();
+    assert_eq!(conflict["kind"], json!("referenced"));
+    assert_eq!(conflict["txid"], json!(report));
+    let message = conflict["message"].as_str().unwrap();
+    assert!(message.contains(r#"{"id": 21}"#), "{message}");
+    assert!(message.contains("employees_manager_id_fkey"), "{message}");
+    assert!(message.contains("NO ACTION"), "{message}");
+    // refuse: a conflict, not PostgreSQL's foreign key error; nothing changed.
+    let refused = revert(&mut db.client, &txids(&[hire]), "undo the hires").await;
+    assert!(refused.as_ref().is_err_and(|e| e.is_conflict()), "{refused:?}");
+    assert_eq!(
+        count(
+            &db.client,
+            "SELECT count(*) FROM employees WHERE id IN (20, 21, 22)"
+        )
+        .await,
+        3
+    );
+    // skip: employee 20 stays, the other hire is undone.
+    let mut skip = txids(&[hire]);
+    skip.policy = Policy::Skip;
+    let planned = plan(&db.client, &skip).await.unwrap();
+    let skipped: Vec<_> = planned.of(Operation::Skip).collect();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].key, Some(json!({"id": 20})));
+    revert(&mut db.client, &skip, "undo the clerk's hire")
+        .await
+        .unwrap();
+    assert_eq!(
+        column::<Value>(
+            &db.client,
+            "SELECT to_jsonb(id) FROM employees WHERE id >= 20 ORDER BY id"
+        )
+        .await,
+        vec![json!(20), json!(21)]
+    );
+    // cascade: the report's hire is reverted first, then the boss's.
+    let rest = tx(
+        &db.client,
+        "hr",
+        "INSERT INTO employees VALUES (30, 'Another boss', 1)",
+    )
+    .await;
+    tx(
+        &db.client,
+        "hr2",
+        "UPDATE employees SET manager_id = 30 WHERE id = 21",
+    )
+    .await;
+    let mut cascade = txids(&[rest]);
+    cascade.policy = Policy::Cascade;
+    let planned = plan(&db.client, &cascade).await.unwrap();
+    assert_eq!(planned.of(Operation::Cascade).count(), 1);
+    revert(
+        &mut db.client,
+        &cascade,
+        "undo the other boss and the move to him",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        column::<Value>(
+            &db.client,
+            "SELECT to_jsonb(manager_id) FROM employees WHERE id = 21"
+        )
+        .await,
+        vec![json!(20)]
+    );
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM employees WHERE id = 30").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_child_restored_whose_parent_a_later_change_deleted_is_a_conflict_in_the_plan() {
+    let mut db = shop().await;
+    let before = rows(&db.client, "employees").await;
+    let cleanup = tx(
+        &db.client,
+        "hr",
+        "DELETE FROM employees WHERE id = 3; UPDATE employees SET name = 'Big boss' WHERE id = 1",
+    )
+    .await;
+    let later = tx(&db.client, "hr2", "DELETE FROM employees WHERE id = 2").await;
+    // Employee 3 cannot come back: its manager 2 is gone since.
+    let planned = plan(&db.client, &txids(&[cleanup])).await.unwrap();
+    let conflicts: Vec<_> = planned.conflicts().collect();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].key, Some(json!({"id": 3})));
+    let conflict = conflicts[0].conflict.clone().unwrap();
+    assert_eq!(conflict["kind"], json!("parent_gone"));
+    assert_eq!(conflict["txid"], json!(later));
+    assert_eq!(conflict["op"], json!("DELETE"));
+    let message = conflict["message"].as_str().unwrap();
+    assert!(message.contains("employees_manager_id_fkey"), "{message}");
+    assert!(message.contains(r#"{"id": 2}"#), "{message}");
+    let refused = revert(&mut db.client, &txids(&[cleanup]), "undo the cleanup").await;
+    assert!(refused.as_ref().is_err_and(|e| e.is_conflict()), "{refused:?}");
+    // skip: the rename is undone, employee 3 stays gone.
+    let mut skip = txids(&[cleanup]);
+    skip.policy = Policy::Skip;
+    let planned = plan(&db.client, &skip).await.unwrap();
+    assert_eq!(planned.of(Operation::Skip).count(), 1);
+    let mut db2 = shop().await;
+    let cleanup2 = tx(
+        &db2.client,
+        "hr",
+        "DELETE FROM employees WHERE id = 3; UPDATE employees SET name = 'Big boss' WHERE id = 1",
+    )
+    .await;
+    tx(&db2.client, "hr2", "DELETE FROM employees WHERE id = 2").await;
+    let mut skip2 = txids(&[cleanup2]);
+    skip2.policy = Policy::Skip;
+    revert(&mut db2.client, &skip2, "undo the rename").await.unwrap();
+    assert_eq!(
+        column::<Value>(&db2.client, "SELECT to_jsonb(name) FROM employees ORDER BY id").await,
+        vec![json!("Boss")]
+    );
+    // cascade: the later delete of the manager is reverted too, first.
+    let mut cascade = txids(&[cleanup]);
+    cascade.policy = Policy::Cascade;
+    revert(&mut db.client, &cascade, "undo the cleanup and what followed")
+        .await
+        .unwrap();
+    assert_eq!(rows(&db.client, "employees").await, before);
 }

@@ -108,6 +108,7 @@ async fn every_released_install_upgrades_to_this_one_and_keeps_the_trail() {
         let options = pgtrail::integrity::VerifyOptions {
             public_key: Some(key.verifier()),
             checkpoint: None,
+            ..Default::default()
         };
         let report = pgtrail::integrity::verify(&mut db.client, &options)
             .await

@@ -1,0 +1,151 @@
+//! Archive benchmark: how fast old partitions go to Parquet, how small the
+//! files are beside the partition in PostgreSQL, and how long the drop locks
+//! the trail. See `bench/ARCHIVE.md`.
+//!
+//! ```text
+//! cargo run --release -p pgtrail-bench --bin archive -- [--changes N]
+//! ```
+//!
+//! 1. Starts a throwaway cluster under Debian's `faketime`, its clock 500
+//!    days back, and audits `orders` (`[retention] partition = "month"`,
+//!    `keep = "400 days"`).
+//! 2. Writes `--changes` changes through capture (inserts and updates in
+//!    transactions of 1,000 rows, each with a context).
+//! 3. Moves the clock to now, seals, then archives: changes per second,
+//!    Parquet bytes against the partitions' size in PostgreSQL (table,
+//!    TOAST and indexes), and the time the detach and drop held the lock.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use pgtrail::archive::{ArchiveOptions, Outcome};
+use pgtrail::config::Config;
+use pgtrail::integrity::crypto::SignerKey;
+use pgtrail_cluster::{Cluster, ClusterOptions};
+
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+const CONFIG: &str = "[capture]\ninclude = [\"orders\"]\n\n[retention]\npartition = \"month\"\npremake = 1\nkeep = \"400 days\"\n";
+
+#[derive(Debug, Parser)]
+#[command(about = "Measure archiving old partitions to Parquet")]
+struct Args {
+    /// Changes written 500 days ago.
+    #[arg(long, default_value_t = 300_000)]
+    changes: i64,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if !std::path::Path::new(LIBFAKETIME).exists() {
+        bail!("{LIBFAKETIME} is missing: apt-get install faketime");
+    }
+    let clock_dir = tempfile_dir()?;
+    let clock = clock_dir.join("faketime.rc");
+    std::fs::write(&clock, "-500d\n")?;
+    let cluster = Cluster::start(ClusterOptions {
+        fast: true,
+        env: vec![
+            ("LD_PRELOAD".into(), LIBFAKETIME.into()),
+            ("FAKETIME_TIMESTAMP_FILE".into(), clock.display().to_string()),
+            ("FAKETIME_NO_CACHE".into(), "1".into()),
+        ],
+        ..Default::default()
+    })
+    .context("start a cluster under faketime")?;
+    let admin = pgtrail_bench::server::connect(&cluster, "postgres").await?;
+    admin.batch_execute("CREATE DATABASE shop").await?;
+    let mut client = pgtrail_bench::server::connect(&cluster, "shop").await?;
+    client
+        .batch_execute(
+            "CREATE TABLE orders (id bigint PRIMARY KEY, status text, customer text, total numeric(10,2))",
+        )
+        .await?;
+    let config = Config::parse(CONFIG, "pgtrail.toml")?;
+    pgtrail::plan::apply(&mut client, &config).await?;
+
+    let started = Instant::now();
+    let mut written = 0;
+    let mut next_id = 0i64;
+    while written < args.changes {
+        let n = (args.changes - written).min(1000);
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT pgtrail.set_context(actor_id => 'clerk{}', reason => 'bench', extra => '{{\"request_id\": \"r{next_id}\"}}');
+                 INSERT INTO orders SELECT g, 'new', 'customer ' || g, g % 1000 FROM generate_series({}, {}) AS g;
+                 COMMIT;",
+                next_id % 17,
+                next_id + 1,
+                next_id + n
+            ))
+            .await?;
+        next_id += n;
+        written += n;
+    }
+    println!(
+        "wrote {written} changes in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    std::fs::write(&clock, "+0d\n")?;
+    pgtrail::archive::partitions::premake(&client, &config.retention).await?;
+    let key = SignerKey::generate("bench/archive")?;
+    let sealed = Instant::now();
+    pgtrail::integrity::seal(&mut client, &key, &mut |_| {}).await?;
+    println!("sealed in {:.1}s", sealed.elapsed().as_secs_f64());
+
+    let due = pgtrail::archive::due(&client, &config.retention.keep).await?;
+    let mut pg_bytes = 0i64;
+    for partition in &due {
+        let row = client
+            .query_one(
+                "SELECT pg_total_relation_size(format('pgtrail.%I', $1::text)::regclass)",
+                &[&partition.name],
+            )
+            .await?;
+        pg_bytes += row.get::<_, i64>(0);
+    }
+    let dir = clock_dir.join("archive");
+    let options = ArchiveOptions {
+        dir,
+        keep: config.retention.keep,
+        dry_run: false,
+    };
+    let started = Instant::now();
+    let outcomes = pgtrail::archive::archive(&mut client, &options, None, &mut |_| {}).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (mut rows, mut bytes, mut lock_ms) = (0i64, 0u64, 0f64);
+    for outcome in &outcomes {
+        match outcome {
+            Outcome::Archived {
+                rows: r,
+                bytes: b,
+                lock_ms: l,
+                ..
+            } => {
+                rows += r;
+                bytes += b;
+                lock_ms = lock_ms.max(*l);
+            }
+            other => println!("not archived: {other:?}"),
+        }
+    }
+    println!(
+        "archived {rows} changes in {seconds:.2}s: {:.0} changes/s (write, read back, check, drop; one client core)",
+        rows as f64 / seconds
+    );
+    println!(
+        "Parquet {bytes} bytes, PostgreSQL {pg_bytes} bytes: {:.1}% of the partitions' size",
+        bytes as f64 * 100.0 / pg_bytes.max(1) as f64
+    );
+    println!("longest lock to detach and drop: {lock_ms:.1} ms");
+    let _ = std::fs::remove_dir_all(&clock_dir);
+    Ok(())
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("pgtrail-archive-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    Ok(dir)
+}

@@ -1,0 +1,481 @@
+//! `pgtrail archive`: each partition entirely older than the retention
+//! period is, in order: checked against legal holds, sealed (or skipped),
+//! written to `<partition>.parquet`, read back and compared with the
+//! database, described in `<partition>.json`, and only then detached,
+//! recorded in `pgtrail.archive` and dropped, in one transaction. A crash at
+//! any point leaves either the partition (and a rerun writes the file
+//! again) or the record of its archive.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use pgtrail_config::Keep;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio_postgres::Client;
+
+use crate::manifest::{FORMAT, Manifest, SealRef};
+use crate::parquet_file::{ParquetWriter, SCHEMA, read_rows};
+use crate::partitions::{self, Partition};
+use crate::row::{ArchivedChange, SELECT_PARTITION};
+use crate::{ArchiveError, Sealer, holds};
+
+/// Rows fetched at a time.
+const FETCH: i32 = 10_000;
+
+/// What to archive and where.
+#[derive(Debug, Clone)]
+pub struct ArchiveOptions {
+    pub dir: PathBuf,
+    pub keep: Keep,
+    pub dry_run: bool,
+}
+
+/// What happened to one partition.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Archived {
+        partition: String,
+        file: String,
+        rows: i64,
+        bytes: u64,
+        seconds: f64,
+        /// How long the trail was locked to detach and drop the partition.
+        lock_ms: f64,
+    },
+    WouldArchive {
+        partition: String,
+        rows: i64,
+    },
+    Skipped {
+        partition: String,
+        reason: String,
+    },
+}
+
+impl Outcome {
+    pub fn partition(&self) -> &str {
+        match self {
+            Outcome::Archived { partition, .. }
+            | Outcome::WouldArchive { partition, .. }
+            | Outcome::Skipped { partition, .. } => partition,
+        }
+    }
+}
+
+/// The partitions entirely older than `keep` (not the default).
+pub async fn due(client: &Client, keep: &Keep) -> Result<Vec<Partition>, ArchiveError> {
+    let cutoff: DateTime<Utc> = client
+        .query_one(
+            "SELECT clock_timestamp() - $1::text::interval",
+            &[&keep.interval()],
+        )
+        .await
+        .map_err(ArchiveError::database("computing the retention cutoff"))?
+        .get(0);
+    Ok(partitions::list(client)
+        .await?
+        .into_iter()
+        .filter(|p| !p.is_default && p.until_at.is_some_and(|u| u <= cutoff))
+        .collect())
+}
+
+/// The last seal: (id, tree size, root hex, snapshot, era).
+struct LastSeal {
+    id: i64,
+    tree_size: i64,
+    root: String,
+    snapshot: String,
+    era: i32,
+}
+
+async fn last_seal(client: &Client) -> Result<Option<LastSeal>, ArchiveError> {
+    let row = client
+        .query_opt(
+            "SELECT id, tree_size, encode(root, 'hex'), snapshot::text, era FROM pgtrail.seal ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .map_err(ArchiveError::database("reading the last seal"))?;
+    Ok(row.map(|r| LastSeal {
+        id: r.get(0),
+        tree_size: r.get(1),
+        root: r.get(2),
+        snapshot: r.get(3),
+        era: r.get(4),
+    }))
+}
+
+/// Changes of the partition that no seal covers yet.
+async fn unsealed(client: &Client, partition: &str, seal: Option<&LastSeal>) -> Result<i64, ArchiveError> {
+    let table = pgtrail_capture::quote::ident(partition);
+    let row = match seal {
+        None => {
+            client
+                .query_one(&format!("SELECT count(*) FROM pgtrail.{table}"), &[])
+                .await
+        }
+        Some(seal) => {
+            client
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM pgtrail.{table} AS c
+                         WHERE NOT (c.txid >> 48 < $2 OR (c.txid >> 48 = $2 AND pg_visible_in_snapshot(
+                             (c.txid & 281474976710655)::text::xid8, $1::text::pg_snapshot)))"
+                    ),
+                    &[&seal.snapshot, &i64::from(seal.era)],
+                )
+                .await
+        }
+    };
+    Ok(row
+        .map_err(ArchiveError::database(
+            "counting the partition's unsealed changes",
+        ))?
+        .get(0))
+}
+
+/// Archives every partition that is due; `progress` hears of each step.
+pub async fn archive(
+    client: &mut Client,
+    options: &ArchiveOptions,
+    sealer: Option<&dyn Sealer>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Outcome>, ArchiveError> {
+    let due = due(client, &options.keep).await?;
+    if !options.dry_run && !due.is_empty() {
+        std::fs::create_dir_all(&options.dir).map_err(|e| ArchiveError::Io {
+            what: format!("creating the archive directory {}", options.dir.display()),
+            source: e,
+        })?;
+    }
+    let mut outcomes = Vec::new();
+    for partition in due {
+        let outcome = one(client, options, sealer, &partition, progress).await?;
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+async fn one(
+    client: &mut Client,
+    options: &ArchiveOptions,
+    sealer: Option<&dyn Sealer>,
+    partition: &Partition,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Outcome, ArchiveError> {
+    let name = partition.name.clone();
+    let skipped = |reason: String| Outcome::Skipped {
+        partition: name.clone(),
+        reason,
+    };
+    let held = holds::matching(client, &name, partition.from_at, partition.until_at).await?;
+    if !held.is_empty() {
+        let list: Vec<String> = held
+            .iter()
+            .map(|(id, reason)| format!("hold {id} ({reason})"))
+            .collect();
+        return Ok(skipped(format!("under legal hold: {}", list.join(", "))));
+    }
+    let table = pgtrail_capture::quote::ident(&name);
+    let rows: i64 = client
+        .query_one(&format!("SELECT count(*) FROM pgtrail.{table}"), &[])
+        .await
+        .map_err(ArchiveError::database("counting the partition's changes"))?
+        .get(0);
+    let mut seal = last_seal(client).await?;
+    let mut open = unsealed(client, &name, seal.as_ref()).await?;
+    if open > 0 {
+        match sealer {
+            Some(sealer) if !options.dry_run => {
+                progress(&format!("{name}: sealing {open} changes first"));
+                sealer.seal(client).await.map_err(ArchiveError::Seal)?;
+                seal = last_seal(client).await?;
+                open = unsealed(client, &name, seal.as_ref()).await?;
+                if open > 0 {
+                    return Ok(skipped(format!(
+                        "{open} changes are still not sealed (their transactions were running when sealing)"
+                    )));
+                }
+            }
+            Some(_) => {}
+            None => {
+                return Ok(skipped(format!(
+                    "{open} changes are not sealed yet: seal them first (`pgtrail seal --key FILE`, or pass --key)"
+                )));
+            }
+        }
+    }
+    if options.dry_run {
+        return Ok(Outcome::WouldArchive {
+            partition: name,
+            rows,
+        });
+    }
+    let Some(seal) = seal else {
+        return Ok(skipped("the trail has never been sealed".to_string()));
+    };
+    let started = Instant::now();
+    let file_name = format!("{name}.parquet");
+    let path = options.dir.join(&file_name);
+    let temporary = options.dir.join(format!("{name}.parquet.partial"));
+    progress(&format!("{name}: writing {rows} changes to {}", path.display()));
+    let written = write(client, &name, &temporary).await?;
+    std::fs::rename(&temporary, &path).map_err(|e| ArchiveError::Io {
+        what: format!("renaming {} to {}", temporary.display(), path.display()),
+        source: e,
+    })?;
+    progress(&format!("{name}: reading {} back", path.display()));
+    let back = read_back(&path)?;
+    if back.rows != written.rows || back.rows_sha256 != written.rows_sha256 || !back.ordered {
+        return Err(ArchiveError::Mismatch(format!(
+            "{}: read back {} rows (digest {}{}), the database gave {} (digest {}); the partition is kept",
+            path.display(),
+            back.rows,
+            back.rows_sha256,
+            if back.ordered { "" } else { ", not sorted by id" },
+            written.rows,
+            written.rows_sha256
+        )));
+    }
+    let origin: String = client
+        .query_one(
+            "SELECT coalesce((SELECT value FROM pgtrail.setting WHERE name = 'origin'), '')",
+            &[],
+        )
+        .await
+        .map_err(ArchiveError::database("reading the trail's origin"))?
+        .get(0);
+    let public_key: Option<String> = client
+        .query_opt("SELECT public_key FROM pgtrail.seal WHERE id = $1", &[&seal.id])
+        .await
+        .map_err(ArchiveError::database("reading the covering seal"))?
+        .map(|r| r.get(0));
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let manifest = Manifest {
+        format: FORMAT.to_string(),
+        origin,
+        partition: name.clone(),
+        from_at: partition.from_at,
+        until_at: partition.until_at,
+        file: file_name.clone(),
+        rows: written.rows,
+        first_id: written.first.as_ref().map(|r| r.0),
+        last_id: written.last.as_ref().map(|r| r.0),
+        first_at: written.first.as_ref().and_then(|r| micros(r.1)),
+        last_at: written.last.as_ref().and_then(|r| micros(r.1)),
+        sha256: back.sha256.clone(),
+        rows_sha256: back.rows_sha256.clone(),
+        seal: SealRef {
+            id: seal.id,
+            tree_size: seal.tree_size,
+            root: seal.root.clone(),
+            public_key,
+        },
+        pgtrail_version: pgtrail_capture::VERSION.to_string(),
+        created_at: Utc::now(),
+        schema: SCHEMA.to_string(),
+    };
+    write_manifest(&options.dir, &manifest)?;
+    progress(&format!("{name}: detaching and dropping the partition"));
+    let lock_ms = detach_and_drop(client, &manifest, partition).await?;
+    Ok(Outcome::Archived {
+        partition: name,
+        file: file_name,
+        rows: written.rows,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        lock_ms,
+    })
+}
+
+fn micros(v: i64) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp_micros(v)
+}
+
+/// What was written: rows, digest over them, first and last (id, time).
+struct Written {
+    rows: i64,
+    rows_sha256: String,
+    first: Option<(i64, i64)>,
+    last: Option<(i64, i64)>,
+}
+
+async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Written, ArchiveError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(ArchiveError::database("starting to read the partition"))?;
+    let sql = SELECT_PARTITION.replace("{partition}", &pgtrail_capture::quote::ident(partition));
+    let statement = tx
+        .prepare(&sql)
+        .await
+        .map_err(ArchiveError::database("reading the partition"))?;
+    let portal = tx
+        .bind(&statement, &[])
+        .await
+        .map_err(ArchiveError::database("reading the partition"))?;
+    let mut writer = ParquetWriter::create(path).map_err(|e| ArchiveError::parquet(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut written = Written {
+        rows: 0,
+        rows_sha256: String::new(),
+        first: None,
+        last: None,
+    };
+    loop {
+        let rows = tx
+            .query_portal(&portal, FETCH)
+            .await
+            .map_err(ArchiveError::database("reading the partition"))?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            let change = ArchivedChange::from_row(row).map_err(ArchiveError::database("reading a change"))?;
+            change.digest_into(&mut hasher);
+            written.first.get_or_insert((change.id, change.changed_at));
+            written.last = Some((change.id, change.changed_at));
+            written.rows += 1;
+            writer.push(change).map_err(|e| ArchiveError::parquet(path, e))?;
+        }
+    }
+    writer.finish().map_err(|e| ArchiveError::parquet(path, e))?;
+    tx.rollback()
+        .await
+        .map_err(ArchiveError::database("ending the read of the partition"))?;
+    written.rows_sha256 = crate::hex(&hasher.finalize());
+    Ok(written)
+}
+
+/// A file as read back.
+pub(crate) struct ReadBack {
+    pub changes: Vec<ArchivedChange>,
+    pub rows: i64,
+    pub rows_sha256: String,
+    pub sha256: String,
+    pub ordered: bool,
+}
+
+pub(crate) fn read_back(path: &Path) -> Result<ReadBack, ArchiveError> {
+    let rows = read_rows(path).map_err(|e| ArchiveError::Unreadable {
+        file: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut hasher = Sha256::new();
+    let mut ordered = true;
+    let mut last = i64::MIN;
+    let sha256 = file_sha256(path)?;
+    for row in &rows {
+        if row.id <= last {
+            ordered = false;
+        }
+        last = row.id;
+        row.digest_into(&mut hasher);
+    }
+    Ok(ReadBack {
+        rows: rows.len() as i64,
+        changes: rows,
+        rows_sha256: crate::hex(&hasher.finalize()),
+        sha256,
+        ordered,
+    })
+}
+
+/// SHA-256 of a file, hex.
+pub fn file_sha256(path: &Path) -> Result<String, ArchiveError> {
+    let mut file = std::fs::File::open(path).map_err(|e| ArchiveError::Io {
+        what: format!("opening {}", path.display()),
+        source: e,
+    })?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buffer).map_err(|e| ArchiveError::Io {
+            what: format!("reading {}", path.display()),
+            source: e,
+        })?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(crate::hex(&hasher.finalize()))
+}
+
+fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), ArchiveError> {
+    let path = dir.join(format!("{}.json", manifest.partition));
+    let temporary = dir.join(format!("{}.json.partial", manifest.partition));
+    let text = serde_json::to_string_pretty(manifest).map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
+    let io = |what: String| move |source| ArchiveError::Io { what, source };
+    std::fs::write(&temporary, text + "\n").map_err(io(format!("writing {}", temporary.display())))?;
+    std::fs::rename(&temporary, &path).map_err(io(format!("renaming {}", temporary.display())))?;
+    Ok(())
+}
+
+/// Detaches and drops the partition and records its archive, in one
+/// transaction; returns how long the trail's lock was held (ms).
+async fn detach_and_drop(
+    client: &mut Client,
+    manifest: &Manifest,
+    partition: &Partition,
+) -> Result<f64, ArchiveError> {
+    let table = pgtrail_capture::quote::ident(&manifest.partition);
+    let tx = client
+        .transaction()
+        .await
+        .map_err(ArchiveError::database("starting the drop"))?;
+    tx.batch_execute("SET LOCAL lock_timeout = '5s'")
+        .await
+        .map_err(ArchiveError::database("setting the lock timeout"))?;
+    let locked = Instant::now();
+    tx.batch_execute(&format!(
+        "ALTER TABLE pgtrail.change DETACH PARTITION pgtrail.{table}"
+    ))
+    .await
+    .map_err(ArchiveError::database("detaching the partition"))?;
+    let row = tx
+        .query_one(&format!("SELECT count(*), max(id) FROM pgtrail.{table}"), &[])
+        .await
+        .map_err(ArchiveError::database("counting the detached partition"))?;
+    let (count, max): (i64, Option<i64>) = (row.get(0), row.get(1));
+    if count != manifest.rows || max != manifest.last_id {
+        return Err(ArchiveError::Mismatch(format!(
+            "partition {} changed while it was archived ({} rows now, {} archived); nothing was dropped, run archive again",
+            manifest.partition, count, manifest.rows
+        )));
+    }
+    tx.execute(
+        "INSERT INTO pgtrail.archive (partition, from_at, until_at, first_id, last_id, first_at, last_at, row_count,
+                                      file, sha256, seal_id, pgtrail_version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        &[
+            &manifest.partition,
+            &partition.from_at,
+            &partition.until_at,
+            &manifest.first_id,
+            &manifest.last_id,
+            &manifest.first_at,
+            &manifest.last_at,
+            &manifest.rows,
+            &manifest.file,
+            &manifest.sha256,
+            &manifest.seal.id,
+            &manifest.pgtrail_version,
+        ],
+    )
+    .await
+    .map_err(ArchiveError::database("recording the archive"))?;
+    tx.batch_execute(&format!("DROP TABLE pgtrail.{table}"))
+        .await
+        .map_err(ArchiveError::database("dropping the archived partition"))?;
+    tx.commit()
+        .await
+        .map_err(ArchiveError::database("committing the drop"))?;
+    Ok(locked.elapsed().as_secs_f64() * 1000.0)
+}

@@ -1,0 +1,81 @@
+//! pgtrail's retention: the trail's time partitions ([`partitions`]), legal
+//! holds ([`holds`]), Parquet archives of old partitions written, read back
+//! and checked before the partition is dropped ([`archive`], with the file
+//! layout in [`parquet_file`] and [`manifest`]), `pgtrail maintain`
+//! ([`maintain`]), and the archive as `pgtrail verify --archive` reads it
+//! ([`set`]).
+//!
+//! Sealing is pgtrail's integrity module's job; archive and maintain call
+//! it through [`Sealer`], so this crate does not depend on it.
+
+pub mod archive;
+pub mod holds;
+pub mod maintain;
+pub mod manifest;
+pub mod parquet_file;
+pub mod partitions;
+pub mod row;
+pub mod set;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use archive::{ArchiveOptions, Outcome, archive, due};
+pub use maintain::{MaintainReport, maintain};
+pub use row::ArchivedChange;
+pub use set::{ArchiveProblem, ArchiveRecord, ArchiveSet};
+
+/// Seals the trail (the CLI passes pgtrail's `integrity::seal` with a key).
+pub trait Sealer {
+    /// Seals what is not sealed yet; returns a line saying what was sealed.
+    fn seal<'a>(
+        &'a self,
+        client: &'a mut tokio_postgres::Client,
+    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + 'a>>;
+}
+
+/// What can go wrong in retention.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{context}: {}", pgtrail_catalog::pg_error::describe(source))]
+    Database {
+        context: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing {file}: {reason}")]
+    Parquet { file: String, reason: String },
+    #[error("archive file {file} cannot be read: {reason}")]
+    Unreadable { file: String, reason: String },
+    #[error("the archive does not match the database: {0}")]
+    Mismatch(String),
+    #[error("sealing failed: {0}")]
+    Seal(String),
+    /// Bad input from the user (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl ArchiveError {
+    pub(crate) fn database(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> ArchiveError {
+        move |source| ArchiveError::Database { context, source }
+    }
+
+    pub(crate) fn parquet(path: &std::path::Path, error: parquet::errors::ParquetError) -> ArchiveError {
+        ArchiveError::Parquet {
+            file: path.display().to_string(),
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,46 @@
+//! The manifest written beside each archive file (`<partition>.json`):
+//! what the file holds, its hash and the signed seal that covers it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The format name in every manifest.
+pub const FORMAT: &str = "pgtrail-archive v1";
+
+/// The seal whose checkpoint covers every change of an archive.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SealRef {
+    pub id: i64,
+    pub tree_size: i64,
+    /// The signed root, hex.
+    pub root: String,
+    /// The verifier key that signed it (as recorded with the seal).
+    pub public_key: Option<String>,
+}
+
+/// `<partition>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    pub format: String,
+    /// The trail's name in checkpoints (`pgtrail.setting` origin).
+    pub origin: String,
+    pub partition: String,
+    pub from_at: Option<DateTime<Utc>>,
+    pub until_at: Option<DateTime<Utc>>,
+    /// The Parquet file, relative to the manifest.
+    pub file: String,
+    pub rows: i64,
+    pub first_id: Option<i64>,
+    pub last_id: Option<i64>,
+    pub first_at: Option<DateTime<Utc>>,
+    pub last_at: Option<DateTime<Utc>>,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    /// SHA-256 over the rows as read back (see `ArchivedChange::digest_into`), hex.
+    pub rows_sha256: String,
+    pub seal: SealRef,
+    pub pgtrail_version: String,
+    pub created_at: DateTime<Utc>,
+    /// The Parquet schema of the file.
+    pub schema: String,
+}

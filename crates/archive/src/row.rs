@@ -1,0 +1,189 @@
+//! One archived change: every column of `pgtrail.changes`, plus what a leaf
+//! of the seal log is computed from (the change's context number, table id,
+//! key before the change, recorded changed fields and the rest of its
+//! transaction record), read from the database or from a Parquet file.
+
+use sha2::{Digest, Sha256};
+use tokio_postgres::Row;
+
+/// The columns of one change, in the order of the Parquet schema.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ArchivedChange {
+    pub id: i64,
+    pub txid: i64,
+    /// Microseconds since 1970-01-01 UTC.
+    pub changed_at: i64,
+    pub table_schema: String,
+    pub table_name: String,
+    /// `INSERT`, `UPDATE`, `DELETE` or `TRUNCATE`.
+    pub op: String,
+    /// JSON text, as PostgreSQL prints jsonb.
+    pub pk: Option<String>,
+    pub old_values: Option<String>,
+    pub new_values: Option<String>,
+    /// As `pgtrail.changes` shows them (UPDATE only).
+    pub changed_fields: Option<Vec<String>>,
+    pub actor_id: Option<String>,
+    pub actor_name: Option<String>,
+    pub actor_type: Option<String>,
+    pub reason: Option<String>,
+    pub context: Option<String>,
+    pub db_user: Option<String>,
+    pub application_name: Option<String>,
+    pub client_addr: Option<String>,
+    pub tx_started_at: Option<i64>,
+    // What the leaf needs besides.
+    pub ctx: i16,
+    pub table_id: i32,
+    pub old_pk: Option<String>,
+    /// The stored `changed_fields` (PostgreSQL's text of a text[]; NULL
+    /// with diff images).
+    pub changed_fields_recorded: Option<String>,
+    pub tx_recorded_at: Option<i64>,
+    pub db_role: Option<String>,
+    pub client_port: Option<i32>,
+    /// NULL when the change has no transaction record.
+    pub backend_pid: Option<i32>,
+}
+
+/// The query that reads a partition's changes as [`ArchivedChange::from_row`]
+/// expects them; `{partition}` is replaced by the quoted partition name.
+pub(crate) const SELECT_PARTITION: &str = "
+SELECT c.id, c.txid, (extract(epoch FROM c.changed_at) * 1000000)::bigint,
+       t.table_schema, t.table_name,
+       CASE c.op WHEN 'I' THEN 'INSERT' WHEN 'U' THEN 'UPDATE' WHEN 'D' THEN 'DELETE' ELSE 'TRUNCATE' END,
+       c.pk::text, c.old_values::text, c.new_values::text,
+       CASE WHEN c.op = 'U' THEN coalesce(c.changed_fields,
+           ARRAY(SELECT k FROM jsonb_object_keys(c.new_values) AS k ORDER BY k)) END,
+       x.actor_id, x.actor_name, x.actor_type, x.reason, x.context::text, x.db_user,
+       x.application_name, x.client_addr::text,
+       (extract(epoch FROM x.started_at) * 1000000)::bigint,
+       c.ctx, c.table_id, c.old_pk::text, c.changed_fields::text,
+       (extract(epoch FROM x.recorded_at) * 1000000)::bigint,
+       x.db_role, x.client_port, x.backend_pid
+FROM pgtrail.{partition} AS c
+JOIN pgtrail.audited_table AS t ON t.id = c.table_id
+LEFT JOIN pgtrail.transaction AS x ON x.txid = c.txid AND x.ctx = c.ctx
+ORDER BY c.id";
+
+impl ArchivedChange {
+    /// Reads a row of [`SELECT_PARTITION`].
+    pub fn from_row(row: &Row) -> Result<ArchivedChange, tokio_postgres::Error> {
+        Ok(ArchivedChange {
+            id: row.try_get(0)?,
+            txid: row.try_get(1)?,
+            changed_at: row.try_get(2)?,
+            table_schema: row.try_get(3)?,
+            table_name: row.try_get(4)?,
+            op: row.try_get(5)?,
+            pk: row.try_get(6)?,
+            old_values: row.try_get(7)?,
+            new_values: row.try_get(8)?,
+            changed_fields: row.try_get(9)?,
+            actor_id: row.try_get(10)?,
+            actor_name: row.try_get(11)?,
+            actor_type: row.try_get(12)?,
+            reason: row.try_get(13)?,
+            context: row.try_get(14)?,
+            db_user: row.try_get(15)?,
+            application_name: row.try_get(16)?,
+            client_addr: row.try_get(17)?,
+            tx_started_at: row.try_get(18)?,
+            ctx: row.try_get(19)?,
+            table_id: row.try_get(20)?,
+            old_pk: row.try_get(21)?,
+            changed_fields_recorded: row.try_get(22)?,
+            tx_recorded_at: row.try_get(23)?,
+            db_role: row.try_get(24)?,
+            client_port: row.try_get(25)?,
+            backend_pid: row.try_get(26)?,
+        })
+    }
+
+    /// The one-letter op the trail stores (`I`, `U`, `D`, `T`), as leaves use it.
+    pub fn op_code(&self) -> &'static str {
+        match self.op.as_str() {
+            "INSERT" => "I",
+            "UPDATE" => "U",
+            "DELETE" => "D",
+            "TRUNCATE" => "T",
+            _ => "?",
+        }
+    }
+
+    /// The change's transaction record as the seal's transaction digest
+    /// reads it (txid, ctx, started and recorded in microseconds, actor id,
+    /// name, type, reason, context, db user, db role, application name,
+    /// client address, client port, backend pid), or None without one.
+    pub fn transaction_record(&self) -> Option<[Option<String>; 15]> {
+        let pid = self.backend_pid?;
+        Some([
+            Some(self.txid.to_string()),
+            Some(self.ctx.to_string()),
+            self.tx_started_at.map(|v| v.to_string()),
+            self.tx_recorded_at.map(|v| v.to_string()),
+            self.actor_id.clone(),
+            self.actor_name.clone(),
+            self.actor_type.clone(),
+            self.reason.clone(),
+            self.context.clone(),
+            self.db_user.clone(),
+            self.db_role.clone(),
+            self.application_name.clone(),
+            self.client_addr.clone(),
+            self.client_port.map(|v| v.to_string()),
+            Some(pid.to_string()),
+        ])
+    }
+
+    /// Feeds every column into `hasher`, each as `u32(len) || bytes` or
+    /// `0xFFFFFFFF` for NULL: equal rows give equal digests.
+    pub fn digest_into(&self, hasher: &mut Sha256) {
+        fn put(hasher: &mut Sha256, value: Option<&[u8]>) {
+            match value {
+                Some(bytes) => {
+                    hasher.update((bytes.len() as u32).to_be_bytes());
+                    hasher.update(bytes);
+                }
+                None => hasher.update(u32::MAX.to_be_bytes()),
+            }
+        }
+        let text = |v: &Option<String>| v.as_deref().map(str::as_bytes).map(<[u8]>::to_vec);
+        let num = |v: Option<i64>| v.map(|n| n.to_be_bytes().to_vec());
+        let fields = self
+            .changed_fields
+            .as_ref()
+            .map(|f| f.join("\u{1f}").into_bytes());
+        for value in [
+            num(Some(self.id)),
+            num(Some(self.txid)),
+            num(Some(self.changed_at)),
+            Some(self.table_schema.as_bytes().to_vec()),
+            Some(self.table_name.as_bytes().to_vec()),
+            Some(self.op.as_bytes().to_vec()),
+            text(&self.pk),
+            text(&self.old_values),
+            text(&self.new_values),
+            fields,
+            text(&self.actor_id),
+            text(&self.actor_name),
+            text(&self.actor_type),
+            text(&self.reason),
+            text(&self.context),
+            text(&self.db_user),
+            text(&self.application_name),
+            text(&self.client_addr),
+            num(self.tx_started_at),
+            num(Some(i64::from(self.ctx))),
+            num(Some(i64::from(self.table_id))),
+            text(&self.old_pk),
+            text(&self.changed_fields_recorded),
+            num(self.tx_recorded_at),
+            text(&self.db_role),
+            num(self.client_port.map(i64::from)),
+            num(self.backend_pid.map(i64::from)),
+        ] {
+            put(hasher, value.as_deref());
+        }
+    }
+}

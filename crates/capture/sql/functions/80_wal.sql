@@ -1,0 +1,349 @@
+-- WAL capture mode (`[capture] mode = "wal"`, migration 0010): a table in
+-- WAL mode has no capture triggers. Its changes reach the trail through
+-- logical decoding: the table is in the publication pgtrail (with
+-- publish_via_partition_root, so partitions publish under their parent),
+-- a logical replication slot (pgoutput) keeps the WAL, and `pgtrail follow`
+-- reads the slot and writes the same rows capture would have written
+-- (pgtrail._follow_write, below), with the same helpers (12_keys_and_markers.sql).
+--
+-- Context: a BEFORE ... FOR EACH STATEMENT trigger, pgtrail_wal_context,
+-- emits once per transaction and context (not per row, not per statement:
+-- later statements find the transaction-local mark and return) one
+-- transactional logical message with prefix 'pgtrail' holding what capture
+-- would write into pgtrail.transaction: the fields read from set_context,
+-- SET LOCAL pgtrail.* and the mapped settings, and what the database
+-- knows. A rolled-back savepoint takes its message and its mark back
+-- together. The follower gives each change the context of the last message
+-- before it in its transaction.
+--
+-- The slot is not created here: a slot cannot be created in a transaction
+-- that has written, so `pgtrail apply` creates it (idempotently) before its
+-- transaction, which then moves tables into WAL mode: a change committed
+-- after that transaction is in the slot, one committed before it was
+-- captured by its triggers.
+
+-- The name of this database's logical replication slot (slots belong to the
+-- whole cluster, so the name carries the database's OID).
+CREATE OR REPLACE FUNCTION pgtrail.wal_slot()
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT 'pgtrail_' || oid::text FROM pg_database WHERE datname = current_database()
+$fn$;
+
+-- pgtrail.wal_publication(), pgtrail._wal_published() and
+-- pgtrail._wal_capture_state() are in 37_ddl_watch.sql (the DDL watch uses them).
+
+-- Puts table p_table (audited as p_id) into WAL mode: no capture triggers,
+-- the context trigger on it and its partitions, REPLICA IDENTITY FULL on
+-- all of them (an UPDATE's old values and changed fields, a DELETE's old
+-- row, a table without a key and an unchanged TOASTed value all need the
+-- old row whole), and membership in the publication. Within
+-- pgtrail.managing: the DDL watch records no capture gap for it.
+CREATE OR REPLACE FUNCTION pgtrail._wal_attach(p_table regclass, p_id integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_rel regclass;
+BEGIN
+    INSERT INTO pgtrail.managing (txid, table_id) VALUES (txid_current(), p_id);
+    IF NOT EXISTS (SELECT FROM pg_publication WHERE pubname = pgtrail.wal_publication()) THEN
+        EXECUTE format('CREATE PUBLICATION %I WITH (publish = %L, publish_via_partition_root = true)',
+                       pgtrail.wal_publication(), 'insert, update, delete, truncate');
+    END IF;
+    -- The publication first: the DDL watch finds capture on after each
+    -- statement below.
+    IF NOT pgtrail._wal_published(p_table) THEN
+        EXECUTE format('ALTER PUBLICATION %I ADD TABLE %s', pgtrail.wal_publication(), p_table);
+    END IF;
+    UPDATE pgtrail.audited_table
+    SET replica_identity_before = coalesce(replica_identity_before,
+            (SELECT NULLIF(relreplident, 'f') FROM pg_class WHERE oid = p_table))
+    WHERE id = p_id AND capture_mode = 'wal';
+    FOR v_rel IN
+        SELECT p_table UNION ALL SELECT relid FROM pg_partition_tree(p_table) WHERE relid <> p_table
+    LOOP
+        PERFORM pgtrail._drop_capture_triggers(v_rel);
+        IF (SELECT relreplident FROM pg_class WHERE oid = v_rel) <> 'f' THEN
+            EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', v_rel);
+        END IF;
+        IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = v_rel AND tgname = 'pgtrail_wal_context') THEN
+            EXECUTE format(
+                'CREATE TRIGGER pgtrail_wal_context BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
+                'FOR EACH STATEMENT EXECUTE FUNCTION pgtrail._wal_context(%L)', v_rel, p_id);
+        END IF;
+    END LOOP;
+    DELETE FROM pgtrail.managing WHERE txid = txid_current() AND table_id = p_id;
+END
+$fn$;
+
+-- Takes table p_table (audited as p_id) out of WAL mode: the context
+-- triggers go, it leaves the publication, and the replica identity WAL mode
+-- set is restored (DEFAULT or NOTHING; an identity that was an index stays
+-- FULL, since the index is not recorded). Does nothing to a table that is
+-- not in WAL mode. Changes already in the slot are still written by
+-- `pgtrail follow`.
+CREATE OR REPLACE FUNCTION pgtrail._wal_detach(p_table regclass, p_id integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_rel    regclass;
+    v_before "char" := (SELECT replica_identity_before FROM pgtrail.audited_table WHERE id = p_id);
+BEGIN
+    INSERT INTO pgtrail.managing (txid, table_id) VALUES (txid_current(), p_id);
+    FOR v_rel IN
+        SELECT p_table UNION ALL SELECT relid FROM pg_partition_tree(p_table) WHERE relid <> p_table
+    LOOP
+        IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = v_rel AND tgname = 'pgtrail_wal_context') THEN
+            EXECUTE format('DROP TRIGGER pgtrail_wal_context ON %s', v_rel);
+        END IF;
+        IF v_before IN ('d', 'n') AND (SELECT relreplident FROM pg_class WHERE oid = v_rel) = 'f' THEN
+            EXECUTE format('ALTER TABLE %s REPLICA IDENTITY %s', v_rel,
+                           CASE v_before WHEN 'd' THEN 'DEFAULT' ELSE 'NOTHING' END);
+        END IF;
+    END LOOP;
+    IF pgtrail._wal_published(p_table) THEN
+        EXECUTE format('ALTER PUBLICATION %I DROP TABLE %s', pgtrail.wal_publication(), p_table);
+    END IF;
+    UPDATE pgtrail.audited_table SET replica_identity_before = NULL WHERE id = p_id;
+    DELETE FROM pgtrail.managing WHERE txid = txid_current() AND table_id = p_id;
+END
+$fn$;
+
+-- (Re)generates pgtrail._wal_context(), the context trigger of WAL-mode
+-- tables, from the context settings (like pgtrail._record_transaction:
+-- called by pgtrail._compile_record_transaction). With require_actor it
+-- refuses a statement on a WAL-mode table when no actor is set.
+CREATE OR REPLACE FUNCTION pgtrail._compile_wal_context()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_context text;
+    v_check   text := '';
+BEGIN
+    SELECT 'NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('
+           || string_agg(format('%L, %s', f.field, pgtrail._context_field_sql(f.field)), ', ' ORDER BY f.field)
+           || ')) OPERATOR(pg_catalog.||) CASE WHEN COALESCE(pg_catalog.current_setting(''pgtrail.context'', true), '''') '
+           || 'OPERATOR(pg_catalog.=) '''' THEN ''{}''::pg_catalog.jsonb '
+           || 'ELSE pgtrail._extra_context(pg_catalog.current_setting(''pgtrail.context'', true)) END, '
+           || '''{}''::pg_catalog.jsonb)'
+    INTO v_context
+    FROM pgtrail._context_fields() AS f
+    WHERE f.field NOT IN ('actor_id', 'actor_name', 'actor_type', 'reason');
+
+    IF EXISTS (SELECT FROM pgtrail.setting WHERE name = 'require_actor' AND value = 'true') THEN
+        v_check := format(
+            E'IF %s IS NULL AND %s IS NULL\n'
+            '           AND COALESCE(%s, '''') OPERATOR(pg_catalog.<>) ''migration''\n'
+            '           AND NOT COALESCE(v_context OPERATOR(pg_catalog.?) ''migration'', false) THEN\n'
+            '            RAISE EXCEPTION ''pgtrail: change to %%.%% has no actor'', TG_TABLE_SCHEMA, TG_TABLE_NAME\n'
+            '                USING ERRCODE = ''PGTR1'', DETAIL = %L, HINT = %L;\n'
+            '        END IF;\n',
+            pgtrail._context_field_sql('actor_id'), pgtrail._context_field_sql('actor_name'),
+            pgtrail._context_field_sql('actor_type'),
+            'This database requires every audited change to say who made it (require_actor = true).',
+            'In the same transaction, run SELECT pgtrail.set_context(actor_id => ''42'', actor_name => ''alice@example.com''); '
+                || 'or SET LOCAL pgtrail.actor_id = ''42''; migrations may set pgtrail.set_context(actor_type => ''migration'', '
+                || 'extra => ''{"migration": "name"}'').');
+    END IF;
+
+    EXECUTE format(
+        E'CREATE OR REPLACE FUNCTION pgtrail._wal_context()\nRETURNS trigger LANGUAGE plpgsql SECURITY DEFINER\n'
+        'SET search_path = pg_catalog, pg_temp AS %L',
+        format(E'\n-- pgtrail: generated from the context settings; do not edit.\n'
+               'DECLARE\n'
+               '    v_seq     text := pg_catalog.current_setting(''pgtrail.context_seq'', true);\n'
+               '    v_ctx     smallint := CASE WHEN v_seq OPERATOR(pg_catalog.~) ''^[0-9]{1,5}$''\n'
+               '                               THEN LEAST(v_seq::pg_catalog.int4, 32767) ELSE 0 END;\n'
+               '    v_mark    text := pg_catalog.txid_current()::pg_catalog.text OPERATOR(pg_catalog.||) ''/'' '
+               'OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text;\n'
+               '    v_context jsonb;\n'
+               'BEGIN\n'
+               '    IF pg_catalog.current_setting(''pgtrail.emitted'', true) IS DISTINCT FROM v_mark THEN\n'
+               '        v_context := %s;\n'
+               '        %s'
+               '        PERFORM pg_catalog.pg_logical_emit_message(true, ''pgtrail'', pg_catalog.jsonb_build_object(\n'
+               '            ''ctx'', v_ctx, ''started_at'', pg_catalog.transaction_timestamp(),\n'
+               '            ''recorded_at'', pg_catalog.clock_timestamp(),\n'
+               '            ''actor_id'', %s, ''actor_name'', %s, ''actor_type'', %s, ''reason'', %s,\n'
+               '            ''context'', v_context, ''db_user'', SESSION_USER,\n'
+               '            ''db_role'', NULLIF(pg_catalog.current_setting(''role''), ''none''),\n'
+               '            ''application_name'', NULLIF(pg_catalog.current_setting(''application_name''), ''''),\n'
+               '            ''client_addr'', pg_catalog.inet_client_addr(), ''client_port'', pg_catalog.inet_client_port(),\n'
+               '            ''backend_pid'', pg_catalog.pg_backend_pid())::pg_catalog.text);\n'
+               '        PERFORM pg_catalog.set_config(''pgtrail.emitted'', v_mark, true);\n'
+               '    END IF;\n'
+               '    RETURN NULL;\n'
+               'END\n',
+               v_context, v_check,
+               pgtrail._context_field_sql('actor_id'), pgtrail._context_field_sql('actor_name'),
+               pgtrail._context_field_sql('actor_type'), pgtrail._context_field_sql('reason')));
+    PERFORM pgtrail._own_generated('pgtrail._wal_context()');
+END
+$fn$;
+
+-- The 64-bit transaction id (as txid_current() gives it) of the recent
+-- transaction whose 32-bit xid logical decoding reports.
+CREATE OR REPLACE FUNCTION pgtrail._full_xid(p_xid bigint)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT ((n >> 32) - CASE WHEN p_xid > (n & 4294967295) THEN 1 ELSE 0 END) << 32 | p_xid
+    FROM (SELECT txid_snapshot_xmax(txid_current_snapshot()) AS n) AS s
+$fn$;
+
+-- What capture records for one decoded row change of the audited table t:
+-- p_op 'I', 'U' or 'D', the old and new rows as to_jsonb gives them
+-- (ignored columns removed). The same as the capture functions of kind
+-- 'rows' (20_capture.sql); no row for an UPDATE that changed no recorded
+-- column.
+CREATE OR REPLACE FUNCTION pgtrail._follow_row(
+    t pgtrail.audited_table, p_op text, p_old jsonb, p_new jsonb, p_secret bytea,
+    OUT pk jsonb, OUT old_pk jsonb, OUT old_values jsonb, OUT new_values jsonb, OUT changed_fields text[])
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_keyed boolean := cardinality(t.key_columns) > 0;
+    v_ok    jsonb;
+    v_nk    jsonb;
+    d       record;
+BEGIN
+    IF p_op = 'I' THEN
+        pk := CASE WHEN v_keyed THEN pgtrail._key(p_new, t.key_columns)
+                   ELSE pgtrail._redact_row(p_new, t.id, t.key_columns, t.redact_columns, p_secret) END;
+        new_values := pgtrail._redact_row(p_new, t.id, t.key_columns, t.redact_columns, p_secret);
+        RETURN NEXT;
+    ELSIF p_op = 'D' THEN
+        pk := CASE WHEN v_keyed THEN pgtrail._key(p_old, t.key_columns)
+                   ELSE pgtrail._redact_row(p_old, t.id, t.key_columns, t.redact_columns, p_secret) END;
+        old_values := pgtrail._redact_row(p_old, t.id, t.key_columns, t.redact_columns, p_secret);
+        RETURN NEXT;
+    ELSE
+        SELECT * INTO d FROM pgtrail._diff(p_old, p_new);
+        IF d.fields IS NULL THEN
+            RETURN;
+        END IF;
+        v_ok := pgtrail._key(p_old, t.key_columns);
+        v_nk := pgtrail._key(p_new, t.key_columns);
+        pk := CASE WHEN v_keyed THEN v_nk
+                   ELSE pgtrail._redact_row(v_nk, t.id, t.key_columns, t.redact_columns, p_secret) END;
+        IF v_ok IS DISTINCT FROM v_nk THEN
+            old_pk := CASE WHEN v_keyed THEN v_ok
+                           ELSE pgtrail._redact_row(v_ok, t.id, t.key_columns, t.redact_columns, p_secret) END;
+        END IF;
+        IF t.images = 'full' THEN
+            old_values := pgtrail._redact_row(p_old, t.id, t.key_columns, t.redact_columns, p_secret);
+            new_values := pgtrail._redact_row(p_new, t.id, t.key_columns, t.redact_columns, p_secret);
+            changed_fields := d.fields;
+        ELSE
+            old_values := pgtrail._redact_part(d.old_values, p_old, t.id, t.key_columns, t.redact_columns, p_secret);
+            new_values := pgtrail._redact_part(d.new_values, p_new, t.id, t.key_columns, t.redact_columns, p_secret);
+        END IF;
+        RETURN NEXT;
+    END IF;
+END
+$fn$;
+
+-- Writes one decoded transaction into the trail, and the follower's
+-- position (p_end_lsn, its end) in the same transaction. p_xid: its 32-bit
+-- xid; p_changes: its row changes in order, each {"t": audited table id,
+-- "op": "I"|"U"|"D"|"T", "ctx": n, "old": {...}, "new": {...}} (whole rows
+-- as to_jsonb gives them); p_contexts: {"<ctx>": the message the context
+-- trigger emitted}. A transaction at or before the stored position was
+-- written already: nothing is written and 0 returned. Else the number of
+-- changes written.
+CREATE OR REPLACE FUNCTION pgtrail._follow_write(
+    p_slot text, p_end_lsn pg_lsn, p_xid bigint, p_committed_at timestamptz, p_changes jsonb, p_contexts jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_position pg_lsn;
+    v_txid     bigint;
+    v_secret   bytea := (SELECT s.value FROM pgtrail.secret AS s WHERE s.name = 'redaction');
+    v_rows     bigint;
+BEGIN
+    SELECT lsn INTO v_position FROM pgtrail.follow_position WHERE slot = p_slot FOR UPDATE;
+    IF v_position IS NOT NULL AND p_end_lsn <= v_position THEN
+        RETURN 0;
+    END IF;
+    v_txid := pgtrail._full_xid(p_xid) + (pgtrail._era_now()::bigint << 48);
+
+    WITH written AS (
+        INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)
+        SELECT v_txid, (x.e ->> 'ctx')::smallint, t.id, (x.e ->> 'op')::"char", p_committed_at,
+               r.pk, r.old_pk, r.old_values, r.new_values, r.changed_fields
+        FROM jsonb_array_elements(p_changes) WITH ORDINALITY AS x(e, n)
+        JOIN pgtrail.audited_table AS t ON t.id = (x.e ->> 't')::integer
+        CROSS JOIN LATERAL (
+            SELECT f.pk, f.old_pk, f.old_values, f.new_values, f.changed_fields
+            FROM pgtrail._follow_row(t, x.e ->> 'op', NULLIF(x.e -> 'old', 'null') - t.ignore_columns,
+                                     NULLIF(x.e -> 'new', 'null') - t.ignore_columns, v_secret) AS f
+            WHERE x.e ->> 'op' <> 'T'
+            UNION ALL
+            SELECT NULL, NULL, NULL, NULL, NULL WHERE x.e ->> 'op' = 'T'
+        ) AS r
+        ORDER BY x.n
+        RETURNING ctx
+    ),
+    contexts AS (
+        SELECT DISTINCT ctx FROM written
+    ),
+    recorded AS (
+        INSERT INTO pgtrail.transaction (txid, ctx, started_at, recorded_at, actor_id, actor_name, actor_type, reason,
+                                         context, db_user, db_role, application_name, client_addr, client_port, backend_pid)
+        SELECT v_txid, c.ctx, coalesce((m ->> 'started_at')::timestamptz, p_committed_at),
+               coalesce((m ->> 'recorded_at')::timestamptz, p_committed_at),
+               m ->> 'actor_id', m ->> 'actor_name', m ->> 'actor_type', m ->> 'reason',
+               CASE WHEN m IS NULL THEN '{"context": "not_recorded"}'::jsonb ELSE NULLIF(m -> 'context', 'null') END,
+               coalesce(m ->> 'db_user', '(unknown)'), m ->> 'db_role', m ->> 'application_name',
+               (m ->> 'client_addr')::inet, (m ->> 'client_port')::integer, coalesce((m ->> 'backend_pid')::integer, 0)
+        FROM contexts AS c
+        LEFT JOIN LATERAL (SELECT p_contexts -> c.ctx::text AS m) AS msg ON true
+        RETURNING txid, ctx, started_at
+    )
+    INSERT INTO pgtrail.long_context (txid, ctx)
+    SELECT r.txid, r.ctx FROM recorded AS r
+    WHERE (p_committed_at - r.started_at) NOT BETWEEN '0'::interval AND pgtrail._context_span()
+    ON CONFLICT DO NOTHING;
+
+    SELECT count(*) INTO v_rows FROM pgtrail.change WHERE txid = v_txid;
+    INSERT INTO pgtrail.follow_position AS f (slot, lsn, txid, committed_at)
+    VALUES (p_slot, p_end_lsn, v_txid, p_committed_at)
+    ON CONFLICT (slot) DO UPDATE
+    SET lsn = excluded.lsn, txid = excluded.txid, committed_at = excluded.committed_at, updated_at = clock_timestamp();
+    RETURN v_rows;
+END
+$fn$;
+
+-- The slot of this database as `pgtrail check` and `pgtrail follow` report
+-- it: NULL when it does not exist.
+CREATE OR REPLACE FUNCTION pgtrail.wal_status(
+    OUT slot text, OUT active boolean, OUT lag_bytes bigint, OUT retained_bytes bigint,
+    OUT wal_status text, OUT follow_lsn pg_lsn, OUT follow_committed_at timestamptz, OUT lag_seconds double precision)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT s.slot_name::text, s.active,
+           pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.confirmed_flush_lsn)::bigint,
+           pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.restart_lsn)::bigint,
+           s.wal_status, f.lsn, f.committed_at,
+           -- Seconds since the last transaction the follower wrote committed,
+           -- when the slot holds more (else 0).
+           CASE WHEN pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.confirmed_flush_lsn) > 0 AND f.committed_at IS NOT NULL
+                THEN extract(epoch FROM clock_timestamp() - f.committed_at)::double precision ELSE 0 END
+    FROM pg_replication_slots AS s
+    LEFT JOIN pgtrail.follow_position AS f ON f.slot = s.slot_name::text
+    WHERE s.slot_name = pgtrail.wal_slot()
+$fn$;

@@ -1,0 +1,376 @@
+//! The follower's loop: take the follower lock, read a batch from the slot
+//! (`pg_logical_slot_peek_binary_changes`), write its transactions and the
+//! position in one transaction, then advance the slot; until the slot is
+//! drained (`--once`) or a signal asks it to stop.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value as Json, json};
+use tokio_postgres::Client;
+use tracing::{info, warn};
+
+use crate::pgoutput::{self, Value};
+use crate::transaction::{self, Transaction};
+use crate::values::{Relations, rows_to_json};
+use crate::{FollowError, FollowOptions, FollowReport};
+
+/// The advisory lock a follower holds while it runs (session level): a
+/// second follower waits (or, with `--once`, gives up) instead of writing
+/// the same transactions.
+pub const FOLLOW_LOCK: i64 = 8101176133498366320;
+
+/// `X/Y`, PostgreSQL's text form of an LSN.
+pub fn lsn_text(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
+}
+
+/// Reads an LSN in its text form.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (high, low) = text.split_once('/')?;
+    Some((u64::from_str_radix(high, 16).ok()? << 32) | u64::from_str_radix(low, 16).ok()?)
+}
+
+struct Slot {
+    name: String,
+    /// The end of the last transaction in the trail.
+    position: u64,
+}
+
+/// Runs the follower on `client` until the slot is drained (`options.once`)
+/// or `stop` resolves.
+pub async fn run(
+    client: &mut Client,
+    options: &FollowOptions,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<FollowReport, FollowError> {
+    tokio::pin!(stop);
+    let slot = prepare(client, options).await?;
+    let mut slot = slot;
+    let mut relations = Relations::default();
+    let mut report = FollowReport {
+        slot: slot.name.clone(),
+        ..FollowReport::default()
+    };
+    let mut drain_to = insert_lsn(client).await?;
+    let mut waited = 0;
+    loop {
+        let batch = read_batch(client, &slot, options.batch_size).await?;
+        let (transactions, relation_versions, last_lsn) = match batch {
+            Read::Batch(transactions, versions, last) => (transactions, versions, last),
+            Read::Empty { upto } => {
+                // Nothing committed before `upto` is published: the slot
+                // moves on, so its lag shows what is really left to read.
+                if upto > slot.position {
+                    advance(client, &slot.name, upto).await?;
+                    slot.position = upto;
+                }
+                if options.once {
+                    // Commits made asynchronously (synchronous_commit = off)
+                    // reach the slot when the WAL writer flushes them: wait
+                    // for what was written before the follower started, and
+                    // for its own writes (the slot then moves past them).
+                    if upto < drain_to && waited < 100 {
+                        waited += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    break;
+                }
+                tokio::select! {
+                    () = &mut stop => break,
+                    () = tokio::time::sleep(options.poll_interval) => continue,
+                }
+            }
+        };
+        let (written_tx, written_changes) =
+            write_batch(client, &slot, &mut relations, &transactions, &relation_versions).await?;
+        let target = transactions
+            .iter()
+            .map(|t| t.end_lsn)
+            .max()
+            .unwrap_or(last_lsn)
+            .max(slot.position);
+        advance(client, &slot.name, target).await?;
+        slot.position = target;
+        drain_to = insert_lsn(client).await?;
+        waited = 0;
+        report.transactions += written_tx;
+        report.changes += written_changes;
+        report.position = Some(lsn_text(target));
+        let lag: Option<i64> = client
+            .query_one(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::text::pg_lsn)::bigint",
+                &[&lsn_text(target)],
+            )
+            .await
+            .ok()
+            .and_then(|r| r.get(0));
+        info!(
+            transactions = written_tx,
+            changes = written_changes,
+            position = %lsn_text(target),
+            lag_bytes = lag.unwrap_or(0),
+            "pgtrail follow: wrote a batch"
+        );
+        if futures_ready(&mut stop) {
+            break;
+        }
+    }
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&FOLLOW_LOCK])
+        .await
+        .map_err(FollowError::database("releasing the follower lock"))?;
+    Ok(report)
+}
+
+/// Where the server inserts WAL now.
+async fn insert_lsn(client: &Client) -> Result<u64, FollowError> {
+    Ok(client
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .map_err(FollowError::database("reading the WAL position"))?
+        .get::<_, Option<String>>(0)
+        .and_then(|t| parse_lsn(&t))
+        .unwrap_or(0))
+}
+
+/// Whether `stop` has resolved, without waiting.
+fn futures_ready(stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> bool {
+    let waker = std::task::Waker::noop();
+    let mut context = std::task::Context::from_waker(waker);
+    stop.as_mut().poll(&mut context).is_ready()
+}
+
+/// Takes the follower lock, checks the slot and reads the stored position;
+/// moves the slot up to it if a follower stopped between its commit and
+/// the slot's advance.
+async fn prepare(client: &Client, options: &FollowOptions) -> Result<Slot, FollowError> {
+    let installed: bool = client
+        .query_one("SELECT to_regprocedure('pgtrail._follow_write(text, pg_lsn, bigint, timestamptz, jsonb, jsonb)') IS NOT NULL", &[])
+        .await
+        .map_err(FollowError::database("looking for pgtrail"))?
+        .get(0);
+    if !installed {
+        return Err(FollowError::NotInstalled);
+    }
+    let locked: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&FOLLOW_LOCK])
+        .await
+        .map_err(FollowError::database("taking the follower lock"))?
+        .get(0);
+    if !locked {
+        if options.once {
+            return Err(FollowError::Busy);
+        }
+        info!("pgtrail follow: another follower is running; waiting for it to stop");
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&FOLLOW_LOCK])
+            .await
+            .map_err(FollowError::database("waiting for the follower lock"))?;
+    }
+    let row = client
+        .query_one(
+            "SELECT pgtrail.wal_slot(),
+                    (SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = pgtrail.wal_slot()),
+                    (SELECT lsn::text FROM pgtrail.follow_position WHERE slot = pgtrail.wal_slot())",
+            &[],
+        )
+        .await
+        .map_err(FollowError::database("reading the slot"))?;
+    let name: String = row.get(0);
+    let Some(confirmed) = row.get::<_, Option<String>>(1) else {
+        return Err(FollowError::NoSlot { slot: name });
+    };
+    let confirmed = parse_lsn(&confirmed).unwrap_or(0);
+    let stored = row
+        .get::<_, Option<String>>(2)
+        .and_then(|t| parse_lsn(&t))
+        .unwrap_or(0);
+    if stored > confirmed {
+        info!(position = %lsn_text(stored), "pgtrail follow: moving the slot to the position stored with the trail");
+        advance(client, &name, stored).await?;
+    }
+    Ok(Slot {
+        name,
+        position: stored.max(confirmed),
+    })
+}
+
+enum Read {
+    /// Whole transactions (those at or before the position left out), the
+    /// relation versions their changes refer to, the last LSN read.
+    Batch(Vec<Transaction>, Vec<transaction::RelationVersion>, u64),
+    /// Nothing published committed before `upto`.
+    Empty { upto: u64 },
+}
+
+/// The next batch of whole transactions committed before the WAL flushed
+/// when it is read.
+async fn read_batch(client: &Client, slot: &Slot, size: i32) -> Result<Read, FollowError> {
+    let upto: String = client
+        .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+        .await
+        .map_err(FollowError::database("reading the WAL position"))?
+        .get(0);
+    let rows = client
+        .query(
+            "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3,
+                 'proto_version', '1', 'publication_names', 'pgtrail', 'messages', 'true')",
+            &[&slot.name, &upto, &size],
+        )
+        .await
+        .map_err(FollowError::database("reading the slot"))?;
+    if rows.is_empty() {
+        return Ok(Read::Empty {
+            upto: parse_lsn(&upto).unwrap_or(0),
+        });
+    }
+    let mut messages = Vec::with_capacity(rows.len());
+    let mut last = 0;
+    for row in &rows {
+        let data: Vec<u8> = row.get(1);
+        last = last.max(parse_lsn(row.get::<_, &str>(0)).unwrap_or(0));
+        messages.push(pgoutput::decode(&data).map_err(|e| FollowError::Protocol(e.to_string()))?);
+    }
+    let (transactions, relations) = transaction::assemble(messages);
+    let transactions: Vec<Transaction> = transactions
+        .into_iter()
+        .filter(|t| t.end_lsn > slot.position)
+        .collect();
+    Ok(Read::Batch(transactions, relations, last))
+}
+
+/// Writes the transactions (each with the position after it) in one
+/// database transaction. Returns the transactions and changes written.
+async fn write_batch(
+    client: &mut Client,
+    slot: &Slot,
+    relations: &mut Relations,
+    transactions: &[Transaction],
+    versions: &[transaction::RelationVersion],
+) -> Result<(u64, u64), FollowError> {
+    // Every row of the batch as JSON, one statement per relation version.
+    let mut rows_of: BTreeMap<usize, Vec<&[Value]>> = BTreeMap::new();
+    for tx in transactions {
+        for change in &tx.changes {
+            let rows = rows_of.entry(change.relation).or_default();
+            for side in [&change.old, &change.new].into_iter().flatten() {
+                rows.push(side.as_slice());
+            }
+        }
+    }
+    let mut json_of: BTreeMap<usize, (Option<i32>, std::vec::IntoIter<Json>)> = BTreeMap::new();
+    for (version, rows) in rows_of {
+        let Some(relation) = versions.get(version) else {
+            continue;
+        };
+        let known = relations.learn(client, relation).await?.clone();
+        let json = match known.table_id {
+            Some(_) => rows_to_json(client, &known, &rows).await?,
+            None => Vec::new(),
+        };
+        json_of.insert(version, (known.table_id, json.into_iter()));
+    }
+
+    let db = client
+        .transaction()
+        .await
+        .map_err(FollowError::database("starting the trail's transaction"))?;
+    let mut written_tx = 0;
+    let mut written_changes = 0;
+    for tx in transactions {
+        // PostgreSQL 14 sends transactions that touched no published table
+        // (the follower's own among them) as empty ones: nothing to write,
+        // and writing the position for them would never end.
+        if tx.changes.is_empty() {
+            continue;
+        }
+        let mut changes = Vec::with_capacity(tx.changes.len());
+        for change in &tx.changes {
+            let Some((table_id, json)) = json_of.get_mut(&change.relation) else {
+                continue;
+            };
+            let mut next = |present: bool| if present { json.next() } else { None };
+            let old = next(change.old.is_some());
+            let new = next(change.new.is_some());
+            let Some(table_id) = *table_id else {
+                continue;
+            };
+            changes.push(json!({
+                "t": table_id,
+                "op": change.op.to_string(),
+                "ctx": change.ctx,
+                "old": old,
+                "new": new,
+            }));
+        }
+        if tx.unfilled > 0 {
+            warn!(
+                xid = tx.xid,
+                values = tx.unfilled,
+                "pgtrail follow: unchanged TOASTed values without an old row (a table without REPLICA IDENTITY FULL) are recorded as null"
+            );
+        }
+        let contexts: serde_json::Map<String, Json> = tx
+            .contexts
+            .iter()
+            .map(|(ctx, body)| (ctx.to_string(), body.clone()))
+            .collect();
+        let written: i64 = db
+            .query_one(
+                "SELECT pgtrail._follow_write($1, $2::text::pg_lsn, $3,
+                        '2000-01-01 00:00:00+00'::timestamptz + ($4::bigint / 1000000) * interval '1 second'
+                            + ($4::bigint % 1000000) * interval '1 microsecond',
+                        $5::text::jsonb, $6::text::jsonb)",
+                &[
+                    &slot.name,
+                    &lsn_text(tx.end_lsn),
+                    &i64::from(tx.xid),
+                    &tx.commit_time,
+                    &Json::Array(changes).to_string(),
+                    &Json::Object(contexts).to_string(),
+                ],
+            )
+            .await
+            .map_err(FollowError::database(
+                "writing a decoded transaction to the trail",
+            ))?
+            .get(0);
+        if written > 0 {
+            written_tx += 1;
+            written_changes += written as u64;
+        }
+    }
+    db.commit()
+        .await
+        .map_err(FollowError::database("committing the trail's transaction"))?;
+    Ok((written_tx, written_changes))
+}
+
+/// Moves the slot on to `lsn` (after the trail's transaction committed).
+async fn advance(client: &Client, slot: &str, lsn: u64) -> Result<(), FollowError> {
+    client
+        .execute(
+            "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)
+             FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn < $2::text::pg_lsn",
+            &[&slot, &lsn_text(lsn)],
+        )
+        .await
+        .map_err(FollowError::database("advancing the slot"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_round_trip() {
+        for lsn in [0u64, 0x0153_aea0, 0x1_0000_0000, u64::MAX] {
+            assert_eq!(parse_lsn(&lsn_text(lsn)), Some(lsn));
+        }
+        assert_eq!(lsn_text(0x0000_0001_0153_AEA0), "1/153AEA0");
+        assert_eq!(parse_lsn("0/15431B8"), Some(0x15431B8));
+        assert_eq!(parse_lsn("x"), None);
+    }
+}

@@ -1,0 +1,92 @@
+//! WAL capture mode's reader (`pgtrail follow`): reads this database's
+//! logical replication slot (pgoutput, polled over plain SQL with
+//! `pg_logical_slot_peek_binary_changes`) and writes the same trail rows the
+//! capture triggers write, through `pgtrail._follow_write` (80_wal.sql),
+//! which reuses capture's helpers for keys, diffs and redaction markers.
+//!
+//! Exactly once: each decoded transaction is written with the follower's
+//! position (its end LSN) in `pgtrail.follow_position`, in the same
+//! database transaction; the slot is advanced only after that commits; a
+//! transaction at or before the stored position is never written again
+//! (a follower killed between its commit and the advance finds it done).
+//! A session advisory lock keeps a second follower from running at once.
+//!
+//! - [`pgoutput`]: the protocol's messages;
+//! - [`transaction`]: messages grouped into committed transactions, with
+//!   their context and unchanged TOASTed values filled from the old row;
+//! - [`values`]: text values to the JSON capture records, by the server;
+//! - [`follower`]: the loop.
+
+pub mod follower;
+pub mod pgoutput;
+pub mod transaction;
+pub mod values;
+
+use std::time::Duration;
+
+pub use follower::{FOLLOW_LOCK, run};
+
+/// How the follower runs.
+#[derive(Debug, Clone)]
+pub struct FollowOptions {
+    /// Drain what the slot holds, then return.
+    pub once: bool,
+    /// Changes read from the slot at a time (whole transactions: a batch may
+    /// hold more).
+    pub batch_size: i32,
+    /// How long to wait when the slot is empty.
+    pub poll_interval: Duration,
+}
+
+impl Default for FollowOptions {
+    fn default() -> Self {
+        FollowOptions {
+            once: false,
+            batch_size: 10_000,
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// What a run of the follower did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FollowReport {
+    pub slot: String,
+    /// Decoded transactions written to the trail.
+    pub transactions: u64,
+    /// Changes written to the trail.
+    pub changes: u64,
+    /// The position reached (end LSN of the last transaction), if any batch was read.
+    pub position: Option<String>,
+}
+
+/// Why the follower stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    #[error(
+        "pgtrail is not installed in this database, or is older than WAL mode\n  help: run `pgtrail apply` with mode = \"wal\" in pgtrail.toml"
+    )]
+    NotInstalled,
+    #[error(
+        "the logical replication slot {slot} does not exist\n  help: set mode = \"wal\" in pgtrail.toml and run `pgtrail apply`, which creates it"
+    )]
+    NoSlot { slot: String },
+    #[error("another `pgtrail follow` is running on this database (it holds the follower lock)")]
+    Busy,
+    #[error("the slot sent something this follower cannot read: {0}")]
+    Protocol(String),
+    #[error("{context}: {}", pgtrail_catalog::pg_error::describe(.error))]
+    Database {
+        context: String,
+        error: tokio_postgres::Error,
+    },
+}
+
+impl FollowError {
+    pub(crate) fn database(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> FollowError {
+        move |error| FollowError::Database {
+            context: context.to_string(),
+            error,
+        }
+    }
+}

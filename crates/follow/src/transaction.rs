@@ -1,0 +1,292 @@
+//! Decoded messages grouped into committed transactions: each row change
+//! with the context (the `pgtrail` logical message of the context trigger)
+//! in force when it was made, and unchanged TOASTed values filled in from
+//! the old row.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::pgoutput::{Column, Message, Value};
+
+/// A relation as a Relation message described it. The same relation may be
+/// described again, with other columns, after DDL: each description is a
+/// version of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RelationVersion {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    pub columns: Vec<Column>,
+}
+
+/// A row change of one relation, its tuples in the relation's column order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowChange {
+    /// The index of its relation's version in what [`assemble`] returns.
+    pub relation: usize,
+    /// `I`, `U`, `D` or `T` (one TRUNCATE change per relation).
+    pub op: char,
+    /// The context number (`ctx`) in force.
+    pub ctx: i64,
+    pub old: Option<Vec<Value>>,
+    pub new: Option<Vec<Value>>,
+}
+
+/// One committed transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transaction {
+    pub xid: u32,
+    /// Microseconds since 2000-01-01 00:00 UTC.
+    pub commit_time: i64,
+    pub end_lsn: u64,
+    pub changes: Vec<RowChange>,
+    /// The context messages, by ctx.
+    pub contexts: BTreeMap<i64, serde_json::Value>,
+    /// Unchanged TOASTed values that could not be filled (no old row).
+    pub unfilled: usize,
+}
+
+/// Groups messages into transactions, with the relation versions their
+/// changes refer to. Non-transactional messages and messages of other
+/// prefixes are skipped, and changes of relations never described; a
+/// transaction without its commit at the end of `messages` is left out.
+pub fn assemble(messages: Vec<Message>) -> (Vec<Transaction>, Vec<RelationVersion>) {
+    let mut out = Vec::new();
+    let mut relations: Vec<RelationVersion> = Vec::new();
+    let mut latest: HashMap<u32, usize> = HashMap::new();
+    let mut current: Option<Transaction> = None;
+    let mut ctx = 0;
+    for message in messages {
+        match message {
+            Message::Begin { xid, commit_time, .. } => {
+                ctx = 0;
+                current = Some(Transaction {
+                    xid,
+                    commit_time,
+                    end_lsn: 0,
+                    changes: Vec::new(),
+                    contexts: BTreeMap::new(),
+                    unfilled: 0,
+                });
+            }
+            Message::Commit {
+                end_lsn, commit_time, ..
+            } => {
+                if let Some(mut tx) = current.take() {
+                    tx.end_lsn = end_lsn;
+                    tx.commit_time = commit_time;
+                    out.push(tx);
+                }
+            }
+            Message::Relation {
+                id,
+                schema,
+                name,
+                columns,
+                ..
+            } => {
+                latest.insert(id, relations.len());
+                relations.push(RelationVersion {
+                    oid: id,
+                    schema,
+                    name,
+                    columns,
+                });
+            }
+            Message::Message {
+                transactional: true,
+                prefix,
+                content,
+                ..
+            } if prefix == "pgtrail" => {
+                if let (Some(tx), Ok(body)) = (
+                    current.as_mut(),
+                    serde_json::from_slice::<serde_json::Value>(&content),
+                ) {
+                    ctx = body.get("ctx").and_then(serde_json::Value::as_i64).unwrap_or(0);
+                    tx.contexts.insert(ctx, body);
+                }
+            }
+            Message::Insert { relation, new } => {
+                if let (Some(tx), Some(&relation)) = (current.as_mut(), latest.get(&relation)) {
+                    tx.changes.push(RowChange {
+                        relation,
+                        op: 'I',
+                        ctx,
+                        old: None,
+                        new: Some(new),
+                    });
+                }
+            }
+            Message::Update {
+                relation,
+                old,
+                mut new,
+            } => {
+                if let (Some(tx), Some(&relation)) = (current.as_mut(), latest.get(&relation)) {
+                    tx.unfilled += fill_unchanged(&mut new, old.as_deref());
+                    tx.changes.push(RowChange {
+                        relation,
+                        op: 'U',
+                        ctx,
+                        old,
+                        new: Some(new),
+                    });
+                }
+            }
+            Message::Delete { relation, old } => {
+                if let (Some(tx), Some(&relation)) = (current.as_mut(), latest.get(&relation)) {
+                    tx.changes.push(RowChange {
+                        relation,
+                        op: 'D',
+                        ctx,
+                        old: Some(old),
+                        new: None,
+                    });
+                }
+            }
+            Message::Truncate {
+                relations: truncated, ..
+            } => {
+                if let Some(tx) = current.as_mut() {
+                    for relation in truncated.iter().filter_map(|oid| latest.get(oid).copied()) {
+                        tx.changes.push(RowChange {
+                            relation,
+                            op: 'T',
+                            ctx,
+                            old: None,
+                            new: None,
+                        });
+                    }
+                }
+            }
+            Message::Message { .. } | Message::Ignored(_) => {}
+        }
+    }
+    (out, relations)
+}
+
+/// Replaces the unchanged TOASTed values of `new` by the old row's values
+/// of the same columns (with REPLICA IDENTITY FULL the old row is whole).
+/// Returns how many could not be filled; they become NULL.
+fn fill_unchanged(new: &mut [Value], old: Option<&[Value]>) -> usize {
+    let mut unfilled = 0;
+    for (i, value) in new.iter_mut().enumerate() {
+        if *value == Value::Unchanged {
+            match old.and_then(|o| o.get(i)) {
+                Some(v @ (Value::Text(_) | Value::Null)) => *value = v.clone(),
+                _ => {
+                    unfilled += 1;
+                    *value = Value::Null;
+                }
+            }
+        }
+    }
+    unfilled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Value {
+        Value::Text(s.into())
+    }
+
+    fn begin(xid: u32) -> Message {
+        Message::Begin {
+            final_lsn: 0,
+            commit_time: 5,
+            xid,
+        }
+    }
+
+    fn commit(end_lsn: u64) -> Message {
+        Message::Commit {
+            commit_lsn: 0,
+            end_lsn,
+            commit_time: 6,
+        }
+    }
+
+    fn context(ctx: i64) -> Message {
+        Message::Message {
+            transactional: true,
+            lsn: 0,
+            prefix: "pgtrail".into(),
+            content: format!("{{\"ctx\": {ctx}, \"actor_id\": \"a{ctx}\"}}").into_bytes(),
+        }
+    }
+
+    fn relation(oid: u32) -> Message {
+        Message::Relation {
+            id: oid,
+            schema: "public".into(),
+            name: format!("t{oid}"),
+            replica_identity: b'f',
+            columns: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn changes_take_the_context_in_force_and_toast_is_filled() {
+        let messages = vec![
+            relation(1),
+            relation(2),
+            begin(10),
+            Message::Insert {
+                relation: 1,
+                new: vec![text("1")],
+            },
+            context(1),
+            Message::Update {
+                relation: 1,
+                old: Some(vec![text("1"), text("big"), text("x")]),
+                new: vec![text("1"), Value::Unchanged, text("y")],
+            },
+            Message::Message {
+                transactional: true,
+                lsn: 0,
+                prefix: "other".into(),
+                content: b"{\"ctx\": 9}".to_vec(),
+            },
+            context(2),
+            Message::Truncate {
+                relations: vec![1, 2],
+                cascade: false,
+                restart_identity: false,
+            },
+            commit(100),
+            begin(11),
+            Message::Delete {
+                relation: 1,
+                old: vec![text("1")],
+            },
+        ];
+        let (txs, relations) = assemble(messages);
+        assert_eq!(relations.len(), 2);
+        assert_eq!(txs.len(), 1, "the transaction without its commit is left out");
+        let tx = &txs[0];
+        assert_eq!((tx.xid, tx.end_lsn, tx.commit_time, tx.unfilled), (10, 100, 6, 0));
+        let ctxs: Vec<(char, i64)> = tx.changes.iter().map(|c| (c.op, c.ctx)).collect();
+        assert_eq!(ctxs, vec![('I', 0), ('U', 1), ('T', 2), ('T', 2)]);
+        assert_eq!(tx.changes[3].relation, 1, "relation versions by index");
+        assert_eq!(tx.changes[1].new, Some(vec![text("1"), text("big"), text("y")]));
+        assert_eq!(tx.contexts.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn unchanged_values_without_an_old_row_are_counted() {
+        let (txs, _) = assemble(vec![
+            relation(1),
+            begin(1),
+            Message::Update {
+                relation: 1,
+                old: None,
+                new: vec![text("1"), Value::Unchanged],
+            },
+            commit(2),
+        ]);
+        assert_eq!(txs[0].unfilled, 1);
+        assert_eq!(txs[0].changes[0].new, Some(vec![text("1"), Value::Null]));
+    }
+}

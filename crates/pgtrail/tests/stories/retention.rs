@@ -1,0 +1,539 @@
+//! Retention that keeps its proofs (seed 002: "partition by month and drop
+//! old partitions"; seed 004: retention that meets regulatory
+//! requirements). A shop's trail grows over five months on a server whose
+//! clock is moved with Debian's `faketime` (LD_PRELOAD libfaketime, its
+//! offset read from a file the test rewrites); old partitions are sealed,
+//! archived to Parquet, read back by DuckDB and pyarrow, dropped, and still
+//! verified, and every kind of tampering with the archive is named.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pgtrail::archive::parquet_file::{ParquetWriter, read_rows};
+use pgtrail::archive::{ArchiveOptions, Outcome, Sealer};
+use pgtrail::config::Config;
+use pgtrail::integrity::crypto::SignerKey;
+use pgtrail::integrity::{self, Problem, VerifyOptions, VerifyReport};
+use pgtrail_testkit::{Cluster, ClusterOptions, connect_to};
+use tokio_postgres::Client;
+
+use crate::support::{apply, count};
+
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+const SHOP: &str = "CREATE TABLE orders (id integer PRIMARY KEY, status text, total numeric(10,2));";
+const CONFIG: &str = "[capture]\ninclude = [\"orders\"]\n\n[retention]\npartition = \"month\"\npremake = 1\nkeep = \"60 days\"\n";
+
+/// The server's clock: an offset from real time in a file libfaketime reads
+/// on every call.
+struct Clock {
+    _dir: tempfile::TempDir,
+    file: PathBuf,
+}
+
+impl Clock {
+    fn set(&self, offset: &str) {
+        std::fs::write(&self.file, format!("{offset}\n")).expect("write the faketime file");
+    }
+}
+
+/// A throwaway cluster whose clock starts `offset` from now.
+fn cluster_at(offset: &str) -> (Cluster, Clock) {
+    assert!(
+        Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: install Debian's faketime (apt-get install faketime) to run the retention stories"
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("pgtrail-clock-")
+        .tempdir_in("/tmp")
+        .expect("clock dir");
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let clock = Clock {
+        file: dir.path().join("faketime.rc"),
+        _dir: dir,
+    };
+    clock.set(offset);
+    std::fs::set_permissions(&clock.file, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let cluster = Cluster::start(ClusterOptions {
+        fast: true,
+        env: vec![
+            ("LD_PRELOAD".into(), LIBFAKETIME.into()),
+            ("FAKETIME_TIMESTAMP_FILE".into(), clock.file.display().to_string()),
+            ("FAKETIME_NO_CACHE".into(), "1".into()),
+        ],
+        ..ClusterOptions::default()
+    })
+    .expect("start a cluster under faketime");
+    (cluster, clock)
+}
+
+struct KeySealer(SignerKey);
+
+impl Sealer for KeySealer {
+    fn seal<'a>(
+        &'a self,
+        client: &'a mut Client,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + 'a>> {
+        Box::pin(async move {
+            integrity::seal(client, &self.0, &mut |_| {})
+                .await
+                .map(|r| format!("{} appended", r.appended))
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Five months of orders, a month apart, made as a cron'd maintain would
+/// keep partitions ahead; returns the shop's connection, its clock and config.
+async fn five_months_of_orders() -> (Cluster, Clock, Client, Config) {
+    let (cluster, clock) = cluster_at("-150d");
+    let admin = connect_to(&cluster.url("postgres")).await;
+    admin
+        .batch_execute("CREATE DATABASE shop")
+        .await
+        .expect("create shop");
+    let mut client = connect_to(&cluster.url("shop")).await;
+    client.batch_execute(SHOP).await.expect("schema");
+    apply(&mut client, CONFIG).await;
+    let config = Config::parse(CONFIG, "pgtrail.toml").expect("config");
+    for (month, offset) in ["-150d", "-120d", "-90d", "-60d", "-30d", "+0d"]
+        .iter()
+        .enumerate()
+    {
+        clock.set(offset);
+        pgtrail::archive::partitions::premake(&client, &config.retention)
+            .await
+            .expect("premake");
+        let month = month as i32;
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT pgtrail.set_context(actor_id => 'clerk{month}', reason => 'month {month}', extra => '{{\"request_id\": \"r{month}\"}}');
+                 INSERT INTO orders SELECT {month} * 100 + g, 'new', g FROM generate_series(1, 20) AS g;
+                 UPDATE orders SET status = 'paid' WHERE id % 3 = 0 AND id > {month} * 100;
+                 DELETE FROM orders WHERE id = {month} * 100 + 20;
+                 COMMIT;"
+            ))
+            .await
+            .expect("a month of orders");
+    }
+    (cluster, clock, client, config)
+}
+
+async fn verify(client: &mut Client, key: &SignerKey, dir: Option<&Path>) -> VerifyReport {
+    integrity::verify(
+        client,
+        &VerifyOptions {
+            public_key: Some(key.verifier()),
+            archive_dir: dir.map(Path::to_path_buf),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("verify runs")
+}
+
+/// The columns both readers are compared on, as the database shows them.
+async fn database_rows(client: &Client) -> Vec<serde_json::Value> {
+    client
+        .query(
+            "SELECT json_build_array(id, (extract(epoch FROM changed_at) * 1000000)::bigint, table_name, op,
+                                     pk::text, new_values::text, changed_fields, actor_id, context::text)
+             FROM pgtrail.changes ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("read the changes")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The archive's rows as DuckDB and pyarrow read them.
+fn python_rows(dir: &Path) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let script = r#"
+import glob, json, sys
+try:
+    import duckdb, pyarrow, pyarrow.parquet as pq
+except ImportError as e:
+    sys.exit(f"python packages duckdb and pyarrow are needed (pip install duckdb pyarrow): {e}")
+files = sorted(glob.glob(sys.argv[1] + "/*.parquet"))
+cols = "id, epoch_us(changed_at), table_name, op, pk, new_values, changed_fields, actor_id, context"
+con = duckdb.connect()
+duck = [list(r) for r in con.execute(f"SELECT {cols} FROM read_parquet({files!r}) ORDER BY id").fetchall()]
+table = pyarrow.concat_tables([pq.read_table(f) for f in files]).sort_by("id")
+us = table.column("changed_at").cast(pyarrow.int64()).to_pylist()
+names = ["id", None, "table_name", "op", "pk", "new_values", "changed_fields", "actor_id", "context"]
+arrow = [[table.column(n)[i].as_py() if n else us[i] for n in names] for i in range(table.num_rows)]
+# The README's example: one order's archived history.
+readme = con.execute(
+    "SELECT id, changed_at, op, new_values, actor_id FROM read_parquet(?) "
+    "WHERE table_name = 'orders' AND json_extract_string(pk, '$.id') = '102' ORDER BY id",
+    [files]).fetchall()
+print(json.dumps({"duckdb": duck, "pyarrow": arrow, "readme": len(readme)}))
+"#;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(dir)
+        .output()
+        .expect("python3 is needed to read the archive with DuckDB and pyarrow");
+    assert!(
+        output.status.success(),
+        "python3 failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("python printed JSON");
+    let list = |k: &str| json[k].as_array().cloned().expect("a list of rows");
+    assert!(
+        json["readme"].as_i64().is_some_and(|n| n >= 2),
+        "the README's DuckDB query: {json}"
+    );
+    (list("duckdb"), list("pyarrow"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
+}
+
+/// Rewrites an archive file through `edit` (as someone with the file would).
+fn rewrite(file: &Path, edit: impl FnOnce(&mut Vec<pgtrail::archive::ArchivedChange>)) {
+    let mut rows = read_rows(file).expect("read the file");
+    edit(&mut rows);
+    let mut writer = ParquetWriter::create(file).expect("rewrite");
+    for row in rows {
+        writer.push(row).expect("row");
+    }
+    writer.finish().expect("finish");
+}
+
+fn archived(outcomes: &[Outcome]) -> Vec<String> {
+    outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Archived { partition, .. } => Some(partition.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The operator's story: months of history, a legal hold on one order,
+/// archive, then verify from the files; the auditor's: the files read by
+/// DuckDB and pyarrow are the rows the database had.
+#[tokio::test]
+async fn old_months_are_archived_read_by_others_dropped_and_still_proved() {
+    let (_cluster, _clock, mut client, config) = five_months_of_orders().await;
+    let partitions = pgtrail::archive::partitions::list(&client)
+        .await
+        .expect("partitions");
+    assert!(partitions.len() >= 6, "{partitions:?}");
+    assert_eq!(
+        pgtrail::archive::partitions::default_rows(&client)
+            .await
+            .expect("default"),
+        0
+    );
+    let before = database_rows(&client).await;
+    let total = before.len() as i64;
+
+    let dir = tempfile::tempdir().expect("archive dir");
+    let options = ArchiveOptions {
+        dir: dir.path().to_path_buf(),
+        keep: config.retention.keep,
+        dry_run: false,
+    };
+    // Not sealed and no key: nothing is archived, each partition says why.
+    let outcomes = pgtrail::archive::archive(&mut client, &options, None, &mut |_| {})
+        .await
+        .expect("archive");
+    assert!(!outcomes.is_empty());
+    assert!(archived(&outcomes).is_empty(), "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Skipped { reason, .. }
+            if reason.contains("not sealed") || reason.contains("never been sealed"))),
+        "{outcomes:?}"
+    );
+
+    // A legal hold on order 102 (month 1) keeps its partition.
+    let hold = pgtrail::archive::holds::add(
+        &client,
+        &pgtrail::archive::holds::NewHold {
+            table: Some(("public".into(), "orders".into())),
+            pk: Some(serde_json::json!({"id": 102})),
+            reason: "case 17".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("hold");
+    let key = SignerKey::generate("shop.example.com/audit").expect("key");
+    let sealer = KeySealer(key.clone());
+    let outcomes = pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
+        .await
+        .expect("archive");
+    let first = archived(&outcomes);
+    assert!(first.len() >= 2, "{outcomes:?}");
+    let held: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Skipped { reason, .. } if reason.contains("case 17")))
+        .collect();
+    assert_eq!(held.len(), 1, "{outcomes:?}");
+    for outcome in &outcomes {
+        if let Outcome::Archived { lock_ms, .. } = outcome {
+            assert!(*lock_ms < 1000.0, "the drop held its lock {lock_ms} ms");
+        }
+    }
+
+    // Released, the held partition goes too; a rerun has nothing left to do.
+    pgtrail::archive::holds::release(&client, hold, "case closed")
+        .await
+        .expect("release");
+    let outcomes = pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
+        .await
+        .expect("archive again");
+    assert_eq!(archived(&outcomes).len(), 1, "{outcomes:?}");
+    let again = pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
+        .await
+        .expect("archive a third time");
+    assert!(again.is_empty(), "{again:?}");
+
+    let records = count(&client, "SELECT count(*) FROM pgtrail.archive").await;
+    assert_eq!(records as usize, first.len() + 1);
+    let live = count(&client, "SELECT count(*) FROM pgtrail.change").await;
+    let archived_rows = count(&client, "SELECT sum(row_count)::bigint FROM pgtrail.archive").await;
+    assert!(archived_rows > 0 && live > 0);
+    assert_eq!(live + archived_rows, total);
+    for record in &first {
+        assert!(dir.path().join(format!("{record}.parquet")).is_file());
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join(format!("{record}.json"))).expect("manifest"),
+        )
+        .expect("manifest JSON");
+        assert_eq!(manifest["format"], "pgtrail-archive v1");
+        assert!(manifest["seal"]["id"].as_i64().is_some());
+    }
+
+    // Others read the archive: the rows are the ones the database had.
+    let (duck, arrow) = python_rows(dir.path());
+    let expected: Vec<serde_json::Value> = before[..archived_rows as usize].to_vec();
+    assert_eq!(duck, expected);
+    assert_eq!(arrow, expected);
+
+    // The proofs: intact from the files; without them, counted as unchecked.
+    let report = verify(&mut client, &key, Some(dir.path())).await;
+    assert!(report.intact(), "{:?}", report.problems);
+    assert_eq!(report.archived_checked as i64, archived_rows);
+    let report = verify(&mut client, &key, None).await;
+    assert!(report.intact(), "{:?}", report.problems);
+    assert_eq!(report.archived_unchecked as i64, archived_rows);
+
+    // Tampering with the archive is named, each kind.
+    let file = format!("{}.parquet", first[0]);
+    let tampered = |name: &str| {
+        let to = dir.path().parent().expect("parent").join(format!(
+            "{}-{name}",
+            dir.path().file_name().and_then(|n| n.to_str()).unwrap_or("a")
+        ));
+        copy_dir(dir.path(), &to);
+        to
+    };
+    let edited = tampered("edited");
+    rewrite(&edited.join(&file), |rows| {
+        rows[1].new_values = Some(r#"{"total": 0}"#.into())
+    });
+    let problems = verify(&mut client, &key, Some(&edited)).await.problems;
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, Problem::ArchivedEdited { .. })),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, Problem::ArchiveFile { problem, .. } if problem.contains("changed"))),
+        "{problems:?}"
+    );
+
+    let reordered = tampered("reordered");
+    rewrite(&reordered.join(&file), |rows| rows.swap(0, 1));
+    let problems = verify(&mut client, &key, Some(&reordered)).await.problems;
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, Problem::ArchiveFile { problem, .. } if problem.contains("out of order"))),
+        "{problems:?}"
+    );
+
+    let row_gone = tampered("row-deleted");
+    let mut gone_id = 0;
+    rewrite(&row_gone.join(&file), |rows| gone_id = rows.remove(2).id);
+    let problems = verify(&mut client, &key, Some(&row_gone)).await.problems;
+    assert!(
+        problems.contains(&Problem::ArchivedMissing {
+            change_id: gone_id,
+            seal: problems
+                .iter()
+                .find_map(|p| match p {
+                    Problem::ArchivedMissing { seal, .. } => Some(*seal),
+                    _ => None,
+                })
+                .unwrap_or(0),
+            file: file.clone()
+        }),
+        "{problems:?}"
+    );
+
+    let file_gone = tampered("file-deleted");
+    std::fs::remove_file(file_gone.join(&file)).expect("delete the file");
+    let problems = verify(&mut client, &key, Some(&file_gone)).await.problems;
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, Problem::ArchiveFile { problem, .. } if problem.contains("missing"))),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, Problem::ArchivedMissing { .. })),
+        "{problems:?}"
+    );
+
+    // A partition dropped without an archive: its sealed changes are deleted.
+    let victim: String = client
+        .query_one(
+            "SELECT p.name FROM pgtrail.partitions() AS p
+             WHERE NOT p.is_default AND EXISTS (SELECT FROM pgtrail.change AS c WHERE c.tableoid = format('pgtrail.%I', p.name)::regclass)
+             ORDER BY p.from_at NULLS FIRST LIMIT 1",
+            &[],
+        )
+        .await
+        .expect("a live partition")
+        .get(0);
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE pgtrail.change DETACH PARTITION pgtrail.{victim}; DROP TABLE pgtrail.{victim}"
+        ))
+        .await
+        .expect("drop a partition behind pgtrail's back");
+    let problems = verify(&mut client, &key, Some(dir.path())).await.problems;
+    assert!(
+        problems.iter().any(|p| matches!(p, Problem::Deleted { .. })),
+        "{problems:?}"
+    );
+}
+
+/// The scheduler's story: maintain makes partitions ahead, does nothing in
+/// a dry run, and a second maintain at the same time does nothing.
+#[tokio::test]
+async fn maintain_is_safe_to_run_from_cron_twice() {
+    let (_cluster, _clock, mut client, config) = five_months_of_orders().await;
+    let dir = tempfile::tempdir().expect("archive dir");
+    let key = SignerKey::generate("shop.example.com/audit").expect("key");
+    let sealer = KeySealer(key.clone());
+    let partitions = count(&client, "SELECT count(*) FROM pgtrail.partitions()").await;
+
+    let dry = pgtrail::archive::maintain(
+        &mut client,
+        &config.retention,
+        Some(dir.path()),
+        Some(&sealer),
+        true,
+        &mut |_| {},
+    )
+    .await
+    .expect("dry run");
+    assert!(dry.dry_run && !dry.archives.is_empty());
+    assert!(
+        dry.archives
+            .iter()
+            .all(|o| matches!(o, Outcome::WouldArchive { .. })),
+        "{:?}",
+        dry.archives
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM pgtrail.partitions()").await,
+        partitions
+    );
+    assert_eq!(count(&client, "SELECT count(*) FROM pgtrail.seal").await, 0);
+
+    // Another maintain holds the lock: this one does nothing.
+    let other = connect_to(&_cluster.url("shop")).await;
+    other
+        .batch_execute("SELECT pg_advisory_lock(8099570489659320686)")
+        .await
+        .expect("lock");
+    let busy = pgtrail::archive::maintain(
+        &mut client,
+        &config.retention,
+        Some(dir.path()),
+        Some(&sealer),
+        false,
+        &mut |_| {},
+    )
+    .await
+    .expect("busy run");
+    assert!(busy.busy);
+    assert_eq!(count(&client, "SELECT count(*) FROM pgtrail.seal").await, 0);
+    drop(other);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    // A maintain that died after writing files and before dropping (a
+    // half-written file, a file without its record): the next run redoes it.
+    let first_due = pgtrail::archive::due(&client, &config.retention.keep)
+        .await
+        .expect("due")
+        .into_iter()
+        .next()
+        .expect("a partition past retention");
+    std::fs::write(
+        dir.path().join(format!("{}.parquet.partial", first_due.name)),
+        b"half",
+    )
+    .expect("junk");
+    std::fs::write(
+        dir.path().join(format!("{}.parquet", first_due.name)),
+        b"not parquet",
+    )
+    .expect("junk");
+
+    let done = pgtrail::archive::maintain(
+        &mut client,
+        &config.retention,
+        Some(dir.path()),
+        Some(&sealer),
+        false,
+        &mut |_| {},
+    )
+    .await
+    .expect("maintain");
+    assert!(!done.busy && done.sealed.is_some());
+    assert!(
+        archived(&done.archives).contains(&first_due.name),
+        "{:?}",
+        done.archives
+    );
+    let report = verify(&mut client, &key, Some(dir.path())).await;
+    assert!(report.intact(), "{:?}", report.problems);
+    let again = pgtrail::archive::maintain(
+        &mut client,
+        &config.retention,
+        Some(dir.path()),
+        Some(&sealer),
+        false,
+        &mut |_| {},
+    )
+    .await
+    .expect("maintain again");
+    assert!(
+        again.archives.is_empty() && again.partitions_made.is_empty(),
+        "{again:?}"
+    );
+}

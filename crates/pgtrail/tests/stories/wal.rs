@@ -1,0 +1,518 @@
+//! WAL capture mode (issue 15): a team that outgrew capture in the writing
+//! transaction switches `mode = "wal"` and runs `pgtrail follow`. The trail
+//! must be the one trigger mode writes: one random workload of several
+//! clients runs against a trigger-mode database and a WAL-mode database,
+//! and the two trails are compared change by change (ids, transaction
+//! numbers and times aside). Queries, seal and verify work on it; a
+//! follower killed at any point loses and repeats nothing.
+
+use std::collections::BTreeMap;
+
+use pgtrail::config::Config;
+use pgtrail::follow::FollowOptions;
+use pgtrail::integrity::crypto::SignerKey;
+use pgtrail::integrity::{self, VerifyOptions};
+use pgtrail_testkit::{Cluster, ClusterOptions, connect_to};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use tokio_postgres::Client;
+
+const SCHEMA: &str = "
+    CREATE TABLE accounts (id integer PRIMARY KEY, owner text, secret text, balance numeric(12,2),
+                           updated_at timestamptz, doc text, tags text[], seen date);
+    CREATE TABLE pairs (a integer, b integer, note text, PRIMARY KEY (a, b));
+    CREATE TABLE notes (body text, n integer);
+    CREATE TABLE events (id integer, k integer, v text, PRIMARY KEY (id, k)) PARTITION BY RANGE (id);
+    CREATE TABLE events_low PARTITION OF events FOR VALUES FROM (0) TO (5000);
+    CREATE TABLE events_high PARTITION OF events FOR VALUES FROM (5000) TO (100000);
+    CREATE TABLE scratch (id integer PRIMARY KEY, v text);
+";
+
+fn config(mode: &str) -> String {
+    format!(
+        "[capture]\nmode = \"{mode}\"\nignore_columns = [\"updated_at\"]\nredact_columns = [\"secret\"]\n\n\
+         [context]\nactor_id = [\"app.user_id\"]\n"
+    )
+}
+
+/// A throwaway cluster that decodes logically (the suite's shared one may not).
+fn logical_cluster() -> Cluster {
+    Cluster::start(ClusterOptions {
+        fast: true,
+        settings: vec![
+            ("wal_level".into(), "logical".into()),
+            ("max_replication_slots".into(), "10".into()),
+            ("timezone".into(), "UTC".into()),
+        ],
+        ..ClusterOptions::default()
+    })
+    .expect("a throwaway cluster with wal_level = logical starts")
+}
+
+async fn database(cluster: &Cluster, name: &str, mode: &str) -> Client {
+    let admin = connect_to(&cluster.url("postgres")).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("database created");
+    let mut client = connect_to(&cluster.url(name)).await;
+    client.batch_execute(SCHEMA).await.expect("schema");
+    let config = Config::parse(&config(mode), "pgtrail.toml").expect("config parses");
+    pgtrail::plan::apply(&mut client, &config).await.expect("apply");
+    client
+}
+
+async fn follow_once(client: &mut Client) -> pgtrail::follow::FollowReport {
+    let options = FollowOptions {
+        once: true,
+        batch_size: 50,
+        ..FollowOptions::default()
+    };
+    pgtrail::follow::run(client, &options, std::future::pending())
+        .await
+        .expect("follow --once")
+}
+
+/// The statements of one client's transaction `t`, drawn from `rng`. Each
+/// client works on rows of its own, so that both databases end the same
+/// whatever the interleaving.
+fn transaction(rng: &mut StdRng, client: i32, t: i32) -> Vec<String> {
+    let base = client * 1000;
+    let request = format!("c{client}-t{t}");
+    let mut out = vec!["BEGIN".to_string()];
+    if rng.random_bool(0.7) {
+        out.push(format!(
+            "SELECT pgtrail.set_context(actor_id => '{client}', actor_name => 'user{client}@example.com', \
+             actor_type => 'user', reason => 'story', extra => '{{\"request_id\": \"{request}\"}}')"
+        ));
+    } else {
+        out.push(format!("SET LOCAL app.user_id = '{client}'"));
+        out.push(format!("SET LOCAL pgtrail.request_id = '{request}'"));
+    }
+    let id = base + rng.random_range(0..12);
+    let other = base + rng.random_range(0..12);
+    for s in 0..rng.random_range(1..6) {
+        if s == 2 && rng.random_bool(0.3) {
+            out.push(format!(
+                "SELECT pgtrail.set_context(actor_id => '{client}', reason => 'second', \
+                 extra => '{{\"request_id\": \"{request}-2\"}}')"
+            ));
+        }
+        let savepoint = rng.random_bool(0.2);
+        if savepoint {
+            out.push("SAVEPOINT s".into());
+        }
+        let statement = match rng.random_range(0..16) {
+            0 | 1 => format!(
+                "INSERT INTO accounts VALUES ({id}, 'o{t}', 'pw{t}', {}.{:02}, now(), 'short', ARRAY['a', 'b{t}'], \
+                 DATE '2024-01-0{}') ON CONFLICT (id) DO NOTHING",
+                rng.random_range(0..100),
+                rng.random_range(0..100),
+                rng.random_range(1..9)
+            ),
+            2 => format!("UPDATE accounts SET owner = 'o{t}-{s}', updated_at = now() WHERE id = {id}"),
+            3 => format!("UPDATE accounts SET updated_at = now() WHERE id = {id}"),
+            4 => format!(
+                "UPDATE accounts SET balance = balance + 1.50 WHERE id BETWEEN {base} AND {}",
+                base + 5
+            ),
+            // A TOASTed value (incompressible, over 2 kB), then another column updated.
+            5 => format!(
+                "UPDATE accounts SET doc = (SELECT string_agg(md5(i::text || '{t}'), '') FROM generate_series(1, 200) AS i) \
+                 WHERE id = {id}"
+            ),
+            6 => format!("UPDATE accounts SET secret = 'pw{t}-{s}', seen = NULL WHERE id = {id}"),
+            7 => format!(
+                "UPDATE accounts SET id = {other} WHERE id = {id} AND NOT EXISTS (SELECT FROM accounts WHERE id = {other})"
+            ),
+            8 => format!("DELETE FROM accounts WHERE id = {id}"),
+            9 => format!(
+                "INSERT INTO pairs VALUES ({base}, {}, 'n{t}') ON CONFLICT DO NOTHING",
+                rng.random_range(0..4)
+            ),
+            10 => {
+                let b = rng.random_range(0..4);
+                format!(
+                    "UPDATE pairs SET b = b + 10 WHERE a = {base} AND b = {b} \
+                     AND NOT EXISTS (SELECT FROM pairs WHERE a = {base} AND b = {b} + 10)"
+                )
+            }
+            11 => format!("UPDATE pairs SET note = 'm{t}-{s}' WHERE a = {base}"),
+            12 => format!(
+                "INSERT INTO notes VALUES ('note {t}', {})",
+                base + rng.random_range(0..3)
+            ),
+            13 => format!(
+                "UPDATE notes SET body = body || '!' WHERE n = {}",
+                base + rng.random_range(0..3)
+            ),
+            14 => format!(
+                "INSERT INTO events VALUES ({}, {t}, 'e{s}') ON CONFLICT DO NOTHING",
+                base * 5 + rng.random_range(0..3)
+            ),
+            _ => format!(
+                "UPDATE events SET v = v || '+' WHERE id = {}",
+                base * 5 + rng.random_range(0..3)
+            ),
+        };
+        out.push(statement);
+        if client == 0 && s == 0 && t % 7 == 3 {
+            out.push(format!(
+                "INSERT INTO scratch VALUES ({t}, 'x') ON CONFLICT DO NOTHING"
+            ));
+            out.push("TRUNCATE scratch".into());
+        }
+        if savepoint {
+            out.push(if rng.random_bool(0.5) {
+                "ROLLBACK TO SAVEPOINT s".into()
+            } else {
+                "RELEASE SAVEPOINT s".into()
+            });
+        }
+    }
+    out.push(if rng.random_bool(0.15) {
+        "ROLLBACK".into()
+    } else {
+        "COMMIT".into()
+    });
+    out
+}
+
+/// One change as compared: everything but ids, transaction numbers and times.
+type Compared = (
+    String,
+    String,
+    String,
+    Option<Value>,
+    Option<Value>,
+    Option<Value>,
+    Option<Value>,
+    Option<Vec<String>>,
+    Vec<Option<String>>,
+    Option<Value>,
+);
+
+async fn trail(client: &Client) -> BTreeMap<String, Vec<Compared>> {
+    let rows = client
+        .query(
+            "SELECT coalesce(c.context ->> 'request_id', '?'), c.table_name, c.op, c.pk, o.old_pk, c.old_values,
+                    c.new_values, c.changed_fields,
+                    ARRAY[c.actor_id, c.actor_name, c.actor_type, c.reason, c.db_user, c.application_name,
+                          host(c.client_addr)],
+                    c.context
+             FROM pgtrail.changes AS c JOIN pgtrail.change AS o ON o.id = c.id
+             ORDER BY c.id",
+            &[],
+        )
+        .await
+        .expect("the trail reads");
+    let mut out: BTreeMap<String, Vec<Compared>> = BTreeMap::new();
+    for r in rows {
+        let request: String = r.get(0);
+        out.entry(request.clone()).or_default().push((
+            request,
+            r.get(1),
+            r.get(2),
+            r.get(3),
+            r.get(4),
+            r.get(5),
+            r.get(6),
+            r.get(7),
+            r.get(8),
+            r.get(9),
+        ));
+    }
+    out
+}
+
+#[tokio::test]
+async fn one_workload_writes_the_same_trail_in_trigger_and_wal_mode() {
+    let cluster = logical_cluster();
+    let trig = database(&cluster, "shop_trigger", "trigger").await;
+    let mut wal = database(&cluster, "shop_wal", "wal").await;
+    // Redaction markers are keyed by each trail's own secret: one secret for
+    // both, so that equal values give equal markers.
+    let secret: Vec<u8> = trig
+        .query_one("SELECT value FROM pgtrail.secret WHERE name = 'redaction'", &[])
+        .await
+        .expect("secret")
+        .get(0);
+    wal.execute(
+        "UPDATE pgtrail.secret SET value = $1 WHERE name = 'redaction'",
+        &[&secret],
+    )
+    .await
+    .expect("same secret");
+    drop(trig);
+
+    let seed: u64 = rand::rng().random();
+    eprintln!("workload seed {seed}");
+    let mut clients = Vec::new();
+    for c in 0..3 {
+        let (url_t, url_w) = (cluster.url("shop_trigger"), cluster.url("shop_wal"));
+        clients.push(tokio::spawn(async move {
+            let (a, b) = (connect_to(&url_t).await, connect_to(&url_w).await);
+            let mut rng = StdRng::seed_from_u64(seed.wrapping_add(c as u64));
+            for t in 0..30 {
+                for statement in transaction(&mut rng, c, t) {
+                    a.batch_execute(&statement)
+                        .await
+                        .unwrap_or_else(|e| panic!("{statement}: {e:?}"));
+                    b.batch_execute(&statement)
+                        .await
+                        .unwrap_or_else(|e| panic!("{statement}: {e:?}"));
+                }
+            }
+        }));
+    }
+    // The follower runs while they work, and drains at the end.
+    let mut written = 0;
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        written += follow_once(&mut wal).await.changes;
+    }
+    for client in clients {
+        client.await.expect("client finished");
+    }
+    written += follow_once(&mut wal).await.changes;
+
+    let trig = connect_to(&cluster.url("shop_trigger")).await;
+    let expected = trail(&trig).await;
+    let got = trail(&wal).await;
+    let total: usize = expected.values().map(Vec::len).sum();
+    assert!(total > 100, "the workload recorded {total} changes");
+    assert_eq!(written as usize, total, "the follower reports what it wrote");
+    for (request, changes) in &expected {
+        assert_eq!(
+            got.get(request),
+            Some(changes),
+            "transaction {request} (seed {seed})"
+        );
+    }
+    assert_eq!(got.len(), expected.len(), "seed {seed}");
+    // Every kind of change is in the comparison.
+    let ops: std::collections::BTreeSet<(String, String)> = expected
+        .values()
+        .flatten()
+        .map(|c| (c.1.clone(), c.2.clone()))
+        .collect();
+    for needed in [
+        ("accounts", "UPDATE"),
+        ("accounts", "DELETE"),
+        ("notes", "UPDATE"),
+        ("pairs", "UPDATE"),
+        ("events", "INSERT"),
+        ("scratch", "TRUNCATE"),
+    ] {
+        assert!(
+            ops.contains(&(needed.0.to_string(), needed.1.to_string())),
+            "{needed:?} in {ops:?}"
+        );
+    }
+    assert!(
+        expected.values().flatten().any(|c| c.4.is_some()),
+        "a key change was recorded"
+    );
+
+    // The queries answer the same on both trails.
+    for client in [&trig, &wal] {
+        let mismatched: i64 = client
+            .query_one(
+                "SELECT count(*) FROM accounts AS a
+                 WHERE pgtrail.row_as_of('accounts', jsonb_build_object('id', a.id), now())
+                       IS DISTINCT FROM (to_jsonb(a) - 'updated_at'
+                           || jsonb_build_object('secret', pgtrail.row_as_of('accounts', jsonb_build_object('id', a.id), now()) -> 'secret'))",
+                &[],
+            )
+            .await
+            .expect("row_as_of")
+            .get(0);
+        assert_eq!(mismatched, 0, "row_as_of gives every live row");
+    }
+    let histories =
+        "SELECT a.id, (SELECT count(*) FROM pgtrail.history('accounts', jsonb_build_object('id', a.id)))
+                     FROM accounts AS a ORDER BY a.id";
+    let of = |rows: Vec<tokio_postgres::Row>| {
+        rows.iter()
+            .map(|r| (r.get::<_, i32>(0), r.get::<_, i64>(1)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of(wal.query(histories, &[]).await.expect("history")),
+        of(trig.query(histories, &[]).await.expect("history"))
+    );
+
+    // Seal and verify a WAL-mode trail.
+    let key = SignerKey::generate("wal.example.com/audit").expect("key");
+    let sealed = integrity::seal(&mut wal, &key, &mut |_| {}).await.expect("seal");
+    assert_eq!(sealed.appended as usize, total);
+    let report = integrity::verify(
+        &mut wal,
+        &VerifyOptions {
+            public_key: Some(key.verifier()),
+            checkpoint: Some(sealed.note),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("verify");
+    assert!(report.intact(), "{:?}", report.problems);
+
+    // check: clean, and the slot drained.
+    let config = Config::parse(&config("wal"), "pgtrail.toml").expect("config");
+    let (_, _, installed, problems) = pgtrail::plan::inspect(&wal, &config).await.expect("inspect");
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(installed.wal.slot.is_some());
+}
+
+#[tokio::test]
+async fn switching_a_table_between_modes_under_load_loses_and_repeats_nothing() {
+    let cluster = logical_cluster();
+    let admin = connect_to(&cluster.url("postgres")).await;
+    admin
+        .batch_execute("CREATE DATABASE switching")
+        .await
+        .expect("database");
+    let mut client = connect_to(&cluster.url("switching")).await;
+    client
+        .batch_execute("CREATE TABLE t (id integer PRIMARY KEY, n integer)")
+        .await
+        .expect("schema");
+    let mode =
+        |m: &str| Config::parse(&format!("[capture]\nmode = \"{m}\"\n"), "pgtrail.toml").expect("config");
+    pgtrail::plan::apply(&mut client, &mode("trigger"))
+        .await
+        .expect("apply");
+
+    const N: i32 = 600;
+    let url = cluster.url("switching");
+    let writer = tokio::spawn(async move {
+        let client = connect_to(&url).await;
+        for i in 1..=N {
+            client
+                .batch_execute(&format!(
+                    "BEGIN; SELECT pgtrail.set_context(actor_id => '{i}');
+                     INSERT INTO t VALUES ({i}, 0); UPDATE t SET n = n + 1 WHERE id = {i} - 1; COMMIT;"
+                ))
+                .await
+                .expect("a write");
+        }
+    });
+    let mut switches = 0;
+    while !writer.is_finished() || switches < 4 {
+        let next = if switches % 2 == 0 { "wal" } else { "trigger" };
+        pgtrail::plan::apply(&mut client, &mode(next))
+            .await
+            .expect("switch");
+        follow_once(&mut client).await;
+        switches += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    writer.await.expect("the writer finished");
+    follow_once(&mut client).await;
+
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE op = 'INSERT'), count(*) FILTER (WHERE op = 'UPDATE'),
+                    count(*) - count(DISTINCT (op, pk)), count(*) FILTER (WHERE actor_id IS NULL)
+             FROM pgtrail.changes",
+            &[],
+        )
+        .await
+        .expect("the trail reads");
+    let counts: (i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(
+        counts,
+        (i64::from(N), i64::from(N) - 1, 0, 0),
+        "after {switches} switches"
+    );
+}
+
+#[tokio::test]
+async fn apply_says_what_to_do_when_the_server_does_not_decode_logically() {
+    let mut db = pgtrail_testkit::TestDb::new().await;
+    let level: String = db
+        .client
+        .query_one("SHOW wal_level", &[])
+        .await
+        .expect("wal_level")
+        .get(0);
+    if level == "logical" {
+        eprintln!("skipped: the shared test server already runs with wal_level = logical");
+        return;
+    }
+    db.client
+        .batch_execute("CREATE TABLE t (id integer PRIMARY KEY)")
+        .await
+        .expect("schema");
+    let config = Config::parse("[capture]\nmode = \"wal\"\n", "pgtrail.toml").expect("config");
+    let error = pgtrail::plan::apply(&mut db.client, &config)
+        .await
+        .expect_err("WAL mode needs wal_level = logical");
+    let message = error.to_string();
+    assert!(
+        message.contains("wal_level = logical") && message.contains("ALTER SYSTEM"),
+        "{message}"
+    );
+    let installed: bool = db
+        .client
+        .query_one("SELECT to_regclass('pgtrail.change') IS NOT NULL", &[])
+        .await
+        .expect("look")
+        .get(0);
+    assert!(!installed, "nothing was installed");
+}
+
+#[tokio::test]
+async fn check_reports_a_follower_that_falls_behind_and_a_missing_slot() {
+    let cluster = logical_cluster();
+    let mut client = connect_to(&cluster.url("postgres")).await;
+    client
+        .batch_execute("CREATE TABLE t (id integer PRIMARY KEY, v text)")
+        .await
+        .expect("schema");
+    let config = Config::parse(
+        "[capture]\nmode = \"wal\"\nwal_max_lag_bytes = 200000\n",
+        "pgtrail.toml",
+    )
+    .expect("config");
+    pgtrail::plan::apply(&mut client, &config).await.expect("apply");
+    follow_once(&mut client).await;
+    let kinds = |problems: &[pgtrail::plan::Problem]| problems.iter().map(|p| p.kind()).collect::<Vec<_>>();
+    let (_, _, _, problems) = pgtrail::plan::inspect(&client, &config).await.expect("inspect");
+    assert_eq!(kinds(&problems), Vec::<&str>::new());
+
+    client
+        .batch_execute("INSERT INTO t SELECT i, repeat('x', 100) FROM generate_series(1, 5000) AS i")
+        .await
+        .expect("writes");
+    let (_, _, installed, problems) = pgtrail::plan::inspect(&client, &config).await.expect("inspect");
+    assert_eq!(kinds(&problems), vec!["wal_slot_behind"], "{problems:?}");
+    let slot = installed.wal.slot.expect("the slot");
+    assert!(
+        !slot.active && slot.lag_bytes > 200000 && slot.retained_bytes >= slot.lag_bytes,
+        "{slot:?}"
+    );
+    assert!(
+        problems[0].to_string().contains("start pgtrail follow"),
+        "{}",
+        problems[0]
+    );
+
+    assert_eq!(follow_once(&mut client).await.changes, 5000);
+    let (_, _, _, problems) = pgtrail::plan::inspect(&client, &config).await.expect("inspect");
+    assert_eq!(kinds(&problems), Vec::<&str>::new());
+
+    let slot_name = installed.wal.slot_name;
+    client
+        .execute("SELECT pg_drop_replication_slot($1)", &[&slot_name])
+        .await
+        .expect("slot dropped");
+    let (_, _, _, problems) = pgtrail::plan::inspect(&client, &config).await.expect("inspect");
+    assert_eq!(kinds(&problems), vec!["wal_slot_missing"]);
+    // apply creates it again.
+    pgtrail::plan::apply(&mut client, &config).await.expect("apply");
+    let (_, _, _, problems) = pgtrail::plan::inspect(&client, &config).await.expect("inspect");
+    assert_eq!(kinds(&problems), Vec::<&str>::new());
+}
