@@ -2,8 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::parser::ValueSource;
-use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -13,58 +12,51 @@ use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
     after_help = "Examples:\n  pgtrail demo\n  pgtrail apply --database-url postgres://app@localhost/shop\n  pgtrail sql > migrations/0042_pgtrail.sql"
 )]
 pub struct Cli {
-    #[command(flatten)]
-    pub global: Global,
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// `--database-url`, for the commands that connect to a database.
 #[derive(Debug, Args)]
-pub struct Global {
+pub struct Connection {
     /// Database to connect to: a postgres:// URL or key=value pairs, as for psql.
     /// Default: PGTRAIL_DATABASE_URL, then DATABASE_URL. What it leaves unset comes
     /// from the service (PGSERVICE, pg_service.conf), then libpq's variables (PGHOST,
     /// PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE, PGSSLROOTCERT, PGAPPNAME,
     /// PGCONNECT_TIMEOUT, ...), then ~/.pgpass and the defaults (sslmode=prefer).
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
+}
 
-    /// The configuration file: set by `commands::run` from the `--config` of
-    /// the commands that read one (init, apply, plan, check, sql).
-    #[arg(skip = PathBuf::from("pgtrail.toml"))]
-    pub config: PathBuf,
-
-    /// Output format (csv: for the commands that print one table: log, at, blame, and the compliance reports).
-    #[arg(long = "format", global = true, value_enum, default_value_t = OutputFormat::Table)]
-    pub output: OutputFormat,
-
-    /// `--format` for the commands that print only table or JSON; set from
-    /// `output` by `commands::run`, which refuses csv for them.
-    #[arg(skip = Format::Table)]
+/// `--format` of the commands that print for people or as JSON.
+#[derive(Debug, Args)]
+pub struct FormatArg {
+    /// Output format.
+    #[arg(long = "format", value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
 
-/// The global options a command does nothing with (by their clap ids):
-/// refused when given (demo's help, written out, does not list them).
-const IGNORED: &[(&str, &[&str])] = &[
-    ("demo", &["database_url", "output"]),
-    ("keygen", &["database_url"]),
-    ("verify-bundle", &["database_url"]),
-];
+/// `--format` of the commands that print one table, and so also CSV
+/// (log, at, blame, and the compliance reports).
+#[derive(Debug, Args)]
+pub struct TableFormatArg {
+    /// Output format.
+    #[arg(long = "format", value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
 
-/// The first option given on the command line that its command ignores:
-/// (command, option as typed).
-pub fn ignored_option(matches: &ArgMatches) -> Option<(String, String)> {
-    let (name, sub) = matches.subcommand()?;
-    let (_, ids) = IGNORED.iter().find(|(n, _)| *n == name)?;
-    let id = ids
-        .iter()
-        .find(|id| sub.value_source(id) == Some(ValueSource::CommandLine))?;
-    let flag = match *id {
-        "output" => "--format",
-        _ => "--database-url",
-    };
-    Some((name.to_string(), flag.to_string()))
+/// What a command's `run` gets from its options: built by `commands::run`
+/// from the options the command declares (the defaults for those it has not).
+#[derive(Debug)]
+pub struct Common {
+    /// `--database-url`.
+    pub database_url: Option<String>,
+    /// `--config` (pgtrail.toml for the commands without it).
+    pub config: PathBuf,
+    /// `--format` as typed.
+    pub output: OutputFormat,
+    /// `--format` without csv (table for csv).
+    pub format: Format,
 }
 
 /// `--config`, for the commands that read (or write) the config file.
@@ -104,8 +96,17 @@ pub enum OutputFormat {
     Csv,
 }
 
+impl From<Format> for OutputFormat {
+    fn from(format: Format) -> OutputFormat {
+        match format {
+            Format::Table => OutputFormat::Table,
+            Format::Json => OutputFormat::Json,
+        }
+    }
+}
+
 /// The formats of the commands that print no CSV.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Table,
     Json,
@@ -122,6 +123,10 @@ pub enum Command {
     Init {
         #[command(flatten)]
         config: ConfigFile,
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
         /// Overwrite the file if it exists.
         #[arg(long)]
         force: bool,
@@ -139,6 +144,10 @@ pub enum Command {
     Apply {
         #[command(flatten)]
         config: ConfigFile,
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
         /// Also record the rows that audited tables without history yet (newly attached
         /// ones) already have, once, so time travel and `pgtrail reconcile` cover rows
         /// older than the install.
@@ -158,13 +167,22 @@ pub enum Command {
         config: ConfigFile,
         #[command(flatten)]
         file: MigrationFileArgs,
+        #[command(flatten)]
+        conn: Connection,
     },
     /// Compare the database with the config and list every problem; exit 1 if any (for CI).
     #[command(after_help = "Example:\n  pgtrail check --format json\n\n\
         Reports: pgtrail missing or of another version, missing or disabled capture triggers,\n\
         triggers on excluded tables, tables no rule covers, settings that differ from the config.\n\
         Exit codes: 0 clean, 1 problems found, 2 usage, config or connection error.")]
-    Check(ConfigFile),
+    Check {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
+    },
     /// Print the whole install as one SQL migration file (for Drizzle, Prisma, Flyway, sqlx, Rails).
     #[command(after_help = "Example:\n  pgtrail sql > drizzle/0042_pgtrail.sql\n  \
         psql -v ON_ERROR_STOP=1 --single-transaction -f drizzle/0042_pgtrail.sql\n\n\
@@ -179,6 +197,8 @@ pub enum Command {
         config: ConfigFile,
         #[command(flatten)]
         file: MigrationFileArgs,
+        #[command(flatten)]
+        conn: Connection,
     },
     /// WAL mode's reader: write the slot's changes to the trail, exactly once.
     #[command(
@@ -190,6 +210,10 @@ pub enum Command {
         Exit codes: 0 stopped cleanly or drained, 1 another follower is running (--once), 2 error."
     )]
     Follow {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
         /// Drain the slot, then exit.
         #[arg(long)]
         once: bool,
@@ -203,6 +227,10 @@ pub enum Command {
         --drop-trail asks for the database name on a terminal; elsewhere it needs --yes."
     )]
     Uninstall {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
         /// Also drop the schema pgtrail with everything recorded in it.
         #[arg(long)]
         drop_trail: bool,
@@ -214,10 +242,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  pgtrail demo\n  pgtrail demo --keep   # leave the server running to try other commands\n\n\
         Needs PostgreSQL's server binaries (initdb, postgres); set PGTRAIL_PG_BIN to their directory\n\
-        if they are not found.",
-        override_usage = "pgtrail demo [--keep]",
-        // Only its own options: it connects to its own server and prints for people.
-        help_template = "{about}\n\n{usage-heading} {usage}\n\nOptions:\n      --keep  Leave the throwaway server running and print its connection URL\n  -h, --help  Print help\n{after-help}"
+        if they are not found."
     )]
     Demo {
         /// Leave the throwaway server running and print its connection URL.
@@ -239,6 +264,10 @@ pub enum Command {
         Redacted values show as [redacted]; the JSON output carries each change's full state after it."
     )]
     History {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
         /// The audited table: `name` or `schema.name`.
         table: String,
         /// The row: 42, std_no=901234, a=1,b=7 or a JSON object.
@@ -249,6 +278,10 @@ pub enum Command {
         after_help = "Example:\n  pgtrail at users 42 --time '2026-03-14 09:30'\n  pgtrail at users --time '2h ago' --format csv > users_2h_ago.csv\n  pgtrail at users 42 --time \"$MODERATION_CREATED_AT\" --clock transaction"
     )]
     At {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: TableFormatArg,
         /// The audited table: `name` or `schema.name`.
         table: String,
         /// The row (without it: every row of the table).
@@ -266,6 +299,10 @@ pub enum Command {
         after_help = "Example:\n  pgtrail blame users 42\n  pgtrail blame students std_no=901234 --format csv"
     )]
     Blame {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: TableFormatArg,
         /// The audited table: `name` or `schema.name`.
         table: String,
         /// The row: 42, std_no=901234, a=1,b=7 or a JSON object.
@@ -277,6 +314,10 @@ pub enum Command {
         Transaction ids are in the TX column of `pgtrail log`."
     )]
     Tx {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
         /// The transaction's number in the trail (the TX column of `pgtrail log`): txid_current()
         /// when it ran, plus era * 2^48 once the trail has moved to another cluster.
         txid: i64,
@@ -305,6 +346,8 @@ pub enum Command {
         and says what they say. Exit 0 intact, 1 not, 2 error."
     )]
     VerifyBundle {
+        #[command(flatten)]
+        format: FormatArg,
         /// The directory `pgtrail report --bundle` wrote.
         dir: PathBuf,
         /// The public key (FILE.pub from `pgtrail keygen`) of the seal key.
@@ -318,6 +361,8 @@ pub enum Command {
         whoever runs `pgtrail verify`. An existing FILE is never overwritten."
     )]
     Keygen {
+        #[command(flatten)]
+        format: FormatArg,
         /// Where to write the private key (FILE.pub gets the public key).
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
@@ -333,6 +378,10 @@ pub enum Command {
         to keep somewhere a database superuser cannot reach."
     )]
     Seal {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
         /// The private key written by `pgtrail keygen`.
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
@@ -348,6 +397,10 @@ pub enum Command {
         1 tampered, 2 error. Without --public-key it trusts the key recorded in the database."
     )]
     Verify {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
         /// The public key (FILE.pub from `pgtrail keygen`) that must have signed.
         #[arg(long, value_name = "FILE")]
         public_key: Option<PathBuf>,
@@ -367,6 +420,12 @@ pub enum Command {
         detached, recorded in pgtrail.archive and dropped. Legal holds keep a partition."
     )]
     Archive {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
         /// Where the files go (default: `archive_dir` in [retention]).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
@@ -384,6 +443,12 @@ pub enum Command {
         stopped anywhere is finished by the next."
     )]
     Maintain {
+        #[command(flatten)]
+        config: ConfigFile,
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
         /// The private key to seal with (without it nothing is sealed).
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
@@ -410,6 +475,10 @@ pub enum Command {
         tables with a baseline (`pgtrail apply --baseline` when adding them)."
     )]
     Reconcile {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
         /// Only this audited table: `name` or `schema.name`.
         table: Option<String>,
     },
@@ -420,6 +489,10 @@ pub enum Command {
         when, why and which changes, and `pgtrail verify` still passes."
     )]
     Erase {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
         /// The audited table: `name` or `schema.name`.
         table: String,
         /// The row: 42, std_no=901234, a=1,b=7 or a JSON object.
@@ -468,6 +541,10 @@ impl From<ConflictPolicy> for pgtrail::revert::Policy {
 
 #[derive(Debug, Args)]
 pub struct RevertArgs {
+    #[command(flatten)]
+    pub conn: Connection,
+    #[command(flatten)]
+    pub format: FormatArg,
     /// Revert every change of this transaction (repeat for several).
     #[arg(long = "tx", value_name = "TXID")]
     pub tx: Vec<i64>,
@@ -539,6 +616,10 @@ pub enum ReportKind {
 pub struct ReportArgs {
     #[command(flatten)]
     pub config: ConfigFile,
+    #[command(flatten)]
+    pub conn: Connection,
+    #[command(flatten)]
+    pub format: TableFormatArg,
     /// Which report.
     #[arg(long, value_enum, default_value_t = ReportKind::Activity)]
     pub kind: ReportKind,
@@ -575,6 +656,10 @@ pub struct ReportArgs {
 
 #[derive(Debug, Args)]
 pub struct LogArgs {
+    #[command(flatten)]
+    pub conn: Connection,
+    #[command(flatten)]
+    pub format: TableFormatArg,
     /// Only this audited table: `name` or `schema.name`.
     pub table: Option<String>,
     /// Only this row of TABLE: 42, std_no=901234, a=1,b=7 or a JSON object.
@@ -620,6 +705,10 @@ pub struct LogArgs {
 pub enum HoldAction {
     /// Add a hold: the matching changes are never archived or dropped until released.
     Add {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
         /// Only this audited table (`name` or `schema.name`); default every table.
         #[arg(long)]
         table: Option<String>,
@@ -638,12 +727,20 @@ pub enum HoldAction {
     },
     /// List the active holds (--all: released ones too).
     List {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
         #[arg(long)]
         all: bool,
     },
     /// Release a hold (it stays recorded).
     #[command(alias = "remove")]
     Release {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
         id: i64,
         #[arg(long)]
         reason: String,

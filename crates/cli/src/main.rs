@@ -8,23 +8,9 @@ mod output;
 
 use std::process::ExitCode;
 
-use clap::FromArgMatches;
-
 fn main() -> ExitCode {
     restore_default_sigpipe();
-    let matches = <cli::Cli as clap::CommandFactory>::command().get_matches();
-    if let Some((command, flag)) = cli::ignored_option(&matches) {
-        let help = match flag.as_str() {
-            "--database-url" => "it connects to no database of yours: leave --database-url out",
-            _ => "it prints for people only: leave --format out",
-        };
-        eprintln!("error: `pgtrail {command}` does not use {flag}\n  help: {help}");
-        return ExitCode::from(2);
-    }
-    let cli = match cli::Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
-        Err(error) => error.exit(),
-    };
+    let cli = <cli::Cli as clap::Parser>::parse();
     // `pgtrail follow` runs for long: its progress is logged by default.
     let default_level = match cli.command {
         cli::Command::Follow { .. } => "info",

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use pgtrail::plan::{ApplyReport, Problem, TableAction};
 
-use crate::cli::{Format, Global};
+use crate::cli::{Common, Format};
 use crate::output;
 
-pub async fn run(global: &Global, baseline: bool) -> Result<ExitCode> {
-    let config = super::load_config(global)?;
-    let mut client = super::connect(global).await?;
+pub async fn run(common: &Common, baseline: bool) -> Result<ExitCode> {
+    let config = super::load_config(common)?;
+    let mut client = super::connect(common).await?;
     let options = pgtrail::plan::ApplyOptions { baseline };
     let report =
         pgtrail::plan::apply_with_options(&mut client, &config, options, &mut output::progress).await;
@@ -19,7 +19,7 @@ pub async fn run(global: &Global, baseline: bool) -> Result<ExitCode> {
     // What the install could not do, read from the database as it is now.
     let privileges = pgtrail::plan::Privileges::load(&client).await?;
     let shortfalls = privileges.installed_shortfalls();
-    match global.format {
+    match common.format {
         Format::Json => {
             let mut json = to_json(&report);
             json["unprotected"] = super::unprotected::to_json(&shortfalls, &config.install);

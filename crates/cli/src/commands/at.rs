@@ -9,18 +9,18 @@ use pgtrail::query::as_params;
 use serde_json::Value;
 
 use super::log::{Audited, cell, db_error, diff_value, key_text, print_csv, time, time_text};
-use crate::cli::{Clock, Global, OutputFormat};
+use crate::cli::{Clock, Common, OutputFormat};
 use crate::output;
 
 pub async fn run(
-    global: &Global,
+    common: &Common,
     table: &str,
     key: Option<&str>,
     at: &str,
     clock: Clock,
 ) -> Result<ExitCode> {
     let moment = time(Some(at))?.context("--time is required")?;
-    let client = super::connect(global).await?;
+    let client = super::connect(common).await?;
     let table = Audited::resolve(&client, table).await?;
     let moment_sql = moment.sql(2);
     match key {
@@ -42,7 +42,7 @@ pub async fn run(
             let state: Option<Value> = row.get(0);
             let when = time_text(&row.get::<_, Value>(1));
             let what = format!("{} {}", table.display(), key_text(&pk));
-            print_row(global, state, &what, &when)?;
+            print_row(common, state, &what, &when)?;
         }
         None => {
             let sql = format!(
@@ -64,14 +64,14 @@ pub async fn run(
                 .filter_map(|r| r.get::<_, Option<Value>>(0))
                 .collect();
             rows.sort_by(|a, b| compare_keys(a, b, &table.key_columns));
-            print_table(global, &table, rows, &when)?;
+            print_table(common, &table, rows, &when)?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_row(global: &Global, state: Option<Value>, what: &str, when: &str) -> Result<()> {
-    match global.output {
+fn print_row(common: &Common, state: Option<Value>, what: &str, when: &str) -> Result<()> {
+    match common.output {
         OutputFormat::Json => output::print_json(&state.unwrap_or(Value::Null))?,
         OutputFormat::Csv => {
             let rows: Vec<Value> = state.into_iter().collect();
@@ -95,7 +95,7 @@ fn print_row(global: &Global, state: Option<Value>, what: &str, when: &str) -> R
     Ok(())
 }
 
-fn print_table(global: &Global, table: &Audited, rows: Vec<Value>, when: &str) -> Result<()> {
+fn print_table(common: &Common, table: &Audited, rows: Vec<Value>, when: &str) -> Result<()> {
     let columns = {
         let mut columns = columns_of(&rows);
         // The live table's column order when it still exists.
@@ -109,7 +109,7 @@ fn print_table(global: &Global, table: &Audited, rows: Vec<Value>, when: &str) -
         columns.sort_by_key(|c| position(c));
         columns
     };
-    match global.output {
+    match common.output {
         OutputFormat::Json => output::print_json(&Value::Array(rows))?,
         OutputFormat::Csv => {
             let names: Vec<&str> = columns.iter().map(String::as_str).collect();

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::log::{
     RowFunction, actor_text, cell, diff_value, key_text, print_csv, rows_of_one_row, time_text,
 };
-use crate::cli::{Global, OutputFormat};
+use crate::cli::{Common, OutputFormat};
 use crate::output;
 
 const COLUMNS: [&str; 9] = [
@@ -24,10 +24,10 @@ const COLUMNS: [&str; 9] = [
     "reason",
 ];
 
-pub async fn run(global: &Global, table: &str, key: &str) -> Result<ExitCode> {
-    let client = super::connect(global).await?;
+pub async fn run(common: &Common, table: &str, key: &str) -> Result<ExitCode> {
+    let client = super::connect(common).await?;
     let (table, pk, rows) = rows_of_one_row(&client, table, key, RowFunction::Blame).await?;
-    match global.output {
+    match common.output {
         OutputFormat::Json => output::print_json(&Value::Array(rows))?,
         OutputFormat::Csv => print_csv(&COLUMNS, &rows)?,
         OutputFormat::Table => {

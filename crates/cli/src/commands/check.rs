@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use pgtrail::plan::{Problem, Shortfall, inspect};
 
-use crate::cli::{Format, Global};
+use crate::cli::{Common, Format};
 use crate::output;
 
-pub async fn run(global: &Global) -> Result<ExitCode> {
-    let config = super::load_config(global)?;
-    let client = super::connect(global).await?;
+pub async fn run(common: &Common) -> Result<ExitCode> {
+    let config = super::load_config(common)?;
+    let client = super::connect(common).await?;
     let (desired, _, installed, problems) = inspect(&client, &config).await?;
     // Periods in which capture was off (recorded by the DDL watch): closed
     // ones are history a reviewer should see; an open one adds, to the
@@ -42,7 +42,7 @@ pub async fn run(global: &Global) -> Result<ExitCode> {
         None => Vec::new(),
     };
     let ok = problems.is_empty() && retention.is_empty();
-    match global.format {
+    match common.format {
         Format::Json => output::print_json(&serde_json::json!({
             "ok": ok,
             "installed_version": installed.version,

@@ -11,10 +11,10 @@ use pgtrail::query::TimeArg;
 use tokio_postgres::Client;
 
 use super::log::{Audited, db_error, time};
-use crate::cli::{Global, OutputFormat, ReportArgs, ReportKind};
+use crate::cli::{Common, OutputFormat, ReportArgs, ReportKind};
 use crate::output;
 
-pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
+pub async fn run(common: &Common, args: &ReportArgs) -> Result<ExitCode> {
     let kind = match args.kind {
         ReportKind::Population => Kind::Population,
         ReportKind::Privileged => Kind::Privileged,
@@ -35,8 +35,8 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
     }
     // The config is optional: without it, no roles are expected (every
     // change is privileged) and no subject columns are known.
-    let config = if global.config.exists() {
-        Config::from_path(&global.config)?
+    let config = if common.config.exists() {
+        Config::from_path(&common.config)?
     } else {
         Config::default()
     };
@@ -50,7 +50,7 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
     }
     let since = time(args.since.as_deref())?;
     let until = time(args.until.as_deref())?;
-    let client = super::connect(global).await?;
+    let client = super::connect(common).await?;
     super::log::check_window(&client, since.as_ref(), until.as_ref()).await?;
     let period = Period {
         since: moment(&client, since.as_ref()).await?,
@@ -95,7 +95,7 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
         );
     }
     // Printed once the bundle (if any) is written: a failed bundle prints nothing.
-    match global.output {
+    match common.output {
         OutputFormat::Json => output::print_json(&serde_json::to_value(&report)?)?,
         OutputFormat::Csv => print!("{}", pgtrail::evidence::render::csv(&report)?),
         OutputFormat::Table => print!("{}", pgtrail::evidence::render::text(&report)),

@@ -6,17 +6,17 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 
 use super::log::{Audited, key_text};
-use crate::cli::{Format, Global};
+use crate::cli::{Common, Format};
 use crate::output;
 
 pub async fn run(
-    global: &Global,
+    common: &Common,
     table: &str,
     key: &str,
     columns: Option<&[String]>,
     reason: &str,
 ) -> Result<ExitCode> {
-    let mut client = super::connect(global).await?;
+    let mut client = super::connect(common).await?;
     let audited = Audited::resolve(&client, table).await?;
     let pk = audited.key(key)?;
     if let (Some(columns), false) = (columns, audited.columns.is_empty()) {
@@ -34,7 +34,7 @@ pub async fn run(
     }
     let report =
         pgtrail::integrity::erase(&mut client, &audited.schema, &audited.name, &pk, columns, reason).await?;
-    match global.format {
+    match common.format {
         Format::Json => output::print_json(&serde_json::to_value(&report)?)?,
         Format::Table => {
             output::say(

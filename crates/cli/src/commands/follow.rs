@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use anyhow::Result;
 use pgtrail::follow::{FollowError, FollowOptions};
 
-use crate::cli::{Format, Global};
+use crate::cli::{Common, Format};
 use crate::output;
 
-pub async fn run(global: &Global, once: bool, batch_size: i32) -> Result<ExitCode> {
-    let mut client = super::connect(global).await?;
+pub async fn run(common: &Common, once: bool, batch_size: i32) -> Result<ExitCode> {
+    let mut client = super::connect(common).await?;
     let options = FollowOptions {
         once,
         batch_size,
@@ -23,7 +23,7 @@ pub async fn run(global: &Global, once: bool, batch_size: i32) -> Result<ExitCod
         }
         Err(error) => return Err(error.into()),
     };
-    match global.format {
+    match common.format {
         Format::Json => output::print_json(&serde_json::json!({
             "slot": report.slot,
             "transactions": report.transactions,

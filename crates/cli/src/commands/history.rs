@@ -7,13 +7,13 @@ use anyhow::Result;
 use serde_json::Value;
 
 use super::log::{RowFunction, actor_text, cell, key_text, op_style, print_diff, rows_of_one_row, time_text};
-use crate::cli::{Format, Global};
+use crate::cli::{Common, Format};
 use crate::output;
 
-pub async fn run(global: &Global, table: &str, key: &str) -> Result<ExitCode> {
-    let client = super::connect(global).await?;
+pub async fn run(common: &Common, table: &str, key: &str) -> Result<ExitCode> {
+    let client = super::connect(common).await?;
     let (table, pk, rows) = rows_of_one_row(&client, table, key, RowFunction::History).await?;
-    match global.format {
+    match common.format {
         Format::Json => output::print_json(&Value::Array(rows))?,
         Format::Table => {
             let row_name = format!("{} {}", table.display(), key_text(&pk));

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
 use super::log::Audited;
-use crate::cli::{Format, Global, HoldAction};
+use crate::cli::{Common, Format, HoldAction};
 use crate::output;
 
 async fn moment(client: &Client, input: &str, flag: &str) -> Result<DateTime<Utc>> {
@@ -20,8 +20,8 @@ async fn moment(client: &Client, input: &str, flag: &str) -> Result<DateTime<Utc
     Ok(row.get(0))
 }
 
-pub async fn run(global: &Global, action: &HoldAction) -> Result<ExitCode> {
-    let client = super::connect(global).await?;
+pub async fn run(common: &Common, action: &HoldAction) -> Result<ExitCode> {
+    let client = super::connect(common).await?;
     match action {
         HoldAction::Add {
             table,
@@ -29,6 +29,7 @@ pub async fn run(global: &Global, action: &HoldAction) -> Result<ExitCode> {
             from,
             until,
             reason,
+            ..
         } => {
             let audited = match table {
                 Some(table) => Some(Audited::resolve(&client, table).await?),
@@ -55,7 +56,7 @@ pub async fn run(global: &Global, action: &HoldAction) -> Result<ExitCode> {
                 reason: reason.clone(),
             };
             let id = pgtrail::archive::holds::add(&client, &hold).await?;
-            match global.format {
+            match common.format {
                 Format::Json => output::print_json(&serde_json::json!({ "hold": id }))?,
                 Format::Table => output::say(
                     output::GOOD,
@@ -65,9 +66,9 @@ pub async fn run(global: &Global, action: &HoldAction) -> Result<ExitCode> {
                 ),
             }
         }
-        HoldAction::List { all } => {
+        HoldAction::List { all, .. } => {
             let holds = pgtrail::archive::holds::list(&client, *all).await?;
-            match global.format {
+            match common.format {
                 Format::Json => output::print_json(&serde_json::to_value(&holds)?)?,
                 Format::Table if holds.is_empty() => output::say(output::DIM, "no active hold"),
                 Format::Table => {
@@ -102,9 +103,9 @@ pub async fn run(global: &Global, action: &HoldAction) -> Result<ExitCode> {
                 }
             }
         }
-        HoldAction::Release { id, reason } => {
+        HoldAction::Release { id, reason, .. } => {
             pgtrail::archive::holds::release(&client, *id, reason).await?;
-            match global.format {
+            match common.format {
                 Format::Json => output::print_json(&serde_json::json!({ "released": id }))?,
                 Format::Table => output::say(output::GOOD, &format!("hold {id} released")),
             }

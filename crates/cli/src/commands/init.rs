@@ -11,11 +11,11 @@ use pgtrail::init::live::{live_schemas, render_live_config};
 use pgtrail::init::{Summary, render_config, summarize};
 use pgtrail::plan::Installed;
 
-use crate::cli::{Format, Global};
+use crate::cli::{Common, Format};
 use crate::output;
 
-pub async fn run(global: &Global, force: bool, schemas: &[String]) -> Result<ExitCode> {
-    let path = global.config.as_path();
+pub async fn run(common: &Common, force: bool, schemas: &[String]) -> Result<ExitCode> {
+    let path = common.config.as_path();
     // Checked before connecting, so the common mistake costs nothing; the
     // write below checks again, atomically.
     if !force && path.try_exists().unwrap_or(false) {
@@ -28,7 +28,7 @@ pub async fn run(global: &Global, force: bool, schemas: &[String]) -> Result<Exi
         }
     }
 
-    let client = super::connect(global).await?;
+    let client = super::connect(common).await?;
     // On an install, the file says what it does now: `plan` then has
     // nothing to do until the file is changed.
     let installed = Installed::load(&client).await?;
@@ -76,7 +76,7 @@ pub async fn run(global: &Global, force: bool, schemas: &[String]) -> Result<Exi
     } else {
         summarize(&catalog, &wanted)
     };
-    match global.format {
+    match common.format {
         Format::Json => output::print_json(&serde_json::json!({
             "path": path.display().to_string(),
             "tables": summary.tables,

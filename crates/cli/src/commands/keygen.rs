@@ -9,15 +9,15 @@ use anyhow::{Context, Result};
 use pgtrail::integrity::crypto::keys::public_key_path;
 use pgtrail::integrity::crypto::{SignerKey, write_key_pair};
 
-use crate::cli::{Format, Global};
+use crate::cli::{Common, Format};
 use crate::output;
 
-pub fn run(global: &Global, key: &Path, name: &str) -> Result<ExitCode> {
+pub fn run(common: &Common, key: &Path, name: &str) -> Result<ExitCode> {
     let signer = SignerKey::generate(name).with_context(|| format!("cannot make a key named `{name}`"))?;
     write_key_pair(key, &signer)?;
     let public = public_key_path(key);
     let verifier = signer.verifier().to_string();
-    match global.format {
+    match common.format {
         Format::Json => output::print_json(&serde_json::json!({
             "key": key.display().to_string(),
             "public_key": public.display().to_string(),

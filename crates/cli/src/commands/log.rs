@@ -11,10 +11,10 @@ use pgtrail::query::{LogFilter, Param, TimeArg, as_params, is_redacted, parse_co
 use serde_json::{Map, Value};
 use tokio_postgres::Client;
 
-use crate::cli::{Global, LogArgs, OutputFormat};
+use crate::cli::{Common, LogArgs, OutputFormat};
 use crate::output;
 
-pub async fn run(global: &Global, args: &LogArgs) -> Result<ExitCode> {
+pub async fn run(common: &Common, args: &LogArgs) -> Result<ExitCode> {
     let mut filter = LogFilter {
         actor: args.actor.clone(),
         actor_type: args.actor_type.clone(),
@@ -32,7 +32,7 @@ pub async fn run(global: &Global, args: &LogArgs) -> Result<ExitCode> {
         limit: Some(args.limit),
         ..LogFilter::default()
     };
-    let client = super::connect(global).await?;
+    let client = super::connect(common).await?;
     if let Some(table) = &args.table {
         let table = Audited::resolve(&client, table).await?;
         if let Some(key) = &args.key {
@@ -52,7 +52,7 @@ pub async fn run(global: &Global, args: &LogArgs) -> Result<ExitCode> {
     let (sql, params) = filter.build();
     let sql = format!("SELECT to_jsonb(q) FROM ({sql}) AS q ORDER BY q.changed_at DESC, q.id DESC");
     let rows = query_json(&client, &sql, &params).await?;
-    match global.output {
+    match common.output {
         OutputFormat::Json => output::print_json(&Value::Array(rows))?,
         OutputFormat::Csv => print_csv(
             &[

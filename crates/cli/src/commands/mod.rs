@@ -26,134 +26,142 @@ mod unprotected;
 mod verify;
 mod verify_bundle;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use pgtrail::config::Config;
 
-use crate::cli::{Cli, Command, Format, Global, OutputFormat};
+use crate::cli::{Cli, Command, Common, ConfigFile, Connection, Format, HoldAction, OutputFormat};
 
-pub async fn run(mut cli: Cli) -> Result<ExitCode> {
-    cli.global.format = match cli.global.output {
-        OutputFormat::Table => Format::Table,
-        OutputFormat::Json => Format::Json,
-        OutputFormat::Csv => match &cli.command {
-            Command::Log(_) | Command::At { .. } | Command::Blame { .. } | Command::Report(_) => {
-                Format::Table
-            }
-            other => bail!(
-                "`pgtrail {}` prints no CSV (CSV is for the commands that print one table: log, at, blame, report)\n  \
-                 help: use --format json, or --format table",
-                command_name(other)
-            ),
-        },
-    };
-    if let Command::Init { config, .. }
-    | Command::Apply { config, .. }
-    | Command::Plan { config, .. }
-    | Command::Check(config)
-    | Command::Sql { config, .. } = &cli.command
-    {
-        cli.global.config = config.config.clone();
-    }
-    if let Command::Report(args) = &cli.command {
-        cli.global.config = args.config.config.clone();
-    }
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let common = common(&cli.command);
     match cli.command {
-        Command::Apply { baseline, .. } => apply::run(&cli.global, baseline).await,
-        Command::Init { force, schemas, .. } => init::run(&cli.global, force, &schemas).await,
-        Command::Plan { file, .. } => plan::run(&cli.global, &file).await,
-        Command::Check(_) => check::run(&cli.global).await,
-        Command::Sql { file, .. } => sql::run(&cli.global, &file).await,
-        Command::Uninstall { drop_trail, yes } => uninstall::run(&cli.global, drop_trail, yes).await,
-        Command::Follow { once, batch_size } => follow::run(&cli.global, once, batch_size).await,
+        Command::Apply { baseline, .. } => apply::run(&common, baseline).await,
+        Command::Init { force, schemas, .. } => init::run(&common, force, &schemas).await,
+        Command::Plan { file, .. } => plan::run(&common, &file).await,
+        Command::Check { .. } => check::run(&common).await,
+        Command::Sql { file, .. } => sql::run(&common, &file).await,
+        Command::Uninstall { drop_trail, yes, .. } => uninstall::run(&common, drop_trail, yes).await,
+        Command::Follow { once, batch_size, .. } => follow::run(&common, once, batch_size).await,
         Command::Demo { keep } => demo::run(keep).await,
-        Command::Log(args) => log::run(&cli.global, &args).await,
-        Command::History { table, key } => history::run(&cli.global, &table, &key).await,
+        Command::Log(args) => log::run(&common, &args).await,
+        Command::History { table, key, .. } => history::run(&common, &table, &key).await,
         Command::At {
             table,
             key,
             time,
             clock,
-        } => at::run(&cli.global, &table, key.as_deref(), &time, clock).await,
-        Command::Blame { table, key } => blame::run(&cli.global, &table, &key).await,
-        Command::Tx { txid } => tx::run(&cli.global, txid).await,
-        Command::Report(args) => report::run(&cli.global, &args).await,
-        Command::VerifyBundle { dir, public_key } => verify_bundle::run(&cli.global, &dir, &public_key),
-        Command::Keygen { key, name } => keygen::run(&cli.global, &key, &name),
-        Command::Seal { key, export } => seal::run(&cli.global, &key, export.as_deref()).await,
+            ..
+        } => at::run(&common, &table, key.as_deref(), &time, clock).await,
+        Command::Blame { table, key, .. } => blame::run(&common, &table, &key).await,
+        Command::Tx { txid, .. } => tx::run(&common, txid).await,
+        Command::Report(args) => report::run(&common, &args).await,
+        Command::VerifyBundle { dir, public_key, .. } => verify_bundle::run(&common, &dir, &public_key),
+        Command::Keygen { key, name, .. } => keygen::run(&common, &key, &name),
+        Command::Seal { key, export, .. } => seal::run(&common, &key, export.as_deref()).await,
         Command::Verify {
             public_key,
             checkpoint,
             archive,
+            ..
         } => {
             verify::run(
-                &cli.global,
+                &common,
                 public_key.as_deref(),
                 checkpoint.as_deref(),
                 archive.as_deref(),
             )
             .await
         }
-        Command::Archive { dir, key, dry_run } => {
-            retention::archive(&cli.global, dir.as_deref(), key.as_deref(), dry_run).await
-        }
+        Command::Archive {
+            dir, key, dry_run, ..
+        } => retention::archive(&common, dir.as_deref(), key.as_deref(), dry_run).await,
         Command::Maintain {
             key,
             archive_dir,
             dry_run,
-        } => retention::maintain(&cli.global, key.as_deref(), archive_dir.as_deref(), dry_run).await,
-        Command::Hold { action } => hold::run(&cli.global, &action).await,
-        Command::Reconcile { table } => reconcile::run(&cli.global, table.as_deref()).await,
+            ..
+        } => retention::maintain(&common, key.as_deref(), archive_dir.as_deref(), dry_run).await,
+        Command::Hold { action } => hold::run(&common, &action).await,
+        Command::Reconcile { table, .. } => reconcile::run(&common, table.as_deref()).await,
         Command::Erase {
             table,
             key,
             columns,
             reason,
-        } => erase::run(&cli.global, &table, &key, columns.as_deref(), &reason).await,
-        Command::Revert(args) => revert::run(&cli.global, &args).await,
+            ..
+        } => erase::run(&common, &table, &key, columns.as_deref(), &reason).await,
+        Command::Revert(args) => revert::run(&common, &args).await,
     }
 }
 
-fn command_name(command: &Command) -> &'static str {
-    match command {
-        Command::Init { .. } => "init",
-        Command::Apply { .. } => "apply",
-        Command::Plan { .. } => "plan",
-        Command::Check(_) => "check",
-        Command::Sql { .. } => "sql",
-        Command::Uninstall { .. } => "uninstall",
-        Command::Follow { .. } => "follow",
-        Command::Demo { .. } => "demo",
-        Command::Log(_) => "log",
-        Command::History { .. } => "history",
-        Command::At { .. } => "at",
-        Command::Blame { .. } => "blame",
-        Command::Tx { .. } => "tx",
-        Command::Report(_) => "report",
-        Command::VerifyBundle { .. } => "verify-bundle",
-        Command::Keygen { .. } => "keygen",
-        Command::Seal { .. } => "seal",
-        Command::Verify { .. } => "verify",
-        Command::Archive { .. } => "archive",
-        Command::Maintain { .. } => "maintain",
-        Command::Hold { .. } => "hold",
-        Command::Erase { .. } => "erase",
-        Command::Reconcile { .. } => "reconcile",
-        Command::Revert(_) => "revert",
+/// The options a command declares, gathered for its `run`; the defaults
+/// stand in for those it does not declare (and so does not use).
+fn common(command: &Command) -> Common {
+    let (conn, config, output): (Option<&Connection>, Option<&ConfigFile>, OutputFormat) = match command {
+        Command::Init {
+            config, conn, format, ..
+        }
+        | Command::Apply {
+            config, conn, format, ..
+        }
+        | Command::Check { config, conn, format }
+        | Command::Archive {
+            config, conn, format, ..
+        }
+        | Command::Maintain {
+            config, conn, format, ..
+        } => (Some(conn), Some(config), format.format.into()),
+        Command::Plan { config, conn, .. } | Command::Sql { config, conn, .. } => {
+            (Some(conn), Some(config), OutputFormat::Table)
+        }
+        Command::Demo { .. } => (None, None, OutputFormat::Table),
+        Command::Log(args) => (Some(&args.conn), None, args.format.format),
+        Command::Report(args) => (Some(&args.conn), Some(&args.config), args.format.format),
+        Command::Revert(args) => (Some(&args.conn), None, args.format.format.into()),
+        Command::At { conn, format, .. } | Command::Blame { conn, format, .. } => {
+            (Some(conn), None, format.format)
+        }
+        Command::Hold {
+            action:
+                HoldAction::Add { conn, format, .. }
+                | HoldAction::List { conn, format, .. }
+                | HoldAction::Release { conn, format, .. },
+        }
+        | Command::Uninstall { conn, format, .. }
+        | Command::Follow { conn, format, .. }
+        | Command::History { conn, format, .. }
+        | Command::Tx { conn, format, .. }
+        | Command::Seal { conn, format, .. }
+        | Command::Verify { conn, format, .. }
+        | Command::Reconcile { conn, format, .. }
+        | Command::Erase { conn, format, .. } => (Some(conn), None, format.format.into()),
+        Command::VerifyBundle { format, .. } | Command::Keygen { format, .. } => {
+            (None, None, format.format.into())
+        }
+    };
+    Common {
+        database_url: conn.and_then(|c| c.database_url.clone()),
+        config: config.map_or_else(|| PathBuf::from("pgtrail.toml"), |c| c.config.clone()),
+        output,
+        format: match output {
+            OutputFormat::Json => Format::Json,
+            OutputFormat::Table | OutputFormat::Csv => Format::Table,
+        },
     }
 }
 
 /// The config named by `--config`.
-fn load_config(global: &Global) -> Result<Config> {
-    Ok(Config::from_path(&global.config)?)
+fn load_config(common: &Common) -> Result<Config> {
+    Ok(Config::from_path(&common.config)?)
 }
 
 /// A connection to the database named by the flags or the environment.
 /// Failures are one line that names the server and where its address came
 /// from, plus a help line.
-async fn connect(global: &Global) -> Result<tokio_postgres::Client> {
-    let target = pgtrail::connect::Target::from_env(global.database_url.as_deref())?;
+async fn connect(common: &Common) -> Result<tokio_postgres::Client> {
+    let target = pgtrail::connect::Target::from_env(common.database_url.as_deref())?;
     Ok(pgtrail::connect::connect(&target).await?)
 }
 

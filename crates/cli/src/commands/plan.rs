@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use pgtrail::plan::{Privileges, inspect, render_with, repairs};
 
-use crate::cli::{Global, MigrationFileArgs};
+use crate::cli::{Common, MigrationFileArgs};
 
-pub async fn run(global: &Global, args: &MigrationFileArgs) -> Result<ExitCode> {
-    let config = super::load_config(global)?;
-    let client = super::connect(global).await?;
+pub async fn run(common: &Common, args: &MigrationFileArgs) -> Result<ExitCode> {
+    let config = super::load_config(common)?;
+    let client = super::connect(common).await?;
     let (desired, _, installed, problems) = inspect(&client, &config).await?;
     let steps = repairs(&client, &desired, &problems).await?;
     // What an install by this role lacks: predicted before the first

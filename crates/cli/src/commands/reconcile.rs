@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 
 use super::log::{Audited, diff_value, key_text};
-use crate::cli::{Format, Global};
+use crate::cli::{Common, Format};
 use crate::output;
 
-pub async fn run(global: &Global, table: Option<&str>) -> Result<ExitCode> {
-    let client = super::connect(global).await?;
+pub async fn run(common: &Common, table: Option<&str>) -> Result<ExitCode> {
+    let client = super::connect(common).await?;
     let audited = match table {
         Some(table) => Some(Audited::resolve(&client, table).await?),
         None => None,
@@ -29,7 +29,7 @@ pub async fn run(global: &Global, table: Option<&str>) -> Result<ExitCode> {
             audited.display()
         );
     }
-    match global.format {
+    match common.format {
         Format::Json => output::print_json(&serde_json::to_value(&report)?)?,
         Format::Table => {
             let mut rows = vec![[

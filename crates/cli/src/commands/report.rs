@@ -8,7 +8,7 @@ use pgtrail::query::{Param, TimeArg};
 use serde_json::{Value, json};
 
 use super::log::{actor_text, cell, check_window, query_json, require_installed, time, time_text};
-use crate::cli::{Format, Global, OutputFormat, ReportArgs, ReportKind};
+use crate::cli::{Common, Format, OutputFormat, ReportArgs, ReportKind};
 use crate::output;
 
 /// The `WHERE` of the period and its parameters (`$1`.. in order).
@@ -26,14 +26,14 @@ fn period(since: Option<&TimeArg>, until: Option<&TimeArg>) -> (String, Vec<Para
     (conditions.join(" AND "), params)
 }
 
-pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
+pub async fn run(common: &Common, args: &ReportArgs) -> Result<ExitCode> {
     if args.kind != ReportKind::Activity {
         if !args.show.is_empty() {
             bail!("--show is for the activity report\n  help: leave --show out, or drop --kind");
         }
-        return super::compliance::run(global, args).await;
+        return super::compliance::run(common, args).await;
     }
-    if global.output == OutputFormat::Csv {
+    if common.output == OutputFormat::Csv {
         bail!(
             "the activity report prints no CSV\n  help: use --format json, or a compliance kind (--kind population|privileged|schema|subject|access)"
         );
@@ -46,7 +46,7 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
     let (burst, window, show) = (args.burst, args.window, &args.show);
     let since = time(args.since.as_deref())?;
     let until = time(args.until.as_deref())?;
-    let client = super::connect(global).await?;
+    let client = super::connect(common).await?;
     require_installed(&client).await?;
     check_window(&client, since.as_ref(), until.as_ref()).await?;
 
@@ -116,7 +116,7 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Result<ExitCode> {
     )
     .await?;
 
-    match global.format {
+    match common.format {
         Format::Json => output::print_json(&json!({
             "since": since.as_ref().map(TimeArg::value),
             "until": until.as_ref().map(TimeArg::value),

@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 use pgtrail::archive::{Outcome, Sealer};
 use pgtrail::integrity::crypto::{SignerKey, read_signer};
 
-use crate::cli::{Format, Global};
+use crate::cli::{Common, Format};
 use crate::output;
 
 /// Seals with the key given by --key.
@@ -41,13 +41,13 @@ fn sealer(key: Option<&Path>) -> Result<Option<KeySealer>> {
     Ok(key.map(read_signer).transpose()?.map(KeySealer))
 }
 
-fn archive_dir(global: &Global, config: &pgtrail::config::Config, given: Option<&Path>) -> Result<PathBuf> {
+fn archive_dir(common: &Common, config: &pgtrail::config::Config, given: Option<&Path>) -> Result<PathBuf> {
     match (given, &config.retention.archive_dir) {
         (Some(dir), _) => Ok(dir.to_path_buf()),
         (None, Some(dir)) => Ok(PathBuf::from(dir)),
         (None, None) => bail!(
             "no archive directory: {} sets no `archive_dir` in [retention]\n  help: add `archive_dir = \"DIR\"` under [retention], or pass --dir DIR",
-            global.config.display()
+            common.config.display()
         ),
     }
 }
@@ -57,15 +57,15 @@ fn progress(line: &str) {
 }
 
 pub async fn archive(
-    global: &Global,
+    common: &Common,
     dir: Option<&Path>,
     key: Option<&Path>,
     dry_run: bool,
 ) -> Result<ExitCode> {
-    let config = super::load_config(global)?;
-    let dir = archive_dir(global, &config, dir)?;
+    let config = super::load_config(common)?;
+    let dir = archive_dir(common, &config, dir)?;
     let sealer = sealer(key)?;
-    let mut client = super::connect(global).await?;
+    let mut client = super::connect(common).await?;
     let options = pgtrail::archive::ArchiveOptions {
         dir,
         keep: config.retention.keep,
@@ -78,7 +78,7 @@ pub async fn archive(
         &mut progress,
     )
     .await?;
-    match global.format {
+    match common.format {
         Format::Json => output::print_json(&serde_json::json!({
             "dry_run": dry_run,
             "keep": config.retention.keep.to_string(),
@@ -130,15 +130,15 @@ fn print_outcomes(outcomes: &[Outcome], keep: &str) {
 }
 
 pub async fn maintain(
-    global: &Global,
+    common: &Common,
     key: Option<&Path>,
     dir: Option<&Path>,
     dry_run: bool,
 ) -> Result<ExitCode> {
-    let config = super::load_config(global)?;
-    let dir = archive_dir(global, &config, dir)?;
+    let config = super::load_config(common)?;
+    let dir = archive_dir(common, &config, dir)?;
     let sealer = sealer(key)?;
-    let mut client = super::connect(global).await?;
+    let mut client = super::connect(common).await?;
     let report = pgtrail::archive::maintain(
         &mut client,
         &config.retention,
@@ -148,7 +148,7 @@ pub async fn maintain(
         &mut progress,
     )
     .await?;
-    match global.format {
+    match common.format {
         Format::Json => output::print_json(&serde_json::to_value(&report)?)?,
         Format::Table => {
             if report.busy {

@@ -14,10 +14,10 @@ use serde_json::{Value, json};
 use tokio_postgres::Client;
 
 use super::log::{Audited, db_error, key_text, require_installed};
-use crate::cli::{Format, Global, RevertArgs};
+use crate::cli::{Common, Format, RevertArgs};
 use crate::output;
 
-pub async fn run(global: &Global, args: &RevertArgs) -> Result<ExitCode> {
+pub async fn run(common: &Common, args: &RevertArgs) -> Result<ExitCode> {
     let kinds = [
         !args.tx.is_empty(),
         args.row.is_some(),
@@ -35,7 +35,7 @@ pub async fn run(global: &Global, args: &RevertArgs) -> Result<ExitCode> {
     }
     let bar = ProgressBar::new(0);
     let observed = bar.clone();
-    let target = pgtrail::connect::Target::from_env(global.database_url.as_deref())?;
+    let target = pgtrail::connect::Target::from_env(common.database_url.as_deref())?;
     let mut client = pgtrail::connect::connect_observed(&target, move |message| {
         if let Some((done, total)) = pgtrail::revert::progress::parse(message) {
             observed.set_length(total);
@@ -57,11 +57,11 @@ pub async fn run(global: &Global, args: &RevertArgs) -> Result<ExitCode> {
         .await
         .map_err(revert_error)?;
     let conflicts = plan.conflicts().count();
-    if global.format == Format::Table {
+    if common.format == Format::Table {
         print_plan(&request, &plan);
     }
     if conflicts > 0 {
-        if global.format == Format::Json {
+        if common.format == Format::Json {
             output::print_json(&report(&request, &plan, None))?;
         }
         output::say(
@@ -74,7 +74,7 @@ pub async fn run(global: &Global, args: &RevertArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     if plan.statements().next().is_none() {
-        if global.format == Format::Json {
+        if common.format == Format::Json {
             output::print_json(&report(&request, &plan, None))?;
         } else {
             output::say(
@@ -85,11 +85,11 @@ pub async fn run(global: &Global, args: &RevertArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if !args.yes {
-        let interactive = global.format == Format::Table
+        let interactive = common.format == Format::Table
             && std::io::stdin().is_terminal()
             && std::io::stderr().is_terminal();
         if !interactive {
-            if global.format == Format::Json {
+            if common.format == Format::Json {
                 output::print_json(&report(&request, &plan, None))?;
             } else {
                 output::say(
@@ -133,7 +133,7 @@ pub async fn run(global: &Global, args: &RevertArgs) -> Result<ExitCode> {
         }
         Err(error) => return Err(revert_error(error)),
     };
-    match global.format {
+    match common.format {
         Format::Json => output::print_json(&report(&request, &applied.plan, Some(applied.txid)))?,
         Format::Table => output::say(
             output::GOOD,

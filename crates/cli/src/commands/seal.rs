@@ -8,12 +8,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use pgtrail::integrity::crypto::read_signer;
 
-use crate::cli::{Format, Global};
+use crate::cli::{Common, Format};
 use crate::output;
 
-pub async fn run(global: &Global, key: &Path, export: Option<&Path>) -> Result<ExitCode> {
+pub async fn run(common: &Common, key: &Path, export: Option<&Path>) -> Result<ExitCode> {
     let signer = read_signer(key)?;
-    let mut client = super::connect(global).await?;
+    let mut client = super::connect(common).await?;
     let mut progress = |done: u64| {
         if done > 0 {
             output::progress(done as usize - 1, 0, &format!("{done} changes sealed"));
@@ -38,7 +38,7 @@ pub async fn run(global: &Global, key: &Path, export: Option<&Path>) -> Result<E
         }
     }
     let root = pgtrail::integrity::hex(&report.root);
-    match global.format {
+    match common.format {
         Format::Json => output::print_json(&serde_json::json!({
             "seal": report.seal_id,
             "appended": report.appended,

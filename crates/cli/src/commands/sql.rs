@@ -7,11 +7,11 @@ use anyhow::{Context, Result};
 use pgtrail::catalog::Catalog;
 use pgtrail::plan::{PlanError, Privileges, render_with, resolve, steps};
 
-use crate::cli::{Global, MigrationFileArgs};
+use crate::cli::{Common, MigrationFileArgs};
 
-pub async fn run(global: &Global, args: &MigrationFileArgs) -> Result<ExitCode> {
-    let config = super::load_config(global)?;
-    let client = super::connect(global).await?;
+pub async fn run(common: &Common, args: &MigrationFileArgs) -> Result<ExitCode> {
+    let config = super::load_config(common)?;
+    let client = super::connect(common).await?;
     let catalog = Catalog::load(&client, &config.capture.schemas).await?;
     let desired = resolve(&config, &catalog).map_err(PlanError::Config)?;
     let script = render_with(&steps(&desired), args.transaction());

@@ -8,11 +8,11 @@ use serde_json::Value;
 
 use super::history::print_change_header;
 use super::log::{actor_text, cell, key_text, print_diff, query_json, require_installed, time_text};
-use crate::cli::{Format, Global};
+use crate::cli::{Common, Format};
 use crate::output;
 
-pub async fn run(global: &Global, txid: i64) -> Result<ExitCode> {
-    let client = super::connect(global).await?;
+pub async fn run(common: &Common, txid: i64) -> Result<ExitCode> {
+    let client = super::connect(common).await?;
     require_installed(&client).await?;
     let rows = query_json(
         &client,
@@ -20,7 +20,7 @@ pub async fn run(global: &Global, txid: i64) -> Result<ExitCode> {
         &[Box::new(txid)],
     )
     .await?;
-    match global.format {
+    match common.format {
         Format::Json => output::print_json(&Value::Array(rows))?,
         Format::Table => {
             let Some(first) = rows.first() else {

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{Format, Global};
+use crate::cli::{Common, Format};
 use crate::output;
 
-pub async fn run(global: &Global, drop_trail: bool, yes: bool) -> Result<ExitCode> {
-    let mut client = super::connect(global).await?;
+pub async fn run(common: &Common, drop_trail: bool, yes: bool) -> Result<ExitCode> {
+    let mut client = super::connect(common).await?;
     if drop_trail && !yes {
         let database: String = client
             .query_one("SELECT current_database()", &[])
@@ -35,7 +35,7 @@ pub async fn run(global: &Global, drop_trail: bool, yes: bool) -> Result<ExitCod
         }
     }
     let report = pgtrail::plan::uninstall(&mut client, drop_trail).await?;
-    match global.format {
+    match common.format {
         Format::Json => output::print_json(&serde_json::json!({
             "detached": report.detached.iter().map(|(s, t)| format!("{s}.{t}")).collect::<Vec<_>>(),
             "dropped_trail": report.dropped_trail,

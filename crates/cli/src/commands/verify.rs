@@ -9,11 +9,11 @@ use anyhow::{Context, Result};
 use pgtrail::integrity::crypto::read_verifier;
 use pgtrail::integrity::{Problem, VerifyOptions};
 
-use crate::cli::{Format, Global};
+use crate::cli::{Common, Format};
 use crate::output;
 
 pub async fn run(
-    global: &Global,
+    common: &Common,
     public_key: Option<&Path>,
     checkpoint: Option<&Path>,
     archive: Option<&Path>,
@@ -28,9 +28,9 @@ pub async fn run(
             .transpose()?,
         archive_dir: archive.map(Path::to_path_buf),
     };
-    let mut client = super::connect(global).await?;
+    let mut client = super::connect(common).await?;
     let report = pgtrail::integrity::verify(&mut client, &options).await?;
-    match global.format {
+    match common.format {
         Format::Json => {
             // The report's fields, with each problem's message beside its fields.
             let mut json = serde_json::to_value(&report)?;

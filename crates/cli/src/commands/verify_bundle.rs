@@ -7,13 +7,13 @@ use std::process::ExitCode;
 use anyhow::Result;
 use pgtrail::integrity::crypto::read_verifier;
 
-use crate::cli::{Format, Global};
+use crate::cli::{Common, Format};
 use crate::output;
 
-pub fn run(global: &Global, dir: &Path, public_key: &Path) -> Result<ExitCode> {
+pub fn run(common: &Common, dir: &Path, public_key: &Path) -> Result<ExitCode> {
     let verifier = read_verifier(public_key)?;
     let check = pgtrail::evidence::verify_bundle(dir, &verifier)?;
-    match global.format {
+    match common.format {
         Format::Json => {
             let mut json = serde_json::to_value(&check)?;
             json["intact"] = serde_json::Value::Bool(check.intact());
