@@ -15,6 +15,7 @@ const RELEASED: &[(&str, &str)] = &[
     ("0.1.0", include_str!("../../../capture/sql/released/0.1.0.sql")),
     ("0.2.0", include_str!("../../../capture/sql/released/0.2.0.sql")),
     ("0.3.0", include_str!("../../../capture/sql/released/0.3.0.sql")),
+    ("0.4.0", include_str!("../../../capture/sql/released/0.4.0.sql")),
 ];
 
 #[tokio::test]
