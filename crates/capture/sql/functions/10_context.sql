@@ -165,7 +165,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    v_mode text := coalesce((SELECT value FROM pgtrail.setting WHERE name = 'outside_transaction'), 'warn');
+    v_mode text;
 BEGIN
     -- Still set_context's statement, nothing captured, and that statement
     -- alone in its message (a message of several statements is one
@@ -173,6 +173,8 @@ BEGIN
     IF current_setting('pgtrail.context_statement', true) = statement_timestamp()::text
        AND coalesce(current_setting('pgtrail.recorded', true), '') = ''
        AND position(';' IN rtrim(coalesce(current_query(), ''), E' \t\r\n;')) = 0 THEN
+        -- Read only here: most transactions end in another statement.
+        v_mode := coalesce((SELECT value FROM pgtrail.setting WHERE name = 'outside_transaction'), 'warn');
         IF v_mode = 'refuse' THEN
             RAISE EXCEPTION 'pgtrail.set_context was called outside a transaction block: the context ended with its own statement'
                 USING ERRCODE = '25P01',

@@ -924,7 +924,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    v_mode text := coalesce((SELECT value FROM pgtrail.setting WHERE name = 'outside_transaction'), 'warn');
+    v_mode text;
 BEGIN
     -- Still set_context's statement, nothing captured, and that statement
     -- alone in its message (a message of several statements is one
@@ -932,6 +932,8 @@ BEGIN
     IF current_setting('pgtrail.context_statement', true) = statement_timestamp()::text
        AND coalesce(current_setting('pgtrail.recorded', true), '') = ''
        AND position(';' IN rtrim(coalesce(current_query(), ''), E' \t\r\n;')) = 0 THEN
+        -- Read only here: most transactions end in another statement.
+        v_mode := coalesce((SELECT value FROM pgtrail.setting WHERE name = 'outside_transaction'), 'warn');
         IF v_mode = 'refuse' THEN
             RAISE EXCEPTION 'pgtrail.set_context was called outside a transaction block: the context ended with its own statement'
                 USING ERRCODE = '25P01',
@@ -7346,7 +7348,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '8739680f7a0164a1' $fn$;
+AS $fn$ SELECT 'c64e3f147f51d01c' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to the owner role too (90_privileges.sql).
 DO $owner$ DECLARE v_owner name := pgtrail.role_name('owner'); BEGIN
