@@ -203,7 +203,8 @@ pub enum Command {
     /// WAL mode's reader: write the slot's changes to the trail, exactly once.
     #[command(
         after_help = "Example:\n  pgtrail follow            # until SIGTERM or Ctrl-C, logging progress and lag\n  \
-        pgtrail follow --once     # drain what the slot holds, then exit (cron, tests)\n\n\
+        pgtrail follow --once     # drain what the slot holds, then exit (cron, tests)\n  \
+        pgtrail follow --sink nats://localhost:4222   # and publish each change to NATS JetStream\n\n\
         Needs [capture] mode = \"wal\" (or a table with mode = \"wal\") and `pgtrail apply`, which creates\n\
         the publication and the logical replication slot. The role needs REPLICATION (or superuser)\n\
         and must be able to write the trail (the installer). One follower runs at a time.\n\
@@ -220,6 +221,15 @@ pub enum Command {
         /// Changes read from the slot at a time (whole transactions).
         #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(i32).range(1..))]
         batch_size: i32,
+        /// Also publish each change to NATS JetStream: nats://HOST:PORT[/SUBJECT-PREFIX].
+        #[arg(long, value_name = "URL")]
+        sink: Option<String>,
+        /// The JetStream stream (created when missing).
+        #[arg(long, value_name = "NAME", requires = "sink", default_value = "PGTRAIL")]
+        stream: String,
+        /// Publish to the sink only: do not keep the trail in this database.
+        #[arg(long, requires = "sink")]
+        no_trail: bool,
     },
     /// Remove the capture triggers from every table; the trail stays unless --drop-trail.
     #[command(

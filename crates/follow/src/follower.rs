@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::pgoutput::{self, Value};
+use crate::sink::{Sink, SinkChange};
 use crate::transaction::{self, Transaction};
 use crate::values::{Relations, rows_to_json};
 use crate::{FollowError, FollowOptions, FollowReport};
@@ -32,6 +33,8 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
 
 struct Slot {
     name: String,
+    /// current_database(): sinks name their subjects by it.
+    database: String,
     /// The end of the last transaction in the trail.
     position: u64,
 }
@@ -43,7 +46,22 @@ pub async fn run(
     options: &FollowOptions,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<FollowReport, FollowError> {
+    run_with(client, options, None, stop).await
+}
+
+/// [`run`], publishing each batch to `sink` too (before the trail's
+/// transaction commits; with `options.write_trail` false, instead of the
+/// trail).
+pub async fn run_with(
+    client: &mut Client,
+    options: &FollowOptions,
+    mut sink: Option<&mut dyn Sink>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<FollowReport, FollowError> {
     tokio::pin!(stop);
+    if !options.write_trail && sink.is_none() {
+        return Err(FollowError::NoDestination);
+    }
     let slot = prepare(client, options).await?;
     let mut slot = slot;
     let mut relations = Relations::default();
@@ -82,8 +100,17 @@ pub async fn run(
                 }
             }
         };
-        let (written_tx, written_changes) =
-            write_batch(client, &slot, &mut relations, &transactions, &relation_versions).await?;
+        let written = write_batch(
+            client,
+            &slot,
+            &mut relations,
+            &transactions,
+            &relation_versions,
+            options.write_trail,
+            sink.as_deref_mut(),
+        )
+        .await?;
+        let (written_tx, written_changes) = (written.transactions, written.changes);
         let target = transactions
             .iter()
             .map(|t| t.end_lsn)
@@ -96,6 +123,7 @@ pub async fn run(
         waited = 0;
         report.transactions += written_tx;
         report.changes += written_changes;
+        report.published += written.published;
         report.position = Some(lsn_text(target));
         let lag: Option<i64> = client
             .query_one(
@@ -108,6 +136,7 @@ pub async fn run(
         info!(
             transactions = written_tx,
             changes = written_changes,
+            published = written.published,
             position = %lsn_text(target),
             lag_bytes = lag.unwrap_or(0),
             "pgtrail follow: wrote a batch"
@@ -146,7 +175,7 @@ fn futures_ready(stop: &mut std::pin::Pin<&mut impl std::future::Future<Output =
 /// the slot's advance.
 async fn prepare(client: &Client, options: &FollowOptions) -> Result<Slot, FollowError> {
     let installed: bool = client
-        .query_one("SELECT to_regprocedure('pgtrail._follow_write(text, pg_lsn, bigint, timestamptz, jsonb, jsonb)') IS NOT NULL", &[])
+        .query_one("SELECT to_regprocedure('pgtrail._follow_write_batch(text, jsonb)') IS NOT NULL", &[])
         .await
         .map_err(FollowError::database("looking for pgtrail"))?
         .get(0);
@@ -170,7 +199,7 @@ async fn prepare(client: &Client, options: &FollowOptions) -> Result<Slot, Follo
     }
     let row = client
         .query_one(
-            "SELECT pgtrail.wal_slot(),
+            "SELECT pgtrail.wal_slot(), current_database()::text,
                     (SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = pgtrail.wal_slot()),
                     (SELECT lsn::text FROM pgtrail.follow_position WHERE slot = pgtrail.wal_slot())",
             &[],
@@ -178,12 +207,13 @@ async fn prepare(client: &Client, options: &FollowOptions) -> Result<Slot, Follo
         .await
         .map_err(FollowError::database("reading the slot"))?;
     let name: String = row.get(0);
-    let Some(confirmed) = row.get::<_, Option<String>>(1) else {
+    let database: String = row.get(1);
+    let Some(confirmed) = row.get::<_, Option<String>>(2) else {
         return Err(FollowError::NoSlot { slot: name });
     };
     let confirmed = parse_lsn(&confirmed).unwrap_or(0);
     let stored = row
-        .get::<_, Option<String>>(2)
+        .get::<_, Option<String>>(3)
         .and_then(|t| parse_lsn(&t))
         .unwrap_or(0);
     if stored > confirmed {
@@ -192,6 +222,7 @@ async fn prepare(client: &Client, options: &FollowOptions) -> Result<Slot, Follo
     }
     Ok(Slot {
         name,
+        database,
         position: stored.max(confirmed),
     })
 }
@@ -248,7 +279,9 @@ async fn write_batch(
     relations: &mut Relations,
     transactions: &[Transaction],
     versions: &[transaction::RelationVersion],
-) -> Result<(u64, u64), FollowError> {
+    write_trail: bool,
+    sink: Option<&mut (dyn Sink + '_)>,
+) -> Result<Written, FollowError> {
     // Every row of the batch as JSON, one statement per relation version.
     let mut rows_of: BTreeMap<usize, Vec<&[Value]>> = BTreeMap::new();
     for tx in transactions {
@@ -272,19 +305,12 @@ async fn write_batch(
         json_of.insert(version, (known.table_id, json.into_iter()));
     }
 
-    let db = client
-        .transaction()
-        .await
-        .map_err(FollowError::database("starting the trail's transaction"))?;
-    let mut written_tx = 0;
-    let mut written_changes = 0;
-    for tx in transactions {
-        // PostgreSQL 14 sends transactions that touched no published table
-        // (the follower's own among them) as empty ones: nothing to write,
-        // and writing the position for them would never end.
-        if tx.changes.is_empty() {
-            continue;
-        }
+    // The batch for pgtrail._follow_write_batch. PostgreSQL 14 sends
+    // transactions that touched no published table (the follower's own
+    // among them) as empty ones: nothing to write, and writing the position
+    // for them would never end.
+    let mut batch = Vec::with_capacity(transactions.len());
+    for tx in transactions.iter().filter(|tx| !tx.changes.is_empty()) {
         let mut changes = Vec::with_capacity(tx.changes.len());
         for change in &tx.changes {
             let Some((table_id, json)) = json_of.get_mut(&change.relation) else {
@@ -316,35 +342,112 @@ async fn write_batch(
             .iter()
             .map(|(ctx, body)| (ctx.to_string(), body.clone()))
             .collect();
-        let written: i64 = db
-            .query_one(
-                "SELECT pgtrail._follow_write($1, $2::text::pg_lsn, $3,
-                        '2000-01-01 00:00:00+00'::timestamptz + ($4::bigint / 1000000) * interval '1 second'
-                            + ($4::bigint % 1000000) * interval '1 microsecond',
-                        $5::text::jsonb, $6::text::jsonb)",
-                &[
-                    &slot.name,
-                    &lsn_text(tx.end_lsn),
-                    &i64::from(tx.xid),
-                    &tx.commit_time,
-                    &Json::Array(changes).to_string(),
-                    &Json::Object(contexts).to_string(),
-                ],
-            )
-            .await
-            .map_err(FollowError::database(
-                "writing a decoded transaction to the trail",
-            ))?
-            .get(0);
-        if written > 0 {
-            written_tx += 1;
-            written_changes += written as u64;
-        }
+        batch.push(json!({
+            "lsn": lsn_text(tx.end_lsn),
+            "xid": tx.xid,
+            "at": tx.commit_time,
+            "changes": changes,
+            "contexts": contexts,
+        }));
     }
-    db.commit()
+    let mut written = Written::default();
+    if batch.is_empty() {
+        return Ok(written);
+    }
+
+    let db = client
+        .transaction()
         .await
-        .map_err(FollowError::database("committing the trail's transaction"))?;
-    Ok((written_tx, written_changes))
+        .map_err(FollowError::database("starting the trail's transaction"))?;
+    let rows = db
+        .query(
+            "SELECT end_lsn::text, txid, ids FROM pgtrail._follow_write_batch($1, $2::text::jsonb)",
+            &[&slot.name, &Json::Array(batch).to_string()],
+        )
+        .await
+        .map_err(FollowError::database(
+            "writing decoded transactions to the trail",
+        ))?;
+    let mut lsn_of: Vec<(i64, u64)> = Vec::with_capacity(rows.len());
+    let mut ids: Vec<i64> = Vec::new();
+    for row in &rows {
+        let txid: i64 = row.get(1);
+        let of_tx: Vec<i64> = row.get(2);
+        lsn_of.push((txid, parse_lsn(row.get::<_, &str>(0)).unwrap_or(0)));
+        written.transactions += 1;
+        written.changes += of_tx.len() as u64;
+        ids.extend(of_tx);
+    }
+    if let Some(sink) = sink {
+        let changes = changes_for_sink(&db, &lsn_of, &ids).await?;
+        written.published = sink
+            .publish(&slot.database, &changes)
+            .await
+            .map_err(|error| FollowError::Sink {
+                sink: sink.describe(),
+                error,
+            })?;
+    }
+    if write_trail {
+        db.commit()
+            .await
+            .map_err(FollowError::database("committing the trail's transaction"))?;
+    } else {
+        // The rows were written only to read them as pgtrail.changes shows
+        // them: the trail is not kept.
+        db.rollback()
+            .await
+            .map_err(FollowError::database("rolling back the trail's rows"))?;
+        written.changes = 0;
+    }
+    Ok(written)
+}
+
+/// What one batch wrote.
+#[derive(Debug, Default)]
+struct Written {
+    transactions: u64,
+    changes: u64,
+    published: u64,
+}
+
+/// The rows just written (`ids`, of the transactions `lsn_of` gives the
+/// end LSN of) as `pgtrail.changes` shows them, in order.
+async fn changes_for_sink(
+    db: &tokio_postgres::Transaction<'_>,
+    lsn_of: &[(i64, u64)],
+    ids: &[i64],
+) -> Result<Vec<SinkChange>, FollowError> {
+    let txids: Vec<i64> = lsn_of.iter().map(|(txid, _)| *txid).collect();
+    let rows = db
+        .query(
+            "SELECT c.txid, c.table_schema::text, c.table_name::text, to_jsonb(c) - 'id'
+             FROM pgtrail.changes AS c
+             WHERE c.txid = ANY($1) AND c.id = ANY($2)
+             ORDER BY c.id",
+            &[&txids, &ids],
+        )
+        .await
+        .map_err(FollowError::database("reading the changes written for the sink"))?;
+    let lsn: BTreeMap<i64, u64> = lsn_of.iter().copied().collect();
+    let mut out = Vec::with_capacity(rows.len());
+    let mut last: Option<(i64, u32)> = None;
+    for row in rows {
+        let txid: i64 = row.get(0);
+        let seq = match last {
+            Some((t, n)) if t == txid => n + 1,
+            _ => 1,
+        };
+        last = Some((txid, seq));
+        out.push(SinkChange {
+            end_lsn: lsn.get(&txid).copied().unwrap_or(0),
+            seq,
+            table_schema: row.get(1),
+            table_name: row.get(2),
+            row: row.get(3),
+        });
+    }
+    Ok(out)
 }
 
 /// Moves the slot on to `lsn` (after the trail's transaction committed).

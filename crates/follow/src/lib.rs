@@ -15,16 +15,19 @@
 //! - [`transaction`]: messages grouped into committed transactions, with
 //!   their context and unchanged TOASTed values filled from the old row;
 //! - [`values`]: text values to the JSON capture records, by the server;
+//! - [`sink`]: where changes go besides (or instead of) the trail;
 //! - [`follower`]: the loop.
 
 pub mod follower;
 pub mod pgoutput;
+pub mod sink;
 pub mod transaction;
 pub mod values;
 
 use std::time::Duration;
 
-pub use follower::{FOLLOW_LOCK, run};
+pub use follower::{FOLLOW_LOCK, run, run_with};
+pub use sink::{Sink, SinkChange, SinkError};
 
 /// How the follower runs.
 #[derive(Debug, Clone)]
@@ -36,6 +39,8 @@ pub struct FollowOptions {
     pub batch_size: i32,
     /// How long to wait when the slot is empty.
     pub poll_interval: Duration,
+    /// Write the trail in this database (false: only a sink gets the changes).
+    pub write_trail: bool,
 }
 
 impl Default for FollowOptions {
@@ -44,6 +49,7 @@ impl Default for FollowOptions {
             once: false,
             batch_size: 10_000,
             poll_interval: Duration::from_millis(200),
+            write_trail: true,
         }
     }
 }
@@ -56,6 +62,8 @@ pub struct FollowReport {
     pub transactions: u64,
     /// Changes written to the trail.
     pub changes: u64,
+    /// Changes a sink took (new to it).
+    pub published: u64,
     /// The position reached (end LSN of the last transaction), if any batch was read.
     pub position: Option<String>,
 }
@@ -73,6 +81,14 @@ pub enum FollowError {
     NoSlot { slot: String },
     #[error("another `pgtrail follow` is running on this database (it holds the follower lock)")]
     Busy,
+    #[error(
+        "nothing to write to: --no-trail needs a sink\n  help: add --sink nats://HOST:PORT, or drop --no-trail"
+    )]
+    NoDestination,
+    #[error(
+        "{sink} did not take the batch: {error}\n  nothing was written to the trail and the slot did not move; the follower starts again from there"
+    )]
+    Sink { sink: String, error: SinkError },
     #[error("the slot sent something this follower cannot read: {0}")]
     Protocol(String),
     #[error("{context}: {}", pgtrail_catalog::pg_error::describe(.error))]

@@ -13,6 +13,7 @@
 //! | [`integrity`] | here, on `pgtrail-integrity` | seal, verify and erase: a trail you can prove |
 //! | [`revert`] | `pgtrail-revert` | undo recorded changes: plan, conflicts, apply |
 //! | [`follow`] | `pgtrail-follow` | WAL mode: reads the slot, writes the trail exactly once |
+//! | [`nats`] | `pgtrail-nats` | WAL mode's NATS JetStream sink: each change as one message, exactly once |
 //! | [`archive`] | `pgtrail-archive` | retention: time partitions, Parquet archives, legal holds, maintain |
 //! | [`evidence`] | `pgtrail-evidence` | compliance reports, evidence bundles verified offline, HTML |
 //! | [`context`] | `pgtrail-context` | who is acting and why, from Rust: a transaction with it set; a tower layer |
@@ -38,6 +39,7 @@ pub use pgtrail_config as config;
 pub use pgtrail_context as context;
 pub use pgtrail_evidence as evidence;
 pub use pgtrail_follow as follow;
+pub use pgtrail_nats as nats;
 pub use pgtrail_plan as plan;
 pub use pgtrail_revert as revert;
 

@@ -11,6 +11,7 @@
 //! the server and deletes its directory as soon as this process exits, however
 //! it exits (see the `pgtrail_cluster` crate docs).
 
+pub mod nats;
 pub mod tls;
 
 use std::env;

@@ -327,6 +327,98 @@ BEGIN
 END
 $fn$;
 
+-- Writes a batch of decoded transactions into the trail in one statement,
+-- and the follower's position (the end of the batch's last transaction) in
+-- the same transaction: what pgtrail._follow_write does for one, set-based
+-- (a follower applies thousands of transactions a second this way).
+-- p_batch: an array, in commit order, of {"lsn": end LSN, "xid": 32-bit
+-- xid, "at": commit time (microseconds since 2000-01-01 UTC), "changes": [...], "contexts": {...}} (the
+-- changes and contexts as pgtrail._follow_write takes them). Transactions
+-- at or before the stored position were written already and are left out.
+-- Returns, for each transaction written, its end LSN, its txid and the ids
+-- of the trail rows written for it, in order.
+CREATE OR REPLACE FUNCTION pgtrail._follow_write_batch(p_slot text, p_batch jsonb)
+RETURNS TABLE (end_lsn pg_lsn, txid bigint, ids bigint[])
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_position pg_lsn;
+    v_secret   bytea := (SELECT s.value FROM pgtrail.secret AS s WHERE s.name = 'redaction');
+    v_era      bigint := pgtrail._era_now()::bigint << 48;
+    v_last     record;
+BEGIN
+    SELECT f.lsn INTO v_position FROM pgtrail.follow_position AS f WHERE f.slot = p_slot FOR UPDATE;
+
+    CREATE TEMP TABLE IF NOT EXISTS pgtrail_follow_batch (
+        n bigint, lsn pg_lsn, txid bigint, at timestamptz, changes jsonb, contexts jsonb
+    ) ON COMMIT DELETE ROWS;
+    DELETE FROM pgtrail_follow_batch;
+    INSERT INTO pgtrail_follow_batch
+    SELECT b.n, (b.e ->> 'lsn')::pg_lsn, pgtrail._full_xid((b.e ->> 'xid')::bigint) + v_era,
+           '2000-01-01 00:00:00+00'::timestamptz + ((b.e ->> 'at')::bigint / 1000000) * interval '1 second'
+               + ((b.e ->> 'at')::bigint % 1000000) * interval '1 microsecond',
+           b.e -> 'changes', b.e -> 'contexts'
+    FROM jsonb_array_elements(p_batch) WITH ORDINALITY AS b(e, n)
+    WHERE v_position IS NULL OR (b.e ->> 'lsn')::pg_lsn > v_position;
+
+    SELECT x.lsn, x.txid, x.at INTO v_last FROM pgtrail_follow_batch AS x ORDER BY x.n DESC LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+    WITH written AS (
+        INSERT INTO pgtrail.change AS w (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)
+        SELECT x.txid, (c.e ->> 'ctx')::smallint, t.id, (c.e ->> 'op')::"char", x.at,
+               r.pk, r.old_pk, r.old_values, r.new_values, r.changed_fields
+        FROM pgtrail_follow_batch AS x
+        CROSS JOIN LATERAL jsonb_array_elements(x.changes) WITH ORDINALITY AS c(e, n)
+        JOIN pgtrail.audited_table AS t ON t.id = (c.e ->> 't')::integer
+        CROSS JOIN LATERAL (
+            SELECT f.pk, f.old_pk, f.old_values, f.new_values, f.changed_fields
+            FROM pgtrail._follow_row(t, c.e ->> 'op', NULLIF(c.e -> 'old', 'null') - t.ignore_columns,
+                                     NULLIF(c.e -> 'new', 'null') - t.ignore_columns, v_secret) AS f
+            WHERE c.e ->> 'op' <> 'T'
+            UNION ALL
+            SELECT NULL, NULL, NULL, NULL, NULL WHERE c.e ->> 'op' = 'T'
+        ) AS r
+        ORDER BY x.n, c.n
+        RETURNING w.id, w.txid, w.ctx
+    ),
+    recorded AS (
+        INSERT INTO pgtrail.transaction AS tr (txid, ctx, started_at, recorded_at, actor_id, actor_name, actor_type, reason,
+                                               context, db_user, db_role, application_name, client_addr, client_port, backend_pid)
+        SELECT k.txid, k.ctx, coalesce((m ->> 'started_at')::timestamptz, x.at),
+               coalesce((m ->> 'recorded_at')::timestamptz, x.at),
+               m ->> 'actor_id', m ->> 'actor_name', m ->> 'actor_type', m ->> 'reason',
+               CASE WHEN m IS NULL THEN '{"context": "not_recorded"}'::jsonb ELSE NULLIF(m -> 'context', 'null') END,
+               coalesce(m ->> 'db_user', '(unknown)'), m ->> 'db_role', m ->> 'application_name',
+               (m ->> 'client_addr')::inet, (m ->> 'client_port')::integer, coalesce((m ->> 'backend_pid')::integer, 0)
+        FROM (SELECT DISTINCT wr.txid, wr.ctx FROM written AS wr) AS k
+        JOIN pgtrail_follow_batch AS x ON x.txid = k.txid
+        LEFT JOIN LATERAL (SELECT x.contexts -> k.ctx::text AS m) AS msg ON true
+        RETURNING tr.txid, tr.ctx, tr.started_at
+    ),
+    long AS (
+        INSERT INTO pgtrail.long_context (txid, ctx)
+        SELECT r.txid, r.ctx FROM recorded AS r JOIN pgtrail_follow_batch AS x ON x.txid = r.txid
+        WHERE (x.at - r.started_at) NOT BETWEEN '0'::interval AND pgtrail._context_span()
+        ON CONFLICT DO NOTHING
+    )
+    SELECT x.lsn, x.txid, array_agg(wr.id ORDER BY wr.id)
+    FROM pgtrail_follow_batch AS x
+    JOIN written AS wr ON wr.txid = x.txid
+    GROUP BY x.n, x.lsn, x.txid
+    ORDER BY x.n;
+
+    INSERT INTO pgtrail.follow_position AS f (slot, lsn, txid, committed_at)
+    VALUES (p_slot, v_last.lsn, v_last.txid, v_last.at)
+    ON CONFLICT (slot) DO UPDATE
+    SET lsn = excluded.lsn, txid = excluded.txid, committed_at = excluded.committed_at, updated_at = clock_timestamp();
+END
+$fn$;
+
 -- The slot of this database as `pgtrail check` and `pgtrail follow` report
 -- it: NULL when it does not exist.
 CREATE OR REPLACE FUNCTION pgtrail.wal_status(

@@ -1,4 +1,6 @@
-//! `pgtrail follow [--once]`: WAL mode's reader (the pgtrail-follow crate).
+//! `pgtrail follow [--once] [--sink nats://HOST:PORT] [--stream NAME] [--no-trail]`:
+//! WAL mode's reader (the pgtrail-follow crate), with the NATS JetStream
+//! sink of pgtrail-nats.
 
 use std::process::ExitCode;
 
@@ -8,14 +10,34 @@ use pgtrail::follow::{FollowError, FollowOptions};
 use crate::cli::{Common, Format};
 use crate::output;
 
-pub async fn run(common: &Common, once: bool, batch_size: i32) -> Result<ExitCode> {
+/// The command's options.
+pub struct Args {
+    pub once: bool,
+    pub batch_size: i32,
+    pub sink: Option<String>,
+    pub stream: String,
+    pub no_trail: bool,
+}
+
+pub async fn run(common: &Common, args: Args) -> Result<ExitCode> {
+    // The sink's URL is checked before anything is read or connected.
+    let target = match &args.sink {
+        Some(url) => Some(pgtrail::nats::Target::parse(url, Some(&args.stream))?),
+        None => None,
+    };
     let mut client = super::connect(common).await?;
+    let mut sink = match target {
+        Some(target) => Some(pgtrail::nats::NatsSink::connect(target).await?),
+        None => None,
+    };
     let options = FollowOptions {
-        once,
-        batch_size,
+        once: args.once,
+        batch_size: args.batch_size,
+        write_trail: !args.no_trail,
         ..FollowOptions::default()
     };
-    let report = match pgtrail::follow::run(&mut client, &options, shutdown()).await {
+    let sink_ref = sink.as_mut().map(|s| s as &mut dyn pgtrail::follow::Sink);
+    let report = match pgtrail::follow::run_with(&mut client, &options, sink_ref, shutdown()).await {
         Ok(report) => report,
         Err(FollowError::Busy) => {
             output::say(output::BAD, &FollowError::Busy.to_string());
@@ -28,13 +50,19 @@ pub async fn run(common: &Common, once: bool, batch_size: i32) -> Result<ExitCod
             "slot": report.slot,
             "transactions": report.transactions,
             "changes": report.changes,
+            "published": report.published,
             "position": report.position,
         }))?,
         Format::Table => println!(
-            "{} transactions, {} changes written from slot {}{}",
+            "{} transactions, {} changes written from slot {}{}{}",
             report.transactions,
             report.changes,
             report.slot,
+            if args.sink.is_some() {
+                format!(", {} published to NATS", report.published)
+            } else {
+                String::new()
+            },
             report
                 .position
                 .map(|p| format!(" (position {p})"))

@@ -43,7 +43,26 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check { .. } => check::run(&common).await,
         Command::Sql { file, .. } => sql::run(&common, &file).await,
         Command::Uninstall { drop_trail, yes, .. } => uninstall::run(&common, drop_trail, yes).await,
-        Command::Follow { once, batch_size, .. } => follow::run(&common, once, batch_size).await,
+        Command::Follow {
+            once,
+            batch_size,
+            sink,
+            stream,
+            no_trail,
+            ..
+        } => {
+            follow::run(
+                &common,
+                follow::Args {
+                    once,
+                    batch_size,
+                    sink,
+                    stream,
+                    no_trail,
+                },
+            )
+            .await
+        }
         Command::Demo { keep } => demo::run(keep).await,
         Command::Log(args) => log::run(&common, &args).await,
         Command::History { table, key, .. } => history::run(&common, &table, &key).await,
