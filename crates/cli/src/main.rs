@@ -13,7 +13,8 @@ fn main() -> ExitCode {
     let cli = <cli::Cli as clap::Parser>::parse();
     // `pgtrail follow` runs for long: its progress is logged by default.
     let default_level = match cli.command {
-        cli::Command::Follow { .. } => "info",
+        // (The NATS client's connection events only when asked for.)
+        cli::Command::Follow { .. } => "info,async_nats=warn",
         _ => "warn",
     };
     tracing_subscriber::fmt()

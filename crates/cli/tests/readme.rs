@@ -497,7 +497,15 @@ async fn wal_mode_as_written() {
         .batch_execute("INSERT INTO users VALUES (1, 'ann@example.com', 'Ann', 'h1')")
         .await
         .expect("a write");
-    run_lines("WAL mode", &lines[follow..], &url, dir, &[]);
+    // The NATS example publishes to a server of its own.
+    let nats = pgtrail_testkit::nats::Nats::start().expect("nats-server -js starts");
+    run_lines(
+        "WAL mode",
+        &lines[follow..],
+        &url,
+        dir,
+        &[("nats://localhost:4222", nats.url())],
+    );
     let changes: i64 = client
         .query_one(
             "SELECT count(*) FROM pgtrail.changes WHERE table_name = 'users'",

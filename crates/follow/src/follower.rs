@@ -1,7 +1,8 @@
 //! The follower's loop: take the follower lock, read a batch from the slot
 //! (`pg_logical_slot_peek_binary_changes`), write its transactions and the
-//! position in one transaction, then advance the slot; until the slot is
-//! drained (`--once`) or a signal asks it to stop.
+//! position in one statement of one transaction (publishing them to the
+//! sink, if any, before it commits), then advance the slot; until the slot
+//! is drained (`--once`) or a signal asks it to stop.
 
 use std::collections::BTreeMap;
 
@@ -175,7 +176,10 @@ fn futures_ready(stop: &mut std::pin::Pin<&mut impl std::future::Future<Output =
 /// the slot's advance.
 async fn prepare(client: &Client, options: &FollowOptions) -> Result<Slot, FollowError> {
     let installed: bool = client
-        .query_one("SELECT to_regprocedure('pgtrail._follow_write_batch(text, jsonb)') IS NOT NULL", &[])
+        .query_one(
+            "SELECT to_regprocedure('pgtrail._follow_write_batch(text, jsonb)') IS NOT NULL",
+            &[],
+        )
         .await
         .map_err(FollowError::database("looking for pgtrail"))?
         .get(0);
@@ -365,9 +369,7 @@ async fn write_batch(
             &[&slot.name, &Json::Array(batch).to_string()],
         )
         .await
-        .map_err(FollowError::database(
-            "writing decoded transactions to the trail",
-        ))?;
+        .map_err(FollowError::database("writing decoded transactions to the trail"))?;
     let mut lsn_of: Vec<(i64, u64)> = Vec::with_capacity(rows.len());
     let mut ids: Vec<i64> = Vec::new();
     for row in &rows {
@@ -380,13 +382,13 @@ async fn write_batch(
     }
     if let Some(sink) = sink {
         let changes = changes_for_sink(&db, &lsn_of, &ids).await?;
-        written.published = sink
-            .publish(&slot.database, &changes)
-            .await
-            .map_err(|error| FollowError::Sink {
-                sink: sink.describe(),
-                error,
-            })?;
+        written.published =
+            sink.publish(&slot.database, &changes)
+                .await
+                .map_err(|error| FollowError::Sink {
+                    sink: sink.describe(),
+                    error,
+                })?;
     }
     if write_trail {
         db.commit()

@@ -1,12 +1,14 @@
 //! WAL capture mode's reader (`pgtrail follow`): reads this database's
 //! logical replication slot (pgoutput, polled over plain SQL with
 //! `pg_logical_slot_peek_binary_changes`) and writes the same trail rows the
-//! capture triggers write, through `pgtrail._follow_write` (80_wal.sql),
-//! which reuses capture's helpers for keys, diffs and redaction markers.
+//! capture triggers write, through `pgtrail._follow_write_batch` (80_wal.sql),
+//! which reuses capture's helpers for keys, diffs and redaction markers:
+//! one statement per batch of decoded transactions.
 //!
-//! Exactly once: each decoded transaction is written with the follower's
-//! position (its end LSN) in `pgtrail.follow_position`, in the same
-//! database transaction; the slot is advanced only after that commits; a
+//! Exactly once: each batch is written with the follower's position (the
+//! end LSN of its last transaction) in `pgtrail.follow_position`, in the
+//! same database transaction; a [`Sink`] gets the batch's changes before
+//! that commits; the slot is advanced only after that commits; a
 //! transaction at or before the stored position is never written again
 //! (a follower killed between its commit and the advance finds it done).
 //! A session advisory lock keeps a second follower from running at once.

@@ -94,10 +94,16 @@ impl Target {
             .split('.')
             .any(|t| t.is_empty() || t.chars().any(|c| c.is_whitespace() || c == '*' || c == '>'))
         {
-            return Err(bad("the prefix must be subject tokens separated by dots, without wildcards"));
+            return Err(bad(
+                "the prefix must be subject tokens separated by dots, without wildcards",
+            ));
         }
         let stream = stream.unwrap_or(DEFAULT_STREAM);
-        if stream.is_empty() || stream.chars().any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\')) {
+        if stream.is_empty()
+            || stream
+                .chars()
+                .any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+        {
             return Err(bad("a stream name has no spaces, dots, wildcards or slashes"));
         }
         Ok(Target {
@@ -109,7 +115,13 @@ impl Target {
 
     /// The subject of a change of `schema.table` in `database`.
     pub fn subject(&self, database: &str, schema: &str, table: &str) -> String {
-        format!("{}.{}.{}.{}", self.prefix, token(database), token(schema), token(table))
+        format!(
+            "{}.{}.{}.{}",
+            self.prefix,
+            token(database),
+            token(schema),
+            token(table)
+        )
     }
 }
 
@@ -199,9 +211,7 @@ impl NatsSink {
                 })
             }
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(SinkError(format!(
-                "reading the last message on {subject}: {e}"
-            ))),
+            Err(e) => Err(SinkError(format!("reading the last message on {subject}: {e}"))),
         }
     }
 
@@ -296,10 +306,22 @@ mod tests {
     #[test]
     fn urls() {
         let t = Target::parse("nats://localhost:4333", None).unwrap();
-        assert_eq!((t.server.as_str(), t.prefix.as_str(), t.stream.as_str()), ("localhost:4333", "pgtrail", "PGTRAIL"));
+        assert_eq!(
+            (t.server.as_str(), t.prefix.as_str(), t.stream.as_str()),
+            ("localhost:4333", "pgtrail", "PGTRAIL")
+        );
         let t = Target::parse("nats://nats.internal/audit.eu", Some("AUDIT")).unwrap();
-        assert_eq!((t.server.as_str(), t.prefix.as_str(), t.stream.as_str()), ("nats.internal:4222", "audit.eu", "AUDIT"));
-        for bad in ["http://x:1", "nats://", "nats://h:port", "nats://h:1/a..b", "nats://h:1/a.*"] {
+        assert_eq!(
+            (t.server.as_str(), t.prefix.as_str(), t.stream.as_str()),
+            ("nats.internal:4222", "audit.eu", "AUDIT")
+        );
+        for bad in [
+            "http://x:1",
+            "nats://",
+            "nats://h:port",
+            "nats://h:1/a..b",
+            "nats://h:1/a.*",
+        ] {
             assert!(Target::parse(bad, None).is_err(), "{bad}");
         }
         assert!(Target::parse("nats://h:1", Some("a.b")).is_err());
@@ -309,7 +331,10 @@ mod tests {
     fn subjects_escape_what_would_split_them() {
         let t = Target::parse("nats://h:1", None).unwrap();
         assert_eq!(t.subject("app", "public", "orders"), "pgtrail.app.public.orders");
-        assert_eq!(t.subject("my db", "a.b", "x*>%"), "pgtrail.my%20db.a%2Eb.x%2A%3E%25");
+        assert_eq!(
+            t.subject("my db", "a.b", "x*>%"),
+            "pgtrail.my%20db.a%2Eb.x%2A%3E%25"
+        );
         assert_eq!(token("été"), "%C3%A9t%C3%A9");
     }
 

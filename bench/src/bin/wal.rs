@@ -1,0 +1,596 @@
+//! WAL mode against trigger mode and no audit (issue 15), side by side in
+//! one run on one throwaway cluster, rounds interleaved and rotated:
+//!
+//! - writer backend CPU per transaction (TPC-B with `set_context` in the
+//!   audited databases; single-row UPDATE), and WAL written per transaction;
+//! - pgbench throughput (TPC-B, single-row UPDATE) with the follower
+//!   stopped, and TPC-B with the follower running on the same machine;
+//! - the follower draining what the workloads left in the slot: changes
+//!   per second, and CPU per change (its server backend plus this process,
+//!   where the decoding and batching run);
+//! - once, at the end: the lag from a commit to its rows in the trail
+//!   (p50, p99) under a steady TPC-B load at `--lag-rate` changes per second.
+//!
+//! `cargo run --release -p pgtrail-bench --bin wal -- --rounds 5`
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use pgtrail::follow::FollowOptions;
+use pgtrail_bench::pgbench::{Pgbench, Run};
+use pgtrail_bench::stats::{median, table};
+use pgtrail_bench::{procstat, server};
+use rand::Rng;
+use tokio_postgres::Client;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Rounds; each variant runs once per round, in rotated order.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// pgbench scale.
+    #[arg(long, default_value_t = 10)]
+    scale: u32,
+    /// Transactions of each CPU measurement (one connection).
+    #[arg(long, default_value_t = 2000)]
+    transactions: u32,
+    /// Seconds of each pgbench run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// pgbench clients.
+    #[arg(long, default_value_t = 4)]
+    clients: u32,
+    /// Changes per second of the steady load the lag is measured under.
+    #[arg(long, default_value_t = 10_000)]
+    lag_rate: u32,
+    /// Seconds of the lag measurement.
+    #[arg(long, default_value_t = 20)]
+    lag_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Variant {
+    NoAudit,
+    Trigger,
+    Wal,
+}
+
+impl Variant {
+    const ALL: [Variant; 3] = [Variant::NoAudit, Variant::Trigger, Variant::Wal];
+
+    fn label(self) -> &'static str {
+        match self {
+            Variant::NoAudit => "no-audit",
+            Variant::Trigger => "trigger",
+            Variant::Wal => "wal",
+        }
+    }
+
+    fn database(self) -> &'static str {
+        match self {
+            Variant::NoAudit => "noaudit",
+            Variant::Trigger => "trigger_mode",
+            Variant::Wal => "wal_mode",
+        }
+    }
+}
+
+/// Values per metric and label (a variant, or "wal+follower"), per round.
+#[derive(Default)]
+struct Results {
+    values: BTreeMap<(String, String), Vec<f64>>,
+}
+
+impl Results {
+    fn record(&mut self, metric: &str, label: &str, value: f64) {
+        println!("  {metric:<38} {label:<14} {value:>12.4}");
+        self.values
+            .entry((metric.to_string(), label.to_string()))
+            .or_default()
+            .push(value);
+    }
+
+    fn get(&self, metric: &str, label: &str) -> &[f64] {
+        self.values
+            .get(&(metric.to_string(), label.to_string()))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// Per round: `label`'s value against no-audit's (ratio or difference); the median.
+    fn compared(&self, metric: &str, label: &str, ratio: bool) -> Option<f64> {
+        let base = self.get(metric, "no-audit");
+        let values: Vec<f64> = self
+            .get(metric, label)
+            .iter()
+            .zip(base)
+            .map(|(v, b)| if ratio { v / b } else { v - b })
+            .collect();
+        median(&values)
+    }
+}
+
+const ONE_ROWS: i32 = 100_000;
+
+fn tpcb_script(scale: u32, context: bool) -> String {
+    format!(
+        "\\set aid random(1, {})\n\\set bid random(1, {scale})\n\\set tid random(1, {})\n\\set delta random(-5000, 5000)\n\
+         BEGIN;\n{}UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;\n\
+         SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n\
+         UPDATE pgbench_tellers SET tbalance = tbalance + :delta WHERE tid = :tid;\n\
+         UPDATE pgbench_branches SET bbalance = bbalance + :delta WHERE bid = :bid;\n\
+         INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);\n\
+         END;\n",
+        100_000 * scale,
+        10 * scale,
+        if context {
+            "SELECT pgtrail.set_context(actor_id => 'bench', reason => 'tpcb');\n"
+        } else {
+            ""
+        }
+    )
+}
+
+fn update_script() -> String {
+    format!("\\set id random(1, {ONE_ROWS})\nUPDATE one SET n = n + 1 WHERE id = :id;\n")
+}
+
+struct Bench {
+    args: Args,
+    cluster: pgtrail_cluster::Cluster,
+    pgbench: Pgbench,
+    clients: BTreeMap<Variant, Client>,
+    scripts: tempfile_dir::Dir,
+    clk_tck: u64,
+    results: Results,
+}
+
+/// A scratch directory for the pgbench scripts (removed at the end).
+mod tempfile_dir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new() -> std::io::Result<Dir> {
+            let path = std::env::temp_dir().join(format!("pgtrail-bench-wal-{}", std::process::id()));
+            std::fs::create_dir_all(&path)?;
+            Ok(Dir(path))
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Bench {
+    fn script(&self, name: &str) -> std::path::PathBuf {
+        self.scripts.path().join(name)
+    }
+
+    fn client(&self, variant: Variant) -> &Client {
+        &self.clients[&variant]
+    }
+
+    async fn setup(&mut self) -> Result<()> {
+        let admin = server::connect(&self.cluster, "postgres").await?;
+        for variant in Variant::ALL {
+            let db = variant.database();
+            admin.batch_execute(&format!("CREATE DATABASE {db}")).await?;
+            self.pgbench.initialize(db, self.args.scale).await?;
+            let mut client = server::connect(&self.cluster, db).await?;
+            client
+                .batch_execute(&format!(
+                    "CREATE TABLE one (id integer PRIMARY KEY, n integer NOT NULL, note text);
+                     INSERT INTO one SELECT i, 0, 'row ' || i FROM generate_series(1, {ONE_ROWS}) AS i;
+                     VACUUM ANALYZE"
+                ))
+                .await?;
+            let toml = match variant {
+                Variant::NoAudit => None,
+                Variant::Trigger => Some(""),
+                Variant::Wal => Some("[capture]\nmode = \"wal\"\n"),
+            };
+            if let Some(toml) = toml {
+                let config = pgtrail::config::Config::parse(toml, "pgtrail.toml")?;
+                pgtrail::plan::apply(&mut client, &config)
+                    .await
+                    .with_context(|| format!("install pgtrail in {db}"))?;
+            }
+            self.clients.insert(variant, client);
+        }
+        for (name, text) in [
+            ("tpcb.sql", tpcb_script(self.args.scale, false)),
+            ("tpcb_ctx.sql", tpcb_script(self.args.scale, true)),
+            ("update.sql", update_script()),
+        ] {
+            std::fs::write(self.script(name), text)?;
+        }
+        Ok(())
+    }
+
+    /// Writer backend CPU (µs) and WAL (bytes) per transaction of one
+    /// connection: TPC-B (with set_context when audited) or a single-row UPDATE.
+    async fn cpu(&mut self, variant: Variant, tpcb: bool) -> Result<(f64, f64)> {
+        let client = self.client(variant);
+        let n = self.args.transactions;
+        let scale = self.args.scale as i32;
+        let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+        let mut rng = rand::rng();
+        let context = (variant != Variant::NoAudit)
+            .then_some("SELECT pgtrail.set_context(actor_id => 'bench', reason => 'tpcb')");
+        let update_a = client
+            .prepare("UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2")
+            .await?;
+        let select_a = client
+            .prepare("SELECT abalance FROM pgbench_accounts WHERE aid = $1")
+            .await?;
+        let update_t = client
+            .prepare("UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2")
+            .await?;
+        let update_b = client
+            .prepare("UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2")
+            .await?;
+        let insert_h = client
+            .prepare("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP)")
+            .await?;
+        let set_context = match context {
+            Some(sql) => Some(client.prepare(sql).await?),
+            None => None,
+        };
+        let update_one = client.prepare("UPDATE one SET n = n + 1 WHERE id = $1").await?;
+        let wal_before: String = client
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .await?
+            .get(0);
+        let cpu = procstat::cpu_ticks(pid)?;
+        for _ in 0..n {
+            if tpcb {
+                let aid: i32 = rng.random_range(1..=100_000 * scale);
+                let bid: i32 = rng.random_range(1..=scale);
+                let tid: i32 = rng.random_range(1..=10 * scale);
+                let delta: i32 = rng.random_range(-5000..=5000);
+                client.batch_execute("BEGIN").await?;
+                if let Some(set_context) = &set_context {
+                    client.query(set_context, &[]).await?;
+                }
+                client.execute(&update_a, &[&delta, &aid]).await?;
+                client.query(&select_a, &[&aid]).await?;
+                client.execute(&update_t, &[&delta, &tid]).await?;
+                client.execute(&update_b, &[&delta, &bid]).await?;
+                client.execute(&insert_h, &[&tid, &bid, &aid, &delta]).await?;
+                client.batch_execute("COMMIT").await?;
+            } else {
+                let id: i32 = rng.random_range(1..=ONE_ROWS);
+                client.execute(&update_one, &[&id]).await?;
+            }
+        }
+        let cpu_us = (procstat::cpu_ticks(pid)? - cpu) as f64 * 1e6 / self.clk_tck as f64 / f64::from(n);
+        let wal: f64 = client
+            .query_one(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::text::pg_lsn)::float8",
+                &[&wal_before],
+            )
+            .await?
+            .get(0);
+        Ok((cpu_us, wal / f64::from(n)))
+    }
+
+    async fn throughput(&self, variant: Variant, script: &str) -> Result<f64> {
+        let path = self.script(script);
+        let outcome = self
+            .pgbench
+            .run(&Run {
+                dbname: variant.database(),
+                script: Some(Path::new(&path)),
+                clients: self.args.clients,
+                threads: 2,
+                seconds: self.args.seconds,
+            })
+            .await?;
+        Ok(outcome.tps)
+    }
+
+    /// Drains the WAL-mode slot: (changes, seconds, backend CPU µs per
+    /// change, this process's CPU µs per change).
+    async fn drain(&self) -> Result<(u64, f64, f64, f64)> {
+        let mut client = server::connect(&self.cluster, Variant::Wal.database()).await?;
+        let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+        let own = i32::try_from(std::process::id())?;
+        let (backend, process) = (procstat::cpu_ticks(pid)?, procstat::cpu_ticks(own)?);
+        let started = Instant::now();
+        let options = FollowOptions {
+            once: true,
+            ..FollowOptions::default()
+        };
+        let report = pgtrail::follow::run(&mut client, &options, std::future::pending()).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let per = |ticks: u64| ticks as f64 * 1e6 / self.clk_tck as f64 / report.changes.max(1) as f64;
+        let backend = per(procstat::cpu_ticks(pid)? - backend);
+        let process = per(procstat::cpu_ticks(own)? - process);
+        Ok((report.changes, seconds, backend, process))
+    }
+
+    /// A follower running until `stop` is set.
+    fn follower(&self, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<Result<u64>> {
+        let url = self.cluster.url(Variant::Wal.database());
+        tokio::spawn(async move {
+            let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            let mut stop = stop;
+            let report = pgtrail::follow::run(&mut client, &FollowOptions::default(), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await?;
+            Ok(report.changes)
+        })
+    }
+
+    async fn round(&mut self, round: usize) -> Result<()> {
+        let mut order = Variant::ALL.to_vec();
+        let shift = round % order.len();
+        order.rotate_left(shift);
+        println!(
+            "round {} ({})",
+            round + 1,
+            order.iter().map(|v| v.label()).collect::<Vec<_>>().join(", ")
+        );
+        for &variant in &order {
+            let (cpu, wal) = self.cpu(variant, true).await?;
+            self.results
+                .record("TPC-B writer CPU µs/tx", variant.label(), cpu);
+            self.results.record("TPC-B WAL bytes/tx", variant.label(), wal);
+            let (cpu, wal) = self.cpu(variant, false).await?;
+            self.results
+                .record("1-row UPDATE writer CPU µs/tx", variant.label(), cpu);
+            self.results
+                .record("1-row UPDATE WAL bytes/tx", variant.label(), wal);
+            let script = if variant == Variant::NoAudit {
+                "tpcb.sql"
+            } else {
+                "tpcb_ctx.sql"
+            };
+            let tps = self.throughput(variant, script).await?;
+            self.results
+                .record("TPC-B tps (follower stopped)", variant.label(), tps);
+            let tps = self.throughput(variant, "update.sql").await?;
+            self.results
+                .record("1-row UPDATE tps (follower stopped)", variant.label(), tps);
+            if variant == Variant::Wal {
+                let (changes, seconds, backend, process) = self.drain().await?;
+                self.results
+                    .record("follower changes/s (drain)", "wal", changes as f64 / seconds);
+                self.results
+                    .record("follower backend CPU µs/change", "wal", backend);
+                self.results
+                    .record("follower process CPU µs/change", "wal", process);
+                // TPC-B with the follower running beside it.
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                let follower = self.follower(stop_rx);
+                let tps = self.throughput(variant, "tpcb_ctx.sql").await?;
+                stop_tx.send(true)?;
+                follower.await??;
+                self.results.record("TPC-B tps (follower running)", "wal", tps);
+                self.drain().await?;
+            }
+            self.client(variant).batch_execute("CHECKPOINT").await?;
+        }
+        Ok(())
+    }
+
+    /// Commit-to-trail lag under a steady TPC-B load (`--rate`), follower
+    /// running: every 50 ms the WAL insert position is noted; the lag of a
+    /// note is the time until the follower's stored position passes it.
+    async fn lag(&mut self) -> Result<(f64, f64, f64, u64)> {
+        self.drain().await?;
+        let rate = (self.args.lag_rate / 4).max(1);
+        let path = self.script("tpcb_ctx.sql");
+        let mut pgbench = tokio::process::Command::new(&self.pgbench.program);
+        pgbench
+            .args([
+                "-h",
+                &self.pgbench.host,
+                "-p",
+                &self.pgbench.port.to_string(),
+                "-U",
+                &self.pgbench.user,
+            ])
+            .args([
+                "-c",
+                &self.args.clients.to_string(),
+                "-j",
+                "2",
+                "-n",
+                "-M",
+                "prepared",
+            ])
+            .args([
+                "-R",
+                &rate.to_string(),
+                "-T",
+                &self.args.lag_seconds.to_string(),
+                "-f",
+            ])
+            .arg(&path)
+            .arg(Variant::Wal.database())
+            .kill_on_drop(true);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let follower = self.follower(stop_rx);
+        let load = tokio::spawn(async move { pgbench.output().await });
+        let watcher = server::connect(&self.cluster, Variant::Wal.database()).await?;
+        let mut pending: std::collections::VecDeque<(Instant, String)> = Default::default();
+        let mut lags = Vec::new();
+        let started = Instant::now();
+        let mut last_note = Instant::now() - Duration::from_secs(1);
+        while !load.is_finished() || !pending.is_empty() {
+            if !load.is_finished() && last_note.elapsed() >= Duration::from_millis(50) {
+                let lsn: String = watcher
+                    .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+                    .await?
+                    .get(0);
+                pending.push_back((Instant::now(), lsn));
+                last_note = Instant::now();
+            }
+            let position: Option<String> = watcher
+                .query_opt(
+                    "SELECT lsn::text FROM pgtrail.follow_position WHERE slot = pgtrail.wal_slot()",
+                    &[],
+                )
+                .await?
+                .map(|r| r.get(0));
+            if let Some(position) = position {
+                while let Some((at, lsn)) = pending.front() {
+                    let passed: bool = watcher
+                        .query_one("SELECT $1::text::pg_lsn <= $2::text::pg_lsn", &[lsn, &position])
+                        .await?
+                        .get(0);
+                    if !passed {
+                        break;
+                    }
+                    lags.push(at.elapsed().as_secs_f64() * 1000.0);
+                    pending.pop_front();
+                }
+            }
+            // Once the load ends, the WAL past the last commit is not a
+            // transaction: what is still noted after 3 s is dropped.
+            if load.is_finished() && started.elapsed() > Duration::from_secs(self.args.lag_seconds + 3) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let output = load.await??;
+        let outcome = pgtrail_bench::pgbench::parse_outcome(&String::from_utf8_lossy(&output.stdout))
+            .context("pgbench --rate reported no tps")?;
+        stop_tx.send(true)?;
+        let written = follower.await??;
+        if lags.is_empty() {
+            bail!("no lag measured");
+        }
+        lags.sort_by(f64::total_cmp);
+        let at = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize];
+        println!(
+            "lag: {} notes, {:.0} tps offered ({} changes/s), follower wrote {written} changes",
+            lags.len(),
+            outcome.tps,
+            outcome.tps * 4.0
+        );
+        Ok((at(0.5), at(0.99), outcome.tps * 4.0, written))
+    }
+
+    fn report(&self, lag: (f64, f64, f64, u64)) {
+        let r = &self.results;
+        let med = |metric: &str, label: &str| median(r.get(metric, label)).unwrap_or(f64::NAN);
+        let mut rows = Vec::new();
+        for (metric, ratio) in [
+            ("TPC-B writer CPU µs/tx", false),
+            ("1-row UPDATE writer CPU µs/tx", false),
+            ("TPC-B WAL bytes/tx", false),
+            ("1-row UPDATE WAL bytes/tx", false),
+            ("TPC-B tps (follower stopped)", true),
+            ("1-row UPDATE tps (follower stopped)", true),
+        ] {
+            for label in ["no-audit", "trigger", "wal"] {
+                let compared = if label == "no-audit" {
+                    String::new()
+                } else if ratio {
+                    format!("{:.3}x", r.compared(metric, label, true).unwrap_or(f64::NAN))
+                } else {
+                    format!("+{:.1}", r.compared(metric, label, false).unwrap_or(f64::NAN))
+                };
+                rows.push(vec![
+                    metric.to_string(),
+                    label.to_string(),
+                    format!("{:.1}", med(metric, label)),
+                    compared,
+                ]);
+            }
+        }
+        let running = r.get("TPC-B tps (follower running)", "wal");
+        let base = r.get("TPC-B tps (follower stopped)", "no-audit");
+        let ratios: Vec<f64> = running.iter().zip(base).map(|(a, b)| a / b).collect();
+        rows.push(vec![
+            "TPC-B tps (follower running)".into(),
+            "wal".into(),
+            format!("{:.1}", med("TPC-B tps (follower running)", "wal")),
+            format!("{:.3}x", median(&ratios).unwrap_or(f64::NAN)),
+        ]);
+        for metric in [
+            "follower changes/s (drain)",
+            "follower backend CPU µs/change",
+            "follower process CPU µs/change",
+        ] {
+            rows.push(vec![
+                metric.into(),
+                "wal".into(),
+                format!("{:.1}", med(metric, "wal")),
+                String::new(),
+            ]);
+        }
+        rows.push(vec![
+            format!("lag p50 / p99 ms at {:.0} changes/s", lag.2),
+            "wal".into(),
+            format!("{:.0} / {:.0}", lag.0, lag.1),
+            String::new(),
+        ]);
+        println!(
+            "\n{}",
+            table(
+                &["metric", "variant", "median", "vs no-audit (per round, median)"],
+                &[false, false, true, true],
+                &rows
+            )
+        );
+        let json = serde_json::json!({
+            "rounds": self.args.rounds,
+            "values": r.values.iter().map(|((m, l), v)| serde_json::json!({"metric": m, "variant": l, "values": v})).collect::<Vec<_>>(),
+            "lag_ms": {"p50": lag.0, "p99": lag.1, "changes_per_second": lag.2},
+        });
+        println!("{json}");
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let cluster = server::start(&[
+        ("wal_level", "logical"),
+        ("max_replication_slots", "10"),
+        ("shared_buffers", "256MB"),
+        ("max_wal_size", "4GB"),
+        ("checkpoint_timeout", "30min"),
+    ])?;
+    let pgbench = Pgbench {
+        program: cluster.program("pgbench"),
+        host: cluster.host().to_owned(),
+        port: cluster.port(),
+        user: "postgres".to_owned(),
+    };
+    let mut bench = Bench {
+        args,
+        cluster,
+        pgbench,
+        clients: BTreeMap::new(),
+        scripts: tempfile_dir::Dir::new()?,
+        clk_tck: procstat::clock_ticks_per_second(),
+        results: Results::default(),
+    };
+    let started = Instant::now();
+    bench.setup().await?;
+    for round in 0..bench.args.rounds {
+        bench.round(round).await?;
+    }
+    let lag = bench.lag().await?;
+    bench.report(lag);
+    println!("elapsed {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
