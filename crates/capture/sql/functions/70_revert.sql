@@ -1591,9 +1591,12 @@ BEGIN
         'on_conflict', on_conflict,
         'changes', (SELECT count(DISTINCT i) FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
                     WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')),
-        'transactions', (SELECT jsonb_agg(DISTINCT c.txid) FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
-                         JOIN pgtrail.change AS c ON c.id = i
-                         WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')))));
+        -- (The plan's changes are those of pg_temp.pgtrail_revert_change,
+        -- the plan's own copy: no probe of every partition of the trail per id.)
+        'transactions', (SELECT jsonb_agg(DISTINCT c.txid)
+                         FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
+                               WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')) AS d
+                         JOIN pg_temp.pgtrail_revert_change AS c ON c.id = d.i))));
     PERFORM pgtrail.set_context(actor_id => v_actor ->> 'actor_id', actor_name => v_actor ->> 'actor_name',
                                 actor_type => v_actor ->> 'actor_type', reason => v_reason, extra => v_extra);
 
