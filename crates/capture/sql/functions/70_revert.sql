@@ -135,8 +135,9 @@ EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_tex
 END
 $fn$;
 
--- The selection: fills pg_temp.pgtrail_revert_sel with the ids of the
--- selected changes (only_key: a TRUNCATE selected for one row only).
+-- The selection: fills pg_temp.pgtrail_revert_sel with the selected
+-- changes, read from the trail once (only_key: a TRUNCATE selected for one
+-- row only).
 CREATE OR REPLACE FUNCTION pgtrail._revert_select(p_selector jsonb)
 RETURNS void
 LANGUAGE plpgsql
@@ -188,8 +189,9 @@ BEGIN
                 USING ERRCODE = '22023', HINT = 'E.g. {"txids": [48211, 48212]} (the txid column of pgtrail.changes).';
         END IF;
         SELECT array_agg((e #>> '{}')::bigint) INTO v_txids FROM jsonb_array_elements(p_selector -> 'txids') AS e;
-        INSERT INTO pg_temp.pgtrail_revert_sel (id, at)
-        SELECT c.id, c.changed_at FROM pgtrail.change AS c WHERE c.txid = ANY (v_txids)
+        INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
+        SELECT c.id, c.changed_at, NULL, c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
+        FROM pgtrail.change AS c WHERE c.txid = ANY (v_txids)
         ON CONFLICT DO NOTHING;
     WHEN 'table' THEN
         t := pgtrail._revert_table(p_selector ->> 'table', '"table"');
@@ -228,39 +230,47 @@ BEGIN
                         quote_ident(t.table_schema), quote_ident(t.table_name), p_selector -> 'pk'
                     USING ERRCODE = '22023', HINT = 'pgtrail.history lists the row''s changes with their ids.';
             END IF;
-            INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key)
+            INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
             SELECT l.id, l.at, CASE WHEN l.op = 'T' THEN (SELECT k.key FROM pg_temp.pgtrail_revert_life AS k
-                                                   WHERE k.seq < l.seq ORDER BY k.seq DESC LIMIT 1) END
-            FROM pg_temp.pgtrail_revert_life AS l WHERE (l.at, l.id) > (v_after_at, v_after)
+                                                   WHERE k.seq < l.seq ORDER BY k.seq DESC LIMIT 1) END,
+                   c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
+            FROM pg_temp.pgtrail_revert_life AS l JOIN pgtrail.change AS c ON c.id = l.id AND c.changed_at = l.at
+            WHERE (l.at, l.id) > (v_after_at, v_after)
             ON CONFLICT DO NOTHING;
         ELSIF v_since IS NOT NULL THEN
-            INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key)
+            INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
             SELECT l.id, l.at, CASE WHEN l.op = 'T' THEN (SELECT k.key FROM pg_temp.pgtrail_revert_life AS k
-                                                   WHERE k.seq < l.seq ORDER BY k.seq DESC LIMIT 1) END
-            FROM pg_temp.pgtrail_revert_life AS l WHERE l.at > v_since
+                                                   WHERE k.seq < l.seq ORDER BY k.seq DESC LIMIT 1) END,
+                   c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
+            FROM pg_temp.pgtrail_revert_life AS l JOIN pgtrail.change AS c ON c.id = l.id AND c.changed_at = l.at
+            WHERE l.at > v_since
             ON CONFLICT DO NOTHING;
         ELSE
             -- The row's last change.
-            INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key)
+            INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
             SELECT l.id, l.at, CASE WHEN l.op = 'T' THEN (SELECT k.key FROM pg_temp.pgtrail_revert_life AS k
-                                                   WHERE k.seq < l.seq ORDER BY k.seq DESC LIMIT 1) END
-            FROM pg_temp.pgtrail_revert_life AS l ORDER BY l.seq DESC LIMIT 1;
+                                                   WHERE k.seq < l.seq ORDER BY k.seq DESC LIMIT 1) END,
+                   c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
+            FROM pg_temp.pgtrail_revert_life AS l JOIN pgtrail.change AS c ON c.id = l.id AND c.changed_at = l.at
+            ORDER BY l.seq DESC LIMIT 1;
         END IF;
     WHEN 'actor' THEN
         IF jsonb_typeof(p_selector -> 'actor') <> 'string' OR v_since IS NULL THEN
             RAISE EXCEPTION 'pgtrail.revert: an actor''s changes are selected by "actor" (a string) and "since" (and optionally "until")'
                 USING ERRCODE = '22023', HINT = 'E.g. {"actor": "batch_script@system", "since": "2026-06-01T14:00Z", "until": "2026-06-01T15:00Z"}.';
         END IF;
-        INSERT INTO pg_temp.pgtrail_revert_sel (id, at)
-        SELECT a.id, a.changed_at FROM pgtrail.actor_changes(p_selector ->> 'actor', v_since, coalesce(v_until, 'infinity')) AS a
+        INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
+        SELECT a.id, a.changed_at, NULL, c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
+        FROM pgtrail.actor_changes(p_selector ->> 'actor', v_since, coalesce(v_until, 'infinity')) AS a
+        JOIN pgtrail.change AS c ON c.id = a.id AND c.changed_at = a.changed_at
         ON CONFLICT DO NOTHING;
     WHEN 'context' THEN
         IF jsonb_typeof(p_selector -> 'context') <> 'object' OR p_selector -> 'context' = '{}' OR v_since IS NULL THEN
             RAISE EXCEPTION 'pgtrail.revert: changes of a context are selected by "context" (a JSON object of key: value) and "since" (and optionally "until")'
                 USING ERRCODE = '22023', HINT = 'E.g. {"context": {"request_id": "req-81f2"}, "since": "2026-06-01T14:00Z"}.';
         END IF;
-        INSERT INTO pg_temp.pgtrail_revert_sel (id, at)
-        SELECT c.id, c.changed_at
+        INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
+        SELECT c.id, c.changed_at, NULL, c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
         FROM (SELECT x.txid, x.ctx FROM pgtrail.transaction AS x
               WHERE x.started_at >= v_since - pgtrail._context_span()
                 AND x.started_at < coalesce(v_until, 'infinity')
@@ -271,7 +281,7 @@ BEGIN
               JOIN pgtrail.transaction AS x ON x.txid = l.txid AND x.ctx = l.ctx
               WHERE NOT EXISTS (SELECT FROM jsonb_each(p_selector -> 'context') AS e
                                 WHERE (x.context ->> e.key) IS DISTINCT FROM (e.value #>> '{}'))) AS k
-        CROSS JOIN LATERAL (SELECT y.id, y.changed_at FROM pgtrail.change AS y
+        CROSS JOIN LATERAL (SELECT y.* FROM pgtrail.change AS y
                             WHERE y.txid = k.txid AND y.ctx = k.ctx OFFSET 0) AS c
         WHERE c.changed_at >= v_since AND c.changed_at < coalesce(v_until, 'infinity')
         ON CONFLICT DO NOTHING;
@@ -285,9 +295,7 @@ BEGIN
         FOR v_name IN SELECT e FROM jsonb_array_elements_text(p_selector -> 'tables') AS e LOOP
             v_tables := v_tables || (pgtrail._revert_table(v_name, '"tables"')).id;
         END LOOP;
-        DELETE FROM pg_temp.pgtrail_revert_sel AS s
-        USING pgtrail.change AS c
-        WHERE c.id = s.id AND c.changed_at = s.at AND NOT c.table_id = ANY (v_tables);
+        DELETE FROM pg_temp.pgtrail_revert_sel AS s WHERE NOT s.table_id = ANY (v_tables);
     END IF;
 END
 $fn$;
@@ -386,8 +394,11 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
     IF to_regclass('pg_temp.pgtrail_revert_sel') IS NULL THEN
-        -- (at: the change's changed_at, which finds its partition.)
-        CREATE TEMP TABLE pgtrail_revert_sel (id bigint PRIMARY KEY, at timestamptz NOT NULL, only_key jsonb) ON COMMIT DROP;
+        -- The selected changes, as the trail has them (read once).
+        CREATE TEMP TABLE pgtrail_revert_sel (
+            id bigint PRIMARY KEY, at timestamptz NOT NULL, only_key jsonb, txid bigint NOT NULL, ctx smallint NOT NULL,
+            table_id integer NOT NULL, op "char" NOT NULL, pk jsonb, old_pk jsonb, old_values jsonb, new_values jsonb,
+            changed_fields text[]) ON COMMIT DROP;
     END IF;
     -- Rows of a selected TRUNCATE left out (skip).
     IF to_regclass('pg_temp.pgtrail_revert_skipkey') IS NULL THEN
@@ -460,8 +471,7 @@ BEGIN
     TRUNCATE pg_temp.pgtrail_revert_moved;
     INSERT INTO pg_temp.pgtrail_revert_moved
     SELECT DISTINCT c.table_id, d.k
-    FROM pg_temp.pgtrail_revert_sel AS s
-    JOIN pgtrail.change AS c ON c.id = s.id AND c.changed_at = s.at
+    FROM pg_temp.pgtrail_revert_sel AS c
     JOIN pgtrail.audited_table AS a ON a.id = c.table_id AND cardinality(a.key_columns) > 0
     CROSS JOIN LATERAL (VALUES (c.pk), (c.old_pk)) AS d(k)
     WHERE c.op = 'U' AND c.old_pk IS NOT NULL AND d.k IS NOT NULL;
@@ -471,7 +481,7 @@ BEGIN
     SELECT row_number() OVER (ORDER BY q.changed_at, q.id), q.id, q.txid, q.ctx, q.table_id, q.op, q.changed_at,
            q.pk, q.old_pk, q.old_values, q.new_values, q.cols, q.whole, false,
            CASE WHEN q.plain THEN dense_rank() OVER (PARTITION BY q.plain ORDER BY q.table_id, q.pk::text) END
-    FROM (SELECT c.id, c.txid, c.ctx, c.table_id, c.op, c.changed_at, c.pk, c.old_pk, c.old_values, c.new_values,
+    FROM (SELECT c.id, c.txid, c.ctx, c.table_id, c.op, c.at AS changed_at, c.pk, c.old_pk, c.old_values, c.new_values,
                  CASE c.op WHEN 'I' THEN ARRAY(SELECT jsonb_object_keys(c.new_values))
                            WHEN 'D' THEN ARRAY(SELECT jsonb_object_keys(c.old_values))
                            ELSE coalesce(c.changed_fields, ARRAY(SELECT jsonb_object_keys(c.new_values))) END AS cols,
@@ -479,15 +489,14 @@ BEGIN
                  cardinality(a.key_columns) > 0
                      AND (NOT v_moved OR NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_moved AS m
                                      WHERE m.table_id = c.table_id AND (m.k = c.pk OR m.k = c.old_pk))) AS plain
-          FROM pg_temp.pgtrail_revert_sel AS s
-          JOIN pgtrail.change AS c ON c.id = s.id AND c.changed_at = s.at
+          FROM pg_temp.pgtrail_revert_sel AS c
           JOIN pgtrail.audited_table AS a ON a.id = c.table_id
           WHERE c.op <> 'T') AS q;
 
     -- Each TRUNCATE: the DELETE of every row the table had, if the trail holds them.
-    FOR r IN SELECT c.id, c.txid, c.ctx, c.table_id, c.changed_at, s.only_key
-             FROM pg_temp.pgtrail_revert_sel AS s JOIN pgtrail.change AS c ON c.id = s.id AND c.changed_at = s.at
-             WHERE c.op = 'T' ORDER BY c.changed_at, c.id LOOP
+    FOR r IN SELECT s.id, s.txid, s.ctx, s.table_id, s.at AS changed_at, s.only_key
+             FROM pg_temp.pgtrail_revert_sel AS s
+             WHERE s.op = 'T' ORDER BY s.at, s.id LOOP
         SELECT * INTO t FROM pgtrail.audited_table WHERE id = r.table_id;
         IF EXISTS (SELECT FROM pgtrail._revert_truncated_rows(t, r.id, r.changed_at) AS x WHERE x.k IS NULL) THEN
             INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, change_id, txid, ctx, at, op, columns, message)
@@ -713,9 +722,12 @@ BEGIN
     IF v_keys > 0 AND v_recent IS NOT NULL AND v_recent < 4 * v_keys THEN
         INSERT INTO pg_temp.pgtrail_revert_later
         WITH y AS MATERIALIZED (
+            -- (By time: the partitions and the BRIN on changed_at; "+ 0" keeps
+            -- the planner off the key index, which would read all of a
+            -- table's changes.)
             SELECT y.* FROM pgtrail.change AS y
             WHERE y.changed_at >= v_since AND y.pk IS NOT NULL
-              AND y.table_id IN (SELECT DISTINCT k.table_id FROM pg_temp.pgtrail_revert_key AS k)
+              AND y.table_id + 0 IN (SELECT DISTINCT k.table_id FROM pg_temp.pgtrail_revert_key AS k)
               AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = y.id)
         ), x AS (
             SELECT y.* FROM pg_temp.pgtrail_revert_key AS k JOIN y
@@ -752,7 +764,9 @@ BEGIN
     INSERT INTO pg_temp.pgtrail_revert_later
     SELECT x.id, x.txid, x.ctx, x.table_id, x.op, x.changed_at, NULL, NULL, NULL
     FROM (SELECT w.table_id, min(w.at) AS since FROM pg_temp.pgtrail_revert_touch AS w GROUP BY w.table_id) AS k
-    JOIN pgtrail.change AS x ON x.table_id = k.table_id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at >= k.since
+    -- (A TRUNCATE has no key: the key index holds it under table_id and NULL.)
+    JOIN pgtrail.change AS x ON x.table_id = k.table_id AND pgtrail._h(x.pk) IS NULL AND x.pk IS NULL AND x.op = 'T'
+                            AND x.changed_at >= k.since
     WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = x.id AND s.only_key IS NULL);
 
     -- A later change conflicts with a row when it touched a cell the
@@ -1406,8 +1420,7 @@ BEGIN
                            SELECT c.change_id FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind = 'truncate_not_captured'
                            UNION ALL
                            SELECT s2.id FROM pg_temp.pgtrail_revert_sel AS s2
-                           JOIN pgtrail.change AS y ON y.id = s2.id AND y.changed_at = s2.at
-                           JOIN pg_temp.pgtrail_revert_conflict AS c ON c.kind = 'table' AND c.table_id = y.table_id);
+                           JOIN pg_temp.pgtrail_revert_conflict AS c ON c.kind = 'table' AND c.table_id = s2.table_id);
             CONTINUE;
         END IF;
         -- cascade: the transactions of the later changes join the selection.
@@ -1426,8 +1439,8 @@ BEGIN
                          ORDER BY c.at, c.change_id)
         FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind IN ('later_change', 'referenced', 'parent_gone') AND c.txid IS NOT NULL
         GROUP BY c.txid;
-        INSERT INTO pg_temp.pgtrail_revert_sel (id, at)
-        SELECT y.id, y.changed_at FROM pgtrail.change AS y
+        INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
+        SELECT y.id, y.changed_at, NULL, y.txid, y.ctx, y.table_id, y.op, y.pk, y.old_pk, y.old_values, y.new_values, y.changed_fields FROM pgtrail.change AS y
         WHERE y.txid = ANY (v_added) AND (v_tables IS NULL OR y.table_id = ANY (v_tables))
         ON CONFLICT DO NOTHING;
     END LOOP;
