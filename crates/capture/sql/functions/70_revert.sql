@@ -191,8 +191,7 @@ BEGIN
         SELECT array_agg((e #>> '{}')::bigint) INTO v_txids FROM jsonb_array_elements(p_selector -> 'txids') AS e;
         INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
         SELECT c.id, c.changed_at, NULL, c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
-        FROM pgtrail.change AS c WHERE c.txid = ANY (v_txids)
-        ON CONFLICT DO NOTHING;
+        FROM pgtrail.change AS c WHERE c.txid = ANY (v_txids);
     WHEN 'table' THEN
         t := pgtrail._revert_table(p_selector ->> 'table', '"table"');
         IF jsonb_typeof(p_selector -> 'pk') IS DISTINCT FROM 'object' THEN
@@ -575,7 +574,9 @@ BEGIN
         END IF;
         v_map := jsonb_set(v_map, ARRAY[r.table_id || ':' || r.pk::text], to_jsonb(v_chain));
     END LOOP;
-    ANALYZE pg_temp.pgtrail_revert_change;
+    -- (Statistics of the columns joins and filters use: of jsonb columns
+    -- they would cost more than the statements they help plan.)
+    ANALYZE pg_temp.pgtrail_revert_change (id, chain, table_id, synthetic);
 
     -- Keyed rows: the row's key and presence before and after S (one sort,
     -- window functions over it). A row S changed once (most rows of a bulk
@@ -607,7 +608,7 @@ BEGIN
           WHERE c.chain IS NOT NULL
           WINDOW w AS (PARTITION BY c.chain ORDER BY c.n ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS f
     WHERE f.i = 1;
-    ANALYZE pg_temp.pgtrail_revert_chain;
+    ANALYZE pg_temp.pgtrail_revert_chain (chain, table_id, active, keyless, ex_origin, ex_final);
 
     -- Rows S changed more than once: each column's value before S's first
     -- change of it and after its last.
@@ -623,7 +624,7 @@ BEGIN
           WINDOW w AS (PARTITION BY c.chain, u.col ORDER BY c.n ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS x
     WHERE x.i = 1;
     IF FOUND THEN
-        ANALYZE pg_temp.pgtrail_revert_cell;
+        ANALYZE pg_temp.pgtrail_revert_cell (chain);
         UPDATE pg_temp.pgtrail_revert_chain AS k SET origin = v.origin, expect = v.expect
         FROM (SELECT x.chain,
                      jsonb_object_agg(x.col, x.first_old) FILTER (WHERE x.first_op <> 'I') AS origin,
@@ -660,7 +661,7 @@ BEGIN
     JOIN pg_temp.pgtrail_revert_chain AS k ON k.keyless AND k.table_id = c.table_id AND k.k_final = d.k
     WHERE c.chain IS NULL AND d.k IS NOT NULL;
     ANALYZE pg_temp.pgtrail_revert_touch;
-    ANALYZE pg_temp.pgtrail_revert_chain;
+    ANALYZE pg_temp.pgtrail_revert_chain (chain, table_id, active, keyless, ex_origin, ex_final);
 END
 $fn$;
 
@@ -1371,7 +1372,7 @@ BEGIN
     END;
     PERFORM pgtrail._revert_scratch();
     PERFORM pgtrail._revert_select(selector);
-    ANALYZE pg_temp.pgtrail_revert_sel;
+    ANALYZE pg_temp.pgtrail_revert_sel (id, table_id, op);
     IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel) THEN
         RAISE EXCEPTION 'pgtrail.revert: no recorded change matches %', selector
             USING ERRCODE = '22023',
