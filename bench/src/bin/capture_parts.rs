@@ -170,7 +170,9 @@ fn context_values(body: &str) -> Result<String> {
     let text = &body[start..end];
     let open = "pg_catalog.clock_timestamp(),";
     let from = text.find(open).context("no VALUES in the context INSERT")? + open.len();
-    let to = text.find("RETURNING").context("no RETURNING in the context INSERT")?;
+    let to = text
+        .find("RETURNING")
+        .context("no RETURNING in the context INSERT")?;
     let values = text[from..to].trim_end();
     let values = values
         .strip_suffix(')')
@@ -195,16 +197,16 @@ fn with_inline_context(stmt: &str, values: &str) -> Result<String> {
         &stmt[cols_end..from],
         values.trim(),
         &stmt[from..],
-        SET_FLAG
-            .trim_start_matches("v_mark := ")
-            .trim_end_matches(';')
+        SET_FLAG.trim_start_matches("v_mark := ").trim_end_matches(';')
     ))
 }
 
 /// The first `INSERT INTO pgtrail.change` after `after` in `body`: its
 /// start and end (the `;` excluded).
 fn change_insert(body: &str, after: &str) -> Result<(usize, usize)> {
-    let base = body.find(after).with_context(|| format!("no {after} in the function"))?;
+    let base = body
+        .find(after)
+        .with_context(|| format!("no {after} in the function"))?;
     let start = base
         + body[base..]
             .find("INSERT INTO pgtrail.change ")
@@ -241,7 +243,11 @@ fn variant_body(v: Variant, body: &str) -> Result<String> {
             // The INSERT and DELETE paths first (later in the text), then the
             // one-row UPDATE: each becomes "not recorded yet? the statement
             // with the context : the statement".
-            for after in ["ELSIF TG_OP = 'DELETE'", "ELSIF TG_OP = 'INSERT'", "IF TG_OP = 'UPDATE'"] {
+            for after in [
+                "ELSIF TG_OP = 'DELETE'",
+                "ELSIF TG_OP = 'INSERT'",
+                "IF TG_OP = 'UPDATE'",
+            ] {
                 let (s, e) = change_insert(&out, after)?;
                 let stmt = out[s..e].to_owned();
                 let inline = with_inline_context(&stmt, &values)?;
@@ -302,15 +308,13 @@ async fn main() -> Result<()> {
     }
     client.execute(ACCT_FILL, &[&args.rows]).await?;
     client
-        .batch_execute(
-            "INSERT INTO acct_plain SELECT * FROM acct; INSERT INTO acct_seed SELECT * FROM acct",
-        )
+        .batch_execute("INSERT INTO acct_plain SELECT * FROM acct; INSERT INTO acct_seed SELECT * FROM acct")
         .await?;
-    client.batch_execute("VACUUM ANALYZE acct, acct_plain, acct_seed").await?;
-    let config = pgtrail::config::Config::parse(
-        "[capture]\nexclude = [\"*_plain\", \"*_seed\"]\n",
-        "pgtrail.toml",
-    )?;
+    client
+        .batch_execute("VACUUM ANALYZE acct, acct_plain, acct_seed")
+        .await?;
+    let config =
+        pgtrail::config::Config::parse("[capture]\nexclude = [\"*_plain\", \"*_seed\"]\n", "pgtrail.toml")?;
     pgtrail::plan::apply(&mut client, &config)
         .await
         .context("install pgtrail")?;
@@ -373,7 +377,11 @@ async fn main() -> Result<()> {
             for workload in ["update", "insert"] {
                 let conn = pgtrail_bench::server::connect(&cluster, "parts").await?;
                 let us = measure(&conn, v, workload, &args, clk_tck).await?;
-                println!("  round {} {:<15} {workload:<7} {us:8.1} us/statement", round + 1, v.label());
+                println!(
+                    "  round {} {:<15} {workload:<7} {us:8.1} us/statement",
+                    round + 1,
+                    v.label()
+                );
                 results.entry((workload, v)).or_default().push(us);
             }
         }
@@ -389,7 +397,10 @@ async fn main() -> Result<()> {
     );
     let mut rows = Vec::new();
     for workload in ["update", "insert"] {
-        let plain = results.get(&(workload, Variant::Plain)).cloned().unwrap_or_default();
+        let plain = results
+            .get(&(workload, Variant::Plain))
+            .cloned()
+            .unwrap_or_default();
         for &v in &variants {
             let values = results.get(&(workload, v)).cloned().unwrap_or_default();
             let added: Vec<f64> = values.iter().zip(&plain).map(|(a, p)| a - p).collect();
@@ -402,7 +413,11 @@ async fn main() -> Result<()> {
                 } else {
                     format!("{:.1}", median(&added).unwrap_or(f64::NAN))
                 },
-                values.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" "),
+                values
+                    .iter()
+                    .map(|x| format!("{x:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
             ]);
         }
     }
@@ -418,7 +433,10 @@ async fn main() -> Result<()> {
     println!();
     let mut parts = Vec::new();
     for workload in ["update", "insert"] {
-        let full = results.get(&(workload, Variant::Generated)).cloned().unwrap_or_default();
+        let full = results
+            .get(&(workload, Variant::Generated))
+            .cloned()
+            .unwrap_or_default();
         for &v in &variants {
             if !v.is_pgtrail() || v == Variant::Generated {
                 continue;
@@ -429,13 +447,20 @@ async fn main() -> Result<()> {
                 workload.to_owned(),
                 format!("generated - {}", v.label()),
                 format!("{:.1}", median(&diff).unwrap_or(f64::NAN)),
-                diff.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" "),
+                diff.iter()
+                    .map(|x| format!("{x:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
             ]);
         }
     }
     print!(
         "{}",
-        table(&["workload", "difference", "us (median)", "per round"], &[false, false, true, false], &parts)
+        table(
+            &["workload", "difference", "us (median)", "per round"],
+            &[false, false, true, false],
+            &parts
+        )
     );
     Ok(())
 }
