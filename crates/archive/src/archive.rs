@@ -196,6 +196,7 @@ async fn one(
             Some(sealer) if !options.dry_run => {
                 progress(&format!("{name}: sealing {open} changes first"));
                 sealer.seal(client).await.map_err(ArchiveError::Seal)?;
+                crate::failpoint("archive:sealed");
                 seal = last_seal(client).await?;
                 open = unsealed(client, &name, seal.as_ref()).await?;
                 if open > 0 {
@@ -232,6 +233,7 @@ async fn one(
         what: format!("renaming {} to {}", temporary.display(), path.display()),
         source: e,
     })?;
+    crate::failpoint("archive:parquet-written");
     progress(&format!("{name}: reading {} back", path.display()));
     let reading = Instant::now();
     let back = read_back(&path)?;
@@ -247,6 +249,7 @@ async fn one(
             written.rows_sha256
         )));
     }
+    crate::failpoint("archive:read-back");
     let origin: String = client
         .query_one(
             "SELECT coalesce((SELECT value FROM pgtrail.setting WHERE name = 'origin'), '')",
@@ -286,8 +289,10 @@ async fn one(
         schema: SCHEMA.to_string(),
     };
     write_manifest(&options.dir, &manifest)?;
+    crate::failpoint("archive:manifest-written");
     progress(&format!("{name}: detaching and dropping the partition"));
     let lock_ms = detach_and_drop(client, &manifest, partition).await?;
+    crate::failpoint("archive:committed");
     Ok(Outcome::Archived {
         partition: name,
         file: file_name,
@@ -395,6 +400,7 @@ fn encode(
             writer.push(change)?;
         }
     }
+    crate::failpoint("archive:parquet-partial");
     writer.finish()?;
     written.rows_sha256 = crate::hex(&hasher.finalize());
     Ok(written)
@@ -491,6 +497,7 @@ async fn detach_and_drop(
     ))
     .await
     .map_err(ArchiveError::database("detaching the partition"))?;
+    crate::failpoint("archive:detached");
     let row = tx
         .query_one(&format!("SELECT count(*), max(id) FROM pgtrail.{table}"), &[])
         .await
@@ -523,9 +530,11 @@ async fn detach_and_drop(
     )
     .await
     .map_err(ArchiveError::database("recording the archive"))?;
+    crate::failpoint("archive:recorded");
     tx.batch_execute(&format!("DROP TABLE pgtrail.{table}"))
         .await
         .map_err(ArchiveError::database("dropping the archived partition"))?;
+    crate::failpoint("archive:dropped");
     tx.commit()
         .await
         .map_err(ArchiveError::database("committing the drop"))?;
