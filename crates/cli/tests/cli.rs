@@ -3185,7 +3185,7 @@ async fn maintain_killed_at_each_step_loses_nothing_and_the_next_run_finishes() 
         "[capture]\ninclude = [\"orders\"]\n\n[retention]\npartition = \"month\"\npremake = 1\nkeep = \"60 days\"\narchive_dir = \"archive\"\n",
     )
     .expect("pgtrail.toml");
-    let run = |args: &[&str], failpoint: Option<&str>| {
+    let run_split = |args: &[&str], failpoint: Option<&str>| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_pgtrail"));
         command.args(args);
         if args[0] != "keygen" {
@@ -3197,7 +3197,11 @@ async fn maintain_killed_at_each_step_loses_nothing_and_the_next_run_finishes() 
         }
         let output = command.output().expect("the pgtrail binary runs");
         let (stdout, stderr) = text(&output);
-        (output.status.code(), format!("{stdout}{stderr}"))
+        (output.status.code(), stdout, stderr)
+    };
+    let run = |args: &[&str], failpoint: Option<&str>| {
+        let (code, stdout, stderr) = run_split(args, failpoint);
+        (code, format!("{stdout}{stderr}"))
     };
     assert_eq!(run(&["apply"], None).0, Some(0));
     assert_eq!(run(&["keygen", "--key", "seal.key"], None).0, Some(0));
