@@ -953,11 +953,13 @@ mod tests {
             context: vec![("request_id".into(), "r-1".into())],
             since: Some(TimeArg::Ago("1 hour".into())),
             until: Some(TimeArg::Absolute("2026-01-01".into())),
+            search: Some("50%_off".into()),
+            before: Some(Cursor { micros: 1_700_000_000_000_000, id: 99 }),
             limit: Some(50),
             by_actor_index: false,
         };
         let (sql, params) = filter.build();
-        assert_eq!(params.len(), 14);
+        assert_eq!(params.len(), 17);
         assert!(
             !sql.contains("o'neil") && !sql.contains("users") && !sql.contains("r-1"),
             "{sql}"
@@ -974,12 +976,24 @@ mod tests {
             "context->>($10::text) = $11::text",
             "changed_at >= (now() - $12::text::interval)",
             "changed_at < $13::text::timestamptz",
-            "ORDER BY changed_at DESC, id DESC\nLIMIT $14::bigint",
+            "(pk::text ILIKE $14 OR old_values::text ILIKE $14",
+            "(changed_at, id) < ('epoch'::timestamptz + $15::bigint * interval '1 microsecond', $16::bigint)",
+            "ORDER BY changed_at DESC, id DESC\nLIMIT $17::bigint",
         ] {
             assert!(sql.contains(expected), "{expected} in {sql}");
         }
         let (sql, params) = LogFilter::default().build();
         assert!(params.is_empty() && !sql.contains("WHERE"), "{sql}");
+        assert!(!sql.contains("50%_off"));
+    }
+
+    #[test]
+    fn a_cursor_reads_back_as_written_and_a_wrong_one_is_an_error() {
+        let cursor = Cursor { micros: 1_764_979_200_123_456, id: 42 };
+        assert_eq!(cursor.to_string(), "1764979200123456.42");
+        assert_eq!(Cursor::parse(&cursor.to_string()), Ok(cursor));
+        assert!(Cursor::parse("42").is_err());
+        assert!(Cursor::parse("x.1").is_err());
     }
 
     #[test]

@@ -834,7 +834,13 @@ async fn revert_plan(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Re
             .parse::<Policy>()
             .map_err(|e| ApiError::bad_request(e).with_help("conflicts=refuse, skip or cascade"))?;
     }
-    let plan = pgtrail_revert::plan::plan(&client, &request).await.map_err(|e| {
+    // The plan's SQL works in temporary tables: a read-write transaction
+    // (the connection's default is read-only), rolled back after, so the
+    // plan leaves nothing behind.
+    client.batch_execute("BEGIN READ WRITE").await?;
+    let planned = pgtrail_revert::plan::plan(&client, &request).await;
+    client.batch_execute("ROLLBACK").await?;
+    let plan = planned.map_err(|e| {
         let status = match &e {
             pgtrail_revert::RevertError::Conflicts { .. } => StatusCode::CONFLICT,
             pgtrail_revert::RevertError::Invalid { .. } | pgtrail_revert::RevertError::Changed(_) => {
