@@ -64,7 +64,15 @@ pub(crate) struct RawConfig {
 }
 
 impl RawConfig {
-    pub(crate) const KEYS: &[&str] = &["capture", "context", "tables", "install", "retention", "report", "serve"];
+    pub(crate) const KEYS: &[&str] = &[
+        "capture",
+        "context",
+        "tables",
+        "install",
+        "retention",
+        "report",
+        "serve",
+    ];
 }
 
 /// `[retention]`.

@@ -75,7 +75,11 @@ pub(crate) fn serve(src: Source<'_>, raw: RawServe) -> Result<Serve, ConfigError
     Ok(out)
 }
 
-fn token_of(src: Source<'_>, name: &Spanned<String>, raw: crate::raw::RawToken) -> Result<ServeToken, ConfigError> {
+fn token_of(
+    src: Source<'_>,
+    name: &Spanned<String>,
+    raw: crate::raw::RawToken,
+) -> Result<ServeToken, ConfigError> {
     let what = format!("[serve.tokens.{}]", name.get_ref());
     let role = match &raw.role {
         None => TokenRole::Reader,
@@ -96,7 +100,8 @@ fn token_of(src: Source<'_>, name: &Spanned<String>, raw: crate::raw::RawToken) 
             }
         },
     };
-    let help = Some("`pgtrail serve --hash-token` reads a token on stdin and prints the line to write".to_string());
+    let help =
+        Some("`pgtrail serve --hash-token` reads a token on stdin and prints the line to write".to_string());
     let Some(sha256) = &raw.sha256 else {
         return Err(src.error(
             ErrorKind::InvalidValue,
@@ -110,7 +115,10 @@ fn token_of(src: Source<'_>, name: &Spanned<String>, raw: crate::raw::RawToken) 
         return Err(src.error(
             ErrorKind::InvalidValue,
             &sha256.span(),
-            format!("`sha256` in {what} must be 64 hex digits (the SHA-256 of the token), not `{}`", sha256.get_ref()),
+            format!(
+                "`sha256` in {what} must be 64 hex digits (the SHA-256 of the token), not `{}`",
+                sha256.get_ref()
+            ),
             help,
         ));
     }

@@ -694,7 +694,10 @@ impl LogFilter {
         if let Some(search) = &self.search {
             let pattern = format!(
                 "%{}%",
-                search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+                search
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
             );
             let p = binds.push(pattern);
             conditions.push(format!(
@@ -954,7 +957,10 @@ mod tests {
             since: Some(TimeArg::Ago("1 hour".into())),
             until: Some(TimeArg::Absolute("2026-01-01".into())),
             search: Some("50%_off".into()),
-            before: Some(Cursor { micros: 1_700_000_000_000_000, id: 99 }),
+            before: Some(Cursor {
+                micros: 1_700_000_000_000_000,
+                id: 99,
+            }),
             limit: Some(50),
             by_actor_index: false,
         };
@@ -989,7 +995,10 @@ mod tests {
 
     #[test]
     fn a_cursor_reads_back_as_written_and_a_wrong_one_is_an_error() {
-        let cursor = Cursor { micros: 1_764_979_200_123_456, id: 42 };
+        let cursor = Cursor {
+            micros: 1_764_979_200_123_456,
+            id: 42,
+        };
         assert_eq!(cursor.to_string(), "1764979200123456.42");
         assert_eq!(Cursor::parse(&cursor.to_string()), Ok(cursor));
         assert!(Cursor::parse("42").is_err());

@@ -9,7 +9,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use pgtrail_query::{Cursor, LogFilter, Param, TimeArg, as_params, parse_context_filter, parse_op, parse_time};
+use pgtrail_query::{
+    Cursor, LogFilter, Param, TimeArg, as_params, parse_context_filter, parse_op, parse_time,
+};
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
@@ -45,7 +47,9 @@ impl Params {
     pub(crate) fn parse(raw: Option<&str>) -> Result<Params, ApiError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
             .map_err(|e| ApiError::bad_request(format!("the query string cannot be read: {e}")))?;
-        Ok(Params(pairs.into_iter().filter(|(_, v)| !v.trim().is_empty()).collect()))
+        Ok(Params(
+            pairs.into_iter().filter(|(_, v)| !v.trim().is_empty()).collect(),
+        ))
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
@@ -53,7 +57,11 @@ impl Params {
     }
 
     pub(crate) fn all(&self, name: &str) -> Vec<&str> {
-        self.0.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// Refuses names the endpoint does not know (a typo is an error, not an
@@ -65,7 +73,8 @@ impl Params {
                 if let Some(near) = pgtrail_config::suggest(name, known.iter().copied()) {
                     message.push_str(&format!("; did you mean `{near}`?"));
                 }
-                return Err(ApiError::bad_request(message).with_help(format!("the parameters are {}", known.join(", "))));
+                return Err(ApiError::bad_request(message)
+                    .with_help(format!("the parameters are {}", known.join(", "))));
             }
         }
         Ok(())
@@ -84,9 +93,9 @@ impl Params {
     pub(crate) fn integer(&self, name: &str) -> Result<Option<i64>, ApiError> {
         self.get(name)
             .map(|v| {
-                v.trim().parse::<i64>().map_err(|_| {
-                    ApiError::bad_request(format!("`{name}` must be a whole number, not `{v}`"))
-                })
+                v.trim()
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::bad_request(format!("`{name}` must be a whole number, not `{v}`")))
             })
             .transpose()
     }
@@ -103,7 +112,10 @@ pub(crate) fn format_of(params: &Params) -> Result<Format, ApiError> {
     match params.get("format") {
         None | Some("json") => Ok(Format::Json),
         Some("csv") => Ok(Format::Csv),
-        Some(other) => Err(ApiError::bad_request(format!("unknown format `{other}`")).with_help("format=json or format=csv")),
+        Some(other) => {
+            Err(ApiError::bad_request(format!("unknown format `{other}`"))
+                .with_help("format=json or format=csv"))
+        }
     }
 }
 
@@ -111,7 +123,8 @@ pub(crate) fn format_of(params: &Params) -> Result<Format, ApiError> {
 /// empty, anything else compact JSON.
 pub(crate) fn csv_response(name: &str, columns: &[&str], rows: &[Value]) -> Result<Response, ApiError> {
     let mut writer = csv::Writer::from_writer(Vec::new());
-    let failed = |e: csv::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("writing CSV: {e}"));
+    let failed =
+        |e: csv::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("writing CSV: {e}"));
     writer.write_record(columns).map_err(failed)?;
     for row in rows {
         writer
@@ -127,7 +140,10 @@ pub(crate) fn csv_response(name: &str, columns: &[&str], rows: &[Value]) -> Resu
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("writing CSV: {e}")))?;
     let mut response = bytes.into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
     if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.csv\"")) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
@@ -200,7 +216,8 @@ impl Audited {
                 &[],
             )
             .await?;
-        let all: Vec<(String, String, Vec<String>)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+        let all: Vec<(String, String, Vec<String>)> =
+            rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
         let (schema, name) = match input.split_once('.') {
             Some((schema, name)) => (Some(unquote(schema)), unquote(name)),
             None => (None, unquote(input)),
@@ -341,8 +358,10 @@ pub(crate) async fn find_changes(client: &Client, params: &Params) -> Result<Pag
     params.only(&CHANGE_FILTERS)?;
     let limit = params.integer("limit")?.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(format!("`limit` must be between 1 and {MAX_LIMIT}, not {limit}"))
-            .with_help("follow `next` for more"));
+        return Err(
+            ApiError::bad_request(format!("`limit` must be between 1 and {MAX_LIMIT}, not {limit}"))
+                .with_help("follow `next` for more"),
+        );
     }
     let mut filter = LogFilter {
         actor: params.get("actor").map(str::to_string),
@@ -373,13 +392,18 @@ pub(crate) async fn find_changes(client: &Client, params: &Params) -> Result<Pag
             filter.table = Some((table.schema, table.name));
         }
         (None, Some(_)) => {
-            return Err(ApiError::bad_request("`key` needs `table`").with_help("e.g. ?table=public.users&key=42"));
+            return Err(
+                ApiError::bad_request("`key` needs `table`").with_help("e.g. ?table=public.users&key=42")
+            );
         }
         (None, None) => {}
     }
     if let (Some(since), Some(until)) = (&filter.since, &filter.until) {
         let sql = format!("SELECT {s} > {u}", s = since.sql(1), u = until.sql(2));
-        let after: bool = client.query_one(&sql, &[&since.value(), &until.value()]).await?.get(0);
+        let after: bool = client
+            .query_one(&sql, &[&since.value(), &until.value()])
+            .await?
+            .get(0);
         if after {
             return Err(ApiError::bad_request(format!(
                 "since ({}) is after until ({}): no change can be in between",
@@ -407,7 +431,10 @@ pub(crate) async fn find_changes(client: &Client, params: &Params) -> Result<Pag
     let mut changes = query_json(client, &sql, &params).await?;
     let next = if changes.len() as i64 > limit {
         changes.truncate(limit as usize);
-        changes.last().and_then(|c| c["cursor"].as_str()).map(str::to_string)
+        changes
+            .last()
+            .and_then(|c| c["cursor"].as_str())
+            .map(str::to_string)
     } else {
         None
     };
@@ -432,7 +459,11 @@ async fn changes(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result
 
 // ---- one row ----
 
-pub(crate) async fn row_history(client: &Client, table: &str, key: &str) -> Result<(Audited, Value, Vec<Value>), ApiError> {
+pub(crate) async fn row_history(
+    client: &Client,
+    table: &str,
+    key: &str,
+) -> Result<(Audited, Value, Vec<Value>), ApiError> {
     let table = Audited::resolve(client, table).await?;
     let pk = table.key(key)?;
     let rows = query_json(
@@ -444,7 +475,11 @@ pub(crate) async fn row_history(client: &Client, table: &str, key: &str) -> Resu
     Ok((table, pk, rows))
 }
 
-pub(crate) async fn row_blame(client: &Client, table: &str, key: &str) -> Result<(Audited, Value, Vec<Value>), ApiError> {
+pub(crate) async fn row_blame(
+    client: &Client,
+    table: &str,
+    key: &str,
+) -> Result<(Audited, Value, Vec<Value>), ApiError> {
     let table = Audited::resolve(client, table).await?;
     let pk = table.key(key)?;
     let rows = query_json(
@@ -457,7 +492,12 @@ pub(crate) async fn row_blame(client: &Client, table: &str, key: &str) -> Result
 }
 
 /// The row's state at `at` (null: it did not exist then).
-pub(crate) async fn row_state(client: &Client, table: &str, key: &str, at: &TimeArg) -> Result<(Audited, Value, Value), ApiError> {
+pub(crate) async fn row_state(
+    client: &Client,
+    table: &str,
+    key: &str,
+    at: &TimeArg,
+) -> Result<(Audited, Value, Value), ApiError> {
     let table = Audited::resolve(client, table).await?;
     let pk = table.key(key)?;
     let sql = format!(
@@ -467,7 +507,9 @@ pub(crate) async fn row_state(client: &Client, table: &str, key: &str, at: &Time
     let row = client
         .query_one(&sql, &[&table.regclass(), &pk, &at.value()])
         .await?;
-    let state: Option<Value> = row.try_get(0).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the row: {e}")))?;
+    let state: Option<Value> = row
+        .try_get(0)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the row: {e}")))?;
     Ok((table, pk, state.unwrap_or(Value::Null)))
 }
 
@@ -488,7 +530,10 @@ pub(crate) async fn seals_of(client: &Client, ids: &[i64]) -> Result<Value, ApiE
     let mut out = serde_json::Map::new();
     for row in rows {
         if let Some(id) = row["change_id"].as_i64() {
-            out.insert(id.to_string(), json!({"seal_id": row["seal_id"], "sealed_at": row["sealed_at"]}));
+            out.insert(
+                id.to_string(),
+                json!({"seal_id": row["seal_id"], "sealed_at": row["sealed_at"]}),
+            );
         }
     }
     Ok(Value::Object(out))
@@ -529,7 +574,9 @@ async fn blame(
     let (table, pk, rows) = row_blame(&client, &table, key).await?;
     match format {
         Format::Csv => csv_response("blame", &BLAME_COLUMNS, &rows),
-        Format::Json => Ok(Json(json!({"table": table.display(), "key": pk, "columns": rows})).into_response()),
+        Format::Json => {
+            Ok(Json(json!({"table": table.display(), "key": pk, "columns": rows})).into_response())
+        }
     }
 }
 
@@ -608,7 +655,9 @@ async fn transaction(
     let client = state.pool.get().await?;
     let rows = transaction_changes(&client, txid).await?;
     if rows.is_empty() {
-        return Err(ApiError::not_found(format!("no recorded changes in transaction {txid}")));
+        return Err(ApiError::not_found(format!(
+            "no recorded changes in transaction {txid}"
+        )));
     }
     if format == Format::Csv {
         return csv_response(&format!("transaction-{txid}"), &CHANGE_COLUMNS, &rows);
@@ -626,7 +675,9 @@ pub(crate) async fn activity_report(client: &Client, params: &Params) -> Result<
     let burst = params.integer("burst")?.unwrap_or(100);
     let window = params.integer("window")?.unwrap_or(10);
     if burst < 1 || !(1..=10_080).contains(&window) {
-        return Err(ApiError::bad_request("`burst` must be at least 1 and `window` between 1 and 10080 minutes"));
+        return Err(ApiError::bad_request(
+            "`burst` must be at least 1 and `window` between 1 and 10080 minutes",
+        ));
     }
     let window = window as i32;
     let period = |binds: &mut Vec<Param>| {
@@ -778,11 +829,21 @@ async fn proof(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result<R
 async fn revert_plan(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     use pgtrail_revert::{Policy, Request, RowTarget, Selector};
     let params = Params::parse(raw.as_deref())?;
-    params.only(&["tx", "table", "key", "to", "after_change", "actor", "since", "until", "only", "conflicts"])?;
+    params.only(&[
+        "tx",
+        "table",
+        "key",
+        "to",
+        "after_change",
+        "actor",
+        "since",
+        "until",
+        "only",
+        "conflicts",
+    ])?;
     let client = state.pool.get().await?;
-    let since_text = |name: &str| -> Result<Option<String>, ApiError> {
-        Ok(params.time(name)?.map(|t| t.value()))
-    };
+    let since_text =
+        |name: &str| -> Result<Option<String>, ApiError> { Ok(params.time(name)?.map(|t| t.value())) };
     let selector = if !params.all("tx").is_empty() {
         let txids = params
             .all("tx")
@@ -811,7 +872,9 @@ async fn revert_plan(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Re
         }
     } else if let Some(actor) = params.get("actor") {
         let Some(since) = since_text("since")? else {
-            return Err(ApiError::bad_request("`actor` needs `since`").with_help("e.g. ?actor=ann&since=2h ago"));
+            return Err(
+                ApiError::bad_request("`actor` needs `since`").with_help("e.g. ?actor=ann&since=2h ago")
+            );
         };
         let since = absolute(&client, &parse_time(&since)?).await?;
         let until = match params.time("until")? {

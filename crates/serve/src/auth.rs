@@ -35,7 +35,10 @@ pub fn hash_token(token: &str) -> String {
 pub fn new_token() -> Result<String, std::io::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
-    Ok(format!("pgt_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(format!(
+        "pgt_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
 }
 
 /// Equal in time independent of where they differ.
@@ -45,7 +48,10 @@ fn same(a: &str, b: &str) -> bool {
 
 impl Auth {
     pub(crate) fn new(tokens: Vec<ServeToken>, anonymous_read: bool) -> Auth {
-        Auth { tokens, anonymous_read }
+        Auth {
+            tokens,
+            anonymous_read,
+        }
     }
 
     /// The token's holder, if it is one of the configured tokens.
@@ -69,7 +75,9 @@ fn public(path: &str) -> bool {
 fn bearer(request: &Request) -> Option<String> {
     let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
 }
 
 pub(crate) fn cookie_token(headers: &axum::http::HeaderMap) -> Option<String> {
@@ -98,7 +106,10 @@ pub(crate) fn same_origin(headers: &axum::http::HeaderMap) -> bool {
         headers.get(header::HOST).and_then(|v| v.to_str().ok()),
     ) {
         (Some(origin), Some(host)) => {
-            origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host)
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                == Some(host)
         }
         (Some(_), None) => false,
         (None, _) => true,
@@ -111,7 +122,8 @@ pub(crate) fn same_origin(headers: &axum::http::HeaderMap) -> bool {
 pub(crate) async fn require(State(state): State<Shared>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
     let is_api = path.starts_with("/api/");
-    if request.method() != Method::GET && request.method() != Method::HEAD && !same_origin(request.headers()) {
+    if request.method() != Method::GET && request.method() != Method::HEAD && !same_origin(request.headers())
+    {
         return ApiError::new(StatusCode::FORBIDDEN, "cross-site request refused")
             .with_help("post from the server's own pages")
             .into_response();
@@ -124,9 +136,12 @@ pub(crate) async fn require(State(state): State<Shared>, mut request: Request, n
         Some(token) => match state.auth.check(&token) {
             Some(who) => who,
             None => {
-                return refuse(is_api, &path, "the token is not one this server accepts", Some(
-                    "ask for a token; its SHA-256 goes into [serve.tokens.NAME] of pgtrail.toml",
-                ));
+                return refuse(
+                    is_api,
+                    &path,
+                    "the token is not one this server accepts",
+                    Some("ask for a token; its SHA-256 goes into [serve.tokens.NAME] of pgtrail.toml"),
+                );
             }
         },
         None if state.auth.anonymous_read => Who("anonymous".into(), TokenRole::Reader),
@@ -150,9 +165,10 @@ fn refuse(is_api: bool, path: &str, message: &str, help: Option<&str>) -> Respon
         let mut error = ApiError::new(StatusCode::UNAUTHORIZED, message);
         error.help = help.map(str::to_string);
         let mut response = error.into_response();
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
         return response;
     }
     let next: String = url_encode(path);
@@ -186,7 +202,10 @@ mod tests {
             }],
             false,
         );
-        assert_eq!(auth.check("s3cret"), Some(Who("support".into(), TokenRole::Reader)));
+        assert_eq!(
+            auth.check("s3cret"),
+            Some(Who("support".into(), TokenRole::Reader))
+        );
         assert_eq!(auth.check("s3cre"), None);
         assert_eq!(
             hash_token("test"),

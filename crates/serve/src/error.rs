@@ -16,7 +16,9 @@ pub enum ServeError {
         "no token is configured and anonymous reading is off: nobody could read anything\n  help: add a [serve.tokens.NAME] section with the token's sha256 (`pgtrail serve --new-token NAME` prints one), or set `anonymous_read = true` in [serve] on a trusted network"
     )]
     NoAccess,
-    #[error("cannot listen on {address}: {source}\n  help: choose another address with --listen or `listen` in [serve]")]
+    #[error(
+        "cannot listen on {address}: {source}\n  help: choose another address with --listen or `listen` in [serve]"
+    )]
     Bind {
         address: SocketAddr,
         source: std::io::Error,
@@ -77,10 +79,16 @@ impl ApiError {
                 return out;
             }
             tracing::error!(code, message = db.message(), "database error");
-            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("database error: {}", db.message()));
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("database error: {}", db.message()),
+            );
         }
         tracing::error!(%error, "database error");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("database unavailable: {error}"))
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database unavailable: {error}"),
+        )
     }
 
     pub fn json(&self) -> serde_json::Value {

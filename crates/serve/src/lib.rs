@@ -45,8 +45,9 @@ pub use pgtrail_config::{ServeToken, TokenRole};
 
 /// Opens one new database connection (the server switches it to the
 /// reader role itself). The error is shown as is.
-pub type Connect =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<tokio_postgres::Client, String>> + Send>> + Send + Sync>;
+pub type Connect = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<tokio_postgres::Client, String>> + Send>> + Send + Sync,
+>;
 
 /// What the server listens on and whom it lets in.
 #[derive(Debug, Clone)]

@@ -78,7 +78,11 @@ pub fn document() -> Value {
     );
     paths.insert(
         "/api/v1/tables".into(),
-        operation("The audited tables and their keys", vec![], "`{\"tables\": [{table_schema, table_name, key_columns, detached_at}]}`"),
+        operation(
+            "The audited tables and their keys",
+            vec![],
+            "`{\"tables\": [{table_schema, table_name, key_columns, detached_at}]}`",
+        ),
     );
     paths.insert(
         "/api/v1/changes".into(),
@@ -132,7 +136,11 @@ pub fn document() -> Value {
         "/api/v1/tables/{table}/as-of".into(),
         operation(
             "A table's rows as they were at a moment (pgtrail.table_as_of)",
-            vec![table_param(), query("at", time), query("limit", "rows at most, 1 to 10000 (default 1000)")],
+            vec![
+                table_param(),
+                query("at", time),
+                query("limit", "rows at most, 1 to 10000 (default 1000)"),
+            ],
             "`{\"table\", \"at\", \"rows\": [object]}`",
         ),
     );
@@ -140,7 +148,10 @@ pub fn document() -> Value {
         "/api/v1/transactions/{txid}".into(),
         operation(
             "Everything one transaction did, and the seals that hold it",
-            vec![path("txid", "the transaction id (txid of pgtrail.changes)"), format_param()],
+            vec![
+                path("txid", "the transaction id (txid of pgtrail.changes)"),
+                format_param(),
+            ],
             "`{\"txid\", \"changes\": [change], \"seals\": {...}}`",
         ),
     );
@@ -151,7 +162,10 @@ pub fn document() -> Value {
             vec![
                 query("since", time),
                 query("until", time),
-                query("burst", "a burst is more than this many changes by one actor (default 100)"),
+                query(
+                    "burst",
+                    "a burst is more than this many changes by one actor (default 100)",
+                ),
                 query("window", "within this many minutes (default 10)"),
             ],
             "`{\"since\", \"until\", \"burst\", \"by_actor\", \"by_table\", \"bursts\"}`",
@@ -161,7 +175,11 @@ pub fn document() -> Value {
         "/api/v1/proof".into(),
         operation(
             "What the proofs say: the last seal and the capture gaps touching a window or a table",
-            vec![query("since", time), query("until", time), query("table", "an audited table")],
+            vec![
+                query("since", time),
+                query("until", time),
+                query("table", "an audited table"),
+            ],
             "`{\"last_seal\", \"sealed_up_to\", \"capture_gaps\": [...]}`",
         ),
     );
@@ -174,7 +192,10 @@ pub fn document() -> Value {
                 query("table", "a row's table (with `key`)"),
                 query("key", "the row's key"),
                 query("to", "the row back to how it was at this moment"),
-                query("after_change", "the row back to how it was right after this change"),
+                query(
+                    "after_change",
+                    "the row back to how it was right after this change",
+                ),
                 query("actor", "an actor's changes (with `since`, optional `until`)"),
                 query("since", time),
                 query("until", time),

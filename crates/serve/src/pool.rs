@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::Client;
 
-use crate::error::{ApiError, ServeError};
 use crate::Connect;
+use crate::error::{ApiError, ServeError};
 
 pub(crate) struct Pool {
     connect: Connect,
@@ -94,10 +94,16 @@ impl Pool {
 
     async fn open(&self) -> Result<Client, ApiError> {
         let client = (self.connect)().await.map_err(|e| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot connect to the database: {e}"))
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot connect to the database: {e}"),
+            )
         })?;
         let installed: bool = client
-            .query_one("SELECT to_regprocedure('pgtrail.role_name(text)') IS NOT NULL", &[])
+            .query_one(
+                "SELECT to_regprocedure('pgtrail.role_name(text)') IS NOT NULL",
+                &[],
+            )
             .await?
             .get(0);
         if !installed {

@@ -8,11 +8,11 @@
 use std::fmt::Write;
 
 use axum::Form;
+use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
 use serde_json::Value;
 
 use crate::Shared;
@@ -37,9 +37,10 @@ const STYLE: &str = include_str!("style.css");
 
 async fn style() -> Response {
     let mut response = STYLE.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
     response
 }
 
@@ -162,7 +163,11 @@ fn tx_link(row: &Value) -> String {
 }
 
 fn op_badge(op: &str) -> String {
-    format!("<span class=\"op op-{}\">{}</span>", escape(&op.to_ascii_lowercase()), escape(op))
+    format!(
+        "<span class=\"op op-{}\">{}</span>",
+        escape(&op.to_ascii_lowercase()),
+        escape(op)
+    )
 }
 
 /// The page around `body`.
@@ -187,7 +192,11 @@ fn page_error(error: ApiError) -> Response {
         let _ = write!(body, "<p>{}</p>", escape(help));
     }
     let mut response = page(
-        if error.status == StatusCode::NOT_FOUND { "Not found" } else { "Something is wrong" },
+        if error.status == StatusCode::NOT_FOUND {
+            "Not found"
+        } else {
+            "Something is wrong"
+        },
         &body,
     );
     *response.status_mut() = error.status;
@@ -219,7 +228,11 @@ fn proof_banner(proof: &Value) -> String {
                 "<li>{}: off from {} until {} ({} by {})</li>",
                 escape(&cell(&gap["table"])),
                 escape(&time_text(&gap["off_from"])),
-                escape(&gap["off_until"].as_str().map_or("now".into(), |t| time_text(&Value::String(t.into())))),
+                escape(
+                    &gap["off_until"]
+                        .as_str()
+                        .map_or("now".into(), |t| time_text(&Value::String(t.into())))
+                ),
                 escape(&cell(&gap["turned_off_with"])),
                 escape(&cell(&gap["turned_off_by"]))
             );
@@ -277,7 +290,10 @@ fn diff_table(row: &Value) -> String {
         "INSERT" => new.keys().cloned().collect(),
         "DELETE" => old.keys().cloned().collect(),
         "UPDATE" => match &row["changed_fields"] {
-            Value::Array(fields) => fields.iter().filter_map(|f| f.as_str().map(String::from)).collect(),
+            Value::Array(fields) => fields
+                .iter()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect(),
             _ => new.keys().cloned().collect(),
         },
         _ => return "<p class=dim>every row of the table</p>".into(),
@@ -292,8 +308,16 @@ fn diff_table(row: &Value) -> String {
             out,
             "<tr><th scope=\"row\">{}</th><td class=old>{}</td><td class=new>{}</td></tr>",
             escape(&field),
-            if op == "INSERT" { String::new() } else { marked(before, after, "del") },
-            if op == "DELETE" { String::new() } else { marked(after, before, "ins") },
+            if op == "INSERT" {
+                String::new()
+            } else {
+                marked(before, after, "del")
+            },
+            if op == "DELETE" {
+                String::new()
+            } else {
+                marked(after, before, "ins")
+            },
         );
     }
     out.push_str("</tbody></table>");
@@ -337,7 +361,11 @@ fn exports(api_path: &str, query: &str) -> String {
         "<p class=\"exports\">Export: <a href=\"{p}?{q}{join}format=csv\" download>CSV</a> · <a href=\"{p}{qq}\" download>JSON</a></p>",
         p = escape(api_path),
         q = escape(query),
-        qq = if query.is_empty() { String::new() } else { format!("?{}", escape(query)) },
+        qq = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", escape(query))
+        },
     )
 }
 
@@ -367,7 +395,12 @@ async fn timeline_page(state: Shared, raw: Option<String>) -> Result<Response, A
     body.push_str(&field("table", "Table", get("table"), "public.users"));
     body.push_str(&field("key", "Key", get("key"), "42 or id=42"));
     body.push_str(&field("actor", "Actor", get("actor"), "id or name"));
-    body.push_str(&field("actor_type", "Actor type", get("actor_type"), "user, service…"));
+    body.push_str(&field(
+        "actor_type",
+        "Actor type",
+        get("actor_type"),
+        "user, service…",
+    ));
     body.push_str(&field("op", "Operation", get("op"), "INSERT, UPDATE…"));
     body.push_str(&field("field", "Field", get("field"), "email"));
     body.push_str(&field("tx", "Transaction", get("tx"), "txid"));
@@ -391,7 +424,10 @@ async fn timeline_page(state: Shared, raw: Option<String>) -> Result<Response, A
                 body,
                 "<p class=\"error\" role=\"alert\">{}</p>{}",
                 escape(&error.message),
-                error.help.map(|h| format!("<p>{}</p>", escape(&h))).unwrap_or_default()
+                error
+                    .help
+                    .map(|h| format!("<p>{}</p>", escape(&h)))
+                    .unwrap_or_default()
             );
             let mut response = page("Timeline", &body);
             *response.status_mut() = error.status;
@@ -485,7 +521,11 @@ async fn row_page(state: Shared, table: String, raw: Option<String>) -> Result<R
     );
     if let Some(at) = params.time("at")? {
         let (_, _, state) = api::row_state(&client, &table, key, &at).await?;
-        let _ = write!(body, "<section aria-label=\"state\"><h2>As of {}</h2>", escape(&at.value()));
+        let _ = write!(
+            body,
+            "<section aria-label=\"state\"><h2>As of {}</h2>",
+            escape(&at.value())
+        );
         match state {
             Value::Object(map) => {
                 body.push_str("<table class=\"state\"><tbody>");
@@ -559,7 +599,10 @@ async fn blame_page(state: Shared, table: String, raw: Option<String>) -> Result
         );
     }
     body.push_str("</tbody></table></div>");
-    Ok(page(&format!("Blame of {} {}", audited.display(), key_text(&pk)), &body))
+    Ok(page(
+        &format!("Blame of {} {}", audited.display(), key_text(&pk)),
+        &body,
+    ))
 }
 
 async fn transaction(State(state): State<Shared>, Path(txid): Path<String>) -> Response {
@@ -576,11 +619,16 @@ async fn transaction_page(state: Shared, txid: String) -> Result<Response, ApiEr
     let client = state.pool.get().await?;
     let rows = api::transaction_changes(&client, txid).await?;
     let Some(first) = rows.first() else {
-        return Err(ApiError::not_found(format!("no recorded changes in transaction {txid}")));
+        return Err(ApiError::not_found(format!(
+            "no recorded changes in transaction {txid}"
+        )));
     };
     let ids: Vec<i64> = rows.iter().filter_map(|r| r["id"].as_i64()).collect();
     let seals = api::seals_of(&client, &ids).await?;
-    let sealed = ids.iter().filter(|id| seals.get(id.to_string()).is_some()).count();
+    let sealed = ids
+        .iter()
+        .filter(|id| seals.get(id.to_string()).is_some())
+        .count();
     let mut body = format!(
         "<p>{} change(s) at <time>{}</time> as database user {}{}.</p>",
         rows.len(),
@@ -593,7 +641,11 @@ async fn transaction_page(state: Shared, txid: String) -> Result<Response, ApiEr
             .unwrap_or_default()
     );
     if sealed == ids.len() {
-        let _ = write!(body, "<p class=\"sealed\">Sealed: all {} change(s) are in a seal.</p>", ids.len());
+        let _ = write!(
+            body,
+            "<p class=\"sealed\">Sealed: all {} change(s) are in a seal.</p>",
+            ids.len()
+        );
     } else {
         let _ = write!(
             body,
@@ -612,7 +664,11 @@ async fn transaction_page(state: Shared, txid: String) -> Result<Response, ApiEr
     Ok(page(&format!("Transaction {txid}"), &body))
 }
 
-async fn table_as_of(State(state): State<Shared>, Path(table): Path<String>, RawQuery(raw): RawQuery) -> Response {
+async fn table_as_of(
+    State(state): State<Shared>,
+    Path(table): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     match table_page(state, table, raw).await {
         Ok(response) => response,
         Err(error) => page_error(error),
@@ -683,14 +739,20 @@ async fn table_page(state: Shared, table: String, raw: Option<String>) -> Result
         }
         body.push_str("</tbody></table></div>");
     }
-    Ok(page(&format!("{} as of {}", audited.display(), at.value()), &body))
+    Ok(page(
+        &format!("{} as of {}", audited.display(), at.value()),
+        &body,
+    ))
 }
 
 // ---- login ----
 
 async fn login_form(RawQuery(raw): RawQuery) -> Response {
     let params = Params::parse(raw.as_deref()).unwrap_or_default();
-    let next = params.get("next").filter(|n| n.starts_with('/') && !n.starts_with("//")).unwrap_or("/");
+    let next = params
+        .get("next")
+        .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+        .unwrap_or("/");
     page(
         "Log in",
         &format!(
@@ -735,7 +797,11 @@ async fn login(State(state): State<Shared>, Form(form): Form<Login>) -> Response
 /// cannot be in a header are encoded).
 fn url_encode_path(next: &str) -> String {
     match next.split_once('?') {
-        Some((path, query)) => format!("{}?{}", url_encode(path), query.replace(|c: char| c.is_control(), "")),
+        Some((path, query)) => format!(
+            "{}?{}",
+            url_encode(path),
+            query.replace(|c: char| c.is_control(), "")
+        ),
         None => url_encode(next),
     }
 }
@@ -758,10 +824,17 @@ mod tests {
     #[test]
     fn the_changed_part_of_text_is_marked() {
         assert_eq!(
-            marked(Some(&json!("ann@old.example")), Some(&json!("ann@new.example")), "del"),
+            marked(
+                Some(&json!("ann@old.example")),
+                Some(&json!("ann@new.example")),
+                "del"
+            ),
             "ann@<mark class=del>old</mark>.example"
         );
-        assert_eq!(marked(Some(&json!("<b>")), None, "ins"), "<mark class=ins>&lt;b&gt;</mark>");
+        assert_eq!(
+            marked(Some(&json!("<b>")), None, "ins"),
+            "<mark class=ins>&lt;b&gt;</mark>"
+        );
         assert_eq!(marked(None, Some(&json!(1)), "ins"), "<span class=dim>∅</span>");
         assert_eq!(
             marked(Some(&json!({"redacted": "ab"})), Some(&json!("x")), "ins"),
@@ -771,7 +844,10 @@ mod tests {
 
     #[test]
     fn text_is_escaped() {
-        assert_eq!(escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
         assert_eq!(enc("a b/c=d"), "a%20b%2Fc%3Dd");
     }
 }

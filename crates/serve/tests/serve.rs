@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use pgtrail::config::Config;
 use pgtrail::integrity::crypto::SignerKey;
-use pgtrail_serve::{Connect, Options, Server, ServeToken, TokenRole, hash_token};
+use pgtrail_serve::{Connect, Options, ServeToken, Server, TokenRole, hash_token};
 use pgtrail_testkit::TestDb;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -98,13 +98,18 @@ async fn start(db: &TestDb, anonymous_read: bool) -> Running {
         tokens: tokens(),
         connections: 4,
     };
-    let server = Server::bind(options, connector(db)).await.expect("the server starts");
+    let server = Server::bind(options, connector(db))
+        .await
+        .expect("the server starts");
     let addr = server.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
         let _ = stopped.await;
     }));
-    Running { addr, stop: Some(stop) }
+    Running {
+        addr,
+        stop: Some(stop),
+    }
 }
 
 /// An HTTP/1.1 answer.
@@ -151,7 +156,11 @@ async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &
         .iter()
         .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     let body = if chunked { dechunk(body) } else { body.to_string() };
-    Answer { status, headers, body }
+    Answer {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -182,7 +191,11 @@ async fn a_support_agent_finds_who_changed_an_email_and_why_and_exports_it() {
     assert_eq!(found.status, 200, "{}", found.body);
     let changes = found.json()["changes"].as_array().unwrap().clone();
     assert!(!changes.is_empty());
-    assert!(changes.iter().all(|c| c["table_name"] == "users" && c["pk"]["id"] == 1));
+    assert!(
+        changes
+            .iter()
+            .all(|c| c["table_name"] == "users" && c["pk"]["id"] == 1)
+    );
 
     // Her row's history: who changed the email, and why.
     let history = get(server.addr, "/api/v1/rows/users/history?key=1", READER).await;
@@ -202,7 +215,9 @@ async fn a_support_agent_finds_who_changed_an_email_and_why_and_exports_it() {
     assert_eq!(update["reason"], "ticket 4411: customer asked by phone");
 
     // Blame says the same per column.
-    let blame = get(server.addr, "/api/v1/rows/public.users/blame?key=id%3D1", READER).await.json();
+    let blame = get(server.addr, "/api/v1/rows/public.users/blame?key=id%3D1", READER)
+        .await
+        .json();
     let email = blame["columns"]
         .as_array()
         .unwrap()
@@ -239,7 +254,11 @@ async fn a_support_agent_finds_who_changed_an_email_and_why_and_exports_it() {
     assert!(page.body.contains("ann@<mark class=ins>new</mark>.example"));
     assert!(page.body.contains("href=\"/?actor=agent-7\""));
     assert!(page.body.contains("/api/v1/rows/public.users/history?key="));
-    for header in ["content-security-policy", "x-frame-options", "x-content-type-options"] {
+    for header in [
+        "content-security-policy",
+        "x-frame-options",
+        "x-content-type-options",
+    ] {
         assert!(page.header(header).is_some(), "{header} missing");
     }
 }
@@ -265,38 +284,77 @@ async fn an_auditor_filters_by_actor_type_opens_a_transaction_and_sees_it_sealed
     assert_eq!(unsealed["last_seal"], Value::Null);
 
     let key = SignerKey::generate("shop.example.com/audit").unwrap();
-    pgtrail::integrity::seal(&mut db.client, &key, &mut |_| {}).await.unwrap();
+    pgtrail::integrity::seal(&mut db.client, &key, &mut |_| {})
+        .await
+        .unwrap();
 
-    let support = get(server.addr, "/api/v1/changes?actor_type=support&since=1%20hour%20ago", AUDITOR).await;
+    let support = get(
+        server.addr,
+        "/api/v1/changes?actor_type=support&since=1%20hour%20ago",
+        AUDITOR,
+    )
+    .await;
     assert_eq!(support.status, 200, "{}", support.body);
     let support = support.json()["changes"].as_array().unwrap().clone();
     assert_eq!(support.len(), 1);
     let txid = support[0]["txid"].as_i64().unwrap();
 
-    let tx = get(server.addr, &format!("/api/v1/transactions/{txid}"), AUDITOR).await.json();
+    let tx = get(server.addr, &format!("/api/v1/transactions/{txid}"), AUDITOR)
+        .await
+        .json();
     let id = tx["changes"][0]["id"].as_i64().unwrap();
     assert!(tx["seals"][id.to_string()]["seal_id"].is_i64(), "{tx}");
 
-    let proof = get(server.addr, "/api/v1/proof?since=1%20day%20ago", AUDITOR).await.json();
+    let proof = get(server.addr, "/api/v1/proof?since=1%20day%20ago", AUDITOR)
+        .await
+        .json();
     assert!(proof["sealed_up_to"].is_string(), "{proof}");
     assert_eq!(proof["capture_gaps"], serde_json::json!([]));
 
     let page = get(server.addr, &format!("/tx/{txid}"), AUDITOR).await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("Sealed: all 1 change(s) are in a seal."), "{}", page.body);
+    assert!(
+        page.body.contains("Sealed: all 1 change(s) are in a seal."),
+        "{}",
+        page.body
+    );
 
-    let activity = get(server.addr, "/api/v1/reports/activity?since=1%20day%20ago&burst=1&window=60", AUDITOR).await;
+    let activity = get(
+        server.addr,
+        "/api/v1/reports/activity?since=1%20day%20ago&burst=1&window=60",
+        AUDITOR,
+    )
+    .await;
     assert_eq!(activity.status, 200, "{}", activity.body);
     let activity = activity.json();
-    assert!(activity["by_actor"].as_array().unwrap().iter().any(|a| a["actor_name"] == "sam@support"));
-    assert!(activity["bursts"].as_array().unwrap().iter().any(|b| b["actor_id"] == "u-1"));
+    assert!(
+        activity["by_actor"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["actor_name"] == "sam@support")
+    );
+    assert!(
+        activity["bursts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["actor_id"] == "u-1")
+    );
 
     // What undoing the support agent's transaction would do: a plan, nothing applied.
     let plan = get(server.addr, &format!("/api/v1/revert/plan?tx={txid}"), AUDITOR).await;
     assert_eq!(plan.status, 200, "{}", plan.body);
     let plan = plan.json();
     assert_eq!(plan["applied"], false);
-    assert!(plan["plan"].as_array().unwrap().iter().any(|i| i["operation"] == "UPDATE"), "{plan}");
+    assert!(
+        plan["plan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["operation"] == "UPDATE"),
+        "{plan}"
+    );
     let email: String = db
         .client
         .query_one("SELECT email FROM users WHERE id = 1", &[])
@@ -440,7 +498,9 @@ async fn pagination_gives_every_change_exactly_once_while_the_application_writes
     let writing = tokio::spawn(async move {
         for i in 0..60 {
             writer
-                .batch_execute(&format!("INSERT INTO orders (user_id, status, total) VALUES (1, 'open', {i})"))
+                .batch_execute(&format!(
+                    "INSERT INTO orders (user_id, status, total) VALUES (1, 'open', {i})"
+                ))
                 .await
                 .unwrap();
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
@@ -453,7 +513,13 @@ async fn pagination_gives_every_change_exactly_once_while_the_application_writes
         let page = get(server.addr, &path, READER).await;
         assert_eq!(page.status, 200, "{}", page.body);
         let page = page.json();
-        seen.extend(page["changes"].as_array().unwrap().iter().map(|c| c["id"].as_i64().unwrap()));
+        seen.extend(
+            page["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_i64().unwrap()),
+        );
         pages += 1;
         match page["next"].as_str() {
             Some(next) => path = format!("/api/v1/changes?limit=37&after={next}"),
@@ -477,7 +543,11 @@ async fn errors_say_what_was_wrong_and_how_to_fix_it() {
     let server = start(&db, false).await;
     let error = |answer: Answer| {
         let json = answer.json();
-        (answer.status, json["error"]["message"].as_str().unwrap_or("").to_string(), json["error"]["help"].as_str().unwrap_or("").to_string())
+        (
+            answer.status,
+            json["error"]["message"].as_str().unwrap_or("").to_string(),
+            json["error"]["help"].as_str().unwrap_or("").to_string(),
+        )
     };
 
     let (status, message, help) = error(get(server.addr, "/api/v1/changes?since=whenever", READER).await);
@@ -487,18 +557,31 @@ async fn errors_say_what_was_wrong_and_how_to_fix_it() {
 
     let (status, message, help) = error(get(server.addr, "/api/v1/rows/user/history?key=1", READER).await);
     assert_eq!(status, 404);
-    assert_eq!(message, "table `user` is not audited by pgtrail; did you mean `users`?");
+    assert_eq!(
+        message,
+        "table `user` is not audited by pgtrail; did you mean `users`?"
+    );
     assert!(help.contains("public.orders, public.users"), "{help}");
 
     let (status, message, _) = error(get(server.addr, "/api/v1/rows/users/history?key=abc", READER).await);
     assert_eq!(status, 400);
-    assert!(message.contains("`id` is integer but `abc` is not a number"), "{message}");
+    assert!(
+        message.contains("`id` is integer but `abc` is not a number"),
+        "{message}"
+    );
 
     let (status, message, _) = error(get(server.addr, "/api/v1/changes?acter=ann", READER).await);
     assert_eq!(status, 400);
     assert_eq!(message, "unknown parameter `acter`; did you mean `actor`?");
 
-    let (status, message, help) = error(get(server.addr, "/api/v1/changes?since=now&until=1%20day%20ago", READER).await);
+    let (status, message, help) = error(
+        get(
+            server.addr,
+            "/api/v1/changes?since=now&until=1%20day%20ago",
+            READER,
+        )
+        .await,
+    );
     assert_eq!(status, 400);
     assert!(message.contains("is after until"), "{message}");
     assert_eq!(help, "swap them, or leave one out");
@@ -528,7 +611,9 @@ async fn every_path_of_the_openapi_document_answers() {
             .replace("{table}", "users")
             .replace("{txid}", &txid.to_string());
         let query = match path.as_str() {
-            "/api/v1/rows/{table}/history" | "/api/v1/rows/{table}/state" | "/api/v1/rows/{table}/blame" => "?key=1",
+            "/api/v1/rows/{table}/history" | "/api/v1/rows/{table}/state" | "/api/v1/rows/{table}/blame" => {
+                "?key=1"
+            }
             "/api/v1/revert/plan" => "?table=users&key=1",
             _ => "",
         };
@@ -566,7 +651,11 @@ fn chromium_dom(url: &str) -> String {
         ])
         .output()
         .expect("chromium runs");
-    assert!(output.status.success(), "chromium: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).expect("the DOM is UTF-8")
 }
 
@@ -575,7 +664,10 @@ fn chromium_dom(url: &str) -> String {
 /// table. (The rules of axe-core this UI could break, checked by hand.)
 fn accessible(dom: &str, page: &str) {
     assert!(dom.contains("<html lang=\"en\">"), "{page}: no language");
-    assert!(dom.contains("<title>") && dom.contains("· pgtrail</title>"), "{page}: no title");
+    assert!(
+        dom.contains("<title>") && dom.contains("· pgtrail</title>"),
+        "{page}: no title"
+    );
     assert_eq!(dom.matches("<h1>").count(), 1, "{page}: one h1");
     assert!(dom.contains("href=\"#main\""), "{page}: no skip link");
     assert!(dom.contains("name=\"viewport\""), "{page}: not for phones");
@@ -584,8 +676,15 @@ fn accessible(dom: &str, page: &str) {
         if tag.contains("type=\"hidden\"") {
             continue;
         }
-        let id = tag.split("id=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_else(|| panic!("{page}: an input without id"));
-        assert!(dom.contains(&format!("<label for=\"{id}\"")), "{page}: input {id} has no label");
+        let id = tag
+            .split("id=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_else(|| panic!("{page}: an input without id"));
+        assert!(
+            dom.contains(&format!("<label for=\"{id}\"")),
+            "{page}: input {id} has no label"
+        );
     }
     for table in dom.split("<table").skip(1) {
         assert!(table.contains("<th"), "{page}: a table without headers");
@@ -598,7 +697,10 @@ async fn the_pages_render_in_a_real_browser() {
     let server = start(&db, true).await;
     let txid: i64 = db
         .client
-        .query_one("SELECT txid FROM pgtrail.changes WHERE actor_type = 'support'", &[])
+        .query_one(
+            "SELECT txid FROM pgtrail.changes WHERE actor_type = 'support'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -606,7 +708,11 @@ async fn the_pages_render_in_a_real_browser() {
     let pages = [
         ("timeline", format!("{base}/?actor_type=support"), "sam@support"),
         ("search", format!("{base}/?q=bob%40example.com"), "id=2"),
-        ("row", format!("{base}/row/users?key=1"), "ticket 4411: customer asked by phone"),
+        (
+            "row",
+            format!("{base}/row/users?key=1"),
+            "ticket 4411: customer asked by phone",
+        ),
         ("blame", format!("{base}/blame/users?key=1"), "ann@new.example"),
         ("transaction", format!("{base}/tx/{txid}"), "not sealed"),
         ("table as of", format!("{base}/table/orders?at=now"), "open"),

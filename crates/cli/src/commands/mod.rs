@@ -53,7 +53,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             hash_token,
             operator,
             ..
-        } => serve::run(&common, listen, connections, new_token.as_deref(), hash_token, operator).await,
+        } => {
+            serve::run(
+                &common,
+                listen,
+                connections,
+                new_token.as_deref(),
+                hash_token,
+                operator,
+            )
+            .await
+        }
         Command::Log(args) => log::run(&common, &args).await,
         Command::History { table, key, .. } => history::run(&common, &table, &key).await,
         Command::At {
@@ -124,9 +134,7 @@ fn common(command: &Command) -> Common {
         } => (Some(conn), Some(config), format.format.into()),
         Command::Plan { config, conn, .. }
         | Command::Sql { config, conn, .. }
-        | Command::Serve { config, conn, .. } => {
-            (Some(conn), Some(config), OutputFormat::Table)
-        }
+        | Command::Serve { config, conn, .. } => (Some(conn), Some(config), OutputFormat::Table),
         Command::Demo { .. } => (None, None, OutputFormat::Table),
         Command::Log(args) => (Some(&args.conn), None, args.format.format),
         Command::Report(args) => (Some(&args.conn), Some(&args.config), args.format.format),

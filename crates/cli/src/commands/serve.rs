@@ -28,7 +28,9 @@ pub async fn run(
     }
     if hash_token {
         let mut token = String::new();
-        std::io::stdin().read_to_string(&mut token).context("reading the token on stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut token)
+            .context("reading the token on stdin")?;
         let token = token.trim();
         if token.is_empty() {
             bail!("no token on stdin\n  help: echo -n \"$TOKEN\" | pgtrail serve --hash-token");
@@ -56,7 +58,11 @@ pub(super) fn connector(target: pgtrail::connect::Target) -> Connect {
     let target = Arc::new(target);
     Arc::new(move || {
         let target = target.clone();
-        Box::pin(async move { pgtrail::connect::connect(&target).await.map_err(|e| e.to_string()) })
+        Box::pin(async move {
+            pgtrail::connect::connect(&target)
+                .await
+                .map_err(|e| e.to_string())
+        })
     })
 }
 
@@ -69,7 +75,9 @@ pub(super) async fn serve(options: Options, connect: Connect, token: Option<&str
     let url = format!("http://{}/", server.local_addr());
     output::say(output::HEADER, &format!("pgtrail serve: {url}"));
     match token {
-        Some(token) => println!("  token: {token}\n  (paste it on the login page, or send Authorization: Bearer {token})"),
+        Some(token) => println!(
+            "  token: {token}\n  (paste it on the login page, or send Authorization: Bearer {token})"
+        ),
         None => println!(
             "  {tokens} token(s){}; the API is described at {url}api/openapi.json",
             if anonymous { ", anonymous reading on" } else { "" }
@@ -82,10 +90,12 @@ pub(super) async fn serve(options: Options, connect: Connect, token: Option<&str
 }
 
 fn print_new_token(name: &str, operator: bool) -> Result<()> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        bail!(
-            "invalid token name `{name}`: letters, digits, - and _ only\n  help: e.g. --new-token support"
-        );
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("invalid token name `{name}`: letters, digits, - and _ only\n  help: e.g. --new-token support");
     }
     let token = pgtrail::serve::new_token().context("drawing a random token")?;
     println!("token: {token}");
