@@ -371,7 +371,7 @@ fn exports(api_path: &str, query: &str) -> String {
 
 fn field(name: &str, label: &str, value: Option<&str>, placeholder: &str) -> String {
     format!(
-        "<label for=\"f-{name}\">{label}</label><input id=\"f-{name}\" name=\"{name}\" value=\"{}\" placeholder=\"{}\">",
+        "<div class=\"field\"><label for=\"f-{name}\">{label}</label><input id=\"f-{name}\" name=\"{name}\" value=\"{}\" placeholder=\"{}\"></div>",
         escape(value.unwrap_or("")),
         escape(placeholder)
     )
@@ -770,7 +770,7 @@ struct Login {
     next: Option<String>,
 }
 
-async fn login(State(state): State<Shared>, Form(form): Form<Login>) -> Response {
+async fn login(State(state): State<Shared>, headers: axum::http::HeaderMap, Form(form): Form<Login>) -> Response {
     if state.auth.check(&form.token).is_none() {
         let mut response = page(
             "Log in",
@@ -784,9 +784,15 @@ async fn login(State(state): State<Shared>, Form(form): Form<Login>) -> Response
         .filter(|n| n.starts_with('/') && !n.starts_with("//"))
         .unwrap_or_else(|| "/".into());
     let mut response = Redirect::to(&url_encode_path(&next)).into_response();
+    // Behind a TLS proxy the cookie is sent over HTTPS only.
+    let secure = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
     if let Ok(cookie) = HeaderValue::from_str(&format!(
-        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-        form.token.trim()
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/{}",
+        form.token.trim(),
+        if secure { "; Secure" } else { "" }
     )) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }

@@ -728,8 +728,11 @@ async fn the_pages_render_in_a_real_browser() {
         .unwrap();
         assert!(dom.contains(expected), "{name}: `{expected}` not in {dom}");
         accessible(&dom, name);
-        if let Some(dir) = &dir {
-            screenshot(dir, name, &url);
+        if let Some(dir) = dir.clone() {
+            // Off the runtime's thread: the server answers on it.
+            tokio::task::spawn_blocking(move || screenshot(&dir, name, &url))
+                .await
+                .unwrap();
         }
     }
 }
