@@ -1377,7 +1377,12 @@ enum Page {
 }
 
 impl Page {
-    const ALL: [Page; 4] = [Page::TimelineJson, Page::TimelineHtml, Page::RowHtml, Page::RowJson];
+    const ALL: [Page; 4] = [
+        Page::TimelineJson,
+        Page::TimelineHtml,
+        Page::RowHtml,
+        Page::RowJson,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -1404,7 +1409,9 @@ fn url_encode(text: &str) -> String {
 /// One GET over a fresh connection; returns the status.
 async fn http_get(addr: std::net::SocketAddr, path: &str, token: &str) -> Result<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.context("connect to the server")?;
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .context("connect to the server")?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     );
@@ -1440,7 +1447,11 @@ async fn serve_bench(cluster: &Cluster, ctx: &QueryContext<'_>, clients: usize, 
     let target = Arc::new(target);
     let connect: pgtrail::serve::Connect = Arc::new(move || {
         let target = target.clone();
-        Box::pin(async move { pgtrail::connect::connect(&target).await.map_err(|e| e.to_string()) })
+        Box::pin(async move {
+            pgtrail::connect::connect(&target)
+                .await
+                .map_err(|e| e.to_string())
+        })
     });
     let options = pgtrail::serve::Options {
         listen: "127.0.0.1:0".parse()?,
@@ -1539,7 +1550,10 @@ async fn serve_bench(cluster: &Cluster, ctx: &QueryContext<'_>, clients: usize, 
          one connection per request, {} connections to PostgreSQL",
         clients
     );
-    println!("{:<44} {:>10} {:>10} {:>10}  {:<9} {:<6}", "page", "median ms", "p95 ms", "max ms", "target", "result");
+    println!(
+        "{:<44} {:>10} {:>10} {:>10}  {:<9} {:<6}",
+        "page", "median ms", "p95 ms", "max ms", "target", "result"
+    );
     println!("{}", "-".repeat(96));
     for page in Page::ALL {
         let mut times: Vec<f64> = all.iter().filter(|(p, _)| *p == page).map(|(_, t)| *t).collect();

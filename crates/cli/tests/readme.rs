@@ -13,13 +13,13 @@ const README: &str = include_str!("../../../README.md");
 
 /// The lines of those sections that are not run, by how they start.
 const SKIPPED: &[&str] = &[
-    "cargo install",        // the binary under test is already built
-    "export DATABASE_URL=", // the test sets DATABASE_URL itself
-    "$EDITOR",              // a person reviews the file
-    "psql ",                // applying the printed file: tested in cli.rs
-    "pgtrail follow  ",     // runs until stopped: tested in cli.rs (`follow --once` is run)
+    "cargo install",          // the binary under test is already built
+    "export DATABASE_URL=",   // the test sets DATABASE_URL itself
+    "$EDITOR",                // a person reviews the file
+    "psql ",                  // applying the printed file: tested in cli.rs
+    "pgtrail follow  ",       // runs until stopped: tested in cli.rs (`follow --once` is run)
     "pgtrail serve --listen", // runs until stopped: tested in crates/serve
-    "pgtrail demo --serve", // the same
+    "pgtrail demo --serve",   // the same
     "pgtrail sql --transaction > 0042_pgtrail.sql && psql", // the same, with psql
 ];
 
@@ -520,6 +520,7 @@ async fn the_web_ui_section_as_written() {
     assert!(printed.contains("[serve.tokens.support]"), "{printed}");
     // What it prints is a configuration pgtrail reads.
     let toml = &printed[printed.find("[serve.tokens.support]").expect("the section")..];
-    let config = pgtrail::config::Config::parse(&format!("[serve]\n{toml}"), "pgtrail.toml").expect("it parses");
+    let config =
+        pgtrail::config::Config::parse(&format!("[serve]\n{toml}"), "pgtrail.toml").expect("it parses");
     assert_eq!(config.serve.tokens.len(), 1);
 }

@@ -770,7 +770,11 @@ struct Login {
     next: Option<String>,
 }
 
-async fn login(State(state): State<Shared>, headers: axum::http::HeaderMap, Form(form): Form<Login>) -> Response {
+async fn login(
+    State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<Login>,
+) -> Response {
     if state.auth.check(&form.token).is_none() {
         let mut response = page(
             "Log in",
