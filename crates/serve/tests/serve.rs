@@ -586,6 +586,12 @@ async fn errors_say_what_was_wrong_and_how_to_fix_it() {
     assert!(message.contains("is after until"), "{message}");
     assert_eq!(help, "swap them, or leave one out");
 
+    let (status, message, help) =
+        error(get(server.addr, "/api/v1/changes?table=users&field=emial", READER).await);
+    assert_eq!(status, 400);
+    assert_eq!(message, "field: public.users has no column `emial`");
+    assert_eq!(help, "did you mean `email`?");
+
     let (status, _, _) = error(get(server.addr, "/api/v1/changes?after=nonsense", READER).await);
     assert_eq!(status, 400);
 
