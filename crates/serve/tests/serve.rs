@@ -736,15 +736,21 @@ async fn the_pages_render_in_a_real_browser() {
         accessible(&dom, name);
         if let Some(dir) = dir.clone() {
             // Off the runtime's thread: the server answers on it.
-            tokio::task::spawn_blocking(move || screenshot(&dir, name, &url))
-                .await
-                .unwrap();
+            tokio::task::spawn_blocking(move || {
+                screenshot(&dir, name, &url, "1100,800");
+                if matches!(name, "timeline" | "row") {
+                    screenshot(&dir, &format!("{name} phone"), &url, "390,844");
+                }
+            })
+            .await
+            .unwrap();
         }
     }
 }
 
-/// `PGTRAIL_SCREENSHOTS=docs/screenshots`: each page as a PNG, for the docs.
-fn screenshot(dir: &std::path::Path, name: &str, url: &str) {
+/// `PGTRAIL_SCREENSHOTS=docs/screenshots`: each page as a PNG, for the docs
+/// (the timeline and a row also as a phone shows them).
+fn screenshot(dir: &std::path::Path, name: &str, url: &str, size: &str) {
     std::fs::create_dir_all(dir).unwrap();
     let profile = tempfile::tempdir().unwrap();
     let file = dir.join(format!("{}.png", name.replace(' ', "-")));
@@ -754,7 +760,7 @@ fn screenshot(dir: &std::path::Path, name: &str, url: &str) {
             "--no-sandbox",
             "--disable-gpu",
             "--hide-scrollbars",
-            "--window-size=1100,800",
+            &format!("--window-size={size}"),
             &format!("--user-data-dir={}", profile.path().display()),
             &format!("--screenshot={}", file.display()),
             url,
