@@ -1257,7 +1257,7 @@ fn every_command_lists_only_the_options_it_uses() {
     const TJ: &[&str] = &["table, json"];
     const TJC: &[&str] = &["table, json, csv"];
     // `hold` has no options of its own: its actions have them.
-    let commands: [(&str, bool, bool, &[&str]); 27] = [
+    let commands: [(&str, bool, bool, &[&str]); 28] = [
         ("init", true, true, TJ),
         ("apply", true, true, TJ),
         ("plan", true, true, NONE),
@@ -1279,6 +1279,7 @@ fn every_command_lists_only_the_options_it_uses() {
         ("erase", true, false, TJ),
         ("revert", true, false, TJ),
         ("follow", true, false, TJ),
+        ("serve", true, true, NONE),
         ("archive", true, true, TJ),
         ("maintain", true, true, TJ),
         ("hold", false, false, NONE),

@@ -19,6 +19,7 @@ mod report;
 mod retention;
 mod revert;
 mod seal;
+mod serve;
 mod sql;
 mod tx;
 mod uninstall;
@@ -44,7 +45,25 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sql { file, .. } => sql::run(&common, &file).await,
         Command::Uninstall { drop_trail, yes, .. } => uninstall::run(&common, drop_trail, yes).await,
         Command::Follow { once, batch_size, .. } => follow::run(&common, once, batch_size).await,
-        Command::Demo { keep } => demo::run(keep).await,
+        Command::Demo { keep, serve } => demo::run(keep, serve).await,
+        Command::Serve {
+            listen,
+            connections,
+            new_token,
+            hash_token,
+            operator,
+            ..
+        } => {
+            serve::run(
+                &common,
+                listen,
+                connections,
+                new_token.as_deref(),
+                hash_token,
+                operator,
+            )
+            .await
+        }
         Command::Log(args) => log::run(&common, &args).await,
         Command::History { table, key, .. } => history::run(&common, &table, &key).await,
         Command::At {
@@ -113,9 +132,9 @@ fn common(command: &Command) -> Common {
         | Command::Maintain {
             config, conn, format, ..
         } => (Some(conn), Some(config), format.format.into()),
-        Command::Plan { config, conn, .. } | Command::Sql { config, conn, .. } => {
-            (Some(conn), Some(config), OutputFormat::Table)
-        }
+        Command::Plan { config, conn, .. }
+        | Command::Sql { config, conn, .. }
+        | Command::Serve { config, conn, .. } => (Some(conn), Some(config), OutputFormat::Table),
         Command::Demo { .. } => (None, None, OutputFormat::Table),
         Command::Log(args) => (Some(&args.conn), None, args.format.format),
         Command::Report(args) => (Some(&args.conn), Some(&args.config), args.format.format),
