@@ -4,9 +4,17 @@
 //!
 //! ```text
 //! cargo run --release -p pgtrail-bench --bin revert -- [--rows N] [--transactions N]
+//!     [--rounds N] [--variant NAME=FUNCTIONS.sql ...]
 //! ```
 //!
-//! 1. Creates `accounts` (`--rows` × 2 rows) and `events` (a foreign key to
+//! With `--variant` (twice or more), each round measures every variant on the
+//! same cluster, one after the other, in an order rotated from round to
+//! round: before a variant's cases its file is run (e.g. the
+//! `functions/70_revert.sql` of another revision, which replaces the revert
+//! functions). Each case reverts a transaction of its own, made just before.
+//!
+//! 1. Creates `accounts` (`--rows` × 2 rows, more when the rounds need
+//!    them) and `events` (a foreign key to
 //!    `accounts`, an identity key), audited by pgtrail.
 //! 2. Bulk: one transaction updates the email of `--rows` accounts; its
 //!    revert is planned (`pgtrail.revert_plan`), then applied
@@ -17,13 +25,17 @@
 //! 4. Before each commit, lists the table locks the revert's transaction
 //!    holds on the audited tables: row locks only (ROW EXCLUSIVE), never
 //!    ACCESS EXCLUSIVE.
+//!
+//! Beside the wall times it reads the server backend's CPU time for the plan
+//! and for the revert (`/proc/<pid>/stat`; the cluster runs on this
+//! machine): on a shared machine the CPU per row is the steadier figure.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use pgtrail_bench::server;
+use pgtrail_bench::{procstat, server};
 use serde_json::{Value, json};
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
@@ -36,6 +48,13 @@ struct Args {
     /// Small transactions reverted at once.
     #[arg(long, default_value_t = 1_000)]
     transactions: i64,
+    /// Rounds (each measures every variant once).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// NAME=FILE: a variant, the SQL file run before its cases (the revert
+    /// functions of some revision). None: the functions this build installs.
+    #[arg(long = "variant")]
+    variants: Vec<String>,
 }
 
 /// When the revert's progress notices arrived: (instant, rows done).
@@ -78,7 +97,7 @@ async fn main() -> Result<()> {
                                   account_id int NOT NULL REFERENCES accounts, kind text, at timestamptz DEFAULT now());
              INSERT INTO accounts (id, email, name, balance)
              SELECT g, 'user' || g || '@example.com', 'User ' || g, g % 1000 FROM generate_series(1, {}) AS g;",
-            args.rows * 2
+            (args.rows * 2).max(args.rows + args.transactions * (args.rounds.max(1) * args.variants.len().max(1)) as i64)
         ))
         .await
         .context("schema")?;
@@ -90,50 +109,111 @@ async fn main() -> Result<()> {
     pgtrail::plan::apply(&mut installer, &config).await?;
     setup.batch_execute("VACUUM ANALYZE").await?;
 
+    let mut variants: Vec<(String, Option<String>)> = Vec::new();
+    for v in &args.variants {
+        let Some((name, file)) = v.split_once('=') else {
+            bail!("--variant takes NAME=FILE, got `{v}`");
+        };
+        let sql = std::fs::read_to_string(file).with_context(|| format!("read {file}"))?;
+        variants.push((name.to_string(), Some(sql)));
+    }
+    if variants.is_empty() {
+        variants.push(("this build".to_string(), None));
+    }
+
     let (client, notices) = connect_with_progress(&url).await?;
     let mut results = Vec::new();
-
-    // Bulk: one transaction of `rows` updates.
-    let bulk = txid_of(
-        &setup,
-        &format!(
-            "SELECT pgtrail.set_context(actor_name => 'batch_script@system');
-             UPDATE accounts SET email = lower(name) || '@broken.test' WHERE id <= {}",
-            args.rows
-        ),
-    )
-    .await?;
-    results.push(measure(&client, &notices, "one transaction", &[bulk], args.rows).await?);
-
-    // Small: `transactions` transactions of two rows each.
-    let mut small = Vec::new();
-    for i in 0..args.transactions {
-        let id = args.rows + 1 + i;
-        small.push(
-            txid_of(
+    let mut small_base = args.rows;
+    for round in 0..args.rounds {
+        for k in 0..variants.len() {
+            let (name, sql) = &variants[(k + round) % variants.len()];
+            if let Some(sql) = sql {
+                setup
+                    .batch_execute(sql)
+                    .await
+                    .with_context(|| format!("load variant {name}"))?;
+            }
+            eprintln!("round {}, {name}:", round + 1);
+            // Bulk: one transaction of `rows` updates.
+            let bulk = txid_of(
                 &setup,
                 &format!(
-                    "SELECT pgtrail.set_context(actor_name => 'clerk-{}', reason => 'ticket {i}');
-                     UPDATE accounts SET name = 'Renamed {i}' WHERE id = {id};
-                     INSERT INTO events (account_id, kind) VALUES ({id}, 'renamed')",
-                    i % 20
+                    "SELECT pgtrail.set_context(actor_name => 'batch_script@system');
+                     UPDATE accounts SET email = lower(name) || '@broken-{round}-{k}.test' WHERE id <= {}",
+                    args.rows
                 ),
             )
-            .await?,
-        );
-    }
-    results.push(
-        measure(
-            &client,
-            &notices,
-            "small transactions",
-            &small,
-            args.transactions * 2,
-        )
-        .await?,
-    );
+            .await?;
+            let mut bulk_result = measure(&client, &notices, "one transaction", &[bulk], args.rows).await?;
+            bulk_result["variant"] = json!(name);
+            bulk_result["round"] = json!(round + 1);
+            results.push(bulk_result);
 
-    let report = json!({ "rows": args.rows, "transactions": args.transactions, "results": results });
+            // Small: `transactions` transactions of two rows each, on accounts
+            // no other case has touched.
+            let mut small = Vec::new();
+            for i in 0..args.transactions {
+                let id = small_base + 1 + i;
+                small.push(
+                    txid_of(
+                        &setup,
+                        &format!(
+                            "SELECT pgtrail.set_context(actor_name => 'clerk-{}', reason => 'ticket {i}');
+                             UPDATE accounts SET name = 'Renamed {i}' WHERE id = {id};
+                             INSERT INTO events (account_id, kind) VALUES ({id}, 'renamed')",
+                            i % 20
+                        ),
+                    )
+                    .await?,
+                );
+            }
+            small_base += args.transactions;
+            let mut small_result = measure(
+                &client,
+                &notices,
+                "small transactions",
+                &small,
+                args.transactions * 2,
+            )
+            .await?;
+            small_result["variant"] = json!(name);
+            small_result["round"] = json!(round + 1);
+            results.push(small_result);
+        }
+    }
+
+    let mut summary = Vec::new();
+    for (name, _) in &variants {
+        for case in ["one transaction", "small transactions"] {
+            let of = |field: &str| -> Vec<f64> {
+                results
+                    .iter()
+                    .filter(|r| r["variant"] == json!(name) && r["name"] == json!(case))
+                    .filter_map(|r| r[field].as_f64())
+                    .collect()
+            };
+            let median = |field: &str| pgtrail_bench::stats::median(&of(field));
+            summary.push(json!({
+                "variant": name,
+                "case": case,
+                "plan_seconds": median("plan_seconds"),
+                "revert_seconds": median("revert_seconds"),
+                "write_seconds": median("write_seconds"),
+                "plan_cpu_us_per_row": median("plan_cpu_us_per_row"),
+                "revert_cpu_us_per_row": median("revert_cpu_us_per_row"),
+                "rows_per_second_written": median("rows_per_second_written"),
+                "rows_per_second_overall": median("rows_per_second_overall"),
+            }));
+        }
+    }
+    for row in &summary {
+        eprintln!("median {row}");
+    }
+
+    let report = json!({
+        "rows": args.rows, "transactions": args.transactions, "rounds": args.rounds,
+        "results": results, "medians": summary,
+    });
     println!("{}", serde_json::to_string_pretty(&report)?);
     drop(cluster);
     Ok(())
@@ -155,6 +235,9 @@ async fn measure(
     expected: i64,
 ) -> Result<Value> {
     let selector = json!({ "txids": txids });
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+    let ticks = procstat::clock_ticks_per_second() as f64;
+    let cpu_before_plan = procstat::cpu_ticks(pid)?;
     let started = Instant::now();
     let plan = client
         .query(
@@ -164,6 +247,7 @@ async fn measure(
         .await
         .context("revert_plan")?;
     let plan_time = started.elapsed();
+    let plan_cpu = (procstat::cpu_ticks(pid)? - cpu_before_plan) as f64 / ticks;
     let statements = plan.len();
     let planned_rows: i64 = plan.iter().filter_map(|r| r.get::<_, Option<i64>>(1)).sum();
 
@@ -173,6 +257,7 @@ async fn measure(
     client
         .batch_execute("BEGIN; SET LOCAL pgtrail.progress = 'on'")
         .await?;
+    let cpu_before_revert = procstat::cpu_ticks(pid)?;
     let started = Instant::now();
     client
         .query(
@@ -182,6 +267,7 @@ async fn measure(
         .await
         .context("revert")?;
     let revert_time = started.elapsed();
+    let revert_cpu = (procstat::cpu_ticks(pid)? - cpu_before_revert) as f64 / ticks;
     let locks: Vec<String> = client
         .query(
             "SELECT DISTINCT l.mode FROM pg_locks AS l
@@ -209,12 +295,16 @@ async fn measure(
         bail!("{name}: the revert took an ACCESS EXCLUSIVE lock");
     }
     let rate = written as f64 / writes.as_secs_f64().max(1e-9);
+    let per_row = |seconds: f64| seconds * 1e6 / (written.max(1) as f64);
     eprintln!(
-        "{name}: {written} rows; plan {:.2} s; revert {:.2} s (of which writing {:.2} s: {:.0} rows/s); table locks: {}",
+        "{name}: {written} rows; plan {:.2} s ({:.1} µs CPU/row); revert {:.2} s ({:.1} µs CPU/row; of which writing {:.2} s: {:.0} rows/s; overall {:.0} rows/s); table locks: {}",
         plan_time.as_secs_f64(),
+        per_row(plan_cpu),
         revert_time.as_secs_f64(),
+        per_row(revert_cpu),
         writes.as_secs_f64(),
         rate,
+        written as f64 / revert_time.as_secs_f64(),
         locks.join(", ")
     );
     Ok(json!({
@@ -223,7 +313,11 @@ async fn measure(
         "statements": statements,
         "rows": written,
         "plan_seconds": plan_time.as_secs_f64(),
+        "plan_cpu_seconds": plan_cpu,
+        "plan_cpu_us_per_row": per_row(plan_cpu),
         "revert_seconds": revert_time.as_secs_f64(),
+        "revert_cpu_seconds": revert_cpu,
+        "revert_cpu_us_per_row": per_row(revert_cpu),
         "write_seconds": writes.as_secs_f64(),
         "rows_per_second_written": rate,
         "rows_per_second_overall": written as f64 / revert_time.as_secs_f64(),

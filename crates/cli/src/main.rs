@@ -14,6 +14,8 @@ fn main() -> ExitCode {
     // `pgtrail follow` runs for long: its progress is logged by default.
     let default_level = match cli.command {
         cli::Command::Follow { .. } => "info",
+        // The server's access log is on by default.
+        cli::Command::Serve { .. } | cli::Command::Demo { serve: true, .. } => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()

@@ -135,8 +135,9 @@ EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_tex
 END
 $fn$;
 
--- The selection: fills pg_temp.pgtrail_revert_sel with the ids of the
--- selected changes (only_key: a TRUNCATE selected for one row only).
+-- The selection: fills pg_temp.pgtrail_revert_sel with the selected
+-- changes, read from the trail once (only_key: a TRUNCATE selected for one
+-- row only).
 CREATE OR REPLACE FUNCTION pgtrail._revert_select(p_selector jsonb)
 RETURNS void
 LANGUAGE plpgsql
@@ -188,9 +189,9 @@ BEGIN
                 USING ERRCODE = '22023', HINT = 'E.g. {"txids": [48211, 48212]} (the txid column of pgtrail.changes).';
         END IF;
         SELECT array_agg((e #>> '{}')::bigint) INTO v_txids FROM jsonb_array_elements(p_selector -> 'txids') AS e;
-        INSERT INTO pg_temp.pgtrail_revert_sel (id)
-        SELECT c.id FROM pgtrail.change AS c WHERE c.txid = ANY (v_txids)
-        ON CONFLICT DO NOTHING;
+        INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
+        SELECT c.id, c.changed_at, NULL, c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
+        FROM pgtrail.change AS c WHERE c.txid = ANY (v_txids);
     WHEN 'table' THEN
         t := pgtrail._revert_table(p_selector ->> 'table', '"table"');
         IF jsonb_typeof(p_selector -> 'pk') IS DISTINCT FROM 'object' THEN
@@ -228,39 +229,47 @@ BEGIN
                         quote_ident(t.table_schema), quote_ident(t.table_name), p_selector -> 'pk'
                     USING ERRCODE = '22023', HINT = 'pgtrail.history lists the row''s changes with their ids.';
             END IF;
-            INSERT INTO pg_temp.pgtrail_revert_sel (id, only_key)
-            SELECT l.id, CASE WHEN l.op = 'T' THEN (SELECT k.key FROM pg_temp.pgtrail_revert_life AS k
-                                                   WHERE k.seq < l.seq ORDER BY k.seq DESC LIMIT 1) END
-            FROM pg_temp.pgtrail_revert_life AS l WHERE (l.at, l.id) > (v_after_at, v_after)
+            INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
+            SELECT l.id, l.at, CASE WHEN l.op = 'T' THEN (SELECT k.key FROM pg_temp.pgtrail_revert_life AS k
+                                                   WHERE k.seq < l.seq ORDER BY k.seq DESC LIMIT 1) END,
+                   c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
+            FROM pg_temp.pgtrail_revert_life AS l JOIN pgtrail.change AS c ON c.id = l.id AND c.changed_at = l.at
+            WHERE (l.at, l.id) > (v_after_at, v_after)
             ON CONFLICT DO NOTHING;
         ELSIF v_since IS NOT NULL THEN
-            INSERT INTO pg_temp.pgtrail_revert_sel (id, only_key)
-            SELECT l.id, CASE WHEN l.op = 'T' THEN (SELECT k.key FROM pg_temp.pgtrail_revert_life AS k
-                                                   WHERE k.seq < l.seq ORDER BY k.seq DESC LIMIT 1) END
-            FROM pg_temp.pgtrail_revert_life AS l WHERE l.at > v_since
+            INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
+            SELECT l.id, l.at, CASE WHEN l.op = 'T' THEN (SELECT k.key FROM pg_temp.pgtrail_revert_life AS k
+                                                   WHERE k.seq < l.seq ORDER BY k.seq DESC LIMIT 1) END,
+                   c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
+            FROM pg_temp.pgtrail_revert_life AS l JOIN pgtrail.change AS c ON c.id = l.id AND c.changed_at = l.at
+            WHERE l.at > v_since
             ON CONFLICT DO NOTHING;
         ELSE
             -- The row's last change.
-            INSERT INTO pg_temp.pgtrail_revert_sel (id, only_key)
-            SELECT l.id, CASE WHEN l.op = 'T' THEN (SELECT k.key FROM pg_temp.pgtrail_revert_life AS k
-                                                   WHERE k.seq < l.seq ORDER BY k.seq DESC LIMIT 1) END
-            FROM pg_temp.pgtrail_revert_life AS l ORDER BY l.seq DESC LIMIT 1;
+            INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
+            SELECT l.id, l.at, CASE WHEN l.op = 'T' THEN (SELECT k.key FROM pg_temp.pgtrail_revert_life AS k
+                                                   WHERE k.seq < l.seq ORDER BY k.seq DESC LIMIT 1) END,
+                   c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
+            FROM pg_temp.pgtrail_revert_life AS l JOIN pgtrail.change AS c ON c.id = l.id AND c.changed_at = l.at
+            ORDER BY l.seq DESC LIMIT 1;
         END IF;
     WHEN 'actor' THEN
         IF jsonb_typeof(p_selector -> 'actor') <> 'string' OR v_since IS NULL THEN
             RAISE EXCEPTION 'pgtrail.revert: an actor''s changes are selected by "actor" (a string) and "since" (and optionally "until")'
                 USING ERRCODE = '22023', HINT = 'E.g. {"actor": "batch_script@system", "since": "2026-06-01T14:00Z", "until": "2026-06-01T15:00Z"}.';
         END IF;
-        INSERT INTO pg_temp.pgtrail_revert_sel (id)
-        SELECT a.id FROM pgtrail.actor_changes(p_selector ->> 'actor', v_since, coalesce(v_until, 'infinity')) AS a
+        INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
+        SELECT a.id, a.changed_at, NULL, c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
+        FROM pgtrail.actor_changes(p_selector ->> 'actor', v_since, coalesce(v_until, 'infinity')) AS a
+        JOIN pgtrail.change AS c ON c.id = a.id AND c.changed_at = a.changed_at
         ON CONFLICT DO NOTHING;
     WHEN 'context' THEN
         IF jsonb_typeof(p_selector -> 'context') <> 'object' OR p_selector -> 'context' = '{}' OR v_since IS NULL THEN
             RAISE EXCEPTION 'pgtrail.revert: changes of a context are selected by "context" (a JSON object of key: value) and "since" (and optionally "until")'
                 USING ERRCODE = '22023', HINT = 'E.g. {"context": {"request_id": "req-81f2"}, "since": "2026-06-01T14:00Z"}.';
         END IF;
-        INSERT INTO pg_temp.pgtrail_revert_sel (id)
-        SELECT c.id
+        INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
+        SELECT c.id, c.changed_at, NULL, c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
         FROM (SELECT x.txid, x.ctx FROM pgtrail.transaction AS x
               WHERE x.started_at >= v_since - pgtrail._context_span()
                 AND x.started_at < coalesce(v_until, 'infinity')
@@ -271,7 +280,7 @@ BEGIN
               JOIN pgtrail.transaction AS x ON x.txid = l.txid AND x.ctx = l.ctx
               WHERE NOT EXISTS (SELECT FROM jsonb_each(p_selector -> 'context') AS e
                                 WHERE (x.context ->> e.key) IS DISTINCT FROM (e.value #>> '{}'))) AS k
-        CROSS JOIN LATERAL (SELECT y.id, y.changed_at FROM pgtrail.change AS y
+        CROSS JOIN LATERAL (SELECT y.* FROM pgtrail.change AS y
                             WHERE y.txid = k.txid AND y.ctx = k.ctx OFFSET 0) AS c
         WHERE c.changed_at >= v_since AND c.changed_at < coalesce(v_until, 'infinity')
         ON CONFLICT DO NOTHING;
@@ -285,9 +294,7 @@ BEGIN
         FOR v_name IN SELECT e FROM jsonb_array_elements_text(p_selector -> 'tables') AS e LOOP
             v_tables := v_tables || (pgtrail._revert_table(v_name, '"tables"')).id;
         END LOOP;
-        DELETE FROM pg_temp.pgtrail_revert_sel AS s
-        USING pgtrail.change AS c
-        WHERE c.id = s.id AND NOT c.table_id = ANY (v_tables);
+        DELETE FROM pg_temp.pgtrail_revert_sel AS s WHERE NOT s.table_id = ANY (v_tables);
     END IF;
 END
 $fn$;
@@ -386,7 +393,11 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
     IF to_regclass('pg_temp.pgtrail_revert_sel') IS NULL THEN
-        CREATE TEMP TABLE pgtrail_revert_sel (id bigint PRIMARY KEY, only_key jsonb) ON COMMIT DROP;
+        -- The selected changes, as the trail has them (read once).
+        CREATE TEMP TABLE pgtrail_revert_sel (
+            id bigint PRIMARY KEY, at timestamptz NOT NULL, only_key jsonb, txid bigint NOT NULL, ctx smallint NOT NULL,
+            table_id integer NOT NULL, op "char" NOT NULL, pk jsonb, old_pk jsonb, old_values jsonb, new_values jsonb,
+            changed_fields text[]) ON COMMIT DROP;
     END IF;
     -- Rows of a selected TRUNCATE left out (skip).
     IF to_regclass('pg_temp.pgtrail_revert_skipkey') IS NULL THEN
@@ -409,7 +420,7 @@ BEGIN
         CREATE TEMP TABLE pgtrail_revert_chain (
             chain bigint PRIMARY KEY, table_id integer, keyless boolean, k_origin jsonb, k_final jsonb,
             ex_origin boolean, ex_final boolean, origin jsonb, expect jsonb, net bigint,
-            change_ids bigint[], active boolean) ON COMMIT DROP;
+            change_ids bigint[], active boolean, changes bigint) ON COMMIT DROP;
     END IF;
     -- The cells each selected change touched ('*': the whole row of that key).
     IF to_regclass('pg_temp.pgtrail_revert_touch') IS NULL THEN
@@ -459,8 +470,7 @@ BEGIN
     TRUNCATE pg_temp.pgtrail_revert_moved;
     INSERT INTO pg_temp.pgtrail_revert_moved
     SELECT DISTINCT c.table_id, d.k
-    FROM pg_temp.pgtrail_revert_sel AS s
-    JOIN pgtrail.change AS c ON c.id = s.id
+    FROM pg_temp.pgtrail_revert_sel AS c
     JOIN pgtrail.audited_table AS a ON a.id = c.table_id AND cardinality(a.key_columns) > 0
     CROSS JOIN LATERAL (VALUES (c.pk), (c.old_pk)) AS d(k)
     WHERE c.op = 'U' AND c.old_pk IS NOT NULL AND d.k IS NOT NULL;
@@ -470,7 +480,7 @@ BEGIN
     SELECT row_number() OVER (ORDER BY q.changed_at, q.id), q.id, q.txid, q.ctx, q.table_id, q.op, q.changed_at,
            q.pk, q.old_pk, q.old_values, q.new_values, q.cols, q.whole, false,
            CASE WHEN q.plain THEN dense_rank() OVER (PARTITION BY q.plain ORDER BY q.table_id, q.pk::text) END
-    FROM (SELECT c.id, c.txid, c.ctx, c.table_id, c.op, c.changed_at, c.pk, c.old_pk, c.old_values, c.new_values,
+    FROM (SELECT c.id, c.txid, c.ctx, c.table_id, c.op, c.at AS changed_at, c.pk, c.old_pk, c.old_values, c.new_values,
                  CASE c.op WHEN 'I' THEN ARRAY(SELECT jsonb_object_keys(c.new_values))
                            WHEN 'D' THEN ARRAY(SELECT jsonb_object_keys(c.old_values))
                            ELSE coalesce(c.changed_fields, ARRAY(SELECT jsonb_object_keys(c.new_values))) END AS cols,
@@ -478,15 +488,14 @@ BEGIN
                  cardinality(a.key_columns) > 0
                      AND (NOT v_moved OR NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_moved AS m
                                      WHERE m.table_id = c.table_id AND (m.k = c.pk OR m.k = c.old_pk))) AS plain
-          FROM pg_temp.pgtrail_revert_sel AS s
-          JOIN pgtrail.change AS c ON c.id = s.id
+          FROM pg_temp.pgtrail_revert_sel AS c
           JOIN pgtrail.audited_table AS a ON a.id = c.table_id
           WHERE c.op <> 'T') AS q;
 
     -- Each TRUNCATE: the DELETE of every row the table had, if the trail holds them.
-    FOR r IN SELECT c.id, c.txid, c.ctx, c.table_id, c.changed_at, s.only_key
-             FROM pg_temp.pgtrail_revert_sel AS s JOIN pgtrail.change AS c ON c.id = s.id
-             WHERE c.op = 'T' ORDER BY c.changed_at, c.id LOOP
+    FOR r IN SELECT s.id, s.txid, s.ctx, s.table_id, s.at AS changed_at, s.only_key
+             FROM pg_temp.pgtrail_revert_sel AS s
+             WHERE s.op = 'T' ORDER BY s.at, s.id LOOP
         SELECT * INTO t FROM pgtrail.audited_table WHERE id = r.table_id;
         IF EXISTS (SELECT FROM pgtrail._revert_truncated_rows(t, r.id, r.changed_at) AS x WHERE x.k IS NULL) THEN
             INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, change_id, txid, ctx, at, op, columns, message)
@@ -565,11 +574,44 @@ BEGIN
         END IF;
         v_map := jsonb_set(v_map, ARRAY[r.table_id || ':' || r.pk::text], to_jsonb(v_chain));
     END LOOP;
-    ANALYZE pg_temp.pgtrail_revert_change;
+    -- (Statistics of the columns joins and filters use: of jsonb columns
+    -- they would cost more than the statements they help plan.)
+    ANALYZE pg_temp.pgtrail_revert_change (id, chain, table_id, synthetic);
 
-    -- Keyed rows: each column's value before S's first change of it and
-    -- after its last; the row's key and presence before and after (one
-    -- sort each, window functions over it).
+    -- Keyed rows: the row's key and presence before and after S (one sort,
+    -- window functions over it). A row S changed once (most rows of a bulk
+    -- revert) takes its values before and after from that change (its
+    -- columns' old and new values: the whole images when they hold exactly
+    -- those columns, as they do but for full images); the others, below.
+    INSERT INTO pg_temp.pgtrail_revert_chain
+    SELECT f.chain, f.table_id, false,
+           CASE WHEN f.first_op = 'U' THEN coalesce(f.first_old_pk, f.first_pk) ELSE f.first_pk END, f.last_pk,
+           f.first_op <> 'I', f.last_op <> 'D',
+           CASE WHEN f.n = 1 AND f.first_op <> 'I' AND cardinality(f.cols) > 0 THEN
+                CASE WHEN f.old_values ?& f.cols AND (f.old_values - f.cols) = '{}' THEN f.old_values
+                     ELSE (SELECT jsonb_object_agg(u.col, f.old_values -> u.col) FROM unnest(f.cols) AS u(col)) END
+           END,
+           CASE WHEN f.n = 1 AND f.last_op <> 'D' AND cardinality(f.cols) > 0 THEN
+                CASE WHEN f.new_values ?& f.cols AND (f.new_values - f.cols) = '{}' THEN f.new_values
+                     ELSE (SELECT jsonb_object_agg(u.col, f.new_values -> u.col) FROM unnest(f.cols) AS u(col)) END
+           END,
+           NULL,
+           CASE WHEN cardinality(f.ids) > 1 THEN ARRAY(SELECT DISTINCT i FROM unnest(f.ids) AS i ORDER BY i) ELSE f.ids END,
+           f.first_op <> 'I' OR f.last_op <> 'D', f.n
+    FROM (SELECT c.chain, c.table_id,
+                 first_value(c.op) OVER w AS first_op, first_value(c.pk) OVER w AS first_pk,
+                 first_value(c.old_pk) OVER w AS first_old_pk,
+                 last_value(c.op) OVER w AS last_op, last_value(c.pk) OVER w AS last_pk,
+                 array_agg(c.id) OVER w AS ids, row_number() OVER w AS i, count(*) OVER w AS n,
+                 c.cols, c.old_values, c.new_values
+          FROM pg_temp.pgtrail_revert_change AS c
+          WHERE c.chain IS NOT NULL
+          WINDOW w AS (PARTITION BY c.chain ORDER BY c.n ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS f
+    WHERE f.i = 1;
+    ANALYZE pg_temp.pgtrail_revert_chain (chain, table_id, active, keyless, ex_origin, ex_final);
+
+    -- Rows S changed more than once: each column's value before S's first
+    -- change of it and after its last.
     INSERT INTO pg_temp.pgtrail_revert_cell
     SELECT x.chain, x.col, x.first_op, x.first_old, x.last_op, x.last_new
     FROM (SELECT c.chain, u.col,
@@ -577,39 +619,26 @@ BEGIN
                  last_value(c.op) OVER w AS last_op, last_value(c.new_values -> u.col) OVER w AS last_new,
                  row_number() OVER w AS i
           FROM pg_temp.pgtrail_revert_change AS c
+          JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain AND k.changes > 1
           CROSS JOIN LATERAL unnest(c.cols) AS u(col)
-          WHERE c.chain IS NOT NULL
           WINDOW w AS (PARTITION BY c.chain, u.col ORDER BY c.n ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS x
     WHERE x.i = 1;
-
-    ANALYZE pg_temp.pgtrail_revert_cell;
-    INSERT INTO pg_temp.pgtrail_revert_chain
-    SELECT f.chain, f.table_id, false,
-           CASE WHEN f.first_op = 'U' THEN coalesce(f.first_old_pk, f.first_pk) ELSE f.first_pk END, f.last_pk,
-           f.first_op <> 'I', f.last_op <> 'D', v.origin, v.expect, NULL,
-           CASE WHEN cardinality(f.ids) > 1 THEN ARRAY(SELECT DISTINCT i FROM unnest(f.ids) AS i ORDER BY i) ELSE f.ids END,
-           f.first_op <> 'I' OR f.last_op <> 'D'
-    FROM (SELECT c.chain, c.table_id,
-                 first_value(c.op) OVER w AS first_op, first_value(c.pk) OVER w AS first_pk,
-                 first_value(c.old_pk) OVER w AS first_old_pk,
-                 last_value(c.op) OVER w AS last_op, last_value(c.pk) OVER w AS last_pk,
-                 array_agg(c.id) OVER w AS ids, row_number() OVER w AS i
-          FROM pg_temp.pgtrail_revert_change AS c
-          WHERE c.chain IS NOT NULL
-          WINDOW w AS (PARTITION BY c.chain ORDER BY c.n ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS f
-    LEFT JOIN (SELECT x.chain,
-                 jsonb_object_agg(x.col, x.first_old) FILTER (WHERE x.first_op <> 'I') AS origin,
-                 jsonb_object_agg(x.col, x.last_new) FILTER (WHERE x.last_op <> 'D') AS expect
-          FROM pg_temp.pgtrail_revert_cell AS x GROUP BY x.chain) AS v
-      ON v.chain = f.chain
-    WHERE f.i = 1;
+    IF FOUND THEN
+        ANALYZE pg_temp.pgtrail_revert_cell (chain);
+        UPDATE pg_temp.pgtrail_revert_chain AS k SET origin = v.origin, expect = v.expect
+        FROM (SELECT x.chain,
+                     jsonb_object_agg(x.col, x.first_old) FILTER (WHERE x.first_op <> 'I') AS origin,
+                     jsonb_object_agg(x.col, x.last_new) FILTER (WHERE x.last_op <> 'D') AS expect
+              FROM pg_temp.pgtrail_revert_cell AS x GROUP BY x.chain) AS v
+        WHERE v.chain = k.chain;
+    END IF;
     -- (Rows S created and deleted again need nothing: not active.)
 
     -- Tables without key: copies of each content, counted.
     SELECT coalesce(max(chain), 0) INTO v_next FROM pg_temp.pgtrail_revert_chain;
     INSERT INTO pg_temp.pgtrail_revert_chain
     SELECT v_next + row_number() OVER (ORDER BY q.table_id, q.k::text), q.table_id, true, q.k, q.k,
-           NULL, NULL, q.k, q.k, q.net, q.ids, q.net <> 0
+           NULL, NULL, q.k, q.k, q.net, q.ids, q.net <> 0, NULL
     FROM (SELECT c.table_id, d.k, sum(d.n) AS net, array_agg(DISTINCT c.id ORDER BY c.id) AS ids
           FROM pg_temp.pgtrail_revert_change AS c
           CROSS JOIN LATERAL (VALUES (CASE WHEN c.op = 'D' THEN c.pk WHEN c.op = 'U' THEN c.old_pk END, 1),
@@ -632,7 +661,7 @@ BEGIN
     JOIN pg_temp.pgtrail_revert_chain AS k ON k.keyless AND k.table_id = c.table_id AND k.k_final = d.k
     WHERE c.chain IS NULL AND d.k IS NOT NULL;
     ANALYZE pg_temp.pgtrail_revert_touch;
-    ANALYZE pg_temp.pgtrail_revert_chain;
+    ANALYZE pg_temp.pgtrail_revert_chain (chain, table_id, active, keyless, ex_origin, ex_final);
 END
 $fn$;
 
@@ -659,6 +688,9 @@ DECLARE
     v_rel    text;
     v_join   text;
     fk       record;
+    v_keys   bigint;
+    v_since  timestamptz;
+    v_recent bigint;
 BEGIN
     -- Later changes of the same keys, outside the selection.
     IF to_regclass('pg_temp.pgtrail_revert_later') IS NULL THEN
@@ -667,34 +699,75 @@ BEGIN
             pk jsonb, old_pk jsonb, cols text[]) ON COMMIT DROP;
     END IF;
     TRUNCATE pg_temp.pgtrail_revert_later;
-    -- One join (the planner picks index probes for a few keys, a scan of
-    -- the table's changes since the first touched moment for many).
-    INSERT INTO pg_temp.pgtrail_revert_later
-    WITH k AS MATERIALIZED (
-        SELECT w.table_id, w.key, pgtrail._h(w.key) AS h, min(w.at) AS since
-        FROM pg_temp.pgtrail_revert_touch AS w
-        JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = w.chain AND k.active
-        GROUP BY w.table_id, w.key
-    ), x AS (
-        SELECT y.* FROM k JOIN pgtrail.change AS y
-          ON y.table_id = k.table_id AND pgtrail._h(y.pk) = k.h AND y.pk = k.key AND y.changed_at >= k.since
-        WHERE y.changed_at >= (SELECT min(k2.since) FROM k AS k2)
-        UNION ALL
-        SELECT y.* FROM k JOIN pgtrail.change AS y
-          ON y.table_id = k.table_id AND pgtrail._h(y.old_pk) = k.h AND y.old_pk = k.key AND y.changed_at >= k.since
-        WHERE y.old_pk IS NOT NULL AND y.changed_at >= (SELECT min(k2.since) FROM k AS k2)
-    )
-    SELECT DISTINCT ON (x.id) x.id, x.txid, x.ctx, x.table_id, x.op, x.changed_at, x.pk, x.old_pk,
-           CASE WHEN x.op = 'U' AND x.old_pk IS NULL AND cardinality(a.key_columns) > 0
-                THEN coalesce(x.changed_fields, ARRAY(SELECT jsonb_object_keys(x.new_values))) END
-    FROM x
-    JOIN pgtrail.audited_table AS a ON a.id = x.table_id
-    WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = x.id);
+    -- The touched keys of the active rows, each with the first moment the
+    -- selection touched it.
+    IF to_regclass('pg_temp.pgtrail_revert_key') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_key (table_id integer, key jsonb, h bigint, since timestamptz) ON COMMIT DROP;
+    END IF;
+    TRUNCATE pg_temp.pgtrail_revert_key;
+    INSERT INTO pg_temp.pgtrail_revert_key
+    SELECT w.table_id, w.key, pgtrail._h(w.key), min(w.at)
+    FROM pg_temp.pgtrail_revert_touch AS w
+    JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = w.chain AND k.active
+    GROUP BY w.table_id, w.key;
+    GET DIAGNOSTICS v_keys = ROW_COUNT;
+    ANALYZE pg_temp.pgtrail_revert_key;
+    SELECT min(k.since) INTO v_since FROM pg_temp.pgtrail_revert_key AS k;
+    -- About how many changes were recorded since the selection's first one
+    -- (change ids come from one sequence): when that is not many more than
+    -- the keys, reading those changes once, leaving out the selection's own
+    -- by a hash of their ids and matching the rest by key hash, costs far
+    -- less than two index probes per key (per partition) that mostly find
+    -- the selection's own changes. Else the probes. Both find the same rows.
+    v_recent := (SELECT max(c.id) FROM pgtrail.change AS c) - (SELECT min(s.id) FROM pg_temp.pgtrail_revert_sel AS s);
+    IF v_keys > 0 AND v_recent IS NOT NULL AND v_recent < 4 * v_keys THEN
+        INSERT INTO pg_temp.pgtrail_revert_later
+        WITH y AS MATERIALIZED (
+            -- (By time: the partitions and the BRIN on changed_at; "+ 0" keeps
+            -- the planner off the key index, which would read all of a
+            -- table's changes.)
+            SELECT y.* FROM pgtrail.change AS y
+            WHERE y.changed_at >= v_since AND y.pk IS NOT NULL
+              AND y.table_id + 0 IN (SELECT DISTINCT k.table_id FROM pg_temp.pgtrail_revert_key AS k)
+              AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = y.id)
+        ), x AS (
+            SELECT y.* FROM pg_temp.pgtrail_revert_key AS k JOIN y
+              ON y.table_id = k.table_id AND pgtrail._h(y.pk) = k.h AND y.pk = k.key AND y.changed_at >= k.since
+            UNION ALL
+            SELECT y.* FROM pg_temp.pgtrail_revert_key AS k JOIN y
+              ON y.table_id = k.table_id AND pgtrail._h(y.old_pk) = k.h AND y.old_pk = k.key AND y.changed_at >= k.since
+            WHERE y.old_pk IS NOT NULL
+        )
+        SELECT DISTINCT ON (x.id) x.id, x.txid, x.ctx, x.table_id, x.op, x.changed_at, x.pk, x.old_pk,
+               CASE WHEN x.op = 'U' AND x.old_pk IS NULL AND cardinality(a.key_columns) > 0
+                    THEN coalesce(x.changed_fields, ARRAY(SELECT jsonb_object_keys(x.new_values))) END
+        FROM x
+        JOIN pgtrail.audited_table AS a ON a.id = x.table_id;
+    ELSIF v_keys > 0 THEN
+        INSERT INTO pg_temp.pgtrail_revert_later
+        WITH x AS (
+            SELECT y.* FROM pg_temp.pgtrail_revert_key AS k JOIN pgtrail.change AS y
+              ON y.table_id = k.table_id AND pgtrail._h(y.pk) = k.h AND y.pk = k.key AND y.changed_at >= k.since
+            WHERE y.changed_at >= v_since
+            UNION ALL
+            SELECT y.* FROM pg_temp.pgtrail_revert_key AS k JOIN pgtrail.change AS y
+              ON y.table_id = k.table_id AND pgtrail._h(y.old_pk) = k.h AND y.old_pk = k.key AND y.changed_at >= k.since
+            WHERE y.old_pk IS NOT NULL AND y.changed_at >= v_since
+        )
+        SELECT DISTINCT ON (x.id) x.id, x.txid, x.ctx, x.table_id, x.op, x.changed_at, x.pk, x.old_pk,
+               CASE WHEN x.op = 'U' AND x.old_pk IS NULL AND cardinality(a.key_columns) > 0
+                    THEN coalesce(x.changed_fields, ARRAY(SELECT jsonb_object_keys(x.new_values))) END
+        FROM x
+        JOIN pgtrail.audited_table AS a ON a.id = x.table_id
+        WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = x.id);
+    END IF;
     -- TRUNCATEs outside the selection, after a selected change of their table.
     INSERT INTO pg_temp.pgtrail_revert_later
     SELECT x.id, x.txid, x.ctx, x.table_id, x.op, x.changed_at, NULL, NULL, NULL
     FROM (SELECT w.table_id, min(w.at) AS since FROM pg_temp.pgtrail_revert_touch AS w GROUP BY w.table_id) AS k
-    JOIN pgtrail.change AS x ON x.table_id = k.table_id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at >= k.since
+    -- (A TRUNCATE has no key: the key index holds it under table_id and NULL.)
+    JOIN pgtrail.change AS x ON x.table_id = k.table_id AND pgtrail._h(x.pk) IS NULL AND x.pk IS NULL AND x.op = 'T'
+                            AND x.changed_at >= k.since
     WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = x.id AND s.only_key IS NULL);
 
     -- A later change conflicts with a row when it touched a cell the
@@ -934,7 +1007,7 @@ BEGIN
     IF to_regclass('pg_temp.pgtrail_revert_back') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_back (
             chain bigint, ex_final boolean, moved boolean, k_origin jsonb, k_final jsonb,
-            cols text[], s jsonb, e jsonb, lost_cols text[], whys text[]) ON COMMIT DROP;
+            cols text[], s jsonb, e jsonb, lost_cols text[], whys text[], ids bigint[]) ON COMMIT DROP;
     END IF;
     TRUNCATE pg_temp.pgtrail_revert_stmt, pg_temp.pgtrail_revert_lost;
 
@@ -1007,9 +1080,14 @@ BEGIN
         -- Rows the selection created: deleted, if they still hold what the trail says.
         INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
         SELECT t.id, 'DELETE', NULL,
-               format('DELETE FROM %1$s AS t USING jsonb_array_elements($1) AS d(d) '
-                      'CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, d.d -> ''k'') AS k '
-                      'WHERE %2$s AND to_jsonb(t.*) @> (d.d -> ''e'')', v_rel, v_join),
+               -- (The keys as one set of rows, which a nested loop reads
+               -- again at no cost: with a table its statistics say is empty,
+               -- the planner loops over the table's rows, and a row made of
+               -- JSON per key and table row cost seconds for a thousand.)
+               format('DELETE FROM %1$s AS t '
+                      'USING ROWS FROM (jsonb_populate_recordset(NULL::%1$s, jsonb_path_query_array($1, ''$[*].k'')), '
+                      'jsonb_path_query($1, ''$[*].e'')) AS k '
+                      'WHERE %2$s AND to_jsonb(t.*) @> k.jsonb_path_query', v_rel, v_join),
                jsonb_agg(jsonb_build_object('k', k.k_final, 'e',
                    (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(k.expect) AS e
                     WHERE NOT pgtrail._revert_lost(t.redact_columns, e.key, e.value))) ORDER BY k.chain),
@@ -1030,7 +1108,7 @@ BEGIN
         TRUNCATE pg_temp.pgtrail_revert_back;
         INSERT INTO pg_temp.pgtrail_revert_back
         WITH k AS MATERIALIZED (
-            SELECT k.chain, k.ex_final, k.k_origin, k.k_final, k.origin, k.expect,
+            SELECT k.chain, k.ex_final, k.k_origin, k.k_final, k.origin, k.expect, k.change_ids,
                    coalesce((cardinality(t.redact_columns) = 0
                              OR NOT (k.origin ?| t.redact_columns OR coalesce(k.expect ?| t.redact_columns, false)))
                             AND strpos(k.origin::text, 'pgtrail_erased') = 0
@@ -1045,14 +1123,14 @@ BEGIN
         SELECT k.chain, k.ex_final, k.k_origin <> k.k_final, k.k_origin, k.k_final,
                nullif(ARRAY(SELECT jsonb_object_keys(f.s)), '{}'), f.s,
                CASE WHEN k.ex_final AND k.k_origin = k.k_final THEN k.expect - t.key_columns ELSE k.expect END,
-               NULL::text[], NULL::text[]
+               NULL::text[], NULL::text[], k.change_ids
         FROM k
         CROSS JOIN LATERAL (SELECT CASE WHEN k.ex_final AND k.k_origin = k.k_final
                                         THEN k.origin - t.key_columns ELSE k.origin END AS s) AS f
         WHERE k.fast
         UNION ALL
         SELECT k.chain, k.ex_final, k.k_origin <> k.k_final, k.k_origin, k.k_final,
-               v.cols, v.s, coalesce(v.e, '{}'), v.lost_cols, v.whys
+               v.cols, v.s, coalesce(v.e, '{}'), v.lost_cols, v.whys, k.change_ids
         FROM k
         CROSS JOIN LATERAL (
             SELECT array_agg(w.col) FILTER (WHERE w.ok) AS cols,
@@ -1085,7 +1163,8 @@ BEGIN
                         jsonb_agg(CASE WHEN q.moved THEN jsonb_build_object('k', q.k_final, 's', q.s, 'e', q.e)
                                        ELSE q.k_final || q.s || jsonb_build_object('pgtrail_expect', q.e)
                                   END ORDER BY q.chain) AS data,
-                        jsonb_agg(q.k_final ORDER BY q.chain) AS keys, count(*) AS n
+                        jsonb_agg(q.k_final ORDER BY q.chain) AS keys, count(*) AS n,
+                        bool_and(cardinality(q.ids) = 1) AS single, array_agg(DISTINCT q.ids[1] ORDER BY q.ids[1]) AS first_ids
                  FROM pg_temp.pgtrail_revert_back AS q
                  WHERE q.ex_final AND q.cols IS NOT NULL
                  GROUP BY q.moved, q.cols LOOP
@@ -1111,15 +1190,18 @@ BEGIN
                           (SELECT string_agg(format('%L, t.%I', c, c), ', ') FROM unnest(g.cols) AS c))
                    END,
                    g.data, g.keys,
+                   -- (Rows changed by one change each: their ids, gathered by the grouping.)
+                   CASE WHEN g.single THEN g.first_ids ELSE
                    (SELECT array_agg(i ORDER BY i) FROM (SELECT DISTINCT i FROM unnest(g.chains) AS gc(chain)
-                    JOIN pg_temp.pgtrail_revert_chain AS k2 ON k2.chain = gc.chain, unnest(k2.change_ids) AS i) AS ii),
+                    JOIN pg_temp.pgtrail_revert_chain AS k2 ON k2.chain = gc.chain, unnest(k2.change_ids) AS i) AS ii) END,
                    g.n, CASE WHEN g.moved THEN 'the key goes back to what it was' END;
         END LOOP;
 
         -- Rows the selection deleted: inserted whole, grouped by their columns.
         FOR g IN SELECT ARRAY(SELECT c FROM unnest(q.cols) AS c ORDER BY c) AS cols, array_agg(q.chain ORDER BY q.chain) AS chains,
                         jsonb_agg(q.s ORDER BY q.chain) AS data,
-                        jsonb_agg(q.k_origin ORDER BY q.chain) AS keys, count(*) AS n
+                        jsonb_agg(q.k_origin ORDER BY q.chain) AS keys, count(*) AS n,
+                        bool_and(cardinality(q.ids) = 1) AS single, array_agg(DISTINCT q.ids[1] ORDER BY q.ids[1]) AS first_ids
                  FROM pg_temp.pgtrail_revert_back AS q
                  WHERE NOT q.ex_final AND q.cols IS NOT NULL
                  GROUP BY q.cols LOOP
@@ -1131,8 +1213,10 @@ BEGIN
                           CASE WHEN g.cols && v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
                           (SELECT string_agg('s.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c)),
                    g.data, g.keys,
+                   -- (Rows changed by one change each: their ids, gathered by the grouping.)
+                   CASE WHEN g.single THEN g.first_ids ELSE
                    (SELECT array_agg(i ORDER BY i) FROM (SELECT DISTINCT i FROM unnest(g.chains) AS gc(chain)
-                    JOIN pg_temp.pgtrail_revert_chain AS k2 ON k2.chain = gc.chain, unnest(k2.change_ids) AS i) AS ii),
+                    JOIN pg_temp.pgtrail_revert_chain AS k2 ON k2.chain = gc.chain, unnest(k2.change_ids) AS i) AS ii) END,
                    g.n, v_ignored;
         END LOOP;
 
@@ -1293,7 +1377,7 @@ BEGIN
     END;
     PERFORM pgtrail._revert_scratch();
     PERFORM pgtrail._revert_select(selector);
-    ANALYZE pg_temp.pgtrail_revert_sel;
+    ANALYZE pg_temp.pgtrail_revert_sel (id, table_id, op);
     IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel) THEN
         RAISE EXCEPTION 'pgtrail.revert: no recorded change matches %', selector
             USING ERRCODE = '22023',
@@ -1342,8 +1426,7 @@ BEGIN
                            SELECT c.change_id FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind = 'truncate_not_captured'
                            UNION ALL
                            SELECT s2.id FROM pg_temp.pgtrail_revert_sel AS s2
-                           JOIN pgtrail.change AS y ON y.id = s2.id
-                           JOIN pg_temp.pgtrail_revert_conflict AS c ON c.kind = 'table' AND c.table_id = y.table_id);
+                           JOIN pg_temp.pgtrail_revert_conflict AS c ON c.kind = 'table' AND c.table_id = s2.table_id);
             CONTINUE;
         END IF;
         -- cascade: the transactions of the later changes join the selection.
@@ -1362,8 +1445,8 @@ BEGIN
                          ORDER BY c.at, c.change_id)
         FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind IN ('later_change', 'referenced', 'parent_gone') AND c.txid IS NOT NULL
         GROUP BY c.txid;
-        INSERT INTO pg_temp.pgtrail_revert_sel (id)
-        SELECT y.id FROM pgtrail.change AS y
+        INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
+        SELECT y.id, y.changed_at, NULL, y.txid, y.ctx, y.table_id, y.op, y.pk, y.old_pk, y.old_values, y.new_values, y.changed_fields FROM pgtrail.change AS y
         WHERE y.txid = ANY (v_added) AND (v_tables IS NULL OR y.table_id = ANY (v_tables))
         ON CONFLICT DO NOTHING;
     END LOOP;
@@ -1527,9 +1610,12 @@ BEGIN
         'on_conflict', on_conflict,
         'changes', (SELECT count(DISTINCT i) FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
                     WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')),
-        'transactions', (SELECT jsonb_agg(DISTINCT c.txid) FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
-                         JOIN pgtrail.change AS c ON c.id = i
-                         WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')))));
+        -- (The plan's changes are those of pg_temp.pgtrail_revert_change,
+        -- the plan's own copy: no probe of every partition of the trail per id.)
+        'transactions', (SELECT jsonb_agg(DISTINCT c.txid)
+                         FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
+                               WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')) AS d
+                         JOIN pg_temp.pgtrail_revert_change AS c ON c.id = d.i))));
     PERFORM pgtrail.set_context(actor_id => v_actor ->> 'actor_id', actor_name => v_actor ->> 'actor_name',
                                 actor_type => v_actor ->> 'actor_type', reason => v_reason, extra => v_extra);
 
