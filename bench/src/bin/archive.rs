@@ -111,18 +111,27 @@ async fn main() -> Result<()> {
         keep: config.retention.keep,
         dry_run: false,
     };
+    let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+    let (client_cpu, server_cpu) = (cpu_seconds("self"), cpu_seconds(&backend.to_string()));
     let started = Instant::now();
     let outcomes = pgtrail::archive::archive(&mut client, &options, None, &mut |_| {}).await?;
     let seconds = started.elapsed().as_secs_f64();
+    let client_cpu = cpu_seconds("self") - client_cpu;
+    let server_cpu = cpu_seconds(&backend.to_string()) - server_cpu;
     let (mut rows, mut bytes, mut lock_ms) = (0i64, 0u64, 0f64);
+    let (mut write_seconds, mut read_back_seconds) = (0f64, 0f64);
     for outcome in &outcomes {
         match outcome {
             Outcome::Archived {
                 rows: r,
                 bytes: b,
                 lock_ms: l,
+                write_seconds: w,
+                read_back_seconds: b2,
                 ..
             } => {
+                write_seconds += w;
+                read_back_seconds += b2;
                 rows += r;
                 bytes += b;
                 lock_ms = lock_ms.max(*l);
@@ -135,12 +144,42 @@ async fn main() -> Result<()> {
         rows as f64 / seconds
     );
     println!(
+        "  of which reading the partitions and writing Parquet {write_seconds:.2}s ({:.0} changes/s), reading back and comparing {read_back_seconds:.2}s ({:.0} changes/s)",
+        rows as f64 / write_seconds.max(1e-9),
+        rows as f64 / read_back_seconds.max(1e-9)
+    );
+    println!(
+        "CPU: pgtrail {:.2} µs per change ({client_cpu:.2}s), its server backend {:.2} µs per change ({server_cpu:.2}s)",
+        client_cpu * 1e6 / rows.max(1) as f64,
+        server_cpu * 1e6 / rows.max(1) as f64
+    );
+    println!(
         "Parquet {bytes} bytes, PostgreSQL {pg_bytes} bytes: {:.1}% of the partitions' size",
         bytes as f64 * 100.0 / pg_bytes.max(1) as f64
     );
     println!("longest lock to detach and drop: {lock_ms:.1} ms");
     let _ = std::fs::remove_dir_all(&clock_dir);
     Ok(())
+}
+
+/// User plus system CPU seconds of a process (`self` or a pid) on Linux.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // Fields after the command name (which ends with the last ')').
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here; 100 ticks a second.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf> {

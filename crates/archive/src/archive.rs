@@ -16,13 +16,13 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
 use crate::manifest::{FORMAT, Manifest, SealRef};
-use crate::parquet_file::{ParquetWriter, SCHEMA, read_rows};
+use crate::parquet_file::{ParquetWriter, SCHEMA, read_rows_from};
 use crate::partitions::{self, Partition};
 use crate::row::{ArchivedChange, SELECT_PARTITION};
 use crate::{ArchiveError, Sealer, holds};
 
 /// Rows fetched at a time.
-const FETCH: i32 = 10_000;
+const FETCH: i32 = 20_000;
 
 /// What to archive and where.
 #[derive(Debug, Clone)]
@@ -42,6 +42,10 @@ pub enum Outcome {
         rows: i64,
         bytes: u64,
         seconds: f64,
+        /// Of which: reading the partition and writing the file.
+        write_seconds: f64,
+        /// Of which: reading the file back and comparing it.
+        read_back_seconds: f64,
         /// How long the trail was locked to detach and drop the partition.
         lock_ms: f64,
     },
@@ -192,6 +196,7 @@ async fn one(
             Some(sealer) if !options.dry_run => {
                 progress(&format!("{name}: sealing {open} changes first"));
                 sealer.seal(client).await.map_err(ArchiveError::Seal)?;
+                crate::failpoint("archive:sealed");
                 seal = last_seal(client).await?;
                 open = unsealed(client, &name, seal.as_ref()).await?;
                 if open > 0 {
@@ -223,12 +228,16 @@ async fn one(
     let temporary = options.dir.join(format!("{name}.parquet.partial"));
     progress(&format!("{name}: writing {rows} changes to {}", path.display()));
     let written = write(client, &name, &temporary).await?;
+    let write_seconds = started.elapsed().as_secs_f64();
     std::fs::rename(&temporary, &path).map_err(|e| ArchiveError::Io {
         what: format!("renaming {} to {}", temporary.display(), path.display()),
         source: e,
     })?;
+    crate::failpoint("archive:parquet-written");
     progress(&format!("{name}: reading {} back", path.display()));
+    let reading = Instant::now();
     let back = read_back(&path)?;
+    let read_back_seconds = reading.elapsed().as_secs_f64();
     if back.rows != written.rows || back.rows_sha256 != written.rows_sha256 || !back.ordered {
         return Err(ArchiveError::Mismatch(format!(
             "{}: read back {} rows (digest {}{}), the database gave {} (digest {}); the partition is kept",
@@ -240,6 +249,7 @@ async fn one(
             written.rows_sha256
         )));
     }
+    crate::failpoint("archive:read-back");
     let origin: String = client
         .query_one(
             "SELECT coalesce((SELECT value FROM pgtrail.setting WHERE name = 'origin'), '')",
@@ -279,14 +289,18 @@ async fn one(
         schema: SCHEMA.to_string(),
     };
     write_manifest(&options.dir, &manifest)?;
+    crate::failpoint("archive:manifest-written");
     progress(&format!("{name}: detaching and dropping the partition"));
     let lock_ms = detach_and_drop(client, &manifest, partition).await?;
+    crate::failpoint("archive:committed");
     Ok(Outcome::Archived {
         partition: name,
         file: file_name,
         rows: written.rows,
         bytes,
         seconds: started.elapsed().as_secs_f64(),
+        write_seconds,
+        read_back_seconds,
         lock_ms,
     })
 }
@@ -320,7 +334,56 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
         .bind(&statement, &[])
         .await
         .map_err(ArchiveError::database("reading the partition"))?;
-    let mut writer = ParquetWriter::create(path).map_err(|e| ArchiveError::parquet(path, e))?;
+    let writer = ParquetWriter::create(path).map_err(|e| ArchiveError::parquet(path, e))?;
+    // Decoding rows (here) and hashing and encoding them (on a thread of
+    // its own) overlap; the channel holds a few batches at most.
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<ArchivedChange>>(2);
+    let encoder = std::thread::spawn(move || encode(writer, receiver));
+    let mut failed = None;
+    loop {
+        let rows = match tx.query_portal(&portal, FETCH).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                failed = Some(ArchiveError::database("reading the partition")(e));
+                break;
+            }
+        };
+        if rows.is_empty() {
+            break;
+        }
+        let batch: Result<Vec<ArchivedChange>, _> = rows.iter().map(ArchivedChange::from_row).collect();
+        match batch {
+            Ok(batch) => {
+                if sender.send(batch).is_err() {
+                    // The encoder stopped: its error is reported below.
+                    break;
+                }
+            }
+            Err(e) => {
+                failed = Some(ArchiveError::database("reading a change")(e));
+                break;
+            }
+        }
+    }
+    drop(sender);
+    let encoded = encoder
+        .join()
+        .map_err(|_| ArchiveError::Mismatch(format!("writing {} failed unexpectedly", path.display())))?;
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    let written = encoded.map_err(|e| ArchiveError::parquet(path, e))?;
+    tx.rollback()
+        .await
+        .map_err(ArchiveError::database("ending the read of the partition"))?;
+    Ok(written)
+}
+
+/// Hashes and writes the batches it receives, then finishes the file.
+fn encode(
+    mut writer: ParquetWriter,
+    batches: std::sync::mpsc::Receiver<Vec<ArchivedChange>>,
+) -> parquet::errors::Result<Written> {
     let mut hasher = Sha256::new();
     let mut written = Written {
         rows: 0,
@@ -328,27 +391,17 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
         first: None,
         last: None,
     };
-    loop {
-        let rows = tx
-            .query_portal(&portal, FETCH)
-            .await
-            .map_err(ArchiveError::database("reading the partition"))?;
-        if rows.is_empty() {
-            break;
-        }
-        for row in &rows {
-            let change = ArchivedChange::from_row(row).map_err(ArchiveError::database("reading a change"))?;
+    for batch in batches {
+        for change in batch {
             change.digest_into(&mut hasher);
             written.first.get_or_insert((change.id, change.changed_at));
             written.last = Some((change.id, change.changed_at));
             written.rows += 1;
-            writer.push(change).map_err(|e| ArchiveError::parquet(path, e))?;
+            writer.push(change)?;
         }
     }
-    writer.finish().map_err(|e| ArchiveError::parquet(path, e))?;
-    tx.rollback()
-        .await
-        .map_err(ArchiveError::database("ending the read of the partition"))?;
+    crate::failpoint("archive:parquet-partial");
+    writer.finish()?;
     written.rows_sha256 = crate::hex(&hasher.finalize());
     Ok(written)
 }
@@ -363,14 +416,19 @@ pub(crate) struct ReadBack {
 }
 
 pub(crate) fn read_back(path: &Path) -> Result<ReadBack, ArchiveError> {
-    let rows = read_rows(path).map_err(|e| ArchiveError::Unreadable {
+    // One read of the file: its hash and its rows come from the same bytes.
+    let file = std::fs::read(path).map_err(|e| ArchiveError::Io {
+        what: format!("reading {}", path.display()),
+        source: e,
+    })?;
+    let sha256 = crate::hex(&Sha256::digest(&file));
+    let rows = read_rows_from(bytes::Bytes::from(file)).map_err(|e| ArchiveError::Unreadable {
         file: path.display().to_string(),
         reason: e.to_string(),
     })?;
     let mut hasher = Sha256::new();
     let mut ordered = true;
     let mut last = i64::MIN;
-    let sha256 = file_sha256(path)?;
     for row in &rows {
         if row.id <= last {
             ordered = false;
@@ -439,6 +497,7 @@ async fn detach_and_drop(
     ))
     .await
     .map_err(ArchiveError::database("detaching the partition"))?;
+    crate::failpoint("archive:detached");
     let row = tx
         .query_one(&format!("SELECT count(*), max(id) FROM pgtrail.{table}"), &[])
         .await
@@ -471,9 +530,11 @@ async fn detach_and_drop(
     )
     .await
     .map_err(ArchiveError::database("recording the archive"))?;
+    crate::failpoint("archive:recorded");
     tx.batch_execute(&format!("DROP TABLE pgtrail.{table}"))
         .await
         .map_err(ArchiveError::database("dropping the archived partition"))?;
+    crate::failpoint("archive:dropped");
     tx.commit()
         .await
         .map_err(ArchiveError::database("committing the drop"))?;

@@ -75,6 +75,27 @@ impl ArchiveError {
     }
 }
 
+/// The environment variable naming a step at which the process stops dead,
+/// as if killed there (tests of a crash at each step; see DESIGN.md).
+pub const FAILPOINT_VAR: &str = "PGTRAIL_FAILPOINT";
+
+/// The exit code of a process stopped by [`FAILPOINT_VAR`].
+pub const FAILPOINT_EXIT: i32 = 86;
+
+/// Stops the process at once (no destructors, no rollback sent: the server
+/// sees the connection drop, as after `kill -9`) when [`FAILPOINT_VAR`]
+/// names `step`. Steps: `maintain:premade`, `maintain:sealed`,
+/// `archive:sealed`, `archive:parquet-partial`, `archive:parquet-written`,
+/// `archive:read-back`, `archive:manifest-written`, `archive:detached`,
+/// `archive:recorded`, `archive:dropped` (before the commit) and
+/// `archive:committed`.
+pub(crate) fn failpoint(step: &str) {
+    if std::env::var(FAILPOINT_VAR).is_ok_and(|v| v == step) {
+        eprintln!("pgtrail: stopped at {step} ({FAILPOINT_VAR})");
+        std::process::exit(FAILPOINT_EXIT);
+    }
+}
+
 /// Lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -87,11 +87,13 @@ async fn steps(
     } else {
         premake(client, retention).await?
     };
+    crate::failpoint("maintain:premade");
     if let Some(sealer) = sealer
         && !dry_run
     {
         progress("sealing");
         report.sealed = Some(sealer.seal(client).await.map_err(ArchiveError::Seal)?);
+        crate::failpoint("maintain:sealed");
     }
     let Some(dir) = archive_dir else {
         return Err(ArchiveError::Usage(

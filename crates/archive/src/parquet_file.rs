@@ -6,12 +6,12 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
+use bytes::Bytes;
+use parquet::basic::{Compression, Type as PhysicalType, ZstdLevel};
+use parquet::data_type::{ByteArray, ByteArrayType, DataType, Int32Type, Int64Type};
 use parquet::file::properties::WriterProperties;
-use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::reader::{FileReader, RowGroupReader, SerializedFileReader};
 use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
-use parquet::record::{Field, List};
 use parquet::schema::parser::parse_message_type;
 
 use crate::row::ArchivedChange;
@@ -88,7 +88,7 @@ impl ParquetWriter {
         }
         let rows = std::mem::take(&mut self.pending);
         let mut group = self.writer.next_row_group()?;
-        write_group(&mut group, &rows)?;
+        write_group(&mut group, rows)?;
         group.close()?;
         Ok(())
     }
@@ -102,132 +102,134 @@ impl ParquetWriter {
     }
 }
 
-fn bytes(value: &Option<String>) -> Option<ByteArray> {
-    value.as_deref().map(|s| ByteArray::from(s.as_bytes().to_vec()))
+/// One optional column being built: values and definition levels.
+#[derive(Default)]
+struct Optional<T> {
+    values: Vec<T>,
+    defs: Vec<i16>,
 }
 
+impl<T> Optional<T> {
+    fn push(&mut self, value: Option<T>) {
+        self.defs.push(i16::from(value.is_some()));
+        self.values.extend(value);
+    }
+}
+
+fn to_bytes(value: Option<String>) -> Option<ByteArray> {
+    value.map(|s| ByteArray::from(s.into_bytes()))
+}
+
+/// Writes a row group: the rows are taken apart into columns (their
+/// strings moved, not copied), then each column is written in turn.
 fn write_group(
     group: &mut SerializedRowGroupWriter<'_, File>,
-    rows: &[ArchivedChange],
+    rows: Vec<ArchivedChange>,
 ) -> parquet::errors::Result<()> {
+    let n = rows.len();
+    let mut longs: [Vec<i64>; 3] = std::array::from_fn(|_| Vec::with_capacity(n));
+    let mut names: [Vec<ByteArray>; 3] = std::array::from_fn(|_| Vec::with_capacity(n));
+    let mut texts: [Optional<ByteArray>; 14] = std::array::from_fn(|_| Optional::default());
+    let mut times: [Optional<i64>; 2] = std::array::from_fn(|_| Optional::default());
+    let mut ints: [Vec<i32>; 2] = std::array::from_fn(|_| Vec::with_capacity(n));
+    let mut small: [Optional<i32>; 2] = std::array::from_fn(|_| Optional::default());
+    let (mut fields, mut field_defs, mut field_reps) = (Vec::new(), Vec::new(), Vec::new());
+    for r in rows {
+        longs[0].push(r.id);
+        longs[1].push(r.txid);
+        longs[2].push(r.changed_at);
+        names[0].push(ByteArray::from(r.table_schema.into_bytes()));
+        names[1].push(ByteArray::from(r.table_name.into_bytes()));
+        names[2].push(ByteArray::from(r.op.into_bytes()));
+        match r.changed_fields {
+            None => {
+                field_defs.push(0);
+                field_reps.push(0);
+            }
+            Some(list) if list.is_empty() => {
+                field_defs.push(1);
+                field_reps.push(0);
+            }
+            Some(list) => {
+                for (i, item) in list.into_iter().enumerate() {
+                    field_defs.push(3);
+                    field_reps.push(i16::from(i != 0));
+                    fields.push(ByteArray::from(item.into_bytes()));
+                }
+            }
+        }
+        for (column, value) in texts.iter_mut().zip([
+            r.pk,
+            r.old_values,
+            r.new_values,
+            r.actor_id,
+            r.actor_name,
+            r.actor_type,
+            r.reason,
+            r.context,
+            r.db_user,
+            r.application_name,
+            r.client_addr,
+            r.old_pk,
+            r.changed_fields_recorded,
+            r.db_role,
+        ]) {
+            column.push(to_bytes(value));
+        }
+        times[0].push(r.tx_started_at);
+        times[1].push(r.tx_recorded_at);
+        ints[0].push(i32::from(r.ctx));
+        ints[1].push(r.table_id);
+        small[0].push(r.client_port);
+        small[1].push(r.backend_pid);
+    }
+    // Schema column index → where its values are.
+    let text_of = |index: usize| match index {
+        6..=8 => index - 6,
+        10..=17 => index - 7,
+        21 | 22 => index - 10,
+        _ => 13,
+    };
     let mut index = 0;
     while let Some(mut column) = group.next_column()? {
         match index {
             0..=2 => {
-                let values: Vec<i64> = rows
-                    .iter()
-                    .map(|r| match index {
-                        0 => r.id,
-                        1 => r.txid,
-                        _ => r.changed_at,
-                    })
-                    .collect();
-                column.typed::<Int64Type>().write_batch(&values, None, None)?;
-            }
-            3..=5 => {
-                let values: Vec<ByteArray> = rows
-                    .iter()
-                    .map(|r| {
-                        ByteArray::from(
-                            match index {
-                                3 => &r.table_schema,
-                                4 => &r.table_name,
-                                _ => &r.op,
-                            }
-                            .as_bytes()
-                            .to_vec(),
-                        )
-                    })
-                    .collect();
-                column.typed::<ByteArrayType>().write_batch(&values, None, None)?;
-            }
-            9 => {
-                let mut values = Vec::new();
-                let mut defs = Vec::new();
-                let mut reps = Vec::new();
-                for r in rows {
-                    match &r.changed_fields {
-                        None => {
-                            defs.push(0);
-                            reps.push(0);
-                        }
-                        Some(list) if list.is_empty() => {
-                            defs.push(1);
-                            reps.push(0);
-                        }
-                        Some(list) => {
-                            for (i, item) in list.iter().enumerate() {
-                                defs.push(3);
-                                reps.push(if i == 0 { 0 } else { 1 });
-                                values.push(ByteArray::from(item.as_bytes().to_vec()));
-                            }
-                        }
-                    }
-                }
-                column
-                    .typed::<ByteArrayType>()
-                    .write_batch(&values, Some(&defs), Some(&reps))?;
-            }
-            18 | 23 => {
-                let all: Vec<Option<i64>> = rows
-                    .iter()
-                    .map(|r| {
-                        if index == 18 {
-                            r.tx_started_at
-                        } else {
-                            r.tx_recorded_at
-                        }
-                    })
-                    .collect();
-                let defs: Vec<i16> = all.iter().map(|v| i16::from(v.is_some())).collect();
-                let values: Vec<i64> = all.into_iter().flatten().collect();
                 column
                     .typed::<Int64Type>()
-                    .write_batch(&values, Some(&defs), None)?;
+                    .write_batch(&longs[index], None, None)?;
             }
-            19 | 20 => {
-                let values: Vec<i32> = rows
-                    .iter()
-                    .map(|r| if index == 19 { i32::from(r.ctx) } else { r.table_id })
-                    .collect();
-                column.typed::<Int32Type>().write_batch(&values, None, None)?;
-            }
-            25 | 26 => {
-                let all: Vec<Option<i32>> = rows
-                    .iter()
-                    .map(|r| if index == 25 { r.client_port } else { r.backend_pid })
-                    .collect();
-                let defs: Vec<i16> = all.iter().map(|v| i16::from(v.is_some())).collect();
-                let values: Vec<i32> = all.into_iter().flatten().collect();
-                column
-                    .typed::<Int32Type>()
-                    .write_batch(&values, Some(&defs), None)?;
-            }
-            _ => {
-                let all: Vec<Option<ByteArray>> = rows
-                    .iter()
-                    .map(|r| match index {
-                        6 => bytes(&r.pk),
-                        7 => bytes(&r.old_values),
-                        8 => bytes(&r.new_values),
-                        10 => bytes(&r.actor_id),
-                        11 => bytes(&r.actor_name),
-                        12 => bytes(&r.actor_type),
-                        13 => bytes(&r.reason),
-                        14 => bytes(&r.context),
-                        15 => bytes(&r.db_user),
-                        16 => bytes(&r.application_name),
-                        17 => bytes(&r.client_addr),
-                        21 => bytes(&r.old_pk),
-                        22 => bytes(&r.changed_fields_recorded),
-                        _ => bytes(&r.db_role),
-                    })
-                    .collect();
-                let defs: Vec<i16> = all.iter().map(|v| i16::from(v.is_some())).collect();
-                let values: Vec<ByteArray> = all.into_iter().flatten().collect();
+            3..=5 => {
                 column
                     .typed::<ByteArrayType>()
-                    .write_batch(&values, Some(&defs), None)?;
+                    .write_batch(&names[index - 3], None, None)?;
+            }
+            9 => {
+                column
+                    .typed::<ByteArrayType>()
+                    .write_batch(&fields, Some(&field_defs), Some(&field_reps))?;
+            }
+            18 | 23 => {
+                let c = &times[usize::from(index == 23)];
+                column
+                    .typed::<Int64Type>()
+                    .write_batch(&c.values, Some(&c.defs), None)?;
+            }
+            19 | 20 => {
+                column
+                    .typed::<Int32Type>()
+                    .write_batch(&ints[index - 19], None, None)?;
+            }
+            25 | 26 => {
+                let c = &small[index - 25];
+                column
+                    .typed::<Int32Type>()
+                    .write_batch(&c.values, Some(&c.defs), None)?;
+            }
+            _ => {
+                let c = &texts[text_of(index)];
+                column
+                    .typed::<ByteArrayType>()
+                    .write_batch(&c.values, Some(&c.defs), None)?;
             }
         }
         column.close()?;
@@ -243,6 +245,8 @@ pub enum ReadError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error("not an archive file: {0}")]
+    Schema(String),
     #[error("row {row}: column `{column}` {problem}")]
     Shape {
         row: usize,
@@ -251,97 +255,251 @@ pub enum ReadError {
     },
 }
 
+/// The columns of [`SCHEMA`] in order: name and physical type.
+const COLUMNS: [(&str, PhysicalType); 27] = [
+    ("id", PhysicalType::INT64),
+    ("txid", PhysicalType::INT64),
+    ("changed_at", PhysicalType::INT64),
+    ("table_schema", PhysicalType::BYTE_ARRAY),
+    ("table_name", PhysicalType::BYTE_ARRAY),
+    ("op", PhysicalType::BYTE_ARRAY),
+    ("pk", PhysicalType::BYTE_ARRAY),
+    ("old_values", PhysicalType::BYTE_ARRAY),
+    ("new_values", PhysicalType::BYTE_ARRAY),
+    ("changed_fields.list.element", PhysicalType::BYTE_ARRAY),
+    ("actor_id", PhysicalType::BYTE_ARRAY),
+    ("actor_name", PhysicalType::BYTE_ARRAY),
+    ("actor_type", PhysicalType::BYTE_ARRAY),
+    ("reason", PhysicalType::BYTE_ARRAY),
+    ("context", PhysicalType::BYTE_ARRAY),
+    ("db_user", PhysicalType::BYTE_ARRAY),
+    ("application_name", PhysicalType::BYTE_ARRAY),
+    ("client_addr", PhysicalType::BYTE_ARRAY),
+    ("tx_started_at", PhysicalType::INT64),
+    ("ctx", PhysicalType::INT32),
+    ("table_id", PhysicalType::INT32),
+    ("old_pk", PhysicalType::BYTE_ARRAY),
+    ("changed_fields_recorded", PhysicalType::BYTE_ARRAY),
+    ("tx_recorded_at", PhysicalType::INT64),
+    ("db_role", PhysicalType::BYTE_ARRAY),
+    ("client_port", PhysicalType::INT32),
+    ("backend_pid", PhysicalType::INT32),
+];
+
 /// Reads every row of an archive file, in file order.
 pub fn read_rows(path: &Path) -> Result<Vec<ArchivedChange>, ReadError> {
-    let reader = SerializedFileReader::new(File::open(path)?)?;
-    let mut out =
-        Vec::with_capacity(usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0));
-    for (n, row) in reader.get_row_iter(None)?.enumerate() {
-        let row = row?;
-        let fields: Vec<&Field> = row.get_column_iter().map(|(_, f)| f).collect();
-        let shape = |column: &'static str, problem: &'static str| ReadError::Shape {
-            row: n,
+    read_rows_from(Bytes::from(std::fs::read(path)?))
+}
+
+/// Reads every row of an archive file held in memory, a column at a time
+/// (the `parquet` crate's row iterator is an order of magnitude slower).
+pub fn read_rows_from(file: Bytes) -> Result<Vec<ArchivedChange>, ReadError> {
+    let reader = SerializedFileReader::new(file)?;
+    let schema = reader.metadata().file_metadata().schema_descr();
+    if schema.num_columns() != COLUMNS.len() {
+        return Err(ReadError::Schema(format!(
+            "{} columns, an archive has {}",
+            schema.num_columns(),
+            COLUMNS.len()
+        )));
+    }
+    for (i, (name, physical)) in COLUMNS.iter().enumerate() {
+        let column = schema.column(i);
+        if column.path().string() != *name || column.physical_type() != *physical {
+            return Err(ReadError::Schema(format!(
+                "column {} is `{}` ({}), an archive has `{name}` ({physical})",
+                i + 1,
+                column.path().string(),
+                column.physical_type()
+            )));
+        }
+    }
+    let total = usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let mut out = Vec::with_capacity(total);
+    for g in 0..reader.num_row_groups() {
+        let group = reader.get_row_group(g)?;
+        let n = usize::try_from(group.metadata().num_rows()).unwrap_or(0);
+        let base = out.len();
+        let longs = |i: usize| read_column::<Int64Type>(group.as_ref(), i, n);
+        let ints = |i: usize| read_column::<Int32Type>(group.as_ref(), i, n);
+        let texts = |i: usize| -> Result<Vec<Option<String>>, ReadError> {
+            read_column::<ByteArrayType>(group.as_ref(), i, n)?
+                .into_iter()
+                .enumerate()
+                .map(|(r, v)| v.map(|b| text(b, base + r, COLUMNS[i].0)).transpose())
+                .collect()
+        };
+        let required = |v: Option<i64>, r: usize, column: &'static str| {
+            v.ok_or(ReadError::Shape {
+                row: base + r,
+                column,
+                problem: "is missing",
+            })
+        };
+        let id = longs(0)?;
+        let txid = longs(1)?;
+        let changed_at = longs(2)?;
+        let table_schema = texts(3)?;
+        let table_name = texts(4)?;
+        let op = texts(5)?;
+        let mut pk = texts(6)?.into_iter();
+        let mut old_values = texts(7)?.into_iter();
+        let mut new_values = texts(8)?.into_iter();
+        let mut changed_fields = read_list(group.as_ref(), 9, n, base)?.into_iter();
+        let mut actor_id = texts(10)?.into_iter();
+        let mut actor_name = texts(11)?.into_iter();
+        let mut actor_type = texts(12)?.into_iter();
+        let mut reason = texts(13)?.into_iter();
+        let mut context = texts(14)?.into_iter();
+        let mut db_user = texts(15)?.into_iter();
+        let mut application_name = texts(16)?.into_iter();
+        let mut client_addr = texts(17)?.into_iter();
+        let tx_started_at = longs(18)?;
+        let ctx = ints(19)?;
+        let table_id = ints(20)?;
+        let mut old_pk = texts(21)?.into_iter();
+        let mut changed_fields_recorded = texts(22)?.into_iter();
+        let tx_recorded_at = longs(23)?;
+        let mut db_role = texts(24)?.into_iter();
+        let client_port = ints(25)?;
+        let backend_pid = ints(26)?;
+        let (mut table_schema, mut table_name, mut op) =
+            (table_schema.into_iter(), table_name.into_iter(), op.into_iter());
+        let missing = |r: usize, column: &'static str| ReadError::Shape {
+            row: base + r,
             column,
-            problem,
+            problem: "is missing",
         };
-        let field = |i: usize| fields.get(i).copied().unwrap_or(&Field::Null);
-        let long = |i: usize, name: &'static str| -> Result<Option<i64>, ReadError> {
-            match field(i) {
-                Field::Null => Ok(None),
-                Field::Long(v) | Field::TimestampMicros(v) => Ok(Some(*v)),
-                _ => Err(shape(name, "is not a 64-bit integer")),
-            }
-        };
-        let int = |i: usize, name: &'static str| -> Result<Option<i32>, ReadError> {
-            match field(i) {
-                Field::Null => Ok(None),
-                Field::Int(v) => Ok(Some(*v)),
-                Field::Short(v) => Ok(Some(i32::from(*v))),
-                _ => Err(shape(name, "is not a 32-bit integer")),
-            }
-        };
-        let text = |i: usize, name: &'static str| -> Result<Option<String>, ReadError> {
-            match field(i) {
-                Field::Null => Ok(None),
-                Field::Str(s) => Ok(Some(s.clone())),
-                _ => Err(shape(name, "is not text")),
-            }
-        };
-        let list = |i: usize| -> Result<Option<Vec<String>>, ReadError> {
-            match field(i) {
-                Field::Null => Ok(None),
-                Field::ListInternal(list) => list_strings(list)
-                    .map(Some)
-                    .ok_or_else(|| shape("changed_fields", "is not a list of text")),
-                _ => Err(shape("changed_fields", "is not a list")),
-            }
-        };
-        let required = |v: Option<i64>, name: &'static str| v.ok_or_else(|| shape(name, "is missing"));
-        let required_text =
-            |v: Option<String>, name: &'static str| v.ok_or_else(|| shape(name, "is missing"));
-        out.push(ArchivedChange {
-            id: required(long(0, "id")?, "id")?,
-            txid: required(long(1, "txid")?, "txid")?,
-            changed_at: required(long(2, "changed_at")?, "changed_at")?,
-            table_schema: required_text(text(3, "table_schema")?, "table_schema")?,
-            table_name: required_text(text(4, "table_name")?, "table_name")?,
-            op: required_text(text(5, "op")?, "op")?,
-            pk: text(6, "pk")?,
-            old_values: text(7, "old_values")?,
-            new_values: text(8, "new_values")?,
-            changed_fields: list(9)?,
-            actor_id: text(10, "actor_id")?,
-            actor_name: text(11, "actor_name")?,
-            actor_type: text(12, "actor_type")?,
-            reason: text(13, "reason")?,
-            context: text(14, "context")?,
-            db_user: text(15, "db_user")?,
-            application_name: text(16, "application_name")?,
-            client_addr: text(17, "client_addr")?,
-            tx_started_at: long(18, "tx_started_at")?,
-            ctx: int(19, "ctx")?
-                .and_then(|v| i16::try_from(v).ok())
-                .ok_or_else(|| shape("ctx", "is missing or out of range"))?,
-            table_id: int(20, "table_id")?.ok_or_else(|| shape("table_id", "is missing"))?,
-            old_pk: text(21, "old_pk")?,
-            changed_fields_recorded: text(22, "changed_fields_recorded")?,
-            tx_recorded_at: long(23, "tx_recorded_at")?,
-            db_role: text(24, "db_role")?,
-            client_port: int(25, "client_port")?,
-            backend_pid: int(26, "backend_pid")?,
-        });
+        for r in 0..n {
+            // Every column holds exactly n records (read_column checks it).
+            let next = |v: Option<Option<String>>| v.flatten();
+            out.push(ArchivedChange {
+                id: required(id[r], r, "id")?,
+                txid: required(txid[r], r, "txid")?,
+                changed_at: required(changed_at[r], r, "changed_at")?,
+                table_schema: next(table_schema.next()).ok_or_else(|| missing(r, "table_schema"))?,
+                table_name: next(table_name.next()).ok_or_else(|| missing(r, "table_name"))?,
+                op: next(op.next()).ok_or_else(|| missing(r, "op"))?,
+                pk: next(pk.next()),
+                old_values: next(old_values.next()),
+                new_values: next(new_values.next()),
+                changed_fields: changed_fields.next().flatten(),
+                actor_id: next(actor_id.next()),
+                actor_name: next(actor_name.next()),
+                actor_type: next(actor_type.next()),
+                reason: next(reason.next()),
+                context: next(context.next()),
+                db_user: next(db_user.next()),
+                application_name: next(application_name.next()),
+                client_addr: next(client_addr.next()),
+                tx_started_at: tx_started_at[r],
+                ctx: ctx[r]
+                    .and_then(|v| i16::try_from(v).ok())
+                    .ok_or(ReadError::Shape {
+                        row: base + r,
+                        column: "ctx",
+                        problem: "is missing or out of range",
+                    })?,
+                table_id: table_id[r].ok_or_else(|| missing(r, "table_id"))?,
+                old_pk: next(old_pk.next()),
+                changed_fields_recorded: next(changed_fields_recorded.next()),
+                tx_recorded_at: tx_recorded_at[r],
+                db_role: next(db_role.next()),
+                client_port: client_port[r],
+                backend_pid: backend_pid[r],
+            });
+        }
     }
     Ok(out)
 }
 
-fn list_strings(list: &List) -> Option<Vec<String>> {
-    list.elements()
+fn text(value: ByteArray, row: usize, column: &'static str) -> Result<String, ReadError> {
+    String::from_utf8(value.data().to_vec()).map_err(|_| ReadError::Shape {
+        row,
+        column,
+        problem: "is not UTF-8 text",
+    })
+}
+
+/// The `n` records of a flat column (required or optional), None for NULL.
+fn read_column<T: DataType>(
+    group: &dyn RowGroupReader,
+    i: usize,
+    n: usize,
+) -> Result<Vec<Option<T::T>>, ReadError>
+where
+    T::T: Clone,
+{
+    let name = COLUMNS[i].0;
+    let mut reader = T::get_column_reader(group.get_column_reader(i)?).ok_or(ReadError::Shape {
+        row: 0,
+        column: name,
+        problem: "has another physical type",
+    })?;
+    let mut defs = Vec::with_capacity(n);
+    let mut values = Vec::with_capacity(n);
+    let (records, _, _) = reader.read_records(n, Some(&mut defs), None, &mut values)?;
+    if records != n {
+        return Err(ReadError::Shape {
+            row: records,
+            column: name,
+            problem: "ends before the row group does",
+        });
+    }
+    if defs.is_empty() {
+        return Ok(values.into_iter().map(Some).collect());
+    }
+    let mut values = values.into_iter();
+    Ok(defs
         .iter()
-        .map(|f| match f {
-            Field::Str(s) => Some(s.clone()),
-            _ => None,
-        })
-        .collect()
+        .map(|d| if *d > 0 { values.next() } else { None })
+        .collect())
+}
+
+/// The `n` records of `changed_fields`: NULL, an empty list, or text items.
+fn read_list(
+    group: &dyn RowGroupReader,
+    i: usize,
+    n: usize,
+    base: usize,
+) -> Result<Vec<Option<Vec<String>>>, ReadError> {
+    let shape = |row: usize| ReadError::Shape {
+        row: base + row,
+        column: "changed_fields",
+        problem: "is not a list of text",
+    };
+    let mut reader = ByteArrayType::get_column_reader(group.get_column_reader(i)?).ok_or_else(|| shape(0))?;
+    let (mut defs, mut reps, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    let (records, _, _) = reader.read_records(n, Some(&mut defs), Some(&mut reps), &mut values)?;
+    if records != n || defs.len() != reps.len() {
+        return Err(shape(records));
+    }
+    let mut out: Vec<Option<Vec<String>>> = Vec::with_capacity(n);
+    let mut values = values.into_iter();
+    for (def, rep) in defs.iter().zip(&reps) {
+        let row = out.len();
+        if *rep == 0 {
+            out.push(match def {
+                0 => None,
+                _ => Some(Vec::new()),
+            });
+        }
+        if *def == 3 {
+            let value = values.next().ok_or_else(|| shape(row))?;
+            let item = text(value, base + out.len().saturating_sub(1), "changed_fields")?;
+            match out.last_mut() {
+                Some(Some(list)) => list.push(item),
+                _ => return Err(shape(row)),
+            }
+        } else if *def == 2 || (*rep != 0) {
+            // A NULL item, or an item continuing a list that has none.
+            return Err(shape(row));
+        }
+    }
+    if out.len() != n {
+        return Err(shape(out.len()));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -248,6 +248,38 @@ pub enum Command {
         #[arg(long, requires = "drop_trail")]
         yes: bool,
     },
+    /// The JSON API and web UI over the trail, read-only, behind bearer tokens.
+    #[command(
+        after_help = "Examples:\n  pgtrail serve --new-token support         # a token, and the lines for pgtrail.toml\n  \
+        pgtrail serve                              # [serve] of pgtrail.toml: listen, tokens\n  \
+        pgtrail serve --listen 0.0.0.0:8420        # behind a TLS proxy\n\n\
+        The server reads the trail as the role pgtrail_<db>_reader (the database user must be a member),\n\
+        so redacted and erased values are never shown. Every page and endpoint but /healthz needs a token\n\
+        (Authorization: Bearer TOKEN, or the login page) unless [serve] anonymous_read = true.\n\
+        The API is described at /api/openapi.json. Stops cleanly on SIGTERM or Ctrl-C.\n\
+        Exit codes: 0 stopped, 2 configuration, address or database error."
+    )]
+    Serve {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        config: ConfigFile,
+        /// Address and port to listen on (default: `listen` in [serve], else 127.0.0.1:8420).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<std::net::SocketAddr>,
+        /// Database connections at most.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        connections: u16,
+        /// Print a new random token named NAME and the [serve.tokens.NAME] lines to add, then exit.
+        #[arg(long, value_name = "NAME")]
+        new_token: Option<String>,
+        /// Read a token on stdin and print its sha256 for [serve.tokens.NAME], then exit.
+        #[arg(long, conflicts_with = "new_token")]
+        hash_token: bool,
+        /// Operator instead of reader, with --new-token.
+        #[arg(long, requires = "new_token")]
+        operator: bool,
+    },
     /// Show pgtrail at work on a throwaway PostgreSQL (no server needed; removed afterwards).
     #[command(
         after_help = "Example:\n  pgtrail demo\n  pgtrail demo --keep   # leave the server running to try other commands\n\n\
@@ -258,6 +290,9 @@ pub enum Command {
         /// Leave the throwaway server running and print its connection URL.
         #[arg(long)]
         keep: bool,
+        /// Then open the web UI on the demo's data: print its URL and a token, serve until Ctrl-C.
+        #[arg(long)]
+        serve: bool,
     },
     /// Changes, newest first, filtered by table, row, actor, kind, field, transaction, time.
     #[command(

@@ -15,6 +15,8 @@ fn main() -> ExitCode {
     let default_level = match cli.command {
         // (The NATS client's connection events only when asked for.)
         cli::Command::Follow { .. } => "info,async_nats=warn",
+        // The server's access log is on by default.
+        cli::Command::Serve { .. } | cli::Command::Demo { serve: true, .. } => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()

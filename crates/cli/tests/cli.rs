@@ -1257,7 +1257,7 @@ fn every_command_lists_only_the_options_it_uses() {
     const TJ: &[&str] = &["table, json"];
     const TJC: &[&str] = &["table, json, csv"];
     // `hold` has no options of its own: its actions have them.
-    let commands: [(&str, bool, bool, &[&str]); 27] = [
+    let commands: [(&str, bool, bool, &[&str]); 28] = [
         ("init", true, true, TJ),
         ("apply", true, true, TJ),
         ("plan", true, true, NONE),
@@ -1279,6 +1279,7 @@ fn every_command_lists_only_the_options_it_uses() {
         ("erase", true, false, TJ),
         ("revert", true, false, TJ),
         ("follow", true, false, TJ),
+        ("serve", true, true, NONE),
         ("archive", true, true, TJ),
         ("maintain", true, true, TJ),
         ("hold", false, false, NONE),
@@ -3124,4 +3125,213 @@ async fn retention_commands_hold_plan_and_check() {
     let (code, stdout, _) = ask(&db, dir.path(), &["check"]);
     assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("pgtrail.change_default"), "{stdout}");
+}
+
+/// `pgtrail maintain` killed at every step (a failpoint makes the process
+/// exit on the spot, as `kill -9` would: no rollback sent, no cleanup), one
+/// run after another on a server whose clock is five months back under
+/// faketime: after each death nothing is lost (every change is in the
+/// database or in exactly one recorded archive) and the next run finishes
+/// the work; at the end verify passes with the archive and no change is
+/// archived twice.
+#[tokio::test]
+async fn maintain_killed_at_each_step_loses_nothing_and_the_next_run_finishes() {
+    use pgtrail_testkit::{Cluster, ClusterOptions, connect_to};
+
+    const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(
+        Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: install Debian's faketime (apt-get install faketime)"
+    );
+    let clock_dir = tempfile::Builder::new()
+        .prefix("pgtrail-clock-")
+        .tempdir_in("/tmp")
+        .expect("clock dir");
+    std::fs::set_permissions(
+        clock_dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let clock = clock_dir.path().join("faketime.rc");
+    let set_clock = |offset: &str| {
+        std::fs::write(&clock, format!("{offset}\n")).expect("the clock file is written");
+        std::fs::set_permissions(&clock, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+    };
+    set_clock("-150d");
+    let cluster = Cluster::start(ClusterOptions {
+        fast: true,
+        env: vec![
+            ("LD_PRELOAD".into(), LIBFAKETIME.into()),
+            ("FAKETIME_TIMESTAMP_FILE".into(), clock.display().to_string()),
+            ("FAKETIME_NO_CACHE".into(), "1".into()),
+        ],
+        ..ClusterOptions::default()
+    })
+    .expect("a cluster under faketime starts");
+    connect_to(&cluster.url("postgres"))
+        .await
+        .batch_execute("CREATE DATABASE shop")
+        .await
+        .expect("create shop");
+    let url = cluster.url("shop");
+    let client = connect_to(&url).await;
+    client
+        .batch_execute("CREATE TABLE orders (id integer PRIMARY KEY, status text, total numeric(10,2))")
+        .await
+        .expect("schema");
+    let dir = tempfile::tempdir().expect("a project directory");
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("pgtrail.toml"),
+        "[capture]\ninclude = [\"orders\"]\n\n[retention]\npartition = \"month\"\npremake = 1\nkeep = \"60 days\"\narchive_dir = \"archive\"\n",
+    )
+    .expect("pgtrail.toml");
+    let run_split = |args: &[&str], failpoint: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pgtrail"));
+        command.args(args);
+        if args[0] != "keygen" {
+            command.args(["--database-url", url.as_str()]);
+        }
+        command.current_dir(dir).env("NO_COLOR", "1");
+        if let Some(step) = failpoint {
+            command.env(pgtrail::archive::FAILPOINT_VAR, step);
+        }
+        let output = command.output().expect("the pgtrail binary runs");
+        let (stdout, stderr) = text(&output);
+        (output.status.code(), stdout, stderr)
+    };
+    let run = |args: &[&str], failpoint: Option<&str>| {
+        let (code, stdout, stderr) = run_split(args, failpoint);
+        (code, format!("{stdout}{stderr}"))
+    };
+    assert_eq!(run(&["apply"], None).0, Some(0));
+    assert_eq!(run(&["keygen", "--key", "seal.key"], None).0, Some(0));
+
+    // Five months of orders, maintain from cron keeping partitions ahead.
+    for (month, offset) in ["-150d", "-120d", "-90d", "-60d", "-30d", "+0d"]
+        .iter()
+        .enumerate()
+    {
+        set_clock(offset);
+        let (code, out) = run(&["maintain"], None);
+        assert_eq!(code, Some(0), "{out}");
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT pgtrail.set_context(actor_id => 'clerk{month}', reason => 'month {month}');
+                 INSERT INTO orders SELECT {month} * 100 + g, 'new', g FROM generate_series(1, 20) AS g;
+                 UPDATE orders SET status = 'paid' WHERE id % 3 = 0 AND id > {month} * 100;
+                 DELETE FROM orders WHERE id = {month} * 100 + 20;
+                 COMMIT;"
+            ))
+            .await
+            .expect("a month of orders");
+    }
+    let all: Vec<i64> = client
+        .query("SELECT id FROM pgtrail.change ORDER BY id", &[])
+        .await
+        .expect("the trail")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let due = client
+        .query_one(
+            "SELECT count(*) FROM pgtrail.partitions() WHERE NOT is_default AND until_at <= now() - interval '60 days'",
+            &[],
+        )
+        .await
+        .map(|r| r.get::<_, i64>(0))
+        .unwrap_or(0);
+    assert!(due >= 2, "at least two partitions are past retention");
+
+    // Every change is in the database or in exactly one recorded archive
+    // file, and the archive's files are complete.
+    let archive = dir.join("archive");
+    let nothing_lost = |step: &str, live: Vec<i64>, records: Vec<(String, i64)>| {
+        let mut seen: Vec<i64> = live;
+        for (file, rows) in &records {
+            let read = pgtrail::archive::parquet_file::read_rows(&archive.join(file))
+                .unwrap_or_else(|e| panic!("after {step}: recorded archive {file} reads ({e})"));
+            assert_eq!(read.len() as i64, *rows, "after {step}: {file}");
+            seen.extend(read.iter().map(|c| c.id));
+        }
+        seen.sort_unstable();
+        assert_eq!(
+            seen, all,
+            "after {step}: every change once, in the database or an archive"
+        );
+    };
+    let state = || async {
+        let live: Vec<i64> = client
+            .query("SELECT id FROM pgtrail.change", &[])
+            .await
+            .expect("the trail")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let records: Vec<(String, i64)> = client
+            .query("SELECT file, row_count FROM pgtrail.archive ORDER BY id", &[])
+            .await
+            .expect("the archives")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        (live, records)
+    };
+
+    for step in [
+        "maintain:premade",
+        "maintain:sealed",
+        "archive:parquet-partial",
+        "archive:parquet-written",
+        "archive:read-back",
+        "archive:manifest-written",
+        "archive:detached",
+        "archive:recorded",
+        "archive:dropped",
+        "archive:committed",
+        "archive:parquet-partial",
+        "archive:dropped",
+    ] {
+        let (code, out) = run(&["maintain", "--key", "seal.key"], Some(step));
+        assert_eq!(
+            code,
+            Some(pgtrail::archive::FAILPOINT_EXIT),
+            "maintain stops at {step}: {out}"
+        );
+        assert!(out.contains(&format!("stopped at {step}")), "{out}");
+        // The server notices the dead connection and rolls its work back.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (live, records) = state().await;
+        nothing_lost(step, live, records);
+    }
+    // A partition was archived by the run killed after its commit.
+    let (_, records) = state().await;
+    assert_eq!(records.len(), 1, "{records:?}");
+
+    let (code, out) = run(&["maintain", "--key", "seal.key"], None);
+    assert_eq!(code, Some(0), "{out}");
+    let (live, records) = state().await;
+    assert_eq!(
+        records.len() as i64,
+        due,
+        "every due partition archived once: {records:?}"
+    );
+    nothing_lost("the last run", live, records);
+    let leftovers: Vec<String> = std::fs::read_dir(&archive)
+        .expect("the archive directory")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".partial"))
+        .collect();
+    assert_eq!(leftovers, Vec::<String>::new(), "no half-written file is left");
+    let (code, out) = run(
+        &["verify", "--public-key", "seal.key.pub", "--archive", "archive"],
+        None,
+    );
+    assert_eq!(code, Some(0), "verify passes with the archive: {out}");
+    let (code, out) = run(&["maintain", "--key", "seal.key"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("nothing to archive"),
+        "a last run has nothing to do: {out}"
+    );
 }

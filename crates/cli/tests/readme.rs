@@ -13,11 +13,13 @@ const README: &str = include_str!("../../../README.md");
 
 /// The lines of those sections that are not run, by how they start.
 const SKIPPED: &[&str] = &[
-    "cargo install",        // the binary under test is already built
-    "export DATABASE_URL=", // the test sets DATABASE_URL itself
-    "$EDITOR",              // a person reviews the file
-    "psql ",                // applying the printed file: tested in cli.rs
-    "pgtrail follow  ",     // runs until stopped: tested in cli.rs (`follow --once` is run)
+    "cargo install",          // the binary under test is already built
+    "export DATABASE_URL=",   // the test sets DATABASE_URL itself
+    "$EDITOR",                // a person reviews the file
+    "psql ",                  // applying the printed file: tested in cli.rs
+    "pgtrail follow  ",       // runs until stopped: tested in cli.rs (`follow --once` is run)
+    "pgtrail serve --listen", // runs until stopped: tested in crates/serve
+    "pgtrail demo --serve",   // the same
     "pgtrail sql --transaction > 0042_pgtrail.sql && psql", // the same, with psql
 ];
 
@@ -54,6 +56,7 @@ const RUN: &[&str] = &[
     "Compliance evidence",
     "Retention: partitions, Parquet archives, legal holds",
     "WAL mode",
+    "The web UI and HTTP API",
 ];
 
 /// A section added with `pgtrail ...` examples gets run too: every `##`
@@ -515,4 +518,17 @@ async fn wal_mode_as_written() {
         .expect("the trail")
         .get(0);
     assert_eq!(changes, 1, "follow --once wrote the change");
+}
+
+#[tokio::test]
+async fn the_web_ui_section_as_written() {
+    let (db, dir) = database().await;
+    let outputs = run_section("The web UI and HTTP API", &db, dir.path(), &[]);
+    let (_, printed) = &outputs[0];
+    assert!(printed.contains("[serve.tokens.support]"), "{printed}");
+    // What it prints is a configuration pgtrail reads.
+    let toml = &printed[printed.find("[serve.tokens.support]").expect("the section")..];
+    let config =
+        pgtrail::config::Config::parse(&format!("[serve]\n{toml}"), "pgtrail.toml").expect("it parses");
+    assert_eq!(config.serve.tokens.len(), 1);
 }

@@ -41,6 +41,13 @@
 //! application_roles = ["app"]       # roles the application connects as
 //! migration_roles = ["migrator"]    # roles migrations run as
 //! subject_columns = ["user_id"]     # columns naming a data subject in any table
+//!
+//! [serve]                           # `pgtrail serve`: the JSON API and web UI
+//! listen = "127.0.0.1:8420"
+//! anonymous_read = false            # true: requests without a token may read (trusted network only)
+//! [serve.tokens.support]            # a bearer token, by name; only its SHA-256 is written here
+//! role = "reader"                   # reader (default) or operator
+//! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 //! ```
 //!
 //! Every section and key is optional; an empty file gives
@@ -69,6 +76,7 @@ mod model;
 pub mod name;
 mod raw;
 pub mod retention;
+pub mod serve;
 mod setting;
 mod suggest;
 mod validate;
@@ -84,6 +92,7 @@ pub use model::{
 };
 pub use name::{NameError, QualifiedName};
 pub use retention::{Grain, Keep, KeepUnit, Retention};
+pub use serve::{Serve, ServeToken, TokenRole};
 pub use suggest::suggest;
 
 use error::Source;

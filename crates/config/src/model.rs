@@ -26,6 +26,8 @@ pub struct Config {
     /// The `[report]` section: who is expected to change data, for the
     /// compliance reports.
     pub report: Report,
+    /// The `[serve]` section: `pgtrail serve`'s address and tokens.
+    pub serve: crate::serve::Serve,
     /// The file name used in messages.
     pub(crate) origin: String,
 }
@@ -40,6 +42,7 @@ impl Default for Config {
             install: Install::default(),
             retention: crate::retention::Retention::default(),
             report: Report::default(),
+            serve: crate::serve::Serve::default(),
             origin: DEFAULT_FILE_NAME.to_string(),
         }
     }

@@ -59,10 +59,20 @@ pub(crate) struct RawConfig {
     pub(crate) retention: Table<RawRetention>,
     #[serde(default)]
     pub(crate) report: Table<RawReport>,
+    #[serde(default)]
+    pub(crate) serve: Table<RawServe>,
 }
 
 impl RawConfig {
-    pub(crate) const KEYS: &[&str] = &["capture", "context", "tables", "install", "retention", "report"];
+    pub(crate) const KEYS: &[&str] = &[
+        "capture",
+        "context",
+        "tables",
+        "install",
+        "retention",
+        "report",
+        "serve",
+    ];
 }
 
 /// `[retention]`.
@@ -90,6 +100,32 @@ pub(crate) struct RawReport {
 
 impl RawReport {
     pub(crate) const KEYS: &[&str] = &["application_roles", "migration_roles", "subject_columns"];
+}
+
+/// `[serve]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServe {
+    pub(crate) listen: Option<Spanned<String>>,
+    pub(crate) anonymous_read: Option<bool>,
+    #[serde(default)]
+    pub(crate) tokens: BTreeMap<Spanned<String>, Table<RawToken>>,
+}
+
+impl RawServe {
+    pub(crate) const KEYS: &[&str] = &["listen", "anonymous_read", "tokens"];
+}
+
+/// `[serve.tokens.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawToken {
+    pub(crate) role: Option<Spanned<String>>,
+    pub(crate) sha256: Option<Spanned<String>>,
+}
+
+impl RawToken {
+    pub(crate) const KEYS: &[&str] = &["role", "sha256"];
 }
 
 /// `[install]`.
@@ -241,5 +277,7 @@ mod tests {
         check::<RawInstall>(RawInstall::KEYS, "[]");
         check::<RawRetention>(RawRetention::KEYS, "[]");
         check::<RawReport>(RawReport::KEYS, "[]");
+        check::<RawServe>(RawServe::KEYS, "{}");
+        check::<RawToken>(RawToken::KEYS, "[]");
     }
 }

@@ -37,6 +37,7 @@ pub(crate) fn build(src: Source<'_>, raw: RawConfig) -> Result<Config, ConfigErr
         accept_unseen_capture_gaps: raw.install.0.accept_unseen_capture_gaps.unwrap_or(false),
     };
     let retention = crate::retention::retention(src, raw.retention.0)?;
+    let serve = crate::serve::serve(src, raw.serve.0)?;
     let report = Report {
         application_roles: strings(
             src,
@@ -61,6 +62,7 @@ pub(crate) fn build(src: Source<'_>, raw: RawConfig) -> Result<Config, ConfigErr
         install,
         retention,
         report,
+        serve,
         origin: src.origin.to_string(),
     })
 }

@@ -13,7 +13,9 @@ use std::ops::Range;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_spanned::Spanned;
 
-use crate::raw::{RawCapture, RawConfig, RawContext, RawInstall, RawReport, RawRetention, RawTable};
+use crate::raw::{
+    RawCapture, RawConfig, RawContext, RawInstall, RawReport, RawRetention, RawServe, RawTable, RawToken,
+};
 
 /// One key of the document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +111,10 @@ fn classify(section: &[String], key: &str) -> Child {
         (["install"], _) => known(RawInstall::KEYS),
         (["retention"], _) => known(RawRetention::KEYS),
         (["report"], _) => known(RawReport::KEYS),
+        (["serve"], "tokens") => Child::Section,
+        (["serve"], _) => known(RawServe::KEYS),
+        (["serve", "tokens"], _) => Child::Section,
+        (["serve", "tokens", _], _) => known(RawToken::KEYS),
         _ => Child::Value,
     }
 }

@@ -9,6 +9,8 @@
 //! | [`catalog`] | `pgtrail-catalog` | reads tables, keys, partitions and triggers from `pg_catalog` |
 //! | [`config`] | `pgtrail-config` | parses and checks `pgtrail.toml` |
 //! | [`plan`] | `pgtrail-plan` | config × catalog → steps; `apply` in one transaction; `sql` as a file |
+//! | [`query`] | `pgtrail-query` | row keys, moments and filters as users type them, into queries |
+//! | [`serve`] | `pgtrail-serve` | `pgtrail serve`: the JSON API and web UI over the trail |
 //! | [`connect`] | here | finds the database from flags, `DATABASE_URL` or libpq variables |
 //! | [`integrity`] | here, on `pgtrail-integrity` | seal, verify and erase: a trail you can prove |
 //! | [`revert`] | `pgtrail-revert` | undo recorded changes: plan, conflicts, apply |
@@ -30,7 +32,6 @@
 pub mod connect;
 pub mod init;
 pub mod integrity;
-pub mod query;
 
 pub use pgtrail_archive as archive;
 pub use pgtrail_capture as capture;
@@ -41,7 +42,9 @@ pub use pgtrail_evidence as evidence;
 pub use pgtrail_follow as follow;
 pub use pgtrail_nats as nats;
 pub use pgtrail_plan as plan;
+pub use pgtrail_query as query;
 pub use pgtrail_revert as revert;
+pub use pgtrail_serve as serve;
 
 /// Any error of the pgtrail library.
 #[derive(Debug, thiserror::Error)]

@@ -23,6 +23,7 @@ pub async fn run(
     let client = super::connect(common).await?;
     let table = Audited::resolve(&client, table).await?;
     let moment_sql = moment.sql(2);
+    super::say_horizon_as(&client, common.output != OutputFormat::Table).await?;
     match key {
         Some(key) => {
             let pk = table.key(key)?;

@@ -27,6 +27,7 @@ const COLUMNS: [&str; 9] = [
 pub async fn run(common: &Common, table: &str, key: &str) -> Result<ExitCode> {
     let client = super::connect(common).await?;
     let (table, pk, rows) = rows_of_one_row(&client, table, key, RowFunction::Blame).await?;
+    super::say_horizon_as(&client, common.output != OutputFormat::Table).await?;
     match common.output {
         OutputFormat::Json => output::print_json(&Value::Array(rows))?,
         OutputFormat::Csv => print_csv(&COLUMNS, &rows)?,

@@ -73,7 +73,7 @@ const DAY: &[&str] = &[
      COMMIT;",
 ];
 
-pub async fn run(keep: bool) -> Result<ExitCode> {
+pub async fn run(keep: bool, serve: bool) -> Result<ExitCode> {
     output::step("starting a throwaway PostgreSQL ...");
     let cluster = Cluster::start(ClusterOptions {
         keep,
@@ -108,6 +108,22 @@ pub async fn run(keep: bool) -> Result<ExitCode> {
     show(&client).await?;
     undo(&url).await?;
     prove(&mut client).await?;
+
+    if serve {
+        // The web UI on the demo's data, with a token made for this run.
+        let token = pgtrail::serve::new_token().context("drawing a random token")?;
+        let options = pgtrail::serve::Options {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            tokens: vec![pgtrail::serve::ServeToken {
+                name: "demo".into(),
+                role: pgtrail::serve::TokenRole::Reader,
+                sha256: pgtrail::serve::hash_token(&token),
+            }],
+            ..pgtrail::serve::Options::default()
+        };
+        println!();
+        super::serve::serve(options, super::serve::connector(target.clone()), Some(&token)).await?;
+    }
 
     if keep {
         println!("\nthe demo database keeps running: {url}");

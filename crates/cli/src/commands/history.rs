@@ -14,7 +14,10 @@ pub async fn run(common: &Common, table: &str, key: &str) -> Result<ExitCode> {
     let client = super::connect(common).await?;
     let (table, pk, rows) = rows_of_one_row(&client, table, key, RowFunction::History).await?;
     match common.format {
-        Format::Json => output::print_json(&Value::Array(rows))?,
+        Format::Json => {
+            super::say_horizon_as(&client, true).await?;
+            output::print_json(&Value::Array(rows))?
+        }
         Format::Table => {
             let row_name = format!("{} {}", table.display(), key_text(&pk));
             super::say_horizon(&client).await?;

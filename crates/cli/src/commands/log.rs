@@ -52,6 +52,9 @@ pub async fn run(common: &Common, args: &LogArgs) -> Result<ExitCode> {
     let (sql, params) = filter.build();
     let sql = format!("SELECT to_jsonb(q) FROM ({sql}) AS q ORDER BY q.changed_at DESC, q.id DESC");
     let rows = query_json(&client, &sql, &params).await?;
+    if common.output != OutputFormat::Table {
+        super::say_horizon_as(&client, true).await?;
+    }
     match common.output {
         OutputFormat::Json => output::print_json(&Value::Array(rows))?,
         OutputFormat::Csv => print_csv(

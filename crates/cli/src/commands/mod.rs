@@ -19,6 +19,7 @@ mod report;
 mod retention;
 mod revert;
 mod seal;
+mod serve;
 mod sql;
 mod tx;
 mod uninstall;
@@ -63,7 +64,25 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             )
             .await
         }
-        Command::Demo { keep } => demo::run(keep).await,
+        Command::Demo { keep, serve } => demo::run(keep, serve).await,
+        Command::Serve {
+            listen,
+            connections,
+            new_token,
+            hash_token,
+            operator,
+            ..
+        } => {
+            serve::run(
+                &common,
+                listen,
+                connections,
+                new_token.as_deref(),
+                hash_token,
+                operator,
+            )
+            .await
+        }
         Command::Log(args) => log::run(&common, &args).await,
         Command::History { table, key, .. } => history::run(&common, &table, &key).await,
         Command::At {
@@ -132,9 +151,9 @@ fn common(command: &Command) -> Common {
         | Command::Maintain {
             config, conn, format, ..
         } => (Some(conn), Some(config), format.format.into()),
-        Command::Plan { config, conn, .. } | Command::Sql { config, conn, .. } => {
-            (Some(conn), Some(config), OutputFormat::Table)
-        }
+        Command::Plan { config, conn, .. }
+        | Command::Sql { config, conn, .. }
+        | Command::Serve { config, conn, .. } => (Some(conn), Some(config), OutputFormat::Table),
         Command::Demo { .. } => (None, None, OutputFormat::Table),
         Command::Log(args) => (Some(&args.conn), None, args.format.format),
         Command::Report(args) => (Some(&args.conn), Some(&args.config), args.format.format),
@@ -184,24 +203,60 @@ async fn connect(common: &Common) -> Result<tokio_postgres::Client> {
     Ok(pgtrail::connect::connect(&target).await?)
 }
 
+/// Where the database's history starts: changes before `until` were
+/// archived to `files` and dropped (see `pgtrail archive`).
+pub(super) struct Horizon {
+    pub until: chrono::DateTime<chrono::Utc>,
+    pub files: Vec<String>,
+}
+
+impl Horizon {
+    /// The horizon, None when nothing was archived.
+    pub async fn read(client: &tokio_postgres::Client) -> Result<Option<Horizon>> {
+        Ok(pgtrail::archive::set::horizon(client)
+            .await?
+            .map(|(until, files)| Horizon { until, files }))
+    }
+
+    /// One line for people.
+    pub fn note(&self) -> String {
+        let shown: Vec<&str> = self.files.iter().take(3).map(String::as_str).collect();
+        format!(
+            "note: history before {} is archived in {}{} (read it with DuckDB, see the README's Retention section)",
+            self.until.format("%Y-%m-%d %H:%M:%S%:z"),
+            shown.join(", "),
+            if self.files.len() > shown.len() {
+                format!(" and {} more file(s)", self.files.len() - shown.len())
+            } else {
+                String::new()
+            }
+        )
+    }
+
+    /// The JSON of reports that carry it: `archived_before`, `files`, `note`.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "archived_before": self.until.to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
+            "files": self.files,
+            "note": self.note(),
+        })
+    }
+}
+
 /// Says where an answer read from the database stops: changes before the
-/// retention horizon are in archive files, not in the database.
+/// retention horizon are in archive files, not in the database. Tables get
+/// the note on stdout; JSON and CSV (whose shape scripts rely on) on stderr.
 async fn say_horizon(client: &tokio_postgres::Client) -> Result<()> {
-    if let Some((until, files)) = pgtrail::archive::set::horizon(client).await? {
-        let shown: Vec<&str> = files.iter().take(3).map(String::as_str).collect();
-        crate::output::say(
-            crate::output::DIM,
-            &format!(
-                "note: history before {} is archived in {}{} (read it with DuckDB, see the README's Retention section)",
-                until.format("%Y-%m-%d %H:%M:%S%:z"),
-                shown.join(", "),
-                if files.len() > shown.len() {
-                    format!(" and {} more file(s)", files.len() - shown.len())
-                } else {
-                    String::new()
-                }
-            ),
-        );
+    say_horizon_as(client, false).await
+}
+
+async fn say_horizon_as(client: &tokio_postgres::Client, machine: bool) -> Result<()> {
+    if let Some(horizon) = Horizon::read(client).await? {
+        if machine {
+            eprintln!("{}", horizon.note());
+        } else {
+            crate::output::say(crate::output::DIM, &horizon.note());
+        }
     }
     Ok(())
 }

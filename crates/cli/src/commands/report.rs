@@ -11,6 +11,30 @@ use super::log::{actor_text, cell, check_window, query_json, require_installed, 
 use crate::cli::{Common, Format, OutputFormat, ReportArgs, ReportKind};
 use crate::output;
 
+/// The retention horizon when the period starts before it (or has no
+/// start): the report then covers only what the database still holds.
+async fn horizon_within(
+    client: &tokio_postgres::Client,
+    since: Option<&TimeArg>,
+) -> Result<Option<super::Horizon>> {
+    let Some(horizon) = super::Horizon::read(client).await? else {
+        return Ok(None);
+    };
+    let Some(since) = since else {
+        return Ok(Some(horizon));
+    };
+    let params: Vec<Param> = vec![Box::new(since.value()), Box::new(horizon.until)];
+    let before: bool = client
+        .query_one(
+            &format!("SELECT {} < $2::timestamptz", since.sql(1)),
+            &pgtrail::query::as_params(&params),
+        )
+        .await
+        .map_err(super::log::db_error)?
+        .get(0);
+    Ok(before.then_some(horizon))
+}
+
 /// The `WHERE` of the period and its parameters (`$1`.. in order).
 fn period(since: Option<&TimeArg>, until: Option<&TimeArg>) -> (String, Vec<Param>) {
     let mut conditions = vec!["true".to_string()];
@@ -49,6 +73,7 @@ pub async fn run(common: &Common, args: &ReportArgs) -> Result<ExitCode> {
     let client = super::connect(common).await?;
     require_installed(&client).await?;
     check_window(&client, since.as_ref(), until.as_ref()).await?;
+    let horizon = horizon_within(&client, since.as_ref()).await?;
 
     let (condition, mut params) = period(since.as_ref(), until.as_ref());
     // The shown context keys, bound after the period's parameters.
@@ -124,8 +149,12 @@ pub async fn run(common: &Common, args: &ReportArgs) -> Result<ExitCode> {
             "by_actor": by_actor,
             "by_table": by_table,
             "bursts": bursts,
+            "horizon": horizon.as_ref().map(super::Horizon::json),
         }))?,
         Format::Table => {
+            if let Some(horizon) = &horizon {
+                output::say(output::DIM, &horizon.note());
+            }
             output::say(output::HEADER, "Activity by actor");
             if by_actor.is_empty() {
                 output::say(output::DIM, "  no changes in this period");

@@ -1,8 +1,8 @@
-//! Asking the trail: parsing what a user types (a row key, a moment) and
+//! Asking the trail (re-exported as `pgtrail::query`): parsing what a user types (a row key, a moment) and
 //! building the queries on `pgtrail.changes`, every value a bind parameter.
 //!
 //! ```
-//! use pgtrail::query::{parse_key, parse_time, TimeArg};
+//! use pgtrail_query::{parse_key, parse_time, TimeArg};
 //! let key = parse_key("std_no=901234", &["std_no".into()], &[("std_no".into(), "text".into())]).unwrap();
 //! assert_eq!(key, serde_json::json!({"std_no": "901234"}));
 //! assert_eq!(parse_time("2h ago").unwrap(), TimeArg::Ago("2 hours".into()));
@@ -544,11 +544,52 @@ pub struct LogFilter {
     pub context: Vec<(String, String)>,
     pub since: Option<TimeArg>,
     pub until: Option<TimeArg>,
+    /// Free text found in the row's key, old or new values, actor or
+    /// reason (case-insensitive; `%` and `_` are plain characters).
+    pub search: Option<String>,
+    /// Keyset pagination: only changes before this one in the order
+    /// (`changed_at` in microseconds since the epoch, `id`), as
+    /// [`Cursor`] gives it for the last row of a page.
+    pub before: Option<Cursor>,
     pub limit: Option<i64>,
     /// With `actor`: read through `pgtrail.actor_changes` (pgtrail 0.3.0 and
     /// later), which reads only that actor's contexts, instead of filtering
     /// `pgtrail.changes`. Same rows either way.
     pub by_actor_index: bool,
+}
+
+/// Where a page of changes (newest first) ended: the last row's
+/// `changed_at` in microseconds since the epoch, and its id. Written as
+/// `MICROS.ID` in URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub micros: i64,
+    pub id: i64,
+}
+
+impl Cursor {
+    /// The SQL of a row's cursor parts, for a query to return beside the row.
+    pub const MICROS_SQL: &str = "(extract(epoch FROM changed_at) * 1000000)::bigint";
+
+    /// Reads `MICROS.ID`.
+    pub fn parse(input: &str) -> Result<Cursor, QueryError> {
+        let bad = || QueryError::Filter {
+            what: "cursor",
+            input: input.to_string(),
+            reason: "a cursor is the `next` of the previous page, as it was given".into(),
+        };
+        let (micros, id) = input.split_once('.').ok_or_else(bad)?;
+        Ok(Cursor {
+            micros: micros.parse().map_err(|_| bad())?,
+            id: id.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.micros, self.id)
+    }
 }
 
 /// The columns of `pgtrail.changes` that `log` reads, in order.
@@ -649,6 +690,27 @@ impl LogFilter {
                 let u = binds.push_time(until);
                 conditions.push(format!("changed_at < {u}"));
             }
+        }
+        if let Some(search) = &self.search {
+            let pattern = format!(
+                "%{}%",
+                search
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            let p = binds.push(pattern);
+            conditions.push(format!(
+                "(pk::text ILIKE {p} OR old_values::text ILIKE {p} OR new_values::text ILIKE {p} \
+                 OR actor_id ILIKE {p} OR actor_name ILIKE {p} OR reason ILIKE {p})"
+            ));
+        }
+        if let Some(cursor) = &self.before {
+            let m = binds.push(cursor.micros);
+            let i = binds.push(cursor.id);
+            conditions.push(format!(
+                "(changed_at, id) < ('epoch'::timestamptz + {m}::bigint * interval '1 microsecond', {i}::bigint)"
+            ));
         }
         let mut sql = format!("SELECT {LOG_COLUMNS} FROM {source}");
         if !conditions.is_empty() {
@@ -894,11 +956,16 @@ mod tests {
             context: vec![("request_id".into(), "r-1".into())],
             since: Some(TimeArg::Ago("1 hour".into())),
             until: Some(TimeArg::Absolute("2026-01-01".into())),
+            search: Some("50%_off".into()),
+            before: Some(Cursor {
+                micros: 1_700_000_000_000_000,
+                id: 99,
+            }),
             limit: Some(50),
             by_actor_index: false,
         };
         let (sql, params) = filter.build();
-        assert_eq!(params.len(), 14);
+        assert_eq!(params.len(), 17);
         assert!(
             !sql.contains("o'neil") && !sql.contains("users") && !sql.contains("r-1"),
             "{sql}"
@@ -915,12 +982,27 @@ mod tests {
             "context->>($10::text) = $11::text",
             "changed_at >= (now() - $12::text::interval)",
             "changed_at < $13::text::timestamptz",
-            "ORDER BY changed_at DESC, id DESC\nLIMIT $14::bigint",
+            "(pk::text ILIKE $14 OR old_values::text ILIKE $14",
+            "(changed_at, id) < ('epoch'::timestamptz + $15::bigint * interval '1 microsecond', $16::bigint)",
+            "ORDER BY changed_at DESC, id DESC\nLIMIT $17::bigint",
         ] {
             assert!(sql.contains(expected), "{expected} in {sql}");
         }
         let (sql, params) = LogFilter::default().build();
         assert!(params.is_empty() && !sql.contains("WHERE"), "{sql}");
+        assert!(!sql.contains("50%_off"));
+    }
+
+    #[test]
+    fn a_cursor_reads_back_as_written_and_a_wrong_one_is_an_error() {
+        let cursor = Cursor {
+            micros: 1_764_979_200_123_456,
+            id: 42,
+        };
+        assert_eq!(cursor.to_string(), "1764979200123456.42");
+        assert_eq!(Cursor::parse(&cursor.to_string()), Ok(cursor));
+        assert!(Cursor::parse("42").is_err());
+        assert!(Cursor::parse("x.1").is_err());
     }
 
     #[test]

@@ -1,0 +1,1001 @@
+//! The JSON API (`/api/v1/...`) and the questions it asks the trail, which
+//! the web pages ask too: changes with filters and keyset pagination, a
+//! row's history, state at a moment and blame, a table as of a moment, a
+//! transaction, the activity report, the proofs' status and revert plans.
+//! Every value is a bind parameter; queries go through the reader role.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use pgtrail_query::{
+    Cursor, LogFilter, Param, TimeArg, as_params, parse_context_filter, parse_op, parse_time,
+};
+use serde_json::{Value, json};
+use tokio_postgres::Client;
+
+use crate::Shared;
+use crate::error::ApiError;
+
+/// A page holds at most this many changes.
+pub(crate) const MAX_LIMIT: i64 = 500;
+/// A page's size when none is asked for.
+pub(crate) const DEFAULT_LIMIT: i64 = 50;
+
+pub(crate) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/v1/tables", get(tables))
+        .route("/api/v1/changes", get(changes))
+        .route("/api/v1/rows/{table}/history", get(history))
+        .route("/api/v1/rows/{table}/state", get(state))
+        .route("/api/v1/rows/{table}/blame", get(blame))
+        .route("/api/v1/tables/{table}/as-of", get(table_as_of))
+        .route("/api/v1/transactions/{txid}", get(transaction))
+        .route("/api/v1/reports/activity", get(activity))
+        .route("/api/v1/proof", get(proof))
+        .route("/api/v1/revert/plan", get(revert_plan))
+}
+
+/// The query string as (name, value) pairs, names repeatable.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Params(pub(crate) Vec<(String, String)>);
+
+impl Params {
+    pub(crate) fn parse(raw: Option<&str>) -> Result<Params, ApiError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(format!("the query string cannot be read: {e}")))?;
+        Ok(Params(
+            pairs.into_iter().filter(|(_, v)| !v.trim().is_empty()).collect(),
+        ))
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// Refuses names the endpoint does not know (a typo is an error, not an
+    /// ignored filter).
+    pub(crate) fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        for (name, _) in &self.0 {
+            if !known.contains(&name.as_str()) {
+                let mut message = format!("unknown parameter `{name}`");
+                if let Some(near) = pgtrail_config::suggest(name, known.iter().copied()) {
+                    message.push_str(&format!("; did you mean `{near}`?"));
+                }
+                return Err(ApiError::bad_request(message)
+                    .with_help(format!("the parameters are {}", known.join(", "))));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn required(&self, name: &str, example: &str) -> Result<&str, ApiError> {
+        self.get(name).ok_or_else(|| {
+            ApiError::bad_request(format!("`{name}` is needed")).with_help(format!("e.g. ?{name}={example}"))
+        })
+    }
+
+    pub(crate) fn time(&self, name: &str) -> Result<Option<TimeArg>, ApiError> {
+        Ok(self.get(name).map(parse_time).transpose()?)
+    }
+
+    pub(crate) fn integer(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.get(name)
+            .map(|v| {
+                v.trim()
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::bad_request(format!("`{name}` must be a whole number, not `{v}`")))
+            })
+            .transpose()
+    }
+}
+
+/// What the caller asked for: JSON (default) or CSV (`format=csv`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Json,
+    Csv,
+}
+
+pub(crate) fn format_of(params: &Params) -> Result<Format, ApiError> {
+    match params.get("format") {
+        None | Some("json") => Ok(Format::Json),
+        Some("csv") => Ok(Format::Csv),
+        Some(other) => {
+            Err(ApiError::bad_request(format!("unknown format `{other}`"))
+                .with_help("format=json or format=csv"))
+        }
+    }
+}
+
+/// The CSV of rows of JSON objects with these columns: text as is, NULL
+/// empty, anything else compact JSON.
+pub(crate) fn csv_response(name: &str, columns: &[&str], rows: &[Value]) -> Result<Response, ApiError> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let failed =
+        |e: csv::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("writing CSV: {e}"));
+    writer.write_record(columns).map_err(failed)?;
+    for row in rows {
+        writer
+            .write_record(columns.iter().map(|c| match &row[*c] {
+                Value::Null => String::new(),
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            }))
+            .map_err(failed)?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("writing CSV: {e}")))?;
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.csv\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+/// The columns of a change, in CSV exports.
+pub(crate) const CHANGE_COLUMNS: [&str; 18] = [
+    "id",
+    "txid",
+    "changed_at",
+    "table_schema",
+    "table_name",
+    "op",
+    "pk",
+    "changed_fields",
+    "old_values",
+    "new_values",
+    "actor_id",
+    "actor_name",
+    "actor_type",
+    "reason",
+    "context",
+    "db_user",
+    "application_name",
+    "client_addr",
+];
+
+pub(crate) const BLAME_COLUMNS: [&str; 9] = [
+    "column_name",
+    "value",
+    "changed_at",
+    "change_id",
+    "txid",
+    "actor_id",
+    "actor_name",
+    "actor_type",
+    "reason",
+];
+
+/// Runs a query whose one column is a JSON object per row.
+pub(crate) async fn query_json(client: &Client, sql: &str, params: &[Param]) -> Result<Vec<Value>, ApiError> {
+    let rows = client.query(sql, &as_params(params)).await?;
+    rows.iter()
+        .map(|row| {
+            row.try_get::<_, Value>(0)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("reading a row: {e}")))
+        })
+        .collect()
+}
+
+// ---- tables ----
+
+/// An audited table, found by the name a user typed.
+#[derive(Debug, Clone)]
+pub(crate) struct Audited {
+    pub(crate) schema: String,
+    pub(crate) name: String,
+    pub(crate) key_columns: Vec<String>,
+    /// (column, type) of the live table; empty if it no longer exists.
+    pub(crate) columns: Vec<(String, String)>,
+}
+
+impl Audited {
+    /// Finds `input` (`name` or `schema.name`): a bare name must match in one schema only.
+    pub(crate) async fn resolve(client: &Client, input: &str) -> Result<Audited, ApiError> {
+        let rows = client
+            .query(
+                "SELECT table_schema, table_name, key_columns FROM pgtrail.audited_table ORDER BY 1, 2",
+                &[],
+            )
+            .await?;
+        let all: Vec<(String, String, Vec<String>)> =
+            rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+        let (schema, name) = match input.split_once('.') {
+            Some((schema, name)) => (Some(unquote(schema)), unquote(name)),
+            None => (None, unquote(input)),
+        };
+        let matches: Vec<&(String, String, Vec<String>)> = all
+            .iter()
+            .filter(|(s, n, _)| *n == name && schema.as_ref().is_none_or(|schema| s == schema))
+            .collect();
+        let (schema, name, key_columns) = match matches.as_slice() {
+            [one] => (*one).clone(),
+            [] => {
+                let qualified: Vec<String> = all.iter().map(|(s, n, _)| format!("{s}.{n}")).collect();
+                let candidates = all
+                    .iter()
+                    .map(|(_, n, _)| n.as_str())
+                    .chain(qualified.iter().map(String::as_str));
+                let mut message = format!("table `{input}` is not audited by pgtrail");
+                if let Some(near) = pgtrail_config::suggest(input, candidates) {
+                    message.push_str(&format!("; did you mean `{near}`?"));
+                }
+                let help = if qualified.is_empty() {
+                    "no table is audited yet: `pgtrail apply` installs capture".to_string()
+                } else {
+                    format!("the audited tables are {}", qualified.join(", "))
+                };
+                return Err(ApiError::not_found(message).with_help(help));
+            }
+            several => {
+                let names: Vec<String> = several.iter().map(|(s, n, _)| format!("{s}.{n}")).collect();
+                return Err(ApiError::bad_request(format!(
+                    "table `{input}` is audited in several schemas: {}",
+                    names.join(", ")
+                ))
+                .with_help(format!("name one with its schema, e.g. `{}`", names[0])));
+            }
+        };
+        let columns = client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
+                 FROM pg_attribute AS a
+                 WHERE a.attrelid = to_regclass($1::text) AND a.attnum > 0 AND NOT a.attisdropped
+                 ORDER BY a.attnum",
+                &[&quote_table(&schema, &name)],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        Ok(Audited {
+            schema,
+            name,
+            key_columns,
+            columns,
+        })
+    }
+
+    pub(crate) fn regclass(&self) -> String {
+        quote_table(&self.schema, &self.name)
+    }
+
+    pub(crate) fn display(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+
+    /// The `pk` JSON of a key as typed (`42`, `col=value,...` or JSON).
+    pub(crate) fn key(&self, input: &str) -> Result<Value, ApiError> {
+        pgtrail_query::parse_key(input, &self.key_columns, &self.columns).map_err(|error| {
+            let key = if self.key_columns.is_empty() {
+                "the whole row (no key)".to_string()
+            } else {
+                format!("({})", self.key_columns.join(", "))
+            };
+            ApiError::from(error).with_help(format!(
+                "{}'s key is {key}; write 42 for a one-column key, col=value,... or JSON",
+                self.display()
+            ))
+        })
+    }
+}
+
+fn unquote(text: &str) -> String {
+    let text = text.trim();
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) => inner.replace("\"\"", "\""),
+        None => text.to_string(),
+    }
+}
+
+fn quote_table(schema: &str, name: &str) -> String {
+    let quote = |ident: &str| format!("\"{}\"", ident.replace('"', "\"\""));
+    format!("{}.{}", quote(schema), quote(name))
+}
+
+pub(crate) async fn list_tables(client: &Client) -> Result<Vec<Value>, ApiError> {
+    query_json(
+        client,
+        "SELECT to_jsonb(t) FROM (
+             SELECT table_schema, table_name, key_columns, detached_at
+             FROM pgtrail.audited_table ORDER BY table_schema, table_name) AS t",
+        &[],
+    )
+    .await
+}
+
+async fn tables(State(state): State<Shared>) -> Result<Response, ApiError> {
+    let client = state.pool.get().await?;
+    Ok(Json(json!({"tables": list_tables(&client).await?})).into_response())
+}
+
+// ---- changes ----
+
+/// The filters of `/api/v1/changes` (those of `pgtrail log`, and `q`, `after`, `limit`).
+pub(crate) const CHANGE_FILTERS: [&str; 15] = [
+    "table",
+    "key",
+    "actor",
+    "actor_type",
+    "op",
+    "field",
+    "tx",
+    "migration",
+    "context",
+    "since",
+    "until",
+    "q",
+    "after",
+    "limit",
+    "format",
+];
+
+/// One page of changes, newest first, and the cursor of the next page.
+pub(crate) struct Page {
+    pub(crate) changes: Vec<Value>,
+    pub(crate) next: Option<String>,
+}
+
+pub(crate) async fn find_changes(client: &Client, params: &Params) -> Result<Page, ApiError> {
+    params.only(&CHANGE_FILTERS)?;
+    let limit = params.integer("limit")?.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(
+            ApiError::bad_request(format!("`limit` must be between 1 and {MAX_LIMIT}, not {limit}"))
+                .with_help("follow `next` for more"),
+        );
+    }
+    let mut filter = LogFilter {
+        actor: params.get("actor").map(str::to_string),
+        actor_type: params.get("actor_type").map(str::to_string),
+        op: params.get("op").map(parse_op).transpose()?.map(str::to_string),
+        field: params.get("field").map(str::to_string),
+        txid: params.integer("tx")?,
+        migration: params.get("migration").map(str::to_string),
+        context: params
+            .all("context")
+            .into_iter()
+            .map(parse_context_filter)
+            .collect::<Result<_, _>>()?,
+        since: params.time("since")?,
+        until: params.time("until")?,
+        search: params.get("q").map(str::to_string),
+        before: params.get("after").map(Cursor::parse).transpose()?,
+        // One more than the page, to know whether there is a next one.
+        limit: Some(limit + 1),
+        ..LogFilter::default()
+    };
+    match (params.get("table"), params.get("key")) {
+        (Some(table), key) => {
+            let table = Audited::resolve(client, table).await?;
+            if let Some(key) = key {
+                filter.key = Some(table.key(key)?);
+            }
+            filter.table = Some((table.schema, table.name));
+        }
+        (None, Some(_)) => {
+            return Err(
+                ApiError::bad_request("`key` needs `table`").with_help("e.g. ?table=public.users&key=42")
+            );
+        }
+        (None, None) => {}
+    }
+    if let Some(field) = &filter.field {
+        check_field(client, filter.table.as_ref(), field).await?;
+    }
+    if let (Some(since), Some(until)) = (&filter.since, &filter.until) {
+        let sql = format!("SELECT {s} > {u}", s = since.sql(1), u = until.sql(2));
+        let after: bool = client
+            .query_one(&sql, &[&since.value(), &until.value()])
+            .await?
+            .get(0);
+        if after {
+            return Err(ApiError::bad_request(format!(
+                "since ({}) is after until ({}): no change can be in between",
+                since.value(),
+                until.value()
+            ))
+            .with_help("swap them, or leave one out"));
+        }
+    }
+    if filter.actor.is_some() {
+        filter.by_actor_index = client
+            .query_one(
+                "SELECT to_regprocedure('pgtrail.actor_changes(text, timestamptz, timestamptz)') IS NOT NULL",
+                &[],
+            )
+            .await?
+            .get(0);
+    }
+    let (sql, params) = filter.build();
+    let sql = format!(
+        "SELECT to_jsonb(q) || jsonb_build_object('cursor', {micros} || '.' || q.id)
+         FROM ({sql}) AS q ORDER BY q.changed_at DESC, q.id DESC",
+        micros = Cursor::MICROS_SQL.replace("changed_at", "q.changed_at"),
+    );
+    let mut changes = query_json(client, &sql, &params).await?;
+    let next = if changes.len() as i64 > limit {
+        changes.truncate(limit as usize);
+        changes
+            .last()
+            .and_then(|c| c["cursor"].as_str())
+            .map(str::to_string)
+    } else {
+        None
+    };
+    for change in &mut changes {
+        if let Value::Object(map) = change {
+            map.remove("cursor");
+        }
+    }
+    Ok(Page { changes, next })
+}
+
+/// `field` names a column of the table given (else of some audited table),
+/// now or in the trail's record: a typo is an error with a suggestion, not
+/// an empty answer (as `pgtrail log --field`).
+async fn check_field(client: &Client, table: Option<&(String, String)>, field: &str) -> Result<(), ApiError> {
+    let (schema, name) = match table {
+        Some((schema, name)) => (Some(schema.as_str()), Some(name.as_str())),
+        None => (None, None),
+    };
+    let columns: Vec<String> = client
+        .query(
+            "SELECT DISTINCT a.attname::text
+             FROM pgtrail.audited_table AS t
+             JOIN pg_attribute AS a ON a.attrelid = to_regclass(format('%I.%I', t.table_schema, t.table_name))
+             WHERE a.attnum > 0 AND NOT a.attisdropped
+               AND ($1::text IS NULL OR (t.table_schema = $1 AND t.table_name = $2))
+             UNION
+             SELECT DISTINCT k.key
+             FROM pgtrail.audited_table AS t
+             CROSS JOIN LATERAL (SELECT c.new_values, c.old_values FROM pgtrail.change AS c
+                                 WHERE c.table_id = t.id AND c.op = 'U' ORDER BY c.id DESC LIMIT 1000) AS c
+             CROSS JOIN LATERAL jsonb_object_keys(coalesce(c.old_values, c.new_values)) AS k(key)
+             WHERE ($1::text IS NULL OR (t.table_schema = $1 AND t.table_name = $2))",
+            &[&schema, &name],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if columns.iter().any(|c| c == field) {
+        return Ok(());
+    }
+    let whose = match table {
+        Some((schema, name)) => format!("{schema}.{name} has no column `{field}`"),
+        None => format!("no audited table has a column `{field}`"),
+    };
+    let help = match pgtrail_config::suggest(field, columns.iter().map(String::as_str)) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None if columns.is_empty() => "no column is known yet".to_string(),
+        None => {
+            let mut list: Vec<&str> = columns.iter().map(String::as_str).take(12).collect();
+            list.sort_unstable();
+            format!(
+                "the columns are {}{}",
+                list.join(", "),
+                if columns.len() > 12 { ", ..." } else { "" }
+            )
+        }
+    };
+    Err(ApiError::bad_request(format!("field: {whose}")).with_help(help))
+}
+
+async fn changes(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref())?;
+    let format = format_of(&params)?;
+    let client = state.pool.get().await?;
+    let page = find_changes(&client, &params).await?;
+    match format {
+        Format::Csv => csv_response("changes", &CHANGE_COLUMNS, &page.changes),
+        Format::Json => Ok(Json(json!({"changes": page.changes, "next": page.next})).into_response()),
+    }
+}
+
+// ---- one row ----
+
+pub(crate) async fn row_history(
+    client: &Client,
+    table: &str,
+    key: &str,
+) -> Result<(Audited, Value, Vec<Value>), ApiError> {
+    let table = Audited::resolve(client, table).await?;
+    let pk = table.key(key)?;
+    let rows = query_json(
+        client,
+        "SELECT to_jsonb(r) FROM pgtrail.history($1::text::regclass, $2::jsonb) AS r",
+        &[Box::new(table.regclass()), Box::new(pk.clone())],
+    )
+    .await?;
+    Ok((table, pk, rows))
+}
+
+pub(crate) async fn row_blame(
+    client: &Client,
+    table: &str,
+    key: &str,
+) -> Result<(Audited, Value, Vec<Value>), ApiError> {
+    let table = Audited::resolve(client, table).await?;
+    let pk = table.key(key)?;
+    let rows = query_json(
+        client,
+        "SELECT to_jsonb(r) FROM pgtrail.blame($1::text::regclass, $2::jsonb) AS r",
+        &[Box::new(table.regclass()), Box::new(pk.clone())],
+    )
+    .await?;
+    Ok((table, pk, rows))
+}
+
+/// The row's state at `at` (null: it did not exist then).
+pub(crate) async fn row_state(
+    client: &Client,
+    table: &str,
+    key: &str,
+    at: &TimeArg,
+) -> Result<(Audited, Value, Value), ApiError> {
+    let table = Audited::resolve(client, table).await?;
+    let pk = table.key(key)?;
+    let sql = format!(
+        "SELECT pgtrail.row_as_of($1::text::regclass, $2::jsonb, {})",
+        at.sql(3)
+    );
+    let row = client
+        .query_one(&sql, &[&table.regclass(), &pk, &at.value()])
+        .await?;
+    let state: Option<Value> = row
+        .try_get(0)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the row: {e}")))?;
+    Ok((table, pk, state.unwrap_or(Value::Null)))
+}
+
+/// The seals that hold these changes: change id → (seal id, sealed at).
+pub(crate) async fn seals_of(client: &Client, ids: &[i64]) -> Result<Value, ApiError> {
+    if ids.is_empty() {
+        return Ok(json!({}));
+    }
+    let rows = query_json(
+        client,
+        "SELECT jsonb_build_object('change_id', c.id, 'seal_id', s.id, 'sealed_at', s.sealed_at)
+         FROM pgtrail.seal_leaves AS l JOIN pgtrail.seal AS s ON s.id = l.seal_id
+         CROSS JOIN LATERAL unnest(l.change_ids) AS c(id)
+         WHERE l.change_ids && $1::bigint[] AND c.id = ANY ($1::bigint[])",
+        &[Box::new(ids.to_vec())],
+    )
+    .await?;
+    let mut out = serde_json::Map::new();
+    for row in rows {
+        if let Some(id) = row["change_id"].as_i64() {
+            out.insert(
+                id.to_string(),
+                json!({"seal_id": row["seal_id"], "sealed_at": row["sealed_at"]}),
+            );
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+fn ids_of(rows: &[Value], field: &str) -> Vec<i64> {
+    rows.iter().filter_map(|r| r[field].as_i64()).collect()
+}
+
+async fn history(
+    State(state): State<Shared>,
+    Path(table): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref())?;
+    params.only(&["key", "format"])?;
+    let format = format_of(&params)?;
+    let key = params.required("key", "42")?;
+    let client = state.pool.get().await?;
+    let (table, pk, rows) = row_history(&client, &table, key).await?;
+    if format == Format::Csv {
+        return csv_response("history", &CHANGE_COLUMNS, &rows);
+    }
+    let seals = seals_of(&client, &ids_of(&rows, "id")).await?;
+    Ok(Json(json!({"table": table.display(), "key": pk, "changes": rows, "seals": seals})).into_response())
+}
+
+async fn blame(
+    State(state): State<Shared>,
+    Path(table): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref())?;
+    params.only(&["key", "format"])?;
+    let format = format_of(&params)?;
+    let key = params.required("key", "42")?;
+    let client = state.pool.get().await?;
+    let (table, pk, rows) = row_blame(&client, &table, key).await?;
+    match format {
+        Format::Csv => csv_response("blame", &BLAME_COLUMNS, &rows),
+        Format::Json => {
+            Ok(Json(json!({"table": table.display(), "key": pk, "columns": rows})).into_response())
+        }
+    }
+}
+
+async fn state(
+    State(state): State<Shared>,
+    Path(table): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref())?;
+    params.only(&["key", "at"])?;
+    let key = params.required("key", "42")?;
+    let at = params.time("at")?.unwrap_or(TimeArg::Absolute("now".into()));
+    let client = state.pool.get().await?;
+    let (table, pk, row) = row_state(&client, &table, key, &at).await?;
+    Ok(Json(json!({"table": table.display(), "key": pk, "at": at.value(), "row": row})).into_response())
+}
+
+/// The rows of a table as they were at a moment (at most `limit`, by key).
+pub(crate) async fn rows_as_of(
+    client: &Client,
+    table: &str,
+    at: &TimeArg,
+    limit: i64,
+) -> Result<(Audited, Vec<Value>), ApiError> {
+    let table = Audited::resolve(client, table).await?;
+    let sql = format!(
+        "SELECT r.row FROM pgtrail.table_as_of($1::text::regclass, {}) AS r(row) LIMIT $3::bigint",
+        at.sql(2)
+    );
+    let rows = client
+        .query(&sql, &[&table.regclass(), &at.value(), &limit])
+        .await?
+        .iter()
+        .map(|r| r.try_get::<_, Value>(0))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("reading a row: {e}")))?;
+    Ok((table, rows))
+}
+
+async fn table_as_of(
+    State(state): State<Shared>,
+    Path(table): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref())?;
+    params.only(&["at", "limit"])?;
+    let at = params.time("at")?.unwrap_or(TimeArg::Absolute("now".into()));
+    let limit = params.integer("limit")?.unwrap_or(1000).clamp(1, 10_000);
+    let client = state.pool.get().await?;
+    let (table, rows) = rows_as_of(&client, &table, &at, limit).await?;
+    Ok(Json(json!({"table": table.display(), "at": at.value(), "rows": rows})).into_response())
+}
+
+// ---- a transaction ----
+
+pub(crate) async fn transaction_changes(client: &Client, txid: i64) -> Result<Vec<Value>, ApiError> {
+    query_json(
+        client,
+        "SELECT to_jsonb(c) FROM pgtrail.changes AS c WHERE c.txid = $1::bigint ORDER BY c.id",
+        &[Box::new(txid)],
+    )
+    .await
+}
+
+async fn transaction(
+    State(state): State<Shared>,
+    Path(txid): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref())?;
+    params.only(&["format"])?;
+    let format = format_of(&params)?;
+    let txid: i64 = txid
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("a transaction id is a whole number, not `{txid}`")))?;
+    let client = state.pool.get().await?;
+    let rows = transaction_changes(&client, txid).await?;
+    if rows.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no recorded changes in transaction {txid}"
+        )));
+    }
+    if format == Format::Csv {
+        return csv_response(&format!("transaction-{txid}"), &CHANGE_COLUMNS, &rows);
+    }
+    let seals = seals_of(&client, &ids_of(&rows, "id")).await?;
+    Ok(Json(json!({"txid": txid, "changes": rows, "seals": seals})).into_response())
+}
+
+// ---- the activity report ----
+
+pub(crate) async fn activity_report(client: &Client, params: &Params) -> Result<Value, ApiError> {
+    params.only(&["since", "until", "burst", "window"])?;
+    let since = params.time("since")?;
+    let until = params.time("until")?;
+    let burst = params.integer("burst")?.unwrap_or(100);
+    let window = params.integer("window")?.unwrap_or(10);
+    if burst < 1 || !(1..=10_080).contains(&window) {
+        return Err(ApiError::bad_request(
+            "`burst` must be at least 1 and `window` between 1 and 10080 minutes",
+        ));
+    }
+    let window = window as i32;
+    let period = |binds: &mut Vec<Param>| {
+        let mut conditions = vec!["true".to_string()];
+        if let Some(since) = &since {
+            binds.push(Box::new(since.value()));
+            conditions.push(format!("changed_at >= {}", since.sql(binds.len())));
+        }
+        if let Some(until) = &until {
+            binds.push(Box::new(until.value()));
+            conditions.push(format!("changed_at < {}", until.sql(binds.len())));
+        }
+        conditions.join(" AND ")
+    };
+    let mut binds: Vec<Param> = Vec::new();
+    let condition = period(&mut binds);
+    let by_actor = query_json(
+        client,
+        &format!(
+            "SELECT to_jsonb(a) FROM (
+                 SELECT actor_id, actor_name, actor_type, context->>'migration' AS migration,
+                        count(*) AS changes, count(DISTINCT txid) AS transactions,
+                        min(changed_at) AS first_change, max(changed_at) AS last_change
+                 FROM pgtrail.changes WHERE {condition}
+                 GROUP BY actor_id, actor_name, actor_type, context->>'migration') AS a
+             ORDER BY a.changes DESC, a.actor_name, a.actor_id"
+        ),
+        &binds,
+    )
+    .await?;
+    let mut binds: Vec<Param> = Vec::new();
+    let condition = period(&mut binds);
+    let by_table = query_json(
+        client,
+        &format!(
+            "SELECT to_jsonb(t) FROM (
+                 SELECT table_schema, table_name, op, count(*) AS changes
+                 FROM pgtrail.changes WHERE {condition}
+                 GROUP BY table_schema, table_name, op) AS t
+             ORDER BY t.table_schema, t.table_name, t.op"
+        ),
+        &binds,
+    )
+    .await?;
+    let mut binds: Vec<Param> = Vec::new();
+    let condition = period(&mut binds);
+    binds.push(Box::new(window));
+    let window_n = binds.len();
+    binds.push(Box::new(burst));
+    let burst_n = binds.len();
+    let bursts = query_json(
+        client,
+        &format!(
+            "SELECT to_jsonb(b) FROM (
+                 SELECT DISTINCT ON (actor_id, actor_name, migration)
+                        actor_id, actor_name, actor_type, migration, changes, first_change, last_change
+                 FROM (
+                     SELECT actor_id, actor_name, actor_type, context->>'migration' AS migration,
+                            changed_at AS first_change,
+                            count(*) OVER w AS changes, max(changed_at) OVER w AS last_change
+                     FROM pgtrail.changes WHERE {condition}
+                     WINDOW w AS (PARTITION BY actor_id, actor_name, context->>'migration' ORDER BY changed_at
+                                  RANGE BETWEEN CURRENT ROW AND make_interval(mins => ${window_n}::int) FOLLOWING)
+                 ) AS windows
+                 WHERE changes > ${burst_n}::bigint
+                 ORDER BY actor_id, actor_name, migration, changes DESC, first_change) AS b
+             ORDER BY b.changes DESC, b.first_change"
+        ),
+        &binds,
+    )
+    .await?;
+    Ok(json!({
+        "since": since.as_ref().map(TimeArg::value),
+        "until": until.as_ref().map(TimeArg::value),
+        "burst": {"more_than": burst, "window_minutes": window},
+        "by_actor": by_actor,
+        "by_table": by_table,
+        "bursts": bursts,
+    }))
+}
+
+async fn activity(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref())?;
+    let client = state.pool.get().await?;
+    Ok(Json(activity_report(&client, &params).await?).into_response())
+}
+
+// ---- proofs ----
+
+/// What the proofs say: the last seal (and how many changes came after
+/// it), and the capture gaps touching the window (`since`, `until`) or
+/// the table.
+pub(crate) async fn proof_status(client: &Client, params: &Params) -> Result<Value, ApiError> {
+    params.only(&["since", "until", "table"])?;
+    let since = params.time("since")?;
+    let until = params.time("until")?;
+    let table = match params.get("table") {
+        Some(table) => Some(Audited::resolve(client, table).await?),
+        None => None,
+    };
+    let last_seal = query_json(
+        client,
+        "SELECT to_jsonb(x) FROM (
+             SELECT s.id, s.sealed_at, s.sealed_by, s.tree_size, encode(s.root, 'hex') AS root
+             FROM pgtrail.seal AS s ORDER BY s.id DESC LIMIT 1) AS x",
+        &[],
+    )
+    .await?
+    .pop()
+    .unwrap_or(Value::Null);
+    let since_sql = since.as_ref().map_or("NULL::timestamptz".into(), |t| t.sql(1));
+    let until_sql = until.as_ref().map_or("NULL::timestamptz".into(), |t| t.sql(2));
+    let sql = format!(
+        "SELECT to_jsonb(x) FROM (
+             SELECT format('%s.%s', g.table_schema, g.table_name) AS \"table\", g.off_from, g.off_until,
+                    g.turned_off_by, g.turned_off_with, g.turned_on_by, g.turned_on_with
+             FROM pgtrail.capture_gaps AS g
+             WHERE ($1::text IS NULL OR g.off_until IS NULL OR g.off_until > {since_sql})
+               AND ($2::text IS NULL OR g.off_from < {until_sql})
+               AND ($3::text IS NULL OR (g.table_schema = $3 AND g.table_name = $4))) AS x
+         ORDER BY x.off_from"
+    );
+    let gaps = query_json(
+        client,
+        &sql,
+        &[
+            Box::new(since.as_ref().map(TimeArg::value)),
+            Box::new(until.as_ref().map(TimeArg::value)),
+            Box::new(table.as_ref().map(|t| t.schema.clone())),
+            Box::new(table.as_ref().map(|t| t.name.clone())),
+        ],
+    )
+    .await?;
+    Ok(json!({
+        "last_seal": last_seal,
+        "sealed_up_to": last_seal["sealed_at"],
+        "capture_gaps": gaps,
+    }))
+}
+
+async fn proof(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref())?;
+    let client = state.pool.get().await?;
+    Ok(Json(proof_status(&client, &params).await?).into_response())
+}
+
+// ---- revert plans ----
+
+async fn revert_plan(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    use pgtrail_revert::{Policy, Request, RowTarget, Selector};
+    let params = Params::parse(raw.as_deref())?;
+    params.only(&[
+        "tx",
+        "table",
+        "key",
+        "to",
+        "after_change",
+        "actor",
+        "since",
+        "until",
+        "only",
+        "conflicts",
+    ])?;
+    let client = state.pool.get().await?;
+    let since_text =
+        |name: &str| -> Result<Option<String>, ApiError> { Ok(params.time(name)?.map(|t| t.value())) };
+    let selector = if !params.all("tx").is_empty() {
+        let txids = params
+            .all("tx")
+            .iter()
+            .map(|t| {
+                t.parse::<i64>()
+                    .map_err(|_| ApiError::bad_request(format!("`tx` must be a transaction id, not `{t}`")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Selector::Transactions(txids)
+    } else if let Some(table) = params.get("table") {
+        let audited = Audited::resolve(&client, table).await?;
+        let key = audited.key(params.required("key", "42")?)?;
+        let to = match (params.get("to"), params.integer("after_change")?) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request("give `to` or `after_change`, not both"));
+            }
+            (Some(at), None) => RowTarget::Time(absolute(&client, &parse_time(at)?).await?),
+            (None, Some(id)) => RowTarget::AfterChange(id),
+            (None, None) => RowTarget::LastChange,
+        };
+        Selector::Row {
+            table: audited.display(),
+            key,
+            to,
+        }
+    } else if let Some(actor) = params.get("actor") {
+        let Some(since) = since_text("since")? else {
+            return Err(
+                ApiError::bad_request("`actor` needs `since`").with_help("e.g. ?actor=ann&since=2h ago")
+            );
+        };
+        let since = absolute(&client, &parse_time(&since)?).await?;
+        let until = match params.time("until")? {
+            Some(until) => Some(absolute(&client, &until).await?),
+            None => None,
+        };
+        Selector::Actor {
+            actor: actor.to_string(),
+            since,
+            until,
+        }
+    } else {
+        return Err(ApiError::bad_request("say what to revert")
+            .with_help("?tx=TXID (repeatable), ?table=T&key=K (&to=MOMENT or &after_change=ID), or ?actor=A&since=MOMENT"));
+    };
+    let mut request = Request::new(selector);
+    request.tables = params.all("only").into_iter().map(str::to_string).collect();
+    if let Some(policy) = params.get("conflicts") {
+        request.policy = policy
+            .parse::<Policy>()
+            .map_err(|e| ApiError::bad_request(e).with_help("conflicts=refuse, skip or cascade"))?;
+    }
+    // The plan's SQL works in temporary tables: a read-write transaction
+    // (the connection's default is read-only), rolled back after, so the
+    // plan leaves nothing behind.
+    client.batch_execute("BEGIN READ WRITE").await?;
+    let planned = pgtrail_revert::plan::plan(&client, &request).await;
+    client.batch_execute("ROLLBACK").await?;
+    let plan = planned.map_err(|e| {
+        let status = match &e {
+            pgtrail_revert::RevertError::Conflicts { .. } => StatusCode::CONFLICT,
+            pgtrail_revert::RevertError::Invalid { .. } | pgtrail_revert::RevertError::Changed(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            pgtrail_revert::RevertError::NotInstalled => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::from_cli_text(status, &e.to_string())
+    })?;
+    Ok(Json(json!({
+        "selector": request.to_json(),
+        "conflicts": request.policy.as_str(),
+        "rows": plan.rows(),
+        "plan": plan.items,
+        "applied": false,
+    }))
+    .into_response())
+}
+
+/// A moment as an absolute `timestamptz` text, as the revert selector takes it.
+async fn absolute(client: &Client, at: &TimeArg) -> Result<String, ApiError> {
+    let sql = format!("SELECT to_jsonb({})#>>'{{}}'", at.sql(1));
+    Ok(client.query_one(&sql, &[&at.value()]).await?.get(0))
+}
+
+// ---- health and the OpenAPI document ----
+
+async fn healthz(State(state): State<Shared>) -> Response {
+    match state.pool.get().await {
+        Ok(client) => match client.query_one("SELECT 1", &[]).await {
+            Ok(_) => Json(json!({"status": "ok"})).into_response(),
+            Err(e) => ApiError::database(e).into_response(),
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}

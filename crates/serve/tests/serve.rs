@@ -1,0 +1,771 @@
+//! `pgtrail serve` against a real database, over real HTTP: a support
+//! agent finds who changed an email and why and exports it; an auditor
+//! filters a window by actor type, opens a transaction and sees whether it
+//! is sealed; requests without a good token are refused; pagination gives
+//! every change exactly once while the application keeps writing; errors
+//! say what was wrong; every path of the OpenAPI document answers; the
+//! pages render in a real headless browser.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pgtrail::config::Config;
+use pgtrail::integrity::crypto::SignerKey;
+use pgtrail_serve::{Connect, Options, ServeToken, Server, TokenRole, hash_token};
+use pgtrail_testkit::TestDb;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const READER: &str = "support-token-1";
+const AUDITOR: &str = "auditor-token-2";
+
+/// A shop: users and orders, audited, with a day of work by a signup, a
+/// support agent (who changes an email, with a reason), a batch job and a
+/// migration.
+async fn shop() -> TestDb {
+    let mut db = TestDb::new().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE users (id integer PRIMARY KEY, email text NOT NULL, name text);
+             CREATE TABLE orders (id serial PRIMARY KEY, user_id integer, status text, total numeric(10,2));",
+        )
+        .await
+        .unwrap();
+    let config = Config::parse("[capture]\ninclude = [\"users\", \"orders\"]\n", "pgtrail.toml").unwrap();
+    pgtrail::plan::apply(&mut db.client, &config).await.unwrap();
+    db.client
+        .batch_execute(
+            "BEGIN;
+             SELECT pgtrail.set_context(actor_id => 'u-1', actor_name => 'ann', actor_type => 'user', reason => 'sign-up');
+             INSERT INTO users VALUES (1, 'ann@old.example', 'Ann'), (2, 'bob@example.com', 'Bob');
+             COMMIT;
+             BEGIN;
+             SELECT pgtrail.set_context(actor_id => 'agent-7', actor_name => 'sam@support', actor_type => 'support',
+                                        reason => 'ticket 4411: customer asked by phone');
+             UPDATE users SET email = 'ann@new.example' WHERE id = 1;
+             COMMIT;
+             BEGIN;
+             SELECT pgtrail.set_context(actor_id => 'billing', actor_type => 'system');
+             INSERT INTO orders (user_id, status, total) VALUES (1, 'open', 10), (2, 'open', 20);
+             COMMIT;",
+        )
+        .await
+        .unwrap();
+    db
+}
+
+fn connector(db: &TestDb) -> Connect {
+    let url = Arc::new(db.url().to_string());
+    Arc::new(move || {
+        let url = url.clone();
+        Box::pin(async move { Ok(pgtrail_testkit::connect_to(&url).await) })
+    })
+}
+
+fn tokens() -> Vec<ServeToken> {
+    vec![
+        ServeToken {
+            name: "support".into(),
+            role: TokenRole::Reader,
+            sha256: hash_token(READER),
+        },
+        ServeToken {
+            name: "auditor".into(),
+            role: TokenRole::Reader,
+            sha256: hash_token(AUDITOR),
+        },
+    ]
+}
+
+/// A running server on a free port; stopped when dropped.
+struct Running {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn start(db: &TestDb, anonymous_read: bool) -> Running {
+    let options = Options {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        anonymous_read,
+        tokens: tokens(),
+        connections: 4,
+    };
+    let server = Server::bind(options, connector(db))
+        .await
+        .expect("the server starts");
+    let addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        stop: Some(stop),
+    }
+}
+
+/// An HTTP/1.1 answer.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request over a fresh connection (`Connection: close`, read to the end).
+async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(text.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect::<Vec<_>>();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    out
+}
+
+async fn get(addr: SocketAddr, path: &str, token: &str) -> Answer {
+    let bearer = format!("Bearer {token}");
+    request(addr, "GET", path, &[("Authorization", &bearer)], "").await
+}
+
+#[tokio::test]
+async fn a_support_agent_finds_who_changed_an_email_and_why_and_exports_it() {
+    let db = shop().await;
+    let server = start(&db, false).await;
+
+    // Find the customer by the email she had.
+    let found = get(server.addr, "/api/v1/changes?q=ann@old.example", READER).await;
+    assert_eq!(found.status, 200, "{}", found.body);
+    let changes = found.json()["changes"].as_array().unwrap().clone();
+    assert!(!changes.is_empty());
+    assert!(
+        changes
+            .iter()
+            .all(|c| c["table_name"] == "users" && c["pk"]["id"] == 1)
+    );
+
+    // Her row's history: who changed the email, and why.
+    let history = get(server.addr, "/api/v1/rows/users/history?key=1", READER).await;
+    assert_eq!(history.status, 200, "{}", history.body);
+    let history = history.json();
+    let update = history["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["op"] == "UPDATE")
+        .expect("the email change")
+        .clone();
+    assert_eq!(update["changed_fields"], serde_json::json!(["email"]));
+    assert_eq!(update["old_values"]["email"], "ann@old.example");
+    assert_eq!(update["new_values"]["email"], "ann@new.example");
+    assert_eq!(update["actor_name"], "sam@support");
+    assert_eq!(update["reason"], "ticket 4411: customer asked by phone");
+
+    // Blame says the same per column.
+    let blame = get(server.addr, "/api/v1/rows/public.users/blame?key=id%3D1", READER)
+        .await
+        .json();
+    let email = blame["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["column_name"] == "email")
+        .unwrap()
+        .clone();
+    assert_eq!(email["actor_name"], "sam@support");
+    assert_eq!(email["value"], "ann@new.example");
+
+    // Her state before the change.
+    let before = update["changed_at"].as_str().unwrap().to_string();
+    let state = get(
+        server.addr,
+        &format!("/api/v1/rows/users/state?key=1&at={}", urlencode(&before)),
+        READER,
+    )
+    .await;
+    assert_eq!(state.status, 200, "{}", state.body);
+
+    // Exported as CSV.
+    let csv = get(server.addr, "/api/v1/rows/users/history?key=1&format=csv", READER).await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    assert!(csv.header("content-disposition").unwrap().contains("attachment"));
+    assert!(csv.body.starts_with("id,txid,changed_at,"));
+    assert!(csv.body.contains("ticket 4411: customer asked by phone"));
+
+    // The page a person reads says it too, with links.
+    let page = get(server.addr, "/row/users?key=1", READER).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("sam@support"));
+    assert!(page.body.contains("ann@<mark class=del>old</mark>.example"));
+    assert!(page.body.contains("ann@<mark class=ins>new</mark>.example"));
+    assert!(page.body.contains("href=\"/?actor=agent-7\""));
+    assert!(page.body.contains("/api/v1/rows/public.users/history?key="));
+    for header in [
+        "content-security-policy",
+        "x-frame-options",
+        "x-content-type-options",
+    ] {
+        assert!(page.header(header).is_some(), "{header} missing");
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_auditor_filters_by_actor_type_opens_a_transaction_and_sees_it_sealed() {
+    let mut db = shop().await;
+    let server = start(&db, false).await;
+
+    let unsealed = get(server.addr, "/api/v1/proof", AUDITOR).await.json();
+    assert_eq!(unsealed["last_seal"], Value::Null);
+
+    let key = SignerKey::generate("shop.example.com/audit").unwrap();
+    pgtrail::integrity::seal(&mut db.client, &key, &mut |_| {})
+        .await
+        .unwrap();
+
+    let support = get(
+        server.addr,
+        "/api/v1/changes?actor_type=support&since=1%20hour%20ago",
+        AUDITOR,
+    )
+    .await;
+    assert_eq!(support.status, 200, "{}", support.body);
+    let support = support.json()["changes"].as_array().unwrap().clone();
+    assert_eq!(support.len(), 1);
+    let txid = support[0]["txid"].as_i64().unwrap();
+
+    let tx = get(server.addr, &format!("/api/v1/transactions/{txid}"), AUDITOR)
+        .await
+        .json();
+    let id = tx["changes"][0]["id"].as_i64().unwrap();
+    assert!(tx["seals"][id.to_string()]["seal_id"].is_i64(), "{tx}");
+
+    let proof = get(server.addr, "/api/v1/proof?since=1%20day%20ago", AUDITOR)
+        .await
+        .json();
+    assert!(proof["sealed_up_to"].is_string(), "{proof}");
+    assert_eq!(proof["capture_gaps"], serde_json::json!([]));
+
+    let page = get(server.addr, &format!("/tx/{txid}"), AUDITOR).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Sealed: all 1 change(s) are in a seal."),
+        "{}",
+        page.body
+    );
+
+    let activity = get(
+        server.addr,
+        "/api/v1/reports/activity?since=1%20day%20ago&burst=1&window=60",
+        AUDITOR,
+    )
+    .await;
+    assert_eq!(activity.status, 200, "{}", activity.body);
+    let activity = activity.json();
+    assert!(
+        activity["by_actor"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["actor_name"] == "sam@support")
+    );
+    assert!(
+        activity["bursts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["actor_id"] == "u-1")
+    );
+
+    // What undoing the support agent's transaction would do: a plan, nothing applied.
+    let plan = get(server.addr, &format!("/api/v1/revert/plan?tx={txid}"), AUDITOR).await;
+    assert_eq!(plan.status, 200, "{}", plan.body);
+    let plan = plan.json();
+    assert_eq!(plan["applied"], false);
+    assert!(
+        plan["plan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["operation"] == "UPDATE"),
+        "{plan}"
+    );
+    let email: String = db
+        .client
+        .query_one("SELECT email FROM users WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(email, "ann@new.example");
+}
+
+#[tokio::test]
+async fn requests_without_a_good_token_are_refused() {
+    let db = shop().await;
+    let server = start(&db, false).await;
+
+    let none = request(server.addr, "GET", "/api/v1/changes", &[], "").await;
+    assert_eq!(none.status, 401);
+    assert_eq!(none.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(none.json()["error"]["message"], "a token is needed");
+
+    let wrong = get(server.addr, "/api/v1/changes", "guess").await;
+    assert_eq!(wrong.status, 401);
+    assert!(!wrong.body.contains("changes\":"));
+
+    // A person without a token is sent to the login page, which sets a
+    // cookie for a good token only, and refuses a post from another site.
+    let page = request(server.addr, "GET", "/row/users?key=1", &[], "").await;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.header("location"), Some("/login?next=/row/users"));
+    let bad = request(
+        server.addr,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "token=guess&next=%2F",
+    )
+    .await;
+    assert_eq!(bad.status, 401);
+    assert!(bad.header("set-cookie").is_none());
+    let cross = request(
+        server.addr,
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", "https://evil.example"),
+        ],
+        &format!("token={READER}&next=%2F"),
+    )
+    .await;
+    assert_eq!(cross.status, 403);
+    let good = request(
+        server.addr,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &format!("token={READER}&next=%2Frow%2Fusers%3Fkey%3D1"),
+    )
+    .await;
+    assert_eq!(good.status, 303, "{}", good.body);
+    assert_eq!(good.header("location"), Some("/row/users?key=1"));
+    let cookie = good.header("set-cookie").unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let page = request(server.addr, "GET", "/row/users?key=1", &[("Cookie", &cookie)], "").await;
+    assert_eq!(page.status, 200);
+
+    // Health needs no token; a server with no token and no anonymous reading does not start.
+    assert_eq!(request(server.addr, "GET", "/healthz", &[], "").await.status, 200);
+    let nobody = Server::bind(
+        Options {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Options::default()
+        },
+        connector(&db),
+    )
+    .await;
+    assert!(matches!(nobody, Err(pgtrail_serve::ServeError::NoAccess)));
+}
+
+#[tokio::test]
+async fn a_database_user_who_may_not_read_the_trail_cannot_start_a_server() {
+    let db = shop().await;
+    let role = format!("stranger_{}", db.name().trim_start_matches("pgtrail_test_"));
+    db.client
+        .batch_execute(&format!("CREATE ROLE \"{role}\" LOGIN"))
+        .await
+        .unwrap();
+    let url = Arc::new(db.url().to_string());
+    let role_for = role.clone();
+    let connect: Connect = Arc::new(move || {
+        let (url, role) = (url.clone(), role_for.clone());
+        Box::pin(async move {
+            let client = pgtrail_testkit::connect_to(&url).await;
+            client
+                .batch_execute(&format!("SET SESSION AUTHORIZATION \"{role}\""))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(client)
+        })
+    });
+    let result = Server::bind(
+        Options {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tokens: tokens(),
+            ..Options::default()
+        },
+        connect,
+    )
+    .await;
+    let Err(error) = result else {
+        panic!("a server that reads as a stranger started");
+    };
+    let text = error.to_string();
+    assert!(text.contains("may not act as"), "{text}");
+    assert!(text.contains("help: GRANT"), "{text}");
+    db.client
+        .batch_execute(&format!("DROP ROLE \"{role}\""))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn pagination_gives_every_change_exactly_once_while_the_application_writes() {
+    let db = shop().await;
+    db.client
+        .batch_execute("INSERT INTO orders (user_id, status, total) SELECT g % 2 + 1, 'open', g FROM generate_series(1, 300) g")
+        .await
+        .unwrap();
+    let before: Vec<i64> = db
+        .client
+        .query("SELECT id FROM pgtrail.changes ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let server = start(&db, false).await;
+
+    // The application keeps writing while the pages are read.
+    let writer = db.connect().await;
+    let writing = tokio::spawn(async move {
+        for i in 0..60 {
+            writer
+                .batch_execute(&format!(
+                    "INSERT INTO orders (user_id, status, total) VALUES (1, 'open', {i})"
+                ))
+                .await
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    });
+    let mut seen: Vec<i64> = Vec::new();
+    let mut path = "/api/v1/changes?limit=37".to_string();
+    let mut pages = 0;
+    loop {
+        let page = get(server.addr, &path, READER).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let page = page.json();
+        seen.extend(
+            page["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_i64().unwrap()),
+        );
+        pages += 1;
+        match page["next"].as_str() {
+            Some(next) => path = format!("/api/v1/changes?limit=37&after={next}"),
+            None => break,
+        }
+    }
+    writing.await.unwrap();
+    assert!(pages > 8);
+    let mut unique = seen.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "a change was given twice");
+    for id in &before {
+        assert!(unique.binary_search(id).is_ok(), "change {id} was never given");
+    }
+}
+
+#[tokio::test]
+async fn errors_say_what_was_wrong_and_how_to_fix_it() {
+    let db = shop().await;
+    let server = start(&db, false).await;
+    let error = |answer: Answer| {
+        let json = answer.json();
+        (
+            answer.status,
+            json["error"]["message"].as_str().unwrap_or("").to_string(),
+            json["error"]["help"].as_str().unwrap_or("").to_string(),
+        )
+    };
+
+    let (status, message, help) = error(get(server.addr, "/api/v1/changes?since=whenever", READER).await);
+    assert_eq!(status, 400);
+    assert!(message.starts_with("invalid time `whenever`"), "{message}");
+    assert!(help.contains("2h ago"), "{help}");
+
+    let (status, message, help) = error(get(server.addr, "/api/v1/rows/user/history?key=1", READER).await);
+    assert_eq!(status, 404);
+    assert_eq!(
+        message,
+        "table `user` is not audited by pgtrail; did you mean `users`?"
+    );
+    assert!(help.contains("public.orders, public.users"), "{help}");
+
+    let (status, message, _) = error(get(server.addr, "/api/v1/rows/users/history?key=abc", READER).await);
+    assert_eq!(status, 400);
+    assert!(
+        message.contains("`id` is integer but `abc` is not a number"),
+        "{message}"
+    );
+
+    let (status, message, _) = error(get(server.addr, "/api/v1/changes?acter=ann", READER).await);
+    assert_eq!(status, 400);
+    assert_eq!(message, "unknown parameter `acter`; did you mean `actor`?");
+
+    let (status, message, help) = error(
+        get(
+            server.addr,
+            "/api/v1/changes?since=now&until=1%20day%20ago",
+            READER,
+        )
+        .await,
+    );
+    assert_eq!(status, 400);
+    assert!(message.contains("is after until"), "{message}");
+    assert_eq!(help, "swap them, or leave one out");
+
+    let (status, message, help) =
+        error(get(server.addr, "/api/v1/changes?table=users&field=emial", READER).await);
+    assert_eq!(status, 400);
+    assert_eq!(message, "field: public.users has no column `emial`");
+    assert_eq!(help, "did you mean `email`?");
+
+    let (status, _, _) = error(get(server.addr, "/api/v1/changes?after=nonsense", READER).await);
+    assert_eq!(status, 400);
+
+    let (status, message, _) = error(get(server.addr, "/api/v1/nothing-here", READER).await);
+    assert_eq!(status, 404);
+    assert!(message.contains("no page or endpoint"), "{message}");
+}
+
+#[tokio::test]
+async fn every_path_of_the_openapi_document_answers() {
+    let db = shop().await;
+    let server = start(&db, false).await;
+    let document = get(server.addr, "/api/openapi.json", READER).await.json();
+    assert_eq!(document["openapi"], "3.1.0");
+    let txid: i64 = db
+        .client
+        .query_one("SELECT max(txid) FROM pgtrail.changes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    for path in document["paths"].as_object().unwrap().keys() {
+        let concrete = path
+            .replace("{table}", "users")
+            .replace("{txid}", &txid.to_string());
+        let query = match path.as_str() {
+            "/api/v1/rows/{table}/history" | "/api/v1/rows/{table}/state" | "/api/v1/rows/{table}/blame" => {
+                "?key=1"
+            }
+            "/api/v1/revert/plan" => "?table=users&key=1",
+            _ => "",
+        };
+        let answer = get(server.addr, &format!("{concrete}{query}"), READER).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+    }
+    assert_eq!(
+        document["paths"].as_object().unwrap().len(),
+        pgtrail_serve::openapi::API_PATHS.len()
+    );
+}
+
+/// The DOM of a page as a headless Chromium builds it (the server lets
+/// anonymous requests read: a browser started from a test sends no header).
+fn chromium_dom(url: &str) -> String {
+    let program = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|p| {
+            std::process::Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("Chromium is needed for this test: install Debian's `chromium` package (.ci/run does)");
+    let profile = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(program)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            &format!("--user-data-dir={}", profile.path().display()),
+            "--dump-dom",
+            url,
+        ])
+        .output()
+        .expect("chromium runs");
+    assert!(
+        output.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("the DOM is UTF-8")
+}
+
+/// Checks a page a screen reader and a keyboard can use: a language, a
+/// title, one h1, a skip link, a label for every input, headers on every
+/// table. (The rules of axe-core this UI could break, checked by hand.)
+fn accessible(dom: &str, page: &str) {
+    assert!(dom.contains("<html lang=\"en\">"), "{page}: no language");
+    assert!(
+        dom.contains("<title>") && dom.contains("· pgtrail</title>"),
+        "{page}: no title"
+    );
+    assert_eq!(dom.matches("<h1>").count(), 1, "{page}: one h1");
+    assert!(dom.contains("href=\"#main\""), "{page}: no skip link");
+    assert!(dom.contains("name=\"viewport\""), "{page}: not for phones");
+    for input in dom.split("<input").skip(1) {
+        let tag = &input[..input.find('>').unwrap()];
+        if tag.contains("type=\"hidden\"") {
+            continue;
+        }
+        let id = tag
+            .split("id=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_else(|| panic!("{page}: an input without id"));
+        assert!(
+            dom.contains(&format!("<label for=\"{id}\"")),
+            "{page}: input {id} has no label"
+        );
+    }
+    for table in dom.split("<table").skip(1) {
+        assert!(table.contains("<th"), "{page}: a table without headers");
+    }
+}
+
+#[tokio::test]
+async fn the_pages_render_in_a_real_browser() {
+    let db = shop().await;
+    let server = start(&db, true).await;
+    let txid: i64 = db
+        .client
+        .query_one(
+            "SELECT txid FROM pgtrail.changes WHERE actor_type = 'support'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let base = format!("http://{}", server.addr);
+    let pages = [
+        ("timeline", format!("{base}/?actor_type=support"), "sam@support"),
+        ("search", format!("{base}/?q=bob%40example.com"), "id=2"),
+        (
+            "row",
+            format!("{base}/row/users?key=1"),
+            "ticket 4411: customer asked by phone",
+        ),
+        ("blame", format!("{base}/blame/users?key=1"), "ann@new.example"),
+        ("transaction", format!("{base}/tx/{txid}"), "not sealed"),
+        ("table as of", format!("{base}/table/orders?at=now"), "open"),
+        ("login", format!("{base}/login"), "Token"),
+    ];
+    let dir = std::env::var_os("PGTRAIL_SCREENSHOTS").map(std::path::PathBuf::from);
+    for (name, url, expected) in pages {
+        let dom = tokio::task::spawn_blocking({
+            let url = url.clone();
+            move || chromium_dom(&url)
+        })
+        .await
+        .unwrap();
+        assert!(dom.contains(expected), "{name}: `{expected}` not in {dom}");
+        accessible(&dom, name);
+        if let Some(dir) = dir.clone() {
+            // Off the runtime's thread: the server answers on it.
+            tokio::task::spawn_blocking(move || {
+                screenshot(&dir, name, &url, "1100,800");
+                if matches!(name, "timeline" | "row") {
+                    screenshot(&dir, &format!("{name} phone"), &url, "390,844");
+                }
+            })
+            .await
+            .unwrap();
+        }
+    }
+}
+
+/// `PGTRAIL_SCREENSHOTS=docs/screenshots`: each page as a PNG, for the docs
+/// (the timeline and a row also as a phone shows them).
+fn screenshot(dir: &std::path::Path, name: &str, url: &str, size: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let file = dir.join(format!("{}.png", name.replace(' ', "-")));
+    let status = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            &format!("--window-size={size}"),
+            &format!("--user-data-dir={}", profile.path().display()),
+            &format!("--screenshot={}", file.display()),
+            url,
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
