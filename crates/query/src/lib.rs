@@ -8,6 +8,9 @@
 //! assert_eq!(parse_time("2h ago").unwrap(), TimeArg::Ago("2 hours".into()));
 //! ```
 
+mod audited;
+
+pub use audited::{Audited, KeyError, ResolveError};
 use serde_json::{Map, Value};
 use tokio_postgres::types::ToSql;
 

@@ -102,6 +102,26 @@ impl From<pgtrail_query::QueryError> for ApiError {
     }
 }
 
+impl From<pgtrail_query::KeyError> for ApiError {
+    fn from(error: pgtrail_query::KeyError) -> ApiError {
+        ApiError::from(error.error).with_help(error.help)
+    }
+}
+
+impl From<pgtrail_query::ResolveError> for ApiError {
+    fn from(error: pgtrail_query::ResolveError) -> ApiError {
+        use pgtrail_query::ResolveError;
+        match error {
+            ResolveError::NotAudited { message, help } => ApiError::not_found(message).with_help(help),
+            ResolveError::Ambiguous { message, help } => ApiError::bad_request(message).with_help(help),
+            ResolveError::NotInstalled => {
+                ApiError::from_cli_text(StatusCode::SERVICE_UNAVAILABLE, &error.to_string())
+            }
+            ResolveError::Database(error) => ApiError::database(error),
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for ApiError {
     fn from(error: tokio_postgres::Error) -> ApiError {
         ApiError::database(error)

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use pgtrail::query::as_params;
 use serde_json::Value;
 
-use super::log::{Audited, cell, db_error, diff_value, key_text, print_csv, time, time_text};
+use super::log::{Audited, cell, db_error, diff_value, key_text, print_csv, resolve_table, time, time_text};
 use crate::cli::{Clock, Common, OutputFormat};
 use crate::output;
 
@@ -21,7 +21,7 @@ pub async fn run(
 ) -> Result<ExitCode> {
     let moment = time(Some(at))?.context("--time is required")?;
     let client = super::connect(common).await?;
-    let table = Audited::resolve(&client, table).await?;
+    let table = resolve_table(&client, table).await?;
     let moment_sql = moment.sql(2);
     super::say_horizon_as(&client, common.output != OutputFormat::Table).await?;
     match key {

@@ -10,7 +10,7 @@ use pgtrail::evidence::{Kind, Period, Roles, Subject};
 use pgtrail::query::TimeArg;
 use tokio_postgres::Client;
 
-use super::log::{Audited, db_error, time};
+use super::log::{db_error, resolve_table, time};
 use crate::cli::{Common, OutputFormat, ReportArgs, ReportKind};
 use crate::output;
 
@@ -58,7 +58,7 @@ pub async fn run(common: &Common, args: &ReportArgs) -> Result<ExitCode> {
     };
     let subject = match (&args.table, &args.row_key, &args.subject) {
         (Some(table), Some(key), _) => {
-            let audited = Audited::resolve(&client, table).await?;
+            let audited = resolve_table(&client, table).await?;
             let pk = audited.key(key)?;
             Some(Subject::Row {
                 schema: audited.schema,

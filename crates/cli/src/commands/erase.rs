@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 
-use super::log::{Audited, key_text};
+use super::log::{key_text, resolve_table};
 use crate::cli::{Common, Format};
 use crate::output;
 
@@ -17,7 +17,7 @@ pub async fn run(
     reason: &str,
 ) -> Result<ExitCode> {
     let mut client = super::connect(common).await?;
-    let audited = Audited::resolve(&client, table).await?;
+    let audited = resolve_table(&client, table).await?;
     let pk = audited.key(key)?;
     if let (Some(columns), false) = (columns, audited.columns.is_empty()) {
         for column in columns {

@@ -7,7 +7,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
-use super::log::Audited;
+use super::log::resolve_table;
 use crate::cli::{Common, Format, HoldAction};
 use crate::output;
 
@@ -32,7 +32,7 @@ pub async fn run(common: &Common, action: &HoldAction) -> Result<ExitCode> {
             ..
         } => {
             let audited = match table {
-                Some(table) => Some(Audited::resolve(&client, table).await?),
+                Some(table) => Some(resolve_table(&client, table).await?),
                 None => None,
             };
             let pk = match (&audited, key) {

@@ -34,7 +34,7 @@ pub async fn run(common: &Common, args: &LogArgs) -> Result<ExitCode> {
     };
     let client = super::connect(common).await?;
     if let Some(table) = &args.table {
-        let table = Audited::resolve(&client, table).await?;
+        let table = resolve_table(&client, table).await?;
         if let Some(key) = &args.key {
             filter.key = Some(table.key(key)?);
         }
@@ -208,127 +208,16 @@ pub(super) async fn check_window(
 
 // ---- shared by the query commands ----
 
-/// An audited table, found by the name a user typed.
-pub(super) struct Audited {
-    pub schema: String,
-    pub name: String,
-    pub key_columns: Vec<String>,
-    /// (column, type as `format_type` names it) of the live table; empty if
-    /// it no longer exists.
-    pub columns: Vec<(String, String)>,
-}
+pub(super) use pgtrail::query::Audited;
 
-impl Audited {
-    /// Finds `input` (`name` or `schema.name`) in `pgtrail.audited_table`: a
-    /// bare name must match in one schema only.
-    pub async fn resolve(client: &Client, input: &str) -> Result<Audited> {
-        require_installed(client).await?;
-        let rows = client
-            .query(
-                "SELECT table_schema, table_name, key_columns FROM pgtrail.audited_table ORDER BY 1, 2",
-                &[],
-            )
-            .await
-            .map_err(db_error)?;
-        let all: Vec<(String, String, Vec<String>)> =
-            rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
-        let (schema, name) = match input.split_once('.') {
-            Some((schema, name)) => (Some(unquote(schema)), unquote(name)),
-            None => (None, unquote(input)),
-        };
-        let matches: Vec<&(String, String, Vec<String>)> = all
-            .iter()
-            .filter(|(s, n, _)| *n == name && schema.as_ref().is_none_or(|schema| s == schema))
-            .collect();
-        let (schema, name, key_columns) = match matches.as_slice() {
-            [one] => (*one).clone(),
-            [] => {
-                let qualified: Vec<String> = all.iter().map(|(s, n, _)| format!("{s}.{n}")).collect();
-                let candidates = all
-                    .iter()
-                    .map(|(_, n, _)| n.as_str())
-                    .chain(qualified.iter().map(String::as_str));
-                let mut message = format!("table `{input}` is not audited by pgtrail");
-                if let Some(near) = pgtrail::config::suggest(input, candidates) {
-                    message.push_str(&format!("; did you mean `{near}`?"));
-                }
-                let help = if qualified.is_empty() {
-                    "no table is audited yet: `pgtrail apply` installs capture".to_string()
-                } else {
-                    let mut list = qualified.iter().take(12).cloned().collect::<Vec<_>>().join(", ");
-                    if qualified.len() > 12 {
-                        list.push_str(&format!(" and {} more", qualified.len() - 12));
-                    }
-                    format!("the audited tables are {list}")
-                };
-                bail!("{message}\n  help: {help}");
-            }
-            several => {
-                let names: Vec<String> = several.iter().map(|(s, n, _)| format!("{s}.{n}")).collect();
-                bail!(
-                    "table `{input}` is audited in several schemas: {}\n  help: name one with its schema, e.g. `{}`",
-                    names.join(", "),
-                    names[0]
-                );
-            }
-        };
-        let columns = client
-            .query(
-                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
-                 FROM pg_attribute AS a
-                 WHERE a.attrelid = to_regclass($1::text) AND a.attnum > 0 AND NOT a.attisdropped
-                 ORDER BY a.attnum",
-                &[&quote_table(&schema, &name)],
-            )
-            .await
-            .map_err(db_error)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        Ok(Audited {
-            schema,
-            name,
-            key_columns,
-            columns,
+/// [`Audited::resolve`], a database error described the CLI's way.
+pub(super) async fn resolve_table(client: &Client, input: &str) -> Result<Audited> {
+    Audited::resolve(client, input)
+        .await
+        .map_err(|error| match error {
+            pgtrail::query::ResolveError::Database(error) => db_error(error),
+            other => anyhow!(other),
         })
-    }
-
-    /// `"schema"."name"`, for `$n::text::regclass`.
-    pub fn regclass(&self) -> String {
-        quote_table(&self.schema, &self.name)
-    }
-
-    pub fn display(&self) -> String {
-        format!("{}.{}", self.schema, self.name)
-    }
-
-    /// The `pk` JSON of a key typed on the command line.
-    pub fn key(&self, input: &str) -> Result<Value> {
-        pgtrail::query::parse_key(input, &self.key_columns, &self.columns).map_err(|error| {
-            let key = if self.key_columns.is_empty() {
-                "the whole row (no key)".to_string()
-            } else {
-                format!("({})", self.key_columns.join(", "))
-            };
-            anyhow!(
-                "{error}\n  help: {}'s key is {key}; write 42 for a one-column key, col=value,... or JSON",
-                self.display()
-            )
-        })
-    }
-}
-
-fn unquote(text: &str) -> String {
-    let text = text.trim();
-    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        Some(inner) => inner.replace("\"\"", "\""),
-        None => text.to_string(),
-    }
-}
-
-fn quote_table(schema: &str, name: &str) -> String {
-    let quote = |ident: &str| format!("\"{}\"", ident.replace('"', "\"\""));
-    format!("{}.{}", quote(schema), quote(name))
 }
 
 /// Stops with a clear message when pgtrail is not installed in the database.
@@ -388,7 +277,7 @@ pub(super) async fn rows_of_one_row(
     key: &str,
     function: RowFunction,
 ) -> Result<(Audited, Value, Vec<Value>)> {
-    let table = Audited::resolve(client, table).await?;
+    let table = resolve_table(client, table).await?;
     let pk = table.key(key)?;
     let sql = match function {
         RowFunction::History => "SELECT to_jsonb(r) FROM pgtrail.history($1::text::regclass, $2::jsonb) AS r",
@@ -627,7 +516,5 @@ mod tests {
         );
         assert_eq!(actor_text(&json!({"actor_id": "7", "actor_name": null})), "7");
         assert_eq!(actor_text(&json!({})), "-");
-        assert_eq!(unquote("\"My \"\"T\"\"\""), "My \"T\"");
-        assert_eq!(quote_table("public", "a\"b"), "\"public\".\"a\"\"b\"");
     }
 }

@@ -5,14 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 
-use super::log::{Audited, diff_value, key_text};
+use super::log::{diff_value, key_text, resolve_table};
 use crate::cli::{Common, Format};
 use crate::output;
 
 pub async fn run(common: &Common, table: Option<&str>) -> Result<ExitCode> {
     let client = super::connect(common).await?;
     let audited = match table {
-        Some(table) => Some(Audited::resolve(&client, table).await?),
+        Some(table) => Some(resolve_table(&client, table).await?),
         None => None,
     };
     let report = pgtrail::integrity::reconcile(

@@ -13,7 +13,7 @@ use pgtrail::revert::{Operation, Plan, PlanItem, Request, RevertError, RowTarget
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
-use super::log::{Audited, db_error, key_text, require_installed};
+use super::log::{db_error, key_text, require_installed, resolve_table};
 use crate::cli::{Common, Format, RevertArgs};
 use crate::output;
 
@@ -158,7 +158,7 @@ async fn selector(client: &Client, args: &RevertArgs) -> Result<Selector> {
         let [table, key] = row.as_slice() else {
             bail!("--row takes TABLE KEY\n  help: e.g. --row users 42");
         };
-        let audited = Audited::resolve(client, table).await?;
+        let audited = resolve_table(client, table).await?;
         let key = audited.key(key)?;
         let to = match (&args.to_time, args.to_change) {
             (Some(time), _) => RowTarget::Time(moment(client, time).await?),
