@@ -43,6 +43,16 @@ pub struct Outcome {
 }
 
 impl Pgbench {
+    /// pgbench of `cluster`'s server binaries, connecting to it as postgres.
+    pub fn on(cluster: &pgtrail_cluster::Cluster) -> Pgbench {
+        Pgbench {
+            program: cluster.program("pgbench"),
+            host: cluster.host().to_owned(),
+            port: cluster.port(),
+            user: "postgres".to_owned(),
+        }
+    }
+
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
         cmd.arg("-h")

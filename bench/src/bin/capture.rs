@@ -328,12 +328,7 @@ async fn main() -> Result<()> {
         ("synchronous_commit", "on"),
         ("autovacuum", "off"),
     ])?;
-    let pgbench = Pgbench {
-        program: cluster.program("pgbench"),
-        host: cluster.host().to_owned(),
-        port: cluster.port(),
-        user: "postgres".to_owned(),
-    };
+    let pgbench = Pgbench::on(&cluster);
     let mut bench = Bench {
         args,
         cluster,

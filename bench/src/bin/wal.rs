@@ -569,12 +569,7 @@ async fn main() -> Result<()> {
         ("max_wal_size", "4GB"),
         ("checkpoint_timeout", "30min"),
     ])?;
-    let pgbench = Pgbench {
-        program: cluster.program("pgbench"),
-        host: cluster.host().to_owned(),
-        port: cluster.port(),
-        user: "postgres".to_owned(),
-    };
+    let pgbench = Pgbench::on(&cluster);
     let mut bench = Bench {
         args,
         cluster,
