@@ -406,15 +406,13 @@ pub(crate) async fn row_history(
     table: &str,
     key: &str,
 ) -> Result<(Audited, Value, Vec<Value>), ApiError> {
-    let table = Audited::resolve(client, table).await?;
-    let pk = table.key(key)?;
-    let rows = query_json(
+    row_rows(
         client,
+        table,
+        key,
         "SELECT to_jsonb(r) FROM pgtrail.history($1::text::regclass, $2::jsonb) AS r",
-        &[Box::new(table.regclass()), Box::new(pk.clone())],
     )
-    .await?;
-    Ok((table, pk, rows))
+    .await
 }
 
 pub(crate) async fn row_blame(
@@ -422,14 +420,25 @@ pub(crate) async fn row_blame(
     table: &str,
     key: &str,
 ) -> Result<(Audited, Value, Vec<Value>), ApiError> {
+    row_rows(
+        client,
+        table,
+        key,
+        "SELECT to_jsonb(r) FROM pgtrail.blame($1::text::regclass, $2::jsonb) AS r",
+    )
+    .await
+}
+
+/// The rows `sql` (taking the table as $1 and the key as $2) returns for one row.
+async fn row_rows(
+    client: &Client,
+    table: &str,
+    key: &str,
+    sql: &'static str,
+) -> Result<(Audited, Value, Vec<Value>), ApiError> {
     let table = Audited::resolve(client, table).await?;
     let pk = table.key(key)?;
-    let rows = query_json(
-        client,
-        "SELECT to_jsonb(r) FROM pgtrail.blame($1::text::regclass, $2::jsonb) AS r",
-        &[Box::new(table.regclass()), Box::new(pk.clone())],
-    )
-    .await?;
+    let rows = query_json(client, sql, &[Box::new(table.regclass()), Box::new(pk.clone())]).await?;
     Ok((table, pk, rows))
 }
 
