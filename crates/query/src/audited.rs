@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
 
 use crate::{QueryError, parse_key};
 
@@ -46,19 +47,21 @@ impl Audited {
     /// Finds `input` (`name` or `schema.name`) in `pgtrail.audited_table`: a
     /// bare name must match in one schema only.
     pub async fn resolve(client: &Client, input: &str) -> Result<Audited, ResolveError> {
-        let installed: bool = client
-            .query_one("SELECT to_regclass('pgtrail.changes') IS NOT NULL", &[])
-            .await?
-            .get(0);
-        if !installed {
-            return Err(ResolveError::NotInstalled);
-        }
+        // One query: a database without pgtrail has no pgtrail.audited_table.
         let rows = client
             .query(
                 "SELECT table_schema, table_name, key_columns FROM pgtrail.audited_table ORDER BY 1, 2",
                 &[],
             )
-            .await?;
+            .await
+            .map_err(|error| match error.code() {
+                Some(code)
+                    if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::INVALID_SCHEMA_NAME =>
+                {
+                    ResolveError::NotInstalled
+                }
+                _ => ResolveError::Database(error),
+            })?;
         let all: Vec<(String, String, Vec<String>)> =
             rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
         let (schema, name) = match input.split_once('.') {
