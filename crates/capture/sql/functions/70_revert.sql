@@ -1624,11 +1624,19 @@ BEGIN
     IF v_progress THEN
         RAISE NOTICE 'pgtrail revert progress: 0 of % rows', v_total;
     END IF;
-    FOR s IN SELECT r.step, r.table_name, r.operation, r.sql, r.data FROM pg_temp.pgtrail_revert_run AS r
+    FOR s IN SELECT r.step, r.table_name, r.operation, r.sql, r.data,
+                    -- (A table without key: each row of the data says how
+                    -- many copies it stands for, as "n".)
+                    r.note LIKE 'a table without key%' AS copies
+             FROM pg_temp.pgtrail_revert_run AS r
              WHERE r.step IS NOT NULL ORDER BY r.step LOOP
         -- Batches are slices of the statement's rows (jsonb arrays index in
-        -- constant time, so slicing costs what the batch holds).
-        FOR b IN SELECT q.rows, (SELECT sum(coalesce((x.e ->> 'n')::bigint, 1)) FROM jsonb_array_elements(q.rows) AS x(e)) AS n
+        -- constant time, so slicing costs what the batch holds). Rows of a
+        -- keyed table are one each: a column named "n" is no count.
+        FOR b IN SELECT q.rows,
+                        CASE WHEN s.copies
+                             THEN (SELECT sum(coalesce((x.e ->> 'n')::bigint, 1)) FROM jsonb_array_elements(q.rows) AS x(e))
+                             ELSE jsonb_array_length(q.rows) END AS n
                  FROM generate_series(0, jsonb_array_length(s.data) - 1, v_batch) AS g(first)
                  CROSS JOIN LATERAL (SELECT jsonb_path_query_array(s.data, format('$[%s to %s]', g.first, g.first + v_batch - 1)::jsonpath) AS rows) AS q
                  ORDER BY g.first LOOP
