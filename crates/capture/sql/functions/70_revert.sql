@@ -459,6 +459,7 @@ DECLARE
     v_chain bigint;
     v_next bigint;
     v_moved boolean;
+    v_single boolean;
 BEGIN
     TRUNCATE pg_temp.pgtrail_revert_change, pg_temp.pgtrail_revert_cell, pg_temp.pgtrail_revert_chain,
              pg_temp.pgtrail_revert_touch, pg_temp.pgtrail_revert_conflict;
@@ -577,60 +578,84 @@ BEGIN
     -- (Statistics of the columns joins and filters use: of jsonb columns
     -- they would cost more than the statements they help plan.)
     ANALYZE pg_temp.pgtrail_revert_change (id, chain, table_id, synthetic);
+    -- Whether every keyed row was changed once by S (chains are numbered
+    -- 1.. without gaps: as many chains as changes with one).
+    SELECT count(c.chain) = coalesce(max(c.chain), 0) INTO v_single FROM pg_temp.pgtrail_revert_change AS c;
 
     -- Keyed rows: the row's key and presence before and after S (one sort,
     -- window functions over it). A row S changed once (most rows of a bulk
     -- revert) takes its values before and after from that change (its
     -- columns' old and new values: the whole images when they hold exactly
     -- those columns, as they do but for full images); the others, below.
-    INSERT INTO pg_temp.pgtrail_revert_chain
-    SELECT f.chain, f.table_id, false,
-           CASE WHEN f.first_op = 'U' THEN coalesce(f.first_old_pk, f.first_pk) ELSE f.first_pk END, f.last_pk,
-           f.first_op <> 'I', f.last_op <> 'D',
-           CASE WHEN f.n = 1 AND f.first_op <> 'I' AND cardinality(f.cols) > 0 THEN
-                CASE WHEN f.old_values ?& f.cols AND (f.old_values - f.cols) = '{}' THEN f.old_values
-                     ELSE (SELECT jsonb_object_agg(u.col, f.old_values -> u.col) FROM unnest(f.cols) AS u(col)) END
-           END,
-           CASE WHEN f.n = 1 AND f.last_op <> 'D' AND cardinality(f.cols) > 0 THEN
-                CASE WHEN f.new_values ?& f.cols AND (f.new_values - f.cols) = '{}' THEN f.new_values
-                     ELSE (SELECT jsonb_object_agg(u.col, f.new_values -> u.col) FROM unnest(f.cols) AS u(col)) END
-           END,
-           NULL,
-           CASE WHEN cardinality(f.ids) > 1 THEN ARRAY(SELECT DISTINCT i FROM unnest(f.ids) AS i ORDER BY i) ELSE f.ids END,
-           f.first_op <> 'I' OR f.last_op <> 'D', f.n
-    FROM (SELECT c.chain, c.table_id,
-                 first_value(c.op) OVER w AS first_op, first_value(c.pk) OVER w AS first_pk,
-                 first_value(c.old_pk) OVER w AS first_old_pk,
-                 last_value(c.op) OVER w AS last_op, last_value(c.pk) OVER w AS last_pk,
-                 array_agg(c.id) OVER w AS ids, row_number() OVER w AS i, count(*) OVER w AS n,
-                 c.cols, c.old_values, c.new_values
-          FROM pg_temp.pgtrail_revert_change AS c
-          WHERE c.chain IS NOT NULL
-          WINDOW w AS (PARTITION BY c.chain ORDER BY c.n ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS f
-    WHERE f.i = 1;
-    ANALYZE pg_temp.pgtrail_revert_chain (chain, table_id, active, keyless, ex_origin, ex_final);
+    -- When every row was changed once, each row is its change: no sort.
+    IF v_single THEN
+        INSERT INTO pg_temp.pgtrail_revert_chain
+        SELECT c.chain, c.table_id, false,
+               CASE WHEN c.op = 'U' THEN coalesce(c.old_pk, c.pk) ELSE c.pk END, c.pk,
+               c.op <> 'I', c.op <> 'D',
+               CASE WHEN c.op <> 'I' AND cardinality(c.cols) > 0 THEN
+                    CASE WHEN c.old_values ?& c.cols AND (c.old_values - c.cols) = '{}' THEN c.old_values
+                         ELSE (SELECT jsonb_object_agg(u.col, c.old_values -> u.col) FROM unnest(c.cols) AS u(col)) END
+               END,
+               CASE WHEN c.op <> 'D' AND cardinality(c.cols) > 0 THEN
+                    CASE WHEN c.new_values ?& c.cols AND (c.new_values - c.cols) = '{}' THEN c.new_values
+                         ELSE (SELECT jsonb_object_agg(u.col, c.new_values -> u.col) FROM unnest(c.cols) AS u(col)) END
+               END,
+               NULL, ARRAY[c.id], true, 1
+        FROM pg_temp.pgtrail_revert_change AS c
+        WHERE c.chain IS NOT NULL;
+    ELSE
+        INSERT INTO pg_temp.pgtrail_revert_chain
+        SELECT f.chain, f.table_id, false,
+               CASE WHEN f.first_op = 'U' THEN coalesce(f.first_old_pk, f.first_pk) ELSE f.first_pk END, f.last_pk,
+               f.first_op <> 'I', f.last_op <> 'D',
+               CASE WHEN f.n = 1 AND f.first_op <> 'I' AND cardinality(f.cols) > 0 THEN
+                    CASE WHEN f.old_values ?& f.cols AND (f.old_values - f.cols) = '{}' THEN f.old_values
+                         ELSE (SELECT jsonb_object_agg(u.col, f.old_values -> u.col) FROM unnest(f.cols) AS u(col)) END
+               END,
+               CASE WHEN f.n = 1 AND f.last_op <> 'D' AND cardinality(f.cols) > 0 THEN
+                    CASE WHEN f.new_values ?& f.cols AND (f.new_values - f.cols) = '{}' THEN f.new_values
+                         ELSE (SELECT jsonb_object_agg(u.col, f.new_values -> u.col) FROM unnest(f.cols) AS u(col)) END
+               END,
+               NULL,
+               CASE WHEN cardinality(f.ids) > 1 THEN ARRAY(SELECT DISTINCT i FROM unnest(f.ids) AS i ORDER BY i) ELSE f.ids END,
+               f.first_op <> 'I' OR f.last_op <> 'D', f.n
+        FROM (SELECT c.chain, c.table_id,
+                     first_value(c.op) OVER w AS first_op, first_value(c.pk) OVER w AS first_pk,
+                     first_value(c.old_pk) OVER w AS first_old_pk,
+                     last_value(c.op) OVER w AS last_op, last_value(c.pk) OVER w AS last_pk,
+                     array_agg(c.id) OVER w AS ids, row_number() OVER w AS i, count(*) OVER w AS n,
+                     c.cols, c.old_values, c.new_values
+              FROM pg_temp.pgtrail_revert_change AS c
+              WHERE c.chain IS NOT NULL
+              WINDOW w AS (PARTITION BY c.chain ORDER BY c.n ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS f
+        WHERE f.i = 1;
+    END IF;
 
     -- Rows S changed more than once: each column's value before S's first
     -- change of it and after its last.
-    INSERT INTO pg_temp.pgtrail_revert_cell
-    SELECT x.chain, x.col, x.first_op, x.first_old, x.last_op, x.last_new
-    FROM (SELECT c.chain, u.col,
-                 first_value(c.op) OVER w AS first_op, first_value(c.old_values -> u.col) OVER w AS first_old,
-                 last_value(c.op) OVER w AS last_op, last_value(c.new_values -> u.col) OVER w AS last_new,
-                 row_number() OVER w AS i
-          FROM pg_temp.pgtrail_revert_change AS c
-          JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain AND k.changes > 1
-          CROSS JOIN LATERAL unnest(c.cols) AS u(col)
-          WINDOW w AS (PARTITION BY c.chain, u.col ORDER BY c.n ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS x
-    WHERE x.i = 1;
-    IF FOUND THEN
-        ANALYZE pg_temp.pgtrail_revert_cell (chain);
-        UPDATE pg_temp.pgtrail_revert_chain AS k SET origin = v.origin, expect = v.expect
-        FROM (SELECT x.chain,
-                     jsonb_object_agg(x.col, x.first_old) FILTER (WHERE x.first_op <> 'I') AS origin,
-                     jsonb_object_agg(x.col, x.last_new) FILTER (WHERE x.last_op <> 'D') AS expect
-              FROM pg_temp.pgtrail_revert_cell AS x GROUP BY x.chain) AS v
-        WHERE v.chain = k.chain;
+    IF NOT v_single THEN
+        ANALYZE pg_temp.pgtrail_revert_chain (chain, changes);
+        INSERT INTO pg_temp.pgtrail_revert_cell
+        SELECT x.chain, x.col, x.first_op, x.first_old, x.last_op, x.last_new
+        FROM (SELECT c.chain, u.col,
+                     first_value(c.op) OVER w AS first_op, first_value(c.old_values -> u.col) OVER w AS first_old,
+                     last_value(c.op) OVER w AS last_op, last_value(c.new_values -> u.col) OVER w AS last_new,
+                     row_number() OVER w AS i
+              FROM pg_temp.pgtrail_revert_change AS c
+              JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain AND k.changes > 1
+              CROSS JOIN LATERAL unnest(c.cols) AS u(col)
+              WINDOW w AS (PARTITION BY c.chain, u.col ORDER BY c.n ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS x
+        WHERE x.i = 1;
+        IF FOUND THEN
+            ANALYZE pg_temp.pgtrail_revert_cell (chain);
+            UPDATE pg_temp.pgtrail_revert_chain AS k SET origin = v.origin, expect = v.expect
+            FROM (SELECT x.chain,
+                         jsonb_object_agg(x.col, x.first_old) FILTER (WHERE x.first_op <> 'I') AS origin,
+                         jsonb_object_agg(x.col, x.last_new) FILTER (WHERE x.last_op <> 'D') AS expect
+                  FROM pg_temp.pgtrail_revert_cell AS x GROUP BY x.chain) AS v
+            WHERE v.chain = k.chain;
+        END IF;
     END IF;
     -- (Rows S created and deleted again need nothing: not active.)
 
@@ -687,6 +712,7 @@ DECLARE
     v_secret bytea;
     v_rel    text;
     v_join   text;
+    v_row    text;
     fk       record;
     v_keys   bigint;
     v_since  timestamptz;
@@ -820,6 +846,16 @@ BEGIN
             CONTINUE;
         END IF;
         v_join := (SELECT string_agg(format('x.%I = p.%I', c, c), ' AND ') FROM unnest(t.key_columns) AS c);
+        -- A live row as JSON, column by column (what to_jsonb(x.*) makes):
+        -- a whole-row value would be built for every row of the table the
+        -- join reads, this only for the rows it finds. (50 columns per call:
+        -- a function takes at most 100 arguments.)
+        v_row := (SELECT string_agg(format('jsonb_build_object(%s)', q.part), ' || ' ORDER BY q.chunk)
+                  FROM (SELECT a.chunk, string_agg(format('%L, x.%I', a.attname, a.attname), ', ' ORDER BY a.attnum) AS part
+                        FROM (SELECT a.attname::text AS attname, a.attnum, (row_number() OVER (ORDER BY a.attnum) - 1) / 50 AS chunk
+                              FROM pg_attribute AS a
+                              WHERE a.attrelid = v_rel::regclass AND a.attnum > 0 AND NOT a.attisdropped) AS a
+                        GROUP BY a.chunk) AS q);
         -- The row where the revert expects it, and the values of the columns
         -- it writes: the live rows found by one join on the key.
         EXECUTE format(
@@ -830,7 +866,7 @@ BEGIN
             '    WHERE k.table_id = $4 AND k.active AND k.ex_final '
             '      AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.chain = k.chain)), '
             'l AS MATERIALIZED ('
-            '    SELECT p.chain, pgtrail._as_recorded(to_jsonb(x.*), $5, $3) AS j FROM k AS p JOIN %1$s AS x ON %2$s) '
+            '    SELECT p.chain, pgtrail._as_recorded(%4$s, $5, $3) AS j FROM k AS p JOIN %1$s AS x ON %2$s) '
             'SELECT d.chain, d.table_id, d.k_final, ''outside_capture'', d.cols, '
             '       CASE WHEN d.missing THEN ''the row is not in the table, though the trail says it is'' '
             '            ELSE ''the row differs from what the trail says: '' || array_to_string(d.cols, '', '') END '
@@ -845,7 +881,8 @@ BEGIN
             '      FROM k LEFT JOIN l ON l.chain = k.chain) AS d '
             'WHERE d.missing OR d.cols IS NOT NULL', v_rel,
             (SELECT string_agg(format('x.%I = p.%I', c, c), ' AND ') FROM unnest(t.key_columns) AS c),
-            (SELECT string_agg(format('(jsonb_populate_record(NULL::%s, k.k_final)).%I', v_rel, c), ', ') FROM unnest(t.key_columns) AS c))
+            (SELECT string_agg(format('(jsonb_populate_record(NULL::%s, k.k_final)).%I', v_rel, c), ', ') FROM unnest(t.key_columns) AS c),
+            v_row)
         USING t.ignore_columns, t.redact_columns, v_secret, t.id, t;
         -- A row the revert deletes, or whose key it moves back, while a live
         -- row outside the revert refers to it: with ON DELETE / ON UPDATE
@@ -1355,7 +1392,10 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 -- Planning its own queries costs more than running them (JIT compiles for
 -- seconds where estimates of temporary tables and jsonb functions are high).
+-- Its working tables are analyzed for row counts and distinct values: a
+-- small sample is enough, and a large one costs more than it informs.
 SET jit = off
+SET default_statistics_target = 10
 AS $fn$
 #variable_conflict use_column
 DECLARE
@@ -1535,7 +1575,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 -- Planning its own queries costs more than running them (JIT compiles for
 -- seconds where estimates of temporary tables and jsonb functions are high).
+-- Its working tables are analyzed for row counts and distinct values: a
+-- small sample is enough, and a large one costs more than it informs.
 SET jit = off
+SET default_statistics_target = 10
 AS $fn$
 #variable_conflict use_column
 DECLARE
@@ -1624,11 +1667,19 @@ BEGIN
     IF v_progress THEN
         RAISE NOTICE 'pgtrail revert progress: 0 of % rows', v_total;
     END IF;
-    FOR s IN SELECT r.step, r.table_name, r.operation, r.sql, r.data FROM pg_temp.pgtrail_revert_run AS r
+    FOR s IN SELECT r.step, r.table_name, r.operation, r.sql, r.data,
+                    -- (A table without key: each row of the data says how
+                    -- many copies it stands for, as "n".)
+                    r.note LIKE 'a table without key%' AS copies
+             FROM pg_temp.pgtrail_revert_run AS r
              WHERE r.step IS NOT NULL ORDER BY r.step LOOP
         -- Batches are slices of the statement's rows (jsonb arrays index in
-        -- constant time, so slicing costs what the batch holds).
-        FOR b IN SELECT q.rows, (SELECT sum(coalesce((x.e ->> 'n')::bigint, 1)) FROM jsonb_array_elements(q.rows) AS x(e)) AS n
+        -- constant time, so slicing costs what the batch holds). Rows of a
+        -- keyed table are one each: a column named "n" is no count.
+        FOR b IN SELECT q.rows,
+                        CASE WHEN s.copies
+                             THEN (SELECT sum(coalesce((x.e ->> 'n')::bigint, 1)) FROM jsonb_array_elements(q.rows) AS x(e))
+                             ELSE jsonb_array_length(q.rows) END AS n
                  FROM generate_series(0, jsonb_array_length(s.data) - 1, v_batch) AS g(first)
                  CROSS JOIN LATERAL (SELECT jsonb_path_query_array(s.data, format('$[%s to %s]', g.first, g.first + v_batch - 1)::jsonpath) AS rows) AS q
                  ORDER BY g.first LOOP

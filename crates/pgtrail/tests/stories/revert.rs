@@ -943,3 +943,35 @@ async fn a_child_restored_whose_parent_a_later_change_deleted_is_a_conflict_in_t
         .unwrap();
     assert_eq!(rows(&db.client, "employees").await, before);
 }
+
+#[tokio::test]
+async fn a_column_named_n_is_reverted_like_any_other() {
+    // A table without key counts copies of a row as "n" in the statement's
+    // data; a keyed table's own column of that name is only a value.
+    let mut db = audited_db(
+        "CREATE TABLE stock (id int PRIMARY KEY, n int NOT NULL, label text);
+         CREATE TABLE tallies (n int, label text);",
+        "",
+    )
+    .await;
+    tx(
+        &db.client,
+        "setup",
+        "INSERT INTO stock VALUES (1, 5, 'a'), (2, 7, 'b');
+         INSERT INTO tallies VALUES (3, 'x'), (3, 'x')",
+    )
+    .await;
+    let before_stock = rows(&db.client, "stock").await;
+    let before_tallies = rows(&db.client, "tallies").await;
+    let bad = tx(
+        &db.client,
+        "script",
+        "UPDATE stock SET n = n * 100, label = label || '!';
+         DELETE FROM stock WHERE id = 2;
+         DELETE FROM tallies",
+    )
+    .await;
+    revert(&mut db.client, &txids(&[bad]), "undo").await.unwrap();
+    assert_eq!(rows(&db.client, "stock").await, before_stock);
+    assert_eq!(rows(&db.client, "tallies").await, before_tallies);
+}
