@@ -148,6 +148,15 @@ pub async fn archive(
     sealer: Option<&dyn Sealer>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Outcome>, ArchiveError> {
+    if !options.dry_run {
+        // Finish what an erasure that stopped after its commit left.
+        for path in crate::erase::tidy(&*client, &options.dir).await?.removed {
+            progress(&format!(
+                "removed {} (replaced by a file without erased values)",
+                path.display()
+            ));
+        }
+    }
     let due = due(client, &options.keep).await?;
     if !options.dry_run && !due.is_empty() {
         std::fs::create_dir_all(&options.dir).map_err(|e| ArchiveError::Io {
@@ -287,11 +296,21 @@ async fn one(
         pgtrail_version: pgtrail_capture::VERSION.to_string(),
         created_at: Utc::now(),
         schema: SCHEMA.to_string(),
+        erasures: Vec::new(),
     };
     write_manifest(&options.dir, &manifest)?;
     crate::failpoint("archive:manifest-written");
     progress(&format!("{name}: detaching and dropping the partition"));
-    let lock_ms = detach_and_drop(client, &manifest, partition).await?;
+    let lock_ms = match detach_and_drop(client, &manifest, partition, written.erasure).await {
+        Ok(ms) => ms,
+        Err(error) => {
+            // The partition stays; so must no file that might hold values
+            // erased since it was written (a rerun writes it again).
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(options.dir.join(format!("{name}.json")));
+            return Err(error);
+        }
+    };
     crate::failpoint("archive:committed");
     Ok(Outcome::Archived {
         partition: name,
@@ -311,6 +330,8 @@ fn micros(v: i64) -> Option<DateTime<Utc>> {
 
 /// What was written: rows, digest over them, first and last (id, time).
 struct Written {
+    /// The last erasure the partition was read after (0 for none).
+    erasure: i64,
     rows: i64,
     rows_sha256: String,
     first: Option<(i64, i64)>,
@@ -325,6 +346,13 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
         .start()
         .await
         .map_err(ArchiveError::database("starting to read the partition"))?;
+    // An erasure that commits after this snapshot would be missing from the
+    // file: the drop checks that none did.
+    let erasure: i64 = tx
+        .query_one("SELECT coalesce(max(id), 0) FROM pgtrail.erasure", &[])
+        .await
+        .map_err(ArchiveError::database("reading the last erasure"))?
+        .get(0);
     let sql = SELECT_PARTITION.replace("{partition}", &pgtrail_capture::quote::ident(partition));
     let statement = tx
         .prepare(&sql)
@@ -372,7 +400,8 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
     if let Some(error) = failed {
         return Err(error);
     }
-    let written = encoded.map_err(|e| ArchiveError::parquet(path, e))?;
+    let mut written = encoded.map_err(|e| ArchiveError::parquet(path, e))?;
+    written.erasure = erasure;
     tx.rollback()
         .await
         .map_err(ArchiveError::database("ending the read of the partition"))?;
@@ -386,6 +415,7 @@ fn encode(
 ) -> parquet::errors::Result<Written> {
     let mut hasher = Sha256::new();
     let mut written = Written {
+        erasure: 0,
         rows: 0,
         rows_sha256: String::new(),
         first: None,
@@ -466,7 +496,7 @@ pub fn file_sha256(path: &Path) -> Result<String, ArchiveError> {
     Ok(crate::hex(&hasher.finalize()))
 }
 
-fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), ArchiveError> {
+pub(crate) fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), ArchiveError> {
     let path = dir.join(format!("{}.json", manifest.partition));
     let temporary = dir.join(format!("{}.json.partial", manifest.partition));
     let text = serde_json::to_string_pretty(manifest).map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
@@ -482,6 +512,7 @@ async fn detach_and_drop(
     client: &mut Client,
     manifest: &Manifest,
     partition: &Partition,
+    erasure: i64,
 ) -> Result<f64, ArchiveError> {
     let table = pgtrail_capture::quote::ident(&manifest.partition);
     let tx = client
@@ -503,6 +534,18 @@ async fn detach_and_drop(
         .await
         .map_err(ArchiveError::database("counting the detached partition"))?;
     let (count, max): (i64, Option<i64>) = (row.get(0), row.get(1));
+    // An erasure holds the trail until it commits: the detach waited for it.
+    let last_erasure: i64 = tx
+        .query_one("SELECT coalesce(max(id), 0) FROM pgtrail.erasure", &[])
+        .await
+        .map_err(ArchiveError::database("reading the last erasure"))?
+        .get(0);
+    if last_erasure != erasure {
+        return Err(ArchiveError::Mismatch(format!(
+            "erasure {last_erasure} ran while partition {} was archived; nothing was dropped and the file was removed, run archive again",
+            manifest.partition
+        )));
+    }
     if count != manifest.rows || max != manifest.last_id {
         return Err(ArchiveError::Mismatch(format!(
             "partition {} changed while it was archived ({} rows now, {} archived); nothing was dropped, run archive again",

@@ -128,8 +128,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             key,
             columns,
             reason,
+            archive,
             ..
-        } => erase::run(&common, &table, &key, columns.as_deref(), &reason).await,
+        } => erase::run(&common, &table, &key, columns.as_deref(), &reason, archive).await,
         Command::Revert(args) => revert::run(&common, &args).await,
     }
 }

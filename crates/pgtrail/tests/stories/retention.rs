@@ -537,3 +537,217 @@ async fn maintain_is_safe_to_run_from_cron_twice() {
         "{again:?}"
     );
 }
+
+/// Order 102's changes as DuckDB and pyarrow read them from every Parquet
+/// file of `dir`: (old_values, new_values) each, and the rows of all files.
+fn python_subject(dir: &Path) -> serde_json::Value {
+    let script = r#"
+import glob, json, sys
+import duckdb, pyarrow, pyarrow.parquet as pq
+files = sorted(glob.glob(sys.argv[1] + "/*.parquet"))
+con = duckdb.connect()
+where = "table_name = 'orders' AND json_extract_string(pk, '$.id') = '102'"
+duck = con.execute(f"SELECT old_values, new_values FROM read_parquet(?) WHERE {where} ORDER BY id", [files]).fetchall()
+total = con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchone()[0]
+table = pyarrow.concat_tables([pq.read_table(f) for f in files]).sort_by("id").to_pylist()
+arrow = [[r["old_values"], r["new_values"]] for r in table
+         if r["table_name"] == "orders" and json.loads(r["pk"])["id"] == 102]
+print(json.dumps({"duckdb": [list(r) for r in duck], "pyarrow": arrow, "total": total, "files": len(files)}))
+"#;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(dir)
+        .output()
+        .expect("python3 is needed to read the archive with DuckDB and pyarrow");
+    assert!(
+        output.status.success(),
+        "python3 failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("python printed JSON")
+}
+
+/// Every value of `changes` ([old, new] JSON texts) but the key is the
+/// marker of erasure `id`; returns how many values were checked.
+fn all_erased(changes: &serde_json::Value, id: i64) -> usize {
+    let mut values = 0;
+    for pair in changes.as_array().expect("a list of changes") {
+        for side in pair.as_array().expect("old and new") {
+            let Some(text) = side.as_str() else { continue };
+            let object: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(text).expect("a JSON object");
+            for (column, value) in object {
+                if column != "id" {
+                    assert_eq!(
+                        value,
+                        serde_json::json!({ "pgtrail_erased": id }),
+                        "{column} in {text}"
+                    );
+                    values += 1;
+                }
+            }
+        }
+    }
+    values
+}
+
+/// The data-protection officer's story: a customer asks for order 102 to be
+/// forgotten after its month was archived. The erasure reaches the archive:
+/// the file is written again without the values (DuckDB and pyarrow read
+/// none of them), the old file is gone, and verify still passes from the
+/// files. An erasure that stopped after its commit is finished by the next
+/// archive run.
+#[tokio::test]
+async fn erasure_reaches_archived_changes_and_proofs_still_verify() {
+    let (_cluster, _clock, mut client, config) = five_months_of_orders().await;
+    client
+        .batch_execute("UPDATE orders SET status = 'refunded' WHERE id = 102")
+        .await
+        .expect("a live change of order 102");
+    let dir = tempfile::tempdir().expect("archive dir");
+    let options = ArchiveOptions {
+        dir: dir.path().to_path_buf(),
+        keep: config.retention.keep,
+        dry_run: false,
+    };
+    let key = SignerKey::generate("shop.example.com/audit").expect("key");
+    let sealer = KeySealer(key.clone());
+    let outcomes = pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
+        .await
+        .expect("archive");
+    assert!(!archived(&outcomes).is_empty(), "{outcomes:?}");
+    let archived_rows = count(&client, "SELECT sum(row_count)::bigint FROM pgtrail.archive").await;
+    let before = python_subject(dir.path());
+    assert_eq!(before["duckdb"].as_array().map(Vec::len), Some(2), "{before}");
+    assert!(
+        before["duckdb"].to_string().contains(r#"\"status\": \"new\""#),
+        "{before}"
+    );
+    let backup = tempfile::tempdir().expect("backup dir");
+    copy_dir(dir.path(), backup.path());
+
+    // Without the archive directory the erasure is refused: it would leave
+    // the archived values behind.
+    let pk = serde_json::json!({"id": 102});
+    let refused = integrity::erase(&mut client, "public", "orders", &pk, None, "GDPR request #4411").await;
+    assert!(
+        matches!(&refused, Err(integrity::IntegrityError::Refused(m)) if m.contains("--archive")),
+        "{refused:?}"
+    );
+    assert_eq!(count(&client, "SELECT count(*) FROM pgtrail.erasure").await, 0);
+
+    let report = integrity::erase_with(
+        &mut client,
+        "public",
+        "orders",
+        &pk,
+        None,
+        "GDPR request #4411",
+        &integrity::EraseOptions {
+            archive_dir: Some(dir.path().to_path_buf()),
+        },
+    )
+    .await
+    .expect("erase");
+    assert_eq!(report.archived, 2, "{report:?}");
+    assert_eq!(report.change_ids.len(), 3, "{report:?}");
+    // Archiving sealed the whole trail, the live change too.
+    assert_eq!(report.sealed, 3, "{report:?}");
+    // Order 102's month is one file, written again as <partition>.e<id>.parquet.
+    assert_eq!(report.files.len(), 1, "{report:?}");
+    let new_file = report.files[0].clone();
+    let partition = new_file
+        .strip_suffix(&format!(".e{}.parquet", report.erasure_id))
+        .expect("the new file's name")
+        .to_string();
+    let old_file = format!("{partition}.parquet");
+    assert!(backup.path().join(&old_file).is_file(), "{old_file} was archived");
+    assert!(!dir.path().join(&old_file).exists(), "the old file is removed");
+    let (file, sha256): (String, String) = {
+        let row = client
+            .query_one(
+                "SELECT file, sha256 FROM pgtrail.archive WHERE partition = $1",
+                &[&partition],
+            )
+            .await
+            .expect("the record");
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(file, new_file);
+    assert_eq!(
+        pgtrail::archive::archive::file_sha256(&dir.path().join(&file)).expect("hash"),
+        sha256
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join(format!("{partition}.json"))).expect("manifest"),
+    )
+    .expect("manifest JSON");
+    assert_eq!(manifest["file"], new_file.as_str());
+    assert_eq!(manifest["sha256"], sha256.as_str());
+    assert_eq!(manifest["erasures"], serde_json::json!([report.erasure_id]));
+
+    // Others read the archive: order 102's values are gone, every other row
+    // is still there, once.
+    let after = python_subject(dir.path());
+    assert_eq!(after["total"].as_i64(), Some(archived_rows), "{after}");
+    assert_eq!(after["duckdb"], after["pyarrow"]);
+    assert!(all_erased(&after["duckdb"], report.erasure_id) >= 3, "{after}");
+    let live: String = client
+        .query_one(
+            "SELECT new_values::text FROM pgtrail.change WHERE table_id = (SELECT id FROM pgtrail.audited_table WHERE table_name = 'orders') AND pk = '{\"id\": 102}' ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .expect("the live change")
+        .get(0);
+    assert!(!live.contains("refunded"), "{live}");
+
+    // The proofs: intact from the files, and without them.
+    let report_verify = verify(&mut client, &key, Some(dir.path())).await;
+    assert!(report_verify.intact(), "{:?}", report_verify.problems);
+    assert_eq!(report_verify.archived_checked as i64, archived_rows);
+    let report_verify = verify(&mut client, &key, None).await;
+    assert!(report_verify.intact(), "{:?}", report_verify.problems);
+
+    // Nothing is left to erase; asked again, the erasure says so.
+    let again = integrity::erase_with(
+        &mut client,
+        "public",
+        "orders",
+        &pk,
+        None,
+        "again",
+        &integrity::EraseOptions {
+            archive_dir: Some(dir.path().to_path_buf()),
+        },
+    )
+    .await;
+    assert!(
+        matches!(&again, Err(integrity::IntegrityError::Refused(m)) if m.contains("nothing to erase")),
+        "{again:?}"
+    );
+
+    // An erasure that stopped after its commit (the old file and manifest
+    // still there): the next archive run removes the old file and brings the
+    // manifest up to date, and verify passes.
+    std::fs::copy(backup.path().join(&old_file), dir.path().join(&old_file)).expect("old file back");
+    let manifest_name = format!("{partition}.json");
+    std::fs::copy(
+        backup.path().join(&manifest_name),
+        dir.path().join(&manifest_name),
+    )
+    .expect("old manifest back");
+    pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
+        .await
+        .expect("archive finishes the erasure");
+    assert!(!dir.path().join(&old_file).exists(), "the old file is removed");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(&manifest_name)).expect("manifest"))
+            .expect("JSON");
+    assert_eq!(manifest["file"], new_file.as_str());
+    let after = python_subject(dir.path());
+    assert!(all_erased(&after["duckdb"], report.erasure_id) >= 3, "{after}");
+    let report_verify = verify(&mut client, &key, Some(dir.path())).await;
+    assert!(report_verify.intact(), "{:?}", report_verify.problems);
+}
