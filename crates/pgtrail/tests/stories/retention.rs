@@ -221,6 +221,85 @@ fn archived(outcomes: &[Outcome]) -> Vec<String> {
         .collect()
 }
 
+/// The README's DuckDB queries (history, at, actor) of the retention
+/// section, as written but for the directory, the moment and the actor.
+fn readme_queries(dir: &Path, moment: &str, actor: &str) -> serde_json::Value {
+    const README: &str = include_str!("../../../../README.md");
+    let heading = "## Retention: partitions, Parquet archives, legal holds\n";
+    let start = README.find(heading).expect("README's retention section");
+    let body = &README[start + heading.len()..];
+    let body = &body[..body.find("\n## ").unwrap_or(body.len())];
+    let mut queries = serde_json::Map::new();
+    for block in body.split("```sql\n").skip(1) {
+        let sql = &block[..block.find("```").expect("the block ends")];
+        let name = sql
+            .strip_prefix("-- ")
+            .and_then(|s| s.split(':').next())
+            .expect("each query starts with `-- NAME:`");
+        let sql = sql
+            .replace("/var/lib/pgtrail/archive", &dir.display().to_string())
+            .replace("2025-03-01 00:00:00+00", moment)
+            .replace("alice@example.com", actor);
+        queries.insert(name.to_string(), serde_json::Value::String(sql));
+    }
+    let script = r#"
+import json, sys
+import duckdb
+queries = json.loads(sys.argv[1])
+con = duckdb.connect()
+history = [[r[0], r[2]] for r in con.execute(queries["history"]).fetchall()]
+at = con.execute(queries["at"]).fetchall()
+actor = [r[0] for r in con.execute(queries["actor"]).fetchall()]
+print(json.dumps({"history": history, "at": [json.loads(r[0]) for r in at], "actor": actor}))
+"#;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(serde_json::Value::Object(queries).to_string())
+        .output()
+        .expect("python3 is needed to run the README's DuckDB queries");
+    assert!(
+        output.status.success(),
+        "the README's DuckDB queries failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("python printed JSON")
+}
+
+/// The same questions asked of the database (before anything is archived):
+/// order 102's changes, a moment after its last one and the row then, and
+/// clerk1's changes.
+async fn database_answers(
+    client: &Client,
+) -> (serde_json::Value, String, serde_json::Value, serde_json::Value) {
+    let row = client
+        .query_one(
+            "SELECT (SELECT json_agg(json_build_array(id, op) ORDER BY id) FROM pgtrail.changes
+                     WHERE table_name = 'orders' AND pk->>'id' = '102'),
+                    (SELECT to_char(max(changed_at) AT TIME ZONE 'UTC' + interval '1 second', 'YYYY-MM-DD HH24:MI:SS') || '+00'
+                     FROM pgtrail.changes WHERE table_name = 'orders' AND pk->>'id' = '102'),
+                    (SELECT to_json(o) FROM orders AS o WHERE id = 102),
+                    (SELECT json_agg(id ORDER BY id) FROM pgtrail.changes WHERE actor_id = 'clerk1')",
+            &[],
+        )
+        .await
+        .expect("the database's answers");
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+/// Rows compared as JSON, numbers by value (DuckDB prints 2.5 for 2.50).
+fn same_row(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    match (a, b) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| same_row(v, w)))
+        }
+        (serde_json::Value::Number(a), serde_json::Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (serde_json::Value::String(a), serde_json::Value::Number(b))
+        | (serde_json::Value::Number(b), serde_json::Value::String(a)) => a.parse::<f64>().ok() == b.as_f64(),
+        _ => a == b,
+    }
+}
+
 /// The operator's story: months of history, a legal hold on one order,
 /// archive, then verify from the files; the auditor's: the files read by
 /// DuckDB and pyarrow are the rows the database had.
@@ -239,6 +318,7 @@ async fn old_months_are_archived_read_by_others_dropped_and_still_proved() {
     );
     let before = database_rows(&client).await;
     let total = before.len() as i64;
+    let (history, moment, row_then, clerk1) = database_answers(&client).await;
 
     let dir = tempfile::tempdir().expect("archive dir");
     let options = ArchiveOptions {
@@ -324,6 +404,18 @@ async fn old_months_are_archived_read_by_others_dropped_and_still_proved() {
     let expected: Vec<serde_json::Value> = before[..archived_rows as usize].to_vec();
     assert_eq!(duck, expected);
     assert_eq!(arrow, expected);
+
+    // The README's DuckDB queries answer from the archive what the database
+    // answered before: order 102's history, the row at a moment, clerk1's
+    // changes.
+    let answers = readme_queries(dir.path(), &moment, "clerk1");
+    assert_eq!(answers["history"], history, "{answers}");
+    assert_eq!(answers["actor"], clerk1, "{answers}");
+    let at = answers["at"].as_array().expect("rows");
+    assert!(
+        at.len() == 1 && same_row(&at[0], &row_then),
+        "{at:?} vs {row_then}"
+    );
 
     // The proofs: intact from the files; without them, counted as unchecked.
     let report = verify(&mut client, &key, Some(dir.path())).await;
