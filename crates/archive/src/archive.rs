@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use pgtrail_config::Keep;
+use pgtrail_config::{Keep, TableKeep};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
@@ -29,6 +29,9 @@ const FETCH: i32 = 20_000;
 pub struct ArchiveOptions {
     pub dir: PathBuf,
     pub keep: Keep,
+    /// Per-table keeps (`[retention.tables."schema.table"]`): a partition
+    /// waits until every table with changes in it is past its keep.
+    pub tables: Vec<TableKeep>,
     pub dry_run: bool,
 }
 
@@ -69,21 +72,88 @@ impl Outcome {
     }
 }
 
-/// The partitions entirely older than `keep` (not the default).
-pub async fn due(client: &Client, keep: &Keep) -> Result<Vec<Partition>, ArchiveError> {
-    let cutoff: DateTime<Utc> = client
-        .query_one(
-            "SELECT clock_timestamp() - $1::text::interval",
-            &[&keep.interval()],
-        )
-        .await
-        .map_err(ArchiveError::database("computing the retention cutoff"))?
-        .get(0);
-    Ok(partitions::list(client)
+/// The partitions past their retention: entirely older than the keep of
+/// every table with changes in them (`keep`, or the table's own in
+/// `tables`); never the default partition.
+pub async fn due(
+    client: &impl tokio_postgres::GenericClient,
+    keep: &Keep,
+    tables: &[TableKeep],
+) -> Result<Vec<Partition>, ArchiveError> {
+    Ok(judge(client, keep, tables)
         .await?
         .into_iter()
-        .filter(|p| !p.is_default && p.until_at.is_some_and(|u| u <= cutoff))
+        .filter_map(|(p, kept)| kept.is_none().then_some(p))
         .collect())
+}
+
+/// The partitions past the shortest keep, each with None when it is past
+/// its retention, else why it stays (a table in it kept longer).
+pub async fn judge(
+    client: &impl tokio_postgres::GenericClient,
+    keep: &Keep,
+    tables: &[TableKeep],
+) -> Result<Vec<(Partition, Option<String>)>, ArchiveError> {
+    let mut cutoffs: Vec<(Keep, DateTime<Utc>)> = Vec::new();
+    for k in std::iter::once(keep).chain(tables.iter().map(|t| &t.keep)) {
+        if cutoffs.iter().any(|(c, _)| c == k) {
+            continue;
+        }
+        let cutoff: DateTime<Utc> = client
+            .query_one("SELECT clock_timestamp() - $1::text::interval", &[&k.interval()])
+            .await
+            .map_err(ArchiveError::database("computing the retention cutoff"))?
+            .get(0);
+        cutoffs.push((*k, cutoff));
+    }
+    let cutoff_of = |k: &Keep| cutoffs.iter().find(|(c, _)| c == k).map(|(_, t)| *t);
+    let earliest = cutoffs.iter().map(|(_, t)| *t).max();
+    let default_cutoff = cutoff_of(keep);
+    let mut judged = Vec::new();
+    for partition in partitions::list(client).await? {
+        let Some(until) = partition.until_at else { continue };
+        if partition.is_default || earliest.is_none_or(|e| until > e) {
+            continue;
+        }
+        if tables.is_empty() {
+            judged.push((partition, None));
+            continue;
+        }
+        let present = client
+            .query(
+                &format!(
+                    "SELECT a.table_schema, a.table_name FROM pgtrail.audited_table AS a
+                     WHERE EXISTS (SELECT FROM pgtrail.{} AS c WHERE c.table_id = a.id)
+                     ORDER BY 1, 2",
+                    pgtrail_capture::quote::ident(&partition.name)
+                ),
+                &[],
+            )
+            .await
+            .map_err(ArchiveError::database("reading which tables a partition holds"))?;
+        let mut kept = Vec::new();
+        let mut any = false;
+        for row in &present {
+            let (schema, table): (String, String) = (row.get(0), row.get(1));
+            any = true;
+            let table_keep = TableKeep::keep_of(tables, *keep, &schema, &table);
+            if cutoff_of(&table_keep).is_some_and(|c| until > c) {
+                kept.push(format!("{schema}.{table} (kept {table_keep})"));
+            }
+        }
+        if !any && default_cutoff.is_some_and(|c| until > c) {
+            // Empty: the default keep decides.
+            continue;
+        }
+        let reason = (!kept.is_empty()).then(|| {
+            format!(
+                "holds changes of {}: a partition is archived once every table in it is past its keep",
+                kept.join(", ")
+            )
+        });
+        judged.push((partition, reason));
+    }
+    Ok(judged)
 }
 
 /// The last seal: (id, tree size, root hex, snapshot, era).
@@ -157,14 +227,24 @@ pub async fn archive(
             ));
         }
     }
-    let due = due(client, &options.keep).await?;
+    let judged = judge(client, &options.keep, &options.tables).await?;
+    let mut outcomes = Vec::new();
+    let mut due = Vec::new();
+    for (partition, kept) in judged {
+        match kept {
+            None => due.push(partition),
+            Some(reason) => outcomes.push(Outcome::Skipped {
+                partition: partition.name,
+                reason,
+            }),
+        }
+    }
     if !options.dry_run && !due.is_empty() {
         std::fs::create_dir_all(&options.dir).map_err(|e| ArchiveError::Io {
             what: format!("creating the archive directory {}", options.dir.display()),
             source: e,
         })?;
     }
-    let mut outcomes = Vec::new();
     for partition in due {
         let outcome = one(client, options, sealer, &partition, progress).await?;
         outcomes.push(outcome);

@@ -324,6 +324,7 @@ async fn old_months_are_archived_read_by_others_dropped_and_still_proved() {
     let options = ArchiveOptions {
         dir: dir.path().to_path_buf(),
         keep: config.retention.keep,
+        tables: config.retention.tables.clone(),
         dry_run: false,
     };
     // Not sealed and no key: nothing is archived, each partition says why.
@@ -579,7 +580,7 @@ async fn maintain_is_safe_to_run_from_cron_twice() {
 
     // A maintain that died after writing files and before dropping (a
     // half-written file, a file without its record): the next run redoes it.
-    let first_due = pgtrail::archive::due(&client, &config.retention.keep)
+    let first_due = pgtrail::archive::due(&client, &config.retention.keep, &config.retention.tables)
         .await
         .expect("due")
         .into_iter()
@@ -701,6 +702,7 @@ async fn erasure_reaches_archived_changes_and_proofs_still_verify() {
     let options = ArchiveOptions {
         dir: dir.path().to_path_buf(),
         keep: config.retention.keep,
+        tables: config.retention.tables.clone(),
         dry_run: false,
     };
     let key = SignerKey::generate("shop.example.com/audit").expect("key");
@@ -842,4 +844,137 @@ async fn erasure_reaches_archived_changes_and_proofs_still_verify() {
     assert!(all_erased(&after["duckdb"], report.erasure_id) >= 3, "{after}");
     let report_verify = verify(&mut client, &key, Some(dir.path())).await;
     assert!(report_verify.intact(), "{:?}", report_verify.problems);
+}
+
+/// The finance team's story: invoices must stay in the database 120 days,
+/// orders 60. Partitions hold every table's changes, so a partition is
+/// archived once every table in it is past its keep: the month with only
+/// orders goes at 60 days, the months with invoices wait for theirs (their
+/// orders with them), and archive and check say so; two months later the
+/// invoices' month goes too, and verify passes from the files.
+#[tokio::test]
+async fn a_table_kept_longer_keeps_its_partitions() {
+    const KEEPS: &str = "[capture]\ninclude = [\"orders\", \"invoices\"]\n\n[retention]\npartition = \"month\"\npremake = 1\nkeep = \"60 days\"\n\
+                         [retention.tables.\"public.invoices\"]\nkeep = \"120 days\"\n";
+    let (cluster, clock) = cluster_at("-200d");
+    connect_to(&cluster.url("postgres"))
+        .await
+        .batch_execute("CREATE DATABASE shop")
+        .await
+        .expect("create shop");
+    let mut client = connect_to(&cluster.url("shop")).await;
+    client
+        .batch_execute(&format!(
+            "{SHOP} CREATE TABLE invoices (id integer PRIMARY KEY, order_id integer, amount numeric(10,2));"
+        ))
+        .await
+        .expect("schema");
+    apply(&mut client, KEEPS).await;
+    let config = Config::parse(KEEPS, "pgtrail.toml").expect("config");
+    // Invoices 200 and 100 days ago; orders then, 150 days ago and since.
+    for (n, offset, invoices) in [
+        (1, "-200d", true),
+        (2, "-150d", false),
+        (3, "-100d", true),
+        (4, "-30d", false),
+        (5, "+0d", false),
+    ] {
+        clock.set(offset);
+        pgtrail::archive::partitions::premake(&client, &config.retention)
+            .await
+            .expect("premake");
+        client
+            .batch_execute(&format!("INSERT INTO orders VALUES ({n}, 'new', {n})"))
+            .await
+            .expect("an order");
+        if invoices {
+            client
+                .batch_execute(&format!("INSERT INTO invoices VALUES ({n}, {n}, {n})"))
+                .await
+                .expect("an invoice");
+        }
+    }
+    let kept = invoice_month(&client, 3).await;
+    let old_invoices = invoice_month(&client, 1).await;
+
+    let dir = tempfile::tempdir().expect("archive dir");
+    let options = ArchiveOptions {
+        dir: dir.path().to_path_buf(),
+        keep: config.retention.keep,
+        tables: config.retention.tables.clone(),
+        dry_run: false,
+    };
+    let key = SignerKey::generate("shop.example.com/audit").expect("key");
+    let sealer = KeySealer(key.clone());
+    let outcomes = pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
+        .await
+        .expect("archive");
+    let done = archived(&outcomes);
+    assert!(done.contains(&old_invoices), "past 120 days: {outcomes:?}");
+    assert!(!done.contains(&kept), "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::Skipped { partition, reason }
+            if *partition == kept && reason.contains("public.invoices (kept 120 days)"))),
+        "the invoices' month says why it stays: {outcomes:?}"
+    );
+    // The order of the kept month stays in the database with its invoice.
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM pgtrail.changes WHERE table_name = 'orders' AND pk->>'id' = '3'"
+        )
+        .await,
+        1
+    );
+    // The month with orders only, 150 days ago, is gone at 60 days.
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM pgtrail.changes WHERE table_name = 'orders' AND pk->>'id' = '2'"
+        )
+        .await,
+        0
+    );
+    let problems = pgtrail::archive::partitions::check(&client, &config.retention, Some(dir.path()))
+        .await
+        .expect("check");
+    assert!(
+        !problems.iter().any(|p| p.contains("past retention")),
+        "check agrees: {problems:?}"
+    );
+
+    // Two months later the invoices' month is past 120 days too.
+    clock.set("+60d");
+    let problems = pgtrail::archive::partitions::check(&client, &config.retention, Some(dir.path()))
+        .await
+        .expect("check");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains(&kept) && p.contains("past retention")),
+        "{problems:?}"
+    );
+    let outcomes = pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
+        .await
+        .expect("archive later");
+    assert!(archived(&outcomes).contains(&kept), "{outcomes:?}");
+    let report = verify(&mut client, &key, Some(dir.path())).await;
+    assert!(report.intact(), "{:?}", report.problems);
+}
+
+/// The partition holding invoice `id`'s change.
+async fn invoice_month(client: &Client, id: i32) -> String {
+    let name: String = client
+        .query_one(
+            "SELECT c.tableoid::regclass::text FROM pgtrail.change AS c
+             JOIN pgtrail.audited_table AS a ON a.id = c.table_id
+             WHERE a.table_name = 'invoices' AND c.pk = jsonb_build_object('id', $1::integer)",
+            &[&id],
+        )
+        .await
+        .expect("the invoice's partition")
+        .get(0);
+    name.trim_start_matches("pgtrail.").to_string()
 }
