@@ -220,7 +220,7 @@ pub async fn archive(
 ) -> Result<Vec<Outcome>, ArchiveError> {
     if !options.dry_run {
         // Finish what an erasure that stopped after its commit left.
-        for path in crate::erase::tidy(&*client, &options.dir).await?.removed {
+        for path in crate::erase::tidy(&*client, &options.dir, false).await?.removed {
             progress(&format!(
                 "removed {} (replaced by a file without erased values)",
                 path.display()

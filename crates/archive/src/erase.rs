@@ -5,8 +5,8 @@
 //! (`<partition>.e<erasure id>.parquet`), reads it back and checks it, and
 //! records its name and hash in `pgtrail.archive`. Only after the commit is
 //! the manifest rewritten and the old file removed ([`finish`]); a run that
-//! stopped in between is finished by [`tidy`], which every erase and archive
-//! run calls first. The proofs need nothing from the files: the erasure
+//! stopped in between is finished by [`tidy`], which every erase (under the
+//! seal lock) and archive run calls first. The proofs need nothing from the files: the erasure
 //! keeps each erased value's commitment in the database, as for live
 //! changes.
 
@@ -244,11 +244,30 @@ pub struct Tidied {
     pub manifests: Vec<PathBuf>,
 }
 
+/// The erasure a file name of `partition` carries: 0 for the file
+/// `archive` wrote, N for `<partition>.eN.parquet`, None for another name.
+fn erasure_of(partition: &str, name: &str) -> Option<i64> {
+    let rest = name.strip_prefix(partition)?.strip_prefix('.')?;
+    if rest == "parquet" {
+        return Some(0);
+    }
+    let n = rest.strip_prefix('e')?.strip_suffix(".parquet")?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
 /// Finishes erasures that stopped after their commit: for every recorded
-/// archive, the files of its partition other than the recorded one are
-/// removed (only once the recorded file is there with its recorded hash),
-/// and a manifest that names another file is brought up to date.
-pub async fn tidy(client: &impl GenericClient, dir: &Path) -> Result<Tidied, ArchiveError> {
+/// archive, the files of its partition that an erasure replaced are removed
+/// (only once the recorded file is there with its recorded hash), and a
+/// manifest that names another file is brought up to date.
+///
+/// `exclusive`: the caller holds the seal lock, so no erasure is under way
+/// and a file of a later erasure than the recorded one is left over from an
+/// erasure that did not commit: it goes too. Without it such a file may be
+/// one an erasure is writing now, and stays.
+pub async fn tidy(client: &impl GenericClient, dir: &Path, exclusive: bool) -> Result<Tidied, ArchiveError> {
     let mut tidied = Tidied::default();
     if !dir.is_dir() {
         return Ok(tidied);
@@ -267,17 +286,17 @@ pub async fn tidy(client: &impl GenericClient, dir: &Path) -> Result<Tidied, Arc
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some((partition, rest)) = name.split_once('.') else {
+        let Some((partition, _)) = name.split_once('.') else {
             continue;
         };
         let Some(record) = by_partition.get(partition) else {
             continue;
         };
-        let erased = rest
-            .strip_prefix('e')
-            .and_then(|r| r.strip_suffix(".parquet"))
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-        if (rest == "parquet" || erased) && name != record.file {
+        let (Some(this), Some(recorded)) = (erasure_of(partition, name), erasure_of(partition, &record.file))
+        else {
+            continue;
+        };
+        if this < recorded || (exclusive && this > recorded) {
             stale.push((record, entry.path()));
         }
     }
@@ -312,11 +331,7 @@ pub async fn tidy(client: &impl GenericClient, dir: &Path) -> Result<Tidied, Arc
         if back.sha256 != record.sha256 {
             continue;
         }
-        let erasure = record
-            .file
-            .rsplit_once(".e")
-            .and_then(|(_, n)| n.strip_suffix(".parquet"))
-            .and_then(|n| n.parse().ok());
+        let erasure = erasure_of(&record.partition, &record.file).filter(|n| *n > 0);
         update_manifest(
             dir,
             &record.partition,
@@ -328,4 +343,28 @@ pub async fn tidy(client: &impl GenericClient, dir: &Path) -> Result<Tidied, Arc
         tidied.manifests.push(path);
     }
     Ok(tidied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::erasure_of;
+
+    #[test]
+    fn file_names_carry_their_erasure() {
+        assert_eq!(
+            erasure_of("change_p20260101", "change_p20260101.parquet"),
+            Some(0)
+        );
+        assert_eq!(
+            erasure_of("change_p20260101", "change_p20260101.e12.parquet"),
+            Some(12)
+        );
+        assert_eq!(
+            erasure_of("change_p20260101", "change_p20260101.e12.parquet.partial"),
+            None
+        );
+        assert_eq!(erasure_of("change_p20260101", "change_p20260101.json"), None);
+        assert_eq!(erasure_of("change_p20260101", "change_p20260101.e.parquet"), None);
+        assert_eq!(erasure_of("change_p20260101", "change_p202601015.parquet"), None);
+    }
 }

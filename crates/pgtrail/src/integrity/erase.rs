@@ -86,12 +86,6 @@ pub async fn erase_with(
     options: &EraseOptions,
 ) -> Result<EraseReport, IntegrityError> {
     require_installed(client).await?;
-    if let Some(dir) = &options.archive_dir {
-        // Finish what an erasure that stopped after its commit left.
-        pgtrail_archive::erase::tidy(&*client, dir)
-            .await
-            .map_err(IntegrityError::archive)?;
-    }
     let table = format!("{schema}.{name}");
     if reason.trim().is_empty() {
         return Err(IntegrityError::Refused(
@@ -106,6 +100,13 @@ pub async fn erase_with(
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEAL_LOCK])
         .await
         .map_err(IntegrityError::database("waiting for a seal to finish"))?;
+    if let Some(dir) = &options.archive_dir {
+        // No other erasure is under way (the seal lock): finish what one
+        // that stopped left.
+        pgtrail_archive::erase::tidy(&tx, dir, true)
+            .await
+            .map_err(IntegrityError::archive)?;
+    }
     tx.execute(
         "SELECT set_config('pgtrail.erasing', txid_current()::text, true)",
         &[],

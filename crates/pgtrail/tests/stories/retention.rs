@@ -844,6 +844,33 @@ async fn erasure_reaches_archived_changes_and_proofs_still_verify() {
     assert!(all_erased(&after["duckdb"], report.erasure_id) >= 3, "{after}");
     let report_verify = verify(&mut client, &key, Some(dir.path())).await;
     assert!(report_verify.intact(), "{:?}", report_verify.problems);
+
+    // The file of an erasure that did not commit (a later number than the
+    // recorded one): archive leaves it (an erasure may be writing it now);
+    // the next erasure, under the seal lock, removes it.
+    let orphan = dir
+        .path()
+        .join(format!("{partition}.e{}.parquet", report.erasure_id + 100));
+    std::fs::copy(dir.path().join(&new_file), &orphan).expect("an orphan");
+    pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
+        .await
+        .expect("archive");
+    assert!(orphan.exists(), "archive leaves a file an erasure may be writing");
+    let again = integrity::erase_with(
+        &mut client,
+        "public",
+        "orders",
+        &pk,
+        None,
+        "again",
+        &integrity::EraseOptions {
+            archive_dir: Some(dir.path().to_path_buf()),
+        },
+    )
+    .await;
+    assert!(again.is_err(), "nothing left to erase: {again:?}");
+    assert!(!orphan.exists(), "the next erasure removes it");
+    assert!(dir.path().join(&new_file).exists());
 }
 
 /// The finance team's story: invoices must stay in the database 120 days,
