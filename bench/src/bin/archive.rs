@@ -94,7 +94,7 @@ async fn main() -> Result<()> {
     pgtrail::integrity::seal(&mut client, &key, &mut |_| {}).await?;
     println!("sealed in {:.1}s", sealed.elapsed().as_secs_f64());
 
-    let due = pgtrail::archive::due(&client, &config.retention.keep).await?;
+    let due = pgtrail::archive::due(&client, &config.retention.keep, &config.retention.tables).await?;
     let mut pg_bytes = 0i64;
     for partition in &due {
         let row = client
@@ -109,6 +109,7 @@ async fn main() -> Result<()> {
     let options = ArchiveOptions {
         dir,
         keep: config.retention.keep,
+        tables: config.retention.tables.clone(),
         dry_run: false,
     };
     let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);

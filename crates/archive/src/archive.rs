@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use pgtrail_config::Keep;
+use pgtrail_config::{Keep, TableKeep};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
@@ -29,6 +29,9 @@ const FETCH: i32 = 20_000;
 pub struct ArchiveOptions {
     pub dir: PathBuf,
     pub keep: Keep,
+    /// Per-table keeps (`[retention.tables."schema.table"]`): a partition
+    /// waits until every table with changes in it is past its keep.
+    pub tables: Vec<TableKeep>,
     pub dry_run: bool,
 }
 
@@ -69,21 +72,88 @@ impl Outcome {
     }
 }
 
-/// The partitions entirely older than `keep` (not the default).
-pub async fn due(client: &Client, keep: &Keep) -> Result<Vec<Partition>, ArchiveError> {
-    let cutoff: DateTime<Utc> = client
-        .query_one(
-            "SELECT clock_timestamp() - $1::text::interval",
-            &[&keep.interval()],
-        )
-        .await
-        .map_err(ArchiveError::database("computing the retention cutoff"))?
-        .get(0);
-    Ok(partitions::list(client)
+/// The partitions past their retention: entirely older than the keep of
+/// every table with changes in them (`keep`, or the table's own in
+/// `tables`); never the default partition.
+pub async fn due(
+    client: &impl tokio_postgres::GenericClient,
+    keep: &Keep,
+    tables: &[TableKeep],
+) -> Result<Vec<Partition>, ArchiveError> {
+    Ok(judge(client, keep, tables)
         .await?
         .into_iter()
-        .filter(|p| !p.is_default && p.until_at.is_some_and(|u| u <= cutoff))
+        .filter_map(|(p, kept)| kept.is_none().then_some(p))
         .collect())
+}
+
+/// The partitions past the shortest keep, each with None when it is past
+/// its retention, else why it stays (a table in it kept longer).
+pub async fn judge(
+    client: &impl tokio_postgres::GenericClient,
+    keep: &Keep,
+    tables: &[TableKeep],
+) -> Result<Vec<(Partition, Option<String>)>, ArchiveError> {
+    let mut cutoffs: Vec<(Keep, DateTime<Utc>)> = Vec::new();
+    for k in std::iter::once(keep).chain(tables.iter().map(|t| &t.keep)) {
+        if cutoffs.iter().any(|(c, _)| c == k) {
+            continue;
+        }
+        let cutoff: DateTime<Utc> = client
+            .query_one("SELECT clock_timestamp() - $1::text::interval", &[&k.interval()])
+            .await
+            .map_err(ArchiveError::database("computing the retention cutoff"))?
+            .get(0);
+        cutoffs.push((*k, cutoff));
+    }
+    let cutoff_of = |k: &Keep| cutoffs.iter().find(|(c, _)| c == k).map(|(_, t)| *t);
+    let earliest = cutoffs.iter().map(|(_, t)| *t).max();
+    let default_cutoff = cutoff_of(keep);
+    let mut judged = Vec::new();
+    for partition in partitions::list(client).await? {
+        let Some(until) = partition.until_at else { continue };
+        if partition.is_default || earliest.is_none_or(|e| until > e) {
+            continue;
+        }
+        if tables.is_empty() {
+            judged.push((partition, None));
+            continue;
+        }
+        let present = client
+            .query(
+                &format!(
+                    "SELECT a.table_schema, a.table_name FROM pgtrail.audited_table AS a
+                     WHERE EXISTS (SELECT FROM pgtrail.{} AS c WHERE c.table_id = a.id)
+                     ORDER BY 1, 2",
+                    pgtrail_capture::quote::ident(&partition.name)
+                ),
+                &[],
+            )
+            .await
+            .map_err(ArchiveError::database("reading which tables a partition holds"))?;
+        let mut kept = Vec::new();
+        let mut any = false;
+        for row in &present {
+            let (schema, table): (String, String) = (row.get(0), row.get(1));
+            any = true;
+            let table_keep = TableKeep::keep_of(tables, *keep, &schema, &table);
+            if cutoff_of(&table_keep).is_some_and(|c| until > c) {
+                kept.push(format!("{schema}.{table} (kept {table_keep})"));
+            }
+        }
+        if !any && default_cutoff.is_some_and(|c| until > c) {
+            // Empty: the default keep decides.
+            continue;
+        }
+        let reason = (!kept.is_empty()).then(|| {
+            format!(
+                "holds changes of {}: a partition is archived once every table in it is past its keep",
+                kept.join(", ")
+            )
+        });
+        judged.push((partition, reason));
+    }
+    Ok(judged)
 }
 
 /// The last seal: (id, tree size, root hex, snapshot, era).
@@ -148,14 +218,33 @@ pub async fn archive(
     sealer: Option<&dyn Sealer>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Outcome>, ArchiveError> {
-    let due = due(client, &options.keep).await?;
+    if !options.dry_run {
+        // Finish what an erasure that stopped after its commit left.
+        for path in crate::erase::tidy(&*client, &options.dir, false).await?.removed {
+            progress(&format!(
+                "removed {} (replaced by a file without erased values)",
+                path.display()
+            ));
+        }
+    }
+    let judged = judge(client, &options.keep, &options.tables).await?;
+    let mut outcomes = Vec::new();
+    let mut due = Vec::new();
+    for (partition, kept) in judged {
+        match kept {
+            None => due.push(partition),
+            Some(reason) => outcomes.push(Outcome::Skipped {
+                partition: partition.name,
+                reason,
+            }),
+        }
+    }
     if !options.dry_run && !due.is_empty() {
         std::fs::create_dir_all(&options.dir).map_err(|e| ArchiveError::Io {
             what: format!("creating the archive directory {}", options.dir.display()),
             source: e,
         })?;
     }
-    let mut outcomes = Vec::new();
     for partition in due {
         let outcome = one(client, options, sealer, &partition, progress).await?;
         outcomes.push(outcome);
@@ -287,11 +376,21 @@ async fn one(
         pgtrail_version: pgtrail_capture::VERSION.to_string(),
         created_at: Utc::now(),
         schema: SCHEMA.to_string(),
+        erasures: Vec::new(),
     };
     write_manifest(&options.dir, &manifest)?;
     crate::failpoint("archive:manifest-written");
     progress(&format!("{name}: detaching and dropping the partition"));
-    let lock_ms = detach_and_drop(client, &manifest, partition).await?;
+    let lock_ms = match detach_and_drop(client, &manifest, partition, written.erasure).await {
+        Ok(ms) => ms,
+        Err(error) => {
+            // The partition stays; so must no file that might hold values
+            // erased since it was written (a rerun writes it again).
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(options.dir.join(format!("{name}.json")));
+            return Err(error);
+        }
+    };
     crate::failpoint("archive:committed");
     Ok(Outcome::Archived {
         partition: name,
@@ -311,6 +410,8 @@ fn micros(v: i64) -> Option<DateTime<Utc>> {
 
 /// What was written: rows, digest over them, first and last (id, time).
 struct Written {
+    /// The last erasure the partition was read after (0 for none).
+    erasure: i64,
     rows: i64,
     rows_sha256: String,
     first: Option<(i64, i64)>,
@@ -325,6 +426,13 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
         .start()
         .await
         .map_err(ArchiveError::database("starting to read the partition"))?;
+    // An erasure that commits after this snapshot would be missing from the
+    // file: the drop checks that none did.
+    let erasure: i64 = tx
+        .query_one("SELECT coalesce(max(id), 0) FROM pgtrail.erasure", &[])
+        .await
+        .map_err(ArchiveError::database("reading the last erasure"))?
+        .get(0);
     let sql = SELECT_PARTITION.replace("{partition}", &pgtrail_capture::quote::ident(partition));
     let statement = tx
         .prepare(&sql)
@@ -372,7 +480,8 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
     if let Some(error) = failed {
         return Err(error);
     }
-    let written = encoded.map_err(|e| ArchiveError::parquet(path, e))?;
+    let mut written = encoded.map_err(|e| ArchiveError::parquet(path, e))?;
+    written.erasure = erasure;
     tx.rollback()
         .await
         .map_err(ArchiveError::database("ending the read of the partition"))?;
@@ -386,6 +495,7 @@ fn encode(
 ) -> parquet::errors::Result<Written> {
     let mut hasher = Sha256::new();
     let mut written = Written {
+        erasure: 0,
         rows: 0,
         rows_sha256: String::new(),
         first: None,
@@ -466,7 +576,7 @@ pub fn file_sha256(path: &Path) -> Result<String, ArchiveError> {
     Ok(crate::hex(&hasher.finalize()))
 }
 
-fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), ArchiveError> {
+pub(crate) fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), ArchiveError> {
     let path = dir.join(format!("{}.json", manifest.partition));
     let temporary = dir.join(format!("{}.json.partial", manifest.partition));
     let text = serde_json::to_string_pretty(manifest).map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
@@ -482,6 +592,7 @@ async fn detach_and_drop(
     client: &mut Client,
     manifest: &Manifest,
     partition: &Partition,
+    erasure: i64,
 ) -> Result<f64, ArchiveError> {
     let table = pgtrail_capture::quote::ident(&manifest.partition);
     let tx = client
@@ -503,6 +614,18 @@ async fn detach_and_drop(
         .await
         .map_err(ArchiveError::database("counting the detached partition"))?;
     let (count, max): (i64, Option<i64>) = (row.get(0), row.get(1));
+    // An erasure holds the trail until it commits: the detach waited for it.
+    let last_erasure: i64 = tx
+        .query_one("SELECT coalesce(max(id), 0) FROM pgtrail.erasure", &[])
+        .await
+        .map_err(ArchiveError::database("reading the last erasure"))?
+        .get(0);
+    if last_erasure != erasure {
+        return Err(ArchiveError::Mismatch(format!(
+            "erasure {last_erasure} ran while partition {} was archived; nothing was dropped and the file was removed, run archive again",
+            manifest.partition
+        )));
+    }
     if count != manifest.rows || max != manifest.last_id {
         return Err(ArchiveError::Mismatch(format!(
             "partition {} changed while it was archived ({} rows now, {} archived); nothing was dropped, run archive again",

@@ -3,12 +3,13 @@
 //! and checked before the partition is dropped ([`archive`], with the file
 //! layout in [`parquet_file`] and [`manifest`]), `pgtrail maintain`
 //! ([`maintain`]), and the archive as `pgtrail verify --archive` reads it
-//! ([`set`]).
+//! ([`set`]); erasure reaching into archive files ([`erase`]).
 //!
 //! Sealing is pgtrail's integrity module's job; archive and maintain call
 //! it through [`Sealer`], so this crate does not depend on it.
 
 pub mod archive;
+pub mod erase;
 pub mod holds;
 pub mod maintain;
 pub mod manifest;
@@ -87,8 +88,9 @@ pub const FAILPOINT_EXIT: i32 = 86;
 /// names `step`. Steps: `maintain:premade`, `maintain:sealed`,
 /// `archive:sealed`, `archive:parquet-partial`, `archive:parquet-written`,
 /// `archive:read-back`, `archive:manifest-written`, `archive:detached`,
-/// `archive:recorded`, `archive:dropped` (before the commit) and
-/// `archive:committed`.
+/// `archive:recorded`, `archive:dropped` (before the commit),
+/// `archive:committed` and `erase:committed` (an erasure of archived values
+/// committed, its manifest and old file not yet updated).
 pub(crate) fn failpoint(step: &str) {
     if std::env::var(FAILPOINT_VAR).is_ok_and(|v| v == step) {
         eprintln!("pgtrail: stopped at {step} ({FAILPOINT_VAR})");

@@ -104,6 +104,7 @@ async fn steps(
     let options = ArchiveOptions {
         dir: dir.to_path_buf(),
         keep: retention.keep,
+        tables: retention.tables.clone(),
         dry_run,
     };
     report.archives = archive(client, &options, sealer, progress).await?;

@@ -43,4 +43,9 @@ pub struct Manifest {
     pub created_at: DateTime<Utc>,
     /// The Parquet schema of the file.
     pub schema: String,
+    /// The erasures (`pgtrail.erasure` ids) whose values were removed from
+    /// the file after it was written; the file then is
+    /// `<partition>.e<last erasure>.parquet`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub erasures: Vec<i64>,
 }

@@ -131,16 +131,8 @@ pub async fn check(
              run `pgtrail maintain` regularly so partitions exist before their changes"
         ));
     }
-    let cutoff: chrono::DateTime<Utc> = client
-        .query_one(
-            "SELECT clock_timestamp() - $1::text::interval",
-            &[&retention.keep.interval()],
-        )
-        .await
-        .map_err(ArchiveError::database("computing the retention cutoff"))?
-        .get(0);
-    for partition in list(client).await? {
-        if !partition.is_default && partition.until_at.is_some_and(|u| u <= cutoff) {
+    for (partition, kept) in crate::archive::judge(client, &retention.keep, &retention.tables).await? {
+        if kept.is_none() {
             problems.push(format!(
                 "partition {} is past retention ({}): `pgtrail archive` or `pgtrail maintain` archives and drops it",
                 partition.name, retention.keep

@@ -531,7 +531,9 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  pgtrail erase users 42 --reason 'GDPR request #4411'\n  pgtrail erase users 42 --columns email,phone --reason 'GDPR request #4411'\n\n\
         Values become {\"pgtrail_erased\": ID}; the key stays. The erasure is recorded with who,\n\
-        when, why and which changes, and `pgtrail verify` still passes."
+        when, why and which changes, and `pgtrail verify` still passes. Once partitions are\n\
+        archived, pass --archive DIR: the archive files holding the row are written again\n\
+        without the values (DIR/<partition>.e<ID>.parquet) and `verify --archive` still passes."
     )]
     Erase {
         #[command(flatten)]
@@ -548,6 +550,9 @@ pub enum Command {
         /// Why (kept with the erasure).
         #[arg(long)]
         reason: String,
+        /// The directory `pgtrail archive` wrote to (needed once partitions are archived).
+        #[arg(long, value_name = "DIR")]
+        archive: Option<PathBuf>,
     },
     /// Undo recorded changes (transactions, a row, an actor's or a request's); plan first.
     #[command(

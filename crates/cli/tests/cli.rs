@@ -3334,4 +3334,74 @@ async fn maintain_killed_at_each_step_loses_nothing_and_the_next_run_finishes() 
         out.contains("nothing to archive"),
         "a last run has nothing to do: {out}"
     );
+
+    // A customer's erasure after their order's month was archived: refused
+    // without the archive (it would leave the values in the files); killed
+    // right after its commit, before the old file is removed; the next
+    // maintain finishes it, and verify still passes from the files.
+    let (code, out) = run(
+        &["erase", "orders", "102", "--reason", "GDPR request #4411"],
+        None,
+    );
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("--archive"), "{out}");
+    let step = "erase:committed";
+    let (code, out) = run(
+        &[
+            "erase",
+            "orders",
+            "102",
+            "--reason",
+            "GDPR request #4411",
+            "--archive",
+            "archive",
+        ],
+        Some(step),
+    );
+    assert_eq!(
+        code,
+        Some(pgtrail::archive::FAILPOINT_EXIT),
+        "erase stops at {step}: {out}"
+    );
+    let parquet_files = || {
+        let mut names: Vec<String> = std::fs::read_dir(&archive)
+            .expect("the archive directory")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".parquet"))
+            .collect();
+        names.sort();
+        names
+    };
+    let (live, records) = state().await;
+    assert_eq!(
+        parquet_files().len(),
+        records.len() + 1,
+        "the old file is still there"
+    );
+    nothing_lost(step, live, records);
+    let (code, out) = run(&["maintain", "--key", "seal.key"], None);
+    assert_eq!(code, Some(0), "{out}");
+    let (_, records) = state().await;
+    let mut recorded: Vec<String> = records.iter().map(|(file, _)| file.clone()).collect();
+    recorded.sort();
+    assert_eq!(parquet_files(), recorded, "only the recorded files are left");
+    let erased: Vec<pgtrail::archive::ArchivedChange> = records
+        .iter()
+        .flat_map(|(file, _)| pgtrail::archive::parquet_file::read_rows(&archive.join(file)).expect("reads"))
+        .filter(|c| c.pk.as_deref() == Some(r#"{"id": 102}"#))
+        .collect();
+    assert_eq!(erased.len(), 2, "order 102's insert and update are archived");
+    for change in &erased {
+        for values in [&change.old_values, &change.new_values].into_iter().flatten() {
+            assert!(
+                values.contains("pgtrail_erased") && !values.contains("new") && !values.contains("paid"),
+                "{values}"
+            );
+        }
+    }
+    let (code, out) = run(
+        &["verify", "--public-key", "seal.key.pub", "--archive", "archive"],
+        None,
+    );
+    assert_eq!(code, Some(0), "verify passes after the erasure: {out}");
 }

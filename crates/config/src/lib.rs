@@ -37,6 +37,8 @@
 //! premake = 3                       # partitions made ahead
 //! keep = "400 days"                 # older partitions are archived, verified, then dropped
 //! archive_dir = "/var/lib/pgtrail/archive"
+//! [retention.tables."public.invoices"]   # a table kept longer (or shorter): a partition
+//! keep = "10 years"                 # is archived once every table in it is past its keep
 //! [report]                          # for `pgtrail report --kind privileged|schema|subject`
 //! application_roles = ["app"]       # roles the application connects as
 //! migration_roles = ["migrator"]    # roles migrations run as
@@ -91,7 +93,7 @@ pub use model::{
     Images, Install, Mode, OutsideTransaction, Report, TableRule, Truncate,
 };
 pub use name::{NameError, QualifiedName};
-pub use retention::{Grain, Keep, KeepUnit, Retention};
+pub use retention::{Grain, Keep, KeepUnit, Retention, TableKeep};
 pub use serve::{Serve, ServeToken, TokenRole};
 pub use suggest::suggest;
 

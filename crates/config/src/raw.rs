@@ -83,10 +83,18 @@ pub(crate) struct RawRetention {
     pub(crate) premake: Option<Spanned<i64>>,
     pub(crate) keep: Option<Spanned<String>>,
     pub(crate) archive_dir: Option<Spanned<String>>,
+    pub(crate) tables: Option<std::collections::BTreeMap<String, RawTableKeep>>,
 }
 
 impl RawRetention {
-    pub(crate) const KEYS: &[&str] = &["partition", "premake", "keep", "archive_dir"];
+    pub(crate) const KEYS: &[&str] = &["partition", "premake", "keep", "archive_dir", "tables"];
+}
+
+/// `[retention.tables."schema.table"]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTableKeep {
+    pub(crate) keep: Spanned<String>,
 }
 
 /// `[report]`.

@@ -121,6 +121,55 @@ pub struct Retention {
     pub keep: Keep,
     /// Where `pgtrail archive` writes; none by default (then it must be given).
     pub archive_dir: Option<String>,
+    /// Per-table overrides of `keep` (`[retention.tables."schema.table"]`),
+    /// sorted by table. A partition holds every table's changes: it is
+    /// archived only once every table with changes in it is past its keep.
+    pub tables: Vec<TableKeep>,
+}
+
+/// `[retention.tables."schema.table"] keep = "..."`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableKeep {
+    /// The schema, or None for a bare table name (any schema).
+    pub schema: Option<String>,
+    pub table: String,
+    pub keep: Keep,
+}
+
+impl TableKeep {
+    /// Whether this override is for the table `schema`.`table`.
+    pub fn matches(&self, schema: &str, table: &str) -> bool {
+        self.table == table && self.schema.as_deref().is_none_or(|s| s == schema)
+    }
+}
+
+impl fmt::Display for TableKeep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.schema {
+            Some(schema) => write!(f, "{schema}.{}", self.table),
+            None => f.write_str(&self.table),
+        }
+    }
+}
+
+impl Retention {
+    /// The keep of the table `schema`.`table`: its override (a
+    /// schema-qualified one before a bare name), else `keep`.
+    pub fn keep_of(&self, schema: &str, table: &str) -> Keep {
+        TableKeep::keep_of(&self.tables, self.keep, schema, table)
+    }
+}
+
+impl TableKeep {
+    /// The keep of `schema`.`table` among `tables` (a schema-qualified
+    /// override before a bare name), else `keep`.
+    pub fn keep_of(tables: &[TableKeep], keep: Keep, schema: &str, table: &str) -> Keep {
+        tables
+            .iter()
+            .find(|t| t.schema.is_some() && t.matches(schema, table))
+            .or_else(|| tables.iter().find(|t| t.matches(schema, table)))
+            .map_or(keep, |t| t.keep)
+    }
 }
 
 impl Default for Retention {
@@ -130,6 +179,7 @@ impl Default for Retention {
             premake: 3,
             keep: Keep::default(),
             archive_dir: None,
+            tables: Vec::new(),
         }
     }
 }
@@ -158,18 +208,27 @@ pub(crate) fn retention(src: Source<'_>, raw: RawRetention) -> Result<Retention,
             })?;
     }
     if let Some(value) = raw.keep {
-        out.keep = Keep::parse(value.get_ref()).ok_or_else(|| {
-            src.error(
+        out.keep = keep(src, &value, "[retention]")?;
+    }
+    for (name, table) in raw.tables.into_iter().flatten() {
+        let section = format!("[retention.tables.\"{name}\"]");
+        let (schema, bare) = match name.split_once('.') {
+            Some((schema, bare)) => (Some(schema.to_string()), bare.to_string()),
+            None => (None, name.clone()),
+        };
+        if bare.is_empty() || schema.as_deref().is_some_and(str::is_empty) || bare.contains('.') {
+            return Err(src.error(
                 ErrorKind::InvalidValue,
-                &value.span(),
-                format!(
-                    "`keep` in [retention] must be a number and a unit ({}), not `{}`",
-                    one_of(&Keep::UNITS),
-                    value.get_ref()
-                ),
-                Some("for example `keep = \"400 days\"` or `keep = \"7 years\"`".to_string()),
-            )
-        })?;
+                &table.keep.span(),
+                format!("{section} does not name a table"),
+                Some("name it as `schema.table` (or a bare table name for every schema), e.g. [retention.tables.\"public.invoices\"]".to_string()),
+            ));
+        }
+        out.tables.push(TableKeep {
+            schema,
+            table: bare,
+            keep: keep(src, &table.keep, &section)?,
+        });
     }
     if let Some(value) = raw.archive_dir {
         if value.get_ref().trim().is_empty() {
@@ -183,6 +242,21 @@ pub(crate) fn retention(src: Source<'_>, raw: RawRetention) -> Result<Retention,
         out.archive_dir = Some(value.get_ref().clone());
     }
     Ok(out)
+}
+
+fn keep(src: Source<'_>, value: &Spanned<String>, section: &str) -> Result<Keep, ConfigError> {
+    Keep::parse(value.get_ref()).ok_or_else(|| {
+        src.error(
+            ErrorKind::InvalidValue,
+            &value.span(),
+            format!(
+                "`keep` in {section} must be a number and a unit ({}), not `{}`",
+                one_of(&Keep::UNITS),
+                value.get_ref()
+            ),
+            Some("for example `keep = \"400 days\"` or `keep = \"7 years\"`".to_string()),
+        )
+    })
 }
 
 fn grain(src: Source<'_>, value: &Spanned<String>) -> Result<Grain, ConfigError> {
@@ -208,6 +282,35 @@ fn grain(src: Source<'_>, value: &Spanned<String>) -> Result<Grain, ConfigError>
 mod tests {
     use super::*;
     use crate::Config;
+
+    #[test]
+    fn tables_override_keep() {
+        let config = Config::parse(
+            "[retention]\nkeep = \"60 days\"\n[retention.tables.\"public.invoices\"]\nkeep = \"10 years\"\n\
+             [retention.tables.sessions]\nkeep = \"7 days\"\n",
+            "pgtrail.toml",
+        )
+        .unwrap();
+        let retention = &config.retention;
+        assert_eq!(retention.keep_of("public", "invoices").to_string(), "10 years");
+        assert_eq!(retention.keep_of("billing", "invoices").to_string(), "60 days");
+        assert_eq!(retention.keep_of("app", "sessions").to_string(), "7 days");
+        assert_eq!(retention.keep_of("public", "orders").to_string(), "60 days");
+        let err = Config::parse(
+            "[retention.tables.\"public.invoices\"]\nkeep = \"forever\"\n",
+            "pgtrail.toml",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("[retention.tables.\"public.invoices\"]"),
+            "{err}"
+        );
+        let err =
+            Config::parse("[retention.tables.\"a.b.c\"]\nkeep = \"1 day\"\n", "pgtrail.toml").unwrap_err();
+        assert!(err.to_string().contains("does not name a table"), "{err}");
+        let err = Config::parse("[retention.tables.x]\nkeeps = \"1 day\"\n", "pgtrail.toml").unwrap_err();
+        assert!(err.to_string().contains("keep"), "{err}");
+    }
 
     #[test]
     fn keep_reads_numbers_and_units() {
@@ -240,6 +343,7 @@ mod tests {
         assert_eq!(config.retention.premake, 5);
         assert_eq!(config.retention.keep.to_string(), "30 days");
         assert_eq!(config.retention.archive_dir.as_deref(), Some("arch"));
+        assert!(config.retention.tables.is_empty());
         assert_eq!(Config::default().retention, Retention::default());
 
         let err = Config::parse("[retention]\npartition = \"mnth\"\n", "pgtrail.toml").unwrap_err();

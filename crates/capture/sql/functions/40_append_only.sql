@@ -11,13 +11,14 @@ AS $fn$
 BEGIN
     -- `pgtrail erase` replaces values (pgtrail.change) and destroys the
     -- seeds of their salts (pgtrail.seal_leaves; a later erasure of the same
-    -- change turns kept salts into commitments), in a transaction it marks
-    -- with pgtrail.erasing; nothing else is ever updated. (A superuser can
+    -- change turns kept salts into commitments; an archive file written again
+    -- without the values gets its new name and hash in pgtrail.archive), in
+    -- a transaction it marks with pgtrail.erasing; nothing else is ever updated. (A superuser can
     -- set the mark too, as they can drop this guard: what they change is
     -- what `pgtrail verify` detects.)
     -- (The trail's partitions fire the trigger under their own names.)
     IF TG_OP = 'UPDATE' AND current_setting('pgtrail.erasing', true) = txid_current()::text
-       AND (TG_TABLE_NAME IN ('change', 'seal_leaves', 'erased_value')
+       AND (TG_TABLE_NAME IN ('change', 'seal_leaves', 'erased_value', 'archive')
             OR EXISTS (SELECT FROM pg_inherits
                        WHERE inhrelid = TG_RELID AND inhparent = 'pgtrail.change'::regclass)) THEN
         RETURN NEW;

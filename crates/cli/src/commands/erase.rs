@@ -1,6 +1,8 @@
-//! `pgtrail erase TABLE KEY [--columns C,...] --reason TEXT`: removes a
-//! row's values from every change of the trail, keeping proofs valid.
+//! `pgtrail erase TABLE KEY [--columns C,...] --reason TEXT [--archive DIR]`:
+//! removes a row's values from every change of the trail, archived ones
+//! included, keeping proofs valid.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
@@ -15,6 +17,7 @@ pub async fn run(
     key: &str,
     columns: Option<&[String]>,
     reason: &str,
+    archive: Option<PathBuf>,
 ) -> Result<ExitCode> {
     let mut client = super::connect(common).await?;
     let audited = resolve_table(&client, table).await?;
@@ -32,8 +35,17 @@ pub async fn run(
             }
         }
     }
-    let report =
-        pgtrail::integrity::erase(&mut client, &audited.schema, &audited.name, &pk, columns, reason).await?;
+    let options = pgtrail::integrity::EraseOptions { archive_dir: archive };
+    let report = pgtrail::integrity::erase_with(
+        &mut client,
+        &audited.schema,
+        &audited.name,
+        &pk,
+        columns,
+        reason,
+        &options,
+    )
+    .await?;
     match common.format {
         Format::Json => output::print_json(&serde_json::to_value(&report)?)?,
         Format::Table => {
@@ -49,6 +61,16 @@ pub async fn run(
                     report.sealed
                 ),
             );
+            if !report.files.is_empty() {
+                output::say(
+                    output::GOOD,
+                    &format!(
+                        "{} archived change(s) erased; archive files written again without the values: {}",
+                        report.archived,
+                        report.files.join(", ")
+                    ),
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

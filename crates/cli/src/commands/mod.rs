@@ -128,8 +128,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             key,
             columns,
             reason,
+            archive,
             ..
-        } => erase::run(&common, &table, &key, columns.as_deref(), &reason).await,
+        } => erase::run(&common, &table, &key, columns.as_deref(), &reason, archive).await,
         Command::Revert(args) => revert::run(&common, &args).await,
     }
 }
@@ -222,7 +223,7 @@ impl Horizon {
     pub fn note(&self) -> String {
         let shown: Vec<&str> = self.files.iter().take(3).map(String::as_str).collect();
         format!(
-            "note: history before {} is archived in {}{} (read it with DuckDB, see the README's Retention section)",
+            "note: history before {} is archived in {}{} (ask it with DuckDB: the README's Retention section has the history, at and actor queries)",
             self.until.format("%Y-%m-%d %H:%M:%S%:z"),
             shown.join(", "),
             if self.files.len() > shown.len() {

@@ -69,6 +69,7 @@ pub async fn archive(
     let options = pgtrail::archive::ArchiveOptions {
         dir,
         keep: config.retention.keep,
+        tables: config.retention.tables.clone(),
         dry_run,
     };
     let outcomes = pgtrail::archive::archive(

@@ -9,9 +9,19 @@
 //! be guessed from its commitment. The erasure is recorded in
 //! `pgtrail.erasure` with who, when, why and which changes. All of it is one
 //! transaction.
+//!
+//! Changes already archived are erased the same way, from their files: each
+//! archive file holding the subject is written again without the values
+//! (see `pgtrail_archive::erase`), checked, and recorded in
+//! `pgtrail.archive` in the same transaction; after the commit its manifest
+//! is updated and the old file removed. With archives recorded, the archive
+//! directory must be given: an erasure never leaves values behind silently.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
+use pgtrail_archive::ArchivedChange;
+use pgtrail_archive::erase::{Found, Rewritten};
 use pgtrail_integrity::{Seed, field_commitment, field_salt};
 use tokio_postgres::Client;
 
@@ -28,10 +38,23 @@ pub struct EraseReport {
     pub values: u64,
     /// Of those changes, how many were sealed (and keep verifying).
     pub sealed: u64,
+    /// Of those changes, how many were archived (erased from their files).
+    pub archived: u64,
+    /// The archive files written again without the erased values.
+    pub files: Vec<String>,
+}
+
+/// Where an erasure looks besides the database.
+#[derive(Debug, Clone, Default)]
+pub struct EraseOptions {
+    /// The directory `pgtrail archive` wrote to; needed once anything was
+    /// archived.
+    pub archive_dir: Option<PathBuf>,
 }
 
 /// Erases the values of the row `pk` of the audited table `schema`.`name`,
-/// or only of `columns`, from the trail.
+/// or only of `columns`, from the trail (refused once anything was archived:
+/// see [`erase_with`]).
 pub async fn erase(
     client: &mut Client,
     schema: &str,
@@ -39,6 +62,28 @@ pub async fn erase(
     pk: &serde_json::Value,
     columns: Option<&[String]>,
     reason: &str,
+) -> Result<EraseReport, IntegrityError> {
+    erase_with(
+        client,
+        schema,
+        name,
+        pk,
+        columns,
+        reason,
+        &EraseOptions::default(),
+    )
+    .await
+}
+
+/// [`erase`], reaching into the archive files of `options.archive_dir`.
+pub async fn erase_with(
+    client: &mut Client,
+    schema: &str,
+    name: &str,
+    pk: &serde_json::Value,
+    columns: Option<&[String]>,
+    reason: &str,
+    options: &EraseOptions,
 ) -> Result<EraseReport, IntegrityError> {
     require_installed(client).await?;
     let table = format!("{schema}.{name}");
@@ -55,6 +100,13 @@ pub async fn erase(
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEAL_LOCK])
         .await
         .map_err(IntegrityError::database("waiting for a seal to finish"))?;
+    if let Some(dir) = &options.archive_dir {
+        // No other erasure is under way (the seal lock): finish what one
+        // that stopped left.
+        pgtrail_archive::erase::tidy(&tx, dir, true)
+            .await
+            .map_err(IntegrityError::archive)?;
+    }
     tx.execute(
         "SELECT set_config('pgtrail.erasing', txid_current()::text, true)",
         &[],
@@ -97,21 +149,32 @@ pub async fn erase(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    if ids.is_empty() {
+    let found = archived_changes(&tx, options.archive_dir.as_deref(), table_id, pk).await?;
+    let archived: HashMap<i64, (usize, &ArchivedChange)> = found
+        .iter()
+        .enumerate()
+        .flat_map(|(file, f)| f.changes.iter().map(move |c| (c.id, (file, c))))
+        .collect();
+    if ids.is_empty() && archived.is_empty() {
         return Err(IntegrityError::Refused(format!(
             "the trail holds no change of `{table}` with key {pk}\n  help: check the key with `pgtrail history {table} '{pk}'`"
         )));
     }
+    let mut ids = ids;
+    ids.extend(archived.keys().copied());
+    ids.sort_unstable();
     let sealed = sealed_seeds(&tx, &ids).await?;
     let earlier = earlier_erasures(&tx, &ids).await?;
     let changes = tx
         .query(CHANGES_BY_ID, &[&ids])
         .await
         .map_err(IntegrityError::database("reading the row's changes"))?;
-    let changes: Vec<ChangeRow> = changes
+    let mut changes: Vec<ChangeRow> = changes
         .iter()
         .map(ChangeRow::from_row)
         .collect::<Result<_, _>>()?;
+    changes.extend(archived.values().map(|(_, c)| ChangeRow::from_archived(c)));
+    changes.sort_by_key(|c| c.id);
     // Which values go, per change: every value of the asked columns (all
     // but the key's by default) not erased before.
     let erasable = |change: &ChangeRow| -> Result<Vec<String>, IntegrityError> {
@@ -153,7 +216,11 @@ pub async fn erase(
         change_ids: Vec::new(),
         values: 0,
         sealed: 0,
+        archived: 0,
+        files: Vec::new(),
     };
+    // The archived changes with their values replaced, by file.
+    let mut patched: Vec<HashMap<i64, ArchivedChange>> = vec![HashMap::new(); found.len()];
     for change in &changes {
         let fields = change.fields()?;
         let erased_now = erasable(change)?;
@@ -213,26 +280,120 @@ pub async fn erase(
                 None => None,
             };
         }
-        tx.execute(
-            "UPDATE pgtrail.change
-             SET old_values = CASE WHEN old_values IS NULL THEN NULL ELSE old_values || $2 END,
-                 new_values = CASE WHEN new_values IS NULL THEN NULL ELSE new_values || $3 END
-             WHERE id = $1",
-            &[
-                &change.id,
-                &serde_json::Value::Object(old_patch),
-                &serde_json::Value::Object(new_patch),
-            ],
-        )
-        .await
-        .map_err(IntegrityError::database("replacing the erased values"))?;
+        let old_patch = serde_json::Value::Object(old_patch);
+        let new_patch = serde_json::Value::Object(new_patch);
+        if let Some((file, archived_change)) = archived.get(&change.id) {
+            // PostgreSQL prints the patched values, as it printed them when
+            // they were archived: the values kept keep their text.
+            let row = tx
+                .query_one(
+                    "SELECT ($1::text::jsonb || $2)::text, ($3::text::jsonb || $4)::text",
+                    &[
+                        &archived_change.old_values,
+                        &old_patch,
+                        &archived_change.new_values,
+                        &new_patch,
+                    ],
+                )
+                .await
+                .map_err(IntegrityError::database("replacing the erased values"))?;
+            let mut replaced = (*archived_change).clone();
+            replaced.old_values = row.get(0);
+            replaced.new_values = row.get(1);
+            patched[*file].insert(change.id, replaced);
+            report.archived += 1;
+        } else {
+            tx.execute(
+                "UPDATE pgtrail.change
+                 SET old_values = CASE WHEN old_values IS NULL THEN NULL ELSE old_values || $2 END,
+                     new_values = CASE WHEN new_values IS NULL THEN NULL ELSE new_values || $3 END
+                 WHERE id = $1",
+                &[&change.id, &old_patch, &new_patch],
+            )
+            .await
+            .map_err(IntegrityError::database("replacing the erased values"))?;
+        }
         report.values += erased_now.len() as u64;
         report.change_ids.push(change.id);
     }
-    tx.commit()
-        .await
-        .map_err(IntegrityError::database("committing the erasure"))?;
+    let mut rewritten: Vec<Rewritten> = Vec::new();
+    if let Some(dir) = &options.archive_dir {
+        for (found, patched) in found.iter().zip(&patched) {
+            if patched.is_empty() {
+                continue;
+            }
+            let written = pgtrail_archive::erase::rewrite(dir, &found.record, erasure_id, patched);
+            let written = match written {
+                Ok(written) => written,
+                Err(error) => {
+                    discard(dir, &rewritten);
+                    return Err(IntegrityError::archive(error));
+                }
+            };
+            let recorded = pgtrail_archive::erase::record(&tx, &written).await;
+            rewritten.push(written);
+            if let Err(error) = recorded {
+                discard(dir, &rewritten);
+                return Err(IntegrityError::archive(error));
+            }
+        }
+    }
+    if let Err(error) = tx.commit().await {
+        if let Some(dir) = &options.archive_dir {
+            discard(dir, &rewritten);
+        }
+        return Err(IntegrityError::database("committing the erasure")(error));
+    }
+    if let Some(dir) = &options.archive_dir {
+        for written in &rewritten {
+            pgtrail_archive::erase::finish(dir, written).map_err(IntegrityError::archive)?;
+            report.files.push(written.file.clone());
+        }
+    }
     Ok(report)
+}
+
+/// Removes the new files of an erasure that did not commit.
+fn discard(dir: &Path, rewritten: &[Rewritten]) {
+    for written in rewritten {
+        let _ = std::fs::remove_file(dir.join(&written.file));
+    }
+}
+
+/// The archived changes of the row, by file; with archives recorded and no
+/// directory given, a refusal that says how to go on.
+async fn archived_changes(
+    tx: &tokio_postgres::Transaction<'_>,
+    dir: Option<&Path>,
+    table_id: i32,
+    pk: &serde_json::Value,
+) -> Result<Vec<Found>, IntegrityError> {
+    let records = pgtrail_archive::set::records(tx)
+        .await
+        .map_err(IntegrityError::archive)?;
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(dir) = dir else {
+        return Err(IntegrityError::Refused(format!(
+            "{} partition(s) of the trail are archived and the erasure must reach their files too\n  \
+             help: pass --archive DIR, the directory `pgtrail archive` wrote to",
+            records.len()
+        )));
+    };
+    if !dir.is_dir() {
+        return Err(IntegrityError::Refused(format!(
+            "{} is not a directory\n  help: pass --archive DIR, the directory `pgtrail archive` wrote to",
+            dir.display()
+        )));
+    }
+    // The key as PostgreSQL prints it, as the files hold it.
+    let pk_text: String = tx
+        .query_one("SELECT $1::jsonb::text", &[pk])
+        .await
+        .map_err(IntegrityError::database("reading the key"))?
+        .get(0);
+    pgtrail_archive::erase::find(dir, &records, table_id, &pk_text).map_err(IntegrityError::archive)
 }
 
 /// Whether a value is an erasure marker already: an object with the key

@@ -16,7 +16,7 @@ mod reconcile;
 mod seal;
 mod verify;
 
-pub use erase::{EraseReport, erase};
+pub use erase::{EraseOptions, EraseReport, erase, erase_with};
 pub use reconcile::{ReconcileReport, Unrecorded, reconcile};
 pub use seal::{SealReport, seal};
 pub use verify::{Problem, VerifyOptions, VerifyReport, capture_gaps, hex, verify};

@@ -221,6 +221,85 @@ fn archived(outcomes: &[Outcome]) -> Vec<String> {
         .collect()
 }
 
+/// The README's DuckDB queries (history, at, actor) of the retention
+/// section, as written but for the directory, the moment and the actor.
+fn readme_queries(dir: &Path, moment: &str, actor: &str) -> serde_json::Value {
+    const README: &str = include_str!("../../../../README.md");
+    let heading = "## Retention: partitions, Parquet archives, legal holds\n";
+    let start = README.find(heading).expect("README's retention section");
+    let body = &README[start + heading.len()..];
+    let body = &body[..body.find("\n## ").unwrap_or(body.len())];
+    let mut queries = serde_json::Map::new();
+    for block in body.split("```sql\n").skip(1) {
+        let sql = &block[..block.find("```").expect("the block ends")];
+        let name = sql
+            .strip_prefix("-- ")
+            .and_then(|s| s.split(':').next())
+            .expect("each query starts with `-- NAME:`");
+        let sql = sql
+            .replace("/var/lib/pgtrail/archive", &dir.display().to_string())
+            .replace("2025-03-01 00:00:00+00", moment)
+            .replace("alice@example.com", actor);
+        queries.insert(name.to_string(), serde_json::Value::String(sql));
+    }
+    let script = r#"
+import json, sys
+import duckdb
+queries = json.loads(sys.argv[1])
+con = duckdb.connect()
+history = [[r[0], r[2]] for r in con.execute(queries["history"]).fetchall()]
+at = con.execute(queries["at"]).fetchall()
+actor = [r[0] for r in con.execute(queries["actor"]).fetchall()]
+print(json.dumps({"history": history, "at": [json.loads(r[0]) for r in at], "actor": actor}))
+"#;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(serde_json::Value::Object(queries).to_string())
+        .output()
+        .expect("python3 is needed to run the README's DuckDB queries");
+    assert!(
+        output.status.success(),
+        "the README's DuckDB queries failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("python printed JSON")
+}
+
+/// The same questions asked of the database (before anything is archived):
+/// order 102's changes, a moment after its last one and the row then, and
+/// clerk1's changes.
+async fn database_answers(
+    client: &Client,
+) -> (serde_json::Value, String, serde_json::Value, serde_json::Value) {
+    let row = client
+        .query_one(
+            "SELECT (SELECT json_agg(json_build_array(id, op) ORDER BY id) FROM pgtrail.changes
+                     WHERE table_name = 'orders' AND pk->>'id' = '102'),
+                    (SELECT to_char(max(changed_at) AT TIME ZONE 'UTC' + interval '1 second', 'YYYY-MM-DD HH24:MI:SS') || '+00'
+                     FROM pgtrail.changes WHERE table_name = 'orders' AND pk->>'id' = '102'),
+                    (SELECT to_json(o) FROM orders AS o WHERE id = 102),
+                    (SELECT json_agg(id ORDER BY id) FROM pgtrail.changes WHERE actor_id = 'clerk1')",
+            &[],
+        )
+        .await
+        .expect("the database's answers");
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+/// Rows compared as JSON, numbers by value (DuckDB prints 2.5 for 2.50).
+fn same_row(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    match (a, b) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| same_row(v, w)))
+        }
+        (serde_json::Value::Number(a), serde_json::Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (serde_json::Value::String(a), serde_json::Value::Number(b))
+        | (serde_json::Value::Number(b), serde_json::Value::String(a)) => a.parse::<f64>().ok() == b.as_f64(),
+        _ => a == b,
+    }
+}
+
 /// The operator's story: months of history, a legal hold on one order,
 /// archive, then verify from the files; the auditor's: the files read by
 /// DuckDB and pyarrow are the rows the database had.
@@ -239,11 +318,13 @@ async fn old_months_are_archived_read_by_others_dropped_and_still_proved() {
     );
     let before = database_rows(&client).await;
     let total = before.len() as i64;
+    let (history, moment, row_then, clerk1) = database_answers(&client).await;
 
     let dir = tempfile::tempdir().expect("archive dir");
     let options = ArchiveOptions {
         dir: dir.path().to_path_buf(),
         keep: config.retention.keep,
+        tables: config.retention.tables.clone(),
         dry_run: false,
     };
     // Not sealed and no key: nothing is archived, each partition says why.
@@ -324,6 +405,18 @@ async fn old_months_are_archived_read_by_others_dropped_and_still_proved() {
     let expected: Vec<serde_json::Value> = before[..archived_rows as usize].to_vec();
     assert_eq!(duck, expected);
     assert_eq!(arrow, expected);
+
+    // The README's DuckDB queries answer from the archive what the database
+    // answered before: order 102's history, the row at a moment, clerk1's
+    // changes.
+    let answers = readme_queries(dir.path(), &moment, "clerk1");
+    assert_eq!(answers["history"], history, "{answers}");
+    assert_eq!(answers["actor"], clerk1, "{answers}");
+    let at = answers["at"].as_array().expect("rows");
+    assert!(
+        at.len() == 1 && same_row(&at[0], &row_then),
+        "{at:?} vs {row_then}"
+    );
 
     // The proofs: intact from the files; without them, counted as unchecked.
     let report = verify(&mut client, &key, Some(dir.path())).await;
@@ -487,7 +580,7 @@ async fn maintain_is_safe_to_run_from_cron_twice() {
 
     // A maintain that died after writing files and before dropping (a
     // half-written file, a file without its record): the next run redoes it.
-    let first_due = pgtrail::archive::due(&client, &config.retention.keep)
+    let first_due = pgtrail::archive::due(&client, &config.retention.keep, &config.retention.tables)
         .await
         .expect("due")
         .into_iter()
@@ -536,4 +629,379 @@ async fn maintain_is_safe_to_run_from_cron_twice() {
         again.archives.is_empty() && again.partitions_made.is_empty(),
         "{again:?}"
     );
+}
+
+/// Order 102's changes as DuckDB and pyarrow read them from every Parquet
+/// file of `dir`: (old_values, new_values) each, and the rows of all files.
+fn python_subject(dir: &Path) -> serde_json::Value {
+    let script = r#"
+import glob, json, sys
+import duckdb, pyarrow, pyarrow.parquet as pq
+files = sorted(glob.glob(sys.argv[1] + "/*.parquet"))
+con = duckdb.connect()
+where = "table_name = 'orders' AND json_extract_string(pk, '$.id') = '102'"
+duck = con.execute(f"SELECT old_values, new_values FROM read_parquet(?) WHERE {where} ORDER BY id", [files]).fetchall()
+total = con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchone()[0]
+table = pyarrow.concat_tables([pq.read_table(f) for f in files]).sort_by("id").to_pylist()
+arrow = [[r["old_values"], r["new_values"]] for r in table
+         if r["table_name"] == "orders" and json.loads(r["pk"])["id"] == 102]
+print(json.dumps({"duckdb": [list(r) for r in duck], "pyarrow": arrow, "total": total, "files": len(files)}))
+"#;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(dir)
+        .output()
+        .expect("python3 is needed to read the archive with DuckDB and pyarrow");
+    assert!(
+        output.status.success(),
+        "python3 failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("python printed JSON")
+}
+
+/// Every value of `changes` ([old, new] JSON texts) but the key is the
+/// marker of erasure `id`; returns how many values were checked.
+fn all_erased(changes: &serde_json::Value, id: i64) -> usize {
+    let mut values = 0;
+    for pair in changes.as_array().expect("a list of changes") {
+        for side in pair.as_array().expect("old and new") {
+            let Some(text) = side.as_str() else { continue };
+            let object: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(text).expect("a JSON object");
+            for (column, value) in object {
+                if column != "id" {
+                    assert_eq!(
+                        value,
+                        serde_json::json!({ "pgtrail_erased": id }),
+                        "{column} in {text}"
+                    );
+                    values += 1;
+                }
+            }
+        }
+    }
+    values
+}
+
+/// The data-protection officer's story: a customer asks for order 102 to be
+/// forgotten after its month was archived. The erasure reaches the archive:
+/// the file is written again without the values (DuckDB and pyarrow read
+/// none of them), the old file is gone, and verify still passes from the
+/// files. An erasure that stopped after its commit is finished by the next
+/// archive run.
+#[tokio::test]
+async fn erasure_reaches_archived_changes_and_proofs_still_verify() {
+    let (_cluster, _clock, mut client, config) = five_months_of_orders().await;
+    client
+        .batch_execute("UPDATE orders SET status = 'refunded' WHERE id = 102")
+        .await
+        .expect("a live change of order 102");
+    let dir = tempfile::tempdir().expect("archive dir");
+    let options = ArchiveOptions {
+        dir: dir.path().to_path_buf(),
+        keep: config.retention.keep,
+        tables: config.retention.tables.clone(),
+        dry_run: false,
+    };
+    let key = SignerKey::generate("shop.example.com/audit").expect("key");
+    let sealer = KeySealer(key.clone());
+    let outcomes = pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
+        .await
+        .expect("archive");
+    assert!(!archived(&outcomes).is_empty(), "{outcomes:?}");
+    let archived_rows = count(&client, "SELECT sum(row_count)::bigint FROM pgtrail.archive").await;
+    let before = python_subject(dir.path());
+    assert_eq!(before["duckdb"].as_array().map(Vec::len), Some(2), "{before}");
+    assert!(
+        before["duckdb"].to_string().contains(r#"\"status\": \"new\""#),
+        "{before}"
+    );
+    let backup = tempfile::tempdir().expect("backup dir");
+    copy_dir(dir.path(), backup.path());
+
+    // Without the archive directory the erasure is refused: it would leave
+    // the archived values behind.
+    let pk = serde_json::json!({"id": 102});
+    let refused = integrity::erase(&mut client, "public", "orders", &pk, None, "GDPR request #4411").await;
+    assert!(
+        matches!(&refused, Err(integrity::IntegrityError::Refused(m)) if m.contains("--archive")),
+        "{refused:?}"
+    );
+    assert_eq!(count(&client, "SELECT count(*) FROM pgtrail.erasure").await, 0);
+
+    let report = integrity::erase_with(
+        &mut client,
+        "public",
+        "orders",
+        &pk,
+        None,
+        "GDPR request #4411",
+        &integrity::EraseOptions {
+            archive_dir: Some(dir.path().to_path_buf()),
+        },
+    )
+    .await
+    .expect("erase");
+    assert_eq!(report.archived, 2, "{report:?}");
+    assert_eq!(report.change_ids.len(), 3, "{report:?}");
+    // Archiving sealed the whole trail, the live change too.
+    assert_eq!(report.sealed, 3, "{report:?}");
+    // Order 102's month is one file, written again as <partition>.e<id>.parquet.
+    assert_eq!(report.files.len(), 1, "{report:?}");
+    let new_file = report.files[0].clone();
+    let partition = new_file
+        .strip_suffix(&format!(".e{}.parquet", report.erasure_id))
+        .expect("the new file's name")
+        .to_string();
+    let old_file = format!("{partition}.parquet");
+    assert!(backup.path().join(&old_file).is_file(), "{old_file} was archived");
+    assert!(!dir.path().join(&old_file).exists(), "the old file is removed");
+    let (file, sha256): (String, String) = {
+        let row = client
+            .query_one(
+                "SELECT file, sha256 FROM pgtrail.archive WHERE partition = $1",
+                &[&partition],
+            )
+            .await
+            .expect("the record");
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(file, new_file);
+    assert_eq!(
+        pgtrail::archive::archive::file_sha256(&dir.path().join(&file)).expect("hash"),
+        sha256
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join(format!("{partition}.json"))).expect("manifest"),
+    )
+    .expect("manifest JSON");
+    assert_eq!(manifest["file"], new_file.as_str());
+    assert_eq!(manifest["sha256"], sha256.as_str());
+    assert_eq!(manifest["erasures"], serde_json::json!([report.erasure_id]));
+
+    // Others read the archive: order 102's values are gone, every other row
+    // is still there, once.
+    let after = python_subject(dir.path());
+    assert_eq!(after["total"].as_i64(), Some(archived_rows), "{after}");
+    assert_eq!(after["duckdb"], after["pyarrow"]);
+    assert!(all_erased(&after["duckdb"], report.erasure_id) >= 3, "{after}");
+    let live: String = client
+        .query_one(
+            "SELECT new_values::text FROM pgtrail.change WHERE table_id = (SELECT id FROM pgtrail.audited_table WHERE table_name = 'orders') AND pk = '{\"id\": 102}' ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .expect("the live change")
+        .get(0);
+    assert!(!live.contains("refunded"), "{live}");
+
+    // The proofs: intact from the files, and without them.
+    let report_verify = verify(&mut client, &key, Some(dir.path())).await;
+    assert!(report_verify.intact(), "{:?}", report_verify.problems);
+    assert_eq!(report_verify.archived_checked as i64, archived_rows);
+    let report_verify = verify(&mut client, &key, None).await;
+    assert!(report_verify.intact(), "{:?}", report_verify.problems);
+
+    // Nothing is left to erase; asked again, the erasure says so.
+    let again = integrity::erase_with(
+        &mut client,
+        "public",
+        "orders",
+        &pk,
+        None,
+        "again",
+        &integrity::EraseOptions {
+            archive_dir: Some(dir.path().to_path_buf()),
+        },
+    )
+    .await;
+    assert!(
+        matches!(&again, Err(integrity::IntegrityError::Refused(m)) if m.contains("nothing to erase")),
+        "{again:?}"
+    );
+
+    // An erasure that stopped after its commit (the old file and manifest
+    // still there): the next archive run removes the old file and brings the
+    // manifest up to date, and verify passes.
+    std::fs::copy(backup.path().join(&old_file), dir.path().join(&old_file)).expect("old file back");
+    let manifest_name = format!("{partition}.json");
+    std::fs::copy(
+        backup.path().join(&manifest_name),
+        dir.path().join(&manifest_name),
+    )
+    .expect("old manifest back");
+    pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
+        .await
+        .expect("archive finishes the erasure");
+    assert!(!dir.path().join(&old_file).exists(), "the old file is removed");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(&manifest_name)).expect("manifest"))
+            .expect("JSON");
+    assert_eq!(manifest["file"], new_file.as_str());
+    let after = python_subject(dir.path());
+    assert!(all_erased(&after["duckdb"], report.erasure_id) >= 3, "{after}");
+    let report_verify = verify(&mut client, &key, Some(dir.path())).await;
+    assert!(report_verify.intact(), "{:?}", report_verify.problems);
+
+    // The file of an erasure that did not commit (a later number than the
+    // recorded one): archive leaves it (an erasure may be writing it now);
+    // the next erasure, under the seal lock, removes it.
+    let orphan = dir
+        .path()
+        .join(format!("{partition}.e{}.parquet", report.erasure_id + 100));
+    std::fs::copy(dir.path().join(&new_file), &orphan).expect("an orphan");
+    pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
+        .await
+        .expect("archive");
+    assert!(orphan.exists(), "archive leaves a file an erasure may be writing");
+    let again = integrity::erase_with(
+        &mut client,
+        "public",
+        "orders",
+        &pk,
+        None,
+        "again",
+        &integrity::EraseOptions {
+            archive_dir: Some(dir.path().to_path_buf()),
+        },
+    )
+    .await;
+    assert!(again.is_err(), "nothing left to erase: {again:?}");
+    assert!(!orphan.exists(), "the next erasure removes it");
+    assert!(dir.path().join(&new_file).exists());
+}
+
+/// The finance team's story: invoices must stay in the database 120 days,
+/// orders 60. Partitions hold every table's changes, so a partition is
+/// archived once every table in it is past its keep: the month with only
+/// orders goes at 60 days, the months with invoices wait for theirs (their
+/// orders with them), and archive and check say so; two months later the
+/// invoices' month goes too, and verify passes from the files.
+#[tokio::test]
+async fn a_table_kept_longer_keeps_its_partitions() {
+    const KEEPS: &str = "[capture]\ninclude = [\"orders\", \"invoices\"]\n\n[retention]\npartition = \"month\"\npremake = 1\nkeep = \"60 days\"\n\
+                         [retention.tables.\"public.invoices\"]\nkeep = \"120 days\"\n";
+    let (cluster, clock) = cluster_at("-200d");
+    connect_to(&cluster.url("postgres"))
+        .await
+        .batch_execute("CREATE DATABASE shop")
+        .await
+        .expect("create shop");
+    let mut client = connect_to(&cluster.url("shop")).await;
+    client
+        .batch_execute(&format!(
+            "{SHOP} CREATE TABLE invoices (id integer PRIMARY KEY, order_id integer, amount numeric(10,2));"
+        ))
+        .await
+        .expect("schema");
+    apply(&mut client, KEEPS).await;
+    let config = Config::parse(KEEPS, "pgtrail.toml").expect("config");
+    // Invoices 200 and 100 days ago; orders then, 150 days ago and since.
+    for (n, offset, invoices) in [
+        (1, "-200d", true),
+        (2, "-150d", false),
+        (3, "-100d", true),
+        (4, "-30d", false),
+        (5, "+0d", false),
+    ] {
+        clock.set(offset);
+        pgtrail::archive::partitions::premake(&client, &config.retention)
+            .await
+            .expect("premake");
+        client
+            .batch_execute(&format!("INSERT INTO orders VALUES ({n}, 'new', {n})"))
+            .await
+            .expect("an order");
+        if invoices {
+            client
+                .batch_execute(&format!("INSERT INTO invoices VALUES ({n}, {n}, {n})"))
+                .await
+                .expect("an invoice");
+        }
+    }
+    let kept = invoice_month(&client, 3).await;
+    let old_invoices = invoice_month(&client, 1).await;
+
+    let dir = tempfile::tempdir().expect("archive dir");
+    let options = ArchiveOptions {
+        dir: dir.path().to_path_buf(),
+        keep: config.retention.keep,
+        tables: config.retention.tables.clone(),
+        dry_run: false,
+    };
+    let key = SignerKey::generate("shop.example.com/audit").expect("key");
+    let sealer = KeySealer(key.clone());
+    let outcomes = pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
+        .await
+        .expect("archive");
+    let done = archived(&outcomes);
+    assert!(done.contains(&old_invoices), "past 120 days: {outcomes:?}");
+    assert!(!done.contains(&kept), "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::Skipped { partition, reason }
+            if *partition == kept && reason.contains("public.invoices (kept 120 days)"))),
+        "the invoices' month says why it stays: {outcomes:?}"
+    );
+    // The order of the kept month stays in the database with its invoice.
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM pgtrail.changes WHERE table_name = 'orders' AND pk->>'id' = '3'"
+        )
+        .await,
+        1
+    );
+    // The month with orders only, 150 days ago, is gone at 60 days.
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM pgtrail.changes WHERE table_name = 'orders' AND pk->>'id' = '2'"
+        )
+        .await,
+        0
+    );
+    let problems = pgtrail::archive::partitions::check(&client, &config.retention, Some(dir.path()))
+        .await
+        .expect("check");
+    assert!(
+        !problems.iter().any(|p| p.contains("past retention")),
+        "check agrees: {problems:?}"
+    );
+
+    // Two months later the invoices' month is past 120 days too.
+    clock.set("+60d");
+    let problems = pgtrail::archive::partitions::check(&client, &config.retention, Some(dir.path()))
+        .await
+        .expect("check");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains(&kept) && p.contains("past retention")),
+        "{problems:?}"
+    );
+    let outcomes = pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
+        .await
+        .expect("archive later");
+    assert!(archived(&outcomes).contains(&kept), "{outcomes:?}");
+    let report = verify(&mut client, &key, Some(dir.path())).await;
+    assert!(report.intact(), "{:?}", report.problems);
+}
+
+/// The partition holding invoice `id`'s change.
+async fn invoice_month(client: &Client, id: i32) -> String {
+    let name: String = client
+        .query_one(
+            "SELECT c.tableoid::regclass::text FROM pgtrail.change AS c
+             JOIN pgtrail.audited_table AS a ON a.id = c.table_id
+             WHERE a.table_name = 'invoices' AND c.pk = jsonb_build_object('id', $1::integer)",
+            &[&id],
+        )
+        .await
+        .expect("the invoice's partition")
+        .get(0);
+    name.trim_start_matches("pgtrail.").to_string()
 }
