@@ -8,22 +8,63 @@
 //! throwaway database only; they are measuring instruments, not captures
 //! (most of them record less than pgtrail must).
 //!
+//! With `--instructions` the server runs under valgrind's callgrind and each
+//! measurement is the exact number of instructions the backend executes per
+//! statement: the statements are run N and 2N times in two fresh
+//! connections, and (Ir(2N) - Ir(N)) / N is what one statement costs,
+//! whatever the machine's load. The callgrind files are kept for
+//! `callgrind_annotate`.
+//!
 //! ```text
 //! cargo run --release -p pgtrail-bench --bin capture_parts -- [--rounds N] [--statements N]
+//! cargo run --release -p pgtrail-bench --bin capture_parts -- --instructions --statements 200 --rows 20000
 //! ```
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use pgtrail_bench::procstat;
 use pgtrail_bench::stats::{median, table};
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tokio_postgres::Client;
 
 /// The row trigger of seed 002 (comparison only).
 const SEED_SQL: &str = include_str!("../../sql/seed_trigger.sql");
+
+/// The insert floor's trail table (comparison only).
+const FLOOR_SQL: &str = include_str!("../../sql/insert_floor.sql");
+
+/// The body of the `insert-floor` variant: one INSERT ... SELECT of one
+/// indexed row per changed row, the key as JSON (and for an UPDATE the two
+/// columns it sets), as in the capture benchmark.
+const FLOOR_BODY: &str = "
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        INSERT INTO bench_floor.change (txid, ctx, table_id, op, changed_at, pk, new_values)
+        SELECT pg_catalog.txid_current(), 0, 1, 'U', pg_catalog.clock_timestamp(), pg_catalog.jsonb_build_object('id', r.id),
+               pg_catalog.jsonb_build_object('email', r.email, 'name', r.name)
+        FROM pgtrail_new AS r;
+    ELSIF TG_OP = 'INSERT' THEN
+        INSERT INTO bench_floor.change (txid, ctx, table_id, op, changed_at, pk)
+        SELECT pg_catalog.txid_current(), 0, 1, 'I', pg_catalog.clock_timestamp(), pg_catalog.jsonb_build_object('id', r.id)
+        FROM pgtrail_new AS r;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO bench_floor.change (txid, ctx, table_id, op, changed_at, pk)
+        SELECT pg_catalog.txid_current(), 0, 1, 'D', pg_catalog.clock_timestamp(), pg_catalog.jsonb_build_object('id', r.id)
+        FROM pgtrail_old AS r;
+    END IF;
+    RETURN NULL;
+END";
+
+/// Unmeasured statements before each `--instructions` measurement.
+const WARMUP_INSTRUCTIONS: u64 = 50;
+
+/// Unmeasured statements before each CPU measurement.
+const WARMUP_CPU: u64 = 300;
 
 /// The 15-column table of the capture benchmark.
 const ACCT_COLUMNS: &str = "(
@@ -81,6 +122,20 @@ struct Args {
         default_value = "generated,no-context,context-inline,no-guard,empty,seed-002"
     )]
     variants: Vec<String>,
+    /// Workloads (comma-separated): update (2 of 15 columns of a random row), insert, delete (of
+    /// single rows, from the highest ids down; updates pick ids in the lower half).
+    #[arg(long, value_delimiter = ',', default_value = "update,insert")]
+    workloads: Vec<String>,
+    /// Count instructions instead of CPU time: the server runs under valgrind's callgrind
+    /// (`valgrind` must be on PATH) and each figure is the exact number of instructions the
+    /// backend executes per statement, from two runs of N and 2N statements. Slow (about
+    /// 50x): use `--rounds 1 --statements 200 --rows 20000`.
+    #[arg(long)]
+    instructions: bool,
+    /// Where `--instructions` keeps its callgrind files (one per measurement, named after the
+    /// workload, variant and statement count), for `callgrind_annotate --inclusive=yes`.
+    #[arg(long, default_value = "target/callgrind-parts")]
+    callgrind_dir: PathBuf,
 }
 
 /// One way of capturing, measured against the unaudited table.
@@ -103,10 +158,16 @@ enum Variant {
     Empty,
     /// Seed 002's row trigger, on a table of its own.
     Seed002,
+    /// The capture function of kind 'rows' (whole rows to JSON, diffed by
+    /// pgtrail._diff) in place of the kind 'columns' one.
+    KindRows,
+    /// The insert floor: one INSERT ... SELECT of the key per changed row
+    /// into a trail table shaped like pgtrail.change, nothing else.
+    InsertFloor,
 }
 
 impl Variant {
-    const ALL: [Variant; 8] = [
+    const ALL: [Variant; 10] = [
         Variant::Plain,
         Variant::Generated,
         Variant::NoContext,
@@ -115,6 +176,8 @@ impl Variant {
         Variant::NoLongCheck,
         Variant::Empty,
         Variant::Seed002,
+        Variant::KindRows,
+        Variant::InsertFloor,
     ];
 
     fn label(self) -> &'static str {
@@ -127,6 +190,8 @@ impl Variant {
             Variant::NoLongCheck => "no-long-check",
             Variant::Empty => "empty",
             Variant::Seed002 => "seed-002",
+            Variant::InsertFloor => "insert-floor",
+            Variant::KindRows => "kind-rows",
         }
     }
 
@@ -139,8 +204,8 @@ impl Variant {
         }
     }
 
-    /// Whether it is a version of pgtrail's capture function.
-    fn is_pgtrail(self) -> bool {
+    /// Whether it runs in place of pgtrail's capture function.
+    fn replaces_capture(self) -> bool {
         !matches!(self, Variant::Plain | Variant::Seed002)
     }
 }
@@ -218,8 +283,9 @@ fn change_insert(body: &str, after: &str) -> Result<(usize, usize)> {
 /// The body of variant `v` of the generated function `body`.
 fn variant_body(v: Variant, body: &str) -> Result<String> {
     Ok(match v {
-        Variant::Generated | Variant::Plain | Variant::Seed002 => body.to_owned(),
+        Variant::Generated | Variant::Plain | Variant::Seed002 | Variant::KindRows => body.to_owned(),
         Variant::Empty => "BEGIN RETURN NULL; END".to_owned(),
+        Variant::InsertFloor => FLOOR_BODY.to_owned(),
         Variant::NoContext => {
             let (s, e) = context_insert(body)?;
             format!("{}{}{}", &body[..s], SET_FLAG, &body[e..])
@@ -275,25 +341,61 @@ async fn main() -> Result<()> {
             variants.push(v);
         }
     }
+    let mut workloads: Vec<&'static str> = Vec::new();
+    for w in &args.workloads {
+        let w = ["update", "insert", "delete"]
+            .into_iter()
+            .find(|k| k == w)
+            .with_context(|| format!("--workloads: no workload {w} (update, insert, delete)"))?;
+        if !workloads.contains(&w) {
+            workloads.push(w);
+        }
+    }
     let started = Instant::now();
-    let cluster = pgtrail_bench::server::start(&[
+    let mut settings = vec![
         ("shared_buffers", "512MB"),
         ("max_wal_size", "8GB"),
         ("checkpoint_timeout", "30min"),
         ("synchronous_commit", "off"),
         ("autovacuum", "off"),
-    ])?;
+    ];
+    let callgrind = if args.instructions {
+        // Background work would add its instructions to nobody's backend but
+        // could change what a backend finds (hint bits, pruned pages).
+        settings.push(("max_parallel_workers_per_gather", "0"));
+        settings.push(("jit", "off"));
+        Some(Callgrind::prepare(&args.callgrind_dir)?)
+    } else {
+        None
+    };
+    let cluster = match &callgrind {
+        Some(cg) => cg.start_cluster(&settings)?,
+        None => pgtrail_bench::server::start(&settings)?,
+    };
     let admin = pgtrail_bench::server::connect(&cluster, "postgres").await?;
     admin.batch_execute("CREATE DATABASE parts").await?;
     let mut client = pgtrail_bench::server::connect(&cluster, "parts").await?;
     let version: String = client.query_one("SELECT version()", &[]).await?.get(0);
     println!("pgtrail capture parts");
     println!("  server:   {version}");
-    println!(
-        "  plan:     {} rounds, {} single-row statements per measurement (each its own transaction, \
-         synchronous_commit=off), {} rows",
-        args.rounds, args.statements, args.rows
-    );
+    if args.instructions {
+        println!(
+            "  plan:     {} rounds, instructions per statement from {} and {} single-row statements in two fresh \
+             connections (each statement its own transaction, after {WARMUP_INSTRUCTIONS} unmeasured), {} rows; \
+             callgrind files in {}",
+            args.rounds,
+            args.statements,
+            2 * args.statements,
+            args.rows,
+            args.callgrind_dir.display()
+        );
+    } else {
+        println!(
+            "  plan:     {} rounds, {} single-row statements per measurement (each its own transaction, \
+             synchronous_commit=off), {} rows",
+            args.rounds, args.statements, args.rows
+        );
+    }
     for t in [
         "acct",
         "acct_plain",
@@ -322,6 +424,19 @@ async fn main() -> Result<()> {
         .batch_execute(SEED_SQL)
         .await
         .context("create seed 002's trigger")?;
+    client
+        .batch_execute(FLOOR_SQL)
+        .await
+        .context("create the insert floor's trail")?;
+    // The capture functions run as the trail's owner, which writes the floor's trail too.
+    client
+        .batch_execute(
+            "DO $owner$ DECLARE r text := (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'pgtrail'); \
+             BEGIN EXECUTE format('ALTER SCHEMA bench_floor OWNER TO %s; ALTER TABLE bench_floor.change OWNER TO %s', r, r); \
+             END $owner$",
+        )
+        .await
+        .context("give the insert floor's trail to the trail's owner")?;
     for t in ["acct_seed", "acct_ins_seed"] {
         client
             .batch_execute(&format!(
@@ -330,27 +445,30 @@ async fn main() -> Result<()> {
             ))
             .await?;
     }
-    // Every variant runs on the same trail, with the inline context columns
-    // and their partial indexes (the candidate layout's).
-    client
-        .batch_execute(&format!(
-            "ALTER TABLE pgtrail.change {};
-             CREATE INDEX change_actor_id_inline ON pgtrail.change (left(actor_id, 200)) WHERE actor_id IS NOT NULL;
-             CREATE INDEX change_actor_name_inline ON pgtrail.change (left(actor_name, 200)) WHERE actor_name IS NOT NULL;",
-            INLINE_COLUMNS
-                .split(", ")
-                .map(|c| format!("ADD COLUMN {c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .await
-        .context("add the inline context columns")?;
-    // The generated functions of acct and acct_ins.
-    let mut generated: Vec<(String, String)> = Vec::new();
+    if variants.contains(&Variant::ContextInline) {
+        // The inline context columns and their partial indexes (the candidate
+        // layout's), on the trail every pgtrail variant of the run writes.
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE pgtrail.change {};
+                 CREATE INDEX change_actor_id_inline ON pgtrail.change (left(actor_id, 200)) WHERE actor_id IS NOT NULL;
+                 CREATE INDEX change_actor_name_inline ON pgtrail.change (left(actor_name, 200)) WHERE actor_name IS NOT NULL;",
+                INLINE_COLUMNS
+                    .split(", ")
+                    .map(|c| format!("ADD COLUMN {c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .await
+            .context("add the inline context columns")?;
+    }
+    // The generated functions of acct and acct_ins (and the kind 'rows' bodies).
+    let mut generated: Vec<Generated> = Vec::new();
     for t in ["acct", "acct_ins"] {
         let row = client
             .query_one(
-                "SELECT format('pgtrail.%I', p.proname), p.prosrc
+                "SELECT format('pgtrail.%I', p.proname), p.prosrc,
+                        pgtrail._capture_body(a.id, pgtrail._audited_rel(a.id), 'rows')
                  FROM pgtrail.audited_table AS a
                  JOIN pg_proc AS p ON p.oid = to_regprocedure(pgtrail._capture_function(a.id) || '()')
                  WHERE a.table_schema = 'public' AND a.table_name = $1",
@@ -358,7 +476,11 @@ async fn main() -> Result<()> {
             )
             .await
             .with_context(|| format!("the capture function of {t}"))?;
-        generated.push((row.get(0), row.get(1)));
+        generated.push(Generated {
+            name: row.get(0),
+            body: row.get(1),
+            rows_body: row.get(2),
+        });
     }
     // Check every variant compiles before measuring anything.
     for &v in &variants {
@@ -367,22 +489,37 @@ async fn main() -> Result<()> {
     install(&client, Variant::Generated, &generated).await?;
 
     let clk_tck = procstat::clock_ticks_per_second();
-    // (workload, variant) -> per-round µs per statement.
+    let mut state = State {
+        rng: StdRng::seed_from_u64(20_260_001),
+        deleted: BTreeMap::new(),
+        rows: args.rows,
+    };
+    // (workload, variant) -> per-round value per statement.
     let mut results: BTreeMap<(&str, Variant), Vec<f64>> = BTreeMap::new();
+    let unit = if args.instructions {
+        "instr/statement"
+    } else {
+        "us/statement"
+    };
     for round in 0..args.rounds {
         let mut order = variants.clone();
         order.rotate_left(round % variants.len());
         for &v in &order {
             install(&client, v, &generated).await?;
-            for workload in ["update", "insert"] {
-                let conn = pgtrail_bench::server::connect(&cluster, "parts").await?;
-                let us = measure(&conn, v, workload, &args, clk_tck).await?;
+            for &workload in &workloads {
+                let value = match &callgrind {
+                    Some(cg) => instructions(&cluster, cg, v, workload, &args, &mut state, round).await?,
+                    None => {
+                        let conn = pgtrail_bench::server::connect(&cluster, "parts").await?;
+                        measure(&conn, v, workload, &args, &mut state, clk_tck).await?
+                    }
+                };
                 println!(
-                    "  round {} {:<15} {workload:<7} {us:8.1} us/statement",
+                    "  round {} {:<15} {workload:<7} {value:10.1} {unit}",
                     round + 1,
                     v.label()
                 );
-                results.entry((workload, v)).or_default().push(us);
+                results.entry((workload, v)).or_default().push(value);
             }
         }
     }
@@ -390,13 +527,18 @@ async fn main() -> Result<()> {
 
     println!();
     println!(
-        "Backend CPU per single-row statement, median of {} rounds; \"added\" is the median over rounds of the \
+        "{} per single-row statement, median of {} rounds; \"added\" is the median over rounds of the \
          variant minus no-audit in the same round. Total run time {:.0} s.",
+        if args.instructions {
+            "Backend instructions (Ir)"
+        } else {
+            "Backend CPU (us)"
+        },
         args.rounds,
         started.elapsed().as_secs_f64()
     );
     let mut rows = Vec::new();
-    for workload in ["update", "insert"] {
+    for &workload in &workloads {
         let plain = results
             .get(&(workload, Variant::Plain))
             .cloned()
@@ -424,7 +566,7 @@ async fn main() -> Result<()> {
     print!(
         "{}",
         table(
-            &["workload", "variant", "us/statement", "added", "per round"],
+            &["workload", "variant", unit, "added", "per round"],
             &[false, false, true, true, false],
             &rows
         )
@@ -432,13 +574,13 @@ async fn main() -> Result<()> {
     // What each part costs: generated minus the variant without it, paired by round.
     println!();
     let mut parts = Vec::new();
-    for workload in ["update", "insert"] {
+    for &workload in &workloads {
         let full = results
             .get(&(workload, Variant::Generated))
             .cloned()
             .unwrap_or_default();
         for &v in &variants {
-            if !v.is_pgtrail() || v == Variant::Generated {
+            if !v.replaces_capture() || v == Variant::Generated {
                 continue;
             }
             let values = results.get(&(workload, v)).cloned().unwrap_or_default();
@@ -457,7 +599,16 @@ async fn main() -> Result<()> {
     print!(
         "{}",
         table(
-            &["workload", "difference", "us (median)", "per round"],
+            &[
+                "workload",
+                "difference",
+                if args.instructions {
+                    "instr (median)"
+                } else {
+                    "us (median)"
+                },
+                "per round"
+            ],
             &[false, false, true, false],
             &parts
         )
@@ -466,11 +617,24 @@ async fn main() -> Result<()> {
 }
 
 /// Makes the capture functions of acct and acct_ins variant `v` (the
-/// generated ones for the variants that do not use them).
-async fn install(client: &Client, v: Variant, generated: &[(String, String)]) -> Result<()> {
-    let v = if v.is_pgtrail() { v } else { Variant::Generated };
-    for (name, body) in generated {
-        let text = variant_body(v, body)?;
+/// generated ones for the variants that do not replace them).
+async fn install(client: &Client, v: Variant, generated: &[Generated]) -> Result<()> {
+    let v = if v.replaces_capture() {
+        v
+    } else {
+        Variant::Generated
+    };
+    for Generated {
+        name,
+        body,
+        rows_body,
+    } in generated
+    {
+        let text = if v == Variant::KindRows {
+            rows_body.clone()
+        } else {
+            variant_body(v, body)?
+        };
         client
             .batch_execute(&format!(
                 "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
@@ -482,43 +646,236 @@ async fn install(client: &Client, v: Variant, generated: &[(String, String)]) ->
     Ok(())
 }
 
-/// Backend CPU per statement (µs) of `args.statements` single-row
-/// statements of `workload` on variant `v`'s table, after 300 unmeasured.
-async fn measure(client: &Client, v: Variant, workload: &str, args: &Args, clk_tck: u64) -> Result<f64> {
+/// A generated capture function: its name, its body, and the body of kind
+/// 'rows' the same table would get.
+struct Generated {
+    name: String,
+    body: String,
+    rows_body: String,
+}
+
+/// What the statements of a run draw on: the ids they update, and the ids
+/// each table has had deleted (from the top down).
+struct State {
+    rng: StdRng,
+    /// Table -> rows deleted so far.
+    deleted: BTreeMap<&'static str, i64>,
+    rows: i64,
+}
+
+/// Runs `count` single-row statements of `workload` on variant `v`'s tables
+/// in `client`'s session, each its own transaction.
+async fn run(client: &Client, v: Variant, workload: &str, count: u64, state: &mut State) -> Result<()> {
     let (update_table, insert_table) = v.tables();
-    let statement = if workload == "update" {
-        client
-            .prepare(&format!(
-                "UPDATE {update_table} SET email = 'u' || $1::bigint::text || '.' || $2::bigint::text || '@example.com', \
-                 name = 'Name ' || $2::bigint::text WHERE id = $1"
-            ))
-            .await?
-    } else {
-        client
-            .prepare(&format!(
-                "INSERT INTO {insert_table} (email, name, city, country, phone, balance, credit, score, created_at, \
-                 updated_at, last_seen, note, status, tier) VALUES ({INSERT_VALUES})"
-            ))
-            .await?
-    };
-    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
-    let mut rng = rand::rng();
-    let mut cpu = 0;
-    for i in 0..args.statements + 300 {
-        if i == 300 {
-            cpu = procstat::cpu_ticks(pid)?;
+    let statement = match workload {
+        "update" => {
+            client
+                .prepare(&format!(
+                    "UPDATE {update_table} SET email = 'u' || $1::bigint::text || '.' || $2::bigint::text || '@example.com', \
+                     name = 'Name ' || $2::bigint::text WHERE id = $1"
+                ))
+                .await?
         }
-        let id: i64 = rng.random_range(1..=args.rows);
-        let r: i64 = rng.random_range(1..1_000_000_000);
-        let n = if workload == "update" {
-            client.execute(&statement, &[&id, &r]).await?
-        } else {
-            client.execute(&statement, &[&r]).await?
+        "insert" => {
+            client
+                .prepare(&format!(
+                    "INSERT INTO {insert_table} (email, name, city, country, phone, balance, credit, score, created_at, \
+                     updated_at, last_seen, note, status, tier) VALUES ({INSERT_VALUES})"
+                ))
+                .await?
+        }
+        _ => {
+            client
+                .prepare(&format!("DELETE FROM {update_table} WHERE id = $1"))
+                .await?
+        }
+    };
+    for _ in 0..count {
+        let r: i64 = state.rng.random_range(1..1_000_000_000);
+        let n = match workload {
+            "update" => {
+                let id: i64 = state.rng.random_range(1..=(state.rows / 2).max(1));
+                client.execute(&statement, &[&id, &r]).await?
+            }
+            "insert" => client.execute(&statement, &[&r]).await?,
+            _ => {
+                let deleted = state.deleted.entry(update_table).or_insert(0);
+                let id = state.rows - *deleted;
+                if id <= state.rows / 2 {
+                    bail!(
+                        "the delete workload has used up the upper half of {update_table}'s {} rows: run it with more \
+                         --rows or fewer --statements",
+                        state.rows
+                    );
+                }
+                *deleted += 1;
+                client.execute(&statement, &[&id]).await?
+            }
         };
         if n != 1 {
             bail!("{workload} on {} changed {n} rows", v.label());
         }
     }
+    Ok(())
+}
+
+/// Backend CPU per statement (µs) of `args.statements` single-row
+/// statements of `workload` on variant `v`'s table, after some unmeasured.
+async fn measure(
+    client: &Client,
+    v: Variant,
+    workload: &str,
+    args: &Args,
+    state: &mut State,
+    clk_tck: u64,
+) -> Result<f64> {
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+    run(client, v, workload, WARMUP_CPU, state).await?;
+    let cpu = procstat::cpu_ticks(pid)?;
+    run(client, v, workload, args.statements, state).await?;
     let ticks = procstat::cpu_ticks(pid)? - cpu;
     Ok(ticks as f64 * 1e6 / clk_tck as f64 / args.statements as f64)
+}
+
+/// Instructions per statement of `workload` on variant `v`: two fresh
+/// connections run the same warm-up and then N and 2N statements; each
+/// backend's callgrind total is read when it exits, and the difference over
+/// N is one statement's instructions (connection, warm-up and exit cancel).
+async fn instructions(
+    cluster: &pgtrail_cluster::Cluster,
+    cg: &Callgrind,
+    v: Variant,
+    workload: &str,
+    args: &Args,
+    state: &mut State,
+    round: usize,
+) -> Result<f64> {
+    let n = args.statements;
+    let mut totals = Vec::new();
+    for count in [n, 2 * n] {
+        let conn = pgtrail_bench::server::connect(cluster, "parts").await?;
+        let pid: i32 = conn.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+        run(&conn, v, workload, WARMUP_INSTRUCTIONS, state).await?;
+        run(&conn, v, workload, count, state).await?;
+        drop(conn);
+        let name = format!("callgrind.{workload}.{}.{count}.r{}.out", v.label(), round + 1);
+        totals.push(cg.backend_total(pid, &name).await?);
+    }
+    Ok((totals[1] as f64 - totals[0] as f64) / n as f64)
+}
+
+/// The server under valgrind's callgrind: a directory of server binaries
+/// whose `postgres` is a script running the real one under callgrind (every
+/// process it forks, each backend, writes its own file when it exits), and
+/// the directory those files go to.
+struct Callgrind {
+    bin_dir: PathBuf,
+    out_dir: PathBuf,
+    keep_dir: PathBuf,
+}
+
+impl Callgrind {
+    fn prepare(keep_dir: &Path) -> Result<Callgrind> {
+        use std::os::unix::fs::PermissionsExt;
+        let status = std::process::Command::new("valgrind")
+            .arg("--version")
+            .output()
+            .context("--instructions needs valgrind (Debian: apt-get install valgrind)")?;
+        if !status.status.success() {
+            bail!("valgrind --version failed: --instructions needs a working valgrind");
+        }
+        let real = pgtrail_cluster::pg_bin_dir()?;
+        let root = std::env::temp_dir().join(format!("pgtrail-callgrind-{}", std::process::id()));
+        let bin_dir = root.join("bin");
+        let out_dir = root.join("out");
+        std::fs::create_dir_all(&bin_dir).with_context(|| format!("create {}", bin_dir.display()))?;
+        std::fs::create_dir_all(&out_dir).with_context(|| format!("create {}", out_dir.display()))?;
+        // The server may run as another OS user (postgres, when we are root).
+        for (dir, mode) in [(&root, 0o755), (&bin_dir, 0o755), (&out_dir, 0o1777)] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("chmod {}", dir.display()))?;
+        }
+        for entry in std::fs::read_dir(&real).with_context(|| format!("read {}", real.display()))? {
+            let entry = entry?;
+            if entry.file_name() == "postgres" {
+                continue;
+            }
+            std::os::unix::fs::symlink(entry.path(), bin_dir.join(entry.file_name()))
+                .with_context(|| format!("link {}", entry.path().display()))?;
+        }
+        let script = bin_dir.join("postgres");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nexec valgrind --tool=callgrind --trace-children=yes -q \
+                 --callgrind-out-file='{}/callgrind.out.%p' '{}' \"$@\"\n",
+                out_dir.display(),
+                real.join("postgres").display()
+            ),
+        )
+        .with_context(|| format!("write {}", script.display()))?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::create_dir_all(keep_dir).with_context(|| format!("create {}", keep_dir.display()))?;
+        Ok(Callgrind {
+            bin_dir,
+            out_dir,
+            keep_dir: keep_dir.to_owned(),
+        })
+    }
+
+    /// Starts the throwaway cluster from the wrapped binaries.
+    fn start_cluster(&self, settings: &[(&str, &str)]) -> Result<pgtrail_cluster::Cluster> {
+        // SAFETY: set before the runtime runs anything else on another thread
+        // (a current-thread runtime, nothing spawned yet); read by
+        // pg_bin_dir() in Cluster::start.
+        unsafe { std::env::set_var(pgtrail_cluster::BIN_DIR_ENV, &self.bin_dir) };
+        let cluster = pgtrail_cluster::Cluster::start(pgtrail_cluster::ClusterOptions {
+            settings: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        })
+        .context("start the throwaway PostgreSQL cluster under callgrind")?;
+        Ok(cluster)
+    }
+
+    /// The instruction total of backend `pid` once it has exited and written
+    /// its file, which is then kept under `name`.
+    async fn backend_total(&self, pid: i32, name: &str) -> Result<u64> {
+        let path = self.out_dir.join(format!("callgrind.out.{pid}"));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && let Some(total) = text
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("totals:"))
+                    .filter_map(|t| t.split_whitespace().next())
+                    .map(|t| t.parse::<u64>())
+                    .next()
+            {
+                let total = total.with_context(|| format!("the totals line of {}", path.display()))?;
+                let kept = self.keep_dir.join(name);
+                std::fs::copy(&path, &kept)
+                    .with_context(|| format!("copy {} to {}", path.display(), kept.display()))?;
+                let _ = std::fs::remove_file(&path);
+                return Ok(total);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "backend {pid} wrote no callgrind totals to {} within 120 s",
+                    path.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Callgrind {
+    fn drop(&mut self) {
+        if let Some(root) = self.bin_dir.parent() {
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
 }
