@@ -84,6 +84,35 @@ impl Sealer for KeySealer {
     }
 }
 
+/// An archive directory with its own signing key: each run seals what is
+/// not sealed yet and archives what is due under `config`'s retention.
+struct SignedArchive {
+    dir: tempfile::TempDir,
+    key: SignerKey,
+    options: ArchiveOptions,
+}
+
+impl SignedArchive {
+    fn new(config: &Config) -> SignedArchive {
+        let dir = tempfile::tempdir().expect("archive dir");
+        let options = ArchiveOptions {
+            dir: dir.path().to_path_buf(),
+            keep: config.retention.keep,
+            tables: config.retention.tables.clone(),
+            dry_run: false,
+        };
+        let key = SignerKey::generate("shop.example.com/audit").expect("key");
+        SignedArchive { dir, key, options }
+    }
+
+    async fn run(&self, client: &mut Client) -> Vec<Outcome> {
+        let sealer = KeySealer(self.key.clone());
+        pgtrail::archive::archive(client, &self.options, Some(&sealer), &mut |_| {})
+            .await
+            .expect("archive")
+    }
+}
+
 /// Five months of orders, a month apart, made as a cron'd maintain would
 /// keep partitions ahead; returns the shop's connection, its clock and config.
 async fn five_months_of_orders() -> (Cluster, Clock, Client, Config) {
@@ -698,18 +727,9 @@ async fn erasure_reaches_archived_changes_and_proofs_still_verify() {
         .batch_execute("UPDATE orders SET status = 'refunded' WHERE id = 102")
         .await
         .expect("a live change of order 102");
-    let dir = tempfile::tempdir().expect("archive dir");
-    let options = ArchiveOptions {
-        dir: dir.path().to_path_buf(),
-        keep: config.retention.keep,
-        tables: config.retention.tables.clone(),
-        dry_run: false,
-    };
-    let key = SignerKey::generate("shop.example.com/audit").expect("key");
-    let sealer = KeySealer(key.clone());
-    let outcomes = pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
-        .await
-        .expect("archive");
+    let signed = SignedArchive::new(&config);
+    let (dir, key) = (&signed.dir, &signed.key);
+    let outcomes = signed.run(&mut client).await;
     assert!(!archived(&outcomes).is_empty(), "{outcomes:?}");
     let archived_rows = count(&client, "SELECT sum(row_count)::bigint FROM pgtrail.archive").await;
     let before = python_subject(dir.path());
@@ -798,10 +818,10 @@ async fn erasure_reaches_archived_changes_and_proofs_still_verify() {
     assert!(!live.contains("refunded"), "{live}");
 
     // The proofs: intact from the files, and without them.
-    let report_verify = verify(&mut client, &key, Some(dir.path())).await;
+    let report_verify = verify(&mut client, key, Some(dir.path())).await;
     assert!(report_verify.intact(), "{:?}", report_verify.problems);
     assert_eq!(report_verify.archived_checked as i64, archived_rows);
-    let report_verify = verify(&mut client, &key, None).await;
+    let report_verify = verify(&mut client, key, None).await;
     assert!(report_verify.intact(), "{:?}", report_verify.problems);
 
     // Nothing is left to erase; asked again, the erasure says so.
@@ -832,9 +852,7 @@ async fn erasure_reaches_archived_changes_and_proofs_still_verify() {
         dir.path().join(&manifest_name),
     )
     .expect("old manifest back");
-    pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
-        .await
-        .expect("archive finishes the erasure");
+    signed.run(&mut client).await;
     assert!(!dir.path().join(&old_file).exists(), "the old file is removed");
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join(&manifest_name)).expect("manifest"))
@@ -842,7 +860,7 @@ async fn erasure_reaches_archived_changes_and_proofs_still_verify() {
     assert_eq!(manifest["file"], new_file.as_str());
     let after = python_subject(dir.path());
     assert!(all_erased(&after["duckdb"], report.erasure_id) >= 3, "{after}");
-    let report_verify = verify(&mut client, &key, Some(dir.path())).await;
+    let report_verify = verify(&mut client, key, Some(dir.path())).await;
     assert!(report_verify.intact(), "{:?}", report_verify.problems);
 
     // The file of an erasure that did not commit (a later number than the
@@ -852,9 +870,7 @@ async fn erasure_reaches_archived_changes_and_proofs_still_verify() {
         .path()
         .join(format!("{partition}.e{}.parquet", report.erasure_id + 100));
     std::fs::copy(dir.path().join(&new_file), &orphan).expect("an orphan");
-    pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
-        .await
-        .expect("archive");
+    signed.run(&mut client).await;
     assert!(orphan.exists(), "archive leaves a file an erasure may be writing");
     let again = integrity::erase_with(
         &mut client,
@@ -924,18 +940,9 @@ async fn a_table_kept_longer_keeps_its_partitions() {
     let kept = invoice_month(&client, 3).await;
     let old_invoices = invoice_month(&client, 1).await;
 
-    let dir = tempfile::tempdir().expect("archive dir");
-    let options = ArchiveOptions {
-        dir: dir.path().to_path_buf(),
-        keep: config.retention.keep,
-        tables: config.retention.tables.clone(),
-        dry_run: false,
-    };
-    let key = SignerKey::generate("shop.example.com/audit").expect("key");
-    let sealer = KeySealer(key.clone());
-    let outcomes = pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
-        .await
-        .expect("archive");
+    let signed = SignedArchive::new(&config);
+    let (dir, key) = (&signed.dir, &signed.key);
+    let outcomes = signed.run(&mut client).await;
     let done = archived(&outcomes);
     assert!(done.contains(&old_invoices), "past 120 days: {outcomes:?}");
     assert!(!done.contains(&kept), "{outcomes:?}");
@@ -983,11 +990,9 @@ async fn a_table_kept_longer_keeps_its_partitions() {
             .any(|p| p.contains(&kept) && p.contains("past retention")),
         "{problems:?}"
     );
-    let outcomes = pgtrail::archive::archive(&mut client, &options, Some(&sealer), &mut |_| {})
-        .await
-        .expect("archive later");
+    let outcomes = signed.run(&mut client).await;
     assert!(archived(&outcomes).contains(&kept), "{outcomes:?}");
-    let report = verify(&mut client, &key, Some(dir.path())).await;
+    let report = verify(&mut client, key, Some(dir.path())).await;
     assert!(report.intact(), "{:?}", report.problems);
 }
 
