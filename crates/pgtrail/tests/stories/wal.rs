@@ -37,7 +37,7 @@ fn config(mode: &str) -> String {
 }
 
 /// A throwaway cluster that decodes logically (the suite's shared one may not).
-fn logical_cluster() -> Cluster {
+pub(crate) fn logical_cluster() -> Cluster {
     Cluster::start(ClusterOptions {
         fast: true,
         settings: vec![
@@ -63,7 +63,7 @@ async fn database(cluster: &Cluster, name: &str, mode: &str) -> Client {
     client
 }
 
-async fn follow_once(client: &mut Client) -> pgtrail::follow::FollowReport {
+pub(crate) async fn follow_once(client: &mut Client) -> pgtrail::follow::FollowReport {
     let options = FollowOptions {
         once: true,
         batch_size: 50,
