@@ -122,9 +122,11 @@ fn key(row: &Map<String, Json>, columns: &[String]) -> Map<String, Json> {
         .collect()
 }
 
-/// `pgtrail._diff`: the changed fields, their old and new values; `None`
-/// when nothing changed. A number counts as changed when its text changed
-/// (1.5 to 1.50), as in the database.
+/// The changed fields, their old and new values; `None` when nothing
+/// changed. As the capture triggers judge it (`pgtrail._changed_sql`), a
+/// column changed when its recorded JSON changed: 1.5 to 1.50 is a change,
+/// at the top or inside a `jsonb` value (serde_json compares numbers by
+/// their text here).
 fn diff(
     old: &Map<String, Json>,
     new: &Map<String, Json>,
@@ -132,10 +134,7 @@ fn diff(
     let mut fields = Vec::new();
     let (mut old_part, mut new_part) = (Map::new(), Map::new());
     for (k, v) in new {
-        let changed = match old.get(k) {
-            None => true,
-            Some(o) => !jsonb_equal(o, v) || (v.is_number() && o.to_string() != v.to_string()),
-        };
+        let changed = old.get(k) != Some(v);
         if changed {
             fields.push(k.clone());
             // `p_old -> key` of a missing key is SQL NULL, dropped from
@@ -343,22 +342,27 @@ mod tests {
     }
 
     #[test]
-    fn numbers_compare_by_value_inside_and_by_text_at_the_top() {
+    fn keys_compare_numbers_by_value_and_diffs_by_text() {
         assert!(numbers_equal("1.50", "1.5"));
         assert!(numbers_equal("-0.0", "0"));
         assert!(numbers_equal("007", "7"));
         assert!(!numbers_equal("1.5", "15"));
         let t = table(&["id"], &[]);
-        let old = obj(json!({"id": 1, "n": 1.5, "a": [1.5], "updated_at": "x"}));
-        let new = obj(json!({"id": 1, "n": 1.5, "a": [1.50], "updated_at": "y"}));
-        assert_eq!(trail_row(&t, 'U', Some(&old), Some(&new), None), None);
+        let old: Map<String, Json> =
+            serde_json::from_str(r#"{"id": 1.0, "n": 1.5, "a": [1.5], "updated_at": "x"}"#).unwrap_or_default();
+        let new = obj(json!({"id": 1, "n": 1.5, "a": [1.5], "updated_at": "y"}));
+        let row = trail_row(&t, 'U', Some(&old), Some(&new), None).unwrap_or_default();
+        assert_eq!(row.old_pk, None, "a key equal by value did not change");
+        assert_eq!(row.new_values, Some(json!({"id": 1})), "its recorded text did");
         let new: Map<String, Json> =
-            serde_json::from_str(r#"{"id": 1, "n": 1.50, "a": [1.5]}"#).unwrap_or_default();
+            serde_json::from_str(r#"{"id": 1.0, "n": 1.50, "a": [1.50]}"#).unwrap_or_default();
         let row = trail_row(&t, 'U', Some(&old), Some(&new), None);
         assert_eq!(
             row.and_then(|r| r.new_values).map(|v| v.to_string()),
-            Some(r#"{"n":1.50}"#.to_string())
+            Some(r#"{"a":[1.50],"n":1.50}"#.to_string())
         );
+        let same = old.clone();
+        assert_eq!(trail_row(&t, 'U', Some(&old), Some(&same), None), None);
     }
 
     #[test]
