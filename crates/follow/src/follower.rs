@@ -177,10 +177,7 @@ fn futures_ready(stop: &mut std::pin::Pin<&mut impl std::future::Future<Output =
 /// the slot's advance.
 async fn prepare(client: &Client, options: &FollowOptions) -> Result<Slot, FollowError> {
     let installed: bool = client
-        .query_one(
-            "SELECT to_regproc('pgtrail._follow_write_rows') IS NOT NULL",
-            &[],
-        )
+        .query_one("SELECT to_regproc('pgtrail._follow_write_rows') IS NOT NULL", &[])
         .await
         .map_err(FollowError::database("looking for pgtrail"))?
         .get(0);
@@ -360,9 +357,10 @@ async fn write_batch(
             batch.old_pk.push(row.old_pk);
             batch.old.push(row.old_values);
             batch.new.push(row.new_values);
-            batch
-                .fields
-                .push(row.changed_fields.map(|f| Json::Array(f.into_iter().map(Json::String).collect())));
+            batch.fields.push(
+                row.changed_fields
+                    .map(|f| Json::Array(f.into_iter().map(Json::String).collect())),
+            );
         }
         if tx.unfilled > 0 {
             warn!(

@@ -122,6 +122,9 @@ fn key(row: &Map<String, Json>, columns: &[String]) -> Map<String, Json> {
         .collect()
 }
 
+/// The changed fields (in no particular order), their old and new values.
+type Diff = (Vec<String>, Map<String, Json>, Map<String, Json>);
+
 /// The changed fields, their old and new values; `None` when nothing
 /// changed. As the capture triggers judge it (`pgtrail._changed_sql`), a
 /// column changed when its recorded JSON changed: 1.5 to 1.50 is a change,
@@ -130,7 +133,7 @@ fn key(row: &Map<String, Json>, columns: &[String]) -> Map<String, Json> {
 fn diff(
     old: &Map<String, Json>,
     new: &Map<String, Json>,
-) -> Option<(Vec<String>, Map<String, Json>, Map<String, Json>)> {
+) -> Option<Diff> {
     let mut fields = Vec::new();
     let (mut old_part, mut new_part) = (Map::new(), Map::new());
     for (k, v) in new {
@@ -281,10 +284,7 @@ fn jsonb_equal(a: &Json, b: &Json) -> bool {
 }
 
 fn objects_equal(x: &Map<String, Json>, y: &Map<String, Json>) -> bool {
-    x.len() == y.len()
-        && x
-            .iter()
-            .all(|(k, v)| y.get(k).is_some_and(|w| jsonb_equal(v, w)))
+    x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| jsonb_equal(v, w)))
 }
 
 /// Two numbers in numeric's text form, by value: sign, integer digits
@@ -333,8 +333,9 @@ mod tests {
 
     #[test]
     fn jsonb_text_orders_keys_by_length_and_escapes_as_postgres() {
-        let v: Json = serde_json::from_str(r#"{"bb": [1.50, "a\"\\\n\u0001é"], "a": {}, "c": null, "ab": true}"#)
-            .unwrap_or(Json::Null);
+        let v: Json =
+            serde_json::from_str(r#"{"bb": [1.50, "a\"\\\n\u0001é"], "a": {}, "c": null, "ab": true}"#)
+                .unwrap_or(Json::Null);
         assert_eq!(
             jsonb_text(&v),
             r#"{"a": {}, "c": null, "ab": true, "bb": [1.50, "a\"\\\n\u0001é"]}"#
@@ -349,7 +350,8 @@ mod tests {
         assert!(!numbers_equal("1.5", "15"));
         let t = table(&["id"], &[]);
         let old: Map<String, Json> =
-            serde_json::from_str(r#"{"id": 1.0, "n": 1.5, "a": [1.5], "updated_at": "x"}"#).unwrap_or_default();
+            serde_json::from_str(r#"{"id": 1.0, "n": 1.5, "a": [1.5], "updated_at": "x"}"#)
+                .unwrap_or_default();
         let new = obj(json!({"id": 1, "n": 1.5, "a": [1.5], "updated_at": "y"}));
         let row = trail_row(&t, 'U', Some(&old), Some(&new), None).unwrap_or_default();
         assert_eq!(row.old_pk, None, "a key equal by value did not change");
@@ -375,16 +377,27 @@ mod tests {
         assert_eq!(row.old_pk, Some(json!({"id": 1})));
         assert_eq!(row.new_values, Some(json!({"id": 2})));
         let inserted = trail_row(&t, 'I', None, Some(&new), Some(b"k")).unwrap_or_default();
-        let marker = inserted.new_values.as_ref().and_then(|v| v["secret"]["redacted"].as_str().map(String::from));
+        let marker = inserted
+            .new_values
+            .as_ref()
+            .and_then(|v| v["secret"]["redacted"].as_str().map(String::from));
         // sha256('k' || '7:{"id": 2}/secret="s"'), its first 20 hex digits.
         let mut hash = Sha256::new();
         hash.update(b"k7:{\"id\": 2}/secret=\"s\"");
-        let hex: String = hash.finalize().iter().take(10).map(|b| format!("{b:02x}")).collect();
+        let hex: String = hash
+            .finalize()
+            .iter()
+            .take(10)
+            .map(|b| format!("{b:02x}"))
+            .collect();
         assert_eq!(marker, Some(format!("r:{hex}")));
 
         let keyless = table(&[], &["secret"]);
         let deleted = trail_row(&keyless, 'D', Some(&old), None, Some(b"k")).unwrap_or_default();
         assert_eq!(deleted.pk, deleted.old_values);
-        assert_eq!(trail_row(&keyless, 'T', None, None, None), Some(TrailRow::default()));
+        assert_eq!(
+            trail_row(&keyless, 'T', None, None, None),
+            Some(TrailRow::default())
+        );
     }
 }

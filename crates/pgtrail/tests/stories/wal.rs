@@ -584,7 +584,10 @@ async fn values_that_are_hard_to_write_as_json_give_the_same_trail_in_both_modes
             }
             Some(value) => {
                 client
-                    .execute("UPDATE pgtrail.secret SET value = $1 WHERE name = 'redaction'", &[value])
+                    .execute(
+                        "UPDATE pgtrail.secret SET value = $1 WHERE name = 'redaction'",
+                        &[value],
+                    )
                     .await
                     .expect("same secret");
             }

@@ -22,7 +22,8 @@ const SHOP: &str = "
     CREATE TABLE customers (id integer PRIMARY KEY, email text NOT NULL, name text, password_hash text);
 ";
 
-const CONFIG: &str = "[capture]\nmode = \"wal\"\n\n[tables.\"public.customers\"]\nredact_columns = [\"password_hash\"]\n";
+const CONFIG: &str =
+    "[capture]\nmode = \"wal\"\n\n[tables.\"public.customers\"]\nredact_columns = [\"password_hash\"]\n";
 
 async fn shop(cluster: &Cluster, name: &str) -> Client {
     let admin = connect_to(&cluster.url("postgres")).await;
@@ -146,7 +147,9 @@ async fn a_wal_mode_trail_is_reconciled_reverted_sealed_erased_and_verified() {
     assert_eq!(
         (
             reverted[0].get::<_, Option<String>>(0),
-            reverted[0].get::<_, Option<String>>(1).is_some_and(|r| r.contains("undo the broken batch")),
+            reverted[0]
+                .get::<_, Option<String>>(1)
+                .is_some_and(|r| r.contains("undo the broken batch")),
             reverted[0].get::<_, i64>(2)
         ),
         (Some("ops@example.com".to_string()), true, 3)
@@ -324,7 +327,12 @@ async fn the_server_crashing_under_a_running_follower_loses_and_repeats_nothing(
         .get::<_, Option<i64>>(0)
         .unwrap_or(0);
     assert_eq!(
-        (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2), row.get::<_, i64>(3)),
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2),
+            row.get::<_, i64>(3)
+        ),
         (i64::from(N), live, 0, 0),
         "every insert once with its actor, every committed update once (after {crashes} crashes)"
     );
