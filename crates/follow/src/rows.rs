@@ -130,10 +130,7 @@ type Diff = (Vec<String>, Map<String, Json>, Map<String, Json>);
 /// column changed when its recorded JSON changed: 1.5 to 1.50 is a change,
 /// at the top or inside a `jsonb` value (serde_json compares numbers by
 /// their text here).
-fn diff(
-    old: &Map<String, Json>,
-    new: &Map<String, Json>,
-) -> Option<Diff> {
+fn diff(old: &Map<String, Json>, new: &Map<String, Json>) -> Option<Diff> {
     let mut fields = Vec::new();
     let (mut old_part, mut new_part) = (Map::new(), Map::new());
     for (k, v) in new {
