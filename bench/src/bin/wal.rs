@@ -3,6 +3,10 @@
 //!
 //! - writer backend CPU per transaction (TPC-B with `set_context` in the
 //!   audited databases; single-row UPDATE), and WAL written per transaction;
+//!   two more writer variants split what WAL mode adds: `wal-no-context`
+//!   (the WAL-mode database without `set_context`: the context trigger and
+//!   its message) and `replica-full` (no pgtrail, the tables `REPLICA
+//!   IDENTITY FULL`: whole old rows in the WAL alone);
 //! - pgbench throughput (TPC-B, single-row UPDATE) with the follower
 //!   stopped, and TPC-B with the follower running on the same machine;
 //! - the follower draining what the workloads left in the slot: changes
@@ -56,16 +60,32 @@ enum Variant {
     NoAudit,
     Trigger,
     Wal,
+    /// The WAL-mode database, TPC-B without `set_context` (writer CPU only):
+    /// what the context trigger and its message cost without it.
+    WalNoContext,
+    /// No pgtrail, the tables `REPLICA IDENTITY FULL` (writer CPU only):
+    /// what logging whole old rows costs alone.
+    ReplicaFull,
 }
 
 impl Variant {
     const ALL: [Variant; 3] = [Variant::NoAudit, Variant::Trigger, Variant::Wal];
+    /// The variants whose writer CPU and WAL are measured.
+    const WRITERS: [Variant; 5] = [
+        Variant::NoAudit,
+        Variant::Trigger,
+        Variant::Wal,
+        Variant::WalNoContext,
+        Variant::ReplicaFull,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Variant::NoAudit => "no-audit",
             Variant::Trigger => "trigger",
             Variant::Wal => "wal",
+            Variant::WalNoContext => "wal-no-context",
+            Variant::ReplicaFull => "replica-full",
         }
     }
 
@@ -73,7 +93,8 @@ impl Variant {
         match self {
             Variant::NoAudit => "noaudit",
             Variant::Trigger => "trigger_mode",
-            Variant::Wal => "wal_mode",
+            Variant::Wal | Variant::WalNoContext => "wal_mode",
+            Variant::ReplicaFull => "replica_full",
         }
     }
 }
@@ -184,7 +205,12 @@ impl Bench {
 
     async fn setup(&mut self) -> Result<()> {
         let admin = server::connect(&self.cluster, "postgres").await?;
-        for variant in Variant::ALL {
+        for variant in [
+            Variant::NoAudit,
+            Variant::Trigger,
+            Variant::Wal,
+            Variant::ReplicaFull,
+        ] {
             let db = variant.database();
             admin.batch_execute(&format!("CREATE DATABASE {db}")).await?;
             self.pgbench.initialize(db, self.args.scale).await?;
@@ -197,7 +223,19 @@ impl Bench {
                 .await?;
             client.batch_execute("VACUUM ANALYZE").await?;
             let toml = match variant {
-                Variant::NoAudit => None,
+                Variant::NoAudit | Variant::WalNoContext => None,
+                Variant::ReplicaFull => {
+                    client
+                        .batch_execute(
+                            "ALTER TABLE pgbench_accounts REPLICA IDENTITY FULL;
+                             ALTER TABLE pgbench_tellers REPLICA IDENTITY FULL;
+                             ALTER TABLE pgbench_branches REPLICA IDENTITY FULL;
+                             ALTER TABLE pgbench_history REPLICA IDENTITY FULL;
+                             ALTER TABLE one REPLICA IDENTITY FULL;",
+                        )
+                        .await?;
+                    None
+                }
                 Variant::Trigger => Some(""),
                 Variant::Wal => Some("[capture]\nmode = \"wal\"\n"),
             };
@@ -209,6 +247,8 @@ impl Bench {
             }
             self.clients.insert(variant, client);
         }
+        let second = server::connect(&self.cluster, Variant::WalNoContext.database()).await?;
+        self.clients.insert(Variant::WalNoContext, second);
         for (name, text) in [
             ("tpcb.sql", tpcb_script(self.args.scale, false)),
             ("tpcb_ctx.sql", tpcb_script(self.args.scale, true)),
@@ -227,7 +267,7 @@ impl Bench {
         let scale = self.args.scale as i32;
         let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
         let mut rng = rand::rng();
-        let context = (variant != Variant::NoAudit)
+        let context = matches!(variant, Variant::Trigger | Variant::Wal)
             .then_some("SELECT pgtrail.set_context(actor_id => 'bench', reason => 'tpcb')");
         let update_a = client
             .prepare("UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2")
@@ -345,7 +385,9 @@ impl Bench {
             round + 1,
             order.iter().map(|v| v.label()).collect::<Vec<_>>().join(", ")
         );
-        for &variant in &order {
+        let mut writers = Variant::WRITERS.to_vec();
+        writers.rotate_left(round % Variant::WRITERS.len());
+        for &variant in &writers {
             let (cpu, wal) = self.cpu(variant, true).await?;
             self.results
                 .record("TPC-B writer CPU µs/tx", variant.label(), cpu);
@@ -355,6 +397,9 @@ impl Bench {
                 .record("1-row UPDATE writer CPU µs/tx", variant.label(), cpu);
             self.results
                 .record("1-row UPDATE WAL bytes/tx", variant.label(), wal);
+            self.client(variant).batch_execute("CHECKPOINT").await?;
+        }
+        for &variant in &order {
             let script = if variant == Variant::NoAudit {
                 "tpcb.sql"
             } else {
@@ -499,7 +544,12 @@ impl Bench {
             ("TPC-B tps (follower stopped)", true),
             ("1-row UPDATE tps (follower stopped)", true),
         ] {
-            for label in ["no-audit", "trigger", "wal"] {
+            let labels: &[&str] = if ratio {
+                &["no-audit", "trigger", "wal"]
+            } else {
+                &["no-audit", "trigger", "wal", "wal-no-context", "replica-full"]
+            };
+            for &label in labels {
                 let compared = if label == "no-audit" {
                     String::new()
                 } else if ratio {

@@ -6,11 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::pgoutput::{self, Value};
+use crate::rows;
 use crate::sink::{Sink, SinkChange};
 use crate::transaction::{self, Transaction};
 use crate::values::{Relations, rows_to_json};
@@ -176,10 +177,7 @@ fn futures_ready(stop: &mut std::pin::Pin<&mut impl std::future::Future<Output =
 /// the slot's advance.
 async fn prepare(client: &Client, options: &FollowOptions) -> Result<Slot, FollowError> {
     let installed: bool = client
-        .query_one(
-            "SELECT to_regprocedure('pgtrail._follow_write_batch(text, jsonb)') IS NOT NULL",
-            &[],
-        )
+        .query_one("SELECT to_regproc('pgtrail._follow_write_rows') IS NOT NULL", &[])
         .await
         .map_err(FollowError::database("looking for pgtrail"))?
         .get(0);
@@ -309,13 +307,18 @@ async fn write_batch(
         json_of.insert(version, (known.table_id, json.into_iter()));
     }
 
-    // The batch for pgtrail._follow_write_batch. PostgreSQL 14 sends
-    // transactions that touched no published table (the follower's own
-    // among them) as empty ones: nothing to write, and writing the position
-    // for them would never end.
-    let mut batch = Vec::with_capacity(transactions.len());
+    // The trail rows, computed here (rows.rs) from the tables' settings
+    // as they are now. PostgreSQL 14 sends transactions that touched no
+    // published table (the follower's own among them) as empty ones:
+    // nothing to write, and writing the position for them would never end.
+    let audited = audited_tables(client, json_of.values().filter_map(|(id, _)| *id)).await?;
+    let mut batch = Batch::default();
     for tx in transactions.iter().filter(|tx| !tx.changes.is_empty()) {
-        let mut changes = Vec::with_capacity(tx.changes.len());
+        batch.lsn.push(lsn_text(tx.end_lsn));
+        batch.xid.push(i64::from(tx.xid));
+        batch.at.push(tx.commit_time);
+        let index = i32::try_from(batch.lsn.len()).unwrap_or(i32::MAX);
+        let mut contexts: Vec<i64> = Vec::new();
         for change in &tx.changes {
             let Some((table_id, json)) = json_of.get_mut(&change.relation) else {
                 continue;
@@ -323,16 +326,41 @@ async fn write_batch(
             let mut next = |present: bool| if present { json.next() } else { None };
             let old = next(change.old.is_some());
             let new = next(change.new.is_some());
-            let Some(table_id) = *table_id else {
+            let Some(t) = table_id.and_then(|id| audited.tables.get(&id)) else {
                 continue;
             };
-            changes.push(json!({
-                "t": table_id,
-                "op": change.op.to_string(),
-                "ctx": change.ctx,
-                "old": old,
-                "new": new,
-            }));
+            let object = |v: &Option<Json>| match v {
+                Some(Json::Object(map)) => Some(map.clone()),
+                _ => None,
+            };
+            let Some(row) = rows::trail_row(
+                t,
+                change.op,
+                object(&old).as_ref(),
+                object(&new).as_ref(),
+                audited.secret.as_deref(),
+            ) else {
+                continue;
+            };
+            let ctx = context_number(change.ctx);
+            if !contexts.contains(&change.ctx) {
+                contexts.push(change.ctx);
+                batch.ctx_tx.push(index);
+                batch.ctx_ctx.push(ctx);
+                batch.ctx_msg.push(tx.contexts.get(&change.ctx).cloned());
+            }
+            batch.tx.push(index);
+            batch.ctx.push(ctx);
+            batch.table.push(t.id);
+            batch.op.push(i8::try_from(u32::from(change.op)).unwrap_or(0));
+            batch.pk.push(row.pk);
+            batch.old_pk.push(row.old_pk);
+            batch.old.push(row.old_values);
+            batch.new.push(row.new_values);
+            batch.fields.push(
+                row.changed_fields
+                    .map(|f| Json::Array(f.into_iter().map(Json::String).collect())),
+            );
         }
         if tx.unfilled > 0 {
             warn!(
@@ -341,21 +369,9 @@ async fn write_batch(
                 "pgtrail follow: unchanged TOASTed values without an old row (a table without REPLICA IDENTITY FULL) are recorded as null"
             );
         }
-        let contexts: serde_json::Map<String, Json> = tx
-            .contexts
-            .iter()
-            .map(|(ctx, body)| (ctx.to_string(), body.clone()))
-            .collect();
-        batch.push(json!({
-            "lsn": lsn_text(tx.end_lsn),
-            "xid": tx.xid,
-            "at": tx.commit_time,
-            "changes": changes,
-            "contexts": contexts,
-        }));
     }
     let mut written = Written::default();
-    if batch.is_empty() {
+    if batch.lsn.is_empty() {
         return Ok(written);
     }
 
@@ -365,8 +381,26 @@ async fn write_batch(
         .map_err(FollowError::database("starting the trail's transaction"))?;
     let rows = db
         .query(
-            "SELECT end_lsn::text, txid, ids FROM pgtrail._follow_write_batch($1, $2::text::jsonb)",
-            &[&slot.name, &Json::Array(batch).to_string()],
+            "SELECT end_lsn::text, txid, ids FROM pgtrail._follow_write_rows(
+                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            &[
+                &slot.name,
+                &batch.lsn,
+                &batch.xid,
+                &batch.at,
+                &batch.tx,
+                &batch.ctx,
+                &batch.table,
+                &batch.op,
+                &batch.pk,
+                &batch.old_pk,
+                &batch.old,
+                &batch.new,
+                &batch.fields,
+                &batch.ctx_tx,
+                &batch.ctx_ctx,
+                &batch.ctx_msg,
+            ],
         )
         .await
         .map_err(FollowError::database("writing decoded transactions to the trail"))?;
@@ -411,6 +445,74 @@ struct Written {
     transactions: u64,
     changes: u64,
     published: u64,
+}
+
+/// The arguments of `pgtrail._follow_write_rows`: per transaction, per
+/// trail row, per (transaction, ctx).
+#[derive(Default)]
+struct Batch {
+    lsn: Vec<String>,
+    xid: Vec<i64>,
+    at: Vec<i64>,
+    tx: Vec<i32>,
+    ctx: Vec<i16>,
+    table: Vec<i32>,
+    op: Vec<i8>,
+    pk: Vec<Option<Json>>,
+    old_pk: Vec<Option<Json>>,
+    old: Vec<Option<Json>>,
+    new: Vec<Option<Json>>,
+    fields: Vec<Option<Json>>,
+    ctx_tx: Vec<i32>,
+    ctx_ctx: Vec<i16>,
+    ctx_msg: Vec<Option<Json>>,
+}
+
+/// A context number as `pgtrail.transaction.ctx` holds it (the context
+/// trigger caps it the same way).
+fn context_number(ctx: i64) -> i16 {
+    i16::try_from(ctx.clamp(0, i64::from(i16::MAX))).unwrap_or(i16::MAX)
+}
+
+/// The capture settings of the audited tables a batch changed, and the
+/// redaction secret, as they are when the batch is written.
+struct AuditedTables {
+    tables: BTreeMap<i32, rows::Audited>,
+    secret: Option<Vec<u8>>,
+}
+
+async fn audited_tables(
+    client: &Client,
+    ids: impl Iterator<Item = i32>,
+) -> Result<AuditedTables, FollowError> {
+    let ids: Vec<i32> = ids.collect();
+    let tables = client
+        .query(
+            "SELECT id, key_columns, ignore_columns, redact_columns, images = 'full',
+                    (SELECT s.value FROM pgtrail.secret AS s WHERE s.name = 'redaction')
+             FROM pgtrail.audited_table WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(FollowError::database("reading the audited tables' settings"))?;
+    let secret = tables.first().and_then(|r| r.get::<_, Option<Vec<u8>>>(5));
+    Ok(AuditedTables {
+        tables: tables
+            .iter()
+            .map(|r| {
+                let id: i32 = r.get(0);
+                let table = rows::Audited {
+                    id,
+                    key_columns: r.get(1),
+                    ignore_columns: r.get(2),
+                    redact_columns: r.get(3),
+                    full_images: r.get(4),
+                };
+                (id, table)
+            })
+            .collect(),
+        secret,
+    })
 }
 
 /// The rows just written (`ids`, of the transactions `lsn_of` gives the

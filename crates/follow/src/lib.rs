@@ -1,9 +1,10 @@
 //! WAL capture mode's reader (`pgtrail follow`): reads this database's
 //! logical replication slot (pgoutput, polled over plain SQL with
 //! `pg_logical_slot_peek_binary_changes`) and writes the same trail rows the
-//! capture triggers write, through `pgtrail._follow_write_batch` (80_wal.sql),
-//! which reuses capture's helpers for keys, diffs and redaction markers:
-//! one statement per batch of decoded transactions.
+//! capture triggers write: keys, diffs and redaction markers computed here
+//! as capture computes them ([`rows`]), written by
+//! `pgtrail._follow_write_rows` (80_wal.sql): one statement of plain array
+//! inserts per batch of decoded transactions.
 //!
 //! Exactly once: each batch is written with the follower's position (the
 //! end LSN of its last transaction) in `pgtrail.follow_position`, in the
@@ -17,11 +18,13 @@
 //! - [`transaction`]: messages grouped into committed transactions, with
 //!   their context and unchanged TOASTed values filled from the old row;
 //! - [`values`]: text values to the JSON capture records, by the server;
+//! - [`rows`]: the trail row of each change (key, diff, redaction);
 //! - [`sink`]: where changes go besides (or instead of) the trail;
 //! - [`follower`]: the loop.
 
 pub mod follower;
 pub mod pgoutput;
+pub mod rows;
 pub mod sink;
 pub mod transaction;
 pub mod values;

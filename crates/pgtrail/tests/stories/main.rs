@@ -32,3 +32,4 @@ mod truncate;
 mod upgrade;
 mod values;
 mod wal;
+mod wal_operations;

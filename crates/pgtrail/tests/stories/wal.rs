@@ -37,7 +37,7 @@ fn config(mode: &str) -> String {
 }
 
 /// A throwaway cluster that decodes logically (the suite's shared one may not).
-fn logical_cluster() -> Cluster {
+pub(crate) fn logical_cluster() -> Cluster {
     Cluster::start(ClusterOptions {
         fast: true,
         settings: vec![
@@ -63,7 +63,7 @@ async fn database(cluster: &Cluster, name: &str, mode: &str) -> Client {
     client
 }
 
-async fn follow_once(client: &mut Client) -> pgtrail::follow::FollowReport {
+pub(crate) async fn follow_once(client: &mut Client) -> pgtrail::follow::FollowReport {
     let options = FollowOptions {
         once: true,
         batch_size: 50,
@@ -522,4 +522,107 @@ async fn check_reports_a_follower_that_falls_behind_and_a_missing_slot() {
     pgtrail::plan::apply(&mut client, &config).await.expect("apply");
     let (_, _, _, problems) = pgtrail::plan::inspect(&client, &config).await.expect("inspect");
     assert_eq!(kinds(&problems), Vec::<&str>::new());
+}
+
+/// The follower computes keys, diffs and redaction markers itself: values
+/// whose JSON text is easy to get wrong (escapes, control characters,
+/// non-ASCII, numbers whose scale changes, nested JSON, arrays), a table
+/// without a key whose markers are scoped by its other columns, and a table
+/// recording whole rows give the same trail in both modes.
+#[tokio::test]
+async fn values_that_are_hard_to_write_as_json_give_the_same_trail_in_both_modes() {
+    const ODD: &str = r#"
+        CREATE TABLE docs (id integer PRIMARY KEY, title text, body jsonb, amount numeric, tags text[],
+                           secret text, at timestamptz, flag boolean, raw bytea, f double precision);
+        CREATE TABLE loose (label text, secret text, n numeric);
+        CREATE TABLE whole (k1 text, k2 integer, v text, w numeric, PRIMARY KEY (k1, k2));
+    "#;
+    let config = |mode: &str| {
+        format!(
+            "[capture]\nmode = \"{mode}\"\nredact_columns = [\"secret\"]\n\n[tables.\"public.whole\"]\nimages = \"full\"\n"
+        )
+    };
+    let statements = [
+        r#"INSERT INTO docs VALUES (1, E'quote " backslash \\ tab \t newline \n bell \x07', '{"b": [1.50, {"é": null}], "a": "ü"}',
+                                  1.50, ARRAY['x,y', 'z"w', NULL], E'sé\ncret', '2026-12-06 01:02:03.456789+00', true, '\x00ff', 1.5e300)"#,
+        r#"UPDATE docs SET amount = 1.500 WHERE id = 1"#,
+        r#"UPDATE docs SET body = '{"a": "ü", "b": [1.5, {"é": null}]}' WHERE id = 1"#,
+        r#"UPDATE docs SET body = '{"a": "ü", "b": [1.6, {"é": null}]}', secret = 'other 😀' WHERE id = 1"#,
+        r#"UPDATE docs SET id = 2, title = E'\u00e9\u4e2d' WHERE id = 1"#,
+        r#"INSERT INTO loose VALUES (E'a"b\\c', 's1', 10), ('line' || chr(10) || 'two', NULL, -0.0), ('same', 's2', 1)"#,
+        r#"UPDATE loose SET n = n + 1, secret = 'changed' WHERE label = 'same'"#,
+        r#"UPDATE loose SET secret = 's3' WHERE n = 10"#,
+        r#"DELETE FROM loose WHERE n = 0"#,
+        r#"INSERT INTO whole VALUES ('a', 1, 'x', 2.0), ('b', 2, E'\\', 3)"#,
+        r#"UPDATE whole SET w = 2.00 WHERE k1 = 'a'"#,
+        r#"UPDATE whole SET k2 = 3, v = 'y' WHERE k1 = 'b'"#,
+        r#"DELETE FROM whole WHERE k1 = 'a'"#,
+    ];
+    let cluster = logical_cluster();
+    let admin = connect_to(&cluster.url("postgres")).await;
+    let mut trails = Vec::new();
+    let mut secret: Option<Vec<u8>> = None;
+    for mode in ["trigger", "wal"] {
+        let name = format!("odd_{mode}");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("database created");
+        let mut client = connect_to(&cluster.url(&name)).await;
+        client.batch_execute(ODD).await.expect("schema");
+        let parsed = Config::parse(&config(mode), "pgtrail.toml").expect("config parses");
+        pgtrail::plan::apply(&mut client, &parsed).await.expect("apply");
+        match &secret {
+            None => {
+                secret = Some(
+                    client
+                        .query_one("SELECT value FROM pgtrail.secret WHERE name = 'redaction'", &[])
+                        .await
+                        .expect("secret")
+                        .get(0),
+                )
+            }
+            Some(value) => {
+                client
+                    .execute(
+                        "UPDATE pgtrail.secret SET value = $1 WHERE name = 'redaction'",
+                        &[value],
+                    )
+                    .await
+                    .expect("same secret");
+            }
+        }
+        for statement in statements {
+            client
+                .batch_execute(statement)
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e:?}"));
+        }
+        if mode == "wal" {
+            follow_once(&mut client).await;
+        }
+        let rows = client
+            .query(
+                "SELECT c.table_name, c.op, c.pk::text, o.old_pk::text, c.old_values::text, c.new_values::text,
+                        c.changed_fields
+                 FROM pgtrail.changes AS c JOIN pgtrail.change AS o ON o.id = c.id ORDER BY c.id",
+                &[],
+            )
+            .await
+            .expect("the trail reads");
+        let trail: Vec<Vec<Option<String>>> = rows
+            .iter()
+            .map(|r| {
+                let mut row: Vec<Option<String>> = (0..6).map(|i| r.get(i)).collect();
+                row.push(r.get::<_, Option<Vec<String>>>(6).map(|f| f.join("|")));
+                row
+            })
+            .collect();
+        trails.push(trail);
+    }
+    assert_eq!(trails[0].len(), 16, "{:#?}", trails[0]);
+    for (i, (trigger, wal)) in trails[0].iter().zip(&trails[1]).enumerate() {
+        assert_eq!(wal, trigger, "change {i}");
+    }
+    assert_eq!(trails[1].len(), trails[0].len());
 }
