@@ -464,34 +464,52 @@ pub(crate) async fn row_state(
     Ok((table, pk, state.unwrap_or(Value::Null)))
 }
 
-/// The seals that hold these changes: change id → (seal id, sealed at).
-pub(crate) async fn seals_of(client: &Client, ids: &[i64]) -> Result<Value, ApiError> {
-    if ids.is_empty() {
+/// The seals that hold these changes (rows with `id` and `txid`): change
+/// id → (seal id, sealed at).
+///
+/// A seal covers whole transactions, so one change per transaction is
+/// looked up, and it is found through the span of ids each
+/// `pgtrail.seal_leaves` row holds (migration 0012, indexed): only the
+/// rows whose span holds the id have their id arrays read.
+pub(crate) async fn seals_of(client: &Client, rows: &[Value]) -> Result<Value, ApiError> {
+    let mut first_of_tx: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
+    for row in rows {
+        if let (Some(id), Some(txid)) = (row["id"].as_i64(), row["txid"].as_i64()) {
+            first_of_tx.entry(txid).or_insert(id);
+        }
+    }
+    if first_of_tx.is_empty() {
         return Ok(json!({}));
     }
-    let rows = query_json(
+    let probes: Vec<i64> = first_of_tx.values().copied().collect();
+    let found = query_json(
         client,
         "SELECT jsonb_build_object('change_id', c.id, 'seal_id', s.id, 'sealed_at', s.sealed_at)
-         FROM pgtrail.seal_leaves AS l JOIN pgtrail.seal AS s ON s.id = l.seal_id
-         CROSS JOIN LATERAL unnest(l.change_ids) AS c(id)
-         WHERE l.change_ids && $1::bigint[] AND c.id = ANY ($1::bigint[])",
-        &[Box::new(ids.to_vec())],
+         FROM unnest($1::bigint[]) AS c(id)
+         JOIN pgtrail.seal_leaves AS l ON l.id_span @> c.id
+         JOIN pgtrail.seal AS s ON s.id = l.seal_id
+         WHERE c.id = ANY (l.change_ids)",
+        &[Box::new(probes)],
     )
     .await?;
-    let mut out = serde_json::Map::new();
-    for row in rows {
+    let mut seal_of_probe = std::collections::HashMap::new();
+    for row in found {
         if let Some(id) = row["change_id"].as_i64() {
-            out.insert(
-                id.to_string(),
+            seal_of_probe.insert(
+                id,
                 json!({"seal_id": row["seal_id"], "sealed_at": row["sealed_at"]}),
             );
         }
     }
+    let mut out = serde_json::Map::new();
+    for row in rows {
+        if let (Some(id), Some(txid)) = (row["id"].as_i64(), row["txid"].as_i64())
+            && let Some(seal) = first_of_tx.get(&txid).and_then(|probe| seal_of_probe.get(probe))
+        {
+            out.insert(id.to_string(), seal.clone());
+        }
+    }
     Ok(Value::Object(out))
-}
-
-fn ids_of(rows: &[Value], field: &str) -> Vec<i64> {
-    rows.iter().filter_map(|r| r[field].as_i64()).collect()
 }
 
 async fn history(
@@ -508,7 +526,7 @@ async fn history(
     if format == Format::Csv {
         return csv_response("history", &CHANGE_COLUMNS, &rows);
     }
-    let seals = seals_of(&client, &ids_of(&rows, "id")).await?;
+    let seals = seals_of(&client, &rows).await?;
     Ok(Json(json!({"table": table.display(), "key": pk, "changes": rows, "seals": seals})).into_response())
 }
 
@@ -613,7 +631,7 @@ async fn transaction(
     if format == Format::Csv {
         return csv_response(&format!("transaction-{txid}"), &CHANGE_COLUMNS, &rows);
     }
-    let seals = seals_of(&client, &ids_of(&rows, "id")).await?;
+    let seals = seals_of(&client, &rows).await?;
     Ok(Json(json!({"txid": txid, "changes": rows, "seals": seals})).into_response())
 }
 

@@ -497,8 +497,7 @@ async fn row_page(state: Shared, table: String, raw: Option<String>) -> Result<R
     let key = params.required("key", "42")?;
     let client = state.pool.get().await?;
     let (audited, pk, rows) = api::row_history(&client, &table, key).await?;
-    let ids: Vec<i64> = rows.iter().filter_map(|r| r["id"].as_i64()).collect();
-    let seals = api::seals_of(&client, &ids).await?;
+    let seals = api::seals_of(&client, &rows).await?;
     let key_json = serde_json::to_string(&pk).unwrap_or_default();
     let title = format!("{} {}", audited.display(), key_text(&pk));
     let query = format!("key={}", enc(&key_json));
@@ -624,7 +623,7 @@ async fn transaction_page(state: Shared, txid: String) -> Result<Response, ApiEr
         )));
     };
     let ids: Vec<i64> = rows.iter().filter_map(|r| r["id"].as_i64()).collect();
-    let seals = api::seals_of(&client, &ids).await?;
+    let seals = api::seals_of(&client, &rows).await?;
     let sealed = ids
         .iter()
         .filter(|id| seals.get(id.to_string()).is_some())
