@@ -1,17 +1,16 @@
 //! The JSON API (`/api/v1/...`) and the questions it asks the trail, which
 //! the web pages ask too: changes with filters and keyset pagination, a
 //! row's history, state at a moment and blame, a table as of a moment, a
-//! transaction, the activity report, the proofs' status and revert plans.
-//! Every value is a bind parameter; queries go through the reader role.
+//! transaction, the activity report and the proofs' status (revert plans,
+//! and applying them, are `revert.rs`'s). Every value is a bind parameter;
+//! queries go through the reader role.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use pgtrail_query::{
-    Cursor, LogFilter, Param, TimeArg, as_params, parse_context_filter, parse_op, parse_time,
-};
+use pgtrail_query::{Cursor, LogFilter, Param, TimeArg, as_params, parse_context_filter, parse_op};
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
@@ -36,7 +35,6 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/api/v1/transactions/{txid}", get(transaction))
         .route("/api/v1/reports/activity", get(activity))
         .route("/api/v1/proof", get(proof))
-        .route("/api/v1/revert/plan", get(revert_plan))
 }
 
 /// The query string as (name, value) pairs, names repeatable.
@@ -87,7 +85,7 @@ impl Params {
     }
 
     pub(crate) fn time(&self, name: &str) -> Result<Option<TimeArg>, ApiError> {
-        Ok(self.get(name).map(parse_time).transpose()?)
+        Ok(self.get(name).map(pgtrail_query::parse_time).transpose()?)
     }
 
     pub(crate) fn integer(&self, name: &str) -> Result<Option<i64>, ApiError> {
@@ -791,112 +789,6 @@ async fn proof(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result<R
     let params = Params::parse(raw.as_deref())?;
     let client = state.pool.get().await?;
     Ok(Json(proof_status(&client, &params).await?).into_response())
-}
-
-// ---- revert plans ----
-
-async fn revert_plan(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    use pgtrail_revert::{Policy, Request, RowTarget, Selector};
-    let params = Params::parse(raw.as_deref())?;
-    params.only(&[
-        "tx",
-        "table",
-        "key",
-        "to",
-        "after_change",
-        "actor",
-        "since",
-        "until",
-        "only",
-        "conflicts",
-    ])?;
-    let client = state.pool.get().await?;
-    let since_text =
-        |name: &str| -> Result<Option<String>, ApiError> { Ok(params.time(name)?.map(|t| t.value())) };
-    let selector = if !params.all("tx").is_empty() {
-        let txids = params
-            .all("tx")
-            .iter()
-            .map(|t| {
-                t.parse::<i64>()
-                    .map_err(|_| ApiError::bad_request(format!("`tx` must be a transaction id, not `{t}`")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Selector::Transactions(txids)
-    } else if let Some(table) = params.get("table") {
-        let audited = Audited::resolve(&client, table).await?;
-        let key = audited.key(params.required("key", "42")?)?;
-        let to = match (params.get("to"), params.integer("after_change")?) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::bad_request("give `to` or `after_change`, not both"));
-            }
-            (Some(at), None) => RowTarget::Time(absolute(&client, &parse_time(at)?).await?),
-            (None, Some(id)) => RowTarget::AfterChange(id),
-            (None, None) => RowTarget::LastChange,
-        };
-        Selector::Row {
-            table: audited.display(),
-            key,
-            to,
-        }
-    } else if let Some(actor) = params.get("actor") {
-        let Some(since) = since_text("since")? else {
-            return Err(
-                ApiError::bad_request("`actor` needs `since`").with_help("e.g. ?actor=ann&since=2h ago")
-            );
-        };
-        let since = absolute(&client, &parse_time(&since)?).await?;
-        let until = match params.time("until")? {
-            Some(until) => Some(absolute(&client, &until).await?),
-            None => None,
-        };
-        Selector::Actor {
-            actor: actor.to_string(),
-            since,
-            until,
-        }
-    } else {
-        return Err(ApiError::bad_request("say what to revert")
-            .with_help("?tx=TXID (repeatable), ?table=T&key=K (&to=MOMENT or &after_change=ID), or ?actor=A&since=MOMENT"));
-    };
-    let mut request = Request::new(selector);
-    request.tables = params.all("only").into_iter().map(str::to_string).collect();
-    if let Some(policy) = params.get("conflicts") {
-        request.policy = policy
-            .parse::<Policy>()
-            .map_err(|e| ApiError::bad_request(e).with_help("conflicts=refuse, skip or cascade"))?;
-    }
-    // The plan's SQL works in temporary tables: a read-write transaction
-    // (the connection's default is read-only), rolled back after, so the
-    // plan leaves nothing behind.
-    client.batch_execute("BEGIN READ WRITE").await?;
-    let planned = pgtrail_revert::plan::plan(&client, &request).await;
-    client.batch_execute("ROLLBACK").await?;
-    let plan = planned.map_err(|e| {
-        let status = match &e {
-            pgtrail_revert::RevertError::Conflicts { .. } => StatusCode::CONFLICT,
-            pgtrail_revert::RevertError::Invalid { .. } | pgtrail_revert::RevertError::Changed(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            pgtrail_revert::RevertError::NotInstalled => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::from_cli_text(status, &e.to_string())
-    })?;
-    Ok(Json(json!({
-        "selector": request.to_json(),
-        "conflicts": request.policy.as_str(),
-        "rows": plan.rows(),
-        "plan": plan.items,
-        "applied": false,
-    }))
-    .into_response())
-}
-
-/// A moment as an absolute `timestamptz` text, as the revert selector takes it.
-async fn absolute(client: &Client, at: &TimeArg) -> Result<String, ApiError> {
-    let sql = format!("SELECT to_jsonb({})#>>'{{}}'", at.sql(1));
-    Ok(client.query_one(&sql, &[&at.value()]).await?.get(0))
 }
 
 // ---- health and the OpenAPI document ----

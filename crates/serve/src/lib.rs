@@ -25,6 +25,7 @@ mod auth;
 mod error;
 pub mod openapi;
 mod pool;
+mod revert;
 mod ui;
 
 use std::future::Future;
@@ -146,6 +147,7 @@ impl Server {
 fn router(state: Shared) -> Router {
     Router::new()
         .merge(api::routes())
+        .merge(revert::routes())
         .merge(ui::routes())
         .layer(middleware::from_fn_with_state(state.clone(), auth::require))
         .layer(middleware::from_fn(headers_and_log))

@@ -171,7 +171,7 @@ fn op_badge(op: &str) -> String {
 }
 
 /// The page around `body`.
-fn page(title: &str, body: &str) -> Response {
+pub(crate) fn page(title: &str, body: &str) -> Response {
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -186,7 +186,7 @@ fn page(title: &str, body: &str) -> Response {
     Html(html).into_response()
 }
 
-fn page_error(error: ApiError) -> Response {
+pub(crate) fn page_error(error: ApiError) -> Response {
     let mut body = format!("<p class=\"error\" role=\"alert\">{}</p>", escape(&error.message));
     if let Some(help) = &error.help {
         let _ = write!(body, "<p>{}</p>", escape(help));
@@ -654,6 +654,10 @@ async fn transaction_page(state: Shared, txid: String) -> Result<Response, ApiEr
         );
     }
     body.push_str(&exports(&format!("/api/v1/transactions/{txid}"), ""));
+    let _ = write!(
+        body,
+        "<p><a href=\"/revert?tx={txid}\">Plan a revert of this transaction</a></p>"
+    );
     for row in &rows {
         body.push_str("<article class=\"change\">");
         body.push_str(&change_heading(row, true, &seals));

@@ -3,7 +3,8 @@
 //! filters a window by actor type, opens a transaction and sees whether it
 //! is sealed; requests without a good token are refused; pagination gives
 //! every change exactly once while the application keeps writing; errors
-//! say what was wrong; every path of the OpenAPI document answers; the
+//! say what was wrong; every path of the OpenAPI document answers; an
+//! operator applies a planned revert (a reader may only plan one); the
 //! pages render in a real headless browser.
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const READER: &str = "support-token-1";
 const AUDITOR: &str = "auditor-token-2";
+const OPERATOR: &str = "operator-token-3";
 
 /// A shop: users and orders, audited, with a day of work by a signup, a
 /// support agent (who changes an email, with a reason), a batch job and a
@@ -73,6 +75,11 @@ fn tokens() -> Vec<ServeToken> {
             name: "auditor".into(),
             role: TokenRole::Reader,
             sha256: hash_token(AUDITOR),
+        },
+        ServeToken {
+            name: "dana-ops".into(),
+            role: TokenRole::Operator,
+            sha256: hash_token(OPERATOR),
         },
     ]
 }
@@ -612,7 +619,11 @@ async fn every_path_of_the_openapi_document_answers() {
         .await
         .unwrap()
         .get(0);
-    for path in document["paths"].as_object().unwrap().keys() {
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        if operations.get("get").is_none() {
+            // POST /api/v1/revert: its own story (an operator applies a revert).
+            continue;
+        }
         let concrete = path
             .replace("{table}", "users")
             .replace("{txid}", &txid.to_string());
@@ -630,6 +641,237 @@ async fn every_path_of_the_openapi_document_answers() {
         document["paths"].as_object().unwrap().len(),
         pgtrail_serve::openapi::API_PATHS.len()
     );
+}
+
+async fn ann_email(db: &TestDb) -> String {
+    db.client
+        .query_one("SELECT email FROM users WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The value of a hidden form field in a page.
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in {html}"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_operator_applies_a_planned_revert_and_a_reader_may_only_plan_it() {
+    let db = shop().await;
+    let server = start(&db, false).await;
+    // The support agent's change of Ann's email, to undo.
+    let txid: i64 = db
+        .client
+        .query_one(
+            "SELECT txid FROM pgtrail.changes WHERE table_name = 'users' AND op = 'UPDATE'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
+    // Anyone with a token sees the plan first, and its id.
+    let plan = get(server.addr, &format!("/api/v1/revert/plan?tx={txid}"), READER).await;
+    assert_eq!(plan.status, 200, "{}", plan.body);
+    let plan = plan.json();
+    assert_eq!(plan["applied"], false);
+    assert_eq!(plan["rows"], 1);
+    let plan_id = plan["plan_id"].as_str().unwrap().to_string();
+
+    // A reader may not apply it.
+    let body = format!("tx={txid}&reason=undo&plan_id={plan_id}");
+    let post = |token: &'static str, body: String| {
+        let addr = server.addr;
+        async move {
+            let bearer = format!("Bearer {token}");
+            request(
+                addr,
+                "POST",
+                "/api/v1/revert",
+                &[
+                    ("Authorization", &bearer),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                &body,
+            )
+            .await
+        }
+    };
+    let refused = post(READER, body.clone()).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("operator token")
+    );
+    assert_eq!(ann_email(&db).await, "ann@new.example");
+
+    // An operator must say why, and apply the plan that was shown.
+    let no_reason = post(OPERATOR, format!("tx={txid}&plan_id={plan_id}")).await;
+    assert_eq!(no_reason.status, 400, "{}", no_reason.body);
+    assert!(
+        no_reason.body.contains("`reason` is needed"),
+        "{}",
+        no_reason.body
+    );
+    let other_plan = post(OPERATOR, format!("tx={txid}&reason=undo&plan_id=0000")).await;
+    assert_eq!(other_plan.status, 409, "{}", other_plan.body);
+    assert!(
+        other_plan.body.contains("changed since the plan was shown"),
+        "{}",
+        other_plan.body
+    );
+    assert_eq!(ann_email(&db).await, "ann@new.example");
+
+    let applied = post(
+        OPERATOR,
+        format!("tx={txid}&reason=ticket%204412%3A%20wrong%20customer&plan_id={plan_id}"),
+    )
+    .await;
+    assert_eq!(applied.status, 200, "{}", applied.body);
+    let applied = applied.json();
+    assert_eq!(applied["applied"], true);
+    assert_eq!(ann_email(&db).await, "ann@old.example");
+    // The revert is audited under the operator's identity, with the reason.
+    let revert_tx = applied["txid"].as_i64().unwrap();
+    let row = db
+        .client
+        .query_one(
+            "SELECT actor_name, reason, context ? 'revert' FROM pgtrail.changes WHERE txid = $1",
+            &[&revert_tx],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some("dana-ops"));
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some("ticket 4412: wrong customer")
+    );
+    assert!(row.get::<_, bool>(2));
+
+    // In the browser (login cookie): the plan's page carries a CSRF token;
+    // a post without it, or from another site, changes nothing.
+    let cookie = format!("pgtrail_token={OPERATOR}");
+    let signup_tx: i64 = db
+        .client
+        .query_one(
+            "SELECT txid FROM pgtrail.changes WHERE table_name = 'orders' ORDER BY id LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let page = request(
+        server.addr,
+        "GET",
+        &format!("/revert?tx={signup_tx}"),
+        &[("Cookie", &cookie)],
+        "",
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Apply this revert as dana-ops"),
+        "{}",
+        page.body
+    );
+    let form = format!(
+        "tx={signup_tx}&conflicts=refuse&plan_id={}&reason=duplicate%20orders",
+        hidden(&page.body, "plan_id")
+    );
+    let origin = format!("http://{}", server.addr);
+    let form_post = |body: String, origin: String| {
+        let addr = server.addr;
+        let cookie = cookie.clone();
+        async move {
+            request(
+                addr,
+                "POST",
+                "/revert",
+                &[
+                    ("Cookie", &cookie),
+                    ("Origin", &origin),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                &body,
+            )
+            .await
+        }
+    };
+    let without_csrf = form_post(form.clone(), origin.clone()).await;
+    assert_eq!(without_csrf.status, 403, "{}", without_csrf.body);
+    let with_csrf = format!("{form}&csrf={}", hidden(&page.body, "csrf"));
+    let cross_site = form_post(with_csrf.clone(), "https://evil.example".into()).await;
+    assert_eq!(cross_site.status, 403, "{}", cross_site.body);
+    let orders: i64 = db
+        .client
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(orders, 2);
+    let done = form_post(with_csrf, origin).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(done.header("location").unwrap().starts_with("/tx/"));
+    let orders: i64 = db
+        .client
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(orders, 0);
+
+    // A reader's page shows the plan without the form.
+    let reader_page = request(
+        server.addr,
+        "GET",
+        &format!("/revert?tx={txid}"),
+        &[("Cookie", &format!("pgtrail_token={READER}"))],
+        "",
+    )
+    .await;
+    assert_eq!(reader_page.status, 200, "{}", reader_page.body);
+    assert!(reader_page.body.contains("needs an operator token"));
+    assert!(!reader_page.body.contains("name=\"reason\""));
+
+    // In the database too, the reader role plans but cannot apply.
+    let reader_role: String = db
+        .client
+        .query_one("SELECT pgtrail.role_name('reader')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    db.client
+        .batch_execute(&format!("SET ROLE \"{reader_role}\""))
+        .await
+        .unwrap();
+    let selector = serde_json::json!({"txids": [txid]});
+    let planned = db
+        .client
+        .query("SELECT * FROM pgtrail.revert_plan($1::jsonb)", &[&selector])
+        .await;
+    assert!(planned.is_ok(), "{planned:?}");
+    let applying = db
+        .client
+        .query(
+            "SELECT * FROM pgtrail.revert($1::jsonb, 'refuse', 'x')",
+            &[&selector],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        applying.as_db_error().map(|e| e.code().code()),
+        Some("42501"),
+        "{applying}"
+    );
+    db.client.batch_execute("RESET ROLE").await.unwrap();
 }
 
 /// The DOM of a page as a headless Chromium builds it (the server lets
