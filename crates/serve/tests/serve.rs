@@ -877,15 +877,7 @@ async fn an_operator_applies_a_planned_revert_and_a_reader_may_only_plan_it() {
 /// The DOM of a page as a headless Chromium builds it (the server lets
 /// anonymous requests read: a browser started from a test sends no header).
 fn chromium_dom(url: &str) -> String {
-    let program = ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|p| {
-            std::process::Command::new(p)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect("Chromium is needed for this test: install Debian's `chromium` package (.ci/run does)");
+    let program = chromium();
     let profile = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(program)
         .args([
@@ -907,9 +899,44 @@ fn chromium_dom(url: &str) -> String {
     String::from_utf8(output.stdout).expect("the DOM is UTF-8")
 }
 
+/// The headless browser's program.
+fn chromium() -> &'static str {
+    ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|p| {
+            std::process::Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("Chromium is needed for this test: install Debian's `chromium` package (.ci/run does)")
+}
+
+/// axe-core's violations on each page, as the pages are in headless
+/// Chromium (`tests/axe/run.mjs`): `{url: [{id, impact, help, nodes}]}`.
+fn axe_violations(urls: &[String]) -> Value {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/axe");
+    assert!(
+        dir.join("node_modules/axe-core/axe.min.js").exists(),
+        "axe-core is needed for this test: run `npm ci` in crates/serve/tests/axe (.ci/run does)"
+    );
+    let output = std::process::Command::new("node")
+        .arg(dir.join("run.mjs"))
+        .arg(chromium())
+        .args(urls)
+        .output()
+        .expect("node is needed for this test (Debian's `nodejs`; .ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "axe: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("axe's answer is JSON")
+}
+
 /// Checks a page a screen reader and a keyboard can use: a language, a
 /// title, one h1, a skip link, a label for every input, headers on every
-/// table. (The rules of axe-core this UI could break, checked by hand.)
+/// table. (Quick checks of the DOM; axe-core itself runs on every page too.)
 fn accessible(dom: &str, page: &str) {
     assert!(dom.contains("<html lang=\"en\">"), "{page}: no language");
     assert!(
@@ -964,8 +991,28 @@ async fn the_pages_render_in_a_real_browser() {
         ("blame", format!("{base}/blame/users?key=1"), "ann@new.example"),
         ("transaction", format!("{base}/tx/{txid}"), "not sealed"),
         ("table as of", format!("{base}/table/orders?at=now"), "open"),
+        (
+            "revert plan",
+            format!("{base}/revert?tx={txid}"),
+            "needs an operator token",
+        ),
         ("login", format!("{base}/login"), "Token"),
     ];
+    // axe-core on every page: any violation fails.
+    let urls: Vec<String> = pages.iter().map(|(_, url, _)| url.clone()).collect();
+    let violations = tokio::task::spawn_blocking(move || axe_violations(&urls))
+        .await
+        .unwrap();
+    for (name, url, _) in &pages {
+        let found = violations[url.as_str()]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: not checked by axe: {violations}"));
+        assert!(
+            found.is_empty(),
+            "{name}: axe-core finds {}",
+            serde_json::to_string_pretty(found).unwrap()
+        );
+    }
     let dir = std::env::var_os("PGTRAIL_SCREENSHOTS").map(std::path::PathBuf::from);
     for (name, url, expected) in pages {
         let dom = tokio::task::spawn_blocking({
