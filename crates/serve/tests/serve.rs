@@ -1,5 +1,6 @@
 //! `pgtrail serve` against a real database, over real HTTP: a support
-//! agent finds who changed an email and why and exports it; an auditor
+//! agent finds who changed an email and why and exports it (from the page,
+//! in her browser); an auditor
 //! filters a window by actor type, opens a transaction and sees whether it
 //! is sealed; requests without a good token are refused; pagination gives
 //! every change exactly once while the application keeps writing; errors
@@ -268,6 +269,55 @@ async fn a_support_agent_finds_who_changed_an_email_and_why_and_exports_it() {
     ] {
         assert!(page.header(header).is_some(), "{header} missing");
     }
+
+    // And she exports it from that page in her browser (logged in): a click
+    // on CSV, a click on JSON, two files downloaded.
+    let url = format!("http://{}/row/users?key=1", server.addr);
+    let (_dir, files) =
+        tokio::task::spawn_blocking(move || browser_downloads(&url, READER, &["CSV", "JSON"]))
+            .await
+            .unwrap();
+    let csv = std::fs::read_to_string(files["CSV"].as_str().unwrap()).unwrap();
+    assert!(csv.starts_with("id,txid,changed_at,"), "{csv}");
+    assert!(csv.contains("ticket 4411: customer asked by phone"), "{csv}");
+    assert!(
+        csv.contains("ann@old.example") && csv.contains("ann@new.example"),
+        "{csv}"
+    );
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(files["JSON"].as_str().unwrap()).unwrap()).unwrap();
+    let exported = json["changes"].as_array().unwrap();
+    assert_eq!(exported.len(), history["changes"].as_array().unwrap().len());
+    assert!(
+        exported
+            .iter()
+            .any(|c| c["actor_name"] == "sam@support" && c["old_values"]["email"] == "ann@old.example")
+    );
+}
+
+/// Opens `url` in headless Chromium logged in with `token` (the login
+/// cookie), clicks each link whose text is given, and returns the directory
+/// of the downloads and `{text: file}` (`tests/axe/run.mjs --download`).
+fn browser_downloads(url: &str, token: &str, links: &[&str]) -> (tempfile::TempDir, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/axe/run.mjs");
+    let output = std::process::Command::new("node")
+        .arg(script)
+        .arg("--download")
+        .arg(dir.path())
+        .arg(format!("pgtrail_token={token}"))
+        .arg(chromium())
+        .arg(url)
+        .args(links)
+        .output()
+        .expect("node is needed for this test (Debian's `nodejs`; .ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "downloads: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let files = serde_json::from_slice(&output.stdout).expect("the downloads as JSON");
+    (dir, files)
 }
 
 fn urlencode(text: &str) -> String {

@@ -1,12 +1,16 @@
-// The accessibility check of pgtrail serve's pages: opens each URL given in
-// headless Chromium, runs axe-core in it (through the DevTools protocol over
-// --remote-debugging-pipe: no other package), and prints, as JSON, each
-// URL's violations ({url: [{id, impact, help, nodes}]}).
+// pgtrail serve's pages in headless Chromium, driven through the DevTools
+// protocol over --remote-debugging-pipe (no package but axe-core):
 //
 //     node run.mjs CHROMIUM URL...
+//         runs axe-core in each page and prints, as JSON, each URL's
+//         violations ({url: [{id, impact, help, nodes}]});
+//     node run.mjs --download DIR COOKIE CHROMIUM URL LINK_TEXT...
+//         opens the page (with the cookie NAME=VALUE), clicks each link
+//         whose text is given, as a person would, and prints, as JSON, the
+//         file each click downloaded into DIR ({text: path}).
 //
-// Exit 0 when every page was checked (violations or not), 1 when a page
-// could not be (the message on stderr).
+// Exit 0 when every page was checked (violations or not) or every file
+// downloaded, 1 otherwise (the message on stderr).
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -16,7 +20,9 @@ import { join } from 'node:path';
 
 const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-const [browser, ...urls] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const download = args[0] === '--download' ? { dir: args[1], cookie: args[2] } : null;
+const [browser, ...urls] = download ? args.slice(3) : args;
 const profile = mkdtempSync(join(tmpdir(), 'pgtrail-axe-'));
 const chromium = spawn(
   browser,
@@ -77,17 +83,65 @@ const check = `${axeSource}
   id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.html),
 })))`;
 
+async function open(url) {
+  const { targetId } = await send('Target.createTarget', { url: 'about:blank' });
+  const { sessionId } = await send('Target.attachToTarget', { targetId, flatten: true });
+  await send('Page.enable', {}, sessionId);
+  const loaded = once('Page.loadEventFired', sessionId);
+  const navigated = await send('Page.navigate', { url }, sessionId);
+  if (navigated.errorText) throw new Error(`${url}: ${navigated.errorText}`);
+  await loaded;
+  return { targetId, sessionId };
+}
+
+// Clicks each link (by its text) of the page at `url` and waits for the
+// file it downloads.
+async function downloads(url, texts) {
+  const [name, ...value] = download.cookie.split('=');
+  await send('Storage.setCookies', { cookies: [{ name, value: value.join('='), url }] });
+  await send('Browser.setDownloadBehavior', { behavior: 'allowAndName', downloadPath: download.dir, eventsEnabled: true });
+  const { sessionId } = await open(url);
+  const files = {};
+  for (const text of texts) {
+    const begun = new Promise((resolve) => {
+      const listener = (m) => {
+        if (m.method === 'Browser.downloadWillBegin') {
+          listeners.splice(listeners.indexOf(listener), 1);
+          resolve(m.params.guid);
+        }
+      };
+      listeners.push(listener);
+    });
+    const clicked = await send('Runtime.evaluate', {
+      expression: `(() => { const a = [...document.querySelectorAll('a')].find((a) => a.textContent.trim() === ${JSON.stringify(text)}); if (!a) return false; a.click(); return true; })()`,
+      returnByValue: true,
+    }, sessionId);
+    if (!clicked.result.value) throw new Error(`${url}: no link "${text}"`);
+    const guid = await begun;
+    await new Promise((resolve, reject) => {
+      const listener = (m) => {
+        if (m.method === 'Browser.downloadProgress' && m.params.guid === guid && m.params.state !== 'inProgress') {
+          listeners.splice(listeners.indexOf(listener), 1);
+          if (m.params.state === 'completed') resolve();
+          else reject(new Error(`${url}: the download of "${text}" was ${m.params.state}`));
+        }
+      };
+      listeners.push(listener);
+    });
+    files[text] = join(download.dir, guid);
+  }
+  return files;
+}
+
 let code = 0;
 try {
+  if (download) {
+    const [url, ...texts] = urls;
+    process.stdout.write(JSON.stringify(await downloads(url, texts)));
+  }
   const results = {};
-  for (const url of urls) {
-    const { targetId } = await send('Target.createTarget', { url: 'about:blank' });
-    const { sessionId } = await send('Target.attachToTarget', { targetId, flatten: true });
-    await send('Page.enable', {}, sessionId);
-    const loaded = once('Page.loadEventFired', sessionId);
-    const navigated = await send('Page.navigate', { url }, sessionId);
-    if (navigated.errorText) throw new Error(`${url}: ${navigated.errorText}`);
-    await loaded;
+  for (const url of download ? [] : urls) {
+    const { targetId, sessionId } = await open(url);
     // (DevTools evaluation is not subject to the page's Content-Security-Policy.)
     const { result, exceptionDetails } = await send(
       'Runtime.evaluate',
@@ -98,7 +152,7 @@ try {
     results[url] = result.value;
     await send('Target.closeTarget', { targetId });
   }
-  process.stdout.write(JSON.stringify(results));
+  if (!download) process.stdout.write(JSON.stringify(results));
 } catch (error) {
   process.stderr.write(`axe check failed: ${error.message}\n${stderr}`);
   code = 1;
