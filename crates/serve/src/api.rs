@@ -745,6 +745,17 @@ pub(crate) async fn proof_status(client: &Client, params: &Params) -> Result<Val
         Some(table) => Some(Audited::resolve(client, table).await?),
         None => None,
     };
+    proof_of(client, since.as_ref(), until.as_ref(), table.as_ref()).await
+}
+
+/// What the proofs say about a window and a table already resolved (see
+/// [`proof_status`]).
+pub(crate) async fn proof_of(
+    client: &Client,
+    since: Option<&TimeArg>,
+    until: Option<&TimeArg>,
+    table: Option<&Audited>,
+) -> Result<Value, ApiError> {
     let last_seal = query_json(
         client,
         "SELECT to_jsonb(x) FROM (
@@ -755,8 +766,8 @@ pub(crate) async fn proof_status(client: &Client, params: &Params) -> Result<Val
     .await?
     .pop()
     .unwrap_or(Value::Null);
-    let since_sql = since.as_ref().map_or("NULL::timestamptz".into(), |t| t.sql(1));
-    let until_sql = until.as_ref().map_or("NULL::timestamptz".into(), |t| t.sql(2));
+    let since_sql = since.map_or("NULL::timestamptz".into(), |t| t.sql(1));
+    let until_sql = until.map_or("NULL::timestamptz".into(), |t| t.sql(2));
     let sql = format!(
         "SELECT to_jsonb(x) FROM (
              SELECT format('%s.%s', g.table_schema, g.table_name) AS \"table\", g.off_from, g.off_until,
@@ -771,10 +782,10 @@ pub(crate) async fn proof_status(client: &Client, params: &Params) -> Result<Val
         client,
         &sql,
         &[
-            Box::new(since.as_ref().map(TimeArg::value)),
-            Box::new(until.as_ref().map(TimeArg::value)),
-            Box::new(table.as_ref().map(|t| t.schema.clone())),
-            Box::new(table.as_ref().map(|t| t.name.clone())),
+            Box::new(since.map(TimeArg::value)),
+            Box::new(until.map(TimeArg::value)),
+            Box::new(table.map(|t| t.schema.clone())),
+            Box::new(table.map(|t| t.name.clone())),
         ],
     )
     .await?;
