@@ -790,11 +790,12 @@ async fn login(
         .filter(|n| n.starts_with('/') && !n.starts_with("//"))
         .unwrap_or_else(|| "/".into());
     let mut response = Redirect::to(&url_encode_path(&next)).into_response();
-    // Behind a TLS proxy the cookie is sent over HTTPS only.
-    let secure = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    // Over HTTPS (served directly or behind a TLS proxy) the cookie is sent over HTTPS only.
+    let secure = state.https
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"));
     if let Ok(cookie) = HeaderValue::from_str(&format!(
         "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/{}",
         form.token.trim(),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use pgtrail::config::Config;
 use pgtrail::integrity::crypto::SignerKey;
-use pgtrail_serve::{Connect, Options, ServeToken, Server, TokenRole, hash_token};
+use pgtrail_serve::{Connect, Options, ServeTls, ServeToken, Server, TokenRole, hash_token};
 use pgtrail_testkit::TestDb;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -105,6 +105,7 @@ async fn start(db: &TestDb, anonymous_read: bool) -> Running {
         anonymous_read,
         tokens: tokens(),
         connections: 4,
+        tls: None,
     };
     let server = Server::bind(options, connector(db))
         .await
@@ -691,6 +692,86 @@ async fn every_path_of_the_openapi_document_answers() {
         document["paths"].as_object().unwrap().len(),
         pgtrail_serve::openapi::API_PATHS.len()
     );
+}
+
+#[tokio::test]
+async fn with_a_certificate_the_server_speaks_https_itself() {
+    let db = shop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+
+    // A key that is not there: a clear error at start.
+    let mut options = Options {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        anonymous_read: false,
+        tokens: tokens(),
+        connections: 2,
+        tls: Some(ServeTls {
+            cert: cert.clone(),
+            key: dir.path().join("missing.pem"),
+        }),
+    };
+    let error = Server::bind(options.clone(), connector(&db))
+        .await
+        .err()
+        .expect("a missing key stops the start");
+    assert!(error.to_string().contains("missing.pem"), "{error}");
+
+    options.tls = Some(ServeTls {
+        cert: cert.clone(),
+        key,
+    });
+    let server = Server::bind(options, connector(&db)).await.unwrap();
+    assert!(server.https());
+    let addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+
+    // A client that trusts the certificate gets answers over TLS.
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(
+        format!(
+            "GET /api/v1/changes?table=users HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {READER}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("ann@new.example"), "{answer}");
+
+    // Plain HTTP on the same port gets no answer.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = plain.read_to_end(&mut raw).await;
+    assert!(!String::from_utf8_lossy(&raw).contains("200 OK"));
+
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
 }
 
 async fn ann_email(db: &TestDb) -> String {

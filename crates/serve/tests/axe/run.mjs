@@ -103,12 +103,22 @@ async function downloads(url, texts) {
   const { sessionId } = await open(url);
   const files = {};
   for (const text of texts) {
-    const begun = new Promise((resolve) => {
+    // One listener from before the click: a small file can be complete
+    // before the click's answer arrives.
+    let guid = null;
+    const states = new Map();
+    const done = new Promise((resolve, reject) => {
+      const settle = () => {
+        const state = guid && states.get(guid);
+        if (!state || state === 'inProgress') return;
+        listeners.splice(listeners.indexOf(listener), 1);
+        if (state === 'completed') resolve();
+        else reject(new Error(`${url}: the download of "${text}" was ${state}`));
+      };
       const listener = (m) => {
-        if (m.method === 'Browser.downloadWillBegin') {
-          listeners.splice(listeners.indexOf(listener), 1);
-          resolve(m.params.guid);
-        }
+        if (m.method === 'Browser.downloadWillBegin' && guid === null) guid = m.params.guid;
+        if (m.method === 'Browser.downloadProgress') states.set(m.params.guid, m.params.state);
+        settle();
       };
       listeners.push(listener);
     });
@@ -117,21 +127,18 @@ async function downloads(url, texts) {
       returnByValue: true,
     }, sessionId);
     if (!clicked.result.value) throw new Error(`${url}: no link "${text}"`);
-    const guid = await begun;
-    await new Promise((resolve, reject) => {
-      const listener = (m) => {
-        if (m.method === 'Browser.downloadProgress' && m.params.guid === guid && m.params.state !== 'inProgress') {
-          listeners.splice(listeners.indexOf(listener), 1);
-          if (m.params.state === 'completed') resolve();
-          else reject(new Error(`${url}: the download of "${text}" was ${m.params.state}`));
-        }
-      };
-      listeners.push(listener);
-    });
+    await done;
     files[text] = join(download.dir, guid);
   }
   return files;
 }
+
+// Never hang a test: a minute at most.
+setTimeout(() => {
+  process.stderr.write(`run.mjs: gave up after 60 s\n${stderr}`);
+  chromium.kill();
+  process.exit(1);
+}, 60000).unref();
 
 let code = 0;
 try {
