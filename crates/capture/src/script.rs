@@ -102,6 +102,10 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 11,
         file: sql_file!("migrations", "0011_partitioned_trail.sql"),
     },
+    Migration {
+        number: 12,
+        file: sql_file!("migrations", "0012_seal_lookup.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.

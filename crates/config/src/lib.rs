@@ -47,6 +47,8 @@
 //! [serve]                           # `pgtrail serve`: the JSON API and web UI
 //! listen = "127.0.0.1:8420"
 //! anonymous_read = false            # true: requests without a token may read (trusted network only)
+//! # tls_cert = "/etc/pgtrail/cert.pem" # with tls_key: HTTPS served directly (else behind a TLS proxy)
+//! # tls_key = "/etc/pgtrail/key.pem"
 //! [serve.tokens.support]            # a bearer token, by name; only its SHA-256 is written here
 //! role = "reader"                   # reader (default) or operator
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -94,7 +96,7 @@ pub use model::{
 };
 pub use name::{NameError, QualifiedName};
 pub use retention::{Grain, Keep, KeepUnit, Retention, TableKeep};
-pub use serve::{Serve, ServeToken, TokenRole};
+pub use serve::{Serve, ServeTls, ServeToken, TokenRole};
 pub use suggest::suggest;
 
 use error::Source;

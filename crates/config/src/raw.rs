@@ -116,12 +116,14 @@ impl RawReport {
 pub(crate) struct RawServe {
     pub(crate) listen: Option<Spanned<String>>,
     pub(crate) anonymous_read: Option<bool>,
+    pub(crate) tls_cert: Option<Spanned<String>>,
+    pub(crate) tls_key: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) tokens: BTreeMap<Spanned<String>, Table<RawToken>>,
 }
 
 impl RawServe {
-    pub(crate) const KEYS: &[&str] = &["listen", "anonymous_read", "tokens"];
+    pub(crate) const KEYS: &[&str] = &["listen", "anonymous_read", "tls_cert", "tls_key", "tokens"];
 }
 
 /// `[serve.tokens.NAME]`.

@@ -1,8 +1,10 @@
-//! The `[serve]` section: where `pgtrail serve` listens, whether anonymous
-//! requests may read, and the bearer tokens it accepts (only their SHA-256,
-//! never the tokens themselves), each with a role.
+//! The `[serve]` section: where `pgtrail serve` listens (and with which TLS
+//! certificate, if any), whether anonymous requests may read, and the bearer
+//! tokens it accepts (only their SHA-256, never the tokens themselves), each
+//! with a role.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde_spanned::Spanned;
 
@@ -16,7 +18,7 @@ pub enum TokenRole {
     /// Reads the trail: every query, report and revert plan.
     #[default]
     Reader,
-    /// What a reader may, and whatever changes something (none yet over HTTP).
+    /// What a reader may, and applying reverts.
     Operator,
 }
 
@@ -41,11 +43,22 @@ pub struct ServeToken {
     pub sha256: String,
 }
 
+/// `tls_cert` and `tls_key`: the server speaks HTTPS itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeTls {
+    /// The certificate chain, PEM (the server's certificate first).
+    pub cert: PathBuf,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
 /// The `[serve]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Serve {
     /// `listen = "127.0.0.1:8420"`; `None` when not written.
     pub listen: Option<SocketAddr>,
+    /// HTTPS with this certificate; `None`: plain HTTP (behind a TLS proxy).
+    pub tls: Option<ServeTls>,
     /// Requests without a token may read (a trusted network only).
     pub anonymous_read: bool,
     pub tokens: Vec<ServeToken>,
@@ -68,6 +81,26 @@ pub(crate) fn serve(src: Source<'_>, raw: RawServe) -> Result<Serve, ConfigError
                 Some("e.g. `listen = \"127.0.0.1:8420\"` (or \"0.0.0.0:8420\" behind a proxy)".to_string()),
             )
         })?);
+    }
+    match (&raw.tls_cert, &raw.tls_key) {
+        (Some(cert), Some(key)) => {
+            out.tls = Some(ServeTls {
+                cert: PathBuf::from(cert.get_ref().trim()),
+                key: PathBuf::from(key.get_ref().trim()),
+            });
+        }
+        (Some(one), None) | (None, Some(one)) => {
+            return Err(src.error(
+                ErrorKind::InvalidValue,
+                &one.span(),
+                "[serve] needs both `tls_cert` and `tls_key`, or neither".to_string(),
+                Some(
+                    "e.g. `tls_cert = \"/etc/pgtrail/cert.pem\"` and `tls_key = \"/etc/pgtrail/key.pem\"`"
+                        .to_string(),
+                ),
+            ));
+        }
+        (None, None) => {}
     }
     for (name, Table(token)) in raw.tokens {
         out.tokens.push(token_of(src, &name, token)?);
@@ -127,4 +160,33 @@ fn token_of(
         role,
         sha256: hex,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    #[test]
+    fn tls_needs_a_certificate_and_its_key() {
+        let config = Config::parse(
+            "[serve]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n",
+            "pgtrail.toml",
+        )
+        .unwrap();
+        let tls = config.serve.tls.unwrap();
+        assert_eq!(tls.cert, std::path::PathBuf::from("cert.pem"));
+        assert_eq!(tls.key, std::path::PathBuf::from("key.pem"));
+        let error = Config::parse("[serve]\ntls_cert = \"cert.pem\"\n", "pgtrail.toml").unwrap_err();
+        assert!(
+            error.to_string().contains("both `tls_cert` and `tls_key`"),
+            "{error}"
+        );
+        assert!(
+            Config::parse("[serve]\n", "pgtrail.toml")
+                .unwrap()
+                .serve
+                .tls
+                .is_none()
+        );
+    }
 }

@@ -1,17 +1,16 @@
 //! The JSON API (`/api/v1/...`) and the questions it asks the trail, which
 //! the web pages ask too: changes with filters and keyset pagination, a
 //! row's history, state at a moment and blame, a table as of a moment, a
-//! transaction, the activity report, the proofs' status and revert plans.
-//! Every value is a bind parameter; queries go through the reader role.
+//! transaction, the activity report and the proofs' status (revert plans,
+//! and applying them, are `revert.rs`'s). Every value is a bind parameter;
+//! queries go through the reader role.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use pgtrail_query::{
-    Cursor, LogFilter, Param, TimeArg, as_params, parse_context_filter, parse_op, parse_time,
-};
+use pgtrail_query::{Cursor, LogFilter, Param, TimeArg, as_params, parse_context_filter, parse_op};
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
@@ -36,7 +35,6 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/api/v1/transactions/{txid}", get(transaction))
         .route("/api/v1/reports/activity", get(activity))
         .route("/api/v1/proof", get(proof))
-        .route("/api/v1/revert/plan", get(revert_plan))
 }
 
 /// The query string as (name, value) pairs, names repeatable.
@@ -87,7 +85,7 @@ impl Params {
     }
 
     pub(crate) fn time(&self, name: &str) -> Result<Option<TimeArg>, ApiError> {
-        Ok(self.get(name).map(parse_time).transpose()?)
+        Ok(self.get(name).map(pgtrail_query::parse_time).transpose()?)
     }
 
     pub(crate) fn integer(&self, name: &str) -> Result<Option<i64>, ApiError> {
@@ -464,34 +462,52 @@ pub(crate) async fn row_state(
     Ok((table, pk, state.unwrap_or(Value::Null)))
 }
 
-/// The seals that hold these changes: change id → (seal id, sealed at).
-pub(crate) async fn seals_of(client: &Client, ids: &[i64]) -> Result<Value, ApiError> {
-    if ids.is_empty() {
+/// The seals that hold these changes (rows with `id` and `txid`): change
+/// id → (seal id, sealed at).
+///
+/// A seal covers whole transactions, so one change per transaction is
+/// looked up, and it is found through the span of ids each
+/// `pgtrail.seal_leaves` row holds (migration 0012, indexed): only the
+/// rows whose span holds the id have their id arrays read.
+pub(crate) async fn seals_of(client: &Client, rows: &[Value]) -> Result<Value, ApiError> {
+    let mut first_of_tx: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
+    for row in rows {
+        if let (Some(id), Some(txid)) = (row["id"].as_i64(), row["txid"].as_i64()) {
+            first_of_tx.entry(txid).or_insert(id);
+        }
+    }
+    if first_of_tx.is_empty() {
         return Ok(json!({}));
     }
-    let rows = query_json(
+    let probes: Vec<i64> = first_of_tx.values().copied().collect();
+    let found = query_json(
         client,
         "SELECT jsonb_build_object('change_id', c.id, 'seal_id', s.id, 'sealed_at', s.sealed_at)
-         FROM pgtrail.seal_leaves AS l JOIN pgtrail.seal AS s ON s.id = l.seal_id
-         CROSS JOIN LATERAL unnest(l.change_ids) AS c(id)
-         WHERE l.change_ids && $1::bigint[] AND c.id = ANY ($1::bigint[])",
-        &[Box::new(ids.to_vec())],
+         FROM unnest($1::bigint[]) AS c(id)
+         JOIN pgtrail.seal_leaves AS l ON l.id_span @> c.id
+         JOIN pgtrail.seal AS s ON s.id = l.seal_id
+         WHERE c.id = ANY (l.change_ids)",
+        &[Box::new(probes)],
     )
     .await?;
-    let mut out = serde_json::Map::new();
-    for row in rows {
+    let mut seal_of_probe = std::collections::HashMap::new();
+    for row in found {
         if let Some(id) = row["change_id"].as_i64() {
-            out.insert(
-                id.to_string(),
+            seal_of_probe.insert(
+                id,
                 json!({"seal_id": row["seal_id"], "sealed_at": row["sealed_at"]}),
             );
         }
     }
+    let mut out = serde_json::Map::new();
+    for row in rows {
+        if let (Some(id), Some(txid)) = (row["id"].as_i64(), row["txid"].as_i64())
+            && let Some(seal) = first_of_tx.get(&txid).and_then(|probe| seal_of_probe.get(probe))
+        {
+            out.insert(id.to_string(), seal.clone());
+        }
+    }
     Ok(Value::Object(out))
-}
-
-fn ids_of(rows: &[Value], field: &str) -> Vec<i64> {
-    rows.iter().filter_map(|r| r[field].as_i64()).collect()
 }
 
 async fn history(
@@ -508,7 +524,7 @@ async fn history(
     if format == Format::Csv {
         return csv_response("history", &CHANGE_COLUMNS, &rows);
     }
-    let seals = seals_of(&client, &ids_of(&rows, "id")).await?;
+    let seals = seals_of(&client, &rows).await?;
     Ok(Json(json!({"table": table.display(), "key": pk, "changes": rows, "seals": seals})).into_response())
 }
 
@@ -613,7 +629,7 @@ async fn transaction(
     if format == Format::Csv {
         return csv_response(&format!("transaction-{txid}"), &CHANGE_COLUMNS, &rows);
     }
-    let seals = seals_of(&client, &ids_of(&rows, "id")).await?;
+    let seals = seals_of(&client, &rows).await?;
     Ok(Json(json!({"txid": txid, "changes": rows, "seals": seals})).into_response())
 }
 
@@ -729,6 +745,17 @@ pub(crate) async fn proof_status(client: &Client, params: &Params) -> Result<Val
         Some(table) => Some(Audited::resolve(client, table).await?),
         None => None,
     };
+    proof_of(client, since.as_ref(), until.as_ref(), table.as_ref()).await
+}
+
+/// What the proofs say about a window and a table already resolved (see
+/// [`proof_status`]).
+pub(crate) async fn proof_of(
+    client: &Client,
+    since: Option<&TimeArg>,
+    until: Option<&TimeArg>,
+    table: Option<&Audited>,
+) -> Result<Value, ApiError> {
     let last_seal = query_json(
         client,
         "SELECT to_jsonb(x) FROM (
@@ -739,8 +766,8 @@ pub(crate) async fn proof_status(client: &Client, params: &Params) -> Result<Val
     .await?
     .pop()
     .unwrap_or(Value::Null);
-    let since_sql = since.as_ref().map_or("NULL::timestamptz".into(), |t| t.sql(1));
-    let until_sql = until.as_ref().map_or("NULL::timestamptz".into(), |t| t.sql(2));
+    let since_sql = since.map_or("NULL::timestamptz".into(), |t| t.sql(1));
+    let until_sql = until.map_or("NULL::timestamptz".into(), |t| t.sql(2));
     let sql = format!(
         "SELECT to_jsonb(x) FROM (
              SELECT format('%s.%s', g.table_schema, g.table_name) AS \"table\", g.off_from, g.off_until,
@@ -755,10 +782,10 @@ pub(crate) async fn proof_status(client: &Client, params: &Params) -> Result<Val
         client,
         &sql,
         &[
-            Box::new(since.as_ref().map(TimeArg::value)),
-            Box::new(until.as_ref().map(TimeArg::value)),
-            Box::new(table.as_ref().map(|t| t.schema.clone())),
-            Box::new(table.as_ref().map(|t| t.name.clone())),
+            Box::new(since.map(TimeArg::value)),
+            Box::new(until.map(TimeArg::value)),
+            Box::new(table.map(|t| t.schema.clone())),
+            Box::new(table.map(|t| t.name.clone())),
         ],
     )
     .await?;
@@ -773,112 +800,6 @@ async fn proof(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result<R
     let params = Params::parse(raw.as_deref())?;
     let client = state.pool.get().await?;
     Ok(Json(proof_status(&client, &params).await?).into_response())
-}
-
-// ---- revert plans ----
-
-async fn revert_plan(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    use pgtrail_revert::{Policy, Request, RowTarget, Selector};
-    let params = Params::parse(raw.as_deref())?;
-    params.only(&[
-        "tx",
-        "table",
-        "key",
-        "to",
-        "after_change",
-        "actor",
-        "since",
-        "until",
-        "only",
-        "conflicts",
-    ])?;
-    let client = state.pool.get().await?;
-    let since_text =
-        |name: &str| -> Result<Option<String>, ApiError> { Ok(params.time(name)?.map(|t| t.value())) };
-    let selector = if !params.all("tx").is_empty() {
-        let txids = params
-            .all("tx")
-            .iter()
-            .map(|t| {
-                t.parse::<i64>()
-                    .map_err(|_| ApiError::bad_request(format!("`tx` must be a transaction id, not `{t}`")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Selector::Transactions(txids)
-    } else if let Some(table) = params.get("table") {
-        let audited = Audited::resolve(&client, table).await?;
-        let key = audited.key(params.required("key", "42")?)?;
-        let to = match (params.get("to"), params.integer("after_change")?) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::bad_request("give `to` or `after_change`, not both"));
-            }
-            (Some(at), None) => RowTarget::Time(absolute(&client, &parse_time(at)?).await?),
-            (None, Some(id)) => RowTarget::AfterChange(id),
-            (None, None) => RowTarget::LastChange,
-        };
-        Selector::Row {
-            table: audited.display(),
-            key,
-            to,
-        }
-    } else if let Some(actor) = params.get("actor") {
-        let Some(since) = since_text("since")? else {
-            return Err(
-                ApiError::bad_request("`actor` needs `since`").with_help("e.g. ?actor=ann&since=2h ago")
-            );
-        };
-        let since = absolute(&client, &parse_time(&since)?).await?;
-        let until = match params.time("until")? {
-            Some(until) => Some(absolute(&client, &until).await?),
-            None => None,
-        };
-        Selector::Actor {
-            actor: actor.to_string(),
-            since,
-            until,
-        }
-    } else {
-        return Err(ApiError::bad_request("say what to revert")
-            .with_help("?tx=TXID (repeatable), ?table=T&key=K (&to=MOMENT or &after_change=ID), or ?actor=A&since=MOMENT"));
-    };
-    let mut request = Request::new(selector);
-    request.tables = params.all("only").into_iter().map(str::to_string).collect();
-    if let Some(policy) = params.get("conflicts") {
-        request.policy = policy
-            .parse::<Policy>()
-            .map_err(|e| ApiError::bad_request(e).with_help("conflicts=refuse, skip or cascade"))?;
-    }
-    // The plan's SQL works in temporary tables: a read-write transaction
-    // (the connection's default is read-only), rolled back after, so the
-    // plan leaves nothing behind.
-    client.batch_execute("BEGIN READ WRITE").await?;
-    let planned = pgtrail_revert::plan::plan(&client, &request).await;
-    client.batch_execute("ROLLBACK").await?;
-    let plan = planned.map_err(|e| {
-        let status = match &e {
-            pgtrail_revert::RevertError::Conflicts { .. } => StatusCode::CONFLICT,
-            pgtrail_revert::RevertError::Invalid { .. } | pgtrail_revert::RevertError::Changed(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            pgtrail_revert::RevertError::NotInstalled => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::from_cli_text(status, &e.to_string())
-    })?;
-    Ok(Json(json!({
-        "selector": request.to_json(),
-        "conflicts": request.policy.as_str(),
-        "rows": plan.rows(),
-        "plan": plan.items,
-        "applied": false,
-    }))
-    .into_response())
-}
-
-/// A moment as an absolute `timestamptz` text, as the revert selector takes it.
-async fn absolute(client: &Client, at: &TimeArg) -> Result<String, ApiError> {
-    let sql = format!("SELECT to_jsonb({})#>>'{{}}'", at.sql(1));
-    Ok(client.query_one(&sql, &[&at.value()]).await?.get(0))
 }
 
 // ---- health and the OpenAPI document ----

@@ -27,6 +27,10 @@ pub enum ServeError {
     Database(String),
     #[error("the server stopped: {0}")]
     Serve(std::io::Error),
+    #[error(
+        "TLS: {0}\n  help: `tls_cert` and `tls_key` in [serve] name PEM files: the certificate chain and its private key"
+    )]
+    Tls(String),
 }
 
 /// A request's error: its status, the message and what to do about it.

@@ -25,6 +25,8 @@ mod auth;
 mod error;
 pub mod openapi;
 mod pool;
+mod revert;
+mod tls;
 mod ui;
 
 use std::future::Future;
@@ -41,7 +43,7 @@ use axum::response::Response;
 
 pub use auth::{hash_token, new_token};
 pub use error::{ApiError, ServeError};
-pub use pgtrail_config::{ServeToken, TokenRole};
+pub use pgtrail_config::{ServeTls, ServeToken, TokenRole};
 
 /// Opens one new database connection (the server switches it to the
 /// reader role itself). The error is shown as is.
@@ -58,6 +60,8 @@ pub struct Options {
     pub tokens: Vec<ServeToken>,
     /// Database connections at most (requests beyond wait for one).
     pub connections: usize,
+    /// HTTPS with this certificate and key (else plain HTTP, for a TLS proxy).
+    pub tls: Option<ServeTls>,
 }
 
 impl Default for Options {
@@ -67,6 +71,7 @@ impl Default for Options {
             anonymous_read: false,
             tokens: Vec::new(),
             connections: 8,
+            tls: None,
         }
     }
 }
@@ -77,6 +82,7 @@ impl Options {
         let mut options = Options {
             anonymous_read: serve.anonymous_read,
             tokens: serve.tokens.clone(),
+            tls: serve.tls.clone(),
             ..Options::default()
         };
         if let Some(listen) = serve.listen {
@@ -90,6 +96,8 @@ impl Options {
 pub(crate) struct AppState {
     pub(crate) pool: pool::Pool,
     pub(crate) auth: auth::Auth,
+    /// HTTPS served directly (the login cookie is then `Secure`).
+    pub(crate) https: bool,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -98,6 +106,7 @@ pub(crate) type Shared = Arc<AppState>;
 pub struct Server {
     listener: tokio::net::TcpListener,
     router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Server {
@@ -108,11 +117,13 @@ impl Server {
         if options.tokens.is_empty() && !options.anonymous_read {
             return Err(ServeError::NoAccess);
         }
+        let tls = options.tls.as_ref().map(tls::acceptor).transpose()?;
         let pool = pool::Pool::new(connect, options.connections.max(1));
         pool.check().await?;
         let state = Arc::new(AppState {
             pool,
             auth: auth::Auth::new(options.tokens.clone(), options.anonymous_read),
+            https: tls.is_some(),
         });
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
@@ -123,7 +134,13 @@ impl Server {
         Ok(Server {
             listener,
             router: router(state),
+            tls,
         })
+    }
+
+    /// Whether it speaks HTTPS itself.
+    pub fn https(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The address bound (the port chosen when 0 was asked for).
@@ -135,6 +152,9 @@ impl Server {
 
     /// Serves until `shutdown` completes, then finishes the requests under way.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+        if let Some(acceptor) = self.tls {
+            return tls::serve(self.listener, acceptor, self.router, shutdown).await;
+        }
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
@@ -146,6 +166,7 @@ impl Server {
 fn router(state: Shared) -> Router {
     Router::new()
         .merge(api::routes())
+        .merge(revert::routes())
         .merge(ui::routes())
         .layer(middleware::from_fn_with_state(state.clone(), auth::require))
         .layer(middleware::from_fn(headers_and_log))

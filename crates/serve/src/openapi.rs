@@ -18,6 +18,7 @@ pub const API_PATHS: &[&str] = &[
     "/api/v1/reports/activity",
     "/api/v1/proof",
     "/api/v1/revert/plan",
+    "/api/v1/revert",
 ];
 
 fn query(name: &str, description: &str) -> Value {
@@ -186,7 +187,7 @@ pub fn document() -> Value {
     paths.insert(
         "/api/v1/revert/plan".into(),
         operation(
-            "The plan of a revert (nothing is changed: applying one is `pgtrail revert --apply`)",
+            "The plan of a revert (nothing is changed); apply it with POST /api/v1/revert and its `plan_id`",
             vec![
                 query("tx", "a transaction to revert; repeatable"),
                 query("table", "a row's table (with `key`)"),
@@ -202,15 +203,39 @@ pub fn document() -> Value {
                 query("only", "only changes of this table; repeatable"),
                 query("conflicts", "refuse (default), skip or cascade"),
             ],
-            "`{\"selector\", \"conflicts\", \"rows\", \"plan\": [item], \"applied\": false}`",
+            "`{\"selector\", \"conflicts\", \"rows\", \"plan\": [item], \"plan_id\", \"applied\": false}`",
         ),
+    );
+    paths.insert(
+        "/api/v1/revert".into(),
+        json!({"post": {
+            "summary": "Apply a revert (operator tokens only): the parameters of its plan, its `plan_id` (refused with 409 when the plan would now differ) and a `reason`; recorded with the token's name as actor",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/x-www-form-urlencoded": {"schema": {
+                "type": "object",
+                "required": ["reason", "plan_id"],
+                "properties": {
+                    "tx": {"type": "string", "description": "as for the plan; so are table, key, to, after_change, actor, since, until, only, conflicts"},
+                    "reason": {"type": "string", "description": "why (kept with the revert's changes)"},
+                    "plan_id": {"type": "string", "description": "the plan_id of the plan that was shown"},
+                    "csrf": {"type": "string", "description": "with the login cookie instead of a bearer token: the form's CSRF token"}
+                }
+            }}}},
+            "responses": {
+                "200": {"description": "`{\"applied\": true, \"txid\", \"rows\", \"plan\": [item], \"actor\"}`"},
+                "400": {"$ref": "#/components/responses/Error"},
+                "401": {"$ref": "#/components/responses/Error"},
+                "403": {"$ref": "#/components/responses/Error"},
+                "409": {"$ref": "#/components/responses/Error"}
+            }
+        }}),
     );
     json!({
         "openapi": "3.1.0",
         "info": {
             "title": "pgtrail",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Who changed what, when, how and why: the audit trail of a PostgreSQL database, read-only. \
+            "description": "Who changed what, when, how and why: the audit trail of a PostgreSQL database, read-only but for reverts applied by operator tokens. \
                             Every endpoint but /healthz needs `Authorization: Bearer TOKEN` unless the server allows anonymous reading."
         },
         "paths": paths,

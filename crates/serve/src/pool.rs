@@ -92,6 +92,20 @@ impl Pool {
         })
     }
 
+    /// A new connection of the server's own database user, not switched to
+    /// the reader role and not kept: for applying a revert (an operator's),
+    /// the only thing the server writes.
+    pub(crate) async fn open_writer(&self) -> Result<Client, ApiError> {
+        let client = (self.connect)().await.map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot connect to the database: {e}"),
+            )
+        })?;
+        client.batch_execute("SET statement_timeout = 0").await?;
+        Ok(client)
+    }
+
     async fn open(&self) -> Result<Client, ApiError> {
         let client = (self.connect)().await.map_err(|e| {
             ApiError::new(

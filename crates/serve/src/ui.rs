@@ -171,7 +171,7 @@ fn op_badge(op: &str) -> String {
 }
 
 /// The page around `body`.
-fn page(title: &str, body: &str) -> Response {
+pub(crate) fn page(title: &str, body: &str) -> Response {
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -186,7 +186,7 @@ fn page(title: &str, body: &str) -> Response {
     Html(html).into_response()
 }
 
-fn page_error(error: ApiError) -> Response {
+pub(crate) fn page_error(error: ApiError) -> Response {
     let mut body = format!("<p class=\"error\" role=\"alert\">{}</p>", escape(&error.message));
     if let Some(help) = &error.help {
         let _ = write!(body, "<p>{}</p>", escape(help));
@@ -497,8 +497,7 @@ async fn row_page(state: Shared, table: String, raw: Option<String>) -> Result<R
     let key = params.required("key", "42")?;
     let client = state.pool.get().await?;
     let (audited, pk, rows) = api::row_history(&client, &table, key).await?;
-    let ids: Vec<i64> = rows.iter().filter_map(|r| r["id"].as_i64()).collect();
-    let seals = api::seals_of(&client, &ids).await?;
+    let seals = api::seals_of(&client, &rows).await?;
     let key_json = serde_json::to_string(&pk).unwrap_or_default();
     let title = format!("{} {}", audited.display(), key_text(&pk));
     let query = format!("key={}", enc(&key_json));
@@ -508,9 +507,8 @@ async fn row_page(state: Shared, table: String, raw: Option<String>) -> Result<R
         t = escape(&table_enc),
         q = escape(&query)
     );
-    let mut proof_params = Params::default();
-    proof_params.0.push(("table".into(), audited.display()));
-    let proof = api::proof_status(&client, &proof_params).await?;
+    // (The table resolved once: a row page's queries are what its speed is.)
+    let proof = api::proof_of(&client, None, None, Some(&audited)).await?;
     body.push_str(&proof_banner(&proof));
     // The state at a moment.
     let _ = write!(
@@ -624,7 +622,7 @@ async fn transaction_page(state: Shared, txid: String) -> Result<Response, ApiEr
         )));
     };
     let ids: Vec<i64> = rows.iter().filter_map(|r| r["id"].as_i64()).collect();
-    let seals = api::seals_of(&client, &ids).await?;
+    let seals = api::seals_of(&client, &rows).await?;
     let sealed = ids
         .iter()
         .filter(|id| seals.get(id.to_string()).is_some())
@@ -655,6 +653,10 @@ async fn transaction_page(state: Shared, txid: String) -> Result<Response, ApiEr
         );
     }
     body.push_str(&exports(&format!("/api/v1/transactions/{txid}"), ""));
+    let _ = write!(
+        body,
+        "<p><a href=\"/revert?tx={txid}\">Plan a revert of this transaction</a></p>"
+    );
     for row in &rows {
         body.push_str("<article class=\"change\">");
         body.push_str(&change_heading(row, true, &seals));
@@ -788,11 +790,12 @@ async fn login(
         .filter(|n| n.starts_with('/') && !n.starts_with("//"))
         .unwrap_or_else(|| "/".into());
     let mut response = Redirect::to(&url_encode_path(&next)).into_response();
-    // Behind a TLS proxy the cookie is sent over HTTPS only.
-    let secure = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    // Over HTTPS (served directly or behind a TLS proxy) the cookie is sent over HTTPS only.
+    let secure = state.https
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"));
     if let Ok(cookie) = HeaderValue::from_str(&format!(
         "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/{}",
         form.token.trim(),

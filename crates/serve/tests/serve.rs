@@ -1,9 +1,11 @@
 //! `pgtrail serve` against a real database, over real HTTP: a support
-//! agent finds who changed an email and why and exports it; an auditor
+//! agent finds who changed an email and why and exports it (from the page,
+//! in her browser); an auditor
 //! filters a window by actor type, opens a transaction and sees whether it
 //! is sealed; requests without a good token are refused; pagination gives
 //! every change exactly once while the application keeps writing; errors
-//! say what was wrong; every path of the OpenAPI document answers; the
+//! say what was wrong; every path of the OpenAPI document answers; an
+//! operator applies a planned revert (a reader may only plan one); the
 //! pages render in a real headless browser.
 
 use std::net::SocketAddr;
@@ -11,13 +13,14 @@ use std::sync::Arc;
 
 use pgtrail::config::Config;
 use pgtrail::integrity::crypto::SignerKey;
-use pgtrail_serve::{Connect, Options, ServeToken, Server, TokenRole, hash_token};
+use pgtrail_serve::{Connect, Options, ServeTls, ServeToken, Server, TokenRole, hash_token};
 use pgtrail_testkit::TestDb;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const READER: &str = "support-token-1";
 const AUDITOR: &str = "auditor-token-2";
+const OPERATOR: &str = "operator-token-3";
 
 /// A shop: users and orders, audited, with a day of work by a signup, a
 /// support agent (who changes an email, with a reason), a batch job and a
@@ -74,6 +77,11 @@ fn tokens() -> Vec<ServeToken> {
             role: TokenRole::Reader,
             sha256: hash_token(AUDITOR),
         },
+        ServeToken {
+            name: "dana-ops".into(),
+            role: TokenRole::Operator,
+            sha256: hash_token(OPERATOR),
+        },
     ]
 }
 
@@ -97,6 +105,7 @@ async fn start(db: &TestDb, anonymous_read: bool) -> Running {
         anonymous_read,
         tokens: tokens(),
         connections: 4,
+        tls: None,
     };
     let server = Server::bind(options, connector(db))
         .await
@@ -261,6 +270,55 @@ async fn a_support_agent_finds_who_changed_an_email_and_why_and_exports_it() {
     ] {
         assert!(page.header(header).is_some(), "{header} missing");
     }
+
+    // And she exports it from that page in her browser (logged in): a click
+    // on CSV, a click on JSON, two files downloaded.
+    let url = format!("http://{}/row/users?key=1", server.addr);
+    let (_dir, files) =
+        tokio::task::spawn_blocking(move || browser_downloads(&url, READER, &["CSV", "JSON"]))
+            .await
+            .unwrap();
+    let csv = std::fs::read_to_string(files["CSV"].as_str().unwrap()).unwrap();
+    assert!(csv.starts_with("id,txid,changed_at,"), "{csv}");
+    assert!(csv.contains("ticket 4411: customer asked by phone"), "{csv}");
+    assert!(
+        csv.contains("ann@old.example") && csv.contains("ann@new.example"),
+        "{csv}"
+    );
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(files["JSON"].as_str().unwrap()).unwrap()).unwrap();
+    let exported = json["changes"].as_array().unwrap();
+    assert_eq!(exported.len(), history["changes"].as_array().unwrap().len());
+    assert!(
+        exported
+            .iter()
+            .any(|c| c["actor_name"] == "sam@support" && c["old_values"]["email"] == "ann@old.example")
+    );
+}
+
+/// Opens `url` in headless Chromium logged in with `token` (the login
+/// cookie), clicks each link whose text is given, and returns the directory
+/// of the downloads and `{text: file}` (`tests/axe/run.mjs --download`).
+fn browser_downloads(url: &str, token: &str, links: &[&str]) -> (tempfile::TempDir, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/axe/run.mjs");
+    let output = std::process::Command::new("node")
+        .arg(script)
+        .arg("--download")
+        .arg(dir.path())
+        .arg(format!("pgtrail_token={token}"))
+        .arg(chromium())
+        .arg(url)
+        .args(links)
+        .output()
+        .expect("node is needed for this test (Debian's `nodejs`; .ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "downloads: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let files = serde_json::from_slice(&output.stdout).expect("the downloads as JSON");
+    (dir, files)
 }
 
 fn urlencode(text: &str) -> String {
@@ -612,7 +670,11 @@ async fn every_path_of_the_openapi_document_answers() {
         .await
         .unwrap()
         .get(0);
-    for path in document["paths"].as_object().unwrap().keys() {
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        if operations.get("get").is_none() {
+            // POST /api/v1/revert: its own story (an operator applies a revert).
+            continue;
+        }
         let concrete = path
             .replace("{table}", "users")
             .replace("{txid}", &txid.to_string());
@@ -632,18 +694,321 @@ async fn every_path_of_the_openapi_document_answers() {
     );
 }
 
+#[tokio::test]
+async fn with_a_certificate_the_server_speaks_https_itself() {
+    let db = shop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+
+    // A key that is not there: a clear error at start.
+    let mut options = Options {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        anonymous_read: false,
+        tokens: tokens(),
+        connections: 2,
+        tls: Some(ServeTls {
+            cert: cert.clone(),
+            key: dir.path().join("missing.pem"),
+        }),
+    };
+    let error = Server::bind(options.clone(), connector(&db))
+        .await
+        .err()
+        .expect("a missing key stops the start");
+    assert!(error.to_string().contains("missing.pem"), "{error}");
+
+    options.tls = Some(ServeTls {
+        cert: cert.clone(),
+        key,
+    });
+    let server = Server::bind(options, connector(&db)).await.unwrap();
+    assert!(server.https());
+    let addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+
+    // A client that trusts the certificate gets answers over TLS.
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(
+        format!(
+            "GET /api/v1/changes?table=users HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {READER}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("ann@new.example"), "{answer}");
+
+    // Plain HTTP on the same port gets no answer.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = plain.read_to_end(&mut raw).await;
+    assert!(!String::from_utf8_lossy(&raw).contains("200 OK"));
+
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+}
+
+async fn ann_email(db: &TestDb) -> String {
+    db.client
+        .query_one("SELECT email FROM users WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The value of a hidden form field in a page.
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in {html}"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_operator_applies_a_planned_revert_and_a_reader_may_only_plan_it() {
+    let db = shop().await;
+    let server = start(&db, false).await;
+    // The support agent's change of Ann's email, to undo.
+    let txid: i64 = db
+        .client
+        .query_one(
+            "SELECT txid FROM pgtrail.changes WHERE table_name = 'users' AND op = 'UPDATE'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
+    // Anyone with a token sees the plan first, and its id.
+    let plan = get(server.addr, &format!("/api/v1/revert/plan?tx={txid}"), READER).await;
+    assert_eq!(plan.status, 200, "{}", plan.body);
+    let plan = plan.json();
+    assert_eq!(plan["applied"], false);
+    assert_eq!(plan["rows"], 1);
+    let plan_id = plan["plan_id"].as_str().unwrap().to_string();
+
+    // A reader may not apply it.
+    let body = format!("tx={txid}&reason=undo&plan_id={plan_id}");
+    let post = |token: &'static str, body: String| {
+        let addr = server.addr;
+        async move {
+            let bearer = format!("Bearer {token}");
+            request(
+                addr,
+                "POST",
+                "/api/v1/revert",
+                &[
+                    ("Authorization", &bearer),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                &body,
+            )
+            .await
+        }
+    };
+    let refused = post(READER, body.clone()).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("operator token")
+    );
+    assert_eq!(ann_email(&db).await, "ann@new.example");
+
+    // An operator must say why, and apply the plan that was shown.
+    let no_reason = post(OPERATOR, format!("tx={txid}&plan_id={plan_id}")).await;
+    assert_eq!(no_reason.status, 400, "{}", no_reason.body);
+    assert!(
+        no_reason.body.contains("`reason` is needed"),
+        "{}",
+        no_reason.body
+    );
+    let other_plan = post(OPERATOR, format!("tx={txid}&reason=undo&plan_id=0000")).await;
+    assert_eq!(other_plan.status, 409, "{}", other_plan.body);
+    assert!(
+        other_plan.body.contains("changed since the plan was shown"),
+        "{}",
+        other_plan.body
+    );
+    assert_eq!(ann_email(&db).await, "ann@new.example");
+
+    let applied = post(
+        OPERATOR,
+        format!("tx={txid}&reason=ticket%204412%3A%20wrong%20customer&plan_id={plan_id}"),
+    )
+    .await;
+    assert_eq!(applied.status, 200, "{}", applied.body);
+    let applied = applied.json();
+    assert_eq!(applied["applied"], true);
+    assert_eq!(ann_email(&db).await, "ann@old.example");
+    // The revert is audited under the operator's identity, with the reason.
+    let revert_tx = applied["txid"].as_i64().unwrap();
+    let row = db
+        .client
+        .query_one(
+            "SELECT actor_name, reason, context ? 'revert' FROM pgtrail.changes WHERE txid = $1",
+            &[&revert_tx],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some("dana-ops"));
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some("ticket 4412: wrong customer")
+    );
+    assert!(row.get::<_, bool>(2));
+
+    // In the browser (login cookie): the plan's page carries a CSRF token;
+    // a post without it, or from another site, changes nothing.
+    let cookie = format!("pgtrail_token={OPERATOR}");
+    let signup_tx: i64 = db
+        .client
+        .query_one(
+            "SELECT txid FROM pgtrail.changes WHERE table_name = 'orders' ORDER BY id LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let page = request(
+        server.addr,
+        "GET",
+        &format!("/revert?tx={signup_tx}"),
+        &[("Cookie", &cookie)],
+        "",
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Apply this revert as dana-ops"),
+        "{}",
+        page.body
+    );
+    let form = format!(
+        "tx={signup_tx}&conflicts=refuse&plan_id={}&reason=duplicate%20orders",
+        hidden(&page.body, "plan_id")
+    );
+    let origin = format!("http://{}", server.addr);
+    let form_post = |body: String, origin: String| {
+        let addr = server.addr;
+        let cookie = cookie.clone();
+        async move {
+            request(
+                addr,
+                "POST",
+                "/revert",
+                &[
+                    ("Cookie", &cookie),
+                    ("Origin", &origin),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                &body,
+            )
+            .await
+        }
+    };
+    let without_csrf = form_post(form.clone(), origin.clone()).await;
+    assert_eq!(without_csrf.status, 403, "{}", without_csrf.body);
+    let with_csrf = format!("{form}&csrf={}", hidden(&page.body, "csrf"));
+    let cross_site = form_post(with_csrf.clone(), "https://evil.example".into()).await;
+    assert_eq!(cross_site.status, 403, "{}", cross_site.body);
+    let orders: i64 = db
+        .client
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(orders, 2);
+    let done = form_post(with_csrf, origin).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(done.header("location").unwrap().starts_with("/tx/"));
+    let orders: i64 = db
+        .client
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(orders, 0);
+
+    // A reader's page shows the plan without the form.
+    let reader_page = request(
+        server.addr,
+        "GET",
+        &format!("/revert?tx={txid}"),
+        &[("Cookie", &format!("pgtrail_token={READER}"))],
+        "",
+    )
+    .await;
+    assert_eq!(reader_page.status, 200, "{}", reader_page.body);
+    assert!(reader_page.body.contains("needs an operator token"));
+    assert!(!reader_page.body.contains("name=\"reason\""));
+
+    // In the database too, the reader role plans but cannot apply.
+    let reader_role: String = db
+        .client
+        .query_one("SELECT pgtrail.role_name('reader')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    db.client
+        .batch_execute(&format!("SET ROLE \"{reader_role}\""))
+        .await
+        .unwrap();
+    let selector = serde_json::json!({"txids": [txid]});
+    let planned = db
+        .client
+        .query("SELECT * FROM pgtrail.revert_plan($1::jsonb)", &[&selector])
+        .await;
+    assert!(planned.is_ok(), "{planned:?}");
+    let applying = db
+        .client
+        .query(
+            "SELECT * FROM pgtrail.revert($1::jsonb, 'refuse', 'x')",
+            &[&selector],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        applying.as_db_error().map(|e| e.code().code()),
+        Some("42501"),
+        "{applying}"
+    );
+    db.client.batch_execute("RESET ROLE").await.unwrap();
+}
+
 /// The DOM of a page as a headless Chromium builds it (the server lets
 /// anonymous requests read: a browser started from a test sends no header).
 fn chromium_dom(url: &str) -> String {
-    let program = ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|p| {
-            std::process::Command::new(p)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect("Chromium is needed for this test: install Debian's `chromium` package (.ci/run does)");
+    let program = chromium();
     let profile = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(program)
         .args([
@@ -665,9 +1030,44 @@ fn chromium_dom(url: &str) -> String {
     String::from_utf8(output.stdout).expect("the DOM is UTF-8")
 }
 
+/// The headless browser's program.
+fn chromium() -> &'static str {
+    ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|p| {
+            std::process::Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("Chromium is needed for this test: install Debian's `chromium` package (.ci/run does)")
+}
+
+/// axe-core's violations on each page, as the pages are in headless
+/// Chromium (`tests/axe/run.mjs`): `{url: [{id, impact, help, nodes}]}`.
+fn axe_violations(urls: &[String]) -> Value {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/axe");
+    assert!(
+        dir.join("node_modules/axe-core/axe.min.js").exists(),
+        "axe-core is needed for this test: run `npm ci` in crates/serve/tests/axe (.ci/run does)"
+    );
+    let output = std::process::Command::new("node")
+        .arg(dir.join("run.mjs"))
+        .arg(chromium())
+        .args(urls)
+        .output()
+        .expect("node is needed for this test (Debian's `nodejs`; .ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "axe: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("axe's answer is JSON")
+}
+
 /// Checks a page a screen reader and a keyboard can use: a language, a
 /// title, one h1, a skip link, a label for every input, headers on every
-/// table. (The rules of axe-core this UI could break, checked by hand.)
+/// table. (Quick checks of the DOM; axe-core itself runs on every page too.)
 fn accessible(dom: &str, page: &str) {
     assert!(dom.contains("<html lang=\"en\">"), "{page}: no language");
     assert!(
@@ -722,8 +1122,28 @@ async fn the_pages_render_in_a_real_browser() {
         ("blame", format!("{base}/blame/users?key=1"), "ann@new.example"),
         ("transaction", format!("{base}/tx/{txid}"), "not sealed"),
         ("table as of", format!("{base}/table/orders?at=now"), "open"),
+        (
+            "revert plan",
+            format!("{base}/revert?tx={txid}"),
+            "needs an operator token",
+        ),
         ("login", format!("{base}/login"), "Token"),
     ];
+    // axe-core on every page: any violation fails.
+    let urls: Vec<String> = pages.iter().map(|(_, url, _)| url.clone()).collect();
+    let violations = tokio::task::spawn_blocking(move || axe_violations(&urls))
+        .await
+        .unwrap();
+    for (name, url, _) in &pages {
+        let found = violations[url.as_str()]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: not checked by axe: {violations}"));
+        assert!(
+            found.is_empty(),
+            "{name}: axe-core finds {}",
+            serde_json::to_string_pretty(found).unwrap()
+        );
+    }
     let dir = std::env::var_os("PGTRAIL_SCREENSHOTS").map(std::path::PathBuf::from);
     for (name, url, expected) in pages {
         let dom = tokio::task::spawn_blocking({

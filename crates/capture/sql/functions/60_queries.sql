@@ -228,7 +228,7 @@ BEGIN
         -- Only a change that left the row with this key belongs to its life.
         EXIT WHEN NOT (c.op IN ('I', 'U') AND c.pk = ANY (v_spell));
         EXIT WHEN EXISTS (SELECT FROM pgtrail.change AS x
-                          WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T'
+                          WHERE x.table_id = t.id AND pgtrail._h(x.pk) IS NULL AND x.pk IS NULL AND x.op = 'T'
                             AND (x.new_values ->> 'rows') IS DISTINCT FROM 'recorded'
                             AND (x.changed_at, x.id) > (c.changed_at, c.id)
                             AND (x.changed_at, x.id) < (v_cur_at, v_cur_id));
@@ -238,6 +238,8 @@ BEGIN
     END LOOP;
 
     -- Forwards: what followed, through later keys, up to its DELETE or TRUNCATE.
+    -- (A TRUNCATE has no key: `pgtrail._h(x.pk) IS NULL` finds it in the key
+    -- index under table_id and NULL; `x.pk IS NULL` alone reads the table.)
     c := a;
     v_cur_at := a.changed_at;
     v_cur_id := a.id;
@@ -247,7 +249,7 @@ BEGIN
         v_spell := CASE WHEN v_lineage THEN pgtrail._key_spellings(t.id, v_key, c.changed_at, c.id) ELSE ARRAY[v_key] END;
         v_hash := pgtrail._hashes(v_spell);
         SELECT x.* INTO v_tr FROM pgtrail.change AS x
-        WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND (x.new_values ->> 'rows') IS DISTINCT FROM 'recorded'
+        WHERE x.table_id = t.id AND pgtrail._h(x.pk) IS NULL AND x.pk IS NULL AND x.op = 'T' AND (x.new_values ->> 'rows') IS DISTINCT FROM 'recorded'
           AND (x.changed_at, x.id) > (v_cur_at, v_cur_id)
         ORDER BY x.changed_at, x.id LIMIT 1;
         SELECT x.* INTO c FROM pgtrail.change AS x
@@ -378,7 +380,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT EXISTS (SELECT FROM pgtrail.change AS x
-                   WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at > p_at
+                   WHERE x.table_id = t.id AND pgtrail._h(x.pk) IS NULL AND x.pk IS NULL AND x.op = 'T' AND x.changed_at > p_at
                      AND (x.new_values ->> 'rows') IS DISTINCT FROM 'recorded')
 $fn$;
 
@@ -396,7 +398,7 @@ AS $fn$
     FROM (SELECT CASE WHEN (t.complete_since_attach OR t.baseline_at >= t.attached_at) AND t.attached_at <= p_at
                       THEN t.attached_at END AS since) AS c
     LEFT JOIN LATERAL (SELECT x.changed_at, x.id FROM pgtrail.change AS x
-                       WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND x.changed_at <= p_at
+                       WHERE x.table_id = t.id AND pgtrail._h(x.pk) IS NULL AND x.pk IS NULL AND x.op = 'T' AND x.changed_at <= p_at
                        ORDER BY x.changed_at DESC, x.id DESC LIMIT 1) AS tr ON true
 $fn$;
 

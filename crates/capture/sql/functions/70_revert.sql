@@ -315,7 +315,7 @@ DECLARE
     v_state   jsonb;
 BEGIN
     SELECT x.changed_at, x.id INTO v_from_at, v_from_id FROM pgtrail.change AS x
-    WHERE x.table_id = t.id AND x.pk IS NULL AND x.op = 'T' AND (x.changed_at, x.id) < (p_at, p_id)
+    WHERE x.table_id = t.id AND pgtrail._h(x.pk) IS NULL AND x.pk IS NULL AND x.op = 'T' AND (x.changed_at, x.id) < (p_at, p_id)
     ORDER BY x.changed_at DESC, x.id DESC LIMIT 1;
     IF v_from_id IS NULL THEN
         IF t.baseline_at IS NULL OR t.baseline_at > p_at THEN

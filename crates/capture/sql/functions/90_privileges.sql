@@ -106,9 +106,14 @@ BEGIN
                                        pgtrail.row_as_of(regclass, jsonb, timestamptz, text),
                                        pgtrail.table_as_of(regclass, timestamptz, text),
                                        pgtrail.actor_changes(text, timestamptz, timestamptz),
-                                       pgtrail.revert_plan(jsonb, text), pgtrail.revert(jsonb, text, text),
-                                       pgtrail._revert_actor()
+                                       pgtrail.revert_plan(jsonb, text)
                  TO %I', v_reader);
+        -- Readers plan reverts; applying one (pgtrail.revert, which runs as
+        -- its caller, and the actor it records) is for the owner role's
+        -- members and for roles granted it explicitly (pgtrail 0.5.0 and
+        -- earlier granted both to the reader).
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION pgtrail.revert(jsonb, text, text), pgtrail._revert_actor() FROM %I',
+                       v_reader);
     END IF;
 END
 $grants$;

@@ -72,7 +72,8 @@ pub(super) async fn serve(options: Options, connect: Connect, token: Option<&str
     let anonymous = options.anonymous_read;
     let tokens = options.tokens.len();
     let server = Server::bind(options, connect).await?;
-    let url = format!("http://{}/", server.local_addr());
+    let scheme = if server.https() { "https" } else { "http" };
+    let url = format!("{scheme}://{}/", server.local_addr());
     output::say(output::HEADER, &format!("pgtrail serve: {url}"));
     match token {
         Some(token) => println!(
