@@ -106,6 +106,10 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 12,
         file: sql_file!("migrations", "0012_seal_lookup.sql"),
     },
+    Migration {
+        number: 13,
+        file: sql_file!("migrations", "0013_follow_writes_rows.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.

@@ -1,6 +1,6 @@
 //! The trail row of one decoded row change, computed in the follower as the
 //! capture functions compute it in the database (12_keys_and_markers.sql,
-//! `pgtrail._follow_row` in 80_wal.sql): the row's key, the diff of an
+//! the capture functions of kind 'rows' in 20_capture.sql): the row's key, the diff of an
 //! UPDATE, whole rows with `images = "full"`, ignored columns left out and
 //! redacted values replaced by their markers. The rows arrive as the server's
 //! `to_jsonb` gave them (numbers keep their text), so both modes record a

@@ -18,22 +18,24 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    v_seq integer;
+    v_seq text := current_setting('pgtrail.context_seq', true);
+    v_set text;
 BEGIN
     IF extra IS NOT NULL AND jsonb_typeof(extra) <> 'object' THEN
         RAISE EXCEPTION 'pgtrail.set_context: extra must be a JSON object, got %', jsonb_typeof(extra)
             USING ERRCODE = '22023',
                   HINT = 'Pass e.g. ''{"request_id": "r-1", "business_process": "refund"}''::jsonb.';
     END IF;
-    v_seq := CASE WHEN current_setting('pgtrail.context_seq', true) ~ '^[0-9]{1,5}$'
-                  THEN least(current_setting('pgtrail.context_seq', true)::integer + 1, 32767)
-                  ELSE 1 END;
-    PERFORM set_config('pgtrail.actor_id', coalesce(actor_id, ''), true);
-    PERFORM set_config('pgtrail.actor_name', coalesce(actor_name, ''), true);
-    PERFORM set_config('pgtrail.actor_type', coalesce(actor_type, ''), true);
-    PERFORM set_config('pgtrail.reason', coalesce(reason, ''), true);
-    PERFORM set_config('pgtrail.context', coalesce(extra::text, ''), true);
-    PERFORM set_config('pgtrail.context_seq', v_seq::text, true);
+    -- One expression, not a statement per setting: PL/pgSQL evaluates it
+    -- without starting the executor (a PERFORM is a query of its own).
+    v_set := set_config('pgtrail.actor_id', coalesce(actor_id, ''), true)
+             || set_config('pgtrail.actor_name', coalesce(actor_name, ''), true)
+             || set_config('pgtrail.actor_type', coalesce(actor_type, ''), true)
+             || set_config('pgtrail.reason', coalesce(reason, ''), true)
+             || set_config('pgtrail.context', coalesce(extra::text, ''), true)
+             || set_config('pgtrail.context_seq',
+                           CASE WHEN v_seq ~ '^[0-9]{1,5}$' THEN least(v_seq::integer + 1, 32767)::text ELSE '1' END,
+                           true);
     -- Once per transaction: have its end checked (outside a transaction
     -- block the context ends with this very statement).
     IF coalesce(current_setting('pgtrail.context_statement', true), '') = '' THEN
@@ -147,8 +149,10 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+    v_set text;
 BEGIN
-    PERFORM set_config('pgtrail.context_statement', statement_timestamp()::text, true);
+    v_set := set_config('pgtrail.context_statement', statement_timestamp()::text, true);
     IF current_setting('transaction_read_only') = 'on'
        OR coalesce((SELECT value FROM pgtrail.setting WHERE name = 'outside_transaction'), 'warn') = 'ignore' THEN
         RETURN;
