@@ -105,6 +105,19 @@ impl SignedArchive {
         SignedArchive { dir, key, options }
     }
 
+    /// Erases order `pk` of public.orders, reaching into this archive.
+    async fn erase_order(
+        &self,
+        client: &mut Client,
+        pk: &serde_json::Value,
+        reason: &str,
+    ) -> Result<integrity::EraseReport, integrity::IntegrityError> {
+        let options = integrity::EraseOptions {
+            archive_dir: Some(self.dir.path().to_path_buf()),
+        };
+        integrity::erase_with(client, "public", "orders", pk, None, reason, &options).await
+    }
+
     async fn run(&self, client: &mut Client) -> Vec<Outcome> {
         let sealer = KeySealer(self.key.clone());
         pgtrail::archive::archive(client, &self.options, Some(&sealer), &mut |_| {})
@@ -751,19 +764,10 @@ async fn erasure_reaches_archived_changes_and_proofs_still_verify() {
     );
     assert_eq!(count(&client, "SELECT count(*) FROM pgtrail.erasure").await, 0);
 
-    let report = integrity::erase_with(
-        &mut client,
-        "public",
-        "orders",
-        &pk,
-        None,
-        "GDPR request #4411",
-        &integrity::EraseOptions {
-            archive_dir: Some(dir.path().to_path_buf()),
-        },
-    )
-    .await
-    .expect("erase");
+    let report = signed
+        .erase_order(&mut client, &pk, "GDPR request #4411")
+        .await
+        .expect("erase");
     assert_eq!(report.archived, 2, "{report:?}");
     assert_eq!(report.change_ids.len(), 3, "{report:?}");
     // Archiving sealed the whole trail, the live change too.
@@ -825,18 +829,7 @@ async fn erasure_reaches_archived_changes_and_proofs_still_verify() {
     assert!(report_verify.intact(), "{:?}", report_verify.problems);
 
     // Nothing is left to erase; asked again, the erasure says so.
-    let again = integrity::erase_with(
-        &mut client,
-        "public",
-        "orders",
-        &pk,
-        None,
-        "again",
-        &integrity::EraseOptions {
-            archive_dir: Some(dir.path().to_path_buf()),
-        },
-    )
-    .await;
+    let again = signed.erase_order(&mut client, &pk, "again").await;
     assert!(
         matches!(&again, Err(integrity::IntegrityError::Refused(m)) if m.contains("nothing to erase")),
         "{again:?}"
@@ -872,18 +865,7 @@ async fn erasure_reaches_archived_changes_and_proofs_still_verify() {
     std::fs::copy(dir.path().join(&new_file), &orphan).expect("an orphan");
     signed.run(&mut client).await;
     assert!(orphan.exists(), "archive leaves a file an erasure may be writing");
-    let again = integrity::erase_with(
-        &mut client,
-        "public",
-        "orders",
-        &pk,
-        None,
-        "again",
-        &integrity::EraseOptions {
-            archive_dir: Some(dir.path().to_path_buf()),
-        },
-    )
-    .await;
+    let again = signed.erase_order(&mut client, &pk, "again").await;
     assert!(again.is_err(), "nothing left to erase: {again:?}");
     assert!(!orphan.exists(), "the next erasure removes it");
     assert!(dir.path().join(&new_file).exists());
