@@ -11,7 +11,7 @@ use pgtrail::revert::{Operation, Plan, Policy, Request, RevertError, RowTarget, 
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
-use crate::support::{audited_db, changes, column, count};
+use crate::support::{audited_db, changes, column, count, tx};
 
 const SHOP: &str = "
 CREATE TABLE customers (id int PRIMARY KEY, email text NOT NULL, name text, tier text DEFAULT 'basic',
@@ -31,23 +31,6 @@ ignore_columns = ["updated_at"]
 [tables."public.customers"]
 redact_columns = ["password_hash"]
 "#;
-
-/// Runs `sql` in one transaction as `actor`; returns its txid.
-async fn tx(client: &Client, actor: &str, sql: &str) -> i64 {
-    client
-        .batch_execute(&format!(
-            "BEGIN; SELECT pgtrail.set_context(actor_name => '{actor}', reason => 'work'); {sql};"
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    let txid: i64 = client
-        .query_one("SELECT txid_current()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    client.batch_execute("COMMIT").await.unwrap();
-    txid
-}
 
 fn txids(list: &[i64]) -> Request {
     Request::new(Selector::Transactions(list.to_vec()))

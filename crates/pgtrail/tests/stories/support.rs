@@ -94,3 +94,21 @@ pub async fn now(client: &Client) -> String {
 pub async fn count(client: &Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.expect("count query runs").get(0)
 }
+
+/// Runs `sql` in one transaction as `actor` (reason "work"); returns its
+/// txid.
+pub async fn tx(client: &Client, actor: &str, sql: &str) -> i64 {
+    client
+        .batch_execute(&format!(
+            "BEGIN; SELECT pgtrail.set_context(actor_name => '{actor}', reason => 'work'); {sql};"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    let txid: i64 = client
+        .query_one("SELECT txid_current()", &[])
+        .await
+        .expect("txid")
+        .get(0);
+    client.batch_execute("COMMIT").await.expect("commit");
+    txid
+}

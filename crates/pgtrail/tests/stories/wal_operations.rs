@@ -16,6 +16,7 @@ use pgtrail_testkit::{Cluster, ClusterOptions, connect_to};
 use serde_json::json;
 use tokio_postgres::Client;
 
+use crate::support::tx;
 use crate::wal::{follow_once, logical_cluster};
 
 const SHOP: &str = "
@@ -36,23 +37,6 @@ async fn shop(cluster: &Cluster, name: &str) -> Client {
     let config = Config::parse(CONFIG, "pgtrail.toml").expect("config parses");
     pgtrail::plan::apply(&mut client, &config).await.expect("apply");
     client
-}
-
-/// Runs `sql` in one transaction as `actor`; returns its txid.
-async fn tx(client: &Client, actor: &str, sql: &str) -> i64 {
-    client
-        .batch_execute(&format!(
-            "BEGIN; SELECT pgtrail.set_context(actor_name => '{actor}', reason => 'work'); {sql};"
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    let txid: i64 = client
-        .query_one("SELECT txid_current()", &[])
-        .await
-        .expect("txid")
-        .get(0);
-    client.batch_execute("COMMIT").await.expect("commit");
-    txid
 }
 
 async fn emails(client: &Client) -> Vec<(i32, String)> {
