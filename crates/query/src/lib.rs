@@ -9,8 +9,10 @@
 //! ```
 
 mod audited;
+mod field;
 
 pub use audited::{Audited, KeyError, ResolveError};
+pub use field::{FieldError, check_field};
 use serde_json::{Map, Value};
 use tokio_postgres::types::ToSql;
 

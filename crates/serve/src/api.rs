@@ -285,7 +285,18 @@ pub(crate) async fn find_changes(client: &Client, params: &Params) -> Result<Pag
         (None, None) => {}
     }
     if let Some(field) = &filter.field {
-        check_field(client, filter.table.as_ref(), field).await?;
+        pgtrail_query::check_field(
+            client,
+            filter.table.as_ref().map(|(s, n)| (s.as_str(), n.as_str())),
+            field,
+        )
+        .await
+        .map_err(|e| match e {
+            pgtrail_query::FieldError::Unknown { message, help } => {
+                ApiError::bad_request(format!("field: {message}")).with_help(help)
+            }
+            pgtrail_query::FieldError::Database(error) => ApiError::database(error),
+        })?;
     }
     if let (Some(since), Some(until)) = (&filter.since, &filter.until) {
         let sql = format!("SELECT {s} > {u}", s = since.sql(1), u = until.sql(2));
@@ -333,57 +344,6 @@ pub(crate) async fn find_changes(client: &Client, params: &Params) -> Result<Pag
         }
     }
     Ok(Page { changes, next })
-}
-
-/// `field` names a column of the table given (else of some audited table),
-/// now or in the trail's record: a typo is an error with a suggestion, not
-/// an empty answer (as `pgtrail log --field`).
-async fn check_field(client: &Client, table: Option<&(String, String)>, field: &str) -> Result<(), ApiError> {
-    let (schema, name) = match table {
-        Some((schema, name)) => (Some(schema.as_str()), Some(name.as_str())),
-        None => (None, None),
-    };
-    let columns: Vec<String> = client
-        .query(
-            "SELECT DISTINCT a.attname::text
-             FROM pgtrail.audited_table AS t
-             JOIN pg_attribute AS a ON a.attrelid = to_regclass(format('%I.%I', t.table_schema, t.table_name))
-             WHERE a.attnum > 0 AND NOT a.attisdropped
-               AND ($1::text IS NULL OR (t.table_schema = $1 AND t.table_name = $2))
-             UNION
-             SELECT DISTINCT k.key
-             FROM pgtrail.audited_table AS t
-             CROSS JOIN LATERAL (SELECT c.new_values, c.old_values FROM pgtrail.change AS c
-                                 WHERE c.table_id = t.id AND c.op = 'U' ORDER BY c.id DESC LIMIT 1000) AS c
-             CROSS JOIN LATERAL jsonb_object_keys(coalesce(c.old_values, c.new_values)) AS k(key)
-             WHERE ($1::text IS NULL OR (t.table_schema = $1 AND t.table_name = $2))",
-            &[&schema, &name],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    if columns.iter().any(|c| c == field) {
-        return Ok(());
-    }
-    let whose = match table {
-        Some((schema, name)) => format!("{schema}.{name} has no column `{field}`"),
-        None => format!("no audited table has a column `{field}`"),
-    };
-    let help = match pgtrail_config::suggest(field, columns.iter().map(String::as_str)) {
-        Some(near) => format!("did you mean `{near}`?"),
-        None if columns.is_empty() => "no column is known yet".to_string(),
-        None => {
-            let mut list: Vec<&str> = columns.iter().map(String::as_str).take(12).collect();
-            list.sort_unstable();
-            format!(
-                "the columns are {}{}",
-                list.join(", "),
-                if columns.len() > 12 { ", ..." } else { "" }
-            )
-        }
-    };
-    Err(ApiError::bad_request(format!("field: {whose}")).with_help(help))
 }
 
 async fn changes(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {

@@ -43,7 +43,18 @@ pub async fn run(common: &Common, args: &LogArgs) -> Result<ExitCode> {
         require_installed(&client).await?;
     }
     if let Some(field) = &filter.field {
-        check_field(&client, filter.table.as_ref(), field).await?;
+        pgtrail::query::check_field(
+            &client,
+            filter.table.as_ref().map(|(s, n)| (s.as_str(), n.as_str())),
+            field,
+        )
+        .await
+        .map_err(|e| match e {
+            pgtrail::query::FieldError::Unknown { message, help } => {
+                anyhow::anyhow!("--field: {message}\n  help: {help}")
+            }
+            pgtrail::query::FieldError::Database(error) => db_error(error),
+        })?;
     }
     check_window(&client, filter.since.as_ref(), filter.until.as_ref()).await?;
     if filter.actor.is_some() {
@@ -124,58 +135,6 @@ pub async fn run(common: &Common, args: &LogArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `--field F` names a column of the table given (else of some audited
-/// table), now or in the trail's record of schema changes: a typo is an
-/// error with a suggestion, not an empty answer.
-async fn check_field(client: &Client, table: Option<&(String, String)>, field: &str) -> Result<()> {
-    let (schema, name) = match table {
-        Some((schema, name)) => (Some(schema.as_str()), Some(name.as_str())),
-        None => (None, None),
-    };
-    let columns: Vec<String> = client
-        .query(
-            "SELECT DISTINCT a.attname::text
-             FROM pgtrail.audited_table AS t
-             JOIN pg_attribute AS a ON a.attrelid = to_regclass(format('%I.%I', t.table_schema, t.table_name))
-             WHERE a.attnum > 0 AND NOT a.attisdropped
-               AND ($1::text IS NULL OR (t.table_schema = $1 AND t.table_name = $2))
-             UNION
-             SELECT DISTINCT k.key
-             FROM pgtrail.audited_table AS t
-             CROSS JOIN LATERAL (SELECT c.new_values, c.old_values FROM pgtrail.change AS c
-                                 WHERE c.table_id = t.id AND c.op = 'U' ORDER BY c.id DESC LIMIT 1000) AS c
-             CROSS JOIN LATERAL jsonb_object_keys(coalesce(c.old_values, c.new_values)) AS k(key)
-             WHERE ($1::text IS NULL OR (t.table_schema = $1 AND t.table_name = $2))",
-            &[&schema, &name],
-        )
-        .await
-        .map_err(db_error)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    if columns.iter().any(|c| c == field) {
-        return Ok(());
-    }
-    let whose = match table {
-        Some((schema, name)) => format!("{schema}.{name} has no column `{field}`"),
-        None => format!("no audited table has a column `{field}`"),
-    };
-    let help = match pgtrail::config::suggest(field, columns.iter().map(String::as_str)) {
-        Some(near) => format!("did you mean `{near}`?"),
-        None if columns.is_empty() => "no column is known yet".to_string(),
-        None => {
-            let mut list: Vec<&str> = columns.iter().map(String::as_str).take(12).collect();
-            list.sort_unstable();
-            format!(
-                "the columns are {}{}",
-                list.join(", "),
-                if columns.len() > 12 { ", ..." } else { "" }
-            )
-        }
-    };
-    bail!("--field: {whose}\n  help: {help}");
 }
 
 /// `--since` after `--until` selects nothing: an error, not an empty answer.
