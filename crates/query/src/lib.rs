@@ -8,9 +8,11 @@
 //! assert_eq!(parse_time("2h ago").unwrap(), TimeArg::Ago("2 hours".into()));
 //! ```
 
+mod activity;
 mod audited;
 mod field;
 
+pub use activity::{Activity, ActivityRequest, activity};
 pub use audited::{Audited, KeyError, ResolveError};
 pub use field::{FieldError, check_field};
 use serde_json::{Map, Value};

@@ -607,82 +607,24 @@ pub(crate) async fn activity_report(client: &Client, params: &Params) -> Result<
         ));
     }
     let window = window as i32;
-    let period = |binds: &mut Vec<Param>| {
-        let mut conditions = vec!["true".to_string()];
-        if let Some(since) = &since {
-            binds.push(Box::new(since.value()));
-            conditions.push(format!("changed_at >= {}", since.sql(binds.len())));
-        }
-        if let Some(until) = &until {
-            binds.push(Box::new(until.value()));
-            conditions.push(format!("changed_at < {}", until.sql(binds.len())));
-        }
-        conditions.join(" AND ")
-    };
-    let mut binds: Vec<Param> = Vec::new();
-    let condition = period(&mut binds);
-    let by_actor = query_json(
+    let report = pgtrail_query::activity(
         client,
-        &format!(
-            "SELECT to_jsonb(a) FROM (
-                 SELECT actor_id, actor_name, actor_type, context->>'migration' AS migration,
-                        count(*) AS changes, count(DISTINCT txid) AS transactions,
-                        min(changed_at) AS first_change, max(changed_at) AS last_change
-                 FROM pgtrail.changes WHERE {condition}
-                 GROUP BY actor_id, actor_name, actor_type, context->>'migration') AS a
-             ORDER BY a.changes DESC, a.actor_name, a.actor_id"
-        ),
-        &binds,
-    )
-    .await?;
-    let mut binds: Vec<Param> = Vec::new();
-    let condition = period(&mut binds);
-    let by_table = query_json(
-        client,
-        &format!(
-            "SELECT to_jsonb(t) FROM (
-                 SELECT table_schema, table_name, op, count(*) AS changes
-                 FROM pgtrail.changes WHERE {condition}
-                 GROUP BY table_schema, table_name, op) AS t
-             ORDER BY t.table_schema, t.table_name, t.op"
-        ),
-        &binds,
-    )
-    .await?;
-    let mut binds: Vec<Param> = Vec::new();
-    let condition = period(&mut binds);
-    binds.push(Box::new(window));
-    let window_n = binds.len();
-    binds.push(Box::new(burst));
-    let burst_n = binds.len();
-    let bursts = query_json(
-        client,
-        &format!(
-            "SELECT to_jsonb(b) FROM (
-                 SELECT DISTINCT ON (actor_id, actor_name, migration)
-                        actor_id, actor_name, actor_type, migration, changes, first_change, last_change
-                 FROM (
-                     SELECT actor_id, actor_name, actor_type, context->>'migration' AS migration,
-                            changed_at AS first_change,
-                            count(*) OVER w AS changes, max(changed_at) OVER w AS last_change
-                     FROM pgtrail.changes WHERE {condition}
-                     WINDOW w AS (PARTITION BY actor_id, actor_name, context->>'migration' ORDER BY changed_at
-                                  RANGE BETWEEN CURRENT ROW AND make_interval(mins => ${window_n}::int) FOLLOWING)
-                 ) AS windows
-                 WHERE changes > ${burst_n}::bigint
-                 ORDER BY actor_id, actor_name, migration, changes DESC, first_change) AS b
-             ORDER BY b.changes DESC, b.first_change"
-        ),
-        &binds,
+        &pgtrail_query::ActivityRequest {
+            since: since.as_ref(),
+            until: until.as_ref(),
+            show: &[],
+            burst,
+            window_minutes: window,
+        },
     )
     .await?;
     Ok(json!({
         "since": since.as_ref().map(TimeArg::value),
         "until": until.as_ref().map(TimeArg::value),
         "burst": {"more_than": burst, "window_minutes": window},
-        "by_actor": by_actor,
-        "by_table": by_table,
-        "bursts": bursts,
+        "by_actor": report.by_actor,
+        "by_table": report.by_table,
+        "bursts": report.bursts,
     }))
 }
 

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use pgtrail::query::{Param, TimeArg};
 use serde_json::{Value, json};
 
-use super::log::{actor_text, cell, check_window, query_json, require_installed, time, time_text};
+use super::log::{actor_text, cell, check_window, db_error, require_installed, time, time_text};
 use crate::cli::{Common, Format, OutputFormat, ReportArgs, ReportKind};
 use crate::output;
 
@@ -35,21 +35,6 @@ async fn horizon_within(
     Ok(before.then_some(horizon))
 }
 
-/// The `WHERE` of the period and its parameters (`$1`.. in order).
-fn period(since: Option<&TimeArg>, until: Option<&TimeArg>) -> (String, Vec<Param>) {
-    let mut conditions = vec!["true".to_string()];
-    let mut params: Vec<Param> = Vec::new();
-    if let Some(since) = since {
-        params.push(Box::new(since.value()));
-        conditions.push(format!("changed_at >= {}", since.sql(params.len())));
-    }
-    if let Some(until) = until {
-        params.push(Box::new(until.value()));
-        conditions.push(format!("changed_at < {}", until.sql(params.len())));
-    }
-    (conditions.join(" AND "), params)
-}
-
 pub async fn run(common: &Common, args: &ReportArgs) -> Result<ExitCode> {
     if args.kind != ReportKind::Activity {
         if !args.show.is_empty() {
@@ -75,71 +60,22 @@ pub async fn run(common: &Common, args: &ReportArgs) -> Result<ExitCode> {
     check_window(&client, since.as_ref(), until.as_ref()).await?;
     let horizon = horizon_within(&client, since.as_ref()).await?;
 
-    let (condition, mut params) = period(since.as_ref(), until.as_ref());
-    // The shown context keys, bound after the period's parameters.
-    let mut shown_select = String::new();
-    let mut shown_group = String::new();
-    for (i, key) in show.iter().enumerate() {
-        params.push(Box::new(key.clone()));
-        let n = params.len();
-        shown_select.push_str(&format!(", context->>${n}::text AS show_{i}"));
-        shown_group.push_str(&format!(", context->>${n}::text"));
-    }
-    let by_actor = query_json(
+    let pgtrail::query::Activity {
+        by_actor,
+        by_table,
+        bursts,
+    } = pgtrail::query::activity(
         &client,
-        &format!(
-            "SELECT to_jsonb(a) FROM (
-                 SELECT actor_id, actor_name, actor_type, context->>'migration' AS migration{shown_select},
-                        count(*) AS changes, count(DISTINCT txid) AS transactions,
-                        min(changed_at) AS first_change, max(changed_at) AS last_change
-                 FROM pgtrail.changes WHERE {condition}
-                 GROUP BY actor_id, actor_name, actor_type, context->>'migration'{shown_group}) AS a
-             ORDER BY a.changes DESC, a.actor_name, a.actor_id"
-        ),
-        &params,
+        &pgtrail::query::ActivityRequest {
+            since: since.as_ref(),
+            until: until.as_ref(),
+            show,
+            burst,
+            window_minutes: window,
+        },
     )
-    .await?;
-    let (condition, params) = period(since.as_ref(), until.as_ref());
-    let by_table = query_json(
-        &client,
-        &format!(
-            "SELECT to_jsonb(t) FROM (
-                 SELECT table_schema, table_name, op, count(*) AS changes
-                 FROM pgtrail.changes WHERE {condition}
-                 GROUP BY table_schema, table_name, op) AS t
-             ORDER BY t.table_schema, t.table_name, t.op"
-        ),
-        &params,
-    )
-    .await?;
-    let (condition, mut params) = period(since.as_ref(), until.as_ref());
-    params.push(Box::new(window));
-    let window_n = params.len();
-    params.push(Box::new(burst));
-    let burst_n = params.len();
-    // For every change, the changes by the same actor in the window that it
-    // opens; per actor, the busiest such window above the threshold.
-    let bursts = query_json(
-        &client,
-        &format!(
-            "SELECT to_jsonb(b) FROM (
-                 SELECT DISTINCT ON (actor_id, actor_name, migration)
-                        actor_id, actor_name, actor_type, migration, changes, first_change, last_change
-                 FROM (
-                     SELECT actor_id, actor_name, actor_type, context->>'migration' AS migration,
-                            changed_at AS first_change,
-                            count(*) OVER w AS changes, max(changed_at) OVER w AS last_change
-                     FROM pgtrail.changes WHERE {condition}
-                     WINDOW w AS (PARTITION BY actor_id, actor_name, context->>'migration' ORDER BY changed_at
-                                  RANGE BETWEEN CURRENT ROW AND make_interval(mins => ${window_n}::int) FOLLOWING)
-                 ) AS windows
-                 WHERE changes > ${burst_n}::bigint
-                 ORDER BY actor_id, actor_name, migration, changes DESC, first_change) AS b
-             ORDER BY b.changes DESC, b.first_change"
-        ),
-        &params,
-    )
-    .await?;
+    .await
+    .map_err(db_error)?;
 
     match common.format {
         Format::Json => output::print_json(&json!({
