@@ -1527,11 +1527,9 @@ $fn$;
 -- record and re-plan helper functions on every statement: that made a
 -- single-row UPDATE cost four times a plain row trigger. The generated
 -- function has the table's id, key, compared, ignored and redacted columns
--- compiled in: an UPDATE compares columns directly (a one-row UPDATE then
--- takes its rows' JSON minus the unchanged columns, a larger one builds
--- JSON for the changed ones only); the context record is written once per
--- transaction (15_context_record.sql); each statement is planned once per
--- session.
+-- compiled in: an UPDATE compares columns directly and builds JSON for the
+-- changed ones only; the context record is written once per transaction
+-- (15_context_record.sql); each statement is planned once per session.
 --
 -- Two kinds of generated function:
 --   * 'columns' names the table's columns. The DDL watch (37_ddl_watch.sql)
@@ -1852,48 +1850,6 @@ BEGIN
 END
 $fn$;
 
--- The INSERT of a one-row UPDATE's change (kind 'columns', a table with a
--- key, images 'changed'). Every statement starts its plan anew, and what
--- that costs grows with the number of expressions in it, not with rows: so
--- each column takes one comparison, which names it when it did not change
--- (ch.same), and each side's values are its whole row's JSON minus those
--- names, instead of a JSON object built per changed column (four times the
--- expressions). The comparison is pgtrail._changed_sql's, so the trail is
--- the same.
-CREATE OR REPLACE FUNCTION pgtrail._update_one_sql(t pgtrail.audited_table, p_relid oid)
-RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    v_same   text;
-    v_ignore text := pgtrail._minus_ignored_sql(t);
-BEGIN
-    SELECT 'ARRAY[' || string_agg(format('CASE WHEN %s THEN NULL ELSE %L END',
-                                         pgtrail._changed_sql(p_relid, c.name, format('o.%I', c.name), format('n.%I', c.name)),
-                                         c.name), ', ' ORDER BY c.ord) || ']::pg_catalog.text[]'
-    INTO v_same
-    FROM pgtrail._capture_columns(t.id, p_relid) AS c;
-    RETURN format(
-        E'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)\n'
-        '            SELECT v_txid, v_ctx, %s, ''U'', pg_catalog.clock_timestamp(), %s,\n'
-        '                   CASE WHEN NOT ch.same OPERATOR(pg_catalog.@>) %L::pg_catalog.text[] THEN %s END,\n'
-        '                   %s,\n                   %s,\n                   NULL\n'
-        '            FROM pgtrail_old AS o, pgtrail_new AS n\n'
-        '            CROSS JOIN LATERAL (SELECT %s AS same OFFSET 0) AS ch\n'
-        '            WHERE pg_catalog.array_position(ch.same, NULL) IS NOT NULL AND NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)',
-        t.id,
-        pgtrail._key_sql(t, p_relid, 'n.%I', false),
-        t.key_columns,
-        pgtrail._key_sql(t, p_relid, 'o.%I', false),
-        pgtrail._redacted_part_sql(t, format('(pg_catalog.to_jsonb(o.*)%s OPERATOR(pg_catalog.-) ch.same)', v_ignore),
-                                   format('pg_catalog.to_jsonb(o.*)%s', v_ignore)),
-        pgtrail._redacted_part_sql(t, format('(pg_catalog.to_jsonb(n.*)%s OPERATOR(pg_catalog.-) ch.same)', v_ignore),
-                                   format('pg_catalog.to_jsonb(n.*)%s', v_ignore)),
-        v_same);
-END
-$fn$;
-
 -- The scope of the markers of one side of an UPDATE (pgtrail._marker):
 -- the table and the row's key, or for a table without a key the row's other
 -- recorded columns. p_row is the whole row, p_key its key's JSON.
@@ -1963,12 +1919,8 @@ BEGIN
     v_ignore := pgtrail._minus_ignored_sql(t);
 
     IF v_kind = 'columns' THEN
-        IF cardinality(t.key_columns) > 0 AND t.images <> 'full' THEN
-            v_one := pgtrail._update_one_sql(t, p_relid);
-        ELSE
-            v_one := pgtrail._update_columns_sql(t, p_relid, 'pgtrail_old AS o, pgtrail_new AS n', false,
-                                                 ' AND NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)');
-        END IF;
+        v_one := pgtrail._update_columns_sql(t, p_relid, 'pgtrail_old AS o, pgtrail_new AS n', false,
+                                             ' AND NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)');
         v_many := pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid), true, '');
         v_changed := pgtrail._changed_columns_sql(t, p_relid);
     ELSE
@@ -7560,7 +7512,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT 'e8078001e5e94e33' $fn$;
+AS $fn$ SELECT '19573c53813ddbaa' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to the owner role too (90_privileges.sql).
 DO $owner$ DECLARE v_owner name := pgtrail.role_name('owner'); BEGIN
