@@ -11,7 +11,7 @@ const { drizzle } = require('drizzle-orm/node-postgres');
 const { pgTable, serial, text, integer } = require('drizzle-orm/pg-core');
 const { eq } = require('drizzle-orm');
 const { withAuditContext, setAuditContext } = require('..');
-const { auditedDatabase } = require('./support');
+const { auditedDatabase, closePool } = require('./support');
 
 const SCHEMA = `
   CREATE TABLE users (id serial PRIMARY KEY, email text NOT NULL, status text NOT NULL DEFAULT 'active');
@@ -30,7 +30,7 @@ before(async () => {
 });
 
 after(async () => {
-  await pool?.end();
+  await closePool(pool);
   await database?.drop();
 });
 
@@ -224,6 +224,6 @@ test('a connection that breaks mid-transaction: the error is rethrown as it was,
     const lost = await pool.query("SELECT count(*)::int AS n FROM users WHERE email = 'lost@example.com'");
     assert.equal(lost.rows[0].n, 0);
   } finally {
-    await small.end();
+    await closePool(small);
   }
 });

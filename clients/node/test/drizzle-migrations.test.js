@@ -14,7 +14,7 @@ const pg = require('pg');
 const { drizzle } = require('drizzle-orm/node-postgres');
 const { migrate } = require('drizzle-orm/node-postgres/migrator');
 const { withAuditContext } = require('..');
-const { createDatabase, pgtrail } = require('./support');
+const { createDatabase, pgtrail, closePool } = require('./support');
 
 const CONFIG = '[capture]\nexclude = ["sessions"]\n';
 const SCHEMA = `CREATE TABLE users (id serial PRIMARY KEY, email text NOT NULL);
@@ -52,7 +52,7 @@ test('drizzle migrate applies pgtrail with the app, rolls all back on a later fa
   const target = await createDatabase('');
   cleanups.push(target.drop);
   const pool = new pg.Pool({ connectionString: target.url, max: 4 });
-  cleanups.push(() => pool.end());
+  cleanups.push(() => closePool(pool));
   const db = drizzle(pool);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgtrail-drizzle-'));
   cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -88,4 +88,25 @@ async function auditedDatabase(schema, toml = '') {
   return db;
 }
 
-module.exports = { adminUrl, createDatabase, auditedDatabase, pgtrail };
+/**
+ * Ends a pg Pool and waits until each of its connections is closed.
+ * `pool.end()` resolves as soon as it has asked its clients to end, before
+ * their sockets close; a `DROP DATABASE ... WITH (FORCE)` right after it would
+ * terminate those backends and the pool would raise the termination as an
+ * unhandled 'error' event.
+ */
+async function closePool(pool) {
+  if (!pool || pool.ended || pool.ending) return;
+  let open = pool.totalCount;
+  const closed = new Promise((resolve) => {
+    if (open === 0) resolve();
+    pool.on('remove', () => {
+      open -= 1;
+      if (open === 0) resolve();
+    });
+  });
+  await pool.end();
+  await closed;
+}
+
+module.exports = { adminUrl, createDatabase, auditedDatabase, pgtrail, closePool };
