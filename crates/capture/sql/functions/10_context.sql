@@ -16,8 +16,8 @@ CREATE OR REPLACE FUNCTION pgtrail.set_context(
 ) RETURNS void
 LANGUAGE plpgsql
 -- As the trail's owner, for the commit check below (it writes
--- pgtrail.context_check and reads pgtrail.setting); it sets nothing else
--- but the caller's own transaction-local settings.
+-- pgtrail.context_check); it sets nothing else but the caller's own
+-- transaction-local settings.
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
