@@ -123,7 +123,8 @@ struct Args {
     )]
     variants: Vec<String>,
     /// Workloads (comma-separated): update (2 of 15 columns of a random row), insert, delete (of
-    /// single rows, from the highest ids down; updates pick ids in the lower half).
+    /// single rows, from the highest ids down; updates pick ids in the lower half), context-update
+    /// (`BEGIN; SELECT pgtrail.set_context(...); UPDATE ...; COMMIT`, the same UPDATE).
     #[arg(long, value_delimiter = ',', default_value = "update,insert")]
     workloads: Vec<String>,
     /// Count instructions instead of CPU time: the server runs under valgrind's callgrind
@@ -145,7 +146,8 @@ enum Variant {
     Plain,
     /// The capture function as `pgtrail apply` generates it.
     Generated,
-    /// Without the per-transaction context row (only the flag is set).
+    /// Without the per-transaction context row and the reading of its
+    /// settings (only the flag is set).
     NoContext,
     /// The context carried on the change row of the transaction's first
     /// statement (single-row statements; extra nullable columns on the trail).
@@ -223,11 +225,22 @@ fn context_insert(body: &str) -> Result<(usize, usize)> {
     Ok((start, end))
 }
 
-const SET_FLAG: &str = "v_mark := pg_catalog.set_config('pgtrail.recorded', v_txid::pg_catalog.text OPERATOR(pg_catalog.||) \
-     '/' OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text, true);";
+/// The statements that record the transaction's context: its INSERT, and
+/// before it the test of the extra-context settings when the function has
+/// one (`IF pg_catalog.array_to_string(...) ... END IF;`).
+fn context_block(body: &str) -> Result<(usize, usize)> {
+    let (start, end) = context_insert(body)?;
+    let guard = "IF pg_catalog.array_to_string(ARRAY[pg_catalog.current_setting(";
+    Ok(match body[..start].rfind(guard) {
+        Some(g) if body[g..start].trim_end().ends_with("END IF;") => (g, end),
+        _ => (start, end),
+    })
+}
 
-const NOT_RECORDED: &str = "pg_catalog.current_setting('pgtrail.recorded', true) IS DISTINCT FROM \
-     (v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text)";
+const SET_FLAG: &str = "v_mark := pg_catalog.set_config('pgtrail.recorded', v_ctx::pg_catalog.text, true);";
+
+const NOT_RECORDED: &str =
+    "pg_catalog.current_setting('pgtrail.recorded', true) IS DISTINCT FROM v_ctx::pg_catalog.text";
 
 /// The context INSERT's values (after txid, ctx, started_at, recorded_at).
 fn context_values(body: &str) -> Result<String> {
@@ -287,7 +300,7 @@ fn variant_body(v: Variant, body: &str) -> Result<String> {
         Variant::Empty => "BEGIN RETURN NULL; END".to_owned(),
         Variant::InsertFloor => FLOOR_BODY.to_owned(),
         Variant::NoContext => {
-            let (s, e) = context_insert(body)?;
+            let (s, e) = context_block(body)?;
             format!("{}{}{}", &body[..s], SET_FLAG, &body[e..])
         }
         Variant::NoGuard => {
@@ -343,10 +356,12 @@ async fn main() -> Result<()> {
     }
     let mut workloads: Vec<&'static str> = Vec::new();
     for w in &args.workloads {
-        let w = ["update", "insert", "delete"]
+        let w = ["update", "insert", "delete", "context-update"]
             .into_iter()
             .find(|k| k == w)
-            .with_context(|| format!("--workloads: no workload {w} (update, insert, delete)"))?;
+            .with_context(|| {
+                format!("--workloads: no workload {w} (update, insert, delete, context-update)")
+            })?;
         if !workloads.contains(&w) {
             workloads.push(w);
         }
@@ -668,7 +683,7 @@ struct State {
 async fn run(client: &Client, v: Variant, workload: &str, count: u64, state: &mut State) -> Result<()> {
     let (update_table, insert_table) = v.tables();
     let statement = match workload {
-        "update" => {
+        "update" | "context-update" => {
             client
                 .prepare(&format!(
                     "UPDATE {update_table} SET email = 'u' || $1::bigint::text || '.' || $2::bigint::text || '@example.com', \
@@ -690,12 +705,28 @@ async fn run(client: &Client, v: Variant, workload: &str, count: u64, state: &mu
                 .await?
         }
     };
+    // The context every transaction of context-update sets (on every
+    // variant: without pgtrail's capture it is set and not recorded).
+    let set_context = client
+        .prepare(
+            "SELECT pgtrail.set_context($1::text, 'alice@example.com', 'user', 'bench', \
+             '{\"request_id\": \"r-1\"}'::jsonb)",
+        )
+        .await?;
     for _ in 0..count {
         let r: i64 = state.rng.random_range(1..1_000_000_000);
         let n = match workload {
             "update" => {
                 let id: i64 = state.rng.random_range(1..=(state.rows / 2).max(1));
                 client.execute(&statement, &[&id, &r]).await?
+            }
+            "context-update" => {
+                let id: i64 = state.rng.random_range(1..=(state.rows / 2).max(1));
+                client.batch_execute("BEGIN").await?;
+                client.execute(&set_context, &[&(r % 1000).to_string()]).await?;
+                let n = client.execute(&statement, &[&id, &r]).await?;
+                client.batch_execute("COMMIT").await?;
+                n
             }
             "insert" => client.execute(&statement, &[&r]).await?,
             _ => {

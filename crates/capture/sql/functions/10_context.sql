@@ -15,6 +15,10 @@ CREATE OR REPLACE FUNCTION pgtrail.set_context(
     extra      jsonb DEFAULT NULL
 ) RETURNS void
 LANGUAGE plpgsql
+-- As the trail's owner, for the commit check below (it writes
+-- pgtrail.context_check); it sets nothing else but the caller's own
+-- transaction-local settings.
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -37,9 +41,18 @@ BEGIN
                            CASE WHEN v_seq ~ '^[0-9]{1,5}$' THEN least(v_seq::integer + 1, 32767)::text ELSE '1' END,
                            true);
     -- Once per transaction: have its end checked (outside a transaction
-    -- block the context ends with this very statement).
+    -- block the context ends with this very statement), see below. Here
+    -- rather than in a function of its own: a PERFORM and a second
+    -- SECURITY DEFINER call cost more than the check.
     IF coalesce(current_setting('pgtrail.context_statement', true), '') = '' THEN
-        PERFORM pgtrail._check_context_at_commit();
+        v_set := set_config('pgtrail.context_statement', statement_timestamp()::text, true);
+        -- pgtrail._outside_transaction() is a constant, folded when this
+        -- expression is planned (once per session): no read of
+        -- pgtrail.setting per transaction.
+        IF current_setting('transaction_read_only') = 'off' AND pgtrail._outside_transaction() <> 'ignore' THEN
+            INSERT INTO pgtrail.context_check AS c (backend_pid) VALUES (pg_backend_pid())
+            ON CONFLICT (backend_pid) DO UPDATE SET backend_pid = c.backend_pid;
+        END IF;
     END IF;
 END
 $fn$;
@@ -131,10 +144,11 @@ AS $fn$
     SELECT pgtrail.set_context($1::text, $2, $3, $4, $5::jsonb)
 $fn$;
 
--- Outside a transaction block (autocommit) a context ends with the
--- statement that sets it, so the changes that follow have none. PostgreSQL
--- cannot tell a function whether it runs in a transaction block, so the
--- check is made at commit: set_context writes its backend's row of
+-- The commit check of set_context. Outside a transaction block (autocommit)
+-- a context ends with the statement that sets it, so the changes that
+-- follow have none. PostgreSQL cannot tell a function whether it runs in a
+-- transaction block, so the check is made at commit: set_context (once per
+-- transaction) writes its backend's row of
 -- pgtrail.context_check (an unlogged table: no WAL; the row is updated in
 -- place from the second transaction on), whose deferred trigger fires when
 -- the transaction commits (about 0.05 ms of server CPU per transaction); if the statement then is still set_context's own
@@ -143,24 +157,8 @@ $fn$;
 -- 'warn' (default), 'refuse' (the commit fails: in autocommit, the call
 -- itself), 'ignore' (no check, no cost). A read-only transaction is not
 -- checked (a standby cannot queue the check).
-CREATE OR REPLACE FUNCTION pgtrail._check_context_at_commit()
-RETURNS void
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    v_set text;
-BEGIN
-    v_set := set_config('pgtrail.context_statement', statement_timestamp()::text, true);
-    IF current_setting('transaction_read_only') = 'on'
-       OR coalesce((SELECT value FROM pgtrail.setting WHERE name = 'outside_transaction'), 'warn') = 'ignore' THEN
-        RETURN;
-    END IF;
-    INSERT INTO pgtrail.context_check AS c (backend_pid) VALUES (pg_backend_pid())
-    ON CONFLICT (backend_pid) DO UPDATE SET backend_pid = c.backend_pid;
-END
-$fn$;
+-- Until 0.6.0 the check was a function of its own.
+DROP FUNCTION IF EXISTS pgtrail._check_context_at_commit();
 
 CREATE OR REPLACE FUNCTION pgtrail._context_check_trigger()
 RETURNS trigger
@@ -178,7 +176,7 @@ BEGIN
        AND coalesce(current_setting('pgtrail.recorded', true), '') = ''
        AND position(';' IN rtrim(coalesce(current_query(), ''), E' \t\r\n;')) = 0 THEN
         -- Read only here: most transactions end in another statement.
-        v_mode := coalesce((SELECT value FROM pgtrail.setting WHERE name = 'outside_transaction'), 'warn');
+        v_mode := pgtrail._outside_transaction();
         IF v_mode = 'refuse' THEN
             RAISE EXCEPTION 'pgtrail.set_context was called outside a transaction block: the context ended with its own statement'
                 USING ERRCODE = '25P01',
@@ -213,8 +211,32 @@ BEGIN
     END IF;
     INSERT INTO pgtrail.setting (name, value) VALUES ('outside_transaction', p_outside_transaction)
     ON CONFLICT (name) DO UPDATE SET value = excluded.value;
+    IF pgtrail._outside_transaction() IS DISTINCT FROM p_outside_transaction THEN
+        PERFORM pgtrail._compile_outside_transaction();
+        PERFORM pgtrail._own_generated('pgtrail._outside_transaction()');
+    END IF;
 END
 $fn$;
+
+-- (Re)generates pgtrail._outside_transaction(), the setting
+-- outside_transaction of pgtrail.setting as a constant: an SQL function
+-- that set_context's commit check inlines (so it has no SET clause and is
+-- pinned by nothing: it names no object), instead of reading the table in
+-- every transaction. Replacing it invalidates the plans that inlined it.
+CREATE OR REPLACE FUNCTION pgtrail._compile_outside_transaction()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    EXECUTE format(
+        E'CREATE OR REPLACE FUNCTION pgtrail._outside_transaction()\nRETURNS text\nLANGUAGE sql IMMUTABLE PARALLEL SAFE\n'
+        'AS $body$SELECT %L::pg_catalog.text$body$',
+        coalesce((SELECT value FROM pgtrail.setting WHERE name = 'outside_transaction'), 'warn'));
+END
+$fn$;
+
+SELECT pgtrail._compile_outside_transaction();
 
 -- The number of the current context within the transaction: 0, plus one for
 -- each pgtrail.set_context() call so far. Inlined into the capture functions.

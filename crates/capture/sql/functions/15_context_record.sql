@@ -38,8 +38,9 @@ $fn$;
 -- The statements that record the context of the current transaction
 -- (variables v_txid and v_ctx) in pgtrail.transaction, and remember in the
 -- transaction-local setting pgtrail.recorded that they did (a savepoint's
--- rollback rolls the setting back with the record). The caller runs them
--- when that setting does not name this transaction and context. They refuse
+-- rollback rolls the setting back with the record, and the transaction's
+-- end resets it, so it holds the context's number only). The caller runs
+-- them when that setting does not name this context. They refuse
 -- the change when an actor is required and none is set: p_table is an SQL
 -- expression naming the table in that error. The code they are part of
 -- declares v_mark text and v_context jsonb.
@@ -51,6 +52,7 @@ AS $fn$
 DECLARE
     v_context text;
     v_check   text := '';
+    v_guard   text;
 BEGIN
     -- Every field but the four with columns, then set_context's extra,
     -- which wins (read only when set).
@@ -64,24 +66,41 @@ BEGIN
     FROM pgtrail._context_fields() AS f
     WHERE f.field NOT IN ('actor_id', 'actor_name', 'actor_type', 'reason');
 
+    -- That expression starts ~25 function calls, paid in every transaction
+    -- whatever the row needs. Usually none of its settings is set, or only
+    -- set_context's extra: one test of them all (the settings joined, NULLs
+    -- skipped; PL/pgSQL starts only the branch it takes) finds which.
+    SELECT CASE WHEN count(*) <= 99 THEN
+               format(E'IF pg_catalog.array_to_string(ARRAY[%s]::pg_catalog.text[], '''') OPERATOR(pg_catalog.<>) '''' THEN\n'
+                      '                v_context := %s;\n'
+                      '            ELSIF COALESCE(pg_catalog.current_setting(''pgtrail.context'', true), '''') '
+                      'OPERATOR(pg_catalog.<>) '''' THEN\n'
+                      '                v_context := NULLIF(pgtrail._extra_context(pg_catalog.current_setting(''pgtrail.context'', true)), '
+                      '''{}''::pg_catalog.jsonb);\n'
+                      '            END IF;\n            ',
+                      string_agg(format('pg_catalog.current_setting(%L, true)', s.s), ', ' ORDER BY f.field, s.i),
+                      v_context)
+           END
+    INTO v_guard
+    FROM pgtrail._context_fields() AS f, unnest(f.settings) WITH ORDINALITY AS s(s, i)
+    WHERE f.field NOT IN ('actor_id', 'actor_name', 'actor_type', 'reason');
+    v_check := coalesce(v_guard, format(E'v_context := %s;\n            ', v_context));
+
     IF EXISTS (SELECT FROM pgtrail.setting WHERE name = 'require_actor' AND value = 'true') THEN
-        v_check := format(
-            E'v_context := %s;\n'
-            '            IF %s IS NULL AND %s IS NULL\n'
+        v_check := v_check || format(
+            E'IF %s IS NULL AND %s IS NULL\n'
             '               AND COALESCE(%s, '''') OPERATOR(pg_catalog.<>) ''migration''\n'
             '               AND NOT COALESCE(v_context OPERATOR(pg_catalog.?) ''migration'', false) THEN\n'
             '                RAISE EXCEPTION ''pgtrail: change to %% has no actor'', %s USING ERRCODE = ''PGTR1'',\n'
             '                    DETAIL = %L,\n'
             '                    HINT = %L;\n'
             '            END IF;\n            ',
-            v_context,
             pgtrail._context_field_sql('actor_id'), pgtrail._context_field_sql('actor_name'),
             pgtrail._context_field_sql('actor_type'), p_table,
             'This database requires every audited change to say who made it (require_actor = true).',
             'In the same transaction, run SELECT pgtrail.set_context(actor_id => ''42'', actor_name => ''alice@example.com''); '
                 || 'or SET LOCAL pgtrail.actor_id = ''42''; migrations may set pgtrail.set_context(actor_type => ''migration'', '
                 || 'extra => ''{"migration": "name"}'').');
-        v_context := 'v_context';
     END IF;
 
     RETURN v_check || format(
@@ -92,10 +111,9 @@ BEGIN
         '                SESSION_USER, NULLIF(pg_catalog.current_setting(''role''), ''none''),\n'
         '                NULLIF(pg_catalog.current_setting(''application_name''), ''''),\n'
         '                pg_catalog.inet_client_addr(), pg_catalog.inet_client_port(), pg_catalog.pg_backend_pid())\n'
-        '            RETURNING pg_catalog.set_config(''pgtrail.recorded'', v_txid::pg_catalog.text OPERATOR(pg_catalog.||) ''/'' '
-        'OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text, true) INTO v_mark;',
+        '            RETURNING pg_catalog.set_config(''pgtrail.recorded'', v_ctx::pg_catalog.text, true) INTO v_mark;',
         pgtrail._context_field_sql('actor_id'), pgtrail._context_field_sql('actor_name'),
-        pgtrail._context_field_sql('actor_type'), pgtrail._context_field_sql('reason'), v_context);
+        pgtrail._context_field_sql('actor_type'), pgtrail._context_field_sql('reason'), 'v_context');
 END
 $fn$;
 
@@ -113,9 +131,7 @@ BEGIN
         'RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS %L',
         format(E'\n-- pgtrail: generated from the context settings; do not edit.\n'
                'DECLARE\n    v_txid ALIAS FOR p_txid;\n    v_ctx ALIAS FOR p_ctx;\n    v_mark text;\n    v_context jsonb;\nBEGIN\n'
-               '    IF pg_catalog.current_setting(''pgtrail.recorded'', true)\n'
-               '       IS DISTINCT FROM (v_txid::pg_catalog.text OPERATOR(pg_catalog.||) ''/'' '
-               'OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text) THEN\n'
+               '    IF pg_catalog.current_setting(''pgtrail.recorded'', true) IS DISTINCT FROM v_ctx::pg_catalog.text THEN\n'
                '            %s\n    END IF;\nEND\n',
                pgtrail._context_record_sql('p_table')));
     PERFORM pgtrail._own_generated('pgtrail._record_transaction(bigint, smallint, text)');

@@ -153,18 +153,23 @@ AS $fn$
 $fn$;
 
 -- The INSERT of an INSERT's (p_op 'I', rows in pgtrail_new) or a DELETE's
--- (p_op 'D', rows in pgtrail_old) changes: every row, whole.
-CREATE OR REPLACE FUNCTION pgtrail._rows_sql(t pgtrail.audited_table, p_relid oid, p_op text)
+-- (p_op 'D', rows in pgtrail_old) changes: every row, whole, stamped with
+-- p_at (an SQL expression: the capture functions' v_now, the time the
+-- statement's capture began, a parameter rather than a volatile
+-- clock_timestamp() per row, which would keep the planner from folding the
+-- SELECT into the INSERT).
+DROP FUNCTION IF EXISTS pgtrail._rows_sql(pgtrail.audited_table, oid, text);
+CREATE OR REPLACE FUNCTION pgtrail._rows_sql(t pgtrail.audited_table, p_relid oid, p_op text, p_at text)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT format(
         E'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, %s)\n'
-        '        SELECT v_txid, v_ctx, %s, %L, pg_catalog.clock_timestamp(), %s, %s\n'
+        '        SELECT v_txid, v_ctx, %s, %L, %s, %s, %s\n'
         '        FROM (SELECT pg_catalog.to_jsonb(r.*)%s AS j%s FROM %s AS r) AS x;',
         CASE p_op WHEN 'I' THEN 'new_values' ELSE 'old_values' END,
-        t.id, p_op,
+        t.id, p_op, p_at,
         CASE WHEN cardinality(t.key_columns) > 0 THEN 'x.k' ELSE pgtrail._redacted_sql(t, 'x.j') END,
         pgtrail._redacted_sql(t, 'x.j'),
         pgtrail._minus_ignored_sql(t),
@@ -196,8 +201,10 @@ $fn$;
 -- column changed. With p_only (the numbers of the columns that changed in
 -- some row of a large statement), only those are compared and recorded,
 -- and a row in which all of them changed gets its JSON in one call.
+DROP FUNCTION IF EXISTS pgtrail._update_columns_sql(pgtrail.audited_table, oid, text, boolean, text, integer[]);
 CREATE OR REPLACE FUNCTION pgtrail._update_columns_sql(
-    t pgtrail.audited_table, p_relid oid, p_from text, p_numbered boolean, p_where text, p_only integer[] DEFAULT NULL)
+    t pgtrail.audited_table, p_relid oid, p_from text, p_numbered boolean, p_where text, p_at text,
+    p_only integer[] DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -284,13 +291,13 @@ BEGIN
 
     RETURN format(
         E'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)\n'
-        '            SELECT v_txid, v_ctx, %s, ''U'', pg_catalog.clock_timestamp(), %s,\n'
+        '            SELECT v_txid, v_ctx, %s, ''U'', %s, %s,\n'
         '                   CASE WHEN %s THEN %s END,\n'
         '                   %s,\n                   %s,\n                   %s\n'
         '            FROM %s\n'
         '            CROSS JOIN LATERAL (SELECT %s OFFSET 0) AS ch\n'
         '            WHERE (%s)%s',
-        t.id, v_new_key, coalesce(v_key_changed, 'false'), v_old_key,
+        t.id, p_at, v_new_key, coalesce(v_key_changed, 'false'), v_old_key,
         v_old_values, v_new_values, v_fields, p_from, v_changed, v_any, p_where);
 END
 $fn$;
@@ -324,10 +331,11 @@ DECLARE
     t pgtrail.audited_table;
 BEGIN
     SELECT * INTO t FROM pgtrail.audited_table WHERE id = p_id;
-    -- $1 txid, $2 ctx, $3 the redaction key. (p_relid is the table the
-    -- statement named, maybe a partition: the same column names.)
+    -- $1 txid, $2 ctx, $3 the redaction key, $4 the changes' time. (p_relid
+    -- is the table the statement named, maybe a partition: the same column
+    -- names.)
     RETURN replace(replace(replace(
-        pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid, p_only), true, '', p_only),
+        pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid, p_only), true, '', '$4', p_only),
         'v_txid, v_ctx,', '$1, $2,'), 'v_secret', '$3'), E'\n', ' ');
 END
 $fn$;
@@ -348,15 +356,16 @@ $fn$;
 
 -- The INSERT of an UPDATE's changes, for a function of kind 'rows':
 -- p_pairs yields the old and new rows as JSON (oj, nj; ignored columns
--- removed), which pgtrail._diff compares.
-CREATE OR REPLACE FUNCTION pgtrail._update_rows_sql(t pgtrail.audited_table, p_pairs text)
+-- removed), which pgtrail._diff compares; stamped with p_at.
+DROP FUNCTION IF EXISTS pgtrail._update_rows_sql(pgtrail.audited_table, text);
+CREATE OR REPLACE FUNCTION pgtrail._update_rows_sql(t pgtrail.audited_table, p_pairs text, p_at text)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT format(
         E'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)\n'
-        '            SELECT v_txid, v_ctx, %s, ''U'', pg_catalog.clock_timestamp(), %s,\n'
+        '            SELECT v_txid, v_ctx, %s, ''U'', %s, %s,\n'
         '                   CASE WHEN x.ok IS DISTINCT FROM x.nk THEN %s END,\n'
         '                   %s,\n                   %s,\n                   %s\n'
         '            FROM (SELECT p.oj, p.nj, pgtrail._key(p.oj, %L::pg_catalog.text[]) AS ok,\n'
@@ -364,7 +373,7 @@ AS $fn$
         '                  FROM (%s) AS p OFFSET 0) AS x\n'
         '            CROSS JOIN LATERAL pgtrail._diff(x.oj, x.nj) AS d\n'
         '            WHERE d.fields IS NOT NULL',
-        t.id,
+        t.id, p_at,
         CASE WHEN cardinality(t.key_columns) > 0 THEN 'x.nk' ELSE pgtrail._redacted_sql(t, 'x.nk') END,
         CASE WHEN cardinality(t.key_columns) > 0 THEN 'x.ok' ELSE pgtrail._redacted_sql(t, 'x.ok') END,
         CASE WHEN t.images = 'full' THEN pgtrail._redacted_sql(t, 'x.oj')
@@ -402,18 +411,18 @@ BEGIN
 
     IF v_kind = 'columns' THEN
         v_one := pgtrail._update_columns_sql(t, p_relid, 'pgtrail_old AS o, pgtrail_new AS n', false,
-                                             ' AND NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)');
-        v_many := pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid), true, '');
+                                             ' AND NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)', 'v_now');
+        v_many := pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid), true, '', 'v_now');
         v_changed := pgtrail._changed_columns_sql(t, p_relid);
     ELSE
         v_one := pgtrail._update_rows_sql(t, format(
             'SELECT pg_catalog.to_jsonb(o.*)%1$s AS oj, pg_catalog.to_jsonb(n.*)%1$s AS nj '
-            'FROM pgtrail_old AS o, pgtrail_new AS n WHERE NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)', v_ignore));
+            'FROM pgtrail_old AS o, pgtrail_new AS n WHERE NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)', v_ignore), 'v_now');
         v_many := pgtrail._update_rows_sql(t, format(
             'SELECT o.j AS oj, n.j AS nj '
             'FROM (SELECT pg_catalog.row_number() OVER () AS p, pg_catalog.to_jsonb(r.*)%1$s AS j FROM pgtrail_old AS r) AS o '
             'JOIN (SELECT pg_catalog.row_number() OVER () AS p, pg_catalog.to_jsonb(r.*)%1$s AS j FROM pgtrail_new AS r) AS n '
-            'ON o.p = n.p', v_ignore));
+            'ON o.p = n.p', v_ignore), 'v_now');
     END IF;
 
     RETURN format($body$
@@ -424,6 +433,9 @@ DECLARE
     v_seq      text := pg_catalog.current_setting('pgtrail.context_seq', true);
     v_ctx      smallint := CASE WHEN v_seq OPERATOR(pg_catalog.~) '^[0-9]{1,5}$'
                                 THEN LEAST(v_seq::pg_catalog.int4, 32767) ELSE 0 END;
+    -- The time of the statement's changes (after the statement, before
+    -- they are written), one value for them all.
+    v_now      timestamptz := pg_catalog.clock_timestamp();
     v_rows     bigint;
     v_secret   bytea;
     v_mark     text;
@@ -463,7 +475,7 @@ BEGIN
                     %12$s;
                     v_only := pg_catalog.array_remove(v_only, NULL);
                     IF pg_catalog.cardinality(v_only) > 0 THEN
-                        EXECUTE pgtrail._bulk_update_sql(%2$s, TG_RELID, v_only) USING v_txid, v_ctx, v_secret;
+                        EXECUTE pgtrail._bulk_update_sql(%2$s, TG_RELID, v_only) USING v_txid, v_ctx, v_secret, v_now;
                         GET DIAGNOSTICS v_rows = ROW_COUNT;
                     END IF;
                 END IF;
@@ -485,13 +497,14 @@ BEGIN
     END IF;
     -- A statement that changed nothing records nothing, not even its context.
     IF v_rows > 0 THEN
-        IF pg_catalog.current_setting('pgtrail.recorded', true)
-           IS DISTINCT FROM (v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text) THEN
+        -- (The setting is transaction-local: the context's number alone
+        -- names this transaction's context.)
+        IF pg_catalog.current_setting('pgtrail.recorded', true) IS DISTINCT FROM v_ctx::pg_catalog.text THEN
             %9$s
         END IF;
         -- A change later than its transaction's first hour, or before its
         -- start (a clock step): the context is listed for pgtrail.actor_changes.
-        IF (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) pg_catalog.transaction_timestamp())
+        IF (v_now OPERATOR(pg_catalog.-) pg_catalog.transaction_timestamp())
            NOT BETWEEN '0'::pg_catalog.interval AND %10$L::pg_catalog.interval THEN
             INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
         END IF;
@@ -504,7 +517,7 @@ $body$,
                            THEN E'    v_secret := (SELECT s.value FROM pgtrail.secret AS s WHERE s.name = ''redaction'');\n'
                            ELSE '' END,
                       v_one, v_many,
-                      pgtrail._rows_sql(t, p_relid, 'I'), pgtrail._rows_sql(t, p_relid, 'D'),
+                      pgtrail._rows_sql(t, p_relid, 'I', 'v_now'), pgtrail._rows_sql(t, p_relid, 'D', 'v_now'),
                       pgtrail._context_record_sql(quote_literal(v_name)),
                       pgtrail._context_span()::text,
                       -- Statements of this many rows and more take the two-pass path

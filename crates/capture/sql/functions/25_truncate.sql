@@ -137,7 +137,7 @@ BEGIN
         RETURN;
     END IF;
     -- The rows, as a DELETE records them (20_capture.sql), read from the table.
-    v_sql := pgtrail._rows_sql(t, v_root, 'D');
+    v_sql := pgtrail._rows_sql(t, v_root, 'D', 'pg_catalog.clock_timestamp()');
     IF strpos(v_sql, 'FROM pgtrail_old AS r)') = 0 THEN
         RAISE EXCEPTION 'pgtrail: unexpected row SQL for table %', t.id;
     END IF;

@@ -51,8 +51,6 @@ GRANT EXECUTE ON FUNCTION pgtrail.set_context(uuid, text, text, text, json) TO P
 GRANT EXECUTE ON FUNCTION pgtrail.set_context(text, text, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.set_context(numeric, text, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.set_context(uuid, text, text, text, text) TO PUBLIC;
--- set_context runs as its caller and has the end of its transaction checked.
-GRANT EXECUTE ON FUNCTION pgtrail._check_context_at_commit() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.trigger_names() TO PUBLIC;
 -- The DDL watch reads these as whoever runs the DDL (like trigger_names):
 -- they name pgtrail's triggers and tell whether a WAL-mode table is published.

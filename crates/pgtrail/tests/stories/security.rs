@@ -156,9 +156,10 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
     );
     assert!(change.txid > 1);
 
-    // Every function pins its search_path, except twelve small helpers that
-    // run inside the capture and query functions on every change or row:
-    // ten written to be inlined (a SET clause prevents inlining), and _diff
+    // Every function pins its search_path, except thirteen small helpers that
+    // run inside the capture and query functions on every change or row, or
+    // in set_context: eleven written to be inlined (a SET clause prevents
+    // inlining; _outside_transaction is a constant), and _diff
     // (a SET clause costs a settings save and restore per call); and
     // _revert_lost, inlined into the revert's statements per value. They run
     // under their callers' pinned search_path, as the owner, and nobody but
@@ -186,6 +187,7 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
             "_marker",
             "_marker_scope",
             "_outside_context_span",
+            "_outside_transaction",
             "_redact_part",
             "_redact_row",
             "_revert_lost"
@@ -196,7 +198,7 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
         .query_one(
             "SELECT bool_or(p.proacl IS NULL OR EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0))
              FROM pg_proc p WHERE p.pronamespace = 'pgtrail'::regnamespace AND p.proname IN ('_as_recorded', '_context_seq', '_context_span', '_diff', '_h', '_key', '_marker',
-                               '_marker_scope', '_outside_context_span', '_redact_part', '_redact_row')",
+                               '_marker_scope', '_outside_context_span', '_outside_transaction', '_redact_part', '_redact_row')",
             &[],
         )
         .await
