@@ -36,7 +36,10 @@ BEGIN
              || set_config('pgtrail.actor_name', coalesce(actor_name, ''), true)
              || set_config('pgtrail.actor_type', coalesce(actor_type, ''), true)
              || set_config('pgtrail.reason', coalesce(reason, ''), true)
-             || set_config('pgtrail.context', coalesce(extra::text, ''), true)
+             -- The extra's text twice (set_config returns what it set): the
+             -- capture casts a pgtrail.context equal to pgtrail.context_checked
+             -- without the checks a SET LOCAL one needs (15_context_record.sql).
+             || set_config('pgtrail.context_checked', set_config('pgtrail.context', coalesce(extra::text, ''), true), true)
              || set_config('pgtrail.context_seq',
                            CASE WHEN v_seq ~ '^[0-9]{1,5}$' THEN least(v_seq::integer + 1, 32767)::text ELSE '1' END,
                            true);

@@ -35,6 +35,66 @@ AS $fn$
     WHERE f.field = p_field
 $fn$;
 
+-- The statements that set v_context (jsonb, NULL when empty) to the
+-- transaction's context beyond the four fields with columns: the settings
+-- of the other fields (pgtrail.<field> and those pgtrail.toml maps), then
+-- set_context's extra (pgtrail.context), which wins. Shared by the capture
+-- functions (pgtrail._context_record_sql) and the context trigger of
+-- WAL-mode tables (80_wal.sql).
+--
+-- Reading them all starts ~25 function calls, paid in every transaction
+-- whatever the row needs. Usually none of those settings is set, or only
+-- set_context's extra: one test of them all (the settings joined, NULLs
+-- skipped; PL/pgSQL starts only the branch it takes) finds which. An extra
+-- that set_context wrote is a JSON object already (set_context takes jsonb
+-- and refuses other JSON): it leaves the same text in
+-- pgtrail.context_checked, and an equal pgtrail.context is cast directly.
+-- Any other text (a SET LOCAL pgtrail.context) goes through
+-- pgtrail._extra_context, whose exception block (a subtransaction) keeps
+-- malformed text from failing the write.
+CREATE OR REPLACE FUNCTION pgtrail._context_extra_sql()
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_context text;
+    v_guard   text;
+BEGIN
+    SELECT 'NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('
+           || string_agg(format('%L, %s', f.field, pgtrail._context_field_sql(f.field)), ', ' ORDER BY f.field)
+           || ')) OPERATOR(pg_catalog.||) CASE WHEN COALESCE(pg_catalog.current_setting(''pgtrail.context'', true), '''') '
+           || 'OPERATOR(pg_catalog.=) '''' THEN ''{}''::pg_catalog.jsonb '
+           || 'ELSE pgtrail._extra_context(pg_catalog.current_setting(''pgtrail.context'', true)) END, '
+           || '''{}''::pg_catalog.jsonb)'
+    INTO v_context
+    FROM pgtrail._context_fields() AS f
+    WHERE f.field NOT IN ('actor_id', 'actor_name', 'actor_type', 'reason');
+
+    SELECT CASE WHEN count(*) <= 99 THEN
+               format(E'IF pg_catalog.array_to_string(ARRAY[%s]::pg_catalog.text[], '''') OPERATOR(pg_catalog.<>) '''' THEN\n'
+                      '                v_context := %s;\n'
+                      '            ELSIF COALESCE(pg_catalog.current_setting(''pgtrail.context'', true), '''') '
+                      'OPERATOR(pg_catalog.<>) '''' THEN\n'
+                      '                IF pg_catalog.current_setting(''pgtrail.context'', true) '
+                      'OPERATOR(pg_catalog.=) pg_catalog.current_setting(''pgtrail.context_checked'', true) THEN\n'
+                      '                    v_context := NULLIF(pg_catalog.current_setting(''pgtrail.context'', true)::pg_catalog.jsonb, '
+                      '''{}''::pg_catalog.jsonb);\n'
+                      '                ELSE\n'
+                      '                    v_context := NULLIF(pgtrail._extra_context(pg_catalog.current_setting(''pgtrail.context'', true)), '
+                      '''{}''::pg_catalog.jsonb);\n'
+                      '                END IF;\n'
+                      '            END IF;\n            ',
+                      string_agg(format('pg_catalog.current_setting(%L, true)', s.s), ', ' ORDER BY f.field, s.i),
+                      v_context)
+           END
+    INTO v_guard
+    FROM pgtrail._context_fields() AS f, unnest(f.settings) WITH ORDINALITY AS s(s, i)
+    WHERE f.field NOT IN ('actor_id', 'actor_name', 'actor_type', 'reason');
+    RETURN coalesce(v_guard, format(E'v_context := %s;\n            ', v_context));
+END
+$fn$;
+
 -- The statements that record the context of the current transaction
 -- (variables v_txid and v_ctx) in pgtrail.transaction, and remember in the
 -- transaction-local setting pgtrail.recorded that they did (a savepoint's
@@ -50,42 +110,8 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    v_context text;
-    v_check   text := '';
-    v_guard   text;
+    v_check text := pgtrail._context_extra_sql();
 BEGIN
-    -- Every field but the four with columns, then set_context's extra,
-    -- which wins (read only when set).
-    SELECT 'NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('
-           || string_agg(format('%L, %s', f.field, pgtrail._context_field_sql(f.field)), ', ' ORDER BY f.field)
-           || ')) OPERATOR(pg_catalog.||) CASE WHEN COALESCE(pg_catalog.current_setting(''pgtrail.context'', true), '''') '
-           || 'OPERATOR(pg_catalog.=) '''' THEN ''{}''::pg_catalog.jsonb '
-           || 'ELSE pgtrail._extra_context(pg_catalog.current_setting(''pgtrail.context'', true)) END, '
-           || '''{}''::pg_catalog.jsonb)'
-    INTO v_context
-    FROM pgtrail._context_fields() AS f
-    WHERE f.field NOT IN ('actor_id', 'actor_name', 'actor_type', 'reason');
-
-    -- That expression starts ~25 function calls, paid in every transaction
-    -- whatever the row needs. Usually none of its settings is set, or only
-    -- set_context's extra: one test of them all (the settings joined, NULLs
-    -- skipped; PL/pgSQL starts only the branch it takes) finds which.
-    SELECT CASE WHEN count(*) <= 99 THEN
-               format(E'IF pg_catalog.array_to_string(ARRAY[%s]::pg_catalog.text[], '''') OPERATOR(pg_catalog.<>) '''' THEN\n'
-                      '                v_context := %s;\n'
-                      '            ELSIF COALESCE(pg_catalog.current_setting(''pgtrail.context'', true), '''') '
-                      'OPERATOR(pg_catalog.<>) '''' THEN\n'
-                      '                v_context := NULLIF(pgtrail._extra_context(pg_catalog.current_setting(''pgtrail.context'', true)), '
-                      '''{}''::pg_catalog.jsonb);\n'
-                      '            END IF;\n            ',
-                      string_agg(format('pg_catalog.current_setting(%L, true)', s.s), ', ' ORDER BY f.field, s.i),
-                      v_context)
-           END
-    INTO v_guard
-    FROM pgtrail._context_fields() AS f, unnest(f.settings) WITH ORDINALITY AS s(s, i)
-    WHERE f.field NOT IN ('actor_id', 'actor_name', 'actor_type', 'reason');
-    v_check := coalesce(v_guard, format(E'v_context := %s;\n            ', v_context));
-
     IF EXISTS (SELECT FROM pgtrail.setting WHERE name = 'require_actor' AND value = 'true') THEN
         v_check := v_check || format(
             E'IF %s IS NULL AND %s IS NULL\n'

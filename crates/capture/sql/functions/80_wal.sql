@@ -135,15 +135,7 @@ DECLARE
     v_context text;
     v_check   text := '';
 BEGIN
-    SELECT 'NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('
-           || string_agg(format('%L, %s', f.field, pgtrail._context_field_sql(f.field)), ', ' ORDER BY f.field)
-           || ')) OPERATOR(pg_catalog.||) CASE WHEN COALESCE(pg_catalog.current_setting(''pgtrail.context'', true), '''') '
-           || 'OPERATOR(pg_catalog.=) '''' THEN ''{}''::pg_catalog.jsonb '
-           || 'ELSE pgtrail._extra_context(pg_catalog.current_setting(''pgtrail.context'', true)) END, '
-           || '''{}''::pg_catalog.jsonb)'
-    INTO v_context
-    FROM pgtrail._context_fields() AS f
-    WHERE f.field NOT IN ('actor_id', 'actor_name', 'actor_type', 'reason');
+    v_context := pgtrail._context_extra_sql();
 
     IF EXISTS (SELECT FROM pgtrail.setting WHERE name = 'require_actor' AND value = 'true') THEN
         v_check := format(
@@ -169,15 +161,14 @@ BEGIN
                '    v_seq     text := pg_catalog.current_setting(''pgtrail.context_seq'', true);\n'
                '    v_ctx     smallint := CASE WHEN v_seq OPERATOR(pg_catalog.~) ''^[0-9]{1,5}$''\n'
                '                               THEN LEAST(v_seq::pg_catalog.int4, 32767) ELSE 0 END;\n'
-               '    v_mark    text := pg_catalog.txid_current()::pg_catalog.text OPERATOR(pg_catalog.||) ''/'' '
-               'OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text;\n'
+               '    v_mark    text := v_ctx::pg_catalog.text;\n'
                '    v_context jsonb;\n'
                '    v_lsn     pg_lsn;\n'
                '    v_set     text;\n'
                'BEGIN\n'
                '    IF pg_catalog.current_setting(''pgtrail.emitted'', true) IS DISTINCT FROM v_mark THEN\n'
-               '        v_context := %s;\n'
                '        %s'
+               '%s'
                '        v_lsn := pg_catalog.pg_logical_emit_message(true, ''pgtrail'', pg_catalog.json_build_object(\n'
                '            ''ctx'', v_ctx, ''started_at'', pg_catalog.transaction_timestamp(),\n'
                '            ''recorded_at'', pg_catalog.clock_timestamp(),\n'

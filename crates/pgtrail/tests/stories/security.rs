@@ -128,6 +128,43 @@ async fn an_application_role_cannot_touch_or_forge_the_trail() {
         row.get::<_, serde_json::Value>(1),
         serde_json::json!({"unparsed_context": "not json"})
     );
+    // set_context's extra is cast without checks only while pgtrail.context is
+    // still the text set_context wrote: a SET LOCAL after it is checked again.
+    let last_context = async || {
+        db.client
+            .query_one(
+                "SELECT x.context FROM pgtrail.change c JOIN pgtrail.transaction x USING (txid, ctx)
+                 ORDER BY c.id DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, serde_json::Value>(0)
+    };
+    app.client
+        .batch_execute(
+            "BEGIN;
+             SELECT pgtrail.set_context(actor_id => '7', extra => '{\"request_id\": \"r-9\"}');
+             UPDATE accounts SET balance = 31;
+             COMMIT;",
+        )
+        .await
+        .expect("set_context's extra is recorded");
+    assert_eq!(last_context().await, serde_json::json!({"request_id": "r-9"}));
+    app.client
+        .batch_execute(
+            "BEGIN;
+             SELECT pgtrail.set_context(actor_id => '7', extra => '{\"request_id\": \"r-10\"}');
+             SET LOCAL pgtrail.context = 'still not json';
+             UPDATE accounts SET balance = 32;
+             COMMIT;",
+        )
+        .await
+        .expect("a SET LOCAL over set_context's extra never breaks the write");
+    assert_eq!(
+        last_context().await,
+        serde_json::json!({"unparsed_context": "still not json"})
+    );
     app.drop_role(&db).await;
 }
 
