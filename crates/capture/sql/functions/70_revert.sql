@@ -480,7 +480,7 @@ BEGIN
     INSERT INTO pg_temp.pgtrail_revert_change
     SELECT row_number() OVER (ORDER BY q.changed_at, q.id), q.id, q.txid, q.ctx, q.table_id, q.op, q.changed_at,
            q.pk, q.old_pk, q.old_values, q.new_values, q.cols, q.whole, false,
-           CASE WHEN q.plain THEN dense_rank() OVER (PARTITION BY q.plain ORDER BY q.table_id, q.pk::text) END
+           CASE WHEN q.plain THEN dense_rank() OVER (PARTITION BY q.plain ORDER BY q.table_id, q.pk::text COLLATE "C") END
     FROM (SELECT c.id, c.txid, c.ctx, c.table_id, c.op, c.at AS changed_at, c.pk, c.old_pk, c.old_values, c.new_values,
                  CASE c.op WHEN 'I' THEN ARRAY(SELECT jsonb_object_keys(c.new_values))
                            WHEN 'D' THEN ARRAY(SELECT jsonb_object_keys(c.old_values))
@@ -517,7 +517,7 @@ BEGIN
     -- Synthetic rows are numbered after the others at the same moment.
     IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_change WHERE synthetic) THEN
         UPDATE pg_temp.pgtrail_revert_change AS c SET n = q.n
-        FROM (SELECT ctid AS c_tid, row_number() OVER (ORDER BY at, id, synthetic, n, pk::text) AS n
+        FROM (SELECT ctid AS c_tid, row_number() OVER (ORDER BY at, id, synthetic, n, pk::text COLLATE "C") AS n
               FROM pg_temp.pgtrail_revert_change) AS q
         WHERE c.ctid = q.c_tid;
     END IF;
@@ -548,7 +548,7 @@ BEGIN
     -- added rows of its own.)
     IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_change WHERE synthetic) THEN
         UPDATE pg_temp.pgtrail_revert_change AS c SET chain = q.chain
-        FROM (SELECT c2.ctid AS c_tid, dense_rank() OVER (ORDER BY c2.table_id, c2.pk::text) AS chain
+        FROM (SELECT c2.ctid AS c_tid, dense_rank() OVER (ORDER BY c2.table_id, c2.pk::text COLLATE "C") AS chain
               FROM pg_temp.pgtrail_revert_change AS c2
               JOIN pgtrail.audited_table AS a ON a.id = c2.table_id AND cardinality(a.key_columns) > 0
               WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_moved AS m
@@ -671,21 +671,8 @@ BEGIN
           WHERE c.chain IS NULL AND d.k IS NOT NULL
           GROUP BY c.table_id, d.k) AS q;
 
-    -- The cells touched.
-    INSERT INTO pg_temp.pgtrail_revert_touch
-    SELECT c.table_id, c.chain, d.k, d.col, c.at, c.id
-    FROM pg_temp.pgtrail_revert_change AS c
-    CROSS JOIN LATERAL (SELECT c.pk AS k, '*' AS col WHERE c.whole
-                        UNION ALL SELECT c.old_pk, '*' WHERE c.whole AND c.old_pk IS NOT NULL
-                        UNION ALL SELECT c.pk, u.col FROM unnest(c.cols) AS u(col) WHERE NOT c.whole) AS d
-    WHERE c.chain IS NOT NULL;
-    INSERT INTO pg_temp.pgtrail_revert_touch
-    SELECT c.table_id, k.chain, d.k, '*', c.at, c.id
-    FROM pg_temp.pgtrail_revert_change AS c
-    CROSS JOIN LATERAL (VALUES (c.pk), (c.old_pk)) AS d(k)
-    JOIN pg_temp.pgtrail_revert_chain AS k ON k.keyless AND k.table_id = c.table_id AND k.k_final = d.k
-    WHERE c.chain IS NULL AND d.k IS NOT NULL;
-    ANALYZE pg_temp.pgtrail_revert_touch;
+    -- (The cells touched, pgtrail_revert_touch, are listed by
+    -- _revert_conflicts when a later change is there to compare them with.)
     ANALYZE pg_temp.pgtrail_revert_chain (chain, table_id, active, keyless, ex_origin, ex_final);
 END
 $fn$;
@@ -713,6 +700,7 @@ DECLARE
     v_rel    text;
     v_join   text;
     v_row    text;
+    v_keysql text;
     fk       record;
     v_keys   bigint;
     v_since  timestamptz;
@@ -731,11 +719,27 @@ BEGIN
         CREATE TEMP TABLE pgtrail_revert_key (table_id integer, key jsonb, h bigint, since timestamptz) ON COMMIT DROP;
     END IF;
     TRUNCATE pg_temp.pgtrail_revert_key;
+    -- (The keys of the cells the selection touched, see below, read from
+    -- the changes: the cells themselves are only needed when later changes
+    -- are there, which a bulk revert mostly does not have.)
     INSERT INTO pg_temp.pgtrail_revert_key
-    SELECT w.table_id, w.key, pgtrail._h(w.key), min(w.at)
-    FROM pg_temp.pgtrail_revert_touch AS w
-    JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = w.chain AND k.active
-    GROUP BY w.table_id, w.key;
+    SELECT d.table_id, d.k, pgtrail._h(d.k), min(d.at)
+    FROM (SELECT c.table_id, c.pk AS k, c.at
+          FROM pg_temp.pgtrail_revert_change AS c
+          JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain AND k.active
+          WHERE c.whole OR cardinality(c.cols) > 0
+          UNION ALL
+          SELECT c.table_id, c.old_pk, c.at
+          FROM pg_temp.pgtrail_revert_change AS c
+          JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain AND k.active
+          WHERE c.whole AND c.old_pk IS NOT NULL
+          UNION ALL
+          SELECT c.table_id, x.k, c.at
+          FROM pg_temp.pgtrail_revert_change AS c
+          CROSS JOIN LATERAL (VALUES (c.pk), (c.old_pk)) AS x(k)
+          JOIN pg_temp.pgtrail_revert_chain AS k ON k.keyless AND k.active AND k.table_id = c.table_id AND k.k_final = x.k
+          WHERE c.chain IS NULL AND x.k IS NOT NULL) AS d
+    GROUP BY d.table_id, d.k;
     GET DIAGNOSTICS v_keys = ROW_COUNT;
     ANALYZE pg_temp.pgtrail_revert_key;
     SELECT min(k.since) INTO v_since FROM pg_temp.pgtrail_revert_key AS k;
@@ -790,33 +794,52 @@ BEGIN
     -- TRUNCATEs outside the selection, after a selected change of their table.
     INSERT INTO pg_temp.pgtrail_revert_later
     SELECT x.id, x.txid, x.ctx, x.table_id, x.op, x.changed_at, NULL, NULL, NULL
-    FROM (SELECT w.table_id, min(w.at) AS since FROM pg_temp.pgtrail_revert_touch AS w GROUP BY w.table_id) AS k
+    -- (Since the table's first selected change: a later TRUNCATE that
+    -- touched none of the cells below makes no conflict.)
+    FROM (SELECT c.table_id, min(c.at) AS since FROM pg_temp.pgtrail_revert_change AS c GROUP BY c.table_id) AS k
     -- (A TRUNCATE has no key: the key index holds it under table_id and NULL.)
     JOIN pgtrail.change AS x ON x.table_id = k.table_id AND pgtrail._h(x.pk) IS NULL AND x.pk IS NULL AND x.op = 'T'
                             AND x.changed_at >= k.since
     WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = x.id AND s.only_key IS NULL);
 
     -- A later change conflicts with a row when it touched a cell the
-    -- selection had touched before it.
-    INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, change_id, txid, ctx, at, op, columns, message)
-    SELECT q.chain, q.table_id, k.k_final, 'later_change', q.id, q.txid, q.ctx, q.at, q.op, q.columns, NULL
-    FROM (SELECT w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id,
-                 array_remove(array_agg(DISTINCT CASE WHEN xc.col = '*' THEN w.col ELSE xc.col END), '*') AS columns
-          FROM pg_temp.pgtrail_revert_later AS x
-          CROSS JOIN LATERAL (SELECT x.pk AS k, '*' AS col WHERE x.cols IS NULL AND x.op <> 'T'
-                              UNION ALL SELECT x.old_pk, '*' WHERE x.cols IS NULL AND x.old_pk IS NOT NULL
-                              UNION ALL SELECT x.pk, u.col FROM unnest(x.cols) AS u(col)) AS xc
-          JOIN pg_temp.pgtrail_revert_touch AS w
-            ON w.table_id = x.table_id AND w.key = xc.k AND (w.col = '*' OR xc.col = '*' OR w.col = xc.col)
-           AND (w.at, w.id) < (x.at, x.id)
-          GROUP BY w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id
-          UNION ALL
-          SELECT w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id, NULL
-          FROM pg_temp.pgtrail_revert_later AS x
-          JOIN pg_temp.pgtrail_revert_touch AS w ON w.table_id = x.table_id AND (w.at, w.id) < (x.at, x.id)
-          WHERE x.op = 'T'
-          GROUP BY w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id) AS q
-    JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = q.chain AND k.active;
+    -- selection had touched before it. The cells each selected change
+    -- touched ('*': the whole row of that key), when there are later changes.
+    IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_later) THEN
+        INSERT INTO pg_temp.pgtrail_revert_touch
+        SELECT c.table_id, c.chain, d.k, d.col, c.at, c.id
+        FROM pg_temp.pgtrail_revert_change AS c
+        CROSS JOIN LATERAL (SELECT c.pk AS k, '*' AS col WHERE c.whole
+                            UNION ALL SELECT c.old_pk, '*' WHERE c.whole AND c.old_pk IS NOT NULL
+                            UNION ALL SELECT c.pk, u.col FROM unnest(c.cols) AS u(col) WHERE NOT c.whole) AS d
+        WHERE c.chain IS NOT NULL;
+        INSERT INTO pg_temp.pgtrail_revert_touch
+        SELECT c.table_id, k.chain, d.k, '*', c.at, c.id
+        FROM pg_temp.pgtrail_revert_change AS c
+        CROSS JOIN LATERAL (VALUES (c.pk), (c.old_pk)) AS d(k)
+        JOIN pg_temp.pgtrail_revert_chain AS k ON k.keyless AND k.table_id = c.table_id AND k.k_final = d.k
+        WHERE c.chain IS NULL AND d.k IS NOT NULL;
+        ANALYZE pg_temp.pgtrail_revert_touch;
+        INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, change_id, txid, ctx, at, op, columns, message)
+        SELECT q.chain, q.table_id, k.k_final, 'later_change', q.id, q.txid, q.ctx, q.at, q.op, q.columns, NULL
+        FROM (SELECT w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id,
+                     array_remove(array_agg(DISTINCT CASE WHEN xc.col = '*' THEN w.col ELSE xc.col END), '*') AS columns
+              FROM pg_temp.pgtrail_revert_later AS x
+              CROSS JOIN LATERAL (SELECT x.pk AS k, '*' AS col WHERE x.cols IS NULL AND x.op <> 'T'
+                                  UNION ALL SELECT x.old_pk, '*' WHERE x.cols IS NULL AND x.old_pk IS NOT NULL
+                                  UNION ALL SELECT x.pk, u.col FROM unnest(x.cols) AS u(col)) AS xc
+              JOIN pg_temp.pgtrail_revert_touch AS w
+                ON w.table_id = x.table_id AND w.key = xc.k AND (w.col = '*' OR xc.col = '*' OR w.col = xc.col)
+               AND (w.at, w.id) < (x.at, x.id)
+              GROUP BY w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id
+              UNION ALL
+              SELECT w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id, NULL
+              FROM pg_temp.pgtrail_revert_later AS x
+              JOIN pg_temp.pgtrail_revert_touch AS w ON w.table_id = x.table_id AND (w.at, w.id) < (x.at, x.id)
+              WHERE x.op = 'T'
+              GROUP BY w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id) AS q
+        JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = q.chain AND k.active;
+    END IF;
 
     -- The live rows, for the active rows without a conflict yet: a keyed row
     -- must be there (or not) as the trail says, with the values the trail
@@ -849,40 +872,61 @@ BEGIN
         -- A live row as JSON, column by column (what to_jsonb(x.*) makes):
         -- a whole-row value would be built for every row of the table the
         -- join reads, this only for the rows it finds. (50 columns per call:
-        -- a function takes at most 100 arguments.)
+        -- a function takes at most 100 arguments.) Without redacted columns,
+        -- the row as the trail records it is its columns but the ignored
+        -- ones; else capture's markers are computed from the whole row.
         v_row := (SELECT string_agg(format('jsonb_build_object(%s)', q.part), ' || ' ORDER BY q.chunk)
                   FROM (SELECT a.chunk, string_agg(format('%L, x.%I', a.attname, a.attname), ', ' ORDER BY a.attnum) AS part
                         FROM (SELECT a.attname::text AS attname, a.attnum, (row_number() OVER (ORDER BY a.attnum) - 1) / 50 AS chunk
                               FROM pg_attribute AS a
-                              WHERE a.attrelid = v_rel::regclass AND a.attnum > 0 AND NOT a.attisdropped) AS a
+                              WHERE a.attrelid = v_rel::regclass AND a.attnum > 0 AND NOT a.attisdropped
+                                AND (cardinality(t.redact_columns) > 0 OR NOT a.attname::text = ANY (t.ignore_columns))) AS a
                         GROUP BY a.chunk) AS q);
+        IF cardinality(t.redact_columns) > 0 THEN
+            v_row := format('pgtrail._as_recorded(%s, $5, $3)', v_row);
+        END IF;
+        -- The key columns of each row, from its key's JSON: a scalar by its
+        -- type's input function (a cast of the text, as
+        -- jsonb_populate_record does for scalars, at a fraction of the
+        -- cost), other types by jsonb_populate_record. Named pgtrail_k<n>,
+        -- so that no key column shadows the working table's own.
+        v_keysql := (SELECT string_agg(
+                       CASE WHEN ty.typtype IN ('b', 'e') AND ty.typcategory <> 'A'
+                                 AND ty.oid NOT IN ('json'::regtype, 'jsonb'::regtype)
+                            THEN format('(k.k_final ->> %L)::%s AS %I', u.c, format_type(ty.oid, NULL), 'pgtrail_k' || u.i)
+                            ELSE format('(jsonb_populate_record(NULL::%s, k.k_final)).%I AS %I', v_rel, u.c, 'pgtrail_k' || u.i) END,
+                       ', ' ORDER BY u.i)
+                   FROM unnest(t.key_columns) WITH ORDINALITY AS u(c, i)
+                   LEFT JOIN pg_attribute AS a ON a.attrelid = v_rel::regclass AND a.attname = u.c AND NOT a.attisdropped
+                   LEFT JOIN pg_type AS ty ON ty.oid = a.atttypid);
         -- The row where the revert expects it, and the values of the columns
-        -- it writes: the live rows found by one join on the key.
+        -- it writes: the live rows found by one join on the key, each made
+        -- JSON once.
         EXECUTE format(
             'INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, columns, message) '
-            'WITH k AS MATERIALIZED ('
-            '    SELECT k.chain, k.table_id, k.k_final, k.expect, %3$s '
-            '    FROM pg_temp.pgtrail_revert_chain AS k '
-            '    WHERE k.table_id = $4 AND k.active AND k.ex_final '
-            '      AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.chain = k.chain)), '
-            'l AS MATERIALIZED ('
-            '    SELECT p.chain, pgtrail._as_recorded(%4$s, $5, $3) AS j FROM k AS p JOIN %1$s AS x ON %2$s) '
+            'WITH l AS MATERIALIZED ('
+            '    SELECT p.chain, p.table_id, p.k_final, p.expect, CASE WHEN x.%5$I IS NOT NULL THEN %4$s END AS j '
+            '    FROM (SELECT k.chain, k.table_id, k.k_final, k.expect, %3$s '
+            '          FROM pg_temp.pgtrail_revert_chain AS k '
+            '          WHERE k.table_id = $4 AND k.active AND k.ex_final '
+            '            AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.chain = k.chain)) AS p '
+            '    LEFT JOIN %1$s AS x ON %2$s) '
             'SELECT d.chain, d.table_id, d.k_final, ''outside_capture'', d.cols, '
             '       CASE WHEN d.missing THEN ''the row is not in the table, though the trail says it is'' '
             '            ELSE ''the row differs from what the trail says: '' || array_to_string(d.cols, '', '') END '
-            'FROM (SELECT k.chain, k.table_id, k.k_final, l.j IS NULL AS missing, '
+            'FROM (SELECT l.chain, l.table_id, l.k_final, l.j IS NULL AS missing, '
             -- Column by column only when the row does not simply hold every
             -- scalar value the trail says (containment is equality for scalars).
-            '             CASE WHEN l.j IS NULL OR (l.j @> k.expect AND NOT jsonb_path_exists(k.expect, '
+            '             CASE WHEN l.j IS NULL OR (l.j @> l.expect AND NOT jsonb_path_exists(l.expect, '
             '                                           ''$.* ? (@.type() == "array" || @.type() == "object")'')) THEN NULL '
-            '                  ELSE (SELECT array_agg(e.key ORDER BY e.key) FROM jsonb_each(k.expect) AS e '
+            '                  ELSE (SELECT array_agg(e.key ORDER BY e.key) FROM jsonb_each(l.expect) AS e '
             '                        WHERE NOT pgtrail._revert_lost($2, e.key, e.value) '
             '                          AND (l.j -> e.key) IS DISTINCT FROM e.value AND l.j ? e.key) END AS cols '
-            '      FROM k LEFT JOIN l ON l.chain = k.chain) AS d '
+            '      FROM l) AS d '
             'WHERE d.missing OR d.cols IS NOT NULL', v_rel,
-            (SELECT string_agg(format('x.%I = p.%I', c, c), ' AND ') FROM unnest(t.key_columns) AS c),
-            (SELECT string_agg(format('(jsonb_populate_record(NULL::%s, k.k_final)).%I', v_rel, c), ', ') FROM unnest(t.key_columns) AS c),
-            v_row)
+            (SELECT string_agg(format('x.%I = p.%I', u.c, 'pgtrail_k' || u.i), ' AND ')
+             FROM unnest(t.key_columns) WITH ORDINALITY AS u(c, i)),
+            v_keysql, v_row, t.key_columns[1])
         USING t.ignore_columns, t.redact_columns, v_secret, t.id, t;
         -- A row the revert deletes, or whose key it moves back, while a live
         -- row outside the revert refers to it: with ON DELETE / ON UPDATE
@@ -1033,6 +1077,10 @@ BEGIN
         CREATE TEMP TABLE pgtrail_revert_stmt (
             grp serial, table_id integer, kind text, cols text[], sql text, data jsonb, keys jsonb,
             change_ids bigint[], rows bigint, note text, step integer) ON COMMIT DROP;
+        -- (A statement's data holds all its rows, megabytes for a large
+        -- revert: compressing it costs more than storing it as it is.)
+        ALTER TABLE pg_temp.pgtrail_revert_stmt ALTER COLUMN data SET STORAGE EXTERNAL,
+            ALTER COLUMN keys SET STORAGE EXTERNAL, ALTER COLUMN change_ids SET STORAGE EXTERNAL;
     END IF;
     IF to_regclass('pg_temp.pgtrail_revert_lost') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_lost (
@@ -1125,9 +1173,13 @@ BEGIN
                       'USING ROWS FROM (jsonb_populate_recordset(NULL::%1$s, jsonb_path_query_array($1, ''$[*].k'')), '
                       'jsonb_path_query($1, ''$[*].e'')) AS k '
                       'WHERE %2$s AND to_jsonb(t.*) @> k.jsonb_path_query', v_rel, v_join),
+               -- (What the row must hold: the values the trail says, but
+               -- those it lost; value by value only when one may be lost.)
                jsonb_agg(jsonb_build_object('k', k.k_final, 'e',
-                   (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(k.expect) AS e
-                    WHERE NOT pgtrail._revert_lost(t.redact_columns, e.key, e.value))) ORDER BY k.chain),
+                   CASE WHEN cardinality(t.redact_columns) = 0 AND strpos(coalesce(k.expect::text, ''), 'pgtrail_erased') = 0
+                        THEN coalesce(k.expect, '{}')
+                        ELSE (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(k.expect) AS e
+                              WHERE NOT pgtrail._revert_lost(t.redact_columns, e.key, e.value)) END) ORDER BY k.chain),
                jsonb_agg(k.k_final ORDER BY k.chain),
                (SELECT array_agg(i ORDER BY i) FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_chain AS k2, unnest(k2.change_ids) AS i
                 WHERE k2.table_id = t.id AND k2.active AND NOT k2.ex_origin AND k2.ex_final) AS ii),
@@ -1195,16 +1247,26 @@ BEGIN
         -- values back (the key too, if it moved); grouped by those columns.
         -- Not moved: the key and the values to set in one flat object, with
         -- what the row must hold now beside them (pgtrail_expect).
-        FOR g IN SELECT q.moved, ARRAY(SELECT c FROM unnest(q.cols) AS c ORDER BY c) AS cols,
-                        array_agg(q.chain ORDER BY q.chain) AS chains,
-                        jsonb_agg(CASE WHEN q.moved THEN jsonb_build_object('k', q.k_final, 's', q.s, 'e', q.e)
-                                       ELSE q.k_final || q.s || jsonb_build_object('pgtrail_expect', q.e)
-                                  END ORDER BY q.chain) AS data,
-                        jsonb_agg(q.k_final ORDER BY q.chain) AS keys, count(*) AS n,
-                        bool_and(cardinality(q.ids) = 1) AS single, array_agg(DISTINCT q.ids[1] ORDER BY q.ids[1]) AS first_ids
-                 FROM pg_temp.pgtrail_revert_back AS q
-                 WHERE q.ex_final AND q.cols IS NOT NULL
-                 GROUP BY q.moved, q.cols LOOP
+        -- (One sort of the rows, by group and row, on the columns' text in
+        -- byte order; the aggregates take the rows in that order, where an
+        -- ordered aggregate would sort them again, once per aggregate.)
+        FOR g IN SELECT x.moved, ARRAY(SELECT c FROM unnest(x.cols) AS c ORDER BY c) AS cols,
+                        x.chains, x.data, x.keys, x.n, x.single, x.first_ids
+                 FROM (SELECT q.moved, q.cols_t::text[] AS cols,
+                              -- (Rows changed more than once: their change ids are looked up.)
+                              array_agg(q.chain) FILTER (WHERE cardinality(q.ids) > 1) AS chains,
+                              jsonb_agg(CASE WHEN q.moved THEN jsonb_build_object('k', q.k_final, 's', q.s, 'e', q.e)
+                                             ELSE q.k_final || q.s || jsonb_build_object('pgtrail_expect', q.e)
+                                        END) AS data,
+                              jsonb_agg(q.k_final) AS keys, count(*) AS n,
+                              bool_and(cardinality(q.ids) = 1) AS single,
+                              array_agg(DISTINCT q.ids[1] ORDER BY q.ids[1]) AS first_ids
+                       FROM (SELECT b.moved, b.cols::text COLLATE "C" AS cols_t, b.chain, b.k_final, b.s, b.e, b.ids
+                             FROM pg_temp.pgtrail_revert_back AS b
+                             WHERE b.ex_final AND b.cols IS NOT NULL
+                             ORDER BY 1, 2, 3) AS q
+                       GROUP BY q.moved, q.cols_t) AS x
+                 ORDER BY x.moved, x.cols LOOP
             INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
             SELECT t.id, CASE WHEN g.moved THEN 'MOVE' ELSE 'UPDATE' END, g.cols,
                    CASE WHEN g.moved THEN
@@ -1217,31 +1279,49 @@ BEGIN
                           (SELECT string_agg('s.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c),
                           v_join)
                    ELSE
+                   -- (The rows read with the column types of the table, as
+                   -- jsonb_populate_recordset would, but only the columns the
+                   -- data holds, and what each row must hold beside them.)
                    format('UPDATE %1$s AS t SET (%2$s) = ROW(%3$s) '
-                          'FROM ROWS FROM (jsonb_populate_recordset(NULL::%1$s, $1), jsonb_path_query($1, ''$[*].pgtrail_expect'')) AS k '
-                          'WHERE %4$s AND jsonb_build_object(%5$s) @> k.jsonb_path_query',
+                          'FROM jsonb_to_recordset($1) AS k(%6$s, pgtrail_expect jsonb) '
+                          'WHERE %4$s AND jsonb_build_object(%5$s) @> k.pgtrail_expect',
                           v_rel,
                           (SELECT string_agg(quote_ident(c), ', ') FROM unnest(g.cols) AS c),
                           (SELECT string_agg('k.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c),
                           v_join,
-                          (SELECT string_agg(format('%L, t.%I', c, c), ', ') FROM unnest(g.cols) AS c))
+                          (SELECT string_agg(format('%L, t.%I', c, c), ', ') FROM unnest(g.cols) AS c),
+                          (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
+                           FROM pg_attribute AS a
+                           WHERE a.attrelid = v_relid AND a.attnum > 0 AND NOT a.attisdropped
+                             AND (a.attname::text = ANY (g.cols) OR a.attname::text = ANY (t.key_columns))))
                    END,
                    g.data, g.keys,
                    -- (Rows changed by one change each: their ids, gathered by the grouping.)
+                   -- (Else theirs and those of the rows changed more than once.)
                    CASE WHEN g.single THEN g.first_ids ELSE
-                   (SELECT array_agg(i ORDER BY i) FROM (SELECT DISTINCT i FROM unnest(g.chains) AS gc(chain)
-                    JOIN pg_temp.pgtrail_revert_chain AS k2 ON k2.chain = gc.chain, unnest(k2.change_ids) AS i) AS ii) END,
+                   (SELECT array_agg(i ORDER BY i)
+                    FROM (SELECT DISTINCT u.i
+                          FROM (SELECT f AS i FROM unnest(g.first_ids) AS f
+                                UNION ALL
+                                SELECT m FROM unnest(g.chains) AS gc(chain)
+                                JOIN pg_temp.pgtrail_revert_chain AS k2 ON k2.chain = gc.chain, unnest(k2.change_ids) AS m) AS u) AS ii) END,
                    g.n, CASE WHEN g.moved THEN 'the key goes back to what it was' END;
         END LOOP;
 
         -- Rows the selection deleted: inserted whole, grouped by their columns.
-        FOR g IN SELECT ARRAY(SELECT c FROM unnest(q.cols) AS c ORDER BY c) AS cols, array_agg(q.chain ORDER BY q.chain) AS chains,
-                        jsonb_agg(q.s ORDER BY q.chain) AS data,
-                        jsonb_agg(q.k_origin ORDER BY q.chain) AS keys, count(*) AS n,
-                        bool_and(cardinality(q.ids) = 1) AS single, array_agg(DISTINCT q.ids[1] ORDER BY q.ids[1]) AS first_ids
-                 FROM pg_temp.pgtrail_revert_back AS q
-                 WHERE NOT q.ex_final AND q.cols IS NOT NULL
-                 GROUP BY q.cols LOOP
+        FOR g IN SELECT ARRAY(SELECT c FROM unnest(x.cols) AS c ORDER BY c) AS cols,
+                        x.chains, x.data, x.keys, x.n, x.single, x.first_ids
+                 FROM (SELECT q.cols_t::text[] AS cols,
+                              array_agg(q.chain) FILTER (WHERE cardinality(q.ids) > 1) AS chains,
+                              jsonb_agg(q.s) AS data, jsonb_agg(q.k_origin) AS keys, count(*) AS n,
+                              bool_and(cardinality(q.ids) = 1) AS single,
+                              array_agg(DISTINCT q.ids[1] ORDER BY q.ids[1]) AS first_ids
+                       FROM (SELECT b.cols::text COLLATE "C" AS cols_t, b.chain, b.k_origin, b.s, b.ids
+                             FROM pg_temp.pgtrail_revert_back AS b
+                             WHERE NOT b.ex_final AND b.cols IS NOT NULL
+                             ORDER BY 1, 2) AS q
+                       GROUP BY q.cols_t) AS x
+                 ORDER BY x.cols LOOP
             INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
             SELECT t.id, 'INSERT', g.cols,
                    format('INSERT INTO %1$s (%2$s)%3$s SELECT %4$s FROM jsonb_populate_recordset(NULL::%1$s, $1) AS s',
@@ -1251,9 +1331,14 @@ BEGIN
                           (SELECT string_agg('s.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c)),
                    g.data, g.keys,
                    -- (Rows changed by one change each: their ids, gathered by the grouping.)
+                   -- (Else theirs and those of the rows changed more than once.)
                    CASE WHEN g.single THEN g.first_ids ELSE
-                   (SELECT array_agg(i ORDER BY i) FROM (SELECT DISTINCT i FROM unnest(g.chains) AS gc(chain)
-                    JOIN pg_temp.pgtrail_revert_chain AS k2 ON k2.chain = gc.chain, unnest(k2.change_ids) AS i) AS ii) END,
+                   (SELECT array_agg(i ORDER BY i)
+                    FROM (SELECT DISTINCT u.i
+                          FROM (SELECT f AS i FROM unnest(g.first_ids) AS f
+                                UNION ALL
+                                SELECT m FROM unnest(g.chains) AS gc(chain)
+                                JOIN pg_temp.pgtrail_revert_chain AS k2 ON k2.chain = gc.chain, unnest(k2.change_ids) AS m) AS u) AS ii) END,
                    g.n, v_ignored;
         END LOOP;
 
@@ -1595,6 +1680,7 @@ DECLARE
     v_n        bigint;
     v_try      integer;
     v_detail   text;
+    v_data     jsonb;
     s          record;
     b          record;
 BEGIN
@@ -1619,7 +1705,13 @@ BEGIN
     IF to_regclass('pg_temp.pgtrail_revert_run') IS NOT NULL THEN
         DROP TABLE pg_temp.pgtrail_revert_run;
     END IF;
-    CREATE TEMP TABLE pgtrail_revert_run ON COMMIT DROP AS
+    CREATE TEMP TABLE pgtrail_revert_run (
+        ord bigint, step integer, change_ids bigint[], table_name text, operation text, key jsonb, sql text,
+        conflict jsonb, rows bigint, columns text[], note text, data jsonb) ON COMMIT DROP;
+    -- (Not compressed: see pgtrail_revert_stmt.)
+    ALTER TABLE pg_temp.pgtrail_revert_run ALTER COLUMN data SET STORAGE EXTERNAL,
+        ALTER COLUMN key SET STORAGE EXTERNAL, ALTER COLUMN change_ids SET STORAGE EXTERNAL;
+    INSERT INTO pg_temp.pgtrail_revert_run
     SELECT row_number() OVER () AS ord, p.* FROM pgtrail.revert_plan(selector, on_conflict) AS p;
 
     SELECT count(*), string_agg(format('%s %s: %s', r.table_name, r.key, r.conflict ->> 'message')
@@ -1675,13 +1767,15 @@ BEGIN
              WHERE r.step IS NOT NULL ORDER BY r.step LOOP
         -- Batches are slices of the statement's rows (jsonb arrays index in
         -- constant time, so slicing costs what the batch holds). Rows of a
-        -- keyed table are one each: a column named "n" is no count.
+        -- keyed table are one each: a column named "n" is no count. (The
+        -- data read from the table once: a variable holds it in memory.)
+        v_data := s.data;
         FOR b IN SELECT q.rows,
                         CASE WHEN s.copies
                              THEN (SELECT sum(coalesce((x.e ->> 'n')::bigint, 1)) FROM jsonb_array_elements(q.rows) AS x(e))
                              ELSE jsonb_array_length(q.rows) END AS n
-                 FROM generate_series(0, jsonb_array_length(s.data) - 1, v_batch) AS g(first)
-                 CROSS JOIN LATERAL (SELECT jsonb_path_query_array(s.data, format('$[%s to %s]', g.first, g.first + v_batch - 1)::jsonpath) AS rows) AS q
+                 FROM generate_series(0, jsonb_array_length(v_data) - 1, v_batch) AS g(first)
+                 CROSS JOIN LATERAL (SELECT jsonb_path_query_array(v_data, format('$[%s to %s]', g.first, g.first + v_batch - 1)::jsonpath) AS rows) AS q
                  ORDER BY g.first LOOP
             v_try := 0;
             LOOP
