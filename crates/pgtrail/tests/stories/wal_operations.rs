@@ -251,8 +251,12 @@ async fn the_server_crashing_under_a_running_follower_loses_and_repeats_nothing(
             let options = FollowOptions {
                 batch_size: 40,
                 poll_interval: std::time::Duration::from_millis(20),
+                replication: pgtrail::connect::Target::parse(&url, "the test")
+                    .expect("the URL")
+                    .replication(),
                 ..FollowOptions::default()
             };
+            assert!(options.replication.is_some(), "the follower streams the slot");
             loop {
                 let mut client = connect_retrying(&url).await;
                 let _ = pgtrail::follow::run(&mut client, &options, std::future::pending()).await;
