@@ -32,10 +32,12 @@ use crate::{FollowError, FollowOptions, FollowReport};
 /// when the stream has paused with fewer than [`SMALL_BATCH`] changes: a
 /// little lag (well under the second the issue allows) for fewer, larger
 /// batches when transactions trickle in.
-pub const LINGER: Duration = Duration::from_millis(20);
+pub const LINGER: Duration = Duration::from_millis(50);
 
-/// A batch this small waits up to [`LINGER`] for more.
-const SMALL_BATCH: usize = 200;
+/// A batch this small waits up to [`LINGER`] for more: each batch costs a
+/// few round trips (the values' JSON, the tables' settings, the write and
+/// its commit), which on a loaded machine cost more than the rows.
+const SMALL_BATCH: usize = 2_000;
 
 /// How often the follower tells the server what it acknowledged, at most.
 const STATUS_INTERVAL: Duration = Duration::from_millis(100);
@@ -404,7 +406,7 @@ async fn drain_target(client: &Client) -> Result<u64, FollowError> {
 /// `lsn`, or the start of its page when it stands right after the page's
 /// header (40 bytes on a segment's first page, 24 on the others).
 fn page_start(lsn: u64, block: u64, segment: u64) -> u64 {
-    let header = if lsn % segment == 40 { 40 } else { 24 };
+    let header = if lsn % segment < block { 40 } else { 24 };
     if lsn % block == header { lsn - header } else { lsn }
 }
 

@@ -294,6 +294,51 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_keeps_relations_and_the_open_transaction_between_messages() {
+        let mut assembler = Assembler::default();
+        assert_eq!(assembler.push(relation(1)), None);
+        assert_eq!(assembler.push(begin(10)), None);
+        assert!(assembler.in_transaction());
+        assert_eq!(
+            assembler.push(Message::Insert {
+                relation: 1,
+                new: vec![text("1")],
+            }),
+            None
+        );
+        let tx = assembler.push(commit(100)).expect("the commit completes it");
+        assert!(!assembler.in_transaction());
+        assert_eq!((tx.xid, tx.end_lsn, tx.changes.len()), (10, 100, 1));
+        // Described once per session: a later transaction still knows it, and
+        // the same description again is the same version.
+        assembler.push(relation(1));
+        assembler.push(begin(11));
+        assembler.push(Message::Delete {
+            relation: 1,
+            old: vec![text("1")],
+        });
+        let tx = assembler.push(commit(200)).expect("committed");
+        assert_eq!(tx.changes[0].relation, 0);
+        assert_eq!(assembler.relations().len(), 1);
+        // Described otherwise (DDL): a new version for the changes after it.
+        assembler.push(Message::Relation {
+            id: 1,
+            schema: "public".into(),
+            name: "renamed".into(),
+            replica_identity: b'f',
+            columns: Vec::new(),
+        });
+        assembler.push(begin(12));
+        assembler.push(Message::Delete {
+            relation: 1,
+            old: vec![text("2")],
+        });
+        let tx = assembler.push(commit(300)).expect("committed");
+        assert_eq!(tx.changes[0].relation, 1);
+        assert_eq!(assembler.relations()[1].name, "renamed");
+    }
+
+    #[test]
     fn unchanged_values_without_an_old_row_are_counted() {
         let (txs, _) = assemble(vec![
             relation(1),
