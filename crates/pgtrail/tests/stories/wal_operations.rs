@@ -366,8 +366,10 @@ async fn the_server_stopped_and_started_under_a_running_follower_loses_and_repea
     drop(client);
 
     const N: i32 = 600;
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
     let writer = {
         let url = url.clone();
+        let progress = progress.clone();
         tokio::spawn(async move {
             let mut client = connect_retrying(&url).await;
             let mut i = 1;
@@ -378,7 +380,10 @@ async fn the_server_stopped_and_started_under_a_running_follower_loses_and_repea
                      UPDATE t SET n = n + 1 WHERE id = {i}; COMMIT;"
                 );
                 match client.batch_execute(&sql).await {
-                    Ok(()) => i += 1,
+                    Ok(()) => {
+                        progress.store(i, std::sync::atomic::Ordering::Relaxed);
+                        i += 1;
+                    }
                     Err(_) => client = connect_retrying(&url).await,
                 }
             }
@@ -405,11 +410,27 @@ async fn the_server_stopped_and_started_under_a_running_follower_loses_and_repea
         })
     };
 
-    for _ in 0..2 {
-        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    // Restarted at a third and at two thirds of the writes, the follower
+    // streaming all along.
+    for third in 1..=2 {
+        while progress.load(std::sync::atomic::Ordering::Relaxed) < N * third / 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(
+            !writer.is_finished(),
+            "the server restarts while the application writes"
+        );
         tokio::task::block_in_place(|| cluster.restart()).expect("the server stops and starts again");
     }
     writer.await.expect("the writer finished");
+    // The follower's run ends with each restart; it starts again once the
+    // server takes connections.
+    for _ in 0..200 {
+        if runs.load(std::sync::atomic::Ordering::Relaxed) >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     follower.abort();
     let _ = follower.await;
     assert!(
