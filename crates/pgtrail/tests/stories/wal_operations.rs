@@ -438,7 +438,24 @@ async fn the_server_stopped_and_started_under_a_running_follower_loses_and_repea
         "the follower was started again after each restart"
     );
 
+    // The aborted follower's session may still hold the follower lock a
+    // moment: wait until it has ended.
     let mut client = connect_retrying(&url).await;
+    for _ in 0..200 {
+        let others: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("sessions")
+            .get(0);
+        if others == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     follow_once(&mut client).await;
     let row = client
         .query_one(
