@@ -15,7 +15,17 @@
 //! - once, at the end: the lag from a commit to its rows in the trail
 //!   (p50, p99) under a steady TPC-B load at `--lag-rate` changes per second.
 //!
+//! The follower streams the slot (a replication connection). With
+//! `--follower-only`, only the follower is measured, its two ways of reading
+//! the slot side by side, rounds interleaved and rotated: `stream` and `sql`
+//! (peek, then advance). Each round, for each in turn: `--drain-transactions`
+//! TPC-B transactions (with `set_context`) are written with the follower
+//! stopped, then drained (changes per second; server CPU per change: the
+//! follower's backend plus, streaming, its walsender; this process's CPU per
+//! change); then the lag under `--lag-rate` for `--lag-seconds`.
+//!
 //! `cargo run --release -p pgtrail-bench --bin wal -- --rounds 5`
+//! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --rounds 3`
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -53,6 +63,29 @@ struct Args {
     /// Seconds of the lag measurement.
     #[arg(long, default_value_t = 20)]
     lag_seconds: u64,
+    /// Measure only the follower: streaming against SQL (peek, then advance).
+    #[arg(long)]
+    follower_only: bool,
+    /// With --follower-only: TPC-B transactions (4 changes each) written
+    /// before each drain.
+    #[arg(long, default_value_t = 5000)]
+    drain_transactions: u32,
+}
+
+/// How the follower reads the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Stream,
+    Sql,
+}
+
+impl Transport {
+    fn label(self) -> &'static str {
+        match self {
+            Transport::Stream => "stream",
+            Transport::Sql => "sql",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -205,12 +238,17 @@ impl Bench {
 
     async fn setup(&mut self) -> Result<()> {
         let admin = server::connect(&self.cluster, "postgres").await?;
-        for variant in [
-            Variant::NoAudit,
-            Variant::Trigger,
-            Variant::Wal,
-            Variant::ReplicaFull,
-        ] {
+        let variants: &[Variant] = if self.args.follower_only {
+            &[Variant::Wal]
+        } else {
+            &[
+                Variant::NoAudit,
+                Variant::Trigger,
+                Variant::Wal,
+                Variant::ReplicaFull,
+            ]
+        };
+        for &variant in variants {
             let db = variant.database();
             admin.batch_execute(&format!("CREATE DATABASE {db}")).await?;
             self.pgbench.initialize(db, self.args.scale).await?;
@@ -341,39 +379,239 @@ impl Bench {
         Ok(outcome.tps)
     }
 
-    /// Drains the WAL-mode slot: (changes, seconds, backend CPU µs per
-    /// change, this process's CPU µs per change).
-    async fn drain(&self) -> Result<(u64, f64, f64, f64)> {
+    /// Where a streaming follower connects.
+    fn replication(&self, transport: Transport) -> Result<Option<pgtrail::follow::Replication>> {
+        Ok(match transport {
+            Transport::Sql => None,
+            Transport::Stream => Some(
+                pgtrail::connect::Target::parse(&self.cluster.url(Variant::Wal.database()), "the bench")?
+                    .replication()
+                    .context("a replication target")?,
+            ),
+        })
+    }
+
+    /// Drains the WAL-mode slot: (changes, seconds, server CPU µs per
+    /// change: the follower's backend and, streaming, its walsender; this
+    /// process's CPU µs per change).
+    async fn drain(&self, transport: Transport) -> Result<(u64, f64, f64, f64)> {
+        let (changes, seconds, backend, walsender, process) = self.drain_split(transport).await?;
+        Ok((changes, seconds, backend + walsender, process))
+    }
+
+    /// [`Bench::drain`], the server's CPU split: (changes, seconds, backend
+    /// µs per change, walsender µs per change, process µs per change).
+    async fn drain_split(&self, transport: Transport) -> Result<(u64, f64, f64, f64, f64)> {
         let mut client = server::connect(&self.cluster, Variant::Wal.database()).await?;
         let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
         let own = i32::try_from(std::process::id())?;
         let (backend, process) = (procstat::cpu_ticks(pid)?, procstat::cpu_ticks(own)?);
+        let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+        // Over SQL the slot's active process is the backend itself: no
+        // walsender to add.
+        let walsender = match transport {
+            Transport::Stream => Some(self.walsender_ticks(done_rx).await?),
+            Transport::Sql => None,
+        };
         let started = Instant::now();
         let options = FollowOptions {
             once: true,
+            replication: self.replication(transport)?,
             ..FollowOptions::default()
         };
         let report = pgtrail::follow::run(&mut client, &options, std::future::pending()).await?;
         let seconds = started.elapsed().as_secs_f64();
+        // The sampler may have ended already (the walsender exited).
+        let _ = done_tx.send(true);
+        let walsender = match walsender {
+            Some(task) => task.await??,
+            None => 0,
+        };
         let per = |ticks: u64| ticks as f64 * 1e6 / self.clk_tck as f64 / report.changes.max(1) as f64;
         let backend = per(procstat::cpu_ticks(pid)? - backend);
+        let walsender = per(walsender);
         let process = per(procstat::cpu_ticks(own)? - process);
-        Ok((report.changes, seconds, backend, process))
+        Ok((report.changes, seconds, backend, walsender, process))
+    }
+
+    /// The CPU ticks of the slot's walsender (the process streaming it),
+    /// sampled every 2 ms until `done` (it exits when the stream ends).
+    async fn walsender_ticks(
+        &self,
+        mut done: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<tokio::task::JoinHandle<Result<u64>>> {
+        let watcher = server::connect(&self.cluster, Variant::Wal.database()).await?;
+        Ok(tokio::spawn(async move {
+            let mut pid: Option<i32> = None;
+            let mut ticks = 0;
+            loop {
+                match pid {
+                    None => {
+                        pid = watcher
+                            .query_one(
+                                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = pgtrail.wal_slot()",
+                                &[],
+                            )
+                            .await?
+                            .get(0);
+                    }
+                    Some(pid) => match procstat::cpu_ticks(pid) {
+                        Ok(now) => ticks = now,
+                        Err(_) => return Ok(ticks),
+                    },
+                }
+                if *done.borrow_and_update() {
+                    return Ok(ticks);
+                }
+                tokio::select! {
+                    _ = done.changed() => {}
+                    () = tokio::time::sleep(Duration::from_millis(2)) => {}
+                }
+            }
+        }))
     }
 
     /// A follower running until `stop` is set.
-    fn follower(&self, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<Result<u64>> {
+    fn follower(
+        &self,
+        stop: tokio::sync::watch::Receiver<bool>,
+        transport: Transport,
+    ) -> Result<tokio::task::JoinHandle<Result<u64>>> {
         let url = self.cluster.url(Variant::Wal.database());
-        tokio::spawn(async move {
+        let options = FollowOptions {
+            replication: self.replication(transport)?,
+            ..FollowOptions::default()
+        };
+        Ok(tokio::spawn(async move {
             let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
             tokio::spawn(connection);
             let mut stop = stop;
-            let report = pgtrail::follow::run(&mut client, &FollowOptions::default(), async move {
+            let report = pgtrail::follow::run(&mut client, &options, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await?;
             Ok(report.changes)
-        })
+        }))
+    }
+
+    /// `--drain-transactions` TPC-B transactions with `set_context` in the
+    /// WAL-mode database, the follower stopped.
+    async fn load(&self) -> Result<()> {
+        let path = self.script("tpcb_ctx.sql");
+        let per_client = (self.args.drain_transactions / self.args.clients.max(1)).max(1);
+        let output = tokio::process::Command::new(&self.pgbench.program)
+            .args([
+                "-h",
+                &self.pgbench.host,
+                "-p",
+                &self.pgbench.port.to_string(),
+                "-U",
+                &self.pgbench.user,
+            ])
+            .args([
+                "-c",
+                &self.args.clients.to_string(),
+                "-j",
+                "2",
+                "-n",
+                "-M",
+                "prepared",
+            ])
+            .args(["-t", &per_client.to_string(), "-f"])
+            .arg(&path)
+            .arg(Variant::Wal.database())
+            .kill_on_drop(true)
+            .output()
+            .await?;
+        if !output.status.success() {
+            bail!("pgbench failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(())
+    }
+
+    /// One round of `--follower-only`: each way of reading the slot in
+    /// turn (rotated), a drain and a lag measurement each.
+    async fn follower_round(&mut self, round: usize) -> Result<()> {
+        let mut order = vec![Transport::Stream, Transport::Sql];
+        order.rotate_left(round % 2);
+        println!(
+            "round {} ({})",
+            round + 1,
+            order.iter().map(|t| t.label()).collect::<Vec<_>>().join(", ")
+        );
+        for &transport in &order {
+            self.load().await?;
+            let (changes, seconds, backend, walsender, process) = self.drain_split(transport).await?;
+            let server = backend + walsender;
+            let label = transport.label();
+            self.results.record("drained changes", label, changes as f64);
+            self.results
+                .record("of it: backend (write; SQL: decode) µs/change", label, backend);
+            self.results
+                .record("of it: walsender (stream: decode) µs/change", label, walsender);
+            self.results
+                .record("follower changes/s (drain)", label, changes as f64 / seconds);
+            self.results
+                .record("follower server CPU µs/change", label, server);
+            self.results
+                .record("follower process CPU µs/change", label, process);
+            self.results.record(
+                "changes/s on one core (1e6 / (server + process))",
+                label,
+                1e6 / (server + process),
+            );
+            self.client(Variant::Wal).batch_execute("CHECKPOINT").await?;
+        }
+        for &transport in &order {
+            let (p50, p99, offered, _) = self.lag(transport).await?;
+            let label = transport.label();
+            self.results.record("lag p50 ms", label, p50);
+            self.results.record("lag p99 ms", label, p99);
+            self.results.record("lag: changes/s offered", label, offered);
+            self.client(Variant::Wal).batch_execute("CHECKPOINT").await?;
+        }
+        Ok(())
+    }
+
+    fn follower_report(&self) {
+        let r = &self.results;
+        let mut rows = Vec::new();
+        for metric in [
+            "drained changes",
+            "follower changes/s (drain)",
+            "follower server CPU µs/change",
+            "of it: backend (write; SQL: decode) µs/change",
+            "of it: walsender (stream: decode) µs/change",
+            "follower process CPU µs/change",
+            "changes/s on one core (1e6 / (server + process))",
+            "lag p50 ms",
+            "lag p99 ms",
+            "lag: changes/s offered",
+        ] {
+            let values = |label: &str| {
+                let v = r.get(metric, label);
+                format!(
+                    "{:.1} ({})",
+                    median(v).unwrap_or(f64::NAN),
+                    v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ")
+                )
+            };
+            rows.push(vec![metric.to_string(), values("stream"), values("sql")]);
+        }
+        println!(
+            "\n{}",
+            table(
+                &["metric", "stream: median (rounds)", "sql: median (rounds)"],
+                &[false, true, true],
+                &rows
+            )
+        );
+        let json = serde_json::json!({
+            "rounds": self.args.rounds,
+            "follower_only": true,
+            "values": r.values.iter().map(|((m, l), v)| serde_json::json!({"metric": m, "variant": l, "values": v})).collect::<Vec<_>>(),
+        });
+        println!("{json}");
     }
 
     async fn round(&mut self, round: usize) -> Result<()> {
@@ -412,21 +650,21 @@ impl Bench {
             self.results
                 .record("1-row UPDATE tps (follower stopped)", variant.label(), tps);
             if variant == Variant::Wal {
-                let (changes, seconds, backend, process) = self.drain().await?;
+                let (changes, seconds, backend, process) = self.drain(Transport::Stream).await?;
                 self.results
                     .record("follower changes/s (drain)", "wal", changes as f64 / seconds);
                 self.results
-                    .record("follower backend CPU µs/change", "wal", backend);
+                    .record("follower server CPU µs/change", "wal", backend);
                 self.results
                     .record("follower process CPU µs/change", "wal", process);
                 // TPC-B with the follower running beside it.
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-                let follower = self.follower(stop_rx);
+                let follower = self.follower(stop_rx, Transport::Stream)?;
                 let tps = self.throughput(variant, "tpcb_ctx.sql").await?;
                 stop_tx.send(true)?;
                 follower.await??;
                 self.results.record("TPC-B tps (follower running)", "wal", tps);
-                self.drain().await?;
+                self.drain(Transport::Stream).await?;
             }
             self.client(variant).batch_execute("CHECKPOINT").await?;
         }
@@ -436,8 +674,8 @@ impl Bench {
     /// Commit-to-trail lag under a steady TPC-B load (`--rate`), follower
     /// running: every 50 ms the WAL insert position is noted; the lag of a
     /// note is the time until the follower's stored position passes it.
-    async fn lag(&mut self) -> Result<(f64, f64, f64, u64)> {
-        self.drain().await?;
+    async fn lag(&mut self, transport: Transport) -> Result<(f64, f64, f64, u64)> {
+        self.drain(transport).await?;
         let rate = (self.args.lag_rate / 4).max(1);
         let path = self.script("tpcb_ctx.sql");
         let mut pgbench = tokio::process::Command::new(&self.pgbench.program);
@@ -470,7 +708,7 @@ impl Bench {
             .arg(Variant::Wal.database())
             .kill_on_drop(true);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let follower = self.follower(stop_rx);
+        let follower = self.follower(stop_rx, transport)?;
         let load = tokio::spawn(async move { pgbench.output().await });
         let watcher = server::connect(&self.cluster, Variant::Wal.database()).await?;
         let mut pending: std::collections::VecDeque<(Instant, String)> = Default::default();
@@ -576,7 +814,7 @@ impl Bench {
         ]);
         for metric in [
             "follower changes/s (drain)",
-            "follower backend CPU µs/change",
+            "follower server CPU µs/change",
             "follower process CPU µs/change",
         ] {
             rows.push(vec![
@@ -631,11 +869,18 @@ async fn main() -> Result<()> {
     };
     let started = Instant::now();
     bench.setup().await?;
-    for round in 0..bench.args.rounds {
-        bench.round(round).await?;
+    if bench.args.follower_only {
+        for round in 0..bench.args.rounds {
+            bench.follower_round(round).await?;
+        }
+        bench.follower_report();
+    } else {
+        for round in 0..bench.args.rounds {
+            bench.round(round).await?;
+        }
+        let lag = bench.lag(Transport::Stream).await?;
+        bench.report(lag);
     }
-    let lag = bench.lag().await?;
-    bench.report(lag);
     println!("elapsed {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }

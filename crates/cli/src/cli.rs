@@ -208,6 +208,8 @@ pub enum Command {
         Needs [capture] mode = \"wal\" (or a table with mode = \"wal\") and `pgtrail apply`, which creates\n\
         the publication and the logical replication slot. The role needs REPLICATION (or superuser)\n\
         and must be able to write the trail (the installer). One follower runs at a time.\n\
+        It streams the slot on a replication connection to the same server, database and role\n\
+        (the server decodes each change once); over SQL with --sql, or when sslmode needs TLS.\n\
         Exit codes: 0 stopped cleanly or drained, 1 another follower is running (--once), 2 error."
     )]
     Follow {
@@ -230,6 +232,10 @@ pub enum Command {
         /// Publish to the sink only: do not keep the trail in this database.
         #[arg(long, requires = "sink")]
         no_trail: bool,
+        /// Read the slot over SQL (peek, then advance: every change decoded twice) instead of
+        /// streaming it on a replication connection: for a pooler that takes no replication connection.
+        #[arg(long)]
+        sql: bool,
     },
     /// Remove the capture triggers from every table; the trail stays unless --drop-trail.
     #[command(

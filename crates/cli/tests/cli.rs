@@ -2729,6 +2729,126 @@ async fn a_follower_killed_at_random_points_loses_and_repeats_nothing() {
     assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
 }
 
+/// WAL mode's follower stopped with SIGTERM mid-stream, again and again,
+/// while the application writes (issue 15): each stop writes what it has
+/// read, acknowledges it and exits 0; the next follower starts where the
+/// trail ends. Every change reaches the trail once, in commit order, and
+/// the slot is left free and caught up.
+#[tokio::test]
+async fn a_follower_stopped_with_sigterm_mid_stream_loses_and_repeats_nothing() {
+    use std::time::Duration;
+
+    use pgtrail_testkit::{Cluster, ClusterOptions, connect_to};
+
+    let cluster = Cluster::start(ClusterOptions {
+        fast: true,
+        settings: vec![("wal_level".into(), "logical".into())],
+        ..ClusterOptions::default()
+    })
+    .expect("a throwaway cluster with wal_level = logical starts");
+    let url = cluster.url("postgres");
+    let client = connect_to(&url).await;
+    client
+        .batch_execute("CREATE TABLE t (id integer PRIMARY KEY, n integer)")
+        .await
+        .expect("schema");
+    let dir = tempfile::tempdir().expect("a project directory");
+    std::fs::write(dir.path().join("pgtrail.toml"), "[capture]\nmode = \"wal\"\n").expect("config");
+    let output = pgtrail(&["apply", "--database-url", &url], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+
+    const N: i32 = 1500;
+    let writer_url = url.clone();
+    let writer = tokio::spawn(async move {
+        let client = connect_to(&writer_url).await;
+        for i in 1..=N {
+            client
+                .batch_execute(&format!(
+                    "BEGIN; SELECT pgtrail.set_context(actor_id => '{i}');
+                     INSERT INTO t VALUES ({i}, 0); UPDATE t SET n = n + 1 WHERE id = {i} - 1; COMMIT;"
+                ))
+                .await
+                .expect("a write");
+        }
+    });
+    let mut stops = 0;
+    let mut wrote_while_writing = 0;
+    while !writer.is_finished() || stops < 3 {
+        let follower = Command::new(env!("CARGO_BIN_EXE_pgtrail"))
+            .args(["follow", "--format", "json", "--database-url", &url])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pgtrail follow starts");
+        tokio::time::sleep(Duration::from_millis(300 + 150 * (stops % 4))).await;
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(follower.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let output = follower.wait_with_output().expect("exits");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "SIGTERM ends the follower cleanly: {:?}",
+            text(&output)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+        if !writer.is_finished() {
+            wrote_while_writing += report["changes"].as_u64().unwrap_or(0);
+        }
+        stops += 1;
+    }
+    writer.await.expect("the writer finished");
+    assert!(
+        wrote_while_writing > 0,
+        "followers wrote while the application wrote"
+    );
+    let output = pgtrail(&["follow", "--once", "--database-url", &url], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE op = 'INSERT'), count(*) FILTER (WHERE op = 'UPDATE'),
+                    count(*) - count(DISTINCT (op, pk)),
+                    count(*) FILTER (WHERE NOT ordered)
+             FROM (SELECT op, pk, coalesce(actor_id::int <= lead(actor_id::int) OVER (ORDER BY id), true) AS ordered
+                   FROM pgtrail.changes) AS c",
+            &[],
+        )
+        .await
+        .expect("the trail reads");
+    let (inserts, updates, repeated, disordered): (i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(
+        (inserts, updates),
+        (i64::from(N), i64::from(N) - 1),
+        "after {stops} stops"
+    );
+    assert_eq!(repeated, 0, "no change written twice");
+    assert_eq!(disordered, 0, "changes in commit order");
+    let slot = client
+        .query_one(
+            "SELECT active, pg_wal_lsn_diff(pg_current_wal_insert_lsn(), confirmed_flush_lsn)::int8
+             FROM pg_replication_slots WHERE slot_name = pgtrail.wal_slot()",
+            &[],
+        )
+        .await
+        .expect("the slot");
+    assert!(
+        !slot.get::<_, bool>(0),
+        "the slot is free once the follower exits"
+    );
+    assert!(
+        slot.get::<_, i64>(1) < 100_000,
+        "the slot caught up: {} bytes behind",
+        slot.get::<_, i64>(1)
+    );
+    let output = pgtrail(&["check", "--database-url", &url], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+}
+
 #[tokio::test]
 async fn at_on_the_transaction_clock_includes_what_the_moment_s_own_transaction_did() {
     let db = TestDb::new().await;

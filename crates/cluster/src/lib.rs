@@ -68,13 +68,23 @@ shift
 exec 3<&0 </dev/null
 "$@" 3<&- &
 pg=$!
+echo "$pg" >"$root/server.pid"
 {
     cat <&3 >/dev/null
-    [ -f "$root/server.exited" ] || kill -INT "$pg" 2>/dev/null
+    [ -f "$root/server.exited" ] || kill -INT "$(cat "$root/server.pid")" 2>/dev/null
 } &
 exec 3<&-
-wait "$pg"
-echo "$?" >"$root/server.exited"
+while :; do
+    wait "$pg"
+    status=$?
+    # Cluster::restart: the server stopped in order, to start again.
+    [ -f "$root/restart" ] || break
+    rm -f "$root/restart"
+    "$@" &
+    pg=$!
+    echo "$pg" >"$root/server.pid"
+done
+echo "$status" >"$root/server.exited"
 wait
 rm -rf "$root"
 "#;
@@ -298,6 +308,43 @@ impl Cluster {
     /// The server log file (inside the data directory).
     pub fn log_file(&self) -> PathBuf {
         self.data_dir.join(LOG_FILE)
+    }
+
+    /// Stops the server in order (a fast shutdown: sessions end, the
+    /// walsenders wait for their clients to confirm what was sent, a
+    /// shutdown checkpoint) and starts it again on the same directory and
+    /// port; returns once it accepts connections. Only for a cluster its
+    /// supervisor runs (not `keep`).
+    pub fn restart(&mut self) -> Result<(), ClusterError> {
+        if !matches!(self.server, Server::Supervised { .. }) {
+            return Err(ClusterError::Startup {
+                reason: "only a supervised cluster (not `keep`) restarts".to_owned(),
+                log_tail: String::new(),
+            });
+        }
+        let pid_file = self.data_dir.join("postmaster.pid");
+        let old = fs::read_to_string(&pid_file)
+            .map_err(io_error(format_args!("read {}", pid_file.display())))?
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<u32>().ok())
+            .ok_or_else(|| ClusterError::Startup {
+                reason: "postmaster.pid names no process".to_owned(),
+                log_tail: String::new(),
+            })?;
+        let marker = self.root.join("restart");
+        fs::write(&marker, "").map_err(io_error(format_args!("write {}", marker.display())))?;
+        signal(old, "INT");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Path::new(&format!("/proc/{old}")).exists() {
+            if Instant::now() >= deadline {
+                return Err(ClusterError::StopTimeout {
+                    data_dir: self.data_dir.clone(),
+                });
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.wait_until_ready()
     }
 
     /// Stops the server and removes the cluster's directory (even for a

@@ -1,8 +1,9 @@
-//! The follower's loop: take the follower lock, read a batch from the slot
-//! (`pg_logical_slot_peek_binary_changes`), write its transactions and the
-//! position in one statement of one transaction (publishing them to the
-//! sink, if any, before it commits), then advance the slot; until the slot
-//! is drained (`--once`) or a signal asks it to stop.
+//! The follower's loop over SQL: take the follower lock, read a batch from
+//! the slot (`pg_logical_slot_peek_binary_changes`), write its transactions
+//! and the position in one statement of one transaction (publishing them to
+//! the sink, if any, before it commits), then advance the slot; until the
+//! slot is drained (`--once`) or a signal asks it to stop. The lock, the
+//! position and the batch writing are shared with [`crate::stream`].
 
 use std::collections::BTreeMap;
 
@@ -33,12 +34,12 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
     Some((u64::from_str_radix(high, 16).ok()? << 32) | u64::from_str_radix(low, 16).ok()?)
 }
 
-struct Slot {
-    name: String,
+pub(crate) struct Slot {
+    pub(crate) name: String,
     /// current_database(): sinks name their subjects by it.
-    database: String,
+    pub(crate) database: String,
     /// The end of the last transaction in the trail.
-    position: u64,
+    pub(crate) position: u64,
 }
 
 /// Runs the follower on `client` until the slot is drained (`options.once`)
@@ -53,18 +54,31 @@ pub async fn run(
 
 /// [`run`], publishing each batch to `sink` too (before the trail's
 /// transaction commits; with `options.write_trail` false, instead of the
-/// trail).
+/// trail). With `options.replication` the slot is streamed
+/// ([`crate::stream`]), else read over SQL.
 pub async fn run_with(
+    client: &mut Client,
+    options: &FollowOptions,
+    sink: Option<&mut dyn Sink>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<FollowReport, FollowError> {
+    if !options.write_trail && sink.is_none() {
+        return Err(FollowError::NoDestination);
+    }
+    match &options.replication {
+        Some(replication) => crate::stream::run(client, options, replication, sink, stop).await,
+        None => run_sql(client, options, sink, stop).await,
+    }
+}
+
+async fn run_sql(
     client: &mut Client,
     options: &FollowOptions,
     mut sink: Option<&mut dyn Sink>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<FollowReport, FollowError> {
     tokio::pin!(stop);
-    if !options.write_trail && sink.is_none() {
-        return Err(FollowError::NoDestination);
-    }
-    let slot = prepare(client, options).await?;
+    let slot = prepare(client, options, true).await?;
     let mut slot = slot;
     let mut relations = Relations::default();
     let mut report = FollowReport {
@@ -147,15 +161,21 @@ pub async fn run_with(
             break;
         }
     }
+    unlock(client).await?;
+    Ok(report)
+}
+
+/// Releases the follower lock.
+pub(crate) async fn unlock(client: &Client) -> Result<(), FollowError> {
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&FOLLOW_LOCK])
         .await
         .map_err(FollowError::database("releasing the follower lock"))?;
-    Ok(report)
+    Ok(())
 }
 
 /// Where the server inserts WAL now.
-async fn insert_lsn(client: &Client) -> Result<u64, FollowError> {
+pub(crate) async fn insert_lsn(client: &Client) -> Result<u64, FollowError> {
     Ok(client
         .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
         .await
@@ -166,16 +186,20 @@ async fn insert_lsn(client: &Client) -> Result<u64, FollowError> {
 }
 
 /// Whether `stop` has resolved, without waiting.
-fn futures_ready(stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> bool {
+pub(crate) fn futures_ready(stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> bool {
     let waker = std::task::Waker::noop();
     let mut context = std::task::Context::from_waker(waker);
     stop.as_mut().poll(&mut context).is_ready()
 }
 
 /// Takes the follower lock, checks the slot and reads the stored position;
-/// moves the slot up to it if a follower stopped between its commit and
-/// the slot's advance.
-async fn prepare(client: &Client, options: &FollowOptions) -> Result<Slot, FollowError> {
+/// with `move_slot`, moves the slot up to it if a follower stopped between
+/// its commit and the slot's advance (a stream starts there instead).
+pub(crate) async fn prepare(
+    client: &Client,
+    options: &FollowOptions,
+    move_slot: bool,
+) -> Result<Slot, FollowError> {
     let installed: bool = client
         .query_one("SELECT to_regproc('pgtrail._follow_write_rows') IS NOT NULL", &[])
         .await
@@ -218,7 +242,7 @@ async fn prepare(client: &Client, options: &FollowOptions) -> Result<Slot, Follo
         .get::<_, Option<String>>(3)
         .and_then(|t| parse_lsn(&t))
         .unwrap_or(0);
-    if stored > confirmed {
+    if move_slot && stored > confirmed {
         info!(position = %lsn_text(stored), "pgtrail follow: moving the slot to the position stored with the trail");
         advance(client, &name, stored).await?;
     }
@@ -275,7 +299,7 @@ async fn read_batch(client: &Client, slot: &Slot, size: i32) -> Result<Read, Fol
 
 /// Writes the transactions (each with the position after it) in one
 /// database transaction. Returns the transactions and changes written.
-async fn write_batch(
+pub(crate) async fn write_batch(
     client: &mut Client,
     slot: &Slot,
     relations: &mut Relations,
@@ -441,10 +465,10 @@ async fn write_batch(
 
 /// What one batch wrote.
 #[derive(Debug, Default)]
-struct Written {
-    transactions: u64,
-    changes: u64,
-    published: u64,
+pub(crate) struct Written {
+    pub(crate) transactions: u64,
+    pub(crate) changes: u64,
+    pub(crate) published: u64,
 }
 
 /// The arguments of `pgtrail._follow_write_rows`: per transaction, per

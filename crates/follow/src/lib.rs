@@ -1,7 +1,12 @@
 //! WAL capture mode's reader (`pgtrail follow`): reads this database's
-//! logical replication slot (pgoutput, polled over plain SQL with
-//! `pg_logical_slot_peek_binary_changes`) and writes the same trail rows the
-//! capture triggers write: keys, diffs and redaction markers computed here
+//! logical replication slot (pgoutput) and writes the same trail rows the
+//! capture triggers write. It reads the slot by streaming replication
+//! ([`stream`]: a replication connection, `START_REPLICATION`, the server
+//! decoding each change once), or, without a [`Replication`] target, over
+//! plain SQL ([`follower`]: `pg_logical_slot_peek_binary_changes`, then
+//! `pg_replication_slot_advance`, which decodes every change twice: for
+//! connections that need TLS, which the replication client here does not
+//! do, and poolers that take no replication connection). Either way: keys, diffs and redaction markers computed here
 //! as capture computes them ([`rows`]), written by
 //! `pgtrail._follow_write_rows` (80_wal.sql): one statement of plain array
 //! inserts per batch of decoded transactions.
@@ -9,7 +14,8 @@
 //! Exactly once: each batch is written with the follower's position (the
 //! end LSN of its last transaction) in `pgtrail.follow_position`, in the
 //! same database transaction; a [`Sink`] gets the batch's changes before
-//! that commits; the slot is advanced only after that commits; a
+//! that commits; the slot is advanced (SQL) or acknowledged (stream: the
+//! standby status update's flush position) only after that commits; a
 //! transaction at or before the stored position is never written again
 //! (a follower killed between its commit and the advance finds it done).
 //! A session advisory lock keeps a second follower from running at once.
@@ -20,12 +26,14 @@
 //! - [`values`]: text values to the JSON capture records, by the server;
 //! - [`rows`]: the trail row of each change (key, diff, redaction);
 //! - [`sink`]: where changes go besides (or instead of) the trail;
-//! - [`follower`]: the loop.
+//! - [`follower`]: the loop over SQL, and the batch writing both share;
+//! - [`stream`]: the loop over a replication connection.
 
 pub mod follower;
 pub mod pgoutput;
 pub mod rows;
 pub mod sink;
+pub mod stream;
 pub mod transaction;
 pub mod values;
 
@@ -33,6 +41,7 @@ use std::time::Duration;
 
 pub use follower::{FOLLOW_LOCK, run, run_with};
 pub use sink::{Sink, SinkChange, SinkError};
+pub use stream::Replication;
 
 /// How the follower runs.
 #[derive(Debug, Clone)]
@@ -46,6 +55,9 @@ pub struct FollowOptions {
     pub poll_interval: Duration,
     /// Write the trail in this database (false: only a sink gets the changes).
     pub write_trail: bool,
+    /// Where to open the replication connection that streams the slot;
+    /// `None`: read it over SQL (peek, then advance: decoded twice).
+    pub replication: Option<Replication>,
 }
 
 impl Default for FollowOptions {
@@ -55,6 +67,7 @@ impl Default for FollowOptions {
             batch_size: 10_000,
             poll_interval: Duration::from_millis(200),
             write_trail: true,
+            replication: None,
         }
     }
 }
@@ -94,6 +107,11 @@ pub enum FollowError {
         "{sink} did not take the batch: {error}\n  nothing was written to the trail and the slot did not move; the follower starts again from there"
     )]
     Sink { sink: String, error: SinkError },
+    #[error("the replication connection to {target} failed: {error}{}", help_for(.error))]
+    Replication {
+        target: String,
+        error: pgwire_replication::PgWireError,
+    },
     #[error("the slot sent something this follower cannot read: {0}")]
     Protocol(String),
     #[error("{context}: {}", pgtrail_catalog::pg_error::describe(.error))]
@@ -101,6 +119,18 @@ pub enum FollowError {
         context: String,
         error: tokio_postgres::Error,
     },
+}
+
+/// A help line for a replication connection's failure.
+fn help_for(error: &pgwire_replication::PgWireError) -> &'static str {
+    let text = error.to_string();
+    if text.contains("SQLSTATE 42501") || text.contains("must be superuser or replication role") {
+        "\n  help: the role needs the REPLICATION attribute (ALTER ROLE ... REPLICATION) or superuser"
+    } else if text.contains("no pg_hba.conf entry") {
+        "\n  help: pg_hba.conf must let this role connect to this database (logical replication connections match the database's own lines)"
+    } else {
+        ""
+    }
 }
 
 impl FollowError {

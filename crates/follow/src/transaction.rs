@@ -1,7 +1,8 @@
 //! Decoded messages grouped into committed transactions: each row change
 //! with the context (the `pgtrail` logical message of the context trigger)
 //! in force when it was made, and unchanged TOASTed values filled in from
-//! the old row.
+//! the old row. [`assemble`] takes a batch read over SQL; [`Assembler`]
+//! takes a stream, one message at a time.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -50,16 +51,43 @@ pub struct Transaction {
 /// prefixes are skipped, and changes of relations never described; a
 /// transaction without its commit at the end of `messages` is left out.
 pub fn assemble(messages: Vec<Message>) -> (Vec<Transaction>, Vec<RelationVersion>) {
-    let mut out = Vec::new();
-    let mut relations: Vec<RelationVersion> = Vec::new();
-    let mut latest: HashMap<u32, usize> = HashMap::new();
-    let mut current: Option<Transaction> = None;
-    let mut ctx = 0;
-    for message in messages {
+    let mut assembler = Assembler::default();
+    let out = messages
+        .into_iter()
+        .filter_map(|message| assembler.push(message))
+        .collect();
+    (out, assembler.relations)
+}
+
+/// [`assemble`], one message at a time, for a stream: the relations
+/// described (pgoutput describes each once per replication session, and
+/// again after DDL) and the open transaction are kept between messages.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    relations: Vec<RelationVersion>,
+    latest: HashMap<u32, usize>,
+    current: Option<Transaction>,
+    ctx: i64,
+}
+
+impl Assembler {
+    /// The relation versions described so far: a change's `relation` is an
+    /// index into them, stable for the assembler's life.
+    pub fn relations(&self) -> &[RelationVersion] {
+        &self.relations
+    }
+
+    /// Whether a transaction has begun and not yet committed.
+    pub fn in_transaction(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// Takes one message; returns the transaction its commit completes.
+    pub fn push(&mut self, message: Message) -> Option<Transaction> {
         match message {
             Message::Begin { xid, commit_time, .. } => {
-                ctx = 0;
-                current = Some(Transaction {
+                self.ctx = 0;
+                self.current = Some(Transaction {
                     xid,
                     commit_time,
                     end_lsn: 0,
@@ -71,10 +99,10 @@ pub fn assemble(messages: Vec<Message>) -> (Vec<Transaction>, Vec<RelationVersio
             Message::Commit {
                 end_lsn, commit_time, ..
             } => {
-                if let Some(mut tx) = current.take() {
+                if let Some(mut tx) = self.current.take() {
                     tx.end_lsn = end_lsn;
                     tx.commit_time = commit_time;
-                    out.push(tx);
+                    return Some(tx);
                 }
             }
             Message::Relation {
@@ -84,13 +112,22 @@ pub fn assemble(messages: Vec<Message>) -> (Vec<Transaction>, Vec<RelationVersio
                 columns,
                 ..
             } => {
-                latest.insert(id, relations.len());
-                relations.push(RelationVersion {
+                let version = RelationVersion {
                     oid: id,
                     schema,
                     name,
                     columns,
-                });
+                };
+                // Described again as it was (a new session of the same
+                // assembler): the same version.
+                let same = self
+                    .latest
+                    .get(&id)
+                    .is_some_and(|&i| self.relations.get(i) == Some(&version));
+                if !same {
+                    self.latest.insert(id, self.relations.len());
+                    self.relations.push(version);
+                }
             }
             Message::Message {
                 transactional: true,
@@ -99,70 +136,52 @@ pub fn assemble(messages: Vec<Message>) -> (Vec<Transaction>, Vec<RelationVersio
                 ..
             } if prefix == "pgtrail" => {
                 if let (Some(tx), Ok(body)) = (
-                    current.as_mut(),
+                    self.current.as_mut(),
                     serde_json::from_slice::<serde_json::Value>(&content),
                 ) {
-                    ctx = body.get("ctx").and_then(serde_json::Value::as_i64).unwrap_or(0);
-                    tx.contexts.insert(ctx, body);
+                    self.ctx = body.get("ctx").and_then(serde_json::Value::as_i64).unwrap_or(0);
+                    tx.contexts.insert(self.ctx, body);
                 }
             }
             Message::Insert { relation, new } => {
-                if let (Some(tx), Some(&relation)) = (current.as_mut(), latest.get(&relation)) {
-                    tx.changes.push(RowChange {
-                        relation,
-                        op: 'I',
-                        ctx,
-                        old: None,
-                        new: Some(new),
-                    });
-                }
+                self.change(relation, 'I', None, Some(new));
             }
             Message::Update {
                 relation,
                 old,
                 mut new,
             } => {
-                if let (Some(tx), Some(&relation)) = (current.as_mut(), latest.get(&relation)) {
+                if let Some(tx) = self.current.as_mut() {
                     tx.unfilled += fill_unchanged(&mut new, old.as_deref());
-                    tx.changes.push(RowChange {
-                        relation,
-                        op: 'U',
-                        ctx,
-                        old,
-                        new: Some(new),
-                    });
                 }
+                self.change(relation, 'U', old, Some(new));
             }
             Message::Delete { relation, old } => {
-                if let (Some(tx), Some(&relation)) = (current.as_mut(), latest.get(&relation)) {
-                    tx.changes.push(RowChange {
-                        relation,
-                        op: 'D',
-                        ctx,
-                        old: Some(old),
-                        new: None,
-                    });
-                }
+                self.change(relation, 'D', Some(old), None);
             }
             Message::Truncate {
                 relations: truncated, ..
             } => {
-                if let Some(tx) = current.as_mut() {
-                    for relation in truncated.iter().filter_map(|oid| latest.get(oid).copied()) {
-                        tx.changes.push(RowChange {
-                            relation,
-                            op: 'T',
-                            ctx,
-                            old: None,
-                            new: None,
-                        });
-                    }
+                for oid in truncated {
+                    self.change(oid, 'T', None, None);
                 }
             }
             Message::Message { .. } | Message::Ignored(_) => {}
         }
+        None
     }
-    (out, relations)
+
+    fn change(&mut self, oid: u32, op: char, old: Option<Vec<Value>>, new: Option<Vec<Value>>) {
+        if let (Some(tx), Some(&relation)) = (self.current.as_mut(), self.latest.get(&oid)) {
+            tx.changes.push(RowChange {
+                relation,
+                op,
+                ctx: self.ctx,
+                old,
+                new,
+            });
+        }
+    }
 }
 
 /// Replaces the unchanged TOASTed values of `new` by the old row's values
@@ -272,6 +291,51 @@ mod tests {
         assert_eq!(tx.changes[3].relation, 1, "relation versions by index");
         assert_eq!(tx.changes[1].new, Some(vec![text("1"), text("big"), text("y")]));
         assert_eq!(tx.contexts.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_stream_keeps_relations_and_the_open_transaction_between_messages() {
+        let mut assembler = Assembler::default();
+        assert_eq!(assembler.push(relation(1)), None);
+        assert_eq!(assembler.push(begin(10)), None);
+        assert!(assembler.in_transaction());
+        assert_eq!(
+            assembler.push(Message::Insert {
+                relation: 1,
+                new: vec![text("1")],
+            }),
+            None
+        );
+        let tx = assembler.push(commit(100)).expect("the commit completes it");
+        assert!(!assembler.in_transaction());
+        assert_eq!((tx.xid, tx.end_lsn, tx.changes.len()), (10, 100, 1));
+        // Described once per session: a later transaction still knows it, and
+        // the same description again is the same version.
+        assembler.push(relation(1));
+        assembler.push(begin(11));
+        assembler.push(Message::Delete {
+            relation: 1,
+            old: vec![text("1")],
+        });
+        let tx = assembler.push(commit(200)).expect("committed");
+        assert_eq!(tx.changes[0].relation, 0);
+        assert_eq!(assembler.relations().len(), 1);
+        // Described otherwise (DDL): a new version for the changes after it.
+        assembler.push(Message::Relation {
+            id: 1,
+            schema: "public".into(),
+            name: "renamed".into(),
+            replica_identity: b'f',
+            columns: Vec::new(),
+        });
+        assembler.push(begin(12));
+        assembler.push(Message::Delete {
+            relation: 1,
+            old: vec![text("2")],
+        });
+        let tx = assembler.push(commit(300)).expect("committed");
+        assert_eq!(tx.changes[0].relation, 1);
+        assert_eq!(assembler.relations()[1].name, "renamed");
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! `pgtrail follow [--once] [--sink nats://HOST:PORT] [--stream NAME] [--no-trail]`:
+//! `pgtrail follow [--once] [--sink nats://HOST:PORT] [--stream NAME] [--no-trail] [--sql]`:
 //! WAL mode's reader (the pgtrail-follow crate), with the NATS JetStream
-//! sink of pgtrail-nats.
+//! sink of pgtrail-nats. It streams the slot on a replication connection
+//! to the same server, database and role; over SQL with `--sql`, or when
+//! the connection needs TLS.
 
 use std::process::ExitCode;
 
@@ -17,16 +19,31 @@ pub struct Args {
     pub sink: Option<String>,
     pub stream: String,
     pub no_trail: bool,
+    /// Read the slot over SQL (peek, then advance) instead of streaming it.
+    pub sql: bool,
 }
 
 pub async fn run(common: &Common, args: Args) -> Result<ExitCode> {
     // The sink's URL is checked before anything is read or connected.
-    let target = match &args.sink {
+    let sink_target = match &args.sink {
         Some(url) => Some(pgtrail::nats::Target::parse(url, Some(&args.stream))?),
         None => None,
     };
-    let mut client = super::connect(common).await?;
-    let mut sink = match target {
+    let target = pgtrail::connect::Target::from_env(common.database_url.as_deref())?;
+    let mut client = pgtrail::connect::connect(&target).await?;
+    let replication = if args.sql {
+        None
+    } else {
+        let replication = target.replication();
+        if replication.is_none() {
+            tracing::info!(
+                "pgtrail follow: the connection needs TLS, which the replication client does not speak: \
+                 reading the slot over SQL (each change is decoded twice)"
+            );
+        }
+        replication
+    };
+    let mut sink = match sink_target {
         Some(target) => Some(pgtrail::nats::NatsSink::connect(target).await?),
         None => None,
     };
@@ -34,6 +51,7 @@ pub async fn run(common: &Common, args: Args) -> Result<ExitCode> {
         once: args.once,
         batch_size: args.batch_size,
         write_trail: !args.no_trail,
+        replication,
         ..FollowOptions::default()
     };
     let sink_ref = sink.as_mut().map(|s| s as &mut dyn pgtrail::follow::Sink);

@@ -50,6 +50,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             sink,
             stream,
             no_trail,
+            sql,
             ..
         } => {
             follow::run(
@@ -60,6 +61,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     sink,
                     stream,
                     no_trail,
+                    sql,
                 },
             )
             .await

@@ -199,6 +199,40 @@ impl Target {
     }
 }
 
+impl Target {
+    /// Where `pgtrail follow` opens its replication connection: the first
+    /// host, with the same port, role, password (or password file line) and
+    /// database. `None` when the connection must use TLS (`sslmode`
+    /// require, verify-ca or verify-full over TCP) or an abstract socket:
+    /// the replication client speaks neither, and the follower reads the
+    /// slot over SQL instead.
+    pub fn replication(&self) -> Option<pgtrail_follow::Replication> {
+        let entry = self.hosts.first()?;
+        if entry.host.starts_with('@') {
+            return None;
+        }
+        if !entry.is_socket()
+            && matches!(
+                self.tls.mode,
+                SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull
+            )
+        {
+            return None;
+        }
+        let host = match entry.hostaddr {
+            Some(addr) => addr.to_string(),
+            None => entry.host.clone(),
+        };
+        Some(pgtrail_follow::Replication {
+            host,
+            port: entry.port,
+            user: self.settings.value("user").unwrap_or("postgres").to_string(),
+            password: password_for(self, entry).map(|(password, _)| password),
+            database: self.settings.value("dbname").unwrap_or("postgres").to_string(),
+        })
+    }
+}
+
 fn invalid(settings: &Settings, keyword: &str, value: &str, expected: &str) -> ConnectError {
     let origin = settings
         .get(keyword)

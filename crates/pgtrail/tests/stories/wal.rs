@@ -4,7 +4,9 @@
 //! clients runs against a trigger-mode database and a WAL-mode database,
 //! and the two trails are compared change by change (ids, transaction
 //! numbers and times aside). Queries, seal and verify work on it; a
-//! follower killed at any point loses and repeats nothing.
+//! follower killed at any point loses and repeats nothing. The follower
+//! streams the slot (a replication connection), except where a story says
+//! it reads it over SQL.
 
 use std::collections::BTreeMap;
 
@@ -63,15 +65,48 @@ async fn database(cluster: &Cluster, name: &str, mode: &str) -> Client {
     client
 }
 
+/// `pgtrail follow --once`, streaming the slot on a replication connection.
 pub(crate) async fn follow_once(client: &mut Client) -> pgtrail::follow::FollowReport {
+    let replication = replication_of(client).await;
+    follow_once_by(client, Some(replication)).await
+}
+
+/// `pgtrail follow --once`, reading the slot over SQL (peek, then advance).
+pub(crate) async fn follow_once_over_sql(client: &mut Client) -> pgtrail::follow::FollowReport {
+    follow_once_by(client, None).await
+}
+
+async fn follow_once_by(
+    client: &mut Client,
+    replication: Option<pgtrail::follow::Replication>,
+) -> pgtrail::follow::FollowReport {
     let options = FollowOptions {
         once: true,
         batch_size: 50,
+        replication,
         ..FollowOptions::default()
     };
     pgtrail::follow::run(client, &options, std::future::pending())
         .await
         .expect("follow --once")
+}
+
+/// Where `client` is connected (TCP, trust), for a replication connection.
+pub(crate) async fn replication_of(client: &Client) -> pgtrail::follow::Replication {
+    let row = client
+        .query_one(
+            "SELECT host(inet_server_addr()), inet_server_port(), session_user::text, current_database()::text",
+            &[],
+        )
+        .await
+        .expect("the session's server");
+    pgtrail::follow::Replication {
+        host: row.get(0),
+        port: u16::try_from(row.get::<_, i32>(1)).expect("a port"),
+        user: row.get(2),
+        password: None,
+        database: row.get(3),
+    }
 }
 
 /// The statements of one client's transaction `t`, drawn from `rng`. Each
@@ -273,11 +308,17 @@ async fn one_workload_writes_the_same_trail_in_trigger_and_wal_mode() {
             }
         }));
     }
-    // The follower runs while they work, and drains at the end.
+    // The follower runs while they work, and drains at the end; one of
+    // its runs reads the slot over SQL (the two ways take turns without
+    // losing or repeating anything).
     let mut written = 0;
-    for _ in 0..3 {
+    for round in 0..3 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        written += follow_once(&mut wal).await.changes;
+        written += if round == 1 {
+            follow_once_over_sql(&mut wal).await.changes
+        } else {
+            follow_once(&mut wal).await.changes
+        };
     }
     for client in clients {
         client.await.expect("client finished");

@@ -2,8 +2,9 @@
 //! 15): a team that switched `mode = "wal"` still reconciles the live rows
 //! with the trail, reverts a bad batch script by its transaction, seals,
 //! erases a customer's values for a data-protection request and verifies;
-//! and when the server crashes and restarts under a running follower, the
-//! trail still holds each committed change once, in order.
+//! and when the server crashes and restarts, or is stopped and started in
+//! order, under a running follower, the trail still holds each committed
+//! change once, in order.
 
 use pgtrail::config::Config;
 use pgtrail::follow::FollowOptions;
@@ -251,8 +252,12 @@ async fn the_server_crashing_under_a_running_follower_loses_and_repeats_nothing(
             let options = FollowOptions {
                 batch_size: 40,
                 poll_interval: std::time::Duration::from_millis(20),
+                replication: pgtrail::connect::Target::parse(&url, "the test")
+                    .expect("the URL")
+                    .replication(),
                 ..FollowOptions::default()
             };
+            assert!(options.replication.is_some(), "the follower streams the slot");
             loop {
                 let mut client = connect_retrying(&url).await;
                 let _ = pgtrail::follow::run(&mut client, &options, std::future::pending()).await;
@@ -334,4 +339,162 @@ async fn the_server_crashing_under_a_running_follower_loses_and_repeats_nothing(
         .get(0);
     assert_eq!(out_of_order, 0);
     assert!(crashes >= 1, "the server crashed at least once");
+}
+
+/// The server stopped in order and started again (twice) under a running
+/// follower that streams the slot: a fast shutdown ends the follower's
+/// sessions (its walsender first waits for it to confirm what it was sent),
+/// the follower starts again as systemd would, and the trail holds every
+/// committed change once, in commit order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_stopped_and_started_under_a_running_follower_loses_and_repeats_nothing() {
+    let mut cluster = logical_cluster();
+    let admin = connect_to(&cluster.url("postgres")).await;
+    admin
+        .batch_execute("CREATE DATABASE restarted")
+        .await
+        .expect("database");
+    drop(admin);
+    let url = cluster.url("restarted");
+    let mut client = connect_to(&url).await;
+    client
+        .batch_execute("CREATE TABLE t (id integer PRIMARY KEY, n integer)")
+        .await
+        .expect("schema");
+    let config = Config::parse("[capture]\nmode = \"wal\"\n", "pgtrail.toml").expect("config");
+    pgtrail::plan::apply(&mut client, &config).await.expect("apply");
+    drop(client);
+
+    const N: i32 = 600;
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let writer = {
+        let url = url.clone();
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            let mut client = connect_retrying(&url).await;
+            let mut i = 1;
+            while i <= N {
+                let sql = format!(
+                    "BEGIN; SELECT pgtrail.set_context(actor_id => '{i}');
+                     INSERT INTO t VALUES ({i}, 0) ON CONFLICT DO NOTHING;
+                     UPDATE t SET n = n + 1 WHERE id = {i}; COMMIT;"
+                );
+                match client.batch_execute(&sql).await {
+                    Ok(()) => {
+                        progress.store(i, std::sync::atomic::Ordering::Relaxed);
+                        i += 1;
+                    }
+                    Err(_) => client = connect_retrying(&url).await,
+                }
+            }
+        })
+    };
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let follower = {
+        let url = url.clone();
+        let runs = runs.clone();
+        tokio::spawn(async move {
+            let options = FollowOptions {
+                batch_size: 40,
+                replication: pgtrail::connect::Target::parse(&url, "the test")
+                    .expect("the URL")
+                    .replication(),
+                ..FollowOptions::default()
+            };
+            loop {
+                let mut client = connect_retrying(&url).await;
+                runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = pgtrail::follow::run(&mut client, &options, std::future::pending()).await;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    // Restarted at a third and at two thirds of the writes, the follower
+    // streaming all along.
+    for third in 1..=2 {
+        while progress.load(std::sync::atomic::Ordering::Relaxed) < N * third / 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(
+            !writer.is_finished(),
+            "the server restarts while the application writes"
+        );
+        tokio::task::block_in_place(|| cluster.restart()).expect("the server stops and starts again");
+    }
+    writer.await.expect("the writer finished");
+    // The follower's run ends with each restart; it starts again once the
+    // server takes connections.
+    for _ in 0..200 {
+        if runs.load(std::sync::atomic::Ordering::Relaxed) >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    follower.abort();
+    let _ = follower.await;
+    assert!(
+        runs.load(std::sync::atomic::Ordering::Relaxed) >= 3,
+        "the follower was started again after each restart"
+    );
+
+    // The aborted follower's session may still hold the follower lock a
+    // moment: wait until it has ended.
+    let mut client = connect_retrying(&url).await;
+    for _ in 0..200 {
+        let others: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("sessions")
+            .get(0);
+        if others == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    follow_once(&mut client).await;
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE op = 'INSERT'), count(*) FILTER (WHERE op = 'UPDATE'),
+                    count(*) - count(DISTINCT (op, pk, txid)),
+                    count(*) FILTER (WHERE actor_id IS DISTINCT FROM pk ->> 'id')
+             FROM pgtrail.changes",
+            &[],
+        )
+        .await
+        .expect("the trail reads");
+    // A commit whose reply the shutdown cut off is retried: t's counts
+    // say how many updates committed.
+    let live: i64 = client
+        .query_one("SELECT sum(n) FROM t", &[])
+        .await
+        .expect("t")
+        .get::<_, Option<i64>>(0)
+        .unwrap_or(0);
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2),
+            row.get::<_, i64>(3)
+        ),
+        (i64::from(N), live, 0, 0),
+        "every insert and committed update once, with its actor"
+    );
+    let out_of_order: i64 = client
+        .query_one(
+            "SELECT count(*) FROM (
+                 SELECT (pk ->> 'id')::int AS k, lag((pk ->> 'id')::int) OVER (ORDER BY id) AS before
+                 FROM pgtrail.changes WHERE op = 'INSERT') AS s
+             WHERE k < before",
+            &[],
+        )
+        .await
+        .expect("order")
+        .get(0);
+    assert_eq!(out_of_order, 0, "in commit order");
 }
