@@ -12,6 +12,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{ChunkReader, FileReader, RowGroupReader, SerializedFileReader};
 use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
 use parquet::schema::parser::parse_message_type;
+use sha2::{Digest, Sha256};
 
 use crate::row::ArchivedChange;
 
@@ -433,6 +434,89 @@ impl<R: ChunkReader + 'static> ArchiveReader<R> {
             .collect()
     }
 
+    /// Feeds the rows of row group `g` into `hasher` as
+    /// [`ArchivedChange::digest_into`] does, straight from the columns
+    /// (no row is built), and returns the group's change ids in file order.
+    pub fn digest_group(&self, g: usize, hasher: &mut Sha256) -> Result<Vec<i64>, ReadError> {
+        let group = self.reader.get_row_group(g)?;
+        let group = group.as_ref();
+        let n = self.starts[g + 1] - self.starts[g];
+        let base = self.starts[g];
+        let longs = |i: usize| read_column::<Int64Type>(group, i, n);
+        let ints = |i: usize| -> Result<Vec<Option<i64>>, ReadError> {
+            Ok(read_column::<Int32Type>(group, i, n)?
+                .into_iter()
+                .map(|v| v.map(i64::from))
+                .collect())
+        };
+        let texts = |i: usize| read_column::<ByteArrayType>(group, i, n);
+        let list = read_list(group, 9, n, base, |v, _| Ok(v))?;
+        // In the order of the digest: numbers, texts, and the list (None).
+        enum Column {
+            Number(Vec<Option<i64>>),
+            Text(Vec<Option<ByteArray>>),
+            List,
+        }
+        let mut columns = Vec::with_capacity(COLUMNS.len());
+        for (i, (_, physical)) in COLUMNS.iter().enumerate() {
+            columns.push(match (i, physical) {
+                (9, _) => Column::List,
+                (_, PhysicalType::INT64) => Column::Number(longs(i)?),
+                (_, PhysicalType::INT32) => Column::Number(ints(i)?),
+                _ => Column::Text(texts(i)?),
+            });
+        }
+        let ids = match &columns[0] {
+            Column::Number(ids) => ids
+                .iter()
+                .enumerate()
+                .map(|(r, id)| {
+                    id.ok_or(ReadError::Shape {
+                        row: base + r,
+                        column: "id",
+                        problem: "is missing",
+                    })
+                })
+                .collect::<Result<Vec<i64>, ReadError>>()?,
+            _ => Vec::new(),
+        };
+        for r in 0..n {
+            for column in &columns {
+                match column {
+                    Column::Number(values) => match values[r] {
+                        Some(v) => {
+                            hasher.update(8u32.to_be_bytes());
+                            hasher.update(v.to_be_bytes());
+                        }
+                        None => hasher.update(u32::MAX.to_be_bytes()),
+                    },
+                    Column::Text(values) => match &values[r] {
+                        Some(v) => {
+                            hasher.update((v.len() as u32).to_be_bytes());
+                            hasher.update(v.data());
+                        }
+                        None => hasher.update(u32::MAX.to_be_bytes()),
+                    },
+                    Column::List => match &list[r] {
+                        Some(items) => {
+                            let len = items.iter().map(ByteArray::len).sum::<usize>()
+                                + items.len().saturating_sub(1);
+                            hasher.update((len as u32).to_be_bytes());
+                            for (k, item) in items.iter().enumerate() {
+                                if k > 0 {
+                                    hasher.update([0x1f]);
+                                }
+                                hasher.update(item.data());
+                            }
+                        }
+                        None => hasher.update(u32::MAX.to_be_bytes()),
+                    },
+                }
+            }
+        }
+        Ok(ids)
+    }
+
     /// The rows of row group `g`, in file order.
     pub fn read_group(&self, g: usize) -> Result<Vec<ArchivedChange>, ReadError> {
         let group = self.reader.get_row_group(g)?;
@@ -465,7 +549,8 @@ impl<R: ChunkReader + 'static> ArchiveReader<R> {
         let mut pk = texts(6)?.into_iter();
         let mut old_values = texts(7)?.into_iter();
         let mut new_values = texts(8)?.into_iter();
-        let mut changed_fields = read_list(group, 9, n, base)?.into_iter();
+        let mut changed_fields =
+            read_list(group, 9, n, base, |v, row| text(v, row, "changed_fields"))?.into_iter();
         let mut actor_id = texts(10)?.into_iter();
         let mut actor_name = texts(11)?.into_iter();
         let mut actor_type = texts(12)?.into_iter();
@@ -577,12 +662,13 @@ where
 }
 
 /// The `n` records of `changed_fields`: NULL, an empty list, or text items.
-fn read_list(
+fn read_list<T>(
     group: &dyn RowGroupReader,
     i: usize,
     n: usize,
     base: usize,
-) -> Result<Vec<Option<Vec<String>>>, ReadError> {
+    item: impl Fn(ByteArray, usize) -> Result<T, ReadError>,
+) -> Result<Vec<Option<Vec<T>>>, ReadError> {
     let shape = |row: usize| ReadError::Shape {
         row: base + row,
         column: "changed_fields",
@@ -594,7 +680,7 @@ fn read_list(
     if records != n || defs.len() != reps.len() {
         return Err(shape(records));
     }
-    let mut out: Vec<Option<Vec<String>>> = Vec::with_capacity(n);
+    let mut out: Vec<Option<Vec<T>>> = Vec::with_capacity(n);
     let mut values = values.into_iter();
     for (def, rep) in defs.iter().zip(&reps) {
         let row = out.len();
@@ -606,7 +692,7 @@ fn read_list(
         }
         if *def == 3 {
             let value = values.next().ok_or_else(|| shape(row))?;
-            let item = text(value, base + out.len().saturating_sub(1), "changed_fields")?;
+            let item = item(value, base + out.len().saturating_sub(1))?;
             match out.last_mut() {
                 Some(Some(list)) => list.push(item),
                 _ => return Err(shape(row)),
@@ -669,5 +755,20 @@ mod tests {
         }
         writer.finish().unwrap();
         assert_eq!(read_rows(&path).unwrap(), rows);
+        // The digest from the columns is the rows' own.
+        let mut expected = Sha256::new();
+        for row in &rows {
+            row.digest_into(&mut expected);
+        }
+        let reader = ArchiveReader::open(&path).unwrap();
+        assert_eq!(reader.groups(), 2);
+        let mut hasher = Sha256::new();
+        let mut ids = Vec::new();
+        for g in 0..reader.groups() {
+            ids.extend(reader.digest_group(g, &mut hasher).unwrap());
+            assert_eq!(reader.read_ids(g).unwrap(), ids[reader.group_start(g)..]);
+        }
+        assert_eq!(ids, rows.iter().map(|r| r.id).collect::<Vec<_>>());
+        assert_eq!(hasher.finalize(), expected.finalize());
     }
 }
