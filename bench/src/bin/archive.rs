@@ -13,7 +13,10 @@
 //!    transactions of 1,000 rows, each with a context).
 //! 3. Moves the clock to now, seals, then archives: changes per second,
 //!    Parquet bytes against the partitions' size in PostgreSQL (table,
-//!    TOAST and indexes), and the time the detach and drop held the lock.
+//!    TOAST and indexes), the time the detach and drop held the lock, and
+//!    pgtrail's peak resident set while archiving.
+//! 4. Runs `verify --archive` over the files: its time, CPU per archived
+//!    change and peak resident set.
 
 use std::time::Instant;
 
@@ -114,11 +117,13 @@ async fn main() -> Result<()> {
     };
     let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
     let (client_cpu, server_cpu) = (cpu_seconds("self"), cpu_seconds(&backend.to_string()));
+    let rss_before = reset_peak_rss();
     let started = Instant::now();
     let outcomes = pgtrail::archive::archive(&mut client, &options, None, &mut |_| {}).await?;
     let seconds = started.elapsed().as_secs_f64();
     let client_cpu = cpu_seconds("self") - client_cpu;
     let server_cpu = cpu_seconds(&backend.to_string()) - server_cpu;
+    let archive_peak = peak_rss_kib();
     let (mut rows, mut bytes, mut lock_ms) = (0i64, 0u64, 0f64);
     let (mut write_seconds, mut read_back_seconds) = (0f64, 0f64);
     for outcome in &outcomes {
@@ -159,6 +164,39 @@ async fn main() -> Result<()> {
         bytes as f64 * 100.0 / pg_bytes.max(1) as f64
     );
     println!("longest lock to detach and drop: {lock_ms:.1} ms");
+    println!(
+        "peak RSS of pgtrail while archiving: {} MiB (from {} MiB before)",
+        archive_peak / 1024,
+        rss_before / 1024
+    );
+
+    // verify --archive: every archived change recomputed from the files.
+    let rss_before = reset_peak_rss();
+    let (verify_cpu, started) = (cpu_seconds("self"), Instant::now());
+    let report = pgtrail::integrity::verify(
+        &mut client,
+        &pgtrail::integrity::VerifyOptions {
+            public_key: Some(key.verifier()),
+            archive_dir: Some(options.dir.clone()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let verify_seconds = started.elapsed().as_secs_f64();
+    let verify_cpu = cpu_seconds("self") - verify_cpu;
+    if !report.problems.is_empty() {
+        bail!(
+            "verify --archive found problems: {:?}",
+            &report.problems[..report.problems.len().min(5)]
+        );
+    }
+    println!(
+        "verify --archive: {} archived changes checked in {verify_seconds:.2}s ({:.2} µs of pgtrail CPU each), peak RSS {} MiB (from {} MiB before)",
+        report.archived_checked,
+        verify_cpu * 1e6 / report.archived_checked.max(1) as f64,
+        peak_rss_kib() / 1024,
+        rss_before / 1024
+    );
     let _ = std::fs::remove_dir_all(&clock_dir);
     Ok(())
 }
@@ -181,6 +219,30 @@ fn cpu_seconds(pid: &str) -> f64 {
     };
     // utime and stime are fields 14 and 15 of the line, 12 and 13 here; 100 ticks a second.
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Resets this process's peak resident set (Linux: `clear_refs` 5) and
+/// returns its current resident set, KiB.
+fn reset_peak_rss() -> u64 {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    status_kib("VmRSS:")
+}
+
+/// This process's peak resident set since the last reset, KiB.
+fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(field))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf> {

@@ -15,14 +15,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
+use crate::copy::{COPY_PARTITION, Decoder};
 use crate::manifest::{FORMAT, Manifest, SealRef};
-use crate::parquet_file::{ParquetWriter, SCHEMA, read_rows_from};
+use crate::parquet_file::{ArchiveReader, Columns, ParquetWriter, ROW_GROUP, SCHEMA};
 use crate::partitions::{self, Partition};
-use crate::row::{ArchivedChange, SELECT_PARTITION};
 use crate::{ArchiveError, Sealer, holds};
-
-/// Rows fetched at a time.
-const FETCH: i32 = 20_000;
 
 /// What to archive and where.
 #[derive(Debug, Clone)]
@@ -433,45 +430,45 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
         .await
         .map_err(ArchiveError::database("reading the last erasure"))?
         .get(0);
-    let sql = SELECT_PARTITION.replace("{partition}", &pgtrail_capture::quote::ident(partition));
-    let statement = tx
-        .prepare(&sql)
+    let sql = COPY_PARTITION.replace("{partition}", &pgtrail_capture::quote::ident(partition));
+    let stream = tx
+        .copy_out(sql.as_str())
         .await
         .map_err(ArchiveError::database("reading the partition"))?;
-    let portal = tx
-        .bind(&statement, &[])
-        .await
-        .map_err(ArchiveError::database("reading the partition"))?;
+    futures_util::pin_mut!(stream);
     let writer = ParquetWriter::create(path).map_err(|e| ArchiveError::parquet(path, e))?;
-    // Decoding rows (here) and hashing and encoding them (on a thread of
-    // its own) overlap; the channel holds a few batches at most.
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<ArchivedChange>>(2);
+    // Decoding and hashing rows (here) and encoding them (on a thread of
+    // its own) overlap; the channel holds a row group or two at most.
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Columns>(1);
     let encoder = std::thread::spawn(move || encode(writer, receiver));
-    let mut failed = None;
+    let mut decoder = Decoder::new(ROW_GROUP);
+    let (mut failed, mut stopped) = (None, false);
     loop {
-        let rows = match tx.query_portal(&portal, FETCH).await {
-            Ok(rows) => rows,
-            Err(e) => {
+        let chunk = match futures_util::StreamExt::next(&mut stream).await {
+            None => break,
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => {
                 failed = Some(ArchiveError::database("reading the partition")(e));
                 break;
             }
         };
-        if rows.is_empty() {
+        if let Err(e) = decoder.feed(chunk) {
+            failed = Some(ArchiveError::Mismatch(e.to_string()));
             break;
         }
-        let batch: Result<Vec<ArchivedChange>, _> = rows.iter().map(ArchivedChange::from_row).collect();
-        match batch {
-            Ok(batch) => {
-                if sender.send(batch).is_err() {
-                    // The encoder stopped: its error is reported below.
-                    break;
-                }
-            }
-            Err(e) => {
-                failed = Some(ArchiveError::database("reading a change")(e));
-                break;
-            }
+        if decoder.columns.rows >= ROW_GROUP && sender.send(decoder.take()).is_err() {
+            // The encoder stopped: its error is reported below.
+            stopped = true;
+            break;
         }
+    }
+    if failed.is_none() && !stopped && !decoder.finished {
+        failed = Some(ArchiveError::Mismatch(format!(
+            "the COPY of partition {partition} ended early"
+        )));
+    }
+    if failed.is_none() && decoder.columns.rows > 0 {
+        let _ = sender.send(decoder.take());
     }
     drop(sender);
     let encoded = encoder
@@ -480,79 +477,85 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
     if let Some(error) = failed {
         return Err(error);
     }
-    let mut written = encoded.map_err(|e| ArchiveError::parquet(path, e))?;
-    written.erasure = erasure;
+    encoded.map_err(|e| ArchiveError::parquet(path, e))?;
     tx.rollback()
         .await
         .map_err(ArchiveError::database("ending the read of the partition"))?;
-    Ok(written)
+    Ok(Written {
+        erasure,
+        rows: decoder.rows,
+        rows_sha256: crate::hex(&decoder.hasher.finalize()),
+        first: decoder.first,
+        last: decoder.last,
+    })
 }
 
-/// Hashes and writes the batches it receives, then finishes the file.
+/// Writes the row groups it receives, then finishes the file.
 fn encode(
     mut writer: ParquetWriter,
-    batches: std::sync::mpsc::Receiver<Vec<ArchivedChange>>,
-) -> parquet::errors::Result<Written> {
-    let mut hasher = Sha256::new();
-    let mut written = Written {
-        erasure: 0,
-        rows: 0,
-        rows_sha256: String::new(),
-        first: None,
-        last: None,
-    };
-    for batch in batches {
-        for change in batch {
-            change.digest_into(&mut hasher);
-            written.first.get_or_insert((change.id, change.changed_at));
-            written.last = Some((change.id, change.changed_at));
-            written.rows += 1;
-            writer.push(change)?;
-        }
+    groups: std::sync::mpsc::Receiver<Columns>,
+) -> parquet::errors::Result<()> {
+    for columns in groups {
+        writer.write_columns(&columns)?;
     }
     crate::failpoint("archive:parquet-partial");
-    writer.finish()?;
-    written.rows_sha256 = crate::hex(&hasher.finalize());
-    Ok(written)
+    writer.finish()
 }
 
 /// A file as read back.
 pub(crate) struct ReadBack {
-    pub changes: Vec<ArchivedChange>,
     pub rows: i64,
     pub rows_sha256: String,
     pub sha256: String,
     pub ordered: bool,
 }
 
+/// Reads a file back a row group at a time (memory bounded by a row
+/// group whatever the file's size): its SHA-256, then the digest of its
+/// rows taken from the columns, both from one opening of the file.
 pub(crate) fn read_back(path: &Path) -> Result<ReadBack, ArchiveError> {
-    // One read of the file: its hash and its rows come from the same bytes.
-    let file = std::fs::read(path).map_err(|e| ArchiveError::Io {
-        what: format!("reading {}", path.display()),
-        source: e,
-    })?;
-    let sha256 = crate::hex(&Sha256::digest(&file));
-    let rows = read_rows_from(bytes::Bytes::from(file)).map_err(|e| ArchiveError::Unreadable {
+    let io = |what: &str| {
+        let what = format!("{what} {}", path.display());
+        move |source| ArchiveError::Io { what, source }
+    };
+    let mut file = std::fs::File::open(path).map_err(io("opening"))?;
+    let sha256 = sha256_of(&mut file).map_err(io("reading"))?;
+    let unreadable = |e: crate::parquet_file::ReadError| ArchiveError::Unreadable {
         file: path.display().to_string(),
         reason: e.to_string(),
-    })?;
+    };
+    let reader = ArchiveReader::new(file).map_err(unreadable)?;
     let mut hasher = Sha256::new();
     let mut ordered = true;
     let mut last = i64::MIN;
-    for row in &rows {
-        if row.id <= last {
-            ordered = false;
+    for g in 0..reader.groups() {
+        for id in reader.digest_group(g, &mut hasher).map_err(unreadable)? {
+            if id <= last {
+                ordered = false;
+            }
+            last = id;
         }
-        last = row.id;
-        row.digest_into(&mut hasher);
     }
     Ok(ReadBack {
-        rows: rows.len() as i64,
-        changes: rows,
+        rows: reader.rows() as i64,
         rows_sha256: crate::hex(&hasher.finalize()),
         sha256,
         ordered,
     })
+}
+
+/// SHA-256 of what is left to read of `file`, hex.
+pub(crate) fn sha256_of(file: &mut impl std::io::Read) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(crate::hex(&hasher.finalize()))
 }
 
 /// SHA-256 of a file, hex.
@@ -561,19 +564,10 @@ pub fn file_sha256(path: &Path) -> Result<String, ArchiveError> {
         what: format!("opening {}", path.display()),
         source: e,
     })?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let n = std::io::Read::read(&mut file, &mut buffer).map_err(|e| ArchiveError::Io {
-            what: format!("reading {}", path.display()),
-            source: e,
-        })?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(crate::hex(&hasher.finalize()))
+    sha256_of(&mut file).map_err(|e| ArchiveError::Io {
+        what: format!("reading {}", path.display()),
+        source: e,
+    })
 }
 
 pub(crate) fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), ArchiveError> {

@@ -17,9 +17,9 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::GenericClient;
 
 use crate::ArchiveError;
-use crate::archive::read_back;
+use crate::archive::{read_back, sha256_of};
 use crate::manifest::Manifest;
-use crate::parquet_file::ParquetWriter;
+use crate::parquet_file::{ArchiveReader, ParquetWriter};
 use crate::row::ArchivedChange;
 use crate::set::{ArchiveRecord, records};
 
@@ -43,25 +43,23 @@ pub fn find(
     let mut found = Vec::new();
     for record in records {
         let path = dir.join(&record.file);
-        let back = read_back(&path)?;
-        if back.sha256 != record.sha256 {
-            return Err(ArchiveError::Mismatch(format!(
-                "archive file {} is not the one recorded (sha256 {}, recorded {}); nothing was erased\n  \
+        let reader = open_recorded(&path, record, |found| {
+            format!(
+                "archive file {} is not the one recorded (sha256 {found}, recorded {}); nothing was erased\n  \
                  help: run `pgtrail verify --archive {}` to see what happened to it",
                 path.display(),
-                back.sha256,
                 record.sha256,
                 dir.display()
-            )));
-        }
-        let changes: Vec<ArchivedChange> = back
-            .changes
-            .into_iter()
-            .filter(|c| {
+            )
+        })?;
+        let mut changes = Vec::new();
+        for g in 0..reader.groups() {
+            let rows = reader.read_group(g).map_err(|e| unreadable(&path, e))?;
+            changes.extend(rows.into_iter().filter(|c| {
                 c.table_id == table_id
                     && (c.pk.as_deref() == Some(pk_text) || c.old_pk.as_deref() == Some(pk_text))
-            })
-            .collect();
+            }));
+        }
         if !changes.is_empty() {
             found.push(Found {
                 record: record.clone(),
@@ -70,6 +68,33 @@ pub fn find(
         }
     }
     Ok(found)
+}
+
+fn unreadable(path: &Path, error: crate::parquet_file::ReadError) -> ArchiveError {
+    ArchiveError::Unreadable {
+        file: path.display().to_string(),
+        reason: error.to_string(),
+    }
+}
+
+/// Opens the recorded file of `record` for reading a row group at a time,
+/// once its hash is the recorded one (else the error `changed` words from
+/// the hash found).
+fn open_recorded(
+    path: &Path,
+    record: &ArchiveRecord,
+    changed: impl FnOnce(&str) -> String,
+) -> Result<ArchiveReader<std::fs::File>, ArchiveError> {
+    let io = |what: &str| {
+        let what = format!("{what} {}", path.display());
+        move |source| ArchiveError::Io { what, source }
+    };
+    let mut file = std::fs::File::open(path).map_err(io("opening"))?;
+    let sha256 = sha256_of(&mut file).map_err(io("reading"))?;
+    if sha256 != record.sha256 {
+        return Err(ArchiveError::Mismatch(changed(&sha256)));
+    }
+    ArchiveReader::new(file).map_err(|e| unreadable(path, e))
 }
 
 /// An archive file written again without the erased values.
@@ -101,32 +126,42 @@ pub fn rewrite(
     patched: &HashMap<i64, ArchivedChange>,
 ) -> Result<Rewritten, ArchiveError> {
     let old = dir.join(&record.file);
-    let back = read_back(&old)?;
-    if back.sha256 != record.sha256 {
-        return Err(ArchiveError::Mismatch(format!(
+    let reader = open_recorded(&old, record, |_| {
+        format!(
             "archive file {} changed while it was erased from; nothing was erased",
             old.display()
-        )));
-    }
+        )
+    })?;
     let file = erased_name(&record.partition, erasure_id);
     let path = dir.join(&file);
     let temporary = dir.join(format!("{file}.partial"));
     let mut writer = ParquetWriter::create(&temporary).map_err(|e| ArchiveError::parquet(&temporary, e))?;
     let mut hasher = Sha256::new();
     let mut replaced = 0usize;
-    let rows = back.changes.len() as i64;
-    for change in back.changes {
-        let change = match patched.get(&change.id) {
-            Some(patch) => {
-                replaced += 1;
-                patch.clone()
+    let rows = reader.rows() as i64;
+    // A row group at a time: memory bounded whatever the file's size.
+    for g in 0..reader.groups() {
+        let group = match reader.read_group(g) {
+            Ok(group) => group,
+            Err(error) => {
+                drop(writer);
+                let _ = std::fs::remove_file(&temporary);
+                return Err(unreadable(&old, error));
             }
-            None => change,
         };
-        change.digest_into(&mut hasher);
-        writer
-            .push(change)
-            .map_err(|e| ArchiveError::parquet(&temporary, e))?;
+        for change in group {
+            let change = match patched.get(&change.id) {
+                Some(patch) => {
+                    replaced += 1;
+                    patch.clone()
+                }
+                None => change,
+            };
+            change.digest_into(&mut hasher);
+            writer
+                .push(change)
+                .map_err(|e| ArchiveError::parquet(&temporary, e))?;
+        }
     }
     writer
         .finish()

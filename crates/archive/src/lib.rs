@@ -1,7 +1,8 @@
 //! pgtrail's retention: the trail's time partitions ([`partitions`]), legal
 //! holds ([`holds`]), Parquet archives of old partitions written, read back
-//! and checked before the partition is dropped ([`archive`], with the file
-//! layout in [`parquet_file`] and [`manifest`]), `pgtrail maintain`
+//! and checked before the partition is dropped ([`archive`], reading the
+//! partition with one binary COPY (`copy`), with the file layout in
+//! [`parquet_file`] and [`manifest`]), `pgtrail maintain`
 //! ([`maintain`]), and the archive as `pgtrail verify --archive` reads it
 //! ([`set`]); erasure reaching into archive files ([`erase`]).
 //!
@@ -9,6 +10,7 @@
 //! it through [`Sealer`], so this crate does not depend on it.
 
 pub mod archive;
+mod copy;
 pub mod erase;
 pub mod holds;
 pub mod maintain;

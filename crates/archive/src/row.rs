@@ -1,10 +1,10 @@
 //! One archived change: every column of `pgtrail.changes`, plus what a leaf
 //! of the seal log is computed from (the change's context number, table id,
 //! key before the change, recorded changed fields and the rest of its
-//! transaction record), read from the database or from a Parquet file.
+//! transaction record), read from the database (`copy`) or from a Parquet
+//! file.
 
 use sha2::{Digest, Sha256};
-use tokio_postgres::Row;
 
 /// The columns of one change, in the order of the Parquet schema.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -46,60 +46,7 @@ pub struct ArchivedChange {
     pub backend_pid: Option<i32>,
 }
 
-/// The query that reads a partition's changes as [`ArchivedChange::from_row`]
-/// expects them; `{partition}` is replaced by the quoted partition name.
-pub(crate) const SELECT_PARTITION: &str = "
-SELECT c.id, c.txid, (extract(epoch FROM c.changed_at) * 1000000)::bigint,
-       t.table_schema, t.table_name,
-       CASE c.op WHEN 'I' THEN 'INSERT' WHEN 'U' THEN 'UPDATE' WHEN 'D' THEN 'DELETE' ELSE 'TRUNCATE' END,
-       c.pk::text, c.old_values::text, c.new_values::text,
-       CASE WHEN c.op = 'U' THEN coalesce(c.changed_fields,
-           ARRAY(SELECT k FROM jsonb_object_keys(c.new_values) AS k ORDER BY k)) END,
-       x.actor_id, x.actor_name, x.actor_type, x.reason, x.context::text, x.db_user,
-       x.application_name, x.client_addr::text,
-       (extract(epoch FROM x.started_at) * 1000000)::bigint,
-       c.ctx, c.table_id, c.old_pk::text, c.changed_fields::text,
-       (extract(epoch FROM x.recorded_at) * 1000000)::bigint,
-       x.db_role, x.client_port, x.backend_pid
-FROM pgtrail.{partition} AS c
-JOIN pgtrail.audited_table AS t ON t.id = c.table_id
-LEFT JOIN pgtrail.transaction AS x ON x.txid = c.txid AND x.ctx = c.ctx
-ORDER BY c.id";
-
 impl ArchivedChange {
-    /// Reads a row of [`SELECT_PARTITION`].
-    pub fn from_row(row: &Row) -> Result<ArchivedChange, tokio_postgres::Error> {
-        Ok(ArchivedChange {
-            id: row.try_get(0)?,
-            txid: row.try_get(1)?,
-            changed_at: row.try_get(2)?,
-            table_schema: row.try_get(3)?,
-            table_name: row.try_get(4)?,
-            op: row.try_get(5)?,
-            pk: row.try_get(6)?,
-            old_values: row.try_get(7)?,
-            new_values: row.try_get(8)?,
-            changed_fields: row.try_get(9)?,
-            actor_id: row.try_get(10)?,
-            actor_name: row.try_get(11)?,
-            actor_type: row.try_get(12)?,
-            reason: row.try_get(13)?,
-            context: row.try_get(14)?,
-            db_user: row.try_get(15)?,
-            application_name: row.try_get(16)?,
-            client_addr: row.try_get(17)?,
-            tx_started_at: row.try_get(18)?,
-            ctx: row.try_get(19)?,
-            table_id: row.try_get(20)?,
-            old_pk: row.try_get(21)?,
-            changed_fields_recorded: row.try_get(22)?,
-            tx_recorded_at: row.try_get(23)?,
-            db_role: row.try_get(24)?,
-            client_port: row.try_get(25)?,
-            backend_pid: row.try_get(26)?,
-        })
-    }
-
     /// The one-letter op the trail stores (`I`, `U`, `D`, `T`), as leaves use it.
     pub fn op_code(&self) -> &'static str {
         match self.op.as_str() {

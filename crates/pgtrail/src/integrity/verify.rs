@@ -258,12 +258,6 @@ pub async fn verify(client: &mut Client, options: &VerifyOptions) -> Result<Veri
             let set = pgtrail_archive::set::load(&tx, dir)
                 .await
                 .map_err(IntegrityError::archive)?;
-            for problem in &set.problems {
-                problems.push(Problem::ArchiveFile {
-                    file: file_of(problem),
-                    problem: problem.message(),
-                });
-            }
             archive.records = set.records.clone();
             archive.set = Some(set);
         }
@@ -377,14 +371,20 @@ pub async fn verify(client: &mut Client, options: &VerifyOptions) -> Result<Veri
         previous = Some(seal);
     }
 
-    if let Some(set) = &archive.set {
-        for (id, (_, file)) in &set.rows {
-            if !archive.consumed.contains(id) {
-                problems.push(Problem::ArchivedNotSealed {
-                    change_id: *id,
-                    file: set.records.get(*file).map(|r| r.file.clone()).unwrap_or_default(),
-                });
-            }
+    if let Some(set) = &mut archive.set {
+        let unmet = set.unmet();
+        // What is wrong with the files, found as they were opened and read.
+        let found: Vec<Problem> = set
+            .problems
+            .iter()
+            .map(|problem| Problem::ArchiveFile {
+                file: file_of(problem),
+                problem: problem.message(),
+            })
+            .collect();
+        problems.splice(0..0, found);
+        for (change_id, file) in unmet {
+            problems.push(Problem::ArchivedNotSealed { change_id, file });
         }
     }
 
@@ -612,11 +612,11 @@ impl SealCheck<'_> {
             });
             return Ok(entry.hash);
         };
-        let Some(set) = &self.archive.set else {
+        let Some(set) = &mut self.archive.set else {
             self.archive.unchecked += 1;
             return Ok(entry.hash);
         };
-        let Some((row, _)) = set.rows.get(&entry.id) else {
+        let Some(row) = set.take(entry.id) else {
             self.problems.push(Problem::ArchivedMissing {
                 change_id: entry.id,
                 seal: self.seal,
@@ -624,9 +624,8 @@ impl SealCheck<'_> {
             });
             return Ok(entry.hash);
         };
-        self.archive.consumed.insert(entry.id);
         self.archive.checked += 1;
-        let change = ChangeRow::from_archived(row);
+        let change = ChangeRow::from_archived(&row);
         let transaction = row.transaction_record().map(|t| transaction_digest_of(&t));
         let salts = match self.erased.get(&entry.id) {
             Some(kept) if entry.seed == DESTROYED_SEED => Salts::Erased(kept),
@@ -669,10 +668,8 @@ impl SealCheck<'_> {
 #[derive(Default)]
 struct ArchiveState {
     records: Vec<ArchiveRecord>,
-    /// The archive files' rows, with `--archive DIR`.
+    /// The archive files, with `--archive DIR`.
     set: Option<ArchiveSet>,
-    /// Archived changes met in the log.
-    consumed: std::collections::HashSet<i64>,
     checked: u64,
     unchecked: u64,
 }
