@@ -81,10 +81,10 @@ struct Args {
     /// Rounds per client with --serve (each round requests each kind of page once).
     #[arg(long, default_value_t = 25)]
     rounds: usize,
-    /// With --serve: also serve a copy of the trail at the SQL of before the
-    /// row pages' fix, side by side with the current one, in the same rounds.
-    #[arg(long, requires = "serve")]
-    serve_before: bool,
+    /// With --serve: also serve a copy of the trail at the SQL of before a
+    /// fix, side by side with the current one, in the same rounds.
+    #[arg(long, value_enum, requires = "serve")]
+    serve_before: Option<serve::Before>,
     /// At the end, print the cluster's URL and keep it running until a line
     /// (or end of file) arrives on standard input, to try queries by hand.
     #[arg(long)]
@@ -376,7 +376,7 @@ fn small_table(i: i64) -> String {
 struct Serve {
     clients: usize,
     rounds: usize,
-    before: bool,
+    before: Option<serve::Before>,
 }
 
 async fn run(scale: Scale, cluster: &Cluster, started: Instant, serve: Option<Serve>) -> Result<()> {
@@ -603,10 +603,10 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant, serve: Option<Se
         step.elapsed().as_secs_f64()
     );
     print_trail_size(&admin).await?;
-    if serve.is_some_and(|s| s.before) {
+    if let Some(before) = serve.and_then(|s| s.before) {
         // Copying the database needs nobody connected to it.
         drop(admin);
-        serve::copy_before(cluster).await?;
+        serve::copy_before(cluster, before).await?;
     }
     println!();
 
@@ -657,7 +657,7 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant, serve: Option<Se
     }) = serve
     {
         println!();
-        serve::bench(cluster, &ctx, clients, rounds, before).await?;
+        serve::bench(cluster, &ctx, clients, rounds, before.is_some()).await?;
     }
 
     println!();

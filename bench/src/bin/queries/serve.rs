@@ -1,6 +1,6 @@
 //! `--serve`: `pgtrail serve` over the query benchmark's trail. One server
-//! (or, with `--serve-before`, two side by side: the trail at the current
-//! SQL and a copy at the SQL before the row pages' fix) runs in this
+//! (or, with `--serve-before FIX`, two side by side: the trail at the
+//! current SQL and a copy without that fix) runs in this
 //! process, each on its own thread and single-threaded runtime, so that its
 //! CPU time can be read apart; `--clients` clients each run `--rounds`
 //! rounds, a round requesting every page of every server once, in an order
@@ -22,18 +22,45 @@ use super::{Kind, QueryContext, Rng, WARMUP, percentile};
 /// The database holding the copy of the trail at the SQL of before.
 pub(super) const BEFORE_DB: &str = "trail_before";
 
-/// What the SQL of before lacked: the TRUNCATE lookups of `pgtrail.history`
-/// (`_row_life`, `_cut_after`, `_known_from`) and of the revert plan went
-/// through the key index only with this condition (commit "Row pages:
-/// TRUNCATE lookups through the key index").
-const FIX: &str = "pgtrail._h(x.pk) IS NULL AND ";
+/// Which fix the copy of the trail is served without.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum Before {
+    /// The TRUNCATE lookups of `pgtrail.history` (`_row_life`,
+    /// `_cut_after`, `_known_from`) and of the revert plan through the key
+    /// index (`pgtrail._h(x.pk) IS NULL AND`, commit "Row pages: TRUNCATE
+    /// lookups through the key index").
+    TruncateLookup,
+    /// `_row_life`'s row estimate (`ROWS 20`; without it, 1,000, and
+    /// history joined its rows to a hash of all of pgtrail.transaction).
+    RowEstimate,
+}
+
+impl Before {
+    /// What the fix added to the functions' definitions, as
+    /// `pg_get_functiondef` prints it.
+    fn added(self) -> &'static str {
+        match self {
+            Before::TruncateLookup => "pgtrail._h(x.pk) IS NULL AND ",
+            Before::RowEstimate => " ROWS 20\n",
+        }
+    }
+
+    /// The definition without the fix.
+    fn undo(self, definition: &str) -> String {
+        match self {
+            Before::TruncateLookup => definition.replace(self.added(), ""),
+            Before::RowEstimate => definition.replace(self.added(), "\n"),
+        }
+    }
+}
 
 /// Copies the trail (database `postgres`, which nothing may be connected
 /// to) into [`BEFORE_DB`] and puts back the SQL of before there: every
-/// function of schema pgtrail with [`FIX`] is created again without it.
-/// The copy's reader role (its name follows the database's) is made a
-/// member of the original's, so it has the same rights.
-pub(super) async fn copy_before(cluster: &Cluster) -> Result<()> {
+/// function of schema pgtrail whose definition holds what the fix added
+/// is created again without it. The copy's reader role (its name follows
+/// the database's) is made a member of the original's, so it has the same
+/// rights.
+pub(super) async fn copy_before(cluster: &Cluster, fix: Before) -> Result<()> {
     let step = Instant::now();
     let template = super::server::connect(cluster, "template1").await?;
     template
@@ -61,8 +88,9 @@ pub(super) async fn copy_before(cluster: &Cluster) -> Result<()> {
     let functions = before
         .query(
             "SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid) FROM pg_proc AS p
-             WHERE p.pronamespace = 'pgtrail'::regnamespace AND p.prosrc LIKE '%' || $1 || '%' ORDER BY 1",
-            &[&FIX],
+             WHERE p.pronamespace = 'pgtrail'::regnamespace AND p.prokind = 'f' AND strpos(pg_get_functiondef(p.oid), $1) > 0
+             ORDER BY 1",
+            &[&fix.added()],
         )
         .await
         .context("find the functions of the fix")?;
@@ -70,18 +98,20 @@ pub(super) async fn copy_before(cluster: &Cluster) -> Result<()> {
     for row in &functions {
         let (name, definition): (String, String) = (row.get(0), row.get(1));
         before
-            .batch_execute(&definition.replace(FIX, ""))
+            .batch_execute(&fix.undo(&definition))
             .await
             .with_context(|| format!("{name} as before"))?;
         names.push(name);
     }
     if !names.iter().any(|n| n.starts_with("pgtrail._row_life")) {
-        bail!("pgtrail._row_life has no `{FIX}`: the SQL of before cannot be made from this one");
+        bail!(
+            "pgtrail._row_life has no {:?}: the SQL of before cannot be made from this one",
+            fix.added()
+        );
     }
     println!(
-        "before: the trail copied to database {BEFORE_DB} and its TRUNCATE lookups put back as before the fix \
-         (without `{}`) in {}; {:.0} s",
-        FIX.trim_end_matches(" AND "),
+        "before: the trail copied to database {BEFORE_DB}, served without {:?} ({fix:?}) in {}; {:.0} s",
+        fix.added(),
         names.join(", "),
         step.elapsed().as_secs_f64()
     );
