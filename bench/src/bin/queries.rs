@@ -31,6 +31,9 @@ use serde_json::{Value, json};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 
+#[path = "queries/serve.rs"]
+mod serve;
+
 /// Batch jobs (actor type `system`) that run the bulk transactions.
 const JOBS: u64 = 10;
 /// People (actor type `user`) who run the small transactions.
@@ -78,6 +81,10 @@ struct Args {
     /// Rounds per client with --serve (each round requests each kind of page once).
     #[arg(long, default_value_t = 25)]
     rounds: usize,
+    /// With --serve: also serve a copy of the trail at the SQL of before a
+    /// fix, side by side with the current one, in the same rounds.
+    #[arg(long, value_enum, requires = "serve")]
+    serve_before: Option<serve::Before>,
     /// At the end, print the cluster's URL and keep it running until a line
     /// (or end of file) arrives on standard input, to try queries by hand.
     #[arg(long)]
@@ -155,7 +162,11 @@ async fn main() -> Result<()> {
         ("synchronous_commit", "off"),
         ("work_mem", "16MB"),
     ])?;
-    let serve = args.serve.then_some((args.clients.max(1), args.rounds.max(1)));
+    let serve = args.serve.then_some(Serve {
+        clients: args.clients.max(1),
+        rounds: args.rounds.max(1),
+        before: args.serve_before,
+    });
     let result = run(scale, &cluster, started, serve).await;
     if args.hold {
         println!(
@@ -360,7 +371,15 @@ fn small_table(i: i64) -> String {
     format!("t{i:04}")
 }
 
-async fn run(scale: Scale, cluster: &Cluster, started: Instant, serve: Option<(usize, usize)>) -> Result<()> {
+/// What `--serve` measures.
+#[derive(Debug, Clone, Copy)]
+struct Serve {
+    clients: usize,
+    rounds: usize,
+    before: Option<serve::Before>,
+}
+
+async fn run(scale: Scale, cluster: &Cluster, started: Instant, serve: Option<Serve>) -> Result<()> {
     let admin = connect(cluster).await?;
     let version: String = admin
         .query_one("SELECT version()", &[])
@@ -584,6 +603,11 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant, serve: Option<(u
         step.elapsed().as_secs_f64()
     );
     print_trail_size(&admin).await?;
+    if let Some(before) = serve.and_then(|s| s.before) {
+        // Copying the database needs nobody connected to it.
+        drop(admin);
+        serve::copy_before(cluster, before).await?;
+    }
     println!();
 
     // Measurements.
@@ -626,9 +650,14 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant, serve: Option<(u
     // Plans.
     explain_all(cluster, &ctx, &mut rng).await?;
 
-    if let Some((clients, rounds)) = serve {
+    if let Some(Serve {
+        clients,
+        rounds,
+        before,
+    }) = serve
+    {
         println!();
-        serve_bench(cluster, &ctx, clients, rounds).await?;
+        serve::bench(cluster, &ctx, clients, rounds, before.is_some()).await?;
     }
 
     println!();
@@ -1362,230 +1391,5 @@ async fn explain_all(cluster: &Cluster, ctx: &QueryContext<'_>, rng: &mut Rng) -
     }
     let entries = autoexplain::entries_since(&log, offset);
     autoexplain::print(&entries, 20, 3);
-    Ok(())
-}
-
-// ---- pgtrail serve over the same trail ----
-
-/// The pages `--serve` requests, interleaved and rotated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Page {
-    TimelineJson,
-    TimelineHtml,
-    RowHtml,
-    RowJson,
-}
-
-impl Page {
-    const ALL: [Page; 4] = [
-        Page::TimelineJson,
-        Page::TimelineHtml,
-        Page::RowHtml,
-        Page::RowJson,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            Page::TimelineJson => "GET /api/v1/changes (a person's hour)",
-            Page::TimelineHtml => "GET / (timeline page, a person's hour)",
-            Page::RowHtml => "GET /row/big?key= (row page)",
-            Page::RowJson => "GET /api/v1/rows/big/history?key=",
-        }
-    }
-}
-
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// One GET over a fresh connection; returns the status.
-async fn http_get(addr: std::net::SocketAddr, path: &str, token: &str) -> Result<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .context("connect to the server")?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await?;
-    let head = String::from_utf8_lossy(&answer[..answer.len().min(32)]).into_owned();
-    head.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("no HTTP status in {head:?}"))
-}
-
-/// This process's CPU time (user + system), from /proc.
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15 (11 and 12 after the name), in 1/100 s.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-/// Starts `pgtrail serve` in this process on the cluster, then `clients`
-/// concurrent clients each run `rounds` rounds; a round requests each page
-/// once, in an order rotated by client and round. Prints median and p95 per
-/// page, throughput, and this process's CPU per request.
-async fn serve_bench(cluster: &Cluster, ctx: &QueryContext<'_>, clients: usize, rounds: usize) -> Result<()> {
-    // The trail sealed first, as a trail in service is: the row and
-    // transaction pages say which seal holds each change they show.
-    let sealing = Instant::now();
-    let key = pgtrail::integrity::crypto::SignerKey::generate("bench.example/serve")?;
-    let mut sealer = connect(cluster).await?;
-    let sealed = pgtrail::integrity::seal(&mut sealer, &key, &mut |_| {}).await?;
-    drop(sealer);
-    println!(
-        "pgtrail serve: the trail sealed first ({} changes in one seal, {:.1} s)",
-        sealed.appended,
-        sealing.elapsed().as_secs_f64()
-    );
-    let token = pgtrail::serve::new_token()?;
-    let url = cluster.url("postgres");
-    let target = pgtrail::connect::Target::parse(&url, "the benchmark cluster")?;
-    let target = Arc::new(target);
-    let connect: pgtrail::serve::Connect = Arc::new(move || {
-        let target = target.clone();
-        Box::pin(async move {
-            pgtrail::connect::connect(&target)
-                .await
-                .map_err(|e| e.to_string())
-        })
-    });
-    let options = pgtrail::serve::Options {
-        listen: "127.0.0.1:0".parse()?,
-        tokens: vec![pgtrail::serve::ServeToken {
-            name: "bench".into(),
-            role: pgtrail::serve::TokenRole::Reader,
-            sha256: pgtrail::serve::hash_token(&token),
-        }],
-        connections: clients,
-        ..pgtrail::serve::Options::default()
-    };
-    let server = pgtrail::serve::Server::bind(options, connect).await?;
-    let addr = server.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
-
-    // People's hours, with their bounds as RFC 3339 (what a person types).
-    let mut rng = Rng(0x5E7E_0001);
-    let mut hours = Vec::new();
-    for _ in 0..100 {
-        let w = ctx.random_window(Kind::ActorWindow, &mut rng);
-        let row = ctx
-            .client
-            .query_one(
-                "SELECT to_char($1::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                        to_char($2::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
-                &[&w.from, &w.to],
-            )
-            .await?;
-        let (from, to): (String, String) = (row.get(0), row.get(1));
-        hours.push(format!(
-            "actor={}&since={}&until={}",
-            url_encode(&w.actor),
-            url_encode(&from),
-            url_encode(&to)
-        ));
-    }
-    let hours = Arc::new(hours);
-    let rows = ctx.scale.rows;
-    let path = move |page: Page, rng: &mut Rng, hours: &[String]| -> String {
-        let hour = &hours[rng.range(0, hours.len() as i64 - 1) as usize];
-        let key = rng.range(1, rows);
-        match page {
-            Page::TimelineJson => format!("/api/v1/changes?{hour}"),
-            Page::TimelineHtml => format!("/?{hour}"),
-            Page::RowHtml => format!("/row/big?key={key}"),
-            Page::RowJson => format!("/api/v1/rows/big/history?key={key}"),
-        }
-    };
-    // Warm-up: each page a few times.
-    let mut warm = Rng(0x3A3A);
-    for page in Page::ALL {
-        for _ in 0..WARMUP {
-            let status = http_get(addr, &path(page, &mut warm, &hours), &token).await?;
-            if status != 200 {
-                bail!("{}: HTTP {status}", page.label());
-            }
-        }
-    }
-    let cpu_before = process_cpu();
-    let wall = Instant::now();
-    let mut tasks = Vec::new();
-    for client in 0..clients {
-        let (hours, token) = (hours.clone(), token.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(0xC11E_0000 + client as u64);
-            let mut times: Vec<(Page, f64)> = Vec::new();
-            for round in 0..rounds {
-                for i in 0..Page::ALL.len() {
-                    let page = Page::ALL[(i + client + round) % Page::ALL.len()];
-                    let target = path(page, &mut rng, &hours);
-                    let start = Instant::now();
-                    let status = http_get(addr, &target, &token).await?;
-                    if status != 200 {
-                        bail!("{target}: HTTP {status}");
-                    }
-                    times.push((page, start.elapsed().as_secs_f64() * 1000.0));
-                }
-            }
-            Ok::<_, anyhow::Error>(times)
-        }));
-    }
-    let mut all: Vec<(Page, f64)> = Vec::new();
-    for task in tasks {
-        all.extend(task.await??);
-    }
-    let elapsed = wall.elapsed().as_secs_f64();
-    let cpu = process_cpu().saturating_sub(cpu_before).as_secs_f64();
-    let _ = stop.send(());
-    serving.await??;
-
-    println!(
-        "pgtrail serve: {clients} concurrent clients x {rounds} rounds (each page once a round, order rotated), \
-         one connection per request, {} connections to PostgreSQL",
-        clients
-    );
-    println!(
-        "{:<44} {:>10} {:>10} {:>10}  {:<9} {:<6}",
-        "page", "median ms", "p95 ms", "max ms", "target", "result"
-    );
-    println!("{}", "-".repeat(96));
-    for page in Page::ALL {
-        let mut times: Vec<f64> = all.iter().filter(|(p, _)| *p == page).map(|(_, t)| *t).collect();
-        times.sort_by(f64::total_cmp);
-        let p95 = percentile(&times, 0.95);
-        println!(
-            "{:<44} {:>10.2} {:>10.2} {:>10.2}  {:<9} {:<6}",
-            page.label(),
-            percentile(&times, 0.5),
-            p95,
-            times[times.len() - 1],
-            "p95 < 200",
-            if p95 < 200.0 { "PASS" } else { "FAIL" }
-        );
-    }
-    println!(
-        "throughput {:.0} requests/s; this process (server and clients) used {:.2} ms CPU per request \
-         (PostgreSQL's CPU not included)",
-        all.len() as f64 / elapsed,
-        cpu * 1000.0 / all.len() as f64
-    );
     Ok(())
 }

@@ -276,6 +276,12 @@ pub enum Command {
         /// Database connections at most.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
         connections: u16,
+        /// Serve HTTPS with this PEM certificate chain (with --tls-key; overrides `tls_cert` in [serve]).
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The PEM private key of --tls-cert (overrides `tls_key` in [serve]).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
         /// Print a new random token named NAME and the [serve.tokens.NAME] lines to add, then exit.
         #[arg(long, value_name = "NAME")]
         new_token: Option<String>,

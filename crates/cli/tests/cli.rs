@@ -3525,3 +3525,89 @@ async fn maintain_killed_at_each_step_loses_nothing_and_the_next_run_finishes() 
     );
     assert_eq!(code, Some(0), "verify passes after the erasure: {out}");
 }
+
+#[tokio::test]
+async fn serve_takes_its_certificate_from_flags_over_the_config() {
+    // The config names files that are not there; the flags name good ones.
+    let token_hash = "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881";
+    let (db, dir) = project(&format!(
+        "[serve]\ntls_cert = \"gone-cert.pem\"\ntls_key = \"gone-key.pem\"\n\n[serve.tokens.support]\nrole = \"reader\"\nsha256 = \"{token_hash}\"\n"
+    ))
+    .await;
+    let applied = pgtrail(&["apply", "--database-url", db.url()], dir.path());
+    assert_eq!(applied.status.code(), Some(0), "{:?}", text(&applied));
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    std::fs::write(path("cert.pem"), certified.cert.pem()).unwrap();
+    std::fs::write(path("key.pem"), certified.signing_key.serialize_pem()).unwrap();
+    std::fs::write(path("other-key.pem"), other.signing_key.serialize_pem()).unwrap();
+    let serve = |tls: &[&str]| {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--database-url", db.url()];
+        args.extend_from_slice(tls);
+        pgtrail(&args, dir.path())
+    };
+
+    // Without flags, the config's missing certificate stops the start: exit 2.
+    let output = serve(&[]);
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the certificate file gone-cert.pem: not found"),
+        "{stderr}"
+    );
+
+    // One flag without the other: a usage error, exit 2.
+    let output = serve(&["--tls-cert", &path("cert.pem")]);
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--tls-key"), "{stderr}");
+
+    // A missing, an unreadable (a directory) and a mismatched key: exit 2,
+    // the file and what is wrong with it named.
+    let directory = dir.path().to_string_lossy().into_owned();
+    for (cert, key, expected) in [
+        (path("cert.pem"), path("nope.pem"), "the key file"),
+        (path("cert.pem"), directory.clone(), "is a directory"),
+        (directory, path("key.pem"), "the certificate file"),
+        (
+            path("cert.pem"),
+            path("other-key.pem"),
+            "the key is not the certificate's",
+        ),
+    ] {
+        let output = serve(&["--tls-cert", &cert, "--tls-key", &key]);
+        let (stdout, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{expected}: {stdout}{stderr}");
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+        assert!(stderr.contains("help: --tls-cert and --tls-key"), "{stderr}");
+        assert!(!stdout.contains("pgtrail serve: http"), "{stdout}");
+    }
+
+    // Good files in the flags override the config's: it serves HTTPS.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgtrail"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", db.url()])
+        .args(["--tls-cert", &path("cert.pem"), "--tls-key", &path("key.pem")])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("pgtrail serve starts");
+    let stdout = child.stdout.take().expect("its stdout");
+    let first = std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        line
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !first.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let finished = first.is_finished();
+    child.kill().expect("stop pgtrail serve");
+    child.wait().expect("reaped");
+    assert!(finished, "pgtrail serve printed nothing in 60 s");
+    let line = first.join().expect("the reader thread");
+    assert!(line.starts_with("pgtrail serve: https://127.0.0.1:"), "{line}");
+}

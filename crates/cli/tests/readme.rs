@@ -13,13 +13,14 @@ const README: &str = include_str!("../../../README.md");
 
 /// The lines of those sections that are not run, by how they start.
 const SKIPPED: &[&str] = &[
-    "cargo install",          // the binary under test is already built
-    "export DATABASE_URL=",   // the test sets DATABASE_URL itself
-    "$EDITOR",                // a person reviews the file
-    "psql ",                  // applying the printed file: tested in cli.rs
-    "pgtrail follow  ",       // runs until stopped: tested in cli.rs (`follow --once` is run)
-    "pgtrail serve --listen", // runs until stopped: tested in crates/serve
-    "pgtrail demo --serve",   // the same
+    "cargo install",            // the binary under test is already built
+    "export DATABASE_URL=",     // the test sets DATABASE_URL itself
+    "$EDITOR",                  // a person reviews the file
+    "psql ",                    // applying the printed file: tested in cli.rs
+    "pgtrail follow  ",         // runs until stopped: tested in cli.rs (`follow --once` is run)
+    "pgtrail serve --listen",   // runs until stopped: tested in crates/serve
+    "pgtrail serve --tls-cert", // the same (and in cli.rs)
+    "pgtrail demo --serve",     // the same
     "pgtrail sql --transaction > 0042_pgtrail.sql && psql", // the same, with psql
 ];
 

@@ -28,7 +28,7 @@ pub enum ServeError {
     #[error("the server stopped: {0}")]
     Serve(std::io::Error),
     #[error(
-        "TLS: {0}\n  help: `tls_cert` and `tls_key` in [serve] name PEM files: the certificate chain and its private key"
+        "TLS: {0}\n  help: --tls-cert and --tls-key (or `tls_cert` and `tls_key` in [serve]) name PEM files: the certificate chain and its private key"
     )]
     Tls(String),
 }

@@ -189,7 +189,10 @@ pub fn document() -> Value {
         operation(
             "The plan of a revert (nothing is changed); apply it with POST /api/v1/revert and its `plan_id`",
             vec![
-                query("tx", "a transaction to revert; repeatable"),
+                query(
+                    "tx",
+                    "a transaction to revert; repeatable, or several separated by commas",
+                ),
                 query("table", "a row's table (with `key`)"),
                 query("key", "the row's key"),
                 query("to", "the row back to how it was at this moment"),
@@ -198,9 +201,24 @@ pub fn document() -> Value {
                     "the row back to how it was right after this change",
                 ),
                 query("actor", "an actor's changes (with `since`, optional `until`)"),
+                query(
+                    "context",
+                    "the changes whose context has key=value, e.g. request_id=r-42 (with `since`, optional `until`); repeatable",
+                ),
+                query(
+                    "migration",
+                    "the changes of this migration: context=migration=NAME (with `since`)",
+                ),
                 query("since", time),
                 query("until", time),
-                query("only", "only changes of this table; repeatable"),
+                query(
+                    "only",
+                    "only changes of this table; repeatable, or several separated by commas",
+                ),
+                query(
+                    "max_rows",
+                    "the most row changes the revert may undo (default 1,000,000)",
+                ),
                 query("conflicts", "refuse (default), skip or cascade"),
             ],
             "`{\"selector\", \"conflicts\", \"rows\", \"plan\": [item], \"plan_id\", \"applied\": false}`",
@@ -215,7 +233,7 @@ pub fn document() -> Value {
                 "type": "object",
                 "required": ["reason", "plan_id"],
                 "properties": {
-                    "tx": {"type": "string", "description": "as for the plan; so are table, key, to, after_change, actor, since, until, only, conflicts"},
+                    "tx": {"type": "string", "description": "as for the plan; so are table, key, to, after_change, actor, context, migration, since, until, only, max_rows, conflicts"},
                     "reason": {"type": "string", "description": "why (kept with the revert's changes)"},
                     "plan_id": {"type": "string", "description": "the plan_id of the plan that was shown"},
                     "csrf": {"type": "string", "description": "with the login cookie instead of a bearer token: the form's CSRF token"}

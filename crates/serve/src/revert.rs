@@ -21,10 +21,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use pgtrail_config::TokenRole;
-use pgtrail_query::{Audited, TimeArg, parse_time};
+use pgtrail_query::{Audited, TimeArg, parse_context_filter, parse_time};
 use pgtrail_revert::apply::ApplyOptions;
 use pgtrail_revert::{Plan, Policy, Request, RevertError, RowTarget, Selector};
-use serde_json::json;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
@@ -41,26 +41,63 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/revert", get(plan_page).post(apply_page))
 }
 
-/// The parameters that say what to revert and how.
-const SELECTOR: [&str; 10] = [
+/// The parameters that say what to revert and how: the selectors of
+/// `pgtrail revert` (`tx`; `table` and `key` with `to` or `after_change`;
+/// `actor`, or `context` and `migration`, with `since` and `until`), its
+/// table restriction (`only`), cap (`max_rows`) and conflict policy.
+const SELECTOR: [&str; 13] = [
     "tx",
     "table",
     "key",
     "to",
     "after_change",
     "actor",
+    "context",
+    "migration",
     "since",
     "until",
     "only",
+    "max_rows",
     "conflicts",
 ];
 
 /// What applying takes besides the selector.
 const APPLYING: [&str; 3] = ["reason", "plan_id", "csrf"];
 
+/// What a revert is asked for with, and an example of each.
+const SAY_WHAT: &str = "?tx=TXID (repeatable); ?table=T&key=K (&to=MOMENT or &after_change=ID); \
+                        ?actor=A&since=MOMENT (&until=MOMENT); or ?context=KEY=VALUE (repeatable; \
+                        migration=NAME is context=migration=NAME)&since=MOMENT (&until=MOMENT); \
+                        with &only=TABLE (repeatable) to keep to some tables";
+
+/// Whether the parameters name any selector (the page without one shows
+/// the form to choose).
+fn has_selector(params: &Params) -> bool {
+    ["tx", "table", "actor", "context", "migration"]
+        .iter()
+        .any(|name| params.get(name).is_some())
+}
+
 /// The revert request the parameters describe.
 async fn request_of(client: &Client, params: &Params) -> Result<Request, ApiError> {
-    let selector = if !params.all("tx").is_empty() {
+    let by_context = params.get("context").is_some() || params.get("migration").is_some();
+    let kinds = [
+        params.get("tx").is_some(),
+        params.get("table").is_some(),
+        params.get("actor").is_some(),
+        by_context,
+    ];
+    match kinds.iter().filter(|k| **k).count() {
+        0 => return Err(ApiError::bad_request("say what to revert").with_help(SAY_WHAT)),
+        1 => {}
+        _ => {
+            return Err(ApiError::bad_request(
+                "say what to revert with exactly one of `tx`, `table` and `key`, `actor`, or `context` (or `migration`)",
+            )
+            .with_help("`only` keeps a selection to some tables; `table` names the one row's table"));
+        }
+    }
+    let selector = if kinds[0] {
         let txids = params
             .all("tx")
             .iter()
@@ -87,28 +124,59 @@ async fn request_of(client: &Client, params: &Params) -> Result<Request, ApiErro
             key,
             to,
         }
-    } else if let Some(actor) = params.get("actor") {
+    } else {
         let Some(since) = params.time("since")? else {
-            return Err(
-                ApiError::bad_request("`actor` needs `since`").with_help("e.g. ?actor=ann&since=2h ago")
-            );
+            return Err(ApiError::bad_request("`actor` and `context` need `since`")
+                .with_help("e.g. ?actor=ann&since=2h ago, or ?context=request_id=r-42&since=1d ago"));
         };
         let since = absolute(client, &since).await?;
         let until = match params.time("until")? {
             Some(until) => Some(absolute(client, &until).await?),
             None => None,
         };
-        Selector::Actor {
-            actor: actor.to_string(),
-            since,
-            until,
+        match params.get("actor") {
+            Some(actor) => Selector::Actor {
+                actor: actor.to_string(),
+                since,
+                until,
+            },
+            None => {
+                let mut context = serde_json::Map::new();
+                for pair in params.all("context") {
+                    let (key, value) = parse_context_filter(pair)?;
+                    if context.insert(key.clone(), Value::String(value)).is_some() {
+                        return Err(ApiError::bad_request(format!(
+                            "context key `{key}` is given twice"
+                        )));
+                    }
+                }
+                if let Some(migration) = params.get("migration")
+                    && context
+                        .insert("migration".into(), Value::String(migration.to_string()))
+                        .is_some()
+                {
+                    return Err(ApiError::bad_request(
+                        "`migration` and `context=migration=...` both given",
+                    ));
+                }
+                Selector::Context {
+                    context,
+                    since,
+                    until,
+                }
+            }
         }
-    } else {
-        return Err(ApiError::bad_request("say what to revert")
-            .with_help("?tx=TXID (repeatable), ?table=T&key=K (&to=MOMENT or &after_change=ID), or ?actor=A&since=MOMENT"));
     };
     let mut request = Request::new(selector);
     request.tables = params.all("only").into_iter().map(str::to_string).collect();
+    if let Some(max_rows) = params.integer("max_rows")? {
+        if max_rows < 1 {
+            return Err(ApiError::bad_request(format!(
+                "`max_rows` must be 1 or more, not {max_rows}"
+            )));
+        }
+        request.max_rows = Some(max_rows);
+    }
     if let Some(policy) = params.get("conflicts") {
         request.policy = policy
             .parse::<Policy>()
@@ -164,7 +232,7 @@ fn csrf_of(session_token: &str) -> String {
 }
 
 async fn plan_api(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let params = Params::parse(raw.as_deref())?;
+    let params = split_lists(Params::parse(raw.as_deref())?);
     params.only(&SELECTOR)?;
     let client = state.pool.get().await?;
     let request = request_of(&client, &params).await?;
@@ -253,7 +321,7 @@ async fn apply_api(
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, ApiError> {
-    let params = Params::parse(Some(&body))?;
+    let params = split_lists(Params::parse(Some(&body))?);
     let done = apply(&state, &who, &headers, &params).await?;
     Ok(Json(json!({
         "applied": true,
@@ -272,7 +340,7 @@ async fn apply_page(
     body: String,
 ) -> Response {
     let params = match Params::parse(Some(&body)) {
-        Ok(params) => params,
+        Ok(params) => split_lists(params),
         Err(error) => return page_error(error),
     };
     match apply(&state, &who, &headers, &params).await {
@@ -293,17 +361,127 @@ async fn plan_page(
     }
 }
 
+/// The form that chooses what to revert, filled in with `params`: one
+/// field per selector parameter; several transactions or tables go in one
+/// field, separated by commas.
+fn selector_form(params: &Params, policy: &str) -> String {
+    let value = |name: &str| escape(&params.all(name).join(", "));
+    let field = |id: &str, name: &str, label: &str, placeholder: &str| {
+        format!(
+            "<div><label for=\"{id}\">{label}</label><input id=\"{id}\" name=\"{name}\" value=\"{}\" placeholder=\"{placeholder}\"></div>",
+            value(name)
+        )
+    };
+    let mut form = String::from("<form method=\"get\" action=\"/revert\" class=\"selector\">");
+    form.push_str("<fieldset><legend>Transactions</legend>");
+    form.push_str(&field("f-tx", "tx", "Transaction ids", "81234, 81235"));
+    form.push_str("</fieldset><fieldset><legend>Or one row</legend>");
+    form.push_str(&field("f-table", "table", "Table", "users"));
+    form.push_str(&field("f-key", "key", "Key", "42 or std_no=901234"));
+    form.push_str(&field("f-to", "to", "Back to the moment", "2026-12-01 03:00"));
+    form.push_str(&field(
+        "f-after-change",
+        "after_change",
+        "Or back to right after change",
+        "change id",
+    ));
+    form.push_str("</fieldset><fieldset><legend>Or an actor's or a context's changes in a window</legend>");
+    form.push_str(&field("f-actor", "actor", "Actor", "batch@system"));
+    // One field per context pair given, and one more.
+    let contexts = params.all("context");
+    for (i, pair) in contexts.iter().map(|p| Some(*p)).chain([None]).enumerate() {
+        let id = if i == 0 {
+            "f-context".to_string()
+        } else {
+            format!("f-context-{}", i + 1)
+        };
+        let _ = write!(
+            form,
+            "<div><label for=\"{id}\">Context key=value</label><input id=\"{id}\" name=\"context\" value=\"{}\" placeholder=\"request_id=r-42\"></div>",
+            escape(pair.unwrap_or(""))
+        );
+    }
+    form.push_str(&field(
+        "f-migration",
+        "migration",
+        "Migration",
+        "0042_rename_acme",
+    ));
+    form.push_str(&field("f-since", "since", "Since", "2h ago"));
+    form.push_str(&field("f-until", "until", "Until", "1h ago"));
+    form.push_str("</fieldset><fieldset><legend>Limits</legend>");
+    form.push_str(&field(
+        "f-only",
+        "only",
+        "Only these tables",
+        "orders, order_items",
+    ));
+    form.push_str(&field("f-max-rows", "max_rows", "At most rows", "1000000"));
+    form.push_str(
+        "<div><label for=\"f-conflicts\">Conflicts</label><select id=\"f-conflicts\" name=\"conflicts\">",
+    );
+    for (value, label) in [
+        ("refuse", "refuse: change nothing"),
+        ("skip", "skip: leave those rows"),
+        ("cascade", "cascade: revert later changes too"),
+    ] {
+        let _ = write!(
+            form,
+            "<option value=\"{value}\"{}>{label}</option>",
+            if value == policy { " selected" } else { "" }
+        );
+    }
+    form.push_str("</select></div></fieldset><button type=\"submit\">Plan</button></form>");
+    form
+}
+
+/// The parameters with comma lists split (the form's fields): `tx=1, 2` is `tx=1&tx=2`,
+/// `only=a, b` is `only=a&only=b`.
+fn split_lists(params: Params) -> Params {
+    Params(
+        params
+            .0
+            .into_iter()
+            .flat_map(|(name, value)| {
+                if name == "tx" || name == "only" {
+                    value
+                        .split(',')
+                        .map(|v| v.trim().to_string())
+                        .filter(|v| !v.is_empty())
+                        .map(|v| (name.clone(), v))
+                        .collect::<Vec<_>>()
+                } else {
+                    vec![(name, value)]
+                }
+            })
+            .collect(),
+    )
+}
+
 async fn plan_page_body(
     state: Shared,
     who: Who,
     headers: HeaderMap,
     raw: Option<String>,
 ) -> Result<Response, ApiError> {
-    let params = Params::parse(raw.as_deref())?;
+    let params = split_lists(Params::parse(raw.as_deref())?);
     params.only(&SELECTOR)?;
+    if !has_selector(&params) {
+        let mut body = String::from(
+            "<p>Choose what to revert, as with <code>pgtrail revert</code>: transactions, one row, or an actor's \
+             or a context's changes in a window (a request id, a migration). The plan comes first; nothing is \
+             changed until an operator applies it.</p>",
+        );
+        body.push_str(&selector_form(
+            &params,
+            params.get("conflicts").unwrap_or("refuse"),
+        ));
+        return Ok(page("Revert", &body));
+    }
     let client = state.pool.get().await?;
     let request = request_of(&client, &params).await?;
     let plan = plan_of(&client, &request).await?;
+    let policy = request.policy.as_str();
     let mut body = String::new();
     let _ = write!(
         body,
@@ -311,7 +489,6 @@ async fn plan_page_body(
         plan.rows(),
         plan.conflicts().count()
     );
-    // The conflict policy changes the plan: choosing it shows the new plan.
     let selector_fields: String = params
         .0
         .iter()
@@ -324,24 +501,6 @@ async fn plan_page_body(
             )
         })
         .collect();
-    let policy = request.policy.as_str();
-    body.push_str("<form method=\"get\" action=\"/revert\" class=\"filters\">");
-    body.push_str(&selector_fields);
-    body.push_str(
-        "<label for=\"f-conflicts\">Conflicts</label><select id=\"f-conflicts\" name=\"conflicts\">",
-    );
-    for (value, label) in [
-        ("refuse", "refuse: change nothing"),
-        ("skip", "skip: leave those rows"),
-        ("cascade", "cascade: revert later changes too"),
-    ] {
-        let _ = write!(
-            body,
-            "<option value=\"{value}\"{}>{label}</option>",
-            if value == policy { " selected" } else { "" }
-        );
-    }
-    body.push_str("</select><button type=\"submit\">Plan again</button></form>");
     body.push_str(
         "<table class=\"plan\"><caption>The plan</caption><thead><tr><th scope=\"col\">Step</th><th scope=\"col\">Operation</th>\
          <th scope=\"col\">Table</th><th scope=\"col\">Key</th><th scope=\"col\">Rows</th><th scope=\"col\">Note</th></tr></thead><tbody>",
@@ -369,7 +528,7 @@ async fn plan_page_body(
         body.push_str("<p>Applying a revert needs an operator token.</p>");
     } else if plan.conflicts().count() > 0 && request.policy == Policy::Refuse {
         body.push_str(
-            "<p class=\"warn\">Later changes conflict: with <em>refuse</em> nothing can be applied. Choose skip or cascade above, or leave it.</p>",
+            "<p class=\"warn\">Later changes conflict: with <em>refuse</em> nothing can be applied. Choose skip or cascade below, or leave it.</p>",
         );
     } else {
         body.push_str("<form method=\"post\" action=\"/revert\" class=\"apply\">");
@@ -395,6 +554,9 @@ async fn plan_page_body(
             escape(&who.0)
         );
     }
+    // Changing the selection or the conflict policy shows the new plan.
+    body.push_str("<h2>Change what to revert</h2>");
+    body.push_str(&selector_form(&params, policy));
     Ok(page("Revert", &body))
 }
 

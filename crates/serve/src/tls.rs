@@ -1,4 +1,5 @@
-//! HTTPS served directly (`[serve] tls_cert` and `tls_key`): the PEM files
+//! HTTPS served directly (`--tls-cert` and `--tls-key`, or `tls_cert` and
+//! `tls_key` in [serve]): the PEM files
 //! read into a rustls configuration (ring, TLS 1.2 and 1.3), and the loop
 //! that accepts TCP connections, completes each handshake and serves HTTP/1.1
 //! on it until shutdown, then lets the requests under way finish.
@@ -18,27 +19,52 @@ use tokio_rustls::rustls::ServerConfig;
 
 use crate::error::ServeError;
 
-fn tls_error(path: &Path, message: impl std::fmt::Display) -> ServeError {
-    ServeError::Tls(format!("{}: {message}", path.display()))
+/// The error of one of the two files (`what`: "certificate" or "key").
+fn tls_error(what: &str, path: &Path, message: impl std::fmt::Display) -> ServeError {
+    ServeError::Tls(format!("the {what} file {}: {message}", path.display()))
+}
+
+/// The bytes of one of the two files: a missing file, a directory or a file
+/// this user may not read are said as such.
+fn read(what: &str, path: &Path) -> Result<Vec<u8>, ServeError> {
+    std::fs::read(path).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "not found".to_string(),
+            std::io::ErrorKind::PermissionDenied => {
+                "not readable by this user (permission denied)".to_string()
+            }
+            std::io::ErrorKind::IsADirectory => "is a directory, not a file".to_string(),
+            _ => format!("cannot be read: {e}"),
+        };
+        tls_error(what, path, why)
+    })
 }
 
 /// The acceptor of a certificate and its key; a clear error for a missing
-/// file, a file without a certificate or key, or a key that does not fit.
+/// or unreadable file, a file without a certificate or key, or a key that
+/// is not the certificate's.
 pub(crate) fn acceptor(tls: &ServeTls) -> Result<TlsAcceptor, ServeError> {
-    let cert_file = std::fs::File::open(&tls.cert).map_err(|e| tls_error(&tls.cert, e))?;
-    let certs = rustls_pemfile::certs(&mut BufReader::new(cert_file))
+    let cert_pem = read("certificate", &tls.cert)?;
+    let certs = rustls_pemfile::certs(&mut BufReader::new(cert_pem.as_slice()))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_error(&tls.cert, format!("not a PEM certificate chain: {e}")))?;
+        .map_err(|e| {
+            tls_error(
+                "certificate",
+                &tls.cert,
+                format!("not a PEM certificate chain: {e}"),
+            )
+        })?;
     if certs.is_empty() {
         return Err(tls_error(
+            "certificate",
             &tls.cert,
             "no certificate in it (PEM, BEGIN CERTIFICATE)",
         ));
     }
-    let key_file = std::fs::File::open(&tls.key).map_err(|e| tls_error(&tls.key, e))?;
-    let key = rustls_pemfile::private_key(&mut BufReader::new(key_file))
-        .map_err(|e| tls_error(&tls.key, format!("not a PEM private key: {e}")))?
-        .ok_or_else(|| tls_error(&tls.key, "no private key in it (PEM, BEGIN PRIVATE KEY)"))?;
+    let key_pem = read("key", &tls.key)?;
+    let key = rustls_pemfile::private_key(&mut BufReader::new(key_pem.as_slice()))
+        .map_err(|e| tls_error("key", &tls.key, format!("not a PEM private key: {e}")))?
+        .ok_or_else(|| tls_error("key", &tls.key, "no private key in it (PEM, BEGIN PRIVATE KEY)"))?;
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -46,8 +72,14 @@ pub(crate) fn acceptor(tls: &ServeTls) -> Result<TlsAcceptor, ServeError> {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| {
+            let why = match e {
+                tokio_rustls::rustls::Error::InconsistentKeys(_) => {
+                    "the key is not the certificate's (its public key differs)".to_string()
+                }
+                other => other.to_string(),
+            };
             ServeError::Tls(format!(
-                "{} and {} do not make a usable certificate: {e}",
+                "{} and {} do not make a usable certificate: {why}",
                 tls.cert.display(),
                 tls.key.display()
             ))

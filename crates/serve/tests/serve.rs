@@ -720,6 +720,33 @@ async fn with_a_certificate_the_server_speaks_https_itself() {
         .err()
         .expect("a missing key stops the start");
     assert!(error.to_string().contains("missing.pem"), "{error}");
+    assert!(
+        error.to_string().contains("the key file") && error.to_string().contains("not found"),
+        "{error}"
+    );
+
+    // A key that cannot be read (a directory), a certificate file holding
+    // no certificate, and the key of another certificate: each said plainly.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let other_key = dir.path().join("other-key.pem");
+    std::fs::write(&other_key, other.signing_key.serialize_pem()).unwrap();
+    for (cert_file, key_file, expected) in [
+        (cert.clone(), dir.path().to_path_buf(), "is a directory"),
+        (key.clone(), key.clone(), "no certificate in it"),
+        (cert.clone(), cert.clone(), "no private key in it"),
+        (cert.clone(), other_key, "the key is not the certificate's"),
+    ] {
+        options.tls = Some(ServeTls {
+            cert: cert_file,
+            key: key_file,
+        });
+        let error = Server::bind(options.clone(), connector(&db))
+            .await
+            .err()
+            .expect("a bad certificate or key stops the start");
+        assert!(error.to_string().contains(expected), "{expected}: {error}");
+        assert!(error.to_string().contains("--tls-cert"), "{error}");
+    }
 
     options.tls = Some(ServeTls {
         cert: cert.clone(),
@@ -1127,6 +1154,7 @@ async fn the_pages_render_in_a_real_browser() {
             format!("{base}/revert?tx={txid}"),
             "needs an operator token",
         ),
+        ("revert", format!("{base}/revert"), "Choose what to revert"),
         ("login", format!("{base}/login"), "Token"),
     ];
     // axe-core on every page: any violation fails.
@@ -1188,4 +1216,157 @@ fn screenshot(dir: &std::path::Path, name: &str, url: &str, size: &str) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+#[tokio::test]
+async fn the_revert_page_takes_every_selector_of_the_cli_including_a_context_key() {
+    let db = shop().await;
+    // One request (r-9) changed both tables; a migration renamed a status.
+    db.client
+        .batch_execute(
+            "BEGIN;
+             SELECT pgtrail.set_context(actor_name => 'mallory', extra => '{\"request_id\": \"r-9\"}');
+             UPDATE users SET name = 'Mallory was here' WHERE id = 2;
+             UPDATE orders SET status = 'void' WHERE user_id = 2;
+             COMMIT;
+             BEGIN;
+             SELECT pgtrail.set_context(actor_name => 'deploy', extra => '{\"migration\": \"0042_rename_open\"}');
+             UPDATE orders SET status = 'opened' WHERE status = 'open';
+             COMMIT;",
+        )
+        .await
+        .unwrap();
+    let server = start(&db, false).await;
+    let plan = |query: String, token: &'static str| {
+        let addr = server.addr;
+        async move { get(addr, &format!("/api/v1/revert/plan?{query}"), token).await }
+    };
+
+    // A context key in a window: both of the request's rows.
+    let by_request = plan("context=request_id%3Dr-9&since=1h%20ago".into(), READER).await;
+    assert_eq!(by_request.status, 200, "{}", by_request.body);
+    let by_request = by_request.json();
+    assert_eq!(by_request["rows"], 2, "{by_request}");
+    assert_eq!(by_request["selector"]["context"]["request_id"], "r-9");
+    // Kept to one table: only the user.
+    let only_users = plan(
+        "context=request_id%3Dr-9&since=1h%20ago&only=users".into(),
+        READER,
+    )
+    .await
+    .json();
+    assert_eq!(only_users["rows"], 1, "{only_users}");
+    // A window long before the request: the CLI's message, nothing matches.
+    let before = plan(
+        "context=request_id%3Dr-9&since=2000-01-01&until=2000-01-02".into(),
+        READER,
+    )
+    .await;
+    assert_eq!(before.status, 400, "{}", before.body);
+    assert!(
+        before.body.contains("no recorded change matches"),
+        "{}",
+        before.body
+    );
+    // `migration` is the context key migration.
+    let migration = plan("migration=0042_rename_open&since=1h%20ago".into(), READER)
+        .await
+        .json();
+    assert_eq!(migration["selector"]["context"]["migration"], "0042_rename_open");
+    assert_eq!(migration["rows"], 1, "{migration}");
+
+    // Bad selections are refused with the CLI's kind of message.
+    for (query, expected) in [
+        ("context=request_id%3Dr-9", "need `since`"),
+        ("context=request_id&since=1h%20ago", "key=value"),
+        ("tx=1&actor=ann&since=1h%20ago", "exactly one of"),
+        ("", "say what to revert"),
+        ("context=request_id%3Dr-9&since=1h%20ago&max_rows=0", "`max_rows`"),
+    ] {
+        let refused = plan(query.into(), READER).await;
+        assert_eq!(refused.status, 400, "{query}: {}", refused.body);
+        assert!(refused.body.contains(expected), "{query}: {}", refused.body);
+    }
+    // The cap of the CLI's --max-rows: a selection over it is refused.
+    let capped = plan(
+        "context=request_id%3Dr-9&since=1h%20ago&max_rows=1".into(),
+        READER,
+    )
+    .await;
+    assert_eq!(capped.status, 400, "{}", capped.body);
+    assert!(capped.body.contains("more than the cap of 1"), "{}", capped.body);
+
+    // The page without a selection: the form with every selector.
+    let cookie = format!("pgtrail_token={OPERATOR}");
+    let page = |path: String| {
+        let (addr, cookie) = (server.addr, cookie.clone());
+        async move { request(addr, "GET", &path, &[("Cookie", &cookie)], "").await }
+    };
+    let empty = page("/revert".into()).await;
+    assert_eq!(empty.status, 200, "{}", empty.body);
+    for field in [
+        "tx",
+        "table",
+        "key",
+        "to",
+        "after_change",
+        "actor",
+        "context",
+        "migration",
+        "since",
+        "until",
+        "only",
+        "max_rows",
+        "conflicts",
+    ] {
+        assert!(
+            empty.body.contains(&format!("name=\"{field}\"")),
+            "no field {field}: {}",
+            empty.body
+        );
+    }
+    assert!(!empty.body.contains("name=\"plan_id\""));
+
+    // The form as a browser sends it (empty fields included, a comma list
+    // of tables): the plan, and an operator applies it.
+    let form = "/revert?tx=&table=&key=&to=&after_change=&actor=&context=request_id%3Dr-9&context=\
+                &migration=&since=1h+ago&until=&only=users%2C+orders&max_rows=&conflicts=refuse";
+    let planned = page(form.into()).await;
+    assert_eq!(planned.status, 200, "{}", planned.body);
+    assert!(planned.body.contains("2 row(s) written"), "{}", planned.body);
+    assert!(
+        planned.body.contains("value=\"request_id=r-9\""),
+        "the form keeps the selection: {}",
+        planned.body
+    );
+    let body = format!(
+        "context=request_id%3Dr-9&since=1h+ago&only=users&only=orders&conflicts=refuse&plan_id={}&csrf={}&reason=undo%20r-9",
+        hidden(&planned.body, "plan_id"),
+        hidden(&planned.body, "csrf")
+    );
+    let origin = format!("http://{}", server.addr);
+    let done = request(
+        server.addr,
+        "POST",
+        "/revert",
+        &[
+            ("Cookie", &cookie),
+            ("Origin", &origin),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        &body,
+    )
+    .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let row = db
+        .client
+        .query_one(
+            "SELECT (SELECT name FROM users WHERE id = 2), (SELECT string_agg(status, ',' ORDER BY id) FROM orders)",
+            &[],
+        )
+        .await
+        .unwrap();
+    // The request's changes undone (the migration's left as they are).
+    assert_eq!(row.get::<_, String>(0), "Bob");
+    assert_eq!(row.get::<_, String>(1), "opened,open");
 }

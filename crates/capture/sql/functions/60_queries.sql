@@ -163,6 +163,10 @@ RETURNS TABLE (r_seq integer, r_id bigint, r_op "char", r_changed_at timestamptz
                r_changed_fields text[], r_state jsonb, r_known boolean, r_key jsonb,
                r_names_at timestamptz, r_names_id bigint)
 LANGUAGE plpgsql STABLE
+-- A row's life is a few changes: with the default estimate (1,000 rows) the
+-- planner of history and blame hashed all of pgtrail.transaction to join
+-- them (a scan that grows with the trail); 20 makes it look each one up.
+ROWS 20
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE

@@ -70,15 +70,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve {
             listen,
             connections,
+            tls_cert,
+            tls_key,
             new_token,
             hash_token,
             operator,
             ..
         } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(pgtrail::serve::ServeTls { cert, key }),
+                _ => None,
+            };
             serve::run(
                 &common,
                 listen,
                 connections,
+                tls,
                 new_token.as_deref(),
                 hash_token,
                 operator,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use pgtrail::config::Config;
-use pgtrail::serve::{Connect, Options, Server};
+use pgtrail::serve::{Connect, Options, ServeTls, Server};
 
 use crate::cli::Common;
 use crate::output;
@@ -18,6 +18,7 @@ pub async fn run(
     common: &Common,
     listen: Option<SocketAddr>,
     connections: u16,
+    tls: Option<ServeTls>,
     new_token: Option<&str>,
     hash_token: bool,
     operator: bool,
@@ -47,6 +48,10 @@ pub async fn run(
     options.connections = usize::from(connections);
     if let Some(listen) = listen {
         options.listen = listen;
+    }
+    // --tls-cert and --tls-key (clap takes both or neither) replace the pair of [serve].
+    if tls.is_some() {
+        options.tls = tls;
     }
     let target = pgtrail::connect::Target::from_env(common.database_url.as_deref())?;
     serve(options, connector(target), None).await?;
