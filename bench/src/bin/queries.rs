@@ -922,9 +922,10 @@ async fn snap_changes_after(client: &mut Client, snap_rows: i64) -> Result<u64> 
 async fn print_trail_size(client: &Client) -> Result<()> {
     let row = client
         .query_one(
+            // The trail is partitioned: its sizes are its partitions' sums.
             "SELECT (SELECT count(*) FROM pgtrail.change),
-                    pg_total_relation_size('pgtrail.change'),
-                    pg_relation_size('pgtrail.change'),
+                    (SELECT sum(pg_total_relation_size(relid))::bigint FROM pg_partition_tree('pgtrail.change')),
+                    (SELECT sum(pg_relation_size(relid))::bigint FROM pg_partition_tree('pgtrail.change')),
                     (SELECT count(*) FROM pgtrail.transaction),
                     pg_total_relation_size('pgtrail.transaction')",
             &[],
@@ -943,7 +944,9 @@ async fn print_trail_size(client: &Client) -> Result<()> {
     );
     let indexes = client
         .query(
-            "SELECT c.relname, pg_relation_size(c.oid) FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid
+            "SELECT c.relname, coalesce((SELECT sum(pg_relation_size(t.relid))::bigint FROM pg_partition_tree(c.oid) AS t),
+                                        pg_relation_size(c.oid))
+             FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid
              WHERE i.indrelid IN ('pgtrail.change'::regclass, 'pgtrail.transaction'::regclass) ORDER BY 1",
             &[],
         )
