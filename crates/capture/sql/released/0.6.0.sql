@@ -824,6 +824,10 @@ CREATE OR REPLACE FUNCTION pgtrail.set_context(
     extra      jsonb DEFAULT NULL
 ) RETURNS void
 LANGUAGE plpgsql
+-- As the trail's owner, for the commit check below (it writes
+-- pgtrail.context_check); it sets nothing else but the caller's own
+-- transaction-local settings.
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -841,14 +845,26 @@ BEGIN
              || set_config('pgtrail.actor_name', coalesce(actor_name, ''), true)
              || set_config('pgtrail.actor_type', coalesce(actor_type, ''), true)
              || set_config('pgtrail.reason', coalesce(reason, ''), true)
-             || set_config('pgtrail.context', coalesce(extra::text, ''), true)
+             -- The extra's text twice (set_config returns what it set): the
+             -- capture casts a pgtrail.context equal to pgtrail.context_checked
+             -- without the checks a SET LOCAL one needs (15_context_record.sql).
+             || set_config('pgtrail.context_checked', set_config('pgtrail.context', coalesce(extra::text, ''), true), true)
              || set_config('pgtrail.context_seq',
                            CASE WHEN v_seq ~ '^[0-9]{1,5}$' THEN least(v_seq::integer + 1, 32767)::text ELSE '1' END,
                            true);
     -- Once per transaction: have its end checked (outside a transaction
-    -- block the context ends with this very statement).
+    -- block the context ends with this very statement), see below. Here
+    -- rather than in a function of its own: a PERFORM and a second
+    -- SECURITY DEFINER call cost more than the check.
     IF coalesce(current_setting('pgtrail.context_statement', true), '') = '' THEN
-        PERFORM pgtrail._check_context_at_commit();
+        v_set := set_config('pgtrail.context_statement', statement_timestamp()::text, true);
+        -- pgtrail._outside_transaction() is a constant, folded when this
+        -- expression is planned (once per session): no read of
+        -- pgtrail.setting per transaction.
+        IF current_setting('transaction_read_only') = 'off' AND pgtrail._outside_transaction() <> 'ignore' THEN
+            INSERT INTO pgtrail.context_check AS c (backend_pid) VALUES (pg_backend_pid())
+            ON CONFLICT (backend_pid) DO UPDATE SET backend_pid = c.backend_pid;
+        END IF;
     END IF;
 END
 $fn$;
@@ -940,10 +956,11 @@ AS $fn$
     SELECT pgtrail.set_context($1::text, $2, $3, $4, $5::jsonb)
 $fn$;
 
--- Outside a transaction block (autocommit) a context ends with the
--- statement that sets it, so the changes that follow have none. PostgreSQL
--- cannot tell a function whether it runs in a transaction block, so the
--- check is made at commit: set_context writes its backend's row of
+-- The commit check of set_context. Outside a transaction block (autocommit)
+-- a context ends with the statement that sets it, so the changes that
+-- follow have none. PostgreSQL cannot tell a function whether it runs in a
+-- transaction block, so the check is made at commit: set_context (once per
+-- transaction) writes its backend's row of
 -- pgtrail.context_check (an unlogged table: no WAL; the row is updated in
 -- place from the second transaction on), whose deferred trigger fires when
 -- the transaction commits (about 0.05 ms of server CPU per transaction); if the statement then is still set_context's own
@@ -952,24 +969,8 @@ $fn$;
 -- 'warn' (default), 'refuse' (the commit fails: in autocommit, the call
 -- itself), 'ignore' (no check, no cost). A read-only transaction is not
 -- checked (a standby cannot queue the check).
-CREATE OR REPLACE FUNCTION pgtrail._check_context_at_commit()
-RETURNS void
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    v_set text;
-BEGIN
-    v_set := set_config('pgtrail.context_statement', statement_timestamp()::text, true);
-    IF current_setting('transaction_read_only') = 'on'
-       OR coalesce((SELECT value FROM pgtrail.setting WHERE name = 'outside_transaction'), 'warn') = 'ignore' THEN
-        RETURN;
-    END IF;
-    INSERT INTO pgtrail.context_check AS c (backend_pid) VALUES (pg_backend_pid())
-    ON CONFLICT (backend_pid) DO UPDATE SET backend_pid = c.backend_pid;
-END
-$fn$;
+-- Until 0.6.0 the check was a function of its own.
+DROP FUNCTION IF EXISTS pgtrail._check_context_at_commit();
 
 CREATE OR REPLACE FUNCTION pgtrail._context_check_trigger()
 RETURNS trigger
@@ -987,7 +988,7 @@ BEGIN
        AND coalesce(current_setting('pgtrail.recorded', true), '') = ''
        AND position(';' IN rtrim(coalesce(current_query(), ''), E' \t\r\n;')) = 0 THEN
         -- Read only here: most transactions end in another statement.
-        v_mode := coalesce((SELECT value FROM pgtrail.setting WHERE name = 'outside_transaction'), 'warn');
+        v_mode := pgtrail._outside_transaction();
         IF v_mode = 'refuse' THEN
             RAISE EXCEPTION 'pgtrail.set_context was called outside a transaction block: the context ended with its own statement'
                 USING ERRCODE = '25P01',
@@ -1022,8 +1023,32 @@ BEGIN
     END IF;
     INSERT INTO pgtrail.setting (name, value) VALUES ('outside_transaction', p_outside_transaction)
     ON CONFLICT (name) DO UPDATE SET value = excluded.value;
+    IF pgtrail._outside_transaction() IS DISTINCT FROM p_outside_transaction THEN
+        PERFORM pgtrail._compile_outside_transaction();
+        PERFORM pgtrail._own_generated('pgtrail._outside_transaction()');
+    END IF;
 END
 $fn$;
+
+-- (Re)generates pgtrail._outside_transaction(), the setting
+-- outside_transaction of pgtrail.setting as a constant: an SQL function
+-- that set_context's commit check inlines (so it has no SET clause and is
+-- pinned by nothing: it names no object), instead of reading the table in
+-- every transaction. Replacing it invalidates the plans that inlined it.
+CREATE OR REPLACE FUNCTION pgtrail._compile_outside_transaction()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    EXECUTE format(
+        E'CREATE OR REPLACE FUNCTION pgtrail._outside_transaction()\nRETURNS text\nLANGUAGE sql IMMUTABLE PARALLEL SAFE\n'
+        'AS $body$SELECT %L::pg_catalog.text$body$',
+        coalesce((SELECT value FROM pgtrail.setting WHERE name = 'outside_transaction'), 'warn'));
+END
+$fn$;
+
+SELECT pgtrail._compile_outside_transaction();
 
 -- The number of the current context within the transaction: 0, plus one for
 -- each pgtrail.set_context() call so far. Inlined into the capture functions.
@@ -1426,25 +1451,32 @@ AS $fn$
     WHERE f.field = p_field
 $fn$;
 
--- The statements that record the context of the current transaction
--- (variables v_txid and v_ctx) in pgtrail.transaction, and remember in the
--- transaction-local setting pgtrail.recorded that they did (a savepoint's
--- rollback rolls the setting back with the record). The caller runs them
--- when that setting does not name this transaction and context. They refuse
--- the change when an actor is required and none is set: p_table is an SQL
--- expression naming the table in that error. The code they are part of
--- declares v_mark text and v_context jsonb.
-CREATE OR REPLACE FUNCTION pgtrail._context_record_sql(p_table text)
+-- The statements that set v_context (jsonb, NULL when empty) to the
+-- transaction's context beyond the four fields with columns: the settings
+-- of the other fields (pgtrail.<field> and those pgtrail.toml maps), then
+-- set_context's extra (pgtrail.context), which wins. Shared by the capture
+-- functions (pgtrail._context_record_sql) and the context trigger of
+-- WAL-mode tables (80_wal.sql).
+--
+-- Reading them all starts ~25 function calls, paid in every transaction
+-- whatever the row needs. Usually none of those settings is set, or only
+-- set_context's extra: one test of them all (the settings joined, NULLs
+-- skipped; PL/pgSQL starts only the branch it takes) finds which. An extra
+-- that set_context wrote is a JSON object already (set_context takes jsonb
+-- and refuses other JSON): it leaves the same text in
+-- pgtrail.context_checked, and an equal pgtrail.context is cast directly.
+-- Any other text (a SET LOCAL pgtrail.context) goes through
+-- pgtrail._extra_context, whose exception block (a subtransaction) keeps
+-- malformed text from failing the write.
+CREATE OR REPLACE FUNCTION pgtrail._context_extra_sql()
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     v_context text;
-    v_check   text := '';
+    v_guard   text;
 BEGIN
-    -- Every field but the four with columns, then set_context's extra,
-    -- which wins (read only when set).
     SELECT 'NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('
            || string_agg(format('%L, %s', f.field, pgtrail._context_field_sql(f.field)), ', ' ORDER BY f.field)
            || ')) OPERATOR(pg_catalog.||) CASE WHEN COALESCE(pg_catalog.current_setting(''pgtrail.context'', true), '''') '
@@ -1455,24 +1487,62 @@ BEGIN
     FROM pgtrail._context_fields() AS f
     WHERE f.field NOT IN ('actor_id', 'actor_name', 'actor_type', 'reason');
 
+    SELECT CASE WHEN count(*) <= 99 THEN
+               format(E'IF pg_catalog.array_to_string(ARRAY[%s]::pg_catalog.text[], '''') OPERATOR(pg_catalog.<>) '''' THEN\n'
+                      '                v_context := %s;\n'
+                      '            ELSIF COALESCE(pg_catalog.current_setting(''pgtrail.context'', true), '''') '
+                      'OPERATOR(pg_catalog.<>) '''' THEN\n'
+                      '                IF pg_catalog.current_setting(''pgtrail.context'', true) '
+                      'OPERATOR(pg_catalog.=) pg_catalog.current_setting(''pgtrail.context_checked'', true) THEN\n'
+                      '                    v_context := NULLIF(pg_catalog.current_setting(''pgtrail.context'', true)::pg_catalog.jsonb, '
+                      '''{}''::pg_catalog.jsonb);\n'
+                      '                ELSE\n'
+                      '                    v_context := NULLIF(pgtrail._extra_context(pg_catalog.current_setting(''pgtrail.context'', true)), '
+                      '''{}''::pg_catalog.jsonb);\n'
+                      '                END IF;\n'
+                      '            END IF;\n            ',
+                      string_agg(format('pg_catalog.current_setting(%L, true)', s.s), ', ' ORDER BY f.field, s.i),
+                      v_context)
+           END
+    INTO v_guard
+    FROM pgtrail._context_fields() AS f, unnest(f.settings) WITH ORDINALITY AS s(s, i)
+    WHERE f.field NOT IN ('actor_id', 'actor_name', 'actor_type', 'reason');
+    RETURN coalesce(v_guard, format(E'v_context := %s;\n            ', v_context));
+END
+$fn$;
+
+-- The statements that record the context of the current transaction
+-- (variables v_txid and v_ctx) in pgtrail.transaction, and remember in the
+-- transaction-local setting pgtrail.recorded that they did (a savepoint's
+-- rollback rolls the setting back with the record, and the transaction's
+-- end resets it, so it holds the context's number only). The caller runs
+-- them when that setting does not name this context. They refuse
+-- the change when an actor is required and none is set: p_table is an SQL
+-- expression naming the table in that error. The code they are part of
+-- declares v_mark text and v_context jsonb.
+CREATE OR REPLACE FUNCTION pgtrail._context_record_sql(p_table text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_check text := pgtrail._context_extra_sql();
+BEGIN
     IF EXISTS (SELECT FROM pgtrail.setting WHERE name = 'require_actor' AND value = 'true') THEN
-        v_check := format(
-            E'v_context := %s;\n'
-            '            IF %s IS NULL AND %s IS NULL\n'
+        v_check := v_check || format(
+            E'IF %s IS NULL AND %s IS NULL\n'
             '               AND COALESCE(%s, '''') OPERATOR(pg_catalog.<>) ''migration''\n'
             '               AND NOT COALESCE(v_context OPERATOR(pg_catalog.?) ''migration'', false) THEN\n'
             '                RAISE EXCEPTION ''pgtrail: change to %% has no actor'', %s USING ERRCODE = ''PGTR1'',\n'
             '                    DETAIL = %L,\n'
             '                    HINT = %L;\n'
             '            END IF;\n            ',
-            v_context,
             pgtrail._context_field_sql('actor_id'), pgtrail._context_field_sql('actor_name'),
             pgtrail._context_field_sql('actor_type'), p_table,
             'This database requires every audited change to say who made it (require_actor = true).',
             'In the same transaction, run SELECT pgtrail.set_context(actor_id => ''42'', actor_name => ''alice@example.com''); '
                 || 'or SET LOCAL pgtrail.actor_id = ''42''; migrations may set pgtrail.set_context(actor_type => ''migration'', '
                 || 'extra => ''{"migration": "name"}'').');
-        v_context := 'v_context';
     END IF;
 
     RETURN v_check || format(
@@ -1483,10 +1553,9 @@ BEGIN
         '                SESSION_USER, NULLIF(pg_catalog.current_setting(''role''), ''none''),\n'
         '                NULLIF(pg_catalog.current_setting(''application_name''), ''''),\n'
         '                pg_catalog.inet_client_addr(), pg_catalog.inet_client_port(), pg_catalog.pg_backend_pid())\n'
-        '            RETURNING pg_catalog.set_config(''pgtrail.recorded'', v_txid::pg_catalog.text OPERATOR(pg_catalog.||) ''/'' '
-        'OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text, true) INTO v_mark;',
+        '            RETURNING pg_catalog.set_config(''pgtrail.recorded'', v_ctx::pg_catalog.text, true) INTO v_mark;',
         pgtrail._context_field_sql('actor_id'), pgtrail._context_field_sql('actor_name'),
-        pgtrail._context_field_sql('actor_type'), pgtrail._context_field_sql('reason'), v_context);
+        pgtrail._context_field_sql('actor_type'), pgtrail._context_field_sql('reason'), 'v_context');
 END
 $fn$;
 
@@ -1504,9 +1573,7 @@ BEGIN
         'RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS %L',
         format(E'\n-- pgtrail: generated from the context settings; do not edit.\n'
                'DECLARE\n    v_txid ALIAS FOR p_txid;\n    v_ctx ALIAS FOR p_ctx;\n    v_mark text;\n    v_context jsonb;\nBEGIN\n'
-               '    IF pg_catalog.current_setting(''pgtrail.recorded'', true)\n'
-               '       IS DISTINCT FROM (v_txid::pg_catalog.text OPERATOR(pg_catalog.||) ''/'' '
-               'OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text) THEN\n'
+               '    IF pg_catalog.current_setting(''pgtrail.recorded'', true) IS DISTINCT FROM v_ctx::pg_catalog.text THEN\n'
                '            %s\n    END IF;\nEND\n',
                pgtrail._context_record_sql('p_table')));
     PERFORM pgtrail._own_generated('pgtrail._record_transaction(bigint, smallint, text)');
@@ -1671,18 +1738,23 @@ AS $fn$
 $fn$;
 
 -- The INSERT of an INSERT's (p_op 'I', rows in pgtrail_new) or a DELETE's
--- (p_op 'D', rows in pgtrail_old) changes: every row, whole.
-CREATE OR REPLACE FUNCTION pgtrail._rows_sql(t pgtrail.audited_table, p_relid oid, p_op text)
+-- (p_op 'D', rows in pgtrail_old) changes: every row, whole, stamped with
+-- p_at (an SQL expression: the capture functions' v_now, the time the
+-- statement's capture began, a parameter rather than a volatile
+-- clock_timestamp() per row, which would keep the planner from folding the
+-- SELECT into the INSERT).
+DROP FUNCTION IF EXISTS pgtrail._rows_sql(pgtrail.audited_table, oid, text);
+CREATE OR REPLACE FUNCTION pgtrail._rows_sql(t pgtrail.audited_table, p_relid oid, p_op text, p_at text)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT format(
         E'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, %s)\n'
-        '        SELECT v_txid, v_ctx, %s, %L, pg_catalog.clock_timestamp(), %s, %s\n'
+        '        SELECT v_txid, v_ctx, %s, %L, %s, %s, %s\n'
         '        FROM (SELECT pg_catalog.to_jsonb(r.*)%s AS j%s FROM %s AS r) AS x;',
         CASE p_op WHEN 'I' THEN 'new_values' ELSE 'old_values' END,
-        t.id, p_op,
+        t.id, p_op, p_at,
         CASE WHEN cardinality(t.key_columns) > 0 THEN 'x.k' ELSE pgtrail._redacted_sql(t, 'x.j') END,
         pgtrail._redacted_sql(t, 'x.j'),
         pgtrail._minus_ignored_sql(t),
@@ -1714,8 +1786,10 @@ $fn$;
 -- column changed. With p_only (the numbers of the columns that changed in
 -- some row of a large statement), only those are compared and recorded,
 -- and a row in which all of them changed gets its JSON in one call.
+DROP FUNCTION IF EXISTS pgtrail._update_columns_sql(pgtrail.audited_table, oid, text, boolean, text, integer[]);
 CREATE OR REPLACE FUNCTION pgtrail._update_columns_sql(
-    t pgtrail.audited_table, p_relid oid, p_from text, p_numbered boolean, p_where text, p_only integer[] DEFAULT NULL)
+    t pgtrail.audited_table, p_relid oid, p_from text, p_numbered boolean, p_where text, p_at text,
+    p_only integer[] DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -1802,13 +1876,13 @@ BEGIN
 
     RETURN format(
         E'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)\n'
-        '            SELECT v_txid, v_ctx, %s, ''U'', pg_catalog.clock_timestamp(), %s,\n'
+        '            SELECT v_txid, v_ctx, %s, ''U'', %s, %s,\n'
         '                   CASE WHEN %s THEN %s END,\n'
         '                   %s,\n                   %s,\n                   %s\n'
         '            FROM %s\n'
         '            CROSS JOIN LATERAL (SELECT %s OFFSET 0) AS ch\n'
         '            WHERE (%s)%s',
-        t.id, v_new_key, coalesce(v_key_changed, 'false'), v_old_key,
+        t.id, p_at, v_new_key, coalesce(v_key_changed, 'false'), v_old_key,
         v_old_values, v_new_values, v_fields, p_from, v_changed, v_any, p_where);
 END
 $fn$;
@@ -1842,10 +1916,11 @@ DECLARE
     t pgtrail.audited_table;
 BEGIN
     SELECT * INTO t FROM pgtrail.audited_table WHERE id = p_id;
-    -- $1 txid, $2 ctx, $3 the redaction key. (p_relid is the table the
-    -- statement named, maybe a partition: the same column names.)
+    -- $1 txid, $2 ctx, $3 the redaction key, $4 the changes' time. (p_relid
+    -- is the table the statement named, maybe a partition: the same column
+    -- names.)
     RETURN replace(replace(replace(
-        pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid, p_only), true, '', p_only),
+        pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid, p_only), true, '', '$4', p_only),
         'v_txid, v_ctx,', '$1, $2,'), 'v_secret', '$3'), E'\n', ' ');
 END
 $fn$;
@@ -1866,15 +1941,16 @@ $fn$;
 
 -- The INSERT of an UPDATE's changes, for a function of kind 'rows':
 -- p_pairs yields the old and new rows as JSON (oj, nj; ignored columns
--- removed), which pgtrail._diff compares.
-CREATE OR REPLACE FUNCTION pgtrail._update_rows_sql(t pgtrail.audited_table, p_pairs text)
+-- removed), which pgtrail._diff compares; stamped with p_at.
+DROP FUNCTION IF EXISTS pgtrail._update_rows_sql(pgtrail.audited_table, text);
+CREATE OR REPLACE FUNCTION pgtrail._update_rows_sql(t pgtrail.audited_table, p_pairs text, p_at text)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT format(
         E'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)\n'
-        '            SELECT v_txid, v_ctx, %s, ''U'', pg_catalog.clock_timestamp(), %s,\n'
+        '            SELECT v_txid, v_ctx, %s, ''U'', %s, %s,\n'
         '                   CASE WHEN x.ok IS DISTINCT FROM x.nk THEN %s END,\n'
         '                   %s,\n                   %s,\n                   %s\n'
         '            FROM (SELECT p.oj, p.nj, pgtrail._key(p.oj, %L::pg_catalog.text[]) AS ok,\n'
@@ -1882,7 +1958,7 @@ AS $fn$
         '                  FROM (%s) AS p OFFSET 0) AS x\n'
         '            CROSS JOIN LATERAL pgtrail._diff(x.oj, x.nj) AS d\n'
         '            WHERE d.fields IS NOT NULL',
-        t.id,
+        t.id, p_at,
         CASE WHEN cardinality(t.key_columns) > 0 THEN 'x.nk' ELSE pgtrail._redacted_sql(t, 'x.nk') END,
         CASE WHEN cardinality(t.key_columns) > 0 THEN 'x.ok' ELSE pgtrail._redacted_sql(t, 'x.ok') END,
         CASE WHEN t.images = 'full' THEN pgtrail._redacted_sql(t, 'x.oj')
@@ -1920,18 +1996,18 @@ BEGIN
 
     IF v_kind = 'columns' THEN
         v_one := pgtrail._update_columns_sql(t, p_relid, 'pgtrail_old AS o, pgtrail_new AS n', false,
-                                             ' AND NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)');
-        v_many := pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid), true, '');
+                                             ' AND NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)', 'v_now');
+        v_many := pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid), true, '', 'v_now');
         v_changed := pgtrail._changed_columns_sql(t, p_relid);
     ELSE
         v_one := pgtrail._update_rows_sql(t, format(
             'SELECT pg_catalog.to_jsonb(o.*)%1$s AS oj, pg_catalog.to_jsonb(n.*)%1$s AS nj '
-            'FROM pgtrail_old AS o, pgtrail_new AS n WHERE NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)', v_ignore));
+            'FROM pgtrail_old AS o, pgtrail_new AS n WHERE NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)', v_ignore), 'v_now');
         v_many := pgtrail._update_rows_sql(t, format(
             'SELECT o.j AS oj, n.j AS nj '
             'FROM (SELECT pg_catalog.row_number() OVER () AS p, pg_catalog.to_jsonb(r.*)%1$s AS j FROM pgtrail_old AS r) AS o '
             'JOIN (SELECT pg_catalog.row_number() OVER () AS p, pg_catalog.to_jsonb(r.*)%1$s AS j FROM pgtrail_new AS r) AS n '
-            'ON o.p = n.p', v_ignore));
+            'ON o.p = n.p', v_ignore), 'v_now');
     END IF;
 
     RETURN format($body$
@@ -1942,6 +2018,9 @@ DECLARE
     v_seq      text := pg_catalog.current_setting('pgtrail.context_seq', true);
     v_ctx      smallint := CASE WHEN v_seq OPERATOR(pg_catalog.~) '^[0-9]{1,5}$'
                                 THEN LEAST(v_seq::pg_catalog.int4, 32767) ELSE 0 END;
+    -- The time of the statement's changes (after the statement, before
+    -- they are written), one value for them all.
+    v_now      timestamptz := pg_catalog.clock_timestamp();
     v_rows     bigint;
     v_secret   bytea;
     v_mark     text;
@@ -1981,7 +2060,7 @@ BEGIN
                     %12$s;
                     v_only := pg_catalog.array_remove(v_only, NULL);
                     IF pg_catalog.cardinality(v_only) > 0 THEN
-                        EXECUTE pgtrail._bulk_update_sql(%2$s, TG_RELID, v_only) USING v_txid, v_ctx, v_secret;
+                        EXECUTE pgtrail._bulk_update_sql(%2$s, TG_RELID, v_only) USING v_txid, v_ctx, v_secret, v_now;
                         GET DIAGNOSTICS v_rows = ROW_COUNT;
                     END IF;
                 END IF;
@@ -2003,13 +2082,14 @@ BEGIN
     END IF;
     -- A statement that changed nothing records nothing, not even its context.
     IF v_rows > 0 THEN
-        IF pg_catalog.current_setting('pgtrail.recorded', true)
-           IS DISTINCT FROM (v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text) THEN
+        -- (The setting is transaction-local: the context's number alone
+        -- names this transaction's context.)
+        IF pg_catalog.current_setting('pgtrail.recorded', true) IS DISTINCT FROM v_ctx::pg_catalog.text THEN
             %9$s
         END IF;
         -- A change later than its transaction's first hour, or before its
         -- start (a clock step): the context is listed for pgtrail.actor_changes.
-        IF (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) pg_catalog.transaction_timestamp())
+        IF (v_now OPERATOR(pg_catalog.-) pg_catalog.transaction_timestamp())
            NOT BETWEEN '0'::pg_catalog.interval AND %10$L::pg_catalog.interval THEN
             INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
         END IF;
@@ -2022,7 +2102,7 @@ $body$,
                            THEN E'    v_secret := (SELECT s.value FROM pgtrail.secret AS s WHERE s.name = ''redaction'');\n'
                            ELSE '' END,
                       v_one, v_many,
-                      pgtrail._rows_sql(t, p_relid, 'I'), pgtrail._rows_sql(t, p_relid, 'D'),
+                      pgtrail._rows_sql(t, p_relid, 'I', 'v_now'), pgtrail._rows_sql(t, p_relid, 'D', 'v_now'),
                       pgtrail._context_record_sql(quote_literal(v_name)),
                       pgtrail._context_span()::text,
                       -- Statements of this many rows and more take the two-pass path
@@ -2255,7 +2335,7 @@ BEGIN
         RETURN;
     END IF;
     -- The rows, as a DELETE records them (20_capture.sql), read from the table.
-    v_sql := pgtrail._rows_sql(t, v_root, 'D');
+    v_sql := pgtrail._rows_sql(t, v_root, 'D', 'pg_catalog.clock_timestamp()');
     IF strpos(v_sql, 'FROM pgtrail_old AS r)') = 0 THEN
         RAISE EXCEPTION 'pgtrail: unexpected row SQL for table %', t.id;
     END IF;
@@ -4009,6 +4089,10 @@ RETURNS TABLE (r_seq integer, r_id bigint, r_op "char", r_changed_at timestamptz
                r_changed_fields text[], r_state jsonb, r_known boolean, r_key jsonb,
                r_names_at timestamptz, r_names_id bigint)
 LANGUAGE plpgsql STABLE
+-- A row's life is a few changes: with the default estimate (1,000 rows) the
+-- planner of history and blame hashed all of pgtrail.transaction to join
+-- them (a scan that grows with the trail); 20 makes it look each one up.
+ROWS 20
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -5583,7 +5667,7 @@ BEGIN
     INSERT INTO pg_temp.pgtrail_revert_change
     SELECT row_number() OVER (ORDER BY q.changed_at, q.id), q.id, q.txid, q.ctx, q.table_id, q.op, q.changed_at,
            q.pk, q.old_pk, q.old_values, q.new_values, q.cols, q.whole, false,
-           CASE WHEN q.plain THEN dense_rank() OVER (PARTITION BY q.plain ORDER BY q.table_id, q.pk::text) END
+           CASE WHEN q.plain THEN dense_rank() OVER (PARTITION BY q.plain ORDER BY q.table_id, q.pk::text COLLATE "C") END
     FROM (SELECT c.id, c.txid, c.ctx, c.table_id, c.op, c.at AS changed_at, c.pk, c.old_pk, c.old_values, c.new_values,
                  CASE c.op WHEN 'I' THEN ARRAY(SELECT jsonb_object_keys(c.new_values))
                            WHEN 'D' THEN ARRAY(SELECT jsonb_object_keys(c.old_values))
@@ -5620,7 +5704,7 @@ BEGIN
     -- Synthetic rows are numbered after the others at the same moment.
     IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_change WHERE synthetic) THEN
         UPDATE pg_temp.pgtrail_revert_change AS c SET n = q.n
-        FROM (SELECT ctid AS c_tid, row_number() OVER (ORDER BY at, id, synthetic, n, pk::text) AS n
+        FROM (SELECT ctid AS c_tid, row_number() OVER (ORDER BY at, id, synthetic, n, pk::text COLLATE "C") AS n
               FROM pg_temp.pgtrail_revert_change) AS q
         WHERE c.ctid = q.c_tid;
     END IF;
@@ -5651,7 +5735,7 @@ BEGIN
     -- added rows of its own.)
     IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_change WHERE synthetic) THEN
         UPDATE pg_temp.pgtrail_revert_change AS c SET chain = q.chain
-        FROM (SELECT c2.ctid AS c_tid, dense_rank() OVER (ORDER BY c2.table_id, c2.pk::text) AS chain
+        FROM (SELECT c2.ctid AS c_tid, dense_rank() OVER (ORDER BY c2.table_id, c2.pk::text COLLATE "C") AS chain
               FROM pg_temp.pgtrail_revert_change AS c2
               JOIN pgtrail.audited_table AS a ON a.id = c2.table_id AND cardinality(a.key_columns) > 0
               WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_moved AS m
@@ -5774,21 +5858,8 @@ BEGIN
           WHERE c.chain IS NULL AND d.k IS NOT NULL
           GROUP BY c.table_id, d.k) AS q;
 
-    -- The cells touched.
-    INSERT INTO pg_temp.pgtrail_revert_touch
-    SELECT c.table_id, c.chain, d.k, d.col, c.at, c.id
-    FROM pg_temp.pgtrail_revert_change AS c
-    CROSS JOIN LATERAL (SELECT c.pk AS k, '*' AS col WHERE c.whole
-                        UNION ALL SELECT c.old_pk, '*' WHERE c.whole AND c.old_pk IS NOT NULL
-                        UNION ALL SELECT c.pk, u.col FROM unnest(c.cols) AS u(col) WHERE NOT c.whole) AS d
-    WHERE c.chain IS NOT NULL;
-    INSERT INTO pg_temp.pgtrail_revert_touch
-    SELECT c.table_id, k.chain, d.k, '*', c.at, c.id
-    FROM pg_temp.pgtrail_revert_change AS c
-    CROSS JOIN LATERAL (VALUES (c.pk), (c.old_pk)) AS d(k)
-    JOIN pg_temp.pgtrail_revert_chain AS k ON k.keyless AND k.table_id = c.table_id AND k.k_final = d.k
-    WHERE c.chain IS NULL AND d.k IS NOT NULL;
-    ANALYZE pg_temp.pgtrail_revert_touch;
+    -- (The cells touched, pgtrail_revert_touch, are listed by
+    -- _revert_conflicts when a later change is there to compare them with.)
     ANALYZE pg_temp.pgtrail_revert_chain (chain, table_id, active, keyless, ex_origin, ex_final);
 END
 $fn$;
@@ -5816,6 +5887,7 @@ DECLARE
     v_rel    text;
     v_join   text;
     v_row    text;
+    v_keysql text;
     fk       record;
     v_keys   bigint;
     v_since  timestamptz;
@@ -5834,11 +5906,27 @@ BEGIN
         CREATE TEMP TABLE pgtrail_revert_key (table_id integer, key jsonb, h bigint, since timestamptz) ON COMMIT DROP;
     END IF;
     TRUNCATE pg_temp.pgtrail_revert_key;
+    -- (The keys of the cells the selection touched, see below, read from
+    -- the changes: the cells themselves are only needed when later changes
+    -- are there, which a bulk revert mostly does not have.)
     INSERT INTO pg_temp.pgtrail_revert_key
-    SELECT w.table_id, w.key, pgtrail._h(w.key), min(w.at)
-    FROM pg_temp.pgtrail_revert_touch AS w
-    JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = w.chain AND k.active
-    GROUP BY w.table_id, w.key;
+    SELECT d.table_id, d.k, pgtrail._h(d.k), min(d.at)
+    FROM (SELECT c.table_id, c.pk AS k, c.at
+          FROM pg_temp.pgtrail_revert_change AS c
+          JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain AND k.active
+          WHERE c.whole OR cardinality(c.cols) > 0
+          UNION ALL
+          SELECT c.table_id, c.old_pk, c.at
+          FROM pg_temp.pgtrail_revert_change AS c
+          JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain AND k.active
+          WHERE c.whole AND c.old_pk IS NOT NULL
+          UNION ALL
+          SELECT c.table_id, x.k, c.at
+          FROM pg_temp.pgtrail_revert_change AS c
+          CROSS JOIN LATERAL (VALUES (c.pk), (c.old_pk)) AS x(k)
+          JOIN pg_temp.pgtrail_revert_chain AS k ON k.keyless AND k.active AND k.table_id = c.table_id AND k.k_final = x.k
+          WHERE c.chain IS NULL AND x.k IS NOT NULL) AS d
+    GROUP BY d.table_id, d.k;
     GET DIAGNOSTICS v_keys = ROW_COUNT;
     ANALYZE pg_temp.pgtrail_revert_key;
     SELECT min(k.since) INTO v_since FROM pg_temp.pgtrail_revert_key AS k;
@@ -5893,33 +5981,52 @@ BEGIN
     -- TRUNCATEs outside the selection, after a selected change of their table.
     INSERT INTO pg_temp.pgtrail_revert_later
     SELECT x.id, x.txid, x.ctx, x.table_id, x.op, x.changed_at, NULL, NULL, NULL
-    FROM (SELECT w.table_id, min(w.at) AS since FROM pg_temp.pgtrail_revert_touch AS w GROUP BY w.table_id) AS k
+    -- (Since the table's first selected change: a later TRUNCATE that
+    -- touched none of the cells below makes no conflict.)
+    FROM (SELECT c.table_id, min(c.at) AS since FROM pg_temp.pgtrail_revert_change AS c GROUP BY c.table_id) AS k
     -- (A TRUNCATE has no key: the key index holds it under table_id and NULL.)
     JOIN pgtrail.change AS x ON x.table_id = k.table_id AND pgtrail._h(x.pk) IS NULL AND x.pk IS NULL AND x.op = 'T'
                             AND x.changed_at >= k.since
     WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = x.id AND s.only_key IS NULL);
 
     -- A later change conflicts with a row when it touched a cell the
-    -- selection had touched before it.
-    INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, change_id, txid, ctx, at, op, columns, message)
-    SELECT q.chain, q.table_id, k.k_final, 'later_change', q.id, q.txid, q.ctx, q.at, q.op, q.columns, NULL
-    FROM (SELECT w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id,
-                 array_remove(array_agg(DISTINCT CASE WHEN xc.col = '*' THEN w.col ELSE xc.col END), '*') AS columns
-          FROM pg_temp.pgtrail_revert_later AS x
-          CROSS JOIN LATERAL (SELECT x.pk AS k, '*' AS col WHERE x.cols IS NULL AND x.op <> 'T'
-                              UNION ALL SELECT x.old_pk, '*' WHERE x.cols IS NULL AND x.old_pk IS NOT NULL
-                              UNION ALL SELECT x.pk, u.col FROM unnest(x.cols) AS u(col)) AS xc
-          JOIN pg_temp.pgtrail_revert_touch AS w
-            ON w.table_id = x.table_id AND w.key = xc.k AND (w.col = '*' OR xc.col = '*' OR w.col = xc.col)
-           AND (w.at, w.id) < (x.at, x.id)
-          GROUP BY w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id
-          UNION ALL
-          SELECT w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id, NULL
-          FROM pg_temp.pgtrail_revert_later AS x
-          JOIN pg_temp.pgtrail_revert_touch AS w ON w.table_id = x.table_id AND (w.at, w.id) < (x.at, x.id)
-          WHERE x.op = 'T'
-          GROUP BY w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id) AS q
-    JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = q.chain AND k.active;
+    -- selection had touched before it. The cells each selected change
+    -- touched ('*': the whole row of that key), when there are later changes.
+    IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_later) THEN
+        INSERT INTO pg_temp.pgtrail_revert_touch
+        SELECT c.table_id, c.chain, d.k, d.col, c.at, c.id
+        FROM pg_temp.pgtrail_revert_change AS c
+        CROSS JOIN LATERAL (SELECT c.pk AS k, '*' AS col WHERE c.whole
+                            UNION ALL SELECT c.old_pk, '*' WHERE c.whole AND c.old_pk IS NOT NULL
+                            UNION ALL SELECT c.pk, u.col FROM unnest(c.cols) AS u(col) WHERE NOT c.whole) AS d
+        WHERE c.chain IS NOT NULL;
+        INSERT INTO pg_temp.pgtrail_revert_touch
+        SELECT c.table_id, k.chain, d.k, '*', c.at, c.id
+        FROM pg_temp.pgtrail_revert_change AS c
+        CROSS JOIN LATERAL (VALUES (c.pk), (c.old_pk)) AS d(k)
+        JOIN pg_temp.pgtrail_revert_chain AS k ON k.keyless AND k.table_id = c.table_id AND k.k_final = d.k
+        WHERE c.chain IS NULL AND d.k IS NOT NULL;
+        ANALYZE pg_temp.pgtrail_revert_touch;
+        INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, change_id, txid, ctx, at, op, columns, message)
+        SELECT q.chain, q.table_id, k.k_final, 'later_change', q.id, q.txid, q.ctx, q.at, q.op, q.columns, NULL
+        FROM (SELECT w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id,
+                     array_remove(array_agg(DISTINCT CASE WHEN xc.col = '*' THEN w.col ELSE xc.col END), '*') AS columns
+              FROM pg_temp.pgtrail_revert_later AS x
+              CROSS JOIN LATERAL (SELECT x.pk AS k, '*' AS col WHERE x.cols IS NULL AND x.op <> 'T'
+                                  UNION ALL SELECT x.old_pk, '*' WHERE x.cols IS NULL AND x.old_pk IS NOT NULL
+                                  UNION ALL SELECT x.pk, u.col FROM unnest(x.cols) AS u(col)) AS xc
+              JOIN pg_temp.pgtrail_revert_touch AS w
+                ON w.table_id = x.table_id AND w.key = xc.k AND (w.col = '*' OR xc.col = '*' OR w.col = xc.col)
+               AND (w.at, w.id) < (x.at, x.id)
+              GROUP BY w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id
+              UNION ALL
+              SELECT w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id, NULL
+              FROM pg_temp.pgtrail_revert_later AS x
+              JOIN pg_temp.pgtrail_revert_touch AS w ON w.table_id = x.table_id AND (w.at, w.id) < (x.at, x.id)
+              WHERE x.op = 'T'
+              GROUP BY w.chain, x.id, x.txid, x.ctx, x.at, x.op, x.table_id) AS q
+        JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = q.chain AND k.active;
+    END IF;
 
     -- The live rows, for the active rows without a conflict yet: a keyed row
     -- must be there (or not) as the trail says, with the values the trail
@@ -5952,40 +6059,61 @@ BEGIN
         -- A live row as JSON, column by column (what to_jsonb(x.*) makes):
         -- a whole-row value would be built for every row of the table the
         -- join reads, this only for the rows it finds. (50 columns per call:
-        -- a function takes at most 100 arguments.)
+        -- a function takes at most 100 arguments.) Without redacted columns,
+        -- the row as the trail records it is its columns but the ignored
+        -- ones; else capture's markers are computed from the whole row.
         v_row := (SELECT string_agg(format('jsonb_build_object(%s)', q.part), ' || ' ORDER BY q.chunk)
                   FROM (SELECT a.chunk, string_agg(format('%L, x.%I', a.attname, a.attname), ', ' ORDER BY a.attnum) AS part
                         FROM (SELECT a.attname::text AS attname, a.attnum, (row_number() OVER (ORDER BY a.attnum) - 1) / 50 AS chunk
                               FROM pg_attribute AS a
-                              WHERE a.attrelid = v_rel::regclass AND a.attnum > 0 AND NOT a.attisdropped) AS a
+                              WHERE a.attrelid = v_rel::regclass AND a.attnum > 0 AND NOT a.attisdropped
+                                AND (cardinality(t.redact_columns) > 0 OR NOT a.attname::text = ANY (t.ignore_columns))) AS a
                         GROUP BY a.chunk) AS q);
+        IF cardinality(t.redact_columns) > 0 THEN
+            v_row := format('pgtrail._as_recorded(%s, $5, $3)', v_row);
+        END IF;
+        -- The key columns of each row, from its key's JSON: a scalar by its
+        -- type's input function (a cast of the text, as
+        -- jsonb_populate_record does for scalars, at a fraction of the
+        -- cost), other types by jsonb_populate_record. Named pgtrail_k<n>,
+        -- so that no key column shadows the working table's own.
+        v_keysql := (SELECT string_agg(
+                       CASE WHEN ty.typtype IN ('b', 'e') AND ty.typcategory <> 'A'
+                                 AND ty.oid NOT IN ('json'::regtype, 'jsonb'::regtype)
+                            THEN format('(k.k_final ->> %L)::%s AS %I', u.c, format_type(ty.oid, NULL), 'pgtrail_k' || u.i)
+                            ELSE format('(jsonb_populate_record(NULL::%s, k.k_final)).%I AS %I', v_rel, u.c, 'pgtrail_k' || u.i) END,
+                       ', ' ORDER BY u.i)
+                   FROM unnest(t.key_columns) WITH ORDINALITY AS u(c, i)
+                   LEFT JOIN pg_attribute AS a ON a.attrelid = v_rel::regclass AND a.attname = u.c AND NOT a.attisdropped
+                   LEFT JOIN pg_type AS ty ON ty.oid = a.atttypid);
         -- The row where the revert expects it, and the values of the columns
-        -- it writes: the live rows found by one join on the key.
+        -- it writes: the live rows found by one join on the key, each made
+        -- JSON once.
         EXECUTE format(
             'INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, columns, message) '
-            'WITH k AS MATERIALIZED ('
-            '    SELECT k.chain, k.table_id, k.k_final, k.expect, %3$s '
-            '    FROM pg_temp.pgtrail_revert_chain AS k '
-            '    WHERE k.table_id = $4 AND k.active AND k.ex_final '
-            '      AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.chain = k.chain)), '
-            'l AS MATERIALIZED ('
-            '    SELECT p.chain, pgtrail._as_recorded(%4$s, $5, $3) AS j FROM k AS p JOIN %1$s AS x ON %2$s) '
+            'WITH l AS MATERIALIZED ('
+            '    SELECT p.chain, p.table_id, p.k_final, p.expect, CASE WHEN x.%5$I IS NOT NULL THEN %4$s END AS j '
+            '    FROM (SELECT k.chain, k.table_id, k.k_final, k.expect, %3$s '
+            '          FROM pg_temp.pgtrail_revert_chain AS k '
+            '          WHERE k.table_id = $4 AND k.active AND k.ex_final '
+            '            AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.chain = k.chain)) AS p '
+            '    LEFT JOIN %1$s AS x ON %2$s) '
             'SELECT d.chain, d.table_id, d.k_final, ''outside_capture'', d.cols, '
             '       CASE WHEN d.missing THEN ''the row is not in the table, though the trail says it is'' '
             '            ELSE ''the row differs from what the trail says: '' || array_to_string(d.cols, '', '') END '
-            'FROM (SELECT k.chain, k.table_id, k.k_final, l.j IS NULL AS missing, '
+            'FROM (SELECT l.chain, l.table_id, l.k_final, l.j IS NULL AS missing, '
             -- Column by column only when the row does not simply hold every
             -- scalar value the trail says (containment is equality for scalars).
-            '             CASE WHEN l.j IS NULL OR (l.j @> k.expect AND NOT jsonb_path_exists(k.expect, '
+            '             CASE WHEN l.j IS NULL OR (l.j @> l.expect AND NOT jsonb_path_exists(l.expect, '
             '                                           ''$.* ? (@.type() == "array" || @.type() == "object")'')) THEN NULL '
-            '                  ELSE (SELECT array_agg(e.key ORDER BY e.key) FROM jsonb_each(k.expect) AS e '
+            '                  ELSE (SELECT array_agg(e.key ORDER BY e.key) FROM jsonb_each(l.expect) AS e '
             '                        WHERE NOT pgtrail._revert_lost($2, e.key, e.value) '
             '                          AND (l.j -> e.key) IS DISTINCT FROM e.value AND l.j ? e.key) END AS cols '
-            '      FROM k LEFT JOIN l ON l.chain = k.chain) AS d '
+            '      FROM l) AS d '
             'WHERE d.missing OR d.cols IS NOT NULL', v_rel,
-            (SELECT string_agg(format('x.%I = p.%I', c, c), ' AND ') FROM unnest(t.key_columns) AS c),
-            (SELECT string_agg(format('(jsonb_populate_record(NULL::%s, k.k_final)).%I', v_rel, c), ', ') FROM unnest(t.key_columns) AS c),
-            v_row)
+            (SELECT string_agg(format('x.%I = p.%I', u.c, 'pgtrail_k' || u.i), ' AND ')
+             FROM unnest(t.key_columns) WITH ORDINALITY AS u(c, i)),
+            v_keysql, v_row, t.key_columns[1])
         USING t.ignore_columns, t.redact_columns, v_secret, t.id, t;
         -- A row the revert deletes, or whose key it moves back, while a live
         -- row outside the revert refers to it: with ON DELETE / ON UPDATE
@@ -6136,6 +6264,10 @@ BEGIN
         CREATE TEMP TABLE pgtrail_revert_stmt (
             grp serial, table_id integer, kind text, cols text[], sql text, data jsonb, keys jsonb,
             change_ids bigint[], rows bigint, note text, step integer) ON COMMIT DROP;
+        -- (A statement's data holds all its rows, megabytes for a large
+        -- revert: compressing it costs more than storing it as it is.)
+        ALTER TABLE pg_temp.pgtrail_revert_stmt ALTER COLUMN data SET STORAGE EXTERNAL,
+            ALTER COLUMN keys SET STORAGE EXTERNAL, ALTER COLUMN change_ids SET STORAGE EXTERNAL;
     END IF;
     IF to_regclass('pg_temp.pgtrail_revert_lost') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_lost (
@@ -6228,9 +6360,13 @@ BEGIN
                       'USING ROWS FROM (jsonb_populate_recordset(NULL::%1$s, jsonb_path_query_array($1, ''$[*].k'')), '
                       'jsonb_path_query($1, ''$[*].e'')) AS k '
                       'WHERE %2$s AND to_jsonb(t.*) @> k.jsonb_path_query', v_rel, v_join),
+               -- (What the row must hold: the values the trail says, but
+               -- those it lost; value by value only when one may be lost.)
                jsonb_agg(jsonb_build_object('k', k.k_final, 'e',
-                   (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(k.expect) AS e
-                    WHERE NOT pgtrail._revert_lost(t.redact_columns, e.key, e.value))) ORDER BY k.chain),
+                   CASE WHEN cardinality(t.redact_columns) = 0 AND strpos(coalesce(k.expect::text, ''), 'pgtrail_erased') = 0
+                        THEN coalesce(k.expect, '{}')
+                        ELSE (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(k.expect) AS e
+                              WHERE NOT pgtrail._revert_lost(t.redact_columns, e.key, e.value)) END) ORDER BY k.chain),
                jsonb_agg(k.k_final ORDER BY k.chain),
                (SELECT array_agg(i ORDER BY i) FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_chain AS k2, unnest(k2.change_ids) AS i
                 WHERE k2.table_id = t.id AND k2.active AND NOT k2.ex_origin AND k2.ex_final) AS ii),
@@ -6298,16 +6434,26 @@ BEGIN
         -- values back (the key too, if it moved); grouped by those columns.
         -- Not moved: the key and the values to set in one flat object, with
         -- what the row must hold now beside them (pgtrail_expect).
-        FOR g IN SELECT q.moved, ARRAY(SELECT c FROM unnest(q.cols) AS c ORDER BY c) AS cols,
-                        array_agg(q.chain ORDER BY q.chain) AS chains,
-                        jsonb_agg(CASE WHEN q.moved THEN jsonb_build_object('k', q.k_final, 's', q.s, 'e', q.e)
-                                       ELSE q.k_final || q.s || jsonb_build_object('pgtrail_expect', q.e)
-                                  END ORDER BY q.chain) AS data,
-                        jsonb_agg(q.k_final ORDER BY q.chain) AS keys, count(*) AS n,
-                        bool_and(cardinality(q.ids) = 1) AS single, array_agg(DISTINCT q.ids[1] ORDER BY q.ids[1]) AS first_ids
-                 FROM pg_temp.pgtrail_revert_back AS q
-                 WHERE q.ex_final AND q.cols IS NOT NULL
-                 GROUP BY q.moved, q.cols LOOP
+        -- (One sort of the rows, by group and row, on the columns' text in
+        -- byte order; the aggregates take the rows in that order, where an
+        -- ordered aggregate would sort them again, once per aggregate.)
+        FOR g IN SELECT x.moved, ARRAY(SELECT c FROM unnest(x.cols) AS c ORDER BY c) AS cols,
+                        x.chains, x.data, x.keys, x.n, x.single, x.first_ids
+                 FROM (SELECT q.moved, q.cols_t::text[] AS cols,
+                              -- (Rows changed more than once: their change ids are looked up.)
+                              array_agg(q.chain) FILTER (WHERE cardinality(q.ids) > 1) AS chains,
+                              jsonb_agg(CASE WHEN q.moved THEN jsonb_build_object('k', q.k_final, 's', q.s, 'e', q.e)
+                                             ELSE q.k_final || q.s || jsonb_build_object('pgtrail_expect', q.e)
+                                        END) AS data,
+                              jsonb_agg(q.k_final) AS keys, count(*) AS n,
+                              bool_and(cardinality(q.ids) = 1) AS single,
+                              array_agg(DISTINCT q.ids[1] ORDER BY q.ids[1]) AS first_ids
+                       FROM (SELECT b.moved, b.cols::text COLLATE "C" AS cols_t, b.chain, b.k_final, b.s, b.e, b.ids
+                             FROM pg_temp.pgtrail_revert_back AS b
+                             WHERE b.ex_final AND b.cols IS NOT NULL
+                             ORDER BY 1, 2, 3) AS q
+                       GROUP BY q.moved, q.cols_t) AS x
+                 ORDER BY x.moved, x.cols LOOP
             INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
             SELECT t.id, CASE WHEN g.moved THEN 'MOVE' ELSE 'UPDATE' END, g.cols,
                    CASE WHEN g.moved THEN
@@ -6320,31 +6466,49 @@ BEGIN
                           (SELECT string_agg('s.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c),
                           v_join)
                    ELSE
+                   -- (The rows read with the column types of the table, as
+                   -- jsonb_populate_recordset would, but only the columns the
+                   -- data holds, and what each row must hold beside them.)
                    format('UPDATE %1$s AS t SET (%2$s) = ROW(%3$s) '
-                          'FROM ROWS FROM (jsonb_populate_recordset(NULL::%1$s, $1), jsonb_path_query($1, ''$[*].pgtrail_expect'')) AS k '
-                          'WHERE %4$s AND jsonb_build_object(%5$s) @> k.jsonb_path_query',
+                          'FROM jsonb_to_recordset($1) AS k(%6$s, pgtrail_expect jsonb) '
+                          'WHERE %4$s AND jsonb_build_object(%5$s) @> k.pgtrail_expect',
                           v_rel,
                           (SELECT string_agg(quote_ident(c), ', ') FROM unnest(g.cols) AS c),
                           (SELECT string_agg('k.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c),
                           v_join,
-                          (SELECT string_agg(format('%L, t.%I', c, c), ', ') FROM unnest(g.cols) AS c))
+                          (SELECT string_agg(format('%L, t.%I', c, c), ', ') FROM unnest(g.cols) AS c),
+                          (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
+                           FROM pg_attribute AS a
+                           WHERE a.attrelid = v_relid AND a.attnum > 0 AND NOT a.attisdropped
+                             AND (a.attname::text = ANY (g.cols) OR a.attname::text = ANY (t.key_columns))))
                    END,
                    g.data, g.keys,
                    -- (Rows changed by one change each: their ids, gathered by the grouping.)
+                   -- (Else theirs and those of the rows changed more than once.)
                    CASE WHEN g.single THEN g.first_ids ELSE
-                   (SELECT array_agg(i ORDER BY i) FROM (SELECT DISTINCT i FROM unnest(g.chains) AS gc(chain)
-                    JOIN pg_temp.pgtrail_revert_chain AS k2 ON k2.chain = gc.chain, unnest(k2.change_ids) AS i) AS ii) END,
+                   (SELECT array_agg(i ORDER BY i)
+                    FROM (SELECT DISTINCT u.i
+                          FROM (SELECT f AS i FROM unnest(g.first_ids) AS f
+                                UNION ALL
+                                SELECT m FROM unnest(g.chains) AS gc(chain)
+                                JOIN pg_temp.pgtrail_revert_chain AS k2 ON k2.chain = gc.chain, unnest(k2.change_ids) AS m) AS u) AS ii) END,
                    g.n, CASE WHEN g.moved THEN 'the key goes back to what it was' END;
         END LOOP;
 
         -- Rows the selection deleted: inserted whole, grouped by their columns.
-        FOR g IN SELECT ARRAY(SELECT c FROM unnest(q.cols) AS c ORDER BY c) AS cols, array_agg(q.chain ORDER BY q.chain) AS chains,
-                        jsonb_agg(q.s ORDER BY q.chain) AS data,
-                        jsonb_agg(q.k_origin ORDER BY q.chain) AS keys, count(*) AS n,
-                        bool_and(cardinality(q.ids) = 1) AS single, array_agg(DISTINCT q.ids[1] ORDER BY q.ids[1]) AS first_ids
-                 FROM pg_temp.pgtrail_revert_back AS q
-                 WHERE NOT q.ex_final AND q.cols IS NOT NULL
-                 GROUP BY q.cols LOOP
+        FOR g IN SELECT ARRAY(SELECT c FROM unnest(x.cols) AS c ORDER BY c) AS cols,
+                        x.chains, x.data, x.keys, x.n, x.single, x.first_ids
+                 FROM (SELECT q.cols_t::text[] AS cols,
+                              array_agg(q.chain) FILTER (WHERE cardinality(q.ids) > 1) AS chains,
+                              jsonb_agg(q.s) AS data, jsonb_agg(q.k_origin) AS keys, count(*) AS n,
+                              bool_and(cardinality(q.ids) = 1) AS single,
+                              array_agg(DISTINCT q.ids[1] ORDER BY q.ids[1]) AS first_ids
+                       FROM (SELECT b.cols::text COLLATE "C" AS cols_t, b.chain, b.k_origin, b.s, b.ids
+                             FROM pg_temp.pgtrail_revert_back AS b
+                             WHERE NOT b.ex_final AND b.cols IS NOT NULL
+                             ORDER BY 1, 2) AS q
+                       GROUP BY q.cols_t) AS x
+                 ORDER BY x.cols LOOP
             INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
             SELECT t.id, 'INSERT', g.cols,
                    format('INSERT INTO %1$s (%2$s)%3$s SELECT %4$s FROM jsonb_populate_recordset(NULL::%1$s, $1) AS s',
@@ -6354,9 +6518,14 @@ BEGIN
                           (SELECT string_agg('s.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c)),
                    g.data, g.keys,
                    -- (Rows changed by one change each: their ids, gathered by the grouping.)
+                   -- (Else theirs and those of the rows changed more than once.)
                    CASE WHEN g.single THEN g.first_ids ELSE
-                   (SELECT array_agg(i ORDER BY i) FROM (SELECT DISTINCT i FROM unnest(g.chains) AS gc(chain)
-                    JOIN pg_temp.pgtrail_revert_chain AS k2 ON k2.chain = gc.chain, unnest(k2.change_ids) AS i) AS ii) END,
+                   (SELECT array_agg(i ORDER BY i)
+                    FROM (SELECT DISTINCT u.i
+                          FROM (SELECT f AS i FROM unnest(g.first_ids) AS f
+                                UNION ALL
+                                SELECT m FROM unnest(g.chains) AS gc(chain)
+                                JOIN pg_temp.pgtrail_revert_chain AS k2 ON k2.chain = gc.chain, unnest(k2.change_ids) AS m) AS u) AS ii) END,
                    g.n, v_ignored;
         END LOOP;
 
@@ -6698,6 +6867,7 @@ DECLARE
     v_n        bigint;
     v_try      integer;
     v_detail   text;
+    v_data     jsonb;
     s          record;
     b          record;
 BEGIN
@@ -6722,7 +6892,13 @@ BEGIN
     IF to_regclass('pg_temp.pgtrail_revert_run') IS NOT NULL THEN
         DROP TABLE pg_temp.pgtrail_revert_run;
     END IF;
-    CREATE TEMP TABLE pgtrail_revert_run ON COMMIT DROP AS
+    CREATE TEMP TABLE pgtrail_revert_run (
+        ord bigint, step integer, change_ids bigint[], table_name text, operation text, key jsonb, sql text,
+        conflict jsonb, rows bigint, columns text[], note text, data jsonb) ON COMMIT DROP;
+    -- (Not compressed: see pgtrail_revert_stmt.)
+    ALTER TABLE pg_temp.pgtrail_revert_run ALTER COLUMN data SET STORAGE EXTERNAL,
+        ALTER COLUMN key SET STORAGE EXTERNAL, ALTER COLUMN change_ids SET STORAGE EXTERNAL;
+    INSERT INTO pg_temp.pgtrail_revert_run
     SELECT row_number() OVER () AS ord, p.* FROM pgtrail.revert_plan(selector, on_conflict) AS p;
 
     SELECT count(*), string_agg(format('%s %s: %s', r.table_name, r.key, r.conflict ->> 'message')
@@ -6778,13 +6954,15 @@ BEGIN
              WHERE r.step IS NOT NULL ORDER BY r.step LOOP
         -- Batches are slices of the statement's rows (jsonb arrays index in
         -- constant time, so slicing costs what the batch holds). Rows of a
-        -- keyed table are one each: a column named "n" is no count.
+        -- keyed table are one each: a column named "n" is no count. (The
+        -- data read from the table once: a variable holds it in memory.)
+        v_data := s.data;
         FOR b IN SELECT q.rows,
                         CASE WHEN s.copies
                              THEN (SELECT sum(coalesce((x.e ->> 'n')::bigint, 1)) FROM jsonb_array_elements(q.rows) AS x(e))
                              ELSE jsonb_array_length(q.rows) END AS n
-                 FROM generate_series(0, jsonb_array_length(s.data) - 1, v_batch) AS g(first)
-                 CROSS JOIN LATERAL (SELECT jsonb_path_query_array(s.data, format('$[%s to %s]', g.first, g.first + v_batch - 1)::jsonpath) AS rows) AS q
+                 FROM generate_series(0, jsonb_array_length(v_data) - 1, v_batch) AS g(first)
+                 CROSS JOIN LATERAL (SELECT jsonb_path_query_array(v_data, format('$[%s to %s]', g.first, g.first + v_batch - 1)::jsonpath) AS rows) AS q
                  ORDER BY g.first LOOP
             v_try := 0;
             LOOP
@@ -6972,15 +7150,7 @@ DECLARE
     v_context text;
     v_check   text := '';
 BEGIN
-    SELECT 'NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('
-           || string_agg(format('%L, %s', f.field, pgtrail._context_field_sql(f.field)), ', ' ORDER BY f.field)
-           || ')) OPERATOR(pg_catalog.||) CASE WHEN COALESCE(pg_catalog.current_setting(''pgtrail.context'', true), '''') '
-           || 'OPERATOR(pg_catalog.=) '''' THEN ''{}''::pg_catalog.jsonb '
-           || 'ELSE pgtrail._extra_context(pg_catalog.current_setting(''pgtrail.context'', true)) END, '
-           || '''{}''::pg_catalog.jsonb)'
-    INTO v_context
-    FROM pgtrail._context_fields() AS f
-    WHERE f.field NOT IN ('actor_id', 'actor_name', 'actor_type', 'reason');
+    v_context := pgtrail._context_extra_sql();
 
     IF EXISTS (SELECT FROM pgtrail.setting WHERE name = 'require_actor' AND value = 'true') THEN
         v_check := format(
@@ -7006,15 +7176,14 @@ BEGIN
                '    v_seq     text := pg_catalog.current_setting(''pgtrail.context_seq'', true);\n'
                '    v_ctx     smallint := CASE WHEN v_seq OPERATOR(pg_catalog.~) ''^[0-9]{1,5}$''\n'
                '                               THEN LEAST(v_seq::pg_catalog.int4, 32767) ELSE 0 END;\n'
-               '    v_mark    text := pg_catalog.txid_current()::pg_catalog.text OPERATOR(pg_catalog.||) ''/'' '
-               'OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text;\n'
+               '    v_mark    text := v_ctx::pg_catalog.text;\n'
                '    v_context jsonb;\n'
                '    v_lsn     pg_lsn;\n'
                '    v_set     text;\n'
                'BEGIN\n'
                '    IF pg_catalog.current_setting(''pgtrail.emitted'', true) IS DISTINCT FROM v_mark THEN\n'
-               '        v_context := %s;\n'
                '        %s'
+               '%s'
                '        v_lsn := pg_catalog.pg_logical_emit_message(true, ''pgtrail'', pg_catalog.json_build_object(\n'
                '            ''ctx'', v_ctx, ''started_at'', pg_catalog.transaction_timestamp(),\n'
                '            ''recorded_at'', pg_catalog.clock_timestamp(),\n'
@@ -7204,8 +7373,6 @@ GRANT EXECUTE ON FUNCTION pgtrail.set_context(uuid, text, text, text, json) TO P
 GRANT EXECUTE ON FUNCTION pgtrail.set_context(text, text, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.set_context(numeric, text, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.set_context(uuid, text, text, text, text) TO PUBLIC;
--- set_context runs as its caller and has the end of its transaction checked.
-GRANT EXECUTE ON FUNCTION pgtrail._check_context_at_commit() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.trigger_names() TO PUBLIC;
 -- The DDL watch reads these as whoever runs the DDL (like trigger_names):
 -- they name pgtrail's triggers and tell whether a WAL-mode table is published.
@@ -7512,7 +7679,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '19573c53813ddbaa' $fn$;
+AS $fn$ SELECT '8312fa83dcf50598' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to the owner role too (90_privileges.sql).
 DO $owner$ DECLARE v_owner name := pgtrail.role_name('owner'); BEGIN
