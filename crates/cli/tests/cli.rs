@@ -2610,6 +2610,83 @@ async fn revert_shows_the_plan_applies_only_with_yes_and_refuses_conflicts_with_
     );
 }
 
+/// A WAL-mode project for the follower's stories: a throwaway cluster with
+/// `wal_level = logical`, a table `t` applied in WAL mode, and an
+/// application writing `n` transactions (an INSERT and an UPDATE of the
+/// previous row, actor `i`) in the background.
+struct FollowedWrites {
+    cluster: pgtrail_testkit::Cluster,
+    url: String,
+    client: tokio_postgres::Client,
+    dir: tempfile::TempDir,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl FollowedWrites {
+    async fn start(n: i32) -> FollowedWrites {
+        use pgtrail_testkit::{Cluster, ClusterOptions, connect_to};
+
+        let cluster = Cluster::start(ClusterOptions {
+            fast: true,
+            settings: vec![("wal_level".into(), "logical".into())],
+            ..ClusterOptions::default()
+        })
+        .expect("a throwaway cluster with wal_level = logical starts");
+        let url = cluster.url("postgres");
+        let client = connect_to(&url).await;
+        client
+            .batch_execute("CREATE TABLE t (id integer PRIMARY KEY, n integer)")
+            .await
+            .expect("schema");
+        let dir = tempfile::tempdir().expect("a project directory");
+        std::fs::write(dir.path().join("pgtrail.toml"), "[capture]\nmode = \"wal\"\n").expect("config");
+        let output = pgtrail(&["apply", "--database-url", &url], dir.path());
+        assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+
+        let writer_url = url.clone();
+        let writer = tokio::spawn(async move {
+            let client = connect_to(&writer_url).await;
+            for i in 1..=n {
+                client
+                    .batch_execute(&format!(
+                        "BEGIN; SELECT pgtrail.set_context(actor_id => '{i}');
+                         INSERT INTO t VALUES ({i}, 0); UPDATE t SET n = n + 1 WHERE id = {i} - 1; COMMIT;"
+                    ))
+                    .await
+                    .expect("a write");
+            }
+        });
+        FollowedWrites {
+            cluster,
+            url,
+            client,
+            dir,
+            writer,
+        }
+    }
+}
+
+/// The trail of [`FollowedWrites`] holds each of its `n` transactions'
+/// changes once, in commit order.
+async fn assert_each_write_once_in_order(client: &tokio_postgres::Client, n: i32, what: &str) {
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE op = 'INSERT'), count(*) FILTER (WHERE op = 'UPDATE'),
+                    count(*) - count(DISTINCT (op, pk)),
+                    count(*) FILTER (WHERE NOT ordered)
+             FROM (SELECT op, pk, coalesce(actor_id::int <= lead(actor_id::int) OVER (ORDER BY id), true) AS ordered
+                   FROM pgtrail.changes) AS c",
+            &[],
+        )
+        .await
+        .expect("the trail reads");
+    let (inserts, updates, repeated, disordered): (i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!((inserts, updates), (i64::from(n), i64::from(n) - 1), "{what}");
+    assert_eq!(repeated, 0, "no change written twice ({what})");
+    assert_eq!(disordered, 0, "changes in commit order ({what})");
+}
+
 /// WAL mode's follower as cron and systemd run it (issue 15): killed with
 /// SIGKILL at random points while the application writes, started twice
 /// at once, stopped with SIGTERM: every change reaches the trail once, in
@@ -2618,39 +2695,13 @@ async fn revert_shows_the_plan_applies_only_with_yes_and_refuses_conflicts_with_
 async fn a_follower_killed_at_random_points_loses_and_repeats_nothing() {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-    use pgtrail_testkit::{Cluster, ClusterOptions, connect_to};
-
-    let cluster = Cluster::start(ClusterOptions {
-        fast: true,
-        settings: vec![("wal_level".into(), "logical".into())],
-        ..ClusterOptions::default()
-    })
-    .expect("a throwaway cluster with wal_level = logical starts");
-    let url = cluster.url("postgres");
-    let client = connect_to(&url).await;
-    client
-        .batch_execute("CREATE TABLE t (id integer PRIMARY KEY, n integer)")
-        .await
-        .expect("schema");
-    let dir = tempfile::tempdir().expect("a project directory");
-    std::fs::write(dir.path().join("pgtrail.toml"), "[capture]\nmode = \"wal\"\n").expect("config");
-    let output = pgtrail(&["apply", "--database-url", &url], dir.path());
-    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
-
-    const N: i32 = 1000;
-    let writer_url = url.clone();
-    let writer = tokio::spawn(async move {
-        let client = connect_to(&writer_url).await;
-        for i in 1..=N {
-            client
-                .batch_execute(&format!(
-                    "BEGIN; SELECT pgtrail.set_context(actor_id => '{i}');
-                     INSERT INTO t VALUES ({i}, 0); UPDATE t SET n = n + 1 WHERE id = {i} - 1; COMMIT;"
-                ))
-                .await
-                .expect("a write");
-        }
-    });
+    let FollowedWrites {
+        cluster: _cluster,
+        url,
+        client,
+        dir,
+        writer,
+    } = FollowedWrites::start(1000).await;
 
     let mut seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -2705,26 +2756,7 @@ async fn a_follower_killed_at_random_points_loses_and_repeats_nothing() {
     let output = pgtrail(&["follow", "--once", "--database-url", &url], dir.path());
     assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
 
-    let row = client
-        .query_one(
-            "SELECT count(*) FILTER (WHERE op = 'INSERT'), count(*) FILTER (WHERE op = 'UPDATE'),
-                    count(*) - count(DISTINCT (op, pk)),
-                    count(*) FILTER (WHERE NOT ordered)
-             FROM (SELECT op, pk, coalesce(actor_id::int <= lead(actor_id::int) OVER (ORDER BY id), true) AS ordered
-                   FROM pgtrail.changes) AS c",
-            &[],
-        )
-        .await
-        .expect("the trail reads");
-    let (inserts, updates, repeated, disordered): (i64, i64, i64, i64) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
-    assert_eq!(
-        (inserts, updates),
-        (i64::from(N), i64::from(N) - 1),
-        "after {kills} kills"
-    );
-    assert_eq!(repeated, 0, "no change written twice");
-    assert_eq!(disordered, 0, "changes in commit order");
+    assert_each_write_once_in_order(&client, 1000, &format!("after {kills} kills")).await;
     let output = pgtrail(&["check", "--database-url", &url], dir.path());
     assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
 }
@@ -2738,39 +2770,13 @@ async fn a_follower_killed_at_random_points_loses_and_repeats_nothing() {
 async fn a_follower_stopped_with_sigterm_mid_stream_loses_and_repeats_nothing() {
     use std::time::Duration;
 
-    use pgtrail_testkit::{Cluster, ClusterOptions, connect_to};
-
-    let cluster = Cluster::start(ClusterOptions {
-        fast: true,
-        settings: vec![("wal_level".into(), "logical".into())],
-        ..ClusterOptions::default()
-    })
-    .expect("a throwaway cluster with wal_level = logical starts");
-    let url = cluster.url("postgres");
-    let client = connect_to(&url).await;
-    client
-        .batch_execute("CREATE TABLE t (id integer PRIMARY KEY, n integer)")
-        .await
-        .expect("schema");
-    let dir = tempfile::tempdir().expect("a project directory");
-    std::fs::write(dir.path().join("pgtrail.toml"), "[capture]\nmode = \"wal\"\n").expect("config");
-    let output = pgtrail(&["apply", "--database-url", &url], dir.path());
-    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
-
-    const N: i32 = 1500;
-    let writer_url = url.clone();
-    let writer = tokio::spawn(async move {
-        let client = connect_to(&writer_url).await;
-        for i in 1..=N {
-            client
-                .batch_execute(&format!(
-                    "BEGIN; SELECT pgtrail.set_context(actor_id => '{i}');
-                     INSERT INTO t VALUES ({i}, 0); UPDATE t SET n = n + 1 WHERE id = {i} - 1; COMMIT;"
-                ))
-                .await
-                .expect("a write");
-        }
-    });
+    let FollowedWrites {
+        cluster: _cluster,
+        url,
+        client,
+        dir,
+        writer,
+    } = FollowedWrites::start(1500).await;
     let mut stops = 0;
     let mut wrote_while_writing = 0;
     while !writer.is_finished() || stops < 3 {
@@ -2808,26 +2814,7 @@ async fn a_follower_stopped_with_sigterm_mid_stream_loses_and_repeats_nothing() 
     let output = pgtrail(&["follow", "--once", "--database-url", &url], dir.path());
     assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
 
-    let row = client
-        .query_one(
-            "SELECT count(*) FILTER (WHERE op = 'INSERT'), count(*) FILTER (WHERE op = 'UPDATE'),
-                    count(*) - count(DISTINCT (op, pk)),
-                    count(*) FILTER (WHERE NOT ordered)
-             FROM (SELECT op, pk, coalesce(actor_id::int <= lead(actor_id::int) OVER (ORDER BY id), true) AS ordered
-                   FROM pgtrail.changes) AS c",
-            &[],
-        )
-        .await
-        .expect("the trail reads");
-    let (inserts, updates, repeated, disordered): (i64, i64, i64, i64) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
-    assert_eq!(
-        (inserts, updates),
-        (i64::from(N), i64::from(N) - 1),
-        "after {stops} stops"
-    );
-    assert_eq!(repeated, 0, "no change written twice");
-    assert_eq!(disordered, 0, "changes in commit order");
+    assert_each_write_once_in_order(&client, 1500, &format!("after {stops} stops")).await;
     let slot = client
         .query_one(
             "SELECT active, pg_wal_lsn_diff(pg_current_wal_insert_lsn(), confirmed_flush_lsn)::int8

@@ -299,45 +299,8 @@ async fn the_server_crashing_under_a_running_follower_loses_and_repeats_nothing(
     // What is left in the slot, by a follower run as cron runs it.
     let mut client = connect_retrying(&url).await;
     follow_once(&mut client).await;
-    let row = client
-        .query_one(
-            "SELECT count(*) FILTER (WHERE op = 'INSERT'), count(*) FILTER (WHERE op = 'UPDATE'),
-                    count(*) - count(DISTINCT (op, pk, txid)),
-                    count(*) FILTER (WHERE op = 'INSERT' AND actor_id IS DISTINCT FROM pk ->> 'id')
-             FROM pgtrail.changes",
-            &[],
-        )
-        .await
-        .expect("the trail reads");
-    let live: i64 = client
-        .query_one("SELECT sum(n) FROM t", &[])
-        .await
-        .expect("t")
-        .get::<_, Option<i64>>(0)
-        .unwrap_or(0);
-    assert_eq!(
-        (
-            row.get::<_, i64>(0),
-            row.get::<_, i64>(1),
-            row.get::<_, i64>(2),
-            row.get::<_, i64>(3)
-        ),
-        (i64::from(N), live, 0, 0),
-        "every insert once with its actor, every committed update once (after {crashes} crashes)"
-    );
-    // In commit order: the inserts' keys rise with the trail's ids.
-    let out_of_order: i64 = client
-        .query_one(
-            "SELECT count(*) FROM (
-                 SELECT (pk ->> 'id')::int AS k, lag((pk ->> 'id')::int) OVER (ORDER BY id) AS before
-                 FROM pgtrail.changes WHERE op = 'INSERT') AS s
-             WHERE k < before",
-            &[],
-        )
-        .await
-        .expect("order")
-        .get(0);
-    assert_eq!(out_of_order, 0);
+    assert_committed_writes_once_in_order(&client, N, "op = 'INSERT'", &format!("after {crashes} crashes"))
+        .await;
     assert!(crashes >= 1, "the server crashed at least once");
 }
 
@@ -457,18 +420,34 @@ async fn the_server_stopped_and_started_under_a_running_follower_loses_and_repea
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     follow_once(&mut client).await;
+    // A commit whose reply the shutdown cut off is retried: t's counts
+    // say how many updates committed.
+    assert_committed_writes_once_in_order(&client, N, "true", "after the restarts").await;
+}
+
+/// The trail of the writers above (transaction `i` inserts row `i` and adds
+/// one to its `n`, as actor `i`; `N` of them): every insert once, every
+/// committed update once (t's sum of `n` says how many committed), each
+/// with its actor where `actor_checked` (an SQL condition on the change)
+/// holds, and the inserts in commit order.
+async fn assert_committed_writes_once_in_order(
+    client: &tokio_postgres::Client,
+    n: i32,
+    actor_checked: &str,
+    what: &str,
+) {
     let row = client
         .query_one(
-            "SELECT count(*) FILTER (WHERE op = 'INSERT'), count(*) FILTER (WHERE op = 'UPDATE'),
-                    count(*) - count(DISTINCT (op, pk, txid)),
-                    count(*) FILTER (WHERE actor_id IS DISTINCT FROM pk ->> 'id')
-             FROM pgtrail.changes",
+            &format!(
+                "SELECT count(*) FILTER (WHERE op = 'INSERT'), count(*) FILTER (WHERE op = 'UPDATE'),
+                        count(*) - count(DISTINCT (op, pk, txid)),
+                        count(*) FILTER (WHERE {actor_checked} AND actor_id IS DISTINCT FROM pk ->> 'id')
+                 FROM pgtrail.changes"
+            ),
             &[],
         )
         .await
         .expect("the trail reads");
-    // A commit whose reply the shutdown cut off is retried: t's counts
-    // say how many updates committed.
     let live: i64 = client
         .query_one("SELECT sum(n) FROM t", &[])
         .await
@@ -482,9 +461,10 @@ async fn the_server_stopped_and_started_under_a_running_follower_loses_and_repea
             row.get::<_, i64>(2),
             row.get::<_, i64>(3)
         ),
-        (i64::from(N), live, 0, 0),
-        "every insert and committed update once, with its actor"
+        (i64::from(n), live, 0, 0),
+        "every insert once with its actor, every committed update once ({what})"
     );
+    // In commit order: the inserts' keys rise with the trail's ids.
     let out_of_order: i64 = client
         .query_one(
             "SELECT count(*) FROM (
@@ -496,5 +476,5 @@ async fn the_server_stopped_and_started_under_a_running_follower_loses_and_repea
         .await
         .expect("order")
         .get(0);
-    assert_eq!(out_of_order, 0, "in commit order");
+    assert_eq!(out_of_order, 0, "in commit order ({what})");
 }
