@@ -2613,17 +2613,21 @@ async fn revert_shows_the_plan_applies_only_with_yes_and_refuses_conflicts_with_
 /// A WAL-mode project for the follower's stories: a throwaway cluster with
 /// `wal_level = logical`, a table `t` applied in WAL mode, and an
 /// application writing `n` transactions (an INSERT and an UPDATE of the
-/// previous row, actor `i`) in the background.
+/// previous row, actor `i`) in the background. With `pause_halfway` the
+/// application stops after `n / 2` until `halfway` is notified, so a story
+/// can be sure that something happens while it is still writing, however
+/// fast the machine.
 struct FollowedWrites {
     cluster: pgtrail_testkit::Cluster,
     url: String,
     client: tokio_postgres::Client,
     dir: tempfile::TempDir,
     writer: tokio::task::JoinHandle<()>,
+    halfway: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl FollowedWrites {
-    async fn start(n: i32) -> FollowedWrites {
+    async fn start(n: i32, pause_halfway: bool) -> FollowedWrites {
         use pgtrail_testkit::{Cluster, ClusterOptions, connect_to};
 
         let cluster = Cluster::start(ClusterOptions {
@@ -2644,9 +2648,14 @@ impl FollowedWrites {
         assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
 
         let writer_url = url.clone();
+        let halfway = std::sync::Arc::new(tokio::sync::Notify::new());
+        let resume = halfway.clone();
         let writer = tokio::spawn(async move {
             let client = connect_to(&writer_url).await;
             for i in 1..=n {
+                if pause_halfway && i == n / 2 + 1 {
+                    resume.notified().await;
+                }
                 client
                     .batch_execute(&format!(
                         "BEGIN; SELECT pgtrail.set_context(actor_id => '{i}');
@@ -2662,6 +2671,7 @@ impl FollowedWrites {
             client,
             dir,
             writer,
+            halfway,
         }
     }
 }
@@ -2701,7 +2711,8 @@ async fn a_follower_killed_at_random_points_loses_and_repeats_nothing() {
         client,
         dir,
         writer,
-    } = FollowedWrites::start(1000).await;
+        ..
+    } = FollowedWrites::start(1000, false).await;
 
     let mut seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -2776,7 +2787,8 @@ async fn a_follower_stopped_with_sigterm_mid_stream_loses_and_repeats_nothing() 
         client,
         dir,
         writer,
-    } = FollowedWrites::start(1500).await;
+        halfway,
+    } = FollowedWrites::start(1500, true).await;
     let mut stops = 0;
     let mut wrote_while_writing = 0;
     while !writer.is_finished() || stops < 3 {
@@ -2789,6 +2801,21 @@ async fn a_follower_stopped_with_sigterm_mid_stream_loses_and_repeats_nothing() 
             .spawn()
             .expect("pgtrail follow starts");
         tokio::time::sleep(Duration::from_millis(300 + 150 * (stops % 4))).await;
+        if stops == 0 {
+            // The first stop comes while the application, paused halfway,
+            // has not finished, and once the follower has written something.
+            for _ in 0..600 {
+                let written: i64 = client
+                    .query_one("SELECT count(*) FROM pgtrail.change", &[])
+                    .await
+                    .expect("the trail reads")
+                    .get(0);
+                if written > 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         // SAFETY: sending a signal to our own child process.
         unsafe {
             libc::kill(follower.id() as libc::pid_t, libc::SIGTERM);
@@ -2803,6 +2830,9 @@ async fn a_follower_stopped_with_sigterm_mid_stream_loses_and_repeats_nothing() 
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
         if !writer.is_finished() {
             wrote_while_writing += report["changes"].as_u64().unwrap_or(0);
+        }
+        if stops == 0 {
+            halfway.notify_one();
         }
         stops += 1;
     }
