@@ -297,7 +297,7 @@ async fn the_server_crashing_under_a_running_follower_loses_and_repeats_nothing(
     let _ = follower.await;
 
     // What is left in the slot, by a follower run as cron runs it.
-    let mut client = connect_retrying(&url).await;
+    let mut client = connect_when_alone(&url).await;
     follow_once(&mut client).await;
     assert_committed_writes_once_in_order(&client, N, "op = 'INSERT'", &format!("after {crashes} crashes"))
         .await;
@@ -401,10 +401,19 @@ async fn the_server_stopped_and_started_under_a_running_follower_loses_and_repea
         "the follower was started again after each restart"
     );
 
-    // The aborted follower's session may still hold the follower lock a
-    // moment: wait until it has ended.
-    let mut client = connect_retrying(&url).await;
-    for _ in 0..200 {
+    let mut client = connect_when_alone(&url).await;
+    follow_once(&mut client).await;
+    // A commit whose reply the shutdown cut off is retried: t's counts
+    // say how many updates committed.
+    assert_committed_writes_once_in_order(&client, N, "true", "after the restarts").await;
+}
+
+/// A session on `url` once every other session of its database has ended:
+/// an aborted follower's sessions (its lock, its walsender) may outlive its
+/// task a moment, and `follow --once` would find the follower lock taken.
+async fn connect_when_alone(url: &str) -> Client {
+    let client = connect_retrying(url).await;
+    for _ in 0..600 {
         let others: i64 = client
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity
@@ -419,10 +428,7 @@ async fn the_server_stopped_and_started_under_a_running_follower_loses_and_repea
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    follow_once(&mut client).await;
-    // A commit whose reply the shutdown cut off is retried: t's counts
-    // say how many updates committed.
-    assert_committed_writes_once_in_order(&client, N, "true", "after the restarts").await;
+    client
 }
 
 /// The trail of the writers above (transaction `i` inserts row `i` and adds
