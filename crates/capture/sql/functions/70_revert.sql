@@ -1052,6 +1052,28 @@ BEGIN
 END
 $fn$;
 
+-- The ids of the changes one statement of a revert undoes: the first
+-- change of each of its rows (p_first_ids), and, for its rows changed more
+-- than once (their chains, NULL when there are none), every change of
+-- theirs; sorted, each once.
+CREATE OR REPLACE FUNCTION pgtrail._revert_change_ids(p_first_ids bigint[], p_chains bigint[])
+RETURNS bigint[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF p_chains IS NULL THEN
+        RETURN p_first_ids;
+    END IF;
+    RETURN (SELECT array_agg(i ORDER BY i)
+            FROM (SELECT DISTINCT u.i
+                  FROM (SELECT f AS i FROM unnest(p_first_ids) AS f
+                        UNION ALL
+                        SELECT m FROM unnest(p_chains) AS gc(chain)
+                        JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = gc.chain, unnest(k.change_ids) AS m) AS u) AS ii);
+END
+$fn$;
+
 -- The statements of the plan, into pg_temp.pgtrail_revert_stmt: per table,
 -- one per kind and set of columns, with its rows as a JSON array; the
 -- values that cannot be restored, into pg_temp.pgtrail_revert_lost.
@@ -1251,7 +1273,7 @@ BEGIN
         -- byte order; the aggregates take the rows in that order, where an
         -- ordered aggregate would sort them again, once per aggregate.)
         FOR g IN SELECT x.moved, ARRAY(SELECT c FROM unnest(x.cols) AS c ORDER BY c) AS cols,
-                        x.chains, x.data, x.keys, x.n, x.single, x.first_ids
+                        x.chains, x.data, x.keys, x.n, x.first_ids
                  FROM (SELECT q.moved, q.cols_t::text[] AS cols,
                               -- (Rows changed more than once: their change ids are looked up.)
                               array_agg(q.chain) FILTER (WHERE cardinality(q.ids) > 1) AS chains,
@@ -1259,7 +1281,6 @@ BEGIN
                                              ELSE q.k_final || q.s || jsonb_build_object('pgtrail_expect', q.e)
                                         END) AS data,
                               jsonb_agg(q.k_final) AS keys, count(*) AS n,
-                              bool_and(cardinality(q.ids) = 1) AS single,
                               array_agg(DISTINCT q.ids[1] ORDER BY q.ids[1]) AS first_ids
                        FROM (SELECT b.moved, b.cols::text COLLATE "C" AS cols_t, b.chain, b.k_final, b.s, b.e, b.ids
                              FROM pg_temp.pgtrail_revert_back AS b
@@ -1296,25 +1317,16 @@ BEGIN
                              AND (a.attname::text = ANY (g.cols) OR a.attname::text = ANY (t.key_columns))))
                    END,
                    g.data, g.keys,
-                   -- (Rows changed by one change each: their ids, gathered by the grouping.)
-                   -- (Else theirs and those of the rows changed more than once.)
-                   CASE WHEN g.single THEN g.first_ids ELSE
-                   (SELECT array_agg(i ORDER BY i)
-                    FROM (SELECT DISTINCT u.i
-                          FROM (SELECT f AS i FROM unnest(g.first_ids) AS f
-                                UNION ALL
-                                SELECT m FROM unnest(g.chains) AS gc(chain)
-                                JOIN pg_temp.pgtrail_revert_chain AS k2 ON k2.chain = gc.chain, unnest(k2.change_ids) AS m) AS u) AS ii) END,
+                   pgtrail._revert_change_ids(g.first_ids, g.chains),
                    g.n, CASE WHEN g.moved THEN 'the key goes back to what it was' END;
         END LOOP;
 
         -- Rows the selection deleted: inserted whole, grouped by their columns.
         FOR g IN SELECT ARRAY(SELECT c FROM unnest(x.cols) AS c ORDER BY c) AS cols,
-                        x.chains, x.data, x.keys, x.n, x.single, x.first_ids
+                        x.chains, x.data, x.keys, x.n, x.first_ids
                  FROM (SELECT q.cols_t::text[] AS cols,
                               array_agg(q.chain) FILTER (WHERE cardinality(q.ids) > 1) AS chains,
                               jsonb_agg(q.s) AS data, jsonb_agg(q.k_origin) AS keys, count(*) AS n,
-                              bool_and(cardinality(q.ids) = 1) AS single,
                               array_agg(DISTINCT q.ids[1] ORDER BY q.ids[1]) AS first_ids
                        FROM (SELECT b.cols::text COLLATE "C" AS cols_t, b.chain, b.k_origin, b.s, b.ids
                              FROM pg_temp.pgtrail_revert_back AS b
@@ -1330,15 +1342,7 @@ BEGIN
                           CASE WHEN g.cols && v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
                           (SELECT string_agg('s.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c)),
                    g.data, g.keys,
-                   -- (Rows changed by one change each: their ids, gathered by the grouping.)
-                   -- (Else theirs and those of the rows changed more than once.)
-                   CASE WHEN g.single THEN g.first_ids ELSE
-                   (SELECT array_agg(i ORDER BY i)
-                    FROM (SELECT DISTINCT u.i
-                          FROM (SELECT f AS i FROM unnest(g.first_ids) AS f
-                                UNION ALL
-                                SELECT m FROM unnest(g.chains) AS gc(chain)
-                                JOIN pg_temp.pgtrail_revert_chain AS k2 ON k2.chain = gc.chain, unnest(k2.change_ids) AS m) AS u) AS ii) END,
+                   pgtrail._revert_change_ids(g.first_ids, g.chains),
                    g.n, v_ignored;
         END LOOP;
 
