@@ -494,12 +494,11 @@ impl Bench {
         }))
     }
 
-    /// `--drain-transactions` TPC-B transactions with `set_context` in the
-    /// WAL-mode database, the follower stopped.
-    async fn load(&self) -> Result<()> {
-        let path = self.script("tpcb_ctx.sql");
-        let per_client = (self.args.drain_transactions / self.args.clients.max(1)).max(1);
-        let output = tokio::process::Command::new(&self.pgbench.program)
+    /// pgbench on the bench's server with `--clients` clients, prepared
+    /// statements and no vacuum; the caller adds the length and the script.
+    fn tpcb_pgbench(&self) -> tokio::process::Command {
+        let mut pgbench = tokio::process::Command::new(&self.pgbench.program);
+        pgbench
             .args([
                 "-h",
                 &self.pgbench.host,
@@ -516,7 +515,17 @@ impl Bench {
                 "-n",
                 "-M",
                 "prepared",
-            ])
+            ]);
+        pgbench
+    }
+
+    /// `--drain-transactions` TPC-B transactions with `set_context` in the
+    /// WAL-mode database, the follower stopped.
+    async fn load(&self) -> Result<()> {
+        let path = self.script("tpcb_ctx.sql");
+        let per_client = (self.args.drain_transactions / self.args.clients.max(1)).max(1);
+        let output = self
+            .tpcb_pgbench()
             .args(["-t", &per_client.to_string(), "-f"])
             .arg(&path)
             .arg(Variant::Wal.database())
@@ -678,25 +687,8 @@ impl Bench {
         self.drain(transport).await?;
         let rate = (self.args.lag_rate / 4).max(1);
         let path = self.script("tpcb_ctx.sql");
-        let mut pgbench = tokio::process::Command::new(&self.pgbench.program);
+        let mut pgbench = self.tpcb_pgbench();
         pgbench
-            .args([
-                "-h",
-                &self.pgbench.host,
-                "-p",
-                &self.pgbench.port.to_string(),
-                "-U",
-                &self.pgbench.user,
-            ])
-            .args([
-                "-c",
-                &self.args.clients.to_string(),
-                "-j",
-                "2",
-                "-n",
-                "-M",
-                "prepared",
-            ])
             .args([
                 "-R",
                 &rate.to_string(),
