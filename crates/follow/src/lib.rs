@@ -58,6 +58,19 @@ pub struct FollowOptions {
     /// Where to open the replication connection that streams the slot;
     /// `None`: read it over SQL (peek, then advance: decoded twice).
     pub replication: Option<Replication>,
+    /// How a batch's trail rows are written.
+    pub write: WriteMethod,
+}
+
+/// How the follower writes a batch's trail rows (both in one transaction
+/// with the position).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteMethod {
+    /// Binary COPY into `pgtrail.change`, then `pgtrail._follow_write_context`.
+    #[default]
+    Copy,
+    /// One statement, `pgtrail._follow_write_rows`, the rows as arrays.
+    Arrays,
 }
 
 impl Default for FollowOptions {
@@ -68,6 +81,7 @@ impl Default for FollowOptions {
             poll_interval: Duration::from_millis(200),
             write_trail: true,
             replication: None,
+            write: WriteMethod::default(),
         }
     }
 }

@@ -161,6 +161,7 @@ pub(crate) async fn run(
                     &batch,
                     assembler.relations(),
                     options.write_trail,
+                    options.write,
                     sink.as_deref_mut(),
                 )
                 .await?;
