@@ -507,7 +507,7 @@ async fn write_copy(
 
     let begin = db
         .query_one(
-            "SELECT position::text, era, xmax FROM pgtrail._follow_begin($1)",
+            "SELECT stored_lsn::text, era, snapshot_xmax FROM pgtrail._follow_begin($1)",
             &[&slot.name],
         )
         .await
@@ -841,5 +841,23 @@ mod tests {
         assert_eq!(lsn_text(0x0000_0001_0153_AEA0), "1/153AEA0");
         assert_eq!(parse_lsn("0/15431B8"), Some(0x15431B8));
         assert_eq!(parse_lsn("x"), None);
+    }
+
+    #[test]
+    fn full_txids_take_the_epoch_of_the_snapshot_or_the_one_before() {
+        let era = 3i64 << 48;
+        // xmax in epoch 2: an xid below its low half is of epoch 2, one above it of epoch 1.
+        let xmax = (2i64 << 32) | 1_000;
+        assert_eq!(full_txid(999, xmax, 0), (2i64 << 32) | 999);
+        assert_eq!(full_txid(1_000, xmax, era), ((2i64 << 32) | 1_000) + era);
+        assert_eq!(full_txid(4_000_000_000, xmax, 0), (1i64 << 32) | 4_000_000_000);
+    }
+
+    #[test]
+    fn commit_times_count_from_2000() {
+        let at = commit_time(1_500_000);
+        let since_unix = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        assert_eq!(since_unix.as_micros(), 946_684_800_000_000 + 1_500_000);
+        assert!(commit_time(-1) < commit_time(0));
     }
 }

@@ -7,9 +7,11 @@
 //! `pg_replication_slot_advance`, which decodes every change twice: for
 //! connections that need TLS, which the replication client here does not
 //! do, and poolers that take no replication connection). Either way: keys, diffs and redaction markers computed here
-//! as capture computes them ([`rows`]), written by
-//! `pgtrail._follow_write_rows` (80_wal.sql): one statement of plain array
-//! inserts per batch of decoded transactions.
+//! as capture computes them ([`rows`]), written per batch of decoded
+//! transactions by binary COPY into `pgtrail.change` then
+//! `pgtrail._follow_write_context` (80_wal.sql; [`WriteMethod::Copy`]), or
+//! by one statement of plain array inserts, `pgtrail._follow_write_rows`
+//! ([`WriteMethod::Arrays`]).
 //!
 //! Exactly once: each batch is written with the follower's position (the
 //! end LSN of its last transaction) in `pgtrail.follow_position`, in the

@@ -291,14 +291,14 @@ $fn$;
 -- out the transactions at or before the position, writes the trail rows by
 -- binary COPY into pgtrail.change, then calls pgtrail._follow_write_context
 -- for their pgtrail.transaction rows and the new position.
-CREATE OR REPLACE FUNCTION pgtrail._follow_begin(p_slot text, OUT position pg_lsn, OUT era bigint, OUT xmax bigint)
+CREATE OR REPLACE FUNCTION pgtrail._follow_begin(p_slot text, OUT stored_lsn pg_lsn, OUT era bigint, OUT snapshot_xmax bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    SELECT f.lsn INTO position FROM pgtrail.follow_position AS f WHERE f.slot = p_slot FOR UPDATE;
+    SELECT f.lsn INTO stored_lsn FROM pgtrail.follow_position AS f WHERE f.slot = p_slot FOR UPDATE;
     era := pgtrail._era_now()::bigint << 48;
-    xmax := txid_snapshot_xmax(txid_current_snapshot());
+    snapshot_xmax := txid_snapshot_xmax(txid_current_snapshot());
 END
 $fn$;
 

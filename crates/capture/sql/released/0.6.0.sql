@@ -7310,14 +7310,14 @@ $fn$;
 -- out the transactions at or before the position, writes the trail rows by
 -- binary COPY into pgtrail.change, then calls pgtrail._follow_write_context
 -- for their pgtrail.transaction rows and the new position.
-CREATE OR REPLACE FUNCTION pgtrail._follow_begin(p_slot text, OUT position pg_lsn, OUT era bigint, OUT xmax bigint)
+CREATE OR REPLACE FUNCTION pgtrail._follow_begin(p_slot text, OUT stored_lsn pg_lsn, OUT era bigint, OUT snapshot_xmax bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    SELECT f.lsn INTO position FROM pgtrail.follow_position AS f WHERE f.slot = p_slot FOR UPDATE;
+    SELECT f.lsn INTO stored_lsn FROM pgtrail.follow_position AS f WHERE f.slot = p_slot FOR UPDATE;
     era := pgtrail._era_now()::bigint << 48;
-    xmax := txid_snapshot_xmax(txid_current_snapshot());
+    snapshot_xmax := txid_snapshot_xmax(txid_current_snapshot());
 END
 $fn$;
 
@@ -7750,7 +7750,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '72a51c9aab06a077' $fn$;
+AS $fn$ SELECT '0102899d412b604f' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to the owner role too (90_privileges.sql).
 DO $owner$ DECLARE v_owner name := pgtrail.role_name('owner'); BEGIN
