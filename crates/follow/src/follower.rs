@@ -122,8 +122,7 @@ async fn run_sql(
             &mut relations,
             &transactions,
             &relation_versions,
-            options.write_trail,
-            options.write,
+            options,
             sink.as_deref_mut(),
         )
         .await?;
@@ -306,10 +305,10 @@ pub(crate) async fn write_batch(
     relations: &mut Relations,
     transactions: &[Transaction],
     versions: &[transaction::RelationVersion],
-    write_trail: bool,
-    method: WriteMethod,
+    options: &FollowOptions,
     sink: Option<&mut (dyn Sink + '_)>,
 ) -> Result<Written, FollowError> {
+    let (write_trail, method) = (options.write_trail, options.write);
     // Every row of the batch as JSON, one statement per relation version.
     let mut rows_of: BTreeMap<usize, Vec<&[Value]>> = BTreeMap::new();
     for tx in transactions {

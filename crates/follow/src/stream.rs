@@ -160,8 +160,7 @@ pub(crate) async fn run(
                     &mut relations,
                     &batch,
                     assembler.relations(),
-                    options.write_trail,
-                    options.write,
+                    options,
                     sink.as_deref_mut(),
                 )
                 .await?;
