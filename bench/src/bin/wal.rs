@@ -70,12 +70,19 @@ struct Args {
     /// before each drain.
     #[arg(long, default_value_t = 5000)]
     drain_transactions: u32,
+    /// With --follower-only: the ways compared, side by side.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Transport::Stream, Transport::Sql])]
+    ways: Vec<Transport>,
 }
 
-/// How the follower reads the slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the follower reads the slot, and writes the trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Transport {
+    /// Streamed; the rows written by binary COPY (the default).
     Stream,
+    /// Streamed; the rows written as arrays by `pgtrail._follow_write_rows`.
+    StreamArrays,
+    /// Over SQL (peek, then advance); the rows written by binary COPY.
     Sql,
 }
 
@@ -83,7 +90,19 @@ impl Transport {
     fn label(self) -> &'static str {
         match self {
             Transport::Stream => "stream",
+            Transport::StreamArrays => "stream-arrays",
             Transport::Sql => "sql",
+        }
+    }
+
+    fn streams(self) -> bool {
+        matches!(self, Transport::Stream | Transport::StreamArrays)
+    }
+
+    fn write(self) -> pgtrail::follow::WriteMethod {
+        match self {
+            Transport::StreamArrays => pgtrail::follow::WriteMethod::Arrays,
+            Transport::Stream | Transport::Sql => pgtrail::follow::WriteMethod::Copy,
         }
     }
 }
@@ -381,9 +400,9 @@ impl Bench {
 
     /// Where a streaming follower connects.
     fn replication(&self, transport: Transport) -> Result<Option<pgtrail::follow::Replication>> {
-        Ok(match transport {
-            Transport::Sql => None,
-            Transport::Stream => Some(
+        Ok(match transport.streams() {
+            false => None,
+            true => Some(
                 pgtrail::connect::Target::parse(&self.cluster.url(Variant::Wal.database()), "the bench")?
                     .replication()
                     .context("a replication target")?,
@@ -409,14 +428,15 @@ impl Bench {
         let (done_tx, done_rx) = tokio::sync::watch::channel(false);
         // Over SQL the slot's active process is the backend itself: no
         // walsender to add.
-        let walsender = match transport {
-            Transport::Stream => Some(self.walsender_ticks(done_rx).await?),
-            Transport::Sql => None,
+        let walsender = match transport.streams() {
+            true => Some(self.walsender_ticks(done_rx).await?),
+            false => None,
         };
         let started = Instant::now();
         let options = FollowOptions {
             once: true,
             replication: self.replication(transport)?,
+            write: transport.write(),
             ..FollowOptions::default()
         };
         let report = pgtrail::follow::run(&mut client, &options, std::future::pending()).await?;
@@ -480,6 +500,7 @@ impl Bench {
         let url = self.cluster.url(Variant::Wal.database());
         let options = FollowOptions {
             replication: self.replication(transport)?,
+            write: transport.write(),
             ..FollowOptions::default()
         };
         Ok(tokio::spawn(async move {
@@ -541,8 +562,9 @@ impl Bench {
     /// One round of `--follower-only`: each way of reading the slot in
     /// turn (rotated), a drain and a lag measurement each.
     async fn follower_round(&mut self, round: usize) -> Result<()> {
-        let mut order = vec![Transport::Stream, Transport::Sql];
-        order.rotate_left(round % 2);
+        let mut order = self.args.ways.clone();
+        let len = order.len().max(1);
+        order.rotate_left(round % len);
         println!(
             "round {} ({})",
             round + 1,
@@ -605,16 +627,23 @@ impl Bench {
                     v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ")
                 )
             };
-            rows.push(vec![metric.to_string(), values("stream"), values("sql")]);
+            let mut row = vec![metric.to_string()];
+            row.extend(self.args.ways.iter().map(|w| values(w.label())));
+            rows.push(row);
         }
-        println!(
-            "\n{}",
-            table(
-                &["metric", "stream: median (rounds)", "sql: median (rounds)"],
-                &[false, true, true],
-                &rows
+        let headers: Vec<String> = std::iter::once("metric".to_string())
+            .chain(
+                self.args
+                    .ways
+                    .iter()
+                    .map(|w| format!("{}: median (rounds)", w.label())),
             )
-        );
+            .collect();
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let numeric: Vec<bool> = std::iter::once(false)
+            .chain(self.args.ways.iter().map(|_| true))
+            .collect();
+        println!("\n{}", table(&headers, &numeric, &rows));
         let json = serde_json::json!({
             "rounds": self.args.rounds,
             "follower_only": true,

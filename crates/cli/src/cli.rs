@@ -209,8 +209,18 @@ pub enum Command {
         the publication and the logical replication slot. The role needs REPLICATION (or superuser)\n\
         and must be able to write the trail (the installer). One follower runs at a time.\n\
         It streams the slot on a replication connection to the same server, database and role\n\
-        (the server decodes each change once); over SQL with --sql, or when sslmode needs TLS.\n\
-        Exit codes: 0 stopped cleanly or drained, 1 another follower is running (--once), 2 error."
+        (the server decodes each change once). It reads the slot over SQL instead (peek, then\n\
+        advance: each change decoded twice) with --sql (a pooler that takes no replication\n\
+        connection), or when sslmode is require, verify-ca or verify-full (the replication\n\
+        client speaks no TLS).\n\
+        Each batch of whole transactions is written to the trail with the follower's position in\n\
+        one transaction (with --sink, published and acknowledged by JetStream before it commits);\n\
+        only after it commits is the slot acknowledged (streaming: the flush position of a standby\n\
+        status update; over SQL: pg_replication_slot_advance). A transaction at or before the\n\
+        stored position is never written again, so a follower killed at any point loses and\n\
+        repeats nothing.\n\
+        Exit codes: 0 stopped cleanly or drained, 1 another follower is running (--once), 2 error\n\
+        (also when the connection ends, a server restart: run it under a supervisor)."
     )]
     Follow {
         #[command(flatten)]

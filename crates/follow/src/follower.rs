@@ -16,7 +16,7 @@ use crate::rows;
 use crate::sink::{Sink, SinkChange};
 use crate::transaction::{self, Transaction};
 use crate::values::{Relations, rows_to_json};
-use crate::{FollowError, FollowOptions, FollowReport};
+use crate::{FollowError, FollowOptions, FollowReport, WriteMethod};
 
 /// The advisory lock a follower holds while it runs (session level): a
 /// second follower waits (or, with `--once`, gives up) instead of writing
@@ -122,7 +122,7 @@ async fn run_sql(
             &mut relations,
             &transactions,
             &relation_versions,
-            options.write_trail,
+            options,
             sink.as_deref_mut(),
         )
         .await?;
@@ -305,9 +305,10 @@ pub(crate) async fn write_batch(
     relations: &mut Relations,
     transactions: &[Transaction],
     versions: &[transaction::RelationVersion],
-    write_trail: bool,
+    options: &FollowOptions,
     sink: Option<&mut (dyn Sink + '_)>,
 ) -> Result<Written, FollowError> {
+    let (write_trail, method) = (options.write_trail, options.write);
     // Every row of the batch as JSON, one statement per relation version.
     let mut rows_of: BTreeMap<usize, Vec<&[Value]>> = BTreeMap::new();
     for tx in transactions {
@@ -381,10 +382,7 @@ pub(crate) async fn write_batch(
             batch.old_pk.push(row.old_pk);
             batch.old.push(row.old_values);
             batch.new.push(row.new_values);
-            batch.fields.push(
-                row.changed_fields
-                    .map(|f| Json::Array(f.into_iter().map(Json::String).collect())),
-            );
+            batch.fields.push(row.changed_fields);
         }
         if tx.unfilled > 0 {
             warn!(
@@ -403,41 +401,10 @@ pub(crate) async fn write_batch(
         .transaction()
         .await
         .map_err(FollowError::database("starting the trail's transaction"))?;
-    let rows = db
-        .query(
-            "SELECT end_lsn::text, txid, ids FROM pgtrail._follow_write_rows(
-                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            &[
-                &slot.name,
-                &batch.lsn,
-                &batch.xid,
-                &batch.at,
-                &batch.tx,
-                &batch.ctx,
-                &batch.table,
-                &batch.op,
-                &batch.pk,
-                &batch.old_pk,
-                &batch.old,
-                &batch.new,
-                &batch.fields,
-                &batch.ctx_tx,
-                &batch.ctx_ctx,
-                &batch.ctx_msg,
-            ],
-        )
-        .await
-        .map_err(FollowError::database("writing decoded transactions to the trail"))?;
-    let mut lsn_of: Vec<(i64, u64)> = Vec::with_capacity(rows.len());
-    let mut ids: Vec<i64> = Vec::new();
-    for row in &rows {
-        let txid: i64 = row.get(1);
-        let of_tx: Vec<i64> = row.get(2);
-        lsn_of.push((txid, parse_lsn(row.get::<_, &str>(0)).unwrap_or(0)));
-        written.transactions += 1;
-        written.changes += of_tx.len() as u64;
-        ids.extend(of_tx);
-    }
+    let (lsn_of, ids) = match method {
+        WriteMethod::Arrays => write_arrays(&db, slot, &batch, &mut written).await?,
+        WriteMethod::Copy => write_copy(&db, slot, &batch, sink.is_some(), &mut written).await?,
+    };
     if let Some(sink) = sink {
         let changes = changes_for_sink(&db, &lsn_of, &ids).await?;
         written.published =
@@ -463,6 +430,276 @@ pub(crate) async fn write_batch(
     Ok(written)
 }
 
+/// The trail's txids and end LSNs of the transactions a batch wrote rows
+/// for, in order, and the ids of those rows, in order.
+type WrittenRows = (Vec<(i64, u64)>, Vec<i64>);
+
+/// Writes `batch` with `pgtrail._follow_write_rows`: one statement, the
+/// rows as arrays.
+async fn write_arrays(
+    db: &tokio_postgres::Transaction<'_>,
+    slot: &Slot,
+    batch: &Batch,
+    written: &mut Written,
+) -> Result<WrittenRows, FollowError> {
+    let fields: Vec<Option<Json>> = batch
+        .fields
+        .iter()
+        .map(|f| {
+            f.as_ref()
+                .map(|f| Json::Array(f.iter().cloned().map(Json::String).collect()))
+        })
+        .collect();
+    let rows = db
+        .query(
+            "SELECT end_lsn::text, txid, ids FROM pgtrail._follow_write_rows(
+                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            &[
+                &slot.name,
+                &batch.lsn,
+                &batch.xid,
+                &batch.at,
+                &batch.tx,
+                &batch.ctx,
+                &batch.table,
+                &batch.op,
+                &batch.pk,
+                &batch.old_pk,
+                &batch.old,
+                &batch.new,
+                &fields,
+                &batch.ctx_tx,
+                &batch.ctx_ctx,
+                &batch.ctx_msg,
+            ],
+        )
+        .await
+        .map_err(FollowError::database("writing decoded transactions to the trail"))?;
+    let mut lsn_of: Vec<(i64, u64)> = Vec::with_capacity(rows.len());
+    let mut ids: Vec<i64> = Vec::new();
+    for row in &rows {
+        let txid: i64 = row.get(1);
+        let of_tx: Vec<i64> = row.get(2);
+        lsn_of.push((txid, parse_lsn(row.get::<_, &str>(0)).unwrap_or(0)));
+        written.transactions += 1;
+        written.changes += of_tx.len() as u64;
+        ids.extend(of_tx);
+    }
+    Ok((lsn_of, ids))
+}
+
+/// Writes `batch` by binary COPY into `pgtrail.change`, then its context
+/// rows and the position with `pgtrail._follow_write_context`, after
+/// `pgtrail._follow_begin` locked the stored position: transactions at or
+/// before it are left out. With `want_ids` (a sink reads the rows back)
+/// the ids are taken from the trail's sequence first and written with the
+/// rows.
+async fn write_copy(
+    db: &tokio_postgres::Transaction<'_>,
+    slot: &Slot,
+    batch: &Batch,
+    want_ids: bool,
+    written: &mut Written,
+) -> Result<WrittenRows, FollowError> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::{ToSql, Type};
+
+    let begin = db
+        .query_one(
+            "SELECT stored_lsn::text, era, snapshot_xmax FROM pgtrail._follow_begin($1)",
+            &[&slot.name],
+        )
+        .await
+        .map_err(FollowError::database("reading the follower's position"))?;
+    let position = begin.get::<_, Option<String>>(0).and_then(|t| parse_lsn(&t));
+    let (era, xmax): (i64, i64) = (begin.get(1), begin.get(2));
+
+    // The transactions after the position: their index among those kept
+    // (1-based, 0: left out), txid and commit time.
+    let mut kept = vec![0i32; batch.lsn.len()];
+    let mut txids: Vec<i64> = Vec::new();
+    let mut times: Vec<std::time::SystemTime> = Vec::new();
+    let mut last_lsn: Option<&str> = None;
+    for (i, lsn) in batch.lsn.iter().enumerate() {
+        let end = parse_lsn(lsn).unwrap_or(0);
+        if position.is_some_and(|p| end <= p) {
+            continue;
+        }
+        txids.push(full_txid(batch.xid[i], xmax, era));
+        times.push(commit_time(batch.at[i]));
+        kept[i] = i32::try_from(txids.len()).unwrap_or(i32::MAX);
+        last_lsn = Some(lsn);
+    }
+    let Some(last_lsn) = last_lsn else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let kept_of = |tx: i32| -> Option<usize> {
+        let index = usize::try_from(tx).ok()?.checked_sub(1)?;
+        let k = *kept.get(index)?;
+        (k > 0).then(|| usize::try_from(k - 1).unwrap_or(0))
+    };
+    let rows: Vec<usize> = (0..batch.tx.len())
+        .filter(|&r| kept_of(batch.tx[r]).is_some())
+        .collect();
+
+    // Changed fields in the order the database sorts them (capture's
+    // ARRAY(... ORDER BY f), the database's collation).
+    let mut names: Vec<&str> = rows
+        .iter()
+        .filter_map(|&r| batch.fields[r].as_ref())
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let rank: BTreeMap<String, usize> = if names.is_empty() {
+        BTreeMap::new()
+    } else {
+        let sorted: Vec<String> = db
+            .query_one(
+                "SELECT array_agg(u.f ORDER BY u.f) FROM unnest($1::text[]) AS u(f)",
+                &[&names],
+            )
+            .await
+            .map_err(FollowError::database("sorting changed fields"))?
+            .get(0);
+        sorted.into_iter().enumerate().map(|(i, f)| (f, i)).collect()
+    };
+    let fields: Vec<Option<Vec<String>>> = rows
+        .iter()
+        .map(|&r| {
+            batch.fields[r].as_ref().map(|f| {
+                let mut f = f.clone();
+                f.sort_by_key(|name| rank.get(name).copied().unwrap_or(usize::MAX));
+                f
+            })
+        })
+        .collect();
+
+    let ids: Vec<i64> = if want_ids && !rows.is_empty() {
+        let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
+        let mut ids: Vec<i64> = db
+            .query_one(
+                "SELECT array_agg(nextval(pg_get_serial_sequence('pgtrail.change', 'id')))
+                 FROM generate_series(1, $1)",
+                &[&count],
+            )
+            .await
+            .map_err(FollowError::database("taking the trail rows' ids"))?
+            .get(0);
+        ids.sort_unstable();
+        ids
+    } else {
+        Vec::new()
+    };
+
+    if !rows.is_empty() {
+        let columns =
+            "txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields";
+        let mut types = vec![
+            Type::INT8,
+            Type::INT2,
+            Type::INT4,
+            Type::CHAR,
+            Type::TIMESTAMPTZ,
+            Type::JSONB,
+            Type::JSONB,
+            Type::JSONB,
+            Type::JSONB,
+            Type::TEXT_ARRAY,
+        ];
+        let statement = if want_ids {
+            types.insert(0, Type::INT8);
+            format!("COPY pgtrail.change (id, {columns}) FROM STDIN (FORMAT binary)")
+        } else {
+            format!("COPY pgtrail.change ({columns}) FROM STDIN (FORMAT binary)")
+        };
+        let copy = db
+            .copy_in(&statement)
+            .await
+            .map_err(FollowError::database("writing decoded transactions to the trail"))?;
+        let writer = BinaryCopyInWriter::new(copy, &types);
+        let mut writer = std::pin::pin!(writer);
+        for (n, &r) in rows.iter().enumerate() {
+            let k = kept_of(batch.tx[r]).unwrap_or(0);
+            let mut values: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(11);
+            if want_ids {
+                values.push(&ids[n]);
+            }
+            values.extend([
+                &txids[k] as &(dyn ToSql + Sync),
+                &batch.ctx[r],
+                &batch.table[r],
+                &batch.op[r],
+                &times[k],
+                &batch.pk[r],
+                &batch.old_pk[r],
+                &batch.old[r],
+                &batch.new[r],
+                &fields[n],
+            ]);
+            writer
+                .as_mut()
+                .write(&values)
+                .await
+                .map_err(FollowError::database("writing decoded transactions to the trail"))?;
+        }
+        writer
+            .finish()
+            .await
+            .map_err(FollowError::database("writing decoded transactions to the trail"))?;
+    }
+
+    let mut ctx_tx: Vec<i32> = Vec::new();
+    let mut ctx_ctx: Vec<i16> = Vec::new();
+    let mut ctx_msg: Vec<Option<Json>> = Vec::new();
+    for (i, &tx) in batch.ctx_tx.iter().enumerate() {
+        if let Some(k) = kept_of(tx) {
+            ctx_tx.push(i32::try_from(k + 1).unwrap_or(i32::MAX));
+            ctx_ctx.push(batch.ctx_ctx[i]);
+            ctx_msg.push(batch.ctx_msg[i].clone());
+        }
+    }
+    db.execute(
+        "SELECT pgtrail._follow_write_context($1, $2, $3, $4, $5, $6, $7)",
+        &[&slot.name, &last_lsn, &txids, &times, &ctx_tx, &ctx_ctx, &ctx_msg],
+    )
+    .await
+    .map_err(FollowError::database(
+        "writing the context of decoded transactions",
+    ))?;
+
+    // Per transaction with rows, in order: its txid and end LSN.
+    let mut lsn_of: Vec<(i64, u64)> = Vec::new();
+    let mut last: Option<usize> = None;
+    for &r in &rows {
+        let k = kept_of(batch.tx[r]).unwrap_or(0);
+        if last != Some(k) {
+            last = Some(k);
+            let index = usize::try_from(batch.tx[r] - 1).unwrap_or(0);
+            lsn_of.push((txids[k], parse_lsn(&batch.lsn[index]).unwrap_or(0)));
+            written.transactions += 1;
+        }
+        written.changes += 1;
+    }
+    Ok((lsn_of, ids))
+}
+
+/// The trail's txid (as `txid_current()` plus the era gives it) of a recent
+/// 32-bit xid, `xmax` being the snapshot's and `era` shifted already: the
+/// arithmetic of `pgtrail._follow_write_rows`.
+fn full_txid(xid: i64, xmax: i64, era: i64) -> i64 {
+    let epoch = (xmax >> 32) - i64::from(xid > (xmax & 0xffff_ffff));
+    ((epoch << 32) | xid) + era
+}
+
+/// A commit time in pgoutput's form (microseconds since 2000-01-01 UTC).
+fn commit_time(at: i64) -> std::time::SystemTime {
+    let epoch = std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
+    let span = std::time::Duration::from_micros(at.unsigned_abs());
+    if at >= 0 { epoch + span } else { epoch - span }
+}
+
 /// What one batch wrote.
 #[derive(Debug, Default)]
 pub(crate) struct Written {
@@ -486,7 +723,7 @@ struct Batch {
     old_pk: Vec<Option<Json>>,
     old: Vec<Option<Json>>,
     new: Vec<Option<Json>>,
-    fields: Vec<Option<Json>>,
+    fields: Vec<Option<Vec<String>>>,
     ctx_tx: Vec<i32>,
     ctx_ctx: Vec<i16>,
     ctx_msg: Vec<Option<Json>>,
@@ -603,5 +840,23 @@ mod tests {
         assert_eq!(lsn_text(0x0000_0001_0153_AEA0), "1/153AEA0");
         assert_eq!(parse_lsn("0/15431B8"), Some(0x15431B8));
         assert_eq!(parse_lsn("x"), None);
+    }
+
+    #[test]
+    fn full_txids_take_the_epoch_of_the_snapshot_or_the_one_before() {
+        let era = 3i64 << 48;
+        // xmax in epoch 2: an xid below its low half is of epoch 2, one above it of epoch 1.
+        let xmax = (2i64 << 32) | 1_000;
+        assert_eq!(full_txid(999, xmax, 0), (2i64 << 32) | 999);
+        assert_eq!(full_txid(1_000, xmax, era), ((2i64 << 32) | 1_000) + era);
+        assert_eq!(full_txid(4_000_000_000, xmax, 0), (1i64 << 32) | 4_000_000_000);
+    }
+
+    #[test]
+    fn commit_times_count_from_2000() {
+        let at = commit_time(1_500_000);
+        let since_unix = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        assert_eq!(since_unix.as_micros(), 946_684_800_000_000 + 1_500_000);
+        assert!(commit_time(-1) < commit_time(0));
     }
 }

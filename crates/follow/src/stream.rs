@@ -160,7 +160,7 @@ pub(crate) async fn run(
                     &mut relations,
                     &batch,
                     assembler.relations(),
-                    options.write_trail,
+                    options,
                     sink.as_deref_mut(),
                 )
                 .await?;

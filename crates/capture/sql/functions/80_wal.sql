@@ -283,6 +283,73 @@ BEGIN
 END
 $fn$;
 
+-- The follower's other way of writing a batch (crates/follow's default):
+-- in one transaction, pgtrail._follow_begin locks and returns the stored
+-- position (NULL before the first batch) and what turns a decoded 32-bit
+-- xid into the trail's txid (the era, shifted, and the snapshot's xmax:
+-- the same arithmetic as above, done by the follower); the follower leaves
+-- out the transactions at or before the position, writes the trail rows by
+-- binary COPY into pgtrail.change, then calls pgtrail._follow_write_context
+-- for their pgtrail.transaction rows and the new position.
+CREATE OR REPLACE FUNCTION pgtrail._follow_begin(p_slot text, OUT stored_lsn pg_lsn, OUT era bigint, OUT snapshot_xmax bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    SELECT f.lsn INTO stored_lsn FROM pgtrail.follow_position AS f WHERE f.slot = p_slot FOR UPDATE;
+    era := pgtrail._era_now()::bigint << 48;
+    snapshot_xmax := txid_snapshot_xmax(txid_current_snapshot());
+END
+$fn$;
+
+-- The context rows of the transactions a batch wrote by COPY and the
+-- follower's new position (p_lsn: the end of the batch's last
+-- transaction). Per transaction after the stored position, in commit
+-- order, whether or not it left trail rows: p_txid (the trail's txid),
+-- p_at (its commit time); the last of them is the position's. Per (transaction, ctx): p_ctx_tx (the 1-based index of its
+-- transaction), p_ctx_ctx, p_ctx_msg (the context trigger's message, NULL
+-- when none was emitted), as pgtrail._follow_write_rows takes them.
+CREATE OR REPLACE FUNCTION pgtrail._follow_write_context(
+    p_slot text, p_lsn text, p_txid bigint[], p_at timestamptz[],
+    p_ctx_tx integer[], p_ctx_ctx smallint[], p_ctx_msg jsonb[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_last integer := cardinality(p_txid);
+BEGIN
+    IF v_last = 0 THEN
+        RETURN;
+    END IF;
+    WITH tx AS MATERIALIZED (
+        SELECT u.n::integer AS n, u.txid, u.at FROM unnest(p_txid, p_at) WITH ORDINALITY AS u(txid, at, n)
+    ),
+    recorded AS (
+        INSERT INTO pgtrail.transaction AS tr (txid, ctx, started_at, recorded_at, actor_id, actor_name, actor_type, reason,
+                                               context, db_user, db_role, application_name, client_addr, client_port, backend_pid)
+        SELECT x.txid, k.ctx, coalesce((m ->> 'started_at')::timestamptz, x.at),
+               coalesce((m ->> 'recorded_at')::timestamptz, x.at),
+               m ->> 'actor_id', m ->> 'actor_name', m ->> 'actor_type', m ->> 'reason',
+               CASE WHEN m IS NULL THEN '{"context": "not_recorded"}'::jsonb ELSE NULLIF(m -> 'context', 'null') END,
+               coalesce(m ->> 'db_user', '(unknown)'), m ->> 'db_role', m ->> 'application_name',
+               (m ->> 'client_addr')::inet, (m ->> 'client_port')::integer, coalesce((m ->> 'backend_pid')::integer, 0)
+        FROM unnest(p_ctx_tx, p_ctx_ctx, p_ctx_msg) AS k(tx, ctx, m)
+        JOIN tx AS x ON x.n = k.tx
+        RETURNING tr.txid, tr.ctx, tr.started_at
+    )
+    INSERT INTO pgtrail.long_context (txid, ctx)
+    SELECT r.txid, r.ctx FROM recorded AS r JOIN tx AS x ON x.txid = r.txid
+    WHERE (x.at - r.started_at) NOT BETWEEN '0'::interval AND pgtrail._context_span()
+    ON CONFLICT DO NOTHING;
+
+    INSERT INTO pgtrail.follow_position AS f (slot, lsn, txid, committed_at)
+    VALUES (p_slot, p_lsn::pg_lsn, p_txid[v_last], p_at[v_last])
+    ON CONFLICT (slot) DO UPDATE
+    SET lsn = excluded.lsn, txid = excluded.txid, committed_at = excluded.committed_at, updated_at = clock_timestamp();
+END
+$fn$;
+
 -- The slot of this database as `pgtrail check` and `pgtrail follow` report
 -- it: NULL when it does not exist.
 CREATE OR REPLACE FUNCTION pgtrail.wal_status(
