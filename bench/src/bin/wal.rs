@@ -80,8 +80,6 @@ struct Args {
 enum Transport {
     /// Streamed; the rows written by binary COPY (the default).
     Stream,
-    /// Streamed; the rows written as arrays by `pgtrail._follow_write_rows`.
-    StreamArrays,
     /// Over SQL (peek, then advance); the rows written by binary COPY.
     Sql,
 }
@@ -90,20 +88,12 @@ impl Transport {
     fn label(self) -> &'static str {
         match self {
             Transport::Stream => "stream",
-            Transport::StreamArrays => "stream-arrays",
             Transport::Sql => "sql",
         }
     }
 
     fn streams(self) -> bool {
-        matches!(self, Transport::Stream | Transport::StreamArrays)
-    }
-
-    fn write(self) -> pgtrail::follow::WriteMethod {
-        match self {
-            Transport::StreamArrays => pgtrail::follow::WriteMethod::Arrays,
-            Transport::Stream | Transport::Sql => pgtrail::follow::WriteMethod::Copy,
-        }
+        self == Transport::Stream
     }
 }
 
@@ -436,7 +426,6 @@ impl Bench {
         let options = FollowOptions {
             once: true,
             replication: self.replication(transport)?,
-            write: transport.write(),
             ..FollowOptions::default()
         };
         let report = pgtrail::follow::run(&mut client, &options, std::future::pending()).await?;
@@ -500,7 +489,6 @@ impl Bench {
         let url = self.cluster.url(Variant::Wal.database());
         let options = FollowOptions {
             replication: self.replication(transport)?,
-            write: transport.write(),
             ..FollowOptions::default()
         };
         Ok(tokio::spawn(async move {

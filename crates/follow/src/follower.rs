@@ -16,7 +16,7 @@ use crate::rows;
 use crate::sink::{Sink, SinkChange};
 use crate::transaction::{self, Transaction};
 use crate::values::{Relations, rows_to_json};
-use crate::{FollowError, FollowOptions, FollowReport, WriteMethod};
+use crate::{FollowError, FollowOptions, FollowReport};
 
 /// The advisory lock a follower holds while it runs (session level): a
 /// second follower waits (or, with `--once`, gives up) instead of writing
@@ -201,7 +201,7 @@ pub(crate) async fn prepare(
     move_slot: bool,
 ) -> Result<Slot, FollowError> {
     let installed: bool = client
-        .query_one("SELECT to_regproc('pgtrail._follow_write_rows') IS NOT NULL", &[])
+        .query_one("SELECT to_regproc('pgtrail._follow_begin') IS NOT NULL", &[])
         .await
         .map_err(FollowError::database("looking for pgtrail"))?
         .get(0);
@@ -308,7 +308,7 @@ pub(crate) async fn write_batch(
     options: &FollowOptions,
     sink: Option<&mut (dyn Sink + '_)>,
 ) -> Result<Written, FollowError> {
-    let (write_trail, method) = (options.write_trail, options.write);
+    let write_trail = options.write_trail;
     // Every row of the batch as JSON, one statement per relation version.
     let mut rows_of: BTreeMap<usize, Vec<&[Value]>> = BTreeMap::new();
     for tx in transactions {
@@ -401,10 +401,7 @@ pub(crate) async fn write_batch(
         .transaction()
         .await
         .map_err(FollowError::database("starting the trail's transaction"))?;
-    let (lsn_of, ids) = match method {
-        WriteMethod::Arrays => write_arrays(&db, slot, &batch, &mut written).await?,
-        WriteMethod::Copy => write_copy(&db, slot, &batch, sink.is_some(), &mut written).await?,
-    };
+    let (lsn_of, ids) = write_copy(&db, slot, &batch, sink.is_some(), &mut written).await?;
     if let Some(sink) = sink {
         let changes = changes_for_sink(&db, &lsn_of, &ids).await?;
         written.published =
@@ -433,60 +430,6 @@ pub(crate) async fn write_batch(
 /// The trail's txids and end LSNs of the transactions a batch wrote rows
 /// for, in order, and the ids of those rows, in order.
 type WrittenRows = (Vec<(i64, u64)>, Vec<i64>);
-
-/// Writes `batch` with `pgtrail._follow_write_rows`: one statement, the
-/// rows as arrays.
-async fn write_arrays(
-    db: &tokio_postgres::Transaction<'_>,
-    slot: &Slot,
-    batch: &Batch,
-    written: &mut Written,
-) -> Result<WrittenRows, FollowError> {
-    let fields: Vec<Option<Json>> = batch
-        .fields
-        .iter()
-        .map(|f| {
-            f.as_ref()
-                .map(|f| Json::Array(f.iter().cloned().map(Json::String).collect()))
-        })
-        .collect();
-    let rows = db
-        .query(
-            "SELECT end_lsn::text, txid, ids FROM pgtrail._follow_write_rows(
-                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            &[
-                &slot.name,
-                &batch.lsn,
-                &batch.xid,
-                &batch.at,
-                &batch.tx,
-                &batch.ctx,
-                &batch.table,
-                &batch.op,
-                &batch.pk,
-                &batch.old_pk,
-                &batch.old,
-                &batch.new,
-                &fields,
-                &batch.ctx_tx,
-                &batch.ctx_ctx,
-                &batch.ctx_msg,
-            ],
-        )
-        .await
-        .map_err(FollowError::database("writing decoded transactions to the trail"))?;
-    let mut lsn_of: Vec<(i64, u64)> = Vec::with_capacity(rows.len());
-    let mut ids: Vec<i64> = Vec::new();
-    for row in &rows {
-        let txid: i64 = row.get(1);
-        let of_tx: Vec<i64> = row.get(2);
-        lsn_of.push((txid, parse_lsn(row.get::<_, &str>(0)).unwrap_or(0)));
-        written.transactions += 1;
-        written.changes += of_tx.len() as u64;
-        ids.extend(of_tx);
-    }
-    Ok((lsn_of, ids))
-}
 
 /// Writes `batch` by binary COPY into `pgtrail.change`, then its context
 /// rows and the position with `pgtrail._follow_write_context`, after
@@ -687,7 +630,7 @@ async fn write_copy(
 
 /// The trail's txid (as `txid_current()` plus the era gives it) of a recent
 /// 32-bit xid, `xmax` being the snapshot's and `era` shifted already: the
-/// arithmetic of `pgtrail._follow_write_rows`.
+/// arithmetic `pgtrail._follow_begin` gives the era and `xmax` for.
 fn full_txid(xid: i64, xmax: i64, era: i64) -> i64 {
     let epoch = (xmax >> 32) - i64::from(xid > (xmax & 0xffff_ffff));
     ((epoch << 32) | xid) + era
@@ -708,8 +651,8 @@ pub(crate) struct Written {
     pub(crate) published: u64,
 }
 
-/// The arguments of `pgtrail._follow_write_rows`: per transaction, per
-/// trail row, per (transaction, ctx).
+/// A batch as the follower writes it: per transaction, per trail row, per
+/// (transaction, ctx).
 #[derive(Default)]
 struct Batch {
     lsn: Vec<String>,

@@ -8,10 +8,8 @@
 //! connections that need TLS, which the replication client here does not
 //! do, and poolers that take no replication connection). Either way: keys, diffs and redaction markers computed here
 //! as capture computes them ([`rows`]), written per batch of decoded
-//! transactions by binary COPY into `pgtrail.change` then
-//! `pgtrail._follow_write_context` (80_wal.sql; [`WriteMethod::Copy`]), or
-//! by one statement of plain array inserts, `pgtrail._follow_write_rows`
-//! ([`WriteMethod::Arrays`]).
+//! transactions by binary COPY into `pgtrail.change` between
+//! `pgtrail._follow_begin` and `pgtrail._follow_write_context` (80_wal.sql).
 //!
 //! Exactly once: each batch is written with the follower's position (the
 //! end LSN of its last transaction) in `pgtrail.follow_position`, in the
@@ -60,19 +58,6 @@ pub struct FollowOptions {
     /// Where to open the replication connection that streams the slot;
     /// `None`: read it over SQL (peek, then advance: decoded twice).
     pub replication: Option<Replication>,
-    /// How a batch's trail rows are written.
-    pub write: WriteMethod,
-}
-
-/// How the follower writes a batch's trail rows (both in one transaction
-/// with the position).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WriteMethod {
-    /// Binary COPY into `pgtrail.change`, then `pgtrail._follow_write_context`.
-    #[default]
-    Copy,
-    /// One statement, `pgtrail._follow_write_rows`, the rows as arrays.
-    Arrays,
 }
 
 impl Default for FollowOptions {
@@ -83,7 +68,6 @@ impl Default for FollowOptions {
             poll_interval: Duration::from_millis(200),
             write_trail: true,
             replication: None,
-            write: WriteMethod::default(),
         }
     }
 }

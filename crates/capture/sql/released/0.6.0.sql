@@ -793,7 +793,8 @@ BEGIN
 IF NOT EXISTS (SELECT FROM pgtrail.migration WHERE number = 13) THEN
 EXECUTE $pgtrail_m0013_body$
 -- pgtrail migration 0013: the WAL follower computes the trail rows itself
--- and writes them with pgtrail._follow_write_rows (80_wal.sql); the SQL
+-- and writes them by binary COPY (pgtrail._follow_begin and
+-- pgtrail._follow_write_context, 80_wal.sql); the SQL
 -- that computed them in the database, one transaction or one batch at a
 -- time, is no longer called by anything.
 DROP FUNCTION IF EXISTS pgtrail._follow_write_batch(text, jsonb);
@@ -7024,7 +7025,8 @@ REVOKE ALL ON FUNCTION pgtrail._revert_actor() FROM PUBLIC;
 -- a logical replication slot (pgoutput) keeps the WAL, and `pgtrail follow`
 -- reads the slot, computes the same rows capture would have written (the
 -- rules of 12_keys_and_markers.sql, mirrored in crates/follow) and writes
--- them with pgtrail._follow_write_rows, below.
+-- them by binary COPY between pgtrail._follow_begin and
+-- pgtrail._follow_write_context, below.
 --
 -- Context: a BEFORE ... FOR EACH STATEMENT trigger, pgtrail_wal_context,
 -- emits once per transaction and context (not per row, not per statement:
@@ -7208,105 +7210,12 @@ BEGIN
 END
 $fn$;
 
--- Writes a batch of decoded transactions into the trail, and the
--- follower's position (the end of the batch's last transaction) in the
--- same transaction, from rows the follower computed (keys, diffs and
--- redaction markers as capture computes them: crates/follow's rows.rs
--- mirrors 12_keys_and_markers.sql and the capture functions of kind 'rows'): plain arrays,
--- one INSERT per trail table, no per-row function call. Per transaction,
--- in commit order: p_lsn (end LSN), p_xid (32-bit xid), p_at (commit time,
--- microseconds since 2000-01-01 UTC). Per trail row, in order: p_tx (the
--- 1-based index of its transaction), p_ctx, p_table, p_op, p_pk, p_old_pk,
--- p_old, p_new, p_fields (a JSON array of the changed fields, or NULL).
--- Per (transaction, ctx) the rows use: p_ctx_tx, p_ctx_ctx and p_ctx_msg
--- (the context trigger's message, NULL when none was emitted).
--- Transactions at or before the stored position were written already and
--- are left out. Returns, for each transaction written, its end LSN, its
--- txid and the ids of the trail rows written for it, in order.
-CREATE OR REPLACE FUNCTION pgtrail._follow_write_rows(
-    p_slot text, p_lsn text[], p_xid bigint[], p_at bigint[],
-    p_tx integer[], p_ctx smallint[], p_table integer[], p_op "char"[], p_pk jsonb[], p_old_pk jsonb[],
-    p_old jsonb[], p_new jsonb[], p_fields jsonb[],
-    p_ctx_tx integer[], p_ctx_ctx smallint[], p_ctx_msg jsonb[])
-RETURNS TABLE (end_lsn pg_lsn, txid bigint, ids bigint[])
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    v_position pg_lsn;
-    v_era      bigint := pgtrail._era_now()::bigint << 48;
-    v_xmax     bigint := txid_snapshot_xmax(txid_current_snapshot());
-    v_last     integer;
-BEGIN
-    SELECT f.lsn INTO v_position FROM pgtrail.follow_position AS f WHERE f.slot = p_slot FOR UPDATE;
-    SELECT max(u.n) INTO v_last
-    FROM unnest(p_lsn) WITH ORDINALITY AS u(lsn, n)
-    WHERE v_position IS NULL OR u.lsn::pg_lsn > v_position;
-    IF v_last IS NULL THEN
-        RETURN;
-    END IF;
-
-    RETURN QUERY
-    WITH tx AS MATERIALIZED (
-        SELECT u.n::integer AS n, u.lsn::pg_lsn AS lsn,
-               -- The 64-bit id (as txid_current() gives it) of a recent 32-bit xid.
-               (((v_xmax >> 32) - CASE WHEN u.xid > (v_xmax & 4294967295) THEN 1 ELSE 0 END) << 32 | u.xid) + v_era AS txid,
-               '2000-01-01 00:00:00+00'::timestamptz + (u.at / 1000000) * interval '1 second'
-                   + (u.at % 1000000) * interval '1 microsecond' AS at
-        FROM unnest(p_lsn, p_xid, p_at) WITH ORDINALITY AS u(lsn, xid, at, n)
-        WHERE v_position IS NULL OR u.lsn::pg_lsn > v_position
-    ),
-    written AS (
-        INSERT INTO pgtrail.change AS w (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)
-        SELECT x.txid, r.ctx, r.table_id, r.op, x.at, r.pk, r.old_pk, r.old_values, r.new_values,
-               CASE WHEN r.fields IS NOT NULL
-                    THEN ARRAY(SELECT f FROM jsonb_array_elements_text(r.fields) AS f ORDER BY f) END
-        FROM unnest(p_tx, p_ctx, p_table, p_op, p_pk, p_old_pk, p_old, p_new, p_fields)
-                 WITH ORDINALITY AS r(tx, ctx, table_id, op, pk, old_pk, old_values, new_values, fields, n)
-        JOIN tx AS x ON x.n = r.tx
-        ORDER BY r.n
-        RETURNING w.id, w.txid
-    ),
-    recorded AS (
-        INSERT INTO pgtrail.transaction AS tr (txid, ctx, started_at, recorded_at, actor_id, actor_name, actor_type, reason,
-                                               context, db_user, db_role, application_name, client_addr, client_port, backend_pid)
-        SELECT x.txid, k.ctx, coalesce((m ->> 'started_at')::timestamptz, x.at),
-               coalesce((m ->> 'recorded_at')::timestamptz, x.at),
-               m ->> 'actor_id', m ->> 'actor_name', m ->> 'actor_type', m ->> 'reason',
-               CASE WHEN m IS NULL THEN '{"context": "not_recorded"}'::jsonb ELSE NULLIF(m -> 'context', 'null') END,
-               coalesce(m ->> 'db_user', '(unknown)'), m ->> 'db_role', m ->> 'application_name',
-               (m ->> 'client_addr')::inet, (m ->> 'client_port')::integer, coalesce((m ->> 'backend_pid')::integer, 0)
-        FROM unnest(p_ctx_tx, p_ctx_ctx, p_ctx_msg) AS k(tx, ctx, m)
-        JOIN tx AS x ON x.n = k.tx
-        RETURNING tr.txid, tr.ctx, tr.started_at
-    ),
-    long AS (
-        INSERT INTO pgtrail.long_context (txid, ctx)
-        SELECT r.txid, r.ctx FROM recorded AS r JOIN tx AS x ON x.txid = r.txid
-        WHERE (x.at - r.started_at) NOT BETWEEN '0'::interval AND pgtrail._context_span()
-        ON CONFLICT DO NOTHING
-    )
-    SELECT x.lsn, x.txid, array_agg(wr.id ORDER BY wr.id)
-    FROM tx AS x
-    JOIN written AS wr ON wr.txid = x.txid
-    GROUP BY x.n, x.lsn, x.txid
-    ORDER BY x.n;
-
-    INSERT INTO pgtrail.follow_position AS f (slot, lsn, txid, committed_at)
-    SELECT p_slot, p_lsn[v_last]::pg_lsn,
-           (((v_xmax >> 32) - CASE WHEN p_xid[v_last] > (v_xmax & 4294967295) THEN 1 ELSE 0 END) << 32 | p_xid[v_last]) + v_era,
-           '2000-01-01 00:00:00+00'::timestamptz + (p_at[v_last] / 1000000) * interval '1 second'
-               + (p_at[v_last] % 1000000) * interval '1 microsecond'
-    ON CONFLICT (slot) DO UPDATE
-    SET lsn = excluded.lsn, txid = excluded.txid, committed_at = excluded.committed_at, updated_at = clock_timestamp();
-END
-$fn$;
-
--- The follower's other way of writing a batch (crates/follow's default):
--- in one transaction, pgtrail._follow_begin locks and returns the stored
--- position (NULL before the first batch) and what turns a decoded 32-bit
--- xid into the trail's txid (the era, shifted, and the snapshot's xmax:
--- the same arithmetic as above, done by the follower); the follower leaves
+-- How the follower writes a batch: in one transaction,
+-- pgtrail._follow_begin locks and returns the stored position (NULL before
+-- the first batch) and what turns a decoded 32-bit xid into the trail's
+-- txid (the era, shifted, and the snapshot's xmax; the follower does the
+-- arithmetic: the xid's epoch is xmax's, or the one before when the xid is
+-- above xmax's low 32 bits); the follower leaves
 -- out the transactions at or before the position, writes the trail rows by
 -- binary COPY into pgtrail.change, then calls pgtrail._follow_write_context
 -- for their pgtrail.transaction rows and the new position.
@@ -7327,7 +7236,7 @@ $fn$;
 -- order, whether or not it left trail rows: p_txid (the trail's txid),
 -- p_at (its commit time); the last of them is the position's. Per (transaction, ctx): p_ctx_tx (the 1-based index of its
 -- transaction), p_ctx_ctx, p_ctx_msg (the context trigger's message, NULL
--- when none was emitted), as pgtrail._follow_write_rows takes them.
+-- when none was emitted).
 CREATE OR REPLACE FUNCTION pgtrail._follow_write_context(
     p_slot text, p_lsn text, p_txid bigint[], p_at timestamptz[],
     p_ctx_tx integer[], p_ctx_ctx smallint[], p_ctx_msg jsonb[])
@@ -7750,7 +7659,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '0102899d412b604f' $fn$;
+AS $fn$ SELECT '571c806cc3f09fec' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to the owner role too (90_privileges.sql).
 DO $owner$ DECLARE v_owner name := pgtrail.role_name('owner'); BEGIN
