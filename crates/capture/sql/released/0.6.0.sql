@@ -2014,10 +2014,11 @@ BEGIN
 -- pgtrail: capture of %1$s (table id %2$s, kind '%3$s'), generated from the catalog; do not edit.
 DECLARE
     -- The trail's transaction number: this cluster's era (%13$s) times 2^48, plus txid_current().
-    v_txid     bigint := pg_catalog.txid_current() + %14$s;
+    v_txid     bigint := pg_catalog.txid_current()%14$s;
+    -- The context's number: 0 unless set_context (or SET LOCAL) set one;
+    -- a session that never did reads NULL and starts none of the test below.
     v_seq      text := pg_catalog.current_setting('pgtrail.context_seq', true);
-    v_ctx      smallint := CASE WHEN v_seq OPERATOR(pg_catalog.~) '^[0-9]{1,5}$'
-                                THEN LEAST(v_seq::pg_catalog.int4, 32767) ELSE 0 END;
+    v_ctx      smallint := 0;
     -- The time of the statement's changes (after the statement, before
     -- they are written), one value for them all.
     v_now      timestamptz := pg_catalog.clock_timestamp();
@@ -2029,6 +2030,10 @@ DECLARE
     v_n        bigint;
     v_only     integer[];
 BEGIN
+    IF v_seq IS NOT NULL THEN
+        v_ctx := CASE WHEN v_seq OPERATOR(pg_catalog.~) '^[0-9]{1,5}$'
+                      THEN LEAST(v_seq::pg_catalog.int4, 32767) ELSE 0 END;
+    END IF;
     -- Once per session: is this still the cluster of era %13$s (the trail
     -- may have been restored into another, whose numbers start over)?
     IF pg_catalog.current_setting('pgtrail.cluster_era', true) IS DISTINCT FROM '%13$s' THEN
@@ -2089,8 +2094,10 @@ BEGIN
         END IF;
         -- A change later than its transaction's first hour, or before its
         -- start (a clock step): the context is listed for pgtrail.actor_changes.
-        IF (v_now OPERATOR(pg_catalog.-) pg_catalog.transaction_timestamp())
-           NOT BETWEEN '0'::pg_catalog.interval AND %10$L::pg_catalog.interval THEN
+        -- (Two timestamp comparisons: a NOT BETWEEN of the difference would
+        -- compute the difference twice.)
+        IF v_now OPERATOR(pg_catalog.<) pg_catalog.transaction_timestamp()
+           OR v_now OPERATOR(pg_catalog.>) (pg_catalog.transaction_timestamp() OPERATOR(pg_catalog.+) %10$L::pg_catalog.interval) THEN
             INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
         END IF;
     END IF;
@@ -2110,7 +2117,7 @@ $body$,
                       -- path spends on 200 rows.
                       CASE WHEN v_changed IS NULL THEN '9223372036854775807' ELSE '200' END,
                       coalesce(v_changed, 'NULL'),
-                      v_era, v_era::bigint << 48);
+                      v_era, CASE WHEN v_era = 0 THEN '' ELSE ' + ' || (v_era::bigint << 48) END);
 END
 $fn$;
 
@@ -7683,7 +7690,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '5f6f8a4f48ba69ae' $fn$;
+AS $fn$ SELECT '302c2caf7534ef59' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to the owner role too (90_privileges.sql).
 DO $owner$ DECLARE v_owner name := pgtrail.role_name('owner'); BEGIN
