@@ -2015,10 +2015,9 @@ BEGIN
 DECLARE
     -- The trail's transaction number: this cluster's era (%13$s) times 2^48, plus txid_current().
     v_txid     bigint := pg_catalog.txid_current()%14$s;
-    -- The context's number: 0 unless set_context (or SET LOCAL) set one;
-    -- a session that never did reads NULL and starts none of the test below.
     v_seq      text := pg_catalog.current_setting('pgtrail.context_seq', true);
-    v_ctx      smallint := 0;
+    v_ctx      smallint := CASE WHEN v_seq OPERATOR(pg_catalog.~) '^[0-9]{1,5}$'
+                                THEN LEAST(v_seq::pg_catalog.int4, 32767) ELSE 0 END;
     -- The time of the statement's changes (after the statement, before
     -- they are written), one value for them all.
     v_now      timestamptz := pg_catalog.clock_timestamp();
@@ -2030,10 +2029,6 @@ DECLARE
     v_n        bigint;
     v_only     integer[];
 BEGIN
-    IF v_seq IS NOT NULL THEN
-        v_ctx := CASE WHEN v_seq OPERATOR(pg_catalog.~) '^[0-9]{1,5}$'
-                      THEN LEAST(v_seq::pg_catalog.int4, 32767) ELSE 0 END;
-    END IF;
     -- Once per session: is this still the cluster of era %13$s (the trail
     -- may have been restored into another, whose numbers start over)?
     IF pg_catalog.current_setting('pgtrail.cluster_era', true) IS DISTINCT FROM '%13$s' THEN
@@ -7690,7 +7685,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '302c2caf7534ef59' $fn$;
+AS $fn$ SELECT '42df4a5c2857ce03' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to the owner role too (90_privileges.sql).
 DO $owner$ DECLARE v_owner name := pgtrail.role_name('owner'); BEGIN
