@@ -429,7 +429,7 @@ BEGIN
 -- pgtrail: capture of %1$s (table id %2$s, kind '%3$s'), generated from the catalog; do not edit.
 DECLARE
     -- The trail's transaction number: this cluster's era (%13$s) times 2^48, plus txid_current().
-    v_txid     bigint := pg_catalog.txid_current() + %14$s;
+    v_txid     bigint := pg_catalog.txid_current()%14$s;
     v_seq      text := pg_catalog.current_setting('pgtrail.context_seq', true);
     v_ctx      smallint := CASE WHEN v_seq OPERATOR(pg_catalog.~) '^[0-9]{1,5}$'
                                 THEN LEAST(v_seq::pg_catalog.int4, 32767) ELSE 0 END;
@@ -504,8 +504,10 @@ BEGIN
         END IF;
         -- A change later than its transaction's first hour, or before its
         -- start (a clock step): the context is listed for pgtrail.actor_changes.
-        IF (v_now OPERATOR(pg_catalog.-) pg_catalog.transaction_timestamp())
-           NOT BETWEEN '0'::pg_catalog.interval AND %10$L::pg_catalog.interval THEN
+        -- (Two timestamp comparisons: a NOT BETWEEN of the difference would
+        -- compute the difference twice.)
+        IF v_now OPERATOR(pg_catalog.<) pg_catalog.transaction_timestamp()
+           OR v_now OPERATOR(pg_catalog.>) (pg_catalog.transaction_timestamp() OPERATOR(pg_catalog.+) %10$L::pg_catalog.interval) THEN
             INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
         END IF;
     END IF;
@@ -525,7 +527,7 @@ $body$,
                       -- path spends on 200 rows.
                       CASE WHEN v_changed IS NULL THEN '9223372036854775807' ELSE '200' END,
                       coalesce(v_changed, 'NULL'),
-                      v_era, v_era::bigint << 48);
+                      v_era, CASE WHEN v_era = 0 THEN '' ELSE ' + ' || (v_era::bigint << 48) END);
 END
 $fn$;
 

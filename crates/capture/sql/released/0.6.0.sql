@@ -2015,7 +2015,7 @@ BEGIN
 -- pgtrail: capture of %1$s (table id %2$s, kind '%3$s'), generated from the catalog; do not edit.
 DECLARE
     -- The trail's transaction number: this cluster's era (%13$s) times 2^48, plus txid_current().
-    v_txid     bigint := pg_catalog.txid_current() + %14$s;
+    v_txid     bigint := pg_catalog.txid_current()%14$s;
     v_seq      text := pg_catalog.current_setting('pgtrail.context_seq', true);
     v_ctx      smallint := CASE WHEN v_seq OPERATOR(pg_catalog.~) '^[0-9]{1,5}$'
                                 THEN LEAST(v_seq::pg_catalog.int4, 32767) ELSE 0 END;
@@ -2090,8 +2090,10 @@ BEGIN
         END IF;
         -- A change later than its transaction's first hour, or before its
         -- start (a clock step): the context is listed for pgtrail.actor_changes.
-        IF (v_now OPERATOR(pg_catalog.-) pg_catalog.transaction_timestamp())
-           NOT BETWEEN '0'::pg_catalog.interval AND %10$L::pg_catalog.interval THEN
+        -- (Two timestamp comparisons: a NOT BETWEEN of the difference would
+        -- compute the difference twice.)
+        IF v_now OPERATOR(pg_catalog.<) pg_catalog.transaction_timestamp()
+           OR v_now OPERATOR(pg_catalog.>) (pg_catalog.transaction_timestamp() OPERATOR(pg_catalog.+) %10$L::pg_catalog.interval) THEN
             INSERT INTO pgtrail.long_context (txid, ctx) VALUES (v_txid, v_ctx) ON CONFLICT DO NOTHING;
         END IF;
     END IF;
@@ -2111,7 +2113,7 @@ $body$,
                       -- path spends on 200 rows.
                       CASE WHEN v_changed IS NULL THEN '9223372036854775807' ELSE '200' END,
                       coalesce(v_changed, 'NULL'),
-                      v_era, v_era::bigint << 48);
+                      v_era, CASE WHEN v_era = 0 THEN '' ELSE ' + ' || (v_era::bigint << 48) END);
 END
 $fn$;
 
@@ -7659,7 +7661,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '571c806cc3f09fec' $fn$;
+AS $fn$ SELECT 'ce1d9a75ef1de777' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to the owner role too (90_privileges.sql).
 DO $owner$ DECLARE v_owner name := pgtrail.role_name('owner'); BEGIN
