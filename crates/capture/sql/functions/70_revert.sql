@@ -69,6 +69,23 @@ AS $fn$
                 AND (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(p_value)) OPERATOR(pg_catalog.=) 1))
 $fn$;
 
+-- Whether every column of a table makes a JSON scalar (to_jsonb): no
+-- array, composite, domain, json or jsonb column, and no type with a cast to
+-- json or jsonb. Its live rows then hold no JSON arrays or objects.
+CREATE OR REPLACE FUNCTION pgtrail._revert_scalar_row(p_rel regclass)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT NOT EXISTS (
+        SELECT FROM pg_attribute AS a JOIN pg_type AS ty ON ty.oid = a.atttypid
+        WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped
+          AND NOT (ty.typtype IN ('b', 'e') AND ty.typcategory <> 'A'
+                   AND ty.oid NOT IN ('json'::regtype, 'jsonb'::regtype)
+                   AND NOT EXISTS (SELECT FROM pg_cast AS c WHERE c.castsource = ty.oid
+                                     AND c.casttarget IN ('json'::regtype, 'jsonb'::regtype))))
+$fn$;
+
 -- The audited table named by text ('s.t' or 't'), or error 22023.
 CREATE OR REPLACE FUNCTION pgtrail._revert_table(p_name text, p_what text)
 RETURNS pgtrail.audited_table
@@ -954,13 +971,7 @@ BEGIN
         -- marker, no column whose JSON is an array or object): then a row
         -- that contains what the trail says holds exactly those values, and
         -- no value of it needs looking at for arrays and objects.
-        v_scalar := cardinality(t.redact_columns) = 0
-            AND NOT EXISTS (SELECT FROM pg_attribute AS a JOIN pg_type AS ty ON ty.oid = a.atttypid
-                            WHERE a.attrelid = v_rel::regclass AND a.attnum > 0 AND NOT a.attisdropped
-                              AND NOT (ty.typtype IN ('b', 'e') AND ty.typcategory <> 'A'
-                                       AND ty.oid NOT IN ('json'::regtype, 'jsonb'::regtype)
-                                       AND NOT EXISTS (SELECT FROM pg_cast AS c WHERE c.castsource = ty.oid
-                                                         AND c.casttarget IN ('json'::regtype, 'jsonb'::regtype))));
+        v_scalar := cardinality(t.redact_columns) = 0 AND pgtrail._revert_scalar_row(v_rel::regclass);
         -- The key columns of each row, from its key's JSON: a scalar by its
         -- type's input function (a cast of the text, as
         -- jsonb_populate_record does for scalars, at a fraction of the
@@ -1171,6 +1182,7 @@ DECLARE
     v_always  text[];
     g         record;
     v_ignored text;
+    v_clean   boolean;
 BEGIN
     IF to_regclass('pg_temp.pgtrail_revert_stmt') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_stmt (
@@ -1287,6 +1299,16 @@ BEGIN
         WHERE k.table_id = t.id AND k.active AND NOT k.ex_origin AND k.ex_final
         HAVING count(*) > 0;
 
+        -- Rows of the fast path (one change each, no key change) in a table
+        -- whose values cannot hold a redaction or erasure marker (no
+        -- redacted column, no erasure, every column a JSON scalar): an
+        -- UPDATE's columns that UPDATE may all set, or a DELETE's that are
+        -- all still columns, go back as they are. Their statements' rows are
+        -- made straight from them (below), without pgtrail_revert_back.
+        v_clean := cardinality(t.redact_columns) = 0
+                   AND NOT EXISTS (SELECT FROM pgtrail.erasure AS x WHERE x.table_id = t.id)
+                   AND pgtrail._revert_scalar_row(v_relid);
+
         -- Each value a row goes back to: written (ok), lost (why), or
         -- neither (a generated column, a key that did not move). Most rows
         -- have nothing lost, only columns the table has, and no identity
@@ -1307,6 +1329,11 @@ BEGIN
                             false) AS fast
             FROM pg_temp.pgtrail_revert_chain AS k
             WHERE k.table_id = t.id AND k.active AND k.ex_origin
+              -- (Not the rows made straight from the fast path's, below.)
+              AND NOT coalesce(v_clean AND k.at IS NOT NULL
+                               AND CASE WHEN k.ex_final
+                                        THEN cardinality(k.cols) > 0 AND k.cols <@ v_writable AND NOT k.cols && v_always
+                                        ELSE (k.origin - v_writable) = '{}' END, false)
         )
         SELECT k.chain, k.ex_final, k.k_origin <> k.k_final, k.k_origin, k.k_final,
                nullif(ARRAY(SELECT jsonb_object_keys(f.s)), '{}'), f.s,
@@ -1362,6 +1389,19 @@ BEGIN
                        FROM (SELECT b.moved, b.cols::text COLLATE "C" AS cols_t, b.chain, b.k_final, b.s, b.e, b.ids
                              FROM pg_temp.pgtrail_revert_back AS b
                              WHERE b.ex_final AND b.cols IS NOT NULL
+                             UNION ALL
+                             -- (The fast path's rows, as pgtrail_revert_back
+                             -- would have them.)
+                             SELECT false, d.cols::text COLLATE "C", d.chain, d.k_final, d.s, d.e, d.change_ids
+                             FROM (SELECT k.chain, k.k_final, k.change_ids, f.s, k.expect - t.key_columns AS e,
+                                          nullif(ARRAY(SELECT jsonb_object_keys(f.s)), '{}') AS cols
+                                   FROM pg_temp.pgtrail_revert_chain AS k
+                                   CROSS JOIN LATERAL (SELECT k.origin - t.key_columns AS s OFFSET 0) AS f
+                                   WHERE v_clean AND k.table_id = t.id AND k.at IS NOT NULL AND k.active
+                                     AND k.ex_origin AND k.ex_final
+                                     AND cardinality(k.cols) > 0 AND k.cols <@ v_writable AND NOT k.cols && v_always
+                                   OFFSET 0) AS d
+                             WHERE d.cols IS NOT NULL
                              ORDER BY 1, 2, 3) AS q
                        GROUP BY q.moved, q.cols_t) AS x
                  ORDER BY x.moved, x.cols LOOP
@@ -1408,6 +1448,15 @@ BEGIN
                        FROM (SELECT b.cols::text COLLATE "C" AS cols_t, b.chain, b.k_origin, b.s, b.ids
                              FROM pg_temp.pgtrail_revert_back AS b
                              WHERE NOT b.ex_final AND b.cols IS NOT NULL
+                             UNION ALL
+                             SELECT d.cols::text COLLATE "C", d.chain, d.k_origin, d.origin, d.change_ids
+                             FROM (SELECT k.chain, k.k_origin, k.origin, k.change_ids,
+                                          nullif(ARRAY(SELECT jsonb_object_keys(k.origin)), '{}') AS cols
+                                   FROM pg_temp.pgtrail_revert_chain AS k
+                                   WHERE v_clean AND k.table_id = t.id AND k.at IS NOT NULL AND k.active
+                                     AND k.ex_origin AND NOT k.ex_final AND (k.origin - v_writable) = '{}'
+                                   OFFSET 0) AS d
+                             WHERE d.cols IS NOT NULL
                              ORDER BY 1, 2) AS q
                        GROUP BY q.cols_t) AS x
                  ORDER BY x.cols LOOP
