@@ -7067,11 +7067,13 @@ BEGIN
         'changes', (SELECT count(DISTINCT i) FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
                     WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')),
         -- (The plan's changes are those of pg_temp.pgtrail_revert_sel,
-        -- the plan's own copy: no probe of every partition of the trail per id.)
+        -- the plan's own copy: no probe of every partition of the trail per
+        -- id. "+ 0": nor of its key index per id, which the planner picks
+        -- when it takes the ids of a statement's array for a handful.)
         'transactions', (SELECT jsonb_agg(DISTINCT c.txid)
                          FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
                                WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')) AS d
-                         JOIN pg_temp.pgtrail_revert_sel AS c ON c.id = d.i))));
+                         JOIN pg_temp.pgtrail_revert_sel AS c ON c.id + 0 = d.i))));
     PERFORM pgtrail.set_context(actor_id => v_actor ->> 'actor_id', actor_name => v_actor ->> 'actor_name',
                                 actor_type => v_actor ->> 'actor_type', reason => v_reason, extra => v_extra);
 
@@ -7813,7 +7815,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '2a23aeeaf8d0bc45' $fn$;
+AS $fn$ SELECT '7e6ea69b94046418' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to the owner role too (90_privileges.sql).
 DO $owner$ DECLARE v_owner name := pgtrail.role_name('owner'); BEGIN
