@@ -69,6 +69,23 @@ AS $fn$
                 AND (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(p_value)) OPERATOR(pg_catalog.=) 1))
 $fn$;
 
+-- Whether every column of a table makes a JSON scalar (to_jsonb): no
+-- array, composite, domain, json or jsonb column, and no type with a cast to
+-- json or jsonb. Its live rows then hold no JSON arrays or objects.
+CREATE OR REPLACE FUNCTION pgtrail._revert_scalar_row(p_rel regclass)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT NOT EXISTS (
+        SELECT FROM pg_attribute AS a JOIN pg_type AS ty ON ty.oid = a.atttypid
+        WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped
+          AND NOT (ty.typtype IN ('b', 'e') AND ty.typcategory <> 'A'
+                   AND ty.oid NOT IN ('json'::regtype, 'jsonb'::regtype)
+                   AND NOT EXISTS (SELECT FROM pg_cast AS c WHERE c.castsource = ty.oid
+                                     AND c.casttarget IN ('json'::regtype, 'jsonb'::regtype))))
+$fn$;
+
 -- The audited table named by text ('s.t' or 't'), or error 22023.
 CREATE OR REPLACE FUNCTION pgtrail._revert_table(p_name text, p_what text)
 RETURNS pgtrail.audited_table
@@ -415,12 +432,15 @@ BEGIN
         CREATE TEMP TABLE pgtrail_revert_cell (
             chain bigint, col text, first_op "char", first_old jsonb, last_op "char", last_new jsonb) ON COMMIT DROP;
     END IF;
-    -- Per row (keyed tables) or per content (tables without key).
+    -- Per row (keyed tables) or per content (tables without key). at and
+    -- cols: set only for a row the fast path made from its one change (the
+    -- change's time and, for an UPDATE, the columns it changed); such rows
+    -- have no pgtrail_revert_change rows.
     IF to_regclass('pg_temp.pgtrail_revert_chain') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_chain (
             chain bigint PRIMARY KEY, table_id integer, keyless boolean, k_origin jsonb, k_final jsonb,
             ex_origin boolean, ex_final boolean, origin jsonb, expect jsonb, net bigint,
-            change_ids bigint[], active boolean, changes bigint) ON COMMIT DROP;
+            change_ids bigint[], active boolean, changes bigint, at timestamptz, cols text[]) ON COMMIT DROP;
     END IF;
     -- The cells each selected change touched ('*': the whole row of that key).
     IF to_regclass('pg_temp.pgtrail_revert_touch') IS NULL THEN
@@ -463,6 +483,48 @@ DECLARE
 BEGIN
     TRUNCATE pg_temp.pgtrail_revert_change, pg_temp.pgtrail_revert_cell, pg_temp.pgtrail_revert_chain,
              pg_temp.pgtrail_revert_touch, pg_temp.pgtrail_revert_conflict;
+
+    -- The fast path, for the common case: no TRUNCATE, no key change, only
+    -- keyed tables that can be written, and every row changed once. Each row
+    -- is its change: one statement from the selection to the rows, no copy
+    -- of the changes, no numbering by time, no per-key grouping. It makes
+    -- the same rows as the general path below (chains numbered by table and
+    -- key text, as there), with at and cols set (see pgtrail_revert_chain);
+    -- the later steps read those in place of pgtrail_revert_change. Whether
+    -- a row was changed twice is only known once they are sorted by key
+    -- (changes, counted in the same sort): then the general path.
+    IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.op = 'T' OR (s.op = 'U' AND s.old_pk IS NOT NULL))
+       AND NOT EXISTS (SELECT FROM (SELECT DISTINCT s.table_id FROM pg_temp.pgtrail_revert_sel AS s) AS d
+                       JOIN pgtrail.audited_table AS a ON a.id = d.table_id
+                       WHERE cardinality(a.key_columns) = 0 OR a.key_columns && a.redact_columns OR a.detached_at IS NOT NULL
+                          OR to_regclass(format('%I.%I', a.table_schema, a.table_name)) IS NULL) THEN
+        INSERT INTO pg_temp.pgtrail_revert_chain
+            (chain, table_id, keyless, k_origin, k_final, ex_origin, ex_final, origin, expect, net, change_ids, active, changes, at, cols)
+        SELECT row_number() OVER w, c.table_id, false, c.pk, c.pk,
+               c.op <> 'I', c.op <> 'D',
+               CASE WHEN c.op = 'D' THEN CASE WHEN c.old_values <> '{}' THEN c.old_values END
+                    WHEN c.op = 'U' AND cardinality(c.cols) > 0 THEN
+                    CASE WHEN c.old_values ?& c.cols AND (c.old_values - c.cols) = '{}' THEN c.old_values
+                         ELSE (SELECT jsonb_object_agg(u.col, c.old_values -> u.col) FROM unnest(c.cols) AS u(col)) END
+               END,
+               CASE WHEN c.op = 'I' THEN CASE WHEN c.new_values <> '{}' THEN c.new_values END
+                    WHEN c.op = 'U' AND cardinality(c.cols) > 0 THEN
+                    CASE WHEN c.new_values ?& c.cols AND (c.new_values - c.cols) = '{}' THEN c.new_values
+                         ELSE (SELECT jsonb_object_agg(u.col, c.new_values -> u.col) FROM unnest(c.cols) AS u(col)) END
+               END,
+               NULL, ARRAY[c.id], true, count(*) OVER k, c.at, c.cols
+        -- (OFFSET 0: each row's columns listed once, not once per use.)
+        FROM (SELECT s.id, s.at, s.table_id, s.op, s.pk, s.old_values, s.new_values,
+                     CASE WHEN s.op = 'U' THEN coalesce(s.changed_fields, ARRAY(SELECT jsonb_object_keys(s.new_values))) END AS cols
+              FROM pg_temp.pgtrail_revert_sel AS s OFFSET 0) AS c
+        WINDOW k AS (PARTITION BY c.table_id, c.pk::text COLLATE "C"),
+               w AS (ORDER BY c.table_id, c.pk::text COLLATE "C");
+        IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_chain AS k WHERE k.changes > 1) THEN
+            ANALYZE pg_temp.pgtrail_revert_chain (chain, table_id, active, keyless, ex_origin, ex_final);
+            RETURN;
+        END IF;
+        TRUNCATE pg_temp.pgtrail_revert_chain;
+    END IF;
     -- Keys a key change touched: their rows are followed change by change
     -- (below); the others are one row per key, numbered as they are copied.
     IF to_regclass('pg_temp.pgtrail_revert_moved') IS NULL THEN
@@ -703,6 +765,8 @@ DECLARE
     v_keysql text;
     fk       record;
     v_keys   bigint;
+    v_n      bigint;
+    v_scalar boolean;
     v_since  timestamptz;
     v_recent bigint;
 BEGIN
@@ -741,6 +805,14 @@ BEGIN
           WHERE c.chain IS NULL AND x.k IS NOT NULL) AS d
     GROUP BY d.table_id, d.k;
     GET DIAGNOSTICS v_keys = ROW_COUNT;
+    -- Rows of the fast path: their one change, on the row itself (one key
+    -- per row, none of the above: nothing to group).
+    INSERT INTO pg_temp.pgtrail_revert_key
+    SELECT k.table_id, k.k_final, pgtrail._h(k.k_final), k.at
+    FROM pg_temp.pgtrail_revert_chain AS k
+    WHERE k.at IS NOT NULL AND k.active AND (NOT k.ex_origin OR NOT k.ex_final OR cardinality(k.cols) > 0);
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    v_keys := v_keys + v_n;
     ANALYZE pg_temp.pgtrail_revert_key;
     SELECT min(k.since) INTO v_since FROM pg_temp.pgtrail_revert_key AS k;
     -- About how many changes were recorded since the selection's first one
@@ -796,7 +868,11 @@ BEGIN
     SELECT x.id, x.txid, x.ctx, x.table_id, x.op, x.changed_at, NULL, NULL, NULL
     -- (Since the table's first selected change: a later TRUNCATE that
     -- touched none of the cells below makes no conflict.)
-    FROM (SELECT c.table_id, min(c.at) AS since FROM pg_temp.pgtrail_revert_change AS c GROUP BY c.table_id) AS k
+    FROM (SELECT d.table_id, min(d.at) AS since
+          FROM (SELECT c.table_id, c.at FROM pg_temp.pgtrail_revert_change AS c
+                UNION ALL
+                SELECT k.table_id, k.at FROM pg_temp.pgtrail_revert_chain AS k WHERE k.at IS NOT NULL) AS d
+          GROUP BY d.table_id) AS k
     -- (A TRUNCATE has no key: the key index holds it under table_id and NULL.)
     JOIN pgtrail.change AS x ON x.table_id = k.table_id AND pgtrail._h(x.pk) IS NULL AND x.pk IS NULL AND x.op = 'T'
                             AND x.changed_at >= k.since
@@ -813,6 +889,12 @@ BEGIN
                             UNION ALL SELECT c.old_pk, '*' WHERE c.whole AND c.old_pk IS NOT NULL
                             UNION ALL SELECT c.pk, u.col FROM unnest(c.cols) AS u(col) WHERE NOT c.whole) AS d
         WHERE c.chain IS NOT NULL;
+        INSERT INTO pg_temp.pgtrail_revert_touch
+        SELECT k.table_id, k.chain, k.k_final, d.col, k.at, k.change_ids[1]
+        FROM pg_temp.pgtrail_revert_chain AS k
+        CROSS JOIN LATERAL (SELECT '*' AS col WHERE NOT k.ex_origin OR NOT k.ex_final
+                            UNION ALL SELECT u.col FROM unnest(k.cols) AS u(col) WHERE k.ex_origin AND k.ex_final) AS d
+        WHERE k.at IS NOT NULL;
         INSERT INTO pg_temp.pgtrail_revert_touch
         SELECT c.table_id, k.chain, d.k, '*', c.at, c.id
         FROM pg_temp.pgtrail_revert_change AS c
@@ -885,6 +967,11 @@ BEGIN
         IF cardinality(t.redact_columns) > 0 THEN
             v_row := format('pgtrail._as_recorded(%s, $5, $3)', v_row);
         END IF;
+        -- Whether every value of a live row is a JSON scalar (no redaction
+        -- marker, no column whose JSON is an array or object): then a row
+        -- that contains what the trail says holds exactly those values, and
+        -- no value of it needs looking at for arrays and objects.
+        v_scalar := cardinality(t.redact_columns) = 0 AND pgtrail._revert_scalar_row(v_rel::regclass);
         -- The key columns of each row, from its key's JSON: a scalar by its
         -- type's input function (a cast of the text, as
         -- jsonb_populate_record does for scalars, at a fraction of the
@@ -917,8 +1004,7 @@ BEGIN
             'FROM (SELECT l.chain, l.table_id, l.k_final, l.j IS NULL AS missing, '
             -- Column by column only when the row does not simply hold every
             -- scalar value the trail says (containment is equality for scalars).
-            '             CASE WHEN l.j IS NULL OR (l.j @> l.expect AND NOT jsonb_path_exists(l.expect, '
-            '                                           ''$.* ? (@.type() == "array" || @.type() == "object")'')) THEN NULL '
+            '             CASE WHEN l.j IS NULL OR (l.j @> l.expect%6$s) THEN NULL '
             '                  ELSE (SELECT array_agg(e.key ORDER BY e.key) FROM jsonb_each(l.expect) AS e '
             '                        WHERE NOT pgtrail._revert_lost($2, e.key, e.value) '
             '                          AND (l.j -> e.key) IS DISTINCT FROM e.value AND l.j ? e.key) END AS cols '
@@ -926,7 +1012,9 @@ BEGIN
             'WHERE d.missing OR d.cols IS NOT NULL', v_rel,
             (SELECT string_agg(format('x.%I = p.%I', u.c, 'pgtrail_k' || u.i), ' AND ')
              FROM unnest(t.key_columns) WITH ORDINALITY AS u(c, i)),
-            v_keysql, v_row, t.key_columns[1])
+            v_keysql, v_row, t.key_columns[1],
+            CASE WHEN NOT v_scalar THEN ' AND NOT jsonb_path_exists(l.expect, '
+                                        '''$.* ? (@.type() == "array" || @.type() == "object")'')' ELSE '' END)
         USING t.ignore_columns, t.redact_columns, v_secret, t.id, t;
         -- A row the revert deletes, or whose key it moves back, while a live
         -- row outside the revert refers to it: with ON DELETE / ON UPDATE
@@ -1094,6 +1182,7 @@ DECLARE
     v_always  text[];
     g         record;
     v_ignored text;
+    v_clean   boolean;
 BEGIN
     IF to_regclass('pg_temp.pgtrail_revert_stmt') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_stmt (
@@ -1210,6 +1299,16 @@ BEGIN
         WHERE k.table_id = t.id AND k.active AND NOT k.ex_origin AND k.ex_final
         HAVING count(*) > 0;
 
+        -- Rows of the fast path (one change each, no key change) in a table
+        -- whose values cannot hold a redaction or erasure marker (no
+        -- redacted column, no erasure, every column a JSON scalar): an
+        -- UPDATE's columns that UPDATE may all set, or a DELETE's that are
+        -- all still columns, go back as they are. Their statements' rows are
+        -- made straight from them (below), without pgtrail_revert_back.
+        v_clean := cardinality(t.redact_columns) = 0
+                   AND NOT EXISTS (SELECT FROM pgtrail.erasure AS x WHERE x.table_id = t.id)
+                   AND pgtrail._revert_scalar_row(v_relid);
+
         -- Each value a row goes back to: written (ok), lost (why), or
         -- neither (a generated column, a key that did not move). Most rows
         -- have nothing lost, only columns the table has, and no identity
@@ -1230,6 +1329,11 @@ BEGIN
                             false) AS fast
             FROM pg_temp.pgtrail_revert_chain AS k
             WHERE k.table_id = t.id AND k.active AND k.ex_origin
+              -- (Not the rows made straight from the fast path's, below.)
+              AND NOT coalesce(v_clean AND k.at IS NOT NULL
+                               AND CASE WHEN k.ex_final
+                                        THEN cardinality(k.cols) > 0 AND k.cols <@ v_writable AND NOT k.cols && v_always
+                                        ELSE (k.origin - v_writable) = '{}' END, false)
         )
         SELECT k.chain, k.ex_final, k.k_origin <> k.k_final, k.k_origin, k.k_final,
                nullif(ARRAY(SELECT jsonb_object_keys(f.s)), '{}'), f.s,
@@ -1285,6 +1389,19 @@ BEGIN
                        FROM (SELECT b.moved, b.cols::text COLLATE "C" AS cols_t, b.chain, b.k_final, b.s, b.e, b.ids
                              FROM pg_temp.pgtrail_revert_back AS b
                              WHERE b.ex_final AND b.cols IS NOT NULL
+                             UNION ALL
+                             -- (The fast path's rows, as pgtrail_revert_back
+                             -- would have them.)
+                             SELECT false, d.cols::text COLLATE "C", d.chain, d.k_final, d.s, d.e, d.change_ids
+                             FROM (SELECT k.chain, k.k_final, k.change_ids, f.s, k.expect - t.key_columns AS e,
+                                          nullif(ARRAY(SELECT jsonb_object_keys(f.s)), '{}') AS cols
+                                   FROM pg_temp.pgtrail_revert_chain AS k
+                                   CROSS JOIN LATERAL (SELECT k.origin - t.key_columns AS s OFFSET 0) AS f
+                                   WHERE v_clean AND k.table_id = t.id AND k.at IS NOT NULL AND k.active
+                                     AND k.ex_origin AND k.ex_final
+                                     AND cardinality(k.cols) > 0 AND k.cols <@ v_writable AND NOT k.cols && v_always
+                                   OFFSET 0) AS d
+                             WHERE d.cols IS NOT NULL
                              ORDER BY 1, 2, 3) AS q
                        GROUP BY q.moved, q.cols_t) AS x
                  ORDER BY x.moved, x.cols LOOP
@@ -1331,6 +1448,15 @@ BEGIN
                        FROM (SELECT b.cols::text COLLATE "C" AS cols_t, b.chain, b.k_origin, b.s, b.ids
                              FROM pg_temp.pgtrail_revert_back AS b
                              WHERE NOT b.ex_final AND b.cols IS NOT NULL
+                             UNION ALL
+                             SELECT d.cols::text COLLATE "C", d.chain, d.k_origin, d.origin, d.change_ids
+                             FROM (SELECT k.chain, k.k_origin, k.origin, k.change_ids,
+                                          nullif(ARRAY(SELECT jsonb_object_keys(k.origin)), '{}') AS cols
+                                   FROM pg_temp.pgtrail_revert_chain AS k
+                                   WHERE v_clean AND k.table_id = t.id AND k.at IS NOT NULL AND k.active
+                                     AND k.ex_origin AND NOT k.ex_final AND (k.origin - v_writable) = '{}'
+                                   OFFSET 0) AS d
+                             WHERE d.cols IS NOT NULL
                              ORDER BY 1, 2) AS q
                        GROUP BY q.cols_t) AS x
                  ORDER BY x.cols LOOP
@@ -1517,7 +1643,8 @@ BEGIN
     LOOP
         v_round := v_round + 1;
         PERFORM pgtrail._revert_rows();
-        SELECT count(*) INTO v_n FROM pg_temp.pgtrail_revert_change;
+        SELECT (SELECT count(*) FROM pg_temp.pgtrail_revert_change)
+               + (SELECT count(*) FROM pg_temp.pgtrail_revert_chain AS k WHERE k.at IS NOT NULL) INTO v_n;
         IF v_n > v_max THEN
             RAISE EXCEPTION 'pgtrail.revert: the selection holds % row changes, more than the cap of %', v_n, v_max
                 USING ERRCODE = '54000',
@@ -1546,6 +1673,9 @@ BEGIN
             WHERE s.id IN (SELECT x.id FROM pg_temp.pgtrail_revert_change AS x
                            JOIN pg_temp.pgtrail_revert_conflict AS c ON c.chain = x.chain
                            WHERE NOT x.synthetic
+                           UNION ALL
+                           SELECT k.change_ids[1] FROM pg_temp.pgtrail_revert_conflict AS c
+                           JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain AND k.at IS NOT NULL
                            UNION ALL
                            SELECT i FROM pg_temp.pgtrail_revert_conflict AS c
                            JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain AND k.keyless
@@ -1749,12 +1879,14 @@ BEGIN
         'on_conflict', on_conflict,
         'changes', (SELECT count(DISTINCT i) FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
                     WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')),
-        -- (The plan's changes are those of pg_temp.pgtrail_revert_change,
-        -- the plan's own copy: no probe of every partition of the trail per id.)
+        -- (The plan's changes are those of pg_temp.pgtrail_revert_sel,
+        -- the plan's own copy: no probe of every partition of the trail per
+        -- id. "+ 0": nor of its key index per id, which the planner picks
+        -- when it takes the ids of a statement's array for a handful.)
         'transactions', (SELECT jsonb_agg(DISTINCT c.txid)
                          FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
                                WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')) AS d
-                         JOIN pg_temp.pgtrail_revert_change AS c ON c.id = d.i))));
+                         JOIN pg_temp.pgtrail_revert_sel AS c ON c.id + 0 = d.i))));
     PERFORM pgtrail.set_context(actor_id => v_actor ->> 'actor_id', actor_name => v_actor ->> 'actor_name',
                                 actor_type => v_actor ->> 'actor_type', reason => v_reason, extra => v_extra);
 

@@ -6,7 +6,7 @@
 
 use pgtrail::integrity::{self, VerifyOptions, crypto::SignerKey};
 use pgtrail::revert::apply::{ApplyOptions, apply};
-use pgtrail::revert::plan::plan;
+use pgtrail::revert::plan::{PlanItem, plan};
 use pgtrail::revert::{Operation, Plan, Policy, Request, RevertError, RowTarget, Selector};
 use serde_json::{Value, json};
 use tokio_postgres::Client;
@@ -957,4 +957,114 @@ async fn a_column_named_n_is_reverted_like_any_other() {
     revert(&mut db.client, &txids(&[bad]), "undo").await.unwrap();
     assert_eq!(rows(&db.client, "stock").await, before_stock);
     assert_eq!(rows(&db.client, "tallies").await, before_tallies);
+}
+
+/// How many rows of the last plan in a transaction the fast path made (its
+/// working table of rows lives until the transaction ends).
+async fn fast_path_rows(client: &mut Client, request: &Request) -> i64 {
+    let transaction = client.transaction().await.unwrap();
+    transaction
+        .query(
+            "SELECT count(*) FROM pgtrail.revert_plan($1::jsonb, $2::text)",
+            &[&request.to_json(), &request.policy.as_str()],
+        )
+        .await
+        .unwrap();
+    let row = transaction
+        .query_one(
+            "SELECT count(*) FROM pg_temp.pgtrail_revert_chain WHERE at IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    transaction.rollback().await.unwrap();
+    row.get(0)
+}
+
+/// A plan's lines of every table but `table`, without their steps (which
+/// other tables' statements shift), in a stable order.
+fn lines_without(planned: &Plan, table: &str) -> Vec<PlanItem> {
+    let mut lines: Vec<PlanItem> = planned
+        .items
+        .iter()
+        .filter(|i| i.table.as_deref() != Some(table))
+        .map(|i| PlanItem {
+            step: None,
+            ..i.clone()
+        })
+        .collect();
+    lines.sort_by_key(|i| serde_json::to_string(i).unwrap());
+    lines
+}
+
+/// Rows a selection changed once each (no key change, no TRUNCATE, keyed
+/// tables) take the fast path; with a row changed twice beside them the
+/// general path plans them. Both plan them alike: the same statements,
+/// data, change ids, conflicts and rows skipped.
+#[tokio::test]
+async fn rows_changed_once_are_planned_by_the_fast_path_as_by_the_general_one() {
+    let mut db = shop().await;
+    let once = tx(
+        &db.client,
+        "batch",
+        "UPDATE customers SET email = 'c2@example.com' WHERE id = 2;
+         UPDATE orders SET status = 'shipped' WHERE id = 1;
+         UPDATE orders SET total = 99 WHERE id = 2;
+         DELETE FROM orders WHERE id = 3;
+         INSERT INTO orders (customer_id, total) VALUES (3, 5);
+         UPDATE enrollments SET state = 'done' WHERE process_id = 1 AND application_id = 7;
+         DELETE FROM enrollments WHERE process_id = 1 AND application_id = 8",
+    )
+    .await;
+    let twice = tx(
+        &db.client,
+        "hr",
+        "UPDATE employees SET name = 'L1' WHERE id = 3; UPDATE employees SET name = 'L2' WHERE id = 3",
+    )
+    .await;
+    let alone = txids(&[once]);
+    let beside = txids(&[once, twice]);
+    assert_eq!(fast_path_rows(&mut db.client, &alone).await, 7);
+    assert_eq!(fast_path_rows(&mut db.client, &beside).await, 0);
+    let fast = plan(&db.client, &alone).await.unwrap();
+    assert_eq!(fast.statements().count(), 7, "{fast:#?}");
+    assert_eq!(
+        lines_without(&fast, "public.employees"),
+        lines_without(&plan(&db.client, &beside).await.unwrap(), "public.employees")
+    );
+
+    // A later change of a cell the selection changed: the same conflict,
+    // and the same row left out.
+    tx(
+        &db.client,
+        "support",
+        "UPDATE enrollments SET state = 'later' WHERE process_id = 1 AND application_id = 7",
+    )
+    .await;
+    let fast = plan(&db.client, &alone).await.unwrap();
+    assert_eq!(fast.conflicts().count(), 1);
+    assert_eq!(
+        lines_without(&fast, "public.employees"),
+        lines_without(&plan(&db.client, &beside).await.unwrap(), "public.employees")
+    );
+    let (mut alone, mut beside) = (alone, beside);
+    alone.policy = Policy::Skip;
+    beside.policy = Policy::Skip;
+    let fast = plan(&db.client, &alone).await.unwrap();
+    assert_eq!(fast.of(Operation::Skip).count(), 1);
+    assert_eq!(
+        lines_without(&fast, "public.employees"),
+        lines_without(&plan(&db.client, &beside).await.unwrap(), "public.employees")
+    );
+    revert(&mut db.client, &alone, "undo the batch but the row changed since")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            &db.client,
+            "SELECT count(*) FROM orders WHERE id = 3 AND total = 30"
+        )
+        .await,
+        1
+    );
 }
