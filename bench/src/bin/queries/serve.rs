@@ -4,9 +4,12 @@
 //! process, each on its own thread and single-threaded runtime, so that its
 //! CPU time can be read apart; `--clients` clients each run `--rounds`
 //! rounds, a round requesting every page of every server once, in an order
-//! rotated by client and round. Reported per server and page: median, p95
-//! and max latency; per server: the CPU of its thread and of its
-//! PostgreSQL backends per request. See `bench/SERVE.md`.
+//! rotated by client and round: the timeline with no filter and a person's
+//! hour, a row of `big`, a person's transaction, each as a page and as
+//! JSON. Reported per server and page: median, p95, p99 and max latency;
+//! per server: the CPU of its thread and of its PostgreSQL backends per
+//! request; before the requests, the plan of the row page's seal lookup.
+//! See `bench/SERVE.md`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
