@@ -595,6 +595,92 @@ async fn pagination_gives_every_change_exactly_once_while_the_application_writes
     }
 }
 
+/// Every page of `/api/v1/changes` (as `limit`, `after` and `filter` make
+/// them) read to the end, as ids.
+async fn all_pages(addr: SocketAddr, filter: &str, limit: i64) -> Vec<i64> {
+    let mut seen = Vec::new();
+    let mut path = format!("/api/v1/changes?limit={limit}{filter}");
+    loop {
+        let page = get(addr, &path, READER).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        let page = page.json();
+        seen.extend(
+            page["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_i64().unwrap()),
+        );
+        match page["next"].as_str() {
+            Some(next) => path = format!("/api/v1/changes?limit={limit}{filter}&after={next}"),
+            None => return seen,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_newest_changes_are_the_newest_of_the_whole_trail_however_far_apart_in_time() {
+    // Without a filter that bounds what it reads, a page is looked for in
+    // windows going back from the newest change, then in the whole trail:
+    // whichever window answers, the pages must be those of the full order.
+    let db = shop().await;
+    db.client
+        .batch_execute("INSERT INTO orders (user_id, status, total) SELECT g % 2 + 1, 'open', g FROM generate_series(1, 200) g")
+        .await
+        .unwrap();
+    // Spread the changes over a year and a half, out of id order (a long
+    // transaction's changes carry its old start), with ties: a few in the
+    // last minutes, some an hour back, a day back, a month back and more
+    // than a year back, so that every window and the whole trail answer
+    // some page. Capture stamps the server's clock; this rewrites it, as
+    // the query benchmark does.
+    db.client
+        .batch_execute(
+            "SET session_replication_role = replica;
+             UPDATE pgtrail.change SET changed_at = now() - CASE
+                 WHEN id % 10 = 0 THEN interval '1 minute' * (id % 7)
+                 WHEN id % 10 IN (1, 2) THEN interval '70 minutes' + interval '1 second' * (id % 5)
+                 WHEN id % 10 IN (3, 4) THEN interval '1 day' + interval '1 minute' * (id % 3)
+                 WHEN id % 10 = 5 THEN interval '30 days'
+                 ELSE interval '500 days' - interval '1 hour' * (id % 11) END;
+             SET session_replication_role = DEFAULT;",
+        )
+        .await
+        .unwrap();
+    let expected = |filter: &str| {
+        let sql = format!("SELECT id FROM pgtrail.changes {filter} ORDER BY changed_at DESC, id DESC");
+        let client = &db.client;
+        async move {
+            client
+                .query(&sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, i64>(0))
+                .collect::<Vec<i64>>()
+        }
+    };
+    let server = start(&db, false).await;
+    let everything = expected("").await;
+    assert!(everything.len() > 200);
+    for limit in [1, 7, 50, 500] {
+        assert_eq!(
+            all_pages(server.addr, "", limit).await,
+            everything,
+            "limit {limit}"
+        );
+    }
+    // A filter that no index bounds, and an `until` in the past.
+    assert_eq!(
+        all_pages(server.addr, "&op=INSERT&table=orders", 9).await,
+        expected("WHERE op = 'INSERT' AND table_name = 'orders'").await
+    );
+    assert_eq!(
+        all_pages(server.addr, "&until=2%20hours%20ago", 9).await,
+        expected("WHERE changed_at < now() - interval '2 hours'").await
+    );
+}
+
 #[tokio::test]
 async fn errors_say_what_was_wrong_and_how_to_fix_it() {
     let db = shop().await;
