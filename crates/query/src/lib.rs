@@ -11,10 +11,12 @@
 mod activity;
 mod audited;
 mod field;
+mod newest;
 
 pub use activity::{Activity, ActivityRequest, activity};
 pub use audited::{Audited, KeyError, ResolveError};
 pub use field::{FieldError, check_field};
+pub use newest::{NEWEST_WINDOWS, newest};
 use serde_json::{Map, Value};
 use tokio_postgres::types::ToSql;
 

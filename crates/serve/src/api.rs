@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use pgtrail_query::{Cursor, LogFilter, Param, TimeArg, as_params, parse_context_filter, parse_op};
+use pgtrail_query::{Cursor, LogFilter, Param, TimeArg, as_params, newest, parse_context_filter, parse_op};
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
@@ -322,7 +322,8 @@ pub(crate) async fn find_changes(client: &Client, params: &Params) -> Result<Pag
             .await?
             .get(0);
     }
-    let mut changes = newest_changes(client, &filter, limit).await?;
+    // (Read window by window when nothing bounds the filter: see `newest`.)
+    let mut changes = newest(client, &filter, |f| async move { page_query(client, &f).await }).await?;
     let next = if changes.len() as i64 > limit {
         changes.truncate(limit as usize);
         changes
@@ -338,87 +339,6 @@ pub(crate) async fn find_changes(client: &Client, params: &Params) -> Result<Pag
         }
     }
     Ok(Page { changes, next })
-}
-
-/// How far back from the newest change a page looks first, then further,
-/// when no filter bounds what it reads (see [`newest_changes`]).
-const NEWEST_WINDOWS: [&str; 5] = ["15 minutes", "2 hours", "16 hours", "5 days", "40 days"];
-
-/// The page of `filter` (its `limit` is one more than the page): its query
-/// as is when an index bounds what it reads (a key, a transaction, an
-/// actor's contexts) or it has a `since`; otherwise the query is first
-/// asked for windows going back from the newest change it can show
-/// (`NEWEST_WINDOWS`; a `since` added), until one holds more than a page,
-/// and only then for the whole trail.
-///
-/// The trail has no B-tree on `changed_at` (a BRIN: capture writes one
-/// index fewer), so "the newest 51 changes" without a window sorts every
-/// change: seconds on a trail of millions, for the timeline's first page
-/// with no filter. A window is read through the BRIN. The answer is the
-/// same: when a window holds more than a page, every change outside it is
-/// older than every change of the page.
-async fn newest_changes(client: &Client, filter: &LogFilter, limit: i64) -> Result<Vec<Value>, ApiError> {
-    let bounded = filter.since.is_some()
-        || filter.key.is_some()
-        || filter.txid.is_some()
-        || (filter.actor.is_some() && filter.by_actor_index);
-    if !bounded {
-        for since in window_starts(client, filter).await? {
-            let windowed = LogFilter {
-                since: Some(TimeArg::Absolute(since)),
-                ..filter.clone()
-            };
-            let changes = page_query(client, &windowed).await?;
-            if changes.len() as i64 > limit {
-                return Ok(changes);
-            }
-        }
-    }
-    page_query(client, filter).await
-}
-
-/// The starts of [`NEWEST_WINDOWS`] before the newest moment the page can
-/// show: the newest change's time (read through the primary key), or
-/// `until`, or the cursor's, whichever is earliest. Only windows shorter
-/// than a quarter of the time back from there to the oldest changes (by
-/// id): a filter that matches too little for any window then costs at most
-/// about 30% more than the whole-trail query alone (the windows grow 8x).
-/// None on an empty trail.
-async fn window_starts(client: &Client, filter: &LogFilter) -> Result<Vec<String>, ApiError> {
-    let mut params: Vec<Param> = vec![Box::new(NEWEST_WINDOWS.map(str::to_string).to_vec())];
-    let mut ends =
-        vec!["(SELECT max(n.changed_at) FROM (SELECT changed_at FROM pgtrail.changes ORDER BY id DESC LIMIT 100) AS n)".to_string()];
-    if let Some(until) = &filter.until {
-        params.push(Box::new(until.value()));
-        ends.push(until.sql(params.len()));
-    }
-    if let Some(cursor) = &filter.before {
-        params.push(Box::new(cursor.micros));
-        ends.push(format!(
-            "'epoch'::timestamptz + ${}::bigint * interval '1 microsecond'",
-            params.len()
-        ));
-    }
-    let sql = format!(
-        "SELECT to_char((e.newest - w.span) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
-         FROM (SELECT least({ends}) AS newest,
-                      (SELECT min(o.changed_at)
-                       FROM (SELECT changed_at FROM pgtrail.changes ORDER BY id LIMIT 100) AS o) AS oldest) AS e,
-              unnest($1::text[]::interval[]) WITH ORDINALITY AS w(span, i)
-         WHERE e.newest IS NOT NULL AND w.span * 4 < e.newest - e.oldest ORDER BY w.i",
-        ends = ends.join(", ")
-    );
-    let rows = client.query(&sql, &as_params(&params)).await?;
-    rows.iter()
-        .map(|row| {
-            row.try_get::<_, String>(0).map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("reading a window: {e}"),
-                )
-            })
-        })
-        .collect()
 }
 
 /// Runs `filter`'s query, each change with its cursor.

@@ -60,9 +60,16 @@ pub async fn run(common: &Common, args: &LogArgs) -> Result<ExitCode> {
     if filter.actor.is_some() {
         filter.by_actor_index = has_actor_changes(&client).await?;
     }
-    let (sql, params) = filter.build();
-    let sql = format!("SELECT to_jsonb(q) FROM ({sql}) AS q ORDER BY q.changed_at DESC, q.id DESC");
-    let rows = query_json(&client, &sql, &params).await?;
+    // (Read window by window when nothing bounds the filter: see `newest`.)
+    let rows = pgtrail::query::newest(&client, &filter, |filter| {
+        let client = &client;
+        async move {
+            let (sql, params) = filter.build();
+            let sql = format!("SELECT to_jsonb(q) FROM ({sql}) AS q ORDER BY q.changed_at DESC, q.id DESC");
+            query_json(client, &sql, &params).await
+        }
+    })
+    .await?;
     if common.output != OutputFormat::Table {
         super::say_horizon_as(&client, true).await?;
     }
