@@ -46,6 +46,7 @@ use pgtrail::config::Config;
 use pgtrail::integrity::crypto::SignerKey;
 use pgtrail_cluster::{Cluster, ClusterOptions};
 
+#[path = "archive/writers.rs"]
 mod writers;
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
