@@ -17,8 +17,27 @@
 //!    pgtrail's peak resident set while archiving.
 //! 4. Runs `verify --archive` over the files: its time, CPU per archived
 //!    change and peak resident set.
+//!
+//! With `--writers N` it measures instead what `maintain` does to writers:
+//!
+//! ```text
+//! cargo run --release -p pgtrail-bench --bin archive -- --writers 4 [--rate TPS] [--rounds 3] [--window 20] [--changes N]
+//! ```
+//!
+//! `--changes` changes are written in each of `--rounds` months far apart
+//! (600, 500, 400, ... days ago) and sealed; then, with the clock at now,
+//! N sessions keep updating `orders` (each transaction one audited
+//! `UPDATE`; `--rate` paces them to that many transactions a second in
+//! all, latency counted from when each was due; 0, the default, runs them
+//! as fast as they go) while windows of `--window` seconds alternate:
+//! one without maintain, one in which `maintain` (premake, seal, archive
+//! and drop the one month now due) runs from its start, in the order
+//! without/with, then with/without, and so on. Per window: writers'
+//! transactions a second, p50, p99 and longest latency, over the whole
+//! window and over the time maintain ran (for a window without, the same
+//! length from its start).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -26,6 +45,9 @@ use pgtrail::archive::{ArchiveOptions, Outcome};
 use pgtrail::config::Config;
 use pgtrail::integrity::crypto::SignerKey;
 use pgtrail_cluster::{Cluster, ClusterOptions};
+
+#[path = "archive/writers.rs"]
+mod writers;
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 const CONFIG: &str = "[capture]\ninclude = [\"orders\"]\n\n[retention]\npartition = \"month\"\npremake = 1\nkeep = \"400 days\"\n";
@@ -36,6 +58,19 @@ struct Args {
     /// Changes written 500 days ago.
     #[arg(long, default_value_t = 300_000)]
     changes: i64,
+    /// Measure writers beside `maintain` with this many sessions (0: the
+    /// archive speed benchmark instead).
+    #[arg(long, default_value_t = 0)]
+    writers: u32,
+    /// Writers' transactions a second in all (0: as fast as they go).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Rounds of (without maintain, with maintain), each archiving a month.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Seconds of each window.
+    #[arg(long, default_value_t = 20)]
+    window: u64,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -43,6 +78,9 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     if !std::path::Path::new(LIBFAKETIME).exists() {
         bail!("{LIBFAKETIME} is missing: apt-get install faketime");
+    }
+    if args.writers > 0 {
+        return during_maintain(&args).await;
     }
     let clock_dir = tempfile_dir()?;
     let clock = clock_dir.join("faketime.rc");
@@ -197,6 +235,223 @@ async fn main() -> Result<()> {
         peak_rss_kib() / 1024,
         rss_before / 1024
     );
+    let _ = std::fs::remove_dir_all(&clock_dir);
+    Ok(())
+}
+
+/// Seals with a key, for `maintain`.
+struct KeySealer(SignerKey);
+
+impl pgtrail::archive::Sealer for KeySealer {
+    fn seal<'a>(
+        &'a self,
+        client: &'a mut tokio_postgres::Client,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + 'a>> {
+        Box::pin(async move {
+            pgtrail::integrity::seal(client, &self.0, &mut |_| {})
+                .await
+                .map(|r| format!("{} appended", r.appended))
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// The retention config keeping `keep` days.
+fn config_keeping(keep: u32) -> Result<Config> {
+    Ok(Config::parse(
+        &format!(
+            "[capture]\ninclude = [\"orders\"]\n\n[retention]\npartition = \"month\"\npremake = 1\nkeep = \"{keep} days\"\n"
+        ),
+        "pgtrail.toml",
+    )?)
+}
+
+/// `--writers`: writers' throughput and latency with and without `maintain`
+/// archiving a month, windows side by side.
+async fn during_maintain(args: &Args) -> Result<()> {
+    let rounds = args.rounds.clamp(1, 5);
+    let clock_dir = tempfile_dir()?;
+    let clock = clock_dir.join("faketime.rc");
+    // Month r is written (600 - 100 r) days ago and archived in round r,
+    // keeping (530 - 100 r) days: due then, and the next month not yet.
+    let days_ago = |r: u32| 600 - 100 * r;
+    std::fs::write(&clock, format!("-{}d\n", days_ago(0)))?;
+    let cluster = Cluster::start(ClusterOptions {
+        fast: true,
+        env: vec![
+            ("LD_PRELOAD".into(), LIBFAKETIME.into()),
+            ("FAKETIME_TIMESTAMP_FILE".into(), clock.display().to_string()),
+            ("FAKETIME_NO_CACHE".into(), "1".into()),
+        ],
+        ..Default::default()
+    })
+    .context("start a cluster under faketime")?;
+    let admin = pgtrail_bench::server::connect(&cluster, "postgres").await?;
+    admin.batch_execute("CREATE DATABASE shop").await?;
+    let mut client = pgtrail_bench::server::connect(&cluster, "shop").await?;
+    client
+        .batch_execute(
+            "CREATE TABLE orders (id bigint PRIMARY KEY, status text, customer text, total numeric(10,2))",
+        )
+        .await?;
+    let config = config_keeping(days_ago(0) - 70)?;
+    pgtrail::plan::apply(&mut client, &config).await?;
+    let mut next_id = 0i64;
+    for r in 0..rounds {
+        std::fs::write(&clock, format!("-{}d\n", days_ago(r)))?;
+        pgtrail::archive::partitions::premake(&client, &config.retention).await?;
+        let started = Instant::now();
+        let until = next_id + args.changes;
+        while next_id < until {
+            let n = (until - next_id).min(1000);
+            client
+                .batch_execute(&format!(
+                    "BEGIN; SELECT pgtrail.set_context(actor_id => 'clerk{}', reason => 'bench', extra => '{{\"request_id\": \"r{next_id}\"}}');
+                     INSERT INTO orders SELECT g, 'new', 'customer ' || g, g % 1000 FROM generate_series({}, {}) AS g;
+                     COMMIT;",
+                    next_id % 17,
+                    next_id + 1,
+                    next_id + n
+                ))
+                .await?;
+            next_id += n;
+        }
+        println!(
+            "wrote {} changes {} days ago in {:.1}s",
+            args.changes,
+            days_ago(r),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    std::fs::write(&clock, "+0d\n")?;
+    pgtrail::archive::partitions::premake(&client, &config.retention).await?;
+    let key = SignerKey::generate("bench/archive")?;
+    pgtrail::integrity::seal(&mut client, &key, &mut |_| {}).await?;
+    client.batch_execute("VACUUM ANALYZE orders").await?;
+    let sealer = KeySealer(key);
+    let dir = clock_dir.join("archive");
+
+    let t0 = Instant::now();
+    let load = writers::Load {
+        url: cluster.url("shop"),
+        clients: args.writers,
+        rate: args.rate,
+        rows: next_id,
+    };
+    let writers = writers::Writers::start(load, t0);
+    let window = Duration::from_secs(args.window);
+    // Warm up: connections made, caches filled.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // (round, with maintain, start, end, maintain's end) in µs after t0.
+    let mut windows: Vec<(u32, bool, u64, u64, u64)> = Vec::new();
+    let micros = |at: Instant| at.duration_since(t0).as_micros() as u64;
+    for r in 0..rounds {
+        let order = if r % 2 == 0 { [false, true] } else { [true, false] };
+        for with in order {
+            let start = Instant::now();
+            let mut ran = start;
+            if with {
+                let config = config_keeping(days_ago(r) - 70)?;
+                let report = pgtrail::archive::maintain(
+                    &mut client,
+                    &config.retention,
+                    Some(&dir),
+                    Some(&sealer),
+                    false,
+                    &mut |_| {},
+                )
+                .await?;
+                ran = Instant::now();
+                for outcome in &report.archives {
+                    match outcome {
+                        Outcome::Archived {
+                            partition,
+                            rows,
+                            lock_ms,
+                            ..
+                        } if *rows > 0 => println!(
+                            "round {}: maintain archived {partition} ({rows} changes) in {:.2}s, lock to detach and drop {lock_ms:.1} ms",
+                            r + 1,
+                            ran.duration_since(start).as_secs_f64()
+                        ),
+                        Outcome::Archived { .. } => {}
+                        other => println!("round {}: {other:?}", r + 1),
+                    }
+                }
+            }
+            let end = start + window;
+            if ran > end {
+                println!("round {}: maintain ran longer than the window", r + 1);
+            }
+            tokio::time::sleep_until(end.max(ran).into()).await;
+            windows.push((r, with, micros(start), micros(end.max(ran)), micros(ran)));
+        }
+    }
+    let (samples, failed) = writers.stop()?;
+    println!(
+        "{} writers{}, {} transactions, {failed} failed",
+        args.writers,
+        if args.rate > 0.0 {
+            format!(" paced to {} transactions/s in all", args.rate)
+        } else {
+            " as fast as they go".to_string()
+        },
+        samples.len()
+    );
+    println!(
+        "| round | maintain | window tps | p50 ms | p99 ms | max ms | while maintain ran: s | tps | p99 ms | max ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut figures: [Vec<[f64; 6]>; 2] = [Vec::new(), Vec::new()];
+    for r in 0..rounds {
+        let without = windows.iter().find(|w| w.0 == r && !w.1).copied();
+        let with = windows.iter().find(|w| w.0 == r && w.1).copied();
+        let (Some(without), Some(with)) = (without, with) else {
+            continue;
+        };
+        // The time maintain ran, and as long from the start of the window without.
+        let span = with.4 - with.2;
+        for (w, label) in [(without, "without"), (with, "with")] {
+            let all = writers::window(&samples, w.2, w.3);
+            let during = writers::window(&samples, w.2, w.2 + span);
+            println!(
+                "| {} | {label} | {:.0} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} |",
+                r + 1,
+                all.tps,
+                all.p50_ms,
+                all.p99_ms,
+                all.max_ms,
+                span as f64 / 1e6,
+                during.tps,
+                during.p99_ms,
+                during.max_ms
+            );
+            figures[usize::from(w.1)].push([
+                all.tps,
+                all.p99_ms,
+                all.max_ms,
+                during.tps,
+                during.p99_ms,
+                during.max_ms,
+            ]);
+        }
+    }
+    let median = |v: &[[f64; 6]], i: usize| {
+        let mut xs: Vec<f64> = v.iter().map(|f| f[i]).collect();
+        xs.sort_by(f64::total_cmp);
+        xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    for (i, label) in [(0, "without"), (1, "with")] {
+        println!(
+            "median {label}: window {:.0} tps, p99 {:.2} ms, max {:.1} ms; while maintain ran {:.0} tps, p99 {:.2} ms, max {:.1} ms",
+            median(&figures[i], 0),
+            median(&figures[i], 1),
+            median(&figures[i], 2),
+            median(&figures[i], 3),
+            median(&figures[i], 4),
+            median(&figures[i], 5)
+        );
+    }
     let _ = std::fs::remove_dir_all(&clock_dir);
     Ok(())
 }

@@ -70,6 +70,38 @@ pub fn find(
     Ok(found)
 }
 
+/// [`find`] over `records`, reusing what an earlier [`find`] over `earlier`
+/// found: a file still recorded under the same name and hash is the same
+/// file and is not read again; only the files recorded since are. An erasure
+/// reads the files before it takes the seal lock, and under the lock reads
+/// again only what an archive run or another erasure recorded meanwhile.
+/// (A reused file is checked again when it is written anew: [`rewrite`]
+/// refuses a file whose hash is no longer the recorded one.)
+pub fn find_again(
+    dir: &Path,
+    records: &[ArchiveRecord],
+    earlier: &[ArchiveRecord],
+    found: &[Found],
+    table_id: i32,
+    pk_text: &str,
+) -> Result<Vec<Found>, ArchiveError> {
+    let same = |a: &ArchiveRecord, b: &ArchiveRecord| {
+        a.partition == b.partition && a.file == b.file && a.sha256 == b.sha256
+    };
+    let mut again = Vec::new();
+    for record in records {
+        if let Some(f) = found.iter().find(|f| same(&f.record, record)) {
+            again.push(Found {
+                record: record.clone(),
+                changes: f.changes.clone(),
+            });
+        } else if !earlier.iter().any(|e| same(e, record)) {
+            again.extend(find(dir, std::slice::from_ref(record), table_id, pk_text)?);
+        }
+    }
+    Ok(again)
+}
+
 fn unreadable(path: &Path, error: crate::parquet_file::ReadError) -> ArchiveError {
     ArchiveError::Unreadable {
         file: path.display().to_string(),

@@ -16,6 +16,10 @@
 //! `pgtrail.archive` in the same transaction; after the commit its manifest
 //! is updated and the old file removed. With archives recorded, the archive
 //! directory must be given: an erasure never leaves values behind silently.
+//! The files are searched for the row before the seal lock is taken (the
+//! slow read holds up no seal or archive run); under the lock only files
+//! recorded since are searched, and each file is written again from the
+//! recorded file, its hash checked.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -93,6 +97,14 @@ pub async fn erase_with(
                 .to_string(),
         ));
     }
+    // Reading the archive files is the slow part of an erasure and needs no
+    // lock: it is done before the seal lock is taken, so seals (and archive
+    // runs, which seal first) are not held up by it; under the lock only the
+    // files recorded meanwhile are read.
+    let early = match &options.archive_dir {
+        Some(dir) => read_early(client, dir, schema, name, pk).await,
+        None => None,
+    };
     let tx = client
         .transaction()
         .await
@@ -149,7 +161,7 @@ pub async fn erase_with(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let found = archived_changes(&tx, options.archive_dir.as_deref(), table_id, pk).await?;
+    let found = archived_changes(&tx, options.archive_dir.as_deref(), table_id, pk, early.as_ref()).await?;
     let archived: HashMap<i64, (usize, &ArchivedChange)> = found
         .iter()
         .enumerate()
@@ -360,13 +372,61 @@ fn discard(dir: &Path, rewritten: &[Rewritten]) {
     }
 }
 
-/// The archived changes of the row, by file; with archives recorded and no
-/// directory given, a refusal that says how to go on.
+/// What an erasure found in the archive files before it took the seal lock.
+struct Early {
+    table_id: i32,
+    /// The archives recorded then.
+    records: Vec<pgtrail_archive::ArchiveRecord>,
+    found: Vec<Found>,
+}
+
+/// Reads the archive files for the row before the seal lock is taken; None
+/// when anything is amiss (the erasure then reads them all under the lock,
+/// and reports what is wrong from there).
+async fn read_early(
+    client: &Client,
+    dir: &Path,
+    schema: &str,
+    name: &str,
+    pk: &serde_json::Value,
+) -> Option<Early> {
+    if !dir.is_dir() {
+        return None;
+    }
+    let table_id: i32 = client
+        .query_opt(
+            "SELECT id FROM pgtrail.audited_table WHERE table_schema = $1 AND table_name = $2",
+            &[&schema, &name],
+        )
+        .await
+        .ok()??
+        .get(0);
+    let records = pgtrail_archive::set::records(client).await.ok()?;
+    if records.is_empty() {
+        return None;
+    }
+    let pk_text: String = client
+        .query_one("SELECT $1::jsonb::text", &[pk])
+        .await
+        .ok()?
+        .get(0);
+    let found = pgtrail_archive::erase::find(dir, &records, table_id, &pk_text).ok()?;
+    Some(Early {
+        table_id,
+        records,
+        found,
+    })
+}
+
+/// The archived changes of the row, by file (reusing what was read `early`
+/// from files still recorded as they were then); with archives recorded and
+/// no directory given, a refusal that says how to go on.
 async fn archived_changes(
     tx: &tokio_postgres::Transaction<'_>,
     dir: Option<&Path>,
     table_id: i32,
     pk: &serde_json::Value,
+    early: Option<&Early>,
 ) -> Result<Vec<Found>, IntegrityError> {
     let records = pgtrail_archive::set::records(tx)
         .await
@@ -393,7 +453,18 @@ async fn archived_changes(
         .await
         .map_err(IntegrityError::database("reading the key"))?
         .get(0);
-    pgtrail_archive::erase::find(dir, &records, table_id, &pk_text).map_err(IntegrityError::archive)
+    match early.filter(|e| e.table_id == table_id) {
+        Some(early) => pgtrail_archive::erase::find_again(
+            dir,
+            &records,
+            &early.records,
+            &early.found,
+            table_id,
+            &pk_text,
+        ),
+        None => pgtrail_archive::erase::find(dir, &records, table_id, &pk_text),
+    }
+    .map_err(IntegrityError::archive)
 }
 
 /// Whether a value is an erasure marker already: an object with the key

@@ -871,6 +871,93 @@ async fn erasure_reaches_archived_changes_and_proofs_still_verify() {
     assert!(dir.path().join(&new_file).exists());
 }
 
+/// An erasure reads the archive files before it takes the seal lock: while
+/// it is held up reading (here: by a session holding `pgtrail.archive`, as
+/// a slow disk or a large archive would hold it up), a seal of the changes
+/// written meanwhile goes through, and the erasure then finishes with
+/// nothing lost: every change sealed, the values gone from the file, verify
+/// intact from the files.
+#[tokio::test]
+async fn a_seal_is_not_held_up_while_an_erasure_reads_the_archive() {
+    let (cluster, _clock, mut client, config) = five_months_of_orders().await;
+    let signed = SignedArchive::new(&config);
+    assert!(!archived(&signed.run(&mut client).await).is_empty());
+    let archived_rows = count(&client, "SELECT sum(row_count)::bigint FROM pgtrail.archive").await;
+    client
+        .batch_execute("UPDATE orders SET status = 'refunded' WHERE id = 102; UPDATE orders SET status = 'late' WHERE id = 501")
+        .await
+        .expect("live changes, not sealed");
+
+    let mut blocker = connect_to(&cluster.url("shop")).await;
+    let hold = blocker.transaction().await.expect("begin");
+    hold.batch_execute("LOCK TABLE pgtrail.archive IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("hold the archive records");
+    let mut eraser = connect_to(&cluster.url("shop")).await;
+    let eraser_pid: i32 = eraser
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let options = integrity::EraseOptions {
+        archive_dir: Some(signed.dir.path().to_path_buf()),
+    };
+    let erasure = tokio::spawn(async move {
+        let pk = serde_json::json!({"id": 102});
+        integrity::erase_with(
+            &mut eraser,
+            "public",
+            "orders",
+            &pk,
+            None,
+            "GDPR request #4412",
+            &options,
+        )
+        .await
+    });
+    // The erasure is reading: waiting for the archive records.
+    let mut waiting = false;
+    for _ in 0..200 {
+        waiting = client
+            .query_one(
+                "SELECT count(*) > 0 FROM pg_locks WHERE pid = $1 AND NOT granted AND relation = 'pgtrail.archive'::regclass",
+                &[&eraser_pid],
+            )
+            .await
+            .expect("pg_locks")
+            .get(0);
+        if waiting {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(waiting, "the erasure never reached the archive records");
+
+    let sealed = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        integrity::seal(&mut client, &signed.key, &mut |_| {}),
+    )
+    .await
+    .expect("the seal waited for the erasure's read")
+    .expect("seal");
+    assert_eq!(sealed.appended, 2, "{sealed:?}");
+    assert!(!erasure.is_finished(), "the erasure still waits to read");
+
+    hold.commit().await.expect("release the archive records");
+    let report = erasure.await.expect("the erasure's task").expect("erase");
+    assert_eq!(report.archived, 2, "{report:?}");
+    // Order 102's two archived changes and its live one, all sealed.
+    assert_eq!(report.change_ids.len(), 3, "{report:?}");
+    assert_eq!(report.sealed, 3, "{report:?}");
+    assert_eq!(report.files.len(), 1, "{report:?}");
+    let after = python_subject(signed.dir.path());
+    assert_eq!(after["total"].as_i64(), Some(archived_rows), "{after}");
+    assert!(all_erased(&after["duckdb"], report.erasure_id) >= 3, "{after}");
+    let report_verify = verify(&mut client, &signed.key, Some(signed.dir.path())).await;
+    assert!(report_verify.intact(), "{:?}", report_verify.problems);
+    assert_eq!(report_verify.archived_checked as i64, archived_rows);
+}
+
 /// The finance team's story: invoices must stay in the database 120 days,
 /// orders 60. Partitions hold every table's changes, so a partition is
 /// archived once every table in it is past its keep: the month with only
