@@ -82,27 +82,7 @@ async fn main() -> Result<()> {
     if args.writers > 0 {
         return during_maintain(&args).await;
     }
-    let clock_dir = tempfile_dir()?;
-    let clock = clock_dir.join("faketime.rc");
-    std::fs::write(&clock, "-500d\n")?;
-    let cluster = Cluster::start(ClusterOptions {
-        fast: true,
-        env: vec![
-            ("LD_PRELOAD".into(), LIBFAKETIME.into()),
-            ("FAKETIME_TIMESTAMP_FILE".into(), clock.display().to_string()),
-            ("FAKETIME_NO_CACHE".into(), "1".into()),
-        ],
-        ..Default::default()
-    })
-    .context("start a cluster under faketime")?;
-    let admin = pgtrail_bench::server::connect(&cluster, "postgres").await?;
-    admin.batch_execute("CREATE DATABASE shop").await?;
-    let mut client = pgtrail_bench::server::connect(&cluster, "shop").await?;
-    client
-        .batch_execute(
-            "CREATE TABLE orders (id bigint PRIMARY KEY, status text, customer text, total numeric(10,2))",
-        )
-        .await?;
+    let (clock_dir, clock, _cluster, mut client) = shop_under_faketime(500).await?;
     let config = Config::parse(CONFIG, "pgtrail.toml")?;
     pgtrail::plan::apply(&mut client, &config).await?;
 
@@ -270,30 +250,10 @@ fn config_keeping(keep: u32) -> Result<Config> {
 /// archiving a month, windows side by side.
 async fn during_maintain(args: &Args) -> Result<()> {
     let rounds = args.rounds.clamp(1, 5);
-    let clock_dir = tempfile_dir()?;
-    let clock = clock_dir.join("faketime.rc");
     // Month r is written (600 - 100 r) days ago and archived in round r,
     // keeping (530 - 100 r) days: due then, and the next month not yet.
     let days_ago = |r: u32| 600 - 100 * r;
-    std::fs::write(&clock, format!("-{}d\n", days_ago(0)))?;
-    let cluster = Cluster::start(ClusterOptions {
-        fast: true,
-        env: vec![
-            ("LD_PRELOAD".into(), LIBFAKETIME.into()),
-            ("FAKETIME_TIMESTAMP_FILE".into(), clock.display().to_string()),
-            ("FAKETIME_NO_CACHE".into(), "1".into()),
-        ],
-        ..Default::default()
-    })
-    .context("start a cluster under faketime")?;
-    let admin = pgtrail_bench::server::connect(&cluster, "postgres").await?;
-    admin.batch_execute("CREATE DATABASE shop").await?;
-    let mut client = pgtrail_bench::server::connect(&cluster, "shop").await?;
-    client
-        .batch_execute(
-            "CREATE TABLE orders (id bigint PRIMARY KEY, status text, customer text, total numeric(10,2))",
-        )
-        .await?;
+    let (clock_dir, clock, cluster, mut client) = shop_under_faketime(days_ago(0)).await?;
     let config = config_keeping(days_ago(0) - 70)?;
     pgtrail::plan::apply(&mut client, &config).await?;
     let mut next_id = 0i64;
@@ -498,6 +458,41 @@ fn status_kib(field: &str) -> u64 {
                 .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// A throwaway cluster under `faketime`, its clock `days_ago` days in the
+/// past (the clock file, in the returned directory, moves it), with the
+/// database `shop` and its table `orders` (not yet audited).
+async fn shop_under_faketime(
+    days_ago: u32,
+) -> Result<(
+    std::path::PathBuf,
+    std::path::PathBuf,
+    Cluster,
+    tokio_postgres::Client,
+)> {
+    let clock_dir = tempfile_dir()?;
+    let clock = clock_dir.join("faketime.rc");
+    std::fs::write(&clock, format!("-{days_ago}d\n"))?;
+    let cluster = Cluster::start(ClusterOptions {
+        fast: true,
+        env: vec![
+            ("LD_PRELOAD".into(), LIBFAKETIME.into()),
+            ("FAKETIME_TIMESTAMP_FILE".into(), clock.display().to_string()),
+            ("FAKETIME_NO_CACHE".into(), "1".into()),
+        ],
+        ..Default::default()
+    })
+    .context("start a cluster under faketime")?;
+    let admin = pgtrail_bench::server::connect(&cluster, "postgres").await?;
+    admin.batch_execute("CREATE DATABASE shop").await?;
+    let client = pgtrail_bench::server::connect(&cluster, "shop").await?;
+    client
+        .batch_execute(
+            "CREATE TABLE orders (id bigint PRIMARY KEY, status text, customer text, total numeric(10,2))",
+        )
+        .await?;
+    Ok((clock_dir, clock, cluster, client))
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf> {
