@@ -2791,6 +2791,7 @@ async fn a_follower_stopped_with_sigterm_mid_stream_loses_and_repeats_nothing() 
     } = FollowedWrites::start(1500, true).await;
     let mut stops = 0;
     let mut wrote_while_writing = 0;
+    let mut last_walsender: Option<i32> = None;
     while !writer.is_finished() || stops < 3 {
         let follower = Command::new(env!("CARGO_BIN_EXE_pgtrail"))
             .args(["follow", "--format", "json", "--database-url", &url])
@@ -2800,6 +2801,24 @@ async fn a_follower_stopped_with_sigterm_mid_stream_loses_and_repeats_nothing() 
             .stderr(Stdio::piped())
             .spawn()
             .expect("pgtrail follow starts");
+        // Stopped once it streams (a new walsender holds the slot): a
+        // SIGTERM before the process has even reached its handlers would
+        // end it by the default action, which says nothing of the follower.
+        for _ in 0..600 {
+            let walsender: Option<i32> = client
+                .query_one(
+                    "SELECT active_pid FROM pg_replication_slots WHERE slot_name = pgtrail.wal_slot()",
+                    &[],
+                )
+                .await
+                .expect("the slot reads")
+                .get(0);
+            if walsender.is_some() && walsender != last_walsender {
+                last_walsender = walsender;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         tokio::time::sleep(Duration::from_millis(300 + 150 * (stops % 4))).await;
         if stops == 0 {
             // The first stop comes while the application, paused halfway,

@@ -24,6 +24,9 @@ pub struct Args {
 }
 
 pub async fn run(common: &Common, args: Args) -> Result<ExitCode> {
+    // First: a SIGTERM while connecting stops the follower as cleanly as
+    // one while it streams.
+    let shutdown = shutdown();
     // The sink's URL is checked before anything is read or connected.
     let sink_target = match &args.sink {
         Some(url) => Some(pgtrail::nats::Target::parse(url, Some(&args.stream))?),
@@ -55,7 +58,7 @@ pub async fn run(common: &Common, args: Args) -> Result<ExitCode> {
         ..FollowOptions::default()
     };
     let sink_ref = sink.as_mut().map(|s| s as &mut dyn pgtrail::follow::Sink);
-    let report = match pgtrail::follow::run_with(&mut client, &options, sink_ref, shutdown()).await {
+    let report = match pgtrail::follow::run_with(&mut client, &options, sink_ref, shutdown).await {
         Ok(report) => report,
         Err(FollowError::Busy) => {
             output::say(output::BAD, &FollowError::Busy.to_string());
@@ -91,7 +94,8 @@ pub async fn run(common: &Common, args: Args) -> Result<ExitCode> {
 }
 
 /// Resolves on SIGTERM or SIGINT: the follower finishes its batch and
-/// stops. The handlers are installed now, before the follower starts.
+/// stops. The handlers are installed now, when it is called (first thing
+/// in [`run`]), not when it is first polled.
 fn shutdown() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let signals = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
