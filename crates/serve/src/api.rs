@@ -587,9 +587,10 @@ pub(crate) struct TransactionPage {
 /// the previous page's `next`) and `limit` ask for; not found when the
 /// transaction has no recorded change.
 ///
-/// The page's ids are picked from `pgtrail.change` alone (its txid index,
-/// a top-N of the ids) and only they are read through `pgtrail.changes`,
-/// so a page costs its own rows' joins, not the whole transaction's.
+/// The page's ids are picked from `pgtrail.change` alone, within the
+/// transaction's span of ids, and only they are read through
+/// `pgtrail.changes`, so a page costs its own rows' joins, not the whole
+/// transaction's.
 pub(crate) async fn transaction_page(
     client: &Client,
     txid: i64,
@@ -597,13 +598,16 @@ pub(crate) async fn transaction_page(
 ) -> Result<TransactionPage, ApiError> {
     let limit = page_limit(params)?;
     let after = params.integer("after")?.unwrap_or(0);
-    let total: i64 = client
+    // The count, and the span of the transaction's ids: bounds that keep
+    // a plan walking the id index from straying outside the transaction.
+    let counted = client
         .query_one(
-            "SELECT count(*) FROM pgtrail.change AS c WHERE c.txid = $1::bigint",
+            "SELECT count(*), coalesce(min(c.id), 0), coalesce(max(c.id), 0)
+             FROM pgtrail.change AS c WHERE c.txid = $1::bigint",
             &[&txid],
         )
-        .await?
-        .get(0);
+        .await?;
+    let (total, first, last): (i64, i64, i64) = (counted.get(0), counted.get(1), counted.get(2));
     if total == 0 {
         return Err(ApiError::not_found(format!(
             "no recorded changes in transaction {txid}"
@@ -613,11 +617,16 @@ pub(crate) async fn transaction_page(
         client,
         "SELECT to_jsonb(v) FROM pgtrail.changes AS v
          WHERE v.id = ANY (ARRAY(SELECT c.id FROM pgtrail.change AS c
-                                 WHERE c.txid = $1::bigint AND c.id > $2::bigint
-                                 ORDER BY c.id LIMIT $3::bigint))
+                                 WHERE c.txid = $1::bigint AND c.id >= $2::bigint AND c.id <= $3::bigint
+                                 ORDER BY c.id LIMIT $4::bigint))
          ORDER BY v.id",
-        // One more than the page, to know whether there is a next one.
-        &[Box::new(txid), Box::new(after), Box::new(limit + 1)],
+        &[
+            Box::new(txid),
+            Box::new(after.saturating_add(1).max(first)),
+            Box::new(last),
+            // One more than the page, to know whether there is a next one.
+            Box::new(limit + 1),
+        ],
     )
     .await?;
     let next = if changes.len() as i64 > limit {
