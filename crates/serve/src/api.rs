@@ -234,6 +234,18 @@ pub(crate) const CHANGE_FILTERS: [&str; 15] = [
     "format",
 ];
 
+/// A page's size: `limit`, 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when not given.
+pub(crate) fn page_limit(params: &Params) -> Result<i64, ApiError> {
+    let limit = params.integer("limit")?.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(
+            ApiError::bad_request(format!("`limit` must be between 1 and {MAX_LIMIT}, not {limit}"))
+                .with_help("follow `next` for more"),
+        );
+    }
+    Ok(limit)
+}
+
 /// One page of changes, newest first, and the cursor of the next page.
 pub(crate) struct Page {
     pub(crate) changes: Vec<Value>,
@@ -242,13 +254,7 @@ pub(crate) struct Page {
 
 pub(crate) async fn find_changes(client: &Client, params: &Params) -> Result<Page, ApiError> {
     params.only(&CHANGE_FILTERS)?;
-    let limit = params.integer("limit")?.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(
-            ApiError::bad_request(format!("`limit` must be between 1 and {MAX_LIMIT}, not {limit}"))
-                .with_help("follow `next` for more"),
-        );
-    }
+    let limit = page_limit(params)?;
     let mut filter = LogFilter {
         actor: params.get("actor").map(str::to_string),
         actor_type: params.get("actor_type").map(str::to_string),
@@ -565,13 +571,74 @@ async fn table_as_of(
 
 // ---- a transaction ----
 
-pub(crate) async fn transaction_changes(client: &Client, txid: i64) -> Result<Vec<Value>, ApiError> {
-    query_json(
+/// The parameters of a transaction's page (API and HTML).
+pub(crate) const TRANSACTION_PARAMS: [&str; 3] = ["after", "limit", "format"];
+
+/// One page of a transaction's changes, in id order, the cursor of the
+/// next page (the last id shown) and how many changes the transaction has
+/// in all.
+pub(crate) struct TransactionPage {
+    pub(crate) changes: Vec<Value>,
+    pub(crate) next: Option<String>,
+    pub(crate) total: i64,
+}
+
+/// The page of transaction `txid`'s changes that `after` (a change id,
+/// the previous page's `next`) and `limit` ask for; not found when the
+/// transaction has no recorded change.
+///
+/// The page's ids are picked from `pgtrail.change` alone, within the
+/// transaction's span of ids, and only they are read through
+/// `pgtrail.changes`, so a page costs its own rows' joins, not the whole
+/// transaction's.
+pub(crate) async fn transaction_page(
+    client: &Client,
+    txid: i64,
+    params: &Params,
+) -> Result<TransactionPage, ApiError> {
+    let limit = page_limit(params)?;
+    let after = params.integer("after")?.unwrap_or(0);
+    // The count, and the span of the transaction's ids: bounds that keep
+    // a plan walking the id index from straying outside the transaction.
+    let counted = client
+        .query_one(
+            "SELECT count(*), coalesce(min(c.id), 0), coalesce(max(c.id), 0)
+             FROM pgtrail.change AS c WHERE c.txid = $1::bigint",
+            &[&txid],
+        )
+        .await?;
+    let (total, first, last): (i64, i64, i64) = (counted.get(0), counted.get(1), counted.get(2));
+    if total == 0 {
+        return Err(ApiError::not_found(format!(
+            "no recorded changes in transaction {txid}"
+        )));
+    }
+    let mut changes = query_json(
         client,
-        "SELECT to_jsonb(c) FROM pgtrail.changes AS c WHERE c.txid = $1::bigint ORDER BY c.id",
-        &[Box::new(txid)],
+        "SELECT to_jsonb(v) FROM pgtrail.changes AS v
+         WHERE v.id = ANY (ARRAY(SELECT c.id FROM pgtrail.change AS c
+                                 WHERE c.txid = $1::bigint AND c.id >= $2::bigint AND c.id <= $3::bigint
+                                 ORDER BY c.id LIMIT $4::bigint))
+         ORDER BY v.id",
+        &[
+            Box::new(txid),
+            Box::new(after.saturating_add(1).max(first)),
+            Box::new(last),
+            // One more than the page, to know whether there is a next one.
+            Box::new(limit + 1),
+        ],
     )
-    .await
+    .await?;
+    let next = if changes.len() as i64 > limit {
+        changes.truncate(limit as usize);
+        changes
+            .last()
+            .and_then(|c| c["id"].as_i64())
+            .map(|id| id.to_string())
+    } else {
+        None
+    };
+    Ok(TransactionPage { changes, next, total })
 }
 
 async fn transaction(
@@ -580,23 +647,35 @@ async fn transaction(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
-    params.only(&["format"])?;
+    params.only(&TRANSACTION_PARAMS)?;
     let format = format_of(&params)?;
     let txid: i64 = txid
         .parse()
         .map_err(|_| ApiError::bad_request(format!("a transaction id is a whole number, not `{txid}`")))?;
     let client = state.pool.get().await?;
-    let rows = transaction_changes(&client, txid).await?;
-    if rows.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "no recorded changes in transaction {txid}"
-        )));
-    }
+    let page = transaction_page(&client, txid, &params).await?;
     if format == Format::Csv {
-        return csv_response(&format!("transaction-{txid}"), &CHANGE_COLUMNS, &rows);
+        let mut response = csv_response(&format!("transaction-{txid}"), &CHANGE_COLUMNS, &page.changes)?;
+        // (CSV has no room for `next`: the next page is a Link header.)
+        if let Some(next) = &page.next {
+            let limit = page_limit(&params)?;
+            let link =
+                format!("</api/v1/transactions/{txid}?format=csv&limit={limit}&after={next}>; rel=\"next\"");
+            if let Ok(value) = HeaderValue::from_str(&link) {
+                response.headers_mut().insert(header::LINK, value);
+            }
+        }
+        return Ok(response);
     }
-    let seals = seals_of(&client, &rows).await?;
-    Ok(Json(json!({"txid": txid, "changes": rows, "seals": seals})).into_response())
+    let seals = seals_of(&client, &page.changes).await?;
+    Ok(Json(json!({
+        "txid": txid,
+        "change_count": page.total,
+        "changes": page.changes,
+        "next": page.next,
+        "seals": seals,
+    }))
+    .into_response())
 }
 
 // ---- the activity report ----

@@ -148,12 +148,14 @@ pub fn document() -> Value {
     paths.insert(
         "/api/v1/transactions/{txid}".into(),
         operation(
-            "Everything one transaction did, and the seals that hold it",
+            "What one transaction did, in the order it was done, one page at a time (keyset pagination), and the seals that hold it",
             vec![
                 path("txid", "the transaction id (txid of pgtrail.changes)"),
+                query("after", "the `next` of the previous page"),
+                query("limit", "changes per page, 1 to 500 (default 50)"),
                 format_param(),
             ],
-            "`{\"txid\", \"changes\": [change], \"seals\": {...}}`",
+            "`{\"txid\", \"change_count\": all the transaction's changes, \"changes\": [change] (by id), \"next\": cursor or null, \"seals\": {...}}`; as CSV the next page is a `Link: <...>; rel=\"next\"` header",
         ),
     );
     paths.insert(

@@ -603,65 +603,93 @@ async fn blame_page(state: Shared, table: String, raw: Option<String>) -> Result
     ))
 }
 
-async fn transaction(State(state): State<Shared>, Path(txid): Path<String>) -> Response {
-    match transaction_page(state, txid).await {
+async fn transaction(
+    State(state): State<Shared>,
+    Path(txid): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    match transaction_page(state, txid, raw).await {
         Ok(response) => response,
         Err(error) => page_error(error),
     }
 }
 
-async fn transaction_page(state: Shared, txid: String) -> Result<Response, ApiError> {
+async fn transaction_page(state: Shared, txid: String, raw: Option<String>) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref())?;
+    params.only(&["after", "limit"])?;
     let txid: i64 = txid
         .parse()
         .map_err(|_| ApiError::bad_request(format!("a transaction id is a whole number, not `{txid}`")))?;
     let client = state.pool.get().await?;
-    let rows = api::transaction_changes(&client, txid).await?;
-    let Some(first) = rows.first() else {
-        return Err(ApiError::not_found(format!(
-            "no recorded changes in transaction {txid}"
-        )));
+    let page_of = api::transaction_page(&client, txid, &params).await?;
+    let rows = &page_of.changes;
+    let total = page_of.total;
+    let whole = rows.len() as i64 == total;
+    let mut body = match rows.first() {
+        Some(first) => format!(
+            "<p>{} change(s) at <time>{}</time> as database user {}{}.</p>",
+            total,
+            escape(&time_text(&first["changed_at"])),
+            escape(&cell(&first["db_user"])),
+            first["application_name"]
+                .as_str()
+                .filter(|a| !a.is_empty())
+                .map(|a| format!(" via {}", escape(a)))
+                .unwrap_or_default()
+        ),
+        None => format!("<p>{total} change(s).</p>"),
     };
+    if !whole {
+        let _ = write!(
+            body,
+            "<p>This page shows {} of them, in the order they were made.</p>",
+            rows.len()
+        );
+    }
     let ids: Vec<i64> = rows.iter().filter_map(|r| r["id"].as_i64()).collect();
-    let seals = api::seals_of(&client, &rows).await?;
+    let seals = api::seals_of(&client, rows).await?;
     let sealed = ids
         .iter()
         .filter(|id| seals.get(id.to_string()).is_some())
         .count();
-    let mut body = format!(
-        "<p>{} change(s) at <time>{}</time> as database user {}{}.</p>",
-        rows.len(),
-        escape(&time_text(&first["changed_at"])),
-        escape(&cell(&first["db_user"])),
-        first["application_name"]
-            .as_str()
-            .filter(|a| !a.is_empty())
-            .map(|a| format!(" via {}", escape(a)))
-            .unwrap_or_default()
-    );
-    if sealed == ids.len() {
+    // (A seal holds whole transactions: a page sealed is the whole of it.)
+    if !ids.is_empty() && sealed == ids.len() {
         let _ = write!(
             body,
-            "<p class=\"sealed\">Sealed: all {} change(s) are in a seal.</p>",
-            ids.len()
+            "<p class=\"sealed\">Sealed: all {total} change(s) are in a seal.</p>"
         );
-    } else {
+    } else if !ids.is_empty() {
         let _ = write!(
             body,
-            "<p class=\"unsealed\">{} of {} change(s) sealed; the rest are not sealed yet.</p>",
+            "<p class=\"unsealed\">{} of {} change(s){} sealed; the rest are not sealed yet.</p>",
             sealed,
-            ids.len()
+            ids.len(),
+            if whole { "" } else { " on this page" }
         );
     }
-    body.push_str(&exports(&format!("/api/v1/transactions/{txid}"), ""));
+    let limit = params.get("limit").map(|l| format!("limit={}", enc(l)));
+    body.push_str(&exports(
+        &format!("/api/v1/transactions/{txid}"),
+        limit.as_deref().unwrap_or(""),
+    ));
     let _ = write!(
         body,
         "<p><a href=\"/revert?tx={txid}\">Plan a revert of this transaction</a></p>"
     );
-    for row in &rows {
+    for row in rows {
         body.push_str("<article class=\"change\">");
         body.push_str(&change_heading(row, true, &seals));
         body.push_str(&diff_table(row));
         body.push_str("</article>");
+    }
+    if let Some(next) = &page_of.next {
+        let limit = limit.map(|l| format!("{l}&")).unwrap_or_default();
+        let _ = write!(
+            body,
+            "<p><a rel=\"next\" href=\"/tx/{txid}?{}after={}\">Next changes of this transaction →</a></p>",
+            escape(&limit),
+            escape(&enc(next))
+        );
     }
     Ok(page(&format!("Transaction {txid}"), &body))
 }

@@ -595,6 +595,142 @@ async fn pagination_gives_every_change_exactly_once_while_the_application_writes
     }
 }
 
+#[tokio::test]
+async fn a_large_transaction_comes_back_page_by_page_each_change_once_in_order() {
+    let db = shop().await;
+    // A batch of 1,200 changes in one transaction, on two tables, while
+    // another transaction writes in between (its ids are not this one's).
+    let other = db.connect().await;
+    db.client
+        .batch_execute(
+            "BEGIN;
+             INSERT INTO orders (user_id, status, total) SELECT g % 2 + 1, 'open', g FROM generate_series(1, 700) g;",
+        )
+        .await
+        .unwrap();
+    other
+        .batch_execute("INSERT INTO orders (user_id, status, total) VALUES (1, 'open', 9999)")
+        .await
+        .unwrap();
+    db.client
+        .batch_execute(
+            "UPDATE orders SET status = 'paid' WHERE total BETWEEN 1 AND 498 AND status = 'open' AND id > 2;
+             INSERT INTO users SELECT g, 'u' || g || '@example.com', NULL FROM generate_series(100, 101) g;
+             COMMIT;",
+        )
+        .await
+        .unwrap();
+    let txid: i64 = db
+        .client
+        .query_one(
+            "SELECT txid FROM pgtrail.changes WHERE table_name = 'users' AND pk = '{\"id\": 100}'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let expected: Vec<i64> = db
+        .client
+        .query(
+            "SELECT id FROM pgtrail.changes WHERE txid = $1 ORDER BY id",
+            &[&txid],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(expected.len(), 1200);
+    let server = start(&db, false).await;
+
+    for limit in [None, Some(500), Some(7)] {
+        let base = format!("/api/v1/transactions/{txid}?");
+        let limit_param = limit.map(|l| format!("limit={l}&")).unwrap_or_default();
+        let mut path = format!("{base}{limit_param}");
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let page = get(server.addr, &path, READER).await;
+            assert_eq!(page.status, 200, "{path}: {}", page.body);
+            let page = page.json();
+            assert_eq!(page["txid"], txid);
+            assert_eq!(page["change_count"], 1200, "{path}");
+            let changes = page["changes"].as_array().unwrap();
+            assert!(changes.len() <= limit.unwrap_or(50) as usize);
+            assert!(changes.iter().all(|c| c["txid"] == txid));
+            seen.extend(changes.iter().map(|c| c["id"].as_i64().unwrap()));
+            pages += 1;
+            match page["next"].as_str() {
+                Some(next) => path = format!("{base}{limit_param}after={next}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "limit {limit:?}: every change once, in id order");
+        assert_eq!(
+            pages,
+            1200_usize.div_ceil(limit.unwrap_or(50) as usize),
+            "limit {limit:?}"
+        );
+    }
+
+    // CSV pages the same way; the next page is a Link header.
+    let csv = get(
+        server.addr,
+        &format!("/api/v1/transactions/{txid}?format=csv&limit=500"),
+        READER,
+    )
+    .await;
+    assert_eq!(csv.status, 200, "{}", csv.body);
+    assert_eq!(csv.body.lines().count(), 501);
+    let link = csv.header("link").expect("a Link header to the next page");
+    assert_eq!(
+        link,
+        format!(
+            "</api/v1/transactions/{txid}?format=csv&limit=500&after={}>; rel=\"next\"",
+            expected[499]
+        )
+    );
+    let last = get(
+        server.addr,
+        &format!(
+            "/api/v1/transactions/{txid}?format=csv&limit=500&after={}",
+            expected[999]
+        ),
+        READER,
+    )
+    .await;
+    assert_eq!(last.body.lines().count(), 201);
+    assert_eq!(last.header("link"), None);
+
+    // Too large a page is refused, as for the timeline.
+    let refused = get(
+        server.addr,
+        &format!("/api/v1/transactions/{txid}?limit=501"),
+        READER,
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("between 1 and 500"), "{}", refused.body);
+
+    // The page: the count of all, one page of changes, a link to the next.
+    let mut path = format!("/tx/{txid}?limit=500");
+    let mut articles = 0;
+    let mut pages = 0;
+    loop {
+        let page = get(server.addr, &path, READER).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        assert!(page.body.contains("<p>1200 change(s) at"), "{}", page.body);
+        articles += page.body.matches("<article class=\"change\">").count();
+        pages += 1;
+        let Some((_, rest)) = page.body.split_once("<a rel=\"next\" href=\"") else {
+            break;
+        };
+        path = rest.split_once('"').unwrap().0.replace("&amp;", "&");
+        assert!(pages < 5, "the pages do not end");
+    }
+    assert_eq!((pages, articles), (3, 1200));
+}
+
 /// Every page of `/api/v1/changes` (as `limit`, `after` and `filter` make
 /// them) read to the end, as ids.
 async fn all_pages(addr: SocketAddr, filter: &str, limit: i64) -> Vec<i64> {
