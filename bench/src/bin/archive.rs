@@ -87,25 +87,10 @@ async fn main() -> Result<()> {
     pgtrail::plan::apply(&mut client, &config).await?;
 
     let started = Instant::now();
-    let mut written = 0;
-    let mut next_id = 0i64;
-    while written < args.changes {
-        let n = (args.changes - written).min(1000);
-        client
-            .batch_execute(&format!(
-                "BEGIN; SELECT pgtrail.set_context(actor_id => 'clerk{}', reason => 'bench', extra => '{{\"request_id\": \"r{next_id}\"}}');
-                 INSERT INTO orders SELECT g, 'new', 'customer ' || g, g % 1000 FROM generate_series({}, {}) AS g;
-                 COMMIT;",
-                next_id % 17,
-                next_id + 1,
-                next_id + n
-            ))
-            .await?;
-        next_id += n;
-        written += n;
-    }
+    write_orders(&client, 0, args.changes).await?;
     println!(
-        "wrote {written} changes in {:.1}s",
+        "wrote {} changes in {:.1}s",
+        args.changes,
         started.elapsed().as_secs_f64()
     );
     std::fs::write(&clock, "+0d\n")?;
@@ -261,21 +246,8 @@ async fn during_maintain(args: &Args) -> Result<()> {
         std::fs::write(&clock, format!("-{}d\n", days_ago(r)))?;
         pgtrail::archive::partitions::premake(&client, &config.retention).await?;
         let started = Instant::now();
-        let until = next_id + args.changes;
-        while next_id < until {
-            let n = (until - next_id).min(1000);
-            client
-                .batch_execute(&format!(
-                    "BEGIN; SELECT pgtrail.set_context(actor_id => 'clerk{}', reason => 'bench', extra => '{{\"request_id\": \"r{next_id}\"}}');
-                     INSERT INTO orders SELECT g, 'new', 'customer ' || g, g % 1000 FROM generate_series({}, {}) AS g;
-                     COMMIT;",
-                    next_id % 17,
-                    next_id + 1,
-                    next_id + n
-                ))
-                .await?;
-            next_id += n;
-        }
+        write_orders(&client, next_id, args.changes).await?;
+        next_id += args.changes;
         println!(
             "wrote {} changes {} days ago in {:.1}s",
             args.changes,
@@ -493,6 +465,27 @@ async fn shop_under_faketime(
         )
         .await?;
     Ok((clock_dir, clock, cluster, client))
+}
+
+/// Inserts orders `first + 1` ..= `first + count`, in transactions of 1,000
+/// under a clerk's context (one change each).
+async fn write_orders(client: &tokio_postgres::Client, first: i64, count: i64) -> Result<()> {
+    let mut next_id = first;
+    while next_id < first + count {
+        let n = (first + count - next_id).min(1000);
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT pgtrail.set_context(actor_id => 'clerk{}', reason => 'bench', extra => '{{\"request_id\": \"r{next_id}\"}}');
+                 INSERT INTO orders SELECT g, 'new', 'customer ' || g, g % 1000 FROM generate_series({}, {}) AS g;
+                 COMMIT;",
+                next_id % 17,
+                next_id + 1,
+                next_id + n
+            ))
+            .await?;
+        next_id += n;
+    }
+    Ok(())
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf> {
