@@ -206,9 +206,13 @@ BEGIN
                 USING ERRCODE = '22023', HINT = 'E.g. {"txids": [48211, 48212]} (the txid column of pgtrail.changes).';
         END IF;
         SELECT array_agg((e #>> '{}')::bigint) INTO v_txids FROM jsonb_array_elements(p_selector -> 'txids') AS e;
+        -- (Transaction by transaction, by the txid index: with "= ANY" of
+        -- many txids the planner estimates rows per txid from the trail's
+        -- largest transactions and reads the whole trail instead.)
         INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
         SELECT c.id, c.changed_at, NULL, c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
-        FROM pgtrail.change AS c WHERE c.txid = ANY (v_txids);
+        FROM (SELECT DISTINCT x.txid FROM unnest(v_txids) AS x(txid) ORDER BY x.txid) AS x
+        CROSS JOIN LATERAL (SELECT c.* FROM pgtrail.change AS c WHERE c.txid = x.txid OFFSET 0) AS c;
     WHEN 'table' THEN
         t := pgtrail._revert_table(p_selector ->> 'table', '"table"');
         IF jsonb_typeof(p_selector -> 'pk') IS DISTINCT FROM 'object' THEN
@@ -402,6 +406,33 @@ BEGIN
 END
 $fn$;
 
+-- Empties the working tables given that hold rows. (TRUNCATE makes new
+-- files for a table, a few milliseconds each; a plan's tables are mostly
+-- empty already, created in its transaction or emptied by a step before.)
+CREATE OR REPLACE FUNCTION pgtrail._revert_clear(VARIADIC p_tables text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_full  text[] := '{}';
+    v_table text;
+    v_rows  boolean;
+BEGIN
+    -- (Names, not regclass: a plan's tables are made again in each
+    -- transaction, and a cached call must not hold the OIDs of the last.)
+    FOREACH v_table IN ARRAY p_tables LOOP
+        EXECUTE format('SELECT EXISTS (SELECT FROM pg_temp.%I)', v_table) INTO v_rows;
+        IF v_rows THEN
+            v_full := v_full || format('pg_temp.%I', v_table);
+        END IF;
+    END LOOP;
+    IF cardinality(v_full) > 0 THEN
+        EXECUTE 'TRUNCATE ' || array_to_string(v_full, ', ');
+    END IF;
+END
+$fn$;
+
 -- The working tables of one plan, empty (created on first use, dropped at commit).
 CREATE OR REPLACE FUNCTION pgtrail._revert_scratch()
 RETURNS void
@@ -457,9 +488,9 @@ BEGIN
         CREATE TEMP TABLE pgtrail_revert_log (
             kind text, table_id integer, key jsonb, change_ids bigint[], conflict jsonb) ON COMMIT DROP;
     END IF;
-    TRUNCATE pg_temp.pgtrail_revert_sel, pg_temp.pgtrail_revert_skipkey, pg_temp.pgtrail_revert_change, pg_temp.pgtrail_revert_cell,
-             pg_temp.pgtrail_revert_chain, pg_temp.pgtrail_revert_touch, pg_temp.pgtrail_revert_conflict,
-             pg_temp.pgtrail_revert_log;
+    PERFORM pgtrail._revert_clear('pgtrail_revert_sel', 'pgtrail_revert_skipkey', 'pgtrail_revert_change',
+                                  'pgtrail_revert_cell', 'pgtrail_revert_chain', 'pgtrail_revert_touch',
+                                  'pgtrail_revert_conflict', 'pgtrail_revert_log');
 END
 $fn$;
 
@@ -481,8 +512,8 @@ DECLARE
     v_moved boolean;
     v_single boolean;
 BEGIN
-    TRUNCATE pg_temp.pgtrail_revert_change, pg_temp.pgtrail_revert_cell, pg_temp.pgtrail_revert_chain,
-             pg_temp.pgtrail_revert_touch, pg_temp.pgtrail_revert_conflict;
+    PERFORM pgtrail._revert_clear('pgtrail_revert_change', 'pgtrail_revert_cell', 'pgtrail_revert_chain',
+                                  'pgtrail_revert_touch', 'pgtrail_revert_conflict');
 
     -- The fast path, for the common case: no TRUNCATE, no key change, only
     -- keyed tables that can be written, and every row changed once. Each row
@@ -507,15 +538,18 @@ BEGIN
                     CASE WHEN c.old_values ?& c.cols AND (c.old_values - c.cols) = '{}' THEN c.old_values
                          ELSE (SELECT jsonb_object_agg(u.col, c.old_values -> u.col) FROM unnest(c.cols) AS u(col)) END
                END,
+               -- (An UPDATE without changed_fields: its columns are its new
+               -- values' keys, so those values are the row's, as they are.)
                CASE WHEN c.op = 'I' THEN CASE WHEN c.new_values <> '{}' THEN c.new_values END
                     WHEN c.op = 'U' AND cardinality(c.cols) > 0 THEN
-                    CASE WHEN c.new_values ?& c.cols AND (c.new_values - c.cols) = '{}' THEN c.new_values
+                    CASE WHEN c.own OR (c.new_values ?& c.cols AND (c.new_values - c.cols) = '{}') THEN c.new_values
                          ELSE (SELECT jsonb_object_agg(u.col, c.new_values -> u.col) FROM unnest(c.cols) AS u(col)) END
                END,
                NULL, ARRAY[c.id], true, count(*) OVER k, c.at, c.cols
         -- (OFFSET 0: each row's columns listed once, not once per use.)
         FROM (SELECT s.id, s.at, s.table_id, s.op, s.pk, s.old_values, s.new_values,
-                     CASE WHEN s.op = 'U' THEN coalesce(s.changed_fields, ARRAY(SELECT jsonb_object_keys(s.new_values))) END AS cols
+                     CASE WHEN s.op = 'U' THEN coalesce(s.changed_fields, ARRAY(SELECT jsonb_object_keys(s.new_values))) END AS cols,
+                     s.changed_fields IS NULL AS own
               FROM pg_temp.pgtrail_revert_sel AS s OFFSET 0) AS c
         WINDOW k AS (PARTITION BY c.table_id, c.pk::text COLLATE "C"),
                w AS (ORDER BY c.table_id, c.pk::text COLLATE "C");
@@ -530,7 +564,7 @@ BEGIN
     IF to_regclass('pg_temp.pgtrail_revert_moved') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_moved (table_id integer, k jsonb, PRIMARY KEY (table_id, k)) ON COMMIT DROP;
     END IF;
-    TRUNCATE pg_temp.pgtrail_revert_moved;
+    PERFORM pgtrail._revert_clear('pgtrail_revert_moved');
     INSERT INTO pg_temp.pgtrail_revert_moved
     SELECT DISTINCT c.table_id, d.k
     FROM pg_temp.pgtrail_revert_sel AS c
@@ -776,13 +810,13 @@ BEGIN
             id bigint, txid bigint, ctx smallint, table_id integer, op "char", at timestamptz,
             pk jsonb, old_pk jsonb, cols text[]) ON COMMIT DROP;
     END IF;
-    TRUNCATE pg_temp.pgtrail_revert_later;
+    PERFORM pgtrail._revert_clear('pgtrail_revert_later');
     -- The touched keys of the active rows, each with the first moment the
     -- selection touched it.
     IF to_regclass('pg_temp.pgtrail_revert_key') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_key (table_id integer, key jsonb, h bigint, since timestamptz) ON COMMIT DROP;
     END IF;
-    TRUNCATE pg_temp.pgtrail_revert_key;
+    PERFORM pgtrail._revert_clear('pgtrail_revert_key');
     -- (The keys of the cells the selection touched, see below, read from
     -- the changes: the cells themselves are only needed when later changes
     -- are there, which a bulk revert mostly does not have.)
@@ -1205,7 +1239,7 @@ BEGIN
             chain bigint, ex_final boolean, moved boolean, k_origin jsonb, k_final jsonb,
             cols text[], s jsonb, e jsonb, lost_cols text[], whys text[], ids bigint[]) ON COMMIT DROP;
     END IF;
-    TRUNCATE pg_temp.pgtrail_revert_stmt, pg_temp.pgtrail_revert_lost;
+    PERFORM pgtrail._revert_clear('pgtrail_revert_stmt', 'pgtrail_revert_lost');
 
     FOR t IN SELECT a.* FROM pgtrail.audited_table AS a
              WHERE a.id IN (SELECT k.table_id FROM pg_temp.pgtrail_revert_chain AS k WHERE k.active)
@@ -1315,7 +1349,7 @@ BEGIN
         -- column UPDATE cannot set: their values are their old values (but
         -- the key, unless it moved), with jsonb operators only. The others
         -- go column by column.
-        TRUNCATE pg_temp.pgtrail_revert_back;
+        PERFORM pgtrail._revert_clear('pgtrail_revert_back');
         INSERT INTO pg_temp.pgtrail_revert_back
         WITH k AS MATERIALIZED (
             SELECT k.chain, k.ex_final, k.k_origin, k.k_final, k.origin, k.expect, k.change_ids,
@@ -1393,10 +1427,15 @@ BEGIN
                              -- (The fast path's rows, as pgtrail_revert_back
                              -- would have them.)
                              SELECT false, d.cols::text COLLATE "C", d.chain, d.k_final, d.s, d.e, d.change_ids
-                             FROM (SELECT k.chain, k.k_final, k.change_ids, f.s, k.expect - t.key_columns AS e,
+                             -- (Key columns removed only from a row that
+                             -- has them: jsonb's "-" copies the object even
+                             -- when it removes nothing.)
+                             FROM (SELECT k.chain, k.k_final, k.change_ids, f.s,
+                                          CASE WHEN k.expect ?| t.key_columns THEN k.expect - t.key_columns ELSE k.expect END AS e,
                                           nullif(ARRAY(SELECT jsonb_object_keys(f.s)), '{}') AS cols
                                    FROM pg_temp.pgtrail_revert_chain AS k
-                                   CROSS JOIN LATERAL (SELECT k.origin - t.key_columns AS s OFFSET 0) AS f
+                                   CROSS JOIN LATERAL (SELECT CASE WHEN k.origin ?| t.key_columns THEN k.origin - t.key_columns
+                                                                   ELSE k.origin END AS s OFFSET 0) AS f
                                    WHERE v_clean AND k.table_id = t.id AND k.at IS NOT NULL AND k.active
                                      AND k.ex_origin AND k.ex_final
                                      AND cardinality(k.cols) > 0 AND k.cols <@ v_writable AND NOT k.cols && v_always
@@ -1505,7 +1544,7 @@ BEGIN
     IF to_regclass('pg_temp.pgtrail_revert_edge') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_edge (a integer, b integer) ON COMMIT DROP;
     END IF;
-    TRUNCATE pg_temp.pgtrail_revert_edge;
+    PERFORM pgtrail._revert_clear('pgtrail_revert_edge');
     -- One table: keys freed before they are taken again.
     INSERT INTO pg_temp.pgtrail_revert_edge
     SELECT x.grp, y.grp
@@ -1815,6 +1854,8 @@ DECLARE
     v_try      integer;
     v_detail   text;
     v_data     jsonb;
+    v_changes  bigint;
+    v_txids    jsonb;
     s          record;
     b          record;
 BEGIN
@@ -1874,19 +1915,28 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         v_extra := NULL;
     END;
+    -- How many changes the plan undoes, and their transactions. (The plan's
+    -- changes are those of pg_temp.pgtrail_revert_sel, the plan's own copy:
+    -- no probe of every partition of the trail per id. When the plan undoes
+    -- every selected change, as it mostly does, their transactions are the
+    -- selection's, read without matching the ids. Else the ids are matched:
+    -- "+ 0" keeps the planner off the selection's key index, which it picks
+    -- when it takes the ids of a statement's array for a handful.)
+    SELECT count(DISTINCT i) INTO v_changes FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
+    WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST');
+    IF v_changes = (SELECT count(*) FROM pg_temp.pgtrail_revert_sel) THEN
+        SELECT jsonb_agg(DISTINCT c.txid) INTO v_txids FROM pg_temp.pgtrail_revert_sel AS c;
+    ELSE
+        SELECT jsonb_agg(DISTINCT c.txid) INTO v_txids
+        FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
+              WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')) AS d
+        JOIN pg_temp.pgtrail_revert_sel AS c ON c.id + 0 = d.i;
+    END IF;
     v_extra := coalesce(v_extra, '{}') || jsonb_build_object('revert', jsonb_strip_nulls(jsonb_build_object(
         'selector', selector - ARRAY['max_rows', 'batch_rows', 'lock_timeout'],
         'on_conflict', on_conflict,
-        'changes', (SELECT count(DISTINCT i) FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
-                    WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')),
-        -- (The plan's changes are those of pg_temp.pgtrail_revert_sel,
-        -- the plan's own copy: no probe of every partition of the trail per
-        -- id. "+ 0": nor of its key index per id, which the planner picks
-        -- when it takes the ids of a statement's array for a handful.)
-        'transactions', (SELECT jsonb_agg(DISTINCT c.txid)
-                         FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
-                               WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')) AS d
-                         JOIN pg_temp.pgtrail_revert_sel AS c ON c.id + 0 = d.i))));
+        'changes', v_changes,
+        'transactions', v_txids)));
     PERFORM pgtrail.set_context(actor_id => v_actor ->> 'actor_id', actor_name => v_actor ->> 'actor_name',
                                 actor_type => v_actor ->> 'actor_type', reason => v_reason, extra => v_extra);
 

@@ -1068,3 +1068,59 @@ async fn rows_changed_once_are_planned_by_the_fast_path_as_by_the_general_one() 
         1
     );
 }
+
+#[tokio::test]
+async fn a_transaction_named_twice_is_reverted_once_and_the_revert_names_only_what_it_undid() {
+    let mut db = shop().await;
+    let first = tx(
+        &db.client,
+        "script",
+        "UPDATE customers SET email = 'one@broken.test' WHERE id = 1",
+    )
+    .await;
+    let second = tx(
+        &db.client,
+        "script",
+        "UPDATE customers SET email = 'two@broken.test' WHERE id = 2",
+    )
+    .await;
+    tx(
+        &db.client,
+        "support",
+        "UPDATE customers SET email = 'bob@new.example' WHERE id = 2",
+    )
+    .await;
+
+    // A script passing the same transaction twice gets each change once;
+    // the row changed since is left as it is.
+    let mut request = txids(&[first, second, first]);
+    request.policy = Policy::Skip;
+    let planned = plan(&db.client, &request).await.unwrap();
+    assert_eq!(planned.of(Operation::Skip).count(), 1);
+    assert_eq!(planned.change_ids().len(), 1, "{:?}", planned.change_ids());
+    revert(
+        &mut db.client,
+        &request,
+        "undo the script where nobody fixed it since",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        column::<Value>(
+            &db.client,
+            "SELECT to_jsonb(email) FROM customers WHERE id IN (1, 2) ORDER BY id"
+        )
+        .await,
+        vec![json!("ann@example.com"), json!("bob@new.example")]
+    );
+
+    // The revert's context names the one change and the one transaction it undid.
+    let history: Vec<Value> = column(
+        &db.client,
+        "SELECT to_jsonb(h) FROM pgtrail.history('customers', '{\"id\": 1}') AS h ORDER BY h.id",
+    )
+    .await;
+    let last = history.last().unwrap();
+    assert_eq!(last["context"]["revert"]["changes"], json!(1));
+    assert_eq!(last["context"]["revert"]["transactions"], json!([first]));
+}
