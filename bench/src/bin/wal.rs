@@ -13,7 +13,11 @@
 //!   per second, and CPU per change (its server backend plus this process,
 //!   where the decoding and batching run);
 //! - once, at the end: the lag from a commit to its rows in the trail
-//!   (p50, p99) under a steady TPC-B load at `--lag-rate` changes per second.
+//!   (p50, p99) under a steady load at `--lag-rate` changes per second:
+//!   TPC-B (4 changes a transaction), or with `--lag-rows N` transactions
+//!   of one `set_context` and one UPDATE of N rows (pgbench cannot offer
+//!   10,000 TPC-B transactions' changes a second on a small machine; at
+//!   10 rows it needs 1,000 transactions a second).
 //!
 //! The follower streams the slot (a replication connection). With
 //! `--follower-only`, only the follower is measured, its two ways of reading
@@ -26,6 +30,7 @@
 //!
 //! `cargo run --release -p pgtrail-bench --bin wal -- --rounds 5`
 //! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --rounds 3`
+//! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --lag-only --ways stream --lag-rows 10 --lag-rate 10000`
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -63,6 +68,15 @@ struct Args {
     /// Seconds of the lag measurement.
     #[arg(long, default_value_t = 20)]
     lag_seconds: u64,
+    /// Rows each transaction of the lag load changes: 0 for TPC-B (4
+    /// changes), otherwise one `set_context` and one UPDATE of that many
+    /// consecutive `pgbench_accounts` rows (pgbench offers --lag-rate
+    /// changes a second with a tenth of the transactions at 10).
+    #[arg(long, default_value_t = 0)]
+    lag_rows: u32,
+    /// With --follower-only: measure the lag only (no drains).
+    #[arg(long)]
+    lag_only: bool,
     /// Measure only the follower: streaming against SQL (peek, then advance).
     #[arg(long)]
     follower_only: bool,
@@ -197,6 +211,19 @@ fn tpcb_script(scale: u32, context: bool) -> String {
     )
 }
 
+/// The lag load at `--lag-rows`: one `set_context` and one UPDATE of `rows`
+/// consecutive accounts (in key order, so clients wait, never deadlock).
+fn rows_script(scale: u32, rows: u32) -> String {
+    format!(
+        "\\set aid random(1, {})\n\\set delta random(-5000, 5000)\n\
+         BEGIN;\nSELECT pgtrail.set_context(actor_id => 'bench', reason => 'lag');\n\
+         UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid BETWEEN :aid AND :aid + {};\n\
+         END;\n",
+        (100_000 * scale).saturating_sub(rows).max(1),
+        rows.saturating_sub(1)
+    )
+}
+
 fn update_script() -> String {
     format!("\\set id random(1, {ONE_ROWS})\nUPDATE one SET n = n + 1 WHERE id = :id;\n")
 }
@@ -300,6 +327,7 @@ impl Bench {
             ("tpcb.sql", tpcb_script(self.args.scale, false)),
             ("tpcb_ctx.sql", tpcb_script(self.args.scale, true)),
             ("update.sql", update_script()),
+            ("rows_ctx.sql", rows_script(self.args.scale, self.args.lag_rows)),
         ] {
             std::fs::write(self.script(name), text)?;
         }
@@ -558,7 +586,7 @@ impl Bench {
             round + 1,
             order.iter().map(|t| t.label()).collect::<Vec<_>>().join(", ")
         );
-        for &transport in &order {
+        for &transport in order.iter().filter(|_| !self.args.lag_only) {
             self.load().await?;
             let (changes, seconds, backend, walsender, process) = self.drain_split(transport).await?;
             let server = backend + walsender;
@@ -586,7 +614,7 @@ impl Bench {
             let label = transport.label();
             self.results.record("lag p50 ms", label, p50);
             self.results.record("lag p99 ms", label, p99);
-            self.results.record("lag: changes/s offered", label, offered);
+            self.results.record("lag: changes/s achieved", label, offered);
             self.client(Variant::Wal).batch_execute("CHECKPOINT").await?;
         }
         Ok(())
@@ -605,7 +633,7 @@ impl Bench {
             "changes/s on one core (1e6 / (server + process))",
             "lag p50 ms",
             "lag p99 ms",
-            "lag: changes/s offered",
+            "lag: changes/s achieved",
         ] {
             let values = |label: &str| {
                 let v = r.get(metric, label);
@@ -697,13 +725,18 @@ impl Bench {
         Ok(())
     }
 
-    /// Commit-to-trail lag under a steady TPC-B load (`--rate`), follower
+    /// Commit-to-trail lag under a steady load (`--lag-rate`), follower
     /// running: every 50 ms the WAL insert position is noted; the lag of a
-    /// note is the time until the follower's stored position passes it.
+    /// note is the time until the follower's stored position passes it
+    /// (after the load, until every note is passed, at most 120 s).
     async fn lag(&mut self, transport: Transport) -> Result<(f64, f64, f64, u64)> {
         self.drain(transport).await?;
-        let rate = (self.args.lag_rate / 4).max(1);
-        let path = self.script("tpcb_ctx.sql");
+        let (per_tx, script) = match self.args.lag_rows {
+            0 => (4, "tpcb_ctx.sql"),
+            rows => (rows, "rows_ctx.sql"),
+        };
+        let rate = (self.args.lag_rate / per_tx).max(1);
+        let path = self.script(script);
         let mut pgbench = self.tpcb_pgbench();
         pgbench
             .args([
@@ -722,7 +755,8 @@ impl Bench {
         let watcher = server::connect(&self.cluster, Variant::Wal.database()).await?;
         let mut pending: std::collections::VecDeque<(Instant, String)> = Default::default();
         let mut lags = Vec::new();
-        let started = Instant::now();
+        let mut ended: Option<Instant> = None;
+        let mut unpassed = 0;
         let mut last_note = Instant::now() - Duration::from_secs(1);
         while !load.is_finished() || !pending.is_empty() {
             if !load.is_finished() && last_note.elapsed() >= Duration::from_millis(50) {
@@ -753,10 +787,29 @@ impl Bench {
                     pending.pop_front();
                 }
             }
-            // Once the load ends, the WAL past the last commit is not a
-            // transaction: what is still noted after 3 s is dropped.
-            if load.is_finished() && started.elapsed() > Duration::from_secs(self.args.lag_seconds + 3) {
-                break;
+            // Once the load ends, one more change is committed, so that a
+            // note past the load's last commit is passed too; a note the
+            // follower has not passed 120 s later counts with the time it
+            // waited (a follower that fell behind is not let off).
+            if load.is_finished() {
+                match ended {
+                    None => {
+                        watcher
+                            .batch_execute("UPDATE pgbench_branches SET bbalance = bbalance WHERE bid = 1")
+                            .await?;
+                        ended = Some(Instant::now());
+                    }
+                    Some(at) if at.elapsed() > Duration::from_secs(120) => {
+                        unpassed = pending.len();
+                        lags.extend(
+                            pending
+                                .drain(..)
+                                .map(|(at, _)| at.elapsed().as_secs_f64() * 1000.0),
+                        );
+                        break;
+                    }
+                    Some(_) => {}
+                }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -770,13 +823,15 @@ impl Bench {
         }
         lags.sort_by(f64::total_cmp);
         let at = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize];
+        let achieved = outcome.tps * f64::from(per_tx);
         println!(
-            "lag: {} notes, {:.0} tps offered ({} changes/s), follower wrote {written} changes",
+            "lag: {} notes ({unpassed} not passed within 120 s of the load's end), {} changes/s asked ({rate} tps of {per_tx} changes), {:.0} tps achieved ({achieved:.0} changes/s), follower wrote {written} changes, the last note passed {:.1} s after the load ended",
             lags.len(),
+            rate * per_tx,
             outcome.tps,
-            outcome.tps * 4.0
+            ended.map_or(0.0, |at| at.elapsed().as_secs_f64()),
         );
-        Ok((at(0.5), at(0.99), outcome.tps * 4.0, written))
+        Ok((at(0.5), at(0.99), achieved, written))
     }
 
     fn report(&self, lag: (f64, f64, f64, u64)) {

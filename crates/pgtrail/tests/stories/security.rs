@@ -200,7 +200,9 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
     // (a SET clause costs a settings save and restore per call); and
     // _revert_lost, inlined into the revert's statements per value. They run
     // under their callers' pinned search_path, as the owner, and nobody but
-    // the owner may call them.
+    // the owner may call them. And _wal_context, WAL mode's statement
+    // trigger, run on every statement: one comparison of two settings with
+    // every name in it qualified, then a call of the pinned _wal_emit.
     let unpinned: Vec<String> = db
         .client
         .query_one(
@@ -227,7 +229,8 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
             "_outside_transaction",
             "_redact_part",
             "_redact_row",
-            "_revert_lost"
+            "_revert_lost",
+            "_wal_context"
         ]
     );
     let public_can_call: bool = db

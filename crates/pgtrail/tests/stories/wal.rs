@@ -667,3 +667,143 @@ async fn values_that_are_hard_to_write_as_json_give_the_same_trail_in_both_modes
     }
     assert_eq!(trails[1].len(), trails[0].len());
 }
+
+/// A WAL-mode table's context message is emitted once per transaction and
+/// context: later statements find it emitted without calling the function
+/// that builds it, a new `set_context` emits again, a savepoint rolled back
+/// takes its message back, and the next transaction on the same connection
+/// starts with none.
+#[tokio::test]
+async fn the_context_message_is_built_once_per_transaction_and_context() {
+    let cluster = logical_cluster();
+    let mut client = database(&cluster, "context_once", "wal").await;
+    client
+        .batch_execute("SET track_functions = 'pl'")
+        .await
+        .expect("function calls counted");
+    let count = "SELECT coalesce((SELECT calls FROM pg_stat_xact_user_functions
+                                  WHERE schemaname = 'pgtrail' AND funcname = '_wal_emit'), 0)";
+    let mut seen = Vec::new();
+    for step in [
+        "BEGIN",
+        "INSERT INTO scratch VALUES (1, 'a')",
+        "INSERT INTO scratch VALUES (2, 'a')",
+        "SELECT pgtrail.set_context(actor_id => 'alice')",
+        "UPDATE scratch SET v = 'b' WHERE id = 1",
+        "UPDATE scratch SET v = 'b' WHERE id = 2",
+        "SAVEPOINT s",
+        "SELECT pgtrail.set_context(actor_id => 'mallory')",
+        "UPDATE scratch SET v = 'x' WHERE id = 1",
+        "ROLLBACK TO SAVEPOINT s",
+        "UPDATE scratch SET v = 'c' WHERE id = 2",
+    ] {
+        client
+            .batch_execute(step)
+            .await
+            .unwrap_or_else(|e| panic!("{step}: {e:?}"));
+        if step.starts_with("INSERT") || step.starts_with("UPDATE") {
+            seen.push(
+                client
+                    .query_one(count, &[])
+                    .await
+                    .expect("calls")
+                    .get::<_, i64>(0),
+            );
+        }
+    }
+    client.batch_execute("COMMIT").await.expect("commit");
+    client
+        .batch_execute("INSERT INTO scratch VALUES (3, 'd')")
+        .await
+        .expect("a transaction of its own");
+    // Messages built after each write: the first, then alice's, then mallory's.
+    assert_eq!(seen, vec![1, 1, 2, 2, 3, 3]);
+    follow_once(&mut client).await;
+    let rows = client
+        .query(
+            "SELECT pk ->> 'id', op, actor_id FROM pgtrail.changes WHERE table_name = 'scratch' ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("the trail reads");
+    let trail: Vec<(Option<String>, String, Option<String>)> =
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let change = |id: &str, op: &str, actor: Option<&str>| {
+        (Some(id.to_string()), op.to_string(), actor.map(str::to_string))
+    };
+    assert_eq!(
+        trail,
+        vec![
+            change("1", "INSERT", None),
+            change("2", "INSERT", None),
+            change("1", "UPDATE", Some("alice")),
+            change("2", "UPDATE", Some("alice")),
+            change("2", "UPDATE", Some("alice")),
+            change("3", "INSERT", None),
+        ]
+    );
+}
+
+/// A WAL-mode table attached by 0.6.0 keeps its context trigger; applying
+/// this pgtrail replaces the function it calls, and the trail keeps its
+/// context, built once per transaction.
+#[tokio::test]
+async fn a_context_trigger_made_by_0_6_0_emits_once_after_the_upgrade() {
+    let cluster = logical_cluster();
+    let admin = connect_to(&cluster.url("postgres")).await;
+    admin
+        .batch_execute("CREATE DATABASE context_upgrade")
+        .await
+        .expect("database created");
+    let mut client = connect_to(&cluster.url("context_upgrade")).await;
+    let released = include_str!("../../../capture/sql/released/0.6.0.sql");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE scratch (id integer PRIMARY KEY, v text);
+             BEGIN; {released} COMMIT;
+             SELECT pgtrail.attach('scratch', '{{id}}', 'primary_key', p_mode => 'wal');"
+        ))
+        .await
+        .expect("0.6.0 installs and attaches in WAL mode");
+    let config = Config::parse("[capture]\nmode = \"wal\"\n", "pgtrail.toml").expect("config parses");
+    pgtrail::plan::apply(&mut client, &config).await.expect("apply");
+    client
+        .batch_execute(
+            "SET track_functions = 'pl';
+             BEGIN;
+             SELECT pgtrail.set_context(actor_id => 'ann');
+             INSERT INTO scratch VALUES (1, 'a');
+             INSERT INTO scratch VALUES (2, 'b');",
+        )
+        .await
+        .expect("writes");
+    let built: i64 = client
+        .query_one(
+            "SELECT coalesce((SELECT calls FROM pg_stat_xact_user_functions
+                              WHERE schemaname = 'pgtrail' AND funcname = '_wal_emit'), 0)",
+            &[],
+        )
+        .await
+        .expect("calls")
+        .get(0);
+    assert_eq!(built, 1, "one message for the two statements");
+    client.batch_execute("COMMIT").await.expect("commit");
+    let gaps: i64 = client
+        .query_one("SELECT count(*) FROM pgtrail.capture_gaps", &[])
+        .await
+        .expect("gaps")
+        .get(0);
+    assert_eq!(gaps, 0);
+    follow_once(&mut client).await;
+    let actors: Vec<Option<String>> = client
+        .query(
+            "SELECT actor_id FROM pgtrail.changes WHERE table_name = 'scratch' ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("the trail reads")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(actors, vec![Some("ann".to_string()), Some("ann".to_string())]);
+}
