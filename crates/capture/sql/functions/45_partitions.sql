@@ -40,11 +40,11 @@ $fn$;
 -- each of its BRIN indexes. CREATE INDEX summarizes every range, the one
 -- being filled too (for an empty table, range 0 as empty); while that
 -- summary exists, every insert into the range widens it (the trail's times
--- only grow), about 11,000 instructions per BRIN and statement, until the
--- range's 128 pages are full. A range without a summary costs an insert
--- nothing and a scan only its pages (BRIN scans read unsummarized ranges
+-- only grow), about 8,600 instructions per BRIN and statement, until the
+-- range's 128 pages are full. A range without a summary costs an insert a
+-- lookup and a scan only its pages (BRIN scans read unsummarized ranges
 -- whole); VACUUM summarizes it once it is full, as it does every later
--- range. Takes SHARE UPDATE EXCLUSIVE on p_table, which writes do not wait on.
+-- range (bench/RESULTS.md, 0.7.0). Takes SHARE UPDATE EXCLUSIVE on p_table, which writes do not wait on.
 CREATE OR REPLACE FUNCTION pgtrail._open_brin_range(p_table regclass)
 RETURNS void
 LANGUAGE plpgsql
