@@ -110,6 +110,10 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 13,
         file: sql_file!("migrations", "0013_follow_writes_rows.sql"),
     },
+    Migration {
+        number: 14,
+        file: sql_file!("migrations", "0014_open_brin_range.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.

@@ -31,7 +31,9 @@
 -- A column counts as changed when its recorded JSON value changes: for
 -- types whose equality says exactly that (integers, text with a
 -- deterministic collation, uuid, timestamps, enums, ...) by comparing the
--- columns; numeric by value and scale (1.5 -> 1.50 is recorded); any other
+-- columns; numeric by value and scale (1.5 -> 1.50 is recorded), by value
+-- alone when its scale is declared (numeric(12,2) holds every value at
+-- scale 2); any other
 -- type by comparing binary images first and then the JSON text.
 
 -- The comparison telling whether column p_column changed between the old
@@ -43,6 +45,10 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT CASE
+        -- A numeric with a declared scale (numeric(p, s), or a domain over
+        -- one) holds every value at that scale: equal values are equal text.
+        WHEN t.oid = 'numeric'::regtype AND (a.atttypmod >= 0 OR (d.typtype = 'd' AND d.typtypmod >= 0))
+            THEN format('(%s IS DISTINCT FROM %s)', p_old, p_new)
         WHEN t.oid = 'numeric'::regtype
             THEN format('(%1$s IS DISTINCT FROM %2$s OR pg_catalog.scale(%1$s) IS DISTINCT FROM pg_catalog.scale(%2$s))',
                         p_old, p_new)

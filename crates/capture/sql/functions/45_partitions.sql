@@ -36,6 +36,36 @@ AS $fn$
     SELECT (date_trunc(p_grain, p_at AT TIME ZONE 'UTC') + ('1 ' || p_grain)::interval) AT TIME ZONE 'UTC'
 $fn$;
 
+-- Leaves the block range that table p_table is filling unsummarized in
+-- each of its BRIN indexes. CREATE INDEX summarizes every range, the one
+-- being filled too (for an empty table, range 0 as empty); while that
+-- summary exists, every insert into the range widens it (the trail's times
+-- only grow), about 8,600 instructions per BRIN and statement, until the
+-- range's 128 pages are full. A range without a summary costs an insert a
+-- lookup and a scan only its pages (BRIN scans read unsummarized ranges
+-- whole); VACUUM summarizes it once it is full, as it does every later
+-- range (bench/RESULTS.md, 0.7.0). Takes SHARE UPDATE EXCLUSIVE on p_table, which writes do not wait on.
+CREATE OR REPLACE FUNCTION pgtrail._open_brin_range(p_table regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_index regclass;
+BEGIN
+    FOR v_index IN
+        SELECT i.indexrelid::regclass
+        FROM pg_index AS i
+        JOIN pg_class AS c ON c.oid = i.indexrelid
+        JOIN pg_am AS a ON a.oid = c.relam
+        WHERE i.indrelid = p_table AND a.amname = 'brin' AND c.relkind = 'i'
+    LOOP
+        PERFORM brin_desummarize_range(
+            v_index, greatest(pg_relation_size(p_table) / current_setting('block_size')::bigint - 1, 0));
+    END LOOP;
+END
+$fn$;
+
 -- Makes the partitions that cover from the end of the last one to the end
 -- of `premake` grain periods after the current one; returns their names.
 -- The first one may be shorter than a period (it starts where the last one
@@ -79,6 +109,7 @@ BEGIN
         EXECUTE format('CREATE TABLE pgtrail.%I PARTITION OF pgtrail.change FOR VALUES FROM (%L) TO (%L)',
                        v_name, v_from, v_until);
         EXECUTE format('ALTER TABLE pgtrail.%I ADD PRIMARY KEY (id)', v_name);
+        PERFORM pgtrail._open_brin_range(format('pgtrail.%I', v_name)::regclass);
         PERFORM pgtrail._guard_partitions();
         RETURN NEXT v_name;
         v_from := v_until;

@@ -336,3 +336,54 @@ async fn a_database_owner_without_superuser_rights_installs_and_captures() {
         ))
         .await;
 }
+
+/// The trail's time indexes (BRIN) summarize a block range once it is
+/// full, not while capture fills it: a summary of the range being filled
+/// would be widened by every captured statement, since the trail's times
+/// only grow. `brin_summarize_range` says how many ranges it had to
+/// summarize: 1 for each range capture is filling, on a fresh install and
+/// on the partitions `apply` makes ahead, by default and for retention.
+#[tokio::test]
+async fn capture_fills_the_trails_time_indexes_without_summarizing_as_it_goes() {
+    for config in ["", "[retention]\npartition = \"day\"\npremake = 1\n"] {
+        let db = audited_db("CREATE TABLE users (id serial PRIMARY KEY, email text);", config).await;
+        db.client
+            .batch_execute("INSERT INTO users (email) VALUES ('a'); UPDATE users SET email = 'b';")
+            .await
+            .unwrap();
+        // The partitions made ahead are still empty: a change written into
+        // the last one and rolled back gives it its first block.
+        db.client
+            .batch_execute(
+                "BEGIN;
+                 INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk)
+                 SELECT 1, 0, 1, 'I', max(p.from_at), '{}' FROM pgtrail.partitions() AS p;
+                 ROLLBACK;",
+            )
+            .await
+            .unwrap();
+        let rows = db
+            .client
+            .query(
+                "SELECT t.relname::text, pg_catalog.brin_summarize_range(i.indexrelid::regclass, 0)
+                 FROM pg_index AS i
+                 JOIN pg_class AS c ON c.oid = i.indexrelid
+                 JOIN pg_am AS a ON a.oid = c.relam AND a.amname = 'brin'
+                 JOIN pg_class AS t ON t.oid = i.indrelid
+                 WHERE t.relnamespace = 'pgtrail'::regnamespace AND t.relkind = 'r'
+                   AND pg_catalog.pg_relation_size(t.oid) > 0
+                 ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        let summarized: Vec<(String, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        // The BRIN of the partition today's changes go to, of the last
+        // partition made ahead, and of the transactions.
+        assert_eq!(summarized.len(), 3, "config {config:?}: {summarized:?}");
+        assert!(
+            summarized.iter().all(|(_, n)| *n == 1),
+            "config {config:?}: a range capture is filling was kept summarized: {summarized:?}"
+        );
+    }
+}

@@ -76,6 +76,46 @@ async fn a_change_of_numeric_scale_is_a_change() {
 }
 
 #[tokio::test]
+async fn a_numeric_of_declared_scale_changes_only_when_its_value_does() {
+    // numeric(p, s) and a domain over one hold every value at their scale:
+    // 1.5 written over 1.50 is no change; 2 over 1.50 is, at that scale.
+    let db = audited_db(
+        "CREATE DOMAIN share AS numeric(5,1);
+         CREATE TABLE prices (id int PRIMARY KEY, amount numeric(12,2), part share);",
+        "",
+    )
+    .await;
+    db.client
+        .batch_execute(
+            "INSERT INTO prices VALUES (1, 1.50, 0.5), (2, 7, 1);
+             UPDATE prices SET amount = 1.5, part = 0.50 WHERE id = 1;
+             UPDATE prices SET amount = 2 WHERE id = 1;
+             UPDATE prices SET part = 0.25 WHERE id = 1;
+             UPDATE prices SET amount = amount + 1, part = part;",
+        )
+        .await
+        .unwrap();
+    let rows = db
+        .client
+        .query(
+            "SELECT old_values::text, new_values::text FROM pgtrail.change WHERE op = 'U' ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    let pairs: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        pairs,
+        vec![
+            (r#"{"amount": 1.50}"#.to_owned(), r#"{"amount": 2.00}"#.to_owned()),
+            (r#"{"amount": 2.00}"#.to_owned(), r#"{"amount": 3.00}"#.to_owned()),
+            (r#"{"amount": 7.00}"#.to_owned(), r#"{"amount": 8.00}"#.to_owned()),
+            (r#"{"part": 0.5}"#.to_owned(), r#"{"part": 0.3}"#.to_owned()),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_toasted_value_of_several_megabytes_is_recorded_whole() {
     let db = audited_db(
         "CREATE TABLE files (id int PRIMARY KEY, body text, note text);",
