@@ -193,7 +193,8 @@ async fn main() -> Result<()> {
         let kept = Kept::read(&db).await?;
         let scale = Scale::of(&args, kept.sizes)?;
         println!(
-            "pgtrail query benchmark on the trail kept at {} (data directory {}): {} changes planned,              {} small tables, big {} rows, snap {} rows",
+            "pgtrail query benchmark on the trail kept at {} (data directory {}): {} changes planned, \
+             {} small tables, big {} rows, snap {} rows",
             db.url("postgres"),
             db.log_file()
                 .parent()
@@ -295,15 +296,17 @@ impl Stretch {
     }
 
     /// Rewrites the trail's timestamps (the append-only guards are
-    /// triggers, off in replica mode), then lists the contexts whose changes
-    /// now go on for more than pgtrail._context_span() after their start, as
-    /// capture would have had they taken that long (the query of migration
-    /// 0003), and compacts the rewritten tables. (One UPDATE of the changes,
-    /// in one session: the new row versions go to the end of the table in
-    /// the order of the old ones, so the table stays in time order for its
-    /// BRIN index. Sessions each updating a slice of ids would interleave
-    /// their pages, and VACUUM FULL keeps pages in the order it finds them.)
-    async fn apply(&self, client: &Client) -> Result<()> {
+    /// triggers, off in replica mode; the changes in `sessions` slices of
+    /// their ids at once, one session each), then lists the contexts whose
+    /// changes now go on for more than pgtrail._context_span() after their
+    /// start, as capture would have had they taken that long (the query of
+    /// migration 0003), and compacts the rewritten tables: the changes'
+    /// partitions with CLUSTER by id, since the sessions' new row versions
+    /// interleave their pages (VACUUM FULL would keep that order, and the
+    /// BRIN index on changed_at would then bound nothing; capture writes
+    /// the trail in id order). Returns the correlation of changed_at with
+    /// the heap's order after it (1 when in time order).
+    async fn apply(&self, db: &Db, client: &Client, sessions: usize) -> Result<f64> {
         let map =
             |column: &str| format!("{column} = $1::timestamptz - ($1::timestamptz - {column}) * $2::float8");
         client
@@ -311,7 +314,6 @@ impl Stretch {
             .await
             .context("replica mode for the rewrite")?;
         for (table, columns) in [
-            ("pgtrail.change", vec!["changed_at"]),
             ("pgtrail.transaction", vec!["started_at", "recorded_at"]),
             ("pgtrail.audited_table", vec!["attached_at"]),
         ] {
@@ -323,6 +325,38 @@ impl Stretch {
                 )
                 .await
                 .with_context(|| format!("stretch the timestamps of {table}"))?;
+        }
+        let span = client
+            .query_one(
+                "SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM pgtrail.change",
+                &[],
+            )
+            .await
+            .context("the trail's ids")?;
+        let (first, last): (i64, i64) = (span.get(0), span.get(1));
+        let slices = sessions.max(1) as i64;
+        let width = (last - first) / slices + 1;
+        let mut updates = Vec::new();
+        for i in 0..slices {
+            let (lo, hi) = (first + i * width, first + (i + 1) * width);
+            let (url, end, factor, set) = (db.url("postgres"), self.end, self.factor, map("changed_at"));
+            updates.push(tokio::spawn(async move {
+                let session = server::connect_url(&url).await?;
+                session
+                    .batch_execute("SET session_replication_role = replica")
+                    .await
+                    .context("replica mode for the rewrite")?;
+                session
+                    .execute(
+                        &format!("UPDATE pgtrail.change SET {set} WHERE id >= $3 AND id < $4"),
+                        &[&end, &factor, &lo, &hi],
+                    )
+                    .await
+                    .context("stretch the timestamps of pgtrail.change")
+            }));
+        }
+        for update in updates {
+            update.await.context("join a stretch session")??;
         }
         client
             .batch_execute(
@@ -338,13 +372,51 @@ impl Stretch {
             )
             .await
             .context("list the long contexts of the stretched trail")?;
-        for table in ["pgtrail.change", "pgtrail.transaction"] {
+        // Each partition of the trail by its index on id alone.
+        let partitions = client
+            .query(
+                "SELECT p.relid::regclass::text, quote_ident(ic.relname)
+                 FROM pg_partition_tree('pgtrail.change') AS p
+                 JOIN pg_index AS i ON i.indrelid = p.relid AND i.indisunique AND i.indnkeyatts = 1
+                 JOIN pg_class AS ic ON ic.oid = i.indexrelid
+                 JOIN pg_attribute AS a ON a.attrelid = p.relid AND a.attnum = i.indkey[0] AND a.attname = 'id'
+                 WHERE p.isleaf
+                 ORDER BY 1",
+                &[],
+            )
+            .await
+            .context("the trail's partitions")?;
+        client.batch_execute("SET maintenance_work_mem = '1GB'").await?;
+        for row in &partitions {
+            let (table, index): (String, String) = (row.get(0), row.get(1));
             client
-                .batch_execute(&format!("VACUUM FULL {table}"))
+                .batch_execute(&format!("CLUSTER {table} USING {index}"))
                 .await
-                .with_context(|| format!("compact {table}"))?;
+                .with_context(|| format!("compact {table} in id order"))?;
         }
-        Ok(())
+        // (One statement a call: VACUUM cannot run in the implicit
+        // transaction of several.)
+        for sql in [
+            "RESET maintenance_work_mem",
+            "VACUUM FULL pgtrail.transaction",
+            "ANALYZE pgtrail.change",
+        ] {
+            client.batch_execute(sql).await.context(sql)?;
+        }
+        let correlation: Option<f32> = client
+            .query_one(
+                "SELECT (SELECT s.correlation FROM pg_stats AS s
+                         JOIN pg_partition_tree('pgtrail.change') AS p
+                           ON p.relid = format('%I.%I', s.schemaname, s.tablename)::regclass
+                         JOIN pg_class AS c ON c.oid = p.relid
+                         WHERE s.attname = 'changed_at' AND p.isleaf
+                         ORDER BY c.reltuples DESC LIMIT 1)",
+                &[],
+            )
+            .await
+            .context("the correlation of changed_at")?
+            .get(0);
+        Ok(f64::from(correlation.unwrap_or(0.0)))
     }
 }
 
@@ -783,7 +855,7 @@ async fn run(
     // something pgtrail does), so that windows are real hours.
     let step = Instant::now();
     let clock = Stretch::new(load_start, load_end);
-    clock.apply(&admin).await?;
+    let correlation = clock.apply(cluster, &admin, scale.workers).await?;
     let (load_start, load_end, moment) = (clock.map(load_start), clock.map(load_end), clock.map(moment));
     for t in &mut txs {
         t.start = clock.map(t.start);
@@ -792,10 +864,12 @@ async fn run(
         p.at = clock.map(p.at);
     }
     println!(
-        "time: the trail's {:.0} s stretched {:.0}x to {SIMULATED_DAYS:.0} days in {:.0} s (timestamps, long contexts)",
+        "time: the trail's {:.0} s stretched {:.0}x to {SIMULATED_DAYS:.0} days in {:.0} s (timestamps in {} sessions, \
+         long contexts, CLUSTER by id; changed_at's correlation with the heap's order {correlation:.4})",
         clock.span.as_secs_f64(),
         clock.factor,
-        step.elapsed().as_secs_f64()
+        step.elapsed().as_secs_f64(),
+        scale.workers
     );
 
     // Back to durable settings; VACUUM ANALYZE.
