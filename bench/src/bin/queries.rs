@@ -25,8 +25,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use pgtrail_bench::server::Db;
 use pgtrail_bench::{autoexplain, server};
-use pgtrail_cluster::Cluster;
 use serde_json::{Value, json};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
@@ -46,6 +46,8 @@ const SIMULATED_DAYS: f64 = 30.0;
 const SMALL_ROWS: i64 = 100;
 /// Warm-up runs of each query before the measured ones.
 const WARMUP: usize = 5;
+/// The digest of snap's rows (as JSON), to check table_as_of's answer.
+const SNAP_DIGEST: &str = "SELECT count(*), md5(string_agg(r::text, ',' ORDER BY (r->>'id')::integer))";
 
 #[derive(Debug, Parser)]
 #[command(about = "Measure pgtrail's query functions over a large trail")]
@@ -75,6 +77,10 @@ struct Args {
     /// (HTML and JSON) requested by --clients concurrent clients.
     #[arg(long)]
     serve: bool,
+    /// With --serve: measure `pgtrail serve` only, not the query functions
+    /// (nor their plans) first.
+    #[arg(long, requires = "serve")]
+    serve_only: bool,
     /// Concurrent HTTP clients with --serve.
     #[arg(long, default_value_t = 8)]
     clients: usize,
@@ -89,6 +95,22 @@ struct Args {
     /// (or end of file) arrives on standard input, to try queries by hand.
     #[arg(long)]
     hold: bool,
+    /// Leave the cluster running, its data directory in place, when the run
+    /// ends, and print the command that measures it again (--reuse).
+    #[arg(long, conflicts_with = "reuse")]
+    keep: bool,
+    /// With --keep: stop once the trail is loaded, stretched and vacuumed;
+    /// measure it with --reuse.
+    #[arg(long, requires = "keep")]
+    load_only: bool,
+    /// Measure the trail of a cluster an earlier --keep run left running
+    /// (the URL it printed), without creating or loading anything.
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with_all = ["changes", "tables", "rows", "snap_rows", "quick", "serve_before", "workers"]
+    )]
+    reuse: Option<String>,
 }
 
 /// The sizes of a run, defaults filled in.
@@ -121,7 +143,13 @@ impl Scale {
         let tables = args.tables.unwrap_or(if q { 100 } else { 1_000 });
         let rows = args.rows.unwrap_or(if q { 100_000 } else { 1_000_000 });
         let snap_rows = args.snap_rows.unwrap_or(if q { 20_000 } else { 100_000 });
-        let runs = args.runs.unwrap_or(if q { 20 } else { 50 }).max(1);
+        Scale::of(args, [changes, tables, rows, snap_rows])
+    }
+
+    /// The scale of a trail of `[changes, tables, rows, snap_rows]`, with
+    /// the runs and workers of `args`.
+    fn of(args: &Args, [changes, tables, rows, snap_rows]: [i64; 4]) -> Result<Scale> {
+        let runs = args.runs.unwrap_or(if args.quick { 20 } else { 50 }).max(1);
         if changes < 1_000 || tables < 1 || rows < 1_000 || snap_rows < 10_000 {
             bail!("need --changes >= 1000, --tables >= 1, --rows >= 1000, --snap-rows >= 10000");
         }
@@ -153,35 +181,86 @@ impl Scale {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let scale = Scale::new(&args)?;
     let started = Instant::now();
-    let cluster = server::start(&[
-        ("shared_buffers", "1GB"),
-        ("max_wal_size", "20GB"),
-        ("checkpoint_timeout", "30min"),
-        ("synchronous_commit", "off"),
-        ("work_mem", "16MB"),
-    ])?;
     let serve = args.serve.then_some(Serve {
         clients: args.clients.max(1),
         rounds: args.rounds.max(1),
         before: args.serve_before,
+        only: args.serve_only,
     });
-    let result = run(scale, &cluster, started, serve).await;
-    if args.hold {
+    if let Some(url) = &args.reuse {
+        let db = Db::kept(url).await?;
+        let kept = Kept::read(&db).await?;
+        let scale = Scale::of(&args, kept.sizes)?;
         println!(
-            "holding the cluster at {} until a line arrives on stdin",
-            cluster.url("postgres")
+            "pgtrail query benchmark on the trail kept at {} (data directory {}): {} changes planned, \
+             {} small tables, big {} rows, snap {} rows",
+            db.url("postgres"),
+            db.log_file()
+                .parent()
+                .map_or_else(String::new, |d| d.display().to_string()),
+            scale.changes,
+            scale.tables,
+            scale.rows,
+            scale.snap_rows
         );
-        let mut line = String::new();
-        let _ = std::io::stdin().read_line(&mut line);
+        let result = measure(scale, &db, kept.loaded, started, serve).await;
+        return hold(&db, args.hold, result);
     }
+    let scale = Scale::new(&args)?;
+    let cluster = server::start_kept(
+        &[
+            ("shared_buffers", "1GB"),
+            ("max_wal_size", "20GB"),
+            ("checkpoint_timeout", "30min"),
+            ("synchronous_commit", "off"),
+            ("work_mem", "16MB"),
+        ],
+        args.keep,
+    )?;
+    let db = Db::of(&cluster);
+    let keep = args.keep.then_some(args.load_only);
+    let result = run(scale, &db, started, serve, keep).await;
+    if args.keep {
+        println!();
+        println!(
+            "kept: the cluster goes on running at {} (data directory {}). Measure it again with:",
+            db.url("postgres"),
+            cluster.data_dir().display()
+        );
+        println!(
+            "  cargo run --release -p pgtrail-bench --bin queries -- --reuse {} --serve --serve-only --clients {} --rounds {}",
+            db.url("postgres"),
+            args.clients,
+            args.rounds
+        );
+        println!(
+            "  (stop it: pg_ctl stop -D {0}; start it again: su postgres -s /bin/sh -c \"$(cat {0}/postmaster.opts) \
+             >>{0}/server.log 2>&1 &\"; remove it: rm -rf {1})",
+            cluster.data_dir().display(),
+            cluster.socket_dir().display()
+        );
+    }
+    let result = hold(&db, args.hold, result);
     drop(cluster);
     result
 }
 
-async fn connect(cluster: &Cluster) -> Result<Client> {
-    server::connect(cluster, "postgres").await
+/// With `--hold`: prints the server's URL and waits for a line on stdin.
+fn hold(db: &Db, hold: bool, result: Result<()>) -> Result<()> {
+    if hold {
+        println!(
+            "holding the cluster at {} until a line arrives on stdin",
+            db.url("postgres")
+        );
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    }
+    result
+}
+
+async fn connect(db: &Db) -> Result<Client> {
+    server::connect_url(&db.url("postgres")).await
 }
 
 /// The load's real time, stretched linearly around its end so that it lasts
@@ -217,11 +296,17 @@ impl Stretch {
     }
 
     /// Rewrites the trail's timestamps (the append-only guards are
-    /// triggers, off in replica mode), then lists the contexts whose changes
-    /// now go on for more than pgtrail._context_span() after their start, as
-    /// capture would have had they taken that long (the query of migration
-    /// 0003), and compacts the rewritten tables.
-    async fn apply(&self, client: &Client) -> Result<()> {
+    /// triggers, off in replica mode; the changes in `sessions` slices of
+    /// their ids at once, one session each), then lists the contexts whose
+    /// changes now go on for more than pgtrail._context_span() after their
+    /// start, as capture would have had they taken that long (the query of
+    /// migration 0003), and compacts the rewritten tables: the changes'
+    /// partitions with CLUSTER by id, since the sessions' new row versions
+    /// interleave their pages (VACUUM FULL would keep that order, and the
+    /// BRIN index on changed_at would then bound nothing; capture writes
+    /// the trail in id order). Returns the correlation of changed_at with
+    /// the heap's order after it (1 when in time order).
+    async fn apply(&self, db: &Db, client: &Client, sessions: usize) -> Result<f64> {
         let map =
             |column: &str| format!("{column} = $1::timestamptz - ($1::timestamptz - {column}) * $2::float8");
         client
@@ -229,7 +314,6 @@ impl Stretch {
             .await
             .context("replica mode for the rewrite")?;
         for (table, columns) in [
-            ("pgtrail.change", vec!["changed_at"]),
             ("pgtrail.transaction", vec!["started_at", "recorded_at"]),
             ("pgtrail.audited_table", vec!["attached_at"]),
         ] {
@@ -241,6 +325,38 @@ impl Stretch {
                 )
                 .await
                 .with_context(|| format!("stretch the timestamps of {table}"))?;
+        }
+        let span = client
+            .query_one(
+                "SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM pgtrail.change",
+                &[],
+            )
+            .await
+            .context("the trail's ids")?;
+        let (first, last): (i64, i64) = (span.get(0), span.get(1));
+        let slices = sessions.max(1) as i64;
+        let width = (last - first) / slices + 1;
+        let mut updates = Vec::new();
+        for i in 0..slices {
+            let (lo, hi) = (first + i * width, first + (i + 1) * width);
+            let (url, end, factor, set) = (db.url("postgres"), self.end, self.factor, map("changed_at"));
+            updates.push(tokio::spawn(async move {
+                let session = server::connect_url(&url).await?;
+                session
+                    .batch_execute("SET session_replication_role = replica")
+                    .await
+                    .context("replica mode for the rewrite")?;
+                session
+                    .execute(
+                        &format!("UPDATE pgtrail.change SET {set} WHERE id >= $3 AND id < $4"),
+                        &[&end, &factor, &lo, &hi],
+                    )
+                    .await
+                    .context("stretch the timestamps of pgtrail.change")
+            }));
+        }
+        for update in updates {
+            update.await.context("join a stretch session")??;
         }
         client
             .batch_execute(
@@ -256,13 +372,51 @@ impl Stretch {
             )
             .await
             .context("list the long contexts of the stretched trail")?;
-        for table in ["pgtrail.change", "pgtrail.transaction"] {
+        // Each partition of the trail by its index on id alone.
+        let partitions = client
+            .query(
+                "SELECT p.relid::regclass::text, quote_ident(ic.relname)
+                 FROM pg_partition_tree('pgtrail.change') AS p
+                 JOIN pg_index AS i ON i.indrelid = p.relid AND i.indisunique AND i.indnkeyatts = 1
+                 JOIN pg_class AS ic ON ic.oid = i.indexrelid
+                 JOIN pg_attribute AS a ON a.attrelid = p.relid AND a.attnum = i.indkey[0] AND a.attname = 'id'
+                 WHERE p.isleaf
+                 ORDER BY 1",
+                &[],
+            )
+            .await
+            .context("the trail's partitions")?;
+        client.batch_execute("SET maintenance_work_mem = '1GB'").await?;
+        for row in &partitions {
+            let (table, index): (String, String) = (row.get(0), row.get(1));
             client
-                .batch_execute(&format!("VACUUM FULL {table}"))
+                .batch_execute(&format!("CLUSTER {table} USING {index}"))
                 .await
-                .with_context(|| format!("compact {table}"))?;
+                .with_context(|| format!("compact {table} in id order"))?;
         }
-        Ok(())
+        // (One statement a call: VACUUM cannot run in the implicit
+        // transaction of several.)
+        for sql in [
+            "RESET maintenance_work_mem",
+            "VACUUM FULL pgtrail.transaction",
+            "ANALYZE pgtrail.change",
+        ] {
+            client.batch_execute(sql).await.context(sql)?;
+        }
+        let correlation: Option<f32> = client
+            .query_one(
+                "SELECT (SELECT s.correlation FROM pg_stats AS s
+                         JOIN pg_partition_tree('pgtrail.change') AS p
+                           ON p.relid = format('%I.%I', s.schemaname, s.tablename)::regclass
+                         JOIN pg_class AS c ON c.oid = p.relid
+                         WHERE s.attname = 'changed_at' AND p.isleaf
+                         ORDER BY c.reltuples DESC LIMIT 1)",
+                &[],
+            )
+            .await
+            .context("the correlation of changed_at")?
+            .get(0);
+        Ok(f64::from(correlation.unwrap_or(0.0)))
     }
 }
 
@@ -377,9 +531,153 @@ struct Serve {
     clients: usize,
     rounds: usize,
     before: Option<serve::Before>,
+    /// `--serve-only`.
+    only: bool,
 }
 
-async fn run(scale: Scale, cluster: &Cluster, started: Instant, serve: Option<Serve>) -> Result<()> {
+/// What the load left for the measurements.
+#[derive(Debug, Clone)]
+struct Loaded {
+    txs: Vec<TxRecord>,
+    people: Vec<HumanTx>,
+    load_start: SystemTime,
+    load_end: SystemTime,
+    /// The moment of table_as_of, and what snap held then.
+    moment: SystemTime,
+    snap_at_moment: i64,
+    snap_digest: String,
+}
+
+/// A trail an earlier `--keep` run left: its sizes and what its load
+/// recorded, kept as the comment of database `postgres` (the trail says the
+/// rest: the batch jobs' and people's transactions).
+struct Kept {
+    sizes: [i64; 4],
+    loaded: Loaded,
+}
+
+fn micros(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+fn from_micros(us: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_micros(us.max(0) as u64)
+}
+
+impl Kept {
+    async fn write(client: &Client, scale: &Scale, loaded: &Loaded) -> Result<()> {
+        let state = json!({
+            "bench": "queries",
+            "sizes": [scale.changes, scale.tables, scale.rows, scale.snap_rows],
+            "batch_changes": loaded.txs.iter().map(|t| t.changes).sum::<u64>(),
+            "load_start_us": micros(loaded.load_start),
+            "load_end_us": micros(loaded.load_end),
+            "moment_us": micros(loaded.moment),
+            "snap_at_moment": loaded.snap_at_moment,
+            "snap_digest": loaded.snap_digest,
+        });
+        let comment: String = client
+            .query_one(
+                "SELECT format('COMMENT ON DATABASE postgres IS %L', $1::text)",
+                &[&state.to_string()],
+            )
+            .await?
+            .get(0);
+        client
+            .batch_execute(&comment)
+            .await
+            .context("keep the load's records (COMMENT ON DATABASE postgres)")
+    }
+
+    async fn read(db: &Db) -> Result<Kept> {
+        let client = connect(db).await?;
+        let comment: Option<String> = client
+            .query_one(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'postgres'",
+                &[],
+            )
+            .await
+            .context("read the kept run's records")?
+            .get(0);
+        let state: Value = comment
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok())
+            .filter(|v: &Value| v["bench"] == "queries")
+            .with_context(|| {
+                format!(
+                    "{} holds no trail kept by `queries --keep` (no records in the comment of database postgres)",
+                    db.url("postgres")
+                )
+            })?;
+        let int = |name: &str| -> Result<i64> {
+            state[name]
+                .as_i64()
+                .with_context(|| format!("the kept run's records have no {name}"))
+        };
+        let sizes: Vec<i64> = state["sizes"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default();
+        let sizes: [i64; 4] = sizes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("the kept run's records have no sizes"))?;
+        let moment = from_micros(int("moment_us")?);
+        let rows = client
+            .query(
+                "SELECT actor_id, actor_type, started_at FROM pgtrail.transaction
+                 WHERE actor_type IN ('system', 'user') AND started_at < $1 ORDER BY started_at",
+                &[&moment],
+            )
+            .await
+            .context("read the load's transactions")?;
+        let (mut txs, mut people) = (Vec::new(), Vec::new());
+        for row in rows {
+            let (actor, kind, at): (Option<String>, String, SystemTime) =
+                (row.get(0), row.get(1), row.get(2));
+            let number = actor
+                .as_deref()
+                .and_then(|a| a.split_once('-'))
+                .and_then(|(_, n)| n.parse::<u64>().ok());
+            match (kind.as_str(), number) {
+                ("system", Some(job)) => txs.push(TxRecord {
+                    job,
+                    start: at,
+                    changes: 0,
+                }),
+                ("user", Some(user)) => people.push(HumanTx { user, at }),
+                _ => {}
+            }
+        }
+        // Only their sum is used (the changes an hour holds).
+        let per_tx = int("batch_changes")? as u64 / txs.len().max(1) as u64;
+        for t in &mut txs {
+            t.changes = per_tx;
+        }
+        Ok(Kept {
+            sizes,
+            loaded: Loaded {
+                txs,
+                people,
+                load_start: from_micros(int("load_start_us")?),
+                load_end: from_micros(int("load_end_us")?),
+                moment,
+                snap_at_moment: int("snap_at_moment")?,
+                snap_digest: state["snap_digest"].as_str().unwrap_or_default().to_owned(),
+            },
+        })
+    }
+}
+
+/// Creates, loads and measures; with `keep` (`Some(load_only)`), records
+/// what the load made for `--reuse`, and with `load_only` stops there.
+async fn run(
+    scale: Scale,
+    cluster: &Db,
+    started: Instant,
+    serve: Option<Serve>,
+    keep: Option<bool>,
+) -> Result<()> {
     let admin = connect(cluster).await?;
     let version: String = admin
         .query_one("SELECT version()", &[])
@@ -537,7 +835,6 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant, serve: Option<Se
     let moment: SystemTime = admin.query_one("SELECT clock_timestamp()", &[]).await?.get(0);
     tokio::time::sleep(Duration::from_millis(200)).await;
     // What snap holds at the moment, to check table_as_of's answer against.
-    const SNAP_DIGEST: &str = "SELECT count(*), md5(string_agg(r::text, ',' ORDER BY (r->>'id')::integer))";
     let at_moment = admin
         .query_one(
             &format!("{SNAP_DIGEST} FROM (SELECT to_jsonb(s) AS r FROM snap AS s) AS q"),
@@ -558,7 +855,7 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant, serve: Option<Se
     // something pgtrail does), so that windows are real hours.
     let step = Instant::now();
     let clock = Stretch::new(load_start, load_end);
-    clock.apply(&admin).await?;
+    let correlation = clock.apply(cluster, &admin, scale.workers).await?;
     let (load_start, load_end, moment) = (clock.map(load_start), clock.map(load_end), clock.map(moment));
     for t in &mut txs {
         t.start = clock.map(t.start);
@@ -567,10 +864,12 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant, serve: Option<Se
         p.at = clock.map(p.at);
     }
     println!(
-        "time: the trail's {:.0} s stretched {:.0}x to {SIMULATED_DAYS:.0} days in {:.0} s (timestamps, long contexts)",
+        "time: the trail's {:.0} s stretched {:.0}x to {SIMULATED_DAYS:.0} days in {:.0} s (timestamps in {} sessions, \
+         long contexts, CLUSTER by id; changed_at's correlation with the heap's order {correlation:.4})",
         clock.span.as_secs_f64(),
         clock.factor,
-        step.elapsed().as_secs_f64()
+        step.elapsed().as_secs_f64(),
+        scale.workers
     );
 
     // Back to durable settings; VACUUM ANALYZE.
@@ -603,16 +902,67 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant, serve: Option<Se
         step.elapsed().as_secs_f64()
     );
     print_trail_size(&admin).await?;
+    let loaded = Loaded {
+        txs,
+        people,
+        load_start,
+        load_end,
+        moment,
+        snap_at_moment,
+        snap_digest,
+    };
+    if let Some(load_only) = keep {
+        Kept::write(&admin, &scale, &loaded).await?;
+        if load_only {
+            println!(
+                "loaded in {:.0} s; not measured (--load-only)",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+    }
     if let Some(before) = serve.and_then(|s| s.before) {
         // Copying the database needs nobody connected to it.
         drop(admin);
         serve::copy_before(cluster, before).await?;
     }
     println!();
+    measure(scale, cluster, loaded, started, serve).await
+}
 
-    // Measurements.
+/// The measurements: the query functions, their plans, and with `serve`,
+/// `pgtrail serve`.
+async fn measure(
+    scale: Scale,
+    cluster: &Db,
+    loaded: Loaded,
+    started: Instant,
+    serve: Option<Serve>,
+) -> Result<()> {
+    let Loaded {
+        txs,
+        people,
+        load_start,
+        load_end,
+        moment,
+        snap_at_moment,
+        snap_digest,
+    } = loaded;
     let client = connect(cluster).await?;
     let ctx = QueryContext::new(&client, &txs, &people, load_start, load_end, moment, scale).await?;
+    if let Some(Serve {
+        clients,
+        rounds,
+        before,
+        only: true,
+    }) = serve
+    {
+        println!();
+        serve::bench(cluster, &ctx, clients, rounds, before.is_some()).await?;
+        println!();
+        println!("total run time {:.0} s", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
     let mut rng = Rng(0x5EED_9A7E);
     let mut results: Vec<Measured> = Vec::new();
     for kind in Kind::ALL {
@@ -654,6 +1004,7 @@ async fn run(scale: Scale, cluster: &Cluster, started: Instant, serve: Option<Se
         clients,
         rounds,
         before,
+        ..
     }) = serve
     {
         println!();
@@ -1298,7 +1649,7 @@ async fn explain_actor(client: &Client, kind: Kind, w: &Window) -> Result<()> {
 }
 
 /// Not measured: the plans of what each query runs.
-async fn explain_all(cluster: &Cluster, ctx: &QueryContext<'_>, rng: &mut Rng) -> Result<()> {
+async fn explain_all(cluster: &Db, ctx: &QueryContext<'_>, rng: &mut Rng) -> Result<()> {
     println!("== plans (one instrumented run each, not measured)");
     let log = cluster.log_file();
 

@@ -377,8 +377,10 @@ pub enum Command {
     },
     /// Everything one transaction did, with who and why, and field-by-field diffs.
     #[command(
-        after_help = "Example:\n  pgtrail tx 81234\n  pgtrail tx 81234 --format json\n\n\
-        Transaction ids are in the TX column of `pgtrail log`."
+        after_help = "Examples:\n  pgtrail tx 81234\n  pgtrail tx 81234 --after 5120377 --limit 500\n  \
+        pgtrail tx 81234 --format json\n\n\
+        Transaction ids are in the TX column of `pgtrail log`. A large transaction comes a page at a time, \
+        in the order it made its changes: the last line (JSON: `next`) says how to ask for the next page."
     )]
     Tx {
         #[command(flatten)]
@@ -388,6 +390,12 @@ pub enum Command {
         /// The transaction's number in the trail (the TX column of `pgtrail log`): txid_current()
         /// when it ran, plus era * 2^48 once the trail has moved to another cluster.
         txid: i64,
+        /// At most this many changes.
+        #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..))]
+        limit: i64,
+        /// Only changes after this change id (the `next` of the page before).
+        #[arg(long, value_name = "CHANGE_ID", value_parser = clap::value_parser!(i64).range(0..))]
+        after: Option<i64>,
     },
     /// Activity by actor and table (default), or a compliance report: population, privileged, schema, subject, access.
     #[command(

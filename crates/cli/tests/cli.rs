@@ -1130,7 +1130,124 @@ async fn history_at_blame_and_tx_tell_one_rows_story() {
         assert!(stdout.contains(expected), "missing {expected}:\n{stdout}");
     }
     let tx = ask_json(&db, dir, &["tx", &txid.to_string()]);
-    assert_eq!(tx.as_array().unwrap().len(), 2);
+    assert_eq!(tx["txid"], txid);
+    assert_eq!(tx["change_count"], 2);
+    assert_eq!(tx["changes"].as_array().unwrap().len(), 2);
+    assert_eq!(tx["next"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn a_large_transaction_is_read_a_page_at_a_time_with_the_next_page_named() {
+    let (db, dir) = project("").await;
+    let dir = dir.path();
+    let applied = pgtrail(&["apply", "--database-url", db.url()], dir);
+    assert_eq!(applied.status.code(), Some(0), "{:?}", text(&applied));
+    // A batch of 250 changes; another transaction writes in between.
+    let other = db.connect().await;
+    db.client
+        .batch_execute(
+            "BEGIN;
+             SELECT pgtrail.set_context(actor_id => 'import', actor_type => 'system', reason => 'nightly import');
+             INSERT INTO users (email) SELECT 'u' || g || '@example.test' FROM generate_series(1, 150) g;",
+        )
+        .await
+        .unwrap();
+    other
+        .batch_execute("INSERT INTO users (email) VALUES ('between@example.test')")
+        .await
+        .unwrap();
+    db.client
+        .batch_execute("UPDATE users SET email = upper(email) WHERE id <= 100; COMMIT;")
+        .await
+        .unwrap();
+    let txid: i64 = db
+        .client
+        .query_one(
+            "SELECT txid FROM pgtrail.changes WHERE reason = 'nightly import' LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let expected: Vec<i64> = db
+        .client
+        .query(
+            "SELECT id FROM pgtrail.changes WHERE txid = $1 ORDER BY id",
+            &[&txid],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(expected.len(), 250);
+    let tx = txid.to_string();
+
+    // In a terminal: the first 100 changes, and the command for the rest.
+    let (code, stdout, stderr) = ask(&db, dir, &["tx", &tx]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains(&format!("transaction {txid}: 250 change(s), shown 1-100 from")),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("public.users id=").count(), 100, "{stdout}");
+    let hint = format!(
+        "150 more change(s): pgtrail tx {txid} --after {} (all 250 at once: pgtrail tx {txid} --limit 250)",
+        expected[99]
+    );
+    assert!(stdout.trim_end().ends_with(&hint), "{stdout}");
+    let (code, stdout, _) = ask(&db, dir, &["tx", &tx, "--after", &expected[99].to_string()]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("shown 101-200"), "{stdout}");
+    let (code, stdout, _) = ask(&db, dir, &["tx", &tx, "--after", &expected[199].to_string()]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("shown 201-250"), "{stdout}");
+    assert!(!stdout.contains("more change(s)"), "{stdout}");
+    let (code, stdout, _) = ask(&db, dir, &["tx", &tx, "--limit", "250"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains(&format!("transaction {txid}: 250 change(s) from")),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("public.users id=").count(), 250);
+
+    // For a script: JSON pages, following `next`, give each change once, in order.
+    let mut seen: Vec<i64> = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut args = vec!["tx", tx.as_str(), "--limit", "40"];
+        if let Some(after) = &after {
+            args.extend(["--after", after.as_str()]);
+        }
+        let page = ask_json(&db, dir, &args);
+        assert_eq!(page["change_count"], 250);
+        let changes = page["changes"].as_array().unwrap();
+        assert!(changes.len() <= 40);
+        assert!(changes.iter().all(|c| c["txid"] == txid));
+        seen.extend(changes.iter().map(|c| c["id"].as_i64().unwrap()));
+        pages += 1;
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+    assert_eq!(pages, 7);
+
+    // Past the end, and a page size that means nothing.
+    let (code, stdout, _) = ask(&db, dir, &["tx", &tx, "--after", &expected[249].to_string()]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains(&format!(
+            "no changes after change {} in transaction {txid} (250 change(s) in all)",
+            expected[249]
+        )),
+        "{stdout}"
+    );
+    let (code, _, stderr) = ask(&db, dir, &["tx", &tx, "--limit", "0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--limit"), "{stderr}");
 }
 
 #[tokio::test]

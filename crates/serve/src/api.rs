@@ -148,6 +148,28 @@ pub(crate) fn csv_response(name: &str, columns: &[&str], rows: &[Value]) -> Resu
     Ok(response)
 }
 
+/// A CSV page has no room for `next`: its next page is a `Link` header
+/// (RFC 8288), the same request (`path`, every parameter but `after`) with
+/// `after` = `next`.
+pub(crate) fn link_next(response: &mut Response, path: &str, params: &Params, next: Option<&str>) {
+    let Some(next) = next else {
+        return;
+    };
+    let mut pairs: Vec<(&str, &str)> = params
+        .0
+        .iter()
+        .filter(|(name, _)| name != "after")
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    pairs.push(("after", next));
+    let Ok(query) = serde_urlencoded::to_string(&pairs) else {
+        return;
+    };
+    if let Ok(value) = HeaderValue::from_str(&format!("<{path}?{query}>; rel=\"next\"")) {
+        response.headers_mut().insert(header::LINK, value);
+    }
+}
+
 /// The columns of a change, in CSV exports.
 pub(crate) const CHANGE_COLUMNS: [&str; 18] = [
     "id",
@@ -364,7 +386,11 @@ async fn changes(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Result
     let client = state.pool.get().await?;
     let page = find_changes(&client, &params).await?;
     match format {
-        Format::Csv => csv_response("changes", &CHANGE_COLUMNS, &page.changes),
+        Format::Csv => {
+            let mut response = csv_response("changes", &CHANGE_COLUMNS, &page.changes)?;
+            link_next(&mut response, "/api/v1/changes", &params, page.next.as_deref());
+            Ok(response)
+        }
         Format::Json => Ok(Json(json!({"changes": page.changes, "next": page.next})).into_response()),
     }
 }
@@ -656,15 +682,12 @@ async fn transaction(
     let page = transaction_page(&client, txid, &params).await?;
     if format == Format::Csv {
         let mut response = csv_response(&format!("transaction-{txid}"), &CHANGE_COLUMNS, &page.changes)?;
-        // (CSV has no room for `next`: the next page is a Link header.)
-        if let Some(next) = &page.next {
-            let limit = page_limit(&params)?;
-            let link =
-                format!("</api/v1/transactions/{txid}?format=csv&limit={limit}&after={next}>; rel=\"next\"");
-            if let Ok(value) = HeaderValue::from_str(&link) {
-                response.headers_mut().insert(header::LINK, value);
-            }
-        }
+        link_next(
+            &mut response,
+            &format!("/api/v1/transactions/{txid}"),
+            &params,
+            page.next.as_deref(),
+        );
         return Ok(response);
     }
     let seals = seals_of(&client, &page.changes).await?;

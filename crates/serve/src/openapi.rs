@@ -106,7 +106,8 @@ pub fn document() -> Value {
                 query("limit", "changes per page, 1 to 500 (default 50)"),
                 format_param(),
             ],
-            "`{\"changes\": [change], \"next\": cursor or null}`; each change as in pgtrail.changes",
+            "`{\"changes\": [change], \"next\": cursor or null}`; each change as in pgtrail.changes; \
+             as CSV the next page is a `Link: <...>; rel=\"next\"` header (the same filters, `after` = `next`)",
         ),
     );
     paths.insert(

@@ -596,6 +596,64 @@ async fn pagination_gives_every_change_exactly_once_while_the_application_writes
 }
 
 #[tokio::test]
+async fn the_timeline_exported_as_csv_comes_page_by_page_through_its_link_header() {
+    let db = shop().await;
+    db.client
+        .batch_execute(
+            "INSERT INTO orders (user_id, status, total) SELECT g % 2 + 1, 'open', g FROM generate_series(1, 120) g;
+             UPDATE orders SET status = 'paid' WHERE total <= 40;",
+        )
+        .await
+        .unwrap();
+    let server = start(&db, false).await;
+    // What the JSON pages give for the same filter (orders only, no users).
+    let filter = "&table=orders&since=2000-01-01T00:00:00Z";
+    let expected = all_pages(server.addr, filter, 37).await;
+    assert!(expected.len() > 150, "{} changes", expected.len());
+
+    // An export a user downloads page by page, following rel="next".
+    let mut path = format!("/api/v1/changes?format=csv&limit=37{filter}");
+    let mut seen: Vec<i64> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = get(server.addr, &path, READER).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        let mut lines = page.body.lines();
+        assert!(lines.next().unwrap().starts_with("id,txid,changed_at,"));
+        let ids: Vec<i64> = lines
+            .map(|l| l.split(',').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(ids.len() <= 37);
+        seen.extend(ids);
+        pages += 1;
+        let Some(link) = page.header("link") else {
+            break;
+        };
+        // The next page of the same export: same filter, same size, CSV.
+        let (target, rel) = link.split_once("; ").unwrap();
+        assert_eq!(rel, "rel=\"next\"");
+        let target = target.trim_start_matches('<').trim_end_matches('>');
+        assert!(target.starts_with("/api/v1/changes?"), "{link}");
+        for part in [
+            "format=csv",
+            "limit=37",
+            "table=orders",
+            "since=2000-01-01T00%3A00%3A00Z",
+            "after=",
+        ] {
+            assert!(target.contains(part), "{part} missing from {link}");
+        }
+        assert_eq!(target.matches("after=").count(), 1, "{link}");
+        path = target.to_string();
+    }
+    assert_eq!(pages, expected.len().div_ceil(37));
+    assert_eq!(
+        seen, expected,
+        "the CSV pages hold the JSON pages' changes, in order"
+    );
+}
+
+#[tokio::test]
 async fn a_large_transaction_comes_back_page_by_page_each_change_once_in_order() {
     let db = shop().await;
     // A batch of 1,200 changes in one transaction, on two tables, while

@@ -17,10 +17,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use pgtrail_bench::procstat;
-use pgtrail_cluster::Cluster;
+use pgtrail_bench::server::Db;
 use tokio_postgres::Client;
 
 use super::{Kind, QueryContext, Rng, WARMUP, percentile};
+
+async fn connect(db: &Db, dbname: &str) -> Result<Client> {
+    super::server::connect_url(&db.url(dbname)).await
+}
 
 /// The database holding the copy of the trail at the SQL of before.
 pub(super) const BEFORE_DB: &str = "trail_before";
@@ -63,21 +67,21 @@ impl Before {
 /// is created again without it. The copy's reader role (its name follows
 /// the database's) is made a member of the original's, so it has the same
 /// rights.
-pub(super) async fn copy_before(cluster: &Cluster, fix: Before) -> Result<()> {
+pub(super) async fn copy_before(cluster: &Db, fix: Before) -> Result<()> {
     let step = Instant::now();
-    let template = super::server::connect(cluster, "template1").await?;
+    let template = connect(cluster, "template1").await?;
     template
         .batch_execute(&format!("CREATE DATABASE {BEFORE_DB} TEMPLATE postgres"))
         .await
         .context("copy the trail (CREATE DATABASE ... TEMPLATE postgres)")?;
     drop(template);
-    let original = super::server::connect(cluster, "postgres").await?;
+    let original = connect(cluster, "postgres").await?;
     let reader: String = original
         .query_one("SELECT pgtrail.role_name('reader')::text", &[])
         .await?
         .get(0);
     drop(original);
-    let before = super::server::connect(cluster, BEFORE_DB).await?;
+    let before = connect(cluster, BEFORE_DB).await?;
     let copy_reader: String = before
         .query_one("SELECT pgtrail.role_name('reader')::text", &[])
         .await?
@@ -243,13 +247,7 @@ impl Running {
 /// Starts `pgtrail serve` on database `dbname` on a thread of its own (a
 /// single-threaded runtime), with one reader token and `connections`
 /// database connections, whose backend pids it records.
-fn start(
-    cluster: &Cluster,
-    name: &'static str,
-    dbname: &str,
-    token: &str,
-    connections: usize,
-) -> Result<Running> {
+fn start(cluster: &Db, name: &'static str, dbname: &str, token: &str, connections: usize) -> Result<Running> {
     let target = pgtrail::connect::Target::parse(&cluster.url(dbname), "the benchmark cluster")?;
     let target = Arc::new(target);
     let backends = Arc::new(Mutex::new(Vec::new()));
@@ -320,9 +318,20 @@ fn start(
 }
 
 /// Seals the trail of database `dbname` (one seal of every change).
-async fn seal(cluster: &Cluster, dbname: &str, key: &pgtrail::integrity::crypto::SignerKey) -> Result<()> {
+async fn seal(cluster: &Db, dbname: &str, key: &pgtrail::integrity::crypto::SignerKey) -> Result<()> {
     let sealing = Instant::now();
-    let mut sealer = super::server::connect(cluster, dbname).await?;
+    let mut sealer = connect(cluster, dbname).await?;
+    // A trail kept by an earlier run (--reuse) was sealed by it, with a key
+    // that run did not keep.
+    let sealed: Option<i64> = sealer
+        .query_one("SELECT max(id) FROM pgtrail.seal", &[])
+        .await
+        .context("read the last seal")?
+        .get(0);
+    if let Some(id) = sealed {
+        println!("pgtrail serve: the trail of {dbname} was sealed before (last seal {id}): not sealed again");
+        return Ok(());
+    }
     let sealed = pgtrail::integrity::seal(&mut sealer, key, &mut |_| {}).await?;
     println!(
         "pgtrail serve: the trail of {dbname} sealed first ({} changes in one seal, {:.1} s)",
@@ -341,7 +350,7 @@ fn load_average() -> String {
 
 /// Runs the HTTP measurement: see the module's documentation.
 pub(super) async fn bench(
-    cluster: &Cluster,
+    cluster: &Db,
     ctx: &QueryContext<'_>,
     clients: usize,
     rounds: usize,

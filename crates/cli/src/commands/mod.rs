@@ -102,7 +102,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             ..
         } => at::run(&common, &table, key.as_deref(), &time, clock).await,
         Command::Blame { table, key, .. } => blame::run(&common, &table, &key).await,
-        Command::Tx { txid, .. } => tx::run(&common, txid).await,
+        Command::Tx {
+            txid, limit, after, ..
+        } => tx::run(&common, txid, limit, after).await,
         Command::Report(args) => report::run(&common, &args).await,
         Command::VerifyBundle { dir, public_key, .. } => verify_bundle::run(&common, &dir, &public_key),
         Command::Keygen { key, name, .. } => keygen::run(&common, &key, &name),
