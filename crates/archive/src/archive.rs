@@ -644,16 +644,18 @@ async fn detach_and_drop(
         .transaction()
         .await
         .map_err(ArchiveError::database("starting the drop"))?;
-    tx.batch_execute("SET LOCAL lock_timeout = '5s'")
-        .await
-        .map_err(ArchiveError::database("setting the lock timeout"))?;
     // No seal or erasure runs from here to the commit (an erasure takes
-    // this lock before it touches the trail: no deadlock).
+    // this lock before it touches the trail: no deadlock). Waited for
+    // without a timeout: a seal may take longer than the drop may wait
+    // for the trail, and nothing is locked yet.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&crate::SEAL_LOCK])
         .await
         .map_err(ArchiveError::database(
             "waiting for a seal or an erasure to finish",
         ))?;
+    tx.batch_execute("SET LOCAL lock_timeout = '5s'")
+        .await
+        .map_err(ArchiveError::database("setting the lock timeout"))?;
     // The partition is counted before the trail is locked: the SHARE lock
     // on the partition alone blocks only writes into it (none are due in a
     // partition past its retention), so writers of the trail wait only for
