@@ -15,7 +15,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
-use crate::copy::{COPY_PARTITION, Decoder};
+use crate::copy::{
+    COPY_CHANGES, COPY_TRANSACTIONS, Decoder, LIST_SHOWN, LIST_STORED, SORTS_BY_BYTES, TABLES, Tables,
+    Transactions,
+};
 use crate::manifest::{FORMAT, Manifest, SealRef};
 use crate::parquet_file::{ArchiveReader, Columns, ParquetWriter, ROW_GROUP, SCHEMA};
 use crate::partitions::{self, Partition};
@@ -430,7 +433,55 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
         .await
         .map_err(ArchiveError::database("reading the last erasure"))?
         .get(0);
-    let sql = COPY_PARTITION.replace("{partition}", &pgtrail_capture::quote::ident(partition));
+    let partition_sql = pgtrail_capture::quote::ident(partition);
+    let mut tables = Tables::new();
+    for row in tx
+        .query(TABLES, &[])
+        .await
+        .map_err(ArchiveError::database("reading the audited tables' names"))?
+    {
+        let (id, schema, name): (i32, String, String) = (row.get(0), row.get(1), row.get(2));
+        tables.insert(id, (schema.into_bytes().into(), name.into_bytes().into()));
+    }
+    // The transaction records first (one COPY), then the changes, joined
+    // with them as they arrive.
+    let mut transactions = Transactions::default();
+    let stream = tx
+        .copy_out(COPY_TRANSACTIONS.replace("{partition}", &partition_sql).as_str())
+        .await
+        .map_err(ArchiveError::database(
+            "reading the partition's transaction records",
+        ))?;
+    futures_util::pin_mut!(stream);
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        let chunk = chunk.map_err(ArchiveError::database(
+            "reading the partition's transaction records",
+        ))?;
+        transactions
+            .feed(chunk)
+            .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
+    }
+    if !transactions.finished() {
+        return Err(ArchiveError::Mismatch(format!(
+            "the COPY of the transaction records of partition {partition} ended early"
+        )));
+    }
+    let stored_list: bool = tx
+        .query_one(SORTS_BY_BYTES, &[])
+        .await
+        .map_err(ArchiveError::database("reading the database's collation"))?
+        .get(0);
+    // The partition's primary key gives its rows in id order: a sort of the
+    // whole partition in the server (chosen when the partition has no
+    // statistics yet) would spill to disk and cost more than the read.
+    tx.batch_execute("SET LOCAL enable_sort = off")
+        .await
+        .map_err(ArchiveError::database(
+            "preferring the id order of the partition's key",
+        ))?;
+    let sql = COPY_CHANGES
+        .replace("{list}", if stored_list { LIST_STORED } else { LIST_SHOWN })
+        .replace("{partition}", &partition_sql);
     let stream = tx
         .copy_out(sql.as_str())
         .await
@@ -441,7 +492,7 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
     // its own) overlap; the channel holds a row group or two at most.
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Columns>(1);
     let encoder = std::thread::spawn(move || encode(writer, receiver));
-    let mut decoder = Decoder::new(ROW_GROUP);
+    let mut decoder = Decoder::new(ROW_GROUP, stored_list, tables, transactions);
     let (mut failed, mut stopped) = (None, false);
     loop {
         let chunk = match futures_util::StreamExt::next(&mut stream).await {
@@ -462,7 +513,7 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
             break;
         }
     }
-    if failed.is_none() && !stopped && !decoder.finished {
+    if failed.is_none() && !stopped && !decoder.finished() {
         failed = Some(ArchiveError::Mismatch(format!(
             "the COPY of partition {partition} ended early"
         )));
@@ -593,9 +644,30 @@ async fn detach_and_drop(
         .transaction()
         .await
         .map_err(ArchiveError::database("starting the drop"))?;
+    // No seal or erasure runs from here to the commit (an erasure takes
+    // this lock before it touches the trail: no deadlock). Waited for
+    // without a timeout: a seal may take longer than the drop may wait
+    // for the trail, and nothing is locked yet.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&crate::SEAL_LOCK])
+        .await
+        .map_err(ArchiveError::database(
+            "waiting for a seal or an erasure to finish",
+        ))?;
     tx.batch_execute("SET LOCAL lock_timeout = '5s'")
         .await
         .map_err(ArchiveError::database("setting the lock timeout"))?;
+    // The partition is counted before the trail is locked: the SHARE lock
+    // on the partition alone blocks only writes into it (none are due in a
+    // partition past its retention), so writers of the trail wait only for
+    // the detach, the record and the drop.
+    tx.batch_execute(&format!("LOCK TABLE pgtrail.{table} IN SHARE MODE"))
+        .await
+        .map_err(ArchiveError::database("locking the partition"))?;
+    let row = tx
+        .query_one(&format!("SELECT count(*), max(id) FROM pgtrail.{table}"), &[])
+        .await
+        .map_err(ArchiveError::database("counting the partition"))?;
+    let (count, max): (i64, Option<i64>) = (row.get(0), row.get(1));
     let locked = Instant::now();
     tx.batch_execute(&format!(
         "ALTER TABLE pgtrail.change DETACH PARTITION pgtrail.{table}"
@@ -603,12 +675,8 @@ async fn detach_and_drop(
     .await
     .map_err(ArchiveError::database("detaching the partition"))?;
     crate::failpoint("archive:detached");
-    let row = tx
-        .query_one(&format!("SELECT count(*), max(id) FROM pgtrail.{table}"), &[])
-        .await
-        .map_err(ArchiveError::database("counting the detached partition"))?;
-    let (count, max): (i64, Option<i64>) = (row.get(0), row.get(1));
-    // An erasure holds the trail until it commits: the detach waited for it.
+    // An erasure that committed since the partition was read (none runs
+    // now: the seal lock).
     let last_erasure: i64 = tx
         .query_one("SELECT coalesce(max(id), 0) FROM pgtrail.erasure", &[])
         .await

@@ -1,11 +1,16 @@
-//! Reading a partition for its archive with one binary `COPY ... TO
-//! STDOUT`: the tuples are decoded straight into Parquet columns (each text
-//! value a slice of the buffer it was received in: no allocation per
-//! value), and the row digest ([`ArchivedChange::digest_into`]) is taken
-//! from the tuples' own bytes, which are its encoding for every column but
-//! the times and `changed_fields`.
+//! Reading a partition for its archive with binary `COPY ... TO STDOUT`:
+//! the partition's change rows alone (no join, no value printed as text
+//! but the `jsonb` documents, which PostgreSQL sends as their text anyway),
+//! the transaction records of the partition's span of transaction ids in a
+//! second COPY, and the tables' names in a query; the rows are joined here
+//! and decoded straight into Parquet columns (each text value a slice of
+//! the buffer it was received in: no allocation per value), and the row
+//! digest ([`ArchivedChange::digest_into`]) is taken from the joined values
+//! as they go into the columns.
 //!
 //! [`ArchivedChange::digest_into`]: crate::row::ArchivedChange::digest_into
+
+use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 use parquet::data_type::ByteArray;
@@ -13,35 +18,61 @@ use sha2::{Digest, Sha256};
 
 use crate::parquet_file::Columns;
 
-/// The query of [`Decoder`]'s tuples; `{partition}` is replaced by the
-/// quoted partition name. The columns are those of
-/// [`ArchivedChange`](crate::row::ArchivedChange) in order, as
-/// `pgtrail.changes` shows them (the times as `timestamptz`, the integers
-/// the digest reads as 64-bit as `bigint`).
-pub(crate) const COPY_PARTITION: &str = "
-COPY (SELECT c.id, c.txid, c.changed_at,
-       t.table_schema::text, t.table_name::text,
-       CASE c.op WHEN 'I' THEN 'INSERT' WHEN 'U' THEN 'UPDATE' WHEN 'D' THEN 'DELETE' ELSE 'TRUNCATE' END,
-       c.pk::text, c.old_values::text, c.new_values::text,
-       CASE WHEN c.op = 'U' THEN coalesce(c.changed_fields,
-           ARRAY(SELECT k FROM jsonb_object_keys(c.new_values) AS k ORDER BY k)) END::text[],
-       x.actor_id::text, x.actor_name::text, x.actor_type::text, x.reason::text, x.context::text,
-       x.db_user::text, x.application_name::text, x.client_addr::text,
-       x.started_at, c.ctx::bigint, c.table_id::bigint, c.old_pk::text, c.changed_fields::text,
-       x.recorded_at, x.db_role::text, x.client_port::bigint, x.backend_pid::bigint
+/// The partition's changes, in id order; `{partition}` is replaced by the
+/// quoted partition name and `{list}` by [`LIST_STORED`] or
+/// [`LIST_SHOWN`]. `changed_fields` as stored, in its text form (the
+/// seal's leaves read that), is the last column.
+pub(crate) const COPY_CHANGES: &str = "
+COPY (SELECT c.id, c.txid, c.changed_at, c.table_id, c.op, c.ctx, c.pk, c.old_values, c.new_values,
+       {list}, c.old_pk, c.changed_fields::text
 FROM pgtrail.{partition} AS c
-JOIN pgtrail.audited_table AS t ON t.id = c.table_id
-LEFT JOIN pgtrail.transaction AS x ON x.txid = c.txid AND x.ctx = c.ctx
 ORDER BY c.id) TO STDOUT (FORMAT binary)";
 
-/// Columns in a tuple of [`COPY_PARTITION`].
-const FIELDS: usize = 27;
+/// The list column of [`COPY_CHANGES`] when the database sorts text by
+/// its bytes (collation `C`): `changed_fields` as stored, and for an
+/// UPDATE recorded with diff images (no stored list) the keys of
+/// `new_values` are taken here from its text and sorted by their bytes,
+/// as `pgtrail.changes` sorts them in that collation, without a sort per
+/// row in the server.
+pub(crate) const LIST_STORED: &str = "c.changed_fields";
+
+/// The list column of [`COPY_CHANGES`] in any other collation:
+/// `changed_fields` as `pgtrail.changes` shows it, sorted by the server.
+pub(crate) const LIST_SHOWN: &str = "CASE WHEN c.op = 'U' THEN coalesce(c.changed_fields,
+           ARRAY(SELECT k FROM jsonb_object_keys(c.new_values) AS k ORDER BY k)) END";
+
+/// Whether the database sorts text by its bytes (then [`LIST_STORED`] gives
+/// the list `pgtrail.changes` shows). PostgreSQL 14 has no
+/// `datlocprovider`: its databases all sort with libc.
+pub(crate) const SORTS_BY_BYTES: &str = "
+SELECT coalesce((SELECT coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c' AND d.datcollate IN ('C', 'POSIX')
+                 FROM pg_catalog.pg_database AS d WHERE d.datname = current_database()), false)";
+
+/// The transaction records a change of the partition may belong to: those
+/// whose txid is in the span of the partition's (a few more at most).
+pub(crate) const COPY_TRANSACTIONS: &str = "
+COPY (SELECT x.txid, x.ctx, x.actor_id, x.actor_name, x.actor_type, x.reason, x.context,
+       x.db_user, x.application_name, x.client_addr::text, x.started_at, x.recorded_at,
+       x.db_role, x.client_port, x.backend_pid
+FROM pgtrail.transaction AS x
+WHERE x.txid BETWEEN (SELECT min(c.txid) FROM pgtrail.{partition} AS c)
+                 AND (SELECT max(c.txid) FROM pgtrail.{partition} AS c)) TO STDOUT (FORMAT binary)";
+
+/// The audited tables' names by id (a change's `table_id`).
+pub(crate) const TABLES: &str = "SELECT id, table_schema, table_name FROM pgtrail.audited_table";
+
+/// Columns in a tuple of [`COPY_CHANGES`] and of [`COPY_TRANSACTIONS`].
+const CHANGE_FIELDS: usize = 12;
+const TRANSACTION_FIELDS: usize = 15;
 
 /// Microseconds from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch).
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// The binary COPY header's fixed part: signature, flags, extension length.
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// The version byte that starts a `jsonb` value in binary form (its text follows).
+const JSONB_VERSION: u8 = 1;
 
 /// Why the COPY data could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -52,21 +83,6 @@ fn bad(what: impl Into<String>) -> CopyError {
     CopyError(what.into())
 }
 
-/// Decodes the COPY data of [`COPY_PARTITION`], chunk by chunk, into
-/// [`Columns`], hashing each row.
-pub(crate) struct Decoder {
-    /// Bytes of a tuple not complete yet (or of the header).
-    pending: BytesMut,
-    header: bool,
-    pub(crate) finished: bool,
-    pub(crate) columns: Columns,
-    pub(crate) hasher: Sha256,
-    pub(crate) rows: i64,
-    pub(crate) first: Option<(i64, i64)>,
-    pub(crate) last: Option<(i64, i64)>,
-    capacity: usize,
-}
-
 /// A field's place in the tuple: start of its bytes (after the length),
 /// and its length (None for NULL).
 #[derive(Clone, Copy, Default)]
@@ -75,29 +91,25 @@ struct Field {
     len: Option<usize>,
 }
 
-impl Decoder {
-    pub(crate) fn new(capacity: usize) -> Decoder {
-        Decoder {
-            pending: BytesMut::new(),
-            header: false,
-            finished: false,
-            columns: Columns::with_capacity(capacity),
-            hasher: Sha256::new(),
-            rows: 0,
-            first: None,
-            last: None,
-            capacity,
-        }
-    }
+/// Splits binary COPY data into tuples of `N` fields, whatever the chunks
+/// it arrives in.
+#[derive(Default)]
+struct Tuples<const N: usize> {
+    /// Bytes of a tuple not complete yet (or of the header).
+    pending: BytesMut,
+    header: bool,
+    finished: bool,
+}
 
-    /// Takes the rows decoded so far.
-    pub(crate) fn take(&mut self) -> Columns {
-        std::mem::replace(&mut self.columns, Columns::with_capacity(self.capacity))
-    }
-
-    /// Decodes every complete tuple of `chunk` (with what was left over
-    /// from the chunks before).
-    pub(crate) fn feed(&mut self, chunk: Bytes) -> Result<(), CopyError> {
+impl<const N: usize> Tuples<N> {
+    /// Hands every complete tuple of `chunk` (with what was left over from
+    /// the chunks before) to `each`: the bytes it lies in, where it starts
+    /// and ends, and its fields.
+    fn feed(
+        &mut self,
+        chunk: Bytes,
+        mut each: impl FnMut(&Bytes, usize, usize, &[Field; N]) -> Result<(), CopyError>,
+    ) -> Result<(), CopyError> {
         let data = if self.pending.is_empty() {
             chunk
         } else {
@@ -126,164 +138,566 @@ impl Decoder {
             if self.finished {
                 return Err(bad("data after the end of the COPY"));
             }
-            match self.tuple(&data, pos)? {
-                Some(next) => pos = next,
-                None => {
-                    self.pending.extend_from_slice(&data[pos..]);
-                    return Ok(());
-                }
+            if data.len() < pos + 2 {
+                break;
             }
+            let count = i16::from_be_bytes([data[pos], data[pos + 1]]);
+            if count == -1 {
+                self.finished = true;
+                pos += 2;
+                continue;
+            }
+            match fields::<N>(&data, pos)? {
+                Some((fields, end)) => {
+                    each(&data, pos, end, &fields)?;
+                    pos = end;
+                }
+                None => break,
+            }
+        }
+        if pos < data.len() {
+            self.pending.extend_from_slice(&data[pos..]);
         }
         Ok(())
     }
+}
 
-    /// Decodes the tuple at `pos`; returns where the next one starts, or
-    /// None when the tuple is not complete in `data`.
-    fn tuple(&mut self, data: &Bytes, pos: usize) -> Result<Option<usize>, CopyError> {
-        if data.len() < pos + 2 {
+/// The fields of the tuple at `pos` and where it ends, or None when the
+/// tuple is not complete in `data`.
+fn fields<const N: usize>(data: &[u8], pos: usize) -> Result<Option<([Field; N], usize)>, CopyError> {
+    if data.len() < pos + 2 {
+        return Ok(None);
+    }
+    let count = i16::from_be_bytes([data[pos], data[pos + 1]]);
+    if count as usize != N {
+        return Err(bad(format!("a row of {count} columns, {N} expected")));
+    }
+    let mut fields = [Field::default(); N];
+    let mut at = pos + 2;
+    for field in &mut fields {
+        if data.len() < at + 4 {
             return Ok(None);
         }
-        let count = i16::from_be_bytes([data[pos], data[pos + 1]]);
-        if count == -1 {
-            self.finished = true;
-            return Ok(Some(pos + 2));
-        }
-        if count as usize != FIELDS {
-            return Err(bad(format!("a row of {count} columns, {FIELDS} expected")));
-        }
-        let mut fields = [Field::default(); FIELDS];
-        let mut at = pos + 2;
-        for field in &mut fields {
-            if data.len() < at + 4 {
+        let len = i32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+        at += 4;
+        field.start = at;
+        if len >= 0 {
+            let len = len as usize;
+            if data.len() < at + len {
                 return Ok(None);
             }
-            let len = i32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
-            at += 4;
-            field.start = at;
-            if len >= 0 {
-                let len = len as usize;
-                if data.len() < at + len {
-                    return Ok(None);
-                }
-                field.len = Some(len);
-                at += len;
-            } else if len != -1 {
-                return Err(bad(format!("a field of length {len}")));
-            }
+            field.len = Some(len);
+            at += len;
+        } else if len != -1 {
+            return Err(bad(format!("a field of length {len}")));
         }
-        self.row(data, pos + 2, &fields)?;
-        Ok(Some(at))
+    }
+    Ok(Some((fields, at)))
+}
+
+/// Reading the fields of one tuple.
+struct Tuple<'a, const N: usize> {
+    data: &'a Bytes,
+    f: &'a [Field; N],
+    what: &'static str,
+}
+
+impl<const N: usize> Tuple<'_, N> {
+    fn raw(&self, i: usize) -> Option<&[u8]> {
+        self.f[i]
+            .len
+            .map(|n| &self.data[self.f[i].start..self.f[i].start + n])
     }
 
-    fn row(&mut self, data: &Bytes, start: usize, f: &[Field; FIELDS]) -> Result<(), CopyError> {
-        let long = |i: usize| -> Result<Option<i64>, CopyError> {
-            match f[i].len {
-                None => Ok(None),
-                Some(8) => {
-                    let s = f[i].start;
-                    let mut bytes = [0u8; 8];
-                    bytes.copy_from_slice(&data[s..s + 8]);
-                    Ok(Some(i64::from_be_bytes(bytes)))
-                }
-                Some(n) => Err(bad(format!("column {} has {n} bytes, 8 expected", i + 1))),
-            }
-        };
-        let required = |i: usize, name: &str| -> Result<i64, CopyError> {
-            long(i)?.ok_or_else(|| bad(format!("`{name}` is NULL")))
-        };
-        let time = |i: usize| -> Result<Option<i64>, CopyError> {
-            long(i)?
-                .map(|v| {
-                    v.checked_add(POSTGRES_EPOCH_MICROS)
-                        .ok_or_else(|| bad(format!("column {} is not a finite time", i + 1)))
-                })
-                .transpose()
-        };
-        let text = |i: usize| -> Option<ByteArray> {
-            f[i].len
-                .map(|n| ByteArray::from(data.slice(f[i].start..f[i].start + n)))
-        };
-        let small = |i: usize, name: &str| -> Result<Option<i32>, CopyError> {
-            long(i)?
-                .map(|v| i32::try_from(v).map_err(|_| bad(format!("`{name}` is out of range"))))
-                .transpose()
-        };
-        let id = required(0, "id")?;
-        let txid = required(1, "txid")?;
-        let changed_at = time(2)?.ok_or_else(|| bad("`changed_at` is NULL"))?;
-        let started_at = time(18)?;
-        let ctx = required(19, "ctx")?;
-        let ctx = i32::from(i16::try_from(ctx).map_err(|_| bad("`ctx` is out of range"))?);
-        let table_id = small(20, "table_id")?.ok_or_else(|| bad("`table_id` is NULL"))?;
-        let recorded_at = time(23)?;
-        let client_port = small(25, "client_port")?;
-        let backend_pid = small(26, "backend_pid")?;
+    fn fixed<const W: usize>(&self, i: usize) -> Result<Option<[u8; W]>, CopyError> {
+        match self.raw(i) {
+            None => Ok(None),
+            Some(b) => <[u8; W]>::try_from(b).map(Some).map_err(|_| {
+                bad(format!(
+                    "column {} of a {} has {} bytes, {W} expected",
+                    i + 1,
+                    self.what,
+                    b.len()
+                ))
+            }),
+        }
+    }
 
-        // The digest: the tuple's bytes (a length then the value, -1 for
-        // NULL) are the digest's encoding, but for the times (here since
-        // 2000, there since 1970) and the list (there its items joined).
-        let raw = |from: usize, to: usize| &data[f[from].start - 4..f[to].start - 4];
-        let h = &mut self.hasher;
-        let micros = |h: &mut Sha256, v: Option<i64>| match v {
-            Some(v) => {
-                h.update(8u32.to_be_bytes());
-                h.update(v.to_be_bytes());
+    fn long(&self, i: usize) -> Result<Option<i64>, CopyError> {
+        Ok(self.fixed::<8>(i)?.map(i64::from_be_bytes))
+    }
+
+    fn int(&self, i: usize) -> Result<Option<i32>, CopyError> {
+        Ok(self.fixed::<4>(i)?.map(i32::from_be_bytes))
+    }
+
+    fn short(&self, i: usize) -> Result<Option<i16>, CopyError> {
+        Ok(self.fixed::<2>(i)?.map(i16::from_be_bytes))
+    }
+
+    /// A time in microseconds since 1970.
+    fn time(&self, i: usize) -> Result<Option<i64>, CopyError> {
+        self.long(i)?
+            .map(|v| {
+                v.checked_add(POSTGRES_EPOCH_MICROS).ok_or_else(|| {
+                    bad(format!(
+                        "column {} of a {} is not a finite time",
+                        i + 1,
+                        self.what
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    fn required<T>(&self, v: Result<Option<T>, CopyError>, name: &str) -> Result<T, CopyError> {
+        v?.ok_or_else(|| bad(format!("`{name}` of a {} is NULL", self.what)))
+    }
+
+    /// A text value, as a slice of the buffer.
+    fn text(&self, i: usize) -> Option<Bytes> {
+        self.f[i]
+            .len
+            .map(|n| self.data.slice(self.f[i].start..self.f[i].start + n))
+    }
+
+    /// A `jsonb` value's text, as a slice of the buffer.
+    fn jsonb(&self, i: usize) -> Result<Option<Bytes>, CopyError> {
+        match self.f[i].len {
+            None => Ok(None),
+            Some(n) if n >= 1 && self.data[self.f[i].start] == JSONB_VERSION => {
+                Ok(Some(self.data.slice(self.f[i].start + 1..self.f[i].start + n)))
             }
-            None => h.update(u32::MAX.to_be_bytes()),
+            Some(_) => Err(bad(format!(
+                "column {} of a {} is not jsonb of version {JSONB_VERSION}",
+                i + 1,
+                self.what
+            ))),
+        }
+    }
+}
+
+/// A change's transaction record (all None without one).
+#[derive(Default, Clone)]
+struct Transaction {
+    /// actor_id, actor_name, actor_type, reason, context, db_user,
+    /// application_name, client_addr, db_role.
+    texts: [Option<Bytes>; 9],
+    started_at: Option<i64>,
+    recorded_at: Option<i64>,
+    client_port: Option<i32>,
+    backend_pid: Option<i32>,
+}
+
+impl Transaction {
+    fn decode(data: &Bytes, f: &[Field; TRANSACTION_FIELDS]) -> Result<Transaction, CopyError> {
+        let t = Tuple {
+            data,
+            f,
+            what: "transaction record",
         };
-        debug_assert_eq!(f[0].start - 4, start);
-        h.update(raw(0, 2));
-        micros(h, Some(changed_at));
-        h.update(raw(3, 9));
-        let items = list(data, f[9])?;
+        Ok(Transaction {
+            texts: [
+                t.text(2),
+                t.text(3),
+                t.text(4),
+                t.text(5),
+                t.jsonb(6)?,
+                t.text(7),
+                t.text(8),
+                t.text(9),
+                t.text(12),
+            ],
+            started_at: t.time(10)?,
+            recorded_at: t.time(11)?,
+            client_port: t.int(13)?,
+            backend_pid: t.int(14)?,
+        })
+    }
+}
+
+/// The transaction records of [`COPY_TRANSACTIONS`] by (txid, ctx), each
+/// kept as its tuple's bytes (a slice of the buffer it arrived in) and
+/// decoded when a change asks for it.
+#[derive(Default)]
+pub(crate) struct Transactions {
+    tuples: Tuples<TRANSACTION_FIELDS>,
+    rows: HashMap<(i64, i16), Bytes>,
+}
+
+impl Transactions {
+    pub(crate) fn feed(&mut self, chunk: Bytes) -> Result<(), CopyError> {
+        let rows = &mut self.rows;
+        self.tuples.feed(chunk, |data, start, end, f| {
+            let t = Tuple {
+                data,
+                f,
+                what: "transaction record",
+            };
+            let txid = t.required(t.long(0), "txid")?;
+            let ctx = t.required(t.short(1), "ctx")?;
+            rows.insert((txid, ctx), data.slice(start..end));
+            Ok(())
+        })
+    }
+
+    pub(crate) fn finished(&self) -> bool {
+        self.tuples.finished
+    }
+
+    fn get(&self, key: (i64, i16)) -> Result<Transaction, CopyError> {
+        match self.rows.get(&key) {
+            None => Ok(Transaction::default()),
+            Some(tuple) => match fields::<TRANSACTION_FIELDS>(tuple, 0)? {
+                Some((f, _)) => Transaction::decode(tuple, &f),
+                None => Err(bad("a transaction record was cut short")),
+            },
+        }
+    }
+}
+
+/// A table's schema and name.
+pub(crate) type Tables = HashMap<i32, (Bytes, Bytes)>;
+
+/// Decodes the COPY data of [`COPY_CHANGES`], chunk by chunk, joins each
+/// change with its table and transaction record into [`Columns`], hashing
+/// each row.
+pub(crate) struct Decoder {
+    tuples: Tuples<CHANGE_FIELDS>,
+    /// The list column is `changed_fields` as stored ([`LIST_STORED`]).
+    stored_list: bool,
+    tables: Tables,
+    transactions: Transactions,
+    /// The transaction record of the change before (changes of one
+    /// transaction mostly follow each other).
+    current: Option<((i64, i16), Transaction)>,
+    /// One row's digest input, reused.
+    scratch: Vec<u8>,
+    pub(crate) columns: Columns,
+    pub(crate) hasher: Sha256,
+    pub(crate) rows: i64,
+    pub(crate) first: Option<(i64, i64)>,
+    pub(crate) last: Option<(i64, i64)>,
+    capacity: usize,
+}
+
+const INSERT: &[u8] = b"INSERT";
+const UPDATE: &[u8] = b"UPDATE";
+const DELETE: &[u8] = b"DELETE";
+const TRUNCATE: &[u8] = b"TRUNCATE";
+
+impl Decoder {
+    /// A decoder of [`COPY_CHANGES`] with [`LIST_STORED`] (`stored_list`)
+    /// or [`LIST_SHOWN`].
+    pub(crate) fn new(
+        capacity: usize,
+        stored_list: bool,
+        tables: Tables,
+        transactions: Transactions,
+    ) -> Decoder {
+        Decoder {
+            tuples: Tuples::default(),
+            stored_list,
+            tables,
+            transactions,
+            current: None,
+            scratch: Vec::with_capacity(1024),
+            columns: Columns::with_capacity(capacity),
+            hasher: Sha256::new(),
+            rows: 0,
+            first: None,
+            last: None,
+            capacity,
+        }
+    }
+
+    pub(crate) fn finished(&self) -> bool {
+        self.tuples.finished
+    }
+
+    /// Takes the rows decoded so far.
+    pub(crate) fn take(&mut self) -> Columns {
+        std::mem::replace(&mut self.columns, Columns::with_capacity(self.capacity))
+    }
+
+    /// Decodes every complete tuple of `chunk` (with what was left over
+    /// from the chunks before).
+    pub(crate) fn feed(&mut self, chunk: Bytes) -> Result<(), CopyError> {
+        let mut tuples = std::mem::take(&mut self.tuples);
+        let fed = tuples.feed(chunk, |data, _, _, f| self.row(data, f));
+        self.tuples = tuples;
+        fed
+    }
+
+    fn row(&mut self, data: &Bytes, f: &[Field; CHANGE_FIELDS]) -> Result<(), CopyError> {
+        let t = Tuple {
+            data,
+            f,
+            what: "change",
+        };
+        let id = t.required(t.long(0), "id")?;
+        let txid = t.required(t.long(1), "txid")?;
+        let changed_at = t.required(t.time(2), "changed_at")?;
+        let table_id = t.required(t.int(3), "table_id")?;
+        let op: &'static [u8] = match t.required(t.fixed::<1>(4), "op")? {
+            [b'I'] => INSERT,
+            [b'U'] => UPDATE,
+            [b'D'] => DELETE,
+            [b'T'] => TRUNCATE,
+            [other] => return Err(bad(format!("change {id} has op {:?}", char::from(other)))),
+        };
+        let ctx = t.required(t.short(5), "ctx")?;
+        let pk = t.jsonb(6)?;
+        let old_values = t.jsonb(7)?;
+        let new_values = t.jsonb(8)?;
+        let mut items = list(data, f[9])?;
+        if self.stored_list {
+            items = match (op, items) {
+                (UPDATE, Some(items)) => Some(items),
+                (UPDATE, None) => Some(match &new_values {
+                    Some(values) => object_keys(values).map_err(|e| bad(format!("change {id}: {e}")))?,
+                    None => Vec::new(),
+                }),
+                _ => None,
+            };
+        }
+        let old_pk = t.jsonb(10)?;
+        let recorded_fields = t.text(11);
+        let (schema, name) = self.tables.get(&table_id).cloned().ok_or_else(|| {
+            bad(format!(
+                "change {id} is of table {table_id}, which pgtrail.audited_table does not know"
+            ))
+        })?;
+        let key = (txid, ctx);
+        if self.current.as_ref().is_none_or(|(k, _)| *k != key) {
+            self.current = Some((key, self.transactions.get(key)?));
+        }
+        let Some((_, x)) = &self.current else {
+            return Err(bad("no transaction record"));
+        };
+
+        // The digest ([`ArchivedChange::digest_into`]): every column as
+        // u32(len) || bytes or 0xFFFFFFFF for NULL, integers and times
+        // (since 1970) as 64-bit, the list's items joined by U+001F.
+        let b = &mut self.scratch;
+        b.clear();
+        num(b, Some(id));
+        num(b, Some(txid));
+        num(b, Some(changed_at));
+        put(b, Some(&schema));
+        put(b, Some(&name));
+        put(b, Some(op));
+        put(b, pk.as_deref());
+        put(b, old_values.as_deref());
+        put(b, new_values.as_deref());
         match &items {
             Some(items) => {
                 let len = items.iter().map(ByteArray::len).sum::<usize>() + items.len().saturating_sub(1);
-                h.update((len as u32).to_be_bytes());
+                b.extend_from_slice(&(len as u32).to_be_bytes());
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
-                        h.update([0x1f]);
+                        b.push(0x1f);
                     }
-                    h.update(item.data());
+                    b.extend_from_slice(item.data());
                 }
             }
-            None => h.update(u32::MAX.to_be_bytes()),
+            None => put(b, None),
         }
-        h.update(raw(10, 18));
-        micros(h, started_at);
-        h.update(raw(19, 23));
-        micros(h, recorded_at);
-        let end = f[26].start + f[26].len.unwrap_or(0);
-        h.update(&data[f[24].start - 4..end]);
+        for text in &x.texts[..8] {
+            put(b, text.as_deref());
+        }
+        num(b, x.started_at);
+        num(b, Some(i64::from(ctx)));
+        num(b, Some(i64::from(table_id)));
+        put(b, old_pk.as_deref());
+        put(b, recorded_fields.as_deref());
+        num(b, x.recorded_at);
+        put(b, x.texts[8].as_deref());
+        num(b, x.client_port.map(i64::from));
+        num(b, x.backend_pid.map(i64::from));
+        self.hasher.update(&b[..]);
 
         let c = &mut self.columns;
         c.rows += 1;
         c.longs[0].push(id);
         c.longs[1].push(txid);
         c.longs[2].push(changed_at);
-        for (column, i) in c.names.iter_mut().zip(3..6) {
-            column.push(text(i).ok_or_else(|| bad(format!("column {} is NULL", i + 1)))?);
-        }
+        c.names[0].push(ByteArray::from(schema));
+        c.names[1].push(ByteArray::from(name));
+        c.names[2].push(ByteArray::from(Bytes::from_static(op)));
         c.push_fields(items);
-        for (column, i) in c
-            .texts
-            .iter_mut()
-            .zip([6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17, 21, 22, 24])
-        {
-            column.push(text(i));
+        let texts = [
+            pk,
+            old_values,
+            new_values,
+            x.texts[0].clone(),
+            x.texts[1].clone(),
+            x.texts[2].clone(),
+            x.texts[3].clone(),
+            x.texts[4].clone(),
+            x.texts[5].clone(),
+            x.texts[6].clone(),
+            x.texts[7].clone(),
+            old_pk,
+            recorded_fields,
+            x.texts[8].clone(),
+        ];
+        for (column, value) in c.texts.iter_mut().zip(texts) {
+            column.push(value.map(ByteArray::from));
         }
-        c.times[0].push(started_at);
-        c.times[1].push(recorded_at);
-        c.ints[0].push(ctx);
+        c.times[0].push(x.started_at);
+        c.times[1].push(x.recorded_at);
+        c.ints[0].push(i32::from(ctx));
         c.ints[1].push(table_id);
-        c.small[0].push(client_port);
-        c.small[1].push(backend_pid);
+        c.small[0].push(x.client_port);
+        c.small[1].push(x.backend_pid);
 
         self.rows += 1;
         self.first.get_or_insert((id, changed_at));
         self.last = Some((id, changed_at));
         Ok(())
     }
+}
+
+fn put(b: &mut Vec<u8>, value: Option<&[u8]>) {
+    match value {
+        Some(bytes) => {
+            b.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            b.extend_from_slice(bytes);
+        }
+        None => b.extend_from_slice(&u32::MAX.to_be_bytes()),
+    }
+}
+
+fn num(b: &mut Vec<u8>, value: Option<i64>) {
+    match value {
+        Some(v) => {
+            b.extend_from_slice(&8u32.to_be_bytes());
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        None => b.extend_from_slice(&u32::MAX.to_be_bytes()),
+    }
+}
+
+/// The keys of the JSON object `text` (as PostgreSQL prints a `jsonb`
+/// object), sorted by their bytes; each a slice of `text` unless it holds
+/// an escape.
+fn object_keys(text: &Bytes) -> Result<Vec<ByteArray>, String> {
+    let not_object = || "`new_values` is not a JSON object".to_string();
+    let b = &text[..];
+    let mut at = skip_space(b, 0);
+    if b.get(at) != Some(&b'{') {
+        return Err(not_object());
+    }
+    at = skip_space(b, at + 1);
+    let mut keys = Vec::new();
+    if b.get(at) == Some(&b'}') {
+        return Ok(keys);
+    }
+    loop {
+        if b.get(at) != Some(&b'"') {
+            return Err(not_object());
+        }
+        let end = string_end(b, at + 1).ok_or_else(not_object)?;
+        let raw = &b[at + 1..end];
+        keys.push(if raw.contains(&b'\\') {
+            ByteArray::from(
+                unescape(raw).ok_or_else(|| "a key of `new_values` has a bad escape".to_string())?,
+            )
+        } else {
+            ByteArray::from(text.slice(at + 1..end))
+        });
+        at = skip_space(b, end + 1);
+        if b.get(at) != Some(&b':') {
+            return Err(not_object());
+        }
+        // The value: up to the comma or brace at this depth.
+        let mut depth = 0usize;
+        at += 1;
+        loop {
+            match b.get(at) {
+                None => return Err(not_object()),
+                Some(b'"') => at = string_end(b, at + 1).ok_or_else(not_object)?,
+                Some(b'{' | b'[') => depth += 1,
+                Some(b'}' | b']') if depth > 0 => depth -= 1,
+                Some(b'}') => {
+                    keys.sort_unstable_by(|x, y| x.data().cmp(y.data()));
+                    return Ok(keys);
+                }
+                Some(b',') if depth == 0 => break,
+                Some(_) => {}
+            }
+            at += 1;
+        }
+        at = skip_space(b, at + 1);
+    }
+}
+
+fn skip_space(b: &[u8], mut at: usize) -> usize {
+    while b
+        .get(at)
+        .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        at += 1;
+    }
+    at
+}
+
+/// Where the JSON string whose text starts at `at` ends (its closing quote).
+fn string_end(b: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        match b.get(at)? {
+            b'"' => return Some(at),
+            b'\\' => at += 2,
+            _ => at += 1,
+        }
+    }
+}
+
+/// A JSON string's text without its escapes.
+fn unescape(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut at = 0;
+    let hex = |at: usize| -> Option<u32> {
+        let digits = std::str::from_utf8(raw.get(at..at + 4)?).ok()?;
+        u32::from_str_radix(digits, 16).ok()
+    };
+    while at < raw.len() {
+        if raw[at] != b'\\' {
+            out.push(raw[at]);
+            at += 1;
+            continue;
+        }
+        let c = *raw.get(at + 1)?;
+        at += 2;
+        let plain = match c {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let mut code = hex(at)?;
+                at += 4;
+                if (0xd800..0xdc00).contains(&code) && raw.get(at..at + 2) == Some(&b"\\u"[..]) {
+                    let low = hex(at + 2)?;
+                    if (0xdc00..0xe000).contains(&low) {
+                        code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
+                        at += 6;
+                    }
+                }
+                let mut buffer = [0u8; 4];
+                out.extend_from_slice(char::from_u32(code)?.encode_utf8(&mut buffer).as_bytes());
+                continue;
+            }
+            _ => return None,
+        };
+        out.push(plain);
+    }
+    Some(out)
 }
 
 fn be_u32(b: &[u8]) -> u32 {
@@ -338,21 +752,42 @@ mod tests {
     use super::*;
     use crate::row::ArchivedChange;
 
-    /// The binary COPY tuple PostgreSQL sends for `c` (as [`COPY_PARTITION`]
-    /// selects it).
-    fn tuple(c: &ArchivedChange) -> Vec<u8> {
-        let mut out = (FIELDS as i16).to_be_bytes().to_vec();
-        let mut put = |v: Option<&[u8]>| match v {
-            Some(b) => {
-                out.extend((b.len() as i32).to_be_bytes());
-                out.extend(b);
+    /// A binary COPY tuple of these fields.
+    fn tuple(fields: &[Option<Vec<u8>>]) -> Vec<u8> {
+        let mut out = (fields.len() as i16).to_be_bytes().to_vec();
+        for field in fields {
+            match field {
+                Some(b) => {
+                    out.extend((b.len() as i32).to_be_bytes());
+                    out.extend(b);
+                }
+                None => out.extend((-1i32).to_be_bytes()),
             }
-            None => out.extend((-1i32).to_be_bytes()),
+        }
+        out
+    }
+
+    fn time(v: i64) -> Vec<u8> {
+        (v - POSTGRES_EPOCH_MICROS).to_be_bytes().to_vec()
+    }
+
+    fn text(v: &Option<String>) -> Option<Vec<u8>> {
+        v.as_ref().map(|s| s.as_bytes().to_vec())
+    }
+
+    fn jsonb(v: &Option<String>) -> Option<Vec<u8>> {
+        v.as_ref().map(|s| [&[JSONB_VERSION][..], s.as_bytes()].concat())
+    }
+
+    /// The tuple PostgreSQL sends for `c` in [`COPY_CHANGES`], with
+    /// [`LIST_STORED`] (`stored`) or [`LIST_SHOWN`].
+    fn change_tuple(c: &ArchivedChange, stored: bool) -> Vec<u8> {
+        let list = if stored && c.changed_fields_recorded.is_none() {
+            None
+        } else {
+            c.changed_fields.as_ref()
         };
-        let long = |v: i64| v.to_be_bytes().to_vec();
-        let time = |v: i64| (v - POSTGRES_EPOCH_MICROS).to_be_bytes().to_vec();
-        let text = |v: &Option<String>| v.as_ref().map(|s| s.as_bytes().to_vec());
-        let list = c.changed_fields.as_ref().map(|items| {
+        let list = list.map(|items| {
             let mut a = Vec::new();
             if items.is_empty() {
                 a.extend([0u8; 4]);
@@ -371,39 +806,43 @@ mod tests {
             }
             a
         });
-        let fields: Vec<Option<Vec<u8>>> = vec![
-            Some(long(c.id)),
-            Some(long(c.txid)),
+        tuple(&[
+            Some(c.id.to_be_bytes().to_vec()),
+            Some(c.txid.to_be_bytes().to_vec()),
             Some(time(c.changed_at)),
-            Some(c.table_schema.as_bytes().to_vec()),
-            Some(c.table_name.as_bytes().to_vec()),
-            Some(c.op.as_bytes().to_vec()),
-            text(&c.pk),
-            text(&c.old_values),
-            text(&c.new_values),
+            Some(c.table_id.to_be_bytes().to_vec()),
+            Some(c.op_code().as_bytes().to_vec()),
+            Some(c.ctx.to_be_bytes().to_vec()),
+            jsonb(&c.pk),
+            jsonb(&c.old_values),
+            jsonb(&c.new_values),
             list,
+            jsonb(&c.old_pk),
+            text(&c.changed_fields_recorded),
+        ])
+    }
+
+    /// The tuple PostgreSQL sends for `c`'s transaction record in
+    /// [`COPY_TRANSACTIONS`] (None without one).
+    fn transaction_tuple(c: &ArchivedChange) -> Option<Vec<u8>> {
+        let pid = c.backend_pid?;
+        Some(tuple(&[
+            Some(c.txid.to_be_bytes().to_vec()),
+            Some(c.ctx.to_be_bytes().to_vec()),
             text(&c.actor_id),
             text(&c.actor_name),
             text(&c.actor_type),
             text(&c.reason),
-            text(&c.context),
+            jsonb(&c.context),
             text(&c.db_user),
             text(&c.application_name),
             text(&c.client_addr),
             c.tx_started_at.map(time),
-            Some(long(i64::from(c.ctx))),
-            Some(long(i64::from(c.table_id))),
-            text(&c.old_pk),
-            text(&c.changed_fields_recorded),
             c.tx_recorded_at.map(time),
             text(&c.db_role),
-            c.client_port.map(|v| long(i64::from(v))),
-            c.backend_pid.map(|v| long(i64::from(v))),
-        ];
-        for field in &fields {
-            put(field.as_deref());
-        }
-        out
+            c.client_port.map(|v| v.to_be_bytes().to_vec()),
+            Some(pid.to_be_bytes().to_vec()),
+        ]))
     }
 
     fn changes() -> Vec<ArchivedChange> {
@@ -439,29 +878,90 @@ mod tests {
             changed_at: -5,
             ..ArchivedChange::default()
         };
-        let empty = ArchivedChange {
+        let other = ArchivedChange {
             id: 9,
+            ctx: 3,
+            actor_id: Some("43".into()),
+            db_role: Some("auditor".into()),
             changed_fields: Some(Vec::new()),
             ..full.clone()
         };
-        vec![full, bare, empty]
+        let again = ArchivedChange {
+            id: 10,
+            op: "DELETE".into(),
+            changed_fields: None,
+            changed_fields_recorded: None,
+            new_values: None,
+            ..full.clone()
+        };
+        // Recorded with diff images: no stored list, the keys of
+        // `new_values` (as PostgreSQL prints them: shorter keys first)
+        // sorted by their bytes.
+        let diff = ArchivedChange {
+            id: 11,
+            new_values: Some(
+                r#"{"b": 1, "é": {"}": [1, "]\"}"]}, "a\"q": null, "x\ty": "a,b", "total": [{"c": 2}]}"#
+                    .into(),
+            ),
+            changed_fields: Some(vec![
+                "a\"q".into(),
+                "b".into(),
+                "total".into(),
+                "x\ty".into(),
+                "é".into(),
+            ]),
+            changed_fields_recorded: None,
+            ..full.clone()
+        };
+        let no_values = ArchivedChange {
+            id: 12,
+            new_values: None,
+            changed_fields: Some(Vec::new()),
+            changed_fields_recorded: None,
+            ..full.clone()
+        };
+        vec![full, bare, other, again, diff, no_values]
     }
 
-    fn stream() -> Vec<u8> {
+    fn stream(tuples: impl IntoIterator<Item = Vec<u8>>) -> Vec<u8> {
         let mut data = SIGNATURE.to_vec();
         data.extend(0u32.to_be_bytes());
         data.extend(0u32.to_be_bytes());
-        for c in changes() {
-            data.extend(tuple(&c));
+        for t in tuples {
+            data.extend(t);
         }
         data.extend((-1i16).to_be_bytes());
         data
     }
 
-    /// Whatever the chunks, the rows and the digest are those of the
+    fn tables() -> Tables {
+        let mut tables = Tables::new();
+        for c in changes() {
+            tables.insert(
+                c.table_id,
+                (
+                    Bytes::from(c.table_schema.into_bytes()),
+                    Bytes::from(c.table_name.into_bytes()),
+                ),
+            );
+        }
+        tables
+    }
+
+    fn transactions(size: usize) -> Transactions {
+        let data = stream(changes().iter().filter_map(transaction_tuple));
+        let mut transactions = Transactions::default();
+        for chunk in data.chunks(size) {
+            transactions.feed(Bytes::copy_from_slice(chunk)).expect("decodes");
+        }
+        assert!(transactions.finished(), "chunks of {size}");
+        transactions
+    }
+
+    /// Whatever the chunks, the joined rows and the digest are those of the
     /// changes, and the digest is `ArchivedChange::digest_into`'s.
     #[test]
-    fn tuples_decode_into_columns_and_the_row_digest() {
+    fn changes_join_their_transaction_into_columns_and_the_row_digest() {
         let mut expected = Sha256::new();
         let mut columns = Columns::default();
         for c in changes() {
@@ -469,16 +969,19 @@ mod tests {
             columns.push_change(c);
         }
         let expected = expected.finalize();
-        let data = stream();
-        for size in [1, 3, 17, 100, data.len()] {
-            let mut decoder = Decoder::new(4);
+        for (stored, size) in [false, true]
+            .into_iter()
+            .flat_map(|s| [1, 3, 17, 100, 1 << 20].map(|n| (s, n)))
+        {
+            let data = stream(changes().iter().map(|c| change_tuple(c, stored)));
+            let mut decoder = Decoder::new(4, stored, tables(), transactions(size));
             for chunk in data.chunks(size) {
                 decoder.feed(Bytes::copy_from_slice(chunk)).expect("decodes");
             }
-            assert!(decoder.finished, "chunks of {size}");
-            assert_eq!(decoder.rows, 3);
+            assert!(decoder.finished(), "chunks of {size}");
+            assert_eq!(decoder.rows, 6);
             assert_eq!(decoder.first, Some((7, 1_700_000_000_123_456)));
-            assert_eq!(decoder.last, Some((9, 1_700_000_000_123_456)));
+            assert_eq!(decoder.last, Some((12, 1_700_000_000_123_456)));
             let got = decoder.take();
             assert_eq!(got.longs, columns.longs, "chunks of {size}");
             assert_eq!(got.names, columns.names);
@@ -488,24 +991,51 @@ mod tests {
             for (g, c) in got.texts.iter().zip(&columns.texts) {
                 assert_eq!((&g.values, &g.defs), (&c.values, &c.defs));
             }
+            assert_eq!(got.times[0].values, columns.times[0].values);
+            assert_eq!(got.times[1].defs, columns.times[1].defs);
             assert_eq!(got.ints, columns.ints);
+            assert_eq!(got.small[0].values, columns.small[0].values);
+            assert_eq!(got.small[1].defs, columns.small[1].defs);
             assert_eq!(decoder.hasher.finalize(), expected, "chunks of {size}");
         }
     }
 
     #[test]
-    fn a_truncated_or_foreign_stream_is_refused() {
-        let data = stream();
-        let mut decoder = Decoder::new(4);
+    fn a_truncated_or_foreign_stream_or_an_unknown_table_is_refused() {
+        let data = stream(changes().iter().map(|c| change_tuple(c, false)));
+        let mut decoder = Decoder::new(4, false, tables(), transactions(100));
         decoder
             .feed(Bytes::copy_from_slice(&data[..data.len() - 40]))
             .expect("a partial tuple waits");
-        assert!(!decoder.finished);
-        assert_eq!(decoder.rows, 2);
+        assert!(!decoder.finished());
+        assert_eq!(decoder.rows, 5);
         assert!(
-            Decoder::new(4)
+            Decoder::new(4, false, tables(), Transactions::default())
                 .feed(Bytes::from_static(b"id,txid,changed_at\n1,2,2026-01-01\n"))
                 .is_err()
         );
+        let error = Decoder::new(4, false, Tables::new(), transactions(100))
+            .feed(Bytes::from(data))
+            .expect_err("no table 3");
+        assert!(error.to_string().contains("table 3"), "{error}");
+    }
+
+    #[test]
+    fn object_keys_come_sorted_by_bytes_and_unescaped() {
+        let keys = |text: &str| {
+            object_keys(&Bytes::from(text.to_string())).map(|keys| {
+                keys.iter()
+                    .map(|k| String::from_utf8(k.data().to_vec()).expect("UTF-8"))
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(keys("{}"), Ok(vec![]));
+        assert_eq!(
+            keys(r#"{"b": "}", "B": {"x": "\"]"}, "\u0001\ud83d\ude00": [[], {}]}"#),
+            Ok(vec!["\u{1}\u{1F600}".to_string(), "B".into(), "b".into()])
+        );
+        assert!(keys("[1]").is_err());
+        assert!(keys(r#"{"a": 1"#).is_err());
+        assert!(keys("null").is_err());
     }
 }

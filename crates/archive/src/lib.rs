@@ -100,6 +100,12 @@ pub(crate) fn failpoint(step: &str) {
     }
 }
 
+/// The advisory lock key that serializes seals, erasures and the drop of
+/// an archived partition ("pgtrail-seal"): an erasure takes it before it
+/// touches the trail, so the drop, which takes it before it locks the
+/// partition, never waits for an erasure that waits for it.
+pub const SEAL_LOCK: i64 = 0x7067_7472_7365_616c;
+
 /// Lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

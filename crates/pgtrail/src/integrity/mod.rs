@@ -23,8 +23,9 @@ pub use verify::{Problem, VerifyOptions, VerifyReport, capture_gaps, hex, verify
 
 pub use pgtrail_integrity as crypto;
 
-/// An advisory lock key that serializes seals and erasures ("pgtrail-seal").
-const SEAL_LOCK: i64 = 0x7067_7472_7365_616c;
+/// An advisory lock key that serializes seals, erasures and the drop of an
+/// archived partition ("pgtrail-seal").
+const SEAL_LOCK: i64 = pgtrail_archive::SEAL_LOCK;
 
 /// What can go wrong while sealing, verifying or erasing (tampering found
 /// by verify is not an error: it is the report).

@@ -152,7 +152,7 @@ async fn five_months_of_orders() -> (Cluster, Clock, Client, Config) {
             .batch_execute(&format!(
                 "BEGIN; SELECT pgtrail.set_context(actor_id => 'clerk{month}', reason => 'month {month}', extra => '{{\"request_id\": \"r{month}\"}}');
                  INSERT INTO orders SELECT {month} * 100 + g, 'new', g FROM generate_series(1, 20) AS g;
-                 UPDATE orders SET status = 'paid' WHERE id % 3 = 0 AND id > {month} * 100;
+                 UPDATE orders SET status = 'paid', total = total + 1 WHERE id % 3 = 0 AND id > {month} * 100;
                  DELETE FROM orders WHERE id = {month} * 100 + 20;
                  COMMIT;"
             ))
