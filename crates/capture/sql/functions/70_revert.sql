@@ -849,14 +849,43 @@ BEGIN
     v_keys := v_keys + v_n;
     ANALYZE pg_temp.pgtrail_revert_key;
     SELECT min(k.since) INTO v_since FROM pg_temp.pgtrail_revert_key AS k;
-    -- About how many changes were recorded since the selection's first one
-    -- (change ids come from one sequence): when that is not many more than
-    -- the keys, reading those changes once, leaving out the selection's own
-    -- by a hash of their ids and matching the rest by key hash, costs far
-    -- less than two index probes per key (per partition) that mostly find
-    -- the selection's own changes. Else the probes. Both find the same rows.
+    -- Three ways, which find the same rows. A few keys: each key's changes
+    -- by the key indexes (a lateral subquery, OFFSET 0 keeping it one: as
+    -- a join the planner reads the trail by time, expecting the BRIN to be
+    -- selective), whatever the trail's size. Reading the trail by time cannot be
+    -- bounded by the trail's newest pages: the BRIN on changed_at cannot
+    -- skip pages not summarized yet (until a vacuum), and a change id
+    -- bound is not safe (a change's time is taken before its id, so a
+    -- concurrent writer's later change can have an earlier id).
+    -- More keys: about how many changes were recorded since the
+    -- selection's first one (change ids come from one sequence); when that
+    -- is not many more than the keys, reading those changes once, leaving
+    -- out the selection's own by a hash of their ids and matching the rest
+    -- by key hash, costs less than two index probes per key (per
+    -- partition) that mostly find the selection's own changes. Else the
+    -- probes, joined as the planner sees fit.
     v_recent := (SELECT max(c.id) FROM pgtrail.change AS c) - (SELECT min(s.id) FROM pg_temp.pgtrail_revert_sel AS s);
-    IF v_keys > 0 AND v_recent IS NOT NULL AND v_recent < 4 * v_keys THEN
+    IF v_keys > 0 AND v_keys <= 10000 THEN
+        INSERT INTO pg_temp.pgtrail_revert_later
+        WITH x AS (
+            SELECT y.* FROM pg_temp.pgtrail_revert_key AS k
+            CROSS JOIN LATERAL (SELECT y.* FROM pgtrail.change AS y
+                                WHERE y.table_id = k.table_id AND pgtrail._h(y.pk) = k.h AND y.pk = k.key
+                                  AND y.changed_at >= k.since AND y.changed_at >= v_since OFFSET 0) AS y
+            UNION ALL
+            SELECT y.* FROM pg_temp.pgtrail_revert_key AS k
+            CROSS JOIN LATERAL (SELECT y.* FROM pgtrail.change AS y
+                                WHERE y.table_id = k.table_id AND pgtrail._h(y.old_pk) = k.h AND y.old_pk = k.key
+                                  AND y.old_pk IS NOT NULL AND y.changed_at >= k.since AND y.changed_at >= v_since
+                                OFFSET 0) AS y
+        )
+        SELECT DISTINCT ON (x.id) x.id, x.txid, x.ctx, x.table_id, x.op, x.changed_at, x.pk, x.old_pk,
+               CASE WHEN x.op = 'U' AND x.old_pk IS NULL AND cardinality(a.key_columns) > 0
+                    THEN coalesce(x.changed_fields, ARRAY(SELECT jsonb_object_keys(x.new_values))) END
+        FROM x
+        JOIN pgtrail.audited_table AS a ON a.id = x.table_id
+        WHERE NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = x.id);
+    ELSIF v_keys > 0 AND v_recent IS NOT NULL AND v_recent < 4 * v_keys THEN
         INSERT INTO pg_temp.pgtrail_revert_later
         WITH y AS MATERIALIZED (
             -- (By time: the partitions and the BRIN on changed_at; "+ 0" keeps
