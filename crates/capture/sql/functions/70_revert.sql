@@ -792,6 +792,7 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     t        pgtrail.audited_table;
+    v_lookup bigint;
     v_secret bytea;
     v_rel    text;
     v_join   text;
@@ -865,7 +866,10 @@ BEGIN
     -- partition) that mostly find the selection's own changes. Else the
     -- probes, joined as the planner sees fit.
     v_recent := (SELECT max(c.id) FROM pgtrail.change AS c) - (SELECT min(s.id) FROM pg_temp.pgtrail_revert_sel AS s);
-    IF v_keys > 0 AND v_keys <= 10000 THEN
+    -- Up to how many keys the first way is taken: 10,000, or the setting
+    -- pgtrail.revert_key_lookup_rows (the tests set 0 to run the other two).
+    v_lookup := coalesce(nullif(current_setting('pgtrail.revert_key_lookup_rows', true), '')::bigint, 10000);
+    IF v_keys > 0 AND v_keys <= v_lookup THEN
         INSERT INTO pg_temp.pgtrail_revert_later
         WITH x AS (
             SELECT y.* FROM pg_temp.pgtrail_revert_key AS k
