@@ -503,9 +503,8 @@ BEGIN
     END IF;
     -- A statement that changed nothing records nothing, not even its context.
     IF v_rows > 0 THEN
-        -- (The setting is transaction-local: the context's number alone
-        -- names this transaction's context.)
-        IF pg_catalog.current_setting('pgtrail.recorded', true) IS DISTINCT FROM v_ctx::pg_catalog.text THEN
+        -- (The mark is 'txid:ctx': see pgtrail._context_record_sql.)
+        IF pg_catalog.current_setting('pgtrail.recorded', true) IS DISTINCT FROM (v_txid::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text) THEN
             %9$s
         END IF;
         -- A change later than its transaction's first hour, or before its

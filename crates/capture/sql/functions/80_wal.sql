@@ -118,9 +118,12 @@ END
 $fn$;
 
 -- The context trigger of WAL-mode tables: whether this transaction's
--- current context (the mark: 'c' and pgtrail.context_seq, which set_context
--- counts up; never '', what the mark reads as in a transaction that has
--- not set it) has its message already; if not, pgtrail._wal_emit (below)
+-- current context (the mark: 'c', pgtrail.context_seq, which set_context
+-- counts up, ':' and the transaction's id, '-' while it has none; never '',
+-- what the mark reads as in a transaction that has not set it; the id makes
+-- a mark set for the whole session by SET match no transaction, so a role
+-- cannot keep its session facts out of the trail that way) has its
+-- message already; if not, pgtrail._wal_emit (below)
 -- emits it and sets the mark. A rolled-back savepoint takes the mark back
 -- with its message.
 --
@@ -142,7 +145,8 @@ DECLARE
     v_lsn pg_catalog.pg_lsn;
 BEGIN
     IF COALESCE(pg_catalog.current_setting('pgtrail.emitted', true), '') OPERATOR(pg_catalog.<>)
-       ('c' OPERATOR(pg_catalog.||) COALESCE(pg_catalog.current_setting('pgtrail.context_seq', true), '')) THEN
+       ('c' OPERATOR(pg_catalog.||) COALESCE(pg_catalog.current_setting('pgtrail.context_seq', true), '')
+        OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) COALESCE(pg_catalog.txid_current_if_assigned()::pg_catalog.text, '-')) THEN
         v_lsn := pgtrail._wal_emit(TG_TABLE_SCHEMA, TG_TABLE_NAME);
     END IF;
     RETURN NULL;
@@ -195,7 +199,8 @@ BEGIN
                '    v_seq     text := pg_catalog.current_setting(''pgtrail.context_seq'', true);\n'
                '    v_ctx     smallint := CASE WHEN v_seq OPERATOR(pg_catalog.~) ''^[0-9]{1,5}$''\n'
                '                               THEN LEAST(v_seq::pg_catalog.int4, 32767) ELSE 0 END;\n'
-               '    v_mark    text := ''c'' OPERATOR(pg_catalog.||) COALESCE(v_seq, '''');\n'
+               '    v_mark    text := ''c'' OPERATOR(pg_catalog.||) COALESCE(v_seq, '''') OPERATOR(pg_catalog.||) '':''\n'
+               '                         OPERATOR(pg_catalog.||) COALESCE(pg_catalog.txid_current_if_assigned()::pg_catalog.text, ''-'');\n'
                '    v_context jsonb;\n'
                '    v_lsn     pg_lsn;\n'
                '    v_set     text;\n'
@@ -212,7 +217,9 @@ BEGIN
                '            ''application_name'', NULLIF(pg_catalog.current_setting(''application_name''), ''''),\n'
                '            ''client_addr'', pg_catalog.inet_client_addr(), ''client_port'', pg_catalog.inet_client_port(),\n'
                '            ''backend_pid'', pg_catalog.pg_backend_pid())::pg_catalog.text);\n'
-               '        v_set := pg_catalog.set_config(''pgtrail.emitted'', v_mark, true);\n'
+               '        -- (the message gave the transaction its id if it had none)\n'
+               '        v_set := pg_catalog.set_config(''pgtrail.emitted'', ''c'' OPERATOR(pg_catalog.||) COALESCE(v_seq, '''')\n'
+               '            OPERATOR(pg_catalog.||) '':'' OPERATOR(pg_catalog.||) pg_catalog.txid_current()::pg_catalog.text, true);\n'
                '    END IF;\n'
                '    RETURN v_lsn;\n'
                'END\n',

@@ -639,9 +639,39 @@ async fn values_that_are_hard_to_write_as_json_give_the_same_trail_in_both_modes
                 .await
                 .unwrap_or_else(|e| panic!("{statement}: {e:?}"));
         }
+        client
+            .batch_execute(
+                "BEGIN;
+                 SELECT pgtrail.set_context(actor_id => 'ann');
+                 UPDATE scratch SET v = 'd' WHERE id = 1;
+                 RESET ALL;
+                 UPDATE scratch SET v = 'e' WHERE id = 1;
+                 SET LOCAL pgtrail.recorded = 'x';
+                 SET LOCAL pgtrail.emitted = 'x';
+                 UPDATE scratch SET v = 'f' WHERE id = 1;
+                 COMMIT;",
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: a lost mark never fails a write: {e:?}"));
         if mode == "wal" {
             follow_once(&mut client).await;
         }
+        let actors: Vec<Option<String>> = client
+            .query(
+                "SELECT actor_id FROM pgtrail.changes WHERE table_name = 'scratch' ORDER BY id",
+                &[],
+            )
+            .await
+            .expect("the trail reads")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        // (RESET ALL resets set_context's settings too: no actor after it.)
+        assert_eq!(
+            actors,
+            vec![None, None, None, Some("ann".to_string()), None, None],
+            "{mode} mode: each context as it was first recorded"
+        );
         let rows = client
             .query(
                 "SELECT c.table_name, c.op, c.pk::text, o.old_pk::text, c.old_values::text, c.new_values::text,
@@ -806,4 +836,98 @@ async fn a_context_trigger_made_by_0_6_0_emits_once_after_the_upgrade() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(actors, vec![Some("ann".to_string()), Some("ann".to_string())]);
+}
+
+/// Any role may set any `pgtrail.*` setting. The marks capture leaves for
+/// "this transaction's context is recorded" (`pgtrail.recorded` in trigger
+/// mode, `pgtrail.emitted` in WAL mode) name the transaction, so a mark set
+/// for the whole session (by `SET`, a role's or a connection string's
+/// settings) matches none of the transactions that follow: each still has its
+/// session facts (database user, backend) in the trail. And a mark lost or
+/// changed within a transaction (`RESET ALL`, a `SET`) never makes a write
+/// fail: each context is recorded once, as it was first.
+#[tokio::test]
+async fn a_session_wide_mark_cannot_keep_the_session_facts_out_of_the_trail() {
+    let cluster = logical_cluster();
+    for mode in ["trigger", "wal"] {
+        let mut client = database(&cluster, &format!("forged_mark_{mode}"), mode).await;
+        // What the marks were before they named the transaction, and what
+        // they would be in a transaction without an id.
+        client
+            .batch_execute(
+                "SET pgtrail.recorded = '0';
+                 SET pgtrail.emitted = 'c';
+                 INSERT INTO scratch VALUES (1, 'a');
+                 UPDATE scratch SET v = 'b' WHERE id = 1;
+                 RESET pgtrail.recorded; RESET pgtrail.emitted;
+                 SET pgtrail.recorded = '0:0';
+                 SET pgtrail.emitted = 'c:-';
+                 UPDATE scratch SET v = 'c' WHERE id = 1;",
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: the writes succeed: {e:?}"));
+        client
+            .batch_execute(
+                "BEGIN;
+                 SELECT pgtrail.set_context(actor_id => 'ann');
+                 UPDATE scratch SET v = 'd' WHERE id = 1;
+                 RESET ALL;
+                 UPDATE scratch SET v = 'e' WHERE id = 1;
+                 SET LOCAL pgtrail.recorded = 'x';
+                 SET LOCAL pgtrail.emitted = 'x';
+                 UPDATE scratch SET v = 'f' WHERE id = 1;
+                 COMMIT;",
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: a lost mark never fails a write: {e:?}"));
+        if mode == "wal" {
+            follow_once(&mut client).await;
+        }
+        let actors: Vec<Option<String>> = client
+            .query(
+                "SELECT actor_id FROM pgtrail.changes WHERE table_name = 'scratch' ORDER BY id",
+                &[],
+            )
+            .await
+            .expect("the trail reads")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        // (RESET ALL resets set_context's settings too: no actor after it.)
+        assert_eq!(
+            actors,
+            vec![None, None, None, Some("ann".to_string()), None, None],
+            "{mode} mode: each context as it was first recorded"
+        );
+        let rows = client
+            .query(
+                "SELECT v.op, v.db_user, x.backend_pid = pg_backend_pid()
+                 FROM pgtrail.changes AS v JOIN pgtrail.change AS c ON c.id = v.id
+                 LEFT JOIN pgtrail.transaction AS x ON x.txid = c.txid AND x.ctx = c.ctx
+                 WHERE v.table_name = 'scratch' ORDER BY v.id",
+                &[],
+            )
+            .await
+            .expect("the trail reads");
+        let trail: Vec<(String, Option<String>, Option<bool>)> =
+            rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+        let user: String = client
+            .query_one("SELECT session_user::text", &[])
+            .await
+            .expect("session user")
+            .get(0);
+        let facts = |op: &str| (op.to_string(), Some(user.clone()), Some(true));
+        assert_eq!(
+            trail,
+            vec![
+                facts("INSERT"),
+                facts("UPDATE"),
+                facts("UPDATE"),
+                facts("UPDATE"),
+                facts("UPDATE"),
+                facts("UPDATE")
+            ],
+            "{mode} mode: every transaction's session facts are recorded"
+        );
+    }
 }
