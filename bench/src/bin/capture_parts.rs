@@ -311,10 +311,18 @@ fn variant_body(v: Variant, body: &str) -> Result<String> {
             body.replacen(guard, "", 1)
         }
         Variant::NoLongCheck => {
-            let check = "NOT BETWEEN '0'::pg_catalog.interval AND";
-            let at = body.find(check).context("no first-hour check")?;
-            let if_at = body[..at].rfind("IF ").context("no IF of the first-hour check")?;
-            format!("{}IF false AND {}", &body[..if_at], &body[if_at + 3..])
+            let check = "IF v_now OPERATOR(pg_catalog.<) pg_catalog.transaction_timestamp()";
+            let if_at = body.find(check).context("no first-hour check")?;
+            let then_at = if_at
+                + body[if_at..]
+                    .find(" THEN")
+                    .context("no THEN of the first-hour check")?;
+            format!(
+                "{}IF false AND ({}){}",
+                &body[..if_at],
+                &body[if_at + 3..then_at],
+                &body[then_at..]
+            )
         }
         Variant::ContextInline => {
             let values = context_values(body)?;
