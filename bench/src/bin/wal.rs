@@ -22,7 +22,9 @@
 //! The follower streams the slot (a replication connection). With
 //! `--follower-only`, only the follower is measured, its two ways of reading
 //! the slot side by side, rounds interleaved and rotated: `stream` and `sql`
-//! (peek, then advance). Each round, for each in turn: `--drain-transactions`
+//! (peek, then advance), or `stream-server-values` (streamed, every value
+//! turned into JSON by the server, as before integers, booleans and text
+//! were converted in the follower). Each round, for each in turn: `--drain-transactions`
 //! TPC-B transactions (with `set_context`) are written with the follower
 //! stopped, then drained (changes per second; server CPU per change: the
 //! follower's backend plus, streaming, its walsender; this process's CPU per
@@ -30,6 +32,7 @@
 //!
 //! `cargo run --release -p pgtrail-bench --bin wal -- --rounds 5`
 //! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --rounds 3`
+//! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --ways stream,stream-server-values --rounds 3`
 //! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --lag-only --ways stream --lag-rows 10 --lag-rate 10000`
 
 use std::collections::BTreeMap;
@@ -96,6 +99,9 @@ enum Transport {
     Stream,
     /// Over SQL (peek, then advance); the rows written by binary COPY.
     Sql,
+    /// Streamed, every value turned into JSON by the server (integers,
+    /// booleans and text too, as before the follower converted them).
+    StreamServerValues,
 }
 
 impl Transport {
@@ -103,11 +109,12 @@ impl Transport {
         match self {
             Transport::Stream => "stream",
             Transport::Sql => "sql",
+            Transport::StreamServerValues => "stream-server-values",
         }
     }
 
     fn streams(self) -> bool {
-        self == Transport::Stream
+        matches!(self, Transport::Stream | Transport::StreamServerValues)
     }
 }
 
@@ -454,6 +461,7 @@ impl Bench {
         let options = FollowOptions {
             once: true,
             replication: self.replication(transport)?,
+            server_values: transport == Transport::StreamServerValues,
             ..FollowOptions::default()
         };
         let report = pgtrail::follow::run(&mut client, &options, std::future::pending()).await?;
@@ -517,6 +525,7 @@ impl Bench {
         let url = self.cluster.url(Variant::Wal.database());
         let options = FollowOptions {
             replication: self.replication(transport)?,
+            server_values: transport == Transport::StreamServerValues,
             ..FollowOptions::default()
         };
         Ok(tokio::spawn(async move {

@@ -80,7 +80,7 @@ async fn run_sql(
     tokio::pin!(stop);
     let slot = prepare(client, options, true).await?;
     let mut slot = slot;
-    let mut relations = Relations::default();
+    let mut relations = Relations::new(options.server_values);
     let mut report = FollowReport {
         slot: slot.name.clone(),
         ..FollowReport::default()

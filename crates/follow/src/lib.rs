@@ -58,6 +58,10 @@ pub struct FollowOptions {
     /// Where to open the replication connection that streams the slot;
     /// `None`: read it over SQL (peek, then advance: decoded twice).
     pub replication: Option<Replication>,
+    /// Turn every value into JSON in the server, integers, booleans and
+    /// text too (as before they were converted in the follower): only to
+    /// compare the two ways, in benchmarks and tests.
+    pub server_values: bool,
 }
 
 impl Default for FollowOptions {
@@ -68,6 +72,7 @@ impl Default for FollowOptions {
             poll_interval: Duration::from_millis(200),
             write_trail: true,
             replication: None,
+            server_values: false,
         }
     }
 }
