@@ -237,9 +237,9 @@ fn context_block(body: &str) -> Result<(usize, usize)> {
     })
 }
 
-const SET_FLAG: &str = "v_mark := pg_catalog.set_config('pgtrail.recorded', v_txid::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text, true);";
+const SET_FLAG: &str = "v_mark := pg_catalog.set_config('pgtrail.recorded', (v_txid OPERATOR(pg_catalog.#) v_ctx::pg_catalog.int8)::pg_catalog.text, true);";
 
-const NOT_RECORDED: &str = "pg_catalog.current_setting('pgtrail.recorded', true) IS DISTINCT FROM (v_txid::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text)";
+const NOT_RECORDED: &str = "pg_catalog.current_setting('pgtrail.recorded', true) IS DISTINCT FROM (v_txid OPERATOR(pg_catalog.#) v_ctx::pg_catalog.int8)::pg_catalog.text";
 
 /// The context INSERT's values (after txid, ctx, started_at, recorded_at).
 fn context_values(body: &str) -> Result<String> {

@@ -99,15 +99,20 @@ $fn$;
 -- (variables v_txid and v_ctx) in pgtrail.transaction, and remember in the
 -- transaction-local setting pgtrail.recorded that they did (a savepoint's
 -- rollback rolls the setting back with the record, and the transaction's
--- end resets it). The mark is 'txid:ctx', not the context's number alone:
+-- end resets it). The mark is the transaction's number XOR the context's
+-- (one operator and one int8 printed: about 6,000 instructions a
+-- transaction less than 'txid:ctx' text), not the context's number alone:
 -- any role may set a setting, and a session-level SET of a mark that
 -- matched every transaction would keep its session facts (db user, role,
--- address) out of the trail. A mark lost within the transaction (RESET ALL,
--- or a SET of it, after the context was recorded) makes them run again:
--- the context row is there already and is kept as it is (ON CONFLICT DO
--- NOTHING; the write goes on), so nothing a session does with settings can
--- make capture fail a write. The caller runs
--- them when that setting does not name this context. They refuse
+-- address) out of the trail. (A role that sets the mark within a
+-- transaction, knowing its number, still can: only reading
+-- pgtrail.transaction would tell, at a probe per statement.) A mark lost
+-- within the transaction (RESET ALL, or a SET of it, after the context was
+-- recorded) makes them run again: the context row is there already and is
+-- kept as it is (ON CONFLICT DO NOTHING, about 13,700 instructions a
+-- transaction; the write goes on), so nothing a session does with settings
+-- can make capture fail a write. The caller runs them when that setting
+-- does not name this context. They refuse
 -- the change when an actor is required and none is set: p_table is an SQL
 -- expression naming the table in that error. The code they are part of
 -- declares v_mark text and v_context jsonb.
@@ -145,7 +150,7 @@ BEGIN
         '                NULLIF(pg_catalog.current_setting(''application_name''), ''''),\n'
         '                pg_catalog.inet_client_addr(), pg_catalog.inet_client_port(), pg_catalog.pg_backend_pid())\n'
         '            ON CONFLICT (txid, ctx) DO NOTHING\n'
-        '            RETURNING pg_catalog.set_config(''pgtrail.recorded'', v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '':'' OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text, true) INTO v_mark;',
+        '            RETURNING pg_catalog.set_config(''pgtrail.recorded'', (v_txid OPERATOR(pg_catalog.#) v_ctx::pg_catalog.int8)::pg_catalog.text, true) INTO v_mark;',
         pgtrail._context_field_sql('actor_id'), pgtrail._context_field_sql('actor_name'),
         pgtrail._context_field_sql('actor_type'), pgtrail._context_field_sql('reason'), 'v_context');
 END
@@ -165,7 +170,7 @@ BEGIN
         'RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS %L',
         format(E'\n-- pgtrail: generated from the context settings; do not edit.\n'
                'DECLARE\n    v_txid ALIAS FOR p_txid;\n    v_ctx ALIAS FOR p_ctx;\n    v_mark text;\n    v_context jsonb;\nBEGIN\n'
-               '    IF pg_catalog.current_setting(''pgtrail.recorded'', true) IS DISTINCT FROM (v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '':'' OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text) THEN\n'
+               '    IF pg_catalog.current_setting(''pgtrail.recorded'', true) IS DISTINCT FROM (v_txid OPERATOR(pg_catalog.#) v_ctx::pg_catalog.int8)::pg_catalog.text THEN\n'
                '            %s\n    END IF;\nEND\n',
                pgtrail._context_record_sql('p_table')));
     PERFORM pgtrail._own_generated('pgtrail._record_transaction(bigint, smallint, text)');

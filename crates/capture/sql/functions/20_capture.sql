@@ -503,8 +503,9 @@ BEGIN
     END IF;
     -- A statement that changed nothing records nothing, not even its context.
     IF v_rows > 0 THEN
-        -- (The mark is 'txid:ctx': see pgtrail._context_record_sql.)
-        IF pg_catalog.current_setting('pgtrail.recorded', true) IS DISTINCT FROM (v_txid::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) v_ctx::pg_catalog.text) THEN
+        -- (The mark names the transaction and its context: see
+        -- pgtrail._context_record_sql.)
+        IF pg_catalog.current_setting('pgtrail.recorded', true) IS DISTINCT FROM (v_txid OPERATOR(pg_catalog.#) v_ctx::pg_catalog.int8)::pg_catalog.text THEN
             %9$s
         END IF;
         -- A change later than its transaction's first hour, or before its
