@@ -53,17 +53,18 @@ SELECT coalesce((SELECT coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c' AN
 
 /// The transaction records of the changes of a slice of ids of the
 /// partition (placeholders as in [`COPY_CHANGES`]): only theirs, even when
-/// a long transaction spans others (the span of their txids bounds the
-/// scan of the records' key, the changes' keys pick the records in it).
+/// a long transaction spans others. The slice's changes are read once for
+/// their keys; the span of their txids bounds the scan of the records' key
+/// (never the whole table), the keys pick the records in it.
 pub(crate) const COPY_TRANSACTIONS: &str = "
-COPY (SELECT x.txid, x.ctx, x.actor_id, x.actor_name, x.actor_type, x.reason, x.context,
+COPY (WITH k AS MATERIALIZED (SELECT DISTINCT c.txid, c.ctx FROM pgtrail.{partition} AS c
+                              WHERE c.id >= {from} AND c.id < {until})
+SELECT x.txid, x.ctx, x.actor_id, x.actor_name, x.actor_type, x.reason, x.context,
        x.db_user, x.application_name, x.client_addr::text, x.started_at, x.recorded_at,
        x.db_role, x.client_port, x.backend_pid
 FROM pgtrail.transaction AS x
-WHERE x.txid BETWEEN (SELECT min(c.txid) FROM pgtrail.{partition} AS c WHERE c.id >= {from} AND c.id < {until})
-                 AND (SELECT max(c.txid) FROM pgtrail.{partition} AS c WHERE c.id >= {from} AND c.id < {until})
-  AND (x.txid, x.ctx) IN (SELECT c.txid, c.ctx FROM pgtrail.{partition} AS c
-                          WHERE c.id >= {from} AND c.id < {until})) TO STDOUT (FORMAT binary)";
+WHERE x.txid BETWEEN (SELECT min(k.txid) FROM k) AND (SELECT max(k.txid) FROM k)
+  AND (x.txid, x.ctx) IN (SELECT k.txid, k.ctx FROM k)) TO STDOUT (FORMAT binary)";
 
 /// The first id of the partition at or after `$1` (NULL past its end).
 pub(crate) const NEXT_ID: &str = "SELECT min(c.id) FROM pgtrail.{partition} AS c WHERE c.id >= $1";
