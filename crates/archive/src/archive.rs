@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
 use crate::copy::{
-    COPY_CHANGES, COPY_TRANSACTIONS, Decoder, LIST_SHOWN, LIST_STORED, SORTS_BY_BYTES, TABLES, Tables,
-    Transactions,
+    COPY_CHANGES, COPY_TRANSACTIONS, Decoder, LIST_SHOWN, LIST_STORED, NEXT_ID, SORTS_BY_BYTES, TABLES,
+    Tables, Transactions,
 };
 use crate::manifest::{FORMAT, Manifest, SealRef};
 use crate::parquet_file::{ArchiveReader, Columns, ParquetWriter, ROW_GROUP, SCHEMA};
@@ -433,7 +433,6 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
         .await
         .map_err(ArchiveError::database("reading the last erasure"))?
         .get(0);
-    let partition_sql = pgtrail_capture::quote::ident(partition);
     let mut tables = Tables::new();
     for row in tx
         .query(TABLES, &[])
@@ -442,29 +441,6 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
     {
         let (id, schema, name): (i32, String, String) = (row.get(0), row.get(1), row.get(2));
         tables.insert(id, (schema.into_bytes().into(), name.into_bytes().into()));
-    }
-    // The transaction records first (one COPY), then the changes, joined
-    // with them as they arrive.
-    let mut transactions = Transactions::default();
-    let stream = tx
-        .copy_out(COPY_TRANSACTIONS.replace("{partition}", &partition_sql).as_str())
-        .await
-        .map_err(ArchiveError::database(
-            "reading the partition's transaction records",
-        ))?;
-    futures_util::pin_mut!(stream);
-    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
-        let chunk = chunk.map_err(ArchiveError::database(
-            "reading the partition's transaction records",
-        ))?;
-        transactions
-            .feed(chunk)
-            .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
-    }
-    if !transactions.finished() {
-        return Err(ArchiveError::Mismatch(format!(
-            "the COPY of the transaction records of partition {partition} ended early"
-        )));
     }
     let stored_list: bool = tx
         .query_one(SORTS_BY_BYTES, &[])
@@ -479,46 +455,18 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
         .map_err(ArchiveError::database(
             "preferring the id order of the partition's key",
         ))?;
-    let sql = COPY_CHANGES
-        .replace("{list}", if stored_list { LIST_STORED } else { LIST_SHOWN })
-        .replace("{partition}", &partition_sql);
-    let stream = tx
-        .copy_out(sql.as_str())
-        .await
-        .map_err(ArchiveError::database("reading the partition"))?;
-    futures_util::pin_mut!(stream);
     let writer = ParquetWriter::create(path).map_err(|e| ArchiveError::parquet(path, e))?;
     // Decoding and hashing rows (here) and encoding them (on a thread of
     // its own) overlap; the channel holds a row group or two at most.
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Columns>(1);
     let encoder = std::thread::spawn(move || encode(writer, receiver));
-    let mut decoder = Decoder::new(ROW_GROUP, stored_list, tables, transactions);
-    let (mut failed, mut stopped) = (None, false);
-    loop {
-        let chunk = match futures_util::StreamExt::next(&mut stream).await {
-            None => break,
-            Some(Ok(chunk)) => chunk,
-            Some(Err(e)) => {
-                failed = Some(ArchiveError::database("reading the partition")(e));
-                break;
-            }
-        };
-        if let Err(e) = decoder.feed(chunk) {
-            failed = Some(ArchiveError::Mismatch(e.to_string()));
-            break;
-        }
-        if decoder.columns.rows >= ROW_GROUP && sender.send(decoder.take()).is_err() {
-            // The encoder stopped: its error is reported below.
-            stopped = true;
-            break;
-        }
-    }
-    if failed.is_none() && !stopped && !decoder.finished() {
-        failed = Some(ArchiveError::Mismatch(format!(
-            "the COPY of partition {partition} ended early"
-        )));
-    }
-    if failed.is_none() && decoder.columns.rows > 0 {
+    let mut decoder = Decoder::new(ROW_GROUP, stored_list, tables, Transactions::default());
+    let changes_sql = COPY_CHANGES.replace("{list}", if stored_list { LIST_STORED } else { LIST_SHOWN });
+    let (failed, stopped) = match read_slices(&tx, partition, &changes_sql, &mut decoder, &sender).await {
+        Ok(stopped) => (None, stopped),
+        Err(error) => (Some(error), false),
+    };
+    if failed.is_none() && !stopped && decoder.columns.rows > 0 {
         let _ = sender.send(decoder.take());
     }
     drop(sender);
@@ -539,6 +487,89 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
         first: decoder.first,
         last: decoder.last,
     })
+}
+
+/// Ids of the partition read at a time: the transaction records held are
+/// those of one slice's changes at most.
+const SLICE: i64 = ROW_GROUP as i64;
+
+/// Reads the partition a slice of ids at a time (the slice's transaction
+/// records, then its changes joined with them) into `decoder`, sending each
+/// full row group to the encoder; true when the encoder stopped (its error
+/// is reported by the caller).
+async fn read_slices(
+    tx: &tokio_postgres::Transaction<'_>,
+    partition: &str,
+    changes_sql: &str,
+    decoder: &mut Decoder,
+    sender: &std::sync::mpsc::SyncSender<Columns>,
+) -> Result<bool, ArchiveError> {
+    let partition_sql = pgtrail_capture::quote::ident(partition);
+    let next_id = NEXT_ID.replace("{partition}", &partition_sql);
+    let next_id = next_id.as_str();
+    let first = |from: i64| async move {
+        tx.query_one(next_id, &[&from])
+            .await
+            .map_err(ArchiveError::database(
+                "finding the partition's next slice of ids",
+            ))
+            .map(|row| row.get::<_, Option<i64>>(0))
+    };
+    let mut next = first(i64::MIN).await?;
+    while let Some(from) = next {
+        let until = from.saturating_add(SLICE);
+        let slice = |sql: &str| {
+            sql.replace("{partition}", &partition_sql)
+                .replace("{from}", &from.to_string())
+                .replace("{until}", &until.to_string())
+        };
+        let mut transactions = Transactions::default();
+        let stream = tx
+            .copy_out(slice(COPY_TRANSACTIONS).as_str())
+            .await
+            .map_err(ArchiveError::database(
+                "reading the partition's transaction records",
+            ))?;
+        futures_util::pin_mut!(stream);
+        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            let chunk = chunk.map_err(ArchiveError::database(
+                "reading the partition's transaction records",
+            ))?;
+            transactions
+                .feed(chunk)
+                .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
+        }
+        if !transactions.finished() {
+            return Err(ArchiveError::Mismatch(format!(
+                "the COPY of the transaction records of partition {partition} ended early"
+            )));
+        }
+        decoder.next_slice(transactions);
+        let stream = tx
+            .copy_out(slice(changes_sql).as_str())
+            .await
+            .map_err(ArchiveError::database("reading the partition"))?;
+        futures_util::pin_mut!(stream);
+        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            let chunk = chunk.map_err(ArchiveError::database("reading the partition"))?;
+            decoder
+                .feed(chunk)
+                .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
+            if decoder.columns.rows >= ROW_GROUP && sender.send(decoder.take()).is_err() {
+                return Ok(true);
+            }
+        }
+        if !decoder.finished() {
+            return Err(ArchiveError::Mismatch(format!(
+                "the COPY of partition {partition} ended early"
+            )));
+        }
+        next = match until {
+            i64::MAX => None,
+            _ => first(until).await?,
+        };
+    }
+    Ok(false)
 }
 
 /// Writes the row groups it receives, then finishes the file.

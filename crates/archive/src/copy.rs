@@ -1,7 +1,8 @@
-//! Reading a partition for its archive with binary `COPY ... TO STDOUT`:
-//! the partition's change rows alone (no join, no value printed as text
-//! but the `jsonb` documents, which PostgreSQL sends as their text anyway),
-//! the transaction records of the partition's span of transaction ids in a
+//! Reading a partition for its archive with binary `COPY ... TO STDOUT`,
+//! a slice of its ids at a time (memory bounded by a slice, whatever the
+//! partition's size): the slice's change rows alone (no join, no value
+//! printed as text but the `jsonb` documents, which PostgreSQL sends as
+//! their text anyway), the transaction records of the slice's changes in a
 //! second COPY, and the tables' names in a query; the rows are joined here
 //! and decoded straight into Parquet columns (each text value a slice of
 //! the buffer it was received in: no allocation per value), and the row
@@ -18,14 +19,16 @@ use sha2::{Digest, Sha256};
 
 use crate::parquet_file::Columns;
 
-/// The partition's changes, in id order; `{partition}` is replaced by the
-/// quoted partition name and `{list}` by [`LIST_STORED`] or
-/// [`LIST_SHOWN`]. `changed_fields` as stored, in its text form (the
+/// The partition's changes of a slice of ids, in id order; `{partition}`
+/// is replaced by the quoted partition name, `{from}` and `{until}` by the
+/// slice's bounds (integers: COPY takes no parameters) and `{list}` by
+/// [`LIST_STORED`] or [`LIST_SHOWN`]. `changed_fields` as stored, in its text form (the
 /// seal's leaves read that), is the last column.
 pub(crate) const COPY_CHANGES: &str = "
 COPY (SELECT c.id, c.txid, c.changed_at, c.table_id, c.op, c.ctx, c.pk, c.old_values, c.new_values,
        {list}, c.old_pk, c.changed_fields::text
 FROM pgtrail.{partition} AS c
+WHERE c.id >= {from} AND c.id < {until}
 ORDER BY c.id) TO STDOUT (FORMAT binary)";
 
 /// The list column of [`COPY_CHANGES`] when the database sorts text by
@@ -48,15 +51,23 @@ pub(crate) const SORTS_BY_BYTES: &str = "
 SELECT coalesce((SELECT coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c' AND d.datcollate IN ('C', 'POSIX')
                  FROM pg_catalog.pg_database AS d WHERE d.datname = current_database()), false)";
 
-/// The transaction records a change of the partition may belong to: those
-/// whose txid is in the span of the partition's (a few more at most).
+/// The transaction records of the changes of a slice of ids of the
+/// partition (placeholders as in [`COPY_CHANGES`]): only theirs, even when
+/// a long transaction spans others. The slice's changes are read once for
+/// their keys; the span of their txids bounds the scan of the records' key
+/// (never the whole table), the keys pick the records in it.
 pub(crate) const COPY_TRANSACTIONS: &str = "
-COPY (SELECT x.txid, x.ctx, x.actor_id, x.actor_name, x.actor_type, x.reason, x.context,
+COPY (WITH k AS MATERIALIZED (SELECT DISTINCT c.txid, c.ctx FROM pgtrail.{partition} AS c
+                              WHERE c.id >= {from} AND c.id < {until})
+SELECT x.txid, x.ctx, x.actor_id, x.actor_name, x.actor_type, x.reason, x.context,
        x.db_user, x.application_name, x.client_addr::text, x.started_at, x.recorded_at,
        x.db_role, x.client_port, x.backend_pid
 FROM pgtrail.transaction AS x
-WHERE x.txid BETWEEN (SELECT min(c.txid) FROM pgtrail.{partition} AS c)
-                 AND (SELECT max(c.txid) FROM pgtrail.{partition} AS c)) TO STDOUT (FORMAT binary)";
+WHERE x.txid BETWEEN (SELECT min(k.txid) FROM k) AND (SELECT max(k.txid) FROM k)
+  AND (x.txid, x.ctx) IN (SELECT k.txid, k.ctx FROM k)) TO STDOUT (FORMAT binary)";
+
+/// The first id of the partition at or after `$1` (NULL past its end).
+pub(crate) const NEXT_ID: &str = "SELECT min(c.id) FROM pgtrail.{partition} AS c WHERE c.id >= $1";
 
 /// The audited tables' names by id (a change's `table_id`).
 pub(crate) const TABLES: &str = "SELECT id, table_schema, table_name FROM pgtrail.audited_table";
@@ -413,6 +424,13 @@ impl Decoder {
 
     pub(crate) fn finished(&self) -> bool {
         self.tuples.finished
+    }
+
+    /// Starts the COPY of the next slice's changes, joined with `transactions`
+    /// (the records of the slice before are dropped).
+    pub(crate) fn next_slice(&mut self, transactions: Transactions) {
+        self.tuples = Tuples::default();
+        self.transactions = transactions;
     }
 
     /// Takes the rows decoded so far.

@@ -1079,3 +1079,130 @@ async fn invoice_month(client: &Client, id: i32) -> String {
         .get(0);
     name.trim_start_matches("pgtrail.").to_string()
 }
+
+/// A big month on a small machine: the archive holds the transaction
+/// records of one slice of the partition's ids at a time, not the month's.
+/// A long transaction opens the month, spans hundreds of others whose ids
+/// jump over several slices, and writes again at the end; in a database
+/// that does not sort text by its bytes (`C.UTF-8`, when the cluster has
+/// it), the server sorts the changed fields. Every archived row carries
+/// its own transaction's record and fields, as the database shows them.
+#[tokio::test]
+async fn a_long_transaction_across_a_big_month_is_archived_with_its_own_records() {
+    let (cluster, clock) = cluster_at("-100d");
+    let admin = connect_to(&cluster.url("postgres")).await;
+    if let Err(e) = admin
+        .batch_execute("CREATE DATABASE shop TEMPLATE template0 LOCALE 'C.UTF-8'")
+        .await
+    {
+        eprintln!("no C.UTF-8 locale in this cluster ({e}): the shop sorts text by its bytes");
+        admin
+            .batch_execute("CREATE DATABASE shop")
+            .await
+            .expect("create shop");
+    }
+    let mut client = connect_to(&cluster.url("shop")).await;
+    client.batch_execute(SHOP).await.expect("schema");
+    apply(&mut client, CONFIG).await;
+    let config = Config::parse(CONFIG, "pgtrail.toml").expect("config");
+    pgtrail::archive::partitions::premake(&client, &config.retention)
+        .await
+        .expect("premake");
+    let long = connect_to(&cluster.url("shop")).await;
+    long.batch_execute(
+        "BEGIN; SELECT pgtrail.set_context(actor_id => 'import', reason => 'the long import');
+         INSERT INTO orders SELECT g, 'new', g FROM generate_series(100001, 100010) AS g;",
+    )
+    .await
+    .expect("the long transaction starts");
+    for n in 1..=400 {
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT pgtrail.set_context(actor_id => 'clerk{n}', reason => 'order {n}');
+                 INSERT INTO orders VALUES ({n}, 'new', {n});
+                 UPDATE orders SET status = 'paid', total = total + 1 WHERE id = {n};
+                 COMMIT;"
+            ))
+            .await
+            .expect("an order");
+        if n % 100 == 0 {
+            // Ids jump past a slice (as they do between other partitions' changes).
+            client
+                .batch_execute(
+                    "SELECT setval(pg_get_serial_sequence('pgtrail.change', 'id'),
+                                   nextval(pg_get_serial_sequence('pgtrail.change', 'id')) + 100000)",
+                )
+                .await
+                .expect("ids jump");
+        }
+    }
+    long.batch_execute(
+        "INSERT INTO orders SELECT g, 'new', g FROM generate_series(100011, 100100) AS g; COMMIT;",
+    )
+    .await
+    .expect("the long transaction ends");
+    let partition = partition_of(&client, 100100).await;
+    assert_eq!(partition, partition_of(&client, 100001).await);
+    assert!(
+        count(
+            &client,
+            &format!("SELECT max(id) - min(id) FROM pgtrail.{partition}")
+        )
+        .await
+            > 3 * 65_536,
+        "the month spans several slices of ids"
+    );
+    let expected: Vec<serde_json::Value> = client
+        .query(
+            "SELECT json_build_array(v.id, v.txid, v.op, v.changed_fields, v.actor_id, v.reason, x.backend_pid)
+             FROM pgtrail.changes AS v JOIN pgtrail.change AS c ON c.id = v.id
+             LEFT JOIN pgtrail.transaction AS x ON x.txid = c.txid AND x.ctx = c.ctx ORDER BY v.id",
+            &[],
+        )
+        .await
+        .expect("the database's rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(expected.len(), 2 * 400 + 100);
+
+    clock.set("+0d");
+    let signed = SignedArchive::new(&config);
+    let outcomes = signed.run(&mut client).await;
+    assert!(archived(&outcomes).contains(&partition), "{outcomes:?}");
+    let rows = read_rows(&signed.dir.path().join(format!("{partition}.parquet"))).expect("read the archive");
+    let got: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!([
+                r.id,
+                r.txid,
+                r.op,
+                r.changed_fields,
+                r.actor_id,
+                r.reason,
+                r.backend_pid
+            ])
+        })
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!(g, e);
+    }
+    let report = verify(&mut client, &signed.key, Some(signed.dir.path())).await;
+    assert!(report.intact(), "{:?}", report.problems);
+}
+
+/// The partition holding order `id`'s first change.
+async fn partition_of(client: &Client, id: i32) -> String {
+    let name: String = client
+        .query_one(
+            "SELECT c.tableoid::regclass::text FROM pgtrail.change AS c
+             WHERE c.pk = jsonb_build_object('id', $1::integer) ORDER BY c.id LIMIT 1",
+            &[&id],
+        )
+        .await
+        .expect("the order's partition")
+        .get(0);
+    name.trim_start_matches("pgtrail.").to_string()
+}
