@@ -12,6 +12,7 @@ mod activity;
 mod audited;
 mod field;
 mod newest;
+mod transaction;
 
 pub use activity::{Activity, ActivityRequest, activity};
 pub use audited::{Audited, KeyError, ResolveError};
@@ -19,6 +20,7 @@ pub use field::{FieldError, check_field};
 pub use newest::{NEWEST_WINDOWS, newest};
 use serde_json::{Map, Value};
 use tokio_postgres::types::ToSql;
+pub use transaction::{TransactionPage, transaction_page};
 
 /// A bind parameter of a built query.
 pub type Param = Box<dyn ToSql + Sync + Send>;

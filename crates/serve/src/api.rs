@@ -610,13 +610,9 @@ pub(crate) struct TransactionPage {
 }
 
 /// The page of transaction `txid`'s changes that `after` (a change id,
-/// the previous page's `next`) and `limit` ask for; not found when the
-/// transaction has no recorded change.
-///
-/// The page's ids are picked from `pgtrail.change` alone, within the
-/// transaction's span of ids, and only they are read through
-/// `pgtrail.changes`, so a page costs its own rows' joins, not the whole
-/// transaction's.
+/// the previous page's `next`) and `limit` ask for
+/// ([`pgtrail_query::transaction_page`]); not found when the transaction
+/// has no recorded change.
 pub(crate) async fn transaction_page(
     client: &Client,
     txid: i64,
@@ -624,47 +620,17 @@ pub(crate) async fn transaction_page(
 ) -> Result<TransactionPage, ApiError> {
     let limit = page_limit(params)?;
     let after = params.integer("after")?.unwrap_or(0);
-    // The count, and the span of the transaction's ids: bounds that keep
-    // a plan walking the id index from straying outside the transaction.
-    let counted = client
-        .query_one(
-            "SELECT count(*), coalesce(min(c.id), 0), coalesce(max(c.id), 0)
-             FROM pgtrail.change AS c WHERE c.txid = $1::bigint",
-            &[&txid],
-        )
-        .await?;
-    let (total, first, last): (i64, i64, i64) = (counted.get(0), counted.get(1), counted.get(2));
-    if total == 0 {
+    let page = pgtrail_query::transaction_page(client, txid, limit, after).await?;
+    if page.total == 0 {
         return Err(ApiError::not_found(format!(
             "no recorded changes in transaction {txid}"
         )));
     }
-    let mut changes = query_json(
-        client,
-        "SELECT to_jsonb(v) FROM pgtrail.changes AS v
-         WHERE v.id = ANY (ARRAY(SELECT c.id FROM pgtrail.change AS c
-                                 WHERE c.txid = $1::bigint AND c.id >= $2::bigint AND c.id <= $3::bigint
-                                 ORDER BY c.id LIMIT $4::bigint))
-         ORDER BY v.id",
-        &[
-            Box::new(txid),
-            Box::new(after.saturating_add(1).max(first)),
-            Box::new(last),
-            // One more than the page, to know whether there is a next one.
-            Box::new(limit + 1),
-        ],
-    )
-    .await?;
-    let next = if changes.len() as i64 > limit {
-        changes.truncate(limit as usize);
-        changes
-            .last()
-            .and_then(|c| c["id"].as_i64())
-            .map(|id| id.to_string())
-    } else {
-        None
-    };
-    Ok(TransactionPage { changes, next, total })
+    Ok(TransactionPage {
+        changes: page.changes,
+        next: page.next.map(|id| id.to_string()),
+        total: page.total,
+    })
 }
 
 async fn transaction(

@@ -8,63 +8,9 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use super::history::print_change_header;
-use super::log::{actor_text, cell, key_text, print_diff, query_json, require_installed, time_text};
+use super::log::{actor_text, cell, key_text, print_diff, require_installed, time_text};
 use crate::cli::{Common, Format};
 use crate::output;
-
-/// One page of a transaction's changes, in id order (the order it made
-/// them), and the id to continue after when there are more.
-struct TxPage {
-    rows: Vec<Value>,
-    /// Changes of the transaction, in all.
-    total: i64,
-    /// Changes of the transaction before this page.
-    before: i64,
-    next: Option<i64>,
-}
-
-async fn page(client: &tokio_postgres::Client, txid: i64, limit: i64, after: i64) -> Result<TxPage> {
-    // The count, the changes before the page, and the span of the
-    // transaction's ids (bounds that keep the id index's walk inside it).
-    let counted = client
-        .query_one(
-            "SELECT count(*), count(*) FILTER (WHERE c.id <= $2::bigint),
-                    coalesce(min(c.id), 0), coalesce(max(c.id), 0)
-             FROM pgtrail.change AS c WHERE c.txid = $1::bigint",
-            &[&txid, &after],
-        )
-        .await?;
-    let (total, before, first, last): (i64, i64, i64, i64) =
-        (counted.get(0), counted.get(1), counted.get(2), counted.get(3));
-    let mut rows = query_json(
-        client,
-        "SELECT to_jsonb(v) FROM pgtrail.changes AS v
-         WHERE v.id = ANY (ARRAY(SELECT c.id FROM pgtrail.change AS c
-                                 WHERE c.txid = $1::bigint AND c.id >= $2::bigint AND c.id <= $3::bigint
-                                 ORDER BY c.id LIMIT $4::bigint))
-         ORDER BY v.id",
-        &[
-            Box::new(txid),
-            Box::new(after.saturating_add(1).max(first)),
-            Box::new(last),
-            // One more than the page, to know whether there is a next one.
-            Box::new(limit.saturating_add(1)),
-        ],
-    )
-    .await?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().and_then(|r| r["id"].as_i64())
-    } else {
-        None
-    };
-    Ok(TxPage {
-        rows,
-        total,
-        before,
-        next,
-    })
-}
 
 /// `--limit`'s default: a page to read in a terminal.
 const DEFAULT_LIMIT: i64 = 100;
@@ -72,12 +18,12 @@ const DEFAULT_LIMIT: i64 = 100;
 pub async fn run(common: &Common, txid: i64, limit: i64, after: Option<i64>) -> Result<ExitCode> {
     let client = super::connect(common).await?;
     require_installed(&client).await?;
-    let TxPage {
-        rows,
+    let pgtrail::query::TransactionPage {
+        changes: rows,
         total,
         before,
         next,
-    } = page(&client, txid, limit, after.unwrap_or(0)).await?;
+    } = pgtrail::query::transaction_page(&client, txid, limit, after.unwrap_or(0)).await?;
     match common.format {
         // As the API's transaction: `next` is what --after takes.
         Format::Json => output::print_json(&json!({
