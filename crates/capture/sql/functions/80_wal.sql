@@ -119,10 +119,11 @@ $fn$;
 
 -- The context trigger of WAL-mode tables: whether this transaction's
 -- current context (the mark: 'c', pgtrail.context_seq, which set_context
--- counts up, ':' and the transaction's id, '-' while it has none; never '',
--- what the mark reads as in a transaction that has not set it; the id makes
--- a mark set for the whole session by SET match no transaction, so a role
--- cannot keep its session facts out of the trail that way) has its
+-- counts up, ':' and the transaction's id; never '', what the mark reads
+-- as in a transaction that has not set it; a transaction without an id has
+-- emitted nothing, since emitting gives it one; the id makes a mark set for
+-- the whole session by SET match no transaction, so a role cannot keep its
+-- session facts out of the trail that way) has its
 -- message already; if not, pgtrail._wal_emit (below)
 -- emits it and sets the mark. A rolled-back savepoint takes the mark back
 -- with its message.
@@ -144,9 +145,10 @@ AS $fn$
 DECLARE
     v_lsn pg_catalog.pg_lsn;
 BEGIN
-    IF COALESCE(pg_catalog.current_setting('pgtrail.emitted', true), '') OPERATOR(pg_catalog.<>)
+    -- (NULL, so emit, while the transaction has no id: emitting gives it one.)
+    IF COALESCE(COALESCE(pg_catalog.current_setting('pgtrail.emitted', true), '') OPERATOR(pg_catalog.<>)
        ('c' OPERATOR(pg_catalog.||) COALESCE(pg_catalog.current_setting('pgtrail.context_seq', true), '')
-        OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) COALESCE(pg_catalog.txid_current_if_assigned()::pg_catalog.text, '-')) THEN
+        OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) pg_catalog.txid_current_if_assigned()::pg_catalog.text), true) THEN
         v_lsn := pgtrail._wal_emit(TG_TABLE_SCHEMA, TG_TABLE_NAME);
     END IF;
     RETURN NULL;
@@ -200,12 +202,12 @@ BEGIN
                '    v_ctx     smallint := CASE WHEN v_seq OPERATOR(pg_catalog.~) ''^[0-9]{1,5}$''\n'
                '                               THEN LEAST(v_seq::pg_catalog.int4, 32767) ELSE 0 END;\n'
                '    v_mark    text := ''c'' OPERATOR(pg_catalog.||) COALESCE(v_seq, '''') OPERATOR(pg_catalog.||) '':''\n'
-               '                         OPERATOR(pg_catalog.||) COALESCE(pg_catalog.txid_current_if_assigned()::pg_catalog.text, ''-'');\n'
+               '                         OPERATOR(pg_catalog.||) pg_catalog.txid_current_if_assigned()::pg_catalog.text;\n'
                '    v_context jsonb;\n'
                '    v_lsn     pg_lsn;\n'
                '    v_set     text;\n'
                'BEGIN\n'
-               '    IF pg_catalog.current_setting(''pgtrail.emitted'', true) IS DISTINCT FROM v_mark THEN\n'
+               '    IF v_mark IS NULL OR pg_catalog.current_setting(''pgtrail.emitted'', true) IS DISTINCT FROM v_mark THEN\n'
                '        %s'
                '%s'
                '        v_lsn := pg_catalog.pg_logical_emit_message(true, ''pgtrail'', pg_catalog.json_build_object(\n'

@@ -822,20 +822,24 @@ async fn a_session_wide_mark_cannot_keep_the_session_facts_out_of_the_trail() {
     for mode in ["trigger", "wal"] {
         let mut client = database(&cluster, &format!("forged_mark_{mode}"), mode).await;
         // What the marks were before they named the transaction, and what
-        // they would be in a transaction without an id.
-        client
-            .batch_execute(
-                "SET pgtrail.recorded = '0';
-                 SET pgtrail.emitted = 'c';
-                 INSERT INTO scratch VALUES (1, 'a');
-                 UPDATE scratch SET v = 'b' WHERE id = 1;
-                 RESET pgtrail.recorded; RESET pgtrail.emitted;
-                 SET pgtrail.recorded = '0:0';
-                 SET pgtrail.emitted = 'c:-';
-                 UPDATE scratch SET v = 'c' WHERE id = 1;",
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{mode}: the writes succeed: {e:?}"));
+        // they would be in a transaction without an id; each statement its
+        // own transaction (one message of several would be one transaction).
+        for statement in [
+            "SET pgtrail.recorded = '0'",
+            "SET pgtrail.emitted = 'c'",
+            "INSERT INTO scratch VALUES (1, 'a')",
+            "UPDATE scratch SET v = 'b' WHERE id = 1",
+            "SET pgtrail.recorded = '0:0'",
+            "SET pgtrail.emitted = 'c:'",
+            "UPDATE scratch SET v = 'c' WHERE id = 1",
+            "RESET pgtrail.recorded",
+            "RESET pgtrail.emitted",
+        ] {
+            client
+                .batch_execute(statement)
+                .await
+                .unwrap_or_else(|e| panic!("{mode}: {statement}: {e:?}"));
+        }
         client
             .batch_execute(
                 "BEGIN;
