@@ -165,7 +165,7 @@ enum Variant {
     /// The context carried on the change row of the transaction's first
     /// statement (single-row statements; extra nullable columns on the trail).
     ContextInline,
-    /// Without the one-row UPDATE path's "one row?" guard.
+    /// Without the one-row UPDATE path's "one row?" guard (on the old row's scan).
     NoGuard,
     /// Without the check that the change is in its transaction's first hour.
     NoLongCheck,
@@ -256,9 +256,9 @@ fn context_block(body: &str) -> Result<(usize, usize)> {
     })
 }
 
-const SET_FLAG: &str = "v_mark := pg_catalog.set_config('pgtrail.recorded', (v_txid OPERATOR(pg_catalog.#) v_ctx::pg_catalog.int8)::pg_catalog.text, true);";
+const SET_FLAG: &str = "v_mark := pg_catalog.set_config('pgtrail.recorded', v_mark, true);";
 
-const NOT_RECORDED: &str = "pg_catalog.current_setting('pgtrail.recorded', true) IS DISTINCT FROM (v_txid OPERATOR(pg_catalog.#) v_ctx::pg_catalog.int8)::pg_catalog.text";
+const NOT_RECORDED: &str = "pg_catalog.current_setting('pgtrail.recorded', true) IS DISTINCT FROM v_mark";
 
 /// The context INSERT's values (after txid, ctx, started_at, recorded_at).
 fn context_values(body: &str) -> Result<String> {
@@ -325,11 +325,11 @@ fn variant_body(v: Variant, body: &str) -> Result<String> {
             format!("{}{}{}", &body[..s], SET_FLAG, &body[e..])
         }
         Variant::NoGuard => {
-            let guard = " AND NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)";
+            let guard = "(SELECT * FROM pgtrail_old WHERE NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1) OFFSET 0) AS o";
             if !body.contains(guard) {
                 bail!("the generated function has no one-row guard");
             }
-            body.replacen(guard, "", 1)
+            body.replacen(guard, "pgtrail_old AS o", 1)
         }
         Variant::NoLongCheck => {
             let check = "IF v_now OPERATOR(pg_catalog.<) pg_catalog.transaction_timestamp()";
@@ -376,9 +376,7 @@ async fn main() -> Result<()> {
     // The peer's install script, read before anything starts.
     let peer = match &args.peer_sql {
         Some(spec) => {
-            let (name, path) = spec
-                .split_once('=')
-                .context("--peer-sql: expected NAME=PATH")?;
+            let (name, path) = spec.split_once('=').context("--peer-sql: expected NAME=PATH")?;
             if name.is_empty() || Variant::ALL.iter().any(|v| v.label() == name) {
                 bail!("--peer-sql: {name:?} is not a free variant name");
             }
