@@ -115,7 +115,8 @@ struct Args {
     #[arg(long, default_value_t = 200_000)]
     rows: i64,
     /// Variants to measure (comma-separated): generated, no-context, context-inline, no-guard,
-    /// no-long-check, empty, seed-002. The unaudited table is always measured.
+    /// no-long-check, empty, seed-002, insert-floor, kind-rows, and the name given by `--peer-sql`.
+    /// The unaudited table is always measured.
     #[arg(
         long,
         value_delimiter = ',',
@@ -137,7 +138,19 @@ struct Args {
     /// workload, variant and statement count), for `callgrind_annotate --inclusive=yes`.
     #[arg(long, default_value = "target/callgrind-parts")]
     callgrind_dir: PathBuf,
+    /// Another product's capture, measured beside pgtrail's as variant `NAME`: `NAME=PATH`, where
+    /// PATH is its install script (plain SQL, run once in the benchmark's database). Its tables are
+    /// copies of the benchmark's (`acct_peer`, `acct_ins_peer`), enabled by `--peer-enable`.
+    #[arg(long, value_name = "NAME=PATH", requires = "peer_enable")]
+    peer_sql: Option<String>,
+    /// The SQL that puts the peer's capture on one table, run for each of its two tables with
+    /// `{table}` replaced by the table's name (e.g. registering it and creating its trigger).
+    #[arg(long, value_name = "SQL", requires = "peer_sql")]
+    peer_enable: Option<String>,
 }
+
+/// The name `--peer-sql` gives the peer variant (its label in the report).
+static PEER_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// One way of capturing, measured against the unaudited table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -152,7 +165,7 @@ enum Variant {
     /// The context carried on the change row of the transaction's first
     /// statement (single-row statements; extra nullable columns on the trail).
     ContextInline,
-    /// Without the one-row UPDATE path's "one row?" guard.
+    /// Without the one-row UPDATE path's "one row?" guard (on the old row's scan).
     NoGuard,
     /// Without the check that the change is in its transaction's first hour.
     NoLongCheck,
@@ -166,10 +179,13 @@ enum Variant {
     /// The insert floor: one INSERT ... SELECT of the key per changed row
     /// into a trail table shaped like pgtrail.change, nothing else.
     InsertFloor,
+    /// Another product's capture, installed from `--peer-sql`, on tables of
+    /// its own.
+    Peer,
 }
 
 impl Variant {
-    const ALL: [Variant; 10] = [
+    const ALL: [Variant; 11] = [
         Variant::Plain,
         Variant::Generated,
         Variant::NoContext,
@@ -180,6 +196,7 @@ impl Variant {
         Variant::Seed002,
         Variant::KindRows,
         Variant::InsertFloor,
+        Variant::Peer,
     ];
 
     fn label(self) -> &'static str {
@@ -194,6 +211,7 @@ impl Variant {
             Variant::Seed002 => "seed-002",
             Variant::InsertFloor => "insert-floor",
             Variant::KindRows => "kind-rows",
+            Variant::Peer => PEER_NAME.get().map_or("peer", String::as_str),
         }
     }
 
@@ -202,13 +220,14 @@ impl Variant {
         match self {
             Variant::Plain => ("acct_plain", "acct_ins_plain"),
             Variant::Seed002 => ("acct_seed", "acct_ins_seed"),
+            Variant::Peer => ("acct_peer", "acct_ins_peer"),
             _ => ("acct", "acct_ins"),
         }
     }
 
     /// Whether it runs in place of pgtrail's capture function.
     fn replaces_capture(self) -> bool {
-        !matches!(self, Variant::Plain | Variant::Seed002)
+        !matches!(self, Variant::Plain | Variant::Seed002 | Variant::Peer)
     }
 }
 
@@ -237,9 +256,9 @@ fn context_block(body: &str) -> Result<(usize, usize)> {
     })
 }
 
-const SET_FLAG: &str = "v_mark := pg_catalog.set_config('pgtrail.recorded', (v_txid OPERATOR(pg_catalog.#) v_ctx::pg_catalog.int8)::pg_catalog.text, true);";
+const SET_FLAG: &str = "v_mark := pg_catalog.set_config('pgtrail.recorded', v_mark, true);";
 
-const NOT_RECORDED: &str = "pg_catalog.current_setting('pgtrail.recorded', true) IS DISTINCT FROM (v_txid OPERATOR(pg_catalog.#) v_ctx::pg_catalog.int8)::pg_catalog.text";
+const NOT_RECORDED: &str = "pg_catalog.current_setting('pgtrail.recorded', true) IS DISTINCT FROM v_mark";
 
 /// The context INSERT's values (after txid, ctx, started_at, recorded_at).
 fn context_values(body: &str) -> Result<String> {
@@ -296,7 +315,9 @@ fn change_insert(body: &str, after: &str) -> Result<(usize, usize)> {
 /// The body of variant `v` of the generated function `body`.
 fn variant_body(v: Variant, body: &str) -> Result<String> {
     Ok(match v {
-        Variant::Generated | Variant::Plain | Variant::Seed002 | Variant::KindRows => body.to_owned(),
+        Variant::Generated | Variant::Plain | Variant::Seed002 | Variant::KindRows | Variant::Peer => {
+            body.to_owned()
+        }
         Variant::Empty => "BEGIN RETURN NULL; END".to_owned(),
         Variant::InsertFloor => FLOOR_BODY.to_owned(),
         Variant::NoContext => {
@@ -304,11 +325,11 @@ fn variant_body(v: Variant, body: &str) -> Result<String> {
             format!("{}{}{}", &body[..s], SET_FLAG, &body[e..])
         }
         Variant::NoGuard => {
-            let guard = " AND NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)";
+            let guard = "(SELECT * FROM pgtrail_old WHERE NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1) OFFSET 0) AS o";
             if !body.contains(guard) {
                 bail!("the generated function has no one-row guard");
             }
-            body.replacen(guard, "", 1)
+            body.replacen(guard, "pgtrail_old AS o", 1)
         }
         Variant::NoLongCheck => {
             let check = "IF v_now OPERATOR(pg_catalog.<) pg_catalog.transaction_timestamp()";
@@ -352,12 +373,30 @@ fn variant_body(v: Variant, body: &str) -> Result<String> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    // The peer's install script, read before anything starts.
+    let peer = match &args.peer_sql {
+        Some(spec) => {
+            let (name, path) = spec.split_once('=').context("--peer-sql: expected NAME=PATH")?;
+            if name.is_empty() || Variant::ALL.iter().any(|v| v.label() == name) {
+                bail!("--peer-sql: {name:?} is not a free variant name");
+            }
+            let sql = std::fs::read_to_string(path).with_context(|| format!("--peer-sql: read {path}"))?;
+            PEER_NAME
+                .set(name.to_owned())
+                .map_err(|_| anyhow::anyhow!("the peer's name is set twice"))?;
+            Some(sql)
+        }
+        None => None,
+    };
     let mut variants = vec![Variant::Plain];
     for label in &args.variants {
         let v = Variant::ALL
             .into_iter()
             .find(|v| v.label() == label)
             .with_context(|| format!("--variants: no variant {label}"))?;
+        if v == Variant::Peer && peer.is_none() {
+            bail!("--variants: {label} needs --peer-sql and --peer-enable");
+        }
         if !variants.contains(&v) {
             variants.push(v);
         }
@@ -426,6 +465,8 @@ async fn main() -> Result<()> {
         "acct_ins",
         "acct_ins_plain",
         "acct_ins_seed",
+        "acct_peer",
+        "acct_ins_peer",
     ] {
         client
             .batch_execute(&format!("CREATE TABLE {t} {ACCT_COLUMNS}"))
@@ -433,13 +474,18 @@ async fn main() -> Result<()> {
     }
     client.execute(ACCT_FILL, &[&args.rows]).await?;
     client
-        .batch_execute("INSERT INTO acct_plain SELECT * FROM acct; INSERT INTO acct_seed SELECT * FROM acct")
+        .batch_execute(
+            "INSERT INTO acct_plain SELECT * FROM acct; INSERT INTO acct_seed SELECT * FROM acct; \
+             INSERT INTO acct_peer SELECT * FROM acct",
+        )
         .await?;
     client
-        .batch_execute("VACUUM ANALYZE acct, acct_plain, acct_seed")
+        .batch_execute("VACUUM ANALYZE acct, acct_plain, acct_seed, acct_peer")
         .await?;
-    let config =
-        pgtrail::config::Config::parse("[capture]\nexclude = [\"*_plain\", \"*_seed\"]\n", "pgtrail.toml")?;
+    let config = pgtrail::config::Config::parse(
+        "[capture]\nexclude = [\"*_plain\", \"*_seed\", \"*_peer\"]\n",
+        "pgtrail.toml",
+    )?;
     pgtrail::plan::apply(&mut client, &config)
         .await
         .context("install pgtrail")?;
@@ -467,6 +513,18 @@ async fn main() -> Result<()> {
                  FOR EACH ROW EXECUTE FUNCTION audit.audit_trigger('id')"
             ))
             .await?;
+    }
+    if let (Some(sql), Some(enable)) = (&peer, &args.peer_enable) {
+        client
+            .batch_execute(sql)
+            .await
+            .with_context(|| format!("install {}", Variant::Peer.label()))?;
+        for t in ["acct_peer", "acct_ins_peer"] {
+            client
+                .batch_execute(&enable.replace("{table}", t))
+                .await
+                .with_context(|| format!("--peer-enable on {t}"))?;
+        }
     }
     if variants.contains(&Variant::ContextInline) {
         // The inline context columns and their partial indexes (the candidate

@@ -111,11 +111,13 @@ $fn$;
 -- recorded) makes them run again: the context row is there already and is
 -- kept as it is (ON CONFLICT DO NOTHING, about 13,700 instructions a
 -- transaction; the write goes on), so nothing a session does with settings
--- can make capture fail a write. The caller runs them when that setting
--- does not name this context. They refuse
+-- can make capture fail a write. The caller computes the mark once, into
+-- v_mark (its test and the set_config here share it: three function calls
+-- fewer to start in the transaction's first statement), and runs them when
+-- that setting is not v_mark. They refuse
 -- the change when an actor is required and none is set: p_table is an SQL
 -- expression naming the table in that error. The code they are part of
--- declares v_mark text and v_context jsonb.
+-- declares v_mark text (the mark) and v_context jsonb.
 CREATE OR REPLACE FUNCTION pgtrail._context_record_sql(p_table text)
 RETURNS text
 LANGUAGE plpgsql STABLE
@@ -150,7 +152,7 @@ BEGIN
         '                NULLIF(pg_catalog.current_setting(''application_name''), ''''),\n'
         '                pg_catalog.inet_client_addr(), pg_catalog.inet_client_port(), pg_catalog.pg_backend_pid())\n'
         '            ON CONFLICT (txid, ctx) DO NOTHING\n'
-        '            RETURNING pg_catalog.set_config(''pgtrail.recorded'', (v_txid OPERATOR(pg_catalog.#) v_ctx::pg_catalog.int8)::pg_catalog.text, true) INTO v_mark;',
+        '            RETURNING pg_catalog.set_config(''pgtrail.recorded'', v_mark, true) INTO v_mark;',
         pgtrail._context_field_sql('actor_id'), pgtrail._context_field_sql('actor_name'),
         pgtrail._context_field_sql('actor_type'), pgtrail._context_field_sql('reason'), 'v_context');
 END
@@ -169,8 +171,8 @@ BEGIN
         E'CREATE OR REPLACE FUNCTION pgtrail._record_transaction(p_txid bigint, p_ctx smallint, p_table text)\n'
         'RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS %L',
         format(E'\n-- pgtrail: generated from the context settings; do not edit.\n'
-               'DECLARE\n    v_txid ALIAS FOR p_txid;\n    v_ctx ALIAS FOR p_ctx;\n    v_mark text;\n    v_context jsonb;\nBEGIN\n'
-               '    IF pg_catalog.current_setting(''pgtrail.recorded'', true) IS DISTINCT FROM (v_txid OPERATOR(pg_catalog.#) v_ctx::pg_catalog.int8)::pg_catalog.text THEN\n'
+               'DECLARE\n    v_txid ALIAS FOR p_txid;\n    v_ctx ALIAS FOR p_ctx;\n    v_mark text := (v_txid OPERATOR(pg_catalog.#) v_ctx::pg_catalog.int8)::pg_catalog.text;\n    v_context jsonb;\nBEGIN\n'
+               '    IF pg_catalog.current_setting(''pgtrail.recorded'', true) IS DISTINCT FROM v_mark THEN\n'
                '            %s\n    END IF;\nEND\n',
                pgtrail._context_record_sql('p_table')));
     PERFORM pgtrail._own_generated('pgtrail._record_transaction(bigint, smallint, text)');

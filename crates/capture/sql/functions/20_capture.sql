@@ -416,8 +416,16 @@ BEGIN
     v_ignore := pgtrail._minus_ignored_sql(t);
 
     IF v_kind = 'columns' THEN
-        v_one := pgtrail._update_columns_sql(t, p_relid, 'pgtrail_old AS o, pgtrail_new AS n', false,
-                                             ' AND NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)', 'v_now');
+        -- The one-row test gates the old row's scan, in a subquery of its
+        -- own: a statement whose own expressions hold a subquery (a
+        -- SubLink) has its whole query tree walked each time its cached
+        -- plan is checked (PostgreSQL's ScanQueryForLocks, ~22,000
+        -- instructions for the 15-column UPDATE); this way only the small
+        -- subquery is. With more rows the old side is empty and nothing
+        -- is paired.
+        v_one := pgtrail._update_columns_sql(t, p_relid,
+                     '(SELECT * FROM pgtrail_old WHERE NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1) OFFSET 0) AS o, '
+                     'pgtrail_new AS n', false, '', 'v_now');
         v_many := pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid), true, '', 'v_now');
         v_changed := pgtrail._changed_columns_sql(t, p_relid);
     ELSE
@@ -442,9 +450,11 @@ DECLARE
     -- The time of the statement's changes (after the statement, before
     -- they are written), one value for them all.
     v_now      timestamptz := pg_catalog.clock_timestamp();
+    -- The mark of this transaction and context (pgtrail._context_record_sql),
+    -- computed once for its test and its setting.
+    v_mark     text := (v_txid OPERATOR(pg_catalog.#) v_ctx::pg_catalog.int8)::pg_catalog.text;
     v_rows     bigint;
     v_secret   bytea;
-    v_mark     text;
     v_context  jsonb;
     v_settings text[];
     v_n        bigint;
@@ -454,6 +464,7 @@ BEGIN
     -- may have been restored into another, whose numbers start over)?
     IF pg_catalog.current_setting('pgtrail.cluster_era', true) IS DISTINCT FROM '%13$s' THEN
         v_txid := pgtrail._check_cluster(v_txid);
+        v_mark := (v_txid OPERATOR(pg_catalog.#) v_ctx::pg_catalog.int8)::pg_catalog.text;
     END IF;
 %4$s    IF TG_OP = 'UPDATE' THEN
         -- One row, the common case: old and new row need no pairing.
@@ -505,7 +516,7 @@ BEGIN
     IF v_rows > 0 THEN
         -- (The mark names the transaction and its context: see
         -- pgtrail._context_record_sql.)
-        IF pg_catalog.current_setting('pgtrail.recorded', true) IS DISTINCT FROM (v_txid OPERATOR(pg_catalog.#) v_ctx::pg_catalog.int8)::pg_catalog.text THEN
+        IF pg_catalog.current_setting('pgtrail.recorded', true) IS DISTINCT FROM v_mark THEN
             %9$s
         END IF;
         -- A change later than its transaction's first hour, or before its
