@@ -303,6 +303,10 @@ async fn during_maintain(args: &Args) -> Result<()> {
             if let Some(priority) = with {
                 let config = config_keeping(days_ago(month) - 70)?;
                 month += 1;
+                let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+                let backend_cpu = cpu_seconds(&backend.to_string());
+                // Each step's start, to say where maintain's time goes.
+                let mut steps: Vec<(String, Instant)> = Vec::new();
                 let report = pgtrail::archive::maintain(
                     &mut client,
                     &config.retention,
@@ -310,10 +314,25 @@ async fn during_maintain(args: &Args) -> Result<()> {
                     Some(&sealer),
                     false,
                     priority,
-                    &mut |_| {},
+                    &mut |step| steps.push((step.to_string(), Instant::now())),
                 )
                 .await?;
                 ran = Instant::now();
+                let timeline: Vec<String> = steps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (step, at))| {
+                        let next = steps.get(i + 1).map_or(ran, |s| s.1);
+                        let step = step.split(" (").next().unwrap_or(step);
+                        format!("{step} {:.2}s", next.duration_since(*at).as_secs_f64())
+                    })
+                    .collect();
+                println!(
+                    "round {}, priority {priority}: maintain's backend {:.2}s of CPU; steps: {}",
+                    r + 1,
+                    cpu_seconds(&backend.to_string()) - backend_cpu,
+                    timeline.join("; ")
+                );
                 for outcome in &report.archives {
                     match outcome {
                         Outcome::Archived {
@@ -351,9 +370,9 @@ async fn during_maintain(args: &Args) -> Result<()> {
         samples.len()
     );
     println!(
-        "| round | priority | maintain s | window tps without / with | while maintain ran: tps without / with | change | p99 ms without / with | max ms without / with |"
+        "| round | priority | maintain s | window tps without / with | while maintain ran: tps without / with | change | p50 ms without / with | p99 ms without / with | max ms without / with |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     // Per priority: [window tps without, with, during tps without, with, p99 without, with, max with, seconds].
     let mut figures: Vec<Vec<[f64; 8]>> = vec![Vec::new(); priorities.len()];
     for r in 0..rounds {
@@ -379,7 +398,7 @@ async fn during_maintain(args: &Args) -> Result<()> {
                 writers::window(&samples, with.2, with.2 + span),
             );
             println!(
-                "| {} | {priority} | {:.1} | {:.0} / {:.0} | {:.0} / {:.0} | {:+.0} % | {:.2} / {:.2} | {:.1} / {:.1} |",
+                "| {} | {priority} | {:.1} | {:.0} / {:.0} | {:.0} / {:.0} | {:+.0} % | {:.2} / {:.2} | {:.2} / {:.2} | {:.1} / {:.1} |",
                 r + 1,
                 span as f64 / 1e6,
                 all_without.tps,
@@ -387,6 +406,8 @@ async fn during_maintain(args: &Args) -> Result<()> {
                 during_without.tps,
                 during_with.tps,
                 (during_with.tps / during_without.tps - 1.0) * 100.0,
+                during_without.p50_ms,
+                during_with.p50_ms,
                 during_without.p99_ms,
                 during_with.p99_ms,
                 during_without.max_ms,
