@@ -6,7 +6,8 @@
 //! when they do not read). Only threads made for that work are lowered
 //! (an unprivileged process cannot raise its priority back): the caller's
 //! thread, which holds the trail's lock to detach and drop a partition,
-//! keeps its own.
+//! keeps its own. Sealing, which `maintain` does first, runs on the
+//! caller's thread at its priority.
 
 use std::str::FromStr;
 

@@ -538,10 +538,9 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         /// CPU priority of the archive's reading, writing and reading back:
-        /// `low` (nice 19, the default: the archive takes the CPU the
-        /// application leaves; never while it holds the trail's lock) or
-        /// `normal`.
-        #[arg(long, value_name = "PRIORITY", default_value = "low")]
+        /// `normal`, or `low` (nice 19: the archive takes the CPU the
+        /// application leaves; never while it holds the trail's lock).
+        #[arg(long, value_name = "PRIORITY", default_value = "normal")]
         priority: pgtrail::archive::Priority,
     },
     /// Legal holds: keep ranges of the trail from archive and drop.
