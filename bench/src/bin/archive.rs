@@ -21,7 +21,7 @@
 //! With `--writers N` it measures instead what `maintain` does to writers:
 //!
 //! ```text
-//! cargo run --release -p pgtrail-bench --bin archive -- --writers 4 [--rate TPS] [--rounds 3] [--window 20] [--changes N] [--priority low|normal|both]
+//! cargo run --release -p pgtrail-bench --bin archive -- --writers 4 [--rate TPS] [--rounds 3] [--window 20] [--changes N] [--priority both|low|normal]
 //! ```
 //!
 //! `--changes` changes are written in each of `--rounds` months far apart
@@ -74,7 +74,7 @@ struct Args {
     window: u64,
     /// With `--writers`: the archive's priority in maintain's windows,
     /// `low`, `normal`, or `both` (each round then has a window of each).
-    #[arg(long, default_value = "low")]
+    #[arg(long, default_value = "both")]
     priority: String,
 }
 
