@@ -56,7 +56,6 @@ pub async fn maintain(
         retention,
         archive_dir,
         sealer,
-        dry_run,
         priority,
         progress,
         &mut report,
@@ -76,11 +75,11 @@ async fn steps(
     retention: &Retention,
     archive_dir: Option<&std::path::Path>,
     sealer: Option<&dyn Sealer>,
-    dry_run: bool,
     priority: Priority,
     progress: &mut dyn FnMut(&str),
     report: &mut MaintainReport,
 ) -> Result<(), ArchiveError> {
+    let dry_run = report.dry_run;
     progress("making partitions ahead");
     report.partitions_made = if dry_run {
         missing(client, retention)
