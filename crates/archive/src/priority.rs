@@ -2,8 +2,8 @@
 //! decode the partition, encode the Parquet file and read it back at the
 //! lowest scheduling priority (nice 19), so that on a busy machine the
 //! application's backends get the CPU first; the server backend that
-//! sends the partition is held to their pace (it waits on a full socket
-//! when they do not read). Only threads made for that work are lowered
+//! sends the partition is not lowered, but can send only as fast as they
+//! read. Only threads made for that work are lowered
 //! (an unprivileged process cannot raise its priority back): the caller's
 //! thread, which holds the trail's lock to detach and drop a partition,
 //! keeps its own. Sealing, which `maintain` does first, runs on the
