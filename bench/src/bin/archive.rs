@@ -21,27 +21,28 @@
 //! With `--writers N` it measures instead what `maintain` does to writers:
 //!
 //! ```text
-//! cargo run --release -p pgtrail-bench --bin archive -- --writers 4 [--rate TPS] [--rounds 3] [--window 20] [--changes N]
+//! cargo run --release -p pgtrail-bench --bin archive -- --writers 4 [--rate TPS] [--rounds 3] [--window 20] [--changes N] [--priority both|low|normal]
 //! ```
 //!
 //! `--changes` changes are written in each of `--rounds` months far apart
-//! (600, 500, 400, ... days ago) and sealed; then, with the clock at now,
+//! (100 days apart, the last 200 days ago; two a round with `--priority
+//! both`) and sealed; then, with the clock at now,
 //! N sessions keep updating `orders` (each transaction one audited
 //! `UPDATE`; `--rate` paces them to that many transactions a second in
 //! all, latency counted from when each was due; 0, the default, runs them
 //! as fast as they go) while windows of `--window` seconds alternate:
 //! one without maintain, one in which `maintain` (premake, seal, archive
-//! and drop the one month now due) runs from its start, in the order
-//! without/with, then with/without, and so on. Per window: writers'
-//! transactions a second, p50, p99 and longest latency, over the whole
-//! window and over the time maintain ran (for a window without, the same
-//! length from its start).
+//! and drop the one month now due, at `--priority`; with `both`, a window
+//! at each) runs from its start, the order turning round by round. Per
+//! window with maintain: writers' transactions a second over the whole
+//! window and over the time maintain ran, beside the same length from the
+//! start of the round's window without; p99 and longest latency.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use pgtrail::archive::{ArchiveOptions, Outcome};
+use pgtrail::archive::{ArchiveOptions, Outcome, Priority};
 use pgtrail::config::Config;
 use pgtrail::integrity::crypto::SignerKey;
 use pgtrail_cluster::{Cluster, ClusterOptions};
@@ -71,6 +72,10 @@ struct Args {
     /// Seconds of each window.
     #[arg(long, default_value_t = 20)]
     window: u64,
+    /// With `--writers`: the archive's priority in maintain's windows,
+    /// `low`, `normal`, or `both` (each round then has a window of each).
+    #[arg(long, default_value = "both")]
+    priority: String,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -117,6 +122,7 @@ async fn main() -> Result<()> {
         keep: config.retention.keep,
         tables: config.retention.tables.clone(),
         dry_run: false,
+        priority: Priority::Normal,
     };
     let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
     let (client_cpu, server_cpu) = (cpu_seconds("self"), cpu_seconds(&backend.to_string()));
@@ -234,16 +240,22 @@ fn config_keeping(keep: u32) -> Result<Config> {
 /// `--writers`: writers' throughput and latency with and without `maintain`
 /// archiving a month, windows side by side.
 async fn during_maintain(args: &Args) -> Result<()> {
+    let priorities: Vec<Priority> = match args.priority.as_str() {
+        "both" => vec![Priority::Normal, Priority::Low],
+        one => vec![one.parse().map_err(anyhow::Error::msg)?],
+    };
     let rounds = args.rounds.clamp(1, 5);
-    // Month r is written (600 - 100 r) days ago and archived in round r,
-    // keeping (530 - 100 r) days: due then, and the next month not yet.
-    let days_ago = |r: u32| 600 - 100 * r;
+    // A month per window with maintain: month m is written days_ago(m)
+    // days ago and archived keeping days_ago(m) - 70 days: due then, and
+    // the next month not yet.
+    let months = rounds * priorities.len() as u32;
+    let days_ago = |m: u32| 100 * (months - m) + 100;
     let (clock_dir, clock, cluster, mut client) = shop_under_faketime(days_ago(0)).await?;
     let config = config_keeping(days_ago(0) - 70)?;
     pgtrail::plan::apply(&mut client, &config).await?;
     let mut next_id = 0i64;
-    for r in 0..rounds {
-        std::fs::write(&clock, format!("-{}d\n", days_ago(r)))?;
+    for m in 0..months {
+        std::fs::write(&clock, format!("-{}d\n", days_ago(m)))?;
         pgtrail::archive::partitions::premake(&client, &config.retention).await?;
         let started = Instant::now();
         write_orders(&client, next_id, args.changes).await?;
@@ -251,7 +263,7 @@ async fn during_maintain(args: &Args) -> Result<()> {
         println!(
             "wrote {} changes {} days ago in {:.1}s",
             args.changes,
-            days_ago(r),
+            days_ago(m),
             started.elapsed().as_secs_f64()
         );
     }
@@ -274,26 +286,53 @@ async fn during_maintain(args: &Args) -> Result<()> {
     let window = Duration::from_secs(args.window);
     // Warm up: connections made, caches filled.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    // (round, with maintain, start, end, maintain's end) in µs after t0.
-    let mut windows: Vec<(u32, bool, u64, u64, u64)> = Vec::new();
+    // (round, maintain's priority or None, start, end, maintain's end) in µs after t0.
+    let mut windows: Vec<(u32, Option<Priority>, u64, u64, u64)> = Vec::new();
     let micros = |at: Instant| at.duration_since(t0).as_micros() as u64;
+    let mut month = 0;
     for r in 0..rounds {
-        let order = if r % 2 == 0 { [false, true] } else { [true, false] };
+        // Without, then each priority, the order turning round by round.
+        let mut order: Vec<Option<Priority>> = std::iter::once(None)
+            .chain(priorities.iter().copied().map(Some))
+            .collect();
+        let turn = r as usize % order.len();
+        order.rotate_left(turn);
         for with in order {
             let start = Instant::now();
             let mut ran = start;
-            if with {
-                let config = config_keeping(days_ago(r) - 70)?;
+            if let Some(priority) = with {
+                let config = config_keeping(days_ago(month) - 70)?;
+                month += 1;
+                let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+                let backend_cpu = cpu_seconds(&backend.to_string());
+                // Each step's start, to say where maintain's time goes.
+                let mut steps: Vec<(String, Instant)> = Vec::new();
                 let report = pgtrail::archive::maintain(
                     &mut client,
                     &config.retention,
                     Some(&dir),
                     Some(&sealer),
                     false,
-                    &mut |_| {},
+                    priority,
+                    &mut |step| steps.push((step.to_string(), Instant::now())),
                 )
                 .await?;
                 ran = Instant::now();
+                let timeline: Vec<String> = steps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (step, at))| {
+                        let next = steps.get(i + 1).map_or(ran, |s| s.1);
+                        let step = step.split(" (").next().unwrap_or(step);
+                        format!("{step} {:.2}s", next.duration_since(*at).as_secs_f64())
+                    })
+                    .collect();
+                println!(
+                    "round {}, priority {priority}: maintain's backend {:.2}s of CPU; steps: {}",
+                    r + 1,
+                    cpu_seconds(&backend.to_string()) - backend_cpu,
+                    timeline.join("; ")
+                );
                 for outcome in &report.archives {
                     match outcome {
                         Outcome::Archived {
@@ -302,7 +341,7 @@ async fn during_maintain(args: &Args) -> Result<()> {
                             lock_ms,
                             ..
                         } if *rows > 0 => println!(
-                            "round {}: maintain archived {partition} ({rows} changes) in {:.2}s, lock to detach and drop {lock_ms:.1} ms",
+                            "round {}, priority {priority}: maintain archived {partition} ({rows} changes) in {:.2}s, lock to detach and drop {lock_ms:.1} ms",
                             r + 1,
                             ran.duration_since(start).as_secs_f64()
                         ),
@@ -331,57 +370,81 @@ async fn during_maintain(args: &Args) -> Result<()> {
         samples.len()
     );
     println!(
-        "| round | maintain | window tps | p50 ms | p99 ms | max ms | while maintain ran: s | tps | p99 ms | max ms |"
+        "| round | priority | maintain s | window tps without / with | while maintain ran: tps without / with | change | p50 ms without / with | p99 ms without / with | max ms without / with |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    let mut figures: [Vec<[f64; 6]>; 2] = [Vec::new(), Vec::new()];
+    println!("|---|---|---|---|---|---|---|---|---|");
+    // Per priority: [window tps without, with, during tps without, with, p99 without, with, max with, seconds].
+    let mut figures: Vec<Vec<[f64; 8]>> = vec![Vec::new(); priorities.len()];
     for r in 0..rounds {
-        let without = windows.iter().find(|w| w.0 == r && !w.1).copied();
-        let with = windows.iter().find(|w| w.0 == r && w.1).copied();
-        let (Some(without), Some(with)) = (without, with) else {
+        let Some(without) = windows.iter().find(|w| w.0 == r && w.1.is_none()).copied() else {
             continue;
         };
-        // The time maintain ran, and as long from the start of the window without.
-        let span = with.4 - with.2;
-        for (w, label) in [(without, "without"), (with, "with")] {
-            let all = writers::window(&samples, w.2, w.3);
-            let during = writers::window(&samples, w.2, w.2 + span);
-            println!(
-                "| {} | {label} | {:.0} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} |",
-                r + 1,
-                all.tps,
-                all.p50_ms,
-                all.p99_ms,
-                all.max_ms,
-                span as f64 / 1e6,
-                during.tps,
-                during.p99_ms,
-                during.max_ms
+        for (p, priority) in priorities.iter().enumerate() {
+            let Some(with) = windows
+                .iter()
+                .find(|w| w.0 == r && w.1 == Some(*priority))
+                .copied()
+            else {
+                continue;
+            };
+            // The time maintain ran, and as long from the start of the window without.
+            let span = with.4 - with.2;
+            let (all_without, all_with) = (
+                writers::window(&samples, without.2, without.3),
+                writers::window(&samples, with.2, with.3),
             );
-            figures[usize::from(w.1)].push([
-                all.tps,
-                all.p99_ms,
-                all.max_ms,
-                during.tps,
-                during.p99_ms,
-                during.max_ms,
+            let (during_without, during_with) = (
+                writers::window(&samples, without.2, without.2 + span),
+                writers::window(&samples, with.2, with.2 + span),
+            );
+            println!(
+                "| {} | {priority} | {:.1} | {:.0} / {:.0} | {:.0} / {:.0} | {:+.0} % | {:.2} / {:.2} | {:.2} / {:.2} | {:.1} / {:.1} |",
+                r + 1,
+                span as f64 / 1e6,
+                all_without.tps,
+                all_with.tps,
+                during_without.tps,
+                during_with.tps,
+                (during_with.tps / during_without.tps - 1.0) * 100.0,
+                during_without.p50_ms,
+                during_with.p50_ms,
+                during_without.p99_ms,
+                during_with.p99_ms,
+                during_without.max_ms,
+                during_with.max_ms
+            );
+            figures[p].push([
+                all_without.tps,
+                all_with.tps,
+                during_without.tps,
+                during_with.tps,
+                during_without.p99_ms,
+                during_with.p99_ms,
+                during_with.max_ms,
+                span as f64 / 1e6,
             ]);
         }
     }
-    let median = |v: &[[f64; 6]], i: usize| {
+    let median = |v: &[[f64; 8]], i: usize| {
         let mut xs: Vec<f64> = v.iter().map(|f| f[i]).collect();
         xs.sort_by(f64::total_cmp);
         xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    for (i, label) in [(0, "without"), (1, "with")] {
+    for (p, priority) in priorities.iter().enumerate() {
+        let f = &figures[p];
+        let mut changes: Vec<f64> = f.iter().map(|x| (x[3] / x[2] - 1.0) * 100.0).collect();
+        changes.sort_by(f64::total_cmp);
         println!(
-            "median {label}: window {:.0} tps, p99 {:.2} ms, max {:.1} ms; while maintain ran {:.0} tps, p99 {:.2} ms, max {:.1} ms",
-            median(&figures[i], 0),
-            median(&figures[i], 1),
-            median(&figures[i], 2),
-            median(&figures[i], 3),
-            median(&figures[i], 4),
-            median(&figures[i], 5)
+            "median, priority {priority}: maintain {:.1}s; window {:.0} / {:.0} tps; while maintain ran {:.0} / {:.0} tps (change per round, median {:+.0} %), p99 {:.2} / {:.2} ms, max with {:.1} ms",
+            median(f, 7),
+            median(f, 0),
+            median(f, 1),
+            median(f, 2),
+            median(f, 3),
+            changes.get(changes.len() / 2).copied().unwrap_or(f64::NAN),
+            median(f, 4),
+            median(f, 5),
+            median(f, 6)
         );
     }
     let _ = std::fs::remove_dir_all(&clock_dir);

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use pgtrail_config::{Keep, TableKeep};
 use serde::Serialize;
@@ -22,6 +23,7 @@ use crate::copy::{
 use crate::manifest::{FORMAT, Manifest, SealRef};
 use crate::parquet_file::{ArchiveReader, Columns, ParquetWriter, ROW_GROUP, SCHEMA};
 use crate::partitions::{self, Partition};
+use crate::priority::Priority;
 use crate::{ArchiveError, Sealer, holds};
 
 /// What to archive and where.
@@ -33,6 +35,9 @@ pub struct ArchiveOptions {
     /// waits until every table with changes in it is past its keep.
     pub tables: Vec<TableKeep>,
     pub dry_run: bool,
+    /// The CPU priority of reading the partitions, writing and reading
+    /// back the files (never of the lock to detach and drop).
+    pub priority: Priority,
 }
 
 /// What happened to one partition.
@@ -316,7 +321,7 @@ async fn one(
     let path = options.dir.join(&file_name);
     let temporary = options.dir.join(format!("{name}.parquet.partial"));
     progress(&format!("{name}: writing {rows} changes to {}", path.display()));
-    let written = write(client, &name, &temporary).await?;
+    let written = write(client, &name, &temporary, options.priority).await?;
     let write_seconds = started.elapsed().as_secs_f64();
     std::fs::rename(&temporary, &path).map_err(|e| ArchiveError::Io {
         what: format!("renaming {} to {}", temporary.display(), path.display()),
@@ -325,7 +330,12 @@ async fn one(
     crate::failpoint("archive:parquet-written");
     progress(&format!("{name}: reading {} back", path.display()));
     let reading = Instant::now();
-    let back = read_back(&path)?;
+    let back = {
+        let file = path.clone();
+        options.priority.run(move || read_back(&file)).ok_or_else(|| {
+            ArchiveError::Mismatch(format!("reading {} back failed unexpectedly", path.display()))
+        })??
+    };
     let read_back_seconds = reading.elapsed().as_secs_f64();
     if back.rows != written.rows || back.rows_sha256 != written.rows_sha256 || !back.ordered {
         return Err(ArchiveError::Mismatch(format!(
@@ -418,7 +428,12 @@ struct Written {
     last: Option<(i64, i64)>,
 }
 
-async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Written, ArchiveError> {
+async fn write(
+    client: &mut Client,
+    partition: &str,
+    path: &Path,
+    priority: Priority,
+) -> Result<Written, ArchiveError> {
     let tx = client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -456,36 +471,42 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
             "preferring the id order of the partition's key",
         ))?;
     let writer = ParquetWriter::create(path).map_err(|e| ArchiveError::parquet(path, e))?;
-    // Decoding and hashing rows (here) and encoding them (on a thread of
-    // its own) overlap; the channel holds a row group or two at most.
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<Columns>(1);
-    let encoder = std::thread::spawn(move || encode(writer, receiver));
-    let mut decoder = Decoder::new(ROW_GROUP, stored_list, tables, Transactions::default());
-    let changes_sql = COPY_CHANGES.replace("{list}", if stored_list { LIST_STORED } else { LIST_SHOWN });
-    let (failed, stopped) = match read_slices(&tx, partition, &changes_sql, &mut decoder, &sender).await {
-        Ok(stopped) => (None, stopped),
-        Err(error) => (Some(error), false),
+    // This task only receives the COPY data; a thread of its own (at the
+    // archive's priority) decodes, joins and hashes the rows, and another
+    // encodes them, so the three overlap and none of the work but the
+    // receiving runs on the caller's thread.
+    let (feed, fed) = tokio::sync::mpsc::channel::<Feed>(4);
+    let worker = {
+        let (path, partition) = (path.to_path_buf(), partition.to_string());
+        std::thread::spawn(move || {
+            priority.enter();
+            decode(
+                writer,
+                Decoder::new(ROW_GROUP, stored_list, tables, Transactions::default()),
+                fed,
+                priority,
+                &path,
+                &partition,
+            )
+        })
     };
-    if failed.is_none() && !stopped && decoder.columns.rows > 0 {
-        let _ = sender.send(decoder.take());
-    }
-    drop(sender);
-    let encoded = encoder
+    let changes_sql = COPY_CHANGES.replace("{list}", if stored_list { LIST_STORED } else { LIST_SHOWN });
+    let read = read_slices(&tx, partition, &changes_sql, &feed).await;
+    drop(feed);
+    let decoded = worker
         .join()
         .map_err(|_| ArchiveError::Mismatch(format!("writing {} failed unexpectedly", path.display())))?;
-    if let Some(error) = failed {
-        return Err(error);
-    }
-    encoded.map_err(|e| ArchiveError::parquet(path, e))?;
+    read?;
+    let decoded = decoded?;
     tx.rollback()
         .await
         .map_err(ArchiveError::database("ending the read of the partition"))?;
     Ok(Written {
         erasure,
-        rows: decoder.rows,
-        rows_sha256: crate::hex(&decoder.hasher.finalize()),
-        first: decoder.first,
-        last: decoder.last,
+        rows: decoded.rows,
+        rows_sha256: crate::hex(&decoded.hasher.finalize()),
+        first: decoded.first,
+        last: decoded.last,
     })
 }
 
@@ -493,17 +514,32 @@ async fn write(client: &mut Client, partition: &str, path: &Path) -> Result<Writ
 /// those of one slice's changes at most.
 const SLICE: i64 = ROW_GROUP as i64;
 
+/// COPY data received, for the decoding thread: chunks go in batches (a
+/// row is a chunk of its own).
+enum Feed {
+    /// Chunks of the COPY of a slice's transaction records.
+    Transactions(Vec<Bytes>),
+    /// The records are all there; the slice's changes follow.
+    ChangesFollow,
+    /// Chunks of the COPY of the slice's changes.
+    Changes(Vec<Bytes>),
+    /// The slice's changes are all there.
+    SliceEnd,
+}
+
+/// Chunks sent to the decoding thread at a time.
+const BATCH: usize = 256;
+
 /// Reads the partition a slice of ids at a time (the slice's transaction
-/// records, then its changes joined with them) into `decoder`, sending each
-/// full row group to the encoder; true when the encoder stopped (its error
-/// is reported by the caller).
+/// records, then its changes) and feeds it to the decoding thread; stops
+/// early, without an error of its own, when that thread has stopped (it
+/// reports why).
 async fn read_slices(
     tx: &tokio_postgres::Transaction<'_>,
     partition: &str,
     changes_sql: &str,
-    decoder: &mut Decoder,
-    sender: &std::sync::mpsc::SyncSender<Columns>,
-) -> Result<bool, ArchiveError> {
+    feed: &tokio::sync::mpsc::Sender<Feed>,
+) -> Result<(), ArchiveError> {
     let partition_sql = pgtrail_capture::quote::ident(partition);
     let next_id = NEXT_ID.replace("{partition}", &partition_sql);
     let next_id = next_id.as_str();
@@ -523,51 +559,151 @@ async fn read_slices(
                 .replace("{from}", &from.to_string())
                 .replace("{until}", &until.to_string())
         };
-        let mut transactions = Transactions::default();
-        let stream = tx
-            .copy_out(slice(COPY_TRANSACTIONS).as_str())
-            .await
-            .map_err(ArchiveError::database(
+        let copies = [
+            (
+                slice(COPY_TRANSACTIONS),
                 "reading the partition's transaction records",
-            ))?;
-        futures_util::pin_mut!(stream);
-        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
-            let chunk = chunk.map_err(ArchiveError::database(
-                "reading the partition's transaction records",
-            ))?;
-            transactions
-                .feed(chunk)
-                .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
-        }
-        if !transactions.finished() {
-            return Err(ArchiveError::Mismatch(format!(
-                "the COPY of the transaction records of partition {partition} ended early"
-            )));
-        }
-        decoder.next_slice(transactions);
-        let stream = tx
-            .copy_out(slice(changes_sql).as_str())
-            .await
-            .map_err(ArchiveError::database("reading the partition"))?;
-        futures_util::pin_mut!(stream);
-        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
-            let chunk = chunk.map_err(ArchiveError::database("reading the partition"))?;
-            decoder
-                .feed(chunk)
-                .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
-            if decoder.columns.rows >= ROW_GROUP && sender.send(decoder.take()).is_err() {
-                return Ok(true);
+                Feed::Transactions as fn(Vec<Bytes>) -> Feed,
+                Feed::ChangesFollow,
+            ),
+            (
+                slice(changes_sql),
+                "reading the partition",
+                Feed::Changes,
+                Feed::SliceEnd,
+            ),
+        ];
+        for (sql, what, chunks, end) in copies {
+            let stream = tx
+                .copy_out(sql.as_str())
+                .await
+                .map_err(ArchiveError::database(what))?;
+            futures_util::pin_mut!(stream);
+            let mut batch = Vec::with_capacity(BATCH);
+            while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+                batch.push(chunk.map_err(ArchiveError::database(what))?);
+                if batch.len() == BATCH
+                    && feed
+                        .send(chunks(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
+                        .await
+                        .is_err()
+                {
+                    return Ok(());
+                }
             }
-        }
-        if !decoder.finished() {
-            return Err(ArchiveError::Mismatch(format!(
-                "the COPY of partition {partition} ended early"
-            )));
+            if feed.send(chunks(batch)).await.is_err() || feed.send(end).await.is_err() {
+                return Ok(());
+            }
         }
         next = match until {
             i64::MAX => None,
             _ => first(until).await?,
         };
+    }
+    Ok(())
+}
+
+/// What the decoding thread made of the partition.
+struct Decoded {
+    rows: i64,
+    hasher: Sha256,
+    first: Option<(i64, i64)>,
+    last: Option<(i64, i64)>,
+}
+
+/// The decoding thread: joins and hashes the rows it is fed into
+/// `decoder`, hands each full row group to an encoding thread of its own
+/// (at `priority`) and finishes the file once the feed ends.
+fn decode(
+    writer: ParquetWriter,
+    mut decoder: Decoder,
+    fed: tokio::sync::mpsc::Receiver<Feed>,
+    priority: Priority,
+    path: &Path,
+    partition: &str,
+) -> Result<Decoded, ArchiveError> {
+    // The channel holds a row group or two at most; the encoder hands each
+    // row group's columns back, emptied, to be filled again.
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Columns>(1);
+    let (spares, spare) = std::sync::mpsc::sync_channel::<Columns>(2);
+    let encoder = std::thread::spawn(move || {
+        priority.enter();
+        encode(writer, receiver, spares)
+    });
+    let fed = feed_decoder(&mut decoder, fed, &sender, &spare, partition);
+    if matches!(fed, Ok(false)) && decoder.columns.rows > 0 {
+        let _ = sender.send(decoder.take(None));
+    }
+    drop(sender);
+    let encoded = encoder
+        .join()
+        .map_err(|_| ArchiveError::Mismatch(format!("writing {} failed unexpectedly", path.display())))?;
+    fed?;
+    encoded.map_err(|e| ArchiveError::parquet(path, e))?;
+    Ok(Decoded {
+        rows: decoder.rows,
+        hasher: decoder.hasher,
+        first: decoder.first,
+        last: decoder.last,
+    })
+}
+
+/// Decodes what is fed, slice by slice, sending each full row group to
+/// the encoder; true when the encoder stopped (its error is reported by
+/// the caller).
+fn feed_decoder(
+    decoder: &mut Decoder,
+    mut fed: tokio::sync::mpsc::Receiver<Feed>,
+    sender: &std::sync::mpsc::SyncSender<Columns>,
+    spare: &std::sync::mpsc::Receiver<Columns>,
+    partition: &str,
+) -> Result<bool, ArchiveError> {
+    let mut transactions = Transactions::default();
+    let mut in_slice = false;
+    while let Some(feed) = fed.blocking_recv() {
+        match feed {
+            Feed::Transactions(chunks) => {
+                for chunk in chunks {
+                    transactions
+                        .feed(chunk)
+                        .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
+                }
+            }
+            Feed::ChangesFollow => {
+                if !transactions.finished() {
+                    return Err(ArchiveError::Mismatch(format!(
+                        "the COPY of the transaction records of partition {partition} ended early"
+                    )));
+                }
+                decoder.next_slice(std::mem::take(&mut transactions));
+                in_slice = true;
+            }
+            Feed::Changes(chunks) => {
+                for chunk in chunks {
+                    decoder
+                        .feed(chunk)
+                        .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
+                    if decoder.columns.rows >= ROW_GROUP
+                        && sender.send(decoder.take(spare.try_recv().ok())).is_err()
+                    {
+                        return Ok(true);
+                    }
+                }
+            }
+            Feed::SliceEnd => {
+                if !in_slice || !decoder.finished() {
+                    return Err(ArchiveError::Mismatch(format!(
+                        "the COPY of partition {partition} ended early"
+                    )));
+                }
+                in_slice = false;
+            }
+        }
+    }
+    if in_slice {
+        return Err(ArchiveError::Mismatch(format!(
+            "the COPY of partition {partition} ended early"
+        )));
     }
     Ok(false)
 }
@@ -576,9 +712,13 @@ async fn read_slices(
 fn encode(
     mut writer: ParquetWriter,
     groups: std::sync::mpsc::Receiver<Columns>,
+    spares: std::sync::mpsc::SyncSender<Columns>,
 ) -> parquet::errors::Result<()> {
-    for columns in groups {
+    for mut columns in groups {
         writer.write_columns(&columns)?;
+        // Its values' buffers are released here, on this thread.
+        columns.clear();
+        let _ = spares.try_send(columns);
     }
     crate::failpoint("archive:parquet-partial");
     writer.finish()

@@ -433,9 +433,17 @@ impl Decoder {
         self.transactions = transactions;
     }
 
-    /// Takes the rows decoded so far.
-    pub(crate) fn take(&mut self) -> Columns {
-        std::mem::replace(&mut self.columns, Columns::with_capacity(self.capacity))
+    /// Takes the rows decoded so far; the next rows go into `spare` (the
+    /// emptied columns of a row group written before) when given.
+    pub(crate) fn take(&mut self, spare: Option<Columns>) -> Columns {
+        let next = match spare {
+            Some(mut columns) => {
+                columns.clear();
+                columns
+            }
+            None => Columns::with_capacity(self.capacity),
+        };
+        std::mem::replace(&mut self.columns, next)
     }
 
     /// Decodes every complete tuple of `chunk` (with what was left over
@@ -1000,7 +1008,7 @@ mod tests {
             assert_eq!(decoder.rows, 6);
             assert_eq!(decoder.first, Some((7, 1_700_000_000_123_456)));
             assert_eq!(decoder.last, Some((12, 1_700_000_000_123_456)));
-            let got = decoder.take();
+            let got = decoder.take(None);
             assert_eq!(got.longs, columns.longs, "chunks of {size}");
             assert_eq!(got.names, columns.names);
             assert_eq!(got.fields, columns.fields);

@@ -17,6 +17,7 @@ pub mod maintain;
 pub mod manifest;
 pub mod parquet_file;
 pub mod partitions;
+pub mod priority;
 pub mod row;
 pub mod set;
 
@@ -25,6 +26,7 @@ use std::pin::Pin;
 
 pub use archive::{ArchiveOptions, Outcome, archive, due};
 pub use maintain::{MaintainReport, maintain};
+pub use priority::Priority;
 pub use row::ArchivedChange;
 pub use set::{ArchiveProblem, ArchiveRecord, ArchiveSet};
 

@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 
 use crate::archive::{ArchiveOptions, Outcome, archive};
 use crate::partitions::{missing, premake};
+use crate::priority::Priority;
 use crate::{ArchiveError, Sealer};
 
 /// The advisory lock key of maintain ("pgtrail-maint").
@@ -27,13 +28,14 @@ pub struct MaintainReport {
     pub archives: Vec<Outcome>,
 }
 
-/// Runs maintain.
+/// Runs maintain; `priority` is the archive's (see [`Priority`]).
 pub async fn maintain(
     client: &mut Client,
     retention: &Retention,
     archive_dir: Option<&std::path::Path>,
     sealer: Option<&dyn Sealer>,
     dry_run: bool,
+    priority: Priority,
     progress: &mut dyn FnMut(&str),
 ) -> Result<MaintainReport, ArchiveError> {
     let mut report = MaintainReport {
@@ -54,7 +56,7 @@ pub async fn maintain(
         retention,
         archive_dir,
         sealer,
-        dry_run,
+        priority,
         progress,
         &mut report,
     )
@@ -73,10 +75,11 @@ async fn steps(
     retention: &Retention,
     archive_dir: Option<&std::path::Path>,
     sealer: Option<&dyn Sealer>,
-    dry_run: bool,
+    priority: Priority,
     progress: &mut dyn FnMut(&str),
     report: &mut MaintainReport,
 ) -> Result<(), ArchiveError> {
+    let dry_run = report.dry_run;
     progress("making partitions ahead");
     report.partitions_made = if dry_run {
         missing(client, retention)
@@ -106,6 +109,7 @@ async fn steps(
         keep: retention.keep,
         tables: retention.tables.clone(),
         dry_run,
+        priority,
     };
     report.archives = archive(client, &options, sealer, progress).await?;
     Ok(())

@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use parquet::basic::{Compression, Type as PhysicalType, ZstdLevel};
 use parquet::data_type::{ByteArray, ByteArrayType, DataType, Int32Type, Int64Type};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{ChunkReader, FileReader, RowGroupReader, SerializedFileReader};
 use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
 use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
 use crate::row::ArchivedChange;
@@ -54,6 +55,38 @@ pub const SCHEMA: &str = "message pgtrail_change {
 /// Rows per row group.
 pub const ROW_GROUP: usize = 65_536;
 
+/// The columns whose values are (nearly) all different: the `jsonb`
+/// documents. A dictionary of them would be hashed value by value and
+/// abandoned at its size limit; they are written plain (zstd still
+/// compresses them).
+const UNIQUE_COLUMNS: [&str; 4] = ["pk", "old_values", "new_values", "old_pk"];
+
+/// The columns with statistics (min and max per page and per row group,
+/// which readers such as DuckDB use to skip row groups): the change's id,
+/// transaction and time. Statistics of the text columns (min and max of
+/// each JSON document compared byte by byte) cost more than they serve.
+const STATISTICS_COLUMNS: [&str; 3] = ["id", "txid", "changed_at"];
+
+/// The zstd level of the archive's pages.
+const ZSTD_LEVEL: i32 = 1;
+
+/// How an archive file is encoded (see the README's Parquet schema): zstd
+/// at [`ZSTD_LEVEL`], dictionaries but for [`UNIQUE_COLUMNS`], statistics
+/// for [`STATISTICS_COLUMNS`] only.
+fn properties() -> parquet::errors::Result<WriterProperties> {
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
+        .set_created_by(format!("pgtrail {}", pgtrail_capture::VERSION))
+        .set_statistics_enabled(EnabledStatistics::None);
+    for column in UNIQUE_COLUMNS {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    for column in STATISTICS_COLUMNS {
+        builder = builder.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::Page);
+    }
+    Ok(builder.build())
+}
+
 /// Writes rows to a Parquet file, a row group at a time.
 pub struct ParquetWriter {
     writer: SerializedFileWriter<File>,
@@ -64,10 +97,7 @@ impl ParquetWriter {
     pub fn create(path: &Path) -> parquet::errors::Result<ParquetWriter> {
         let file = File::create(path)?;
         let schema = Arc::new(parse_message_type(SCHEMA)?);
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-            .set_created_by(format!("pgtrail {}", pgtrail_capture::VERSION))
-            .build();
+        let props = properties()?;
         Ok(ParquetWriter {
             writer: SerializedFileWriter::new(file, schema, Arc::new(props))?,
             pending: Columns::default(),
@@ -171,6 +201,30 @@ impl Columns {
             v.reserve(n);
         }
         c
+    }
+
+    /// Empties the columns, keeping their memory for the next row group
+    /// (a row group's columns are tens of MiB: fresh ones are page faults).
+    pub fn clear(&mut self) {
+        self.rows = 0;
+        self.longs.iter_mut().for_each(Vec::clear);
+        self.names.iter_mut().for_each(Vec::clear);
+        for v in &mut self.texts {
+            v.values.clear();
+            v.defs.clear();
+        }
+        self.fields.clear();
+        self.field_defs.clear();
+        self.field_reps.clear();
+        for v in &mut self.times {
+            v.values.clear();
+            v.defs.clear();
+        }
+        self.ints.iter_mut().for_each(Vec::clear);
+        for v in &mut self.small {
+            v.values.clear();
+            v.defs.clear();
+        }
     }
 
     /// Appends `changed_fields`: NULL, an empty list, or its items.

@@ -510,6 +510,10 @@ pub enum Command {
         /// Print what would be archived; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// CPU priority of reading, writing and reading back: `normal`, or
+        /// `low` (nice 19: the archive takes the CPU the application leaves).
+        #[arg(long, value_name = "PRIORITY", default_value = "normal")]
+        priority: pgtrail::archive::Priority,
     },
     /// Retention in one run for cron: make partitions ahead, seal, archive and drop.
     #[command(
@@ -533,6 +537,11 @@ pub enum Command {
         /// Print what would be done; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// CPU priority of the archive's reading, writing and reading back:
+        /// `normal`, or `low` (nice 19: the archive takes the CPU the
+        /// application leaves; never while it holds the trail's lock).
+        #[arg(long, value_name = "PRIORITY", default_value = "normal")]
+        priority: pgtrail::archive::Priority,
     },
     /// Legal holds: keep ranges of the trail from archive and drop.
     #[command(

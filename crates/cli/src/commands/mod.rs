@@ -124,14 +124,19 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             .await
         }
         Command::Archive {
-            dir, key, dry_run, ..
-        } => retention::archive(&common, dir.as_deref(), key.as_deref(), dry_run).await,
+            dir,
+            key,
+            dry_run,
+            priority,
+            ..
+        } => retention::archive(&common, dir.as_deref(), key.as_deref(), dry_run, priority).await,
         Command::Maintain {
             key,
             archive_dir,
             dry_run,
+            priority,
             ..
-        } => retention::maintain(&common, key.as_deref(), archive_dir.as_deref(), dry_run).await,
+        } => retention::maintain(&common, key.as_deref(), archive_dir.as_deref(), dry_run, priority).await,
         Command::Hold { action } => hold::run(&common, &action).await,
         Command::Reconcile { table, .. } => reconcile::run(&common, table.as_deref()).await,
         Command::Erase {

@@ -61,6 +61,7 @@ pub async fn archive(
     dir: Option<&Path>,
     key: Option<&Path>,
     dry_run: bool,
+    priority: pgtrail::archive::Priority,
 ) -> Result<ExitCode> {
     let config = super::load_config(common)?;
     let dir = archive_dir(common, &config, dir)?;
@@ -71,6 +72,7 @@ pub async fn archive(
         keep: config.retention.keep,
         tables: config.retention.tables.clone(),
         dry_run,
+        priority,
     };
     let outcomes = pgtrail::archive::archive(
         &mut client,
@@ -135,6 +137,7 @@ pub async fn maintain(
     key: Option<&Path>,
     dir: Option<&Path>,
     dry_run: bool,
+    priority: pgtrail::archive::Priority,
 ) -> Result<ExitCode> {
     let config = super::load_config(common)?;
     let dir = archive_dir(common, &config, dir)?;
@@ -146,6 +149,7 @@ pub async fn maintain(
         Some(&dir),
         sealer.as_ref().map(|s| s as &dyn Sealer),
         dry_run,
+        priority,
         &mut progress,
     )
     .await?;

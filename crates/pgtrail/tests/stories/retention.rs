@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pgtrail::archive::parquet_file::{ParquetWriter, read_rows};
-use pgtrail::archive::{ArchiveOptions, Outcome, Sealer};
+use pgtrail::archive::{ArchiveOptions, Outcome, Priority, Sealer};
 use pgtrail::config::Config;
 use pgtrail::integrity::crypto::SignerKey;
 use pgtrail::integrity::{self, Problem, VerifyOptions, VerifyReport};
@@ -100,6 +100,7 @@ impl SignedArchive {
             keep: config.retention.keep,
             tables: config.retention.tables.clone(),
             dry_run: false,
+            priority: Priority::Normal,
         };
         let key = SignerKey::generate("shop.example.com/audit").expect("key");
         SignedArchive { dir, key, options }
@@ -368,6 +369,8 @@ async fn old_months_are_archived_read_by_others_dropped_and_still_proved() {
         keep: config.retention.keep,
         tables: config.retention.tables.clone(),
         dry_run: false,
+        // The archive's work on threads of its own at nice 19.
+        priority: Priority::Low,
     };
     // Not sealed and no key: nothing is archived, each partition says why.
     let outcomes = pgtrail::archive::archive(&mut client, &options, None, &mut |_| {})
@@ -581,6 +584,7 @@ async fn maintain_is_safe_to_run_from_cron_twice() {
         Some(dir.path()),
         Some(&sealer),
         true,
+        Priority::Low,
         &mut |_| {},
     )
     .await
@@ -611,6 +615,7 @@ async fn maintain_is_safe_to_run_from_cron_twice() {
         Some(dir.path()),
         Some(&sealer),
         false,
+        Priority::Low,
         &mut |_| {},
     )
     .await
@@ -645,6 +650,7 @@ async fn maintain_is_safe_to_run_from_cron_twice() {
         Some(dir.path()),
         Some(&sealer),
         false,
+        Priority::Low,
         &mut |_| {},
     )
     .await
@@ -663,6 +669,7 @@ async fn maintain_is_safe_to_run_from_cron_twice() {
         Some(dir.path()),
         Some(&sealer),
         false,
+        Priority::Low,
         &mut |_| {},
     )
     .await
