@@ -80,7 +80,7 @@ async fn run_sql(
     tokio::pin!(stop);
     let slot = prepare(client, options, true).await?;
     let mut slot = slot;
-    let mut relations = Relations::new(options.server_values);
+    let mut relations = Relations::new(options.values);
     let mut report = FollowReport {
         slot: slot.name.clone(),
         ..FollowReport::default()
@@ -354,15 +354,15 @@ pub(crate) async fn write_batch(
             let Some(t) = table_id.and_then(|id| audited.tables.get(&id)) else {
                 continue;
             };
-            let object = |v: &Option<Json>| match v {
-                Some(Json::Object(map)) => Some(map.clone()),
+            let object = |v: Option<Json>| match v {
+                Some(Json::Object(map)) => Some(map),
                 _ => None,
             };
             let Some(row) = rows::trail_row(
                 t,
                 change.op,
-                object(&old).as_ref(),
-                object(&new).as_ref(),
+                object(old),
+                object(new),
                 audited.secret.as_deref(),
             ) else {
                 continue;

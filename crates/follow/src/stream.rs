@@ -135,7 +135,7 @@ pub(crate) async fn run(
 
     let batch_size = usize::try_from(options.batch_size.max(1)).unwrap_or(usize::MAX);
     let mut assembler = Assembler::default();
-    let mut relations = Relations::new(options.server_values);
+    let mut relations = Relations::new(options.values);
     let mut pending: Vec<Transaction> = Vec::new();
     let mut pending_changes = 0usize;
     let mut pending_since = Instant::now();

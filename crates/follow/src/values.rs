@@ -209,8 +209,8 @@ fn xsd_timestamp(text: &str, minutes: &str) -> String {
 #[derive(Debug, Default)]
 pub struct Relations {
     known: HashMap<RelationVersion, Known>,
-    /// Every column through the server ([`FollowOptions::server_values`](crate::FollowOptions::server_values)).
-    server_values: bool,
+    /// Which columns are converted here ([`FollowOptions::values`](crate::FollowOptions::values)).
+    values: crate::Values,
 }
 
 /// A literal for SQL text (standard_conforming_strings).
@@ -219,11 +219,11 @@ fn literal(text: &str) -> String {
 }
 
 impl Relations {
-    /// No relation known yet; `server_values`: every column to the server.
-    pub fn new(server_values: bool) -> Relations {
+    /// No relation known yet; `values`: which columns are converted here.
+    pub fn new(values: crate::Values) -> Relations {
         Relations {
             known: HashMap::new(),
-            server_values,
+            values,
         }
     }
 
@@ -234,7 +234,7 @@ impl Relations {
         relation: &RelationVersion,
     ) -> Result<&Known, FollowError> {
         if !self.known.contains_key(relation) {
-            let known = Self::load(client, relation, self.server_values).await?;
+            let known = Self::load(client, relation, self.values).await?;
             self.known.insert(relation.clone(), known);
         }
         self.known
@@ -245,14 +245,13 @@ impl Relations {
     async fn load(
         client: &Client,
         relation: &RelationVersion,
-        server_values: bool,
+        values: crate::Values,
     ) -> Result<Known, FollowError> {
-        let convert = |type_oid: u32| {
-            if server_values {
-                Convert::Server
-            } else {
-                Convert::of(type_oid)
-            }
+        let convert = |type_oid: u32| match (values, Convert::of(type_oid)) {
+            (crate::Values::Here, convert) => convert,
+            (crate::Values::Basic, Convert::Integer | Convert::Boolean) => Convert::of(type_oid),
+            (crate::Values::Basic, Convert::Text) if matches!(type_oid, 25 | 1043) => Convert::Text,
+            _ => Convert::Server,
         };
         let table_id: Option<i32> = client
             .query_one(
