@@ -358,13 +358,9 @@ pub(crate) async fn write_batch(
                 Some(Json::Object(map)) => Some(map),
                 _ => None,
             };
-            let Some(row) = rows::trail_row(
-                t,
-                change.op,
-                object(old),
-                object(new),
-                audited.secret.as_deref(),
-            ) else {
+            let Some(row) =
+                rows::trail_row(t, change.op, object(old), object(new), audited.secret.as_deref())
+            else {
                 continue;
             };
             let ctx = context_number(change.ctx);

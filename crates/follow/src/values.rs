@@ -95,10 +95,9 @@ impl Convert {
     /// in another form, or [`Convert::Server`]).
     pub fn json(self, text: &str) -> Result<Option<Json>, FollowError> {
         Ok(Some(match self {
-            Convert::Integer => text
-                .parse::<i64>()
-                .map(Json::from)
-                .map_err(|_| FollowError::Protocol(format!("integer column sent {text:?}, not an integer")))?,
+            Convert::Integer => text.parse::<i64>().map(Json::from).map_err(|_| {
+                FollowError::Protocol(format!("integer column sent {text:?}, not an integer"))
+            })?,
             Convert::Boolean => match text {
                 "t" => Json::Bool(true),
                 "f" => Json::Bool(false),
@@ -126,10 +125,7 @@ impl Convert {
                 _ => return Ok(None),
             },
             Convert::Timestamptz => match iso_timestamp(text).and_then(iso_offset) {
-                Some(minutes) => Json::String(xsd_timestamp(
-                    text,
-                    if minutes { "" } else { ":00" },
-                )),
+                Some(minutes) => Json::String(xsd_timestamp(text, if minutes { "" } else { ":00" })),
                 None => return Ok(None),
             },
             Convert::Server => return Ok(None),
