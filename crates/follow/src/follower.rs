@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::pgoutput::{self, Value};
 use crate::rows;
 use crate::sink::{Sink, SinkChange};
-use crate::transaction::{self, Transaction};
+use crate::transaction::{self, ContextMessage, Transaction};
 use crate::values::{Relations, rows_to_json};
 use crate::{FollowError, FollowOptions, FollowReport};
 
@@ -591,12 +591,12 @@ async fn write_copy(
 
     let mut ctx_tx: Vec<i32> = Vec::new();
     let mut ctx_ctx: Vec<i16> = Vec::new();
-    let mut ctx_msg: Vec<Option<Json>> = Vec::new();
+    let mut ctx_msg: Vec<Option<&ContextMessage>> = Vec::new();
     for (i, &tx) in batch.ctx_tx.iter().enumerate() {
         if let Some(k) = kept_of(tx) {
             ctx_tx.push(i32::try_from(k + 1).unwrap_or(i32::MAX));
             ctx_ctx.push(batch.ctx_ctx[i]);
-            ctx_msg.push(batch.ctx_msg[i].clone());
+            ctx_msg.push(batch.ctx_msg[i].as_ref());
         }
     }
     db.execute(
@@ -665,7 +665,7 @@ struct Batch {
     fields: Vec<Option<Vec<String>>>,
     ctx_tx: Vec<i32>,
     ctx_ctx: Vec<i16>,
-    ctx_msg: Vec<Option<Json>>,
+    ctx_msg: Vec<Option<ContextMessage>>,
 }
 
 /// A context number as `pgtrail.transaction.ctx` holds it (the context

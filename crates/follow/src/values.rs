@@ -121,7 +121,7 @@ impl Convert {
                 false => return Ok(None),
             },
             Convert::Timestamp => match iso_timestamp(text) {
-                Some(rest) if rest.is_empty() => Json::String(xsd_timestamp(text, "")),
+                Some("") => Json::String(xsd_timestamp(text, "")),
                 _ => return Ok(None),
             },
             Convert::Timestamptz => match iso_timestamp(text).and_then(iso_offset) {
