@@ -64,6 +64,10 @@ impl ContextMessage {
     /// `None` when `content` is not a JSON object.
     pub fn read(content: Vec<u8>) -> Option<(i64, ContextMessage)> {
         let text = String::from_utf8(content).ok()?;
+        // An object only (serde would read an array's items as the fields).
+        if !text.trim_start().starts_with('{') {
+            return None;
+        }
         let head: ContextNumber = serde_json::from_str(&text).ok()?;
         let ctx = head.ctx.as_ref().and_then(serde_json::Value::as_i64).unwrap_or(0);
         Some((ctx, ContextMessage(text)))
