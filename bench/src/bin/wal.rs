@@ -24,7 +24,9 @@
 //! the slot side by side, rounds interleaved and rotated: `stream` and `sql`
 //! (peek, then advance), or `stream-server-values` (streamed, every value
 //! turned into JSON by the server, as before integers, booleans and text
-//! were converted in the follower). Each round, for each in turn: `--drain-transactions`
+//! were converted in the follower), or `stream-basic-values` (only integers,
+//! booleans and text converted in the follower, as before `char(n)`,
+//! `numeric`, `uuid`, `jsonb`, dates and timestamps were). Each round, for each in turn: `--drain-transactions`
 //! TPC-B transactions (with `set_context`) are written with the follower
 //! stopped, then drained (changes per second; server CPU per change: the
 //! follower's backend plus, streaming, its walsender; this process's CPU per
@@ -33,6 +35,7 @@
 //! `cargo run --release -p pgtrail-bench --bin wal -- --rounds 5`
 //! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --rounds 3`
 //! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --ways stream,stream-server-values --rounds 3`
+//! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --ways stream,stream-basic-values --rounds 5`
 //! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --lag-only --ways stream --lag-rows 10 --lag-rate 10000`
 
 use std::collections::BTreeMap;
@@ -102,6 +105,10 @@ enum Transport {
     /// Streamed, every value turned into JSON by the server (integers,
     /// booleans and text too, as before the follower converted them).
     StreamServerValues,
+    /// Streamed, only integers, booleans, `text` and `varchar` turned into
+    /// JSON by the follower (`char(n)`, `numeric`, timestamps and the rest
+    /// by the server, as before the follower converted those too).
+    StreamBasicValues,
 }
 
 impl Transport {
@@ -110,11 +117,24 @@ impl Transport {
             Transport::Stream => "stream",
             Transport::Sql => "sql",
             Transport::StreamServerValues => "stream-server-values",
+            Transport::StreamBasicValues => "stream-basic-values",
         }
     }
 
     fn streams(self) -> bool {
-        matches!(self, Transport::Stream | Transport::StreamServerValues)
+        matches!(
+            self,
+            Transport::Stream | Transport::StreamServerValues | Transport::StreamBasicValues
+        )
+    }
+
+    /// Which values the follower converts itself.
+    fn values(self) -> pgtrail::follow::Values {
+        match self {
+            Transport::StreamServerValues => pgtrail::follow::Values::Server,
+            Transport::StreamBasicValues => pgtrail::follow::Values::Basic,
+            Transport::Stream | Transport::Sql => pgtrail::follow::Values::Here,
+        }
     }
 }
 
@@ -461,7 +481,7 @@ impl Bench {
         let options = FollowOptions {
             once: true,
             replication: self.replication(transport)?,
-            server_values: transport == Transport::StreamServerValues,
+            values: transport.values(),
             ..FollowOptions::default()
         };
         let report = pgtrail::follow::run(&mut client, &options, std::future::pending()).await?;
@@ -525,7 +545,7 @@ impl Bench {
         let url = self.cluster.url(Variant::Wal.database());
         let options = FollowOptions {
             replication: self.replication(transport)?,
-            server_values: transport == Transport::StreamServerValues,
+            values: transport.values(),
             ..FollowOptions::default()
         };
         Ok(tokio::spawn(async move {

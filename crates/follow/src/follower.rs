@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::pgoutput::{self, Value};
 use crate::rows;
 use crate::sink::{Sink, SinkChange};
-use crate::transaction::{self, Transaction};
+use crate::transaction::{self, ContextMessage, Transaction};
 use crate::values::{Relations, rows_to_json};
 use crate::{FollowError, FollowOptions, FollowReport};
 
@@ -80,7 +80,7 @@ async fn run_sql(
     tokio::pin!(stop);
     let slot = prepare(client, options, true).await?;
     let mut slot = slot;
-    let mut relations = Relations::new(options.server_values);
+    let mut relations = Relations::new(options.values);
     let mut report = FollowReport {
         slot: slot.name.clone(),
         ..FollowReport::default()
@@ -354,17 +354,13 @@ pub(crate) async fn write_batch(
             let Some(t) = table_id.and_then(|id| audited.tables.get(&id)) else {
                 continue;
             };
-            let object = |v: &Option<Json>| match v {
-                Some(Json::Object(map)) => Some(map.clone()),
+            let object = |v: Option<Json>| match v {
+                Some(Json::Object(map)) => Some(map),
                 _ => None,
             };
-            let Some(row) = rows::trail_row(
-                t,
-                change.op,
-                object(&old).as_ref(),
-                object(&new).as_ref(),
-                audited.secret.as_deref(),
-            ) else {
+            let Some(row) =
+                rows::trail_row(t, change.op, object(old), object(new), audited.secret.as_deref())
+            else {
                 continue;
             };
             let ctx = context_number(change.ctx);
@@ -595,12 +591,12 @@ async fn write_copy(
 
     let mut ctx_tx: Vec<i32> = Vec::new();
     let mut ctx_ctx: Vec<i16> = Vec::new();
-    let mut ctx_msg: Vec<Option<Json>> = Vec::new();
+    let mut ctx_msg: Vec<Option<&ContextMessage>> = Vec::new();
     for (i, &tx) in batch.ctx_tx.iter().enumerate() {
         if let Some(k) = kept_of(tx) {
             ctx_tx.push(i32::try_from(k + 1).unwrap_or(i32::MAX));
             ctx_ctx.push(batch.ctx_ctx[i]);
-            ctx_msg.push(batch.ctx_msg[i].clone());
+            ctx_msg.push(batch.ctx_msg[i].as_ref());
         }
     }
     db.execute(
@@ -669,7 +665,7 @@ struct Batch {
     fields: Vec<Option<Vec<String>>>,
     ctx_tx: Vec<i32>,
     ctx_ctx: Vec<i16>,
-    ctx_msg: Vec<Option<Json>>,
+    ctx_msg: Vec<Option<ContextMessage>>,
 }
 
 /// A context number as `pgtrail.transaction.ctx` holds it (the context

@@ -23,7 +23,8 @@
 //! - [`pgoutput`]: the protocol's messages;
 //! - [`transaction`]: messages grouped into committed transactions, with
 //!   their context and unchanged TOASTed values filled from the old row;
-//! - [`values`]: text values to the JSON capture records, by the server;
+//! - [`values`]: text values to the JSON capture records, here for the
+//!   common types, by the server for the others;
 //! - [`rows`]: the trail row of each change (key, diff, redaction);
 //! - [`sink`]: where changes go besides (or instead of) the trail;
 //! - [`follower`]: the loop over SQL, and the batch writing both share;
@@ -58,10 +59,10 @@ pub struct FollowOptions {
     /// Where to open the replication connection that streams the slot;
     /// `None`: read it over SQL (peek, then advance: decoded twice).
     pub replication: Option<Replication>,
-    /// Turn every value into JSON in the server, integers, booleans and
-    /// text too (as before they were converted in the follower): only to
-    /// compare the two ways, in benchmarks and tests.
-    pub server_values: bool,
+    /// Which values the follower turns into JSON itself
+    /// ([`Values::Here`]); the others only to compare the ways, in
+    /// benchmarks and tests.
+    pub values: Values,
 }
 
 impl Default for FollowOptions {
@@ -72,9 +73,23 @@ impl Default for FollowOptions {
             poll_interval: Duration::from_millis(200),
             write_trail: true,
             replication: None,
-            server_values: false,
+            values: Values::Here,
         }
     }
+}
+
+/// Which column values the follower turns into JSON itself (the rest by
+/// the server, one statement per relation and batch).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Values {
+    /// Every type [`values::Convert::of`] knows.
+    #[default]
+    Here,
+    /// Integers, booleans, `text` and `varchar` only (as 0.8.0 did before
+    /// `char(n)`, `uuid`, `numeric`, `jsonb`, dates and timestamps).
+    Basic,
+    /// None: every value by the server.
+    Server,
 }
 
 /// What a run of the follower did.

@@ -37,18 +37,18 @@ pub struct TrailRow {
 }
 
 /// The trail row of a change of `t`: `op` `I`, `U`, `D` or `T`, the old and
-/// new rows whole (as `to_jsonb` gives them). `None` for an UPDATE that
+/// new rows whole (as `to_jsonb` gives them; taken, so that values move
+/// into the row rather than being copied). `None` for an UPDATE that
 /// changed no recorded column (capture writes no row for it).
 pub fn trail_row(
     t: &Audited,
     op: char,
-    old: Option<&Map<String, Json>>,
-    new: Option<&Map<String, Json>>,
+    old: Option<Map<String, Json>>,
+    new: Option<Map<String, Json>>,
     secret: Option<&[u8]>,
 ) -> Option<TrailRow> {
-    let strip = |row: Option<&Map<String, Json>>| {
-        row.map(|r| {
-            let mut r = r.clone();
+    let strip = |row: Option<Map<String, Json>>| {
+        row.map(|mut r| {
             for c in &t.ignore_columns {
                 r.remove(c);
             }
@@ -68,7 +68,7 @@ pub fn trail_row(
             let new = strip(new)?;
             Some(TrailRow {
                 pk: Some(identity(&new)),
-                new_values: Some(redact_row(&new, t, secret)),
+                new_values: Some(redact_whole(new, t, secret)),
                 ..TrailRow::default()
             })
         }
@@ -76,7 +76,7 @@ pub fn trail_row(
             let old = strip(old)?;
             Some(TrailRow {
                 pk: Some(identity(&old)),
-                old_values: Some(redact_row(&old, t, secret)),
+                old_values: Some(redact_whole(old, t, secret)),
                 ..TrailRow::default()
             })
         }
@@ -92,13 +92,13 @@ pub fn trail_row(
                 }
             });
             let mut row = TrailRow {
-                pk: Some(identity(&nk)),
+                pk: Some(if keyed { Json::Object(nk) } else { identity(&new) }),
                 old_pk,
                 ..TrailRow::default()
             };
             if t.full_images {
-                row.old_values = Some(redact_row(&old, t, secret));
-                row.new_values = Some(redact_row(&new, t, secret));
+                row.old_values = Some(redact_whole(old, t, secret));
+                row.new_values = Some(redact_whole(new, t, secret));
                 row.changed_fields = Some(fields);
             } else {
                 row.old_values = Some(redact_part(old_part, &old, t, secret));
@@ -148,7 +148,17 @@ fn diff(old: &Map<String, Json>, new: &Map<String, Json>) -> Option<Diff> {
 
 /// `pgtrail._redact_row`.
 fn redact_row(row: &Map<String, Json>, t: &Audited, secret: Option<&[u8]>) -> Json {
-    redact_part(row.clone(), row, t, secret)
+    redact_whole(row.clone(), t, secret)
+}
+
+/// [`redact_row`] of a row taken: copied only when it has a value to redact.
+fn redact_whole(row: Map<String, Json>, t: &Audited, secret: Option<&[u8]>) -> Json {
+    if t.redact_columns.iter().any(|c| row.contains_key(c)) {
+        let whole = row.clone();
+        redact_part(row, &whole, t, secret)
+    } else {
+        Json::Object(row)
+    }
 }
 
 /// `pgtrail._redact_part`: values `part` of `row` with redacted values
@@ -350,18 +360,18 @@ mod tests {
             serde_json::from_str(r#"{"id": 1.0, "n": 1.5, "a": [1.5], "updated_at": "x"}"#)
                 .unwrap_or_default();
         let new = obj(json!({"id": 1, "n": 1.5, "a": [1.5], "updated_at": "y"}));
-        let row = trail_row(&t, 'U', Some(&old), Some(&new), None).unwrap_or_default();
+        let row = trail_row(&t, 'U', Some(old.clone()), Some(new), None).unwrap_or_default();
         assert_eq!(row.old_pk, None, "a key equal by value did not change");
         assert_eq!(row.new_values, Some(json!({"id": 1})), "its recorded text did");
         let new: Map<String, Json> =
             serde_json::from_str(r#"{"id": 1.0, "n": 1.50, "a": [1.50]}"#).unwrap_or_default();
-        let row = trail_row(&t, 'U', Some(&old), Some(&new), None);
+        let row = trail_row(&t, 'U', Some(old.clone()), Some(new), None);
         assert_eq!(
             row.and_then(|r| r.new_values).map(|v| v.to_string()),
             Some(r#"{"a":[1.50],"n":1.50}"#.to_string())
         );
         let same = old.clone();
-        assert_eq!(trail_row(&t, 'U', Some(&old), Some(&same), None), None);
+        assert_eq!(trail_row(&t, 'U', Some(old), Some(same), None), None);
     }
 
     #[test]
@@ -369,11 +379,11 @@ mod tests {
         let t = table(&["id"], &["secret"]);
         let old = obj(json!({"id": 1, "secret": "s", "v": 1}));
         let new = obj(json!({"id": 2, "secret": "s", "v": 1}));
-        let row = trail_row(&t, 'U', Some(&old), Some(&new), Some(b"k")).unwrap_or_default();
+        let row = trail_row(&t, 'U', Some(old.clone()), Some(new.clone()), Some(b"k")).unwrap_or_default();
         assert_eq!(row.pk, Some(json!({"id": 2})));
         assert_eq!(row.old_pk, Some(json!({"id": 1})));
         assert_eq!(row.new_values, Some(json!({"id": 2})));
-        let inserted = trail_row(&t, 'I', None, Some(&new), Some(b"k")).unwrap_or_default();
+        let inserted = trail_row(&t, 'I', None, Some(new), Some(b"k")).unwrap_or_default();
         let marker = inserted
             .new_values
             .as_ref()
@@ -390,7 +400,7 @@ mod tests {
         assert_eq!(marker, Some(format!("r:{hex}")));
 
         let keyless = table(&[], &["secret"]);
-        let deleted = trail_row(&keyless, 'D', Some(&old), None, Some(b"k")).unwrap_or_default();
+        let deleted = trail_row(&keyless, 'D', Some(old), None, Some(b"k")).unwrap_or_default();
         assert_eq!(deleted.pk, deleted.old_values);
         assert_eq!(
             trail_row(&keyless, 'T', None, None, None),

@@ -75,7 +75,7 @@ impl Replication {
         )
     }
 
-    fn config(&self, slot: &str, publication: &str, start: u64) -> ReplicationConfig {
+    fn config(&self, slot: &str, publication: &str, start: u64, options: &str) -> ReplicationConfig {
         ReplicationConfig::new(
             self.host.clone(),
             self.user.clone(),
@@ -90,6 +90,7 @@ impl Replication {
         .with_wakeup_interval(Duration::from_secs(1))
         .with_buffer_size(65_536)
         .with_application_name("pgtrail follow")
+        .with_options(options)
     }
 }
 
@@ -119,13 +120,22 @@ pub(crate) async fn run(
     } else {
         0
     };
-    let mut stream = open(replication, &slot, &publication).await?;
+    // Dates and timestamps printed in ISO form (the follower converts
+    // those itself), timestamps with time zone in the zone of the session
+    // that would convert them otherwise.
+    let zone: String = client
+        .query_one("SELECT current_setting('TimeZone')", &[])
+        .await
+        .map_err(FollowError::database("reading the time zone"))?
+        .get(0);
+    let settings = session_options(&zone);
+    let mut stream = open(replication, &slot, &publication, &settings).await?;
     let metrics = stream.metrics();
     info!(slot = %slot.name, position = %lsn_text(slot.position), "pgtrail follow: streaming the slot");
 
     let batch_size = usize::try_from(options.batch_size.max(1)).unwrap_or(usize::MAX);
     let mut assembler = Assembler::default();
-    let mut relations = Relations::new(options.server_values);
+    let mut relations = Relations::new(options.values);
     let mut pending: Vec<Transaction> = Vec::new();
     let mut pending_changes = 0usize;
     let mut pending_since = Instant::now();
@@ -317,10 +327,11 @@ async fn open(
     replication: &Replication,
     slot: &Slot,
     publication: &str,
+    options: &str,
 ) -> Result<ReplicationClient, FollowError> {
     let deadline = Instant::now() + SLOT_BUSY_FOR;
     loop {
-        let config = replication.config(&slot.name, publication, slot.position);
+        let config = replication.config(&slot.name, publication, slot.position, options);
         let attempt = async {
             let mut stream = ReplicationClient::connect(config).await?;
             stream.wait_started().await?;
@@ -341,6 +352,20 @@ async fn open(
             }
         }
     }
+}
+
+/// The replication session's settings (the startup packet's `options`):
+/// `DateStyle` ISO and the time zone `zone`, spaces and backslashes
+/// escaped as the server splits them.
+fn session_options(zone: &str) -> String {
+    let mut escaped = String::with_capacity(zone.len());
+    for ch in zone.chars() {
+        if ch == ' ' || ch == '\\' {
+            escaped.push('\\');
+        }
+        escaped.push(ch);
+    }
+    format!("-c DateStyle=ISO -c TimeZone={escaped}")
 }
 
 /// "replication slot ... is active for PID ...".
@@ -468,6 +493,15 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_session_asks_for_iso_dates_in_the_followers_zone() {
+        assert_eq!(
+            session_options("Europe/Amsterdam"),
+            "-c DateStyle=ISO -c TimeZone=Europe/Amsterdam"
+        );
+        assert_eq!(session_options(r"a b\c"), r"-c DateStyle=ISO -c TimeZone=a\ b\\c");
+    }
 
     #[test]
     fn a_position_just_after_a_page_header_drains_to_the_page_start() {

@@ -41,9 +41,66 @@ pub struct Transaction {
     pub end_lsn: u64,
     pub changes: Vec<RowChange>,
     /// The context messages, by ctx.
-    pub contexts: BTreeMap<i64, serde_json::Value>,
+    pub contexts: BTreeMap<i64, ContextMessage>,
     /// Unchanged TOASTed values that could not be filled (no old row).
     pub unfilled: usize,
+}
+
+/// A context message of the context trigger: its JSON text, kept as it
+/// came (written to the server as it is), once checked to be JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextMessage(String);
+
+/// The one field the follower reads of a context message; the others are
+/// checked as JSON and skipped, not built.
+#[derive(serde::Deserialize)]
+struct ContextNumber {
+    #[serde(default)]
+    ctx: Option<serde_json::Value>,
+}
+
+impl ContextMessage {
+    /// The message's context number (0 when it has none) and the message,
+    /// `None` when `content` is not a JSON object.
+    pub fn read(content: Vec<u8>) -> Option<(i64, ContextMessage)> {
+        let text = String::from_utf8(content).ok()?;
+        // An object only (serde would read an array's items as the fields).
+        if !text.trim_start().starts_with('{') {
+            return None;
+        }
+        let head: ContextNumber = serde_json::from_str(&text).ok()?;
+        let ctx = head.ctx.as_ref().and_then(serde_json::Value::as_i64).unwrap_or(0);
+        Some((ctx, ContextMessage(text)))
+    }
+
+    /// The message as JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl tokio_postgres::types::ToSql for ContextMessage {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        // jsonb's binary form: its version (1), then the text.
+        if *ty == tokio_postgres::types::Type::JSONB {
+            out.extend_from_slice(&[1]);
+        }
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        matches!(
+            *ty,
+            tokio_postgres::types::Type::JSONB | tokio_postgres::types::Type::JSON
+        )
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// Groups messages into transactions, with the relation versions their
@@ -135,12 +192,11 @@ impl Assembler {
                 content,
                 ..
             } if prefix == "pgtrail" => {
-                if let (Some(tx), Ok(body)) = (
-                    self.current.as_mut(),
-                    serde_json::from_slice::<serde_json::Value>(&content),
-                ) {
-                    self.ctx = body.get("ctx").and_then(serde_json::Value::as_i64).unwrap_or(0);
-                    tx.contexts.insert(self.ctx, body);
+                if let (Some(tx), Some((ctx, message))) =
+                    (self.current.as_mut(), ContextMessage::read(content))
+                {
+                    self.ctx = ctx;
+                    tx.contexts.insert(ctx, message);
                 }
             }
             Message::Insert { relation, new } => {
@@ -352,5 +408,23 @@ mod tests {
         ]);
         assert_eq!(txs[0].unfilled, 1);
         assert_eq!(txs[0].changes[0].new, Some(vec![text("1"), Value::Null]));
+    }
+
+    #[test]
+    fn a_context_message_is_kept_as_its_text_and_read_for_its_number() {
+        let text = r#"{"actor_id": "a\"b", "ctx": 3, "facts": {"x": [1.50]}}"#;
+        let (ctx, message) = ContextMessage::read(text.as_bytes().to_vec()).unwrap_or_else(|| panic!("read"));
+        assert_eq!((ctx, message.as_str()), (3, text));
+        assert_eq!(
+            ContextMessage::read(b"{\"actor_id\": \"a\"}".to_vec()).map(|r| r.0),
+            Some(0)
+        );
+        assert_eq!(
+            ContextMessage::read(b"{\"ctx\": \"2\"}".to_vec()).map(|r| r.0),
+            Some(0)
+        );
+        for broken in [&b"{\"ctx\": 1"[..], b"{\"ctx\": 1} x", b"[1]", b"\xff", b""] {
+            assert_eq!(ContextMessage::read(broken.to_vec()), None, "{broken:?}");
+        }
     }
 }

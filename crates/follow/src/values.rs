@@ -1,11 +1,16 @@
 //! From pgoutput's text values to the JSON capture records (`to_jsonb` of
 //! each column), so that both modes record a value the same way. Integers,
-//! booleans, `text` and `varchar` (by the column's type OID, domains
-//! excluded) are converted here, as `to_jsonb` prints them; for every other
-//! type the server casts the text back to the column's type, as the
-//! Relation message gave it, and turns it into JSON: one statement per
-//! relation version and batch, none when every column is converted here.
-//! Which audited table a relation is, once per version.
+//! booleans, `text`, `varchar`, `char(n)`, `uuid`, `numeric` and `jsonb`
+//! (by the column's type OID, domains excluded) are converted here, as
+//! `to_jsonb` prints them; so are `date`, `timestamp` and `timestamptz`
+//! when their text has the ISO form (`DateStyle` ISO: the replication
+//! connection asks for it) of a year 1 to 9999, and `jsonb` values serde
+//! can read (nesting under its limit). For every other type, and for a
+//! relation's batch holding a value of those not converted here, the server
+//! casts the text back to the column's type, as the Relation message gave
+//! it, and turns it into JSON: one statement per relation version and
+//! batch, none when every value is converted here. Which audited table a
+//! relation is, once per version.
 
 use std::collections::HashMap;
 
@@ -27,6 +32,11 @@ pub struct Known {
     /// [`Convert::Server`] columns only) into JSON objects, in order;
     /// `None` when no column needs the server.
     pub sql: Option<String>,
+    /// The same for the [`Convert::Server`] columns and those converted
+    /// here only when their text allows it ([`Convert::conditional`]): for
+    /// a batch with a value not converted here. `None` when there are no
+    /// such columns.
+    pub wide_sql: Option<String>,
 }
 
 /// How one column's text value becomes JSON.
@@ -36,8 +46,21 @@ pub enum Convert {
     Integer,
     /// `bool`: `t` or `f`.
     Boolean,
-    /// `text`, `varchar`: a JSON string.
+    /// `text`, `varchar`, `char(n)` (padded, as its text is), `uuid`: a
+    /// JSON string.
     Text,
+    /// `numeric`: a JSON number of the same text; `NaN` and the
+    /// infinities a string.
+    Numeric,
+    /// `jsonb`: the value itself (its text is jsonb's normal form).
+    Jsonb,
+    /// `date` in ISO form: the same string.
+    Date,
+    /// `timestamp` in ISO form: `T` between the date and the time.
+    Timestamp,
+    /// `timestamptz` in ISO form: `T` between the date and the time, the
+    /// offset's minutes always written.
+    Timestamptz,
     /// Any other type: the server's `to_jsonb` of the cast text.
     Server,
 }
@@ -49,40 +72,141 @@ impl Convert {
         match type_oid {
             20 | 21 | 23 => Convert::Integer,
             16 => Convert::Boolean,
-            25 | 1043 => Convert::Text,
+            25 | 1043 | 1042 | 2950 => Convert::Text,
+            1700 => Convert::Numeric,
+            3802 => Convert::Jsonb,
+            1082 => Convert::Date,
+            1114 => Convert::Timestamp,
+            1184 => Convert::Timestamptz,
             _ => Convert::Server,
         }
     }
 
-    /// `text` as `to_jsonb` would give it for this conversion (not
-    /// [`Convert::Server`]).
-    pub fn json(self, text: &str) -> Result<Json, FollowError> {
-        match self {
-            Convert::Integer => text
-                .parse::<i64>()
-                .map(Json::from)
-                .map_err(|_| FollowError::Protocol(format!("integer column sent {text:?}, not an integer"))),
-            Convert::Boolean => match text {
-                "t" => Ok(Json::Bool(true)),
-                "f" => Ok(Json::Bool(false)),
-                _ => Err(FollowError::Protocol(format!(
-                    "boolean column sent {text:?}, not t or f"
-                ))),
-            },
-            Convert::Text => Ok(Json::String(text.to_string())),
-            Convert::Server => Err(FollowError::Protocol(format!(
-                "value {text:?} needs the server to become JSON"
-            ))),
-        }
+    /// Converted here only when the value's text allows it.
+    pub fn conditional(self) -> bool {
+        matches!(
+            self,
+            Convert::Jsonb | Convert::Date | Convert::Timestamp | Convert::Timestamptz
+        )
     }
+
+    /// `text` as `to_jsonb` would give it for this conversion; `None`
+    /// when the server must convert it (a [`Convert::conditional`] value
+    /// in another form, or [`Convert::Server`]).
+    pub fn json(self, text: &str) -> Result<Option<Json>, FollowError> {
+        Ok(Some(match self {
+            Convert::Integer => text.parse::<i64>().map(Json::from).map_err(|_| {
+                FollowError::Protocol(format!("integer column sent {text:?}, not an integer"))
+            })?,
+            Convert::Boolean => match text {
+                "t" => Json::Bool(true),
+                "f" => Json::Bool(false),
+                _ => {
+                    return Err(FollowError::Protocol(format!(
+                        "boolean column sent {text:?}, not t or f"
+                    )));
+                }
+            },
+            Convert::Text => Json::String(text.to_string()),
+            Convert::Numeric => match serde_json::from_str::<serde_json::Number>(text) {
+                Ok(number) if is_numeric_text(text) => Json::Number(number),
+                _ => Json::String(text.to_string()),
+            },
+            Convert::Jsonb => match serde_json::from_str::<Json>(text) {
+                Ok(value) => value,
+                Err(_) => return Ok(None),
+            },
+            Convert::Date => match iso_date(text) {
+                true => Json::String(text.to_string()),
+                false => return Ok(None),
+            },
+            Convert::Timestamp => match iso_timestamp(text) {
+                Some("") => Json::String(xsd_timestamp(text, "")),
+                _ => return Ok(None),
+            },
+            Convert::Timestamptz => match iso_timestamp(text).and_then(iso_offset) {
+                Some(minutes) => Json::String(xsd_timestamp(text, if minutes { "" } else { ":00" })),
+                None => return Ok(None),
+            },
+            Convert::Server => return Ok(None),
+        }))
+    }
+}
+
+/// Whether `text` is numeric's text of a finite number (what
+/// `to_jsonb` writes as a JSON number): digits, at most one point, a sign.
+fn is_numeric_text(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, "0"));
+    !int.is_empty()
+        && !frac.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `YYYY-MM-DD` of a year 1 to 9999 (ISO and XSD print it alike).
+fn iso_date(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&i| b[i].is_ascii_digit())
+        && &b[..4] != b"0000"
+}
+
+/// `YYYY-MM-DD HH:MM:SS` and up to six decimals: what follows them (the
+/// offset of a `timestamptz`), `None` when `text` does not start so.
+fn iso_timestamp(text: &str) -> Option<&str> {
+    let b = text.as_bytes();
+    if b.len() < 19 || !iso_date(text.get(..10)?) || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if ![11, 12, 14, 15, 17, 18].iter().all(|&i| b[i].is_ascii_digit()) {
+        return None;
+    }
+    let rest = text.get(19..)?;
+    match rest.strip_prefix('.') {
+        Some(fraction) => {
+            let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+            (1..=6).contains(&digits).then(|| &fraction[digits..])
+        }
+        None => Some(rest),
+    }
+}
+
+/// An ISO offset (`+HH`, `+HH:MM`, `+HH:MM:SS`, `-` alike): whether it
+/// writes its minutes; `None` when `offset` is not one.
+fn iso_offset(offset: &str) -> Option<bool> {
+    let b = offset.as_bytes();
+    let two = |i: usize| b.get(i..i + 2).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    if !matches!(b.first(), Some(b'+' | b'-')) || !two(1) {
+        return None;
+    }
+    match b.len() {
+        3 => Some(false),
+        6 if b[3] == b':' && two(4) => Some(true),
+        9 if b[3] == b':' && two(4) && b[6] == b':' && two(7) => Some(true),
+        _ => None,
+    }
+}
+
+/// An ISO timestamp's text (checked) as XSD writes it: `T` for the space,
+/// `minutes` appended.
+fn xsd_timestamp(text: &str, minutes: &str) -> String {
+    let mut out = String::with_capacity(text.len() + minutes.len());
+    out.push_str(&text[..10]);
+    out.push('T');
+    out.push_str(&text[11..]);
+    out.push_str(minutes);
+    out
 }
 
 /// Relation versions seen so far.
 #[derive(Debug, Default)]
 pub struct Relations {
     known: HashMap<RelationVersion, Known>,
-    /// Every column through the server ([`FollowOptions::server_values`](crate::FollowOptions::server_values)).
-    server_values: bool,
+    /// Which columns are converted here ([`FollowOptions::values`](crate::FollowOptions::values)).
+    values: crate::Values,
 }
 
 /// A literal for SQL text (standard_conforming_strings).
@@ -91,11 +215,11 @@ fn literal(text: &str) -> String {
 }
 
 impl Relations {
-    /// No relation known yet; `server_values`: every column to the server.
-    pub fn new(server_values: bool) -> Relations {
+    /// No relation known yet; `values`: which columns are converted here.
+    pub fn new(values: crate::Values) -> Relations {
         Relations {
             known: HashMap::new(),
-            server_values,
+            values,
         }
     }
 
@@ -106,7 +230,7 @@ impl Relations {
         relation: &RelationVersion,
     ) -> Result<&Known, FollowError> {
         if !self.known.contains_key(relation) {
-            let known = Self::load(client, relation, self.server_values).await?;
+            let known = Self::load(client, relation, self.values).await?;
             self.known.insert(relation.clone(), known);
         }
         self.known
@@ -117,14 +241,13 @@ impl Relations {
     async fn load(
         client: &Client,
         relation: &RelationVersion,
-        server_values: bool,
+        values: crate::Values,
     ) -> Result<Known, FollowError> {
-        let convert = |type_oid: u32| {
-            if server_values {
-                Convert::Server
-            } else {
-                Convert::of(type_oid)
-            }
+        let convert = |type_oid: u32| match (values, Convert::of(type_oid)) {
+            (crate::Values::Here, convert) => convert,
+            (crate::Values::Basic, Convert::Integer | Convert::Boolean) => Convert::of(type_oid),
+            (crate::Values::Basic, Convert::Text) if matches!(type_oid, 25 | 1043) => Convert::Text,
+            _ => Convert::Server,
         };
         let table_id: Option<i32> = client
             .query_one(
@@ -149,60 +272,79 @@ impl Relations {
             .iter()
             .filter(|c| convert(c.type_oid) == Convert::Server)
             .collect();
-        if server.is_empty() {
-            return Ok(Known {
-                table_id,
-                columns,
-                sql: None,
-            });
-        }
-        let oids: Vec<u32> = server.iter().map(|c| c.type_oid).collect();
-        let modifiers: Vec<i32> = server.iter().map(|c| c.type_modifier).collect();
-        let types: Vec<String> = client
-            .query(
-                "SELECT pg_catalog.format_type(u.t, u.m)
-                 FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS u(t, m, n) ORDER BY u.n",
-                &[&oids, &modifiers],
-            )
-            .await
-            .map_err(FollowError::database("reading the types of a decoded relation"))?
+        let wide: Vec<&crate::pgoutput::Column> = relation
+            .columns
             .iter()
-            .map(|r| r.get(0))
-            .collect();
-        // jsonb_build_object takes at most 100 arguments: 50 columns each.
-        let pairs: Vec<String> = server
-            .iter()
-            .zip(&types)
-            .enumerate()
-            .map(|(i, (column, type_name))| {
-                format!(
-                    "{}, pg_catalog.to_jsonb((e.r OPERATOR(pg_catalog.->>) {i})::{type_name})",
-                    literal(&column.name)
-                )
+            .filter(|c| {
+                let convert = convert(c.type_oid);
+                convert == Convert::Server || convert.conditional()
             })
             .collect();
-        let object = if pairs.is_empty() {
-            "'{}'::pg_catalog.jsonb".to_string()
-        } else {
-            pairs
-                .chunks(50)
-                .map(|chunk| format!("pg_catalog.jsonb_build_object({})", chunk.join(", ")))
-                .collect::<Vec<_>>()
-                .join(" OPERATOR(pg_catalog.||) ")
+        let sql = match server.is_empty() {
+            true => None,
+            false => Some(server_sql(client, &server).await?),
+        };
+        let wide_sql = match wide.len() == server.len() {
+            true => None,
+            false => Some(server_sql(client, &wide).await?),
         };
         Ok(Known {
             table_id,
             columns,
-            sql: Some(format!(
-                "SELECT {object} FROM pg_catalog.jsonb_array_elements($1::text::pg_catalog.jsonb) \
-                 WITH ORDINALITY AS e(r, n) ORDER BY e.n"
-            )),
+            sql,
+            wide_sql,
         })
     }
 }
 
+/// The statement turning rows of `columns`' text values (a JSON array of
+/// arrays) into JSON objects by the server, in order.
+async fn server_sql(client: &Client, columns: &[&crate::pgoutput::Column]) -> Result<String, FollowError> {
+    let oids: Vec<u32> = columns.iter().map(|c| c.type_oid).collect();
+    let modifiers: Vec<i32> = columns.iter().map(|c| c.type_modifier).collect();
+    let types: Vec<String> = client
+        .query(
+            "SELECT pg_catalog.format_type(u.t, u.m)
+             FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS u(t, m, n) ORDER BY u.n",
+            &[&oids, &modifiers],
+        )
+        .await
+        .map_err(FollowError::database("reading the types of a decoded relation"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // jsonb_build_object takes at most 100 arguments: 50 columns each.
+    let pairs: Vec<String> = columns
+        .iter()
+        .zip(&types)
+        .enumerate()
+        .map(|(i, (column, type_name))| {
+            format!(
+                "{}, pg_catalog.to_jsonb((e.r OPERATOR(pg_catalog.->>) {i})::{type_name})",
+                literal(&column.name)
+            )
+        })
+        .collect();
+    let object = if pairs.is_empty() {
+        "'{}'::pg_catalog.jsonb".to_string()
+    } else {
+        pairs
+            .chunks(50)
+            .map(|chunk| format!("pg_catalog.jsonb_build_object({})", chunk.join(", ")))
+            .collect::<Vec<_>>()
+            .join(" OPERATOR(pg_catalog.||) ")
+    };
+    Ok(format!(
+        "SELECT {object} FROM pg_catalog.jsonb_array_elements($1::text::pg_catalog.jsonb) \
+         WITH ORDINALITY AS e(r, n) ORDER BY e.n"
+    ))
+}
+
 /// The rows as JSON objects, in order: the columns converted here added
-/// to what `known.sql` (run once for all, if any column needs it) returns.
+/// to what `known.sql` (run once for all, if any column needs it) returns;
+/// when a value of a [`Convert::conditional`] column is not converted
+/// here, those columns too go to the server (`known.wide_sql`) for the
+/// whole batch.
 pub async fn rows_to_json(
     client: &Client,
     known: &Known,
@@ -211,51 +353,84 @@ pub async fn rows_to_json(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut objects: Vec<Map<String, Json>> = match &known.sql {
-        Some(sql) => server_objects(client, known, sql, rows).await?,
-        None => vec![Map::new(); rows.len()],
+    let mut objects: Vec<Map<String, Json>> = Vec::with_capacity(rows.len());
+    let mut wide = false;
+    for row in rows {
+        let mut object = Map::new();
+        if !native_into(&mut object, &known.columns, row, true)? {
+            wide = true;
+            break;
+        }
+        objects.push(object);
+    }
+    if wide {
+        objects.clear();
+        for row in rows {
+            let mut object = Map::new();
+            native_into(&mut object, &known.columns, row, false)?;
+            objects.push(object);
+        }
+    }
+    let sql = match wide {
+        true => known.wide_sql.as_deref().or(known.sql.as_deref()),
+        false => known.sql.as_deref(),
     };
-    for (object, row) in objects.iter_mut().zip(rows) {
-        native_into(object, &known.columns, row)?;
+    if let Some(sql) = sql {
+        let server = server_objects(client, &known.columns, sql, rows, wide).await?;
+        for (object, from_server) in objects.iter_mut().zip(server) {
+            object.extend(from_server);
+        }
     }
     Ok(objects.into_iter().map(Json::Object).collect())
 }
 
-/// The columns of `row` converted here, added to `object`.
+/// Whether a column goes to the server: always for [`Convert::Server`],
+/// and the conditional ones in a `wide` batch.
+fn to_server(convert: Convert, wide: bool) -> bool {
+    convert == Convert::Server || (wide && convert.conditional())
+}
+
+/// The columns of `row` converted here added to `object` (with
+/// `conditional`, those of [`Convert::conditional`] columns too); false
+/// when one of those needs the server.
 fn native_into(
     object: &mut Map<String, Json>,
     columns: &[(String, Convert)],
     row: &[Value],
-) -> Result<(), FollowError> {
+    conditional: bool,
+) -> Result<bool, FollowError> {
     for ((name, convert), value) in columns.iter().zip(row) {
-        if *convert == Convert::Server {
+        if to_server(*convert, !conditional) {
             continue;
         }
         let json = match value {
-            Value::Text(text) => convert.json(text)?,
+            Value::Text(text) => match convert.json(text)? {
+                Some(json) => json,
+                None => return Ok(false),
+            },
             Value::Null | Value::Unchanged => Json::Null,
         };
         object.insert(name.clone(), json);
     }
-    Ok(())
+    Ok(true)
 }
 
-/// The [`Convert::Server`] columns of the rows as JSON objects, by `sql`.
+/// The server's columns of the rows as JSON objects, by `sql`.
 async fn server_objects(
     client: &Client,
-    known: &Known,
+    columns: &[(String, Convert)],
     sql: &str,
     rows: &[&[Value]],
+    wide: bool,
 ) -> Result<Vec<Map<String, Json>>, FollowError> {
     let texts: Vec<Json> = rows
         .iter()
         .map(|row| {
             Json::Array(
-                known
-                    .columns
+                columns
                     .iter()
                     .zip(row.iter())
-                    .filter(|((_, convert), _)| *convert == Convert::Server)
+                    .filter(|((_, convert), _)| to_server(*convert, wide))
                     .map(|(_, v)| match v {
                         Value::Text(text) => Json::String(text.clone()),
                         Value::Null | Value::Unchanged => Json::Null,
@@ -303,7 +478,10 @@ mod tests {
         let convert = Convert::of(type_oid);
         assert_ne!(convert, Convert::Server, "{type_name} is converted here");
         for text in texts {
-            let here = convert.json(text).expect("a valid value");
+            let here = convert
+                .json(text)
+                .expect("a valid value")
+                .unwrap_or_else(|| panic!("{type_name} {text:?} converted here"));
             let row = db
                 .client
                 .query_one(
@@ -342,6 +520,7 @@ mod tests {
             Convert::Integer
                 .json("9223372036854775807")
                 .ok()
+                .flatten()
                 .map(|j| j.to_string()),
             Some("9223372036854775807".to_string())
         );
@@ -351,7 +530,7 @@ mod tests {
     #[tokio::test]
     async fn booleans_are_true_and_false() {
         same_as_server(16, "bool", &["t", "f"]).await;
-        assert_eq!(Convert::Boolean.json("t").ok(), Some(Json::Bool(true)));
+        assert_eq!(Convert::Boolean.json("t").ok().flatten(), Some(Json::Bool(true)));
         assert!(Convert::Boolean.json("true").is_err());
     }
 
@@ -371,13 +550,207 @@ mod tests {
         same_as_server(1043, "varchar(3)", &["abc", "é"]).await;
     }
 
+    /// Each input as the server prints it (`DateStyle` ISO, after
+    /// `setup`), converted here, against the server's `to_jsonb` of it:
+    /// the same JSON and the same jsonb text; `fallback` inputs are left to
+    /// the server.
+    async fn printed_as_server(
+        type_oid: u32,
+        type_name: &str,
+        setup: &str,
+        inputs: &[&str],
+        fallback: &[&str],
+    ) {
+        let db = TestDb::new().await;
+        db.client
+            .batch_execute(&format!("SET DateStyle = ISO; {setup}"))
+            .await
+            .expect("setup");
+        let convert = Convert::of(type_oid);
+        assert_ne!(convert, Convert::Server, "{type_name} is converted here");
+        for (input, expect_here) in inputs
+            .iter()
+            .map(|i| (i, true))
+            .chain(fallback.iter().map(|i| (i, false)))
+        {
+            let row = db
+                .client
+                .query_one(
+                    &format!(
+                        "SELECT format('%s', $1::text::{type_name}), to_jsonb($1::text::{type_name})::text"
+                    ),
+                    &[input],
+                )
+                .await
+                .expect("to_jsonb");
+            let (printed, server_text): (String, String) = (row.get(0), row.get(1));
+            let here = convert.json(&printed).expect("a valid value");
+            if !expect_here {
+                assert_eq!(here, None, "{type_name} {printed:?} is left to the server");
+                continue;
+            }
+            let here = here.unwrap_or_else(|| panic!("{type_name} {printed:?} converted here"));
+            let server: Json = serde_json::from_str(&server_text).expect("the server's JSON");
+            assert_eq!(here, server, "{type_name} {printed:?} ({setup})");
+            assert_eq!(
+                crate::rows::jsonb_text(&here),
+                server_text,
+                "{type_name} {printed:?} printed ({setup})"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn padded_characters_and_uuids_are_strings() {
+        let texts = ["", "a", "ab", "é", "it's", "tab\t", "  lead"];
+        printed_as_server(1042, "char(4)", "", &texts, &[]).await;
+        printed_as_server(1042, "bpchar", "", &texts, &[]).await;
+        printed_as_server(1042, "char", "", &["x", " "], &[]).await;
+        printed_as_server(
+            2950,
+            "uuid",
+            "",
+            &[
+                "00000000-0000-0000-0000-000000000000",
+                "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
+                "{a0eebc999c0b4ef8bb6d6bb9bd380a11}",
+                "ffffffff-ffff-ffff-ffff-ffffffffffff",
+            ],
+            &[],
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn numerics_keep_their_digits_and_nan_is_a_string() {
+        printed_as_server(
+            1700,
+            "numeric",
+            "",
+            &[
+                "0",
+                "-0",
+                "1.50",
+                "-1.5",
+                "0.000",
+                "1e3",
+                "-1.25e-5",
+                "12345678901234567890123456789012345678901234567890.000000000000000000001",
+                "NaN",
+                "Infinity",
+                "-Infinity",
+            ],
+            &[],
+        )
+        .await;
+        printed_as_server(1700, "numeric(6,2)", "", &["1", "-9999.994", "0.005"], &[]).await;
+    }
+
+    #[tokio::test]
+    async fn jsonb_values_are_themselves() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        printed_as_server(
+            3802,
+            "jsonb",
+            "",
+            &[
+                "null",
+                "true",
+                "1.50",
+                "-0",
+                "1e400",
+                "12345678901234567890",
+                r#""a\"\\\n\u0001é 🦀""#,
+                r#"{"b": [1, 2.0, {"c": null}], "a": "x", "bb": {}, "a": "last"}"#,
+                "[]",
+                r#"{"\u00e9": "\ud83e\udd80"}"#,
+            ],
+            &[&deep],
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn dates_and_timestamps_in_iso_form_as_xsd_writes_them() {
+        let dates = ["2026-12-06", "0001-01-01", "9999-12-31", "2000-02-29"];
+        let beyond = ["infinity", "-infinity", "0044-03-15 BC", "10000-01-01"];
+        printed_as_server(1082, "date", "", &dates, &beyond).await;
+        let stamps = [
+            "2026-12-06 13:21:27",
+            "2026-12-06 13:21:27.5",
+            "2026-12-06 13:21:27.123456",
+            "2026-12-06 00:00:00.000001",
+            "0001-01-01 00:00:00",
+            "9999-12-31 23:59:59.999999",
+        ];
+        let beyond_stamps = [
+            "infinity",
+            "-infinity",
+            "0044-03-15 12:00:00 BC",
+            "10000-01-01 00:00:00",
+        ];
+        printed_as_server(1114, "timestamp", "", &stamps, &beyond_stamps).await;
+        // 23:59:59.999999 rounds to the year 10,000.
+        printed_as_server(1114, "timestamp(2)", "", &stamps[..5], &[stamps[5]]).await;
+        for zone in [
+            "UTC",
+            "Asia/Kolkata",
+            "America/St_Johns",
+            "Europe/Amsterdam",
+            "America/Los_Angeles",
+            "Pacific/Chatham",
+        ] {
+            let stamps = [
+                "2026-12-06 13:21:27+00",
+                "2026-07-01 13:21:27.25-07",
+                "1850-01-01 12:00:00",
+                "1900-06-01 00:00:00.000001",
+                "0002-01-01 00:00:00+00",
+                "2026-03-29 01:30:00",
+            ];
+            printed_as_server(
+                1184,
+                "timestamptz",
+                &format!("SET TimeZone = '{zone}'"),
+                &stamps,
+                &[
+                    "infinity",
+                    "-infinity",
+                    "0044-03-15 12:00:00+00 BC",
+                    "0001-01-01 00:00:00+14",
+                ],
+            )
+            .await;
+        }
+    }
+
+    #[tokio::test]
+    async fn other_date_styles_are_left_to_the_server() {
+        let convert = Convert::of(1184);
+        for printed in [
+            "Sun Dec 06 13:21:27 2026 UTC",
+            "12/06/2026 13:21:27 UTC",
+            "06.12.2026 13:21:27 UTC",
+            "2026-12-06T13:21:27+00:00",
+            "2026-12-06 13:21:27.1234567+00",
+            "2026-12-06 13:21:27+0",
+        ] {
+            assert_eq!(convert.json(printed).ok().flatten(), None, "{printed:?}");
+        }
+        assert_eq!(Convert::of(1082).json("12-06-2026").ok().flatten(), None);
+        assert_eq!(
+            Convert::of(1114).json("2026-12-06 13:21:27+00").ok().flatten(),
+            None
+        );
+    }
+
     #[test]
     fn nulls_and_unchanged_values_are_null_and_other_types_go_to_the_server() {
         let columns = vec![
             ("i".to_string(), Convert::of(20)),
             ("b".to_string(), Convert::of(16)),
             ("t".to_string(), Convert::of(25)),
-            ("n".to_string(), Convert::of(1700)),
+            ("n".to_string(), Convert::of(1186)),
         ];
         assert_eq!(columns[3].1, Convert::Server);
         let mut object = Map::new();
@@ -388,8 +761,9 @@ mod tests {
                 Value::Null,
                 Value::Unchanged,
                 Value::Null,
-                Value::Text("1.50".into()),
+                Value::Text("1 day".into()),
             ],
+            true,
         )
         .expect("converted");
         assert_eq!(

@@ -569,7 +569,10 @@ async fn check_reports_a_follower_that_falls_behind_and_a_missing_slot() {
 /// whose JSON text is easy to get wrong (escapes, control characters,
 /// non-ASCII, numbers whose scale changes, nested JSON, arrays), a table
 /// without a key whose markers are scoped by its other columns, and a table
-/// recording whole rows give the same trail in both modes.
+/// recording whole rows give the same trail in both modes. So do the types
+/// the follower turns into JSON itself (`char(n)`, `uuid`, `numeric`,
+/// `jsonb`, dates and timestamps), and those same types holding values it
+/// leaves to the server (infinities, years BC or past 9999).
 #[tokio::test]
 async fn values_that_are_hard_to_write_as_json_give_the_same_trail_in_both_modes() {
     const ODD: &str = r#"
@@ -577,6 +580,10 @@ async fn values_that_are_hard_to_write_as_json_give_the_same_trail_in_both_modes
                            secret text, at timestamptz, flag boolean, raw bytea, f double precision);
         CREATE TABLE loose (label text, secret text, n numeric);
         CREATE TABLE whole (k1 text, k2 integer, v text, w numeric, PRIMARY KEY (k1, k2));
+        CREATE TABLE kinds (id integer PRIMARY KEY, c char(5), u uuid, d date, ts timestamp(3),
+                            tz timestamptz, n numeric, j jsonb);
+        CREATE TABLE far (id integer PRIMARY KEY, c char(2), d date, ts timestamp, tz timestamptz,
+                          n numeric, j jsonb);
     "#;
     let config = |mode: &str| {
         format!(
@@ -598,6 +605,15 @@ async fn values_that_are_hard_to_write_as_json_give_the_same_trail_in_both_modes
         r#"UPDATE whole SET w = 2.00 WHERE k1 = 'a'"#,
         r#"UPDATE whole SET k2 = 3, v = 'y' WHERE k1 = 'b'"#,
         r#"DELETE FROM whole WHERE k1 = 'a'"#,
+        r#"INSERT INTO kinds VALUES (1, 'ab', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', '2026-12-06',
+                                   '2026-12-06 01:02:03.4567', '2026-12-06 01:02:03+05:30', 'NaN', '{"a": 1.50, "b": "\u00e9"}'),
+                                  (2, NULL, NULL, '0001-01-01', '9999-12-31 23:59:59', '1850-01-01 00:00:00+00:19:32',
+                                   '-12345678901234567890.000', '[1e2, -0, "x"]')"#,
+        r#"UPDATE kinds SET c = 'ab ', n = 2.50 WHERE id = 1"#,
+        r#"UPDATE kinds SET ts = '2026-12-07', tz = tz + interval '1 microsecond', j = '{"a": 1.5, "b": "é"}' WHERE id = 1"#,
+        r#"INSERT INTO far VALUES (1, 'a', 'infinity', '0044-03-15 12:00:00 BC', '-infinity', 'Infinity', '{"deep": [[[[1]]]]}'),
+                                (2, 'bb', '10000-01-01', '2026-12-06 01:02:03', '2026-12-06 01:02:03+00', '-0.5', 'null')"#,
+        r#"UPDATE far SET d = '2026-12-06', n = 'NaN' WHERE id = 1"#,
     ];
     let cluster = logical_cluster();
     let admin = connect_to(&cluster.url("postgres")).await;
@@ -661,7 +677,7 @@ async fn values_that_are_hard_to_write_as_json_give_the_same_trail_in_both_modes
             .collect();
         trails.push(trail);
     }
-    assert_eq!(trails[0].len(), 16, "{:#?}", trails[0]);
+    assert_eq!(trails[0].len(), 23, "{:#?}", trails[0]);
     for (i, (trigger, wal)) in trails[0].iter().zip(&trails[1]).enumerate() {
         assert_eq!(wal, trigger, "change {i}");
     }
