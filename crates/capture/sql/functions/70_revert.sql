@@ -508,9 +508,6 @@ AS $fn$
 DECLARE
     t      pgtrail.audited_table;
     r      record;
-    v_map  jsonb;
-    v_bkey text;
-    v_chain bigint;
     v_next bigint;
     v_moved boolean;
     v_single boolean;
@@ -655,25 +652,50 @@ BEGIN
         WHERE c.ctid = q.c_tid;
     END IF;
 
+    -- The others, followed through their key changes: a change continues
+    -- the row whose key it starts from (a key change: its old key) when
+    -- the last thing that happened to that key before it left a row there
+    -- (any change leaves its row at its key, a key change vacates its old
+    -- key); else it starts a row of its own. Rows are numbered after the
+    -- ones above, in the order of their first changes. (Set-based: per key,
+    -- what was left there last, by a running max over the key's changes;
+    -- then each row from its first change down. A loop over the changes
+    -- with a map of keys to rows copied the map once per change.)
     SELECT coalesce(max(chain), 0) INTO v_next FROM pg_temp.pgtrail_revert_change;
-    v_map := '{}';
-    FOR r IN SELECT c.ctid AS c_tid, c.table_id, c.op, c.pk, c.old_pk
-             FROM pg_temp.pgtrail_revert_change AS c
-             WHERE c.chain IS NULL
-               AND EXISTS (SELECT FROM pgtrail.audited_table AS a WHERE a.id = c.table_id AND cardinality(a.key_columns) > 0)
-             ORDER BY c.n LOOP
-        v_bkey := r.table_id || ':' || CASE WHEN r.op = 'U' THEN coalesce(r.old_pk, r.pk) ELSE r.pk END::text;
-        v_chain := (v_map ->> v_bkey)::bigint;
-        IF v_chain IS NULL THEN
-            v_next := v_next + 1;
-            v_chain := v_next;
-        END IF;
-        UPDATE pg_temp.pgtrail_revert_change SET chain = v_chain WHERE ctid = r.c_tid;
-        IF r.op = 'U' AND r.old_pk IS NOT NULL THEN
-            v_map := v_map - v_bkey;
-        END IF;
-        v_map := jsonb_set(v_map, ARRAY[r.table_id || ':' || r.pk::text], to_jsonb(v_chain));
-    END LOOP;
+    IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_change AS c
+               WHERE c.chain IS NULL
+                 AND EXISTS (SELECT FROM pgtrail.audited_table AS a WHERE a.id = c.table_id AND cardinality(a.key_columns) > 0)) THEN
+        WITH RECURSIVE c AS MATERIALIZED (
+            SELECT c.n, c.table_id, c.op, c.pk, c.old_pk
+            FROM pg_temp.pgtrail_revert_change AS c
+            WHERE c.chain IS NULL
+              AND EXISTS (SELECT FROM pgtrail.audited_table AS a WHERE a.id = c.table_id AND cardinality(a.key_columns) > 0)
+        ), e AS (
+            -- Per change: the key it starts from (kind 0), then what it
+            -- leaves: its row at its key (code 2n), its old key vacated
+            -- (2n + 1).
+            SELECT c.table_id, (CASE WHEN c.op = 'U' THEN coalesce(c.old_pk, c.pk) ELSE c.pk END)::text COLLATE "C" AS k,
+                   c.n, 0 AS kind, NULL::bigint AS code
+            FROM c
+            UNION ALL
+            SELECT c.table_id, c.pk::text COLLATE "C", c.n, 1, c.n * 2 FROM c
+            UNION ALL
+            SELECT c.table_id, c.old_pk::text COLLATE "C", c.n, 1, c.n * 2 + 1 FROM c WHERE c.op = 'U' AND c.old_pk IS NOT NULL
+        ), p AS MATERIALIZED (
+            SELECT x.n, CASE WHEN x.last % 2 = 0 THEN x.last / 2 END AS prev
+            FROM (SELECT e.n, e.kind,
+                         max(e.code) OVER (PARTITION BY e.table_id, e.k ORDER BY e.n, e.kind ROWS UNBOUNDED PRECEDING) AS last
+                  FROM e) AS x
+            WHERE x.kind = 0
+        ), w (n, first) AS (
+            SELECT p.n, p.n FROM p WHERE p.prev IS NULL
+            UNION ALL
+            SELECT p.n, w.first FROM w JOIN p ON p.prev = w.n
+        )
+        UPDATE pg_temp.pgtrail_revert_change AS c SET chain = v_next + q.rank
+        FROM (SELECT w.n, dense_rank() OVER (ORDER BY w.first) AS rank FROM w) AS q
+        WHERE c.n = q.n;
+    END IF;
     -- (Statistics of the columns joins and filters use: of jsonb columns
     -- they would cost more than the statements they help plan.)
     ANALYZE pg_temp.pgtrail_revert_change (id, chain, table_id, synthetic);
