@@ -44,7 +44,10 @@
 -- repeatedly; conflicts no later change explains are still refused).
 --
 -- Order. Statements run so that keys are free before they are reused (a
--- table's DELETEs, then its key moves, then its INSERTs) and foreign keys
+-- table's DELETEs, then its key moves, then its INSERTs; a key move waits
+-- for the row that still has its key to move away, and rows that take each
+-- other's keys go through a temporary key: see _revert_move_order; a key
+-- cycle with no column that can hold one is a conflict, key_cycle) and foreign keys
 -- hold (parents inserted before children, children deleted or re-pointed
 -- before parents are deleted); deferrable constraints are deferred while the
 -- statements run and checked when they are done (SET CONSTRAINTS ALL
@@ -505,9 +508,6 @@ AS $fn$
 DECLARE
     t      pgtrail.audited_table;
     r      record;
-    v_map  jsonb;
-    v_bkey text;
-    v_chain bigint;
     v_next bigint;
     v_moved boolean;
     v_single boolean;
@@ -652,25 +652,50 @@ BEGIN
         WHERE c.ctid = q.c_tid;
     END IF;
 
+    -- The others, followed through their key changes: a change continues
+    -- the row whose key it starts from (a key change: its old key) when
+    -- the last thing that happened to that key before it left a row there
+    -- (any change leaves its row at its key, a key change vacates its old
+    -- key); else it starts a row of its own. Rows are numbered after the
+    -- ones above, in the order of their first changes. (Set-based: per key,
+    -- what was left there last, by a running max over the key's changes;
+    -- then each row from its first change down. A loop over the changes
+    -- with a map of keys to rows copied the map once per change.)
     SELECT coalesce(max(chain), 0) INTO v_next FROM pg_temp.pgtrail_revert_change;
-    v_map := '{}';
-    FOR r IN SELECT c.ctid AS c_tid, c.table_id, c.op, c.pk, c.old_pk
-             FROM pg_temp.pgtrail_revert_change AS c
-             WHERE c.chain IS NULL
-               AND EXISTS (SELECT FROM pgtrail.audited_table AS a WHERE a.id = c.table_id AND cardinality(a.key_columns) > 0)
-             ORDER BY c.n LOOP
-        v_bkey := r.table_id || ':' || CASE WHEN r.op = 'U' THEN coalesce(r.old_pk, r.pk) ELSE r.pk END::text;
-        v_chain := (v_map ->> v_bkey)::bigint;
-        IF v_chain IS NULL THEN
-            v_next := v_next + 1;
-            v_chain := v_next;
-        END IF;
-        UPDATE pg_temp.pgtrail_revert_change SET chain = v_chain WHERE ctid = r.c_tid;
-        IF r.op = 'U' AND r.old_pk IS NOT NULL THEN
-            v_map := v_map - v_bkey;
-        END IF;
-        v_map := jsonb_set(v_map, ARRAY[r.table_id || ':' || r.pk::text], to_jsonb(v_chain));
-    END LOOP;
+    IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_change AS c
+               WHERE c.chain IS NULL
+                 AND EXISTS (SELECT FROM pgtrail.audited_table AS a WHERE a.id = c.table_id AND cardinality(a.key_columns) > 0)) THEN
+        WITH RECURSIVE c AS MATERIALIZED (
+            SELECT c.n, c.table_id, c.op, c.pk, c.old_pk
+            FROM pg_temp.pgtrail_revert_change AS c
+            WHERE c.chain IS NULL
+              AND EXISTS (SELECT FROM pgtrail.audited_table AS a WHERE a.id = c.table_id AND cardinality(a.key_columns) > 0)
+        ), e AS (
+            -- Per change: the key it starts from (kind 0), then what it
+            -- leaves: its row at its key (code 2n), its old key vacated
+            -- (2n + 1).
+            SELECT c.table_id, (CASE WHEN c.op = 'U' THEN coalesce(c.old_pk, c.pk) ELSE c.pk END)::text COLLATE "C" AS k,
+                   c.n, 0 AS kind, NULL::bigint AS code
+            FROM c
+            UNION ALL
+            SELECT c.table_id, c.pk::text COLLATE "C", c.n, 1, c.n * 2 FROM c
+            UNION ALL
+            SELECT c.table_id, c.old_pk::text COLLATE "C", c.n, 1, c.n * 2 + 1 FROM c WHERE c.op = 'U' AND c.old_pk IS NOT NULL
+        ), p AS MATERIALIZED (
+            SELECT x.n, CASE WHEN x.last % 2 = 0 THEN x.last / 2 END AS prev
+            FROM (SELECT e.n, e.kind,
+                         max(e.code) OVER (PARTITION BY e.table_id, e.k ORDER BY e.n, e.kind ROWS UNBOUNDED PRECEDING) AS last
+                  FROM e) AS x
+            WHERE x.kind = 0
+        ), w (n, first) AS (
+            SELECT p.n, p.n FROM p WHERE p.prev IS NULL
+            UNION ALL
+            SELECT p.n, w.first FROM w JOIN p ON p.prev = w.n
+        )
+        UPDATE pg_temp.pgtrail_revert_change AS c SET chain = v_next + q.rank
+        FROM (SELECT w.n, dense_rank() OVER (ORDER BY w.first) AS rank FROM w) AS q
+        WHERE c.n = q.n;
+    END IF;
     -- (Statistics of the columns joins and filters use: of jsonb columns
     -- they would cost more than the statements they help plan.)
     ANALYZE pg_temp.pgtrail_revert_change (id, chain, table_id, synthetic);
@@ -1229,6 +1254,137 @@ BEGIN
 END
 $fn$;
 
+-- The order of one table's key moves (the rows of pgtrail_revert_back
+-- whose key goes back), so that no move takes a key another row still
+-- has: a unique index that is not deferrable is checked row by row, even
+-- within one statement. The row that has the key a row goes back to is
+-- its holder; a row with none moves in step 1, a row whose holder moves
+-- in step n moves in step n + 1 (chains: a row moved into the key another
+-- left). Rows on a cycle (keys swapped, rotated) and rows more than 8
+-- steps down a chain go through a temporary key: there in step 0, back to
+-- their own in the step after all others (two statements however long
+-- the chain). A temporary key differs from the row's key in one key
+-- column (one that is no foreign key, if any): an integer or numeric
+-- above the largest value the table and the revert's keys have (below
+-- the smallest, if that would overflow), a text or uuid made from the
+-- row's key. Without such a column a cycle is a conflict (key_cycle) and
+-- a long chain takes a step per row.
+CREATE OR REPLACE FUNCTION pgtrail._revert_move_order(t pgtrail.audited_table)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_rel   text := format('%I.%I', t.table_schema, t.table_name);
+    v_relid regclass := format('%I.%I', t.table_schema, t.table_name)::regclass;
+    v_lvl   integer := 1;
+    v_col   text;
+    v_type  regtype;
+    v_max   numeric;
+    v_min   numeric;
+    v_bound numeric;
+    v_n     bigint;
+    v_taken boolean;
+BEGIN
+    UPDATE pg_temp.pgtrail_revert_back AS b SET holder = NULL, lvl = NULL, park = NULL
+    WHERE b.holder IS NOT NULL OR b.lvl IS NOT NULL OR b.park IS NOT NULL;
+    UPDATE pg_temp.pgtrail_revert_back AS b SET holder = h.chain
+    FROM pg_temp.pgtrail_revert_back AS h
+    WHERE b.moved AND b.ex_final AND b.cols IS NOT NULL
+      AND h.moved AND h.ex_final AND h.cols IS NOT NULL
+      AND h.k_final = b.k_origin AND h.chain <> b.chain;
+    IF NOT FOUND THEN
+        -- (No row goes back to a key another row has: one step.)
+        RETURN;
+    END IF;
+    UPDATE pg_temp.pgtrail_revert_back AS b SET lvl = 1
+    WHERE b.moved AND b.ex_final AND b.cols IS NOT NULL AND b.holder IS NULL;
+    LOOP
+        UPDATE pg_temp.pgtrail_revert_back AS b SET lvl = v_lvl + 1
+        FROM pg_temp.pgtrail_revert_back AS h
+        WHERE b.lvl IS NULL AND b.holder = h.chain AND h.lvl = v_lvl;
+        EXIT WHEN NOT FOUND;
+        v_lvl := v_lvl + 1;
+        EXIT WHEN v_lvl >= 8;
+    END LOOP;
+    SELECT count(*) INTO v_n FROM pg_temp.pgtrail_revert_back AS b WHERE b.holder IS NOT NULL AND b.lvl IS NULL;
+    IF v_n = 0 THEN
+        RETURN;
+    END IF;
+
+    -- The temporary keys: the column, then its values.
+    SELECT u.c, a.atttypid::regtype INTO v_col, v_type
+    FROM unnest(t.key_columns) WITH ORDINALITY AS u(c, i)
+    JOIN pg_attribute AS a ON a.attrelid = v_relid AND a.attname = u.c AND NOT a.attisdropped
+    WHERE a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype,
+                         'text'::regtype, 'varchar'::regtype, 'uuid'::regtype)
+      AND a.attgenerated = '' AND a.attidentity <> 'a'
+    ORDER BY EXISTS (SELECT FROM pg_constraint AS f
+                     WHERE f.conrelid = v_relid AND f.contype = 'f' AND a.attnum = ANY (f.conkey)), u.i
+    LIMIT 1;
+    IF v_type IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype) THEN
+        EXECUTE format('SELECT max(x.%1$I)::numeric, min(x.%1$I)::numeric FROM %2$s AS x', v_col, v_rel)
+            INTO v_max, v_min;
+        SELECT greatest(v_max, max((k.k_origin ->> v_col)::numeric), max((k.k_final ->> v_col)::numeric)),
+               least(v_min, min((k.k_origin ->> v_col)::numeric), min((k.k_final ->> v_col)::numeric))
+        INTO v_max, v_min
+        FROM pg_temp.pgtrail_revert_chain AS k WHERE k.table_id = t.id AND NOT k.keyless;
+        v_max := floor(coalesce(v_max, 0));
+        v_min := ceil(coalesce(v_min, 0));
+        v_bound := CASE v_type WHEN 'int2'::regtype THEN 32767 WHEN 'int4'::regtype THEN 2147483647
+                               WHEN 'int8'::regtype THEN 9223372036854775807 END;
+        IF v_bound IS NULL OR v_max + v_n <= v_bound THEN
+            UPDATE pg_temp.pgtrail_revert_back AS b SET park = b.k_final || jsonb_build_object(v_col, v_max + r.i)
+            FROM (SELECT b2.chain, row_number() OVER (ORDER BY b2.chain) AS i
+                  FROM pg_temp.pgtrail_revert_back AS b2 WHERE b2.holder IS NOT NULL AND b2.lvl IS NULL) AS r
+            WHERE b.chain = r.chain;
+        ELSIF v_min - v_n >= -v_bound - 1 THEN
+            UPDATE pg_temp.pgtrail_revert_back AS b SET park = b.k_final || jsonb_build_object(v_col, v_min - r.i)
+            FROM (SELECT b2.chain, row_number() OVER (ORDER BY b2.chain) AS i
+                  FROM pg_temp.pgtrail_revert_back AS b2 WHERE b2.holder IS NOT NULL AND b2.lvl IS NULL) AS r
+            WHERE b.chain = r.chain;
+        END IF;
+    ELSIF v_type IS NOT NULL THEN
+        UPDATE pg_temp.pgtrail_revert_back AS b
+        SET park = b.k_final || jsonb_build_object(v_col,
+                       CASE WHEN v_type = 'uuid'::regtype THEN md5('pgtrail revert ' || b.k_final::text)::uuid::text
+                            ELSE 'pgtrail-revert-' || md5(b.k_final::text) END)
+        WHERE b.holder IS NOT NULL AND b.lvl IS NULL;
+        -- (Free, as they all but certainly are: else none.)
+        EXECUTE format('SELECT EXISTS (SELECT FROM %1$s AS x WHERE x.%2$I::text IN '
+                       '(SELECT b.park ->> %3$L FROM pg_temp.pgtrail_revert_back AS b WHERE b.park IS NOT NULL))',
+                       v_rel, v_col, v_col) INTO v_taken;
+        IF v_taken OR EXISTS (SELECT FROM pg_temp.pgtrail_revert_chain AS k
+                              JOIN pg_temp.pgtrail_revert_back AS b ON b.park IS NOT NULL
+                               AND (k.k_origin ->> v_col) = (b.park ->> v_col)
+                              WHERE k.table_id = t.id) THEN
+            UPDATE pg_temp.pgtrail_revert_back AS b SET park = NULL WHERE b.park IS NOT NULL;
+        END IF;
+    END IF;
+
+    IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_back AS b WHERE b.park IS NOT NULL) THEN
+        -- Parked rows go back after every other move.
+        UPDATE pg_temp.pgtrail_revert_back AS b SET lvl = v_lvl + 1 WHERE b.park IS NOT NULL;
+        RETURN;
+    END IF;
+    -- No temporary key: chains take a step per row; cycles cannot be undone.
+    LOOP
+        UPDATE pg_temp.pgtrail_revert_back AS b SET lvl = v_lvl + 1
+        FROM pg_temp.pgtrail_revert_back AS h
+        WHERE b.lvl IS NULL AND b.holder = h.chain AND h.lvl = v_lvl;
+        EXIT WHEN NOT FOUND;
+        v_lvl := v_lvl + 1;
+    END LOOP;
+    INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, columns, message)
+    SELECT b.chain, t.id, b.k_final, 'key_cycle', t.key_columns,
+           format('this row and others take each other''s keys (a cycle of key changes), and no key column of %s '
+                  'can hold a temporary key (an integer, numeric, text or uuid column): revert these rows in steps',
+                  v_rel)
+    FROM pg_temp.pgtrail_revert_back AS b
+    WHERE b.holder IS NOT NULL AND b.lvl IS NULL;
+END
+$fn$;
+
 -- The statements of the plan, into pg_temp.pgtrail_revert_stmt: per table,
 -- one per kind and set of columns, with its rows as a JSON array; the
 -- values that cannot be restored, into pg_temp.pgtrail_revert_lost.
@@ -1254,7 +1410,7 @@ BEGIN
     IF to_regclass('pg_temp.pgtrail_revert_stmt') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_stmt (
             grp serial, table_id integer, kind text, cols text[], sql text, data jsonb, keys jsonb,
-            change_ids bigint[], rows bigint, note text, step integer) ON COMMIT DROP;
+            change_ids bigint[], rows bigint, note text, step integer, lvl integer) ON COMMIT DROP;
         -- (A statement's data holds all its rows, megabytes for a large
         -- revert: compressing it costs more than storing it as it is.)
         ALTER TABLE pg_temp.pgtrail_revert_stmt ALTER COLUMN data SET STORAGE EXTERNAL,
@@ -1268,9 +1424,11 @@ BEGIN
     -- canonical: rows with the same columns group together), their values
     -- and what the row must hold now; the columns that cannot be written.
     IF to_regclass('pg_temp.pgtrail_revert_back') IS NULL THEN
+        -- (holder, lvl, park: see _revert_move_order.)
         CREATE TEMP TABLE pgtrail_revert_back (
             chain bigint, ex_final boolean, moved boolean, k_origin jsonb, k_final jsonb,
-            cols text[], s jsonb, e jsonb, lost_cols text[], whys text[], ids bigint[]) ON COMMIT DROP;
+            cols text[], s jsonb, e jsonb, lost_cols text[], whys text[], ids bigint[],
+            holder bigint, lvl integer, park jsonb) ON COMMIT DROP;
     END IF;
     PERFORM pgtrail._revert_clear('pgtrail_revert_stmt', 'pgtrail_revert_lost');
 
@@ -1436,16 +1594,23 @@ BEGIN
                         FROM jsonb_each(k.origin) AS e) AS u) AS w) AS v
         WHERE NOT k.fast;
 
+        -- Rows whose key goes back: in an order that frees each key before
+        -- another row takes it.
+        IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_back AS b WHERE b.moved AND b.ex_final AND b.cols IS NOT NULL) THEN
+            PERFORM pgtrail._revert_move_order(t);
+        END IF;
+
         -- Rows the selection changed: the columns it changed get their old
-        -- values back (the key too, if it moved); grouped by those columns.
+        -- values back (the key too, if it moved); grouped by those columns
+        -- (and, for keys, by the step of the order above).
         -- Not moved: the key and the values to set in one flat object, with
         -- what the row must hold now beside them (pgtrail_expect).
         -- (One sort of the rows, by group and row, on the columns' text in
         -- byte order; the aggregates take the rows in that order, where an
         -- ordered aggregate would sort them again, once per aggregate.)
-        FOR g IN SELECT x.moved, ARRAY(SELECT c FROM unnest(x.cols) AS c ORDER BY c) AS cols,
+        FOR g IN SELECT x.moved, x.lvl, ARRAY(SELECT c FROM unnest(x.cols) AS c ORDER BY c) AS cols,
                         x.chains, x.data, x.keys, x.n, x.first_ids
-                 FROM (SELECT q.moved, q.cols_t::text[] AS cols,
+                 FROM (SELECT q.moved, q.lvl, q.cols_t::text[] AS cols,
                               -- (Rows changed more than once: their change ids are looked up.)
                               array_agg(q.chain) FILTER (WHERE cardinality(q.ids) > 1) AS chains,
                               jsonb_agg(CASE WHEN q.moved THEN jsonb_build_object('k', q.k_final, 's', q.s, 'e', q.e)
@@ -1453,13 +1618,25 @@ BEGIN
                                         END) AS data,
                               jsonb_agg(q.k_final) AS keys, count(*) AS n,
                               array_agg(DISTINCT q.ids[1] ORDER BY q.ids[1]) AS first_ids
-                       FROM (SELECT b.moved, b.cols::text COLLATE "C" AS cols_t, b.chain, b.k_final, b.s, b.e, b.ids
+                       -- (From a temporary key, every key column goes back.)
+                       FROM (SELECT b.moved, coalesce(b.lvl, 1) AS lvl,
+                                    CASE WHEN b.park IS NULL THEN b.cols
+                                         ELSE ARRAY(SELECT jsonb_object_keys(b.k_origin || b.s)) END::text COLLATE "C" AS cols_t,
+                                    b.chain, coalesce(b.park, b.k_final) AS k_final,
+                                    CASE WHEN b.park IS NULL THEN b.s ELSE b.k_origin || b.s END AS s,
+                                    CASE WHEN b.park IS NULL THEN b.e ELSE b.e || b.park END AS e, b.ids
                              FROM pg_temp.pgtrail_revert_back AS b
                              WHERE b.ex_final AND b.cols IS NOT NULL
                              UNION ALL
+                             -- (Rows that go through a temporary key: there first.)
+                             SELECT true, 0, ARRAY(SELECT jsonb_object_keys(b.park))::text COLLATE "C", b.chain,
+                                    b.k_final, b.park, b.e, b.ids
+                             FROM pg_temp.pgtrail_revert_back AS b
+                             WHERE b.park IS NOT NULL
+                             UNION ALL
                              -- (The fast path's rows, as pgtrail_revert_back
                              -- would have them.)
-                             SELECT false, d.cols::text COLLATE "C", d.chain, d.k_final, d.s, d.e, d.change_ids
+                             SELECT false, 1, d.cols::text COLLATE "C", d.chain, d.k_final, d.s, d.e, d.change_ids
                              -- (Key columns removed only from a row that
                              -- has them: jsonb's "-" copies the object even
                              -- when it removes nothing.)
@@ -1474,10 +1651,10 @@ BEGIN
                                      AND cardinality(k.cols) > 0 AND k.cols <@ v_writable AND NOT k.cols && v_always
                                    OFFSET 0) AS d
                              WHERE d.cols IS NOT NULL
-                             ORDER BY 1, 2, 3) AS q
-                       GROUP BY q.moved, q.cols_t) AS x
-                 ORDER BY x.moved, x.cols LOOP
-            INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
+                             ORDER BY 1, 2, 3, 4) AS q
+                       GROUP BY q.moved, q.lvl, q.cols_t) AS x
+                 ORDER BY x.moved, x.lvl, x.cols LOOP
+            INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note, lvl)
             SELECT t.id, CASE WHEN g.moved THEN 'MOVE' ELSE 'UPDATE' END, g.cols,
                    CASE WHEN g.moved THEN
                    format('UPDATE %1$s AS t SET (%2$s) = ROW(%3$s) FROM jsonb_array_elements($1) AS d(d) '
@@ -1507,7 +1684,10 @@ BEGIN
                    END,
                    g.data, g.keys,
                    pgtrail._revert_change_ids(g.first_ids, g.chains),
-                   g.n, CASE WHEN g.moved THEN 'the key goes back to what it was' END;
+                   g.n, CASE WHEN g.moved AND g.lvl = 0
+                             THEN 'the key goes to a temporary value first, as these rows take each other''s keys: moved back in a later step'
+                             WHEN g.moved THEN 'the key goes back to what it was' END,
+                   CASE WHEN g.moved THEN g.lvl END;
         END LOOP;
 
         -- Rows the selection deleted: inserted whole, grouped by their columns.
@@ -1589,6 +1769,12 @@ BEGIN
                                                  THEN (SELECT jsonb_agg(d -> 's') FROM jsonb_array_elements(y.data) AS d)
                                                  ELSE y.keys END) AS ky
                     ON ky @> kx);
+    -- One table: key moves step by step (see _revert_move_order).
+    INSERT INTO pg_temp.pgtrail_revert_edge
+    SELECT x.grp, y.grp
+    FROM pg_temp.pgtrail_revert_stmt AS x
+    JOIN pg_temp.pgtrail_revert_stmt AS y ON y.table_id = x.table_id AND y.kind = 'MOVE' AND y.lvl > x.lvl
+    WHERE x.kind = 'MOVE';
     -- Foreign keys that are not deferrable: child C references parent P.
     INSERT INTO pg_temp.pgtrail_revert_edge
     SELECT e.a, e.b
@@ -1784,6 +1970,10 @@ BEGIN
 
     IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict) THEN
         PERFORM pgtrail._revert_statements();
+    END IF;
+    -- (Statements can find a conflict of their own: keys that go round in
+    -- a cycle with no temporary key to break it.)
+    IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict) THEN
         RETURN QUERY
         SELECT s.step, s.change_ids, format('%I.%I', a.table_schema, a.table_name), s.kind, s.keys, s.sql,
                NULL::jsonb, s.rows, s.cols, s.note, s.data

@@ -395,6 +395,248 @@ async fn a_key_change_is_moved_back_and_the_row_keeps_what_it_has() {
     assert_eq!(rows(&db.client, "enrollments").await, before);
 }
 
+/// Keys swapped within one transaction (through a third, free key, as
+/// the application had to): a unique index that is not deferrable is
+/// checked row by row, so the revert cannot move either row back first.
+/// One of them goes through a temporary key, and the trail follows both
+/// rows through it: reverting the revert swaps them again.
+#[tokio::test]
+async fn keys_swapped_in_one_transaction_are_swapped_back() {
+    let mut db = shop().await;
+    let before = rows(&db.client, "enrollments").await;
+    let swap = tx(
+        &db.client,
+        "registrar",
+        "UPDATE enrollments SET application_id = 9 WHERE application_id = 7;
+         UPDATE enrollments SET application_id = 7, state = 'swapped' WHERE application_id = 8;
+         UPDATE enrollments SET application_id = 8 WHERE application_id = 9",
+    )
+    .await;
+    let swapped = rows(&db.client, "enrollments").await;
+    let planned = plan(&db.client, &txids(&[swap])).await.unwrap();
+    assert_eq!(planned.conflicts().count(), 0, "{planned:?}");
+    assert!(
+        planned.statements().all(|s| s.operation == Operation::Move),
+        "{planned:?}"
+    );
+    let undo = revert(&mut db.client, &txids(&[swap]), "undo the swap")
+        .await
+        .unwrap();
+    assert_eq!(rows(&db.client, "enrollments").await, before);
+    revert(&mut db.client, &txids(&[undo]), "the swap was right")
+        .await
+        .unwrap();
+    assert_eq!(rows(&db.client, "enrollments").await, swapped);
+}
+
+/// The cascade that failed: T rotated three keys and moved a row away from
+/// its key, and a later transaction moved another row into the key T
+/// freed. Reverting T conflicts with it; cascade reverts both, moving the
+/// later row out of the key before T's row takes it back, and the
+/// rotation back through a temporary key.
+#[tokio::test]
+async fn a_key_freed_and_taken_by_a_later_change_is_freed_again_before_cascade_moves_back() {
+    let mut db = shop().await;
+    tx(
+        &db.client,
+        "registrar",
+        "INSERT INTO enrollments VALUES (1, 9, 'new'), (2, 1, 'new'), (2, 2, 'new')",
+    )
+    .await;
+    let before = rows(&db.client, "enrollments").await;
+    let t = tx(
+        &db.client,
+        "registrar",
+        "UPDATE enrollments SET application_id = 10 WHERE process_id = 1 AND application_id = 7;
+         UPDATE enrollments SET application_id = 7 WHERE process_id = 1 AND application_id = 9;
+         UPDATE enrollments SET application_id = 9 WHERE process_id = 1 AND application_id = 8;
+         UPDATE enrollments SET application_id = 8 WHERE process_id = 1 AND application_id = 10;
+         UPDATE enrollments SET application_id = 3 WHERE process_id = 2 AND application_id = 1",
+    )
+    .await;
+    let later = tx(
+        &db.client,
+        "clerk",
+        "UPDATE enrollments SET application_id = 1, state = 'taken' WHERE process_id = 2 AND application_id = 2",
+    )
+    .await;
+
+    let refused = plan(&db.client, &txids(&[t])).await.unwrap();
+    let conflicts: Vec<i64> = refused
+        .conflicts()
+        .filter_map(|c| c.conflict.as_ref().and_then(|j| j["txid"].as_i64()))
+        .collect();
+    assert!(
+        !conflicts.is_empty() && conflicts.iter().all(|x| *x == later),
+        "{refused:?}"
+    );
+
+    let mut cascade = txids(&[t]);
+    cascade.policy = Policy::Cascade;
+    let planned = plan(&db.client, &cascade).await.unwrap();
+    assert_eq!(planned.conflicts().count(), 0, "{planned:?}");
+    assert_eq!(planned.of(Operation::Cascade).count(), 1);
+    revert(&mut db.client, &cascade, "undo the renumbering")
+        .await
+        .unwrap();
+    assert_eq!(rows(&db.client, "enrollments").await, before);
+}
+
+/// A long chain (every row moved into the key the next one left, as a
+/// renumbering does) goes back in a bounded number of statements: the
+/// first rows step by step, the rest through temporary keys.
+#[tokio::test]
+async fn a_renumbering_goes_back_in_a_few_statements() {
+    let mut db = shop().await;
+    tx(
+        &db.client,
+        "registrar",
+        "INSERT INTO enrollments SELECT 4, g, 'new' FROM generate_series(1, 30) AS g",
+    )
+    .await;
+    let before = rows(&db.client, "enrollments").await;
+    let shift = (1..=30)
+        .rev()
+        .map(|i| {
+            format!(
+                "UPDATE enrollments SET application_id = {} WHERE process_id = 4 AND application_id = {i}",
+                i + 1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(";\n");
+    let renumbering = tx(&db.client, "registrar", &shift).await;
+    let shifted = rows(&db.client, "enrollments").await;
+    let planned = plan(&db.client, &txids(&[renumbering])).await.unwrap();
+    let statements: Vec<_> = planned.statements().collect();
+    assert!(
+        statements.len() <= 10 && statements.iter().all(|s| s.operation == Operation::Move),
+        "{statements:?}"
+    );
+    let undo = revert(&mut db.client, &txids(&[renumbering]), "undo the renumbering")
+        .await
+        .unwrap();
+    assert_eq!(rows(&db.client, "enrollments").await, before);
+    revert(&mut db.client, &txids(&[undo]), "the renumbering was right")
+        .await
+        .unwrap();
+    assert_eq!(rows(&db.client, "enrollments").await, shifted);
+}
+
+/// Skip with a swap: a later change of one of the swapped rows leaves it
+/// as it is, and so the other row, whose key it still has.
+#[tokio::test]
+async fn skip_leaves_both_rows_of_a_swap_when_one_changed_later() {
+    let mut db = shop().await;
+    tx(
+        &db.client,
+        "registrar",
+        "UPDATE enrollments SET application_id = 9 WHERE application_id = 7;
+         UPDATE enrollments SET application_id = 7 WHERE application_id = 8;
+         UPDATE enrollments SET application_id = 8 WHERE application_id = 9;
+         INSERT INTO enrollments VALUES (3, 1, 'new'), (3, 2, 'new')",
+    )
+    .await;
+    let swap = tx(
+        &db.client,
+        "registrar",
+        "UPDATE enrollments SET application_id = 9 WHERE application_id = 7;
+         UPDATE enrollments SET application_id = 7 WHERE application_id = 8;
+         UPDATE enrollments SET application_id = 8 WHERE application_id = 9;
+         UPDATE enrollments SET application_id = 3 WHERE process_id = 3 AND application_id = 1;
+         UPDATE enrollments SET application_id = 1 WHERE process_id = 3 AND application_id = 2;
+         UPDATE enrollments SET application_id = 2 WHERE process_id = 3 AND application_id = 3",
+    )
+    .await;
+    tx(
+        &db.client,
+        "clerk",
+        "UPDATE enrollments SET state = 'seen' WHERE process_id = 1 AND application_id = 7",
+    )
+    .await;
+    let after = rows(&db.client, "enrollments").await;
+    let mut skip = txids(&[swap]);
+    skip.policy = Policy::Skip;
+    let planned = plan(&db.client, &skip).await.unwrap();
+    assert_eq!(planned.of(Operation::Skip).count(), 2, "{planned:?}");
+    revert(&mut db.client, &skip, "undo the swap where it is safe")
+        .await
+        .unwrap();
+    // Process 1 as it is; process 3 swapped back.
+    let mut expected = after.clone();
+    for row in expected.iter_mut() {
+        if row["process_id"] == json!(3) {
+            let id = row["application_id"].as_i64().unwrap();
+            row["application_id"] = json!(3 - id);
+        }
+    }
+    expected.sort_by_key(|r| r.to_string());
+    let mut actual = rows(&db.client, "enrollments").await;
+    actual.sort_by_key(|r| r.to_string());
+    assert_eq!(actual, expected);
+}
+
+/// Keys of other types go round too: a text key and a uuid key go through
+/// a temporary value made from the row's key; a key type that cannot hold
+/// one (a date) makes the cycle a conflict, refused with the reason.
+#[tokio::test]
+async fn text_and_uuid_keys_rotate_back_and_a_date_key_cycle_is_refused() {
+    let mut db = audited_db(
+        "CREATE TABLE codes (code text PRIMARY KEY, label text);
+         CREATE TABLE tokens (id uuid PRIMARY KEY, label text);
+         CREATE TABLE days (day date PRIMARY KEY, label text);
+         INSERT INTO codes VALUES ('a', 'A'), ('b', 'B'), ('c', 'C');
+         INSERT INTO tokens VALUES ('00000000-0000-0000-0000-000000000001', 'one'),
+                                   ('00000000-0000-0000-0000-000000000002', 'two');
+         INSERT INTO days VALUES ('2026-01-01', 'new year'), ('2026-12-25', 'christmas');",
+        "",
+    )
+    .await;
+    let before = (rows(&db.client, "codes").await, rows(&db.client, "tokens").await);
+    let rotate = tx(
+        &db.client,
+        "renamer",
+        "UPDATE codes SET code = 'x' WHERE code = 'a';
+         UPDATE codes SET code = 'a' WHERE code = 'c';
+         UPDATE codes SET code = 'c' WHERE code = 'b';
+         UPDATE codes SET code = 'b' WHERE code = 'x';
+         UPDATE tokens SET id = '00000000-0000-0000-0000-000000000009' WHERE label = 'one';
+         UPDATE tokens SET id = '00000000-0000-0000-0000-000000000001' WHERE label = 'two';
+         UPDATE tokens SET id = '00000000-0000-0000-0000-000000000002' WHERE label = 'one'",
+    )
+    .await;
+    revert(&mut db.client, &txids(&[rotate]), "undo the rotation")
+        .await
+        .unwrap();
+    assert_eq!(
+        (rows(&db.client, "codes").await, rows(&db.client, "tokens").await),
+        before
+    );
+
+    let days = tx(
+        &db.client,
+        "calendar",
+        "UPDATE days SET day = '2026-06-01' WHERE label = 'new year';
+         UPDATE days SET day = '2026-01-01' WHERE label = 'christmas';
+         UPDATE days SET day = '2026-12-25' WHERE label = 'new year'",
+    )
+    .await;
+    let swapped = rows(&db.client, "days").await;
+    let planned = plan(&db.client, &txids(&[days])).await.unwrap();
+    let kinds: Vec<Value> = planned
+        .conflicts()
+        .map(|c| c.conflict.as_ref().unwrap()["kind"].clone())
+        .collect();
+    assert_eq!(kinds, vec![json!("key_cycle"), json!("key_cycle")], "{planned:?}");
+    assert_eq!(planned.statements().count(), 0);
+    let refused = revert(&mut db.client, &txids(&[days]), "undo the dates").await;
+    assert!(
+        matches!(refused, Err(RevertError::Conflicts { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(rows(&db.client, "days").await, swapped);
+}
+
 #[tokio::test]
 async fn a_table_without_key_counts_copies_of_identical_rows() {
     let mut db = shop().await;

@@ -861,6 +861,15 @@ async fn a_keyless_content_t_made_and_an_outside_change_rewrote() {
     run_case(9731755827174721865, 8, 6618807116129441673).await;
 }
 
+/// A case the property found: T moved a pair's key away and a later
+/// transaction moved another pair into the key T freed; cascade has to
+/// move that pair out of it before T's pair moves back (the revert failed
+/// on the primary key, as a whole).
+#[tokio::test]
+async fn a_key_t_freed_and_a_later_transaction_took() {
+    run_case(3968941538269729726, 5, 13244926929535384843).await;
+}
+
 /// A case again, from the trace: PGTRAIL_ORACLE_CASE="seed transactions pick".
 #[tokio::test]
 async fn a_traced_case_runs_again() {
