@@ -205,15 +205,18 @@ $fn$;
 -- a context ends with the statement that sets it, so the changes that
 -- follow have none. PostgreSQL cannot tell a function whether it runs in a
 -- transaction block, so the check is made at commit: set_context (once per
--- transaction) writes its backend's row of
--- pgtrail.context_check (an unlogged table: no WAL; the row is updated in
+-- transaction, through pgtrail._context_check_arm) writes its backend's row
+-- of pgtrail.context_check (an unlogged table: no WAL; the row is updated in
 -- place from the second transaction on), whose deferred trigger fires when
--- the transaction commits (about 0.05 ms of server CPU per transaction); if the statement then is still set_context's own
--- and nothing was captured in the transaction, the context was set for
--- nothing. [context] outside_transaction in pgtrail.toml says what then:
--- 'warn' (default), 'refuse' (the commit fails: in autocommit, the call
--- itself), 'ignore' (no check, no cost). A read-only transaction is not
--- checked (a standby cannot queue the check).
+-- the transaction commits (about 0.05 ms of server CPU per transaction,
+-- some 145,000 instructions: three times set_context's own; bench/WAL.md);
+-- if the statement then is still set_context's own and nothing was
+-- captured in the transaction (no capture trigger's row, no WAL-mode
+-- context message), the context was set for nothing. [context]
+-- outside_transaction in pgtrail.toml says what then: 'warn' (default),
+-- 'refuse' (the commit fails: in autocommit, the call itself), 'ignore' (no
+-- check, no cost). A read-only transaction is not checked (a standby cannot
+-- queue the check).
 -- Until 0.6.0 the check was a function of its own.
 DROP FUNCTION IF EXISTS pgtrail._check_context_at_commit();
 
