@@ -1,12 +1,90 @@
 -- Who is acting and why: the context an application sets for its transaction,
 -- and the record of it that capture writes once per transaction.
 
+-- (Re)generates pgtrail._outside_transaction(), the setting
+-- outside_transaction of pgtrail.setting as a constant: an SQL function
+-- that set_context's commit check inlines (so it has no SET clause and is
+-- pinned by nothing: it names no object), instead of reading the table in
+-- every transaction. Replacing it invalidates the plans that inlined it.
+CREATE OR REPLACE FUNCTION pgtrail._compile_outside_transaction()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    EXECUTE format(
+        E'CREATE OR REPLACE FUNCTION pgtrail._outside_transaction()\nRETURNS text\nLANGUAGE sql IMMUTABLE PARALLEL SAFE\n'
+        'AS $body$SELECT %L::pg_catalog.text$body$',
+        coalesce((SELECT value FROM pgtrail.setting WHERE name = 'outside_transaction'), 'warn'));
+END
+$fn$;
+
+SELECT pgtrail._compile_outside_transaction();
+
+-- set_context's refusal of an extra that is not a JSON object (p_type:
+-- its jsonb_typeof); never returns.
+CREATE OR REPLACE FUNCTION pgtrail._set_context_bad_extra(p_type text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RAISE EXCEPTION 'pgtrail.set_context: extra must be a JSON object, got %', p_type
+        USING ERRCODE = '22023',
+              HINT = 'Pass e.g. ''{"request_id": "r-1", "business_process": "refund"}''::jsonb.';
+END
+$fn$;
+
+-- The first set_context of a transaction arms the commit check (below):
+-- notes the statement, and unless the transaction is read-only (a standby
+-- cannot queue the check) writes its backend's row of
+-- pgtrail.context_check (an UPDATE of the row the backend's first check
+-- inserted: cheaper than INSERT ... ON CONFLICT, which probes the index
+-- twice). As the trail's owner, since the caller has no right on that
+-- table, but with no pinned search_path (every name qualified, operators
+-- too): a settings save and restore less.
+CREATE OR REPLACE FUNCTION pgtrail._context_check_arm()
+RETURNS text
+LANGUAGE plpgsql
+SECURITY DEFINER
+AS $fn$
+DECLARE
+    v_set pg_catalog.text := pg_catalog.set_config('pgtrail.context_statement',
+                                                   pg_catalog.statement_timestamp()::pg_catalog.text, true);
+BEGIN
+    IF pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'off' THEN
+        UPDATE pgtrail.context_check SET backend_pid = backend_pid
+        WHERE backend_pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid();
+        IF NOT FOUND THEN
+            INSERT INTO pgtrail.context_check AS c (backend_pid) VALUES (pg_catalog.pg_backend_pid())
+            ON CONFLICT (backend_pid) DO UPDATE SET backend_pid = c.backend_pid;
+        END IF;
+    END IF;
+    RETURN '';
+END
+$fn$;
+
 -- Sets the context for the current transaction only (set_config(..., true)),
 -- so it can never leak into the next transaction on a pooled connection.
 -- Calling it again inside the same transaction starts a new context for the
 -- changes that follow; changes already made keep the context they had.
 -- Overloads below take actor_id as a number or a uuid, and extra as json,
 -- so drivers that bind typed parameters need no casts.
+--
+-- One SQL expression, with no SECURITY DEFINER and no SET clause, so that
+-- PostgreSQL inlines it into the calling statement: a prepared
+-- `SELECT pgtrail.set_context(...)` then runs its set_config calls with no
+-- function call of its own, no PL/pgSQL and no settings save and restore
+-- (a PL/pgSQL SECURITY DEFINER function cost about 180,000 instructions a
+-- call, its expressions prepared again in every transaction; bench/WAL.md).
+-- It sets nothing but the caller's own transaction-local settings, which
+-- any role may set, so it needs no rights of its own; every name in it is
+-- qualified, so the caller's search_path cannot change what it calls. The
+-- commit check (below) is armed by the first call of a transaction through
+-- pgtrail._context_check_arm(), the one part that needs the owner's rights;
+-- with [context] outside_transaction = "ignore" the planner folds it away.
+-- An extra that is not a JSON object is refused (by
+-- pgtrail._set_context_bad_extra) before anything is set.
 CREATE OR REPLACE FUNCTION pgtrail.set_context(
     actor_id   text  DEFAULT NULL,
     actor_name text  DEFAULT NULL,
@@ -14,50 +92,34 @@ CREATE OR REPLACE FUNCTION pgtrail.set_context(
     reason     text  DEFAULT NULL,
     extra      jsonb DEFAULT NULL
 ) RETURNS void
-LANGUAGE plpgsql
--- As the trail's owner, for the commit check below (it writes
--- pgtrail.context_check); it sets nothing else but the caller's own
--- transaction-local settings.
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+LANGUAGE sql VOLATILE
 AS $fn$
-DECLARE
-    v_seq text := current_setting('pgtrail.context_seq', true);
-    v_set text;
-BEGIN
-    IF extra IS NOT NULL AND jsonb_typeof(extra) <> 'object' THEN
-        RAISE EXCEPTION 'pgtrail.set_context: extra must be a JSON object, got %', jsonb_typeof(extra)
-            USING ERRCODE = '22023',
-                  HINT = 'Pass e.g. ''{"request_id": "r-1", "business_process": "refund"}''::jsonb.';
-    END IF;
-    -- One expression, not a statement per setting: PL/pgSQL evaluates it
-    -- without starting the executor (a PERFORM is a query of its own).
-    v_set := set_config('pgtrail.actor_id', coalesce(actor_id, ''), true)
-             || set_config('pgtrail.actor_name', coalesce(actor_name, ''), true)
-             || set_config('pgtrail.actor_type', coalesce(actor_type, ''), true)
-             || set_config('pgtrail.reason', coalesce(reason, ''), true)
-             -- The extra's text twice (set_config returns what it set): the
-             -- capture casts a pgtrail.context equal to pgtrail.context_checked
-             -- without the checks a SET LOCAL one needs (15_context_record.sql).
-             || set_config('pgtrail.context_checked', set_config('pgtrail.context', coalesce(extra::text, ''), true), true)
-             || set_config('pgtrail.context_seq',
-                           CASE WHEN v_seq ~ '^[0-9]{1,5}$' THEN least(v_seq::integer + 1, 32767)::text ELSE '1' END,
-                           true);
-    -- Once per transaction: have its end checked (outside a transaction
-    -- block the context ends with this very statement), see below. Here
-    -- rather than in a function of its own: a PERFORM and a second
-    -- SECURITY DEFINER call cost more than the check.
-    IF coalesce(current_setting('pgtrail.context_statement', true), '') = '' THEN
-        v_set := set_config('pgtrail.context_statement', statement_timestamp()::text, true);
-        -- pgtrail._outside_transaction() is a constant, folded when this
-        -- expression is planned (once per session): no read of
-        -- pgtrail.setting per transaction.
-        IF current_setting('transaction_read_only') = 'off' AND pgtrail._outside_transaction() <> 'ignore' THEN
-            INSERT INTO pgtrail.context_check AS c (backend_pid) VALUES (pg_backend_pid())
-            ON CONFLICT (backend_pid) DO UPDATE SET backend_pid = c.backend_pid;
-        END IF;
-    END IF;
-END
+    SELECT CASE WHEN
+        (CASE WHEN COALESCE(pg_catalog.jsonb_typeof(extra), 'object') OPERATOR(pg_catalog.=) 'object'
+              THEN pg_catalog.set_config('pgtrail.actor_id', COALESCE(actor_id, ''), true)
+              ELSE pgtrail._set_context_bad_extra(pg_catalog.jsonb_typeof(extra)) END)
+        OPERATOR(pg_catalog.||) pg_catalog.set_config('pgtrail.actor_name', COALESCE(actor_name, ''), true)
+        OPERATOR(pg_catalog.||) pg_catalog.set_config('pgtrail.actor_type', COALESCE(actor_type, ''), true)
+        OPERATOR(pg_catalog.||) pg_catalog.set_config('pgtrail.reason', COALESCE(reason, ''), true)
+        -- The extra's text twice (set_config returns what it set): the
+        -- capture casts a pgtrail.context equal to pgtrail.context_checked
+        -- without the checks a SET LOCAL one needs (15_context_record.sql).
+        OPERATOR(pg_catalog.||) pg_catalog.set_config('pgtrail.context_checked',
+            pg_catalog.set_config('pgtrail.context', COALESCE(extra::pg_catalog.text, ''), true), true)
+        OPERATOR(pg_catalog.||) pg_catalog.set_config('pgtrail.context_seq',
+            CASE WHEN pg_catalog.current_setting('pgtrail.context_seq', true) OPERATOR(pg_catalog.~) '^[0-9]{1,5}$'
+                 THEN LEAST(pg_catalog.current_setting('pgtrail.context_seq', true)::pg_catalog.int4 OPERATOR(pg_catalog.+) 1,
+                            32767)::pg_catalog.text
+                 ELSE '1' END, true)
+        -- Once per transaction: have its end checked (outside a transaction
+        -- block the context ends with this very statement), see below.
+        -- pgtrail._outside_transaction() is a constant, folded when the
+        -- calling statement is planned.
+        OPERATOR(pg_catalog.||) CASE WHEN pgtrail._outside_transaction() OPERATOR(pg_catalog.<>) 'ignore'
+                                      AND COALESCE(pg_catalog.current_setting('pgtrail.context_statement', true), '')
+                                          OPERATOR(pg_catalog.=) ''
+                                     THEN pgtrail._context_check_arm() ELSE '' END
+        IS NULL THEN NULL ELSE ''::pg_catalog.void END
 $fn$;
 
 COMMENT ON FUNCTION pgtrail.set_context(text, text, text, text, jsonb) IS
@@ -72,9 +134,8 @@ CREATE OR REPLACE FUNCTION pgtrail.set_context(
     reason text DEFAULT NULL, extra jsonb DEFAULT NULL)
 RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT pgtrail.set_context($1::text, $2, $3, $4, $5)
+    SELECT pgtrail.set_context($1::pg_catalog.text, $2, $3, $4, $5)
 $fn$;
 
 CREATE OR REPLACE FUNCTION pgtrail.set_context(
@@ -82,9 +143,8 @@ CREATE OR REPLACE FUNCTION pgtrail.set_context(
     reason text DEFAULT NULL, extra jsonb DEFAULT NULL)
 RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT pgtrail.set_context($1::text, $2, $3, $4, $5)
+    SELECT pgtrail.set_context($1::pg_catalog.text, $2, $3, $4, $5)
 $fn$;
 
 -- extra as json or text (a driver's JSON or string type rather than
@@ -97,95 +157,97 @@ CREATE OR REPLACE FUNCTION pgtrail.set_context(
     actor_id text, actor_name text, actor_type text, reason text, extra json)
 RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT pgtrail.set_context($1::text, $2, $3, $4, $5::jsonb)
+    SELECT pgtrail.set_context($1::pg_catalog.text, $2, $3, $4, $5::pg_catalog.jsonb)
 $fn$;
 
 CREATE OR REPLACE FUNCTION pgtrail.set_context(
     actor_id text, actor_name text, actor_type text, reason text, extra text)
 RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT pgtrail.set_context($1::text, $2, $3, $4, $5::jsonb)
+    SELECT pgtrail.set_context($1::pg_catalog.text, $2, $3, $4, $5::pg_catalog.jsonb)
 $fn$;
 
 CREATE OR REPLACE FUNCTION pgtrail.set_context(
     actor_id numeric, actor_name text, actor_type text, reason text, extra json)
 RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT pgtrail.set_context($1::text, $2, $3, $4, $5::jsonb)
+    SELECT pgtrail.set_context($1::pg_catalog.text, $2, $3, $4, $5::pg_catalog.jsonb)
 $fn$;
 
 CREATE OR REPLACE FUNCTION pgtrail.set_context(
     actor_id numeric, actor_name text, actor_type text, reason text, extra text)
 RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT pgtrail.set_context($1::text, $2, $3, $4, $5::jsonb)
+    SELECT pgtrail.set_context($1::pg_catalog.text, $2, $3, $4, $5::pg_catalog.jsonb)
 $fn$;
 
 CREATE OR REPLACE FUNCTION pgtrail.set_context(
     actor_id uuid, actor_name text, actor_type text, reason text, extra json)
 RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT pgtrail.set_context($1::text, $2, $3, $4, $5::jsonb)
+    SELECT pgtrail.set_context($1::pg_catalog.text, $2, $3, $4, $5::pg_catalog.jsonb)
 $fn$;
 
 CREATE OR REPLACE FUNCTION pgtrail.set_context(
     actor_id uuid, actor_name text, actor_type text, reason text, extra text)
 RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT pgtrail.set_context($1::text, $2, $3, $4, $5::jsonb)
+    SELECT pgtrail.set_context($1::pg_catalog.text, $2, $3, $4, $5::pg_catalog.jsonb)
 $fn$;
 
 -- The commit check of set_context. Outside a transaction block (autocommit)
 -- a context ends with the statement that sets it, so the changes that
 -- follow have none. PostgreSQL cannot tell a function whether it runs in a
 -- transaction block, so the check is made at commit: set_context (once per
--- transaction) writes its backend's row of
--- pgtrail.context_check (an unlogged table: no WAL; the row is updated in
+-- transaction, through pgtrail._context_check_arm) writes its backend's row
+-- of pgtrail.context_check (an unlogged table: no WAL; the row is updated in
 -- place from the second transaction on), whose deferred trigger fires when
--- the transaction commits (about 0.05 ms of server CPU per transaction); if the statement then is still set_context's own
--- and nothing was captured in the transaction, the context was set for
--- nothing. [context] outside_transaction in pgtrail.toml says what then:
--- 'warn' (default), 'refuse' (the commit fails: in autocommit, the call
--- itself), 'ignore' (no check, no cost). A read-only transaction is not
--- checked (a standby cannot queue the check).
+-- the transaction commits (about 0.05 ms of server CPU per transaction,
+-- some 145,000 instructions: three times set_context's own; bench/WAL.md);
+-- if the statement then is still set_context's own and nothing was
+-- captured in the transaction (no capture trigger's row, no WAL-mode
+-- context message), the context was set for nothing. [context]
+-- outside_transaction in pgtrail.toml says what then: 'warn' (default),
+-- 'refuse' (the commit fails: in autocommit, the call itself), 'ignore' (no
+-- check, no cost). A read-only transaction is not checked (a standby cannot
+-- queue the check).
 -- Until 0.6.0 the check was a function of its own.
 DROP FUNCTION IF EXISTS pgtrail._check_context_at_commit();
 
 CREATE OR REPLACE FUNCTION pgtrail._context_check_trigger()
 RETURNS trigger
 LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+-- Neither SECURITY DEFINER nor a pinned search_path (it reads the
+-- committing role's own settings; every name is qualified): a settings save
+-- and restore less at every commit.
 AS $fn$
 DECLARE
     v_mode text;
 BEGIN
-    -- Still set_context's statement, nothing captured, and that statement
-    -- alone in its message (a message of several statements is one
-    -- implicit transaction: the context lived through it).
-    IF current_setting('pgtrail.context_statement', true) = statement_timestamp()::text
-       AND coalesce(current_setting('pgtrail.recorded', true), '') = ''
-       AND position(';' IN rtrim(coalesce(current_query(), ''), E' \t\r\n;')) = 0 THEN
+    -- Still set_context's statement, nothing captured (by a capture trigger,
+    -- or a WAL-mode context message), and that statement alone in its
+    -- message (a message of several statements is one implicit
+    -- transaction: the context lived through it).
+    IF pg_catalog.current_setting('pgtrail.context_statement', true)
+           OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp()::pg_catalog.text
+       AND COALESCE(pg_catalog.current_setting('pgtrail.recorded', true), '') OPERATOR(pg_catalog.=) ''
+       AND COALESCE(pg_catalog.current_setting('pgtrail.emitted', true), '') OPERATOR(pg_catalog.=) ''
+       AND pg_catalog.strpos(pg_catalog.rtrim(COALESCE(pg_catalog.current_query(), ''), E' \t\r\n;'), ';')
+           OPERATOR(pg_catalog.=) 0 THEN
         -- Read only here: most transactions end in another statement.
         v_mode := pgtrail._outside_transaction();
-        IF v_mode = 'refuse' THEN
+        IF v_mode OPERATOR(pg_catalog.=) 'refuse' THEN
             RAISE EXCEPTION 'pgtrail.set_context was called outside a transaction block: the context ended with its own statement'
                 USING ERRCODE = '25P01',
                       DETAIL = 'Outside BEGIN ... COMMIT each statement is its own transaction, and the context is transaction-local, so the changes that follow would have no actor. This database refuses it ([context] outside_transaction = "refuse").',
                       HINT = 'Run BEGIN first, then set_context, the changes and COMMIT, on the same connection.';
-        ELSIF v_mode = 'warn' THEN
+        ELSIF v_mode OPERATOR(pg_catalog.=) 'warn' THEN
             RAISE WARNING 'pgtrail.set_context was called outside a transaction block: the context ended with its own statement'
                 USING DETAIL = 'Outside BEGIN ... COMMIT each statement is its own transaction, and the context is transaction-local, so the changes that follow have no actor.',
                       HINT = 'Run BEGIN first, then set_context, the changes and COMMIT, on the same connection. ([context] outside_transaction = "ignore" silences this.)';
@@ -220,26 +282,6 @@ BEGIN
     END IF;
 END
 $fn$;
-
--- (Re)generates pgtrail._outside_transaction(), the setting
--- outside_transaction of pgtrail.setting as a constant: an SQL function
--- that set_context's commit check inlines (so it has no SET clause and is
--- pinned by nothing: it names no object), instead of reading the table in
--- every transaction. Replacing it invalidates the plans that inlined it.
-CREATE OR REPLACE FUNCTION pgtrail._compile_outside_transaction()
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-BEGIN
-    EXECUTE format(
-        E'CREATE OR REPLACE FUNCTION pgtrail._outside_transaction()\nRETURNS text\nLANGUAGE sql IMMUTABLE PARALLEL SAFE\n'
-        'AS $body$SELECT %L::pg_catalog.text$body$',
-        coalesce((SELECT value FROM pgtrail.setting WHERE name = 'outside_transaction'), 'warn'));
-END
-$fn$;
-
-SELECT pgtrail._compile_outside_transaction();
 
 -- The number of the current context within the transaction: 0, plus one for
 -- each pgtrail.set_context() call so far. Inlined into the capture functions.

@@ -52,6 +52,13 @@ GRANT EXECUTE ON FUNCTION pgtrail.set_context(text, text, text, text, text) TO P
 GRANT EXECUTE ON FUNCTION pgtrail.set_context(numeric, text, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.set_context(uuid, text, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgtrail.trigger_names() TO PUBLIC;
+-- set_context is inlined into the caller's statement, so the caller calls
+-- what it calls: the commit check's arming (its own backend's check only),
+-- the refusal of a bad extra, and the outside_transaction constant (which
+-- the commit check, run as the committing role, reads too).
+GRANT EXECUTE ON FUNCTION pgtrail._context_check_arm() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgtrail._set_context_bad_extra(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgtrail._outside_transaction() TO PUBLIC;
 -- The DDL watch reads these as whoever runs the DDL (like trigger_names):
 -- they name pgtrail's triggers and tell whether a WAL-mode table is published.
 GRANT EXECUTE ON FUNCTION pgtrail._id_trigger_names() TO PUBLIC;

@@ -203,6 +203,15 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
     // the owner may call them. And _wal_context, WAL mode's statement
     // trigger, run on every statement: one comparison of two settings with
     // every name in it qualified, then a call of the pinned _wal_emit.
+    // And set_context: its versions are SQL functions inlined into the
+    // caller's statement (no SECURITY DEFINER: they set only the caller's
+    // own settings, every name qualified); the first call of a transaction
+    // calls _context_check_arm (SECURITY DEFINER, every name qualified, to
+    // write the commit check's row), whose trigger _context_check_trigger
+    // runs as the committing role (it reads that role's settings only).
+    // Since set_context runs as its caller, its caller may call
+    // _outside_transaction (the [context] outside_transaction word, which
+    // the inlined set_context and the commit check read).
     let unpinned: Vec<String> = db
         .client
         .query_one(
@@ -218,6 +227,8 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
         unpinned,
         vec![
             "_as_recorded",
+            "_context_check_arm",
+            "_context_check_trigger",
             "_context_seq",
             "_context_span",
             "_diff",
@@ -230,7 +241,16 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
             "_redact_part",
             "_redact_row",
             "_revert_lost",
-            "_wal_context"
+            "_wal_context",
+            "set_context",
+            "set_context",
+            "set_context",
+            "set_context",
+            "set_context",
+            "set_context",
+            "set_context",
+            "set_context",
+            "set_context"
         ]
     );
     let public_can_call: bool = db
@@ -238,7 +258,7 @@ async fn a_search_path_of_the_callers_choosing_cannot_hijack_capture() {
         .query_one(
             "SELECT bool_or(p.proacl IS NULL OR EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0))
              FROM pg_proc p WHERE p.pronamespace = 'pgtrail'::regnamespace AND p.proname IN ('_as_recorded', '_context_seq', '_context_span', '_diff', '_h', '_key', '_marker',
-                               '_marker_scope', '_outside_context_span', '_outside_transaction', '_redact_part', '_redact_row')",
+                               '_marker_scope', '_outside_context_span', '_redact_part', '_redact_row')",
             &[],
         )
         .await

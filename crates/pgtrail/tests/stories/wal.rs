@@ -921,3 +921,55 @@ async fn a_session_wide_mark_cannot_keep_the_session_facts_out_of_the_trail() {
         );
     }
 }
+
+/// A function that sets the context and writes a WAL-mode table in one
+/// autocommit statement used its context: the commit check of
+/// `set_context` lets it commit, even with `outside_transaction =
+/// "refuse"` (it used to look only for trigger mode's mark, which WAL mode
+/// never sets, and refused the write); `set_context` alone is still refused.
+#[tokio::test]
+async fn a_context_set_and_used_in_one_autocommit_statement_is_not_refused_in_wal_mode() {
+    let cluster = logical_cluster();
+    let admin = connect_to(&cluster.url("postgres")).await;
+    admin
+        .batch_execute("CREATE DATABASE context_used")
+        .await
+        .expect("database created");
+    let mut client = connect_to(&cluster.url("context_used")).await;
+    client.batch_execute(SCHEMA).await.expect("schema");
+    let toml = format!("{}outside_transaction = \"refuse\"\n", config("wal"));
+    let config = Config::parse(&toml, "pgtrail.toml").expect("config parses");
+    pgtrail::plan::apply(&mut client, &config).await.expect("apply");
+    client
+        .batch_execute(
+            "CREATE FUNCTION signup(p_id integer) RETURNS void LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pgtrail.set_context(actor_id => 'ann'); INSERT INTO scratch VALUES (p_id, 'new'); END $$;",
+        )
+        .await
+        .expect("function created");
+    client
+        .execute("SELECT signup($1)", &[&1i32])
+        .await
+        .expect("the context was used in its own statement: not refused");
+    let refused = client
+        .execute("SELECT pgtrail.set_context(actor_id => $1)", &[&"bob"])
+        .await
+        .expect_err("a context set for nothing is refused");
+    assert_eq!(
+        refused.as_db_error().map(|e| e.code().code()),
+        Some("25P01"),
+        "{refused:?}"
+    );
+    follow_once(&mut client).await;
+    let actors: Vec<Option<String>> = client
+        .query(
+            "SELECT actor_id FROM pgtrail.changes WHERE table_name = 'scratch' ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("the trail reads")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(actors, vec![Some("ann".to_string())]);
+}

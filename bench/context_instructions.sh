@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# The writer's cost of set_context and of WAL mode's context message, in
+# instructions (callgrind): exact, whatever the machine's load.
+#
+# One throwaway PostgreSQL cluster (wal_level = logical, autovacuum, jit off,
+# synchronous_commit off), databases made by `pgbench -i -s 1` and set up
+# with the server running normally, then the server restarted under
+# `valgrind --tool=callgrind --trace-children=yes` (each backend writes its
+# own file when it exits). A measurement runs a pgbench script with one
+# connection N and 2N times (-M prepared), each a fresh connection; the
+# backend's total at 2N minus at N, over N, is one transaction. Pairs of
+# script and database are interleaved, their order rotated each round.
+#
+# usage: bench/context_instructions.sh [--rounds R] [--transactions N] \
+#            DB=PGTRAIL_BINARY:MODE[:OUTSIDE] ...
+#   DB=none            a database without pgtrail (no audit)
+#   DB=BIN:wal         pgtrail applied by BIN, every table in WAL mode
+#   DB=BIN:trigger     the same in trigger mode
+#   OUTSIDE            [context] outside_transaction (warn by default)
+# e.g. bench/context_instructions.sh noaudit=none before=/path/to/old/pgtrail:wal \
+#          now=target/release/pgtrail:wal ignore=target/release/pgtrail:wal:ignore
+#
+# Scripts, each per database (no audit: the same without set_context):
+#   tpcb-ctx   pgbench's TPC-B with SELECT pgtrail.set_context(...) after BEGIN
+#   tpcb       TPC-B without set_context
+#   ctx-only   BEGIN; set_context; END      (against `BEGIN; SELECT 1; END`)
+#   one-ctx    BEGIN; set_context; one UPDATE of pgbench_branches; END
+# Needs valgrind, pgbench and the server binaries (PGTRAIL_PG_BIN or pg_config).
+set -euo pipefail
+
+rounds=3
+n=300
+while [[ $# -gt 0 && "$1" == --* ]]; do
+    case "$1" in
+        --rounds) rounds="$2"; shift 2 ;;
+        --transactions) n="$2"; shift 2 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+done
+[[ $# -gt 0 ]] || { sed -n '2,27p' "$0"; exit 2; }
+
+bin="${PGTRAIL_PG_BIN:-$(pg_config --bindir)}"
+root="$(mktemp -d "${TMPDIR:-/tmp}/pgtrail-context-instructions.XXXXXX")"
+chmod 755 "$root"
+port=$((50000 + RANDOM % 10000))
+as_server() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg=(-h "$root" -p "$port" -U postgres)
+mkdir -p "$root/out" "$root/scripts"
+[[ $(id -u) == 0 ]] && chown -R postgres "$root"
+chmod 1777 "$root/out"
+cleanup() {
+    as_server "$bin/pg_ctl" -D "$root/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$root"
+}
+trap cleanup EXIT
+
+tpcb() { # $1: the set_context line or nothing
+    printf '\\set aid random(1, 100000)\n\\set bid random(1, 1)\n\\set tid random(1, 10)\n\\set delta random(-5000, 5000)\nBEGIN;\n%s' "$1"
+    printf 'UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;\n'
+    printf 'SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n'
+    printf 'UPDATE pgbench_tellers SET tbalance = tbalance + :delta WHERE tid = :tid;\n'
+    printf 'UPDATE pgbench_branches SET bbalance = bbalance + :delta WHERE bid = :bid;\n'
+    printf 'INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);\nEND;\n'
+}
+ctx="SELECT pgtrail.set_context(actor_id => 'bench', reason => 'tpcb');"
+tpcb "$ctx"$'\n' > "$root/scripts/tpcb-ctx"
+tpcb "" > "$root/scripts/tpcb"
+printf 'BEGIN;\n%s\nEND;\n' "$ctx" > "$root/scripts/ctx-only"
+printf 'BEGIN;\nSELECT 1;\nEND;\n' > "$root/scripts/ctx-only.plain"
+printf '\\set bid random(1, 1)\nBEGIN;\n%s\nUPDATE pgbench_branches SET bbalance = bbalance + 1 WHERE bid = :bid;\nEND;\n' "$ctx" > "$root/scripts/one-ctx"
+printf '\\set bid random(1, 1)\nBEGIN;\nUPDATE pgbench_branches SET bbalance = bbalance + 1 WHERE bid = :bid;\nEND;\n' > "$root/scripts/one-ctx.plain"
+cp "$root/scripts/tpcb" "$root/scripts/tpcb-ctx.plain"
+cp "$root/scripts/tpcb" "$root/scripts/tpcb.plain"
+
+as_server "$bin/initdb" -D "$root/data" -U postgres -A trust >/dev/null
+cat >> "$root/data/postgresql.conf" <<CONF
+wal_level = logical
+autovacuum = off
+jit = off
+synchronous_commit = off
+unix_socket_directories = '$root'
+listen_addresses = ''
+port = $port
+max_wal_size = 4GB
+CONF
+as_server "$bin/pg_ctl" -D "$root/data" -l "$root/log" -w start >/dev/null
+dbs=()
+declare -A plain
+for spec in "$@"; do
+    db="${spec%%=*}"
+    rest="${spec#*=}"
+    IFS=: read -r pgtrail mode outside <<<"$rest"
+    dbs+=("$db")
+    "$bin/createdb" "${pg[@]}" "$db"
+    "$bin/pgbench" "${pg[@]}" -i -s 1 -q "$db" >/dev/null 2>&1
+    if [[ "$pgtrail" == none ]]; then
+        plain[$db]=1
+        continue
+    fi
+    {
+        printf '[capture]\nmode = "%s"\n' "${mode:-trigger}"
+        [[ -n "${outside:-}" ]] && printf '[context]\noutside_transaction = "%s"\n' "$outside"
+    } > "$root/$db.toml"
+    "$pgtrail" apply --config "$root/$db.toml" --database-url "host=$root port=$port user=postgres dbname=$db" >/dev/null
+done
+as_server "$bin/pg_ctl" -D "$root/data" -w stop >/dev/null
+as_server bash -c "valgrind --tool=callgrind --trace-children=yes -q \
+    --callgrind-out-file='$root/out/callgrind.out.%p' '$bin/postgres' -D '$root/data' > '$root/valgrind.log' 2>&1 &"
+for _ in $(seq 300); do "$bin/pg_isready" "${pg[@]}" -q && break; sleep 1; done
+
+# The instructions of the one backend of `pgbench -c 1 -t $3 -f $1 $2`
+# (pgbench's first connection, which only looks, is the smaller file).
+backend_total() {
+    sleep 1
+    rm -f "$root"/out/callgrind.out.*
+    "$bin/pgbench" "${pg[@]}" -n -M prepared -c 1 -t "$3" -f "$1" "$2" >/dev/null 2>"$root/pgbench.err" \
+        || { cat "$root/pgbench.err" >&2; exit 1; }
+    for _ in $(seq 600); do
+        [[ $(grep -l '^totals:' "$root"/out/callgrind.out.* 2>/dev/null | wc -l) -ge 2 ]] && break
+        sleep 0.2
+    done
+    sleep 1
+    grep -h '^totals:' "$root"/out/callgrind.out.* | awk '{print $2}' | sort -n | tail -1
+}
+
+pairs=()
+for script in tpcb-ctx tpcb ctx-only one-ctx; do
+    for db in "${dbs[@]}"; do pairs+=("$script:$db"); done
+done
+for db in "${dbs[@]}"; do
+    file="$root/scripts/tpcb-ctx"
+    [[ -n "${plain[$db]:-}" ]] && file="$root/scripts/tpcb-ctx.plain"
+    backend_total "$file" "$db" 20 >/dev/null   # warm the shared caches
+done
+echo "round script database instructions_per_transaction"
+for r in $(seq "$rounds"); do
+    k=${#pairs[@]}
+    for i in $(seq 0 $((k - 1))); do
+        IFS=: read -r script db <<<"${pairs[$(((i + r) % k))]}"
+        file="$root/scripts/$script"
+        [[ -n "${plain[$db]:-}" ]] && file="$root/scripts/$script.plain"
+        a=$(backend_total "$file" "$db" "$n")
+        b=$(backend_total "$file" "$db" $((2 * n)))
+        echo "$r $script $db $(((b - a) / n))"
+    done
+done
