@@ -76,6 +76,20 @@ pub(crate) async fn follow_once_over_sql(client: &mut Client) -> pgtrail::follow
     follow_once_by(client, None).await
 }
 
+/// The actor of each recorded change of table `scratch`, in order.
+async fn scratch_actors(client: &Client) -> Vec<Option<String>> {
+    client
+        .query(
+            "SELECT actor_id FROM pgtrail.changes WHERE table_name = 'scratch' ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("the trail reads")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 async fn follow_once_by(
     client: &mut Client,
     replication: Option<pgtrail::follow::Replication>,
@@ -811,16 +825,7 @@ async fn a_context_trigger_made_by_0_6_0_emits_once_after_the_upgrade() {
         .get(0);
     assert_eq!(gaps, 0);
     follow_once(&mut client).await;
-    let actors: Vec<Option<String>> = client
-        .query(
-            "SELECT actor_id FROM pgtrail.changes WHERE table_name = 'scratch' ORDER BY id",
-            &[],
-        )
-        .await
-        .expect("the trail reads")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let actors = scratch_actors(&client).await;
     assert_eq!(actors, vec![Some("ann".to_string()), Some("ann".to_string())]);
 }
 
@@ -873,16 +878,7 @@ async fn a_session_wide_mark_cannot_keep_the_session_facts_out_of_the_trail() {
         if mode == "wal" {
             follow_once(&mut client).await;
         }
-        let actors: Vec<Option<String>> = client
-            .query(
-                "SELECT actor_id FROM pgtrail.changes WHERE table_name = 'scratch' ORDER BY id",
-                &[],
-            )
-            .await
-            .expect("the trail reads")
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let actors = scratch_actors(&client).await;
         // (RESET ALL resets set_context's settings too: no actor after it.)
         assert_eq!(
             actors,
@@ -961,15 +957,6 @@ async fn a_context_set_and_used_in_one_autocommit_statement_is_not_refused_in_wa
         "{refused:?}"
     );
     follow_once(&mut client).await;
-    let actors: Vec<Option<String>> = client
-        .query(
-            "SELECT actor_id FROM pgtrail.changes WHERE table_name = 'scratch' ORDER BY id",
-            &[],
-        )
-        .await
-        .expect("the trail reads")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let actors = scratch_actors(&client).await;
     assert_eq!(actors, vec![Some("ann".to_string())]);
 }
