@@ -19,6 +19,7 @@ const RELEASED: &[(&str, &str)] = &[
     ("0.5.0", include_str!("../../../capture/sql/released/0.5.0.sql")),
     ("0.6.0", include_str!("../../../capture/sql/released/0.6.0.sql")),
     ("0.7.0", include_str!("../../../capture/sql/released/0.7.0.sql")),
+    ("0.8.0", include_str!("../../../capture/sql/released/0.8.0.sql")),
 ];
 
 #[tokio::test]
