@@ -325,11 +325,11 @@ fn variant_body(v: Variant, body: &str) -> Result<String> {
             format!("{}{}{}", &body[..s], SET_FLAG, &body[e..])
         }
         Variant::NoGuard => {
-            let guard = "(SELECT * FROM pgtrail_old WHERE NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1) OFFSET 0) AS o";
+            let guard = "(SELECT * FROM pgtrail_old WHERE NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1) LIMIT 1) AS o";
             if !body.contains(guard) {
                 bail!("the generated function has no one-row guard");
             }
-            body.replacen(guard, "pgtrail_old AS o", 1)
+            body.replacen(guard, "(SELECT * FROM pgtrail_old LIMIT 1) AS o", 1)
         }
         Variant::NoLongCheck => {
             let check = "IF v_now OPERATOR(pg_catalog.<) pg_catalog.transaction_timestamp()";

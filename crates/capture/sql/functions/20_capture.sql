@@ -362,7 +362,9 @@ $fn$;
 
 -- The INSERT of an UPDATE's changes, for a function of kind 'rows':
 -- p_pairs yields the old and new rows as JSON (oj, nj; ignored columns
--- removed), which pgtrail._diff compares; stamped with p_at.
+-- removed), compared key by key in the statement itself (what
+-- pgtrail._diff does, written inline: a PL/pgSQL call per row cost more
+-- than the comparison); stamped with p_at.
 DROP FUNCTION IF EXISTS pgtrail._update_rows_sql(pgtrail.audited_table, text);
 CREATE OR REPLACE FUNCTION pgtrail._update_rows_sql(t pgtrail.audited_table, p_pairs text, p_at text)
 RETURNS text
@@ -377,7 +379,15 @@ AS $fn$
         '            FROM (SELECT p.oj, p.nj, pgtrail._key(p.oj, %L::pg_catalog.text[]) AS ok,\n'
         '                         pgtrail._key(p.nj, %L::pg_catalog.text[]) AS nk\n'
         '                  FROM (%s) AS p OFFSET 0) AS x\n'
-        '            CROSS JOIN LATERAL pgtrail._diff(x.oj, x.nj) AS d\n'
+        '            CROSS JOIN LATERAL (\n'
+        '                SELECT pg_catalog.array_agg(e.key ORDER BY e.key) AS fields,\n'
+        '                       pg_catalog.jsonb_object_agg(e.key, x.oj OPERATOR(pg_catalog.->) e.key) AS old_values,\n'
+        '                       pg_catalog.jsonb_object_agg(e.key, e.value) AS new_values\n'
+        '                FROM pg_catalog.jsonb_each(x.nj) AS e\n'
+        '                WHERE (x.oj OPERATOR(pg_catalog.->) e.key) IS DISTINCT FROM e.value\n'
+        '                   OR (pg_catalog.jsonb_typeof(e.value) OPERATOR(pg_catalog.=) ''number''\n'
+        '                       AND (x.oj OPERATOR(pg_catalog.->) e.key)::pg_catalog.text\n'
+        '                           OPERATOR(pg_catalog.<>) e.value::pg_catalog.text)) AS d\n'
         '            WHERE d.fields IS NOT NULL',
         t.id, p_at,
         CASE WHEN cardinality(t.key_columns) > 0 THEN 'x.nk' ELSE pgtrail._redacted_sql(t, 'x.nk') END,
@@ -432,9 +442,16 @@ BEGIN
         v_many := pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid), true, '', 'v_now');
         v_changed := pgtrail._changed_columns_sql(t, p_relid);
     ELSE
+        -- The same one-row test gating the old side, and the same LIMIT 1
+        -- sides, as above (without them this statement was planned as a
+        -- join of N x N rows in a statement of N, and JIT-compiled). Each
+        -- side turns its row into JSON itself, as the multi-row pairing
+        -- does.
         v_one := pgtrail._update_rows_sql(t, format(
-            'SELECT pg_catalog.to_jsonb(o.*)%1$s AS oj, pg_catalog.to_jsonb(n.*)%1$s AS nj '
-            'FROM pgtrail_old AS o, pgtrail_new AS n WHERE NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1)', v_ignore), 'v_now');
+            'SELECT o.j AS oj, n.j AS nj '
+            'FROM (SELECT pg_catalog.to_jsonb(r.*)%1$s AS j FROM pgtrail_old AS r '
+            'WHERE NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1) LIMIT 1) AS o, '
+            '(SELECT pg_catalog.to_jsonb(r.*)%1$s AS j FROM pgtrail_new AS r LIMIT 1) AS n', v_ignore), 'v_now');
         v_many := pgtrail._update_rows_sql(t, format(
             'SELECT o.j AS oj, n.j AS nj '
             'FROM (SELECT pg_catalog.row_number() OVER () AS p, pg_catalog.to_jsonb(r.*)%1$s AS j FROM pgtrail_old AS r) AS o '

@@ -3,7 +3,8 @@
 //! exactly the same: the same rows, keys, old and new values and changed
 //! fields, whatever the statement does to the keys (changed, swapped), with
 //! either kind of generated capture function ('columns', which compares
-//! columns, and 'rows', which diffs whole rows).
+//! columns, and 'rows', which diffs whole rows), with changed values only or
+//! full images.
 
 use serde_json::Value;
 use tokio_postgres::Client;
@@ -15,6 +16,14 @@ const TABLE: &str = "(id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, seq int 
 
 const CONFIG: &str = r#"
 [capture]
+ignore_columns = ["updated_at"]
+redact_columns = ["secret"]
+"#;
+
+/// The same with full images: both whole rows and the changed fields.
+const CONFIG_FULL: &str = r#"
+[capture]
+images = "full"
 ignore_columns = ["updated_at"]
 redact_columns = ["secret"]
 "#;
@@ -79,17 +88,106 @@ async fn trail_of(client: &Client, table: &str) -> Vec<(Value, Option<Value>, Va
 
 #[tokio::test]
 async fn a_statement_of_many_rows_records_what_one_row_at_a_time_records() {
-    compare(None).await;
+    compare(None, CONFIG).await;
 }
 
 #[tokio::test]
 async fn the_kind_that_diffs_whole_rows_records_the_same() {
-    compare(Some("rows")).await;
+    compare(Some("rows"), CONFIG).await;
+}
+
+#[tokio::test]
+async fn with_full_images_a_statement_of_many_rows_records_what_one_row_at_a_time_records() {
+    compare(None, CONFIG_FULL).await;
+}
+
+#[tokio::test]
+async fn with_full_images_the_kind_that_diffs_whole_rows_records_the_same() {
+    compare(Some("rows"), CONFIG_FULL).await;
+}
+
+#[tokio::test]
+async fn the_two_kinds_record_the_same() {
+    compare_kinds(CONFIG).await;
+}
+
+#[tokio::test]
+async fn with_full_images_the_two_kinds_record_the_same() {
+    compare_kinds(CONFIG_FULL).await;
+}
+
+/// Runs UPDATES on a table whose capture function is of kind 'columns' and
+/// on one of kind 'rows', the first half of the rows as one statement, the
+/// rest row by row, and checks the trails are identical (`compare` holds
+/// each kind's two paths to each other; this holds the kinds to each other).
+async fn compare_kinds(config: &str) {
+    let schema = format!(
+        "CREATE TABLE cols_t {TABLE}; CREATE TABLE rows_t {TABLE};
+         INSERT INTO cols_t SELECT g, g, 'u' || g || '@x', 'n' || g, g / 7.0, g * 1.5, ARRAY['a', g::text],
+                                   json_build_object('g', g), jsonb_build_object('g', g),
+                                   '2026-01-01'::timestamptz + g * interval '1 minute', 'pw', now()
+                            FROM generate_series(1, 300) g;
+         INSERT INTO rows_t SELECT * FROM cols_t;"
+    );
+    let db = audited_db(&schema, config).await;
+    db.client
+        .batch_execute(
+            "SELECT pgtrail._compile_capture(id, format('%I.%I', table_schema, table_name)::regclass, 'rows')
+             FROM pgtrail.audited_table WHERE table_name = 'rows_t'",
+        )
+        .await
+        .expect("a capture function of kind 'rows'");
+    let kinds: Vec<(String, String)> = db
+        .client
+        .query(
+            "SELECT t.table_name::text, substring(p.prosrc FROM 'kind ''([a-z]+)''')
+             FROM pgtrail.audited_table t JOIN pg_proc p ON p.proname = '_capture_' || t.id ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("capture functions")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("cols_t".into(), "columns".into()),
+            ("rows_t".into(), "rows".into())
+        ]
+    );
+    for update in UPDATES {
+        for table in ["cols_t", "rows_t"] {
+            let mut script = update.replace("{t}", table).replace("{slice}", "seq <= 150");
+            script.push_str(";\nBEGIN;\n");
+            for seq in 151..=300 {
+                script.push_str(
+                    &update
+                        .replace("{t}", table)
+                        .replace("{slice}", &format!("seq = {seq}")),
+                );
+                script.push_str(";\n");
+            }
+            script.push_str("COMMIT;");
+            db.client
+                .batch_execute(&script)
+                .await
+                .unwrap_or_else(|e| panic!("{update} on {table}: {e}"));
+        }
+    }
+    let cols = trail_of(&db.client, "cols_t").await;
+    let rows = trail_of(&db.client, "rows_t").await;
+    assert!(cols.len() > 600, "the updates changed rows: {}", cols.len());
+    assert_eq!(cols.len(), rows.len());
+    for (c, r) in cols.iter().zip(&rows) {
+        assert_eq!(c, r);
+    }
 }
 
 /// Runs UPDATES both ways, with capture functions of `kind` (or the kind
-/// they get by default), and checks the trails are identical.
-async fn compare(kind: Option<&str>) {
+/// they get by default) and the capture settings of `config`, and checks
+/// the trails are identical.
+async fn compare(kind: Option<&str>, config: &str) {
     let schema = format!(
         "CREATE TABLE many_t {TABLE}; CREATE TABLE one_t {TABLE};
          INSERT INTO many_t SELECT g, g, 'u' || g || '@x', 'n' || g, g / 7.0, g * 1.5, ARRAY['a', g::text],
@@ -98,7 +196,7 @@ async fn compare(kind: Option<&str>) {
                             FROM generate_series(1, 300) g;
          INSERT INTO one_t SELECT * FROM many_t;"
     );
-    let db = audited_db(&schema, CONFIG).await;
+    let db = audited_db(&schema, config).await;
     if let Some(kind) = kind {
         db.client
             .batch_execute(&format!(

@@ -2,7 +2,8 @@
 //! review like any other: their text for a table with a composite key, an
 //! ignored and a redacted column, and for one without a key, is kept as a
 //! snapshot (tests/stories/snapshots), so every change to what capture runs
-//! shows up in review.
+//! shows up in review; so is the kind that diffs whole rows (used without
+//! the DDL watch), for the first table with full images.
 
 use crate::support::audited_db;
 
@@ -37,4 +38,21 @@ async fn the_capture_functions_generated_for_two_tables() {
     let db = audited_db(SCHEMA, CONFIG).await;
     insta::assert_snapshot!("capture_of_memberships", function_of(&db, "memberships").await);
     insta::assert_snapshot!("capture_of_events", function_of(&db, "events").await);
+}
+
+#[tokio::test]
+async fn the_capture_function_that_diffs_whole_rows_with_full_images() {
+    let config = format!("{CONFIG}images = \"full\"\n");
+    let db = audited_db(SCHEMA, &config).await;
+    db.client
+        .batch_execute(
+            "SELECT pgtrail._compile_capture(id, format('%I.%I', table_schema, table_name)::regclass, 'rows')
+             FROM pgtrail.audited_table WHERE table_name = 'memberships'",
+        )
+        .await
+        .expect("a capture function of kind 'rows'");
+    insta::assert_snapshot!(
+        "capture_of_memberships_rows_full",
+        function_of(&db, "memberships").await
+    );
 }
