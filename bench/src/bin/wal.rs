@@ -37,6 +37,12 @@
 //! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --ways stream,stream-server-values --rounds 3`
 //! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --ways stream,stream-basic-values --rounds 5`
 //! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --lag-only --ways stream --lag-rows 10 --lag-rate 10000`
+//! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --ways stream,stream-serial --rounds 5`
+//!
+//! `stream-serial` builds each batch and then writes it on the one
+//! connection; `stream` (since 2026-12-06) hands each built batch to a
+//! trail writer with a connection of its own and builds the next meanwhile.
+//! The follower's backend CPU is both connections' backends.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -109,6 +115,10 @@ enum Transport {
     /// JSON by the follower (`char(n)`, `numeric`, timestamps and the rest
     /// by the server, as before the follower converted those too).
     StreamBasicValues,
+    /// Streamed, each batch built and then written on the one connection
+    /// (as before the trail writer's second connection wrote batch N while
+    /// N+1 was built).
+    StreamSerial,
 }
 
 impl Transport {
@@ -118,14 +128,24 @@ impl Transport {
             Transport::Sql => "sql",
             Transport::StreamServerValues => "stream-server-values",
             Transport::StreamBasicValues => "stream-basic-values",
+            Transport::StreamSerial => "stream-serial",
         }
     }
 
     fn streams(self) -> bool {
         matches!(
             self,
-            Transport::Stream | Transport::StreamServerValues | Transport::StreamBasicValues
+            Transport::Stream
+                | Transport::StreamServerValues
+                | Transport::StreamBasicValues
+                | Transport::StreamSerial
         )
+    }
+
+    /// Whether batches are written on a second connection while the next
+    /// is built.
+    fn pipeline(self) -> bool {
+        self != Transport::StreamSerial
     }
 
     /// Which values the follower converts itself.
@@ -133,7 +153,7 @@ impl Transport {
         match self {
             Transport::StreamServerValues => pgtrail::follow::Values::Server,
             Transport::StreamBasicValues => pgtrail::follow::Values::Basic,
-            Transport::Stream | Transport::Sql => pgtrail::follow::Values::Here,
+            Transport::Stream | Transport::Sql | Transport::StreamSerial => pgtrail::follow::Values::Here,
         }
     }
 }
@@ -181,6 +201,13 @@ impl Variant {
         }
     }
 }
+
+/// The slot's walsender.
+const WALSENDER: &str = "SELECT active_pid FROM pg_replication_slots WHERE slot_name = pgtrail.wal_slot()";
+
+/// The follower's trail writer (its second connection).
+const WRITER: &str = "SELECT pid FROM pg_stat_activity
+     WHERE application_name = 'pgtrail follow writer' AND datname = current_database()";
 
 /// Values per metric and label (a variant, or "wal+follower"), per round.
 #[derive(Default)]
@@ -474,14 +501,17 @@ impl Bench {
         // Over SQL the slot's active process is the backend itself: no
         // walsender to add.
         let walsender = match transport.streams() {
-            true => Some(self.walsender_ticks(done_rx).await?),
+            true => Some(self.ticks_of(WALSENDER, done_rx.clone()).await?),
             false => None,
         };
+        // Pipelined, the trail is written by a second connection of its own.
+        let writer = self.ticks_of(WRITER, done_rx).await?;
         let started = Instant::now();
         let options = FollowOptions {
             once: true,
             replication: self.replication(transport)?,
             values: transport.values(),
+            pipeline: transport.pipeline(),
             ..FollowOptions::default()
         };
         let report = pgtrail::follow::run(&mut client, &options, std::future::pending()).await?;
@@ -492,17 +522,20 @@ impl Bench {
             Some(task) => task.await??,
             None => 0,
         };
+        let writer = writer.await??;
         let per = |ticks: u64| ticks as f64 * 1e6 / self.clk_tck as f64 / report.changes.max(1) as f64;
-        let backend = per(procstat::cpu_ticks(pid)? - backend);
+        let backend = per(procstat::cpu_ticks(pid)? - backend + writer);
         let walsender = per(walsender);
         let process = per(procstat::cpu_ticks(own)? - process);
         Ok((report.changes, seconds, backend, walsender, process))
     }
 
-    /// The CPU ticks of the slot's walsender (the process streaming it),
-    /// sampled every 2 ms until `done` (it exits when the stream ends).
-    async fn walsender_ticks(
+    /// The CPU ticks of the server process `find` names (the slot's
+    /// walsender, or the follower's trail writer), sampled every 2 ms until
+    /// `done` (it exits when the follower ends); 0 if it never appeared.
+    async fn ticks_of(
         &self,
+        find: &'static str,
         mut done: tokio::sync::watch::Receiver<bool>,
     ) -> Result<tokio::task::JoinHandle<Result<u64>>> {
         let watcher = server::connect(&self.cluster, Variant::Wal.database()).await?;
@@ -512,13 +545,7 @@ impl Bench {
             loop {
                 match pid {
                     None => {
-                        pid = watcher
-                            .query_one(
-                                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = pgtrail.wal_slot()",
-                                &[],
-                            )
-                            .await?
-                            .get(0);
+                        pid = watcher.query_opt(find, &[]).await?.and_then(|r| r.get(0));
                     }
                     Some(pid) => match procstat::cpu_ticks(pid) {
                         Ok(now) => ticks = now,
@@ -546,6 +573,7 @@ impl Bench {
         let options = FollowOptions {
             replication: self.replication(transport)?,
             values: transport.values(),
+            pipeline: transport.pipeline(),
             ..FollowOptions::default()
         };
         Ok(tokio::spawn(async move {

@@ -34,6 +34,7 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
     Some((u64::from_str_radix(high, 16).ok()? << 32) | u64::from_str_radix(low, 16).ok()?)
 }
 
+#[derive(Clone)]
 pub(crate) struct Slot {
     pub(crate) name: String,
     /// current_database(): sinks name their subjects by it.
@@ -308,7 +309,19 @@ pub(crate) async fn write_batch(
     options: &FollowOptions,
     sink: Option<&mut (dyn Sink + '_)>,
 ) -> Result<Written, FollowError> {
-    let write_trail = options.write_trail;
+    let batch = build_batch(client, relations, transactions, versions).await?;
+    commit_batch(client, slot, &batch, options.write_trail, sink).await
+}
+
+/// The trail rows of `transactions` (values, keys, diffs and markers, by
+/// the tables' settings as they are now), ready for [`commit_batch`]:
+/// reads the catalog and the settings on `client`, writes nothing.
+pub(crate) async fn build_batch(
+    client: &Client,
+    relations: &mut Relations,
+    transactions: &[Transaction],
+    versions: &[transaction::RelationVersion],
+) -> Result<Batch, FollowError> {
     // Every row of the batch as JSON, one statement per relation version.
     let mut rows_of: BTreeMap<usize, Vec<&[Value]>> = BTreeMap::new();
     for tx in transactions {
@@ -388,6 +401,20 @@ pub(crate) async fn write_batch(
             );
         }
     }
+    Ok(batch)
+}
+
+/// Writes `batch` (each transaction with the position after it) in one
+/// database transaction on `client`, handing its changes to `sink` before
+/// it commits; without `write_trail`, rolls it back once the sink has
+/// them. Returns the transactions and changes written.
+pub(crate) async fn commit_batch(
+    client: &mut Client,
+    slot: &Slot,
+    batch: &Batch,
+    write_trail: bool,
+    sink: Option<&mut (dyn Sink + '_)>,
+) -> Result<Written, FollowError> {
     let mut written = Written::default();
     if batch.lsn.is_empty() {
         return Ok(written);
@@ -397,7 +424,7 @@ pub(crate) async fn write_batch(
         .transaction()
         .await
         .map_err(FollowError::database("starting the trail's transaction"))?;
-    let (lsn_of, ids) = write_copy(&db, slot, &batch, sink.is_some(), &mut written).await?;
+    let (lsn_of, ids) = write_copy(&db, slot, batch, sink.is_some(), &mut written).await?;
     if let Some(sink) = sink {
         let changes = changes_for_sink(&db, &lsn_of, &ids).await?;
         written.published =
@@ -650,7 +677,7 @@ pub(crate) struct Written {
 /// A batch as the follower writes it: per transaction, per trail row, per
 /// (transaction, ctx).
 #[derive(Default)]
-struct Batch {
+pub(crate) struct Batch {
     lsn: Vec<String>,
     xid: Vec<i64>,
     at: Vec<i64>,

@@ -28,7 +28,9 @@
 //! - [`rows`]: the trail row of each change (key, diff, redaction);
 //! - [`sink`]: where changes go besides (or instead of) the trail;
 //! - [`follower`]: the loop over SQL, and the batch writing both share;
-//! - [`stream`]: the loop over a replication connection.
+//! - [`stream`]: the loop over a replication connection;
+//! - [`writer`]: the streaming follower's trail writer (a second
+//!   connection writing batch N while N+1 is built).
 
 pub mod follower;
 pub mod pgoutput;
@@ -37,6 +39,7 @@ pub mod sink;
 pub mod stream;
 pub mod transaction;
 pub mod values;
+pub mod writer;
 
 use std::time::Duration;
 
@@ -63,6 +66,11 @@ pub struct FollowOptions {
     /// ([`Values::Here`]); the others only to compare the ways, in
     /// benchmarks and tests.
     pub values: Values,
+    /// Streaming into the trail (no sink): write each batch on a second
+    /// connection while the next is read and built ([`stream`]). `false`
+    /// builds and writes each batch in turn on the one connection, as
+    /// without it; for benchmarks and tests.
+    pub pipeline: bool,
 }
 
 impl Default for FollowOptions {
@@ -74,6 +82,7 @@ impl Default for FollowOptions {
             write_trail: true,
             replication: None,
             values: Values::Here,
+            pipeline: true,
         }
     }
 }
@@ -134,6 +143,8 @@ pub enum FollowError {
     },
     #[error("the slot sent something this follower cannot read: {0}")]
     Protocol(String),
+    #[error("the follower's trail writer stopped without reporting why")]
+    WriterLost,
     #[error("{context}: {}", pgtrail_catalog::pg_error::describe(.error))]
     Database {
         context: String,

@@ -5,15 +5,22 @@
 //! change once and streams it while the follower writes.
 //!
 //! Committed transactions are gathered into batches (up to `batch_size`
-//! changes, or what arrived until the stream paused, or [`LINGER`]) and
-//! written as over SQL ([`crate::follower::write_batch`]: the position in
-//! the same transaction, a sink before it commits). Only then is the end
-//! of the batch acknowledged (the standby status update's flush position),
+//! changes, or what arrived until the stream paused, or [`LINGER`]), their
+//! trail rows built ([`crate::follower::build_batch`]) and written as over
+//! SQL ([`crate::follower::commit_batch`]: the position in the same
+//! transaction, a sink before it commits). Into the trail alone, the
+//! writing is done by the trail writer ([`crate::writer`], a second
+//! connection) while the next batch is read and built, the batches
+//! committed in order; with a sink, or without that connection, each batch
+//! is built and written in turn on this one. Only once a batch is committed
+//! is its end acknowledged (the standby status update's flush position),
 //! so the slot keeps everything not yet in the trail: a follower killed at
 //! any point starts again from the trail's position and writes nothing
 //! twice. A keepalive's WAL end, while no transaction is open, is
 //! acknowledged once what came before it is written (all committed before
-//! it was received), so the slot's lag shows what is really left.
+//! it was received: with the batch built after it, or at once when nothing
+//! is pending or being written), so the slot's lag shows what is really
+//! left.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +33,7 @@ use crate::pgoutput::{self, Message};
 use crate::sink::Sink;
 use crate::transaction::{Assembler, Transaction};
 use crate::values::Relations;
+use crate::writer::{Ends, Writer};
 use crate::{FollowError, FollowOptions, FollowReport};
 
 /// How long committed transactions wait for more before they are written
@@ -129,6 +137,19 @@ pub(crate) async fn run(
         .map_err(FollowError::database("reading the time zone"))?
         .get(0);
     let settings = session_options(&zone);
+    // Into the trail alone: batches written on a second connection while
+    // the next are read and built; on this one, in turn, if that
+    // connection cannot be opened.
+    let mut writer = match options.pipeline && options.write_trail && sink.is_none() {
+        true => match Writer::open(replication, &slot).await {
+            Ok(writer) => Some(writer),
+            Err(error) => {
+                warn!(%error, "pgtrail follow: no second connection for the trail writer; building and writing each batch in turn");
+                None
+            }
+        },
+        false => None,
+    };
     let mut stream = open(replication, &slot, &publication, &settings).await?;
     let metrics = stream.metrics();
     info!(slot = %slot.name, position = %lsn_text(slot.position), "pgtrail follow: streaming the slot");
@@ -162,74 +183,126 @@ pub(crate) async fn run(
                         && (pending_changes >= SMALL_BATCH || pending_since.elapsed() >= LINGER)
                 });
             if write_now {
-                let batch = std::mem::take(&mut pending);
+                let decoded = std::mem::take(&mut pending);
                 pending_changes = 0;
-                let written = follower::write_batch(
-                    client,
-                    &slot,
-                    &mut relations,
-                    &batch,
-                    assembler.relations(),
-                    options,
-                    sink.as_deref_mut(),
-                )
-                .await?;
-                let end = batch.iter().map(|t| t.end_lsn).max().unwrap_or(0);
-                slot.position = slot.position.max(end);
-                report.transactions += written.transactions;
-                report.changes += written.changes;
-                report.published += written.published;
-                report.position = Some(lsn_text(slot.position));
-                progress.add(&written);
-                let safe = slot.position.max(received);
-                if safe > acknowledged {
-                    acknowledged = safe;
-                    stream.update_applied_lsn(Lsn::from_u64(acknowledged));
+                let end = decoded.iter().map(|t| t.end_lsn).max().unwrap_or(0);
+                // Nothing is pending now: every transaction committed before
+                // `received` is in this batch or an earlier one.
+                let ends = Ends {
+                    end,
+                    safe: end.max(received),
+                };
+                let batch =
+                    follower::build_batch(client, &mut relations, &decoded, assembler.relations()).await?;
+                let written = match writer.as_mut() {
+                    Some(writer) => {
+                        writer.hand(batch, ends, decoded).await?;
+                        None
+                    }
+                    None => Some(
+                        follower::commit_batch(
+                            client,
+                            &slot,
+                            &batch,
+                            options.write_trail,
+                            sink.as_deref_mut(),
+                        )
+                        .await?,
+                    ),
+                };
+                if let Some(written) = written {
+                    settle(&written, ends, &mut slot, &mut report, &mut progress);
+                    after_batch(
+                        client,
+                        options,
+                        &slot,
+                        &stream,
+                        &metrics,
+                        ends,
+                        &mut acknowledged,
+                        &mut drain_to,
+                        &mut progress,
+                    )
+                    .await?;
                 }
-                if options.once {
-                    // The follower's own writes are WAL too: the slot moves
-                    // past them before --once ends.
-                    drain_to = drain_to.max(drain_target(client).await?);
-                }
-                let lag = metrics.last_wal_end().as_u64().saturating_sub(slot.position);
-                progress.log(&slot, lag);
                 continue;
             }
+            let in_flight = writer.as_ref().map_or(0, Writer::in_flight);
             if stopping {
+                // What was handed to the writer is written before the end.
+                if let Some(writer) = writer.as_mut().filter(|_| in_flight > 0) {
+                    let (written, ends) = writer.next().await?;
+                    settle(&written, ends, &mut slot, &mut report, &mut progress);
+                    after_batch(
+                        client,
+                        options,
+                        &slot,
+                        &stream,
+                        &metrics,
+                        ends,
+                        &mut acknowledged,
+                        &mut drain_to,
+                        &mut progress,
+                    )
+                    .await?;
+                    continue;
+                }
                 break;
             }
             if options.once
                 && pending.is_empty()
+                && in_flight == 0
                 && !assembler.in_transaction()
                 && (acknowledged >= drain_to || last_event.elapsed() >= ONCE_SILENCE)
             {
                 break;
             }
 
-            // The next event: without waiting when committed transactions
-            // wait to be written (a pause writes them), else until one comes
-            // or the stop.
-            let next = if pending.is_empty() {
-                let quiet = if options.once {
-                    ONCE_SILENCE
-                } else {
-                    Duration::from_secs(3600)
-                };
-                tokio::select! {
-                    biased;
-                    () = &mut stop => {
-                        stopping = true;
-                        continue;
+            // The next event, or a batch the writer finished: without
+            // waiting longer than the linger when committed transactions
+            // wait to be written (a pause writes them), else until one of
+            // them comes or the stop.
+            let wait = match pending.is_empty() {
+                true if options.once => ONCE_SILENCE,
+                true => Duration::from_secs(3600),
+                false => LINGER.saturating_sub(pending_since.elapsed()),
+            };
+            let next = tokio::select! {
+                biased;
+                done = async {
+                    match writer.as_mut() {
+                        Some(writer) => writer.next().await,
+                        None => std::future::pending().await,
                     }
-                    event = stream.recv() => event,
-                    () = tokio::time::sleep(quiet) => continue,
+                } => Next::Written(done),
+                () = &mut stop, if pending.is_empty() => Next::Stop,
+                event = stream.recv() => Next::Event(event),
+                () = tokio::time::sleep(wait) => Next::Idle,
+            };
+            let next = match next {
+                Next::Written(done) => {
+                    let (written, ends) = done?;
+                    settle(&written, ends, &mut slot, &mut report, &mut progress);
+                    after_batch(
+                        client,
+                        options,
+                        &slot,
+                        &stream,
+                        &metrics,
+                        ends,
+                        &mut acknowledged,
+                        &mut drain_to,
+                        &mut progress,
+                    )
+                    .await?;
+                    continue;
                 }
-            } else {
-                let wait = LINGER.saturating_sub(pending_since.elapsed());
-                match tokio::time::timeout(wait, stream.recv()).await {
-                    Ok(event) => event,
-                    Err(_) => continue,
+                Next::Stop => {
+                    stopping = true;
+                    continue;
                 }
+                Next::Idle => continue,
+                Next::Event(event) => event,
             };
             let event = next.map_err(|error| FollowError::Replication {
                 target: replication.describe(),
@@ -246,7 +319,8 @@ pub(crate) async fn run(
                 ReplicationEvent::KeepAlive { wal_end, .. } => {
                     if !assembler.in_transaction() {
                         received = received.max(wal_end.as_u64());
-                        if pending.is_empty() && received > acknowledged {
+                        let idle = pending.is_empty() && writer.as_ref().map_or(0, Writer::in_flight) == 0;
+                        if idle && received > acknowledged {
                             acknowledged = received;
                             stream.update_applied_lsn(Lsn::from_u64(acknowledged));
                         }
@@ -313,11 +387,72 @@ pub(crate) async fn run(
     }
     .await;
 
+    if let Some(writer) = writer {
+        writer.close().await;
+    }
     close(client, stream, &slot, acknowledged).await;
     outcome?;
     progress.finish(&slot);
     follower::unlock(client).await?;
     Ok(report)
+}
+
+/// What the follower's loop waits for next.
+enum Next {
+    /// The writer's outcome of the oldest batch handed to it.
+    Written(Result<(follower::Written, Ends), FollowError>),
+    /// The stop resolved.
+    Stop,
+    /// The stream's next event.
+    Event(Result<Option<ReplicationEvent>, PgWireError>),
+    /// The linger (or silence) passed.
+    Idle,
+}
+
+/// A written batch counted: the position moves to its end.
+fn settle(
+    written: &follower::Written,
+    ends: Ends,
+    slot: &mut Slot,
+    report: &mut FollowReport,
+    progress: &mut Progress,
+) {
+    slot.position = slot.position.max(ends.end);
+    report.transactions += written.transactions;
+    report.changes += written.changes;
+    report.published += written.published;
+    report.position = Some(lsn_text(slot.position));
+    progress.add(written);
+}
+
+/// After a batch is written: the server told what is in the trail (and
+/// what was received before it was built with nothing open: `ends.safe`),
+/// `--once`'s end moved past the follower's own writes, progress logged.
+#[allow(clippy::too_many_arguments)]
+async fn after_batch(
+    client: &Client,
+    options: &FollowOptions,
+    slot: &Slot,
+    stream: &ReplicationClient,
+    metrics: &pgwire_replication::ReplicationMetrics,
+    ends: Ends,
+    acknowledged: &mut u64,
+    drain_to: &mut u64,
+    progress: &mut Progress,
+) -> Result<(), FollowError> {
+    let safe = slot.position.max(ends.safe);
+    if safe > *acknowledged {
+        *acknowledged = safe;
+        stream.update_applied_lsn(Lsn::from_u64(*acknowledged));
+    }
+    if options.once {
+        // The follower's own writes are WAL too: the slot moves past them
+        // before --once ends.
+        *drain_to = (*drain_to).max(drain_target(client).await?);
+    }
+    let lag = metrics.last_wal_end().as_u64().saturating_sub(slot.position);
+    progress.log(slot, lag);
+    Ok(())
 }
 
 /// Opens the replication connection and starts streaming from the slot's

@@ -94,10 +94,23 @@ async fn follow_once_by(
     client: &mut Client,
     replication: Option<pgtrail::follow::Replication>,
 ) -> pgtrail::follow::FollowReport {
+    follow_once_with(client, replication, 50, true).await
+}
+
+/// `pgtrail follow --once` with `batch_size`; streaming, with `pipeline`
+/// batches are written by the trail writer's connection while the next is
+/// built, without it in turn on the follower's own.
+async fn follow_once_with(
+    client: &mut Client,
+    replication: Option<pgtrail::follow::Replication>,
+    batch_size: i32,
+    pipeline: bool,
+) -> pgtrail::follow::FollowReport {
     let options = FollowOptions {
         once: true,
-        batch_size: 50,
+        batch_size,
         replication,
+        pipeline,
         ..FollowOptions::default()
     };
     pgtrail::follow::run(client, &options, std::future::pending())
@@ -959,4 +972,128 @@ async fn a_context_set_and_used_in_one_autocommit_statement_is_not_refused_in_wa
     follow_once(&mut client).await;
     let actors = scratch_actors(&client).await;
     assert_eq!(actors, vec![Some("ann".to_string())]);
+}
+
+/// The streaming follower hands each batch to its trail writer (a second
+/// connection) and builds the next meanwhile: with batches of one
+/// transaction, many are in flight at once. The trail must be the one a
+/// follower writing each batch in turn writes, change by change, and the
+/// writer's connection gone when the follower ends.
+#[tokio::test]
+async fn a_follower_writing_batches_while_it_builds_the_next_writes_the_same_trail() {
+    let cluster = logical_cluster();
+    let mut piped = database(&cluster, "piped_wal", "wal").await;
+    let mut serial = database(&cluster, "serial_wal", "wal").await;
+    let secret: Vec<u8> = piped
+        .query_one("SELECT value FROM pgtrail.secret WHERE name = 'redaction'", &[])
+        .await
+        .expect("secret")
+        .get(0);
+    serial
+        .execute(
+            "UPDATE pgtrail.secret SET value = $1 WHERE name = 'redaction'",
+            &[&secret],
+        )
+        .await
+        .expect("same secret");
+    let mut clients = Vec::new();
+    for c in 0..3 {
+        let (url_p, url_s) = (cluster.url("piped_wal"), cluster.url("serial_wal"));
+        clients.push(tokio::spawn(async move {
+            let (a, b) = (connect_to(&url_p).await, connect_to(&url_s).await);
+            let mut rng = StdRng::seed_from_u64(20261206_u64.wrapping_add(c as u64));
+            for t in 0..30 {
+                for statement in transaction(&mut rng, c, t) {
+                    a.batch_execute(&statement)
+                        .await
+                        .unwrap_or_else(|e| panic!("{statement}: {e:?}"));
+                    b.batch_execute(&statement)
+                        .await
+                        .unwrap_or_else(|e| panic!("{statement}: {e:?}"));
+                }
+            }
+        }));
+    }
+    // The pipelined follower runs while they work, and drains at the end.
+    let mut written = 0;
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let replication = replication_of(&piped).await;
+        written += follow_once_with(&mut piped, Some(replication), 1, true)
+            .await
+            .changes;
+    }
+    for client in clients {
+        client.await.expect("client finished");
+    }
+    let replication = replication_of(&piped).await;
+    written += follow_once_with(&mut piped, Some(replication), 1, true)
+        .await
+        .changes;
+    let replication = replication_of(&serial).await;
+    let in_turn = follow_once_with(&mut serial, Some(replication), 50, false).await;
+
+    let expected = trail(&serial).await;
+    let got = trail(&piped).await;
+    let total: usize = expected.values().map(Vec::len).sum();
+    assert!(total > 100, "the workload recorded {total} changes");
+    assert_eq!(in_turn.changes as usize, total);
+    assert_eq!(
+        written as usize, total,
+        "the pipelined follower reports what it wrote"
+    );
+    assert_eq!(got, expected);
+
+    // Every transaction once, in commit order, and the stored position is
+    // where the slot stands.
+    let (transactions, ordered): (i64, bool) = {
+        let row = piped
+            .query_one(
+                "SELECT count(*), coalesce(bool_and(g.at >= g.before), true) FROM (
+                     SELECT min(c.changed_at) AS at,
+                            lag(min(c.changed_at)) OVER (ORDER BY min(c.id)) AS before
+                     FROM pgtrail.change AS c GROUP BY c.txid) AS g",
+                &[],
+            )
+            .await
+            .expect("transactions");
+        (row.get(0), row.get(1))
+    };
+    assert!(transactions > 30, "{transactions} transactions");
+    assert!(
+        ordered,
+        "each transaction's rows come after those of the transactions committed before it"
+    );
+    let (stored, confirmed): (String, String) = {
+        let row = piped
+            .query_one(
+                "SELECT f.lsn::text, s.confirmed_flush_lsn::text
+                 FROM pgtrail.follow_position AS f JOIN pg_replication_slots AS s ON s.slot_name = f.slot",
+                &[],
+            )
+            .await
+            .expect("positions");
+        (row.get(0), row.get(1))
+    };
+    let behind: bool = piped
+        .query_one(
+            "SELECT $1::text::pg_lsn <= $2::text::pg_lsn",
+            &[&stored, &confirmed],
+        )
+        .await
+        .expect("compared")
+        .get(0);
+    assert!(
+        behind,
+        "the slot stands at or past the stored position ({stored}, {confirmed})"
+    );
+    let writers: i64 = piped
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&pgtrail::follow::writer::WRITER_NAME],
+        )
+        .await
+        .expect("activity")
+        .get(0);
+    assert_eq!(writers, 0, "the trail writer's connection ends with the follower");
 }
