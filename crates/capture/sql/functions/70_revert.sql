@@ -499,6 +499,12 @@ BEGIN
             cols text[], s jsonb, e jsonb, lost_cols text[], whys text[], ids bigint[],
             holder bigint, lvl integer, park jsonb) ON COMMIT DROP;
     END IF;
+    -- The order of the key moves, as _revert_key_cycles found it in the
+    -- last round (its rows' holder, step and temporary key).
+    IF to_regclass('pg_temp.pgtrail_revert_moves') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_moves (
+            table_id integer, chain bigint, holder bigint, lvl integer, park jsonb) ON COMMIT DROP;
+    END IF;
     -- Rows left out (skip) or transactions added (cascade), for the plan.
     IF to_regclass('pg_temp.pgtrail_revert_log') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_log (
@@ -506,7 +512,7 @@ BEGIN
     END IF;
     PERFORM pgtrail._revert_clear('pgtrail_revert_sel', 'pgtrail_revert_skipkey', 'pgtrail_revert_change',
                                   'pgtrail_revert_cell', 'pgtrail_revert_chain', 'pgtrail_revert_touch',
-                                  'pgtrail_revert_conflict', 'pgtrail_revert_log');
+                                  'pgtrail_revert_conflict', 'pgtrail_revert_log', 'pgtrail_revert_moves');
 END
 $fn$;
 
@@ -1507,8 +1513,10 @@ $fn$;
 -- found with the other conflicts so that the policy decides about them as
 -- about the others: refuse lists them, skip leaves their rows as they are
 -- (every row of the cycle, and the rows waiting for a key one of them
--- has). The order of the moves is worked out as _revert_statements will,
--- from the rows whose key goes back.
+-- has). The order of the moves, worked out from the rows whose key goes
+-- back, is kept in pgtrail_revert_moves: the last round's is the order of
+-- the statements (a round with conflicts is followed by another, or by no
+-- statements at all).
 CREATE OR REPLACE FUNCTION pgtrail._revert_key_cycles()
 RETURNS void
 LANGUAGE plpgsql
@@ -1517,6 +1525,7 @@ AS $fn$
 DECLARE
     t pgtrail.audited_table;
 BEGIN
+    PERFORM pgtrail._revert_clear('pgtrail_revert_moves');
     FOR t IN SELECT a.* FROM pgtrail.audited_table AS a
              WHERE a.id IN (SELECT k.table_id FROM pg_temp.pgtrail_revert_chain AS k
                             WHERE k.active AND NOT k.keyless AND k.ex_origin AND k.ex_final AND k.k_origin <> k.k_final)
@@ -1528,6 +1537,10 @@ BEGIN
         WHERE k.table_id = t.id AND k.active AND NOT k.keyless AND k.ex_origin AND k.ex_final
           AND k.k_origin <> k.k_final;
         PERFORM pgtrail._revert_move_order(t);
+        INSERT INTO pg_temp.pgtrail_revert_moves (table_id, chain, holder, lvl, park)
+        SELECT t.id, b.chain, b.holder, b.lvl, b.park
+        FROM pg_temp.pgtrail_revert_back AS b
+        WHERE b.holder IS NOT NULL OR b.lvl IS NOT NULL OR b.park IS NOT NULL;
     END LOOP;
 END
 $fn$;
@@ -1737,8 +1750,11 @@ BEGIN
 
         -- Rows whose key goes back: in an order that frees each key before
         -- another row takes it.
-        IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_back AS b WHERE b.moved AND b.ex_final AND b.cols IS NOT NULL) THEN
-            PERFORM pgtrail._revert_move_order(t);
+        -- (Worked out by _revert_key_cycles, for the same rows.)
+        IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_moves AS m WHERE m.table_id = t.id) THEN
+            UPDATE pg_temp.pgtrail_revert_back AS b SET holder = m.holder, lvl = m.lvl, park = m.park
+            FROM pg_temp.pgtrail_revert_moves AS m
+            WHERE m.table_id = t.id AND m.chain = b.chain AND b.moved AND b.ex_final AND b.cols IS NOT NULL;
         END IF;
 
         -- Rows the selection changed: the columns it changed get their old
@@ -2116,8 +2132,7 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict) THEN
         PERFORM pgtrail._revert_statements();
     END IF;
-    -- (Key cycles are conflicts found above, with the others; this is
-    -- for a cycle the statements would still find.)
+    -- (Key cycles are conflicts found above, with the others.)
     IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict) THEN
         RETURN QUERY
         SELECT s.step, s.change_ids, format('%I.%I', a.table_schema, a.table_name), s.kind, s.keys, s.sql,
