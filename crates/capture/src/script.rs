@@ -114,6 +114,10 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 14,
         file: sql_file!("migrations", "0014_open_brin_range.sql"),
     },
+    Migration {
+        number: 15,
+        file: sql_file!("migrations", "0015_revert_plan_kind.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::plan::{COLUMNS, Plan, items};
+use crate::plan::{Plan, columns, items};
 use crate::{Request, RevertError, progress};
 
 /// How to apply.
@@ -51,7 +51,10 @@ pub async fn apply(
             .await
             .map_err(RevertError::from_db)?;
     }
-    let sql = format!("SELECT {COLUMNS} FROM pgtrail.revert($1::jsonb, $2::text, $3::text)");
+    let sql = format!(
+        "SELECT {} FROM pgtrail.revert($1::jsonb, $2::text, $3::text)",
+        columns(&tx).await?
+    );
     let rows = tx
         .query(
             &sql,

@@ -36,5 +36,5 @@ pub mod progress;
 pub mod selector;
 
 pub use error::RevertError;
-pub use plan::{Operation, Plan, PlanItem};
+pub use plan::{Operation, Plan, PlanItem, StatementKind};
 pub use selector::{Policy, Request, RowTarget, Selector};

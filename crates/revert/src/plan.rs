@@ -73,6 +73,56 @@ impl Operation {
     }
 }
 
+/// What a statement of a plan does (the `kind` column of `pgtrail.revert_plan`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementKind {
+    /// Deletes rows the selection created.
+    Delete,
+    /// Inserts rows the selection deleted.
+    Insert,
+    /// Puts back the columns the selection changed.
+    Restore,
+    /// Moves keys back to what they were.
+    Move,
+    /// Moves keys to a temporary value (rows that take each other's keys);
+    /// the same rows are in a later `Unpark`.
+    Park,
+    /// Moves keys from their temporary value back to what they were.
+    Unpark,
+    /// Removes copies of rows of a table without key.
+    DeleteCopies,
+    /// Inserts copies of rows of a table without key.
+    InsertCopies,
+}
+
+impl StatementKind {
+    fn parse(text: &str) -> Result<StatementKind, RevertError> {
+        Ok(match text {
+            "delete" => StatementKind::Delete,
+            "insert" => StatementKind::Insert,
+            "restore" => StatementKind::Restore,
+            "move" => StatementKind::Move,
+            "park" => StatementKind::Park,
+            "unpark" => StatementKind::Unpark,
+            "delete_copies" => StatementKind::DeleteCopies,
+            "insert_copies" => StatementKind::InsertCopies,
+            other => {
+                return Err(RevertError::Database(format!(
+                    "unknown plan statement kind `{other}`"
+                )));
+            }
+        })
+    }
+
+    /// Whether the statement's rows are counted as the rows the revert
+    /// writes: not when it parks them, as they are counted again when they
+    /// go back to their own key.
+    pub fn counts_rows(self) -> bool {
+        self != StatementKind::Park
+    }
+}
+
 /// One row of `pgtrail.revert_plan`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlanItem {
@@ -94,6 +144,20 @@ pub struct PlanItem {
     pub note: Option<String>,
     /// The statement's rows, as bound to `$1`.
     pub data: Option<Value>,
+    /// What the statement does (statements only; `None` from an install
+    /// older than 0.9.0, which has no such column).
+    pub kind: Option<StatementKind>,
+}
+
+impl PlanItem {
+    /// The rows this line adds to the plan's totals: a statement's rows,
+    /// but none for a statement that parks rows on a temporary key.
+    pub fn counted_rows(&self) -> i64 {
+        if !self.operation.is_statement() || self.kind.is_some_and(|k| !k.counts_rows()) {
+            return 0;
+        }
+        self.rows.unwrap_or(0)
+    }
 }
 
 /// What identifies a statement of a plan: step, operation, table, rows, change ids.
@@ -118,12 +182,13 @@ impl Plan {
         self.items.iter().filter(move |i| i.operation == operation)
     }
 
-    /// Rows the statements write.
+    /// Rows the revert writes, each once (a row parked on a temporary key
+    /// is in two statements).
     pub fn rows(&self) -> i64 {
-        self.statements().filter_map(|s| s.rows).sum()
+        self.statements().map(PlanItem::counted_rows).sum()
     }
 
-    /// Rows written per table and operation.
+    /// Rows written per table and operation, each once.
     pub fn per_table(&self) -> BTreeMap<String, BTreeMap<Operation, i64>> {
         let mut out: BTreeMap<String, BTreeMap<Operation, i64>> = BTreeMap::new();
         for statement in self.statements() {
@@ -131,7 +196,17 @@ impl Plan {
             *out.entry(table)
                 .or_default()
                 .entry(statement.operation)
-                .or_default() += statement.rows.unwrap_or(0);
+                .or_default() += statement.counted_rows();
+        }
+        out
+    }
+
+    /// Rows written per table, each once.
+    pub fn rows_per_table(&self) -> BTreeMap<String, i64> {
+        let mut out: BTreeMap<String, i64> = BTreeMap::new();
+        for statement in self.statements() {
+            *out.entry(statement.table.clone().unwrap_or_default())
+                .or_default() += statement.counted_rows();
         }
         out
     }
@@ -161,8 +236,28 @@ impl Plan {
 }
 
 /// The columns both SQL functions return.
-pub(crate) const COLUMNS: &str =
-    "step, change_ids, table_name, operation, key, sql, conflict, rows, columns, note, data";
+const COLUMNS: &str =
+    "step, change_ids, table_name, operation, key, sql, conflict, rows, columns, note, data, kind";
+
+/// The same from an install older than 0.9.0, whose functions have no `kind`.
+const COLUMNS_BEFORE_KIND: &str = "step, change_ids, table_name, operation, key, sql, conflict, rows, columns, note, data, NULL::text AS kind";
+
+/// The columns to select from `pgtrail.revert_plan` and `pgtrail.revert`
+/// in this database (their `kind` is new in 0.9.0).
+pub(crate) async fn columns(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<&'static str, RevertError> {
+    let has_kind: bool = client
+        .query_one(
+            "SELECT coalesce((SELECT 'kind' = ANY (p.proargnames) FROM pg_catalog.pg_proc AS p \
+             WHERE p.oid = pg_catalog.to_regprocedure('pgtrail.revert_plan(jsonb, text)')), true)",
+            &[],
+        )
+        .await
+        .map_err(RevertError::from_db)?
+        .get(0);
+    Ok(if has_kind { COLUMNS } else { COLUMNS_BEFORE_KIND })
+}
 
 pub(crate) fn items(rows: &[tokio_postgres::Row]) -> Result<Vec<PlanItem>, RevertError> {
     rows.iter()
@@ -186,6 +281,12 @@ pub(crate) fn items(rows: &[tokio_postgres::Row]) -> Result<Vec<PlanItem>, Rever
                     .unwrap_or_default(),
                 note: r.try_get(9).map_err(RevertError::from_db)?,
                 data: r.try_get(10).map_err(RevertError::from_db)?,
+                kind: r
+                    .try_get::<_, Option<String>>(11)
+                    .map_err(RevertError::from_db)?
+                    .as_deref()
+                    .map(StatementKind::parse)
+                    .transpose()?,
             })
         })
         .collect()
@@ -194,10 +295,52 @@ pub(crate) fn items(rows: &[tokio_postgres::Row]) -> Result<Vec<PlanItem>, Rever
 /// The plan of `request`; changes nothing. Conflicts are part of the plan
 /// (lines with [`Operation::Conflict`]), not an error.
 pub async fn plan(client: &Client, request: &Request) -> Result<Plan, RevertError> {
-    let sql = format!("SELECT {COLUMNS} FROM pgtrail.revert_plan($1::jsonb, $2::text)");
+    let sql = format!(
+        "SELECT {} FROM pgtrail.revert_plan($1::jsonb, $2::text)",
+        columns(client).await?
+    );
     let rows = client
         .query(&sql, &[&request.to_json(), &request.policy.as_str()])
         .await
         .map_err(RevertError::from_db)?;
     Ok(Plan { items: items(&rows)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement(operation: Operation, kind: StatementKind, table: &str, rows: i64) -> PlanItem {
+        PlanItem {
+            step: Some(1),
+            change_ids: vec![1],
+            table: Some(table.into()),
+            operation,
+            key: None,
+            sql: Some(String::new()),
+            conflict: None,
+            rows: Some(rows),
+            columns: Vec::new(),
+            note: None,
+            data: None,
+            kind: Some(kind),
+        }
+    }
+
+    #[test]
+    fn a_parked_row_is_counted_once() {
+        let plan = Plan {
+            items: vec![
+                statement(Operation::Move, StatementKind::Park, "public.codes", 2),
+                statement(Operation::Move, StatementKind::Move, "public.codes", 1),
+                statement(Operation::Move, StatementKind::Unpark, "public.codes", 2),
+                statement(Operation::Update, StatementKind::Restore, "public.users", 4),
+            ],
+        };
+        assert_eq!(plan.rows(), 7);
+        assert_eq!(plan.per_table()["public.codes"][&Operation::Move], 3);
+        assert_eq!(plan.rows_per_table()["public.users"], 4);
+        assert_eq!(StatementKind::parse("unpark").unwrap(), StatementKind::Unpark);
+        assert!(StatementKind::parse("shuffle").is_err());
+    }
 }

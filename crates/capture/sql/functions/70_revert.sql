@@ -5,7 +5,11 @@
 -- changes would do: one row per statement (set-based: one per table, kind
 -- and set of columns, its data as a JSON array bound as $1), plus one row
 -- per conflict, per skipped or cascaded row, per value that cannot be
--- restored and per note. pgtrail.revert(selector, on_conflict, reason) runs
+-- restored and per note. A statement's kind says what it does: delete,
+-- insert, restore (columns), move (a key back), park (a key to a temporary
+-- value) and unpark (from it to the row's own), delete_copies and
+-- insert_copies (a table without key); a parked row is in two statements.
+-- pgtrail.revert(selector, on_conflict, reason) runs
 -- that plan in the caller's transaction, under a context of its own.
 --
 -- Selector (jsonb): one of
@@ -47,7 +51,8 @@
 -- table's DELETEs, then its key moves, then its INSERTs; a key move waits
 -- for the row that still has its key to move away, and rows that take each
 -- other's keys go through a temporary key: see _revert_move_order; a key
--- cycle with no column that can hold one is a conflict, key_cycle) and foreign keys
+-- cycle with no temporary key the table's constraints accept is a
+-- conflict, key_cycle, found with the others) and foreign keys
 -- hold (parents inserted before children, children deleted or re-pointed
 -- before parents are deleted); deferrable constraints are deferred while the
 -- statements run and checked when they are done (SET CONSTRAINTS ALL
@@ -486,6 +491,20 @@ BEGIN
             chain bigint, table_id integer, key jsonb, kind text, change_id bigint, txid bigint, ctx smallint,
             at timestamptz, op "char", columns text[], message text) ON COMMIT DROP;
     END IF;
+    -- Per row of one table, the values it goes back to (_revert_statements)
+    -- and the order of its key moves (holder, lvl, park: see _revert_move_order).
+    IF to_regclass('pg_temp.pgtrail_revert_back') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_back (
+            chain bigint, ex_final boolean, moved boolean, k_origin jsonb, k_final jsonb,
+            cols text[], s jsonb, e jsonb, lost_cols text[], whys text[], ids bigint[],
+            holder bigint, lvl integer, park jsonb) ON COMMIT DROP;
+    END IF;
+    -- The order of the key moves, as _revert_key_cycles found it in the
+    -- last round (its rows' holder, step and temporary key).
+    IF to_regclass('pg_temp.pgtrail_revert_moves') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_moves (
+            table_id integer, chain bigint, holder bigint, lvl integer, park jsonb) ON COMMIT DROP;
+    END IF;
     -- Rows left out (skip) or transactions added (cascade), for the plan.
     IF to_regclass('pg_temp.pgtrail_revert_log') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_log (
@@ -493,7 +512,7 @@ BEGIN
     END IF;
     PERFORM pgtrail._revert_clear('pgtrail_revert_sel', 'pgtrail_revert_skipkey', 'pgtrail_revert_change',
                                   'pgtrail_revert_cell', 'pgtrail_revert_chain', 'pgtrail_revert_touch',
-                                  'pgtrail_revert_conflict', 'pgtrail_revert_log');
+                                  'pgtrail_revert_conflict', 'pgtrail_revert_log', 'pgtrail_revert_moves');
 END
 $fn$;
 
@@ -1257,18 +1276,19 @@ $fn$;
 -- The order of one table's key moves (the rows of pgtrail_revert_back
 -- whose key goes back), so that no move takes a key another row still
 -- has: a unique index that is not deferrable is checked row by row, even
--- within one statement. The row that has the key a row goes back to is
--- its holder; a row with none moves in step 1, a row whose holder moves
--- in step n moves in step n + 1 (chains: a row moved into the key another
--- left). Rows on a cycle (keys swapped, rotated) and rows more than 8
--- steps down a chain go through a temporary key: there in step 0, back to
--- their own in the step after all others (two statements however long
--- the chain). A temporary key differs from the row's key in one key
--- column (one that is no foreign key, if any): an integer or numeric
--- above the largest value the table and the revert's keys have (below
--- the smallest, if that would overflow), a text or uuid made from the
--- row's key. Without such a column a cycle is a conflict (key_cycle) and
--- a long chain takes a step per row.
+-- within one statement (when every unique index of the table belongs to a
+-- deferrable constraint, pgtrail.revert defers them and any order does).
+-- The row that has the key a row goes back to is its holder; a row with
+-- none moves in step 1, a row whose holder moves in step n moves in step
+-- n + 1 (chains: a row moved into the key another left). Rows on a cycle
+-- (keys swapped, rotated) and rows more than 8 steps down a chain go
+-- through a temporary key: there in step 0, back to their own in the step
+-- after all others (two statements however long the chain). A temporary
+-- key differs from the row's key in one key column (see _revert_park; the
+-- first column, ones that are no foreign key first, whose temporary values
+-- the table's constraints accept). Without such a column, a long chain
+-- takes a step per row, and a cycle is a conflict (key_cycle) that says
+-- why no temporary key would do.
 CREATE OR REPLACE FUNCTION pgtrail._revert_move_order(t pgtrail.audited_table)
 RETURNS void
 LANGUAGE plpgsql
@@ -1278,16 +1298,20 @@ DECLARE
     v_rel   text := format('%I.%I', t.table_schema, t.table_name);
     v_relid regclass := format('%I.%I', t.table_schema, t.table_name)::regclass;
     v_lvl   integer := 1;
-    v_col   text;
-    v_type  regtype;
-    v_max   numeric;
-    v_min   numeric;
-    v_bound numeric;
     v_n     bigint;
-    v_taken boolean;
+    v_why   text;
+    v_whys  text[] := '{}';
+    c       record;
 BEGIN
     UPDATE pg_temp.pgtrail_revert_back AS b SET holder = NULL, lvl = NULL, park = NULL
     WHERE b.holder IS NOT NULL OR b.lvl IS NOT NULL OR b.park IS NOT NULL;
+    -- (Unique checks all deferred: one step.)
+    IF NOT EXISTS (SELECT FROM pg_index AS i
+                   WHERE i.indrelid = v_relid AND i.indisunique
+                     AND NOT EXISTS (SELECT FROM pg_constraint AS x
+                                     WHERE x.conrelid = v_relid AND x.conindid = i.indexrelid AND x.condeferrable)) THEN
+        RETURN;
+    END IF;
     UPDATE pg_temp.pgtrail_revert_back AS b SET holder = h.chain
     FROM pg_temp.pgtrail_revert_back AS h
     WHERE b.moved AND b.ex_final AND b.cols IS NOT NULL
@@ -1312,55 +1336,17 @@ BEGIN
         RETURN;
     END IF;
 
-    -- The temporary keys: the column, then its values.
-    SELECT u.c, a.atttypid::regtype INTO v_col, v_type
-    FROM unnest(t.key_columns) WITH ORDINALITY AS u(c, i)
-    JOIN pg_attribute AS a ON a.attrelid = v_relid AND a.attname = u.c AND NOT a.attisdropped
-    WHERE a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype,
-                         'text'::regtype, 'varchar'::regtype, 'uuid'::regtype)
-      AND a.attgenerated = '' AND a.attidentity <> 'a'
-    ORDER BY EXISTS (SELECT FROM pg_constraint AS f
-                     WHERE f.conrelid = v_relid AND f.contype = 'f' AND a.attnum = ANY (f.conkey)), u.i
-    LIMIT 1;
-    IF v_type IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype) THEN
-        EXECUTE format('SELECT max(x.%1$I)::numeric, min(x.%1$I)::numeric FROM %2$s AS x', v_col, v_rel)
-            INTO v_max, v_min;
-        SELECT greatest(v_max, max((k.k_origin ->> v_col)::numeric), max((k.k_final ->> v_col)::numeric)),
-               least(v_min, min((k.k_origin ->> v_col)::numeric), min((k.k_final ->> v_col)::numeric))
-        INTO v_max, v_min
-        FROM pg_temp.pgtrail_revert_chain AS k WHERE k.table_id = t.id AND NOT k.keyless;
-        v_max := floor(coalesce(v_max, 0));
-        v_min := ceil(coalesce(v_min, 0));
-        v_bound := CASE v_type WHEN 'int2'::regtype THEN 32767 WHEN 'int4'::regtype THEN 2147483647
-                               WHEN 'int8'::regtype THEN 9223372036854775807 END;
-        IF v_bound IS NULL OR v_max + v_n <= v_bound THEN
-            UPDATE pg_temp.pgtrail_revert_back AS b SET park = b.k_final || jsonb_build_object(v_col, v_max + r.i)
-            FROM (SELECT b2.chain, row_number() OVER (ORDER BY b2.chain) AS i
-                  FROM pg_temp.pgtrail_revert_back AS b2 WHERE b2.holder IS NOT NULL AND b2.lvl IS NULL) AS r
-            WHERE b.chain = r.chain;
-        ELSIF v_min - v_n >= -v_bound - 1 THEN
-            UPDATE pg_temp.pgtrail_revert_back AS b SET park = b.k_final || jsonb_build_object(v_col, v_min - r.i)
-            FROM (SELECT b2.chain, row_number() OVER (ORDER BY b2.chain) AS i
-                  FROM pg_temp.pgtrail_revert_back AS b2 WHERE b2.holder IS NOT NULL AND b2.lvl IS NULL) AS r
-            WHERE b.chain = r.chain;
-        END IF;
-    ELSIF v_type IS NOT NULL THEN
-        UPDATE pg_temp.pgtrail_revert_back AS b
-        SET park = b.k_final || jsonb_build_object(v_col,
-                       CASE WHEN v_type = 'uuid'::regtype THEN md5('pgtrail revert ' || b.k_final::text)::uuid::text
-                            ELSE 'pgtrail-revert-' || md5(b.k_final::text) END)
-        WHERE b.holder IS NOT NULL AND b.lvl IS NULL;
-        -- (Free, as they all but certainly are: else none.)
-        EXECUTE format('SELECT EXISTS (SELECT FROM %1$s AS x WHERE x.%2$I::text IN '
-                       '(SELECT b.park ->> %3$L FROM pg_temp.pgtrail_revert_back AS b WHERE b.park IS NOT NULL))',
-                       v_rel, v_col, v_col) INTO v_taken;
-        IF v_taken OR EXISTS (SELECT FROM pg_temp.pgtrail_revert_chain AS k
-                              JOIN pg_temp.pgtrail_revert_back AS b ON b.park IS NOT NULL
-                               AND (k.k_origin ->> v_col) = (b.park ->> v_col)
-                              WHERE k.table_id = t.id) THEN
-            UPDATE pg_temp.pgtrail_revert_back AS b SET park = NULL WHERE b.park IS NOT NULL;
-        END IF;
-    END IF;
+    -- The temporary keys: the first column whose values the table takes.
+    FOR c IN SELECT u.c AS col, a.atttypid::regtype AS typ, a.atttypmod AS typmod, a.attnum
+             FROM unnest(t.key_columns) WITH ORDINALITY AS u(c, i)
+             JOIN pg_attribute AS a ON a.attrelid = v_relid AND a.attname = u.c AND NOT a.attisdropped
+             WHERE a.attgenerated = '' AND a.attidentity <> 'a'
+             ORDER BY EXISTS (SELECT FROM pg_constraint AS f
+                              WHERE f.conrelid = v_relid AND f.contype = 'f' AND a.attnum = ANY (f.conkey)), u.i LOOP
+        v_why := pgtrail._revert_park(t, c.col, c.typ, c.typmod, c.attnum, v_n);
+        EXIT WHEN v_why IS NULL;
+        v_whys := v_whys || v_why;
+    END LOOP;
 
     IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_back AS b WHERE b.park IS NOT NULL) THEN
         -- Parked rows go back after every other move.
@@ -1377,11 +1363,185 @@ BEGIN
     END LOOP;
     INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, columns, message)
     SELECT b.chain, t.id, b.k_final, 'key_cycle', t.key_columns,
-           format('this row and others take each other''s keys (a cycle of key changes), and no key column of %s '
-                  'can hold a temporary key (an integer, numeric, text or uuid column): revert these rows in steps',
-                  v_rel)
+           CASE WHEN cardinality(v_whys) = 0
+                THEN format('this row and others take each other''s keys (a cycle of key changes), and no key column of %s '
+                            'can hold a temporary key (an integer, numeric, text, varchar or uuid column): revert these rows in steps',
+                            v_rel)
+                ELSE format('this row and others take each other''s keys (a cycle of key changes), and no temporary key of %s '
+                            'would be accepted (%s): revert these rows in steps',
+                            v_rel, array_to_string(v_whys, '; ')) END
     FROM pg_temp.pgtrail_revert_back AS b
     WHERE b.holder IS NOT NULL AND b.lvl IS NULL;
+END
+$fn$;
+
+-- Temporary keys in column p_col for the rows of pgtrail_revert_back that
+-- go through one (holder, no step yet; p_n of them): b.park, the row's key
+-- with another value in p_col. An integer or numeric above the largest
+-- value the table and the revert's keys have (below the smallest, if that
+-- would not fit the type); a text, varchar or uuid made from the row's key
+-- (as long as a varchar(n) takes, and none in use). Then the values are
+-- checked as the table would check them, with the row as it is: its CHECK
+-- constraints on the column and its foreign keys through the column that
+-- are not deferrable (pgtrail.revert defers the others). NULL when every
+-- row has one; else why not (and no row has one).
+CREATE OR REPLACE FUNCTION pgtrail._revert_park(
+    t pgtrail.audited_table, p_col text, p_type regtype, p_typmod integer, p_attnum smallint, p_n bigint)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_rel   text := format('%I.%I', t.table_schema, t.table_name);
+    v_relid regclass := format('%I.%I', t.table_schema, t.table_name)::regclass;
+    v_join  text;
+    v_rows  text;
+    v_max   numeric;
+    v_min   numeric;
+    v_bound numeric;
+    v_low   numeric;
+    v_len   integer;
+    v_bad   boolean;
+    v_why   text;
+    x       record;
+BEGIN
+    IF p_type IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype) THEN
+        EXECUTE format('SELECT max(x.%1$I)::numeric, min(x.%1$I)::numeric FROM %2$s AS x', p_col, v_rel)
+            INTO v_max, v_min;
+        SELECT greatest(v_max, max((k.k_origin ->> p_col)::numeric), max((k.k_final ->> p_col)::numeric)),
+               least(v_min, min((k.k_origin ->> p_col)::numeric), min((k.k_final ->> p_col)::numeric))
+        INTO v_max, v_min
+        FROM pg_temp.pgtrail_revert_chain AS k WHERE k.table_id = t.id AND NOT k.keyless;
+        v_max := floor(coalesce(v_max, 0));
+        v_min := ceil(coalesce(v_min, 0));
+        v_bound := CASE p_type WHEN 'int2'::regtype THEN 32767 WHEN 'int4'::regtype THEN 2147483647
+                               WHEN 'int8'::regtype THEN 9223372036854775807
+                   END;
+        v_low := -v_bound - 1;
+        IF p_type = 'numeric'::regtype AND p_typmod >= 4 THEN
+            -- numeric(p, s): p - s digits before the point.
+            v_bound := 10::numeric ^ greatest(((p_typmod - 4) >> 16) - ((p_typmod - 4) & 65535), 0) - 1;
+            v_low := -v_bound;
+        END IF;
+        IF v_bound IS NULL OR v_max + p_n <= v_bound THEN
+            UPDATE pg_temp.pgtrail_revert_back AS b SET park = b.k_final || jsonb_build_object(p_col, v_max + r.i)
+            FROM (SELECT b2.chain, row_number() OVER (ORDER BY b2.chain) AS i
+                  FROM pg_temp.pgtrail_revert_back AS b2 WHERE b2.holder IS NOT NULL AND b2.lvl IS NULL) AS r
+            WHERE b.chain = r.chain;
+        ELSIF v_min - p_n >= v_low THEN
+            UPDATE pg_temp.pgtrail_revert_back AS b SET park = b.k_final || jsonb_build_object(p_col, v_min - r.i)
+            FROM (SELECT b2.chain, row_number() OVER (ORDER BY b2.chain) AS i
+                  FROM pg_temp.pgtrail_revert_back AS b2 WHERE b2.holder IS NOT NULL AND b2.lvl IS NULL) AS r
+            WHERE b.chain = r.chain;
+        ELSE
+            RETURN format('%I: no %s values free above or below its values', p_col, p_n);
+        END IF;
+    ELSIF p_type IN ('text'::regtype, 'varchar'::regtype, 'uuid'::regtype) THEN
+        v_len := CASE WHEN p_type = 'varchar'::regtype AND p_typmod > 4 THEN p_typmod - 4 END;
+        UPDATE pg_temp.pgtrail_revert_back AS b
+        SET park = b.k_final || jsonb_build_object(p_col,
+                       CASE WHEN p_type = 'uuid'::regtype THEN md5('pgtrail revert ' || b.k_final::text)::uuid::text
+                            WHEN v_len IS NULL OR v_len >= 47 THEN 'pgtrail-revert-' || md5(b.k_final::text)
+                            ELSE left(md5('pgtrail revert ' || b.k_final::text), v_len) END)
+        WHERE b.holder IS NOT NULL AND b.lvl IS NULL;
+        -- (Free and distinct, as they all but certainly are: else none.)
+        EXECUTE format('SELECT EXISTS (SELECT FROM %1$s AS x WHERE x.%2$I::text IN '
+                       '(SELECT b.park ->> %3$L FROM pg_temp.pgtrail_revert_back AS b WHERE b.park IS NOT NULL))',
+                       v_rel, p_col, p_col) INTO v_bad;
+        IF v_bad OR EXISTS (SELECT FROM pg_temp.pgtrail_revert_chain AS k
+                            JOIN pg_temp.pgtrail_revert_back AS b ON b.park IS NOT NULL
+                             AND (k.k_origin ->> p_col) = (b.park ->> p_col)
+                            WHERE k.table_id = t.id)
+           OR (SELECT count(DISTINCT b.park ->> p_col) <> count(*) FROM pg_temp.pgtrail_revert_back AS b
+               WHERE b.park IS NOT NULL) THEN
+            UPDATE pg_temp.pgtrail_revert_back AS b SET park = NULL WHERE b.park IS NOT NULL;
+            RETURN format('%I: the temporary values %s are in use', p_col,
+                          CASE WHEN v_len < 47 THEN format('short enough for %s', format_type(p_type, p_typmod))
+                               ELSE 'made from the keys' END);
+        END IF;
+    ELSE
+        RETURN format('%I: a %s cannot hold a temporary key', p_col, format_type(p_type, p_typmod));
+    END IF;
+
+    -- The rows as they would be with their temporary keys, for the checks.
+    v_join := (SELECT string_agg(format('pgtrail_t.%I = pgtrail_k.%I', c, c), ' AND ') FROM unnest(t.key_columns) AS c);
+    v_rows := format('SELECT (jsonb_populate_record(pgtrail_t.*, pgtrail_b.park)).* '
+                     'FROM pg_temp.pgtrail_revert_back AS pgtrail_b '
+                     'CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, pgtrail_b.k_final) AS pgtrail_k '
+                     'JOIN %1$s AS pgtrail_t ON %2$s '
+                     'WHERE pgtrail_b.park IS NOT NULL', v_rel, v_join);
+    FOR x IN SELECT c.conname, c.contype, pg_get_expr(c.conbin, c.conrelid) AS expr,
+                    c.confrelid::regclass::text AS parent,
+                    ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(n, i)
+                          JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i) AS child_cols,
+                    ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(n, i)
+                          JOIN pg_attribute AS a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i) AS parent_cols
+             FROM pg_constraint AS c
+             WHERE c.conrelid = v_relid AND p_attnum = ANY (c.conkey)
+               AND (c.contype = 'c' OR (c.contype = 'f' AND NOT c.condeferrable))
+             ORDER BY c.conname LOOP
+        BEGIN
+            IF x.contype = 'c' THEN
+                EXECUTE format('SELECT EXISTS (SELECT FROM (%s) AS pgtrail_x WHERE NOT coalesce((%s), true))', v_rows, x.expr)
+                    INTO v_bad;
+                v_why := format('%I: check constraint %I', p_col, x.conname);
+            ELSE
+                EXECUTE format('SELECT EXISTS (SELECT FROM (%s) AS pgtrail_x WHERE %s AND NOT EXISTS '
+                               '(SELECT FROM %s AS pgtrail_p WHERE %s))',
+                               v_rows,
+                               (SELECT string_agg(format('pgtrail_x.%I IS NOT NULL', c), ' AND ') FROM unnest(x.child_cols) AS c),
+                               x.parent,
+                               (SELECT string_agg(format('pgtrail_p.%I = pgtrail_x.%I', p, c), ' AND ')
+                                FROM unnest(x.parent_cols, x.child_cols) AS u(p, c)))
+                    INTO v_bad;
+                v_why := format('%I: foreign key %I (not deferrable) to %s', p_col, x.conname, x.parent);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            v_bad := true;
+            v_why := format('%I: constraint %I (%s)', p_col, x.conname, SQLERRM);
+        END;
+        IF v_bad THEN
+            UPDATE pg_temp.pgtrail_revert_back AS b SET park = NULL WHERE b.park IS NOT NULL;
+            RETURN v_why;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$fn$;
+
+-- Key cycles that no temporary key can break, as conflicts (key_cycle),
+-- found with the other conflicts so that the policy decides about them as
+-- about the others: refuse lists them, skip leaves their rows as they are
+-- (every row of the cycle, and the rows waiting for a key one of them
+-- has). The order of the moves, worked out from the rows whose key goes
+-- back, is kept in pgtrail_revert_moves: the last round's is the order of
+-- the statements (a round with conflicts is followed by another, or by no
+-- statements at all).
+CREATE OR REPLACE FUNCTION pgtrail._revert_key_cycles()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    t pgtrail.audited_table;
+BEGIN
+    PERFORM pgtrail._revert_clear('pgtrail_revert_moves');
+    FOR t IN SELECT a.* FROM pgtrail.audited_table AS a
+             WHERE a.id IN (SELECT k.table_id FROM pg_temp.pgtrail_revert_chain AS k
+                            WHERE k.active AND NOT k.keyless AND k.ex_origin AND k.ex_final AND k.k_origin <> k.k_final)
+             ORDER BY a.id LOOP
+        PERFORM pgtrail._revert_clear('pgtrail_revert_back');
+        INSERT INTO pg_temp.pgtrail_revert_back (chain, ex_final, moved, k_origin, k_final, cols)
+        SELECT k.chain, true, true, k.k_origin, k.k_final, t.key_columns
+        FROM pg_temp.pgtrail_revert_chain AS k
+        WHERE k.table_id = t.id AND k.active AND NOT k.keyless AND k.ex_origin AND k.ex_final
+          AND k.k_origin <> k.k_final;
+        PERFORM pgtrail._revert_move_order(t);
+        INSERT INTO pg_temp.pgtrail_revert_moves (table_id, chain, holder, lvl, park)
+        SELECT t.id, b.chain, b.holder, b.lvl, b.park
+        FROM pg_temp.pgtrail_revert_back AS b
+        WHERE b.holder IS NOT NULL OR b.lvl IS NOT NULL OR b.park IS NOT NULL;
+    END LOOP;
 END
 $fn$;
 
@@ -1410,7 +1570,7 @@ BEGIN
     IF to_regclass('pg_temp.pgtrail_revert_stmt') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_stmt (
             grp serial, table_id integer, kind text, cols text[], sql text, data jsonb, keys jsonb,
-            change_ids bigint[], rows bigint, note text, step integer, lvl integer) ON COMMIT DROP;
+            change_ids bigint[], rows bigint, note text, step integer, lvl integer, what text) ON COMMIT DROP;
         -- (A statement's data holds all its rows, megabytes for a large
         -- revert: compressing it costs more than storing it as it is.)
         ALTER TABLE pg_temp.pgtrail_revert_stmt ALTER COLUMN data SET STORAGE EXTERNAL,
@@ -1423,13 +1583,7 @@ BEGIN
     -- Per row: the columns it gets back (in jsonb's key order, which is
     -- canonical: rows with the same columns group together), their values
     -- and what the row must hold now; the columns that cannot be written.
-    IF to_regclass('pg_temp.pgtrail_revert_back') IS NULL THEN
-        -- (holder, lvl, park: see _revert_move_order.)
-        CREATE TEMP TABLE pgtrail_revert_back (
-            chain bigint, ex_final boolean, moved boolean, k_origin jsonb, k_final jsonb,
-            cols text[], s jsonb, e jsonb, lost_cols text[], whys text[], ids bigint[],
-            holder bigint, lvl integer, park jsonb) ON COMMIT DROP;
-    END IF;
+    -- (pg_temp.pgtrail_revert_back: see _revert_scratch.)
     PERFORM pgtrail._revert_clear('pgtrail_revert_stmt', 'pgtrail_revert_lost');
 
     FOR t IN SELECT a.* FROM pgtrail.audited_table AS a
@@ -1456,8 +1610,8 @@ BEGIN
 
         IF cardinality(t.key_columns) = 0 THEN
             -- Copies to remove.
-            INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
-            SELECT t.id, 'DELETE', NULL,
+            INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, what, cols, sql, data, keys, change_ids, rows, note)
+            SELECT t.id, 'DELETE', 'delete_copies', NULL,
                    format('DELETE FROM %1$s AS t USING ('
                           'SELECT h.o, h.c FROM (SELECT y.tableoid AS o, y.ctid AS c, w.n, '
                           'row_number() OVER (PARTITION BY w.r ORDER BY y.tableoid, y.ctid) AS i '
@@ -1479,8 +1633,8 @@ BEGIN
                      FROM pg_temp.pgtrail_revert_chain AS k
                      WHERE k.table_id = t.id AND k.active AND k.net > 0
                      GROUP BY 1 LOOP
-                INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
-                SELECT t.id, 'INSERT', g.cols,
+                INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, what, cols, sql, data, keys, change_ids, rows, note)
+                SELECT t.id, 'INSERT', 'insert_copies', g.cols,
                        format('INSERT INTO %1$s (%2$s)%3$s SELECT %4$s FROM jsonb_to_recordset($1) AS w(r jsonb, n bigint) '
                               'CROSS JOIN LATERAL generate_series(1, w.n) AS copies '
                               'CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, w.r) AS s',
@@ -1499,8 +1653,8 @@ BEGIN
         v_join := (SELECT string_agg(format('t.%I = k.%I', c, c), ' AND ') FROM unnest(t.key_columns) AS c);
 
         -- Rows the selection created: deleted, if they still hold what the trail says.
-        INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
-        SELECT t.id, 'DELETE', NULL,
+        INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, what, cols, sql, data, keys, change_ids, rows, note)
+        SELECT t.id, 'DELETE', 'delete', NULL,
                -- (The keys as one set of rows, which a nested loop reads
                -- again at no cost: with a table its statistics say is empty,
                -- the planner loops over the table's rows, and a row made of
@@ -1596,8 +1750,11 @@ BEGIN
 
         -- Rows whose key goes back: in an order that frees each key before
         -- another row takes it.
-        IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_back AS b WHERE b.moved AND b.ex_final AND b.cols IS NOT NULL) THEN
-            PERFORM pgtrail._revert_move_order(t);
+        -- (Worked out by _revert_key_cycles, for the same rows.)
+        IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_moves AS m WHERE m.table_id = t.id) THEN
+            UPDATE pg_temp.pgtrail_revert_back AS b SET holder = m.holder, lvl = m.lvl, park = m.park
+            FROM pg_temp.pgtrail_revert_moves AS m
+            WHERE m.table_id = t.id AND m.chain = b.chain AND b.moved AND b.ex_final AND b.cols IS NOT NULL;
         END IF;
 
         -- Rows the selection changed: the columns it changed get their old
@@ -1609,8 +1766,8 @@ BEGIN
         -- byte order; the aggregates take the rows in that order, where an
         -- ordered aggregate would sort them again, once per aggregate.)
         FOR g IN SELECT x.moved, x.lvl, ARRAY(SELECT c FROM unnest(x.cols) AS c ORDER BY c) AS cols,
-                        x.chains, x.data, x.keys, x.n, x.first_ids
-                 FROM (SELECT q.moved, q.lvl, q.cols_t::text[] AS cols,
+                        x.chains, x.data, x.keys, x.n, x.first_ids, x.parked
+                 FROM (SELECT q.moved, q.lvl, q.cols_t::text[] AS cols, bool_or(q.parked) AS parked,
                               -- (Rows changed more than once: their change ids are looked up.)
                               array_agg(q.chain) FILTER (WHERE cardinality(q.ids) > 1) AS chains,
                               jsonb_agg(CASE WHEN q.moved THEN jsonb_build_object('k', q.k_final, 's', q.s, 'e', q.e)
@@ -1624,19 +1781,20 @@ BEGIN
                                          ELSE ARRAY(SELECT jsonb_object_keys(b.k_origin || b.s)) END::text COLLATE "C" AS cols_t,
                                     b.chain, coalesce(b.park, b.k_final) AS k_final,
                                     CASE WHEN b.park IS NULL THEN b.s ELSE b.k_origin || b.s END AS s,
-                                    CASE WHEN b.park IS NULL THEN b.e ELSE b.e || b.park END AS e, b.ids
+                                    CASE WHEN b.park IS NULL THEN b.e ELSE b.e || b.park END AS e, b.ids,
+                                    b.park IS NOT NULL AS parked
                              FROM pg_temp.pgtrail_revert_back AS b
                              WHERE b.ex_final AND b.cols IS NOT NULL
                              UNION ALL
                              -- (Rows that go through a temporary key: there first.)
                              SELECT true, 0, ARRAY(SELECT jsonb_object_keys(b.park))::text COLLATE "C", b.chain,
-                                    b.k_final, b.park, b.e, b.ids
+                                    b.k_final, b.park, b.e, b.ids, false
                              FROM pg_temp.pgtrail_revert_back AS b
                              WHERE b.park IS NOT NULL
                              UNION ALL
                              -- (The fast path's rows, as pgtrail_revert_back
                              -- would have them.)
-                             SELECT false, 1, d.cols::text COLLATE "C", d.chain, d.k_final, d.s, d.e, d.change_ids
+                             SELECT false, 1, d.cols::text COLLATE "C", d.chain, d.k_final, d.s, d.e, d.change_ids, false
                              -- (Key columns removed only from a row that
                              -- has them: jsonb's "-" copies the object even
                              -- when it removes nothing.)
@@ -1654,8 +1812,10 @@ BEGIN
                              ORDER BY 1, 2, 3, 4) AS q
                        GROUP BY q.moved, q.lvl, q.cols_t) AS x
                  ORDER BY x.moved, x.lvl, x.cols LOOP
-            INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note, lvl)
-            SELECT t.id, CASE WHEN g.moved THEN 'MOVE' ELSE 'UPDATE' END, g.cols,
+            INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, what, cols, sql, data, keys, change_ids, rows, note, lvl)
+            SELECT t.id, CASE WHEN g.moved THEN 'MOVE' ELSE 'UPDATE' END,
+                   CASE WHEN NOT g.moved THEN 'restore' WHEN g.lvl = 0 THEN 'park' WHEN g.parked THEN 'unpark' ELSE 'move' END,
+                   g.cols,
                    CASE WHEN g.moved THEN
                    format('UPDATE %1$s AS t SET (%2$s) = ROW(%3$s) FROM jsonb_array_elements($1) AS d(d) '
                           'CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, d.d -> ''k'') AS k '
@@ -1712,8 +1872,8 @@ BEGIN
                              ORDER BY 1, 2) AS q
                        GROUP BY q.cols_t) AS x
                  ORDER BY x.cols LOOP
-            INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, cols, sql, data, keys, change_ids, rows, note)
-            SELECT t.id, 'INSERT', g.cols,
+            INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, what, cols, sql, data, keys, change_ids, rows, note)
+            SELECT t.id, 'INSERT', 'insert', g.cols,
                    format('INSERT INTO %1$s (%2$s)%3$s SELECT %4$s FROM jsonb_populate_recordset(NULL::%1$s, $1) AS s',
                           v_rel,
                           (SELECT string_agg(quote_ident(c), ', ') FROM unnest(g.cols) AS c),
@@ -1859,7 +2019,7 @@ $fn$;
 
 CREATE OR REPLACE FUNCTION pgtrail.revert_plan(selector jsonb, on_conflict text DEFAULT 'refuse')
 RETURNS TABLE (step integer, change_ids bigint[], table_name text, operation text, key jsonb, sql text,
-               conflict jsonb, rows bigint, columns text[], note text, data jsonb)
+               conflict jsonb, rows bigint, columns text[], note text, data jsonb, kind text)
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1909,6 +2069,7 @@ BEGIN
                       HINT = 'Narrow the selection (tables, a shorter window), or raise the cap: "max_rows" in the selector, --max-rows on the command line.';
         END IF;
         PERFORM pgtrail._revert_conflicts();
+        PERFORM pgtrail._revert_key_cycles();
         EXIT WHEN NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict) OR on_conflict = 'refuse' OR v_round > 100;
         IF on_conflict = 'skip' THEN
             -- Leave the conflicting rows out, and look again: a row left out
@@ -1971,19 +2132,18 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict) THEN
         PERFORM pgtrail._revert_statements();
     END IF;
-    -- (Statements can find a conflict of their own: keys that go round in
-    -- a cycle with no temporary key to break it.)
+    -- (Key cycles are conflicts found above, with the others.)
     IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict) THEN
         RETURN QUERY
         SELECT s.step, s.change_ids, format('%I.%I', a.table_schema, a.table_name), s.kind, s.keys, s.sql,
-               NULL::jsonb, s.rows, s.cols, s.note, s.data
+               NULL::jsonb, s.rows, s.cols, s.note, s.data, s.what
         FROM pg_temp.pgtrail_revert_stmt AS s JOIN pgtrail.audited_table AS a ON a.id = s.table_id
         ORDER BY s.step;
         RETURN QUERY
         SELECT NULL::integer, l.change_ids, format('%I.%I', a.table_schema, a.table_name), 'LOST', l.key, NULL::text,
                NULL::jsonb, 1::bigint, l.columns,
                format('%s cannot be restored (%s): %s', array_to_string(l.columns, ', '), l.why, l.kind),
-               NULL::jsonb
+               NULL::jsonb, NULL::text
         FROM pg_temp.pgtrail_revert_lost AS l JOIN pgtrail.audited_table AS a ON a.id = l.table_id
         ORDER BY a.table_schema, a.table_name, l.key::text;
         RETURN QUERY
@@ -1991,7 +2151,7 @@ BEGIN
                NULL::jsonb, 0::bigint, NULL::text[],
                CASE WHEN k.keyless THEN 'the selection added and removed as many copies of this row: nothing to undo'
                     ELSE 'the selection created and deleted this row: nothing to undo' END,
-               NULL::jsonb
+               NULL::jsonb, NULL::text
         FROM pg_temp.pgtrail_revert_chain AS k JOIN pgtrail.audited_table AS a ON a.id = k.table_id
         WHERE NOT k.active
         ORDER BY k.chain;
@@ -2003,14 +2163,14 @@ BEGIN
            CASE g.kind WHEN 'SKIP' THEN 'left as it is: ' || (g.conflict -> 0 ->> 'message')
                        ELSE format('transaction %s%s reverted too: its changes depend on the selection', g.key ->> 'txid',
                                    coalesce(' (' || (g.conflict -> 0 ->> 'actor') || ')', '')) END,
-           NULL::jsonb
+           NULL::jsonb, NULL::text
     FROM pg_temp.pgtrail_revert_log AS g;
     RETURN QUERY
     SELECT NULL::integer, k.change_ids,
            (SELECT format('%I.%I', a.table_schema, a.table_name) FROM pgtrail.audited_table AS a WHERE a.id = c.table_id),
            'CONFLICT', coalesce(c.key, k.k_final), NULL::text,
            pgtrail._revert_conflict_json(c.kind, c.change_id, c.txid, c.ctx, c.at, c.op, c.columns, c.message),
-           NULL::bigint, c.columns, NULL::text, NULL::jsonb
+           NULL::bigint, c.columns, NULL::text, NULL::jsonb, NULL::text
     FROM pg_temp.pgtrail_revert_conflict AS c
     LEFT JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain
     ORDER BY c.table_id, coalesce(c.key, k.k_final)::text, c.at, c.change_id;
@@ -2051,7 +2211,7 @@ $fn$;
 
 CREATE OR REPLACE FUNCTION pgtrail.revert(selector jsonb, on_conflict text DEFAULT 'refuse', reason text DEFAULT NULL)
 RETURNS TABLE (step integer, change_ids bigint[], table_name text, operation text, key jsonb, sql text,
-               conflict jsonb, rows bigint, columns text[], note text, data jsonb)
+               conflict jsonb, rows bigint, columns text[], note text, data jsonb, kind text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 -- Planning its own queries costs more than running them (JIT compiles for
@@ -2105,7 +2265,7 @@ BEGIN
     END IF;
     CREATE TEMP TABLE pgtrail_revert_run (
         ord bigint, step integer, change_ids bigint[], table_name text, operation text, key jsonb, sql text,
-        conflict jsonb, rows bigint, columns text[], note text, data jsonb) ON COMMIT DROP;
+        conflict jsonb, rows bigint, columns text[], note text, data jsonb, kind text) ON COMMIT DROP;
     -- (Not compressed: see pgtrail_revert_stmt.)
     ALTER TABLE pg_temp.pgtrail_revert_run ALTER COLUMN data SET STORAGE EXTERNAL,
         ALTER COLUMN key SET STORAGE EXTERNAL, ALTER COLUMN change_ids SET STORAGE EXTERNAL;
@@ -2164,14 +2324,17 @@ BEGIN
                                 actor_type => v_actor ->> 'actor_type', reason => v_reason, extra => v_extra);
 
     SET CONSTRAINTS ALL DEFERRED;
-    SELECT coalesce(sum(r.rows), 0) INTO v_total FROM pg_temp.pgtrail_revert_run AS r WHERE r.step IS NOT NULL;
+    -- (Rows counted once: a row parked on a temporary key is counted when it
+    -- moves back to its own.)
+    SELECT coalesce(sum(r.rows), 0) INTO v_total FROM pg_temp.pgtrail_revert_run AS r
+    WHERE r.step IS NOT NULL AND r.kind <> 'park';
     IF v_progress THEN
         RAISE NOTICE 'pgtrail revert progress: 0 of % rows', v_total;
     END IF;
     FOR s IN SELECT r.step, r.table_name, r.operation, r.sql, r.data,
                     -- (A table without key: each row of the data says how
                     -- many copies it stands for, as "n".)
-                    r.note LIKE 'a table without key%' AS copies
+                    r.kind IN ('delete_copies', 'insert_copies') AS copies, r.kind = 'park' AS parking
              FROM pg_temp.pgtrail_revert_run AS r
              WHERE r.step IS NOT NULL ORDER BY r.step LOOP
         -- Batches are slices of the statement's rows (jsonb arrays index in
@@ -2208,8 +2371,10 @@ BEGIN
                         s.step, s.operation, s.table_name, v_n, b.n
                     USING ERRCODE = '40001', HINT = 'Plan the revert again and retry.';
             END IF;
-            v_done := v_done + b.n;
-            IF v_progress THEN
+            IF NOT s.parking THEN
+                v_done := v_done + b.n;
+            END IF;
+            IF v_progress AND NOT s.parking THEN
                 RAISE NOTICE 'pgtrail revert progress: % of % rows', v_done, v_total;
             END IF;
         END LOOP;
@@ -2222,7 +2387,8 @@ BEGIN
                                 actor_type => nullif(v_prev ->> 'actor_type', ''), reason => nullif(v_prev ->> 'reason', ''));
     PERFORM set_config('pgtrail.context', coalesce(v_prev ->> 'context', ''), true);
 
-    RETURN QUERY SELECT r.step, r.change_ids, r.table_name, r.operation, r.key, r.sql, r.conflict, r.rows, r.columns, r.note, r.data
+    RETURN QUERY SELECT r.step, r.change_ids, r.table_name, r.operation, r.key, r.sql, r.conflict, r.rows, r.columns, r.note, r.data,
+                        r.kind
                  FROM pg_temp.pgtrail_revert_run AS r ORDER BY r.ord;
 END
 $fn$;

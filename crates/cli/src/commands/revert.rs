@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use pgtrail::revert::apply::{ApplyOptions, apply};
-use pgtrail::revert::{Operation, Plan, PlanItem, Request, RevertError, RowTarget, Selector};
+use pgtrail::revert::{Operation, Plan, PlanItem, Request, RevertError, RowTarget, Selector, StatementKind};
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
@@ -223,6 +223,8 @@ fn report(request: &Request, plan: &Plan, txid: Option<i64>) -> Value {
         "applied": txid.is_some(),
         "txid": txid,
         "rows": plan.rows(),
+        "rows_per_table": plan.rows_per_table(),
+        "statements": plan.statements().count(),
         "change_ids": plan.change_ids(),
         "per_table": plan.per_table().iter().map(|(table, ops)| {
             (table.clone(), Value::Object(ops.iter().map(|(op, n)| (op.as_str().to_string(), json!(n))).collect()))
@@ -274,18 +276,20 @@ fn print_plan(request: &Request, plan: &Plan) {
             table.push([
                 s.step.map(|n| n.to_string()).unwrap_or_default(),
                 s.table.clone().unwrap_or_default(),
-                s.operation.as_str().to_string(),
+                operation_text(s),
                 s.rows.unwrap_or(0).to_string(),
                 short_ids(&s.change_ids),
                 sample_keys(s.key.as_ref()),
             ]);
         }
-        output::print_styled(&table, true, |column, cell| match (column, cell) {
-            (2, "INSERT") => output::GOOD,
-            (2, "UPDATE" | "MOVE") => output::WARN,
-            (2, "DELETE") => output::BAD,
-            (4, _) => output::DIM,
-            _ => output::PLAIN,
+        output::print_styled(&table, true, |column, cell| {
+            match (column, cell.split(' ').next()) {
+                (2, Some("INSERT")) => output::GOOD,
+                (2, Some("UPDATE" | "MOVE")) => output::WARN,
+                (2, Some("DELETE")) => output::BAD,
+                (4, _) => output::DIM,
+                _ => output::PLAIN,
+            }
         });
         output::say(
             output::HEADER,
@@ -365,6 +369,16 @@ fn print_plan(request: &Request, plan: &Plan) {
             3 => output::DIM,
             _ => output::PLAIN,
         });
+    }
+}
+
+/// A statement's operation, and whether it parks rows on a temporary key
+/// or moves them back from one (their rows are counted once, at the latter).
+fn operation_text(statement: &PlanItem) -> String {
+    match statement.kind {
+        Some(StatementKind::Park) => format!("{} (to a temporary key)", statement.operation.as_str()),
+        Some(StatementKind::Unpark) => format!("{} (from a temporary key)", statement.operation.as_str()),
+        _ => statement.operation.as_str().to_string(),
     }
 }
 

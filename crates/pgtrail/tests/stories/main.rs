@@ -21,6 +21,7 @@ mod reconcile;
 mod restore;
 mod retention;
 mod revert;
+mod revert_keys;
 mod revert_oracle;
 mod rollout;
 mod rows;

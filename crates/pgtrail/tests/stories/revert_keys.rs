@@ -1,0 +1,335 @@
+//! Reverting key changes whose keys go round: cycles that no temporary key
+//! can break are conflicts like any other (refused, or skipped with the
+//! rest reverted); temporary keys the table's constraints would refuse
+//! (a CHECK, a short varchar, a foreign key on the key) are not used, and
+//! the revert either finds another way or refuses up front; a row that
+//! goes through a temporary key is counted once in the plan.
+
+use pgtrail::revert::apply::{ApplyOptions, apply};
+use pgtrail::revert::plan::plan;
+use pgtrail::revert::{Operation, Plan, Policy, Request, RevertError, Selector, StatementKind};
+use serde_json::{Value, json};
+use tokio_postgres::Client;
+
+use crate::support::{audited_db, column, tx};
+
+fn txids(list: &[i64]) -> Request {
+    Request::new(Selector::Transactions(list.to_vec()))
+}
+
+async fn revert(client: &mut Client, request: &Request) -> Result<i64, RevertError> {
+    let options = ApplyOptions {
+        reason: "undo the key changes".into(),
+        actor: Some("ops@example.com".into()),
+        expected: None,
+    };
+    apply(client, request, &options).await.map(|a| a.txid)
+}
+
+async fn rows(client: &Client, table: &str) -> Vec<Value> {
+    column(
+        client,
+        &format!("SELECT to_jsonb(t) FROM {table} AS t ORDER BY to_jsonb(t)::text"),
+    )
+    .await
+}
+
+fn conflict_kinds(planned: &Plan) -> Vec<String> {
+    let mut kinds: Vec<String> = planned
+        .conflicts()
+        .map(|c| c.conflict.as_ref().unwrap()["kind"].as_str().unwrap().to_string())
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+/// Two dates swapped (a date cannot hold a temporary key) and a label
+/// changed, in one transaction. Refuse lists the cycle with the other
+/// conflicts; skip leaves the swapped rows as they are, says why, and
+/// reverts the rest, where it used to refuse the whole revert.
+#[tokio::test]
+async fn skip_leaves_a_key_cycle_no_temporary_key_breaks_and_reverts_the_rest() {
+    let mut db = audited_db(
+        "CREATE TABLE days (day date PRIMARY KEY, label text);
+         INSERT INTO days VALUES ('2026-01-01', 'new year'), ('2026-12-25', 'christmas'), ('2026-05-01', 'may day');",
+        "",
+    )
+    .await;
+    let t = tx(
+        &db.client,
+        "calendar",
+        "UPDATE days SET day = '2026-06-01' WHERE label = 'new year';
+         UPDATE days SET day = '2026-01-01' WHERE label = 'christmas';
+         UPDATE days SET day = '2026-12-25' WHERE label = 'new year';
+         UPDATE days SET label = 'labour day' WHERE day = '2026-05-01'",
+    )
+    .await;
+    tx(
+        &db.client,
+        "clerk",
+        "UPDATE days SET label = 'labour day!' WHERE day = '2026-05-01'",
+    )
+    .await;
+
+    // Refuse: the later change and the cycle, all listed.
+    let refused = plan(&db.client, &txids(&[t])).await.unwrap();
+    assert_eq!(
+        conflict_kinds(&refused),
+        vec!["key_cycle", "key_cycle", "later_change"],
+        "{refused:?}"
+    );
+    let message = refused
+        .conflicts()
+        .find_map(|c| {
+            let c = c.conflict.as_ref()?;
+            (c["kind"] == json!("key_cycle")).then(|| c["message"].as_str().unwrap().to_string())
+        })
+        .unwrap();
+    assert!(message.contains("cannot hold a temporary key"), "{message}");
+
+    // Skip: everything is skipped here (the cycle, and the later change).
+    db.client
+        .batch_execute(
+            "UPDATE days SET label = 'labour day' WHERE day = '2026-05-01';
+             INSERT INTO days VALUES ('2026-10-31', 'halloween')",
+        )
+        .await
+        .unwrap();
+    let u = tx(
+        &db.client,
+        "calendar",
+        "UPDATE days SET day = '2026-06-01' WHERE label = 'new year';
+         UPDATE days SET day = '2026-12-25' WHERE label = 'christmas';
+         UPDATE days SET day = '2026-01-01' WHERE label = 'new year';
+         UPDATE days SET label = 'spooky' WHERE day = '2026-10-31'",
+    )
+    .await;
+    let after = rows(&db.client, "days").await;
+    let mut skip = txids(&[u]);
+    skip.policy = Policy::Skip;
+    let planned = plan(&db.client, &skip).await.unwrap();
+    assert_eq!(planned.conflicts().count(), 0, "{planned:?}");
+    let skipped: Vec<&Value> = planned
+        .of(Operation::Skip)
+        .filter_map(|s| s.key.as_ref())
+        .collect();
+    assert_eq!(skipped.len(), 2, "{planned:?}");
+    assert!(
+        planned
+            .of(Operation::Skip)
+            .all(|s| s.note.as_deref().unwrap_or("").contains("each other's keys")),
+        "{planned:?}"
+    );
+    assert_eq!(planned.rows(), 1, "{planned:?}");
+    revert(&mut db.client, &skip).await.unwrap();
+    let mut expected: Vec<Value> = after
+        .into_iter()
+        .map(|mut r| {
+            if r["label"] == json!("spooky") {
+                r["label"] = json!("halloween");
+            }
+            r
+        })
+        .collect();
+    expected.sort_by_key(|r| r.to_string());
+    let mut actual = rows(&db.client, "days").await;
+    actual.sort_by_key(|r| r.to_string());
+    assert_eq!(actual, expected);
+}
+
+/// A CHECK on the first key column refuses the temporary value above the
+/// largest: the other key column holds the temporary key. A CHECK on the
+/// only key column: refused up front in the plan, naming the constraint,
+/// instead of failing half-way.
+#[tokio::test]
+async fn a_temporary_key_a_check_constraint_refuses_is_not_used() {
+    let mut db = audited_db(
+        "CREATE TABLE seats (row_no int CHECK (row_no BETWEEN 1 AND 3), seat text, holder text,
+                             PRIMARY KEY (row_no, seat));
+         CREATE TABLE slots (n int PRIMARY KEY CHECK (n BETWEEN 1 AND 5), label text);
+         INSERT INTO seats VALUES (1, 'a', 'ann'), (1, 'b', 'bob'), (3, 'a', 'cy');
+         INSERT INTO slots VALUES (1, 'one'), (2, 'two'), (5, 'five');",
+        "",
+    )
+    .await;
+    let before = rows(&db.client, "seats").await;
+    let swap = tx(
+        &db.client,
+        "usher",
+        "UPDATE seats SET seat = 'x' WHERE holder = 'ann';
+         UPDATE seats SET seat = 'a' WHERE holder = 'bob';
+         UPDATE seats SET seat = 'b' WHERE holder = 'ann'",
+    )
+    .await;
+    let planned = plan(&db.client, &txids(&[swap])).await.unwrap();
+    assert_eq!(planned.conflicts().count(), 0, "{planned:?}");
+    revert(&mut db.client, &txids(&[swap])).await.unwrap();
+    assert_eq!(rows(&db.client, "seats").await, before);
+
+    let swap = tx(
+        &db.client,
+        "scheduler",
+        "UPDATE slots SET n = 3 WHERE label = 'one';
+         UPDATE slots SET n = 1 WHERE label = 'two';
+         UPDATE slots SET n = 2 WHERE label = 'one'",
+    )
+    .await;
+    let swapped = rows(&db.client, "slots").await;
+    let planned = plan(&db.client, &txids(&[swap])).await.unwrap();
+    assert_eq!(
+        conflict_kinds(&planned),
+        vec!["key_cycle", "key_cycle"],
+        "{planned:?}"
+    );
+    let message = planned.conflicts().next().unwrap().conflict.as_ref().unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("slots_n_check"), "{message}");
+    let refused = revert(&mut db.client, &txids(&[swap])).await;
+    assert!(
+        matches!(refused, Err(RevertError::Conflicts { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(rows(&db.client, "slots").await, swapped);
+}
+
+/// A varchar(8) key: the temporary value is made as long as the column
+/// takes (it was 47 characters, refused by the type at apply time).
+#[tokio::test]
+async fn a_short_varchar_key_rotates_back_through_a_temporary_key_that_fits() {
+    let mut db = audited_db(
+        "CREATE TABLE codes (code varchar(8) PRIMARY KEY, label text);
+         INSERT INTO codes VALUES ('a', 'A'), ('b', 'B'), ('c', 'C');",
+        "",
+    )
+    .await;
+    let before = rows(&db.client, "codes").await;
+    let rotate = tx(
+        &db.client,
+        "renamer",
+        "UPDATE codes SET code = 'x' WHERE code = 'a';
+         UPDATE codes SET code = 'a' WHERE code = 'c';
+         UPDATE codes SET code = 'c' WHERE code = 'b';
+         UPDATE codes SET code = 'b' WHERE code = 'x'",
+    )
+    .await;
+    let planned = plan(&db.client, &txids(&[rotate])).await.unwrap();
+    assert_eq!(planned.conflicts().count(), 0, "{planned:?}");
+    revert(&mut db.client, &txids(&[rotate])).await.unwrap();
+    assert_eq!(rows(&db.client, "codes").await, before);
+}
+
+/// Every key column a foreign key that is not deferrable: a temporary key
+/// (11 and 12 here) would point at no parent (users go up to 11). A long chain (a renumbering) goes back a step
+/// per row instead; a swap is refused up front, naming the foreign key.
+/// With a deferrable foreign key (deferred while the revert runs) the swap
+/// goes through a temporary key.
+#[tokio::test]
+async fn a_key_that_is_all_foreign_key_goes_back_in_steps_or_is_refused_up_front() {
+    let mut db = audited_db(
+        "CREATE TABLE users (id int PRIMARY KEY);
+         CREATE TABLE profiles (user_id int PRIMARY KEY REFERENCES users, bio text);
+         CREATE TABLE cards (user_id int PRIMARY KEY REFERENCES users DEFERRABLE, bio text);
+         INSERT INTO users SELECT g FROM generate_series(1, 11) AS g;
+         INSERT INTO profiles SELECT g, 'bio ' || g FROM generate_series(1, 10) AS g;
+         INSERT INTO cards VALUES (1, 'one'), (2, 'two');",
+        "",
+    )
+    .await;
+    let before = rows(&db.client, "profiles").await;
+    let shift = (1..=10)
+        .rev()
+        .map(|i| format!("UPDATE profiles SET user_id = {} WHERE user_id = {i}", i + 1))
+        .collect::<Vec<_>>()
+        .join(";\n");
+    let renumbering = tx(&db.client, "admin", &shift).await;
+    let planned = plan(&db.client, &txids(&[renumbering])).await.unwrap();
+    assert_eq!(planned.conflicts().count(), 0, "{planned:?}");
+    assert!(
+        planned.statements().all(|s| s.kind == Some(StatementKind::Move)),
+        "{planned:?}"
+    );
+    assert_eq!(planned.rows(), 10);
+    revert(&mut db.client, &txids(&[renumbering])).await.unwrap();
+    assert_eq!(rows(&db.client, "profiles").await, before);
+
+    let swap = tx(
+        &db.client,
+        "admin",
+        "UPDATE profiles SET user_id = 11 WHERE user_id = 1;
+         UPDATE profiles SET user_id = 1 WHERE user_id = 2;
+         UPDATE profiles SET user_id = 2 WHERE user_id = 11;
+         UPDATE cards SET user_id = 11 WHERE user_id = 1;
+         UPDATE cards SET user_id = 1 WHERE user_id = 2;
+         UPDATE cards SET user_id = 2 WHERE user_id = 11",
+    )
+    .await;
+    let swapped = rows(&db.client, "profiles").await;
+    let planned = plan(&db.client, &txids(&[swap])).await.unwrap();
+    assert_eq!(
+        conflict_kinds(&planned),
+        vec!["key_cycle", "key_cycle"],
+        "{planned:?}"
+    );
+    assert!(
+        planned
+            .conflicts()
+            .all(|c| c.table.as_deref() == Some("public.profiles")
+                && c.conflict.as_ref().unwrap()["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("profiles_user_id_fkey")),
+        "{planned:?}"
+    );
+    let refused = revert(&mut db.client, &txids(&[swap])).await;
+    assert!(
+        matches!(refused, Err(RevertError::Conflicts { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(rows(&db.client, "profiles").await, swapped);
+
+    let cards_before = json!([{"user_id": 1, "bio": "one"}, {"user_id": 2, "bio": "two"}]);
+    let mut skip = txids(&[swap]);
+    skip.policy = Policy::Skip;
+    revert(&mut db.client, &skip).await.unwrap();
+    assert_eq!(json!(rows(&db.client, "cards").await), cards_before);
+    assert_eq!(rows(&db.client, "profiles").await, swapped);
+}
+
+/// A swap goes through a temporary key: both rows are parked, then moved
+/// back, two statements of the same two rows. The plan counts them once,
+/// in total and per table, and says which statement is which.
+#[tokio::test]
+async fn a_row_parked_on_a_temporary_key_is_counted_once() {
+    let db = audited_db(
+        "CREATE TABLE slots (n int PRIMARY KEY, label text);
+         INSERT INTO slots VALUES (1, 'one'), (2, 'two'), (3, 'three');",
+        "",
+    )
+    .await;
+    let t = tx(
+        &db.client,
+        "scheduler",
+        "UPDATE slots SET n = 9 WHERE label = 'one';
+         UPDATE slots SET n = 1 WHERE label = 'two';
+         UPDATE slots SET n = 2 WHERE label = 'one';
+         UPDATE slots SET label = 'THREE' WHERE n = 3",
+    )
+    .await;
+    let planned = plan(&db.client, &txids(&[t])).await.unwrap();
+    let kinds: Vec<(Option<StatementKind>, Option<i64>)> =
+        planned.statements().map(|s| (s.kind, s.rows)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (Some(StatementKind::Park), Some(2)),
+            (Some(StatementKind::Unpark), Some(2)),
+            (Some(StatementKind::Restore), Some(1)),
+        ],
+        "{planned:?}"
+    );
+    assert_eq!(planned.rows(), 3);
+    assert_eq!(planned.per_table()["public.slots"][&Operation::Move], 2);
+    assert_eq!(planned.rows_per_table()["public.slots"], 3);
+}
