@@ -118,6 +118,10 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 15,
         file: sql_file!("migrations", "0015_revert_plan_kind.sql"),
     },
+    Migration {
+        number: 16,
+        file: sql_file!("migrations", "0016_wal_message_key.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.

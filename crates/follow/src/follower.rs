@@ -13,8 +13,9 @@ use tracing::{info, warn};
 
 use crate::pgoutput::{self, Value};
 use crate::rows;
+use crate::signing::Verifier;
 use crate::sink::{Sink, SinkChange};
-use crate::transaction::{self, ContextMessage, Transaction};
+use crate::transaction::{self, Assembler, ContextMessage, Transaction};
 use crate::values::{Relations, rows_to_json};
 use crate::{FollowError, FollowOptions, FollowReport};
 
@@ -86,10 +87,11 @@ async fn run_sql(
         slot: slot.name.clone(),
         ..FollowReport::default()
     };
+    let mut verifier = Verifier::load(client).await?;
     let mut drain_to = insert_lsn(client).await?;
     let mut waited = 0;
     loop {
-        let batch = read_batch(client, &slot, options.batch_size).await?;
+        let batch = read_batch(client, &slot, options.batch_size, &mut verifier).await?;
         let (transactions, relation_versions, last_lsn) = match batch {
             Read::Batch(transactions, versions, last) => (transactions, versions, last),
             Read::Empty { upto } => {
@@ -141,6 +143,8 @@ async fn run_sql(
         report.transactions += written_tx;
         report.changes += written_changes;
         report.published += written.published;
+        let rejected: usize = transactions.iter().map(|t| t.rejected).sum();
+        report.rejected_messages += rejected as u64;
         report.position = Some(lsn_text(target));
         let lag: Option<i64> = client
             .query_one(
@@ -154,6 +158,7 @@ async fn run_sql(
             transactions = written_tx,
             changes = written_changes,
             published = written.published,
+            rejected_messages = report.rejected_messages,
             position = %lsn_text(target),
             lag_bytes = lag.unwrap_or(0),
             "pgtrail follow: wrote a batch"
@@ -263,8 +268,13 @@ enum Read {
 }
 
 /// The next batch of whole transactions committed before the WAL flushed
-/// when it is read.
-async fn read_batch(client: &Client, slot: &Slot, size: i32) -> Result<Read, FollowError> {
+/// when it is read, their context messages checked by `verifier`.
+async fn read_batch(
+    client: &Client,
+    slot: &Slot,
+    size: i32,
+    verifier: &mut Verifier,
+) -> Result<Read, FollowError> {
     let upto: String = client
         .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
         .await
@@ -283,18 +293,26 @@ async fn read_batch(client: &Client, slot: &Slot, size: i32) -> Result<Read, Fol
             upto: parse_lsn(&upto).unwrap_or(0),
         });
     }
-    let mut messages = Vec::with_capacity(rows.len());
+    let mut assembler = Assembler::verifying(std::mem::take(verifier));
+    let mut transactions = Vec::new();
     let mut last = 0;
     for row in &rows {
         let data: Vec<u8> = row.get(1);
         last = last.max(parse_lsn(row.get::<_, &str>(0)).unwrap_or(0));
-        messages.push(pgoutput::decode(&data).map_err(|e| FollowError::Protocol(e.to_string()))?);
+        let message = pgoutput::decode(&data).map_err(|e| FollowError::Protocol(e.to_string()))?;
+        if assembler.key_may_be_stale(&message)
+            && let Some(verifier) = assembler.verifier_mut()
+        {
+            verifier.reload(client).await?;
+        }
+        if let Some(tx) = assembler.push(message) {
+            if tx.end_lsn > slot.position {
+                transactions.push(tx);
+            }
+        }
     }
-    let (transactions, relations) = transaction::assemble(messages);
-    let transactions: Vec<Transaction> = transactions
-        .into_iter()
-        .filter(|t| t.end_lsn > slot.position)
-        .collect();
+    let (relations, kept) = assembler.finish();
+    *verifier = kept.unwrap_or_default();
     Ok(Read::Batch(transactions, relations, last))
 }
 

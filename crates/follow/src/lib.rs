@@ -23,6 +23,8 @@
 //! - [`pgoutput`]: the protocol's messages;
 //! - [`transaction`]: messages grouped into committed transactions, with
 //!   their context and unchanged TOASTed values filled from the old row;
+//! - [`signing`]: the context messages' signatures, checked against the
+//!   transaction each is decoded in (a forged one is ignored);
 //! - [`values`]: text values to the JSON capture records, here for the
 //!   common types, by the server for the others;
 //! - [`rows`]: the trail row of each change (key, diff, redaction);
@@ -35,6 +37,7 @@
 pub mod follower;
 pub mod pgoutput;
 pub mod rows;
+pub mod signing;
 pub mod sink;
 pub mod stream;
 pub mod transaction;
@@ -111,6 +114,9 @@ pub struct FollowReport {
     pub changes: u64,
     /// Changes a sink took (new to it).
     pub published: u64,
+    /// Context messages ignored because they were not signed for their
+    /// transaction (forged, or copied from another one).
+    pub rejected_messages: u64,
     /// The position reached (end LSN of the last transaction), if any batch was read.
     pub position: Option<String>,
 }

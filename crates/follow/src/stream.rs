@@ -30,6 +30,7 @@ use tracing::{debug, info, warn};
 
 use crate::follower::{self, Slot, lsn_text};
 use crate::pgoutput::{self, Message};
+use crate::signing::Verifier;
 use crate::sink::Sink;
 use crate::transaction::{Assembler, Transaction};
 use crate::values::Relations;
@@ -155,7 +156,7 @@ pub(crate) async fn run(
     info!(slot = %slot.name, position = %lsn_text(slot.position), "pgtrail follow: streaming the slot");
 
     let batch_size = usize::try_from(options.batch_size.max(1)).unwrap_or(usize::MAX);
-    let mut assembler = Assembler::default();
+    let mut assembler = Assembler::verifying(Verifier::load(client).await?);
     let mut relations = Relations::new(options.values);
     let mut pending: Vec<Transaction> = Vec::new();
     let mut pending_changes = 0usize;
@@ -368,10 +369,16 @@ pub(crate) async fn run(
                     ));
                 }
             };
+            if assembler.key_may_be_stale(&message)
+                && let Some(verifier) = assembler.verifier_mut()
+            {
+                verifier.reload(client).await?;
+            }
             if let Some(tx) = assembler.push(message) {
                 // At or before the position: in the trail already (the
                 // server starts from the slot's position if it is further).
                 if tx.end_lsn > slot.position {
+                    report.rejected_messages += tx.rejected as u64;
                     if pending.is_empty() {
                         pending_since = Instant::now();
                     }

@@ -2,11 +2,17 @@
 //! with the context (the `pgtrail` logical message of the context trigger)
 //! in force when it was made, and unchanged TOASTed values filled in from
 //! the old row. [`assemble`] takes a batch read over SQL; [`Assembler`]
-//! takes a stream, one message at a time.
+//! takes a stream, one message at a time. With a [`Verifier`], a context
+//! message whose signature is not its transaction's is ignored, as if it
+//! had not been emitted (the changes after it keep the context before it),
+//! with a warning.
 
 use std::collections::{BTreeMap, HashMap};
 
+use tracing::warn;
+
 use crate::pgoutput::{Column, Message, Value};
+use crate::signing::Verifier;
 
 /// A relation as a Relation message described it. The same relation may be
 /// described again, with other columns, after DDL: each description is a
@@ -44,6 +50,8 @@ pub struct Transaction {
     pub contexts: BTreeMap<i64, ContextMessage>,
     /// Unchanged TOASTed values that could not be filled (no old row).
     pub unfilled: usize,
+    /// Context messages ignored: not signed for this transaction.
+    pub rejected: usize,
 }
 
 /// A context message of the context trigger: its JSON text, kept as it
@@ -63,7 +71,10 @@ impl ContextMessage {
     /// The message's context number (0 when it has none) and the message,
     /// `None` when `content` is not a JSON object.
     pub fn read(content: Vec<u8>) -> Option<(i64, ContextMessage)> {
-        let text = String::from_utf8(content).ok()?;
+        Self::read_text(String::from_utf8(content).ok()?)
+    }
+
+    fn read_text(text: String) -> Option<(i64, ContextMessage)> {
         // An object only (serde would read an array's items as the fields).
         if !text.trim_start().starts_with('{') {
             return None;
@@ -107,6 +118,7 @@ impl tokio_postgres::types::ToSql for ContextMessage {
 /// changes refer to. Non-transactional messages and messages of other
 /// prefixes are skipped, and changes of relations never described; a
 /// transaction without its commit at the end of `messages` is left out.
+/// Context messages are not verified (see [`Assembler::verifying`]).
 pub fn assemble(messages: Vec<Message>) -> (Vec<Transaction>, Vec<RelationVersion>) {
     let mut assembler = Assembler::default();
     let out = messages
@@ -125,9 +137,53 @@ pub struct Assembler {
     latest: HashMap<u32, usize>,
     current: Option<Transaction>,
     ctx: i64,
+    /// Checks context messages; `None` (tests of decoding): all are taken.
+    verifier: Option<Verifier>,
+    /// The open transaction's 64-bit id, as the verifier reckons it.
+    txid: u64,
 }
 
 impl Assembler {
+    /// An assembler that takes only the context messages `verifier` accepts.
+    pub fn verifying(verifier: Verifier) -> Assembler {
+        Assembler {
+            verifier: Some(verifier),
+            ..Assembler::default()
+        }
+    }
+
+    /// The verifier, to read its keys again ([`Assembler::key_may_be_stale`]).
+    pub fn verifier_mut(&mut self) -> Option<&mut Verifier> {
+        self.verifier.as_mut()
+    }
+
+    /// The relation versions described and the verifier (with the last
+    /// transaction's id): what the next batch's assembler starts from.
+    pub fn finish(self) -> (Vec<RelationVersion>, Option<Verifier>) {
+        (self.relations, self.verifier)
+    }
+
+    /// Whether `message` is a context message the verifier would ignore now
+    /// while it may read its keys again: the key may have been replaced
+    /// since it read it. The caller reads it ([`Verifier::reload`]) before
+    /// [`Assembler::push`].
+    pub fn key_may_be_stale(&self, message: &Message) -> bool {
+        let (Some(verifier), Some(_)) = (&self.verifier, &self.current) else {
+            return false;
+        };
+        match message {
+            Message::Message {
+                transactional: true,
+                prefix,
+                content,
+                lsn,
+            } if prefix == "pgtrail" => {
+                verifier.may_reload() && verifier.check(self.txid, *lsn, content).is_err()
+            }
+            _ => false,
+        }
+    }
+
     /// The relation versions described so far: a change's `relation` is an
     /// index into them, stable for the assembler's life.
     pub fn relations(&self) -> &[RelationVersion] {
@@ -144,6 +200,9 @@ impl Assembler {
         match message {
             Message::Begin { xid, commit_time, .. } => {
                 self.ctx = 0;
+                if let Some(verifier) = self.verifier.as_mut() {
+                    self.txid = verifier.full_txid(xid);
+                }
                 self.current = Some(Transaction {
                     xid,
                     commit_time,
@@ -151,6 +210,7 @@ impl Assembler {
                     changes: Vec::new(),
                     contexts: BTreeMap::new(),
                     unfilled: 0,
+                    rejected: 0,
                 });
             }
             Message::Commit {
@@ -190,11 +250,29 @@ impl Assembler {
                 transactional: true,
                 prefix,
                 content,
-                ..
+                lsn,
             } if prefix == "pgtrail" => {
-                if let (Some(tx), Some((ctx, message))) =
-                    (self.current.as_mut(), ContextMessage::read(content))
-                {
+                let tx = self.current.as_mut()?;
+                let read = match &self.verifier {
+                    None => ContextMessage::read(content),
+                    Some(verifier) => match verifier.check(self.txid, lsn, &content) {
+                        Ok(json) => std::str::from_utf8(json)
+                            .ok()
+                            .and_then(|json| ContextMessage::read_text(json.to_string())),
+                        Err(why) => {
+                            tx.rejected += 1;
+                            warn!(
+                                xid = tx.xid,
+                                txid = self.txid,
+                                lsn = %crate::follower::lsn_text(lsn),
+                                "pgtrail follow: ignored a context message {why} (emitted by hand, or copied from another transaction): \
+                                 the transaction's changes are recorded without it"
+                            );
+                            None
+                        }
+                    },
+                };
+                if let Some((ctx, message)) = read {
                     self.ctx = ctx;
                     tx.contexts.insert(ctx, message);
                 }
@@ -408,6 +486,54 @@ mod tests {
         ]);
         assert_eq!(txs[0].unfilled, 1);
         assert_eq!(txs[0].changes[0].new, Some(vec![text("1"), Value::Null]));
+    }
+
+    #[test]
+    fn a_context_message_not_signed_for_its_transaction_is_ignored() {
+        use crate::signing::{MessageKey, Verifier, to_hex};
+        let key = MessageKey::new(&[3; 32], &[4; 32]).unwrap_or_else(|| panic!("32 bytes"));
+        let signed = |txid: u64, json: &str| {
+            let mut out = to_hex(&key.sign(txid, json.as_bytes())).into_bytes();
+            out.extend_from_slice(json.as_bytes());
+            out
+        };
+        let message = |content: Vec<u8>| Message::Message {
+            transactional: true,
+            lsn: 500,
+            prefix: "pgtrail".into(),
+            content,
+        };
+        let epoch = 5u64 << 32;
+        let mut assembler = Assembler::verifying(Verifier::new(vec![key.clone()], 0, epoch + 10));
+        let insert = || Message::Insert {
+            relation: 1,
+            new: vec![text("1")],
+        };
+        let genuine = r#"{"ctx": 0, "db_user": "app"}"#;
+        let forged = r#"{"ctx": 0, "db_user": "root"}"#;
+        for m in [
+            relation(1),
+            begin(12),
+            message(signed(epoch + 12, genuine)),
+            insert(),
+            // Forged: unsigned, signed for the transaction before, numbered.
+            message(forged.as_bytes().to_vec()),
+            message(signed(epoch + 11, forged)),
+            message(signed(epoch + 12, genuine).into_iter().chain(*b" ").collect()),
+            insert(),
+        ] {
+            assert_eq!(assembler.push(m), None);
+        }
+        let tx = assembler.push(commit(600)).unwrap_or_else(|| panic!("committed"));
+        assert_eq!(tx.rejected, 3);
+        assert_eq!(tx.contexts.len(), 1);
+        assert_eq!(tx.contexts.get(&0).map(ContextMessage::as_str), Some(genuine));
+        assert_eq!(tx.changes.iter().map(|c| c.ctx).collect::<Vec<_>>(), vec![0, 0]);
+        // The next transaction: its own id (reckoned from the last one's).
+        assembler.push(begin(13));
+        assembler.push(message(signed(epoch + 13, genuine)));
+        let tx = assembler.push(commit(700)).unwrap_or_else(|| panic!("committed"));
+        assert_eq!((tx.rejected, tx.contexts.len()), (0, 1));
     }
 
     #[test]

@@ -18,6 +18,25 @@
 -- message and its mark back together. The follower gives each change the
 -- context of the last message before it in its transaction.
 --
+-- Signed (migration 0016): pg_logical_emit_message is anyone's to call, so
+-- a role that writes an audited table could emit a 'pgtrail' message of its
+-- own naming another actor, database user or client. Each message is
+--     64 lowercase hex digits: sha256(k_out || sha256(k_in || T || ':' || J))
+--     J: the JSON object, UTF-8
+-- where T is the transaction's txid_current() in decimal and k_in, k_out
+-- are the two keys of pgtrail.wal_message_key, which only the pgtrail owner
+-- reads (pgtrail._wal_emit is SECURITY DEFINER). Two keys, nested (NMAC):
+-- sha256(key || message) alone could be extended by anyone who saw one
+-- signature. T binds a signature to its transaction: a signed message copied
+-- into another transaction does not verify there (a replay), and neither
+-- does one emitted by hand. `pgtrail follow` verifies each message against
+-- the transaction it decodes it in and ignores (with a warning) one that
+-- does not verify, as if it had not been emitted: the changes are still
+-- recorded, with the context of the last genuine message before them, or
+-- none. A message without a signature (starting with '{') is accepted
+-- only before pgtrail.wal_message_key.signed_from: one pgtrail 0.8.0 wrote
+-- before the upgrade.
+--
 -- The slot is not created here: a slot cannot be created in a transaction
 -- that has written, so `pgtrail apply` creates it (idempotently) before its
 -- transaction, which then moves tables into WAL mode: a change committed
@@ -166,6 +185,10 @@ $fn$;
 -- together 41,000 fewer instructions per one-statement transaction (the
 -- trigger's cost there went from 254,000 to 212,000 instructions over a
 -- 78,000-instruction UPDATE; callgrind, PostgreSQL 15, bench/WAL.md).
+-- The message is signed (see the top of this file): the key is read from
+-- pgtrail.wal_message_key once per message; a missing key row emits the
+-- message unsigned, which the follower then ignores, rather than make the
+-- write fail.
 CREATE OR REPLACE FUNCTION pgtrail._compile_wal_context()
 RETURNS void
 LANGUAGE plpgsql
@@ -206,11 +229,16 @@ BEGIN
                '    v_context jsonb;\n'
                '    v_lsn     pg_lsn;\n'
                '    v_set     text;\n'
+               '    v_msg     text;\n'
+               '    v_body    bytea;\n'
+               '    v_txid    bigint;\n'
+               '    v_k_in    bytea;\n'
+               '    v_k_out   bytea;\n'
                'BEGIN\n'
                '    IF v_mark IS NULL OR pg_catalog.current_setting(''pgtrail.emitted'', true) IS DISTINCT FROM v_mark THEN\n'
                '        %s'
                '%s'
-               '        v_lsn := pg_catalog.pg_logical_emit_message(true, ''pgtrail'', pg_catalog.json_build_object(\n'
+               '        v_msg := pg_catalog.json_build_object(\n'
                '            ''ctx'', v_ctx, ''started_at'', pg_catalog.transaction_timestamp(),\n'
                '            ''recorded_at'', pg_catalog.clock_timestamp(),\n'
                '            ''actor_id'', %s, ''actor_name'', %s, ''actor_type'', %s, ''reason'', %s,\n'
@@ -218,10 +246,17 @@ BEGIN
                '            ''db_role'', NULLIF(pg_catalog.current_setting(''role''), ''none''),\n'
                '            ''application_name'', NULLIF(pg_catalog.current_setting(''application_name''), ''''),\n'
                '            ''client_addr'', pg_catalog.inet_client_addr(), ''client_port'', pg_catalog.inet_client_port(),\n'
-               '            ''backend_pid'', pg_catalog.pg_backend_pid())::pg_catalog.text);\n'
-               '        -- (the message gave the transaction its id if it had none)\n'
+               '            ''backend_pid'', pg_catalog.pg_backend_pid())::pg_catalog.text;\n'
+               '        -- Signed for this transaction (the id the message would give it):\n'
+               '        -- 64 hex digits of sha256(k_out || sha256(k_in || txid || '':'' || json)), then the json.\n'
+               '        v_txid := pg_catalog.txid_current();\n'
+               '        SELECT k.k_in, k.k_out INTO v_k_in, v_k_out FROM pgtrail.wal_message_key AS k;\n'
+               '        v_body := pg_catalog.convert_to(v_msg, ''UTF8'');\n'
+               '        v_lsn := pg_catalog.pg_logical_emit_message(true, ''pgtrail'', COALESCE(pg_catalog.convert_to(pg_catalog.encode(\n'
+               '            pg_catalog.sha256(v_k_out || pg_catalog.sha256(v_k_in || pg_catalog.convert_to(v_txid::text || '':'', ''UTF8'') || v_body)),\n'
+               '            ''hex''), ''UTF8''), ''''::bytea) || v_body);\n'
                '        v_set := pg_catalog.set_config(''pgtrail.emitted'', ''c'' OPERATOR(pg_catalog.||) COALESCE(v_seq, '''')\n'
-               '            OPERATOR(pg_catalog.||) '':'' OPERATOR(pg_catalog.||) pg_catalog.txid_current()::pg_catalog.text, true);\n'
+               '            OPERATOR(pg_catalog.||) '':'' OPERATOR(pg_catalog.||) v_txid::pg_catalog.text, true);\n'
                '    END IF;\n'
                '    RETURN v_lsn;\n'
                'END\n',

@@ -72,23 +72,36 @@ pub async fn run(common: &Common, args: Args) -> Result<ExitCode> {
             "transactions": report.transactions,
             "changes": report.changes,
             "published": report.published,
+            "rejected_messages": report.rejected_messages,
             "position": report.position,
         }))?,
-        Format::Table => println!(
-            "{} transactions, {} changes written from slot {}{}{}",
-            report.transactions,
-            report.changes,
-            report.slot,
-            if args.sink.is_some() {
-                format!(", {} published to NATS", report.published)
-            } else {
-                String::new()
-            },
-            report
-                .position
-                .map(|p| format!(" (position {p})"))
-                .unwrap_or_default()
-        ),
+        Format::Table => {
+            println!(
+                "{} transactions, {} changes written from slot {}{}{}",
+                report.transactions,
+                report.changes,
+                report.slot,
+                if args.sink.is_some() {
+                    format!(", {} published to NATS", report.published)
+                } else {
+                    String::new()
+                },
+                report
+                    .position
+                    .map(|p| format!(" (position {p})"))
+                    .unwrap_or_default()
+            );
+            if report.rejected_messages > 0 {
+                output::say(
+                    output::BAD,
+                    &format!(
+                        "{} context messages were not signed for their transaction and were ignored \
+                         (their changes are recorded without that context; the log names each)",
+                        report.rejected_messages
+                    ),
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -34,3 +34,4 @@ mod upgrade;
 mod values;
 mod wal;
 mod wal_operations;
+mod wal_signing;

@@ -1,0 +1,336 @@
+//! The signatures of WAL mode's context messages (migration 0016,
+//! `80_wal.sql`): the keys the follower verifies them with, read from
+//! `pgtrail.wal_message_key`, and the check of one message against the
+//! transaction it was decoded in.
+//!
+//! A signed message is 64 lowercase hex digits, then the JSON object:
+//! `sha256(k_out || sha256(k_in || T || ':' || json))`, T the transaction's
+//! 64-bit id (`txid_current()`) in decimal. Bound to T, a signature copied
+//! into another transaction (a replay) does not verify there; and no role
+//! without the keys can make one. A message without a signature (it starts
+//! with `{`) is accepted only before `signed_from`, the WAL position from
+//! which pgtrail signs every message (pgtrail 0.8.0 wrote it before the
+//! upgrade).
+
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio_postgres::Client;
+
+use crate::FollowError;
+
+/// Hex digits of a signature, before the JSON.
+pub const SIGNATURE_HEX: usize = 64;
+
+/// How long after reading the keys a message that does not verify may make
+/// the follower read them again (a forged message each statement must not
+/// become a query each statement).
+const RELOAD_AFTER: Duration = Duration::from_secs(1);
+
+/// The two keys of `pgtrail.wal_message_key`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MessageKey {
+    k_in: [u8; 32],
+    k_out: [u8; 32],
+}
+
+impl std::fmt::Debug for MessageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MessageKey(..)")
+    }
+}
+
+impl MessageKey {
+    /// The key of two 32-byte halves; `None` when either is not 32 bytes.
+    pub fn new(k_in: &[u8], k_out: &[u8]) -> Option<MessageKey> {
+        Some(MessageKey {
+            k_in: k_in.try_into().ok()?,
+            k_out: k_out.try_into().ok()?,
+        })
+    }
+
+    /// The signature of `json` in transaction `txid`.
+    pub fn sign(&self, txid: u64, json: &[u8]) -> [u8; 32] {
+        let mut inner = Sha256::new();
+        inner.update(self.k_in);
+        inner.update(txid.to_string().as_bytes());
+        inner.update(b":");
+        inner.update(json);
+        let inner = inner.finalize();
+        let mut outer = Sha256::new();
+        outer.update(self.k_out);
+        outer.update(inner);
+        outer.finalize().into()
+    }
+}
+
+/// Why a context message is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Unsigned, at or after the position from which every message is signed.
+    Unsigned,
+    /// A signature that is not this transaction's under any known key.
+    BadSignature,
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Rejected::Unsigned => "not signed",
+            Rejected::BadSignature => "not signed for its transaction",
+        })
+    }
+}
+
+/// What the follower checks context messages with: the keys it has read
+/// (the current one, and any it read before during this run, so that
+/// messages still in the slot signed with a replaced key verify), the
+/// position from which messages are signed, and the last transaction's
+/// 64-bit id (pgoutput gives 32 bits; the next transaction's id is the one
+/// nearest to it with those bits).
+#[derive(Debug, Clone, Default)]
+pub struct Verifier {
+    keys: Vec<MessageKey>,
+    signed_from: u64,
+    reference: u64,
+    read_at: Option<Instant>,
+}
+
+impl Verifier {
+    /// A verifier with `keys`, accepting unsigned messages before
+    /// `signed_from`, and `reference` a recent 64-bit transaction id.
+    pub fn new(keys: Vec<MessageKey>, signed_from: u64, reference: u64) -> Verifier {
+        Verifier {
+            keys,
+            signed_from,
+            reference,
+            read_at: None,
+        }
+    }
+
+    /// Reads the keys from `pgtrail.wal_message_key`, and the reference
+    /// from the server's next transaction id.
+    pub async fn load(client: &Client) -> Result<Verifier, FollowError> {
+        let mut verifier = Verifier::default();
+        verifier.read(client, true).await?;
+        Ok(verifier)
+    }
+
+    /// Reads the keys again (the key row was replaced, or pgtrail
+    /// reinstalled) unless it read them less than a second ago; keys read
+    /// before are kept.
+    pub async fn reload(&mut self, client: &Client) -> Result<(), FollowError> {
+        if self.may_reload() {
+            self.read(client, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether [`Verifier::reload`] would read the keys now.
+    pub fn may_reload(&self) -> bool {
+        self.read_at.is_none_or(|at| at.elapsed() >= RELOAD_AFTER)
+    }
+
+    async fn read(&mut self, client: &Client, reference: bool) -> Result<(), FollowError> {
+        let installed: bool = client
+            .query_one("SELECT to_regclass('pgtrail.wal_message_key') IS NOT NULL", &[])
+            .await
+            .map_err(FollowError::database("looking for the key of context messages"))?
+            .get(0);
+        if !installed {
+            return Err(FollowError::NotInstalled);
+        }
+        let rows = client
+            .query(
+                "SELECT k_in, k_out, signed_from::text,
+                        txid_snapshot_xmax(txid_current_snapshot())
+                 FROM (SELECT) AS one LEFT JOIN pgtrail.wal_message_key ON true",
+                &[],
+            )
+            .await
+            .map_err(FollowError::database(
+                "reading the key of context messages (pgtrail.wal_message_key, readable by pgtrail's owner role)",
+            ))?;
+        self.read_at = Some(Instant::now());
+        let Some(row) = rows.first() else {
+            return Ok(());
+        };
+        if reference {
+            self.reference = u64::try_from(row.get::<_, i64>(3)).unwrap_or(0);
+        }
+        let (k_in, k_out): (Option<Vec<u8>>, Option<Vec<u8>>) = (row.get(0), row.get(1));
+        match k_in.zip(k_out).and_then(|(i, o)| MessageKey::new(&i, &o)) {
+            Some(key) => {
+                if !self.keys.contains(&key) {
+                    self.keys.push(key);
+                }
+                self.signed_from = row
+                    .get::<_, Option<String>>(2)
+                    .and_then(|t| crate::follower::parse_lsn(&t))
+                    .unwrap_or(0);
+            }
+            None => tracing::warn!(
+                "pgtrail follow: pgtrail.wal_message_key has no key: context messages cannot be verified and are ignored"
+            ),
+        }
+        Ok(())
+    }
+
+    /// The 64-bit id of the transaction with 32-bit id `xid`, the one nearest
+    /// to the last transaction's (transactions in the slot are far fewer
+    /// than 2^31 apart); it becomes the reference for the next one.
+    pub fn full_txid(&mut self, xid: u32) -> u64 {
+        const HALF: u64 = 1 << 31;
+        const EPOCH: u64 = 1 << 32;
+        let reference = self.reference;
+        let candidate = (reference & !0xffff_ffff) | u64::from(xid);
+        let full = if candidate > reference && candidate - reference > HALF && candidate >= EPOCH {
+            candidate - EPOCH
+        } else if reference > candidate && reference - candidate > HALF {
+            candidate + EPOCH
+        } else {
+            candidate
+        };
+        self.reference = full;
+        full
+    }
+
+    /// The JSON of a context message `content` decoded at `lsn` in
+    /// transaction `txid`, or why it is ignored.
+    pub fn check<'a>(&self, txid: u64, lsn: u64, content: &'a [u8]) -> Result<&'a [u8], Rejected> {
+        if content.first() == Some(&b'{') {
+            return if lsn < self.signed_from {
+                Ok(content)
+            } else {
+                Err(Rejected::Unsigned)
+            };
+        }
+        let (Some(hex), Some(json)) = (content.get(..SIGNATURE_HEX), content.get(SIGNATURE_HEX..)) else {
+            return Err(Rejected::BadSignature);
+        };
+        let Some(signature) = from_hex(hex) else {
+            return Err(Rejected::BadSignature);
+        };
+        // Constant time: how far a guess matched must not show.
+        let mut good = subtle::Choice::from(0);
+        for key in &self.keys {
+            good |= key.sign(txid, json).ct_eq(&signature);
+        }
+        if bool::from(good) {
+            Ok(json)
+        } else {
+            Err(Rejected::BadSignature)
+        }
+    }
+}
+
+/// 64 lowercase hex digits as 32 bytes.
+fn from_hex(hex: &[u8]) -> Option<[u8; 32]> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    if hex.len() != 2 * out.len() {
+        return None;
+    }
+    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Some(out)
+}
+
+/// `signature` as the 64 hex digits a signed message starts with.
+pub fn to_hex(signature: &[u8; 32]) -> String {
+    signature.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(a: u8, b: u8) -> MessageKey {
+        MessageKey::new(&[a; 32], &[b; 32]).unwrap_or_else(|| panic!("32 bytes"))
+    }
+
+    fn signed(key: &MessageKey, txid: u64, json: &str) -> Vec<u8> {
+        let mut out = to_hex(&key.sign(txid, json.as_bytes())).into_bytes();
+        out.extend_from_slice(json.as_bytes());
+        out
+    }
+
+    #[test]
+    fn the_signature_is_nmac_over_the_txid_and_the_json() {
+        // sha256(k_out || sha256(k_in || "42:{}")), as 80_wal.sql computes it
+        // (the stories check the follower against the server's).
+        let k = key(2, 1);
+        let mut inner = Sha256::new();
+        inner.update([2u8; 32]);
+        inner.update(b"42:{}");
+        let mut outer = Sha256::new();
+        outer.update([1u8; 32]);
+        outer.update(inner.finalize());
+        let expected: [u8; 32] = outer.finalize().into();
+        assert_eq!(k.sign(42, b"{}"), expected);
+        assert_eq!(to_hex(&expected).len(), SIGNATURE_HEX);
+        assert_eq!(from_hex(to_hex(&expected).as_bytes()), Some(expected));
+    }
+
+    #[test]
+    fn a_message_verifies_only_in_its_own_transaction_and_under_a_known_key() {
+        let k = key(7, 9);
+        let verifier = Verifier::new(vec![key(1, 1), k.clone()], 1_000, 0);
+        let json = r#"{"ctx": 1, "db_user": "app"}"#;
+        let message = signed(&k, 77, json);
+        assert_eq!(verifier.check(77, 5_000, &message), Ok(json.as_bytes()));
+        // Replayed in another transaction.
+        assert_eq!(verifier.check(78, 5_000, &message), Err(Rejected::BadSignature));
+        // Another key, or the JSON changed.
+        assert_eq!(
+            verifier.check(77, 5_000, &signed(&key(7, 8), 77, json)),
+            Err(Rejected::BadSignature)
+        );
+        let mut edited = message.clone();
+        let last = edited.len() - 3;
+        edited[last] = b'X';
+        assert_eq!(verifier.check(77, 5_000, &edited), Err(Rejected::BadSignature));
+        // Uppercase hex, short, empty: not signatures.
+        let upper = String::from_utf8(message.clone())
+            .unwrap_or_default()
+            .to_uppercase();
+        assert_eq!(
+            verifier.check(77, 5_000, upper.as_bytes()),
+            Err(Rejected::BadSignature)
+        );
+        assert_eq!(verifier.check(77, 5_000, b"abc"), Err(Rejected::BadSignature));
+        assert_eq!(verifier.check(77, 5_000, b""), Err(Rejected::BadSignature));
+        // Unsigned: only before the position signing started at.
+        assert_eq!(verifier.check(77, 999, json.as_bytes()), Ok(json.as_bytes()));
+        assert_eq!(
+            verifier.check(77, 1_000, json.as_bytes()),
+            Err(Rejected::Unsigned)
+        );
+        // No keys: nothing signed verifies.
+        assert_eq!(
+            Verifier::default().check(77, 5_000, &message),
+            Err(Rejected::BadSignature)
+        );
+    }
+
+    #[test]
+    fn full_txids_are_the_nearest_to_the_last_one() {
+        let epoch = 1u64 << 32;
+        let mut v = Verifier::new(Vec::new(), 0, 3 * epoch + 100);
+        assert_eq!(v.full_txid(90), 3 * epoch + 90, "an older transaction");
+        assert_eq!(v.full_txid(200), 3 * epoch + 200);
+        // Across the wrap of the low 32 bits, forwards and back.
+        let mut v = Verifier::new(Vec::new(), 0, 3 * epoch + 0xffff_fff0);
+        assert_eq!(v.full_txid(5), 4 * epoch + 5);
+        assert_eq!(v.full_txid(0xffff_fff8), 3 * epoch + 0xffff_fff8);
+        // In the first epoch there is none before.
+        let mut v = Verifier::new(Vec::new(), 0, 10);
+        assert_eq!(v.full_txid(0xffff_fff0), 0xffff_fff0);
+    }
+}
