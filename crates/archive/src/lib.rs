@@ -11,6 +11,7 @@
 
 pub mod archive;
 mod copy;
+pub mod digest;
 pub mod erase;
 pub mod holds;
 pub mod maintain;
