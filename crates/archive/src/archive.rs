@@ -24,7 +24,7 @@ use crate::digest::{Both, RowCheck, RowDigest};
 use crate::manifest::{FORMAT, Manifest, SealRef};
 use crate::parquet_file::{ArchiveReader, Columns, ParquetWriter, ROW_GROUP, SCHEMA};
 use crate::partitions::{self, Partition};
-use crate::priority::Priority;
+use crate::priority::{Pacer, Priority};
 use crate::{ArchiveError, Sealer, holds};
 
 /// What to archive and where.
@@ -499,7 +499,8 @@ async fn write(
         })
     };
     let changes_sql = COPY_CHANGES.replace("{list}", if stored_list { LIST_STORED } else { LIST_SHOWN });
-    let read = read_slices(&tx, partition, &changes_sql, &feed).await;
+    let mut pacer = Pacer::new(priority);
+    let read = read_slices(&tx, partition, &changes_sql, &feed, &mut pacer).await;
     drop(feed);
     let decoded = worker
         .join()
@@ -549,6 +550,7 @@ async fn read_slices(
     partition: &str,
     changes_sql: &str,
     feed: &tokio::sync::mpsc::Sender<Feed>,
+    pacer: &mut Pacer,
 ) -> Result<(), ArchiveError> {
     let partition_sql = pgtrail_capture::quote::ident(partition);
     let next_id = NEXT_ID.replace("{partition}", &partition_sql);
@@ -592,13 +594,15 @@ async fn read_slices(
             let mut batch = Vec::with_capacity(BATCH);
             while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
                 batch.push(chunk.map_err(ArchiveError::database(what))?);
-                if batch.len() == BATCH
-                    && feed
+                if batch.len() == BATCH {
+                    if feed
                         .send(chunks(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
                         .await
                         .is_err()
-                {
-                    return Ok(());
+                    {
+                        return Ok(());
+                    }
+                    pacer.pace().await;
                 }
             }
             if feed.send(chunks(batch)).await.is_err() || feed.send(end).await.is_err() {
