@@ -20,10 +20,11 @@ use crate::copy::{
     COPY_CHANGES, COPY_TRANSACTIONS, Decoder, LIST_SHOWN, LIST_STORED, NEXT_ID, SORTS_BY_BYTES, TABLES,
     Tables, Transactions,
 };
+use crate::digest::{Both, RowCheck, RowDigest};
 use crate::manifest::{FORMAT, Manifest, SealRef};
 use crate::parquet_file::{ArchiveReader, Columns, ParquetWriter, ROW_GROUP, SCHEMA};
 use crate::partitions::{self, Partition};
-use crate::priority::Priority;
+use crate::priority::{Pacer, Priority};
 use crate::{ArchiveError, Sealer, holds};
 
 /// What to archive and where.
@@ -331,21 +332,24 @@ async fn one(
     progress(&format!("{name}: reading {} back", path.display()));
     let reading = Instant::now();
     let back = {
-        let file = path.clone();
-        options.priority.run(move || read_back(&file)).ok_or_else(|| {
-            ArchiveError::Mismatch(format!("reading {} back failed unexpectedly", path.display()))
-        })??
+        let (file, seed) = (path.clone(), written.seed);
+        options
+            .priority
+            .run(move || read_back_with(&file, RowCheck::new(seed)))
+            .ok_or_else(|| {
+                ArchiveError::Mismatch(format!("reading {} back failed unexpectedly", path.display()))
+            })??
     };
     let read_back_seconds = reading.elapsed().as_secs_f64();
-    if back.rows != written.rows || back.rows_sha256 != written.rows_sha256 || !back.ordered {
+    let check = back.digest.value();
+    if back.rows != written.rows || check != written.check || !back.ordered {
         return Err(ArchiveError::Mismatch(format!(
-            "{}: read back {} rows (digest {}{}), the database gave {} (digest {}); the partition is kept",
+            "{}: read back {} rows (check {check:032x}{}), the database gave {} (check {:032x}); the partition is kept",
             path.display(),
             back.rows,
-            back.rows_sha256,
             if back.ordered { "" } else { ", not sorted by id" },
             written.rows,
-            written.rows_sha256
+            written.check
         )));
     }
     crate::failpoint("archive:read-back");
@@ -376,7 +380,7 @@ async fn one(
         first_at: written.first.as_ref().and_then(|r| micros(r.1)),
         last_at: written.last.as_ref().and_then(|r| micros(r.1)),
         sha256: back.sha256.clone(),
-        rows_sha256: back.rows_sha256.clone(),
+        rows_sha256: written.rows_sha256.clone(),
         seal: SealRef {
             id: seal.id,
             tree_size: seal.tree_size,
@@ -418,12 +422,15 @@ fn micros(v: i64) -> Option<DateTime<Utc>> {
     DateTime::<Utc>::from_timestamp_micros(v)
 }
 
-/// What was written: rows, digest over them, first and last (id, time).
+/// What was written: rows, digests over them, first and last (id, time).
 struct Written {
     /// The last erasure the partition was read after (0 for none).
     erasure: i64,
     rows: i64,
     rows_sha256: String,
+    /// The check of the rows (see [`crate::digest`]) and its seed.
+    check: u128,
+    seed: u64,
     first: Option<(i64, i64)>,
     last: Option<(i64, i64)>,
 }
@@ -476,13 +483,14 @@ async fn write(
     // encodes them, so the three overlap and none of the work but the
     // receiving runs on the caller's thread.
     let (feed, fed) = tokio::sync::mpsc::channel::<Feed>(4);
+    let seed = crate::digest::seed();
     let worker = {
         let (path, partition) = (path.to_path_buf(), partition.to_string());
         std::thread::spawn(move || {
             priority.enter();
             decode(
                 writer,
-                Decoder::new(ROW_GROUP, stored_list, tables, Transactions::default()),
+                Decoder::new(ROW_GROUP, stored_list, tables, Transactions::default(), seed),
                 fed,
                 priority,
                 &path,
@@ -491,7 +499,8 @@ async fn write(
         })
     };
     let changes_sql = COPY_CHANGES.replace("{list}", if stored_list { LIST_STORED } else { LIST_SHOWN });
-    let read = read_slices(&tx, partition, &changes_sql, &feed).await;
+    let mut pacer = Pacer::new(priority);
+    let read = read_slices(&tx, partition, &changes_sql, &feed, &mut pacer).await;
     drop(feed);
     let decoded = worker
         .join()
@@ -504,7 +513,9 @@ async fn write(
     Ok(Written {
         erasure,
         rows: decoded.rows,
-        rows_sha256: crate::hex(&decoded.hasher.finalize()),
+        rows_sha256: crate::hex(&decoded.digest.sha256.finalize()),
+        check: decoded.digest.check.value(),
+        seed,
         first: decoded.first,
         last: decoded.last,
     })
@@ -539,6 +550,7 @@ async fn read_slices(
     partition: &str,
     changes_sql: &str,
     feed: &tokio::sync::mpsc::Sender<Feed>,
+    pacer: &mut Pacer,
 ) -> Result<(), ArchiveError> {
     let partition_sql = pgtrail_capture::quote::ident(partition);
     let next_id = NEXT_ID.replace("{partition}", &partition_sql);
@@ -582,13 +594,15 @@ async fn read_slices(
             let mut batch = Vec::with_capacity(BATCH);
             while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
                 batch.push(chunk.map_err(ArchiveError::database(what))?);
-                if batch.len() == BATCH
-                    && feed
+                if batch.len() == BATCH {
+                    if feed
                         .send(chunks(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
                         .await
                         .is_err()
-                {
-                    return Ok(());
+                    {
+                        return Ok(());
+                    }
+                    pacer.pace().await;
                 }
             }
             if feed.send(chunks(batch)).await.is_err() || feed.send(end).await.is_err() {
@@ -606,7 +620,7 @@ async fn read_slices(
 /// What the decoding thread made of the partition.
 struct Decoded {
     rows: i64,
-    hasher: Sha256,
+    digest: Both,
     first: Option<(i64, i64)>,
     last: Option<(i64, i64)>,
 }
@@ -642,7 +656,7 @@ fn decode(
     encoded.map_err(|e| ArchiveError::parquet(path, e))?;
     Ok(Decoded {
         rows: decoder.rows,
-        hasher: decoder.hasher,
+        digest: decoder.digest,
         first: decoder.first,
         last: decoder.last,
     })
@@ -733,9 +747,32 @@ pub(crate) struct ReadBack {
 }
 
 /// Reads a file back a row group at a time (memory bounded by a row
-/// group whatever the file's size): its SHA-256, then the digest of its
+/// group whatever the file's size): its SHA-256, then the SHA-256 of its
 /// rows taken from the columns, both from one opening of the file.
 pub(crate) fn read_back(path: &Path) -> Result<ReadBack, ArchiveError> {
+    let back = read_back_with(path, Sha256::new())?;
+    Ok(ReadBack {
+        rows: back.rows,
+        rows_sha256: crate::hex(&back.digest.finalize()),
+        sha256: back.sha256,
+        ordered: back.ordered,
+    })
+}
+
+/// A file as read back, its rows fed into a digest of the caller's.
+pub(crate) struct ReadBackWith<D> {
+    pub rows: i64,
+    pub digest: D,
+    pub sha256: String,
+    pub ordered: bool,
+}
+
+/// [`read_back`], the rows fed into `digest` (e.g. the check an archive
+/// compares, without a second SHA-256 of the rows).
+pub(crate) fn read_back_with<D: RowDigest>(
+    path: &Path,
+    mut digest: D,
+) -> Result<ReadBackWith<D>, ArchiveError> {
     let io = |what: &str| {
         let what = format!("{what} {}", path.display());
         move |source| ArchiveError::Io { what, source }
@@ -747,20 +784,19 @@ pub(crate) fn read_back(path: &Path) -> Result<ReadBack, ArchiveError> {
         reason: e.to_string(),
     };
     let reader = ArchiveReader::new(file).map_err(unreadable)?;
-    let mut hasher = Sha256::new();
     let mut ordered = true;
     let mut last = i64::MIN;
     for g in 0..reader.groups() {
-        for id in reader.digest_group(g, &mut hasher).map_err(unreadable)? {
+        for id in reader.digest_group(g, &mut digest).map_err(unreadable)? {
             if id <= last {
                 ordered = false;
             }
             last = id;
         }
     }
-    Ok(ReadBack {
+    Ok(ReadBackWith {
         rows: reader.rows() as i64,
-        rows_sha256: crate::hex(&hasher.finalize()),
+        digest,
         sha256,
         ordered,
     })

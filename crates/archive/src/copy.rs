@@ -6,8 +6,8 @@
 //! second COPY, and the tables' names in a query; the rows are joined here
 //! and decoded straight into Parquet columns (each text value a slice of
 //! the buffer it was received in: no allocation per value), and the row
-//! digest ([`ArchivedChange::digest_into`]) is taken from the joined values
-//! as they go into the columns.
+//! digests ([`ArchivedChange::digest_into`]; [`crate::digest`]) are taken
+//! from the joined values as they go into the columns.
 //!
 //! [`ArchivedChange::digest_into`]: crate::row::ArchivedChange::digest_into
 
@@ -15,8 +15,8 @@ use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 use parquet::data_type::ByteArray;
-use sha2::{Digest, Sha256};
 
+use crate::digest::{Both, RowDigest};
 use crate::parquet_file::Columns;
 
 /// The partition's changes of a slice of ids, in id order; `{partition}`
@@ -385,7 +385,9 @@ pub(crate) struct Decoder {
     /// One row's digest input, reused.
     scratch: Vec<u8>,
     pub(crate) columns: Columns,
-    pub(crate) hasher: Sha256,
+    /// The rows' digests: the manifest's SHA-256 and the check the file
+    /// read back is compared with.
+    pub(crate) digest: Both,
     pub(crate) rows: i64,
     pub(crate) first: Option<(i64, i64)>,
     pub(crate) last: Option<(i64, i64)>,
@@ -405,6 +407,7 @@ impl Decoder {
         stored_list: bool,
         tables: Tables,
         transactions: Transactions,
+        seed: u64,
     ) -> Decoder {
         Decoder {
             tuples: Tuples::default(),
@@ -414,7 +417,7 @@ impl Decoder {
             current: None,
             scratch: Vec::with_capacity(1024),
             columns: Columns::with_capacity(capacity),
-            hasher: Sha256::new(),
+            digest: Both::new(seed),
             rows: 0,
             first: None,
             last: None,
@@ -541,7 +544,7 @@ impl Decoder {
         put(b, x.texts[8].as_deref());
         num(b, x.client_port.map(i64::from));
         num(b, x.backend_pid.map(i64::from));
-        self.hasher.update(&b[..]);
+        self.digest.put(&b[..]);
 
         let c = &mut self.columns;
         c.rows += 1;
@@ -775,6 +778,8 @@ fn list(data: &Bytes, field: Field) -> Result<Option<Vec<ByteArray>>, CopyError>
 
 #[cfg(test)]
 mod tests {
+    use sha2::Digest;
+
     use super::*;
     use crate::row::ArchivedChange;
 
@@ -988,19 +993,20 @@ mod tests {
     /// changes, and the digest is `ArchivedChange::digest_into`'s.
     #[test]
     fn changes_join_their_transaction_into_columns_and_the_row_digest() {
-        let mut expected = Sha256::new();
+        let seed = crate::digest::seed();
+        let mut expected = Both::new(seed);
         let mut columns = Columns::default();
         for c in changes() {
             c.digest_into(&mut expected);
             columns.push_change(c);
         }
-        let expected = expected.finalize();
+        let (expected, check) = (expected.sha256.finalize(), expected.check.value());
         for (stored, size) in [false, true]
             .into_iter()
             .flat_map(|s| [1, 3, 17, 100, 1 << 20].map(|n| (s, n)))
         {
             let data = stream(changes().iter().map(|c| change_tuple(c, stored)));
-            let mut decoder = Decoder::new(4, stored, tables(), transactions(size));
+            let mut decoder = Decoder::new(4, stored, tables(), transactions(size), seed);
             for chunk in data.chunks(size) {
                 decoder.feed(Bytes::copy_from_slice(chunk)).expect("decodes");
             }
@@ -1022,25 +1028,26 @@ mod tests {
             assert_eq!(got.ints, columns.ints);
             assert_eq!(got.small[0].values, columns.small[0].values);
             assert_eq!(got.small[1].defs, columns.small[1].defs);
-            assert_eq!(decoder.hasher.finalize(), expected, "chunks of {size}");
+            assert_eq!(decoder.digest.check.value(), check, "chunks of {size}");
+            assert_eq!(decoder.digest.sha256.finalize(), expected, "chunks of {size}");
         }
     }
 
     #[test]
     fn a_truncated_or_foreign_stream_or_an_unknown_table_is_refused() {
         let data = stream(changes().iter().map(|c| change_tuple(c, false)));
-        let mut decoder = Decoder::new(4, false, tables(), transactions(100));
+        let mut decoder = Decoder::new(4, false, tables(), transactions(100), 0);
         decoder
             .feed(Bytes::copy_from_slice(&data[..data.len() - 40]))
             .expect("a partial tuple waits");
         assert!(!decoder.finished());
         assert_eq!(decoder.rows, 5);
         assert!(
-            Decoder::new(4, false, tables(), Transactions::default())
+            Decoder::new(4, false, tables(), Transactions::default(), 0)
                 .feed(Bytes::from_static(b"id,txid,changed_at\n1,2,2026-01-01\n"))
                 .is_err()
         );
-        let error = Decoder::new(4, false, Tables::new(), transactions(100))
+        let error = Decoder::new(4, false, Tables::new(), transactions(100), 0)
             .feed(Bytes::from(data))
             .expect_err("no table 3");
         assert!(error.to_string().contains("table 3"), "{error}");

@@ -2,8 +2,8 @@
 //! holds ([`holds`]), Parquet archives of old partitions written, read back
 //! and checked before the partition is dropped ([`archive`], reading the
 //! partition with one binary COPY (`copy`), with the file layout in
-//! [`parquet_file`] and [`manifest`]), `pgtrail maintain`
-//! ([`maintain`]), and the archive as `pgtrail verify --archive` reads it
+//! [`parquet_file`] and [`manifest`], the rows' digests in [`digest`]),
+//! `pgtrail maintain` ([`maintain`]), and the archive as `pgtrail verify --archive` reads it
 //! ([`set`]); erasure reaching into archive files ([`erase`]).
 //!
 //! Sealing is pgtrail's integrity module's job; archive and maintain call
@@ -11,6 +11,7 @@
 
 pub mod archive;
 mod copy;
+pub mod digest;
 pub mod erase;
 pub mod holds;
 pub mod maintain;

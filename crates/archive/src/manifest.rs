@@ -36,7 +36,10 @@ pub struct Manifest {
     pub last_at: Option<DateTime<Utc>>,
     /// SHA-256 of the file, hex.
     pub sha256: String,
-    /// SHA-256 over the rows as read back (see `ArchivedChange::digest_into`), hex.
+    /// SHA-256 over the rows (see `ArchivedChange::digest_into`), hex: as
+    /// the database gave them, which the file read back was checked to
+    /// hold (see [`crate::digest`]); after an erasure, as the rewritten
+    /// file gives them.
     pub rows_sha256: String,
     pub seal: SealRef,
     pub pgtrail_version: String,

@@ -8,8 +8,15 @@
 //! thread, which holds the trail's lock to detach and drop a partition,
 //! keeps its own. Sealing, which `maintain` does first, runs on the
 //! caller's thread at its priority.
+//!
+//! The backend is paced instead ([`Pacer`]): under `Low` the partition is
+//! read in bursts, each followed by a pause as long as it lasted, so the
+//! backend (which nice cannot reach: it is the server's process) sends the
+//! partition at most half the time and the application's backends have
+//! the cores meanwhile; the archive takes about twice as long.
 
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -70,6 +77,43 @@ impl Priority {
     }
 }
 
+/// A burst of reading under [`Priority::Low`] before a pause.
+const BURST: Duration = Duration::from_millis(20);
+
+/// Paces reading the partition: under [`Priority::Low`], after each burst
+/// of at least [`BURST`], a pause as long as the burst (a COPY whose data
+/// is not read stops the backend once the socket's buffers are full);
+/// under `Normal`, no pause.
+pub(crate) struct Pacer {
+    on: bool,
+    since: Instant,
+    /// Time paused in all.
+    pub(crate) paused: Duration,
+}
+
+impl Pacer {
+    pub(crate) fn new(priority: Priority) -> Pacer {
+        Pacer {
+            on: priority == Priority::Low,
+            since: Instant::now(),
+            paused: Duration::ZERO,
+        }
+    }
+
+    /// Called between pieces of the reading: pauses when a burst is over.
+    pub(crate) async fn pace(&mut self) {
+        if !self.on {
+            return;
+        }
+        let burst = self.since.elapsed();
+        if burst >= BURST {
+            tokio::time::sleep(burst).await;
+            self.paused += burst;
+            self.since = Instant::now();
+        }
+    }
+}
+
 /// Linux keeps a nice value per thread: `setpriority(PRIO_PROCESS, 0)`
 /// sets the calling thread's alone.
 #[cfg(target_os = "linux")]
@@ -105,6 +149,23 @@ mod tests {
             assert_eq!(p.to_string().parse::<Priority>(), Ok(p));
         }
         assert!("idle".parse::<Priority>().is_err());
+    }
+
+    /// Low pauses after each burst as long as the burst; Normal never.
+    #[tokio::test]
+    async fn low_pauses_as_long_as_it_read() {
+        let mut normal = Pacer::new(Priority::Normal);
+        std::thread::sleep(BURST);
+        normal.pace().await;
+        assert_eq!(normal.paused, Duration::ZERO);
+        let mut low = Pacer::new(Priority::Low);
+        low.pace().await;
+        assert_eq!(low.paused, Duration::ZERO, "no pause before a burst is over");
+        std::thread::sleep(BURST);
+        let started = Instant::now();
+        low.pace().await;
+        assert!(low.paused >= BURST);
+        assert!(started.elapsed() >= low.paused);
     }
 
     /// Low lowers the work's own thread, never the caller's.

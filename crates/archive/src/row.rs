@@ -4,7 +4,7 @@
 //! transaction record), read from the database (`copy`) or from a Parquet
 //! file.
 
-use sha2::{Digest, Sha256};
+use crate::digest::RowDigest;
 
 /// The columns of one change, in the order of the Parquet schema.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -85,23 +85,23 @@ impl ArchivedChange {
 
     /// Feeds every column into `hasher`, each as `u32(len) || bytes` or
     /// `0xFFFFFFFF` for NULL: equal rows give equal digests.
-    pub fn digest_into(&self, hasher: &mut Sha256) {
-        fn put(hasher: &mut Sha256, value: Option<&[u8]>) {
+    pub fn digest_into(&self, hasher: &mut impl RowDigest) {
+        fn put(hasher: &mut impl RowDigest, value: Option<&[u8]>) {
             match value {
                 Some(bytes) => {
-                    hasher.update((bytes.len() as u32).to_be_bytes());
-                    hasher.update(bytes);
+                    hasher.put(&(bytes.len() as u32).to_be_bytes());
+                    hasher.put(bytes);
                 }
-                None => hasher.update(u32::MAX.to_be_bytes()),
+                None => hasher.put(&u32::MAX.to_be_bytes()),
             }
         }
-        fn num(hasher: &mut Sha256, value: Option<i64>) {
+        fn num(hasher: &mut impl RowDigest, value: Option<i64>) {
             put(
                 hasher,
                 value.map(i64::to_be_bytes).as_ref().map(<[u8; 8]>::as_slice),
             );
         }
-        fn text(hasher: &mut Sha256, value: &Option<String>) {
+        fn text(hasher: &mut impl RowDigest, value: &Option<String>) {
             put(hasher, value.as_deref().map(str::as_bytes));
         }
         num(hasher, Some(self.id));
@@ -117,12 +117,12 @@ impl ArchivedChange {
             // The items joined by U+001F, without building the joined string.
             Some(fields) => {
                 let len = fields.iter().map(String::len).sum::<usize>() + fields.len().saturating_sub(1);
-                hasher.update((len as u32).to_be_bytes());
+                hasher.put(&(len as u32).to_be_bytes());
                 for (i, field) in fields.iter().enumerate() {
                     if i > 0 {
-                        hasher.update([0x1f]);
+                        hasher.put(&[0x1f]);
                     }
-                    hasher.update(field.as_bytes());
+                    hasher.put(field.as_bytes());
                 }
             }
             None => put(hasher, None),

@@ -264,7 +264,7 @@ fn archived(outcomes: &[Outcome]) -> Vec<String> {
         .collect()
 }
 
-/// The README's DuckDB queries (history, at, actor) of the retention
+/// The README's DuckDB queries (history, at, blame, actor) of the retention
 /// section, as written but for the directory, the moment and the actor.
 fn readme_queries(dir: &Path, moment: &str, actor: &str) -> serde_json::Value {
     const README: &str = include_str!("../../../../README.md");
@@ -292,8 +292,9 @@ queries = json.loads(sys.argv[1])
 con = duckdb.connect()
 history = [[r[0], r[2]] for r in con.execute(queries["history"]).fetchall()]
 at = con.execute(queries["at"]).fetchall()
+blame = [[r[0], r[2]] for r in con.execute(queries["blame"]).fetchall()]
 actor = [r[0] for r in con.execute(queries["actor"]).fetchall()]
-print(json.dumps({"history": history, "at": [json.loads(r[0]) for r in at], "actor": actor}))
+print(json.dumps({"history": history, "at": [json.loads(r[0]) for r in at], "blame": blame, "actor": actor}))
 "#;
     let output = Command::new("python3")
         .arg("-c")
@@ -310,11 +311,18 @@ print(json.dumps({"history": history, "at": [json.loads(r[0]) for r in at], "act
 }
 
 /// The same questions asked of the database (before anything is archived):
-/// order 102's changes, a moment after its last one and the row then, and
-/// clerk1's changes.
+/// order 102's changes, a moment after its last one and the row then,
+/// clerk1's changes, and per column of order 102 the change that last set
+/// it.
 async fn database_answers(
     client: &Client,
-) -> (serde_json::Value, String, serde_json::Value, serde_json::Value) {
+) -> (
+    serde_json::Value,
+    String,
+    serde_json::Value,
+    serde_json::Value,
+    serde_json::Value,
+) {
     let row = client
         .query_one(
             "SELECT (SELECT json_agg(json_build_array(id, op) ORDER BY id) FROM pgtrail.changes
@@ -322,12 +330,14 @@ async fn database_answers(
                     (SELECT to_char(max(changed_at) AT TIME ZONE 'UTC' + interval '1 second', 'YYYY-MM-DD HH24:MI:SS') || '+00'
                      FROM pgtrail.changes WHERE table_name = 'orders' AND pk->>'id' = '102'),
                     (SELECT to_json(o) FROM orders AS o WHERE id = 102),
-                    (SELECT json_agg(id ORDER BY id) FROM pgtrail.changes WHERE actor_id = 'clerk1')",
+                    (SELECT json_agg(id ORDER BY id) FROM pgtrail.changes WHERE actor_id = 'clerk1'),
+                    (SELECT json_agg(json_build_array(column_name, change_id) ORDER BY column_name COLLATE \"C\")
+                     FROM pgtrail.blame('orders', '{\"id\": 102}'))",
             &[],
         )
         .await
         .expect("the database's answers");
-    (row.get(0), row.get(1), row.get(2), row.get(3))
+    (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4))
 }
 
 /// Rows compared as JSON, numbers by value (DuckDB prints 2.5 for 2.50).
@@ -361,7 +371,7 @@ async fn old_months_are_archived_read_by_others_dropped_and_still_proved() {
     );
     let before = database_rows(&client).await;
     let total = before.len() as i64;
-    let (history, moment, row_then, clerk1) = database_answers(&client).await;
+    let (history, moment, row_then, clerk1, blame) = database_answers(&client).await;
 
     let dir = tempfile::tempdir().expect("archive dir");
     let options = ArchiveOptions {
@@ -453,9 +463,10 @@ async fn old_months_are_archived_read_by_others_dropped_and_still_proved() {
 
     // The README's DuckDB queries answer from the archive what the database
     // answered before: order 102's history, the row at a moment, clerk1's
-    // changes.
+    // changes, who set each of order 102's columns last.
     let answers = readme_queries(dir.path(), &moment, "clerk1");
     assert_eq!(answers["history"], history, "{answers}");
+    assert_eq!(answers["blame"], blame, "{answers}");
     assert_eq!(answers["actor"], clerk1, "{answers}");
     let at = answers["at"].as_array().expect("rows");
     assert!(
