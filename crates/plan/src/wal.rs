@@ -135,9 +135,30 @@ pub async fn ensure_slot(client: &impl GenericClient) -> Result<bool, PlanError>
         .batch_execute(CREATE_PUBLICATION_SQL)
         .await
         .map_err(PlanError::database("creating the publication pgtrail"))?;
-    let created = client
-        .query(CREATE_SLOT_SQL, &[])
-        .await
-        .map_err(|error| PlanError::Slot { error })?;
-    Ok(!created.is_empty())
+    let mut attempt = 1;
+    loop {
+        match client.query(CREATE_SLOT_SQL, &[]).await {
+            Ok(created) => return Ok(!created.is_empty()),
+            Err(error) if attempt < SLOT_ATTEMPTS && is_internal_error(&error) => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+            }
+            Err(error) => return Err(PlanError::Slot { error }),
+        }
+    }
+}
+
+/// How many times [`ensure_slot`] tries to create the slot when the server
+/// fails with an internal error.
+const SLOT_ATTEMPTS: u64 = 3;
+
+/// Whether the server failed with an internal error (SQLSTATE XX000), not a
+/// refusal. PostgreSQL 14, creating a logical slot while other
+/// transactions write, has been seen to fail once with "buffer 1 is not
+/// owned by resource owner TopTransaction" and succeed when run again:
+/// the failed attempt leaves no slot (an ephemeral slot is dropped on
+/// error) and the statement creates the slot only when it is missing, so
+/// trying again is safe.
+fn is_internal_error(error: &tokio_postgres::Error) -> bool {
+    error.code() == Some(&tokio_postgres::error::SqlState::INTERNAL_ERROR)
 }
