@@ -7,16 +7,16 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value as Json;
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::pgoutput::{self, Value};
 use crate::rows;
+use crate::rows::JsonText;
 use crate::signing::Verifier;
 use crate::sink::{Sink, SinkChange};
 use crate::transaction::{self, Assembler, ContextMessage, Transaction};
-use crate::values::{Relations, rows_to_json};
+use crate::values::{JsonRow, Known, Relations, rows_to_json};
 use crate::{FollowError, FollowOptions, FollowReport};
 
 /// The advisory lock a follower holds while it runs (session level): a
@@ -350,7 +350,7 @@ pub(crate) async fn build_batch(
             }
         }
     }
-    let mut json_of: BTreeMap<usize, (Option<i32>, std::vec::IntoIter<Json>)> = BTreeMap::new();
+    let mut json_of: BTreeMap<usize, (Option<i32>, Known, std::vec::IntoIter<JsonRow>)> = BTreeMap::new();
     for (version, rows) in rows_of {
         let Some(relation) = versions.get(version) else {
             continue;
@@ -360,14 +360,14 @@ pub(crate) async fn build_batch(
             Some(_) => rows_to_json(client, &known, &rows).await?,
             None => Vec::new(),
         };
-        json_of.insert(version, (known.table_id, json.into_iter()));
+        json_of.insert(version, (known.table_id, known, json.into_iter()));
     }
 
     // The trail rows, computed here (rows.rs) from the tables' settings
     // as they are now. PostgreSQL 14 sends transactions that touched no
     // published table (the follower's own among them) as empty ones:
     // nothing to write, and writing the position for them would never end.
-    let audited = audited_tables(client, json_of.values().filter_map(|(id, _)| *id)).await?;
+    let audited = audited_tables(client, json_of.values().filter_map(|(id, _, _)| *id)).await?;
     let mut batch = Batch::default();
     for tx in transactions.iter().filter(|tx| !tx.changes.is_empty()) {
         batch.lsn.push(lsn_text(tx.end_lsn));
@@ -376,7 +376,7 @@ pub(crate) async fn build_batch(
         let index = i32::try_from(batch.lsn.len()).unwrap_or(i32::MAX);
         let mut contexts: Vec<i64> = Vec::new();
         for change in &tx.changes {
-            let Some((table_id, json)) = json_of.get_mut(&change.relation) else {
+            let Some((table_id, known, json)) = json_of.get_mut(&change.relation) else {
                 continue;
             };
             let mut next = |present: bool| if present { json.next() } else { None };
@@ -385,13 +385,16 @@ pub(crate) async fn build_batch(
             let Some(t) = table_id.and_then(|id| audited.tables.get(&id)) else {
                 continue;
             };
-            let object = |v: Option<Json>| match v {
-                Some(Json::Object(map)) => Some(map),
-                _ => None,
-            };
-            let Some(row) =
-                rows::trail_row(t, change.op, object(old), object(new), audited.secret.as_deref())
-            else {
+            let names = || known.columns.iter().map(|(name, _)| name.as_str());
+            let old = old.as_ref().map(|row| rows::fields(t, names(), row));
+            let new = new.as_ref().map(|row| rows::fields(t, names(), row));
+            let Some(row) = rows::trail_row(
+                t,
+                change.op,
+                old.as_deref(),
+                new.as_deref(),
+                audited.secret.as_deref(),
+            ) else {
                 continue;
             };
             let ctx = context_number(change.ctx);
@@ -703,10 +706,10 @@ pub(crate) struct Batch {
     ctx: Vec<i16>,
     table: Vec<i32>,
     op: Vec<i8>,
-    pk: Vec<Option<Json>>,
-    old_pk: Vec<Option<Json>>,
-    old: Vec<Option<Json>>,
-    new: Vec<Option<Json>>,
+    pk: Vec<Option<JsonText>>,
+    old_pk: Vec<Option<JsonText>>,
+    old: Vec<Option<JsonText>>,
+    new: Vec<Option<JsonText>>,
     fields: Vec<Option<Vec<String>>>,
     ctx_tx: Vec<i32>,
     ctx_ctx: Vec<i16>,

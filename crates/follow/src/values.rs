@@ -1,11 +1,12 @@
 //! From pgoutput's text values to the JSON capture records (`to_jsonb` of
-//! each column), so that both modes record a value the same way. Integers,
-//! booleans, `text`, `varchar`, `char(n)`, `uuid`, `numeric` and `jsonb`
-//! (by the column's type OID, domains excluded) are converted here, as
-//! `to_jsonb` prints them; so are `date`, `timestamp` and `timestamptz`
-//! when their text has the ISO form (`DateStyle` ISO: the replication
-//! connection asks for it) of a year 1 to 9999, and `jsonb` values serde
-//! can read (nesting under its limit). For every other type, and for a
+//! each column), so that both modes record a value the same way. Each value
+//! is written as JSON text (`jsonb::text`'s form) into one buffer per row,
+//! with no JSON tree. Integers, booleans, `text`, `varchar`, `char(n)`,
+//! `uuid`, `numeric` and `jsonb` (by the column's type OID, domains
+//! excluded) are converted here, as `to_jsonb` prints them; so are `date`,
+//! `timestamp` and `timestamptz` when their text has the ISO form
+//! (`DateStyle` ISO: the replication connection asks for it) of a year 1 to
+//! 9999. For every other type, and for a
 //! relation's batch holding a value of those not converted here, the server
 //! casts the text back to the column's type, as the Relation message gave
 //! it, and turns it into JSON: one statement per relation version and
@@ -13,6 +14,7 @@
 //! relation is, once per version.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use serde_json::{Map, Value as Json};
 use tokio_postgres::Client;
@@ -84,52 +86,77 @@ impl Convert {
 
     /// Converted here only when the value's text allows it.
     pub fn conditional(self) -> bool {
-        matches!(
-            self,
-            Convert::Jsonb | Convert::Date | Convert::Timestamp | Convert::Timestamptz
-        )
+        matches!(self, Convert::Date | Convert::Timestamp | Convert::Timestamptz)
     }
 
     /// `text` as `to_jsonb` would give it for this conversion; `None`
     /// when the server must convert it (a [`Convert::conditional`] value
-    /// in another form, or [`Convert::Server`]).
+    /// in another form, or [`Convert::Server`]). [`Convert::write`] parsed.
     pub fn json(self, text: &str) -> Result<Option<Json>, FollowError> {
-        Ok(Some(match self {
-            Convert::Integer => text.parse::<i64>().map(Json::from).map_err(|_| {
-                FollowError::Protocol(format!("integer column sent {text:?}, not an integer"))
-            })?,
+        let mut out = String::new();
+        if !self.write(text, &mut out)? {
+            return Ok(None);
+        }
+        serde_json::from_str(&out)
+            .map(Some)
+            .map_err(|error| FollowError::Protocol(format!("{text:?} became invalid JSON: {error}")))
+    }
+
+    /// `text` as `jsonb::text` prints `to_jsonb` of it, appended to `out`
+    /// (the JSON text a trail row is made of); false, with nothing
+    /// appended, when the server must convert it (a [`Convert::conditional`]
+    /// value in another form, or [`Convert::Server`]).
+    pub fn write(self, text: &str, out: &mut String) -> Result<bool, FollowError> {
+        match self {
+            Convert::Integer => {
+                let digits = text.strip_prefix('-').unwrap_or(text);
+                if digits.is_empty()
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                    || text.parse::<i64>().is_err()
+                {
+                    return Err(FollowError::Protocol(format!(
+                        "integer column sent {text:?}, not an integer"
+                    )));
+                }
+                match digits.len() > 1 && digits.starts_with('0') {
+                    // Not the form integers print in: the number's.
+                    true => {
+                        let _ = write!(out, "{}", text.parse::<i64>().unwrap_or(0));
+                    }
+                    false => out.push_str(text),
+                }
+            }
             Convert::Boolean => match text {
-                "t" => Json::Bool(true),
-                "f" => Json::Bool(false),
+                "t" => out.push_str("true"),
+                "f" => out.push_str("false"),
                 _ => {
                     return Err(FollowError::Protocol(format!(
                         "boolean column sent {text:?}, not t or f"
                     )));
                 }
             },
-            Convert::Text => Json::String(text.to_string()),
-            Convert::Numeric => match serde_json::from_str::<serde_json::Number>(text) {
-                Ok(number) if is_numeric_text(text) => Json::Number(number),
-                _ => Json::String(text.to_string()),
+            Convert::Text => crate::rows::write_string(out, text),
+            Convert::Numeric => match is_numeric_text(text) {
+                true => out.push_str(text),
+                false => crate::rows::write_string(out, text),
             },
-            Convert::Jsonb => match serde_json::from_str::<Json>(text) {
-                Ok(value) => value,
-                Err(_) => return Ok(None),
-            },
+            // jsonb's text form is already what `jsonb::text` prints.
+            Convert::Jsonb => out.push_str(text),
             Convert::Date => match iso_date(text) {
-                true => Json::String(text.to_string()),
-                false => return Ok(None),
+                true => crate::rows::write_string(out, text),
+                false => return Ok(false),
             },
             Convert::Timestamp => match iso_timestamp(text) {
-                Some("") => Json::String(xsd_timestamp(text, "")),
-                _ => return Ok(None),
+                Some("") => xsd_timestamp(out, text, ""),
+                _ => return Ok(false),
             },
             Convert::Timestamptz => match iso_timestamp(text).and_then(iso_offset) {
-                Some(minutes) => Json::String(xsd_timestamp(text, if minutes { "" } else { ":00" })),
-                None => return Ok(None),
+                Some(minutes) => xsd_timestamp(out, text, if minutes { "" } else { ":00" }),
+                None => return Ok(false),
             },
-            Convert::Server => return Ok(None),
-        }))
+            Convert::Server => return Ok(false),
+        }
+        Ok(true)
     }
 }
 
@@ -190,15 +217,16 @@ fn iso_offset(offset: &str) -> Option<bool> {
     }
 }
 
-/// An ISO timestamp's text (checked) as XSD writes it: `T` for the space,
-/// `minutes` appended.
-fn xsd_timestamp(text: &str, minutes: &str) -> String {
-    let mut out = String::with_capacity(text.len() + minutes.len());
+/// An ISO timestamp's text (checked) as XSD writes it, a JSON string
+/// appended to `out`: `T` for the space, `minutes` appended (nothing in
+/// it needs escaping).
+fn xsd_timestamp(out: &mut String, text: &str, minutes: &str) {
+    out.push('"');
     out.push_str(&text[..10]);
     out.push('T');
     out.push_str(&text[11..]);
     out.push_str(minutes);
-    out
+    out.push('"');
 }
 
 /// Relation versions seen so far.
@@ -340,8 +368,67 @@ async fn server_sql(client: &Client, columns: &[&crate::pgoutput::Column]) -> Re
     ))
 }
 
-/// The rows as JSON objects, in order: the columns converted here added
-/// to what `known.sql` (run once for all, if any column needs it) returns;
+/// One decoded row's values as JSON text, in the relation's column order:
+/// value `i` is `text[spans[i].0..spans[i].1]`, each in `jsonb::text`'s
+/// form (so that equal texts are equal values, and the text is what the
+/// redaction markers hash).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JsonRow {
+    text: String,
+    spans: Vec<(u32, u32)>,
+}
+
+impl JsonRow {
+    /// The JSON text of column `i`, `None` past the row's end.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let &(start, end) = self.spans.get(i)?;
+        self.text.get(start as usize..end as usize)
+    }
+
+    /// The number of columns.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether the row has no columns.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Appends the next column's value, written by `write` into the text.
+    fn push_with(&mut self, write: impl FnOnce(&mut String)) {
+        let start = span_offset(self.text.len());
+        write(&mut self.text);
+        self.spans.push((start, span_offset(self.text.len())));
+    }
+
+    /// Sets column `i` to `json` (the server's value), appended to the text.
+    fn set(&mut self, i: usize, json: &Json) {
+        let start = span_offset(self.text.len());
+        crate::rows::write_jsonb(&mut self.text, json);
+        if let Some(span) = self.spans.get_mut(i) {
+            *span = (start, span_offset(self.text.len()));
+        }
+    }
+
+    /// A row of JSON texts (for tests and callers holding values already).
+    pub fn from_texts<'a>(texts: impl IntoIterator<Item = &'a str>) -> JsonRow {
+        let mut row = JsonRow::default();
+        for t in texts {
+            row.push_with(|out| out.push_str(t));
+        }
+        row
+    }
+}
+
+/// An offset into a row's text (rows are far below 4 GiB: a value is at
+/// most 1 GB and its JSON text is what the COPY sends).
+fn span_offset(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The rows as JSON text, in order: the columns converted here added to
+/// what `known.sql` (run once for all, if any column needs it) returns;
 /// when a value of a [`Convert::conditional`] column is not converted
 /// here, those columns too go to the server (`known.wide_sql`) for the
 /// whole batch.
@@ -349,26 +436,25 @@ pub async fn rows_to_json(
     client: &Client,
     known: &Known,
     rows: &[&[Value]],
-) -> Result<Vec<Json>, FollowError> {
+) -> Result<Vec<JsonRow>, FollowError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut objects: Vec<Map<String, Json>> = Vec::with_capacity(rows.len());
+    let mut objects: Vec<JsonRow> = Vec::with_capacity(rows.len());
     let mut wide = false;
     for row in rows {
-        let mut object = Map::new();
-        if !native_into(&mut object, &known.columns, row, true)? {
-            wide = true;
-            break;
+        match native_row(&known.columns, row, true)? {
+            Some(object) => objects.push(object),
+            None => {
+                wide = true;
+                break;
+            }
         }
-        objects.push(object);
     }
     if wide {
         objects.clear();
         for row in rows {
-            let mut object = Map::new();
-            native_into(&mut object, &known.columns, row, false)?;
-            objects.push(object);
+            objects.push(native_row(&known.columns, row, false)?.unwrap_or_default());
         }
     }
     let sql = match wide {
@@ -377,11 +463,16 @@ pub async fn rows_to_json(
     };
     if let Some(sql) = sql {
         let server = server_objects(client, &known.columns, sql, rows, wide).await?;
-        for (object, from_server) in objects.iter_mut().zip(server) {
-            object.extend(from_server);
+        for (object, mut from_server) in objects.iter_mut().zip(server) {
+            for (i, (name, convert)) in known.columns.iter().enumerate() {
+                if to_server(*convert, wide) {
+                    let value = from_server.remove(name).unwrap_or(Json::Null);
+                    object.set(i, &value);
+                }
+            }
         }
     }
-    Ok(objects.into_iter().map(Json::Object).collect())
+    Ok(objects)
 }
 
 /// Whether a column goes to the server: always for [`Convert::Server`],
@@ -390,29 +481,34 @@ fn to_server(convert: Convert, wide: bool) -> bool {
     convert == Convert::Server || (wide && convert.conditional())
 }
 
-/// The columns of `row` converted here added to `object` (with
-/// `conditional`, those of [`Convert::conditional`] columns too); false
-/// when one of those needs the server.
-fn native_into(
-    object: &mut Map<String, Json>,
+/// The JSON text of the columns of `row` converted here (with
+/// `conditional`, those of [`Convert::conditional`] columns too), the
+/// others left empty for the server's values; `None` when one of those
+/// needs the server.
+fn native_row(
     columns: &[(String, Convert)],
     row: &[Value],
     conditional: bool,
-) -> Result<bool, FollowError> {
-    for ((name, convert), value) in columns.iter().zip(row) {
+) -> Result<Option<JsonRow>, FollowError> {
+    let mut object = JsonRow {
+        text: String::with_capacity(64),
+        spans: Vec::with_capacity(columns.len()),
+    };
+    for ((_, convert), value) in columns.iter().zip(row) {
         if to_server(*convert, !conditional) {
+            object.spans.push((0, 0));
             continue;
         }
-        let json = match value {
-            Value::Text(text) => match convert.json(text)? {
-                Some(json) => json,
-                None => return Ok(false),
-            },
-            Value::Null | Value::Unchanged => Json::Null,
-        };
-        object.insert(name.clone(), json);
+        let mut converted = Ok(true);
+        object.push_with(|out| match value {
+            Value::Text(text) => converted = convert.write(text, out),
+            Value::Null | Value::Unchanged => out.push_str("null"),
+        });
+        if !converted? {
+            return Ok(None);
+        }
     }
-    Ok(true)
+    Ok(Some(object))
 }
 
 /// The server's columns of the rows as JSON objects, by `sql`.
@@ -492,6 +588,9 @@ mod tests {
                 .expect("to_jsonb");
             let (server, server_text): (Json, String) = (row.get(0), row.get(1));
             assert_eq!(here, server, "{type_name} {text:?}");
+            let mut written = String::new();
+            assert!(convert.write(text, &mut written).expect("a valid value"));
+            assert_eq!(written, server_text, "{type_name} {text:?} written");
             assert_eq!(
                 crate::rows::jsonb_text(&here),
                 server_text,
@@ -584,19 +683,21 @@ mod tests {
                 .await
                 .expect("to_jsonb");
             let (printed, server_text): (String, String) = (row.get(0), row.get(1));
-            let here = convert.json(&printed).expect("a valid value");
+            let mut written = String::new();
+            let here = convert.write(&printed, &mut written).expect("a valid value");
             if !expect_here {
-                assert_eq!(here, None, "{type_name} {printed:?} is left to the server");
+                assert!(!here, "{type_name} {printed:?} is left to the server");
+                assert_eq!(written, "");
                 continue;
             }
-            let here = here.unwrap_or_else(|| panic!("{type_name} {printed:?} converted here"));
-            let server: Json = serde_json::from_str(&server_text).expect("the server's JSON");
-            assert_eq!(here, server, "{type_name} {printed:?} ({setup})");
-            assert_eq!(
-                crate::rows::jsonb_text(&here),
-                server_text,
-                "{type_name} {printed:?} printed ({setup})"
-            );
+            assert!(here, "{type_name} {printed:?} converted here");
+            // The text a trail row is made of: jsonb's own.
+            assert_eq!(written, server_text, "{type_name} {printed:?} written ({setup})");
+            let server = serde_json::from_str::<Json>(&server_text);
+            if let Ok(server) = server {
+                let here = convert.json(&printed).expect("a valid value");
+                assert_eq!(here, Some(server), "{type_name} {printed:?} ({setup})");
+            }
         }
     }
 
@@ -664,8 +765,10 @@ mod tests {
                 r#"{"b": [1, 2.0, {"c": null}], "a": "x", "bb": {}, "a": "last"}"#,
                 "[]",
                 r#"{"\u00e9": "\ud83e\udd80"}"#,
+                // Deeper than serde reads: written as it is all the same.
+                &deep,
             ],
-            &[&deep],
+            &[],
         )
         .await;
     }
@@ -751,26 +854,56 @@ mod tests {
             ("b".to_string(), Convert::of(16)),
             ("t".to_string(), Convert::of(25)),
             ("n".to_string(), Convert::of(1186)),
+            ("s".to_string(), Convert::of(25)),
         ];
         assert_eq!(columns[3].1, Convert::Server);
-        let mut object = Map::new();
-        native_into(
-            &mut object,
+        let row = native_row(
             &columns,
             &[
                 Value::Null,
                 Value::Unchanged,
                 Value::Null,
                 Value::Text("1 day".into()),
+                Value::Text("a\"b\\c\u{1}é".into()),
             ],
             true,
         )
-        .expect("converted");
+        .expect("converted")
+        .expect("no value needs the server");
+        let texts: Vec<Option<&str>> = (0..6).map(|i| row.get(i)).collect();
         assert_eq!(
-            Json::Object(object),
-            serde_json::json!({"i": null, "b": null, "t": null})
+            texts,
+            [
+                Some("null"),
+                Some("null"),
+                Some("null"),
+                Some(""),
+                Some(r#""a\"b\\c\u0001é""#),
+                None
+            ]
         );
+        // The server's value set afterwards, as jsonb prints it.
+        let mut row = row;
+        row.set(
+            3,
+            &serde_json::from_str(r#"{"days": 1, "d": [1.50]}"#).unwrap_or_default(),
+        );
+        assert_eq!(row.get(3), Some(r#"{"d": [1.50], "days": 1}"#));
+        assert_eq!(row.get(4), Some(r#""a\"b\\c\u0001é""#));
         // A domain over int4 has its own OID: the server's.
         assert_eq!(Convert::of(16_385), Convert::Server);
+        // A timestamp in another DateStyle sends the row to the server.
+        let stamps = vec![("at".to_string(), Convert::of(1114))];
+        let other = [Value::Text("12/06/2026 13:21:27".into())];
+        assert_eq!(native_row(&stamps, &other, true).ok().flatten(), None);
+        let wide = native_row(&stamps, &other, false).ok().flatten();
+        assert_eq!(wide.as_ref().and_then(|r| r.get(0)), Some(""));
+        // Integers as they print; a malformed one is an error.
+        let mut out = String::new();
+        assert!(Convert::Integer.write("-42", &mut out).unwrap_or(false));
+        assert!(Convert::Integer.write("007", &mut out).unwrap_or(false));
+        assert_eq!(out, "-427");
+        assert!(Convert::Integer.write("1.5", &mut out).is_err());
+        assert!(Convert::Integer.write("-", &mut out).is_err());
     }
 }
