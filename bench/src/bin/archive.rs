@@ -217,9 +217,10 @@ impl pgtrail::archive::Sealer for KeySealer {
     fn seal<'a>(
         &'a self,
         client: &'a mut tokio_postgres::Client,
+        priority: pgtrail::archive::Priority,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + 'a>> {
         Box::pin(async move {
-            pgtrail::integrity::seal(client, &self.0, &mut |_| {})
+            pgtrail::integrity::seal_at(client, &self.0, &mut |_| {}, priority)
                 .await
                 .map(|r| format!("{} appended", r.appended))
                 .map_err(|e| e.to_string())

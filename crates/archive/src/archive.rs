@@ -36,8 +36,8 @@ pub struct ArchiveOptions {
     /// waits until every table with changes in it is past its keep.
     pub tables: Vec<TableKeep>,
     pub dry_run: bool,
-    /// The CPU priority of reading the partitions, writing and reading
-    /// back the files (never of the lock to detach and drop).
+    /// The CPU priority of sealing, reading the partitions, writing and
+    /// reading back the files (never of the lock to detach and drop).
     pub priority: Priority,
 }
 
@@ -290,7 +290,10 @@ async fn one(
         match sealer {
             Some(sealer) if !options.dry_run => {
                 progress(&format!("{name}: sealing {open} changes first"));
-                sealer.seal(client).await.map_err(ArchiveError::Seal)?;
+                sealer
+                    .seal(client, options.priority)
+                    .await
+                    .map_err(ArchiveError::Seal)?;
                 crate::failpoint("archive:sealed");
                 seal = last_seal(client).await?;
                 open = unsealed(client, &name, seal.as_ref()).await?;

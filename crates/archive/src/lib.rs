@@ -31,12 +31,15 @@ pub use priority::Priority;
 pub use row::ArchivedChange;
 pub use set::{ArchiveProblem, ArchiveRecord, ArchiveSet};
 
-/// Seals the trail (the CLI passes pgtrail's `integrity::seal` with a key).
+/// Seals the trail (the CLI passes pgtrail's `integrity::seal_at` with a key).
 pub trait Sealer {
-    /// Seals what is not sealed yet; returns a line saying what was sealed.
+    /// Seals what is not sealed yet, at `priority` (the archive's: under
+    /// [`Priority::Low`] the seal's own work yields the CPU too); returns a
+    /// line saying what was sealed.
     fn seal<'a>(
         &'a self,
         client: &'a mut tokio_postgres::Client,
+        priority: Priority,
     ) -> Pin<Box<dyn Future<Output = Result<String, String>> + 'a>>;
 }
 

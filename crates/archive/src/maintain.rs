@@ -95,7 +95,7 @@ async fn steps(
         && !dry_run
     {
         progress("sealing");
-        report.sealed = Some(sealer.seal(client).await.map_err(ArchiveError::Seal)?);
+        report.sealed = Some(sealer.seal(client, priority).await.map_err(ArchiveError::Seal)?);
         crate::failpoint("maintain:sealed");
     }
     let Some(dir) = archive_dir else {

@@ -6,8 +6,9 @@
 //! read. Only threads made for that work are lowered
 //! (an unprivileged process cannot raise its priority back): the caller's
 //! thread, which holds the trail's lock to detach and drop a partition,
-//! keeps its own. Sealing, which `maintain` does first, runs on the
-//! caller's thread at its priority.
+//! keeps its own. Sealing, which `maintain` does first, is given the
+//! priority too ([`crate::Sealer`]): pgtrail's seal hashes on a thread of
+//! its own at nice 19 and paces its reading with [`Pacer`].
 //!
 //! The backend is paced instead ([`Pacer`]): under `Low` the partition is
 //! read in bursts, each followed by a pause as long as it lasted, so the
@@ -57,9 +58,9 @@ const LOWEST: i32 = 19;
 
 impl Priority {
     /// Applies the priority to the calling thread, which must be a thread
-    /// of the archive's own (it is never raised back). Best effort: a
+    /// made for this work (it is never raised back). Best effort: a
     /// system that refuses leaves the thread as it was.
-    pub(crate) fn enter(self) {
+    pub fn enter(self) {
         if self == Priority::Low {
             lower_this_thread();
         }
@@ -84,15 +85,15 @@ const BURST: Duration = Duration::from_millis(20);
 /// of at least [`BURST`], a pause as long as the burst (a COPY whose data
 /// is not read stops the backend once the socket's buffers are full);
 /// under `Normal`, no pause.
-pub(crate) struct Pacer {
+pub struct Pacer {
     on: bool,
     since: Instant,
     /// Time paused in all.
-    pub(crate) paused: Duration,
+    pub paused: Duration,
 }
 
 impl Pacer {
-    pub(crate) fn new(priority: Priority) -> Pacer {
+    pub fn new(priority: Priority) -> Pacer {
         Pacer {
             on: priority == Priority::Low,
             since: Instant::now(),
@@ -101,7 +102,7 @@ impl Pacer {
     }
 
     /// Called between pieces of the reading: pauses when a burst is over.
-    pub(crate) async fn pace(&mut self) {
+    pub async fn pace(&mut self) {
         if !self.on {
             return;
         }

@@ -510,8 +510,9 @@ pub enum Command {
         /// Print what would be archived; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// CPU priority of reading, writing and reading back: `normal`, or
-        /// `low` (nice 19: the archive takes the CPU the application leaves).
+        /// CPU priority of sealing, reading, writing and reading back:
+        /// `normal`, or `low` (nice 19 and paced reads: the archive takes the
+        /// CPU the application leaves).
         #[arg(long, value_name = "PRIORITY", default_value = "normal")]
         priority: pgtrail::archive::Priority,
     },
@@ -537,9 +538,10 @@ pub enum Command {
         /// Print what would be done; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// CPU priority of the archive's reading, writing and reading back:
-        /// `normal`, or `low` (nice 19: the archive takes the CPU the
-        /// application leaves; never while it holds the trail's lock).
+        /// CPU priority of sealing and of the archive's reading, writing and
+        /// reading back: `normal`, or `low` (nice 19 and paced reads: they
+        /// take the CPU the application leaves; never while the trail's lock
+        /// is held).
         #[arg(long, value_name = "PRIORITY", default_value = "normal")]
         priority: pgtrail::archive::Priority,
     },

@@ -21,9 +21,10 @@ impl Sealer for KeySealer {
     fn seal<'a>(
         &'a self,
         client: &'a mut tokio_postgres::Client,
+        priority: pgtrail::archive::Priority,
     ) -> Pin<Box<dyn Future<Output = Result<String, String>> + 'a>> {
         Box::pin(async move {
-            let report = pgtrail::integrity::seal(client, &self.0, &mut |_| {})
+            let report = pgtrail::integrity::seal_at(client, &self.0, &mut |_| {}, priority)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(match report.seal_id {

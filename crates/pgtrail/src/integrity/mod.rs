@@ -18,7 +18,7 @@ mod verify;
 
 pub use erase::{EraseOptions, EraseReport, erase, erase_with};
 pub use reconcile::{ReconcileReport, Unrecorded, reconcile};
-pub use seal::{SealReport, seal};
+pub use seal::{SealReport, seal, seal_at};
 pub use verify::{Problem, VerifyOptions, VerifyReport, capture_gaps, hex, verify};
 
 pub use pgtrail_integrity as crypto;

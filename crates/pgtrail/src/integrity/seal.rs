@@ -9,11 +9,14 @@
 //! transaction begins so that its snapshot sees the seal before it. Each sealed change gets 16 random bytes
 //! (its seed) from which the salts of its values derive.
 
+use std::collections::HashMap;
+
 use chrono::{SecondsFormat, Utc};
-use futures_util::{TryStreamExt, pin_mut};
+use futures_util::{Stream, TryStreamExt, pin_mut};
+use pgtrail_archive::priority::{Pacer, Priority};
 use pgtrail_integrity::{Checkpoint, Hash, NoteSignature, Seed, SignerKey, Tree};
 use rand::RngCore;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Row};
 
 use super::leaves::{ChangeRow, Leaves, Salts, SealRange, SealSnapshot, transaction_digests};
 use super::{IntegrityError, SEAL_LOCK, hash_of, require_installed};
@@ -52,6 +55,20 @@ pub async fn seal(
     key: &SignerKey,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<SealReport, IntegrityError> {
+    seal_at(client, key, progress, Priority::Normal).await
+}
+
+/// [`seal`] at a CPU priority: under [`Priority::Low`] the changes are
+/// hashed on a thread of their own at nice 19, and the reading of them is
+/// paced (bursts, each followed by a pause as long), so that neither this
+/// process nor the backend that sends the changes takes the cores from the
+/// application's backends. The seal made is the same.
+pub async fn seal_at(
+    client: &mut Client,
+    key: &SignerKey,
+    progress: &mut (dyn FnMut(u64) + Send),
+    priority: Priority,
+) -> Result<SealReport, IntegrityError> {
     require_installed(client).await?;
     // Seals (and erasures) take turns. The lock is the session's, taken
     // before the transaction: a snapshot taken before the lock was granted
@@ -62,7 +79,7 @@ pub async fn seal(
         .map_err(IntegrityError::database(
             "waiting for another seal or erase to finish",
         ))?;
-    let sealed = seal_locked(client, key, progress).await;
+    let sealed = seal_locked(client, key, progress, priority).await;
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&SEAL_LOCK])
         .await
@@ -77,6 +94,7 @@ async fn seal_locked(
     client: &mut Client,
     key: &SignerKey,
     progress: &mut (dyn FnMut(u64) + Send),
+    priority: Priority,
 ) -> Result<SealReport, IntegrityError> {
     let tx = client
         .build_transaction()
@@ -123,39 +141,18 @@ async fn seal_locked(
         .query_raw(&statement, params.as_params())
         .await
         .map_err(IntegrityError::database("reading the changes to seal"))?;
-    pin_mut!(rows);
 
     let seal_id = head.as_ref().map_or(1, |h| h.id + 1);
-    let mut tree = head.as_ref().map_or_else(Tree::new, |h| h.tree.clone());
-    let start_size = tree.size();
-    let mut leaves = Leaves::default();
-    let mut rng = rand::rng();
-    let mut chunk = Chunk::new(tree.size());
-    let mut chunks = Vec::new();
-    while let Some(row) = rows
-        .try_next()
-        .await
-        .map_err(IntegrityError::database("reading the changes to seal"))?
-    {
-        let change = ChangeRow::from_row(&row)?;
-        let mut seed: Seed = [0; 16];
-        rng.fill_bytes(&mut seed);
-        let leaf = leaves.leaf(
-            &change,
-            transactions.get(&(change.txid, change.ctx)),
-            Salts::Seed(&seed),
-        )?;
-        tree.push(leaf)?;
-        chunk.push(change.id, &leaf, &seed);
-        if chunk.ids.len() == CHUNK {
-            chunks.push(std::mem::replace(&mut chunk, Chunk::new(tree.size())));
-        }
-        if (tree.size() - start_size) % 10_000 == 0 {
-            progress(tree.size() - start_size);
-        }
-    }
+    let hashing = Hashing::new(
+        head.as_ref().map_or_else(Tree::new, |h| h.tree.clone()),
+        transactions,
+    );
+    let start_size = hashing.tree.size();
+    let (tree, chunk, mut chunks) = match priority {
+        Priority::Normal => hash_here(rows, hashing, progress).await?,
+        Priority::Low => hash_low(rows, hashing, progress).await?,
+    };
     let appended = tree.size() - start_size;
-    progress(appended);
     if appended == 0 {
         tx.rollback()
             .await
@@ -231,6 +228,148 @@ async fn seal_locked(
         root: tree.root(),
         note,
     })
+}
+
+/// Progress is reported every this many changes read.
+const PROGRESS_EVERY: u64 = 10_000;
+
+/// Rows sent to the hashing thread at a time under [`Priority::Low`].
+const BATCH: usize = 256;
+
+/// The leaves of a seal being computed, change by change in id order.
+struct Hashing {
+    tree: Tree,
+    transactions: HashMap<(i64, i16), Hash>,
+    leaves: Leaves,
+    chunk: Chunk,
+    chunks: Vec<Chunk>,
+}
+
+/// The log after the seal's changes, the last (partly filled) chunk of
+/// leaves and the full ones.
+type Hashed = (Tree, Chunk, Vec<Chunk>);
+
+impl Hashing {
+    fn new(tree: Tree, transactions: HashMap<(i64, i16), Hash>) -> Hashing {
+        let chunk = Chunk::new(tree.size());
+        Hashing {
+            tree,
+            transactions,
+            leaves: Leaves::default(),
+            chunk,
+            chunks: Vec::new(),
+        }
+    }
+
+    /// Appends the leaf of one change, with a fresh seed from `rng`.
+    fn add(&mut self, row: &Row, rng: &mut impl RngCore) -> Result<(), IntegrityError> {
+        let change = ChangeRow::from_row(row)?;
+        let mut seed: Seed = [0; 16];
+        rng.fill_bytes(&mut seed);
+        let leaf = self.leaves.leaf(
+            &change,
+            self.transactions.get(&(change.txid, change.ctx)),
+            Salts::Seed(&seed),
+        )?;
+        self.tree.push(leaf)?;
+        self.chunk.push(change.id, &leaf, &seed);
+        if self.chunk.ids.len() == CHUNK {
+            let next = Chunk::new(self.tree.size());
+            self.chunks.push(std::mem::replace(&mut self.chunk, next));
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Hashed {
+        (self.tree, self.chunk, self.chunks)
+    }
+}
+
+/// Hashes the changes as they arrive, on the caller's thread.
+async fn hash_here(
+    rows: impl Stream<Item = Result<Row, tokio_postgres::Error>>,
+    mut hashing: Hashing,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<Hashed, IntegrityError> {
+    pin_mut!(rows);
+    let mut rng = rand::rng();
+    let mut read = 0u64;
+    while let Some(row) = rows
+        .try_next()
+        .await
+        .map_err(IntegrityError::database("reading the changes to seal"))?
+    {
+        hashing.add(&row, &mut rng)?;
+        read += 1;
+        if read % PROGRESS_EVERY == 0 {
+            progress(read);
+        }
+    }
+    progress(read);
+    Ok(hashing.finish())
+}
+
+/// Hashes the changes on a thread of its own at nice 19, fed in batches;
+/// the reading is paced. Stops reading, without an error of its own, when
+/// that thread has stopped (it says why).
+async fn hash_low(
+    rows: impl Stream<Item = Result<Row, tokio_postgres::Error>>,
+    mut hashing: Hashing,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<Hashed, IntegrityError> {
+    let (feed, mut fed) = tokio::sync::mpsc::channel::<Vec<Row>>(4);
+    let worker = std::thread::spawn(move || {
+        Priority::Low.enter();
+        let mut rng = rand::rng();
+        while let Some(batch) = fed.blocking_recv() {
+            for row in &batch {
+                hashing.add(row, &mut rng)?;
+            }
+        }
+        Ok::<_, IntegrityError>(hashing.finish())
+    });
+    let read = read_paced(rows, &feed, progress).await;
+    drop(feed);
+    let hashed = worker.join().map_err(|_| {
+        IntegrityError::Refused("hashing the changes to seal failed unexpectedly".to_string())
+    })?;
+    read?;
+    hashed
+}
+
+/// Reads the changes in paced bursts and sends them to `feed` in batches.
+async fn read_paced(
+    rows: impl Stream<Item = Result<Row, tokio_postgres::Error>>,
+    feed: &tokio::sync::mpsc::Sender<Vec<Row>>,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<(), IntegrityError> {
+    pin_mut!(rows);
+    let mut pacer = Pacer::new(Priority::Low);
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut read = 0u64;
+    while let Some(row) = rows
+        .try_next()
+        .await
+        .map_err(IntegrityError::database("reading the changes to seal"))?
+    {
+        batch.push(row);
+        read += 1;
+        if read % PROGRESS_EVERY == 0 {
+            progress(read);
+        }
+        if batch.len() == BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            if feed.send(full).await.is_err() {
+                return Ok(());
+            }
+            pacer.pace().await;
+        }
+    }
+    if !batch.is_empty() && feed.send(batch).await.is_err() {
+        return Ok(());
+    }
+    progress(read);
+    Ok(())
 }
 
 /// Leaves of one `pgtrail.seal_leaves` row, being filled.

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use pgtrail::archive::Priority;
 use pgtrail::integrity::crypto::{SignerKey, VerifierKey};
 use pgtrail::integrity::{self, Problem, VerifyOptions, VerifyReport};
 use pgtrail_testkit::TestDb;
@@ -99,6 +100,43 @@ async fn a_sealed_trail_verifies_and_later_seals_extend_the_same_log() {
     assert_eq!(checkpoint.size, 9);
     assert!(checkpoint.origin.starts_with("pgtrail/"));
     assert!(checkpoint.extensions[0].starts_with("time "));
+}
+
+/// `maintain --priority low` seals on a lowered thread with paced reading:
+/// the log it makes is the same one, verified leaf by leaf, and later seals
+/// at either priority extend it.
+#[tokio::test]
+async fn a_seal_at_low_priority_makes_the_same_log() {
+    let (mut db, key, first) = sealed_shop().await;
+    db.client
+        .batch_execute(
+            "INSERT INTO accounts SELECT i, 'p' || i || '@example.com', 'P' || i, i FROM generate_series(10, 1009) i;
+             UPDATE accounts SET balance = balance + 1 WHERE id BETWEEN 10 AND 509;",
+        )
+        .await
+        .expect("more work");
+    let mut read = 0;
+    let low = integrity::seal_at(&mut db.client, &key, &mut |n| read = n, Priority::Low)
+        .await
+        .expect("seal at low priority");
+    assert_eq!((low.seal_id, low.appended, low.tree_size), (Some(2), 1500, 1507));
+    assert_eq!(read, 1500, "the last progress is the count read");
+    db.client
+        .batch_execute("DELETE FROM accounts WHERE id BETWEEN 10 AND 19")
+        .await
+        .expect("a delete");
+    let normal = integrity::seal(&mut db.client, &key, &mut |_| {})
+        .await
+        .expect("seal");
+    assert_eq!((normal.seal_id, normal.tree_size), (Some(3), 1517));
+    let nothing = integrity::seal_at(&mut db.client, &key, &mut |_| {}, Priority::Low)
+        .await
+        .expect("seal at low priority");
+    assert_eq!((nothing.seal_id, nothing.tree_size), (None, 1517));
+
+    let report = verify_with(&mut db, &key.verifier(), Some(&first)).await;
+    assert!(report.intact(), "{:?}", report.problems);
+    assert_eq!((report.seals, report.tree_size, report.unsealed), (3, 1517, 0));
 }
 
 #[tokio::test]

@@ -74,9 +74,10 @@ impl Sealer for KeySealer {
     fn seal<'a>(
         &'a self,
         client: &'a mut Client,
+        priority: Priority,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + 'a>> {
         Box::pin(async move {
-            integrity::seal(client, &self.0, &mut |_| {})
+            integrity::seal_at(client, &self.0, &mut |_| {}, priority)
                 .await
                 .map(|r| format!("{} appended", r.appended))
                 .map_err(|e| e.to_string())
