@@ -148,7 +148,7 @@ const ITEM_UPDATE: &str = "UPDATE item SET qty = qty + 1, price = price + 0.01 W
 const EVENT_DELETE: &str = "DELETE FROM event WHERE id BETWEEN $1 AND $2";
 
 /// The query `seal` runs to read the changes of its range, copied from
-/// `crates/pgtrail/src/integrity/leaves.rs` (`CHANGES_OF_SEAL`) for the
+/// `crates/ledger/src/leaves.rs` (`CHANGES_OF_SEAL`) for the
 /// breakdown; keep the two the same.
 const CHANGES_OF_SEAL: &str = "
 SELECT c.id, c.txid, c.ctx, c.table_id, c.op::text,

@@ -11,8 +11,9 @@
 //! | [`plan`] | `pgtrail-plan` | config × catalog → steps; `apply` in one transaction; `sql` as a file |
 //! | [`query`] | `pgtrail-query` | row keys, moments and filters as users type them, into queries |
 //! | [`serve`] | `pgtrail-serve` | `pgtrail serve`: the JSON API and web UI over the trail |
-//! | [`connect`] | here | finds the database from flags, `DATABASE_URL` or libpq variables |
-//! | [`integrity`] | here, on `pgtrail-integrity` | seal, verify and erase: a trail you can prove |
+//! | [`connect`] | `pgtrail-connect` | finds the database from flags, `DATABASE_URL` or libpq variables |
+//! | [`init`] | `pgtrail-init` | a first `pgtrail.toml` from what the database holds |
+//! | [`integrity`] | `pgtrail-ledger`, on `pgtrail-integrity` | seal, verify, erase and reconcile: a trail you can prove |
 //! | [`revert`] | `pgtrail-revert` | undo recorded changes: plan, conflicts, apply |
 //! | [`follow`] | `pgtrail-follow` | WAL mode: reads the slot, writes the trail exactly once |
 //! | [`nats`] | `pgtrail-nats` | WAL mode's NATS JetStream sink: each change as one message, exactly once |
@@ -29,17 +30,16 @@
 //! # Ok(()) }
 //! ```
 
-pub mod connect;
-pub mod init;
-pub mod integrity;
-
 pub use pgtrail_archive as archive;
 pub use pgtrail_capture as capture;
 pub use pgtrail_catalog as catalog;
 pub use pgtrail_config as config;
+pub use pgtrail_connect as connect;
 pub use pgtrail_context as context;
 pub use pgtrail_evidence as evidence;
 pub use pgtrail_follow as follow;
+pub use pgtrail_init as init;
+pub use pgtrail_ledger as integrity;
 pub use pgtrail_nats as nats;
 pub use pgtrail_plan as plan;
 pub use pgtrail_query as query;

@@ -6,7 +6,7 @@
 //!
 //! The cryptography (RFC 6962 tree, salted commitments, Ed25519 keys, C2SP
 //! checkpoints) is in the `pgtrail-integrity` crate, which knows nothing of
-//! PostgreSQL; this module reads and writes the tables of migration
+//! PostgreSQL; this crate reads and writes the tables of migration
 //! `0002_integrity.sql` (`pgtrail.seal`, `pgtrail.seal_leaves`,
 //! `pgtrail.erasure`, `pgtrail.erased_value`).
 

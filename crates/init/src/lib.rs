@@ -31,8 +31,8 @@
 //! what the install does instead, so that `pgtrail plan` has nothing to do.
 //!
 //! ```
-//! use pgtrail::catalog::{Catalog, Column, KeySource, Table, TableKind};
-//! use pgtrail::config::{Config, Selection};
+//! use pgtrail_catalog::{Catalog, Column, KeySource, Table, TableKind};
+//! use pgtrail_config::{Config, Selection};
 //!
 //! let column = |name: &str| Column {
 //!     name: name.to_string(),
@@ -56,7 +56,7 @@
 //!     catalog.tables.insert((t.schema.clone(), t.name.clone()), t);
 //! }
 //!
-//! let text = pgtrail::init::render_config(&catalog, &["public".to_string()]);
+//! let text = pgtrail_init::render_config(&catalog, &["public".to_string()]);
 //! assert!(text.contains("[tables.\"public.students\"]\n# key: std_no (primary key)\n"));
 //! let config = Config::parse(&text, "pgtrail.toml").unwrap();
 //! assert_eq!(config.selects("public", "students"), Selection::Included);

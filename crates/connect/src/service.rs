@@ -108,7 +108,7 @@ fn section(text: &str, name: &str) -> Result<Option<Pairs>, (usize, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connect::settings::Origin;
+    use crate::settings::Origin;
 
     #[test]
     fn reads_one_section() {
