@@ -247,10 +247,16 @@ pub fn parse_key(
                 "this table has no key, the whole row identifies it: write column=value,... or the row as JSON",
             )),
             columns => {
+                // One value per key column (`1,x`): the hint names them
+                // with the user's own values; else with example values.
+                let given: Vec<&str> = trimmed.split(',').map(str::trim).collect();
                 let example: Vec<String> = columns
                     .iter()
                     .enumerate()
-                    .map(|(i, c)| format!("{c}={}", [1, 7, 3, 5][i % 4]))
+                    .map(|(i, c)| match given.len() == columns.len() {
+                        true => format!("{c}={}", given[i]),
+                        false => format!("{c}={}", [1, 7, 3, 5][i % 4]),
+                    })
                     .collect();
                 Err(key_error(
                     input,
@@ -832,6 +838,11 @@ mod tests {
                 "this table's key is (process_id, application_id): write process_id=1,application_id=7"
             ),
             "{e}"
+        );
+        let e = parse_key("12, 40", &key, &t).unwrap_err().to_string();
+        assert!(
+            e.contains("write process_id=12,application_id=40"),
+            "the hint names the values given, one per key column: {e}"
         );
         let e = parse_key("process_id=1", &key, &t).unwrap_err().to_string();
         assert!(e.contains("missing key column(s) `application_id`"), "{e}");
