@@ -119,15 +119,19 @@ pub(crate) async fn run(
         .await
         .map_err(FollowError::database("reading the publication's name"))?
         .get(0);
-    let mut report = FollowReport {
-        slot: slot.name.clone(),
-        ..FollowReport::default()
-    };
-    // With --once: what was written before the follower started.
-    let mut drain_to = if options.once {
-        drain_target(client).await?
-    } else {
-        0
+    let mut account = Account {
+        report: FollowReport {
+            slot: slot.name.clone(),
+            ..FollowReport::default()
+        },
+        progress: Progress::new(),
+        acknowledged: slot.position,
+        // With --once: what was written before the follower started.
+        drain_to: if options.once {
+            drain_target(client).await?
+        } else {
+            0
+        },
     };
     // Dates and timestamps printed in ISO form (the follower converts
     // those itself), timestamps with time zone in the zone of the session
@@ -164,14 +168,11 @@ pub(crate) async fn run(
     // Everything committed before it has been received (a keepalive's WAL
     // end while no transaction was open).
     let mut received: u64 = slot.position;
-    // Everything committed before it is in the trail: what the server is told.
-    let mut acknowledged: u64 = slot.position;
     let mut last_event = Instant::now();
     // Events taken from the client: fewer than it forwarded means more
     // are buffered.
     let mut taken: u64 = 0;
     let mut stopping = false;
-    let mut progress = Progress::new();
 
     let outcome: Result<(), FollowError> = async {
         loop {
@@ -212,19 +213,9 @@ pub(crate) async fn run(
                     ),
                 };
                 if let Some(written) = written {
-                    settle(&written, ends, &mut slot, &mut report, &mut progress);
-                    after_batch(
-                        client,
-                        options,
-                        &slot,
-                        &stream,
-                        &metrics,
-                        ends,
-                        &mut acknowledged,
-                        &mut drain_to,
-                        &mut progress,
-                    )
-                    .await?;
+                    account
+                        .batch_written(client, options, &mut slot, &stream, &written, ends)
+                        .await?;
                 }
                 continue;
             }
@@ -233,19 +224,9 @@ pub(crate) async fn run(
                 // What was handed to the writer is written before the end.
                 if let Some(writer) = writer.as_mut().filter(|_| in_flight > 0) {
                     let (written, ends) = writer.next().await?;
-                    settle(&written, ends, &mut slot, &mut report, &mut progress);
-                    after_batch(
-                        client,
-                        options,
-                        &slot,
-                        &stream,
-                        &metrics,
-                        ends,
-                        &mut acknowledged,
-                        &mut drain_to,
-                        &mut progress,
-                    )
-                    .await?;
+                    account
+                        .batch_written(client, options, &mut slot, &stream, &written, ends)
+                        .await?;
                     continue;
                 }
                 break;
@@ -254,7 +235,7 @@ pub(crate) async fn run(
                 && pending.is_empty()
                 && in_flight == 0
                 && !assembler.in_transaction()
-                && (acknowledged >= drain_to || last_event.elapsed() >= ONCE_SILENCE)
+                && (account.acknowledged >= account.drain_to || last_event.elapsed() >= ONCE_SILENCE)
             {
                 break;
             }
@@ -283,19 +264,9 @@ pub(crate) async fn run(
             let next = match next {
                 Next::Written(done) => {
                     let (written, ends) = done?;
-                    settle(&written, ends, &mut slot, &mut report, &mut progress);
-                    after_batch(
-                        client,
-                        options,
-                        &slot,
-                        &stream,
-                        &metrics,
-                        ends,
-                        &mut acknowledged,
-                        &mut drain_to,
-                        &mut progress,
-                    )
-                    .await?;
+                    account
+                        .batch_written(client, options, &mut slot, &stream, &written, ends)
+                        .await?;
                     continue;
                 }
                 Next::Stop => {
@@ -321,9 +292,9 @@ pub(crate) async fn run(
                     if !assembler.in_transaction() {
                         received = received.max(wal_end.as_u64());
                         let idle = pending.is_empty() && writer.as_ref().map_or(0, Writer::in_flight) == 0;
-                        if idle && received > acknowledged {
-                            acknowledged = received;
-                            stream.update_applied_lsn(Lsn::from_u64(acknowledged));
+                        if idle && received > account.acknowledged {
+                            account.acknowledged = received;
+                            stream.update_applied_lsn(Lsn::from_u64(account.acknowledged));
                         }
                     }
                     if follower::futures_ready(&mut stop) {
@@ -378,7 +349,7 @@ pub(crate) async fn run(
                 // At or before the position: in the trail already (the
                 // server starts from the slot's position if it is further).
                 if tx.end_lsn > slot.position {
-                    report.rejected_messages += tx.rejected as u64;
+                    account.report.rejected_messages += tx.rejected as u64;
                     if pending.is_empty() {
                         pending_since = Instant::now();
                     }
@@ -397,11 +368,11 @@ pub(crate) async fn run(
     if let Some(writer) = writer {
         writer.close().await;
     }
-    close(client, stream, &slot, acknowledged).await;
+    close(client, stream, &slot, account.acknowledged).await;
     outcome?;
-    progress.finish(&slot);
+    account.progress.finish(&slot);
     follower::unlock(client).await?;
-    Ok(report)
+    Ok(account.report)
 }
 
 /// What the follower's loop waits for next.
@@ -416,50 +387,56 @@ enum Next {
     Idle,
 }
 
-/// A written batch counted: the position moves to its end.
-fn settle(
-    written: &follower::Written,
-    ends: Ends,
-    slot: &mut Slot,
-    report: &mut FollowReport,
-    progress: &mut Progress,
-) {
-    slot.position = slot.position.max(ends.end);
-    report.transactions += written.transactions;
-    report.changes += written.changes;
-    report.published += written.published;
-    report.position = Some(lsn_text(slot.position));
-    progress.add(written);
+/// What the follower has written and told the server, moved by each
+/// written batch.
+struct Account {
+    report: FollowReport,
+    progress: Progress,
+    /// Everything committed before it is in the trail: what the server is told.
+    acknowledged: u64,
+    /// With --once: where the slot must get to before the follower ends.
+    drain_to: u64,
 }
 
-/// After a batch is written: the server told what is in the trail (and
-/// what was received before it was built with nothing open: `ends.safe`),
-/// `--once`'s end moved past the follower's own writes, progress logged.
-#[allow(clippy::too_many_arguments)]
-async fn after_batch(
-    client: &Client,
-    options: &FollowOptions,
-    slot: &Slot,
-    stream: &ReplicationClient,
-    metrics: &pgwire_replication::ReplicationMetrics,
-    ends: Ends,
-    acknowledged: &mut u64,
-    drain_to: &mut u64,
-    progress: &mut Progress,
-) -> Result<(), FollowError> {
-    let safe = slot.position.max(ends.safe);
-    if safe > *acknowledged {
-        *acknowledged = safe;
-        stream.update_applied_lsn(Lsn::from_u64(*acknowledged));
+impl Account {
+    /// A batch is written: the position moves to its end and the batch is
+    /// counted; the server is told what is in the trail (and what was
+    /// received before the batch was built with nothing open: `ends.safe`);
+    /// `--once`'s end moves past the follower's own writes; progress logged.
+    async fn batch_written(
+        &mut self,
+        client: &Client,
+        options: &FollowOptions,
+        slot: &mut Slot,
+        stream: &ReplicationClient,
+        written: &follower::Written,
+        ends: Ends,
+    ) -> Result<(), FollowError> {
+        slot.position = slot.position.max(ends.end);
+        self.report.transactions += written.transactions;
+        self.report.changes += written.changes;
+        self.report.published += written.published;
+        self.report.position = Some(lsn_text(slot.position));
+        self.progress.add(written);
+
+        let safe = slot.position.max(ends.safe);
+        if safe > self.acknowledged {
+            self.acknowledged = safe;
+            stream.update_applied_lsn(Lsn::from_u64(self.acknowledged));
+        }
+        if options.once {
+            // The follower's own writes are WAL too: the slot moves past them
+            // before --once ends.
+            self.drain_to = self.drain_to.max(drain_target(client).await?);
+        }
+        let lag = stream
+            .metrics()
+            .last_wal_end()
+            .as_u64()
+            .saturating_sub(slot.position);
+        self.progress.log(slot, lag);
+        Ok(())
     }
-    if options.once {
-        // The follower's own writes are WAL too: the slot moves past them
-        // before --once ends.
-        *drain_to = (*drain_to).max(drain_target(client).await?);
-    }
-    let lag = metrics.last_wal_end().as_u64().saturating_sub(slot.position);
-    progress.log(slot, lag);
-    Ok(())
 }
 
 /// Opens the replication connection and starts streaming from the slot's
