@@ -115,7 +115,8 @@ struct Args {
     #[arg(long, default_value_t = 200_000)]
     rows: i64,
     /// Variants to measure (comma-separated): generated, no-context, context-inline, no-guard,
-    /// no-long-check, empty, seed-002, insert-floor, kind-rows, and the name given by `--peer-sql`.
+    /// no-long-check, empty, seed-002, insert-floor, kind-rows, one-statement, and the name given by
+    /// `--peer-sql`.
     /// The unaudited table is always measured.
     #[arg(
         long,
@@ -182,10 +183,13 @@ enum Variant {
     /// Another product's capture, installed from `--peer-sql`, on tables of
     /// its own.
     Peer,
+    /// The transaction's first statement writes its change rows and its
+    /// context row in one statement (a data-modifying CTE) instead of two.
+    OneStatement,
 }
 
 impl Variant {
-    const ALL: [Variant; 11] = [
+    const ALL: [Variant; 12] = [
         Variant::Plain,
         Variant::Generated,
         Variant::NoContext,
@@ -197,6 +201,7 @@ impl Variant {
         Variant::KindRows,
         Variant::InsertFloor,
         Variant::Peer,
+        Variant::OneStatement,
     ];
 
     fn label(self) -> &'static str {
@@ -212,6 +217,7 @@ impl Variant {
             Variant::InsertFloor => "insert-floor",
             Variant::KindRows => "kind-rows",
             Variant::Peer => PEER_NAME.get().map_or("peer", String::as_str),
+            Variant::OneStatement => "one-statement",
         }
     }
 
@@ -363,6 +369,43 @@ fn variant_body(v: Variant, body: &str) -> Result<String> {
                     "{}IF {NOT_RECORDED} THEN\n{inline};\nELSE\n{stmt};\nEND IF{}",
                     &out[..s],
                     &out[e..]
+                );
+            }
+            out
+        }
+        Variant::OneStatement => {
+            // Each single-row path becomes "mark not set? the change and the
+            // context row in one statement : the change"; the context's extra
+            // settings are read first. The record after the paths stays for the
+            // other paths (it finds the mark set after these).
+            let values = context_values(body)?;
+            let (block, _) = context_block(body)?;
+            let (insert, _) = context_insert(body)?;
+            let extra = body[block..insert].to_owned();
+            let mut out = body.to_owned();
+            let diag = ";\n        GET DIAGNOSTICS v_rows = ROW_COUNT;";
+            for after in [
+                "ELSIF TG_OP = 'DELETE'",
+                "ELSIF TG_OP = 'INSERT'",
+                "IF TG_OP = 'UPDATE'",
+            ] {
+                let (s, e) = change_insert(&out, after)?;
+                if !out[e..].starts_with(diag) {
+                    bail!("no GET DIAGNOSTICS after the change INSERT after {after}");
+                }
+                let stmt = out[s..e].to_owned();
+                out = format!(
+                    "{}IF {NOT_RECORDED} THEN\n{extra}WITH c AS ({stmt}\n RETURNING 1), \
+                     t AS (INSERT INTO pgtrail.transaction (txid, ctx, started_at, recorded_at, actor_id, actor_name, \
+                     actor_type, reason, context, db_user, db_role, application_name, client_addr, client_port, backend_pid)\n\
+                     SELECT v_txid, v_ctx, pg_catalog.transaction_timestamp(), pg_catalog.clock_timestamp(), {}\n\
+                     FROM (SELECT FROM c LIMIT 1) AS e ON CONFLICT (txid, ctx) DO NOTHING\n\
+                     RETURNING pg_catalog.set_config('pgtrail.recorded', v_mark, true))\n\
+                     SELECT pg_catalog.count(*) FROM c INTO v_rows;\n\
+                     ELSE\n{stmt};\nGET DIAGNOSTICS v_rows = ROW_COUNT;\nEND IF;{}",
+                    &out[..s],
+                    values.trim(),
+                    &out[e + diag.len()..]
                 );
             }
             out

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{audited_db, changes, column};
+use crate::support::{audited_db, changes, column, count};
 
 const USERS: &str = "CREATE TABLE users (id serial PRIMARY KEY, email text);";
 
@@ -426,4 +426,107 @@ async fn outside_transaction_refuse_fails_the_call_and_ignore_says_nothing() {
     )
     .await;
     assert_eq!(rows, [0], "nothing is written");
+}
+
+/// The transaction's first statement that changes something writes its
+/// changes and its context row in one statement (one-row UPDATE, INSERT,
+/// DELETE); the paths around it still record the context exactly once per
+/// transaction and context, and only with changes.
+#[tokio::test]
+async fn the_context_is_recorded_once_with_the_first_change_whatever_came_before_it() {
+    let db = audited_db(USERS, "").await;
+    for batch in [
+        "INSERT INTO users (email) VALUES ('a'), ('b'), ('c'), ('d')",
+        // A one-row UPDATE that changes nothing, then a statement of several rows.
+        "BEGIN; UPDATE users SET email = email WHERE id = 1;
+         UPDATE users SET email = email || '!' WHERE id IN (1, 2); COMMIT;",
+        // An UPDATE and an INSERT of no rows, then a DELETE.
+        "BEGIN; UPDATE users SET email = 'never' WHERE false; INSERT INTO users (email) SELECT 'never' WHERE false;
+         DELETE FROM users WHERE id = 4; COMMIT;",
+        // The mark lost after the context was recorded: the next change is still
+        // recorded, the context row kept as it was.
+        "BEGIN; SELECT pgtrail.set_context(actor_id => '5'); UPDATE users SET email = 'y' WHERE id = 1;
+         SET LOCAL pgtrail.recorded = ''; UPDATE users SET email = 'z' WHERE id = 1;
+         INSERT INTO users (email) VALUES ('e'); SET LOCAL pgtrail.recorded = ''; DELETE FROM users WHERE id = 3; COMMIT;",
+        // A statement of several rows first, then one row.
+        "BEGIN; UPDATE users SET email = email || '?' WHERE id IN (1, 2); UPDATE users SET email = 'w' WHERE id = 1; COMMIT;",
+        // A TRUNCATE first (the event only), then one row.
+        "BEGIN; CREATE TEMP TABLE keep AS SELECT * FROM users; TRUNCATE users;
+         INSERT INTO users SELECT * FROM keep; COMMIT;",
+    ] {
+        db.client.batch_execute(batch).await.unwrap();
+    }
+    let trail = changes(&db.client, "users").await;
+    let ops: Vec<&str> = trail.iter().map(|c| c.op.as_str()).collect();
+    assert_eq!(
+        ops,
+        [
+            "INSERT", "INSERT", "INSERT", "INSERT", "UPDATE", "UPDATE", "DELETE", "UPDATE", "UPDATE",
+            "INSERT", "DELETE", "UPDATE", "UPDATE", "UPDATE", "TRUNCATE", "INSERT", "INSERT", "INSERT"
+        ]
+    );
+    assert_eq!(trail[7].actor_id.as_deref(), Some("5"));
+    assert_eq!(trail[10].actor_id.as_deref(), Some("5"), "{trail:?}");
+    // Every change has its context row, every context row has changes, and
+    // each transaction has one (no set_context after the first, so one context).
+    assert_eq!(
+        count(
+            &db.client,
+            "SELECT count(*) FROM pgtrail.change AS c
+             WHERE NOT EXISTS (SELECT FROM pgtrail.transaction AS x WHERE x.txid = c.txid AND x.ctx = c.ctx)"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        column::<i64>(
+            &db.client,
+            "SELECT count(*) FROM pgtrail.transaction AS x
+             WHERE EXISTS (SELECT FROM pgtrail.change AS c WHERE c.txid = x.txid AND c.ctx = x.ctx)
+             UNION ALL SELECT count(*) FROM pgtrail.transaction
+             UNION ALL SELECT count(DISTINCT txid) FROM pgtrail.change"
+        )
+        .await,
+        [6, 6, 6]
+    );
+}
+
+/// With `require_actor`, the one-row, INSERT and DELETE paths (which record
+/// the context in the change's own statement) refuse a change without an
+/// actor and write nothing; a statement that changes nothing is not refused.
+#[tokio::test]
+async fn require_actor_refuses_each_single_row_path_and_not_a_statement_that_changes_nothing() {
+    let db = audited_db(USERS, "[context]\nrequire_actor = true\n").await;
+    db.client
+        .batch_execute(
+            "BEGIN; SET LOCAL pgtrail.actor_id = '1'; INSERT INTO users (email) VALUES ('a'), ('b'); COMMIT;",
+        )
+        .await
+        .unwrap();
+    for refused in [
+        "UPDATE users SET email = 'x' WHERE id = 1",
+        "INSERT INTO users (email) VALUES ('c')",
+        "DELETE FROM users WHERE id = 2",
+        "UPDATE users SET email = email || 'x'",
+    ] {
+        let error = db.client.batch_execute(refused).await.expect_err(refused);
+        assert_eq!(
+            error.as_db_error().map(|e| e.code().code()),
+            Some("PGTR1"),
+            "{refused}"
+        );
+    }
+    db.client
+        .batch_execute("UPDATE users SET email = email WHERE id = 1; DELETE FROM users WHERE false")
+        .await
+        .expect("a statement that changes nothing needs no actor");
+    assert_eq!(changes(&db.client, "users").await.len(), 2);
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM pgtrail.transaction").await,
+        1
+    );
+    assert_eq!(
+        column::<String>(&db.client, "SELECT email FROM users ORDER BY id").await,
+        ["a", "b"]
+    );
 }
