@@ -1342,7 +1342,11 @@ BEGIN
              JOIN pg_attribute AS a ON a.attrelid = v_relid AND a.attname = u.c AND NOT a.attisdropped
              WHERE a.attgenerated = '' AND a.attidentity <> 'a'
              ORDER BY EXISTS (SELECT FROM pg_constraint AS f
-                              WHERE f.conrelid = v_relid AND f.contype = 'f' AND a.attnum = ANY (f.conkey)), u.i LOOP
+                              WHERE f.conrelid = v_relid AND f.contype = 'f' AND a.attnum = ANY (f.conkey)),
+                      -- (Rows of other tables may point at this one.)
+                      EXISTS (SELECT FROM pg_constraint AS f
+                              WHERE f.confrelid = v_relid AND f.contype = 'f' AND a.attnum = ANY (f.confkey)
+                                AND NOT (f.condeferrable AND f.confupdtype = 'a')), u.i LOOP
         v_why := pgtrail._revert_park(t, c.col, c.typ, c.typmod, c.attnum, v_n);
         EXIT WHEN v_why IS NULL;
         v_whys := v_whys || v_why;
@@ -1383,8 +1387,13 @@ $fn$;
 -- (as long as a varchar(n) takes, and none in use). Then the values are
 -- checked as the table would check them, with the row as it is: its CHECK
 -- constraints on the column and its foreign keys through the column that
--- are not deferrable (pgtrail.revert defers the others). NULL when every
--- row has one; else why not (and no row has one).
+-- are not deferrable (pgtrail.revert defers the others); and no row of
+-- another table may point at a row through the column by a foreign key
+-- that is not deferred (not deferrable, or RESTRICT) or carries the
+-- temporary key over to it (CASCADE, SET NULL, SET DEFAULT): the first
+-- would fail at the end of the statement that parks the row, the second
+-- would change that row behind the revert's back. NULL when every row
+-- has one; else why not (and no row has one).
 CREATE OR REPLACE FUNCTION pgtrail._revert_park(
     t pgtrail.audited_table, p_col text, p_type regtype, p_typmod integer, p_attnum smallint, p_n bigint)
 RETURNS text
@@ -1400,6 +1409,8 @@ DECLARE
     v_min   numeric;
     v_bound numeric;
     v_low   numeric;
+    v_step  numeric := 1;
+    v_scale integer;
     v_len   integer;
     v_bad   boolean;
     v_why   text;
@@ -1419,17 +1430,25 @@ BEGIN
                    END;
         v_low := -v_bound - 1;
         IF p_type = 'numeric'::regtype AND p_typmod >= 4 THEN
-            -- numeric(p, s): p - s digits before the point.
-            v_bound := 10::numeric ^ greatest(((p_typmod - 4) >> 16) - ((p_typmod - 4) & 65535), 0) - 1;
+            -- numeric(p, s): p - s digits before the point. The scale is an
+            -- 11-bit signed number (negative from PostgreSQL 15 on: values
+            -- rounded to tens, hundreds...): temporary keys then step by
+            -- 10 ^ -s, which the column keeps as they are.
+            v_scale := (((p_typmod - 4) & 2047) # 1024) - 1024;
+            v_step := round(10::numeric ^ greatest(-v_scale, 0));
+            v_bound := 10::numeric ^ greatest(((p_typmod - 4) >> 16) - v_scale, 0) - v_step;
             v_low := -v_bound;
+            -- (Multiples of the step, as every value of the column is.)
+            v_max := floor(v_max / v_step) * v_step;
+            v_min := ceil(v_min / v_step) * v_step;
         END IF;
-        IF v_bound IS NULL OR v_max + p_n <= v_bound THEN
-            UPDATE pg_temp.pgtrail_revert_back AS b SET park = b.k_final || jsonb_build_object(p_col, v_max + r.i)
+        IF v_bound IS NULL OR v_max + p_n * v_step <= v_bound THEN
+            UPDATE pg_temp.pgtrail_revert_back AS b SET park = b.k_final || jsonb_build_object(p_col, v_max + r.i * v_step)
             FROM (SELECT b2.chain, row_number() OVER (ORDER BY b2.chain) AS i
                   FROM pg_temp.pgtrail_revert_back AS b2 WHERE b2.holder IS NOT NULL AND b2.lvl IS NULL) AS r
             WHERE b.chain = r.chain;
-        ELSIF v_min - p_n >= v_low THEN
-            UPDATE pg_temp.pgtrail_revert_back AS b SET park = b.k_final || jsonb_build_object(p_col, v_min - r.i)
+        ELSIF v_min - p_n * v_step >= v_low THEN
+            UPDATE pg_temp.pgtrail_revert_back AS b SET park = b.k_final || jsonb_build_object(p_col, v_min - r.i * v_step)
             FROM (SELECT b2.chain, row_number() OVER (ORDER BY b2.chain) AS i
                   FROM pg_temp.pgtrail_revert_back AS b2 WHERE b2.holder IS NOT NULL AND b2.lvl IS NULL) AS r
             WHERE b.chain = r.chain;
@@ -1499,6 +1518,42 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             v_bad := true;
             v_why := format('%I: constraint %I (%s)', p_col, x.conname, SQLERRM);
+        END;
+        IF v_bad THEN
+            UPDATE pg_temp.pgtrail_revert_back AS b SET park = NULL WHERE b.park IS NOT NULL;
+            RETURN v_why;
+        END IF;
+    END LOOP;
+    -- Rows of other tables pointing at the parked rows, as they are now.
+    v_rows := format('SELECT pgtrail_t.* '
+                     'FROM pg_temp.pgtrail_revert_back AS pgtrail_b '
+                     'CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$s, pgtrail_b.k_final) AS pgtrail_k '
+                     'JOIN %1$s AS pgtrail_t ON %2$s '
+                     'WHERE pgtrail_b.park IS NOT NULL', v_rel, v_join);
+    FOR x IN SELECT c.conname, c.conrelid::regclass::text AS child, c.confupdtype, c.condeferrable,
+                    ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(n, i)
+                          JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i) AS child_cols,
+                    ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(n, i)
+                          JOIN pg_attribute AS a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i) AS parent_cols
+             FROM pg_constraint AS c
+             WHERE c.confrelid = v_relid AND c.contype = 'f' AND c.conparentid = 0 AND p_attnum = ANY (c.confkey)
+               AND NOT (c.condeferrable AND c.confupdtype = 'a')
+             ORDER BY c.conname LOOP
+        BEGIN
+            EXECUTE format('SELECT EXISTS (SELECT FROM (%s) AS pgtrail_x JOIN %s AS pgtrail_c ON %s)',
+                           v_rows, x.child,
+                           (SELECT string_agg(format('pgtrail_c.%I = pgtrail_x.%I', c, p), ' AND ')
+                            FROM unnest(x.child_cols, x.parent_cols) AS u(c, p)))
+                INTO v_bad;
+            v_why := format('%I: rows of %s point at these rows through foreign key %I (%s)', p_col, x.child, x.conname,
+                            CASE WHEN x.confupdtype IN ('a', 'r')
+                                 THEN format('ON UPDATE %s, not deferrable: a temporary key would leave them pointing at no row',
+                                             pgtrail._revert_fk_action(x.confupdtype))
+                                 ELSE format('ON UPDATE %s: a temporary key would change them too',
+                                             pgtrail._revert_fk_action(x.confupdtype)) END);
+        EXCEPTION WHEN OTHERS THEN
+            v_bad := true;
+            v_why := format('%I: foreign key %I of %s (%s)', p_col, x.conname, x.child, SQLERRM);
         END;
         IF v_bad THEN
             UPDATE pg_temp.pgtrail_revert_back AS b SET park = NULL WHERE b.park IS NOT NULL;

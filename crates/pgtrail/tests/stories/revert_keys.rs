@@ -11,7 +11,9 @@ use pgtrail::revert::{Operation, Plan, Policy, Request, RevertError, Selector, S
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
-use crate::support::{audited_db, column, tx};
+use pgtrail_testkit::TestDb;
+
+use crate::support::{apply as apply_config, audited_db, column, tx};
 
 fn txids(list: &[i64]) -> Request {
     Request::new(Selector::Transactions(list.to_vec()))
@@ -332,4 +334,151 @@ async fn a_row_parked_on_a_temporary_key_is_counted_once() {
     assert_eq!(planned.rows(), 3);
     assert_eq!(planned.per_table()["public.slots"][&Operation::Move], 2);
     assert_eq!(planned.rows_per_table()["public.slots"], 3);
+}
+
+/// A swap of two keys while a row of another table was pointed at one of
+/// them, in the same transaction, through a foreign key that is neither
+/// deferrable nor ON UPDATE CASCADE. Parking the swapped rows on temporary
+/// keys would leave that row pointing at no key (the foreign key is checked
+/// at the end of each statement), so the plan refuses the cycle up front,
+/// naming the foreign key, where the revert used to fail while writing.
+/// The same with ON UPDATE CASCADE: the temporary key carries the row
+/// pointing at it there and back, so it is used.
+#[tokio::test]
+async fn a_temporary_key_a_referencing_row_would_lose_is_not_used() {
+    let mut db = audited_db(
+        "CREATE TABLE slots (n int PRIMARY KEY, label text);
+         CREATE TABLE bookings (id int PRIMARY KEY, slot int REFERENCES slots);
+         INSERT INTO slots VALUES (1, 'one'), (2, 'two'), (3, 'three');
+         INSERT INTO bookings VALUES (10, 3);",
+        "",
+    )
+    .await;
+    let t = tx(
+        &db.client,
+        "scheduler",
+        "UPDATE slots SET n = 9 WHERE label = 'one';
+         UPDATE slots SET n = 1 WHERE label = 'two';
+         UPDATE slots SET n = 2 WHERE label = 'one';
+         UPDATE bookings SET slot = 1 WHERE id = 10",
+    )
+    .await;
+    let slots = rows(&db.client, "slots").await;
+    let bookings = rows(&db.client, "bookings").await;
+    let planned = plan(&db.client, &txids(&[t])).await.unwrap();
+    assert_eq!(
+        conflict_kinds(&planned),
+        vec!["key_cycle", "key_cycle"],
+        "{planned:?}"
+    );
+    assert!(
+        planned.conflicts().all(|c| {
+            let message = c.conflict.as_ref().unwrap()["message"].as_str().unwrap();
+            c.table.as_deref() == Some("public.slots")
+                && message.contains("bookings_slot_fkey")
+                && message.contains("public.bookings")
+        }),
+        "{planned:?}"
+    );
+    let refused = revert(&mut db.client, &txids(&[t])).await;
+    assert!(
+        matches!(refused, Err(RevertError::Conflicts { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(rows(&db.client, "slots").await, slots);
+    assert_eq!(rows(&db.client, "bookings").await, bookings);
+
+    // ON UPDATE CASCADE would carry the booking to the temporary key and
+    // back, behind the revert's back: refused too.
+    db.client
+        .batch_execute(
+            "ALTER TABLE bookings DROP CONSTRAINT bookings_slot_fkey;
+             ALTER TABLE bookings ADD CONSTRAINT bookings_slot_fkey
+                 FOREIGN KEY (slot) REFERENCES slots ON UPDATE CASCADE;",
+        )
+        .await
+        .unwrap();
+    let planned = plan(&db.client, &txids(&[t])).await.unwrap();
+    assert_eq!(
+        conflict_kinds(&planned),
+        vec!["key_cycle", "key_cycle"],
+        "{planned:?}"
+    );
+    assert!(
+        planned
+            .conflicts()
+            .all(|c| c.conflict.as_ref().unwrap()["message"]
+                .as_str()
+                .unwrap()
+                .contains("ON UPDATE CASCADE")),
+        "{planned:?}"
+    );
+
+    // Deferrable (deferred while the revert runs): the booking goes back
+    // to its slot, the swapped rows through temporary keys.
+    db.client
+        .batch_execute(
+            "ALTER TABLE bookings DROP CONSTRAINT bookings_slot_fkey;
+             ALTER TABLE bookings ADD CONSTRAINT bookings_slot_fkey
+                 FOREIGN KEY (slot) REFERENCES slots DEFERRABLE;",
+        )
+        .await
+        .unwrap();
+    revert(&mut db.client, &txids(&[t])).await.unwrap();
+    assert_eq!(
+        json!(rows(&db.client, "slots").await),
+        json!([
+            {"label": "one", "n": 1},
+            {"label": "two", "n": 2},
+            {"label": "three", "n": 3}
+        ])
+    );
+    assert_eq!(
+        json!(rows(&db.client, "bookings").await),
+        json!([{"id": 10, "slot": 3}])
+    );
+}
+
+/// A numeric key with a negative scale (PostgreSQL 15 and later rounds its
+/// values to tens, hundreds...) has room for temporary keys: they step by
+/// what the scale keeps, so that none is rounded onto another.
+#[tokio::test]
+async fn a_numeric_key_with_a_negative_scale_takes_temporary_keys() {
+    let mut db = TestDb::new().await;
+    let major: i32 = db
+        .client
+        .query_one("SELECT current_setting('server_version_num')::int / 10000", &[])
+        .await
+        .unwrap()
+        .get(0);
+    if major < 15 {
+        return;
+    }
+    db.client
+        .batch_execute(
+            "CREATE TABLE lots (n numeric(4, -2) PRIMARY KEY, label text);
+             INSERT INTO lots VALUES (100, 'one'), (200, 'two'), (9900, 'three');",
+        )
+        .await
+        .unwrap();
+    apply_config(&mut db.client, "").await;
+    let before = rows(&db.client, "lots").await;
+    let t = tx(
+        &db.client,
+        "scheduler",
+        "UPDATE lots SET n = 900 WHERE label = 'one';
+         UPDATE lots SET n = 100 WHERE label = 'two';
+         UPDATE lots SET n = 200 WHERE label = 'one'",
+    )
+    .await;
+    let planned = plan(&db.client, &txids(&[t])).await.unwrap();
+    assert_eq!(planned.conflicts().count(), 0, "{planned:?}");
+    let kinds: Vec<Option<StatementKind>> = planned.statements().map(|s| s.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![Some(StatementKind::Park), Some(StatementKind::Unpark)],
+        "{planned:?}"
+    );
+    revert(&mut db.client, &txids(&[t])).await.unwrap();
+    assert_eq!(rows(&db.client, "lots").await, before);
 }
