@@ -12,11 +12,13 @@
 # script and database are interleaved, their order rotated each round.
 #
 # usage: bench/context_instructions.sh [--rounds R] [--transactions N] \
-#            DB=PGTRAIL_BINARY:MODE[:OUTSIDE] ...
+#            DB=PGTRAIL_BINARY:MODE[:OUTSIDE[:SQL_FILE]] ...
 #   DB=none            a database without pgtrail (no audit)
 #   DB=BIN:wal         pgtrail applied by BIN, every table in WAL mode
 #   DB=BIN:trigger     the same in trigger mode
 #   OUTSIDE            [context] outside_transaction (warn by default)
+#   SQL_FILE           run with psql in DB right after `pgtrail apply` (a
+#                      variant to measure, e.g. bench/sql/wal_variant_*.sql)
 # e.g. bench/context_instructions.sh noaudit=none before=/path/to/old/pgtrail:wal \
 #          now=target/release/pgtrail:wal ignore=target/release/pgtrail:wal:ignore
 #
@@ -37,7 +39,7 @@ while [[ $# -gt 0 && "$1" == --* ]]; do
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
-[[ $# -gt 0 ]] || { sed -n '2,27p' "$0"; exit 2; }
+[[ $# -gt 0 ]] || { sed -n '2,29p' "$0"; exit 2; }
 
 bin="${PGTRAIL_PG_BIN:-$(pg_config --bindir)}"
 root="$(mktemp -d "${TMPDIR:-/tmp}/pgtrail-context-instructions.XXXXXX")"
@@ -89,7 +91,7 @@ declare -A plain
 for spec in "$@"; do
     db="${spec%%=*}"
     rest="${spec#*=}"
-    IFS=: read -r pgtrail mode outside <<<"$rest"
+    IFS=: read -r pgtrail mode outside sql <<<"$rest"
     dbs+=("$db")
     "$bin/createdb" "${pg[@]}" "$db"
     "$bin/pgbench" "${pg[@]}" -i -s 1 -q "$db" >/dev/null 2>&1
@@ -102,6 +104,9 @@ for spec in "$@"; do
         [[ -n "${outside:-}" ]] && printf '[context]\noutside_transaction = "%s"\n' "$outside"
     } > "$root/$db.toml"
     "$pgtrail" apply --config "$root/$db.toml" --database-url "host=$root port=$port user=postgres dbname=$db" >/dev/null
+    if [[ -n "${sql:-}" ]]; then
+        "$bin/psql" "${pg[@]}" -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$sql" >/dev/null
+    fi
 done
 as_server "$bin/pg_ctl" -D "$root/data" -w stop >/dev/null
 as_server bash -c "valgrind --tool=callgrind --trace-children=yes -q \

@@ -3764,3 +3764,58 @@ async fn serve_takes_its_certificate_from_flags_over_the_config() {
     let line = first.join().expect("the reader thread");
     assert!(line.starts_with("pgtrail serve: https://127.0.0.1:"), "{line}");
 }
+
+/// A WAL-mode transaction whose changes came without a signed context
+/// message (the writer set the context trigger's mark itself, so the
+/// trigger never emitted): `pgtrail follow --format json` counts it and
+/// `pgtrail check` warns about it, in words and in its JSON, without
+/// failing (like a closed capture gap: history for a reviewer).
+#[tokio::test]
+async fn follow_counts_and_check_shows_a_transaction_that_kept_the_context_trigger_quiet() {
+    let FollowedWrites {
+        cluster: _cluster,
+        url,
+        client,
+        dir,
+        writer,
+        halfway: _,
+    } = FollowedWrites::start(2, false).await;
+    writer.await.expect("the application wrote");
+    client
+        .batch_execute(
+            "BEGIN;
+             SELECT set_config('pgtrail.emitted', 'c:' || txid_current(), true);
+             INSERT INTO t VALUES (100, 0);
+             COMMIT;",
+        )
+        .await
+        .expect("a quiet write");
+
+    let output = pgtrail(
+        &["follow", "--once", "--format", "json", "--database-url", &url],
+        dir.path(),
+    );
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(report["changes"], 4, "{stdout}");
+    assert_eq!(report["unsigned_transactions"], 1, "{stdout}");
+
+    let output = pgtrail(&["check", "--database-url", &url], dir.path());
+    let (stdout, stderr) = text(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "a warning, not a problem: {stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("warning: 1 WAL-mode transaction (1 change) came without a signed context message"),
+        "{stdout}"
+    );
+    let output = pgtrail(&["check", "--format", "json", "--database-url", &url], dir.path());
+    let (stdout, stderr) = text(&output);
+    let check: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(check["wal_unsigned"]["transactions"], 1, "{stdout}{stderr}");
+    assert_eq!(check["wal_unsigned"]["changes"], 1, "{stdout}");
+    assert!(check["wal_unsigned"]["latest_txid"].is_i64(), "{stdout}");
+}

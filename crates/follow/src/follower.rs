@@ -143,6 +143,7 @@ async fn run_sql(
         report.transactions += written_tx;
         report.changes += written_changes;
         report.published += written.published;
+        report.unsigned_transactions += written.unsigned;
         let rejected: usize = transactions.iter().map(|t| t.rejected).sum();
         report.rejected_messages += rejected as u64;
         report.position = Some(lsn_text(target));
@@ -374,6 +375,12 @@ pub(crate) async fn build_batch(
         batch.xid.push(i64::from(tx.xid));
         batch.at.push(tx.commit_time);
         let index = i32::try_from(batch.lsn.len()).unwrap_or(i32::MAX);
+        if tx.unsigned > 0 {
+            batch.unsigned_tx.push(index);
+            batch
+                .unsigned_changes
+                .push(i32::try_from(tx.unsigned).unwrap_or(i32::MAX));
+        }
         let mut contexts: Vec<i64> = Vec::new();
         for change in &tx.changes {
             let Some((table_id, known, json)) = json_of.get_mut(&change.relation) else {
@@ -655,6 +662,7 @@ async fn write_copy(
     .map_err(FollowError::database(
         "writing the context of decoded transactions",
     ))?;
+    written.unsigned += record_unsigned(db, batch, &kept_of, &txids, &times).await?;
 
     // Per transaction with rows, in order: its txid and end LSN.
     let mut lsn_of: Vec<(i64, u64)> = Vec::new();
@@ -670,6 +678,51 @@ async fn write_copy(
         written.changes += 1;
     }
     Ok((lsn_of, ids))
+}
+
+/// Records in `pgtrail.wal_unsigned` (migration 0017) the transactions of
+/// `batch` after the stored position whose changes came before any verified
+/// context message: the context trigger was kept from emitting (a role set
+/// its mark itself), or its message was rejected. In the batch's
+/// transaction, so each is recorded once. Returns how many.
+async fn record_unsigned(
+    db: &tokio_postgres::Transaction<'_>,
+    batch: &Batch,
+    kept_of: &impl Fn(i32) -> Option<usize>,
+    txids: &[i64],
+    times: &[std::time::SystemTime],
+) -> Result<u64, FollowError> {
+    let mut txid: Vec<i64> = Vec::new();
+    let mut changes: Vec<i32> = Vec::new();
+    let mut at: Vec<std::time::SystemTime> = Vec::new();
+    for (&tx, &n) in batch.unsigned_tx.iter().zip(&batch.unsigned_changes) {
+        if let Some(k) = kept_of(tx) {
+            txid.push(txids[k]);
+            changes.push(n);
+            at.push(times[k]);
+        }
+    }
+    if txid.is_empty() {
+        return Ok(0);
+    }
+    db.execute(
+        "SELECT pgtrail._follow_record_unsigned($1, $2, $3)",
+        &[&txid, &changes, &at],
+    )
+    .await
+    .map_err(FollowError::database(
+        "recording transactions without a signed context message",
+    ))?;
+    for (t, n) in txid.iter().zip(&changes) {
+        warn!(
+            txid = t,
+            changes = n,
+            "pgtrail follow: a transaction's changes came without a signed context message \
+             (the context trigger was kept from emitting, or its message did not verify): \
+             recorded without context, and in pgtrail.wal_unsigned"
+        );
+    }
+    Ok(txid.len() as u64)
 }
 
 /// The trail's txid (as `txid_current()` plus the era gives it) of a recent
@@ -693,6 +746,8 @@ pub(crate) struct Written {
     pub(crate) transactions: u64,
     pub(crate) changes: u64,
     pub(crate) published: u64,
+    /// Transactions recorded in `pgtrail.wal_unsigned` (see [`record_unsigned`]).
+    pub(crate) unsigned: u64,
 }
 
 /// A batch as the follower writes it: per transaction, per trail row, per
@@ -714,6 +769,10 @@ pub(crate) struct Batch {
     ctx_tx: Vec<i32>,
     ctx_ctx: Vec<i16>,
     ctx_msg: Vec<Option<ContextMessage>>,
+    /// Per transaction with changes before any verified context message:
+    /// its index (1-based, as `tx`) and how many.
+    unsigned_tx: Vec<i32>,
+    unsigned_changes: Vec<i32>,
 }
 
 /// A context number as `pgtrail.transaction.ctx` holds it (the context

@@ -31,6 +31,8 @@
 //! - [`sink`]: where changes go besides (or instead of) the trail;
 //! - [`follower`]: the loop over SQL, and the batch writing both share;
 //! - [`stream`]: the loop over a replication connection;
+//! - [`unsigned`]: transactions whose changes came without a signed context
+//!   message (`pgtrail.wal_unsigned`);
 //! - [`writer`]: the streaming follower's trail writer (a second
 //!   connection writing batch N while N+1 is built).
 
@@ -41,6 +43,7 @@ pub mod signing;
 pub mod sink;
 pub mod stream;
 pub mod transaction;
+pub mod unsigned;
 pub mod values;
 pub mod writer;
 
@@ -117,6 +120,10 @@ pub struct FollowReport {
     /// Context messages ignored because they were not signed for their
     /// transaction (forged, or copied from another one).
     pub rejected_messages: u64,
+    /// Transactions whose changes came before any context message that
+    /// verifies (recorded in `pgtrail.wal_unsigned`; counted when written,
+    /// so once across restarts).
+    pub unsigned_transactions: u64,
     /// The position reached (end LSN of the last transaction), if any batch was read.
     pub position: Option<String>,
 }

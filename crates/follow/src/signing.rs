@@ -177,6 +177,12 @@ impl Verifier {
         Ok(())
     }
 
+    /// Whether a transaction committed at `lsn` is one whose messages are
+    /// all signed (so whose changes all follow a message that verifies).
+    pub fn signs(&self, lsn: u64) -> bool {
+        lsn >= self.signed_from
+    }
+
     /// The 64-bit id of the transaction with 32-bit id `xid`, the one nearest
     /// to the last transaction's (transactions in the slot are far fewer
     /// than 2^31 apart); it becomes the reference for the next one.

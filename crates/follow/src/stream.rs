@@ -416,6 +416,7 @@ impl Account {
         self.report.transactions += written.transactions;
         self.report.changes += written.changes;
         self.report.published += written.published;
+        self.report.unsigned_transactions += written.unsigned;
         self.report.position = Some(lsn_text(slot.position));
         self.progress.add(written);
 

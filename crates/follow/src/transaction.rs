@@ -5,7 +5,10 @@
 //! takes a stream, one message at a time. With a [`Verifier`], a context
 //! message whose signature is not its transaction's is ignored, as if it
 //! had not been emitted (the changes after it keep the context before it),
-//! with a warning.
+//! with a warning; and a change that comes before any message that verifies
+//! in its transaction is counted ([`Transaction::unsigned`]): the context
+//! trigger emits one before every transaction's first change, unless a role
+//! set its mark to keep it quiet.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -52,6 +55,10 @@ pub struct Transaction {
     pub unfilled: usize,
     /// Context messages ignored: not signed for this transaction.
     pub rejected: usize,
+    /// Changes before any context message that verifies in this
+    /// transaction, when it commits at or after the position from which
+    /// every message is signed (0 without a verifier).
+    pub unsigned: usize,
 }
 
 /// A context message of the context trigger: its JSON text, kept as it
@@ -141,6 +148,11 @@ pub struct Assembler {
     verifier: Option<Verifier>,
     /// The open transaction's 64-bit id, as the verifier reckons it.
     txid: u64,
+    /// Whether the open transaction's changes must come after a verified
+    /// context message (a verifier, and signed from before its commit),
+    /// and whether one has come.
+    signed: bool,
+    verified: bool,
 }
 
 impl Assembler {
@@ -198,10 +210,17 @@ impl Assembler {
     /// Takes one message; returns the transaction its commit completes.
     pub fn push(&mut self, message: Message) -> Option<Transaction> {
         match message {
-            Message::Begin { xid, commit_time, .. } => {
+            Message::Begin {
+                xid,
+                commit_time,
+                final_lsn,
+            } => {
                 self.ctx = 0;
+                self.verified = false;
+                self.signed = false;
                 if let Some(verifier) = self.verifier.as_mut() {
                     self.txid = verifier.full_txid(xid);
+                    self.signed = verifier.signs(final_lsn);
                 }
                 self.current = Some(Transaction {
                     xid,
@@ -211,6 +230,7 @@ impl Assembler {
                     contexts: BTreeMap::new(),
                     unfilled: 0,
                     rejected: 0,
+                    unsigned: 0,
                 });
             }
             Message::Commit {
@@ -273,6 +293,7 @@ impl Assembler {
                     },
                 };
                 if let Some((ctx, message)) = read {
+                    self.verified = true;
                     self.ctx = ctx;
                     tx.contexts.insert(ctx, message);
                 }
@@ -307,6 +328,9 @@ impl Assembler {
 
     fn change(&mut self, oid: u32, op: char, old: Option<Vec<Value>>, new: Option<Vec<Value>>) {
         if let (Some(tx), Some(&relation)) = (self.current.as_mut(), self.latest.get(&oid)) {
+            if self.signed && !self.verified {
+                tx.unsigned += 1;
+            }
             tx.changes.push(RowChange {
                 relation,
                 op,
@@ -552,5 +576,70 @@ mod tests {
         for broken in [&b"{\"ctx\": 1"[..], b"{\"ctx\": 1} x", b"[1]", b"\xff", b""] {
             assert_eq!(ContextMessage::read(broken.to_vec()), None, "{broken:?}");
         }
+    }
+
+    /// A change before any verified context message, in a transaction
+    /// committed at or after the position from which messages are signed,
+    /// is counted; one after a verified message, or in a transaction from
+    /// before that position, is not; a rejected message does not count as
+    /// one.
+    #[test]
+    fn changes_before_any_verified_message_are_counted_as_unsigned() {
+        use crate::signing::{MessageKey, to_hex};
+        let key = MessageKey::new(&[3; 32], &[4; 32]).unwrap_or_else(|| panic!("32 bytes"));
+        // The reference 100: the first Begin's xid 100 is txid 100.
+        let verifier = Verifier::new(vec![key.clone()], 1_000, 100);
+        let signed = |txid: u64, json: &str| {
+            let mut out = to_hex(&key.sign(txid, json.as_bytes())).into_bytes();
+            out.extend_from_slice(json.as_bytes());
+            Message::Message {
+                transactional: true,
+                lsn: 2_000,
+                prefix: "pgtrail".into(),
+                content: out,
+            }
+        };
+        let insert = || Message::Insert {
+            relation: 1,
+            new: vec![text("1")],
+        };
+        let begin_at = |xid: u32, final_lsn: u64| Message::Begin {
+            final_lsn,
+            commit_time: 5,
+            xid,
+        };
+        let mut assembler = Assembler::verifying(verifier);
+        let mut txs = Vec::new();
+        for message in [
+            relation(1),
+            // Suppressed: changes, then a genuine message (of ctx 1).
+            begin_at(100, 5_000),
+            insert(),
+            insert(),
+            signed(100, r#"{"ctx": 1}"#),
+            insert(),
+            commit(5_100),
+            // The trigger's message first: nothing counted.
+            begin_at(101, 6_000),
+            signed(101, r#"{"ctx": 0}"#),
+            insert(),
+            commit(6_100),
+            // A message signed for another transaction is no message.
+            begin_at(102, 7_000),
+            signed(101, r#"{"ctx": 0}"#),
+            insert(),
+            commit(7_100),
+            // Committed before signed_from: not counted.
+            begin_at(103, 900),
+            insert(),
+            commit(950),
+        ] {
+            txs.extend(assembler.push(message));
+        }
+        let counted: Vec<(u32, usize, usize)> = txs.iter().map(|t| (t.xid, t.unsigned, t.rejected)).collect();
+        assert_eq!(counted, vec![(100, 2, 0), (101, 0, 0), (102, 1, 1), (103, 0, 0)]);
+        // Without a verifier (decoding alone), nothing is counted.
+        let (plain, _) = assemble(vec![relation(1), begin(10), insert(), commit(20)]);
+        assert_eq!(plain[0].unsigned, 0);
     }
 }

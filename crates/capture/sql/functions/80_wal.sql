@@ -37,6 +37,13 @@
 -- only before pgtrail.wal_message_key.signed_from: one pgtrail 0.8.0 wrote
 -- before the upgrade.
 --
+-- The mark is a setting, which any role may set: one that sets it before
+-- its first write keeps the trigger from emitting at all. SQL cannot stop
+-- that, so the follower notices: a change decoded before any message that
+-- verifies in its transaction is recorded in pgtrail.wal_unsigned
+-- (migration 0017, pgtrail._follow_record_unsigned below) and shown by
+-- `pgtrail check`.
+--
 -- The slot is not created here: a slot cannot be created in a transaction
 -- that has written, so `pgtrail apply` creates it (idempotently) before its
 -- transaction, which then moves tables into WAL mode: a change committed
@@ -333,6 +340,20 @@ BEGIN
     ON CONFLICT (slot) DO UPDATE
     SET lsn = excluded.lsn, txid = excluded.txid, committed_at = excluded.committed_at, updated_at = clock_timestamp();
 END
+$fn$;
+
+-- The transactions of a batch whose changes came before any verified
+-- context message (migration 0017): p_txid (the trail's txid), p_changes
+-- (how many), p_at (commit time). Called by the follower in the batch's
+-- transaction, only when there are any.
+CREATE OR REPLACE FUNCTION pgtrail._follow_record_unsigned(p_txid bigint[], p_changes integer[], p_at timestamptz[])
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    INSERT INTO pgtrail.wal_unsigned (txid, changes, committed_at)
+    SELECT u.txid, u.changes, u.at FROM unnest(p_txid, p_changes, p_at) AS u(txid, changes, at)
+    ON CONFLICT (txid) DO NOTHING
 $fn$;
 
 -- The slot of this database as `pgtrail check` and `pgtrail follow` report

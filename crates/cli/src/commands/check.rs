@@ -41,6 +41,7 @@ pub async fn run(common: &Common) -> Result<ExitCode> {
         }
         None => Vec::new(),
     };
+    let unsigned = unsigned_transactions(&client, installed.version.is_some()).await;
     let ok = problems.is_empty() && retention.is_empty();
     match common.format {
         Format::Json => output::print_json(&serde_json::json!({
@@ -59,6 +60,7 @@ pub async fn run(common: &Common) -> Result<ExitCode> {
                 "retained_bytes": s.retained_bytes,
                 "wal_status": s.wal_status,
             })),
+            "wal_unsigned": unsigned.as_ref().map(|u| u.to_json()),
             "unprotected": super::unprotected::to_json(&shortfalls, &config.install),
         }))?,
         Format::Table => {
@@ -72,6 +74,9 @@ pub async fn run(common: &Common) -> Result<ExitCode> {
             // before "ok:" must still read as a warning.
             for gap in &gaps {
                 output::say(output::WARN, &format!("warning: {gap}"));
+            }
+            if let Some(line) = unsigned.as_ref().and_then(Unsigned::warning) {
+                output::say(output::WARN, &format!("warning: {line}"));
             }
             if let Some(slot) = &installed.wal.slot {
                 output::say(
@@ -135,4 +140,56 @@ fn to_json(problem: &Problem) -> serde_json::Value {
         "table": problem.table().map(|(schema, name)| format!("{schema}.{name}")),
         "message": problem.to_string(),
     })
+}
+
+/// WAL-mode transactions recorded without a signed context message
+/// (`pgtrail.wal_unsigned`): history a reviewer should see, like a closed
+/// capture gap, so said as a warning and not counted as a problem.
+enum Unsigned {
+    Summary(pgtrail::follow::unsigned::UnsignedSummary),
+    Unreadable(String),
+}
+
+impl Unsigned {
+    fn warning(&self) -> Option<String> {
+        match self {
+            Unsigned::Summary(s) if s.transactions == 0 => None,
+            Unsigned::Summary(s) => Some(format!(
+                "{} WAL-mode transaction{} ({} change{}) came without a signed context message and {} recorded without context \
+                 (the context trigger was kept from emitting, or its message did not verify){}; they are listed in pgtrail.wal_unsigned",
+                s.transactions,
+                if s.transactions == 1 { "" } else { "s" },
+                s.changes,
+                if s.changes == 1 { "" } else { "s" },
+                if s.transactions == 1 { "is" } else { "are" },
+                s.latest
+                    .as_ref()
+                    .map(|(txid, at)| format!("; the latest: txid {txid}, committed {at}"))
+                    .unwrap_or_default()
+            )),
+            Unsigned::Unreadable(error) => Some(format!("pgtrail.wal_unsigned could not be read: {error}")),
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            Unsigned::Summary(s) => serde_json::json!({
+                "transactions": s.transactions,
+                "changes": s.changes,
+                "latest_txid": s.latest.as_ref().map(|(txid, _)| txid),
+                "latest_committed_at": s.latest.as_ref().map(|(_, at)| at),
+            }),
+            Unsigned::Unreadable(error) => serde_json::json!({ "error": error }),
+        }
+    }
+}
+
+async fn unsigned_transactions(client: &tokio_postgres::Client, installed: bool) -> Option<Unsigned> {
+    if !installed {
+        return None;
+    }
+    match pgtrail::follow::unsigned::summary(client).await {
+        Ok(summary) => summary.map(Unsigned::Summary),
+        Err(error) => Some(Unsigned::Unreadable(error.to_string())),
+    }
 }

@@ -73,6 +73,7 @@ pub async fn run(common: &Common, args: Args) -> Result<ExitCode> {
             "changes": report.changes,
             "published": report.published,
             "rejected_messages": report.rejected_messages,
+            "unsigned_transactions": report.unsigned_transactions,
             "position": report.position,
         }))?,
         Format::Table => {
@@ -91,6 +92,16 @@ pub async fn run(common: &Common, args: Args) -> Result<ExitCode> {
                     .map(|p| format!(" (position {p})"))
                     .unwrap_or_default()
             );
+            if report.unsigned_transactions > 0 {
+                output::say(
+                    output::BAD,
+                    &format!(
+                        "{} transactions' changes came without a signed context message and are recorded without context \
+                         (listed in pgtrail.wal_unsigned; `pgtrail check` shows them)",
+                        report.unsigned_transactions
+                    ),
+                );
+            }
             if report.rejected_messages > 0 {
                 output::say(
                     output::BAD,

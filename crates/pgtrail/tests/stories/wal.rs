@@ -358,6 +358,17 @@ async fn one_workload_writes_the_same_trail_in_trigger_and_wal_mode() {
     let total: usize = expected.values().map(Vec::len).sum();
     assert!(total > 100, "the workload recorded {total} changes");
     assert_eq!(written as usize, total, "the follower reports what it wrote");
+    // Every transaction's first change followed its signed context message
+    // (savepoints rolled back, several contexts, keyless tables alike).
+    let unsigned: i64 = wal
+        .query_one("SELECT count(*) FROM pgtrail.wal_unsigned", &[])
+        .await
+        .expect("pgtrail.wal_unsigned reads")
+        .get(0);
+    assert_eq!(
+        unsigned, 0,
+        "no transaction of the workload is flagged as unsigned"
+    );
     for (request, changes) in &expected {
         assert_eq!(
             got.get(request),

@@ -284,3 +284,98 @@ async fn unsigned_messages_from_before_the_upgrade_keep_their_context() {
         vec![Some("before".to_string()), Some("after".to_string()), None, None]
     );
 }
+
+/// A role that sets the context trigger's mark itself before its first
+/// write (any role may set a setting) keeps the trigger from emitting: its
+/// changes reach the trail with no context at all, which trigger mode never
+/// allows. Plain SQL cannot stop the setting, so the follower notices: the
+/// transaction's changes came before any message that verifies in it. It
+/// is counted (once, whatever the follower's restarts), recorded in
+/// `pgtrail.wal_unsigned`, and `pgtrail check` shows it; a transaction
+/// whose trigger emitted, or that set its context properly, is not.
+#[tokio::test]
+async fn a_transaction_that_keeps_the_context_trigger_quiet_is_flagged() {
+    let cluster = logical_cluster();
+    for over_sql in [false, true] {
+        let name = if over_sql { "quiet_sql" } else { "quiet_stream" };
+        let (mut client, app) = database(&cluster, name).await;
+        app.batch_execute(
+            "BEGIN;
+             INSERT INTO scratch VALUES (1, 'a');
+             COMMIT;
+             BEGIN;
+             SELECT pgtrail.set_context(actor_id => 'alice');
+             UPDATE scratch SET v = 'b' WHERE id = 1;
+             COMMIT;
+             BEGIN;
+             SELECT set_config('pgtrail.emitted', 'c:' || txid_current(), true);
+             INSERT INTO scratch VALUES (2, 'a');
+             UPDATE scratch SET v = 'b' WHERE id = 2;
+             COMMIT;
+             BEGIN;
+             SELECT set_config('pgtrail.emitted', 'c:' || txid_current(), true);
+             INSERT INTO scratch VALUES (3, 'a');
+             -- A context set after the first write is emitted: the change
+             -- before it stays unsigned.
+             SELECT pgtrail.set_context(actor_id => 'bob');
+             UPDATE scratch SET v = 'b' WHERE id = 3;
+             COMMIT;",
+        )
+        .await
+        .expect("the role writes scratch, keeping the trigger quiet twice");
+        let report: FollowReport = if over_sql {
+            follow_once_over_sql(&mut client).await
+        } else {
+            follow_once(&mut client).await
+        };
+        assert_eq!(report.changes, 6, "{name}: every change is recorded");
+        assert_eq!(report.rejected_messages, 0, "{name}: nothing forged was emitted");
+        assert_eq!(
+            report.unsigned_transactions, 2,
+            "{name}: the two quiet transactions are counted"
+        );
+        let recorded: Vec<(i32, Vec<String>)> = client
+            .query(
+                "SELECT u.changes, array_agg(c.pk ->> 'id' ORDER BY c.id)
+                 FROM pgtrail.wal_unsigned AS u JOIN pgtrail.changes AS c USING (txid)
+                 GROUP BY u.txid, u.changes ORDER BY u.txid",
+                &[],
+            )
+            .await
+            .expect("pgtrail.wal_unsigned reads")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(
+            recorded,
+            vec![
+                (2, vec!["2".to_string(), "2".to_string()]),
+                (1, vec!["3".to_string(), "3".to_string()]),
+            ],
+            "{name}: each quiet transaction, with how many changes came before any signed message"
+        );
+        assert_eq!(
+            facts(&client).await.last().map(|f| f.1.clone()),
+            Some(Some("bob".to_string())),
+            "{name}: the context set after the first write is recorded"
+        );
+        let summary = pgtrail::follow::unsigned::summary(&client)
+            .await
+            .expect("the summary reads")
+            .expect("an installation with pgtrail.wal_unsigned");
+        assert_eq!((summary.transactions, summary.changes), (2, 3), "{name}");
+
+        // Followed again: nothing new, nothing counted twice.
+        app.batch_execute("INSERT INTO scratch VALUES (4, 'a')")
+            .await
+            .expect("a write with its context");
+        let again = follow_once(&mut client).await;
+        assert_eq!((again.changes, again.unsigned_transactions), (1, 0), "{name}");
+        let rows: i64 = client
+            .query_one("SELECT count(*) FROM pgtrail.wal_unsigned", &[])
+            .await
+            .expect("counted")
+            .get(0);
+        assert_eq!(rows, 2, "{name}");
+    }
+}
