@@ -122,6 +122,10 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 16,
         file: sql_file!("migrations", "0016_wal_message_key.sql"),
     },
+    Migration {
+        number: 18,
+        file: sql_file!("migrations", "0018_wal_operations.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.
