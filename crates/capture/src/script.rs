@@ -126,6 +126,10 @@ pub const MIGRATIONS: &[Migration] = &[
         number: 17,
         file: sql_file!("migrations", "0017_wal_unsigned.sql"),
     },
+    Migration {
+        number: 18,
+        file: sql_file!("migrations", "0018_wal_operations.sql"),
+    },
 ];
 
 /// Functions, views, guards and privileges, re-created on every install.

@@ -247,6 +247,15 @@ pub enum Command {
         #[arg(long)]
         sql: bool,
     },
+    /// WAL mode's context messages: rotate their signing key, acknowledge ignored ones.
+    #[command(
+        after_help = "Example:\n  pgtrail wal rotate-key            # a new signing key; the old one verifies what it signed\n  \
+        pgtrail wal acknowledge           # `pgtrail check` stops reporting the ignored messages seen so far"
+    )]
+    Wal {
+        #[command(subcommand)]
+        action: WalAction,
+    },
     /// Remove the capture triggers from every table; the trail stays unless --drop-trail.
     #[command(
         after_help = "Example:\n  pgtrail uninstall\n  pgtrail uninstall --drop-trail --yes   # also delete the whole trail\n\n\
@@ -835,6 +844,38 @@ pub enum HoldAction {
         id: i64,
         #[arg(long)]
         reason: String,
+    },
+}
+
+/// `pgtrail wal ...`.
+#[derive(Debug, Subcommand)]
+pub enum WalAction {
+    /// Replace the key that signs context messages. The old key keeps verifying the messages
+    /// signed before the rotation (those still in the slot), and no later ones.
+    #[command(
+        after_help = "The new key signs from the rotation's commit on. A transaction open then may still\n\
+        sign with the old key: the command waits (up to --wait) until those have ended, then\n\
+        retires the old key at the WAL position reached: `pgtrail follow` accepts it only for\n\
+        messages before that position. If they have not ended in time, the old key stays valid\n\
+        everywhere until a later rotation retires it (exit 1).\n\
+        Exit codes: 0 rotated and retired, 1 rotated but the old key not yet retired, 2 error."
+    )]
+    RotateKey {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
+        /// Seconds to wait for the transactions open at the rotation to end.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        wait: u64,
+    },
+    /// Mark the context messages `pgtrail follow` ignored so far (forged, or copied from another
+    /// transaction) as looked into: `pgtrail check` then reports only later ones.
+    Acknowledge {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        format: FormatArg,
     },
 }
 

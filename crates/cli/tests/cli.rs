@@ -3819,3 +3819,94 @@ async fn follow_counts_and_check_shows_a_transaction_that_kept_the_context_trigg
     assert_eq!(check["wal_unsigned"]["changes"], 1, "{stdout}");
     assert!(check["wal_unsigned"]["latest_txid"].is_i64(), "{stdout}");
 }
+
+/// WAL mode's operations (issue 15): a forged context message makes
+/// `pgtrail check` exit 1 and say so (aligned text and JSON) until
+/// `pgtrail wal acknowledge`; `pgtrail wal rotate-key` replaces the key
+/// and retires the old one.
+#[tokio::test]
+async fn check_reports_forged_context_messages_until_acknowledged() {
+    use pgtrail_testkit::{Cluster, ClusterOptions, connect_to};
+
+    let cluster = Cluster::start(ClusterOptions {
+        fast: true,
+        settings: vec![("wal_level".into(), "logical".into())],
+        ..ClusterOptions::default()
+    })
+    .expect("a throwaway cluster with wal_level = logical starts");
+    let url = cluster.url("postgres");
+    let client = connect_to(&url).await;
+    client
+        .batch_execute("CREATE TABLE t (id integer PRIMARY KEY, n integer)")
+        .await
+        .expect("schema");
+    let dir = tempfile::tempdir().expect("a project directory");
+    std::fs::write(dir.path().join("pgtrail.toml"), "[capture]\nmode = \"wal\"\n").expect("config");
+    let output = pgtrail(&["apply", "--database-url", &url], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+    client
+        .batch_execute(
+            r#"BEGIN;
+               INSERT INTO t VALUES (1, 0);
+               SELECT pg_logical_emit_message(true, 'pgtrail', '{"ctx": 0, "actor_id": "ceo"}');
+               UPDATE t SET n = 1 WHERE id = 1;
+               COMMIT;"#,
+        )
+        .await
+        .expect("a forged message");
+    let output = pgtrail(&["follow", "--once", "--database-url", &url], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+
+    let check = pgtrail(&["check", "--database-url", &url], dir.path());
+    let (stdout, stderr) = text(&check);
+    assert_eq!(check.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("pgtrail follow ignored 1 context message not signed")
+            && stdout.contains("then run pgtrail wal acknowledge"),
+        "{stdout}"
+    );
+    let json = pgtrail(&["check", "--database-url", &url, "--format", "json"], dir.path());
+    assert_eq!(json.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["wal_rejected_messages"]["unacknowledged"], 1);
+    assert_eq!(report["wal_rejected_messages"]["last_reason"], "not signed");
+    assert!(
+        report["problems"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["kind"] == "wal_messages_rejected")),
+        "{report}"
+    );
+
+    let ack = pgtrail(&["wal", "acknowledge", "--database-url", &url], dir.path());
+    let (stdout, _) = text(&ack);
+    assert_eq!(ack.status.code(), Some(0), "{:?}", text(&ack));
+    assert!(
+        stdout.contains("ok: 1 ignored context message(s) acknowledged"),
+        "{stdout}"
+    );
+    let check = pgtrail(&["check", "--database-url", &url], dir.path());
+    let (stdout, stderr) = text(&check);
+    assert_eq!(check.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("note: pgtrail follow has ignored 1 context message(s) not signed for their transaction, all acknowledged"),
+        "{stdout}"
+    );
+
+    let rotate = pgtrail(
+        &["wal", "rotate-key", "--database-url", &url, "--format", "json"],
+        dir.path(),
+    );
+    assert_eq!(rotate.status.code(), Some(0), "{:?}", text(&rotate));
+    let rotated: serde_json::Value = serde_json::from_slice(&rotate.stdout).expect("JSON");
+    assert!(rotated["retired_at"].is_string(), "{rotated}");
+    let retired: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pgtrail.wal_retired_key WHERE retired_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("retired keys")
+        .get(0);
+    assert_eq!(retired, 1);
+}

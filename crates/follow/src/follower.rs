@@ -369,7 +369,10 @@ pub(crate) async fn build_batch(
     // published table (the follower's own among them) as empty ones:
     // nothing to write, and writing the position for them would never end.
     let audited = audited_tables(client, json_of.values().filter_map(|(id, _, _)| *id)).await?;
-    let mut batch = Batch::default();
+    let mut batch = Batch {
+        rejected: Rejections::of(transactions),
+        ..Batch::default()
+    };
     for tx in transactions.iter().filter(|tx| !tx.changes.is_empty()) {
         batch.lsn.push(lsn_text(tx.end_lsn));
         batch.xid.push(i64::from(tx.xid));
@@ -444,7 +447,7 @@ pub(crate) async fn commit_batch(
     sink: Option<&mut (dyn Sink + '_)>,
 ) -> Result<Written, FollowError> {
     let mut written = Written::default();
-    if batch.lsn.is_empty() {
+    if batch.lsn.is_empty() && (batch.rejected.is_empty() || !write_trail) {
         return Ok(written);
     }
 
@@ -507,6 +510,7 @@ async fn write_copy(
         .map_err(FollowError::database("reading the follower's position"))?;
     let position = begin.get::<_, Option<String>>(0).and_then(|t| parse_lsn(&t));
     let (era, xmax): (i64, i64) = (begin.get(1), begin.get(2));
+    batch.rejected.write(db, slot, xmax, era).await?;
 
     // The transactions after the position: their index among those kept
     // (1-based, 0: left out), txid and commit time.
@@ -773,6 +777,75 @@ pub(crate) struct Batch {
     /// its index (1-based, as `tx`) and how many.
     unsigned_tx: Vec<i32>,
     unsigned_changes: Vec<i32>,
+    rejected: Rejections,
+}
+
+/// The context messages a batch's transactions held that the verifier
+/// rejected, per transaction with any (whether or not it has trail rows),
+/// stored with the batch (`pgtrail._follow_rejected`) for `pgtrail check`.
+#[derive(Default)]
+pub(crate) struct Rejections {
+    xid: Vec<i64>,
+    lsn: Vec<String>,
+    end_lsn: Vec<String>,
+    at: Vec<i64>,
+    count: Vec<i32>,
+    why: Vec<String>,
+}
+
+impl Rejections {
+    fn of(transactions: &[Transaction]) -> Rejections {
+        let mut out = Rejections::default();
+        for tx in transactions {
+            let Some((lsn, why)) = tx.last_rejected else {
+                continue;
+            };
+            out.xid.push(i64::from(tx.xid));
+            out.lsn.push(lsn_text(lsn));
+            out.end_lsn.push(lsn_text(tx.end_lsn));
+            out.at.push(tx.commit_time);
+            out.count.push(i32::try_from(tx.rejected).unwrap_or(i32::MAX));
+            out.why.push(why.to_string());
+        }
+        out
+    }
+
+    fn is_empty(&self) -> bool {
+        self.xid.is_empty()
+    }
+
+    /// Adds them to `pgtrail.wal_rejected` in the batch's transaction `db`
+    /// (txids as the trail has them: `xmax` and `era` of
+    /// `pgtrail._follow_begin`). Transactions counted before are not
+    /// counted again.
+    async fn write(
+        &self,
+        db: &tokio_postgres::Transaction<'_>,
+        slot: &Slot,
+        xmax: i64,
+        era: i64,
+    ) -> Result<(), FollowError> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let txids: Vec<i64> = self.xid.iter().map(|&xid| full_txid(xid, xmax, era)).collect();
+        let times: Vec<std::time::SystemTime> = self.at.iter().map(|&at| commit_time(at)).collect();
+        db.execute(
+            "SELECT pgtrail._follow_rejected($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &slot.name,
+                &txids,
+                &self.lsn,
+                &self.end_lsn,
+                &times,
+                &self.count,
+                &self.why,
+            ],
+        )
+        .await
+        .map_err(FollowError::database("recording the context messages ignored"))?;
+        Ok(())
+    }
 }
 
 /// A context number as `pgtrail.transaction.ctx` holds it (the context

@@ -28,6 +28,8 @@
 //! - [`values`]: text values to the JSON capture records, here for the
 //!   common types, by the server for the others;
 //! - [`rows`]: the trail row of each change (key, diff, redaction);
+//! - [`operations`]: rotating the signing key, acknowledging ignored
+//!   context messages;
 //! - [`sink`]: where changes go besides (or instead of) the trail;
 //! - [`follower`]: the loop over SQL, and the batch writing both share;
 //! - [`stream`]: the loop over a replication connection;
@@ -37,6 +39,7 @@
 //!   connection writing batch N while N+1 is built).
 
 pub mod follower;
+pub mod operations;
 pub mod pgoutput;
 pub mod rows;
 pub mod signing;

@@ -10,7 +10,12 @@
 //! without the keys can make one. A message without a signature (it starts
 //! with `{`) is accepted only before `signed_from`, the WAL position from
 //! which pgtrail signs every message (pgtrail 0.8.0 wrote it before the
-//! upgrade).
+//! upgrade), and only on the cluster that recorded it (migration 0018: a
+//! dump restored elsewhere accepts no unsigned message).
+//!
+//! Keys rotate (`pgtrail wal rotate-key`, [`rotate_key`]): a replaced key
+//! stays valid for the messages below its `retired_at` position (those
+//! still in the slot), and no further.
 
 use std::time::{Duration, Instant};
 
@@ -83,15 +88,26 @@ impl std::fmt::Display for Rejected {
     }
 }
 
-/// What the follower checks context messages with: the keys it has read
-/// (the current one, and any it read before during this run, so that
-/// messages still in the slot signed with a replaced key verify), the
-/// position from which messages are signed, and the last transaction's
+/// A key the verifier holds, and where it verifies.
+#[derive(Debug, Clone)]
+struct Held {
+    key: MessageKey,
+    /// The position below which it verifies; `None`: everywhere (the
+    /// current key, a retiring one, one read before during this run that is
+    /// no longer in the database).
+    below: Option<u64>,
+    /// Replaced, and not yet retired when it was read: it may have been
+    /// retired since ([`Verifier::retiring_only`]).
+    retiring: bool,
+}
+
+/// What the follower checks context messages with: the keys it has read,
+/// the position from which messages are signed, and the last transaction's
 /// 64-bit id (pgoutput gives 32 bits; the next transaction's id is the one
 /// nearest to it with those bits).
 #[derive(Debug, Clone, Default)]
 pub struct Verifier {
-    keys: Vec<MessageKey>,
+    keys: Vec<Held>,
     signed_from: u64,
     reference: u64,
     read_at: Option<Instant>,
@@ -102,11 +118,54 @@ impl Verifier {
     /// `signed_from`, and `reference` a recent 64-bit transaction id.
     pub fn new(keys: Vec<MessageKey>, signed_from: u64, reference: u64) -> Verifier {
         Verifier {
-            keys,
+            keys: keys
+                .into_iter()
+                .map(|key| Held {
+                    key,
+                    below: None,
+                    retiring: false,
+                })
+                .collect(),
             signed_from,
             reference,
             read_at: None,
         }
+    }
+
+    /// This verifier, taking also `key`, a retired one: valid only for
+    /// messages below `below`.
+    pub fn with_retired(mut self, key: MessageKey, below: u64) -> Verifier {
+        self.keys.push(Held {
+            key,
+            below: Some(below),
+            retiring: false,
+        });
+        self
+    }
+
+    /// This verifier, taking also `key`, replaced and not yet retired.
+    pub fn with_retiring(mut self, key: MessageKey) -> Verifier {
+        self.keys.push(Held {
+            key,
+            below: None,
+            retiring: true,
+        });
+        self
+    }
+
+    /// Whether `content` verifies (in transaction `txid` at `lsn`) only
+    /// with a key that was retiring when it was read: the rotation may have
+    /// retired it since, so the keys are worth reading again before
+    /// accepting it.
+    pub fn retiring_only(&self, txid: u64, lsn: u64, content: &[u8]) -> bool {
+        if !self.keys.iter().any(|held| held.retiring) {
+            return false;
+        }
+        let settled = Verifier {
+            keys: self.keys.iter().filter(|held| !held.retiring).cloned().collect(),
+            ..self.clone()
+        };
+        self.check(txid, lsn, content).is_ok() && settled.check(txid, lsn, content).is_err()
     }
 
     /// Reads the keys from `pgtrail.wal_message_key`, and the reference
@@ -134,46 +193,77 @@ impl Verifier {
 
     async fn read(&mut self, client: &Client, reference: bool) -> Result<(), FollowError> {
         let installed: bool = client
-            .query_one("SELECT to_regclass('pgtrail.wal_message_key') IS NOT NULL", &[])
+            .query_one(
+                "SELECT to_regprocedure('pgtrail._wal_message_keys()') IS NOT NULL",
+                &[],
+            )
             .await
             .map_err(FollowError::database("looking for the key of context messages"))?
             .get(0);
         if !installed {
             return Err(FollowError::NotInstalled);
         }
+        if reference {
+            let xmax: i64 = client
+                .query_one("SELECT txid_snapshot_xmax(txid_current_snapshot())", &[])
+                .await
+                .map_err(FollowError::database("reading the next transaction id"))?
+                .get(0);
+            self.reference = u64::try_from(xmax).unwrap_or(0);
+        }
         let rows = client
             .query(
-                "SELECT k_in, k_out, signed_from::text,
-                        txid_snapshot_xmax(txid_current_snapshot())
-                 FROM (SELECT) AS one LEFT JOIN pgtrail.wal_message_key ON true",
+                "SELECT kind, k_in, k_out, valid_below::text, signed_from::text FROM pgtrail._wal_message_keys()",
                 &[],
             )
             .await
             .map_err(FollowError::database(
-                "reading the key of context messages (pgtrail.wal_message_key, readable by pgtrail's owner role)",
+                "reading the keys of context messages (pgtrail.wal_message_key and wal_retired_key, readable by pgtrail's owner role)",
             ))?;
         self.read_at = Some(Instant::now());
-        let Some(row) = rows.first() else {
-            return Ok(());
-        };
-        if reference {
-            self.reference = u64::try_from(row.get::<_, i64>(3)).unwrap_or(0);
-        }
-        let (k_in, k_out): (Option<Vec<u8>>, Option<Vec<u8>>) = (row.get(0), row.get(1));
-        match k_in.zip(k_out).and_then(|(i, o)| MessageKey::new(&i, &o)) {
-            Some(key) => {
-                if !self.keys.contains(&key) {
-                    self.keys.push(key);
-                }
+        let mut keys: Vec<Held> = Vec::new();
+        let mut current = false;
+        for row in &rows {
+            let kind: String = row.get(0);
+            let (k_in, k_out): (Vec<u8>, Vec<u8>) = (row.get(1), row.get(2));
+            let Some(key) = MessageKey::new(&k_in, &k_out) else {
+                continue;
+            };
+            let below = match kind.as_str() {
+                "retired" => Some(
+                    row.get::<_, Option<String>>(3)
+                        .and_then(|t| crate::follower::parse_lsn(&t))
+                        .unwrap_or(0),
+                ),
+                _ => None,
+            };
+            if kind == "current" {
+                current = true;
                 self.signed_from = row
-                    .get::<_, Option<String>>(2)
+                    .get::<_, Option<String>>(4)
                     .and_then(|t| crate::follower::parse_lsn(&t))
                     .unwrap_or(0);
             }
-            None => tracing::warn!(
-                "pgtrail follow: pgtrail.wal_message_key has no key: context messages cannot be verified and are ignored"
-            ),
+            keys.push(Held {
+                key,
+                below,
+                retiring: kind == "retiring",
+            });
         }
+        if !current {
+            tracing::warn!(
+                "pgtrail follow: pgtrail.wal_message_key has no key: context messages cannot be verified and are ignored"
+            );
+        }
+        // A key read before and no longer in the database (replaced by
+        // hand, or pgtrail reinstalled) stays as it was: messages still in
+        // the slot may be signed with it.
+        for held in std::mem::take(&mut self.keys) {
+            if !keys.iter().any(|k| k.key == held.key) {
+                keys.push(held);
+            }
+        }
+        self.keys = keys;
         Ok(())
     }
 
@@ -220,8 +310,9 @@ impl Verifier {
         };
         // Constant time: how far a guess matched must not show.
         let mut good = subtle::Choice::from(0);
-        for key in &self.keys {
-            good |= key.sign(txid, json).ct_eq(&signature);
+        for held in &self.keys {
+            let in_force = subtle::Choice::from(u8::from(held.below.is_none_or(|below| lsn < below)));
+            good |= held.key.sign(txid, json).ct_eq(&signature) & in_force;
         }
         if bool::from(good) {
             Ok(json)
@@ -323,6 +414,36 @@ mod tests {
             Verifier::default().check(77, 5_000, &message),
             Err(Rejected::BadSignature)
         );
+    }
+
+    #[test]
+    fn a_retired_key_verifies_only_below_its_retirement() {
+        let (old, new) = (key(3, 4), key(5, 6));
+        let verifier = Verifier::new(vec![new.clone()], 0, 0).with_retired(old.clone(), 9_000);
+        let json = r#"{"ctx": 0}"#;
+        assert_eq!(
+            verifier.check(8, 8_999, &signed(&old, 8, json)),
+            Ok(json.as_bytes())
+        );
+        assert_eq!(
+            verifier.check(8, 9_000, &signed(&old, 8, json)),
+            Err(Rejected::BadSignature),
+            "signed with the retired key after its retirement"
+        );
+        assert_eq!(
+            verifier.check(8, 9_000, &signed(&new, 8, json)),
+            Ok(json.as_bytes())
+        );
+        assert_eq!(verifier.check(8, 10, &signed(&new, 8, json)), Ok(json.as_bytes()));
+        assert!(!verifier.retiring_only(8, 10, &signed(&old, 8, json)));
+        // Retiring: valid everywhere, but worth reading the keys again for.
+        let verifier = Verifier::new(vec![new.clone()], 0, 0).with_retiring(old.clone());
+        assert_eq!(
+            verifier.check(8, 99_999, &signed(&old, 8, json)),
+            Ok(json.as_bytes())
+        );
+        assert!(verifier.retiring_only(8, 99_999, &signed(&old, 8, json)));
+        assert!(!verifier.retiring_only(8, 99_999, &signed(&new, 8, json)));
     }
 
     #[test]

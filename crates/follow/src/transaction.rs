@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use tracing::warn;
 
 use crate::pgoutput::{Column, Message, Value};
-use crate::signing::Verifier;
+use crate::signing::{Rejected, Verifier};
 
 /// A relation as a Relation message described it. The same relation may be
 /// described again, with other columns, after DDL: each description is a
@@ -59,6 +59,8 @@ pub struct Transaction {
     /// transaction, when it commits at or after the position from which
     /// every message is signed (0 without a verifier).
     pub unsigned: usize,
+    /// The last of them: its position and why.
+    pub last_rejected: Option<(u64, Rejected)>,
 }
 
 /// A context message of the context trigger: its JSON text, kept as it
@@ -176,8 +178,9 @@ impl Assembler {
     }
 
     /// Whether `message` is a context message the verifier would ignore now
-    /// while it may read its keys again: the key may have been replaced
-    /// since it read it. The caller reads it ([`Verifier::reload`]) before
+    /// (or accept only with a key that was being retired) while it may read
+    /// its keys again: the key may have been replaced, or retired, since it
+    /// read them. The caller reads it ([`Verifier::reload`]) before
     /// [`Assembler::push`].
     pub fn key_may_be_stale(&self, message: &Message) -> bool {
         let (Some(verifier), Some(_)) = (&self.verifier, &self.current) else {
@@ -190,7 +193,9 @@ impl Assembler {
                 content,
                 lsn,
             } if prefix == "pgtrail" => {
-                verifier.may_reload() && verifier.check(self.txid, *lsn, content).is_err()
+                verifier.may_reload()
+                    && (verifier.check(self.txid, *lsn, content).is_err()
+                        || verifier.retiring_only(self.txid, *lsn, content))
             }
             _ => false,
         }
@@ -231,6 +236,7 @@ impl Assembler {
                     unfilled: 0,
                     rejected: 0,
                     unsigned: 0,
+                    last_rejected: None,
                 });
             }
             Message::Commit {
@@ -281,6 +287,7 @@ impl Assembler {
                             .and_then(|json| ContextMessage::read_text(json.to_string())),
                         Err(why) => {
                             tx.rejected += 1;
+                            tx.last_rejected = Some((lsn, why));
                             warn!(
                                 xid = tx.xid,
                                 txid = self.txid,

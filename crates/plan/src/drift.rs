@@ -120,6 +120,16 @@ pub enum Problem {
         table: TableName,
         detail: String,
     },
+    /// `pgtrail follow` ignored context messages not signed for their
+    /// transaction (forged, or copied from another one) since they were
+    /// last acknowledged: `count` of them, the last in transaction
+    /// `last_txid` at `last_lsn`.
+    WalMessagesRejected {
+        count: i64,
+        last_txid: Option<i64>,
+        last_lsn: Option<String>,
+        last_reason: Option<String>,
+    },
 }
 
 impl Problem {
@@ -146,6 +156,7 @@ impl Problem {
             Problem::WalSlotLost { .. } => "wal_slot_lost",
             Problem::WalSlotUnused { .. } => "wal_slot_unused",
             Problem::WalSetup { .. } => "wal_setup",
+            Problem::WalMessagesRejected { .. } => "wal_messages_rejected",
         }
     }
 
@@ -162,7 +173,8 @@ impl Problem {
             | Problem::WalSlotMissing { .. }
             | Problem::WalSlotBehind { .. }
             | Problem::WalSlotLost { .. }
-            | Problem::WalSlotUnused { .. } => None,
+            | Problem::WalSlotUnused { .. }
+            | Problem::WalMessagesRejected { .. } => None,
             Problem::WalSetup { table, .. } => Some(table),
             Problem::MissingTrigger { table, .. }
             | Problem::DisabledTrigger { table, .. }
@@ -308,6 +320,21 @@ impl fmt::Display for Problem {
                  trail): run pgtrail follow --once, then SELECT pg_drop_replication_slot('{slot}')"
             ),
             Problem::WalSetup { table, detail } => write!(f, "{}: in WAL mode but {detail}", name(table)),
+            Problem::WalMessagesRejected {
+                count,
+                last_txid,
+                last_lsn,
+                last_reason,
+            } => write!(
+                f,
+                "pgtrail follow ignored {count} context message{} {} (forged, or copied from another \
+                 transaction; the last in transaction {} at {}): the changes are recorded without it; find who \
+                 emitted it (pg_logical_emit_message with prefix 'pgtrail'), then run pgtrail wal acknowledge",
+                if *count == 1 { "" } else { "s" },
+                last_reason.as_deref().unwrap_or("not signed for its transaction"),
+                last_txid.map_or_else(|| "?".to_string(), |t| t.to_string()),
+                last_lsn.as_deref().unwrap_or("?"),
+            ),
         }
     }
 }
@@ -539,6 +566,14 @@ fn wal_problems(desired: &Desired, installed: &Installed, out: &mut Vec<Problem>
     let wal = &installed.wal;
     if installed.version.is_none() {
         return;
+    }
+    if let Some(rejected) = wal.rejected.as_ref().filter(|r| r.unacknowledged > 0) {
+        out.push(Problem::WalMessagesRejected {
+            count: rejected.unacknowledged,
+            last_txid: rejected.last_txid,
+            last_lsn: rejected.last_lsn.clone(),
+            last_reason: rejected.last_reason.clone(),
+        });
     }
     if !desired.wants_wal() {
         if let Some(slot) = &wal.slot {

@@ -37,7 +37,7 @@ pub use installed::{Installed, InstalledTable};
 pub use privileges::{Privileges, Shortfall, role_name};
 pub use step::{Arg, Step, Transaction, render, render_with, repair_steps, steps};
 pub use uninstall::{UninstallReport, uninstall};
-pub use wal::{CREATE_SLOT_SQL, SlotStatus, WalState, ensure_slot};
+pub use wal::{CREATE_SLOT_SQL, RejectedMessages, SlotStatus, WalState, ensure_slot};
 
 /// Errors while planning or applying.
 #[derive(Debug, thiserror::Error)]

@@ -46,6 +46,25 @@ pub struct SlotStatus {
     pub lag_seconds: f64,
 }
 
+/// Context messages `pgtrail follow` ignored because they were not signed
+/// for their transaction (forged, or copied from another one), as
+/// `pgtrail.wal_rejected` holds them for this database's slot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedMessages {
+    /// Ignored since the install.
+    pub total: i64,
+    /// Ignored since they were last acknowledged (`pgtrail wal acknowledge`).
+    pub unacknowledged: i64,
+    /// The last one's transaction (the trail's txid), WAL position, the
+    /// commit time of its transaction, and why it was ignored.
+    pub last_txid: Option<i64>,
+    pub last_lsn: Option<String>,
+    pub last_committed_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_reason: Option<String>,
+    /// When they were last acknowledged.
+    pub acknowledged_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// WAL mode's state in the server.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WalState {
@@ -58,6 +77,9 @@ pub struct WalState {
     /// WAL-mode tables that lack part of their setup (not in the
     /// publication, a partition without REPLICA IDENTITY FULL), with what.
     pub unready: Vec<(TableName, String)>,
+    /// Context messages the follower ignored; `None` when it never did
+    /// (or the install predates their record).
+    pub rejected: Option<RejectedMessages>,
 }
 
 impl WalState {
@@ -113,9 +135,41 @@ impl WalState {
                 .iter()
                 .map(|r| ((r.get(0), r.get(1)), r.get(2)))
                 .collect();
+            state.rejected = load_rejected(client).await?;
         }
         Ok(state)
     }
+}
+
+/// What `pgtrail.wal_rejected` holds for this database's slot.
+async fn load_rejected(client: &impl GenericClient) -> Result<Option<RejectedMessages>, PlanError> {
+    let read = || PlanError::database("reading the context messages pgtrail follow ignored");
+    let recorded: bool = client
+        .query_one("SELECT to_regclass('pgtrail.wal_rejected') IS NOT NULL", &[])
+        .await
+        .map_err(read())?
+        .get(0);
+    if !recorded {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT rejected, rejected - acknowledged, last_txid, last_lsn::text, last_committed_at, last_reason,
+                    acknowledged_at
+             FROM pgtrail.wal_rejected WHERE slot = pgtrail.wal_slot() AND rejected > 0",
+            &[],
+        )
+        .await
+        .map_err(read())?;
+    Ok(row.map(|r| RejectedMessages {
+        total: r.get(0),
+        unacknowledged: r.get(1),
+        last_txid: r.get(2),
+        last_lsn: r.get(3),
+        last_committed_at: r.get(4),
+        last_reason: r.get(5),
+        acknowledged_at: r.get(6),
+    }))
 }
 
 /// Makes sure WAL mode can work before `apply` moves tables into it: the

@@ -376,3 +376,129 @@ AS $fn$
     LEFT JOIN pgtrail.follow_position AS f ON f.slot = s.slot_name::text
     WHERE s.slot_name = pgtrail.wal_slot()
 $fn$;
+
+-- The keys `pgtrail follow` verifies context messages with (signing.rs):
+-- the current one (kind 'current', valid everywhere, with signed_from: the
+-- position before which an unsigned message is accepted, honoured only on
+-- the cluster that recorded it, migration 0018, else 0/0), and those
+-- `pgtrail wal rotate-key` replaced: 'retired', valid below valid_below,
+-- or 'retiring' (the rotation has not yet seen every transaction that may
+-- have read it end), valid everywhere.
+CREATE OR REPLACE FUNCTION pgtrail._wal_message_keys(
+    OUT kind text, OUT k_in bytea, OUT k_out bytea, OUT valid_below pg_lsn, OUT signed_from pg_lsn)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT 'current', k.k_in, k.k_out, NULL::pg_lsn,
+           CASE WHEN k.signed_on = (SELECT c.system_identifier FROM pg_control_system() AS c)
+                THEN k.signed_from ELSE '0/0'::pg_lsn END
+    FROM pgtrail.wal_message_key AS k
+    UNION ALL
+    SELECT CASE WHEN r.retired_at IS NULL THEN 'retiring' ELSE 'retired' END, r.k_in, r.k_out, r.retired_at, NULL
+    FROM pgtrail.wal_retired_key AS r
+$fn$;
+
+-- `pgtrail wal rotate-key`, first step (its own transaction): the current
+-- key becomes a retiring one and a new key signs from the commit on.
+-- Retired keys the follower's position has passed are dropped: no message
+-- in the slot can need them. Returns how many were dropped.
+CREATE OR REPLACE FUNCTION pgtrail.wal_rotate_key()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_dropped integer;
+BEGIN
+    PERFORM FROM pgtrail.wal_message_key FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgtrail: pgtrail.wal_message_key has no key to rotate'
+            USING HINT = 'Run pgtrail apply: it installs the key.';
+    END IF;
+    INSERT INTO pgtrail.wal_retired_key (k_in, k_out)
+    SELECT k.k_in, k.k_out FROM pgtrail.wal_message_key AS k
+    ON CONFLICT DO NOTHING;
+    UPDATE pgtrail.wal_message_key
+    SET k_in = sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())),
+        k_out = sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()));
+    DELETE FROM pgtrail.wal_retired_key AS r
+    WHERE r.retired_at IS NOT NULL
+      AND r.retired_at <= (SELECT f.lsn FROM pgtrail.follow_position AS f WHERE f.slot = pgtrail.wal_slot());
+    GET DIAGNOSTICS v_dropped = ROW_COUNT;
+    RETURN v_dropped;
+END
+$fn$;
+
+-- `pgtrail wal rotate-key`, last step, once every transaction that was
+-- open when the new key was committed has ended (none can sign with a
+-- retiring key any more): each retiring key is valid only below the WAL
+-- position now. Returns that position, NULL when no key was retiring.
+CREATE OR REPLACE FUNCTION pgtrail.wal_retire_keys()
+RETURNS pg_lsn
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_at pg_lsn := pg_current_wal_insert_lsn();
+BEGIN
+    UPDATE pgtrail.wal_retired_key SET retired_at = v_at WHERE retired_at IS NULL;
+    RETURN CASE WHEN FOUND THEN v_at END;
+END
+$fn$;
+
+-- The context messages a batch's transactions held that the follower
+-- ignored, written in the batch's transaction: per transaction, its txid
+-- (the trail's), the last rejected message's position, the transaction's
+-- end (commit_lsn) and commit time, how many, and why. Transactions at or
+-- before the stored commit_lsn were counted already (a batch written again
+-- after a crash).
+CREATE OR REPLACE FUNCTION pgtrail._follow_rejected(
+    p_slot text, p_txid bigint[], p_lsn text[], p_commit_lsn text[], p_at timestamptz[],
+    p_count integer[], p_why text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_after pg_lsn;
+BEGIN
+    SELECT w.commit_lsn INTO v_after FROM pgtrail.wal_rejected AS w WHERE w.slot = p_slot FOR UPDATE;
+    WITH r AS (
+        SELECT u.txid, u.lsn::pg_lsn AS lsn, u.commit_lsn::pg_lsn AS commit_lsn, u.at, u.n, u.why
+        FROM unnest(p_txid, p_lsn, p_commit_lsn, p_at, p_count, p_why) AS u(txid, lsn, commit_lsn, at, n, why)
+        WHERE v_after IS NULL OR u.commit_lsn::pg_lsn > v_after
+    ),
+    total AS (
+        SELECT sum(r.n)::bigint AS n FROM r
+    ),
+    last AS (
+        SELECT r.* FROM r ORDER BY r.commit_lsn DESC LIMIT 1
+    )
+    INSERT INTO pgtrail.wal_rejected AS w (slot, rejected, last_txid, last_lsn, commit_lsn, last_committed_at, last_reason)
+    SELECT p_slot, total.n, last.txid, last.lsn, last.commit_lsn, last.at, last.why
+    FROM total, last
+    ON CONFLICT (slot) DO UPDATE
+    SET rejected = w.rejected + excluded.rejected, last_txid = excluded.last_txid, last_lsn = excluded.last_lsn,
+        commit_lsn = excluded.commit_lsn, last_committed_at = excluded.last_committed_at,
+        last_reason = excluded.last_reason, updated_at = clock_timestamp();
+END
+$fn$;
+
+-- `pgtrail wal acknowledge`: the rejected context messages counted so far
+-- were looked into; `pgtrail check` reports only those rejected after.
+-- Returns how many were newly acknowledged.
+CREATE OR REPLACE FUNCTION pgtrail.wal_acknowledge_rejected()
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH acknowledged AS (
+        UPDATE pgtrail.wal_rejected AS w
+        SET acknowledged = w.rejected, acknowledged_at = clock_timestamp()
+        FROM (SELECT slot, rejected - acknowledged AS n FROM pgtrail.wal_rejected WHERE slot = pgtrail.wal_slot() FOR UPDATE) AS before
+        WHERE w.slot = before.slot
+        RETURNING before.n
+    )
+    SELECT coalesce(sum(n), 0)::bigint FROM acknowledged
+$fn$;

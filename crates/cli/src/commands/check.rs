@@ -61,6 +61,15 @@ pub async fn run(common: &Common) -> Result<ExitCode> {
                 "wal_status": s.wal_status,
             })),
             "wal_unsigned": unsigned.as_ref().map(|u| u.to_json()),
+            "wal_rejected_messages": installed.wal.rejected.as_ref().map(|r| serde_json::json!({
+                "total": r.total,
+                "unacknowledged": r.unacknowledged,
+                "last_txid": r.last_txid,
+                "last_lsn": r.last_lsn,
+                "last_committed_at": r.last_committed_at,
+                "last_reason": r.last_reason,
+                "acknowledged_at": r.acknowledged_at,
+            })),
             "unprotected": super::unprotected::to_json(&shortfalls, &config.install),
         }))?,
         Format::Table => {
@@ -92,6 +101,21 @@ pub async fn run(common: &Common) -> Result<ExitCode> {
                         slot.lag_bytes,
                         slot.lag_seconds,
                         slot.retained_bytes
+                    ),
+                );
+            }
+            // Ignored context messages all acknowledged: said, not counted
+            // (unacknowledged ones are among `problems`).
+            if let Some(rejected) = installed.wal.rejected.as_ref().filter(|r| r.unacknowledged == 0) {
+                output::say(
+                    output::DIM,
+                    &format!(
+                        "note: pgtrail follow has ignored {} context message(s) not signed for their transaction, all acknowledged{}",
+                        rejected.total,
+                        rejected
+                            .acknowledged_at
+                            .map(|at| format!(" (last on {})", at.format("%Y-%m-%d %H:%M:%S UTC")))
+                            .unwrap_or_default()
                     ),
                 );
             }

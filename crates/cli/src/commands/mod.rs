@@ -26,6 +26,7 @@ mod uninstall;
 mod unprotected;
 mod verify;
 mod verify_bundle;
+mod wal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,7 +34,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use pgtrail::config::Config;
 
-use crate::cli::{Cli, Command, Common, ConfigFile, Connection, Format, HoldAction, OutputFormat};
+use crate::cli::{Cli, Command, Common, ConfigFile, Connection, Format, HoldAction, OutputFormat, WalAction};
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let common = common(&cli.command);
@@ -138,6 +139,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             ..
         } => retention::maintain(&common, key.as_deref(), archive_dir.as_deref(), dry_run, priority).await,
         Command::Hold { action } => hold::run(&common, &action).await,
+        Command::Wal { action } => wal::run(&common, &action).await,
         Command::Reconcile { table, .. } => reconcile::run(&common, table.as_deref()).await,
         Command::Erase {
             table,
@@ -183,6 +185,9 @@ fn common(command: &Command) -> Common {
                 HoldAction::Add { conn, format, .. }
                 | HoldAction::List { conn, format, .. }
                 | HoldAction::Release { conn, format, .. },
+        }
+        | Command::Wal {
+            action: WalAction::RotateKey { conn, format, .. } | WalAction::Acknowledge { conn, format },
         }
         | Command::Uninstall { conn, format, .. }
         | Command::Follow { conn, format, .. }

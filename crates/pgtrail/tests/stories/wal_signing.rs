@@ -379,3 +379,441 @@ async fn a_transaction_that_keeps_the_context_trigger_quiet_is_flagged() {
         assert_eq!(rows, 2, "{name}");
     }
 }
+
+/// The problems `pgtrail check` lists about ignored context messages.
+async fn rejected_problems(client: &Client) -> Vec<pgtrail::plan::Problem> {
+    let config = Config::parse("[capture]\nmode = \"wal\"\n", "pgtrail.toml").expect("config parses");
+    let (_, _, _, problems) = pgtrail::plan::inspect(client, &config).await.expect("inspect");
+    problems
+        .into_iter()
+        .filter(|p| p.kind() == "wal_messages_rejected")
+        .collect()
+}
+
+/// `app` emits a forged message by hand in a transaction of its own that
+/// writes nothing; returns that transaction's id as the trail numbers it.
+async fn forge_alone(app: &Client) -> i64 {
+    app.batch_execute("BEGIN").await.expect("begins");
+    app.execute(
+        &format!("SELECT pg_logical_emit_message(true, 'pgtrail', '{FORGED}')"),
+        &[],
+    )
+    .await
+    .expect("anyone may emit");
+    let txid: i64 = app
+        .query_one("SELECT txid_current()", &[])
+        .await
+        .expect("txid")
+        .get(0);
+    app.batch_execute("COMMIT").await.expect("commits");
+    txid
+}
+
+/// Operations (issue 15): what the follower ignored does not stay in its
+/// log. Each forged message is counted with the batch that read it, the
+/// last one described (its transaction, its position); `pgtrail check`
+/// reports them until someone acknowledges them, then only later ones. A
+/// batch written again after a crash counts nothing twice. Streaming and
+/// over SQL alike.
+#[tokio::test]
+async fn check_reports_forged_messages_until_they_are_acknowledged() {
+    let cluster = logical_cluster();
+    let (mut client, app) = database(&cluster, "rejected").await;
+    assert!(rejected_problems(&client).await.is_empty(), "nothing ignored yet");
+
+    app.batch_execute(&format!(
+        "BEGIN;
+         INSERT INTO scratch VALUES (1, 'a');
+         SELECT pg_logical_emit_message(true, 'pgtrail', '{FORGED}');
+         UPDATE scratch SET v = 'b' WHERE id = 1;
+         COMMIT;"
+    ))
+    .await
+    .expect("a forged message among changes");
+    let alone = forge_alone(&app).await;
+    let report = follow_once(&mut client).await;
+    assert_eq!(report.rejected_messages, 2);
+    let era: i64 = client
+        .query_one("SELECT pgtrail._era_now()::bigint << 48", &[])
+        .await
+        .expect("era")
+        .get(0);
+    let problems = rejected_problems(&client).await;
+    match problems.as_slice() {
+        [
+            pgtrail::plan::Problem::WalMessagesRejected {
+                count: 2,
+                last_txid: Some(txid),
+                last_lsn: Some(_),
+                last_reason: Some(reason),
+            },
+        ] => {
+            assert_eq!(
+                *txid,
+                alone + era,
+                "the last one: the transaction that wrote nothing"
+            );
+            assert_eq!(reason, "not signed");
+        }
+        other => panic!("check reports the two forged messages: {other:?}"),
+    }
+    let said = problems[0].to_string();
+    assert!(
+        said.contains("ignored 2 context messages") && said.contains("pgtrail wal acknowledge"),
+        "{said}"
+    );
+
+    // Drained: a second run counts nothing again; nor does the same batch
+    // written again (as after a crash before the slot moved on).
+    follow_once(&mut client).await;
+    client
+        .batch_execute(
+            "SELECT pgtrail._follow_rejected(slot, ARRAY[last_txid], ARRAY[last_lsn::text], ARRAY[commit_lsn::text],
+                                             ARRAY[last_committed_at], ARRAY[1], ARRAY[last_reason])
+             FROM pgtrail.wal_rejected",
+        )
+        .await
+        .expect("the last batch's record written again");
+    let counted: i64 = client
+        .query_one("SELECT rejected FROM pgtrail.wal_rejected", &[])
+        .await
+        .expect("reads")
+        .get(0);
+    assert_eq!(counted, 2, "nothing counted twice");
+
+    let acknowledged = pgtrail::follow::operations::acknowledge_rejected(&client)
+        .await
+        .expect("acknowledged");
+    assert_eq!(acknowledged, 2);
+    assert!(
+        rejected_problems(&client).await.is_empty(),
+        "acknowledged: not reported"
+    );
+    let config = Config::parse("[capture]\nmode = \"wal\"\n", "pgtrail.toml").expect("config parses");
+    let (_, _, installed, _) = pgtrail::plan::inspect(&client, &config).await.expect("inspect");
+    let kept = installed.wal.rejected.expect("still recorded");
+    assert_eq!((kept.total, kept.unacknowledged), (2, 0));
+    assert!(kept.acknowledged_at.is_some());
+
+    // A later one, read over SQL, is reported alone.
+    let later = forge_alone(&app).await;
+    let report = follow_once_over_sql(&mut client).await;
+    assert_eq!(report.rejected_messages, 1);
+    match rejected_problems(&client).await.as_slice() {
+        [
+            pgtrail::plan::Problem::WalMessagesRejected {
+                count: 1,
+                last_txid: Some(txid),
+                ..
+            },
+        ] => assert_eq!(*txid, later + era),
+        other => panic!("check reports the later message only: {other:?}"),
+    }
+}
+
+/// Signs `json` as `pgtrail._wal_emit` does, with the key in `key_sql`
+/// (a query giving k_in and k_out), for the current transaction, and emits
+/// it: the SQL of one statement.
+fn emit_signed_with(key_sql: &str, json: &str) -> String {
+    format!(
+        "SELECT pg_logical_emit_message(true, 'pgtrail',
+             convert_to(encode(sha256(k.k_out || sha256(k.k_in || convert_to(txid_current()::text || ':', 'UTF8')
+                                                        || convert_to('{json}', 'UTF8'))), 'hex'), 'UTF8')
+             || convert_to('{json}', 'UTF8'))
+         FROM ({key_sql}) AS k"
+    )
+}
+
+/// Operations (issue 15): `pgtrail wal rotate-key` replaces the signing key
+/// while messages signed with the old one are still in the slot. A follower
+/// started after the rotation verifies them, and the new key's; a message
+/// signed with the retired key after the rotation does not verify. A
+/// transaction open at the rotation keeps the old key valid everywhere
+/// until it ends (the rotation says so and exits 1).
+#[tokio::test]
+async fn a_rotated_key_verifies_what_it_signed_before_and_nothing_after() {
+    let cluster = logical_cluster();
+    let (mut client, _app) = database(&cluster, "rotated").await;
+    let old_key: (Vec<u8>, Vec<u8>) = {
+        let row = client
+            .query_one("SELECT k_in, k_out FROM pgtrail.wal_message_key", &[])
+            .await
+            .expect("the key");
+        (row.get(0), row.get(1))
+    };
+    client
+        .batch_execute(
+            "BEGIN;
+             SELECT pgtrail.set_context(actor_id => 'old');
+             INSERT INTO scratch VALUES (1, 'a');
+             COMMIT;",
+        )
+        .await
+        .expect("signed with the old key");
+
+    // A transaction open at the rotation (it may have read the old key):
+    // the old key is not retired while it runs.
+    let open = connect_to(&cluster.url("rotated")).await;
+    open.batch_execute("BEGIN; SELECT 1;")
+        .await
+        .expect("an open transaction");
+    let rotation =
+        pgtrail::follow::operations::rotate_key(&mut client, std::time::Duration::from_millis(300))
+            .await
+            .expect("rotated");
+    assert_eq!(
+        rotation.retired_at, None,
+        "not retired while a transaction open at the rotation runs"
+    );
+    assert!(rotation.still_open >= 1);
+    let retiring: Vec<(String, Option<String>)> = client
+        .query(
+            "SELECT kind, valid_below::text FROM pgtrail._wal_message_keys() ORDER BY kind",
+            &[],
+        )
+        .await
+        .expect("keys")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        retiring,
+        vec![("current".to_string(), None), ("retiring".to_string(), None)]
+    );
+    open.batch_execute("COMMIT").await.expect("ends");
+    drop(open);
+    // Rotated again: both replaced keys retired at one position.
+    let rotation = pgtrail::follow::operations::rotate_key(&mut client, std::time::Duration::from_secs(30))
+        .await
+        .expect("rotated");
+    assert_eq!(rotation.still_open, 0);
+    let retired_at = rotation.retired_at.expect("retired");
+    let kinds: Vec<(String, Option<String>)> = client
+        .query(
+            "SELECT kind, valid_below::text FROM pgtrail._wal_message_keys() ORDER BY kind",
+            &[],
+        )
+        .await
+        .expect("keys")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("current".to_string(), None),
+            ("retired".to_string(), Some(retired_at.clone())),
+            ("retired".to_string(), Some(retired_at)),
+        ]
+    );
+    let current: (Vec<u8>, Vec<u8>) = {
+        let row = client
+            .query_one("SELECT k_in, k_out FROM pgtrail.wal_message_key", &[])
+            .await
+            .expect("the key");
+        (row.get(0), row.get(1))
+    };
+    assert_ne!(current, old_key, "a new key");
+
+    client
+        .batch_execute(
+            "BEGIN;
+             SELECT pgtrail.set_context(actor_id => 'new');
+             INSERT INTO scratch VALUES (2, 'a');
+             COMMIT;",
+        )
+        .await
+        .expect("signed with the new key");
+    // Someone who kept the old key signs a message after its retirement
+    // (with a context number of its own: the changes after it would take it).
+    let numbered = FORGED.replace(r#""ctx": 0"#, r#""ctx": 9"#);
+    let forged_with_old = format!(
+        "BEGIN;
+         INSERT INTO scratch VALUES (3, 'a');
+         {};
+         UPDATE scratch SET v = 'b' WHERE id = 3;
+         COMMIT;",
+        emit_signed_with(
+            "SELECT r.k_in, r.k_out FROM pgtrail.wal_retired_key AS r ORDER BY r.replaced_at LIMIT 1",
+            &numbered
+        )
+    );
+    client
+        .batch_execute(&forged_with_old)
+        .await
+        .expect("a message signed with the retired key");
+    // The same done with the current key verifies (the signing here is right).
+    client
+        .batch_execute(&format!(
+            "BEGIN;
+             INSERT INTO scratch VALUES (4, 'a');
+             {};
+             UPDATE scratch SET v = 'b' WHERE id = 4;
+             COMMIT;",
+            emit_signed_with("SELECT k_in, k_out FROM pgtrail.wal_message_key", &numbered)
+        ))
+        .await
+        .expect("a message signed with the current key");
+
+    // The follower starts after the rotation, with all of it in the slot.
+    let report = follow_once(&mut client).await;
+    assert_eq!(report.rejected_messages, 1, "only the retired key's late message");
+    let actors: Vec<(String, Option<String>)> =
+        facts(&client).await.into_iter().map(|f| (f.0, f.1)).collect();
+    let row = |id: &str, actor: Option<&str>| (id.to_string(), actor.map(str::to_string));
+    assert_eq!(
+        actors,
+        vec![
+            row("1", Some("old")),
+            row("2", Some("new")),
+            row("3", None),
+            row("3", None),
+            row("4", None),
+            row("4", Some("ceo")),
+        ]
+    );
+}
+
+/// signed_from as `pgtrail.wal_message_key` holds it, and as the follower
+/// takes it (`pgtrail._wal_message_keys()`).
+async fn current_signed_from(client: &Client) -> (String, String) {
+    let row = client
+        .query_one(
+            "SELECT k.signed_from::text, (SELECT signed_from::text FROM pgtrail._wal_message_keys() WHERE kind = 'current')
+             FROM pgtrail.wal_message_key AS k",
+            &[],
+        )
+        .await
+        .expect("signed_from");
+    (row.get(0), row.get(1))
+}
+
+/// Operations (issue 15): `signed_from`, the position before which an
+/// unsigned message (pgtrail 0.8.0's) is accepted, is a position of the
+/// cluster that recorded it. A dump restored on another cluster carries it;
+/// there, every message must be signed, even below it.
+#[tokio::test]
+async fn a_dump_restored_on_another_cluster_accepts_no_unsigned_message() {
+    let old_server = logical_cluster();
+    let admin = connect_to(&old_server.url("postgres")).await;
+    admin
+        .batch_execute("CREATE DATABASE moved")
+        .await
+        .expect("database created");
+    let mut old = connect_to(&old_server.url("moved")).await;
+    let released = include_str!("../../../capture/sql/released/0.8.0.sql");
+    for step in [
+        format!("CREATE TABLE scratch (id integer PRIMARY KEY, v text); BEGIN; {released} COMMIT;"),
+        "SELECT pgtrail.attach('scratch', '{id}', 'primary_key', p_mode => 'wal')".to_string(),
+        "SELECT pg_create_logical_replication_slot(pgtrail.wal_slot(), 'pgoutput')".to_string(),
+        // Far on in the WAL: the new cluster's positions stay below it.
+        "SELECT pg_switch_wal()".to_string(),
+        "CREATE TABLE burn AS SELECT 1 AS one; SELECT pg_switch_wal()".to_string(),
+        "DROP TABLE burn; SELECT pg_switch_wal()".to_string(),
+        "BEGIN; SELECT pgtrail.set_context(actor_id => 'before'); INSERT INTO scratch VALUES (1, 'a'); COMMIT;"
+            .to_string(),
+    ] {
+        old.batch_execute(&step)
+            .await
+            .unwrap_or_else(|e| panic!("0.8.0 installs, attaches in WAL mode and writes: {e:?}"));
+    }
+    let config = Config::parse("[capture]\nmode = \"wal\"\n", "pgtrail.toml").expect("config parses");
+    pgtrail::plan::apply(&mut old, &config)
+        .await
+        .expect("apply upgrades");
+    let (recorded, honoured) = current_signed_from(&old).await;
+    assert_ne!(recorded, "0/0", "the upgrade left unsigned messages in the slot");
+    assert_eq!(honoured, recorded, "honoured on the cluster that recorded it");
+
+    // The database moved: roles, then the dump, into a new cluster.
+    let new_server = logical_cluster();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let roles = dir.path().join("roles.sql");
+    let dump = dir.path().join("moved.dump");
+    let output = std::process::Command::new(old_server.program("pg_dumpall"))
+        .args(["--roles-only", "-d", &old_server.url("postgres")])
+        .output()
+        .expect("pg_dumpall runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::write(&roles, &output.stdout).expect("roles written");
+    let output = std::process::Command::new(old_server.program("pg_dump"))
+        .args(["-Fc", "-f", &dump.display().to_string(), &old_server.url("moved")])
+        .output()
+        .expect("pg_dump runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let _ = std::process::Command::new(new_server.program("psql"))
+        .args([
+            "-q",
+            "-d",
+            &new_server.url("postgres"),
+            "-f",
+            &roles.display().to_string(),
+        ])
+        .output();
+    connect_to(&new_server.url("postgres"))
+        .await
+        .batch_execute("CREATE DATABASE moved")
+        .await
+        .expect("database created");
+    let output = std::process::Command::new(new_server.program("pg_restore"))
+        .args([
+            "--exit-on-error",
+            "-d",
+            &new_server.url("moved"),
+            &dump.display().to_string(),
+        ])
+        .output()
+        .expect("pg_restore runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    drop(old);
+    drop(old_server);
+
+    let mut new = connect_to(&new_server.url("moved")).await;
+    pgtrail::plan::apply(&mut new, &config)
+        .await
+        .expect("apply on the new cluster");
+    let (carried, honoured) = current_signed_from(&new).await;
+    assert_eq!(carried, recorded, "the dump carries signed_from");
+    assert_eq!(honoured, "0/0", "not honoured on another cluster");
+    let below: bool = new
+        .query_one(
+            "SELECT pg_current_wal_insert_lsn() < $1::text::pg_lsn",
+            &[&recorded],
+        )
+        .await
+        .expect("position")
+        .get(0);
+    assert!(below, "the new cluster writes below the carried signed_from");
+
+    let app = plain_role(&new_server, &new, "moved").await;
+    app.batch_execute(&format!(
+        "BEGIN;
+         INSERT INTO scratch VALUES (2, 'a');
+         SELECT pg_logical_emit_message(true, 'pgtrail', '{FORGED}');
+         UPDATE scratch SET v = 'b' WHERE id = 2;
+         COMMIT;"
+    ))
+    .await
+    .expect("an unsigned message below the carried signed_from");
+    let report = follow_once(&mut new).await;
+    assert_eq!(report.rejected_messages, 1, "the unsigned message is ignored");
+    let actors: Vec<Option<String>> = facts(&new)
+        .await
+        .into_iter()
+        .filter(|f| f.0 == "2")
+        .map(|f| f.1)
+        .collect();
+    assert_eq!(actors, vec![None, None]);
+}
