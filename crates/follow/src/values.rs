@@ -2,7 +2,8 @@
 //! each column), so that both modes record a value the same way. Each value
 //! is written as JSON text (`jsonb::text`'s form) into one buffer per row,
 //! with no JSON tree. Integers, booleans, `text`, `varchar`, `char(n)`,
-//! `uuid`, `numeric` and `jsonb` (by the column's type OID, domains
+//! `uuid`, `numeric`, floats, `bytea`, `interval`, `time`, `timetz`,
+//! `jsonb`, `json` and arrays of these (by the column's type OID, domains
 //! excluded) are converted here, as `to_jsonb` prints them; so are `date`,
 //! `timestamp` and `timestamptz` when their text has the ISO form
 //! (`DateStyle` ISO: the replication connection asks for it) of a year 1 to
