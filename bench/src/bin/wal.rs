@@ -38,6 +38,12 @@
 //! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --ways stream,stream-basic-values --rounds 5`
 //! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --lag-only --ways stream --lag-rows 10 --lag-rate 10000`
 //! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --ways stream,stream-serial --rounds 5`
+//! `cargo run --release -p pgtrail-bench --bin wal -- --follower-only --ways stream,stream-scalar-values --drain-workload types --rounds 3`
+//!
+//! `stream-scalar-values` leaves floats, `bytea`, `json`, arrays, intervals
+//! and times to the server (as before the follower converted them);
+//! `--drain-workload types` drains transactions of one UPDATE of 4 rows of
+//! a table of those types instead of TPC-B.
 //!
 //! `stream-serial` builds each batch and then writes it on the one
 //! connection; `stream` (since 2026-12-06) hands each built batch to a
@@ -96,10 +102,28 @@ struct Args {
     /// before each drain.
     #[arg(long, default_value_t = 5000)]
     drain_transactions: u32,
+    /// With --follower-only: what each drain's transactions write: TPC-B,
+    /// or `types` (one `set_context` and one UPDATE of 4 rows of a table
+    /// of floats, `bytea`, `json`, arrays, an interval and times: 4
+    /// changes a transaction).
+    #[arg(long, value_enum, default_value_t = Workload::Tpcb)]
+    drain_workload: Workload,
     /// With --follower-only: the ways compared, side by side.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Transport::Stream, Transport::Sql])]
     ways: Vec<Transport>,
 }
+
+/// What a `--follower-only` drain's transactions write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Workload {
+    /// TPC-B with `set_context`.
+    Tpcb,
+    /// `set_context` and one UPDATE of 4 rows of `typed`.
+    Types,
+}
+
+/// Rows of the `types` workload's table.
+const TYPED_ROWS: u32 = 10_000;
 
 /// How the follower reads the slot, and writes the trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -115,6 +139,10 @@ enum Transport {
     /// JSON by the follower (`char(n)`, `numeric`, timestamps and the rest
     /// by the server, as before the follower converted those too).
     StreamBasicValues,
+    /// Streamed, floats, `bytea`, `json`, arrays, intervals and times
+    /// turned into JSON by the server (as before the follower converted
+    /// those too).
+    StreamScalarValues,
     /// Streamed, each batch built and then written on the one connection
     /// (as before the trail writer's second connection wrote batch N while
     /// N+1 was built).
@@ -128,6 +156,7 @@ impl Transport {
             Transport::Sql => "sql",
             Transport::StreamServerValues => "stream-server-values",
             Transport::StreamBasicValues => "stream-basic-values",
+            Transport::StreamScalarValues => "stream-scalar-values",
             Transport::StreamSerial => "stream-serial",
         }
     }
@@ -138,6 +167,7 @@ impl Transport {
             Transport::Stream
                 | Transport::StreamServerValues
                 | Transport::StreamBasicValues
+                | Transport::StreamScalarValues
                 | Transport::StreamSerial
         )
     }
@@ -153,6 +183,7 @@ impl Transport {
         match self {
             Transport::StreamServerValues => pgtrail::follow::Values::Server,
             Transport::StreamBasicValues => pgtrail::follow::Values::Basic,
+            Transport::StreamScalarValues => pgtrail::follow::Values::Scalar,
             Transport::Stream | Transport::Sql | Transport::StreamSerial => pgtrail::follow::Values::Here,
         }
     }
@@ -265,6 +296,22 @@ fn tpcb_script(scale: u32, context: bool) -> String {
     )
 }
 
+/// The `types` drain workload: one `set_context` and one UPDATE of 4
+/// consecutive rows of `typed` (in key order: clients wait, never
+/// deadlock), every typed column changed: 4 changes a transaction.
+fn types_script() -> String {
+    format!(
+        "\\set id random(1, {})\n\
+         BEGIN;\nSELECT pgtrail.set_context(actor_id => 'bench', reason => 'types');\n\
+         UPDATE typed SET n = n + 1, f8 = random() * 1e6, f4 = random(), b = decode(md5(random()::text), 'hex'), \
+         j = json_build_object('n', n, 'x', random(), 'tags', json_build_array('a', 'b c')), \
+         ia = ARRAY[n, id, NULL], ta = ARRAY['row', 'n ' || n], iv = iv + interval '1.5 seconds', \
+         tm = tm + interval '1 second', tz = tz + interval '1 second' WHERE id BETWEEN :id AND :id + 3;\n\
+         END;\n",
+        TYPED_ROWS - 3
+    )
+}
+
 /// The lag load at `--lag-rows`: one `set_context` and one UPDATE of `rows`
 /// consecutive accounts (in key order, so clients wait, never deadlock).
 fn rows_script(scale: u32, rows: u32) -> String {
@@ -349,6 +396,22 @@ impl Bench {
                      INSERT INTO one SELECT i, 0, 'row ' || i FROM generate_series(1, {ONE_ROWS}) AS i"
                 ))
                 .await?;
+            if self.args.follower_only && self.args.drain_workload == Workload::Types {
+                client
+                    .batch_execute(&format!(
+                        "CREATE TABLE typed (id integer PRIMARY KEY, n integer NOT NULL, f8 double precision,
+                                             f4 real, b bytea, j json, ia integer[], ta text[],
+                                             iv interval, tm time, tz timetz);
+                         INSERT INTO typed
+                         SELECT i, 0, random() * 1e6, random(), decode(md5(i::text), 'hex'),
+                                json_build_object('i', i, 'x', random(), 'tags', json_build_array('a', 'b c')),
+                                ARRAY[i, i + 1, NULL], ARRAY['row', 'number ' || i],
+                                make_interval(secs => i * 1.5), '12:00'::time + make_interval(secs => i),
+                                '12:00+02'::timetz + make_interval(secs => i)
+                         FROM generate_series(1, {TYPED_ROWS}) AS i"
+                    ))
+                    .await?;
+            }
             client.batch_execute("VACUUM ANALYZE").await?;
             let toml = match variant {
                 Variant::NoAudit | Variant::WalNoContext => None,
@@ -382,6 +445,7 @@ impl Bench {
             ("tpcb_ctx.sql", tpcb_script(self.args.scale, true)),
             ("update.sql", update_script()),
             ("rows_ctx.sql", rows_script(self.args.scale, self.args.lag_rows)),
+            ("types_ctx.sql", types_script()),
         ] {
             std::fs::write(self.script(name), text)?;
         }
@@ -616,7 +680,10 @@ impl Bench {
     /// `--drain-transactions` TPC-B transactions with `set_context` in the
     /// WAL-mode database, the follower stopped.
     async fn load(&self) -> Result<()> {
-        let path = self.script("tpcb_ctx.sql");
+        let path = self.script(match self.args.drain_workload {
+            Workload::Tpcb => "tpcb_ctx.sql",
+            Workload::Types => "types_ctx.sql",
+        });
         let per_client = (self.args.drain_transactions / self.args.clients.max(1)).max(1);
         let output = self
             .tpcb_pgbench()

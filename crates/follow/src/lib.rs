@@ -103,6 +103,9 @@ pub enum Values {
     /// Every type [`values::Convert::of`] knows.
     #[default]
     Here,
+    /// Those of [`Values::Here`] but floats, `bytea`, `json`, arrays,
+    /// intervals and times (as 0.10.0 did before it converted those).
+    Scalar,
     /// Integers, booleans, `text` and `varchar` only (as 0.8.0 did before
     /// `char(n)`, `uuid`, `numeric`, `jsonb`, dates and timestamps).
     Basic,

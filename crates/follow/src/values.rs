@@ -2,7 +2,8 @@
 //! each column), so that both modes record a value the same way. Each value
 //! is written as JSON text (`jsonb::text`'s form) into one buffer per row,
 //! with no JSON tree. Integers, booleans, `text`, `varchar`, `char(n)`,
-//! `uuid`, `numeric` and `jsonb` (by the column's type OID, domains
+//! `uuid`, `numeric`, floats, `bytea`, `interval`, `time`, `timetz`,
+//! `jsonb`, `json` and arrays of these (by the column's type OID, domains
 //! excluded) are converted here, as `to_jsonb` prints them; so are `date`,
 //! `timestamp` and `timestamptz` when their text has the ISO form
 //! (`DateStyle` ISO: the replication connection asks for it) of a year 1 to
@@ -22,6 +23,8 @@ use tokio_postgres::Client;
 use crate::FollowError;
 use crate::pgoutput::Value;
 use crate::transaction::RelationVersion;
+
+mod json;
 
 /// What is known of one relation version.
 #[derive(Debug, Clone)]
@@ -48,14 +51,27 @@ pub enum Convert {
     Integer,
     /// `bool`: `t` or `f`.
     Boolean,
-    /// `text`, `varchar`, `char(n)` (padded, as its text is), `uuid`: a
-    /// JSON string.
+    /// The type's output text as a JSON string, which is what `to_jsonb`
+    /// writes for it: `text`, `varchar`, `char(n)` (padded, as its text
+    /// is), `uuid`, and `bytea`, `interval`, `time`, `timetz` (whose text
+    /// is the same in the replication session as in the follower's SQL
+    /// session: `bytea_output`, `IntervalStyle` are the database's and
+    /// role's in both; `DateStyle` does not change a time's text).
     Text,
     /// `numeric`: a JSON number of the same text; `NaN` and the
     /// infinities a string.
     Numeric,
+    /// `float4`, `float8`: the number of the text as `numeric` prints it
+    /// (`to_jsonb` reads the float's text as a `numeric`: `1e+100` is a
+    /// 1 and 100 zeros, `-0` is `0`); `NaN` and the infinities a string.
+    Float,
     /// `jsonb`: the value itself (its text is jsonb's normal form).
     Jsonb,
+    /// `json`: its text read as `jsonb` reads it (keys ordered, the last
+    /// of equal keys kept, numbers as `numeric` prints them, escapes
+    /// decoded), unless it holds what `jsonb` refuses (`\u0000`, a lone
+    /// surrogate) or is nested deeper than [`JSON_DEPTH`].
+    Json,
     /// `date` in ISO form: the same string.
     Date,
     /// `timestamp` in ISO form: `T` between the date and the time.
@@ -63,9 +79,17 @@ pub enum Convert {
     /// `timestamptz` in ISO form: `T` between the date and the time, the
     /// offset's minutes always written.
     Timestamptz,
+    /// An array of one of the types above (not a domain's): nested JSON
+    /// arrays by dimension (lower bounds are not written), SQL `NULL`s
+    /// `null`, each element converted as its type is.
+    Array(&'static Convert),
     /// Any other type: the server's `to_jsonb` of the cast text.
     Server,
 }
+
+/// How deep a `json` value converted here may nest (deeper ones go to the
+/// server).
+pub const JSON_DEPTH: usize = 200;
 
 impl Convert {
     /// How a column of type `type_oid` is converted. Domains have their
@@ -74,19 +98,39 @@ impl Convert {
         match type_oid {
             20 | 21 | 23 => Convert::Integer,
             16 => Convert::Boolean,
-            25 | 1043 | 1042 | 2950 => Convert::Text,
+            25 | 1043 | 1042 | 2950 | 17 | 1186 | 1083 | 1266 => Convert::Text,
             1700 => Convert::Numeric,
+            700 | 701 => Convert::Float,
             3802 => Convert::Jsonb,
+            114 => Convert::Json,
             1082 => Convert::Date,
             1114 => Convert::Timestamp,
             1184 => Convert::Timestamptz,
+            1005 | 1007 | 1016 => Convert::Array(&Convert::Integer),
+            1000 => Convert::Array(&Convert::Boolean),
+            1009 | 1015 | 1014 | 2951 | 1001 | 1187 | 1183 | 1270 => Convert::Array(&Convert::Text),
+            1231 => Convert::Array(&Convert::Numeric),
+            1021 | 1022 => Convert::Array(&Convert::Float),
+            3807 => Convert::Array(&Convert::Jsonb),
+            199 => Convert::Array(&Convert::Json),
+            1182 => Convert::Array(&Convert::Date),
+            1115 => Convert::Array(&Convert::Timestamp),
+            1185 => Convert::Array(&Convert::Timestamptz),
             _ => Convert::Server,
         }
     }
 
     /// Converted here only when the value's text allows it.
     pub fn conditional(self) -> bool {
-        matches!(self, Convert::Date | Convert::Timestamp | Convert::Timestamptz)
+        matches!(
+            self,
+            Convert::Date
+                | Convert::Timestamp
+                | Convert::Timestamptz
+                | Convert::Float
+                | Convert::Json
+                | Convert::Array(_)
+        )
     }
 
     /// `text` as `to_jsonb` would give it for this conversion; `None`
@@ -140,8 +184,13 @@ impl Convert {
                 true => out.push_str(text),
                 false => crate::rows::write_string(out, text),
             },
+            Convert::Float => match text {
+                "NaN" | "Infinity" | "-Infinity" => crate::rows::write_string(out, text),
+                _ => return Ok(write_number(out, text)),
+            },
             // jsonb's text form is already what `jsonb::text` prints.
             Convert::Jsonb => out.push_str(text),
+            Convert::Json => return Ok(json::write(out, text)),
             Convert::Date => match iso_date(text) {
                 true => crate::rows::write_string(out, text),
                 false => return Ok(false),
@@ -154,10 +203,216 @@ impl Convert {
                 Some(minutes) => xsd_timestamp(out, text, if minutes { "" } else { ":00" }),
                 None => return Ok(false),
             },
+            Convert::Array(element) => {
+                let start = out.len();
+                let written = write_array(*element, text, out);
+                if !matches!(written, Ok(true)) {
+                    out.truncate(start);
+                }
+                return written;
+            }
             Convert::Server => return Ok(false),
         }
         Ok(true)
     }
+}
+
+/// An array's text (`array_out`'s form: `{...}`, nested by dimension,
+/// after `[lower:upper]...=` when a lower bound is not 1) as `to_jsonb`
+/// writes it, appended to `out`: false when an element is not converted
+/// here or the text is not of that form (`out` then holds a part).
+fn write_array(element: Convert, text: &str, out: &mut String) -> Result<bool, FollowError> {
+    if matches!(element, Convert::Array(_) | Convert::Server) {
+        return Ok(false);
+    }
+    let mut rest = text;
+    if rest.starts_with('[') {
+        // The dimensions' bounds: `to_jsonb` writes none of them.
+        while let Some(after) = rest.strip_prefix('[') {
+            let Some(end) = after.find(']') else {
+                return Ok(false);
+            };
+            if !after[..end]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'-' || b == b':')
+            {
+                return Ok(false);
+            }
+            rest = &after[end + 1..];
+        }
+        let Some(after) = rest.strip_prefix('=') else {
+            return Ok(false);
+        };
+        rest = after;
+    }
+    let bytes = rest.as_bytes();
+    let mut at = 0;
+    let mut element_text = String::new();
+    // Open arrays' item counts, one per level.
+    let mut items: Vec<usize> = Vec::new();
+    loop {
+        match bytes.get(at) {
+            Some(b'{') => {
+                if let Some(count) = items.last_mut() {
+                    if *count > 0 {
+                        out.push_str(", ");
+                    }
+                    *count += 1;
+                }
+                items.push(0);
+                out.push('[');
+                at += 1;
+            }
+            Some(b'}') if !items.is_empty() => {
+                items.pop();
+                out.push(']');
+                at += 1;
+                if items.is_empty() {
+                    return Ok(at == bytes.len());
+                }
+                match bytes.get(at) {
+                    Some(b',') => at += 1,
+                    Some(b'}') => {}
+                    _ => return Ok(false),
+                }
+            }
+            Some(_) if !items.is_empty() => {
+                let Some(count) = items.last_mut() else {
+                    return Ok(false);
+                };
+                if *count > 0 {
+                    out.push_str(", ");
+                }
+                *count += 1;
+                element_text.clear();
+                let quoted = bytes[at] == b'"';
+                if quoted {
+                    at += 1;
+                    loop {
+                        match bytes.get(at) {
+                            Some(b'"') => break,
+                            Some(b'\\') => {
+                                let Some(&escaped) = bytes.get(at + 1) else {
+                                    return Ok(false);
+                                };
+                                // A backslash is followed by one byte of an
+                                // ASCII character, or of a character that
+                                // the next bytes complete.
+                                let start = at + 1;
+                                let mut end = start + 1;
+                                if !escaped.is_ascii() {
+                                    while end < bytes.len() && (bytes[end] & 0xc0) == 0x80 {
+                                        end += 1;
+                                    }
+                                }
+                                let Some(part) = rest.get(start..end) else {
+                                    return Ok(false);
+                                };
+                                element_text.push_str(part);
+                                at = end;
+                            }
+                            Some(_) => {
+                                let end = bytes[at..]
+                                    .iter()
+                                    .position(|&b| b == b'"' || b == b'\\')
+                                    .map_or(bytes.len(), |n| at + n);
+                                let Some(part) = rest.get(at..end) else {
+                                    return Ok(false);
+                                };
+                                element_text.push_str(part);
+                                at = end;
+                            }
+                            None => return Ok(false),
+                        }
+                    }
+                    at += 1;
+                } else {
+                    let end = bytes[at..]
+                        .iter()
+                        .position(|&b| b == b',' || b == b'}')
+                        .map_or(bytes.len(), |n| at + n);
+                    let Some(part) = rest.get(at..end) else {
+                        return Ok(false);
+                    };
+                    element_text.push_str(part);
+                    at = end;
+                }
+                if !quoted && element_text.eq_ignore_ascii_case("NULL") {
+                    out.push_str("null");
+                } else if !element.write(&element_text, out)? {
+                    return Ok(false);
+                }
+                match bytes.get(at) {
+                    Some(b',') => at += 1,
+                    Some(b'}') => {}
+                    _ => return Ok(false),
+                }
+            }
+            _ => return Ok(false),
+        }
+    }
+}
+
+/// A number's text (JSON's, a float's or numeric's: a sign, digits with
+/// at most one point, an exponent) as `numeric` reads and then prints it,
+/// appended to `out`: every digit kept, as many decimals as the text had
+/// less the exponent, no exponent, a zero unsigned. False, with nothing
+/// appended, when `text` is not such a number or is too large for this
+/// (an exponent past ±1,000, more than 16,383 decimals).
+fn write_number(out: &mut String, text: &str) -> bool {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => {
+            let exponent = &unsigned[at + 1..];
+            let digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+            if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return false;
+            }
+            match exponent.parse::<i64>() {
+                Ok(e) if (-1000..=1000).contains(&e) => (&unsigned[..at], e),
+                _ => return false,
+            }
+        }
+        None => (unsigned, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.len() + frac.len() == 0
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return false;
+    }
+    let scale = (frac.len() as i64 - exponent).max(0);
+    if scale > 16_383 {
+        return false;
+    }
+    // The digits, and where the point falls among them.
+    let count = (int.len() + frac.len()) as i64;
+    let digit = |i: i64| match i {
+        i if i < 0 || i >= count => b'0',
+        i if (i as usize) < int.len() => int.as_bytes()[i as usize],
+        i => frac.as_bytes()[i as usize - int.len()],
+    };
+    let point = int.len() as i64 + exponent;
+    let zero = int.bytes().chain(frac.bytes()).all(|b| b == b'0');
+    if negative && !zero {
+        out.push('-');
+    }
+    // The integer part: the digits before the point, zeros past the
+    // digits, no leading zero.
+    let first = (0..point.max(0).min(count)).find(|&i| digit(i) != b'0');
+    match first {
+        Some(first) => (first..point).for_each(|i| out.push(digit(i) as char)),
+        None => out.push('0'),
+    }
+    if scale > 0 {
+        out.push('.');
+        (point..point + scale).for_each(|i| out.push(digit(i) as char));
+    }
+    true
 }
 
 /// Whether `text` is numeric's text of a finite number (what
@@ -273,6 +528,9 @@ impl Relations {
     ) -> Result<Known, FollowError> {
         let convert = |type_oid: u32| match (values, Convert::of(type_oid)) {
             (crate::Values::Here, convert) => convert,
+            (crate::Values::Scalar, Convert::Float | Convert::Json | Convert::Array(_)) => Convert::Server,
+            (crate::Values::Scalar, _) if matches!(type_oid, 17 | 1186 | 1083 | 1266) => Convert::Server,
+            (crate::Values::Scalar, convert) => convert,
             (crate::Values::Basic, Convert::Integer | Convert::Boolean) => Convert::of(type_oid),
             (crate::Values::Basic, Convert::Text) if matches!(type_oid, 25 | 1043) => Convert::Text,
             _ => Convert::Server,
@@ -828,6 +1086,329 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn floats_are_numbers_as_numeric_prints_their_text() {
+        let doubles = [
+            "0",
+            "-0",
+            "1.5",
+            "-1.5",
+            "0.1",
+            "0.30000000000000004",
+            "1e15",
+            "1e16",
+            "123456789012345680000",
+            "1e-4",
+            "1e-5",
+            "-1.25e-7",
+            "1e100",
+            "-1e-100",
+            "1.7976931348623157e308",
+            "-1.7976931348623157e308",
+            "2.2250738585072014e-308",
+            "5e-324",
+            "4503599627370496.5",
+            "9007199254740993",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+        ];
+        let reals = [
+            "0",
+            "-0",
+            "1.1",
+            "0.1",
+            "1e6",
+            "16777217",
+            "123456.7",
+            "3.4028235e38",
+            "-3.4028235e38",
+            "1.17549435e-38",
+            "1e-45",
+            "NaN",
+            "-Infinity",
+        ];
+        for setup in ["", "SET extra_float_digits = 0", "SET extra_float_digits = 3"] {
+            printed_as_server(701, "float8", setup, &doubles, &[]).await;
+            printed_as_server(701, "double precision", setup, &doubles, &[]).await;
+            printed_as_server(700, "float4", setup, &reals, &[]).await;
+        }
+        // Not a float's text: the server's.
+        for text in ["", "-", "1e", "1e+", "e5", "1.2.3", "0x10", "1e1001", " 1", "inf"] {
+            assert_eq!(Convert::Float.json(text).ok().flatten(), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_as_numeric_prints_them() {
+        let cases = [
+            ("0", "0"),
+            ("-0", "0"),
+            ("-0.0e1", "0"),
+            ("-0.00", "0.00"),
+            ("007.50", "7.50"),
+            ("1e3", "1000"),
+            ("1E+3", "1000"),
+            ("1.0e1", "10"),
+            ("0.1e1", "1"),
+            ("1.50e-2", "0.0150"),
+            ("-12.5e-5", "-0.000125"),
+            ("1.5e-05", "0.000015"),
+            ("1.", "1"),
+            (".5", "0.5"),
+            ("123", "123"),
+        ];
+        for (text, printed) in cases {
+            let mut out = String::new();
+            assert!(write_number(&mut out, text), "{text:?}");
+            assert_eq!(out, printed, "{text:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn bytea_intervals_and_times_are_their_text() {
+        let bytes = [r"\x", r"\x00", r"\x00ff7f80", "abc", r"a\\b", "\u{1}é"];
+        printed_as_server(17, "bytea", "", &bytes, &[]).await;
+        printed_as_server(17, "bytea", "SET bytea_output = escape", &bytes, &[]).await;
+        let intervals = [
+            "0",
+            "1 day",
+            "-1 day 02:03:04.5",
+            "1 year 2 months 3 days 04:05:06.789",
+            "-178000000 years",
+            "1.5 months",
+            "PT36H",
+            "-00:00:00.000001",
+            "1 mon -1 days +1 hour",
+        ];
+        for style in ["postgres", "postgres_verbose", "sql_standard", "iso_8601"] {
+            printed_as_server(
+                1186,
+                "interval",
+                &format!("SET IntervalStyle = {style}"),
+                &intervals,
+                &[],
+            )
+            .await;
+        }
+        printed_as_server(1186, "interval(2)", "", &intervals, &[]).await;
+        let times = [
+            "00:00",
+            "13:21:27",
+            "13:21:27.123456",
+            "23:59:59.9999999",
+            "24:00:00",
+        ];
+        printed_as_server(1083, "time", "", &times, &[]).await;
+        printed_as_server(1083, "time(1)", "", &times, &[]).await;
+        for setup in ["", "SET DateStyle = German", "SET TimeZone = 'America/St_Johns'"] {
+            printed_as_server(
+                1266,
+                "timetz",
+                setup,
+                &[
+                    "13:21:27+00",
+                    "13:21:27.5-03:30",
+                    "00:00:00+14:59",
+                    "23:59:59.999999-12:34:56",
+                    "12:00:00",
+                ],
+                &[],
+            )
+            .await;
+        }
+    }
+
+    #[tokio::test]
+    async fn json_is_read_as_jsonb_reads_it() {
+        let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        let deeper = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+        printed_as_server(
+            114,
+            "json",
+            "",
+            &[
+                "null",
+                "true",
+                " false ",
+                "0",
+                "-0",
+                "-0.0",
+                "1.50",
+                "1e400",
+                "-1.5E-3",
+                "12345678901234567890123456789",
+                r#""""#,
+                r#""a\"\\\/\b\f\n\r\t\u0001\u001f é 🦀""#,
+                r#""\u00e9\u4E2D\ud83e\udd80""#,
+                r#"{"b": 1, "a": 2, "aa": 3, "a": {"z": [], "y": {}}, "": null}"#,
+                "{\n\t\"x\" :[ 1 ,2,\r\n 3 ] , \"é\":\"e\" , \"z\" : 1e2}",
+                "[]",
+                "{}",
+                r#"[{"k": "v", "k": "w", "k": "last"}, [[], [[]]]]"#,
+                &deep,
+            ],
+            &[&deeper],
+        )
+        .await;
+        // What jsonb refuses: the server's (whose to_jsonb fails as well).
+        for text in [
+            r#""\u0000""#,
+            r#"{"a": "\ud800"}"#,
+            r#""\udc00x""#,
+            r#""\ud800\u0041""#,
+            r#"{"b\u0000x": 1}"#,
+            "[1,]",
+            "{\"a\" 1}",
+            "nul",
+            "[1] 2",
+        ] {
+            assert_eq!(Convert::Json.json(text).ok().flatten(), None, "{text:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn arrays_are_nested_json_arrays_of_their_converted_elements() {
+        printed_as_server(
+            1007,
+            "int4[]",
+            "",
+            &[
+                "{}",
+                "{1}",
+                "{1,NULL,-3}",
+                "{{1,2},{3,4}}",
+                "{{{1},{2}},{{NULL},{4}}}",
+                "[0:1]={1,2}",
+                "[-5:-4][2:3]={{1,2},{3,4}}",
+                "{NULL}",
+            ],
+            &[],
+        )
+        .await;
+        printed_as_server(1005, "int2[]", "", &["{-32768,32767}"], &[]).await;
+        printed_as_server(1016, "int8[]", "", &["{9223372036854775807,NULL}"], &[]).await;
+        printed_as_server(1000, "bool[]", "", &["{t,f,NULL}", "[2:2]={t}"], &[]).await;
+        let texts = [
+            "{}",
+            r#"{"",NULL,"NULL","null",Null,"a b","x,y","z\"w","back\\slash","{}",é,🦀}"#,
+            "{\"tab\tnew\nline\",\"\u{1}\"}",
+            r#"{{a,b},{"c d",NULL}}"#,
+            r#"[3:4]={" lead","trail "}"#,
+        ];
+        printed_as_server(1009, "text[]", "", &texts, &[]).await;
+        printed_as_server(1015, "varchar[]", "", &texts, &[]).await;
+        printed_as_server(1014, "char(3)[]", "", &["{a,NULL,abc,\"\"}"], &[]).await;
+        printed_as_server(
+            2951,
+            "uuid[]",
+            "",
+            &["{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11,NULL}"],
+            &[],
+        )
+        .await;
+        printed_as_server(1001, "bytea[]", "", &[r#"{"\\x00ff",NULL,"\\x"}"#], &[]).await;
+        printed_as_server(
+            1187,
+            "interval[]",
+            "",
+            &["{\"1 day\",NULL,\"-1 years -00:00:01\"}", "{{1 day},{2 days}}"],
+            &[],
+        )
+        .await;
+        printed_as_server(1183, "time[]", "", &["{13:21:27.5,NULL}"], &[]).await;
+        printed_as_server(1270, "timetz[]", "", &["{13:21:27.5+05:30,00:00-00:00:01}"], &[]).await;
+        printed_as_server(
+            1231,
+            "numeric[]",
+            "",
+            &[
+                "{1.50,-0,NaN,Infinity,-Infinity,NULL,1e20,-1.25e-5}",
+                "{{1},{2.0}}",
+            ],
+            &[],
+        )
+        .await;
+        for setup in ["", "SET extra_float_digits = 0"] {
+            printed_as_server(
+                1022,
+                "float8[]",
+                setup,
+                &["{0.1,-0,NaN,Infinity,-Infinity,NULL,1e300,5e-324}", "[0:0]={1.5}"],
+                &[],
+            )
+            .await;
+            printed_as_server(
+                1021,
+                "float4[]",
+                setup,
+                &["{1.1,1e6,NaN,NULL,-3.4028235e38}"],
+                &[],
+            )
+            .await;
+        }
+        printed_as_server(
+            3807,
+            "jsonb[]",
+            "",
+            &[
+                r#"{"{\"b\": [1, 2], \"a\": null}",null,NULL,"\"s\"",1.50,"[]"}"#,
+                r#"{{"{}"},{"1e2"}}"#,
+            ],
+            &[],
+        )
+        .await;
+        printed_as_server(
+            199,
+            "json[]",
+            "",
+            &[
+                r#"{"{\"b\": [1, 2], \"a\": null, \"a\": 1}",null,NULL,"\"s\\u00e9\"",1.50,"[ ]"}"#,
+                r#"[0:1]={" 1e2 ","-0"}"#,
+            ],
+            &[],
+        )
+        .await;
+        printed_as_server(
+            1182,
+            "date[]",
+            "",
+            &["{2026-12-06,NULL,0001-01-01}"],
+            &["{2026-12-06,infinity}", "{\"0044-03-15 BC\"}"],
+        )
+        .await;
+        printed_as_server(
+            1115,
+            "timestamp[]",
+            "",
+            &["{\"2026-12-06 13:21:27.5\",NULL}"],
+            &["{-infinity}"],
+        )
+        .await;
+        printed_as_server(
+            1185,
+            "timestamptz[]",
+            "SET TimeZone = 'America/St_Johns'",
+            &["{\"2026-12-06 13:21:27.5+00\",\"1850-01-01 00:00:00+00\",NULL}"],
+            &["{infinity}"],
+        )
+        .await;
+        // Not an array's text, or elements the server converts: the server's.
+        for text in [
+            "",
+            "{",
+            "{1",
+            "{1,}x",
+            "[1:2]{1,2}",
+            "[a]={1}",
+            "{1}}",
+            "{{1},2}x",
+        ] {
+            assert_eq!(Convert::of(1007).json(text).ok().flatten(), None, "{text:?}");
+        }
+        assert_eq!(Convert::of(1040), Convert::Server, "macaddr[]");
+    }
+
+    #[tokio::test]
     async fn other_date_styles_are_left_to_the_server() {
         let convert = Convert::of(1184);
         for printed in [
@@ -853,7 +1434,8 @@ mod tests {
             ("i".to_string(), Convert::of(20)),
             ("b".to_string(), Convert::of(16)),
             ("t".to_string(), Convert::of(25)),
-            ("n".to_string(), Convert::of(1186)),
+            // inet: the server's.
+            ("n".to_string(), Convert::of(869)),
             ("s".to_string(), Convert::of(25)),
         ];
         assert_eq!(columns[3].1, Convert::Server);
@@ -863,7 +1445,7 @@ mod tests {
                 Value::Null,
                 Value::Unchanged,
                 Value::Null,
-                Value::Text("1 day".into()),
+                Value::Text("10.0.0.1/8".into()),
                 Value::Text("a\"b\\c\u{1}é".into()),
             ],
             true,

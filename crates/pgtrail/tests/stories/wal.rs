@@ -722,6 +722,77 @@ async fn values_that_are_hard_to_write_as_json_give_the_same_trail_in_both_modes
     assert_eq!(trails[1].len(), trails[0].len());
 }
 
+/// Floats, `bytea`, `json`, arrays, intervals and times (which the
+/// follower turns into JSON itself) give the same trail in both modes,
+/// edge values included: NaN, the infinities, -0, shortest and longest
+/// float digits, `json` with duplicate keys, white space and escapes,
+/// arrays with NULLs, several dimensions and lower bounds other than 1,
+/// and arrays holding a value the server converts (an infinite date).
+#[tokio::test]
+async fn floats_bytea_json_arrays_and_times_give_the_same_trail_in_both_modes() {
+    const TYPES: &str = r#"
+        CREATE TABLE typed (id integer PRIMARY KEY, f8 double precision, f4 real, b bytea, j json,
+                            ia integer[], ta text[], fa float8[], ja json[], da date[], na numeric[],
+                            iv interval, tm time(3), tz timetz);
+    "#;
+    let statements = [
+        r#"INSERT INTO typed VALUES
+             (1, 0.1, 1.1, '\x00ff', '{"b": 1, "a": [1e2, -0.0, "\u00e9"], "b": {"z": null}}',
+              '{1,NULL,3}', ARRAY['x,y', 'z"w', NULL, 'NULL', ''], '{NaN,-0,1e300,5e-324}',
+              ARRAY['{"k": 1, "k": 2}'::json, NULL, ' [ ] '], '{2026-12-06,NULL}', '{1.50,NaN,-0}',
+              '1 year 2 mons -3 days 04:05:06.789', '13:21:27.1234', '13:21:27+05:30'),
+             (2, 'NaN', 'Infinity', '', 'null', '[0:1]={7,8}', '{{a,b},{c,NULL}}', '{}', '{}', '{infinity}',
+              '[-1:-1]={Infinity}', '-178000000 years', '24:00', '00:00-15:59'),
+             (3, '-Infinity', '-0', NULL, '"\ud83e\udd80 \\ \/ \n"', NULL, NULL, NULL, NULL, NULL, NULL,
+              NULL, NULL, NULL)"#,
+        r#"UPDATE typed SET f8 = 1.7976931348623157e308, f4 = 3.4028235e38, b = '\x', iv = iv + interval '1 microsecond' WHERE id = 1"#,
+        r#"UPDATE typed SET j = '{"b": 1, "a": [100, 0, "é"], "b": {"z": null}}' WHERE id = 1"#,
+        r#"UPDATE typed SET j = '[1.0, 1e-3, {"": ""}]', ia = '[2:3]={7,8}', da = '{-infinity,2026-12-07}' WHERE id = 2"#,
+        r#"UPDATE typed SET id = 4, f8 = 123456789012345680000, tz = '12:00:00.5-03:30' WHERE id = 3"#,
+        r#"DELETE FROM typed WHERE id = 1"#,
+    ];
+    let cluster = logical_cluster();
+    let admin = connect_to(&cluster.url("postgres")).await;
+    let mut trails = Vec::new();
+    for mode in ["trigger", "wal"] {
+        let name = format!("typed_{mode}");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("database created");
+        let mut client = connect_to(&cluster.url(&name)).await;
+        client.batch_execute(TYPES).await.expect("schema");
+        let parsed =
+            Config::parse(&format!("[capture]\nmode = \"{mode}\"\n"), "pgtrail.toml").expect("config parses");
+        pgtrail::plan::apply(&mut client, &parsed).await.expect("apply");
+        for statement in statements {
+            client
+                .batch_execute(statement)
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e:?}"));
+        }
+        if mode == "wal" {
+            follow_once(&mut client).await;
+        }
+        let rows = client
+            .query(
+                "SELECT c.op, c.pk::text, o.old_pk::text, c.old_values::text, c.new_values::text
+                 FROM pgtrail.changes AS c JOIN pgtrail.change AS o ON o.id = c.id ORDER BY c.id",
+                &[],
+            )
+            .await
+            .expect("the trail reads");
+        let trail: Vec<Vec<Option<String>>> =
+            rows.iter().map(|r| (0..5).map(|i| r.get(i)).collect()).collect();
+        trails.push(trail);
+    }
+    assert_eq!(trails[0].len(), 8, "{:#?}", trails[0]);
+    for (i, (trigger, wal)) in trails[0].iter().zip(&trails[1]).enumerate() {
+        assert_eq!(wal, trigger, "change {i}");
+    }
+    assert_eq!(trails[1].len(), trails[0].len());
+}
+
 /// A WAL-mode table's context message is emitted once per transaction and
 /// context: later statements find it emitted without calling the function
 /// that builds it, a new `set_context` emits again, a savepoint rolled back
