@@ -417,6 +417,8 @@ DECLARE
     v_changed text;
     v_ignore text;
     v_era    integer := pgtrail._era_latest();
+    v_bulk   bigint := coalesce((SELECT s.value::bigint FROM pgtrail.setting AS s
+                                 WHERE s.name = 'bulk_update_rows' AND s.value ~ '^[0-9]{1,18}$'), 5000);
 BEGIN
     SELECT * INTO t FROM pgtrail.audited_table WHERE id = p_id;
     IF NOT FOUND THEN
@@ -560,9 +562,13 @@ $body$,
                       pgtrail._context_record_sql(quote_literal(v_name)),
                       pgtrail._context_span()::text,
                       -- Statements of this many rows and more take the two-pass path
-                      -- (kind 'columns'): its planning costs about what the one-pass
-                      -- path spends on 200 rows.
-                      CASE WHEN v_changed IS NULL THEN '9223372036854775807' ELSE '200' END,
+                      -- (kind 'columns'). Below it the one-pass statement costs less
+                      -- per row: its plan is cached, where the two-pass path generates
+                      -- and plans its statement each time, which costs more than
+                      -- comparing only the changed columns saves until about 5,000
+                      -- rows (bench/RESULTS.md: at 200 rows 20 against 32.5 us a row).
+                      -- The setting bulk_update_rows overrides it (the tests).
+                      CASE WHEN v_changed IS NULL THEN '9223372036854775807' ELSE v_bulk::text END,
                       coalesce(v_changed, 'NULL'),
                       v_era, CASE WHEN v_era = 0 THEN '' ELSE ' + ' || (v_era::bigint << 48) END);
 END

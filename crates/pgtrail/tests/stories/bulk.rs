@@ -9,7 +9,7 @@
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use crate::support::audited_db;
+use crate::support::{audited_db, two_pass_update_from};
 
 const TABLE: &str = "(id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, seq int NOT NULL, email text, name text, amount numeric(12,2), score numeric,
                       tags text[], doc json, data jsonb, at timestamptz, secret text, updated_at timestamptz)";
@@ -89,6 +89,11 @@ async fn trail_of(client: &Client, table: &str) -> Vec<(Value, Option<Value>, Va
 #[tokio::test]
 async fn a_statement_of_many_rows_records_what_one_row_at_a_time_records() {
     compare(None, CONFIG).await;
+}
+
+#[tokio::test]
+async fn below_the_two_pass_threshold_a_statement_of_many_rows_records_the_same() {
+    compare_with(None, CONFIG, false).await;
 }
 
 #[tokio::test]
@@ -188,6 +193,13 @@ async fn compare_kinds(config: &str) {
 /// they get by default) and the capture settings of `config`, and checks
 /// the trails are identical.
 async fn compare(kind: Option<&str>, config: &str) {
+    compare_with(kind, config, true).await;
+}
+
+/// The same, the statements of 300 rows taking the two-pass path of kind
+/// 'columns' (`two_pass`) or the one-pass path (the default below 5,000
+/// rows).
+async fn compare_with(kind: Option<&str>, config: &str, two_pass: bool) {
     let schema = format!(
         "CREATE TABLE many_t {TABLE}; CREATE TABLE one_t {TABLE};
          INSERT INTO many_t SELECT g, g, 'u' || g || '@x', 'n' || g, g / 7.0, g * 1.5, ARRAY['a', g::text],
@@ -197,6 +209,9 @@ async fn compare(kind: Option<&str>, config: &str) {
          INSERT INTO one_t SELECT * FROM many_t;"
     );
     let db = audited_db(&schema, config).await;
+    if two_pass {
+        two_pass_update_from(&db.client, 200).await;
+    }
     if let Some(kind) = kind {
         db.client
             .batch_execute(&format!(
