@@ -265,3 +265,68 @@ async fn compare_with(kind: Option<&str>, config: &str, two_pass: bool) {
         assert_eq!(m, o);
     }
 }
+
+/// A large UPDATE that changes no key writes its trail rows in the order of
+/// the key index (the key's `jsonb_hash_extended`, the rows of one key in
+/// the statement's order), so that index's entries go in leaf by leaf; one
+/// that changes keys keeps the statement's own order. Either way every row
+/// reads back the same (the comparisons above).
+#[tokio::test]
+async fn a_large_update_writes_its_rows_in_key_index_order_unless_keys_change() {
+    let schema = format!(
+        "CREATE TABLE big_t {TABLE};
+         INSERT INTO big_t SELECT g, g, 'u' || g || '@x', 'n' || g, g / 7.0, g * 1.5, ARRAY['a', g::text],
+                                  json_build_object('g', g), jsonb_build_object('g', g),
+                                  '2026-01-01'::timestamptz + g * interval '1 minute', 'pw', now()
+                           FROM generate_series(1, 1000) g;"
+    );
+    let db = audited_db(&schema, CONFIG).await;
+    two_pass_update_from(&db.client, 200).await;
+    db.client
+        .batch_execute("UPDATE big_t SET email = email || '.x', name = 'n' WHERE seq <= 900")
+        .await
+        .expect("a large UPDATE");
+    let rows = last_statement_changes(&db.client).await;
+    assert_eq!(rows.len(), 900);
+    let hashes: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    let mut sorted = hashes.clone();
+    sorted.sort_unstable();
+    assert_eq!(hashes, sorted, "the trail rows follow the key index");
+
+    // The keys change: rows in the order the statement updated them (a
+    // sequential scan: the rows' physical order).
+    let scan_order: Vec<i64> = db
+        .client
+        .query("SELECT id::bigint FROM big_t WHERE seq <= 900 ORDER BY ctid", &[])
+        .await
+        .expect("rows readable")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    db.client
+        .batch_execute("UPDATE big_t SET id = id + 10000, name = 'm' WHERE seq <= 900")
+        .await
+        .expect("a large UPDATE of keys");
+    let rows = last_statement_changes(&db.client).await;
+    assert_eq!(rows.len(), 900);
+    let old_keys: Vec<i64> = rows.iter().map(|r| r.2.expect("an old key")).collect();
+    assert_eq!(old_keys, scan_order, "the statement's own order");
+}
+
+/// (id, hash of the key, old key) of the UPDATEs recorded by the last
+/// statement that changed rows, in id order.
+async fn last_statement_changes(client: &Client) -> Vec<(i64, i64, Option<i64>)> {
+    client
+        .query(
+            "SELECT c.id, jsonb_hash_extended(c.pk, 0), (c.old_pk ->> 'id')::bigint
+             FROM pgtrail.change c
+             WHERE c.op = 'U' AND c.changed_at = (SELECT max(changed_at) FROM pgtrail.change)
+             ORDER BY c.id",
+            &[],
+        )
+        .await
+        .expect("trail readable")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
