@@ -9,7 +9,7 @@
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use crate::support::audited_db;
+use crate::support::{audited_db, two_pass_update_from};
 
 const TABLE: &str = "(id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, seq int NOT NULL, email text, name text, amount numeric(12,2), score numeric,
                       tags text[], doc json, data jsonb, at timestamptz, secret text, updated_at timestamptz)";
@@ -89,6 +89,11 @@ async fn trail_of(client: &Client, table: &str) -> Vec<(Value, Option<Value>, Va
 #[tokio::test]
 async fn a_statement_of_many_rows_records_what_one_row_at_a_time_records() {
     compare(None, CONFIG).await;
+}
+
+#[tokio::test]
+async fn below_the_two_pass_threshold_a_statement_of_many_rows_records_the_same() {
+    compare_with(None, CONFIG, false).await;
 }
 
 #[tokio::test]
@@ -188,6 +193,13 @@ async fn compare_kinds(config: &str) {
 /// they get by default) and the capture settings of `config`, and checks
 /// the trails are identical.
 async fn compare(kind: Option<&str>, config: &str) {
+    compare_with(kind, config, true).await;
+}
+
+/// The same, the statements of 300 rows taking the two-pass path of kind
+/// 'columns' (`two_pass`) or the one-pass path (the default below 5,000
+/// rows).
+async fn compare_with(kind: Option<&str>, config: &str, two_pass: bool) {
     let schema = format!(
         "CREATE TABLE many_t {TABLE}; CREATE TABLE one_t {TABLE};
          INSERT INTO many_t SELECT g, g, 'u' || g || '@x', 'n' || g, g / 7.0, g * 1.5, ARRAY['a', g::text],
@@ -197,6 +209,9 @@ async fn compare(kind: Option<&str>, config: &str) {
          INSERT INTO one_t SELECT * FROM many_t;"
     );
     let db = audited_db(&schema, config).await;
+    if two_pass {
+        two_pass_update_from(&db.client, 200).await;
+    }
     if let Some(kind) = kind {
         db.client
             .batch_execute(&format!(
@@ -249,4 +264,69 @@ async fn compare(kind: Option<&str>, config: &str) {
     for (m, o) in many.iter().zip(&one) {
         assert_eq!(m, o);
     }
+}
+
+/// A large UPDATE that changes no key writes its trail rows in the order of
+/// the key index (the key's `jsonb_hash_extended`, the rows of one key in
+/// the statement's order), so that index's entries go in leaf by leaf; one
+/// that changes keys keeps the statement's own order. Either way every row
+/// reads back the same (the comparisons above).
+#[tokio::test]
+async fn a_large_update_writes_its_rows_in_key_index_order_unless_keys_change() {
+    let schema = format!(
+        "CREATE TABLE big_t {TABLE};
+         INSERT INTO big_t SELECT g, g, 'u' || g || '@x', 'n' || g, g / 7.0, g * 1.5, ARRAY['a', g::text],
+                                  json_build_object('g', g), jsonb_build_object('g', g),
+                                  '2026-01-01'::timestamptz + g * interval '1 minute', 'pw', now()
+                           FROM generate_series(1, 1000) g;"
+    );
+    let db = audited_db(&schema, CONFIG).await;
+    two_pass_update_from(&db.client, 200).await;
+    db.client
+        .batch_execute("UPDATE big_t SET email = email || '.x', name = 'n' WHERE seq <= 900")
+        .await
+        .expect("a large UPDATE");
+    let rows = last_statement_changes(&db.client).await;
+    assert_eq!(rows.len(), 900);
+    let hashes: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    let mut sorted = hashes.clone();
+    sorted.sort_unstable();
+    assert_eq!(hashes, sorted, "the trail rows follow the key index");
+
+    // The keys change: rows in the order the statement updated them (a
+    // sequential scan: the rows' physical order).
+    let scan_order: Vec<i64> = db
+        .client
+        .query("SELECT id::bigint FROM big_t WHERE seq <= 900 ORDER BY ctid", &[])
+        .await
+        .expect("rows readable")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    db.client
+        .batch_execute("UPDATE big_t SET id = id + 10000, name = 'm' WHERE seq <= 900")
+        .await
+        .expect("a large UPDATE of keys");
+    let rows = last_statement_changes(&db.client).await;
+    assert_eq!(rows.len(), 900);
+    let old_keys: Vec<i64> = rows.iter().map(|r| r.2.expect("an old key")).collect();
+    assert_eq!(old_keys, scan_order, "the statement's own order");
+}
+
+/// (id, hash of the key, old key) of the UPDATEs recorded by the last
+/// statement that changed rows, in id order.
+async fn last_statement_changes(client: &Client) -> Vec<(i64, i64, Option<i64>)> {
+    client
+        .query(
+            "SELECT c.id, jsonb_hash_extended(c.pk, 0), (c.old_pk ->> 'id')::bigint
+             FROM pgtrail.change c
+             WHERE c.op = 'U' AND c.changed_at = (SELECT max(changed_at) FROM pgtrail.change)
+             ORDER BY c.id",
+            &[],
+        )
+        .await
+        .expect("trail readable")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
 }

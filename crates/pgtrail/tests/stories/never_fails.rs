@@ -28,7 +28,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
-use crate::support::apply;
+use crate::support::{apply, two_pass_update_from};
 
 const DEFAULT_SEED: u64 = 0x5EED_0011;
 const DEFAULT_CASES: usize = 6;
@@ -771,6 +771,8 @@ async fn run_seed(seed: u64, cases: usize) {
         toml.push_str(&schema.config(&format!("audited_{i}")));
     }
     apply(&mut db.client, &toml).await;
+    // The UPDATEs of every row (over 256 rows) take the two-pass path.
+    two_pass_update_from(&db.client, 200).await;
 
     let mut statements_run = 0;
     let mut both_failed = 0;

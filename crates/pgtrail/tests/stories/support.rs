@@ -23,6 +23,24 @@ pub async fn apply(client: &mut Client, toml: &str) {
         .expect("apply succeeds");
 }
 
+/// Makes UPDATEs of `rows` rows and more take the two-pass path of the
+/// capture functions (kind 'columns'; by default from 5,000 rows) and
+/// generates them again: stories of a few hundred rows cover that path so.
+pub async fn two_pass_update_from(client: &Client, rows: i64) {
+    client
+        .execute(
+            "INSERT INTO pgtrail.setting (name, value) VALUES ('bulk_update_rows', $1)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            &[&rows.to_string()],
+        )
+        .await
+        .expect("the setting is written");
+    client
+        .batch_execute("SELECT pgtrail._compile_all()")
+        .await
+        .expect("capture functions generated again");
+}
+
 /// One row of `pgtrail.changes`, as the tests look at it.
 #[derive(Debug, Clone)]
 pub struct Change {
