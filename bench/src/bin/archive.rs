@@ -36,7 +36,8 @@
 //! at each) runs from its start, the order turning round by round. Per
 //! window with maintain: writers' transactions a second over the whole
 //! window and over the time maintain ran, beside the same length from the
-//! start of the round's window without; p99 and longest latency.
+//! start of the round's window without (the whole window without when
+//! maintain ran longer than it); p99 and longest latency.
 
 use std::time::{Duration, Instant};
 
@@ -388,14 +389,17 @@ async fn during_maintain(args: &Args) -> Result<()> {
             else {
                 continue;
             };
-            // The time maintain ran, and as long from the start of the window without.
+            // The time maintain ran, and as long from the start of the
+            // window without (all of it when maintain ran longer: the
+            // rest would be another window's).
             let span = with.4 - with.2;
+            let span_without = span.min(without.3 - without.2);
             let (all_without, all_with) = (
                 writers::window(&samples, without.2, without.3),
                 writers::window(&samples, with.2, with.3),
             );
             let (during_without, during_with) = (
-                writers::window(&samples, without.2, without.2 + span),
+                writers::window(&samples, without.2, without.2 + span_without),
                 writers::window(&samples, with.2, with.2 + span),
             );
             println!(

@@ -335,10 +335,9 @@ async fn one(
     progress(&format!("{name}: reading {} back", path.display()));
     let reading = Instant::now();
     let back = {
-        let (file, seed) = (path.clone(), written.seed);
-        options
-            .priority
-            .run(move || read_back_with(&file, RowCheck::new(seed)))
+        let (file, seed, priority) = (path.clone(), written.seed, options.priority);
+        priority
+            .run(move || read_back_paced(&file, RowCheck::new(seed), &mut Pacer::new(priority)))
             .ok_or_else(|| {
                 ArchiveError::Mismatch(format!("reading {} back failed unexpectedly", path.display()))
             })??
@@ -772,9 +771,15 @@ pub(crate) struct ReadBackWith<D> {
 
 /// [`read_back`], the rows fed into `digest` (e.g. the check an archive
 /// compares, without a second SHA-256 of the rows).
-pub(crate) fn read_back_with<D: RowDigest>(
+pub(crate) fn read_back_with<D: RowDigest>(path: &Path, digest: D) -> Result<ReadBackWith<D>, ArchiveError> {
+    read_back_paced(path, digest, &mut Pacer::new(Priority::Normal))
+}
+
+/// [`read_back_with`], pausing between row groups as `pacer` says.
+fn read_back_paced<D: RowDigest>(
     path: &Path,
     mut digest: D,
+    pacer: &mut Pacer,
 ) -> Result<ReadBackWith<D>, ArchiveError> {
     let io = |what: &str| {
         let what = format!("{what} {}", path.display());
@@ -796,6 +801,7 @@ pub(crate) fn read_back_with<D: RowDigest>(
             }
             last = id;
         }
+        pacer.pace_blocking();
     }
     Ok(ReadBackWith {
         rows: reader.rows() as i64,

@@ -39,7 +39,11 @@ pub struct Manifest {
     /// SHA-256 over the rows (see `ArchivedChange::digest_into`), hex: as
     /// the database gave them, which the file read back was checked to
     /// hold (see [`crate::digest`]); after an erasure, as the rewritten
-    /// file gives them.
+    /// file gives them. Not compared by `verify` or `check`: the manifest
+    /// is not signed; the rows are proven by their leaves against the
+    /// signed checkpoints, the file by its SHA-256 recorded in the
+    /// database. It names the rows whatever their Parquet encoding, for
+    /// outside tools.
     pub rows_sha256: String,
     pub seal: SealRef,
     pub pgtrail_version: String,

@@ -520,8 +520,9 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         /// CPU priority of sealing, reading, writing and reading back:
-        /// `normal`, or `low` (nice 19 and paced reads: the archive takes the
-        /// CPU the application leaves).
+        /// `normal`, or `low` (nice 19 and paced reads, the pauses growing
+        /// while the machine's cores stay busy: the archive takes the CPU
+        /// the application leaves).
         #[arg(long, value_name = "PRIORITY", default_value = "normal")]
         priority: pgtrail::archive::Priority,
     },
@@ -548,9 +549,10 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         /// CPU priority of sealing and of the archive's reading, writing and
-        /// reading back: `normal`, or `low` (nice 19 and paced reads: they
-        /// take the CPU the application leaves; never while the trail's lock
-        /// is held).
+        /// reading back: `normal`, or `low` (nice 19 and paced reads, the
+        /// pauses growing while the machine's cores stay busy: they take the
+        /// CPU the application leaves; never while the trail's lock is
+        /// held). What cron should use on a database busy when it runs.
         #[arg(long, value_name = "PRIORITY", default_value = "normal")]
         priority: pgtrail::archive::Priority,
     },

@@ -23,12 +23,18 @@ use tokio_postgres::{GenericClient, Row};
 use super::IntegrityError;
 
 /// The columns of a change as [`ChangeRow::from_row`] reads them.
-macro_rules! change_columns {
+macro_rules! change_values {
     () => {
         "SELECT c.id, c.txid, c.ctx, c.table_id, c.op::text,
                 (extract(epoch FROM c.changed_at) * 1000000)::bigint,
-                c.pk::text, c.old_pk::text, c.changed_fields::text, c.old_values::text, c.new_values::text
-         FROM pgtrail.change AS c"
+                c.pk::text, c.old_pk::text, c.changed_fields::text, c.old_values::text, c.new_values::text"
+    };
+}
+
+/// [`change_values`] from the trail.
+macro_rules! change_columns {
+    () => {
+        concat!(change_values!(), " FROM pgtrail.change AS c")
     };
 }
 
@@ -86,6 +92,18 @@ pub(crate) const CHANGES_OF_SEAL: &str = concat!(
     " ORDER BY c.id"
 );
 
+/// [`CHANGES_OF_SEAL`] with the rows sorted before their values are
+/// printed as text (a subquery that the planner keeps: `OFFSET 0`): the
+/// server then does most of its work as the rows are read, so pausing the
+/// reading (`Priority::Low`) pauses it, instead of all of it before the
+/// first row.
+pub(crate) const CHANGES_OF_SEAL_PRINTED_AS_READ: &str = concat!(
+    change_values!(),
+    " FROM (SELECT * FROM pgtrail.change AS c WHERE ",
+    sealed_by_range!("c.txid"),
+    " ORDER BY c.id OFFSET 0) AS c"
+);
+
 /// The seed stored for a sealed change whose values were erased: the real
 /// seed is destroyed (zeroed) so that an erased value cannot be guessed from
 /// its commitment; verify then reads the kept salts instead.
@@ -95,7 +113,7 @@ pub(crate) const DESTROYED_SEED: Seed = [0; 16];
 pub(crate) const CHANGES_BY_ID: &str = concat!(change_columns!(), " WHERE c.id = ANY ($1) ORDER BY c.id");
 
 /// The transaction records of the same transactions (see [`CHANGES_OF_SEAL`]).
-const TRANSACTIONS_OF_SEAL: &str = concat!(
+pub(crate) const TRANSACTIONS_OF_SEAL: &str = concat!(
     "SELECT t.txid, t.ctx,
            (extract(epoch FROM t.started_at) * 1000000)::bigint,
            (extract(epoch FROM t.recorded_at) * 1000000)::bigint,
@@ -396,7 +414,7 @@ pub(crate) fn transaction_digest_of(values: &[Option<String>; 15]) -> Hash {
 /// microseconds, actor id, name, type, reason, context, db user, db role,
 /// application name, client address, client port, backend pid), each as
 /// `u32(len) || text` or `0xFFFFFFFF` for NULL.
-fn transaction_digest(row: &Row) -> Result<Hash, IntegrityError> {
+pub(crate) fn transaction_digest(row: &Row) -> Result<Hash, IntegrityError> {
     let mut hasher = Sha256::new();
     hasher.update(b"pgtrail transaction v1\0");
     let mut put = |value: Option<&[u8]>| match value {

@@ -18,7 +18,10 @@ use pgtrail_integrity::{Checkpoint, Hash, NoteSignature, Seed, SignerKey, Tree};
 use rand::RngCore;
 use tokio_postgres::{Client, Row};
 
-use super::leaves::{ChangeRow, Leaves, Salts, SealRange, SealSnapshot, transaction_digests};
+use super::leaves::{
+    CHANGES_OF_SEAL_PRINTED_AS_READ, ChangeRow, Leaves, Salts, SealParams, SealRange, SealSnapshot,
+    TRANSACTIONS_OF_SEAL, transaction_digest, transaction_digests,
+};
 use super::{IntegrityError, SEAL_LOCK, hash_of, require_installed};
 
 /// Leaves per row of `pgtrail.seal_leaves`.
@@ -58,11 +61,15 @@ pub async fn seal(
     seal_at(client, key, progress, Priority::Normal).await
 }
 
-/// [`seal`] at a CPU priority: under [`Priority::Low`] the changes are
-/// hashed on a thread of their own at nice 19, and the reading of them is
-/// paced (bursts, each followed by a pause as long), so that neither this
-/// process nor the backend that sends the changes takes the cores from the
-/// application's backends. The seal made is the same.
+/// [`seal`] at a CPU priority: under [`Priority::Low`] the transaction
+/// records and the changes are hashed on a thread of their own at nice
+/// 19, their reading is paced (bursts, each followed by a pause that
+/// grows while the machine's cores stay busy: [`Pacer`]), the server
+/// prints the changes' values as they are read rather than before the
+/// first, and the leaves are stored with the same pauses between their
+/// rows, so that neither this process nor the backend that sends the
+/// changes takes the cores from the application's backends. The seal made
+/// is the same.
 pub async fn seal_at(
     client: &mut Client,
     key: &SignerKey,
@@ -132,25 +139,34 @@ async fn seal_locked(
         previous: head.as_ref().map(|h| h.snapshot.clone()),
     };
     let params = range.params(&tx).await?;
-    let transactions = transaction_digests(&tx, &params).await?;
-    let statement = tx
-        .prepare(super::leaves::CHANGES_OF_SEAL)
-        .await
-        .map_err(IntegrityError::database("reading the changes to seal"))?;
-    let rows = tx
-        .query_raw(&statement, params.as_params())
-        .await
-        .map_err(IntegrityError::database("reading the changes to seal"))?;
 
     let seal_id = head.as_ref().map_or(1, |h| h.id + 1);
-    let hashing = Hashing::new(
-        head.as_ref().map_or_else(Tree::new, |h| h.tree.clone()),
-        transactions,
-    );
-    let start_size = hashing.tree.size();
+    let tree = head.as_ref().map_or_else(Tree::new, |h| h.tree.clone());
+    let start_size = tree.size();
+    let mut pacer = Pacer::new(priority);
     let (tree, chunk, mut chunks) = match priority {
-        Priority::Normal => hash_here(rows, hashing, progress).await?,
-        Priority::Low => hash_low(rows, hashing, progress).await?,
+        Priority::Normal => {
+            let transactions = transaction_digests(&tx, &params).await?;
+            let statement = tx
+                .prepare(super::leaves::CHANGES_OF_SEAL)
+                .await
+                .map_err(IntegrityError::database("reading the changes to seal"))?;
+            let rows = tx
+                .query_raw(&statement, params.as_params())
+                .await
+                .map_err(IntegrityError::database("reading the changes to seal"))?;
+            hash_here(rows, Hashing::new(tree, transactions), progress).await?
+        }
+        Priority::Low => {
+            hash_low(
+                &tx,
+                &params,
+                Hashing::new(tree, HashMap::new()),
+                &mut pacer,
+                progress,
+            )
+            .await?
+        }
     };
     let appended = tree.size() - start_size;
     if appended == 0 {
@@ -217,6 +233,7 @@ async fn seal_locked(
         )
         .await
         .map_err(IntegrityError::database("storing the sealed leaves"))?;
+        pacer.pace().await;
     }
     tx.commit()
         .await
@@ -309,26 +326,69 @@ async fn hash_here(
     Ok(hashing.finish())
 }
 
-/// Hashes the changes on a thread of its own at nice 19, fed in batches;
-/// the reading is paced. Stops reading, without an error of its own, when
-/// that thread has stopped (it says why).
+/// Rows for the hashing thread of [`hash_low`].
+enum Fed {
+    /// Transaction records (all come before the first change).
+    Transactions(Vec<Row>),
+    Changes(Vec<Row>),
+}
+
+/// Hashes on a thread of its own at nice 19, fed in batches: first the
+/// transaction records' digests, then the changes' leaves. The reading
+/// of both is paced, and the changes are read with their values printed
+/// as they are read ([`super::leaves::CHANGES_OF_SEAL_PRINTED_AS_READ`]),
+/// so that the pauses reach the backend. Stops reading, without an error
+/// of its own, when that thread has stopped (it says why).
 async fn hash_low(
-    rows: impl Stream<Item = Result<Row, tokio_postgres::Error>>,
+    tx: &tokio_postgres::Transaction<'_>,
+    params: &SealParams,
     mut hashing: Hashing,
+    pacer: &mut Pacer,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Hashed, IntegrityError> {
-    let (feed, mut fed) = tokio::sync::mpsc::channel::<Vec<Row>>(4);
+    let (feed, mut fed) = tokio::sync::mpsc::channel::<Fed>(4);
     let worker = std::thread::spawn(move || {
         Priority::Low.enter();
         let mut rng = rand::rng();
         while let Some(batch) = fed.blocking_recv() {
-            for row in &batch {
-                hashing.add(row, &mut rng)?;
+            match batch {
+                Fed::Transactions(rows) => {
+                    for row in &rows {
+                        let key: (i64, i16) = (
+                            row.try_get(0)
+                                .map_err(IntegrityError::database("reading a transaction record"))?,
+                            row.try_get(1)
+                                .map_err(IntegrityError::database("reading a transaction record"))?,
+                        );
+                        hashing.transactions.insert(key, transaction_digest(row)?);
+                    }
+                }
+                Fed::Changes(rows) => {
+                    for row in &rows {
+                        hashing.add(row, &mut rng)?;
+                    }
+                }
             }
         }
         Ok::<_, IntegrityError>(hashing.finish())
     });
-    let read = read_paced(rows, &feed, progress).await;
+    let read = async {
+        let what = "reading transaction records";
+        let rows = tx
+            .query_raw(TRANSACTIONS_OF_SEAL, params.as_params())
+            .await
+            .map_err(IntegrityError::database(what))?;
+        if read_paced(rows, what, Fed::Transactions, &feed, pacer, &mut |_| {}).await? {
+            let what = "reading the changes to seal";
+            let rows = tx
+                .query_raw(CHANGES_OF_SEAL_PRINTED_AS_READ, params.as_params())
+                .await
+                .map_err(IntegrityError::database(what))?;
+            read_paced(rows, what, Fed::Changes, &feed, pacer, progress).await?;
+        }
+        Ok::<_, IntegrityError>(())
+    }
+    .await;
     drop(feed);
     let hashed = worker.join().map_err(|_| {
         IntegrityError::Refused("hashing the changes to seal failed unexpectedly".to_string())
@@ -337,21 +397,20 @@ async fn hash_low(
     hashed
 }
 
-/// Reads the changes in paced bursts and sends them to `feed` in batches.
+/// Reads rows in paced bursts and sends them to `feed` in batches; false
+/// when the hashing thread has stopped.
 async fn read_paced(
     rows: impl Stream<Item = Result<Row, tokio_postgres::Error>>,
-    feed: &tokio::sync::mpsc::Sender<Vec<Row>>,
+    what: &'static str,
+    wrap: fn(Vec<Row>) -> Fed,
+    feed: &tokio::sync::mpsc::Sender<Fed>,
+    pacer: &mut Pacer,
     progress: &mut (dyn FnMut(u64) + Send),
-) -> Result<(), IntegrityError> {
+) -> Result<bool, IntegrityError> {
     pin_mut!(rows);
-    let mut pacer = Pacer::new(Priority::Low);
     let mut batch = Vec::with_capacity(BATCH);
     let mut read = 0u64;
-    while let Some(row) = rows
-        .try_next()
-        .await
-        .map_err(IntegrityError::database("reading the changes to seal"))?
-    {
+    while let Some(row) = rows.try_next().await.map_err(IntegrityError::database(what))? {
         batch.push(row);
         read += 1;
         if read % PROGRESS_EVERY == 0 {
@@ -359,17 +418,17 @@ async fn read_paced(
         }
         if batch.len() == BATCH {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-            if feed.send(full).await.is_err() {
-                return Ok(());
+            if feed.send(wrap(full)).await.is_err() {
+                return Ok(false);
             }
             pacer.pace().await;
         }
     }
-    if !batch.is_empty() && feed.send(batch).await.is_err() {
-        return Ok(());
+    if !batch.is_empty() && feed.send(wrap(batch)).await.is_err() {
+        return Ok(false);
     }
     progress(read);
-    Ok(())
+    Ok(true)
 }
 
 /// Leaves of one `pgtrail.seal_leaves` row, being filled.

@@ -139,6 +139,49 @@ async fn a_seal_at_low_priority_makes_the_same_log() {
     assert_eq!((report.seals, report.tree_size, report.unsealed), (3, 1517, 0));
 }
 
+/// A seal at low priority reads the transaction records in batches too
+/// (paced, hashed on the lowered thread) before the changes: a seal of
+/// many transactions, each its own record, is the same log.
+#[tokio::test]
+async fn a_seal_at_low_priority_of_many_transactions_makes_the_same_log() {
+    let (mut db, key, first) = sealed_shop().await;
+    db.client
+        .batch_execute(
+            "INSERT INTO accounts SELECT i, 'p' || i || '@example.com', 'P' || i, i FROM generate_series(10, 709) i",
+        )
+        .await
+        .expect("700 accounts");
+    // A statement of its own (not in a multi-statement query's implicit
+    // transaction), so that it may commit.
+    db.client
+        .batch_execute(
+            "DO $$
+             BEGIN
+                 FOR i IN 10..709 LOOP
+                     PERFORM pgtrail.set_context(actor_id => 'clerk' || i % 7, reason => 'one by one');
+                     UPDATE accounts SET balance = balance + 1 WHERE id = i;
+                     COMMIT;
+                 END LOOP;
+             END $$",
+        )
+        .await
+        .expect("700 transactions");
+    let records: i64 = db
+        .client
+        .query_one("SELECT count(*) FROM pgtrail.transaction", &[])
+        .await
+        .expect("count the records")
+        .get(0);
+    assert!(records > 700, "{records} transaction records");
+    let low = integrity::seal_at(&mut db.client, &key, &mut |_| {}, Priority::Low)
+        .await
+        .expect("seal at low priority");
+    assert_eq!((low.seal_id, low.appended, low.tree_size), (Some(2), 1400, 1407));
+    let report = verify_with(&mut db, &key.verifier(), Some(&first)).await;
+    assert!(report.intact(), "{:?}", report.problems);
+    assert_eq!((report.seals, report.tree_size, report.unsealed), (2, 1407, 0));
+}
+
 #[tokio::test]
 async fn an_edited_value_is_named() {
     let (mut db, key, checkpoint) = sealed_shop().await;
