@@ -1648,10 +1648,12 @@ BEGIN
     -- statement runs. So that statement does not expect the reference it
     -- has now (the row would not be found as planned), only the row's other
     -- columns; it still writes the reference, to what it already is or will
-    -- be. The row matches when its references went exactly from the
-    -- parent's old values to its new ones (every column of the foreign key
-    -- changed, as a parent's key move makes them). The conflicts were found
-    -- before, with what the row holds now.
+    -- be. The row matches when the columns of its reference that changed
+    -- are those the parent's change changed, and went exactly from the
+    -- parent's old values to its new ones (the columns neither changed are
+    -- not compared: at worst a row is matched to a parent it does not refer
+    -- to, and its statement writes the same values with a looser last
+    -- check). The conflicts were found before, with what the row holds now.
     -- (Rows and parents each matched by one join, per foreign key.)
     WITH fk AS MATERIALIZED (
         SELECT x.oid AS fk, ca.id AS child_id, pa.id AS parent_id,
@@ -1675,20 +1677,25 @@ BEGIN
                       WHERE c.table_id = ca.id AND c.active AND c.ex_origin AND c.ex_final)),
     c AS MATERIALIZED (
         SELECT fk.fk, fk.child_cols, c.chain,
-               ARRAY(SELECT c.expect -> u.cc FROM unnest(fk.child_cols) WITH ORDINALITY AS u(cc, i) ORDER BY u.i) AS now,
+               ARRAY(SELECT CASE WHEN c.origin ? u.cc THEN c.expect -> u.cc END
+                     FROM unnest(fk.child_cols) WITH ORDINALITY AS u(cc, i) ORDER BY u.i) AS now,
                ARRAY(SELECT c.origin -> u.cc FROM unnest(fk.child_cols) WITH ORDINALITY AS u(cc, i) ORDER BY u.i) AS was
         FROM fk
         JOIN pg_temp.pgtrail_revert_chain AS c ON c.table_id = fk.child_id
         WHERE c.active AND c.ex_origin AND c.ex_final AND c.k_origin = c.k_final
-          AND c.origin ?& fk.child_cols AND c.expect ?& fk.child_cols AND NOT fk.child_cols && fk.child_key),
+          AND c.origin ?| fk.child_cols AND NOT fk.child_cols && fk.child_key),
     p AS MATERIALIZED (
         SELECT fk.fk,
-               ARRAY(SELECT (p.k_final || coalesce(p.expect, '{}')) -> u.pc
-                     FROM unnest(fk.parent_cols) WITH ORDINALITY AS u(pc, i) ORDER BY u.i) AS now,
-               ARRAY(SELECT (p.k_final || coalesce(p.expect, '{}') || p.k_origin || coalesce(p.origin, '{}')) -> u.pc
-                     FROM unnest(fk.parent_cols) WITH ORDINALITY AS u(pc, i) ORDER BY u.i) AS was
+               v.now, v.was
         FROM fk
         JOIN pg_temp.pgtrail_revert_chain AS p ON p.table_id = fk.parent_id
+        -- (A column the parent keeps as it is: NULL on both sides.)
+        CROSS JOIN LATERAL (
+            SELECT array_agg(CASE WHEN w.now IS DISTINCT FROM w.was THEN w.now END ORDER BY w.i) AS now,
+                   array_agg(CASE WHEN w.now IS DISTINCT FROM w.was THEN w.was END ORDER BY w.i) AS was
+            FROM (SELECT u.i, (p.k_final || coalesce(p.expect, '{}')) -> u.pc AS now,
+                         (p.k_final || coalesce(p.expect, '{}') || p.k_origin || coalesce(p.origin, '{}')) -> u.pc AS was
+                  FROM unnest(fk.parent_cols) WITH ORDINALITY AS u(pc, i)) AS w) AS v
         WHERE p.active AND p.ex_origin AND p.ex_final)
     UPDATE pg_temp.pgtrail_revert_chain AS k SET expect = k.expect - f.cols
     FROM (SELECT c.chain, array_agg(DISTINCT u.cc) AS cols

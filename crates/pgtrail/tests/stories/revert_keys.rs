@@ -543,3 +543,51 @@ async fn children_a_parents_key_move_carried_along_go_back_with_it() {
     let planned = plan(&db.client, &txids(&[t])).await.unwrap();
     assert_eq!(conflict_kinds(&planned), vec!["later_change"], "{planned:?}");
 }
+
+/// The same through a self-reference: a row's key moved, the rows that
+/// refer to it carried along ON UPDATE CASCADE, all back with it.
+#[tokio::test]
+async fn rows_a_self_referencing_key_move_carried_along_go_back_with_it() {
+    let mut db = audited_db(
+        "CREATE TABLE staff (id int PRIMARY KEY, boss int REFERENCES staff ON UPDATE CASCADE, name text);
+         INSERT INTO staff VALUES (1, NULL, 'ann'), (2, 1, 'bob'), (3, 1, 'cy'), (4, 3, 'di');",
+        "",
+    )
+    .await;
+    let before = rows(&db.client, "staff").await;
+    let t = tx(
+        &db.client,
+        "hr",
+        "UPDATE staff SET id = 9 WHERE id = 1;
+         UPDATE staff SET name = 'bobby' WHERE id = 2",
+    )
+    .await;
+    let planned = plan(&db.client, &txids(&[t])).await.unwrap();
+    assert_eq!(planned.conflicts().count(), 0, "{planned:?}");
+    revert(&mut db.client, &txids(&[t])).await.unwrap();
+    assert_eq!(rows(&db.client, "staff").await, before);
+}
+
+/// A composite foreign key ON UPDATE CASCADE whose parent key changed in
+/// one of its two columns.
+#[tokio::test]
+async fn a_composite_reference_carried_along_goes_back_with_its_parent() {
+    let mut db = audited_db(
+        "CREATE TABLE rooms (building text, n int, PRIMARY KEY (building, n));
+         CREATE TABLE desks (id int PRIMARY KEY, building text, n int,
+                             FOREIGN KEY (building, n) REFERENCES rooms ON UPDATE CASCADE);
+         INSERT INTO rooms VALUES ('a', 1), ('a', 2);
+         INSERT INTO desks VALUES (10, 'a', 1), (11, 'a', 1), (12, 'a', 2);",
+        "",
+    )
+    .await;
+    let before = (rows(&db.client, "rooms").await, rows(&db.client, "desks").await);
+    let t = tx(&db.client, "facilities", "UPDATE rooms SET n = 5 WHERE n = 1").await;
+    let planned = plan(&db.client, &txids(&[t])).await.unwrap();
+    assert_eq!(planned.conflicts().count(), 0, "{planned:?}");
+    revert(&mut db.client, &txids(&[t])).await.unwrap();
+    assert_eq!(
+        (rows(&db.client, "rooms").await, rows(&db.client, "desks").await),
+        before
+    );
+}
