@@ -1641,6 +1641,71 @@ BEGIN
     -- (pg_temp.pgtrail_revert_back: see _revert_scratch.)
     PERFORM pgtrail._revert_clear('pgtrail_revert_stmt', 'pgtrail_revert_lost');
 
+    -- A row whose reference to a parent an ON UPDATE CASCADE foreign key
+    -- changed, when the revert puts that parent's referenced columns back
+    -- (a key moved back, a column restored): the parent's statement
+    -- carries the reference back too, before or after the row's own
+    -- statement runs. So that statement does not expect the reference it
+    -- has now (the row would not be found as planned), only the row's other
+    -- columns; it still writes the reference, to what it already is or will
+    -- be. The row matches when the columns of its reference that changed
+    -- are those the parent's change changed, and went exactly from the
+    -- parent's old values to its new ones (the columns neither changed are
+    -- not compared: at worst a row is matched to a parent it does not refer
+    -- to, and its statement writes the same values with a looser last
+    -- check). The conflicts were found before, with what the row holds now.
+    -- (Rows and parents each matched by one join, per foreign key.)
+    WITH fk AS MATERIALIZED (
+        SELECT x.oid AS fk, ca.id AS child_id, pa.id AS parent_id,
+               ARRAY(SELECT a.attname::text FROM unnest(x.conkey) WITH ORDINALITY AS u(n, i)
+                     JOIN pg_attribute AS a ON a.attrelid = x.conrelid AND a.attnum = u.n ORDER BY u.i) AS child_cols,
+               ARRAY(SELECT a.attname::text FROM unnest(x.confkey) WITH ORDINALITY AS u(n, i)
+                     JOIN pg_attribute AS a ON a.attrelid = x.confrelid AND a.attnum = u.n ORDER BY u.i) AS parent_cols,
+               ca.key_columns AS child_key
+        FROM pg_constraint AS x
+        JOIN pg_class AS cc ON cc.oid = x.conrelid
+        JOIN pg_namespace AS cn ON cn.oid = cc.relnamespace
+        JOIN pgtrail.audited_table AS ca ON ca.table_schema = cn.nspname AND ca.table_name = cc.relname
+        JOIN pg_class AS pc ON pc.oid = x.confrelid
+        JOIN pg_namespace AS pn ON pn.oid = pc.relnamespace
+        JOIN pgtrail.audited_table AS pa ON pa.table_schema = pn.nspname AND pa.table_name = pc.relname
+        WHERE x.contype = 'f' AND x.confupdtype = 'c' AND x.conparentid = 0
+          AND cardinality(ca.key_columns) > 0
+          AND EXISTS (SELECT FROM pg_temp.pgtrail_revert_chain AS p
+                      WHERE p.table_id = pa.id AND p.active AND p.ex_origin AND p.ex_final)
+          AND EXISTS (SELECT FROM pg_temp.pgtrail_revert_chain AS c
+                      WHERE c.table_id = ca.id AND c.active AND c.ex_origin AND c.ex_final)),
+    c AS MATERIALIZED (
+        SELECT fk.fk, fk.child_cols, c.chain,
+               ARRAY(SELECT CASE WHEN c.origin ? u.cc THEN c.expect -> u.cc END
+                     FROM unnest(fk.child_cols) WITH ORDINALITY AS u(cc, i) ORDER BY u.i) AS now,
+               ARRAY(SELECT c.origin -> u.cc FROM unnest(fk.child_cols) WITH ORDINALITY AS u(cc, i) ORDER BY u.i) AS was
+        FROM fk
+        JOIN pg_temp.pgtrail_revert_chain AS c ON c.table_id = fk.child_id
+        WHERE c.active AND c.ex_origin AND c.ex_final AND c.k_origin = c.k_final
+          AND c.origin ?| fk.child_cols AND NOT fk.child_cols && fk.child_key),
+    p AS MATERIALIZED (
+        SELECT fk.fk,
+               v.now, v.was
+        FROM fk
+        JOIN pg_temp.pgtrail_revert_chain AS p ON p.table_id = fk.parent_id
+        -- (A column the parent keeps as it is: NULL on both sides.)
+        CROSS JOIN LATERAL (
+            SELECT array_agg(CASE WHEN w.now IS DISTINCT FROM w.was THEN w.now END ORDER BY w.i) AS now,
+                   array_agg(CASE WHEN w.now IS DISTINCT FROM w.was THEN w.was END ORDER BY w.i) AS was
+            FROM (SELECT u.i, (p.k_final || coalesce(p.expect, '{}')) -> u.pc AS now,
+                         (p.k_final || coalesce(p.expect, '{}') || p.k_origin || coalesce(p.origin, '{}')) -> u.pc AS was
+                  FROM unnest(fk.parent_cols) WITH ORDINALITY AS u(pc, i)) AS w) AS v
+        WHERE p.active AND p.ex_origin AND p.ex_final)
+    UPDATE pg_temp.pgtrail_revert_chain AS k SET expect = k.expect - f.cols
+    FROM (SELECT c.chain, array_agg(DISTINCT u.cc) AS cols
+          FROM c
+          JOIN p ON p.fk = c.fk AND p.now = c.now AND p.was = c.was
+          CROSS JOIN LATERAL unnest(c.child_cols) AS u(cc)
+          WHERE p.now IS DISTINCT FROM p.was
+          GROUP BY c.chain) AS f
+    WHERE k.chain = f.chain;
+
     FOR t IN SELECT a.* FROM pgtrail.audited_table AS a
              WHERE a.id IN (SELECT k.table_id FROM pg_temp.pgtrail_revert_chain AS k WHERE k.active)
              ORDER BY a.id LOOP

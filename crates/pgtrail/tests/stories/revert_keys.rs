@@ -482,3 +482,112 @@ async fn a_numeric_key_with_a_negative_scale_takes_temporary_keys() {
     revert(&mut db.client, &txids(&[t])).await.unwrap();
     assert_eq!(rows(&db.client, "lots").await, before);
 }
+
+/// A parent's key moved, and its rows in a table that refers to it ON
+/// UPDATE CASCADE carried along (the trail has their UPDATEs too), one of
+/// them also changed in another column, in one transaction. Moving the
+/// parent's key back carries the children's references back before their
+/// own statement runs: that statement expects the references the parent's
+/// move leaves, where it used to find none of its rows as planned and fail
+/// while writing (SQLSTATE 40001). ON UPDATE SET NULL and SET DEFAULT: the
+/// children's references are put back after the parent's key.
+#[tokio::test]
+async fn children_a_parents_key_move_carried_along_go_back_with_it() {
+    let mut db = audited_db(
+        "CREATE TABLE owners (id int PRIMARY KEY, name text);
+         CREATE TABLE pets (id int PRIMARY KEY, owner int REFERENCES owners ON UPDATE CASCADE, name text);
+         CREATE TABLE cars (id int PRIMARY KEY, owner int REFERENCES owners ON UPDATE SET NULL, name text);
+         CREATE TABLE bikes (id int PRIMARY KEY, owner int DEFAULT 2 REFERENCES owners ON UPDATE SET DEFAULT, name text);
+         INSERT INTO owners VALUES (1, 'ann'), (2, 'bob'), (3, 'cy');
+         INSERT INTO pets VALUES (10, 1, 'rex'), (11, 1, 'tom'), (12, 3, 'kit');
+         INSERT INTO cars VALUES (20, 1, 'van'), (21, 3, 'mini');
+         INSERT INTO bikes VALUES (30, 1, 'bmx'), (31, 3, 'road');",
+        "",
+    )
+    .await;
+    let tables = ["owners", "pets", "cars", "bikes"];
+    let mut before = Vec::new();
+    for table in tables {
+        before.push(rows(&db.client, table).await);
+    }
+    let t = tx(
+        &db.client,
+        "clerk",
+        "UPDATE owners SET id = 7 WHERE id = 1;
+         UPDATE owners SET id = 8, name = 'cyd' WHERE id = 3;
+         UPDATE pets SET name = 'rexy' WHERE id = 10",
+    )
+    .await;
+    // The trail has the children's changes the foreign keys made.
+    let carried: i64 = db
+        .client
+        .query_one(
+            "SELECT count(*) FROM pgtrail.change WHERE txid = $1 AND op = 'U'",
+            &[&t],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(carried, 2 + 4 + 2 + 2, "the cascaded UPDATEs are in the trail");
+    let planned = plan(&db.client, &txids(&[t])).await.unwrap();
+    assert_eq!(planned.conflicts().count(), 0, "{planned:?}");
+    revert(&mut db.client, &txids(&[t])).await.unwrap();
+    for (table, before) in tables.iter().zip(&before) {
+        assert_eq!(&rows(&db.client, table).await, before, "{table}");
+    }
+
+    // A change outside the set is still a conflict: a pet whose owner the
+    // cascade set, renamed since.
+    let t = tx(&db.client, "clerk", "UPDATE owners SET id = 7 WHERE id = 1").await;
+    tx(&db.client, "vet", "UPDATE pets SET owner = 2 WHERE id = 11").await;
+    let planned = plan(&db.client, &txids(&[t])).await.unwrap();
+    assert_eq!(conflict_kinds(&planned), vec!["later_change"], "{planned:?}");
+}
+
+/// The same through a self-reference: a row's key moved, the rows that
+/// refer to it carried along ON UPDATE CASCADE, all back with it.
+#[tokio::test]
+async fn rows_a_self_referencing_key_move_carried_along_go_back_with_it() {
+    let mut db = audited_db(
+        "CREATE TABLE staff (id int PRIMARY KEY, boss int REFERENCES staff ON UPDATE CASCADE, name text);
+         INSERT INTO staff VALUES (1, NULL, 'ann'), (2, 1, 'bob'), (3, 1, 'cy'), (4, 3, 'di');",
+        "",
+    )
+    .await;
+    let before = rows(&db.client, "staff").await;
+    let t = tx(
+        &db.client,
+        "hr",
+        "UPDATE staff SET id = 9 WHERE id = 1;
+         UPDATE staff SET name = 'bobby' WHERE id = 2",
+    )
+    .await;
+    let planned = plan(&db.client, &txids(&[t])).await.unwrap();
+    assert_eq!(planned.conflicts().count(), 0, "{planned:?}");
+    revert(&mut db.client, &txids(&[t])).await.unwrap();
+    assert_eq!(rows(&db.client, "staff").await, before);
+}
+
+/// A composite foreign key ON UPDATE CASCADE whose parent key changed in
+/// one of its two columns.
+#[tokio::test]
+async fn a_composite_reference_carried_along_goes_back_with_its_parent() {
+    let mut db = audited_db(
+        "CREATE TABLE rooms (building text, n int, PRIMARY KEY (building, n));
+         CREATE TABLE desks (id int PRIMARY KEY, building text, n int,
+                             FOREIGN KEY (building, n) REFERENCES rooms ON UPDATE CASCADE);
+         INSERT INTO rooms VALUES ('a', 1), ('a', 2);
+         INSERT INTO desks VALUES (10, 'a', 1), (11, 'a', 1), (12, 'a', 2);",
+        "",
+    )
+    .await;
+    let before = (rows(&db.client, "rooms").await, rows(&db.client, "desks").await);
+    let t = tx(&db.client, "facilities", "UPDATE rooms SET n = 5 WHERE n = 1").await;
+    let planned = plan(&db.client, &txids(&[t])).await.unwrap();
+    assert_eq!(planned.conflicts().count(), 0, "{planned:?}");
+    revert(&mut db.client, &txids(&[t])).await.unwrap();
+    assert_eq!(
+        (rows(&db.client, "rooms").await, rows(&db.client, "desks").await),
+        before
+    );
+}
