@@ -250,7 +250,7 @@ pub enum Command {
     /// WAL mode's context messages: rotate their signing key, acknowledge ignored ones.
     #[command(
         after_help = "Example:\n  pgtrail wal rotate-key            # a new signing key; the old one verifies what it signed\n  \
-        pgtrail wal acknowledge           # `pgtrail check` stops reporting the ignored messages seen so far"
+        pgtrail wal acknowledge           # `pgtrail check` stops reporting those seen so far"
     )]
     Wal {
         #[command(subcommand)]

@@ -1374,7 +1374,7 @@ fn every_command_lists_only_the_options_it_uses() {
     const TJ: &[&str] = &["table, json"];
     const TJC: &[&str] = &["table, json, csv"];
     // `hold` has no options of its own: its actions have them.
-    let commands: [(&str, bool, bool, &[&str]); 28] = [
+    let commands: [(&str, bool, bool, &[&str]); 31] = [
         ("init", true, true, TJ),
         ("apply", true, true, TJ),
         ("plan", true, true, NONE),
@@ -1403,6 +1403,9 @@ fn every_command_lists_only_the_options_it_uses() {
         ("hold add", true, false, TJ),
         ("hold list", true, false, TJ),
         ("hold release", true, false, TJ),
+        ("wal", false, false, NONE),
+        ("wal rotate-key", true, false, TJ),
+        ("wal acknowledge", true, false, TJ),
     ];
     let dir = std::env::temp_dir();
     let top = pgtrail(&["--help"], &dir);
