@@ -236,27 +236,7 @@ async fn unsigned_messages_from_before_the_upgrade_keep_their_context() {
         .await
         .expect("database created");
     let mut client = connect_to(&cluster.url("signing_upgrade")).await;
-    let released = include_str!("../../../capture/sql/released/0.8.0.sql");
-    // (Each its own transaction: a slot is not created in one that wrote.)
-    for step in [
-        format!("CREATE TABLE scratch (id integer PRIMARY KEY, v text); BEGIN; {released} COMMIT;"),
-        "SELECT pgtrail.attach('scratch', '{id}', 'primary_key', p_mode => 'wal')".to_string(),
-        "SELECT pg_create_logical_replication_slot(pgtrail.wal_slot(), 'pgoutput')".to_string(),
-        "BEGIN;
-         SELECT pgtrail.set_context(actor_id => 'before');
-         INSERT INTO scratch VALUES (1, 'a');
-         COMMIT;"
-            .to_string(),
-    ] {
-        client
-            .batch_execute(&step)
-            .await
-            .unwrap_or_else(|e| panic!("0.8.0 installs, attaches in WAL mode and writes: {e:?}"));
-    }
-    let config = Config::parse("[capture]\nmode = \"wal\"\n", "pgtrail.toml").expect("config parses");
-    pgtrail::plan::apply(&mut client, &config)
-        .await
-        .expect("apply upgrades");
+    upgraded_from_0_8_0(&mut client, &[]).await;
     let app = plain_role(&cluster, &client, "signing_upgrade").await;
     client
         .batch_execute(
@@ -701,82 +681,49 @@ async fn a_dump_restored_on_another_cluster_accepts_no_unsigned_message() {
         .await
         .expect("database created");
     let mut old = connect_to(&old_server.url("moved")).await;
-    let released = include_str!("../../../capture/sql/released/0.8.0.sql");
-    for step in [
-        format!("CREATE TABLE scratch (id integer PRIMARY KEY, v text); BEGIN; {released} COMMIT;"),
-        "SELECT pgtrail.attach('scratch', '{id}', 'primary_key', p_mode => 'wal')".to_string(),
-        "SELECT pg_create_logical_replication_slot(pgtrail.wal_slot(), 'pgoutput')".to_string(),
-        // Far on in the WAL: the new cluster's positions stay below it.
-        "SELECT pg_switch_wal()".to_string(),
-        "CREATE TABLE burn AS SELECT 1 AS one; SELECT pg_switch_wal()".to_string(),
-        "DROP TABLE burn; SELECT pg_switch_wal()".to_string(),
-        "BEGIN; SELECT pgtrail.set_context(actor_id => 'before'); INSERT INTO scratch VALUES (1, 'a'); COMMIT;"
-            .to_string(),
-    ] {
-        old.batch_execute(&step)
-            .await
-            .unwrap_or_else(|e| panic!("0.8.0 installs, attaches in WAL mode and writes: {e:?}"));
-    }
-    let config = Config::parse("[capture]\nmode = \"wal\"\n", "pgtrail.toml").expect("config parses");
-    pgtrail::plan::apply(&mut old, &config)
-        .await
-        .expect("apply upgrades");
+    // Far on in the WAL: the new cluster's positions stay below it.
+    let config = upgraded_from_0_8_0(
+        &mut old,
+        &[
+            "SELECT pg_switch_wal()",
+            "CREATE TABLE burn AS SELECT 1 AS one; SELECT pg_switch_wal()",
+            "DROP TABLE burn; SELECT pg_switch_wal()",
+        ],
+    )
+    .await;
     let (recorded, honoured) = current_signed_from(&old).await;
     assert_ne!(recorded, "0/0", "the upgrade left unsigned messages in the slot");
     assert_eq!(honoured, recorded, "honoured on the cluster that recorded it");
 
-    // The database moved: roles, then the dump, into a new cluster.
     let new_server = logical_cluster();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let roles = dir.path().join("roles.sql");
-    let dump = dir.path().join("moved.dump");
-    let output = std::process::Command::new(old_server.program("pg_dumpall"))
-        .args(["--roles-only", "-d", &old_server.url("postgres")])
-        .output()
-        .expect("pg_dumpall runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    std::fs::write(&roles, &output.stdout).expect("roles written");
-    let output = std::process::Command::new(old_server.program("pg_dump"))
-        .args(["-Fc", "-f", &dump.display().to_string(), &old_server.url("moved")])
-        .output()
-        .expect("pg_dump runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let _ = std::process::Command::new(new_server.program("psql"))
-        .args([
-            "-q",
-            "-d",
-            &new_server.url("postgres"),
-            "-f",
-            &roles.display().to_string(),
-        ])
-        .output();
-    connect_to(&new_server.url("postgres"))
-        .await
-        .batch_execute("CREATE DATABASE moved")
-        .await
-        .expect("database created");
-    let output = std::process::Command::new(new_server.program("pg_restore"))
-        .args([
-            "--exit-on-error",
-            "-d",
-            &new_server.url("moved"),
-            &dump.display().to_string(),
-        ])
-        .output()
-        .expect("pg_restore runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    if !pg_dump_reads(&old_server, &old).await {
+        // The client programs are older than this server (the other majors'
+        // server packages carry none, and pg_dump refuses a newer server):
+        // the moved database is made as a restore leaves it, the same
+        // objects with the key's row as the old cluster had it.
+        let signed_on: Option<i64> = old
+            .query_one("SELECT signed_on FROM pgtrail.wal_message_key", &[])
+            .await
+            .expect("signed_on")
+            .get(0);
+        connect_to(&new_server.url("postgres"))
+            .await
+            .batch_execute("CREATE DATABASE moved")
+            .await
+            .expect("database created");
+        let mut moved = connect_to(&new_server.url("moved")).await;
+        upgraded_from_0_8_0(&mut moved, &[]).await;
+        moved
+            .execute(
+                "UPDATE pgtrail.wal_message_key SET signed_from = $1::text::pg_lsn, signed_on = $2",
+                &[&recorded, &signed_on],
+            )
+            .await
+            .expect("the key's row as the dump carries it");
+    } else {
+        // The database moved: roles, then the dump, into a new cluster.
+        dump_and_restore(&old_server, &new_server, "moved").await;
+    }
     drop(old);
     drop(old_server);
 
@@ -816,4 +763,111 @@ async fn a_dump_restored_on_another_cluster_accepts_no_unsigned_message() {
         .map(|f| f.1)
         .collect();
     assert_eq!(actors, vec![None, None]);
+}
+
+/// A database of pgtrail 0.8.0 with `scratch` attached in WAL mode and its
+/// slot; `between` run next (each its own transaction: a slot is not created
+/// in one that wrote), one write under actor `before`, then upgraded by
+/// `apply`, whose config it returns.
+async fn upgraded_from_0_8_0(client: &mut Client, between: &[&str]) -> Config {
+    let released = include_str!("../../../capture/sql/released/0.8.0.sql");
+    let mut steps = vec![
+        format!("CREATE TABLE scratch (id integer PRIMARY KEY, v text); BEGIN; {released} COMMIT;"),
+        "SELECT pgtrail.attach('scratch', '{id}', 'primary_key', p_mode => 'wal')".to_string(),
+        "SELECT pg_create_logical_replication_slot(pgtrail.wal_slot(), 'pgoutput')".to_string(),
+    ];
+    steps.extend(between.iter().map(|s| (*s).to_string()));
+    steps.push(
+        "BEGIN; SELECT pgtrail.set_context(actor_id => 'before'); INSERT INTO scratch VALUES (1, 'a'); COMMIT;"
+            .to_string(),
+    );
+    for step in steps {
+        client
+            .batch_execute(&step)
+            .await
+            .unwrap_or_else(|e| panic!("0.8.0 installs, attaches in WAL mode and writes: {e:?}"));
+    }
+    let config = Config::parse("[capture]\nmode = \"wal\"\n", "pgtrail.toml").expect("config parses");
+    pgtrail::plan::apply(client, &config)
+        .await
+        .expect("apply upgrades");
+    config
+}
+
+/// Whether the client programs found beside `cluster` can dump it: pg_dump
+/// refuses a server of a newer major than its own.
+async fn pg_dump_reads(cluster: &Cluster, client: &Client) -> bool {
+    let server: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int / 10000", &[])
+        .await
+        .expect("server version")
+        .get(0);
+    let Ok(output) = std::process::Command::new(cluster.program("pg_dump"))
+        .arg("--version")
+        .output()
+    else {
+        return false;
+    };
+    // "pg_dump (PostgreSQL) 15.20 (Debian ...)"
+    String::from_utf8_lossy(&output.stdout)
+        .split("(PostgreSQL) ")
+        .nth(1)
+        .and_then(|v| v.split(['.', ' ']).next())
+        .and_then(|major| major.trim().parse::<i32>().ok())
+        .is_some_and(|major| major >= server)
+}
+
+/// `database` moved from `from` to `to`: its roles (pg_dumpall), then
+/// pg_dump and pg_restore.
+async fn dump_and_restore(from: &Cluster, to: &Cluster, database: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let roles = dir.path().join("roles.sql");
+    let dump = dir.path().join(format!("{database}.dump"));
+    let output = std::process::Command::new(from.program("pg_dumpall"))
+        .args(["--roles-only", "-d", &from.url("postgres")])
+        .output()
+        .expect("pg_dumpall runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::write(&roles, &output.stdout).expect("roles written");
+    let output = std::process::Command::new(from.program("pg_dump"))
+        .args(["-Fc", "-f", &dump.display().to_string(), &from.url(database)])
+        .output()
+        .expect("pg_dump runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let _ = std::process::Command::new(to.program("psql"))
+        .args([
+            "-q",
+            "-d",
+            &to.url("postgres"),
+            "-f",
+            &roles.display().to_string(),
+        ])
+        .output();
+    connect_to(&to.url("postgres"))
+        .await
+        .batch_execute(&format!("CREATE DATABASE {database}"))
+        .await
+        .expect("database created");
+    let output = std::process::Command::new(to.program("pg_restore"))
+        .args([
+            "--exit-on-error",
+            "-d",
+            &to.url(database),
+            &dump.display().to_string(),
+        ])
+        .output()
+        .expect("pg_restore runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
