@@ -720,6 +720,12 @@ async fn a_dump_restored_on_another_cluster_accepts_no_unsigned_message() {
             )
             .await
             .expect("the key's row as the dump carries it");
+        // A dump carries no slot: `apply` below makes a new one, after
+        // the writes made here.
+        moved
+            .batch_execute("SELECT pg_drop_replication_slot(pgtrail.wal_slot())")
+            .await
+            .expect("slot dropped");
     } else {
         // The database moved: roles, then the dump, into a new cluster.
         dump_and_restore(&old_server, &new_server, "moved").await;
