@@ -99,6 +99,9 @@ impl Convert {
             20 | 21 | 23 => Convert::Integer,
             16 => Convert::Boolean,
             25 | 1043 | 1042 | 2950 | 17 | 1186 | 1083 | 1266 => Convert::Text,
+            // name, inet, cidr, macaddr, macaddr8, bit, varbit: to_jsonb writes
+            // their text as a string.
+            19 | 869 | 650 | 829 | 774 | 1560 | 1562 => Convert::Text,
             1700 => Convert::Numeric,
             700 | 701 => Convert::Float,
             3802 => Convert::Jsonb,
@@ -109,6 +112,7 @@ impl Convert {
             1005 | 1007 | 1016 => Convert::Array(&Convert::Integer),
             1000 => Convert::Array(&Convert::Boolean),
             1009 | 1015 | 1014 | 2951 | 1001 | 1187 | 1183 | 1270 => Convert::Array(&Convert::Text),
+            1003 | 1041 | 651 | 1040 | 775 | 1561 | 1563 => Convert::Array(&Convert::Text),
             1231 => Convert::Array(&Convert::Numeric),
             1021 | 1022 => Convert::Array(&Convert::Float),
             3807 => Convert::Array(&Convert::Jsonb),
@@ -960,6 +964,66 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn names_addresses_and_bit_strings_are_strings() {
+        printed_as_server(
+            19,
+            "name",
+            "",
+            &["", "pg_class", "Order Items", "it's \"x\"", "é"],
+            &[],
+        )
+        .await;
+        let addresses = [
+            "10.1.2.3",
+            "10.1.2.3/24",
+            "::1",
+            "2001:db8::ff00:42:8329/64",
+            "0.0.0.0/0",
+        ];
+        printed_as_server(869, "inet", "", &addresses, &[]).await;
+        printed_as_server(
+            650,
+            "cidr",
+            "",
+            &["10.1.0.0/16", "2001:db8::/32", "192.168.1"],
+            &[],
+        )
+        .await;
+        printed_as_server(829, "macaddr", "", &["08:00:2b:01:02:03", "0800.2b01.0203"], &[]).await;
+        printed_as_server(
+            774,
+            "macaddr8",
+            "",
+            &["08:00:2b:01:02:03:04:05", "08-00-2b-01-02-03"],
+            &[],
+        )
+        .await;
+        printed_as_server(1560, "bit(3)", "", &["101", "000"], &[]).await;
+        printed_as_server(1562, "varbit", "", &["", "1", "1011001"], &[]).await;
+        printed_as_server(
+            1003,
+            "name[]",
+            "",
+            &["{}", "{a,\"b c\",NULL}", "{\"it's \\\"x\\\"\"}"],
+            &[],
+        )
+        .await;
+        printed_as_server(
+            1041,
+            "inet[]",
+            "",
+            &["{10.1.2.3/24,::1,NULL}", "{{1.2.3.4},{5.6.7.8}}"],
+            &[],
+        )
+        .await;
+        printed_as_server(651, "cidr[]", "", &["{10.1.0.0/16}"], &[]).await;
+        printed_as_server(1040, "macaddr[]", "", &["{08:00:2b:01:02:03,NULL}"], &[]).await;
+        printed_as_server(775, "macaddr8[]", "", &["{08:00:2b:01:02:03:04:05}"], &[]).await;
+        printed_as_server(1561, "bit(2)[]", "", &["{10,01}"], &[]).await;
+        printed_as_server(1563, "varbit[]", "", &["{1,\"\",101}"], &[]).await;
+    }
+
+    #[tokio::test]
     async fn padded_characters_and_uuids_are_strings() {
         let texts = ["", "a", "ab", "é", "it's", "tab\t", "  lead"];
         printed_as_server(1042, "char(4)", "", &texts, &[]).await;
@@ -1405,7 +1469,7 @@ mod tests {
         ] {
             assert_eq!(Convert::of(1007).json(text).ok().flatten(), None, "{text:?}");
         }
-        assert_eq!(Convert::of(1040), Convert::Server, "macaddr[]");
+        assert_eq!(Convert::of(791), Convert::Server, "money[]");
     }
 
     #[tokio::test]
@@ -1434,8 +1498,8 @@ mod tests {
             ("i".to_string(), Convert::of(20)),
             ("b".to_string(), Convert::of(16)),
             ("t".to_string(), Convert::of(25)),
-            // inet: the server's.
-            ("n".to_string(), Convert::of(869)),
+            // money (its text follows lc_monetary): the server's.
+            ("n".to_string(), Convert::of(790)),
             ("s".to_string(), Convert::of(25)),
         ];
         assert_eq!(columns[3].1, Convert::Server);
