@@ -103,7 +103,8 @@ BEGIN
             'GRANT SELECT ON pgtrail.change, pgtrail.transaction, pgtrail.long_context, pgtrail.audited_table, pgtrail.ddl_event,
                              pgtrail.seal, pgtrail.seal_leaves, pgtrail.erasure, pgtrail.erased_value,
                              pgtrail.setting, pgtrail.context_source, pgtrail.migration,
-                             pgtrail.changes, pgtrail.capture_gaps
+                             pgtrail.changes, pgtrail.capture_gaps,
+                             pgtrail.wal_rejected, pgtrail.wal_unsigned
                  TO %I', v_reader);
         EXECUTE format(
             'GRANT EXECUTE ON FUNCTION pgtrail.history(regclass, jsonb), pgtrail.row_as_of(regclass, jsonb, timestamptz),

@@ -8691,7 +8691,8 @@ BEGIN
             'GRANT SELECT ON pgtrail.change, pgtrail.transaction, pgtrail.long_context, pgtrail.audited_table, pgtrail.ddl_event,
                              pgtrail.seal, pgtrail.seal_leaves, pgtrail.erasure, pgtrail.erased_value,
                              pgtrail.setting, pgtrail.context_source, pgtrail.migration,
-                             pgtrail.changes, pgtrail.capture_gaps
+                             pgtrail.changes, pgtrail.capture_gaps,
+                             pgtrail.wal_rejected, pgtrail.wal_unsigned
                  TO %I', v_reader);
         EXECUTE format(
             'GRANT EXECUTE ON FUNCTION pgtrail.history(regclass, jsonb), pgtrail.row_as_of(regclass, jsonb, timestamptz),
@@ -8952,7 +8953,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '5fb81c53f657715b' $fn$;
+AS $fn$ SELECT '7abef8d2f3d64c40' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to the owner role too (90_privileges.sql).
 DO $owner$ DECLARE v_owner name := pgtrail.role_name('owner'); BEGIN

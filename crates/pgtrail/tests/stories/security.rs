@@ -339,6 +339,9 @@ async fn a_reader_reads_the_trail_and_its_answers_but_nothing_else() {
         "SELECT count(*) FROM pgtrail.table_as_of('users', now())",
         "SELECT count(*) FROM (SELECT pgtrail.row_as_of('users', '{\"id\": 1}', now())) AS r",
         "SELECT count(*) FROM pgtrail.capture_gaps",
+        // What `pgtrail check` reads about WAL mode's context messages.
+        "SELECT count(*) FROM pgtrail.wal_rejected",
+        "SELECT count(*) FROM pgtrail.wal_unsigned",
     ] {
         reader
             .query_one(query, &[])
