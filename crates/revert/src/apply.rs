@@ -5,7 +5,7 @@
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::plan::{Plan, columns, items};
+use crate::plan::{Plan, PlanItem, columns, items};
 use crate::{Request, RevertError, progress};
 
 /// How to apply.
@@ -62,14 +62,15 @@ pub async fn apply(
         )
         .await
         .map_err(RevertError::from_db)?;
-    let plan = Plan { items: items(&rows)? };
-    if let Some(expected) = options.expected
-        && expected.fingerprint() != plan.fingerprint()
-    {
-        tx.rollback().await.map_err(RevertError::from_db)?;
-        return Err(RevertError::Changed(
-            "the trail changed since the plan was made: the revert would now do something else".into(),
-        ));
+    let mut plan = Plan { items: items(&rows)? };
+    if let Some(expected) = options.expected {
+        if expected.fingerprint() != plan.fingerprint() {
+            tx.rollback().await.map_err(RevertError::from_db)?;
+            return Err(RevertError::Changed(
+                "the trail changed since the plan was made: the revert would now do something else".into(),
+            ));
+        }
+        with_rows_of(&mut plan, expected);
     }
     let txid: i64 = tx
         .query_one("SELECT txid_current()", &[])
@@ -78,4 +79,22 @@ pub async fn apply(
         .get(0);
     tx.commit().await.map_err(RevertError::from_db)?;
     Ok(Applied { txid, plan })
+}
+
+/// Gives the statements `pgtrail.revert` wrote straight from its working
+/// tables (it returns them without their rows: no `data`, no keys) the rows
+/// of the same statements of the plan shown, whose fingerprint is theirs.
+fn with_rows_of(plan: &mut Plan, shown: &Plan) {
+    let shown: Vec<&PlanItem> = shown.statements().collect();
+    for (done, shown) in plan
+        .items
+        .iter_mut()
+        .filter(|i| i.operation.is_statement())
+        .zip(shown)
+    {
+        if done.data.is_none() {
+            done.data.clone_from(&shown.data);
+            done.key.clone_from(&shown.key);
+        }
+    }
 }

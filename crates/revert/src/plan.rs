@@ -133,6 +133,8 @@ pub struct PlanItem {
     pub table: Option<String>,
     pub operation: Operation,
     /// Statements: the array of the rows' keys; other lines: the row's key.
+    /// (`pgtrail.revert` returns a statement it wrote straight from its
+    /// working tables without it, and without `data`.)
     pub key: Option<Value>,
     /// The statement; its rows are bound as `$1` (see `data`).
     pub sql: Option<String>,

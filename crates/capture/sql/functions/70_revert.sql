@@ -10,7 +10,10 @@
 -- value) and unpark (from it to the row's own), delete_copies and
 -- insert_copies (a table without key); a parked row is in two statements.
 -- pgtrail.revert(selector, on_conflict, reason) runs
--- that plan in the caller's transaction, under a context of its own.
+-- that plan in the caller's transaction, under a context of its own, and
+-- returns its lines; a statement it wrote straight from the plan's working
+-- tables (rows changed once, see _revert_statements) comes without its
+-- rows (data and key NULL: revert_plan shows them).
 --
 -- Selector (jsonb): one of
 --   {"txids": [..]}                                   whole transactions
@@ -1099,16 +1102,18 @@ BEGIN
                    LEFT JOIN pg_type AS ty ON ty.oid = a.atttypid);
         -- The row where the revert expects it, and the values of the columns
         -- it writes: the live rows found by one join on the key, each made
-        -- JSON once.
+        -- JSON once (OFFSET 0: a subquery of its own, whose JSON the query
+        -- reads where it needs it, without writing the rows aside as a
+        -- materialized CTE would, to a file when they outgrow work_mem).
         EXECUTE format(
             'INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, columns, message) '
-            'WITH l AS MATERIALIZED ('
+            'WITH l AS ('
             '    SELECT p.chain, p.table_id, p.k_final, p.expect, CASE WHEN x.%5$I IS NOT NULL THEN %4$s END AS j '
             '    FROM (SELECT k.chain, k.table_id, k.k_final, k.expect, %3$s '
             '          FROM pg_temp.pgtrail_revert_chain AS k '
             '          WHERE k.table_id = $4 AND k.active AND k.ex_final '
             '            AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.chain = k.chain)) AS p '
-            '    LEFT JOIN %1$s AS x ON %2$s) '
+            '    LEFT JOIN %1$s AS x ON %2$s OFFSET 0) '
             'SELECT d.chain, d.table_id, d.k_final, ''outside_capture'', d.cols, '
             '       CASE WHEN d.missing THEN ''the row is not in the table, though the trail says it is'' '
             '            ELSE ''the row differs from what the trail says: '' || array_to_string(d.cols, '', '') END '
@@ -1621,11 +1626,19 @@ DECLARE
     g         record;
     v_ignored text;
     v_clean   boolean;
+    -- Whether pgtrail.revert is planning to apply (see pgtrail.revert).
+    v_apply   boolean := coalesce(current_setting('pgtrail.revert_applying', true), '') = 'on';
+    v_direct  boolean;
+    v_member  text;
+    v_coldefs text;
 BEGIN
+    -- (run_sql and run_rows: a statement pgtrail.revert runs straight from
+    -- the working table of rows, see below.)
     IF to_regclass('pg_temp.pgtrail_revert_stmt') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_stmt (
             grp serial, table_id integer, kind text, cols text[], sql text, data jsonb, keys jsonb,
-            change_ids bigint[], rows bigint, note text, step integer, lvl integer, what text) ON COMMIT DROP;
+            change_ids bigint[], rows bigint, note text, step integer, lvl integer, what text,
+            run_sql text, run_rows text) ON COMMIT DROP;
         -- (A statement's data holds all its rows, megabytes for a large
         -- revert: compressing it costs more than storing it as it is.)
         ALTER TABLE pg_temp.pgtrail_revert_stmt ALTER COLUMN data SET STORAGE EXTERNAL,
@@ -1877,6 +1890,86 @@ BEGIN
             WHERE m.table_id = t.id AND m.chain = b.chain AND b.moved AND b.ex_final AND b.cols IS NOT NULL;
         END IF;
 
+        -- Applying (pgtrail.revert), the fast path's rows of a table whose
+        -- restored rows are all theirs are written straight from
+        -- pgtrail_revert_chain: each statement (one per set of columns, as
+        -- below, in the same order and with the same change ids and row
+        -- count) is also given the same UPDATE reading its rows from there
+        -- (run_sql, by ranges of chain numbers: $1 < chain <= $2) and the
+        -- query of its rows' chain numbers (run_rows), and no data: its rows
+        -- are not made JSON, aggregated and sliced into batches again. The
+        -- plan shows the statement with its data (revert_plan); the checks
+        -- are the same (conflicts found above, each row's guard, each
+        -- batch's row count).
+        v_direct := v_apply AND v_clean
+                    AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_back AS b
+                                    WHERE b.ex_final AND b.cols IS NOT NULL AND NOT b.moved);
+        IF v_direct THEN
+            v_member := format('c.table_id = %s AND c.at IS NOT NULL AND c.active AND c.ex_origin AND c.ex_final '
+                               'AND cardinality(c.cols) > 0 AND c.cols <@ %L::text[] AND NOT c.cols && %L::text[]',
+                               t.id, v_writable, v_always);
+            FOR g IN SELECT ARRAY(SELECT c FROM unnest(x.cols) AS c ORDER BY c) AS cols, x.cols_t, x.n, x.ids, x.groups
+                     FROM (SELECT d.cols_t, d.cols_t::text[] AS cols, count(*) AS n,
+                                  array_agg(DISTINCT d.id ORDER BY d.id) AS ids, count(*) OVER () AS groups
+                           FROM (SELECT nullif(ARRAY(SELECT jsonb_object_keys(CASE WHEN k.origin ?| t.key_columns
+                                                                                   THEN k.origin - t.key_columns
+                                                                                   ELSE k.origin END)), '{}')::text COLLATE "C" AS cols_t,
+                                        k.change_ids[1] AS id
+                                 FROM pg_temp.pgtrail_revert_chain AS k
+                                 WHERE k.table_id = t.id AND k.at IS NOT NULL AND k.active
+                                   AND k.ex_origin AND k.ex_final
+                                   AND cardinality(k.cols) > 0 AND k.cols <@ v_writable AND NOT k.cols && v_always
+                                 OFFSET 0) AS d
+                           GROUP BY d.cols_t) AS x
+                     -- (Rows with no column to restore make no statement;
+                     -- counted as a group, they make the others filter by
+                     -- their columns.)
+                     WHERE x.cols_t IS NOT NULL
+                     ORDER BY x.cols LOOP
+                v_coldefs := (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
+                              FROM pg_attribute AS a
+                              WHERE a.attrelid = v_relid AND a.attnum > 0 AND NOT a.attisdropped
+                                AND (a.attname::text = ANY (g.cols) OR a.attname::text = ANY (t.key_columns)));
+                INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, what, cols, sql, data, keys, change_ids, rows, note, lvl,
+                                                         run_sql, run_rows)
+                SELECT t.id, 'UPDATE', 'restore', g.cols,
+                       -- (As below.)
+                       format('UPDATE %1$s AS t SET (%2$s) = ROW(%3$s) '
+                              'FROM jsonb_to_recordset($1) AS k(%6$s, pgtrail_expect jsonb) '
+                              'WHERE %4$s AND jsonb_build_object(%5$s) @> k.pgtrail_expect',
+                              v_rel,
+                              (SELECT string_agg(quote_ident(c), ', ') FROM unnest(g.cols) AS c),
+                              (SELECT string_agg('k.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c),
+                              v_join,
+                              (SELECT string_agg(format('%L, t.%I', c, c), ', ') FROM unnest(g.cols) AS c),
+                              v_coldefs),
+                       NULL, NULL, g.ids, g.n, NULL, NULL,
+                       -- (The rows as the statement's data would hold them:
+                       -- the key and the old values, what the row must hold
+                       -- without the key; read once, materialized as the
+                       -- data's rows are.)
+                       format('WITH k AS MATERIALIZED ('
+                              'SELECT r.*, CASE WHEN c.expect ?| %7$L::text[] THEN c.expect - %7$L::text[] ELSE c.expect END AS pgtrail_expect '
+                              'FROM pg_temp.pgtrail_revert_chain AS c '
+                              'CROSS JOIN LATERAL jsonb_to_record(c.k_final || c.origin) AS r(%6$s) '
+                              'WHERE c.chain > $1 AND c.chain <= $2 AND %8$s) '
+                              'UPDATE %1$s AS t SET (%2$s) = ROW(%3$s) FROM k '
+                              'WHERE %4$s AND jsonb_build_object(%5$s) @> k.pgtrail_expect',
+                              v_rel,
+                              (SELECT string_agg(quote_ident(c), ', ') FROM unnest(g.cols) AS c),
+                              (SELECT string_agg('k.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c),
+                              v_join,
+                              (SELECT string_agg(format('%L, t.%I', c, c), ', ') FROM unnest(g.cols) AS c),
+                              v_coldefs, t.key_columns, v_member || v_group),
+                       format('SELECT c.chain FROM pg_temp.pgtrail_revert_chain AS c WHERE %s', v_member || v_group)
+                FROM (SELECT CASE WHEN g.groups > 1
+                                  THEN format(' AND nullif(ARRAY(SELECT jsonb_object_keys(CASE WHEN c.origin ?| %1$L::text[] '
+                                              'THEN c.origin - %1$L::text[] ELSE c.origin END)), ''{}'')::text COLLATE "C" = %2$L',
+                                              t.key_columns, g.cols_t)
+                                  ELSE '' END AS v_group) AS one;
+            END LOOP;
+        END IF;
+
         -- Rows the selection changed: the columns it changed get their old
         -- values back (the key too, if it moved); grouped by those columns
         -- (and, for keys, by the step of the order above).
@@ -1924,7 +2017,7 @@ BEGIN
                                    FROM pg_temp.pgtrail_revert_chain AS k
                                    CROSS JOIN LATERAL (SELECT CASE WHEN k.origin ?| t.key_columns THEN k.origin - t.key_columns
                                                                    ELSE k.origin END AS s OFFSET 0) AS f
-                                   WHERE v_clean AND k.table_id = t.id AND k.at IS NOT NULL AND k.active
+                                   WHERE v_clean AND NOT v_direct AND k.table_id = t.id AND k.at IS NOT NULL AND k.active
                                      AND k.ex_origin AND k.ex_final
                                      AND cardinality(k.cols) > 0 AND k.cols <@ v_writable AND NOT k.cols && v_always
                                    OFFSET 0) AS d
@@ -2357,6 +2450,8 @@ DECLARE
     v_try      integer;
     v_detail   text;
     v_data     jsonb;
+    v_ends     bigint[];
+    v_upto     bigint[];
     v_changes  bigint;
     v_txids    jsonb;
     s          record;
@@ -2389,8 +2484,14 @@ BEGIN
     -- (Not compressed: see pgtrail_revert_stmt.)
     ALTER TABLE pg_temp.pgtrail_revert_run ALTER COLUMN data SET STORAGE EXTERNAL,
         ALTER COLUMN key SET STORAGE EXTERNAL, ALTER COLUMN change_ids SET STORAGE EXTERNAL;
+    -- The plan, made again in this transaction (conflicts are checked
+    -- against the rows as they are now), as revert_plan makes it, but that
+    -- statements it can write straight from its working tables carry no
+    -- data (see _revert_statements): pgtrail.revert_applying says so.
+    PERFORM set_config('pgtrail.revert_applying', 'on', true);
     INSERT INTO pg_temp.pgtrail_revert_run
     SELECT row_number() OVER () AS ord, p.* FROM pgtrail.revert_plan(selector, on_conflict) AS p;
+    PERFORM set_config('pgtrail.revert_applying', '', true);
 
     SELECT count(*), string_agg(format('%s %s: %s', r.table_name, r.key, r.conflict ->> 'message')
                                 || coalesce(format(' at %s', r.conflict ->> 'changed_at'), ''), E'\n' ORDER BY r.ord)
@@ -2454,25 +2555,49 @@ BEGIN
     FOR s IN SELECT r.step, r.table_name, r.operation, r.sql, r.data,
                     -- (A table without key: each row of the data says how
                     -- many copies it stands for, as "n".)
-                    r.kind IN ('delete_copies', 'insert_copies') AS copies, r.kind = 'park' AS parking
+                    r.kind IN ('delete_copies', 'insert_copies') AS copies, r.kind = 'park' AS parking,
+                    x.run_sql, x.run_rows
              FROM pg_temp.pgtrail_revert_run AS r
+             LEFT JOIN pg_temp.pgtrail_revert_stmt AS x ON x.step = r.step AND r.data IS NULL
              WHERE r.step IS NOT NULL ORDER BY r.step LOOP
-        -- Batches are slices of the statement's rows (jsonb arrays index in
-        -- constant time, so slicing costs what the batch holds). Rows of a
-        -- keyed table are one each: a column named "n" is no count. (The
-        -- data read from the table once: a variable holds it in memory.)
+        -- A statement without data is run on its rows in the plan's working
+        -- table, batch by batch: ranges of their chain numbers, v_batch rows
+        -- each (the last chain number of each batch, and how many rows
+        -- come before it and it, by one pass over its rows).
+        IF s.run_sql IS NOT NULL THEN
+            EXECUTE format('SELECT array_agg(q.chain ORDER BY q.i), array_agg(q.i ORDER BY q.i) '
+                           'FROM (SELECT r.chain, row_number() OVER (ORDER BY r.chain) AS i, count(*) OVER () AS n '
+                           '      FROM (%s) AS r) AS q '
+                           'WHERE q.i %% $1 = 0 OR q.i = q.n', s.run_rows)
+                USING v_batch INTO v_ends, v_upto;
+        END IF;
+        -- Batches of the others are slices of the statement's rows (jsonb
+        -- arrays index in constant time, so slicing costs what the batch
+        -- holds). Rows of a keyed table are one each: a column named "n" is
+        -- no count. (The data read from the table once: a variable holds it
+        -- in memory.)
         v_data := s.data;
-        FOR b IN SELECT q.rows,
+        FOR b IN SELECT NULL::jsonb AS rows, coalesce(lag(z.e) OVER (ORDER BY z.o), 0) AS lo, z.e AS hi,
+                        z.u - coalesce(lag(z.u) OVER (ORDER BY z.o), 0) AS n, z.o AS first
+                 FROM unnest(v_ends, v_upto) WITH ORDINALITY AS z(e, u, o)
+                 WHERE s.run_sql IS NOT NULL
+                 UNION ALL
+                 SELECT q.rows, NULL, NULL,
                         CASE WHEN s.copies
                              THEN (SELECT sum(coalesce((x.e ->> 'n')::bigint, 1)) FROM jsonb_array_elements(q.rows) AS x(e))
-                             ELSE jsonb_array_length(q.rows) END AS n
+                             ELSE jsonb_array_length(q.rows) END AS n, g.first
                  FROM generate_series(0, jsonb_array_length(v_data) - 1, v_batch) AS g(first)
                  CROSS JOIN LATERAL (SELECT jsonb_path_query_array(v_data, format('$[%s to %s]', g.first, g.first + v_batch - 1)::jsonpath) AS rows) AS q
-                 ORDER BY g.first LOOP
+                 WHERE s.run_sql IS NULL
+                 ORDER BY 5 LOOP
             v_try := 0;
             LOOP
                 BEGIN
-                    EXECUTE s.sql USING b.rows;
+                    IF s.run_sql IS NOT NULL THEN
+                        EXECUTE s.run_sql USING b.lo, b.hi;
+                    ELSE
+                        EXECUTE s.sql USING b.rows;
+                    END IF;
                     GET DIAGNOSTICS v_n = ROW_COUNT;
                     EXIT;
                 EXCEPTION WHEN lock_not_available THEN
@@ -2514,7 +2639,7 @@ END
 $fn$;
 
 COMMENT ON FUNCTION pgtrail.revert(jsonb, text, text) IS
-    'Reverts the selected changes in the caller''s transaction, under a context of its own (reason required); refuses (PGTR6) when later changes conflict, unless on_conflict is skip or cascade.';
+    'Reverts the selected changes in the caller''s transaction, under a context of its own (reason required); refuses (PGTR6) when later changes conflict, unless on_conflict is skip or cascade. Returns the plan''s lines (a statement written straight from the plan''s working tables without its rows: revert_plan shows them).';
 
 REVOKE ALL ON FUNCTION pgtrail.revert_plan(jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgtrail.revert(jsonb, text, text) FROM PUBLIC;

@@ -1366,3 +1366,131 @@ async fn a_transaction_named_twice_is_reverted_once_and_the_revert_names_only_wh
     assert_eq!(last["context"]["revert"]["changes"], json!(1));
     assert_eq!(last["context"]["revert"]["transactions"], json!([first]));
 }
+
+/// Applying, the rows a selection changed once (the fast path) of a table
+/// whose values cannot hold a redaction or erasure marker are written
+/// straight from the plan's working table, batch by batch, one statement
+/// per set of columns as in the plan shown; `pgtrail.revert` returns those
+/// statements without their rows, and `apply` gives them the rows of the
+/// plan shown. The checks are the same: a row changed without capture is a
+/// conflict (refused, or left as it is with skip), and a selection with a
+/// row changed twice beside them is planned and written as before.
+#[tokio::test]
+async fn rows_changed_once_are_written_straight_from_the_plan_in_batches_and_keep_every_check() {
+    let mut db = audited_db(
+        "CREATE TABLE stock (sku int PRIMARY KEY, qty int NOT NULL, place text, note text)",
+        "[capture]\n",
+    )
+    .await;
+    db.client
+        .batch_execute("INSERT INTO stock SELECT g, g, 'shelf ' || g, NULL FROM generate_series(1, 500) AS g")
+        .await
+        .unwrap();
+    let before = rows(&db.client, "stock").await;
+    let script = tx(
+        &db.client,
+        "script",
+        "UPDATE stock SET qty = 0 WHERE sku <= 300;
+         UPDATE stock SET place = 'lost' WHERE sku BETWEEN 301 AND 350;
+         UPDATE stock SET qty = -1, note = 'x' WHERE sku BETWEEN 351 AND 360",
+    )
+    .await;
+    db.behind_the_triggers("UPDATE stock SET qty = 5 WHERE sku = 7")
+        .await;
+    let mut request = txids(&[script]);
+    request.batch_rows = Some(70);
+
+    // A conflict found on the fast path: refused, nothing changed.
+    let shown = plan(&db.client, &request).await.unwrap();
+    let conflicts: Vec<_> = shown.conflicts().collect();
+    assert_eq!(conflicts.len(), 1, "{:?}", shown.items);
+    assert_eq!(conflicts[0].key, Some(json!({"sku": 7})));
+    let refused = revert(&mut db.client, &request, "undo the script").await;
+    assert!(matches!(&refused, Err(e) if e.is_conflict()), "{refused:?}");
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM stock WHERE qty = 0").await,
+        299
+    );
+
+    // Skip: the plan's three statements, written from the working table
+    // (no rows returned with them) in batches of 70.
+    request.policy = Policy::Skip;
+    let shown = plan(&db.client, &request).await.unwrap();
+    let statements: Vec<_> = shown.statements().collect();
+    assert_eq!(
+        statements
+            .iter()
+            .map(|s| (s.columns.clone(), s.rows))
+            .collect::<Vec<_>>(),
+        vec![
+            (vec!["place".to_string()], Some(50)),
+            (vec!["qty".to_string()], Some(299)),
+            (vec!["note".to_string(), "qty".to_string()], Some(10)),
+        ]
+    );
+    assert!(statements.iter().all(|s| s.data.is_some() && s.key.is_some()));
+    let transaction = db.client.transaction().await.unwrap();
+    let returned = transaction
+        .query(
+            "SELECT data IS NULL AND key IS NULL, rows FROM pgtrail.revert($1::jsonb, 'skip', 'look') WHERE step IS NOT NULL ORDER BY step",
+            &[&request.to_json()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        returned
+            .iter()
+            .map(|r| (r.get::<_, bool>(0), r.get::<_, i64>(1)))
+            .collect::<Vec<_>>(),
+        vec![(true, 50), (true, 299), (true, 10)]
+    );
+    transaction.rollback().await.unwrap();
+    let options = ApplyOptions {
+        reason: "undo the script where it can be".into(),
+        actor: None,
+        expected: Some(&shown),
+    };
+    let applied = apply(&mut db.client, &request, &options).await.unwrap();
+    assert_eq!(
+        applied
+            .plan
+            .statements()
+            .map(|s| s.data.clone())
+            .collect::<Vec<_>>(),
+        shown.statements().map(|s| s.data.clone()).collect::<Vec<_>>()
+    );
+    let mut expected = before.clone();
+    expected.sort_by_key(|r| r["sku"].as_i64());
+    expected[6]["qty"] = json!(5);
+    let mut now = rows(&db.client, "stock").await;
+    now.sort_by_key(|r| r["sku"].as_i64());
+    assert_eq!(now, expected);
+
+    // Rows changed once beside a row changed twice: the general path, its
+    // statements with their rows, as before.
+    let mixed = tx(
+        &db.client,
+        "script",
+        "UPDATE stock SET note = 'n' WHERE sku BETWEEN 100 AND 199;
+         UPDATE stock SET note = 'm', place = 'p' WHERE sku = 150",
+    )
+    .await;
+    let mixed = txids(&[mixed]);
+    let transaction = db.client.transaction().await.unwrap();
+    let returned = transaction
+        .query(
+            "SELECT data IS NOT NULL FROM pgtrail.revert($1::jsonb, 'refuse', 'look') WHERE step IS NOT NULL",
+            &[&mixed.to_json()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        returned.iter().map(|r| r.get::<_, bool>(0)).collect::<Vec<_>>(),
+        vec![true, true]
+    );
+    transaction.rollback().await.unwrap();
+    revert(&mut db.client, &mixed, "undo the notes").await.unwrap();
+    let mut now = rows(&db.client, "stock").await;
+    now.sort_by_key(|r| r["sku"].as_i64());
+    assert_eq!(now, expected);
+}
