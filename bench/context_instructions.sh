@@ -11,11 +11,14 @@
 # backend's total at 2N minus at N, over N, is one transaction. Pairs of
 # script and database are interleaved, their order rotated each round.
 #
-# usage: bench/context_instructions.sh [--rounds R] [--transactions N] \
+# usage: bench/context_instructions.sh [--rounds R] [--transactions N] [--scripts S,S] \
 #            DB=PGTRAIL_BINARY:MODE[:OUTSIDE[:SQL_FILE]] ...
 #   DB=none            a database without pgtrail (no audit)
 #   DB=BIN:wal         pgtrail applied by BIN, every table in WAL mode
 #   DB=BIN:trigger     the same in trigger mode
+#   DB=bare:SQL_FILE   a database without pgtrail where SQL_FILE is run (it
+#                      defines the pgtrail.set_context the scripts call and
+#                      whatever else is measured: bench/sql/floor_*.sql)
 #   OUTSIDE            [context] outside_transaction (warn by default)
 #   SQL_FILE           run with psql in DB right after `pgtrail apply` (a
 #                      variant to measure, e.g. bench/sql/wal_variant_*.sql)
@@ -32,14 +35,16 @@ set -euo pipefail
 
 rounds=3
 n=300
+scripts=tpcb-ctx,tpcb,ctx-only,one-ctx
 while [[ $# -gt 0 && "$1" == --* ]]; do
     case "$1" in
         --rounds) rounds="$2"; shift 2 ;;
         --transactions) n="$2"; shift 2 ;;
+        --scripts) scripts="$2"; shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
-[[ $# -gt 0 ]] || { sed -n '2,29p' "$0"; exit 2; }
+[[ $# -gt 0 ]] || { sed -n '2,33p' "$0"; exit 2; }
 
 bin="${PGTRAIL_PG_BIN:-$(pg_config --bindir)}"
 root="$(mktemp -d "${TMPDIR:-/tmp}/pgtrail-context-instructions.XXXXXX")"
@@ -99,6 +104,10 @@ for spec in "$@"; do
         plain[$db]=1
         continue
     fi
+    if [[ "$pgtrail" == bare ]]; then
+        "$bin/psql" "${pg[@]}" -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$mode" >/dev/null
+        continue
+    fi
     {
         printf '[capture]\nmode = "%s"\n' "${mode:-trigger}"
         [[ -n "${outside:-}" ]] && printf '[context]\noutside_transaction = "%s"\n' "$outside"
@@ -129,7 +138,7 @@ backend_total() {
 }
 
 pairs=()
-for script in tpcb-ctx tpcb ctx-only one-ctx; do
+for script in ${scripts//,/ }; do
     for db in "${dbs[@]}"; do pairs+=("$script:$db"); done
 done
 for db in "${dbs[@]}"; do

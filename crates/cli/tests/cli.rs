@@ -3787,7 +3787,7 @@ async fn follow_counts_and_check_shows_a_transaction_that_kept_the_context_trigg
     client
         .batch_execute(
             "BEGIN;
-             SELECT set_config('pgtrail.emitted', 'c:' || txid_current(), true);
+             SELECT set_config('pgtrail.emitted', txid_current()::text, true);
              INSERT INTO t VALUES (100, 0);
              COMMIT;",
         )

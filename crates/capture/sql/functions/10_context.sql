@@ -111,6 +111,8 @@ AS $fn$
                  THEN LEAST(pg_catalog.current_setting('pgtrail.context_seq', true)::pg_catalog.int4 OPERATOR(pg_catalog.+) 1,
                             32767)::pg_catalog.text
                  ELSE '1' END, true)
+        -- The new context has no WAL-mode message yet (80_wal.sql).
+        OPERATOR(pg_catalog.||) pg_catalog.set_config('pgtrail.emitted', '', true)
         -- Once per transaction: have its end checked (outside a transaction
         -- block the context ends with this very statement), see below.
         -- pgtrail._outside_transaction() is a constant, folded when the
@@ -233,24 +235,29 @@ BEGIN
     -- Still set_context's statement, nothing captured (by a capture trigger,
     -- or a WAL-mode context message), and that statement alone in its
     -- message (a message of several statements is one implicit
-    -- transaction: the context lived through it).
+    -- transaction: the context lived through it). The statement is tested
+    -- alone first: PL/pgSQL prepares an expression whole (each function and
+    -- operator in it looked up) once per transaction, however little of it
+    -- runs, and most transactions end in another statement (5,000 to 11,000
+    -- instructions a transaction less than one expression; bench/WAL.md).
     IF pg_catalog.current_setting('pgtrail.context_statement', true)
-           OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp()::pg_catalog.text
-       AND COALESCE(pg_catalog.current_setting('pgtrail.recorded', true), '') OPERATOR(pg_catalog.=) ''
-       AND COALESCE(pg_catalog.current_setting('pgtrail.emitted', true), '') OPERATOR(pg_catalog.=) ''
-       AND pg_catalog.strpos(pg_catalog.rtrim(COALESCE(pg_catalog.current_query(), ''), E' \t\r\n;'), ';')
-           OPERATOR(pg_catalog.=) 0 THEN
-        -- Read only here: most transactions end in another statement.
-        v_mode := pgtrail._outside_transaction();
-        IF v_mode OPERATOR(pg_catalog.=) 'refuse' THEN
-            RAISE EXCEPTION 'pgtrail.set_context was called outside a transaction block: the context ended with its own statement'
-                USING ERRCODE = '25P01',
-                      DETAIL = 'Outside BEGIN ... COMMIT each statement is its own transaction, and the context is transaction-local, so the changes that follow would have no actor. This database refuses it ([context] outside_transaction = "refuse").',
-                      HINT = 'Run BEGIN first, then set_context, the changes and COMMIT, on the same connection.';
-        ELSIF v_mode OPERATOR(pg_catalog.=) 'warn' THEN
-            RAISE WARNING 'pgtrail.set_context was called outside a transaction block: the context ended with its own statement'
-                USING DETAIL = 'Outside BEGIN ... COMMIT each statement is its own transaction, and the context is transaction-local, so the changes that follow have no actor.',
-                      HINT = 'Run BEGIN first, then set_context, the changes and COMMIT, on the same connection. ([context] outside_transaction = "ignore" silences this.)';
+           OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp()::pg_catalog.text THEN
+        IF COALESCE(pg_catalog.current_setting('pgtrail.recorded', true), '') OPERATOR(pg_catalog.=) ''
+           AND COALESCE(pg_catalog.current_setting('pgtrail.emitted', true), '') OPERATOR(pg_catalog.=) ''
+           AND pg_catalog.strpos(pg_catalog.rtrim(COALESCE(pg_catalog.current_query(), ''), E' \t\r\n;'), ';')
+               OPERATOR(pg_catalog.=) 0 THEN
+            -- Read only here: most transactions end in another statement.
+            v_mode := pgtrail._outside_transaction();
+            IF v_mode OPERATOR(pg_catalog.=) 'refuse' THEN
+                RAISE EXCEPTION 'pgtrail.set_context was called outside a transaction block: the context ended with its own statement'
+                    USING ERRCODE = '25P01',
+                          DETAIL = 'Outside BEGIN ... COMMIT each statement is its own transaction, and the context is transaction-local, so the changes that follow would have no actor. This database refuses it ([context] outside_transaction = "refuse").',
+                          HINT = 'Run BEGIN first, then set_context, the changes and COMMIT, on the same connection.';
+            ELSIF v_mode OPERATOR(pg_catalog.=) 'warn' THEN
+                RAISE WARNING 'pgtrail.set_context was called outside a transaction block: the context ended with its own statement'
+                    USING DETAIL = 'Outside BEGIN ... COMMIT each statement is its own transaction, and the context is transaction-local, so the changes that follow have no actor.',
+                          HINT = 'Run BEGIN first, then set_context, the changes and COMMIT, on the same connection. ([context] outside_transaction = "ignore" silences this.)';
+            END IF;
         END IF;
     END IF;
     RETURN NULL;

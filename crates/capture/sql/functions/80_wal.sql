@@ -144,25 +144,32 @@ END
 $fn$;
 
 -- The context trigger of WAL-mode tables: whether this transaction's
--- current context (the mark: 'c', pgtrail.context_seq, which set_context
--- counts up, ':' and the transaction's id; never '', what the mark reads
--- as in a transaction that has not set it; a transaction without an id has
--- emitted nothing, since emitting gives it one; the id makes a mark set for
--- the whole session by SET match no transaction, so a role cannot keep its
--- session facts out of the trail that way) has its
--- message already; if not, pgtrail._wal_emit (below)
--- emits it and sets the mark. A rolled-back savepoint takes the mark back
--- with its message.
+-- current context has its message already (the mark, pgtrail.emitted, is
+-- the transaction's id, which pgtrail._wal_emit sets when it emits, and
+-- set_context sets back to '' for the new context it starts; a transaction
+-- without an id has emitted nothing, since emitting gives it one; the id
+-- makes a mark set for the whole session by SET match no transaction, so a
+-- role cannot keep its session facts out of the trail that way); if not,
+-- pgtrail._wal_emit (below) emits it and sets the mark. A rolled-back
+-- savepoint takes the mark back with its message (and a set_context's
+-- reset with its context).
 --
 -- Kept apart from pgtrail._wal_emit so that the statements after the first
 -- cost one comparison: no pinned search_path here (a SET clause costs a
 -- settings save and restore per call; every name it uses is qualified, the
--- comparison's operators too) and no DECLARE work: about 18,000
+-- comparison's operator too) and no DECLARE work: about 18,000
 -- instructions per statement less than when the whole generated function
--- ran on each (callgrind, PostgreSQL 15, bench/WAL.md). A WHEN on the
--- trigger doing the same comparison cost more than this call (PostgreSQL
--- reads and plans a trigger's WHEN for every statement). SECURITY DEFINER,
--- so that no role needs a right on pgtrail to write an audited table.
+-- ran on each (callgrind, PostgreSQL 15, bench/WAL.md). PL/pgSQL compiles a
+-- trigger's function once per trigger (so per table), and prepares each of
+-- its expressions once per transaction and compiled copy, looking up every
+-- function and operator in it: in a transaction writing several tables
+-- each statement pays for the comparison's calls, so it has as few as the
+-- mark allows (one setting read, the id printed, one comparison: about
+-- 11,000 instructions a statement less than with the mark 'c' ||
+-- context_seq || ':' || id). A WHEN on the trigger doing the same
+-- comparison cost more than this call (PostgreSQL reads and plans a
+-- trigger's WHEN for every statement). SECURITY DEFINER, so that no role
+-- needs a right on pgtrail to write an audited table.
 CREATE OR REPLACE FUNCTION pgtrail._wal_context()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -172,11 +179,11 @@ DECLARE
     v_lsn pg_catalog.pg_lsn;
 BEGIN
     -- (NULL, so emit, while the transaction has no id: emitting gives it one.)
-    IF COALESCE(COALESCE(pg_catalog.current_setting('pgtrail.emitted', true), '') OPERATOR(pg_catalog.<>)
-       ('c' OPERATOR(pg_catalog.||) COALESCE(pg_catalog.current_setting('pgtrail.context_seq', true), '')
-        OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) pg_catalog.txid_current_if_assigned()::pg_catalog.text), true) THEN
-        v_lsn := pgtrail._wal_emit(TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    IF pg_catalog.current_setting('pgtrail.emitted', true) OPERATOR(pg_catalog.=)
+       pg_catalog.txid_current_if_assigned()::pg_catalog.text THEN
+        RETURN NULL;
     END IF;
+    v_lsn := pgtrail._wal_emit(TG_TABLE_SCHEMA, TG_TABLE_NAME);
     RETURN NULL;
 END
 $fn$;
@@ -231,8 +238,6 @@ BEGIN
                '    v_seq     text := pg_catalog.current_setting(''pgtrail.context_seq'', true);\n'
                '    v_ctx     smallint := CASE WHEN v_seq OPERATOR(pg_catalog.~) ''^[0-9]{1,5}$''\n'
                '                               THEN LEAST(v_seq::pg_catalog.int4, 32767) ELSE 0 END;\n'
-               '    v_mark    text := ''c'' OPERATOR(pg_catalog.||) COALESCE(v_seq, '''') OPERATOR(pg_catalog.||) '':''\n'
-               '                         OPERATOR(pg_catalog.||) pg_catalog.txid_current_if_assigned()::pg_catalog.text;\n'
                '    v_context jsonb;\n'
                '    v_lsn     pg_lsn;\n'
                '    v_set     text;\n'
@@ -242,7 +247,7 @@ BEGIN
                '    v_k_in    bytea;\n'
                '    v_k_out   bytea;\n'
                'BEGIN\n'
-               '    IF v_mark IS NULL OR pg_catalog.current_setting(''pgtrail.emitted'', true) IS DISTINCT FROM v_mark THEN\n'
+               '    -- (pgtrail._wal_context, its only caller, has tested the mark.)\n'
                '        %s'
                '%s'
                '        v_msg := pg_catalog.json_build_object(\n'
@@ -262,9 +267,7 @@ BEGIN
                '        v_lsn := pg_catalog.pg_logical_emit_message(true, ''pgtrail'', COALESCE(pg_catalog.convert_to(pg_catalog.encode(\n'
                '            pg_catalog.sha256(v_k_out || pg_catalog.sha256(v_k_in || pg_catalog.convert_to(v_txid::text || '':'', ''UTF8'') || v_body)),\n'
                '            ''hex''), ''UTF8''), ''''::bytea) || v_body);\n'
-               '        v_set := pg_catalog.set_config(''pgtrail.emitted'', ''c'' OPERATOR(pg_catalog.||) COALESCE(v_seq, '''')\n'
-               '            OPERATOR(pg_catalog.||) '':'' OPERATOR(pg_catalog.||) v_txid::pg_catalog.text, true);\n'
-               '    END IF;\n'
+               '        v_set := pg_catalog.set_config(''pgtrail.emitted'', v_txid::pg_catalog.text, true);\n'
                '    RETURN v_lsn;\n'
                'END\n',
                v_context, v_check,

@@ -100,7 +100,7 @@ async fn a_plain_role_cannot_forge_the_context_of_its_changes() {
              UPDATE scratch SET v = 'c' WHERE id = 2;
              COMMIT;
              BEGIN;
-             SELECT set_config('pgtrail.emitted', 'c:' || txid_current(), true);
+             SELECT set_config('pgtrail.emitted', txid_current()::text, true);
              SELECT pg_logical_emit_message(true, 'pgtrail', '{FORGED}');
              INSERT INTO scratch VALUES (3, 'a');
              COMMIT;"
@@ -288,12 +288,12 @@ async fn a_transaction_that_keeps_the_context_trigger_quiet_is_flagged() {
              UPDATE scratch SET v = 'b' WHERE id = 1;
              COMMIT;
              BEGIN;
-             SELECT set_config('pgtrail.emitted', 'c:' || txid_current(), true);
+             SELECT set_config('pgtrail.emitted', txid_current()::text, true);
              INSERT INTO scratch VALUES (2, 'a');
              UPDATE scratch SET v = 'b' WHERE id = 2;
              COMMIT;
              BEGIN;
-             SELECT set_config('pgtrail.emitted', 'c:' || txid_current(), true);
+             SELECT set_config('pgtrail.emitted', txid_current()::text, true);
              INSERT INTO scratch VALUES (3, 'a');
              -- A context set after the first write is emitted: the change
              -- before it stays unsigned.
