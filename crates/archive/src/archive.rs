@@ -188,33 +188,38 @@ async fn last_seal(client: &Client) -> Result<Option<LastSeal>, ArchiveError> {
     }))
 }
 
-/// Changes of the partition that no seal covers yet.
-async fn unsealed(client: &Client, partition: &str, seal: Option<&LastSeal>) -> Result<i64, ArchiveError> {
+/// The partition's changes, and those of them that no seal covers yet
+/// (one scan of the partition for both).
+async fn unsealed(
+    client: &Client,
+    partition: &str,
+    seal: Option<&LastSeal>,
+) -> Result<(i64, i64), ArchiveError> {
     let table = pgtrail_capture::quote::ident(partition);
     let row = match seal {
         None => {
             client
-                .query_one(&format!("SELECT count(*) FROM pgtrail.{table}"), &[])
+                .query_one(&format!("SELECT count(*), count(*) FROM pgtrail.{table}"), &[])
                 .await
         }
         Some(seal) => {
             client
                 .query_one(
                     &format!(
-                        "SELECT count(*) FROM pgtrail.{table} AS c
-                         WHERE NOT (c.txid >> 48 < $2 OR (c.txid >> 48 = $2 AND pg_visible_in_snapshot(
-                             (c.txid & 281474976710655)::text::xid8, $1::text::pg_snapshot)))"
+                        "SELECT count(*), count(*) FILTER (
+                             WHERE NOT (c.txid >> 48 < $2 OR (c.txid >> 48 = $2 AND pg_visible_in_snapshot(
+                                 (c.txid & 281474976710655)::text::xid8, $1::text::pg_snapshot))))
+                         FROM pgtrail.{table} AS c"
                     ),
                     &[&seal.snapshot, &i64::from(seal.era)],
                 )
                 .await
         }
     };
-    Ok(row
-        .map_err(ArchiveError::database(
-            "counting the partition's unsealed changes",
-        ))?
-        .get(0))
+    let row = row.map_err(ArchiveError::database(
+        "counting the partition's changes and its unsealed ones",
+    ))?;
+    Ok((row.get(0), row.get(1)))
 }
 
 /// Archives every partition that is due; `progress` hears of each step.
@@ -278,14 +283,8 @@ async fn one(
             .collect();
         return Ok(skipped(format!("under legal hold: {}", list.join(", "))));
     }
-    let table = pgtrail_capture::quote::ident(&name);
-    let rows: i64 = client
-        .query_one(&format!("SELECT count(*) FROM pgtrail.{table}"), &[])
-        .await
-        .map_err(ArchiveError::database("counting the partition's changes"))?
-        .get(0);
     let mut seal = last_seal(client).await?;
-    let mut open = unsealed(client, &name, seal.as_ref()).await?;
+    let (rows, mut open) = unsealed(client, &name, seal.as_ref()).await?;
     if open > 0 {
         match sealer {
             Some(sealer) if !options.dry_run => {
@@ -296,7 +295,7 @@ async fn one(
                     .map_err(ArchiveError::Seal)?;
                 crate::failpoint("archive:sealed");
                 seal = last_seal(client).await?;
-                open = unsealed(client, &name, seal.as_ref()).await?;
+                (_, open) = unsealed(client, &name, seal.as_ref()).await?;
                 if open > 0 {
                     return Ok(skipped(format!(
                         "{open} changes are still not sealed (their transactions were running when sealing)"

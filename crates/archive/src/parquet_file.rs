@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use parquet::basic::{Compression, Type as PhysicalType, ZstdLevel};
+use parquet::column::reader::ColumnReaderImpl;
 use parquet::data_type::{ByteArray, ByteArrayType, DataType, Int32Type, Int64Type};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{ChunkReader, FileReader, RowGroupReader, SerializedFileReader};
@@ -491,87 +492,181 @@ impl<R: ChunkReader + 'static> ArchiveReader<R> {
     /// Feeds the rows of row group `g` into `hasher` as
     /// [`ArchivedChange::digest_into`] does, straight from the columns
     /// (no row is built), and returns the group's change ids in file order.
+    ///
+    /// Every column is read [`DIGEST_BATCH`] rows at a time into buffers
+    /// used again for the next rows (whole row groups' columns, tens of
+    /// MiB, were mostly fresh memory and cache misses).
     pub fn digest_group(&self, g: usize, hasher: &mut impl RowDigest) -> Result<Vec<i64>, ReadError> {
         let group = self.reader.get_row_group(g)?;
         let group = group.as_ref();
         let n = self.starts[g + 1] - self.starts[g];
         let base = self.starts[g];
-        let longs = |i: usize| read_column::<Int64Type>(group, i, n);
-        let ints = |i: usize| -> Result<Vec<Option<i64>>, ReadError> {
-            Ok(read_column::<Int32Type>(group, i, n)?
-                .into_iter()
-                .map(|v| v.map(i64::from))
-                .collect())
+        let other_type = |i: usize| ReadError::Shape {
+            row: base,
+            column: COLUMNS[i].0,
+            problem: "has another physical type",
         };
-        let texts = |i: usize| read_column::<ByteArrayType>(group, i, n);
-        let list = read_list(group, 9, n, base, |v, _| Ok(v))?;
-        // In the order of the digest: numbers, texts, and the list (None).
-        enum Column {
-            Number(Vec<Option<i64>>),
-            Text(Vec<Option<ByteArray>>),
-            List,
-        }
         let mut columns = Vec::with_capacity(COLUMNS.len());
         for (i, (_, physical)) in COLUMNS.iter().enumerate() {
-            columns.push(match (i, physical) {
-                (9, _) => Column::List,
-                (_, PhysicalType::INT64) => Column::Number(longs(i)?),
-                (_, PhysicalType::INT32) => Column::Number(ints(i)?),
-                _ => Column::Text(texts(i)?),
+            let reader = group.get_column_reader(i)?;
+            columns.push(match physical {
+                PhysicalType::INT64 => Batch::Long(
+                    Int64Type::get_column_reader(reader).ok_or_else(|| other_type(i))?,
+                    Vec::new(),
+                ),
+                PhysicalType::INT32 => Batch::Int(
+                    Int32Type::get_column_reader(reader).ok_or_else(|| other_type(i))?,
+                    Vec::new(),
+                ),
+                _ => Batch::Text(
+                    ByteArrayType::get_column_reader(reader).ok_or_else(|| other_type(i))?,
+                    Vec::new(),
+                ),
             });
         }
-        let ids = match &columns[0] {
-            Column::Number(ids) => ids
-                .iter()
-                .enumerate()
-                .map(|(r, id)| {
-                    id.ok_or(ReadError::Shape {
-                        row: base + r,
-                        column: "id",
-                        problem: "is missing",
-                    })
-                })
-                .collect::<Result<Vec<i64>, ReadError>>()?,
-            _ => Vec::new(),
-        };
+        let mut defs: Vec<Vec<i16>> = vec![Vec::new(); COLUMNS.len()];
+        let mut reps: Vec<i16> = Vec::new();
+        let mut ids = Vec::with_capacity(n);
         // Each row is put together first and fed whole: a digest fed in
         // pieces of a few bytes spends more on each call than on the bytes.
         let mut b: Vec<u8> = Vec::with_capacity(1024);
-        for r in 0..n {
-            b.clear();
-            for column in &columns {
-                match column {
-                    Column::Number(values) => match values[r] {
-                        Some(v) => {
+        let mut done = 0;
+        while done < n {
+            let rows = DIGEST_BATCH.min(n - done);
+            for (i, (column, defs)) in columns.iter_mut().zip(&mut defs).enumerate() {
+                defs.clear();
+                let reps = (i == 9).then_some(&mut reps);
+                let records = match column {
+                    Batch::Long(reader, values) => {
+                        values.clear();
+                        reader.read_records(rows, Some(defs), None, values)?.0
+                    }
+                    Batch::Int(reader, values) => {
+                        values.clear();
+                        reader.read_records(rows, Some(defs), None, values)?.0
+                    }
+                    Batch::Text(reader, values) => {
+                        values.clear();
+                        if let Some(reps) = reps {
+                            reps.clear();
+                            reader.read_records(rows, Some(defs), Some(reps), values)?.0
+                        } else {
+                            reader.read_records(rows, Some(defs), None, values)?.0
+                        }
+                    }
+                };
+                if records != rows {
+                    return Err(ReadError::Shape {
+                        row: base + done + records,
+                        column: COLUMNS[i].0,
+                        problem: "ends before the row group does",
+                    });
+                }
+            }
+            if defs[9].len() != reps.len() {
+                return Err(list_shape(base + done));
+            }
+            for (i, defs) in defs.iter().enumerate() {
+                if i != 9 && !defs.is_empty() && defs.len() != rows {
+                    return Err(ReadError::Shape {
+                        row: base + done,
+                        column: COLUMNS[i].0,
+                        problem: "has another number of levels than rows",
+                    });
+                }
+            }
+            // Where each column's next value is (values are stored without
+            // their NULLs), and the list's next level.
+            let mut next = [0usize; COLUMNS.len()];
+            let mut level = 0;
+            for r in 0..rows {
+                let row = base + done + r;
+                b.clear();
+                for (i, column) in columns.iter().enumerate() {
+                    if i == 9 {
+                        // changed_fields: NULL, an empty list, or items,
+                        // joined by U+001F.
+                        let (defs, Batch::Text(_, values)) = (&defs[9], column) else {
+                            return Err(list_shape(row));
+                        };
+                        if reps.get(level) != Some(&0) {
+                            return Err(list_shape(row));
+                        }
+                        let first = level;
+                        let mut end = level + 1;
+                        while reps.get(end).is_some_and(|rep| *rep != 0) {
+                            end += 1;
+                        }
+                        level = end;
+                        match defs[first] {
+                            0 if end == first + 1 => b.extend_from_slice(&u32::MAX.to_be_bytes()),
+                            1 if end == first + 1 => b.extend_from_slice(&0u32.to_be_bytes()),
+                            3 => {
+                                let items = values
+                                    .get(next[9]..next[9] + (end - first))
+                                    .ok_or_else(|| list_shape(row))?;
+                                if defs[first..end].iter().any(|d| *d != 3) {
+                                    return Err(list_shape(row));
+                                }
+                                next[9] += end - first;
+                                let len = items.iter().map(ByteArray::len).sum::<usize>() + items.len() - 1;
+                                b.extend_from_slice(&(len as u32).to_be_bytes());
+                                for (k, item) in items.iter().enumerate() {
+                                    if k > 0 {
+                                        b.push(0x1f);
+                                    }
+                                    b.extend_from_slice(item.data());
+                                }
+                            }
+                            _ => return Err(list_shape(row)),
+                        }
+                        continue;
+                    }
+                    if defs[i].get(r).is_some_and(|d| *d == 0) {
+                        b.extend_from_slice(&u32::MAX.to_be_bytes());
+                        continue;
+                    }
+                    let at = next[i];
+                    next[i] += 1;
+                    let missing = || ReadError::Shape {
+                        row,
+                        column: COLUMNS[i].0,
+                        problem: "has fewer values than rows",
+                    };
+                    match column {
+                        Batch::Long(_, values) => {
+                            let v = *values.get(at).ok_or_else(missing)?;
+                            if i == 0 {
+                                ids.push(v);
+                            }
                             b.extend_from_slice(&8u32.to_be_bytes());
                             b.extend_from_slice(&v.to_be_bytes());
                         }
-                        None => b.extend_from_slice(&u32::MAX.to_be_bytes()),
-                    },
-                    Column::Text(values) => match &values[r] {
-                        Some(v) => {
+                        Batch::Int(_, values) => {
+                            let v = i64::from(*values.get(at).ok_or_else(missing)?);
+                            b.extend_from_slice(&8u32.to_be_bytes());
+                            b.extend_from_slice(&v.to_be_bytes());
+                        }
+                        Batch::Text(_, values) => {
+                            let v = values.get(at).ok_or_else(missing)?;
                             b.extend_from_slice(&(v.len() as u32).to_be_bytes());
                             b.extend_from_slice(v.data());
                         }
-                        None => b.extend_from_slice(&u32::MAX.to_be_bytes()),
-                    },
-                    Column::List => match &list[r] {
-                        Some(items) => {
-                            let len = items.iter().map(ByteArray::len).sum::<usize>()
-                                + items.len().saturating_sub(1);
-                            b.extend_from_slice(&(len as u32).to_be_bytes());
-                            for (k, item) in items.iter().enumerate() {
-                                if k > 0 {
-                                    b.push(0x1f);
-                                }
-                                b.extend_from_slice(item.data());
-                            }
-                        }
-                        None => b.extend_from_slice(&u32::MAX.to_be_bytes()),
-                    },
+                    }
                 }
+                hasher.put(&b);
             }
-            hasher.put(&b);
+            if level != reps.len() {
+                return Err(list_shape(base + done + rows));
+            }
+            done += rows;
+        }
+        if ids.len() != n {
+            return Err(ReadError::Shape {
+                row: base + ids.len(),
+                column: "id",
+                problem: "is missing",
+            });
         }
         Ok(ids)
     }
@@ -674,6 +769,25 @@ impl<R: ChunkReader + 'static> ArchiveReader<R> {
             });
         }
         Ok(out)
+    }
+}
+
+/// Rows of a row group read at a time by [`ArchiveReader::digest_group`].
+const DIGEST_BATCH: usize = 4096;
+
+/// One column's reader in [`ArchiveReader::digest_group`] and its values
+/// of the rows being read.
+enum Batch {
+    Long(ColumnReaderImpl<Int64Type>, Vec<i64>),
+    Int(ColumnReaderImpl<Int32Type>, Vec<i32>),
+    Text(ColumnReaderImpl<ByteArrayType>, Vec<ByteArray>),
+}
+
+fn list_shape(row: usize) -> ReadError {
+    ReadError::Shape {
+        row,
+        column: "changed_fields",
+        problem: "is not a list of text",
     }
 }
 
