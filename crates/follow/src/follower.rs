@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
+use crate::context_rows::ContextRow;
 use crate::pgoutput::{self, Value};
 use crate::rows;
 use crate::rows::JsonText;
@@ -486,7 +487,10 @@ pub(crate) async fn commit_batch(
 type WrittenRows = (Vec<(i64, u64)>, Vec<i64>);
 
 /// Writes `batch` by binary COPY into `pgtrail.change`, then its context
-/// rows and the position with `pgtrail._follow_write_context`, after
+/// rows by binary COPY into `pgtrail.transaction` and the position with
+/// `pgtrail._follow_write_position` (or both with
+/// `pgtrail._follow_write_context`, the server reading the messages, when
+/// one is not read here: [`ContextRow::of`]), after
 /// `pgtrail._follow_begin` locked the stored position: transactions at or
 /// before it are left out. With `want_ids` (a sink reads the rows back)
 /// the ids are taken from the trail's sequence first and written with the
@@ -658,14 +662,39 @@ async fn write_copy(
             ctx_msg.push(batch.ctx_msg[i].as_ref());
         }
     }
-    db.execute(
-        "SELECT pgtrail._follow_write_context($1, $2, $3, $4, $5, $6, $7)",
-        &[&slot.name, &last_lsn, &txids, &times, &ctx_tx, &ctx_ctx, &ctx_msg],
-    )
-    .await
-    .map_err(FollowError::database(
-        "writing the context of decoded transactions",
-    ))?;
+    // The pgtrail.transaction rows read here and copied, or, when a
+    // message holds what is not read here as the server reads it, written
+    // by the server from the messages.
+    let context_rows: Option<Vec<ContextRow>> = ctx_tx
+        .iter()
+        .zip(&ctx_msg)
+        .map(|(&tx, message)| {
+            let at = *times.get(usize::try_from(tx - 1).ok()?)?;
+            ContextRow::of(*message, at)
+        })
+        .collect();
+    match context_rows {
+        Some(context_rows) => {
+            copy_context_rows(db, &ctx_tx, &ctx_ctx, &context_rows, &txids).await?;
+            let started: Vec<std::time::SystemTime> = context_rows.iter().map(|r| r.started_at).collect();
+            db.execute(
+                "SELECT pgtrail._follow_write_position($1, $2, $3, $4, $5, $6, $7)",
+                &[&slot.name, &last_lsn, &txids, &times, &ctx_tx, &ctx_ctx, &started],
+            )
+            .await
+            .map_err(FollowError::database("writing the follower's position"))?;
+        }
+        None => {
+            db.execute(
+                "SELECT pgtrail._follow_write_context($1, $2, $3, $4, $5, $6, $7)",
+                &[&slot.name, &last_lsn, &txids, &times, &ctx_tx, &ctx_ctx, &ctx_msg],
+            )
+            .await
+            .map_err(FollowError::database(
+                "writing the context of decoded transactions",
+            ))?;
+        }
+    }
     written.unsigned += record_unsigned(db, batch, &kept_of, &txids, &times).await?;
 
     // Per transaction with rows, in order: its txid and end LSN.
@@ -682,6 +711,76 @@ async fn write_copy(
         written.changes += 1;
     }
     Ok((lsn_of, ids))
+}
+
+/// Writes `rows` into `pgtrail.transaction` by binary COPY: row `i` of
+/// the transaction `ctx_tx[i]` (1-based into `txids`), context `ctx_ctx[i]`.
+pub(crate) async fn copy_context_rows(
+    db: &tokio_postgres::Transaction<'_>,
+    ctx_tx: &[i32],
+    ctx_ctx: &[i16],
+    rows: &[ContextRow],
+    txids: &[i64],
+) -> Result<(), FollowError> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::{ToSql, Type};
+
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let failed = || FollowError::database("writing the context of decoded transactions");
+    let copy = db
+        .copy_in(
+            "COPY pgtrail.transaction (txid, ctx, started_at, recorded_at, actor_id, actor_name, actor_type,
+                 reason, context, db_user, db_role, application_name, client_addr, client_port, backend_pid)
+             FROM STDIN (FORMAT binary)",
+        )
+        .await
+        .map_err(failed())?;
+    let types = [
+        Type::INT8,
+        Type::INT2,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::JSONB,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INET,
+        Type::INT4,
+        Type::INT4,
+    ];
+    let writer = BinaryCopyInWriter::new(copy, &types);
+    let mut writer = std::pin::pin!(writer);
+    for ((&tx, ctx), row) in ctx_tx.iter().zip(ctx_ctx).zip(rows) {
+        let Some(txid) = usize::try_from(tx - 1).ok().and_then(|i| txids.get(i)) else {
+            continue;
+        };
+        let values: [&(dyn ToSql + Sync); 15] = [
+            txid,
+            ctx,
+            &row.started_at,
+            &row.recorded_at,
+            &row.actor_id,
+            &row.actor_name,
+            &row.actor_type,
+            &row.reason,
+            &row.context,
+            &row.db_user,
+            &row.db_role,
+            &row.application_name,
+            &row.client_addr,
+            &row.client_port,
+            &row.backend_pid,
+        ];
+        writer.as_mut().write(&values).await.map_err(failed())?;
+    }
+    writer.finish().await.map_err(failed())?;
+    Ok(())
 }
 
 /// Records in `pgtrail.wal_unsigned` (migration 0017) the transactions of

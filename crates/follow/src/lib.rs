@@ -8,8 +8,10 @@
 //! connections that need TLS, which the replication client here does not
 //! do, and poolers that take no replication connection). Either way: keys, diffs and redaction markers computed here
 //! as capture computes them ([`rows`]), written per batch of decoded
-//! transactions by binary COPY into `pgtrail.change` between
-//! `pgtrail._follow_begin` and `pgtrail._follow_write_context` (80_wal.sql).
+//! transactions by binary COPY into `pgtrail.change` and `pgtrail.transaction`
+//! between `pgtrail._follow_begin` and `pgtrail._follow_write_position`
+//! (80_wal.sql; `pgtrail._follow_write_context` for a batch whose context
+//! messages the follower does not read itself).
 //!
 //! Exactly once: each batch is written with the follower's position (the
 //! end LSN of its last transaction) in `pgtrail.follow_position`, in the
@@ -28,6 +30,8 @@
 //! - [`values`]: text values to the JSON capture records, here for the
 //!   common types, by the server for the others;
 //! - [`rows`]: the trail row of each change (key, diff, redaction);
+//! - [`context_rows`]: the `pgtrail.transaction` rows read from the
+//!   context messages;
 //! - [`operations`]: rotating the signing key, acknowledging ignored
 //!   context messages;
 //! - [`sink`]: where changes go besides (or instead of) the trail;
@@ -38,6 +42,7 @@
 //! - [`writer`]: the streaming follower's trail writer (a second
 //!   connection writing batch N while N+1 is built).
 
+pub mod context_rows;
 pub mod follower;
 pub mod operations;
 pub mod pgoutput;

@@ -111,6 +111,22 @@ pub struct Verifier {
     signed_from: u64,
     reference: u64,
     read_at: Option<Instant>,
+    /// The last check's outcome (the JSON's offset in the content), for the
+    /// same message checked again: [`crate::transaction::Assembler`] checks
+    /// each message before deciding whether to read the keys again, then
+    /// takes it; two SHA-256 of the message are saved. Cleared when the
+    /// keys change.
+    memo: std::cell::Cell<Option<Checked>>,
+}
+
+/// A message checked: its transaction, position and content (address and
+/// length), and the outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Checked {
+    txid: u64,
+    lsn: u64,
+    content: (usize, usize),
+    outcome: Result<usize, Rejected>,
 }
 
 impl Verifier {
@@ -129,12 +145,14 @@ impl Verifier {
             signed_from,
             reference,
             read_at: None,
+            memo: std::cell::Cell::new(None),
         }
     }
 
     /// This verifier, taking also `key`, a retired one: valid only for
     /// messages below `below`.
     pub fn with_retired(mut self, key: MessageKey, below: u64) -> Verifier {
+        self.memo.set(None);
         self.keys.push(Held {
             key,
             below: Some(below),
@@ -145,6 +163,7 @@ impl Verifier {
 
     /// This verifier, taking also `key`, replaced and not yet retired.
     pub fn with_retiring(mut self, key: MessageKey) -> Verifier {
+        self.memo.set(None);
         self.keys.push(Held {
             key,
             below: None,
@@ -163,6 +182,7 @@ impl Verifier {
         }
         let settled = Verifier {
             keys: self.keys.iter().filter(|held| !held.retiring).cloned().collect(),
+            memo: std::cell::Cell::new(None),
             ..self.clone()
         };
         self.check(txid, lsn, content).is_ok() && settled.check(txid, lsn, content).is_err()
@@ -264,6 +284,7 @@ impl Verifier {
             }
         }
         self.keys = keys;
+        self.memo.set(None);
         Ok(())
     }
 
@@ -295,6 +316,23 @@ impl Verifier {
     /// The JSON of a context message `content` decoded at `lsn` in
     /// transaction `txid`, or why it is ignored.
     pub fn check<'a>(&self, txid: u64, lsn: u64, content: &'a [u8]) -> Result<&'a [u8], Rejected> {
+        let at = (content.as_ptr() as usize, content.len());
+        if let Some(memo) = self.memo.get()
+            && (memo.txid, memo.lsn, memo.content) == (txid, lsn, at)
+        {
+            return memo.outcome.map(|offset| &content[offset..]);
+        }
+        let outcome = self.verify(txid, lsn, content);
+        self.memo.set(Some(Checked {
+            txid,
+            lsn,
+            content: at,
+            outcome: outcome.map(|json| content.len() - json.len()),
+        }));
+        outcome
+    }
+
+    fn verify<'a>(&self, txid: u64, lsn: u64, content: &'a [u8]) -> Result<&'a [u8], Rejected> {
         if content.first() == Some(&b'{') {
             return if lsn < self.signed_from {
                 Ok(content)

@@ -6,7 +6,9 @@
 -- reads the slot, computes the same rows capture would have written (the
 -- rules of 12_keys_and_markers.sql, mirrored in crates/follow) and writes
 -- them by binary COPY between pgtrail._follow_begin and
--- pgtrail._follow_write_context, below.
+-- pgtrail._follow_write_position (the pgtrail.transaction rows, read from
+-- the context messages, copied too) or pgtrail._follow_write_context
+-- (those rows written here from the messages), below.
 --
 -- Context: a BEFORE ... FOR EACH STATEMENT trigger, pgtrail_wal_context,
 -- emits once per transaction and context (not per row, not per statement:
@@ -336,6 +338,41 @@ BEGIN
     INSERT INTO pgtrail.long_context (txid, ctx)
     SELECT r.txid, r.ctx FROM recorded AS r JOIN tx AS x ON x.txid = r.txid
     WHERE (x.at - r.started_at) NOT BETWEEN '0'::interval AND pgtrail._context_span()
+    ON CONFLICT DO NOTHING;
+
+    INSERT INTO pgtrail.follow_position AS f (slot, lsn, txid, committed_at)
+    VALUES (p_slot, p_lsn::pg_lsn, p_txid[v_last], p_at[v_last])
+    ON CONFLICT (slot) DO UPDATE
+    SET lsn = excluded.lsn, txid = excluded.txid, committed_at = excluded.committed_at, updated_at = clock_timestamp();
+END
+$fn$;
+
+-- What _follow_write_context does after its pgtrail.transaction rows, for
+-- a batch whose rows the follower read from the messages itself and wrote
+-- by binary COPY (the same rows; it leaves a batch to
+-- _follow_write_context when a message holds what it does not read as the
+-- server would): the contexts begun outside _context_span() before their
+-- commit listed in pgtrail.long_context, and the follower's new position.
+-- p_txid, p_at as above; per row written: p_ctx_tx (the 1-based index of
+-- its transaction), p_ctx_ctx, p_started (its started_at).
+CREATE OR REPLACE FUNCTION pgtrail._follow_write_position(
+    p_slot text, p_lsn text, p_txid bigint[], p_at timestamptz[],
+    p_ctx_tx integer[], p_ctx_ctx smallint[], p_started timestamptz[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_last integer := cardinality(p_txid);
+    v_span interval := pgtrail._context_span();
+BEGIN
+    IF v_last = 0 THEN
+        RETURN;
+    END IF;
+    INSERT INTO pgtrail.long_context (txid, ctx)
+    SELECT p_txid[k.tx], k.ctx
+    FROM unnest(p_ctx_tx, p_ctx_ctx, p_started) AS k(tx, ctx, started_at)
+    WHERE (p_at[k.tx] - k.started_at) NOT BETWEEN '0'::interval AND v_span
     ON CONFLICT DO NOTHING;
 
     INSERT INTO pgtrail.follow_position AS f (slot, lsn, txid, committed_at)
