@@ -36,6 +36,22 @@ pub async fn apply(
     request: &Request,
     options: &ApplyOptions<'_>,
 ) -> Result<Applied, RevertError> {
+    apply_if(client, request, options, |_| true).await
+}
+
+/// [`apply`], committed only when `accept` also takes the plan the revert
+/// ran (else rolled back, [`RevertError::Changed`]): for a caller that
+/// holds what identifies the plan shown rather than the plan itself (the
+/// server's `plan_id`), so that the revert is planned once, by
+/// `pgtrail.revert`, and not first again to compare. The statements
+/// written straight from the plan's working tables then carry no rows
+/// (unless `options.expected` gives them).
+pub async fn apply_if(
+    client: &mut Client,
+    request: &Request,
+    options: &ApplyOptions<'_>,
+    accept: impl FnOnce(&Plan) -> bool,
+) -> Result<Applied, RevertError> {
     if options.reason.trim().is_empty() {
         return Err(RevertError::Invalid {
             message: "a revert needs a reason".into(),
@@ -71,6 +87,12 @@ pub async fn apply(
             ));
         }
         with_rows_of(&mut plan, expected);
+    }
+    if !accept(&plan) {
+        tx.rollback().await.map_err(RevertError::from_db)?;
+        return Err(RevertError::Changed(
+            "the trail changed since the plan was shown: the revert would now do something else".into(),
+        ));
     }
     let txid: i64 = tx
         .query_one("SELECT txid_current()", &[])

@@ -286,22 +286,30 @@ async fn apply(state: &Shared, who: &Who, headers: &HeaderMap, params: &Params) 
     let shown = params.required("plan_id", "the plan_id of GET /api/v1/revert/plan")?;
     let mut client = state.pool.open_writer().await?;
     let request = request_of(&client, params).await?;
-    let plan = plan_of(&client, &request).await?;
-    if plan_id(&plan) != shown {
+    // Planned once, by the revert itself (its plan made in its transaction,
+    // conflicts and all), and committed only when it is the plan shown:
+    // the same check as planning first and comparing, without that plan.
+    // (Its statements written straight from the plan's working tables
+    // carry no rows in the answer; the plan shown has them.)
+    let options = ApplyOptions {
+        reason,
+        actor: Some(who.0.clone()),
+        expected: None,
+    };
+    let mut changed = false;
+    let applied = pgtrail_revert::apply::apply_if(&mut client, &request, &options, |plan| {
+        changed = plan_id(plan) != shown;
+        !changed
+    })
+    .await;
+    if changed {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "the trail changed since the plan was shown: the revert would now do something else; nothing was changed",
         )
         .with_help("plan it again, review the new plan and apply that one"));
     }
-    let options = ApplyOptions {
-        reason,
-        actor: Some(who.0.clone()),
-        expected: Some(&plan),
-    };
-    let applied = pgtrail_revert::apply::apply(&mut client, &request, &options)
-        .await
-        .map_err(revert_error)?;
+    let applied = applied.map_err(revert_error)?;
     tracing::info!(
         target: "pgtrail::serve::revert",
         token = %who.0,

@@ -851,6 +851,10 @@ DECLARE
     v_scalar boolean;
     v_since  timestamptz;
     v_recent bigint;
+    v_guard  text;
+    -- Whether pgtrail.revert is planning to apply under refuse, where each
+    -- UPDATE's guard compares the live rows (see pgtrail.revert).
+    v_guarded boolean := coalesce(current_setting('pgtrail.revert_guarded', true), '') = 'on';
 BEGIN
     -- Later changes of the same keys, outside the selection.
     IF to_regclass('pg_temp.pgtrail_revert_later') IS NULL THEN
@@ -1086,6 +1090,30 @@ BEGIN
         -- that contains what the trail says holds exactly those values, and
         -- no value of it needs looking at for arrays and objects.
         v_scalar := cardinality(t.redact_columns) = 0 AND pgtrail._revert_scalar_row(v_rel::regclass);
+        -- Applying under refuse (pgtrail.revert_guarded), rows of the fast
+        -- path (one change, no key change) whose UPDATE sets every column
+        -- the trail says it holds are not compared here: that UPDATE's
+        -- guard compares the same values of the live row (every value a
+        -- JSON scalar: containment is equality), and a row it does not find
+        -- as the trail says makes pgtrail.revert plan again with this
+        -- comparison, which then lists the conflicts as before. Not in a
+        -- table with redacted columns or erasures (markers), nor in one
+        -- whose foreign key ON UPDATE CASCADE the revert may carry back
+        -- (its guard leaves the reference out).
+        v_guard := '';
+        IF v_guarded AND v_scalar
+           AND NOT EXISTS (SELECT FROM pgtrail.erasure AS x WHERE x.table_id = t.id)
+           AND NOT EXISTS (SELECT FROM pg_constraint AS x
+                           WHERE x.conrelid = v_rel::regclass AND x.contype = 'f' AND x.confupdtype = 'c') THEN
+            v_guard := format(' AND NOT (k.at IS NOT NULL AND k.ex_origin AND cardinality(k.cols) > 0 '
+                              'AND k.cols <@ %L::text[] AND NOT k.cols && %L::text[] '
+                              'AND (k.origin - %L::text[]) <> ''{}'')',
+                              (SELECT coalesce(array_agg(a.attname::text), '{}') FROM pg_attribute AS a
+                               WHERE a.attrelid = v_rel::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
+                              (SELECT coalesce(array_agg(a.attname::text), '{}') FROM pg_attribute AS a
+                               WHERE a.attrelid = v_rel::regclass AND a.attidentity = 'a' AND NOT a.attisdropped),
+                              t.key_columns);
+        END IF;
         -- The key columns of each row, from its key's JSON: a scalar by its
         -- type's input function (a cast of the text, as
         -- jsonb_populate_record does for scalars, at a fraction of the
@@ -1111,7 +1139,7 @@ BEGIN
             '    SELECT p.chain, p.table_id, p.k_final, p.expect, CASE WHEN x.%5$I IS NOT NULL THEN %4$s END AS j '
             '    FROM (SELECT k.chain, k.table_id, k.k_final, k.expect, %3$s '
             '          FROM pg_temp.pgtrail_revert_chain AS k '
-            '          WHERE k.table_id = $4 AND k.active AND k.ex_final '
+            '          WHERE k.table_id = $4 AND k.active AND k.ex_final%7$s '
             '            AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.chain = k.chain)) AS p '
             '    LEFT JOIN %1$s AS x ON %2$s OFFSET 0) '
             'SELECT d.chain, d.table_id, d.k_final, ''outside_capture'', d.cols, '
@@ -1130,7 +1158,8 @@ BEGIN
              FROM unnest(t.key_columns) WITH ORDINALITY AS u(c, i)),
             v_keysql, v_row, t.key_columns[1],
             CASE WHEN NOT v_scalar THEN ' AND NOT jsonb_path_exists(l.expect, '
-                                        '''$.* ? (@.type() == "array" || @.type() == "object")'')' ELSE '' END)
+                                        '''$.* ? (@.type() == "array" || @.type() == "object")'')' ELSE '' END,
+            v_guard)
         USING t.ignore_columns, t.redact_columns, v_secret, t.id, t;
         -- A row the revert deletes, or whose key it moves back, while a live
         -- row outside the revert refers to it: with ON DELETE / ON UPDATE
@@ -2454,6 +2483,9 @@ DECLARE
     v_upto     bigint[];
     v_changes  bigint;
     v_txids    jsonb;
+    -- (Under refuse, see below.)
+    v_guarded  boolean := on_conflict = 'refuse';
+    v_mismatch text;
     s          record;
     b          record;
 BEGIN
@@ -2488,141 +2520,167 @@ BEGIN
     -- against the rows as they are now), as revert_plan makes it, but that
     -- statements it can write straight from its working tables carry no
     -- data (see _revert_statements): pgtrail.revert_applying says so.
-    PERFORM set_config('pgtrail.revert_applying', 'on', true);
-    INSERT INTO pg_temp.pgtrail_revert_run
-    SELECT row_number() OVER () AS ord, p.* FROM pgtrail.revert_plan(selector, on_conflict) AS p;
-    PERFORM set_config('pgtrail.revert_applying', '', true);
+    -- Under refuse, the rows an UPDATE's guard compares with the live rows
+    -- as the plan would are not compared by the plan too
+    -- (pgtrail.revert_guarded, see _revert_conflicts): when a batch does
+    -- not find its rows as planned, its writes are undone and the plan is
+    -- made again with that comparison, which lists the conflicts (PGTR6)
+    -- as it would have; if it finds none, the revert fails as it did (a row
+    -- changed while reverting).
+    <<attempt>>
+    LOOP
+        DELETE FROM pg_temp.pgtrail_revert_run;
+        PERFORM set_config('pgtrail.revert_applying', 'on', true);
+        PERFORM set_config('pgtrail.revert_guarded', CASE WHEN v_guarded AND v_mismatch IS NULL THEN 'on' ELSE '' END, true);
+        INSERT INTO pg_temp.pgtrail_revert_run
+        SELECT row_number() OVER () AS ord, p.* FROM pgtrail.revert_plan(selector, on_conflict) AS p;
+        PERFORM set_config('pgtrail.revert_applying', '', true);
+        PERFORM set_config('pgtrail.revert_guarded', '', true);
 
-    SELECT count(*), string_agg(format('%s %s: %s', r.table_name, r.key, r.conflict ->> 'message')
-                                || coalesce(format(' at %s', r.conflict ->> 'changed_at'), ''), E'\n' ORDER BY r.ord)
-                     FILTER (WHERE r.ord <= (SELECT min(x.ord) + 19 FROM pg_temp.pgtrail_revert_run AS x WHERE x.operation = 'CONFLICT'))
-    INTO v_n, v_detail
-    FROM pg_temp.pgtrail_revert_run AS r WHERE r.operation = 'CONFLICT';
-    IF v_n > 0 THEN
-        RAISE EXCEPTION 'pgtrail.revert: % conflict(s) with later changes; nothing was changed', v_n
-            USING ERRCODE = 'PGTR6',
-                  DETAIL = v_detail || CASE WHEN v_n > 20 THEN format(E'\n... and %s more', v_n - 20) ELSE '' END,
-                  HINT = 'Review them with pgtrail.revert_plan(selector); on_conflict => ''skip'' leaves those rows as they are, ''cascade'' also reverts the later changes.';
-    END IF;
-
-    -- The revert's own context: who, why, and what it reverts.
-    v_actor := pgtrail._revert_actor();
-    v_prev := jsonb_build_object(
-        'actor_id', current_setting('pgtrail.actor_id', true), 'actor_name', current_setting('pgtrail.actor_name', true),
-        'actor_type', current_setting('pgtrail.actor_type', true), 'reason', current_setting('pgtrail.reason', true),
-        'context', current_setting('pgtrail.context', true));
-    BEGIN
-        v_extra := nullif(v_prev ->> 'context', '')::jsonb;
-        IF jsonb_typeof(v_extra) <> 'object' THEN
-            v_extra := NULL;
+        SELECT count(*), string_agg(format('%s %s: %s', r.table_name, r.key, r.conflict ->> 'message')
+                                    || coalesce(format(' at %s', r.conflict ->> 'changed_at'), ''), E'\n' ORDER BY r.ord)
+                         FILTER (WHERE r.ord <= (SELECT min(x.ord) + 19 FROM pg_temp.pgtrail_revert_run AS x WHERE x.operation = 'CONFLICT'))
+        INTO v_n, v_detail
+        FROM pg_temp.pgtrail_revert_run AS r WHERE r.operation = 'CONFLICT';
+        IF v_n > 0 THEN
+            RAISE EXCEPTION 'pgtrail.revert: % conflict(s) with later changes; nothing was changed', v_n
+                USING ERRCODE = 'PGTR6',
+                      DETAIL = v_detail || CASE WHEN v_n > 20 THEN format(E'\n... and %s more', v_n - 20) ELSE '' END,
+                      HINT = 'Review them with pgtrail.revert_plan(selector); on_conflict => ''skip'' leaves those rows as they are, ''cascade'' also reverts the later changes.';
         END IF;
-    EXCEPTION WHEN OTHERS THEN
-        v_extra := NULL;
-    END;
-    -- How many changes the plan undoes, and their transactions. (The plan's
-    -- changes are those of pg_temp.pgtrail_revert_sel, the plan's own copy:
-    -- no probe of every partition of the trail per id. When the plan undoes
-    -- every selected change, as it mostly does, their transactions are the
-    -- selection's, read without matching the ids. Else the ids are matched:
-    -- "+ 0" keeps the planner off the selection's key index, which it picks
-    -- when it takes the ids of a statement's array for a handful.)
-    SELECT count(DISTINCT i) INTO v_changes FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
-    WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST');
-    IF v_changes = (SELECT count(*) FROM pg_temp.pgtrail_revert_sel) THEN
-        SELECT jsonb_agg(DISTINCT c.txid) INTO v_txids FROM pg_temp.pgtrail_revert_sel AS c;
-    ELSE
-        SELECT jsonb_agg(DISTINCT c.txid) INTO v_txids
-        FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
-              WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')) AS d
-        JOIN pg_temp.pgtrail_revert_sel AS c ON c.id + 0 = d.i;
-    END IF;
-    v_extra := coalesce(v_extra, '{}') || jsonb_build_object('revert', jsonb_strip_nulls(jsonb_build_object(
-        'selector', selector - ARRAY['max_rows', 'batch_rows', 'lock_timeout'],
-        'on_conflict', on_conflict,
-        'changes', v_changes,
-        'transactions', v_txids)));
-    PERFORM pgtrail.set_context(actor_id => v_actor ->> 'actor_id', actor_name => v_actor ->> 'actor_name',
-                                actor_type => v_actor ->> 'actor_type', reason => v_reason, extra => v_extra);
-
-    SET CONSTRAINTS ALL DEFERRED;
-    -- (Rows counted once: a row parked on a temporary key is counted when it
-    -- moves back to its own.)
-    SELECT coalesce(sum(r.rows), 0) INTO v_total FROM pg_temp.pgtrail_revert_run AS r
-    WHERE r.step IS NOT NULL AND r.kind <> 'park';
-    IF v_progress THEN
-        RAISE NOTICE 'pgtrail revert progress: 0 of % rows', v_total;
-    END IF;
-    FOR s IN SELECT r.step, r.table_name, r.operation, r.sql, r.data,
-                    -- (A table without key: each row of the data says how
-                    -- many copies it stands for, as "n".)
-                    r.kind IN ('delete_copies', 'insert_copies') AS copies, r.kind = 'park' AS parking,
-                    x.run_sql, x.run_rows
-             FROM pg_temp.pgtrail_revert_run AS r
-             LEFT JOIN pg_temp.pgtrail_revert_stmt AS x ON x.step = r.step AND r.data IS NULL
-             WHERE r.step IS NOT NULL ORDER BY r.step LOOP
-        -- A statement without data is run on its rows in the plan's working
-        -- table, batch by batch: ranges of their chain numbers, v_batch rows
-        -- each (the last chain number of each batch, and how many rows
-        -- come before it and it, by one pass over its rows).
-        IF s.run_sql IS NOT NULL THEN
-            EXECUTE format('SELECT array_agg(q.chain ORDER BY q.i), array_agg(q.i ORDER BY q.i) '
-                           'FROM (SELECT r.chain, row_number() OVER (ORDER BY r.chain) AS i, count(*) OVER () AS n '
-                           '      FROM (%s) AS r) AS q '
-                           'WHERE q.i %% $1 = 0 OR q.i = q.n', s.run_rows)
-                USING v_batch INTO v_ends, v_upto;
+        IF v_mismatch IS NOT NULL THEN
+            RAISE EXCEPTION '%', v_mismatch USING ERRCODE = '40001', HINT = 'Plan the revert again and retry.';
         END IF;
-        -- Batches of the others are slices of the statement's rows (jsonb
-        -- arrays index in constant time, so slicing costs what the batch
-        -- holds). Rows of a keyed table are one each: a column named "n" is
-        -- no count. (The data read from the table once: a variable holds it
-        -- in memory.)
-        v_data := s.data;
-        FOR b IN SELECT NULL::jsonb AS rows, coalesce(lag(z.e) OVER (ORDER BY z.o), 0) AS lo, z.e AS hi,
-                        z.u - coalesce(lag(z.u) OVER (ORDER BY z.o), 0) AS n, z.o AS first
-                 FROM unnest(v_ends, v_upto) WITH ORDINALITY AS z(e, u, o)
-                 WHERE s.run_sql IS NOT NULL
-                 UNION ALL
-                 SELECT q.rows, NULL, NULL,
-                        CASE WHEN s.copies
-                             THEN (SELECT sum(coalesce((x.e ->> 'n')::bigint, 1)) FROM jsonb_array_elements(q.rows) AS x(e))
-                             ELSE jsonb_array_length(q.rows) END AS n, g.first
-                 FROM generate_series(0, jsonb_array_length(v_data) - 1, v_batch) AS g(first)
-                 CROSS JOIN LATERAL (SELECT jsonb_path_query_array(v_data, format('$[%s to %s]', g.first, g.first + v_batch - 1)::jsonpath) AS rows) AS q
-                 WHERE s.run_sql IS NULL
-                 ORDER BY 5 LOOP
-            v_try := 0;
-            LOOP
-                BEGIN
-                    IF s.run_sql IS NOT NULL THEN
-                        EXECUTE s.run_sql USING b.lo, b.hi;
-                    ELSE
-                        EXECUTE s.sql USING b.rows;
+
+        -- (The writes, and the context they are made under: undone when a
+        -- guard finds a row not as planned, see above.)
+        BEGIN
+            -- The revert's own context: who, why, and what it reverts.
+            v_actor := pgtrail._revert_actor();
+            v_prev := jsonb_build_object(
+                'actor_id', current_setting('pgtrail.actor_id', true), 'actor_name', current_setting('pgtrail.actor_name', true),
+                'actor_type', current_setting('pgtrail.actor_type', true), 'reason', current_setting('pgtrail.reason', true),
+                'context', current_setting('pgtrail.context', true));
+            BEGIN
+                v_extra := nullif(v_prev ->> 'context', '')::jsonb;
+                IF jsonb_typeof(v_extra) <> 'object' THEN
+                    v_extra := NULL;
+                END IF;
+            EXCEPTION WHEN OTHERS THEN
+                v_extra := NULL;
+            END;
+            -- How many changes the plan undoes, and their transactions. (The plan's
+            -- changes are those of pg_temp.pgtrail_revert_sel, the plan's own copy:
+            -- no probe of every partition of the trail per id. When the plan undoes
+            -- every selected change, as it mostly does, their transactions are the
+            -- selection's, read without matching the ids. Else the ids are matched:
+            -- "+ 0" keeps the planner off the selection's key index, which it picks
+            -- when it takes the ids of a statement's array for a handful.)
+            SELECT count(DISTINCT i) INTO v_changes FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
+            WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST');
+            IF v_changes = (SELECT count(*) FROM pg_temp.pgtrail_revert_sel) THEN
+                SELECT jsonb_agg(DISTINCT c.txid) INTO v_txids FROM pg_temp.pgtrail_revert_sel AS c;
+            ELSE
+                SELECT jsonb_agg(DISTINCT c.txid) INTO v_txids
+                FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
+                      WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')) AS d
+                JOIN pg_temp.pgtrail_revert_sel AS c ON c.id + 0 = d.i;
+            END IF;
+            v_extra := coalesce(v_extra, '{}') || jsonb_build_object('revert', jsonb_strip_nulls(jsonb_build_object(
+                'selector', selector - ARRAY['max_rows', 'batch_rows', 'lock_timeout'],
+                'on_conflict', on_conflict,
+                'changes', v_changes,
+                'transactions', v_txids)));
+            PERFORM pgtrail.set_context(actor_id => v_actor ->> 'actor_id', actor_name => v_actor ->> 'actor_name',
+                                        actor_type => v_actor ->> 'actor_type', reason => v_reason, extra => v_extra);
+
+            SET CONSTRAINTS ALL DEFERRED;
+            -- (Rows counted once: a row parked on a temporary key is counted when it
+            -- moves back to its own.)
+            SELECT coalesce(sum(r.rows), 0) INTO v_total FROM pg_temp.pgtrail_revert_run AS r
+            WHERE r.step IS NOT NULL AND r.kind <> 'park';
+            IF v_progress THEN
+                RAISE NOTICE 'pgtrail revert progress: 0 of % rows', v_total;
+            END IF;
+            FOR s IN SELECT r.step, r.table_name, r.operation, r.sql, r.data,
+                            -- (A table without key: each row of the data says how
+                            -- many copies it stands for, as "n".)
+                            r.kind IN ('delete_copies', 'insert_copies') AS copies, r.kind = 'park' AS parking,
+                            x.run_sql, x.run_rows
+                     FROM pg_temp.pgtrail_revert_run AS r
+                     LEFT JOIN pg_temp.pgtrail_revert_stmt AS x ON x.step = r.step AND r.data IS NULL
+                     WHERE r.step IS NOT NULL ORDER BY r.step LOOP
+                -- A statement without data is run on its rows in the plan's working
+                -- table, batch by batch: ranges of their chain numbers, v_batch rows
+                -- each (the last chain number of each batch, and how many rows
+                -- come before it and it, by one pass over its rows).
+                IF s.run_sql IS NOT NULL THEN
+                    EXECUTE format('SELECT array_agg(q.chain ORDER BY q.i), array_agg(q.i ORDER BY q.i) '
+                                   'FROM (SELECT r.chain, row_number() OVER (ORDER BY r.chain) AS i, count(*) OVER () AS n '
+                                   '      FROM (%s) AS r) AS q '
+                                   'WHERE q.i %% $1 = 0 OR q.i = q.n', s.run_rows)
+                        USING v_batch INTO v_ends, v_upto;
+                END IF;
+                -- Batches of the others are slices of the statement's rows (jsonb
+                -- arrays index in constant time, so slicing costs what the batch
+                -- holds). Rows of a keyed table are one each: a column named "n" is
+                -- no count. (The data read from the table once: a variable holds it
+                -- in memory.)
+                v_data := s.data;
+                FOR b IN SELECT NULL::jsonb AS rows, coalesce(lag(z.e) OVER (ORDER BY z.o), 0) AS lo, z.e AS hi,
+                                z.u - coalesce(lag(z.u) OVER (ORDER BY z.o), 0) AS n, z.o AS first
+                         FROM unnest(v_ends, v_upto) WITH ORDINALITY AS z(e, u, o)
+                         WHERE s.run_sql IS NOT NULL
+                         UNION ALL
+                         SELECT q.rows, NULL, NULL,
+                                CASE WHEN s.copies
+                                     THEN (SELECT sum(coalesce((x.e ->> 'n')::bigint, 1)) FROM jsonb_array_elements(q.rows) AS x(e))
+                                     ELSE jsonb_array_length(q.rows) END AS n, g.first
+                         FROM generate_series(0, jsonb_array_length(v_data) - 1, v_batch) AS g(first)
+                         CROSS JOIN LATERAL (SELECT jsonb_path_query_array(v_data, format('$[%s to %s]', g.first, g.first + v_batch - 1)::jsonpath) AS rows) AS q
+                         WHERE s.run_sql IS NULL
+                         ORDER BY 5 LOOP
+                    v_try := 0;
+                    LOOP
+                        BEGIN
+                            IF s.run_sql IS NOT NULL THEN
+                                EXECUTE s.run_sql USING b.lo, b.hi;
+                            ELSE
+                                EXECUTE s.sql USING b.rows;
+                            END IF;
+                            GET DIAGNOSTICS v_n = ROW_COUNT;
+                            EXIT;
+                        EXCEPTION WHEN lock_not_available THEN
+                            v_try := v_try + 1;
+                            IF v_try >= 3 THEN
+                                RAISE EXCEPTION 'pgtrail.revert: step % (% of %) waited longer than % for row locks, three times; nothing was changed',
+                                        s.step, s.operation, s.table_name, v_lock
+                                    USING ERRCODE = '55P03',
+                                          HINT = 'A long transaction holds these rows: try again later, or allow a longer "lock_timeout".';
+                            END IF;
+                            PERFORM pg_sleep(0.1 * v_try);
+                        END;
+                    END LOOP;
+                    IF v_n <> b.n THEN
+                        v_mismatch := format('pgtrail.revert: step %s (%s of %s) found %s of its %s row(s) as planned: a row changed while reverting; nothing was changed',
+                                             s.step, s.operation, s.table_name, v_n, b.n);
+                        IF v_guarded THEN
+                            RAISE EXCEPTION '%', v_mismatch USING ERRCODE = 'PGTRG';
+                        END IF;
+                        RAISE EXCEPTION '%', v_mismatch USING ERRCODE = '40001', HINT = 'Plan the revert again and retry.';
                     END IF;
-                    GET DIAGNOSTICS v_n = ROW_COUNT;
-                    EXIT;
-                EXCEPTION WHEN lock_not_available THEN
-                    v_try := v_try + 1;
-                    IF v_try >= 3 THEN
-                        RAISE EXCEPTION 'pgtrail.revert: step % (% of %) waited longer than % for row locks, three times; nothing was changed',
-                                s.step, s.operation, s.table_name, v_lock
-                            USING ERRCODE = '55P03',
-                                  HINT = 'A long transaction holds these rows: try again later, or allow a longer "lock_timeout".';
+                    IF NOT s.parking THEN
+                        v_done := v_done + b.n;
                     END IF;
-                    PERFORM pg_sleep(0.1 * v_try);
-                END;
+                    IF v_progress AND NOT s.parking THEN
+                        RAISE NOTICE 'pgtrail revert progress: % of % rows', v_done, v_total;
+                    END IF;
+                END LOOP;
             END LOOP;
-            IF v_n <> b.n THEN
-                RAISE EXCEPTION 'pgtrail.revert: step % (% of %) found % of its % row(s) as planned: a row changed while reverting; nothing was changed',
-                        s.step, s.operation, s.table_name, v_n, b.n
-                    USING ERRCODE = '40001', HINT = 'Plan the revert again and retry.';
-            END IF;
-            IF NOT s.parking THEN
-                v_done := v_done + b.n;
-            END IF;
-            IF v_progress AND NOT s.parking THEN
-                RAISE NOTICE 'pgtrail revert progress: % of % rows', v_done, v_total;
-            END IF;
-        END LOOP;
+        EXCEPTION WHEN SQLSTATE 'PGTRG' THEN
+            CONTINUE attempt;
+        END;
+        EXIT attempt;
     END LOOP;
     SET CONSTRAINTS ALL IMMEDIATE;
     PERFORM set_config('lock_timeout', v_old_lock, true);

@@ -1405,11 +1405,34 @@ async fn rows_changed_once_are_written_straight_from_the_plan_in_batches_and_kee
     let conflicts: Vec<_> = shown.conflicts().collect();
     assert_eq!(conflicts.len(), 1, "{:?}", shown.items);
     assert_eq!(conflicts[0].key, Some(json!({"sku": 7})));
+    // (Applying under refuse, the fast path's rows are compared with the
+    // live rows by each batch's guard: the statement of "place" is written
+    // first, then the batch of "qty" holding sku 7 finds a row fewer, its
+    // writes and those before are undone, and the plan made again with the
+    // live rows compared names the conflict as the plan shown did.)
     let refused = revert(&mut db.client, &request, "undo the script").await;
     assert!(matches!(&refused, Err(e) if e.is_conflict()), "{refused:?}");
+    let message = refused.unwrap_err().to_string();
+    assert!(message.contains("{\"sku\": 7}"), "{message}");
+    assert!(
+        message.contains("the row differs from what the trail says: qty"),
+        "{message}"
+    );
     assert_eq!(
         count(&db.client, "SELECT count(*) FROM stock WHERE qty = 0").await,
         299
+    );
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM stock WHERE place = 'lost'").await,
+        50
+    );
+    assert_eq!(
+        count(
+            &db.client,
+            "SELECT count(*) FROM pgtrail.changes WHERE reason = 'undo the script'"
+        )
+        .await,
+        0
     );
 
     // Skip: the plan's three statements, written from the working table
