@@ -2392,10 +2392,17 @@ BEGIN
         SELECT NULL::integer, k.change_ids, format('%I.%I', a.table_schema, a.table_name), 'NOTHING', k.k_final, NULL::text,
                NULL::jsonb, 0::bigint, NULL::text[],
                CASE WHEN k.keyless THEN 'the selection added and removed as many copies of this row: nothing to undo'
+                    WHEN k.active THEN 'the selection moved this row''s key and back, changing nothing else: nothing to undo'
                     ELSE 'the selection created and deleted this row: nothing to undo' END,
                NULL::jsonb, NULL::text
         FROM pg_temp.pgtrail_revert_chain AS k JOIN pgtrail.audited_table AS a ON a.id = k.table_id
+        -- (Also a row whose key the selection moved and moved back with no
+        -- other column changed: no statement writes it, as none of the
+        -- kinds above takes a row with its key in place and only key
+        -- columns to restore, yet its changes are reverted, so listed.)
         WHERE NOT k.active
+           OR (NOT k.keyless AND k.ex_origin AND k.ex_final AND k.k_origin = k.k_final
+               AND coalesce(k.origin, '{}') - a.key_columns = '{}')
         ORDER BY k.chain;
     END IF;
     RETURN QUERY

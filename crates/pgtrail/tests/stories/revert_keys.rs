@@ -591,3 +591,60 @@ async fn a_composite_reference_carried_along_goes_back_with_its_parent() {
         before
     );
 }
+
+/// A row whose key the selection moved away and back again, nothing else
+/// changed: no statement is needed, and the plan still names both changes
+/// (as NOTHING, with the reason), so a reviewer sees every selected change
+/// accounted for. Reverting it writes no row and leaves the table as it is.
+#[tokio::test]
+async fn a_key_moved_away_and_back_is_listed_as_nothing_to_undo() {
+    let mut db = audited_db(
+        "CREATE TABLE pair (a int, b int, v text, PRIMARY KEY (a, b));
+         INSERT INTO pair VALUES (2, 2, 'c'), (7, 7, 'x');",
+        "",
+    )
+    .await;
+    let there = tx(&db.client, "batch", "UPDATE pair SET b = 1 WHERE a = 2 AND b = 2").await;
+    let back = tx(
+        &db.client,
+        "batch",
+        "UPDATE pair SET b = 2 WHERE a = 2 AND b = 1; UPDATE pair SET v = 'y' WHERE a = 7",
+    )
+    .await;
+    let before = rows(&db.client, "pair").await;
+
+    let planned = plan(&db.client, &txids(&[there, back])).await.unwrap();
+    assert_eq!(planned.conflicts().count(), 0, "{planned:?}");
+    let nothing: Vec<_> = planned.of(Operation::Nothing).collect();
+    assert_eq!(nothing.len(), 1, "{planned:?}");
+    assert_eq!(nothing[0].key, Some(json!({"a": 2, "b": 2})));
+    assert_eq!(nothing[0].change_ids.len(), 2, "{planned:?}");
+    assert!(
+        nothing[0].note.as_deref().unwrap_or("").contains("key and back"),
+        "{planned:?}"
+    );
+    let changes: Vec<i64> = column(
+        &db.client,
+        &format!("SELECT id FROM pgtrail.changes WHERE txid IN ({there}, {back}) ORDER BY id"),
+    )
+    .await;
+    assert_eq!(
+        planned.change_ids(),
+        changes,
+        "every selected change is accounted for"
+    );
+    assert_eq!(
+        planned.rows(),
+        1,
+        "only the other row's label is written back: {planned:?}"
+    );
+
+    revert(&mut db.client, &txids(&[there, back])).await.unwrap();
+    let mut expected = before;
+    for r in &mut expected {
+        if r["a"] == json!(7) {
+            r["v"] = json!("x");
+        }
+    }
+    assert_eq!(rows(&db.client, "pair").await, expected);
+}
