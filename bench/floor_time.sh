@@ -25,30 +25,8 @@ while [[ $# -gt 0 && "$1" == --* ]]; do
     esac
 done
 
-bin="${PGTRAIL_PG_BIN:-$(pg_config --bindir)}"
-root="$(mktemp -d "${TMPDIR:-/tmp}/pgtrail-floor-time.XXXXXX")"
-chmod 755 "$root"
-port=$((50000 + RANDOM % 10000))
-as_server() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-pg=(-h "$root" -p "$port" -U postgres)
-[[ $(id -u) == 0 ]] && chown -R postgres "$root"
-cleanup() {
-    as_server "$bin/pg_ctl" -D "$root/data" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$root"
-}
-trap cleanup EXIT
-as_server "$bin/initdb" -D "$root/data" -U postgres -A trust >/dev/null
-cat >> "$root/data/postgresql.conf" <<CONF
-wal_level = logical
-autovacuum = off
-jit = off
-synchronous_commit = off
-unix_socket_directories = '$root'
-listen_addresses = ''
-port = $port
-max_wal_size = 4GB
-CONF
-as_server "$bin/pg_ctl" -D "$root/data" -l "$root/log" -w start >/dev/null
+. "$(dirname "$0")/lib/scratch_cluster.sh"
+scratch_cluster floor-time
 psql=("$bin/psql" "${pg[@]}" -X -q -v ON_ERROR_STOP=1 -d postgres)
 here="$(cd "$(dirname "$0")" && pwd)"
 "${psql[@]}" <<'SQL'

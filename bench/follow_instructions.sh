@@ -36,46 +36,11 @@ while [[ $# -gt 0 && "$1" == --* ]]; do
 done
 [[ $# -gt 0 ]] || { sed -n '2,22p' "$0"; exit 2; }
 
-bin="${PGTRAIL_PG_BIN:-$(pg_config --bindir)}"
-root="$(mktemp -d -t pgtrail-follow-instructions.XXXXXX)"
-chmod 755 "$root"
-port=$((50000 + RANDOM % 10000))
-as_server() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-pg=(-h "$root" -p "$port" -U postgres)
-mkdir -p "$root/out" "$root/follower"
-[[ $(id -u) == 0 ]] && chown -R postgres "$root"
+. "$(dirname "$0")/lib/scratch_cluster.sh"
+scratch_cluster follow-instructions out follower -- "shared_buffers = 256MB"
 chmod 1777 "$root/out"
-cleanup() {
-    as_server "$bin/pg_ctl" -D "$root/data" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$root"
-}
-trap cleanup EXIT
 
-printf '\\set aid random(1, %d)\n\\set bid random(1, %d)\n\\set tid random(1, %d)\n\\set delta random(-5000, 5000)\nBEGIN;\n' \
-    $((100000 * scale)) "$scale" $((10 * scale)) > "$root/tpcb"
-cat >> "$root/tpcb" <<'SQL'
-SELECT pgtrail.set_context(actor_id => 'bench', reason => 'tpcb');
-UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
-SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
-UPDATE pgbench_tellers SET tbalance = tbalance + :delta WHERE tid = :tid;
-UPDATE pgbench_branches SET bbalance = bbalance + :delta WHERE bid = :bid;
-INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);
-END;
-SQL
-
-as_server "$bin/initdb" -D "$root/data" -U postgres -A trust >/dev/null
-cat >> "$root/data/postgresql.conf" <<CONF
-wal_level = logical
-autovacuum = off
-jit = off
-synchronous_commit = off
-shared_buffers = 256MB
-unix_socket_directories = '$root'
-listen_addresses = ''
-port = $port
-max_wal_size = 4GB
-CONF
-as_server "$bin/pg_ctl" -D "$root/data" -l "$root/log" -w start >/dev/null
+tpcb_script "SELECT pgtrail.set_context(actor_id => 'bench', reason => 'tpcb');"$'\n' "$scale" > "$root/tpcb"
 names=()
 declare -A binary
 for spec in "$@"; do

@@ -31,74 +31,18 @@ while [[ $# -gt 0 && "$1" == --* ]]; do
 done
 [[ $# -gt 0 ]] || { sed -n '2,20p' "$0"; exit 2; }
 
-bin="${PGTRAIL_PG_BIN:-$(pg_config --bindir)}"
-root="$(mktemp -d "${TMPDIR:-/tmp}/pgtrail-writer-cpu.XXXXXX")"
-chmod 755 "$root"
-port=$((50000 + RANDOM % 10000))
-as_server() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-pg=(-h "$root" -p "$port" -U postgres)
-mkdir -p "$root/scripts"
-[[ $(id -u) == 0 ]] && chown -R postgres "$root"
-cleanup() {
-    as_server "$bin/pg_ctl" -D "$root/data" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$root"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib/scratch_cluster.sh"
+scratch_cluster writer-cpu scripts
 
 ctx="SELECT pgtrail.set_context(actor_id => 'bench', reason => 'tpcb');"
-tpcb() {
-    printf '\\set aid random(1, 100000)\n\\set bid random(1, 1)\n\\set tid random(1, 10)\n\\set delta random(-5000, 5000)\nBEGIN;\n%s' "$1"
-    printf 'UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;\n'
-    printf 'SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n'
-    printf 'UPDATE pgbench_tellers SET tbalance = tbalance + :delta WHERE tid = :tid;\n'
-    printf 'UPDATE pgbench_branches SET bbalance = bbalance + :delta WHERE bid = :bid;\n'
-    printf 'INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);\nEND;\n'
-}
-tpcb "$ctx"$'\n' > "$root/scripts/tpcb-ctx"
-tpcb "" > "$root/scripts/tpcb-ctx.plain"
+tpcb_script "$ctx"$'\n' > "$root/scripts/tpcb-ctx"
+tpcb_script "" > "$root/scripts/tpcb-ctx.plain"
 printf 'BEGIN;\n%s\nEND;\n' "$ctx" > "$root/scripts/ctx-only"
 printf 'BEGIN;\nSELECT 1;\nEND;\n' > "$root/scripts/ctx-only.plain"
 printf '\\set bid random(1, 1)\nBEGIN;\n%s\nUPDATE pgbench_branches SET bbalance = bbalance + 1 WHERE bid = :bid;\nEND;\n' "$ctx" > "$root/scripts/one-ctx"
 printf '\\set bid random(1, 1)\nBEGIN;\nUPDATE pgbench_branches SET bbalance = bbalance + 1 WHERE bid = :bid;\nEND;\n' > "$root/scripts/one-ctx.plain"
 
-as_server "$bin/initdb" -D "$root/data" -U postgres -A trust >/dev/null
-cat >> "$root/data/postgresql.conf" <<CONF
-wal_level = logical
-autovacuum = off
-jit = off
-synchronous_commit = off
-unix_socket_directories = '$root'
-listen_addresses = ''
-port = $port
-max_wal_size = 4GB
-CONF
-as_server "$bin/pg_ctl" -D "$root/data" -l "$root/log" -w start >/dev/null
-dbs=()
-declare -A plain
-for spec in "$@"; do
-    db="${spec%%=*}"
-    rest="${spec#*=}"
-    IFS=: read -r pgtrail mode outside sql <<<"$rest"
-    dbs+=("$db")
-    "$bin/createdb" "${pg[@]}" "$db"
-    "$bin/pgbench" "${pg[@]}" -i -s 1 -q "$db" >/dev/null 2>&1
-    if [[ "$pgtrail" == none ]]; then
-        plain[$db]=1
-        continue
-    fi
-    if [[ "$pgtrail" == bare ]]; then
-        "$bin/psql" "${pg[@]}" -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$mode" >/dev/null
-        continue
-    fi
-    {
-        printf '[capture]\nmode = "%s"\n' "${mode:-trigger}"
-        [[ -n "${outside:-}" ]] && printf '[context]\noutside_transaction = "%s"\n' "$outside"
-    } > "$root/$db.toml"
-    "$pgtrail" apply --config "$root/$db.toml" --database-url "host=$root port=$port user=postgres dbname=$db" >/dev/null
-    if [[ -n "${sql:-}" ]]; then
-        "$bin/psql" "${pg[@]}" -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$sql" >/dev/null
-    fi
-done
+scratch_databases "$@"
 
 # The CPU ticks of the backend of `pgbench -c 1 -t $2 -f $3 $1`.
 backend_ticks() {
