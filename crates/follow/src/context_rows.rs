@@ -10,38 +10,61 @@
 //! another form, a text with a NUL) sends its whole batch down the server's
 //! path instead, so the trail is the same either way.
 
+use std::borrow::Cow;
+use std::error::Error;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::BytesMut;
 use serde_json::Value as Json;
+use tokio_postgres::types::{IsNull, ToSql, Type, accepts, to_sql_checked};
 
-use crate::rows::JsonText;
 use crate::transaction::ContextMessage;
 
-/// One `pgtrail.transaction` row.
+/// One `pgtrail.transaction` row, borrowing its texts from the message
+/// it was read from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ContextRow {
+pub struct ContextRow<'a> {
     pub started_at: SystemTime,
     pub recorded_at: SystemTime,
-    pub actor_id: Option<String>,
-    pub actor_name: Option<String>,
-    pub actor_type: Option<String>,
-    pub reason: Option<String>,
-    pub context: Option<JsonText>,
-    pub db_user: String,
-    pub db_role: Option<String>,
-    pub application_name: Option<String>,
+    pub actor_id: Option<&'a str>,
+    pub actor_name: Option<&'a str>,
+    pub actor_type: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub context: Option<JsonStr<'a>>,
+    pub db_user: &'a str,
+    pub db_role: Option<&'a str>,
+    pub application_name: Option<&'a str>,
     pub client_addr: Option<IpAddr>,
     pub client_port: Option<i32>,
     pub backend_pid: i32,
 }
 
-impl ContextRow {
+/// A JSON document as text, borrowed, sent to a `json` or `jsonb` COPY
+/// column as it is (the server parses it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonStr<'a>(pub &'a str);
+
+impl ToSql for JsonStr<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        if *ty == Type::JSONB {
+            // jsonb's binary form: a version byte, then the text.
+            out.extend_from_slice(&[1]);
+        }
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    accepts!(JSON, JSONB);
+    to_sql_checked!();
+}
+
+impl<'a> ContextRow<'a> {
     /// The row of a transaction committed at `at` whose context is
     /// `message` (`None`: none was emitted), as `_follow_write_context`
     /// makes it; `None` when the message holds something this reading does
     /// not handle exactly as the server's (then the server reads it).
-    pub fn of(message: Option<&ContextMessage>, at: SystemTime) -> Option<ContextRow> {
+    pub fn of(message: Option<&'a ContextMessage>, at: SystemTime) -> Option<ContextRow<'a>> {
         let Some(message) = message else {
             return Some(ContextRow {
                 started_at: at,
@@ -50,8 +73,8 @@ impl ContextRow {
                 actor_name: None,
                 actor_type: None,
                 reason: None,
-                context: Some(JsonText(r#"{"context": "not_recorded"}"#.to_string())),
-                db_user: "(unknown)".to_string(),
+                context: Some(JsonStr(r#"{"context": "not_recorded"}"#)),
+                db_user: "(unknown)",
                 db_role: None,
                 application_name: None,
                 client_addr: None,
@@ -59,77 +82,125 @@ impl ContextRow {
                 backend_pid: 0,
             });
         };
-        // Each field of the JSON type the server's path reads it as, or the
-        // server's path: a field given twice (jsonb keeps the last), a text
-        // field holding a number, a port that is not a plain integer.
-        let m: Fields<'_> = serde_json::from_str(message.as_str()).ok()?;
-        let text = |value: Option<std::borrow::Cow<'_, str>>| -> Option<Option<String>> {
-            match value {
-                // A NUL is refused by the server's jsonb: the server's path
-                // reports it.
-                Some(s) if s.contains('\0') => None,
-                value => Some(value.map(std::borrow::Cow::into_owned)),
-            }
-        };
-        let time = |value: Option<std::borrow::Cow<'_, str>>| -> Option<SystemTime> {
-            match value {
-                None => Some(at),
-                Some(t) => timestamptz(&t),
-            }
-        };
-        let client_addr = match m.client_addr {
-            None => None,
-            Some(addr) => Some(addr.parse::<IpAddr>().ok()?),
-        };
+        let m = message.fields()?;
         Some(ContextRow {
-            started_at: time(m.started_at)?,
-            recorded_at: time(m.recorded_at)?,
-            actor_id: text(m.actor_id)?,
-            actor_name: text(m.actor_name)?,
-            actor_type: text(m.actor_type)?,
-            reason: text(m.reason)?,
-            // NULLIF(m -> 'context', 'null'): the value as JSON text (numbers
-            // keep their digits), parsed by the server's jsonb input.
-            context: match m.context {
-                None => None,
-                Some(value) => Some(JsonText(serde_json::to_string(&value).ok()?)),
-            },
-            db_user: text(m.db_user)?.unwrap_or_else(|| "(unknown)".to_string()),
-            db_role: text(m.db_role)?,
-            application_name: text(m.application_name)?,
-            client_addr,
+            started_at: m.started_at.unwrap_or(at),
+            recorded_at: m.recorded_at.unwrap_or(at),
+            actor_id: m.actor_id.as_deref(),
+            actor_name: m.actor_name.as_deref(),
+            actor_type: m.actor_type.as_deref(),
+            reason: m.reason.as_deref(),
+            context: m.context.as_deref().map(JsonStr),
+            db_user: m.db_user.as_deref().unwrap_or("(unknown)"),
+            db_role: m.db_role.as_deref(),
+            application_name: m.application_name.as_deref(),
+            client_addr: m.client_addr,
             client_port: m.client_port,
             backend_pid: m.backend_pid.unwrap_or(0),
         })
     }
 }
 
+/// The fields of a context message `_follow_write_context` reads, read
+/// once, when the message arrives ([`read`]); a timestamp `None` is the
+/// transaction's commit time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextFields {
+    started_at: Option<SystemTime>,
+    recorded_at: Option<SystemTime>,
+    actor_id: Option<String>,
+    actor_name: Option<String>,
+    actor_type: Option<String>,
+    reason: Option<String>,
+    /// As JSON text.
+    context: Option<String>,
+    db_user: Option<String>,
+    db_role: Option<String>,
+    application_name: Option<String>,
+    client_addr: Option<IpAddr>,
+    client_port: Option<i32>,
+    backend_pid: Option<i32>,
+}
+
+/// A context message's number (`ctx`, 0 when absent or null) and its
+/// fields, in one pass; `None` when the message holds something this
+/// reading does not handle exactly as the server's, or a `ctx` that is not
+/// a plain integer (the caller then reads the number alone, and the
+/// server reads the fields).
+pub fn read(text: &str) -> Option<(i64, ContextFields)> {
+    // Each field of the JSON type the server's path reads it as, or the
+    // server's path: a field given twice (jsonb keeps the last), a text
+    // field holding a number, a port that is not a plain integer.
+    let m: Fields<'_> = serde_json::from_str(text).ok()?;
+    let text = |value: Option<Cow<'_, str>>| -> Option<Option<String>> {
+        match value {
+            // A NUL is refused by the server's jsonb: the server's path
+            // reports it.
+            Some(s) if s.contains('\0') => None,
+            value => Some(value.map(Cow::into_owned)),
+        }
+    };
+    let time = |value: Option<Cow<'_, str>>| -> Option<Option<SystemTime>> {
+        match value {
+            None => Some(None),
+            Some(t) => Some(Some(timestamptz(&t)?)),
+        }
+    };
+    let client_addr = match m.client_addr {
+        None => None,
+        Some(addr) => Some(addr.parse::<IpAddr>().ok()?),
+    };
+    let fields = ContextFields {
+        started_at: time(m.started_at)?,
+        recorded_at: time(m.recorded_at)?,
+        actor_id: text(m.actor_id)?,
+        actor_name: text(m.actor_name)?,
+        actor_type: text(m.actor_type)?,
+        reason: text(m.reason)?,
+        // NULLIF(m -> 'context', 'null'): the value as JSON text (numbers
+        // keep their digits), parsed by the server's jsonb input.
+        context: match m.context {
+            None => None,
+            Some(value) => Some(serde_json::to_string(&value).ok()?),
+        },
+        db_user: text(m.db_user)?,
+        db_role: text(m.db_role)?,
+        application_name: text(m.application_name)?,
+        client_addr,
+        client_port: m.client_port,
+        backend_pid: m.backend_pid,
+    };
+    Some((m.ctx.unwrap_or(0), fields))
+}
+
 /// The fields of a context message `_follow_write_context` reads (JSON
-/// null as absent); the others are skipped.
+/// null as absent) and its number; the others are skipped.
 #[derive(serde::Deserialize)]
 struct Fields<'a> {
+    #[serde(default)]
+    ctx: Option<i64>,
     #[serde(borrow, default)]
-    started_at: Option<std::borrow::Cow<'a, str>>,
+    started_at: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    recorded_at: Option<std::borrow::Cow<'a, str>>,
+    recorded_at: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    actor_id: Option<std::borrow::Cow<'a, str>>,
+    actor_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    actor_name: Option<std::borrow::Cow<'a, str>>,
+    actor_name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    actor_type: Option<std::borrow::Cow<'a, str>>,
+    actor_type: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    reason: Option<std::borrow::Cow<'a, str>>,
+    reason: Option<Cow<'a, str>>,
     #[serde(default)]
     context: Option<Json>,
     #[serde(borrow, default)]
-    db_user: Option<std::borrow::Cow<'a, str>>,
+    db_user: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    db_role: Option<std::borrow::Cow<'a, str>>,
+    db_role: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    application_name: Option<std::borrow::Cow<'a, str>>,
+    application_name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    client_addr: Option<std::borrow::Cow<'a, str>>,
+    client_addr: Option<Cow<'a, str>>,
     #[serde(default)]
     client_port: Option<i32>,
     #[serde(default)]
@@ -322,14 +393,23 @@ mod tests {
         assert_eq!(none.started_at, at);
         assert_eq!(none.db_user, "(unknown)");
         assert_eq!(none.backend_pid, 0);
-        assert_eq!(
-            none.context,
-            Some(JsonText(r#"{"context": "not_recorded"}"#.to_string()))
-        );
+        assert_eq!(none.context, Some(JsonStr(r#"{"context": "not_recorded"}"#)));
 
         let read = |text: &str| {
             let (_, message) = ContextMessage::read(text.as_bytes().to_vec()).expect("a message");
-            ContextRow::of(Some(&message), at)
+            ContextRow::of(Some(&message), at).map(|row| {
+                // Owned, to outlive the message.
+                (
+                    row.recorded_at,
+                    row.actor_id.map(str::to_string),
+                    row.reason.map(str::to_string),
+                    row.context.map(|c| c.0.to_string()),
+                    row.client_addr,
+                    row.client_port,
+                    row.backend_pid,
+                    row.db_user.to_string(),
+                )
+            })
         };
         let row = read(
             r#"{"ctx": 1, "started_at": "2026-12-06T23:20:01.5+01:00", "recorded_at": null,
@@ -339,20 +419,15 @@ mod tests {
                 "backend_pid": 77}"#,
         )
         .expect("a message read here");
-        assert_eq!(row.recorded_at, at);
-        assert_eq!(row.actor_id.as_deref(), Some("a\"b"));
-        assert_eq!(row.reason.as_deref(), Some("whyé"));
-        assert_eq!(
-            row.context,
-            Some(JsonText(r#"{"n":1.50,"x":[1,"y"]}"#.to_string()))
-        );
-        assert_eq!(row.client_addr, Some("::1".parse().expect("an address")));
-        assert_eq!((row.client_port, row.backend_pid), (Some(5432), 77));
+        let (recorded_at, actor_id, reason, context, client_addr, client_port, backend_pid, _) = row;
+        assert_eq!(recorded_at, at);
+        assert_eq!(actor_id.as_deref(), Some("a\"b"));
+        assert_eq!(reason.as_deref(), Some("whyé"));
+        assert_eq!(context.as_deref(), Some(r#"{"n":1.50,"x":[1,"y"]}"#));
+        assert_eq!(client_addr, Some("::1".parse().expect("an address")));
+        assert_eq!((client_port, backend_pid), (Some(5432), 77));
         let missing = read(r#"{"ctx": 0}"#).expect("every field missing");
-        assert_eq!(
-            (missing.db_user.as_str(), missing.backend_pid, missing.context),
-            ("(unknown)", 0, None)
-        );
+        assert_eq!((missing.7.as_str(), missing.6, missing.3), ("(unknown)", 0, None));
         // What the server would read otherwise (or refuse) goes to the server.
         for odd in [
             r#"{"actor_id": 7}"#,

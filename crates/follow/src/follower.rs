@@ -567,12 +567,14 @@ async fn write_copy(
             .get(0);
         sorted.into_iter().enumerate().map(|(i, f)| (f, i)).collect()
     };
-    let fields: Vec<Option<Vec<String>>> = rows
+    let fields: Vec<Option<Vec<&str>>> = rows
         .iter()
         .map(|&r| {
             batch.fields[r].as_ref().map(|f| {
-                let mut f = f.clone();
-                f.sort_by_key(|name| rank.get(name).copied().unwrap_or(usize::MAX));
+                let mut f: Vec<&str> = f.iter().map(String::as_str).collect();
+                if f.len() > 1 {
+                    f.sort_by_key(|name| rank.get(*name).copied().unwrap_or(usize::MAX));
+                }
                 f
             })
         })
@@ -659,7 +661,7 @@ async fn write_copy(
         if let Some(k) = kept_of(tx) {
             ctx_tx.push(i32::try_from(k + 1).unwrap_or(i32::MAX));
             ctx_ctx.push(batch.ctx_ctx[i]);
-            ctx_msg.push(batch.ctx_msg[i].as_ref());
+            ctx_msg.push(batch.ctx_msg[i].as_deref());
         }
     }
     // The pgtrail.transaction rows read here and copied, or, when a
@@ -719,7 +721,7 @@ pub(crate) async fn copy_context_rows(
     db: &tokio_postgres::Transaction<'_>,
     ctx_tx: &[i32],
     ctx_ctx: &[i16],
-    rows: &[ContextRow],
+    rows: &[ContextRow<'_>],
     txids: &[i64],
 ) -> Result<(), FollowError> {
     use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -871,7 +873,7 @@ pub(crate) struct Batch {
     fields: Vec<Option<Vec<String>>>,
     ctx_tx: Vec<i32>,
     ctx_ctx: Vec<i16>,
-    ctx_msg: Vec<Option<ContextMessage>>,
+    ctx_msg: Vec<Option<std::sync::Arc<ContextMessage>>>,
     /// Per transaction with changes before any verified context message:
     /// its index (1-based, as `tx`) and how many.
     unsigned_tx: Vec<i32>,

@@ -11,9 +11,11 @@
 //! set its mark to keep it quiet.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use tracing::warn;
 
+use crate::context_rows::ContextFields;
 use crate::pgoutput::{Column, Message, Value};
 use crate::signing::{Rejected, Verifier};
 
@@ -49,8 +51,9 @@ pub struct Transaction {
     pub commit_time: i64,
     pub end_lsn: u64,
     pub changes: Vec<RowChange>,
-    /// The context messages, by ctx.
-    pub contexts: BTreeMap<i64, ContextMessage>,
+    /// The context messages, by ctx (shared with the batch that writes
+    /// them, not copied).
+    pub contexts: BTreeMap<i64, Arc<ContextMessage>>,
     /// Unchanged TOASTed values that could not be filled (no old row).
     pub unfilled: usize,
     /// Context messages ignored: not signed for this transaction.
@@ -64,12 +67,27 @@ pub struct Transaction {
 }
 
 /// A context message of the context trigger: its JSON text, kept as it
-/// came (written to the server as it is), once checked to be JSON.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContextMessage(String);
+/// came (written to the server as it is), once checked to be JSON, and
+/// its fields as `pgtrail.transaction` records them, read in the same
+/// pass (`None`: the server reads them, [`crate::context_rows`]).
+#[derive(Debug, Clone)]
+pub struct ContextMessage {
+    text: String,
+    fields: Option<ContextFields>,
+}
 
-/// The one field the follower reads of a context message; the others are
-/// checked as JSON and skipped, not built.
+impl PartialEq for ContextMessage {
+    fn eq(&self, other: &Self) -> bool {
+        // The fields are read from the text.
+        self.text == other.text
+    }
+}
+
+impl Eq for ContextMessage {}
+
+/// The one field the follower reads of a context message whose fields
+/// are left to the server; the others are checked as JSON and skipped,
+/// not built.
 #[derive(serde::Deserialize)]
 struct ContextNumber {
     #[serde(default)]
@@ -88,14 +106,30 @@ impl ContextMessage {
         if !text.trim_start().starts_with('{') {
             return None;
         }
+        // One pass for the number and the fields; a second, for the
+        // number alone, only when the fields are left to the server.
+        if let Some((ctx, fields)) = crate::context_rows::read(&text) {
+            return Some((
+                ctx,
+                ContextMessage {
+                    text,
+                    fields: Some(fields),
+                },
+            ));
+        }
         let head: ContextNumber = serde_json::from_str(&text).ok()?;
         let ctx = head.ctx.as_ref().and_then(serde_json::Value::as_i64).unwrap_or(0);
-        Some((ctx, ContextMessage(text)))
+        Some((ctx, ContextMessage { text, fields: None }))
     }
 
     /// The message as JSON text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// Its fields, `None` when the server reads them.
+    pub fn fields(&self) -> Option<&ContextFields> {
+        self.fields.as_ref()
     }
 }
 
@@ -109,7 +143,7 @@ impl tokio_postgres::types::ToSql for ContextMessage {
         if *ty == tokio_postgres::types::Type::JSONB {
             out.extend_from_slice(&[1]);
         }
-        out.extend_from_slice(self.0.as_bytes());
+        out.extend_from_slice(self.text.as_bytes());
         Ok(tokio_postgres::types::IsNull::No)
     }
 
@@ -302,7 +336,7 @@ impl Assembler {
                 if let Some((ctx, message)) = read {
                     self.verified = true;
                     self.ctx = ctx;
-                    tx.contexts.insert(ctx, message);
+                    tx.contexts.insert(ctx, Arc::new(message));
                 }
             }
             Message::Insert { relation, new } => {
@@ -558,7 +592,7 @@ mod tests {
         let tx = assembler.push(commit(600)).unwrap_or_else(|| panic!("committed"));
         assert_eq!(tx.rejected, 3);
         assert_eq!(tx.contexts.len(), 1);
-        assert_eq!(tx.contexts.get(&0).map(ContextMessage::as_str), Some(genuine));
+        assert_eq!(tx.contexts.get(&0).map(|m| m.as_str()), Some(genuine));
         assert_eq!(tx.changes.iter().map(|c| c.ctx).collect::<Vec<_>>(), vec![0, 0]);
         // The next transaction: its own id (reckoned from the last one's).
         assembler.push(begin(13));
@@ -576,10 +610,33 @@ mod tests {
             ContextMessage::read(b"{\"actor_id\": \"a\"}".to_vec()).map(|r| r.0),
             Some(0)
         );
+        // The number and the fields in one reading; a number that is not a
+        // plain integer reads as 0 as before, the fields left to the server.
+        let number_and_fields = |text: &str| {
+            ContextMessage::read(text.as_bytes().to_vec()).map(|(ctx, m)| (ctx, m.fields().is_some()))
+        };
         assert_eq!(
-            ContextMessage::read(b"{\"ctx\": \"2\"}".to_vec()).map(|r| r.0),
-            Some(0)
+            number_and_fields(r#"{"ctx": 4, "actor_id": "a"}"#),
+            Some((4, true))
         );
+        assert_eq!(
+            number_and_fields(r#"{"ctx": null, "actor_id": "a"}"#),
+            Some((0, true))
+        );
+        assert_eq!(number_and_fields(r#"{"ctx": "2"}"#), Some((0, false)));
+        assert_eq!(
+            number_and_fields(r#"{"ctx": 2.0, "actor_id": "a"}"#),
+            Some((0, false))
+        );
+        assert_eq!(
+            number_and_fields(r#"{"ctx": 18446744073709551615}"#),
+            Some((0, false))
+        );
+        assert_eq!(
+            number_and_fields(r#"{"ctx": 5, "actor_id": 7}"#),
+            Some((5, false))
+        );
+        assert_eq!(number_and_fields(r#"{"ctx": 5, "ctx": 6}"#), None);
         for broken in [&b"{\"ctx\": 1"[..], b"{\"ctx\": 1} x", b"[1]", b"\xff", b""] {
             assert_eq!(ContextMessage::read(broken.to_vec()), None, "{broken:?}");
         }

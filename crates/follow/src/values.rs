@@ -752,8 +752,16 @@ fn native_row(
     row: &[Value],
     conditional: bool,
 ) -> Result<Option<JsonRow>, FollowError> {
+    // Room for every value quoted, so the text is not grown column by column.
+    let room: usize = row
+        .iter()
+        .map(|value| match value {
+            Value::Text(text) => text.len() + 2,
+            Value::Null | Value::Unchanged => 4,
+        })
+        .sum();
     let mut object = JsonRow {
-        text: String::with_capacity(64),
+        text: String::with_capacity(room + 8),
         spans: Vec::with_capacity(columns.len()),
     };
     for ((_, convert), value) in columns.iter().zip(row) {
