@@ -19,6 +19,8 @@ use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 use tokio_postgres::types::{IsNull, ToSql, Type, accepts, to_sql_checked};
 
+use crate::context_rows::JsonStr;
+
 /// An audited table's capture settings (a row of `pgtrail.audited_table`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Audited {
@@ -45,12 +47,7 @@ impl JsonText {
 
 impl ToSql for JsonText {
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
-        if *ty == Type::JSONB {
-            // jsonb's binary form: a version byte, then the text.
-            out.extend_from_slice(&[1]);
-        }
-        out.extend_from_slice(self.0.as_bytes());
-        Ok(IsNull::No)
+        JsonStr(&self.0).to_sql(ty, out)
     }
 
     accepts!(JSON, JSONB);
