@@ -675,9 +675,45 @@ async fn write_copy(
             ContextRow::of(*message, at)
         })
         .collect();
-    match context_rows {
+    // A transaction that also wrote a trigger-mode table has its context
+    // row already (the capture trigger wrote it), which COPY cannot skip:
+    // then the batch's rows are written by the server instead, which skips
+    // them. (A savepoint per batch, not a lookup per transaction.)
+    let copied = match context_rows {
+        Some(context_rows) if !context_rows.is_empty() => {
+            db.batch_execute("SAVEPOINT pgtrail_context_rows")
+                .await
+                .map_err(FollowError::database(
+                    "writing the context of decoded transactions",
+                ))?;
+            match copy_context_rows(db, &ctx_tx, &ctx_ctx, &context_rows, &txids).await {
+                Ok(()) => {
+                    db.batch_execute("RELEASE SAVEPOINT pgtrail_context_rows")
+                        .await
+                        .map_err(FollowError::database(
+                            "writing the context of decoded transactions",
+                        ))?;
+                    Some(context_rows)
+                }
+                Err(FollowError::Database { error, .. })
+                    if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+                {
+                    db.batch_execute(
+                        "ROLLBACK TO SAVEPOINT pgtrail_context_rows; RELEASE SAVEPOINT pgtrail_context_rows",
+                    )
+                    .await
+                    .map_err(FollowError::database(
+                        "writing the context of decoded transactions",
+                    ))?;
+                    None
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        other => other,
+    };
+    match copied {
         Some(context_rows) => {
-            copy_context_rows(db, &ctx_tx, &ctx_ctx, &context_rows, &txids).await?;
             let started: Vec<std::time::SystemTime> = context_rows.iter().map(|r| r.started_at).collect();
             db.execute(
                 "SELECT pgtrail._follow_write_position($1, $2, $3, $4, $5, $6, $7)",

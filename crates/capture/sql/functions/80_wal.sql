@@ -333,6 +333,10 @@ BEGIN
                (m ->> 'client_addr')::inet, (m ->> 'client_port')::integer, coalesce((m ->> 'backend_pid')::integer, 0)
         FROM unnest(p_ctx_tx, p_ctx_ctx, p_ctx_msg) AS k(tx, ctx, m)
         JOIN tx AS x ON x.n = k.tx
+        -- (A transaction that also wrote a trigger-mode table has its
+        -- context row already, recorded by the capture trigger from the
+        -- same settings.)
+        ON CONFLICT (txid, ctx) DO NOTHING
         RETURNING tr.txid, tr.ctx, tr.started_at
     )
     INSERT INTO pgtrail.long_context (txid, ctx)

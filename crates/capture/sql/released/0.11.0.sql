@@ -8612,6 +8612,10 @@ BEGIN
                (m ->> 'client_addr')::inet, (m ->> 'client_port')::integer, coalesce((m ->> 'backend_pid')::integer, 0)
         FROM unnest(p_ctx_tx, p_ctx_ctx, p_ctx_msg) AS k(tx, ctx, m)
         JOIN tx AS x ON x.n = k.tx
+        -- (A transaction that also wrote a trigger-mode table has its
+        -- context row already, recorded by the capture trigger from the
+        -- same settings.)
+        ON CONFLICT (txid, ctx) DO NOTHING
         RETURNING tr.txid, tr.ctx, tr.started_at
     )
     INSERT INTO pgtrail.long_context (txid, ctx)
@@ -9190,7 +9194,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT 'c97b9802d787ba0c' $fn$;
+AS $fn$ SELECT '48bae10017e6f3dd' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to the owner role too (90_privileges.sql).
 DO $owner$ DECLARE v_owner name := pgtrail.role_name('owner'); BEGIN

@@ -1183,3 +1183,80 @@ async fn a_follower_writing_batches_while_it_builds_the_next_writes_the_same_tra
         .get(0);
     assert_eq!(writers, 0, "the trail writer's connection ends with the follower");
 }
+
+/// One transaction writes a trigger-mode table and a WAL-mode table (the
+/// mode set per table) under one context: the capture trigger records the
+/// context row when it writes, the follower then finds that row there.
+/// Both changes reach the trail under the one context; the follower
+/// neither fails on the row it finds nor writes it twice.
+#[tokio::test]
+async fn a_transaction_writing_a_trigger_mode_and_a_wal_mode_table_has_one_context() {
+    let cluster = logical_cluster();
+    let admin = connect_to(&cluster.url("postgres")).await;
+    admin
+        .batch_execute("CREATE DATABASE mixed")
+        .await
+        .expect("database");
+    let mut client = connect_to(&cluster.url("mixed")).await;
+    client
+        .batch_execute(
+            "CREATE TABLE by_trigger (id integer PRIMARY KEY, v text);
+             CREATE TABLE by_wal (id integer PRIMARY KEY, v text);",
+        )
+        .await
+        .expect("schema");
+    let config = Config::parse(
+        "[capture]\nmode = \"trigger\"\n\n[tables.\"public.by_wal\"]\nmode = \"wal\"\n",
+        "pgtrail.toml",
+    )
+    .expect("config parses");
+    pgtrail::plan::apply(&mut client, &config).await.expect("apply");
+
+    for order in ["trigger first", "wal first"] {
+        let (first, second) = if order == "trigger first" {
+            ("by_trigger", "by_wal")
+        } else {
+            ("by_wal", "by_trigger")
+        };
+        let id = if order == "trigger first" { 1 } else { 2 };
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT pgtrail.set_context(actor_id => 'u{id}', reason => '{order}');
+                 INSERT INTO {first} VALUES ({id}, 'a'); INSERT INTO {second} VALUES ({id}, 'b'); COMMIT;"
+            ))
+            .await
+            .expect("the transaction commits");
+    }
+    follow_once(&mut client).await;
+    follow_once(&mut client).await;
+
+    let rows = client
+        .query(
+            "SELECT table_name, actor_id, reason FROM pgtrail.changes ORDER BY pk::text, table_name",
+            &[],
+        )
+        .await
+        .expect("the trail reads");
+    let seen: Vec<(String, Option<String>, Option<String>)> =
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let expected =
+        |t: &str, id: i32, order: &str| (t.to_string(), Some(format!("u{id}")), Some(order.to_string()));
+    assert_eq!(
+        seen,
+        vec![
+            expected("by_trigger", 1, "trigger first"),
+            expected("by_wal", 1, "trigger first"),
+            expected("by_trigger", 2, "wal first"),
+            expected("by_wal", 2, "wal first"),
+        ]
+    );
+    let contexts: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pgtrail.transaction WHERE actor_id IN ('u1', 'u2')",
+            &[],
+        )
+        .await
+        .expect("contexts read")
+        .get(0);
+    assert_eq!(contexts, 2, "one context row per transaction");
+}
