@@ -477,10 +477,11 @@ BEGIN
     -- Per row (keyed tables) or per content (tables without key). at and
     -- cols: set only for a row the fast path made from its one change (the
     -- change's time and, for an UPDATE, the columns it changed); such rows
-    -- have no pgtrail_revert_change rows.
+    -- have no pgtrail_revert_change rows. (Its unique index on chain is
+    -- made by _revert_rows once the rows are in: see there.)
     IF to_regclass('pg_temp.pgtrail_revert_chain') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_chain (
-            chain bigint PRIMARY KEY, table_id integer, keyless boolean, k_origin jsonb, k_final jsonb,
+            chain bigint, table_id integer, keyless boolean, k_origin jsonb, k_final jsonb,
             ex_origin boolean, ex_final boolean, origin jsonb, expect jsonb, net bigint,
             change_ids bigint[], active boolean, changes bigint, at timestamptz, cols text[]) ON COMMIT DROP;
     END IF;
@@ -551,15 +552,16 @@ BEGIN
            count(*) FILTER (WHERE k.changes > 1),
            count(*) FILTER (WHERE k.active AND NOT k.ex_origin AND k.ex_final),
            count(*) FILTER (WHERE k.active AND k.ex_origin AND NOT k.ex_final),
-           count(*) FILTER (WHERE k.active AND NOT k.keyless AND k.ex_origin AND k.ex_final AND k.k_origin <> k.k_final),
-           count(*) FILTER (WHERE k.active AND k.ex_final AND (NOT k.ex_origin OR k.k_origin <> k.k_final)),
-           count(*) FILTER (WHERE k.active AND k.ex_origin AND (NOT k.ex_final OR k.k_origin <> k.k_final)),
-           -- (A fast path row's origin holds exactly its columns, cols.)
+           -- (A row of the fast path, at set, keeps its key: its keys are
+           -- not compared. Its origin holds exactly its columns, cols.)
+           count(*) FILTER (WHERE k.at IS NULL AND k.active AND NOT k.keyless AND k.ex_origin AND k.ex_final
+                                  AND k.k_origin <> k.k_final),
+           count(*) FILTER (WHERE k.active AND k.ex_final AND (NOT k.ex_origin OR (k.at IS NULL AND k.k_origin <> k.k_final))),
+           count(*) FILTER (WHERE k.active AND k.ex_origin AND (NOT k.ex_final OR (k.at IS NULL AND k.k_origin <> k.k_final))),
            count(*) FILTER (WHERE NOT k.active
-                               OR (NOT k.keyless AND k.ex_origin AND k.ex_final AND k.k_origin = k.k_final
-                                   AND CASE WHEN k.at IS NOT NULL
-                                            THEN coalesce(cardinality(k.cols), 0) = 0 OR k.cols <@ a.key_columns
-                                            ELSE coalesce(k.origin, '{}') - a.key_columns = '{}' END))
+                               OR (NOT k.keyless AND k.ex_origin AND k.ex_final
+                                   AND CASE WHEN k.at IS NOT NULL THEN coalesce(k.cols <@ a.key_columns, true)
+                                            ELSE k.k_origin = k.k_final AND coalesce(k.origin, '{}') - a.key_columns = '{}' END))
     FROM pg_temp.pgtrail_revert_chain AS k
     JOIN pgtrail.audited_table AS a ON a.id = k.table_id
     GROUP BY k.table_id;
@@ -583,6 +585,11 @@ DECLARE
 BEGIN
     PERFORM pgtrail._revert_clear('pgtrail_revert_change', 'pgtrail_revert_cell', 'pgtrail_revert_chain',
                                   'pgtrail_revert_touch', 'pgtrail_revert_conflict', 'pgtrail_revert_shape');
+    -- (The unique index on the rows' numbers is made once they are in:
+    -- building it costs less than keeping it up to date row by row.)
+    IF to_regclass('pg_temp.pgtrail_revert_chain_key') IS NOT NULL THEN
+        DROP INDEX pg_temp.pgtrail_revert_chain_key;
+    END IF;
 
     -- The fast path, for the common case: no TRUNCATE, no key change, only
     -- keyed tables that can be written, and every row changed once. Each row
@@ -624,6 +631,7 @@ BEGIN
                w AS (ORDER BY c.table_id, c.pk::text COLLATE "C");
         PERFORM pgtrail._revert_shape();
         IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_shape AS h WHERE h.multi > 0) THEN
+            CREATE UNIQUE INDEX pgtrail_revert_chain_key ON pg_temp.pgtrail_revert_chain (chain);
             ANALYZE pg_temp.pgtrail_revert_chain (chain, table_id, active, keyless, ex_origin, ex_final);
             RETURN;
         END IF;
@@ -822,6 +830,8 @@ BEGIN
               WINDOW w AS (PARTITION BY c.chain ORDER BY c.n ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS f
         WHERE f.i = 1;
     END IF;
+
+    CREATE UNIQUE INDEX pgtrail_revert_chain_key ON pg_temp.pgtrail_revert_chain (chain);
 
     -- Rows S changed more than once: each column's value before S's first
     -- change of it and after its last.
