@@ -912,7 +912,8 @@ DECLARE
     v_recent bigint;
     v_first_id bigint;
     v_selected bigint;
-    v_quiet  boolean;
+    v_bytime boolean;
+    v_quiet  boolean := false;
     v_guard  text;
     -- Whether pgtrail.revert is planning to apply under refuse, where each
     -- UPDATE's guard compares the live rows (see pgtrail.revert).
@@ -937,22 +938,41 @@ BEGIN
     -- other two).
     v_lookup := coalesce(nullif(current_setting('pgtrail.revert_key_lookup_rows', true), '')::bigint, 10000);
     -- A large selection with about as few changes recorded since its first
-    -- one as it has (a bulk revert soon after its transaction): when the
-    -- trail holds no keyed change of the selection's tables since its first
-    -- change but the selection's own, no change can come later on a key
-    -- (each way below reads only changes of those tables, with a key, since
-    -- the first moment a key was touched, and leaves out the selection's).
-    -- Counted, by time, instead of making the keys and looking them up.
-    -- (TRUNCATEs, which have no key, are looked for below all the same.)
+    -- one as it has (a bulk revert soon after its transaction): the changes
+    -- of the selection's tables, with a key, since its first change but its
+    -- own, are read once, by time (see the second way below), before the
+    -- keys are made. Each way below reads only such changes (since the
+    -- first moment a key was touched): when there are none (nothing else
+    -- was recorded there since), no key is made or looked up; else they are
+    -- matched with the keys as the second way does. (TRUNCATEs, which have
+    -- no key, are looked for below all the same.)
     SELECT min(s.at), min(s.id), count(*) FILTER (WHERE s.pk IS NOT NULL)
     INTO v_since, v_first_id, v_selected
     FROM pg_temp.pgtrail_revert_sel AS s;
     v_recent := (SELECT max(c.id) FROM pgtrail.change AS c) - v_first_id;
-    v_quiet := v_selected > v_lookup AND v_recent IS NOT NULL AND v_recent < 4 * v_selected
-               -- (By time, as below: "+ 0" keeps the planner off the key index.)
-               AND (SELECT count(*) FROM pgtrail.change AS y
-                    WHERE y.changed_at >= v_since AND y.pk IS NOT NULL
-                      AND y.table_id + 0 IN (SELECT DISTINCT s.table_id FROM pg_temp.pgtrail_revert_sel AS s)) = v_selected;
+    v_bytime := v_selected > v_lookup AND v_recent IS NOT NULL AND v_recent < 4 * v_selected;
+    IF v_bytime THEN
+        IF to_regclass('pg_temp.pgtrail_revert_since') IS NULL THEN
+            CREATE TEMP TABLE pgtrail_revert_since (
+                id bigint, txid bigint, ctx smallint, table_id integer, op "char", changed_at timestamptz,
+                pk jsonb, old_pk jsonb, cols text[]) ON COMMIT DROP;
+        END IF;
+        PERFORM pgtrail._revert_clear('pgtrail_revert_since');
+        INSERT INTO pg_temp.pgtrail_revert_since
+        SELECT y.id, y.txid, y.ctx, y.table_id, y.op, y.changed_at, y.pk, y.old_pk,
+               CASE WHEN y.op = 'U' AND y.old_pk IS NULL AND cardinality(a.key_columns) > 0
+                    THEN coalesce(y.changed_fields, ARRAY(SELECT jsonb_object_keys(y.new_values))) END
+        FROM pgtrail.change AS y
+        JOIN pgtrail.audited_table AS a ON a.id = y.table_id
+        -- (By time, as below: "+ 0" keeps the planner off the key index.)
+        WHERE y.changed_at >= v_since AND y.pk IS NOT NULL
+          AND y.table_id + 0 IN (SELECT DISTINCT s.table_id FROM pg_temp.pgtrail_revert_sel AS s)
+          AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = y.id);
+        v_quiet := NOT FOUND;
+        IF NOT v_quiet THEN
+            ANALYZE pg_temp.pgtrail_revert_since (table_id);
+        END IF;
+    END IF;
     -- (The keys of the cells the selection touched, see below, read from
     -- the changes: the cells themselves are only needed when later changes
     -- are there, which a bulk revert mostly does not have.)
@@ -1005,6 +1025,16 @@ BEGIN
     -- (v_recent: see above.)
     IF v_quiet THEN
         NULL;
+    ELSIF v_bytime AND v_keys > 0 THEN
+        -- (The changes read above, matched as by the second way.)
+        INSERT INTO pg_temp.pgtrail_revert_later
+        SELECT DISTINCT ON (x.id) x.id, x.txid, x.ctx, x.table_id, x.op, x.changed_at, x.pk, x.old_pk, x.cols
+        FROM (SELECT y.* FROM pg_temp.pgtrail_revert_key AS k JOIN pg_temp.pgtrail_revert_since AS y
+                ON y.table_id = k.table_id AND pgtrail._h(y.pk) = k.h AND y.pk = k.key AND y.changed_at >= k.since
+              UNION ALL
+              SELECT y.* FROM pg_temp.pgtrail_revert_key AS k JOIN pg_temp.pgtrail_revert_since AS y
+                ON y.table_id = k.table_id AND pgtrail._h(y.old_pk) = k.h AND y.old_pk = k.key AND y.changed_at >= k.since
+              WHERE y.old_pk IS NOT NULL) AS x;
     ELSIF v_keys > 0 AND v_keys <= v_lookup THEN
         INSERT INTO pg_temp.pgtrail_revert_later
         WITH x AS (
