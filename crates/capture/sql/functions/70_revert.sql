@@ -962,12 +962,16 @@ BEGIN
         SELECT y.id, y.txid, y.ctx, y.table_id, y.op, y.changed_at, y.pk, y.old_pk,
                CASE WHEN y.op = 'U' AND y.old_pk IS NULL AND cardinality(a.key_columns) > 0
                     THEN coalesce(y.changed_fields, ARRAY(SELECT jsonb_object_keys(y.new_values))) END
-        FROM pgtrail.change AS y
-        JOIN pgtrail.audited_table AS a ON a.id = y.table_id
-        -- (By time, as below: "+ 0" keeps the planner off the key index.)
-        WHERE y.changed_at >= v_since AND y.pk IS NOT NULL
-          AND y.table_id + 0 IN (SELECT DISTINCT s.table_id FROM pg_temp.pgtrail_revert_sel AS s)
-          AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = y.id);
+        -- (By time, as below: "+ 0" keeps the planner off the key index,
+        -- and OFFSET 0 keeps the join below out of the subquery, where its
+        -- table_id would lead the planner to the key index again: every
+        -- change the table ever had.)
+        FROM (SELECT y.* FROM pgtrail.change AS y
+              WHERE y.changed_at >= v_since AND y.pk IS NOT NULL
+                AND y.table_id + 0 IN (SELECT DISTINCT s.table_id FROM pg_temp.pgtrail_revert_sel AS s)
+                AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = y.id)
+              OFFSET 0) AS y
+        JOIN pgtrail.audited_table AS a ON a.id = y.table_id;
         v_quiet := NOT FOUND;
         IF NOT v_quiet THEN
             ANALYZE pg_temp.pgtrail_revert_since (table_id);
