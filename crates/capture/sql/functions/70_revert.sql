@@ -913,6 +913,7 @@ DECLARE
     v_first_id bigint;
     v_selected bigint;
     v_bytime boolean;
+    v_nestloop text;
     v_quiet  boolean := false;
     v_guard  text;
     -- Whether pgtrail.revert is planning to apply under refuse, where each
@@ -958,6 +959,12 @@ BEGIN
                 pk jsonb, old_pk jsonb, cols text[]) ON COMMIT DROP;
         END IF;
         PERFORM pgtrail._revert_clear('pgtrail_revert_since');
+        -- (The selection's own changes, more than 10,000, left out by a
+        -- hash of their ids: the planner, which cannot tell how many
+        -- changes of the trail the time bound leaves, would probe the
+        -- selection's key once per change.)
+        v_nestloop := current_setting('enable_nestloop');
+        PERFORM set_config('enable_nestloop', 'off', true);
         INSERT INTO pg_temp.pgtrail_revert_since
         SELECT y.id, y.txid, y.ctx, y.table_id, y.op, y.changed_at, y.pk, y.old_pk,
                CASE WHEN y.op = 'U' AND y.old_pk IS NULL AND cardinality(a.key_columns) > 0
@@ -973,6 +980,7 @@ BEGIN
               OFFSET 0) AS y
         JOIN pgtrail.audited_table AS a ON a.id = y.table_id;
         v_quiet := NOT FOUND;
+        PERFORM set_config('enable_nestloop', v_nestloop, true);
         IF NOT v_quiet THEN
             ANALYZE pg_temp.pgtrail_revert_since (table_id);
         END IF;
