@@ -477,12 +477,20 @@ BEGIN
     -- Per row (keyed tables) or per content (tables without key). at and
     -- cols: set only for a row the fast path made from its one change (the
     -- change's time and, for an UPDATE, the columns it changed); such rows
-    -- have no pgtrail_revert_change rows.
+    -- have no pgtrail_revert_change rows. (Its unique index on chain is
+    -- made by _revert_rows once the rows are in: see there.)
     IF to_regclass('pg_temp.pgtrail_revert_chain') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_chain (
-            chain bigint PRIMARY KEY, table_id integer, keyless boolean, k_origin jsonb, k_final jsonb,
+            chain bigint, table_id integer, keyless boolean, k_origin jsonb, k_final jsonb,
             ex_origin boolean, ex_final boolean, origin jsonb, expect jsonb, net bigint,
             change_ids bigint[], active boolean, changes bigint, at timestamptz, cols text[]) ON COMMIT DROP;
+    END IF;
+    -- Per table, how many of its rows (pgtrail_revert_chain) each later
+    -- step has to look at: see _revert_shape.
+    IF to_regclass('pg_temp.pgtrail_revert_shape') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_shape (
+            table_id integer PRIMARY KEY, active bigint, fast bigint, since timestamptz, multi bigint,
+            creates bigint, removes bigint, moves bigint, referable bigint, back bigint, nothing bigint) ON COMMIT DROP;
     END IF;
     -- The cells each selected change touched ('*': the whole row of that key).
     IF to_regclass('pg_temp.pgtrail_revert_touch') IS NULL THEN
@@ -515,7 +523,48 @@ BEGIN
     END IF;
     PERFORM pgtrail._revert_clear('pgtrail_revert_sel', 'pgtrail_revert_skipkey', 'pgtrail_revert_change',
                                   'pgtrail_revert_cell', 'pgtrail_revert_chain', 'pgtrail_revert_touch',
-                                  'pgtrail_revert_conflict', 'pgtrail_revert_log', 'pgtrail_revert_moves');
+                                  'pgtrail_revert_conflict', 'pgtrail_revert_log', 'pgtrail_revert_moves',
+                                  'pgtrail_revert_shape');
+END
+$fn$;
+
+-- Per table of pgtrail_revert_chain, in one pass over its rows: how many
+-- rows each later step would select, so that a step none of a table's rows
+-- is for does not read them all to find none (a bulk revert's rows are
+-- read by a dozen steps otherwise): active rows; rows of the fast path
+-- (at set), and their first moment; rows changed more than once; rows the
+-- selection created (DELETE), deleted (INSERT), whose key it moved; rows
+-- a foreign key may refer to as they are now but not after (created or
+-- moved: referable), whose key goes back (back); and the rows the plan
+-- lists as NOTHING. Each count's condition is that of the step that uses
+-- it. (The flags and keys it counts do not change after _revert_rows.)
+CREATE OR REPLACE FUNCTION pgtrail._revert_shape()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM pgtrail._revert_clear('pgtrail_revert_shape');
+    INSERT INTO pg_temp.pgtrail_revert_shape
+    SELECT k.table_id,
+           count(*) FILTER (WHERE k.active),
+           count(*) FILTER (WHERE k.at IS NOT NULL), min(k.at),
+           count(*) FILTER (WHERE k.changes > 1),
+           count(*) FILTER (WHERE k.active AND NOT k.ex_origin AND k.ex_final),
+           count(*) FILTER (WHERE k.active AND k.ex_origin AND NOT k.ex_final),
+           -- (A row of the fast path, at set, keeps its key: its keys are
+           -- not compared. Its origin holds exactly its columns, cols.)
+           count(*) FILTER (WHERE k.at IS NULL AND k.active AND NOT k.keyless AND k.ex_origin AND k.ex_final
+                                  AND k.k_origin <> k.k_final),
+           count(*) FILTER (WHERE k.active AND k.ex_final AND (NOT k.ex_origin OR (k.at IS NULL AND k.k_origin <> k.k_final))),
+           count(*) FILTER (WHERE k.active AND k.ex_origin AND (NOT k.ex_final OR (k.at IS NULL AND k.k_origin <> k.k_final))),
+           count(*) FILTER (WHERE NOT k.active
+                               OR (NOT k.keyless AND k.ex_origin AND k.ex_final
+                                   AND CASE WHEN k.at IS NOT NULL THEN coalesce(k.cols <@ a.key_columns, true)
+                                            ELSE k.k_origin = k.k_final AND coalesce(k.origin, '{}') - a.key_columns = '{}' END))
+    FROM pg_temp.pgtrail_revert_chain AS k
+    JOIN pgtrail.audited_table AS a ON a.id = k.table_id
+    GROUP BY k.table_id;
 END
 $fn$;
 
@@ -535,7 +584,12 @@ DECLARE
     v_single boolean;
 BEGIN
     PERFORM pgtrail._revert_clear('pgtrail_revert_change', 'pgtrail_revert_cell', 'pgtrail_revert_chain',
-                                  'pgtrail_revert_touch', 'pgtrail_revert_conflict');
+                                  'pgtrail_revert_touch', 'pgtrail_revert_conflict', 'pgtrail_revert_shape');
+    -- (The unique index on the rows' numbers is made once they are in:
+    -- building it costs less than keeping it up to date row by row.)
+    IF to_regclass('pg_temp.pgtrail_revert_chain_key') IS NOT NULL THEN
+        DROP INDEX pg_temp.pgtrail_revert_chain_key;
+    END IF;
 
     -- The fast path, for the common case: no TRUNCATE, no key change, only
     -- keyed tables that can be written, and every row changed once. Each row
@@ -575,11 +629,13 @@ BEGIN
               FROM pg_temp.pgtrail_revert_sel AS s OFFSET 0) AS c
         WINDOW k AS (PARTITION BY c.table_id, c.pk::text COLLATE "C"),
                w AS (ORDER BY c.table_id, c.pk::text COLLATE "C");
-        IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_chain AS k WHERE k.changes > 1) THEN
+        PERFORM pgtrail._revert_shape();
+        IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_shape AS h WHERE h.multi > 0) THEN
+            CREATE UNIQUE INDEX pgtrail_revert_chain_key ON pg_temp.pgtrail_revert_chain (chain);
             ANALYZE pg_temp.pgtrail_revert_chain (chain, table_id, active, keyless, ex_origin, ex_final);
             RETURN;
         END IF;
-        TRUNCATE pg_temp.pgtrail_revert_chain;
+        TRUNCATE pg_temp.pgtrail_revert_chain, pg_temp.pgtrail_revert_shape;
     END IF;
     -- Keys a key change touched: their rows are followed change by change
     -- (below); the others are one row per key, numbered as they are copied.
@@ -775,6 +831,8 @@ BEGIN
         WHERE f.i = 1;
     END IF;
 
+    CREATE UNIQUE INDEX pgtrail_revert_chain_key ON pg_temp.pgtrail_revert_chain (chain);
+
     -- Rows S changed more than once: each column's value before S's first
     -- change of it and after its last.
     IF NOT v_single THEN
@@ -817,6 +875,7 @@ BEGIN
     -- (The cells touched, pgtrail_revert_touch, are listed by
     -- _revert_conflicts when a later change is there to compare them with.)
     ANALYZE pg_temp.pgtrail_revert_chain (chain, table_id, active, keyless, ex_origin, ex_final);
+    PERFORM pgtrail._revert_shape();
 END
 $fn$;
 
@@ -851,10 +910,16 @@ DECLARE
     v_scalar boolean;
     v_since  timestamptz;
     v_recent bigint;
+    v_first_id bigint;
+    v_selected bigint;
+    v_bytime boolean;
+    v_nestloop text;
+    v_quiet  boolean := false;
     v_guard  text;
     -- Whether pgtrail.revert is planning to apply under refuse, where each
     -- UPDATE's guard compares the live rows (see pgtrail.revert).
     v_guarded boolean := coalesce(current_setting('pgtrail.revert_guarded', true), '') = 'on';
+    v_shape  record;
 BEGIN
     -- Later changes of the same keys, outside the selection.
     IF to_regclass('pg_temp.pgtrail_revert_later') IS NULL THEN
@@ -869,38 +934,91 @@ BEGIN
         CREATE TEMP TABLE pgtrail_revert_key (table_id integer, key jsonb, h bigint, since timestamptz) ON COMMIT DROP;
     END IF;
     PERFORM pgtrail._revert_clear('pgtrail_revert_key');
+    -- Up to how many keys the first way below is taken: 10,000, or the
+    -- setting pgtrail.revert_key_lookup_rows (the tests set 0 to run the
+    -- other two).
+    v_lookup := coalesce(nullif(current_setting('pgtrail.revert_key_lookup_rows', true), '')::bigint, 10000);
+    -- A large selection with about as few changes recorded since its first
+    -- one as it has (a bulk revert soon after its transaction): the changes
+    -- of the selection's tables, with a key, since its first change but its
+    -- own, are read once, by time (see the second way below), before the
+    -- keys are made. Each way below reads only such changes (since the
+    -- first moment a key was touched): when there are none (nothing else
+    -- was recorded there since), no key is made or looked up; else they are
+    -- matched with the keys as the second way does. (TRUNCATEs, which have
+    -- no key, are looked for below all the same.)
+    SELECT min(s.at), min(s.id), count(*) FILTER (WHERE s.pk IS NOT NULL)
+    INTO v_since, v_first_id, v_selected
+    FROM pg_temp.pgtrail_revert_sel AS s;
+    v_recent := (SELECT max(c.id) FROM pgtrail.change AS c) - v_first_id;
+    v_bytime := v_selected > v_lookup AND v_recent IS NOT NULL AND v_recent < 4 * v_selected;
+    IF v_bytime THEN
+        IF to_regclass('pg_temp.pgtrail_revert_since') IS NULL THEN
+            CREATE TEMP TABLE pgtrail_revert_since (
+                id bigint, txid bigint, ctx smallint, table_id integer, op "char", changed_at timestamptz,
+                pk jsonb, old_pk jsonb, cols text[]) ON COMMIT DROP;
+        END IF;
+        PERFORM pgtrail._revert_clear('pgtrail_revert_since');
+        -- (The selection's own changes, more than 10,000, left out by a
+        -- hash of their ids: the planner, which cannot tell how many
+        -- changes of the trail the time bound leaves, would probe the
+        -- selection's key once per change.)
+        v_nestloop := current_setting('enable_nestloop');
+        PERFORM set_config('enable_nestloop', 'off', true);
+        INSERT INTO pg_temp.pgtrail_revert_since
+        SELECT y.id, y.txid, y.ctx, y.table_id, y.op, y.changed_at, y.pk, y.old_pk,
+               CASE WHEN y.op = 'U' AND y.old_pk IS NULL AND cardinality(a.key_columns) > 0
+                    THEN coalesce(y.changed_fields, ARRAY(SELECT jsonb_object_keys(y.new_values))) END
+        -- (By time, as below: "+ 0" keeps the planner off the key index,
+        -- and OFFSET 0 keeps the join below out of the subquery, where its
+        -- table_id would lead the planner to the key index again: every
+        -- change the table ever had.)
+        FROM (SELECT y.* FROM pgtrail.change AS y
+              WHERE y.changed_at >= v_since AND y.pk IS NOT NULL
+                AND y.table_id + 0 IN (SELECT DISTINCT s.table_id FROM pg_temp.pgtrail_revert_sel AS s)
+                AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.id = y.id)
+              OFFSET 0) AS y
+        JOIN pgtrail.audited_table AS a ON a.id = y.table_id;
+        v_quiet := NOT FOUND;
+        PERFORM set_config('enable_nestloop', v_nestloop, true);
+        IF NOT v_quiet THEN
+            ANALYZE pg_temp.pgtrail_revert_since (table_id);
+        END IF;
+    END IF;
     -- (The keys of the cells the selection touched, see below, read from
     -- the changes: the cells themselves are only needed when later changes
     -- are there, which a bulk revert mostly does not have.)
-    INSERT INTO pg_temp.pgtrail_revert_key
-    SELECT d.table_id, d.k, pgtrail._h(d.k), min(d.at)
-    FROM (SELECT c.table_id, c.pk AS k, c.at
-          FROM pg_temp.pgtrail_revert_change AS c
-          JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain AND k.active
-          WHERE c.whole OR cardinality(c.cols) > 0
-          UNION ALL
-          SELECT c.table_id, c.old_pk, c.at
-          FROM pg_temp.pgtrail_revert_change AS c
-          JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain AND k.active
-          WHERE c.whole AND c.old_pk IS NOT NULL
-          UNION ALL
-          SELECT c.table_id, x.k, c.at
-          FROM pg_temp.pgtrail_revert_change AS c
-          CROSS JOIN LATERAL (VALUES (c.pk), (c.old_pk)) AS x(k)
-          JOIN pg_temp.pgtrail_revert_chain AS k ON k.keyless AND k.active AND k.table_id = c.table_id AND k.k_final = x.k
-          WHERE c.chain IS NULL AND x.k IS NOT NULL) AS d
-    GROUP BY d.table_id, d.k;
-    GET DIAGNOSTICS v_keys = ROW_COUNT;
-    -- Rows of the fast path: their one change, on the row itself (one key
-    -- per row, none of the above: nothing to group).
-    INSERT INTO pg_temp.pgtrail_revert_key
-    SELECT k.table_id, k.k_final, pgtrail._h(k.k_final), k.at
-    FROM pg_temp.pgtrail_revert_chain AS k
-    WHERE k.at IS NOT NULL AND k.active AND (NOT k.ex_origin OR NOT k.ex_final OR cardinality(k.cols) > 0);
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    v_keys := v_keys + v_n;
-    ANALYZE pg_temp.pgtrail_revert_key;
-    SELECT min(k.since) INTO v_since FROM pg_temp.pgtrail_revert_key AS k;
+    IF NOT v_quiet THEN
+        INSERT INTO pg_temp.pgtrail_revert_key
+        SELECT d.table_id, d.k, pgtrail._h(d.k), min(d.at)
+        FROM (SELECT c.table_id, c.pk AS k, c.at
+              FROM pg_temp.pgtrail_revert_change AS c
+              JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain AND k.active
+              WHERE c.whole OR cardinality(c.cols) > 0
+              UNION ALL
+              SELECT c.table_id, c.old_pk, c.at
+              FROM pg_temp.pgtrail_revert_change AS c
+              JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain AND k.active
+              WHERE c.whole AND c.old_pk IS NOT NULL
+              UNION ALL
+              SELECT c.table_id, x.k, c.at
+              FROM pg_temp.pgtrail_revert_change AS c
+              CROSS JOIN LATERAL (VALUES (c.pk), (c.old_pk)) AS x(k)
+              JOIN pg_temp.pgtrail_revert_chain AS k ON k.keyless AND k.active AND k.table_id = c.table_id AND k.k_final = x.k
+              WHERE c.chain IS NULL AND x.k IS NOT NULL) AS d
+        GROUP BY d.table_id, d.k;
+        GET DIAGNOSTICS v_keys = ROW_COUNT;
+        -- Rows of the fast path: their one change, on the row itself (one key
+        -- per row, none of the above: nothing to group).
+        INSERT INTO pg_temp.pgtrail_revert_key
+        SELECT k.table_id, k.k_final, pgtrail._h(k.k_final), k.at
+        FROM pg_temp.pgtrail_revert_chain AS k
+        WHERE k.at IS NOT NULL AND k.active AND (NOT k.ex_origin OR NOT k.ex_final OR cardinality(k.cols) > 0);
+        GET DIAGNOSTICS v_n = ROW_COUNT;
+        v_keys := v_keys + v_n;
+        ANALYZE pg_temp.pgtrail_revert_key;
+        SELECT min(k.since) INTO v_since FROM pg_temp.pgtrail_revert_key AS k;
+    END IF;
     -- Three ways, which find the same rows. A few keys: each key's changes
     -- by the key indexes (a lateral subquery, OFFSET 0 keeping it one: as
     -- a join the planner reads the trail by time, expecting the BRIN to be
@@ -916,11 +1034,20 @@ BEGIN
     -- by key hash, costs less than two index probes per key (per
     -- partition) that mostly find the selection's own changes. Else the
     -- probes, joined as the planner sees fit.
-    v_recent := (SELECT max(c.id) FROM pgtrail.change AS c) - (SELECT min(s.id) FROM pg_temp.pgtrail_revert_sel AS s);
-    -- Up to how many keys the first way is taken: 10,000, or the setting
-    -- pgtrail.revert_key_lookup_rows (the tests set 0 to run the other two).
-    v_lookup := coalesce(nullif(current_setting('pgtrail.revert_key_lookup_rows', true), '')::bigint, 10000);
-    IF v_keys > 0 AND v_keys <= v_lookup THEN
+    -- (v_recent: see above.)
+    IF v_quiet THEN
+        NULL;
+    ELSIF v_bytime AND v_keys > 0 THEN
+        -- (The changes read above, matched as by the second way.)
+        INSERT INTO pg_temp.pgtrail_revert_later
+        SELECT DISTINCT ON (x.id) x.id, x.txid, x.ctx, x.table_id, x.op, x.changed_at, x.pk, x.old_pk, x.cols
+        FROM (SELECT y.* FROM pg_temp.pgtrail_revert_key AS k JOIN pg_temp.pgtrail_revert_since AS y
+                ON y.table_id = k.table_id AND pgtrail._h(y.pk) = k.h AND y.pk = k.key AND y.changed_at >= k.since
+              UNION ALL
+              SELECT y.* FROM pg_temp.pgtrail_revert_key AS k JOIN pg_temp.pgtrail_revert_since AS y
+                ON y.table_id = k.table_id AND pgtrail._h(y.old_pk) = k.h AND y.old_pk = k.key AND y.changed_at >= k.since
+              WHERE y.old_pk IS NOT NULL) AS x;
+    ELSIF v_keys > 0 AND v_keys <= v_lookup THEN
         INSERT INTO pg_temp.pgtrail_revert_later
         WITH x AS (
             SELECT y.* FROM pg_temp.pgtrail_revert_key AS k
@@ -989,7 +1116,7 @@ BEGIN
     FROM (SELECT d.table_id, min(d.at) AS since
           FROM (SELECT c.table_id, c.at FROM pg_temp.pgtrail_revert_change AS c
                 UNION ALL
-                SELECT k.table_id, k.at FROM pg_temp.pgtrail_revert_chain AS k WHERE k.at IS NOT NULL) AS d
+                SELECT h.table_id, h.since FROM pg_temp.pgtrail_revert_shape AS h WHERE h.since IS NOT NULL) AS d
           GROUP BY d.table_id) AS k
     -- (A TRUNCATE has no key: the key index holds it under table_id and NULL.)
     JOIN pgtrail.change AS x ON x.table_id = k.table_id AND pgtrail._h(x.pk) IS NULL AND x.pk IS NULL AND x.op = 'T'
@@ -1047,8 +1174,9 @@ BEGIN
     -- be free (or freed by the revert); a table without key must have the
     -- copies the revert removes.
     FOR t IN SELECT a.* FROM pgtrail.audited_table AS a
-             WHERE a.id IN (SELECT k.table_id FROM pg_temp.pgtrail_revert_chain AS k WHERE k.active)
+             WHERE a.id IN (SELECT h.table_id FROM pg_temp.pgtrail_revert_shape AS h WHERE h.active > 0)
                AND to_regclass(format('%I.%I', a.table_schema, a.table_name)) IS NOT NULL LOOP
+        SELECT * INTO v_shape FROM pg_temp.pgtrail_revert_shape AS h WHERE h.table_id = t.id;
         v_secret := NULL;
         IF cardinality(t.redact_columns) > 0 THEN
             SELECT value INTO v_secret FROM pgtrail.secret WHERE name = 'redaction';
@@ -1105,9 +1233,11 @@ BEGIN
            AND NOT EXISTS (SELECT FROM pgtrail.erasure AS x WHERE x.table_id = t.id)
            AND NOT EXISTS (SELECT FROM pg_constraint AS x
                            WHERE x.conrelid = v_rel::regclass AND x.contype = 'f' AND x.confupdtype = 'c') THEN
+            -- (A fast path row's origin holds exactly its columns, cols:
+            -- it has a column to set when they are not all key columns.)
             v_guard := format(' AND NOT (k.at IS NOT NULL AND k.ex_origin AND cardinality(k.cols) > 0 '
                               'AND k.cols <@ %L::text[] AND NOT k.cols && %L::text[] '
-                              'AND (k.origin - %L::text[]) <> ''{}'')',
+                              'AND NOT k.cols <@ %L::text[])',
                               (SELECT coalesce(array_agg(a.attname::text), '{}') FROM pg_attribute AS a
                                WHERE a.attrelid = v_rel::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
                               (SELECT coalesce(array_agg(a.attname::text), '{}') FROM pg_attribute AS a
@@ -1179,7 +1309,8 @@ BEGIN
                   JOIN pg_class AS cc ON cc.oid = c.conrelid
                   JOIN pg_namespace AS cn ON cn.oid = cc.relnamespace
                   LEFT JOIN pgtrail.audited_table AS ca ON ca.table_schema = cn.nspname AND ca.table_name = cc.relname
-                  WHERE c.contype = 'f' AND c.confrelid = v_rel::regclass AND c.conparentid = 0 LOOP
+                  -- (Only when some row may be referred to: see _revert_shape.)
+                  WHERE c.contype = 'f' AND c.confrelid = v_rel::regclass AND c.conparentid = 0 AND v_shape.referable > 0 LOOP
             EXECUTE format(
                 'INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, change_id, txid, ctx, at, op, columns, message) '
                 'WITH k AS MATERIALIZED ('
@@ -1269,6 +1400,7 @@ BEGIN
             USING t.id, fk.child_cols, fk.parent_id;
         END LOOP;
         -- The key a row goes back to, free or freed.
+        CONTINUE WHEN v_shape.back = 0;
         EXECUTE format(
             'INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, message) '
             'SELECT k.chain, k.table_id, k.k_origin, ''outside_capture'', '
@@ -1616,8 +1748,7 @@ DECLARE
 BEGIN
     PERFORM pgtrail._revert_clear('pgtrail_revert_moves');
     FOR t IN SELECT a.* FROM pgtrail.audited_table AS a
-             WHERE a.id IN (SELECT k.table_id FROM pg_temp.pgtrail_revert_chain AS k
-                            WHERE k.active AND NOT k.keyless AND k.ex_origin AND k.ex_final AND k.k_origin <> k.k_final)
+             WHERE a.id IN (SELECT h.table_id FROM pg_temp.pgtrail_revert_shape AS h WHERE h.moves > 0)
              ORDER BY a.id LOOP
         PERFORM pgtrail._revert_clear('pgtrail_revert_back');
         INSERT INTO pg_temp.pgtrail_revert_back (chain, ex_final, moved, k_origin, k_final, cols)
@@ -1660,14 +1791,15 @@ DECLARE
     v_direct  boolean;
     v_member  text;
     v_coldefs text;
+    v_shape   record;
 BEGIN
-    -- (run_sql and run_rows: a statement pgtrail.revert runs straight from
-    -- the working table of rows, see below.)
+    -- (run_sql, run_rows, run_lo and run_hi: a statement pgtrail.revert
+    -- runs straight from the working table of rows, see below.)
     IF to_regclass('pg_temp.pgtrail_revert_stmt') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_stmt (
             grp serial, table_id integer, kind text, cols text[], sql text, data jsonb, keys jsonb,
             change_ids bigint[], rows bigint, note text, step integer, lvl integer, what text,
-            run_sql text, run_rows text) ON COMMIT DROP;
+            run_sql text, run_rows text, run_lo bigint, run_hi bigint) ON COMMIT DROP;
         -- (A statement's data holds all its rows, megabytes for a large
         -- revert: compressing it costs more than storing it as it is.)
         ALTER TABLE pg_temp.pgtrail_revert_stmt ALTER COLUMN data SET STORAGE EXTERNAL,
@@ -1749,8 +1881,9 @@ BEGIN
     WHERE k.chain = f.chain;
 
     FOR t IN SELECT a.* FROM pgtrail.audited_table AS a
-             WHERE a.id IN (SELECT k.table_id FROM pg_temp.pgtrail_revert_chain AS k WHERE k.active)
+             WHERE a.id IN (SELECT h.table_id FROM pg_temp.pgtrail_revert_shape AS h WHERE h.active > 0)
              ORDER BY a.id LOOP
+        SELECT * INTO v_shape FROM pg_temp.pgtrail_revert_shape AS h WHERE h.table_id = t.id;
         v_rel := format('%I.%I', t.table_schema, t.table_name);
         v_relid := v_rel::regclass;
         -- Columns a statement may write: not generated, not dropped.
@@ -1838,6 +1971,8 @@ BEGIN
                count(*), NULL
         FROM pg_temp.pgtrail_revert_chain AS k
         WHERE k.table_id = t.id AND k.active AND NOT k.ex_origin AND k.ex_final
+          -- (See _revert_shape.)
+          AND v_shape.creates > 0
         HAVING count(*) > 0;
 
         -- Rows of the fast path (one change each, no key change) in a table
@@ -1937,19 +2072,28 @@ BEGIN
             v_member := format('c.table_id = %s AND c.at IS NOT NULL AND c.active AND c.ex_origin AND c.ex_final '
                                'AND cardinality(c.cols) > 0 AND c.cols <@ %L::text[] AND NOT c.cols && %L::text[]',
                                t.id, v_writable, v_always);
-            FOR g IN SELECT ARRAY(SELECT c FROM unnest(x.cols) AS c ORDER BY c) AS cols, x.cols_t, x.n, x.ids, x.groups
-                     FROM (SELECT d.cols_t, d.cols_t::text[] AS cols, count(*) AS n,
-                                  array_agg(DISTINCT d.id ORDER BY d.id) AS ids, count(*) OVER () AS groups
-                           FROM (SELECT nullif(ARRAY(SELECT jsonb_object_keys(CASE WHEN k.origin ?| t.key_columns
-                                                                                   THEN k.origin - t.key_columns
-                                                                                   ELSE k.origin END)), '{}')::text COLLATE "C" AS cols_t,
-                                        k.change_ids[1] AS id
-                                 FROM pg_temp.pgtrail_revert_chain AS k
-                                 WHERE k.table_id = t.id AND k.at IS NOT NULL AND k.active
-                                   AND k.ex_origin AND k.ex_final
-                                   AND cardinality(k.cols) > 0 AND k.cols <@ v_writable AND NOT k.cols && v_always
-                                 OFFSET 0) AS d
-                           GROUP BY d.cols_t) AS x
+            -- (A fast path row's origin holds exactly its columns, cols: its
+            -- columns to restore, as the statements' data has them, are
+            -- the keys of its origin but the key columns, in jsonb's key
+            -- order. Worked out once per distinct cols, not per row.)
+            FOR g IN SELECT ARRAY(SELECT c FROM unnest(x.cols) AS c ORDER BY c) AS cols, x.cols_t, x.n, x.ids, x.groups,
+                            x.lo, x.hi
+                     FROM (SELECT e.cols_t, e.cols_t::text[] AS cols, count(*) AS n,
+                                  array_agg(DISTINCT u.id ORDER BY u.id) AS ids, count(*) OVER () AS groups,
+                                  min(e.lo) AS lo, max(e.hi) AS hi
+                           FROM (SELECT nullif(ARRAY(SELECT jsonb_object_keys(coalesce(
+                                            (SELECT jsonb_object_agg(c, true) FROM unnest(d.cols) AS c
+                                             WHERE NOT c = ANY (t.key_columns)), '{}'))), '{}')::text COLLATE "C" AS cols_t,
+                                        d.ids, d.lo, d.hi
+                                 FROM (SELECT k.cols, array_agg(k.change_ids[1]) AS ids, min(k.chain) AS lo, max(k.chain) AS hi
+                                       FROM pg_temp.pgtrail_revert_chain AS k
+                                       WHERE k.table_id = t.id AND k.at IS NOT NULL AND k.active
+                                         AND k.ex_origin AND k.ex_final
+                                         AND cardinality(k.cols) > 0 AND k.cols <@ v_writable AND NOT k.cols && v_always
+                                       GROUP BY k.cols) AS d
+                                 OFFSET 0) AS e
+                           CROSS JOIN LATERAL unnest(e.ids) AS u(id)
+                           GROUP BY e.cols_t) AS x
                      -- (Rows with no column to restore make no statement;
                      -- counted as a group, they make the others filter by
                      -- their columns.)
@@ -1960,7 +2104,7 @@ BEGIN
                               WHERE a.attrelid = v_relid AND a.attnum > 0 AND NOT a.attisdropped
                                 AND (a.attname::text = ANY (g.cols) OR a.attname::text = ANY (t.key_columns)));
                 INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, what, cols, sql, data, keys, change_ids, rows, note, lvl,
-                                                         run_sql, run_rows)
+                                                         run_sql, run_rows, run_lo, run_hi)
                 SELECT t.id, 'UPDATE', 'restore', g.cols,
                        -- (As below.)
                        format('UPDATE %1$s AS t SET (%2$s) = ROW(%3$s) '
@@ -1990,7 +2134,12 @@ BEGIN
                               v_join,
                               (SELECT string_agg(format('%L, t.%I', c, c), ', ') FROM unnest(g.cols) AS c),
                               v_coldefs, t.key_columns, v_member || v_group),
-                       format('SELECT c.chain FROM pg_temp.pgtrail_revert_chain AS c WHERE %s', v_member || v_group)
+                       format('SELECT c.chain FROM pg_temp.pgtrail_revert_chain AS c WHERE %s', v_member || v_group),
+                       -- (When its rows are every row from its first chain
+                       -- number to its last, as the rows of a table's only
+                       -- set of columns are: pgtrail.revert makes its
+                       -- batches from those numbers, without reading them.)
+                       CASE WHEN g.hi - g.lo + 1 = g.n THEN g.lo END, CASE WHEN g.hi - g.lo + 1 = g.n THEN g.hi END
                 FROM (SELECT CASE WHEN g.groups > 1
                                   THEN format(' AND nullif(ARRAY(SELECT jsonb_object_keys(CASE WHEN c.origin ?| %1$L::text[] '
                                               'THEN c.origin - %1$L::text[] ELSE c.origin END)), ''{}'')::text COLLATE "C" = %2$L',
@@ -2109,6 +2258,8 @@ BEGIN
                                    FROM pg_temp.pgtrail_revert_chain AS k
                                    WHERE v_clean AND k.table_id = t.id AND k.at IS NOT NULL AND k.active
                                      AND k.ex_origin AND NOT k.ex_final AND (k.origin - v_writable) = '{}'
+                                     -- (See _revert_shape.)
+                                     AND v_shape.removes > 0
                                    OFFSET 0) AS d
                              WHERE d.cols IS NOT NULL
                              ORDER BY 1, 2) AS q
@@ -2304,7 +2455,7 @@ BEGIN
         v_round := v_round + 1;
         PERFORM pgtrail._revert_rows();
         SELECT (SELECT count(*) FROM pg_temp.pgtrail_revert_change)
-               + (SELECT count(*) FROM pg_temp.pgtrail_revert_chain AS k WHERE k.at IS NOT NULL) INTO v_n;
+               + (SELECT coalesce(sum(h.fast), 0) FROM pg_temp.pgtrail_revert_shape AS h) INTO v_n;
         IF v_n > v_max THEN
             RAISE EXCEPTION 'pgtrail.revert: the selection holds % row changes, more than the cap of %', v_n, v_max
                 USING ERRCODE = '54000',
@@ -2388,6 +2539,8 @@ BEGIN
                NULL::jsonb, NULL::text
         FROM pg_temp.pgtrail_revert_lost AS l JOIN pgtrail.audited_table AS a ON a.id = l.table_id
         ORDER BY a.table_schema, a.table_name, l.key::text;
+        -- (Only when there are such rows: see _revert_shape.)
+        IF EXISTS (SELECT FROM pg_temp.pgtrail_revert_shape AS h WHERE h.nothing > 0) THEN
         RETURN QUERY
         SELECT NULL::integer, k.change_ids, format('%I.%I', a.table_schema, a.table_name), 'NOTHING', k.k_final, NULL::text,
                NULL::jsonb, 0::bigint, NULL::text[],
@@ -2400,10 +2553,13 @@ BEGIN
         -- other column changed: no statement writes it, as none of the
         -- kinds above takes a row with its key in place and only key
         -- columns to restore, yet its changes are reverted, so listed.)
+        -- (A fast path row's origin holds exactly its columns, cols.)
         WHERE NOT k.active
            OR (NOT k.keyless AND k.ex_origin AND k.ex_final AND k.k_origin = k.k_final
-               AND coalesce(k.origin, '{}') - a.key_columns = '{}')
+               AND CASE WHEN k.at IS NOT NULL THEN coalesce(cardinality(k.cols), 0) = 0 OR k.cols <@ a.key_columns
+                        ELSE coalesce(k.origin, '{}') - a.key_columns = '{}' END)
         ORDER BY k.chain;
+        END IF;
     END IF;
     RETURN QUERY
     SELECT NULL::integer, g.change_ids,
@@ -2583,10 +2739,13 @@ BEGIN
             -- selection's, read without matching the ids. Else the ids are matched:
             -- "+ 0" keeps the planner off the selection's key index, which it picks
             -- when it takes the ids of a statement's array for a handful.)
-            SELECT count(DISTINCT i) INTO v_changes FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
-            WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST');
+            -- (Each DISTINCT by a hash, not the sort of an aggregate's DISTINCT.)
+            SELECT count(*) INTO v_changes
+            FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
+                  WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')) AS d;
             IF v_changes = (SELECT count(*) FROM pg_temp.pgtrail_revert_sel) THEN
-                SELECT jsonb_agg(DISTINCT c.txid) INTO v_txids FROM pg_temp.pgtrail_revert_sel AS c;
+                SELECT jsonb_agg(d.txid ORDER BY d.txid) INTO v_txids
+                FROM (SELECT DISTINCT c.txid FROM pg_temp.pgtrail_revert_sel AS c) AS d;
             ELSE
                 SELECT jsonb_agg(DISTINCT c.txid) INTO v_txids
                 FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
@@ -2613,15 +2772,22 @@ BEGIN
                             -- (A table without key: each row of the data says how
                             -- many copies it stands for, as "n".)
                             r.kind IN ('delete_copies', 'insert_copies') AS copies, r.kind = 'park' AS parking,
-                            x.run_sql, x.run_rows
+                            x.run_sql, x.run_rows, x.run_lo, x.run_hi
                      FROM pg_temp.pgtrail_revert_run AS r
                      LEFT JOIN pg_temp.pgtrail_revert_stmt AS x ON x.step = r.step AND r.data IS NULL
                      WHERE r.step IS NOT NULL ORDER BY r.step LOOP
                 -- A statement without data is run on its rows in the plan's working
                 -- table, batch by batch: ranges of their chain numbers, v_batch rows
                 -- each (the last chain number of each batch, and how many rows
-                -- come before it and it, by one pass over its rows).
-                IF s.run_sql IS NOT NULL THEN
+                -- come before it and it, by one pass over its rows, or without
+                -- one when its rows are a range of chain numbers).
+                IF s.run_lo IS NOT NULL THEN
+                    -- (Its rows are every chain number from run_lo to run_hi.)
+                    SELECT array_agg(least(s.run_lo - 1 + g * v_batch, s.run_hi) ORDER BY g),
+                           array_agg(least(g * v_batch, s.run_hi - s.run_lo + 1) ORDER BY g)
+                    INTO v_ends, v_upto
+                    FROM generate_series(1, (s.run_hi - s.run_lo) / v_batch + 1) AS g;
+                ELSIF s.run_sql IS NOT NULL THEN
                     EXECUTE format('SELECT array_agg(q.chain ORDER BY q.i), array_agg(q.i ORDER BY q.i) '
                                    'FROM (SELECT r.chain, row_number() OVER (ORDER BY r.chain) AS i, count(*) OVER () AS n '
                                    '      FROM (%s) AS r) AS q '

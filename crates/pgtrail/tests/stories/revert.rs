@@ -1517,3 +1517,60 @@ async fn rows_changed_once_are_written_straight_from_the_plan_in_batches_and_kee
     now.sort_by_key(|r| r["sku"].as_i64());
     assert_eq!(now, expected);
 }
+
+#[tokio::test]
+async fn later_changes_are_found_when_the_trail_is_read_by_time_as_for_a_large_selection() {
+    let mut db = audited_db(
+        "CREATE TABLE stock (sku int PRIMARY KEY, qty int NOT NULL, place text);
+         CREATE TABLE shelf (id int PRIMARY KEY, label text)",
+        "[capture]\n",
+    )
+    .await;
+    db.client
+        .batch_execute(
+            "INSERT INTO stock SELECT g, g, 'shelf ' || g FROM generate_series(1, 50) AS g;
+             INSERT INTO shelf SELECT g, 'label ' || g FROM generate_series(1, 5) AS g;
+             -- (Every selection counts as large: the trail is read by time.)
+             SET pgtrail.revert_key_lookup_rows = 0",
+        )
+        .await
+        .unwrap();
+    let script = tx(&db.client, "script", "UPDATE stock SET qty = 0 WHERE sku <= 20").await;
+
+    // Nothing recorded since but the selection: no later change.
+    let shown = plan(&db.client, &txids(&[script])).await.unwrap();
+    assert_eq!(shown.conflicts().count(), 0, "{:?}", shown.items);
+
+    // Changes since, of another table and of other rows: still none.
+    tx(&db.client, "other", "UPDATE shelf SET label = 'x' WHERE id = 1").await;
+    tx(&db.client, "other", "UPDATE stock SET qty = 7 WHERE sku = 40").await;
+    let shown = plan(&db.client, &txids(&[script])).await.unwrap();
+    assert_eq!(shown.conflicts().count(), 0, "{:?}", shown.items);
+
+    // A later change of a row of the selection: its conflict, as always.
+    let later = tx(&db.client, "support", "UPDATE stock SET qty = 3 WHERE sku = 5").await;
+    let shown = plan(&db.client, &txids(&[script])).await.unwrap();
+    let conflicts: Vec<_> = shown.conflicts().collect();
+    assert_eq!(conflicts.len(), 1, "{:?}", shown.items);
+    assert_eq!(conflicts[0].key, Some(json!({"sku": 5})));
+    let conflict = conflicts[0].conflict.clone().unwrap();
+    assert_eq!(conflict["kind"], json!("later_change"));
+    assert_eq!(conflict["txid"], json!(later));
+    assert!(matches!(
+        revert(&mut db.client, &txids(&[script]), "undo").await,
+        Err(RevertError::Conflicts { .. })
+    ));
+
+    // Skip leaves that row; the others go back.
+    let mut skip = txids(&[script]);
+    skip.policy = Policy::Skip;
+    revert(&mut db.client, &skip, "undo the rest").await.unwrap();
+    assert_eq!(
+        count(&db.client, "SELECT count(*) FROM stock WHERE qty = sku").await,
+        48
+    );
+    assert_eq!(
+        count(&db.client, "SELECT qty::bigint FROM stock WHERE sku = 5").await,
+        3
+    );
+}
