@@ -1,5 +1,5 @@
 //! CPU time of a server backend, from `/proc/<pid>/stat` (we run on the same
-//! machine as the throwaway cluster).
+//! machine as the throwaway cluster), and of the calling thread.
 
 use std::process::Command;
 
@@ -9,6 +9,13 @@ use anyhow::{Context, Result};
 pub fn cpu_ticks(pid: i32) -> Result<u64> {
     let path = format!("/proc/{pid}/stat");
     let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    parse_cpu_ticks(&text).with_context(|| format!("unexpected contents of {path}: {text}"))
+}
+
+/// User plus system CPU time of the calling thread, in clock ticks.
+pub fn thread_cpu_ticks() -> Result<u64> {
+    let path = "/proc/thread-self/stat";
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {path}"))?;
     parse_cpu_ticks(&text).with_context(|| format!("unexpected contents of {path}: {text}"))
 }
 
@@ -49,5 +56,16 @@ mod tests {
     fn reads_own_process() {
         let pid = i32::try_from(std::process::id()).expect("pid fits");
         assert!(cpu_ticks(pid).is_ok());
+    }
+
+    #[test]
+    fn reads_own_thread_within_its_process() {
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(50) {
+            std::hint::black_box(spin.elapsed());
+        }
+        let pid = i32::try_from(std::process::id()).expect("pid fits");
+        let thread = thread_cpu_ticks().expect("thread ticks");
+        assert!(thread <= cpu_ticks(pid).expect("process ticks"));
     }
 }

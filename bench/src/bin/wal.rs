@@ -11,7 +11,9 @@
 //!   stopped, and TPC-B with the follower running on the same machine;
 //! - the follower draining what the workloads left in the slot: changes
 //!   per second, and CPU per change (its server backend plus this process,
-//!   where the decoding and batching run);
+//!   where the decoding and batching run, and, since 2026-12-07, the
+//!   follower's own thread: each drain runs it on a current-thread runtime
+//!   of its own, as `pgtrail follow` runs it);
 //! - once, at the end: the lag from a commit to its rows in the trail
 //!   (p50, p99) under a steady load at `--lag-rate` changes per second:
 //!   TPC-B (4 changes a transaction), or with `--lag-rows N` transactions
@@ -557,10 +559,20 @@ impl Bench {
     /// [`Bench::drain`], the server's CPU split: (changes, seconds, backend
     /// µs per change, walsender µs per change, process µs per change).
     async fn drain_split(&self, transport: Transport) -> Result<(u64, f64, f64, f64, f64)> {
-        let mut client = server::connect(&self.cluster, Variant::Wal.database()).await?;
-        let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+        let (changes, seconds, backend, walsender, process, _) = self.drain_threaded(transport).await?;
+        Ok((changes, seconds, backend, walsender, process))
+    }
+
+    /// [`Bench::drain_split`], and the CPU µs per change of the follower's
+    /// own thread. The follower runs as `pgtrail follow` runs it: on one
+    /// thread of its own, in a current-thread runtime (its replication
+    /// stream's reader and its trail writer tasks with it); this process's
+    /// figure adds the bench's runtime beside it (the samplers of the
+    /// server processes).
+    async fn drain_threaded(&self, transport: Transport) -> Result<(u64, f64, f64, f64, f64, f64)> {
+        let url = self.cluster.url(Variant::Wal.database());
         let own = i32::try_from(std::process::id())?;
-        let (backend, process) = (procstat::cpu_ticks(pid)?, procstat::cpu_ticks(own)?);
+        let process = procstat::cpu_ticks(own)?;
         let (done_tx, done_rx) = tokio::sync::watch::channel(false);
         // Over SQL the slot's active process is the backend itself: no
         // walsender to add.
@@ -570,7 +582,6 @@ impl Bench {
         };
         // Pipelined, the trail is written by a second connection of its own.
         let writer = self.ticks_of(WRITER, done_rx).await?;
-        let started = Instant::now();
         let options = FollowOptions {
             once: true,
             replication: self.replication(transport)?,
@@ -578,8 +589,25 @@ impl Bench {
             pipeline: transport.pipeline(),
             ..FollowOptions::default()
         };
-        let report = pgtrail::follow::run(&mut client, &options, std::future::pending()).await?;
-        let seconds = started.elapsed().as_secs_f64();
+        let follower = std::thread::spawn(move || -> Result<_> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let mut client = server::connect_url(&url).await?;
+                let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+                let (backend, thread) = (procstat::cpu_ticks(pid)?, procstat::thread_cpu_ticks()?);
+                let started = Instant::now();
+                let report = pgtrail::follow::run(&mut client, &options, std::future::pending()).await?;
+                let seconds = started.elapsed().as_secs_f64();
+                let thread = procstat::thread_cpu_ticks()? - thread;
+                let backend = procstat::cpu_ticks(pid)? - backend;
+                Ok((report, seconds, backend, thread))
+            })
+        });
+        let (report, seconds, backend, thread) = tokio::task::spawn_blocking(move || follower.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the follower's thread panicked"))??;
         // The sampler may have ended already (the walsender exited).
         let _ = done_tx.send(true);
         let walsender = match walsender {
@@ -588,10 +616,15 @@ impl Bench {
         };
         let writer = writer.await??;
         let per = |ticks: u64| ticks as f64 * 1e6 / self.clk_tck as f64 / report.changes.max(1) as f64;
-        let backend = per(procstat::cpu_ticks(pid)? - backend + writer);
-        let walsender = per(walsender);
         let process = per(procstat::cpu_ticks(own)? - process);
-        Ok((report.changes, seconds, backend, walsender, process))
+        Ok((
+            report.changes,
+            seconds,
+            per(backend + writer),
+            per(walsender),
+            process,
+            per(thread),
+        ))
     }
 
     /// The CPU ticks of the server process `find` names (the slot's
@@ -712,9 +745,20 @@ impl Bench {
         );
         for &transport in order.iter().filter(|_| !self.args.lag_only) {
             self.load().await?;
-            let (changes, seconds, backend, walsender, process) = self.drain_split(transport).await?;
+            let (changes, seconds, backend, walsender, process, thread) =
+                self.drain_threaded(transport).await?;
             let server = backend + walsender;
             let label = transport.label();
+            self.results.record(
+                "follower thread CPU µs/change (as `pgtrail follow`)",
+                label,
+                thread,
+            );
+            self.results.record(
+                "changes/s on one core (1e6 / (server + thread))",
+                label,
+                1e6 / (server + thread),
+            );
             self.results.record("drained changes", label, changes as f64);
             self.results
                 .record("of it: backend (write; SQL: decode) µs/change", label, backend);
@@ -755,6 +799,8 @@ impl Bench {
             "of it: walsender (stream: decode) µs/change",
             "follower process CPU µs/change",
             "changes/s on one core (1e6 / (server + process))",
+            "follower thread CPU µs/change (as `pgtrail follow`)",
+            "changes/s on one core (1e6 / (server + thread))",
             "lag p50 ms",
             "lag p99 ms",
             "lag: changes/s achieved",

@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::context_rows::ContextRow;
+use crate::copy_rows::{COLUMNS, CopyRows, TrailFields};
 use crate::pgoutput::{self, Value};
 use crate::rows;
 use crate::rows::JsonText;
@@ -502,9 +503,6 @@ async fn write_copy(
     want_ids: bool,
     written: &mut Written,
 ) -> Result<WrittenRows, FollowError> {
-    use tokio_postgres::binary_copy::BinaryCopyInWriter;
-    use tokio_postgres::types::{ToSql, Type};
-
     let begin = db
         .query_one(
             "SELECT stored_lsn::text, era, snapshot_xmax FROM pgtrail._follow_begin($1)",
@@ -598,60 +596,35 @@ async fn write_copy(
     };
 
     if !rows.is_empty() {
-        let columns =
-            "txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields";
-        let mut types = vec![
-            Type::INT8,
-            Type::INT2,
-            Type::INT4,
-            Type::CHAR,
-            Type::TIMESTAMPTZ,
-            Type::JSONB,
-            Type::JSONB,
-            Type::JSONB,
-            Type::JSONB,
-            Type::TEXT_ARRAY,
-        ];
-        let statement = if want_ids {
-            types.insert(0, Type::INT8);
-            format!("COPY pgtrail.change (id, {columns}) FROM STDIN (FORMAT binary)")
-        } else {
-            format!("COPY pgtrail.change ({columns}) FROM STDIN (FORMAT binary)")
+        let failed = || FollowError::database("writing decoded transactions to the trail");
+        let statement = match want_ids {
+            true => format!("COPY pgtrail.change (id, {COLUMNS}) FROM STDIN (FORMAT binary)"),
+            false => format!("COPY pgtrail.change ({COLUMNS}) FROM STDIN (FORMAT binary)"),
         };
-        let copy = db
-            .copy_in(&statement)
-            .await
-            .map_err(FollowError::database("writing decoded transactions to the trail"))?;
-        let writer = BinaryCopyInWriter::new(copy, &types);
-        let mut writer = std::pin::pin!(writer);
+        let sink = db.copy_in(&statement).await.map_err(failed())?;
+        let mut sink = std::pin::pin!(sink);
+        let mut copy = CopyRows::new(want_ids);
         for (n, &r) in rows.iter().enumerate() {
             let k = kept_of(batch.tx[r]).unwrap_or(0);
-            let mut values: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(11);
-            if want_ids {
-                values.push(&ids[n]);
+            let index = usize::try_from(batch.tx[r] - 1).unwrap_or(0);
+            copy.push(&TrailFields {
+                id: ids.get(n).copied(),
+                txid: txids[k],
+                ctx: batch.ctx[r],
+                table_id: batch.table[r],
+                op: batch.op[r],
+                changed_at: batch.at[index],
+                pk: batch.pk[r].as_ref(),
+                old_pk: batch.old_pk[r].as_ref(),
+                old_values: batch.old[r].as_ref(),
+                new_values: batch.new[r].as_ref(),
+                changed_fields: fields[n].as_deref(),
+            });
+            if copy.full() {
+                copy.send(&mut sink).await.map_err(failed())?;
             }
-            values.extend([
-                &txids[k] as &(dyn ToSql + Sync),
-                &batch.ctx[r],
-                &batch.table[r],
-                &batch.op[r],
-                &times[k],
-                &batch.pk[r],
-                &batch.old_pk[r],
-                &batch.old[r],
-                &batch.new[r],
-                &fields[n],
-            ]);
-            writer
-                .as_mut()
-                .write(&values)
-                .await
-                .map_err(FollowError::database("writing decoded transactions to the trail"))?;
         }
-        writer
-            .finish()
-            .await
-            .map_err(FollowError::database("writing decoded transactions to the trail"))?;
+        copy.finish(sink).await.map_err(failed())?;
     }
 
     let mut ctx_tx: Vec<i32> = Vec::new();

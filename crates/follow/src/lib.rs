@@ -32,6 +32,7 @@
 //! - [`rows`]: the trail row of each change (key, diff, redaction);
 //! - [`context_rows`]: the `pgtrail.transaction` rows read from the
 //!   context messages;
+//! - [`copy_rows`]: the trail rows' binary COPY, encoded here;
 //! - [`operations`]: rotating the signing key, acknowledging ignored
 //!   context messages;
 //! - [`sink`]: where changes go besides (or instead of) the trail;
@@ -43,6 +44,7 @@
 //!   connection writing batch N while N+1 is built).
 
 pub mod context_rows;
+pub mod copy_rows;
 pub mod follower;
 pub mod operations;
 pub mod pgoutput;

@@ -147,7 +147,7 @@ impl<'a> Reader<'a> {
         let Some(end) = rest.iter().position(|&b| b == 0) else {
             return self.fail("unterminated string");
         };
-        let text = String::from_utf8_lossy(&rest[..end]).into_owned();
+        let text = text(&rest[..end]);
         self.at += end + 1;
         Ok(text)
     }
@@ -168,7 +168,7 @@ impl<'a> Reader<'a> {
                     let len = self.i32()?;
                     let len =
                         usize::try_from(len).or_else(|_| self.fail(format!("negative length {len}")))?;
-                    Value::Text(String::from_utf8_lossy(self.take(len)?).into_owned())
+                    Value::Text(text(self.take(len)?))
                 }
                 kind => return self.fail(format!("unknown tuple value kind {:?}", kind as char)),
             });
@@ -182,6 +182,15 @@ impl<'a> Reader<'a> {
         } else {
             self.fail(format!("{} bytes left over", self.data.len() - self.at))
         }
+    }
+}
+
+/// `bytes` as text, an invalid sequence replaced (as
+/// `String::from_utf8_lossy` does), checked in one pass when it is valid.
+fn text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
     }
 }
 
@@ -425,6 +434,17 @@ mod tests {
             Ok(Message::Insert {
                 relation: 7,
                 new: vec![Value::Text(String::new())]
+            })
+        );
+        // Text that is not UTF-8: each invalid sequence replaced, the rest kept.
+        let mut invalid = vec![b'I'];
+        invalid.extend(7u32.to_be_bytes());
+        invalid.extend([b'N', 0, 1, b't', 0, 0, 0, 6, b'a', 0xff, b'b', 0xc3, 0xa9, 0xc3]);
+        assert_eq!(
+            decode(&invalid),
+            Ok(Message::Insert {
+                relation: 7,
+                new: vec![Value::Text("a\u{fffd}bé\u{fffd}".to_string())]
             })
         );
         let mut delete = vec![b'D'];
