@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
 use crate::copy::{
-    COPY_CHANGES, COPY_TRANSACTIONS, Decoder, LIST_SHOWN, LIST_STORED, NEXT_ID, SORTS_BY_BYTES, TABLES,
+    COPY_CHANGES, Decoder, LIST_SHOWN, LIST_STORED, NEXT_ID, SORTS_BY_BYTES, TABLES, TRANSACTIONS_BY_KEY,
     Tables, Transactions,
 };
 use crate::digest::{Both, RowCheck, RowDigest};
@@ -171,6 +171,26 @@ struct LastSeal {
     era: i32,
 }
 
+impl LastSeal {
+    /// A trail txid below which every change is visible in the seal's
+    /// snapshot: its era's first txid plus the snapshot's xmin (every
+    /// transaction before xmin had ended when the seal was taken; an
+    /// earlier era is covered whole). The lowest txid when the snapshot
+    /// does not read as `xmin:xmax:...` with an xmin of 48 bits.
+    fn visible_below(&self) -> i64 {
+        let xmin = self
+            .snapshot
+            .split(':')
+            .next()
+            .and_then(|x| x.parse::<i64>().ok())
+            .filter(|x| (0..1 << 48).contains(x));
+        match (xmin, i64::from(self.era)) {
+            (Some(xmin), era) if (0..1 << 15).contains(&era) => (era << 48) + xmin,
+            _ => i64::MIN,
+        }
+    }
+}
+
 async fn last_seal(client: &Client) -> Result<Option<LastSeal>, ArchiveError> {
     let row = client
         .query_opt(
@@ -188,38 +208,45 @@ async fn last_seal(client: &Client) -> Result<Option<LastSeal>, ArchiveError> {
     }))
 }
 
-/// The partition's changes, and those of them that no seal covers yet
-/// (one scan of the partition for both).
-async fn unsealed(
-    client: &Client,
-    partition: &str,
-    seal: Option<&LastSeal>,
-) -> Result<(i64, i64), ArchiveError> {
+/// The partition's changes that no seal covers yet. Only those at or
+/// above the seal's [`LastSeal::visible_below`] can be: they are found by
+/// the partition's index on `txid` (for a partition past its retention,
+/// usually none), not by a scan of the whole partition.
+async fn unsealed(client: &Client, partition: &str, seal: Option<&LastSeal>) -> Result<i64, ArchiveError> {
     let table = pgtrail_capture::quote::ident(partition);
     let row = match seal {
         None => {
             client
-                .query_one(&format!("SELECT count(*), count(*) FROM pgtrail.{table}"), &[])
+                .query_one(&format!("SELECT count(*) FROM pgtrail.{table}"), &[])
                 .await
         }
         Some(seal) => {
             client
                 .query_one(
                     &format!(
-                        "SELECT count(*), count(*) FILTER (
-                             WHERE NOT (c.txid >> 48 < $2 OR (c.txid >> 48 = $2 AND pg_visible_in_snapshot(
-                                 (c.txid & 281474976710655)::text::xid8, $1::text::pg_snapshot))))
-                         FROM pgtrail.{table} AS c"
+                        "SELECT count(*) FROM pgtrail.{table} AS c
+                         WHERE c.txid >= $3 AND NOT (c.txid >> 48 < $2 OR (c.txid >> 48 = $2 AND pg_visible_in_snapshot(
+                                 (c.txid & 281474976710655)::text::xid8, $1::text::pg_snapshot)))"
                     ),
-                    &[&seal.snapshot, &i64::from(seal.era)],
+                    &[&seal.snapshot, &i64::from(seal.era), &seal.visible_below()],
                 )
                 .await
         }
     };
     let row = row.map_err(ArchiveError::database(
-        "counting the partition's changes and its unsealed ones",
+        "counting the partition's unsealed changes",
     ))?;
-    Ok((row.get(0), row.get(1)))
+    Ok(row.get(0))
+}
+
+/// The partition's changes (for `--dry-run`).
+async fn count(client: &Client, partition: &str) -> Result<i64, ArchiveError> {
+    let table = pgtrail_capture::quote::ident(partition);
+    let row = client
+        .query_one(&format!("SELECT count(*) FROM pgtrail.{table}"), &[])
+        .await
+        .map_err(ArchiveError::database("counting the partition's changes"))?;
+    Ok(row.get(0))
 }
 
 /// Archives every partition that is due; `progress` hears of each step.
@@ -284,7 +311,7 @@ async fn one(
         return Ok(skipped(format!("under legal hold: {}", list.join(", "))));
     }
     let mut seal = last_seal(client).await?;
-    let (rows, mut open) = unsealed(client, &name, seal.as_ref()).await?;
+    let mut open = unsealed(client, &name, seal.as_ref()).await?;
     if open > 0 {
         match sealer {
             Some(sealer) if !options.dry_run => {
@@ -295,7 +322,7 @@ async fn one(
                     .map_err(ArchiveError::Seal)?;
                 crate::failpoint("archive:sealed");
                 seal = last_seal(client).await?;
-                (_, open) = unsealed(client, &name, seal.as_ref()).await?;
+                open = unsealed(client, &name, seal.as_ref()).await?;
                 if open > 0 {
                     return Ok(skipped(format!(
                         "{open} changes are still not sealed (their transactions were running when sealing)"
@@ -312,8 +339,8 @@ async fn one(
     }
     if options.dry_run {
         return Ok(Outcome::WouldArchive {
+            rows: count(client, &name).await?,
             partition: name,
-            rows,
         });
     }
     let Some(seal) = seal else {
@@ -323,7 +350,7 @@ async fn one(
     let file_name = format!("{name}.parquet");
     let path = options.dir.join(&file_name);
     let temporary = options.dir.join(format!("{name}.parquet.partial"));
-    progress(&format!("{name}: writing {rows} changes to {}", path.display()));
+    progress(&format!("{name}: writing {}", path.display()));
     let written = write(client, &name, &temporary, options.priority).await?;
     let write_seconds = started.elapsed().as_secs_f64();
     std::fs::rename(&temporary, &path).map_err(|e| ArchiveError::Io {
@@ -491,7 +518,7 @@ async fn write(
             priority.enter();
             decode(
                 writer,
-                Decoder::new(ROW_GROUP, stored_list, tables, Transactions::default(), seed),
+                Decoder::new(ROW_GROUP, stored_list, tables, seed),
                 fed,
                 priority,
                 &path,
@@ -526,26 +553,42 @@ async fn write(
 /// those of one slice's changes at most.
 const SLICE: i64 = ROW_GROUP as i64;
 
-/// COPY data received, for the decoding thread: chunks go in batches (a
-/// row is a chunk of its own).
+/// What the decoding thread is fed, slice by slice: the COPY data of the
+/// changes (chunks go in batches; a row is a chunk of its own), then,
+/// once it has answered with their transactions' keys, those records.
 enum Feed {
-    /// Chunks of the COPY of a slice's transaction records.
-    Transactions(Vec<Bytes>),
-    /// The records are all there; the slice's changes follow.
-    ChangesFollow,
     /// Chunks of the COPY of the slice's changes.
     Changes(Vec<Bytes>),
-    /// The slice's changes are all there.
-    SliceEnd,
+    /// The slice's changes are all there: the keys of their transaction
+    /// records, please.
+    SliceEnd(tokio::sync::oneshot::Sender<Vec<(i64, i16)>>),
+    /// The slice's transaction records (the slice is joined and done).
+    Transactions(Transactions),
 }
 
 /// Chunks sent to the decoding thread at a time.
 const BATCH: usize = 256;
 
-/// Reads the partition a slice of ids at a time (the slice's transaction
-/// records, then its changes) and feeds it to the decoding thread; stops
-/// early, without an error of its own, when that thread has stopped (it
-/// reports why).
+/// A field of a row as the server sent it in binary (any type).
+struct Raw<'a>(&'a [u8]);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Raw<'a> {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(raw))
+    }
+
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+}
+
+/// Reads the partition a slice of ids at a time (the slice's changes, then
+/// the transaction records of the keys the decoding thread found in them)
+/// and feeds it to the decoding thread; stops early, without an error of
+/// its own, when that thread has stopped (it reports why).
 async fn read_slices(
     tx: &tokio_postgres::Transaction<'_>,
     partition: &str,
@@ -567,48 +610,63 @@ async fn read_slices(
     let mut next = first(i64::MIN).await?;
     while let Some(from) = next {
         let until = from.saturating_add(SLICE);
-        let slice = |sql: &str| {
-            sql.replace("{partition}", &partition_sql)
-                .replace("{from}", &from.to_string())
-                .replace("{until}", &until.to_string())
-        };
-        let copies = [
-            (
-                slice(COPY_TRANSACTIONS),
-                "reading the partition's transaction records",
-                Feed::Transactions as fn(Vec<Bytes>) -> Feed,
-                Feed::ChangesFollow,
-            ),
-            (
-                slice(changes_sql),
-                "reading the partition",
-                Feed::Changes,
-                Feed::SliceEnd,
-            ),
-        ];
-        for (sql, what, chunks, end) in copies {
-            let stream = tx
-                .copy_out(sql.as_str())
-                .await
-                .map_err(ArchiveError::database(what))?;
-            futures_util::pin_mut!(stream);
-            let mut batch = Vec::with_capacity(BATCH);
-            while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
-                batch.push(chunk.map_err(ArchiveError::database(what))?);
-                if batch.len() == BATCH {
-                    if feed
-                        .send(chunks(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
-                        .await
-                        .is_err()
-                    {
-                        return Ok(());
-                    }
-                    pacer.pace().await;
+        let sql = changes_sql
+            .replace("{partition}", &partition_sql)
+            .replace("{from}", &from.to_string())
+            .replace("{until}", &until.to_string());
+        let what = "reading the partition";
+        let stream = tx
+            .copy_out(sql.as_str())
+            .await
+            .map_err(ArchiveError::database(what))?;
+        futures_util::pin_mut!(stream);
+        let mut batch = Vec::with_capacity(BATCH);
+        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            batch.push(chunk.map_err(ArchiveError::database(what))?);
+            if batch.len() == BATCH {
+                if feed
+                    .send(Feed::Changes(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(BATCH),
+                    )))
+                    .await
+                    .is_err()
+                {
+                    return Ok(());
                 }
+                pacer.pace().await;
             }
-            if feed.send(chunks(batch)).await.is_err() || feed.send(end).await.is_err() {
-                return Ok(());
+        }
+        let (ask, answer) = tokio::sync::oneshot::channel();
+        if feed.send(Feed::Changes(batch)).await.is_err() || feed.send(Feed::SliceEnd(ask)).await.is_err() {
+            return Ok(());
+        }
+        let Ok(keys) = answer.await else {
+            return Ok(());
+        };
+        let mut transactions = Transactions::default();
+        if let (Some(least), Some(greatest)) = (keys.first(), keys.last()) {
+            let txids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+            let ctxs: Vec<i16> = keys.iter().map(|k| k.1).collect();
+            let what = "reading the partition's transaction records";
+            for row in tx
+                // Planned for these keys each time (no generic plan).
+                .query(TRANSACTIONS_BY_KEY, &[&txids, &ctxs, &least.0, &greatest.0])
+                .await
+                .map_err(ArchiveError::database(what))?
+            {
+                let mut fields = Vec::with_capacity(row.len());
+                for i in 0..row.len() {
+                    let field: Option<Raw<'_>> = row.try_get(i).map_err(ArchiveError::database(what))?;
+                    fields.push(field.map(|f| f.0));
+                }
+                transactions
+                    .insert(fields)
+                    .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
             }
+        }
+        if feed.send(Feed::Transactions(transactions)).await.is_err() {
+            return Ok(());
         }
         next = match until {
             i64::MAX => None,
@@ -637,17 +695,15 @@ fn decode(
     path: &Path,
     partition: &str,
 ) -> Result<Decoded, ArchiveError> {
-    // The channel holds a row group or two at most; the encoder hands each
-    // row group's columns back, emptied, to be filled again.
+    // The channel holds a row group or two at most.
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Columns>(1);
-    let (spares, spare) = std::sync::mpsc::sync_channel::<Columns>(2);
     let encoder = std::thread::spawn(move || {
         priority.enter();
-        encode(writer, receiver, spares)
+        encode(writer, receiver)
     });
-    let fed = feed_decoder(&mut decoder, fed, &sender, &spare, partition);
+    let fed = feed_decoder(&mut decoder, fed, &sender, partition);
     if matches!(fed, Ok(false)) && decoder.columns.rows > 0 {
-        let _ = sender.send(decoder.take(None));
+        let _ = sender.send(decoder.take());
     }
     drop(sender);
     let encoded = encoder
@@ -670,55 +726,51 @@ fn feed_decoder(
     decoder: &mut Decoder,
     mut fed: tokio::sync::mpsc::Receiver<Feed>,
     sender: &std::sync::mpsc::SyncSender<Columns>,
-    spare: &std::sync::mpsc::Receiver<Columns>,
     partition: &str,
 ) -> Result<bool, ArchiveError> {
-    let mut transactions = Transactions::default();
-    let mut in_slice = false;
+    // Whether a slice's changes are being read, and whether they were all
+    // read and its records are awaited.
+    let (mut in_slice, mut awaiting) = (false, false);
+    let mut full = |columns: Columns| sender.send(columns).is_ok();
+    let ended_early = || ArchiveError::Mismatch(format!("the COPY of partition {partition} ended early"));
     while let Some(feed) = fed.blocking_recv() {
         match feed {
-            Feed::Transactions(chunks) => {
-                for chunk in chunks {
-                    transactions
-                        .feed(chunk)
-                        .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
-                }
-            }
-            Feed::ChangesFollow => {
-                if !transactions.finished() {
-                    return Err(ArchiveError::Mismatch(format!(
-                        "the COPY of the transaction records of partition {partition} ended early"
-                    )));
-                }
-                decoder.next_slice(std::mem::take(&mut transactions));
-                in_slice = true;
-            }
             Feed::Changes(chunks) => {
+                if awaiting {
+                    return Err(ended_early());
+                }
+                in_slice = true;
                 for chunk in chunks {
                     decoder
                         .feed(chunk)
                         .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
-                    if decoder.columns.rows >= ROW_GROUP
-                        && sender.send(decoder.take(spare.try_recv().ok())).is_err()
-                    {
-                        return Ok(true);
-                    }
                 }
             }
-            Feed::SliceEnd => {
-                if !in_slice || !decoder.finished() {
-                    return Err(ArchiveError::Mismatch(format!(
-                        "the COPY of partition {partition} ended early"
-                    )));
+            Feed::SliceEnd(ask) => {
+                if !in_slice || awaiting || !decoder.finished() {
+                    return Err(ended_early());
                 }
-                in_slice = false;
+                awaiting = true;
+                if ask.send(decoder.keys()).is_err() {
+                    return Err(ended_early());
+                }
+            }
+            Feed::Transactions(transactions) => {
+                if !awaiting {
+                    return Err(ended_early());
+                }
+                (in_slice, awaiting) = (false, false);
+                if !decoder
+                    .join(transactions, &mut full)
+                    .map_err(|e| ArchiveError::Mismatch(e.to_string()))?
+                {
+                    return Ok(true);
+                }
             }
         }
     }
     if in_slice {
-        return Err(ArchiveError::Mismatch(format!(
-            "the COPY of partition {partition} ended early"
-        )));
+        return Err(ended_early());
     }
     Ok(false)
 }
@@ -727,13 +779,10 @@ fn feed_decoder(
 fn encode(
     mut writer: ParquetWriter,
     groups: std::sync::mpsc::Receiver<Columns>,
-    spares: std::sync::mpsc::SyncSender<Columns>,
 ) -> parquet::errors::Result<()> {
     for mut columns in groups {
-        writer.write_columns(&columns)?;
         // Its values' buffers are released here, on this thread.
-        columns.clear();
-        let _ = spares.try_send(columns);
+        writer.write_columns(&mut columns)?;
     }
     crate::failpoint("archive:parquet-partial");
     writer.finish()
@@ -939,4 +988,31 @@ async fn detach_and_drop(
         .await
         .map_err(ArchiveError::database("committing the drop"))?;
     Ok(locked.elapsed().as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seal(snapshot: &str, era: i32) -> LastSeal {
+        LastSeal {
+            id: 1,
+            tree_size: 1,
+            root: String::new(),
+            snapshot: snapshot.to_string(),
+            era,
+        }
+    }
+
+    /// Below the bound every txid is of an earlier era or before the
+    /// snapshot's xmin; a snapshot that does not read leaves no bound.
+    #[test]
+    fn the_visible_bound_is_the_era_and_the_snapshot_xmin() {
+        assert_eq!(seal("900:905:901,903", 0).visible_below(), 900);
+        assert_eq!(seal("900:900:", 2).visible_below(), (2 << 48) + 900);
+        assert_eq!(seal("", 1).visible_below(), i64::MIN);
+        assert_eq!(seal("x:9:", 1).visible_below(), i64::MIN);
+        assert_eq!(seal(&format!("{}:0:", 1i64 << 48), 1).visible_below(), i64::MIN);
+        assert_eq!(seal("5:6:", -1).visible_below(), i64::MIN);
+    }
 }

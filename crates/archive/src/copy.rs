@@ -2,19 +2,20 @@
 //! a slice of its ids at a time (memory bounded by a slice, whatever the
 //! partition's size): the slice's change rows alone (no join, no value
 //! printed as text but the `jsonb` documents, which PostgreSQL sends as
-//! their text anyway), the transaction records of the slice's changes in a
-//! second COPY, and the tables' names in a query; the rows are joined here
-//! and decoded straight into Parquet columns (each text value a slice of
-//! the buffer it was received in: no allocation per value), and the row
-//! digests ([`ArchivedChange::digest_into`]; [`crate::digest`]) are taken
-//! from the joined values as they go into the columns.
+//! their text anyway), then the transaction records of the keys found in
+//! them, fetched by key (no second scan of the slice in the server), and
+//! the tables' names in a query; the rows are joined here and copied into
+//! the Parquet columns ([`Columns`]: one buffer a column, nothing counted
+//! or allocated per value), and the row digests
+//! ([`ArchivedChange::digest_into`]; [`crate::digest`]) are taken from
+//! the joined values as they go into the columns.
 //!
 //! [`ArchivedChange::digest_into`]: crate::row::ArchivedChange::digest_into
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 use bytes::{Bytes, BytesMut};
-use parquet::data_type::ByteArray;
 
 use crate::digest::{Both, RowDigest};
 use crate::parquet_file::Columns;
@@ -51,20 +52,18 @@ pub(crate) const SORTS_BY_BYTES: &str = "
 SELECT coalesce((SELECT coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c' AND d.datcollate IN ('C', 'POSIX')
                  FROM pg_catalog.pg_database AS d WHERE d.datname = current_database()), false)";
 
-/// The transaction records of the changes of a slice of ids of the
-/// partition (placeholders as in [`COPY_CHANGES`]): only theirs, even when
-/// a long transaction spans others. The slice's changes are read once for
-/// their keys; the span of their txids bounds the scan of the records' key
-/// (never the whole table), the keys pick the records in it.
-pub(crate) const COPY_TRANSACTIONS: &str = "
-COPY (WITH k AS MATERIALIZED (SELECT DISTINCT c.txid, c.ctx FROM pgtrail.{partition} AS c
-                              WHERE c.id >= {from} AND c.id < {until})
+/// The transaction records of the keys `$1` (txids) and `$2` (their
+/// `ctx`), `$3` and `$4` the least and greatest of the txids (they bound
+/// the scan of the records' key; the keys pick the records in it). Its
+/// rows, in binary, are what a binary COPY of the same columns would send
+/// ([`Transactions::insert`]).
+pub(crate) const TRANSACTIONS_BY_KEY: &str = "
 SELECT x.txid, x.ctx, x.actor_id, x.actor_name, x.actor_type, x.reason, x.context,
        x.db_user, x.application_name, x.client_addr::text, x.started_at, x.recorded_at,
        x.db_role, x.client_port, x.backend_pid
 FROM pgtrail.transaction AS x
-WHERE x.txid BETWEEN (SELECT min(k.txid) FROM k) AND (SELECT max(k.txid) FROM k)
-  AND (x.txid, x.ctx) IN (SELECT k.txid, k.ctx FROM k)) TO STDOUT (FORMAT binary)";
+WHERE x.txid BETWEEN $3 AND $4
+  AND (x.txid, x.ctx) IN (SELECT k.txid, k.ctx FROM unnest($1::bigint[], $2::smallint[]) AS k(txid, ctx))";
 
 /// The first id of the partition at or after `$1` (NULL past its end).
 pub(crate) const NEXT_ID: &str = "SELECT min(c.id) FROM pgtrail.{partition} AS c WHERE c.id >= $1";
@@ -72,7 +71,7 @@ pub(crate) const NEXT_ID: &str = "SELECT min(c.id) FROM pgtrail.{partition} AS c
 /// The audited tables' names by id (a change's `table_id`).
 pub(crate) const TABLES: &str = "SELECT id, table_schema, table_name FROM pgtrail.audited_table";
 
-/// Columns in a tuple of [`COPY_CHANGES`] and of [`COPY_TRANSACTIONS`].
+/// Columns in a tuple of [`COPY_CHANGES`] and in a row of [`TRANSACTIONS_BY_KEY`].
 const CHANGE_FIELDS: usize = 12;
 const TRANSACTION_FIELDS: usize = 15;
 
@@ -274,11 +273,17 @@ impl<const N: usize> Tuple<'_, N> {
 
     /// A `jsonb` value's text, as a slice of the buffer.
     fn jsonb(&self, i: usize) -> Result<Option<Bytes>, CopyError> {
-        match self.f[i].len {
+        let start = self.f[i].start;
+        Ok(self
+            .jsonb_slice(i)?
+            .map(|text| self.data.slice(start + 1..start + 1 + text.len())))
+    }
+
+    /// A `jsonb` value's text, borrowed.
+    fn jsonb_slice(&self, i: usize) -> Result<Option<&[u8]>, CopyError> {
+        match self.raw(i) {
             None => Ok(None),
-            Some(n) if n >= 1 && self.data[self.f[i].start] == JSONB_VERSION => {
-                Ok(Some(self.data.slice(self.f[i].start + 1..self.f[i].start + n)))
-            }
+            Some([JSONB_VERSION, text @ ..]) => Ok(Some(text)),
             Some(_) => Err(bad(format!(
                 "column {} of a {} is not jsonb of version {JSONB_VERSION}",
                 i + 1,
@@ -327,33 +332,49 @@ impl Transaction {
     }
 }
 
-/// The transaction records of [`COPY_TRANSACTIONS`] by (txid, ctx), each
-/// kept as its tuple's bytes (a slice of the buffer it arrived in) and
-/// decoded when a change asks for it.
+/// The transaction records of [`TRANSACTIONS_BY_KEY`] by (txid, ctx), each
+/// kept as the bytes of a binary COPY tuple of its fields and decoded when
+/// a change asks for it.
 #[derive(Default)]
 pub(crate) struct Transactions {
-    tuples: Tuples<TRANSACTION_FIELDS>,
     rows: HashMap<(i64, i16), Bytes>,
 }
 
 impl Transactions {
-    pub(crate) fn feed(&mut self, chunk: Bytes) -> Result<(), CopyError> {
-        let rows = &mut self.rows;
-        self.tuples.feed(chunk, |data, start, end, f| {
-            let t = Tuple {
-                data,
-                f,
-                what: "transaction record",
-            };
-            let txid = t.required(t.long(0), "txid")?;
-            let ctx = t.required(t.short(1), "ctx")?;
-            rows.insert((txid, ctx), data.slice(start..end));
-            Ok(())
-        })
-    }
-
-    pub(crate) fn finished(&self) -> bool {
-        self.tuples.finished
+    /// Adds a record given as its fields' binary values (None for NULL).
+    pub(crate) fn insert<'a>(
+        &mut self,
+        values: impl IntoIterator<Item = Option<&'a [u8]>>,
+    ) -> Result<(), CopyError> {
+        let mut tuple = Vec::with_capacity(256);
+        tuple.extend_from_slice(&(TRANSACTION_FIELDS as i16).to_be_bytes());
+        for field in values {
+            match field {
+                Some(bytes) => {
+                    let len = i32::try_from(bytes.len()).map_err(|_| bad("a transaction record of 2 GiB"))?;
+                    tuple.extend_from_slice(&len.to_be_bytes());
+                    tuple.extend_from_slice(bytes);
+                }
+                None => tuple.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        let tuple = Bytes::from(tuple);
+        let Some((f, end)) = fields::<TRANSACTION_FIELDS>(&tuple, 0)? else {
+            return Err(bad("a transaction record was cut short"));
+        };
+        if end != tuple.len() {
+            return Err(bad(format!(
+                "a transaction record of more than {TRANSACTION_FIELDS} columns"
+            )));
+        }
+        let t = Tuple {
+            data: &tuple,
+            f: &f,
+            what: "transaction record",
+        };
+        let key = (t.required(t.long(0), "txid")?, t.required(t.short(1), "ctx")?);
+        self.rows.insert(key, tuple);
+        Ok(())
     }
 
     fn get(&self, key: (i64, i16)) -> Result<Transaction, CopyError> {
@@ -370,11 +391,17 @@ impl Transactions {
 /// A table's schema and name.
 pub(crate) type Tables = HashMap<i32, (Bytes, Bytes)>;
 
-/// Decodes the COPY data of [`COPY_CHANGES`], chunk by chunk, joins each
-/// change with its table and transaction record into [`Columns`], hashing
-/// each row.
+/// Decodes the COPY data of [`COPY_CHANGES`] a slice at a time: takes
+/// its tuples apart, chunk by chunk, and the keys of their transaction
+/// records; once the records are there, joins each change with its table
+/// and record into [`Columns`], hashing each row.
 pub(crate) struct Decoder {
     tuples: Tuples<CHANGE_FIELDS>,
+    /// The slice's tuples not joined yet (each a slice of the buffer it
+    /// arrived in).
+    pending: Vec<Bytes>,
+    /// The keys of their transaction records, each once.
+    keys: HashSet<(i64, i16)>,
     /// The list column is `changed_fields` as stored ([`LIST_STORED`]).
     stored_list: bool,
     tables: Tables,
@@ -401,19 +428,15 @@ const TRUNCATE: &[u8] = b"TRUNCATE";
 
 impl Decoder {
     /// A decoder of [`COPY_CHANGES`] with [`LIST_STORED`] (`stored_list`)
-    /// or [`LIST_SHOWN`].
-    pub(crate) fn new(
-        capacity: usize,
-        stored_list: bool,
-        tables: Tables,
-        transactions: Transactions,
-        seed: u64,
-    ) -> Decoder {
+    /// or [`LIST_SHOWN`], its row groups of `capacity` rows.
+    pub(crate) fn new(capacity: usize, stored_list: bool, tables: Tables, seed: u64) -> Decoder {
         Decoder {
             tuples: Tuples::default(),
+            pending: Vec::new(),
+            keys: HashSet::new(),
             stored_list,
             tables,
-            transactions,
+            transactions: Transactions::default(),
             current: None,
             scratch: Vec::with_capacity(1024),
             columns: Columns::with_capacity(capacity),
@@ -425,37 +448,71 @@ impl Decoder {
         }
     }
 
+    /// Whether the slice's COPY has ended.
     pub(crate) fn finished(&self) -> bool {
         self.tuples.finished
     }
 
-    /// Starts the COPY of the next slice's changes, joined with `transactions`
-    /// (the records of the slice before are dropped).
-    pub(crate) fn next_slice(&mut self, transactions: Transactions) {
-        self.tuples = Tuples::default();
-        self.transactions = transactions;
+    /// Takes the rows joined so far.
+    pub(crate) fn take(&mut self) -> Columns {
+        std::mem::replace(&mut self.columns, Columns::with_capacity(self.capacity))
     }
 
-    /// Takes the rows decoded so far; the next rows go into `spare` (the
-    /// emptied columns of a row group written before) when given.
-    pub(crate) fn take(&mut self, spare: Option<Columns>) -> Columns {
-        let next = match spare {
-            Some(mut columns) => {
-                columns.clear();
-                columns
-            }
-            None => Columns::with_capacity(self.capacity),
-        };
-        std::mem::replace(&mut self.columns, next)
-    }
-
-    /// Decodes every complete tuple of `chunk` (with what was left over
-    /// from the chunks before).
+    /// Takes apart every complete tuple of `chunk` (with what was left
+    /// over from the chunks before), noting its transaction's key.
     pub(crate) fn feed(&mut self, chunk: Bytes) -> Result<(), CopyError> {
-        let mut tuples = std::mem::take(&mut self.tuples);
-        let fed = tuples.feed(chunk, |data, _, _, f| self.row(data, f));
-        self.tuples = tuples;
-        fed
+        let (pending, keys) = (&mut self.pending, &mut self.keys);
+        let mut last = None;
+        self.tuples.feed(chunk, |data, start, end, f| {
+            let t = Tuple {
+                data,
+                f,
+                what: "change",
+            };
+            let key = (t.required(t.long(1), "txid")?, t.required(t.short(5), "ctx")?);
+            if last != Some(key) {
+                keys.insert(key);
+                last = Some(key);
+            }
+            pending.push(data.slice(start..end));
+            Ok(())
+        })
+    }
+
+    /// The keys of the transaction records of the slice's changes (once
+    /// its COPY has ended), least txid first.
+    pub(crate) fn keys(&mut self) -> Vec<(i64, i16)> {
+        let mut keys: Vec<(i64, i16)> = self.keys.drain().collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// Joins the slice's changes with `transactions` (their records, by
+    /// [`Self::keys`]), handing the columns to `full` each time they hold
+    /// a row group; false when `full` did, true when the slice is done
+    /// and the decoder ready for the next.
+    pub(crate) fn join(
+        &mut self,
+        transactions: Transactions,
+        full: &mut dyn FnMut(Columns) -> bool,
+    ) -> Result<bool, CopyError> {
+        self.transactions = transactions;
+        self.current = None;
+        let mut pending = std::mem::take(&mut self.pending);
+        for tuple in pending.drain(..) {
+            let Some((f, _)) = fields::<CHANGE_FIELDS>(&tuple, 0)? else {
+                return Err(bad("a change was cut short"));
+            };
+            self.row(&tuple, &f)?;
+            if self.columns.rows >= self.capacity && !full(self.take()) {
+                return Ok(false);
+            }
+        }
+        self.pending = pending;
+        self.tuples = Tuples::default();
+        self.transactions = Transactions::default();
+        self.current = None;
+        Ok(true)
     }
 
     fn row(&mut self, data: &Bytes, f: &[Field; CHANGE_FIELDS]) -> Result<(), CopyError> {
@@ -476,27 +533,31 @@ impl Decoder {
             [other] => return Err(bad(format!("change {id} has op {:?}", char::from(other)))),
         };
         let ctx = t.required(t.short(5), "ctx")?;
-        let pk = t.jsonb(6)?;
-        let old_values = t.jsonb(7)?;
-        let new_values = t.jsonb(8)?;
+        let pk = t.jsonb_slice(6)?;
+        let old_values = t.jsonb_slice(7)?;
+        let new_values = t.jsonb_slice(8)?;
         let mut items = list(data, f[9])?;
         if self.stored_list {
             items = match (op, items) {
                 (UPDATE, Some(items)) => Some(items),
-                (UPDATE, None) => Some(match &new_values {
+                (UPDATE, None) => Some(match new_values {
                     Some(values) => object_keys(values).map_err(|e| bad(format!("change {id}: {e}")))?,
                     None => Vec::new(),
                 }),
                 _ => None,
             };
         }
-        let old_pk = t.jsonb(10)?;
-        let recorded_fields = t.text(11);
-        let (schema, name) = self.tables.get(&table_id).cloned().ok_or_else(|| {
-            bad(format!(
-                "change {id} is of table {table_id}, which pgtrail.audited_table does not know"
-            ))
-        })?;
+        let old_pk = t.jsonb_slice(10)?;
+        let recorded_fields = t.raw(11);
+        let (schema, name) = self
+            .tables
+            .get(&table_id)
+            .map(|(s, n)| (&s[..], &n[..]))
+            .ok_or_else(|| {
+                bad(format!(
+                    "change {id} is of table {table_id}, which pgtrail.audited_table does not know"
+                ))
+            })?;
         let key = (txid, ctx);
         if self.current.as_ref().is_none_or(|(k, _)| *k != key) {
             self.current = Some((key, self.transactions.get(key)?));
@@ -513,21 +574,21 @@ impl Decoder {
         num(b, Some(id));
         num(b, Some(txid));
         num(b, Some(changed_at));
-        put(b, Some(&schema));
-        put(b, Some(&name));
+        put(b, Some(schema));
+        put(b, Some(name));
         put(b, Some(op));
-        put(b, pk.as_deref());
-        put(b, old_values.as_deref());
-        put(b, new_values.as_deref());
+        put(b, pk);
+        put(b, old_values);
+        put(b, new_values);
         match &items {
             Some(items) => {
-                let len = items.iter().map(ByteArray::len).sum::<usize>() + items.len().saturating_sub(1);
+                let len = items.iter().map(|i| i.len()).sum::<usize>() + items.len().saturating_sub(1);
                 b.extend_from_slice(&(len as u32).to_be_bytes());
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
                         b.push(0x1f);
                     }
-                    b.extend_from_slice(item.data());
+                    b.extend_from_slice(item);
                 }
             }
             None => put(b, None),
@@ -538,8 +599,8 @@ impl Decoder {
         num(b, x.started_at);
         num(b, Some(i64::from(ctx)));
         num(b, Some(i64::from(table_id)));
-        put(b, old_pk.as_deref());
-        put(b, recorded_fields.as_deref());
+        put(b, old_pk);
+        put(b, recorded_fields);
         num(b, x.recorded_at);
         put(b, x.texts[8].as_deref());
         num(b, x.client_port.map(i64::from));
@@ -551,28 +612,29 @@ impl Decoder {
         c.longs[0].push(id);
         c.longs[1].push(txid);
         c.longs[2].push(changed_at);
-        c.names[0].push(ByteArray::from(schema));
-        c.names[1].push(ByteArray::from(name));
-        c.names[2].push(ByteArray::from(Bytes::from_static(op)));
-        c.push_fields(items);
+        c.names[0].push(Some(schema));
+        c.names[1].push(Some(name));
+        c.names[2].push(Some(op));
+        c.fields
+            .push(items.as_ref().map(|items| items.iter().map(|i| &i[..])));
         let texts = [
             pk,
             old_values,
             new_values,
-            x.texts[0].clone(),
-            x.texts[1].clone(),
-            x.texts[2].clone(),
-            x.texts[3].clone(),
-            x.texts[4].clone(),
-            x.texts[5].clone(),
-            x.texts[6].clone(),
-            x.texts[7].clone(),
+            x.texts[0].as_deref(),
+            x.texts[1].as_deref(),
+            x.texts[2].as_deref(),
+            x.texts[3].as_deref(),
+            x.texts[4].as_deref(),
+            x.texts[5].as_deref(),
+            x.texts[6].as_deref(),
+            x.texts[7].as_deref(),
             old_pk,
             recorded_fields,
-            x.texts[8].clone(),
+            x.texts[8].as_deref(),
         ];
         for (column, value) in c.texts.iter_mut().zip(texts) {
-            column.push(value.map(ByteArray::from));
+            column.push(value);
         }
         c.times[0].push(x.started_at);
         c.times[1].push(x.recorded_at);
@@ -611,9 +673,9 @@ fn num(b: &mut Vec<u8>, value: Option<i64>) {
 /// The keys of the JSON object `text` (as PostgreSQL prints a `jsonb`
 /// object), sorted by their bytes; each a slice of `text` unless it holds
 /// an escape.
-fn object_keys(text: &Bytes) -> Result<Vec<ByteArray>, String> {
+fn object_keys(text: &[u8]) -> Result<Vec<Cow<'_, [u8]>>, String> {
     let not_object = || "`new_values` is not a JSON object".to_string();
-    let b = &text[..];
+    let b = text;
     let mut at = skip_space(b, 0);
     if b.get(at) != Some(&b'{') {
         return Err(not_object());
@@ -630,11 +692,9 @@ fn object_keys(text: &Bytes) -> Result<Vec<ByteArray>, String> {
         let end = string_end(b, at + 1).ok_or_else(not_object)?;
         let raw = &b[at + 1..end];
         keys.push(if raw.contains(&b'\\') {
-            ByteArray::from(
-                unescape(raw).ok_or_else(|| "a key of `new_values` has a bad escape".to_string())?,
-            )
+            Cow::Owned(unescape(raw).ok_or_else(|| "a key of `new_values` has a bad escape".to_string())?)
         } else {
-            ByteArray::from(text.slice(at + 1..end))
+            Cow::Borrowed(raw)
         });
         at = skip_space(b, end + 1);
         if b.get(at) != Some(&b':') {
@@ -650,7 +710,7 @@ fn object_keys(text: &Bytes) -> Result<Vec<ByteArray>, String> {
                 Some(b'{' | b'[') => depth += 1,
                 Some(b'}' | b']') if depth > 0 => depth -= 1,
                 Some(b'}') => {
-                    keys.sort_unstable_by(|x, y| x.data().cmp(y.data()));
+                    keys.sort_unstable();
                     return Ok(keys);
                 }
                 Some(b',') if depth == 0 => break,
@@ -735,7 +795,7 @@ fn be_u32(b: &[u8]) -> u32 {
 
 /// The items of a one-dimensional `text[]` in binary form (None for NULL;
 /// a NULL item is refused: `changed_fields` never holds one).
-fn list(data: &Bytes, field: Field) -> Result<Option<Vec<ByteArray>>, CopyError> {
+fn list(data: &[u8], field: Field) -> Result<Option<Vec<Cow<'_, [u8]>>>, CopyError> {
     let Some(len) = field.len else {
         return Ok(None);
     };
@@ -767,7 +827,7 @@ fn list(data: &Bytes, field: Field) -> Result<Option<Vec<ByteArray>>, CopyError>
             return Err(shape());
         }
         let s = field.start + at;
-        items.push(ByteArray::from(data.slice(s..s + n)));
+        items.push(Cow::Borrowed(&data[s..s + n]));
         at += n;
     }
     if at != bytes.len() {
@@ -853,11 +913,11 @@ mod tests {
         ])
     }
 
-    /// The tuple PostgreSQL sends for `c`'s transaction record in
-    /// [`COPY_TRANSACTIONS`] (None without one).
-    fn transaction_tuple(c: &ArchivedChange) -> Option<Vec<u8>> {
+    /// The fields PostgreSQL sends for `c`'s transaction record in a row
+    /// of [`TRANSACTIONS_BY_KEY`] (None without one).
+    fn transaction_fields(c: &ArchivedChange) -> Option<Vec<Option<Vec<u8>>>> {
         let pid = c.backend_pid?;
-        Some(tuple(&[
+        Some(vec![
             Some(c.txid.to_be_bytes().to_vec()),
             Some(c.ctx.to_be_bytes().to_vec()),
             text(&c.actor_id),
@@ -873,7 +933,7 @@ mod tests {
             text(&c.db_role),
             c.client_port.map(|v| v.to_be_bytes().to_vec()),
             Some(pid.to_be_bytes().to_vec()),
-        ]))
+        ])
     }
 
     fn changes() -> Vec<ArchivedChange> {
@@ -979,55 +1039,60 @@ mod tests {
         tables
     }
 
-    fn transactions(size: usize) -> Transactions {
-        let data = stream(changes().iter().filter_map(transaction_tuple));
+    fn transactions() -> Transactions {
         let mut transactions = Transactions::default();
-        for chunk in data.chunks(size) {
-            transactions.feed(Bytes::copy_from_slice(chunk)).expect("decodes");
+        for fields in changes().iter().filter_map(transaction_fields) {
+            transactions
+                .insert(fields.iter().map(Option::as_deref))
+                .expect("a record");
         }
-        assert!(transactions.finished(), "chunks of {size}");
         transactions
     }
 
     /// Whatever the chunks, the joined rows and the digest are those of the
-    /// changes, and the digest is `ArchivedChange::digest_into`'s.
+    /// changes, row group by row group, and the digest is
+    /// `ArchivedChange::digest_into`'s; the decoder goes on with the next
+    /// slice.
     #[test]
     fn changes_join_their_transaction_into_columns_and_the_row_digest() {
         let seed = crate::digest::seed();
         let mut expected = Both::new(seed);
-        let mut columns = Columns::default();
-        for c in changes() {
-            c.digest_into(&mut expected);
-            columns.push_change(c);
+        let mut groups = Vec::new();
+        for slice in 0..2 {
+            for (i, c) in changes().iter().enumerate() {
+                if (slice * 6 + i) % 4 == 0 {
+                    groups.push(Columns::default());
+                }
+                c.digest_into(&mut expected);
+                groups.last_mut().expect("a group").push_change(c);
+            }
         }
         let (expected, check) = (expected.sha256.finalize(), expected.check.value());
+        let keys = vec![(0, 0), ((1 << 48) + 900, 2), ((1 << 48) + 900, 3)];
         for (stored, size) in [false, true]
             .into_iter()
             .flat_map(|s| [1, 3, 17, 100, 1 << 20].map(|n| (s, n)))
         {
             let data = stream(changes().iter().map(|c| change_tuple(c, stored)));
-            let mut decoder = Decoder::new(4, stored, tables(), transactions(size), seed);
-            for chunk in data.chunks(size) {
-                decoder.feed(Bytes::copy_from_slice(chunk)).expect("decodes");
+            let mut decoder = Decoder::new(4, stored, tables(), seed);
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                for chunk in data.chunks(size) {
+                    decoder.feed(Bytes::copy_from_slice(chunk)).expect("decodes");
+                }
+                assert!(decoder.finished(), "chunks of {size}");
+                assert_eq!(decoder.keys(), keys);
+                let joined = decoder.join(transactions(), &mut |columns| {
+                    got.push(columns);
+                    true
+                });
+                assert!(joined.expect("joins"), "chunks of {size}");
             }
-            assert!(decoder.finished(), "chunks of {size}");
-            assert_eq!(decoder.rows, 6);
+            assert_eq!(decoder.take().rows, 0, "12 rows make 3 row groups of 4");
+            assert_eq!(decoder.rows, 12);
             assert_eq!(decoder.first, Some((7, 1_700_000_000_123_456)));
             assert_eq!(decoder.last, Some((12, 1_700_000_000_123_456)));
-            let got = decoder.take(None);
-            assert_eq!(got.longs, columns.longs, "chunks of {size}");
-            assert_eq!(got.names, columns.names);
-            assert_eq!(got.fields, columns.fields);
-            assert_eq!(got.field_defs, columns.field_defs);
-            assert_eq!(got.field_reps, columns.field_reps);
-            for (g, c) in got.texts.iter().zip(&columns.texts) {
-                assert_eq!((&g.values, &g.defs), (&c.values, &c.defs));
-            }
-            assert_eq!(got.times[0].values, columns.times[0].values);
-            assert_eq!(got.times[1].defs, columns.times[1].defs);
-            assert_eq!(got.ints, columns.ints);
-            assert_eq!(got.small[0].values, columns.small[0].values);
-            assert_eq!(got.small[1].defs, columns.small[1].defs);
+            assert_eq!(got, groups, "chunks of {size}");
             assert_eq!(decoder.digest.check.value(), check, "chunks of {size}");
             assert_eq!(decoder.digest.sha256.finalize(), expected, "chunks of {size}");
         }
@@ -1036,21 +1101,29 @@ mod tests {
     #[test]
     fn a_truncated_or_foreign_stream_or_an_unknown_table_is_refused() {
         let data = stream(changes().iter().map(|c| change_tuple(c, false)));
-        let mut decoder = Decoder::new(4, false, tables(), transactions(100), 0);
+        let mut decoder = Decoder::new(4, false, tables(), 0);
         decoder
             .feed(Bytes::copy_from_slice(&data[..data.len() - 40]))
             .expect("a partial tuple waits");
         assert!(!decoder.finished());
-        assert_eq!(decoder.rows, 5);
+        assert_eq!(decoder.pending.len(), 5);
         assert!(
-            Decoder::new(4, false, tables(), Transactions::default(), 0)
+            Decoder::new(4, false, tables(), 0)
                 .feed(Bytes::from_static(b"id,txid,changed_at\n1,2,2026-01-01\n"))
                 .is_err()
         );
-        let error = Decoder::new(4, false, Tables::new(), transactions(100), 0)
-            .feed(Bytes::from(data))
+        let mut decoder = Decoder::new(4, false, Tables::new(), 0);
+        decoder.feed(Bytes::from(data)).expect("takes the tuples apart");
+        let error = decoder
+            .join(transactions(), &mut |_| true)
             .expect_err("no table 3");
         assert!(error.to_string().contains("table 3"), "{error}");
+        // A record of another shape.
+        assert!(
+            Transactions::default()
+                .insert([Some(&1i64.to_be_bytes()[..]), Some(&[0, 1][..])])
+                .is_err()
+        );
     }
 
     #[test]
@@ -1058,7 +1131,7 @@ mod tests {
         let keys = |text: &str| {
             object_keys(&Bytes::from(text.to_string())).map(|keys| {
                 keys.iter()
-                    .map(|k| String::from_utf8(k.data().to_vec()).expect("UTF-8"))
+                    .map(|k| String::from_utf8(k.to_vec()).expect("UTF-8"))
                     .collect::<Vec<_>>()
             })
         };

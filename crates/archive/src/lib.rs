@@ -10,6 +10,7 @@
 //! it through [`Sealer`], so this crate does not depend on it.
 
 pub mod archive;
+pub mod columns;
 mod copy;
 pub mod digest;
 pub mod erase;

@@ -1,20 +1,28 @@
 //! The Parquet layout of an archive file (one row per change, sorted by
 //! change id, zstd) and its writer and reader, on the `parquet` crate's
-//! column API (no Arrow).
+//! Arrow writer and its column API reader.
 
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use parquet::basic::{Compression, Type as PhysicalType, ZstdLevel};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ListArray, StringArray};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+use parquet::arrow::arrow_writer::{ArrowWriter, ArrowWriterOptions};
+use parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
 use parquet::column::reader::ColumnReaderImpl;
 use parquet::data_type::{ByteArray, ByteArrayType, DataType, Int32Type, Int64Type};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::file::reader::{ChunkReader, FileReader, RowGroupReader, SerializedFileReader};
-use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
+use parquet::file::reader::{ChunkReader, FileReader, Length, RowGroupReader, SerializedFileReader};
 use parquet::schema::parser::parse_message_type;
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnPath, SchemaDescriptor};
 
+pub use crate::columns::Columns;
+use crate::columns::arrow_schema;
 use crate::digest::RowDigest;
 use crate::row::ArchivedChange;
 
@@ -68,12 +76,28 @@ const UNIQUE_COLUMNS: [&str; 4] = ["pk", "old_values", "new_values", "old_pk"];
 /// each JSON document compared byte by byte) cost more than they serve.
 const STATISTICS_COLUMNS: [&str; 3] = ["id", "txid", "changed_at"];
 
+/// The integer and time columns: delta-encoded, without a dictionary
+/// (ids and times rise, the rest repeat: their deltas pack into a few
+/// bits or none, where a dictionary hashed every value).
+const DELTA_COLUMNS: [&str; 9] = [
+    "id",
+    "txid",
+    "changed_at",
+    "tx_started_at",
+    "ctx",
+    "table_id",
+    "tx_recorded_at",
+    "client_port",
+    "backend_pid",
+];
+
 /// The zstd level of the archive's pages.
 const ZSTD_LEVEL: i32 = 1;
 
 /// How an archive file is encoded (see the README's Parquet schema): zstd
-/// at [`ZSTD_LEVEL`], dictionaries but for [`UNIQUE_COLUMNS`], statistics
-/// for [`STATISTICS_COLUMNS`] only.
+/// at [`ZSTD_LEVEL`], the [`DELTA_COLUMNS`] delta-encoded, dictionaries
+/// for the other columns but [`UNIQUE_COLUMNS`], statistics for
+/// [`STATISTICS_COLUMNS`] only.
 fn properties() -> parquet::errors::Result<WriterProperties> {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
@@ -82,58 +106,65 @@ fn properties() -> parquet::errors::Result<WriterProperties> {
     for column in UNIQUE_COLUMNS {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }
+    for column in DELTA_COLUMNS {
+        builder = builder
+            .set_column_dictionary_enabled(ColumnPath::from(column), false)
+            .set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED);
+    }
     for column in STATISTICS_COLUMNS {
         builder = builder.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::Page);
     }
     Ok(builder.build())
 }
 
-/// Writes rows to a Parquet file, a row group at a time.
+/// Writes rows to a Parquet file, a row group at a time, through the
+/// `parquet` crate's Arrow writer (each column's values encoded from one
+/// buffer; the file's schema is [`SCHEMA`] as it is, without an Arrow
+/// schema of its own in the file's metadata).
 pub struct ParquetWriter {
-    writer: SerializedFileWriter<File>,
+    writer: ArrowWriter<File>,
     pending: Columns,
 }
 
 impl ParquetWriter {
     pub fn create(path: &Path) -> parquet::errors::Result<ParquetWriter> {
         let file = File::create(path)?;
-        let schema = Arc::new(parse_message_type(SCHEMA)?);
-        let props = properties()?;
+        let schema = SchemaDescriptor::new(Arc::new(parse_message_type(SCHEMA)?));
+        let options = ArrowWriterOptions::new()
+            .with_properties(properties()?)
+            .with_parquet_schema(schema)
+            .with_skip_arrow_metadata(true);
         Ok(ParquetWriter {
-            writer: SerializedFileWriter::new(file, schema, Arc::new(props))?,
+            writer: ArrowWriter::try_new_with_options(file, arrow_schema(), options)?,
             pending: Columns::default(),
         })
     }
 
     pub fn push(&mut self, row: ArchivedChange) -> parquet::errors::Result<()> {
-        self.pending.push_change(row);
+        self.pending.push_change(&row);
         if self.pending.rows >= ROW_GROUP {
             self.flush()?;
         }
         Ok(())
     }
 
-    /// Writes rows already taken apart into columns as one row group.
-    pub fn write_columns(&mut self, columns: &Columns) -> parquet::errors::Result<()> {
+    /// Writes rows already taken apart into columns as one row group,
+    /// emptying them.
+    pub fn write_columns(&mut self, columns: &mut Columns) -> parquet::errors::Result<()> {
         self.flush()?;
         if columns.rows == 0 {
             return Ok(());
         }
-        let mut group = self.writer.next_row_group()?;
-        write_group(&mut group, columns)?;
-        group.close()?;
-        Ok(())
+        self.writer.write(&columns.take_batch()?)?;
+        self.writer.flush()
     }
 
     fn flush(&mut self) -> parquet::errors::Result<()> {
         if self.pending.rows == 0 {
             return Ok(());
         }
-        let columns = std::mem::take(&mut self.pending);
-        let mut group = self.writer.next_row_group()?;
-        write_group(&mut group, &columns)?;
-        group.close()?;
-        Ok(())
+        self.writer.write(&self.pending.take_batch()?)?;
+        self.writer.flush()
     }
 
     /// Flushes, closes and syncs the file.
@@ -145,208 +176,6 @@ impl ParquetWriter {
     }
 }
 
-/// One optional column being built: values and definition levels.
-#[derive(Default)]
-pub struct Optional<T> {
-    pub values: Vec<T>,
-    pub defs: Vec<i16>,
-}
-
-impl<T> Optional<T> {
-    pub fn push(&mut self, value: Option<T>) {
-        self.defs.push(i16::from(value.is_some()));
-        self.values.extend(value);
-    }
-}
-
-/// Rows taken apart into the columns of [`SCHEMA`] (strings as byte
-/// arrays that may share the buffers they were received in), ready to be
-/// written as a row group.
-#[derive(Default)]
-pub struct Columns {
-    pub rows: usize,
-    /// id, txid, changed_at.
-    pub longs: [Vec<i64>; 3],
-    /// table_schema, table_name, op.
-    pub names: [Vec<ByteArray>; 3],
-    /// pk, old_values, new_values, actor_id, actor_name, actor_type,
-    /// reason, context, db_user, application_name, client_addr, old_pk,
-    /// changed_fields_recorded, db_role.
-    pub texts: [Optional<ByteArray>; 14],
-    /// changed_fields: items, definition and repetition levels.
-    pub fields: Vec<ByteArray>,
-    pub field_defs: Vec<i16>,
-    pub field_reps: Vec<i16>,
-    /// tx_started_at, tx_recorded_at.
-    pub times: [Optional<i64>; 2],
-    /// ctx, table_id.
-    pub ints: [Vec<i32>; 2],
-    /// client_port, backend_pid.
-    pub small: [Optional<i32>; 2],
-}
-
-impl Columns {
-    pub fn with_capacity(n: usize) -> Columns {
-        let mut c = Columns::default();
-        for v in &mut c.longs {
-            v.reserve(n);
-        }
-        for v in &mut c.names {
-            v.reserve(n);
-        }
-        for v in &mut c.texts {
-            v.values.reserve(n);
-            v.defs.reserve(n);
-        }
-        for v in &mut c.ints {
-            v.reserve(n);
-        }
-        c
-    }
-
-    /// Empties the columns, keeping their memory for the next row group
-    /// (a row group's columns are tens of MiB: fresh ones are page faults).
-    pub fn clear(&mut self) {
-        self.rows = 0;
-        self.longs.iter_mut().for_each(Vec::clear);
-        self.names.iter_mut().for_each(Vec::clear);
-        for v in &mut self.texts {
-            v.values.clear();
-            v.defs.clear();
-        }
-        self.fields.clear();
-        self.field_defs.clear();
-        self.field_reps.clear();
-        for v in &mut self.times {
-            v.values.clear();
-            v.defs.clear();
-        }
-        self.ints.iter_mut().for_each(Vec::clear);
-        for v in &mut self.small {
-            v.values.clear();
-            v.defs.clear();
-        }
-    }
-
-    /// Appends `changed_fields`: NULL, an empty list, or its items.
-    pub fn push_fields<I: IntoIterator<Item = ByteArray>>(&mut self, list: Option<I>) {
-        let Some(list) = list else {
-            self.field_defs.push(0);
-            self.field_reps.push(0);
-            return;
-        };
-        let mut any = false;
-        for item in list {
-            self.field_defs.push(3);
-            self.field_reps.push(i16::from(any));
-            self.fields.push(item);
-            any = true;
-        }
-        if !any {
-            self.field_defs.push(1);
-            self.field_reps.push(0);
-        }
-    }
-
-    /// Appends a row (its strings moved, not copied).
-    pub fn push_change(&mut self, r: ArchivedChange) {
-        self.rows += 1;
-        self.longs[0].push(r.id);
-        self.longs[1].push(r.txid);
-        self.longs[2].push(r.changed_at);
-        self.names[0].push(ByteArray::from(r.table_schema.into_bytes()));
-        self.names[1].push(ByteArray::from(r.table_name.into_bytes()));
-        self.names[2].push(ByteArray::from(r.op.into_bytes()));
-        self.push_fields(
-            r.changed_fields
-                .map(|list| list.into_iter().map(|item| ByteArray::from(item.into_bytes()))),
-        );
-        for (column, value) in self.texts.iter_mut().zip([
-            r.pk,
-            r.old_values,
-            r.new_values,
-            r.actor_id,
-            r.actor_name,
-            r.actor_type,
-            r.reason,
-            r.context,
-            r.db_user,
-            r.application_name,
-            r.client_addr,
-            r.old_pk,
-            r.changed_fields_recorded,
-            r.db_role,
-        ]) {
-            column.push(value.map(|s| ByteArray::from(s.into_bytes())));
-        }
-        self.times[0].push(r.tx_started_at);
-        self.times[1].push(r.tx_recorded_at);
-        self.ints[0].push(i32::from(r.ctx));
-        self.ints[1].push(r.table_id);
-        self.small[0].push(r.client_port);
-        self.small[1].push(r.backend_pid);
-    }
-}
-
-/// Writes a row group, a column at a time.
-fn write_group(group: &mut SerializedRowGroupWriter<'_, File>, c: &Columns) -> parquet::errors::Result<()> {
-    // Schema column index → where its values are.
-    let text_of = |index: usize| match index {
-        6..=8 => index - 6,
-        10..=17 => index - 7,
-        21 | 22 => index - 10,
-        _ => 13,
-    };
-    let mut index = 0;
-    while let Some(mut column) = group.next_column()? {
-        match index {
-            0..=2 => {
-                column
-                    .typed::<Int64Type>()
-                    .write_batch(&c.longs[index], None, None)?;
-            }
-            3..=5 => {
-                column
-                    .typed::<ByteArrayType>()
-                    .write_batch(&c.names[index - 3], None, None)?;
-            }
-            9 => {
-                column.typed::<ByteArrayType>().write_batch(
-                    &c.fields,
-                    Some(&c.field_defs),
-                    Some(&c.field_reps),
-                )?;
-            }
-            18 | 23 => {
-                let t = &c.times[usize::from(index == 23)];
-                column
-                    .typed::<Int64Type>()
-                    .write_batch(&t.values, Some(&t.defs), None)?;
-            }
-            19 | 20 => {
-                column
-                    .typed::<Int32Type>()
-                    .write_batch(&c.ints[index - 19], None, None)?;
-            }
-            25 | 26 => {
-                let t = &c.small[index - 25];
-                column
-                    .typed::<Int32Type>()
-                    .write_batch(&t.values, Some(&t.defs), None)?;
-            }
-            _ => {
-                let t = &c.texts[text_of(index)];
-                column
-                    .typed::<ByteArrayType>()
-                    .write_batch(&t.values, Some(&t.defs), None)?;
-            }
-        }
-        column.close()?;
-        index += 1;
-    }
-    Ok(())
-}
-
 /// Why a file could not be read as an archive.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -354,6 +183,8 @@ pub enum ReadError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Arrow(#[from] arrow_schema::ArrowError),
     #[error("not an archive file: {0}")]
     Schema(String),
     #[error("row {row}: column `{column}` {problem}")]
@@ -411,7 +242,10 @@ pub fn read_rows(path: &Path) -> Result<Vec<ArchivedChange>, ReadError> {
 /// time (the `parquet` crate's row iterator is an order of magnitude
 /// slower); only the row group asked for is in memory.
 pub struct ArchiveReader<R: ChunkReader + 'static> {
-    reader: SerializedFileReader<R>,
+    reader: SerializedFileReader<Shared<R>>,
+    /// The file again, and its metadata, for the Arrow reader.
+    source: Shared<R>,
+    arrow: ArrowReaderMetadata,
     /// The first row of each row group, then the number of rows.
     starts: Vec<usize>,
 }
@@ -425,7 +259,8 @@ impl ArchiveReader<File> {
 impl<R: ChunkReader + 'static> ArchiveReader<R> {
     /// Opens the file and checks that its schema is an archive's.
     pub fn new(source: R) -> Result<ArchiveReader<R>, ReadError> {
-        let reader = SerializedFileReader::new(source)?;
+        let source = Shared(Arc::new(source));
+        let reader = SerializedFileReader::new(source.clone())?;
         let schema = reader.metadata().file_metadata().schema_descr();
         if schema.num_columns() != COLUMNS.len() {
             return Err(ReadError::Schema(format!(
@@ -454,7 +289,16 @@ impl<R: ChunkReader + 'static> ArchiveReader<R> {
             })?;
             starts.push(starts.last().copied().unwrap_or(0) + n);
         }
-        Ok(ArchiveReader { reader, starts })
+        let arrow = ArrowReaderMetadata::try_new(
+            Arc::new(reader.metadata().clone()),
+            ArrowReaderOptions::new().with_skip_arrow_metadata(true),
+        )?;
+        Ok(ArchiveReader {
+            reader,
+            source,
+            arrow,
+            starts,
+        })
     }
 
     /// Rows in the file.
@@ -493,9 +337,10 @@ impl<R: ChunkReader + 'static> ArchiveReader<R> {
     /// [`ArchivedChange::digest_into`] does, straight from the columns
     /// (no row is built), and returns the group's change ids in file order.
     ///
-    /// Every column is read [`DIGEST_BATCH`] rows at a time into buffers
-    /// used again for the next rows (whole row groups' columns, tens of
-    /// MiB, were mostly fresh memory and cache misses).
+    /// [`DIGEST_BATCH`] rows at a time: the text columns through the
+    /// `parquet` crate's Arrow reader (each column's values in one buffer,
+    /// checked to be UTF-8; no counted value per row), the integer columns
+    /// through its column readers (their values as stored).
     pub fn digest_group(&self, g: usize, hasher: &mut impl RowDigest) -> Result<Vec<i64>, ReadError> {
         let group = self.reader.get_row_group(g)?;
         let group = group.as_ref();
@@ -506,164 +351,178 @@ impl<R: ChunkReader + 'static> ArchiveReader<R> {
             column: COLUMNS[i].0,
             problem: "has another physical type",
         };
-        let mut columns = Vec::with_capacity(COLUMNS.len());
+        // The integer columns: (index, reader, values, definition levels).
+        let mut numbers = Vec::new();
         for (i, (_, physical)) in COLUMNS.iter().enumerate() {
-            let reader = group.get_column_reader(i)?;
-            columns.push(match physical {
-                PhysicalType::INT64 => Batch::Long(
-                    Int64Type::get_column_reader(reader).ok_or_else(|| other_type(i))?,
+            let number = match physical {
+                PhysicalType::INT64 => Number::Long(
+                    Int64Type::get_column_reader(group.get_column_reader(i)?).ok_or_else(|| other_type(i))?,
                     Vec::new(),
                 ),
-                PhysicalType::INT32 => Batch::Int(
-                    Int32Type::get_column_reader(reader).ok_or_else(|| other_type(i))?,
+                PhysicalType::INT32 => Number::Int(
+                    Int32Type::get_column_reader(group.get_column_reader(i)?).ok_or_else(|| other_type(i))?,
                     Vec::new(),
                 ),
-                _ => Batch::Text(
-                    ByteArrayType::get_column_reader(reader).ok_or_else(|| other_type(i))?,
-                    Vec::new(),
-                ),
-            });
+                _ => continue,
+            };
+            numbers.push((i, number, Vec::<i16>::new()));
         }
-        let mut defs: Vec<Vec<i16>> = vec![Vec::new(); COLUMNS.len()];
-        let mut reps: Vec<i16> = Vec::new();
+        let texts =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(self.source.clone(), self.arrow.clone())
+                .with_row_groups(vec![g])
+                .with_projection(ProjectionMask::leaves(
+                    self.arrow.parquet_schema(),
+                    COLUMNS
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, (_, physical))| *physical == PhysicalType::BYTE_ARRAY)
+                        .map(|(i, _)| i),
+                ))
+                .with_batch_size(DIGEST_BATCH)
+                .build()?;
         let mut ids = Vec::with_capacity(n);
         // Each row is put together first and fed whole: a digest fed in
         // pieces of a few bytes spends more on each call than on the bytes.
         let mut b: Vec<u8> = Vec::with_capacity(1024);
         let mut done = 0;
-        while done < n {
-            let rows = DIGEST_BATCH.min(n - done);
-            for (i, (column, defs)) in columns.iter_mut().zip(&mut defs).enumerate() {
+        for batch in texts {
+            let batch = batch?;
+            let rows = batch.num_rows();
+            if done + rows > n {
+                return Err(ReadError::Shape {
+                    row: base + n,
+                    column: "id",
+                    problem: "has more values than the row group has rows",
+                });
+            }
+            for (i, number, defs) in &mut numbers {
                 defs.clear();
-                let reps = (i == 9).then_some(&mut reps);
-                let records = match column {
-                    Batch::Long(reader, values) => {
+                let records = match number {
+                    Number::Long(reader, values) => {
                         values.clear();
                         reader.read_records(rows, Some(defs), None, values)?.0
                     }
-                    Batch::Int(reader, values) => {
+                    Number::Int(reader, values) => {
                         values.clear();
                         reader.read_records(rows, Some(defs), None, values)?.0
-                    }
-                    Batch::Text(reader, values) => {
-                        values.clear();
-                        if let Some(reps) = reps {
-                            reps.clear();
-                            reader.read_records(rows, Some(defs), Some(reps), values)?.0
-                        } else {
-                            reader.read_records(rows, Some(defs), None, values)?.0
-                        }
                     }
                 };
                 if records != rows {
                     return Err(ReadError::Shape {
                         row: base + done + records,
-                        column: COLUMNS[i].0,
+                        column: COLUMNS[*i].0,
                         problem: "ends before the row group does",
                     });
                 }
-            }
-            if defs[9].len() != reps.len() {
-                return Err(list_shape(base + done));
-            }
-            for (i, defs) in defs.iter().enumerate() {
-                if i != 9 && !defs.is_empty() && defs.len() != rows {
+                if !defs.is_empty() && defs.len() != rows {
                     return Err(ReadError::Shape {
                         row: base + done,
-                        column: COLUMNS[i].0,
+                        column: COLUMNS[*i].0,
                         problem: "has another number of levels than rows",
                     });
                 }
             }
-            // Where each column's next value is (values are stored without
-            // their NULLs), and the list's next level.
-            let mut next = [0usize; COLUMNS.len()];
-            let mut level = 0;
+            // Each column of the schema: an integer column's place in
+            // `numbers`, or a text column of the batch.
+            let mut columns = Vec::with_capacity(COLUMNS.len());
+            let (mut number, mut text) = (0, 0);
+            for (i, (name, physical)) in COLUMNS.iter().enumerate() {
+                let not_text = || ReadError::Shape {
+                    row: base + done,
+                    column: name,
+                    problem: "is not text",
+                };
+                columns.push(match physical {
+                    PhysicalType::BYTE_ARRAY => {
+                        let array = batch.column(text);
+                        text += 1;
+                        if i == 9 {
+                            let list = array
+                                .as_list_opt::<i32>()
+                                .ok_or_else(|| list_shape(base + done))?;
+                            let items = list
+                                .values()
+                                .as_string_opt::<i32>()
+                                .ok_or_else(|| list_shape(base + done))?;
+                            Column::List(list, items)
+                        } else {
+                            Column::Text(array.as_string_opt::<i32>().ok_or_else(not_text)?)
+                        }
+                    }
+                    _ => {
+                        number += 1;
+                        Column::Number(number - 1)
+                    }
+                });
+            }
+            // Where each integer column's next value is (values are stored
+            // without their NULLs).
+            let mut next = vec![0usize; numbers.len()];
             for r in 0..rows {
                 let row = base + done + r;
                 b.clear();
                 for (i, column) in columns.iter().enumerate() {
-                    if i == 9 {
-                        // changed_fields: NULL, an empty list, or items,
-                        // joined by U+001F.
-                        let (defs, Batch::Text(_, values)) = (&defs[9], column) else {
-                            return Err(list_shape(row));
-                        };
-                        if reps.get(level) != Some(&0) {
-                            return Err(list_shape(row));
-                        }
-                        let first = level;
-                        let mut end = level + 1;
-                        while reps.get(end).is_some_and(|rep| *rep != 0) {
-                            end += 1;
-                        }
-                        level = end;
-                        match defs[first] {
-                            0 if end == first + 1 => b.extend_from_slice(&u32::MAX.to_be_bytes()),
-                            1 if end == first + 1 => b.extend_from_slice(&0u32.to_be_bytes()),
-                            3 => {
-                                let items = values
-                                    .get(next[9]..next[9] + (end - first))
-                                    .ok_or_else(|| list_shape(row))?;
-                                if defs[first..end].iter().any(|d| *d != 3) {
-                                    return Err(list_shape(row));
-                                }
-                                next[9] += end - first;
-                                let len = items.iter().map(ByteArray::len).sum::<usize>() + items.len() - 1;
-                                b.extend_from_slice(&(len as u32).to_be_bytes());
-                                for (k, item) in items.iter().enumerate() {
-                                    if k > 0 {
-                                        b.push(0x1f);
-                                    }
-                                    b.extend_from_slice(item.data());
-                                }
-                            }
-                            _ => return Err(list_shape(row)),
-                        }
-                        continue;
-                    }
-                    if defs[i].get(r).is_some_and(|d| *d == 0) {
-                        b.extend_from_slice(&u32::MAX.to_be_bytes());
-                        continue;
-                    }
-                    let at = next[i];
-                    next[i] += 1;
-                    let missing = || ReadError::Shape {
-                        row,
-                        column: COLUMNS[i].0,
-                        problem: "has fewer values than rows",
-                    };
                     match column {
-                        Batch::Long(_, values) => {
-                            let v = *values.get(at).ok_or_else(missing)?;
+                        Column::Text(values) => {
+                            if values.is_null(r) {
+                                b.extend_from_slice(&u32::MAX.to_be_bytes());
+                            } else {
+                                let v = values.value(r).as_bytes();
+                                b.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                                b.extend_from_slice(v);
+                            }
+                        }
+                        Column::List(list, items) => {
+                            // changed_fields: NULL, an empty list, or items
+                            // joined by U+001F (none of them NULL).
+                            if list.is_null(r) {
+                                b.extend_from_slice(&u32::MAX.to_be_bytes());
+                                continue;
+                            }
+                            let offsets = list.value_offsets();
+                            let (first, end) = (offsets[r] as usize, offsets[r + 1] as usize);
+                            if (first..end).any(|k| items.is_null(k)) {
+                                return Err(list_shape(row));
+                            }
+                            let len = (first..end).map(|k| items.value(k).len()).sum::<usize>()
+                                + (end - first).saturating_sub(1);
+                            b.extend_from_slice(&(len as u32).to_be_bytes());
+                            for k in first..end {
+                                if k > first {
+                                    b.push(0x1f);
+                                }
+                                b.extend_from_slice(items.value(k).as_bytes());
+                            }
+                        }
+                        Column::Number(k) => {
+                            let (_, values, defs) = &numbers[*k];
+                            let values: &Number = values;
+                            if defs.get(r).is_some_and(|d| *d == 0) {
+                                b.extend_from_slice(&u32::MAX.to_be_bytes());
+                                continue;
+                            }
+                            let at = next[*k];
+                            next[*k] += 1;
+                            let v = values.get(at).ok_or(ReadError::Shape {
+                                row,
+                                column: COLUMNS[i].0,
+                                problem: "has fewer values than rows",
+                            })?;
                             if i == 0 {
                                 ids.push(v);
                             }
                             b.extend_from_slice(&8u32.to_be_bytes());
                             b.extend_from_slice(&v.to_be_bytes());
                         }
-                        Batch::Int(_, values) => {
-                            let v = i64::from(*values.get(at).ok_or_else(missing)?);
-                            b.extend_from_slice(&8u32.to_be_bytes());
-                            b.extend_from_slice(&v.to_be_bytes());
-                        }
-                        Batch::Text(_, values) => {
-                            let v = values.get(at).ok_or_else(missing)?;
-                            b.extend_from_slice(&(v.len() as u32).to_be_bytes());
-                            b.extend_from_slice(v.data());
-                        }
                     }
                 }
                 hasher.put(&b);
             }
-            if level != reps.len() {
-                return Err(list_shape(base + done + rows));
-            }
             done += rows;
         }
-        if ids.len() != n {
+        if done != n || ids.len() != n {
             return Err(ReadError::Shape {
-                row: base + ids.len(),
+                row: base + done.min(ids.len()),
                 column: "id",
                 problem: "is missing",
             });
@@ -772,15 +631,59 @@ impl<R: ChunkReader + 'static> ArchiveReader<R> {
     }
 }
 
+/// A reader of the file shared by the readers of its columns.
+struct Shared<R>(Arc<R>);
+
+impl<R> Clone for Shared<R> {
+    fn clone(&self) -> Shared<R> {
+        Shared(Arc::clone(&self.0))
+    }
+}
+
+impl<R: Length> Length for Shared<R> {
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+}
+
+impl<R: ChunkReader> ChunkReader for Shared<R> {
+    type T = R::T;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<R::T> {
+        self.0.get_read(start)
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        self.0.get_bytes(start, length)
+    }
+}
+
 /// Rows of a row group read at a time by [`ArchiveReader::digest_group`].
 const DIGEST_BATCH: usize = 4096;
 
-/// One column's reader in [`ArchiveReader::digest_group`] and its values
-/// of the rows being read.
-enum Batch {
+/// An integer column's reader in [`ArchiveReader::digest_group`] and its
+/// values of the rows being read.
+enum Number {
     Long(ColumnReaderImpl<Int64Type>, Vec<i64>),
     Int(ColumnReaderImpl<Int32Type>, Vec<i32>),
-    Text(ColumnReaderImpl<ByteArrayType>, Vec<ByteArray>),
+}
+
+impl Number {
+    /// The `at`th value read (None past the end).
+    fn get(&self, at: usize) -> Option<i64> {
+        match self {
+            Number::Long(_, values) => values.get(at).copied(),
+            Number::Int(_, values) => values.get(at).map(|v| i64::from(*v)),
+        }
+    }
+}
+
+/// A column of a batch in [`ArchiveReader::digest_group`].
+enum Column<'a> {
+    /// The integer column at this place among the integer columns.
+    Number(usize),
+    Text(&'a StringArray),
+    List(&'a ListArray, &'a StringArray),
 }
 
 fn list_shape(row: usize) -> ReadError {
