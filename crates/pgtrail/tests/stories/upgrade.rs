@@ -23,6 +23,7 @@ const RELEASED: &[(&str, &str)] = &[
     ("0.9.0", include_str!("../../../capture/sql/released/0.9.0.sql")),
     ("0.10.0", include_str!("../../../capture/sql/released/0.10.0.sql")),
     ("0.11.0", include_str!("../../../capture/sql/released/0.11.0.sql")),
+    ("0.12.0", include_str!("../../../capture/sql/released/0.12.0.sql")),
 ];
 
 #[tokio::test]
