@@ -13,6 +13,14 @@ use anyhow::{Context, Result};
 use rand::Rng;
 use tokio_postgres::NoTls;
 
+/// How long a writer waits for its session before the run fails (a server
+/// that never answers would otherwise hang the bench at its end).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a writer waits for one UPDATE's answer before it counts it as
+/// failed (far beyond any lock maintain takes).
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// One transaction: when it ended (µs after the writers' start) and its
 /// latency (µs).
 #[derive(Debug, Clone, Copy)]
@@ -67,9 +75,11 @@ impl Writers {
 async fn run(load: Load, t0: Instant, stop: Arc<AtomicBool>) -> Result<(Vec<Sample>, u64)> {
     let mut tasks = Vec::new();
     for _ in 0..load.clients {
-        let (client, connection) = tokio_postgres::connect(&load.url, NoTls)
-            .await
-            .context("connect a writer")?;
+        let (client, connection) =
+            tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(&load.url, NoTls))
+                .await
+                .context("connect a writer: no answer from the server")?
+                .context("connect a writer")?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 eprintln!("writer connection error: {error}");
@@ -97,25 +107,30 @@ async fn run(load: Load, t0: Instant, stop: Arc<AtomicBool>) -> Result<(Vec<Samp
                     None => Instant::now(),
                 };
                 let id = rand::rng().random_range(1..=load.rows);
-                match client.execute(&statement, &[&id]).await {
-                    Ok(_) => {
+                match tokio::time::timeout(STATEMENT_TIMEOUT, client.execute(&statement, &[&id])).await {
+                    Ok(Ok(_)) => {
                         let ended = Instant::now();
                         samples.push(Sample {
                             at_us: ended.duration_since(t0).as_micros() as u64,
                             latency_us: ended.duration_since(started).as_micros() as u64,
                         });
                     }
-                    Err(error) => {
+                    Ok(Err(error)) => {
                         failed += 1;
                         if failed <= 3 {
                             eprintln!("writer: {error}");
                         }
+                    }
+                    Err(_) => {
+                        failed += 1;
+                        eprintln!("writer: no answer in {} s", STATEMENT_TIMEOUT.as_secs());
                     }
                 }
             }
             (samples, failed)
         }));
     }
+    eprintln!("writers: {} sessions connected and writing", load.clients);
     let mut all = Vec::new();
     let mut failed = 0;
     for task in tasks {
