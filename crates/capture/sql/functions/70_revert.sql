@@ -1421,6 +1421,43 @@ $fn$;
 -- change of each of its rows (p_first_ids), and, for its rows changed more
 -- than once (their chains, NULL when there are none), every change of
 -- theirs; sorted, each once.
+-- The definitions (name and type, in the table's order) of the columns
+-- p_cols and the key's p_key of table p_relid: what jsonb_to_record(set)
+-- reads a restore's rows as.
+CREATE OR REPLACE FUNCTION pgtrail._revert_coldefs(p_relid oid, p_cols text[], p_key text[])
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
+    FROM pg_attribute AS a
+    WHERE a.attrelid = p_relid AND a.attnum > 0 AND NOT a.attisdropped
+      AND (a.attname::text = ANY (p_cols) OR a.attname::text = ANY (p_key))
+$fn$;
+
+-- The UPDATE that restores columns p_cols of rows of p_rel (an SQL name)
+-- from the statement's data ($1: rows of the key's and those columns'
+-- values, each with what the row must hold beside them), as the plan shows
+-- and runs it. The rows are read with the table's column types (p_coldefs,
+-- the key's and those columns' definitions), as jsonb_populate_recordset
+-- would, but only the columns the data holds; p_join matches them to the
+-- live row by key.
+CREATE OR REPLACE FUNCTION pgtrail._revert_restore_sql(p_rel text, p_join text, p_cols text[], p_coldefs text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT format('UPDATE %1$s AS t SET (%2$s) = ROW(%3$s) '
+                  'FROM jsonb_to_recordset($1) AS k(%6$s, pgtrail_expect jsonb) '
+                  'WHERE %4$s AND jsonb_build_object(%5$s) @> k.pgtrail_expect',
+                  p_rel,
+                  (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_cols) AS c),
+                  (SELECT string_agg('k.' || quote_ident(c), ', ') FROM unnest(p_cols) AS c),
+                  p_join,
+                  (SELECT string_agg(format('%L, t.%I', c, c), ', ') FROM unnest(p_cols) AS c),
+                  p_coldefs)
+$fn$;
+
 CREATE OR REPLACE FUNCTION pgtrail._revert_change_ids(p_first_ids bigint[], p_chains bigint[])
 RETURNS bigint[]
 LANGUAGE plpgsql STABLE
@@ -2099,23 +2136,11 @@ BEGIN
                      -- their columns.)
                      WHERE x.cols_t IS NOT NULL
                      ORDER BY x.cols LOOP
-                v_coldefs := (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
-                              FROM pg_attribute AS a
-                              WHERE a.attrelid = v_relid AND a.attnum > 0 AND NOT a.attisdropped
-                                AND (a.attname::text = ANY (g.cols) OR a.attname::text = ANY (t.key_columns)));
+                v_coldefs := pgtrail._revert_coldefs(v_relid, g.cols, t.key_columns);
                 INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, what, cols, sql, data, keys, change_ids, rows, note, lvl,
                                                          run_sql, run_rows, run_lo, run_hi)
                 SELECT t.id, 'UPDATE', 'restore', g.cols,
-                       -- (As below.)
-                       format('UPDATE %1$s AS t SET (%2$s) = ROW(%3$s) '
-                              'FROM jsonb_to_recordset($1) AS k(%6$s, pgtrail_expect jsonb) '
-                              'WHERE %4$s AND jsonb_build_object(%5$s) @> k.pgtrail_expect',
-                              v_rel,
-                              (SELECT string_agg(quote_ident(c), ', ') FROM unnest(g.cols) AS c),
-                              (SELECT string_agg('k.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c),
-                              v_join,
-                              (SELECT string_agg(format('%L, t.%I', c, c), ', ') FROM unnest(g.cols) AS c),
-                              v_coldefs),
+                       pgtrail._revert_restore_sql(v_rel, v_join, g.cols, v_coldefs),
                        NULL, NULL, g.ids, g.n, NULL, NULL,
                        -- (The rows as the statement's data would hold them:
                        -- the key and the old values, what the row must hold
@@ -2217,21 +2242,8 @@ BEGIN
                           (SELECT string_agg('s.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c),
                           v_join)
                    ELSE
-                   -- (The rows read with the column types of the table, as
-                   -- jsonb_populate_recordset would, but only the columns the
-                   -- data holds, and what each row must hold beside them.)
-                   format('UPDATE %1$s AS t SET (%2$s) = ROW(%3$s) '
-                          'FROM jsonb_to_recordset($1) AS k(%6$s, pgtrail_expect jsonb) '
-                          'WHERE %4$s AND jsonb_build_object(%5$s) @> k.pgtrail_expect',
-                          v_rel,
-                          (SELECT string_agg(quote_ident(c), ', ') FROM unnest(g.cols) AS c),
-                          (SELECT string_agg('k.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c),
-                          v_join,
-                          (SELECT string_agg(format('%L, t.%I', c, c), ', ') FROM unnest(g.cols) AS c),
-                          (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
-                           FROM pg_attribute AS a
-                           WHERE a.attrelid = v_relid AND a.attnum > 0 AND NOT a.attisdropped
-                             AND (a.attname::text = ANY (g.cols) OR a.attname::text = ANY (t.key_columns))))
+                   pgtrail._revert_restore_sql(v_rel, v_join, g.cols,
+                                               pgtrail._revert_coldefs(v_relid, g.cols, t.key_columns))
                    END,
                    g.data, g.keys,
                    pgtrail._revert_change_ids(g.first_ids, g.chains),
