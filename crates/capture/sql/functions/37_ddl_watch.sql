@@ -208,6 +208,14 @@ BEGIN
         END IF;
         RETURN;
     END IF;
+    -- A command on temporary objects only (a revert's working tables, made
+    -- and indexed about twenty times a plan): no audited table is among
+    -- them unless one of a temporary schema is audited.
+    IF NOT EXISTS (SELECT FROM pg_event_trigger_ddl_commands() AS d WHERE d.schema_name IS DISTINCT FROM 'pg_temp')
+       AND NOT EXISTS (SELECT FROM pgtrail.audited_table AS a
+                       WHERE a.table_schema LIKE 'pg\_temp\_%' AND a.detached_at IS NULL) THEN
+        RETURN;
+    END IF;
     FOR v_event IN
         SELECT DISTINCT ON (x.table_id) x.table_id, x.command_tag, x.object_identity, x.relid
         FROM (SELECT pgtrail._audited_id_of(r.relid) AS table_id, r.relid, d.command_tag, d.object_identity

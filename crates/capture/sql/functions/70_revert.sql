@@ -1019,14 +1019,15 @@ BEGIN
         ANALYZE pg_temp.pgtrail_revert_key;
         SELECT min(k.since) INTO v_since FROM pg_temp.pgtrail_revert_key AS k;
     END IF;
-    -- Three ways, which find the same rows. A few keys: each key's changes
-    -- by the key indexes (a lateral subquery, OFFSET 0 keeping it one: as
-    -- a join the planner reads the trail by time, expecting the BRIN to be
-    -- selective), whatever the trail's size. Reading the trail by time cannot be
-    -- bounded by the trail's newest pages: the BRIN on changed_at cannot
-    -- skip pages not summarized yet (until a vacuum), and a change id
-    -- bound is not safe (a change's time is taken before its id, so a
-    -- concurrent writer's later change can have an earlier id).
+    -- Three ways, which find the same rows. A few keys: their changes by
+    -- the key indexes (per table, a lateral subquery of its keys' hashes,
+    -- OFFSET 0 keeping it one: as a join the planner reads the trail by
+    -- time, expecting the BRIN to be selective), whatever the trail's
+    -- size. Reading the trail by time cannot be bounded by the trail's
+    -- newest pages: the BRIN on changed_at cannot skip pages not
+    -- summarized yet (until a vacuum), and a change id bound is not safe
+    -- (a change's time is taken before its id, so a concurrent writer's
+    -- later change can have an earlier id).
     -- More keys: about how many changes were recorded since the
     -- selection's first one (change ids come from one sequence); when that
     -- is not many more than the keys, reading those changes once, leaving
@@ -1048,18 +1049,27 @@ BEGIN
                 ON y.table_id = k.table_id AND pgtrail._h(y.old_pk) = k.h AND y.old_pk = k.key AND y.changed_at >= k.since
               WHERE y.old_pk IS NOT NULL) AS x;
     ELSIF v_keys > 0 AND v_keys <= v_lookup THEN
+        -- (Per table, all its keys' hashes in one scan of each key index,
+        -- "= ANY" of an array, then matched with the keys by a hash join:
+        -- not one lateral probe of every partition per key, whose executor
+        -- restarts cost more than the probes.)
         INSERT INTO pg_temp.pgtrail_revert_later
-        WITH x AS (
-            SELECT y.* FROM pg_temp.pgtrail_revert_key AS k
+        WITH g AS MATERIALIZED (
+            SELECT k.table_id, array_agg(k.h) AS hs FROM pg_temp.pgtrail_revert_key AS k GROUP BY k.table_id
+        ), x AS (
+            SELECT y.* FROM g
             CROSS JOIN LATERAL (SELECT y.* FROM pgtrail.change AS y
-                                WHERE y.table_id = k.table_id AND pgtrail._h(y.pk) = k.h AND y.pk = k.key
-                                  AND y.changed_at >= k.since AND y.changed_at >= v_since OFFSET 0) AS y
+                                WHERE y.table_id = g.table_id AND pgtrail._h(y.pk) = ANY (g.hs)
+                                  AND y.changed_at >= v_since OFFSET 0) AS y
+            JOIN pg_temp.pgtrail_revert_key AS k
+              ON k.table_id = y.table_id AND k.h = pgtrail._h(y.pk) AND k.key = y.pk AND y.changed_at >= k.since
             UNION ALL
-            SELECT y.* FROM pg_temp.pgtrail_revert_key AS k
+            SELECT y.* FROM g
             CROSS JOIN LATERAL (SELECT y.* FROM pgtrail.change AS y
-                                WHERE y.table_id = k.table_id AND pgtrail._h(y.old_pk) = k.h AND y.old_pk = k.key
-                                  AND y.old_pk IS NOT NULL AND y.changed_at >= k.since AND y.changed_at >= v_since
-                                OFFSET 0) AS y
+                                WHERE y.table_id = g.table_id AND pgtrail._h(y.old_pk) = ANY (g.hs)
+                                  AND y.old_pk IS NOT NULL AND y.changed_at >= v_since OFFSET 0) AS y
+            JOIN pg_temp.pgtrail_revert_key AS k
+              ON k.table_id = y.table_id AND k.h = pgtrail._h(y.old_pk) AND k.key = y.old_pk AND y.changed_at >= k.since
         )
         SELECT DISTINCT ON (x.id) x.id, x.txid, x.ctx, x.table_id, x.op, x.changed_at, x.pk, x.old_pk,
                CASE WHEN x.op = 'U' AND x.old_pk IS NULL AND cardinality(a.key_columns) > 0
@@ -2113,23 +2123,28 @@ BEGIN
             -- columns to restore, as the statements' data has them, are
             -- the keys of its origin but the key columns, in jsonb's key
             -- order. Worked out once per distinct cols, not per row.)
-            FOR g IN SELECT ARRAY(SELECT c FROM unnest(x.cols) AS c ORDER BY c) AS cols, x.cols_t, x.n, x.ids, x.groups,
-                            x.lo, x.hi
-                     FROM (SELECT e.cols_t, e.cols_t::text[] AS cols, count(*) AS n,
-                                  array_agg(DISTINCT u.id ORDER BY u.id) AS ids, count(*) OVER () AS groups,
+            -- (The groups' rows counted and bounded without their ids; the
+            -- ids of each set of columns sorted once, apart: not every row
+            -- sorted by its columns' text beside them.)
+            FOR g IN WITH e AS MATERIALIZED (
+                         SELECT nullif(ARRAY(SELECT jsonb_object_keys(coalesce(
+                                    (SELECT jsonb_object_agg(c, true) FROM unnest(d.cols) AS c
+                                     WHERE NOT c = ANY (t.key_columns)), '{}'))), '{}')::text COLLATE "C" AS cols_t,
+                                d.ids, d.n, d.lo, d.hi
+                         FROM (SELECT k.cols, array_agg(k.change_ids[1]) AS ids, count(*) AS n,
+                                      min(k.chain) AS lo, max(k.chain) AS hi
+                               FROM pg_temp.pgtrail_revert_chain AS k
+                               WHERE k.table_id = t.id AND k.at IS NOT NULL AND k.active
+                                 AND k.ex_origin AND k.ex_final
+                                 AND cardinality(k.cols) > 0 AND k.cols <@ v_writable AND NOT k.cols && v_always
+                               GROUP BY k.cols) AS d)
+                     SELECT ARRAY(SELECT c FROM unnest(x.cols) AS c ORDER BY c) AS cols, x.cols_t, x.n,
+                            (SELECT array_agg(DISTINCT u.id ORDER BY u.id)
+                             FROM e AS f CROSS JOIN LATERAL unnest(f.ids) AS u(id) WHERE f.cols_t = x.cols_t) AS ids,
+                            x.groups, x.lo, x.hi
+                     FROM (SELECT e.cols_t, e.cols_t::text[] AS cols, sum(e.n)::bigint AS n, count(*) OVER () AS groups,
                                   min(e.lo) AS lo, max(e.hi) AS hi
-                           FROM (SELECT nullif(ARRAY(SELECT jsonb_object_keys(coalesce(
-                                            (SELECT jsonb_object_agg(c, true) FROM unnest(d.cols) AS c
-                                             WHERE NOT c = ANY (t.key_columns)), '{}'))), '{}')::text COLLATE "C" AS cols_t,
-                                        d.ids, d.lo, d.hi
-                                 FROM (SELECT k.cols, array_agg(k.change_ids[1]) AS ids, min(k.chain) AS lo, max(k.chain) AS hi
-                                       FROM pg_temp.pgtrail_revert_chain AS k
-                                       WHERE k.table_id = t.id AND k.at IS NOT NULL AND k.active
-                                         AND k.ex_origin AND k.ex_final
-                                         AND cardinality(k.cols) > 0 AND k.cols <@ v_writable AND NOT k.cols && v_always
-                                       GROUP BY k.cols) AS d
-                                 OFFSET 0) AS e
-                           CROSS JOIN LATERAL unnest(e.ids) AS u(id)
+                           FROM e
                            GROUP BY e.cols_t) AS x
                      -- (Rows with no column to restore make no statement;
                      -- counted as a group, they make the others filter by
