@@ -20,9 +20,11 @@ use crate::copy::{
     COPY_CHANGES, Decoder, LIST_SHOWN, LIST_STORED, NEXT_ID, SORTS_BY_BYTES, TABLES, TRANSACTIONS_BY_KEY,
     Tables, Transactions,
 };
-use crate::digest::{Both, RowCheck, RowDigest};
+use crate::digest::{ColumnCheck, RowDigest};
 use crate::manifest::{FORMAT, Manifest, SealRef};
-use crate::parquet_file::{ArchiveReader, Columns, ParquetWriter, ROW_GROUP, SCHEMA};
+use crate::parquet_file::{
+    ArchiveReader, COLUMN_COUNT, Columns, ParquetWriter, ROW_GROUP, ReadError, SCHEMA,
+};
 use crate::partitions::{self, Partition};
 use crate::priority::{Pacer, Priority};
 use crate::{ArchiveError, Sealer, holds};
@@ -363,7 +365,13 @@ async fn one(
     let back = {
         let (file, seed, priority) = (path.clone(), written.seed, options.priority);
         priority
-            .run(move || read_back_paced(&file, RowCheck::new(seed), &mut Pacer::new(priority)))
+            .run(move || {
+                read_back_paced(
+                    &file,
+                    ColumnCheck::new(seed, COLUMN_COUNT),
+                    &mut Pacer::new(priority),
+                )
+            })
             .ok_or_else(|| {
                 ArchiveError::Mismatch(format!("reading {} back failed unexpectedly", path.display()))
             })??
@@ -541,8 +549,8 @@ async fn write(
     Ok(Written {
         erasure,
         rows: decoded.rows,
-        rows_sha256: crate::hex(&decoded.digest.sha256.finalize()),
-        check: decoded.digest.check.value(),
+        rows_sha256: crate::hex(&decoded.sha256.finalize()),
+        check: decoded.check,
         seed,
         first: decoded.first,
         last: decoded.last,
@@ -554,11 +562,12 @@ async fn write(
 const SLICE: i64 = ROW_GROUP as i64;
 
 /// What the decoding thread is fed, slice by slice: the COPY data of the
-/// changes (chunks go in batches; a row is a chunk of its own), then,
-/// once it has answered with their transactions' keys, those records.
+/// changes (the server sends a message a row; their data goes copied
+/// into one buffer a batch), then, once it has answered with their
+/// transactions' keys, those records.
 enum Feed {
-    /// Chunks of the COPY of the slice's changes.
-    Changes(Vec<Bytes>),
+    /// The COPY data of some of the slice's changes, in order.
+    Changes(Bytes),
     /// The slice's changes are all there: the keys of their transaction
     /// records, please.
     SliceEnd(tokio::sync::oneshot::Sender<Vec<(i64, i16)>>),
@@ -566,8 +575,10 @@ enum Feed {
     Transactions(Transactions),
 }
 
-/// Chunks sent to the decoding thread at a time.
-const BATCH: usize = 256;
+/// Bytes of COPY data sent to the decoding thread at a time. Each row's
+/// message is copied in and dropped where it was received: the decoding
+/// thread touches none of the counts of the buffers the messages share.
+const BATCH: usize = 64 << 10;
 
 /// A field of a row as the server sent it in binary (any type).
 struct Raw<'a>(&'a [u8]);
@@ -620,25 +631,21 @@ async fn read_slices(
             .await
             .map_err(ArchiveError::database(what))?;
         futures_util::pin_mut!(stream);
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut batch = Vec::with_capacity(BATCH + 1024);
         while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
-            batch.push(chunk.map_err(ArchiveError::database(what))?);
-            if batch.len() == BATCH {
-                if feed
-                    .send(Feed::Changes(std::mem::replace(
-                        &mut batch,
-                        Vec::with_capacity(BATCH),
-                    )))
-                    .await
-                    .is_err()
-                {
+            batch.extend_from_slice(&chunk.map_err(ArchiveError::database(what))?);
+            if batch.len() >= BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH + 1024));
+                if feed.send(Feed::Changes(full.into())).await.is_err() {
                     return Ok(());
                 }
                 pacer.pace().await;
             }
         }
         let (ask, answer) = tokio::sync::oneshot::channel();
-        if feed.send(Feed::Changes(batch)).await.is_err() || feed.send(Feed::SliceEnd(ask)).await.is_err() {
+        if feed.send(Feed::Changes(batch.into())).await.is_err()
+            || feed.send(Feed::SliceEnd(ask)).await.is_err()
+        {
             return Ok(());
         }
         let Ok(keys) = answer.await else {
@@ -679,7 +686,10 @@ async fn read_slices(
 /// What the decoding thread made of the partition.
 struct Decoded {
     rows: i64,
-    digest: Both,
+    /// The SHA-256 of the rows.
+    sha256: Sha256,
+    /// The check of their columns.
+    check: u128,
     first: Option<(i64, i64)>,
     last: Option<(i64, i64)>,
 }
@@ -713,7 +723,8 @@ fn decode(
     encoded.map_err(|e| ArchiveError::parquet(path, e))?;
     Ok(Decoded {
         rows: decoder.rows,
-        digest: decoder.digest,
+        sha256: decoder.sha256,
+        check: decoder.check.value(),
         first: decoder.first,
         last: decoder.last,
     })
@@ -735,16 +746,14 @@ fn feed_decoder(
     let ended_early = || ArchiveError::Mismatch(format!("the COPY of partition {partition} ended early"));
     while let Some(feed) = fed.blocking_recv() {
         match feed {
-            Feed::Changes(chunks) => {
+            Feed::Changes(data) => {
                 if awaiting {
                     return Err(ended_early());
                 }
                 in_slice = true;
-                for chunk in chunks {
-                    decoder
-                        .feed(chunk)
-                        .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
-                }
+                decoder
+                    .feed(data)
+                    .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
             }
             Feed::SliceEnd(ask) => {
                 if !in_slice || awaiting || !decoder.finished() {
@@ -817,14 +826,36 @@ pub(crate) struct ReadBackWith<D> {
     pub ordered: bool,
 }
 
-/// [`read_back`], the rows fed into `digest` (e.g. the check an archive
-/// compares, without a second SHA-256 of the rows).
-pub(crate) fn read_back_with<D: RowDigest>(path: &Path, digest: D) -> Result<ReadBackWith<D>, ArchiveError> {
+/// What a file's row groups are fed into as they are read back: the rows
+/// (a [`RowDigest`], e.g. their SHA-256) or the columns in bulk (the
+/// [`ColumnCheck`] an archive compares).
+pub(crate) trait GroupDigest {
+    /// Feeds row group `g`; its change ids in file order.
+    fn feed(&mut self, reader: &ArchiveReader<std::fs::File>, g: usize) -> Result<Vec<i64>, ReadError>;
+}
+
+impl<D: RowDigest> GroupDigest for D {
+    fn feed(&mut self, reader: &ArchiveReader<std::fs::File>, g: usize) -> Result<Vec<i64>, ReadError> {
+        reader.digest_group(g, self)
+    }
+}
+
+impl GroupDigest for ColumnCheck {
+    fn feed(&mut self, reader: &ArchiveReader<std::fs::File>, g: usize) -> Result<Vec<i64>, ReadError> {
+        reader.check_group(g, self)
+    }
+}
+
+/// [`read_back`], the rows fed into `digest`.
+pub(crate) fn read_back_with<D: GroupDigest>(
+    path: &Path,
+    digest: D,
+) -> Result<ReadBackWith<D>, ArchiveError> {
     read_back_paced(path, digest, &mut Pacer::new(Priority::Normal))
 }
 
 /// [`read_back_with`], pausing between row groups as `pacer` says.
-fn read_back_paced<D: RowDigest>(
+fn read_back_paced<D: GroupDigest>(
     path: &Path,
     mut digest: D,
     pacer: &mut Pacer,
@@ -843,7 +874,7 @@ fn read_back_paced<D: RowDigest>(
     let mut ordered = true;
     let mut last = i64::MIN;
     for g in 0..reader.groups() {
-        for id in reader.digest_group(g, &mut digest).map_err(unreadable)? {
+        for id in digest.feed(&reader, g).map_err(unreadable)? {
             if id <= last {
                 ordered = false;
             }

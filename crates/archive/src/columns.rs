@@ -11,6 +11,7 @@ use arrow_array::{ArrayRef, Int32Array, Int64Array, LargeBinaryArray, ListArray,
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
+use crate::digest::{ColumnCheck, Stream};
 use crate::row::ArchivedChange;
 
 /// Which rows of a nullable column hold a value.
@@ -78,6 +79,19 @@ impl Texts {
         self.valid.clear();
     }
 
+    /// Feeds the column into `check` as column `i`: which rows hold a
+    /// value, their lengths and their bytes.
+    fn check_into(&self, i: usize, check: &mut ColumnCheck) {
+        check.valid(i, self.valid.rows.iter().copied());
+        let lengths = self.offsets.windows(2).map(|w| (w[1] - w[0]) as usize);
+        check.sizes(
+            i,
+            Stream::Lengths,
+            lengths.zip(&self.valid.rows).filter(|(_, v)| **v).map(|(n, _)| n),
+        );
+        check.bytes(i, &self.values);
+    }
+
     /// The column as an Arrow array; empties it.
     fn take(&mut self) -> Result<LargeBinaryArray, ArrowError> {
         let values = std::mem::take(&mut self.values);
@@ -108,6 +122,27 @@ impl<T: Default + Copy> Numbers<T> {
         self.values.clear();
         self.valid.clear();
     }
+}
+
+impl<T: Copy + Into<i64>> Numbers<T> {
+    /// Feeds the column into `check` as column `i`.
+    fn check_into(&self, i: usize, check: &mut ColumnCheck) {
+        check.valid(i, self.valid.rows.iter().copied());
+        check.numbers(
+            i,
+            self.values
+                .iter()
+                .zip(&self.valid.rows)
+                .filter(|(_, v)| **v)
+                .map(|(n, _)| (*n).into()),
+        );
+    }
+}
+
+/// Feeds a column without NULLs into `check` as column `i`.
+fn check_required<T: Copy + Into<i64>>(values: &[T], i: usize, check: &mut ColumnCheck) {
+    check.valid(i, std::iter::repeat_n(true, values.len()));
+    check.numbers(i, values.iter().map(|n| (*n).into()));
 }
 
 /// `changed_fields`: per row NULL, an empty list or its items.
@@ -145,6 +180,21 @@ impl Lists {
         self.offsets.clear();
         self.offsets.push(0);
         self.valid.clear();
+    }
+
+    /// Feeds the column into `check` as column `i`: which rows hold a
+    /// list, how many items each, and the items' lengths and bytes.
+    fn check_into(&self, i: usize, check: &mut ColumnCheck) {
+        check.valid(i, self.valid.rows.iter().copied());
+        let counts = self.offsets.windows(2).map(|w| (w[1] - w[0]) as usize);
+        check.sizes(
+            i,
+            Stream::Counts,
+            counts.zip(&self.valid.rows).filter(|(_, v)| **v).map(|(n, _)| n),
+        );
+        let lengths = self.items.offsets.windows(2).map(|w| (w[1] - w[0]) as usize);
+        check.sizes(i, Stream::Lengths, lengths);
+        check.bytes(i, &self.items.values);
     }
 
     fn take(&mut self) -> Result<ListArray, ArrowError> {
@@ -245,6 +295,32 @@ impl Columns {
         self.ints[1].push(r.table_id);
         self.small[0].push(r.client_port);
         self.small[1].push(r.backend_pid);
+    }
+
+    /// Feeds the columns into `check`, each as its place in
+    /// [`crate::parquet_file::SCHEMA`] (what
+    /// [`crate::parquet_file::ArchiveReader::check_group`] feeds it from
+    /// the file).
+    pub fn check_into(&self, check: &mut ColumnCheck) {
+        for (i, v) in self.longs.iter().enumerate() {
+            check_required(v, i, check);
+        }
+        for (i, v) in self.names.iter().enumerate() {
+            v.check_into(3 + i, check);
+        }
+        // pk, old_values, new_values; changed_fields; actor_id ..
+        // client_addr; old_pk, changed_fields_recorded; db_role.
+        let texts = [6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17, 21, 22, 24];
+        for (v, i) in self.texts.iter().zip(texts) {
+            v.check_into(i, check);
+        }
+        self.fields.check_into(9, check);
+        self.times[0].check_into(18, check);
+        check_required(&self.ints[0], 19, check);
+        check_required(&self.ints[1], 20, check);
+        self.times[1].check_into(23, check);
+        self.small[0].check_into(25, check);
+        self.small[1].check_into(26, check);
     }
 
     /// The rows as a record batch of [`arrow_schema`]; empties the columns.

@@ -17,7 +17,9 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::digest::{Both, RowDigest};
+use sha2::{Digest, Sha256};
+
+use crate::digest::ColumnCheck;
 use crate::parquet_file::Columns;
 
 /// The partition's changes of a slice of ids, in id order; `{partition}`
@@ -412,9 +414,11 @@ pub(crate) struct Decoder {
     /// One row's digest input, reused.
     scratch: Vec<u8>,
     pub(crate) columns: Columns,
-    /// The rows' digests: the manifest's SHA-256 and the check the file
-    /// read back is compared with.
-    pub(crate) digest: Both,
+    /// The SHA-256 of the rows (the manifest's `rows_sha256`).
+    pub(crate) sha256: Sha256,
+    /// The check of the row groups taken (their columns in bulk), which
+    /// the file read back is compared with.
+    pub(crate) check: ColumnCheck,
     pub(crate) rows: i64,
     pub(crate) first: Option<(i64, i64)>,
     pub(crate) last: Option<(i64, i64)>,
@@ -440,7 +444,8 @@ impl Decoder {
             current: None,
             scratch: Vec::with_capacity(1024),
             columns: Columns::with_capacity(capacity),
-            digest: Both::new(seed),
+            sha256: Sha256::new(),
+            check: ColumnCheck::new(seed, crate::parquet_file::COLUMN_COUNT),
             rows: 0,
             first: None,
             last: None,
@@ -453,8 +458,9 @@ impl Decoder {
         self.tuples.finished
     }
 
-    /// Takes the rows joined so far.
+    /// Takes the rows joined so far, feeding them into the check.
     pub(crate) fn take(&mut self) -> Columns {
+        self.columns.check_into(&mut self.check);
         std::mem::replace(&mut self.columns, Columns::with_capacity(self.capacity))
     }
 
@@ -605,7 +611,7 @@ impl Decoder {
         put(b, x.texts[8].as_deref());
         num(b, x.client_port.map(i64::from));
         num(b, x.backend_pid.map(i64::from));
-        self.digest.put(&b[..]);
+        self.sha256.update(&b[..]);
 
         let c = &mut self.columns;
         c.rows += 1;
@@ -838,8 +844,6 @@ fn list(data: &[u8], field: Field) -> Result<Option<Vec<Cow<'_, [u8]>>>, CopyErr
 
 #[cfg(test)]
 mod tests {
-    use sha2::Digest;
-
     use super::*;
     use crate::row::ArchivedChange;
 
@@ -1050,13 +1054,13 @@ mod tests {
     }
 
     /// Whatever the chunks, the joined rows and the digest are those of the
-    /// changes, row group by row group, and the digest is
-    /// `ArchivedChange::digest_into`'s; the decoder goes on with the next
-    /// slice.
+    /// changes, row group by row group, the digest is
+    /// `ArchivedChange::digest_into`'s and the check that of the row
+    /// groups' columns; the decoder goes on with the next slice.
     #[test]
     fn changes_join_their_transaction_into_columns_and_the_row_digest() {
         let seed = crate::digest::seed();
-        let mut expected = Both::new(seed);
+        let mut expected = Sha256::new();
         let mut groups = Vec::new();
         for slice in 0..2 {
             for (i, c) in changes().iter().enumerate() {
@@ -1067,7 +1071,11 @@ mod tests {
                 groups.last_mut().expect("a group").push_change(c);
             }
         }
-        let (expected, check) = (expected.sha256.finalize(), expected.check.value());
+        let mut check = ColumnCheck::new(seed, crate::parquet_file::COLUMN_COUNT);
+        for group in &groups {
+            group.check_into(&mut check);
+        }
+        let (expected, check) = (expected.finalize(), check.value());
         let keys = vec![(0, 0), ((1 << 48) + 900, 2), ((1 << 48) + 900, 3)];
         for (stored, size) in [false, true]
             .into_iter()
@@ -1093,8 +1101,8 @@ mod tests {
             assert_eq!(decoder.first, Some((7, 1_700_000_000_123_456)));
             assert_eq!(decoder.last, Some((12, 1_700_000_000_123_456)));
             assert_eq!(got, groups, "chunks of {size}");
-            assert_eq!(decoder.digest.check.value(), check, "chunks of {size}");
-            assert_eq!(decoder.digest.sha256.finalize(), expected, "chunks of {size}");
+            assert_eq!(decoder.check.value(), check, "chunks of {size}");
+            assert_eq!(decoder.sha256.finalize(), expected, "chunks of {size}");
         }
     }
 

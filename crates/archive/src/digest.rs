@@ -1,16 +1,16 @@
-//! The digests of an archive's rows. Every row is serialised the one way
-//! [`ArchivedChange::digest_into`] says, as the database gave it and as the
-//! file read back gives it; what is taken of those bytes:
+//! The digests of an archive's rows:
 //!
 //! - the SHA-256 of the manifest (`rows_sha256`), once, from the rows as
-//!   the database gave them;
-//! - a check, a 128-bit XXH3 keyed by a random seed, on both sides: equal
-//!   checks say the file holds the bytes the database gave (a bug, a torn
-//!   write or a file replaced in between would have to match a key it
-//!   never sees). It costs a small part of a second SHA-256 pass.
-//!
-//! An erasure's rewrite still compares SHA-256 on both sides (it is rare
-//! and small).
+//!   the database gave them, each serialised the one way
+//!   [`ArchivedChange::digest_into`] says (an erasure's rewrite compares
+//!   it on both sides);
+//! - a check, [`ColumnCheck`], on both sides: each column of the row
+//!   groups as they go to the Parquet writer, and of the file read back,
+//!   hashed in bulk (XXH3-128 keyed by a random seed). Equal checks say
+//!   the file holds the values the writer was given, in the same rows (a
+//!   bug, a torn write or a file replaced in between would have to match
+//!   a key it never sees). It costs a small part of a second SHA-256 pass
+//!   and puts no row together.
 //!
 //! [`ArchivedChange::digest_into`]: crate::row::ArchivedChange::digest_into
 
@@ -30,45 +30,90 @@ impl RowDigest for Sha256 {
     }
 }
 
-/// The check of the rows: XXH3-128 keyed by a seed.
-pub struct RowCheck(XxHash3_128);
-
-impl RowCheck {
-    pub fn new(seed: u64) -> RowCheck {
-        RowCheck(XxHash3_128::with_seed(seed))
-    }
-
-    pub fn value(&self) -> u128 {
-        self.0.finish_128()
-    }
+/// What of a column a stream of [`ColumnCheck`] holds.
+#[derive(Clone, Copy)]
+pub enum Stream {
+    /// A byte a row: 1 for a value, 0 for NULL.
+    Valid = 0,
+    /// A list's items a row (u32, little-endian), rows with a list only.
+    Counts = 1,
+    /// Each value's length in bytes (u32, little-endian), NULLs left out.
+    Lengths = 2,
+    /// The values: text one after another, integers as i64 little-endian;
+    /// NULLs left out.
+    Values = 3,
 }
 
-impl RowDigest for RowCheck {
-    fn put(&mut self, bytes: &[u8]) {
-        self.0.write(bytes);
-    }
+const STREAMS: usize = 4;
+
+/// The check of an archive's rows taken column by column: each column's
+/// [`Stream`]s fed, a row group or a batch of rows at a time, into an
+/// XXH3-128 of their own keyed by the seed. Equal checks say every column
+/// holds the same values, NULLs and lists in the same rows, however the
+/// rows were cut into groups and batches; the values are hashed in bulk
+/// (a buffer a column), not row by row.
+pub struct ColumnCheck {
+    seed: u64,
+    streams: Vec<XxHash3_128>,
+    scratch: Vec<u8>,
 }
 
-/// The digests of the rows as the database gave them: the manifest's
-/// SHA-256 and the check.
-pub struct Both {
-    pub sha256: Sha256,
-    pub check: RowCheck,
-}
-
-impl Both {
-    pub fn new(seed: u64) -> Both {
-        Both {
-            sha256: Sha256::new(),
-            check: RowCheck::new(seed),
+impl ColumnCheck {
+    /// A check of `columns` columns.
+    pub fn new(seed: u64, columns: usize) -> ColumnCheck {
+        ColumnCheck {
+            seed,
+            streams: (0..columns * STREAMS)
+                .map(|_| XxHash3_128::with_seed(seed))
+                .collect(),
+            scratch: Vec::new(),
         }
     }
-}
 
-impl RowDigest for Both {
-    fn put(&mut self, bytes: &[u8]) {
-        self.sha256.update(bytes);
-        self.check.0.write(bytes);
+    fn stream(&mut self, column: usize, stream: Stream) -> &mut XxHash3_128 {
+        &mut self.streams[column * STREAMS + stream as usize]
+    }
+
+    /// Which rows of `column` hold a value.
+    pub fn valid(&mut self, column: usize, rows: impl Iterator<Item = bool>) {
+        self.scratch.clear();
+        self.scratch.extend(rows.map(u8::from));
+        let s = &mut self.streams[column * STREAMS + Stream::Valid as usize];
+        s.write(&self.scratch);
+    }
+
+    /// Lengths or counts of `column` (a u32 each).
+    pub fn sizes(&mut self, column: usize, stream: Stream, sizes: impl Iterator<Item = usize>) {
+        self.scratch.clear();
+        for size in sizes {
+            self.scratch.extend_from_slice(&(size as u32).to_le_bytes());
+        }
+        let s = &mut self.streams[column * STREAMS + stream as usize];
+        s.write(&self.scratch);
+    }
+
+    /// Integer values of `column` (NULLs left out).
+    pub fn numbers(&mut self, column: usize, values: impl Iterator<Item = i64>) {
+        self.scratch.clear();
+        for value in values {
+            self.scratch.extend_from_slice(&value.to_le_bytes());
+        }
+        let s = &mut self.streams[column * STREAMS + Stream::Values as usize];
+        s.write(&self.scratch);
+    }
+
+    /// Text values of `column`, one after another (NULLs left out).
+    pub fn bytes(&mut self, column: usize, bytes: &[u8]) {
+        self.stream(column, Stream::Values).write(bytes);
+    }
+
+    /// The check: an XXH3-128 keyed by the seed of every stream's.
+    pub fn value(&self) -> u128 {
+        let mut all = XxHash3_128::with_seed(self.seed);
+        for stream in &self.streams {
+            all.write(&stream.finish_128().to_le_bytes());
+        }
+        all.finish_128()
     }
 }
 
@@ -84,24 +129,31 @@ pub fn seed() -> u64 {
 mod tests {
     use super::*;
 
-    /// Equal bytes give equal checks however they are cut; other bytes or
-    /// another seed do not.
+    /// Equal columns give equal checks however they are cut; other values,
+    /// the same bytes in other values, or another seed do not.
     #[test]
-    fn the_check_sees_the_bytes_not_how_they_were_fed() {
+    fn the_check_sees_the_columns_not_how_they_were_cut() {
         let seed = seed();
-        let mut whole = RowCheck::new(seed);
-        whole.put(b"\x00\x00\x00\x03abc\xff\xff\xff\xff");
-        let mut pieces = Both::new(seed);
-        for piece in [&b"\x00\x00"[..], b"\x00\x03a", b"bc", b"\xff\xff\xff\xff"] {
-            pieces.put(piece);
-        }
-        assert_eq!(whole.value(), pieces.check.value());
-        let mut other = RowCheck::new(seed);
-        other.put(b"\x00\x00\x00\x03abd\xff\xff\xff\xff");
-        assert_ne!(whole.value(), other.value());
-        let mut reseeded = RowCheck::new(seed ^ 1);
-        reseeded.put(b"\x00\x00\x00\x03abc\xff\xff\xff\xff");
-        assert_ne!(whole.value(), reseeded.value());
+        let check = |seed: u64, cuts: &[(&[bool], &[usize], &[u8])]| {
+            let mut check = ColumnCheck::new(seed, 2);
+            for (valid, lengths, bytes) in cuts {
+                check.valid(1, valid.iter().copied());
+                check.sizes(1, Stream::Lengths, lengths.iter().copied());
+                check.bytes(1, bytes);
+                check.numbers(0, lengths.iter().map(|n| *n as i64));
+            }
+            check.value()
+        };
+        let whole = check(seed, &[(&[true, false, true], &[3, 2], b"abcde")]);
+        let pieces = check(seed, &[(&[true], &[3], b"abc"), (&[false, true], &[2], b"de")]);
+        assert_eq!(whole, pieces);
+        assert_ne!(whole, check(seed, &[(&[true, false, true], &[3, 2], b"abcdf")]));
+        assert_ne!(whole, check(seed, &[(&[true, false, true], &[2, 3], b"abcde")]));
+        assert_ne!(whole, check(seed, &[(&[true, true, false], &[3, 2], b"abcde")]));
+        assert_ne!(
+            whole,
+            check(seed ^ 1, &[(&[true, false, true], &[3, 2], b"abcde")])
+        );
         assert_ne!(seed, super::seed());
     }
 }

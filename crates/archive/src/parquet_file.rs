@@ -23,7 +23,7 @@ use parquet::schema::types::{ColumnPath, SchemaDescriptor};
 
 pub use crate::columns::Columns;
 use crate::columns::arrow_schema;
-use crate::digest::RowDigest;
+use crate::digest::{ColumnCheck, RowDigest, Stream};
 use crate::row::ArchivedChange;
 
 /// The schema of an archive file (documented in the README).
@@ -94,13 +94,23 @@ const DELTA_COLUMNS: [&str; 9] = [
 /// The zstd level of the archive's pages.
 const ZSTD_LEVEL: i32 = 1;
 
+/// The largest data page, uncompressed: a row group's column is one page
+/// (the `jsonb` documents of [`ROW_GROUP`] rows take a few MiB) rather
+/// than one per 20,000 rows or per MiB, the `parquet` crate's defaults.
+/// Each page is compressed and decompressed with a zstd context of its
+/// own, whose setting up cost more than compressing most pages.
+const PAGE_BYTES: usize = 16 << 20;
+
 /// How an archive file is encoded (see the README's Parquet schema): zstd
-/// at [`ZSTD_LEVEL`], the [`DELTA_COLUMNS`] delta-encoded, dictionaries
+/// at [`ZSTD_LEVEL`], pages of a row group's column each (up to
+/// [`PAGE_BYTES`]), the [`DELTA_COLUMNS`] delta-encoded, dictionaries
 /// for the other columns but [`UNIQUE_COLUMNS`], statistics for
 /// [`STATISTICS_COLUMNS`] only.
 fn properties() -> parquet::errors::Result<WriterProperties> {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
+        .set_data_page_row_count_limit(ROW_GROUP)
+        .set_data_page_size_limit(PAGE_BYTES)
         .set_created_by(format!("pgtrail {}", pgtrail_capture::VERSION))
         .set_statistics_enabled(EnabledStatistics::None);
     for column in UNIQUE_COLUMNS {
@@ -195,8 +205,11 @@ pub enum ReadError {
     },
 }
 
+/// The leaf columns of [`SCHEMA`].
+pub const COLUMN_COUNT: usize = 27;
+
 /// The columns of [`SCHEMA`] in order: name and physical type.
-const COLUMNS: [(&str, PhysicalType); 27] = [
+const COLUMNS: [(&str, PhysicalType); COLUMN_COUNT] = [
     ("id", PhysicalType::INT64),
     ("txid", PhysicalType::INT64),
     ("changed_at", PhysicalType::INT64),
@@ -333,15 +346,17 @@ impl<R: ChunkReader + 'static> ArchiveReader<R> {
             .collect()
     }
 
-    /// Feeds the rows of row group `g` into `hasher` as
-    /// [`ArchivedChange::digest_into`] does, straight from the columns
-    /// (no row is built), and returns the group's change ids in file order.
-    ///
-    /// [`DIGEST_BATCH`] rows at a time: the text columns through the
-    /// `parquet` crate's Arrow reader (each column's values in one buffer,
-    /// checked to be UTF-8; no counted value per row), the integer columns
-    /// through its column readers (their values as stored).
-    pub fn digest_group(&self, g: usize, hasher: &mut impl RowDigest) -> Result<Vec<i64>, ReadError> {
+    /// Reads row group `g` [`DIGEST_BATCH`] rows at a time and hands each
+    /// batch to `each`: the text columns through the `parquet` crate's
+    /// Arrow reader (each column's values in one buffer, checked to be
+    /// UTF-8; no counted value per row), the integer columns through its
+    /// column readers (their values as stored). Every column is checked to
+    /// hold as many rows as the row group.
+    fn batches(
+        &self,
+        g: usize,
+        mut each: impl FnMut(&Batch<'_>) -> Result<(), ReadError>,
+    ) -> Result<(), ReadError> {
         let group = self.reader.get_row_group(g)?;
         let group = group.as_ref();
         let n = self.starts[g + 1] - self.starts[g];
@@ -380,10 +395,6 @@ impl<R: ChunkReader + 'static> ArchiveReader<R> {
                 ))
                 .with_batch_size(DIGEST_BATCH)
                 .build()?;
-        let mut ids = Vec::with_capacity(n);
-        // Each row is put together first and fed whole: a digest fed in
-        // pieces of a few bytes spends more on each call than on the bytes.
-        let mut b: Vec<u8> = Vec::with_capacity(1024);
         let mut done = 0;
         for batch in texts {
             let batch = batch?;
@@ -455,11 +466,40 @@ impl<R: ChunkReader + 'static> ArchiveReader<R> {
                     }
                 });
             }
+            each(&Batch {
+                first: base + done,
+                rows,
+                columns: &columns,
+                numbers: &numbers,
+            })?;
+            done += rows;
+        }
+        if done != n {
+            return Err(ReadError::Shape {
+                row: base + done,
+                column: "id",
+                problem: "is missing",
+            });
+        }
+        Ok(())
+    }
+
+    /// Feeds the rows of row group `g` into `hasher` as
+    /// [`ArchivedChange::digest_into`] does, straight from the columns
+    /// (no row is built), and returns the group's change ids in file order.
+    pub fn digest_group(&self, g: usize, hasher: &mut impl RowDigest) -> Result<Vec<i64>, ReadError> {
+        let n = self.starts[g + 1] - self.starts[g];
+        let mut ids = Vec::with_capacity(n);
+        // Each row is put together first and fed whole: a digest fed in
+        // pieces of a few bytes spends more on each call than on the bytes.
+        let mut b: Vec<u8> = Vec::with_capacity(1024);
+        self.batches(g, |batch| {
+            let (columns, numbers) = (batch.columns, batch.numbers);
             // Where each integer column's next value is (values are stored
             // without their NULLs).
             let mut next = vec![0usize; numbers.len()];
-            for r in 0..rows {
-                let row = base + done + r;
+            for r in 0..batch.rows {
+                let row = batch.first + r;
                 b.clear();
                 for (i, column) in columns.iter().enumerate() {
                     match column {
@@ -518,11 +558,62 @@ impl<R: ChunkReader + 'static> ArchiveReader<R> {
                 }
                 hasher.put(&b);
             }
-            done += rows;
-        }
-        if done != n || ids.len() != n {
+            Ok(())
+        })?;
+        if ids.len() != n {
             return Err(ReadError::Shape {
-                row: base + done.min(ids.len()),
+                row: self.starts[g] + ids.len(),
+                column: "id",
+                problem: "is missing",
+            });
+        }
+        Ok(ids)
+    }
+
+    /// Feeds the columns of row group `g` into `check` as
+    /// [`Columns::check_into`] does, each column's values in bulk (no row
+    /// is put together), and returns the group's change ids in file order.
+    pub fn check_group(&self, g: usize, check: &mut ColumnCheck) -> Result<Vec<i64>, ReadError> {
+        let n = self.starts[g + 1] - self.starts[g];
+        let mut ids = Vec::with_capacity(n);
+        self.batches(g, |batch| {
+            for (i, column) in batch.columns.iter().enumerate() {
+                match column {
+                    Column::Text(values) => check_text(i, values, check),
+                    Column::List(list, items) => check_list(i, list, items, batch, check)?,
+                    Column::Number(k) => {
+                        let (_, values, defs) = &batch.numbers[*k];
+                        let valid = if defs.is_empty() {
+                            check.valid(i, std::iter::repeat_n(true, batch.rows));
+                            batch.rows
+                        } else {
+                            check.valid(i, defs.iter().map(|d| *d > 0));
+                            defs.iter().filter(|d| **d > 0).count()
+                        };
+                        if values.len() != valid {
+                            return Err(ReadError::Shape {
+                                row: batch.first,
+                                column: COLUMNS[i].0,
+                                problem: "has another number of values than rows with one",
+                            });
+                        }
+                        match values {
+                            Number::Long(_, v) => {
+                                check.numbers(i, v.iter().copied());
+                                if i == 0 {
+                                    ids.extend_from_slice(v);
+                                }
+                            }
+                            Number::Int(_, v) => check.numbers(i, v.iter().map(|v| i64::from(*v))),
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        if ids.len() != n {
+            return Err(ReadError::Shape {
+                row: self.starts[g] + ids.len(),
                 column: "id",
                 problem: "is missing",
             });
@@ -658,10 +749,10 @@ impl<R: ChunkReader> ChunkReader for Shared<R> {
     }
 }
 
-/// Rows of a row group read at a time by [`ArchiveReader::digest_group`].
+/// Rows of a row group read at a time by [`ArchiveReader::batches`].
 const DIGEST_BATCH: usize = 4096;
 
-/// An integer column's reader in [`ArchiveReader::digest_group`] and its
+/// An integer column's reader in [`ArchiveReader::batches`] and its
 /// values of the rows being read.
 enum Number {
     Long(ColumnReaderImpl<Int64Type>, Vec<i64>),
@@ -669,6 +760,14 @@ enum Number {
 }
 
 impl Number {
+    /// Values read.
+    fn len(&self) -> usize {
+        match self {
+            Number::Long(_, values) => values.len(),
+            Number::Int(_, values) => values.len(),
+        }
+    }
+
     /// The `at`th value read (None past the end).
     fn get(&self, at: usize) -> Option<i64> {
         match self {
@@ -678,7 +777,86 @@ impl Number {
     }
 }
 
-/// A column of a batch in [`ArchiveReader::digest_group`].
+/// A batch of a row group's rows as [`ArchiveReader::batches`] reads them.
+struct Batch<'a> {
+    /// The place of its first row in the file.
+    first: usize,
+    rows: usize,
+    /// Each column of the schema.
+    columns: &'a [Column<'a>],
+    /// The integer columns: index in the schema, values (NULLs left out)
+    /// and definition levels (none for a required column).
+    numbers: &'a [(usize, Number, Vec<i16>)],
+}
+
+/// Feeds a text column of a batch into `check` as column `i`.
+fn check_text(i: usize, values: &StringArray, check: &mut ColumnCheck) {
+    let rows = values.len();
+    check.valid(i, (0..rows).map(|r| values.is_valid(r)));
+    let offsets = values.value_offsets();
+    let lengths = offsets.windows(2).map(|w| (w[1] - w[0]) as usize);
+    let (start, end) = (offsets[0] as usize, offsets[rows] as usize);
+    match values.nulls() {
+        None => {
+            check.sizes(i, Stream::Lengths, lengths);
+            check.bytes(i, &values.value_data()[start..end]);
+        }
+        Some(nulls) => {
+            check.sizes(
+                i,
+                Stream::Lengths,
+                lengths.zip(nulls.iter()).filter(|(_, v)| *v).map(|(n, _)| n),
+            );
+            // The reader's NULLs take no bytes; were one to, value by value.
+            if (0..rows).all(|r| values.is_valid(r) || offsets[r + 1] == offsets[r]) {
+                check.bytes(i, &values.value_data()[start..end]);
+            } else {
+                for r in (0..rows).filter(|r| values.is_valid(*r)) {
+                    check.bytes(i, values.value(r).as_bytes());
+                }
+            }
+        }
+    }
+}
+
+/// Feeds `changed_fields` of a batch into `check` as column `i`: which
+/// rows hold a list, how many items each (none of them NULL), the items'
+/// lengths and bytes.
+fn check_list(
+    i: usize,
+    list: &ListArray,
+    items: &StringArray,
+    batch: &Batch<'_>,
+    check: &mut ColumnCheck,
+) -> Result<(), ReadError> {
+    let rows = batch.rows;
+    let offsets = list.value_offsets();
+    let (first, end) = (offsets[0] as usize, offsets[rows] as usize);
+    if items.null_count() > 0 || end > items.len() || first > end {
+        return Err(list_shape(batch.first));
+    }
+    check.valid(i, (0..rows).map(|r| list.is_valid(r)));
+    let counts = offsets.windows(2).map(|w| (w[1] - w[0]) as usize);
+    match list.nulls() {
+        None => check.sizes(i, Stream::Counts, counts),
+        Some(nulls) => check.sizes(
+            i,
+            Stream::Counts,
+            counts.zip(nulls.iter()).filter(|(_, v)| *v).map(|(n, _)| n),
+        ),
+    }
+    let item_offsets = &items.value_offsets()[first..=end];
+    check.sizes(
+        i,
+        Stream::Lengths,
+        item_offsets.windows(2).map(|w| (w[1] - w[0]) as usize),
+    );
+    let (from, to) = (item_offsets[0] as usize, item_offsets[end - first] as usize);
+    check.bytes(i, &items.value_data()[from..to]);
+    Ok(())
+}
+
+/// A column of a batch in [`ArchiveReader::batches`].
 enum Column<'a> {
     /// The integer column at this place among the integer columns.
     Number(usize),
@@ -831,26 +1009,61 @@ mod tests {
         }
         writer.finish().unwrap();
         assert_eq!(read_rows(&path).unwrap(), rows);
-        // The digests from the columns are the rows' own.
+        // The digest from the columns is the rows' own.
+        use sha2::{Digest, Sha256};
         let seed = crate::digest::seed();
-        let mut expected = crate::digest::Both::new(seed);
+        let mut expected = Sha256::new();
         for row in &rows {
             row.digest_into(&mut expected);
         }
         let reader = ArchiveReader::open(&path).unwrap();
         assert_eq!(reader.groups(), 2);
-        let mut hasher = crate::digest::Both::new(seed);
-        let mut check = crate::digest::RowCheck::new(seed);
+        let mut hasher = Sha256::new();
         let mut ids = Vec::new();
         for g in 0..reader.groups() {
             ids.extend(reader.digest_group(g, &mut hasher).unwrap());
             assert_eq!(reader.read_ids(g).unwrap(), ids[reader.group_start(g)..]);
-            reader.digest_group(g, &mut check).unwrap();
         }
         assert_eq!(ids, rows.iter().map(|r| r.id).collect::<Vec<_>>());
-        assert_eq!(check.value(), expected.check.value());
-        assert_eq!(hasher.check.value(), expected.check.value());
-        use sha2::Digest;
-        assert_eq!(hasher.sha256.finalize(), expected.sha256.finalize());
+        assert_eq!(hasher.finalize(), expected.finalize());
+        // The columns' check from the file is that of the columns written,
+        // whatever the row groups and batches.
+        let mut written = ColumnCheck::new(seed, COLUMN_COUNT);
+        for chunk in rows.chunks(1000) {
+            let mut columns = Columns::default();
+            chunk.iter().for_each(|row| columns.push_change(row));
+            columns.check_into(&mut written);
+        }
+        let mut read = ColumnCheck::new(seed, COLUMN_COUNT);
+        let mut other = ColumnCheck::new(seed ^ 1, COLUMN_COUNT);
+        let mut checked = Vec::new();
+        for g in 0..reader.groups() {
+            checked.extend(reader.check_group(g, &mut read).unwrap());
+            reader.check_group(g, &mut other).unwrap();
+        }
+        assert_eq!(checked, ids);
+        assert_eq!(read.value(), written.value());
+        assert_ne!(other.value(), written.value());
+        // The same bytes cut into other values, or other lists, or a
+        // value in another row, change it.
+        let check_of = |rows: &[ArchivedChange]| {
+            let mut columns = Columns::default();
+            rows.iter().for_each(|row| columns.push_change(row));
+            let mut check = ColumnCheck::new(seed, COLUMN_COUNT);
+            columns.check_into(&mut check);
+            check.value()
+        };
+        let mut recut = rows.clone();
+        recut[5].old_values = Some(r#"{"email": "a@x"}{"email""#.into());
+        recut[6].old_values = Some(r#": "a@x"}"#.into());
+        let mut relisted = rows.clone();
+        relisted[7].changed_fields = Some(vec!["email".into()]);
+        relisted[8].changed_fields = Some(vec!["name".into(), "email".into(), "name".into()]);
+        let mut moved = rows.clone();
+        moved[3].pk = moved[4].pk.take();
+        assert_eq!(check_of(&rows), written.value());
+        for other in [recut, relisted, moved] {
+            assert_ne!(check_of(&other), written.value());
+        }
     }
 }
