@@ -904,6 +904,12 @@ pub(crate) fn sha256_of(file: &mut impl std::io::Read) -> std::io::Result<String
     Ok(crate::hex(&hasher.finalize()))
 }
 
+/// The SHA-256 of an archive file's rows, recomputed from the file as
+/// the manifest's `rows_sha256` was computed from the database's rows.
+pub fn file_rows_sha256(path: &Path) -> Result<String, ArchiveError> {
+    Ok(read_back(path)?.rows_sha256)
+}
+
 /// SHA-256 of a file, hex.
 pub fn file_sha256(path: &Path) -> Result<String, ArchiveError> {
     let mut file = std::fs::File::open(path).map_err(|e| ArchiveError::Io {

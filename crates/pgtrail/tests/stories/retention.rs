@@ -454,6 +454,13 @@ async fn old_months_are_archived_read_by_others_dropped_and_still_proved() {
         .expect("manifest JSON");
         assert_eq!(manifest["format"], "pgtrail-archive v1");
         assert!(manifest["seal"]["id"].as_i64().is_some());
+        // The manifest's hashes are the file's: its bytes, and its rows
+        // recomputed from the file (archive itself compares columns).
+        let file = dir.path().join(format!("{record}.parquet"));
+        let file_sha256 = pgtrail::archive::archive::file_sha256(&file).expect("file hash");
+        assert_eq!(manifest["sha256"], file_sha256.as_str());
+        let rows_sha256 = pgtrail::archive::archive::file_rows_sha256(&file).expect("rows hash");
+        assert_eq!(manifest["rows_sha256"], rows_sha256.as_str());
     }
 
     // Others read the archive: the rows are the ones the database had.
