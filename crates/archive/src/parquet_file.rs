@@ -560,6 +560,13 @@ impl<R: ChunkReader + 'static> ArchiveReader<R> {
             }
             Ok(())
         })?;
+        self.every_id(g, ids)
+    }
+
+    /// `ids`, the change ids read from row group `g`, if it holds one for
+    /// each of the group's rows.
+    fn every_id(&self, g: usize, ids: Vec<i64>) -> Result<Vec<i64>, ReadError> {
+        let n = self.starts[g + 1] - self.starts[g];
         if ids.len() != n {
             return Err(ReadError::Shape {
                 row: self.starts[g] + ids.len(),
@@ -611,14 +618,7 @@ impl<R: ChunkReader + 'static> ArchiveReader<R> {
             }
             Ok(())
         })?;
-        if ids.len() != n {
-            return Err(ReadError::Shape {
-                row: self.starts[g] + ids.len(),
-                column: "id",
-                problem: "is missing",
-            });
-        }
-        Ok(ids)
+        self.every_id(g, ids)
     }
 
     /// The rows of row group `g`, in file order.
