@@ -18,6 +18,10 @@
 //! 4. Runs `verify --archive` over the files: its time, CPU per archived
 //!    change and peak resident set.
 //!
+//! `--collation icu` makes the database sort text with ICU's `en-US` (as
+//! most databases do not sort by bytes), where the archive asks the server
+//! the order of each diff-image UPDATE's set of changed fields.
+//!
 //! With `--writers N` it measures instead what `maintain` does to writers:
 //!
 //! ```text
@@ -77,6 +81,11 @@ struct Args {
     /// `low`, `normal`, or `both` (each round then has a window of each).
     #[arg(long, default_value = "both")]
     priority: String,
+    /// The collation of the database `shop`: `c` (sorts text by its bytes)
+    /// or `icu` (ICU's `en-US`, as most databases sort: the archive then
+    /// asks the server the order of each set of changed fields).
+    #[arg(long, default_value = "c")]
+    collation: String,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -88,7 +97,7 @@ async fn main() -> Result<()> {
     if args.writers > 0 {
         return during_maintain(&args).await;
     }
-    let (clock_dir, clock, _cluster, mut client) = shop_under_faketime(500).await?;
+    let (clock_dir, clock, _cluster, mut client) = shop_under_faketime(500, &args.collation).await?;
     let config = Config::parse(CONFIG, "pgtrail.toml")?;
     pgtrail::plan::apply(&mut client, &config).await?;
 
@@ -252,7 +261,7 @@ async fn during_maintain(args: &Args) -> Result<()> {
     // the next month not yet.
     let months = rounds * priorities.len() as u32;
     let days_ago = |m: u32| 100 * (months - m) + 100;
-    let (clock_dir, clock, cluster, mut client) = shop_under_faketime(days_ago(0)).await?;
+    let (clock_dir, clock, cluster, mut client) = shop_under_faketime(days_ago(0), &args.collation).await?;
     let config = config_keeping(days_ago(0) - 70)?;
     pgtrail::plan::apply(&mut client, &config).await?;
     let mut next_id = 0i64;
@@ -505,6 +514,7 @@ fn status_kib(field: &str) -> u64 {
 /// database `shop` and its table `orders` (not yet audited).
 async fn shop_under_faketime(
     days_ago: u32,
+    collation: &str,
 ) -> Result<(
     std::path::PathBuf,
     std::path::PathBuf,
@@ -525,7 +535,12 @@ async fn shop_under_faketime(
     })
     .context("start a cluster under faketime")?;
     let admin = pgtrail_bench::server::connect(&cluster, "postgres").await?;
-    admin.batch_execute("CREATE DATABASE shop").await?;
+    let create = match collation {
+        "c" => "CREATE DATABASE shop",
+        "icu" => "CREATE DATABASE shop LOCALE_PROVIDER icu ICU_LOCALE 'en-US' TEMPLATE template0",
+        other => bail!("--collation {other}: `c` or `icu`"),
+    };
+    admin.batch_execute(create).await?;
     let client = pgtrail_bench::server::connect(&cluster, "shop").await?;
     client
         .batch_execute(

@@ -17,10 +17,10 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
 use crate::copy::{
-    COPY_CHANGES, Decoder, LIST_SHOWN, LIST_STORED, NEXT_ID, SORTS_BY_BYTES, TABLES, TRANSACTIONS_BY_KEY,
-    Tables, Transactions,
+    COPY_CHANGES, Decoder, NEXT_ID, SORTS_BY_BYTES, TABLES, TRANSACTIONS_BY_KEY, Tables, Transactions,
 };
 use crate::digest::{ColumnCheck, RowDigest};
+use crate::key_order::{SORT_KEYS, ToSort};
 use crate::manifest::{FORMAT, Manifest, SealRef};
 use crate::parquet_file::{
     ArchiveReader, COLUMN_COUNT, Columns, ParquetWriter, ROW_GROUP, ReadError, SCHEMA,
@@ -500,7 +500,7 @@ async fn write(
         let (id, schema, name): (i32, String, String) = (row.get(0), row.get(1), row.get(2));
         tables.insert(id, (schema.into_bytes().into(), name.into_bytes().into()));
     }
-    let stored_list: bool = tx
+    let by_bytes: bool = tx
         .query_one(SORTS_BY_BYTES, &[])
         .await
         .map_err(ArchiveError::database("reading the database's collation"))?
@@ -526,7 +526,7 @@ async fn write(
             priority.enter();
             decode(
                 writer,
-                Decoder::new(ROW_GROUP, stored_list, tables, seed),
+                Decoder::new(ROW_GROUP, by_bytes, tables, seed),
                 fed,
                 priority,
                 &path,
@@ -534,9 +534,8 @@ async fn write(
             )
         })
     };
-    let changes_sql = COPY_CHANGES.replace("{list}", if stored_list { LIST_STORED } else { LIST_SHOWN });
     let mut pacer = Pacer::new(priority);
-    let read = read_slices(&tx, partition, &changes_sql, &feed, &mut pacer).await;
+    let read = read_slices(&tx, partition, COPY_CHANGES, &feed, &mut pacer).await;
     drop(feed);
     let decoded = worker
         .join()
@@ -569,10 +568,12 @@ enum Feed {
     /// The COPY data of some of the slice's changes, in order.
     Changes(Bytes),
     /// The slice's changes are all there: the keys of their transaction
-    /// records, please.
-    SliceEnd(tokio::sync::oneshot::Sender<Vec<(i64, i16)>>),
-    /// The slice's transaction records (the slice is joined and done).
-    Transactions(Transactions),
+    /// records, please, and the sets of changed fields for the server to
+    /// sort.
+    SliceEnd(tokio::sync::oneshot::Sender<(Vec<(i64, i16)>, ToSort)>),
+    /// The slice's transaction records and those sets sorted (the slice
+    /// is joined and done).
+    Transactions(Transactions, Vec<(i32, Vec<i32>)>),
 }
 
 /// Bytes of COPY data sent to the decoding thread at a time. Each row's
@@ -648,7 +649,7 @@ async fn read_slices(
         {
             return Ok(());
         }
-        let Ok(keys) = answer.await else {
+        let Ok((keys, to_sort)) = answer.await else {
             return Ok(());
         };
         let mut transactions = Transactions::default();
@@ -672,7 +673,24 @@ async fn read_slices(
                     .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
             }
         }
-        if feed.send(Feed::Transactions(transactions)).await.is_err() {
+        let mut sorted_fields = Vec::new();
+        if !to_sort.is_empty() {
+            let what = "sorting changed fields in the database's collation";
+            for row in tx
+                .query(SORT_KEYS, &[&to_sort.sets, &to_sort.positions, &to_sort.keys])
+                .await
+                .map_err(ArchiveError::database(what))?
+            {
+                let set: i32 = row.try_get(0).map_err(ArchiveError::database(what))?;
+                let positions: Vec<i32> = row.try_get(1).map_err(ArchiveError::database(what))?;
+                sorted_fields.push((set, positions));
+            }
+        }
+        if feed
+            .send(Feed::Transactions(transactions, sorted_fields))
+            .await
+            .is_err()
+        {
             return Ok(());
         }
         next = match until {
@@ -760,17 +778,20 @@ fn feed_decoder(
                     return Err(ended_early());
                 }
                 awaiting = true;
-                if ask.send(decoder.keys()).is_err() {
+                let to_sort = decoder
+                    .fields_to_sort()
+                    .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
+                if ask.send((decoder.keys(), to_sort)).is_err() {
                     return Err(ended_early());
                 }
             }
-            Feed::Transactions(transactions) => {
+            Feed::Transactions(transactions, sorted_fields) => {
                 if !awaiting {
                     return Err(ended_early());
                 }
                 (in_slice, awaiting) = (false, false);
                 if !decoder
-                    .join(transactions, &mut full)
+                    .join(transactions, sorted_fields, &mut full)
                     .map_err(|e| ArchiveError::Mismatch(e.to_string()))?
                 {
                     return Ok(true);

@@ -20,35 +20,27 @@ use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 
 use crate::digest::ColumnCheck;
+use crate::key_order::{KeyOrders, ToSort};
 use crate::parquet_file::Columns;
 
 /// The partition's changes of a slice of ids, in id order; `{partition}`
 /// is replaced by the quoted partition name, `{from}` and `{until}` by the
-/// slice's bounds (integers: COPY takes no parameters) and `{list}` by
-/// [`LIST_STORED`] or [`LIST_SHOWN`]. `changed_fields` as stored, in its text form (the
-/// seal's leaves read that), is the last column.
+/// slice's bounds (integers: COPY takes no parameters). The list column
+/// is `changed_fields` as stored: for an UPDATE recorded with diff images
+/// (no stored list) the keys of `new_values` are taken here from its text
+/// and put in the order `pgtrail.changes` shows ([`crate::key_order`]),
+/// without a sort per row in the server. `changed_fields` as stored, in
+/// its text form (the seal's leaves read that), is the last column.
 pub(crate) const COPY_CHANGES: &str = "
 COPY (SELECT c.id, c.txid, c.changed_at, c.table_id, c.op, c.ctx, c.pk, c.old_values, c.new_values,
-       {list}, c.old_pk, c.changed_fields::text
+       c.changed_fields, c.old_pk, c.changed_fields::text
 FROM pgtrail.{partition} AS c
 WHERE c.id >= {from} AND c.id < {until}
 ORDER BY c.id) TO STDOUT (FORMAT binary)";
 
-/// The list column of [`COPY_CHANGES`] when the database sorts text by
-/// its bytes (collation `C`): `changed_fields` as stored, and for an
-/// UPDATE recorded with diff images (no stored list) the keys of
-/// `new_values` are taken here from its text and sorted by their bytes,
-/// as `pgtrail.changes` sorts them in that collation, without a sort per
-/// row in the server.
-pub(crate) const LIST_STORED: &str = "c.changed_fields";
-
-/// The list column of [`COPY_CHANGES`] in any other collation:
-/// `changed_fields` as `pgtrail.changes` shows it, sorted by the server.
-pub(crate) const LIST_SHOWN: &str = "CASE WHEN c.op = 'U' THEN coalesce(c.changed_fields,
-           ARRAY(SELECT k FROM jsonb_object_keys(c.new_values) AS k ORDER BY k)) END";
-
-/// Whether the database sorts text by its bytes (then [`LIST_STORED`] gives
-/// the list `pgtrail.changes` shows). PostgreSQL 14 has no
+/// Whether the database sorts text by its bytes (then the keys of a
+/// diff-image UPDATE sorted by their bytes are the list `pgtrail.changes`
+/// shows). PostgreSQL 14 has no
 /// `datlocprovider`: its databases all sort with libc.
 pub(crate) const SORTS_BY_BYTES: &str = "
 SELECT coalesce((SELECT coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c' AND d.datcollate IN ('C', 'POSIX')
@@ -404,8 +396,8 @@ pub(crate) struct Decoder {
     pending: Vec<Bytes>,
     /// The keys of their transaction records, each once.
     keys: HashSet<(i64, i16)>,
-    /// The list column is `changed_fields` as stored ([`LIST_STORED`]).
-    stored_list: bool,
+    /// The order of a diff-image UPDATE's changed fields.
+    key_orders: KeyOrders,
     tables: Tables,
     transactions: Transactions,
     /// The transaction record of the change before (changes of one
@@ -431,14 +423,15 @@ const DELETE: &[u8] = b"DELETE";
 const TRUNCATE: &[u8] = b"TRUNCATE";
 
 impl Decoder {
-    /// A decoder of [`COPY_CHANGES`] with [`LIST_STORED`] (`stored_list`)
-    /// or [`LIST_SHOWN`], its row groups of `capacity` rows.
-    pub(crate) fn new(capacity: usize, stored_list: bool, tables: Tables, seed: u64) -> Decoder {
+    /// A decoder of [`COPY_CHANGES`] from a database that sorts text by its
+    /// bytes ([`SORTS_BY_BYTES`], `by_bytes`) or not, its row groups of
+    /// `capacity` rows.
+    pub(crate) fn new(capacity: usize, by_bytes: bool, tables: Tables, seed: u64) -> Decoder {
         Decoder {
             tuples: Tuples::default(),
             pending: Vec::new(),
             keys: HashSet::new(),
-            stored_list,
+            key_orders: KeyOrders::new(by_bytes),
             tables,
             transactions: Transactions::default(),
             current: None,
@@ -493,6 +486,37 @@ impl Decoder {
         keys
     }
 
+    /// The sets of changed fields of the slice's diff-image UPDATEs whose
+    /// order the server must give (none where the database sorts text by
+    /// its bytes), each once; [`Self::join`] takes the answers.
+    pub(crate) fn fields_to_sort(&mut self) -> Result<ToSort, CopyError> {
+        let mut to_sort = ToSort::default();
+        if !self.key_orders.by_server() {
+            return Ok(to_sort);
+        }
+        for tuple in &self.pending {
+            let Some((f, _)) = fields::<CHANGE_FIELDS>(tuple, 0)? else {
+                return Err(bad("a change was cut short"));
+            };
+            let t = Tuple {
+                data: tuple,
+                f: &f,
+                what: "change",
+            };
+            if t.required(t.fixed::<1>(4), "op")? != [b'U'] || t.raw(9).is_some() {
+                continue;
+            }
+            if let Some(values) = t.jsonb_slice(8)? {
+                let id = t.required(t.long(0), "id")?;
+                let keys = object_keys(values).map_err(|e| bad(format!("change {id}: {e}")))?;
+                self.key_orders
+                    .note(&keys, &mut to_sort)
+                    .map_err(|e| bad(format!("change {id}: {e}")))?;
+            }
+        }
+        Ok(to_sort)
+    }
+
     /// Joins the slice's changes with `transactions` (their records, by
     /// [`Self::keys`]), handing the columns to `full` each time they hold
     /// a row group; false when `full` did, true when the slice is done
@@ -500,8 +524,10 @@ impl Decoder {
     pub(crate) fn join(
         &mut self,
         transactions: Transactions,
+        sorted_fields: Vec<(i32, Vec<i32>)>,
         full: &mut dyn FnMut(Columns) -> bool,
     ) -> Result<bool, CopyError> {
+        self.key_orders.learn(sorted_fields).map_err(bad)?;
         self.transactions = transactions;
         self.current = None;
         let mut pending = std::mem::take(&mut self.pending);
@@ -542,17 +568,19 @@ impl Decoder {
         let pk = t.jsonb_slice(6)?;
         let old_values = t.jsonb_slice(7)?;
         let new_values = t.jsonb_slice(8)?;
-        let mut items = list(data, f[9])?;
-        if self.stored_list {
-            items = match (op, items) {
-                (UPDATE, Some(items)) => Some(items),
-                (UPDATE, None) => Some(match new_values {
-                    Some(values) => object_keys(values).map_err(|e| bad(format!("change {id}: {e}")))?,
-                    None => Vec::new(),
-                }),
-                _ => None,
-            };
-        }
+        let items = match (op, list(data, f[9])?) {
+            (UPDATE, Some(items)) => Some(items),
+            (UPDATE, None) => Some(match new_values {
+                Some(values) => {
+                    let keys = object_keys(values).map_err(|e| bad(format!("change {id}: {e}")))?;
+                    self.key_orders
+                        .order(keys)
+                        .map_err(|e| bad(format!("change {id}: {e}")))?
+                }
+                None => Vec::new(),
+            }),
+            _ => None,
+        };
         let old_pk = t.jsonb_slice(10)?;
         let recorded_fields = t.raw(11);
         let (schema, name) = self
@@ -874,13 +902,12 @@ mod tests {
         v.as_ref().map(|s| [&[JSONB_VERSION][..], s.as_bytes()].concat())
     }
 
-    /// The tuple PostgreSQL sends for `c` in [`COPY_CHANGES`], with
-    /// [`LIST_STORED`] (`stored`) or [`LIST_SHOWN`].
-    fn change_tuple(c: &ArchivedChange, stored: bool) -> Vec<u8> {
-        let list = if stored && c.changed_fields_recorded.is_none() {
-            None
-        } else {
-            c.changed_fields.as_ref()
+    /// The tuple PostgreSQL sends for `c` in [`COPY_CHANGES`] (the list
+    /// column as stored: none for a diff image's UPDATE).
+    fn change_tuple(c: &ArchivedChange) -> Vec<u8> {
+        let list = match c.changed_fields_recorded {
+            None => None,
+            Some(_) => c.changed_fields.as_ref(),
         };
         let list = list.map(|items| {
             let mut a = Vec::new();
@@ -1057,6 +1084,23 @@ mod tests {
     /// changes, row group by row group, the digest is
     /// `ArchivedChange::digest_into`'s and the check that of the row
     /// groups' columns; the decoder goes on with the next slice.
+    /// What a server sorting text by its bytes answers to `to_sort`.
+    fn sorted_by_bytes(to_sort: &ToSort) -> Vec<(i32, Vec<i32>)> {
+        let mut sets: Vec<(i32, Vec<(&str, i32)>)> = Vec::new();
+        for ((set, position), key) in to_sort.sets.iter().zip(&to_sort.positions).zip(&to_sort.keys) {
+            match sets.iter_mut().find(|(s, _)| s == set) {
+                Some((_, keys)) => keys.push((key, *position)),
+                None => sets.push((*set, vec![(key, *position)])),
+            }
+        }
+        sets.into_iter()
+            .map(|(set, mut keys)| {
+                keys.sort();
+                (set, keys.into_iter().map(|(_, p)| p).collect())
+            })
+            .collect()
+    }
+
     #[test]
     fn changes_join_their_transaction_into_columns_and_the_row_digest() {
         let seed = crate::digest::seed();
@@ -1077,20 +1121,25 @@ mod tests {
         }
         let (expected, check) = (expected.finalize(), check.value());
         let keys = vec![(0, 0), ((1 << 48) + 900, 2), ((1 << 48) + 900, 3)];
-        for (stored, size) in [false, true]
+        let data = stream(changes().iter().map(|c| change_tuple(c)));
+        for (by_bytes, size) in [false, true]
             .into_iter()
             .flat_map(|s| [1, 3, 17, 100, 1 << 20].map(|n| (s, n)))
         {
-            let data = stream(changes().iter().map(|c| change_tuple(c, stored)));
-            let mut decoder = Decoder::new(4, stored, tables(), seed);
+            let mut decoder = Decoder::new(4, by_bytes, tables(), seed);
             let mut got = Vec::new();
-            for _ in 0..2 {
+            for slice in 0..2 {
                 for chunk in data.chunks(size) {
                     decoder.feed(Bytes::copy_from_slice(chunk)).expect("decodes");
                 }
                 assert!(decoder.finished(), "chunks of {size}");
+                let to_sort = decoder.fields_to_sort().expect("the sets of fields");
+                // Asked once for the partition, never where the database
+                // sorts by bytes; this server sorts by bytes too.
+                assert_eq!(to_sort.is_empty(), by_bytes || slice > 0, "{to_sort:?}");
+                let sorted = sorted_by_bytes(&to_sort);
                 assert_eq!(decoder.keys(), keys);
-                let joined = decoder.join(transactions(), &mut |columns| {
+                let joined = decoder.join(transactions(), sorted, &mut |columns| {
                     got.push(columns);
                     true
                 });
@@ -1108,22 +1157,22 @@ mod tests {
 
     #[test]
     fn a_truncated_or_foreign_stream_or_an_unknown_table_is_refused() {
-        let data = stream(changes().iter().map(|c| change_tuple(c, false)));
-        let mut decoder = Decoder::new(4, false, tables(), 0);
+        let data = stream(changes().iter().map(|c| change_tuple(c)));
+        let mut decoder = Decoder::new(4, true, tables(), 0);
         decoder
             .feed(Bytes::copy_from_slice(&data[..data.len() - 40]))
             .expect("a partial tuple waits");
         assert!(!decoder.finished());
         assert_eq!(decoder.pending.len(), 5);
         assert!(
-            Decoder::new(4, false, tables(), 0)
+            Decoder::new(4, true, tables(), 0)
                 .feed(Bytes::from_static(b"id,txid,changed_at\n1,2,2026-01-01\n"))
                 .is_err()
         );
-        let mut decoder = Decoder::new(4, false, Tables::new(), 0);
+        let mut decoder = Decoder::new(4, true, Tables::new(), 0);
         decoder.feed(Bytes::from(data)).expect("takes the tuples apart");
         let error = decoder
-            .join(transactions(), &mut |_| true)
+            .join(transactions(), Vec::new(), &mut |_| true)
             .expect_err("no table 3");
         assert!(error.to_string().contains("table 3"), "{error}");
         // A record of another shape.

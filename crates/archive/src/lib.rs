@@ -15,6 +15,7 @@ mod copy;
 pub mod digest;
 pub mod erase;
 pub mod holds;
+mod key_order;
 pub mod maintain;
 pub mod manifest;
 pub mod parquet_file;
