@@ -1121,7 +1121,7 @@ mod tests {
         }
         let (expected, check) = (expected.finalize(), check.value());
         let keys = vec![(0, 0), ((1 << 48) + 900, 2), ((1 << 48) + 900, 3)];
-        let data = stream(changes().iter().map(|c| change_tuple(c)));
+        let data = stream(changes().iter().map(change_tuple));
         for (by_bytes, size) in [false, true]
             .into_iter()
             .flat_map(|s| [1, 3, 17, 100, 1 << 20].map(|n| (s, n)))
@@ -1157,7 +1157,7 @@ mod tests {
 
     #[test]
     fn a_truncated_or_foreign_stream_or_an_unknown_table_is_refused() {
-        let data = stream(changes().iter().map(|c| change_tuple(c)));
+        let data = stream(changes().iter().map(change_tuple));
         let mut decoder = Decoder::new(4, true, tables(), 0);
         decoder
             .feed(Bytes::copy_from_slice(&data[..data.len() - 40]))
