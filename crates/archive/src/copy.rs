@@ -1084,23 +1084,6 @@ mod tests {
     /// changes, row group by row group, the digest is
     /// `ArchivedChange::digest_into`'s and the check that of the row
     /// groups' columns; the decoder goes on with the next slice.
-    /// What a server sorting text by its bytes answers to `to_sort`.
-    fn sorted_by_bytes(to_sort: &ToSort) -> Vec<(i32, Vec<i32>)> {
-        let mut sets: Vec<(i32, Vec<(&str, i32)>)> = Vec::new();
-        for ((set, position), key) in to_sort.sets.iter().zip(&to_sort.positions).zip(&to_sort.keys) {
-            match sets.iter_mut().find(|(s, _)| s == set) {
-                Some((_, keys)) => keys.push((key, *position)),
-                None => sets.push((*set, vec![(key, *position)])),
-            }
-        }
-        sets.into_iter()
-            .map(|(set, mut keys)| {
-                keys.sort();
-                (set, keys.into_iter().map(|(_, p)| p).collect())
-            })
-            .collect()
-    }
-
     #[test]
     fn changes_join_their_transaction_into_columns_and_the_row_digest() {
         let seed = crate::digest::seed();
@@ -1137,7 +1120,7 @@ mod tests {
                 // Asked once for the partition, never where the database
                 // sorts by bytes; this server sorts by bytes too.
                 assert_eq!(to_sort.is_empty(), by_bytes || slice > 0, "{to_sort:?}");
-                let sorted = sorted_by_bytes(&to_sort);
+                let sorted = crate::key_order::answer(&to_sort, str::to_string);
                 assert_eq!(decoder.keys(), keys);
                 let joined = decoder.join(transactions(), sorted, &mut |columns| {
                     got.push(columns);

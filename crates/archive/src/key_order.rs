@@ -158,6 +158,26 @@ impl KeyOrders {
     }
 }
 
+/// What [`SORT_KEYS`] answers to `to_sort` for a collation that sorts
+/// keys as `sort_key` makes them sort by bytes.
+#[cfg(test)]
+pub(crate) fn answer(to_sort: &ToSort, sort_key: impl Fn(&str) -> String) -> Vec<(i32, Vec<i32>)> {
+    let mut sets: Vec<(i32, Vec<(String, i32)>)> = Vec::new();
+    for ((set, position), key) in to_sort.sets.iter().zip(&to_sort.positions).zip(&to_sort.keys) {
+        let entry = (sort_key(key), *position);
+        match sets.iter_mut().find(|(s, _)| s == set) {
+            Some((_, keys)) => keys.push(entry),
+            None => sets.push((*set, vec![entry])),
+        }
+    }
+    sets.into_iter()
+        .map(|(set, mut keys)| {
+            keys.sort();
+            (set, keys.into_iter().map(|(_, p)| p).collect())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,19 +194,7 @@ mod tests {
 
     /// What the server answers for a collation that ignores case.
     fn sort_ignoring_case(to_sort: &ToSort) -> Vec<(i32, Vec<i32>)> {
-        let mut sets: Vec<(i32, Vec<(String, i32)>)> = Vec::new();
-        for ((set, position), key) in to_sort.sets.iter().zip(&to_sort.positions).zip(&to_sort.keys) {
-            match sets.iter_mut().find(|(s, _)| s == set) {
-                Some((_, keys)) => keys.push((key.to_lowercase(), *position)),
-                None => sets.push((*set, vec![(key.to_lowercase(), *position)])),
-            }
-        }
-        sets.into_iter()
-            .map(|(set, mut keys)| {
-                keys.sort();
-                (set, keys.into_iter().map(|(_, p)| p).collect())
-            })
-            .collect()
+        answer(to_sort, str::to_lowercase)
     }
 
     #[test]
