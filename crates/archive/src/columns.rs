@@ -84,11 +84,7 @@ impl Texts {
     fn check_into(&self, i: usize, check: &mut ColumnCheck) {
         check.valid(i, self.valid.rows.iter().copied());
         let lengths = self.offsets.windows(2).map(|w| (w[1] - w[0]) as usize);
-        check.sizes(
-            i,
-            Stream::Lengths,
-            lengths.zip(&self.valid.rows).filter(|(_, v)| **v).map(|(n, _)| n),
-        );
+        check.sizes_where(i, Stream::Lengths, lengths, self.valid.rows.iter().copied());
         check.bytes(i, &self.values);
     }
 
@@ -187,11 +183,7 @@ impl Lists {
     fn check_into(&self, i: usize, check: &mut ColumnCheck) {
         check.valid(i, self.valid.rows.iter().copied());
         let counts = self.offsets.windows(2).map(|w| (w[1] - w[0]) as usize);
-        check.sizes(
-            i,
-            Stream::Counts,
-            counts.zip(&self.valid.rows).filter(|(_, v)| **v).map(|(n, _)| n),
-        );
+        check.sizes_where(i, Stream::Counts, counts, self.valid.rows.iter().copied());
         let lengths = self.items.offsets.windows(2).map(|w| (w[1] - w[0]) as usize);
         check.sizes(i, Stream::Lengths, lengths);
         check.bytes(i, &self.items.values);

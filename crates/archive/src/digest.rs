@@ -70,16 +70,21 @@ impl ColumnCheck {
         }
     }
 
-    fn stream(&mut self, column: usize, stream: Stream) -> &mut XxHash3_128 {
-        &mut self.streams[column * STREAMS + stream as usize]
+    /// Feeds `bytes` into `stream` of `column`.
+    fn write(&mut self, column: usize, stream: Stream, bytes: &[u8]) {
+        self.streams[column * STREAMS + stream as usize].write(bytes);
+    }
+
+    /// Feeds what was put in the scratch buffer into `stream` of `column`.
+    fn write_scratch(&mut self, column: usize, stream: Stream) {
+        self.streams[column * STREAMS + stream as usize].write(&self.scratch);
     }
 
     /// Which rows of `column` hold a value.
     pub fn valid(&mut self, column: usize, rows: impl Iterator<Item = bool>) {
         self.scratch.clear();
         self.scratch.extend(rows.map(u8::from));
-        let s = &mut self.streams[column * STREAMS + Stream::Valid as usize];
-        s.write(&self.scratch);
+        self.write_scratch(column, Stream::Valid);
     }
 
     /// Lengths or counts of `column` (a u32 each).
@@ -88,8 +93,23 @@ impl ColumnCheck {
         for size in sizes {
             self.scratch.extend_from_slice(&(size as u32).to_le_bytes());
         }
-        let s = &mut self.streams[column * STREAMS + stream as usize];
-        s.write(&self.scratch);
+        self.write_scratch(column, stream);
+    }
+
+    /// The lengths or counts of `column`'s rows that hold a value (`valid`,
+    /// row by row beside `sizes`).
+    pub fn sizes_where(
+        &mut self,
+        column: usize,
+        stream: Stream,
+        sizes: impl Iterator<Item = usize>,
+        valid: impl Iterator<Item = bool>,
+    ) {
+        self.sizes(
+            column,
+            stream,
+            sizes.zip(valid).filter(|(_, v)| *v).map(|(n, _)| n),
+        );
     }
 
     /// Integer values of `column` (NULLs left out).
@@ -98,13 +118,12 @@ impl ColumnCheck {
         for value in values {
             self.scratch.extend_from_slice(&value.to_le_bytes());
         }
-        let s = &mut self.streams[column * STREAMS + Stream::Values as usize];
-        s.write(&self.scratch);
+        self.write_scratch(column, Stream::Values);
     }
 
     /// Text values of `column`, one after another (NULLs left out).
     pub fn bytes(&mut self, column: usize, bytes: &[u8]) {
-        self.stream(column, Stream::Values).write(bytes);
+        self.write(column, Stream::Values, bytes);
     }
 
     /// The check: an XXH3-128 keyed by the seed of every stream's.

@@ -802,11 +802,7 @@ fn check_text(i: usize, values: &StringArray, check: &mut ColumnCheck) {
             check.bytes(i, &values.value_data()[start..end]);
         }
         Some(nulls) => {
-            check.sizes(
-                i,
-                Stream::Lengths,
-                lengths.zip(nulls.iter()).filter(|(_, v)| *v).map(|(n, _)| n),
-            );
+            check.sizes_where(i, Stream::Lengths, lengths, nulls.iter());
             // The reader's NULLs take no bytes; were one to, value by value.
             if (0..rows).all(|r| values.is_valid(r) || offsets[r + 1] == offsets[r]) {
                 check.bytes(i, &values.value_data()[start..end]);
@@ -839,11 +835,7 @@ fn check_list(
     let counts = offsets.windows(2).map(|w| (w[1] - w[0]) as usize);
     match list.nulls() {
         None => check.sizes(i, Stream::Counts, counts),
-        Some(nulls) => check.sizes(
-            i,
-            Stream::Counts,
-            counts.zip(nulls.iter()).filter(|(_, v)| *v).map(|(n, _)| n),
-        ),
+        Some(nulls) => check.sizes_where(i, Stream::Counts, counts, nulls.iter()),
     }
     let item_offsets = &items.value_offsets()[first..=end];
     check.sizes(
