@@ -1427,10 +1427,6 @@ BEGIN
 END
 $fn$;
 
--- The ids of the changes one statement of a revert undoes: the first
--- change of each of its rows (p_first_ids), and, for its rows changed more
--- than once (their chains, NULL when there are none), every change of
--- theirs; sorted, each once.
 -- The definitions (name and type, in the table's order) of the columns
 -- p_cols and the key's p_key of table p_relid: what jsonb_to_record(set)
 -- reads a restore's rows as.
@@ -1468,6 +1464,10 @@ AS $fn$
                   p_coldefs)
 $fn$;
 
+-- The ids of the changes one statement of a revert undoes: the first
+-- change of each of its rows (p_first_ids), and, for its rows changed more
+-- than once (their chains, NULL when there are none), every change of
+-- theirs; sorted, each once.
 CREATE OR REPLACE FUNCTION pgtrail._revert_change_ids(p_first_ids bigint[], p_chains bigint[])
 RETURNS bigint[]
 LANGUAGE plpgsql STABLE

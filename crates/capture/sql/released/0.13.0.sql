@@ -7001,10 +7001,6 @@ BEGIN
 END
 $fn$;
 
--- The ids of the changes one statement of a revert undoes: the first
--- change of each of its rows (p_first_ids), and, for its rows changed more
--- than once (their chains, NULL when there are none), every change of
--- theirs; sorted, each once.
 -- The definitions (name and type, in the table's order) of the columns
 -- p_cols and the key's p_key of table p_relid: what jsonb_to_record(set)
 -- reads a restore's rows as.
@@ -7042,6 +7038,10 @@ AS $fn$
                   p_coldefs)
 $fn$;
 
+-- The ids of the changes one statement of a revert undoes: the first
+-- change of each of its rows (p_first_ids), and, for its rows changed more
+-- than once (their chains, NULL when there are none), every change of
+-- theirs; sorted, each once.
 CREATE OR REPLACE FUNCTION pgtrail._revert_change_ids(p_first_ids bigint[], p_chains bigint[])
 RETURNS bigint[]
 LANGUAGE plpgsql STABLE
@@ -9395,7 +9395,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '54f1bee5c3da4830' $fn$;
+AS $fn$ SELECT '90558c0cd4cfce02' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to the owner role too (90_privileges.sql).
 DO $owner$ DECLARE v_owner name := pgtrail.role_name('owner'); BEGIN
