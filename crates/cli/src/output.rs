@@ -135,9 +135,37 @@ pub fn print_json(value: &serde_json::Value) -> Result<()> {
 pub fn print_error(error: &anyhow::Error) {
     let mut message = format!("{}error:{:#} {error}", BAD.bold(), BAD.bold());
     for cause in error.chain().skip(1) {
-        message.push_str(&format!("\n  caused by: {cause}"));
+        // tokio-postgres wraps a server's error as "db error" whose cause
+        // is "ERROR: <message>": both only repeat a message said above.
+        let text = cause.to_string();
+        let said = text == "db error" || message.contains(text.strip_prefix("ERROR: ").unwrap_or(&text));
+        if !said {
+            message.push_str(&format!("\n  caused by: {text}"));
+        }
+    }
+    if let Some(help) = help_for(error) {
+        message.push_str(&format!("\n  help: {help}"));
     }
     let _ = writeln!(anstream::stderr().lock(), "{message}");
+}
+
+/// What to do about an error the server raised, where its message alone
+/// does not say: text that is not UTF-8 read from a database in
+/// `SQL_ASCII` (PostgreSQL's `invalid byte sequence for encoding "UTF8"`,
+/// SQLSTATE 22021), whatever command met it.
+fn help_for(error: &anyhow::Error) -> Option<&'static str> {
+    let invalid_utf8 = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::code)
+            .is_some_and(|code| *code == tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE)
+            || cause.to_string().contains("(SQLSTATE 22021)")
+    });
+    invalid_utf8.then_some(
+        "the database holds text that is not UTF-8 (its encoding is SQL_ASCII: `SHOW server_encoding`), and pgtrail \
+         reads its trail as UTF-8; convert the database to UTF-8 (dump it, create it again with `createdb -E UTF8`, \
+         restore)",
+    )
 }
 
 /// Progress of a long step, on standard error, only on a terminal: one line

@@ -572,6 +572,64 @@ async fn init_writes_the_config_and_keeps_an_existing_file_unless_forced() {
     assert!(text(&help).0.contains("Example"), "init --help has no example");
 }
 
+/// A database in `SQL_ASCII` stores text that is not UTF-8; capture
+/// records it, pgtrail reads its trail as UTF-8: `check` warns before such
+/// a value is written, and a command that meets one says what to do.
+#[tokio::test]
+async fn an_sql_ascii_database_is_warned_about_and_text_that_is_not_utf8_explained() {
+    let db = TestDb::created_with("ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'").await;
+    db.client
+        .batch_execute(SCHEMA)
+        .await
+        .expect("the test schema is created");
+    let dir = tempfile::tempdir().expect("a temporary project directory");
+    std::fs::write(
+        dir.path().join("pgtrail.toml"),
+        "[capture]\nexclude = [\"sessions\"]\n",
+    )
+    .expect("pgtrail.toml is written");
+    let apply = pgtrail(&["apply", "--database-url", db.url()], dir.path());
+    assert_eq!(apply.status.code(), Some(0), "{:?}", text(&apply));
+
+    let check = pgtrail(&["check", "--database-url", db.url()], dir.path());
+    let (stdout, _) = text(&check);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "a warning is not a problem: {stdout}"
+    );
+    assert!(
+        stdout.contains("warning: the database's encoding is SQL_ASCII"),
+        "{stdout}"
+    );
+    let json = pgtrail(
+        &["check", "--database-url", db.url(), "--format", "json"],
+        dir.path(),
+    );
+    let report: serde_json::Value = serde_json::from_str(&text(&json).0).expect("--format json prints JSON");
+    assert_eq!(report["server_encoding"], "SQL_ASCII");
+    assert!(report["encoding_warning"].is_string(), "{report}");
+
+    // "café" in Latin-1: the byte 0xE9 alone is not UTF-8.
+    db.client
+        .batch_execute("INSERT INTO users (email) VALUES (E'caf\\xe9@example.com')")
+        .await
+        .expect("SQL_ASCII takes any bytes, and capture records them");
+    let history = pgtrail(&["history", "--database-url", db.url(), "users", "1"], dir.path());
+    let (_, stderr) = text(&history);
+    assert_eq!(history.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("SQLSTATE 22021"), "{stderr}");
+    assert!(
+        stderr.contains("help: the database holds text that is not UTF-8")
+            && stderr.contains("createdb -E UTF8"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("caused by: db error"),
+        "no cause repeated: {stderr}"
+    );
+}
+
 #[tokio::test]
 async fn check_is_a_ci_step_and_plan_shows_the_repair() {
     let (db, dir) = project("[capture]\nexclude = [\"sessions\"]\n").await;

@@ -89,11 +89,23 @@ impl TestDb {
     ///
     /// If no server is available or the database cannot be created.
     pub async fn new() -> TestDb {
+        TestDb::created_with("").await
+    }
+
+    /// Like [`TestDb::new`], with `options` added to its `CREATE DATABASE`
+    /// (`ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'`, say).
+    ///
+    /// # Panics
+    ///
+    /// If no server is available or the database cannot be created.
+    pub async fn created_with(options: &str) -> TestDb {
         let admin_url = admin_url();
         let name = format!("pgtrail_test_{:016x}", rand::random::<u64>());
         let admin = connect_to(&admin_url).await;
         admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE template0"))
+            .batch_execute(&format!(
+                "CREATE DATABASE \"{name}\" TEMPLATE template0 {options}"
+            ))
             .await
             .unwrap_or_else(|error| panic!("cannot create test database {name}: {error}"));
         drop(admin);

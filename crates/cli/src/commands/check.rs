@@ -42,6 +42,7 @@ pub async fn run(common: &Common) -> Result<ExitCode> {
         None => Vec::new(),
     };
     let unsigned = unsigned_transactions(&client, installed.version.is_some()).await;
+    let encoding = server_encoding(&client).await?;
     let ok = problems.is_empty() && retention.is_empty();
     match common.format {
         Format::Json => output::print_json(&serde_json::json!({
@@ -71,6 +72,8 @@ pub async fn run(common: &Common) -> Result<ExitCode> {
                 "acknowledged_at": r.acknowledged_at,
             })),
             "unprotected": super::unprotected::to_json(&shortfalls, &config.install),
+            "server_encoding": encoding,
+            "encoding_warning": encoding_warning(&encoding),
         }))?,
         Format::Table => {
             for problem in &problems {
@@ -85,6 +88,9 @@ pub async fn run(common: &Common) -> Result<ExitCode> {
                 output::say(output::WARN, &format!("warning: {gap}"));
             }
             if let Some(line) = unsigned.as_ref().and_then(Unsigned::warning) {
+                output::say(output::WARN, &format!("warning: {line}"));
+            }
+            if let Some(line) = encoding_warning(&encoding) {
                 output::say(output::WARN, &format!("warning: {line}"));
             }
             if let Some(slot) = &installed.wal.slot {
@@ -216,4 +222,25 @@ async fn unsigned_transactions(client: &tokio_postgres::Client, installed: bool)
         Ok(summary) => summary.map(Unsigned::Summary),
         Err(error) => Some(Unsigned::Unreadable(error.to_string())),
     }
+}
+
+/// The database's encoding (`server_encoding`).
+async fn server_encoding(client: &tokio_postgres::Client) -> Result<String> {
+    let row = client
+        .query_one("SELECT pg_catalog.current_setting('server_encoding')", &[])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// A database in `SQL_ASCII` stores any bytes as text: capture records
+/// them, but pgtrail reads the trail as UTF-8, so a value that is not UTF-8
+/// stops `history`, `seal`, `archive` and the others (SQLSTATE 22021).
+/// Said as a warning (nothing is wrong until such a value is written).
+fn encoding_warning(encoding: &str) -> Option<String> {
+    (encoding == "SQL_ASCII").then(|| {
+        "the database's encoding is SQL_ASCII: pgtrail records any text, but reads its trail as UTF-8, so a value \
+         that is not UTF-8 stops history, seal, archive and the other commands (SQLSTATE 22021); convert the \
+         database to UTF-8 (dump it, create it again with `createdb -E UTF8`, restore)"
+            .to_string()
+    })
 }
