@@ -208,6 +208,16 @@ BEGIN
                   HINT = 'Fields: txids | table, pk, since, after_change | actor, since, until | context, since, until; tables, max_rows, batch_rows, lock_timeout.';
     END IF;
 
+    -- (The unique index on the selected changes' ids is made once the rows
+    -- of whole transactions are in, which cannot repeat an id: building it
+    -- costs less than keeping it up to date row by row. The other
+    -- selectors need it first, for ON CONFLICT.)
+    IF to_regclass('pg_temp.pgtrail_revert_sel_key') IS NOT NULL THEN
+        DROP INDEX pg_temp.pgtrail_revert_sel_key;
+    END IF;
+    IF v_kinds[1] <> 'txids' THEN
+        CREATE UNIQUE INDEX pgtrail_revert_sel_key ON pg_temp.pgtrail_revert_sel (id);
+    END IF;
     CASE v_kinds[1]
     WHEN 'txids' THEN
         IF jsonb_typeof(p_selector -> 'txids') <> 'array' OR jsonb_array_length(p_selector -> 'txids') = 0
@@ -224,6 +234,7 @@ BEGIN
         SELECT c.id, c.changed_at, NULL, c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
         FROM (SELECT DISTINCT x.txid FROM unnest(v_txids) AS x(txid) ORDER BY x.txid) AS x
         CROSS JOIN LATERAL (SELECT c.* FROM pgtrail.change AS c WHERE c.txid = x.txid OFFSET 0) AS c;
+        CREATE UNIQUE INDEX pgtrail_revert_sel_key ON pg_temp.pgtrail_revert_sel (id);
     WHEN 'table' THEN
         t := pgtrail._revert_table(p_selector ->> 'table', '"table"');
         IF jsonb_typeof(p_selector -> 'pk') IS DISTINCT FROM 'object' THEN
@@ -452,9 +463,11 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
     IF to_regclass('pg_temp.pgtrail_revert_sel') IS NULL THEN
-        -- The selected changes, as the trail has them (read once).
+        -- The selected changes, as the trail has them (read once). (Its
+        -- unique index on id, pgtrail_revert_sel_key, is made by
+        -- _revert_select: after the rows of whole transactions are in.)
         CREATE TEMP TABLE pgtrail_revert_sel (
-            id bigint PRIMARY KEY, at timestamptz NOT NULL, only_key jsonb, txid bigint NOT NULL, ctx smallint NOT NULL,
+            id bigint NOT NULL, at timestamptz NOT NULL, only_key jsonb, txid bigint NOT NULL, ctx smallint NOT NULL,
             table_id integer NOT NULL, op "char" NOT NULL, pk jsonb, old_pk jsonb, old_values jsonb, new_values jsonb,
             changed_fields text[]) ON COMMIT DROP;
     END IF;
@@ -492,6 +505,16 @@ BEGIN
             table_id integer PRIMARY KEY, active bigint, fast bigint, since timestamptz, multi bigint,
             creates bigint, removes bigint, moves bigint, referable bigint, back bigint, nothing bigint) ON COMMIT DROP;
     END IF;
+    -- Per table, the rows of the fast path (see _revert_rows), by their
+    -- columns and flags: how many, and their chain numbers' range. Later
+    -- steps tell from it, without reading every row, that none of a
+    -- table's rows is for them (see _revert_shape_fast). Empty when the
+    -- rows were made by the general path.
+    IF to_regclass('pg_temp.pgtrail_revert_colset') IS NULL THEN
+        CREATE TEMP TABLE pgtrail_revert_colset (
+            table_id integer, cols text[], active boolean, ex_origin boolean, ex_final boolean,
+            n bigint, multi bigint, since timestamptz, lo bigint, hi bigint) ON COMMIT DROP;
+    END IF;
     -- The cells each selected change touched ('*': the whole row of that key).
     IF to_regclass('pg_temp.pgtrail_revert_touch') IS NULL THEN
         CREATE TEMP TABLE pgtrail_revert_touch (
@@ -524,7 +547,7 @@ BEGIN
     PERFORM pgtrail._revert_clear('pgtrail_revert_sel', 'pgtrail_revert_skipkey', 'pgtrail_revert_change',
                                   'pgtrail_revert_cell', 'pgtrail_revert_chain', 'pgtrail_revert_touch',
                                   'pgtrail_revert_conflict', 'pgtrail_revert_log', 'pgtrail_revert_moves',
-                                  'pgtrail_revert_shape');
+                                  'pgtrail_revert_shape', 'pgtrail_revert_colset');
 END
 $fn$;
 
@@ -544,7 +567,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    PERFORM pgtrail._revert_clear('pgtrail_revert_shape');
+    PERFORM pgtrail._revert_clear('pgtrail_revert_shape', 'pgtrail_revert_colset');
     INSERT INTO pg_temp.pgtrail_revert_shape
     SELECT k.table_id,
            count(*) FILTER (WHERE k.active),
@@ -568,6 +591,57 @@ BEGIN
 END
 $fn$;
 
+-- The same counts for rows the fast path made (_revert_rows: every row
+-- of pgtrail_revert_chain has at set, none is keyless, each keeps its key),
+-- by way of pgtrail_revert_colset: one pass over the rows groups them by
+-- table, columns and flags, and each count is the sum of the groups that
+-- meet its condition (the condition of _revert_shape for such rows).
+CREATE OR REPLACE FUNCTION pgtrail._revert_shape_fast()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM pgtrail._revert_clear('pgtrail_revert_shape', 'pgtrail_revert_colset');
+    INSERT INTO pg_temp.pgtrail_revert_colset
+    SELECT k.table_id, k.cols, k.active, k.ex_origin, k.ex_final, count(*), count(*) FILTER (WHERE k.changes > 1),
+           min(k.at), min(k.chain), max(k.chain)
+    FROM pg_temp.pgtrail_revert_chain AS k
+    GROUP BY k.table_id, k.cols, k.active, k.ex_origin, k.ex_final;
+    INSERT INTO pg_temp.pgtrail_revert_shape
+    SELECT c.table_id,
+           coalesce(sum(c.n) FILTER (WHERE c.active), 0)::bigint,
+           sum(c.n)::bigint, min(c.since),
+           sum(c.multi)::bigint,
+           coalesce(sum(c.n) FILTER (WHERE c.active AND NOT c.ex_origin AND c.ex_final), 0)::bigint,
+           coalesce(sum(c.n) FILTER (WHERE c.active AND c.ex_origin AND NOT c.ex_final), 0)::bigint,
+           -- (moves, and the key comparisons below: a fast path row keeps its key.)
+           0,
+           coalesce(sum(c.n) FILTER (WHERE c.active AND c.ex_final AND NOT c.ex_origin), 0)::bigint,
+           coalesce(sum(c.n) FILTER (WHERE c.active AND c.ex_origin AND NOT c.ex_final), 0)::bigint,
+           coalesce(sum(c.n) FILTER (WHERE NOT c.active
+                                        OR (c.ex_origin AND c.ex_final AND coalesce(c.cols <@ a.key_columns, true))), 0)::bigint
+    FROM pg_temp.pgtrail_revert_colset AS c
+    JOIN pgtrail.audited_table AS a ON a.id = c.table_id
+    GROUP BY c.table_id;
+END
+$fn$;
+
+-- Whether every active row of table p_table is a row of the fast path
+-- (pgtrail_revert_colset holds them all), so that a step may decide
+-- from the colset's groups alone that none of them is for it.
+CREATE OR REPLACE FUNCTION pgtrail._revert_all_fast(p_table integer, p_active bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RETURN (SELECT coalesce(sum(c.n), 0) = p_active
+            FROM pg_temp.pgtrail_revert_colset AS c
+            WHERE c.table_id = p_table AND c.active);
+END
+$fn$;
+
 -- From the selection to rows: pgtrail_revert_change, _cell, _chain and
 -- _touch, and the conflicts that need no live row (TRUNCATEs whose rows
 -- the trail does not hold, tables that are gone or cannot be identified).
@@ -584,7 +658,8 @@ DECLARE
     v_single boolean;
 BEGIN
     PERFORM pgtrail._revert_clear('pgtrail_revert_change', 'pgtrail_revert_cell', 'pgtrail_revert_chain',
-                                  'pgtrail_revert_touch', 'pgtrail_revert_conflict', 'pgtrail_revert_shape');
+                                  'pgtrail_revert_touch', 'pgtrail_revert_conflict', 'pgtrail_revert_shape',
+                                  'pgtrail_revert_colset');
     -- (The unique index on the rows' numbers is made once they are in:
     -- building it costs less than keeping it up to date row by row.)
     IF to_regclass('pg_temp.pgtrail_revert_chain_key') IS NOT NULL THEN
@@ -599,7 +674,7 @@ BEGIN
     -- key text, as there), with at and cols set (see pgtrail_revert_chain);
     -- the later steps read those in place of pgtrail_revert_change. Whether
     -- a row was changed twice is only known once they are sorted by key
-    -- (changes, counted in the same sort): then the general path.
+    -- (changes, in the same sort): then the general path.
     IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.op = 'T' OR (s.op = 'U' AND s.old_pk IS NOT NULL))
        AND NOT EXISTS (SELECT FROM (SELECT DISTINCT s.table_id FROM pg_temp.pgtrail_revert_sel AS s) AS d
                        JOIN pgtrail.audited_table AS a ON a.id = d.table_id
@@ -621,21 +696,23 @@ BEGIN
                     CASE WHEN c.own OR (c.new_values ?& c.cols AND (c.new_values - c.cols) = '{}') THEN c.new_values
                          ELSE (SELECT jsonb_object_agg(u.col, c.new_values -> u.col) FROM unnest(c.cols) AS u(col)) END
                END,
-               NULL, ARRAY[c.id], true, count(*) OVER k, c.at, c.cols
+               -- (changes: 1, or 2 for each row after the first of a key:
+               -- the rank of its key, in the same sort, below its number.
+               -- Only 1 is kept: a row changed twice takes the general path.)
+               NULL, ARRAY[c.id], true, CASE WHEN rank() OVER w = row_number() OVER w THEN 1 ELSE 2 END, c.at, c.cols
         -- (OFFSET 0: each row's columns listed once, not once per use.)
         FROM (SELECT s.id, s.at, s.table_id, s.op, s.pk, s.old_values, s.new_values,
                      CASE WHEN s.op = 'U' THEN coalesce(s.changed_fields, ARRAY(SELECT jsonb_object_keys(s.new_values))) END AS cols,
                      s.changed_fields IS NULL AS own
               FROM pg_temp.pgtrail_revert_sel AS s OFFSET 0) AS c
-        WINDOW k AS (PARTITION BY c.table_id, c.pk::text COLLATE "C"),
-               w AS (ORDER BY c.table_id, c.pk::text COLLATE "C");
-        PERFORM pgtrail._revert_shape();
+        WINDOW w AS (ORDER BY c.table_id, c.pk::text COLLATE "C");
+        PERFORM pgtrail._revert_shape_fast();
         IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_shape AS h WHERE h.multi > 0) THEN
             CREATE UNIQUE INDEX pgtrail_revert_chain_key ON pg_temp.pgtrail_revert_chain (chain);
             ANALYZE pg_temp.pgtrail_revert_chain (chain, table_id, active, keyless, ex_origin, ex_final);
             RETURN;
         END IF;
-        TRUNCATE pg_temp.pgtrail_revert_chain, pg_temp.pgtrail_revert_shape;
+        TRUNCATE pg_temp.pgtrail_revert_chain, pg_temp.pgtrail_revert_shape, pg_temp.pgtrail_revert_colset;
     END IF;
     -- Keys a key change touched: their rows are followed change by change
     -- (below); the others are one row per key, numbered as they are copied.
@@ -916,6 +993,8 @@ DECLARE
     v_nestloop text;
     v_quiet  boolean := false;
     v_guard  text;
+    v_settable text[];
+    v_always text[];
     -- Whether pgtrail.revert is planning to apply under refuse, where each
     -- UPDATE's guard compares the live rows (see pgtrail.revert).
     v_guarded boolean := coalesce(current_setting('pgtrail.revert_guarded', true), '') = 'on';
@@ -942,7 +1021,7 @@ BEGIN
     -- one as it has (a bulk revert soon after its transaction): the changes
     -- of the selection's tables, with a key, since its first change but its
     -- own, are read once, by time (see the second way below), before the
-    -- keys are made. Each way below reads only such changes (since the
+    -- keys are made (and only when a count says there are such changes). Each way below reads only such changes (since the
     -- first moment a key was touched): when there are none (nothing else
     -- was recorded there since), no key is made or looked up; else they are
     -- matched with the keys as the second way does. (TRUNCATEs, which have
@@ -959,6 +1038,17 @@ BEGIN
                 pk jsonb, old_pk jsonb, cols text[]) ON COMMIT DROP;
         END IF;
         PERFORM pgtrail._revert_clear('pgtrail_revert_since');
+        -- (Counted first: when the trail holds as many such changes as the
+        -- selection has, they are the selection's own, which are among them
+        -- (copied from the trail, which is append-only), and none is read.
+        -- The count reads the same changes without leaving the selection's
+        -- own out by their ids.)
+        SELECT count(*) = v_selected INTO v_quiet
+        FROM pgtrail.change AS y
+        WHERE y.changed_at >= v_since AND y.pk IS NOT NULL
+          AND y.table_id + 0 IN (SELECT DISTINCT s.table_id FROM pg_temp.pgtrail_revert_sel AS s);
+    END IF;
+    IF v_bytime AND NOT v_quiet THEN
         -- (The selection's own changes, more than 10,000, left out by a
         -- hash of their ids: the planner, which cannot tell how many
         -- changes of the trail the time bound leaves, would probe the
@@ -1243,16 +1333,16 @@ BEGIN
            AND NOT EXISTS (SELECT FROM pgtrail.erasure AS x WHERE x.table_id = t.id)
            AND NOT EXISTS (SELECT FROM pg_constraint AS x
                            WHERE x.conrelid = v_rel::regclass AND x.contype = 'f' AND x.confupdtype = 'c') THEN
+            v_settable := (SELECT coalesce(array_agg(a.attname::text), '{}') FROM pg_attribute AS a
+                           WHERE a.attrelid = v_rel::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '');
+            v_always := (SELECT coalesce(array_agg(a.attname::text), '{}') FROM pg_attribute AS a
+                         WHERE a.attrelid = v_rel::regclass AND a.attidentity = 'a' AND NOT a.attisdropped);
             -- (A fast path row's origin holds exactly its columns, cols:
             -- it has a column to set when they are not all key columns.)
             v_guard := format(' AND NOT (k.at IS NOT NULL AND k.ex_origin AND cardinality(k.cols) > 0 '
                               'AND k.cols <@ %L::text[] AND NOT k.cols && %L::text[] '
                               'AND NOT k.cols <@ %L::text[])',
-                              (SELECT coalesce(array_agg(a.attname::text), '{}') FROM pg_attribute AS a
-                               WHERE a.attrelid = v_rel::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
-                              (SELECT coalesce(array_agg(a.attname::text), '{}') FROM pg_attribute AS a
-                               WHERE a.attrelid = v_rel::regclass AND a.attidentity = 'a' AND NOT a.attisdropped),
-                              t.key_columns);
+                              v_settable, v_always, t.key_columns);
         END IF;
         -- The key columns of each row, from its key's JSON: a scalar by its
         -- type's input function (a cast of the text, as
@@ -1268,39 +1358,48 @@ BEGIN
                    FROM unnest(t.key_columns) WITH ORDINALITY AS u(c, i)
                    LEFT JOIN pg_attribute AS a ON a.attrelid = v_rel::regclass AND a.attname = u.c AND NOT a.attisdropped
                    LEFT JOIN pg_type AS ty ON ty.oid = a.atttypid);
-        -- The row where the revert expects it, and the values of the columns
-        -- it writes: the live rows found by one join on the key, each made
-        -- JSON once (OFFSET 0: a subquery of its own, whose JSON the query
-        -- reads where it needs it, without writing the rows aside as a
-        -- materialized CTE would, to a file when they outgrow work_mem).
-        EXECUTE format(
-            'INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, columns, message) '
-            'WITH l AS ('
-            '    SELECT p.chain, p.table_id, p.k_final, p.expect, CASE WHEN x.%5$I IS NOT NULL THEN %4$s END AS j '
-            '    FROM (SELECT k.chain, k.table_id, k.k_final, k.expect, %3$s '
-            '          FROM pg_temp.pgtrail_revert_chain AS k '
-            '          WHERE k.table_id = $4 AND k.active AND k.ex_final%7$s '
-            '            AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.chain = k.chain)) AS p '
-            '    LEFT JOIN %1$s AS x ON %2$s OFFSET 0) '
-            'SELECT d.chain, d.table_id, d.k_final, ''outside_capture'', d.cols, '
-            '       CASE WHEN d.missing THEN ''the row is not in the table, though the trail says it is'' '
-            '            ELSE ''the row differs from what the trail says: '' || array_to_string(d.cols, '', '') END '
-            'FROM (SELECT l.chain, l.table_id, l.k_final, l.j IS NULL AS missing, '
-            -- Column by column only when the row does not simply hold every
-            -- scalar value the trail says (containment is equality for scalars).
-            '             CASE WHEN l.j IS NULL OR (l.j @> l.expect%6$s) THEN NULL '
-            '                  ELSE (SELECT array_agg(e.key ORDER BY e.key) FROM jsonb_each(l.expect) AS e '
-            '                        WHERE NOT pgtrail._revert_lost($2, e.key, e.value) '
-            '                          AND (l.j -> e.key) IS DISTINCT FROM e.value AND l.j ? e.key) END AS cols '
-            '      FROM l) AS d '
-            'WHERE d.missing OR d.cols IS NOT NULL', v_rel,
-            (SELECT string_agg(format('x.%I = p.%I', u.c, 'pgtrail_k' || u.i), ' AND ')
-             FROM unnest(t.key_columns) WITH ORDINALITY AS u(c, i)),
-            v_keysql, v_row, t.key_columns[1],
-            CASE WHEN NOT v_scalar THEN ' AND NOT jsonb_path_exists(l.expect, '
-                                        '''$.* ? (@.type() == "array" || @.type() == "object")'')' ELSE '' END,
-            v_guard)
-        USING t.ignore_columns, t.redact_columns, v_secret, t.id, t;
+        -- (Not when every active row of the table is a fast path row the
+        -- guards compare, as its group in pgtrail_revert_colset says: the
+        -- statement would read them all to find none to compare.)
+        IF v_guard = '' OR NOT pgtrail._revert_all_fast(t.id, v_shape.active)
+           OR EXISTS (SELECT FROM pg_temp.pgtrail_revert_colset AS c
+                      WHERE c.table_id = t.id AND c.active AND c.ex_final
+                        AND NOT (c.ex_origin AND cardinality(c.cols) > 0 AND c.cols <@ v_settable
+                                 AND NOT c.cols && v_always AND NOT c.cols <@ t.key_columns)) THEN
+            -- The row where the revert expects it, and the values of the columns
+            -- it writes: the live rows found by one join on the key, each made
+            -- JSON once (OFFSET 0: a subquery of its own, whose JSON the query
+            -- reads where it needs it, without writing the rows aside as a
+            -- materialized CTE would, to a file when they outgrow work_mem).
+            EXECUTE format(
+                'INSERT INTO pg_temp.pgtrail_revert_conflict (chain, table_id, key, kind, columns, message) '
+                'WITH l AS ('
+                '    SELECT p.chain, p.table_id, p.k_final, p.expect, CASE WHEN x.%5$I IS NOT NULL THEN %4$s END AS j '
+                '    FROM (SELECT k.chain, k.table_id, k.k_final, k.expect, %3$s '
+                '          FROM pg_temp.pgtrail_revert_chain AS k '
+                '          WHERE k.table_id = $4 AND k.active AND k.ex_final%7$s '
+                '            AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.chain = k.chain)) AS p '
+                '    LEFT JOIN %1$s AS x ON %2$s OFFSET 0) '
+                'SELECT d.chain, d.table_id, d.k_final, ''outside_capture'', d.cols, '
+                '       CASE WHEN d.missing THEN ''the row is not in the table, though the trail says it is'' '
+                '            ELSE ''the row differs from what the trail says: '' || array_to_string(d.cols, '', '') END '
+                'FROM (SELECT l.chain, l.table_id, l.k_final, l.j IS NULL AS missing, '
+                -- Column by column only when the row does not simply hold every
+                -- scalar value the trail says (containment is equality for scalars).
+                '             CASE WHEN l.j IS NULL OR (l.j @> l.expect%6$s) THEN NULL '
+                '                  ELSE (SELECT array_agg(e.key ORDER BY e.key) FROM jsonb_each(l.expect) AS e '
+                '                        WHERE NOT pgtrail._revert_lost($2, e.key, e.value) '
+                '                          AND (l.j -> e.key) IS DISTINCT FROM e.value AND l.j ? e.key) END AS cols '
+                '      FROM l) AS d '
+                'WHERE d.missing OR d.cols IS NOT NULL', v_rel,
+                (SELECT string_agg(format('x.%I = p.%I', u.c, 'pgtrail_k' || u.i), ' AND ')
+                 FROM unnest(t.key_columns) WITH ORDINALITY AS u(c, i)),
+                v_keysql, v_row, t.key_columns[1],
+                CASE WHEN NOT v_scalar THEN ' AND NOT jsonb_path_exists(l.expect, '
+                                            '''$.* ? (@.type() == "array" || @.type() == "object")'')' ELSE '' END,
+                v_guard)
+            USING t.ignore_columns, t.redact_columns, v_secret, t.id, t;
+        END IF;
         -- A row the revert deletes, or whose key it moves back, while a live
         -- row outside the revert refers to it: with ON DELETE / ON UPDATE
         -- CASCADE, SET NULL or SET DEFAULT the foreign key would carry the
@@ -1836,6 +1935,7 @@ DECLARE
     -- Whether pgtrail.revert is planning to apply (see pgtrail.revert).
     v_apply   boolean := coalesce(current_setting('pgtrail.revert_applying', true), '') = 'on';
     v_direct  boolean;
+    v_one     boolean;
     v_member  text;
     v_coldefs text;
     v_shape   record;
@@ -2039,58 +2139,68 @@ BEGIN
         -- the key, unless it moved), with jsonb operators only. The others
         -- go column by column.
         PERFORM pgtrail._revert_clear('pgtrail_revert_back');
-        INSERT INTO pg_temp.pgtrail_revert_back
-        WITH k AS MATERIALIZED (
-            SELECT k.chain, k.ex_final, k.k_origin, k.k_final, k.origin, k.expect, k.change_ids,
-                   coalesce((cardinality(t.redact_columns) = 0
-                             OR NOT (k.origin ?| t.redact_columns OR coalesce(k.expect ?| t.redact_columns, false)))
-                            AND strpos(k.origin::text, 'pgtrail_erased') = 0
-                            AND strpos(coalesce(k.expect::text, ''), 'pgtrail_erased') = 0
-                            AND (k.origin - v_writable) = '{}'
-                            AND (NOT k.ex_final
-                                 OR (NOT k.origin ?| v_always AND k.origin ?& ARRAY(SELECT jsonb_object_keys(k.expect)))),
-                            false) AS fast
-            FROM pg_temp.pgtrail_revert_chain AS k
-            WHERE k.table_id = t.id AND k.active AND k.ex_origin
-              -- (Not the rows made straight from the fast path's, below.)
-              AND NOT coalesce(v_clean AND k.at IS NOT NULL
-                               AND CASE WHEN k.ex_final
-                                        THEN cardinality(k.cols) > 0 AND k.cols <@ v_writable AND NOT k.cols && v_always
-                                        ELSE (k.origin - v_writable) = '{}' END, false)
-        )
-        SELECT k.chain, k.ex_final, k.k_origin <> k.k_final, k.k_origin, k.k_final,
-               nullif(ARRAY(SELECT jsonb_object_keys(f.s)), '{}'), f.s,
-               CASE WHEN k.ex_final AND k.k_origin = k.k_final THEN k.expect - t.key_columns ELSE k.expect END,
-               NULL::text[], NULL::text[], k.change_ids
-        FROM k
-        CROSS JOIN LATERAL (SELECT CASE WHEN k.ex_final AND k.k_origin = k.k_final
-                                        THEN k.origin - t.key_columns ELSE k.origin END AS s) AS f
-        WHERE k.fast
-        UNION ALL
-        SELECT k.chain, k.ex_final, k.k_origin <> k.k_final, k.k_origin, k.k_final,
-               v.cols, v.s, coalesce(v.e, '{}'), v.lost_cols, v.whys, k.change_ids
-        FROM k
-        CROSS JOIN LATERAL (
-            SELECT array_agg(w.col) FILTER (WHERE w.ok) AS cols,
-                   jsonb_object_agg(w.col, w.old) FILTER (WHERE w.ok) AS s,
-                   jsonb_object_agg(w.col, w.cur) FILTER (
-                       WHERE w.ok AND w.cur IS NOT NULL AND NOT pgtrail._revert_lost(t.redact_columns, w.col, w.cur)) AS e,
-                   array_agg(w.col) FILTER (WHERE w.why IS NOT NULL) AS lost_cols,
-                   array_agg(w.why) FILTER (WHERE w.why IS NOT NULL) AS whys
-            FROM (SELECT u.col, u.old, u.cur, u.why,
-                         u.why IS NULL AND u.col = ANY (v_writable)
-                             AND (NOT k.ex_final OR k.k_origin <> k.k_final OR NOT u.col = ANY (t.key_columns))
-                             AND NOT (k.ex_final AND u.col = ANY (v_always)) AS ok
-                  FROM (SELECT e.key AS col, e.value AS old, k.expect -> e.key AS cur,
-                               CASE WHEN pgtrail._revert_lost(t.redact_columns, e.key, e.value)
-                                         THEN CASE WHEN e.value ? 'pgtrail_erased' THEN 'erased' ELSE 'redacted' END
-                                    WHEN NOT e.key = ANY (v_writable || v_generated) THEN 'no longer a column of the table'
-                                    WHEN k.ex_final AND e.key = ANY (v_always)
-                                         AND (k.k_origin <> k.k_final OR NOT e.key = ANY (t.key_columns))
-                                         THEN 'an identity column UPDATE cannot set'
-                               END AS why
-                        FROM jsonb_each(k.origin) AS e) AS u) AS w) AS v
-        WHERE NOT k.fast;
+        -- (Not when every active row of the table is a fast path row
+        -- written straight from the plan (below), as its group in
+        -- pgtrail_revert_colset says: the statement would read them all to
+        -- find none.)
+        IF NOT (v_clean AND pgtrail._revert_all_fast(t.id, v_shape.active)
+                AND NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_colset AS c
+                                WHERE c.table_id = t.id AND c.active AND c.ex_origin
+                                  AND NOT coalesce(c.ex_final AND cardinality(c.cols) > 0 AND c.cols <@ v_writable
+                                                   AND NOT c.cols && v_always, false))) THEN
+            INSERT INTO pg_temp.pgtrail_revert_back
+            WITH k AS MATERIALIZED (
+                SELECT k.chain, k.ex_final, k.k_origin, k.k_final, k.origin, k.expect, k.change_ids,
+                       coalesce((cardinality(t.redact_columns) = 0
+                                 OR NOT (k.origin ?| t.redact_columns OR coalesce(k.expect ?| t.redact_columns, false)))
+                                AND strpos(k.origin::text, 'pgtrail_erased') = 0
+                                AND strpos(coalesce(k.expect::text, ''), 'pgtrail_erased') = 0
+                                AND (k.origin - v_writable) = '{}'
+                                AND (NOT k.ex_final
+                                     OR (NOT k.origin ?| v_always AND k.origin ?& ARRAY(SELECT jsonb_object_keys(k.expect)))),
+                                false) AS fast
+                FROM pg_temp.pgtrail_revert_chain AS k
+                WHERE k.table_id = t.id AND k.active AND k.ex_origin
+                  -- (Not the rows made straight from the fast path's, below.)
+                  AND NOT coalesce(v_clean AND k.at IS NOT NULL
+                                   AND CASE WHEN k.ex_final
+                                            THEN cardinality(k.cols) > 0 AND k.cols <@ v_writable AND NOT k.cols && v_always
+                                            ELSE (k.origin - v_writable) = '{}' END, false)
+            )
+            SELECT k.chain, k.ex_final, k.k_origin <> k.k_final, k.k_origin, k.k_final,
+                   nullif(ARRAY(SELECT jsonb_object_keys(f.s)), '{}'), f.s,
+                   CASE WHEN k.ex_final AND k.k_origin = k.k_final THEN k.expect - t.key_columns ELSE k.expect END,
+                   NULL::text[], NULL::text[], k.change_ids
+            FROM k
+            CROSS JOIN LATERAL (SELECT CASE WHEN k.ex_final AND k.k_origin = k.k_final
+                                            THEN k.origin - t.key_columns ELSE k.origin END AS s) AS f
+            WHERE k.fast
+            UNION ALL
+            SELECT k.chain, k.ex_final, k.k_origin <> k.k_final, k.k_origin, k.k_final,
+                   v.cols, v.s, coalesce(v.e, '{}'), v.lost_cols, v.whys, k.change_ids
+            FROM k
+            CROSS JOIN LATERAL (
+                SELECT array_agg(w.col) FILTER (WHERE w.ok) AS cols,
+                       jsonb_object_agg(w.col, w.old) FILTER (WHERE w.ok) AS s,
+                       jsonb_object_agg(w.col, w.cur) FILTER (
+                           WHERE w.ok AND w.cur IS NOT NULL AND NOT pgtrail._revert_lost(t.redact_columns, w.col, w.cur)) AS e,
+                       array_agg(w.col) FILTER (WHERE w.why IS NOT NULL) AS lost_cols,
+                       array_agg(w.why) FILTER (WHERE w.why IS NOT NULL) AS whys
+                FROM (SELECT u.col, u.old, u.cur, u.why,
+                             u.why IS NULL AND u.col = ANY (v_writable)
+                                 AND (NOT k.ex_final OR k.k_origin <> k.k_final OR NOT u.col = ANY (t.key_columns))
+                                 AND NOT (k.ex_final AND u.col = ANY (v_always)) AS ok
+                      FROM (SELECT e.key AS col, e.value AS old, k.expect -> e.key AS cur,
+                                   CASE WHEN pgtrail._revert_lost(t.redact_columns, e.key, e.value)
+                                             THEN CASE WHEN e.value ? 'pgtrail_erased' THEN 'erased' ELSE 'redacted' END
+                                        WHEN NOT e.key = ANY (v_writable || v_generated) THEN 'no longer a column of the table'
+                                        WHEN k.ex_final AND e.key = ANY (v_always)
+                                             AND (k.k_origin <> k.k_final OR NOT e.key = ANY (t.key_columns))
+                                             THEN 'an identity column UPDATE cannot set'
+                                   END AS why
+                            FROM jsonb_each(k.origin) AS e) AS u) AS w) AS v
+            WHERE NOT k.fast;
+        END IF;
 
         -- Rows whose key goes back: in an order that frees each key before
         -- another row takes it.
@@ -2126,6 +2236,18 @@ BEGIN
             -- (The groups' rows counted and bounded without their ids; the
             -- ids of each set of columns sorted once, apart: not every row
             -- sorted by its columns' text beside them.)
+            -- (When they all have the same columns to restore, as the rows
+            -- of a bulk UPDATE mostly have, the groups are those of
+            -- pgtrail_revert_colset, which holds every fast path row, and
+            -- the ids those of every such row: no row is grouped by its
+            -- columns.)
+            SELECT count(*) = 1 AND bool_and(x.cols_t IS NOT NULL) INTO v_one
+            FROM (SELECT DISTINCT nullif(ARRAY(SELECT jsonb_object_keys(coalesce(
+                             (SELECT jsonb_object_agg(c, true) FROM unnest(d.cols) AS c
+                              WHERE NOT c = ANY (t.key_columns)), '{}'))), '{}')::text COLLATE "C" AS cols_t
+                  FROM pg_temp.pgtrail_revert_colset AS d
+                  WHERE d.table_id = t.id AND d.active AND d.ex_origin AND d.ex_final
+                    AND cardinality(d.cols) > 0 AND d.cols <@ v_writable AND NOT d.cols && v_always) AS x;
             FOR g IN WITH e AS MATERIALIZED (
                          SELECT nullif(ARRAY(SELECT jsonb_object_keys(coalesce(
                                     (SELECT jsonb_object_agg(c, true) FROM unnest(d.cols) AS c
@@ -2134,13 +2256,24 @@ BEGIN
                          FROM (SELECT k.cols, array_agg(k.change_ids[1]) AS ids, count(*) AS n,
                                       min(k.chain) AS lo, max(k.chain) AS hi
                                FROM pg_temp.pgtrail_revert_chain AS k
-                               WHERE k.table_id = t.id AND k.at IS NOT NULL AND k.active
+                               WHERE NOT v_one AND k.table_id = t.id AND k.at IS NOT NULL AND k.active
                                  AND k.ex_origin AND k.ex_final
                                  AND cardinality(k.cols) > 0 AND k.cols <@ v_writable AND NOT k.cols && v_always
-                               GROUP BY k.cols) AS d)
+                               GROUP BY k.cols
+                               UNION ALL
+                               SELECT d.cols, NULL, d.n, d.lo, d.hi
+                               FROM pg_temp.pgtrail_revert_colset AS d
+                               WHERE v_one AND d.table_id = t.id AND d.active AND d.ex_origin AND d.ex_final
+                                 AND cardinality(d.cols) > 0 AND d.cols <@ v_writable AND NOT d.cols && v_always) AS d)
                      SELECT ARRAY(SELECT c FROM unnest(x.cols) AS c ORDER BY c) AS cols, x.cols_t, x.n,
-                            (SELECT array_agg(DISTINCT u.id ORDER BY u.id)
-                             FROM e AS f CROSS JOIN LATERAL unnest(f.ids) AS u(id) WHERE f.cols_t = x.cols_t) AS ids,
+                            CASE WHEN v_one
+                                 THEN (SELECT array_agg(DISTINCT k.change_ids[1] ORDER BY k.change_ids[1])
+                                       FROM pg_temp.pgtrail_revert_chain AS k
+                                       WHERE k.table_id = t.id AND k.at IS NOT NULL AND k.active
+                                         AND k.ex_origin AND k.ex_final
+                                         AND cardinality(k.cols) > 0 AND k.cols <@ v_writable AND NOT k.cols && v_always)
+                                 ELSE (SELECT array_agg(DISTINCT u.id ORDER BY u.id)
+                                       FROM e AS f CROSS JOIN LATERAL unnest(f.ids) AS u(id) WHERE f.cols_t = x.cols_t) END AS ids,
                             x.groups, x.lo, x.hi
                      FROM (SELECT e.cols_t, e.cols_t::text[] AS cols, sum(e.n)::bigint AS n, count(*) OVER () AS groups,
                                   min(e.lo) AS lo, max(e.hi) AS hi
