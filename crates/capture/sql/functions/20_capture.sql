@@ -200,6 +200,47 @@ AS $fn$
     WHERE p_only IS NULL OR c.ord = ANY (p_only) OR c.is_key
 $fn$;
 
+-- Whether column p_column's JSON value is a string holding its text (the
+-- column is text or varchar, or a domain over one): such values are put in
+-- JSON with jsonb_object(text[], text[]), which makes the same strings
+-- without looking up how each value's type turns into JSON, as
+-- jsonb_build_object does for every argument of every call (about a tenth
+-- of a large UPDATE's capture, bench/RESULTS.md).
+CREATE OR REPLACE FUNCTION pgtrail._text_valued(p_relid oid, p_column text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT coalesce((SELECT t.oid IN ('text'::regtype, 'varchar'::regtype)
+                     FROM pg_attribute AS a
+                     JOIN pg_type AS d ON d.oid = a.atttypid
+                     JOIN pg_type AS t ON t.oid = coalesce(nullif(d.typbasetype, 0), d.oid)
+                     WHERE a.attrelid = p_relid AND a.attname = p_column AND NOT a.attisdropped), false)
+$fn$;
+
+-- A JSON object of some columns' values: p_names their names, p_values the
+-- SQL expressions of their values, p_text whether each is text-valued
+-- (pgtrail._text_valued: those go through jsonb_object, the others through
+-- jsonb_build_object; the two objects concatenated when there are both).
+-- NULL for no column.
+CREATE OR REPLACE FUNCTION pgtrail._object_sql(p_names text[], p_values text[], p_text boolean[])
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE WHEN s.texts IS NOT NULL AND s.others IS NOT NULL
+                THEN format('(%s OPERATOR(pg_catalog.||) %s)', s.texts, s.others)
+                ELSE coalesce(s.texts, s.others) END
+    FROM (SELECT format('pg_catalog.jsonb_object(%L::pg_catalog.text[], ARRAY[%s]::pg_catalog.text[])',
+                        array_agg(v.name ORDER BY v.i) FILTER (WHERE v.text),
+                        string_agg(v.value || '::pg_catalog.text', ', ' ORDER BY v.i) FILTER (WHERE v.text))
+                 || CASE WHEN bool_or(v.text) THEN '' END AS texts,
+                 'pg_catalog.jsonb_build_object('
+                 || string_agg(format('%L, %s', v.name, v.value), ', ' ORDER BY v.i) FILTER (WHERE NOT v.text)
+                 || ')' AS others
+          FROM unnest(p_names, p_values, p_text) WITH ORDINALITY AS v(name, value, text, i)) AS s
+$fn$;
+
 -- The INSERT of an UPDATE's changes, for a function of kind 'columns'.
 -- p_from pairs old rows o with new rows n. With p_numbered, o and n are the
 -- positional pairing (pgtrail._positional_pairs_sql); else the transition
@@ -207,6 +248,13 @@ $fn$;
 -- column changed. With p_only (the numbers of the columns that changed in
 -- some row of a large statement), only those are compared and recorded,
 -- and a row in which all of them changed gets its JSON in one call.
+--
+-- With p_numbered, each pair's columns, whether each changed (h<n>) and
+-- its new key (k) are computed in one subquery x over the join, fenced by
+-- OFFSET 0, and the trail's row is made from x: the key is built once per
+-- row (pgtrail._bulk_update_sql orders by its hash too), and no per-row
+-- LATERAL subquery runs for the comparisons. Without it (one row), the
+-- comparisons are a LATERAL subquery ch, as one row needs nothing more.
 DROP FUNCTION IF EXISTS pgtrail._update_columns_sql(pgtrail.audited_table, oid, text, boolean, text, integer[]);
 CREATE OR REPLACE FUNCTION pgtrail._update_columns_sql(
     t pgtrail.audited_table, p_relid oid, p_from text, p_numbered boolean, p_where text, p_at text,
@@ -216,10 +264,17 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    v_old_row     text := CASE WHEN p_numbered THEN 'o.w' ELSE 'o.*' END;
-    v_new_row     text := CASE WHEN p_numbered THEN 'n.w' ELSE 'n.*' END;
+    v_whole_rows  boolean := t.images = 'full' OR cardinality(t.key_columns) = 0;
+    v_old_row     text := CASE WHEN p_numbered THEN 'x.ow' ELSE 'o.*' END;
+    v_new_row     text := CASE WHEN p_numbered THEN 'x.nw' ELSE 'n.*' END;
+    -- How the statement reads the n-th column's old and new values and
+    -- whether it changed.
+    v_old         text := CASE WHEN p_numbered THEN 'x.o%s' ELSE 'o.%I' END;
+    v_new         text := CASE WHEN p_numbered THEN 'x.n%s' ELSE 'n.%I' END;
+    v_flag        text := CASE WHEN p_numbered THEN 'x.h%s' ELSE 'ch.c%s' END;
     v_keyed       boolean := cardinality(t.key_columns) > 0;
     v_changed     text;
+    v_pair        text;
     v_any         text;
     v_all         text;
     v_key_changed text;
@@ -231,33 +286,50 @@ DECLARE
     v_new_whole   text;
     v_fields      text := 'NULL';
 BEGIN
-    -- ch.c<n>: whether the n-th column changed.
-    SELECT string_agg(pgtrail._changed_sql(p_relid, c.name, c.old, c.new) || format(' AS c%s', c.ord), ', ' ORDER BY c.ord),
-           string_agg(format('ch.c%s', c.ord), ' OR ' ORDER BY c.ord),
-           string_agg(format('ch.c%s', c.ord), ' AND ' ORDER BY c.ord),
-           string_agg(format('ch.c%s', c.ord), ' OR ' ORDER BY c.ord) FILTER (WHERE c.is_key)
+    -- The comparisons (ch.c<n>, or x.h<n>: whether the n-th column
+    -- changed) and, with p_numbered, the columns x passes on.
+    SELECT string_agg(pgtrail._changed_sql(p_relid, c.name, c.old, c.new)
+                      || format(CASE WHEN p_numbered THEN ' AS h%s' ELSE ' AS c%s' END, c.ord), ', ' ORDER BY c.ord),
+           string_agg(format(v_flag, c.ord), ' OR ' ORDER BY c.ord),
+           string_agg(format(v_flag, c.ord), ' AND ' ORDER BY c.ord),
+           string_agg(format(v_flag, c.ord), ' OR ' ORDER BY c.ord) FILTER (WHERE c.is_key)
     INTO v_changed, v_any, v_all, v_key_changed
     FROM (SELECT x.*,
                  CASE WHEN p_numbered THEN format('o.c%s', x.ord) ELSE format('o.%I', x.name) END AS old,
                  CASE WHEN p_numbered THEN format('n.c%s', x.ord) ELSE format('n.%I', x.name) END AS new
           FROM pgtrail._capture_columns(t.id, p_relid) AS x
           WHERE p_only IS NULL OR x.ord = ANY (p_only)) AS c;
+    IF p_numbered THEN
+        -- Every column the pairing reads (pgtrail._positional_pairs_sql).
+        SELECT string_agg(format('o.c%1$s AS o%1$s, n.c%1$s AS n%1$s', c.ord), ', ' ORDER BY c.ord)
+               || CASE WHEN v_whole_rows THEN ', o.w AS ow, n.w AS nw' ELSE '' END
+        INTO v_pair
+        FROM pgtrail._capture_columns(t.id, p_relid) AS c
+        WHERE p_only IS NULL OR c.ord = ANY (p_only) OR c.is_key;
+    END IF;
 
     IF v_keyed THEN
         v_new_key := pgtrail._key_sql(t, p_relid, CASE WHEN p_numbered THEN 'n.c%s' ELSE 'n.%I' END, p_numbered);
-        v_old_key := pgtrail._key_sql(t, p_relid, CASE WHEN p_numbered THEN 'o.c%s' ELSE 'o.%I' END, p_numbered);
+        v_old_key := pgtrail._key_sql(t, p_relid, v_old, p_numbered);
     ELSE
         -- The whole row is the key: it changed whenever the row did.
-        v_new_key := pgtrail._redacted_sql(t, format('pg_catalog.to_jsonb(%s)%s', v_new_row, pgtrail._minus_ignored_sql(t)));
+        v_new_key := pgtrail._redacted_sql(t, format('pg_catalog.to_jsonb(%s)%s',
+                                                     CASE WHEN p_numbered THEN 'n.w' ELSE v_new_row END,
+                                                     pgtrail._minus_ignored_sql(t)));
         v_old_key := pgtrail._redacted_sql(t, format('pg_catalog.to_jsonb(%s)%s', v_old_row, pgtrail._minus_ignored_sql(t)));
         v_key_changed := 'true';
+    END IF;
+    IF p_numbered THEN
+        -- Computed in x (as k), read from there.
+        v_pair := v_pair || ', ' || v_changed || ', ' || v_new_key || ' AS k';
+        v_new_key := 'x.k';
     END IF;
 
     IF t.images = 'full' THEN
         v_old_values := pgtrail._redacted_sql(t, format('pg_catalog.to_jsonb(%s)%s', v_old_row, pgtrail._minus_ignored_sql(t)));
         v_new_values := pgtrail._redacted_sql(t, format('pg_catalog.to_jsonb(%s)%s', v_new_row, pgtrail._minus_ignored_sql(t)));
         SELECT 'pg_catalog.array_remove(ARRAY['
-               || string_agg(format('CASE WHEN ch.c%s THEN %L END', c.ord, c.name), ', ' ORDER BY c.ord)
+               || string_agg(format('CASE WHEN %s THEN %L END', format(v_flag, c.ord), c.name), ', ' ORDER BY c.ord)
                || ']::pg_catalog.text[], NULL)'
         INTO v_fields
         FROM pgtrail._capture_columns(t.id, p_relid) AS c
@@ -266,16 +338,23 @@ BEGIN
         -- Only the changed columns: one single-key object per changed
         -- column, concatenated (an unchanged one adds nothing); with p_only,
         -- all of them in one object when they all changed.
-        SELECT string_agg(format('CASE WHEN ch.c%s THEN pg_catalog.jsonb_build_object(%L, %s) ELSE ''{}''::pg_catalog.jsonb END',
-                                 c.ord, c.name, c.old_value),
+        SELECT string_agg(format('CASE WHEN %s THEN %s ELSE ''{}''::pg_catalog.jsonb END', format(v_flag, c.ord),
+                                 pgtrail._object_sql(ARRAY[c.name], ARRAY[c.old_value], ARRAY[c.text])),
                           ' OPERATOR(pg_catalog.||) ' ORDER BY c.ord),
-               string_agg(format('CASE WHEN ch.c%s THEN pg_catalog.jsonb_build_object(%L, %s) ELSE ''{}''::pg_catalog.jsonb END',
-                                 c.ord, c.name, c.new_value),
+               string_agg(format('CASE WHEN %s THEN %s ELSE ''{}''::pg_catalog.jsonb END', format(v_flag, c.ord),
+                                 pgtrail._object_sql(ARRAY[c.name], ARRAY[c.new_value], ARRAY[c.text])),
                           ' OPERATOR(pg_catalog.||) ' ORDER BY c.ord),
-               'pg_catalog.jsonb_build_object(' || string_agg(format('%L, %s', c.name, c.old_value), ', ' ORDER BY c.ord) || ')',
-               'pg_catalog.jsonb_build_object(' || string_agg(format('%L, %s', c.name, c.new_value), ', ' ORDER BY c.ord) || ')'
+               pgtrail._object_sql(array_agg(c.name ORDER BY c.ord), array_agg(c.old_value ORDER BY c.ord),
+                                   array_agg(c.text ORDER BY c.ord)),
+               pgtrail._object_sql(array_agg(c.name ORDER BY c.ord), array_agg(c.new_value ORDER BY c.ord),
+                                   array_agg(c.text ORDER BY c.ord))
         INTO v_old_values, v_new_values, v_old_whole, v_new_whole
         FROM (SELECT x.ord, x.name,
+                     -- A redacted value is its marker (JSON), never text.
+                     -- One row keeps jsonb_build_object: jsonb_object's
+                     -- array costs more to set up for each statement than
+                     -- it saves on one row (bench/RESULTS.md).
+                     p_numbered AND NOT x.redacted AND pgtrail._text_valued(p_relid, x.name) AS text,
                      CASE WHEN x.redacted
                           THEN format('pgtrail._marker(v_secret, %s, %L, pg_catalog.to_jsonb(%s))',
                                       pgtrail._scope_sql(t, v_old_row, v_old_key), x.name, x.old)
@@ -285,8 +364,8 @@ BEGIN
                                       pgtrail._scope_sql(t, v_new_row, v_new_key), x.name, x.new)
                           ELSE x.new END AS new_value
               FROM (SELECT c.*,
-                           CASE WHEN p_numbered THEN format('o.c%s', c.ord) ELSE format('o.%I', c.name) END AS old,
-                           CASE WHEN p_numbered THEN format('n.c%s', c.ord) ELSE format('n.%I', c.name) END AS new
+                           CASE WHEN p_numbered THEN format(v_old, c.ord) ELSE format(v_old, c.name) END AS old,
+                           CASE WHEN p_numbered THEN format(v_new, c.ord) ELSE format(v_new, c.name) END AS new
                     FROM pgtrail._capture_columns(t.id, p_relid) AS c
                     WHERE p_only IS NULL OR c.ord = ANY (p_only)) AS x) AS c;
         IF p_only IS NOT NULL AND cardinality(p_only) BETWEEN 2 AND 50 THEN
@@ -295,6 +374,18 @@ BEGIN
         END IF;
     END IF;
 
+    IF p_numbered THEN
+        RETURN format(
+            E'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)\n'
+            '            SELECT v_txid, v_ctx, %s, ''U'', %s, %s,\n'
+            '                   CASE WHEN %s THEN %s END,\n'
+            '                   %s,\n                   %s,\n                   %s\n'
+            '            FROM (SELECT n.p, %s\n'
+            '                  FROM %s OFFSET 0) AS x\n'
+            '            WHERE (%s)%s',
+            t.id, p_at, v_new_key, coalesce(v_key_changed, 'false'), v_old_key,
+            v_old_values, v_new_values, v_fields, v_pair, p_from, v_any, p_where);
+    END IF;
     RETURN format(
         E'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)\n'
         '            SELECT v_txid, v_ctx, %s, ''U'', %s, %s,\n'
@@ -338,7 +429,9 @@ $fn$;
 -- an order into the ids of one statement's changes of distinct rows (the
 -- queries order a row's changes by changed_at, id, and each row changes
 -- once in a statement). Rows of one key (a configured key that is not
--- unique) keep the statement's order (n.p). When a key changed, a row's
+-- unique) keep the statement's order (x.p). The key's JSON is built once
+-- per row, in the pairing's subquery x (pgtrail._update_columns_sql), for
+-- the trail's row and for this order. When a key changed, a row's
 -- changes are followed from key to key within the statement, so the
 -- statement's own order is kept.
 CREATE OR REPLACE FUNCTION pgtrail._bulk_update_sql(p_id integer, p_relid oid, p_only integer[])
@@ -359,8 +452,7 @@ BEGIN
         'v_txid, v_ctx,', '$1, $2,'), 'v_secret', '$3'), E'\n', ' ');
     IF cardinality(t.key_columns) > 0
        AND NOT EXISTS (SELECT FROM pgtrail._capture_columns(p_id, p_relid) AS c WHERE c.is_key AND c.ord = ANY (p_only)) THEN
-        v_sql := v_sql || format(' ORDER BY pg_catalog.jsonb_hash_extended(%s, 0), n.p',
-                                 pgtrail._key_sql(t, p_relid, 'n.c%s', true));
+        v_sql := v_sql || ' ORDER BY pg_catalog.jsonb_hash_extended(x.k, 0), x.p';
     END IF;
     RETURN v_sql;
 END
