@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int32Array, Int64Array, LargeBinaryArray, ListArray, RecordBatch};
-use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_buffer::{ArrowNativeType, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
 use crate::digest::{ColumnCheck, Stream};
@@ -30,6 +30,15 @@ impl Valid {
     fn clear(&mut self) {
         self.rows.clear();
         self.nulls = 0;
+    }
+
+    /// Feeds which rows hold a value into `check` as column `i`'s.
+    fn check_into(&self, i: usize, check: &mut ColumnCheck) {
+        if self.nulls == 0 {
+            check.all_valid(i, self.rows.len());
+        } else {
+            check.valid(i, self.rows.iter().copied());
+        }
     }
 
     /// The null buffer of the rows pushed (None when none is NULL); empties it.
@@ -82,7 +91,7 @@ impl Texts {
     /// Feeds the column into `check` as column `i`: which rows hold a
     /// value, their lengths and their bytes.
     fn check_into(&self, i: usize, check: &mut ColumnCheck) {
-        check.valid(i, self.valid.rows.iter().copied());
+        self.valid.check_into(i, check);
         let lengths = self.offsets.windows(2).map(|w| (w[1] - w[0]) as usize);
         check.sizes_where(i, Stream::Lengths, lengths, self.valid.rows.iter().copied());
         check.bytes(i, &self.values);
@@ -120,25 +129,29 @@ impl<T: Default + Copy> Numbers<T> {
     }
 }
 
-impl<T: Copy + Into<i64>> Numbers<T> {
+impl<T: ArrowNativeType> Numbers<T> {
     /// Feeds the column into `check` as column `i`.
     fn check_into(&self, i: usize, check: &mut ColumnCheck) {
-        check.valid(i, self.valid.rows.iter().copied());
-        check.numbers(
-            i,
-            self.values
+        self.valid.check_into(i, check);
+        if self.valid.nulls == 0 {
+            check.numbers(i, &self.values);
+        } else {
+            let values: Vec<T> = self
+                .values
                 .iter()
                 .zip(&self.valid.rows)
                 .filter(|(_, v)| **v)
-                .map(|(n, _)| (*n).into()),
-        );
+                .map(|(n, _)| *n)
+                .collect();
+            check.numbers(i, &values);
+        }
     }
 }
 
 /// Feeds a column without NULLs into `check` as column `i`.
-fn check_required<T: Copy + Into<i64>>(values: &[T], i: usize, check: &mut ColumnCheck) {
-    check.valid(i, std::iter::repeat_n(true, values.len()));
-    check.numbers(i, values.iter().map(|n| (*n).into()));
+fn check_required<T: ArrowNativeType>(values: &[T], i: usize, check: &mut ColumnCheck) {
+    check.all_valid(i, values.len());
+    check.numbers(i, values);
 }
 
 /// `changed_fields`: per row NULL, an empty list or its items.
@@ -181,7 +194,7 @@ impl Lists {
     /// Feeds the column into `check` as column `i`: which rows hold a
     /// list, how many items each, and the items' lengths and bytes.
     fn check_into(&self, i: usize, check: &mut ColumnCheck) {
-        check.valid(i, self.valid.rows.iter().copied());
+        self.valid.check_into(i, check);
         let counts = self.offsets.windows(2).map(|w| (w[1] - w[0]) as usize);
         check.sizes_where(i, Stream::Counts, counts, self.valid.rows.iter().copied());
         let lengths = self.items.offsets.windows(2).map(|w| (w[1] - w[0]) as usize);

@@ -30,10 +30,12 @@ use crate::parquet_file::Columns;
 /// (no stored list) the keys of `new_values` are taken here from its text
 /// and put in the order `pgtrail.changes` shows ([`crate::key_order`]),
 /// without a sort per row in the server. `changed_fields` as stored, in
-/// its text form (the seal's leaves read that), is the last column.
+/// its text form (the seal's leaves read that), is printed here from the
+/// array as PostgreSQL's `array_out` prints it ([`array_text`]), not by
+/// the server.
 pub(crate) const COPY_CHANGES: &str = "
 COPY (SELECT c.id, c.txid, c.changed_at, c.table_id, c.op, c.ctx, c.pk, c.old_values, c.new_values,
-       c.changed_fields, c.old_pk, c.changed_fields::text
+       c.changed_fields, c.old_pk
 FROM pgtrail.{partition} AS c
 WHERE c.id >= {from} AND c.id < {until}
 ORDER BY c.id) TO STDOUT (FORMAT binary)";
@@ -66,7 +68,7 @@ pub(crate) const NEXT_ID: &str = "SELECT min(c.id) FROM pgtrail.{partition} AS c
 pub(crate) const TABLES: &str = "SELECT id, table_schema, table_name FROM pgtrail.audited_table";
 
 /// Columns in a tuple of [`COPY_CHANGES`] and in a row of [`TRANSACTIONS_BY_KEY`].
-const CHANGE_FIELDS: usize = 12;
+const CHANGE_FIELDS: usize = 11;
 const TRANSACTION_FIELDS: usize = 15;
 
 /// Microseconds from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch).
@@ -405,6 +407,8 @@ pub(crate) struct Decoder {
     current: Option<((i64, i16), Transaction)>,
     /// One row's digest input, reused.
     scratch: Vec<u8>,
+    /// One row's `changed_fields` in its text form, reused.
+    recorded: Vec<u8>,
     pub(crate) columns: Columns,
     /// The SHA-256 of the rows (the manifest's `rows_sha256`).
     pub(crate) sha256: Sha256,
@@ -436,6 +440,7 @@ impl Decoder {
             transactions: Transactions::default(),
             current: None,
             scratch: Vec::with_capacity(1024),
+            recorded: Vec::new(),
             columns: Columns::with_capacity(capacity),
             sha256: Sha256::new(),
             check: ColumnCheck::new(seed, crate::parquet_file::COLUMN_COUNT),
@@ -582,7 +587,13 @@ impl Decoder {
             _ => None,
         };
         let old_pk = t.jsonb_slice(10)?;
-        let recorded_fields = t.raw(11);
+        let recorded_fields = match t.raw(9) {
+            None => None,
+            Some(array) => {
+                array_text(array, &mut self.recorded)?;
+                Some(&self.recorded[..])
+            }
+        };
         let (schema, name) = self
             .tables
             .get(&table_id)
@@ -870,6 +881,81 @@ fn list(data: &[u8], field: Field) -> Result<Option<Vec<Cow<'_, [u8]>>>, CopyErr
     Ok(Some(items))
 }
 
+/// Writes the text form of the binary `text[]` `array` into `out` (emptied
+/// first), byte for byte as PostgreSQL's `array_out` prints it (what
+/// `changed_fields::text` gives): `{}` for an empty array; `[lower:upper]=`
+/// first when the lower bound is not 1; items joined by commas; NULL items
+/// as `NULL`; an item in double quotes, its `"` and `\` escaped by a
+/// backslash, when it is empty, is `NULL` in any case, or holds `"`, `\`,
+/// `{`, `}`, `,` or white space as `array_isspace` sees it (space, tab,
+/// newline, carriage return, vertical tab, form feed). Arrays of more
+/// than one dimension are refused (`changed_fields` is a list).
+pub(crate) fn array_text(array: &[u8], out: &mut Vec<u8>) -> Result<(), CopyError> {
+    let shape = || bad("`changed_fields` is not a list of text");
+    out.clear();
+    let word = |at: usize| -> Result<i32, CopyError> {
+        array
+            .get(at..at + 4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(shape)
+    };
+    match word(0)? {
+        0 => {
+            out.extend_from_slice(b"{}");
+            return Ok(());
+        }
+        1 => {}
+        _ => return Err(shape()),
+    }
+    let count = usize::try_from(word(12)?).map_err(|_| shape())?;
+    let lower = word(16)?;
+    if lower != 1 {
+        let upper = i64::from(lower) + count as i64 - 1;
+        out.extend_from_slice(format!("[{lower}:{upper}]=").as_bytes());
+    }
+    out.push(b'{');
+    let mut at = 20;
+    for i in 0..count {
+        if i > 0 {
+            out.push(b',');
+        }
+        let n = word(at)?;
+        at += 4;
+        if n == -1 {
+            out.extend_from_slice(b"NULL");
+            continue;
+        }
+        let n = usize::try_from(n).map_err(|_| shape())?;
+        let item = array.get(at..at + n).ok_or_else(shape)?;
+        at += n;
+        let quote = item.is_empty()
+            || item.eq_ignore_ascii_case(b"NULL")
+            || item.iter().any(|c| {
+                matches!(
+                    c,
+                    b'"' | b'\\' | b'{' | b'}' | b',' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c
+                )
+            });
+        if !quote {
+            out.extend_from_slice(item);
+            continue;
+        }
+        out.push(b'"');
+        for &c in item {
+            if c == b'"' || c == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(c);
+        }
+        out.push(b'"');
+    }
+    if at != array.len() {
+        return Err(shape());
+    }
+    out.push(b'}');
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -903,7 +989,8 @@ mod tests {
     }
 
     /// The tuple PostgreSQL sends for `c` in [`COPY_CHANGES`] (the list
-    /// column as stored: none for a diff image's UPDATE).
+    /// column as stored, whose text `changed_fields_recorded` is: none
+    /// for a diff image's UPDATE).
     fn change_tuple(c: &ArchivedChange) -> Vec<u8> {
         let list = match c.changed_fields_recorded {
             None => None,
@@ -940,7 +1027,6 @@ mod tests {
             jsonb(&c.new_values),
             list,
             jsonb(&c.old_pk),
-            text(&c.changed_fields_recorded),
         ])
     }
 
@@ -1006,6 +1092,7 @@ mod tests {
             actor_id: Some("43".into()),
             db_role: Some("auditor".into()),
             changed_fields: Some(Vec::new()),
+            changed_fields_recorded: Some("{}".into()),
             ..full.clone()
         };
         let again = ArchivedChange {
@@ -1164,6 +1251,72 @@ mod tests {
                 .insert([Some(&1i64.to_be_bytes()[..]), Some(&[0, 1][..])])
                 .is_err()
         );
+    }
+
+    /// A field as the server sent it in binary.
+    struct Raw(Vec<u8>);
+
+    impl<'a> tokio_postgres::types::FromSql<'a> for Raw {
+        fn from_sql(
+            _: &tokio_postgres::types::Type,
+            raw: &'a [u8],
+        ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+            Ok(Raw(raw.to_vec()))
+        }
+
+        fn accepts(_: &tokio_postgres::types::Type) -> bool {
+            true
+        }
+    }
+
+    /// [`array_text`] prints a list as the server's `array_out` does
+    /// (`changed_fields::text`, which the archive no longer asks for):
+    /// asked of PostgreSQL for items it must quote or not, NULL items and
+    /// lower bounds other than 1.
+    #[tokio::test]
+    async fn lists_are_printed_as_the_server_prints_them() {
+        let db = pgtrail_testkit::TestDb::new().await;
+        let items = [
+            "", "a", "NULL", "null", "nUlL", "NULLx", " NULL", "a b", "a\tb", "a\nb", "a\rb", "a\u{b}b",
+            "a\u{c}b", "\u{1f}", "\u{a0}", "\u{2003}", "\"", "\\", "{", "}", ",", "a,b", "x\"y\\z", "\\\"",
+            "(", ")", "[", "]", ":", "=", "'", ";", "é", "日本", "status",
+        ];
+        let mut lists: Vec<Vec<Option<&str>>> = vec![Vec::new()];
+        lists.extend(items.iter().map(|i| vec![Some(*i)]));
+        lists.push(items.iter().map(|i| Some(*i)).collect());
+        lists.push(vec![Some("a"), None, Some("NULL"), None]);
+        let mut out = Vec::new();
+        for list in &lists {
+            let row = db
+                .client
+                .query_one("SELECT $1::text[], $1::text[]::text", &[list])
+                .await
+                .expect("the server prints the list");
+            let (array, text): (Raw, String) = (row.get(0), row.get(1));
+            array_text(&array.0, &mut out).expect("a list");
+            assert_eq!(String::from_utf8_lossy(&out), text, "{list:?}");
+        }
+        for literal in [
+            "[0:1]={a,b}",
+            "[-3:-3]={\" x\"}",
+            "[5:7]={\"\",NULL,\"{\"}",
+            "[1:2]={a,b}",
+        ] {
+            let row = db
+                .client
+                .query_one("SELECT $1::text::text[], $1::text::text[]::text", &[&literal])
+                .await
+                .expect("the server prints the list");
+            let (array, text): (Raw, String) = (row.get(0), row.get(1));
+            array_text(&array.0, &mut out).expect("a list");
+            assert_eq!(String::from_utf8_lossy(&out), text, "{literal}");
+        }
+        let row = db
+            .client
+            .query_one("SELECT '{{a,b},{c,d}}'::text[]", &[])
+            .await
+            .expect("two dimensions");
+        assert!(array_text(&row.get::<_, Raw>(0).0, &mut out).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 
+use arrow_buffer::{ArrowNativeType, ToByteSlice};
 use sha2::{Digest, Sha256};
 use twox_hash::XxHash3_128;
 
@@ -39,8 +40,8 @@ pub enum Stream {
     Counts = 1,
     /// Each value's length in bytes (u32, little-endian), NULLs left out.
     Lengths = 2,
-    /// The values: text one after another, integers as i64 little-endian;
-    /// NULLs left out.
+    /// The values: text one after another, integers in their width and
+    /// the machine's byte order; NULLs left out.
     Values = 3,
 }
 
@@ -56,6 +57,8 @@ pub struct ColumnCheck {
     seed: u64,
     streams: Vec<XxHash3_128>,
     scratch: Vec<u8>,
+    /// A 1 a row, for columns whose rows all hold a value.
+    ones: Vec<u8>,
 }
 
 impl ColumnCheck {
@@ -67,6 +70,7 @@ impl ColumnCheck {
                 .map(|_| XxHash3_128::with_seed(seed))
                 .collect(),
             scratch: Vec::new(),
+            ones: Vec::new(),
         }
     }
 
@@ -112,13 +116,20 @@ impl ColumnCheck {
         );
     }
 
-    /// Integer values of `column` (NULLs left out).
-    pub fn numbers(&mut self, column: usize, values: impl Iterator<Item = i64>) {
-        self.scratch.clear();
-        for value in values {
-            self.scratch.extend_from_slice(&value.to_le_bytes());
+    /// `rows` rows of `column`, every one holding a value.
+    pub fn all_valid(&mut self, column: usize, rows: usize) {
+        if self.ones.len() < rows {
+            self.ones.resize(rows, 1);
         }
-        self.write_scratch(column, Stream::Values);
+        self.streams[column * STREAMS + Stream::Valid as usize].write(&self.ones[..rows]);
+    }
+
+    /// Integer values of `column` (NULLs left out), hashed as they lie in
+    /// memory: both sides of a check are taken in one process, and a
+    /// column is read back as the integers it was written from (`i64` or
+    /// `i32`).
+    pub fn numbers<T: ArrowNativeType>(&mut self, column: usize, values: &[T]) {
+        self.write(column, Stream::Values, values.to_byte_slice());
     }
 
     /// Text values of `column`, one after another (NULLs left out).
@@ -159,7 +170,8 @@ mod tests {
                 check.valid(1, valid.iter().copied());
                 check.sizes(1, Stream::Lengths, lengths.iter().copied());
                 check.bytes(1, bytes);
-                check.numbers(0, lengths.iter().map(|n| *n as i64));
+                check.numbers(0, &lengths.iter().map(|n| *n as i64).collect::<Vec<_>>());
+                check.all_valid(0, lengths.len());
             }
             check.value()
         };

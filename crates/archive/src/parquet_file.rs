@@ -591,7 +591,7 @@ impl<R: ChunkReader + 'static> ArchiveReader<R> {
                     Column::Number(k) => {
                         let (_, values, defs) = &batch.numbers[*k];
                         let valid = if defs.is_empty() {
-                            check.valid(i, std::iter::repeat_n(true, batch.rows));
+                            check.all_valid(i, batch.rows);
                             batch.rows
                         } else {
                             check.valid(i, defs.iter().map(|d| *d > 0));
@@ -606,12 +606,12 @@ impl<R: ChunkReader + 'static> ArchiveReader<R> {
                         }
                         match values {
                             Number::Long(_, v) => {
-                                check.numbers(i, v.iter().copied());
+                                check.numbers(i, v);
                                 if i == 0 {
                                     ids.extend_from_slice(v);
                                 }
                             }
-                            Number::Int(_, v) => check.numbers(i, v.iter().map(|v| i64::from(*v))),
+                            Number::Int(_, v) => check.numbers(i, v),
                         }
                     }
                 }
@@ -792,7 +792,10 @@ struct Batch<'a> {
 /// Feeds a text column of a batch into `check` as column `i`.
 fn check_text(i: usize, values: &StringArray, check: &mut ColumnCheck) {
     let rows = values.len();
-    check.valid(i, (0..rows).map(|r| values.is_valid(r)));
+    match values.null_count() {
+        0 => check.all_valid(i, rows),
+        _ => check.valid(i, (0..rows).map(|r| values.is_valid(r))),
+    }
     let offsets = values.value_offsets();
     let lengths = offsets.windows(2).map(|w| (w[1] - w[0]) as usize);
     let (start, end) = (offsets[0] as usize, offsets[rows] as usize);
@@ -831,7 +834,10 @@ fn check_list(
     if items.null_count() > 0 || end > items.len() || first > end {
         return Err(list_shape(batch.first));
     }
-    check.valid(i, (0..rows).map(|r| list.is_valid(r)));
+    match list.null_count() {
+        0 => check.all_valid(i, rows),
+        _ => check.valid(i, (0..rows).map(|r| list.is_valid(r))),
+    }
     let counts = offsets.windows(2).map(|w| (w[1] - w[0]) as usize);
     match list.nulls() {
         None => check.sizes(i, Stream::Counts, counts),
