@@ -674,46 +674,54 @@ BEGIN
     -- key text, as there), with at and cols set (see pgtrail_revert_chain);
     -- the later steps read those in place of pgtrail_revert_change. Whether
     -- a row was changed twice is only known once they are sorted by key
-    -- (changes, in the same sort): then the general path.
-    IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.op = 'T' OR (s.op = 'U' AND s.old_pk IS NOT NULL))
-       AND NOT EXISTS (SELECT FROM (SELECT DISTINCT s.table_id FROM pg_temp.pgtrail_revert_sel AS s) AS d
+    -- (changes, in the same sort): then the general path. So is whether
+    -- the selection holds a TRUNCATE or a key change (changes 2 as well),
+    -- and whether one of its tables cannot take the fast path (from the
+    -- groups of rows, below): the rows are made first, in the one pass over
+    -- the selection, and set aside when they cannot be used. (A selection
+    -- the fast path cannot take has rows of its own; the made rows are
+    -- never read.)
+    INSERT INTO pg_temp.pgtrail_revert_chain
+        (chain, table_id, keyless, k_origin, k_final, ex_origin, ex_final, origin, expect, net, change_ids, active, changes, at, cols)
+    SELECT row_number() OVER w, c.table_id, false, c.pk, c.pk,
+           c.op <> 'I', c.op <> 'D',
+           CASE WHEN c.op = 'D' THEN CASE WHEN c.old_values <> '{}' THEN c.old_values END
+                WHEN c.op = 'U' AND cardinality(c.cols) > 0 THEN
+                CASE WHEN c.old_values ?& c.cols AND (c.old_values - c.cols) = '{}' THEN c.old_values
+                     ELSE (SELECT jsonb_object_agg(u.col, c.old_values -> u.col) FROM unnest(c.cols) AS u(col)) END
+           END,
+           -- (An UPDATE without changed_fields: its columns are its new
+           -- values' keys, so those values are the row's, as they are.)
+           CASE WHEN c.op = 'I' THEN CASE WHEN c.new_values <> '{}' THEN c.new_values END
+                WHEN c.op = 'U' AND cardinality(c.cols) > 0 THEN
+                CASE WHEN c.own OR (c.new_values ?& c.cols AND (c.new_values - c.cols) = '{}') THEN c.new_values
+                     ELSE (SELECT jsonb_object_agg(u.col, c.new_values -> u.col) FROM unnest(c.cols) AS u(col)) END
+           END,
+           -- (changes: 1, or 2 for each row after the first of a key:
+           -- the rank of its key, in the same sort, below its number;
+           -- 2 also for a TRUNCATE or a key change. Only 1 is kept: a
+           -- row changed twice takes the general path, and so do these.)
+           NULL, ARRAY[c.id], true,
+           CASE WHEN rank() OVER w = row_number() OVER w AND NOT c.other THEN 1 ELSE 2 END, c.at, c.cols
+    -- (OFFSET 0: each row's columns listed once, not once per use.)
+    FROM (SELECT s.id, s.at, s.table_id, s.op, s.pk, s.old_values, s.new_values,
+                 CASE WHEN s.op = 'U' THEN coalesce(s.changed_fields, ARRAY(SELECT jsonb_object_keys(s.new_values))) END AS cols,
+                 s.changed_fields IS NULL AS own,
+                 coalesce(s.op = 'T' OR (s.op = 'U' AND s.old_pk IS NOT NULL), false) AS other
+          FROM pg_temp.pgtrail_revert_sel AS s OFFSET 0) AS c
+    WINDOW w AS (ORDER BY c.table_id, c.pk::text COLLATE "C");
+    PERFORM pgtrail._revert_shape_fast();
+    -- (Every table of the selection has a group: its rows, whichever.)
+    IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_shape AS h WHERE h.multi > 0)
+       AND NOT EXISTS (SELECT FROM (SELECT DISTINCT c.table_id FROM pg_temp.pgtrail_revert_colset AS c) AS d
                        JOIN pgtrail.audited_table AS a ON a.id = d.table_id
                        WHERE cardinality(a.key_columns) = 0 OR a.key_columns && a.redact_columns OR a.detached_at IS NOT NULL
                           OR to_regclass(format('%I.%I', a.table_schema, a.table_name)) IS NULL) THEN
-        INSERT INTO pg_temp.pgtrail_revert_chain
-            (chain, table_id, keyless, k_origin, k_final, ex_origin, ex_final, origin, expect, net, change_ids, active, changes, at, cols)
-        SELECT row_number() OVER w, c.table_id, false, c.pk, c.pk,
-               c.op <> 'I', c.op <> 'D',
-               CASE WHEN c.op = 'D' THEN CASE WHEN c.old_values <> '{}' THEN c.old_values END
-                    WHEN c.op = 'U' AND cardinality(c.cols) > 0 THEN
-                    CASE WHEN c.old_values ?& c.cols AND (c.old_values - c.cols) = '{}' THEN c.old_values
-                         ELSE (SELECT jsonb_object_agg(u.col, c.old_values -> u.col) FROM unnest(c.cols) AS u(col)) END
-               END,
-               -- (An UPDATE without changed_fields: its columns are its new
-               -- values' keys, so those values are the row's, as they are.)
-               CASE WHEN c.op = 'I' THEN CASE WHEN c.new_values <> '{}' THEN c.new_values END
-                    WHEN c.op = 'U' AND cardinality(c.cols) > 0 THEN
-                    CASE WHEN c.own OR (c.new_values ?& c.cols AND (c.new_values - c.cols) = '{}') THEN c.new_values
-                         ELSE (SELECT jsonb_object_agg(u.col, c.new_values -> u.col) FROM unnest(c.cols) AS u(col)) END
-               END,
-               -- (changes: 1, or 2 for each row after the first of a key:
-               -- the rank of its key, in the same sort, below its number.
-               -- Only 1 is kept: a row changed twice takes the general path.)
-               NULL, ARRAY[c.id], true, CASE WHEN rank() OVER w = row_number() OVER w THEN 1 ELSE 2 END, c.at, c.cols
-        -- (OFFSET 0: each row's columns listed once, not once per use.)
-        FROM (SELECT s.id, s.at, s.table_id, s.op, s.pk, s.old_values, s.new_values,
-                     CASE WHEN s.op = 'U' THEN coalesce(s.changed_fields, ARRAY(SELECT jsonb_object_keys(s.new_values))) END AS cols,
-                     s.changed_fields IS NULL AS own
-              FROM pg_temp.pgtrail_revert_sel AS s OFFSET 0) AS c
-        WINDOW w AS (ORDER BY c.table_id, c.pk::text COLLATE "C");
-        PERFORM pgtrail._revert_shape_fast();
-        IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_shape AS h WHERE h.multi > 0) THEN
-            CREATE UNIQUE INDEX pgtrail_revert_chain_key ON pg_temp.pgtrail_revert_chain (chain);
-            ANALYZE pg_temp.pgtrail_revert_chain (chain, table_id, active, keyless, ex_origin, ex_final);
-            RETURN;
-        END IF;
-        TRUNCATE pg_temp.pgtrail_revert_chain, pg_temp.pgtrail_revert_shape, pg_temp.pgtrail_revert_colset;
+        CREATE UNIQUE INDEX pgtrail_revert_chain_key ON pg_temp.pgtrail_revert_chain (chain);
+        ANALYZE pg_temp.pgtrail_revert_chain (chain, table_id, active, keyless, ex_origin, ex_final);
+        RETURN;
     END IF;
+    TRUNCATE pg_temp.pgtrail_revert_chain, pg_temp.pgtrail_revert_shape, pg_temp.pgtrail_revert_colset;
     -- Keys a key change touched: their rows are followed change by change
     -- (below); the others are one row per key, numbered as they are copied.
     IF to_regclass('pg_temp.pgtrail_revert_moved') IS NULL THEN
