@@ -999,6 +999,8 @@ DECLARE
     v_selected bigint;
     v_bytime boolean;
     v_nestloop text;
+    v_seqscan text;
+    v_tabs   integer[];
     v_quiet  boolean := false;
     v_guard  text;
     v_settable text[];
@@ -1051,10 +1053,20 @@ BEGIN
         -- (copied from the trail, which is append-only), and none is read.
         -- The count reads the same changes without leaving the selection's
         -- own out by their ids.)
+        -- (By the BRIN on changed_at, not a sequential scan, which the
+        -- planner prefers but which reads the whole partition, older
+        -- changes too: summarized ranges before the selection's first
+        -- change are skipped, so the count reads the changes since, and
+        -- the ranges not summarized yet. The tables first, by their own
+        -- scan of the selection.)
+        v_tabs := ARRAY(SELECT DISTINCT s.table_id FROM pg_temp.pgtrail_revert_sel AS s);
+        v_seqscan := current_setting('enable_seqscan');
+        PERFORM set_config('enable_seqscan', 'off', true);
         SELECT count(*) = v_selected INTO v_quiet
         FROM pgtrail.change AS y
         WHERE y.changed_at >= v_since AND y.pk IS NOT NULL
-          AND y.table_id + 0 IN (SELECT DISTINCT s.table_id FROM pg_temp.pgtrail_revert_sel AS s);
+          AND y.table_id + 0 = ANY (v_tabs);
+        PERFORM set_config('enable_seqscan', v_seqscan, true);
     END IF;
     IF v_bytime AND NOT v_quiet THEN
         -- (The selection's own changes, more than 10,000, left out by a
