@@ -9,8 +9,13 @@
 //! 1. Starts a throwaway cluster under Debian's `faketime`, its clock 500
 //!    days back, and audits `orders` (`[retention] partition = "month"`,
 //!    `keep = "400 days"`).
-//! 2. Writes `--changes` changes through capture (inserts and updates in
-//!    transactions of 1,000 rows, each with a context).
+//! 2. Writes `--changes` changes through capture, in transactions of up to
+//!    1,000 rows, each with a context: inserts, then `--updates` of them
+//!    (a fraction, 0.5 by default) UPDATEs of the rows inserted. Three
+//!    quarters of the UPDATEs go to `orders` (diff images: one changed
+//!    field, `status`, or two, `status` and `total`, statement by
+//!    statement), a quarter to `payments` (`images = "full"`: whole old and
+//!    new rows); a quarter of the inserts go to `payments`.
 //! 3. Moves the clock to now, seals, then archives: changes per second,
 //!    Parquet bytes against the partitions' size in PostgreSQL (table,
 //!    TOAST and indexes), the time the detach and drop held the lock, and
@@ -56,7 +61,7 @@ use pgtrail_cluster::{Cluster, ClusterOptions};
 mod writers;
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-const CONFIG: &str = "[capture]\ninclude = [\"orders\"]\n\n[retention]\npartition = \"month\"\npremake = 1\nkeep = \"400 days\"\n";
+const CONFIG: &str = "[capture]\ninclude = [\"orders\", \"payments\"]\n\n[tables.payments]\nimages = \"full\"\n\n[retention]\npartition = \"month\"\npremake = 1\nkeep = \"400 days\"\n";
 
 #[derive(Debug, Parser)]
 #[command(about = "Measure archiving old partitions to Parquet")]
@@ -86,6 +91,10 @@ struct Args {
     /// asks the server the order of each set of changed fields).
     #[arg(long, default_value = "c")]
     collation: String,
+    /// The fraction of `--changes` that are UPDATEs (0 to 0.9; the rest
+    /// are inserts). Without `--writers` only.
+    #[arg(long, default_value_t = 0.5)]
+    updates: f64,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -102,9 +111,9 @@ async fn main() -> Result<()> {
     pgtrail::plan::apply(&mut client, &config).await?;
 
     let started = Instant::now();
-    write_orders(&client, 0, args.changes).await?;
+    let updates = write_changes(&client, args.changes, args.updates).await?;
     println!(
-        "wrote {} changes in {:.1}s",
+        "wrote {} changes ({updates} of them UPDATEs) in {:.1}s",
         args.changes,
         started.elapsed().as_secs_f64()
     );
@@ -138,12 +147,26 @@ async fn main() -> Result<()> {
     let (client_cpu, server_cpu) = (cpu_seconds("self"), cpu_seconds(&backend.to_string()));
     let rss_before = reset_peak_rss();
     let started = Instant::now();
-    let outcomes = pgtrail::archive::archive(&mut client, &options, None, &mut |_| {}).await?;
+    // Each step's start: its message and the CPU of both processes then.
+    let backend_pid = backend.to_string();
+    let mut steps: Vec<(String, f64, f64)> = Vec::new();
+    let step_start = (precise_cpu_self(), precise_cpu(&backend_pid));
+    let outcomes = pgtrail::archive::archive(&mut client, &options, None, &mut |step| {
+        steps.push((step.to_string(), precise_cpu_self(), precise_cpu(&backend_pid)));
+    })
+    .await?;
     let seconds = started.elapsed().as_secs_f64();
-    let client_cpu = cpu_seconds("self") - client_cpu;
-    let server_cpu = cpu_seconds(&backend.to_string()) - server_cpu;
+    let (client_end, server_end) = (cpu_seconds("self"), cpu_seconds(&backend_pid));
+    print_steps(
+        &steps,
+        step_start,
+        (precise_cpu_self(), precise_cpu(&backend_pid)),
+    );
+    let client_cpu = client_end - client_cpu;
+    let server_cpu = server_end - server_cpu;
     let archive_peak = peak_rss_kib();
     let (mut rows, mut bytes, mut lock_ms) = (0i64, 0u64, 0f64);
+    let (mut partitions, mut empty) = (0, 0);
     let (mut write_seconds, mut read_back_seconds) = (0f64, 0f64);
     for outcome in &outcomes {
         match outcome {
@@ -155,6 +178,8 @@ async fn main() -> Result<()> {
                 read_back_seconds: b2,
                 ..
             } => {
+                partitions += 1;
+                empty += i32::from(*r == 0);
                 write_seconds += w;
                 read_back_seconds += b2;
                 rows += r;
@@ -164,6 +189,7 @@ async fn main() -> Result<()> {
             other => println!("not archived: {other:?}"),
         }
     }
+    println!("archived {partitions} partitions, {empty} of them empty");
     println!(
         "archived {rows} changes in {seconds:.2}s: {:.0} changes/s (write, read back, check, drop; one client core)",
         rows as f64 / seconds
@@ -465,6 +491,82 @@ async fn during_maintain(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// CPU of pgtrail and of its backend per archived partition, from the
+/// archive's progress steps (`NAME: writing ...`, `NAME: reading ... back`,
+/// `NAME: detaching ...`): a partition's share runs from its first step
+/// to the next partition's (the queries before a partition's first step,
+/// its hold and seal checks, count with the partition before).
+fn print_steps(steps: &[(String, f64, f64)], start: (f64, f64), end: (f64, f64)) {
+    let name = |step: &str| {
+        step.split_once(':')
+            .map(|(n, _)| n.to_string())
+            .unwrap_or_default()
+    };
+    let mut marks: Vec<(String, String, f64, f64)> = steps
+        .iter()
+        .map(|(step, c, s)| {
+            let what = step.split_once(": ").map(|(_, w)| w).unwrap_or(step);
+            let what = what.split_whitespace().next().unwrap_or("").to_string();
+            (name(step), what, *c, *s)
+        })
+        .collect();
+    marks.push((String::new(), "end".into(), end.0, end.1));
+    if let Some(first) = marks.first() {
+        println!(
+            "  before the first partition: pgtrail {:.3}s, backend {:.3}s",
+            first.2 - start.0,
+            first.3 - start.1
+        );
+    }
+    let mut i = 0;
+    while i + 1 < marks.len() {
+        let partition = marks[i].0.clone();
+        let mut j = i;
+        let mut parts = Vec::new();
+        while j + 1 < marks.len() && marks[j].0 == partition {
+            parts.push(format!(
+                "{} {:.3}/{:.3}",
+                marks[j].1,
+                marks[j + 1].2 - marks[j].2,
+                marks[j + 1].3 - marks[j].3
+            ));
+            j += 1;
+        }
+        println!(
+            "  {partition}: pgtrail {:.3}s, backend {:.3}s (pgtrail/backend: {})",
+            marks[j].2 - marks[i].2,
+            marks[j].3 - marks[i].3,
+            parts.join(", ")
+        );
+        i = j;
+    }
+}
+
+/// CPU seconds of this process, its threads (ended ones too) included,
+/// to the nanosecond (`CLOCK_PROCESS_CPUTIME_ID`).
+fn precise_cpu_self() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) } == 0;
+    if ok {
+        t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+    } else {
+        f64::NAN
+    }
+}
+
+/// CPU seconds of a single-threaded process (a backend), to the
+/// nanosecond (`/proc/PID/schedstat`).
+fn precise_cpu(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse::<f64>().ok()))
+        .map_or(f64::NAN, |ns| ns * 1e-9)
+}
+
 /// User plus system CPU seconds of a process (`self` or a pid) on Linux.
 fn cpu_seconds(pid: &str) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -544,7 +646,8 @@ async fn shop_under_faketime(
     let client = pgtrail_bench::server::connect(&cluster, "shop").await?;
     client
         .batch_execute(
-            "CREATE TABLE orders (id bigint PRIMARY KEY, status text, customer text, total numeric(10,2))",
+            "CREATE TABLE orders (id bigint PRIMARY KEY, status text, customer text, total numeric(10,2));
+             CREATE TABLE payments (id bigint PRIMARY KEY, order_id bigint, amount numeric(10,2), method text, note text)",
         )
         .await?;
     Ok((clock_dir, clock, cluster, client))
@@ -568,6 +671,102 @@ async fn write_orders(client: &tokio_postgres::Client, first: i64, count: i64) -
             .await?;
         next_id += n;
     }
+    Ok(())
+}
+
+/// Writes `count` changes: inserts, then `updates` of them (a fraction)
+/// UPDATEs of the rows inserted, in transactions of up to 1,000 rows
+/// under a clerk's context. A quarter of the inserts and of the UPDATEs
+/// go to `payments` (full images), the rest to `orders` (diff images:
+/// `status`, or `status` and `total`, statement by statement). Returns
+/// how many changes are UPDATEs.
+async fn write_changes(client: &tokio_postgres::Client, count: i64, updates: f64) -> Result<i64> {
+    if !(0.0..=0.9).contains(&updates) {
+        bail!("--updates {updates}: a fraction from 0 to 0.9");
+    }
+    let updated = (count as f64 * updates).round() as i64;
+    let inserted = count - updated;
+    let payments = inserted / 4;
+    let orders = inserted - payments;
+    write_orders(client, 0, orders).await?;
+    write_rows(
+        client,
+        payments,
+        "INSERT INTO payments SELECT g, g, g % 500, 'card', NULL FROM generate_series({from}, {to}) AS g",
+    )
+    .await?;
+    let payment_updates = if payments > 0 { updated / 4 } else { 0 };
+    let order_updates = updated - payment_updates;
+    update_rows(client, order_updates, orders, |batch| {
+        if batch % 2 == 0 {
+            "UPDATE orders SET status = 'r{batch}' WHERE id BETWEEN {from} AND {to}"
+        } else {
+            "UPDATE orders SET status = 'r{batch}', total = total + 1 WHERE id BETWEEN {from} AND {to}"
+        }
+    })
+    .await?;
+    update_rows(
+        client,
+        payment_updates,
+        payments,
+        |_| "UPDATE payments SET amount = amount + 1, note = 'r{batch}' WHERE id BETWEEN {from} AND {to}",
+    )
+    .await?;
+    Ok(updated)
+}
+
+/// Runs `insert` (with `{from}` and `{to}`) for ids 1 ..= `count`, 1,000
+/// at a time, each in a transaction with a context.
+async fn write_rows(client: &tokio_postgres::Client, count: i64, insert: &str) -> Result<()> {
+    let mut next = 0i64;
+    while next < count {
+        let n = (count - next).min(1000);
+        let sql = insert
+            .replace("{from}", &(next + 1).to_string())
+            .replace("{to}", &(next + n).to_string());
+        in_context(client, next, &sql).await?;
+        next += n;
+    }
+    Ok(())
+}
+
+/// Makes `count` UPDATEs of rows 1 ..= `rows`, going round them up to
+/// 1,000 at a time; `update(batch)` gives the statement (with `{batch}`,
+/// `{from}` and `{to}`), which changes every row it matches.
+async fn update_rows(
+    client: &tokio_postgres::Client,
+    count: i64,
+    rows: i64,
+    update: impl Fn(i64) -> &'static str,
+) -> Result<()> {
+    if count > 0 && rows == 0 {
+        bail!("no rows to update");
+    }
+    let (mut done, mut batch) = (0i64, 0i64);
+    while done < count {
+        let from = done % rows;
+        let n = (count - done).min(1000).min(rows - from);
+        let sql = update(batch)
+            .replace("{batch}", &batch.to_string())
+            .replace("{from}", &(from + 1).to_string())
+            .replace("{to}", &(from + n).to_string());
+        in_context(client, done, &sql).await?;
+        done += n;
+        batch += 1;
+    }
+    Ok(())
+}
+
+/// Runs `sql` in a transaction under clerk `n % 17`'s context.
+async fn in_context(client: &tokio_postgres::Client, n: i64, sql: &str) -> Result<()> {
+    client
+        .batch_execute(&format!(
+            "BEGIN; SELECT pgtrail.set_context(actor_id => 'clerk{}', reason => 'bench', extra => '{{\"request_id\": \"r{n}\"}}');
+             {sql};
+             COMMIT;",
+            n % 17
+        ))
+        .await?;
     Ok(())
 }
 
