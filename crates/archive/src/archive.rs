@@ -778,9 +778,7 @@ fn feed_decoder(
                     return Err(ended_early());
                 }
                 awaiting = true;
-                let to_sort = decoder
-                    .fields_to_sort()
-                    .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
+                let to_sort = decoder.fields_to_sort();
                 if ask.send((decoder.keys(), to_sort)).is_err() {
                     return Err(ended_early());
                 }

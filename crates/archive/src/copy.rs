@@ -400,6 +400,9 @@ pub(crate) struct Decoder {
     keys: HashSet<(i64, i16)>,
     /// The order of a diff-image UPDATE's changed fields.
     key_orders: KeyOrders,
+    /// The sets of changed fields of the slice's diff-image UPDATEs the
+    /// server is to sort, noted as their tuples are taken apart.
+    to_sort: ToSort,
     tables: Tables,
     transactions: Transactions,
     /// The transaction record of the change before (changes of one
@@ -436,6 +439,7 @@ impl Decoder {
             pending: Vec::new(),
             keys: HashSet::new(),
             key_orders: KeyOrders::new(by_bytes),
+            to_sort: ToSort::default(),
             tables,
             transactions: Transactions::default(),
             current: None,
@@ -463,9 +467,13 @@ impl Decoder {
     }
 
     /// Takes apart every complete tuple of `chunk` (with what was left
-    /// over from the chunks before), noting its transaction's key.
+    /// over from the chunks before), noting its transaction's key and,
+    /// where the server orders them, a diff-image UPDATE's set of changed
+    /// fields.
     pub(crate) fn feed(&mut self, chunk: Bytes) -> Result<(), CopyError> {
         let (pending, keys) = (&mut self.pending, &mut self.keys);
+        let (key_orders, to_sort) = (&mut self.key_orders, &mut self.to_sort);
+        let by_server = key_orders.by_server();
         let mut last = None;
         self.tuples.feed(chunk, |data, start, end, f| {
             let t = Tuple {
@@ -477,6 +485,17 @@ impl Decoder {
             if last != Some(key) {
                 keys.insert(key);
                 last = Some(key);
+            }
+            if by_server
+                && t.required(t.fixed::<1>(4), "op")? == [b'U']
+                && t.raw(9).is_none()
+                && let Some(values) = t.jsonb_slice(8)?
+            {
+                let id = t.required(t.long(0), "id")?;
+                let keys = object_keys(values).map_err(|e| bad(format!("change {id}: {e}")))?;
+                key_orders
+                    .note(&keys, to_sort)
+                    .map_err(|e| bad(format!("change {id}: {e}")))?;
             }
             pending.push(data.slice(start..end));
             Ok(())
@@ -493,33 +512,10 @@ impl Decoder {
 
     /// The sets of changed fields of the slice's diff-image UPDATEs whose
     /// order the server must give (none where the database sorts text by
-    /// its bytes), each once; [`Self::join`] takes the answers.
-    pub(crate) fn fields_to_sort(&mut self) -> Result<ToSort, CopyError> {
-        let mut to_sort = ToSort::default();
-        if !self.key_orders.by_server() {
-            return Ok(to_sort);
-        }
-        for tuple in &self.pending {
-            let Some((f, _)) = fields::<CHANGE_FIELDS>(tuple, 0)? else {
-                return Err(bad("a change was cut short"));
-            };
-            let t = Tuple {
-                data: tuple,
-                f: &f,
-                what: "change",
-            };
-            if t.required(t.fixed::<1>(4), "op")? != [b'U'] || t.raw(9).is_some() {
-                continue;
-            }
-            if let Some(values) = t.jsonb_slice(8)? {
-                let id = t.required(t.long(0), "id")?;
-                let keys = object_keys(values).map_err(|e| bad(format!("change {id}: {e}")))?;
-                self.key_orders
-                    .note(&keys, &mut to_sort)
-                    .map_err(|e| bad(format!("change {id}: {e}")))?;
-            }
-        }
-        Ok(to_sort)
+    /// its bytes), each once, as [`Self::feed`] noted them; [`Self::join`]
+    /// takes the answers.
+    pub(crate) fn fields_to_sort(&mut self) -> ToSort {
+        std::mem::take(&mut self.to_sort)
     }
 
     /// Joins the slice's changes with `transactions` (their records, by
@@ -1203,7 +1199,7 @@ mod tests {
                     decoder.feed(Bytes::copy_from_slice(chunk)).expect("decodes");
                 }
                 assert!(decoder.finished(), "chunks of {size}");
-                let to_sort = decoder.fields_to_sort().expect("the sets of fields");
+                let to_sort = decoder.fields_to_sort();
                 // Asked once for the partition, never where the database
                 // sorts by bytes; this server sorts by bytes too.
                 assert_eq!(to_sort.is_empty(), by_bytes || slice > 0, "{to_sort:?}");

@@ -10,6 +10,11 @@
 //! joined ([`KeyOrders::note`]), the reading task has the server sort them
 //! ([`SORT_KEYS`]), and the answers are kept for the rest of the partition
 //! ([`KeyOrders::learn`]).
+//!
+//! Consecutive rows mostly have the set of the row before (one statement's
+//! rows), so the last set noted and the last set ordered are kept beside
+//! the maps and compared key by key before any lookup key is built or
+//! hashed.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -49,6 +54,12 @@ pub(crate) struct KeyOrders {
     asked: HashMap<Vec<u8>, i32>,
     /// A set's lookup key, reused.
     scratch: Vec<u8>,
+    /// The lookup key of the last set [`Self::note`] found known or
+    /// asked for (empty when none: an empty set is never noted).
+    last_noted: Vec<u8>,
+    /// The lookup key of the last set [`Self::order`] ordered and its
+    /// positions (empty when none).
+    last_ordered: (Vec<u8>, Vec<u32>),
 }
 
 impl KeyOrders {
@@ -60,6 +71,8 @@ impl KeyOrders {
             orders: HashMap::new(),
             asked: HashMap::new(),
             scratch: Vec::new(),
+            last_noted: Vec::new(),
+            last_ordered: (Vec::new(), Vec::new()),
         }
     }
 
@@ -76,14 +89,31 @@ impl KeyOrders {
         }
     }
 
+    /// Whether `keys` are the set whose lookup key is `set` (compared
+    /// without building `keys`' own).
+    fn is_set(keys: &[Cow<'_, [u8]>], set: &[u8]) -> bool {
+        let mut rest = set;
+        for key in keys {
+            let Some((length, after)) = rest.split_first_chunk::<4>() else {
+                return false;
+            };
+            if u32::from_be_bytes(*length) as usize != key.len() || after.get(..key.len()) != Some(&key[..]) {
+                return false;
+            }
+            rest = &after[key.len()..];
+        }
+        rest.is_empty()
+    }
+
     /// Notes `keys` (sorted by bytes) in `to_sort` unless their order is
     /// known or already asked for.
     pub(crate) fn note(&mut self, keys: &[Cow<'_, [u8]>], to_sort: &mut ToSort) -> Result<(), String> {
-        if self.by_bytes || keys.is_empty() {
+        if self.by_bytes || keys.is_empty() || Self::is_set(keys, &self.last_noted) {
             return Ok(());
         }
         Self::lookup_key(keys, &mut self.scratch);
         if self.orders.contains_key(&self.scratch[..]) || self.asked.contains_key(&self.scratch[..]) {
+            self.last_noted.clone_from(&self.scratch);
             return Ok(());
         }
         let set =
@@ -98,6 +128,7 @@ impl KeyOrders {
             to_sort.keys.push(key.to_string());
         }
         self.asked.insert(self.scratch.clone(), set);
+        self.last_noted.clone_from(&self.scratch);
         Ok(())
     }
 
@@ -105,6 +136,10 @@ impl KeyOrders {
     /// per set, its keys' positions in the collation's order.
     pub(crate) fn learn(&mut self, answers: Vec<(i32, Vec<i32>)>) -> Result<(), String> {
         let asked = std::mem::take(&mut self.asked);
+        // What was asked is known only once answered; what was ordered
+        // is looked up again.
+        self.last_noted.clear();
+        self.last_ordered.0.clear();
         if answers.len() != asked.len() {
             return Err(format!(
                 "{} sets of changed fields were sent to be sorted and {} came back",
@@ -139,10 +174,15 @@ impl KeyOrders {
         if self.by_bytes || keys.is_empty() {
             return Ok(keys);
         }
-        Self::lookup_key(&keys, &mut self.scratch);
-        let positions = self.orders.get(&self.scratch[..]).ok_or_else(|| {
-            "a set of changed fields was not sorted before its rows were joined".to_string()
-        })?;
+        if !Self::is_set(&keys, &self.last_ordered.0) {
+            Self::lookup_key(&keys, &mut self.scratch);
+            let positions = self.orders.get(&self.scratch[..]).ok_or_else(|| {
+                "a set of changed fields was not sorted before its rows were joined".to_string()
+            })?;
+            self.last_ordered.1.clone_from(positions);
+            self.last_ordered.0.clone_from(&self.scratch);
+        }
+        let positions = &self.last_ordered.1;
         if positions.len() != keys.len() {
             return Err("the sorted changed fields are another number than the keys".to_string());
         }
@@ -241,6 +281,34 @@ mod tests {
             .expect("noted again");
         orders.learn(vec![(0, vec![1, 1])]).expect("kept");
         assert!(orders.order(keys(&["a", "b"])).is_err(), "a position twice");
+    }
+
+    #[test]
+    fn the_last_set_is_remembered_without_changing_an_answer() {
+        let mut orders = KeyOrders::new(false);
+        let mut to_sort = ToSort::default();
+        let (one, two) = (keys(&["B", "a"]), keys(&["B", "a", "c"]));
+        let (prefix, longer) = (keys(&["B"]), keys(&["Ba"]));
+        orders.note(&one, &mut to_sort).expect("noted");
+        orders.note(&one, &mut to_sort).expect("the last set");
+        assert_eq!(to_sort.sets, [0, 0]);
+        // An answer refused: the set is asked again, not taken as known.
+        assert!(orders.learn(Vec::new()).is_err());
+        let mut to_sort = ToSort::default();
+        for set in [&one, &one, &two, &prefix, &longer, &two, &one] {
+            orders.note(set, &mut to_sort).expect("noted");
+        }
+        assert_eq!(to_sort.sets, [0, 0, 1, 1, 1, 2, 3]);
+        orders.learn(sort_ignoring_case(&to_sort)).expect("learned");
+        for _ in 0..2 {
+            assert_eq!(texts(&orders.order(one.clone()).expect("known")), ["a", "B"]);
+            assert_eq!(texts(&orders.order(one.clone()).expect("known")), ["a", "B"]);
+            assert_eq!(texts(&orders.order(two.clone()).expect("known")), ["a", "B", "c"]);
+            assert_eq!(texts(&orders.order(prefix.clone()).expect("known")), ["B"]);
+            assert_eq!(texts(&orders.order(longer.clone()).expect("known")), ["Ba"]);
+        }
+        assert!(orders.order(keys(&["a"])).is_err(), "never asked");
+        assert!(orders.order(keys(&["B", "a", "d"])).is_err(), "never asked");
     }
 
     #[test]
