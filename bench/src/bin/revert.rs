@@ -121,7 +121,6 @@ async fn main() -> Result<()> {
         variants.push(("this build".to_string(), None));
     }
 
-    let (client, notices) = connect_with_progress(&url).await?;
     let mut results = Vec::new();
     let mut small_base = args.rows;
     for round in 0..args.rounds {
@@ -144,7 +143,7 @@ async fn main() -> Result<()> {
                 ),
             )
             .await?;
-            let mut bulk_result = measure(&client, &notices, "one transaction", &[bulk], args.rows).await?;
+            let mut bulk_result = measure(&url, "one transaction", &[bulk], args.rows).await?;
             bulk_result["variant"] = json!(name);
             bulk_result["round"] = json!(round + 1);
             results.push(bulk_result);
@@ -168,14 +167,7 @@ async fn main() -> Result<()> {
                 );
             }
             small_base += args.transactions;
-            let mut small_result = measure(
-                &client,
-                &notices,
-                "small transactions",
-                &small,
-                args.transactions * 2,
-            )
-            .await?;
+            let mut small_result = measure(&url, "small transactions", &small, args.transactions * 2).await?;
             small_result["variant"] = json!(name);
             small_result["round"] = json!(round + 1);
             results.push(small_result);
@@ -227,13 +219,11 @@ async fn txid_of(client: &Client, sql: &str) -> Result<i64> {
     Ok(txid)
 }
 
-async fn measure(
-    client: &Client,
-    notices: &Notices,
-    name: &str,
-    txids: &[i64],
-    expected: i64,
-) -> Result<Value> {
+/// Plans and applies one revert on a connection of its own, as `pgtrail
+/// revert` does (nothing a session keeps is carried from one variant to
+/// the next).
+async fn measure(url: &str, name: &str, txids: &[i64], expected: i64) -> Result<Value> {
+    let (client, notices) = connect_with_progress(url).await?;
     let selector = json!({ "txids": txids });
     let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
     let ticks = procstat::clock_ticks_per_second() as f64;

@@ -80,9 +80,31 @@ AS $fn$
                 AND (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(p_value)) OPERATOR(pg_catalog.=) 1))
 $fn$;
 
+-- The type a value of type p_type is cast to from its JSON text (->>) to
+-- read it as jsonb_to_record and jsonb_populate_record read a scalar: the
+-- text through the type's input function. NULL for the types they read
+-- otherwise: a domain, an array, a composite, json and jsonb. The type is
+-- named without its modifier, which an assignment to the column applies
+-- as the input would (a value too long for varchar(n) fails either way);
+-- format_type(type, -1) says "bpchar" where format_type(type, NULL) says
+-- "character", which a cast reads as char(1).
+CREATE OR REPLACE FUNCTION pgtrail._revert_scalar_cast(p_type oid)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT format_type(y.oid, -1)
+    FROM pg_type AS y
+    WHERE y.oid = p_type AND y.typtype IN ('b', 'e', 'r', 'm')
+      AND NOT (y.typelem <> 0 AND y.typsubscript = 'pg_catalog.array_subscript_handler'::regproc)
+      AND y.oid NOT IN ('pg_catalog.json'::regtype, 'pg_catalog.jsonb'::regtype)
+$fn$;
+
 -- Whether every column of a table makes a JSON scalar (to_jsonb): no
--- array, composite, domain, json or jsonb column, and no type with a cast to
--- json or jsonb. Its live rows then hold no JSON arrays or objects.
+-- array, composite, domain, range, json or jsonb column, and no type with a
+-- cast to json or jsonb. Its live rows then hold no JSON arrays or objects,
+-- and each column is read back from JSON by a cast of its text
+-- (pgtrail._revert_scalar_cast).
 CREATE OR REPLACE FUNCTION pgtrail._revert_scalar_row(p_rel regclass)
 RETURNS boolean
 LANGUAGE sql STABLE
@@ -92,7 +114,7 @@ AS $fn$
         SELECT FROM pg_attribute AS a JOIN pg_type AS ty ON ty.oid = a.atttypid
         WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped
           AND NOT (ty.typtype IN ('b', 'e') AND ty.typcategory <> 'A'
-                   AND ty.oid NOT IN ('json'::regtype, 'jsonb'::regtype)
+                   AND pgtrail._revert_scalar_cast(ty.oid) IS NOT NULL
                    AND NOT EXISTS (SELECT FROM pg_cast AS c WHERE c.castsource = ty.oid
                                      AND c.casttarget IN ('json'::regtype, 'jsonb'::regtype))))
 $fn$;
@@ -1370,14 +1392,12 @@ BEGIN
         -- cost), other types by jsonb_populate_record. Named pgtrail_k<n>,
         -- so that no key column shadows the working table's own.
         v_keysql := (SELECT string_agg(
-                       CASE WHEN ty.typtype IN ('b', 'e') AND ty.typcategory <> 'A'
-                                 AND ty.oid NOT IN ('json'::regtype, 'jsonb'::regtype)
-                            THEN format('(k.k_final ->> %L)::%s AS %I', u.c, format_type(ty.oid, NULL), 'pgtrail_k' || u.i)
+                       CASE WHEN pgtrail._revert_scalar_cast(a.atttypid) IS NOT NULL
+                            THEN format('(k.k_final ->> %L)::%s AS %I', u.c, pgtrail._revert_scalar_cast(a.atttypid), 'pgtrail_k' || u.i)
                             ELSE format('(jsonb_populate_record(NULL::%s, k.k_final)).%I AS %I', v_rel, u.c, 'pgtrail_k' || u.i) END,
                        ', ' ORDER BY u.i)
                    FROM unnest(t.key_columns) WITH ORDINALITY AS u(c, i)
-                   LEFT JOIN pg_attribute AS a ON a.attrelid = v_rel::regclass AND a.attname = u.c AND NOT a.attisdropped
-                   LEFT JOIN pg_type AS ty ON ty.oid = a.atttypid);
+                   LEFT JOIN pg_attribute AS a ON a.attrelid = v_rel::regclass AND a.attname = u.c AND NOT a.attisdropped);
         -- (Not when every active row of the table is a fast path row the
         -- guards compare, as its group in pgtrail_revert_colset says: the
         -- statement would read them all to find none to compare.)
@@ -1558,6 +1578,28 @@ AS $fn$
     FROM pg_attribute AS a
     WHERE a.attrelid = p_relid AND a.attnum > 0 AND NOT a.attisdropped
       AND (a.attname::text = ANY (p_cols) OR a.attname::text = ANY (p_key))
+$fn$;
+
+-- The key's columns p_key and the columns p_cols of table p_relid, read
+-- from a row of pgtrail_revert_chain (c) as jsonb_to_record(c.k_final ||
+-- c.origin) AS r(_revert_coldefs) reads them, but by ->> and a cast
+-- (pgtrail._revert_scalar_cast): no function scan and no concatenated
+-- object per row (about 1 µs a row of a bulk revert, bench/REVERT.md).
+-- The key's columns come from c.k_final (they did not change: an UPDATE
+-- of the fast path moves no key), the others from c.origin. For a table
+-- whose columns are all JSON scalars (pgtrail._revert_scalar_row).
+CREATE OR REPLACE FUNCTION pgtrail._revert_scalar_read_sql(p_relid oid, p_cols text[], p_key text[])
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT string_agg(format('(c.%s ->> %L)::%s AS %I',
+                             CASE WHEN a.attname::text = ANY (p_key) THEN 'k_final' ELSE 'origin' END,
+                             a.attname, pgtrail._revert_scalar_cast(a.atttypid), a.attname),
+                      ', ' ORDER BY a.attnum)
+    FROM pg_attribute AS a
+    WHERE a.attrelid = p_relid AND a.attnum > 0 AND NOT a.attisdropped
+      AND (a.attname::text = ANY (p_key) OR a.attname::text = ANY (p_cols))
 $fn$;
 
 -- The UPDATE that restores columns p_cols of rows of p_rel (an SQL name)
@@ -2315,18 +2357,23 @@ BEGIN
                        -- without the key; read once, materialized as the
                        -- data's rows are.)
                        format('WITH k AS MATERIALIZED ('
-                              'SELECT r.*, CASE WHEN c.expect ?| %7$L::text[] THEN c.expect - %7$L::text[] ELSE c.expect END AS pgtrail_expect '
+                              'SELECT %6$s, CASE WHEN c.expect ?| %7$L::text[] THEN c.expect - %7$L::text[] ELSE c.expect END AS pgtrail_expect '
                               'FROM pg_temp.pgtrail_revert_chain AS c '
-                              'CROSS JOIN LATERAL jsonb_to_record(c.k_final || c.origin) AS r(%6$s) '
                               'WHERE c.chain > $1 AND c.chain <= $2 AND %8$s) '
                               'UPDATE %1$s AS t SET (%2$s) = ROW(%3$s) FROM k '
-                              'WHERE %4$s AND jsonb_build_object(%5$s) @> k.pgtrail_expect',
+                              'WHERE %4$s AND %5$s @> k.pgtrail_expect',
                               v_rel,
                               (SELECT string_agg(quote_ident(c), ', ') FROM unnest(g.cols) AS c),
                               (SELECT string_agg('k.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c),
                               v_join,
-                              (SELECT string_agg(format('%L, t.%I', c, c), ', ') FROM unnest(g.cols) AS c),
-                              v_coldefs, t.key_columns, v_member || v_group),
+                              -- (The live row's restored columns as JSON,
+                              -- text ones without jsonb_build_object's
+                              -- per-value type lookups: see pgtrail._object_sql.)
+                              (SELECT pgtrail._object_sql(array_agg(c ORDER BY o), array_agg(format('t.%I', c) ORDER BY o),
+                                                          array_agg(pgtrail._text_valued(v_relid, c) ORDER BY o))
+                               FROM unnest(g.cols) WITH ORDINALITY AS u(c, o)),
+                              pgtrail._revert_scalar_read_sql(v_relid, g.cols, t.key_columns),
+                              t.key_columns, v_member || v_group),
                        format('SELECT c.chain FROM pg_temp.pgtrail_revert_chain AS c WHERE %s', v_member || v_group),
                        -- (When its rows are every row from its first chain
                        -- number to its last, as the rows of a table's only
