@@ -2826,6 +2826,7 @@ DECLARE
     v_upto     bigint[];
     v_changes  bigint;
     v_txids    jsonb;
+    v_selected bigint;
     -- (Under refuse, see below.)
     v_guarded  boolean := on_conflict = 'refuse';
     v_mismatch text;
@@ -2919,14 +2920,16 @@ BEGIN
             -- selection's, read without matching the ids. Else the ids are matched:
             -- "+ 0" keeps the planner off the selection's key index, which it picks
             -- when it takes the ids of a statement's array for a handful.)
-            -- (Each DISTINCT by a hash, not the sort of an aggregate's DISTINCT.)
-            SELECT count(*) INTO v_changes
-            FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
-                  WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')) AS d;
-            IF v_changes = (SELECT count(*) FROM pg_temp.pgtrail_revert_sel) THEN
-                SELECT jsonb_agg(d.txid ORDER BY d.txid) INTO v_txids
-                FROM (SELECT DISTINCT c.txid FROM pg_temp.pgtrail_revert_sel AS c) AS d;
-            ELSE
+            -- (The ids counted by the sort of an aggregate's DISTINCT, not a
+            -- hash: a statement's ids come sorted, and a sorted input is
+            -- found so in one pass. No id is NULL: each is a change's. The
+            -- selection's count and transactions in one pass over it.)
+            SELECT count(DISTINCT i) INTO v_changes
+            FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
+            WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST');
+            SELECT count(*), jsonb_agg(DISTINCT c.txid ORDER BY c.txid) INTO v_selected, v_txids
+            FROM pg_temp.pgtrail_revert_sel AS c;
+            IF v_changes <> v_selected THEN
                 SELECT jsonb_agg(DISTINCT c.txid) INTO v_txids
                 FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
                       WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')) AS d
