@@ -163,6 +163,25 @@ EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_tex
 END
 $fn$;
 
+-- The unique index on the selected changes' ids (pgtrail_revert_sel), made
+-- when a step first needs it: an insert that may repeat an id (ON CONFLICT
+-- DO NOTHING). A selection of whole transactions, which cannot repeat an
+-- id, is read without it (its steps join it by hashes, or scan it), and
+-- building it would cost as much as copying the changes; cascade adds
+-- transactions to it, and makes it first. (Once made, an insert keeps it
+-- up to date: building it after the rows costs less than that, row by row.)
+CREATE OR REPLACE FUNCTION pgtrail._revert_sel_key()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF to_regclass('pg_temp.pgtrail_revert_sel_key') IS NULL THEN
+        CREATE UNIQUE INDEX pgtrail_revert_sel_key ON pg_temp.pgtrail_revert_sel (id);
+    END IF;
+END
+$fn$;
+
 -- The selection: fills pg_temp.pgtrail_revert_sel with the selected
 -- changes, read from the trail once (only_key: a TRUNCATE selected for one
 -- row only).
@@ -208,15 +227,15 @@ BEGIN
                   HINT = 'Fields: txids | table, pk, since, after_change | actor, since, until | context, since, until; tables, max_rows, batch_rows, lock_timeout.';
     END IF;
 
-    -- (The unique index on the selected changes' ids is made once the rows
-    -- of whole transactions are in, which cannot repeat an id: building it
-    -- costs less than keeping it up to date row by row. The other
-    -- selectors need it first, for ON CONFLICT.)
+    -- (The unique index on the selected changes' ids, see _revert_sel_key:
+    -- the rows of whole transactions cannot repeat an id, and are
+    -- selected without it. The other selectors need it first, for ON
+    -- CONFLICT.)
     IF to_regclass('pg_temp.pgtrail_revert_sel_key') IS NOT NULL THEN
         DROP INDEX pg_temp.pgtrail_revert_sel_key;
     END IF;
     IF v_kinds[1] <> 'txids' THEN
-        CREATE UNIQUE INDEX pgtrail_revert_sel_key ON pg_temp.pgtrail_revert_sel (id);
+        PERFORM pgtrail._revert_sel_key();
     END IF;
     CASE v_kinds[1]
     WHEN 'txids' THEN
@@ -234,7 +253,6 @@ BEGIN
         SELECT c.id, c.changed_at, NULL, c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
         FROM (SELECT DISTINCT x.txid FROM unnest(v_txids) AS x(txid) ORDER BY x.txid) AS x
         CROSS JOIN LATERAL (SELECT c.* FROM pgtrail.change AS c WHERE c.txid = x.txid OFFSET 0) AS c;
-        CREATE UNIQUE INDEX pgtrail_revert_sel_key ON pg_temp.pgtrail_revert_sel (id);
     WHEN 'table' THEN
         t := pgtrail._revert_table(p_selector ->> 'table', '"table"');
         IF jsonb_typeof(p_selector -> 'pk') IS DISTINCT FROM 'object' THEN
@@ -464,8 +482,8 @@ AS $fn$
 BEGIN
     IF to_regclass('pg_temp.pgtrail_revert_sel') IS NULL THEN
         -- The selected changes, as the trail has them (read once). (Its
-        -- unique index on id, pgtrail_revert_sel_key, is made by
-        -- _revert_select: after the rows of whole transactions are in.)
+        -- unique index on id, pgtrail_revert_sel_key, is made when a step
+        -- needs it: see _revert_sel_key.)
         CREATE TEMP TABLE pgtrail_revert_sel (
             id bigint NOT NULL, at timestamptz NOT NULL, only_key jsonb, txid bigint NOT NULL, ctx smallint NOT NULL,
             table_id integer NOT NULL, op "char" NOT NULL, pk jsonb, old_pk jsonb, old_values jsonb, new_values jsonb,
@@ -2696,6 +2714,7 @@ BEGIN
                          ORDER BY c.at, c.change_id)
         FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind IN ('later_change', 'referenced', 'parent_gone') AND c.txid IS NOT NULL
         GROUP BY c.txid;
+        PERFORM pgtrail._revert_sel_key();
         INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
         SELECT y.id, y.changed_at, NULL, y.txid, y.ctx, y.table_id, y.op, y.pk, y.old_pk, y.old_values, y.new_values, y.changed_fields FROM pgtrail.change AS y
         WHERE y.txid = ANY (v_added) AND (v_tables IS NULL OR y.table_id = ANY (v_tables))
