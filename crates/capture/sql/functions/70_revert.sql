@@ -1054,8 +1054,9 @@ BEGIN
     -- was recorded there since), no key is made or looked up; else they are
     -- matched with the keys as the second way does. (TRUNCATEs, which have
     -- no key, are looked for below all the same.)
-    SELECT min(s.at), min(s.id), count(*) FILTER (WHERE s.pk IS NOT NULL)
-    INTO v_since, v_first_id, v_selected
+    -- (The selection's tables too, for the count below: one pass over it.)
+    SELECT min(s.at), min(s.id), count(*) FILTER (WHERE s.pk IS NOT NULL), array_agg(DISTINCT s.table_id)
+    INTO v_since, v_first_id, v_selected, v_tabs
     FROM pg_temp.pgtrail_revert_sel AS s;
     v_recent := (SELECT max(c.id) FROM pgtrail.change AS c) - v_first_id;
     v_bytime := v_selected > v_lookup AND v_recent IS NOT NULL AND v_recent < 4 * v_selected;
@@ -1075,9 +1076,7 @@ BEGIN
         -- planner prefers but which reads the whole partition, older
         -- changes too: summarized ranges before the selection's first
         -- change are skipped, so the count reads the changes since, and
-        -- the ranges not summarized yet. The tables first, by their own
-        -- scan of the selection.)
-        v_tabs := ARRAY(SELECT DISTINCT s.table_id FROM pg_temp.pgtrail_revert_sel AS s);
+        -- the ranges not summarized yet. The tables first, v_tabs above.)
         v_seqscan := current_setting('enable_seqscan');
         PERFORM set_config('enable_seqscan', 'off', true);
         SELECT count(*) = v_selected INTO v_quiet
