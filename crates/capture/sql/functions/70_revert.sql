@@ -660,6 +660,30 @@ BEGIN
 END
 $fn$;
 
+-- The prefix every key text of the selection starts with, when it holds
+-- changes of one table only: the text of one of its keys up to the first
+-- '": ' (a key is a JSON object; its first key column's name, the same in
+-- every key of a table), else NULL. Whether every key has it is for the
+-- caller to check.
+CREATE OR REPLACE FUNCTION pgtrail._revert_key_prefix()
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_table  integer;
+    v_key    text;
+BEGIN
+    SELECT s.table_id, s.pk::text INTO v_table, v_key
+    FROM pg_temp.pgtrail_revert_sel AS s WHERE s.pk IS NOT NULL LIMIT 1;
+    IF v_key IS NULL OR strpos(v_key, '": ') = 0
+       OR EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.table_id <> v_table) THEN
+        RETURN NULL;
+    END IF;
+    RETURN left(v_key, strpos(v_key, '": ') + 2);
+END
+$fn$;
+
 -- From the selection to rows: pgtrail_revert_change, _cell, _chain and
 -- _touch, and the conflicts that need no live row (TRUNCATEs whose rows
 -- the trail does not hold, tables that are gone or cannot be identified).
@@ -674,6 +698,9 @@ DECLARE
     v_next bigint;
     v_moved boolean;
     v_single boolean;
+    v_prefix text;
+    v_rest   integer;
+    v_beyond text;
 BEGIN
     PERFORM pgtrail._revert_clear('pgtrail_revert_change', 'pgtrail_revert_cell', 'pgtrail_revert_chain',
                                   'pgtrail_revert_touch', 'pgtrail_revert_conflict', 'pgtrail_revert_shape',
@@ -699,6 +726,19 @@ BEGIN
     -- the selection, and set aside when they cannot be used. (A selection
     -- the fast path cannot take has rows of its own; the made rows are
     -- never read.)
+    -- (The sort by key text. A selection of one table is sorted by the
+    -- text after the prefix its keys share ('{"', the first key column's
+    -- name, '": '), first: the prefix leaves the first 8 bytes of every
+    -- key the same, which the sort compares first, where the rest tells
+    -- most keys apart without reading them whole. When every key has the
+    -- prefix, the order and its ties are those of the whole text, which
+    -- follows. A key without it (in C order, the keys with the prefix
+    -- are those from it to v_beyond, its last byte one higher) is counted
+    -- as changed twice: the general path. Other selections are sorted by
+    -- their table, then the text, as the general path does: v_rest NULL.)
+    v_prefix := pgtrail._revert_key_prefix();
+    v_rest := char_length(v_prefix) + 1;
+    v_beyond := left(v_prefix, -1) || chr(ascii(right(v_prefix, 1)) + 1);
     INSERT INTO pg_temp.pgtrail_revert_chain
         (chain, table_id, keyless, k_origin, k_final, ex_origin, ex_final, origin, expect, net, change_ids, active, changes, at, cols)
     SELECT row_number() OVER w, c.table_id, false, c.pk, c.pk,
@@ -717,17 +757,21 @@ BEGIN
            END,
            -- (changes: 1, or 2 for each row after the first of a key:
            -- the rank of its key, in the same sort, below its number;
-           -- 2 also for a TRUNCATE or a key change. Only 1 is kept: a
-           -- row changed twice takes the general path, and so do these.)
+           -- 2 also for a TRUNCATE, a key change, or a key text without
+           -- the prefix of the sort below. Only 1 is kept: a row changed
+           -- twice takes the general path, and so do these.)
            NULL, ARRAY[c.id], true,
-           CASE WHEN rank() OVER w = row_number() OVER w AND NOT c.other THEN 1 ELSE 2 END, c.at, c.cols
+           CASE WHEN rank() OVER w = row_number() OVER w AND NOT c.other
+                     AND (v_rest IS NULL OR c.k IS NULL OR (c.k COLLATE "C" >= v_prefix AND c.k COLLATE "C" < v_beyond))
+                THEN 1 ELSE 2 END, c.at, c.cols
     -- (OFFSET 0: each row's columns listed once, not once per use.)
     FROM (SELECT s.id, s.at, s.table_id, s.op, s.pk, s.old_values, s.new_values,
                  CASE WHEN s.op = 'U' THEN coalesce(s.changed_fields, ARRAY(SELECT jsonb_object_keys(s.new_values))) END AS cols,
                  s.changed_fields IS NULL AS own,
-                 coalesce(s.op = 'T' OR (s.op = 'U' AND s.old_pk IS NOT NULL), false) AS other
+                 coalesce(s.op = 'T' OR (s.op = 'U' AND s.old_pk IS NOT NULL), false) AS other,
+                 s.pk::text AS k
           FROM pg_temp.pgtrail_revert_sel AS s OFFSET 0) AS c
-    WINDOW w AS (ORDER BY c.table_id, c.pk::text COLLATE "C");
+    WINDOW w AS (ORDER BY substr(c.k, v_rest) COLLATE "C", c.table_id, c.k COLLATE "C");
     PERFORM pgtrail._revert_shape_fast();
     -- (Every table of the selection has a group: its rows, whichever.)
     IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_shape AS h WHERE h.multi > 0)
