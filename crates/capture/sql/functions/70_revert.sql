@@ -2017,6 +2017,7 @@ DECLARE
     v_apply   boolean := coalesce(current_setting('pgtrail.revert_applying', true), '') = 'on';
     v_direct  boolean;
     v_one     boolean;
+    v_every   boolean;
     v_member  text;
     v_coldefs text;
     v_shape   record;
@@ -2329,6 +2330,17 @@ BEGIN
                   FROM pg_temp.pgtrail_revert_colset AS d
                   WHERE d.table_id = t.id AND d.active AND d.ex_origin AND d.ex_final
                     AND cardinality(d.cols) > 0 AND d.cols <@ v_writable AND NOT d.cols && v_always) AS x;
+            -- (And when every group of the table's rows is restored so, as
+            -- a bulk UPDATE's are, those rows are every row of the table in
+            -- pgtrail_revert_chain, and these, the fast path's, are one per
+            -- selected change of the table: their ids are the selection's,
+            -- each once, read without the rows' filters and in the order
+            -- they were selected in, mostly theirs.)
+            v_every := v_one AND NOT EXISTS (
+                SELECT FROM pg_temp.pgtrail_revert_colset AS d
+                WHERE d.table_id = t.id
+                  AND NOT coalesce(d.active AND d.ex_origin AND d.ex_final AND cardinality(d.cols) > 0
+                                   AND d.cols <@ v_writable AND NOT d.cols && v_always, false));
             FOR g IN WITH e AS MATERIALIZED (
                          SELECT nullif(ARRAY(SELECT jsonb_object_keys(coalesce(
                                     (SELECT jsonb_object_agg(c, true) FROM unnest(d.cols) AS c
@@ -2347,7 +2359,10 @@ BEGIN
                                WHERE v_one AND d.table_id = t.id AND d.active AND d.ex_origin AND d.ex_final
                                  AND cardinality(d.cols) > 0 AND d.cols <@ v_writable AND NOT d.cols && v_always) AS d)
                      SELECT ARRAY(SELECT c FROM unnest(x.cols) AS c ORDER BY c) AS cols, x.cols_t, x.n,
-                            CASE WHEN v_one
+                            CASE WHEN v_every
+                                 THEN (SELECT array_agg(s.id ORDER BY s.id) FROM pg_temp.pgtrail_revert_sel AS s
+                                       WHERE s.table_id = t.id)
+                                 WHEN v_one
                                  THEN (SELECT array_agg(DISTINCT k.change_ids[1] ORDER BY k.change_ids[1])
                                        FROM pg_temp.pgtrail_revert_chain AS k
                                        WHERE k.table_id = t.id AND k.at IS NOT NULL AND k.active
