@@ -185,6 +185,25 @@ EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_tex
 END
 $fn$;
 
+-- The unique index on the selected changes' ids (pgtrail_revert_sel), made
+-- when a step first needs it: an insert that may repeat an id (ON CONFLICT
+-- DO NOTHING). A selection of whole transactions, which cannot repeat an
+-- id, is read without it (its steps join it by hashes, or scan it), and
+-- building it would cost as much as copying the changes; cascade adds
+-- transactions to it, and makes it first. (Once made, an insert keeps it
+-- up to date: building it after the rows costs less than that, row by row.)
+CREATE OR REPLACE FUNCTION pgtrail._revert_sel_key()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF to_regclass('pg_temp.pgtrail_revert_sel_key') IS NULL THEN
+        CREATE UNIQUE INDEX pgtrail_revert_sel_key ON pg_temp.pgtrail_revert_sel (id);
+    END IF;
+END
+$fn$;
+
 -- The selection: fills pg_temp.pgtrail_revert_sel with the selected
 -- changes, read from the trail once (only_key: a TRUNCATE selected for one
 -- row only).
@@ -230,15 +249,15 @@ BEGIN
                   HINT = 'Fields: txids | table, pk, since, after_change | actor, since, until | context, since, until; tables, max_rows, batch_rows, lock_timeout.';
     END IF;
 
-    -- (The unique index on the selected changes' ids is made once the rows
-    -- of whole transactions are in, which cannot repeat an id: building it
-    -- costs less than keeping it up to date row by row. The other
-    -- selectors need it first, for ON CONFLICT.)
+    -- (The unique index on the selected changes' ids, see _revert_sel_key:
+    -- the rows of whole transactions cannot repeat an id, and are
+    -- selected without it. The other selectors need it first, for ON
+    -- CONFLICT.)
     IF to_regclass('pg_temp.pgtrail_revert_sel_key') IS NOT NULL THEN
         DROP INDEX pg_temp.pgtrail_revert_sel_key;
     END IF;
     IF v_kinds[1] <> 'txids' THEN
-        CREATE UNIQUE INDEX pgtrail_revert_sel_key ON pg_temp.pgtrail_revert_sel (id);
+        PERFORM pgtrail._revert_sel_key();
     END IF;
     CASE v_kinds[1]
     WHEN 'txids' THEN
@@ -256,7 +275,6 @@ BEGIN
         SELECT c.id, c.changed_at, NULL, c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
         FROM (SELECT DISTINCT x.txid FROM unnest(v_txids) AS x(txid) ORDER BY x.txid) AS x
         CROSS JOIN LATERAL (SELECT c.* FROM pgtrail.change AS c WHERE c.txid = x.txid OFFSET 0) AS c;
-        CREATE UNIQUE INDEX pgtrail_revert_sel_key ON pg_temp.pgtrail_revert_sel (id);
     WHEN 'table' THEN
         t := pgtrail._revert_table(p_selector ->> 'table', '"table"');
         IF jsonb_typeof(p_selector -> 'pk') IS DISTINCT FROM 'object' THEN
@@ -486,8 +504,8 @@ AS $fn$
 BEGIN
     IF to_regclass('pg_temp.pgtrail_revert_sel') IS NULL THEN
         -- The selected changes, as the trail has them (read once). (Its
-        -- unique index on id, pgtrail_revert_sel_key, is made by
-        -- _revert_select: after the rows of whole transactions are in.)
+        -- unique index on id, pgtrail_revert_sel_key, is made when a step
+        -- needs it: see _revert_sel_key.)
         CREATE TEMP TABLE pgtrail_revert_sel (
             id bigint NOT NULL, at timestamptz NOT NULL, only_key jsonb, txid bigint NOT NULL, ctx smallint NOT NULL,
             table_id integer NOT NULL, op "char" NOT NULL, pk jsonb, old_pk jsonb, old_values jsonb, new_values jsonb,
@@ -664,6 +682,30 @@ BEGIN
 END
 $fn$;
 
+-- The prefix every key text of the selection starts with, when it holds
+-- changes of one table only: the text of one of its keys up to the first
+-- '": ' (a key is a JSON object; its first key column's name, the same in
+-- every key of a table), else NULL. Whether every key has it is for the
+-- caller to check.
+CREATE OR REPLACE FUNCTION pgtrail._revert_key_prefix()
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_table  integer;
+    v_key    text;
+BEGIN
+    SELECT s.table_id, s.pk::text INTO v_table, v_key
+    FROM pg_temp.pgtrail_revert_sel AS s WHERE s.pk IS NOT NULL LIMIT 1;
+    IF v_key IS NULL OR strpos(v_key, '": ') = 0
+       OR EXISTS (SELECT FROM pg_temp.pgtrail_revert_sel AS s WHERE s.table_id <> v_table) THEN
+        RETURN NULL;
+    END IF;
+    RETURN left(v_key, strpos(v_key, '": ') + 2);
+END
+$fn$;
+
 -- From the selection to rows: pgtrail_revert_change, _cell, _chain and
 -- _touch, and the conflicts that need no live row (TRUNCATEs whose rows
 -- the trail does not hold, tables that are gone or cannot be identified).
@@ -678,6 +720,9 @@ DECLARE
     v_next bigint;
     v_moved boolean;
     v_single boolean;
+    v_prefix text;
+    v_rest   integer;
+    v_beyond text;
 BEGIN
     PERFORM pgtrail._revert_clear('pgtrail_revert_change', 'pgtrail_revert_cell', 'pgtrail_revert_chain',
                                   'pgtrail_revert_touch', 'pgtrail_revert_conflict', 'pgtrail_revert_shape',
@@ -703,6 +748,19 @@ BEGIN
     -- the selection, and set aside when they cannot be used. (A selection
     -- the fast path cannot take has rows of its own; the made rows are
     -- never read.)
+    -- (The sort by key text. A selection of one table is sorted by the
+    -- text after the prefix its keys share ('{"', the first key column's
+    -- name, '": '), first: the prefix leaves the first 8 bytes of every
+    -- key the same, which the sort compares first, where the rest tells
+    -- most keys apart without reading them whole. When every key has the
+    -- prefix, the order and its ties are those of the whole text, which
+    -- follows. A key without it (in C order, the keys with the prefix
+    -- are those from it to v_beyond, its last byte one higher) is counted
+    -- as changed twice: the general path. Other selections are sorted by
+    -- their table, then the text, as the general path does: v_rest NULL.)
+    v_prefix := pgtrail._revert_key_prefix();
+    v_rest := char_length(v_prefix) + 1;
+    v_beyond := left(v_prefix, -1) || chr(ascii(right(v_prefix, 1)) + 1);
     INSERT INTO pg_temp.pgtrail_revert_chain
         (chain, table_id, keyless, k_origin, k_final, ex_origin, ex_final, origin, expect, net, change_ids, active, changes, at, cols)
     SELECT row_number() OVER w, c.table_id, false, c.pk, c.pk,
@@ -721,17 +779,21 @@ BEGIN
            END,
            -- (changes: 1, or 2 for each row after the first of a key:
            -- the rank of its key, in the same sort, below its number;
-           -- 2 also for a TRUNCATE or a key change. Only 1 is kept: a
-           -- row changed twice takes the general path, and so do these.)
+           -- 2 also for a TRUNCATE, a key change, or a key text without
+           -- the prefix of the sort below. Only 1 is kept: a row changed
+           -- twice takes the general path, and so do these.)
            NULL, ARRAY[c.id], true,
-           CASE WHEN rank() OVER w = row_number() OVER w AND NOT c.other THEN 1 ELSE 2 END, c.at, c.cols
+           CASE WHEN rank() OVER w = row_number() OVER w AND NOT c.other
+                     AND (v_rest IS NULL OR c.k IS NULL OR (c.k COLLATE "C" >= v_prefix AND c.k COLLATE "C" < v_beyond))
+                THEN 1 ELSE 2 END, c.at, c.cols
     -- (OFFSET 0: each row's columns listed once, not once per use.)
     FROM (SELECT s.id, s.at, s.table_id, s.op, s.pk, s.old_values, s.new_values,
                  CASE WHEN s.op = 'U' THEN coalesce(s.changed_fields, ARRAY(SELECT jsonb_object_keys(s.new_values))) END AS cols,
                  s.changed_fields IS NULL AS own,
-                 coalesce(s.op = 'T' OR (s.op = 'U' AND s.old_pk IS NOT NULL), false) AS other
+                 coalesce(s.op = 'T' OR (s.op = 'U' AND s.old_pk IS NOT NULL), false) AS other,
+                 s.pk::text AS k
           FROM pg_temp.pgtrail_revert_sel AS s OFFSET 0) AS c
-    WINDOW w AS (ORDER BY c.table_id, c.pk::text COLLATE "C");
+    WINDOW w AS (ORDER BY substr(c.k, v_rest) COLLATE "C", c.table_id, c.k COLLATE "C");
     PERFORM pgtrail._revert_shape_fast();
     -- (Every table of the selection has a group: its rows, whichever.)
     IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_shape AS h WHERE h.multi > 0)
@@ -1058,8 +1120,9 @@ BEGIN
     -- was recorded there since), no key is made or looked up; else they are
     -- matched with the keys as the second way does. (TRUNCATEs, which have
     -- no key, are looked for below all the same.)
-    SELECT min(s.at), min(s.id), count(*) FILTER (WHERE s.pk IS NOT NULL)
-    INTO v_since, v_first_id, v_selected
+    -- (The selection's tables too, for the count below: one pass over it.)
+    SELECT min(s.at), min(s.id), count(*) FILTER (WHERE s.pk IS NOT NULL), array_agg(DISTINCT s.table_id)
+    INTO v_since, v_first_id, v_selected, v_tabs
     FROM pg_temp.pgtrail_revert_sel AS s;
     v_recent := (SELECT max(c.id) FROM pgtrail.change AS c) - v_first_id;
     v_bytime := v_selected > v_lookup AND v_recent IS NOT NULL AND v_recent < 4 * v_selected;
@@ -1079,9 +1142,7 @@ BEGIN
         -- planner prefers but which reads the whole partition, older
         -- changes too: summarized ranges before the selection's first
         -- change are skipped, so the count reads the changes since, and
-        -- the ranges not summarized yet. The tables first, by their own
-        -- scan of the selection.)
-        v_tabs := ARRAY(SELECT DISTINCT s.table_id FROM pg_temp.pgtrail_revert_sel AS s);
+        -- the ranges not summarized yet. The tables first, v_tabs above.)
         v_seqscan := current_setting('enable_seqscan');
         PERFORM set_config('enable_seqscan', 'off', true);
         SELECT count(*) = v_selected INTO v_quiet
@@ -1998,6 +2059,7 @@ DECLARE
     v_apply   boolean := coalesce(current_setting('pgtrail.revert_applying', true), '') = 'on';
     v_direct  boolean;
     v_one     boolean;
+    v_every   boolean;
     v_member  text;
     v_coldefs text;
     v_shape   record;
@@ -2310,6 +2372,17 @@ BEGIN
                   FROM pg_temp.pgtrail_revert_colset AS d
                   WHERE d.table_id = t.id AND d.active AND d.ex_origin AND d.ex_final
                     AND cardinality(d.cols) > 0 AND d.cols <@ v_writable AND NOT d.cols && v_always) AS x;
+            -- (And when every group of the table's rows is restored so, as
+            -- a bulk UPDATE's are, those rows are every row of the table in
+            -- pgtrail_revert_chain, and these, the fast path's, are one per
+            -- selected change of the table: their ids are the selection's,
+            -- each once, read without the rows' filters and in the order
+            -- they were selected in, mostly theirs.)
+            v_every := v_one AND NOT EXISTS (
+                SELECT FROM pg_temp.pgtrail_revert_colset AS d
+                WHERE d.table_id = t.id
+                  AND NOT coalesce(d.active AND d.ex_origin AND d.ex_final AND cardinality(d.cols) > 0
+                                   AND d.cols <@ v_writable AND NOT d.cols && v_always, false));
             FOR g IN WITH e AS MATERIALIZED (
                          SELECT nullif(ARRAY(SELECT jsonb_object_keys(coalesce(
                                     (SELECT jsonb_object_agg(c, true) FROM unnest(d.cols) AS c
@@ -2328,7 +2401,10 @@ BEGIN
                                WHERE v_one AND d.table_id = t.id AND d.active AND d.ex_origin AND d.ex_final
                                  AND cardinality(d.cols) > 0 AND d.cols <@ v_writable AND NOT d.cols && v_always) AS d)
                      SELECT ARRAY(SELECT c FROM unnest(x.cols) AS c ORDER BY c) AS cols, x.cols_t, x.n,
-                            CASE WHEN v_one
+                            CASE WHEN v_every
+                                 THEN (SELECT array_agg(s.id ORDER BY s.id) FROM pg_temp.pgtrail_revert_sel AS s
+                                       WHERE s.table_id = t.id)
+                                 WHEN v_one
                                  THEN (SELECT array_agg(DISTINCT k.change_ids[1] ORDER BY k.change_ids[1])
                                        FROM pg_temp.pgtrail_revert_chain AS k
                                        WHERE k.table_id = t.id AND k.at IS NOT NULL AND k.active
@@ -2743,6 +2819,7 @@ BEGIN
                          ORDER BY c.at, c.change_id)
         FROM pg_temp.pgtrail_revert_conflict AS c WHERE c.kind IN ('later_change', 'referenced', 'parent_gone') AND c.txid IS NOT NULL
         GROUP BY c.txid;
+        PERFORM pgtrail._revert_sel_key();
         INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
         SELECT y.id, y.changed_at, NULL, y.txid, y.ctx, y.table_id, y.op, y.pk, y.old_pk, y.old_values, y.new_values, y.changed_fields FROM pgtrail.change AS y
         WHERE y.txid = ANY (v_added) AND (v_tables IS NULL OR y.table_id = ANY (v_tables))
@@ -2873,6 +2950,7 @@ DECLARE
     v_upto     bigint[];
     v_changes  bigint;
     v_txids    jsonb;
+    v_selected bigint;
     -- (Under refuse, see below.)
     v_guarded  boolean := on_conflict = 'refuse';
     v_mismatch text;
@@ -2966,14 +3044,16 @@ BEGIN
             -- selection's, read without matching the ids. Else the ids are matched:
             -- "+ 0" keeps the planner off the selection's key index, which it picks
             -- when it takes the ids of a statement's array for a handful.)
-            -- (Each DISTINCT by a hash, not the sort of an aggregate's DISTINCT.)
-            SELECT count(*) INTO v_changes
-            FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
-                  WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')) AS d;
-            IF v_changes = (SELECT count(*) FROM pg_temp.pgtrail_revert_sel) THEN
-                SELECT jsonb_agg(d.txid ORDER BY d.txid) INTO v_txids
-                FROM (SELECT DISTINCT c.txid FROM pg_temp.pgtrail_revert_sel AS c) AS d;
-            ELSE
+            -- (The ids counted by the sort of an aggregate's DISTINCT, not a
+            -- hash: a statement's ids come sorted, and a sorted input is
+            -- found so in one pass. No id is NULL: each is a change's. The
+            -- selection's count and transactions in one pass over it.)
+            SELECT count(DISTINCT i) INTO v_changes
+            FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
+            WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST');
+            SELECT count(*), jsonb_agg(DISTINCT c.txid ORDER BY c.txid) INTO v_selected, v_txids
+            FROM pg_temp.pgtrail_revert_sel AS c;
+            IF v_changes <> v_selected THEN
                 SELECT jsonb_agg(DISTINCT c.txid) INTO v_txids
                 FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_run AS r, unnest(r.change_ids) AS i
                       WHERE r.operation IN ('DELETE', 'UPDATE', 'MOVE', 'INSERT', 'NOTHING', 'LOST')) AS d
