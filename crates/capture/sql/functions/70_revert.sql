@@ -223,6 +223,7 @@ DECLARE
     v_tables integer[];
     v_name   text;
     v_txids  bigint[];
+    v_seqscan text;
 BEGIN
     IF p_selector IS NULL OR jsonb_typeof(p_selector) <> 'object' THEN
         RAISE EXCEPTION 'pgtrail.revert: the selector must be a JSON object'
@@ -270,11 +271,17 @@ BEGIN
         SELECT array_agg((e #>> '{}')::bigint) INTO v_txids FROM jsonb_array_elements(p_selector -> 'txids') AS e;
         -- (Transaction by transaction, by the txid index: with "= ANY" of
         -- many txids the planner estimates rows per txid from the trail's
-        -- largest transactions and reads the whole trail instead.)
+        -- largest transactions and reads the whole trail instead. It can
+        -- still do so per transaction once the trail's statistics hold a
+        -- few large ones, and then reads the partition once per txid: its
+        -- sequential scans are off for this statement.)
+        v_seqscan := current_setting('enable_seqscan');
+        PERFORM set_config('enable_seqscan', 'off', true);
         INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
         SELECT c.id, c.changed_at, NULL, c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
         FROM (SELECT DISTINCT x.txid FROM unnest(v_txids) AS x(txid) ORDER BY x.txid) AS x
         CROSS JOIN LATERAL (SELECT c.* FROM pgtrail.change AS c WHERE c.txid = x.txid OFFSET 0) AS c;
+        PERFORM set_config('enable_seqscan', v_seqscan, true);
     WHEN 'table' THEN
         t := pgtrail._revert_table(p_selector ->> 'table', '"table"');
         IF jsonb_typeof(p_selector -> 'pk') IS DISTINCT FROM 'object' THEN
