@@ -247,6 +247,37 @@ impl Columns {
             v.offsets.reserve(rows);
             v.valid.rows.reserve(rows);
         }
+        c.fields.offsets.reserve(rows);
+        c.fields.valid.rows.reserve(rows);
+        for v in &mut c.times {
+            v.values.reserve(rows);
+            v.valid.rows.reserve(rows);
+        }
+        for v in &mut c.small {
+            v.values.reserve(rows);
+            v.valid.rows.reserve(rows);
+        }
+        c
+    }
+
+    /// Empty columns with room for `rows` rows and, in each text column,
+    /// for as many bytes as this one holds: the next row group is mostly
+    /// like this one, and its values are then copied in without growing
+    /// (and moving) their buffers.
+    pub fn with_room_of(&self, rows: usize) -> Columns {
+        let mut c = Columns::with_capacity(rows);
+        let old = self.names.iter().chain(&self.texts).chain([&self.fields.items]);
+        let new = c
+            .names
+            .iter_mut()
+            .chain(&mut c.texts)
+            .chain([&mut c.fields.items]);
+        for (new, old) in new.zip(old) {
+            new.values.reserve(old.values.len());
+        }
+        let items = &mut c.fields.items;
+        items.offsets.reserve(self.fields.items.offsets.len());
+        items.valid.rows.reserve(self.fields.items.valid.rows.len());
         c
     }
 

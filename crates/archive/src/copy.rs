@@ -393,9 +393,10 @@ pub(crate) type Tables = HashMap<i32, (Bytes, Bytes)>;
 /// and record into [`Columns`], hashing each row.
 pub(crate) struct Decoder {
     tuples: Tuples<CHANGE_FIELDS>,
-    /// The slice's tuples not joined yet (each a slice of the buffer it
-    /// arrived in).
-    pending: Vec<Bytes>,
+    /// The slice's tuples not joined yet: the buffers they arrived in and
+    /// where each tuple starts in its buffer (no count of a buffer taken
+    /// per tuple).
+    pending: Pending,
     /// The keys of their transaction records, each once.
     keys: HashSet<(i64, i16)>,
     /// The order of a diff-image UPDATE's changed fields.
@@ -424,6 +425,38 @@ pub(crate) struct Decoder {
     capacity: usize,
 }
 
+/// Tuples taken apart and not joined yet: each buffer they lie in once,
+/// and per tuple its buffer and where it starts.
+#[derive(Default)]
+struct Pending {
+    buffers: Vec<Bytes>,
+    tuples: Vec<(u32, u32)>,
+}
+
+impl Pending {
+    /// Notes the tuple at `start` of `data`, which is buffer `buffer`
+    /// (kept the first time one of its tuples is noted).
+    fn push(&mut self, buffer: usize, data: &Bytes, start: usize) -> Result<(), CopyError> {
+        if self.buffers.len() == buffer {
+            self.buffers.push(data.clone());
+        }
+        let index = u32::try_from(buffer).map_err(|_| bad("too many buffers of COPY data"))?;
+        let start = u32::try_from(start).map_err(|_| bad("a buffer of COPY data of 4 GiB"))?;
+        self.tuples.push((index, start));
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.tuples.len()
+    }
+
+    fn clear(&mut self) {
+        self.buffers.clear();
+        self.tuples.clear();
+    }
+}
+
 const INSERT: &[u8] = b"INSERT";
 const UPDATE: &[u8] = b"UPDATE";
 const DELETE: &[u8] = b"DELETE";
@@ -436,7 +469,7 @@ impl Decoder {
     pub(crate) fn new(capacity: usize, by_bytes: bool, tables: Tables, seed: u64) -> Decoder {
         Decoder {
             tuples: Tuples::default(),
-            pending: Vec::new(),
+            pending: Pending::default(),
             keys: HashSet::new(),
             key_orders: KeyOrders::new(by_bytes),
             to_sort: ToSort::default(),
@@ -463,7 +496,8 @@ impl Decoder {
     /// Takes the rows joined so far, feeding them into the check.
     pub(crate) fn take(&mut self) -> Columns {
         self.columns.check_into(&mut self.check);
-        std::mem::replace(&mut self.columns, Columns::with_capacity(self.capacity))
+        let next = self.columns.with_room_of(self.capacity);
+        std::mem::replace(&mut self.columns, next)
     }
 
     /// Takes apart every complete tuple of `chunk` (with what was left
@@ -475,7 +509,8 @@ impl Decoder {
         let (key_orders, to_sort) = (&mut self.key_orders, &mut self.to_sort);
         let by_server = key_orders.by_server();
         let mut last = None;
-        self.tuples.feed(chunk, |data, start, end, f| {
+        let buffer = pending.buffers.len();
+        self.tuples.feed(chunk, |data, start, _, f| {
             let t = Tuple {
                 data,
                 f,
@@ -497,8 +532,7 @@ impl Decoder {
                     .note(&keys, to_sort)
                     .map_err(|e| bad(format!("change {id}: {e}")))?;
             }
-            pending.push(data.slice(start..end));
-            Ok(())
+            pending.push(buffer, data, start)
         })
     }
 
@@ -532,15 +566,17 @@ impl Decoder {
         self.transactions = transactions;
         self.current = None;
         let mut pending = std::mem::take(&mut self.pending);
-        for tuple in pending.drain(..) {
-            let Some((f, _)) = fields::<CHANGE_FIELDS>(&tuple, 0)? else {
+        for &(buffer, start) in &pending.tuples {
+            let data = &pending.buffers[buffer as usize];
+            let Some((f, _)) = fields::<CHANGE_FIELDS>(data, start as usize)? else {
                 return Err(bad("a change was cut short"));
             };
-            self.row(&tuple, &f)?;
+            self.row(data, &f)?;
             if self.columns.rows >= self.capacity && !full(self.take()) {
                 return Ok(false);
             }
         }
+        pending.clear();
         self.pending = pending;
         self.tuples = Tuples::default();
         self.transactions = Transactions::default();
