@@ -109,6 +109,11 @@ fn json_key(
         }
         let sql_type = type_of(&column);
         let value = match (&value, sql_type.as_deref()) {
+            // (A JSON string of a text column is taken as it is, spaces
+            // and quotes included: only padded to a char(n) column's width.)
+            (Value::String(text), Some(sql_type)) if matches!(json_kind(sql_type), JsonKind::String) => {
+                text_value(text, Some(sql_type))
+            }
             (Value::String(text), Some(sql_type)) => key_value(input, &column, text, Some(sql_type))?,
             (Value::Number(_) | Value::Bool(_), Some(sql_type)) => {
                 key_value(input, &column, &value.to_string(), Some(sql_type))?
@@ -145,7 +150,7 @@ fn key_value(input: &str, column: &str, raw: &str, sql_type: Option<&str>) -> Re
     let raw = raw.trim();
     let raw = strip_quotes(raw);
     match sql_type.map(json_kind).unwrap_or(JsonKind::String) {
-        JsonKind::String => Ok(Value::String(raw.to_string())),
+        JsonKind::String => Ok(text_value(raw, sql_type)),
         JsonKind::Number => {
             let number: Option<serde_json::Number> = serde_json::from_str(raw).ok();
             match number {
@@ -185,6 +190,30 @@ fn key_value(input: &str, column: &str, raw: &str, sql_type: Option<&str>) -> Re
                 format!("`{column}` is boolean but `{raw}` is not true or false"),
             )),
         },
+    }
+}
+
+/// A text value as `to_jsonb` stores it for a column of `sql_type`: a
+/// `character(n)` value padded with spaces to n characters (PostgreSQL
+/// keeps char(n) values padded; `character` alone is char(1)), any other
+/// as it is.
+fn text_value(text: &str, sql_type: Option<&str>) -> Value {
+    let width = sql_type.and_then(|t| {
+        let t = t.trim().to_ascii_lowercase();
+        let rest = t.strip_prefix("character")?;
+        match rest.trim() {
+            "" => Some(1),
+            args => args
+                .strip_prefix('(')?
+                .strip_suffix(')')?
+                .trim()
+                .parse::<usize>()
+                .ok(),
+        }
+    });
+    match width {
+        Some(width) if text.chars().count() < width => Value::String(format!("{text:<width$}")),
+        _ => Value::String(text.to_string()),
     }
 }
 
@@ -871,6 +900,48 @@ mod tests {
         let e = parse_key("c=1", &[], &t).unwrap_err().to_string();
         assert!(e.contains("no column `c`"), "{e}");
         assert!(parse_key("  ", &cols(&["id"]), &[]).is_err());
+    }
+
+    #[test]
+    fn char_n_keys_are_padded_and_json_text_is_taken_as_it_is() {
+        let t = types(&[
+            ("code", "character(4)"),
+            ("n", "integer"),
+            ("label", "text"),
+            ("v", "character varying(6)"),
+        ]);
+        let key = cols(&["code", "n"]);
+        // (PostgreSQL stores char(4) 'k1' as 'k1  ', and so does to_jsonb.)
+        assert_eq!(
+            parse_key("code=k1,n=1", &key, &t).unwrap(),
+            json!({"code": "k1  ", "n": 1})
+        );
+        assert_eq!(
+            parse_key(r#"{"code": "k1", "n": 1}"#, &key, &t).unwrap(),
+            json!({"code": "k1  ", "n": 1})
+        );
+        assert_eq!(
+            parse_key(r#"{"code": "k1  ", "n": 1}"#, &key, &t).unwrap(),
+            json!({"code": "k1  ", "n": 1})
+        );
+        assert_eq!(
+            parse_key("abcd", &cols(&["code"]), &t).unwrap(),
+            json!({"code": "abcd"})
+        );
+        // A JSON string keeps its spaces and quotes; varchar is not padded.
+        assert_eq!(
+            parse_key(r#"{"label": " a 'b' "}"#, &cols(&["label"]), &t).unwrap(),
+            json!({"label": " a 'b' "})
+        );
+        assert_eq!(parse_key("v=ab", &cols(&["v"]), &t).unwrap(), json!({"v": "ab"}));
+        assert_eq!(
+            parse_key("c=é", &cols(&["c"]), &types(&[("c", "character")])).unwrap(),
+            json!({"c": "é"})
+        );
+        assert_eq!(
+            parse_key("c=é", &cols(&["c"]), &types(&[("c", "character(3)")])).unwrap(),
+            json!({"c": "é  "})
+        );
     }
 
     #[test]
