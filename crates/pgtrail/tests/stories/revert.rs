@@ -1201,6 +1201,30 @@ async fn a_column_named_n_is_reverted_like_any_other() {
     assert_eq!(rows(&db.client, "tallies").await, before_tallies);
 }
 
+/// What `pgtrail.revert` returns for `request` under `policy` (its columns
+/// `columns` of its statements' lines, in the order `order`), in a
+/// transaction rolled back: nothing is changed.
+async fn revert_rolled_back(
+    client: &mut Client,
+    request: &Request,
+    policy: &str,
+    columns: &str,
+    order: &str,
+) -> Vec<tokio_postgres::Row> {
+    let transaction = client.transaction().await.unwrap();
+    let rows = transaction
+        .query(
+            &format!(
+                "SELECT {columns} FROM pgtrail.revert($1::jsonb, $2, 'look') WHERE step IS NOT NULL {order}"
+            ),
+            &[&request.to_json(), &policy],
+        )
+        .await
+        .unwrap();
+    transaction.rollback().await.unwrap();
+    rows
+}
+
 /// How many rows of the last plan in a transaction the fast path made (its
 /// working table of rows lives until the transaction ends).
 async fn fast_path_rows(client: &mut Client, request: &Request) -> i64 {
@@ -1452,14 +1476,14 @@ async fn rows_changed_once_are_written_straight_from_the_plan_in_batches_and_kee
         ]
     );
     assert!(statements.iter().all(|s| s.data.is_some() && s.key.is_some()));
-    let transaction = db.client.transaction().await.unwrap();
-    let returned = transaction
-        .query(
-            "SELECT data IS NULL AND key IS NULL, rows FROM pgtrail.revert($1::jsonb, 'skip', 'look') WHERE step IS NOT NULL ORDER BY step",
-            &[&request.to_json()],
-        )
-        .await
-        .unwrap();
+    let returned = revert_rolled_back(
+        &mut db.client,
+        &request,
+        "skip",
+        "data IS NULL AND key IS NULL, rows",
+        "ORDER BY step",
+    )
+    .await;
     assert_eq!(
         returned
             .iter()
@@ -1467,7 +1491,6 @@ async fn rows_changed_once_are_written_straight_from_the_plan_in_batches_and_kee
             .collect::<Vec<_>>(),
         vec![(true, 50), (true, 299), (true, 10)]
     );
-    transaction.rollback().await.unwrap();
     let options = ApplyOptions {
         reason: "undo the script where it can be".into(),
         actor: None,
@@ -1499,19 +1522,11 @@ async fn rows_changed_once_are_written_straight_from_the_plan_in_batches_and_kee
     )
     .await;
     let mixed = txids(&[mixed]);
-    let transaction = db.client.transaction().await.unwrap();
-    let returned = transaction
-        .query(
-            "SELECT data IS NOT NULL FROM pgtrail.revert($1::jsonb, 'refuse', 'look') WHERE step IS NOT NULL",
-            &[&mixed.to_json()],
-        )
-        .await
-        .unwrap();
+    let returned = revert_rolled_back(&mut db.client, &mixed, "refuse", "data IS NOT NULL", "").await;
     assert_eq!(
         returned.iter().map(|r| r.get::<_, bool>(0)).collect::<Vec<_>>(),
         vec![true, true]
     );
-    transaction.rollback().await.unwrap();
     revert(&mut db.client, &mixed, "undo the notes").await.unwrap();
     let mut now = rows(&db.client, "stock").await;
     now.sort_by_key(|r| r["sku"].as_i64());
@@ -1632,14 +1647,14 @@ async fn values_of_every_type_come_back_exactly_when_written_straight_from_the_p
     // (scalars: its two sets of columns, m unchanged where it was 'ok',
     // written straight from the plan, no rows returned with them; others,
     // whose values are not all JSON scalars: with their rows.)
-    let transaction = db.client.transaction().await.unwrap();
-    let returned = transaction
-        .query(
-            "SELECT table_name, data IS NULL FROM pgtrail.revert($1::jsonb, 'refuse', 'look') WHERE step IS NOT NULL ORDER BY 1, 2",
-            &[&request.to_json()],
-        )
-        .await
-        .unwrap();
+    let returned = revert_rolled_back(
+        &mut db.client,
+        &request,
+        "refuse",
+        "table_name, data IS NULL",
+        "ORDER BY 1, 2",
+    )
+    .await;
     assert_eq!(
         returned
             .iter()
@@ -1651,7 +1666,6 @@ async fn values_of_every_type_come_back_exactly_when_written_straight_from_the_p
             ("public.scalars".to_string(), true)
         ]
     );
-    transaction.rollback().await.unwrap();
     revert(&mut db.client, &request, "undo the script").await.unwrap();
     assert_eq!(rows(&db.client, "scalars").await, scalars);
     assert_eq!(rows(&db.client, "others").await, others);
