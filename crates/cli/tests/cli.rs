@@ -889,6 +889,55 @@ fn ask_json(db: &TestDb, dir: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?} prints JSON ({e}): {stdout}"))
 }
 
+/// A key of type char(n), which PostgreSQL keeps padded to its width:
+/// found by its value as a person types it, in either form, and reverted.
+#[tokio::test]
+async fn a_char_n_key_is_found_by_its_value_as_typed() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    db.client
+        .batch_execute("CREATE TABLE rooms (code char(4), floor int, label text, PRIMARY KEY (code, floor))")
+        .await
+        .unwrap();
+    std::fs::write(dir.join("pgtrail.toml"), "[capture]\n").unwrap();
+    let (code, _, stderr) = ask(&db, dir, &["apply"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    db.client
+        .batch_execute(
+            "INSERT INTO rooms VALUES ('b1', 2, 'small');
+             UPDATE rooms SET label = 'large'",
+        )
+        .await
+        .unwrap();
+    for key in ["code=b1,floor=2", r#"{"code": "b1", "floor": 2}"#] {
+        let history = ask_json(&db, dir, &["history", "rooms", key]);
+        assert_eq!(history.as_array().map(Vec::len), Some(2), "{key}: {history}");
+        assert_eq!(history[1]["state"]["label"], "large", "{history}");
+    }
+    let (code, stdout, stderr) = ask(
+        &db,
+        dir,
+        &[
+            "revert",
+            "--row",
+            "rooms",
+            "code=b1,floor=2",
+            "--reason",
+            "undo",
+            "--yes",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let label: String = db
+        .client
+        .query_one("SELECT label FROM rooms", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(label, "small");
+}
+
 /// Two actors, a key change, a delete by a migration, a burst by a script.
 /// Returns (txid of the moderator's transaction, a moment between the
 /// signup and the moderation).
