@@ -5870,6 +5870,46 @@ BEGIN
 END
 $fn$;
 
+-- The changes of whole transactions p_txids into the selection, read
+-- transaction by transaction by the txid index: with "= ANY" of many txids
+-- the planner estimates rows per txid from the trail's largest transactions
+-- and reads the whole trail instead. It can still do so per transaction
+-- once the trail's statistics hold a few large ones, and then reads the
+-- partition once per txid: sequential scans are off while it runs (the
+-- function's SET, undone on return).
+-- (PL/pgSQL: the working table exists only once a plan makes it.)
+CREATE OR REPLACE FUNCTION pgtrail._revert_select_txids(p_txids bigint[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+AS $fn$
+BEGIN
+    INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
+    SELECT c.id, c.changed_at, NULL, c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
+    FROM (SELECT DISTINCT x.txid FROM unnest(p_txids) AS x(txid) ORDER BY x.txid) AS x
+    CROSS JOIN LATERAL (SELECT c.* FROM pgtrail.change AS c WHERE c.txid = x.txid OFFSET 0) AS c;
+END
+$fn$;
+
+-- How many keyed changes of tables p_tables the trail holds since p_since,
+-- counted by the BRIN on changed_at, not by a sequential scan, which the
+-- planner prefers but which reads the whole partition, older changes too:
+-- summarized ranges before p_since are skipped, so the count reads the
+-- changes since and the ranges not summarized yet (sequential scans off
+-- while it runs: the function's SET, undone on return).
+CREATE OR REPLACE FUNCTION pgtrail._revert_count_since(p_since timestamptz, p_tables integer[])
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+AS $fn$
+    SELECT count(*)
+    FROM pgtrail.change AS y
+    WHERE y.changed_at >= p_since AND y.pk IS NOT NULL
+      AND y.table_id + 0 = ANY (p_tables)
+$fn$;
+
 -- The selection: fills pg_temp.pgtrail_revert_sel with the selected
 -- changes, read from the trail once (only_key: a TRUNCATE selected for one
 -- row only).
@@ -5889,7 +5929,6 @@ DECLARE
     v_tables integer[];
     v_name   text;
     v_txids  bigint[];
-    v_seqscan text;
 BEGIN
     IF p_selector IS NULL OR jsonb_typeof(p_selector) <> 'object' THEN
         RAISE EXCEPTION 'pgtrail.revert: the selector must be a JSON object'
@@ -5935,19 +5974,7 @@ BEGIN
                 USING ERRCODE = '22023', HINT = 'E.g. {"txids": [48211, 48212]} (the txid column of pgtrail.changes).';
         END IF;
         SELECT array_agg((e #>> '{}')::bigint) INTO v_txids FROM jsonb_array_elements(p_selector -> 'txids') AS e;
-        -- (Transaction by transaction, by the txid index: with "= ANY" of
-        -- many txids the planner estimates rows per txid from the trail's
-        -- largest transactions and reads the whole trail instead. It can
-        -- still do so per transaction once the trail's statistics hold a
-        -- few large ones, and then reads the partition once per txid: its
-        -- sequential scans are off for this statement.)
-        v_seqscan := current_setting('enable_seqscan');
-        PERFORM set_config('enable_seqscan', 'off', true);
-        INSERT INTO pg_temp.pgtrail_revert_sel (id, at, only_key, txid, ctx, table_id, op, pk, old_pk, old_values, new_values, changed_fields)
-        SELECT c.id, c.changed_at, NULL, c.txid, c.ctx, c.table_id, c.op, c.pk, c.old_pk, c.old_values, c.new_values, c.changed_fields
-        FROM (SELECT DISTINCT x.txid FROM unnest(v_txids) AS x(txid) ORDER BY x.txid) AS x
-        CROSS JOIN LATERAL (SELECT c.* FROM pgtrail.change AS c WHERE c.txid = x.txid OFFSET 0) AS c;
-        PERFORM set_config('enable_seqscan', v_seqscan, true);
+        PERFORM pgtrail._revert_select_txids(v_txids);
     WHEN 'table' THEN
         t := pgtrail._revert_table(p_selector ->> 'table', '"table"');
         IF jsonb_typeof(p_selector -> 'pk') IS DISTINCT FROM 'object' THEN
@@ -6756,7 +6783,6 @@ DECLARE
     v_selected bigint;
     v_bytime boolean;
     v_nestloop text;
-    v_seqscan text;
     v_tabs   integer[];
     v_quiet  boolean := false;
     v_guard  text;
@@ -6811,18 +6837,9 @@ BEGIN
         -- (copied from the trail, which is append-only), and none is read.
         -- The count reads the same changes without leaving the selection's
         -- own out by their ids.)
-        -- (By the BRIN on changed_at, not a sequential scan, which the
-        -- planner prefers but which reads the whole partition, older
-        -- changes too: summarized ranges before the selection's first
-        -- change are skipped, so the count reads the changes since, and
-        -- the ranges not summarized yet. The tables first, v_tabs above.)
-        v_seqscan := current_setting('enable_seqscan');
-        PERFORM set_config('enable_seqscan', 'off', true);
-        SELECT count(*) = v_selected INTO v_quiet
-        FROM pgtrail.change AS y
-        WHERE y.changed_at >= v_since AND y.pk IS NOT NULL
-          AND y.table_id + 0 = ANY (v_tabs);
-        PERFORM set_config('enable_seqscan', v_seqscan, true);
+        -- (By the BRIN on changed_at: see _revert_count_since. The tables
+        -- first, v_tabs above.)
+        v_quiet := pgtrail._revert_count_since(v_since, v_tabs) = v_selected;
     END IF;
     IF v_bytime AND NOT v_quiet THEN
         -- (The selection's own changes, more than 10,000, left out by a
@@ -7126,12 +7143,13 @@ BEGIN
         -- cost), other types by jsonb_populate_record. Named pgtrail_k<n>,
         -- so that no key column shadows the working table's own.
         v_keysql := (SELECT string_agg(
-                       CASE WHEN pgtrail._revert_scalar_cast(a.atttypid) IS NOT NULL
-                            THEN format('(k.k_final ->> %L)::%s AS %I', u.c, pgtrail._revert_scalar_cast(a.atttypid), 'pgtrail_k' || u.i)
+                       CASE WHEN x.cast_to IS NOT NULL
+                            THEN format('(k.k_final ->> %L)::%s AS %I', u.c, x.cast_to, 'pgtrail_k' || u.i)
                             ELSE format('(jsonb_populate_record(NULL::%s, k.k_final)).%I AS %I', v_rel, u.c, 'pgtrail_k' || u.i) END,
                        ', ' ORDER BY u.i)
                    FROM unnest(t.key_columns) WITH ORDINALITY AS u(c, i)
-                   LEFT JOIN pg_attribute AS a ON a.attrelid = v_rel::regclass AND a.attname = u.c AND NOT a.attisdropped);
+                   LEFT JOIN pg_attribute AS a ON a.attrelid = v_rel::regclass AND a.attname = u.c AND NOT a.attisdropped
+                   CROSS JOIN LATERAL (SELECT pgtrail._revert_scalar_cast(a.atttypid) AS cast_to) AS x);
         -- (Not when every active row of the table is a fast path row the
         -- guards compare, as its group in pgtrail_revert_colset says: the
         -- statement would read them all to find none to compare.)
@@ -9774,7 +9792,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '0567692bafd4325f' $fn$;
+AS $fn$ SELECT '411996c75390b9f3' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to the owner role too (90_privileges.sql).
 DO $owner$ DECLARE v_owner name := pgtrail.role_name('owner'); BEGIN
