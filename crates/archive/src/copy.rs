@@ -521,16 +521,8 @@ impl Decoder {
                 keys.insert(key);
                 last = Some(key);
             }
-            if by_server
-                && t.required(t.fixed::<1>(4), "op")? == [b'U']
-                && t.raw(9).is_none()
-                && let Some(values) = t.jsonb_slice(8)?
-            {
-                let id = t.required(t.long(0), "id")?;
-                let keys = object_keys(values).map_err(|e| bad(format!("change {id}: {e}")))?;
-                key_orders
-                    .note(&keys, to_sort)
-                    .map_err(|e| bad(format!("change {id}: {e}")))?;
+            if by_server && let Some(keys) = unlisted_fields(&t)? {
+                key_orders.note(&keys, to_sort).map_err(|e| change_error(&t, e))?;
             }
             pending.push(buffer, data, start)
         })
@@ -607,13 +599,8 @@ impl Decoder {
         let new_values = t.jsonb_slice(8)?;
         let items = match (op, list(data, f[9])?) {
             (UPDATE, Some(items)) => Some(items),
-            (UPDATE, None) => Some(match new_values {
-                Some(values) => {
-                    let keys = object_keys(values).map_err(|e| bad(format!("change {id}: {e}")))?;
-                    self.key_orders
-                        .order(keys)
-                        .map_err(|e| bad(format!("change {id}: {e}")))?
-                }
+            (UPDATE, None) => Some(match unlisted_fields(&t)? {
+                Some(keys) => self.key_orders.order(keys).map_err(|e| change_error(&t, e))?,
                 None => Vec::new(),
             }),
             _ => None,
@@ -744,6 +731,30 @@ fn num(b: &mut Vec<u8>, value: Option<i64>) {
             b.extend_from_slice(&v.to_be_bytes());
         }
         None => b.extend_from_slice(&u32::MAX.to_be_bytes()),
+    }
+}
+
+/// The changed fields of a diff-image UPDATE whose trail row has no list
+/// of them (`changed_fields` NULL): its new values' keys, sorted by bytes
+/// and unescaped ([`object_keys`]). None for any other change, and for an
+/// UPDATE without new values. (The decoder notes these sets as tuples
+/// arrive, for a database that orders them itself, and orders them as
+/// rows are written: both through here.)
+fn unlisted_fields<'t>(t: &'t Tuple<'_, CHANGE_FIELDS>) -> Result<Option<Vec<Cow<'t, [u8]>>>, CopyError> {
+    if t.required(t.fixed::<1>(4), "op")? != [b'U'] || t.raw(9).is_some() {
+        return Ok(None);
+    }
+    match t.jsonb_slice(8)? {
+        Some(values) => object_keys(values).map(Some).map_err(|e| change_error(t, e)),
+        None => Ok(None),
+    }
+}
+
+/// An error about the change in `t`, named by its id.
+fn change_error(t: &Tuple<'_, CHANGE_FIELDS>, e: String) -> CopyError {
+    match t.long(0) {
+        Ok(Some(id)) => bad(format!("change {id}: {e}")),
+        _ => bad(format!("a change: {e}")),
     }
 }
 
