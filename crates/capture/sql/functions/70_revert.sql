@@ -1166,13 +1166,17 @@ BEGIN
                 pk jsonb, old_pk jsonb, cols text[]) ON COMMIT DROP;
         END IF;
         PERFORM pgtrail._revert_clear('pgtrail_revert_since');
-        -- (Counted first: when the trail holds as many such changes as the
-        -- selection has, they are the selection's own, which are among them
-        -- (copied from the trail, which is append-only), and none is read.
-        -- The count reads the same changes without leaving the selection's
-        -- own out by their ids.)
-        -- (By the BRIN on changed_at: see _revert_count_since. The tables
-        -- first, v_tabs above.)
+    END IF;
+    -- (Counted first, whatever the selection's size, when few changes were
+    -- recorded since its first one (a revert soon after its transactions):
+    -- when the trail holds as many such changes as the selection has, they
+    -- are the selection's own, which are among them (copied from the
+    -- trail, which is append-only), and no key is made or looked up. The
+    -- count reads the same changes without leaving the selection's own
+    -- out by their ids.)
+    -- (By the BRIN on changed_at: see _revert_count_since. The tables
+    -- first, v_tabs above.)
+    IF v_recent IS NOT NULL AND v_recent < 4 * v_selected THEN
         v_quiet := pgtrail._revert_count_since(v_since, v_tabs) = v_selected;
     END IF;
     IF v_bytime AND NOT v_quiet THEN
@@ -2243,8 +2247,23 @@ BEGIN
 
         v_join := (SELECT string_agg(format('t.%I = k.%I', c, c), ' AND ') FROM unnest(t.key_columns) AS c);
 
+        -- A table whose values cannot hold a redaction or erasure marker: no
+        -- redacted column, no erasure, every column a JSON scalar.
+        v_clean := cardinality(t.redact_columns) = 0
+                   AND NOT EXISTS (SELECT FROM pgtrail.erasure AS x WHERE x.table_id = t.id)
+                   AND pgtrail._revert_scalar_row(v_relid);
+
         -- Rows the selection created: deleted, if they still hold what the trail says.
-        INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, what, cols, sql, data, keys, change_ids, rows, note)
+        -- (Applying, in such a table, straight from pgtrail_revert_chain,
+        -- as the fast path's restores below: run_sql reads each row's key
+        -- and what it must hold from there, by ranges of chain numbers, and
+        -- the statement carries no data. What the row must hold is then
+        -- its expect whole: a clean table's values lose nothing. Its keys
+        -- are kept only when the table also has rows to insert or move
+        -- back, which _revert_order compares with them.)
+        v_member := format('c.table_id = %s AND c.active AND NOT c.ex_origin AND c.ex_final', t.id);
+        INSERT INTO pg_temp.pgtrail_revert_stmt (table_id, kind, what, cols, sql, data, keys, change_ids, rows, note,
+                                                 run_sql, run_rows, run_lo, run_hi)
         SELECT t.id, 'DELETE', 'delete', NULL,
                -- (The keys as one set of rows, which a nested loop reads
                -- again at no cost: with a table its statistics say is empty,
@@ -2260,11 +2279,25 @@ BEGIN
                    CASE WHEN cardinality(t.redact_columns) = 0 AND strpos(coalesce(k.expect::text, ''), 'pgtrail_erased') = 0
                         THEN coalesce(k.expect, '{}')
                         ELSE (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each(k.expect) AS e
-                              WHERE NOT pgtrail._revert_lost(t.redact_columns, e.key, e.value)) END) ORDER BY k.chain),
-               jsonb_agg(k.k_final ORDER BY k.chain),
+                              WHERE NOT pgtrail._revert_lost(t.redact_columns, e.key, e.value)) END) ORDER BY k.chain)
+                   FILTER (WHERE NOT (v_apply AND v_clean)),
+               jsonb_agg(k.k_final ORDER BY k.chain)
+                   FILTER (WHERE NOT (v_apply AND v_clean) OR v_shape.removes > 0 OR v_shape.moves > 0),
                (SELECT array_agg(i ORDER BY i) FROM (SELECT DISTINCT i FROM pg_temp.pgtrail_revert_chain AS k2, unnest(k2.change_ids) AS i
                 WHERE k2.table_id = t.id AND k2.active AND NOT k2.ex_origin AND k2.ex_final) AS ii),
-               count(*), NULL
+               count(*), NULL,
+               CASE WHEN v_apply AND v_clean THEN
+                   format('DELETE FROM %1$s AS t USING ('
+                          'SELECT %2$s, coalesce(c.expect, ''{}'') AS pgtrail_expect '
+                          'FROM pg_temp.pgtrail_revert_chain AS c '
+                          'WHERE c.chain > $1 AND c.chain <= $2 AND %3$s) AS k '
+                          'WHERE %4$s AND to_jsonb(t.*) @> k.pgtrail_expect',
+                          v_rel, pgtrail._revert_scalar_read_sql(v_relid, '{}', t.key_columns), v_member, v_join) END,
+               CASE WHEN v_apply AND v_clean THEN format('SELECT c.chain FROM pg_temp.pgtrail_revert_chain AS c WHERE %s', v_member) END,
+               -- (A range of chain numbers when they are one, as a table's
+               -- created rows are when it has no others: see the restores.)
+               CASE WHEN v_apply AND v_clean AND max(k.chain) - min(k.chain) + 1 = count(*) THEN min(k.chain) END,
+               CASE WHEN v_apply AND v_clean AND max(k.chain) - min(k.chain) + 1 = count(*) THEN max(k.chain) END
         FROM pg_temp.pgtrail_revert_chain AS k
         WHERE k.table_id = t.id AND k.active AND NOT k.ex_origin AND k.ex_final
           -- (See _revert_shape.)
@@ -2272,14 +2305,11 @@ BEGIN
         HAVING count(*) > 0;
 
         -- Rows of the fast path (one change each, no key change) in a table
-        -- whose values cannot hold a redaction or erasure marker (no
-        -- redacted column, no erasure, every column a JSON scalar): an
-        -- UPDATE's columns that UPDATE may all set, or a DELETE's that are
-        -- all still columns, go back as they are. Their statements' rows are
-        -- made straight from them (below), without pgtrail_revert_back.
-        v_clean := cardinality(t.redact_columns) = 0
-                   AND NOT EXISTS (SELECT FROM pgtrail.erasure AS x WHERE x.table_id = t.id)
-                   AND pgtrail._revert_scalar_row(v_relid);
+        -- whose values cannot hold a redaction or erasure marker (v_clean,
+        -- above): an UPDATE's columns that UPDATE may all set, or a
+        -- DELETE's that are all still columns, go back as they are. Their
+        -- statements' rows are made straight from them (below), without
+        -- pgtrail_revert_back.
 
         -- Each value a row goes back to: written (ok), lost (why), or
         -- neither (a generated column, a key that did not move). Most rows
@@ -2457,24 +2487,38 @@ BEGIN
                        -- the key and the old values, what the row must hold
                        -- without the key; read once, materialized as the
                        -- data's rows are.)
+                       -- (The guard column by column: what the row must
+                       -- hold, its expect, has exactly the restored
+                       -- columns (and maybe the key's), as a fast path
+                       -- row's origin has (see _revert_rows). A
+                       -- text-valued column, which capture records as
+                       -- its text (pgtrail._object_sql), is compared as
+                       -- text, NULL with JSON null; another as JSON, as
+                       -- jsonb_build_object would make it. The same test
+                       -- as the live row's columns as one JSON object
+                       -- containing expect, without making one per row.)
                        format('WITH k AS MATERIALIZED ('
-                              'SELECT %6$s, CASE WHEN c.expect ?| %7$L::text[] THEN c.expect - %7$L::text[] ELSE c.expect END AS pgtrail_expect '
+                              'SELECT %6$s, %5$s '
                               'FROM pg_temp.pgtrail_revert_chain AS c '
                               'WHERE c.chain > $1 AND c.chain <= $2 AND %8$s) '
                               'UPDATE %1$s AS t SET (%2$s) = ROW(%3$s) FROM k '
-                              'WHERE %4$s AND %5$s @> k.pgtrail_expect',
+                              'WHERE %4$s AND %7$s',
                               v_rel,
                               (SELECT string_agg(quote_ident(c), ', ') FROM unnest(g.cols) AS c),
                               (SELECT string_agg('k.' || quote_ident(c), ', ') FROM unnest(g.cols) AS c),
                               v_join,
-                              -- (The live row's restored columns as JSON,
-                              -- text ones without jsonb_build_object's
-                              -- per-value type lookups: see pgtrail._object_sql.)
-                              (SELECT pgtrail._object_sql(array_agg(c ORDER BY o), array_agg(format('t.%I', c) ORDER BY o),
-                                                          array_agg(pgtrail._text_valued(v_relid, c) ORDER BY o))
+                              (SELECT string_agg(format('c.expect %s %L AS pgtrail_e%s',
+                                                        CASE WHEN pgtrail._text_valued(v_relid, c) THEN '->>' ELSE '->' END, c, o),
+                                                 ', ' ORDER BY o)
                                FROM unnest(g.cols) WITH ORDINALITY AS u(c, o)),
                               pgtrail._revert_scalar_read_sql(v_relid, g.cols, t.key_columns),
-                              t.key_columns, v_member || v_group),
+                              (SELECT string_agg(CASE WHEN pgtrail._text_valued(v_relid, c)
+                                                      THEN format('k.pgtrail_e%s IS NOT DISTINCT FROM t.%I::pg_catalog.text', o, c)
+                                                      ELSE format('k.pgtrail_e%s OPERATOR(pg_catalog.=) '
+                                                                  'coalesce(pg_catalog.to_jsonb(t.%I), ''null''::pg_catalog.jsonb)', o, c) END,
+                                                 ' AND ' ORDER BY o)
+                               FROM unnest(g.cols) WITH ORDINALITY AS u(c, o)),
+                              v_member || v_group),
                        format('SELECT c.chain FROM pg_temp.pgtrail_revert_chain AS c WHERE %s', v_member || v_group),
                        -- (When its rows are every row from its first chain
                        -- number to its last, as the rows of a table's only
@@ -2758,6 +2802,7 @@ DECLARE
     v_tables  integer[];
     v_round   integer := 0;
     v_added   bigint[];
+    v_work_mem text := current_setting('work_mem');
 BEGIN
     IF on_conflict IS NULL OR on_conflict NOT IN ('refuse', 'skip', 'cascade') THEN
         RAISE EXCEPTION 'pgtrail.revert: on_conflict must be refuse, skip or cascade, got %', coalesce(on_conflict, 'NULL')
@@ -2769,6 +2814,12 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         RAISE EXCEPTION 'pgtrail.revert: "max_rows" must be a number, got %', selector -> 'max_rows' USING ERRCODE = '22023';
     END;
+    -- Its sorts and hashes of every selected change (by key, by chain
+    -- number) in memory: work_mem at least 64MB while it plans, as capture
+    -- does for a large statement (the default 4MB sends the sort of a
+    -- 100,000-row revert's keys to a file, 5 % of the revert's time). Set
+    -- back at the end (an error undoes it with the transaction).
+    PERFORM set_config('work_mem', greatest(pg_size_bytes(v_work_mem), 67108864)::text || 'B', true);
     PERFORM pgtrail._revert_scratch();
     PERFORM pgtrail._revert_select(selector);
     ANALYZE pg_temp.pgtrail_revert_sel (id, table_id, op);
@@ -2857,7 +2908,10 @@ BEGIN
     -- (Key cycles are conflicts found above, with the others.)
     IF NOT EXISTS (SELECT FROM pg_temp.pgtrail_revert_conflict) THEN
         RETURN QUERY
-        SELECT s.step, s.change_ids, format('%I.%I', a.table_schema, a.table_name), s.kind, s.keys, s.sql,
+        -- (A statement pgtrail.revert runs straight from the working
+        -- tables, run_sql, comes without its rows: no data, no keys.)
+        SELECT s.step, s.change_ids, format('%I.%I', a.table_schema, a.table_name), s.kind,
+               CASE WHEN s.run_sql IS NULL THEN s.keys END, s.sql,
                NULL::jsonb, s.rows, s.cols, s.note, s.data, s.what
         FROM pg_temp.pgtrail_revert_stmt AS s JOIN pgtrail.audited_table AS a ON a.id = s.table_id
         ORDER BY s.step;
@@ -2908,6 +2962,7 @@ BEGIN
     FROM pg_temp.pgtrail_revert_conflict AS c
     LEFT JOIN pg_temp.pgtrail_revert_chain AS k ON k.chain = c.chain
     ORDER BY c.table_id, coalesce(c.key, k.k_final)::text, c.at, c.change_id;
+    PERFORM set_config('work_mem', v_work_mem, true);
 END
 $fn$;
 
