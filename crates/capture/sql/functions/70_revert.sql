@@ -1166,17 +1166,17 @@ BEGIN
                 pk jsonb, old_pk jsonb, cols text[]) ON COMMIT DROP;
         END IF;
         PERFORM pgtrail._revert_clear('pgtrail_revert_since');
-    END IF;
-    -- (Counted first, whatever the selection's size, when few changes were
-    -- recorded since its first one (a revert soon after its transactions):
-    -- when the trail holds as many such changes as the selection has, they
-    -- are the selection's own, which are among them (copied from the
-    -- trail, which is append-only), and no key is made or looked up. The
-    -- count reads the same changes without leaving the selection's own
-    -- out by their ids.)
-    -- (By the BRIN on changed_at: see _revert_count_since. The tables
-    -- first, v_tabs above.)
-    IF v_recent IS NOT NULL AND v_recent < 4 * v_selected THEN
+        -- (Counted first: when the trail holds as many such changes as the
+        -- selection has, they are the selection's own, which are among them
+        -- (copied from the trail, which is append-only), and none is read.
+        -- The count reads the same changes without leaving the selection's
+        -- own out by their ids.)
+        -- (By the BRIN on changed_at: see _revert_count_since. The tables
+        -- first, v_tabs above.)
+        -- (Not for a smaller selection: the count reads, besides the
+        -- changes since, every range of the trail the BRIN has not
+        -- summarized yet (until a vacuum), which can be many times the
+        -- selection's own; the keys' lookups below cost by the keys.)
         v_quiet := pgtrail._revert_count_since(v_since, v_tabs) = v_selected;
     END IF;
     IF v_bytime AND NOT v_quiet THEN
