@@ -27,9 +27,12 @@
 //!    ACCESS EXCLUSIVE.
 //!
 //! Beside the wall times it reads the server backend's CPU time for the plan
-//! and for the revert (`/proc/<pid>/stat`; the cluster runs on this
-//! machine): on a shared machine the CPU per row is the steadier figure.
+//! and for the revert, in nanoseconds (`/proc/<pid>/schedstat`; the cluster
+//! runs on this machine): on a shared machine the CPU per row is the steadier
+//! figure. The revert's is split where its first progress notice arrives
+//! (sent as the writes start): the plan it makes again, then the writes.
 
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,25 +60,37 @@ struct Args {
     variants: Vec<String>,
 }
 
-/// When the revert's progress notices arrived: (instant, rows done).
-type Notices = Arc<Mutex<Vec<(Instant, u64)>>>;
+/// The revert's progress notices as they arrived: when, rows done, and the
+/// backend's CPU time then (nanoseconds; none before its pid is known).
+/// The first is sent when the writes start: CPU before it is the plan the
+/// revert makes again, after it the writes.
+type Notices = Arc<Mutex<Vec<(Instant, u64, Option<u64>)>>>;
 
-async fn connect_with_progress(url: &str) -> Result<(Client, Notices)> {
+/// A connection whose notices are collected, and the pid of its backend
+/// (0 until the caller sets it), read as each notice arrives.
+async fn connect_with_progress(url: &str) -> Result<(Client, Notices, Arc<AtomicI32>)> {
     let (client, mut connection) = tokio_postgres::connect(url, NoTls).await.context("connect")?;
     let notices: Notices = Arc::default();
+    let pid = Arc::new(AtomicI32::new(0));
     let sink = notices.clone();
+    let backend = pid.clone();
     tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(Ok(message)) = futures_util::StreamExt::next(&mut messages).await {
             if let AsyncMessage::Notice(notice) = message
                 && let Some((done, _)) = pgtrail::revert::progress::parse(notice.message())
-                && let Ok(mut list) = sink.lock()
             {
-                list.push((Instant::now(), done));
+                let cpu = match backend.load(Ordering::Relaxed) {
+                    0 => None,
+                    pid => procstat::cpu_nanos(pid).ok(),
+                };
+                if let Ok(mut list) = sink.lock() {
+                    list.push((Instant::now(), done, cpu));
+                }
             }
         }
     });
-    Ok((client, notices))
+    Ok((client, notices, pid))
 }
 
 #[tokio::main]
@@ -193,6 +208,8 @@ async fn main() -> Result<()> {
                 "write_seconds": median("write_seconds"),
                 "plan_cpu_us_per_row": median("plan_cpu_us_per_row"),
                 "revert_cpu_us_per_row": median("revert_cpu_us_per_row"),
+                "revert_plan_cpu_us_per_row": median("revert_plan_cpu_us_per_row"),
+                "write_cpu_us_per_row": median("write_cpu_us_per_row"),
                 "rows_per_second_written": median("rows_per_second_written"),
                 "rows_per_second_overall": median("rows_per_second_overall"),
             }));
@@ -223,11 +240,12 @@ async fn txid_of(client: &Client, sql: &str) -> Result<i64> {
 /// revert` does (nothing a session keeps is carried from one variant to
 /// the next).
 async fn measure(url: &str, name: &str, txids: &[i64], expected: i64) -> Result<Value> {
-    let (client, notices) = connect_with_progress(url).await?;
+    let (client, notices, backend) = connect_with_progress(url).await?;
     let selector = json!({ "txids": txids });
     let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
-    let ticks = procstat::clock_ticks_per_second() as f64;
-    let cpu_before_plan = procstat::cpu_ticks(pid)?;
+    backend.store(pid, Ordering::Relaxed);
+    let seconds = |nanos: u64| nanos as f64 / 1e9;
+    let cpu_before_plan = procstat::cpu_nanos(pid)?;
     let started = Instant::now();
     let plan = client
         .query(
@@ -237,7 +255,7 @@ async fn measure(url: &str, name: &str, txids: &[i64], expected: i64) -> Result<
         .await
         .context("revert_plan")?;
     let plan_time = started.elapsed();
-    let plan_cpu = (procstat::cpu_ticks(pid)? - cpu_before_plan) as f64 / ticks;
+    let plan_cpu = seconds(procstat::cpu_nanos(pid)?.saturating_sub(cpu_before_plan));
     let statements = plan.len();
     let planned_rows: i64 = plan.iter().filter_map(|r| r.get::<_, Option<i64>>(1)).sum();
 
@@ -247,7 +265,7 @@ async fn measure(url: &str, name: &str, txids: &[i64], expected: i64) -> Result<
     client
         .batch_execute("BEGIN; SET LOCAL pgtrail.progress = 'on'")
         .await?;
-    let cpu_before_revert = procstat::cpu_ticks(pid)?;
+    let cpu_before_revert = procstat::cpu_nanos(pid)?;
     let started = Instant::now();
     client
         .query(
@@ -257,7 +275,8 @@ async fn measure(url: &str, name: &str, txids: &[i64], expected: i64) -> Result<
         .await
         .context("revert")?;
     let revert_time = started.elapsed();
-    let revert_cpu = (procstat::cpu_ticks(pid)? - cpu_before_revert) as f64 / ticks;
+    let cpu_after_revert = procstat::cpu_nanos(pid)?;
+    let revert_cpu = seconds(cpu_after_revert.saturating_sub(cpu_before_revert));
     let locks: Vec<String> = client
         .query(
             "SELECT DISTINCT l.mode FROM pg_locks AS l
@@ -271,13 +290,16 @@ async fn measure(url: &str, name: &str, txids: &[i64], expected: i64) -> Result<
         .collect();
     client.batch_execute("COMMIT").await?;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let (writes, written) = match notices.lock() {
+    // (The writes: from the first notice, sent as they start, to the last;
+    // their CPU from the first notice to the revert's end.)
+    let (writes, written, writes_from_cpu) = match notices.lock() {
         Ok(list) => match (list.first(), list.last()) {
-            (Some(first), Some(last)) => (last.0.duration_since(first.0), last.1),
-            _ => (Duration::ZERO, 0),
+            (Some(first), Some(last)) => (last.0.duration_since(first.0), last.1, first.2),
+            _ => (Duration::ZERO, 0, None),
         },
-        Err(_) => (Duration::ZERO, 0),
+        Err(_) => (Duration::ZERO, 0, None),
     };
+    let write_cpu = writes_from_cpu.map(|from| seconds(cpu_after_revert.saturating_sub(from)));
     if written as i64 != expected || planned_rows < expected {
         bail!("{name}: expected {expected} rows, planned {planned_rows}, wrote {written}");
     }
@@ -286,12 +308,15 @@ async fn measure(url: &str, name: &str, txids: &[i64], expected: i64) -> Result<
     }
     let rate = written as f64 / writes.as_secs_f64().max(1e-9);
     let per_row = |seconds: f64| seconds * 1e6 / (written.max(1) as f64);
+    let write_cpu_per_row = write_cpu.map(per_row);
     eprintln!(
-        "{name}: {written} rows; plan {:.2} s ({:.1} µs CPU/row); revert {:.2} s ({:.1} µs CPU/row; of which writing {:.2} s: {:.0} rows/s; overall {:.0} rows/s); table locks: {}",
+        "{name}: {written} rows; plan {:.2} s ({:.1} µs CPU/row); revert {:.2} s ({:.1} µs CPU/row: plan again {}, writes {}; writing {:.2} s: {:.0} rows/s; overall {:.0} rows/s); table locks: {}",
         plan_time.as_secs_f64(),
         per_row(plan_cpu),
         revert_time.as_secs_f64(),
         per_row(revert_cpu),
+        write_cpu_per_row.map_or("?".to_string(), |w| format!("{:.1}", per_row(revert_cpu) - w)),
+        write_cpu_per_row.map_or("?".to_string(), |w| format!("{w:.1}")),
         writes.as_secs_f64(),
         rate,
         written as f64 / revert_time.as_secs_f64(),
@@ -308,6 +333,8 @@ async fn measure(url: &str, name: &str, txids: &[i64], expected: i64) -> Result<
         "revert_seconds": revert_time.as_secs_f64(),
         "revert_cpu_seconds": revert_cpu,
         "revert_cpu_us_per_row": per_row(revert_cpu),
+        "revert_plan_cpu_us_per_row": write_cpu_per_row.map(|w| per_row(revert_cpu) - w),
+        "write_cpu_us_per_row": write_cpu_per_row,
         "write_seconds": writes.as_secs_f64(),
         "rows_per_second_written": rate,
         "rows_per_second_overall": written as f64 / revert_time.as_secs_f64(),
