@@ -1455,10 +1455,13 @@ BEGIN
         -- guard compares the same values of the live row (every value a
         -- JSON scalar: containment is equality), and a row it does not find
         -- as the trail says makes pgtrail.revert plan again with this
-        -- comparison, which then lists the conflicts as before. Not in a
-        -- table with redacted columns or erasures (markers), nor in one
-        -- whose foreign key ON UPDATE CASCADE the revert may carry back
-        -- (its guard leaves the reference out).
+        -- comparison, which then lists the conflicts as before. Nor are the
+        -- rows the selection created: their DELETE, written straight from
+        -- the working table in such a table (see _revert_statements),
+        -- finds each by its key and what the trail says it holds, with the
+        -- same outcome. Not in a table with redacted columns or erasures
+        -- (markers), nor in one whose foreign key ON UPDATE CASCADE the
+        -- revert may carry back (its guard leaves the reference out).
         v_guard := '';
         IF v_guarded AND v_scalar
            AND NOT EXISTS (SELECT FROM pgtrail.erasure AS x WHERE x.table_id = t.id)
@@ -1470,9 +1473,9 @@ BEGIN
                          WHERE a.attrelid = v_rel::regclass AND a.attidentity = 'a' AND NOT a.attisdropped);
             -- (A fast path row's origin holds exactly its columns, cols:
             -- it has a column to set when they are not all key columns.)
-            v_guard := format(' AND NOT (k.at IS NOT NULL AND k.ex_origin AND cardinality(k.cols) > 0 '
+            v_guard := format(' AND NOT ((k.at IS NOT NULL AND k.ex_origin AND cardinality(k.cols) > 0 '
                               'AND k.cols <@ %L::text[] AND NOT k.cols && %L::text[] '
-                              'AND NOT k.cols <@ %L::text[])',
+                              'AND NOT k.cols <@ %L::text[]) OR NOT k.ex_origin)',
                               v_settable, v_always, t.key_columns);
         END IF;
         -- The key columns of each row, from its key's JSON: a scalar by its
@@ -1494,8 +1497,9 @@ BEGIN
         IF v_guard = '' OR NOT pgtrail._revert_all_fast(t.id, v_shape.active)
            OR EXISTS (SELECT FROM pg_temp.pgtrail_revert_colset AS c
                       WHERE c.table_id = t.id AND c.active AND c.ex_final
-                        AND NOT (c.ex_origin AND cardinality(c.cols) > 0 AND c.cols <@ v_settable
-                                 AND NOT c.cols && v_always AND NOT c.cols <@ t.key_columns)) THEN
+                        AND NOT ((c.ex_origin AND cardinality(c.cols) > 0 AND c.cols <@ v_settable
+                                  AND NOT c.cols && v_always AND NOT c.cols <@ t.key_columns)
+                                 OR NOT c.ex_origin)) THEN
             -- The row where the revert expects it, and the values of the columns
             -- it writes: the live rows found by one join on the key, each made
             -- JSON once (OFFSET 0: a subquery of its own, whose JSON the query
