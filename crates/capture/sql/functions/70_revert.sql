@@ -757,6 +757,7 @@ DECLARE
     v_prefix text;
     v_rest   integer;
     v_beyond text;
+    v_cols   text[];
 BEGIN
     PERFORM pgtrail._revert_clear('pgtrail_revert_change', 'pgtrail_revert_cell', 'pgtrail_revert_chain',
                                   'pgtrail_revert_touch', 'pgtrail_revert_conflict', 'pgtrail_revert_shape',
@@ -795,6 +796,14 @@ BEGIN
     v_prefix := pgtrail._revert_key_prefix();
     v_rest := char_length(v_prefix) + 1;
     v_beyond := left(v_prefix, -1) || chr(ascii(right(v_prefix, 1)) + 1);
+    -- (The columns of a diff image UPDATE without a stored list of changed
+    -- fields are its new values' keys. Rows of one statement mostly have
+    -- the same ones: a row whose new values have exactly the keys of one
+    -- such row, v_cols, has v_cols, in the same order (jsonb's), tested by
+    -- two operators; the others are listed key by key (a subquery per row,
+    -- about 0.6 µs a row more).)
+    SELECT ARRAY(SELECT jsonb_object_keys(s.new_values)) INTO v_cols
+    FROM pg_temp.pgtrail_revert_sel AS s WHERE s.op = 'U' AND s.changed_fields IS NULL LIMIT 1;
     INSERT INTO pg_temp.pgtrail_revert_chain
         (chain, table_id, keyless, k_origin, k_final, ex_origin, ex_final, origin, expect, net, change_ids, active, changes, at, cols)
     SELECT row_number() OVER w, c.table_id, false, c.pk, c.pk,
@@ -822,7 +831,9 @@ BEGIN
                 THEN 1 ELSE 2 END, c.at, c.cols
     -- (OFFSET 0: each row's columns listed once, not once per use.)
     FROM (SELECT s.id, s.at, s.table_id, s.op, s.pk, s.old_values, s.new_values,
-                 CASE WHEN s.op = 'U' THEN coalesce(s.changed_fields, ARRAY(SELECT jsonb_object_keys(s.new_values))) END AS cols,
+                 CASE WHEN s.op = 'U' THEN coalesce(s.changed_fields,
+                                                    CASE WHEN s.new_values ?& v_cols AND (s.new_values - v_cols) = '{}' THEN v_cols
+                                                         ELSE ARRAY(SELECT jsonb_object_keys(s.new_values)) END) END AS cols,
                  s.changed_fields IS NULL AS own,
                  coalesce(s.op = 'T' OR (s.op = 'U' AND s.old_pk IS NOT NULL), false) AS other,
                  s.pk::text AS k
