@@ -1442,11 +1442,16 @@ BEGIN
         -- A live row as JSON, column by column (what to_jsonb(x.*) makes):
         -- a whole-row value would be built for every row of the table the
         -- join reads, this only for the rows it finds. (50 columns per call:
-        -- a function takes at most 100 arguments.) Without redacted columns,
-        -- the row as the trail records it is its columns but the ignored
-        -- ones; else capture's markers are computed from the whole row.
-        v_row := (SELECT string_agg(format('jsonb_build_object(%s)', q.part), ' || ' ORDER BY q.chunk)
-                  FROM (SELECT a.chunk, string_agg(format('%L, x.%I', a.attname, a.attname), ', ' ORDER BY a.attnum) AS part
+        -- a function takes at most 100 arguments. Text-valued columns as
+        -- capture records them, by jsonb_object, without jsonb_build_object's
+        -- lookup of each value's type: see pgtrail._object_sql.) Without
+        -- redacted columns, the row as the trail records it is its columns
+        -- but the ignored ones; else capture's markers are computed from the
+        -- whole row.
+        v_row := (SELECT string_agg(q.part, ' OPERATOR(pg_catalog.||) ' ORDER BY q.chunk)
+                  FROM (SELECT a.chunk, pgtrail._object_sql(array_agg(a.attname ORDER BY a.attnum),
+                                                            array_agg(format('x.%I', a.attname) ORDER BY a.attnum),
+                                                            array_agg(pgtrail._text_valued(v_rel::regclass, a.attname) ORDER BY a.attnum)) AS part
                         FROM (SELECT a.attname::text AS attname, a.attnum, (row_number() OVER (ORDER BY a.attnum) - 1) / 50 AS chunk
                               FROM pg_attribute AS a
                               WHERE a.attrelid = v_rel::regclass AND a.attnum > 0 AND NOT a.attisdropped
@@ -2562,7 +2567,7 @@ BEGIN
                               -- (Rows changed more than once: their change ids are looked up.)
                               array_agg(q.chain) FILTER (WHERE cardinality(q.ids) > 1) AS chains,
                               jsonb_agg(CASE WHEN q.moved THEN jsonb_build_object('k', q.k_final, 's', q.s, 'e', q.e)
-                                             ELSE q.k_final || q.s || jsonb_build_object('pgtrail_expect', q.e)
+                                             ELSE jsonb_set(q.k_final || q.s, '{pgtrail_expect}', coalesce(q.e, 'null'))
                                         END) AS data,
                               jsonb_agg(q.k_final) AS keys, count(*) AS n,
                               array_agg(DISTINCT q.ids[1] ORDER BY q.ids[1]) AS first_ids
