@@ -43,14 +43,7 @@ chmod 1777 "$root/out"
 psql=("$bin/psql" "${pg[@]}" -X -q -v ON_ERROR_STOP=1 -d rv)
 
 "$bin/createdb" "${pg[@]}" rv
-"${psql[@]}" <<'SQL'
-CREATE TABLE accounts (id int PRIMARY KEY, email text NOT NULL, name text, balance numeric(12,2),
-                       updated_at timestamptz DEFAULT now());
-CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                     account_id int NOT NULL REFERENCES accounts, kind text, at timestamptz DEFAULT now());
-INSERT INTO accounts (id, email, name, balance)
-SELECT g, 'user' || g || '@example.com', 'User ' || g, g % 1000 FROM generate_series(1, 200000) AS g;
-SQL
+"${psql[@]}" -v accounts=200000 -f "$(dirname "$0")/sql/revert_accounts.sql"
 printf '[capture]\ninclude = ["accounts", "events"]\nignore_columns = ["updated_at"]\n' > "$root/pgtrail.toml"
 "$pgtrail" apply --config "$root/pgtrail.toml" --database-url "host=$root port=$port user=postgres dbname=rv" >/dev/null
 "${psql[@]}" -c "VACUUM ANALYZE"

@@ -23,15 +23,7 @@ URL="postgres://$PGUSER@$PGHOST:$PGPORT"
 OUT=${OUT:-revert_peer.tsv}
 
 # The bench's schema (bench/src/bin/revert.rs): accounts and events, 300,000 accounts.
-cat > schema.sql <<'SQL'
--- Same shape as bench/src/bin/revert.rs (accounts + events, 300,000 accounts)
-CREATE TABLE accounts (id int PRIMARY KEY, email text NOT NULL, name text, balance numeric(12,2),
-                       updated_at timestamptz DEFAULT now());
-CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                     account_id int NOT NULL REFERENCES accounts, kind text, at timestamptz DEFAULT now());
-INSERT INTO accounts (id, email, name, balance)
-SELECT g, 'user' || g || '@example.com', 'User ' || g, g % 1000 FROM generate_series(1, 300000) AS g;
-SQL
+schema=(-v accounts=300000 -f "$root/bench/sql/revert_accounts.sql")
 cat > pgtrail.toml <<'TOML'
 [capture]
 include = ["accounts", "events"]
@@ -40,13 +32,13 @@ TOML
 
 setup_pgtrail() {
   $P -c "DROP DATABASE IF EXISTS revpeer_pgtrail" -c "CREATE DATABASE revpeer_pgtrail"
-  $P -d revpeer_pgtrail -f schema.sql
+  $P -d revpeer_pgtrail "${schema[@]}"
   "$PGTRAIL" apply --config pgtrail.toml --database-url $URL/revpeer_pgtrail
   $P -d revpeer_pgtrail -c "VACUUM ANALYZE"
 }
 setup_volvra() {
   $P -c "DROP DATABASE IF EXISTS revpeer_volvra" -c "CREATE DATABASE revpeer_volvra"
-  $P -d revpeer_volvra -f schema.sql
+  $P -d revpeer_volvra "${schema[@]}"
   $P -d revpeer_volvra -f "$PEER_SQL"
   $P -d revpeer_volvra -c "SELECT volvra.enable('public.accounts')" -c "SELECT volvra.enable('public.events')"
   $P -d revpeer_volvra -c "VACUUM ANALYZE"
