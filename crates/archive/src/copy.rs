@@ -40,6 +40,42 @@ FROM pgtrail.{partition} AS c
 WHERE c.id >= {from} AND c.id < {until}
 ORDER BY c.id) TO STDOUT (FORMAT binary)";
 
+/// The partition's changes in a range of its blocks, as they lie there
+/// (a TID range scan: no index read, no sort); `{blocks}` is replaced by
+/// the range's condition on `c.ctid` ([`blocks_condition`]). A trail
+/// written by one session at a time lies in id order; the decoder sorts
+/// each range's changes by id and stops when one of them comes before a
+/// change of an earlier range (the partition is then read again with
+/// [`COPY_CHANGES`]: rows an erasure rewrote, or written by sessions side
+/// by side, lie out of id order).
+pub(crate) const COPY_CHANGES_BY_BLOCKS: &str = "
+COPY (SELECT c.id, c.txid, c.changed_at, c.table_id, c.op, c.ctx, c.pk, c.old_values, c.new_values,
+       c.changed_fields, c.old_pk
+FROM pgtrail.{partition} AS c
+WHERE {blocks}) TO STDOUT (FORMAT binary)";
+
+/// The condition of [`COPY_CHANGES_BY_BLOCKS`] for blocks `from` up to
+/// `until` (None: to the end of the partition).
+pub(crate) fn blocks_condition(from: u32, until: Option<u32>) -> String {
+    match until {
+        Some(until) => format!("c.ctid >= '({from},0)'::tid AND c.ctid < '({until},0)'::tid"),
+        None => format!("c.ctid >= '({from},0)'::tid"),
+    }
+}
+
+/// Whether an erasure rewrote changes of the partition (`{partition}`):
+/// their new versions lie where there was room, out of id order, and the
+/// partition is read by id at once.
+pub(crate) const ERASED: &str = "
+SELECT EXISTS (SELECT 1 FROM pgtrail.erasure AS e, unnest(e.change_ids) AS i
+               WHERE i BETWEEN (SELECT min(c.id) FROM pgtrail.{partition} AS c)
+                           AND (SELECT max(c.id) FROM pgtrail.{partition} AS c))";
+
+/// The partition's size in blocks (`$1` its name).
+pub(crate) const BLOCKS: &str = "
+SELECT pg_catalog.pg_relation_size(pg_catalog.format('pgtrail.%I', $1::text)::regclass)
+       / pg_catalog.current_setting('block_size')::bigint";
+
 /// Whether the database sorts text by its bytes (then the keys of a
 /// diff-image UPDATE sorted by their bytes are the list `pgtrail.changes`
 /// shows). PostgreSQL 14 has no
@@ -422,6 +458,10 @@ pub(crate) struct Decoder {
     pub(crate) rows: i64,
     pub(crate) first: Option<(i64, i64)>,
     pub(crate) last: Option<(i64, i64)>,
+    /// Whether a slice held a change whose id is not above every id
+    /// joined before (read in the order of the partition's blocks, it
+    /// does not lie in id order): the file is not complete.
+    pub(crate) disordered: bool,
     capacity: usize,
 }
 
@@ -430,20 +470,34 @@ pub(crate) struct Decoder {
 #[derive(Default)]
 struct Pending {
     buffers: Vec<Bytes>,
-    tuples: Vec<(u32, u32)>,
+    /// Per tuple: its change id, its buffer and where it starts there.
+    tuples: Vec<(i64, u32, u32)>,
+    /// Whether a tuple came with an id below the one before.
+    unsorted: bool,
 }
 
 impl Pending {
     /// Notes the tuple at `start` of `data`, which is buffer `buffer`
     /// (kept the first time one of its tuples is noted).
-    fn push(&mut self, buffer: usize, data: &Bytes, start: usize) -> Result<(), CopyError> {
+    fn push(&mut self, id: i64, buffer: usize, data: &Bytes, start: usize) -> Result<(), CopyError> {
         if self.buffers.len() == buffer {
             self.buffers.push(data.clone());
         }
         let index = u32::try_from(buffer).map_err(|_| bad("too many buffers of COPY data"))?;
         let start = u32::try_from(start).map_err(|_| bad("a buffer of COPY data of 4 GiB"))?;
-        self.tuples.push((index, start));
+        if self.tuples.last().is_some_and(|&(last, _, _)| id <= last) {
+            self.unsorted = true;
+        }
+        self.tuples.push((id, index, start));
         Ok(())
+    }
+
+    /// The tuples in id order: sorted when they did not come so.
+    fn sort(&mut self) {
+        if self.unsorted {
+            self.tuples.sort_unstable();
+            self.unsorted = false;
+        }
     }
 
     #[cfg(test)]
@@ -454,6 +508,7 @@ impl Pending {
     fn clear(&mut self) {
         self.buffers.clear();
         self.tuples.clear();
+        self.unsorted = false;
     }
 }
 
@@ -484,6 +539,7 @@ impl Decoder {
             rows: 0,
             first: None,
             last: None,
+            disordered: false,
             capacity,
         }
     }
@@ -516,6 +572,7 @@ impl Decoder {
                 f,
                 what: "change",
             };
+            let id = t.required(t.long(0), "id")?;
             let key = (t.required(t.long(1), "txid")?, t.required(t.short(5), "ctx")?);
             if last != Some(key) {
                 keys.insert(key);
@@ -524,7 +581,7 @@ impl Decoder {
             if by_server && let Some(keys) = unlisted_fields(&t)? {
                 key_orders.note(&keys, to_sort).map_err(|e| change_error(&t, e))?;
             }
-            pending.push(buffer, data, start)
+            pending.push(id, buffer, data, start)
         })
     }
 
@@ -544,10 +601,18 @@ impl Decoder {
         std::mem::take(&mut self.to_sort)
     }
 
-    /// Joins the slice's changes with `transactions` (their records, by
-    /// [`Self::keys`]), handing the columns to `full` each time they hold
-    /// a row group; false when `full` did, true when the slice is done
-    /// and the decoder ready for the next.
+    /// The changes of the slice taken apart so far.
+    pub(crate) fn slice_rows(&self) -> usize {
+        self.pending.tuples.len()
+    }
+
+    /// Joins the slice's changes (sorted by id, when they did not come
+    /// so) with `transactions` (their records, by [`Self::keys`]),
+    /// handing the columns to `full` each time they hold a row group;
+    /// false when `full` did, or when a change of the slice comes before
+    /// a change joined already ([`Self::disordered`]: nothing of the
+    /// slice is joined), true when the slice is done and the decoder
+    /// ready for the next.
     pub(crate) fn join(
         &mut self,
         transactions: Transactions,
@@ -555,10 +620,17 @@ impl Decoder {
         full: &mut dyn FnMut(Columns) -> bool,
     ) -> Result<bool, CopyError> {
         self.key_orders.learn(sorted_fields).map_err(bad)?;
+        self.pending.sort();
+        if let (Some(&(first, _, _)), Some((last, _))) = (self.pending.tuples.first(), self.last)
+            && first <= last
+        {
+            self.disordered = true;
+            return Ok(false);
+        }
         self.transactions = transactions;
         self.current = None;
         let mut pending = std::mem::take(&mut self.pending);
-        for &(buffer, start) in &pending.tuples {
+        for &(_, buffer, start) in &pending.tuples {
             let data = &pending.buffers[buffer as usize];
             let Some((f, _)) = fields::<CHANGE_FIELDS>(data, start as usize)? else {
                 return Err(bad("a change was cut short"));
@@ -1213,15 +1285,25 @@ mod tests {
     /// Whatever the chunks, the joined rows and the digest are those of the
     /// changes, row group by row group, the digest is
     /// `ArchivedChange::digest_into`'s and the check that of the row
-    /// groups' columns; the decoder goes on with the next slice.
+    /// groups' columns; the decoder goes on with the next slice (the
+    /// same changes, their ids 6 higher).
     #[test]
     fn changes_join_their_transaction_into_columns_and_the_row_digest() {
         let seed = crate::digest::seed();
+        let slice_of = |slice: i64| {
+            changes()
+                .into_iter()
+                .map(move |c| ArchivedChange {
+                    id: c.id + 6 * slice,
+                    ..c
+                })
+                .collect::<Vec<_>>()
+        };
         let mut expected = Sha256::new();
         let mut groups = Vec::new();
         for slice in 0..2 {
-            for (i, c) in changes().iter().enumerate() {
-                if (slice * 6 + i) % 4 == 0 {
+            for (i, c) in slice_of(slice).iter().enumerate() {
+                if (slice as usize * 6 + i) % 4 == 0 {
                     groups.push(Columns::default());
                 }
                 c.digest_into(&mut expected);
@@ -1234,14 +1316,14 @@ mod tests {
         }
         let (expected, check) = (expected.finalize(), check.value());
         let keys = vec![(0, 0), ((1 << 48) + 900, 2), ((1 << 48) + 900, 3)];
-        let data = stream(changes().iter().map(change_tuple));
+        let data = [0, 1].map(|slice| stream(slice_of(slice).iter().map(change_tuple)));
         for (by_bytes, size) in [false, true]
             .into_iter()
             .flat_map(|s| [1, 3, 17, 100, 1 << 20].map(|n| (s, n)))
         {
             let mut decoder = Decoder::new(4, by_bytes, tables(), seed);
             let mut got = Vec::new();
-            for slice in 0..2 {
+            for (slice, data) in data.iter().enumerate() {
                 for chunk in data.chunks(size) {
                     decoder.feed(Bytes::copy_from_slice(chunk)).expect("decodes");
                 }
@@ -1261,11 +1343,62 @@ mod tests {
             assert_eq!(decoder.take().rows, 0, "12 rows make 3 row groups of 4");
             assert_eq!(decoder.rows, 12);
             assert_eq!(decoder.first, Some((7, 1_700_000_000_123_456)));
-            assert_eq!(decoder.last, Some((12, 1_700_000_000_123_456)));
+            assert_eq!(decoder.last, Some((18, 1_700_000_000_123_456)));
             assert_eq!(got, groups, "chunks of {size}");
             assert_eq!(decoder.check.value(), check, "chunks of {size}");
             assert_eq!(decoder.sha256.finalize(), expected, "chunks of {size}");
         }
+    }
+
+    /// A slice whose changes come out of id order (read in the order of
+    /// the partition's blocks) is joined in id order; a slice with a
+    /// change below one joined before is not joined at all and says so.
+    #[test]
+    fn a_slice_is_joined_in_id_order_and_one_below_an_earlier_slice_is_refused() {
+        let seed = crate::digest::seed();
+        let mut expected = Sha256::new();
+        let mut group = Columns::default();
+        for c in changes() {
+            c.digest_into(&mut expected);
+            group.push_change(&c);
+        }
+        let mut reversed = changes();
+        reversed.reverse();
+        let mut decoder = Decoder::new(100, true, tables(), seed);
+        decoder
+            .feed(Bytes::from(stream(reversed.iter().map(change_tuple))))
+            .expect("decodes");
+        assert_eq!(decoder.slice_rows(), 6);
+        decoder.keys();
+        assert!(
+            decoder
+                .join(transactions(), Vec::new(), &mut |_| true)
+                .expect("joins")
+        );
+        assert!(!decoder.disordered);
+        assert_eq!(decoder.take(), group);
+        assert_eq!(decoder.sha256.clone().finalize(), expected.finalize());
+        assert_eq!(decoder.first, Some((7, 1_700_000_000_123_456)));
+        assert_eq!(decoder.last, Some((12, 1_700_000_000_123_456)));
+
+        // The next slice holds changes 13 and 10: 10 was joined before.
+        let later = changes()
+            .into_iter()
+            .filter(|c| c.id == 8 || c.id == 9)
+            .map(|c| ArchivedChange {
+                id: if c.id == 8 { 13 } else { 10 },
+                ..c
+            });
+        decoder
+            .feed(Bytes::from(stream(later.map(|c| change_tuple(&c)))))
+            .expect("decodes");
+        decoder.keys();
+        let joined = decoder
+            .join(transactions(), Vec::new(), &mut |_| panic!("nothing is joined"))
+            .expect("no error of the data");
+        assert!(!joined && decoder.disordered);
+        assert_eq!(decoder.rows, 6);
+        assert_eq!(decoder.columns.rows, 0);
     }
 
     #[test]
