@@ -1362,7 +1362,7 @@ async fn a_month_not_lying_in_id_order_is_archived_in_id_order() {
     client
         .batch_execute(&format!(
             "BEGIN; SET LOCAL session_replication_role = replica;
-             UPDATE pgtrail.{partition} SET id = id WHERE id = (SELECT min(id) FROM pgtrail.{partition});
+             UPDATE pgtrail.{partition} SET txid = txid WHERE id = (SELECT min(id) FROM pgtrail.{partition});
              COMMIT;"
         ))
         .await
