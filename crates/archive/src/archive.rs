@@ -619,8 +619,11 @@ enum Feed {
     /// records, please, the sets of changed fields for the server to
     /// sort, and how many changes the slice held.
     SliceEnd(tokio::sync::oneshot::Sender<SliceEnded>),
-    /// The slice's transaction records and those sets sorted (the slice
-    /// is joined and done).
+    /// Every slice was read: the keys of the transaction records of the
+    /// changes still held back, please.
+    Flush(tokio::sync::oneshot::Sender<Vec<(i64, i16)>>),
+    /// The transaction records asked for and those sets sorted (the
+    /// changes ready are joined).
     Transactions(Transactions, Vec<(i32, Vec<i32>)>),
 }
 
@@ -737,27 +740,7 @@ async fn read_slices(
                 .unwrap_or(u32::MAX),
         }
         .min(MOST_BLOCKS);
-        let mut transactions = Transactions::default();
-        if let (Some(least), Some(greatest)) = (keys.first(), keys.last()) {
-            let txids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-            let ctxs: Vec<i16> = keys.iter().map(|k| k.1).collect();
-            let what = "reading the partition's transaction records";
-            for row in tx
-                // Planned for these keys each time (no generic plan).
-                .query(TRANSACTIONS_BY_KEY, &[&txids, &ctxs, &least.0, &greatest.0])
-                .await
-                .map_err(ArchiveError::database(what))?
-            {
-                let mut fields = Vec::with_capacity(row.len());
-                for i in 0..row.len() {
-                    let field: Option<Raw<'_>> = row.try_get(i).map_err(ArchiveError::database(what))?;
-                    fields.push(field.map(|f| f.0));
-                }
-                transactions
-                    .insert(fields)
-                    .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
-            }
-        }
+        let transactions = records(tx, &keys).await?;
         let mut sorted_fields = Vec::new();
         if !to_sort.is_empty() {
             let what = "sorting changed fields in the database's collation";
@@ -785,7 +768,46 @@ async fn read_slices(
             };
         }
     }
+    // The changes the last slice held back.
+    let (ask, answer) = tokio::sync::oneshot::channel();
+    if feed.send(Feed::Flush(ask)).await.is_err() {
+        return Ok(());
+    }
+    let Ok(keys) = answer.await else {
+        return Ok(());
+    };
+    let transactions = records(tx, &keys).await?;
+    let _ = feed.send(Feed::Transactions(transactions, Vec::new())).await;
     Ok(())
+}
+
+/// The transaction records of `keys` (least txid first).
+async fn records(
+    tx: &tokio_postgres::Transaction<'_>,
+    keys: &[(i64, i16)],
+) -> Result<Transactions, ArchiveError> {
+    let mut transactions = Transactions::default();
+    if let (Some(least), Some(greatest)) = (keys.first(), keys.last()) {
+        let txids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let ctxs: Vec<i16> = keys.iter().map(|k| k.1).collect();
+        let what = "reading the partition's transaction records";
+        for row in tx
+            // Planned for these keys each time (no generic plan).
+            .query(TRANSACTIONS_BY_KEY, &[&txids, &ctxs, &least.0, &greatest.0])
+            .await
+            .map_err(ArchiveError::database(what))?
+        {
+            let mut fields = Vec::with_capacity(row.len());
+            for i in 0..row.len() {
+                let field: Option<Raw<'_>> = row.try_get(i).map_err(ArchiveError::database(what))?;
+                fields.push(field.map(|f| f.0));
+            }
+            transactions
+                .insert(fields)
+                .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
+        }
+    }
+    Ok(transactions)
 }
 
 /// What the decoding thread made of the partition.
@@ -870,7 +892,17 @@ fn feed_decoder(
                 }
                 awaiting = true;
                 let to_sort = decoder.fields_to_sort();
-                if ask.send((decoder.keys(), to_sort, decoder.slice_rows())).is_err() {
+                let rows = decoder.slice_rows();
+                if ask.send((decoder.keys(false), to_sort, rows)).is_err() {
+                    return Err(ended_early());
+                }
+            }
+            Feed::Flush(ask) => {
+                if in_slice || awaiting {
+                    return Err(ended_early());
+                }
+                awaiting = true;
+                if ask.send(decoder.keys(true)).is_err() {
                     return Err(ended_early());
                 }
             }
@@ -888,7 +920,7 @@ fn feed_decoder(
             }
         }
     }
-    if in_slice {
+    if in_slice || decoder.unjoined() > 0 {
         return Err(ended_early());
     }
     Ok(false)

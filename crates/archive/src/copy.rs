@@ -13,7 +13,7 @@
 //! [`ArchivedChange::digest_into`]: crate::row::ArchivedChange::digest_into
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 
@@ -429,12 +429,18 @@ pub(crate) type Tables = HashMap<i32, (Bytes, Bytes)>;
 /// and record into [`Columns`], hashing each row.
 pub(crate) struct Decoder {
     tuples: Tuples<CHANGE_FIELDS>,
-    /// The slice's tuples not joined yet: the buffers they arrived in and
+    /// The slice's tuples being read: the buffers they arrived in and
     /// where each tuple starts in its buffer (no count of a buffer taken
     /// per tuple).
     pending: Pending,
-    /// The keys of their transaction records, each once.
-    keys: HashSet<(i64, i16)>,
+    /// The tuples of the slices before not joined yet: at or above the
+    /// least id of the slice after theirs (read in the order of the
+    /// partition's blocks, a change of the next slice may come before
+    /// them).
+    held: Pending,
+    /// The tuples to join when their transaction records come
+    /// ([`Self::keys`]).
+    ready: Pending,
     /// The order of a diff-image UPDATE's changed fields.
     key_orders: KeyOrders,
     /// The sets of changed fields of the slice's diff-image UPDATEs the
@@ -466,49 +472,52 @@ pub(crate) struct Decoder {
 }
 
 /// Tuples taken apart and not joined yet: each buffer they lie in once,
-/// and per tuple its buffer and where it starts.
+/// and per tuple its change id, its transaction record's key, its buffer
+/// and where it starts there.
 #[derive(Default)]
 struct Pending {
     buffers: Vec<Bytes>,
-    /// Per tuple: its change id, its buffer and where it starts there.
-    tuples: Vec<(i64, u32, u32)>,
-    /// Whether a tuple came with an id below the one before.
-    unsorted: bool,
+    tuples: Vec<(i64, (i64, i16), u32, u32)>,
 }
 
 impl Pending {
     /// Notes the tuple at `start` of `data`, which is buffer `buffer`
     /// (kept the first time one of its tuples is noted).
-    fn push(&mut self, id: i64, buffer: usize, data: &Bytes, start: usize) -> Result<(), CopyError> {
+    fn push(
+        &mut self,
+        id: i64,
+        key: (i64, i16),
+        buffer: usize,
+        data: &Bytes,
+        start: usize,
+    ) -> Result<(), CopyError> {
         if self.buffers.len() == buffer {
             self.buffers.push(data.clone());
         }
         let index = u32::try_from(buffer).map_err(|_| bad("too many buffers of COPY data"))?;
         let start = u32::try_from(start).map_err(|_| bad("a buffer of COPY data of 4 GiB"))?;
-        if self.tuples.last().is_some_and(|&(last, _, _)| id <= last) {
-            self.unsorted = true;
-        }
-        self.tuples.push((id, index, start));
+        self.tuples.push((id, key, index, start));
         Ok(())
     }
 
-    /// The tuples in id order: sorted when they did not come so.
-    fn sort(&mut self) {
-        if self.unsorted {
-            self.tuples.sort_unstable();
-            self.unsorted = false;
-        }
+    /// Adds `tuple` of `buffers` (an index into them), keeping its buffer
+    /// once; `kept` maps the indexes of `buffers` to this one's.
+    fn carry(&mut self, tuple: (i64, (i64, i16), u32, u32), buffers: &[Bytes], kept: &mut [Option<u32>]) {
+        let (id, key, buffer, start) = tuple;
+        let index = match kept[buffer as usize] {
+            Some(index) => index,
+            None => {
+                let index = self.buffers.len() as u32;
+                self.buffers.push(buffers[buffer as usize].clone());
+                kept[buffer as usize] = Some(index);
+                index
+            }
+        };
+        self.tuples.push((id, key, index, start));
     }
 
-    #[cfg(test)]
     fn len(&self) -> usize {
         self.tuples.len()
-    }
-
-    fn clear(&mut self) {
-        self.buffers.clear();
-        self.tuples.clear();
-        self.unsorted = false;
     }
 }
 
@@ -525,7 +534,8 @@ impl Decoder {
         Decoder {
             tuples: Tuples::default(),
             pending: Pending::default(),
-            keys: HashSet::new(),
+            held: Pending::default(),
+            ready: Pending::default(),
             key_orders: KeyOrders::new(by_bytes),
             to_sort: ToSort::default(),
             tables,
@@ -561,10 +571,9 @@ impl Decoder {
     /// where the server orders them, a diff-image UPDATE's set of changed
     /// fields.
     pub(crate) fn feed(&mut self, chunk: Bytes) -> Result<(), CopyError> {
-        let (pending, keys) = (&mut self.pending, &mut self.keys);
+        let pending = &mut self.pending;
         let (key_orders, to_sort) = (&mut self.key_orders, &mut self.to_sort);
         let by_server = key_orders.by_server();
-        let mut last = None;
         let buffer = pending.buffers.len();
         self.tuples.feed(chunk, |data, start, _, f| {
             let t = Tuple {
@@ -574,23 +583,53 @@ impl Decoder {
             };
             let id = t.required(t.long(0), "id")?;
             let key = (t.required(t.long(1), "txid")?, t.required(t.short(5), "ctx")?);
-            if last != Some(key) {
-                keys.insert(key);
-                last = Some(key);
-            }
             if by_server && let Some(keys) = unlisted_fields(&t)? {
                 key_orders.note(&keys, to_sort).map_err(|e| change_error(&t, e))?;
             }
-            pending.push(id, buffer, data, start)
+            pending.push(id, key, buffer, data, start)
         })
     }
 
-    /// The keys of the transaction records of the slice's changes (once
-    /// its COPY has ended), least txid first.
-    pub(crate) fn keys(&mut self) -> Vec<(i64, i16)> {
-        let mut keys: Vec<(i64, i16)> = self.keys.drain().collect();
+    /// Once a slice's COPY has ended (or, `last`, once every slice was
+    /// read): the changes held from the slices before that lie below the
+    /// slice's least id (all of them, `last`) are made ready to join, the
+    /// rest held with the slice's; the keys of the ready changes'
+    /// transaction records, least txid first. (Read in the order of the
+    /// partition's blocks, a change may lie a little past changes of
+    /// higher ids, in the next slice: a slice's changes wait for the
+    /// next one.)
+    pub(crate) fn keys(&mut self, last: bool) -> Vec<(i64, i16)> {
+        let slice = std::mem::take(&mut self.pending);
+        let held = std::mem::take(&mut self.held);
+        let least = slice.tuples.iter().map(|t| t.0).min();
+        let (mut ready, mut next) = (Pending::default(), Pending::default());
+        let mut kept = vec![None; held.buffers.len()];
+        for &tuple in &held.tuples {
+            if last || least.is_some_and(|least| tuple.0 < least) {
+                ready.tuples.push(tuple);
+            } else {
+                next.carry(tuple, &held.buffers, &mut kept);
+            }
+        }
+        ready.buffers = held.buffers;
+        let mut kept = vec![None; slice.buffers.len()];
+        for &tuple in &slice.tuples {
+            if last {
+                ready.carry(tuple, &slice.buffers, &mut kept);
+            } else {
+                next.carry(tuple, &slice.buffers, &mut kept);
+            }
+        }
+        let mut keys: Vec<(i64, i16)> = ready.tuples.iter().map(|t| t.1).collect();
         keys.sort_unstable();
+        keys.dedup();
+        (self.ready, self.held) = (ready, next);
         keys
+    }
+
+    /// The changes taken apart and not joined yet.
+    pub(crate) fn unjoined(&self) -> usize {
+        self.pending.len() + self.held.len() + self.ready.len()
     }
 
     /// The sets of changed fields of the slice's diff-image UPDATEs whose
@@ -603,16 +642,16 @@ impl Decoder {
 
     /// The changes of the slice taken apart so far.
     pub(crate) fn slice_rows(&self) -> usize {
-        self.pending.tuples.len()
+        self.pending.len()
     }
 
-    /// Joins the slice's changes (sorted by id, when they did not come
-    /// so) with `transactions` (their records, by [`Self::keys`]),
+    /// Joins the changes [`Self::keys`] made ready (sorted by id, when
+    /// they did not come so) with `transactions` (their records),
     /// handing the columns to `full` each time they hold a row group;
-    /// false when `full` did, or when a change of the slice comes before
-    /// a change joined already ([`Self::disordered`]: nothing of the
-    /// slice is joined), true when the slice is done and the decoder
-    /// ready for the next.
+    /// false when `full` did, or when a change among them comes before a
+    /// change joined already ([`Self::disordered`]: none of them is
+    /// joined), true when they are done and the decoder ready for the
+    /// next slice.
     pub(crate) fn join(
         &mut self,
         transactions: Transactions,
@@ -620,8 +659,11 @@ impl Decoder {
         full: &mut dyn FnMut(Columns) -> bool,
     ) -> Result<bool, CopyError> {
         self.key_orders.learn(sorted_fields).map_err(bad)?;
-        self.pending.sort();
-        if let (Some(&(first, _, _)), Some((last, _))) = (self.pending.tuples.first(), self.last)
+        let mut ready = std::mem::take(&mut self.ready);
+        if !ready.tuples.is_sorted_by_key(|t| t.0) {
+            ready.tuples.sort_unstable_by_key(|t| t.0);
+        }
+        if let (Some(&(first, ..)), Some((last, _))) = (ready.tuples.first(), self.last)
             && first <= last
         {
             self.disordered = true;
@@ -629,9 +671,8 @@ impl Decoder {
         }
         self.transactions = transactions;
         self.current = None;
-        let mut pending = std::mem::take(&mut self.pending);
-        for &(_, buffer, start) in &pending.tuples {
-            let data = &pending.buffers[buffer as usize];
+        for &(_, _, buffer, start) in &ready.tuples {
+            let data = &ready.buffers[buffer as usize];
             let Some((f, _)) = fields::<CHANGE_FIELDS>(data, start as usize)? else {
                 return Err(bad("a change was cut short"));
             };
@@ -640,8 +681,6 @@ impl Decoder {
                 return Ok(false);
             }
         }
-        pending.clear();
-        self.pending = pending;
         self.tuples = Tuples::default();
         self.transactions = Transactions::default();
         self.current = None;
@@ -1333,13 +1372,23 @@ mod tests {
                 // sorts by bytes; this server sorts by bytes too.
                 assert_eq!(to_sort.is_empty(), by_bytes || slice > 0, "{to_sort:?}");
                 let sorted = crate::key_order::answer(&to_sort, str::to_string);
-                assert_eq!(decoder.keys(), keys);
+                // A slice's changes wait for the next slice's (or the end).
+                let ready = if slice == 0 { Vec::new() } else { keys.clone() };
+                assert_eq!(decoder.keys(false), ready);
                 let joined = decoder.join(transactions(), sorted, &mut |columns| {
                     got.push(columns);
                     true
                 });
                 assert!(joined.expect("joins"), "chunks of {size}");
             }
+            assert_eq!(decoder.unjoined(), 6);
+            assert_eq!(decoder.keys(true), keys);
+            let joined = decoder.join(transactions(), Vec::new(), &mut |columns| {
+                got.push(columns);
+                true
+            });
+            assert!(joined.expect("joins"), "chunks of {size}");
+            assert_eq!(decoder.unjoined(), 0);
             assert_eq!(decoder.take().rows, 0, "12 rows make 3 row groups of 4");
             assert_eq!(decoder.rows, 12);
             assert_eq!(decoder.first, Some((7, 1_700_000_000_123_456)));
@@ -1350,11 +1399,14 @@ mod tests {
         }
     }
 
-    /// A slice whose changes come out of id order (read in the order of
-    /// the partition's blocks) is joined in id order; a slice with a
-    /// change below one joined before is not joined at all and says so.
+    /// Changes that come out of id order (read in the order of the
+    /// partition's blocks) are joined in id order, within a slice and
+    /// across the edge of two: a slice's changes wait for the next slice,
+    /// and those below its least id are joined. A change below one joined
+    /// before is not joined, nor any other of those ready, and the decoder
+    /// says so.
     #[test]
-    fn a_slice_is_joined_in_id_order_and_one_below_an_earlier_slice_is_refused() {
+    fn changes_out_of_order_are_joined_in_id_order_and_one_below_a_joined_one_is_refused() {
         let seed = crate::digest::seed();
         let mut expected = Sha256::new();
         let mut group = Columns::default();
@@ -1362,19 +1414,30 @@ mod tests {
             c.digest_into(&mut expected);
             group.push_change(&c);
         }
-        let mut reversed = changes();
-        reversed.reverse();
+        let slice = |ids: &[i64]| {
+            let all = changes();
+            Bytes::from(stream(ids.iter().map(|id| {
+                change_tuple(all.iter().find(|c| c.id == *id).expect("a change"))
+            })))
+        };
         let mut decoder = Decoder::new(100, true, tables(), seed);
-        decoder
-            .feed(Bytes::from(stream(reversed.iter().map(change_tuple))))
-            .expect("decodes");
-        assert_eq!(decoder.slice_rows(), 6);
-        decoder.keys();
-        assert!(
+        let join = |decoder: &mut Decoder| {
             decoder
-                .join(transactions(), Vec::new(), &mut |_| true)
+                .join(transactions(), Vec::new(), &mut |_| panic!("fewer than 100 rows"))
                 .expect("joins")
-        );
+        };
+        decoder.feed(slice(&[12, 9, 7])).expect("decodes");
+        assert_eq!(decoder.slice_rows(), 3);
+        assert_eq!(decoder.keys(false), vec![]);
+        assert!(join(&mut decoder));
+        assert_eq!(decoder.rows, 0);
+        decoder.feed(slice(&[11, 8, 10])).expect("decodes");
+        assert_eq!(decoder.keys(false), vec![((1 << 48) + 900, 2)], "change 7 only");
+        assert!(join(&mut decoder));
+        assert_eq!(decoder.rows, 1);
+        assert_eq!(decoder.unjoined(), 5);
+        assert_eq!(decoder.keys(true).len(), 3);
+        assert!(join(&mut decoder));
         assert!(!decoder.disordered);
         assert_eq!(decoder.take(), group);
         assert_eq!(decoder.sha256.clone().finalize(), expected.finalize());
@@ -1392,7 +1455,7 @@ mod tests {
         decoder
             .feed(Bytes::from(stream(later.map(|c| change_tuple(&c)))))
             .expect("decodes");
-        decoder.keys();
+        decoder.keys(true);
         let joined = decoder
             .join(transactions(), Vec::new(), &mut |_| panic!("nothing is joined"))
             .expect("no error of the data");
@@ -1417,6 +1480,7 @@ mod tests {
         );
         let mut decoder = Decoder::new(4, true, Tables::new(), 0);
         decoder.feed(Bytes::from(data)).expect("takes the tuples apart");
+        decoder.keys(true);
         let error = decoder
             .join(transactions(), Vec::new(), &mut |_| true)
             .expect_err("no table 3");

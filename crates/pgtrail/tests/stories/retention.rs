@@ -1344,7 +1344,7 @@ async fn a_month_not_lying_in_id_order_is_archived_in_id_order() {
         .await
         .expect("premake");
     let other = connect_to(&cluster.url("shop")).await;
-    for round in 0..20 {
+    for round in 0..60 {
         for (n, session) in [&client, &other].into_iter().enumerate() {
             let first = (round * 2 + n) * 1000 + 1;
             session
@@ -1367,9 +1367,11 @@ async fn a_month_not_lying_in_id_order_is_archived_in_id_order() {
         ))
         .await
         .expect("order 1's change moved");
-    assert_eq!(partition, partition_of(&client, 40_000).await);
+    assert_eq!(partition, partition_of(&client, 120_000).await);
     // Out of id order in the blocks: within them, and order 1's change
-    // (the least id) past the first 256 blocks.
+    // (the least id) past the first 256 blocks and some 65,536 changes
+    // more (the first two slices the archive reads: their changes are
+    // joined before it comes).
     let below = count(
         &client,
         &format!(
@@ -1388,6 +1390,16 @@ async fn a_month_not_lying_in_id_order_is_archived_in_id_order() {
     )
     .await;
     assert!(block >= 256, "order 1's change lies in block {block}");
+    let before = count(
+        &client,
+        &format!(
+            "SELECT count(*) FROM pgtrail.{partition} AS c
+             WHERE c.ctid < (SELECT m.ctid FROM pgtrail.{partition} AS m
+                             WHERE m.id = (SELECT min(id) FROM pgtrail.{partition}))"
+        ),
+    )
+    .await;
+    assert!(before > 100_000, "{before} changes lie before order 1's");
     let expected: Vec<(i64, Option<String>, Option<String>)> = client
         .query(
             &format!(
@@ -1401,7 +1413,7 @@ async fn a_month_not_lying_in_id_order_is_archived_in_id_order() {
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    assert_eq!(expected.len(), 40_000);
+    assert_eq!(expected.len(), 120_000);
 
     clock.set("+0d");
     let signed = SignedArchive::new(&config);
@@ -1416,5 +1428,5 @@ async fn a_month_not_lying_in_id_order_is_archived_in_id_order() {
     }
     let report = verify(&mut client, &signed.key, Some(signed.dir.path())).await;
     assert!(report.intact(), "{:?}", report.problems);
-    assert_eq!(report.archived_checked, 40_000);
+    assert_eq!(report.archived_checked, 120_000);
 }
