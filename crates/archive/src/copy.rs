@@ -620,7 +620,13 @@ impl Decoder {
                 next.carry(tuple, &slice.buffers, &mut kept);
             }
         }
-        let mut keys: Vec<(i64, i16)> = ready.tuples.iter().map(|t| t.1).collect();
+        // Changes of one transaction mostly follow each other.
+        let mut keys: Vec<(i64, i16)> = Vec::new();
+        for tuple in &ready.tuples {
+            if keys.last() != Some(&tuple.1) {
+                keys.push(tuple.1);
+            }
+        }
         keys.sort_unstable();
         keys.dedup();
         (self.ready, self.held) = (ready, next);
