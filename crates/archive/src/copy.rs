@@ -629,6 +629,12 @@ impl Decoder {
         }
         keys.sort_unstable();
         keys.dedup();
+        // Changes far out of id order all through the partition would be
+        // held back slice after slice: past three slices' worth, the read
+        // is given up (and made again by id).
+        if next.len() > 3 * self.capacity {
+            self.disordered = true;
+        }
         (self.ready, self.held) = (ready, next);
         keys
     }
@@ -665,6 +671,9 @@ impl Decoder {
         full: &mut dyn FnMut(Columns) -> bool,
     ) -> Result<bool, CopyError> {
         self.key_orders.learn(sorted_fields).map_err(bad)?;
+        if self.disordered {
+            return Ok(false);
+        }
         let mut ready = std::mem::take(&mut self.ready);
         if !ready.tuples.is_sorted_by_key(|t| t.0) {
             ready.tuples.sort_unstable_by_key(|t| t.0);
@@ -1468,6 +1477,21 @@ mod tests {
         assert!(!joined && decoder.disordered);
         assert_eq!(decoder.rows, 6);
         assert_eq!(decoder.columns.rows, 0);
+
+        // Slices each with a change below all the others': nothing is
+        // ready, and past three slices' worth held the read is given up.
+        let mut decoder = Decoder::new(1, true, tables(), seed);
+        let mut joined = Vec::new();
+        for ids in [[12, 11], [10, 9], [8, 7]] {
+            decoder.feed(slice(&ids)).expect("decodes");
+            assert_eq!(decoder.keys(false), vec![]);
+            joined.push(join(&mut decoder));
+            if decoder.disordered {
+                break;
+            }
+        }
+        assert_eq!(joined, vec![true, false], "4 held at the second slice, 3 at most");
+        assert_eq!(decoder.rows, 0);
     }
 
     #[test]
