@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
 use crate::copy::{
-    COPY_CHANGES, Decoder, NEXT_ID, SORTS_BY_BYTES, TABLES, TRANSACTIONS_BY_KEY, Tables, Transactions,
+    BLOCKS, COPY_CHANGES, COPY_CHANGES_BY_BLOCKS, Decoder, ERASED, NEXT_ID, SORTS_BY_BYTES, TABLES,
+    TRANSACTIONS_BY_KEY, Tables, Transactions, blocks_condition,
 };
 use crate::digest::{ColumnCheck, RowDigest};
 use crate::key_order::{SORT_KEYS, ToSort};
@@ -513,35 +514,63 @@ async fn write(
         .map_err(ArchiveError::database(
             "preferring the id order of the partition's key",
         ))?;
-    let writer = ParquetWriter::create(path).map_err(|e| ArchiveError::parquet(path, e))?;
-    // This task only receives the COPY data; a thread of its own (at the
-    // archive's priority) decodes, joins and hashes the rows, and another
-    // encodes them, so the three overlap and none of the work but the
-    // receiving runs on the caller's thread.
-    let (feed, fed) = tokio::sync::mpsc::channel::<Feed>(4);
+    let blocks: i64 = tx
+        .query_one(BLOCKS, &[&partition])
+        .await
+        .map_err(ArchiveError::database("reading the partition's size"))?
+        .get(0);
+    let erased: bool = tx
+        .query_one(
+            ERASED
+                .replace("{partition}", &pgtrail_capture::quote::ident(partition))
+                .as_str(),
+            &[],
+        )
+        .await
+        .map_err(ArchiveError::database("reading the partition's erasures"))?
+        .get(0);
     let seed = crate::digest::seed();
-    let worker = {
-        let (path, partition) = (path.to_path_buf(), partition.to_string());
-        std::thread::spawn(move || {
-            priority.enter();
-            decode(
-                writer,
-                Decoder::new(ROW_GROUP, by_bytes, tables, seed),
-                fed,
-                priority,
-                &path,
-                &partition,
-            )
-        })
+    // First in the order the rows lie in the partition's blocks (no index
+    // read): a trail written by one session at a time lies in id order.
+    // When a change comes before one already written, the file is begun
+    // again, read by id; at once where an erasure rewrote changes.
+    let mut by = match erased {
+        true => Slices::Ids,
+        false => Slices::Blocks(u32::try_from(blocks).unwrap_or(u32::MAX)),
     };
-    let mut pacer = Pacer::new(priority);
-    let read = read_slices(&tx, partition, COPY_CHANGES, &feed, &mut pacer).await;
-    drop(feed);
-    let decoded = worker
-        .join()
-        .map_err(|_| ArchiveError::Mismatch(format!("writing {} failed unexpectedly", path.display())))?;
-    read?;
-    let decoded = decoded?;
+    let decoded = loop {
+        let writer = ParquetWriter::create(path).map_err(|e| ArchiveError::parquet(path, e))?;
+        // This task only receives the COPY data; a thread of its own (at
+        // the archive's priority) decodes, joins and hashes the rows, and
+        // another encodes them, so the three overlap and none of the work
+        // but the receiving runs on the caller's thread.
+        let (feed, fed) = tokio::sync::mpsc::channel::<Feed>(4);
+        let worker = {
+            let (path, partition) = (path.to_path_buf(), partition.to_string());
+            let decoder = Decoder::new(ROW_GROUP, by_bytes, tables.clone(), seed);
+            std::thread::spawn(move || {
+                priority.enter();
+                decode(writer, decoder, fed, priority, &path, &partition)
+            })
+        };
+        let mut pacer = Pacer::new(priority);
+        let read = read_slices(&tx, partition, by, &feed, &mut pacer).await;
+        drop(feed);
+        let decoded = worker
+            .join()
+            .map_err(|_| ArchiveError::Mismatch(format!("writing {} failed unexpectedly", path.display())))?;
+        read?;
+        let decoded = decoded?;
+        match by {
+            Slices::Blocks(_) if decoded.disordered => by = Slices::Ids,
+            _ if decoded.disordered => {
+                return Err(ArchiveError::Mismatch(format!(
+                    "the changes of partition {partition} read by id came out of id order"
+                )));
+            }
+            _ => break decoded,
+        }
+    };
     tx.rollback()
         .await
         .map_err(ArchiveError::database("ending the read of the partition"))?;
@@ -560,6 +589,25 @@ async fn write(
 /// those of one slice's changes at most.
 const SLICE: i64 = ROW_GROUP as i64;
 
+/// Blocks of the partition read at a time at first; then as many as held
+/// about [`SLICE`] changes in the slice before.
+const FIRST_BLOCKS: u32 = 256;
+
+/// The most blocks of the partition read at a time (1 GiB in blocks of
+/// 8 KiB), where the slices before were (nearly) empty.
+const MOST_BLOCKS: u32 = 1 << 17;
+
+/// How the partition is read, a slice at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slices {
+    /// By ranges of its blocks ([`COPY_CHANGES_BY_BLOCKS`]), of which it
+    /// had this many when the read began (the last range reaches past
+    /// them).
+    Blocks(u32),
+    /// By ranges of ids ([`COPY_CHANGES`]), through its key.
+    Ids,
+}
+
 /// What the decoding thread is fed, slice by slice: the COPY data of the
 /// changes (the server sends a message a row; their data goes copied
 /// into one buffer a batch), then, once it has answered with their
@@ -568,13 +616,21 @@ enum Feed {
     /// The COPY data of some of the slice's changes, in order.
     Changes(Bytes),
     /// The slice's changes are all there: the keys of their transaction
-    /// records, please, and the sets of changed fields for the server to
-    /// sort.
-    SliceEnd(tokio::sync::oneshot::Sender<(Vec<(i64, i16)>, ToSort)>),
-    /// The slice's transaction records and those sets sorted (the slice
-    /// is joined and done).
+    /// records, please, the sets of changed fields for the server to
+    /// sort, and how many changes the slice held.
+    SliceEnd(tokio::sync::oneshot::Sender<SliceEnded>),
+    /// Every slice was read: the keys of the transaction records of the
+    /// changes still held back, please.
+    Flush(tokio::sync::oneshot::Sender<Vec<(i64, i16)>>),
+    /// The transaction records asked for and those sets sorted (the
+    /// changes ready are joined).
     Transactions(Transactions, Vec<(i32, Vec<i32>)>),
 }
+
+/// The answer to [`Feed::SliceEnd`]: the keys of the slice's transaction
+/// records (least txid first), the sets of changed fields to sort, and
+/// how many changes the slice held.
+type SliceEnded = (Vec<(i64, i16)>, ToSort, usize);
 
 /// Bytes of COPY data sent to the decoding thread at a time. Each row's
 /// message is copied in and dropped where it was received: the decoding
@@ -597,14 +653,15 @@ impl<'a> tokio_postgres::types::FromSql<'a> for Raw<'a> {
     }
 }
 
-/// Reads the partition a slice of ids at a time (the slice's changes, then
-/// the transaction records of the keys the decoding thread found in them)
-/// and feeds it to the decoding thread; stops early, without an error of
-/// its own, when that thread has stopped (it reports why).
+/// Reads the partition a slice at a time, `by` ranges of blocks or of ids
+/// (the slice's changes, then the transaction records of the keys the
+/// decoding thread found in them) and feeds it to the decoding thread;
+/// stops early, without an error of its own, when that thread has
+/// stopped (it reports why, or that the blocks' order was not the ids').
 async fn read_slices(
     tx: &tokio_postgres::Transaction<'_>,
     partition: &str,
-    changes_sql: &str,
+    by: Slices,
     feed: &tokio::sync::mpsc::Sender<Feed>,
     pacer: &mut Pacer,
 ) -> Result<(), ArchiveError> {
@@ -619,13 +676,35 @@ async fn read_slices(
             ))
             .map(|row| row.get::<_, Option<i64>>(0))
     };
-    let mut next = first(i64::MIN).await?;
-    while let Some(from) = next {
-        let until = from.saturating_add(SLICE);
-        let sql = changes_sql
-            .replace("{partition}", &partition_sql)
-            .replace("{from}", &from.to_string())
-            .replace("{until}", &until.to_string());
+    // The next slice: its first id, or its first block and how many.
+    let mut next = match by {
+        Slices::Ids => first(i64::MIN).await?,
+        Slices::Blocks(_) => None,
+    };
+    let (mut block, mut step) = (matches!(by, Slices::Blocks(_)).then_some(0u32), FIRST_BLOCKS);
+    loop {
+        let (sql, until) = match by {
+            Slices::Ids => {
+                let Some(from) = next else { break };
+                let until = from.saturating_add(SLICE);
+                let sql = COPY_CHANGES
+                    .replace("{partition}", &partition_sql)
+                    .replace("{from}", &from.to_string())
+                    .replace("{until}", &until.to_string());
+                (sql, until)
+            }
+            Slices::Blocks(blocks) => {
+                let Some(from) = block else { break };
+                // The last range reaches past the blocks there were.
+                let until = from.saturating_add(step);
+                let condition = blocks_condition(from, (until < blocks).then_some(until));
+                block = (until < blocks).then_some(until);
+                let sql = COPY_CHANGES_BY_BLOCKS
+                    .replace("{partition}", &partition_sql)
+                    .replace("{blocks}", &condition);
+                (sql, 0)
+            }
+        };
         let what = "reading the partition";
         let stream = tx
             .copy_out(sql.as_str())
@@ -649,30 +728,19 @@ async fn read_slices(
         {
             return Ok(());
         }
-        let Ok((keys, to_sort)) = answer.await else {
+        let Ok((keys, to_sort, rows)) = answer.await else {
             return Ok(());
         };
-        let mut transactions = Transactions::default();
-        if let (Some(least), Some(greatest)) = (keys.first(), keys.last()) {
-            let txids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-            let ctxs: Vec<i16> = keys.iter().map(|k| k.1).collect();
-            let what = "reading the partition's transaction records";
-            for row in tx
-                // Planned for these keys each time (no generic plan).
-                .query(TRANSACTIONS_BY_KEY, &[&txids, &ctxs, &least.0, &greatest.0])
-                .await
-                .map_err(ArchiveError::database(what))?
-            {
-                let mut fields = Vec::with_capacity(row.len());
-                for i in 0..row.len() {
-                    let field: Option<Raw<'_>> = row.try_get(i).map_err(ArchiveError::database(what))?;
-                    fields.push(field.map(|f| f.0));
-                }
-                transactions
-                    .insert(fields)
-                    .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
-            }
+        // As many blocks as held about a slice's changes in this one.
+        step = match u64::try_from(rows) {
+            Ok(0) | Err(_) => step.saturating_mul(2),
+            Ok(rows) => (SLICE as u64 * u64::from(step) / rows)
+                .max(1)
+                .try_into()
+                .unwrap_or(u32::MAX),
         }
+        .min(MOST_BLOCKS);
+        let transactions = records(tx, &keys).await?;
         let mut sorted_fields = Vec::new();
         if !to_sort.is_empty() {
             let what = "sorting changed fields in the database's collation";
@@ -693,12 +761,53 @@ async fn read_slices(
         {
             return Ok(());
         }
-        next = match until {
-            i64::MAX => None,
-            _ => first(until).await?,
-        };
+        if by == Slices::Ids {
+            next = match until {
+                i64::MAX => None,
+                _ => first(until).await?,
+            };
+        }
     }
+    // The changes the last slice held back.
+    let (ask, answer) = tokio::sync::oneshot::channel();
+    if feed.send(Feed::Flush(ask)).await.is_err() {
+        return Ok(());
+    }
+    let Ok(keys) = answer.await else {
+        return Ok(());
+    };
+    let transactions = records(tx, &keys).await?;
+    let _ = feed.send(Feed::Transactions(transactions, Vec::new())).await;
     Ok(())
+}
+
+/// The transaction records of `keys` (least txid first).
+async fn records(
+    tx: &tokio_postgres::Transaction<'_>,
+    keys: &[(i64, i16)],
+) -> Result<Transactions, ArchiveError> {
+    let mut transactions = Transactions::default();
+    if let (Some(least), Some(greatest)) = (keys.first(), keys.last()) {
+        let txids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let ctxs: Vec<i16> = keys.iter().map(|k| k.1).collect();
+        let what = "reading the partition's transaction records";
+        for row in tx
+            // Planned for these keys each time (no generic plan).
+            .query(TRANSACTIONS_BY_KEY, &[&txids, &ctxs, &least.0, &greatest.0])
+            .await
+            .map_err(ArchiveError::database(what))?
+        {
+            let mut fields = Vec::with_capacity(row.len());
+            for i in 0..row.len() {
+                let field: Option<Raw<'_>> = row.try_get(i).map_err(ArchiveError::database(what))?;
+                fields.push(field.map(|f| f.0));
+            }
+            transactions
+                .insert(fields)
+                .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
+        }
+    }
+    Ok(transactions)
 }
 
 /// What the decoding thread made of the partition.
@@ -710,6 +819,9 @@ struct Decoded {
     check: u128,
     first: Option<(i64, i64)>,
     last: Option<(i64, i64)>,
+    /// Whether a slice's changes came before those of the slices before
+    /// (the file is not complete).
+    disordered: bool,
 }
 
 /// The decoding thread: joins and hashes the rows it is fed into
@@ -745,6 +857,7 @@ fn decode(
         check: decoder.check.value(),
         first: decoder.first,
         last: decoder.last,
+        disordered: decoder.disordered,
     })
 }
 
@@ -779,7 +892,17 @@ fn feed_decoder(
                 }
                 awaiting = true;
                 let to_sort = decoder.fields_to_sort();
-                if ask.send((decoder.keys(), to_sort)).is_err() {
+                let rows = decoder.slice_rows();
+                if ask.send((decoder.keys(false), to_sort, rows)).is_err() {
+                    return Err(ended_early());
+                }
+            }
+            Feed::Flush(ask) => {
+                if in_slice || awaiting {
+                    return Err(ended_early());
+                }
+                awaiting = true;
+                if ask.send(decoder.keys(true)).is_err() {
                     return Err(ended_early());
                 }
             }
@@ -797,7 +920,7 @@ fn feed_decoder(
             }
         }
     }
-    if in_slice {
+    if in_slice || decoder.unjoined() > 0 {
         return Err(ended_early());
     }
     Ok(false)

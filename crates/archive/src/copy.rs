@@ -13,7 +13,7 @@
 //! [`ArchivedChange::digest_into`]: crate::row::ArchivedChange::digest_into
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,6 +39,42 @@ COPY (SELECT c.id, c.txid, c.changed_at, c.table_id, c.op, c.ctx, c.pk, c.old_va
 FROM pgtrail.{partition} AS c
 WHERE c.id >= {from} AND c.id < {until}
 ORDER BY c.id) TO STDOUT (FORMAT binary)";
+
+/// The partition's changes in a range of its blocks, as they lie there
+/// (a TID range scan: no index read, no sort); `{blocks}` is replaced by
+/// the range's condition on `c.ctid` ([`blocks_condition`]). A trail
+/// written by one session at a time lies in id order; the decoder sorts
+/// each range's changes by id and stops when one of them comes before a
+/// change of an earlier range (the partition is then read again with
+/// [`COPY_CHANGES`]: rows an erasure rewrote, or written by sessions side
+/// by side, lie out of id order).
+pub(crate) const COPY_CHANGES_BY_BLOCKS: &str = "
+COPY (SELECT c.id, c.txid, c.changed_at, c.table_id, c.op, c.ctx, c.pk, c.old_values, c.new_values,
+       c.changed_fields, c.old_pk
+FROM pgtrail.{partition} AS c
+WHERE {blocks}) TO STDOUT (FORMAT binary)";
+
+/// The condition of [`COPY_CHANGES_BY_BLOCKS`] for blocks `from` up to
+/// `until` (None: to the end of the partition).
+pub(crate) fn blocks_condition(from: u32, until: Option<u32>) -> String {
+    match until {
+        Some(until) => format!("c.ctid >= '({from},0)'::tid AND c.ctid < '({until},0)'::tid"),
+        None => format!("c.ctid >= '({from},0)'::tid"),
+    }
+}
+
+/// Whether an erasure rewrote changes of the partition (`{partition}`):
+/// their new versions lie where there was room, out of id order, and the
+/// partition is read by id at once.
+pub(crate) const ERASED: &str = "
+SELECT EXISTS (SELECT 1 FROM pgtrail.erasure AS e, unnest(e.change_ids) AS i
+               WHERE i BETWEEN (SELECT min(c.id) FROM pgtrail.{partition} AS c)
+                           AND (SELECT max(c.id) FROM pgtrail.{partition} AS c))";
+
+/// The partition's size in blocks (`$1` its name).
+pub(crate) const BLOCKS: &str = "
+SELECT pg_catalog.pg_relation_size(pg_catalog.format('pgtrail.%I', $1::text)::regclass)
+       / pg_catalog.current_setting('block_size')::bigint";
 
 /// Whether the database sorts text by its bytes (then the keys of a
 /// diff-image UPDATE sorted by their bytes are the list `pgtrail.changes`
@@ -393,12 +429,18 @@ pub(crate) type Tables = HashMap<i32, (Bytes, Bytes)>;
 /// and record into [`Columns`], hashing each row.
 pub(crate) struct Decoder {
     tuples: Tuples<CHANGE_FIELDS>,
-    /// The slice's tuples not joined yet: the buffers they arrived in and
+    /// The slice's tuples being read: the buffers they arrived in and
     /// where each tuple starts in its buffer (no count of a buffer taken
     /// per tuple).
     pending: Pending,
-    /// The keys of their transaction records, each once.
-    keys: HashSet<(i64, i16)>,
+    /// The tuples of the slices before not joined yet: at or above the
+    /// least id of the slice after theirs (read in the order of the
+    /// partition's blocks, a change of the next slice may come before
+    /// them).
+    held: Pending,
+    /// The tuples to join when their transaction records come
+    /// ([`Self::keys`]).
+    ready: Pending,
     /// The order of a diff-image UPDATE's changed fields.
     key_orders: KeyOrders,
     /// The sets of changed fields of the slice's diff-image UPDATEs the
@@ -422,38 +464,60 @@ pub(crate) struct Decoder {
     pub(crate) rows: i64,
     pub(crate) first: Option<(i64, i64)>,
     pub(crate) last: Option<(i64, i64)>,
+    /// Whether a slice held a change whose id is not above every id
+    /// joined before (read in the order of the partition's blocks, it
+    /// does not lie in id order): the file is not complete.
+    pub(crate) disordered: bool,
     capacity: usize,
 }
 
 /// Tuples taken apart and not joined yet: each buffer they lie in once,
-/// and per tuple its buffer and where it starts.
+/// and per tuple its change id, its transaction record's key, its buffer
+/// and where it starts there.
 #[derive(Default)]
 struct Pending {
     buffers: Vec<Bytes>,
-    tuples: Vec<(u32, u32)>,
+    tuples: Vec<(i64, (i64, i16), u32, u32)>,
 }
 
 impl Pending {
     /// Notes the tuple at `start` of `data`, which is buffer `buffer`
     /// (kept the first time one of its tuples is noted).
-    fn push(&mut self, buffer: usize, data: &Bytes, start: usize) -> Result<(), CopyError> {
+    fn push(
+        &mut self,
+        id: i64,
+        key: (i64, i16),
+        buffer: usize,
+        data: &Bytes,
+        start: usize,
+    ) -> Result<(), CopyError> {
         if self.buffers.len() == buffer {
             self.buffers.push(data.clone());
         }
         let index = u32::try_from(buffer).map_err(|_| bad("too many buffers of COPY data"))?;
         let start = u32::try_from(start).map_err(|_| bad("a buffer of COPY data of 4 GiB"))?;
-        self.tuples.push((index, start));
+        self.tuples.push((id, key, index, start));
         Ok(())
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.tuples.len()
+    /// Adds `tuple` of `buffers` (an index into them), keeping its buffer
+    /// once; `kept` maps the indexes of `buffers` to this one's.
+    fn carry(&mut self, tuple: (i64, (i64, i16), u32, u32), buffers: &[Bytes], kept: &mut [Option<u32>]) {
+        let (id, key, buffer, start) = tuple;
+        let index = match kept[buffer as usize] {
+            Some(index) => index,
+            None => {
+                let index = self.buffers.len() as u32;
+                self.buffers.push(buffers[buffer as usize].clone());
+                kept[buffer as usize] = Some(index);
+                index
+            }
+        };
+        self.tuples.push((id, key, index, start));
     }
 
-    fn clear(&mut self) {
-        self.buffers.clear();
-        self.tuples.clear();
+    fn len(&self) -> usize {
+        self.tuples.len()
     }
 }
 
@@ -470,7 +534,8 @@ impl Decoder {
         Decoder {
             tuples: Tuples::default(),
             pending: Pending::default(),
-            keys: HashSet::new(),
+            held: Pending::default(),
+            ready: Pending::default(),
             key_orders: KeyOrders::new(by_bytes),
             to_sort: ToSort::default(),
             tables,
@@ -484,6 +549,7 @@ impl Decoder {
             rows: 0,
             first: None,
             last: None,
+            disordered: false,
             capacity,
         }
     }
@@ -505,10 +571,9 @@ impl Decoder {
     /// where the server orders them, a diff-image UPDATE's set of changed
     /// fields.
     pub(crate) fn feed(&mut self, chunk: Bytes) -> Result<(), CopyError> {
-        let (pending, keys) = (&mut self.pending, &mut self.keys);
+        let pending = &mut self.pending;
         let (key_orders, to_sort) = (&mut self.key_orders, &mut self.to_sort);
         let by_server = key_orders.by_server();
-        let mut last = None;
         let buffer = pending.buffers.len();
         self.tuples.feed(chunk, |data, start, _, f| {
             let t = Tuple {
@@ -516,24 +581,67 @@ impl Decoder {
                 f,
                 what: "change",
             };
+            let id = t.required(t.long(0), "id")?;
             let key = (t.required(t.long(1), "txid")?, t.required(t.short(5), "ctx")?);
-            if last != Some(key) {
-                keys.insert(key);
-                last = Some(key);
-            }
             if by_server && let Some(keys) = unlisted_fields(&t)? {
                 key_orders.note(&keys, to_sort).map_err(|e| change_error(&t, e))?;
             }
-            pending.push(buffer, data, start)
+            pending.push(id, key, buffer, data, start)
         })
     }
 
-    /// The keys of the transaction records of the slice's changes (once
-    /// its COPY has ended), least txid first.
-    pub(crate) fn keys(&mut self) -> Vec<(i64, i16)> {
-        let mut keys: Vec<(i64, i16)> = self.keys.drain().collect();
+    /// Once a slice's COPY has ended (or, `last`, once every slice was
+    /// read): the changes held from the slices before that lie below the
+    /// slice's least id (all of them, `last`) are made ready to join, the
+    /// rest held with the slice's; the keys of the ready changes'
+    /// transaction records, least txid first. (Read in the order of the
+    /// partition's blocks, a change may lie a little past changes of
+    /// higher ids, in the next slice: a slice's changes wait for the
+    /// next one.)
+    pub(crate) fn keys(&mut self, last: bool) -> Vec<(i64, i16)> {
+        let slice = std::mem::take(&mut self.pending);
+        let held = std::mem::take(&mut self.held);
+        let least = slice.tuples.iter().map(|t| t.0).min();
+        let (mut ready, mut next) = (Pending::default(), Pending::default());
+        let mut kept = vec![None; held.buffers.len()];
+        for &tuple in &held.tuples {
+            if last || least.is_some_and(|least| tuple.0 < least) {
+                ready.tuples.push(tuple);
+            } else {
+                next.carry(tuple, &held.buffers, &mut kept);
+            }
+        }
+        ready.buffers = held.buffers;
+        let mut kept = vec![None; slice.buffers.len()];
+        for &tuple in &slice.tuples {
+            if last {
+                ready.carry(tuple, &slice.buffers, &mut kept);
+            } else {
+                next.carry(tuple, &slice.buffers, &mut kept);
+            }
+        }
+        // Changes of one transaction mostly follow each other.
+        let mut keys: Vec<(i64, i16)> = Vec::new();
+        for tuple in &ready.tuples {
+            if keys.last() != Some(&tuple.1) {
+                keys.push(tuple.1);
+            }
+        }
         keys.sort_unstable();
+        keys.dedup();
+        // Changes far out of id order all through the partition would be
+        // held back slice after slice: past three slices' worth, the read
+        // is given up (and made again by id).
+        if next.len() > 3 * self.capacity {
+            self.disordered = true;
+        }
+        (self.ready, self.held) = (ready, next);
         keys
+    }
+
+    /// The changes taken apart and not joined yet.
+    pub(crate) fn unjoined(&self) -> usize {
+        self.pending.len() + self.held.len() + self.ready.len()
     }
 
     /// The sets of changed fields of the slice's diff-image UPDATEs whose
@@ -544,10 +652,18 @@ impl Decoder {
         std::mem::take(&mut self.to_sort)
     }
 
-    /// Joins the slice's changes with `transactions` (their records, by
-    /// [`Self::keys`]), handing the columns to `full` each time they hold
-    /// a row group; false when `full` did, true when the slice is done
-    /// and the decoder ready for the next.
+    /// The changes of the slice taken apart so far.
+    pub(crate) fn slice_rows(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Joins the changes [`Self::keys`] made ready (sorted by id, when
+    /// they did not come so) with `transactions` (their records),
+    /// handing the columns to `full` each time they hold a row group;
+    /// false when `full` did, or when a change among them comes before a
+    /// change joined already ([`Self::disordered`]: none of them is
+    /// joined), true when they are done and the decoder ready for the
+    /// next slice.
     pub(crate) fn join(
         &mut self,
         transactions: Transactions,
@@ -555,11 +671,23 @@ impl Decoder {
         full: &mut dyn FnMut(Columns) -> bool,
     ) -> Result<bool, CopyError> {
         self.key_orders.learn(sorted_fields).map_err(bad)?;
+        if self.disordered {
+            return Ok(false);
+        }
+        let mut ready = std::mem::take(&mut self.ready);
+        if !ready.tuples.is_sorted_by_key(|t| t.0) {
+            ready.tuples.sort_unstable_by_key(|t| t.0);
+        }
+        if let (Some(&(first, ..)), Some((last, _))) = (ready.tuples.first(), self.last)
+            && first <= last
+        {
+            self.disordered = true;
+            return Ok(false);
+        }
         self.transactions = transactions;
         self.current = None;
-        let mut pending = std::mem::take(&mut self.pending);
-        for &(buffer, start) in &pending.tuples {
-            let data = &pending.buffers[buffer as usize];
+        for &(_, _, buffer, start) in &ready.tuples {
+            let data = &ready.buffers[buffer as usize];
             let Some((f, _)) = fields::<CHANGE_FIELDS>(data, start as usize)? else {
                 return Err(bad("a change was cut short"));
             };
@@ -568,8 +696,6 @@ impl Decoder {
                 return Ok(false);
             }
         }
-        pending.clear();
-        self.pending = pending;
         self.tuples = Tuples::default();
         self.transactions = Transactions::default();
         self.current = None;
@@ -1213,15 +1339,25 @@ mod tests {
     /// Whatever the chunks, the joined rows and the digest are those of the
     /// changes, row group by row group, the digest is
     /// `ArchivedChange::digest_into`'s and the check that of the row
-    /// groups' columns; the decoder goes on with the next slice.
+    /// groups' columns; the decoder goes on with the next slice (the
+    /// same changes, their ids 6 higher).
     #[test]
     fn changes_join_their_transaction_into_columns_and_the_row_digest() {
         let seed = crate::digest::seed();
+        let slice_of = |slice: i64| {
+            changes()
+                .into_iter()
+                .map(move |c| ArchivedChange {
+                    id: c.id + 6 * slice,
+                    ..c
+                })
+                .collect::<Vec<_>>()
+        };
         let mut expected = Sha256::new();
         let mut groups = Vec::new();
         for slice in 0..2 {
-            for (i, c) in changes().iter().enumerate() {
-                if (slice * 6 + i) % 4 == 0 {
+            for (i, c) in slice_of(slice).iter().enumerate() {
+                if (slice as usize * 6 + i) % 4 == 0 {
                     groups.push(Columns::default());
                 }
                 c.digest_into(&mut expected);
@@ -1234,14 +1370,14 @@ mod tests {
         }
         let (expected, check) = (expected.finalize(), check.value());
         let keys = vec![(0, 0), ((1 << 48) + 900, 2), ((1 << 48) + 900, 3)];
-        let data = stream(changes().iter().map(change_tuple));
+        let data = [0, 1].map(|slice| stream(slice_of(slice).iter().map(change_tuple)));
         for (by_bytes, size) in [false, true]
             .into_iter()
             .flat_map(|s| [1, 3, 17, 100, 1 << 20].map(|n| (s, n)))
         {
             let mut decoder = Decoder::new(4, by_bytes, tables(), seed);
             let mut got = Vec::new();
-            for slice in 0..2 {
+            for (slice, data) in data.iter().enumerate() {
                 for chunk in data.chunks(size) {
                     decoder.feed(Bytes::copy_from_slice(chunk)).expect("decodes");
                 }
@@ -1251,21 +1387,111 @@ mod tests {
                 // sorts by bytes; this server sorts by bytes too.
                 assert_eq!(to_sort.is_empty(), by_bytes || slice > 0, "{to_sort:?}");
                 let sorted = crate::key_order::answer(&to_sort, str::to_string);
-                assert_eq!(decoder.keys(), keys);
+                // A slice's changes wait for the next slice's (or the end).
+                let ready = if slice == 0 { Vec::new() } else { keys.clone() };
+                assert_eq!(decoder.keys(false), ready);
                 let joined = decoder.join(transactions(), sorted, &mut |columns| {
                     got.push(columns);
                     true
                 });
                 assert!(joined.expect("joins"), "chunks of {size}");
             }
+            assert_eq!(decoder.unjoined(), 6);
+            assert_eq!(decoder.keys(true), keys);
+            let joined = decoder.join(transactions(), Vec::new(), &mut |columns| {
+                got.push(columns);
+                true
+            });
+            assert!(joined.expect("joins"), "chunks of {size}");
+            assert_eq!(decoder.unjoined(), 0);
             assert_eq!(decoder.take().rows, 0, "12 rows make 3 row groups of 4");
             assert_eq!(decoder.rows, 12);
             assert_eq!(decoder.first, Some((7, 1_700_000_000_123_456)));
-            assert_eq!(decoder.last, Some((12, 1_700_000_000_123_456)));
+            assert_eq!(decoder.last, Some((18, 1_700_000_000_123_456)));
             assert_eq!(got, groups, "chunks of {size}");
             assert_eq!(decoder.check.value(), check, "chunks of {size}");
             assert_eq!(decoder.sha256.finalize(), expected, "chunks of {size}");
         }
+    }
+
+    /// Changes that come out of id order (read in the order of the
+    /// partition's blocks) are joined in id order, within a slice and
+    /// across the edge of two: a slice's changes wait for the next slice,
+    /// and those below its least id are joined. A change below one joined
+    /// before is not joined, nor any other of those ready, and the decoder
+    /// says so.
+    #[test]
+    fn changes_out_of_order_are_joined_in_id_order_and_one_below_a_joined_one_is_refused() {
+        let seed = crate::digest::seed();
+        let mut expected = Sha256::new();
+        let mut group = Columns::default();
+        for c in changes() {
+            c.digest_into(&mut expected);
+            group.push_change(&c);
+        }
+        let slice = |ids: &[i64]| {
+            let all = changes();
+            Bytes::from(stream(ids.iter().map(|id| {
+                change_tuple(all.iter().find(|c| c.id == *id).expect("a change"))
+            })))
+        };
+        let mut decoder = Decoder::new(100, true, tables(), seed);
+        let join = |decoder: &mut Decoder| {
+            decoder
+                .join(transactions(), Vec::new(), &mut |_| panic!("fewer than 100 rows"))
+                .expect("joins")
+        };
+        decoder.feed(slice(&[12, 9, 7])).expect("decodes");
+        assert_eq!(decoder.slice_rows(), 3);
+        assert_eq!(decoder.keys(false), vec![]);
+        assert!(join(&mut decoder));
+        assert_eq!(decoder.rows, 0);
+        decoder.feed(slice(&[11, 8, 10])).expect("decodes");
+        assert_eq!(decoder.keys(false), vec![((1 << 48) + 900, 2)], "change 7 only");
+        assert!(join(&mut decoder));
+        assert_eq!(decoder.rows, 1);
+        assert_eq!(decoder.unjoined(), 5);
+        assert_eq!(decoder.keys(true).len(), 3);
+        assert!(join(&mut decoder));
+        assert!(!decoder.disordered);
+        assert_eq!(decoder.take(), group);
+        assert_eq!(decoder.sha256.clone().finalize(), expected.finalize());
+        assert_eq!(decoder.first, Some((7, 1_700_000_000_123_456)));
+        assert_eq!(decoder.last, Some((12, 1_700_000_000_123_456)));
+
+        // The next slice holds changes 13 and 10: 10 was joined before.
+        let later = changes()
+            .into_iter()
+            .filter(|c| c.id == 8 || c.id == 9)
+            .map(|c| ArchivedChange {
+                id: if c.id == 8 { 13 } else { 10 },
+                ..c
+            });
+        decoder
+            .feed(Bytes::from(stream(later.map(|c| change_tuple(&c)))))
+            .expect("decodes");
+        decoder.keys(true);
+        let joined = decoder
+            .join(transactions(), Vec::new(), &mut |_| panic!("nothing is joined"))
+            .expect("no error of the data");
+        assert!(!joined && decoder.disordered);
+        assert_eq!(decoder.rows, 6);
+        assert_eq!(decoder.columns.rows, 0);
+
+        // Slices each with a change below all the others': nothing is
+        // ready, and past three slices' worth held the read is given up.
+        let mut decoder = Decoder::new(1, true, tables(), seed);
+        let mut joined = Vec::new();
+        for ids in [[12, 11], [10, 9], [8, 7]] {
+            decoder.feed(slice(&ids)).expect("decodes");
+            assert_eq!(decoder.keys(false), vec![]);
+            joined.push(join(&mut decoder));
+            if decoder.disordered {
+                break;
+            }
+        }
+        assert_eq!(joined, vec![true, false], "4 held at the second slice, 3 at most");
+        assert_eq!(decoder.rows, 0);
     }
 
     #[test]
@@ -1284,6 +1510,7 @@ mod tests {
         );
         let mut decoder = Decoder::new(4, true, Tables::new(), 0);
         decoder.feed(Bytes::from(data)).expect("takes the tuples apart");
+        decoder.keys(true);
         let error = decoder
             .join(transactions(), Vec::new(), &mut |_| true)
             .expect_err("no table 3");

@@ -1318,3 +1318,115 @@ async fn changed_fields_are_archived_in_the_order_the_database_sorts_them() {
     let report = verify(&mut client, &archive.key, Some(archive.dir.path())).await;
     assert!(report.intact(), "{:?}", report.problems);
 }
+
+/// A month whose changes do not lie in their partition in id order is
+/// archived in id order (the archive reads a partition in the order of
+/// its blocks and reads it again by id when a change comes before one it
+/// has written): two sessions wrote side by side (each takes ids from a
+/// cache of its own), and order 1's change was moved (as a rewrite of the
+/// table by a tool would move it; here a superuser's UPDATE that changes
+/// nothing, the append-only guard off), so that it lies blocks past
+/// where the read began. The file holds the database's rows, by id, and
+/// verifies.
+#[tokio::test]
+async fn a_month_not_lying_in_id_order_is_archived_in_id_order() {
+    let (cluster, clock) = cluster_at("-100d");
+    let admin = connect_to(&cluster.url("postgres")).await;
+    admin
+        .batch_execute("CREATE DATABASE shop")
+        .await
+        .expect("create shop");
+    let mut client = connect_to(&cluster.url("shop")).await;
+    client.batch_execute(SHOP).await.expect("schema");
+    apply(&mut client, CONFIG).await;
+    let config = Config::parse(CONFIG, "pgtrail.toml").expect("config");
+    pgtrail::archive::partitions::premake(&client, &config.retention)
+        .await
+        .expect("premake");
+    let other = connect_to(&cluster.url("shop")).await;
+    for round in 0..60 {
+        for (n, session) in [&client, &other].into_iter().enumerate() {
+            let first = (round * 2 + n) * 1000 + 1;
+            session
+                .batch_execute(&format!(
+                    "BEGIN; SELECT pgtrail.set_context(actor_id => 'clerk{n}', reason => 'round {round}');
+                     INSERT INTO orders SELECT g, 'new', g FROM generate_series({first}, {}) AS g;
+                     COMMIT;",
+                    first + 999
+                ))
+                .await
+                .expect("orders");
+        }
+    }
+    let partition = partition_of(&client, 1).await;
+    client
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL session_replication_role = replica;
+             UPDATE pgtrail.{partition} SET txid = txid WHERE id = (SELECT min(id) FROM pgtrail.{partition});
+             COMMIT;"
+        ))
+        .await
+        .expect("order 1's change moved");
+    assert_eq!(partition, partition_of(&client, 120_000).await);
+    // Out of id order in the blocks: within them, and order 1's change
+    // (the least id) past the first 256 blocks and some 65,536 changes
+    // more (the first two slices the archive reads: their changes are
+    // joined before it comes).
+    let below = count(
+        &client,
+        &format!(
+            "SELECT count(*) FROM (SELECT c.id < lag(c.id) OVER (ORDER BY c.ctid) AS below
+             FROM pgtrail.{partition} AS c) AS o WHERE o.below"
+        ),
+    )
+    .await;
+    assert!(below > 1, "{below} changes below the one before them");
+    let block = count(
+        &client,
+        &format!(
+            "SELECT ((c.ctid::text::point)[0])::bigint FROM pgtrail.{partition} AS c
+             WHERE c.id = (SELECT min(id) FROM pgtrail.{partition})"
+        ),
+    )
+    .await;
+    assert!(block >= 256, "order 1's change lies in block {block}");
+    let before = count(
+        &client,
+        &format!(
+            "SELECT count(*) FROM pgtrail.{partition} AS c
+             WHERE c.ctid < (SELECT m.ctid FROM pgtrail.{partition} AS m
+                             WHERE m.id = (SELECT min(id) FROM pgtrail.{partition}))"
+        ),
+    )
+    .await;
+    assert!(before > 100_000, "{before} changes lie before order 1's");
+    let expected: Vec<(i64, Option<String>, Option<String>)> = client
+        .query(
+            &format!(
+                "SELECT c.id, c.new_values::text, x.reason FROM pgtrail.{partition} AS c
+                      LEFT JOIN pgtrail.transaction AS x ON x.txid = c.txid AND x.ctx = c.ctx ORDER BY c.id"
+            ),
+            &[],
+        )
+        .await
+        .expect("the database's rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(expected.len(), 120_000);
+
+    clock.set("+0d");
+    let signed = SignedArchive::new(&config);
+    let outcomes = signed.run(&mut client).await;
+    assert!(archived(&outcomes).contains(&partition), "{outcomes:?}");
+    let rows = read_rows(&signed.dir.path().join(format!("{partition}.parquet"))).expect("read the archive");
+    let got: Vec<(i64, Option<String>, Option<String>)> =
+        rows.into_iter().map(|r| (r.id, r.new_values, r.reason)).collect();
+    assert_eq!(got.len(), expected.len());
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!(g, e);
+    }
+    let report = verify(&mut client, &signed.key, Some(signed.dir.path())).await;
+    assert!(report.intact(), "{:?}", report.problems);
+    assert_eq!(report.archived_checked, 120_000);
+}
