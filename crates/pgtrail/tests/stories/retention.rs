@@ -128,6 +128,19 @@ impl SignedArchive {
     }
 }
 
+/// The shop's tables in the cluster's database `shop` (made by the
+/// caller), audited by CONFIG, its trail's partitions made for now.
+async fn audited_shop(cluster: &Cluster) -> (Client, Config) {
+    let mut client = connect_to(&cluster.url("shop")).await;
+    client.batch_execute(SHOP).await.expect("schema");
+    apply(&mut client, CONFIG).await;
+    let config = Config::parse(CONFIG, "pgtrail.toml").expect("config");
+    pgtrail::archive::partitions::premake(&client, &config.retention)
+        .await
+        .expect("premake");
+    (client, config)
+}
+
 /// Five months of orders, a month apart, made as a cron'd maintain would
 /// keep partitions ahead; returns the shop's connection, its clock and config.
 async fn five_months_of_orders() -> (Cluster, Clock, Client, Config) {
@@ -137,10 +150,7 @@ async fn five_months_of_orders() -> (Cluster, Clock, Client, Config) {
         .batch_execute("CREATE DATABASE shop")
         .await
         .expect("create shop");
-    let mut client = connect_to(&cluster.url("shop")).await;
-    client.batch_execute(SHOP).await.expect("schema");
-    apply(&mut client, CONFIG).await;
-    let config = Config::parse(CONFIG, "pgtrail.toml").expect("config");
+    let (client, config) = audited_shop(&cluster).await;
     for (month, offset) in ["-150d", "-120d", "-90d", "-60d", "-30d", "+0d"]
         .iter()
         .enumerate()
@@ -1127,13 +1137,7 @@ async fn a_long_transaction_across_a_big_month_is_archived_with_its_own_records(
             .await
             .expect("create shop");
     }
-    let mut client = connect_to(&cluster.url("shop")).await;
-    client.batch_execute(SHOP).await.expect("schema");
-    apply(&mut client, CONFIG).await;
-    let config = Config::parse(CONFIG, "pgtrail.toml").expect("config");
-    pgtrail::archive::partitions::premake(&client, &config.retention)
-        .await
-        .expect("premake");
+    let (mut client, config) = audited_shop(&cluster).await;
     let long = connect_to(&cluster.url("shop")).await;
     long.batch_execute(
         "BEGIN; SELECT pgtrail.set_context(actor_id => 'import', reason => 'the long import');
@@ -1336,13 +1340,7 @@ async fn a_month_not_lying_in_id_order_is_archived_in_id_order() {
         .batch_execute("CREATE DATABASE shop")
         .await
         .expect("create shop");
-    let mut client = connect_to(&cluster.url("shop")).await;
-    client.batch_execute(SHOP).await.expect("schema");
-    apply(&mut client, CONFIG).await;
-    let config = Config::parse(CONFIG, "pgtrail.toml").expect("config");
-    pgtrail::archive::partitions::premake(&client, &config.retention)
-        .await
-        .expect("premake");
+    let (mut client, config) = audited_shop(&cluster).await;
     let other = connect_to(&cluster.url("shop")).await;
     for round in 0..60 {
         for (n, session) in [&client, &other].into_iter().enumerate() {
