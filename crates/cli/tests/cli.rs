@@ -129,6 +129,22 @@ async fn a_broken_config_is_reported_with_file_line_and_suggestion_and_changes_n
         stderr.contains("pgtrail.toml:1:") && stderr.contains("did you mean `public.users`?"),
         "{stderr}"
     );
+    // A key column the table does not have, nothing like one it has: its
+    // columns are listed.
+    std::fs::write(
+        dir.path().join("pgtrail.toml"),
+        "[tables.\"public.users\"]\nkey = [\"uuid\"]\n",
+    )
+    .unwrap();
+    let output = pgtrail(&["apply", "--database-url", db.url()], dir.path());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.contains("pgtrail.toml:2:")
+            && stderr.contains("key names column `uuid`, which `public.users` does not have")
+            && stderr.contains("help: its columns are `id`, `email`, `password_hash`"),
+        "{stderr}"
+    );
     assert_eq!(
         count(&db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgtrail'").await,
         0

@@ -296,7 +296,9 @@ fn check_table_rules(config: &Config, catalog: &Catalog, problems: &mut Vec<Conf
                         "key" => rule.key_location.get(index).copied().unwrap_or(rule.location),
                         _ => rule.location,
                     };
-                    let help = suggest(column, table.column_names()).map(|s| format!("did you mean `{s}`?"));
+                    let help = suggest(column, table.column_names())
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .or_else(|| Some(columns_help(table)));
                     problems.push(problem(
                         config,
                         Some(location),
@@ -309,6 +311,20 @@ fn check_table_rules(config: &Config, catalog: &Catalog, problems: &mut Vec<Conf
                 }
             }
         }
+    }
+}
+
+/// The help for a column a table does not have (and none it has is close
+/// to): the columns it has, the first dozen when there are many.
+fn columns_help(table: &Table) -> String {
+    const SHOWN: usize = 12;
+    let names: Vec<String> = table.column_names().map(|c| format!("`{c}`")).collect();
+    let more = names.len().saturating_sub(SHOWN);
+    let shown = names.into_iter().take(SHOWN).collect::<Vec<_>>().join(", ");
+    if more > 0 {
+        format!("its columns are {shown} and {more} more")
+    } else {
+        format!("its columns are {shown}")
     }
 }
 
