@@ -2853,6 +2853,76 @@ async fn revert_shows_the_plan_applies_only_with_yes_and_refuses_conflicts_with_
     );
 }
 
+/// `--yes` plans once: `pgtrail.revert` makes the plan in its own
+/// transaction and the CLI prints what it ran, without asking
+/// `pgtrail.revert_plan` for the same plan first.
+#[tokio::test]
+async fn revert_with_yes_plans_once_and_prints_the_statements_it_ran() {
+    let (db, dir) = project("[capture]\nexclude = [\"sessions\"]\n").await;
+    assert_eq!(
+        pgtrail(&["apply", "--database-url", db.url()], dir.path())
+            .status
+            .code(),
+        Some(0)
+    );
+    db.client
+        .batch_execute(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET track_functions = ''pl''', current_database()); END $$",
+        )
+        .await
+        .expect("functions' calls counted");
+    db.client
+        .batch_execute("INSERT INTO users (email) VALUES ('ann@example.com'), ('bob@example.com')")
+        .await
+        .expect("sign-ups");
+    db.client
+        .batch_execute(
+            "BEGIN; SELECT pgtrail.set_context(actor_name => 'script'); UPDATE users SET email = 'oops'; COMMIT;",
+        )
+        .await
+        .expect("a mistake");
+    let txid = count(&db, "SELECT max(txid) FROM pgtrail.changes")
+        .await
+        .to_string();
+
+    let (code, stdout, stderr) = ask(
+        &db,
+        dir.path(),
+        &["revert", "--tx", &txid, "--reason", "undo", "--yes"],
+    );
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Statements run") && stdout.contains("UPDATE public.users"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("reverted: 2 row(s) in 1 statement(s)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM users WHERE email LIKE '%@example.com'").await,
+        2
+    );
+
+    // The CLI's backend counted its calls as it ended: the plan made once,
+    // inside pgtrail.revert.
+    let calls = "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_user_functions
+                 WHERE schemaname = 'pgtrail' AND funcname = 'revert_plan'";
+    let mut plans = 0;
+    for _ in 0..100 {
+        db.client
+            .batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await
+            .expect("a fresh look at the statistics");
+        plans = count(&db, calls).await;
+        if plans > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(plans, 1, "pgtrail.revert_plan ran {plans} time(s)");
+}
+
 /// A WAL-mode project for the follower's stories: a throwaway cluster with
 /// `wal_level = logical`, a table `t` applied in WAL mode, and an
 /// application writing `n` transactions (an INSERT and an UPDATE of the

@@ -1,14 +1,16 @@
 //! `pgtrail revert`: undo recorded changes (transactions, one row, an
 //! actor's or a context's changes in a window). Prints the plan first and
 //! changes nothing until `--yes`, or a "y" on a terminal; exit 1 when later
-//! changes conflict and the policy refuses.
+//! changes conflict and the policy refuses. With `--yes` the revert is
+//! planned once, by `pgtrail.revert` in its own transaction, and what it did
+//! is printed after; the plan is asked for apart only to list conflicts.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use pgtrail::revert::apply::{ApplyOptions, apply};
+use pgtrail::revert::apply::{Applied, ApplyOptions, apply};
 use pgtrail::revert::{Operation, Plan, PlanItem, Request, RevertError, RowTarget, Selector, StatementKind};
 use serde_json::{Value, json};
 use tokio_postgres::Client;
@@ -53,71 +55,45 @@ pub async fn run(common: &Common, args: &RevertArgs) -> Result<ExitCode> {
     request.batch_rows = args.batch_rows;
     request.lock_timeout = args.lock_timeout.clone();
 
+    if args.yes {
+        return apply_at_once(common, args, &mut client, &request, &bar).await;
+    }
     let plan = pgtrail::revert::plan::plan(&client, &request)
         .await
         .map_err(revert_error)?;
-    let conflicts = plan.conflicts().count();
     if common.format == Format::Table {
-        print_plan(&request, &plan);
+        print_plan(&request, &plan, Shown::Plan);
     }
-    if conflicts > 0 {
-        if common.format == Format::Json {
-            output::print_json(&report(&request, &plan, None))?;
-        }
-        output::say(
-            output::BAD,
-            &format!(
-                "\nrefused: {conflicts} conflict(s) with later changes; nothing was changed\n  \
-                 help: --on-conflict skip leaves those rows as they are, --on-conflict cascade also reverts the later changes"
-            ),
-        );
-        return Ok(ExitCode::from(1));
+    if let Some(code) = refused_or_empty(common, &request, &plan)? {
+        return Ok(code);
     }
-    if plan.statements().next().is_none() {
+    let interactive =
+        common.format == Format::Table && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if !interactive {
         if common.format == Format::Json {
             output::print_json(&report(&request, &plan, None))?;
         } else {
             output::say(
-                output::GOOD,
-                "\nnothing to revert: the selected changes leave nothing to undo",
+                output::DIM,
+                "\nthis is the plan; nothing was changed (add --yes to apply it)",
             );
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if !args.yes {
-        let interactive = common.format == Format::Table
-            && std::io::stdin().is_terminal()
-            && std::io::stderr().is_terminal();
-        if !interactive {
-            if common.format == Format::Json {
-                output::print_json(&report(&request, &plan, None))?;
-            } else {
-                output::say(
-                    output::DIM,
-                    "\nthis is the plan; nothing was changed (add --yes to apply it)",
-                );
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        eprint!("\nApply this revert ({} rows)? [y/N] ", plan.rows());
-        std::io::stderr().flush().ok();
-        let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .context("reading the confirmation")?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-            eprintln!("not applied; nothing was changed");
-            return Ok(ExitCode::SUCCESS);
-        }
+    eprint!("\nApply this revert ({} rows)? [y/N] ", plan.rows());
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the confirmation")?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        eprintln!("not applied; nothing was changed");
+        return Ok(ExitCode::SUCCESS);
     }
 
     bar.set_length(plan.rows().max(0) as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} reverting {pos}/{len} rows [{bar:30}] {eta}")
-            .map_err(|e| anyhow!("progress bar: {e}"))?
-            .progress_chars("=> "),
-    );
+    progress_style(&bar)?;
     let options = ApplyOptions {
         reason: args.reason.clone(),
         actor: args.as_actor.clone(),
@@ -133,8 +109,109 @@ pub async fn run(common: &Common, args: &RevertArgs) -> Result<ExitCode> {
         }
         Err(error) => return Err(revert_error(error)),
     };
+    print_applied(common, &request, &applied)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+const NOTHING_TO_REVERT: &str = "\nnothing to revert: the selected changes leave nothing to undo";
+
+/// `--yes`: `pgtrail.revert` plans and applies in one transaction (the plan
+/// is not made first apart and then again by the revert: for a large revert
+/// that first plan costs about two thirds of the revert itself). What it did
+/// is printed after. When it refuses conflicts, the plan is made to list
+/// them all (the error names only the first 20).
+async fn apply_at_once(
+    common: &Common,
+    args: &RevertArgs,
+    client: &mut Client,
+    request: &Request,
+    bar: &ProgressBar,
+) -> Result<ExitCode> {
+    progress_style(bar)?;
+    let options = ApplyOptions {
+        reason: args.reason.clone(),
+        actor: args.as_actor.clone(),
+        expected: None,
+    };
+    let applied = apply(client, request, &options).await;
+    bar.finish_and_clear();
+    match applied {
+        Ok(applied) => {
+            if common.format == Format::Table {
+                print_plan(request, &applied.plan, Shown::Applied);
+            }
+            if applied.plan.statements().next().is_none() {
+                // (Its transaction wrote nothing.)
+                if common.format == Format::Json {
+                    output::print_json(&report(request, &applied.plan, None))?;
+                } else {
+                    output::say(output::GOOD, NOTHING_TO_REVERT);
+                }
+            } else {
+                print_applied(common, request, &applied)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) if error.is_conflict() => {
+            let plan = pgtrail::revert::plan::plan(client, request)
+                .await
+                .map_err(revert_error)?;
+            if plan.conflicts().next().is_none() {
+                // (Conflicts seen by the revert and gone by the time of
+                // this plan: the revert's own message says what they were.)
+                output::print_error(&anyhow!(error));
+                return Ok(ExitCode::from(1));
+            }
+            if common.format == Format::Table {
+                print_plan(request, &plan, Shown::Plan);
+            }
+            Ok(refused_or_empty(common, request, &plan)?.unwrap_or(ExitCode::from(1)))
+        }
+        Err(error) => Err(revert_error(error)),
+    }
+}
+
+/// Exit 1 with the conflicts when the plan has any (policy refuse), or 0
+/// when it leaves nothing to do; `None` when there is something to apply.
+fn refused_or_empty(common: &Common, request: &Request, plan: &Plan) -> Result<Option<ExitCode>> {
+    let conflicts = plan.conflicts().count();
+    if conflicts > 0 {
+        if common.format == Format::Json {
+            output::print_json(&report(request, plan, None))?;
+        }
+        output::say(
+            output::BAD,
+            &format!(
+                "\nrefused: {conflicts} conflict(s) with later changes; nothing was changed\n  \
+                 help: --on-conflict skip leaves those rows as they are, --on-conflict cascade also reverts the later changes"
+            ),
+        );
+        return Ok(Some(ExitCode::from(1)));
+    }
+    if plan.statements().next().is_none() {
+        if common.format == Format::Json {
+            output::print_json(&report(request, plan, None))?;
+        } else {
+            output::say(output::GOOD, NOTHING_TO_REVERT);
+        }
+        return Ok(Some(ExitCode::SUCCESS));
+    }
+    Ok(None)
+}
+
+fn progress_style(bar: &ProgressBar) -> Result<()> {
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} reverting {pos}/{len} rows [{bar:30}] {eta}")
+            .map_err(|e| anyhow!("progress bar: {e}"))?
+            .progress_chars("=> "),
+    );
+    Ok(())
+}
+
+/// What an applied revert did: its report (JSON) or a line (table).
+fn print_applied(common: &Common, request: &Request, applied: &Applied) -> Result<()> {
     match common.format {
-        Format::Json => output::print_json(&report(&request, &applied.plan, Some(applied.txid)))?,
+        Format::Json => output::print_json(&report(request, &applied.plan, Some(applied.txid)))?,
         Format::Table => output::say(
             output::GOOD,
             &format!(
@@ -146,7 +223,7 @@ pub async fn run(common: &Common, args: &RevertArgs) -> Result<ExitCode> {
             ),
         ),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The selector from the flags; times resolved to moments by the server.
@@ -234,7 +311,15 @@ fn report(request: &Request, plan: &Plan, txid: Option<i64>) -> Value {
     })
 }
 
-fn print_plan(request: &Request, plan: &Plan) {
+/// Whether [`print_plan`] shows a plan before it is applied or what a
+/// revert applied with `--yes` did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    Plan,
+    Applied,
+}
+
+fn print_plan(request: &Request, plan: &Plan, shown: Shown) {
     let mut ids: Vec<i64> = plan
         .items
         .iter()
@@ -282,18 +367,33 @@ fn print_plan(request: &Request, plan: &Plan) {
                 sample_keys(s.key.as_ref()),
             ]);
         }
-        output::print_styled(&table, true, |column, cell| {
-            match (column, cell.split(' ').next()) {
-                (2, Some("INSERT")) => output::GOOD,
-                (2, Some("UPDATE" | "MOVE")) => output::WARN,
-                (2, Some("DELETE")) => output::BAD,
-                (4, _) => output::DIM,
-                _ => output::PLAIN,
-            }
-        });
+        let style = |column: usize, cell: &str| match (column, cell.split(' ').next()) {
+            (2, Some("INSERT")) => output::GOOD,
+            (2, Some("UPDATE" | "MOVE")) => output::WARN,
+            (2, Some("DELETE")) => output::BAD,
+            (4, _) => output::DIM,
+            _ => output::PLAIN,
+        };
+        if plan.statements().any(|s| s.key.is_some()) {
+            output::print_styled(&table, true, style);
+        } else {
+            // (What a revert applied: the statements it wrote straight from
+            // its working tables come back without their keys; their
+            // changes name the rows.)
+            let table: Vec<[String; 5]> = table
+                .into_iter()
+                .map(|[step, name, operation, rows, changes, _]| [step, name, operation, rows, changes])
+                .collect();
+            output::print_styled(&table, true, style);
+        }
         output::say(
             output::HEADER,
-            "\nStatements (their rows are bound as $1; --format json shows them):",
+            match shown {
+                Shown::Plan => "\nStatements (their rows are bound as $1; --format json shows them):",
+                // (The revert writes most statements' rows straight from
+                // its working tables and returns them without those rows.)
+                Shown::Applied => "\nStatements run (their rows were bound as $1):",
+            },
         );
         let limit = output::width_limit();
         for s in plan.statements() {
