@@ -2,10 +2,10 @@
 //! scripts (JSON), errors, and progress. Colour is dropped when the output is
 //! not a terminal or `NO_COLOR` is set (anstream decides).
 
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Write};
 
 use anstyle::{AnsiColor, Style};
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 pub const HEADER: Style = Style::new().bold();
 pub const GOOD: Style = AnsiColor::Green.on_default();
@@ -13,6 +13,19 @@ pub const WARN: Style = AnsiColor::Yellow.on_default();
 pub const BAD: Style = AnsiColor::Red.on_default();
 pub const DIM: Style = Style::new().dimmed();
 pub const PLAIN: Style = Style::new();
+
+/// Asks a person on the terminal (the prompt on standard error) and reads
+/// their answer, one line, trimmed.
+pub fn ask(prompt: &str) -> Result<String> {
+    eprint!("{prompt}");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the confirmation")?;
+    Ok(answer.trim().to_string())
+}
 
 /// Prints rows as aligned columns; `style(column, cell)` colours a cell.
 pub fn print_rows<const N: usize>(rows: &[[String; N]]) {

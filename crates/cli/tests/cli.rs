@@ -2727,8 +2727,10 @@ async fn each_database_has_its_own_owner_and_reader_roles() {
     assert_eq!(error.code().map(|c| c.code()), Some("42501"), "{error}");
 }
 
-#[tokio::test]
-async fn revert_shows_the_plan_applies_only_with_yes_and_refuses_conflicts_with_exit_1() {
+/// An applied project with two sign-ups and a script's mistake (every
+/// email set to 'oops', actor `script`): the database, the project
+/// directory and the mistake's transaction id.
+async fn a_mistake_to_revert() -> (TestDb, tempfile::TempDir, String) {
     let (db, dir) = project("[capture]\nexclude = [\"sessions\"]\n").await;
     assert_eq!(
         pgtrail(&["apply", "--database-url", db.url()], dir.path())
@@ -2745,10 +2747,16 @@ async fn revert_shows_the_plan_applies_only_with_yes_and_refuses_conflicts_with_
             "BEGIN; SELECT pgtrail.set_context(actor_name => 'script'); UPDATE users SET email = 'oops'; COMMIT;",
         )
         .await
-        .expect("a day of work");
+        .expect("a mistake");
     let txid = count(&db, "SELECT max(txid) FROM pgtrail.changes")
         .await
         .to_string();
+    (db, dir, txid)
+}
+
+#[tokio::test]
+async fn revert_shows_the_plan_applies_only_with_yes_and_refuses_conflicts_with_exit_1() {
+    let (db, dir, txid) = a_mistake_to_revert().await;
     let url = db.url();
 
     // The plan, and nothing changed.
@@ -2858,32 +2866,14 @@ async fn revert_shows_the_plan_applies_only_with_yes_and_refuses_conflicts_with_
 /// `pgtrail.revert_plan` for the same plan first.
 #[tokio::test]
 async fn revert_with_yes_plans_once_and_prints_the_statements_it_ran() {
-    let (db, dir) = project("[capture]\nexclude = [\"sessions\"]\n").await;
-    assert_eq!(
-        pgtrail(&["apply", "--database-url", db.url()], dir.path())
-            .status
-            .code(),
-        Some(0)
-    );
+    let (db, dir, txid) = a_mistake_to_revert().await;
+    // (For the connections made after this one: the CLI's.)
     db.client
         .batch_execute(
             "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET track_functions = ''pl''', current_database()); END $$",
         )
         .await
         .expect("functions' calls counted");
-    db.client
-        .batch_execute("INSERT INTO users (email) VALUES ('ann@example.com'), ('bob@example.com')")
-        .await
-        .expect("sign-ups");
-    db.client
-        .batch_execute(
-            "BEGIN; SELECT pgtrail.set_context(actor_name => 'script'); UPDATE users SET email = 'oops'; COMMIT;",
-        )
-        .await
-        .expect("a mistake");
-    let txid = count(&db, "SELECT max(txid) FROM pgtrail.changes")
-        .await
-        .to_string();
 
     let (code, stdout, stderr) = ask(
         &db,

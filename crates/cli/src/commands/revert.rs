@@ -5,10 +5,10 @@
 //! planned once, by `pgtrail.revert` in its own transaction, and what it did
 //! is printed after; the plan is asked for apart only to list conflicts.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use pgtrail::revert::apply::{Applied, ApplyOptions, apply};
 use pgtrail::revert::{Operation, Plan, PlanItem, Request, RevertError, RowTarget, Selector, StatementKind};
@@ -80,14 +80,8 @@ pub async fn run(common: &Common, args: &RevertArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    eprint!("\nApply this revert ({} rows)? [y/N] ", plan.rows());
-    std::io::stderr().flush().ok();
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .context("reading the confirmation")?;
-    if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+    let answer = output::ask(&format!("\nApply this revert ({} rows)? [y/N] ", plan.rows()))?;
+    if !matches!(answer.as_str(), "y" | "Y" | "yes" | "YES" | "Yes") {
         eprintln!("not applied; nothing was changed");
         return Ok(ExitCode::SUCCESS);
     }

@@ -1,7 +1,7 @@
 //! `pgtrail uninstall`: stop capture everywhere; keep the trail unless
 //! `--drop-trail`, which asks first on a terminal and needs `--yes` elsewhere.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -22,14 +22,10 @@ pub async fn run(common: &Common, drop_trail: bool, yes: bool) -> Result<ExitCod
                 "--drop-trail deletes the whole audit trail of `{database}`; not on a terminal, so pass --yes to confirm"
             );
         }
-        eprint!("This deletes the audit trail of `{database}` for good. Type the database name to confirm: ");
-        std::io::stderr().flush().ok();
-        let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .context("reading the confirmation")?;
-        if answer.trim() != database {
+        let answer = output::ask(&format!(
+            "This deletes the audit trail of `{database}` for good. Type the database name to confirm: "
+        ))?;
+        if answer != database {
             eprintln!("not confirmed; nothing was changed");
             return Ok(ExitCode::from(2));
         }
