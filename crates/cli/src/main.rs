@@ -36,13 +36,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let code = match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(error) => {
             output::print_error(&error);
             ExitCode::from(2)
         }
-    }
+    };
+    // (The command's connections closed properly, not cut off at exit.)
+    runtime.block_on(pgtrail::connect::closed(std::time::Duration::from_millis(250)));
+    code
 }
 
 /// `pgtrail log | head` should stop quietly when `head` has read enough, as

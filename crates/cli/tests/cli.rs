@@ -777,6 +777,37 @@ async fn uninstall_keeps_the_trail_unless_told_and_confirmed() {
     );
 }
 
+/// A command that ends in an error still says goodbye to the server before
+/// the program exits: over TLS (as most servers are reached), the server's
+/// log does not report the connection cut off under it ("could not receive
+/// data from client: Connection reset by peer"), as it did for every
+/// command that ended in an error.
+#[test]
+fn a_command_that_fails_closes_its_connection_before_it_exits() {
+    use pgtrail_testkit::tls::{TestCa, tls_cluster};
+    let cluster = tls_cluster(
+        &TestCa::new("pgtrail test CA"),
+        &["hostnossl all all 127.0.0.1/32 reject"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let url = cluster.url("postgres");
+    for args in [
+        ["revert", "--tx", "1", "--reason", "r"].as_slice(),
+        ["log"].as_slice(),
+        ["check"].as_slice(),
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--database-url", &url]);
+        let output = pgtrail(&all, dir.path());
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {:?}", text(&output));
+    }
+    // (The server writes its log as the connections end.)
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = std::fs::read_to_string(cluster.log_file()).expect("the server's log");
+    assert!(!log.contains("Connection reset by peer"), "{log}");
+    assert!(!log.contains("unexpected EOF"), "{log}");
+}
+
 #[tokio::test]
 async fn a_wrong_password_is_one_clear_line_and_exit_2() {
     // A private cluster that asks for passwords over TCP (the shared test

@@ -25,6 +25,7 @@ pub mod tls;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio_postgres::config::{
@@ -512,12 +513,47 @@ fn password_for(target: &Target, entry: &HostEntry) -> Option<(String, Origin)> 
     .map(|password| (password, Origin::PassFile(file.clone())))
 }
 
+/// Connections whose task has not ended (see [`closed`]).
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a connection's task as open until it ends or is dropped.
+struct Open;
+
+impl Open {
+    fn new() -> Open {
+        OPEN.fetch_add(1, Ordering::SeqCst);
+        Open
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Waits, at most `timeout`, until every connection made here whose client
+/// was dropped has said goodbye to the server (a Terminate message, then
+/// the socket closed), for a program about to exit: its runtime would
+/// otherwise drop the connections' tasks before they run again, and the
+/// server logs each connection closed under it ("could not receive data
+/// from client: Connection reset by peer"). Connections still in use keep
+/// it waiting until the timeout.
+pub async fn closed(timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while OPEN.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 fn spawn_connection<S, T>(mut connection: tokio_postgres::Connection<S, T>, on_notice: OnNotice)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let open = Open::new();
     tokio::spawn(async move {
+        let _open = open;
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
             match message {
