@@ -358,7 +358,13 @@ fn print_plan(request: &Request, plan: &Plan, shown: Shown) {
                 operation_text(s),
                 s.rows.unwrap_or(0).to_string(),
                 short_ids(&s.change_ids),
-                sample_keys(s.key.as_ref()),
+                match (shown, &s.key) {
+                    // (What a revert applied: the statements it wrote
+                    // straight from its working tables come back without
+                    // their keys; their changes name the rows.)
+                    (Shown::Applied, None) => "-".to_string(),
+                    (_, key) => sample_keys(key.as_ref()),
+                },
             ]);
         }
         let style = |column: usize, cell: &str| match (column, cell.split(' ').next()) {
@@ -368,18 +374,7 @@ fn print_plan(request: &Request, plan: &Plan, shown: Shown) {
             (4, _) => output::DIM,
             _ => output::PLAIN,
         };
-        if plan.statements().any(|s| s.key.is_some()) {
-            output::print_styled(&table, true, style);
-        } else {
-            // (What a revert applied: the statements it wrote straight from
-            // its working tables come back without their keys; their
-            // changes name the rows.)
-            let table: Vec<[String; 5]> = table
-                .into_iter()
-                .map(|[step, name, operation, rows, changes, _]| [step, name, operation, rows, changes])
-                .collect();
-            output::print_styled(&table, true, style);
-        }
+        output::print_styled(&table, true, style);
         output::say(
             output::HEADER,
             match shown {
