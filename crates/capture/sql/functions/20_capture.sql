@@ -415,10 +415,12 @@ AS $fn$
     FROM pgtrail._capture_columns(t.id, p_relid) AS c
 $fn$;
 
--- The INSERT of a large UPDATE's changes (kind 'columns'), for the columns
--- p_only that changed in some row of it: generated per statement (the
--- capture function EXECUTEs it), so that only those columns are compared
--- and turned into JSON, one object per row in the usual case.
+-- The INSERT of a large UPDATE's changes (kind 'columns', a table recording
+-- more columns than the setting two_pass_columns, 40 by default: see
+-- pgtrail._capture_body), for the columns p_only that changed in some row
+-- of it: generated per statement (the capture function EXECUTEs it), so
+-- that only those columns are compared and turned into JSON, one object
+-- per row in the usual case.
 --
 -- When no key column changed (the usual large UPDATE), the rows are
 -- inserted in the order of the key index (change_key_idx: the key's
@@ -531,6 +533,13 @@ DECLARE
     v_era    integer := pgtrail._era_latest();
     v_bulk   bigint := coalesce((SELECT s.value::bigint FROM pgtrail.setting AS s
                                  WHERE s.name = 'bulk_update_rows' AND s.value ~ '^[0-9]{1,18}$'), 5000);
+    -- Tables recording more columns than this take the two-pass path for
+    -- a large UPDATE; the others one pass, in the key index's order (see
+    -- below). The setting two_pass_columns overrides it (the tests).
+    v_two_pass_columns bigint := coalesce((SELECT s.value::bigint FROM pgtrail.setting AS s
+                                           WHERE s.name = 'two_pass_columns' AND s.value ~ '^[0-9]{1,18}$'), 40);
+    v_large  text;
+    v_keys   text;
 BEGIN
     SELECT * INTO t FROM pgtrail.audited_table WHERE id = p_id;
     IF NOT FOUND THEN
@@ -554,7 +563,43 @@ BEGIN
                      '(SELECT * FROM pgtrail_old WHERE NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1) LIMIT 1) AS o, '
                      '(SELECT * FROM pgtrail_new LIMIT 1) AS n', false, '', 'v_now');
         v_many := pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid), true, '', 'v_now');
-        v_changed := pgtrail._changed_columns_sql(t, p_relid);
+        IF (SELECT count(*) FROM pgtrail._capture_columns(p_id, p_relid)) > v_two_pass_columns THEN
+            -- A wide table: a large UPDATE first finds the columns that
+            -- changed in some row (one pass), then compares and records
+            -- only those (pgtrail._bulk_update_sql, generated for them).
+            v_changed := pgtrail._changed_columns_sql(t, p_relid);
+            v_large := format(E'%s;\n'
+                              '                    v_only := pg_catalog.array_remove(v_only, NULL);\n'
+                              '                    IF pg_catalog.cardinality(v_only) > 0 THEN\n'
+                              '                        EXECUTE pgtrail._bulk_update_sql(%s, TG_RELID, v_only) USING v_txid, v_ctx, v_secret, v_now;\n'
+                              '                        GET DIAGNOSTICS v_rows = ROW_COUNT;\n'
+                              '                    END IF;',
+                              v_changed, p_id);
+        ELSE
+            -- A narrower one: the one-pass statement, in the order of the
+            -- key index (change_key_idx: the key's jsonb_hash_extended), so
+            -- that its entries go in leaf by leaf instead of one random
+            -- leaf per row. Comparing every column in one pass costs less
+            -- than a pass to find the changed columns and a statement
+            -- generated and planned for them (bench/RESULTS.md, 0.17.0).
+            -- Rows whose key changed keep the statement's order, before
+            -- the others: a row's changes are followed from key to key
+            -- within the statement. Rows of one key (a configured key that
+            -- is not unique) keep the statement's order (x.p). (One sort
+            -- key that tells nearly every two rows apart: the sort reads a
+            -- second key from the tuple past its JSON values, a walk over
+            -- every column before it for each comparison that needs it.)
+            v_keys := (SELECT string_agg(format('x.h%s', c.ord), ' OR ' ORDER BY c.ord)
+                       FROM pgtrail._capture_columns(p_id, p_relid) AS c WHERE c.is_key);
+            v_large := pgtrail._update_columns_sql(
+                           t, p_relid, pgtrail._positional_pairs_sql(t, p_relid), true,
+                           CASE WHEN v_keys IS NOT NULL
+                                THEN format(E'\n            ORDER BY CASE WHEN %s THEN NULL '
+                                            'ELSE pg_catalog.jsonb_hash_extended(x.k, 0) END NULLS FIRST, x.p', v_keys)
+                                ELSE '' END,
+                           'v_now')
+                       || E';\n                    GET DIAGNOSTICS v_rows = ROW_COUNT;';
+        END IF;
     ELSE
         -- The same one-row test gating the old side, and the same LIMIT 1
         -- sides, as above (without them this statement was planned as a
@@ -621,14 +666,10 @@ BEGIN
                     %6$s;
                     GET DIAGNOSTICS v_rows = ROW_COUNT;
                 ELSE
-                    -- A large statement: which columns changed in some row
-                    -- (one pass), then JSON for those columns only.
-                    %12$s;
-                    v_only := pg_catalog.array_remove(v_only, NULL);
-                    IF pg_catalog.cardinality(v_only) > 0 THEN
-                        EXECUTE pgtrail._bulk_update_sql(%2$s, TG_RELID, v_only) USING v_txid, v_ctx, v_secret, v_now;
-                        GET DIAGNOSTICS v_rows = ROW_COUNT;
-                    END IF;
+                    -- A large statement: its changes in the order of the
+                    -- key index; in a wide table, which columns changed in
+                    -- some row (one pass), then JSON for those columns only.
+                    %12$s
                 END IF;
                 PERFORM pg_catalog.set_config('work_mem', v_settings[1], true), pg_catalog.set_config('jit', v_settings[2], true),
                         pg_catalog.set_config('enable_nestloop', v_settings[3], true),
@@ -673,15 +714,17 @@ $body$,
                       pgtrail._rows_sql(t, p_relid, 'I', 'v_now'), pgtrail._rows_sql(t, p_relid, 'D', 'v_now'),
                       pgtrail._context_record_sql(quote_literal(v_name)),
                       pgtrail._context_span()::text,
-                      -- Statements of this many rows and more take the two-pass path
-                      -- (kind 'columns'). Below it the one-pass statement costs less
-                      -- per row: its plan is cached, where the two-pass path generates
-                      -- and plans its statement each time, which costs more than
-                      -- comparing only the changed columns saves until about 5,000
-                      -- rows (bench/RESULTS.md: at 200 rows 20 against 32.5 us a row).
-                      -- The setting bulk_update_rows overrides it (the tests).
-                      CASE WHEN v_changed IS NULL THEN '9223372036854775807' ELSE v_bulk::text END,
-                      coalesce(v_changed, 'NULL'),
+                      -- Statements of this many rows and more are large (kind
+                      -- 'columns'): written in the key index's order, in a wide table
+                      -- by the two-pass path. Below it the one-pass statement in the
+                      -- statement's order costs less per row: the sort is not worth
+                      -- it, and the two-pass path generates and plans its statement
+                      -- each time, which costs more than comparing only the changed
+                      -- columns saves until about 5,000 rows (bench/RESULTS.md: at
+                      -- 200 rows 20 against 32.5 us a row). The setting
+                      -- bulk_update_rows overrides it (the tests).
+                      CASE WHEN v_large IS NULL THEN '9223372036854775807' ELSE v_bulk::text END,
+                      coalesce(v_large, 'NULL;'),
                       v_era, CASE WHEN v_era = 0 THEN '' ELSE ' + ' || (v_era::bigint << 48) END);
 END
 $fn$;

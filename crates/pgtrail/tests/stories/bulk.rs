@@ -9,7 +9,7 @@
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use crate::support::{audited_db, two_pass_update_from};
+use crate::support::{audited_db, large_update_from, two_pass_update_from};
 
 const TABLE: &str = "(id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, seq int NOT NULL, email text, name text, amount numeric(12,2), score numeric,
                       tags text[], doc json, data jsonb, at timestamptz, secret text, updated_at timestamptz)";
@@ -93,7 +93,17 @@ async fn a_statement_of_many_rows_records_what_one_row_at_a_time_records() {
 
 #[tokio::test]
 async fn below_the_two_pass_threshold_a_statement_of_many_rows_records_the_same() {
-    compare_with(None, CONFIG, false).await;
+    compare_with(None, CONFIG, Path::Small).await;
+}
+
+#[tokio::test]
+async fn a_large_statement_on_a_narrow_table_records_the_same_in_one_pass() {
+    compare_with(None, CONFIG, Path::Sorted).await;
+}
+
+#[tokio::test]
+async fn with_full_images_a_large_statement_on_a_narrow_table_records_the_same_in_one_pass() {
+    compare_with(None, CONFIG_FULL, Path::Sorted).await;
 }
 
 #[tokio::test]
@@ -193,13 +203,26 @@ async fn compare_kinds(config: &str) {
 /// they get by default) and the capture settings of `config`, and checks
 /// the trails are identical.
 async fn compare(kind: Option<&str>, config: &str) {
-    compare_with(kind, config, true).await;
+    compare_with(kind, config, Path::TwoPass).await;
 }
 
-/// The same, the statements of 300 rows taking the two-pass path of kind
-/// 'columns' (`two_pass`) or the one-pass path (the default below 5,000
-/// rows).
-async fn compare_with(kind: Option<&str>, config: &str, two_pass: bool) {
+/// Which path of a capture function of kind 'columns' the statements of
+/// 300 rows take.
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    /// The one-pass statement in the statement's order (the default below
+    /// 5,000 rows).
+    Small,
+    /// A large statement on a table recording up to 40 columns: one pass,
+    /// in the key index's order.
+    Sorted,
+    /// A large statement on a wider table: the changed columns first, then
+    /// a statement generated for them.
+    TwoPass,
+}
+
+/// The same, the statements of 300 rows taking `path`.
+async fn compare_with(kind: Option<&str>, config: &str, path: Path) {
     let schema = format!(
         "CREATE TABLE many_t {TABLE}; CREATE TABLE one_t {TABLE};
          INSERT INTO many_t SELECT g, g, 'u' || g || '@x', 'n' || g, g / 7.0, g * 1.5, ARRAY['a', g::text],
@@ -209,8 +232,10 @@ async fn compare_with(kind: Option<&str>, config: &str, two_pass: bool) {
          INSERT INTO one_t SELECT * FROM many_t;"
     );
     let db = audited_db(&schema, config).await;
-    if two_pass {
-        two_pass_update_from(&db.client, 200).await;
+    match path {
+        Path::Small => {}
+        Path::Sorted => large_update_from(&db.client, 200, None).await,
+        Path::TwoPass => two_pass_update_from(&db.client, 200).await,
     }
     if let Some(kind) = kind {
         db.client
@@ -273,6 +298,18 @@ async fn compare_with(kind: Option<&str>, config: &str, two_pass: bool) {
 /// reads back the same (the comparisons above).
 #[tokio::test]
 async fn a_large_update_writes_its_rows_in_key_index_order_unless_keys_change() {
+    key_index_order(Path::TwoPass).await;
+}
+
+/// The same in one pass (a table recording up to 40 columns); there, a
+/// statement that changes some rows' keys writes those rows first, in its
+/// own order, then the others in the key index's.
+#[tokio::test]
+async fn a_large_update_in_one_pass_writes_its_rows_in_key_index_order_unless_keys_change() {
+    key_index_order(Path::Sorted).await;
+}
+
+async fn key_index_order(path: Path) {
     let schema = format!(
         "CREATE TABLE big_t {TABLE};
          INSERT INTO big_t SELECT g, g, 'u' || g || '@x', 'n' || g, g / 7.0, g * 1.5, ARRAY['a', g::text],
@@ -281,7 +318,10 @@ async fn a_large_update_writes_its_rows_in_key_index_order_unless_keys_change() 
                            FROM generate_series(1, 1000) g;"
     );
     let db = audited_db(&schema, CONFIG).await;
-    two_pass_update_from(&db.client, 200).await;
+    match path {
+        Path::TwoPass => two_pass_update_from(&db.client, 200).await,
+        _ => large_update_from(&db.client, 200, None).await,
+    }
     db.client
         .batch_execute("UPDATE big_t SET email = email || '.x', name = 'n' WHERE seq <= 900")
         .await
@@ -293,16 +333,8 @@ async fn a_large_update_writes_its_rows_in_key_index_order_unless_keys_change() 
     sorted.sort_unstable();
     assert_eq!(hashes, sorted, "the trail rows follow the key index");
 
-    // The keys change: rows in the order the statement updated them (a
-    // sequential scan: the rows' physical order).
-    let scan_order: Vec<i64> = db
-        .client
-        .query("SELECT id::bigint FROM big_t WHERE seq <= 900 ORDER BY ctid", &[])
-        .await
-        .expect("rows readable")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    // The keys change: rows in the order the statement updated them.
+    let before = scan_order(&db.client).await;
     db.client
         .batch_execute("UPDATE big_t SET id = id + 10000, name = 'm' WHERE seq <= 900")
         .await
@@ -310,15 +342,64 @@ async fn a_large_update_writes_its_rows_in_key_index_order_unless_keys_change() 
     let rows = last_statement_changes(&db.client).await;
     assert_eq!(rows.len(), 900);
     let old_keys: Vec<i64> = rows.iter().map(|r| r.2.expect("an old key")).collect();
-    assert_eq!(old_keys, scan_order, "the statement's own order");
+    let in_scan_order: Vec<i64> = before.iter().map(|r| r.0).collect();
+    assert_eq!(old_keys, in_scan_order, "the statement's own order");
+
+    // Some rows' keys change (even seq), the others' do not.
+    let before = scan_order(&db.client).await;
+    db.client
+        .batch_execute(
+            "UPDATE big_t SET id = CASE WHEN seq % 2 = 0 THEN id + 10000 ELSE id END, name = 'k'
+             WHERE seq <= 900",
+        )
+        .await
+        .expect("a large UPDATE of some keys");
+    let rows = last_statement_changes(&db.client).await;
+    assert_eq!(rows.len(), 900);
+    let moved: Vec<i64> = before.iter().filter(|r| r.1 % 2 == 0).map(|r| r.0).collect();
+    if path == Path::TwoPass {
+        // A key changed in the statement: all of it in its own order.
+        let keys: Vec<i64> = rows.iter().map(|r| r.2.unwrap_or(r.3)).collect();
+        let in_scan_order: Vec<i64> = before.iter().map(|r| r.0).collect();
+        assert_eq!(keys, in_scan_order, "the statement's own order");
+    } else {
+        // The moved rows first, in the statement's order; then the others
+        // in the key index's.
+        let (first, rest) = rows.split_at(moved.len());
+        let old_keys: Vec<i64> = first.iter().map(|r| r.2.expect("an old key")).collect();
+        assert_eq!(old_keys, moved, "rows whose key changed: the statement's order");
+        assert!(
+            rest.iter().all(|r| r.2.is_none()),
+            "then the rows that kept their key"
+        );
+        let hashes: Vec<i64> = rest.iter().map(|r| r.1).collect();
+        let mut sorted = hashes.clone();
+        sorted.sort_unstable();
+        assert_eq!(hashes, sorted, "those in the key index's order");
+    }
 }
 
-/// (id, hash of the key, old key) of the UPDATEs recorded by the last
-/// statement that changed rows, in id order.
-async fn last_statement_changes(client: &Client) -> Vec<(i64, i64, Option<i64>)> {
+/// (id, seq) of the rows of `big_t` with seq up to 900, in the order a
+/// statement updates them (a sequential scan: their physical order).
+async fn scan_order(client: &Client) -> Vec<(i64, i32)> {
     client
         .query(
-            "SELECT c.id, jsonb_hash_extended(c.pk, 0), (c.old_pk ->> 'id')::bigint
+            "SELECT id::bigint, seq FROM big_t WHERE seq <= 900 ORDER BY ctid",
+            &[],
+        )
+        .await
+        .expect("rows readable")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// (id, hash of the key, old key, key) of the UPDATEs recorded by the last
+/// statement that changed rows, in id order.
+async fn last_statement_changes(client: &Client) -> Vec<(i64, i64, Option<i64>, i64)> {
+    client
+        .query(
+            "SELECT c.id, jsonb_hash_extended(c.pk, 0), (c.old_pk ->> 'id')::bigint, (c.pk ->> 'id')::bigint
              FROM pgtrail.change c
              WHERE c.op = 'U' AND c.changed_at = (SELECT max(changed_at) FROM pgtrail.change)
              ORDER BY c.id",
@@ -327,6 +408,6 @@ async fn last_statement_changes(client: &Client) -> Vec<(i64, i64, Option<i64>)>
         .await
         .expect("trail readable")
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect()
 }

@@ -24,17 +24,38 @@ pub async fn apply(client: &mut Client, toml: &str) {
 }
 
 /// Makes UPDATEs of `rows` rows and more take the two-pass path of the
-/// capture functions (kind 'columns'; by default from 5,000 rows) and
-/// generates them again: stories of a few hundred rows cover that path so.
+/// capture functions (kind 'columns'; by default from 5,000 rows, in
+/// tables recording more than 40 columns) and generates them again:
+/// stories of a few hundred rows cover that path so.
 pub async fn two_pass_update_from(client: &Client, rows: i64) {
-    client
-        .execute(
-            "INSERT INTO pgtrail.setting (name, value) VALUES ('bulk_update_rows', $1)
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            &[&rows.to_string()],
-        )
-        .await
-        .expect("the setting is written");
+    large_update_from(client, rows, Some(0)).await;
+}
+
+/// Makes UPDATEs of `rows` rows and more large ones (kind 'columns': the
+/// changes written in the key index's order; in tables recording more than
+/// `two_pass_columns` columns, 40 when None, by the two-pass path) and
+/// generates the capture functions again.
+pub async fn large_update_from(client: &Client, rows: i64, two_pass_columns: Option<i64>) {
+    let settings = [
+        ("bulk_update_rows", Some(rows)),
+        ("two_pass_columns", two_pass_columns),
+    ];
+    for (name, value) in settings {
+        match value {
+            Some(value) => client
+                .execute(
+                    "INSERT INTO pgtrail.setting (name, value) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    &[&name, &value.to_string()],
+                )
+                .await
+                .expect("the setting is written"),
+            None => client
+                .execute("DELETE FROM pgtrail.setting WHERE name = $1", &[&name])
+                .await
+                .expect("the setting is removed"),
+        };
+    }
     client
         .batch_execute("SELECT pgtrail._compile_all()")
         .await

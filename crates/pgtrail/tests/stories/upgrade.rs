@@ -28,6 +28,7 @@ const RELEASED: &[(&str, &str)] = &[
     ("0.14.0", include_str!("../../../capture/sql/released/0.14.0.sql")),
     ("0.15.0", include_str!("../../../capture/sql/released/0.15.0.sql")),
     ("0.16.0", include_str!("../../../capture/sql/released/0.16.0.sql")),
+    ("0.17.0", include_str!("../../../capture/sql/released/0.17.0.sql")),
 ];
 
 #[tokio::test]
