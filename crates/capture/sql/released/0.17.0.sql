@@ -2112,20 +2112,36 @@ $fn$;
 -- The INSERT of an UPDATE's changes, for a function of kind 'columns'.
 -- p_from pairs old rows o with new rows n. With p_numbered, o and n are the
 -- positional pairing (pgtrail._positional_pairs_sql); else the transition
--- tables themselves. p_where is added to the condition that some recorded
--- column changed. With p_only (the numbers of the columns that changed in
--- some row of a large statement), only those are compared and recorded,
+-- tables themselves. With p_only (the numbers of the columns that changed
+-- in some row of a large statement), only those are compared and recorded,
 -- and a row in which all of them changed gets its JSON in one call.
+--
+-- With p_key_order (a large statement, p_numbered, a table with a key), the
+-- rows are inserted in the order of the key index (change_key_idx: the
+-- key's jsonb_hash_extended), so that its entries go in leaf by leaf
+-- instead of one random leaf per row: about 13% of what capture adds to a
+-- 100,000-row UPDATE (bench/RESULTS.md). Ids then follow the keys' hashes
+-- within the statement, not the order the rows were updated; nothing reads
+-- an order into the ids of one statement's changes of distinct rows (the
+-- queries order a row's changes by changed_at, id, and each row changes
+-- once in a statement). Rows whose key changed come first, in the
+-- statement's order: a row's changes are followed from key to key within
+-- the statement. Rows of one key (a configured key that is not unique)
+-- keep the statement's order (x.p). One sort key tells nearly every two
+-- rows apart: the sort reads any further key from the tuple past its JSON
+-- values, a walk over every column before it for each comparison that
+-- needs it (bench/RESULTS.md, 0.17.0).
 --
 -- With p_numbered, each pair's columns, whether each changed (h<n>) and
 -- its new key (k) are computed in one subquery x over the join, fenced by
 -- OFFSET 0, and the trail's row is made from x: the key is built once per
--- row (pgtrail._bulk_update_sql orders by its hash too), and no per-row
+-- row (and ordered by with p_key_order), and no per-row
 -- LATERAL subquery runs for the comparisons. Without it (one row), the
 -- comparisons are a LATERAL subquery ch, as one row needs nothing more.
 DROP FUNCTION IF EXISTS pgtrail._update_columns_sql(pgtrail.audited_table, oid, text, boolean, text, integer[]);
+DROP FUNCTION IF EXISTS pgtrail._update_columns_sql(pgtrail.audited_table, oid, text, boolean, text, text, integer[]);
 CREATE OR REPLACE FUNCTION pgtrail._update_columns_sql(
-    t pgtrail.audited_table, p_relid oid, p_from text, p_numbered boolean, p_where text, p_at text,
+    t pgtrail.audited_table, p_relid oid, p_from text, p_numbered boolean, p_key_order boolean, p_at text,
     p_only integer[] DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql STABLE
@@ -2153,6 +2169,7 @@ DECLARE
     v_old_whole   text;
     v_new_whole   text;
     v_fields      text := 'NULL';
+    v_order       text := '';
 BEGIN
     -- The comparisons (ch.c<n>, or x.h<n>: whether the n-th column
     -- changed) and, with p_numbered, the columns x passes on.
@@ -2242,6 +2259,12 @@ BEGIN
         END IF;
     END IF;
 
+    IF p_numbered AND p_key_order AND v_keyed THEN
+        v_order := E'\n            ORDER BY '
+                   || CASE WHEN v_key_changed IS NULL THEN 'pg_catalog.jsonb_hash_extended(x.k, 0), x.p'
+                           ELSE format('CASE WHEN %s THEN NULL ELSE pg_catalog.jsonb_hash_extended(x.k, 0) END NULLS FIRST, x.p',
+                                       v_key_changed) END;
+    END IF;
     IF p_numbered THEN
         RETURN format(
             E'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)\n'
@@ -2252,7 +2275,7 @@ BEGIN
             '                  FROM %s OFFSET 0) AS x\n'
             '            WHERE (%s)%s',
             t.id, p_at, v_new_key, coalesce(v_key_changed, 'false'), v_old_key,
-            v_old_values, v_new_values, v_fields, v_pair, p_from, v_any, p_where);
+            v_old_values, v_new_values, v_fields, v_pair, p_from, v_any, v_order);
     END IF;
     RETURN format(
         E'INSERT INTO pgtrail.change (txid, ctx, table_id, op, changed_at, pk, old_pk, old_values, new_values, changed_fields)\n'
@@ -2263,7 +2286,7 @@ BEGIN
         '            CROSS JOIN LATERAL (SELECT %s OFFSET 0) AS ch\n'
         '            WHERE (%s)%s',
         t.id, p_at, v_new_key, coalesce(v_key_changed, 'false'), v_old_key,
-        v_old_values, v_new_values, v_fields, p_from, v_changed, v_any, p_where);
+        v_old_values, v_new_values, v_fields, p_from, v_changed, v_any, '');
 END
 $fn$;
 
@@ -2288,22 +2311,8 @@ $fn$;
 -- pgtrail._capture_body), for the columns p_only that changed in some row
 -- of it: generated per statement (the capture function EXECUTEs it), so
 -- that only those columns are compared and turned into JSON, one object
--- per row in the usual case.
---
--- When no key column changed (the usual large UPDATE), the rows are
--- inserted in the order of the key index (change_key_idx: the key's
--- jsonb_hash_extended), so that its entries go in leaf by leaf instead of
--- one random leaf per row: about 13% of what capture adds to a
--- 100,000-row UPDATE (bench/RESULTS.md). Ids then follow the keys' hashes
--- within the statement, not the order the rows were updated; nothing reads
--- an order into the ids of one statement's changes of distinct rows (the
--- queries order a row's changes by changed_at, id, and each row changes
--- once in a statement). Rows of one key (a configured key that is not
--- unique) keep the statement's order (x.p). The key's JSON is built once
--- per row, in the pairing's subquery x (pgtrail._update_columns_sql), for
--- the trail's row and for this order. When a key changed, a row's
--- changes are followed from key to key within the statement, so the
--- statement's own order is kept.
+-- per row in the usual case, in the key index's order
+-- (pgtrail._update_columns_sql).
 CREATE OR REPLACE FUNCTION pgtrail._bulk_update_sql(p_id integer, p_relid oid, p_only integer[])
 RETURNS text
 LANGUAGE plpgsql STABLE
@@ -2311,20 +2320,14 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     t     pgtrail.audited_table;
-    v_sql text;
 BEGIN
     SELECT * INTO t FROM pgtrail.audited_table WHERE id = p_id;
     -- $1 txid, $2 ctx, $3 the redaction key, $4 the changes' time. (p_relid
     -- is the table the statement named, maybe a partition: the same column
     -- names.)
-    v_sql := replace(replace(replace(
-        pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid, p_only), true, '', '$4', p_only),
+    RETURN replace(replace(replace(
+        pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid, p_only), true, true, '$4', p_only),
         'v_txid, v_ctx,', '$1, $2,'), 'v_secret', '$3'), E'\n', ' ');
-    IF cardinality(t.key_columns) > 0
-       AND NOT EXISTS (SELECT FROM pgtrail._capture_columns(p_id, p_relid) AS c WHERE c.is_key AND c.ord = ANY (p_only)) THEN
-        v_sql := v_sql || ' ORDER BY pg_catalog.jsonb_hash_extended(x.k, 0), x.p';
-    END IF;
-    RETURN v_sql;
 END
 $fn$;
 
@@ -2407,7 +2410,6 @@ DECLARE
     v_two_pass_columns bigint := coalesce((SELECT s.value::bigint FROM pgtrail.setting AS s
                                            WHERE s.name = 'two_pass_columns' AND s.value ~ '^[0-9]{1,18}$'), 40);
     v_large  text;
-    v_keys   text;
 BEGIN
     SELECT * INTO t FROM pgtrail.audited_table WHERE id = p_id;
     IF NOT FOUND THEN
@@ -2429,8 +2431,8 @@ BEGIN
         -- a second, for a statement that then pairs nothing.
         v_one := pgtrail._update_columns_sql(t, p_relid,
                      '(SELECT * FROM pgtrail_old WHERE NOT EXISTS (SELECT FROM pgtrail_new OFFSET 1) LIMIT 1) AS o, '
-                     '(SELECT * FROM pgtrail_new LIMIT 1) AS n', false, '', 'v_now');
-        v_many := pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid), true, '', 'v_now');
+                     '(SELECT * FROM pgtrail_new LIMIT 1) AS n', false, false, 'v_now');
+        v_many := pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid), true, false, 'v_now');
         IF (SELECT count(*) FROM pgtrail._capture_columns(p_id, p_relid)) > v_two_pass_columns THEN
             -- A wide table: a large UPDATE first finds the columns that
             -- changed in some row (one pass), then compares and records
@@ -2445,27 +2447,11 @@ BEGIN
                               v_changed, p_id);
         ELSE
             -- A narrower one: the one-pass statement, in the order of the
-            -- key index (change_key_idx: the key's jsonb_hash_extended), so
-            -- that its entries go in leaf by leaf instead of one random
-            -- leaf per row. Comparing every column in one pass costs less
-            -- than a pass to find the changed columns and a statement
-            -- generated and planned for them (bench/RESULTS.md, 0.17.0).
-            -- Rows whose key changed keep the statement's order, before
-            -- the others: a row's changes are followed from key to key
-            -- within the statement. Rows of one key (a configured key that
-            -- is not unique) keep the statement's order (x.p). (One sort
-            -- key that tells nearly every two rows apart: the sort reads a
-            -- second key from the tuple past its JSON values, a walk over
-            -- every column before it for each comparison that needs it.)
-            v_keys := (SELECT string_agg(format('x.h%s', c.ord), ' OR ' ORDER BY c.ord)
-                       FROM pgtrail._capture_columns(p_id, p_relid) AS c WHERE c.is_key);
-            v_large := pgtrail._update_columns_sql(
-                           t, p_relid, pgtrail._positional_pairs_sql(t, p_relid), true,
-                           CASE WHEN v_keys IS NOT NULL
-                                THEN format(E'\n            ORDER BY CASE WHEN %s THEN NULL '
-                                            'ELSE pg_catalog.jsonb_hash_extended(x.k, 0) END NULLS FIRST, x.p', v_keys)
-                                ELSE '' END,
-                           'v_now')
+            -- key index (see pgtrail._update_columns_sql). Comparing every
+            -- column in one pass costs less than a pass to find the changed
+            -- columns and a statement generated and planned for them
+            -- (bench/RESULTS.md, 0.17.0).
+            v_large := pgtrail._update_columns_sql(t, p_relid, pgtrail._positional_pairs_sql(t, p_relid), true, true, 'v_now')
                        || E';\n                    GET DIAGNOSTICS v_rows = ROW_COUNT;';
         END IF;
     ELSE
@@ -9918,7 +9904,7 @@ GRANT EXECUTE ON FUNCTION pgtrail.version() TO PUBLIC;
 -- build
 CREATE OR REPLACE FUNCTION pgtrail.build() RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT '6dde7e398f3f70df' $fn$;
+AS $fn$ SELECT '5d367dc9dbabe589' $fn$;
 GRANT EXECUTE ON FUNCTION pgtrail.build() TO PUBLIC;
 -- version() and build() come last; they belong to the owner role too (90_privileges.sql).
 DO $owner$ DECLARE v_owner name := pgtrail.role_name('owner'); BEGIN
